@@ -1,0 +1,25 @@
+"""vt-ops: the command line for op packs.
+
+    vt-ops new NAME          scaffold a pack (one op, CMake file, test)
+    vt-ops build PATH        configure + compile a pack with the installed SDK (incremental)
+    vt-ops list              packs loaded and available, their ops and providers
+    vt-ops info PACK         a pack's manifest, ops and providers
+
+`new` and `build` need only CMake and a compiler, never the runtime; `list` and `info` import
+vibetensor lazily. The console script `vt-ops` points at `main`.
+"""
+from __future__ import annotations
+
+import click
+
+from ._sdk import sdk_dir
+
+__all__ = ["main", "sdk_dir"]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main():
+    """Build, inspect and manage vibetensor op packs."""
+
+
+from . import _build, _new, _query  # noqa: E402,F401  (registers the commands on `main`)

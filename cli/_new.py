@@ -1,0 +1,60 @@
+"""`vt-ops new NAME`: copy sdk/templates/pack into a new folder, filling in the names."""
+from __future__ import annotations
+
+import keyword
+import re
+from pathlib import Path
+
+import click
+
+from . import main
+from ._sdk import sdk_dir
+
+_IDENT = re.compile(r"^[a-z_][a-z0-9_]*$")
+
+
+def _check_ident(kind: str, value: str) -> str:
+    if not _IDENT.match(value) or keyword.iskeyword(value):
+        raise click.BadParameter(
+            f"{kind} {value!r} must be a lowercase identifier ([a-z_][a-z0-9_]*), not a Python keyword"
+        )
+    return value
+
+
+def scaffold(name: str, dest: Path, namespace: str) -> list[Path]:
+    """Writes the template pack into `dest`; returns the files written."""
+    tpl = sdk_dir() / "templates" / "pack"
+    if not tpl.is_dir():
+        raise click.ClickException(f"pack template not found at {tpl}")
+    written = []
+    for src in sorted(p for p in tpl.rglob("*") if p.is_file()):
+        rel = src.relative_to(tpl).as_posix().replace("__name__", name)
+        if rel.endswith(".tmpl"):  # so pytest and compilers never pick up the raw templates
+            rel = rel[: -len(".tmpl")]
+        if rel == "gitignore":  # stored without the dot so packaging never drops it
+            rel = ".gitignore"
+        text = src.read_text().replace("{{name}}", name).replace("{{namespace}}", namespace)
+        out = dest / rel
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text)
+        written.append(out)
+    return written
+
+
+@main.command("new")
+@click.argument("name")
+@click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path),
+              help="Folder to create (default: ./NAME).")
+@click.option("--namespace", "-n", help="Op namespace (default: NAME), as in NS::scale.")
+def new(name, directory, namespace):
+    """Scaffold an op pack NAME with one op, its CMake file and a test."""
+    _check_ident("pack name", name)
+    namespace = _check_ident("namespace", namespace or name)
+    dest = directory or Path(name)
+    if dest.exists() and any(dest.iterdir()):
+        raise click.ClickException(f"{dest} exists and is not empty")
+    files = scaffold(name, dest, namespace)
+    click.echo(f"created pack '{name}' in {dest}/")
+    for f in files:
+        click.echo(f"  {f.relative_to(dest)}")
+    click.echo(f"next: vt-ops build {dest}   then   pytest {dest / 'tests'}")

@@ -1,0 +1,165 @@
+"""`vt-ops list` and `vt-ops info PACK`: thin views over the registry's Python API.
+
+Uses vibetensor.ops.packs() (loaded packs: .name .version .path .manifest),
+vibetensor.ops.available() (pack folders on the search path), vibetensor.ops.providers(op, device)
+(.name .priority .pack .active) and vibetensor.ops.load(path). Imported lazily: `new` and `build`
+must work where the runtime is not built.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from . import main
+
+
+def _ops_api():
+    try:
+        import vibetensor as vt
+    except Exception as e:  # a missing or broken runtime build: say so plainly
+        raise click.ClickException(f"cannot import vibetensor: {e}")
+    return vt.ops
+
+
+def _read_manifest(folder) -> dict:
+    try:
+        return json.loads((Path(folder) / "manifest.json").read_text())
+    except (OSError, ValueError) as e:
+        return {"name": Path(folder).name, "error": str(e)}
+
+
+def _manifest_ops(man: dict) -> list[str]:
+    """Ops a pack defines, then ops it only provides kernels for."""
+    ops = list(man.get("ops", []))
+    for k in man.get("kernels", []):
+        if k.get("op") not in ops:
+            ops.append(k["op"])
+    return ops
+
+
+def _op_devices(man: dict, op: str) -> list[str]:
+    """Devices this pack has kernels for `op` on (cpu first)."""
+    devs = {k["device"] for k in man.get("kernels", []) if k.get("op") == op}
+    return sorted(devs, key=lambda d: (d != "cpu", d)) or list(man.get("devices") or ["cpu"])
+
+
+def _provider_rows(api, op: str, devices) -> list[dict]:
+    rows = []
+    for dev in devices:
+        try:
+            provs = api.providers(op, device=dev)
+        except Exception as e:  # op unknown on this device, or the registry refused
+            rows.append({"device": dev, "error": str(e)})
+            continue
+        for p in provs:
+            pk = getattr(p, "pack", None)  # a name or a pack object
+            pk = pk if pk is None or isinstance(pk, str) else getattr(pk, "name", str(pk))
+            rows.append({"device": dev, "provider": p.name, "priority": p.priority, "pack": pk,
+                         "active": bool(p.active)})
+    return rows
+
+
+def _format_providers(rows) -> str:
+    by_dev: dict[str, list[str]] = {}
+    for r in rows:
+        if "error" in r:
+            by_dev.setdefault(r["device"], []).append(f"({r['error']})")
+        else:
+            mark = "*" if r["active"] else ""
+            by_dev.setdefault(r["device"], []).append(f"{mark}{r['provider']}[{r['priority']}]")
+    return "  ".join(f"{d}: {' '.join(v)}" for d, v in by_dev.items())
+
+
+def _pack_record(api, pack=None, folder=None) -> dict:
+    if pack is not None:
+        man = dict(pack.manifest)
+        rec = {"name": pack.name, "version": pack.version, "path": str(pack.path), "loaded": True,
+               "manifest": man}
+        rec["ops"] = {op: _provider_rows(api, op, _op_devices(man, op)) for op in _manifest_ops(man)}
+    else:
+        man = _read_manifest(folder)
+        rec = {"name": man.get("name"), "version": man.get("version"), "path": str(folder),
+               "loaded": False, "manifest": man}
+        rec["ops"] = {op: [{"device": k["device"], "provider": k["provider"], "priority": k["priority"],
+                            "pack": man.get("name"), "active": False}
+                           for k in man.get("kernels", []) if k.get("op") == op]
+                      for op in _manifest_ops(man)}
+    return rec
+
+
+def _records(api) -> list[dict]:
+    loaded = list(api.packs())
+    recs = [_pack_record(api, pack=p) for p in loaded]
+    seen = {str(Path(p.path).resolve()) for p in loaded}
+    for folder in api.available():
+        if str(Path(folder).resolve()) not in seen:
+            recs.append(_pack_record(api, folder=Path(folder)))
+    return recs
+
+
+def _echo_record(rec: dict, full: bool) -> None:
+    state = "loaded" if rec["loaded"] else "available"
+    click.echo(f"{rec['name']} {rec['version']}  [{state}]  {rec['path']}")
+    man = rec["manifest"]
+    if "error" in man:
+        click.echo(f"  manifest unreadable: {man['error']}")
+        return
+    if full:
+        for key in ("library", "sha256", "abi", "devices", "requires"):
+            if man.get(key):
+                val = man[key]
+                val = ".".join(map(str, val)) if key == "abi" else (", ".join(val) if isinstance(val, list) else val)
+                click.echo(f"  {key}: {val}")
+    width = max((len(op) for op in rec["ops"]), default=0)
+    for op, rows in rec["ops"].items():
+        mine = "" if op in man.get("ops", []) else " (provides)"
+        click.echo(f"  {op.ljust(width)}  {_format_providers(rows)}{mine}")
+        if full and op in man.get("schemas", {}):
+            click.echo(f"  {''.ljust(width)}  {man['schemas'][op]}")
+
+
+@main.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def list_(as_json):
+    """Packs loaded and available, their ops and providers (* = active, [priority])."""
+    api = _ops_api()
+    recs = _records(api)
+    if as_json:
+        click.echo(json.dumps(recs, indent=1))
+        return
+    if not recs:
+        click.echo("no packs loaded or found (VT_OPS_PATH, the user pack folder, entry points)")
+    for rec in recs:
+        _echo_record(rec, full=False)
+
+
+@main.command("info")
+@click.argument("pack")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def info(pack, as_json):
+    """Manifest, ops and providers of PACK (a pack name or a pack folder)."""
+    path = Path(pack)
+    api = _ops_api()
+    rec = None
+    if (path / "manifest.json").is_file():
+        for p in api.packs():
+            if Path(p.path).resolve() == path.resolve():
+                rec = _pack_record(api, pack=p)
+        rec = rec or _pack_record(api, folder=path)
+    else:
+        for p in api.packs():
+            if p.name == pack:
+                rec = _pack_record(api, pack=p)
+        if rec is None:
+            for folder in api.available():
+                if _read_manifest(folder).get("name") == pack:
+                    rec = _pack_record(api, folder=Path(folder))
+                    break
+    if rec is None:
+        raise click.ClickException(f"no pack named {pack!r} is loaded or on the search path")
+    if as_json:
+        click.echo(json.dumps(rec, indent=1))
+    else:
+        _echo_record(rec, full=True)

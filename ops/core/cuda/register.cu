@@ -1,0 +1,19 @@
+// ops/core/cuda/register.cu — the core pack's CUDA kernels, registered from pack.cpp's init
+// (under VT_WITH_CUDA) for ops that pack.cpp defines. One line per kernel.
+#include "vt/oppack.hpp"
+
+vt::KernelFn add_cuda, sub_cuda, mul_cuda, div_cuda;     // binary.cu
+vt::KernelFn contiguous_cuda;                            // copy.cu
+vt::KernelFn fill__cuda, zeros_cuda, ones_cuda, full_cuda;  // fill.cu
+
+void core_register_cuda(vt::Registrar& r) {
+  r.impl("core::add", VT_CUDA, add_cuda);
+  r.impl("core::sub", VT_CUDA, sub_cuda);
+  r.impl("core::mul", VT_CUDA, mul_cuda);
+  r.impl("core::div", VT_CUDA, div_cuda);
+  r.impl("core::contiguous", VT_CUDA, contiguous_cuda);
+  r.impl("core::fill_", VT_CUDA, fill__cuda);
+  r.impl("core::zeros", VT_CUDA, zeros_cuda);
+  r.impl("core::ones", VT_CUDA, ones_cuda);
+  r.impl("core::full", VT_CUDA, full_cuda);
+}

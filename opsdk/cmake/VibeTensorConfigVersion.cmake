@@ -1,0 +1,16 @@
+# The VibeTensor CMake package's version is the op-pack ABI version from vt/oppack.h.
+# find_package(VibeTensor 1.0) accepts an SDK with the same ABI major and a minor >= the request.
+file(STRINGS "${CMAKE_CURRENT_LIST_DIR}/../include/vt/oppack.h" _vt_abi_lines REGEX "^#define VT_ABI_(MAJOR|MINOR) ")
+string(REGEX REPLACE ".*VT_ABI_MAJOR ([0-9]+).*" "\\1" _vt_abi_major "${_vt_abi_lines}")
+string(REGEX REPLACE ".*VT_ABI_MINOR ([0-9]+).*" "\\1" _vt_abi_minor "${_vt_abi_lines}")
+set(PACKAGE_VERSION "${_vt_abi_major}.${_vt_abi_minor}")
+if(NOT PACKAGE_FIND_VERSION)
+  set(PACKAGE_VERSION_COMPATIBLE TRUE)
+elseif(PACKAGE_FIND_VERSION_MAJOR EQUAL _vt_abi_major AND NOT PACKAGE_FIND_VERSION VERSION_GREATER PACKAGE_VERSION)
+  set(PACKAGE_VERSION_COMPATIBLE TRUE)
+  if(PACKAGE_FIND_VERSION VERSION_EQUAL PACKAGE_VERSION)
+    set(PACKAGE_VERSION_EXACT TRUE)
+  endif()
+else()
+  set(PACKAGE_VERSION_COMPATIBLE FALSE)
+endif()

@@ -1,0 +1,72 @@
+"""Cached op handles for the frontend, plus the dtype promotion and scalar handling that sit in
+front of every arithmetic op."""
+from __future__ import annotations
+
+from vibetensor import registry
+from vibetensor.registry import loader
+from vibetensor.runtime import checked, lib
+from vibetensor.runtime import dtypes as T
+
+_ops: dict = {}
+_handles: dict = {}
+_handles_gen = [-1]
+
+
+def op(name: str) -> registry.Op:
+    o = _ops.get(name)
+    if o is None:
+        o = _ops[name] = registry.Op(name)
+    return o
+
+
+def handle(name: str):
+    """The op's native handle, re-resolved only after a pack was loaded or unloaded."""
+    if _handles_gen[0] != loader.generation[0]:
+        _handles.clear()
+        _handles_gen[0] = loader.generation[0]
+    h = _handles.get(name)
+    if h is None:
+        h = _handles[name] = op(name).handle()
+    return h
+
+
+def _scalar_dtype(v, like: T.dtype) -> T.dtype:
+    if isinstance(v, bool):
+        return like
+    if isinstance(v, int):
+        return like if like is not T.bool_ else T.int64
+    if isinstance(v, float):
+        return like if like.is_floating_point else T.float32
+    raise TypeError(f"expected a Tensor or a Python number, got {type(v).__name__}")
+
+
+def as_tensor_like(v, ref):
+    """A Python number becomes a 0-d tensor on ref's device, of ref's dtype where that holds it
+    (as in torch: int tensor + 2.5 -> float32). It is filled by a kernel on that device."""
+    if hasattr(v, "_h"):
+        return v
+    dt = _scalar_dtype(v, ref.dtype)
+    return op("core::full")([], float(v), dt, ref.device)
+
+
+def promote_pair(a, b):
+    if not hasattr(a, "_h"):
+        a = as_tensor_like(a, b)
+    if not hasattr(b, "_h"):
+        b = as_tensor_like(b, a)
+    if a.dtype is not b.dtype:
+        d = T.promote(a.dtype, b.dtype)
+        a, b = cast(a, d), cast(b, d)
+    return a, b
+
+
+def cast(t, dtype: T.dtype):
+    if t.dtype is dtype:
+        return t
+    from .tensor import _wrap
+
+    out = _wrap(checked(lib.vtrt_empty(t._h.sizes, t._h.ndim, dtype._vt(), t._h.device)))
+    op("core::copy_")(out, t)
+    return out
+
+

@@ -1,0 +1,47 @@
+"""`vt.ops`: the op packs and the ops they bring.
+
+    vt.ops.load("path/to/pack")          # a folder with manifest.json (or a pack name)
+    vt.ops.packs()                       # loaded packs
+    vt.ops.providers("core::add")        # implementations, best first, .active marks the live one
+    vt.ops.use("core::add", "mine")      # pin a provider; `with vt.ops.use(...):` pins for a block
+    vt.ops.unload("mine")                # the next best provider serves at once
+    vt.ops.core.add(a, b, alpha=2.0)     # any op, by namespace and name
+"""
+from __future__ import annotations
+
+from vibetensor.registry import (Op, Pack, PackError, available, get, is_mapped, load, op_names,
+                                 packs, pinned, providers, unload, use, user_dir)
+
+from . import _ops
+
+
+class Namespace:
+    """`vt.ops.<namespace>`: attribute access resolves `<namespace>::<name>` (cached)."""
+
+    def __init__(self, name: str):
+        self._name = name
+
+    def __getattr__(self, name: str) -> Op:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return _ops.op(f"{self._name}::{name}")
+
+    def __dir__(self):
+        prefix = self._name + "::"
+        return [n[len(prefix):] for n in op_names() if n.startswith(prefix)]
+
+    def __repr__(self):
+        return f"<vt.ops namespace '{self._name}'>"
+
+
+def __getattr__(name: str) -> Namespace:
+    if name.startswith("__"):
+        raise AttributeError(name)
+    if not any(n.split("::")[0] == name for n in op_names()):
+        raise AttributeError(f"vt.ops has no namespace '{name}' (loaded namespaces: "
+                             f"{sorted({n.split('::')[0] for n in op_names()})})")
+    return Namespace(name)
+
+
+__all__ = ["load", "unload", "packs", "get", "providers", "pinned", "use", "available",
+           "user_dir", "is_mapped", "op_names", "Op", "Pack", "PackError", "Namespace"]

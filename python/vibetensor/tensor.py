@@ -1,0 +1,597 @@
+"""Tensor: a Python handle on a runtime tensor (`vt_tensor*`), with torch's names.
+
+Metadata is read straight from the native header on demand; every computation is an op call
+through the registry's resolved handles. Views (view/reshape, transpose/permute, narrow/select,
+slicing, expand, squeeze/unsqueeze) compute sizes and strides here and ask the runtime for an
+`as_strided` view of the same storage.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from vibetensor.runtime import checked, error, ffi, lib
+from vibetensor.runtime import dtypes as T
+
+from . import _ops
+
+_release = lib.vtrt_release
+_call_tt = lib.vtrt_call_tt
+_NULL = ffi.NULL
+
+
+def _wrap(h) -> "Tensor":
+    t = Tensor.__new__(Tensor)
+    t._h = h
+    return t
+
+
+class Tensor:
+    """An n-dimensional array on a device. Create with `vt.tensor`, `vt.zeros`, `vt.from_numpy`..
+
+    >>> import vibetensor as vt
+    >>> (vt.ones(2, 3) + vt.arange(3.0)).tolist()
+    [[1.0, 2.0, 3.0], [1.0, 2.0, 3.0]]
+    """
+
+    __slots__ = ("_h", "__weakref__")
+
+    def __init__(self, *args, **kwargs):
+        raise TypeError("create tensors with vt.tensor(...), vt.zeros(...), vt.from_numpy(...)")
+
+    def __del__(self):
+        h = getattr(self, "_h", None)
+        if h is not None:
+            _release(h)
+
+    # -- metadata ----------------------------------------------------------------------------
+    @property
+    def shape(self) -> tuple:
+        h = self._h
+        return tuple(h.sizes[0:h.ndim])
+
+    def size(self, dim=None):
+        s = self.shape
+        return s if dim is None else s[_wrap_dim(dim, len(s), "size")]
+
+    def stride(self, dim=None):
+        h = self._h
+        s = tuple(h.strides[0:h.ndim])
+        return s if dim is None else s[_wrap_dim(dim, len(s), "stride")]
+
+    @property
+    def ndim(self) -> int:
+        return self._h.ndim
+
+    def dim(self) -> int:
+        return self._h.ndim
+
+    def numel(self) -> int:
+        return self._h.numel
+
+    def __len__(self):
+        if self._h.ndim == 0:
+            raise TypeError("len() of a 0-d tensor")
+        return self._h.sizes[0]
+
+    @property
+    def dtype(self) -> T.dtype:
+        d = self._h.dtype
+        return T.from_key(d.code, d.bits)
+
+    @property
+    def device(self) -> T.device:
+        return T.from_vt_device(self._h.device)
+
+    @property
+    def is_cuda(self) -> bool:
+        return self._h.device.type == 2
+
+    def storage_offset(self) -> int:
+        return lib.vtrt_storage_offset(self._h)
+
+    def is_contiguous(self) -> bool:
+        return bool(lib.vtrt_is_contiguous(self._h))
+
+    def data_ptr(self) -> int:
+        return int(ffi.cast("uintptr_t", self._h.data))
+
+    def element_size(self) -> int:
+        return self.dtype.itemsize
+
+    @property
+    def _version(self) -> int:
+        return lib.vtrt_version(self._h)
+
+    def __repr__(self):
+        extra = "" if self.dtype in (T.float32, T.int64) else f", dtype={self.dtype}"
+        if self.device.type != "cpu":
+            extra += f", device='{self.device}'"
+        try:
+            body = np.array2string(self.cpu()._numpy_view(), separator=", ", prefix="tensor(")
+        except TypeError:
+            body = f"<{self.shape} {self.dtype}>"
+        return f"tensor({body}{extra})"
+
+    # -- host interop ------------------------------------------------------------------------
+    def _numpy_view(self) -> np.ndarray:
+        if self._h.device.type != 1:
+            raise TypeError(f"numpy(): tensor is on {self.device}; call .cpu() first")
+        dt = self.dtype
+        if dt.numpy_name is None:
+            raise TypeError("numpy(): numpy has no bfloat16; use .float().numpy()")
+        isz = dt.itemsize
+        h = self._h
+        shape = tuple(h.sizes[0:h.ndim])
+        strides = tuple(s * isz for s in h.strides[0:h.ndim])
+        holder = _ArrayHolder(self, shape, strides, dt.numpy_name)
+        return np.asarray(holder)
+
+    def numpy(self) -> np.ndarray:
+        """A numpy array sharing this tensor's memory (CPU tensors only)."""
+        return self._numpy_view()
+
+    def tolist(self):
+        return self.cpu()._numpy_view().tolist()
+
+    def item(self):
+        if self.numel() != 1:
+            raise ValueError(f"item(): tensor has {self.numel()} elements, expected 1")
+        return self.cpu()._numpy_view().reshape(()).item()
+
+    def __float__(self):
+        return float(self.item())
+
+    def __int__(self):
+        return int(self.item())
+
+    def __bool__(self):
+        if self.numel() != 1:
+            raise ValueError("the truth value of a tensor with more than one element is ambiguous")
+        return bool(self.item())
+
+    def __array__(self, dtype=None, copy=None):
+        a = self.cpu()._numpy_view()
+        return a.astype(dtype) if dtype is not None else a
+
+    def __dlpack__(self, stream=None, max_version=None, dl_device=None, copy=None):
+        from .dlpack import to_capsule
+
+        return to_capsule(self)
+
+    def __dlpack_device__(self):
+        d = self._h.device
+        return (d.type, d.index)
+
+    # -- devices and dtypes ------------------------------------------------------------------
+    def to(self, *args, dtype=None, device=None, copy=False):
+        for a in args:
+            if isinstance(a, T.dtype):
+                dtype = a
+            elif isinstance(a, Tensor):
+                dtype, device = a.dtype, a.device
+            else:
+                device = a
+        out = self
+        if dtype is not None and T.get_dtype(dtype) is not out.dtype:
+            out = _ops.cast(out, T.get_dtype(dtype))
+        if device is not None and T.device(device) != out.device:
+            out = _to_device(out, T.device(device))
+        if copy and out is self:
+            out = self.clone()
+        return out
+
+    def cpu(self):
+        return self if self._h.device.type == 1 else _to_device(self, T.device("cpu"))
+
+    def cuda(self, index=0):
+        return self.to(T.device("cuda", index))
+
+    def float(self):
+        return self.to(T.float32)
+
+    def double(self):
+        return self.to(T.float64)
+
+    def long(self):
+        return self.to(T.int64)
+
+    def int(self):
+        return self.to(T.int32)
+
+    def half(self):
+        return self.to(T.float16)
+
+    def bfloat16(self):
+        return self.to(T.bfloat16)
+
+    def bool(self):
+        return self.to(T.bool_)
+
+    # -- copies ------------------------------------------------------------------------------
+    def contiguous(self):
+        return self if lib.vtrt_is_contiguous(self._h) else _ops.op("core::contiguous")(self)
+
+    def clone(self):
+        return _ops.op("core::contiguous")(self)
+
+    def copy_(self, src):
+        src = _ops.as_tensor_like(src, self)
+        _ops.op("core::copy_")(self, src)
+        return self
+
+    def fill_(self, value):
+        _ops.op("core::fill_")(self, value)
+        return self
+
+    def zero_(self):
+        return self.fill_(0.0)
+
+    # -- views -------------------------------------------------------------------------------
+    def as_strided(self, size, stride, storage_offset=None):
+        size, stride = tuple(size), tuple(stride)
+        if len(size) != len(stride):
+            raise ValueError(f"as_strided: size {size} and stride {stride} differ in length")
+        off = 0 if storage_offset is None else storage_offset - self.storage_offset()
+        return _view(self, size, stride, off)
+
+    def view(self, *shape):
+        shape = _infer_shape(_shape_args(shape), self.numel(), "view")
+        strides = _view_strides(self.shape, self.stride(), shape)
+        if strides is None:
+            raise ValueError(f"view: shape {shape} is not compatible with the size {self.shape} "
+                             f"and strides {self.stride()} of this tensor; use reshape()")
+        return _view(self, shape, strides, 0)
+
+    def reshape(self, *shape):
+        shape = _infer_shape(_shape_args(shape), self.numel(), "reshape")
+        strides = _view_strides(self.shape, self.stride(), shape)
+        if strides is None:
+            return self.contiguous().view(shape)
+        return _view(self, shape, strides, 0)
+
+    def flatten(self, start_dim=0, end_dim=-1):
+        n = self.ndim
+        if n == 0:
+            return self.reshape(1)
+        s, e = _wrap_dim(start_dim, n, "flatten"), _wrap_dim(end_dim, n, "flatten")
+        shape = self.shape
+        return self.reshape(shape[:s] + (math.prod(shape[s:e + 1]),) + shape[e + 1:])
+
+    def permute(self, *dims):
+        dims = _shape_args(dims)
+        n = self.ndim
+        if len(dims) != n:
+            raise ValueError(f"permute: expected {n} dims, got {len(dims)} ({dims})")
+        dims = [_wrap_dim(d, n, "permute") for d in dims]
+        if sorted(dims) != list(range(n)):
+            raise ValueError(f"permute: dims {tuple(dims)} are not a permutation of range({n})")
+        sh, st = self.shape, self.stride()
+        return _view(self, tuple(sh[d] for d in dims), tuple(st[d] for d in dims), 0)
+
+    def transpose(self, dim0, dim1):
+        n = self.ndim
+        d0, d1 = _wrap_dim(dim0, n, "transpose"), _wrap_dim(dim1, n, "transpose")
+        perm = list(range(n))
+        perm[d0], perm[d1] = perm[d1], perm[d0]
+        return self.permute(perm)
+
+    @property
+    def T(self):
+        return self.permute(list(range(self.ndim))[::-1])
+
+    @property
+    def mT(self):
+        return self.transpose(-2, -1)
+
+    def t(self):
+        if self.ndim > 2:
+            raise ValueError(f"t(): expects a tensor with <= 2 dims, got {self.ndim}")
+        return self.T
+
+    def narrow(self, dim, start, length):
+        d = _wrap_dim(dim, self.ndim, "narrow")
+        size = self.shape[d]
+        if start < 0:
+            start += size
+        if not (0 <= start <= size and 0 <= length and start + length <= size):
+            raise IndexError(f"narrow: start {start} + length {length} out of range for dim {d} "
+                             f"of size {size}")
+        sh = list(self.shape)
+        sh[d] = length
+        return _view(self, tuple(sh), self.stride(), start * self.stride()[d])
+
+    def select(self, dim, index):
+        d = _wrap_dim(dim, self.ndim, "select")
+        size = self.shape[d]
+        if not -size <= index < size:
+            raise IndexError(f"select: index {index} is out of range for dim {d} of size {size}")
+        index %= size
+        sh, st = list(self.shape), list(self.stride())
+        off = index * st[d]
+        del sh[d], st[d]
+        return _view(self, tuple(sh), tuple(st), off)
+
+    def unsqueeze(self, dim):
+        n = self.ndim
+        d = _wrap_dim(dim, n + 1, "unsqueeze")
+        sh, st = list(self.shape), list(self.stride())
+        st.insert(d, sh[d] * st[d] if d < n else 1)
+        sh.insert(d, 1)
+        return _view(self, tuple(sh), tuple(st), 0)
+
+    def squeeze(self, dim=None):
+        sh, st = list(self.shape), list(self.stride())
+        if dim is None:
+            keep = [i for i, s in enumerate(sh) if s != 1]
+        else:
+            dims = dim if isinstance(dim, (tuple, list)) else (dim,)
+            drop = {_wrap_dim(d, len(sh), "squeeze") for d in dims}
+            keep = [i for i in range(len(sh)) if not (i in drop and sh[i] == 1)]
+        return _view(self, tuple(sh[i] for i in keep), tuple(st[i] for i in keep), 0)
+
+    def expand(self, *sizes):
+        sizes = _shape_args(sizes)
+        sh, st = self.shape, self.stride()
+        if len(sizes) < len(sh):
+            raise ValueError(f"expand: target {tuple(sizes)} has fewer dims than {sh}")
+        lead = len(sizes) - len(sh)
+        out_sh, out_st = [], []
+        for i, s in enumerate(sizes):
+            if i < lead:
+                if s < 0:
+                    raise ValueError(f"expand: size -1 not allowed in new leading dim {i}")
+                out_sh.append(s)
+                out_st.append(0)
+                continue
+            cur, cst = sh[i - lead], st[i - lead]
+            if s == -1 or s == cur:
+                out_sh.append(cur)
+                out_st.append(cst)
+            elif cur == 1:
+                out_sh.append(s)
+                out_st.append(0)
+            else:
+                raise ValueError(f"expand: cannot expand size {cur} to {s} in dim {i} "
+                                 f"(shape {sh} -> {tuple(sizes)})")
+        return _view(self, tuple(out_sh), tuple(out_st), 0)
+
+    def expand_as(self, other):
+        return self.expand(other.shape)
+
+    def __getitem__(self, key):
+        return _index(self, key)
+
+    def __setitem__(self, key, value):
+        target = _index(self, key)
+        target.copy_(value)
+
+    def __iter__(self):
+        if self.ndim == 0:
+            raise TypeError("iteration over a 0-d tensor")
+        return (self.select(0, i) for i in range(self.shape[0]))
+
+    # -- math --------------------------------------------------------------------------------
+    def __add__(self, other):
+        return _binary("core::add", self, other)
+
+    def __radd__(self, other):
+        return _binary("core::add", other, self)
+
+    def __sub__(self, other):
+        return _binary("core::sub", self, other)
+
+    def __rsub__(self, other):
+        return _binary("core::sub", other, self)
+
+    def __mul__(self, other):
+        return _binary("core::mul", self, other)
+
+    def __rmul__(self, other):
+        return _binary("core::mul", other, self)
+
+    def __truediv__(self, other):
+        return _binary("core::div", self, other)
+
+    def __rtruediv__(self, other):
+        return _binary("core::div", other, self)
+
+    def __matmul__(self, other):
+        return _ops.op("core::matmul")(self, _ops.as_tensor_like(other, self))
+
+    def __rmatmul__(self, other):
+        return _ops.op("core::matmul")(_ops.as_tensor_like(other, self), self)
+
+    def __neg__(self):
+        return _binary("core::mul", self, -1)
+
+    def __pos__(self):
+        return self
+
+    def __iadd__(self, other):
+        return self.copy_(self + other)
+
+    def __isub__(self, other):
+        return self.copy_(self - other)
+
+    def __imul__(self, other):
+        return self.copy_(self * other)
+
+    def __itruediv__(self, other):
+        return self.copy_(self / other)
+
+    def add(self, other, alpha=1.0):
+        a, b = _ops.promote_pair(self, other)
+        return _ops.op("core::add")(a, b, alpha)
+
+    def sub(self, other, alpha=1.0):
+        a, b = _ops.promote_pair(self, other)
+        return _ops.op("core::sub")(a, b, alpha)
+
+    def mul(self, other):
+        return _binary("core::mul", self, other)
+
+    def div(self, other):
+        return _binary("core::div", self, other)
+
+    def matmul(self, other):
+        return self @ other
+
+    def sum(self, dim=None, keepdim=False, dtype=None):
+        return _ops.op("core::sum")(self, _dims(dim), keepdim, dtype)
+
+    def mean(self, dim=None, keepdim=False, dtype=None):
+        return _ops.op("core::mean")(self, _dims(dim), keepdim, dtype)
+
+
+class _ArrayHolder:
+    """Exposes a tensor's memory to numpy through __array_interface__; numpy keeps this object
+    (and so the tensor) alive as the array's base."""
+
+    __slots__ = ("tensor", "__array_interface__")
+
+    def __init__(self, tensor, shape, strides, npname):
+        self.tensor = tensor
+        nbytes_itemsize = np.dtype(npname)
+        self.__array_interface__ = {
+            "shape": shape, "strides": strides, "typestr": nbytes_itemsize.str,
+            "data": (int(ffi.cast("uintptr_t", tensor._h.data)), False), "version": 3,
+        }
+
+
+# -- helpers ----------------------------------------------------------------------------------------
+
+def _wrap_dim(dim, ndim, what):
+    n = max(ndim, 1)
+    if not -n <= dim < n:
+        raise IndexError(f"{what}: dim {dim} is out of range for a tensor with {ndim} dims "
+                         f"(expected in [{-n}, {n - 1}])")
+    return dim % n
+
+
+def _dims(dim):
+    if dim is None:
+        return []
+    return [dim] if isinstance(dim, int) else list(dim)
+
+
+def _shape_args(shape):
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+        return tuple(shape[0])
+    return tuple(shape)
+
+
+def _infer_shape(shape, numel, what):
+    shape = list(shape)
+    if shape.count(-1) > 1:
+        raise ValueError(f"{what}: only one dimension can be -1, got {tuple(shape)}")
+    if -1 in shape:
+        rest = math.prod(s for s in shape if s != -1)
+        if rest == 0 or numel % rest:
+            raise ValueError(f"{what}: shape {tuple(shape)} is invalid for input of size {numel}")
+        shape[shape.index(-1)] = numel // rest
+    if any(s < 0 for s in shape) or math.prod(shape) != numel:
+        raise ValueError(f"{what}: shape {tuple(shape)} is invalid for input of size {numel}")
+    return tuple(shape)
+
+
+def _view_strides(old_shape, old_strides, new_shape):
+    """Strides that view `old` as `new_shape` without copying, or None (torch's algorithm: match
+    chunks of dims that are contiguous among themselves)."""
+    if math.prod(old_shape) == 0 or not old_shape:
+        out, acc = [], 1
+        for s in reversed(new_shape):
+            out.append(acc)
+            acc *= max(s, 1)
+        return tuple(reversed(out))
+    new_strides = [0] * len(new_shape)
+    view_d = len(new_shape) - 1
+    chunk_base_stride = old_strides[-1]
+    tensor_numel, view_numel = 1, 1
+    for tensor_d in range(len(old_shape) - 1, -1, -1):
+        tensor_numel *= old_shape[tensor_d]
+        if tensor_d == 0 or (old_shape[tensor_d - 1] != 1 and
+                             old_strides[tensor_d - 1] != tensor_numel * chunk_base_stride):
+            while view_d >= 0 and (view_numel < tensor_numel or new_shape[view_d] == 1):
+                new_strides[view_d] = view_numel * chunk_base_stride
+                view_numel *= new_shape[view_d]
+                view_d -= 1
+            if view_numel != tensor_numel:
+                return None
+            if tensor_d > 0:
+                chunk_base_stride = old_strides[tensor_d - 1]
+                tensor_numel, view_numel = 1, 1
+    if view_d != -1:
+        return None
+    return tuple(new_strides)
+
+
+def _view(t, sizes, strides, offset):
+    n = len(sizes)
+    if n > lib.VT_MAX_DIMS:
+        raise ValueError(f"tensors have at most {lib.VT_MAX_DIMS} dims, got {n}")
+    h = lib.vtrt_as_strided(t._h, sizes, strides, n, offset)
+    return _wrap(checked(h))
+
+
+def _index(t, key):
+    if not isinstance(key, tuple):
+        key = (key,)
+    if any(k is Ellipsis for k in key):
+        i = next(i for i, k in enumerate(key) if k is Ellipsis)
+        used = sum(1 for k in key if k is not None and k is not Ellipsis)
+        key = key[:i] + (slice(None),) * (t.ndim - used) + key[i + 1:]
+    sh, st = list(t.shape), list(t.stride())
+    out_sh, out_st, off, d = [], [], 0, 0
+    for k in key:
+        if k is None:
+            out_sh.append(1)
+            out_st.append(0)
+            continue
+        if d >= len(sh):
+            raise IndexError(f"too many indices for a tensor of dimension {len(sh)}")
+        if isinstance(k, (int, np.integer)) and not isinstance(k, bool):
+            k = int(k)
+            if not -sh[d] <= k < sh[d]:
+                raise IndexError(f"index {k} is out of bounds for dim {d} with size {sh[d]}")
+            off += (k % sh[d]) * st[d]
+        elif isinstance(k, slice):
+            start, stop, step = k.indices(sh[d])
+            if step <= 0:
+                raise ValueError("slice step must be positive")
+            length = max(0, (stop - start + step - 1) // step)
+            off += start * st[d] if length else 0
+            out_sh.append(length)
+            out_st.append(st[d] * step)
+        else:
+            raise TypeError(f"unsupported index {k!r} (advanced indexing comes with the full "
+                            f"core op set)")
+        d += 1
+    out_sh += sh[d:]
+    out_st += st[d:]
+    return _view(t, tuple(out_sh), tuple(out_st), off)
+
+
+def _binary(name, a, b):
+    """The hot path: two tensors of one dtype go straight to the native fast call."""
+    ah, bh = getattr(a, "_h", None), getattr(b, "_h", None)
+    if ah is not None and bh is not None:
+        h = _call_tt(_ops.handle(name), ah, bh)
+        if h != _NULL:
+            return _wrap(h)
+        if a.dtype is b.dtype:
+            raise error()
+    a, b = _ops.promote_pair(a, b)
+    h = _call_tt(_ops.handle(name), a._h, b._h)
+    if h == _NULL:
+        raise error()
+    return _wrap(h)
+
+
+def _to_device(t, dev):
+    src = t.contiguous()
+    out = _wrap(checked(lib.vtrt_empty(src._h.sizes, src._h.ndim, src._h.dtype, dev._vt())))
+    if lib.vtrt_copy_bytes(out._h, src._h) != 0:
+        raise error()
+    return out

@@ -1,0 +1,143 @@
+"""Loading and unloading op packs: verify the manifest, dlopen through the runtime, keep track."""
+from __future__ import annotations
+
+import ctypes
+import os
+import threading
+from pathlib import Path
+
+from vibetensor.runtime import checked, error, ffi, lib
+
+from . import manifest as _manifest
+from . import search
+
+_lock = threading.Lock()
+_loaded: dict[str, "Pack"] = {}
+# Bumped on every load/unload: cached op handles compare it and re-resolve when it moved.
+generation = [0]
+
+
+class Pack:
+    """A loaded op pack. `ops` are the ops it defines; `kernels` what it provides."""
+
+    def __init__(self, m: _manifest.Manifest, handle):
+        self.manifest_info = m
+        self.name, self.version, self.path = m.name, m.version, m.folder
+        self.library = m.library
+        self._h = handle
+
+    @property
+    def manifest(self) -> dict:
+        return self.manifest_info.raw
+
+    @property
+    def ops(self) -> list:
+        return list(self.manifest_info.ops)
+
+    @property
+    def kernels(self) -> list:
+        return list(self.manifest_info.kernels)
+
+    @property
+    def loaded(self) -> bool:
+        return self._h is not None
+
+    def __repr__(self):
+        state = "loaded" if self.loaded else "unloaded"
+        return f"<Pack {self.name} {self.version} ({state}) at {self.path}>"
+
+
+_preloaded = []
+
+
+def _preload_blas():
+    """ops/core links libscipy_openblas; load it globally once so the pack's DT_NEEDED resolves
+    wherever pip put it (the pack's RPATH covers the usual layout; this covers the rest)."""
+    if _preloaded:
+        return
+    _preloaded.append(True)
+    try:
+        import scipy_openblas32 as sob
+    except ImportError:
+        return
+    libdir = Path(sob.get_lib_dir())
+    for cand in sorted(libdir.glob("libscipy_openblas*.so*")):
+        try:
+            _preloaded.append(ctypes.CDLL(str(cand), mode=ctypes.RTLD_GLOBAL))
+        except OSError:
+            pass
+        break
+
+
+def _resolve(spec) -> Path:
+    p = Path(spec)
+    if p.exists():
+        return p.parent if p.is_file() and p.name == _manifest.MANIFEST else p
+    for folder in search.available():
+        try:
+            if _manifest.read(folder).name == str(spec):
+                return folder
+        except _manifest.PackError:
+            continue
+    raise _manifest.PackError(f"no op pack named or at {spec!r} (searched built-ins, VT_OPS_PATH, "
+                              f"{search.user_dir()} and '{search.ENTRY_POINT_GROUP}' entry points)")
+
+
+def load(spec) -> Pack:
+    """Load the pack at a folder path (or a pack name on the search path) and return it."""
+    folder = _resolve(spec)
+    m = _manifest.read(folder)
+    with _lock:
+        if m.name in _loaded:
+            other = _loaded[m.name]
+            raise _manifest.PackError(f"pack '{m.name}' is already loaded from {other.path}; "
+                                      f"unload it first")
+        _manifest.verify(m)
+        _preload_blas()
+        handle = lib.vtrt_pack_load(os.fsencode(str(m.library.resolve())), m.name.encode())
+        if handle == ffi.NULL:
+            err = error()
+            raise _manifest.PackError(str(err)) from None
+        pack = Pack(m, handle)
+        _loaded[m.name] = pack
+        generation[0] += 1
+    return pack
+
+
+def unload(pack) -> None:
+    """Remove a pack's ops and kernels now; the next best provider serves each op at once. The
+    library itself stays mapped while dispatch snapshots, autograd graphs or tensors use it."""
+    name = pack.name if isinstance(pack, Pack) else str(pack)
+    with _lock:
+        p = _loaded.pop(name, None)
+        if p is None:
+            raise ValueError(f"unload: pack '{name}' is not loaded (loaded: {sorted(_loaded)})")
+        handle, p._h = p._h, None
+        generation[0] += 1
+        checked_status = lib.vtrt_pack_unload(handle)
+    if checked_status != 0:
+        raise error()
+
+
+def packs() -> list[Pack]:
+    with _lock:
+        return list(_loaded.values())
+
+
+def get(name: str) -> Pack | None:
+    return _loaded.get(name)
+
+
+def is_mapped(pack: Pack) -> bool:
+    """Whether the pack's library is still dlopen'ed (true until nothing refers to it)."""
+    return bool(lib.vtrt_pack_is_mapped(os.fsencode(str(pack.library.resolve()))))
+
+
+def load_builtin() -> None:
+    for folder in search.builtin():
+        m = _manifest.read(folder)
+        if m.name not in _loaded:
+            load(folder)
+
+
+__all__ = ["Pack", "load", "unload", "packs", "get", "is_mapped", "load_builtin", "checked"]

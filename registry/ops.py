@@ -1,0 +1,262 @@
+"""Op handles: resolve an op once by name, then call it with Python arguments.
+
+`Op("core::add")(a, b, alpha=2.0)` boxes the arguments per the op's schema into vt_value[] and
+makes one native call. Tensors are any object with a `_h` (a `vt_tensor*`); the frontend
+registers how to wrap returned tensors with `set_tensor_factory`, so this layer never imports it.
+"""
+from __future__ import annotations
+
+import ast
+import contextlib
+
+from vibetensor.runtime import (BOOL, CPU, CUDA, DEVICE, DTYPE, FLOAT, INT, INTS, NONE, STR,
+                                TAG_NAMES, TENSOR, error, ffi, lib)
+from vibetensor.runtime import dtypes as _types
+
+from . import loader
+
+_tensor_factory = None  # set by the frontend: cdata vt_tensor* (owned) -> Tensor
+
+
+def set_tensor_factory(fn) -> None:
+    global _tensor_factory
+    _tensor_factory = fn
+
+
+def _device_code(device) -> int:
+    if device in (CPU, CUDA):
+        return device
+    return _types.device(device).code
+
+
+class Arg:
+    __slots__ = ("name", "type", "optional", "kwonly", "has_default", "default")
+
+    def __init__(self, info):
+        self.name = ffi.string(info.name).decode()
+        self.type = info.type
+        self.optional = bool(info.optional)
+        self.kwonly = bool(info.kwonly)
+        self.has_default = bool(info.has_default)
+        text = ffi.string(info.default_text).decode()
+        self.default = ast.literal_eval(text) if self.has_default else None
+
+
+class Op:
+    """A resolved op. Re-resolves itself when packs were loaded or unloaded since."""
+
+    __slots__ = ("name", "_h", "_gen", "args", "nouts", "out_types", "schema", "__weakref__")
+
+    def __init__(self, name: str):
+        self.name = name
+        self._gen = -1
+        self._resolve()
+
+    def _resolve(self):
+        h = lib.vtrt_find_op(self.name.encode())
+        if h == ffi.NULL:
+            raise AttributeError(f"unknown op '{self.name}': no loaded pack defines it "
+                                 f"(vt.ops.packs() lists the loaded packs)")
+        self._h = h
+        self._gen = loader.generation[0]
+        self.schema = ffi.string(lib.vtrt_op_schema(h)).decode()
+        info = ffi.new("vtrt_arg_info*")
+        self.args = []
+        for i in range(lib.vtrt_op_num_args(h)):
+            lib.vtrt_op_arg(h, i, info)
+            self.args.append(Arg(info))
+        self.nouts = lib.vtrt_op_num_outputs(h)
+        self.out_types = [lib.vtrt_op_output_type(h, i) for i in range(self.nouts)]
+
+    def handle(self):
+        if self._gen != loader.generation[0]:
+            self._resolve()
+        return self._h
+
+    def __repr__(self):
+        return f"<op {self.schema}>"
+
+    # -- the boxed call ------------------------------------------------------------------------
+    def __call__(self, *args, **kwargs):
+        h = self.handle()
+        spec = self.args
+        if len(args) > len(spec):
+            raise TypeError(f"[{self.name}] takes at most {len(spec)} arguments "
+                            f"({len(args)} given): {self.schema}")
+        vals = list(args)
+        for a in spec[len(args):]:
+            if a.name in kwargs:
+                vals.append(kwargs.pop(a.name))
+            elif a.has_default:
+                vals.append(a.default)
+            else:
+                raise TypeError(f"[{self.name}] missing argument '{a.name}': {self.schema}")
+        if kwargs:
+            raise TypeError(f"[{self.name}] got unexpected keyword argument(s) "
+                            f"{', '.join(map(repr, kwargs))}: {self.schema}")
+        n = len(vals)
+        boxed = ffi.new("vt_value[]", n)
+        keep = []
+        for i, (a, v) in enumerate(zip(spec, vals)):
+            _box(self.name, a, i, v, boxed[i], keep)
+        outs = ffi.new("vt_value[]", max(self.nouts, 1))
+        if lib.vtrt_call(h, boxed, n, outs, self.nouts) != 0:
+            raise error()
+        res = [_unbox(outs[i]) for i in range(self.nouts)]
+        return res[0] if self.nouts == 1 else tuple(res)
+
+
+def _box(opname, a: Arg, i: int, v, slot, keep) -> None:
+    t = a.type
+    if v is None:
+        if not a.optional:
+            raise TypeError(f"[{opname}] argument '{a.name}' (position {i + 1}) must be "
+                            f"{TAG_NAMES[t]}, got None")
+        slot.tag = NONE
+        return
+    if t == TENSOR:
+        h = getattr(v, "_h", None)
+        if h is None:
+            raise TypeError(f"[{opname}] argument '{a.name}' (position {i + 1}) must be Tensor, "
+                            f"got {type(v).__name__}")
+        slot.tag, slot.v.t = TENSOR, h
+    elif t == FLOAT:
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            v = _scalar(opname, a, i, v, float)
+        slot.tag, slot.v.f = FLOAT, float(v)
+    elif t == INT:
+        if isinstance(v, float) or not isinstance(v, int):
+            v = _scalar(opname, a, i, v, int)
+        slot.tag, slot.v.i = INT, int(v)
+    elif t == BOOL:
+        if not isinstance(v, (bool, int)):
+            v = _scalar(opname, a, i, v, bool)
+        slot.tag, slot.v.b = BOOL, int(bool(v))
+    elif t == INTS:
+        if isinstance(v, int):
+            v = [v]
+        try:
+            items = [int(x) for x in v]
+            if any(isinstance(x, float) for x in v):
+                raise TypeError
+        except TypeError:
+            raise TypeError(f"[{opname}] argument '{a.name}' (position {i + 1}) must be a "
+                            f"sequence of ints, got {v!r}") from None
+        arr = ffi.new("int64_t[]", items or [0])
+        keep.append(arr)
+        slot.tag = INTS
+        slot.v.ints.data = arr
+        slot.v.ints.len = len(items)
+    elif t == STR:
+        if not isinstance(v, str):
+            raise TypeError(f"[{opname}] argument '{a.name}' must be str, got {type(v).__name__}")
+        b = ffi.new("char[]", v.encode())
+        keep.append(b)
+        slot.tag, slot.v.s = STR, b
+    elif t == DTYPE:
+        d = _types.get_dtype(v)
+        slot.tag = DTYPE
+        slot.v.dtype.code, slot.v.dtype.bits, slot.v.dtype.lanes = d.code, d.bits, 1
+    elif t == DEVICE:
+        d = _types.device(v)
+        slot.tag = DEVICE
+        slot.v.device.type, slot.v.device.index = d.code, d.index
+    else:  # pragma: no cover - schema types are closed
+        raise TypeError(f"[{opname}] unsupported argument type {t}")
+
+
+def _scalar(opname, a, i, v, kind):
+    # 0-d / 1-element tensors and numpy scalars are accepted where Python numbers are.
+    try:
+        if hasattr(v, "item"):
+            v = v.item()
+        if kind is int and isinstance(v, float):
+            raise TypeError
+        return kind(v)
+    except (TypeError, ValueError):
+        raise TypeError(f"[{opname}] argument '{a.name}' (position {i + 1}) must be "
+                        f"{TAG_NAMES[a.type]}, got {type(v).__name__}") from None
+
+
+def _unbox(v):
+    tag = v.tag
+    if tag == TENSOR:
+        return _tensor_factory(v.v.t)
+    if tag == INT:
+        return v.v.i
+    if tag == FLOAT:
+        return v.v.f
+    if tag == BOOL:
+        return bool(v.v.b)
+    if tag == NONE:
+        return None
+    raise TypeError(f"unsupported output tag {tag}")
+
+
+# -- providers ------------------------------------------------------------------------------------
+
+class Provider:
+    __slots__ = ("name", "pack", "priority", "active")
+
+    def __init__(self, name, pack, priority, active):
+        self.name, self.pack, self.priority, self.active = name, pack, priority, active
+
+    def __repr__(self):
+        star = " (active)" if self.active else ""
+        return f"<provider {self.name} from {self.pack}, priority {self.priority}{star}>"
+
+
+def providers(op_name: str, device="cpu") -> list[Provider]:
+    """The implementations of an op on a device, best first; `.active` marks the one serving."""
+    op = Op(op_name) if isinstance(op_name, str) else op_name
+    h, dt = op.handle(), _device_code(device)
+    info = ffi.new("vtrt_provider_info*")
+    out = []
+    for i in range(lib.vtrt_op_num_providers(h, dt)):
+        if lib.vtrt_op_provider(h, dt, i, info) != 0:
+            raise error()
+        out.append(Provider(ffi.string(info.provider).decode(), ffi.string(info.pack).decode(),
+                            info.priority, bool(info.active)))
+    return out
+
+
+def pinned(op_name: str, device="cpu"):
+    p = lib.vtrt_op_pinned(Op(op_name).handle(), _device_code(device))
+    return None if p == ffi.NULL else ffi.string(p).decode()
+
+
+class use(contextlib.ContextDecorator):
+    """Pin `provider` for `op_name` on `device`: `vt.ops.use("core::add", "mine")` pins until
+    changed (provider=None unpins); `with vt.ops.use(...):` restores the previous pin on exit."""
+
+    def __init__(self, op_name: str, provider: str | None, device="cpu"):
+        self._op = Op(op_name)
+        self._dt = _device_code(device)
+        h = self._op.handle()
+        prev = lib.vtrt_op_pinned(h, self._dt)
+        self._prev = None if prev == ffi.NULL else ffi.string(prev)
+        self._set(provider.encode() if provider else ffi.NULL)
+
+    def _set(self, provider):
+        if lib.vtrt_op_pin(self._op.handle(), self._dt, provider) != 0:
+            raise error()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self._set(self._prev if self._prev is not None else ffi.NULL)
+        return False
+
+
+def op_names() -> list[str]:
+    names = []
+    for i in range(lib.vtrt_op_count()):
+        p = lib.vtrt_op_name_at(i)
+        if p != ffi.NULL:
+            s = ffi.string(p).decode()
+            if s:
+                names.append(s)
+    return names
+
+

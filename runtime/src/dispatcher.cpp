@@ -1,0 +1,473 @@
+// dispatcher.cpp — the op table, provider selection and the boxed call.
+//
+// Hot path (vt::call): check and complete the arguments against the schema on the stack, pick the
+// device from the first tensor, read the op's current Snapshot with one atomic load, run the
+// kernel. No lock, no heap allocation. Writers (pack load/unload, pinning) take the registry mutex,
+// build a new Snapshot and swap it in; the old one is retired and freed once no call is in flight
+// (see Grace below), which is also what keeps a just-unloaded pack's code mapped long enough.
+#include "dispatcher.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <unordered_map>
+
+namespace vt {
+
+namespace {
+
+std::unordered_map<std::string, Op*>& op_table() {
+  static auto* t = new std::unordered_map<std::string, Op*>();
+  return *t;
+}
+std::vector<Op*>& op_order() {  // every Op ever made; Ops are never freed so handles stay valid
+  static auto* v = new std::vector<Op*>();
+  return *v;
+}
+uint64_t g_seq = 0;
+
+// ---- Grace: free retired snapshots only when no call can still be reading them ---------------
+std::atomic<int64_t> g_inflight{0};
+std::atomic<bool> g_retired_pending{false};
+std::vector<Snapshot*> g_retired;  // guarded by registry_mutex()
+
+void free_snapshot(Snapshot* s) {
+  for (auto& e : s->dev)
+    if (e.pack) pack_release(e.pack);
+  if (s->backward.pack) pack_release(s->backward.pack);
+  delete s;
+}
+
+void reclaim_locked() {
+  // seq_cst pairs with the increment in Inflight: a call that started after this load will see
+  // the snapshot published before it, so nothing retired here can still be read.
+  if (g_inflight.load(std::memory_order_seq_cst) != 0) return;
+  std::vector<Snapshot*> retired;
+  retired.swap(g_retired);
+  g_retired_pending.store(false, std::memory_order_relaxed);
+  for (Snapshot* s : retired) free_snapshot(s);
+}
+
+struct Inflight {
+  Inflight() { g_inflight.fetch_add(1, std::memory_order_seq_cst); }
+  ~Inflight() {
+    if (g_inflight.fetch_sub(1, std::memory_order_seq_cst) == 1 &&
+        g_retired_pending.load(std::memory_order_relaxed)) {
+      std::unique_lock<std::mutex> lk(registry_mutex(), std::try_to_lock);
+      if (lk.owns_lock()) reclaim_locked();
+    }
+  }
+};
+
+const Impl* select(const Op* op, int dt) {
+  const auto& list = op->impls[dt];
+  if (!op->pinned[dt].empty()) {
+    for (const auto& im : list)
+      if (im.provider == op->pinned[dt]) return &im;
+  }
+  const Impl* best = nullptr;
+  for (const auto& im : list)
+    if (!best || im.priority > best->priority ||
+        (im.priority == best->priority && im.seq > best->seq))
+      best = &im;
+  return best;
+}
+
+void publish_locked(Op* op) {
+  auto* s = new Snapshot();
+  for (int dt = 0; dt < kDeviceTypes; ++dt) {
+    if (const Impl* im = select(op, dt)) {
+      s->dev[dt] = {im->fn, im->user, im->pack};
+      pack_retain(im->pack);
+    }
+  }
+  s->backward = op->backward;
+  if (s->backward.pack) pack_retain(s->backward.pack);
+  Snapshot* old = op->snap.exchange(s, std::memory_order_seq_cst);
+  if (old) {
+    g_retired.push_back(old);
+    g_retired_pending.store(true, std::memory_order_relaxed);
+  }
+  reclaim_locked();
+}
+
+Op* find_locked(const std::string& name) {
+  auto it = op_table().find(name);
+  return it == op_table().end() ? nullptr : it->second;
+}
+
+Op* staged_or_table(Staged* st, const std::string& name) {
+  for (Op* op : st->ops)
+    if (op->schema.name == name) return op;
+  return find_locked(name);
+}
+
+bool valid_device_type(int32_t t) { return t == VT_CPU || t == VT_CUDA; }
+
+}  // namespace
+
+std::mutex& registry_mutex() {
+  static auto* mu = new std::mutex();
+  return *mu;
+}
+
+// ---- staging (during a pack's init) ---------------------------------------------------------
+
+vt_status stage_define(Staged* st, Pack* pack, const char* schema) {
+  auto* op = new Op();
+  if (!parse_schema(schema ? schema : "", &op->schema)) {
+    delete op;
+    return VT_ERR_VALUE;
+  }
+  std::lock_guard<std::mutex> g(registry_mutex());
+  const std::string& name = op->schema.name;
+  if (Op* existing = staged_or_table(st, name)) {
+    (void)existing;
+    set_error(VT_ERR_VALUE, "op '%s' is already defined%s%s", name.c_str(),
+              existing->definer ? " by pack " : " in this pack",
+              existing->definer ? pack_name(existing->definer) : "");
+    delete op;
+    return VT_ERR_VALUE;
+  }
+  op->definer = pack;
+  st->ops.push_back(op);
+  return VT_OK;
+}
+
+vt_status stage_kernel(Staged* st, Pack* pack, const char* op_name, int32_t device_type,
+                       const char* provider, int32_t priority, vt_kernel_fn fn, void* user) {
+  if (!op_name || !provider || !*provider || !fn)
+    return set_error(VT_ERR_VALUE, "register_kernel: op name, provider and kernel are required");
+  if (!valid_device_type(device_type))
+    return set_error(VT_ERR_VALUE, "register_kernel(%s): unknown device type %d", op_name,
+                     device_type);
+  std::lock_guard<std::mutex> g(registry_mutex());
+  Op* op = staged_or_table(st, op_name);
+  if (!op)
+    return set_error(VT_ERR_VALUE, "register_kernel: unknown op '%s' (define it first, or load "
+                     "the pack that defines it)", op_name);
+  for (const auto& k : st->kernels)
+    if (k.op == op_name && k.device_type == device_type && k.impl.provider == provider)
+      return set_error(VT_ERR_VALUE, "register_kernel: provider '%s' of %s on device type %d "
+                       "registered twice", provider, op_name, device_type);
+  for (const auto& im : op->impls[device_type])
+    if (im.provider == provider)
+      return set_error(VT_ERR_VALUE, "register_kernel: provider '%s' of %s already exists "
+                       "(loaded by pack %s)", provider, op_name, pack_name(im.pack));
+  Impl im;
+  im.provider = provider;
+  im.priority = priority;
+  im.fn = fn;
+  im.user = user;
+  im.pack = pack;
+  st->kernels.push_back({op_name, device_type, std::move(im)});
+  return VT_OK;
+}
+
+vt_status stage_backward(Staged* st, Pack* pack, const char* op_name, vt_backward_fn fn,
+                         uint64_t save_args, uint64_t save_outs) {
+  std::lock_guard<std::mutex> g(registry_mutex());
+  bool own = false;
+  for (Op* op : st->ops) own |= op->schema.name == (op_name ? op_name : "");
+  if (!own)
+    return set_error(VT_ERR_VALUE, "register_backward: '%s' is not an op this pack defines",
+                     op_name ? op_name : "(null)");
+  if (!fn) return set_error(VT_ERR_VALUE, "register_backward(%s): null function", op_name);
+  st->backwards.push_back({op_name, {fn, save_args, save_outs, pack}});
+  return VT_OK;
+}
+
+void commit_staged(Staged* st, std::vector<Op*>* defined, std::vector<Op*>* provided) {
+  std::lock_guard<std::mutex> g(registry_mutex());
+  for (Op* op : st->ops) {
+    op->defined = true;
+    op_table()[op->schema.name] = op;
+    op_order().push_back(op);
+    defined->push_back(op);
+  }
+  std::vector<Op*> touched;
+  for (auto& b : st->backwards) {
+    Op* op = find_locked(b.op);
+    op->backward = b.bw;
+    touched.push_back(op);
+  }
+  for (auto& k : st->kernels) {
+    Op* op = find_locked(k.op);
+    k.impl.seq = ++g_seq;
+    op->impls[k.device_type].push_back(std::move(k.impl));
+    if (std::find(touched.begin(), touched.end(), op) == touched.end()) touched.push_back(op);
+  }
+  for (Op* op : touched) {
+    publish_locked(op);
+    provided->push_back(op);
+  }
+  st->ops.clear();
+  st->kernels.clear();
+  st->backwards.clear();
+}
+
+void discard_staged(Staged* st) {
+  for (Op* op : st->ops) delete op;  // never published, so nothing can refer to them
+  st->ops.clear();
+  st->kernels.clear();
+  st->backwards.clear();
+}
+
+void remove_pack(Pack* pack, const std::vector<Op*>& defined, const std::vector<Op*>& provided) {
+  std::lock_guard<std::mutex> g(registry_mutex());
+  for (Op* op : provided) {
+    for (auto& list : op->impls)
+      list.erase(std::remove_if(list.begin(), list.end(),
+                                [&](const Impl& im) { return im.pack == pack; }),
+                 list.end());
+    publish_locked(op);
+  }
+  for (Op* op : defined) {
+    // The op disappears from the namespace; handles to it stay valid and report it unloaded.
+    op->defined = false;
+    auto it = op_table().find(op->schema.name);
+    if (it != op_table().end() && it->second == op) op_table().erase(it);
+    for (auto& list : op->impls) list.clear();
+    op->backward = Backward{};  // autograd nodes recorded earlier hold their own pack reference
+    publish_locked(op);
+  }
+}
+
+// ---- the call ----------------------------------------------------------------------------------
+
+namespace {
+
+vt_status arg_error(const Op* op, const ArgSpec& a, int32_t i, const vt_value& v) {
+  return set_error(VT_ERR_TYPE, "[%s] argument '%s' (position %d) must be %s%s, got %s",
+                   op->schema.name.c_str(), a.name.c_str(), i + 1, tag_name(a.type),
+                   a.optional ? " or None" : "", tag_name(v.tag));
+}
+
+}  // namespace
+
+vt_status call(Op* op, const vt_value* args, int32_t nargs, vt_value* outs, int32_t nouts) {
+  const Schema& s = op->schema;
+  if (!op->defined)
+    return set_error(VT_ERR_RUNTIME, "[%s] the pack that defined this op was unloaded",
+                     s.name.c_str());
+  const int32_t n = static_cast<int32_t>(s.args.size());
+  if (nargs > n || nargs < 0)
+    return set_error(VT_ERR_TYPE, "[%s] takes %d arguments, got %d", s.name.c_str(), n, nargs);
+  if (nouts != static_cast<int32_t>(s.returns.size()))
+    return set_error(VT_ERR_TYPE, "[%s] returns %zu values, caller expects %d", s.name.c_str(),
+                     s.returns.size(), nouts);
+
+  vt_value full[VT_MAX_ARGS];
+  vt_device device{0, 0};
+  int32_t device_arg = -1;
+  for (int32_t i = 0; i < n; ++i) {
+    const ArgSpec& a = s.args[i];
+    if (i >= nargs) {
+      if (!a.has_default)
+        return set_error(VT_ERR_TYPE, "[%s] missing argument '%s' (position %d)",
+                         s.name.c_str(), a.name.c_str(), i + 1);
+      full[i] = a.default_value;
+      continue;
+    }
+    vt_value v = args[i];
+    if (v.tag == VT_NONE) {
+      if (!a.optional) return arg_error(op, a, i, v);
+    } else if (v.tag != a.type) {
+      if (a.type == VT_FLOAT && v.tag == VT_INT) {  // ints are accepted where floats are
+        v.tag = VT_FLOAT;
+        v.v.f = static_cast<double>(v.v.i);
+      } else if (a.type == VT_INT && v.tag == VT_BOOL) {
+        v.tag = VT_INT;
+      } else {
+        return arg_error(op, a, i, v);
+      }
+    }
+    if (v.tag == VT_TENSOR) {
+      if (!v.v.t)
+        return set_error(VT_ERR_TYPE, "[%s] argument '%s' is a null tensor", s.name.c_str(),
+                         a.name.c_str());
+      vt_device d = v.v.t->device;
+      if (device_arg < 0 || s.args[device_arg].type != VT_TENSOR) {
+        device = d;
+        device_arg = i;
+      } else if (d.type != device.type || d.index != device.index) {
+        return set_error(VT_ERR_VALUE,
+                         "[%s] expected all tensors on one device, but '%s' is on %s and '%s' "
+                         "is on %s",
+                         s.name.c_str(), s.args[device_arg].name.c_str(),
+                         device_name(device).c_str(), a.name.c_str(), device_name(d).c_str());
+      }
+    } else if (v.tag == VT_DEVICE && device_arg < 0) {
+      device = v.v.device;
+      device_arg = i;
+    }
+    full[i] = v;
+  }
+  if (device_arg < 0) device = {VT_CPU, 0};
+  if (device.type != VT_CPU && device.type != VT_CUDA)
+    return set_error(VT_ERR_VALUE, "[%s] unknown device type %d", s.name.c_str(), device.type);
+
+  Inflight guard;
+  const Snapshot* snap = op->snap.load(std::memory_order_seq_cst);
+  const Snapshot::Entry* e = snap ? &snap->dev[device.type] : nullptr;
+  if (!e || !e->fn)
+    return set_error(VT_ERR_NOT_IMPL, "[%s] no kernel for device %s (load a pack that provides "
+                     "one; vt.ops.providers('%s') lists them)", s.name.c_str(),
+                     device_name(device).c_str(), s.name.c_str());
+  vt_kernel_ctx ctx{host(), device, device.type == VT_CUDA ? cuda_current_stream(device) : nullptr,
+                    e->user};
+  for (int32_t j = 0; j < nouts; ++j) outs[j].tag = VT_NONE;
+  vt_status st = e->fn(&ctx, full, n, outs, nouts);
+  if (st != VT_OK) {
+    for (int32_t j = 0; j < nouts; ++j)
+      if (outs[j].tag == VT_TENSOR && outs[j].v.t) vtrt_release(outs[j].v.t);
+    const char* msg = last_error();
+    if (msg[0] != '[') {
+      std::string m = msg[0] ? msg : "kernel failed without a message";
+      set_error(st, "[%s] %s (status %d)", s.name.c_str(), m.c_str(), st);
+    } else if (vtrt_last_status() == VT_OK) {
+      set_error(st, "%s", std::string(msg).c_str());
+    }
+    return st;
+  }
+  for (int32_t j = 0; j < nouts; ++j) {
+    if (outs[j].tag != s.returns[j] || (outs[j].tag == VT_TENSOR && !outs[j].v.t)) {
+      for (int32_t k = 0; k < nouts; ++k)
+        if (outs[k].tag == VT_TENSOR && outs[k].v.t) vtrt_release(outs[k].v.t);
+      return set_error(VT_ERR_RUNTIME, "[%s] kernel returned %s for output %d, schema says %s",
+                       s.name.c_str(), tag_name(outs[j].tag), j, tag_name(s.returns[j]));
+    }
+  }
+  return VT_OK;
+}
+
+}  // namespace vt
+
+using namespace vt;
+
+extern "C" {
+
+vt_op* vtrt_find_op(const char* name) {
+  std::lock_guard<std::mutex> g(registry_mutex());
+  Op* op = find_locked(name ? name : "");
+  if (!op) set_error(VT_ERR_VALUE, "unknown op '%s'", name ? name : "(null)");
+  return handle_of(op);
+}
+
+int32_t vtrt_op_count(void) {
+  std::lock_guard<std::mutex> g(registry_mutex());
+  return static_cast<int32_t>(op_order().size());
+}
+
+const char* vtrt_op_name_at(int32_t i) {
+  std::lock_guard<std::mutex> g(registry_mutex());
+  if (i < 0 || i >= static_cast<int32_t>(op_order().size())) return nullptr;
+  Op* op = op_order()[i];
+  return op->defined ? op->schema.name.c_str() : "";
+}
+
+const char* vtrt_op_name(const vt_op* h) { return op_of(const_cast<vt_op*>(h))->schema.name.c_str(); }
+const char* vtrt_op_schema(const vt_op* h) { return op_of(const_cast<vt_op*>(h))->schema.text.c_str(); }
+int32_t vtrt_op_defined(const vt_op* h) { return op_of(const_cast<vt_op*>(h))->defined; }
+
+int32_t vtrt_op_num_args(const vt_op* h) {
+  return static_cast<int32_t>(op_of(const_cast<vt_op*>(h))->schema.args.size());
+}
+int32_t vtrt_op_num_outputs(const vt_op* h) {
+  return static_cast<int32_t>(op_of(const_cast<vt_op*>(h))->schema.returns.size());
+}
+vt_status vtrt_op_arg(const vt_op* h, int32_t i, vtrt_arg_info* out) {
+  const Schema& s = op_of(const_cast<vt_op*>(h))->schema;
+  if (i < 0 || i >= static_cast<int32_t>(s.args.size()))
+    return set_error(VT_ERR_INDEX, "[%s] has no argument %d", s.name.c_str(), i);
+  const ArgSpec& a = s.args[i];
+  *out = {a.name.c_str(), a.type, a.optional, a.kwonly, a.has_default, a.default_text.c_str()};
+  return VT_OK;
+}
+int32_t vtrt_op_output_type(const vt_op* h, int32_t i) {
+  const Schema& s = op_of(const_cast<vt_op*>(h))->schema;
+  return i >= 0 && i < static_cast<int32_t>(s.returns.size()) ? s.returns[i] : VT_NONE;
+}
+
+vt_status vtrt_call(vt_op* op, const vt_value* args, int32_t nargs, vt_value* outs,
+                    int32_t nouts) {
+  return call(op_of(op), args, nargs, outs, nouts);
+}
+
+vt_tensor* vtrt_call_t(vt_op* op, vt_tensor* a) {
+  vt_value arg;
+  arg.tag = VT_TENSOR;
+  arg.v.t = a;
+  vt_value out;
+  return call(op_of(op), &arg, 1, &out, 1) == VT_OK ? out.v.t : nullptr;
+}
+
+vt_tensor* vtrt_call_tt(vt_op* op, vt_tensor* a, vt_tensor* b) {
+  vt_value args[2];
+  args[0].tag = VT_TENSOR;
+  args[0].v.t = a;
+  args[1].tag = VT_TENSOR;
+  args[1].v.t = b;
+  vt_value out;
+  return call(op_of(op), args, 2, &out, 1) == VT_OK ? out.v.t : nullptr;
+}
+
+int32_t vtrt_op_num_providers(const vt_op* h, int32_t device_type) {
+  if (device_type <= 0 || device_type >= kDeviceTypes) return 0;
+  std::lock_guard<std::mutex> g(registry_mutex());
+  return static_cast<int32_t>(op_of(const_cast<vt_op*>(h))->impls[device_type].size());
+}
+
+vt_status vtrt_op_provider(const vt_op* h, int32_t device_type, int32_t i,
+                           vtrt_provider_info* out) {
+  Op* op = op_of(const_cast<vt_op*>(h));
+  if (device_type <= 0 || device_type >= kDeviceTypes)
+    return set_error(VT_ERR_VALUE, "[%s] unknown device type %d", op->schema.name.c_str(),
+                     device_type);
+  std::lock_guard<std::mutex> g(registry_mutex());
+  auto& list = op->impls[device_type];
+  if (i < 0 || i >= static_cast<int32_t>(list.size()))
+    return set_error(VT_ERR_INDEX, "[%s] provider index %d out of range", op->schema.name.c_str(), i);
+  // best first: sort a view of indices by (priority, seq) descending
+  std::vector<const Impl*> order;
+  for (auto& im : list) order.push_back(&im);
+  std::sort(order.begin(), order.end(), [](const Impl* a, const Impl* b) {
+    return a->priority != b->priority ? a->priority > b->priority : a->seq > b->seq;
+  });
+  const Impl* im = order[i];
+  const Impl* active = select(op, device_type);
+  *out = {im->provider.c_str(), pack_name(im->pack), im->priority, im == active};
+  return VT_OK;
+}
+
+vt_status vtrt_op_pin(vt_op* h, int32_t device_type, const char* provider) {
+  Op* op = op_of(h);
+  if (device_type <= 0 || device_type >= kDeviceTypes)
+    return set_error(VT_ERR_VALUE, "[%s] unknown device type %d", op->schema.name.c_str(),
+                     device_type);
+  std::lock_guard<std::mutex> g(registry_mutex());
+  if (provider && *provider) {
+    bool found = false;
+    std::string names;
+    for (auto& im : op->impls[device_type]) {
+      found |= im.provider == provider;
+      names += (names.empty() ? "" : ", ") + im.provider;
+    }
+    if (!found)
+      return set_error(VT_ERR_VALUE, "[%s] no provider '%s' on this device (available: %s)",
+                       op->schema.name.c_str(), provider, names.empty() ? "none" : names.c_str());
+    op->pinned[device_type] = provider;
+  } else {
+    op->pinned[device_type].clear();
+  }
+  publish_locked(op);
+  return VT_OK;
+}
+
+const char* vtrt_op_pinned(const vt_op* h, int32_t device_type) {
+  if (device_type <= 0 || device_type >= kDeviceTypes) return nullptr;
+  std::lock_guard<std::mutex> g(registry_mutex());
+  const std::string& p = op_of(const_cast<vt_op*>(h))->pinned[device_type];
+  return p.empty() ? nullptr : p.c_str();
+}
+
+}  // extern "C"

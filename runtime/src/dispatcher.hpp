@@ -1,0 +1,83 @@
+// dispatcher.hpp — ops, their providers, and the immutable dispatch snapshots calls read.
+#pragma once
+
+#include <atomic>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "internal.hpp"
+#include "schema.hpp"
+
+namespace vt {
+
+constexpr int kDeviceTypes = 3;  // indexed by vt_device.type: VT_CPU=1, VT_CUDA=2
+
+struct Impl {
+  std::string provider;
+  int32_t priority = 0;
+  uint64_t seq = 0;  // registration order: among equal priorities the newest wins
+  vt_kernel_fn fn = nullptr;
+  void* user = nullptr;
+  Pack* pack = nullptr;
+};
+
+struct Backward {
+  vt_backward_fn fn = nullptr;
+  uint64_t save_args = 0, save_outs = 0;
+  Pack* pack = nullptr;
+};
+
+// What a call reads: the chosen kernel per device type. Never mutated once published; each entry
+// holds a reference on its pack so the code stays mapped while the snapshot may be in use.
+struct Snapshot {
+  struct Entry {
+    vt_kernel_fn fn = nullptr;
+    void* user = nullptr;
+    Pack* pack = nullptr;
+  } dev[kDeviceTypes];
+  Backward backward;  // the op's backward rule (device independent); holds its pack too
+};
+
+struct Op {
+  Schema schema;  // parsed in place: its defaults point into itself, so an Op never moves
+  bool defined = false;
+  Pack* definer = nullptr;
+  std::vector<Impl> impls[kDeviceTypes];  // guarded by registry_mutex()
+  std::string pinned[kDeviceTypes];
+  std::atomic<Snapshot*> snap{nullptr};
+  Backward backward;  // guarded by registry_mutex(); calls read the snapshot's copy
+};
+
+inline Op* op_of(vt_op* h) { return reinterpret_cast<Op*>(h); }
+inline vt_op* handle_of(Op* op) { return reinterpret_cast<vt_op*>(op); }
+
+std::mutex& registry_mutex();  // guards the op table and every op's impl lists
+
+// The pack loader's side of registration (pack_loader.cpp calls these).
+struct Staged {
+  std::vector<Op*> ops;  // defined by the pack, not yet visible
+  struct Kernel {
+    std::string op;
+    int32_t device_type;
+    Impl impl;
+  };
+  std::vector<Kernel> kernels;
+  struct Bw {
+    std::string op;
+    Backward bw;
+  };
+  std::vector<Bw> backwards;
+};
+vt_status stage_define(Staged* st, Pack* pack, const char* schema);
+vt_status stage_kernel(Staged* st, Pack* pack, const char* op, int32_t device_type,
+                       const char* provider, int32_t priority, vt_kernel_fn fn, void* user);
+vt_status stage_backward(Staged* st, Pack* pack, const char* op, vt_backward_fn fn,
+                         uint64_t save_args, uint64_t save_outs);
+void commit_staged(Staged* st, std::vector<Op*>* defined, std::vector<Op*>* provided);
+void discard_staged(Staged* st);
+void remove_pack(Pack* pack, const std::vector<Op*>& defined, const std::vector<Op*>& provided);
+
+vt_status call(Op* op, const vt_value* args, int32_t nargs, vt_value* outs, int32_t nouts);
+
+}  // namespace vt

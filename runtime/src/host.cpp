@@ -1,0 +1,51 @@
+// host.cpp — the function table handed to every pack's vt_oppack_init and every kernel's ctx.
+#include "dispatcher.hpp"
+
+namespace vt {
+
+vt_status host_define_op(vt_pack* pack, const char* schema);
+vt_status host_register_kernel(vt_pack* pack, const char* op, int32_t device_type,
+                               const char* provider, int32_t priority, vt_kernel_fn fn,
+                               void* user);
+vt_status host_register_backward(vt_pack* pack, const char* op, vt_backward_fn fn,
+                                 uint64_t save_args, uint64_t save_outs);
+
+namespace {
+
+vt_status host_call(vt_op* op, const vt_value* args, int32_t nargs, vt_value* outs,
+                    int32_t nouts) {
+  if (!op) return set_error(VT_ERR_VALUE, "host->call: null op handle");
+  return call(op_of(op), args, nargs, outs, nouts);
+}
+
+void* host_current_stream(vt_device device) {
+  return device.type == VT_CUDA ? cuda_current_stream(device) : nullptr;
+}
+
+const vt_host kHost = {
+    sizeof(vt_host),
+    VT_ABI_MAJOR,
+    VT_ABI_MINOR,
+    set_error,
+    host_define_op,
+    host_register_kernel,
+    host_register_backward,
+    vtrt_find_op,
+    host_call,
+    vtrt_empty,
+    vtrt_as_strided,
+    vtrt_retain,
+    vtrt_release,
+    parallel_for,
+    num_threads,
+    philox_reserve,
+    host_current_stream,
+};
+
+}  // namespace
+
+const vt_host* host() { return &kHost; }
+
+}  // namespace vt
+
+extern "C" const vt_host* vtrt_host(void) { return vt::host(); }

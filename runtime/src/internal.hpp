@@ -1,0 +1,77 @@
+// internal.hpp — the runtime's own structures, shared by its .cpp files and nothing else.
+// Packs see only vt/oppack.h; Python sees only vt/runtime.h.
+#pragma once
+
+#include <atomic>
+#include <cstdarg>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "vt/runtime.h"
+
+namespace vt {
+
+struct Pack;
+
+// ---- errors (error.cpp) ---------------------------------------------------------------------------
+vt_status set_error(vt_status status, const char* fmt, ...) __attribute__((format(printf, 2, 3)));
+vt_status set_error_v(vt_status status, const char* fmt, va_list ap);
+const char* last_error();
+
+// ---- storage and tensors (tensor.cpp) -------------------------------------------------------------
+struct Storage {
+  std::atomic<int64_t> refs{1};
+  std::atomic<uint64_t> version{0};
+  void* data = nullptr;
+  size_t nbytes = 0;
+  vt_device device{VT_CPU, 0};
+  void (*deleter)(void* ctx) = nullptr;  // null: memory came from the runtime's allocator
+  void* deleter_ctx = nullptr;
+  Pack* owner = nullptr;  // pack whose code the deleter lives in: kept mapped until we are gone
+};
+
+struct TensorImpl {
+  vt_tensor pub;  // first member: a TensorImpl* is a vt_tensor*
+  std::atomic<int64_t> refs{1};
+  Storage* storage = nullptr;
+  int64_t offset = 0;  // in elements
+  int64_t sizes[VT_MAX_DIMS];
+  int64_t strides[VT_MAX_DIMS];
+};
+
+inline TensorImpl* impl(vt_tensor* t) { return reinterpret_cast<TensorImpl*>(t); }
+inline const TensorImpl* impl(const vt_tensor* t) { return reinterpret_cast<const TensorImpl*>(t); }
+
+size_t dtype_size(vt_dtype d);
+bool dtype_valid(vt_dtype d);
+std::string dtype_name(vt_dtype d);
+std::string device_name(vt_device d);
+std::string shape_str(const int64_t* sizes, int32_t ndim);
+
+// ---- allocators (allocator.cpp) -------------------------------------------------------------------
+void* device_alloc(vt_device device, size_t nbytes);  // null + error on failure
+void device_free(vt_device device, void* ptr, size_t nbytes);
+
+// ---- CUDA glue (cuda.cpp; stubs when built without CUDA) --------------------------------------
+bool cuda_available();
+vt_status cuda_memcpy(void* dst, vt_device dst_dev, const void* src, vt_device src_dev, size_t n);
+void* cuda_current_stream(vt_device device);
+void install_cuda_allocator();
+
+// ---- threads (thread_pool.cpp) ----------------------------------------------------------------
+void parallel_for(int64_t begin, int64_t end, int64_t grain, vt_range_fn fn, void* closure);
+int32_t num_threads();
+
+// ---- RNG state (rng.cpp) ---------------------------------------------------------------------
+void philox_reserve(vt_device device, uint64_t count, uint64_t* seed, uint64_t* offset);
+
+// ---- packs (pack_loader.cpp) ------------------------------------------------------------------
+void pack_retain(Pack* p);
+void pack_release(Pack* p);
+const char* pack_name(const Pack* p);
+
+// ---- host table (host.cpp) ------------------------------------------------------------------
+const vt_host* host();
+
+}  // namespace vt

@@ -1,0 +1,173 @@
+// pack_loader.cpp — dlopen an op pack, check its ABI, run its init with staged registrations,
+// and keep its code mapped exactly as long as anything refers to it.
+//
+// A Pack is reference counted: one reference while loaded, one per dispatch snapshot entry, per
+// backward rule and per storage whose deleter lives in the pack. dlclose runs at zero, so unload
+// never pulls code out from under a running kernel, a pending backward or a live tensor.
+#include <dlfcn.h>
+
+#include <mutex>
+
+#include "dispatcher.hpp"
+
+namespace vt {
+
+struct Pack {
+  std::atomic<int64_t> refs{1};
+  void* dl = nullptr;
+  std::string name, path;
+  bool loaded = false;
+  Staged staged;  // registrations made by init, published only if init succeeds
+  std::vector<Op*> defined, provided;
+};
+
+namespace {
+std::mutex g_packs_mu;
+std::vector<Pack*> g_mapped;  // packs whose library is still open (loaded or still referenced)
+thread_local Pack* t_initialising = nullptr;
+
+void drop_mapped(Pack* p) {
+  std::lock_guard<std::mutex> g(g_packs_mu);
+  for (auto it = g_mapped.begin(); it != g_mapped.end(); ++it)
+    if (*it == p) {
+      g_mapped.erase(it);
+      break;
+    }
+}
+
+Pack* registering_pack(vt_pack* h, const char* what) {
+  Pack* p = reinterpret_cast<Pack*>(h);
+  if (!p || p != t_initialising) {
+    set_error(VT_ERR_RUNTIME, "%s may only be called from vt_oppack_init", what);
+    return nullptr;
+  }
+  return p;
+}
+}  // namespace
+
+void pack_retain(Pack* p) {
+  if (p) p->refs.fetch_add(1, std::memory_order_relaxed);
+}
+
+void pack_release(Pack* p) {
+  if (!p || p->refs.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+  drop_mapped(p);
+  if (p->dl) dlclose(p->dl);
+  delete p;
+}
+
+const char* pack_name(const Pack* p) { return p ? p->name.c_str() : "(runtime)"; }
+
+// host-table entry points for registration (host.cpp puts them in the table)
+vt_status host_define_op(vt_pack* h, const char* schema) {
+  Pack* p = registering_pack(h, "define_op");
+  return p ? stage_define(&p->staged, p, schema) : VT_ERR_RUNTIME;
+}
+vt_status host_register_kernel(vt_pack* h, const char* op, int32_t device_type,
+                               const char* provider, int32_t priority, vt_kernel_fn fn,
+                               void* user) {
+  Pack* p = registering_pack(h, "register_kernel");
+  return p ? stage_kernel(&p->staged, p, op, device_type, provider, priority, fn, user)
+           : VT_ERR_RUNTIME;
+}
+vt_status host_register_backward(vt_pack* h, const char* op, vt_backward_fn fn,
+                                 uint64_t save_args, uint64_t save_outs) {
+  Pack* p = registering_pack(h, "register_backward");
+  return p ? stage_backward(&p->staged, p, op, fn, save_args, save_outs) : VT_ERR_RUNTIME;
+}
+
+}  // namespace vt
+
+using namespace vt;
+
+extern "C" {
+
+vtrt_pack* vtrt_pack_load(const char* path, const char* name) {
+  if (!path || !name || !*name) {
+    set_error(VT_ERR_VALUE, "pack_load: a path and a name are required");
+    return nullptr;
+  }
+  {
+    std::lock_guard<std::mutex> g(g_packs_mu);
+    for (Pack* p : g_mapped)
+      if (p->loaded && p->name == name) {
+        set_error(VT_ERR_VALUE, "pack '%s' is already loaded (from %s)", name, p->path.c_str());
+        return nullptr;
+      }
+  }
+  dlerror();
+  void* dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+  if (!dl) {
+    const char* e = dlerror();
+    set_error(VT_ERR_ABI, "pack '%s': cannot load %s: %s", name, path, e ? e : "unknown error");
+    return nullptr;
+  }
+  auto abi = reinterpret_cast<vt_oppack_abi_fn>(dlsym(dl, VT_OPPACK_ABI_SYMBOL));
+  auto init = reinterpret_cast<vt_oppack_init_fn>(dlsym(dl, VT_OPPACK_INIT_SYMBOL));
+  if (!abi || !init) {
+    dlclose(dl);
+    set_error(VT_ERR_ABI, "pack '%s': %s is not a vibetensor op pack (missing symbol %s)", name,
+              path, !abi ? VT_OPPACK_ABI_SYMBOL : VT_OPPACK_INIT_SYMBOL);
+    return nullptr;
+  }
+  uint32_t v = abi();
+  uint32_t major = v >> 16, minor = v & 0xffff;
+  if (major != VT_ABI_MAJOR || minor > VT_ABI_MINOR) {
+    dlclose(dl);
+    set_error(VT_ERR_ABI, "pack '%s' was built for op-pack ABI %u.%u but this runtime speaks "
+              "%d.%d (majors must match, the pack's minor must not be newer); rebuild it with "
+              "`vt-ops build`", name, major, minor, VT_ABI_MAJOR, VT_ABI_MINOR);
+    return nullptr;
+  }
+  auto* p = new Pack();
+  p->dl = dl;
+  p->name = name;
+  p->path = path;
+  vtrt_clear_error();
+  t_initialising = p;
+  vt_status st;
+  try {
+    st = init(host(), reinterpret_cast<vt_pack*>(p));
+  } catch (...) {  // a C++ pack that let an exception escape: refuse it, keep the process alive
+    st = set_error(VT_ERR_RUNTIME, "an exception escaped vt_oppack_init");
+  }
+  t_initialising = nullptr;
+  if (st != VT_OK) {
+    std::string msg = vtrt_last_error();
+    discard_staged(&p->staged);
+    set_error(st == VT_ERR_ABI ? VT_ERR_ABI : VT_ERR_RUNTIME,
+              "pack '%s' failed to initialise (status %d): %s; all its registrations were "
+              "rolled back", name, st, msg.empty() ? "no message" : msg.c_str());
+    p->refs.store(0);
+    dlclose(dl);
+    delete p;
+    return nullptr;
+  }
+  commit_staged(&p->staged, &p->defined, &p->provided);
+  p->loaded = true;
+  std::lock_guard<std::mutex> g(g_packs_mu);
+  g_mapped.push_back(p);
+  return reinterpret_cast<vtrt_pack*>(p);
+}
+
+vt_status vtrt_pack_unload(vtrt_pack* h) {
+  Pack* p = reinterpret_cast<Pack*>(h);
+  if (!p || !p->loaded) return set_error(VT_ERR_VALUE, "pack_unload: pack is not loaded");
+  p->loaded = false;
+  remove_pack(p, p->defined, p->provided);
+  pack_release(p);  // the "loaded" reference; snapshots, graphs and tensors may hold more
+  return VT_OK;
+}
+
+int32_t vtrt_pack_is_mapped(const char* path) {
+  std::lock_guard<std::mutex> g(g_packs_mu);
+  for (Pack* p : g_mapped)
+    if (p->path == path) return 1;
+  return 0;
+}
+
+int64_t vtrt_pack_refs(const vtrt_pack* h) {
+  return reinterpret_cast<const Pack*>(h)->refs.load();
+}
+
+}  // extern "C"
