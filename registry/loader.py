@@ -15,6 +15,14 @@ _lock = threading.Lock()
 _loaded: dict[str, "Pack"] = {}
 # Bumped on every load/unload: cached op handles compare it and re-resolve when it moved.
 generation = [0]
+# Called (no arguments) after every load/unload, e.g. to refresh the frontend's hot-op handles.
+listeners: list = []
+
+
+def _changed():
+    generation[0] += 1
+    for fn in listeners:
+        fn()
 
 
 class Pack:
@@ -100,7 +108,7 @@ def load(spec) -> Pack:
             raise _manifest.PackError(str(err)) from None
         pack = Pack(m, handle)
         _loaded[m.name] = pack
-        generation[0] += 1
+        _changed()
     return pack
 
 
@@ -113,8 +121,8 @@ def unload(pack) -> None:
         if p is None:
             raise ValueError(f"unload: pack '{name}' is not loaded (loaded: {sorted(_loaded)})")
         handle, p._h = p._h, None
-        generation[0] += 1
         checked_status = lib.vtrt_pack_unload(handle)
+        _changed()
     if checked_status != 0:
         raise error()
 

@@ -30,6 +30,26 @@ def handle(name: str):
     return h
 
 
+class _Hot:
+    """Native handles of the ops behind Tensor's arithmetic operators, as plain attributes so the
+    operator fast path costs one attribute load. Refreshed whenever a pack loads or unloads;
+    NULL when no pack defines the op (the call then reports it)."""
+
+    __slots__ = ("add", "sub", "mul", "div")
+    NAMES = {"add": "core::add", "sub": "core::sub", "mul": "core::mul", "div": "core::div"}
+
+    def refresh(self):
+        for attr, name in self.NAMES.items():
+            h = lib.vtrt_find_op(name.encode())
+            setattr(self, attr, h)
+        lib.vtrt_clear_error()
+
+
+hot = _Hot()
+loader.listeners.append(hot.refresh)
+hot.refresh()
+
+
 def _scalar_dtype(v, like: T.dtype) -> T.dtype:
     if isinstance(v, bool):
         return like

@@ -19,10 +19,12 @@ from . import _ops
 _release = lib.vtrt_release
 _call_tt = lib.vtrt_call_tt
 _NULL = ffi.NULL
+_new = object.__new__
+_hot = _ops.hot
 
 
 def _wrap(h) -> "Tensor":
-    t = Tensor.__new__(Tensor)
+    t = _new(Tensor)
     t._h = h
     return t
 
@@ -37,13 +39,11 @@ class Tensor:
 
     __slots__ = ("_h", "__weakref__")
 
-    def __init__(self, *args, **kwargs):
+    def __new__(cls, *args, **kwargs):
         raise TypeError("create tensors with vt.tensor(...), vt.zeros(...), vt.from_numpy(...)")
 
-    def __del__(self):
-        h = getattr(self, "_h", None)
-        if h is not None:
-            _release(h)
+    def __del__(self, _release=_release):
+        _release(self._h)  # every Tensor is made by _new + _h assignment, so _h is always set
 
     # -- metadata ----------------------------------------------------------------------------
     @property
@@ -373,26 +373,60 @@ class Tensor:
         return (self.select(0, i) for i in range(self.shape[0]))
 
     # -- math --------------------------------------------------------------------------------
+    # The four arithmetic operators are the eager hot path: one native call for two tensors of
+    # one dtype; scalars, promotion and errors go through _binary.
     def __add__(self, other):
+        try:
+            h = _call_tt(_hot.add, self._h, other._h)
+        except AttributeError:
+            return _binary("core::add", self, other)
+        if h:
+            t = _new(Tensor)
+            t._h = h
+            return t
         return _binary("core::add", self, other)
+
+    def __sub__(self, other):
+        try:
+            h = _call_tt(_hot.sub, self._h, other._h)
+        except AttributeError:
+            return _binary("core::sub", self, other)
+        if h:
+            t = _new(Tensor)
+            t._h = h
+            return t
+        return _binary("core::sub", self, other)
+
+    def __mul__(self, other):
+        try:
+            h = _call_tt(_hot.mul, self._h, other._h)
+        except AttributeError:
+            return _binary("core::mul", self, other)
+        if h:
+            t = _new(Tensor)
+            t._h = h
+            return t
+        return _binary("core::mul", self, other)
+
+    def __truediv__(self, other):
+        try:
+            h = _call_tt(_hot.div, self._h, other._h)
+        except AttributeError:
+            return _binary("core::div", self, other)
+        if h:
+            t = _new(Tensor)
+            t._h = h
+            return t
+        return _binary("core::div", self, other)
 
     def __radd__(self, other):
         return _binary("core::add", other, self)
 
-    def __sub__(self, other):
-        return _binary("core::sub", self, other)
-
     def __rsub__(self, other):
         return _binary("core::sub", other, self)
 
-    def __mul__(self, other):
-        return _binary("core::mul", self, other)
-
     def __rmul__(self, other):
         return _binary("core::mul", other, self)
-
-    def __truediv__(self, other):
-        return _binary("core::div", self, other)
 
     def __rtruediv__(self, other):
         return _binary("core::div", other, self)

@@ -245,6 +245,7 @@ vt_status arg_error(const Op* op, const ArgSpec& a, int32_t i, const vt_value& v
 }  // namespace
 
 vt_status call(Op* op, const vt_value* args, int32_t nargs, vt_value* outs, int32_t nouts) {
+  if (!op) return set_error(VT_ERR_VALUE, "call: null op handle (is the pack that defines it loaded?)");
   const Schema& s = op->schema;
   if (!op->defined)
     return set_error(VT_ERR_RUNTIME, "[%s] the pack that defined this op was unloaded",

@@ -64,7 +64,7 @@ void storage_release(Storage* s) {
 // Builds a tensor header over `storage` (taking one reference to it).
 TensorImpl* make_tensor(Storage* storage, const int64_t* sizes, const int64_t* strides,
                         int32_t ndim, int64_t offset, vt_dtype dtype) {
-  auto* t = new (std::nothrow) TensorImpl();
+  auto* t = new (std::nothrow) TensorImpl;  // default-init: sizes/strides are filled below
   if (!t) {
     set_error(VT_ERR_MEMORY, "out of memory allocating a tensor header");
     return nullptr;
