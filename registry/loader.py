@@ -79,8 +79,25 @@ def _preload_blas():
 
 def _resolve(spec) -> Path:
     p = Path(spec)
-    if p.exists():
-        return p.parent if p.is_file() and p.name == _manifest.MANIFEST else p
+    # A bare name ("mypack") that is also a folder in the working directory without a manifest (say,
+    # the source folder `vt-ops new mypack` made) still means the pack of that name.
+    bare = isinstance(spec, str) and os.sep not in spec and "/" not in spec
+    if p.exists() and not (bare and p.is_dir() and not (p / _manifest.MANIFEST).is_file()):
+        if p.is_file() and p.name == _manifest.MANIFEST:
+            return p.parent
+        if p.is_file() and (p.parent / _manifest.MANIFEST).is_file():
+            # the pack's library itself: its folder, when that folder's manifest names this file
+            try:
+                if _manifest.read(p.parent).library.name == p.name:
+                    return p.parent
+            except _manifest.PackError:
+                pass
+            raise _manifest.PackError(f"{p} is not the library that {p.parent / _manifest.MANIFEST} "
+                                      f"names; load the pack by its folder")
+        if p.is_file():
+            raise _manifest.PackError(f"{p} is a file with no {_manifest.MANIFEST} beside it; an op "
+                                      f"pack is a folder holding {_manifest.MANIFEST} and its library")
+        return p
     for folder in search.available():
         try:
             if _manifest.read(folder).name == str(spec):

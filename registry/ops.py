@@ -10,7 +10,7 @@ import ast
 import contextlib
 
 from vibetensor.runtime import (BOOL, CPU, CUDA, DEVICE, DTYPE, FLOAT, INT, INTS, NONE, STR,
-                                TAG_NAMES, TENSOR, error, ffi, lib)
+                                TAG_NAMES, TENSOR, TENSORS, error, ffi, lib)
 from vibetensor.runtime import dtypes as _types
 
 from . import loader
@@ -120,6 +120,18 @@ def _box(opname, a: Arg, i: int, v, slot, keep) -> None:
             raise TypeError(f"[{opname}] argument '{a.name}' (position {i + 1}) must be Tensor, "
                             f"got {type(v).__name__}")
         slot.tag, slot.v.t = TENSOR, h
+    elif t == TENSORS:
+        try:
+            hs = [x._h for x in v]
+        except (AttributeError, TypeError):
+            raise TypeError(f"[{opname}] argument '{a.name}' (position {i + 1}) must be a "
+                            f"sequence of Tensors, got {type(v).__name__}") from None
+        arr = ffi.new("vt_tensor*[]", hs or 1)
+        keep.append(arr)
+        keep.append(v)
+        slot.tag = TENSORS
+        slot.v.ts.data = arr
+        slot.v.ts.len = len(hs)
     elif t == FLOAT:
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             v = _scalar(opname, a, i, v, float)

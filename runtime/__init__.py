@@ -9,8 +9,9 @@ from __future__ import annotations
 from ._vtrt_cffi import ffi, lib
 
 # vt_tag codes (vt/oppack.h)
-NONE, TENSOR, INT, FLOAT, BOOL, INTS, STR, DTYPE, DEVICE = range(9)
-TAG_NAMES = ["None", "Tensor", "int", "float", "bool", "int[]", "str", "ScalarType", "Device"]
+NONE, TENSOR, INT, FLOAT, BOOL, INTS, STR, DTYPE, DEVICE, TENSORS = range(10)
+TAG_NAMES = ["None", "Tensor", "int", "float", "bool", "int[]", "str", "ScalarType", "Device",
+             "Tensor[]"]
 
 CPU, CUDA = 1, 2  # DLPack device types
 

@@ -20,9 +20,11 @@ typedef struct vt_tensor {
   vt_dtype dtype; vt_device device; ...;
 } vt_tensor;
 typedef struct vt_int_list { const int64_t* data; int64_t len; } vt_int_list;
+typedef struct vt_tensor_list { vt_tensor** data; int64_t len; } vt_tensor_list;
 typedef struct vt_value {
   int32_t tag;
-  union { vt_tensor* t; int64_t i; double f; int64_t b; vt_int_list ints; const char* s;
+  union { vt_tensor* t; int64_t i; double f; int64_t b; vt_int_list ints; vt_tensor_list ts;
+          const char* s;
           vt_dtype dtype; vt_device device; } v;
 } vt_value;
 typedef struct vt_op vt_op;

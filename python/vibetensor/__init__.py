@@ -27,6 +27,15 @@ double = float64
 long = int64
 half = float16
 
+from . import _elementwise, _nn, _reduce, _shape
+
+# Each op family module exports functions (vt.exp, vt.cat, ...) and Tensor methods (x.exp()).
+for _family in (_elementwise, _shape, _reduce, _nn):
+    for _name, _fn in _family.METHODS.items():
+        setattr(Tensor, _name, _fn)
+    globals().update({_n: getattr(_family, _n) for _n in _family.__all__})
+del _family
+
 _registry.set_tensor_factory(_wrap)
 _registry.load_builtin()
 

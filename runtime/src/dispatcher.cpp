@@ -287,7 +287,7 @@ vt_status call(Op* op, const vt_value* args, int32_t nargs, vt_value* outs, int3
         return set_error(VT_ERR_TYPE, "[%s] argument '%s' is a null tensor", s.name.c_str(),
                          a.name.c_str());
       vt_device d = v.v.t->device;
-      if (device_arg < 0 || s.args[device_arg].type != VT_TENSOR) {
+      if (device_arg < 0 || s.args[device_arg].type == VT_DEVICE) {
         device = d;
         device_arg = i;
       } else if (d.type != device.type || d.index != device.index) {
@@ -296,6 +296,23 @@ vt_status call(Op* op, const vt_value* args, int32_t nargs, vt_value* outs, int3
                          "is on %s",
                          s.name.c_str(), s.args[device_arg].name.c_str(),
                          device_name(device).c_str(), a.name.c_str(), device_name(d).c_str());
+      }
+    } else if (v.tag == VT_TENSORS) {
+      for (int64_t k = 0; k < v.v.ts.len; ++k) {
+        const vt_tensor* t = v.v.ts.data[k];
+        if (!t)
+          return set_error(VT_ERR_TYPE, "[%s] argument '%s' has a null tensor at index %lld",
+                           s.name.c_str(), a.name.c_str(), static_cast<long long>(k));
+        if (device_arg < 0) {
+          device = t->device;
+          device_arg = i;
+        } else if (t->device.type != device.type || t->device.index != device.index) {
+          return set_error(VT_ERR_VALUE,
+                           "[%s] expected all tensors on one device, but '%s' is on %s and "
+                           "'%s'[%lld] is on %s", s.name.c_str(), s.args[device_arg].name.c_str(),
+                           device_name(device).c_str(), a.name.c_str(),
+                           static_cast<long long>(k), device_name(t->device).c_str());
+        }
       }
     } else if (v.tag == VT_DEVICE && device_arg < 0) {
       device = v.v.device;

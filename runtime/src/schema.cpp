@@ -20,6 +20,7 @@ const char* tag_name(int32_t tag) {
     case VT_STR: return "str";
     case VT_DTYPE: return "ScalarType";
     case VT_DEVICE: return "Device";
+    case VT_TENSORS: return "Tensor[]";
   }
   return "?";
 }
@@ -66,7 +67,10 @@ struct Parser {
     else if (t == "ScalarType") *tag = VT_DTYPE;
     else if (t == "Device") *tag = VT_DEVICE;
     else return fail("unknown type '" + t + "'");
-    if (*tag == VT_INT && eat("[")) {
+    if (*tag == VT_TENSOR && eat("[")) {
+      if (!eat("]")) return fail("expected ']'");
+      *tag = VT_TENSORS;
+    } else if (*tag == VT_INT && eat("[")) {
       ws();
       while (i < s.size() && std::isdigit(static_cast<unsigned char>(s[i]))) ++i;  // int[2]
       if (!eat("]")) return fail("expected ']'");

@@ -94,13 +94,21 @@ typedef enum vt_tag {
   VT_INTS = 5,   /* int[] */
   VT_STR = 6,
   VT_DTYPE = 7,
-  VT_DEVICE = 8
+  VT_DEVICE = 8,
+  VT_TENSORS = 9 /* Tensor[] */
 } vt_tag;
 
 typedef struct vt_int_list {
   const int64_t* data;
   int64_t len;
 } vt_int_list;
+
+/* Tensor[]: borrowed in arguments. In a backward rule's grad_args the host provides `data` with
+ * `len` NULL slots; the rule stores a new reference (or leaves NULL) per element. */
+typedef struct vt_tensor_list {
+  vt_tensor** data;
+  int64_t len;
+} vt_tensor_list;
 
 typedef struct vt_value {
   int32_t tag; /* vt_tag */
@@ -111,6 +119,7 @@ typedef struct vt_value {
     double f;
     int64_t b;     /* bool as 0/1, widened so the union has no padding */
     vt_int_list ints;
+    vt_tensor_list ts;
     const char* s;
     vt_dtype dtype;
     vt_device device;
@@ -162,8 +171,10 @@ typedef struct vt_host {
 
   /* registration (only valid during vt_oppack_init) ---------------------------------------------
    * define_op: "ns::name(Tensor self, Tensor other, *, float alpha=1.0) -> Tensor". Argument types:
-   * Tensor, Tensor?, int, int?, float, float?, bool, int[], int[]?, str, str?, ScalarType?,
-   * Device?. Returns: Tensor, several as (Tensor, Tensor), or int/float/bool. */
+   * Tensor, Tensor?, Tensor[], int, int?, float, float?, bool, int[], int[]?, str, str?,
+   * ScalarType?, Device?. Returns: Tensor, several as (Tensor, Tensor), or int/float/bool.
+   * An op whose name ends in '_' mutates its first argument in place: the host bumps that
+   * tensor's version counter after the kernel ran (autograd uses it to detect stale saves). */
   vt_status (*define_op)(vt_pack* pack, const char* schema);
   /* provide a kernel for an op (defined by this or any loaded pack) on a device type */
   vt_status (*register_kernel)(vt_pack* pack, const char* op_name, int32_t device_type,
