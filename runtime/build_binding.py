@@ -33,6 +33,7 @@ typedef struct vt_host vt_host;
 const char* vtrt_last_error(void);
 vt_status vtrt_last_status(void);
 void vtrt_clear_error(void);
+void vtrt_set_error_message(vt_status status, const char* message);
 
 vt_tensor* vtrt_empty(const int64_t* sizes, int32_t ndim, vt_dtype dtype, vt_device device);
 vt_tensor* vtrt_from_blob(void* data, const int64_t* sizes, const int64_t* strides, int32_t ndim,
@@ -97,6 +98,26 @@ vt_status vtrt_pack_unload(vtrt_pack* pack);
 int32_t vtrt_pack_is_mapped(const char* path);
 int64_t vtrt_pack_refs(const vtrt_pack* pack);
 
+int32_t vtrt_is_grad_enabled(void);
+void vtrt_set_grad_enabled(int32_t on);
+int32_t vtrt_requires_grad(vt_tensor* t);
+vt_status vtrt_set_requires_grad(vt_tensor* t, int32_t on);
+int32_t vtrt_is_leaf(vt_tensor* t);
+vt_tensor* vtrt_grad(vt_tensor* t);                   /* new reference, NULL when none */
+vt_status vtrt_set_grad(vt_tensor* t, vt_tensor* g);  /* g may be NULL (clears) */
+const char* vtrt_grad_fn_name(vt_tensor* t);          /* "" for leaves */
+vt_tensor* vtrt_detach(vt_tensor* t);                 /* same storage, no history */
+typedef vt_status (*vtrt_hook_fn)(void* ctx, vt_tensor* grad, vt_tensor** replacement);
+vt_status vtrt_register_hook(vt_tensor* t, vtrt_hook_fn fn, void* ctx, void (*release)(void* ctx));
+vt_status vtrt_retain_grad(vt_tensor* t);
+typedef vt_status (*vtrt_custom_backward_fn)(void* ctx, vt_tensor* const* grad_outs, int32_t nouts,
+                                             vt_tensor** grad_ins, int32_t nins);
+vt_status vtrt_record_custom(vt_tensor* const* inputs, int32_t nin, vt_tensor* const* outputs,
+                             int32_t nout, vtrt_custom_backward_fn fn, void* ctx,
+                             void (*release)(void* ctx), const char* name);
+vt_status vtrt_backward(vt_tensor* const* roots, vt_tensor* const* grads, int32_t n,
+                        int32_t retain_graph, int32_t create_graph, vt_tensor* const* inputs,
+                        int32_t ninputs, vt_tensor** out_grads);
 void vtrt_set_num_threads(int32_t n);
 int32_t vtrt_get_num_threads(void);
 void vtrt_manual_seed(vt_device device, uint64_t seed);
@@ -104,6 +125,10 @@ const vt_host* vtrt_host(void);
 
 /* defined in the binding's own C source below */
 extern "Python" void vt_py_release(void* ctx);
+extern "Python" vt_status vt_py_hook(void* ctx, vt_tensor* grad, vt_tensor** replacement);
+extern "Python" vt_status vt_py_function_backward(void* ctx, vt_tensor* const* grad_outs,
+                                                  int32_t nouts, vt_tensor** grad_ins, int32_t nins);
+extern "Python" void vt_py_release_callback(void* ctx);
 void* vt_py_capsule_destructor(void);
 """
 

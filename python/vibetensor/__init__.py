@@ -27,7 +27,8 @@ double = float64
 long = int64
 half = float16
 
-from . import _elementwise, _nn, _reduce, _shape
+from . import _elementwise, _nn, _reduce, _shape, autograd
+from .autograd import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 
 # Each op family module exports functions (vt.exp, vt.cat, ...) and Tensor methods (x.exp()).
 for _family in (_elementwise, _shape, _reduce, _nn):
@@ -35,6 +36,8 @@ for _family in (_elementwise, _shape, _reduce, _nn):
         setattr(Tensor, _name, _fn)
     globals().update({_n: getattr(_family, _n) for _n in _family.__all__})
 del _family
+for _name, _fn in autograd.METHODS.items():
+    setattr(Tensor, _name, _fn)
 
 _registry.set_tensor_factory(_wrap)
 _registry.load_builtin()

@@ -8,6 +8,8 @@
 #include "dispatcher.hpp"
 
 #include <algorithm>
+
+#include "autograd.hpp"
 #include <cstring>
 #include <unordered_map>
 
@@ -129,6 +131,13 @@ vt_status stage_define(Staged* st, Pack* pack, const char* schema) {
     return VT_ERR_VALUE;
   }
   op->definer = pack;
+  op->inplace = name.back() == '_';
+  if (op->inplace && (op->schema.args.empty() || op->schema.args[0].type != VT_TENSOR)) {
+    set_error(VT_ERR_VALUE, "op '%s' ends in '_' (in place) but its first argument is not a "
+              "Tensor", name.c_str());
+    delete op;
+    return VT_ERR_VALUE;
+  }
   st->ops.push_back(op);
   return VT_OK;
 }
@@ -331,6 +340,9 @@ vt_status call(Op* op, const vt_value* args, int32_t nargs, vt_value* outs, int3
     return set_error(VT_ERR_NOT_IMPL, "[%s] no kernel for device %s (load a pack that provides "
                      "one; vt.ops.providers('%s') lists them)", s.name.c_str(),
                      device_name(device).c_str(), s.name.c_str());
+  if (op->inplace) {
+    if (vt_status st = check_inplace(op, full)) return st;
+  }
   vt_kernel_ctx ctx{host(), device, device.type == VT_CUDA ? cuda_current_stream(device) : nullptr,
                     e->user};
   for (int32_t j = 0; j < nouts; ++j) outs[j].tag = VT_NONE;
@@ -354,6 +366,22 @@ vt_status call(Op* op, const vt_value* args, int32_t nargs, vt_value* outs, int3
       return set_error(VT_ERR_RUNTIME, "[%s] kernel returned %s for output %d, schema says %s",
                        s.name.c_str(), tag_name(outs[j].tag), j, tag_name(s.returns[j]));
     }
+  }
+  if (op->inplace) vtrt_bump_version(full[0].v.t);
+  if (grad_enabled()) {
+    bool any = false;
+    for (int32_t i = 0; i < n && !any; ++i) {
+      if (full[i].tag == VT_TENSOR) {
+        const TensorImpl* ti = impl(full[i].v.t);
+        any = ti->ag && ti->ag->requires_grad;
+      } else if (full[i].tag == VT_TENSORS) {
+        for (int64_t k = 0; k < full[i].v.ts.len && !any; ++k) {
+          const TensorImpl* ti = impl(full[i].v.ts.data[k]);
+          any = ti->ag && ti->ag->requires_grad;
+        }
+      }
+    }
+    if (any) record(op, snap, full, n, outs, nouts, device);
   }
   return VT_OK;
 }

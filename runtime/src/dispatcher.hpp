@@ -42,6 +42,7 @@ struct Snapshot {
 struct Op {
   Schema schema;  // parsed in place: its defaults point into itself, so an Op never moves
   bool defined = false;
+  bool inplace = false;  // name ends in '_': mutates argument 0 (version bump, autograd rules)
   Pack* definer = nullptr;
   std::vector<Impl> impls[kDeviceTypes];  // guarded by registry_mutex()
   std::string pinned[kDeviceTypes];

@@ -34,6 +34,9 @@ const char* last_error() { return t_message.c_str(); }
 extern "C" {
 const char* vtrt_last_error(void) { return vt::t_message.c_str(); }
 vt_status vtrt_last_status(void) { return vt::t_status; }
+void vtrt_set_error_message(vt_status status, const char* message) {
+  vt::set_error(status, "%s", message ? message : "");
+}
 void vtrt_clear_error(void) {
   vt::t_message.clear();
   vt::t_status = VT_OK;

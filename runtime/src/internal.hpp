@@ -13,6 +13,7 @@
 namespace vt {
 
 struct Pack;
+struct AutogradMeta;
 
 // ---- errors (error.cpp) ---------------------------------------------------------------------------
 vt_status set_error(vt_status status, const char* fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -38,7 +39,10 @@ struct TensorImpl {
   int64_t offset = 0;  // in elements
   int64_t sizes[VT_MAX_DIMS];
   int64_t strides[VT_MAX_DIMS];
+  AutogradMeta* ag = nullptr;  // only for tensors that require grad or have history
 };
+
+void free_meta(TensorImpl* t);  // autograd.cpp
 
 inline TensorImpl* impl(vt_tensor* t) { return reinterpret_cast<TensorImpl*>(t); }
 inline const TensorImpl* impl(const vt_tensor* t) { return reinterpret_cast<const TensorImpl*>(t); }

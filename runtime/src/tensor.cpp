@@ -65,6 +65,7 @@ void storage_release(Storage* s) {
 TensorImpl* make_tensor(Storage* storage, const int64_t* sizes, const int64_t* strides,
                         int32_t ndim, int64_t offset, vt_dtype dtype) {
   auto* t = new (std::nothrow) TensorImpl;  // default-init: sizes/strides are filled below
+  if (t) t->ag = nullptr;
   if (!t) {
     set_error(VT_ERR_MEMORY, "out of memory allocating a tensor header");
     return nullptr;
@@ -207,6 +208,7 @@ void vtrt_release(vt_tensor* t) {
   if (!t) return;
   TensorImpl* ti = impl(t);
   if (ti->refs.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+  if (ti->ag) free_meta(ti);
   storage_release(ti->storage);
   delete ti;
 }

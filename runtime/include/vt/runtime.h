@@ -21,6 +21,7 @@ extern "C" {
 const char* vtrt_last_error(void);
 vt_status vtrt_last_status(void);
 void vtrt_clear_error(void);
+void vtrt_set_error_message(vt_status status, const char* message);
 
 /* ---- tensors ----------------------------------------------------------------------------------- */
 vt_tensor* vtrt_empty(const int64_t* sizes, int32_t ndim, vt_dtype dtype, vt_device device);
@@ -132,6 +133,28 @@ vtrt_pack* vtrt_pack_load(const char* path, const char* name);
 vt_status vtrt_pack_unload(vtrt_pack* pack);
 int32_t vtrt_pack_is_mapped(const char* path); /* 1 while the library is still dlopen'ed */
 int64_t vtrt_pack_refs(const vtrt_pack* pack);
+
+/* ---- autograd (see runtime/src/autograd.hpp) ----------------------------------------------- */
+int32_t vtrt_is_grad_enabled(void);
+void vtrt_set_grad_enabled(int32_t on);
+int32_t vtrt_requires_grad(vt_tensor* t);
+vt_status vtrt_set_requires_grad(vt_tensor* t, int32_t on);
+int32_t vtrt_is_leaf(vt_tensor* t);
+vt_tensor* vtrt_grad(vt_tensor* t);                   /* new reference, NULL when none */
+vt_status vtrt_set_grad(vt_tensor* t, vt_tensor* g);  /* g may be NULL (clears) */
+const char* vtrt_grad_fn_name(vt_tensor* t);          /* "" for leaves */
+vt_tensor* vtrt_detach(vt_tensor* t);                 /* same storage, no history */
+typedef vt_status (*vtrt_hook_fn)(void* ctx, vt_tensor* grad, vt_tensor** replacement);
+vt_status vtrt_register_hook(vt_tensor* t, vtrt_hook_fn fn, void* ctx, void (*release)(void* ctx));
+vt_status vtrt_retain_grad(vt_tensor* t);
+typedef vt_status (*vtrt_custom_backward_fn)(void* ctx, vt_tensor* const* grad_outs, int32_t nouts,
+                                             vt_tensor** grad_ins, int32_t nins);
+vt_status vtrt_record_custom(vt_tensor* const* inputs, int32_t nin, vt_tensor* const* outputs,
+                             int32_t nout, vtrt_custom_backward_fn fn, void* ctx,
+                             void (*release)(void* ctx), const char* name);
+vt_status vtrt_backward(vt_tensor* const* roots, vt_tensor* const* grads, int32_t n,
+                        int32_t retain_graph, int32_t create_graph, vt_tensor* const* inputs,
+                        int32_t ninputs, vt_tensor** out_grads);
 
 /* ---- threads and RNG ------------------------------------------------------------------------ */
 void vtrt_set_num_threads(int32_t n);

@@ -1,0 +1,710 @@
+// autograd.cpp — recording nodes at dispatch time, and the backward engine.
+//
+// The engine: count, for every node reachable from the roots, how many edges point at it; run
+// nodes whose count reached zero, newest first (a max-heap on creation order); each node adds the
+// gradients it produces into its successors' input buffers (summing with core::add). Leaves
+// accumulate into .grad through their AccumulateGrad node. Everything runs on the calling thread;
+// backward rules call ops, which use the runtime's one thread pool for their own work.
+#include "autograd.hpp"
+
+#include <cstring>
+#include <queue>
+#include <unordered_map>
+
+namespace vt {
+
+namespace {
+thread_local bool t_grad_enabled = true;
+std::atomic<uint64_t> g_node_seq{0};
+
+vt_value none_value() {
+  vt_value v;
+  std::memset(&v, 0, sizeof v);
+  v.tag = VT_NONE;
+  return v;
+}
+
+bool requires_grad(const vt_tensor* t) {
+  const TensorImpl* ti = impl(t);
+  return ti->ag && ti->ag->requires_grad;
+}
+
+bool is_float(vt_dtype d) { return d.code == VT_DL_FLOAT || d.code == VT_DL_BFLOAT; }
+
+// An alias of t (same storage and geometry) with no autograd history: what a node keeps of its
+// outputs, so a tensor -> grad_fn -> saved output -> tensor cycle can never form.
+vt_tensor* detached_alias(vt_tensor* t) {
+  TensorImpl* ti = impl(t);
+  return vtrt_as_strided(t, ti->sizes, ti->strides, ti->pub.ndim, 0);
+}
+
+InputMeta input_meta_of(const vt_tensor* t) {
+  InputMeta m;
+  m.ndim = t->ndim;
+  std::memcpy(m.sizes, t->sizes, sizeof(int64_t) * t->ndim);
+  m.dtype = t->dtype;
+  m.device = t->device;
+  return m;
+}
+
+// Where the gradient for tensor t goes: its grad_fn, or its leaf accumulator (made on demand).
+Edge edge_of(vt_tensor* t) {
+  AutogradMeta* m = meta(t);
+  Edge e;
+  if (!m || !m->requires_grad) return e;
+  if (m->grad_fn) {
+    node_retain(m->grad_fn);
+    return {m->grad_fn, m->output_nr};
+  }
+  if (m->accumulator) {
+    node_retain(m->accumulator);
+    return {m->accumulator, 0};
+  }
+  auto* acc = new Node();
+  acc->kind = NodeKind::Accumulate;
+  acc->seq = g_node_seq.fetch_add(1, std::memory_order_relaxed);
+  acc->num_outputs = 1;
+  acc->pre_hooks.resize(1);
+  acc->retain_output.assign(1, 0);
+  acc->retained.assign(1, nullptr);
+  vtrt_retain(t);
+  acc->leaf = t;
+  m->accumulator = acc;  // weak: cleared when the accumulator dies
+  return {acc, 0};
+}
+
+void release_saved(Node* n) {
+  for (auto& s : n->saved) vtrt_release(s.t);
+  n->saved.clear();
+  for (auto& a : n->args)
+    if (a.tag == VT_TENSOR || a.tag == VT_TENSORS) a = none_value();
+  for (auto& o : n->outs) o = none_value();
+  n->tensor_lists.clear();
+  n->released = true;
+}
+
+void release_callback(Callback& cb) {
+  if (cb.release) cb.release(cb.ctx);
+  cb = Callback{};
+}
+
+void destroy(Node* n, std::vector<Node*>& pending) {
+  release_saved(n);
+  for (auto& e : n->next)
+    if (e.node) pending.push_back(e.node);
+  for (auto& hooks : n->pre_hooks)
+    for (auto& h : hooks) release_callback(h.cb);
+  for (vt_tensor* t : n->retained)
+    if (t) impl(t)->ag->retains_grad = false;
+  if (n->backward.pack) pack_release(n->backward.pack);
+  if (n->kind == NodeKind::Custom) release_callback(n->custom_cb);
+  if (n->leaf) {
+    AutogradMeta* m = impl(n->leaf)->ag;
+    if (m && m->accumulator == n) m->accumulator = nullptr;
+    vtrt_release(n->leaf);
+  }
+  delete n;
+}
+
+}  // namespace
+
+bool grad_enabled() { return t_grad_enabled; }
+
+void node_retain(Node* n) {
+  if (n) n->refs.fetch_add(1, std::memory_order_relaxed);
+}
+
+// Iterative, so releasing a 100k-node chain cannot overflow the stack.
+void node_release(Node* n) {
+  std::vector<Node*> pending{n};
+  while (!pending.empty()) {
+    Node* x = pending.back();
+    pending.pop_back();
+    if (x && x->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) destroy(x, pending);
+  }
+}
+
+AutogradMeta* meta(vt_tensor* t) { return impl(t)->ag; }
+
+AutogradMeta* ensure_meta(vt_tensor* t) {
+  TensorImpl* ti = impl(t);
+  if (!ti->ag) ti->ag = new AutogradMeta();
+  return ti->ag;
+}
+
+void free_meta(TensorImpl* t) {
+  AutogradMeta* m = t->ag;
+  t->ag = nullptr;
+  if (m->grad) vtrt_release(m->grad);
+  if (m->grad_fn) {
+    if (m->retains_grad && m->output_nr < m->grad_fn->retained.size())
+      m->grad_fn->retained[m->output_nr] = nullptr;
+    node_release(m->grad_fn);
+  }
+  for (auto& h : m->hooks) release_callback(h.cb);
+  delete m;
+}
+
+vt_status check_inplace(Op* op, const vt_value* args) {
+  if (!t_grad_enabled || args[0].tag != VT_TENSOR) return VT_OK;
+  AutogradMeta* m = meta(args[0].v.t);
+  if (m && m->requires_grad && !m->grad_fn)
+    return set_error(VT_ERR_RUNTIME,
+                     "[%s] a leaf tensor that requires grad cannot be modified in place (use "
+                     "`with vt.no_grad():` for parameter updates, or work on a copy)",
+                     op->schema.name.c_str());
+  return VT_OK;
+}
+
+void record(Op* op, const Snapshot* snap, const vt_value* args, int32_t nargs, vt_value* outs,
+            int32_t nouts, vt_device device) {
+  const Backward& bw = snap->backward;
+  if (!bw.fn) return;  // no backward rule: the op is not differentiable, outputs get no history
+  auto* n = new Node();
+  n->seq = g_node_seq.fetch_add(1, std::memory_order_relaxed);
+  n->op = op;
+  n->backward = bw;
+  pack_retain(bw.pack);
+  n->device = device;
+  n->num_outputs = static_cast<uint32_t>(nouts);
+  n->pre_hooks.resize(nouts);
+  n->retain_output.assign(nouts, 0);
+  n->retained.assign(nouts, nullptr);
+  n->args.resize(nargs);
+  n->int_lists.reserve(nargs);
+  n->tensor_lists.reserve(nargs);
+  n->strings.reserve(nargs);
+  auto save = [&](vt_tensor* t) {
+    vtrt_retain(t);
+    n->saved.push_back({t, vtrt_version(t)});
+    return t;
+  };
+  for (int32_t i = 0; i < nargs; ++i) {
+    vt_value v = args[i];
+    const bool keep = (bw.save_args >> i) & 1;
+    if (v.tag == VT_TENSOR) {
+      n->next.push_back(edge_of(v.v.t));
+      n->input_meta.push_back(input_meta_of(v.v.t));
+      n->flat_arg.push_back(i);
+      n->flat_elem.push_back(-1);
+      if (!keep) v = none_value();
+      else save(v.v.t);
+    } else if (v.tag == VT_TENSORS) {
+      std::vector<vt_tensor*> list;
+      for (int64_t k = 0; k < v.v.ts.len; ++k) {
+        vt_tensor* t = v.v.ts.data[k];
+        n->next.push_back(edge_of(t));
+        n->input_meta.push_back(input_meta_of(t));
+        n->flat_arg.push_back(i);
+        n->flat_elem.push_back(static_cast<int32_t>(k));
+        if (keep) list.push_back(save(t));
+      }
+      if (keep) {
+        n->tensor_lists.push_back(std::move(list));
+        v.v.ts.data = n->tensor_lists.back().data();
+      } else {
+        v = none_value();
+      }
+    } else if (v.tag == VT_INTS) {
+      n->int_lists.emplace_back(v.v.ints.data, v.v.ints.data + v.v.ints.len);
+      v.v.ints.data = n->int_lists.back().data();
+    } else if (v.tag == VT_STR) {
+      n->strings.emplace_back(v.v.s);
+      v.v.s = n->strings.back().c_str();
+    }
+    n->args[i] = v;
+  }
+  n->outs.resize(nouts);
+  for (int32_t j = 0; j < nouts; ++j) {
+    n->outs[j] = none_value();
+    if (((bw.save_outs >> j) & 1) && outs[j].tag == VT_TENSOR) {
+      vt_tensor* alias = detached_alias(outs[j].v.t);
+      n->saved.push_back({alias, vtrt_version(alias)});
+      n->outs[j].tag = VT_TENSOR;
+      n->outs[j].v.t = alias;
+    }
+  }
+  // The outputs now have history. An in-place op's output is its first argument: its grad_fn is
+  // replaced, and its old history is what the node's edge for that argument points at.
+  for (int32_t j = 0; j < nouts; ++j) {
+    if (outs[j].tag != VT_TENSOR || !is_float(outs[j].v.t->dtype)) continue;
+    AutogradMeta* m = ensure_meta(outs[j].v.t);
+    if (m->grad_fn) node_release(m->grad_fn);
+    node_retain(n);
+    m->grad_fn = n;
+    m->output_nr = static_cast<uint32_t>(j);
+    m->requires_grad = true;
+  }
+  node_release(n);  // the outputs hold it now
+}
+
+// ---- the engine ----------------------------------------------------------------------------------
+
+namespace {
+
+struct Engine {
+  bool retain_graph, create_graph, accumulate;
+  const vt_host* host = vt::host();
+  // capture for autograd.grad: (node, input_nr) -> index into captured
+  std::unordered_map<Node*, std::vector<std::pair<uint32_t, size_t>>> captures;
+  std::vector<vt_tensor*> captured;
+
+  vt_tensor* call1(const char* name, std::initializer_list<vt_value> in) {
+    vt_op* op = vtrt_find_op(name);
+    if (!op) return nullptr;
+    vt_value args[8];
+    int32_t k = 0;
+    for (const auto& v : in) args[k++] = v;
+    vt_value out;
+    if (call(op_of(op), args, k, &out, 1) != VT_OK) return nullptr;
+    return out.v.t;
+  }
+  static vt_value T(vt_tensor* t) {
+    vt_value v = none_value();
+    v.tag = VT_TENSOR;
+    v.v.t = t;
+    return v;
+  }
+
+  // buf + g, consuming both; on failure returns null and remembers the error in `failed`.
+  vt_status failed = VT_OK;
+  vt_tensor* add(vt_tensor* buf, vt_tensor* g) {
+    if (!buf) return g;
+    if (!g) return buf;
+    vt_tensor* s = call1("core::add", {T(buf), T(g)});
+    vtrt_release(buf);
+    vtrt_release(g);
+    if (!s && failed == VT_OK) failed = vtrt_last_status();
+    return s;
+  }
+
+  vt_status run_hooks(std::vector<Hook>& hooks, vt_tensor** grad) {
+    for (auto& h : hooks) {
+      vt_tensor* repl = nullptr;
+      vt_status s = h.fn(h.cb.ctx, *grad, &repl);
+      if (s != VT_OK) return s;
+      if (repl) {
+        vtrt_release(*grad);
+        *grad = repl;
+      }
+    }
+    return VT_OK;
+  }
+
+  vt_status accumulate_leaf(Node* n, vt_tensor* g) {
+    vt_tensor* leaf = n->leaf;
+    AutogradMeta* m = ensure_meta(leaf);
+    if (vt_status s = run_hooks(m->hooks, &g)) {
+      vtrt_release(g);
+      return s;
+    }
+    if (!m->grad) {
+      // Steal a fresh gradient; copy one that somebody else may still hold (e.g. a root's seed).
+      if (impl(g)->refs.load() == 1 && impl(g)->storage->refs.load() == 1) {
+        m->grad = g;
+      } else {
+        m->grad = call1("core::contiguous", {T(g)});
+        vtrt_release(g);
+        if (!m->grad) return vtrt_last_status();
+      }
+      return VT_OK;
+    }
+    vt_tensor* sum = call1("core::add", {T(m->grad), T(g)});
+    vtrt_release(g);
+    if (!sum) return vtrt_last_status();
+    vtrt_release(m->grad);
+    m->grad = sum;
+    return VT_OK;
+  }
+
+  vt_status run_op(Node* n, std::vector<vt_tensor*>& in, std::vector<vt_tensor*>& out_grads) {
+    const Schema& s = n->op->schema;
+    if (n->released)
+      return set_error(VT_ERR_RUNTIME,
+                       "[%s] backward through the graph a second time: its saved tensors were "
+                       "freed after the first backward (pass retain_graph=True to keep them)",
+                       s.name.c_str());
+    for (size_t k = 0; k < n->saved.size(); ++k) {
+      const SavedTensor& st = n->saved[k];
+      uint64_t now = vtrt_version(st.t);
+      if (now != st.version)
+        return set_error(VT_ERR_RUNTIME,
+                         "[%s] a tensor saved for backward was modified in place afterwards "
+                         "(version %llu when saved, now %llu); clone it before modifying",
+                         s.name.c_str(), static_cast<unsigned long long>(st.version),
+                         static_cast<unsigned long long>(now));
+    }
+    const int32_t nargs = static_cast<int32_t>(n->args.size());
+    std::vector<uint8_t> needs(nargs, 0);
+    std::vector<vt_value> grad_args(nargs, none_value());
+    std::vector<std::vector<vt_tensor*>> list_slots(nargs);
+    for (size_t k = 0; k < n->next.size(); ++k)
+      if (n->next[k].node) needs[n->flat_arg[k]] = 1;
+    for (int32_t i = 0; i < nargs; ++i) {
+      if (s.args[i].type == VT_TENSORS && needs[i]) {
+        int64_t len = 0;
+        for (size_t k = 0; k < n->flat_arg.size(); ++k) len += n->flat_arg[k] == i;
+        list_slots[i].assign(len, nullptr);
+        grad_args[i].tag = VT_TENSORS;
+        grad_args[i].v.ts.data = list_slots[i].data();
+        grad_args[i].v.ts.len = len;
+      }
+    }
+    std::vector<vt_value> grad_outs(n->num_outputs, none_value());
+    for (uint32_t j = 0; j < n->num_outputs; ++j)
+      if (in[j]) grad_outs[j] = T(in[j]);
+    vt_kernel_ctx ctx{host, n->device, cuda_current_stream(n->device), nullptr};
+    vt_status st = n->backward.fn(&ctx, n->args.data(), nargs, n->outs.data(),
+                                  static_cast<int32_t>(n->outs.size()), grad_outs.data(),
+                                  needs.data(), grad_args.data());
+    if (st != VT_OK) {
+      const char* msg = last_error();
+      if (msg[0] != '[') {
+        std::string m = msg[0] ? msg : "backward rule failed without a message";
+        set_error(st, "[%s] backward: %s", s.name.c_str(), m.c_str());
+      }
+      return st;
+    }
+    // flatten into out_grads (one per edge), checking each gradient's shape and dtype
+    out_grads.assign(n->next.size(), nullptr);
+    for (size_t k = 0; k < n->next.size(); ++k) {
+      int32_t i = n->flat_arg[k];
+      vt_tensor* g = nullptr;
+      if (grad_args[i].tag == VT_TENSOR && n->flat_elem[k] < 0) {
+        g = grad_args[i].v.t;
+        grad_args[i].tag = VT_NONE;
+      } else if (grad_args[i].tag == VT_TENSORS && n->flat_elem[k] >= 0) {
+        g = list_slots[i][n->flat_elem[k]];
+        list_slots[i][n->flat_elem[k]] = nullptr;
+      }
+      out_grads[k] = g;
+      if (!g) continue;
+      const InputMeta& im = n->input_meta[k];
+      if (g->ndim != im.ndim || std::memcmp(g->sizes, im.sizes, sizeof(int64_t) * im.ndim) != 0 ||
+          g->dtype.code != im.dtype.code || g->dtype.bits != im.dtype.bits) {
+        std::string msg = "[" + s.name + "] backward returned a gradient of shape " +
+                          shape_str(g->sizes, g->ndim) + " " + dtype_name(g->dtype) +
+                          " for argument '" + s.args[i].name + "' of shape " +
+                          shape_str(im.sizes, im.ndim) + " " + dtype_name(im.dtype);
+        for (auto* x : out_grads) vtrt_release(x);
+        out_grads.clear();
+        return set_error(VT_ERR_RUNTIME, "%s", msg.c_str());
+      }
+    }
+    return VT_OK;
+  }
+
+  vt_status run_custom(Node* n, std::vector<vt_tensor*>& in, std::vector<vt_tensor*>& out_grads) {
+    if (n->released)
+      return set_error(VT_ERR_RUNTIME, "[%s] backward through the graph a second time "
+                       "(pass retain_graph=True)", n->name.c_str());
+    out_grads.assign(n->next.size(), nullptr);
+    vt_status s = n->custom(n->custom_cb.ctx, in.data(), static_cast<int32_t>(in.size()),
+                            out_grads.data(), static_cast<int32_t>(out_grads.size()));
+    if (s != VT_OK) {
+      for (auto* g : out_grads) vtrt_release(g);
+      out_grads.clear();
+    }
+    return s;
+  }
+
+  vt_status run(std::vector<Node*>& roots_nodes, std::vector<uint32_t>& roots_nr,
+                std::vector<vt_tensor*>& roots_grad) {
+    // 1. dependency counts over the reachable graph
+    std::unordered_map<Node*, int64_t> deps;
+    std::vector<Node*> stack(roots_nodes.begin(), roots_nodes.end());
+    std::unordered_map<Node*, bool> seen;
+    while (!stack.empty()) {
+      Node* x = stack.back();
+      stack.pop_back();
+      if (seen[x]) continue;
+      seen[x] = true;
+      for (auto& e : x->next)
+        if (e.node) {
+          deps[e.node]++;
+          stack.push_back(e.node);
+        }
+    }
+    // 2. seed the buffers
+    std::unordered_map<Node*, std::vector<vt_tensor*>> buffers;
+    auto buffer_of = [&](Node* x) -> std::vector<vt_tensor*>& {
+      auto& b = buffers[x];
+      if (b.empty()) b.assign(x->num_outputs, nullptr);
+      return b;
+    };
+    for (size_t r = 0; r < roots_nodes.size(); ++r) {
+      auto& b = buffer_of(roots_nodes[r]);
+      b[roots_nr[r]] = add(b[roots_nr[r]], roots_grad[r]);
+      roots_grad[r] = nullptr;
+    }
+    auto cmp = [](Node* a, Node* b) { return a->seq < b->seq; };
+    std::priority_queue<Node*, std::vector<Node*>, decltype(cmp)> ready(cmp);
+    for (Node* rn : roots_nodes)
+      if (deps[rn] == 0) {
+        deps[rn] = -1;  // queued once, even when it is the root of several outputs
+        ready.push(rn);
+      }
+    vt_status status = VT_OK;
+    bool prev_mode = t_grad_enabled;
+    t_grad_enabled = create_graph;
+    while (!ready.empty() && status == VT_OK && failed == VT_OK) {
+      Node* x = ready.top();
+      ready.pop();
+      std::vector<vt_tensor*> in = std::move(buffer_of(x));
+      buffers.erase(x);
+      // pre-hooks (hooks of non-leaf tensors), retain_grad, and captures for autograd.grad
+      for (uint32_t j = 0; j < x->num_outputs && status == VT_OK; ++j) {
+        if (in[j] && !x->pre_hooks[j].empty()) status = run_hooks(x->pre_hooks[j], &in[j]);
+        if (in[j] && x->retain_output[j] && x->retained[j]) {
+          AutogradMeta* m = ensure_meta(x->retained[j]);
+          vt_tensor* prev = m->grad;
+          vtrt_retain(in[j]);
+          m->grad = prev ? add(prev, in[j]) : in[j];
+        }
+      }
+      auto cap = captures.find(x);
+      if (cap != captures.end()) {
+        for (auto& [nr, idx] : cap->second)
+          if (in[nr]) {
+            vtrt_retain(in[nr]);
+            captured[idx] = add(captured[idx], in[nr]);
+          }
+      }
+      std::vector<vt_tensor*> out;
+      if (status == VT_OK) {
+        if (x->kind == NodeKind::Accumulate) {
+          if (accumulate && in[0]) {
+            status = accumulate_leaf(x, in[0]);
+            in[0] = nullptr;
+          }
+        } else {
+          bool any = false;
+          for (auto* g : in) any |= g != nullptr;
+          if (any) {
+            status = x->kind == NodeKind::Op ? run_op(x, in, out) : run_custom(x, in, out);
+            if (status == VT_OK && !retain_graph) {
+              release_saved(x);
+              if (x->kind == NodeKind::Custom) x->released = true;
+            }
+          }
+        }
+      }
+      for (auto* g : in) vtrt_release(g);
+      // deliver gradients to successors; a successor is ready once all its edges delivered
+      for (size_t k = 0; k < x->next.size(); ++k) {
+        const Edge& e = x->next[k];
+        vt_tensor* g = k < out.size() ? out[k] : nullptr;
+        if (!e.node) {
+          vtrt_release(g);
+          continue;
+        }
+        if (g && status == VT_OK) {
+          auto& b = buffer_of(e.node);
+          b[e.input_nr] = add(b[e.input_nr], g);
+        } else {
+          vtrt_release(g);
+        }
+        if (--deps[e.node] == 0) ready.push(e.node);
+      }
+    }
+    t_grad_enabled = prev_mode;
+    for (auto& [node, b] : buffers)
+      for (auto* g : b) vtrt_release(g);
+    return status != VT_OK ? status : failed;
+  }
+};
+
+}  // namespace
+
+}  // namespace vt
+
+using namespace vt;
+
+extern "C" {
+
+int32_t vtrt_is_grad_enabled(void) { return t_grad_enabled; }
+void vtrt_set_grad_enabled(int32_t on) { t_grad_enabled = on != 0; }
+
+int32_t vtrt_requires_grad(vt_tensor* t) { return requires_grad(t); }
+
+vt_status vtrt_set_requires_grad(vt_tensor* t, int32_t on) {
+  AutogradMeta* m = meta(t);
+  if (m && m->grad_fn && !on)
+    return set_error(VT_ERR_RUNTIME, "requires_grad_: only leaf tensors can be switched off; "
+                     "use .detach() for a tensor without history");
+  if (on && !is_float(t->dtype))
+    return set_error(VT_ERR_TYPE, "requires_grad_: only floating-point tensors can require "
+                     "gradients, got %s", dtype_name(t->dtype).c_str());
+  if (!on && !m) return VT_OK;
+  ensure_meta(t)->requires_grad = on != 0;
+  return VT_OK;
+}
+
+int32_t vtrt_is_leaf(vt_tensor* t) {
+  AutogradMeta* m = meta(t);
+  return !m || !m->grad_fn;
+}
+
+vt_tensor* vtrt_grad(vt_tensor* t) {
+  AutogradMeta* m = meta(t);
+  if (!m || !m->grad) return nullptr;
+  vtrt_retain(m->grad);
+  return m->grad;
+}
+
+vt_status vtrt_set_grad(vt_tensor* t, vt_tensor* g) {
+  if (g && (g->ndim != t->ndim ||
+            std::memcmp(g->sizes, t->sizes, sizeof(int64_t) * t->ndim) != 0))
+    return set_error(VT_ERR_VALUE, "grad: assigned gradient of shape %s to a tensor of shape %s",
+                     shape_str(g->sizes, g->ndim).c_str(), shape_str(t->sizes, t->ndim).c_str());
+  AutogradMeta* m = ensure_meta(t);
+  if (g) vtrt_retain(g);
+  if (m->grad) vtrt_release(m->grad);
+  m->grad = g;
+  return VT_OK;
+}
+
+// The name of the op that made t ("" for leaves), and its node's identity for graph inspection.
+const char* vtrt_grad_fn_name(vt_tensor* t) {
+  AutogradMeta* m = meta(t);
+  if (!m || !m->grad_fn) return "";
+  Node* n = m->grad_fn;
+  return n->kind == NodeKind::Custom ? n->name.c_str() : n->op->schema.name.c_str();
+}
+
+vt_tensor* vtrt_detach(vt_tensor* t) { return detached_alias(t); }
+
+vt_status vtrt_register_hook(vt_tensor* t, vt_hook_fn fn, void* ctx, void (*release)(void*)) {
+  AutogradMeta* m = meta(t);
+  if (!m || !m->requires_grad)
+    return set_error(VT_ERR_RUNTIME, "register_hook: the tensor does not require grad");
+  Hook h{fn, {ctx, release}};
+  if (m->grad_fn) m->grad_fn->pre_hooks[m->output_nr].push_back(h);
+  else m->hooks.push_back(h);
+  return VT_OK;
+}
+
+vt_status vtrt_retain_grad(vt_tensor* t) {
+  AutogradMeta* m = meta(t);
+  if (!m || !m->requires_grad)
+    return set_error(VT_ERR_RUNTIME, "retain_grad: the tensor does not require grad");
+  if (!m->grad_fn) return VT_OK;  // leaves keep their grad anyway
+  m->retains_grad = true;
+  m->grad_fn->retain_output[m->output_nr] = 1;
+  m->grad_fn->retained[m->output_nr] = t;  // weak; cleared when t dies (free_meta)
+  return VT_OK;
+}
+
+// Attaches a user-defined backward (e.g. vt.autograd.Function) to already computed outputs.
+vt_status vtrt_record_custom(vt_tensor* const* inputs, int32_t nin, vt_tensor* const* outputs,
+                             int32_t nout, vt_custom_backward_fn fn, void* ctx,
+                             void (*release)(void*), const char* name) {
+  auto* n = new Node();
+  n->kind = NodeKind::Custom;
+  n->seq = g_node_seq.fetch_add(1, std::memory_order_relaxed);
+  n->custom = fn;
+  n->custom_cb = {ctx, release};
+  n->name = name ? name : "Function";
+  n->num_outputs = static_cast<uint32_t>(nout);
+  n->pre_hooks.resize(nout);
+  n->retain_output.assign(nout, 0);
+  n->retained.assign(nout, nullptr);
+  for (int32_t i = 0; i < nin; ++i) {
+    n->next.push_back(edge_of(inputs[i]));
+    n->input_meta.push_back(input_meta_of(inputs[i]));
+    n->flat_arg.push_back(i);
+    n->flat_elem.push_back(-1);
+  }
+  for (int32_t j = 0; j < nout; ++j) {
+    if (!is_float(outputs[j]->dtype)) continue;
+    AutogradMeta* m = ensure_meta(outputs[j]);
+    if (m->grad_fn) node_release(m->grad_fn);
+    node_retain(n);
+    m->grad_fn = n;
+    m->output_nr = static_cast<uint32_t>(j);
+    m->requires_grad = true;
+  }
+  node_release(n);
+  return VT_OK;
+}
+
+// Backward from `roots` (seeded with `grads`, NULL = ones for a one-element root). With
+// `inputs`, computes d(roots)/d(inputs) into `out_grads` (new references, NULL where none flowed)
+// without touching .grad; otherwise accumulates into the leaves' .grad.
+vt_status vtrt_backward(vt_tensor* const* roots, vt_tensor* const* grads, int32_t n,
+                        int32_t retain_graph, int32_t create_graph, vt_tensor* const* inputs,
+                        int32_t ninputs, vt_tensor** out_grads) {
+  Engine eng;
+  eng.retain_graph = retain_graph != 0;
+  eng.create_graph = create_graph != 0;
+  eng.accumulate = inputs == nullptr;
+  std::vector<Node*> nodes;
+  std::vector<uint32_t> nrs;
+  std::vector<vt_tensor*> seeds;
+  auto fail = [&](vt_status s) {
+    for (auto* g : seeds) vtrt_release(g);
+    for (auto* c : eng.captured) vtrt_release(c);
+    return s;
+  };
+  for (int32_t i = 0; i < n; ++i) {
+    vt_tensor* r = roots[i];
+    if (!requires_grad(r))
+      return fail(set_error(VT_ERR_RUNTIME, "backward: tensor %d does not require grad and has "
+                            "no grad_fn (did you forget requires_grad_() or compute under "
+                            "no_grad?)", i));
+    vt_tensor* g = grads ? grads[i] : nullptr;
+    if (g) {
+      if (g->ndim != r->ndim || std::memcmp(g->sizes, r->sizes, sizeof(int64_t) * r->ndim) != 0)
+        return fail(set_error(VT_ERR_VALUE, "backward: gradient of shape %s for an output of "
+                              "shape %s", shape_str(g->sizes, g->ndim).c_str(),
+                              shape_str(r->sizes, r->ndim).c_str()));
+      vtrt_retain(g);
+    } else {
+      if (r->numel != 1)
+        return fail(set_error(VT_ERR_RUNTIME, "backward: grad can be implicitly created only "
+                              "for one-element outputs, got shape %s; pass a gradient",
+                              shape_str(r->sizes, r->ndim).c_str()));
+      vt_value size;
+      std::memset(&size, 0, sizeof size);
+      size.tag = VT_INTS;
+      size.v.ints = {r->sizes, r->ndim};
+      vt_value dt;
+      std::memset(&dt, 0, sizeof dt);
+      dt.tag = VT_DTYPE;
+      dt.v.dtype = r->dtype;
+      vt_value dev;
+      std::memset(&dev, 0, sizeof dev);
+      dev.tag = VT_DEVICE;
+      dev.v.device = r->device;
+      g = eng.call1("core::ones", {size, dt, dev});
+      if (!g) return fail(vtrt_last_status());
+    }
+    seeds.push_back(g);
+    Edge e = edge_of(r);
+    nodes.push_back(e.node);
+    nrs.push_back(e.input_nr);
+  }
+  if (inputs) {
+    eng.captured.assign(ninputs, nullptr);
+    for (int32_t i = 0; i < ninputs; ++i) {
+      if (!requires_grad(inputs[i])) {
+        for (Node* x : nodes) node_release(x);
+        return fail(set_error(VT_ERR_RUNTIME, "grad: input %d does not require grad", i));
+      }
+      Edge e = edge_of(inputs[i]);
+      eng.captures[e.node].push_back({e.input_nr, static_cast<size_t>(i)});
+      nodes.push_back(e.node);  // keep it alive for the run; not a root (no seed)
+      nrs.push_back(UINT32_MAX);
+    }
+  }
+  std::vector<Node*> root_nodes(nodes.begin(), nodes.begin() + n);
+  std::vector<uint32_t> root_nrs(nrs.begin(), nrs.begin() + n);
+  vt_status s = eng.run(root_nodes, root_nrs, seeds);
+  for (Node* x : nodes) node_release(x);
+  if (s != VT_OK) return fail(s);
+  if (inputs)
+    for (int32_t i = 0; i < ninputs; ++i) out_grads[i] = eng.captured[i];
+  return VT_OK;
+}
+
+}  // extern "C"

@@ -1,0 +1,112 @@
+// autograd.hpp — reverse-mode autograd: the graph recorded at dispatch time and the engine.
+//
+// A tensor that requires grad carries an AutogradMeta. Every op called while grad mode is on and
+// with an input that requires grad records a Node: the op's backward rule, the values it saved and
+// one Edge per tensor input pointing at where that input's gradient goes next (the input's own
+// grad_fn, or the AccumulateGrad node of a leaf). The engine (autograd.cpp) walks the graph from
+// the roots in dependency order on the calling thread, with no Python and no thread creation.
+#pragma once
+
+#include <atomic>
+#include <string>
+#include <vector>
+
+#include "dispatcher.hpp"
+
+namespace vt {
+
+struct Node;
+
+// A Python (or other foreign) callback attached to the graph: a tensor hook or the backward of a
+// user-defined function. `release(ctx)` runs when the graph lets go of it.
+struct Callback {
+  void* ctx = nullptr;
+  void (*release)(void* ctx) = nullptr;
+};
+
+using vt_hook_fn = vtrt_hook_fn;
+using vt_custom_backward_fn = vtrt_custom_backward_fn;
+
+struct Hook {
+  vt_hook_fn fn;
+  Callback cb;
+};
+
+struct AutogradMeta {
+  bool requires_grad = false;
+  bool retains_grad = false;
+  vt_tensor* grad = nullptr;       // accumulated gradient (owned)
+  Node* grad_fn = nullptr;         // owned; null for leaves
+  uint32_t output_nr = 0;          // which output of grad_fn this tensor is
+  Node* accumulator = nullptr;     // weak: a leaf's AccumulateGrad node while a graph holds it
+  std::vector<Hook> hooks;         // leaf hooks (non-leaf hooks live on grad_fn as pre-hooks)
+};
+
+struct Edge {
+  Node* node = nullptr;  // owned reference; null: this input needs no gradient
+  uint32_t input_nr = 0;
+};
+
+struct SavedTensor {
+  vt_tensor* t = nullptr;  // owned
+  uint64_t version = 0;
+};
+
+struct InputMeta {  // what a gradient for an input must look like
+  int64_t sizes[VT_MAX_DIMS];
+  int32_t ndim;
+  vt_dtype dtype;
+  vt_device device;
+};
+
+enum class NodeKind { Op, Accumulate, Custom };
+
+struct Node {
+  std::atomic<int64_t> refs{1};
+  uint64_t seq = 0;
+  NodeKind kind = NodeKind::Op;
+  uint32_t num_outputs = 0;           // forward outputs = gradients this node receives
+  std::vector<Edge> next;             // one per flattened tensor input
+  std::vector<InputMeta> input_meta;  // one per flattened tensor input
+  std::vector<std::vector<Hook>> pre_hooks;  // per output: hooks of non-leaf tensors
+  std::vector<uint8_t> retain_output;        // per output: a non-leaf that retains its grad
+  std::vector<vt_tensor*> retained;          // weak pointers to those outputs (cleared on death)
+
+  // Op nodes
+  Op* op = nullptr;
+  Backward backward;                   // fn + save masks + pack (pack referenced)
+  std::vector<vt_value> args;          // the forward's arguments (tensors: saved or VT_NONE)
+  std::vector<vt_value> outs;          // the forward's saved outputs (detached aliases)
+  std::vector<SavedTensor> saved;      // every tensor referenced from args/outs, with versions
+  std::vector<std::vector<int64_t>> int_lists;
+  std::vector<std::vector<vt_tensor*>> tensor_lists;
+  std::vector<std::string> strings;
+  std::vector<int32_t> flat_arg;       // flattened input k -> argument index
+  std::vector<int32_t> flat_elem;      // flattened input k -> element in a Tensor[] (or -1)
+  vt_device device{VT_CPU, 0};
+  bool released = false;               // saved values freed after a backward without retain
+
+  // AccumulateGrad
+  vt_tensor* leaf = nullptr;           // owned
+
+  // Custom (user-defined Function)
+  vt_custom_backward_fn custom = nullptr;
+  Callback custom_cb;
+  std::string name;
+};
+
+void node_retain(Node* n);
+void node_release(Node* n);
+
+bool grad_enabled();
+AutogradMeta* meta(vt_tensor* t);         // null when t has none
+AutogradMeta* ensure_meta(vt_tensor* t);
+void free_meta(TensorImpl* t);             // on tensor death
+
+// Called by vt::call after a kernel succeeded. Returns nonzero (error set) when recording is
+// refused (e.g. an in-place op on a leaf that requires grad).
+vt_status check_inplace(Op* op, const vt_value* args);
+void record(Op* op, const Snapshot* snap, const vt_value* args, int32_t nargs, vt_value* outs,
+            int32_t nouts, vt_device device);
+
+}  // namespace vt
