@@ -40,9 +40,14 @@ def read(folder: str | os.PathLike) -> Manifest:
         raise PackError(f"{folder} is not an op pack: it has no {MANIFEST}") from None
     except (OSError, ValueError) as e:
         raise PackError(f"{path}: unreadable manifest: {e}") from None
+    if not isinstance(raw, dict):
+        raise PackError(f"{path}: the manifest must be a JSON object, got {type(raw).__name__}")
     missing = [k for k in ("name", "version", "abi", "library", "sha256") if k not in raw]
     if missing:
         raise PackError(f"{path}: manifest lacks {', '.join(missing)}")
+    bad = [k for k in ("name", "library", "sha256") if not isinstance(raw[k], str) or not raw[k]]
+    if bad:
+        raise PackError(f"{path}: {', '.join(bad)} must be non-empty strings")
     abi = raw["abi"]
     if not (isinstance(abi, list) and len(abi) == 2 and all(isinstance(x, int) for x in abi)):
         raise PackError(f"{path}: 'abi' must be [major, minor], got {abi!r}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import operator
 
 from vibetensor.runtime import (BOOL, CPU, CUDA, DEVICE, DTYPE, FLOAT, INT, INTS, NONE, STR,
                                 TAG_NAMES, TENSOR, TENSORS, error, ffi, lib)
@@ -45,7 +46,7 @@ class Arg:
 class Op:
     """A resolved op. Re-resolves itself when packs were loaded or unloaded since."""
 
-    __slots__ = ("name", "_h", "_gen", "args", "nouts", "out_types", "schema", "__weakref__")
+    __slots__ = ("name", "_h", "_gen", "args", "nouts", "out_types", "_schema", "__weakref__")
 
     def __init__(self, name: str):
         self.name = name
@@ -59,7 +60,7 @@ class Op:
                                  f"(vt.ops.packs() lists the loaded packs)")
         self._h = h
         self._gen = loader.generation[0]
-        self.schema = ffi.string(lib.vtrt_op_schema(h)).decode()
+        self._schema = ffi.string(lib.vtrt_op_schema(h)).decode()
         info = ffi.new("vtrt_arg_info*")
         self.args = []
         for i in range(lib.vtrt_op_num_args(h)):
@@ -72,6 +73,11 @@ class Op:
         if self._gen != loader.generation[0]:
             self._resolve()
         return self._h
+
+    @property
+    def schema(self) -> str:
+        self.handle()  # a pack loaded since may define this op with another schema
+        return self._schema
 
     def __repr__(self):
         return f"<op {self.schema}>"
@@ -142,15 +148,19 @@ def _box(opname, a: Arg, i: int, v, slot, keep) -> None:
         slot.tag, slot.v.i = INT, int(v)
     elif t == BOOL:
         if not isinstance(v, (bool, int)):
-            v = _scalar(opname, a, i, v, bool)
+            if hasattr(v, "item") and not isinstance(v, str):
+                v = v.item()
+            if not isinstance(v, (bool, int)):
+                raise TypeError(f"[{opname}] argument '{a.name}' (position {i + 1}) must be "
+                                f"bool, got {type(v).__name__}")
         slot.tag, slot.v.b = BOOL, int(bool(v))
     elif t == INTS:
         if isinstance(v, int):
             v = [v]
         try:
-            items = [int(x) for x in v]
-            if any(isinstance(x, float) for x in v):
+            if isinstance(v, (str, bytes)):
                 raise TypeError
+            items = [operator.index(x) for x in v]
         except TypeError:
             raise TypeError(f"[{opname}] argument '{a.name}' (position {i + 1}) must be a "
                             f"sequence of ints, got {v!r}") from None
@@ -166,11 +176,17 @@ def _box(opname, a: Arg, i: int, v, slot, keep) -> None:
         keep.append(b)
         slot.tag, slot.v.s = STR, b
     elif t == DTYPE:
-        d = _types.get_dtype(v)
+        try:
+            d = _types.get_dtype(v)
+        except TypeError as e:
+            raise TypeError(f"[{opname}] argument '{a.name}' (position {i + 1}): {e}") from None
         slot.tag = DTYPE
         slot.v.dtype.code, slot.v.dtype.bits, slot.v.dtype.lanes = d.code, d.bits, 1
     elif t == DEVICE:
-        d = _types.device(v)
+        try:
+            d = _types.device(v)
+        except (TypeError, ValueError) as e:
+            raise type(e)(f"[{opname}] argument '{a.name}' (position {i + 1}): {e}") from None
         slot.tag = DEVICE
         slot.v.device.type, slot.v.device.index = d.code, d.index
     else:  # pragma: no cover - schema types are closed

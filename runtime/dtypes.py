@@ -74,6 +74,8 @@ def from_key(code: int, bits: int) -> dtype:
 def promote(a: dtype, b: dtype) -> dtype:
     if {a, b} == {float16, bfloat16}:
         return float32
+    if {a, b} == {uint8, int8}:
+        return int16
     return a if _RANK[a] >= _RANK[b] else b
 
 

@@ -2,6 +2,8 @@
 front of every arithmetic op."""
 from __future__ import annotations
 
+import numpy as np
+
 from vibetensor import registry
 from vibetensor.registry import loader
 from vibetensor.runtime import checked, lib
@@ -65,6 +67,8 @@ def as_tensor_like(v, ref):
     (as in torch: int tensor + 2.5 -> float32). It is filled by a kernel on that device."""
     if hasattr(v, "_h"):
         return v
+    if isinstance(v, np.generic):  # numpy scalars act as the Python numbers they hold
+        v = v.item()
     dt = _scalar_dtype(v, ref.dtype)
     return op("core::full")([], float(v), dt, ref.device)
 

@@ -38,6 +38,8 @@ class Tensor:
     """
 
     __slots__ = ("_h", "__weakref__")
+    # numpy scalars and arrays defer to our reflected operators (np.float64(2) + t is a Tensor)
+    __array_priority__ = 1000
 
     def __new__(cls, *args, **kwargs):
         raise TypeError("create tensors with vt.tensor(...), vt.zeros(...), vt.from_numpy(...)")
@@ -109,7 +111,8 @@ class Tensor:
         if self.device.type != "cpu":
             extra += f", device='{self.device}'"
         try:
-            body = np.array2string(self.cpu()._numpy_view(), separator=", ", prefix="tensor(")
+            shown = self.float() if self.dtype is T.bfloat16 else self  # numpy has no bfloat16
+            body = np.array2string(shown.cpu()._numpy_view(), separator=", ", prefix="tensor(")
         except TypeError:
             body = f"<{self.shape} {self.dtype}>"
         return f"tensor({body}{extra})"
@@ -444,16 +447,23 @@ class Tensor:
         return self
 
     def __iadd__(self, other):
-        return self.copy_(self + other)
+        return self._inplace(self + other, "+=")
 
     def __isub__(self, other):
-        return self.copy_(self - other)
+        return self._inplace(self - other, "-=")
 
     def __imul__(self, other):
-        return self.copy_(self * other)
+        return self._inplace(self * other, "*=")
 
     def __itruediv__(self, other):
-        return self.copy_(self / other)
+        return self._inplace(self / other, "/=")
+
+    def _inplace(self, result, what):
+        # as in torch: writing a float result into an integer tensor would silently truncate
+        if result.dtype.is_floating_point and not self.dtype.is_floating_point:
+            raise TypeError(f"{what}: result type {result.dtype} can't be cast to the "
+                            f"desired output type {self.dtype}")
+        return self.copy_(result)
 
     def add(self, other, alpha=1.0):
         a, b = _ops.promote_pair(self, other)

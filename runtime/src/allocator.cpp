@@ -75,6 +75,7 @@ struct CpuCache {
     if (!p) {
       std::lock_guard<std::mutex> g(mu);
       reserved -= static_cast<int64_t>(cls);
+      num_os_allocs--;
       set_error(VT_ERR_MEMORY, "cpu allocator: out of memory allocating %zu bytes", nbytes);
     }
     return p;

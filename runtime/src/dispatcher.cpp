@@ -346,18 +346,21 @@ vt_status call(Op* op, const vt_value* args, int32_t nargs, vt_value* outs, int3
   vt_kernel_ctx ctx{host(), device, device.type == VT_CUDA ? cuda_current_stream(device) : nullptr,
                     e->user};
   for (int32_t j = 0; j < nouts; ++j) outs[j].tag = VT_NONE;
+  vtrt_clear_error();  // so a kernel that fails without a message is not blamed on an old one
   vt_status st = e->fn(&ctx, full, n, outs, nouts);
   if (st != VT_OK) {
     for (int32_t j = 0; j < nouts; ++j)
       if (outs[j].tag == VT_TENSOR && outs[j].v.t) vtrt_release(outs[j].v.t);
     const char* msg = last_error();
-    if (msg[0] != '[') {
-      std::string m = msg[0] ? msg : "kernel failed without a message";
-      set_error(st, "[%s] %s (status %d)", s.name.c_str(), m.c_str(), st);
-    } else if (vtrt_last_status() == VT_OK) {
-      set_error(st, "%s", std::string(msg).c_str());
+    if (msg[0] == 0) {
+      set_error(st, "[%s] kernel failed without a message (status %d)", s.name.c_str(), st);
+    } else if (msg[0] != '[') {
+      std::string m = msg;
+      set_error(st, "[%s] %s", s.name.c_str(), m.c_str());
     }
-    return st;
+    // The host's status wins: it was set where the failure happened (e.g. an allocator saying
+    // NOT_IMPL), while a kernel may only pass on a generic code.
+    return vtrt_last_status() != VT_OK ? vtrt_last_status() : st;
   }
   for (int32_t j = 0; j < nouts; ++j) {
     if (outs[j].tag != s.returns[j] || (outs[j].tag == VT_TENSOR && !outs[j].v.t)) {

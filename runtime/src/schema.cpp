@@ -2,6 +2,7 @@
 #include "schema.hpp"
 
 #include <cctype>
+#include <cerrno>
 #include <cstdlib>
 #include <cstring>
 
@@ -103,18 +104,22 @@ struct Parser {
       else if (eat("False")) a.default_value.v.b = 0;
       else return fail("bool default must be True or False");
       a.default_value.tag = VT_BOOL;
-    } else if (a.type == VT_INT || a.type == VT_FLOAT) {
+    } else if (a.type == VT_INT) {
+      char* end;
+      errno = 0;
+      long long v = std::strtoll(s.c_str() + i, &end, 10);
+      if (end == s.c_str() + i || errno == ERANGE || *end == '.' || *end == 'e' || *end == 'E')
+        return fail("bad int default for '" + a.name + "'");
+      i = static_cast<size_t>(end - s.c_str());
+      a.default_value.tag = VT_INT;
+      a.default_value.v.i = v;
+    } else if (a.type == VT_FLOAT) {
       char* end;
       double v = std::strtod(s.c_str() + i, &end);
       if (end == s.c_str() + i) return fail("bad number default for '" + a.name + "'");
       i = static_cast<size_t>(end - s.c_str());
-      if (a.type == VT_INT) {
-        a.default_value.tag = VT_INT;
-        a.default_value.v.i = static_cast<int64_t>(v);
-      } else {
-        a.default_value.tag = VT_FLOAT;
-        a.default_value.v.f = v;
-      }
+      a.default_value.tag = VT_FLOAT;
+      a.default_value.v.f = v;
     } else if (a.type == VT_STR) {
       ws();
       char q = i < s.size() ? s[i] : 0;
@@ -143,6 +148,7 @@ struct Parser {
     if (!eat(")")) {
       for (;;) {
         if (eat("*")) {
+          if (kwonly) return fail("a second '*'");
           kwonly = true;
         } else {
           ArgSpec a;

@@ -93,12 +93,20 @@ bool check_shape(const char* what, const int64_t* sizes, int32_t ndim) {
     set_error(VT_ERR_VALUE, "%s: ndim must be in [0, %d], got %d", what, VT_MAX_DIMS, ndim);
     return false;
   }
+  int64_t numel = 1;
   for (int32_t i = 0; i < ndim; ++i) {
     if (sizes[i] < 0) {
       set_error(VT_ERR_VALUE, "%s: negative size %lld in dim %d of %s", what,
                 static_cast<long long>(sizes[i]), i, shape_str(sizes, ndim).c_str());
       return false;
     }
+    // 2^60 elements is far beyond any memory; refusing it keeps numel * itemsize from wrapping
+    if (sizes[i] != 0 && numel > (int64_t{1} << 60) / sizes[i]) {
+      set_error(VT_ERR_VALUE, "%s: shape %s has too many elements", what,
+                shape_str(sizes, ndim).c_str());
+      return false;
+    }
+    numel *= sizes[i];
   }
   return true;
 }
