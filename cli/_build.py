@@ -226,4 +226,24 @@ def build(path, release, cuda_arch, build_dir, verbose):
     if not packs:
         raise click.ClickException("the build made no pack (no vt_add_oppack() in CMakeLists.txt?)")
     for p in packs:
+        _check_schemas(p)
         click.echo(describe_pack(p))
+
+
+def _check_schemas(folder: Path) -> None:
+    """Parse every schema the pack defines with the runtime's own parser, so a schema the
+    runtime would refuse at load time fails the build instead (describe.c only records them)."""
+    try:
+        from vibetensor.runtime import ffi, lib
+    except ImportError:  # the SDK without the runtime: the load will check
+        return
+    man = json.loads((folder / "manifest.json").read_text())
+    schemas = man.get("schemas", {})
+    bad = []
+    for name, schema in (schemas.items() if isinstance(schemas, dict) else []):
+        if lib.vtrt_check_schema(schema.encode()) != 0:
+            bad.append(ffi.string(lib.vtrt_last_error()).decode())
+    if bad:
+        (folder / "manifest.json").unlink()  # no manifest: the pack cannot be loaded half-valid
+        raise click.ClickException("the pack defines schemas the runtime refuses:\n  " +
+                                   "\n  ".join(bad))

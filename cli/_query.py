@@ -25,9 +25,23 @@ def _ops_api():
 
 def _read_manifest(folder) -> dict:
     try:
-        return json.loads((Path(folder) / "manifest.json").read_text())
+        man = json.loads((Path(folder) / "manifest.json").read_text())
     except (OSError, ValueError) as e:
         return {"name": Path(folder).name, "error": str(e)}
+    # someone else's pack on the search path must not break `list`: check the parts we read
+    problem = None
+    if not isinstance(man, dict):
+        problem = "not a JSON object"
+    elif not (isinstance(man.get("ops", []), list) and all(isinstance(o, str) for o in man.get("ops", []))):
+        problem = "'ops' is not a list of op names"
+    elif not (isinstance(man.get("kernels", []), list) and all(
+            isinstance(k, dict) and {"op", "device", "provider", "priority"} <= k.keys()
+            for k in man.get("kernels", []))):
+        problem = "'kernels' entries need op, device, provider and priority"
+    if problem:
+        return {"name": man.get("name") if isinstance(man, dict) else Path(folder).name,
+                "error": f"malformed manifest: {problem}"}
+    return man
 
 
 def _manifest_ops(man: dict) -> list[str]:

@@ -71,6 +71,7 @@ int32_t vtrt_op_count(void);
 const char* vtrt_op_name_at(int32_t i);
 const char* vtrt_op_name(const vt_op* op);
 const char* vtrt_op_schema(const vt_op* op);
+vt_status vtrt_check_schema(const char* schema); /* parse only: 0, or the error */
 int32_t vtrt_op_defined(const vt_op* op);
 typedef struct vtrt_arg_info {
   const char* name; int32_t type; int32_t optional; int32_t kwonly; int32_t has_default;

@@ -45,6 +45,8 @@ def test_load_select_swap_unload_reload(mypack):
         p = vt.ops.load(P)
         lib = p.library
         out['loaded'] = [p.name, p.loaded, vt.ops.is_mapped(p), mapped(lib), [q.name for q in vt.ops.packs()]]
+        out['pack'] = [p.version, str(p.path), p.ops, [k['op'] for k in p.kernels], vt.ops.get('mypack') is p,
+                       p.manifest['sha256'] == __import__('hashlib').sha256(open(lib, 'rb').read()).hexdigest()]
         out['after_load'] = prov()
         out['calls0'] = vt.ops.mypack.calls()
         out['sum1'] = (a + b).numpy().tolist()
@@ -78,6 +80,7 @@ def test_load_select_swap_unload_reload(mypack):
     """)
     assert r["before"] == [["core", "core", 0, True]]
     assert r["loaded"] == ["mypack", True, True, True, ["core", "mypack"]]
+    assert r["pack"] == ["0.1.0", str(mypack), ["mypack::calls"], ["mypack::calls", "core::add"], True, True]
     assert r["after_load"] == [["mine", "mypack", 10, True], ["core", "core", 0, False]]
     # the side effect shows which provider served each add
     assert r["calls0"] == 0
@@ -302,3 +305,108 @@ def test_missing_library_and_bad_manifest_refused(mypack, tmp_path):
     del man["sha256"]
     (lacking / "manifest.json").write_text(json.dumps(man))
     _assert_refused(_refused(lacking), "lacks sha256")
+    for i, text in enumerate(["42", '["name", "version", "abi", "library", "sha256"]']):
+        odd = pt.copy_pack(mypack, tmp_path / f"odd{i}")
+        (odd / "manifest.json").write_text(text)
+        _assert_refused(_refused(odd), "must be a JSON object")
+    badname = pt.copy_pack(mypack, tmp_path / "badname")
+    man = json.loads((badname / "manifest.json").read_text())
+    man["name"] = 5
+    (badname / "manifest.json").write_text(json.dumps(man))
+    _assert_refused(_refused(badname), "name must be")
+
+
+def test_malformed_pack_on_search_path_does_not_hide_others(mypack, tmp_path):
+    """A broken manifest on VT_OPS_PATH is skipped when looking a pack up by name."""
+    root = tmp_path / "path"
+    (root / "aaa_broken").mkdir(parents=True)
+    (root / "aaa_broken" / "manifest.json").write_text("42")
+    pt.copy_pack(mypack, root / "mypack")
+    r = pt.result("print(json.dumps(str(vt.ops.load('mypack').path)))",
+                  env=pt.clean_env(VT_OPS_PATH=root, XDG_DATA_HOME=tmp_path / "xdg"))
+    assert r == str(root / "mypack")
+
+
+def test_provider_pack_needs_the_defining_pack(mypack):
+    """mypack provides core::add: without core loaded it is refused (and rolled back), with core
+    loaded again it loads."""
+    r = pt.result(f"""
+        vt.ops.unload('core')
+        err = raises(vt.ops.load, {str(mypack)!r})
+        left = [vt.ops.op_names(), [q.name for q in vt.ops.packs()]]
+        vt.ops.load('core')
+        p = vt.ops.load({str(mypack)!r})
+        active = [q.name for q in vt.ops.providers('core::add') if q.active]
+        print(json.dumps([err, left, active, (vt.ones(2) + vt.ones(2)).numpy().tolist(),
+                          vt.ops.mypack.calls()]))
+    """)
+    err, left, active, s, calls = r
+    assert err[0] == "PackError" and "core::add" in err[1] and "rolled back" in err[1]
+    assert left == [[], []]
+    assert active == ["mine"] and s == [2.0, 2.0] and calls == 1
+
+
+# ---- unload while the pack is in use ------------------------------------------------------------
+
+def test_load_unload_while_other_threads_compute(mypack):
+    """Two threads keep adding while the main thread loads and unloads the pack 100 times: every
+    result is right whichever provider served it, nothing raises, and at the end the library is
+    closed. Tensors a pack's kernel made outlive the pack."""
+    r = pt.result(f"""
+        import threading
+        stop, bad, errs, n = [False], [], [], [0]
+        def worker():
+            a, b = vt.ones(1000), vt.full([1000], 2.0)
+            while not stop[0]:
+                try:
+                    if not ((a + b).numpy() == 3.0).all():
+                        bad.append(1)
+                except Exception as e:
+                    errs.append(repr(e))
+                n[0] += 1
+        ts = [threading.Thread(target=worker) for _ in range(2)]
+        for t in ts:
+            t.start()
+        made = []
+        for i in range(100):
+            p = vt.ops.load({str(mypack)!r})
+            made.append(vt.ones(3) + vt.ones(3))        # served by the pack's kernel
+            vt.ops.unload(p)
+        stop[0] = True
+        for t in ts:
+            t.join()
+        print(json.dumps([n[0], len(bad), errs[:3], vt.ops.is_mapped(p), mapped(p.library),
+                          [m.numpy().tolist() for m in made[::33]]]))
+    """)
+    n, nbad, errs, is_mapped, in_maps, made = r
+    assert n > 0 and nbad == 0 and errs == []
+    assert not is_mapped and not in_maps
+    assert made == [[2.0, 2.0, 2.0]] * 4
+
+
+def test_unload_during_a_running_kernel_keeps_the_library_mapped(mypack):
+    """A long add runs on the pack's kernel in a thread while the main thread unloads the pack: the
+    library stays mapped until the kernel returns (then it is closed), and the result is right.
+    The unload must land while the kernel runs; three tries make a slow scheduler harmless."""
+    r = pt.result(f"""
+        import threading, time
+        a = vt.ones(25_000_000)
+        tries = []
+        for attempt in range(3):
+            p = vt.ops.load({str(mypack)!r})
+            res = {{}}
+            th = threading.Thread(target=lambda: res.setdefault('r', a + a))
+            th.start()
+            time.sleep(0.02)
+            vt.ops.unload(p)
+            during = vt.ops.is_mapped(p)
+            th.join()
+            r = res['r'].numpy()
+            tries.append([during, vt.ops.is_mapped(p), float(r.min()), float(r.max())])
+            if during:
+                break
+        print(json.dumps(tries))
+    """)
+    assert any(t[0] for t in r), f"never caught the kernel in flight: {r}"
+    for during, after, lo, hi in r:
+        assert after is False and lo == hi == 2.0

@@ -12,6 +12,7 @@
 static int is_contiguous(const vt_tensor* t) {
   int64_t expected = 1;
   int32_t d;
+  if (t->numel == 0) return 1; /* no elements: any strides describe it (numpy gives 0-size arrays stride 0) */
   for (d = t->ndim - 1; d >= 0; --d) {
     if (t->sizes[d] != 1 && t->strides[d] != expected) return 0;
     expected *= t->sizes[d];

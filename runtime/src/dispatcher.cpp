@@ -414,6 +414,11 @@ const char* vtrt_op_name_at(int32_t i) {
   return op->defined ? op->schema.name.c_str() : "";
 }
 
+vt_status vtrt_check_schema(const char* schema) {
+  Op probe;
+  return parse_schema(schema ? schema : "", &probe.schema) ? VT_OK : vtrt_last_status();
+}
+
 const char* vtrt_op_name(const vt_op* h) { return op_of(const_cast<vt_op*>(h))->schema.name.c_str(); }
 const char* vtrt_op_schema(const vt_op* h) { return op_of(const_cast<vt_op*>(h))->schema.text.c_str(); }
 int32_t vtrt_op_defined(const vt_op* h) { return op_of(const_cast<vt_op*>(h))->defined; }

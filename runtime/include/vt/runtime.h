@@ -91,6 +91,7 @@ int32_t vtrt_op_count(void);
 const char* vtrt_op_name_at(int32_t i); /* the i-th defined op's name, for listing */
 const char* vtrt_op_name(const vt_op* op);
 const char* vtrt_op_schema(const vt_op* op);
+vt_status vtrt_check_schema(const char* schema); /* parse only: 0, or the error */
 int32_t vtrt_op_defined(const vt_op* op); /* 0 once the defining pack is unloaded */
 
 typedef struct vtrt_arg_info {
