@@ -169,7 +169,8 @@ def build_pack(source: Path, build: Path | None = None, build_type: str = "Relea
                 continue
             echo(f"  [{m.group(1)}] {_pretty(step, source)}")
         elif line.startswith("FAILED: "):
-            failed.append(line[len("FAILED: "):])
+            # ninja >= 1.12 writes "FAILED: [code=1] target"; keep only the target
+            failed.append(re.sub(r"^\[code=\d+\]\s*", "", line[len("FAILED: "):]))
             skip_next = state["generator"] == "Ninja"
         elif line.startswith("ninja: build stopped") or re.match(r"^g?make(\[\d+\])?: ", line):
             continue

@@ -85,12 +85,15 @@ def promote_pair(a, b):
 
 
 def cast(t, dtype: T.dtype):
+    """t converted to `dtype` (core::to_dtype: differentiable between floating dtypes); t itself
+    when it already has that dtype."""
     if t.dtype is dtype:
         return t
+    if t._h.device.type == 1:
+        return op("core::to_dtype")(t, dtype)
+    # core::to_dtype has no CUDA kernel yet: an empty tensor + copy_ (not differentiable)
     from .tensor import _wrap
 
     out = _wrap(checked(lib.vtrt_empty(t._h.sizes, t._h.ndim, dtype._vt(), t._h.device)))
     op("core::copy_")(out, t)
     return out
-
-

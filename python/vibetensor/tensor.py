@@ -21,6 +21,7 @@ _call_tt = lib.vtrt_call_tt
 _NULL = ffi.NULL
 _new = object.__new__
 _hot = _ops.hot
+_op = _ops.op
 
 
 def _wrap(h) -> "Tensor":
@@ -232,35 +233,48 @@ class Tensor:
         return self.fill_(0.0)
 
     # -- views -------------------------------------------------------------------------------
+    # Every view is an op (core::view, core::slice, ...) so autograd records it; the kernels make
+    # an as_strided view of the same storage. Shapes are checked here first for torch's messages.
     def as_strided(self, size, stride, storage_offset=None):
         size, stride = tuple(size), tuple(stride)
         if len(size) != len(stride):
             raise ValueError(f"as_strided: size {size} and stride {stride} differ in length")
         off = 0 if storage_offset is None else storage_offset - self.storage_offset()
-        return _view(self, size, stride, off)
+        return _op("core::as_strided")(self, size, stride, off)
 
     def view(self, *shape):
         shape = _infer_shape(_shape_args(shape), self.numel(), "view")
-        strides = _view_strides(self.shape, self.stride(), shape)
-        if strides is None:
+        if _view_strides(self.shape, self.stride(), shape) is None:
             raise ValueError(f"view: shape {shape} is not compatible with the size {self.shape} "
                              f"and strides {self.stride()} of this tensor; use reshape()")
-        return _view(self, shape, strides, 0)
+        return _op("core::view")(self, shape)
 
     def reshape(self, *shape):
         shape = _infer_shape(_shape_args(shape), self.numel(), "reshape")
-        strides = _view_strides(self.shape, self.stride(), shape)
-        if strides is None:
-            return self.contiguous().view(shape)
-        return _view(self, shape, strides, 0)
+        return _op("core::reshape")(self, shape)
+
+    def view_as(self, other):
+        return self.view(other.shape)
+
+    def reshape_as(self, other):
+        return self.reshape(other.shape)
 
     def flatten(self, start_dim=0, end_dim=-1):
         n = self.ndim
         if n == 0:
             return self.reshape(1)
         s, e = _wrap_dim(start_dim, n, "flatten"), _wrap_dim(end_dim, n, "flatten")
+        if s > e:
+            raise ValueError(f"flatten: start_dim {start_dim} comes after end_dim {end_dim}")
+        if s == e:
+            return self
         shape = self.shape
         return self.reshape(shape[:s] + (math.prod(shape[s:e + 1]),) + shape[e + 1:])
+
+    def unflatten(self, dim, sizes):
+        d = _wrap_dim(dim, self.ndim, "unflatten")
+        sizes = tuple(_infer_shape(sizes, self.shape[d], "unflatten"))
+        return self.view(self.shape[:d] + sizes + self.shape[d + 1:])
 
     def permute(self, *dims):
         dims = _shape_args(dims)
@@ -270,22 +284,24 @@ class Tensor:
         dims = [_wrap_dim(d, n, "permute") for d in dims]
         if sorted(dims) != list(range(n)):
             raise ValueError(f"permute: dims {tuple(dims)} are not a permutation of range({n})")
-        sh, st = self.shape, self.stride()
-        return _view(self, tuple(sh[d] for d in dims), tuple(st[d] for d in dims), 0)
+        return _op("core::permute")(self, dims)
 
     def transpose(self, dim0, dim1):
         n = self.ndim
         d0, d1 = _wrap_dim(dim0, n, "transpose"), _wrap_dim(dim1, n, "transpose")
-        perm = list(range(n))
-        perm[d0], perm[d1] = perm[d1], perm[d0]
-        return self.permute(perm)
+        return _op("core::transpose")(self, d0, d1)
+
+    swapaxes = transpose
 
     @property
     def T(self):
-        return self.permute(list(range(self.ndim))[::-1])
+        n = self.ndim
+        return self if n < 2 else self.permute(list(range(n))[::-1])
 
     @property
     def mT(self):
+        if self.ndim < 2:
+            raise ValueError(f"mT: expects a tensor with >= 2 dims, got {self.ndim}")
         return self.transpose(-2, -1)
 
     def t(self):
@@ -301,64 +317,45 @@ class Tensor:
         if not (0 <= start <= size and 0 <= length and start + length <= size):
             raise IndexError(f"narrow: start {start} + length {length} out of range for dim {d} "
                              f"of size {size}")
-        sh = list(self.shape)
-        sh[d] = length
-        return _view(self, tuple(sh), self.stride(), start * self.stride()[d])
+        return _op("core::slice")(self, d, start, start + length, 1)
 
     def select(self, dim, index):
         d = _wrap_dim(dim, self.ndim, "select")
         size = self.shape[d]
         if not -size <= index < size:
             raise IndexError(f"select: index {index} is out of range for dim {d} of size {size}")
-        index %= size
-        sh, st = list(self.shape), list(self.stride())
-        off = index * st[d]
-        del sh[d], st[d]
-        return _view(self, tuple(sh), tuple(st), off)
+        return _op("core::select")(self, d, index)
 
     def unsqueeze(self, dim):
-        n = self.ndim
-        d = _wrap_dim(dim, n + 1, "unsqueeze")
-        sh, st = list(self.shape), list(self.stride())
-        st.insert(d, sh[d] * st[d] if d < n else 1)
-        sh.insert(d, 1)
-        return _view(self, tuple(sh), tuple(st), 0)
+        d = _wrap_dim(dim, self.ndim + 1, "unsqueeze")
+        return _op("core::unsqueeze")(self, d)
 
     def squeeze(self, dim=None):
-        sh, st = list(self.shape), list(self.stride())
         if dim is None:
-            keep = [i for i, s in enumerate(sh) if s != 1]
-        else:
-            dims = dim if isinstance(dim, (tuple, list)) else (dim,)
-            drop = {_wrap_dim(d, len(sh), "squeeze") for d in dims}
-            keep = [i for i in range(len(sh)) if not (i in drop and sh[i] == 1)]
-        return _view(self, tuple(sh[i] for i in keep), tuple(st[i] for i in keep), 0)
+            return _op("core::squeeze")(self, [])
+        dims = dim if isinstance(dim, (tuple, list)) else (dim,)
+        n = self.ndim
+        dims = [_wrap_dim(d, n, "squeeze") for d in dims]
+        if n == 0 or not any(self.shape[d] == 1 for d in dims):
+            return self
+        return _op("core::squeeze")(self, [d for d in dims if self.shape[d] == 1])
 
     def expand(self, *sizes):
         sizes = _shape_args(sizes)
-        sh, st = self.shape, self.stride()
+        sh = self.shape
         if len(sizes) < len(sh):
             raise ValueError(f"expand: target {tuple(sizes)} has fewer dims than {sh}")
         lead = len(sizes) - len(sh)
-        out_sh, out_st = [], []
         for i, s in enumerate(sizes):
             if i < lead:
                 if s < 0:
                     raise ValueError(f"expand: size -1 not allowed in new leading dim {i}")
-                out_sh.append(s)
-                out_st.append(0)
                 continue
-            cur, cst = sh[i - lead], st[i - lead]
-            if s == -1 or s == cur:
-                out_sh.append(cur)
-                out_st.append(cst)
-            elif cur == 1:
-                out_sh.append(s)
-                out_st.append(0)
-            else:
+            cur = sh[i - lead]
+            if not (s == -1 or s == cur or cur == 1):
                 raise ValueError(f"expand: cannot expand size {cur} to {s} in dim {i} "
                                  f"(shape {sh} -> {tuple(sizes)})")
-        return _view(self, tuple(out_sh), tuple(out_st), 0)
+        return _op("core::expand")(self, sizes)
 
     def expand_as(self, other):
         return self.expand(other.shape)
@@ -367,8 +364,7 @@ class Tensor:
         return _index(self, key)
 
     def __setitem__(self, key, value):
-        target = _index(self, key)
-        target.copy_(value)
+        _setitem(self, key, value)
 
     def __iter__(self):
         if self.ndim == 0:
@@ -572,49 +568,151 @@ def _view_strides(old_shape, old_strides, new_shape):
 
 
 def _view(t, sizes, strides, offset):
-    n = len(sizes)
-    if n > lib.VT_MAX_DIMS:
-        raise ValueError(f"tensors have at most {lib.VT_MAX_DIMS} dims, got {n}")
-    h = lib.vtrt_as_strided(t._h, sizes, strides, n, offset)
-    return _wrap(checked(h))
+    return _op("core::as_strided")(t, sizes, strides, offset)
+
+
+def _is_adv(k):
+    return isinstance(k, (Tensor, list, np.ndarray)) or (isinstance(k, bool))
+
+
+def _as_index_tensor(k, device):
+    if isinstance(k, Tensor):
+        return k
+    a = np.asarray(k)
+    if a.dtype == object or not (a.dtype.kind in "iub" or a.size == 0):
+        raise TypeError(f"unsupported index {k!r}: indices must be ints, slices, None, Ellipsis, "
+                        f"bool or integer tensors/lists")
+    if a.size == 0 and a.dtype.kind not in "iub":
+        a = a.astype(np.int64)
+    from .creation import tensor as _tensor
+
+    return _tensor(a if a.dtype.kind == "b" else a.astype(np.int64), device=device)
+
+
+def _basic_index(t, key):
+    """Applies ints, slices, None and Ellipsis as view ops. Returns (view, advanced) where
+    advanced is a list of (dim in the view, int64 index tensor); a bool mask becomes one index
+    tensor per dim it covers (through nonzero)."""
+    if not isinstance(key, tuple):
+        key = (key,)
+    n_ell = sum(1 for k in key if k is Ellipsis)
+    if n_ell > 1:
+        raise IndexError("an index can only have a single ellipsis ('...')")
+    used = 0
+    for k in key:
+        if k is None or k is Ellipsis:
+            continue
+        if isinstance(k, Tensor) and k.dtype is T.bool_:
+            used += max(k.ndim, 1) if k.ndim else 0
+        elif isinstance(k, (list, np.ndarray)) and np.asarray(k).dtype == np.bool_:
+            used += np.asarray(k).ndim
+        else:
+            used += 1
+    if n_ell:
+        i = next(i for i, k in enumerate(key) if k is Ellipsis)
+        key = key[:i] + (slice(None),) * max(t.ndim - used, 0) + key[i + 1:]
+    if used > t.ndim:
+        raise IndexError(f"too many indices for a tensor of dimension {t.ndim}")
+    cur, d, adv = t, 0, []
+    for k in key:
+        if k is None:
+            cur = _op("core::unsqueeze")(cur, d)
+            d += 1
+        elif isinstance(k, (int, np.integer)) and not isinstance(k, (bool, np.bool_)):
+            k = int(k)
+            size = cur.shape[d]
+            if not -size <= k < size:
+                raise IndexError(f"index {k} is out of bounds for dim {d} with size {size}")
+            cur = _op("core::select")(cur, d, k)
+        elif isinstance(k, slice):
+            if k.step is not None and k.step <= 0:
+                raise ValueError("slice step must be positive")
+            if k.start is not None or k.stop is not None or (k.step or 1) != 1:
+                start, stop, step = k.indices(cur.shape[d])
+                cur = _op("core::slice")(cur, d, start, max(stop, start), step)
+            d += 1
+        elif isinstance(k, (Tensor, list, np.ndarray, bool, np.bool_)):
+            idx = _as_index_tensor(k, cur.device) if not isinstance(k, (bool, np.bool_)) else None
+            if idx is None or (idx.dtype is T.bool_ and idx.ndim == 0):
+                raise TypeError(f"unsupported index {k!r}: a 0-d bool index")
+            if idx.dtype is T.bool_:
+                m = idx.ndim
+                if cur.shape[d:d + m] != idx.shape:
+                    raise IndexError(f"the mask of shape {idx.shape} does not match the indexed "
+                                     f"shape {cur.shape[d:d + m]} at dim {d}")
+                nz = _op("core::nonzero")(idx)
+                for j in range(m):
+                    adv.append((d + j, _op("core::select")(nz, 1, j)))
+                d += m
+            else:
+                if idx.dtype.is_floating_point:
+                    raise IndexError(f"tensors used as indices must be long, int or bool, "
+                                     f"got {idx.dtype}")
+                adv.append((d, idx))
+                d += 1
+        else:
+            raise TypeError(f"unsupported index {k!r}")
+    return cur, adv
+
+
+def _advanced_perm(ndim, dims):
+    """(permutation putting the advanced dims first, whether they were adjacent)."""
+    rest = [i for i in range(ndim) if i not in dims]
+    adjacent = dims == list(range(dims[0], dims[0] + len(dims)))
+    return list(dims) + rest, adjacent
 
 
 def _index(t, key):
-    if not isinstance(key, tuple):
-        key = (key,)
-    if any(k is Ellipsis for k in key):
-        i = next(i for i, k in enumerate(key) if k is Ellipsis)
-        used = sum(1 for k in key if k is not None and k is not Ellipsis)
-        key = key[:i] + (slice(None),) * (t.ndim - used) + key[i + 1:]
-    sh, st = list(t.shape), list(t.stride())
-    out_sh, out_st, off, d = [], [], 0, 0
-    for k in key:
-        if k is None:
-            out_sh.append(1)
-            out_st.append(0)
-            continue
-        if d >= len(sh):
-            raise IndexError(f"too many indices for a tensor of dimension {len(sh)}")
-        if isinstance(k, (int, np.integer)) and not isinstance(k, bool):
-            k = int(k)
-            if not -sh[d] <= k < sh[d]:
-                raise IndexError(f"index {k} is out of bounds for dim {d} with size {sh[d]}")
-            off += (k % sh[d]) * st[d]
-        elif isinstance(k, slice):
-            start, stop, step = k.indices(sh[d])
-            if step <= 0:
-                raise ValueError("slice step must be positive")
-            length = max(0, (stop - start + step - 1) // step)
-            off += start * st[d] if length else 0
-            out_sh.append(length)
-            out_st.append(st[d] * step)
+    cur, adv = _basic_index(t, key)
+    if not adv:
+        return cur
+    dims = [d for d, _ in adv]
+    perm, adjacent = _advanced_perm(cur.ndim, dims)
+    if perm != list(range(cur.ndim)):
+        cur = _op("core::permute")(cur, perm)
+    out = _op("core::index")(cur, [i for _, i in adv])
+    if adjacent and dims[0] > 0:  # torch keeps the indexed dims in place when they are adjacent
+        nb = out.ndim - (cur.ndim - len(dims))
+        order = list(range(nb, nb + dims[0])) + list(range(nb)) + list(range(nb + dims[0], out.ndim))
+        out = _op("core::permute")(out, order)
+    return out
+
+
+def _setitem(t, key, value):
+    cur, adv = _basic_index(t, key)
+    if not adv:
+        if isinstance(value, (int, float, bool, np.generic)) and not isinstance(value, Tensor):
+            cur.fill_(value)
         else:
-            raise TypeError(f"unsupported index {k!r} (advanced indexing comes with the full "
-                            f"core op set)")
-        d += 1
-    out_sh += sh[d:]
-    out_st += st[d:]
-    return _view(t, tuple(out_sh), tuple(out_st), off)
+            cur.copy_(value)
+        return
+    dims = [d for d, _ in adv]
+    perm, adjacent = _advanced_perm(cur.ndim, dims)
+    if perm != list(range(cur.ndim)):
+        cur = _op("core::permute")(cur, perm)
+    v = _ops.as_tensor_like(value, t)
+    if not isinstance(value, Tensor) and isinstance(value, (list, tuple, np.ndarray)):
+        from .creation import tensor as _tensor
+
+        v = _tensor(value, dtype=t.dtype, device=t.device)
+    v = _ops.cast(v, t.dtype)
+    if adjacent and dims[0] > 0 and v.ndim > 0:
+        # values come in the result's layout (indexed dims in place): move them to the front
+        nrest = cur.ndim - len(dims)
+        lead = dims[0]
+        bshape = _broadcast_index_shape([i for _, i in adv])
+        full = tuple(cur.shape[len(dims):len(dims) + lead]) + bshape + \
+            tuple(cur.shape[len(dims) + lead:])
+        v = v.expand(full)
+        nb = len(bshape)
+        order = list(range(lead, lead + nb)) + list(range(lead)) + \
+            list(range(lead + nb, nb + nrest))
+        v = _op("core::permute")(v, order)
+    _op("core::index_put_")(cur, [i for _, i in adv], v, False)
+
+
+def _broadcast_index_shape(idx):
+    return tuple(np.broadcast_shapes(*[i.shape for i in idx]))
 
 
 def _binary(name, a, b):

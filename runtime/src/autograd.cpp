@@ -74,6 +74,17 @@ Edge edge_of(vt_tensor* t) {
 }
 
 void release_saved(Node* n) {
+  // A saved output alias points back at this node without owning it; if anything else still
+  // holds the alias, cut that link before the node can go away.
+  for (vt_tensor* t : n->saved_outs) {
+    AutogradMeta* m = impl(t)->ag;
+    if (m && m->weak_fn && m->grad_fn == n) {
+      m->grad_fn = nullptr;
+      m->weak_fn = false;
+      m->requires_grad = false;
+    }
+  }
+  n->saved_outs.clear();
   for (auto& s : n->saved) vtrt_release(s.t);
   n->saved.clear();
   for (auto& a : n->args)
@@ -139,7 +150,7 @@ void free_meta(TensorImpl* t) {
   if (m->grad_fn) {
     if (m->retains_grad && m->output_nr < m->grad_fn->retained.size())
       m->grad_fn->retained[m->output_nr] = nullptr;
-    node_release(m->grad_fn);
+    if (!m->weak_fn) node_release(m->grad_fn);
   }
   for (auto& h : m->hooks) release_callback(h.cb);
   delete m;
@@ -218,8 +229,18 @@ void record(Op* op, const Snapshot* snap, const vt_value* args, int32_t nargs, v
   for (int32_t j = 0; j < nouts; ++j) {
     n->outs[j] = none_value();
     if (((bw.save_outs >> j) & 1) && outs[j].tag == VT_TENSOR) {
+      // An alias of the output that still knows it came from this node (so double backward
+      // through a saved output works), linked weakly so the node does not keep itself alive.
       vt_tensor* alias = detached_alias(outs[j].v.t);
       n->saved.push_back({alias, vtrt_version(alias)});
+      if (is_float(alias->dtype)) {
+        AutogradMeta* am = ensure_meta(alias);
+        am->requires_grad = true;
+        am->grad_fn = n;
+        am->weak_fn = true;
+        am->output_nr = static_cast<uint32_t>(j);
+        n->saved_outs.push_back(alias);
+      }
       n->outs[j].tag = VT_TENSOR;
       n->outs[j].v.t = alias;
     }
@@ -229,7 +250,8 @@ void record(Op* op, const Snapshot* snap, const vt_value* args, int32_t nargs, v
   for (int32_t j = 0; j < nouts; ++j) {
     if (outs[j].tag != VT_TENSOR || !is_float(outs[j].v.t->dtype)) continue;
     AutogradMeta* m = ensure_meta(outs[j].v.t);
-    if (m->grad_fn) node_release(m->grad_fn);
+    if (m->grad_fn && !m->weak_fn) node_release(m->grad_fn);
+    m->weak_fn = false;
     node_retain(n);
     m->grad_fn = n;
     m->output_nr = static_cast<uint32_t>(j);
@@ -618,7 +640,8 @@ vt_status vtrt_record_custom(vt_tensor* const* inputs, int32_t nin, vt_tensor* c
   for (int32_t j = 0; j < nout; ++j) {
     if (!is_float(outputs[j]->dtype)) continue;
     AutogradMeta* m = ensure_meta(outputs[j]);
-    if (m->grad_fn) node_release(m->grad_fn);
+    if (m->grad_fn && !m->weak_fn) node_release(m->grad_fn);
+    m->weak_fn = false;
     node_retain(n);
     m->grad_fn = n;
     m->output_nr = static_cast<uint32_t>(j);

@@ -36,7 +36,8 @@ struct AutogradMeta {
   bool requires_grad = false;
   bool retains_grad = false;
   vt_tensor* grad = nullptr;       // accumulated gradient (owned)
-  Node* grad_fn = nullptr;         // owned; null for leaves
+  Node* grad_fn = nullptr;         // owned (unless weak_fn); null for leaves
+  bool weak_fn = false;            // a node's saved output: grad_fn is that node, not owned
   uint32_t output_nr = 0;          // which output of grad_fn this tensor is
   Node* accumulator = nullptr;     // weak: a leaf's AccumulateGrad node while a graph holds it
   std::vector<Hook> hooks;         // leaf hooks (non-leaf hooks live on grad_fn as pre-hooks)
@@ -78,6 +79,7 @@ struct Node {
   std::vector<vt_value> args;          // the forward's arguments (tensors: saved or VT_NONE)
   std::vector<vt_value> outs;          // the forward's saved outputs (detached aliases)
   std::vector<SavedTensor> saved;      // every tensor referenced from args/outs, with versions
+  std::vector<vt_tensor*> saved_outs;  // the output aliases among them (weakly linked to us)
   std::vector<std::vector<int64_t>> int_lists;
   std::vector<std::vector<vt_tensor*>> tensor_lists;
   std::vector<std::string> strings;

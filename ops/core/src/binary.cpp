@@ -1,15 +1,17 @@
-// ops/core/src/binary.cpp — add, sub, mul, div on CPU.
+// ops/core/src/binary.cpp — add, sub, mul, div and their in-place forms on CPU, with backward rules.
 //
 // Both inputs broadcast (numpy rules) and may have any strides (0 for expanded dims); 0-size
 // works. Inputs must share a dtype (the Python layer promotes); float16/bfloat16 compute in
 // float32. div is true division like torch: integer inputs give a float32 result.
 // Integer add/sub/mul wrap around on overflow (computed in unsigned arithmetic, no UB).
+// In-place forms (add_, sub_, mul_, div_) write into self, which must already have the broadcast
+// shape; other must have self's dtype (div_ needs a floating self).
 //
 // Fast path: same shape and both contiguous -> one flat loop, no loop set-up (the 4-element add
 // of the dispatch benchmark takes this path and allocates nothing but its output).
 #include <cmath>
 
-#include "vt/loops.hpp"
+#include "ew.hpp"
 
 namespace {
 
@@ -46,9 +48,9 @@ void run_binary(vt::Call& c, const vt_tensor* out, const vt_tensor* a, const vt_
   }
 }
 
-template <BinOp OP>
+template <BinOp OP, bool Inplace = false>
 void binary(vt::Call& c) {
-  const vt_tensor* a = c.arg(0, "self").tensor();
+  vt_tensor* a = c.arg(0, "self").tensor();
   const vt_tensor* b = c.arg(1, "other").tensor();
   const double alpha = (OP == BinOp::Add || OP == BinOp::Sub) ? c.arg(2, "alpha").float_() : 1.0;
   c.check_same_device(a, "self", b, "other");
@@ -57,13 +59,32 @@ void binary(vt::Call& c) {
   const vt_dtype out_dtype = int_div ? vt::kFloat32 : a->dtype;
 
   const bool flat = vt::same_shape(a, b) && vt::is_contiguous(a) && vt::is_contiguous(b);
-  vt::Tensor out;
-  if (flat) {
-    out = c.empty(a->sizes, a->ndim, out_dtype);
+  vt::Tensor owned;
+  vt_tensor* out;
+  if (Inplace) {
+    if (int_div)
+      c.fail(VT_ERR_TYPE, "result type float32 can't be cast to self's dtype %s", vt::dtype_name(a->dtype));
+    int64_t shape[vt::kMaxDims];
+    const int32_t ndim = vt::broadcast_shape(c.op, a, "self", b, "other", shape);
+    bool ok = ndim == a->ndim;
+    for (int32_t i = 0; ok && i < ndim; ++i) ok = shape[i] == a->sizes[i];
+    if (!ok)
+      c.fail(VT_ERR_VALUE, "other of shape %s cannot be broadcast to self of shape %s", vt::shape_str(b).c_str(),
+             vt::shape_str(a).c_str());
+    out = a;
+  } else if (flat) {
+    owned = c.empty(a->sizes, a->ndim, out_dtype);
+    out = owned.get();
   } else {
     int64_t shape[vt::kMaxDims];
     const int32_t ndim = vt::broadcast_shape(c.op, a, "self", b, "other", shape);
-    out = c.empty(shape, ndim, out_dtype);
+    owned = c.empty(shape, ndim, out_dtype);
+    out = owned.get();
+  }
+  if (out->numel == 0) {
+    if (Inplace) c.set_out_retained(0, a);
+    else c.set_out(0, std::move(owned));
+    return;
   }
 
   vt::dispatch(vt::kArithTypes, a->dtype, c.op, [&](auto tag) {
@@ -86,7 +107,8 @@ void binary(vt::Call& c) {
       run_binary<T, T>(c, out, a, b, flat, [](T x, T y) { return T((A)x / (A)y); });
     }
   });
-  c.set_out(0, std::move(out));
+  if (Inplace) c.set_out_retained(0, a);
+  else c.set_out(0, std::move(owned));
 }
 
 }  // namespace
@@ -95,3 +117,80 @@ VT_KERNEL(add_cpu, "core::add") { binary<BinOp::Add>(c); }
 VT_KERNEL(sub_cpu, "core::sub") { binary<BinOp::Sub>(c); }
 VT_KERNEL(mul_cpu, "core::mul") { binary<BinOp::Mul>(c); }
 VT_KERNEL(div_cpu, "core::div") { binary<BinOp::Div>(c); }
+VT_KERNEL(add__cpu, "core::add_") { binary<BinOp::Add, true>(c); }
+VT_KERNEL(sub__cpu, "core::sub_") { binary<BinOp::Sub, true>(c); }
+VT_KERNEL(mul__cpu, "core::mul_") { binary<BinOp::Mul, true>(c); }
+VT_KERNEL(div__cpu, "core::div_") { binary<BinOp::Div, true>(c); }
+
+// ---- backward rules -----------------------------------------------------------------------------
+// a + alpha*b:  da = g,  db = alpha*g  (sub: -alpha), each summed back over broadcast dims.
+// The incoming gradient is passed on as is (a new reference, no copy), as torch does: the engine
+// must not accumulate in place into a gradient it received.
+namespace {
+void add_sub_backward(vt::Grad& g, double alpha, bool inplace) {
+  vt_tensor* go = g.grad_out(0);
+  if (g.needs(0)) {
+    if (inplace) g.set_grad(0, ew::ref(g.host, go));
+    else g.set_grad(0, g.sum_to(ew::ref(g.host, go), g.saved(0)));
+  }
+  if (g.needs(1)) {
+    vt::Tensor r = alpha == 1.0 ? ew::ref(g.host, go) : ew::mulc(g.host, go, alpha);
+    g.set_grad(1, g.sum_to(std::move(r), g.saved(1)));
+  }
+}
+}  // namespace
+
+VT_BACKWARD(add_backward, "core::add") { add_sub_backward(g, g.arg(2).v.f, false); }
+VT_BACKWARD(sub_backward, "core::sub") { add_sub_backward(g, -g.arg(2).v.f, false); }
+VT_BACKWARD(add__backward, "core::add_") { add_sub_backward(g, g.arg(2).v.f, true); }
+VT_BACKWARD(sub__backward, "core::sub_") { add_sub_backward(g, -g.arg(2).v.f, true); }
+
+// a * b:  da = g*b,  db = g*a
+VT_BACKWARD(mul_backward, "core::mul") {
+  vt_tensor* go = g.grad_out(0);
+  if (g.needs(0)) g.set_grad(0, g.sum_to(ew::mul(g.host, go, g.saved(1)), g.saved(0)));
+  if (g.needs(1)) g.set_grad(1, g.sum_to(ew::mul(g.host, go, g.saved(0)), g.saved(1)));
+}
+// self *= other: self's old value is gone, so only self's gradient exists
+VT_BACKWARD(mul__backward, "core::mul_") {
+  vt_tensor* go = g.grad_out(0);
+  if (g.needs(1))
+    vt::fail(VT_ERR_NOT_IMPL, "[core::mul_] the gradient for 'other' needs self's value before the in-place "
+             "multiply, which is gone; use mul (out-of-place) when other requires grad");
+  if (g.needs(0)) g.set_grad(0, ew::mul(g.host, go, g.saved(1)));
+}
+
+// a / b:  da = g/b,  db = -g*a/b^2
+VT_BACKWARD(div_backward, "core::div") {
+  vt_tensor* go = g.grad_out(0);
+  vt_tensor* b = g.saved(1);
+  if (g.needs(0)) g.set_grad(0, g.sum_to(ew::div(g.host, go, b), g.saved(0)));
+  if (g.needs(1)) {
+    vt::Tensor t = ew::div(g.host, ew::div(g.host, ew::mul(g.host, go, g.saved(0)), b), b);
+    g.set_grad(1, g.sum_to(ew::call1(g.host, "core::neg", t), b));
+  }
+}
+// self /= other:  dself = g/other,  dother = -g*out/other  (out is self's new value)
+VT_BACKWARD(div__backward, "core::div_") {
+  vt_tensor* go = g.grad_out(0);
+  vt_tensor* b = g.saved(1);
+  if (g.needs(0)) g.set_grad(0, ew::div(g.host, go, b));
+  if (g.needs(1)) {
+    vt::Tensor t = ew::div(g.host, ew::mul(g.host, go, g.out(0)), b);
+    g.set_grad(1, g.sum_to(ew::call1(g.host, "core::neg", t), b));
+  }
+}
+
+using core::OpDef;
+
+const OpDef kBinaryOps[] = {
+    {"core::add(Tensor self, Tensor other, float alpha=1.0) -> Tensor", add_cpu, add_backward, 0b11},
+    {"core::sub(Tensor self, Tensor other, float alpha=1.0) -> Tensor", sub_cpu, sub_backward, 0b11},
+    {"core::mul(Tensor self, Tensor other) -> Tensor", mul_cpu, mul_backward, 0b11},
+    {"core::div(Tensor self, Tensor other) -> Tensor", div_cpu, div_backward, 0b11},
+    {"core::add_(Tensor self, Tensor other, float alpha=1.0) -> Tensor", add__cpu, add__backward, 0b10},
+    {"core::sub_(Tensor self, Tensor other, float alpha=1.0) -> Tensor", sub__cpu, sub__backward, 0b10},
+    {"core::mul_(Tensor self, Tensor other) -> Tensor", mul__cpu, mul__backward, 0b10},
+    {"core::div_(Tensor self, Tensor other) -> Tensor", div__cpu, div__backward, 0b10, 0b1},
+};
+VT_OP_TABLE(kBinaryOps)

@@ -10,6 +10,20 @@
 
 // One table per family file (see core.hpp); adding a family = one line here and one in kTables.
 core::OpTable kBaseOps_table();  // base.cpp: the issue-2 set (binary, reductions, matmul, ...)
+core::OpTable kBinaryOps_table();     // binary.cpp: add/sub/mul/div and in-place forms
+core::OpTable kPointwiseOps_table();  // pointwise.cpp: sum_to_size, to_dtype, where, zero_
+core::OpTable kUnaryOps_table();      // unary.cpp: math, activations, pow, clamp
+core::OpTable kCompareOps_table();    // compare.cpp: comparisons, logical ops, maximum/minimum
+core::OpTable kMatmulOps_table();     // matmul.cpp: matmul, bmm, addmm, linear
+core::OpTable kRandomOps_table();     // random.cpp: normal, uniform, randint, randperm, normal_, uniform_
+core::OpTable kNNOps_table();         // nn.cpp: softmax, log_softmax, dropout (+ backward ops)
+core::OpTable kNormOps_table();       // norm.cpp: layer_norm, rms_norm (+ backward ops)
+core::OpTable kLossOps_table();       // loss.cpp: cross_entropy, mse_loss
+core::OpTable kOptimOps_table();      // optim.cpp: adamw_, sgd_
+core::OpTable kReduceOps_table();     // reduce.cpp: sum, mean, var, std, max/min, argmax, logsumexp, norm, cumsum
+core::OpTable kViewOps_table();       // view.cpp: view, reshape, permute, expand, slice, select, ..., contiguous
+core::OpTable kShapeOps_table();      // shape.cpp: cat, tril/triu, linspace, eye
+core::OpTable kIndexOps_table();      // index.cpp: index_select, gather, scatter_add, masked_fill, embedding, index
 
 #ifdef VT_WITH_CUDA
 void core_register_cuda(vt::Registrar& r);  // cuda/register.cu
@@ -19,6 +33,20 @@ namespace {
 
 core::OpTable (*const kTables[])() = {
     kBaseOps_table,
+    kBinaryOps_table,
+    kPointwiseOps_table,
+    kUnaryOps_table,
+    kCompareOps_table,
+    kMatmulOps_table,
+    kRandomOps_table,
+    kNNOps_table,
+    kNormOps_table,
+    kLossOps_table,
+    kOptimOps_table,
+    kReduceOps_table,
+    kViewOps_table,
+    kShapeOps_table,
+    kIndexOps_table,
 };
 
 vt_status core_init(const vt_host* host, vt_pack* pack) {

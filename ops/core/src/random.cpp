@@ -1,4 +1,5 @@
-// ops/core/src/random.cpp — normal and uniform factories on CPU, from Philox4x32-10 (philox.h).
+// ops/core/src/random.cpp — random factories and in-place fills on CPU, from Philox4x32-10 (philox.h):
+// normal, uniform, randint, randperm, normal_, uniform_. None is differentiable.
 //
 // normal(size, mean=0, std=1, dtype=None, device=None), uniform(size, low=0, high=1, ...):
 // floating dtypes only (None = float32). Element i depends only on (seed, offset, i), so results
@@ -6,8 +7,12 @@
 // normal uses Box-Muller on pairs of uniforms: (u1, u2) -> r*cos(2*pi*u2), r*sin(2*pi*u2), r = sqrt(-2 ln u1).
 #include <cmath>
 
+#include <climits>
+#include <vector>
+
+#include "core.hpp"
 #include "philox.h"
-#include "vt/oppack.hpp"
+#include "vt/autograd.hpp"
 
 namespace {
 
@@ -42,20 +47,12 @@ inline void group_f64(uint64_t seed, uint64_t counter, double a, double b, doubl
   }
 }
 
-// a, b: (mean, std) for normal, (low, high) for uniform
+// Fills the contiguous tensor `out` with element i from (seed, offset + i / E): the distribution's
+// numbers in logical order. a, b: (mean, std) for normal, (low, high) for uniform.
 template <Dist D>
-void random_factory(vt::Call& c, const char* a_name, const char* b_name) {
-  const vt_int_list size = c.arg(0, "size").ints();
-  const double a = c.arg(1, a_name).float_();
-  const double b = c.arg(2, b_name).float_();
-  const vt_dtype dtype = c.arg(3, "dtype").dtype_or(vt::kFloat32);
-  c.check_sizes("size", size);
-  if (D == Dist::Normal && !(b >= 0.0)) c.fail(VT_ERR_VALUE, "std must be >= 0, got %g", b);
-  if (D == Dist::Uniform && !(a <= b)) c.fail(VT_ERR_VALUE, "low must be <= high, got low %g and high %g", a, b);
-
-  vt::Tensor out = c.empty(size.data, (int32_t)size.len, dtype);
+void fill_random(vt::Call& c, const vt_tensor* out, double a, double b) {
   const int64_t n = out->numel;
-  vt::dispatch(vt::kFloatingTypes, dtype, c.op, [&](auto tag) {
+  vt::dispatch(vt::kFloatingTypes, out->dtype, c.op, [&](auto tag) {
     using T = typename decltype(tag)::type;
     constexpr int64_t E = std::is_same<T, double>::value ? 2 : 4;  // elements per Philox group
     const int64_t groups = (n + E - 1) / E;
@@ -78,10 +75,137 @@ void random_factory(vt::Call& c, const char* a_name, const char* b_name) {
       }
     });
   });
+}
+
+template <Dist D>
+void check_params(vt::Call& c, double a, double b) {
+  if (D == Dist::Normal && !(b >= 0.0)) c.fail(VT_ERR_VALUE, "std must be >= 0, got %g", b);
+  if (D == Dist::Uniform && !(a <= b)) c.fail(VT_ERR_VALUE, "low must be <= high, got low %g and high %g", a, b);
+}
+
+template <Dist D>
+void random_factory(vt::Call& c, const char* a_name, const char* b_name) {
+  const vt_int_list size = c.arg(0, "size").ints();
+  const double a = c.arg(1, a_name).float_();
+  const double b = c.arg(2, b_name).float_();
+  const vt_dtype dtype = c.arg(3, "dtype").dtype_or(vt::kFloat32);
+  c.check_sizes("size", size);
+  check_params<D>(c, a, b);
+  if (!vt::is_floating(dtype))
+    c.fail(VT_ERR_TYPE, "dtype must be a floating type, got %s", vt::dtype_name(dtype));
+  vt::Tensor out = c.empty(size.data, (int32_t)size.len, dtype);
+  fill_random<D>(c, out, a, b);
   c.set_out(0, std::move(out));
+}
+
+// In place: self's elements in logical (row-major) order get the numbers a fresh tensor of its
+// shape would get, whatever self's strides.
+template <Dist D>
+void random_inplace(vt::Call& c, const char* a_name, const char* b_name) {
+  vt_tensor* self = c.arg(0, "self").tensor();
+  const double a = c.arg(1, a_name).float_();
+  const double b = c.arg(2, b_name).float_();
+  check_params<D>(c, a, b);
+  if (!vt::is_floating(self->dtype))
+    c.fail(VT_ERR_TYPE, "self must have a floating dtype, got %s", vt::dtype_name(self->dtype));
+  if (vt::is_contiguous(self)) {
+    fill_random<D>(c, self, a, b);
+  } else {
+    vt::Tensor tmp = c.empty_like(self);
+    fill_random<D>(c, tmp, a, b);
+    vt::Tensor r = vt::call(c.host, "core::copy_", {self, tmp.get()});
+  }
+  c.set_out_retained(0, self);
+}
+
+// uniform integers in [0, range): 32-bit draws (multiply-shift) when range fits, else 64-bit
+inline uint64_t bounded32(uint32_t x, uint64_t range) { return ((uint64_t)x * range) >> 32; }
+inline uint64_t bounded64(uint32_t lo, uint32_t hi, uint64_t range) {
+  const uint64_t x = ((uint64_t)hi << 32) | lo;
+  return (uint64_t)(((unsigned __int128)x * range) >> 64);
 }
 
 }  // namespace
 
 VT_KERNEL(normal_cpu, "core::normal") { random_factory<Dist::Normal>(c, "mean", "std"); }
 VT_KERNEL(uniform_cpu, "core::uniform") { random_factory<Dist::Uniform>(c, "low", "high"); }
+VT_KERNEL(normal__cpu, "core::normal_") { random_inplace<Dist::Normal>(c, "mean", "std"); }
+VT_KERNEL(uniform__cpu, "core::uniform_") { random_inplace<Dist::Uniform>(c, "low", "high"); }
+
+// randint: element i = low + bounded(word i); 4 elements per group for ranges up to 2^32, else 2.
+VT_KERNEL(randint_cpu, "core::randint") {
+  const int64_t low = c.arg(0, "low").int_();
+  const int64_t high = c.arg(1, "high").int_();
+  const vt_int_list size = c.arg(2, "size").ints();
+  const vt_dtype dtype = c.arg(3, "dtype").dtype_or(vt::kInt64);
+  c.check_sizes("size", size);
+  if (!(low < high)) c.fail(VT_ERR_VALUE, "low must be < high, got low %lld and high %lld", (long long)low, (long long)high);
+  if (vt::scalar_type(dtype) == vt::ScalarType::Bool) c.fail(VT_ERR_TYPE, "dtype bool is not supported");
+  vt::Tensor out = c.empty(size.data, (int32_t)size.len, dtype);
+  const uint64_t range = (uint64_t)high - (uint64_t)low;
+  const bool wide = range > (1ull << 32);
+  const int64_t E = wide ? 2 : 4, n = out->numel;
+  const int64_t groups = (n + E - 1) / E;
+  uint64_t seed = 0, offset = 0;
+  if (groups > 0) c.host->philox_reserve(c.ctx->device, (uint64_t)groups, &seed, &offset);
+  vt::dispatch(vt::kAllTypes, dtype, c.op, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    T* o = vt::data<T>(out);
+    vt::parallel_for(c.host, 0, groups, 2048, [&](int64_t g0, int64_t g1) {
+      for (int64_t g = g0; g < g1; ++g) {
+        const vt_core::Philox4x32 r = vt_core::philox_group(seed, offset + (uint64_t)g);
+        const int64_t i0 = g * E, m = std::min<int64_t>(E, n - i0);
+        for (int64_t j = 0; j < m; ++j) {
+          const uint64_t u = wide ? bounded64(r.x[2 * j], r.x[2 * j + 1], range) : bounded32(r.x[j], range);
+          o[i0 + j] = vt::convert<T>((int64_t)((uint64_t)low + u));
+        }
+      }
+    });
+  });
+  c.set_out(0, std::move(out));
+}
+
+// randperm: Fisher-Yates from the top, step i (n-1 .. 1) swapping with j = bounded(i + 1) drawn
+// from 64 random bits of group i / 2. Serial (the swaps depend on each other); O(n).
+VT_KERNEL(randperm_cpu, "core::randperm") {
+  const int64_t n = c.arg(0, "n").int_();
+  const vt_dtype dtype = c.arg(1, "dtype").dtype_or(vt::kInt64);
+  if (n < 0) c.fail(VT_ERR_VALUE, "n must be >= 0, got %lld", (long long)n);
+  const vt::ScalarType st = vt::scalar_type(dtype);
+  if (st != vt::ScalarType::Int64 && st != vt::ScalarType::Int32 && st != vt::ScalarType::Float32 &&
+      st != vt::ScalarType::Float64)
+    c.fail(VT_ERR_TYPE, "dtype must be int64, int32, float32 or float64, got %s", vt::dtype_name(dtype));
+  if (st == vt::ScalarType::Int32 && n > INT32_MAX) c.fail(VT_ERR_VALUE, "n = %lld does not fit int32", (long long)n);
+  const int64_t size[1] = {n};
+  vt::Tensor out = c.empty(size, 1, dtype);
+  const int64_t groups = (n + 1) / 2;
+  uint64_t seed = 0, offset = 0;
+  if (groups > 0) c.host->philox_reserve(c.ctx->device, (uint64_t)groups, &seed, &offset);
+  vt::dispatch(vt::types<int64_t, int32_t, float, double>{}, dtype, c.op, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    T* o = vt::data<T>(out);
+    std::vector<int64_t> p((size_t)n);
+    for (int64_t i = 0; i < n; ++i) p[(size_t)i] = i;
+    vt_core::Philox4x32 r{};
+    for (int64_t i = n - 1; i >= 1; --i) {
+      if (i == n - 1 || (i & 1) == 1) r = vt_core::philox_group(seed, offset + (uint64_t)(i / 2));
+      const int w = (int)(i & 1) * 2;
+      const int64_t j = (int64_t)bounded64(r.x[w], r.x[w + 1], (uint64_t)i + 1);
+      std::swap(p[(size_t)i], p[(size_t)j]);
+    }
+    for (int64_t i = 0; i < n; ++i) o[i] = (T)p[(size_t)i];
+  });
+  c.set_out(0, std::move(out));
+}
+
+using core::OpDef;
+
+const OpDef kRandomOps[] = {
+    {"core::normal(int[] size, float mean=0.0, float std=1.0, ScalarType? dtype=None, Device? device=None) -> Tensor", normal_cpu},
+    {"core::uniform(int[] size, float low=0.0, float high=1.0, ScalarType? dtype=None, Device? device=None) -> Tensor", uniform_cpu},
+    {"core::normal_(Tensor self, float mean=0.0, float std=1.0) -> Tensor", normal__cpu},
+    {"core::uniform_(Tensor self, float low=0.0, float high=1.0) -> Tensor", uniform__cpu},
+    {"core::randint(int low, int high, int[] size, ScalarType? dtype=None, Device? device=None) -> Tensor", randint_cpu},
+    {"core::randperm(int n, ScalarType? dtype=None, Device? device=None) -> Tensor", randperm_cpu},
+};
+VT_OP_TABLE(kRandomOps)

@@ -1,0 +1,310 @@
+// ops/core/src/loss.cpp — cross_entropy (fused log-softmax + NLL) and mse_loss on CPU, with backward.
+//
+// cross_entropy(input, target, ignore_index=-100, label_smoothing=0.0, reduction='mean')
+//     -> (loss, lse)
+//   input (N, C) or (N, C, d1, ...) or (C,) logits; target int64 class indices of shape (N, d1, ...)
+//   (or 0-d). Per position: lse = log sum_c exp(x_c), loss = (1 - eps) * (lse - x_t)
+//   + eps * (lse - mean_c x_c); positions whose target is ignore_index have loss 0 and do not
+//   count for 'mean' (all ignored: nan, as torch). `lse` (one per position, float32 for
+//   float16/bfloat16) is kept for the backward op:
+// cross_entropy_backward(grad_output, input, target, lse, ignore_index, label_smoothing, reduction)
+//   grad_x_c = w * (exp(x_c - lse) - (1 - eps) [c == t] - eps / C), w = grad (sum), grad / count
+//   (mean), grad[position] (none); 0 on ignored positions. It has no backward rule: double
+//   backward through cross_entropy is not supported.
+// mse_loss(input, target, reduction='mean'): (input - target)^2 with broadcasting, reduced in fixed
+//   blocks (thread-count independent); its backward is composed of core ops (differentiable).
+#include <cstring>
+#include <vector>
+
+#include "core.hpp"
+#include "gradops.hpp"
+#include "nnmath.hpp"
+#include "vt/loops.hpp"
+
+namespace {
+
+enum class Red { None, Mean, Sum };
+
+Red parse_reduction(vt::Call& c, const char* s) {
+  if (!std::strcmp(s, "mean")) return Red::Mean;
+  if (!std::strcmp(s, "sum")) return Red::Sum;
+  if (!std::strcmp(s, "none")) return Red::None;
+  c.fail(VT_ERR_VALUE, "reduction must be 'mean', 'sum' or 'none', got '%s'", s);
+}
+
+struct Contig {
+  vt::Tensor own;
+  const vt_tensor* t = nullptr;
+  Contig(vt::Call& c, const vt_tensor* x) : t(x) {
+    if (x && !vt::is_contiguous(x)) {
+      own = vt::call(c.host, "core::contiguous", {const_cast<vt_tensor*>(x)});
+      t = own;
+    }
+  }
+};
+
+// The (N, C, inner) view of cross_entropy's input; checks target against it.
+struct CELayout {
+  int64_t N, C, inner;
+  int64_t positions() const { return N * inner; }
+};
+
+CELayout ce_layout(vt::Call& c, const vt_tensor* x, const vt_tensor* t) {
+  if (!vt::is_floating(x->dtype))
+    c.fail(VT_ERR_TYPE, "input must have a floating dtype, got %s", vt::dtype_name(x->dtype));
+  if (vt::scalar_type(t->dtype) != vt::ScalarType::Int64)
+    c.fail(VT_ERR_TYPE, "target must be int64 class indices, got %s", vt::dtype_name(t->dtype));
+  c.check_same_device(x, "input", t, "target");
+  vt::check_ndim(c.op, x, "input");
+  if (x->ndim == 0) c.fail(VT_ERR_VALUE, "input must have at least 1 dim (classes), got a 0-d tensor");
+  CELayout L;
+  if (x->ndim == 1) {
+    L = {1, x->sizes[0], 1};
+    if (t->ndim != 0) c.fail(VT_ERR_VALUE, "for input %s (one sample) target must be 0-d, got %s",
+                             vt::shape_str(x).c_str(), vt::shape_str(t).c_str());
+    return L;
+  }
+  L.N = x->sizes[0];
+  L.C = x->sizes[1];
+  L.inner = 1;
+  for (int32_t d = 2; d < x->ndim; ++d) L.inner *= x->sizes[d];
+  bool ok = t->ndim == x->ndim - 1 && t->sizes[0] == L.N;
+  for (int32_t d = 2; ok && d < x->ndim; ++d) ok = t->sizes[d - 1] == x->sizes[d];
+  if (!ok)
+    c.fail(VT_ERR_VALUE, "target %s does not match input %s (expected (N, d1, ...) for input (N, C, d1, ...))",
+           vt::shape_str(t).c_str(), vt::shape_str(x).c_str());
+  return L;
+}
+
+// log-sum-exp, x_t and sum_c x_c of one position's logits (C of them, stride `st`, as float A)
+template <class A>
+void ce_stats(const A* row, int64_t C, A* lse, A* sum) {
+  if constexpr (std::is_same<A, float>::value) {
+    const float m = nnm::row_max(row, C);
+    *lse = m + std::log(nnm::row_exp_sum(row, nullptr, m, C));
+    *sum = nnm::row_sum(row, C);
+  } else {
+    A m = -INFINITY, s = 0, t = 0;
+    for (int64_t i = 0; i < C; ++i) m = row[i] > m ? row[i] : m;
+    for (int64_t i = 0; i < C; ++i) { s += std::exp(row[i] - m); t += row[i]; }
+    *lse = m + std::log(s);
+    *sum = t;
+  }
+}
+
+// Calls f(position, const A* logits_row, A* scratch_row) with the position's C logits as a
+// contiguous A row (in place for float32/float64 with inner == 1).
+template <class T, class F>
+void for_positions(vt::Call& c, const T* x, const CELayout& L, F f) {
+  using A = vt::acc_t<T>;
+  const int64_t P = L.positions(), C = L.C, inner = L.inner;
+  vt::parallel_for(c.host, 0, P, std::max<int64_t>(1, vt::kGrain / std::max<int64_t>(C, 1)), [&](int64_t p0, int64_t p1) {
+    std::vector<A> buf((size_t)C), scratch((size_t)C);
+    for (int64_t p = p0; p < p1; ++p) {
+      const int64_t n = p / inner, i = p % inner;
+      const T* base = x + n * C * inner + i;
+      const A* row;
+      if (std::is_same<T, A>::value && inner == 1) {
+        row = reinterpret_cast<const A*>(base);
+      } else {
+        for (int64_t k = 0; k < C; ++k) buf[(size_t)k] = (A)base[k * inner];
+        row = buf.data();
+      }
+      f(p, row, scratch.data());
+    }
+  });
+}
+
+}  // namespace
+
+VT_KERNEL(cross_entropy_cpu, "core::cross_entropy") {
+  const vt_tensor* x = c.arg(0, "input").tensor();
+  const vt_tensor* t = c.arg(1, "target").tensor();
+  const int64_t ignore = c.arg(2, "ignore_index").int_();
+  const double eps = c.arg(3, "label_smoothing").float_();
+  const Red red = parse_reduction(c, c.arg(4, "reduction").str());
+  if (!(eps >= 0.0 && eps <= 1.0)) c.fail(VT_ERR_VALUE, "label_smoothing must be in [0, 1], got %g", eps);
+  const CELayout L = ce_layout(c, x, t);
+  Contig xc(c, x), tc(c, t);
+  const int64_t P = L.positions();
+  const vt_dtype sd = vt::is_floating(x->dtype) && x->dtype.bits == 16 ? vt::kFloat32 : x->dtype;
+  vt::Tensor lse = c.empty(t->sizes, t->ndim, sd);
+  vt::Tensor loss = red == Red::None ? c.empty(t->sizes, t->ndim, x->dtype) : c.empty(nullptr, 0, x->dtype);
+  const int64_t* tp = vt::data<const int64_t>(tc.t);
+  // validate targets first (serially: an error must not depend on threads)
+  for (int64_t p = 0; p < P; ++p)
+    if (tp[p] != ignore && (tp[p] < 0 || tp[p] >= L.C))
+      c.fail(VT_ERR_INDEX, "target %lld at position %lld is out of range for %lld classes (ignore_index %lld)",
+             (long long)tp[p], (long long)p, (long long)L.C, (long long)ignore);
+  vt::dispatch(vt::kFloatingTypes, x->dtype, c.op, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    using A = vt::acc_t<T>;
+    A* lp = vt::data<A>(lse);
+    std::vector<A> per(red == Red::None ? 0 : (size_t)P);
+    T* lo = red == Red::None ? vt::data<T>(loss) : nullptr;
+    const A e = (A)eps;
+    for_positions<T>(c, vt::data<const T>(xc.t), L, [&](int64_t p, const A* row, A*) {
+      A l, s;
+      ce_stats<A>(row, L.C, &l, &s);
+      lp[p] = l;
+      A v = 0;
+      if (tp[p] != ignore) v = ((A)1 - e) * (l - row[tp[p]]) + (e != (A)0 ? e * (l - s / (A)L.C) : (A)0);
+      if (lo) lo[p] = vt::convert<T>(v);
+      else per[(size_t)p] = v;
+    });
+    if (red != Red::None) {  // in order: deterministic
+      double total = 0;
+      int64_t count = 0;
+      for (int64_t p = 0; p < P; ++p) {
+        total += (double)per[(size_t)p];
+        count += tp[p] != ignore;
+      }
+      const double r = red == Red::Sum ? total : total / (double)count;  // 0/0 = nan, as torch
+      *vt::data<T>(loss) = vt::convert<T>(r);
+    }
+  });
+  c.set_out(0, std::move(loss));
+  c.set_out(1, std::move(lse));
+}
+
+VT_KERNEL(cross_entropy_backward_cpu, "core::cross_entropy_backward") {
+  const vt_tensor* go = c.arg(0, "grad_output").tensor();
+  const vt_tensor* x = c.arg(1, "input").tensor();
+  const vt_tensor* t = c.arg(2, "target").tensor();
+  const vt_tensor* lse = c.arg(3, "lse").tensor();
+  const int64_t ignore = c.arg(4, "ignore_index").int_();
+  const double eps = c.arg(5, "label_smoothing").float_();
+  const Red red = parse_reduction(c, c.arg(6, "reduction").str());
+  const CELayout L = ce_layout(c, x, t);
+  c.check_same_dtype(go, "grad_output", x, "input");
+  const int64_t P = L.positions();
+  if (lse->numel != P) c.fail(VT_ERR_VALUE, "lse must have %lld elements, got %s", (long long)P, vt::shape_str(lse).c_str());
+  if (red == Red::None ? go->numel != P : go->numel != 1)
+    c.fail(VT_ERR_VALUE, "grad_output %s does not match the loss of reduction '%s'", vt::shape_str(go).c_str(),
+           c.arg(6, "reduction").str());
+  Contig xc(c, x), tc(c, t), gc(c, go), lc(c, lse);
+  vt::Tensor gin = c.empty_like(x);
+  const int64_t* tp = vt::data<const int64_t>(tc.t);
+  int64_t count = 0;
+  for (int64_t p = 0; p < P; ++p) count += tp[p] != ignore;
+  vt::dispatch(vt::kFloatingTypes, x->dtype, c.op, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    using A = vt::acc_t<T>;
+    const T* gp = vt::data<const T>(gc.t);
+    const A* lp = vt::data<const A>(lc.t);
+    T* ip = vt::data<T>(gin);
+    const A g0 = red == Red::None ? (A)0 : (A)gp[0];
+    const A wscale = red == Red::Mean ? (A)(1.0 / (double)count) : (A)1;
+    const A e = (A)eps, eC = (A)(eps / (double)std::max<int64_t>(L.C, 1)), keep = (A)(1.0 - eps);
+    const int64_t C = L.C, inner = L.inner;
+    for_positions<T>(c, vt::data<const T>(xc.t), L, [&](int64_t p, const A* row, A* sc) {
+      const int64_t n = p / inner, i = p % inner;
+      T* out = ip + n * C * inner + i;
+      const bool ign = tp[p] == ignore;
+      const A w = ign ? (A)0 : (red == Red::None ? (A)gp[p] : g0 * wscale);
+      const A l = lp[p];
+      if constexpr (std::is_same<A, float>::value) {
+        nnm::row_sub(row, sc, l, C);
+        for (int64_t k = 0; k < C; ++k) sc[k] = w * (nnm::exp_approx(sc[k]) - eC);
+      } else {
+        for (int64_t k = 0; k < C; ++k) sc[k] = w * (std::exp(row[k] - l) - eC);
+      }
+      if (!ign) sc[tp[p]] -= w * keep;
+      (void)e;
+      if (ign)
+        for (int64_t k = 0; k < C; ++k) sc[k] = 0;
+      for (int64_t k = 0; k < C; ++k) out[k * inner] = vt::convert<T>(sc[k]);
+    });
+  });
+  c.set_out(0, std::move(gin));
+}
+
+VT_BACKWARD(cross_entropy_bw_rule, "core::cross_entropy") {
+  vt_tensor* go = g.grad_out(0);
+  if (!go || !g.needs(0)) return;
+  g.set_grad(0, vt::call(g.host, "core::cross_entropy_backward",
+                         {go, g.saved(0), g.saved(1), g.out(1), g.arg(2).v.i, gops::num(g.arg(3)),
+                          gops::str(g.arg(4).v.s)}));
+}
+
+// ---- mse_loss ----------------------------------------------------------------------------------
+VT_KERNEL(mse_loss_cpu, "core::mse_loss") {
+  const vt_tensor* x = c.arg(0, "input").tensor();
+  const vt_tensor* y = c.arg(1, "target").tensor();
+  const Red red = parse_reduction(c, c.arg(2, "reduction").str());
+  c.check_same_dtype(x, "input", y, "target");
+  c.check_same_device(x, "input", y, "target");
+  if (!vt::is_floating(x->dtype))
+    c.fail(VT_ERR_TYPE, "input must have a floating dtype, got %s", vt::dtype_name(x->dtype));
+  int64_t shape[vt::kMaxDims];
+  const int32_t nd = vt::broadcast_shape(c.op, x, "input", y, "target", shape);
+  vt::dispatch(vt::kFloatingTypes, x->dtype, c.op, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    using A = vt::acc_t<T>;
+    // squared differences, in the loss itself ('none') or a scratch tensor of the compute type
+    vt::Tensor sq = red == Red::None ? c.empty(shape, nd, x->dtype) : c.empty(shape, nd, vt::dtype_of<A>());
+    const vt_tensor* ops[3] = {sq, x, y};
+    if (red == Red::None) {
+      vt::elementwise<T, T, T>(c.host, vt::loop_over<3>(c.op, ops), [](T a, T b) {
+        const A d = (A)a - (A)b;
+        return vt::convert<T>(d * d);
+      });
+      c.set_out(0, std::move(sq));
+      return;
+    }
+    vt::elementwise<A, T, T>(c.host, vt::loop_over<3>(c.op, ops), [](T a, T b) {
+      const A d = (A)a - (A)b;
+      return d * d;
+    });
+    const int64_t n = sq->numel;
+    const A* s = vt::data<const A>(sq);
+    const int64_t nblocks = (n + vt::kGrain - 1) / vt::kGrain;
+    std::vector<double> part((size_t)nblocks);
+    vt::parallel_for(c.host, 0, nblocks, 1, [&](int64_t b0, int64_t b1) {
+      for (int64_t b = b0; b < b1; ++b) {
+        const int64_t i0 = b * vt::kGrain, i1 = std::min(n, i0 + vt::kGrain);
+        double acc = 0;
+        if constexpr (std::is_same<A, float>::value) acc = nnm::row_sum(s + i0, i1 - i0);
+        else for (int64_t i = i0; i < i1; ++i) acc += s[i];
+        part[(size_t)b] = acc;
+      }
+    });
+    double total = 0;
+    for (double v : part) total += v;
+    if (red == Red::Mean) total /= (double)n;  // n == 0: nan, as torch
+    vt::Tensor out = c.empty(nullptr, 0, x->dtype);
+    *vt::data<T>(out) = vt::convert<T>(total);
+    c.set_out(0, std::move(out));
+  });
+}
+
+// d input = g * 2 (input - target) [/ n], d target = -that; summed back to each operand's shape
+VT_BACKWARD(mse_loss_bw_rule, "core::mse_loss") {
+  const vt_host* h = g.host;
+  vt_tensor* go = g.grad_out(0);
+  if (!go) return;
+  vt_tensor* x = g.saved(0);
+  vt_tensor* y = g.saved(1);
+  const char* red = g.arg(2).v.s;
+  vt::Tensor d = gops::sub(h, x, y);
+  double k = 2.0;
+  if (!std::strcmp(red, "mean")) k /= (double)std::max<int64_t>(d->numel, 1);
+  vt::Tensor d2 = gops::scale(h, d, k);
+  vt::Tensor gd = gops::mul(h, d2, go);
+  if (g.needs(1)) {
+    vt::Tensor n = vt::call(h, "core::neg", {gd.get()});
+    g.set_grad(1, g.sum_to(std::move(n), y));
+  }
+  if (g.needs(0)) g.set_grad(0, g.sum_to(std::move(gd), x));
+}
+
+using core::OpDef;
+
+const OpDef kLossOps[] = {
+    {"core::cross_entropy(Tensor input, Tensor target, int ignore_index=-100, float label_smoothing=0.0, "
+     "str reduction='mean') -> (Tensor, Tensor)", cross_entropy_cpu, cross_entropy_bw_rule, 0b11, 0b10},
+    {"core::cross_entropy_backward(Tensor grad_output, Tensor input, Tensor target, Tensor lse, int ignore_index, "
+     "float label_smoothing, str reduction) -> Tensor", cross_entropy_backward_cpu},
+    {"core::mse_loss(Tensor input, Tensor target, str reduction='mean') -> Tensor", mse_loss_cpu, mse_loss_bw_rule, 0b11, 0},
+};
+VT_OP_TABLE(kLossOps)

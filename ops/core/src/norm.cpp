@@ -1,0 +1,324 @@
+// ops/core/src/norm.cpp — layer_norm and rms_norm on CPU: fused forward kernels that also return
+// the per-row statistics, and fused backward ops that use them.
+//
+// Shape legend: input (..., *normalized_shape) is seen as M rows of N = prod(normalized_shape).
+//   layer_norm(input, normalized_shape, weight?, bias?, eps) -> (out, mean, rstd)
+//   rms_norm(input, normalized_shape, weight?, eps?)         -> (out, rstd)     eps None = dtype eps
+// mean/rstd have shape (..., 1, ..., 1) (leading dims, then a 1 per normalized dim) and dtype float32
+// for float16/bfloat16 inputs (else the input's). Backward ops:
+//   layer_norm_backward(grad_out, input, normalized_shape, mean, rstd, weight?, bias?)
+//       -> (grad_input, grad_weight, grad_bias)
+//   rms_norm_backward(grad_out, input, normalized_shape, rstd, weight?) -> (grad_input, grad_weight)
+// with xhat = (x - mean) * rstd, gw = g * weight:
+//   grad_input = rstd * (gw - mean(gw) - xhat * mean(gw * xhat))   (rms: no mean(gw) term)
+//   grad_weight = sum over rows of g * xhat, grad_bias = sum over rows of g
+// A missing weight/bias gives a (0,)-shaped grad_weight/grad_bias. grad_weight/bias are reduced in
+// fixed blocks of rows combined in order, so results do not depend on the thread count.
+// The backward ops have no backward rule of their own: double backward through layer_norm and
+// rms_norm is not supported.
+#include <vector>
+
+#include "core.hpp"
+#include "gradops.hpp"
+#include "nnmath.hpp"
+#include "vt/loops.hpp"
+
+namespace {
+
+struct Contig {
+  vt::Tensor own;
+  const vt_tensor* t = nullptr;
+  Contig(vt::Call& c, const vt_tensor* x) : t(x) {
+    if (x && !vt::is_contiguous(x)) {
+      own = vt::call(c.host, "core::contiguous", {const_cast<vt_tensor*>(x)});
+      t = own;
+    }
+  }
+};
+
+// Checks input/normalized_shape/weight/bias; returns N and sets M.
+int64_t check_norm(vt::Call& c, const vt_tensor* x, vt_int_list ns, const vt_tensor* w, const vt_tensor* b,
+                   int64_t* M) {
+  if (!vt::is_floating(x->dtype))
+    c.fail(VT_ERR_TYPE, "input must have a floating dtype, got %s", vt::dtype_name(x->dtype));
+  vt::check_ndim(c.op, x, "input");
+  if (ns.len < 1 || ns.len > x->ndim)
+    c.fail(VT_ERR_VALUE, "normalized_shape %s must be 1..%d trailing dims of input %s",
+           vt::shape_str(ns.data, (int32_t)ns.len).c_str(), x->ndim, vt::shape_str(x).c_str());
+  int64_t N = 1;
+  for (int64_t i = 0; i < ns.len; ++i) {
+    if (x->sizes[x->ndim - ns.len + i] != ns.data[i])
+      c.fail(VT_ERR_VALUE, "normalized_shape %s does not match the trailing dims of input %s",
+             vt::shape_str(ns.data, (int32_t)ns.len).c_str(), vt::shape_str(x).c_str());
+    N *= ns.data[i];
+  }
+  *M = N ? x->numel / N : 0;
+  if (N == 0) {
+    *M = 1;
+    for (int32_t d = 0; d < x->ndim - ns.len; ++d) *M *= x->sizes[d];
+  }
+  const vt_tensor* wb[2] = {w, b};
+  const char* names[2] = {"weight", "bias"};
+  for (int k = 0; k < 2; ++k) {
+    const vt_tensor* t = wb[k];
+    if (!t) continue;
+    c.check_same_dtype(x, "input", t, names[k]);
+    c.check_same_device(x, "input", t, names[k]);
+    bool ok = t->ndim == ns.len;
+    for (int64_t i = 0; ok && i < ns.len; ++i) ok = t->sizes[i] == ns.data[i];
+    if (!ok)
+      c.fail(VT_ERR_VALUE, "%s must have shape normalized_shape %s, got %s", names[k],
+             vt::shape_str(ns.data, (int32_t)ns.len).c_str(), vt::shape_str(t).c_str());
+  }
+  return N;
+}
+
+vt_dtype stat_dtype(vt_dtype d) {
+  const vt::ScalarType s = vt::scalar_type(d);
+  return (s == vt::ScalarType::Float16 || s == vt::ScalarType::BFloat16) ? vt::kFloat32 : d;
+}
+
+vt::Tensor stat_tensor(vt::Call& c, const vt_tensor* x, int64_t nnorm) {
+  int64_t shape[vt::kMaxDims];
+  for (int32_t d = 0; d < x->ndim; ++d) shape[d] = d < x->ndim - nnorm ? x->sizes[d] : 1;
+  return c.empty(shape, x->ndim, stat_dtype(x->dtype));
+}
+
+// float row helpers (float32 rows may be read in place; others are converted into a buffer)
+template <class T, class A>
+const A* load_row(const T* p, int64_t n, A* buf) {
+  if constexpr (std::is_same<T, A>::value) {
+    return p;
+  } else {
+    for (int64_t i = 0; i < n; ++i) buf[i] = (A)p[i];
+    return buf;
+  }
+}
+
+float sum_of(const float* x, int64_t n) { return nnm::row_sum(x, n); }
+double sum_of(const double* x, int64_t n) {
+  double s = 0;
+  for (int64_t i = 0; i < n; ++i) s += x[i];
+  return s;
+}
+float sqdev_of(const float* x, float m, int64_t n) { return nnm::row_sqdev(x, m, n); }
+double sqdev_of(const double* x, double m, int64_t n) {
+  double s = 0;
+  for (int64_t i = 0; i < n; ++i) s += (x[i] - m) * (x[i] - m);
+  return s;
+}
+float dot_of(const float* x, const float* y, int64_t n) { return nnm::row_dot(x, y, n); }
+double dot_of(const double* x, const double* y, int64_t n) {
+  double s = 0;
+  for (int64_t i = 0; i < n; ++i) s += x[i] * y[i];
+  return s;
+}
+
+// ---- forward -----------------------------------------------------------------------------------
+template <bool RMS>
+void norm_forward(vt::Call& c) {
+  const vt_tensor* x = c.arg(0, "input").tensor();
+  const vt_int_list ns = c.arg(1, "normalized_shape").ints();
+  const vt_tensor* w = c.arg(2, "weight").tensor_or_null();
+  const vt_tensor* b = RMS ? nullptr : c.arg(3, "bias").tensor_or_null();
+  int64_t M = 0;
+  const int64_t N = check_norm(c, x, ns, w, b, &M);
+  double eps;
+  if (RMS) {
+    const vt::Arg e = c.arg(3, "eps");
+    const vt::ScalarType s = vt::scalar_type(x->dtype);
+    const double deps = s == vt::ScalarType::Float64 ? 2.220446049250313e-16
+                      : s == vt::ScalarType::Float16 ? 0.0009765625
+                      : s == vt::ScalarType::BFloat16 ? 0.0078125 : 1.1920928955078125e-07;
+    eps = e.float_or(deps);
+  } else {
+    eps = c.arg(4, "eps").float_();
+  }
+  Contig xc(c, x), wc(c, w), bc(c, b);
+  vt::Tensor out = c.empty_like(x);
+  vt::Tensor mean = RMS ? vt::Tensor() : stat_tensor(c, x, ns.len);
+  vt::Tensor rstd = stat_tensor(c, x, ns.len);
+  vt::dispatch(vt::kFloatingTypes, x->dtype, c.op, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    using A = vt::acc_t<T>;
+    const T* xp = vt::data<const T>(xc.t);
+    const T* wp = wc.t ? vt::data<const T>(wc.t) : nullptr;
+    const T* bp = bc.t ? vt::data<const T>(bc.t) : nullptr;
+    T* op = vt::data<T>(out);
+    A* mp = RMS ? nullptr : vt::data<A>(mean);
+    A* rp = vt::data<A>(rstd);
+    vt::parallel_for(c.host, 0, M, std::max<int64_t>(1, vt::kGrain / std::max<int64_t>(N, 1)), [&](int64_t r0, int64_t r1) {
+      std::vector<A> wbuf, bbuf, xbuf;
+      const A* wa = nullptr;
+      const A* ba = nullptr;
+      if (wp) { wbuf.resize((size_t)N); wa = load_row<T, A>(wp, N, wbuf.data()); }
+      if (bp) { bbuf.resize((size_t)N); ba = load_row<T, A>(bp, N, bbuf.data()); }
+      if (!std::is_same<T, A>::value) xbuf.resize((size_t)N);
+      for (int64_t r = r0; r < r1; ++r) {
+        const A* xr = load_row<T, A>(xp + r * N, N, xbuf.data());
+        T* o = op + r * N;
+        A mu = 0, rs;
+        if (RMS) {
+          rs = (A)(1.0 / std::sqrt((double)(dot_of(xr, xr, N) / (A)N) + eps));
+        } else {
+          mu = N ? sum_of(xr, N) / (A)N : (A)0;
+          const A var = N ? sqdev_of(xr, mu, N) / (A)N : (A)0;
+          rs = (A)(1.0 / std::sqrt((double)var + eps));
+          mp[r] = mu;
+        }
+        rp[r] = rs;
+        if (wa && ba)
+          for (int64_t i = 0; i < N; ++i) o[i] = vt::convert<T>((xr[i] - mu) * rs * wa[i] + ba[i]);
+        else if (wa)
+          for (int64_t i = 0; i < N; ++i) o[i] = vt::convert<T>((xr[i] - mu) * rs * wa[i]);
+        else if (ba)
+          for (int64_t i = 0; i < N; ++i) o[i] = vt::convert<T>((xr[i] - mu) * rs + ba[i]);
+        else
+          for (int64_t i = 0; i < N; ++i) o[i] = vt::convert<T>((xr[i] - mu) * rs);
+      }
+    });
+  });
+  c.set_out(0, std::move(out));
+  if (RMS) {
+    c.set_out(1, std::move(rstd));
+  } else {
+    c.set_out(1, std::move(mean));
+    c.set_out(2, std::move(rstd));
+  }
+}
+
+// ---- backward ----------------------------------------------------------------------------------
+template <bool RMS>
+void norm_backward(vt::Call& c) {
+  const vt_tensor* go = c.arg(0, "grad_out").tensor();
+  const vt_tensor* x = c.arg(1, "input").tensor();
+  const vt_int_list ns = c.arg(2, "normalized_shape").ints();
+  const vt_tensor* mean = RMS ? nullptr : c.arg(3, "mean").tensor();
+  const vt_tensor* rstd = c.arg(RMS ? 3 : 4, "rstd").tensor();
+  const vt_tensor* w = c.arg(RMS ? 4 : 5, "weight").tensor_or_null();
+  const vt_tensor* b = RMS ? nullptr : c.arg(6, "bias").tensor_or_null();
+  int64_t M = 0;
+  const int64_t N = check_norm(c, x, ns, w, b, &M);
+  c.check_same_dtype(go, "grad_out", x, "input");
+  if (!vt::same_shape(go, x))
+    c.fail(VT_ERR_VALUE, "grad_out %s and input %s must have the same shape", vt::shape_str(go).c_str(),
+           vt::shape_str(x).c_str());
+  const vt_tensor* stats[2] = {mean, rstd};
+  for (const vt_tensor* s : stats)
+    if (s && (s->numel != M || !vt::same_dtype(s->dtype, stat_dtype(x->dtype))))
+      c.fail(VT_ERR_VALUE, "mean/rstd must hold %lld %s values (one per row), got %s %s", (long long)M,
+             vt::dtype_name(stat_dtype(x->dtype)), vt::shape_str(s).c_str(), vt::dtype_name(s->dtype));
+  Contig gc(c, go), xc(c, x), wc(c, w), mc(c, mean), rc(c, rstd);
+  vt::Tensor gin = c.empty_like(x);
+  const int64_t zero[1] = {0};
+  vt::Tensor gw = w ? c.empty(w->sizes, w->ndim, w->dtype) : c.empty(zero, 1, x->dtype);
+  vt::Tensor gb = RMS ? vt::Tensor() : b ? c.empty(b->sizes, b->ndim, b->dtype) : c.empty(zero, 1, x->dtype);
+  const bool want_w = w != nullptr, want_b = !RMS && b != nullptr;
+
+  vt::dispatch(vt::kFloatingTypes, x->dtype, c.op, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    using A = vt::acc_t<T>;
+    const T* gp = vt::data<const T>(gc.t);
+    const T* xp = vt::data<const T>(xc.t);
+    const T* wp = wc.t ? vt::data<const T>(wc.t) : nullptr;
+    const A* mp = RMS ? nullptr : vt::data<const A>(mc.t);
+    const A* rp = vt::data<const A>(rc.t);
+    T* ip = vt::data<T>(gin);
+    // fixed row blocks (at most ~256): partial grad_weight/grad_bias per block, combined in order
+    const int64_t rows_per_block = std::max<int64_t>(32, (M + 255) / 256);
+    const int64_t nblocks = M ? (M + rows_per_block - 1) / rows_per_block : 0;
+    const int64_t nparts = (want_w ? 1 : 0) + (want_b ? 1 : 0);
+    std::vector<A> part((size_t)(nparts ? nblocks * N * nparts : 0));
+    vt::parallel_for(c.host, 0, nblocks, std::max<int64_t>(1, vt::kGrain / std::max<int64_t>(N * rows_per_block, 1)),
+                     [&](int64_t b0, int64_t b1) {
+      std::vector<A> wbuf((size_t)N), xbuf, gbuf, gwb((size_t)N), xh((size_t)N);
+      const A* wa = wp ? load_row<T, A>(wp, N, wbuf.data()) : nullptr;
+      if (!std::is_same<T, A>::value) { xbuf.resize((size_t)N); gbuf.resize((size_t)N); }
+      for (int64_t blk = b0; blk < b1; ++blk) {
+        A* pw = want_w ? part.data() + (size_t)(blk * N * nparts) : nullptr;
+        A* pb = want_b ? part.data() + (size_t)(blk * N * nparts + (want_w ? N : 0)) : nullptr;
+        if (pw) std::fill(pw, pw + N, A(0));
+        if (pb) std::fill(pb, pb + N, A(0));
+        const int64_t r1 = std::min(M, (blk + 1) * rows_per_block);
+        for (int64_t r = blk * rows_per_block; r < r1; ++r) {
+          const A* xr = load_row<T, A>(xp + r * N, N, xbuf.data());
+          const A* gr = load_row<T, A>(gp + r * N, N, gbuf.data());
+          const A mu = RMS ? A(0) : mp[r], rs = rp[r];
+          for (int64_t i = 0; i < N; ++i) xh[(size_t)i] = (xr[i] - mu) * rs;
+          const A* g2 = gr;
+          if (wa) {
+            for (int64_t i = 0; i < N; ++i) gwb[(size_t)i] = gr[i] * wa[i];
+            g2 = gwb.data();
+          }
+          const A mg = RMS ? A(0) : sum_of(g2, N) / (A)N;
+          const A mgx = dot_of(g2, xh.data(), N) / (A)N;
+          T* o = ip + r * N;
+          for (int64_t i = 0; i < N; ++i) o[i] = vt::convert<T>(rs * (g2[i] - mg - xh[(size_t)i] * mgx));
+          if (pw)
+            for (int64_t i = 0; i < N; ++i) pw[i] += gr[i] * xh[(size_t)i];
+          if (pb)
+            for (int64_t i = 0; i < N; ++i) pb[i] += gr[i];
+        }
+      }
+    });
+    // combine the blocks, in block order, split over columns
+    auto combine = [&](T* dst, int64_t which) {
+      vt::parallel_for(c.host, 0, N, std::max<int64_t>(1, vt::kGrain / std::max<int64_t>(nblocks, 1)),
+                       [&](int64_t i0, int64_t i1) {
+        for (int64_t i = i0; i < i1; ++i) {
+          A s = 0;
+          for (int64_t blk = 0; blk < nblocks; ++blk) s += part[(size_t)(blk * N * nparts + which * N + i)];
+          dst[i] = vt::convert<T>(s);
+        }
+      });
+    };
+    if (want_w) combine(vt::data<T>(gw), 0);
+    if (want_b) combine(vt::data<T>(gb), want_w ? 1 : 0);
+  });
+  c.set_out(0, std::move(gin));
+  c.set_out(1, std::move(gw));
+  if (!RMS) c.set_out(2, std::move(gb));
+}
+
+}  // namespace
+
+VT_KERNEL(layer_norm_cpu, "core::layer_norm") { norm_forward<false>(c); }
+VT_KERNEL(rms_norm_cpu, "core::rms_norm") { norm_forward<true>(c); }
+VT_KERNEL(layer_norm_backward_cpu, "core::layer_norm_backward") { norm_backward<false>(c); }
+VT_KERNEL(rms_norm_backward_cpu, "core::rms_norm_backward") { norm_backward<true>(c); }
+
+// Gradients flow from `out` only (mean/rstd are statistics for backward, not differentiated).
+VT_BACKWARD(layer_norm_bw_rule, "core::layer_norm") {
+  vt_tensor* go = g.grad_out(0);
+  if (!go) return;
+  vt::V w = g.arg(2).tag == VT_TENSOR ? vt::V(g.arg(2).v.t) : vt::V::none();
+  vt::V b = g.arg(3).tag == VT_TENSOR ? vt::V(g.arg(3).v.t) : vt::V::none();
+  std::vector<vt::Tensor> r = vt::call_n(g.host, "core::layer_norm_backward",
+                                         {go, g.saved(0), g.arg(1).v.ints, g.out(1), g.out(2), w, b}, 3);
+  g.set_grad(0, std::move(r[0]));
+  if (g.needs(2)) g.set_grad(2, std::move(r[1]));
+  if (g.needs(3)) g.set_grad(3, std::move(r[2]));
+}
+VT_BACKWARD(rms_norm_bw_rule, "core::rms_norm") {
+  vt_tensor* go = g.grad_out(0);
+  if (!go) return;
+  vt::V w = g.arg(2).tag == VT_TENSOR ? vt::V(g.arg(2).v.t) : vt::V::none();
+  std::vector<vt::Tensor> r =
+      vt::call_n(g.host, "core::rms_norm_backward", {go, g.saved(0), g.arg(1).v.ints, g.out(1), w}, 2);
+  g.set_grad(0, std::move(r[0]));
+  if (g.needs(2)) g.set_grad(2, std::move(r[1]));
+}
+
+using core::OpDef;
+
+const OpDef kNormOps[] = {
+    {"core::layer_norm(Tensor input, int[] normalized_shape, Tensor? weight=None, Tensor? bias=None, float eps=1e-05)"
+     " -> (Tensor, Tensor, Tensor)", layer_norm_cpu, layer_norm_bw_rule, 0b1101, 0b110},
+    {"core::rms_norm(Tensor input, int[] normalized_shape, Tensor? weight=None, float? eps=None) -> (Tensor, Tensor)",
+     rms_norm_cpu, rms_norm_bw_rule, 0b101, 0b10},
+    {"core::layer_norm_backward(Tensor grad_out, Tensor input, int[] normalized_shape, Tensor mean, Tensor rstd, "
+     "Tensor? weight=None, Tensor? bias=None) -> (Tensor, Tensor, Tensor)", layer_norm_backward_cpu},
+    {"core::rms_norm_backward(Tensor grad_out, Tensor input, int[] normalized_shape, Tensor rstd, "
+     "Tensor? weight=None) -> (Tensor, Tensor)", rms_norm_backward_cpu},
+};
+VT_OP_TABLE(kNormOps)

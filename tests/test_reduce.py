@@ -1,0 +1,378 @@
+"""Reductions of ops/core (reduce.cpp): sum, mean, var, std, max/min (with and without dim),
+argmax/argmin, logsumexp, norm, cumsum.
+
+Each op runs over random shapes and dim sets, every input layout of conftest (contiguous,
+transposed, sliced, expanded), 0-size and 0-d/1-element inputs, the dtypes it supports, against a
+numpy float64 reference (and torch where importable). Then: the long-row parallel path and its
+thread-count independence, gradcheck of every differentiable op (float64), double backward, and
+bad input.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import vibetensor as vt
+from conftest import HAS_TORCH, LAYOUTS, assert_close, dname, make, rand_shape, to_numpy
+
+pytestmark = [pytest.mark.filterwarnings("ignore::RuntimeWarning")]
+
+try:
+    import torch as _torch
+except ImportError:  # pragma: no cover
+    _torch = None
+
+FLOATS = ("float32", "float64")
+HALVES = ("float16", "bfloat16")
+INTS = ("int64", "int32")
+
+
+def rand_dims(rng, ndim):
+    """A random subset of dims (None = all), sometimes with negative spellings."""
+    if ndim == 0 or rng.random() < 0.25:
+        return None
+    k = int(rng.integers(1, ndim + 1))
+    dims = sorted(rng.choice(ndim, k, replace=False).tolist())
+    return tuple(d - ndim if rng.random() < 0.3 else d for d in dims)
+
+
+def np_axes(dims, ndim):
+    return None if dims is None else tuple(d % max(ndim, 1) for d in dims) if ndim else None
+
+
+def shapes(rng, n=4):
+    out = [rand_shape(rng, 1, 4, max_size=5) for _ in range(n)]
+    return out + [(), (1,), (3, 1)]
+
+
+# -- one table of reduction cases ----------------------------------------------------------------
+# (id, vt fn(x, dims, keepdim), numpy ref(a, axes, keepdim), dtypes, result dtype fn, torch fn)
+
+def _np_var(a, axes, keepdim, ddof=1):
+    n = a.size if axes is None else int(np.prod([a.shape[i] for i in axes]))
+    if n - ddof <= 0:
+        m = np.mean(a, axis=axes, keepdims=True) if a.size else a
+        return np.full(np.sum(a, axis=axes, keepdims=keepdim).shape, np.nan)
+    return np.var(a, axis=axes, keepdims=keepdim, ddof=ddof)
+
+
+def _np_lse(a, axes, keepdim):
+    if a.size == 0:
+        return np.log(np.sum(np.exp(a), axis=axes, keepdims=keepdim))
+    m = np.max(a, axis=axes, keepdims=True)
+    r = m + np.log(np.sum(np.exp(a - m), axis=axes, keepdims=True))
+    return r if keepdim else (np.squeeze(r, axis=axes) if axes is not None else r.reshape(()))
+
+
+def _np_norm(p):
+    def ref(a, axes, keepdim):
+        x = np.abs(a)
+        if p == np.inf:
+            return np.max(x, axis=axes, keepdims=keepdim)
+        if p == -np.inf:
+            return np.min(x, axis=axes, keepdims=keepdim)
+        if p == 0:
+            return np.sum(x != 0, axis=axes, keepdims=keepdim).astype(np.float64)
+        return np.sum(x ** p, axis=axes, keepdims=keepdim) ** (1.0 / p)
+    return ref
+
+
+def _widen(d):
+    return d if d in FLOATS + HALVES else "int64"
+
+
+CASES = [
+    ("sum", lambda x, d, k: x.sum(d, k), lambda a, ax, k: np.sum(a, axis=ax, keepdims=k),
+     FLOATS + HALVES + INTS, _widen, lambda t, x, d, k: t.sum(x, d or (), keepdim=k)),
+    ("mean", lambda x, d, k: x.mean(d, k), lambda a, ax, k: np.mean(a, axis=ax, keepdims=k),
+     FLOATS + HALVES, None, lambda t, x, d, k: t.mean(x, d or (), keepdim=k)),
+    ("var", lambda x, d, k: x.var(d, keepdim=k), lambda a, ax, k: _np_var(a, ax, k),
+     FLOATS + HALVES, None, lambda t, x, d, k: t.var(x, d, keepdim=k)),
+    ("var0", lambda x, d, k: vt.var(x, d, keepdim=k, correction=0),
+     lambda a, ax, k: _np_var(a, ax, k, 0), FLOATS, None,
+     lambda t, x, d, k: t.var(x, d, keepdim=k, correction=0)),
+    ("std", lambda x, d, k: x.std(d, keepdim=k), lambda a, ax, k: np.sqrt(_np_var(a, ax, k)),
+     FLOATS + HALVES, None, lambda t, x, d, k: t.std(x, d, keepdim=k)),
+    ("logsumexp", lambda x, d, k: x.logsumexp(d, k), _np_lse, FLOATS + HALVES, None,
+     lambda t, x, d, k: t.logsumexp(x, d if d is not None else tuple(range(x.ndim)), keepdim=k)),
+    ("norm2", lambda x, d, k: x.norm(dim=d, keepdim=k), _np_norm(2), FLOATS + HALVES, None,
+     lambda t, x, d, k: t.linalg.vector_norm(x, 2, d, keepdim=k)),
+    ("norm1", lambda x, d, k: x.norm(1, d, k), _np_norm(1), FLOATS, None,
+     lambda t, x, d, k: t.linalg.vector_norm(x, 1, d, keepdim=k)),
+    ("norm3", lambda x, d, k: x.norm(3.0, d, k), _np_norm(3), FLOATS, None,
+     lambda t, x, d, k: t.linalg.vector_norm(x, 3, d, keepdim=k)),
+    ("norminf", lambda x, d, k: x.norm(float("inf"), d, k), _np_norm(np.inf), FLOATS, None, None),
+    ("norm0", lambda x, d, k: x.norm(0, d, k), _np_norm(0), FLOATS, None, None),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_reduction_matches_numpy(case, layout, rng):
+    name, fn, ref, dtypes, out_dt, tfn = case
+    for dtype in dtypes:
+        for shape in shapes(rng):
+            x, a = make(rng, shape, dtype, layout)
+            dims = rand_dims(rng, len(shape))
+            keepdim = bool(rng.random() < 0.5)
+            if name in ("norminf",) and a.size == 0:
+                continue
+            got = fn(x, list(dims) if dims is not None else None, keepdim)
+            exp = ref(a.astype(np.float64), np_axes(dims, len(shape)), keepdim)
+            want = out_dt(dtype) if out_dt else dtype
+            msg = f"{name} {dtype} {layout} {shape} dims={dims} keepdim={keepdim}"
+            assert_close(got, np.asarray(exp), want, scale=max(1.0, np.sqrt(max(a.size, 1))), msg=msg)
+            if _torch is not None and tfn is not None and dtype in FLOATS and len(shape):
+                tx = _torch.from_numpy(np.array(a, dtype=dtype))
+                td = tuple(dims) if dims is not None else None
+                tr = tfn(_torch, tx, td, keepdim)
+                assert_close(got, to_numpy(tr).astype(np.float64), want,
+                             scale=max(1.0, np.sqrt(max(a.size, 1))), msg=msg + " (torch)")
+
+
+def test_zero_size_and_scalar_reductions():
+    z = vt.zeros(0, 3)
+    assert z.sum().item() == 0 and np.isnan(z.mean().item())
+    assert z.sum(0).tolist() == [0.0] * 3 and z.sum(1).shape == (0,)
+    assert np.isnan(z.var().item()) and z.var(1).shape == (0,)
+    assert z.logsumexp(0).tolist() == [float("-inf")] * 3
+    assert z.norm().item() == 0.0 and z.cumsum(0).shape == (0, 3)
+    s = vt.tensor(3.0)
+    assert s.sum().item() == 3.0 and s.sum(0).item() == 3.0 and s.max().item() == 3.0
+    assert s.argmax().item() == 0 and s.logsumexp(0).item() == pytest.approx(3.0)
+    v, i = s.max(0)
+    assert v.item() == 3.0 and i.item() == 0 and v.shape == ()
+    assert np.isnan(s.var().item()) and s.var(correction=0).item() == 0.0
+    assert s.cumsum(0).item() == 3.0 and s.norm().item() == 3.0
+    one = vt.tensor([[2.5]])
+    assert one.std(keepdim=True).shape == (1, 1) and one.norm(dim=1).tolist() == [2.5]
+
+
+# -- max / min / argmax / argmin -----------------------------------------------------------------
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("dtype", FLOATS + HALVES + INTS + ("bool", "uint8"))
+def test_max_min_arg(dtype, layout, rng):
+    for shape in shapes(rng):
+        x, a = make(rng, shape, dtype, layout, **({"low": 0} if dtype == "uint8" else {}))
+        if a.size == 0:
+            continue
+        a64 = a.astype(np.float64)
+        assert_close(x.max(), np.max(a64), dtype, msg=f"max {shape}")
+        assert_close(x.min(), np.min(a64), dtype, msg=f"min {shape}")
+        if dtype != "bool":  # numpy's argmax picks the first of ties, like ours
+            assert x.argmax().item() == int(np.argmax(a64)), f"argmax {shape}"
+            assert x.argmin().item() == int(np.argmin(a64)), f"argmin {shape}"
+        for d in range(-len(shape), len(shape)):
+            keep = bool(rng.random() < 0.5)
+            v, imax = x.max(d, keepdim=keep)
+            assert_close(v, np.max(a64, axis=d, keepdims=keep), dtype)
+            assert_close(imax, np.argmax(a64, axis=d, keepdims=keep), "int64")
+            v, i = vt.min(x, dim=d, keepdim=keep)
+            assert_close(v, np.min(a64, axis=d, keepdims=keep), dtype)
+            assert_close(i, np.argmin(a64, axis=d, keepdims=keep), "int64")
+            assert_close(x.argmax(d, keep), np.argmax(a64, axis=d, keepdims=keep), "int64")
+            assert_close(x.argmin(d, keep), np.argmin(a64, axis=d, keepdims=keep), "int64")
+            if _torch is not None and dtype in FLOATS:
+                tv, ti = _torch.from_numpy(np.array(a)).max(d, keepdim=keep)
+                assert_close(imax, ti.numpy(), "int64", msg="vs torch")
+
+
+def test_max_nan_and_ties():
+    x = vt.tensor([1.0, float("nan"), 3.0, float("nan")])
+    assert np.isnan(x.max().item()) and np.isnan(x.min().item())
+    assert x.argmax().item() == 1 and x.argmin().item() == 1  # the first NaN, like torch
+    v, i = vt.tensor([[2.0, 5.0, 5.0, 1.0]]).max(1)
+    assert i.tolist() == [1]  # ties: the first index
+    assert vt.tensor([1, 7, 7]).amax().item() == 7
+    assert vt.amax(vt.arange(6.0).reshape(2, 3), 1).tolist() == [2.0, 5.0]
+    assert vt.amin(vt.arange(6.0).reshape(2, 3), (0, 1), keepdim=True).shape == (1, 1)
+    m = vt.max(vt.tensor([1.0, 5.0]), vt.tensor([3.0, 2.0]))  # the elementwise form
+    assert m.tolist() == [3.0, 5.0]
+
+
+def test_logsumexp_extremes():
+    x = vt.tensor([[1000.0, 1000.0], [-1000.0, -float("inf")], [float("inf"), 1.0],
+                   [-float("inf"), -float("inf")]], dtype=vt.float64)
+    r = x.logsumexp(1).tolist()
+    assert r[0] == pytest.approx(1000 + np.log(2)) and r[1] == pytest.approx(-1000)
+    assert r[2] == float("inf") and r[3] == float("-inf")
+    assert np.isnan(vt.tensor([1.0, float("nan")]).logsumexp(0).item())
+    assert vt.tensor([1, 2, 3]).logsumexp(0).dtype is vt.float32  # integers -> float32
+
+
+# -- cumsum --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("layout", LAYOUTS + ("zero",))
+@pytest.mark.parametrize("dtype", FLOATS + HALVES + INTS + ("bool",))
+def test_cumsum(dtype, layout, rng):
+    for shape in shapes(rng):
+        if layout == "zero":
+            shape = shape[:-1] + (0,) if shape else (0,)
+        x, a = make(rng, shape, dtype, "contiguous" if layout == "zero" else layout)
+        for d in range(-len(shape), len(shape)):
+            got = x.cumsum(d)
+            want = _widen(dtype)
+            exp = np.cumsum(a.astype(np.float64), axis=d)
+            assert_close(got, exp, want, scale=4, msg=f"cumsum {dtype} {layout} {shape} dim={d}")
+            if _torch is not None and dtype in FLOATS + INTS:
+                t = _torch.cumsum(_torch.from_numpy(np.array(a, dtype=dtype)), d)
+                assert dname(t.dtype) == dname(got.dtype)
+    assert vt.tensor([1, 2, 3]).cumsum(0, dtype=vt.float64).dtype is vt.float64
+
+
+# -- the long-row (block-parallel) path ------------------------------------------------------------
+
+def test_long_rows_and_thread_count_independence(rng):
+    a = rng.standard_normal(300_001) * 3 + 1
+    x = vt.tensor(a, dtype=vt.float64)
+    x32 = vt.tensor(a, dtype=vt.float32)
+    a32 = a.astype(np.float32).astype(np.float64)
+    res = {}
+    for threads in (1, vt.get_num_threads() or 2, 3):
+        old = vt.get_num_threads()
+        vt.set_num_threads(threads)
+        try:
+            res[threads] = [x.var().item(), x.std().item(), x.max().item(), x.argmin().item(),
+                            x.logsumexp(0).item(), x.norm().item(), x.norm(3).item(),
+                            x32.var().item(), x32.sum().item(), x[::3].var().item()]
+        finally:
+            vt.set_num_threads(old)
+    vals = list(res.values())
+    assert all(v == vals[0] for v in vals), "results depend on the thread count"
+    r = vals[0]
+    assert r[0] == pytest.approx(np.var(a, ddof=1), rel=1e-12)
+    assert r[1] == pytest.approx(np.std(a, ddof=1), rel=1e-12)
+    assert r[2] == a.max() and r[3] == int(np.argmin(a))
+    assert r[4] == pytest.approx(np.log(np.sum(np.exp(a - a.max()))) + a.max(), rel=1e-12)
+    assert r[5] == pytest.approx(np.linalg.norm(a), rel=1e-12)
+    assert r[6] == pytest.approx(np.sum(np.abs(a) ** 3) ** (1 / 3), rel=1e-10)
+    assert r[7] == pytest.approx(np.var(a32, ddof=1), rel=1e-6)
+    assert r[9] == pytest.approx(np.var(a[::3], ddof=1), rel=1e-12)
+    # many short outputs over a large tensor (the per-output parallel path)
+    b = rng.standard_normal((512, 300))
+    y = vt.tensor(b, dtype=vt.float64)
+    np.testing.assert_allclose(y.var(0).numpy(), np.var(b, 0, ddof=1), rtol=1e-12)
+    np.testing.assert_allclose(y.logsumexp(1).numpy(),
+                               np.log(np.exp(b).sum(1)), rtol=1e-12)
+    np.testing.assert_array_equal(y.argmax(0).numpy(), np.argmax(b, 0))
+
+
+# -- gradients -------------------------------------------------------------------------------------
+
+def leaf(rng, shape, layout="contiguous"):
+    a = rng.standard_normal(shape)
+    return vt.tensor(a, dtype=vt.float64).requires_grad_()
+
+
+GRADS = [
+    ("sum", lambda x: x.sum()),
+    ("sum_dims", lambda x: x.sum([0, 2])),
+    ("sum_keep", lambda x: vt.sum(x, -1, keepdim=True)),
+    ("mean", lambda x: x.mean((1,))),
+    ("mean_all_keep", lambda x: x.mean(keepdim=True)),
+    ("var", lambda x: x.var(1)),
+    ("var_keep", lambda x: x.var((0, 2), keepdim=True, correction=0)),
+    ("std", lambda x: x.std(0)),
+    ("std_all", lambda x: x.std()),
+    ("max_dim", lambda x: x.max(1).values),
+    ("min_dim_keep", lambda x: x.min(-1, keepdim=True)[0]),
+    ("max", lambda x: x.max()),
+    ("min", lambda x: x.min()),
+    ("amax", lambda x: x.amax((0, 1))),
+    ("logsumexp", lambda x: x.logsumexp(2)),
+    ("logsumexp_all", lambda x: x.logsumexp(None, True)),
+    ("norm", lambda x: x.norm()),
+    ("norm_dim", lambda x: x.norm(dim=1)),
+    ("norm1", lambda x: x.norm(1, 2)),
+    ("norm3", lambda x: x.norm(3, (0, 1))),
+    ("norminf", lambda x: x.norm(float("inf"), 2)),
+    ("cumsum", lambda x: x.cumsum(1)),
+    ("cumsum_last", lambda x: x.cumsum(-1)),
+]
+
+
+@pytest.mark.parametrize("case", GRADS, ids=[g[0] for g in GRADS])
+def test_gradcheck(case, rng):
+    name, fn = case
+    x = leaf(rng, (2, 3, 4))
+    assert vt.autograd.gradcheck(fn, (x,), eps=1e-6, atol=1e-5, rtol=1e-3)
+
+
+def test_grad_dtype_follows_the_input(rng):
+    x = leaf(rng, (2, 3))
+    x.sum(1, dtype=vt.float32).sum().backward()
+    assert x.grad.dtype is vt.float64 and x.grad.tolist() == [[1.0] * 3] * 2
+    y = vt.tensor([1.0, 2.0]).requires_grad_()
+    y.cumsum(0, dtype=vt.float64).sum().backward()
+    assert y.grad.dtype is vt.float32 and y.grad.tolist() == [2.0, 1.0]
+
+
+def test_grad_through_non_contiguous_input(rng):
+    x = leaf(rng, (4, 3))
+    assert vt.autograd.gradcheck(lambda t: t.T.var(1), (x,))
+    assert vt.autograd.gradcheck(lambda t: t[:, ::2].logsumexp(0), (x,))
+    assert vt.autograd.gradcheck(lambda t: t.expand(2, 4, 3).norm(dim=(0, 2)), (x,))
+
+
+def test_double_backward(rng):
+    x = leaf(rng, (3, 4))
+
+    def grad_of(fn):
+        def g(t):
+            with vt.enable_grad():  # gradcheck's finite differences run under no_grad
+                (gx,) = vt.autograd.grad(fn(t), [t], create_graph=True)
+            return gx
+        return g
+
+    for fn in (lambda t: (t.var(1) * t.var(1)).sum(), lambda t: t.logsumexp(1).sum(),
+               lambda t: t.norm(), lambda t: (t.cumsum(1) * t).sum(), lambda t: t.std()):
+        assert vt.autograd.gradcheck(grad_of(fn), (x,), atol=1e-4)
+
+
+def test_reductions_against_torch_gradients(rng):
+    if _torch is None:
+        return
+    a = rng.standard_normal((3, 5))
+    for vfn, tfn in [(lambda t: t.var(1).sum(), lambda t: t.var(1).sum()),
+                     (lambda t: t.logsumexp(0).sum(), lambda t: t.logsumexp(0).sum()),
+                     (lambda t: t.max(1).values.sum(), lambda t: t.max(1).values.sum()),
+                     (lambda t: t.norm(), lambda t: t.norm()),
+                     (lambda t: (t.cumsum(1) ** 2).sum() if hasattr(t, "__pow__") else
+                      (t.cumsum(1) * t.cumsum(1)).sum(),
+                      lambda t: (t.cumsum(1) * t.cumsum(1)).sum())]:
+        x = vt.tensor(a, dtype=vt.float64).requires_grad_()
+        vfn(x).backward()
+        tx = _torch.tensor(a, requires_grad=True)
+        tfn(tx).backward()
+        np.testing.assert_allclose(x.grad.numpy(), tx.grad.numpy(), rtol=1e-10, atol=1e-12)
+
+
+# -- bad input -------------------------------------------------------------------------------------
+
+def test_errors():
+    x = vt.ones(2, 3)
+    with pytest.raises(IndexError, match=r"\[core::var\] dim 5 is out of range for a tensor of ndim 2"):
+        x.var(5)
+    with pytest.raises(ValueError, match=r"\[core::std\] dim 1 appears multiple times"):
+        x.std([1, -1])
+    with pytest.raises(TypeError, match=r"\[core::var\] self must be a floating tensor, got int64"):
+        vt.ones(3, dtype=vt.int64).var()
+    with pytest.raises(TypeError, match=r"\[core::norm\] self must be a floating tensor, got int32"):
+        vt.ones(3, dtype=vt.int32).norm()
+    with pytest.raises(ValueError, match=r"\[core::max\] cannot reduce a tensor with no elements"):
+        vt.zeros(0, 2).max()
+    with pytest.raises(IndexError, match=r"\[core::max_dim\] cannot reduce over dim 0 of size 0"):
+        vt.zeros(0, 2).max(0)
+    with pytest.raises(ValueError, match=r"\[core::argmin\] cannot take the argmin of an empty"):
+        vt.zeros(0).argmin()
+    with pytest.raises(IndexError, match=r"\[core::cumsum\] dim -3 is out of range"):
+        x.cumsum(-3)
+    with pytest.raises(IndexError, match=r"\[core::logsumexp\] dim 2 is out of range"):
+        x.logsumexp(2)
+    with pytest.raises(IndexError, match=r"\[core::argmax\] dim 2"):
+        x.argmax(2)
+    with pytest.raises(ValueError, match="norm: p='nuc' is not supported"):
+        x.norm("nuc")
+    with pytest.raises(TypeError, match=r"\[core::mean\] mean needs a floating result dtype"):
+        vt.ones(2, dtype=vt.int64).mean()
