@@ -267,7 +267,7 @@ def test_view_errors():
     with pytest.raises(ValueError, match="step must be positive"):
         t[::-1]
     with pytest.raises(TypeError, match="unsupported index"):
-        t[[0, 1]]
+        t["a"]
 
 
 # -- assignment ----------------------------------------------------------------------------------

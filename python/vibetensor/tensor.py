@@ -571,10 +571,6 @@ def _view(t, sizes, strides, offset):
     return _op("core::as_strided")(t, sizes, strides, offset)
 
 
-def _is_adv(k):
-    return isinstance(k, (Tensor, list, np.ndarray)) or (isinstance(k, bool))
-
-
 def _as_index_tensor(k, device):
     if isinstance(k, Tensor):
         return k
