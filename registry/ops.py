@@ -86,10 +86,44 @@ class Op:
     def __call__(self, *args, **kwargs):
         h = self.handle()
         spec = self.args
+        n = len(spec)
+        if kwargs or len(args) != n:
+            args = self._complete(args, kwargs)
+        nouts = self.nouts
+        buf = ffi.new("vt_value[]", n + nouts)  # arguments, then outputs: one allocation
+        keep = None
+        tag_t = TENSOR
+        for i in range(n):
+            v = args[i]
+            slot = buf[i]
+            a = spec[i]
+            if a.type == tag_t and v is not None:  # the common case, inline
+                try:
+                    slot.v.t = v._h
+                except AttributeError:
+                    _box(self.name, a, i, v, slot, [])
+                    continue
+                slot.tag = tag_t
+            else:
+                if keep is None:
+                    keep = []
+                _box(self.name, a, i, v, slot, keep)
+        outs = buf + n
+        if lib.vtrt_call(h, buf, n, outs, nouts) != 0:
+            raise error()
+        if nouts == 1:
+            o = outs[0]
+            return _tensor_factory(o.v.t) if o.tag == tag_t else _unbox(o)
+        return tuple(_unbox(outs[i]) for i in range(nouts))
+
+    def _complete(self, args, kwargs):
+        """Positional + keyword arguments -> one value per schema argument (defaults filled)."""
+        spec = self.args
         if len(args) > len(spec):
             raise TypeError(f"[{self.name}] takes at most {len(spec)} arguments "
                             f"({len(args)} given): {self.schema}")
         vals = list(args)
+        kwargs = dict(kwargs)
         for a in spec[len(args):]:
             if a.name in kwargs:
                 vals.append(kwargs.pop(a.name))
@@ -100,16 +134,7 @@ class Op:
         if kwargs:
             raise TypeError(f"[{self.name}] got unexpected keyword argument(s) "
                             f"{', '.join(map(repr, kwargs))}: {self.schema}")
-        n = len(vals)
-        boxed = ffi.new("vt_value[]", n)
-        keep = []
-        for i, (a, v) in enumerate(zip(spec, vals)):
-            _box(self.name, a, i, v, boxed[i], keep)
-        outs = ffi.new("vt_value[]", max(self.nouts, 1))
-        if lib.vtrt_call(h, boxed, n, outs, self.nouts) != 0:
-            raise error()
-        res = [_unbox(outs[i]) for i in range(self.nouts)]
-        return res[0] if self.nouts == 1 else tuple(res)
+        return vals
 
 
 def _box(opname, a: Arg, i: int, v, slot, keep) -> None:

@@ -12,6 +12,8 @@ from __future__ import annotations
 from vibetensor.registry import (Op, Pack, PackError, available, get, is_mapped, load, op_names,
                                  packs, pinned, providers, unload, use, user_dir)
 
+from vibetensor.registry import loader as _loader
+
 from . import _ops
 
 
@@ -34,13 +36,24 @@ class Namespace:
         return f"<vt.ops namespace '{self._name}'>"
 
 
+_namespaces: dict = {}
+_namespaces_gen = [-1]
+
+
 def __getattr__(name: str) -> Namespace:
     if name.startswith("__"):
         raise AttributeError(name)
-    if not any(n.split("::")[0] == name for n in op_names()):
+    if _namespaces_gen[0] != _loader.generation[0]:  # packs changed: list the namespaces again
+        _namespaces.clear()
+        for n in op_names():
+            ns = n.split("::")[0]
+            _namespaces.setdefault(ns, Namespace(ns))
+        _namespaces_gen[0] = _loader.generation[0]
+    ns = _namespaces.get(name)
+    if ns is None:
         raise AttributeError(f"vt.ops has no namespace '{name}' (loaded namespaces: "
-                             f"{sorted({n.split('::')[0] for n in op_names()})})")
-    return Namespace(name)
+                             f"{sorted(_namespaces)})")
+    return ns
 
 
 __all__ = ["load", "unload", "packs", "get", "providers", "pinned", "use", "available",

@@ -244,10 +244,14 @@ class Tensor:
 
     def view(self, *shape):
         shape = _infer_shape(_shape_args(shape), self.numel(), "view")
-        if _view_strides(self.shape, self.stride(), shape) is None:
-            raise ValueError(f"view: shape {shape} is not compatible with the size {self.shape} "
-                             f"and strides {self.stride()} of this tensor; use reshape()")
-        return _op("core::view")(self, shape)
+        try:
+            return _op("core::view")(self, shape)
+        except ValueError:
+            if _view_strides(self.shape, self.stride(), shape) is None:  # say why, and what to do
+                raise ValueError(f"view: shape {shape} is not compatible with the size "
+                                 f"{self.shape} and strides {self.stride()} of this tensor; "
+                                 f"use reshape()") from None
+            raise
 
     def reshape(self, *shape):
         shape = _infer_shape(_shape_args(shape), self.numel(), "reshape")
