@@ -92,3 +92,5 @@ def reset_peak_memory_stats(device="cpu") -> None:
 
 
 device_ = device
+
+from . import data, nn, optim, safetensors  # noqa: E402  (the frontend layers over the ops)
