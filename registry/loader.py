@@ -159,9 +159,13 @@ def is_mapped(pack: Pack) -> bool:
 
 
 def load_builtin() -> None:
+    """Load the packs shipped in the wheel (all of them, or those named in VT_BUILTIN_PACKS,
+    comma-separated; an empty value loads none)."""
+    wanted = os.environ.get("VT_BUILTIN_PACKS")
+    names = None if wanted is None else {n.strip() for n in wanted.split(",") if n.strip()}
     for folder in search.builtin():
         m = _manifest.read(folder)
-        if m.name not in _loaded:
+        if m.name not in _loaded and (names is None or m.name in names):
             load(folder)
 
 

@@ -30,6 +30,8 @@ def clean_env(**extra) -> dict:
     """os.environ without the pack search variables (so the developer's own packs never leak in),
     plus `extra` (a value of None removes the variable)."""
     env = {k: v for k, v in os.environ.items() if k not in ("VT_OPS_PATH",)}
+    # only the core pack at import: these tests reason about exactly which packs and ops exist
+    env["VT_BUILTIN_PACKS"] = "core"
     for k, v in extra.items():
         if v is None:
             env.pop(k, None)
