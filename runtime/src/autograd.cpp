@@ -120,6 +120,8 @@ void destroy(Node* n, std::vector<Node*>& pending) {
 }  // namespace
 
 bool grad_enabled() { return t_grad_enabled; }
+NoGradScope::NoGradScope() : prev(t_grad_enabled) { t_grad_enabled = false; }
+NoGradScope::~NoGradScope() { t_grad_enabled = prev; }
 
 void node_retain(Node* n) {
   if (n) n->refs.fetch_add(1, std::memory_order_relaxed);

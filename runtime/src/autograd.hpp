@@ -101,6 +101,13 @@ void node_retain(Node* n);
 void node_release(Node* n);
 
 bool grad_enabled();
+// Kernels run with recording off: ops a kernel calls through the host are its implementation,
+// not part of the user's graph (only the outer call is recorded).
+struct NoGradScope {
+  bool prev;
+  NoGradScope();
+  ~NoGradScope();
+};
 AutogradMeta* meta(vt_tensor* t);         // null when t has none
 AutogradMeta* ensure_meta(vt_tensor* t);
 void free_meta(TensorImpl* t);             // on tensor death

@@ -347,7 +347,11 @@ vt_status call(Op* op, const vt_value* args, int32_t nargs, vt_value* outs, int3
                     e->user};
   for (int32_t j = 0; j < nouts; ++j) outs[j].tag = VT_NONE;
   vtrt_clear_error();  // so a kernel that fails without a message is not blamed on an old one
-  vt_status st = e->fn(&ctx, full, n, outs, nouts);
+  vt_status st;
+  {
+    NoGradScope no_grad;
+    st = e->fn(&ctx, full, n, outs, nouts);
+  }
   if (st != VT_OK) {
     for (int32_t j = 0; j < nouts; ++j)
       if (outs[j].tag == VT_TENSOR && outs[j].v.t) vtrt_release(outs[j].v.t);

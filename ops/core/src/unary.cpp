@@ -11,11 +11,18 @@
 //
 // float16/bfloat16 load into float, compute in float and round once on store. Outputs are new
 // contiguous tensors of the input's shape (the binary ones: of the broadcast shape).
+// Select-style float code (vmath.hpp, clamp, relu) only vectorises when GCC may evaluate both
+// sides of a ?: — i.e. without trapping math. We never enable FP exceptions, so this is safe.
+// (A CMake per-file flag would be cleaner; the pragma keeps the change inside this file.)
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("no-trapping-math")
+#endif
 #include <cmath>
 #include <cstring>
 #include <limits>
 
 #include "ew.hpp"
+#include "vmath.hpp"
 
 namespace {
 
@@ -88,19 +95,19 @@ const vt_tensor* self_of(vt::Call& c) {
   return x;
 }
 
-template <class A> A sigmoid(A x) { return A(1) / (A(1) + std::exp(-x)); }
+template <class A> A sigmoid(A x) { return A(1) / (A(1) + ew::mexp(-x)); }
 
 // gelu, erf form: x * Phi(x); tanh form: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
-template <class A> A gelu_erf(A x) { return A(0.5) * x * (A(1) + std::erf(x * A(kInvSqrt2))); }
+template <class A> A gelu_erf(A x) { return A(0.5) * x * (A(1) + ew::merf(x * A(kInvSqrt2))); }
 template <class A> A gelu_tanh(A x) {
-  return A(0.5) * x * (A(1) + std::tanh(A(kSqrt2OverPi) * (x + A(kGeluC) * x * x * x)));
+  return A(0.5) * x * (A(1) + ew::mtanh(A(kSqrt2OverPi) * (x + A(kGeluC) * x * x * x)));
 }
 template <class A> A dgelu_erf(A x) {
-  return A(0.5) * (A(1) + std::erf(x * A(kInvSqrt2))) + x * A(kInvSqrt2Pi) * std::exp(A(-0.5) * x * x);
+  return A(0.5) * (A(1) + ew::merf(x * A(kInvSqrt2))) + x * A(kInvSqrt2Pi) * ew::mexp(A(-0.5) * x * x);
 }
 template <class A> A dgelu_tanh(A x) {
   const A u = A(kSqrt2OverPi) * (x + A(kGeluC) * x * x * x);
-  const A t = std::tanh(u);
+  const A t = ew::mtanh(u);
   const A du = A(kSqrt2OverPi) * (A(1) + A(3 * kGeluC) * x * x);
   return A(0.5) * (A(1) + t) + A(0.5) * x * (A(1) - t * t) * du;
 }
@@ -130,13 +137,6 @@ template <class T> T ipow(T base, int64_t e) {
   return (T)r;
 }
 
-template <class A> A fpow(A x, A p) {
-  if (p == A(2)) return x * x;
-  if (p == A(1)) return x;
-  if (p == A(0.5)) return std::sqrt(x);
-  return std::pow(x, p);
-}
-
 }  // namespace
 
 // ---- kernels --------------------------------------------------------------------------------------
@@ -148,14 +148,14 @@ template <class A> A fpow(A x, A p) {
     });                                                                             \
   }
 
-VT_FLOAT_UNARY(exp, std::exp(x))
+VT_FLOAT_UNARY(exp, ew::mexp(x))
 VT_FLOAT_UNARY(log, std::log(x))
 VT_FLOAT_UNARY(log1p, std::log1p(x))
 VT_FLOAT_UNARY(sqrt, std::sqrt(x))
 VT_FLOAT_UNARY(rsqrt, A(1) / std::sqrt(x))
 VT_FLOAT_UNARY(sin, std::sin(x))
 VT_FLOAT_UNARY(cos, std::cos(x))
-VT_FLOAT_UNARY(tanh, std::tanh(x))
+VT_FLOAT_UNARY(tanh, ew::mtanh(x))
 VT_FLOAT_UNARY(sigmoid, sigmoid(x))
 VT_FLOAT_UNARY(silu, x * sigmoid(x))
 #undef VT_FLOAT_UNARY
@@ -246,10 +246,16 @@ VT_KERNEL(pow_scalar_cpu, "core::pow_scalar") {
   const vt_tensor* x = self_of(c);
   const double p = c.arg(1, "exponent").float_();
   if (vt::is_floating(x->dtype)) {
-    same_unary(c, x, vt::kFloatingTypes, [p](auto tag) {
+    // the common exponents get their own loops (no per-element test, and they vectorise)
+    if (p == 2.0) same_unary(c, x, vt::kFloatingTypes, [](auto tag) { using A = typename decltype(tag)::type; return [](A v) { return v * v; }; });
+    else if (p == 3.0) same_unary(c, x, vt::kFloatingTypes, [](auto tag) { using A = typename decltype(tag)::type; return [](A v) { return v * v * v; }; });
+    else if (p == 1.0) same_unary(c, x, vt::kFloatingTypes, [](auto tag) { using A = typename decltype(tag)::type; return [](A v) { return v; }; });
+    else if (p == 0.5) same_unary(c, x, vt::kFloatingTypes, [](auto tag) { using A = typename decltype(tag)::type; return [](A v) { return std::sqrt(v); }; });
+    else if (p == -1.0) same_unary(c, x, vt::kFloatingTypes, [](auto tag) { using A = typename decltype(tag)::type; return [](A v) { return A(1) / v; }; });
+    else same_unary(c, x, vt::kFloatingTypes, [p](auto tag) {
       using A = typename decltype(tag)::type;
       const A e = (A)p;
-      return [e](A v) { return fpow(v, e); };
+      return [e](A v) { return std::pow(v, e); };
     });
     return;
   }

@@ -37,6 +37,7 @@ struct V {
   V(int i) : V(static_cast<int64_t>(i)) {}
   V(double f) : V() { v.tag = VT_FLOAT; v.v.f = f; }
   V(bool b) : V() { v.tag = VT_BOOL; v.v.b = b; }
+  V(const char* s) : V() { v.tag = s ? VT_STR : VT_NONE; v.v.s = s; }  // not V(bool)
   V(vt_dtype d) : V() { v.tag = VT_DTYPE; v.v.dtype = d; }
   V(vt_device d) : V() { v.tag = VT_DEVICE; v.v.device = d; }
   V(vt_int_list l) : V() { v.tag = VT_INTS; v.v.ints = l; }

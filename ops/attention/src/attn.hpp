@@ -1,0 +1,237 @@
+// attn.hpp — what the files of the attention pack share: argument checks, the mask view, the
+// dropout keep rule, and the vectorised tile primitives of the flash kernels.
+//
+// Shape legend (torch's): B = batch, H = heads, Tq = queries, Tk = keys, D = head dim of q/k,
+// Dv = head dim of v. q (B, H, Tq, D), k (B, H, Tk, D), v (B, H, Tk, Dv), out (B, H, Tq, Dv),
+// lse (B, H, Tq): log-sum-exp of the scaled, masked scores of each query row (before dropout).
+// mask broadcasts to (B, H, Tq, Tk): bool (True = keep) or additive float. causal keeps key j for
+// query i when j <= i (aligned top-left, like torch's is_causal).
+//
+// Dropout keep rule (identical to core::dropout, so the composed provider's mask is the fused
+// backward's): element e = ((b * H + h) * Tq + i) * Tk + j of the (B, H, Tq, Tk) probabilities is
+// kept when (word e % 4 of Philox group (offset + e / 4) under key seed) >> 8 >= ceil(p * 2^24);
+// kept values are scaled by 1 / (1 - p). The forward reserves ceil(B*H*Tq*Tk / 4) groups.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+
+#include "philox.h"
+#include "vt/oppack.hpp"
+
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#define VT_ATTN_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define VT_ATTN_CLONES
+#endif
+#define VT_ATTN_INLINE inline __attribute__((always_inline))
+
+namespace attn {
+
+// ---- arguments ------------------------------------------------------------------------------------
+struct Dims {
+  int64_t B, H, Tq, Tk, D, Dv;
+};
+
+// Element strides of a 4-d tensor, and of the mask broadcast to (B, H, Tq, Tk) (0 where broadcast).
+struct Strides4 {
+  int64_t b, h, t, d;
+};
+inline Strides4 strides4(const vt_tensor* t) { return {t->strides[0], t->strides[1], t->strides[2], t->strides[3]}; }
+
+// Checks q/k/v (and mask) the way every entry point of the pack does; messages name `op` and the
+// argument. Returns the sizes.
+inline Dims check_qkv(const char* op, const vt_tensor* q, const vt_tensor* k, const vt_tensor* v) {
+  const vt_tensor* ts[3] = {q, k, v};
+  const char* names[3] = {"q", "k", "v"};
+  const char* legend[3] = {"(B, H, Tq, D)", "(B, H, Tk, D)", "(B, H, Tk, Dv)"};
+  for (int i = 0; i < 3; ++i) {
+    if (ts[i]->ndim != 4)
+      vt::fail(VT_ERR_VALUE, "[%s] %s must have 4 dims %s, got shape %s (%d dims)", op, names[i], legend[i],
+               vt::shape_str(ts[i]).c_str(), ts[i]->ndim);
+    if (!vt::is_floating(ts[i]->dtype))
+      vt::fail(VT_ERR_TYPE, "[%s] %s must have a floating dtype, got %s", op, names[i], vt::dtype_name(ts[i]->dtype));
+  }
+  for (int i = 1; i < 3; ++i) {
+    if (!vt::same_dtype(q->dtype, ts[i]->dtype))
+      vt::fail(VT_ERR_TYPE, "[%s] dtype mismatch: q is %s, %s is %s", op, vt::dtype_name(q->dtype), names[i],
+               vt::dtype_name(ts[i]->dtype));
+    if (!vt::same_device(q->device, ts[i]->device))
+      vt::fail(VT_ERR_VALUE, "[%s] device mismatch: q is on %s:%d, %s is on %s:%d", op, vt::device_name(q->device),
+               q->device.index, names[i], vt::device_name(ts[i]->device), ts[i]->device.index);
+    if (ts[i]->sizes[0] != q->sizes[0] || ts[i]->sizes[1] != q->sizes[1])
+      vt::fail(VT_ERR_VALUE, "[%s] %s must have the batch and head sizes (B, H) of q: q is %s, %s is %s", op,
+               names[i], vt::shape_str(q).c_str(), names[i], vt::shape_str(ts[i]).c_str());
+  }
+  if (k->sizes[3] != q->sizes[3])
+    vt::fail(VT_ERR_VALUE, "[%s] k must have the head dim D of q: q is %s (D = %lld), k is %s (D = %lld)", op,
+             vt::shape_str(q).c_str(), (long long)q->sizes[3], vt::shape_str(k).c_str(), (long long)k->sizes[3]);
+  if (v->sizes[2] != k->sizes[2])
+    vt::fail(VT_ERR_VALUE, "[%s] v must have the length Tk of k: k is %s (Tk = %lld), v is %s (Tk = %lld)", op,
+             vt::shape_str(k).c_str(), (long long)k->sizes[2], vt::shape_str(v).c_str(), (long long)v->sizes[2]);
+  return {q->sizes[0], q->sizes[1], q->sizes[2], k->sizes[2], q->sizes[3], v->sizes[3]};
+}
+
+inline void check_mask(const char* op, const vt_tensor* mask, const vt_tensor* q, const Dims& d) {
+  if (!mask) return;
+  if (!(vt::is_floating(mask->dtype) || vt::scalar_type(mask->dtype) == vt::ScalarType::Bool))
+    vt::fail(VT_ERR_TYPE, "[%s] mask must be bool (True = keep) or a floating additive mask, got %s", op,
+             vt::dtype_name(mask->dtype));
+  if (!vt::same_device(q->device, mask->device))
+    vt::fail(VT_ERR_VALUE, "[%s] device mismatch: q is on %s:%d, mask is on %s:%d", op, vt::device_name(q->device),
+             q->device.index, vt::device_name(mask->device), mask->device.index);
+  const int64_t full[4] = {d.B, d.H, d.Tq, d.Tk};
+  bool ok = mask->ndim <= 4;
+  for (int32_t i = 0; ok && i < mask->ndim; ++i) {
+    const int64_t s = mask->sizes[i], f = full[4 - mask->ndim + i];
+    ok = s == f || s == 1;
+  }
+  if (!ok)
+    vt::fail(VT_ERR_VALUE, "[%s] mask of shape %s cannot broadcast to (B, H, Tq, Tk) = %s", op,
+             vt::shape_str(mask).c_str(), vt::shape_str(full, 4).c_str());
+}
+
+inline Strides4 mask_strides(const vt_tensor* mask) {
+  int64_t s[4] = {0, 0, 0, 0};
+  for (int32_t i = 0; i < mask->ndim; ++i) {
+    const int32_t di = 4 - mask->ndim + i;
+    s[di] = mask->sizes[i] == 1 ? 0 : mask->strides[i];
+  }
+  return {s[0], s[1], s[2], s[3]};
+}
+
+inline double default_scale(int64_t D) { return D > 0 ? 1.0 / std::sqrt((double)D) : 1.0; }
+
+// keep threshold of the dropout rule above: keep when (word >> 8) >= thr
+inline uint32_t dropout_threshold(double p) { return (uint32_t)std::ceil(p * 16777216.0); }
+inline uint64_t dropout_groups(const Dims& d) { return (uint64_t)((d.B * d.H * d.Tq * d.Tk + 3) / 4); }
+
+// keep[jj * ldk + ii] for query rows i0 + ii (ii < nq) and keys j0 + jj (jj < nk) of head bh:
+// the transposed (keys-major) layout the tiles use.
+inline void dropout_keep_tile(uint64_t seed, uint64_t offset, uint32_t thr, const Dims& d, int64_t bh, int64_t i0,
+                              int64_t nq, int64_t j0, int64_t nk, uint8_t* keep, int64_t ldk) {
+  for (int64_t ii = 0; ii < nq; ++ii) {
+    const int64_t e0 = ((bh * d.Tq) + i0 + ii) * d.Tk + j0, e1 = e0 + nk;
+    for (int64_t g = e0 / 4; g * 4 < e1; ++g) {
+      const vt_attn::Philox4x32 r = vt_attn::philox_group(seed, offset + (uint64_t)g);
+      for (int w = 0; w < 4; ++w) {
+        const int64_t e = g * 4 + w;
+        if (e >= e0 && e < e1) keep[(e - e0) * ldk + ii] = (r.x[w] >> 8) >= thr;
+      }
+    }
+  }
+}
+
+// ---- math --------------------------------------------------------------------------------------
+// Cephes' expf polynomial (max relative error ~1.2e-7 on [-87, 88]): 0 below -87.3 (so exp(-inf) = 0,
+// as masked scores need), +inf above 88.7, NaN for NaN. Branch-free, so loops over it vectorise.
+// (The same function as ops/core/src/nnmath.hpp; packs do not include each other.)
+VT_ATTN_INLINE float exp_approx(float x) {
+  const float xc = x < -87.3f ? -87.3f : (x > 88.3f ? 88.3f : x);
+  const float n = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f;  // round to nearest
+  const float g = (xc - n * 0.693359375f) - n * -2.12194440e-4f;
+  float y = 1.9875691500E-4f;
+  y = y * g + 1.3981999507E-3f;
+  y = y * g + 8.3334519073E-3f;
+  y = y * g + 4.1665795894E-2f;
+  y = y * g + 1.6666665459E-1f;
+  y = y * g + 5.0000001201E-1f;
+  y = y * g * g + g + 1.0f;
+  const int32_t e = ((int32_t)n + 127) << 23;
+  float s;
+  std::memcpy(&s, &e, 4);
+  y = y * s;
+  y = x < -87.3f ? 0.0f : y;
+  y = x > 88.7f ? INFINITY : y;
+  return x != x ? x : y;
+}
+VT_ATTN_INLINE float fexp(float x) { return exp_approx(x); }
+VT_ATTN_INLINE double fexp(double x) { return std::exp(x); }
+
+// ---- the tile GEMM ------------------------------------------------------------------------------
+// C (M x N) (+)= A (M x K) * B (K x N), where A(r, k) = a[r * ars + k * aks] (any strides: A is only
+// ever broadcast one scalar at a time), B's rows are contiguous (row k at b + k * ldb) and N is a
+// multiple of the vector width W (callers pad B and C). Register blocked: 4 rows x up to 4 vectors
+// of 64 bytes (16 accumulators: 16 floats or 8 doubles each) per pass over K. Written with GCC
+// vector types so every target_clones variant gets explicit vector code (AVX-512: one zmm each).
+template <class A> struct Vec;
+template <> struct Vec<float> { typedef float type __attribute__((vector_size(64))); };
+template <> struct Vec<double> { typedef double type __attribute__((vector_size(64))); };
+template <class A> constexpr int64_t kW = 64 / (int64_t)sizeof(A);
+
+template <class A, int R, int NV>
+VT_ATTN_INLINE void gemm_block(int64_t K, const A* __restrict a, int64_t ars, int64_t aks, const A* __restrict b,
+                               int64_t ldb, A* __restrict c, int64_t ldc, bool accumulate) {
+  using V = typename Vec<A>::type;
+  constexpr int64_t W = kW<A>;
+  V s[R][NV];
+  for (int r = 0; r < R; ++r)
+    for (int v = 0; v < NV; ++v) {
+      if (accumulate) std::memcpy(&s[r][v], c + r * ldc + v * W, sizeof(V));
+      else s[r][v] = V{};
+    }
+  for (int64_t k = 0; k < K; ++k) {
+    V bv[NV];
+    for (int v = 0; v < NV; ++v) std::memcpy(&bv[v], b + k * ldb + v * W, sizeof(V));
+    for (int r = 0; r < R; ++r) {
+      const V av = V{} + a[r * ars + k * aks];
+      for (int v = 0; v < NV; ++v) s[r][v] += av * bv[v];
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int v = 0; v < NV; ++v) std::memcpy(c + r * ldc + v * W, &s[r][v], sizeof(V));
+}
+
+template <class A, int R>
+VT_ATTN_INLINE void gemm_rows(int64_t N, int64_t K, const A* a, int64_t ars, int64_t aks, const A* b, int64_t ldb,
+                              A* c, int64_t ldc, bool acc) {
+  constexpr int64_t W = kW<A>;
+  int64_t n = 0;
+  for (; n + 4 * W <= N; n += 4 * W) gemm_block<A, R, 4>(K, a, ars, aks, b + n, ldb, c + n, ldc, acc);
+  switch ((N - n) / W) {
+    case 3: gemm_block<A, R, 3>(K, a, ars, aks, b + n, ldb, c + n, ldc, acc); break;
+    case 2: gemm_block<A, R, 2>(K, a, ars, aks, b + n, ldb, c + n, ldc, acc); break;
+    case 1: gemm_block<A, R, 1>(K, a, ars, aks, b + n, ldb, c + n, ldc, acc); break;
+    default: break;
+  }
+}
+
+template <class A>
+VT_ATTN_INLINE void gemm(int64_t M, int64_t N, int64_t K, const A* a, int64_t ars, int64_t aks, const A* b,
+                         int64_t ldb, A* c, int64_t ldc, bool acc) {
+  int64_t m = 0;
+  for (; m + 4 <= M; m += 4) gemm_rows<A, 4>(N, K, a + m * ars, ars, aks, b, ldb, c + m * ldc, ldc, acc);
+  switch (M - m) {
+    case 3: gemm_rows<A, 3>(N, K, a + m * ars, ars, aks, b, ldb, c + m * ldc, ldc, acc); break;
+    case 2: gemm_rows<A, 2>(N, K, a + m * ars, ars, aks, b, ldb, c + m * ldc, ldc, acc); break;
+    case 1: gemm_rows<A, 1>(N, K, a + m * ars, ars, aks, b, ldb, c + m * ldc, ldc, acc); break;
+    default: break;
+  }
+}
+
+inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+
+// Zero-initialised, 64-byte aligned scratch of A's for one worker (allocated once per task loop,
+// never per tile).
+template <class A>
+class Buf {
+ public:
+  explicit Buf(int64_t n) : n_(round_up(n > 0 ? n : 1, 16)) {
+    p_ = static_cast<A*>(std::aligned_alloc(64, (size_t)n_ * sizeof(A)));
+    if (!p_) throw std::bad_alloc();
+    std::memset(p_, 0, (size_t)n_ * sizeof(A));
+  }
+  ~Buf() { std::free(p_); }
+  Buf(const Buf&) = delete;
+  Buf& operator=(const Buf&) = delete;
+  A* get() const { return p_; }
+
+ private:
+  int64_t n_;
+  A* p_;
+};
+
+}  // namespace attn

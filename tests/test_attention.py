@@ -1,0 +1,393 @@
+"""The attention pack (ops/attention): attention::sdpa's two providers ("flash", fused and tiled;
+"composed", from core ops) against a float64 numpy reference and torch, the fused backward
+(attention::sdpa_backward through the op's one backward rule) with gradcheck and against torch's
+gradients, dropout's reproducibility, provider swapping, and bad input.
+
+Every provider meets the same checks: tests that take `provider` run once per provider.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import vibetensor as vt
+from vibetensor._attention import scaled_dot_product_attention as sdpa
+
+try:
+    import torch
+    import torch.nn.functional as F
+except ImportError:
+    torch = None
+
+PROVIDERS = ["flash", "composed"]
+needs_torch = pytest.mark.skipif(torch is None, reason="torch is not importable")
+
+
+def op():
+    return vt.ops.Op("attention::sdpa")
+
+
+def run(provider, q, k, v, mask=None, causal=False, scale=None, p=0.0):
+    """(out, lse, rng) of attention::sdpa under `provider`, as numpy arrays"""
+    with vt.ops.use("attention::sdpa", provider):
+        outs = op()(*(vt.tensor(a) for a in (q, k, v)), None if mask is None else vt.tensor(mask),
+                    causal, scale, p)
+    return tuple(o.numpy() for o in outs)
+
+
+# ---- float64 numpy reference ---------------------------------------------------------------------
+def ref_scores(q, k, mask=None, causal=False, scale=None):
+    scale = 1 / np.sqrt(q.shape[-1]) if scale is None else scale
+    s = q @ np.swapaxes(k, -1, -2) * scale
+    if mask is not None:
+        s = np.where(mask, s, -np.inf) if mask.dtype == bool else s + mask
+    if causal:
+        tq, tk = s.shape[-2:]
+        s = np.where(np.triu(np.ones((tq, tk), bool), 1), -np.inf, s)
+    return s
+
+
+def ref_probs(s):
+    """softmax over the last dim with 0 for fully masked rows, and the log-sum-exp (-inf there)"""
+    m = s.max(-1, keepdims=True) if s.shape[-1] else np.full(s.shape[:-1] + (1,), -np.inf)
+    m = np.where(np.isfinite(m), m, 0)
+    e = np.exp(s - m)
+    l = e.sum(-1, keepdims=True)
+    safe = np.where(l > 0, l, 1)
+    return np.where(l > 0, e / safe, 0), np.where(l[..., 0] > 0, np.log(safe[..., 0]) + m[..., 0], -np.inf)
+
+
+def ref(q, k, v, mask=None, causal=False, scale=None, keep=None, p=0.0):
+    q, k, v = (a.astype(np.float64) for a in (q, k, v))
+    if mask is not None and mask.dtype != bool:
+        mask = mask.astype(np.float64)
+    pr, lse = ref_probs(ref_scores(q, k, mask, causal, scale))
+    if keep is not None:
+        pr = pr * keep / (1 - p)
+    return pr @ v, lse
+
+
+def ref_grads(q, k, v, g, mask=None, causal=False, scale=None, keep=None, p=0.0):
+    """dq, dk, dv of sum(out * g) in float64"""
+    q, k, v, g = (a.astype(np.float64) for a in (q, k, v, g))
+    scale = 1 / np.sqrt(q.shape[-1]) if scale is None else scale
+    pr, _ = ref_probs(ref_scores(q, k, mask, causal, scale))
+    z = np.ones_like(pr) if keep is None else keep / (1 - p)
+    dv = np.swapaxes(pr * z, -1, -2) @ g
+    dp = (g @ np.swapaxes(v, -1, -2)) * z
+    ds = pr * (dp - (dp * pr).sum(-1, keepdims=True))
+    return ds @ k * scale, np.swapaxes(ds, -1, -2) @ q * scale, dv
+
+
+def make(rng, B, H, Tq, Tk, D, Dv=None, dtype=np.float64):
+    Dv = D if Dv is None else Dv
+    return (rng.standard_normal((B, H, Tq, D)).astype(dtype), rng.standard_normal((B, H, Tk, D)).astype(dtype),
+            rng.standard_normal((B, H, Tk, Dv)).astype(dtype))
+
+
+def make_mask(rng, kind, shape, dtype=np.float64):
+    if kind is None:
+        return None
+    if kind == "bool":
+        m = rng.random(shape) > 0.3
+        m[..., 0] = True  # no fully masked rows here (they have their own test)
+        return m
+    return rng.standard_normal(shape).astype(dtype)
+
+
+# (B, H, Tq, Tk, D, Dv): Tq != Tk, blocks not multiples of the tile size, D not a multiple of 8/16,
+# a different value dim, single elements
+SHAPES = [(2, 3, 5, 7, 8, 8), (1, 2, 70, 130, 64, 64), (2, 1, 65, 64, 20, 20), (1, 1, 1, 1, 3, 3),
+          (1, 2, 129, 70, 12, 40), (1, 1, 200, 3, 5, 5)]
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("mask", [None, "float", "bool"])
+def test_forward_matches_numpy(provider, shape, causal, mask):
+    B, H, Tq, Tk, D, Dv = shape
+    rng = np.random.default_rng(hash((shape, causal, mask)) % 2**32)
+    q, k, v = make(rng, B, H, Tq, Tk, D, Dv)
+    m = make_mask(rng, mask, (Tq, Tk) if mask == "float" else (B, 1, Tq, Tk))
+    if causal and mask == "bool":
+        m[..., :, 0] = True
+    want, want_lse = ref(q, k, v, m, causal)
+    out, lse, rng_state = run(provider, q, k, v, m, causal)
+    np.testing.assert_allclose(out, want, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(lse, want_lse, rtol=1e-10, atol=1e-10)
+    assert lse.dtype == np.float64 and rng_state.tolist() == [0, 0]
+    f = np.float32
+    out, lse, _ = run(provider, q.astype(f), k.astype(f), v.astype(f), None if m is None else m.astype(m.dtype if
+                      m.dtype == bool else f), causal)
+    assert out.dtype == np.float32 and lse.dtype == np.float32
+    np.testing.assert_allclose(out, want, rtol=1e-4, atol=2e-5)
+    np.testing.assert_allclose(lse, want_lse, rtol=1e-5, atol=2e-5)
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_scale_and_strided_inputs(provider):
+    rng = np.random.default_rng(1)
+    # (B, T, H, D) memory seen as (B, H, T, D): non-contiguous q, k, v
+    base = [rng.standard_normal((2, 37, 3, 16)) for _ in range(3)]
+    q, k, v = (vt.tensor(a).permute(0, 2, 1, 3) for a in base)
+    want, want_lse = ref(*(a.transpose(0, 2, 1, 3) for a in base), causal=True, scale=0.3)
+    with vt.ops.use("attention::sdpa", provider):
+        out, lse, _ = op()(q, k, v, None, True, 0.3)
+    np.testing.assert_allclose(out.numpy(), want, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(lse.numpy(), want_lse, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+@pytest.mark.parametrize("Tq,Tk", [(0, 5), (4, 0), (0, 0)])
+def test_zero_length(provider, Tq, Tk):
+    rng = np.random.default_rng(2)
+    q, k, v = make(rng, 2, 2, Tq, Tk, 8, 6)
+    out, lse, _ = run(provider, q, k, v)
+    assert out.shape == (2, 2, Tq, 6) and lse.shape == (2, 2, Tq)
+    assert (out == 0).all() and (lse == -np.inf).all()
+    qv, kv, vv = (vt.tensor(a).requires_grad_() for a in (q, k, v))
+    with vt.ops.use("attention::sdpa", provider):
+        grads = vt.autograd.grad(sdpa(qv, kv, vv).sum(), (qv, kv, vv))
+    for g, a in zip(grads, (q, k, v)):
+        assert g.shape == a.shape and (g.numpy() == 0).all()
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_fully_masked_rows_give_zero(provider):
+    rng = np.random.default_rng(3)
+    q, k, v = make(rng, 1, 2, 6, 9, 8)
+    m = np.ones((6, 9), bool)
+    m[2] = False
+    out, lse, _ = run(provider, q, k, v, m)
+    assert (out[:, :, 2] == 0).all() and (lse[:, :, 2] == -np.inf).all()
+    want, _ = ref(q, k, v, m)
+    np.testing.assert_allclose(out, want, rtol=1e-10, atol=1e-10)
+    qv, kv, vv = (vt.tensor(a).requires_grad_() for a in (q, k, v))
+    with vt.ops.use("attention::sdpa", provider):
+        dq, dk, dv = vt.autograd.grad(sdpa(qv, kv, vv, attn_mask=vt.tensor(m)).sum(), (qv, kv, vv))
+    assert np.isfinite(dq.numpy()).all() and (dq.numpy()[:, :, 2] == 0).all()
+    for got, want in zip((dq, dk, dv), ref_grads(q, k, v, np.ones((1, 2, 6, 8)), m)):
+        np.testing.assert_allclose(got.numpy(), want, rtol=1e-9, atol=1e-10)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_half_inputs_compute_in_float32(dtype):
+    rng = np.random.default_rng(4)
+    q, k, v = make(rng, 1, 2, 40, 70, 24, dtype=np.float32)
+    tq, tk, tv = (vt.tensor(a).to(getattr(vt, dtype)) for a in (q, k, v))
+    want, want_lse = ref(*(t.float().numpy() for t in (tq, tk, tv)), causal=True)
+    for provider in PROVIDERS:
+        with vt.ops.use("attention::sdpa", provider):
+            out, lse, _ = op()(tq, tk, tv, None, True)
+        assert out.dtype == getattr(vt, dtype) and lse.dtype == vt.float32
+        np.testing.assert_allclose(out.float().numpy(), want, rtol=2e-2, atol=2e-2)
+        np.testing.assert_allclose(lse.numpy(), want_lse, rtol=1e-5, atol=1e-5)
+    qv = tq.detach().requires_grad_()
+    dq = vt.autograd.grad(sdpa(qv, tk, tv, is_causal=True).float().sum(), (qv,))[0]
+    assert dq.dtype == getattr(vt, dtype) and np.isfinite(dq.float().numpy()).all()
+
+
+def test_flash_matches_composed():
+    rng = np.random.default_rng(5)
+    q, k, v = make(rng, 2, 3, 150, 90, 32, dtype=np.float32)
+    m = rng.standard_normal((2, 3, 150, 90)).astype(np.float32)
+    a = run("flash", q, k, v, m, True)
+    b = run("composed", q, k, v, m, True)
+    np.testing.assert_allclose(a[0], b[0], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(a[1], b[1], rtol=1e-5, atol=1e-5)
+
+
+# ---- torch -------------------------------------------------------------------------------------------
+TORCH_CASES = [((2, 3, 64, 64, 64), False, None), ((1, 4, 100, 37, 24), True, None), ((2, 2, 33, 150, 8), False, "bool"),
+               ((1, 2, 130, 130, 64), True, None), ((2, 1, 17, 40, 10), False, "float")]
+
+
+@needs_torch
+@pytest.mark.parametrize("provider", PROVIDERS)
+@pytest.mark.parametrize("case", TORCH_CASES, ids=str)
+def test_matches_torch_forward_and_grads(provider, case):
+    (B, H, Tq, Tk, D), causal, mask = case
+    rng = np.random.default_rng(6)
+    q, k, v = make(rng, B, H, Tq, Tk, D, dtype=np.float32)
+    g = rng.standard_normal((B, H, Tq, D)).astype(np.float32)
+    m = make_mask(rng, mask, (1, H, Tq, Tk), np.float32)
+    tq, tk, tv = (torch.from_numpy(a).requires_grad_() for a in (q, k, v))
+    tm = None if m is None else torch.from_numpy(m)
+    tout = F.scaled_dot_product_attention(tq, tk, tv, attn_mask=tm, is_causal=causal)
+    tgrads = torch.autograd.grad(tout, (tq, tk, tv), torch.from_numpy(g))
+    vq, vk, vv = (vt.tensor(a).requires_grad_() for a in (q, k, v))
+    with vt.ops.use("attention::sdpa", provider):
+        out = sdpa(vq, vk, vv, attn_mask=None if m is None else vt.tensor(m), is_causal=causal)
+        grads = vt.autograd.grad(out, (vq, vk, vv), vt.tensor(g))
+    np.testing.assert_allclose(out.numpy(), tout.detach().numpy(), rtol=1e-4, atol=2e-5)
+    for a, b in zip(grads, tgrads):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-3, atol=1e-4)
+
+
+# ---- gradients ---------------------------------------------------------------------------------------
+GRAD_CASES = [((1, 2, 3, 4, 5), False, None), ((2, 1, 4, 4, 3), True, None), ((1, 1, 5, 3, 4), False, "float"),
+              ((1, 2, 4, 6, 2), True, "bool"), ((1, 1, 70, 66, 2), True, None)]
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+@pytest.mark.parametrize("case", GRAD_CASES, ids=str)
+def test_gradcheck(provider, case):
+    """gradcheck of (out, lse): the lse output's gradient goes through sdpa_backward's grad_lse"""
+    (B, H, Tq, Tk, D), causal, mask = case
+    rng = np.random.default_rng(7)
+    q, k, v = (vt.tensor(a).requires_grad_() for a in make(rng, B, H, Tq, Tk, D))
+    m = make_mask(rng, mask, (Tq, Tk))
+    if causal and mask == "bool":
+        m[:, 0] = True
+    m = None if m is None else vt.tensor(m)
+    f = op()
+
+    def fn(q, k, v):
+        return tuple(f(q, k, v, m, causal, 0.7)[:2])
+    if Tq * Tk > 1000:  # the multi-block case: check one input only, to keep the run short
+        q, k, v = q.detach(), k.detach(), v.detach().requires_grad_()
+    with vt.ops.use("attention::sdpa", provider):
+        assert vt.autograd.gradcheck(fn, (q, k, v), atol=1e-6, rtol=1e-4)
+
+
+def test_backward_op_directly_matches_numpy():
+    rng = np.random.default_rng(8)
+    q, k, v = make(rng, 2, 2, 100, 77, 16, 24)
+    g = rng.standard_normal((2, 2, 100, 24))
+    m = rng.standard_normal((100, 77))
+    out, lse, _ = run("flash", q, k, v, m, True, 0.2)
+    dq, dk, dv = vt.ops.Op("attention::sdpa_backward")(
+        *(vt.tensor(a) for a in (g, q, k, v, out, lse, m)), True, 0.2, 0.0, 0, 0)
+    for got, want in zip((dq, dk, dv), ref_grads(q, k, v, g, m, True, 0.2)):
+        np.testing.assert_allclose(got.numpy(), want, rtol=1e-9, atol=1e-10)
+
+
+# ---- dropout -----------------------------------------------------------------------------------------
+def dropout_keep(provider, seed, B, H, Tq, Tk, p):
+    """The keep mask a call of shape (B, H, Tq, Tk) draws after vt.manual_seed(seed): with q = k = 0
+    the probabilities are 1/Tk, and v = I makes out[i, j] = keep[i, j] / (Tk (1 - p))."""
+    vt.manual_seed(seed)
+    z = np.zeros((B, H, Tq, 4))
+    eye = np.broadcast_to(np.eye(Tk), (B, H, Tk, Tk)).copy()
+    out, _, rng_state = run(provider, z, np.zeros((B, H, Tk, 4)), eye, p=p)
+    return out * Tk * (1 - p) > 0.5, rng_state
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_dropout_reproducible_and_rate(provider):
+    rng = np.random.default_rng(9)
+    q, k, v = make(rng, 2, 2, 50, 60, 8)
+    vt.manual_seed(3)
+    a = run(provider, q, k, v, p=0.3)
+    vt.manual_seed(3)
+    b = run(provider, q, k, v, p=0.3)
+    vt.manual_seed(4)
+    c = run(provider, q, k, v, p=0.3)
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[2], b[2])
+    assert np.abs(a[0] - c[0]).max() > 1e-3
+    np.testing.assert_allclose(a[1], run(provider, q, k, v)[1], rtol=1e-12)  # lse is before dropout
+    keep, state = dropout_keep(provider, 11, 2, 3, 64, 128, 0.25)
+    assert state.tolist()[1] == 0 and abs(keep.mean() - 0.75) < 0.01
+    keep2, _ = dropout_keep(provider, 11, 2, 3, 64, 128, 0.25)
+    np.testing.assert_array_equal(keep, keep2)
+
+
+def test_dropout_mask_is_the_same_for_both_providers():
+    """the fused kernel draws core::dropout's Philox keep rule, so one backward serves both"""
+    a, _ = dropout_keep("flash", 5, 1, 2, 33, 70, 0.4)
+    b, _ = dropout_keep("composed", 5, 1, 2, 33, 70, 0.4)
+    np.testing.assert_array_equal(a, b)
+    rng = np.random.default_rng(10)
+    q, k, v = make(rng, 1, 2, 33, 70, 8)
+    vt.manual_seed(5)
+    fa = run("flash", q, k, v, p=0.4)
+    vt.manual_seed(5)
+    fb = run("composed", q, k, v, p=0.4)
+    np.testing.assert_allclose(fa[0], fb[0], rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(fa[0], ref(q, k, v, keep=a, p=0.4)[0], rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+@pytest.mark.parametrize("causal", [False, True])
+def test_dropout_gradients_use_the_same_mask(provider, causal):
+    B, H, Tq, Tk, D, p = 1, 2, 70, 90, 8, 0.3
+    keep, _ = dropout_keep(provider, 21, B, H, Tq, Tk, p)
+    rng = np.random.default_rng(11)
+    q, k, v = make(rng, B, H, Tq, Tk, D)
+    g = rng.standard_normal((B, H, Tq, D))
+    qv, kv, vv = (vt.tensor(a).requires_grad_() for a in (q, k, v))
+    vt.manual_seed(21)
+    with vt.ops.use("attention::sdpa", provider):
+        out = sdpa(qv, kv, vv, dropout_p=p, is_causal=causal)
+    grads = vt.autograd.grad(out, (qv, kv, vv), vt.tensor(g))
+    np.testing.assert_allclose(out.numpy(), ref(q, k, v, causal=causal, keep=keep, p=p)[0], rtol=1e-10, atol=1e-12)
+    for got, want in zip(grads, ref_grads(q, k, v, g, causal=causal, keep=keep, p=p)):
+        np.testing.assert_allclose(got.numpy(), want, rtol=1e-9, atol=1e-10)
+
+
+# ---- providers ---------------------------------------------------------------------------------------
+def test_providers_and_use():
+    names = [(p.name, p.priority) for p in vt.ops.providers("attention::sdpa")]
+    assert names == [("flash", 10), ("composed", 0)]
+    assert vt.ops.providers("attention::sdpa")[0].active
+    with vt.ops.use("attention::sdpa", "composed"):
+        assert vt.ops.pinned("attention::sdpa") == "composed"
+        assert [p.name for p in vt.ops.providers("attention::sdpa") if p.active] == ["composed"]
+    assert vt.ops.pinned("attention::sdpa") is None
+    rng = np.random.default_rng(12)
+    q, k, v = make(rng, 1, 1, 9, 9, 4)
+    vt.ops.use("attention::sdpa", "composed")
+    try:
+        b = run("composed", q, k, v, causal=True)[0]
+    finally:
+        vt.ops.use("attention::sdpa", None)
+    np.testing.assert_allclose(run("flash", q, k, v, causal=True)[0], b, rtol=1e-12, atol=1e-14)
+
+
+def test_python_wrapper():
+    rng = np.random.default_rng(13)
+    q, k, v = make(rng, 3, 1, 6, 7, 5)
+    out = sdpa(*(vt.tensor(a[:, 0]) for a in (q, k, v)), scale=0.5)  # (N, L, E)
+    assert out.shape == (3, 6, 5)
+    np.testing.assert_allclose(out.numpy(), ref(q, k, v, scale=0.5)[0][:, 0], rtol=1e-10)
+    with pytest.raises(ValueError, match="dropout_p"):
+        sdpa(vt.tensor(q), vt.tensor(k), vt.tensor(v), dropout_p=1.5)
+
+
+# ---- bad input ---------------------------------------------------------------------------------------
+BAD = [
+    (dict(q=(2, 3, 4)), ValueError, r"\[attention::sdpa\] q must have 4 dims"),
+    (dict(k=(2, 3, 4, 8, 1)), ValueError, r"\[attention::sdpa\] k must have 4 dims"),
+    (dict(k=(2, 3, 5, 7)), ValueError, r"\[attention::sdpa\] k must have the head dim D of q"),
+    (dict(k=(1, 3, 5, 8)), ValueError, r"\[attention::sdpa\] k must have the batch and head sizes"),
+    (dict(v=(2, 2, 5, 8)), ValueError, r"\[attention::sdpa\] v must have the batch and head sizes"),
+    (dict(v=(2, 3, 6, 8)), ValueError, r"\[attention::sdpa\] v must have the length Tk of k"),
+    (dict(mask=(4, 4)), ValueError, r"\[attention::sdpa\] mask of shape \(4, 4\) cannot broadcast"),
+    (dict(mask=(2, 3, 4, 5, 1)), ValueError, r"\[attention::sdpa\] mask of shape .* cannot broadcast"),
+    (dict(mask_dtype=np.int64), TypeError, r"\[attention::sdpa\] mask must be bool"),
+    (dict(k_dtype=np.float32), TypeError, r"\[attention::sdpa\] dtype mismatch: q is float64, k is float32"),
+    (dict(p=1.5), ValueError, r"\[attention::sdpa\] dropout_p must be in \[0, 1\]"),
+]
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+@pytest.mark.parametrize("bad,exc,msg", BAD, ids=lambda x: str(x)[:40])
+def test_bad_input(provider, bad, exc, msg):
+    shapes = dict(q=(2, 3, 4, 8), k=(2, 3, 5, 8), v=(2, 3, 5, 8))
+    shapes.update({n: s for n, s in bad.items() if n in shapes})
+    q, k, v = (vt.tensor(np.ones(shapes[n], dtype=bad.get(f"{n}_dtype", np.float64))) for n in "qkv")
+    mask = None
+    if "mask" in bad or "mask_dtype" in bad:
+        mask = vt.tensor(np.zeros(bad.get("mask", (4, 5)), dtype=bad.get("mask_dtype", np.float64)))
+    with vt.ops.use("attention::sdpa", provider), pytest.raises(exc, match=msg):
+        op()(q, k, v, mask, False, None, bad.get("p", 0.0))
+
+
+def test_bad_input_backward_op():
+    q = vt.tensor(np.ones((1, 1, 3, 4)))
+    out = vt.tensor(np.ones((1, 1, 3, 4)))
+    lse = vt.tensor(np.ones((1, 1, 2)))
+    with pytest.raises(ValueError, match=r"\[attention::sdpa_backward\] lse must have the shape"):
+        vt.ops.Op("attention::sdpa_backward")(out, q, q, q, out, lse, None, False, 1.0, 0.0, 0, 0)
