@@ -1,0 +1,211 @@
+"""Parity with PyTorch, the correctness anchor: the same miniGPT and ViT built in torch and in
+vibetensor, identical initial weights (copied across), identical batches, dropout off — the losses
+of 20 AdamW steps must agree (float32, relative difference < 1e-4)."""
+import math
+
+import numpy as np
+import pytest
+
+import vibetensor as vt
+from vibetensor.examples.minigpt import GPT, GPTConfig
+from vibetensor.examples.vit import ViT
+
+torch = pytest.importorskip("torch", reason="parity needs torch (pip install 'vibetensor[compare]')")
+tnn = torch.nn
+tF = torch.nn.functional
+
+STEPS = 20
+
+
+# -- the torch mirrors (same parameter names as the vibetensor examples) -----------------------
+
+class TAttention(tnn.Module):
+    def __init__(self, C, H, causal):
+        super().__init__()
+        self.c_attn = tnn.Linear(C, 3 * C)
+        self.c_proj = tnn.Linear(C, C)
+        self.resid_dropout = tnn.Dropout(0.0)
+        self.H, self.causal = H, causal
+
+    def forward(self, x):
+        B, T, C = x.shape
+        q, k, v = self.c_attn(x).split(C, dim=2)
+        q, k, v = (t.view(B, T, self.H, C // self.H).transpose(1, 2) for t in (q, k, v))
+        y = tF.scaled_dot_product_attention(q, k, v, is_causal=self.causal)
+        return self.resid_dropout(self.c_proj(y.transpose(1, 2).contiguous().view(B, T, C)))
+
+
+class TMLP(tnn.Module):
+    def __init__(self, C):
+        super().__init__()
+        self.c_fc, self.c_proj = tnn.Linear(C, 4 * C), tnn.Linear(4 * C, C)
+        self.dropout = tnn.Dropout(0.0)
+
+    def forward(self, x):
+        return self.dropout(self.c_proj(tF.gelu(self.c_fc(x))))
+
+
+class TBlock(tnn.Module):
+    def __init__(self, C, H):
+        super().__init__()
+        self.ln_1, self.attn = tnn.LayerNorm(C), TAttention(C, H, True)
+        self.ln_2, self.mlp = tnn.LayerNorm(C), TMLP(C)
+
+    def forward(self, x):
+        x = x + self.attn(self.ln_1(x))
+        return x + self.mlp(self.ln_2(x))
+
+
+class TGPT(tnn.Module):
+    def __init__(self, cfg):
+        super().__init__()
+        self.wte = tnn.Embedding(cfg.vocab_size, cfg.n_embd)
+        self.wpe = tnn.Embedding(cfg.block_size, cfg.n_embd)
+        self.drop = tnn.Dropout(0.0)
+        self.h = tnn.ModuleList([TBlock(cfg.n_embd, cfg.n_head) for _ in range(cfg.n_layer)])
+        self.ln_f = tnn.LayerNorm(cfg.n_embd)
+        self.lm_head = tnn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
+
+    def forward(self, idx, targets):
+        B, T = idx.shape
+        x = self.drop(self.wte(idx) + self.wpe(torch.arange(T)))
+        for b in self.h:
+            x = b(x)
+        logits = self.lm_head(self.ln_f(x))
+        return tF.cross_entropy(logits.view(B * T, -1), targets.view(B * T))
+
+
+class TViTAttention(tnn.Module):
+    def __init__(self, dim, heads):
+        super().__init__()
+        self.qkv, self.proj, self.heads = tnn.Linear(dim, 3 * dim), tnn.Linear(dim, dim), heads
+
+    def forward(self, x):
+        B, T, C = x.shape
+        q, k, v = self.qkv(x).split(C, dim=2)
+        q, k, v = (t.view(B, T, self.heads, C // self.heads).transpose(1, 2) for t in (q, k, v))
+        y = tF.scaled_dot_product_attention(q, k, v)
+        return self.proj(y.transpose(1, 2).contiguous().view(B, T, C))
+
+
+class TEncoderBlock(tnn.Module):
+    def __init__(self, dim, heads):
+        super().__init__()
+        self.ln1, self.attn, self.ln2 = tnn.LayerNorm(dim), TViTAttention(dim, heads), tnn.LayerNorm(dim)
+        self.fc1, self.fc2 = tnn.Linear(dim, 2 * dim), tnn.Linear(2 * dim, dim)
+
+    def forward(self, x):
+        x = x + self.attn(self.ln1(x))
+        return x + self.fc2(tF.gelu(self.fc1(self.ln2(x))))
+
+
+class TViT(tnn.Module):
+    def __init__(self, image, channels, patch, classes, dim, depth, heads):
+        super().__init__()
+        self.image, self.channels, self.patch = image, channels, patch
+        self.n = (image // patch) ** 2
+        self.embed = tnn.Linear(channels * patch * patch, dim)
+        self.cls = tnn.Parameter(torch.zeros(1, 1, dim))
+        self.pos = tnn.Parameter(torch.zeros(1, self.n + 1, dim))
+        self.blocks = tnn.ModuleList([TEncoderBlock(dim, heads) for _ in range(depth)])
+        self.ln, self.head = tnn.LayerNorm(dim), tnn.Linear(dim, classes)
+
+    def forward(self, x):
+        B, C, Hh, W = x.shape
+        P = self.patch
+        x = x.reshape(B, C, Hh // P, P, W // P, P).permute(0, 2, 4, 1, 3, 5)
+        t = self.embed(x.reshape(B, self.n, C * P * P))
+        t = torch.cat([self.cls.expand(B, 1, t.shape[2]), t], dim=1) + self.pos
+        for b in self.blocks:
+            t = b(t)
+        return self.head(self.ln(t)[:, 0])
+
+
+# -- helpers ------------------------------------------------------------------------------------
+
+def copy_weights(vt_model, torch_model):
+    """vibetensor's initial weights into the torch model, through numpy (zero-copy on our side)."""
+    src = {k: v.numpy() for k, v in vt_model.state_dict().items()}
+    dst = torch_model.state_dict()
+    assert sorted(src) == sorted(dst), (sorted(set(src) ^ set(dst)))
+    for k in dst:
+        assert tuple(src[k].shape) == tuple(dst[k].shape), k
+    torch_model.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in src.items()})
+
+
+def assert_losses_agree(vt_losses, t_losses, rtol=1e-4):
+    for step, (a, b) in enumerate(zip(vt_losses, t_losses), 1):
+        assert math.isfinite(a) and math.isfinite(b)
+        assert abs(a - b) <= rtol * abs(b), f"step {step}: vibetensor {a:.7f} vs torch {b:.7f}"
+    assert vt_losses[-1] < vt_losses[0]  # and it actually trained
+
+
+@pytest.fixture(autouse=True)
+def one_thread_torch():
+    prev = torch.get_num_threads()
+    torch.set_num_threads(vt.get_num_threads())
+    yield
+    torch.set_num_threads(prev)
+
+
+def test_minigpt_matches_torch_for_20_adamw_steps():
+    vt.manual_seed(0)
+    cfg = GPTConfig(vocab_size=29, block_size=16, n_layer=2, n_head=2, n_embd=32, dropout=0.0)
+    model = GPT(cfg)
+    ref = TGPT(cfg)
+    copy_weights(model, ref)
+    opt = vt.optim.AdamW(model.parameters(), lr=3e-3, betas=(0.9, 0.99), weight_decay=0.1)
+    topt = torch.optim.AdamW(ref.parameters(), lr=3e-3, betas=(0.9, 0.99), weight_decay=0.1)
+    rng = np.random.default_rng(0)
+    ours, theirs = [], []
+    for _ in range(STEPS):
+        x = rng.integers(0, cfg.vocab_size, size=(4, cfg.block_size))
+        y = (x * 7 + 3) % cfg.vocab_size  # a learnable mapping, so the loss must fall
+        _, loss = model(vt.from_numpy(x), vt.from_numpy(y))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        ours.append(loss.item())
+        tloss = ref(torch.from_numpy(x), torch.from_numpy(y))
+        topt.zero_grad()
+        tloss.backward()
+        topt.step()
+        theirs.append(tloss.item())
+    assert_losses_agree(ours, theirs)
+
+
+def test_vit_matches_torch_for_20_adamw_steps():
+    vt.manual_seed(0)
+    shape = dict(image=8, channels=1, patch=2, classes=10, dim=32, depth=2, heads=4)
+    model = ViT(**shape)
+    ref = TViT(**shape)
+    copy_weights(model, ref)
+    opt = vt.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.05)
+    topt = torch.optim.AdamW(ref.parameters(), lr=2e-3, weight_decay=0.05)
+    rng = np.random.default_rng(1)
+    ours, theirs = [], []
+    for _ in range(STEPS):
+        x = rng.standard_normal((8, 1, 8, 8)).astype(np.float32)
+        y = rng.integers(0, 10, size=8)
+        loss = vt.nn.functional.cross_entropy(model(vt.from_numpy(x)), vt.from_numpy(y))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        ours.append(loss.item())
+        tloss = tF.cross_entropy(ref(torch.from_numpy(x)), torch.from_numpy(y))
+        topt.zero_grad()
+        tloss.backward()
+        topt.step()
+        theirs.append(tloss.item())
+    assert_losses_agree(ours, theirs)
+
+
+def test_checkpoint_of_another_model_is_refused(tmp_path):
+    """A safetensors checkpoint of the ViT loaded into the GPT: a clear error naming the keys."""
+    vt.manual_seed(0)
+    vit = ViT(image=8, channels=1, patch=2, classes=10, dim=32, depth=1, heads=4)
+    path = tmp_path / "vit.safetensors"
+    vt.safetensors.save_file(vit.state_dict(), str(path))
+    gpt = GPT(GPTConfig(vocab_size=29, block_size=16, n_layer=1, n_head=2, n_embd=32))
+    with pytest.raises(RuntimeError, match="Missing key|missing|Unexpected key|unexpected"):
+        gpt.load_state_dict(vt.safetensors.load_file(str(path)))
