@@ -216,7 +216,11 @@ def save_checkpoint(model, cfg, data, path: Path, step: int, val_loss: float):
 
 
 def load_checkpoint(path: Path, device):
-    tensors, meta = vt.safetensors.load_file(str(path), with_metadata=True)
+    try:
+        meta = vt.safetensors.load_metadata(str(path)) or {}
+        tensors = vt.safetensors.load_file(str(path))
+    except FileNotFoundError:
+        raise SystemExit(f"no checkpoint at {path}: train first (same --out)") from None
     if meta.get("model") != "vibetensor.examples.minigpt":
         raise SystemExit(f"{path}: not a miniGPT checkpoint (model={meta.get('model')!r})")
     cfg = GPTConfig(**json.loads(meta["config"]))
