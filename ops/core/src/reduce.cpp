@@ -11,6 +11,22 @@
 // independent accumulators (vectorised); where it runs along a kept dim, acc[i] += x[i].
 // Parallelism never splits one output element across threads except for a full reduction, and
 // there the split is into fixed blocks combined in order — results do not depend on thread count.
+//
+// Fast path (sum, mean, var, std on contiguous float32/float64): x is seen as (O, R, I) with the
+// middle dim reduced (any contiguous run of reduced dims). I == 1: each row is summed in chunks of
+// 4096 with 64 float lanes (each lane adds <= 64 elements), chunks added in double. I > 1: tiles
+// of 256 columns, rows added in float in groups of 64, groups added in double, so a whole row of
+// x is added at a time (vectorised) rather than a column walked at a large stride. Long rows /
+// tall columns are split into fixed blocks (chosen from the shape alone) combined in order:
+// results are bit-identical for any thread count. var/std use two passes (mean, then the sums of
+// d = x - mean and d^2, m2 = S(d^2) - S(d)^2 / R).
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("no-trapping-math")  // see unary.cpp: lets the select-style loops vectorise
+#if defined(__x86_64__)
+#pragma GCC target("prefer-vector-width=512")  // see unary.cpp
+#endif
+#endif
+#include <atomic>
 #include <cmath>
 #include <limits>
 #include <memory>
@@ -18,8 +34,273 @@
 
 #include "core.hpp"
 #include "shape_util.hpp"
+#include "vmath.hpp"
 
 namespace {
+
+// ---- the contiguous (O, R, I) fast path ---------------------------------------------------------
+struct ORI {
+  int64_t O = 1, R = 1, I = 1;
+};
+
+// true when x is contiguous and its reduced dims (size-1 dims aside) are adjacent
+bool as_ori(const vt_tensor* x, const bool* reduced, ORI& g) {
+  if (!vt::is_contiguous(x)) return false;
+  int state = 0;  // 0: before the reduced run, 1: inside it, 2: after it
+  for (int32_t d = 0; d < x->ndim; ++d) {
+    const int64_t s = x->sizes[d];
+    if (s == 1) continue;
+    if (reduced[d]) {
+      if (state == 2) return false;
+      state = 1;
+      g.R *= s;
+    } else if (state == 0) {
+      g.O *= s;
+    } else {
+      state = 2;
+      g.I *= s;
+    }
+  }
+  return true;
+}
+
+constexpr int64_t kRowChunk = 4096;    // row elements per float partial
+constexpr int64_t kRowBlock = 65536;   // rows longer than this are split into blocks of it
+constexpr int64_t kColTile = 256;      // columns per task
+constexpr int64_t kColGroup = 64;      // rows added in float before going into double
+constexpr int64_t kColBlock = 512;     // row block when a column reduction has few tasks
+
+// The row loops below are written with GCC's vector extension (64-byte vectors: one AVX-512
+// register, or two/four narrower ones where the target lacks it): GCC did not vectorise the
+// equivalent "array of 64 lanes" loops in this file, and these must not depend on its mood.
+typedef float vf16 __attribute__((vector_size(64)));
+typedef double vd8 __attribute__((vector_size(64)));
+typedef int32_t vi16 __attribute__((vector_size(64)));
+template <class L> struct VecOf;
+template <> struct VecOf<float> { using type = vf16; };
+template <> struct VecOf<double> { using type = vd8; };
+template <class V, class L>
+inline V vload(const L* p) {
+  V v;
+  std::memcpy(&v, p, sizeof(V));
+  return v;
+}
+template <class V>
+inline double vsum(V v) {  // pairwise over the lanes
+  constexpr int W = sizeof(V) / sizeof(v[0]);
+  auto a = v[0];
+  decltype(a) t[W];
+  for (int j = 0; j < W; ++j) t[j] = v[j];
+  for (int w = W / 2; w > 0; w /= 2)
+    for (int j = 0; j < w; ++j) t[j] += t[j + w];
+  a = t[0];
+  return (double)a;
+}
+
+// s1 += sum of x (Dev: of d = x - mu), s2 += sum of d^2, over n contiguous elements, in chunks of
+// kRowChunk summed in lanes of L (4 vectors: 64 floats / 32 doubles), chunks added in double
+template <class T, class L, bool Dev>
+void row_sums(const T* x, int64_t n, L mu, double& s1, double& s2) {
+  if constexpr (!std::is_same<T, L>::value) {  // float summed in double (a float64 result): scalar
+    for (int64_t i = 0; i < n; ++i) {
+      const L d = (L)x[i] - mu;
+      s1 += d;
+      if constexpr (Dev) s2 += d * d;
+    }
+  } else {
+    using V = typename VecOf<L>::type;
+    constexpr int64_t W = sizeof(V) / sizeof(L);
+    const V vm = V{} + mu;
+    for (int64_t c = 0; c < n; c += kRowChunk) {
+      const int64_t m = std::min(kRowChunk, n - c);
+      const L* p = x + c;
+      V a0 = {}, a1 = {}, a2 = {}, a3 = {}, b0 = {}, b1 = {}, b2 = {}, b3 = {};
+      int64_t i = 0;
+      for (; i + 4 * W <= m; i += 4 * W) {
+        V v0 = vload<V>(p + i), v1 = vload<V>(p + i + W), v2 = vload<V>(p + i + 2 * W), v3 = vload<V>(p + i + 3 * W);
+        if constexpr (Dev) {
+          v0 -= vm, v1 -= vm, v2 -= vm, v3 -= vm;
+          b0 += v0 * v0, b1 += v1 * v1, b2 += v2 * v2, b3 += v3 * v3;
+        }
+        a0 += v0, a1 += v1, a2 += v2, a3 += v3;
+      }
+      L ta = 0, tb = 0;  // the tail
+      for (; i < m; ++i) {
+        const L d = Dev ? p[i] - mu : p[i];
+        ta += d;
+        tb += d * d;
+      }
+      s1 += vsum((a0 + a1) + (a2 + a3)) + (double)ta;
+      if constexpr (Dev) s2 += vsum((b0 + b1) + (b2 + b3)) + (double)tb;
+    }
+  }
+}
+
+// The first index of the largest (Max) / smallest element of a contiguous float row (ties: the
+// first), or -1 when the row holds a NaN or an infinity (v - v is NaN for both): callers then take
+// their scalar loop, which has the NaN rules. n >= 16 and n < 2^31.
+template <bool Max>
+int64_t row_arg_extreme(const float* p, int64_t n) {
+  vf16 m = vload<vf16>(p), z = {};
+  const vi16 lane = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+  vi16 ix = lane;
+  int32_t i = 16;
+  for (; i + 16 <= n; i += 16) {
+    const vf16 v = vload<vf16>(p + i);
+    const vi16 better = Max ? (v > m) : (v < m);
+    m = better ? v : m;
+    ix = better ? lane + i : ix;
+    z += v - v;
+  }
+  float bv = m[0], bad = z[0];
+  int32_t bi = ix[0];
+  for (int j = 1; j < 16; ++j) {
+    const bool better = (Max ? m[j] > bv : m[j] < bv) || (m[j] == bv && ix[j] < bi);
+    bv = better ? m[j] : bv;
+    bi = better ? ix[j] : bi;
+    bad += z[j];
+  }
+  for (; i < n; ++i) {
+    const float v = p[i];
+    if (Max ? v > bv : v < bv) {
+      bv = v;
+      bi = i;
+    }
+    bad += v - v;
+  }
+  return bad != bad ? -1 : bi;
+}
+
+// log-sum-exp pieces of a contiguous float row: rm = max, returns the sum of exp(x - rm) (exp
+// values in chunks of kRowChunk, each summed in float lanes, chunks in double); false when the
+// row holds a NaN or an infinity (callers take their scalar loop). n >= 16.
+inline bool row_lse(const float* p, int64_t n, float& rm, double& sum) {
+  vf16 m = vload<vf16>(p), z = {};
+  int64_t i = 16;
+  for (; i + 16 <= n; i += 16) {
+    const vf16 v = vload<vf16>(p + i);
+    m = v > m ? v : m;
+    z += v - v;
+  }
+  float r = m[0], bad = z[0];
+  for (int j = 1; j < 16; ++j) {
+    r = m[j] > r ? m[j] : r;
+    bad += z[j];
+  }
+  for (; i < n; ++i) {
+    r = p[i] > r ? p[i] : r;
+    bad += p[i] - p[i];
+  }
+  if (bad != bad) return false;
+  rm = r;
+  sum = 0;
+  alignas(64) float e[kRowChunk];
+  for (int64_t c = 0; c < n; c += kRowChunk) {
+    const int64_t len = std::min(kRowChunk, n - c);
+    const float* q = p + c;
+    for (int64_t k = 0; k < len; ++k) e[k] = vmath::exp(q[k] - r);
+    vf16 a0 = {}, a1 = {};
+    int64_t k = 0;
+    for (; k + 32 <= len; k += 32) {
+      a0 += vload<vf16>(e + k);
+      a1 += vload<vf16>(e + k + 16);
+    }
+    float t = 0;
+    for (; k < len; ++k) t += e[k];
+    sum += vsum(a0 + a1) + (double)t;
+  }
+  return true;
+}
+
+// s1[j] += sum over `rows` rows (stride ld) of x[r, j] (Dev: of d = x - mu[j]), s2[j] += d^2; j < w
+template <class T, class L, bool Dev>
+VT_FLATTEN void col_sums(const T* x, int64_t rows, int64_t ld, int64_t w, const L* mu, double* s1, double* s2) {
+  L a[kColTile], b[kColTile];
+  for (int64_t r0 = 0; r0 < rows; r0 += kColGroup) {
+    const int64_t r1 = std::min(rows, r0 + kColGroup);
+    for (int64_t j = 0; j < w; ++j) a[j] = b[j] = L(0);
+    for (int64_t r = r0; r < r1; ++r) {
+      const T* p = x + r * ld;
+      for (int64_t j = 0; j < w; ++j) {
+        if constexpr (Dev) {
+          const L d = (L)p[j] - mu[j];
+          a[j] += d;
+          b[j] += d * d;
+        } else {
+          a[j] += (L)p[j];
+        }
+      }
+    }
+    for (int64_t j = 0; j < w; ++j) s1[j] += (double)a[j];
+    if constexpr (Dev)
+      for (int64_t j = 0; j < w; ++j) s2[j] += (double)b[j];
+  }
+}
+
+// s1[o*I + i] = sum over r of x[o, r, i] (Dev: of d = x - mu[o*I + i]; s2 = sum of d^2).
+// T is float or double; L, the lanes' type, is float or double (double for a float64 result).
+template <class T, class L, bool Dev>
+void ori_sums(const vt_host* host, const T* x, const ORI& g, const double* mu, double* s1, double* s2) {
+  const int64_t O = g.O, R = g.R, I = g.I, M = O * I;
+  std::fill(s1, s1 + M, 0.0);
+  if (Dev) std::fill(s2, s2 + M, 0.0);
+  if (R == 0 || M == 0) return;
+  if (I == 1) {
+    const int64_t nb = (R + kRowBlock - 1) / kRowBlock;
+    if (nb == 1) {
+      vt::parallel_for(host, 0, O, std::max<int64_t>(1, vt::kGrain / R), [&](int64_t b, int64_t e) {
+        for (int64_t o = b; o < e; ++o) {
+          double u = 0, v = 0;
+          row_sums<T, L, Dev>(x + o * R, R, Dev ? (L)mu[o] : L(0), u, v);
+          s1[o] = u;
+          if (Dev) s2[o] = v;
+        }
+      });
+      return;
+    }
+    std::vector<double> part((size_t)(O * nb * 2), 0.0);  // [task][2]
+    vt::parallel_for(host, 0, O * nb, 1, [&](int64_t b, int64_t e) {
+      for (int64_t t = b; t < e; ++t) {
+        const int64_t o = t / nb, k = t % nb, r0 = k * kRowBlock;
+        row_sums<T, L, Dev>(x + o * R + r0, std::min(kRowBlock, R - r0), Dev ? (L)mu[o] : L(0), part[(size_t)t * 2],
+                         part[(size_t)t * 2 + 1]);
+      }
+    });
+    for (int64_t o = 0; o < O; ++o)
+      for (int64_t k = 0; k < nb; ++k) {
+        s1[o] += part[(size_t)(o * nb + k) * 2];
+        if (Dev) s2[o] += part[(size_t)(o * nb + k) * 2 + 1];
+      }
+    return;
+  }
+  const int64_t ntiles = (I + kColTile - 1) / kColTile;
+  const int64_t RB = O * ntiles >= 8 ? R : kColBlock;  // few tasks: split the rows too
+  const int64_t nb = (R + RB - 1) / RB;
+  std::vector<double> part;
+  if (nb > 1) part.assign((size_t)(nb * M * (Dev ? 2 : 1)), 0.0);  // [block][2 if Dev][M]
+  const int64_t tasks = O * ntiles * nb;
+  const int64_t work = std::min(RB, R) * std::min(I, kColTile);
+  vt::parallel_for(host, 0, tasks, std::max<int64_t>(1, vt::kGrain / work), [&](int64_t b, int64_t e) {
+    L m[kColTile];
+    for (int64_t t = b; t < e; ++t) {
+      const int64_t k = t % nb, tile = (t / nb) % ntiles, o = t / (nb * ntiles);
+      const int64_t c0 = tile * kColTile, w = std::min(kColTile, I - c0), r0 = k * RB;
+      const int64_t off = o * I + c0;
+      if (Dev)
+        for (int64_t j = 0; j < w; ++j) m[j] = (L)mu[off + j];
+      double* d1 = nb > 1 ? &part[(size_t)(k * M * (Dev ? 2 : 1) + off)] : s1 + off;
+      double* d2 = Dev ? (nb > 1 ? d1 + M : s2 + off) : nullptr;
+      col_sums<T, L, Dev>(x + (o * R + r0) * I + c0, std::min(RB, R - r0), I, w, m, d1, d2);
+    }
+  });
+  if (nb > 1)
+    for (int64_t k = 0; k < nb; ++k) {
+      const double* p = &part[(size_t)(k * M * (Dev ? 2 : 1))];
+      for (int64_t i = 0; i < M; ++i) s1[i] += p[i];
+      if (Dev)
+        for (int64_t i = 0; i < M; ++i) s2[i] += p[M + i];
+    }
+}
 
 // sum of n elements at byte stride s, converted to Acc
 template <class Acc, class T>
@@ -157,11 +438,22 @@ void reduce(vt::Call& c) {
   const int64_t esize[2] = {8, vt::element_size(x->dtype)};
   const vt::StridedLoop<2> L = vt::make_loop<2>(x->sizes, x->ndim, data, strides, esize);
 
-  vt::dispatch(vt::kAllTypes, x->dtype, c.op, [&](auto tag) {
-    using T = typename decltype(tag)::type;
-    if (float_acc) reduce_into<double, T>(c.host, L, M);
-    else reduce_into<int64_t, T>(c.host, L, M);
-  });
+  ORI g;
+  if (float_acc && (vt::same_dtype(x->dtype, vt::kFloat32) || vt::same_dtype(x->dtype, vt::kFloat64)) &&
+      as_ori(x, reduced, g)) {
+    double* a = reinterpret_cast<double*>(acc);
+    // float lanes only where the result is float32 (or narrower): a float64 result is summed in double
+    const bool wide = vt::same_dtype(out_dtype, vt::kFloat64);
+    if (vt::same_dtype(x->dtype, vt::kFloat64)) ori_sums<double, double, false>(c.host, vt::data<const double>(x), g, nullptr, a, nullptr);
+    else if (wide) ori_sums<float, double, false>(c.host, vt::data<const float>(x), g, nullptr, a, nullptr);
+    else ori_sums<float, float, false>(c.host, vt::data<const float>(x), g, nullptr, a, nullptr);
+  } else {
+    vt::dispatch(vt::kAllTypes, x->dtype, c.op, [&](auto tag) {
+      using T = typename decltype(tag)::type;
+      if (float_acc) reduce_into<double, T>(c.host, L, M);
+      else reduce_into<int64_t, T>(c.host, L, M);
+    });
+  }
 
   // acc -> out, dividing by R for mean (R == 0 gives nan like torch)
   vt::dispatch(vt::kAllTypes, out_dtype, c.op, [&](auto tag) {
@@ -392,6 +684,33 @@ void var_kernel(vt::Call& c) {
   const Geom g = make_geom(x, reduced, keepdim);
   vt::Tensor out = c.empty(g.out_shape, g.out_ndim, x->dtype);
   const double denom = std::max<double>(0.0, (double)g.R - (double)correction);
+  ORI q;
+  if ((vt::same_dtype(x->dtype, vt::kFloat32) || vt::same_dtype(x->dtype, vt::kFloat64)) && g.R > 0 &&
+      as_ori(x, reduced, q)) {
+    // two passes over x: the mean, then sums of d = x - mean and d^2
+    std::vector<double> mu((size_t)g.M), s1((size_t)g.M), s2((size_t)g.M);
+    auto run = [&](auto* xd) {
+      using T = typename std::remove_const<typename std::remove_pointer<decltype(xd)>::type>::type;
+      ori_sums<T, T, false>(c.host, xd, q, nullptr, mu.data(), nullptr);
+      for (double& m : mu) m /= (double)g.R;
+      ori_sums<T, T, true>(c.host, xd, q, mu.data(), s1.data(), s2.data());
+      // NaN/inf in x, or d^2 overflowing float (|x - mean| > 1.8e19): the general path decides
+      for (int64_t i = 0; i < g.M; ++i)
+        if (!(s2[(size_t)i] < std::numeric_limits<double>::infinity())) return false;
+      T* o = vt::data<T>(out);
+      for (int64_t i = 0; i < g.M; ++i) {
+        double m2 = s2[(size_t)i] - s1[(size_t)i] * s1[(size_t)i] / (double)g.R;
+        m2 = m2 < 0 ? 0.0 : m2;  // rounding; NaN (from inf or nan in x) stays
+        const double v = m2 / denom;
+        o[i] = T(Std ? std::sqrt(v) : v);
+      }
+      return true;
+    };
+    if (vt::same_dtype(x->dtype, vt::kFloat32) ? run(vt::data<const float>(x)) : run(vt::data<const double>(x))) {
+      c.set_out(0, std::move(out));
+      return;
+    }
+  }
   vt::dispatch(vt::kFloatingTypes, x->dtype, c.op, [&](auto tag) {
     using T = typename decltype(tag)::type;
     T* o = vt::data<T>(out);
@@ -427,6 +746,15 @@ struct ExtAcc {
     }
   }
   void add_row(const T* p, int64_t st, int64_t n, int64_t first) {
+    if constexpr (std::is_same<T, float>::value) {  // contiguous float rows: vectorised
+      if (st == 1 && n >= 64 && n < ((int64_t)1 << 31) && !nan) {
+        const int64_t k = row_arg_extreme<Max>(p, n);
+        if (k >= 0) {
+          take(p[k], first + k);  // p[k], the first extreme element (-0.0 and 0.0 compare equal)
+          return;
+        }
+      }
+    }
     for (int64_t i = 0; i < n && !nan; ++i) take((A)p[i * st], first + i);
   }
   void merge(const ExtAcc& o) {
@@ -527,6 +855,14 @@ struct LseAcc {
     m = nm;
   }
   void add_row(const T* p, int64_t st, int64_t n, int64_t) {
+    if constexpr (std::is_same<T, float>::value) {  // contiguous float rows: vectorised
+      float rm;
+      double sum;
+      if (st == 1 && n >= 64 && row_lse(p, n, rm, sum)) {
+        combine((double)rm, sum);
+        return;
+      }
+    }
     double rm = -std::numeric_limits<double>::infinity();
     for (int64_t i = 0; i < n; ++i) {
       const double v = vt::convert<double>(p[i * st]);
@@ -546,6 +882,54 @@ struct LseAcc {
   double result() const { return (std::isnan(m) || std::isinf(m)) ? m : m + std::log(s); }
 };
 
+// logsumexp of contiguous float32 x seen as (O, R, I), I > 1: per tile of columns, a pass for the
+// column maxima, then one adding exp(x - max) in float over groups of kColGroup rows (groups in
+// double) — whole rows at a time, vectorised. Returns false, having written nothing final, when
+// some reduced column holds a NaN or an infinity (the caller then takes the general path).
+bool lse_columns(const vt_host* host, const float* x, const ORI& g, float* out) {
+  const int64_t O = g.O, R = g.R, I = g.I;
+  const int64_t ntiles = (I + kColTile - 1) / kColTile;
+  std::atomic<bool> bad{false};
+  vt::parallel_for(host, 0, O * ntiles, std::max<int64_t>(1, vt::kGrain / (R * std::min(I, kColTile))), [&](int64_t b, int64_t e) {
+    alignas(64) float m[kColTile], z[kColTile], a[kColTile];
+    double s[kColTile];
+    for (int64_t t = b; t < e; ++t) {
+      const int64_t o = t / ntiles, c0 = (t % ntiles) * kColTile, w = std::min(kColTile, I - c0);
+      const float* base = x + o * R * I + c0;
+      for (int64_t j = 0; j < w; ++j) {
+        m[j] = -INFINITY;
+        z[j] = 0;
+        s[j] = 0;
+      }
+      for (int64_t r = 0; r < R; ++r) {
+        const float* p = base + r * I;
+        for (int64_t j = 0; j < w; ++j) {
+          m[j] = p[j] > m[j] ? p[j] : m[j];
+          z[j] += p[j] - p[j];
+        }
+      }
+      float zz = 0;
+      for (int64_t j = 0; j < w; ++j) zz += z[j];
+      if (zz != zz) {
+        bad.store(true, std::memory_order_relaxed);
+        return;
+      }
+      for (int64_t r0 = 0; r0 < R; r0 += kColGroup) {
+        const int64_t r1 = std::min(R, r0 + kColGroup);
+        for (int64_t j = 0; j < w; ++j) a[j] = 0;
+        for (int64_t r = r0; r < r1; ++r) {
+          const float* p = base + r * I;
+          for (int64_t j = 0; j < w; ++j) a[j] += vmath::exp(p[j] - m[j]);
+        }
+        for (int64_t j = 0; j < w; ++j) s[j] += (double)a[j];
+      }
+      float* op = out + o * I + c0;
+      for (int64_t j = 0; j < w; ++j) op[j] = (float)((double)m[j] + std::log(s[j]));
+    }
+  });
+  return !bad.load();
+}
+
 void logsumexp_kernel(vt::Call& c) {
   const vt_tensor* x = c.arg(0, "self").tensor();
   const vt_int_list dims = c.arg(1, "dim").ints();
@@ -556,6 +940,12 @@ void logsumexp_kernel(vt::Call& c) {
   const Geom g = make_geom(x, reduced, keepdim);
   const vt_dtype od = vt::is_floating(x->dtype) ? x->dtype : vt::kFloat32;
   vt::Tensor out = c.empty(g.out_shape, g.out_ndim, od);
+  ORI q;
+  if (vt::same_dtype(x->dtype, vt::kFloat32) && g.M > 0 && g.R > 0 && as_ori(x, reduced, q) && q.I > 1 &&
+      lse_columns(c.host, vt::data<const float>(x), q, vt::data<float>(out))) {
+    c.set_out(0, std::move(out));
+    return;
+  }
   vt::dispatch(vt::kAllTypes, x->dtype, c.op, [&](auto tag) {
     using T = typename decltype(tag)::type;
     run_reduce(c.host, g, vt::data<const T>(x), LseAcc<T>{}, [&](int64_t i, const LseAcc<T>& a) {
@@ -580,7 +970,21 @@ struct NormAcc {
   NormAcc(NormKind k, double p) : kind(k), p(p), a(k == NormKind::NegInf ? std::numeric_limits<double>::infinity() : 0.0) {}
   void add_row(const T* ptr, int64_t st, int64_t n, int64_t) {
     switch (kind) {
-      case NormKind::Two: a += row_acc(ptr, st, n, [](double v) { return v * v; }); break;
+      case NormKind::Two:
+        if constexpr (std::is_same<T, float>::value || std::is_same<T, double>::value) {
+          if (st == 1) {  // contiguous: vectorised, d = x - 0 so s2 is the sum of squares
+            double s1 = 0, s2 = 0;
+            row_sums<T, T, true>(ptr, n, T(0), s1, s2);
+            // squares summed in float can overflow (|x| > 1.8e19) or underflow (|x| < 1e-19): such
+            // rows are redone in double, so results match the double path there
+            if (s2 < std::numeric_limits<double>::infinity() && s2 > 1e-20) {
+              a += s2;
+              break;
+            }
+          }
+        }
+        a += row_acc(ptr, st, n, [](double v) { return v * v; });
+        break;
       case NormKind::One: a += row_acc(ptr, st, n, [](double v) { return std::fabs(v); }); break;
       case NormKind::Zero: a += row_acc(ptr, st, n, [](double v) { return v != 0.0 ? 1.0 : 0.0; }); break;
       case NormKind::P: {

@@ -14,8 +14,13 @@
 // Select-style float code (vmath.hpp, clamp, relu) only vectorises when GCC may evaluate both
 // sides of a ?: — i.e. without trapping math. We never enable FP exceptions, so this is safe.
 // (A CMake per-file flag would be cleaner; the pragma keeps the change inside this file.)
+// -march=native on Intel prefers 256-bit vectors; the transcendental loops here are compute bound
+// and run ~1.5x faster with 512-bit ones (a no-op where the CPU has no AVX-512).
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC optimize("no-trapping-math")
+#if defined(__x86_64__)
+#pragma GCC target("prefer-vector-width=512")
+#endif
 #endif
 #include <cmath>
 #include <cstring>
@@ -95,17 +100,18 @@ const vt_tensor* self_of(vt::Call& c) {
   return x;
 }
 
-template <class A> A sigmoid(A x) { return A(1) / (A(1) + ew::mexp(-x)); }
+template <class A> VT_VMATH_INLINE A sigmoid(A x) { return A(1) / (A(1) + ew::mexp(-x)); }
 
 // gelu, erf form: x * Phi(x); tanh form: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
-template <class A> A gelu_erf(A x) { return A(0.5) * x * (A(1) + ew::merf(x * A(kInvSqrt2))); }
-template <class A> A gelu_tanh(A x) {
+template <class A> VT_VMATH_INLINE A gelu_erf(A x) { return A(0.5) * x * (A(1) + ew::merf(x * A(kInvSqrt2))); }
+template <class A> VT_VMATH_INLINE A gelu_tanh(A x) {
   return A(0.5) * x * (A(1) + ew::mtanh(A(kSqrt2OverPi) * (x + A(kGeluC) * x * x * x)));
 }
-template <class A> A dgelu_erf(A x) {
-  return A(0.5) * (A(1) + ew::merf(x * A(kInvSqrt2))) + x * A(kInvSqrt2Pi) * ew::mexp(A(-0.5) * x * x);
+template <class A> VT_VMATH_INLINE A dgelu_erf(A x) {
+  if constexpr (std::is_same<A, float>::value) return vmath::gelu_erf_grad(x);
+  else return A(0.5) * (A(1) + ew::merf(x * A(kInvSqrt2))) + x * A(kInvSqrt2Pi) * ew::mexp(A(-0.5) * x * x);
 }
-template <class A> A dgelu_tanh(A x) {
+template <class A> VT_VMATH_INLINE A dgelu_tanh(A x) {
   const A u = A(kSqrt2OverPi) * (x + A(kGeluC) * x * x * x);
   const A t = ew::mtanh(u);
   const A du = A(kSqrt2OverPi) * (A(1) + A(3 * kGeluC) * x * x);
@@ -317,10 +323,17 @@ VT_KERNEL(silu_backward_cpu, "core::silu_backward") {  // (grad, self): grad * s
 }
 VT_KERNEL(gelu_backward_cpu, "core::gelu_backward") {
   const bool tanh_form = gelu_is_tanh(c, 2);
-  float_binary(c, "grad", "self", [tanh_form](auto tag) {
-    using A = typename decltype(tag)::type;
-    return [tanh_form](A g, A x) { return g * (tanh_form ? dgelu_tanh(x) : dgelu_erf(x)); };
-  });
+  // two loops, not a flag tested per element (that kept the loop from vectorising: 5x slower)
+  if (tanh_form)
+    float_binary(c, "grad", "self", [](auto tag) {
+      using A = typename decltype(tag)::type;
+      return [](A g, A x) { return g * dgelu_tanh(x); };
+    });
+  else
+    float_binary(c, "grad", "self", [](auto tag) {
+      using A = typename decltype(tag)::type;
+      return [](A g, A x) { return g * dgelu_erf(x); };
+    });
 }
 VT_KERNEL(softplus_backward_cpu, "core::softplus_backward") {  // grad * sigmoid(beta x), 1 past threshold
   const double beta = c.arg(2, "beta").float_(), thr = c.arg(3, "threshold").float_();

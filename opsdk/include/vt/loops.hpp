@@ -19,6 +19,16 @@
 
 #include "vt/oppack.hpp"
 
+// The per-row loops are "flattened": every call inside them (the functor and whatever it calls) is
+// inlined, so the loop vectorises. Without it GCC's unit-growth limits stop inlining in big kernel
+// files and a row became one out-of-line call per element (10x slower, only on the paths where the
+// loop was instantiated late).
+#if defined(__GNUC__) && !defined(__clang__)
+#define VT_FLATTEN __attribute__((flatten))
+#else
+#define VT_FLATTEN
+#endif
+
 namespace vt {
 
 constexpr int32_t kMaxDims = 16;
@@ -181,7 +191,7 @@ namespace detail {
 // One inner row of out = f(in...). The contiguous branch is the one that vectorises; the binary
 // "one side broadcast" branches keep `x + scalar`-like rows vectorised too.
 template <class Out, class... In, class F, size_t... I>
-inline void elementwise_row(char* const* ptrs, const int64_t* st, int64_t n, F& f, std::index_sequence<I...>) {
+VT_FLATTEN inline void elementwise_row(char* const* ptrs, const int64_t* st, int64_t n, F& f, std::index_sequence<I...>) {
   char* const p0 = ptrs[0];
   char* const pin[sizeof...(In) + 1] = {ptrs[I + 1]..., nullptr};
   const int64_t sin[sizeof...(In) + 1] = {st[I + 1]..., 0};
@@ -229,7 +239,7 @@ void elementwise(const vt_host* host, const StridedLoop<1 + sizeof...(In)>& L, F
 namespace detail {
 // the pointers arrive as plain parameters so the compiler keeps them in registers and vectorises
 template <class Out, class... In, class F>
-inline void contiguous_range(int64_t b, int64_t e, F& f, Out* out, const In*... in) {
+VT_FLATTEN inline void contiguous_range(int64_t b, int64_t e, F& f, Out* out, const In*... in) {
   for (int64_t i = b; i < e; ++i) out[i] = f(in[i]...);
 }
 }  // namespace detail
