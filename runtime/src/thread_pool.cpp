@@ -4,6 +4,7 @@
 // A parallel_for splits [begin, end) into at most num_threads chunks; the caller runs chunk 0 and
 // waits for the workers. Workers are started once, lazily. Nested calls (a kernel calling
 // parallel_for from inside a worker) run inline, so the pool can never deadlock on itself.
+#include <atomic>
 #include <condition_variable>
 #include <mutex>
 #include <thread>
@@ -19,12 +20,16 @@ struct Pool {
   std::condition_variable work_cv, done_cv;
   std::vector<std::thread> workers;
   int32_t nthreads = 0;  // including the caller
-  // the job in flight
-  uint64_t generation = 0;
+  // the job in flight: fields are written before `generation` is bumped (release) and read after
+  // it is seen (acquire); workers and the caller spin briefly before sleeping, since ops come
+  // back to back and a sleep/wake hand-off costs ~50 us, more than many kernels.
+  std::atomic<uint64_t> generation{0};
   vt_range_fn fn = nullptr;
   void* closure = nullptr;
   int64_t begin = 0, end = 0, chunk = 0;
-  int32_t pending = 0;
+  int32_t job_threads = 0;
+  std::atomic<int32_t> pending{0};
+  static constexpr int kSpin = 20000;  // ~50-100 us of polling
   std::mutex call_mu;  // one parallel_for at a time (callers from several threads queue up)
 
   Pool() {
@@ -46,23 +51,32 @@ struct Pool {
     t_in_worker = true;
     uint64_t seen = 0;
     for (;;) {
-      vt_range_fn f;
-      void* c;
-      int64_t b, e;
-      {
-        std::unique_lock<std::mutex> lk(mu);
-        work_cv.wait(lk, [&] { return generation != seen; });
-        seen = generation;
-        if (id >= nthreads) continue;  // pool shrank: sit this one out
-        f = fn;
-        c = closure;
-        b = begin + id * chunk;
-        e = std::min(end, b + chunk);
+      uint64_t g = generation.load(std::memory_order_acquire);
+      for (int i = 0; g == seen && i < kSpin; ++i) {
+        cpu_relax();
+        g = generation.load(std::memory_order_acquire);
       }
-      if (b < e) f(c, b, e);
-      std::lock_guard<std::mutex> lk(mu);
-      if (--pending == 0) done_cv.notify_one();
+      if (g == seen) {
+        std::unique_lock<std::mutex> lk(mu);
+        work_cv.wait(lk, [&] { return generation.load(std::memory_order_acquire) != seen; });
+        g = generation.load(std::memory_order_acquire);
+      }
+      seen = g;
+      if (id >= job_threads) continue;  // not part of this job (the pool shrank)
+      int64_t b = begin + id * chunk;
+      int64_t e = std::min(end, b + chunk);
+      if (b < e) fn(closure, b, e);
+      if (pending.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+        std::lock_guard<std::mutex> lk(mu);
+        done_cv.notify_one();
+      }
     }
+  }
+
+  static void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
   }
 
   static thread_local bool t_in_worker;
@@ -104,13 +118,18 @@ void parallel_for(int64_t begin, int64_t end, int64_t grain, vt_range_fn fn, voi
     p.begin = begin;
     p.end = end;
     p.chunk = chunk;
-    p.pending = nt - 1;
-    p.generation++;
+    p.job_threads = nt;
+    p.pending.store(nt - 1, std::memory_order_relaxed);  // workers 1..nt-1 take part
+    p.generation.fetch_add(1, std::memory_order_release);
   }
   p.work_cv.notify_all();
   fn(closure, begin, std::min(end, begin + chunk));
-  std::unique_lock<std::mutex> lk(p.mu);
-  p.done_cv.wait(lk, [&] { return p.pending == 0; });
+  for (int i = 0; p.pending.load(std::memory_order_acquire) != 0 && i < Pool::kSpin; ++i)
+    Pool::cpu_relax();
+  if (p.pending.load(std::memory_order_acquire) != 0) {
+    std::unique_lock<std::mutex> lk(p.mu);
+    p.done_cv.wait(lk, [&] { return p.pending.load(std::memory_order_acquire) == 0; });
+  }
 }
 
 }  // namespace vt
