@@ -8,6 +8,8 @@
 
 #include "core.hpp"
 
+#include <cstring>
+
 // One table per family file (see core.hpp); adding a family = one line here and one in kTables.
 core::OpTable kBaseOps_table();  // base.cpp: the issue-2 set (binary, reductions, matmul, ...)
 core::OpTable kBinaryOps_table();     // binary.cpp: add/sub/mul/div and in-place forms
@@ -49,7 +51,19 @@ core::OpTable (*const kTables[])() = {
     kIndexOps_table,
 };
 
+// Kernels that only make a view through host->as_strided touch no memory, so the same function
+// serves every device.
+bool is_pure_view(const char* schema) {
+  static const char* const kViews[] = {"core::view(", "core::permute(", "core::transpose(",
+                                       "core::expand(", "core::slice(", "core::select(",
+                                       "core::squeeze(", "core::unsqueeze(", "core::as_strided("};
+  for (const char* v : kViews)
+    if (std::strncmp(schema, v, std::strlen(v)) == 0) return true;
+  return false;
+}
+
 vt_status core_init(const vt_host* host, vt_pack* pack) {
+  char name[256];
   return vt::init_guard(host, "core", [&] {
     vt::Registrar r(host, pack, "core", 0);
     for (auto table : kTables) {
@@ -57,6 +71,7 @@ vt_status core_init(const vt_host* host, vt_pack* pack) {
       for (size_t i = 0; i < t.count; ++i) {
         const core::OpDef& op = t.ops[i];
         r.def(op.schema, VT_CPU, op.cpu, op.backward, op.save_args, op.save_outs);
+        if (is_pure_view(op.schema)) r.impl(vt::op_name_of(op.schema, name, sizeof name), VT_CUDA, op.cpu);
       }
     }
 #ifdef VT_WITH_CUDA
