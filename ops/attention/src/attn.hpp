@@ -19,7 +19,7 @@
 #include <cstring>
 #include <new>
 
-#include "philox.h"
+#include "vt/philox.h"
 #include "vt/oppack.hpp"
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
@@ -116,7 +116,7 @@ inline void dropout_keep_tile(uint64_t seed, uint64_t offset, uint32_t thr, cons
   for (int64_t ii = 0; ii < nq; ++ii) {
     const int64_t e0 = ((bh * d.Tq) + i0 + ii) * d.Tk + j0, e1 = e0 + nk;
     for (int64_t g = e0 / 4; g * 4 < e1; ++g) {
-      const vt_attn::Philox4x32 r = vt_attn::philox_group(seed, offset + (uint64_t)g);
+      const vt::philox::Philox4x32 r = vt::philox::philox_group(seed, offset + (uint64_t)g);
       for (int w = 0; w < 4; ++w) {
         const int64_t e = g * 4 + w;
         if (e >= e0 && e < e1) keep[(e - e0) * ldk + ii] = (r.x[w] >> 8) >= thr;

@@ -19,7 +19,7 @@
 #include "core.hpp"
 #include "gradops.hpp"
 #include "nnmath.hpp"
-#include "philox.h"
+#include "vt/philox.h"
 #include "vt/loops.hpp"
 
 namespace {
@@ -253,7 +253,7 @@ VT_KERNEL(dropout_cpu, "core::dropout") {
     T* o = vt::data<T>(out);
     vt::parallel_for(c.host, 0, groups, 2048, [&](int64_t g0, int64_t g1) {
       for (int64_t gi = g0; gi < g1; ++gi) {
-        const vt_core::Philox4x32 r = vt_core::philox_group(seed, offset + (uint64_t)gi);
+        const vt::philox::Philox4x32 r = vt::philox::philox_group(seed, offset + (uint64_t)gi);
         const int64_t i0 = gi * 4, cnt = std::min<int64_t>(4, n - i0);
         for (int64_t j = 0; j < cnt; ++j) {
           const bool keep = (r.x[j] >> 8) >= thr;

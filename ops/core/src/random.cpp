@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "core.hpp"
-#include "philox.h"
+#include "vt/philox.h"
 #include "vt/autograd.hpp"
 
 namespace {
@@ -21,13 +21,13 @@ enum class Dist { Normal, Uniform };
 // the E = 4 (32-bit) or 2 (float64) values of one group, as float/double in vals[]
 template <Dist D>
 inline void group_f32(uint64_t seed, uint64_t counter, float a, float b, float* vals) {
-  const vt_core::Philox4x32 r = vt_core::philox_group(seed, counter);
+  const vt::philox::Philox4x32 r = vt::philox::philox_group(seed, counter);
   if constexpr (D == Dist::Uniform) {
-    for (int j = 0; j < 4; ++j) vals[j] = a + vt_core::u32_to_unit_float(r.x[j]) * (b - a);
+    for (int j = 0; j < 4; ++j) vals[j] = a + vt::philox::u32_to_unit_float(r.x[j]) * (b - a);
   } else {
     for (int j = 0; j < 4; j += 2) {
-      const float rad = std::sqrt(-2.0f * std::log(vt_core::u32_to_unit_float_open0(r.x[j])));
-      const float th = 6.2831853071795864f * vt_core::u32_to_unit_float(r.x[j + 1]);
+      const float rad = std::sqrt(-2.0f * std::log(vt::philox::u32_to_unit_float_open0(r.x[j])));
+      const float th = 6.2831853071795864f * vt::philox::u32_to_unit_float(r.x[j + 1]);
       vals[j] = a + b * rad * std::cos(th);
       vals[j + 1] = a + b * rad * std::sin(th);
     }
@@ -35,13 +35,13 @@ inline void group_f32(uint64_t seed, uint64_t counter, float a, float b, float* 
 }
 template <Dist D>
 inline void group_f64(uint64_t seed, uint64_t counter, double a, double b, double* vals) {
-  const vt_core::Philox4x32 r = vt_core::philox_group(seed, counter);
+  const vt::philox::Philox4x32 r = vt::philox::philox_group(seed, counter);
   if constexpr (D == Dist::Uniform) {
-    vals[0] = a + vt_core::u64_to_unit_double(r.x[0], r.x[1]) * (b - a);
-    vals[1] = a + vt_core::u64_to_unit_double(r.x[2], r.x[3]) * (b - a);
+    vals[0] = a + vt::philox::u64_to_unit_double(r.x[0], r.x[1]) * (b - a);
+    vals[1] = a + vt::philox::u64_to_unit_double(r.x[2], r.x[3]) * (b - a);
   } else {
-    const double rad = std::sqrt(-2.0 * std::log(vt_core::u64_to_unit_double_open0(r.x[0], r.x[1])));
-    const double th = 6.283185307179586477 * vt_core::u64_to_unit_double(r.x[2], r.x[3]);
+    const double rad = std::sqrt(-2.0 * std::log(vt::philox::u64_to_unit_double_open0(r.x[0], r.x[1])));
+    const double th = 6.283185307179586477 * vt::philox::u64_to_unit_double(r.x[2], r.x[3]);
     vals[0] = a + b * rad * std::cos(th);
     vals[1] = a + b * rad * std::sin(th);
   }
@@ -153,7 +153,7 @@ VT_KERNEL(randint_cpu, "core::randint") {
     T* o = vt::data<T>(out);
     vt::parallel_for(c.host, 0, groups, 2048, [&](int64_t g0, int64_t g1) {
       for (int64_t g = g0; g < g1; ++g) {
-        const vt_core::Philox4x32 r = vt_core::philox_group(seed, offset + (uint64_t)g);
+        const vt::philox::Philox4x32 r = vt::philox::philox_group(seed, offset + (uint64_t)g);
         const int64_t i0 = g * E, m = std::min<int64_t>(E, n - i0);
         for (int64_t j = 0; j < m; ++j) {
           const uint64_t u = wide ? bounded64(r.x[2 * j], r.x[2 * j + 1], range) : bounded32(r.x[j], range);
@@ -186,9 +186,9 @@ VT_KERNEL(randperm_cpu, "core::randperm") {
     T* o = vt::data<T>(out);
     std::vector<int64_t> p((size_t)n);
     for (int64_t i = 0; i < n; ++i) p[(size_t)i] = i;
-    vt_core::Philox4x32 r{};
+    vt::philox::Philox4x32 r{};
     for (int64_t i = n - 1; i >= 1; --i) {
-      if (i == n - 1 || (i & 1) == 1) r = vt_core::philox_group(seed, offset + (uint64_t)(i / 2));
+      if (i == n - 1 || (i & 1) == 1) r = vt::philox::philox_group(seed, offset + (uint64_t)(i / 2));
       const int w = (int)(i & 1) * 2;
       const int64_t j = (int64_t)bounded64(r.x[w], r.x[w + 1], (uint64_t)i + 1);
       std::swap(p[(size_t)i], p[(size_t)j]);

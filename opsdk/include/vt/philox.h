@@ -1,4 +1,6 @@
-// ops/core/src/philox.h — the Philox4x32-10 counter-based generator, for CPU and CUDA kernels.
+// vt/philox.h — the Philox4x32-10 counter-based generator, for CPU and CUDA kernels of any pack.
+// One header for every pack, so packs that must draw the same numbers (core::dropout and the
+// attention pack's fused dropout) share one convention by construction.
 //
 // Philox (Salmon et al., "Parallel random numbers: as easy as 1, 2, 3", SC'11) maps a 64-bit key
 // and a 128-bit counter to four 32-bit random words. Because element i of a random tensor is a
@@ -9,9 +11,9 @@
 //   counter (offset + g) as the low 64 bits (the high 64 bits are 0) and key = seed.
 //   32-bit results (float32, and float16/bfloat16 computed in float32) take 4 elements per group:
 //   element i is in group i / 4. float64 results take 2 elements per group (64 random bits each).
-// Checked against the Random123 known-answer vectors in tests_native/test_core.cpp.
-#ifndef VT_CORE_PHILOX_H_
-#define VT_CORE_PHILOX_H_
+// Checked against the Random123 known-answer vectors in ops/core/tests_native/test_core.cpp.
+#ifndef VT_PHILOX_H_
+#define VT_PHILOX_H_
 
 #include <stdint.h>
 
@@ -21,7 +23,8 @@
 #define VT_PHILOX_FN inline
 #endif
 
-namespace vt_core {
+namespace vt {
+namespace philox {
 
 struct Philox4x32 {
   uint32_t x[4];
@@ -60,6 +63,7 @@ VT_PHILOX_FN double u64_to_unit_double_open0(uint32_t lo, uint32_t hi) {
   return (double)(((((uint64_t)hi << 32) | lo) >> 11) + 1u) * (1.0 / 9007199254740992.0);
 }
 
-}  // namespace vt_core
+}  // namespace philox
+}  // namespace vt
 
-#endif  // VT_CORE_PHILOX_H_
+#endif  // VT_PHILOX_H_
