@@ -57,11 +57,15 @@ std::string shape_str(const int64_t* sizes, int32_t ndim);
 void* device_alloc(vt_device device, size_t nbytes);  // null + error on failure
 void device_free(vt_device device, void* ptr, size_t nbytes);
 
-// ---- CUDA glue (cuda.cpp; stubs when built without CUDA) --------------------------------------
+// ---- CUDA glue (cuda_*.cpp; stubs when built without CUDA) ------------------------------------
 bool cuda_available();
 vt_status cuda_memcpy(void* dst, vt_device dst_dev, const void* src, vt_device src_dev, size_t n);
-void* cuda_current_stream(vt_device device);
+void* cuda_current_stream(vt_device device);  // this thread's current stream on that device
 void install_cuda_allocator();
+int32_t cuda_exchange_device(int32_t index);  // sets this thread's device, returns the previous; -1 without CUDA
+bool cuda_capturing(vt_device device);         // the current stream is being captured into a graph
+vt_status cuda_record_stream(vt_tensor* t, void* stream);
+void cuda_philox_args(vt_device device, uint64_t count, vt_philox_args* out);
 
 // ---- threads (thread_pool.cpp) ----------------------------------------------------------------
 void parallel_for(int64_t begin, int64_t end, int64_t grain, vt_range_fn fn, void* closure);

@@ -26,7 +26,7 @@ extern "C" {
 #endif
 
 #define VT_ABI_MAJOR 1
-#define VT_ABI_MINOR 0
+#define VT_ABI_MINOR 1
 
 #if defined(_WIN32)
 #define VT_EXPORT __declspec(dllexport)
@@ -61,10 +61,12 @@ typedef struct vt_dtype {
   uint16_t lanes; /* always 1 here */
 } vt_dtype;
 
-enum { VT_CPU = 1, VT_CUDA = 2 }; /* DLPack kDLCPU, kDLCUDA */
+/* VT_CPU and VT_CUDA are DLPack's kDLCPU and kDLCUDA. VT_META is ours (DLPack has no such device):
+ * a meta tensor has sizes, strides and a dtype but no memory; ops on it run only their meta step. */
+enum { VT_CPU = 1, VT_CUDA = 2, VT_META = 64 };
 
 typedef struct vt_device {
-  int32_t type;  /* VT_CPU or VT_CUDA */
+  int32_t type;  /* VT_CPU, VT_CUDA or VT_META */
   int32_t index; /* 0 for cpu; the ordinal for cuda */
 } vt_device;
 
@@ -95,7 +97,10 @@ typedef enum vt_tag {
   VT_STR = 6,
   VT_DTYPE = 7,
   VT_DEVICE = 8,
-  VT_TENSORS = 9 /* Tensor[] */
+  VT_TENSORS = 9, /* Tensor[] */
+  VT_SCALAR = 10  /* schema type `Scalar` (ABI 1.1): the value arrives as VT_INT, VT_FLOAT or
+                     VT_BOOL, keeping the Python type, so kernels and type promotion can tell
+                     `x + 1` from `x + 1.0`; never a tag of a value itself */
 } vt_tag;
 
 typedef struct vt_int_list {
@@ -159,6 +164,33 @@ typedef vt_status (*vt_backward_fn)(const vt_kernel_ctx* ctx, const vt_value* ar
 
 typedef void (*vt_range_fn)(void* closure, int64_t begin, int64_t end);
 
+/* ---- ABI 1.1: an op = a meta step + per-device compute --------------------------------------
+ * The meta step of an op (vt_kernel_fn signature) is registered once, by the pack that defines
+ * the op. It checks the arguments and makes the outputs: host->empty on ctx->device (which
+ * allocates on cpu/cuda and makes a memory-less tensor on meta), a view (host->as_strided), or a
+ * new reference to an argument (in-place ops). It never reads or writes tensor memory.
+ * A compute function (registered per device by any provider with register_compute) gets the same
+ * arguments and the outputs the meta step made, already in `outs`, and only does arithmetic into
+ * them. It may replace an output with another tensor of the same shape, dtype and device
+ * (releasing the one it got), e.g. a provider composed from other ops.
+ * On the meta device only the meta step runs. Flags of register_meta: */
+enum {
+  VT_META_COMPLETE = 1 /* the meta step's outputs are the result on every device (views, ops
+                          composed of other ops through host->call): no compute is needed */
+};
+
+/* Philox arguments of one random op (ABI 1.1, host->philox_args). Outside CUDA graph capture
+ * seed/offset are plain values; while a graph is being captured they live in device memory
+ * (seed_ptr/offset_ptr non-NULL) so each replay draws fresh numbers, and a kernel must use
+ * vt_philox_unpack (vt/philox.h) on the device to get its (seed, offset). */
+typedef struct vt_philox_args {
+  uint64_t seed;
+  uint64_t offset;
+  const uint64_t* seed_ptr;   /* device pointers while capturing, else NULL */
+  const uint64_t* offset_ptr;
+  uint64_t offset_intragraph; /* added to *offset_ptr */
+} vt_philox_args;
+
 /* ---- the host function table --------------------------------------------------------------------
  * Append-only. Never reorder or remove a field; add new ones at the end and bump VT_ABI_MINOR. */
 typedef struct vt_host {
@@ -210,6 +242,28 @@ typedef struct vt_host {
 
   /* CUDA (NULL-safe to call on a CPU-only host: returns NULL) ----------------------------------- */
   void* (*current_stream)(vt_device device);
+
+  /* ---- ABI 1.1 (check with VT_HOST_HAS before use when built against 1.1 but loaded by 1.0) --- */
+  /* the meta step of an op this pack defines (see above); flags: VT_META_* */
+  vt_status (*register_meta)(vt_pack* pack, const char* op_name, vt_kernel_fn meta,
+                             uint32_t flags);
+  /* a compute function for an op that has (or will get, in the same init) a meta step */
+  vt_status (*register_compute)(vt_pack* pack, const char* op_name, int32_t device_type,
+                                const char* provider, int32_t priority, vt_kernel_fn fn,
+                                void* user);
+  /* torch's type promotion, the one implementation: of two dtypes, and of a tensor dtype with a
+   * Python scalar of tag VT_BOOL/VT_INT/VT_FLOAT (a scalar never widens a tensor's dtype within
+   * its category: int32 + 1 -> int32, float16 + 1.0 -> float16, int64 + 1.0 -> float32). */
+  vt_dtype (*promote_types)(vt_dtype a, vt_dtype b);
+  vt_dtype (*result_type_scalar)(vt_dtype tensor, int32_t scalar_tag);
+  /* Philox state for `count` numbers on `device` (graph-safe on CUDA; see vt_philox_args) */
+  void (*philox_args)(vt_device device, uint64_t count, vt_philox_args* out);
+  /* makes `index` the calling thread's current CUDA device; returns the previous one (-1 when
+   * CUDA is absent). The dispatcher already sets the call's device around every kernel. */
+  int32_t (*cuda_exchange_device)(int32_t index);
+  /* marks `t`'s memory as in use on `stream` until the work queued there now is done, so the
+   * caching allocator does not hand it out again earlier (torch's Tensor.record_stream) */
+  vt_status (*record_stream)(vt_tensor* t, void* stream);
 } vt_host;
 
 #define VT_HOST_HAS(host, field) \
