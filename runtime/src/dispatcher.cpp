@@ -35,6 +35,7 @@ std::vector<Snapshot*> g_retired;  // guarded by registry_mutex()
 void free_snapshot(Snapshot* s) {
   for (auto& e : s->dev)
     if (e.pack) pack_release(e.pack);
+  if (s->meta.pack) pack_release(s->meta.pack);
   if (s->backward.pack) pack_release(s->backward.pack);
   delete s;
 }
@@ -76,12 +77,14 @@ const Impl* select(const Op* op, int dt) {
 
 void publish_locked(Op* op) {
   auto* s = new Snapshot();
-  for (int dt = 0; dt < kDeviceTypes; ++dt) {
+  for (int dt = 0; dt < kDeviceSlots; ++dt) {
     if (const Impl* im = select(op, dt)) {
-      s->dev[dt] = {im->fn, im->user, im->pack};
+      s->dev[dt] = {im->fn, im->user, im->pack, im->compute};
       pack_retain(im->pack);
     }
   }
+  s->meta = op->meta;
+  if (s->meta.pack) pack_retain(s->meta.pack);
   s->backward = op->backward;
   if (s->backward.pack) pack_retain(s->backward.pack);
   Snapshot* old = op->snap.exchange(s, std::memory_order_seq_cst);
@@ -102,8 +105,6 @@ Op* staged_or_table(Staged* st, const std::string& name) {
     if (op->schema.name == name) return op;
   return find_locked(name);
 }
-
-bool valid_device_type(int32_t t) { return t == VT_CPU || t == VT_CUDA; }
 
 }  // namespace
 
@@ -143,22 +144,27 @@ vt_status stage_define(Staged* st, Pack* pack, const char* schema) {
 }
 
 vt_status stage_kernel(Staged* st, Pack* pack, const char* op_name, int32_t device_type,
-                       const char* provider, int32_t priority, vt_kernel_fn fn, void* user) {
+                       const char* provider, int32_t priority, vt_kernel_fn fn, void* user,
+                       bool compute) {
   if (!op_name || !provider || !*provider || !fn)
     return set_error(VT_ERR_VALUE, "register_kernel: op name, provider and kernel are required");
-  if (!valid_device_type(device_type))
+  const int slot = device_slot(device_type);
+  if (slot < 0)
     return set_error(VT_ERR_VALUE, "register_kernel(%s): unknown device type %d", op_name,
                      device_type);
+  if (slot == kMetaSlot)
+    return set_error(VT_ERR_VALUE, "register_kernel(%s): the meta device runs only the op's meta "
+                     "step (register_meta), not kernels", op_name);
   std::lock_guard<std::mutex> g(registry_mutex());
   Op* op = staged_or_table(st, op_name);
   if (!op)
     return set_error(VT_ERR_VALUE, "register_kernel: unknown op '%s' (define it first, or load "
                      "the pack that defines it)", op_name);
   for (const auto& k : st->kernels)
-    if (k.op == op_name && k.device_type == device_type && k.impl.provider == provider)
-      return set_error(VT_ERR_VALUE, "register_kernel: provider '%s' of %s on device type %d "
-                       "registered twice", provider, op_name, device_type);
-  for (const auto& im : op->impls[device_type])
+    if (k.op == op_name && k.slot == slot && k.impl.provider == provider)
+      return set_error(VT_ERR_VALUE, "register_kernel: provider '%s' of %s on %s registered "
+                       "twice", provider, op_name, kDevices[slot].name);
+  for (const auto& im : op->impls[slot])
     if (im.provider == provider)
       return set_error(VT_ERR_VALUE, "register_kernel: provider '%s' of %s already exists "
                        "(loaded by pack %s)", provider, op_name, pack_name(im.pack));
@@ -168,7 +174,26 @@ vt_status stage_kernel(Staged* st, Pack* pack, const char* op_name, int32_t devi
   im.fn = fn;
   im.user = user;
   im.pack = pack;
-  st->kernels.push_back({op_name, device_type, std::move(im)});
+  im.compute = compute;
+  st->kernels.push_back({op_name, slot, std::move(im)});
+  return VT_OK;
+}
+
+vt_status stage_meta(Staged* st, Pack* pack, const char* op_name, vt_kernel_fn fn,
+                     uint32_t flags) {
+  std::lock_guard<std::mutex> g(registry_mutex());
+  bool own = false;
+  for (Op* op : st->ops) own |= op->schema.name == (op_name ? op_name : "");
+  if (!own)
+    return set_error(VT_ERR_VALUE, "register_meta: '%s' is not an op this pack defines (the meta "
+                     "step belongs to the op's definition)", op_name ? op_name : "(null)");
+  if (!fn) return set_error(VT_ERR_VALUE, "register_meta(%s): null function", op_name);
+  if (flags & ~uint32_t{VT_META_COMPLETE})
+    return set_error(VT_ERR_VALUE, "register_meta(%s): unknown flags 0x%x", op_name, flags);
+  for (const auto& m : st->metas)
+    if (m.op == op_name)
+      return set_error(VT_ERR_VALUE, "register_meta(%s): registered twice", op_name);
+  st->metas.push_back({op_name, {fn, flags, pack}});
   return VT_OK;
 }
 
@@ -194,15 +219,20 @@ void commit_staged(Staged* st, std::vector<Op*>* defined, std::vector<Op*>* prov
     defined->push_back(op);
   }
   std::vector<Op*> touched;
+  for (auto& m : st->metas) {
+    Op* op = find_locked(m.op);
+    op->meta = m.meta;
+    touched.push_back(op);
+  }
   for (auto& b : st->backwards) {
     Op* op = find_locked(b.op);
     op->backward = b.bw;
-    touched.push_back(op);
+    if (std::find(touched.begin(), touched.end(), op) == touched.end()) touched.push_back(op);
   }
   for (auto& k : st->kernels) {
     Op* op = find_locked(k.op);
     k.impl.seq = ++g_seq;
-    op->impls[k.device_type].push_back(std::move(k.impl));
+    op->impls[k.slot].push_back(std::move(k.impl));
     if (std::find(touched.begin(), touched.end(), op) == touched.end()) touched.push_back(op);
   }
   for (Op* op : touched) {
@@ -212,6 +242,7 @@ void commit_staged(Staged* st, std::vector<Op*>* defined, std::vector<Op*>* prov
   st->ops.clear();
   st->kernels.clear();
   st->backwards.clear();
+  st->metas.clear();
 }
 
 void discard_staged(Staged* st) {
@@ -219,6 +250,7 @@ void discard_staged(Staged* st) {
   st->ops.clear();
   st->kernels.clear();
   st->backwards.clear();
+  st->metas.clear();
 }
 
 void remove_pack(Pack* pack, const std::vector<Op*>& defined, const std::vector<Op*>& provided) {
@@ -237,6 +269,7 @@ void remove_pack(Pack* pack, const std::vector<Op*>& defined, const std::vector<
     if (it != op_table().end() && it->second == op) op_table().erase(it);
     for (auto& list : op->impls) list.clear();
     op->backward = Backward{};  // autograd nodes recorded earlier hold their own pack reference
+    op->meta = Meta{};
     publish_locked(op);
   }
 }
@@ -249,6 +282,27 @@ vt_status arg_error(const Op* op, const ArgSpec& a, int32_t i, const vt_value& v
   return set_error(VT_ERR_TYPE, "[%s] argument '%s' (position %d) must be %s%s, got %s",
                    op->schema.name.c_str(), a.name.c_str(), i + 1, tag_name(a.type),
                    a.optional ? " or None" : "", tag_name(v.tag));
+}
+
+// A compute function may swap an output the meta step made for another tensor (e.g. a provider
+// composed of other ops), but it must be the same shape, dtype and device.
+vt_status check_replaced(const Op* op, vt_tensor* const* made, const vt_value* outs,
+                         int32_t nouts) {
+  for (int32_t j = 0; j < nouts; ++j) {
+    if (!made[j] || (outs[j].tag == VT_TENSOR && outs[j].v.t == made[j])) continue;
+    const vt_tensor* a = made[j];
+    const vt_tensor* b = outs[j].tag == VT_TENSOR ? outs[j].v.t : nullptr;
+    bool same = b && a->ndim == b->ndim && a->dtype.code == b->dtype.code &&
+                a->dtype.bits == b->dtype.bits && a->device.type == b->device.type &&
+                a->device.index == b->device.index;
+    for (int32_t d = 0; same && d < a->ndim; ++d) same = a->sizes[d] == b->sizes[d];
+    if (!same)
+      return set_error(VT_ERR_RUNTIME, "[%s] the compute function replaced output %d with a "
+                       "tensor that differs from what the meta step made (%s %s on %s)",
+                       op->schema.name.c_str(), j, dtype_name(a->dtype).c_str(),
+                       shape_str(a->sizes, a->ndim).c_str(), device_name(a->device).c_str());
+  }
+  return VT_OK;
 }
 
 }  // namespace
@@ -281,6 +335,8 @@ vt_status call(Op* op, const vt_value* args, int32_t nargs, vt_value* outs, int3
     vt_value v = args[i];
     if (v.tag == VT_NONE) {
       if (!a.optional) return arg_error(op, a, i, v);
+    } else if (a.type == VT_SCALAR) {
+      if (v.tag != VT_INT && v.tag != VT_FLOAT && v.tag != VT_BOOL) return arg_error(op, a, i, v);
     } else if (v.tag != a.type) {
       if (a.type == VT_FLOAT && v.tag == VT_INT) {  // ints are accepted where floats are
         v.tag = VT_FLOAT;
@@ -330,27 +386,54 @@ vt_status call(Op* op, const vt_value* args, int32_t nargs, vt_value* outs, int3
     full[i] = v;
   }
   if (device_arg < 0) device = {VT_CPU, 0};
-  if (device.type != VT_CPU && device.type != VT_CUDA)
+  const int slot = device_slot(device.type);
+  if (slot < 0)
     return set_error(VT_ERR_VALUE, "[%s] unknown device type %d", s.name.c_str(), device.type);
 
   Inflight guard;
   const Snapshot* snap = op->snap.load(std::memory_order_seq_cst);
-  const Snapshot::Entry* e = snap ? &snap->dev[device.type] : nullptr;
-  if (!e || !e->fn)
-    return set_error(VT_ERR_NOT_IMPL, "[%s] no kernel for device %s (load a pack that provides "
-                     "one; vt.ops.providers('%s') lists them)", s.name.c_str(),
-                     device_name(device).c_str(), s.name.c_str());
+  const Snapshot::Entry* e = snap ? &snap->dev[slot] : nullptr;
+  const Meta* meta = snap && snap->meta.fn ? &snap->meta : nullptr;
+  // What runs: the meta step alone (meta device, or an op whose meta step is its whole result),
+  // the meta step then a compute function, or a whole kernel (ABI 1.0 style, or an op whose
+  // output shape depends on the data).
+  const bool meta_only = meta && (slot == kMetaSlot || (meta->flags & VT_META_COMPLETE));
+  if (!meta_only) {
+    if (slot == kMetaSlot)
+      return set_error(VT_ERR_NOT_IMPL, "[%s] has no meta step, so it cannot run on the meta "
+                       "device (its output shape depends on the data, or its pack predates ABI "
+                       "1.1)", s.name.c_str());
+    if (!e || !e->fn)
+      return set_error(VT_ERR_NOT_IMPL, "[%s] no kernel for device %s (load a pack that provides "
+                       "one; vt.ops.providers('%s') lists them)", s.name.c_str(),
+                       device_name(device).c_str(), s.name.c_str());
+    if (e->compute && !meta)
+      return set_error(VT_ERR_RUNTIME, "[%s] provider of pack %s registered a compute function, "
+                       "but the op has no meta step to make its outputs", s.name.c_str(),
+                       pack_name(e->pack));
+  }
   if (op->inplace) {
     if (vt_status st = check_inplace(op, full)) return st;
   }
+  CudaDeviceGuard device_guard(device);
   vt_kernel_ctx ctx{host(), device, device.type == VT_CUDA ? cuda_current_stream(device) : nullptr,
-                    e->user};
+                    e ? e->user : nullptr};
   for (int32_t j = 0; j < nouts; ++j) outs[j].tag = VT_NONE;
   vtrt_clear_error();  // so a kernel that fails without a message is not blamed on an old one
   vt_status st;
   {
     NoGradScope no_grad;
-    st = e->fn(&ctx, full, n, outs, nouts);
+    if (meta_only || e->compute) {
+      st = meta->fn(&ctx, full, n, outs, nouts);
+      if (st == VT_OK && !meta_only) {
+        vt_tensor* made[VT_MAX_ARGS];
+        for (int32_t j = 0; j < nouts; ++j) made[j] = outs[j].tag == VT_TENSOR ? outs[j].v.t : nullptr;
+        st = e->fn(&ctx, full, n, outs, nouts);
+        if (st == VT_OK) st = check_replaced(op, made, outs, nouts);
+      }
+    } else {
+      st = e->fn(&ctx, full, n, outs, nouts);
+    }
   }
   if (st != VT_OK) {
     for (int32_t j = 0; j < nouts; ++j)
@@ -470,19 +553,21 @@ vt_tensor* vtrt_call_tt(vt_op* op, vt_tensor* a, vt_tensor* b) {
 }
 
 int32_t vtrt_op_num_providers(const vt_op* h, int32_t device_type) {
-  if (device_type <= 0 || device_type >= kDeviceTypes) return 0;
+  const int slot = device_slot(device_type);
+  if (slot < 0) return 0;
   std::lock_guard<std::mutex> g(registry_mutex());
-  return static_cast<int32_t>(op_of(const_cast<vt_op*>(h))->impls[device_type].size());
+  return static_cast<int32_t>(op_of(const_cast<vt_op*>(h))->impls[slot].size());
 }
 
 vt_status vtrt_op_provider(const vt_op* h, int32_t device_type, int32_t i,
                            vtrt_provider_info* out) {
   Op* op = op_of(const_cast<vt_op*>(h));
-  if (device_type <= 0 || device_type >= kDeviceTypes)
+  const int slot = device_slot(device_type);
+  if (slot < 0)
     return set_error(VT_ERR_VALUE, "[%s] unknown device type %d", op->schema.name.c_str(),
                      device_type);
   std::lock_guard<std::mutex> g(registry_mutex());
-  auto& list = op->impls[device_type];
+  auto& list = op->impls[slot];
   if (i < 0 || i >= static_cast<int32_t>(list.size()))
     return set_error(VT_ERR_INDEX, "[%s] provider index %d out of range", op->schema.name.c_str(), i);
   // best first: sort a view of indices by (priority, seq) descending
@@ -492,39 +577,41 @@ vt_status vtrt_op_provider(const vt_op* h, int32_t device_type, int32_t i,
     return a->priority != b->priority ? a->priority > b->priority : a->seq > b->seq;
   });
   const Impl* im = order[i];
-  const Impl* active = select(op, device_type);
+  const Impl* active = select(op, slot);
   *out = {im->provider.c_str(), pack_name(im->pack), im->priority, im == active};
   return VT_OK;
 }
 
 vt_status vtrt_op_pin(vt_op* h, int32_t device_type, const char* provider) {
   Op* op = op_of(h);
-  if (device_type <= 0 || device_type >= kDeviceTypes)
+  const int slot = device_slot(device_type);
+  if (slot < 0)
     return set_error(VT_ERR_VALUE, "[%s] unknown device type %d", op->schema.name.c_str(),
                      device_type);
   std::lock_guard<std::mutex> g(registry_mutex());
   if (provider && *provider) {
     bool found = false;
     std::string names;
-    for (auto& im : op->impls[device_type]) {
+    for (auto& im : op->impls[slot]) {
       found |= im.provider == provider;
       names += (names.empty() ? "" : ", ") + im.provider;
     }
     if (!found)
       return set_error(VT_ERR_VALUE, "[%s] no provider '%s' on this device (available: %s)",
                        op->schema.name.c_str(), provider, names.empty() ? "none" : names.c_str());
-    op->pinned[device_type] = provider;
+    op->pinned[slot] = provider;
   } else {
-    op->pinned[device_type].clear();
+    op->pinned[slot].clear();
   }
   publish_locked(op);
   return VT_OK;
 }
 
 const char* vtrt_op_pinned(const vt_op* h, int32_t device_type) {
-  if (device_type <= 0 || device_type >= kDeviceTypes) return nullptr;
+  const int slot = device_slot(device_type);
+  if (slot < 0) return nullptr;
   std::lock_guard<std::mutex> g(registry_mutex());
-  const std::string& p = op_of(const_cast<vt_op*>(h))->pinned[device_type];
+  const std::string& p = op_of(const_cast<vt_op*>(h))->pinned[slot];
   return p.empty() ? nullptr : p.c_str();
 }
 

@@ -6,12 +6,11 @@
 #include <string>
 #include <vector>
 
+#include "device.hpp"
 #include "internal.hpp"
 #include "schema.hpp"
 
 namespace vt {
-
-constexpr int kDeviceTypes = 3;  // indexed by vt_device.type: VT_CPU=1, VT_CUDA=2
 
 struct Impl {
   std::string provider;
@@ -19,6 +18,14 @@ struct Impl {
   uint64_t seq = 0;  // registration order: among equal priorities the newest wins
   vt_kernel_fn fn = nullptr;
   void* user = nullptr;
+  Pack* pack = nullptr;
+  bool compute = false;  // a compute function: runs after the op's meta step made the outputs
+};
+
+// The op's meta step (ABI 1.1): checks, output shapes/dtypes, output allocation.
+struct Meta {
+  vt_kernel_fn fn = nullptr;
+  uint32_t flags = 0;  // VT_META_*
   Pack* pack = nullptr;
 };
 
@@ -35,7 +42,9 @@ struct Snapshot {
     vt_kernel_fn fn = nullptr;
     void* user = nullptr;
     Pack* pack = nullptr;
-  } dev[kDeviceTypes];
+    bool compute = false;
+  } dev[kDeviceSlots];  // by device slot (device.hpp)
+  Meta meta;          // holds its pack too
   Backward backward;  // the op's backward rule (device independent); holds its pack too
 };
 
@@ -44,8 +53,9 @@ struct Op {
   bool defined = false;
   bool inplace = false;  // name ends in '_': mutates argument 0 (version bump, autograd rules)
   Pack* definer = nullptr;
-  std::vector<Impl> impls[kDeviceTypes];  // guarded by registry_mutex()
-  std::string pinned[kDeviceTypes];
+  std::vector<Impl> impls[kDeviceSlots];  // by device slot; guarded by registry_mutex()
+  std::string pinned[kDeviceSlots];
+  Meta meta;  // guarded by registry_mutex(); calls read the snapshot's copy
   std::atomic<Snapshot*> snap{nullptr};
   Backward backward;  // guarded by registry_mutex(); calls read the snapshot's copy
 };
@@ -60,7 +70,7 @@ struct Staged {
   std::vector<Op*> ops;  // defined by the pack, not yet visible
   struct Kernel {
     std::string op;
-    int32_t device_type;
+    int slot;  // device slot (device.hpp)
     Impl impl;
   };
   std::vector<Kernel> kernels;
@@ -69,10 +79,17 @@ struct Staged {
     Backward bw;
   };
   std::vector<Bw> backwards;
+  struct Mt {
+    std::string op;
+    Meta meta;
+  };
+  std::vector<Mt> metas;
 };
 vt_status stage_define(Staged* st, Pack* pack, const char* schema);
 vt_status stage_kernel(Staged* st, Pack* pack, const char* op, int32_t device_type,
-                       const char* provider, int32_t priority, vt_kernel_fn fn, void* user);
+                       const char* provider, int32_t priority, vt_kernel_fn fn, void* user,
+                       bool compute);
+vt_status stage_meta(Staged* st, Pack* pack, const char* op, vt_kernel_fn fn, uint32_t flags);
 vt_status stage_backward(Staged* st, Pack* pack, const char* op, vt_backward_fn fn,
                          uint64_t save_args, uint64_t save_outs);
 void commit_staged(Staged* st, std::vector<Op*>* defined, std::vector<Op*>* provided);

@@ -9,6 +9,10 @@ vt_status host_register_kernel(vt_pack* pack, const char* op, int32_t device_typ
                                void* user);
 vt_status host_register_backward(vt_pack* pack, const char* op, vt_backward_fn fn,
                                  uint64_t save_args, uint64_t save_outs);
+vt_status host_register_meta(vt_pack* pack, const char* op, vt_kernel_fn fn, uint32_t flags);
+vt_status host_register_compute(vt_pack* pack, const char* op, int32_t device_type,
+                                const char* provider, int32_t priority, vt_kernel_fn fn,
+                                void* user);
 
 namespace {
 
@@ -20,6 +24,12 @@ vt_status host_call(vt_op* op, const vt_value* args, int32_t nargs, vt_value* ou
 
 void* host_current_stream(vt_device device) {
   return device.type == VT_CUDA ? cuda_current_stream(device) : nullptr;
+}
+
+vt_status host_record_stream(vt_tensor* t, void* stream) {
+  if (!t) return set_error(VT_ERR_VALUE, "record_stream: null tensor");
+  if (t->device.type != VT_CUDA) return VT_OK;  // only device memory is stream-ordered
+  return cuda_record_stream(t, stream);
 }
 
 const vt_host kHost = {
@@ -40,6 +50,14 @@ const vt_host kHost = {
     num_threads,
     philox_reserve,
     host_current_stream,
+    // ABI 1.1
+    host_register_meta,
+    host_register_compute,
+    promote_types,
+    result_type_scalar,
+    philox_args,
+    cuda_exchange_device,
+    host_record_stream,
 };
 
 }  // namespace

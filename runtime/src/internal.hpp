@@ -53,6 +53,10 @@ std::string dtype_name(vt_dtype d);
 std::string device_name(vt_device d);
 std::string shape_str(const int64_t* sizes, int32_t ndim);
 
+// ---- type promotion (promote.cpp) -------------------------------------------------------------
+vt_dtype promote_types(vt_dtype a, vt_dtype b);  // lanes 0 + error when there is no result
+vt_dtype result_type_scalar(vt_dtype tensor, int32_t scalar_tag);
+
 // ---- allocators (allocator.cpp) -------------------------------------------------------------------
 void* device_alloc(vt_device device, size_t nbytes);  // null + error on failure
 void device_free(vt_device device, void* ptr, size_t nbytes);
@@ -67,12 +71,31 @@ bool cuda_capturing(vt_device device);         // the current stream is being ca
 vt_status cuda_record_stream(vt_tensor* t, void* stream);
 void cuda_philox_args(vt_device device, uint64_t count, vt_philox_args* out);
 
+// Makes a CUDA call's device current for the scope of a kernel (nothing for other devices; no
+// CUDA call when it already is current).
+struct CudaDeviceGuard {
+  int32_t prev = -1;
+  bool active = false;
+  explicit CudaDeviceGuard(vt_device d) {
+    if (d.type == VT_CUDA) {
+      prev = cuda_exchange_device(d.index);
+      active = prev >= 0 && prev != d.index;
+    }
+  }
+  ~CudaDeviceGuard() {
+    if (active) cuda_exchange_device(prev);
+  }
+  CudaDeviceGuard(const CudaDeviceGuard&) = delete;
+  CudaDeviceGuard& operator=(const CudaDeviceGuard&) = delete;
+};
+
 // ---- threads (thread_pool.cpp) ----------------------------------------------------------------
 void parallel_for(int64_t begin, int64_t end, int64_t grain, vt_range_fn fn, void* closure);
 int32_t num_threads();
 
 // ---- RNG state (rng.cpp) ---------------------------------------------------------------------
 void philox_reserve(vt_device device, uint64_t count, uint64_t* seed, uint64_t* offset);
+void philox_args(vt_device device, uint64_t count, vt_philox_args* out);  // graph-safe on CUDA
 
 // ---- packs (pack_loader.cpp) ------------------------------------------------------------------
 void pack_retain(Pack* p);

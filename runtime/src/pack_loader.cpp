@@ -67,8 +67,19 @@ vt_status host_register_kernel(vt_pack* h, const char* op, int32_t device_type,
                                const char* provider, int32_t priority, vt_kernel_fn fn,
                                void* user) {
   Pack* p = registering_pack(h, "register_kernel");
-  return p ? stage_kernel(&p->staged, p, op, device_type, provider, priority, fn, user)
+  return p ? stage_kernel(&p->staged, p, op, device_type, provider, priority, fn, user, false)
            : VT_ERR_RUNTIME;
+}
+vt_status host_register_compute(vt_pack* h, const char* op, int32_t device_type,
+                                const char* provider, int32_t priority, vt_kernel_fn fn,
+                                void* user) {
+  Pack* p = registering_pack(h, "register_compute");
+  return p ? stage_kernel(&p->staged, p, op, device_type, provider, priority, fn, user, true)
+           : VT_ERR_RUNTIME;
+}
+vt_status host_register_meta(vt_pack* h, const char* op, vt_kernel_fn fn, uint32_t flags) {
+  Pack* p = registering_pack(h, "register_meta");
+  return p ? stage_meta(&p->staged, p, op, fn, flags) : VT_ERR_RUNTIME;
 }
 vt_status host_register_backward(vt_pack* h, const char* op, vt_backward_fn fn,
                                  uint64_t save_args, uint64_t save_outs) {

@@ -22,6 +22,7 @@ const char* tag_name(int32_t tag) {
     case VT_DTYPE: return "ScalarType";
     case VT_DEVICE: return "Device";
     case VT_TENSORS: return "Tensor[]";
+    case VT_SCALAR: return "Scalar";
   }
   return "?";
 }
@@ -67,6 +68,7 @@ struct Parser {
     else if (t == "str") *tag = VT_STR;
     else if (t == "ScalarType") *tag = VT_DTYPE;
     else if (t == "Device") *tag = VT_DEVICE;
+    else if (t == "Scalar") *tag = VT_SCALAR;
     else return fail("unknown type '" + t + "'");
     if (*tag == VT_TENSOR && eat("[")) {
       if (!eat("]")) return fail("expected ']'");
@@ -113,6 +115,27 @@ struct Parser {
       i = static_cast<size_t>(end - s.c_str());
       a.default_value.tag = VT_INT;
       a.default_value.v.i = v;
+    } else if (a.type == VT_SCALAR) {  // True/False, or a number: int unless it has '.'/'e'
+      if (eat("True")) {
+        a.default_value.tag = VT_BOOL;
+        a.default_value.v.b = 1;
+      } else if (eat("False")) {
+        a.default_value.tag = VT_BOOL;
+        a.default_value.v.b = 0;
+      } else {
+        char* end;
+        double v = std::strtod(s.c_str() + i, &end);
+        if (end == s.c_str() + i) return fail("bad Scalar default for '" + a.name + "'");
+        const std::string text = s.substr(i, static_cast<size_t>(end - (s.c_str() + i)));
+        i = static_cast<size_t>(end - s.c_str());
+        if (text.find_first_of(".eEni") == std::string::npos) {
+          a.default_value.tag = VT_INT;
+          a.default_value.v.i = std::strtoll(text.c_str(), nullptr, 10);
+        } else {
+          a.default_value.tag = VT_FLOAT;
+          a.default_value.v.f = v;
+        }
+      }
     } else if (a.type == VT_FLOAT) {
       char* end;
       double v = std::strtod(s.c_str() + i, &end);

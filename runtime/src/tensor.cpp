@@ -3,6 +3,7 @@
 #include <cstring>
 #include <new>
 
+#include "device.hpp"
 #include "internal.hpp"
 
 namespace vt {
@@ -12,7 +13,7 @@ size_t dtype_size(vt_dtype d) { return d.bits == 1 ? 1 : d.bits / 8; }
 bool dtype_valid(vt_dtype d) {
   if (d.lanes != 1) return false;
   switch (d.code) {
-    case VT_DL_INT: return d.bits == 8 || d.bits == 32 || d.bits == 64 || d.bits == 16;
+    case VT_DL_INT: return d.bits == 8 || d.bits == 32 || d.bits == 64;  // no int16: no kernels
     case VT_DL_UINT: return d.bits == 8;
     case VT_DL_FLOAT: return d.bits == 16 || d.bits == 32 || d.bits == 64;
     case VT_DL_BFLOAT: return d.bits == 16;
@@ -33,9 +34,10 @@ std::string dtype_name(vt_dtype d) {
 }
 
 std::string device_name(vt_device d) {
-  if (d.type == VT_CPU) return "cpu";
-  if (d.type == VT_CUDA) return "cuda:" + std::to_string(d.index);
-  return "device(" + std::to_string(d.type) + ")";
+  const int slot = device_slot(d.type);
+  if (slot < 0) return "device(" + std::to_string(d.type) + ")";
+  if (!kDevices[slot].indexed) return kDevices[slot].name;
+  return std::string(kDevices[slot].name) + ":" + std::to_string(d.index);
 }
 
 std::string shape_str(const int64_t* sizes, int32_t ndim) {
@@ -136,16 +138,24 @@ vt_tensor* vtrt_empty(const int64_t* sizes, int32_t ndim, vt_dtype dtype, vt_dev
     set_error(VT_ERR_MEMORY, "out of memory allocating a storage header");
     return nullptr;
   }
+  const int slot = device_slot(device.type);
+  if (slot < 0) {
+    delete s;
+    set_error(VT_ERR_VALUE, "empty: unknown device type %d", device.type);
+    return nullptr;
+  }
   s->device = device;
   s->nbytes = static_cast<size_t>(numel) * dtype_size(dtype);
-  s->data = device_alloc(device, s->nbytes);
-  if (!s->data) {
-    delete s;
-    return nullptr;
+  if (kDevices[slot].has_memory) {  // a meta tensor has a size in bytes but no memory
+    s->data = device_alloc(device, s->nbytes);
+    if (!s->data) {
+      delete s;
+      return nullptr;
+    }
   }
   TensorImpl* t = make_tensor(s, sizes, strides, ndim, 0, dtype);
   if (!t) {
-    device_free(device, s->data, s->nbytes);
+    if (s->data) device_free(device, s->data, s->nbytes);
     delete s;
     return nullptr;
   }
@@ -254,6 +264,8 @@ vt_status vtrt_copy_bytes(vt_tensor* dst, const vt_tensor* src) {
     return set_error(VT_ERR_VALUE, "copy_bytes: size mismatch, dst has %zu bytes, src %zu", n, m);
   if (!vtrt_is_contiguous(dst) || !vtrt_is_contiguous(src))
     return set_error(VT_ERR_VALUE, "copy_bytes: both tensors must be contiguous");
+  if (dst->device.type == VT_META || src->device.type == VT_META)
+    return set_error(VT_ERR_NOT_IMPL, "copy_bytes: a meta tensor has no data to copy");
   if (n == 0) return VT_OK;
   if (dst->device.type == VT_CPU && src->device.type == VT_CPU) {
     std::memcpy(dst->data, src->data, n);

@@ -1,9 +1,8 @@
 // ops/core/cuda/binary.cu — add, sub, mul, div for CUDA tensors (float32, float64, int64).
 //
-// Same semantics and messages as src/binary.cpp: broadcasting, any strides, 0-size, matching
-// dtypes, true division (int64 / int64 -> float32), integer wrap-around. Launched on ctx->stream.
-// Shapes: out is the broadcast of self and other; a loop of 3 operands (out, self, other).
-// Kernels first, then the launcher, then the VT_KERNEL entry points.
+// Only the arithmetic: the meta step in src/binary.cpp checks and makes the output (broadcast
+// shape, dtype; self for the in-place forms). Any strides, integer wrap-around, true division
+// (int64 / int64 -> float32). Launched on ctx->stream.
 #include <cmath>
 
 #include "strided.cuh"
@@ -46,52 +45,37 @@ __global__ void binary_strided_kernel(vt::StridedLoop<3> L, F f) {
   }
 }
 
+// The compute: core::add's meta step (src/binary.cpp) checked the arguments and made `out`
+// (possibly self, for the in-place forms).
 template <BinOp OP>
 void binary_cuda(vt::Call& c) {
   const vt_tensor* a = c.arg(0, "self").tensor();
   const vt_tensor* b = c.arg(1, "other").tensor();
+  const vt_tensor* out = c.out(0);
   const double alpha = (OP == BinOp::Add || OP == BinOp::Sub) ? c.arg(2, "alpha").float_() : 1.0;
-  c.check_same_device(a, "self", b, "other");
-  vt_cuda::check_on_cuda(c, a, "self");
-  c.check_same_dtype(a, "self", b, "other");
-  vt::check_ndim(c.op, a, "self");
-  vt::check_ndim(c.op, b, "other");
-  const bool int_div = OP == BinOp::Div && vt::is_integral(a->dtype, true);
-
-  const bool flat = vt::same_shape(a, b) && vt::is_contiguous(a) && vt::is_contiguous(b);
-  vt::Tensor out;
-  if (flat) {
-    out = c.empty(a->sizes, a->ndim, int_div ? vt::kFloat32 : a->dtype);
-  } else {
-    int64_t shape[vt::kMaxDims];
-    const int32_t ndim = vt::broadcast_shape(c.op, a, "self", b, "other", shape);
-    out = c.empty(shape, ndim, int_div ? vt::kFloat32 : a->dtype);
-  }
   const int64_t n = out->numel;
-  if (n > 0) {
-    const cudaStream_t s = vt_cuda::stream_of(c);
-    vt::dispatch(vt::types<float, double, int64_t>{}, a->dtype, c.op, [&](auto tag) {
-      using T = typename decltype(tag)::type;
-      using Out = typename std::conditional<OP == BinOp::Div && std::is_integral<T>::value, float, T>::type;
-      if (std::is_integral<T>::value && alpha != std::trunc(alpha))
-        c.fail(VT_ERR_TYPE, "alpha must be an integer for integral dtype %s, got %g", vt::dtype_name(a->dtype), alpha);
-      const BinFn<OP, T, Out> f{(T)(OP == BinOp::Sub ? -alpha : alpha)};
-      if (flat) {
-        binary_contiguous_kernel<Out, T><<<vt_cuda::blocks_for(n), vt_cuda::kThreads, 0, s>>>(
-            vt::data<Out>(out), vt::data<const T>(a), vt::data<const T>(b), n, f);
-      } else {
-        const vt_tensor* ops[3] = {out, a, b};
-        binary_strided_kernel<Out, T><<<vt_cuda::blocks_for(n), vt_cuda::kThreads, 0, s>>>(vt::loop_over<3>(c.op, ops), f);
-      }
-      vt_cuda::check_launch(c, c.op);
-    });
-  }
-  c.set_out(0, std::move(out));
+  if (n == 0) return;
+  const bool flat = vt::same_shape(a, b) && vt::same_shape(a, out) && vt::is_contiguous(a) &&
+                    vt::is_contiguous(b) && vt::is_contiguous(out);
+  const cudaStream_t s = vt_cuda::stream_of(c);
+  vt::dispatch(vt::types<float, double, int64_t>{}, a->dtype, c.op, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    using Out = typename std::conditional<OP == BinOp::Div && std::is_integral<T>::value, float, T>::type;
+    const BinFn<OP, T, Out> f{(T)(OP == BinOp::Sub ? -alpha : alpha)};
+    if (flat) {
+      binary_contiguous_kernel<Out, T><<<vt_cuda::blocks_for(n), vt_cuda::kThreads, 0, s>>>(
+          vt::data<Out>(out), vt::data<const T>(a), vt::data<const T>(b), n, f);
+    } else {
+      const vt_tensor* ops[3] = {out, a, b};
+      binary_strided_kernel<Out, T><<<vt_cuda::blocks_for(n), vt_cuda::kThreads, 0, s>>>(vt::loop_over<3>(c.op, ops), f);
+    }
+    vt_cuda::check_launch(c, c.op);
+  });
 }
 
 }  // namespace
 
-VT_KERNEL(add_cuda, "core::add") { binary_cuda<BinOp::Add>(c); }
-VT_KERNEL(sub_cuda, "core::sub") { binary_cuda<BinOp::Sub>(c); }
-VT_KERNEL(mul_cuda, "core::mul") { binary_cuda<BinOp::Mul>(c); }
-VT_KERNEL(div_cuda, "core::div") { binary_cuda<BinOp::Div>(c); }
+VT_COMPUTE(add_cuda, "core::add") { binary_cuda<BinOp::Add>(c); }
+VT_COMPUTE(sub_cuda, "core::sub") { binary_cuda<BinOp::Sub>(c); }
+VT_COMPUTE(mul_cuda, "core::mul") { binary_cuda<BinOp::Mul>(c); }
+VT_COMPUTE(div_cuda, "core::div") { binary_cuda<BinOp::Div>(c); }

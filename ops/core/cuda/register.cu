@@ -7,10 +7,14 @@ vt::KernelFn contiguous_cuda;                            // copy.cu
 vt::KernelFn fill__cuda, zeros_cuda, ones_cuda, full_cuda;  // fill.cu
 
 void core_register_cuda(vt::Registrar& r) {
-  r.impl("core::add", VT_CUDA, add_cuda);
-  r.impl("core::sub", VT_CUDA, sub_cuda);
-  r.impl("core::mul", VT_CUDA, mul_cuda);
-  r.impl("core::div", VT_CUDA, div_cuda);
+  r.compute("core::add", VT_CUDA, add_cuda);
+  r.compute("core::add_", VT_CUDA, add_cuda);
+  r.compute("core::sub", VT_CUDA, sub_cuda);
+  r.compute("core::sub_", VT_CUDA, sub_cuda);
+  r.compute("core::mul", VT_CUDA, mul_cuda);
+  r.compute("core::mul_", VT_CUDA, mul_cuda);
+  r.compute("core::div", VT_CUDA, div_cuda);
+  r.compute("core::div_", VT_CUDA, div_cuda);
   r.impl("core::contiguous", VT_CUDA, contiguous_cuda);
   r.impl("core::fill_", VT_CUDA, fill__cuda);
   r.impl("core::zeros", VT_CUDA, zeros_cuda);

@@ -11,11 +11,11 @@ vt::BackwardFn copy__backward;                                      // pointwise
 using core::OpDef;
 
 const OpDef kBaseOps[] = {
-    {"core::copy_(Tensor self, Tensor src) -> Tensor", copy__cpu, copy__backward, 0b10},
-    {"core::fill_(Tensor self, float value) -> Tensor", fill__cpu, nullptr},
-    {"core::zeros(int[] size, ScalarType? dtype=None, Device? device=None) -> Tensor", zeros_cpu, nullptr},
-    {"core::ones(int[] size, ScalarType? dtype=None, Device? device=None) -> Tensor", ones_cpu, nullptr},
-    {"core::full(int[] size, float fill_value, ScalarType? dtype=None, Device? device=None) -> Tensor", full_cpu, nullptr},
-    {"core::arange(float start, float end, float step=1.0, ScalarType? dtype=None, Device? device=None) -> Tensor", arange_cpu, nullptr},
+    {"core::copy_(Tensor self, Tensor src) -> Tensor", nullptr, copy__cpu, copy__backward, 0b10},
+    {"core::fill_(Tensor self, float value) -> Tensor", nullptr, fill__cpu, nullptr},
+    {"core::zeros(int[] size, ScalarType? dtype=None, Device? device=None) -> Tensor", nullptr, zeros_cpu, nullptr},
+    {"core::ones(int[] size, ScalarType? dtype=None, Device? device=None) -> Tensor", nullptr, ones_cpu, nullptr},
+    {"core::full(int[] size, float fill_value, ScalarType? dtype=None, Device? device=None) -> Tensor", nullptr, full_cpu, nullptr},
+    {"core::arange(float start, float end, float step=1.0, ScalarType? dtype=None, Device? device=None) -> Tensor", nullptr, arange_cpu, nullptr},
 };
 VT_OP_TABLE(kBaseOps)

@@ -7,8 +7,9 @@
 // In-place forms (add_, sub_, mul_, div_) write into self, which must already have the broadcast
 // shape; other must have self's dtype (div_ needs a floating self).
 //
-// Fast path: same shape and both contiguous -> one flat loop, no loop set-up (the 4-element add
-// of the dispatch benchmark takes this path and allocates nothing but its output).
+// Each op is a meta step (binary_meta: checks, broadcast shape, output) and a compute
+// (binary_cpu). Fast path: same shape and all contiguous -> one flat loop, no loop set-up (the
+// 4-element add of the dispatch benchmark takes this path and allocates nothing but its output).
 #include <cmath>
 
 #include "ew.hpp"
@@ -48,51 +49,52 @@ void run_binary(vt::Call& c, const vt_tensor* out, const vt_tensor* a, const vt_
   }
 }
 
+// The meta step (every device): matching devices and dtypes, the broadcast output shape (for the
+// in-place forms: other must broadcast to self), the output dtype (true division of integers
+// gives float32), and the output itself.
 template <BinOp OP, bool Inplace = false>
-void binary(vt::Call& c) {
+void binary_meta(vt::Call& c) {
   vt_tensor* a = c.arg(0, "self").tensor();
   const vt_tensor* b = c.arg(1, "other").tensor();
-  const double alpha = (OP == BinOp::Add || OP == BinOp::Sub) ? c.arg(2, "alpha").float_() : 1.0;
   c.check_same_device(a, "self", b, "other");
   c.check_same_dtype(a, "self", b, "other");
+  vt::dispatch(vt::kArithTypes, a->dtype, c.op, [](auto) {});  // refuse other dtypes here, on every device
+  if constexpr (OP == BinOp::Add || OP == BinOp::Sub) {
+    const double alpha = c.arg(2, "alpha").float_();
+    if (vt::is_integral(a->dtype, true) && alpha != std::trunc(alpha))
+      c.fail(VT_ERR_TYPE, "alpha must be an integer for integral dtype %s, got %g", vt::dtype_name(a->dtype), alpha);
+  }
   const bool int_div = OP == BinOp::Div && vt::is_integral(a->dtype, true);
-  const vt_dtype out_dtype = int_div ? vt::kFloat32 : a->dtype;
-
-  const bool flat = vt::same_shape(a, b) && vt::is_contiguous(a) && vt::is_contiguous(b);
-  vt::Tensor owned;
-  vt_tensor* out;
+  int64_t shape[vt::kMaxDims];
+  const int32_t ndim = vt::broadcast_shape(c.op, a, "self", b, "other", shape);
   if (Inplace) {
     if (int_div)
       c.fail(VT_ERR_TYPE, "result type float32 can't be cast to self's dtype %s", vt::dtype_name(a->dtype));
-    int64_t shape[vt::kMaxDims];
-    const int32_t ndim = vt::broadcast_shape(c.op, a, "self", b, "other", shape);
     bool ok = ndim == a->ndim;
     for (int32_t i = 0; ok && i < ndim; ++i) ok = shape[i] == a->sizes[i];
     if (!ok)
       c.fail(VT_ERR_VALUE, "other of shape %s cannot be broadcast to self of shape %s", vt::shape_str(b).c_str(),
              vt::shape_str(a).c_str());
-    out = a;
-  } else if (flat) {
-    owned = c.empty(a->sizes, a->ndim, out_dtype);
-    out = owned.get();
+    c.set_out_retained(0, a);
   } else {
-    int64_t shape[vt::kMaxDims];
-    const int32_t ndim = vt::broadcast_shape(c.op, a, "self", b, "other", shape);
-    owned = c.empty(shape, ndim, out_dtype);
-    out = owned.get();
+    c.set_out(0, c.empty(shape, ndim, int_div ? vt::kFloat32 : a->dtype));
   }
-  if (out->numel == 0) {
-    if (Inplace) c.set_out_retained(0, a);
-    else c.set_out(0, std::move(owned));
-    return;
-  }
+}
 
+// The CPU compute: out = self op other (out may be self).
+template <BinOp OP>
+void binary_cpu(vt::Call& c) {
+  const vt_tensor* a = c.arg(0, "self").tensor();
+  const vt_tensor* b = c.arg(1, "other").tensor();
+  const vt_tensor* out = c.out(0);
+  if (out->numel == 0) return;
+  const double alpha = (OP == BinOp::Add || OP == BinOp::Sub) ? c.arg(2, "alpha").float_() : 1.0;
+  const bool flat = vt::same_shape(a, b) && vt::same_shape(a, out) && vt::is_contiguous(a) &&
+                    vt::is_contiguous(b) && vt::is_contiguous(out);
   vt::dispatch(vt::kArithTypes, a->dtype, c.op, [&](auto tag) {
     using T = typename decltype(tag)::type;
     using A = vt::acc_t<T>;  // compute type: float for float16/bfloat16
     if constexpr (OP == BinOp::Add || OP == BinOp::Sub) {
-      if (std::is_integral<T>::value && alpha != std::trunc(alpha))
-        c.fail(VT_ERR_TYPE, "alpha must be an integer for integral dtype %s, got %g", vt::dtype_name(a->dtype), alpha);
       // sub is add with -alpha; for integers -alpha wraps exactly like torch's
       const A al = (A)(OP == BinOp::Sub ? -alpha : alpha);
       if (al == (A)1)
@@ -107,20 +109,22 @@ void binary(vt::Call& c) {
       run_binary<T, T>(c, out, a, b, flat, [](T x, T y) { return T((A)x / (A)y); });
     }
   });
-  if (Inplace) c.set_out_retained(0, a);
-  else c.set_out(0, std::move(owned));
 }
 
 }  // namespace
 
-VT_KERNEL(add_cpu, "core::add") { binary<BinOp::Add>(c); }
-VT_KERNEL(sub_cpu, "core::sub") { binary<BinOp::Sub>(c); }
-VT_KERNEL(mul_cpu, "core::mul") { binary<BinOp::Mul>(c); }
-VT_KERNEL(div_cpu, "core::div") { binary<BinOp::Div>(c); }
-VT_KERNEL(add__cpu, "core::add_") { binary<BinOp::Add, true>(c); }
-VT_KERNEL(sub__cpu, "core::sub_") { binary<BinOp::Sub, true>(c); }
-VT_KERNEL(mul__cpu, "core::mul_") { binary<BinOp::Mul, true>(c); }
-VT_KERNEL(div__cpu, "core::div_") { binary<BinOp::Div, true>(c); }
+VT_META_FN(add_meta, "core::add") { binary_meta<BinOp::Add>(c); }
+VT_META_FN(sub_meta, "core::sub") { binary_meta<BinOp::Sub>(c); }
+VT_META_FN(mul_meta, "core::mul") { binary_meta<BinOp::Mul>(c); }
+VT_META_FN(div_meta, "core::div") { binary_meta<BinOp::Div>(c); }
+VT_META_FN(add__meta, "core::add_") { binary_meta<BinOp::Add, true>(c); }
+VT_META_FN(sub__meta, "core::sub_") { binary_meta<BinOp::Sub, true>(c); }
+VT_META_FN(mul__meta, "core::mul_") { binary_meta<BinOp::Mul, true>(c); }
+VT_META_FN(div__meta, "core::div_") { binary_meta<BinOp::Div, true>(c); }
+VT_COMPUTE(add_cpu, "core::add") { binary_cpu<BinOp::Add>(c); }
+VT_COMPUTE(sub_cpu, "core::sub") { binary_cpu<BinOp::Sub>(c); }
+VT_COMPUTE(mul_cpu, "core::mul") { binary_cpu<BinOp::Mul>(c); }
+VT_COMPUTE(div_cpu, "core::div") { binary_cpu<BinOp::Div>(c); }
 
 // ---- backward rules -----------------------------------------------------------------------------
 // a + alpha*b:  da = g,  db = alpha*g  (sub: -alpha), each summed back over broadcast dims.
@@ -184,13 +188,14 @@ VT_BACKWARD(div__backward, "core::div_") {
 using core::OpDef;
 
 const OpDef kBinaryOps[] = {
-    {"core::add(Tensor self, Tensor other, float alpha=1.0) -> Tensor", add_cpu, add_backward, 0b11},
-    {"core::sub(Tensor self, Tensor other, float alpha=1.0) -> Tensor", sub_cpu, sub_backward, 0b11},
-    {"core::mul(Tensor self, Tensor other) -> Tensor", mul_cpu, mul_backward, 0b11},
-    {"core::div(Tensor self, Tensor other) -> Tensor", div_cpu, div_backward, 0b11},
-    {"core::add_(Tensor self, Tensor other, float alpha=1.0) -> Tensor", add__cpu, add__backward, 0b10},
-    {"core::sub_(Tensor self, Tensor other, float alpha=1.0) -> Tensor", sub__cpu, sub__backward, 0b10},
-    {"core::mul_(Tensor self, Tensor other) -> Tensor", mul__cpu, mul__backward, 0b10},
-    {"core::div_(Tensor self, Tensor other) -> Tensor", div__cpu, div__backward, 0b10, 0b1},
+    {"core::add(Tensor self, Tensor other, float alpha=1.0) -> Tensor", add_meta, add_cpu, add_backward, 0b11},
+    {"core::sub(Tensor self, Tensor other, float alpha=1.0) -> Tensor", sub_meta, sub_cpu, sub_backward, 0b11},
+    {"core::mul(Tensor self, Tensor other) -> Tensor", mul_meta, mul_cpu, mul_backward, 0b11},
+    {"core::div(Tensor self, Tensor other) -> Tensor", div_meta, div_cpu, div_backward, 0b11},
+    // in-place forms: the same compute, into self
+    {"core::add_(Tensor self, Tensor other, float alpha=1.0) -> Tensor", add__meta, add_cpu, add__backward, 0b10},
+    {"core::sub_(Tensor self, Tensor other, float alpha=1.0) -> Tensor", sub__meta, sub_cpu, sub__backward, 0b10},
+    {"core::mul_(Tensor self, Tensor other) -> Tensor", mul__meta, mul_cpu, mul__backward, 0b10},
+    {"core::div_(Tensor self, Tensor other) -> Tensor", div__meta, div_cpu, div__backward, 0b10, 0b1},
 };
 VT_OP_TABLE(kBinaryOps)

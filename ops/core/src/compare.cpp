@@ -104,17 +104,17 @@ VT_BACKWARD(minimum_backward, "core::minimum") { minmax_backward(g, "core::lt");
 using core::OpDef;
 
 const OpDef kCompareOps[] = {
-    {"core::eq(Tensor self, Tensor other) -> Tensor", eq_cpu},
-    {"core::ne(Tensor self, Tensor other) -> Tensor", ne_cpu},
-    {"core::lt(Tensor self, Tensor other) -> Tensor", lt_cpu},
-    {"core::le(Tensor self, Tensor other) -> Tensor", le_cpu},
-    {"core::gt(Tensor self, Tensor other) -> Tensor", gt_cpu},
-    {"core::ge(Tensor self, Tensor other) -> Tensor", ge_cpu},
-    {"core::logical_and(Tensor self, Tensor other) -> Tensor", logical_and_cpu},
-    {"core::logical_or(Tensor self, Tensor other) -> Tensor", logical_or_cpu},
-    {"core::logical_xor(Tensor self, Tensor other) -> Tensor", logical_xor_cpu},
-    {"core::logical_not(Tensor self) -> Tensor", logical_not_cpu},
-    {"core::maximum(Tensor self, Tensor other) -> Tensor", maximum_cpu, maximum_backward, 0b11},
-    {"core::minimum(Tensor self, Tensor other) -> Tensor", minimum_cpu, minimum_backward, 0b11},
+    {"core::eq(Tensor self, Tensor other) -> Tensor", nullptr, eq_cpu},
+    {"core::ne(Tensor self, Tensor other) -> Tensor", nullptr, ne_cpu},
+    {"core::lt(Tensor self, Tensor other) -> Tensor", nullptr, lt_cpu},
+    {"core::le(Tensor self, Tensor other) -> Tensor", nullptr, le_cpu},
+    {"core::gt(Tensor self, Tensor other) -> Tensor", nullptr, gt_cpu},
+    {"core::ge(Tensor self, Tensor other) -> Tensor", nullptr, ge_cpu},
+    {"core::logical_and(Tensor self, Tensor other) -> Tensor", nullptr, logical_and_cpu},
+    {"core::logical_or(Tensor self, Tensor other) -> Tensor", nullptr, logical_or_cpu},
+    {"core::logical_xor(Tensor self, Tensor other) -> Tensor", nullptr, logical_xor_cpu},
+    {"core::logical_not(Tensor self) -> Tensor", nullptr, logical_not_cpu},
+    {"core::maximum(Tensor self, Tensor other) -> Tensor", nullptr, maximum_cpu, maximum_backward, 0b11},
+    {"core::minimum(Tensor self, Tensor other) -> Tensor", nullptr, minimum_cpu, minimum_backward, 0b11},
 };
 VT_OP_TABLE(kCompareOps)

@@ -776,21 +776,21 @@ VT_BACKWARD(index_put_backward, "core::index_put") {
 using core::OpDef;
 
 const OpDef kIndexOps[] = {
-    {"core::index_select(Tensor self, int dim, Tensor index) -> Tensor", index_select_cpu, index_select_backward, 0b101},
-    {"core::index_add(Tensor self, int dim, Tensor index, Tensor source, float alpha=1.0) -> Tensor", index_add_cpu,
+    {"core::index_select(Tensor self, int dim, Tensor index) -> Tensor", nullptr, index_select_cpu, index_select_backward, 0b101},
+    {"core::index_add(Tensor self, int dim, Tensor index, Tensor source, float alpha=1.0) -> Tensor", nullptr, index_add_cpu,
      index_add_backward, 0b100},
-    {"core::gather(Tensor self, int dim, Tensor index) -> Tensor", gather_cpu, gather_backward, 0b101},
-    {"core::scatter_add(Tensor self, int dim, Tensor index, Tensor src) -> Tensor", scatter_add_cpu, scatter_add_backward, 0b1100},
-    {"core::masked_fill(Tensor self, Tensor mask, float value) -> Tensor", masked_fill_cpu, masked_fill_backward, 0b11},
-    {"core::embedding(Tensor weight, Tensor indices) -> Tensor", embedding_cpu, embedding_backward_rule, 0b11},
-    {"core::embedding_backward(Tensor grad, Tensor indices, int num_weights) -> Tensor", embedding_backward_cpu,
+    {"core::gather(Tensor self, int dim, Tensor index) -> Tensor", nullptr, gather_cpu, gather_backward, 0b101},
+    {"core::scatter_add(Tensor self, int dim, Tensor index, Tensor src) -> Tensor", nullptr, scatter_add_cpu, scatter_add_backward, 0b1100},
+    {"core::masked_fill(Tensor self, Tensor mask, float value) -> Tensor", nullptr, masked_fill_cpu, masked_fill_backward, 0b11},
+    {"core::embedding(Tensor weight, Tensor indices) -> Tensor", nullptr, embedding_cpu, embedding_backward_rule, 0b11},
+    {"core::embedding_backward(Tensor grad, Tensor indices, int num_weights) -> Tensor", nullptr, embedding_backward_cpu,
      embedding_backward_backward, 0b10},
-    {"core::one_hot(Tensor indices, int num_classes=-1) -> Tensor", one_hot_cpu},
-    {"core::nonzero(Tensor self) -> Tensor", nonzero_cpu},
-    {"core::index(Tensor self, Tensor[] indices) -> Tensor", index_cpu, index_backward, 0b11},
-    {"core::index_put(Tensor self, Tensor[] indices, Tensor values, bool accumulate=False) -> Tensor", index_put_cpu,
+    {"core::one_hot(Tensor indices, int num_classes=-1) -> Tensor", nullptr, one_hot_cpu},
+    {"core::nonzero(Tensor self) -> Tensor", nullptr, nonzero_cpu},
+    {"core::index(Tensor self, Tensor[] indices) -> Tensor", nullptr, index_cpu, index_backward, 0b11},
+    {"core::index_put(Tensor self, Tensor[] indices, Tensor values, bool accumulate=False) -> Tensor", nullptr, index_put_cpu,
      index_put_backward, 0b110},
-    {"core::index_put_(Tensor self, Tensor[] indices, Tensor values, bool accumulate=False) -> Tensor", index_put__cpu,
+    {"core::index_put_(Tensor self, Tensor[] indices, Tensor values, bool accumulate=False) -> Tensor", nullptr, index_put__cpu,
      index_put_backward, 0b110},
 };
 VT_OP_TABLE(kIndexOps)

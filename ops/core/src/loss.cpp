@@ -302,9 +302,9 @@ using core::OpDef;
 
 const OpDef kLossOps[] = {
     {"core::cross_entropy(Tensor input, Tensor target, int ignore_index=-100, float label_smoothing=0.0, "
-     "str reduction='mean') -> (Tensor, Tensor)", cross_entropy_cpu, cross_entropy_bw_rule, 0b11, 0b10},
+     "str reduction='mean') -> (Tensor, Tensor)", nullptr, cross_entropy_cpu, cross_entropy_bw_rule, 0b11, 0b10},
     {"core::cross_entropy_backward(Tensor grad_output, Tensor input, Tensor target, Tensor lse, int ignore_index, "
-     "float label_smoothing, str reduction) -> Tensor", cross_entropy_backward_cpu},
-    {"core::mse_loss(Tensor input, Tensor target, str reduction='mean') -> Tensor", mse_loss_cpu, mse_loss_bw_rule, 0b11, 0},
+     "float label_smoothing, str reduction) -> Tensor", nullptr, cross_entropy_backward_cpu},
+    {"core::mse_loss(Tensor input, Tensor target, str reduction='mean') -> Tensor", nullptr, mse_loss_cpu, mse_loss_bw_rule, 0b11, 0},
 };
 VT_OP_TABLE(kLossOps)

@@ -481,10 +481,10 @@ VT_BACKWARD(addmm_backward, "core::addmm") {
 using core::OpDef;
 
 const OpDef kMatmulOps[] = {
-    {"core::matmul(Tensor self, Tensor other) -> Tensor", matmul_cpu, matmul_backward, 0b11, 0},
-    {"core::bmm(Tensor self, Tensor mat2) -> Tensor", bmm_cpu, bmm_backward, 0b11, 0},
-    {"core::addmm(Tensor self, Tensor mat1, Tensor mat2, *, float beta=1.0, float alpha=1.0) -> Tensor", addmm_cpu,
+    {"core::matmul(Tensor self, Tensor other) -> Tensor", nullptr, matmul_cpu, matmul_backward, 0b11, 0},
+    {"core::bmm(Tensor self, Tensor mat2) -> Tensor", nullptr, bmm_cpu, bmm_backward, 0b11, 0},
+    {"core::addmm(Tensor self, Tensor mat1, Tensor mat2, *, float beta=1.0, float alpha=1.0) -> Tensor", nullptr, addmm_cpu,
      addmm_backward, 0b111, 0},
-    {"core::linear(Tensor input, Tensor weight, Tensor? bias=None) -> Tensor", linear_cpu, linear_backward, 0b111, 0},
+    {"core::linear(Tensor input, Tensor weight, Tensor? bias=None) -> Tensor", nullptr, linear_cpu, linear_backward, 0b111, 0},
 };
 VT_OP_TABLE(kMatmulOps)

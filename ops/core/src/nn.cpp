@@ -305,14 +305,14 @@ VT_BACKWARD(dropout_backward_bw_rule, "core::dropout_backward") {  // linear in 
 using core::OpDef;
 
 const OpDef kNNOps[] = {
-    {"core::softmax(Tensor self, int dim) -> Tensor", softmax_cpu, softmax_bw_rule, 0, 0b1},
-    {"core::log_softmax(Tensor self, int dim) -> Tensor", log_softmax_cpu, log_softmax_bw_rule, 0, 0b1},
-    {"core::softmax_backward(Tensor grad_output, Tensor output, int dim) -> Tensor", softmax_backward_cpu,
+    {"core::softmax(Tensor self, int dim) -> Tensor", nullptr, softmax_cpu, softmax_bw_rule, 0, 0b1},
+    {"core::log_softmax(Tensor self, int dim) -> Tensor", nullptr, log_softmax_cpu, log_softmax_bw_rule, 0, 0b1},
+    {"core::softmax_backward(Tensor grad_output, Tensor output, int dim) -> Tensor", nullptr, softmax_backward_cpu,
      softmax_backward_bw_rule, 0b11, 0},
-    {"core::log_softmax_backward(Tensor grad_output, Tensor output, int dim) -> Tensor", log_softmax_backward_cpu,
+    {"core::log_softmax_backward(Tensor grad_output, Tensor output, int dim) -> Tensor", nullptr, log_softmax_backward_cpu,
      log_softmax_backward_bw_rule, 0b11, 0},
-    {"core::dropout(Tensor input, float p, bool train=True) -> (Tensor, Tensor)", dropout_cpu, dropout_bw_rule, 0, 0b10},
-    {"core::dropout_backward(Tensor grad_output, Tensor mask, float scale) -> Tensor", dropout_backward_cpu,
+    {"core::dropout(Tensor input, float p, bool train=True) -> (Tensor, Tensor)", nullptr, dropout_cpu, dropout_bw_rule, 0, 0b10},
+    {"core::dropout_backward(Tensor grad_output, Tensor mask, float scale) -> Tensor", nullptr, dropout_backward_cpu,
      dropout_backward_bw_rule, 0b10, 0},
 };
 VT_OP_TABLE(kNNOps)

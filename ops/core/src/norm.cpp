@@ -313,12 +313,12 @@ using core::OpDef;
 
 const OpDef kNormOps[] = {
     {"core::layer_norm(Tensor input, int[] normalized_shape, Tensor? weight=None, Tensor? bias=None, float eps=1e-05)"
-     " -> (Tensor, Tensor, Tensor)", layer_norm_cpu, layer_norm_bw_rule, 0b1101, 0b110},
+     " -> (Tensor, Tensor, Tensor)", nullptr, layer_norm_cpu, layer_norm_bw_rule, 0b1101, 0b110},
     {"core::rms_norm(Tensor input, int[] normalized_shape, Tensor? weight=None, float? eps=None) -> (Tensor, Tensor)",
-     rms_norm_cpu, rms_norm_bw_rule, 0b101, 0b10},
+     nullptr, rms_norm_cpu, rms_norm_bw_rule, 0b101, 0b10},
     {"core::layer_norm_backward(Tensor grad_out, Tensor input, int[] normalized_shape, Tensor mean, Tensor rstd, "
-     "Tensor? weight=None, Tensor? bias=None) -> (Tensor, Tensor, Tensor)", layer_norm_backward_cpu},
+     "Tensor? weight=None, Tensor? bias=None) -> (Tensor, Tensor, Tensor)", nullptr, layer_norm_backward_cpu},
     {"core::rms_norm_backward(Tensor grad_out, Tensor input, int[] normalized_shape, Tensor rstd, "
-     "Tensor? weight=None) -> (Tensor, Tensor)", rms_norm_backward_cpu},
+     "Tensor? weight=None) -> (Tensor, Tensor)", nullptr, rms_norm_backward_cpu},
 };
 VT_OP_TABLE(kNormOps)

@@ -150,8 +150,8 @@ using core::OpDef;
 
 const OpDef kOptimOps[] = {
     {"core::adamw_(Tensor param, Tensor grad, Tensor exp_avg, Tensor exp_avg_sq, float lr, float beta1, float beta2, "
-     "float eps, float weight_decay, int step) -> Tensor", adamw__cpu},
+     "float eps, float weight_decay, int step) -> Tensor", nullptr, adamw__cpu},
     {"core::sgd_(Tensor param, Tensor grad, Tensor? momentum_buffer, float lr, float momentum=0.0, "
-     "float dampening=0.0, float weight_decay=0.0, bool nesterov=False) -> Tensor", sgd__cpu},
+     "float dampening=0.0, float weight_decay=0.0, bool nesterov=False) -> Tensor", nullptr, sgd__cpu},
 };
 VT_OP_TABLE(kOptimOps)

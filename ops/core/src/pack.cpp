@@ -8,7 +8,6 @@
 
 #include "core.hpp"
 
-#include <cstring>
 
 // One table per family file (see core.hpp); adding a family = one line here and one in kTables.
 core::OpTable kBaseOps_table();  // base.cpp: the issue-2 set (binary, reductions, matmul, ...)
@@ -51,17 +50,6 @@ core::OpTable (*const kTables[])() = {
     kIndexOps_table,
 };
 
-// Kernels that only make a view through host->as_strided touch no memory, so the same function
-// serves every device.
-bool is_pure_view(const char* schema) {
-  static const char* const kViews[] = {"core::view(", "core::permute(", "core::transpose(",
-                                       "core::expand(", "core::slice(", "core::select(",
-                                       "core::squeeze(", "core::unsqueeze(", "core::as_strided("};
-  for (const char* v : kViews)
-    if (std::strncmp(schema, v, std::strlen(v)) == 0) return true;
-  return false;
-}
-
 vt_status core_init(const vt_host* host, vt_pack* pack) {
   char name[256];
   return vt::init_guard(host, "core", [&] {
@@ -70,8 +58,12 @@ vt_status core_init(const vt_host* host, vt_pack* pack) {
       core::OpTable t = table();
       for (size_t i = 0; i < t.count; ++i) {
         const core::OpDef& op = t.ops[i];
-        r.def(op.schema, VT_CPU, op.cpu, op.backward, op.save_args, op.save_outs);
-        if (is_pure_view(op.schema)) r.impl(vt::op_name_of(op.schema, name, sizeof name), VT_CUDA, op.cpu);
+        if (!op.meta) {  // a whole kernel: output shape depends on the data
+          r.def(op.schema, VT_CPU, op.cpu, op.backward, op.save_args, op.save_outs);
+          continue;
+        }
+        r.define(op.schema, op.meta, op.backward, op.save_args, op.save_outs, op.flags);
+        if (op.cpu) r.compute(vt::op_name_of(op.schema, name, sizeof name), VT_CPU, op.cpu);
       }
     }
 #ifdef VT_WITH_CUDA

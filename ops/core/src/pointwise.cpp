@@ -165,9 +165,9 @@ VT_BACKWARD(copy__backward, "core::copy_") {
 using core::OpDef;
 
 const OpDef kPointwiseOps[] = {
-    {"core::sum_to_size(Tensor self, int[] size) -> Tensor", sum_to_size_cpu, sum_to_size_backward, 0b1},
-    {"core::to_dtype(Tensor self, ScalarType dtype) -> Tensor", to_dtype_cpu, to_dtype_backward, 0b1},
-    {"core::where(Tensor condition, Tensor self, Tensor other) -> Tensor", where_cpu, where_backward, 0b111},
-    {"core::zero_(Tensor self) -> Tensor", zero__cpu, nullptr},
+    {"core::sum_to_size(Tensor self, int[] size) -> Tensor", nullptr, sum_to_size_cpu, sum_to_size_backward, 0b1},
+    {"core::to_dtype(Tensor self, ScalarType dtype) -> Tensor", nullptr, to_dtype_cpu, to_dtype_backward, 0b1},
+    {"core::where(Tensor condition, Tensor self, Tensor other) -> Tensor", nullptr, where_cpu, where_backward, 0b111},
+    {"core::zero_(Tensor self) -> Tensor", nullptr, zero__cpu, nullptr},
 };
 VT_OP_TABLE(kPointwiseOps)

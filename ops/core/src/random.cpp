@@ -201,11 +201,11 @@ VT_KERNEL(randperm_cpu, "core::randperm") {
 using core::OpDef;
 
 const OpDef kRandomOps[] = {
-    {"core::normal(int[] size, float mean=0.0, float std=1.0, ScalarType? dtype=None, Device? device=None) -> Tensor", normal_cpu},
-    {"core::uniform(int[] size, float low=0.0, float high=1.0, ScalarType? dtype=None, Device? device=None) -> Tensor", uniform_cpu},
-    {"core::normal_(Tensor self, float mean=0.0, float std=1.0) -> Tensor", normal__cpu},
-    {"core::uniform_(Tensor self, float low=0.0, float high=1.0) -> Tensor", uniform__cpu},
-    {"core::randint(int low, int high, int[] size, ScalarType? dtype=None, Device? device=None) -> Tensor", randint_cpu},
-    {"core::randperm(int n, ScalarType? dtype=None, Device? device=None) -> Tensor", randperm_cpu},
+    {"core::normal(int[] size, float mean=0.0, float std=1.0, ScalarType? dtype=None, Device? device=None) -> Tensor", nullptr, normal_cpu},
+    {"core::uniform(int[] size, float low=0.0, float high=1.0, ScalarType? dtype=None, Device? device=None) -> Tensor", nullptr, uniform_cpu},
+    {"core::normal_(Tensor self, float mean=0.0, float std=1.0) -> Tensor", nullptr, normal__cpu},
+    {"core::uniform_(Tensor self, float low=0.0, float high=1.0) -> Tensor", nullptr, uniform__cpu},
+    {"core::randint(int low, int high, int[] size, ScalarType? dtype=None, Device? device=None) -> Tensor", nullptr, randint_cpu},
+    {"core::randperm(int n, ScalarType? dtype=None, Device? device=None) -> Tensor", nullptr, randperm_cpu},
 };
 VT_OP_TABLE(kRandomOps)

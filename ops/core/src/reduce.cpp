@@ -1277,18 +1277,18 @@ VT_BACKWARD(cumsum_backward, "core::cumsum") {
 using core::OpDef;
 
 const OpDef kReduceOps[] = {
-    {"core::sum(Tensor self, int[] dim=[], bool keepdim=False, ScalarType? dtype=None) -> Tensor", sum_cpu, sum_backward, 1},
-    {"core::mean(Tensor self, int[] dim=[], bool keepdim=False, ScalarType? dtype=None) -> Tensor", mean_cpu, mean_backward, 1},
-    {"core::var(Tensor self, int[] dim=[], int correction=1, bool keepdim=False) -> Tensor", var_cpu, var_backward, 1},
-    {"core::std(Tensor self, int[] dim=[], int correction=1, bool keepdim=False) -> Tensor", std_cpu, std_backward, 1},
-    {"core::max_dim(Tensor self, int dim, bool keepdim=False) -> (Tensor, Tensor)", max_dim_cpu, ext_dim_backward, 1, 2},
-    {"core::min_dim(Tensor self, int dim, bool keepdim=False) -> (Tensor, Tensor)", min_dim_cpu, ext_dim_backward, 1, 2},
-    {"core::max(Tensor self) -> Tensor", max_cpu, max_backward, 1},
-    {"core::min(Tensor self) -> Tensor", min_cpu, min_backward, 1},
-    {"core::argmax(Tensor self, int? dim=None, bool keepdim=False) -> Tensor", argmax_cpu},
-    {"core::argmin(Tensor self, int? dim=None, bool keepdim=False) -> Tensor", argmin_cpu},
-    {"core::logsumexp(Tensor self, int[] dim=[], bool keepdim=False) -> Tensor", logsumexp_cpu, logsumexp_backward, 1},
-    {"core::norm(Tensor self, float p=2.0, int[] dim=[], bool keepdim=False) -> Tensor", norm_cpu, norm_backward, 1},
-    {"core::cumsum(Tensor self, int dim, ScalarType? dtype=None) -> Tensor", cumsum_cpu, cumsum_backward, 1},
+    {"core::sum(Tensor self, int[] dim=[], bool keepdim=False, ScalarType? dtype=None) -> Tensor", nullptr, sum_cpu, sum_backward, 1},
+    {"core::mean(Tensor self, int[] dim=[], bool keepdim=False, ScalarType? dtype=None) -> Tensor", nullptr, mean_cpu, mean_backward, 1},
+    {"core::var(Tensor self, int[] dim=[], int correction=1, bool keepdim=False) -> Tensor", nullptr, var_cpu, var_backward, 1},
+    {"core::std(Tensor self, int[] dim=[], int correction=1, bool keepdim=False) -> Tensor", nullptr, std_cpu, std_backward, 1},
+    {"core::max_dim(Tensor self, int dim, bool keepdim=False) -> (Tensor, Tensor)", nullptr, max_dim_cpu, ext_dim_backward, 1, 2},
+    {"core::min_dim(Tensor self, int dim, bool keepdim=False) -> (Tensor, Tensor)", nullptr, min_dim_cpu, ext_dim_backward, 1, 2},
+    {"core::max(Tensor self) -> Tensor", nullptr, max_cpu, max_backward, 1},
+    {"core::min(Tensor self) -> Tensor", nullptr, min_cpu, min_backward, 1},
+    {"core::argmax(Tensor self, int? dim=None, bool keepdim=False) -> Tensor", nullptr, argmax_cpu},
+    {"core::argmin(Tensor self, int? dim=None, bool keepdim=False) -> Tensor", nullptr, argmin_cpu},
+    {"core::logsumexp(Tensor self, int[] dim=[], bool keepdim=False) -> Tensor", nullptr, logsumexp_cpu, logsumexp_backward, 1},
+    {"core::norm(Tensor self, float p=2.0, int[] dim=[], bool keepdim=False) -> Tensor", nullptr, norm_cpu, norm_backward, 1},
+    {"core::cumsum(Tensor self, int dim, ScalarType? dtype=None) -> Tensor", nullptr, cumsum_cpu, cumsum_backward, 1},
 };
 VT_OP_TABLE(kReduceOps)

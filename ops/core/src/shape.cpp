@@ -186,10 +186,10 @@ VT_KERNEL(eye_cpu, "core::eye") {
 using core::OpDef;
 
 const OpDef kShapeOps[] = {
-    {"core::cat(Tensor[] tensors, int dim=0) -> Tensor", cat_cpu, cat_backward, 1},
-    {"core::tril(Tensor self, int diagonal=0) -> Tensor", tril_cpu, tril_backward},
-    {"core::triu(Tensor self, int diagonal=0) -> Tensor", triu_cpu, triu_backward},
-    {"core::linspace(float start, float end, int steps, ScalarType? dtype=None, Device? device=None) -> Tensor", linspace_cpu},
-    {"core::eye(int n, int? m=None, ScalarType? dtype=None, Device? device=None) -> Tensor", eye_cpu},
+    {"core::cat(Tensor[] tensors, int dim=0) -> Tensor", nullptr, cat_cpu, cat_backward, 1},
+    {"core::tril(Tensor self, int diagonal=0) -> Tensor", nullptr, tril_cpu, tril_backward},
+    {"core::triu(Tensor self, int diagonal=0) -> Tensor", nullptr, triu_cpu, triu_backward},
+    {"core::linspace(float start, float end, int steps, ScalarType? dtype=None, Device? device=None) -> Tensor", nullptr, linspace_cpu},
+    {"core::eye(int n, int? m=None, ScalarType? dtype=None, Device? device=None) -> Tensor", nullptr, eye_cpu},
 };
 VT_OP_TABLE(kShapeOps)

@@ -395,6 +395,12 @@ class Arg {
   vt_int_list ints() const { expect(VT_INTS, "int[]"); return v_->v.ints; }
   const char* str() const { expect(VT_STR, "str"); return v_->v.s; }
   vt_dtype dtype() const { expect(VT_DTYPE, "ScalarType"); return v_->v.dtype; }
+  // a `Scalar` argument: its value with the Python type it came as (VT_BOOL, VT_INT or VT_FLOAT)
+  vt_value scalar() const {
+    if (v_->tag != VT_INT && v_->tag != VT_FLOAT && v_->tag != VT_BOOL)
+      expect(VT_FLOAT, "Scalar");
+    return *v_;
+  }
   vt_device device() const { expect(VT_DEVICE, "Device"); return v_->v.device; }
   // optionals: the default when the value is None
   int64_t int_or(int64_t d) const { return is_none() ? d : int_(); }
@@ -436,6 +442,14 @@ class Call {
       __attribute__((format(printf, 3, 4)))
 #endif
       ;
+
+  // Output i as the meta step made it (in a compute function).
+  vt_tensor* out(int32_t i) const {
+    if (i >= nouts || outs[i].tag != VT_TENSOR || !outs[i].v.t)
+      fail(VT_ERR_RUNTIME, "output %d was not made by the meta step", i);
+    return outs[i].v.t;
+  }
+  bool is_meta() const { return ctx->device.type == VT_META; }
 
   // Outputs are allocated on the device the call was dispatched to.
   Tensor empty(const int64_t* sizes, int32_t ndim, vt_dtype dtype) const {
@@ -533,6 +547,12 @@ using KernelFn = std::remove_pointer<vt_kernel_fn>::type;
   }                                                                                                \
   static void fn##_body(::vt::Call& c)
 
+// An op's meta step and its compute functions are VT_KERNELs too (same signature); the names say
+// which half they are. A meta step makes outputs with c.empty/c.set_out and never touches data; a
+// compute function reads c.out(i) and only computes.
+#define VT_META_FN(fn, opname) VT_KERNEL(fn, opname)
+#define VT_COMPUTE(fn, opname) VT_KERNEL(fn, opname)
+
 // ================================================================================================
 // 6. Registration, for vt_oppack_init. Every call throws vt::Error(status) when the host refuses
 //    (the host set the message); `vt::init_guard` turns that back into a status.
@@ -570,8 +590,30 @@ class Registrar {
     check(host->register_kernel(pack, op_name, device, provider, priority, fn, user));
   }
 
+  // ABI 1.1: define an op with its meta step (checks, output shapes/dtypes, allocation), its
+  // backward rule, and flags (VT_META_COMPLETE: the meta step is the whole op on every device).
+  void define(const char* schema, vt_kernel_fn meta, vt_backward_fn backward = nullptr,
+              uint64_t save_args = 0, uint64_t save_outs = 0, uint32_t flags = 0) {
+    require_1_1("define");
+    check(host->define_op(pack, schema));
+    char name[256];
+    op_name_of(schema, name, sizeof(name));
+    check(host->register_meta(pack, name, meta, flags));
+    if (backward) check(host->register_backward(pack, name, backward, save_args, save_outs));
+  }
+  // ABI 1.1: the compute of an op (this pack's or another's) on `device`, under this provider.
+  void compute(const char* op_name, int32_t device, vt_kernel_fn fn, void* user = nullptr) {
+    require_1_1("compute");
+    check(host->register_compute(pack, op_name, device, provider, priority, fn, user));
+  }
+
  private:
   static void check(vt_status s) { if (s != VT_OK) throw Error(s); }
+  void require_1_1(const char* what) const {
+    if (!VT_HOST_HAS(host, register_compute))
+      fail(VT_ERR_ABI, "Registrar::%s needs a host of ABI 1.1 or newer (this host is %u.%u)", what,
+           (unsigned)host->abi_major, (unsigned)host->abi_minor);
+  }
 };
 
 // Runs an init body that may throw; returns its status. The host rolls back every registration

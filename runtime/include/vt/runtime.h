@@ -157,6 +157,10 @@ vt_status vtrt_backward(vt_tensor* const* roots, vt_tensor* const* grads, int32_
                         int32_t retain_graph, int32_t create_graph, vt_tensor* const* inputs,
                         int32_t ninputs, vt_tensor** out_grads);
 
+/* ---- type promotion (torch's rules; the only implementation) ----------------------------- */
+vt_dtype vtrt_promote_types(vt_dtype a, vt_dtype b); /* lanes == 0 (+ error) when unsupported */
+vt_dtype vtrt_result_type_scalar(vt_dtype tensor, int32_t scalar_tag); /* VT_BOOL/INT/FLOAT */
+
 /* ---- threads and RNG ------------------------------------------------------------------------ */
 void vtrt_set_num_threads(int32_t n);
 int32_t vtrt_get_num_threads(void);
@@ -167,4 +171,6 @@ const vt_host* vtrt_host(void);
 #ifdef __cplusplus
 }
 #endif
+
+#include "vt/runtime_cuda.h" /* streams, events, caching allocators, graphs (vibetensor.cuda) */
 #endif /* VT_RUNTIME_H_ */
