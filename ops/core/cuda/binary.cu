@@ -1,75 +1,49 @@
-// ops/core/cuda/binary.cu — add, sub, mul, div for CUDA tensors (float32, float64, int64).
+// ops/core/cuda/binary.cu — the CUDA compute of add, sub, mul, div (and add_, sub_, mul_, div_).
 //
-// Only the arithmetic: the meta step in src/binary.cpp checks and makes the output (broadcast
-// shape, dtype; self for the in-place forms). Any strides, integer wrap-around, true division
-// (int64 / int64 -> float32). Launched on ctx->stream.
-#include <cmath>
-
-#include "strided.cuh"
+// Only the arithmetic: the meta step in src/binary.cpp checks the arguments and makes the output
+// (broadcast shape, dtype; self for the in-place forms). Written on the SDK's launcher
+// (vt/cuda/elementwise.cuh): contiguous operands get 16-byte vectorised loads, anything else
+// (broadcast, any strides) the strided kernel. float16/bfloat16 compute in float; integers wrap
+// (unsigned arithmetic); int / int is true division into float32, as on cpu.
+#include "vt/cuda/elementwise.cuh"
 
 namespace {
 
 enum class BinOp { Add, Sub, Mul, Div };
 
-// out = op(x, y); Add/Sub carry alpha (already negated for Sub). Integers wrap (unsigned math).
-template <BinOp OP, class T, class Out>
+// out = op(x, y); add/sub carry alpha (negated for sub)
+template <BinOp OP, class T>
 struct BinFn {
-  T alpha;
+  using A = vt::cuda::acc_t<T>;
+  A alpha;
+  using Out = typename std::conditional<OP == BinOp::Div && std::is_integral<T>::value, float, T>::type;
   __device__ __forceinline__ Out operator()(T x, T y) const {
-    if constexpr (OP == BinOp::Div) {
-      if constexpr (std::is_integral<T>::value) return (float)x / (float)y;
-      else return x / y;
+    if constexpr (OP == BinOp::Div && std::is_integral<T>::value) {
+      return (float)x / (float)y;
     } else if constexpr (std::is_integral<T>::value) {
       using U = typename std::make_unsigned<T>::type;
       if constexpr (OP == BinOp::Mul) return (T)((U)x * (U)y);
       else return (T)((U)x + (U)alpha * (U)y);
+    } else if constexpr (OP == BinOp::Mul) {
+      return T((A)x * (A)y);
+    } else if constexpr (OP == BinOp::Div) {
+      return T((A)x / (A)y);
     } else {
-      if constexpr (OP == BinOp::Mul) return x * y;
-      else return x + alpha * y;
+      return T((A)x + alpha * (A)y);
     }
   }
 };
 
-template <class Out, class T, class F>
-__global__ void binary_contiguous_kernel(Out* out, const T* a, const T* b, int64_t n, F f) {
-  for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
-    out[i] = f(a[i], b[i]);
-}
-
-template <class Out, class T, class F>
-__global__ void binary_strided_kernel(vt::StridedLoop<3> L, F f) {
-  for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < L.numel; i += (int64_t)gridDim.x * blockDim.x) {
-    char* p[3];
-    vt_cuda::element_ptrs(L, i, p);
-    *reinterpret_cast<Out*>(p[0]) = f(*reinterpret_cast<const T*>(p[1]), *reinterpret_cast<const T*>(p[2]));
-  }
-}
-
-// The compute: core::add's meta step (src/binary.cpp) checked the arguments and made `out`
-// (possibly self, for the in-place forms).
 template <BinOp OP>
 void binary_cuda(vt::Call& c) {
   const vt_tensor* a = c.arg(0, "self").tensor();
   const vt_tensor* b = c.arg(1, "other").tensor();
   const vt_tensor* out = c.out(0);
   const double alpha = (OP == BinOp::Add || OP == BinOp::Sub) ? c.arg(2, "alpha").float_() : 1.0;
-  const int64_t n = out->numel;
-  if (n == 0) return;
-  const bool flat = vt::same_shape(a, b) && vt::same_shape(a, out) && vt::is_contiguous(a) &&
-                    vt::is_contiguous(b) && vt::is_contiguous(out);
-  const cudaStream_t s = vt_cuda::stream_of(c);
-  vt::dispatch(vt::types<float, double, int64_t>{}, a->dtype, c.op, [&](auto tag) {
+  vt::cuda::dispatch(vt::kArithTypes, a->dtype, c.op, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    using Out = typename std::conditional<OP == BinOp::Div && std::is_integral<T>::value, float, T>::type;
-    const BinFn<OP, T, Out> f{(T)(OP == BinOp::Sub ? -alpha : alpha)};
-    if (flat) {
-      binary_contiguous_kernel<Out, T><<<vt_cuda::blocks_for(n), vt_cuda::kThreads, 0, s>>>(
-          vt::data<Out>(out), vt::data<const T>(a), vt::data<const T>(b), n, f);
-    } else {
-      const vt_tensor* ops[3] = {out, a, b};
-      binary_strided_kernel<Out, T><<<vt_cuda::blocks_for(n), vt_cuda::kThreads, 0, s>>>(vt::loop_over<3>(c.op, ops), f);
-    }
-    vt_cuda::check_launch(c, c.op);
+    using F = BinFn<OP, T>;
+    vt::cuda::elementwise<typename F::Out, T, T>(c, F{(typename F::A)(OP == BinOp::Sub ? -alpha : alpha)}, out, a, b);
   });
 }
 

@@ -1,45 +1,98 @@
-// ops/core/cuda/copy.cu — contiguous for CUDA tensors: a new contiguous copy, any dtype.
+// ops/core/cuda/copy.cu — the CUDA compute of contiguous and copy_ (both on one CUDA device).
 //
-// A contiguous source is one cudaMemcpyAsync; otherwise a strided gather that moves raw
-// elements of 1, 2, 4 or 8 bytes (so every dtype shares four kernel instantiations).
-#include <cstring>
-
-#include "strided.cuh"
+// The meta steps (src/copy.cpp) check the arguments and make the output (self for copy_).
+// Same dtype: one cudaMemcpyAsync when both sides are contiguous with one shape, else a strided
+// move of raw 1/2/4/8-byte elements (every dtype shares four kernel pairs; src broadcasts).
+// Different dtypes: one kernel that converts between any two of the nine dtypes, chosen per call
+// by runtime codes (no per-pair instantiation), with the cpu's rounding: through float for the
+// 16-bit floats, "!= 0" for bool, integers exact.
+#include "vt/cuda/elementwise.cuh"
 
 namespace {
 
-template <class U>
-__global__ void gather_kernel(vt::StridedLoop<2> L) {
-  for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < L.numel; i += (int64_t)gridDim.x * blockDim.x) {
+struct Identity {
+  template <class U> __device__ __forceinline__ U operator()(U v) const { return v; }
+};
+
+// a value on its way between dtypes: integers and bools stay integers
+struct Val {
+  double f;
+  int64_t i;
+  bool is_int;
+};
+
+using ST = vt::ScalarType;
+
+__device__ __forceinline__ Val load(const char* p, ST t) {
+  switch (t) {
+    case ST::Bool: return {0, *reinterpret_cast<const bool*>(p) ? 1 : 0, true};
+    case ST::UInt8: return {0, *reinterpret_cast<const uint8_t*>(p), true};
+    case ST::Int8: return {0, *reinterpret_cast<const int8_t*>(p), true};
+    case ST::Int32: return {0, *reinterpret_cast<const int32_t*>(p), true};
+    case ST::Int64: return {0, *reinterpret_cast<const int64_t*>(p), true};
+    case ST::Float16: return {(double)__half2float(*reinterpret_cast<const __half*>(p)), 0, false};
+    case ST::BFloat16: return {(double)__bfloat162float(*reinterpret_cast<const __nv_bfloat16*>(p)), 0, false};
+    case ST::Float32: return {(double)*reinterpret_cast<const float*>(p), 0, false};
+    default: return {*reinterpret_cast<const double*>(p), 0, false};
+  }
+}
+
+template <class I>
+__device__ __forceinline__ I to_int(const Val& v) { return v.is_int ? (I)v.i : (I)v.f; }
+__device__ __forceinline__ float to_float(const Val& v) { return v.is_int ? (float)v.i : (float)v.f; }
+
+__device__ __forceinline__ void store(char* p, ST t, const Val& v) {
+  switch (t) {
+    case ST::Bool: *reinterpret_cast<bool*>(p) = v.is_int ? v.i != 0 : v.f != 0.0; break;
+    case ST::UInt8: *reinterpret_cast<uint8_t*>(p) = to_int<uint8_t>(v); break;
+    case ST::Int8: *reinterpret_cast<int8_t*>(p) = to_int<int8_t>(v); break;
+    case ST::Int32: *reinterpret_cast<int32_t*>(p) = to_int<int32_t>(v); break;
+    case ST::Int64: *reinterpret_cast<int64_t*>(p) = to_int<int64_t>(v); break;
+    case ST::Float16: *reinterpret_cast<__half*>(p) = __float2half_rn(to_float(v)); break;
+    case ST::BFloat16: *reinterpret_cast<__nv_bfloat16*>(p) = __float2bfloat16_rn(to_float(v)); break;
+    case ST::Float32: *reinterpret_cast<float*>(p) = to_float(v); break;
+    default: *reinterpret_cast<double*>(p) = v.is_int ? (double)v.i : v.f; break;
+  }
+}
+
+__global__ void __launch_bounds__(vt::cuda::kThreads) convert_kernel(vt::StridedLoop<2> L, ST dst, ST src) {
+  const int64_t step = (int64_t)gridDim.x * blockDim.x;
+  for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < L.numel; i += step) {
     char* p[2];
-    vt_cuda::element_ptrs(L, i, p);
-    *reinterpret_cast<U*>(p[0]) = *reinterpret_cast<const U*>(p[1]);
+    vt::cuda::element_ptrs(L, i, p);
+    store(p[0], dst, load(p[1], src));
+  }
+}
+
+// dst = src (broadcast to dst's shape), converting the dtype when it differs
+void copy_into(vt::Call& c, const vt_tensor* dst, const vt_tensor* src) {
+  if (dst->numel == 0 || dst == src) return;  // contiguous may hand back self
+  const int64_t es = vt::element_size(dst->dtype);
+  const vt_tensor* ops[2] = {dst, src};
+  if (!vt::same_dtype(dst->dtype, src->dtype)) {
+    vt::dispatch(vt::kAllTypes, dst->dtype, c.op, [](auto) {});  // refuse unknown dtypes by name
+    vt::dispatch(vt::kAllTypes, src->dtype, c.op, [](auto) {});
+    vt::cuda::launch(c, "convert_kernel", convert_kernel, vt::cuda::grid_for(dst->numel), vt::cuda::kThreads, 0,
+                     vt::loop_over<2>(c.op, ops), vt::scalar_type(dst->dtype), vt::scalar_type(src->dtype));
+    return;
+  }
+  if (vt::same_shape(dst, src) && vt::is_contiguous(dst) && vt::is_contiguous(src)) {
+    vt::cuda::check(c, cudaMemcpyAsync(dst->data, src->data, (size_t)(dst->numel * es), cudaMemcpyDeviceToDevice,
+                                       vt::cuda::stream(c)),
+                    "cudaMemcpyAsync");
+    return;
+  }
+  const vt::StridedLoop<2> L = vt::loop_over<2>(c.op, ops);
+  switch (es) {
+    case 1: vt::cuda::elementwise_strided<uint8_t, uint8_t>(c, L, Identity{}); break;
+    case 2: vt::cuda::elementwise_strided<uint16_t, uint16_t>(c, L, Identity{}); break;
+    case 4: vt::cuda::elementwise_strided<uint32_t, uint32_t>(c, L, Identity{}); break;
+    case 8: vt::cuda::elementwise_strided<uint64_t, uint64_t>(c, L, Identity{}); break;
+    default: c.fail(VT_ERR_NOT_IMPL, "no copy for elements of %lld bytes", (long long)es);
   }
 }
 
 }  // namespace
 
-VT_KERNEL(contiguous_cuda, "core::contiguous") {
-  const vt_tensor* self = c.arg(0, "self").tensor();
-  vt_cuda::check_on_cuda(c, self, "self");
-  vt::check_ndim(c.op, self, "self");
-  vt::Tensor out = c.empty_like(self);
-  const int64_t n = self->numel, es = vt::element_size(self->dtype);
-  const cudaStream_t s = vt_cuda::stream_of(c);
-  if (n > 0 && vt::is_contiguous(self)) {
-    vt_cuda::check_cuda(c, cudaMemcpyAsync(out->data, self->data, (size_t)(n * es), cudaMemcpyDeviceToDevice, s),
-                        "cudaMemcpyAsync");
-  } else if (n > 0) {
-    const vt_tensor* ops[2] = {out, self};
-    const vt::StridedLoop<2> L = vt::loop_over<2>(c.op, ops);
-    switch (es) {
-      case 1: gather_kernel<uint8_t><<<vt_cuda::blocks_for(n), vt_cuda::kThreads, 0, s>>>(L); break;
-      case 2: gather_kernel<uint16_t><<<vt_cuda::blocks_for(n), vt_cuda::kThreads, 0, s>>>(L); break;
-      case 4: gather_kernel<uint32_t><<<vt_cuda::blocks_for(n), vt_cuda::kThreads, 0, s>>>(L); break;
-      case 8: gather_kernel<uint64_t><<<vt_cuda::blocks_for(n), vt_cuda::kThreads, 0, s>>>(L); break;
-      default: c.fail(VT_ERR_NOT_IMPL, "no copy for elements of %lld bytes", (long long)es);
-    }
-    vt_cuda::check_launch(c, "gather_kernel");
-  }
-  c.set_out(0, std::move(out));
-}
+VT_COMPUTE(contiguous_cuda, "core::contiguous") { copy_into(c, c.out(0), c.arg(0, "self").tensor()); }
+VT_COMPUTE(copy__cuda, "core::copy_") { copy_into(c, c.out(0), c.arg(1, "src").tensor()); }

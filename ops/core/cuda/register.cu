@@ -1,9 +1,10 @@
-// ops/core/cuda/register.cu — the core pack's CUDA kernels, registered from pack.cpp's init
-// (under VT_WITH_CUDA) for ops that pack.cpp defines. One line per kernel.
+// ops/core/cuda/register.cu — the core pack's CUDA compute functions, registered from pack.cpp's
+// init (under VT_WITH_CUDA). Each op's meta step (src/*.cpp) is shared with every device; one
+// line here per op that runs on cuda.
 #include "vt/oppack.hpp"
 
-vt::KernelFn add_cuda, sub_cuda, mul_cuda, div_cuda;     // binary.cu
-vt::KernelFn contiguous_cuda;                            // copy.cu
+vt::KernelFn add_cuda, sub_cuda, mul_cuda, div_cuda;        // binary.cu
+vt::KernelFn contiguous_cuda, copy__cuda;                   // copy.cu
 vt::KernelFn fill__cuda, zeros_cuda, ones_cuda, full_cuda;  // fill.cu
 
 void core_register_cuda(vt::Registrar& r) {
@@ -15,9 +16,10 @@ void core_register_cuda(vt::Registrar& r) {
   r.compute("core::mul_", VT_CUDA, mul_cuda);
   r.compute("core::div", VT_CUDA, div_cuda);
   r.compute("core::div_", VT_CUDA, div_cuda);
-  r.impl("core::contiguous", VT_CUDA, contiguous_cuda);
-  r.impl("core::fill_", VT_CUDA, fill__cuda);
-  r.impl("core::zeros", VT_CUDA, zeros_cuda);
-  r.impl("core::ones", VT_CUDA, ones_cuda);
-  r.impl("core::full", VT_CUDA, full_cuda);
+  r.compute("core::contiguous", VT_CUDA, contiguous_cuda);
+  r.compute("core::copy_", VT_CUDA, copy__cuda);
+  r.compute("core::fill_", VT_CUDA, fill__cuda);
+  r.compute("core::zeros", VT_CUDA, zeros_cuda);
+  r.compute("core::ones", VT_CUDA, ones_cuda);
+  r.compute("core::full", VT_CUDA, full_cuda);
 }
