@@ -1,10 +1,12 @@
 // ops/core/src/compare.cpp — comparisons, logical ops, maximum/minimum on CPU.
 //
 //   eq, ne, lt, le, gt, ge (self, other) -> bool       both broadcast; one dtype (Python promotes)
+//   eq_scalar, ..., ge_scalar (self, Scalar other) -> bool   against a Python number (torch's promotion)
 //   logical_and/or/xor (self, other), logical_not(self) -> bool   nonzero is true
 //   maximum, minimum (self, other) -> self's dtype     NaN propagates (like torch); differentiable:
 //       the gradient goes to the larger (smaller) input, split evenly on ties.
 // Comparisons and logical ops have no backward rule: bool outputs never require grad.
+// Each op is a meta step (checks, broadcast shape, output) and a CPU compute into c.out(0).
 #include <cmath>
 
 #include "ew.hpp"
@@ -14,22 +16,41 @@ namespace {
 enum class Cmp { Eq, Ne, Lt, Le, Gt, Ge, And, Or, Xor, Max, Min };
 
 template <Cmp OP>
+constexpr bool kMinMax = OP == Cmp::Max || OP == Cmp::Min;
+
+// x OP y in the compute type A (comparisons and logical ops)
+template <Cmp OP, class A>
+inline bool cmp(A u, A v) {
+  switch (OP) {
+    case Cmp::Eq: return u == v;
+    case Cmp::Ne: return u != v;
+    case Cmp::Lt: return u < v;
+    case Cmp::Le: return u <= v;
+    case Cmp::Gt: return u > v;
+    case Cmp::Ge: return u >= v;
+    case Cmp::And: return u != A(0) && v != A(0);
+    case Cmp::Or: return u != A(0) || v != A(0);
+    default: return (u != A(0)) != (v != A(0));
+  }
+}
+
+// The meta step: one device and dtype, the broadcast shape; bool out (maximum/minimum: self's dtype)
+template <Cmp OP>
+void compare_meta(vt::Call& c) {
+  ew::binary_out(c, "self", "other", vt::kAllTypes, kMinMax<OP> ? vt_dtype{0, 0, 0} : vt::kBool);
+}
+
+// The CPU compute
+template <Cmp OP>
 void compare(vt::Call& c) {
-  const vt_tensor* a = c.arg(0, "self").tensor();
-  const vt_tensor* b = c.arg(1, "other").tensor();
-  c.check_same_device(a, "self", b, "other");
-  c.check_same_dtype(a, "self", b, "other");
-  const ew::Bcast bc = ew::bcast(c, a, "self", b, "other");
-  constexpr bool minmax = OP == Cmp::Max || OP == Cmp::Min;
-  vt::Tensor out = c.empty(bc.shape, bc.ndim, minmax ? a->dtype : vt::kBool);
-  vt::dispatch(vt::kAllTypes, a->dtype, c.op, [&](auto tag) {
+  vt::dispatch(vt::kAllTypes, c.args[0].v.t->dtype, c.op, [&](auto tag) {
     using T = typename decltype(tag)::type;
     using A = vt::acc_t<T>;
-    if constexpr (minmax) {
+    if constexpr (kMinMax<OP>) {
       if constexpr (std::is_same<T, bool>::value) {
-        ew::map2<T, T, T>(c, out, a, b, bc.flat, [](T x, T y) { return OP == Cmp::Max ? (x || y) : (x && y); });
+        ew::map2<T, T, T>(c, [](T x, T y) { return OP == Cmp::Max ? (x || y) : (x && y); });
       } else {
-        ew::map2<T, T, T>(c, out, a, b, bc.flat, [](T x, T y) {
+        ew::map2<T, T, T>(c, [](T x, T y) {
           const A u = (A)x, v = (A)y;
           if constexpr (std::is_floating_point<A>::value)
             if (u != u || v != v) return T(u + v);  // NaN in, NaN out
@@ -37,48 +58,77 @@ void compare(vt::Call& c) {
         });
       }
     } else {
-      ew::map2<bool, T, T>(c, out, a, b, bc.flat, [](T x, T y) {
-        const A u = (A)x, v = (A)y;
-        switch (OP) {
-          case Cmp::Eq: return u == v;
-          case Cmp::Ne: return u != v;
-          case Cmp::Lt: return u < v;
-          case Cmp::Le: return u <= v;
-          case Cmp::Gt: return u > v;
-          case Cmp::Ge: return u >= v;
-          case Cmp::And: return u != A(0) && v != A(0);
-          case Cmp::Or: return u != A(0) || v != A(0);
-          default: return (u != A(0)) != (v != A(0));
-        }
-      });
+      ew::map2<bool, T, T>(c, [](T x, T y) { return cmp<OP, A>((A)x, (A)y); });
     }
   });
-  c.set_out(0, std::move(out));
+}
+
+// ---- comparisons with a Python number: self OP other -> bool ---------------------------------------
+// Compared in the type torch would promote to (host->result_type_scalar): an int tensor with a
+// float gives float32, so `x < 2.5` compares float(x) with 2.5f; floating tensors compare with the
+// number rounded to their dtype. Integer tensors with an int number compare exactly, in int64.
+void compare_scalar_meta(vt::Call& c) {
+  ew::unary_out(c, c.arg(0, "self").tensor(), vt::kBool);
+}
+
+template <Cmp OP>
+void compare_scalar(vt::Call& c) {
+  const vt_tensor* x = c.arg(0, "self").tensor();
+  const vt_value s = c.arg(1, "other").scalar();
+  const vt_tensor* out = c.out(0);
+  const double sf = s.tag == VT_FLOAT ? s.v.f : s.tag == VT_INT ? (double)s.v.i : (double)s.v.b;
+  const int64_t si = s.tag == VT_INT ? s.v.i : (int64_t)s.v.b;
+  vt::dispatch(vt::kAllTypes, x->dtype, c.op, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    if constexpr (vt::is_reduced_float_v<T> || std::is_floating_point<T>::value) {
+      const vt::acc_t<T> v = (vt::acc_t<T>)vt::convert<T>(sf);  // the number rounded to self's dtype
+      ew::map1<bool, T>(c, out, x, [v](T a) { return cmp<OP>((vt::acc_t<T>)a, v); });
+    } else if (s.tag == VT_FLOAT) {
+      const float v = (float)sf;
+      ew::map1<bool, T>(c, out, x, [v](T a) { return cmp<OP>((float)a, v); });
+    } else {
+      ew::map1<bool, T>(c, out, x, [si](T a) { return cmp<OP>((int64_t)a, si); });
+    }
+  });
 }
 
 }  // namespace
 
-VT_KERNEL(eq_cpu, "core::eq") { compare<Cmp::Eq>(c); }
-VT_KERNEL(ne_cpu, "core::ne") { compare<Cmp::Ne>(c); }
-VT_KERNEL(lt_cpu, "core::lt") { compare<Cmp::Lt>(c); }
-VT_KERNEL(le_cpu, "core::le") { compare<Cmp::Le>(c); }
-VT_KERNEL(gt_cpu, "core::gt") { compare<Cmp::Gt>(c); }
-VT_KERNEL(ge_cpu, "core::ge") { compare<Cmp::Ge>(c); }
-VT_KERNEL(logical_and_cpu, "core::logical_and") { compare<Cmp::And>(c); }
-VT_KERNEL(logical_or_cpu, "core::logical_or") { compare<Cmp::Or>(c); }
-VT_KERNEL(logical_xor_cpu, "core::logical_xor") { compare<Cmp::Xor>(c); }
-VT_KERNEL(maximum_cpu, "core::maximum") { compare<Cmp::Max>(c); }
-VT_KERNEL(minimum_cpu, "core::minimum") { compare<Cmp::Min>(c); }
+#define VT_COMPARE(name, OP)                                                                       \
+  VT_META_FN(name##_meta, "core::" #name) { compare_meta<OP>(c); }                                 \
+  VT_COMPUTE(name##_cpu, "core::" #name) { compare<OP>(c); }
+VT_COMPARE(eq, Cmp::Eq)
+VT_COMPARE(ne, Cmp::Ne)
+VT_COMPARE(lt, Cmp::Lt)
+VT_COMPARE(le, Cmp::Le)
+VT_COMPARE(gt, Cmp::Gt)
+VT_COMPARE(ge, Cmp::Ge)
+VT_COMPARE(logical_and, Cmp::And)
+VT_COMPARE(logical_or, Cmp::Or)
+VT_COMPARE(logical_xor, Cmp::Xor)
+VT_COMPARE(maximum, Cmp::Max)
+VT_COMPARE(minimum, Cmp::Min)
+#undef VT_COMPARE
 
-VT_KERNEL(logical_not_cpu, "core::logical_not") {
+#define VT_COMPARE_SCALAR(name, OP)                                                                \
+  VT_META_FN(name##_scalar_meta, "core::" #name "_scalar") { compare_scalar_meta(c); }             \
+  VT_COMPUTE(name##_scalar_cpu, "core::" #name "_scalar") { compare_scalar<OP>(c); }
+VT_COMPARE_SCALAR(eq, Cmp::Eq)
+VT_COMPARE_SCALAR(ne, Cmp::Ne)
+VT_COMPARE_SCALAR(lt, Cmp::Lt)
+VT_COMPARE_SCALAR(le, Cmp::Le)
+VT_COMPARE_SCALAR(gt, Cmp::Gt)
+VT_COMPARE_SCALAR(ge, Cmp::Ge)
+#undef VT_COMPARE_SCALAR
+
+VT_META_FN(logical_not_meta, "core::logical_not") { ew::unary_out(c, c.arg(0, "self").tensor(), vt::kBool); }
+VT_COMPUTE(logical_not_cpu, "core::logical_not") {
   const vt_tensor* x = c.arg(0, "self").tensor();
-  vt::Tensor out = c.empty(x->sizes, x->ndim, vt::kBool);
   vt::dispatch(vt::kAllTypes, x->dtype, c.op, [&](auto tag) {
     using T = typename decltype(tag)::type;
     using A = vt::acc_t<T>;
-    ew::map1<bool, T>(c, out, x, [](T v) { return (A)v == A(0); });
+    ew::map1<bool, T>(c, c.out(0), x, [](T v) { return (A)v == A(0); });
   });
-  c.set_out(0, std::move(out));
 }
 
 // maximum: w = [a > b] + 0.5 [a == b];  da = g w,  db = g (1 - w)   (minimum: a < b)
@@ -104,17 +154,23 @@ VT_BACKWARD(minimum_backward, "core::minimum") { minmax_backward(g, "core::lt");
 using core::OpDef;
 
 const OpDef kCompareOps[] = {
-    {"core::eq(Tensor self, Tensor other) -> Tensor", nullptr, eq_cpu},
-    {"core::ne(Tensor self, Tensor other) -> Tensor", nullptr, ne_cpu},
-    {"core::lt(Tensor self, Tensor other) -> Tensor", nullptr, lt_cpu},
-    {"core::le(Tensor self, Tensor other) -> Tensor", nullptr, le_cpu},
-    {"core::gt(Tensor self, Tensor other) -> Tensor", nullptr, gt_cpu},
-    {"core::ge(Tensor self, Tensor other) -> Tensor", nullptr, ge_cpu},
-    {"core::logical_and(Tensor self, Tensor other) -> Tensor", nullptr, logical_and_cpu},
-    {"core::logical_or(Tensor self, Tensor other) -> Tensor", nullptr, logical_or_cpu},
-    {"core::logical_xor(Tensor self, Tensor other) -> Tensor", nullptr, logical_xor_cpu},
-    {"core::logical_not(Tensor self) -> Tensor", nullptr, logical_not_cpu},
-    {"core::maximum(Tensor self, Tensor other) -> Tensor", nullptr, maximum_cpu, maximum_backward, 0b11},
-    {"core::minimum(Tensor self, Tensor other) -> Tensor", nullptr, minimum_cpu, minimum_backward, 0b11},
+    {"core::eq(Tensor self, Tensor other) -> Tensor", eq_meta, eq_cpu},
+    {"core::ne(Tensor self, Tensor other) -> Tensor", ne_meta, ne_cpu},
+    {"core::lt(Tensor self, Tensor other) -> Tensor", lt_meta, lt_cpu},
+    {"core::le(Tensor self, Tensor other) -> Tensor", le_meta, le_cpu},
+    {"core::gt(Tensor self, Tensor other) -> Tensor", gt_meta, gt_cpu},
+    {"core::ge(Tensor self, Tensor other) -> Tensor", ge_meta, ge_cpu},
+    {"core::eq_scalar(Tensor self, Scalar other) -> Tensor", eq_scalar_meta, eq_scalar_cpu},
+    {"core::ne_scalar(Tensor self, Scalar other) -> Tensor", ne_scalar_meta, ne_scalar_cpu},
+    {"core::lt_scalar(Tensor self, Scalar other) -> Tensor", lt_scalar_meta, lt_scalar_cpu},
+    {"core::le_scalar(Tensor self, Scalar other) -> Tensor", le_scalar_meta, le_scalar_cpu},
+    {"core::gt_scalar(Tensor self, Scalar other) -> Tensor", gt_scalar_meta, gt_scalar_cpu},
+    {"core::ge_scalar(Tensor self, Scalar other) -> Tensor", ge_scalar_meta, ge_scalar_cpu},
+    {"core::logical_and(Tensor self, Tensor other) -> Tensor", logical_and_meta, logical_and_cpu},
+    {"core::logical_or(Tensor self, Tensor other) -> Tensor", logical_or_meta, logical_or_cpu},
+    {"core::logical_xor(Tensor self, Tensor other) -> Tensor", logical_xor_meta, logical_xor_cpu},
+    {"core::logical_not(Tensor self) -> Tensor", logical_not_meta, logical_not_cpu},
+    {"core::maximum(Tensor self, Tensor other) -> Tensor", maximum_meta, maximum_cpu, maximum_backward, 0b11},
+    {"core::minimum(Tensor self, Tensor other) -> Tensor", minimum_meta, minimum_cpu, minimum_backward, 0b11},
 };
 VT_OP_TABLE(kCompareOps)

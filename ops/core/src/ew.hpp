@@ -10,39 +10,46 @@
 
 namespace ew {
 
-// out = f(x), out a fresh contiguous tensor of x's shape. Contiguous x: one flat vectorisable loop.
+// ---- meta steps shared by the family: checks, output shape and dtype, the output -----------------
+// out = a fresh tensor of x's shape (dtype dt); x's ndim is checked here so the loops need not.
+inline void unary_out(vt::Call& c, const vt_tensor* x, vt_dtype dt) {
+  vt::check_ndim(c.op, x, "self");
+  c.set_out(0, c.empty(x->sizes, x->ndim, dt));
+}
+// Two operands a (argument 0) and b (argument 1) of one device and dtype, one of `types`; the
+// output has their broadcast shape and dtype `dt` (a's dtype when dt is {0, 0, 0}).
+template <class Types>
+void binary_out(vt::Call& c, const char* an, const char* bn, Types types, vt_dtype dt = {0, 0, 0}) {
+  const vt_tensor* a = c.arg(0, an).tensor();
+  const vt_tensor* b = c.arg(1, bn).tensor();
+  c.check_same_device(a, an, b, bn);
+  c.check_same_dtype(a, an, b, bn);
+  vt::dispatch(types, a->dtype, c.op, [](auto) {});  // refuse other dtypes here, on every device
+  int64_t shape[vt::kMaxDims];
+  const int32_t ndim = vt::broadcast_shape(c.op, a, an, b, bn, shape);
+  c.set_out(0, c.empty(shape, ndim, dt.bits ? dt : a->dtype));
+}
+
+// ---- compute loops: into outputs the meta step made ---------------------------------------------
+// out = f(x), out contiguous of x's shape. Contiguous x: one flat vectorisable loop.
 template <class Out, class In, class F>
 void map1(const vt::Call& c, const vt_tensor* out, const vt_tensor* x, F f) {
   if (x->numel == 0) return;
   if (vt::is_contiguous(x)) {
     vt::elementwise_contiguous<Out, In>(c.host, x->numel, f, vt::data<Out>(out), vt::data<const In>(x));
   } else {
-    vt::check_ndim(c.op, x, "self");
     const vt_tensor* ops[2] = {out, x};
     vt::elementwise<Out, In>(c.host, vt::loop_over<2>(c.op, ops), f);
   }
 }
 
-// The output shape of two broadcast operands; `flat` when both are contiguous and of one shape
-// (then a single flat loop serves).
-struct Bcast {
-  int64_t shape[vt::kMaxDims];
-  int32_t ndim;
-  bool flat;
-};
-inline Bcast bcast(const vt::Call& c, const vt_tensor* a, const char* an, const vt_tensor* b, const char* bn) {
-  Bcast r;
-  r.flat = vt::same_shape(a, b) && vt::is_contiguous(a) && vt::is_contiguous(b);
-  if (r.flat) {
-    r.ndim = a->ndim;
-    for (int32_t i = 0; i < a->ndim; ++i) r.shape[i] = a->sizes[i];
-  } else {
-    r.ndim = vt::broadcast_shape(c.op, a, an, b, bn, r.shape);
-  }
-  return r;
+// Whether a binary op's operands allow the single flat loop: one shape, both contiguous (the
+// output, contiguous of the broadcast shape, then has that shape too).
+inline bool flat2(const vt_tensor* a, const vt_tensor* b) {
+  return vt::same_shape(a, b) && vt::is_contiguous(a) && vt::is_contiguous(b);
 }
 
-// out (Out) = f(a, b) over the broadcast of a (A) and b (B)
+// out (Out) = f(a, b) over the broadcast of a (A) and b (B); `flat`: see flat2
 template <class Out, class A, class B, class F>
 void map2(const vt::Call& c, const vt_tensor* out, const vt_tensor* a, const vt_tensor* b, bool flat, F f) {
   if (out->numel == 0) return;
@@ -53,6 +60,13 @@ void map2(const vt::Call& c, const vt_tensor* out, const vt_tensor* a, const vt_
     const vt_tensor* ops[3] = {out, a, b};
     vt::elementwise<Out, A, B>(c.host, vt::loop_over<3>(c.op, ops), f);
   }
+}
+// the same over the op's arguments 0 and 1 into output 0
+template <class Out, class A, class B, class F>
+void map2(const vt::Call& c, F f) {
+  const vt_tensor* a = c.args[0].v.t;
+  const vt_tensor* b = c.args[1].v.t;
+  map2<Out, A, B>(c, c.out(0), a, b, flat2(a, b), f);
 }
 
 // ---- for backward rules: every computation is an op call (so it runs anywhere and is itself
@@ -96,8 +110,18 @@ template <class A, class B> vt::Tensor div(const vt_host* h, const A& a, const B
 template <class A, class B> vt::Tensor add(const vt_host* h, const A& a, const B& b) { return call2(h, "core::add", a, b); }
 template <class A, class B> vt::Tensor sub(const vt_host* h, const A& a, const B& b) { return call2(h, "core::sub", a, b); }
 template <class A> vt::Tensor neg(const vt_host* h, const A& a) { return call1(h, "core::neg", a); }
-template <class A> vt::Tensor mulc(const vt_host* h, const A& a, double v) { return mul(h, a, scalar(h, v, a)); }
-template <class A> vt::Tensor addc(const vt_host* h, const A& a, double v) { return add(h, a, scalar(h, v, a)); }
+// a Scalar argument as it came (int, float or bool)
+inline vt::V sv(const vt_value& v) {
+  vt::V r;
+  r.v = v;
+  return r;
+}
+// a op v with a Python-number v (core::mul_scalar, ...: no 0-d tensor is made)
+template <class A> vt::Tensor scalar_op(const vt_host* h, const char* op, const A& a, vt::V v) {
+  return vt::call(h, op, {vt::V(P(a)), v});
+}
+template <class A> vt::Tensor mulc(const vt_host* h, const A& a, double v) { return scalar_op(h, "core::mul_scalar", a, vt::V(v)); }
+template <class A> vt::Tensor addc(const vt_host* h, const A& a, double v) { return scalar_op(h, "core::add_scalar", a, vt::V(v)); }
 // where(cond, a, 0) with a 0-d zero
 template <class C, class A>
 vt::Tensor where0(const vt_host* h, const C& cond, const A& a) {

@@ -15,6 +15,7 @@ core::OpTable kBinaryOps_table();     // binary.cpp: add/sub/mul/div and in-plac
 core::OpTable kPointwiseOps_table();  // pointwise.cpp: sum_to_size, to_dtype, where, zero_
 core::OpTable kUnaryOps_table();      // unary.cpp: math, activations, pow, clamp
 core::OpTable kCompareOps_table();    // compare.cpp: comparisons, logical ops, maximum/minimum
+core::OpTable kScalarOps_table();     // scalar.cpp: add/sub/rsub/mul/div/rdiv with a Python number
 core::OpTable kMatmulOps_table();     // matmul.cpp: matmul, bmm, addmm, linear
 core::OpTable kRandomOps_table();     // random.cpp: normal, uniform, randint, randperm, normal_, uniform_
 core::OpTable kNNOps_table();         // nn.cpp: softmax, log_softmax, dropout (+ backward ops)
@@ -38,6 +39,7 @@ core::OpTable (*const kTables[])() = {
     kPointwiseOps_table,
     kUnaryOps_table,
     kCompareOps_table,
+    kScalarOps_table,
     kMatmulOps_table,
     kRandomOps_table,
     kNNOps_table,

@@ -7,11 +7,13 @@
 //   where(condition, self, other): condition (bool) ? self : other, all three broadcast; self and
 //       other share a dtype (the Python layer promotes).
 //   zero_(self): fills self with zeros in place (not differentiable, like fill_).
+// Each op is a meta step (checks, output) and a CPU compute, except sum_to_size, whose meta step
+// is the whole op (VT_META_COMPLETE: it only calls core::sum and makes views).
 #include "ew.hpp"
 
 namespace {
 
-// Converts x into out (fresh, contiguous, same shape), any dtype pair.
+// Converts x into out (contiguous, x's shape), any dtype pair.
 void convert_into(const vt::Call& c, const vt_tensor* out, const vt_tensor* x) {
   vt::dispatch(vt::kAllTypes, out->dtype, c.op, [&](auto dtag) {
     using D = typename decltype(dtag)::type;
@@ -26,7 +28,9 @@ void convert_into(const vt::Call& c, const vt_tensor* out, const vt_tensor* x) {
 
 // self (..., sizes) -> size: reduced dims are the leading ones self has beyond `size`, and those
 // where size is 1 but self is not. Sums through core::sum (keepdim) and views the result as size.
-VT_KERNEL(sum_to_size_cpu, "core::sum_to_size") {
+// The whole op is its meta step (a view of self, or core::sum through the host then a view): it
+// runs as is on every device, meta included (VT_META_COMPLETE).
+VT_META_FN(sum_to_size_meta, "core::sum_to_size") {
   vt_tensor* self = c.arg(0, "self").tensor();
   const vt_int_list size = c.arg(1, "size").ints();
   const int32_t nd = self->ndim;
@@ -74,15 +78,14 @@ VT_BACKWARD(sum_to_size_backward, "core::sum_to_size") {
   g.set_grad(0, vt::call(g.host, "core::expand", {vt::V(g.grad_out(0)), vt::V::sizes(g.saved(0))}));
 }
 
-VT_KERNEL(to_dtype_cpu, "core::to_dtype") {
+VT_META_FN(to_dtype_meta, "core::to_dtype") {
   const vt_tensor* self = c.arg(0, "self").tensor();
   const vt_dtype dtype = c.arg(1, "dtype").dtype();
   if (vt::scalar_type(dtype) == vt::ScalarType::Unknown)
     c.fail(VT_ERR_TYPE, "unsupported dtype (code %d, bits %d)", dtype.code, dtype.bits);
-  vt::Tensor out = c.empty(self->sizes, self->ndim, dtype);
-  convert_into(c, out, self);
-  c.set_out(0, std::move(out));
+  ew::unary_out(c, self, dtype);
 }
+VT_COMPUTE(to_dtype_cpu, "core::to_dtype") { convert_into(c, c.out(0), c.arg(0, "self").tensor()); }
 
 VT_BACKWARD(to_dtype_backward, "core::to_dtype") {
   // only floating inputs ever need a gradient; it goes back to the input's dtype
@@ -90,7 +93,7 @@ VT_BACKWARD(to_dtype_backward, "core::to_dtype") {
   g.set_grad(0, vt::call(g.host, "core::to_dtype", {vt::V(go), vt::V(g.saved(0)->dtype)}));
 }
 
-VT_KERNEL(where_cpu, "core::where") {
+VT_META_FN(where_meta, "core::where") {
   const vt_tensor* cond = c.arg(0, "condition").tensor();
   const vt_tensor* a = c.arg(1, "self").tensor();
   const vt_tensor* b = c.arg(2, "other").tensor();
@@ -102,21 +105,17 @@ VT_KERNEL(where_cpu, "core::where") {
   int64_t ab[vt::kMaxDims], shape[vt::kMaxDims];
   const int32_t nab = vt::broadcast_shape(c.op, a, "self", b, "other", ab);
   const int32_t nd = vt::broadcast_shape(c.op, cond->sizes, cond->ndim, "condition", ab, nab, "self/other", shape);
-  vt::Tensor out = c.empty(shape, nd, a->dtype);
-  if (out->numel == 0) {
-    c.set_out(0, std::move(out));
-    return;
-  }
-  vt::check_ndim(c.op, cond, "condition");
-  vt::check_ndim(c.op, a, "self");
-  vt::check_ndim(c.op, b, "other");
-  const vt_tensor* ops[4] = {out, cond, a, b};
+  c.set_out(0, c.empty(shape, nd, a->dtype));  // the broadcast shape bounds every operand's ndim
+}
+VT_COMPUTE(where_cpu, "core::where") {
+  const vt_tensor* out = c.out(0);
+  if (out->numel == 0) return;
+  const vt_tensor* ops[4] = {out, c.arg(0, "condition").tensor(), c.arg(1, "self").tensor(), c.arg(2, "other").tensor()};
   const vt::StridedLoop<4> L = vt::loop_over<4>(c.op, ops);
-  vt::dispatch(vt::kAllTypes, a->dtype, c.op, [&](auto tag) {
+  vt::dispatch(vt::kAllTypes, out->dtype, c.op, [&](auto tag) {
     using T = typename decltype(tag)::type;
     vt::elementwise<T, bool, T, T>(c.host, L, [](bool k, T x, T y) { return k ? x : y; });
   });
-  c.set_out(0, std::move(out));
 }
 
 VT_BACKWARD(where_backward, "core::where") {
@@ -133,8 +132,9 @@ VT_BACKWARD(where_backward, "core::where") {
   }
 }
 
-VT_KERNEL(zero__cpu, "core::zero_") {
-  vt_tensor* self = c.arg(0, "self").tensor();
+VT_META_FN(zero__meta, "core::zero_") { c.set_out_retained(0, c.arg(0, "self").tensor()); }
+VT_COMPUTE(zero__cpu, "core::zero_") {
+  vt_tensor* self = c.out(0);
   if (self->numel > 0) {
     if (vt::is_contiguous(self)) {
       char* d = static_cast<char*>(self->data);
@@ -145,7 +145,6 @@ VT_KERNEL(zero__cpu, "core::zero_") {
       vt::Tensor r = vt::call(c.host, "core::fill_", {vt::V(self), vt::V(0.0)});
     }
   }
-  c.set_out_retained(0, self);
 }
 
 // copy_(self, src): self's old values do not reach the output (their gradient is zero); src's
@@ -165,9 +164,10 @@ VT_BACKWARD(copy__backward, "core::copy_") {
 using core::OpDef;
 
 const OpDef kPointwiseOps[] = {
-    {"core::sum_to_size(Tensor self, int[] size) -> Tensor", nullptr, sum_to_size_cpu, sum_to_size_backward, 0b1},
-    {"core::to_dtype(Tensor self, ScalarType dtype) -> Tensor", nullptr, to_dtype_cpu, to_dtype_backward, 0b1},
-    {"core::where(Tensor condition, Tensor self, Tensor other) -> Tensor", nullptr, where_cpu, where_backward, 0b111},
-    {"core::zero_(Tensor self) -> Tensor", nullptr, zero__cpu, nullptr},
+    {"core::sum_to_size(Tensor self, int[] size) -> Tensor", sum_to_size_meta, nullptr, sum_to_size_backward, 0b1, 0,
+     VT_META_COMPLETE},
+    {"core::to_dtype(Tensor self, ScalarType dtype) -> Tensor", to_dtype_meta, to_dtype_cpu, to_dtype_backward, 0b1},
+    {"core::where(Tensor condition, Tensor self, Tensor other) -> Tensor", where_meta, where_cpu, where_backward, 0b111},
+    {"core::zero_(Tensor self) -> Tensor", zero__meta, zero__cpu, nullptr},
 };
 VT_OP_TABLE(kPointwiseOps)

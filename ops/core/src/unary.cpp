@@ -11,6 +11,8 @@
 //
 // float16/bfloat16 load into float, compute in float and round once on store. Outputs are new
 // contiguous tensors of the input's shape (the binary ones: of the broadcast shape).
+// Each op is a meta step (checks, output dtype and allocation; shared per shape class:
+// float_unary_meta, same_unary_meta, ew::binary_out) and a CPU compute into c.out(0).
 // Select-style float code (vmath.hpp, clamp, relu) only vectorises when GCC may evaluate both
 // sides of a ?: — i.e. without trapping math. We never enable FP exceptions, so this is safe.
 // (A CMake per-file flag would be cleaner; the pragma keeps the change inside this file.)
@@ -40,13 +42,29 @@ constexpr vt::types<int64_t, int32_t, bool, uint8_t, int8_t> kIntTypes{};
 constexpr vt::types<float, double, int64_t, int32_t, vt::half, vt::bfloat16, uint8_t, int8_t> kNumTypes{};
 constexpr vt::types<float, double, int64_t, int32_t, vt::half, vt::bfloat16, int8_t> kSignedTypes{};
 
+// ---- meta steps, one per shape class (each op's own meta is a one-line wrapper, so its messages
+// name it) ------------------------------------------------------------------------------------------
+// a floating op: floating self keeps its dtype, integer/bool self gives float32
+void float_unary_meta(vt::Call& c) {
+  const vt_tensor* x = c.arg(0, "self").tensor();
+  ew::unary_out(c, x, vt::is_floating(x->dtype) ? x->dtype : vt::kFloat32);
+}
+// self's dtype, which must be one of `types`
+template <class Types>
+void same_unary_meta(vt::Call& c, Types types) {
+  const vt_tensor* x = c.arg(0, "self").tensor();
+  vt::dispatch(types, x->dtype, c.op, [](auto) {});
+  ew::unary_out(c, x, x->dtype);
+}
+
+// ---- computes ---------------------------------------------------------------------------------------
 // out = f(x) for a floating f. make(tag<A>) returns the functor A -> A for the compute type A.
-// Integer/bool inputs compute in float and give float32.
+// Integer/bool inputs compute in float (the meta step made a float32 output).
 template <class Make>
-void float_unary(vt::Call& c, const vt_tensor* x, Make make) {
-  const bool fl = vt::is_floating(x->dtype);
-  vt::Tensor out = c.empty(x->sizes, x->ndim, fl ? x->dtype : vt::kFloat32);
-  if (fl) {
+void float_unary(vt::Call& c, Make make) {
+  const vt_tensor* x = c.arg(0, "self").tensor();
+  const vt_tensor* out = c.out(0);
+  if (vt::is_floating(x->dtype)) {
     vt::dispatch(vt::kFloatingTypes, x->dtype, c.op, [&](auto tag) {
       using T = typename decltype(tag)::type;
       using A = vt::acc_t<T>;
@@ -60,44 +78,31 @@ void float_unary(vt::Call& c, const vt_tensor* x, Make make) {
       ew::map1<float, T>(c, out, x, [f](T v) { return f((float)v); });
     });
   }
-  c.set_out(0, std::move(out));
 }
 
 // out = f(x) keeping x's dtype, over `types` (f maps the compute type to itself)
 template <class Types, class Make>
-void same_unary(vt::Call& c, const vt_tensor* x, Types types, Make make) {
-  vt::Tensor out = c.empty_like(x);
+void same_unary(vt::Call& c, Types types, Make make) {
+  const vt_tensor* x = c.arg(0, "self").tensor();
+  const vt_tensor* out = c.out(0);
   vt::dispatch(types, x->dtype, c.op, [&](auto tag) {
     using T = typename decltype(tag)::type;
     using A = vt::acc_t<T>;
     auto f = make(vt::type_tag<A>{});
     ew::map1<T, T>(c, out, x, [f](T v) { return T(f((A)v)); });
   });
-  c.set_out(0, std::move(out));
 }
 
-// out = f(a, b) over the broadcast of two floating tensors of one dtype (the fused gradients)
+// out = f(a, b) over the broadcast of two floating tensors of one dtype (the fused gradients;
+// their meta step is ew::binary_out over kFloatingTypes)
 template <class Make>
-void float_binary(vt::Call& c, const char* an, const char* bn, Make make) {
-  const vt_tensor* a = c.arg(0, an).tensor();
-  const vt_tensor* b = c.arg(1, bn).tensor();
-  c.check_same_device(a, an, b, bn);
-  c.check_same_dtype(a, an, b, bn);
-  const ew::Bcast bc = ew::bcast(c, a, an, b, bn);
-  vt::Tensor out = c.empty(bc.shape, bc.ndim, a->dtype);
-  vt::dispatch(vt::kFloatingTypes, a->dtype, c.op, [&](auto tag) {
+void float_binary(vt::Call& c, Make make) {
+  vt::dispatch(vt::kFloatingTypes, c.out(0)->dtype, c.op, [&](auto tag) {
     using T = typename decltype(tag)::type;
     using A = vt::acc_t<T>;
     auto f = make(vt::type_tag<A>{});
-    ew::map2<T, T, T>(c, out, a, b, bc.flat, [f](T x, T y) { return T(f((A)x, (A)y)); });
+    ew::map2<T, T, T>(c, [f](T x, T y) { return T(f((A)x, (A)y)); });
   });
-  c.set_out(0, std::move(out));
-}
-
-const vt_tensor* self_of(vt::Call& c) {
-  const vt_tensor* x = c.arg(0, "self").tensor();
-  vt::check_ndim(c.op, x, "self");
-  return x;
 }
 
 template <class A> VT_VMATH_INLINE A sigmoid(A x) { return A(1) / (A(1) + ew::mexp(-x)); }
@@ -145,10 +150,11 @@ template <class T> T ipow(T base, int64_t e) {
 
 }  // namespace
 
-// ---- kernels --------------------------------------------------------------------------------------
+// ---- ops: meta step + CPU compute ---------------------------------------------------------------
 #define VT_FLOAT_UNARY(name, expr)                                                  \
-  VT_KERNEL(name##_cpu, "core::" #name) {                                           \
-    float_unary(c, self_of(c), [](auto tag) {                                       \
+  VT_META_FN(name##_meta, "core::" #name) { float_unary_meta(c); }                  \
+  VT_COMPUTE(name##_cpu, "core::" #name) {                                          \
+    float_unary(c, [](auto tag) {                                                   \
       using A = typename decltype(tag)::type;                                       \
       return [](A x) -> A { return expr; };                                         \
     });                                                                             \
@@ -166,30 +172,38 @@ VT_FLOAT_UNARY(sigmoid, sigmoid(x))
 VT_FLOAT_UNARY(silu, x * sigmoid(x))
 #undef VT_FLOAT_UNARY
 
-VT_KERNEL(gelu_cpu, "core::gelu") {
-  const vt_tensor* x = self_of(c);
+VT_META_FN(gelu_meta, "core::gelu") {
+  gelu_is_tanh(c, 1);
+  float_unary_meta(c);
+}
+VT_COMPUTE(gelu_cpu, "core::gelu") {
   if (gelu_is_tanh(c, 1))
-    float_unary(c, x, [](auto tag) { using A = typename decltype(tag)::type; return [](A v) { return gelu_tanh(v); }; });
+    float_unary(c, [](auto tag) { using A = typename decltype(tag)::type; return [](A v) { return gelu_tanh(v); }; });
   else
-    float_unary(c, x, [](auto tag) { using A = typename decltype(tag)::type; return [](A v) { return gelu_erf(v); }; });
+    float_unary(c, [](auto tag) { using A = typename decltype(tag)::type; return [](A v) { return gelu_erf(v); }; });
 }
 
-VT_KERNEL(softplus_cpu, "core::softplus") {
-  const vt_tensor* x = self_of(c);
-  const double beta = c.arg(1, "beta").float_(), thr = c.arg(2, "threshold").float_();
+VT_META_FN(softplus_meta, "core::softplus") {
+  const double beta = c.arg(1, "beta").float_();
   if (beta == 0.0) c.fail(VT_ERR_VALUE, "beta must be nonzero, got %g", beta);
-  float_unary(c, x, [beta, thr](auto tag) {
+  float_unary_meta(c);
+}
+VT_COMPUTE(softplus_cpu, "core::softplus") {
+  const double beta = c.arg(1, "beta").float_(), thr = c.arg(2, "threshold").float_();
+  float_unary(c, [beta, thr](auto tag) {
     using A = typename decltype(tag)::type;
     const A b = (A)beta, t = (A)thr;
     return [b, t](A v) { return softplus(v, b, t); };
   });
 }
 
-VT_KERNEL(neg_cpu, "core::neg") {
-  const vt_tensor* x = self_of(c);
-  if (vt::same_dtype(x->dtype, vt::kBool))
+VT_META_FN(neg_meta, "core::neg") {
+  if (vt::same_dtype(c.arg(0, "self").tensor()->dtype, vt::kBool))
     c.fail(VT_ERR_TYPE, "negation of a bool tensor is not supported; use logical_not");
-  same_unary(c, x, kSignedTypes, [](auto tag) {
+  same_unary_meta(c, kSignedTypes);
+}
+VT_COMPUTE(neg_cpu, "core::neg") {
+  same_unary(c, kSignedTypes, [](auto tag) {
     using A = typename decltype(tag)::type;
     if constexpr (std::is_integral<A>::value)
       return [](A v) { using U = typename std::make_unsigned<A>::type; return (A)(U(0) - (U)v); };  // wraps
@@ -198,36 +212,42 @@ VT_KERNEL(neg_cpu, "core::neg") {
   });
 }
 
-VT_KERNEL(abs_cpu, "core::abs") {
-  same_unary(c, self_of(c), kNumTypes, [](auto tag) {
+VT_META_FN(abs_meta, "core::abs") { same_unary_meta(c, kNumTypes); }
+VT_COMPUTE(abs_cpu, "core::abs") {
+  same_unary(c, kNumTypes, [](auto tag) {
     using A = typename decltype(tag)::type;
     if constexpr (std::is_unsigned<A>::value) return [](A v) { return v; };
     else return [](A v) { return v < A(0) ? A(0) - v : v; };
   });
 }
 
-VT_KERNEL(sign_cpu, "core::sign") {
-  same_unary(c, self_of(c), kNumTypes, [](auto tag) {
+VT_META_FN(sign_meta, "core::sign") { same_unary_meta(c, kNumTypes); }
+VT_COMPUTE(sign_cpu, "core::sign") {
+  same_unary(c, kNumTypes, [](auto tag) {
     using A = typename decltype(tag)::type;
     return [](A v) { return (A)((A(0) < v) - (v < A(0))); };
   });
 }
 
-VT_KERNEL(relu_cpu, "core::relu") {
-  same_unary(c, self_of(c), vt::kArithTypes, [](auto tag) {
+VT_META_FN(relu_meta, "core::relu") { same_unary_meta(c, vt::kArithTypes); }
+VT_COMPUTE(relu_cpu, "core::relu") {
+  same_unary(c, vt::kArithTypes, [](auto tag) {
     using A = typename decltype(tag)::type;
     return [](A v) { return v < A(0) ? A(0) : v; };  // NaN stays NaN, like torch
   });
 }
 
 // clamp(self, min=None, max=None): NaN stays NaN; min > max gives max everywhere (like torch)
-VT_KERNEL(clamp_cpu, "core::clamp") {
-  const vt_tensor* x = self_of(c);
+VT_META_FN(clamp_meta, "core::clamp") {
+  if (c.arg(1, "min").is_none() && c.arg(2, "max").is_none())
+    c.fail(VT_ERR_VALUE, "at least one of min and max must be given");
+  same_unary_meta(c, kNumTypes);
+}
+VT_COMPUTE(clamp_cpu, "core::clamp") {
   const vt::Arg lo_a = c.arg(1, "min"), hi_a = c.arg(2, "max");
-  if (lo_a.is_none() && hi_a.is_none()) c.fail(VT_ERR_VALUE, "at least one of min and max must be given");
   const double lo = lo_a.float_or(-INFINITY), hi = hi_a.float_or(INFINITY);
   const bool has_lo = !lo_a.is_none(), has_hi = !hi_a.is_none();
-  same_unary(c, x, kNumTypes, [&](auto tag) {
+  same_unary(c, kNumTypes, [&](auto tag) {
     using A = typename decltype(tag)::type;
     A l, h;
     if constexpr (std::is_integral<A>::value) {
@@ -248,72 +268,78 @@ VT_KERNEL(clamp_cpu, "core::clamp") {
 
 // self ** exponent. Integer self: the exponent must be a non-negative integer (the Python layer
 // casts to float first otherwise).
-VT_KERNEL(pow_scalar_cpu, "core::pow_scalar") {
-  const vt_tensor* x = self_of(c);
+constexpr vt::types<int64_t, int32_t, uint8_t, int8_t> kPowIntTypes{};
+VT_META_FN(pow_scalar_meta, "core::pow_scalar") {
+  const vt_tensor* x = c.arg(0, "self").tensor();
   const double p = c.arg(1, "exponent").float_();
-  if (vt::is_floating(x->dtype)) {
+  if (!vt::is_floating(x->dtype)) {
+    if (p != std::trunc(p))
+      c.fail(VT_ERR_TYPE, "an integer tensor (%s) to a non-integer power (%g): cast self to a float dtype first",
+             vt::dtype_name(x->dtype), p);
+    if (p < 0) c.fail(VT_ERR_VALUE, "integers to negative integer powers are not allowed (exponent %g)", p);
+    vt::dispatch(kPowIntTypes, x->dtype, c.op, [](auto) {});
+  }
+  ew::unary_out(c, x, x->dtype);
+}
+VT_COMPUTE(pow_scalar_cpu, "core::pow_scalar") {
+  const double p = c.arg(1, "exponent").float_();
+  if (vt::is_floating(c.out(0)->dtype)) {
     // the common exponents get their own loops (no per-element test, and they vectorise)
-    if (p == 2.0) same_unary(c, x, vt::kFloatingTypes, [](auto tag) { using A = typename decltype(tag)::type; return [](A v) { return v * v; }; });
-    else if (p == 3.0) same_unary(c, x, vt::kFloatingTypes, [](auto tag) { using A = typename decltype(tag)::type; return [](A v) { return v * v * v; }; });
-    else if (p == 1.0) same_unary(c, x, vt::kFloatingTypes, [](auto tag) { using A = typename decltype(tag)::type; return [](A v) { return v; }; });
-    else if (p == 0.5) same_unary(c, x, vt::kFloatingTypes, [](auto tag) { using A = typename decltype(tag)::type; return [](A v) { return std::sqrt(v); }; });
-    else if (p == -1.0) same_unary(c, x, vt::kFloatingTypes, [](auto tag) { using A = typename decltype(tag)::type; return [](A v) { return A(1) / v; }; });
-    else same_unary(c, x, vt::kFloatingTypes, [p](auto tag) {
+    if (p == 2.0) same_unary(c, vt::kFloatingTypes, [](auto tag) { using A = typename decltype(tag)::type; return [](A v) { return v * v; }; });
+    else if (p == 3.0) same_unary(c, vt::kFloatingTypes, [](auto tag) { using A = typename decltype(tag)::type; return [](A v) { return v * v * v; }; });
+    else if (p == 1.0) same_unary(c, vt::kFloatingTypes, [](auto tag) { using A = typename decltype(tag)::type; return [](A v) { return v; }; });
+    else if (p == 0.5) same_unary(c, vt::kFloatingTypes, [](auto tag) { using A = typename decltype(tag)::type; return [](A v) { return std::sqrt(v); }; });
+    else if (p == -1.0) same_unary(c, vt::kFloatingTypes, [](auto tag) { using A = typename decltype(tag)::type; return [](A v) { return A(1) / v; }; });
+    else same_unary(c, vt::kFloatingTypes, [p](auto tag) {
       using A = typename decltype(tag)::type;
       const A e = (A)p;
       return [e](A v) { return std::pow(v, e); };
     });
     return;
   }
-  if (p != std::trunc(p))
-    c.fail(VT_ERR_TYPE, "an integer tensor (%s) to a non-integer power (%g): cast self to a float dtype first",
-           vt::dtype_name(x->dtype), p);
-  if (p < 0) c.fail(VT_ERR_VALUE, "integers to negative integer powers are not allowed (exponent %g)", p);
   const int64_t e = (int64_t)p;
-  same_unary(c, x, vt::types<int64_t, int32_t, uint8_t, int8_t>{}, [e](auto tag) {
+  same_unary(c, kPowIntTypes, [e](auto tag) {
     using A = typename decltype(tag)::type;
     return [e](A v) { return ipow(v, e); };
   });
 }
 
-VT_KERNEL(pow_cpu, "core::pow") {
-  const vt_tensor* a = c.arg(0, "self").tensor();
-  const vt_tensor* b = c.arg(1, "exponent").tensor();
-  c.check_same_device(a, "self", b, "exponent");
-  c.check_same_dtype(a, "self", b, "exponent");
-  const ew::Bcast bc = ew::bcast(c, a, "self", b, "exponent");
-  vt::Tensor out = c.empty(bc.shape, bc.ndim, a->dtype);
-  vt::dispatch(vt::types<float, double, vt::half, vt::bfloat16, int64_t, int32_t>{}, a->dtype, c.op, [&](auto tag) {
+constexpr vt::types<float, double, vt::half, vt::bfloat16, int64_t, int32_t> kPowTypes{};
+VT_META_FN(pow_meta, "core::pow") { ew::binary_out(c, "self", "exponent", kPowTypes); }
+VT_COMPUTE(pow_cpu, "core::pow") {
+  vt::dispatch(kPowTypes, c.out(0)->dtype, c.op, [&](auto tag) {
     using T = typename decltype(tag)::type;
     using A = vt::acc_t<T>;
     if constexpr (std::is_integral<T>::value) {
       // negative exponents: torch errors; we give 0 except for bases 1 and -1 (no error path inside the loop)
-      ew::map2<T, T, T>(c, out, a, b, bc.flat, [](T x, T y) {
+      ew::map2<T, T, T>(c, [](T x, T y) {
         if (y >= 0) return ipow(x, (int64_t)y);
         return x == 1 ? T(1) : x == -1 ? ((y & 1) ? T(-1) : T(1)) : T(0);
       });
     } else {
-      ew::map2<T, T, T>(c, out, a, b, bc.flat, [](T x, T y) { return T(std::pow((A)x, (A)y)); });
+      ew::map2<T, T, T>(c, [](T x, T y) { return T(std::pow((A)x, (A)y)); });
     }
   });
-  c.set_out(0, std::move(out));
 }
 
 // ---- fused gradient kernels: grad * f'(.) --------------------------------------------------------
-VT_KERNEL(tanh_backward_cpu, "core::tanh_backward") {  // (grad, output): grad * (1 - y^2)
-  float_binary(c, "grad", "output", [](auto tag) {
+VT_META_FN(tanh_backward_meta, "core::tanh_backward") { ew::binary_out(c, "grad", "output", vt::kFloatingTypes); }
+VT_COMPUTE(tanh_backward_cpu, "core::tanh_backward") {  // (grad, output): grad * (1 - y^2)
+  float_binary(c, [](auto tag) {
     using A = typename decltype(tag)::type;
     return [](A g, A y) { return g * (A(1) - y * y); };
   });
 }
-VT_KERNEL(sigmoid_backward_cpu, "core::sigmoid_backward") {  // (grad, output): grad * y (1 - y)
-  float_binary(c, "grad", "output", [](auto tag) {
+VT_META_FN(sigmoid_backward_meta, "core::sigmoid_backward") { ew::binary_out(c, "grad", "output", vt::kFloatingTypes); }
+VT_COMPUTE(sigmoid_backward_cpu, "core::sigmoid_backward") {  // (grad, output): grad * y (1 - y)
+  float_binary(c, [](auto tag) {
     using A = typename decltype(tag)::type;
     return [](A g, A y) { return g * y * (A(1) - y); };
   });
 }
-VT_KERNEL(silu_backward_cpu, "core::silu_backward") {  // (grad, self): grad * s (1 + x (1 - s))
-  float_binary(c, "grad", "self", [](auto tag) {
+VT_META_FN(silu_backward_meta, "core::silu_backward") { ew::binary_out(c, "grad", "self", vt::kFloatingTypes); }
+VT_COMPUTE(silu_backward_cpu, "core::silu_backward") {  // (grad, self): grad * s (1 + x (1 - s))
+  float_binary(c, [](auto tag) {
     using A = typename decltype(tag)::type;
     return [](A g, A x) {
       const A s = sigmoid(x);
@@ -321,23 +347,27 @@ VT_KERNEL(silu_backward_cpu, "core::silu_backward") {  // (grad, self): grad * s
     };
   });
 }
-VT_KERNEL(gelu_backward_cpu, "core::gelu_backward") {
-  const bool tanh_form = gelu_is_tanh(c, 2);
+VT_META_FN(gelu_backward_meta, "core::gelu_backward") {
+  gelu_is_tanh(c, 2);
+  ew::binary_out(c, "grad", "self", vt::kFloatingTypes);
+}
+VT_COMPUTE(gelu_backward_cpu, "core::gelu_backward") {
   // two loops, not a flag tested per element (that kept the loop from vectorising: 5x slower)
-  if (tanh_form)
-    float_binary(c, "grad", "self", [](auto tag) {
+  if (gelu_is_tanh(c, 2))
+    float_binary(c, [](auto tag) {
       using A = typename decltype(tag)::type;
       return [](A g, A x) { return g * dgelu_tanh(x); };
     });
   else
-    float_binary(c, "grad", "self", [](auto tag) {
+    float_binary(c, [](auto tag) {
       using A = typename decltype(tag)::type;
       return [](A g, A x) { return g * dgelu_erf(x); };
     });
 }
-VT_KERNEL(softplus_backward_cpu, "core::softplus_backward") {  // grad * sigmoid(beta x), 1 past threshold
+VT_META_FN(softplus_backward_meta, "core::softplus_backward") { ew::binary_out(c, "grad", "self", vt::kFloatingTypes); }
+VT_COMPUTE(softplus_backward_cpu, "core::softplus_backward") {  // grad * sigmoid(beta x), 1 past threshold
   const double beta = c.arg(2, "beta").float_(), thr = c.arg(3, "threshold").float_();
-  float_binary(c, "grad", "self", [beta, thr](auto tag) {
+  float_binary(c, [beta, thr](auto tag) {
     using A = typename decltype(tag)::type;
     const A b = (A)beta, t = (A)thr;
     return [b, t](A g, A x) { return b * x > t ? g : g * sigmoid(b * x); };
@@ -370,7 +400,7 @@ VT_BACKWARD(sigmoid_backward, "core::sigmoid") {
 }
 VT_BACKWARD(relu_backward, "core::relu") {  // the gradient passes where y > 0
   vt_tensor* y = g.out(0);
-  g.set_grad(0, ew::where0(H, ew::call2(H, "core::gt", y, ew::scalar(H, 0.0, y)), GO));
+  g.set_grad(0, ew::where0(H, ew::scalar_op(H, "core::gt_scalar", y, vt::V(0.0)), GO));
 }
 VT_BACKWARD(gelu_backward, "core::gelu") {
   g.set_grad(0, vt::call(H, "core::gelu_backward", {vt::V(GO), vt::V(g.saved(0)), ew::str(g.arg(1).v.s)}));
@@ -383,9 +413,9 @@ VT_BACKWARD(softplus_backward, "core::softplus") {
 VT_BACKWARD(clamp_backward, "core::clamp") {  // the gradient passes where min <= x <= max
   vt_tensor* x = g.saved(0);
   vt::Tensor mask;
-  if (g.arg(1).tag != VT_NONE) mask = ew::call2(H, "core::ge", x, ew::scalar(H, g.arg(1).v.f, x));
+  if (g.arg(1).tag != VT_NONE) mask = ew::scalar_op(H, "core::ge_scalar", x, vt::V(g.arg(1).v.f));
   if (g.arg(2).tag != VT_NONE) {
-    vt::Tensor m2 = ew::call2(H, "core::le", x, ew::scalar(H, g.arg(2).v.f, x));
+    vt::Tensor m2 = ew::scalar_op(H, "core::le_scalar", x, vt::V(g.arg(2).v.f));
     mask = mask ? ew::call2(H, "core::logical_and", mask, m2) : std::move(m2);
   }
   g.set_grad(0, ew::where0(H, mask, GO));
@@ -411,8 +441,8 @@ VT_BACKWARD(pow_backward, "core::pow") {
   if (g.needs(1)) {
     vt::Tensor t = ew::mul(H, GO, ew::mul(H, g.out(0), ew::call1(H, "core::log", a)));
     vt::Tensor zero = ew::scalar(H, 0.0, a);
-    vt::Tensor mask = ew::call2(H, "core::logical_and", ew::call2(H, "core::eq", a, zero),
-                                ew::call2(H, "core::ge", b, zero));
+    vt::Tensor mask = ew::call2(H, "core::logical_and", ew::scalar_op(H, "core::eq_scalar", a, vt::V(0.0)),
+                                ew::scalar_op(H, "core::ge_scalar", b, vt::V(0.0)));
     vt::Tensor r = vt::call(H, "core::where", {vt::V(mask), vt::V(zero), vt::V(t)});
     g.set_grad(1, g.sum_to(std::move(r), b));
   }
@@ -479,7 +509,7 @@ VT_BACKWARD(softplus_backward_backward, "core::softplus_backward") {  // beta s 
   vt::Tensor bx = ew::mulc(H, x, beta);
   vt::Tensor s = ew::call1(H, "core::sigmoid", bx);
   vt::Tensor t = ew::mulc(H, ew::call2(H, "core::sigmoid_backward", ew::mul(H, GO, gr), s), beta);
-  vt::Tensor mask = ew::call2(H, "core::le", bx, ew::scalar(H, thr, x));
+  vt::Tensor mask = ew::scalar_op(H, "core::le_scalar", bx, vt::V(thr));
   g.set_grad(1, g.sum_to(ew::where0(H, mask, t), x));
 }
 #undef H
@@ -488,29 +518,29 @@ VT_BACKWARD(softplus_backward_backward, "core::softplus_backward") {  // beta s 
 using core::OpDef;
 
 const OpDef kUnaryOps[] = {
-    {"core::neg(Tensor self) -> Tensor", nullptr, neg_cpu, neg_backward},
-    {"core::abs(Tensor self) -> Tensor", nullptr, abs_cpu, abs_backward, 0b1},
-    {"core::sign(Tensor self) -> Tensor", nullptr, sign_cpu, nullptr},  // derivative 0: not differentiable
-    {"core::exp(Tensor self) -> Tensor", nullptr, exp_cpu, exp_backward, 0, 0b1},
-    {"core::log(Tensor self) -> Tensor", nullptr, log_cpu, log_backward, 0b1},
-    {"core::log1p(Tensor self) -> Tensor", nullptr, log1p_cpu, log1p_backward, 0b1},
-    {"core::sqrt(Tensor self) -> Tensor", nullptr, sqrt_cpu, sqrt_backward, 0, 0b1},
-    {"core::rsqrt(Tensor self) -> Tensor", nullptr, rsqrt_cpu, rsqrt_backward, 0, 0b1},
-    {"core::sin(Tensor self) -> Tensor", nullptr, sin_cpu, sin_backward, 0b1},
-    {"core::cos(Tensor self) -> Tensor", nullptr, cos_cpu, cos_backward, 0b1},
-    {"core::tanh(Tensor self) -> Tensor", nullptr, tanh_cpu, tanh_backward, 0, 0b1},
-    {"core::sigmoid(Tensor self) -> Tensor", nullptr, sigmoid_cpu, sigmoid_backward, 0, 0b1},
-    {"core::relu(Tensor self) -> Tensor", nullptr, relu_cpu, relu_backward, 0, 0b1},
-    {"core::gelu(Tensor self, str approximate='none') -> Tensor", nullptr, gelu_cpu, gelu_backward, 0b1},
-    {"core::silu(Tensor self) -> Tensor", nullptr, silu_cpu, silu_backward, 0b1},
-    {"core::softplus(Tensor self, float beta=1.0, float threshold=20.0) -> Tensor", nullptr, softplus_cpu, softplus_backward, 0b1},
-    {"core::clamp(Tensor self, float? min=None, float? max=None) -> Tensor", nullptr, clamp_cpu, clamp_backward, 0b1},
-    {"core::pow_scalar(Tensor self, float exponent) -> Tensor", nullptr, pow_scalar_cpu, pow_scalar_backward, 0b1},
-    {"core::pow(Tensor self, Tensor exponent) -> Tensor", nullptr, pow_cpu, pow_backward, 0b11, 0b1},
-    {"core::tanh_backward(Tensor grad, Tensor output) -> Tensor", nullptr, tanh_backward_cpu, tanh_backward_backward, 0b11},
-    {"core::sigmoid_backward(Tensor grad, Tensor output) -> Tensor", nullptr, sigmoid_backward_cpu, sigmoid_backward_backward, 0b11},
-    {"core::silu_backward(Tensor grad, Tensor self) -> Tensor", nullptr, silu_backward_cpu, silu_backward_backward, 0b11},
-    {"core::gelu_backward(Tensor grad, Tensor self, str approximate='none') -> Tensor", nullptr, gelu_backward_cpu, gelu_backward_backward, 0b11},
-    {"core::softplus_backward(Tensor grad, Tensor self, float beta=1.0, float threshold=20.0) -> Tensor", nullptr, softplus_backward_cpu, softplus_backward_backward, 0b11},
+    {"core::neg(Tensor self) -> Tensor", neg_meta, neg_cpu, neg_backward},
+    {"core::abs(Tensor self) -> Tensor", abs_meta, abs_cpu, abs_backward, 0b1},
+    {"core::sign(Tensor self) -> Tensor", sign_meta, sign_cpu, nullptr},  // derivative 0: not differentiable
+    {"core::exp(Tensor self) -> Tensor", exp_meta, exp_cpu, exp_backward, 0, 0b1},
+    {"core::log(Tensor self) -> Tensor", log_meta, log_cpu, log_backward, 0b1},
+    {"core::log1p(Tensor self) -> Tensor", log1p_meta, log1p_cpu, log1p_backward, 0b1},
+    {"core::sqrt(Tensor self) -> Tensor", sqrt_meta, sqrt_cpu, sqrt_backward, 0, 0b1},
+    {"core::rsqrt(Tensor self) -> Tensor", rsqrt_meta, rsqrt_cpu, rsqrt_backward, 0, 0b1},
+    {"core::sin(Tensor self) -> Tensor", sin_meta, sin_cpu, sin_backward, 0b1},
+    {"core::cos(Tensor self) -> Tensor", cos_meta, cos_cpu, cos_backward, 0b1},
+    {"core::tanh(Tensor self) -> Tensor", tanh_meta, tanh_cpu, tanh_backward, 0, 0b1},
+    {"core::sigmoid(Tensor self) -> Tensor", sigmoid_meta, sigmoid_cpu, sigmoid_backward, 0, 0b1},
+    {"core::relu(Tensor self) -> Tensor", relu_meta, relu_cpu, relu_backward, 0, 0b1},
+    {"core::gelu(Tensor self, str approximate='none') -> Tensor", gelu_meta, gelu_cpu, gelu_backward, 0b1},
+    {"core::silu(Tensor self) -> Tensor", silu_meta, silu_cpu, silu_backward, 0b1},
+    {"core::softplus(Tensor self, float beta=1.0, float threshold=20.0) -> Tensor", softplus_meta, softplus_cpu, softplus_backward, 0b1},
+    {"core::clamp(Tensor self, float? min=None, float? max=None) -> Tensor", clamp_meta, clamp_cpu, clamp_backward, 0b1},
+    {"core::pow_scalar(Tensor self, float exponent) -> Tensor", pow_scalar_meta, pow_scalar_cpu, pow_scalar_backward, 0b1},
+    {"core::pow(Tensor self, Tensor exponent) -> Tensor", pow_meta, pow_cpu, pow_backward, 0b11, 0b1},
+    {"core::tanh_backward(Tensor grad, Tensor output) -> Tensor", tanh_backward_meta, tanh_backward_cpu, tanh_backward_backward, 0b11},
+    {"core::sigmoid_backward(Tensor grad, Tensor output) -> Tensor", sigmoid_backward_meta, sigmoid_backward_cpu, sigmoid_backward_backward, 0b11},
+    {"core::silu_backward(Tensor grad, Tensor self) -> Tensor", silu_backward_meta, silu_backward_cpu, silu_backward_backward, 0b11},
+    {"core::gelu_backward(Tensor grad, Tensor self, str approximate='none') -> Tensor", gelu_backward_meta, gelu_backward_cpu, gelu_backward_backward, 0b11},
+    {"core::softplus_backward(Tensor grad, Tensor self, float beta=1.0, float threshold=20.0) -> Tensor", softplus_backward_meta, softplus_backward_cpu, softplus_backward_backward, 0b11},
 };
 VT_OP_TABLE(kUnaryOps)
