@@ -1,6 +1,6 @@
 """Tensor-with-a-Python-number ops (ops/core/src/scalar.cpp and the *_scalar comparisons of
-compare.cpp), called through `vt.ops.core`: add/sub/rsub/mul/div/rdiv_scalar, the in-place
-add/sub/mul/div_scalar_, eq/ne/lt/le/gt/ge_scalar.
+compare.cpp), called through `vt.ops.core`: add/sub/rsub/mul/div/rdiv_scalar,
+maximum/minimum_scalar, the in-place add/sub/mul/div_scalar_, eq/ne/lt/le/gt/ge_scalar.
 
 Values against a numpy float64 (integers: int64) reference in every conftest layout plus 0-d and
 0-size shapes; result dtypes against torch's promotion rule (a number lifts only the category:
@@ -45,6 +45,8 @@ OPS = {
     "mul_scalar": (lambda x, s, al: core.mul_scalar(x, s), lambda a, s, al: a * s, False),
     "div_scalar": (lambda x, s, al: core.div_scalar(x, s), lambda a, s, al: a / s, True),
     "rdiv_scalar": (lambda x, s, al: core.rdiv_scalar(x, s), lambda a, s, al: s / a, True),
+    "maximum_scalar": (lambda x, s, al: core.maximum_scalar(x, s), lambda a, s, al: np.maximum(a, s), False),
+    "minimum_scalar": (lambda x, s, al: core.minimum_scalar(x, s), lambda a, s, al: np.minimum(a, s), False),
 }
 ALPHA = {"add_scalar", "sub_scalar", "rsub_scalar"}
 
@@ -108,6 +110,8 @@ def test_against_torch(dtype, rng):
         "mul_scalar": lambda t, s: t * s,
         "div_scalar": lambda t, s: t / s,
         "rdiv_scalar": lambda t, s: s / t,
+        "maximum_scalar": lambda t, s: torch.maximum(t, torch.tensor(s)),
+        "minimum_scalar": lambda t, s: torch.minimum(t, torch.tensor(s)),
     }
     for op, (fn, _, div) in sorted(OPS.items()):
         for s in SCALARS:
@@ -263,6 +267,8 @@ GRAD = {
     "div_scalar": lambda x: core.div_scalar(x, 0.75),
     "div_scalar_int": lambda x: core.div_scalar(x, -2),
     "rdiv_scalar": lambda x: core.rdiv_scalar(x, 1.5),
+    "maximum_scalar": lambda x: core.maximum_scalar(x, 1.2),
+    "minimum_scalar": lambda x: core.minimum_scalar(x, 1),
     "add_scalar_": lambda x: core.add_scalar_(x * 1.0, 2.0, alpha=3),
     "sub_scalar_": lambda x: core.sub_scalar_(x * 1.0, 2),
     "mul_scalar_": lambda x: core.mul_scalar_(x * 1.0, -2.5),
@@ -275,6 +281,15 @@ GRAD = {
 def test_gradcheck(name, rng):
     x = vt.tensor(rng.uniform(0.5, 2.0, (2, 3))).requires_grad_()
     assert vt.autograd.gradcheck(GRAD[name], (x,))
+
+
+def test_maximum_scalar_nan_and_ties():
+    x = vt.tensor([float("nan"), 1.0, 3.0]).requires_grad_()
+    y = core.maximum_scalar(x, 1.0)
+    assert np.isnan(y.detach().numpy()[0]) and y.detach().numpy()[1:].tolist() == [1.0, 3.0]
+    y.sum().backward()
+    assert x.grad.numpy()[1:].tolist() == [0.5, 1.0]  # a tie splits the gradient, as maximum
+    assert np.isnan(core.minimum_scalar(vt.tensor([1.0]), float("nan")).numpy()[0])
 
 
 def test_double_backward_rdiv(rng):

@@ -1,5 +1,7 @@
-// ew.hpp — what the elementwise family files (binary, unary, compare, pointwise) share: the
-// unary/binary maps over fresh outputs, and the small helpers their backward rules use.
+// ew.hpp — what the elementwise family files (binary, unary, compare, pointwise, scalar) share:
+// meta steps per shape class (unary_out, binary_out), the unary/binary loops their computes run
+// into the outputs the meta step made, wrapping integer arithmetic, and the small helpers their
+// backward rules use.
 //
 // Not a public header: packs of users write their loops with vt/loops.hpp directly.
 #pragma once
@@ -28,6 +30,27 @@ void binary_out(vt::Call& c, const char* an, const char* bn, Types types, vt_dty
   int64_t shape[vt::kMaxDims];
   const int32_t ndim = vt::broadcast_shape(c.op, a, an, b, bn, shape);
   c.set_out(0, c.empty(shape, ndim, dt.bits ? dt : a->dtype));
+}
+
+// ---- arithmetic -----------------------------------------------------------------------------------
+// x + y and x * y; integers wrap around on overflow (computed in unsigned arithmetic, no UB)
+template <class T>
+T wrap_add(T x, T y) {
+  if constexpr (std::is_integral<T>::value) {
+    using U = typename std::make_unsigned<T>::type;
+    return (T)((U)x + (U)y);
+  } else {
+    return x + y;
+  }
+}
+template <class T>
+T wrap_mul(T x, T y) {
+  if constexpr (std::is_integral<T>::value) {
+    using U = typename std::make_unsigned<T>::type;
+    return (T)((U)x * (U)y);
+  } else {
+    return x * y;
+  }
 }
 
 // ---- compute loops: into outputs the meta step made ---------------------------------------------

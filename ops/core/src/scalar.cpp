@@ -7,6 +7,8 @@
 //   mul_scalar(self, other)            self * other              (and mul_scalar_)
 //   div_scalar(self, other)            self / other              (and div_scalar_)
 //   rdiv_scalar(self, other)           other / self
+//   maximum_scalar, minimum_scalar(self, other)   NaN propagates; the gradient goes to self where
+//                                      it is the larger (smaller), half of it on ties (as maximum)
 //
 // The result dtype is torch's (host->result_type_scalar): the number only lifts the category,
 // int32 + 1 -> int32, float16 + 1.0 -> float16, int64 + 1.0 -> float32, bool + 1 -> int64; div
@@ -27,7 +29,7 @@
 
 namespace {
 
-enum class SOp { Add, Sub, RSub, Mul, Div, RDiv };
+enum class SOp { Add, Sub, RSub, Mul, Div, RDiv, Max, Min };
 
 // the result dtypes a compute exists for
 constexpr vt::types<float, double, int64_t, int32_t, vt::half, vt::bfloat16, uint8_t, int8_t> kResultTypes{};
@@ -42,25 +44,6 @@ template <class A>
 A scalar_as(const vt_value& v) {
   if constexpr (std::is_integral<A>::value) return (A)(typename std::make_unsigned<A>::type)as_int(v);
   else return (A)as_double(v);
-}
-
-template <class A>
-A wrap_add(A x, A y) {
-  if constexpr (std::is_integral<A>::value) {
-    using U = typename std::make_unsigned<A>::type;
-    return (A)((U)x + (U)y);
-  } else {
-    return x + y;
-  }
-}
-template <class A>
-A wrap_mul(A x, A y) {
-  if constexpr (std::is_integral<A>::value) {
-    using U = typename std::make_unsigned<A>::type;
-    return (A)((U)x * (U)y);
-  } else {
-    return x * y;
-  }
 }
 
 constexpr bool has_alpha(SOp op) { return op == SOp::Add || op == SOp::Sub || op == SOp::RSub; }
@@ -130,18 +113,20 @@ void scalar_cpu(vt::Call& c) {
       const vt_value al = c.arg(2, "alpha").scalar();
       const A alpha = scalar_as<A>(al);
       if constexpr (OP == SOp::RSub) {  // other - alpha * self
-        if (alpha == A(1)) run<R, S>(c, out, x, [k](A v) { return wrap_add<A>(k, wrap_mul<A>(A(0) - A(1), v)); });
-        else run<R, S>(c, out, x, [k, alpha](A v) { return wrap_add<A>(k, wrap_mul<A>(A(0) - alpha, v)); });
+        if (alpha == A(1)) run<R, S>(c, out, x, [k](A v) { return ew::wrap_add<A>(k, ew::wrap_mul<A>(A(0) - A(1), v)); });
+        else run<R, S>(c, out, x, [k, alpha](A v) { return ew::wrap_add<A>(k, ew::wrap_mul<A>(A(0) - alpha, v)); });
       } else {  // self + alpha * other; sub adds -alpha * other (integers wrap exactly like torch)
-        const A ka = wrap_mul<A>(OP == SOp::Sub ? wrap_mul<A>(A(0) - A(1), alpha) : alpha, k);
-        run<R, S>(c, out, x, [ka](A v) { return wrap_add<A>(v, ka); });
+        const A ka = ew::wrap_mul<A>(OP == SOp::Sub ? ew::wrap_mul<A>(A(0) - A(1), alpha) : alpha, k);
+        run<R, S>(c, out, x, [ka](A v) { return ew::wrap_add<A>(v, ka); });
       }
     } else if constexpr (OP == SOp::Mul) {
-      run<R, S>(c, out, x, [k](A v) { return wrap_mul<A>(v, k); });
+      run<R, S>(c, out, x, [k](A v) { return ew::wrap_mul<A>(v, k); });
     } else if constexpr (OP == SOp::Div) {
       run<R, S>(c, out, x, [k](A v) { return v / k; });
-    } else {
+    } else if constexpr (OP == SOp::RDiv) {
       run<R, S>(c, out, x, [k](A v) { return k / v; });
+    } else {  // NaN in, NaN out (the test folds away for integers)
+      run<R, S>(c, out, x, [k](A v) { return v != v || k != k ? A(v + k) : (OP == SOp::Max ? (v < k) : (k < v)) ? k : v; });
     }
   });
 }
@@ -157,6 +142,8 @@ VT_SCALAR_OP(rsub_scalar, SOp::RSub)
 VT_SCALAR_OP(mul_scalar, SOp::Mul)
 VT_SCALAR_OP(div_scalar, SOp::Div)
 VT_SCALAR_OP(rdiv_scalar, SOp::RDiv)
+VT_SCALAR_OP(maximum_scalar, SOp::Max)
+VT_SCALAR_OP(minimum_scalar, SOp::Min)
 #undef VT_SCALAR_OP
 // in place: their own meta step (self is the output), the same compute
 VT_META_FN(add_scalar__meta, "core::add_scalar_") { scalar_meta<SOp::Add, true>(c); }
@@ -192,6 +179,22 @@ VT_BACKWARD(rdiv_scalar_backward, "core::rdiv_scalar") {
   g.set_grad(0, ew::neg(h, ew::div(h, ew::mul(h, g.grad_out(0), g.out(0)), g.saved(0))));
 }
 
+// maximum: w = [x > s] + 0.5 [x == s];  dself = g w   (minimum: x < s)
+namespace {
+void minmax_scalar_backward(vt::Grad& g, const char* strict) {
+  const vt_host* h = g.host;
+  vt_tensor* go = g.grad_out(0);
+  vt_tensor* x = g.saved(0);
+  const vt::V s = ew::sv(g.arg(1));
+  auto as_grad = [&](vt::Tensor m) { return vt::call(h, "core::to_dtype", {vt::V(m), vt::V(go->dtype)}); };
+  vt::Tensor w = ew::add(h, as_grad(ew::scalar_op(h, strict, x, s)),
+                         ew::mulc(h, as_grad(ew::scalar_op(h, "core::eq_scalar", x, s)), 0.5));
+  g.set_grad(0, ew::mul(h, go, w));
+}
+}  // namespace
+VT_BACKWARD(maximum_scalar_backward, "core::maximum_scalar") { minmax_scalar_backward(g, "core::gt_scalar"); }
+VT_BACKWARD(minimum_scalar_backward, "core::minimum_scalar") { minmax_scalar_backward(g, "core::lt_scalar"); }
+
 using core::OpDef;
 
 const OpDef kScalarOps[] = {
@@ -201,6 +204,8 @@ const OpDef kScalarOps[] = {
     {"core::mul_scalar(Tensor self, Scalar other) -> Tensor", mul_scalar_meta, mul_scalar_cpu, mul_scalar_backward},
     {"core::div_scalar(Tensor self, Scalar other) -> Tensor", div_scalar_meta, div_scalar_cpu, div_scalar_backward},
     {"core::rdiv_scalar(Tensor self, Scalar other) -> Tensor", rdiv_scalar_meta, rdiv_scalar_cpu, rdiv_scalar_backward, 0b1, 0b1},
+    {"core::maximum_scalar(Tensor self, Scalar other) -> Tensor", maximum_scalar_meta, maximum_scalar_cpu, maximum_scalar_backward, 0b1},
+    {"core::minimum_scalar(Tensor self, Scalar other) -> Tensor", minimum_scalar_meta, minimum_scalar_cpu, minimum_scalar_backward, 0b1},
     // in-place forms: the same compute, into self
     {"core::add_scalar_(Tensor self, Scalar other, Scalar alpha=1) -> Tensor", add_scalar__meta, add_scalar_cpu, add_scalar_backward},
     {"core::sub_scalar_(Tensor self, Scalar other, Scalar alpha=1) -> Tensor", sub_scalar__meta, sub_scalar_cpu, add_scalar_backward},
