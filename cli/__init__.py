@@ -1,6 +1,6 @@
 """vt-ops: the command line for op packs.
 
-    vt-ops new NAME          scaffold a pack (one op, CMake file, test)
+    vt-ops new NAME          scaffold a pack (one op, CMake file, test); --cuda adds a CUDA kernel
     vt-ops build PATH        configure + compile a pack with the installed SDK (incremental)
     vt-ops list              packs loaded and available, their ops and providers
     vt-ops info PACK         a pack's manifest, ops and providers

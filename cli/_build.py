@@ -103,6 +103,8 @@ def build_pack(source: Path, build: Path | None = None, build_type: str = "Relea
     if not (source / "CMakeLists.txt").is_file():
         raise click.ClickException(f"{source} has no CMakeLists.txt (make a pack with `vt-ops new NAME`)")
     build = Path(build).resolve() if build else source / "build"
+    # always explicit, so a folder configured for another arch goes back to the default
+    cuda_arch = str(cuda_arch or os.environ.get("CUDAARCHS") or "90")
     cmake = find_cmake()
     ninja = find_ninja()
     sdk = sdk_dir()
@@ -133,8 +135,7 @@ def build_pack(source: Path, build: Path | None = None, build_type: str = "Relea
                "-DCMAKE_EXPORT_COMPILE_COMMANDS=ON"]
         if ninja:
             cmd.append(f"-DCMAKE_MAKE_PROGRAM={ninja}")
-        if cuda_arch:
-            cmd.append(f"-DCMAKE_CUDA_ARCHITECTURES={cuda_arch}")
+        cmd.append(f"-DCMAKE_CUDA_ARCHITECTURES={cuda_arch}")
         echo(f"configuring {source} ({build_type}, {state['generator']}; {why})")
         if verbose:
             echo(" ".join(cmd))
@@ -217,7 +218,9 @@ def describe_pack(folder: Path) -> str:
 @main.command("build")
 @click.argument("path", type=click.Path(exists=True, file_okay=False, path_type=Path), default=".")
 @click.option("--release/--debug", default=True, help="Build type (default: release, -O3).")
-@click.option("--cuda-arch", metavar="ARCHS", help="CMAKE_CUDA_ARCHITECTURES, e.g. 90 or '80;90' (default 90).")
+@click.option("--cuda-arch", metavar="ARCHS", envvar="VT_CUDA_ARCH", show_envvar=True,
+              help="GPU architectures of CUDA sources (CMAKE_CUDA_ARCHITECTURES), e.g. 80, '80;90' or "
+                   "native (default 90: Hopper).")
 @click.option("-o", "--build-dir", type=click.Path(file_okay=False, path_type=Path),
               help="Build folder (default: PATH/build); reused for incremental builds.")
 @click.option("-v", "--verbose", is_flag=True, help="Show the full CMake and compiler command lines.")

@@ -1,4 +1,5 @@
-"""`vt-ops new NAME`: copy sdk/templates/pack into a new folder, filling in the names."""
+"""`vt-ops new NAME [--cuda]`: copy sdk/templates/pack (and, with --cuda, the files of
+sdk/templates/cuda over it) into a new folder, filling in the names."""
 from __future__ import annotations
 
 import keyword
@@ -21,18 +22,24 @@ def _check_ident(kind: str, value: str) -> str:
     return value
 
 
-def scaffold(name: str, dest: Path, namespace: str) -> list[Path]:
-    """Writes the template pack into `dest`; returns the files written."""
-    tpl = sdk_dir() / "templates" / "pack"
-    if not tpl.is_dir():
-        raise click.ClickException(f"pack template not found at {tpl}")
+def scaffold(name: str, dest: Path, namespace: str, cuda: bool = False) -> list[Path]:
+    """Writes the template pack into `dest`; returns the files written. With `cuda`, the files of
+    templates/cuda replace or join those of templates/pack (a CUDA kernel on the SDK launchers)."""
+    layers = ["pack"] + (["cuda"] if cuda else [])
+    files: dict[str, Path] = {}  # destination name -> template file (later layers win)
+    for layer in layers:
+        tpl = sdk_dir() / "templates" / layer
+        if not tpl.is_dir():
+            raise click.ClickException(f"pack template not found at {tpl}")
+        for src in sorted(p for p in tpl.rglob("*") if p.is_file()):
+            rel = src.relative_to(tpl).as_posix().replace("__name__", name)
+            if rel.endswith(".tmpl"):  # so pytest and compilers never pick up the raw templates
+                rel = rel[: -len(".tmpl")]
+            if rel == "gitignore":  # stored without the dot so packaging never drops it
+                rel = ".gitignore"
+            files[rel] = src
     written = []
-    for src in sorted(p for p in tpl.rglob("*") if p.is_file()):
-        rel = src.relative_to(tpl).as_posix().replace("__name__", name)
-        if rel.endswith(".tmpl"):  # so pytest and compilers never pick up the raw templates
-            rel = rel[: -len(".tmpl")]
-        if rel == "gitignore":  # stored without the dot so packaging never drops it
-            rel = ".gitignore"
+    for rel, src in sorted(files.items()):
         text = src.read_text().replace("{{name}}", name).replace("{{namespace}}", namespace)
         out = dest / rel
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -46,15 +53,18 @@ def scaffold(name: str, dest: Path, namespace: str) -> list[Path]:
 @click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path),
               help="Folder to create (default: ./NAME).")
 @click.option("--namespace", "-n", help="Op namespace (default: NAME), as in NS::scale.")
-def new(name, directory, namespace):
+@click.option("--cuda", is_flag=True,
+              help="Add a CUDA kernel (src/NAME_cuda.cu, on the SDK's vt/cuda launchers) next to the "
+                   "CPU one; it compiles where nvcc is found.")
+def new(name, directory, namespace, cuda):
     """Scaffold an op pack NAME with one op, its CMake file and a test."""
     _check_ident("pack name", name)
     namespace = _check_ident("namespace", namespace or name)
     dest = directory or Path(name)
     if dest.exists() and any(dest.iterdir()):
         raise click.ClickException(f"{dest} exists and is not empty")
-    files = scaffold(name, dest, namespace)
-    click.echo(f"created pack '{name}' in {dest}/")
+    files = scaffold(name, dest, namespace, cuda=cuda)
+    click.echo(f"created pack '{name}' in {dest}/" + (" (CPU + CUDA)" if cuda else ""))
     for f in files:
         click.echo(f"  {f.relative_to(dest)}")
     click.echo(f"next: vt-ops build {dest}   then   pytest {dest / 'tests'}")

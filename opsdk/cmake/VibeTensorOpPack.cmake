@@ -4,7 +4,8 @@
 #                 SOURCES <file>...
 #                 [CUDA_SOURCES <file>...]          # compiled only where a CUDA compiler is found
 #                 [LINK_LIBRARIES <lib>...]          # linked PRIVATE
-#                 [CUDA_ARCHITECTURES <arch>...]     # default: CMAKE_CUDA_ARCHITECTURES, else 90
+#                 [CUDA_ARCHITECTURES <arch>...]     # default: CMAKE_CUDA_ARCHITECTURES (-D or the
+#                                                    # CUDAARCHS environment variable), else 90
 #                 [INSTALL_DIR <dir>]                # install library + manifest.json there
 #                 [OUTPUT_DIRECTORY <dir>])          # default: ${CMAKE_BINARY_DIR}/packs/<name>
 #
@@ -17,7 +18,10 @@
 # vibetensor.ops.load(<dir>).
 #
 # Sources get VT_PACK_NAME / VT_PACK_VERSION (string literals) defined, and VT_WITH_CUDA when the
-# CUDA sources are compiled in.
+# CUDA sources are compiled in. CUDA sources are C++17 and see the SDK's CUDA headers
+# (vt/cuda/launch.cuh, elementwise.cuh, reduce.cuh); they are compiled for sm_90 (Hopper) unless
+# CUDA_ARCHITECTURES / CMAKE_CUDA_ARCHITECTURES / CUDAARCHS say otherwise (e.g. "80;90", native).
+# Leave CUDA out of your project()'s LANGUAGES: this function enables it only where nvcc exists.
 #
 # vt_add_oppack is a macro only because enable_language(C/CUDA) must run at directory scope; the
 # work happens in the function _vt_add_oppack_impl.
@@ -54,6 +58,10 @@ macro(vt_add_oppack)
       include(CheckLanguage)
       check_language(CUDA)
       if(CMAKE_CUDA_COMPILER)
+        # before enable_language, which would otherwise fill in nvcc's own default (an old arch)
+        if(NOT DEFINED CMAKE_CUDA_ARCHITECTURES AND NOT DEFINED ENV{CUDAARCHS})
+          set(CMAKE_CUDA_ARCHITECTURES 90 CACHE STRING "CUDA architectures of op packs (vt-ops build --cuda-arch)")
+        endif()
         enable_language(CUDA)
       endif()
     endif()
