@@ -1,6 +1,7 @@
-// ops/core/cuda/copy.cu — the CUDA compute of contiguous and copy_ (both on one CUDA device).
+// ops/core/cuda/copy.cu — the CUDA compute of contiguous, copy_ and to_dtype (on one CUDA device).
 //
-// The meta steps (src/copy.cpp) check the arguments and make the output (self for copy_).
+// The meta steps (src/copy.cpp, src/pointwise.cpp) check the arguments and make the output (self
+// for copy_).
 // Same dtype: one cudaMemcpyAsync when both sides are contiguous with one shape, else a strided
 // move of raw 1/2/4/8-byte elements (every dtype shares four kernel pairs; src broadcasts).
 // Different dtypes: one kernel that converts between any two of the nine dtypes, chosen per call
@@ -96,3 +97,4 @@ void copy_into(vt::Call& c, const vt_tensor* dst, const vt_tensor* src) {
 
 VT_COMPUTE(contiguous_cuda, "core::contiguous") { copy_into(c, c.out(0), c.arg(0, "self").tensor()); }
 VT_COMPUTE(copy__cuda, "core::copy_") { copy_into(c, c.out(0), c.arg(1, "src").tensor()); }
+VT_COMPUTE(to_dtype_cuda, "core::to_dtype") { copy_into(c, c.out(0), c.arg(0, "self").tensor()); }
