@@ -8,6 +8,9 @@ import sys
 
 import cffi
 
+sys.path.insert(0, __import__("os").path.dirname(__file__))  # binding_cuda.py lives next to us
+from binding_cuda import CDEF_CUDA  # noqa: E402
+
 CDEF = r"""
 #define VT_ABI_MAJOR ...
 #define VT_ABI_MINOR ...
@@ -150,7 +153,7 @@ static void* vt_py_capsule_destructor(void) { return (void*)vt_capsule_destructo
 
 def main(out: str) -> None:
     ffi = cffi.FFI()
-    ffi.cdef(CDEF)
+    ffi.cdef(CDEF + CDEF_CUDA)
     ffi.set_source("vibetensor.runtime._vtrt_cffi", SOURCE)
     ffi.emit_c_code(out)
 

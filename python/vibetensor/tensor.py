@@ -192,6 +192,27 @@ class Tensor:
     def cuda(self, index=0):
         return self.to(T.device("cuda", index))
 
+    # -- CUDA memory (vibetensor.cuda) --
+    def pin_memory(self):
+        """A copy in page-locked host memory (cached), so copies to and from the GPU with
+        non_blocking=True are asynchronous. CPU tensors only; needs CUDA."""
+        if self.device.type != "cpu":
+            raise RuntimeError(f"pin_memory(): only cpu tensors can be pinned, not {self.device}")
+        src = self.contiguous()
+        out = _wrap(checked(lib.vtrt_cuda_empty_pinned(src._h.sizes, src._h.ndim, src._h.dtype)))
+        if lib.vtrt_copy_bytes(out._h, src._h) != 0:
+            raise error()
+        return out
+
+    def is_pinned(self) -> bool:
+        return self.device.type == "cpu" and bool(lib.vtrt_cuda_is_pinned(self._h.data))
+
+    def record_stream(self, stream) -> None:
+        """Marks this tensor's memory as used by `stream` (a vt.cuda.Stream): the caching
+        allocator will not hand it out again before the work queued there now has finished."""
+        if lib.vtrt_cuda_record_stream(self._h, stream._ptr) != 0:
+            raise error()
+
     def float(self):
         return self.to(T.float32)
 

@@ -1,4 +1,5 @@
-// allocator.cpp — the CPU caching allocator and the slot where device allocators plug in.
+// allocator.cpp — the CPU caching allocator and the slots where device allocators plug in
+// (the CUDA caching allocator is cuda_allocator.cpp).
 //
 // CPU blocks are 64-byte aligned and rounded up to a size class (4 classes per power of two, so at
 // most 25% waste); freed blocks go to a per-class free list and are handed out again before the
@@ -8,6 +9,7 @@
 #include <atomic>
 #include <mutex>
 
+#include "device.hpp"
 #include "internal.hpp"
 
 namespace vt {
@@ -158,24 +160,40 @@ CpuCache& cpu_cache() {
   return *cache;
 }
 
-vtrt_allocator g_device_allocators[4];  // indexed by device type; only VT_CUDA is used today
+vtrt_allocator g_device_allocators[kDeviceSlots];  // by device slot (device.hpp); cpu's is above
+
+// The allocator of a device with memory, or null (+ error) when it has none. CUDA's is installed
+// the first time CUDA is asked about, so ask here before giving up.
+vtrt_allocator* allocator_for(vt_device device) {
+  int slot = device_slot(device.type);
+  if (slot < 0 || !kDevices[slot].has_memory) {
+    set_error(VT_ERR_NOT_IMPL, "device %s has no memory to allocate", device_name(device).c_str());
+    return nullptr;
+  }
+  vtrt_allocator* a = &g_device_allocators[slot];
+  if (!a->alloc && device.type == VT_CUDA) cuda_available();
+  if (!a->alloc) {
+    set_error(VT_ERR_NOT_IMPL, "no allocator for device %s (is CUDA available?)",
+              device_name(device).c_str());
+    return nullptr;
+  }
+  return a;
+}
 
 }  // namespace
 
 void* device_alloc(vt_device device, size_t nbytes) {
   if (device.type == VT_CPU) return cpu_alloc(nbytes);
-  if (device.type < 0 || device.type >= 4 || !g_device_allocators[device.type].alloc) {
-    set_error(VT_ERR_NOT_IMPL, "no allocator for device %s (is CUDA available?)",
-              device_name(device).c_str());
-    return nullptr;
-  }
-  auto& a = g_device_allocators[device.type];
-  return a.alloc(a.self, nbytes, device.index, cuda_current_stream(device));
+  vtrt_allocator* a = allocator_for(device);
+  return a ? a->alloc(a->self, nbytes, device.index, cuda_current_stream(device)) : nullptr;
 }
 
 void device_free(vt_device device, void* ptr, size_t nbytes) {
   if (device.type == VT_CPU) return cpu_free(ptr, nbytes);
-  auto& a = g_device_allocators[device.type];
+  int slot = device_slot(device.type);
+  if (slot < 0) return;
+  auto& a = g_device_allocators[slot];
+  // the CUDA allocator frees onto the block's own stream; the current one is only a hint
   if (a.free) a.free(a.self, ptr, nbytes, device.index, cuda_current_stream(device));
 }
 
@@ -184,16 +202,27 @@ void device_free(vt_device device, void* ptr, size_t nbytes) {
 extern "C" {
 
 vt_status vtrt_set_allocator(int32_t device_type, const vtrt_allocator* allocator) {
-  if (device_type <= VT_CPU || device_type >= 4)
+  int slot = vt::device_slot(device_type);
+  if (device_type == VT_CPU || slot < 0 || !vt::kDevices[slot].has_memory)
     return vt::set_error(VT_ERR_VALUE, "vtrt_set_allocator: device type %d cannot be replaced",
                          device_type);
-  vt::g_device_allocators[device_type] = *allocator;
+  vt::g_device_allocators[slot] = *allocator;
   return VT_OK;
 }
 
 vt_status vtrt_alloc_stats_get(vt_device device, vtrt_alloc_stats* out) {
+  if (device.type == VT_CUDA) {  // the caching allocator's counters, in this struct's terms
+    vtrt_cuda_memory_stats s;
+    if (vtrt_cuda_memory_stats_get(device.index, &s) != VT_OK) return vtrt_last_status();
+    out->allocated = s.allocated_bytes[0].current;
+    out->reserved = s.reserved_bytes[0].current;
+    out->peak_allocated = s.allocated_bytes[0].peak;
+    out->num_allocs = s.allocation[0].allocated;
+    out->num_os_allocs = s.num_device_alloc;
+    return VT_OK;
+  }
   if (device.type != VT_CPU)
-    return vt::set_error(VT_ERR_NOT_IMPL, "allocator stats: only cpu is tracked here, got %s",
+    return vt::set_error(VT_ERR_NOT_IMPL, "allocator stats: %s has no allocator",
                          vt::device_name(device).c_str());
   auto& c = vt::cpu_cache();
   std::lock_guard<std::mutex> g(c.mu);
@@ -206,6 +235,10 @@ vt_status vtrt_alloc_stats_get(vt_device device, vtrt_alloc_stats* out) {
 }
 
 void vtrt_alloc_reset_peak(vt_device device) {
+  if (device.type == VT_CUDA) {
+    if (vtrt_cuda_reset_peak_memory_stats(device.index) != VT_OK) vtrt_clear_error();
+    return;
+  }
   if (device.type != VT_CPU) return;
   auto& c = vt::cpu_cache();
   c.peak.store(c.allocated.load(std::memory_order_relaxed), std::memory_order_relaxed);
@@ -213,5 +246,6 @@ void vtrt_alloc_reset_peak(vt_device device) {
 
 void vtrt_alloc_empty_cache(vt_device device) {
   if (device.type == VT_CPU) vt::cpu_cache().empty_cache();
+  if (device.type == VT_CUDA && vtrt_cuda_empty_cache(device.index) != VT_OK) vtrt_clear_error();
 }
 }

@@ -66,4 +66,24 @@ VT_PHILOX_FN double u64_to_unit_double_open0(uint32_t lo, uint32_t hi) {
 }  // namespace philox
 }  // namespace vt
 
+#ifdef __CUDACC__
+#include "vt/oppack.h"
+
+// Graph-safe Philox on the device. A CUDA random kernel takes the vt_philox_args that
+// host->philox_args gave it *by value* and calls this in the kernel: outside graph capture it
+// returns the plain (seed, offset); in a captured graph it reads them from the device memory each
+// replay refreshes (plus this op's offset within the graph), so replays draw fresh numbers.
+struct vt_philox_seed_offset {
+  uint64_t seed;
+  uint64_t offset;
+};
+
+__device__ __forceinline__ vt_philox_seed_offset vt_philox_unpack(const vt_philox_args a) {
+  vt_philox_seed_offset r;
+  r.seed = a.seed_ptr ? *a.seed_ptr : a.seed;
+  r.offset = (a.offset_ptr ? *a.offset_ptr : a.offset) + a.offset_intragraph;
+  return r;
+}
+#endif  // __CUDACC__
+
 #endif  // VT_PHILOX_H_

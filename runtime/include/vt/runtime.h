@@ -112,6 +112,9 @@ vt_status vtrt_call(vt_op* op, const vt_value* args, int32_t nargs, vt_value* ou
 /* Fast paths for the commonest shapes of call (one tensor output). NULL on error. */
 vt_tensor* vtrt_call_t(vt_op* op, vt_tensor* a);
 vt_tensor* vtrt_call_tt(vt_op* op, vt_tensor* a, vt_tensor* b);
+/* (tensor, Python float / int) for ops whose second argument is a `Scalar` */
+vt_tensor* vtrt_call_tf(vt_op* op, vt_tensor* a, double b);
+vt_tensor* vtrt_call_ti(vt_op* op, vt_tensor* a, int64_t b);
 
 /* Providers: which implementations an op has on a device type, best first. */
 typedef struct vtrt_provider_info {

@@ -1,0 +1,177 @@
+"""The CUDA runtime's per-call costs vs torch.cuda, in one process on the same GPU.
+
+    python bench/bench_cuda_runtime.py [--quick]
+
+Rows: caching-allocator alloc+free of 1 MiB from Python; an eager 4-element add; Event.record;
+`with stream(s)` (enter + exit); a graph replay of 100 small adds. Each cell is the best of
+several timed loops, in microseconds per operation; ratio = vibetensor / torch (lower is better).
+Prints a markdown table. Without a GPU it says so and exits 0.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import vibetensor as vt
+import vibetensor.cuda as vcuda
+
+
+def best_us(fn, n, repeats, sync):
+    """Best per-iteration time of `fn(n)` (which runs n iterations), in microseconds."""
+    fn(max(n // 10, 1))  # warm up: caches, lazy init, code paths
+    sync()
+    best = float("inf")
+    for _ in range(repeats):
+        sync()
+        t0 = time.perf_counter()
+        fn(n)
+        sync()
+        best = min(best, (time.perf_counter() - t0) / n * 1e6)
+    return best
+
+
+def vt_cases():
+    a = vt.ones(4, device="cuda")
+    b = vt.ones(4, device="cuda")
+    ev = vcuda.Event()
+    s = vcuda.Stream()
+
+    def alloc(n):
+        for _ in range(n):
+            t = vt.empty(262144, device="cuda")
+            del t
+
+    def add(n):
+        for _ in range(n):
+            a + b
+
+    def record(n):
+        for _ in range(n):
+            ev.record()
+
+    def switch(n):
+        ctx = vcuda.stream
+        for _ in range(n):
+            with ctx(s):
+                pass
+
+    g = vcuda.CUDAGraph()
+    x = vt.ones(4, device="cuda")
+    y = vt.ones(4, device="cuda")
+    with vcuda.graph(g):
+        z = x
+        for _ in range(100):
+            z = z + y
+    g.replay()
+    vcuda.synchronize()
+    assert z.cpu().tolist() == [101.0] * 4, "graph replay gave a wrong result"
+
+    def replay(n):
+        for _ in range(n):
+            g.replay()
+
+    return {"alloc": alloc, "add": add, "record": record, "switch": switch, "replay": replay,
+            "_keep": (g, z)}
+
+
+def torch_cases(torch):
+    a = torch.ones(4, device="cuda")
+    b = torch.ones(4, device="cuda")
+    ev = torch.cuda.Event()
+    s = torch.cuda.Stream()
+
+    def alloc(n):
+        for _ in range(n):
+            t = torch.empty(262144, device="cuda")
+            del t
+
+    def add(n):
+        for _ in range(n):
+            a + b
+
+    def record(n):
+        for _ in range(n):
+            ev.record()
+
+    def switch(n):
+        ctx = torch.cuda.stream
+        for _ in range(n):
+            with ctx(s):
+                pass
+
+    g = torch.cuda.CUDAGraph()
+    x = torch.ones(4, device="cuda")
+    y = torch.ones(4, device="cuda")
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):  # warm up on a side stream, as torch's docs ask
+        for _ in range(3):
+            z = x
+            for _ in range(100):
+                z = z + y
+    torch.cuda.current_stream().wait_stream(side)
+    with torch.cuda.graph(g):
+        z = x
+        for _ in range(100):
+            z = z + y
+    g.replay()
+    torch.cuda.synchronize()
+
+    def replay(n):
+        for _ in range(n):
+            g.replay()
+
+    return {"alloc": alloc, "add": add, "record": record, "switch": switch, "replay": replay,
+            "_keep": (g, z)}
+
+
+ROWS = [
+    ("alloc", "alloc+free 1 MiB (empty(262144) + del)", 20000),
+    ("add", "eager add, 4 elements, per op", 20000),
+    ("record", "Event.record()", 20000),
+    ("switch", "`with stream(s): pass`", 20000),
+    ("replay", "graph replay of 100 small adds", 2000),
+]
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="fewer iterations (a smoke run)")
+    args = ap.parse_args(argv)
+    if not vcuda.is_available():
+        print("bench_cuda_runtime: no CUDA GPU here (vt.cuda.is_available() is False); nothing "
+              "to measure")
+        return 0
+    try:
+        import torch
+
+        if not torch.cuda.is_available():
+            torch = None
+    except ImportError:
+        torch = None
+    scale = 10 if args.quick else 1
+    repeats = 3 if args.quick else 7
+    v = vt_cases()
+    t = torch_cases(torch) if torch else None
+    print(f"GPU: {vcuda.get_device_name()}  allocator: {vcuda.get_allocator_backend()}  "
+          f"torch: {torch.__version__ if torch else 'not available'}\n")
+    print("| operation | vibetensor (µs) | torch (µs) | vt / torch |")
+    print("|---|---:|---:|---:|")
+    for key, label, n in ROWS:
+        n = max(n // scale, 10)
+        vu = best_us(v[key], n, repeats, vcuda.synchronize)
+        if t:
+            tu = best_us(t[key], n, repeats, torch.cuda.synchronize)
+            print(f"| {label} | {vu:.2f} | {tu:.2f} | {vu / tu:.2f}x |")
+        else:
+            print(f"| {label} | {vu:.2f} | n/a | n/a |")
+    s = vcuda.memory_stats()
+    print(f"\nvibetensor allocator after the run: {s['num_device_alloc']} cudaMalloc calls, "
+          f"{s['reserved_bytes.all.current'] >> 20} MiB reserved, "
+          f"{s['allocated_bytes.all.current'] >> 10} KiB allocated")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
