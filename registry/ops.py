@@ -10,8 +10,8 @@ import ast
 import contextlib
 import operator
 
-from vibetensor.runtime import (BOOL, CPU, CUDA, DEVICE, DTYPE, FLOAT, INT, INTS, NONE, STR,
-                                TAG_NAMES, TENSOR, TENSORS, error, ffi, lib)
+from vibetensor.runtime import (BOOL, CPU, CUDA, DEVICE, DTYPE, FLOAT, INT, INTS, META, NONE,
+                                SCALAR, STR, TAG_NAMES, TENSOR, TENSORS, error, ffi, lib)
 from vibetensor.runtime import dtypes as _types
 
 from . import loader
@@ -25,7 +25,7 @@ def set_tensor_factory(fn) -> None:
 
 
 def _device_code(device) -> int:
-    if device in (CPU, CUDA):
+    if device in (CPU, CUDA, META):
         return device
     return _types.device(device).code
 
@@ -171,6 +171,18 @@ def _box(opname, a: Arg, i: int, v, slot, keep) -> None:
         if isinstance(v, float) or not isinstance(v, int):
             v = _scalar(opname, a, i, v, int)
         slot.tag, slot.v.i = INT, int(v)
+    elif t == SCALAR:  # keeps the Python type: promotion tells x + 1 from x + 1.0
+        if hasattr(v, "item") and not isinstance(v, (bool, int, float)):
+            v = _scalar(opname, a, i, v, lambda x: x)
+        if isinstance(v, bool):
+            slot.tag, slot.v.b = BOOL, int(v)
+        elif isinstance(v, int):
+            slot.tag, slot.v.i = INT, v
+        elif isinstance(v, float):
+            slot.tag, slot.v.f = FLOAT, v
+        else:
+            raise TypeError(f"[{opname}] argument '{a.name}' (position {i + 1}) must be a number "
+                            f"(bool, int or float), got {type(v).__name__}")
     elif t == BOOL:
         if not isinstance(v, (bool, int)):
             if hasattr(v, "item") and not isinstance(v, str):

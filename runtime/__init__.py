@@ -9,11 +9,11 @@ from __future__ import annotations
 from ._vtrt_cffi import ffi, lib
 
 # vt_tag codes (vt/oppack.h)
-NONE, TENSOR, INT, FLOAT, BOOL, INTS, STR, DTYPE, DEVICE, TENSORS = range(10)
+NONE, TENSOR, INT, FLOAT, BOOL, INTS, STR, DTYPE, DEVICE, TENSORS, SCALAR = range(11)
 TAG_NAMES = ["None", "Tensor", "int", "float", "bool", "int[]", "str", "ScalarType", "Device",
-             "Tensor[]"]
+             "Tensor[]", "Scalar"]
 
-CPU, CUDA = 1, 2  # DLPack device types
+CPU, CUDA, META = 1, 2, 64  # DLPack's kDLCPU and kDLCUDA; META is ours (vt/oppack.h)
 
 # status code -> exception class (vt/oppack.h VT_ERR_*)
 _ERRORS = {

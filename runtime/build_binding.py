@@ -69,6 +69,9 @@ void vtrt_alloc_empty_cache(vt_device device);
 int32_t vtrt_cuda_device_count(void);
 vt_status vtrt_cuda_synchronize(int32_t device_index);
 
+vt_dtype vtrt_promote_types(vt_dtype a, vt_dtype b);
+vt_dtype vtrt_result_type_scalar(vt_dtype tensor, int32_t scalar_tag);
+
 vt_op* vtrt_find_op(const char* name);
 int32_t vtrt_op_count(void);
 const char* vtrt_op_name_at(int32_t i);
@@ -87,6 +90,8 @@ int32_t vtrt_op_output_type(const vt_op* op, int32_t i);
 vt_status vtrt_call(vt_op* op, const vt_value* args, int32_t nargs, vt_value* outs, int32_t nouts);
 vt_tensor* vtrt_call_t(vt_op* op, vt_tensor* a);
 vt_tensor* vtrt_call_tt(vt_op* op, vt_tensor* a, vt_tensor* b);
+vt_tensor* vtrt_call_tf(vt_op* op, vt_tensor* a, double b);
+vt_tensor* vtrt_call_ti(vt_op* op, vt_tensor* a, int64_t b);
 
 typedef struct vtrt_provider_info {
   const char* provider; const char* pack; int32_t priority; int32_t active;

@@ -1,7 +1,7 @@
 """dtypes and devices: the runtime's codes (DLPack's) with torch's names."""
 from __future__ import annotations
 
-from . import CPU, CUDA, ffi
+from . import CPU, CUDA, META, FLOAT, INT, BOOL, error, ffi, lib
 
 
 class dtype:
@@ -44,9 +44,6 @@ float64 = dtype("float64", 2, 64, "float64")
 _ALIASES = {"float": float32, "double": float64, "half": float16, "long": int64, "int": int32,
             "bool": bool_}
 
-# promotion order for mixed-dtype arithmetic (torch's lattice, flattened)
-_RANK = {bool_: 0, uint8: 1, int8: 2, int16: 3, int32: 4, int64: 5, float16: 6, bfloat16: 7,
-         float32: 8, float64: 9}
 
 
 def get_dtype(x) -> dtype:
@@ -71,16 +68,43 @@ def from_key(code: int, bits: int) -> dtype:
     return dtype._by_key[(code, bits)]
 
 
+# Type promotion is the runtime's (runtime/src/promote.cpp, torch's rules); Python only caches
+# its answers, so a pair costs one native call per process.
+_promoted: dict = {}
+
+
 def promote(a: dtype, b: dtype) -> dtype:
-    if {a, b} == {float16, bfloat16}:
-        return float32
-    if {a, b} == {uint8, int8}:
-        return int16
-    return a if _RANK[a] >= _RANK[b] else b
+    r = _promoted.get((a, b))
+    if r is None:
+        d = lib.vtrt_promote_types(a._vt(), b._vt())
+        if d.lanes == 0:
+            raise error()
+        r = _promoted[(a, b)] = from_key(d.code, d.bits)
+    return r
+
+
+_SCALAR_TAGS = {bool: BOOL, int: INT, float: FLOAT}
+_with_scalar: dict = {}
+
+
+def result_type_scalar(t: dtype, kind: type) -> dtype:
+    """The dtype of `tensor op scalar` for a Python bool/int/float scalar (torch's rule: a scalar
+    lifts only the category, int32 + 1 -> int32, int64 + 1.0 -> float32)."""
+    r = _with_scalar.get((t, kind))
+    if r is None:
+        d = lib.vtrt_result_type_scalar(t._vt(), _SCALAR_TAGS[kind])
+        r = _with_scalar[(t, kind)] = from_key(d.code, d.bits)
+    return r
+
+
+# The device types, as the runtime's table (runtime/src/device.hpp) has them: name -> (code,
+# whether the name takes an index like "cuda:1").
+DEVICE_TYPES = {"cpu": (CPU, False), "cuda": (CUDA, True), "meta": (META, False)}
+_BY_CODE = {code: name for name, (code, _) in DEVICE_TYPES.items()}
 
 
 class device:
-    """`vt.device("cpu")`, `vt.device("cuda:0")`, `vt.device("cuda", 1)`."""
+    """`vt.device("cpu")`, `vt.device("cuda:0")`, `vt.device("cuda", 1)`, `vt.device("meta")`."""
 
     __slots__ = ("type", "index")
 
@@ -89,16 +113,22 @@ class device:
             self.type, self.index = spec.type, spec.index
             return
         kind, _, idx = str(spec).partition(":")
-        if kind not in ("cpu", "cuda"):
-            raise ValueError(f"unknown device {spec!r}; expected 'cpu', 'cuda' or 'cuda:N'")
+        if kind not in DEVICE_TYPES:
+            raise ValueError(f"unknown device {spec!r}; expected one of "
+                             f"{', '.join(DEVICE_TYPES)} (with ':N' for cuda)")
+        indexed = DEVICE_TYPES[kind][1]
+        try:
+            self.index = int(idx) if idx else (int(index) if index is not None else 0)
+        except ValueError:
+            raise ValueError(f"bad device index in {spec!r}") from None
+        if self.index < 0 or (not indexed and self.index != 0):
+            raise ValueError(f"bad device {spec!r}: {kind} takes "
+                             f"{'an index >= 0' if indexed else 'no index'}")
         self.type = kind
-        self.index = int(idx) if idx else (index if index is not None else 0)
-        if kind == "cpu":
-            self.index = 0
 
     @property
     def code(self) -> int:
-        return CPU if self.type == "cpu" else CUDA
+        return DEVICE_TYPES[self.type][0]
 
     def __eq__(self, other):
         try:
@@ -111,7 +141,7 @@ class device:
         return hash((self.type, self.index))
 
     def __str__(self):
-        return "cpu" if self.type == "cpu" else f"cuda:{self.index}"
+        return f"{self.type}:{self.index}" if DEVICE_TYPES[self.type][1] else self.type
 
     def __repr__(self):
         return f"device('{self}')"
@@ -125,7 +155,12 @@ class device:
 _CPU = device("cpu")
 
 
+_known: dict = {}
+
+
 def from_vt_device(d) -> device:
-    if d.type == CPU:
-        return _CPU
-    return device("cuda", d.index)
+    key = (d.type, d.index)
+    r = _known.get(key)
+    if r is None:
+        r = _known[key] = device(_BY_CODE[d.type], d.index)
+    return r

@@ -38,18 +38,26 @@ def _number(x) -> bool:
 
 # -- binary arithmetic ----------------------------------------------------------------------------
 def add(input, other, *, alpha=1):
-    """input + alpha * other (broadcast, promoted)."""
+    """input + alpha * other (broadcast, promoted; a number stays a typed scalar)."""
+    if _number(other) and _is_tensor(input):
+        return _op("core::add_scalar")(input, other, alpha)
     a, b = _ops.promote_pair(input, other)
     return _op("core::add")(a, b, alpha)
 
 
 def sub(input, other, *, alpha=1):
-    """input - alpha * other (broadcast, promoted)."""
+    """input - alpha * other (broadcast, promoted; a number stays a typed scalar)."""
+    if _number(other) and _is_tensor(input):
+        return _op("core::sub_scalar")(input, other, alpha)
     a, b = _ops.promote_pair(input, other)
     return _op("core::sub")(a, b, alpha)
 
 
 def mul(input, other):
+    if _number(other) and _is_tensor(input):
+        return _op("core::mul_scalar")(input, other)
+    if _number(input) and _is_tensor(other):
+        return _op("core::mul_scalar")(other, input)
     a, b = _ops.promote_pair(input, other)
     return _op("core::mul")(a, b)
 
@@ -58,6 +66,8 @@ def div(input, other, *, rounding_mode=None):
     """True division (integer inputs give float32)."""
     if rounding_mode is not None:
         raise NotImplementedError(f"div: rounding_mode={rounding_mode!r} is not supported yet")
+    if _number(other) and _is_tensor(input):
+        return _op("core::div_scalar")(input, other)
     a, b = _ops.promote_pair(input, other)
     return _op("core::div")(a, b)
 
@@ -225,8 +235,12 @@ def sum_to_size(input, *size):
 
 
 # -- comparisons and logic ------------------------------------------------------------------------
-def _cmp(name):
+def _cmp(name, scalar_form=False):
+    scalar_name = name + "_scalar"
+
     def f(input, other):
+        if scalar_form and _number(other) and _is_tensor(input):
+            return _op(scalar_name)(input, other)
         a, b = _ops.promote_pair(input, other)
         return _op(name)(a, b)
 
@@ -235,7 +249,8 @@ def _cmp(name):
     return f
 
 
-eq, ne, lt, le, gt, ge = (_cmp("core::" + n) for n in ("eq", "ne", "lt", "le", "gt", "ge"))
+eq, ne, lt, le, gt, ge = (_cmp("core::" + n, scalar_form=True)
+                          for n in ("eq", "ne", "lt", "le", "gt", "ge"))
 greater, greater_equal, less, less_equal, not_equal = gt, ge, lt, le, ne
 logical_and, logical_or, logical_xor = (_cmp("core::logical_" + n) for n in ("and", "or", "xor"))
 

@@ -37,8 +37,12 @@ class _Hot:
     operator fast path costs one attribute load. Refreshed whenever a pack loads or unloads;
     NULL when no pack defines the op (the call then reports it)."""
 
-    __slots__ = ("add", "sub", "mul", "div")
-    NAMES = {"add": "core::add", "sub": "core::sub", "mul": "core::mul", "div": "core::div"}
+    __slots__ = ("add", "sub", "mul", "div", "add_scalar", "sub_scalar", "rsub_scalar",
+                 "mul_scalar", "div_scalar", "rdiv_scalar")
+    NAMES = {"add": "core::add", "sub": "core::sub", "mul": "core::mul", "div": "core::div",
+             "add_scalar": "core::add_scalar", "sub_scalar": "core::sub_scalar",
+             "rsub_scalar": "core::rsub_scalar", "mul_scalar": "core::mul_scalar",
+             "div_scalar": "core::div_scalar", "rdiv_scalar": "core::rdiv_scalar"}
 
     def refresh(self):
         for attr, name in self.NAMES.items():
@@ -53,18 +57,14 @@ hot.refresh()
 
 
 def _scalar_dtype(v, like: T.dtype) -> T.dtype:
-    if isinstance(v, bool):
-        return like
-    if isinstance(v, int):
-        return like if like is not T.bool_ else T.int64
-    if isinstance(v, float):
-        return like if like.is_floating_point else T.float32
-    raise TypeError(f"expected a Tensor or a Python number, got {type(v).__name__}")
+    if not isinstance(v, (bool, int, float)):
+        raise TypeError(f"expected a Tensor or a Python number, got {type(v).__name__}")
+    return T.result_type_scalar(like, type(v))
 
 
 def as_tensor_like(v, ref):
-    """A Python number becomes a 0-d tensor on ref's device, of ref's dtype where that holds it
-    (as in torch: int tensor + 2.5 -> float32). It is filled by a kernel on that device."""
+    """A Python number becomes a 0-d tensor on ref's device, of the dtype `ref op v` has (torch:
+    int tensor + 2.5 -> float32). For ops that have no Scalar form (where, clamp bounds, ...)."""
     if hasattr(v, "_h"):
         return v
     if isinstance(v, np.generic):  # numpy scalars act as the Python numbers they hold

@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from vibetensor.runtime import checked, error, ffi, lib
+from vibetensor.runtime import CPU, CUDA, META, checked, error, ffi, lib
 from vibetensor.runtime import dtypes as T
 
 from . import _ops
@@ -89,7 +89,11 @@ class Tensor:
 
     @property
     def is_cuda(self) -> bool:
-        return self._h.device.type == 2
+        return self._h.device.type == CUDA
+
+    @property
+    def is_meta(self) -> bool:
+        return self._h.device.type == META
 
     def storage_offset(self) -> int:
         return lib.vtrt_storage_offset(self._h)
@@ -111,6 +115,8 @@ class Tensor:
         extra = "" if self.dtype in (T.float32, T.int64) else f", dtype={self.dtype}"
         if self.device.type != "cpu":
             extra += f", device='{self.device}'"
+        if self.is_meta:  # no values to show
+            return f"tensor(..., size={self.shape}{extra})"
         try:
             shown = self.float() if self.dtype is T.bfloat16 else self  # numpy has no bfloat16
             body = np.array2string(shown.cpu()._numpy_view(), separator=", ", prefix="tensor(")
@@ -120,7 +126,10 @@ class Tensor:
 
     # -- host interop ------------------------------------------------------------------------
     def _numpy_view(self) -> np.ndarray:
-        if self._h.device.type != 1:
+        if self._h.device.type != CPU:
+            if self._h.device.type == META:
+                raise NotImplementedError("a meta tensor has no data (shape and dtype only): "
+                                          "numpy(), item() and tolist() need a cpu tensor")
             raise TypeError(f"numpy(): tensor is on {self.device}; call .cpu() first")
         dt = self.dtype
         if dt.numpy_name is None:
@@ -169,7 +178,7 @@ class Tensor:
         return (d.type, d.index)
 
     # -- devices and dtypes ------------------------------------------------------------------
-    def to(self, *args, dtype=None, device=None, copy=False):
+    def to(self, *args, dtype=None, device=None, copy=False, non_blocking=False):
         for a in args:
             if isinstance(a, T.dtype):
                 dtype = a
@@ -178,19 +187,25 @@ class Tensor:
             else:
                 device = a
         out = self
+        if device is not None and T.device(device) != out.device:
+            # before the cast: a cast on the way up to the GPU runs there
+            out = _to_device(out, T.device(device), non_blocking)
         if dtype is not None and T.get_dtype(dtype) is not out.dtype:
             out = _ops.cast(out, T.get_dtype(dtype))
-        if device is not None and T.device(device) != out.device:
-            out = _to_device(out, T.device(device))
         if copy and out is self:
             out = self.clone()
         return out
 
-    def cpu(self):
-        return self if self._h.device.type == 1 else _to_device(self, T.device("cpu"))
+    def cpu(self, non_blocking=False):
+        return self if self._h.device.type == CPU else _to_device(self, T._CPU, non_blocking)
 
-    def cuda(self, index=0):
-        return self.to(T.device("cuda", index))
+    def cuda(self, device=None, non_blocking=False):
+        if device is None:
+            from . import cuda as _cuda
+            device = _cuda.current_device() if _cuda.is_available() else 0
+        if isinstance(device, int):
+            device = T.device("cuda", device)
+        return self.to(device, non_blocking=non_blocking)
 
     # -- CUDA memory (vibetensor.cuda) --
     def pin_memory(self):
@@ -403,7 +418,7 @@ class Tensor:
         try:
             h = _call_tt(_hot.add, self._h, other._h)
         except AttributeError:
-            return _binary("core::add", self, other)
+            return _arith(_hot.add_scalar, "core::add_scalar", "core::add", self, other)
         if h:
             t = _new(Tensor)
             t._h = h
@@ -414,7 +429,7 @@ class Tensor:
         try:
             h = _call_tt(_hot.sub, self._h, other._h)
         except AttributeError:
-            return _binary("core::sub", self, other)
+            return _arith(_hot.sub_scalar, "core::sub_scalar", "core::sub", self, other)
         if h:
             t = _new(Tensor)
             t._h = h
@@ -425,7 +440,7 @@ class Tensor:
         try:
             h = _call_tt(_hot.mul, self._h, other._h)
         except AttributeError:
-            return _binary("core::mul", self, other)
+            return _arith(_hot.mul_scalar, "core::mul_scalar", "core::mul", self, other)
         if h:
             t = _new(Tensor)
             t._h = h
@@ -436,7 +451,7 @@ class Tensor:
         try:
             h = _call_tt(_hot.div, self._h, other._h)
         except AttributeError:
-            return _binary("core::div", self, other)
+            return _arith(_hot.div_scalar, "core::div_scalar", "core::div", self, other)
         if h:
             t = _new(Tensor)
             t._h = h
@@ -444,16 +459,16 @@ class Tensor:
         return _binary("core::div", self, other)
 
     def __radd__(self, other):
-        return _binary("core::add", other, self)
+        return _arith(_hot.add_scalar, "core::add_scalar", "core::add", self, other, True)
 
     def __rsub__(self, other):
-        return _binary("core::sub", other, self)
+        return _arith(_hot.rsub_scalar, "core::rsub_scalar", "core::sub", self, other, True)
 
     def __rmul__(self, other):
-        return _binary("core::mul", other, self)
+        return _arith(_hot.mul_scalar, "core::mul_scalar", "core::mul", self, other, True)
 
     def __rtruediv__(self, other):
-        return _binary("core::div", other, self)
+        return _arith(_hot.rdiv_scalar, "core::rdiv_scalar", "core::div", self, other, True)
 
     def __matmul__(self, other):
         return _ops.op("core::matmul")(self, _ops.as_tensor_like(other, self))
@@ -462,7 +477,7 @@ class Tensor:
         return _ops.op("core::matmul")(_ops.as_tensor_like(other, self), self)
 
     def __neg__(self):
-        return _binary("core::mul", self, -1)
+        return _op("core::neg")(self)
 
     def __pos__(self):
         return self
@@ -486,13 +501,15 @@ class Tensor:
                             f"desired output type {self.dtype}")
         return self.copy_(result)
 
-    def add(self, other, alpha=1.0):
-        a, b = _ops.promote_pair(self, other)
-        return _ops.op("core::add")(a, b, alpha)
+    def add(self, other, alpha=1):
+        from ._elementwise import add
 
-    def sub(self, other, alpha=1.0):
-        a, b = _ops.promote_pair(self, other)
-        return _ops.op("core::sub")(a, b, alpha)
+        return add(self, other, alpha=alpha)
+
+    def sub(self, other, alpha=1):
+        from ._elementwise import sub
+
+        return sub(self, other, alpha=alpha)
 
     def mul(self, other):
         return _binary("core::mul", self, other)
@@ -736,6 +753,39 @@ def _broadcast_index_shape(idx):
     return tuple(np.broadcast_shapes(*[i.shape for i in idx]))
 
 
+_call_tf, _call_ti = lib.vtrt_call_tf, lib.vtrt_call_ti
+
+
+def _scalar(h, name: str, t, s):
+    """`t op s` for a Python number s, through an op whose second argument is a `Scalar` (h its
+    handle, name its name): the number travels as a typed value (x + 1 and x + 1.0 promote
+    differently), never as a tensor. Tensors and lists take the tensor path (`tensor_name`)."""
+    cls = type(s)
+    if cls is float:
+        r = _call_tf(h, t._h, s)
+    elif cls is int:
+        r = _call_ti(h, t._h, s)
+    else:
+        if isinstance(s, np.generic):  # numpy scalars act as the Python numbers they hold
+            s = s.item()
+        if not isinstance(s, (bool, int, float)):
+            return None
+        return _op(name)(t, s)
+    if r == _NULL:
+        raise error()
+    return _wrap(r)
+
+
+def _arith(h, name, tensor_name, t, other, reverse=False):
+    """The slower half of an arithmetic operator: a number (typed scalar op) or anything else
+    (promotion, lists and arrays made tensors)."""
+    if not hasattr(other, "_h"):
+        r = _scalar(h, name, t, other)
+        if r is not None:
+            return r
+    return _binary(tensor_name, other, t) if reverse else _binary(tensor_name, t, other)
+
+
 def _binary(name, a, b):
     """The hot path: two tensors of one dtype go straight to the native fast call."""
     ah, bh = getattr(a, "_h", None), getattr(b, "_h", None)
@@ -752,9 +802,6 @@ def _binary(name, a, b):
     return _wrap(h)
 
 
-def _to_device(t, dev):
-    src = t.contiguous()
-    out = _wrap(checked(lib.vtrt_empty(src._h.sizes, src._h.ndim, src._h.dtype, dev._vt())))
-    if lib.vtrt_copy_bytes(out._h, src._h) != 0:
-        raise error()
-    return out
+def _to_device(t, dev, non_blocking=False):
+    """core::to_device: an op with a backward rule, so autograd crosses devices."""
+    return _op("core::to_device")(t, dev, non_blocking)

@@ -266,6 +266,15 @@ void record(Op* op, const Snapshot* snap, const vt_value* args, int32_t nargs, v
 
 namespace {
 
+// The engine's own ops (accumulation, dense copies, the seed gradient), resolved once: the
+// runtime never frees an op and gives the same one back when core is reloaded.
+struct OpSlot {
+  const char* name;
+  std::atomic<vt_op*> op;
+};
+OpSlot kAdd{"core::add", {nullptr}}, kContiguous{"core::contiguous", {nullptr}},
+    kOnes{"core::ones", {nullptr}};
+
 struct Engine {
   bool retain_graph, create_graph, accumulate;
   const vt_host* host = vt::host();
@@ -273,9 +282,13 @@ struct Engine {
   std::unordered_map<Node*, std::vector<std::pair<uint32_t, size_t>>> captures;
   std::vector<vt_tensor*> captured;
 
-  vt_tensor* call1(const char* name, std::initializer_list<vt_value> in) {
-    vt_op* op = vtrt_find_op(name);
-    if (!op) return nullptr;
+  vt_tensor* call1(OpSlot& slot, std::initializer_list<vt_value> in) {
+    vt_op* op = slot.op.load(std::memory_order_acquire);
+    if (!op) {
+      op = vtrt_find_op(slot.name);
+      if (!op) return nullptr;
+      slot.op.store(op, std::memory_order_release);
+    }
     vt_value args[8];
     int32_t k = 0;
     for (const auto& v : in) args[k++] = v;
@@ -295,7 +308,7 @@ struct Engine {
   vt_tensor* add(vt_tensor* buf, vt_tensor* g) {
     if (!buf) return g;
     if (!g) return buf;
-    vt_tensor* s = call1("core::add", {T(buf), T(g)});
+    vt_tensor* s = call1(kAdd, {T(buf), T(g)});
     vtrt_release(buf);
     vtrt_release(g);
     if (!s && failed == VT_OK) failed = vtrt_last_status();
@@ -327,13 +340,13 @@ struct Engine {
       if (impl(g)->refs.load() == 1 && impl(g)->storage->refs.load() == 1) {
         m->grad = g;
       } else {
-        m->grad = call1("core::contiguous", {T(g)});
+        m->grad = call1(kContiguous, {T(g)});
         vtrt_release(g);
         if (!m->grad) return vtrt_last_status();
       }
       return VT_OK;
     }
-    vt_tensor* sum = call1("core::add", {T(m->grad), T(g)});
+    vt_tensor* sum = call1(kAdd, {T(m->grad), T(g)});
     vtrt_release(g);
     if (!sum) return vtrt_last_status();
     vtrt_release(m->grad);
@@ -701,7 +714,7 @@ vt_status vtrt_backward(vt_tensor* const* roots, vt_tensor* const* grads, int32_
       std::memset(&dev, 0, sizeof dev);
       dev.tag = VT_DEVICE;
       dev.v.device = r->device;
-      g = eng.call1("core::ones", {size, dt, dev});
+      g = eng.call1(kOnes, {size, dt, dev});
       if (!g) return fail(vtrt_last_status());
     }
     seeds.push_back(g);

@@ -14,4 +14,8 @@ __attribute__((weak)) void philox_args(vt_device d, uint64_t count, vt_philox_ar
   *out = vt_philox_args{};
   philox_reserve(d, count, &out->seed, &out->offset);
 }
+__attribute__((weak)) vt_status cuda_copy(void* dst, vt_device dd, const void* src, vt_device sd,
+                                          size_t n, bool) {
+  return cuda_memcpy(dst, dd, src, sd, n);
+}
 }  // namespace vt

@@ -11,6 +11,7 @@
 
 #include "autograd.hpp"
 #include <cstring>
+#include <string_view>
 #include <unordered_map>
 
 namespace vt {
@@ -26,6 +27,14 @@ std::vector<Op*>& op_order() {  // every Op ever made; Ops are never freed so ha
   return *v;
 }
 uint64_t g_seq = 0;
+
+// What by-name lookups read without the registry mutex (backward rules and packs resolve ops by
+// name): an immutable copy of the op table, republished under the mutex whenever it changes and
+// retired like snapshots.
+// Keys view each Op's own name (Ops are never freed once published), so a lookup allocates nothing.
+using NameMap = std::unordered_map<std::string_view, Op*>;
+std::atomic<const NameMap*> g_names{nullptr};
+std::vector<const NameMap*> g_retired_names;  // guarded by registry_mutex()
 
 // ---- Grace: free retired snapshots only when no call can still be reading them ---------------
 std::atomic<int64_t> g_inflight{0};
@@ -46,8 +55,21 @@ void reclaim_locked() {
   if (g_inflight.load(std::memory_order_seq_cst) != 0) return;
   std::vector<Snapshot*> retired;
   retired.swap(g_retired);
+  std::vector<const NameMap*> names;
+  names.swap(g_retired_names);
   g_retired_pending.store(false, std::memory_order_relaxed);
   for (Snapshot* s : retired) free_snapshot(s);
+  for (const NameMap* m : names) delete m;
+}
+
+void publish_names_locked() {
+  auto* m = new NameMap();
+  for (const auto& kv : op_table()) m->emplace(std::string_view(kv.second->schema.name), kv.second);
+  const NameMap* old = g_names.exchange(m, std::memory_order_seq_cst);
+  if (old) {
+    g_retired_names.push_back(old);
+    g_retired_pending.store(true, std::memory_order_relaxed);
+  }
 }
 
 struct Inflight {
@@ -131,14 +153,25 @@ vt_status stage_define(Staged* st, Pack* pack, const char* schema) {
     delete op;
     return VT_ERR_VALUE;
   }
-  op->definer = pack;
-  op->inplace = name.back() == '_';
-  if (op->inplace && (op->schema.args.empty() || op->schema.args[0].type != VT_TENSOR)) {
+  if (name.back() == '_' && (op->schema.args.empty() || op->schema.args[0].type != VT_TENSOR)) {
     set_error(VT_ERR_VALUE, "op '%s' ends in '_' (in place) but its first argument is not a "
               "Tensor", name.c_str());
     delete op;
     return VT_ERR_VALUE;
   }
+  // A pack defining an op again after it was unloaded (a reload) with the same schema gets the
+  // same Op back, so handles resolved once (Python's, packs' cached ones) keep working.
+  for (Op* old : op_order()) {
+    if (!old->defined && !old->restaging && old->schema.text == op->schema.text) {
+      delete op;
+      op = old;
+      op->restaging = true;
+      for (auto& p : op->pinned) p.clear();
+      break;
+    }
+  }
+  op->definer = pack;
+  op->inplace = name.back() == '_';
   st->ops.push_back(op);
   return VT_OK;
 }
@@ -215,7 +248,8 @@ void commit_staged(Staged* st, std::vector<Op*>* defined, std::vector<Op*>* prov
   for (Op* op : st->ops) {
     op->defined = true;
     op_table()[op->schema.name] = op;
-    op_order().push_back(op);
+    if (!op->restaging) op_order().push_back(op);
+    op->restaging = false;
     defined->push_back(op);
   }
   std::vector<Op*> touched;
@@ -235,6 +269,7 @@ void commit_staged(Staged* st, std::vector<Op*>* defined, std::vector<Op*>* prov
     op->impls[k.slot].push_back(std::move(k.impl));
     if (std::find(touched.begin(), touched.end(), op) == touched.end()) touched.push_back(op);
   }
+  publish_names_locked();
   for (Op* op : touched) {
     publish_locked(op);
     provided->push_back(op);
@@ -246,7 +281,13 @@ void commit_staged(Staged* st, std::vector<Op*>* defined, std::vector<Op*>* prov
 }
 
 void discard_staged(Staged* st) {
-  for (Op* op : st->ops) delete op;  // never published, so nothing can refer to them
+  {
+    std::lock_guard<std::mutex> g(registry_mutex());
+    for (Op* op : st->ops) {
+      if (op->restaging) op->restaging = false;  // an unloaded op we meant to revive: stays
+      else delete op;  // never published, so nothing can refer to it
+    }
+  }
   st->ops.clear();
   st->kernels.clear();
   st->backwards.clear();
@@ -272,6 +313,7 @@ void remove_pack(Pack* pack, const std::vector<Op*>& defined, const std::vector<
     op->meta = Meta{};
     publish_locked(op);
   }
+  publish_names_locked();
 }
 
 // ---- the call ----------------------------------------------------------------------------------
@@ -483,8 +525,15 @@ using namespace vt;
 extern "C" {
 
 vt_op* vtrt_find_op(const char* name) {
-  std::lock_guard<std::mutex> g(registry_mutex());
-  Op* op = find_locked(name ? name : "");
+  Op* op = nullptr;
+  {
+    Inflight guard;  // the map read below is not freed while we are in flight
+    const NameMap* m = g_names.load(std::memory_order_seq_cst);
+    if (m && name) {
+      auto it = m->find(std::string_view(name));
+      if (it != m->end()) op = it->second;
+    }
+  }
   if (!op) set_error(VT_ERR_VALUE, "unknown op '%s'", name ? name : "(null)");
   return handle_of(op);
 }
@@ -548,6 +597,27 @@ vt_tensor* vtrt_call_tt(vt_op* op, vt_tensor* a, vt_tensor* b) {
   args[0].v.t = a;
   args[1].tag = VT_TENSOR;
   args[1].v.t = b;
+  vt_value out;
+  return call(op_of(op), args, 2, &out, 1) == VT_OK ? out.v.t : nullptr;
+}
+
+// tensor-with-Python-scalar calls (`x + 1.0`, `x * 2`): the scalar keeps its type
+vt_tensor* vtrt_call_tf(vt_op* op, vt_tensor* a, double b) {
+  vt_value args[2];
+  args[0].tag = VT_TENSOR;
+  args[0].v.t = a;
+  args[1].tag = VT_FLOAT;
+  args[1].v.f = b;
+  vt_value out;
+  return call(op_of(op), args, 2, &out, 1) == VT_OK ? out.v.t : nullptr;
+}
+
+vt_tensor* vtrt_call_ti(vt_op* op, vt_tensor* a, int64_t b) {
+  vt_value args[2];
+  args[0].tag = VT_TENSOR;
+  args[0].v.t = a;
+  args[1].tag = VT_INT;
+  args[1].v.i = b;
   vt_value out;
   return call(op_of(op), args, 2, &out, 1) == VT_OK ? out.v.t : nullptr;
 }

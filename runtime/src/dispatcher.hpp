@@ -51,6 +51,7 @@ struct Snapshot {
 struct Op {
   Schema schema;  // parsed in place: its defaults point into itself, so an Op never moves
   bool defined = false;
+  bool restaging = false;  // an unloaded op being defined again by a loading pack
   bool inplace = false;  // name ends in '_': mutates argument 0 (version bump, autograd rules)
   Pack* definer = nullptr;
   std::vector<Impl> impls[kDeviceSlots];  // by device slot; guarded by registry_mutex()

@@ -26,6 +26,11 @@ void* host_current_stream(vt_device device) {
   return device.type == VT_CUDA ? cuda_current_stream(device) : nullptr;
 }
 
+vt_status host_copy_bytes(vt_tensor* dst, const vt_tensor* src, int32_t non_blocking) {
+  if (!dst || !src) return set_error(VT_ERR_VALUE, "copy_bytes: null tensor");
+  return copy_bytes(dst, src, non_blocking != 0);
+}
+
 vt_status host_record_stream(vt_tensor* t, void* stream) {
   if (!t) return set_error(VT_ERR_VALUE, "record_stream: null tensor");
   if (t->device.type != VT_CUDA) return VT_OK;  // only device memory is stream-ordered
@@ -58,6 +63,7 @@ const vt_host kHost = {
     philox_args,
     cuda_exchange_device,
     host_record_stream,
+    host_copy_bytes,
 };
 
 }  // namespace

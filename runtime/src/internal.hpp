@@ -52,6 +52,8 @@ bool dtype_valid(vt_dtype d);
 std::string dtype_name(vt_dtype d);
 std::string device_name(vt_device d);
 std::string shape_str(const int64_t* sizes, int32_t ndim);
+// all of contiguous src into contiguous dst (same byte count), across devices (tensor.cpp)
+vt_status copy_bytes(vt_tensor* dst, const vt_tensor* src, bool non_blocking);
 
 // ---- type promotion (promote.cpp) -------------------------------------------------------------
 vt_dtype promote_types(vt_dtype a, vt_dtype b);  // lanes 0 + error when there is no result
@@ -70,6 +72,10 @@ int32_t cuda_exchange_device(int32_t index);  // sets this thread's device, retu
 bool cuda_capturing(vt_device device);         // the current stream is being captured into a graph
 vt_status cuda_record_stream(vt_tensor* t, void* stream);
 void cuda_philox_args(vt_device device, uint64_t count, vt_philox_args* out);
+// a copy ordered on the CUDA side's current stream; returns before it is done only when
+// non_blocking and the host side is pinned (otherwise the host buffer is safe to reuse at once)
+vt_status cuda_copy(void* dst, vt_device dst_dev, const void* src, vt_device src_dev, size_t n,
+                    bool non_blocking);
 
 // Makes a CUDA call's device current for the scope of a kernel (nothing for other devices; no
 // CUDA call when it already is current).

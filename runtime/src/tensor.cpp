@@ -13,7 +13,7 @@ size_t dtype_size(vt_dtype d) { return d.bits == 1 ? 1 : d.bits / 8; }
 bool dtype_valid(vt_dtype d) {
   if (d.lanes != 1) return false;
   switch (d.code) {
-    case VT_DL_INT: return d.bits == 8 || d.bits == 32 || d.bits == 64;  // no int16: no kernels
+    case VT_DL_INT: return d.bits == 8 || d.bits == 16 || d.bits == 32 || d.bits == 64;
     case VT_DL_UINT: return d.bits == 8;
     case VT_DL_FLOAT: return d.bits == 16 || d.bits == 32 || d.bits == 64;
     case VT_DL_BFLOAT: return d.bits == 16;
@@ -258,6 +258,14 @@ int32_t vtrt_same_storage(const vt_tensor* a, const vt_tensor* b) {
 }
 
 vt_status vtrt_copy_bytes(vt_tensor* dst, const vt_tensor* src) {
+  return vt::copy_bytes(dst, src, false);
+}
+
+}  // extern "C"
+
+namespace vt {
+
+vt_status copy_bytes(vt_tensor* dst, const vt_tensor* src, bool non_blocking) {
   size_t n = static_cast<size_t>(dst->numel) * dtype_size(dst->dtype);
   size_t m = static_cast<size_t>(src->numel) * dtype_size(src->dtype);
   if (n != m)
@@ -271,8 +279,12 @@ vt_status vtrt_copy_bytes(vt_tensor* dst, const vt_tensor* src) {
     std::memcpy(dst->data, src->data, n);
     return VT_OK;
   }
-  return cuda_memcpy(dst->data, dst->device, src->data, src->device, n);
+  return cuda_copy(dst->data, dst->device, src->data, src->device, n, non_blocking);
 }
+
+}  // namespace vt
+
+extern "C" {
 
 // ---- DLPack ---------------------------------------------------------------------------------------
 

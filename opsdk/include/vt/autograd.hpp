@@ -20,6 +20,7 @@
 #define VT_AUTOGRAD_HPP_
 
 #include <initializer_list>
+#include <atomic>
 #include <vector>
 
 #include "vt/oppack.hpp"
@@ -54,11 +55,41 @@ struct V {
   }
 };
 
-// Calls op `name` (resolved through the host each time: backward is not the eager hot path) and
-// returns its outputs; throws vt::Error with the callee's message on failure.
+// The handle of op `name`, resolved once per name string: the cache is keyed by the string's
+// address (callers pass literals) and lock-free. Handles stay valid for the life of the process:
+// the runtime never frees an op and gives the same one back when its pack is reloaded.
+inline vt_op* op_handle(const vt_host* host, const char* name) {
+  struct Entry {
+    std::atomic<const char*> key{nullptr};
+    std::atomic<vt_op*> op{nullptr};
+  };
+  constexpr size_t kSlots = 512;
+  static Entry cache[kSlots];
+  size_t i = (reinterpret_cast<uintptr_t>(name) >> 3) % kSlots;
+  for (size_t probe = 0; probe < 8; ++probe, i = (i + 1) % kSlots) {
+    const char* k = cache[i].key.load(std::memory_order_acquire);
+    if (k == name) {
+      vt_op* op = cache[i].op.load(std::memory_order_acquire);
+      return op ? op : host->find_op(name);  // claimed, value not stored yet
+    }
+    if (k == nullptr) {
+      vt_op* op = host->find_op(name);
+      if (!op) return nullptr;  // not cached: the op may be defined later
+      const char* expected = nullptr;
+      if (cache[i].key.compare_exchange_strong(expected, name, std::memory_order_acq_rel)) {
+        cache[i].op.store(op, std::memory_order_release);
+        return op;
+      }
+      if (expected == name) return op;  // another thread claimed the slot for this name
+    }
+  }
+  return host->find_op(name);  // a crowded neighbourhood: look it up (lock-free in the host)
+}
+
+// Calls op `name` and returns its outputs; throws vt::Error with the callee's message on failure.
 inline std::vector<Tensor> call_n(const vt_host* host, const char* name, std::initializer_list<V> args,
                                   int32_t nouts) {
-  vt_op* op = host->find_op(name);
+  vt_op* op = op_handle(host, name);
   if (!op) throw Error(VT_ERR_NOT_IMPL);
   vt_value in[32];
   int32_t n = 0;
@@ -72,7 +103,7 @@ inline std::vector<Tensor> call_n(const vt_host* host, const char* name, std::in
 }
 
 inline Tensor call(const vt_host* host, const char* name, std::initializer_list<V> args) {
-  vt_op* op = host->find_op(name);
+  vt_op* op = op_handle(host, name);
   if (!op) throw Error(VT_ERR_NOT_IMPL);
   vt_value in[32];
   int32_t n = 0;

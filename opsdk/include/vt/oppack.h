@@ -243,7 +243,7 @@ typedef struct vt_host {
   /* CUDA (NULL-safe to call on a CPU-only host: returns NULL) ----------------------------------- */
   void* (*current_stream)(vt_device device);
 
-  /* ---- ABI 1.1 (check with VT_HOST_HAS before use when built against 1.1 but loaded by 1.0) --- */
+  /* ---- added in ABI 1.1 (a 1.0 host refuses packs built against 1.1, so they may use these) - */
   /* the meta step of an op this pack defines (see above); flags: VT_META_* */
   vt_status (*register_meta)(vt_pack* pack, const char* op_name, vt_kernel_fn meta,
                              uint32_t flags);
@@ -264,6 +264,10 @@ typedef struct vt_host {
   /* marks `t`'s memory as in use on `stream` until the work queued there now is done, so the
    * caching allocator does not hand it out again earlier (torch's Tensor.record_stream) */
   vt_status (*record_stream)(vt_tensor* t, void* stream);
+  /* copies all of `src` into `dst`: both contiguous, the same number of bytes, any devices
+   * (host<->device, device<->device). Ordered on the current stream of the CUDA side; with
+   * non_blocking it returns before the copy is done where that is safe (pinned host memory) */
+  vt_status (*copy_bytes)(vt_tensor* dst, const vt_tensor* src, int32_t non_blocking);
 } vt_host;
 
 #define VT_HOST_HAS(host, field) \
