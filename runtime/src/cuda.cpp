@@ -241,18 +241,13 @@ vt_status vtrt_cuda_set_current_stream(int32_t device, void* stream) {
   return VT_OK;
 }
 
-// `with vt.cuda.stream(s)`: one call in, one call out. Makes `device` current and `stream` its
-// current stream; returns the stream it replaces and stores the device it replaces.
-void* vtrt_cuda_stream_enter(int32_t device, void* stream, int32_t* prev_device) {
-  *prev_device = cuda_exchange_device(device);
+// `with vt.cuda.stream(s)`: makes `stream` the device's current stream, returns the previous one
+// (with vtrt_cuda_exchange_device, two calls in and two out, no allocation).
+void* vtrt_cuda_exchange_stream(int32_t device, void* stream) {
+  if (device < 0 || device >= cu::kMaxDevices) return nullptr;
   void* prev = cu::t_streams[device];
   cu::t_streams[device] = stream;
   return prev;
-}
-
-void vtrt_cuda_stream_exit(int32_t device, void* prev_stream, int32_t prev_device) {
-  cu::t_streams[device] = prev_stream;
-  if (prev_device >= 0) cuda_exchange_device(prev_device);
 }
 
 vt_status vtrt_cuda_stream_synchronize(int32_t device, void* stream) {

@@ -555,8 +555,8 @@ class DeviceAllocator {
 // allocating stream (after the streams recorded by record_stream) and stats exist.
 class AsyncAllocator {
  public:
+  // Made inside cuda_available()'s one-time init: no DeviceGuard here (it would re-enter it).
   explicit AsyncAllocator(int device) : device_(device) {
-    DeviceGuard g(device);
     cudaMemPool_t pool;
     if (cudaDeviceGetDefaultMemPool(&pool, device) == cudaSuccess) {
       uint64_t keep = UINT64_MAX;  // cache everything, as the native allocator does

@@ -44,11 +44,7 @@ vt_status vtrt_cuda_can_device_access_peer(int32_t, int32_t, int32_t*) { return 
 vt_status vtrt_cuda_stream_from_pool(int32_t, int32_t, void**) { return na(); }
 void* vtrt_cuda_current_stream(int32_t) { return nullptr; }
 vt_status vtrt_cuda_set_current_stream(int32_t, void*) { return na(); }
-void* vtrt_cuda_stream_enter(int32_t, void*, int32_t* prev_device) {
-  *prev_device = -1;
-  return nullptr;
-}
-void vtrt_cuda_stream_exit(int32_t, void*, int32_t) {}
+void* vtrt_cuda_exchange_stream(int32_t, void*) { return nullptr; }
 vt_status vtrt_cuda_stream_synchronize(int32_t, void*) { return na(); }
 int32_t vtrt_cuda_stream_query(int32_t, void*) { return na(), -1; }
 vt_status vtrt_cuda_stream_wait_event(int32_t, void*, void*) { return na(); }

@@ -13,6 +13,9 @@ from ._device import _device_index, _require, is_available
 
 _NULL = ffi.NULL
 _new = object.__new__
+_current_device = lib.vtrt_cuda_current_device
+_current = lib.vtrt_cuda_current_stream
+_record = lib.vtrt_cuda_event_record
 
 
 def _make(ptr, index) -> "Stream":
@@ -117,6 +120,10 @@ def set_stream(stream: Stream) -> None:
     check(lib.vtrt_cuda_set_current_stream(stream.device_index, stream._ptr))
 
 
+_xdev = lib.vtrt_cuda_exchange_device
+_xstream = lib.vtrt_cuda_exchange_stream
+
+
 class StreamContext:
     """`with vt.cuda.stream(s):` — s becomes its device's current stream and that device the
     current device for the block; both come back on exit. `stream(None)` does nothing."""
@@ -125,19 +132,22 @@ class StreamContext:
 
     def __init__(self, stream):
         self.stream = stream
-        if stream is not None:
-            self._prev_dev = ffi.new("int32_t*")
 
     def __enter__(self):
         s = self.stream
         if s is not None:
-            self._prev = lib.vtrt_cuda_stream_enter(s.device_index, s._ptr, self._prev_dev)
+            i = s.device_index
+            self._prev_dev = _xdev(i)
+            self._prev = _xstream(i, s._ptr)
         return s
 
     def __exit__(self, *exc):
         s = self.stream
         if s is not None:
-            lib.vtrt_cuda_stream_exit(s.device_index, self._prev, self._prev_dev[0])
+            i = s.device_index
+            _xstream(i, self._prev)
+            if self._prev_dev != i and self._prev_dev >= 0:
+                _xdev(self._prev_dev)
         return False
 
 
@@ -159,6 +169,11 @@ class Event:
 
     def record(self, stream: Stream = None) -> None:
         if stream is None:
+            if self._ev is not None:  # the common case: three plain calls, no Stream object
+                dev = _current_device()
+                if dev == self._dev:
+                    check(_record(dev, self._ev, _current(dev)))
+                    return
             stream = current_stream()
         if self._ev is None:
             out = ffi.new("void**")

@@ -35,8 +35,7 @@ vt_status vtrt_cuda_can_device_access_peer(int32_t device, int32_t peer, int32_t
 vt_status vtrt_cuda_stream_from_pool(int32_t device, int32_t high_priority, void** out);
 void* vtrt_cuda_current_stream(int32_t device);
 vt_status vtrt_cuda_set_current_stream(int32_t device, void* stream);
-void* vtrt_cuda_stream_enter(int32_t device, void* stream, int32_t* prev_device);
-void vtrt_cuda_stream_exit(int32_t device, void* prev_stream, int32_t prev_device);
+void* vtrt_cuda_exchange_stream(int32_t device, void* stream); /* returns the previous one */
 vt_status vtrt_cuda_stream_synchronize(int32_t device, void* stream);
 int32_t vtrt_cuda_stream_query(int32_t device, void* stream); /* 1 done, 0 busy, -1 error */
 vt_status vtrt_cuda_stream_wait_event(int32_t device, void* stream, void* event);
