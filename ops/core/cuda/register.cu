@@ -4,7 +4,7 @@
 #include "vt/oppack.hpp"
 
 vt::KernelFn add_cuda, sub_cuda, mul_cuda, div_cuda;        // binary.cu
-vt::KernelFn contiguous_cuda, copy__cuda;                   // copy.cu
+vt::KernelFn contiguous_cuda, copy__cuda, to_dtype_cuda;    // copy.cu
 vt::KernelFn fill__cuda, zeros_cuda, ones_cuda, full_cuda;  // fill.cu
 
 void core_register_cuda(vt::Registrar& r) {
@@ -18,6 +18,7 @@ void core_register_cuda(vt::Registrar& r) {
   r.compute("core::div_", VT_CUDA, div_cuda);
   r.compute("core::contiguous", VT_CUDA, contiguous_cuda);
   r.compute("core::copy_", VT_CUDA, copy__cuda);
+  r.compute("core::to_dtype", VT_CUDA, to_dtype_cuda);
   r.compute("core::fill_", VT_CUDA, fill__cuda);
   r.compute("core::zeros", VT_CUDA, zeros_cuda);
   r.compute("core::ones", VT_CUDA, ones_cuda);
