@@ -38,8 +38,9 @@ __device__ __forceinline__ Val load(const char* p, ST t) {
   }
 }
 
+// floats go to integers through int64, so narrow integer types wrap like the cpu's conversions
 template <class I>
-__device__ __forceinline__ I to_int(const Val& v) { return v.is_int ? (I)v.i : (I)v.f; }
+__device__ __forceinline__ I to_int(const Val& v) { return (I)(v.is_int ? v.i : (int64_t)v.f); }
 __device__ __forceinline__ float to_float(const Val& v) { return v.is_int ? (float)v.i : (float)v.f; }
 
 __device__ __forceinline__ void store(char* p, ST t, const Val& v) {
