@@ -354,12 +354,15 @@ def test_gpu_core_binary_computes(dtype):
     rng = np.random.default_rng(1)
     A = vt.from_numpy((rng.standard_normal((37, 65)) * 8).astype(np.float32)).to(dt)
     B = vt.from_numpy((rng.standard_normal((37, 65)) * 8 + 20).astype(np.float32)).to(dt)
-    flat_a, flat_b = A.reshape(37 * 65), B.reshape(37 * 65)
-    cases = [(A, B), (A, B[0:1]), (A.transpose(0, 1), B.transpose(0, 1)), (A[:, 1:], B[:, :-1]),
-             (flat_a[1:], flat_b[:-1])]  # contiguous but not 16-byte aligned: the unvectorised path
+    # views are taken on each device (moving a view to cuda would make it contiguous)
+    views = [lambda a, b: (a, b), lambda a, b: (a, b[0:1]),                       # broadcast
+             lambda a, b: (a.transpose(0, 1), b.transpose(0, 1)), lambda a, b: (a[:, 1:], b[:, :-1]),
+             lambda a, b: (a.reshape(37 * 65)[1:], b.reshape(37 * 65)[:-1])]  # contiguous, not 16-byte aligned
     tol = {"float16": 1e-2, "bfloat16": 5e-2}.get(dtype, 1e-6)
-    for x, y in cases:
-        gx, gy = x.to("cuda"), y.to("cuda")
+    gA, gB = A.to("cuda"), B.to("cuda")
+    for view in views:
+        x, y = view(A, B)
+        gx, gy = view(gA, gB)
         for name in ("add", "sub", "mul", "div"):
             got = getattr(vt.ops.core, name)(gx, gy)
             want = getattr(vt.ops.core, name)(x, y)
