@@ -182,6 +182,21 @@ static vt_status rec_register_backward(vt_pack* pack, const char* op_name, vt_ba
   return VT_OK;
 }
 
+/* ABI 1.1: a meta step belongs to an op this pack defines; a compute is recorded like a kernel */
+static vt_status rec_register_meta(vt_pack* pack, const char* op_name, vt_kernel_fn fn, uint32_t flags) {
+  (void)pack;
+  (void)flags;
+  if (!g_in_init) return rec_set_error(VT_ERR_RUNTIME, "register_meta called outside vt_oppack_init");
+  if (!op_name || !fn) return rec_set_error(VT_ERR_VALUE, "register_meta: op name and fn must be non-NULL");
+  if (!contains(&g_ops, op_name))
+    return rec_set_error(VT_ERR_VALUE, "register_meta: op '%s' is not defined by this pack", op_name);
+  return VT_OK;
+}
+static vt_status rec_register_compute(vt_pack* pack, const char* op_name, int32_t device_type,
+                                      const char* provider, int32_t priority, vt_kernel_fn fn, void* user) {
+  return rec_register_kernel(pack, op_name, device_type, provider, priority, fn, user);
+}
+
 /* find_op hands out a dummy handle so packs that resolve op handles during init still describe;
  * calling through it fails. */
 static char g_dummy_op;
@@ -349,6 +364,8 @@ int main(int argc, char** argv) {
   host.num_threads = rec_num_threads;
   host.philox_reserve = rec_philox_reserve;
   host.current_stream = rec_current_stream;
+  host.register_meta = rec_register_meta;
+  host.register_compute = rec_register_compute;
 
   g_in_init = 1;
   st = init_fn(&host, (vt_pack*)(void*)&host); /* the pack handle is opaque; any non-NULL will do */

@@ -60,20 +60,6 @@ def sdk_dir():
     return Path(_runtime._vtrt_cffi.__file__).resolve().parent.parent / "sdk"
 
 
-class cuda:  # namespace, as torch.cuda
-    @staticmethod
-    def is_available() -> bool:
-        return _lib.vtrt_cuda_device_count() > 0
-
-    @staticmethod
-    def device_count() -> int:
-        return _lib.vtrt_cuda_device_count()
-
-    @staticmethod
-    def synchronize(index: int = 0) -> None:
-        _runtime.check(_lib.vtrt_cuda_synchronize(index))
-
-
 def memory_stats(device="cpu") -> dict:
     """The caching allocator's counters: allocated, reserved, peak_allocated, num_allocs,
     num_os_allocs (bytes / counts)."""
@@ -93,4 +79,4 @@ def reset_peak_memory_stats(device="cpu") -> None:
 
 device_ = device
 
-from . import data, nn, optim, safetensors  # noqa: E402  (the frontend layers over the ops)
+from . import cuda, data, nn, optim, safetensors  # noqa: E402  (the frontend layers over the ops)
