@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gc
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -353,7 +354,8 @@ def test_oom_frees_the_cache_retries_then_raises_a_clear_error():
     assert s1["num_ooms"] == s0["num_ooms"] + 1
     assert s1["num_alloc_retries"] == s0["num_alloc_retries"] + 1
     assert s1["reserved_bytes.all.current"] < s0["reserved_bytes.all.current"]  # cache was freed
-    x = vt.ones(10, device="cuda") * 2  # and the allocator keeps working
+    x = vt.ones(10, device="cuda")
+    x = x + x  # and the allocator keeps working
     assert x.cpu().tolist() == [2.0] * 10
 
 
@@ -361,7 +363,7 @@ def test_oom_frees_the_cache_retries_then_raises_a_clear_error():
 def test_cuda_malloc_async_backend_in_a_subprocess():
     code = ("import vibetensor as vt, vibetensor.cuda as c\n"
             "assert c.get_allocator_backend() == 'cudaMallocAsync'\n"
-            "x = vt.ones(1000, device='cuda') * 2\n"
+            "x = vt.ones(1000, device='cuda'); x = x + x\n"
             "assert x.cpu().tolist() == [2.0] * 1000\n"
             "assert c.memory_allocated() >= 4000\n"
             "del x; c.synchronize(); print('ok')\n")
@@ -526,6 +528,106 @@ def test_cuda_rng_state_get_set_and_seeding():
     assert int(vcuda.get_rng_state().numpy().view("<u8")[0]) == 9
     vcuda.set_rng_state(st)
     assert int(vcuda.get_rng_state().numpy().view("<u8")[0]) == 5
+
+
+# A CUDA program that draws Philox numbers the way random kernels must: host->philox_args, then
+# vt_philox_unpack on the device. Captured into a graph and replayed twice after a seed, it must
+# equal two eager runs after the same seed, bit for bit, and the two replays must differ.
+PHILOX_PROGRAM = r"""
+#include <cstdio>
+#include <vector>
+#include <cuda_runtime_api.h>
+#include "vt/oppack.h"
+#include "vt/philox.h"
+extern "C" {
+const vt_host* vtrt_host(void);
+int32_t vtrt_cuda_device_count(void);
+vt_status vtrt_cuda_stream_from_pool(int32_t, int32_t, void**);
+vt_status vtrt_cuda_set_current_stream(int32_t, void*);
+typedef struct vtrt_cuda_graph vtrt_cuda_graph;
+vtrt_cuda_graph* vtrt_cuda_graph_new(void);
+vt_status vtrt_cuda_graph_capture_begin(vtrt_cuda_graph*, uint64_t, int32_t);
+vt_status vtrt_cuda_graph_capture_end(vtrt_cuda_graph*);
+vt_status vtrt_cuda_graph_replay(vtrt_cuda_graph*);
+void vtrt_manual_seed(vt_device, uint64_t);
+const char* vtrt_last_error(void);
+}
+__global__ void draw(vt_philox_args a, uint32_t* out, int groups) {
+  int g = blockIdx.x * blockDim.x + threadIdx.x;
+  if (g >= groups) return;
+  vt_philox_seed_offset so = vt_philox_unpack(a);
+  vt::philox::Philox4x32 r = vt::philox::philox_group(so.seed, so.offset + g);
+  for (int k = 0; k < 4; ++k) out[4 * g + k] = r.x[k];
+}
+static int captured_args = 0;
+static void launch(uint32_t* out, int n, cudaStream_t s) {
+  vt_philox_args a;
+  vtrt_host()->philox_args(vt_device{VT_CUDA, 0}, n, &a);
+  if (a.seed_ptr && a.offset_ptr) captured_args++;
+  draw<<<(n / 4 + 127) / 128, 128, 0, s>>>(a, out, n / 4);
+}
+static std::vector<uint32_t> get(uint32_t* p, int n) {
+  std::vector<uint32_t> v(n);
+  cudaMemcpy(v.data(), p, n * 4, cudaMemcpyDeviceToHost);
+  return v;
+}
+int main() {
+  const int n1 = 4096, n2 = 1000;
+  uint32_t *o1, *o2;
+  void* sp;
+  if (vtrt_cuda_device_count() < 1) return 2;
+  cudaMalloc(&o1, n1 * 4);
+  cudaMalloc(&o2, n2 * 4);
+  vtrt_cuda_stream_from_pool(0, 0, &sp);
+  cudaStream_t s = (cudaStream_t)sp;
+  vtrt_cuda_set_current_stream(0, sp);
+  vtrt_cuda_graph* g = vtrt_cuda_graph_new();
+  if (vtrt_cuda_graph_capture_begin(g, 0, 1)) { printf("begin: %s\n", vtrt_last_error()); return 1; }
+  launch(o1, n1, s);
+  launch(o2, n2, s);
+  if (vtrt_cuda_graph_capture_end(g)) { printf("end: %s\n", vtrt_last_error()); return 1; }
+  vt_device d{VT_CUDA, 0};
+  vtrt_manual_seed(d, 7);
+  vtrt_cuda_graph_replay(g);
+  cudaStreamSynchronize(s);
+  auto r1 = get(o1, n1), r2 = get(o2, n2);
+  vtrt_cuda_graph_replay(g);
+  cudaStreamSynchronize(s);
+  auto r3 = get(o1, n1), r4 = get(o2, n2);
+  vtrt_manual_seed(d, 7);
+  launch(o1, n1, s); launch(o2, n2, s);
+  cudaStreamSynchronize(s);
+  auto e1 = get(o1, n1), e2 = get(o2, n2);
+  launch(o1, n1, s); launch(o2, n2, s);
+  cudaStreamSynchronize(s);
+  auto e3 = get(o1, n1), e4 = get(o2, n2);
+  printf("captured_args=%d replay1_eq=%d replay2_eq=%d replays_differ=%d\n", captured_args,
+         (int)(r1 == e1 && r2 == e2), (int)(r3 == e3 && r4 == e4), (int)(r1 != r3));
+  return 0;
+}
+"""
+
+
+@gpu
+def test_graph_safe_philox_in_a_cuda_kernel(tmp_path):
+    nvcc = shutil.which("nvcc") or "/usr/local/cuda/bin/nvcc"
+    if not os.path.exists(nvcc):
+        pytest.skip("nvcc is not available to build the test program")
+    import vibetensor.runtime as rt
+
+    libdir = os.path.dirname(os.path.abspath(rt._vtrt_cffi.__file__))
+    src = tmp_path / "philox_graph.cu"
+    src.write_text(PHILOX_PROGRAM)
+    exe = tmp_path / "philox_graph"
+    cc = "".join(str(x) for x in vcuda.get_device_capability())
+    r = subprocess.run([nvcc, "-std=c++17", f"-arch=sm_{cc}", str(src), "-I",
+                        str(vt.sdk_dir() / "include"), "-L", libdir, "-lvtrt",
+                        f"-Xlinker=-rpath={libdir}", "-o", str(exe)],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    r = subprocess.run([str(exe)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "captured_args=2 replay1_eq=1 replay2_eq=1 replays_differ=1" in r.stdout, r.stdout
 
 
 # ---- two GPUs -------------------------------------------------------------------------------------
