@@ -171,7 +171,7 @@ vt_status stage_define(Staged* st, Pack* pack, const char* schema) {
     }
   }
   op->definer = pack;
-  op->inplace = name.back() == '_';
+  op->inplace = op->schema.name.back() == '_';  // not `name`: it referred to the deleted parse
   st->ops.push_back(op);
   return VT_OK;
 }
