@@ -1,5 +1,6 @@
-// attn.hpp — what the files of the attention pack share: argument checks, the mask view, the
-// dropout keep rule, and the vectorised tile primitives of the flash kernels.
+// attn.hpp — what the files of the attention pack share: sizes, the mask view, the dropout keep
+// rule, and the vectorised tile primitives of the flash kernels. (The argument checks are the ops'
+// meta steps, in pack.cpp: the computes get arguments already checked.)
 //
 // Shape legend (torch's): B = batch, H = heads, Tq = queries, Tk = keys, D = head dim of q/k,
 // Dv = head dim of v. q (B, H, Tq, D), k (B, H, Tk, D), v (B, H, Tk, Dv), out (B, H, Tq, Dv),
@@ -42,56 +43,14 @@ struct Strides4 {
 };
 inline Strides4 strides4(const vt_tensor* t) { return {t->strides[0], t->strides[1], t->strides[2], t->strides[3]}; }
 
-// Checks q/k/v (and mask) the way every entry point of the pack does; messages name `op` and the
-// argument. Returns the sizes.
-inline Dims check_qkv(const char* op, const vt_tensor* q, const vt_tensor* k, const vt_tensor* v) {
-  const vt_tensor* ts[3] = {q, k, v};
-  const char* names[3] = {"q", "k", "v"};
-  const char* legend[3] = {"(B, H, Tq, D)", "(B, H, Tk, D)", "(B, H, Tk, Dv)"};
-  for (int i = 0; i < 3; ++i) {
-    if (ts[i]->ndim != 4)
-      vt::fail(VT_ERR_VALUE, "[%s] %s must have 4 dims %s, got shape %s (%d dims)", op, names[i], legend[i],
-               vt::shape_str(ts[i]).c_str(), ts[i]->ndim);
-    if (!vt::is_floating(ts[i]->dtype))
-      vt::fail(VT_ERR_TYPE, "[%s] %s must have a floating dtype, got %s", op, names[i], vt::dtype_name(ts[i]->dtype));
-  }
-  for (int i = 1; i < 3; ++i) {
-    if (!vt::same_dtype(q->dtype, ts[i]->dtype))
-      vt::fail(VT_ERR_TYPE, "[%s] dtype mismatch: q is %s, %s is %s", op, vt::dtype_name(q->dtype), names[i],
-               vt::dtype_name(ts[i]->dtype));
-    if (!vt::same_device(q->device, ts[i]->device))
-      vt::fail(VT_ERR_VALUE, "[%s] device mismatch: q is on %s:%d, %s is on %s:%d", op, vt::device_name(q->device),
-               q->device.index, names[i], vt::device_name(ts[i]->device), ts[i]->device.index);
-    if (ts[i]->sizes[0] != q->sizes[0] || ts[i]->sizes[1] != q->sizes[1])
-      vt::fail(VT_ERR_VALUE, "[%s] %s must have the batch and head sizes (B, H) of q: q is %s, %s is %s", op,
-               names[i], vt::shape_str(q).c_str(), names[i], vt::shape_str(ts[i]).c_str());
-  }
-  if (k->sizes[3] != q->sizes[3])
-    vt::fail(VT_ERR_VALUE, "[%s] k must have the head dim D of q: q is %s (D = %lld), k is %s (D = %lld)", op,
-             vt::shape_str(q).c_str(), (long long)q->sizes[3], vt::shape_str(k).c_str(), (long long)k->sizes[3]);
-  if (v->sizes[2] != k->sizes[2])
-    vt::fail(VT_ERR_VALUE, "[%s] v must have the length Tk of k: k is %s (Tk = %lld), v is %s (Tk = %lld)", op,
-             vt::shape_str(k).c_str(), (long long)k->sizes[2], vt::shape_str(v).c_str(), (long long)v->sizes[2]);
+// The sizes of q, k, v (shapes the meta step accepted).
+inline Dims dims(const vt_tensor* q, const vt_tensor* k, const vt_tensor* v) {
   return {q->sizes[0], q->sizes[1], q->sizes[2], k->sizes[2], q->sizes[3], v->sizes[3]};
 }
 
-inline void check_mask(const char* op, const vt_tensor* mask, const vt_tensor* q, const Dims& d) {
-  if (!mask) return;
-  if (!(vt::is_floating(mask->dtype) || vt::scalar_type(mask->dtype) == vt::ScalarType::Bool))
-    vt::fail(VT_ERR_TYPE, "[%s] mask must be bool (True = keep) or a floating additive mask, got %s", op,
-             vt::dtype_name(mask->dtype));
-  if (!vt::same_device(q->device, mask->device))
-    vt::fail(VT_ERR_VALUE, "[%s] device mismatch: q is on %s:%d, mask is on %s:%d", op, vt::device_name(q->device),
-             q->device.index, vt::device_name(mask->device), mask->device.index);
-  const int64_t full[4] = {d.B, d.H, d.Tq, d.Tk};
-  bool ok = mask->ndim <= 4;
-  for (int32_t i = 0; ok && i < mask->ndim; ++i) {
-    const int64_t s = mask->sizes[i], f = full[4 - mask->ndim + i];
-    ok = s == f || s == 1;
-  }
-  if (!ok)
-    vt::fail(VT_ERR_VALUE, "[%s] mask of shape %s cannot broadcast to (B, H, Tq, Tk) = %s", op,
-             vt::shape_str(mask).c_str(), vt::shape_str(full, 4).c_str());
+// lse's dtype (and the compute type): float64 for float64 inputs, else float32
+inline vt_dtype acc_dtype(vt_dtype t) {
+  return vt::scalar_type(t) == vt::ScalarType::Float64 ? vt::kFloat64 : vt::kFloat32;
 }
 
 inline Strides4 mask_strides(const vt_tensor* mask) {

@@ -20,21 +20,21 @@ namespace {
 vt::Tensor op1(const vt_host* h, const char* name, std::initializer_list<V> args) { return vt::call(h, name, args); }
 }  // namespace
 
-VT_KERNEL(sdpa_composed_cpu, "attention::sdpa") {
+// Arguments checked and outputs made by the meta step (pack.cpp); the last core ops write into
+// them (core::copy_, which also converts float32 back to a float16/bfloat16 out).
+VT_COMPUTE(sdpa_composed_cpu, "attention::sdpa") {
   const vt_host* H = c.host;
   vt_tensor* q = c.arg(0, "q").tensor();
   vt_tensor* k = c.arg(1, "k").tensor();
   vt_tensor* v = c.arg(2, "v").tensor();
   vt_tensor* mask = c.arg(3, "mask").tensor_or_null();
   const bool causal = c.arg(4, "causal").bool_();
-  const attn::Dims d = attn::check_qkv(c.op, q, k, v);
-  attn::check_mask(c.op, mask, q, d);
+  const attn::Dims d = attn::dims(q, k, v);
   const double scale = c.arg(5, "scale").float_or(attn::default_scale(d.D));
   const double p = c.arg(6, "dropout_p").float_();
-  if (!(p >= 0.0 && p <= 1.0)) c.fail(VT_ERR_VALUE, "dropout_p must be in [0, 1], got %g", p);
-  const vt_dtype acc = vt::scalar_type(q->dtype) == vt::ScalarType::Float64 ? vt::kFloat64 : vt::kFloat32;
-  const vt_dtype in_dtype = q->dtype;
-  const bool cast = !vt::same_dtype(in_dtype, acc);
+  const vt_device dev = c.ctx->device;
+  const vt_dtype acc = attn::acc_dtype(q->dtype);
+  const bool cast = !vt::same_dtype(q->dtype, acc);
   vt::Tensor qa, ka, va;
   if (cast) {
     qa = op1(H, "core::to_dtype", {q, acc});
@@ -45,7 +45,7 @@ VT_KERNEL(sdpa_composed_cpu, "attention::sdpa") {
   const std::vector<int64_t> scalar_shape;
   vt::Tensor kt = op1(H, "core::transpose", {k, (int64_t)-2, (int64_t)-1});
   vt::Tensor s = op1(H, "core::matmul", {q, kt});
-  vt::Tensor sc = op1(H, "core::full", {V(scalar_shape), scale, V(acc)});
+  vt::Tensor sc = op1(H, "core::full", {V(scalar_shape), scale, V(acc), V(dev)});
   s = op1(H, "core::mul", {s, sc});
   if (mask && vt::scalar_type(mask->dtype) == vt::ScalarType::Bool) {
     vt::Tensor drop = op1(H, "core::logical_not", {mask});
@@ -57,30 +57,25 @@ VT_KERNEL(sdpa_composed_cpu, "attention::sdpa") {
   }
   if (causal) {
     const std::vector<int64_t> tt = {d.Tq, d.Tk};
-    vt::Tensor ones = op1(H, "core::ones", {V(tt), V(vt::kBool)});
+    vt::Tensor ones = op1(H, "core::ones", {V(tt), V(vt::kBool), V(dev)});
     vt::Tensor above = op1(H, "core::triu", {ones, (int64_t)1});
     s = op1(H, "core::masked_fill", {s, above, -INFINITY});
   }
   const std::vector<int64_t> last = {-1};
   vt::Tensor lse = op1(H, "core::logsumexp", {s, V(last), true});
-  vt::Tensor ninf = op1(H, "core::full", {V(scalar_shape), -INFINITY, V(acc)});
+  vt::Tensor ninf = op1(H, "core::full", {V(scalar_shape), -INFINITY, V(acc), V(dev)});
   vt::Tensor dead = op1(H, "core::eq", {lse, ninf});
   vt::Tensor lse0 = op1(H, "core::masked_fill", {lse, dead, 0.0});
   vt::Tensor pr = op1(H, "core::exp", {op1(H, "core::sub", {s, lse0})});
   uint64_t seed = 0, offset = 0;
   if (p > 0 && d.B * d.H * d.Tq * d.Tk > 0) {
-    c.host->philox_reserve(c.ctx->device, 0, &seed, &offset);  // what core::dropout will draw
+    c.host->philox_reserve(dev, 0, &seed, &offset);  // what core::dropout will draw
     std::vector<vt::Tensor> dr = vt::call_n(H, "core::dropout", {pr, p, true}, 2);
     pr = std::move(dr[0]);
   }
-  vt::Tensor out = op1(H, "core::matmul", {pr, v});
-  if (cast) out = op1(H, "core::to_dtype", {out, in_dtype});
-  vt::Tensor lse_out = op1(H, "core::contiguous", {op1(H, "core::squeeze", {lse, V(last)})});
-  const int64_t two = 2;
-  vt::Tensor rng = c.empty(&two, 1, vt::kInt64);
-  vt::data<int64_t>(rng)[0] = (int64_t)seed;
-  vt::data<int64_t>(rng)[1] = (int64_t)offset;
-  c.set_out(0, std::move(out));
-  c.set_out(1, std::move(lse_out));
-  c.set_out(2, std::move(rng));
+  vt::call(H, "core::copy_", {c.out(0), op1(H, "core::matmul", {pr, v})});
+  vt::call(H, "core::copy_", {c.out(1), op1(H, "core::squeeze", {lse, V(last)})});
+  int64_t* rng = vt::data<int64_t>(c.out(2));
+  rng[0] = (int64_t)seed;
+  rng[1] = (int64_t)offset;
 }

@@ -1,6 +1,7 @@
 // flash.cpp — the fused CPU attention of provider "flash": attention::sdpa's forward and the
 // attention::sdpa_backward op. Not here: argument checks and tile primitives (attn.hpp), the
-// composed reference (composed.cpp), registration and the backward rule (pack.cpp).
+// composed reference (composed.cpp), the meta steps (argument checks, outputs), registration and
+// the backward rule (pack.cpp).
 //
 // Forward (flash-attention style, online softmax; the Tq x Tk matrix never exists):
 //   one task = one (b, h) and a block of kBq queries. The block's scaled queries are packed
@@ -373,8 +374,6 @@ VT_ATTN_CLONES void bwd_bf16(const Params& P, std::atomic<int64_t>* n, int64_t t
 }
 
 // ---- entry points ------------------------------------------------------------------------------------
-vt_dtype acc_dtype(vt_dtype t) { return vt::scalar_type(t) == vt::ScalarType::Float64 ? vt::kFloat64 : vt::kFloat32; }
-
 // Sets P's mask fields; an additive mask of another dtype is converted to the accumulation type
 // (the returned tensor keeps that copy alive).
 vt::Tensor set_mask(vt::Call& c, Params& P, const vt_tensor* mask, vt_dtype acc) {
@@ -413,41 +412,34 @@ using WorkerFn = void (*)(const Params&, std::atomic<int64_t>*, int64_t);
 
 }  // namespace
 
-VT_KERNEL(sdpa_flash_cpu, "attention::sdpa") {
+// The computes: arguments checked and outputs made by the meta steps (pack.cpp).
+VT_COMPUTE(sdpa_flash_cpu, "attention::sdpa") {
   const vt_tensor* q = c.arg(0, "q").tensor();
   const vt_tensor* k = c.arg(1, "k").tensor();
   const vt_tensor* v = c.arg(2, "v").tensor();
   const vt_tensor* mask = c.arg(3, "mask").tensor_or_null();
   Params P;
   P.causal = c.arg(4, "causal").bool_();
-  P.d = attn::check_qkv(c.op, q, k, v);
-  attn::check_mask(c.op, mask, q, P.d);
+  P.d = attn::dims(q, k, v);
   P.scale = c.arg(5, "scale").float_or(attn::default_scale(P.d.D));
   P.p = c.arg(6, "dropout_p").float_();
-  if (!(P.p >= 0.0 && P.p <= 1.0)) c.fail(VT_ERR_VALUE, "dropout_p must be in [0, 1], got %g", P.p);
   const Dims& d = P.d;
-  const vt_dtype acc = acc_dtype(q->dtype);
-  const int64_t osz[4] = {d.B, d.H, d.Tq, d.Dv}, two = 2;
-  vt::Tensor out = c.empty(osz, 4, q->dtype);
-  vt::Tensor lse = c.empty(osz, 3, acc);
-  vt::Tensor rng = c.empty(&two, 1, vt::kInt64);
+  const vt_dtype acc = attn::acc_dtype(q->dtype);
   if (P.p > 0 && d.B * d.H * d.Tq * d.Tk > 0) {
     c.host->philox_reserve(c.ctx->device, attn::dropout_groups(d), &P.seed, &P.offset);
     P.thr = attn::dropout_threshold(P.p);
   }
-  vt::data<int64_t>(rng)[0] = (int64_t)P.seed;
-  vt::data<int64_t>(rng)[1] = (int64_t)P.offset;
+  int64_t* rng = vt::data<int64_t>(c.out(2));
+  rng[0] = (int64_t)P.seed;
+  rng[1] = (int64_t)P.offset;
   vt::Tensor mask_own = set_mask(c, P, mask, acc);
   P.q = q->data, P.k = k->data, P.v = v->data;
   P.qs = attn::strides4(q), P.ks = attn::strides4(k), P.vs = attn::strides4(v);
-  P.out = out->data, P.lse = lse->data;
+  P.out = c.out(0)->data, P.lse = c.out(1)->data;
   by_dtype<WorkerFn>(c, q->dtype, fwd_f32, fwd_f64, fwd_f16, fwd_bf16, P, d.B * d.H * ((d.Tq + kBq - 1) / kBq));
-  c.set_out(0, std::move(out));
-  c.set_out(1, std::move(lse));
-  c.set_out(2, std::move(rng));
 }
 
-VT_KERNEL(sdpa_backward_cpu, "attention::sdpa_backward") {
+VT_COMPUTE(sdpa_backward_cpu, "attention::sdpa_backward") {
   const vt_tensor* go = c.arg(0, "grad_out").tensor();
   const vt_tensor* q = c.arg(1, "q").tensor();
   const vt_tensor* k = c.arg(2, "k").tensor();
@@ -462,39 +454,13 @@ VT_KERNEL(sdpa_backward_cpu, "attention::sdpa_backward") {
   P.seed = (uint64_t)c.arg(10, "seed").int_();
   P.offset = (uint64_t)c.arg(11, "offset").int_();
   const vt_tensor* glse = c.arg(12, "grad_lse").tensor_or_null();
-  P.d = attn::check_qkv(c.op, q, k, v);
-  attn::check_mask(c.op, mask, q, P.d);
-  if (!(P.p >= 0.0 && P.p <= 1.0)) c.fail(VT_ERR_VALUE, "dropout_p must be in [0, 1], got %g", P.p);
+  P.d = attn::dims(q, k, v);
   const Dims& d = P.d;
-  const int64_t osz[4] = {d.B, d.H, d.Tq, d.Dv};
-  const vt_dtype acc = acc_dtype(q->dtype);
-  const vt_tensor* same_as_out[2] = {go, o};
-  const char* names[2] = {"grad_out", "out"};
-  for (int i = 0; i < 2; ++i) {
-    const vt_tensor* t = same_as_out[i];
-    c.check_same_dtype(q, "q", t, names[i]);
-    if (t->ndim != 4 || std::memcmp(t->sizes, osz, sizeof(osz)) != 0)
-      c.fail(VT_ERR_VALUE, "%s must have the shape (B, H, Tq, Dv) = %s, got %s", names[i],
-             vt::shape_str(osz, 4).c_str(), vt::shape_str(t).c_str());
-  }
-  const vt_tensor* stats[2] = {lse, glse};
-  const char* snames[2] = {"lse", "grad_lse"};
-  for (int i = 0; i < 2; ++i) {
-    const vt_tensor* t = stats[i];
-    if (!t) continue;
-    if (!vt::same_dtype(t->dtype, acc))
-      c.fail(VT_ERR_TYPE, "%s must be %s for %s inputs, got %s", snames[i], vt::dtype_name(acc),
-             vt::dtype_name(q->dtype), vt::dtype_name(t->dtype));
-    if (t->ndim != 3 || std::memcmp(t->sizes, osz, sizeof(int64_t) * 3) != 0)
-      c.fail(VT_ERR_VALUE, "%s must have the shape (B, H, Tq) = %s, got %s", snames[i], vt::shape_str(osz, 3).c_str(),
-             vt::shape_str(t).c_str());
-  }
-  const int64_t ksz[4] = {d.B, d.H, d.Tk, d.D}, vsz[4] = {d.B, d.H, d.Tk, d.Dv};
-  vt::Tensor dq = c.empty(q->sizes, 4, q->dtype);
-  vt::Tensor dk = c.empty(ksz, 4, q->dtype);
-  vt::Tensor dv = c.empty(vsz, 4, q->dtype);
+  vt_tensor* dq = c.out(0);
+  vt_tensor* dk = c.out(1);
+  vt_tensor* dv = c.out(2);
   if (P.p > 0) P.thr = attn::dropout_threshold(P.p);
-  vt::Tensor mask_own = set_mask(c, P, mask, acc);
+  vt::Tensor mask_own = set_mask(c, P, mask, attn::acc_dtype(q->dtype));
   P.q = q->data, P.k = k->data, P.v = v->data, P.o = o->data, P.dout = go->data;
   P.qs = attn::strides4(q), P.ks = attn::strides4(k), P.vs = attn::strides4(v);
   P.os = attn::strides4(o), P.dos = attn::strides4(go);
@@ -512,7 +478,4 @@ VT_KERNEL(sdpa_backward_cpu, "attention::sdpa_backward") {
   } else {
     by_dtype<WorkerFn>(c, q->dtype, bwd_f32, bwd_f64, bwd_f16, bwd_bf16, P, d.B * d.H);
   }
-  c.set_out(0, std::move(dq));
-  c.set_out(1, std::move(dk));
-  c.set_out(2, std::move(dv));
 }

@@ -1,18 +1,29 @@
-// pack.cpp — the `attention` op pack: scaled dot-product attention, its providers and its backward.
+// pack.cpp — the `attention` op pack: scaled dot-product attention, its meta steps, its providers
+// and its backward.
 //
 //   attention::sdpa(q, k, v, mask, causal, scale, dropout_p) -> (out, lse, rng)
-//     provider "flash"    (priority 10): fused tiled kernel, flash.cpp
-//     provider "composed" (priority 0):  core ops, composed.cpp
+//     meta step (here): every argument check, the three outputs (every device, meta included)
+//     provider "flash"    (priority 10): fused tiled compute, flash.cpp
+//     provider "composed" (priority 0):  compute written with core ops, composed.cpp
 //     out (B, H, Tq, Dv); lse (B, H, Tq) float32 (float64 for float64 inputs); rng int64 (2,) =
 //     [seed, offset] of the dropout's Philox draw ([0, 0] without dropout) — the backward rule reads
-//     it to regenerate the mask, so it is an output rather than hidden state.
-//   attention::sdpa_backward(...) -> (dq, dk, dv): the fused backward from the saved out and lse.
+//     it to regenerate the mask, so it is an output rather than hidden state. The compute fills it
+//     (and reserves the Philox numbers); on the meta device it is only made.
+//   attention::sdpa_backward(...) -> (dq, dk, dv): the fused backward from the saved out and lse
+//     (meta step here, compute in flash.cpp).
 //
 // One backward rule serves both providers (the engine uses the op's rule whoever ran the forward):
 // it calls attention::sdpa_backward through the dispatcher with the saved q, k, v, mask, out, lse and
 // the rng output. The mask gets no gradient, and sdpa_backward has no rule of its own (no double
 // backward through attention).
+//
+// Argument rules (the meta steps): q (B, H, Tq, D), k (B, H, Tk, D), v (B, H, Tk, Dv), one floating
+// dtype and one device; mask bool (True = keep) or floating (additive, any floating dtype),
+// broadcastable to (B, H, Tq, Tk); dropout_p in [0, 1]. causal keeps key j for query i when j <= i
+// (top-left aligned, like torch's is_causal) for any Tq and Tk, so it needs no rule of its own: a
+// query row with no key left (Tk == 0) gives out 0 and lse -inf, like a fully masked row.
 #include <cmath>
+#include <cstring>
 
 #include "attn.hpp"
 #include "vt/autograd.hpp"
@@ -35,8 +46,120 @@ double num(const vt_value& v, double dflt) {
   return v.tag == VT_FLOAT ? v.v.f : v.tag == VT_INT ? (double)v.v.i : dflt;
 }
 
+// ---- argument checks (the meta steps') ----------------------------------------------------------
+attn::Dims check_qkv(vt::Call& c, const vt_tensor* q, const vt_tensor* k, const vt_tensor* v) {
+  const vt_tensor* ts[3] = {q, k, v};
+  const char* names[3] = {"q", "k", "v"};
+  const char* legend[3] = {"(B, H, Tq, D)", "(B, H, Tk, D)", "(B, H, Tk, Dv)"};
+  for (int i = 0; i < 3; ++i) {
+    if (ts[i]->ndim != 4)
+      c.fail(VT_ERR_VALUE, "%s must have 4 dims %s, got shape %s (%d dims)", names[i], legend[i],
+             vt::shape_str(ts[i]).c_str(), ts[i]->ndim);
+    if (!vt::is_floating(ts[i]->dtype))
+      c.fail(VT_ERR_TYPE, "%s must have a floating dtype, got %s", names[i], vt::dtype_name(ts[i]->dtype));
+  }
+  for (int i = 1; i < 3; ++i) {
+    c.check_same_dtype(q, "q", ts[i], names[i]);
+    c.check_same_device(q, "q", ts[i], names[i]);
+    if (ts[i]->sizes[0] != q->sizes[0] || ts[i]->sizes[1] != q->sizes[1])
+      c.fail(VT_ERR_VALUE, "%s must have the batch and head sizes (B, H) of q: q is %s, %s is %s", names[i],
+             vt::shape_str(q).c_str(), names[i], vt::shape_str(ts[i]).c_str());
+  }
+  if (k->sizes[3] != q->sizes[3])
+    c.fail(VT_ERR_VALUE, "k must have the head dim D of q: q is %s (D = %lld), k is %s (D = %lld)",
+           vt::shape_str(q).c_str(), (long long)q->sizes[3], vt::shape_str(k).c_str(), (long long)k->sizes[3]);
+  if (v->sizes[2] != k->sizes[2])
+    c.fail(VT_ERR_VALUE, "v must have the length Tk of k: k is %s (Tk = %lld), v is %s (Tk = %lld)",
+           vt::shape_str(k).c_str(), (long long)k->sizes[2], vt::shape_str(v).c_str(), (long long)v->sizes[2]);
+  return attn::dims(q, k, v);
+}
+
+void check_mask(vt::Call& c, const vt_tensor* mask, const vt_tensor* q, const attn::Dims& d) {
+  if (!mask) return;
+  if (!(vt::is_floating(mask->dtype) || vt::scalar_type(mask->dtype) == vt::ScalarType::Bool))
+    c.fail(VT_ERR_TYPE, "mask must be bool (True = keep) or a floating additive mask, got %s",
+           vt::dtype_name(mask->dtype));
+  c.check_same_device(q, "q", mask, "mask");
+  const int64_t full[4] = {d.B, d.H, d.Tq, d.Tk};
+  bool ok = mask->ndim <= 4;
+  for (int32_t i = 0; ok && i < mask->ndim; ++i) {
+    const int64_t s = mask->sizes[i], f = full[4 - mask->ndim + i];
+    ok = s == f || s == 1;
+  }
+  if (!ok)
+    c.fail(VT_ERR_VALUE, "mask of shape %s cannot broadcast to (B, H, Tq, Tk) = %s", vt::shape_str(mask).c_str(),
+           vt::shape_str(full, 4).c_str());
+}
+
+void check_dropout(vt::Call& c, double p) {
+  if (!(p >= 0.0 && p <= 1.0)) c.fail(VT_ERR_VALUE, "dropout_p must be in [0, 1], got %g", p);
+}
+
+// t must have q's dtype and the given 4-d shape (grad_out, out) or be acc-typed of shape (B, H, Tq)
+void check_like_out(vt::Call& c, const vt_tensor* q, const vt_tensor* t, const char* name, const int64_t* osz) {
+  c.check_same_dtype(q, "q", t, name);
+  if (t->ndim != 4 || std::memcmp(t->sizes, osz, sizeof(int64_t) * 4) != 0)
+    c.fail(VT_ERR_VALUE, "%s must have the shape (B, H, Tq, Dv) = %s, got %s", name, vt::shape_str(osz, 4).c_str(),
+           vt::shape_str(t).c_str());
+}
+void check_stat(vt::Call& c, const vt_tensor* q, const vt_tensor* t, const char* name, const int64_t* osz) {
+  const vt_dtype acc = attn::acc_dtype(q->dtype);
+  if (!vt::same_dtype(t->dtype, acc))
+    c.fail(VT_ERR_TYPE, "%s must be %s for %s inputs, got %s", name, vt::dtype_name(acc), vt::dtype_name(q->dtype),
+           vt::dtype_name(t->dtype));
+  if (t->ndim != 3 || std::memcmp(t->sizes, osz, sizeof(int64_t) * 3) != 0)
+    c.fail(VT_ERR_VALUE, "%s must have the shape (B, H, Tq) = %s, got %s", name, vt::shape_str(osz, 3).c_str(),
+           vt::shape_str(t).c_str());
+}
+
 }  // namespace
 
+// ---- meta steps ------------------------------------------------------------------------------------
+VT_META_FN(sdpa_meta, "attention::sdpa") {
+  const vt_tensor* q = c.arg(0, "q").tensor();
+  const vt_tensor* k = c.arg(1, "k").tensor();
+  const vt_tensor* v = c.arg(2, "v").tensor();
+  const vt_tensor* mask = c.arg(3, "mask").tensor_or_null();
+  c.arg(4, "causal").bool_();
+  c.arg(5, "scale").float_or(0.0);
+  const attn::Dims d = check_qkv(c, q, k, v);
+  check_mask(c, mask, q, d);
+  check_dropout(c, c.arg(6, "dropout_p").float_());
+  const int64_t osz[4] = {d.B, d.H, d.Tq, d.Dv}, two = 2;
+  c.set_out(0, c.empty(osz, 4, q->dtype));
+  c.set_out(1, c.empty(osz, 3, attn::acc_dtype(q->dtype)));
+  c.set_out(2, c.empty(&two, 1, vt::kInt64));
+}
+
+VT_META_FN(sdpa_backward_meta, "attention::sdpa_backward") {
+  const vt_tensor* go = c.arg(0, "grad_out").tensor();
+  const vt_tensor* q = c.arg(1, "q").tensor();
+  const vt_tensor* k = c.arg(2, "k").tensor();
+  const vt_tensor* v = c.arg(3, "v").tensor();
+  const vt_tensor* o = c.arg(4, "out").tensor();
+  const vt_tensor* lse = c.arg(5, "lse").tensor();
+  const vt_tensor* mask = c.arg(6, "mask").tensor_or_null();
+  c.arg(7, "causal").bool_();
+  c.arg(8, "scale").float_();
+  const double p = c.arg(9, "dropout_p").float_();
+  c.arg(10, "seed").int_();
+  c.arg(11, "offset").int_();
+  const vt_tensor* glse = c.arg(12, "grad_lse").tensor_or_null();
+  const attn::Dims d = check_qkv(c, q, k, v);
+  check_mask(c, mask, q, d);
+  check_dropout(c, p);
+  const int64_t osz[4] = {d.B, d.H, d.Tq, d.Dv};
+  check_like_out(c, q, go, "grad_out", osz);
+  check_like_out(c, q, o, "out", osz);
+  check_stat(c, q, lse, "lse", osz);
+  if (glse) check_stat(c, q, glse, "grad_lse", osz);
+  const int64_t ksz[4] = {d.B, d.H, d.Tk, d.D}, vsz[4] = {d.B, d.H, d.Tk, d.Dv};
+  c.set_out(0, c.empty(q->sizes, 4, q->dtype));
+  c.set_out(1, c.empty(ksz, 4, q->dtype));
+  c.set_out(2, c.empty(vsz, 4, q->dtype));
+}
+
+// ---- backward rule ---------------------------------------------------------------------------------
 VT_BACKWARD(sdpa_bw_rule, "attention::sdpa") {
   vt_tensor* go = g.grad_out(0);
   vt_tensor* glse = g.grad_out(1);
@@ -48,7 +171,14 @@ VT_BACKWARD(sdpa_bw_rule, "attention::sdpa") {
   const bool causal = g.arg(4).v.b != 0;
   const double scale = num(g.arg(5), attn::default_scale(q->sizes[3]));
   const double p = num(g.arg(6), 0.0);
-  const int64_t* sd = vt::data<const int64_t>(rng);
+  // the forward's Philox seed/offset: none on the meta device (nothing was drawn), read on the host
+  int64_t sd[2] = {0, 0};
+  if (rng->device.type == VT_CPU) {
+    std::memcpy(sd, rng->data, sizeof sd);
+  } else if (rng->device.type != VT_META) {
+    vt::Tensor host_rng = vt::call(g.host, "core::to_device", {rng, vt_device{VT_CPU, 0}});
+    std::memcpy(sd, host_rng->data, sizeof sd);
+  }
   vt::Tensor zeros;
   if (!go) {
     zeros = vt::call(g.host, "core::zeros", {vt::V::sizes(out), out->dtype, out->device});
@@ -66,10 +196,12 @@ namespace {
 vt_status attention_init(const vt_host* host, vt_pack* pack) {
   return vt::init_guard(host, "attention", [&] {
     vt::Registrar flash(host, pack, "flash", 10);
-    flash.def(kSdpa, VT_CPU, sdpa_flash_cpu, sdpa_bw_rule, /*save_args q,k,v,mask*/ 0b1111, /*out,lse,rng*/ 0b111);
-    flash.def(kSdpaBackward, VT_CPU, sdpa_backward_cpu);
+    flash.define(kSdpa, sdpa_meta, sdpa_bw_rule, /*save_args q,k,v,mask*/ 0b1111, /*out,lse,rng*/ 0b111);
+    flash.define(kSdpaBackward, sdpa_backward_meta);
+    flash.compute("attention::sdpa", VT_CPU, sdpa_flash_cpu);
+    flash.compute("attention::sdpa_backward", VT_CPU, sdpa_backward_cpu);
     vt::Registrar composed(host, pack, "composed", 0);
-    composed.impl("attention::sdpa", VT_CPU, sdpa_composed_cpu);
+    composed.compute("attention::sdpa", VT_CPU, sdpa_composed_cpu);
   });
 }
 

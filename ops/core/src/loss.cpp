@@ -13,6 +13,8 @@
 //   backward through cross_entropy is not supported.
 // mse_loss(input, target, reduction='mean'): (input - target)^2 with broadcasting, reduced in fixed
 //   blocks (thread-count independent); its backward is composed of core ops (differentiable).
+// Each op is a meta step (checks, outputs; every device) and a CPU compute into those outputs; the
+// check of cross_entropy's target values (data) is in its compute.
 #include <cstring>
 #include <vector>
 
@@ -25,11 +27,16 @@ namespace {
 
 enum class Red { None, Mean, Sum };
 
-Red parse_reduction(vt::Call& c, const char* s) {
+// the reduction named by s (checked by the meta step with check_reduction)
+Red reduction_of(const char* s) {
   if (!std::strcmp(s, "mean")) return Red::Mean;
   if (!std::strcmp(s, "sum")) return Red::Sum;
-  if (!std::strcmp(s, "none")) return Red::None;
-  c.fail(VT_ERR_VALUE, "reduction must be 'mean', 'sum' or 'none', got '%s'", s);
+  return Red::None;
+}
+Red check_reduction(vt::Call& c, const char* s) {
+  if (std::strcmp(s, "mean") && std::strcmp(s, "sum") && std::strcmp(s, "none"))
+    c.fail(VT_ERR_VALUE, "reduction must be 'mean', 'sum' or 'none', got '%s'", s);
+  return reduction_of(s);
 }
 
 struct Contig {
@@ -49,6 +56,15 @@ struct CELayout {
   int64_t positions() const { return N * inner; }
 };
 
+// input (N, C, d1, ...) or (C,) as (N, C, inner) (shapes the meta step accepted)
+CELayout layout_of(const vt_tensor* x) {
+  if (x->ndim == 1) return {1, x->sizes[0], 1};
+  CELayout L{x->sizes[0], x->sizes[1], 1};
+  for (int32_t d = 2; d < x->ndim; ++d) L.inner *= x->sizes[d];
+  return L;
+}
+
+// The meta step's checks of input and target.
 CELayout ce_layout(vt::Call& c, const vt_tensor* x, const vt_tensor* t) {
   if (!vt::is_floating(x->dtype))
     c.fail(VT_ERR_TYPE, "input must have a floating dtype, got %s", vt::dtype_name(x->dtype));
@@ -57,23 +73,23 @@ CELayout ce_layout(vt::Call& c, const vt_tensor* x, const vt_tensor* t) {
   c.check_same_device(x, "input", t, "target");
   vt::check_ndim(c.op, x, "input");
   if (x->ndim == 0) c.fail(VT_ERR_VALUE, "input must have at least 1 dim (classes), got a 0-d tensor");
-  CELayout L;
+  const CELayout L = layout_of(x);
   if (x->ndim == 1) {
-    L = {1, x->sizes[0], 1};
     if (t->ndim != 0) c.fail(VT_ERR_VALUE, "for input %s (one sample) target must be 0-d, got %s",
                              vt::shape_str(x).c_str(), vt::shape_str(t).c_str());
     return L;
   }
-  L.N = x->sizes[0];
-  L.C = x->sizes[1];
-  L.inner = 1;
-  for (int32_t d = 2; d < x->ndim; ++d) L.inner *= x->sizes[d];
   bool ok = t->ndim == x->ndim - 1 && t->sizes[0] == L.N;
   for (int32_t d = 2; ok && d < x->ndim; ++d) ok = t->sizes[d - 1] == x->sizes[d];
   if (!ok)
     c.fail(VT_ERR_VALUE, "target %s does not match input %s (expected (N, d1, ...) for input (N, C, d1, ...))",
            vt::shape_str(t).c_str(), vt::shape_str(x).c_str());
   return L;
+}
+
+[[noreturn]] void target_out_of_range(vt::Call& c, const int64_t* tp, int64_t p, int64_t C, int64_t ignore) {
+  c.fail(VT_ERR_INDEX, "target %lld at position %lld is out of range for %lld classes (ignore_index %lld)",
+         (long long)tp[p], (long long)p, (long long)C, (long long)ignore);
 }
 
 // log-sum-exp, x_t and sum_c x_c of one position's logits (C of them, stride `st`, as float A)
@@ -117,25 +133,35 @@ void for_positions(vt::Call& c, const T* x, const CELayout& L, F f) {
 
 }  // namespace
 
-VT_KERNEL(cross_entropy_cpu, "core::cross_entropy") {
+VT_META_FN(cross_entropy_meta, "core::cross_entropy") {
+  const vt_tensor* x = c.arg(0, "input").tensor();
+  const vt_tensor* t = c.arg(1, "target").tensor();
+  c.arg(2, "ignore_index").int_();
+  const double eps = c.arg(3, "label_smoothing").float_();
+  const Red red = check_reduction(c, c.arg(4, "reduction").str());
+  if (!(eps >= 0.0 && eps <= 1.0)) c.fail(VT_ERR_VALUE, "label_smoothing must be in [0, 1], got %g", eps);
+  ce_layout(c, x, t);
+  const vt_dtype sd = vt::is_floating(x->dtype) && x->dtype.bits == 16 ? vt::kFloat32 : x->dtype;
+  c.set_out(0, red == Red::None ? c.empty(t->sizes, t->ndim, x->dtype) : c.empty(nullptr, 0, x->dtype));
+  c.set_out(1, c.empty(t->sizes, t->ndim, sd));
+}
+
+// Checks the target values (data: here, not in the meta step), then computes loss and lse.
+VT_COMPUTE(cross_entropy_cpu, "core::cross_entropy") {
   const vt_tensor* x = c.arg(0, "input").tensor();
   const vt_tensor* t = c.arg(1, "target").tensor();
   const int64_t ignore = c.arg(2, "ignore_index").int_();
   const double eps = c.arg(3, "label_smoothing").float_();
-  const Red red = parse_reduction(c, c.arg(4, "reduction").str());
-  if (!(eps >= 0.0 && eps <= 1.0)) c.fail(VT_ERR_VALUE, "label_smoothing must be in [0, 1], got %g", eps);
-  const CELayout L = ce_layout(c, x, t);
+  const Red red = reduction_of(c.arg(4, "reduction").str());
+  const CELayout L = layout_of(x);
   Contig xc(c, x), tc(c, t);
   const int64_t P = L.positions();
-  const vt_dtype sd = vt::is_floating(x->dtype) && x->dtype.bits == 16 ? vt::kFloat32 : x->dtype;
-  vt::Tensor lse = c.empty(t->sizes, t->ndim, sd);
-  vt::Tensor loss = red == Red::None ? c.empty(t->sizes, t->ndim, x->dtype) : c.empty(nullptr, 0, x->dtype);
+  const vt_tensor* loss = c.out(0);
+  const vt_tensor* lse = c.out(1);
   const int64_t* tp = vt::data<const int64_t>(tc.t);
   // validate targets first (serially: an error must not depend on threads)
   for (int64_t p = 0; p < P; ++p)
-    if (tp[p] != ignore && (tp[p] < 0 || tp[p] >= L.C))
-      c.fail(VT_ERR_INDEX, "target %lld at position %lld is out of range for %lld classes (ignore_index %lld)",
-             (long long)tp[p], (long long)p, (long long)L.C, (long long)ignore);
+    if (tp[p] != ignore && (tp[p] < 0 || tp[p] >= L.C)) target_out_of_range(c, tp, p, L.C, ignore);
   vt::dispatch(vt::kFloatingTypes, x->dtype, c.op, [&](auto tag) {
     using T = typename decltype(tag)::type;
     using A = vt::acc_t<T>;
@@ -163,18 +189,16 @@ VT_KERNEL(cross_entropy_cpu, "core::cross_entropy") {
       *vt::data<T>(loss) = vt::convert<T>(r);
     }
   });
-  c.set_out(0, std::move(loss));
-  c.set_out(1, std::move(lse));
 }
 
-VT_KERNEL(cross_entropy_backward_cpu, "core::cross_entropy_backward") {
+VT_META_FN(cross_entropy_backward_meta, "core::cross_entropy_backward") {
   const vt_tensor* go = c.arg(0, "grad_output").tensor();
   const vt_tensor* x = c.arg(1, "input").tensor();
   const vt_tensor* t = c.arg(2, "target").tensor();
   const vt_tensor* lse = c.arg(3, "lse").tensor();
-  const int64_t ignore = c.arg(4, "ignore_index").int_();
-  const double eps = c.arg(5, "label_smoothing").float_();
-  const Red red = parse_reduction(c, c.arg(6, "reduction").str());
+  c.arg(4, "ignore_index").int_();
+  c.arg(5, "label_smoothing").float_();
+  const Red red = check_reduction(c, c.arg(6, "reduction").str());
   const CELayout L = ce_layout(c, x, t);
   c.check_same_dtype(go, "grad_output", x, "input");
   const int64_t P = L.positions();
@@ -182,11 +206,28 @@ VT_KERNEL(cross_entropy_backward_cpu, "core::cross_entropy_backward") {
   if (red == Red::None ? go->numel != P : go->numel != 1)
     c.fail(VT_ERR_VALUE, "grad_output %s does not match the loss of reduction '%s'", vt::shape_str(go).c_str(),
            c.arg(6, "reduction").str());
+  c.set_out(0, c.empty_like(x));
+}
+
+VT_COMPUTE(cross_entropy_backward_cpu, "core::cross_entropy_backward") {
+  const vt_tensor* go = c.arg(0, "grad_output").tensor();
+  const vt_tensor* x = c.arg(1, "input").tensor();
+  const vt_tensor* t = c.arg(2, "target").tensor();
+  const vt_tensor* lse = c.arg(3, "lse").tensor();
+  const int64_t ignore = c.arg(4, "ignore_index").int_();
+  const double eps = c.arg(5, "label_smoothing").float_();
+  const Red red = reduction_of(c.arg(6, "reduction").str());
+  const CELayout L = layout_of(x);
+  const int64_t P = L.positions();
   Contig xc(c, x), tc(c, t), gc(c, go), lc(c, lse);
-  vt::Tensor gin = c.empty_like(x);
+  const vt_tensor* gin = c.out(0);
   const int64_t* tp = vt::data<const int64_t>(tc.t);
   int64_t count = 0;
-  for (int64_t p = 0; p < P; ++p) count += tp[p] != ignore;
+  for (int64_t p = 0; p < P; ++p) {
+    if (tp[p] == ignore) continue;
+    if (tp[p] < 0 || tp[p] >= L.C) target_out_of_range(c, tp, p, L.C, ignore);
+    ++count;
+  }
   vt::dispatch(vt::kFloatingTypes, x->dtype, c.op, [&](auto tag) {
     using T = typename decltype(tag)::type;
     using A = vt::acc_t<T>;
@@ -216,7 +257,6 @@ VT_KERNEL(cross_entropy_backward_cpu, "core::cross_entropy_backward") {
       for (int64_t k = 0; k < C; ++k) out[k * inner] = vt::convert<T>(sc[k]);
     });
   });
-  c.set_out(0, std::move(gin));
 }
 
 VT_BACKWARD(cross_entropy_bw_rule, "core::cross_entropy") {
@@ -228,30 +268,41 @@ VT_BACKWARD(cross_entropy_bw_rule, "core::cross_entropy") {
 }
 
 // ---- mse_loss ----------------------------------------------------------------------------------
-VT_KERNEL(mse_loss_cpu, "core::mse_loss") {
+VT_META_FN(mse_loss_meta, "core::mse_loss") {
   const vt_tensor* x = c.arg(0, "input").tensor();
   const vt_tensor* y = c.arg(1, "target").tensor();
-  const Red red = parse_reduction(c, c.arg(2, "reduction").str());
+  const Red red = check_reduction(c, c.arg(2, "reduction").str());
   c.check_same_dtype(x, "input", y, "target");
   c.check_same_device(x, "input", y, "target");
   if (!vt::is_floating(x->dtype))
     c.fail(VT_ERR_TYPE, "input must have a floating dtype, got %s", vt::dtype_name(x->dtype));
   int64_t shape[vt::kMaxDims];
   const int32_t nd = vt::broadcast_shape(c.op, x, "input", y, "target", shape);
+  c.set_out(0, red == Red::None ? c.empty(shape, nd, x->dtype) : c.empty(nullptr, 0, x->dtype));
+}
+
+VT_COMPUTE(mse_loss_cpu, "core::mse_loss") {
+  const vt_tensor* x = c.arg(0, "input").tensor();
+  const vt_tensor* y = c.arg(1, "target").tensor();
+  const Red red = reduction_of(c.arg(2, "reduction").str());
+  const vt_tensor* out = c.out(0);
   vt::dispatch(vt::kFloatingTypes, x->dtype, c.op, [&](auto tag) {
     using T = typename decltype(tag)::type;
     using A = vt::acc_t<T>;
-    // squared differences, in the loss itself ('none') or a scratch tensor of the compute type
-    vt::Tensor sq = red == Red::None ? c.empty(shape, nd, x->dtype) : c.empty(shape, nd, vt::dtype_of<A>());
-    const vt_tensor* ops[3] = {sq, x, y};
-    if (red == Red::None) {
+    if (red == Red::None) {  // the squared differences are the loss
+      const vt_tensor* ops[3] = {out, x, y};
       vt::elementwise<T, T, T>(c.host, vt::loop_over<3>(c.op, ops), [](T a, T b) {
         const A d = (A)a - (A)b;
         return vt::convert<T>(d * d);
       });
-      c.set_out(0, std::move(sq));
       return;
     }
+    // squared differences into a scratch tensor of the compute type (the broadcast shape), then
+    // reduced in fixed blocks
+    int64_t shape[vt::kMaxDims];
+    const int32_t nd = vt::broadcast_shape(c.op, x, "input", y, "target", shape);
+    vt::Tensor sq = c.empty(shape, nd, vt::dtype_of<A>());
+    const vt_tensor* ops[3] = {sq, x, y};
     vt::elementwise<A, T, T>(c.host, vt::loop_over<3>(c.op, ops), [](T a, T b) {
       const A d = (A)a - (A)b;
       return d * d;
@@ -272,9 +323,7 @@ VT_KERNEL(mse_loss_cpu, "core::mse_loss") {
     double total = 0;
     for (double v : part) total += v;
     if (red == Red::Mean) total /= (double)n;  // n == 0: nan, as torch
-    vt::Tensor out = c.empty(nullptr, 0, x->dtype);
     *vt::data<T>(out) = vt::convert<T>(total);
-    c.set_out(0, std::move(out));
   });
 }
 
@@ -302,9 +351,10 @@ using core::OpDef;
 
 const OpDef kLossOps[] = {
     {"core::cross_entropy(Tensor input, Tensor target, int ignore_index=-100, float label_smoothing=0.0, "
-     "str reduction='mean') -> (Tensor, Tensor)", nullptr, cross_entropy_cpu, cross_entropy_bw_rule, 0b11, 0b10},
+     "str reduction='mean') -> (Tensor, Tensor)", cross_entropy_meta, cross_entropy_cpu, cross_entropy_bw_rule, 0b11, 0b10},
     {"core::cross_entropy_backward(Tensor grad_output, Tensor input, Tensor target, Tensor lse, int ignore_index, "
-     "float label_smoothing, str reduction) -> Tensor", nullptr, cross_entropy_backward_cpu},
-    {"core::mse_loss(Tensor input, Tensor target, str reduction='mean') -> Tensor", nullptr, mse_loss_cpu, mse_loss_bw_rule, 0b11, 0},
+     "float label_smoothing, str reduction) -> Tensor", cross_entropy_backward_meta, cross_entropy_backward_cpu},
+    {"core::mse_loss(Tensor input, Tensor target, str reduction='mean') -> Tensor", mse_loss_meta, mse_loss_cpu,
+     mse_loss_bw_rule, 0b11, 0},
 };
 VT_OP_TABLE(kLossOps)

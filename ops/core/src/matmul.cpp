@@ -18,6 +18,10 @@
 // When other has no batch dims and self's batch and row dims fold into one, the whole batched
 // product is a single GEMM (the `linear` case). float16/bfloat16: converted to float32, multiplied,
 // converted back (OpenBLAS has no float16 GEMM).
+//
+// Each op is a meta step (shape and dtype checks, the output; every device) and a CPU compute
+// (the GEMMs, into the output the meta step made). linear has its own fused compute (bias as the
+// GEMM's C input), so it is not composed of matmul/addmm.
 #include <climits>
 #include <mutex>
 #include <numeric>
@@ -171,21 +175,28 @@ void execute(vt::Call& c, const Gemm& G, const vt_tensor* a, const vt_tensor* b,
     run_gemm<double>(c.host, G, vt::data<const double>(a), vt::data<const double>(b), vt::data<double>(out));
 }
 
-// The operands a kernel computes with: float16/bfloat16 inputs converted to float32 (contiguous),
-// matrices BLAS cannot read as stored copied by core::contiguous; the rest used as they are.
+// Refuses dtypes BLAS cannot multiply (meta step: the same error on every device).
+void check_blas_dtype(vt::Call& c, vt_dtype dtype) {
+  const vt::ScalarType st = vt::scalar_type(dtype);
+  if (st != vt::ScalarType::Float16 && st != vt::ScalarType::BFloat16 && st != vt::ScalarType::Float32 &&
+      st != vt::ScalarType::Float64)
+    c.fail(VT_ERR_NOT_IMPL, "not implemented for dtype %s (supported: float32, float64, float16, bfloat16)",
+           vt::dtype_name(dtype));
+}
+
+// The operands a CPU compute multiplies: float16/bfloat16 inputs converted to float32
+// (contiguous), matrices BLAS cannot read as stored copied by core::contiguous; the rest used as
+// they are. `dst(out)` is where the product goes: out itself, or (float16/bfloat16) a float32
+// scratch that `finish` converts into out.
 struct Prep {
   vt::Tensor own[3];
   const vt_tensor* t[3] = {nullptr, nullptr, nullptr};
-  vt_dtype dtype;  // the caller's dtype, to convert the result back to
+  vt::Tensor scratch;
   bool reduced = false;
 
   Prep(vt::Call& c, std::initializer_list<const vt_tensor*> ts) {
-    dtype = (*ts.begin())->dtype;
-    const vt::ScalarType st = vt::scalar_type(dtype);
+    const vt::ScalarType st = vt::scalar_type((*ts.begin())->dtype);
     reduced = st == vt::ScalarType::Float16 || st == vt::ScalarType::BFloat16;
-    if (!reduced && st != vt::ScalarType::Float32 && st != vt::ScalarType::Float64)
-      c.fail(VT_ERR_NOT_IMPL, "not implemented for dtype %s (supported: float32, float64, float16, bfloat16)",
-             vt::dtype_name(dtype));
     int i = 0;
     for (const vt_tensor* x : ts) {
       t[i] = x;
@@ -200,12 +211,13 @@ struct Prep {
       ++i;
     }
   }
-  // the result in the caller's dtype
-  vt::Tensor back(vt::Call& c, vt::Tensor&& out) const {
-    if (!reduced) return std::move(out);
-    vt::Tensor r = c.empty(out->sizes, out->ndim, dtype);
-    vt::call(c.host, "core::copy_", {r.get(), out.get()});
-    return r;
+  vt_tensor* dst(vt::Call& c, vt_tensor* out) {
+    if (!reduced) return out;
+    scratch = c.empty(out->sizes, out->ndim, vt::kFloat32);
+    return scratch;
+  }
+  void finish(vt::Call& c, vt_tensor* out) const {
+    if (reduced) vt::call(c.host, "core::copy_", {out, scratch.get()});
   }
 };
 
@@ -227,12 +239,13 @@ bool folds(const vt_tensor* t, int32_t n) {
   return true;
 }
 
-// The general N-d product a @ b (torch.matmul). `b_is_weight`: b is given as (n, k) and used
-// transposed (linear). init/beta as in Gemm (linear's bias).
-vt::Tensor matmul_general(vt::Call& c, const vt_tensor* a, const vt_tensor* b, bool b_is_weight,
-                          const vt_tensor* init, const char* an, const char* bn) {
+enum class Plan { Ok, Inner, Batch };
+
+// The general N-d product a @ b (torch.matmul) as a Gemm, and its output shape. `b_is_weight`: b
+// is given as (n, k) and used transposed (linear). Says which rule the shapes break, if any (the
+// meta step turns that into the message; a compute plans shapes the meta step accepted).
+Plan plan_matmul(const vt_tensor* a, const vt_tensor* b, bool b_is_weight, Gemm& G, int64_t* shape, int32_t* ndim) {
   const int32_t an_ = a->ndim, bn_ = b->ndim;
-  Gemm G;
   G.A = an_ == 1 ? Mat{1, a->sizes[0], 0, a->strides[0]}
                  : Mat{a->sizes[an_ - 2], a->sizes[an_ - 1], a->strides[an_ - 2], a->strides[an_ - 1]};
   if (b_is_weight)  // weight (n, k) read as (k, n)
@@ -240,28 +253,22 @@ vt::Tensor matmul_general(vt::Call& c, const vt_tensor* a, const vt_tensor* b, b
   else
     G.B = bn_ == 1 ? Mat{b->sizes[0], 1, b->strides[0], 0}
                    : Mat{b->sizes[bn_ - 2], b->sizes[bn_ - 1], b->strides[bn_ - 2], b->strides[bn_ - 1]};
-  if (G.A.cols != G.B.rows)
-    c.fail(VT_ERR_VALUE, "shape mismatch: %s %s and %s %s (inner dims %lld vs %lld)", an, vt::shape_str(a).c_str(), bn,
-           vt::shape_str(b).c_str(), (long long)G.A.cols, (long long)G.B.rows);
+  if (G.A.cols != G.B.rows) return Plan::Inner;
   const int32_t abatch = an_ > 2 ? an_ - 2 : 0, bbatch = (!b_is_weight && bn_ > 2) ? bn_ - 2 : 0;
   G.nbatch = std::max(abatch, bbatch);
   for (int32_t i = 0; i < G.nbatch; ++i) {
     const int32_t ia = i - (G.nbatch - abatch), ib = i - (G.nbatch - bbatch);
     const int64_t sa = ia >= 0 ? a->sizes[ia] : 1, sb = ib >= 0 ? b->sizes[ib] : 1;
-    if (sa != sb && sa != 1 && sb != 1)
-      c.fail(VT_ERR_VALUE, "batch dims cannot be broadcast: %s %s and %s %s", an, vt::shape_str(a).c_str(), bn,
-             vt::shape_str(b).c_str());
+    if (sa != sb && sa != 1 && sb != 1) return Plan::Batch;
     G.batch[i] = sa == 1 ? sb : sa;
     G.a_bstr[i] = sa == 1 ? 0 : a->strides[ia];
     G.b_bstr[i] = sb == 1 ? 0 : b->strides[ib];
   }
-  int64_t shape[vt::kMaxDims + 2];
-  int32_t ndim = 0;
-  for (int32_t i = 0; i < G.nbatch; ++i) shape[ndim++] = G.batch[i];
-  if (an_ > 1) shape[ndim++] = G.A.rows;
-  if (bn_ > 1) shape[ndim++] = G.B.cols;
-  vt::Tensor out = c.empty(shape, ndim, a->dtype);
-
+  int32_t nd = 0;
+  for (int32_t i = 0; i < G.nbatch; ++i) shape[nd++] = G.batch[i];
+  if (an_ > 1) shape[nd++] = G.A.rows;
+  if (bn_ > 1) shape[nd++] = G.B.cols;
+  *ndim = nd;
   // the `linear` case: b is one matrix and a's batch+row dims fold into one row dim
   if (G.nbatch > 0 && bbatch == 0 && G.A.rows * G.A.cols > 0 && (G.A.cols == 1 || G.A.cs == 1) && folds(a, an_ - 1)) {
     int64_t rows = 1;
@@ -271,30 +278,62 @@ vt::Tensor matmul_general(vt::Call& c, const vt_tensor* a, const vt_tensor* b, b
       G.nbatch = 0;
     }
   }
-  if (init) {  // broadcast to (m, n); validated by the caller
+  return Plan::Ok;
+}
+
+// The meta step's half of matmul/bmm/linear: the shape rules with their messages, and the output.
+void matmul_out(vt::Call& c, const vt_tensor* a, const vt_tensor* b, bool b_is_weight, const char* an, const char* bn) {
+  Gemm G;
+  int64_t shape[vt::kMaxDims + 2];
+  int32_t ndim = 0;
+  switch (plan_matmul(a, b, b_is_weight, G, shape, &ndim)) {
+    case Plan::Inner:
+      c.fail(VT_ERR_VALUE, "shape mismatch: %s %s and %s %s (inner dims %lld vs %lld)", an, vt::shape_str(a).c_str(), bn,
+             vt::shape_str(b).c_str(), (long long)G.A.cols, (long long)G.B.rows);
+    case Plan::Batch:
+      c.fail(VT_ERR_VALUE, "batch dims cannot be broadcast: %s %s and %s %s", an, vt::shape_str(a).c_str(), bn,
+             vt::shape_str(b).c_str());
+    case Plan::Ok:
+      break;
+  }
+  c.set_out(0, c.empty(shape, ndim, a->dtype));
+}
+
+// The CPU compute of matmul/bmm/linear: out = a @ b (+ init, linear's bias, broadcast over rows).
+void matmul_compute(vt::Call& c, const vt_tensor* a, const vt_tensor* b, bool b_is_weight, const vt_tensor* init) {
+  vt_tensor* out = c.out(0);
+  Prep p(c, {a, b, init});
+  Gemm G;
+  int64_t shape[vt::kMaxDims + 2];
+  int32_t ndim = 0;
+  plan_matmul(p.t[0], p.t[1], b_is_weight, G, shape, &ndim);
+  if ((init = p.t[2])) {  // broadcast to (m, n); validated by the meta step
     G.init = init;
     G.init_cs = init->ndim >= 1 && init->sizes[init->ndim - 1] != 1 ? init->strides[init->ndim - 1] : 0;
     G.init_rs = init->ndim >= 2 && init->sizes[init->ndim - 2] != 1 ? init->strides[init->ndim - 2] : 0;
     G.beta = 1.0;
   }
-  execute(c, G, a, b, out);
-  return out;
+  execute(c, G, p.t[0], p.t[1], p.dst(c, out));
+  p.finish(c, out);
 }
 
 }  // namespace
 
-VT_KERNEL(matmul_cpu, "core::matmul") {
+VT_META_FN(matmul_meta, "core::matmul") {
   const vt_tensor* a = c.arg(0, "self").tensor();
   const vt_tensor* b = c.arg(1, "other").tensor();
   check_pair(c, a, "self", b, "other");
   if (a->ndim == 0 || b->ndim == 0)
     c.fail(VT_ERR_VALUE, "both arguments need at least 1 dim, got self %s and other %s", vt::shape_str(a).c_str(),
            vt::shape_str(b).c_str());
-  Prep p(c, {a, b});
-  c.set_out(0, p.back(c, matmul_general(c, p.t[0], p.t[1], false, nullptr, "self", "other")));
+  check_blas_dtype(c, a->dtype);
+  matmul_out(c, a, b, false, "self", "other");
+}
+VT_COMPUTE(matmul_cpu, "core::matmul") {
+  matmul_compute(c, c.arg(0, "self").tensor(), c.arg(1, "other").tensor(), false, nullptr);
 }
 
-VT_KERNEL(bmm_cpu, "core::bmm") {
+VT_META_FN(bmm_meta, "core::bmm") {
   const vt_tensor* a = c.arg(0, "self").tensor();
   const vt_tensor* b = c.arg(1, "mat2").tensor();
   check_pair(c, a, "self", b, "mat2");
@@ -303,11 +342,15 @@ VT_KERNEL(bmm_cpu, "core::bmm") {
            vt::shape_str(b).c_str());
   if (a->sizes[0] != b->sizes[0] || a->sizes[2] != b->sizes[1])
     c.fail(VT_ERR_VALUE, "shape mismatch: self %s and mat2 %s", vt::shape_str(a).c_str(), vt::shape_str(b).c_str());
-  Prep p(c, {a, b});
-  c.set_out(0, p.back(c, matmul_general(c, p.t[0], p.t[1], false, nullptr, "self", "mat2")));
+  check_blas_dtype(c, a->dtype);
+  matmul_out(c, a, b, false, "self", "mat2");
+}
+VT_COMPUTE(bmm_cpu, "core::bmm") {
+  matmul_compute(c, c.arg(0, "self").tensor(), c.arg(1, "mat2").tensor(), false, nullptr);
 }
 
-VT_KERNEL(linear_cpu, "core::linear") {
+// linear has its own fused kernel (bias as the GEMM's C input), so it is a meta step + compute.
+VT_META_FN(linear_meta, "core::linear") {
   const vt_tensor* x = c.arg(0, "input").tensor();
   const vt_tensor* w = c.arg(1, "weight").tensor();
   const vt_tensor* bias = c.arg(2, "bias").tensor_or_null();
@@ -323,16 +366,20 @@ VT_KERNEL(linear_cpu, "core::linear") {
     if (!(bias->ndim == 1 && bias->sizes[0] == w->sizes[0]) && !(bias->ndim == 0))
       c.fail(VT_ERR_VALUE, "bias must have shape (%lld,), got %s", (long long)w->sizes[0], vt::shape_str(bias).c_str());
   }
-  Prep p(c, {x, w, bias});
-  c.set_out(0, p.back(c, matmul_general(c, p.t[0], p.t[1], true, p.t[2], "input", "weight")));
+  check_blas_dtype(c, x->dtype);
+  matmul_out(c, x, w, true, "input", "weight");
+}
+VT_COMPUTE(linear_cpu, "core::linear") {
+  matmul_compute(c, c.arg(0, "input").tensor(), c.arg(1, "weight").tensor(), true,
+                 c.arg(2, "bias").tensor_or_null());
 }
 
-VT_KERNEL(addmm_cpu, "core::addmm") {
+VT_META_FN(addmm_meta, "core::addmm") {
   const vt_tensor* self = c.arg(0, "self").tensor();
   const vt_tensor* m1 = c.arg(1, "mat1").tensor();
   const vt_tensor* m2 = c.arg(2, "mat2").tensor();
-  const double beta = c.arg(3, "beta").float_();
-  const double alpha = c.arg(4, "alpha").float_();
+  c.arg(3, "beta").float_();
+  c.arg(4, "alpha").float_();
   check_pair(c, m1, "mat1", m2, "mat2");
   check_pair(c, m1, "mat1", self, "self");
   if (m1->ndim != 2 || m2->ndim != 2)
@@ -345,7 +392,13 @@ VT_KERNEL(addmm_cpu, "core::addmm") {
   if (bnd != 2 || bshape[0] != mn[0] || bshape[1] != mn[1])
     c.fail(VT_ERR_VALUE, "self %s cannot be broadcast to (%lld, %lld)", vt::shape_str(self).c_str(), (long long)mn[0],
            (long long)mn[1]);
-  Prep p(c, {m1, m2, self});
+  check_blas_dtype(c, m1->dtype);
+  c.set_out(0, c.empty(mn, 2, m1->dtype));
+}
+
+VT_COMPUTE(addmm_cpu, "core::addmm") {
+  vt_tensor* out = c.out(0);
+  Prep p(c, {c.arg(1, "mat1").tensor(), c.arg(2, "mat2").tensor(), c.arg(0, "self").tensor()});
   const vt_tensor* a = p.t[0];
   const vt_tensor* b = p.t[1];
   const vt_tensor* init = p.t[2];
@@ -355,11 +408,10 @@ VT_KERNEL(addmm_cpu, "core::addmm") {
   G.init = init;
   G.init_cs = init->ndim >= 1 && init->sizes[init->ndim - 1] != 1 ? init->strides[init->ndim - 1] : 0;
   G.init_rs = init->ndim >= 2 && init->sizes[init->ndim - 2] != 1 ? init->strides[init->ndim - 2] : 0;
-  G.alpha = alpha;
-  G.beta = beta;
-  vt::Tensor out = c.empty(mn, 2, a->dtype);
-  execute(c, G, a, b, out);
-  c.set_out(0, p.back(c, std::move(out)));
+  G.alpha = c.arg(4, "alpha").float_();
+  G.beta = c.arg(3, "beta").float_();
+  execute(c, G, a, b, p.dst(c, out));
+  p.finish(c, out);
 }
 
 // ---- backward rules --------------------------------------------------------------------------
@@ -481,10 +533,11 @@ VT_BACKWARD(addmm_backward, "core::addmm") {
 using core::OpDef;
 
 const OpDef kMatmulOps[] = {
-    {"core::matmul(Tensor self, Tensor other) -> Tensor", nullptr, matmul_cpu, matmul_backward, 0b11, 0},
-    {"core::bmm(Tensor self, Tensor mat2) -> Tensor", nullptr, bmm_cpu, bmm_backward, 0b11, 0},
-    {"core::addmm(Tensor self, Tensor mat1, Tensor mat2, *, float beta=1.0, float alpha=1.0) -> Tensor", nullptr, addmm_cpu,
-     addmm_backward, 0b111, 0},
-    {"core::linear(Tensor input, Tensor weight, Tensor? bias=None) -> Tensor", nullptr, linear_cpu, linear_backward, 0b111, 0},
+    {"core::matmul(Tensor self, Tensor other) -> Tensor", matmul_meta, matmul_cpu, matmul_backward, 0b11, 0},
+    {"core::bmm(Tensor self, Tensor mat2) -> Tensor", bmm_meta, bmm_cpu, bmm_backward, 0b11, 0},
+    {"core::addmm(Tensor self, Tensor mat1, Tensor mat2, *, float beta=1.0, float alpha=1.0) -> Tensor", addmm_meta,
+     addmm_cpu, addmm_backward, 0b111, 0},
+    {"core::linear(Tensor input, Tensor weight, Tensor? bias=None) -> Tensor", linear_meta, linear_cpu, linear_backward,
+     0b111, 0},
 };
 VT_OP_TABLE(kMatmulOps)

@@ -14,6 +14,9 @@
 // uniform float of Philox word i % 4 of group i / 4 (philox.h), so the mask depends only on the
 // seed, never on threads; out = input * mask / (1 - p). Not training (or p == 0): out is a copy
 // and the mask all true. dropout_backward(g, mask, scale) = g * mask * scale.
+//
+// Each op is a meta step (checks and outputs, every device) and a CPU compute into those outputs;
+// dropout's compute (never its meta step) reserves the Philox numbers.
 #include <vector>
 
 #include "core.hpp"
@@ -120,24 +123,32 @@ void for_lines(vt::Call& c, const vt_tensor* const (&in)[NIN], const vt_tensor* 
   });
 }
 
-void softmax_fwd(vt::Call& c, bool log) {
+// dim wrapped into [0, ndim) without a check (the meta step did it)
+int32_t dim_of(int64_t dim, int32_t ndim) { return (int32_t)(dim < 0 ? dim + (ndim > 0 ? ndim : 1) : dim); }
+
+void softmax_meta(vt::Call& c) {
   const vt_tensor* self = c.arg(0, "self").tensor();
-  const int32_t dim = vt::wrap_dim(c.op, c.arg(1, "dim").int_(), self->ndim);
+  vt::wrap_dim(c.op, c.arg(1, "dim").int_(), self->ndim);
   vt::check_ndim(c.op, self, "self");
   if (!vt::is_floating(self->dtype))
     c.fail(VT_ERR_TYPE, "self must have a floating dtype, got %s", vt::dtype_name(self->dtype));
+  c.set_out(0, c.empty_like(self));
+}
+
+void softmax_fwd(vt::Call& c, bool log) {
+  const vt_tensor* self = c.arg(0, "self").tensor();
+  const int32_t dim = dim_of(c.arg(1, "dim").int_(), self->ndim);
+  const vt_tensor* out = c.out(0);
   Contig x(c, self);
-  vt::Tensor out = c.empty_like(self);
   vt::dispatch(vt::kFloatingTypes, self->dtype, c.op, [&](auto tag) {
     using T = typename decltype(tag)::type;
     using A = vt::acc_t<T>;
     const vt_tensor* ins[1] = {x.t};
     for_lines<T, 1>(c, ins, out, dim, [log](const A* a, const A*, A* y, int64_t n) { softmax_line(a, y, n, log); });
   });
-  c.set_out(0, std::move(out));
 }
 
-void softmax_bwd(vt::Call& c, bool log) {
+void softmax_bwd_meta(vt::Call& c) {
   const vt_tensor* g = c.arg(0, "grad_output").tensor();
   const vt_tensor* y = c.arg(1, "output").tensor();
   c.check_same_dtype(g, "grad_output", y, "output");
@@ -145,9 +156,17 @@ void softmax_bwd(vt::Call& c, bool log) {
   if (!vt::same_shape(g, y))
     c.fail(VT_ERR_VALUE, "grad_output %s and output %s must have the same shape", vt::shape_str(g).c_str(),
            vt::shape_str(y).c_str());
-  const int32_t dim = vt::wrap_dim(c.op, c.arg(2, "dim").int_(), y->ndim);
+  vt::wrap_dim(c.op, c.arg(2, "dim").int_(), y->ndim);
+  vt::dispatch(vt::kFloatingTypes, y->dtype, c.op, [](auto) {});  // refuse other dtypes on every device
+  c.set_out(0, c.empty_like(y));
+}
+
+void softmax_bwd(vt::Call& c, bool log) {
+  const vt_tensor* g = c.arg(0, "grad_output").tensor();
+  const vt_tensor* y = c.arg(1, "output").tensor();
+  const int32_t dim = dim_of(c.arg(2, "dim").int_(), y->ndim);
+  const vt_tensor* out = c.out(0);
   Contig gc(c, g), yc(c, y);
-  vt::Tensor out = c.empty_like(y);
   vt::dispatch(vt::kFloatingTypes, y->dtype, c.op, [&](auto tag) {
     using T = typename decltype(tag)::type;
     using A = vt::acc_t<T>;
@@ -155,15 +174,18 @@ void softmax_bwd(vt::Call& c, bool log) {
     for_lines<T, 2>(c, ins, out, dim,
                     [log](const A* a, const A* b, A* o, int64_t n) { softmax_bwd_line(a, b, o, n, log); });
   });
-  c.set_out(0, std::move(out));
 }
 
 }  // namespace
 
-VT_KERNEL(softmax_cpu, "core::softmax") { softmax_fwd(c, false); }
-VT_KERNEL(log_softmax_cpu, "core::log_softmax") { softmax_fwd(c, true); }
-VT_KERNEL(softmax_backward_cpu, "core::softmax_backward") { softmax_bwd(c, false); }
-VT_KERNEL(log_softmax_backward_cpu, "core::log_softmax_backward") { softmax_bwd(c, true); }
+VT_META_FN(softmax_meta_fn, "core::softmax") { softmax_meta(c); }
+VT_META_FN(log_softmax_meta_fn, "core::log_softmax") { softmax_meta(c); }
+VT_META_FN(softmax_backward_meta_fn, "core::softmax_backward") { softmax_bwd_meta(c); }
+VT_META_FN(log_softmax_backward_meta_fn, "core::log_softmax_backward") { softmax_bwd_meta(c); }
+VT_COMPUTE(softmax_cpu, "core::softmax") { softmax_fwd(c, false); }
+VT_COMPUTE(log_softmax_cpu, "core::log_softmax") { softmax_fwd(c, true); }
+VT_COMPUTE(softmax_backward_cpu, "core::softmax_backward") { softmax_bwd(c, false); }
+VT_COMPUTE(log_softmax_backward_cpu, "core::log_softmax_backward") { softmax_bwd(c, true); }
 
 VT_BACKWARD(softmax_bw_rule, "core::softmax") {
   vt_tensor* go = g.grad_out(0);
@@ -219,24 +241,30 @@ VT_BACKWARD(log_softmax_backward_bw_rule, "core::log_softmax_backward") {
 }
 
 // ---- dropout -----------------------------------------------------------------------------------
-VT_KERNEL(dropout_cpu, "core::dropout") {
+VT_META_FN(dropout_meta, "core::dropout") {
   const vt_tensor* x = c.arg(0, "input").tensor();
   const double p = c.arg(1, "p").float_();
-  const bool train = c.arg(2, "train").bool_();
+  c.arg(2, "train").bool_();
   if (!(p >= 0.0 && p <= 1.0)) c.fail(VT_ERR_VALUE, "p must be in [0, 1], got %g", p);
   if (!vt::is_floating(x->dtype))
     c.fail(VT_ERR_TYPE, "input must have a floating dtype, got %s", vt::dtype_name(x->dtype));
   vt::check_ndim(c.op, x, "input");
-  Contig xc(c, x);
-  vt::Tensor out = c.empty_like(x);
-  vt::Tensor mask = c.empty(x->sizes, x->ndim, vt::kBool);
+  c.set_out(0, c.empty_like(x));
+  c.set_out(1, c.empty(x->sizes, x->ndim, vt::kBool));
+}
+
+// Reserves the Philox numbers (only when it draws any) and computes out and mask.
+VT_COMPUTE(dropout_cpu, "core::dropout") {
+  const vt_tensor* x = c.arg(0, "input").tensor();
+  const double p = c.arg(1, "p").float_();
+  const bool train = c.arg(2, "train").bool_();
+  const vt_tensor* out = c.out(0);
   const int64_t n = x->numel;
-  bool* m = vt::data<bool>(mask);
+  bool* m = vt::data<bool>(c.out(1));
+  Contig xc(c, x);
   if (!train || p == 0.0 || n == 0) {
     if (n) std::memset(m, 1, (size_t)n);
     if (n) std::memcpy(out->data, xc.t->data, (size_t)(n * vt::element_size(x->dtype)));
-    c.set_out(0, std::move(out));
-    c.set_out(1, std::move(mask));
     return;
   }
   const int64_t groups = (n + 3) / 4;
@@ -263,20 +291,26 @@ VT_KERNEL(dropout_cpu, "core::dropout") {
       }
     });
   });
-  c.set_out(0, std::move(out));
-  c.set_out(1, std::move(mask));
 }
 
-VT_KERNEL(dropout_backward_cpu, "core::dropout_backward") {
+VT_META_FN(dropout_backward_meta, "core::dropout_backward") {
   const vt_tensor* g = c.arg(0, "grad_output").tensor();
   const vt_tensor* mask = c.arg(1, "mask").tensor();
-  const double scale = c.arg(2, "scale").float_();
+  c.arg(2, "scale").float_();
   if (vt::scalar_type(mask->dtype) != vt::ScalarType::Bool)
     c.fail(VT_ERR_TYPE, "mask must be bool, got %s", vt::dtype_name(mask->dtype));
   if (!vt::same_shape(g, mask))
     c.fail(VT_ERR_VALUE, "grad_output %s and mask %s must have the same shape", vt::shape_str(g).c_str(),
            vt::shape_str(mask).c_str());
-  vt::Tensor out = c.empty_like(g);
+  vt::dispatch(vt::kFloatingTypes, g->dtype, c.op, [](auto) {});  // refuse other dtypes on every device
+  c.set_out(0, c.empty_like(g));
+}
+
+VT_COMPUTE(dropout_backward_cpu, "core::dropout_backward") {
+  const vt_tensor* g = c.arg(0, "grad_output").tensor();
+  const vt_tensor* mask = c.arg(1, "mask").tensor();
+  const double scale = c.arg(2, "scale").float_();
+  const vt_tensor* out = c.out(0);
   vt::dispatch(vt::kFloatingTypes, g->dtype, c.op, [&](auto tag) {
     using T = typename decltype(tag)::type;
     using A = vt::acc_t<T>;
@@ -285,7 +319,6 @@ VT_KERNEL(dropout_backward_cpu, "core::dropout_backward") {
     vt::elementwise<T, T, bool>(c.host, vt::loop_over<3>(c.op, ops),
                                 [s](T v, bool k) { return k ? vt::convert<T>((A)v * s) : T(0.0f); });
   });
-  c.set_out(0, std::move(out));
 }
 
 VT_BACKWARD(dropout_bw_rule, "core::dropout") {
@@ -305,14 +338,15 @@ VT_BACKWARD(dropout_backward_bw_rule, "core::dropout_backward") {  // linear in 
 using core::OpDef;
 
 const OpDef kNNOps[] = {
-    {"core::softmax(Tensor self, int dim) -> Tensor", nullptr, softmax_cpu, softmax_bw_rule, 0, 0b1},
-    {"core::log_softmax(Tensor self, int dim) -> Tensor", nullptr, log_softmax_cpu, log_softmax_bw_rule, 0, 0b1},
-    {"core::softmax_backward(Tensor grad_output, Tensor output, int dim) -> Tensor", nullptr, softmax_backward_cpu,
-     softmax_backward_bw_rule, 0b11, 0},
-    {"core::log_softmax_backward(Tensor grad_output, Tensor output, int dim) -> Tensor", nullptr, log_softmax_backward_cpu,
-     log_softmax_backward_bw_rule, 0b11, 0},
-    {"core::dropout(Tensor input, float p, bool train=True) -> (Tensor, Tensor)", nullptr, dropout_cpu, dropout_bw_rule, 0, 0b10},
-    {"core::dropout_backward(Tensor grad_output, Tensor mask, float scale) -> Tensor", nullptr, dropout_backward_cpu,
-     dropout_backward_bw_rule, 0b10, 0},
+    {"core::softmax(Tensor self, int dim) -> Tensor", softmax_meta_fn, softmax_cpu, softmax_bw_rule, 0, 0b1},
+    {"core::log_softmax(Tensor self, int dim) -> Tensor", log_softmax_meta_fn, log_softmax_cpu, log_softmax_bw_rule, 0, 0b1},
+    {"core::softmax_backward(Tensor grad_output, Tensor output, int dim) -> Tensor", softmax_backward_meta_fn,
+     softmax_backward_cpu, softmax_backward_bw_rule, 0b11, 0},
+    {"core::log_softmax_backward(Tensor grad_output, Tensor output, int dim) -> Tensor", log_softmax_backward_meta_fn,
+     log_softmax_backward_cpu, log_softmax_backward_bw_rule, 0b11, 0},
+    {"core::dropout(Tensor input, float p, bool train=True) -> (Tensor, Tensor)", dropout_meta, dropout_cpu,
+     dropout_bw_rule, 0, 0b10},
+    {"core::dropout_backward(Tensor grad_output, Tensor mask, float scale) -> Tensor", dropout_backward_meta,
+     dropout_backward_cpu, dropout_backward_bw_rule, 0b10, 0},
 };
 VT_OP_TABLE(kNNOps)

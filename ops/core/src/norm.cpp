@@ -16,6 +16,8 @@
 // fixed blocks of rows combined in order, so results do not depend on the thread count.
 // The backward ops have no backward rule of their own: double backward through layer_norm and
 // rms_norm is not supported.
+// Each op is a meta step (the checks, outputs and statistics tensors; every device) and a CPU
+// compute into them.
 #include <vector>
 
 #include "core.hpp"
@@ -36,27 +38,27 @@ struct Contig {
   }
 };
 
-// Checks input/normalized_shape/weight/bias; returns N and sets M.
-int64_t check_norm(vt::Call& c, const vt_tensor* x, vt_int_list ns, const vt_tensor* w, const vt_tensor* b,
-                   int64_t* M) {
+// input as M rows of N = prod(normalized_shape) (shapes the meta step accepted); returns N.
+int64_t rows_cols(const vt_tensor* x, vt_int_list ns, int64_t* M) {
+  int64_t N = 1;
+  for (int64_t i = 0; i < ns.len; ++i) N *= ns.data[i];
+  *M = 1;
+  for (int32_t d = 0; d < x->ndim - ns.len; ++d) *M *= x->sizes[d];
+  return N;
+}
+
+// The meta step's checks of input/normalized_shape/weight/bias.
+void check_norm(vt::Call& c, const vt_tensor* x, vt_int_list ns, const vt_tensor* w, const vt_tensor* b) {
   if (!vt::is_floating(x->dtype))
     c.fail(VT_ERR_TYPE, "input must have a floating dtype, got %s", vt::dtype_name(x->dtype));
   vt::check_ndim(c.op, x, "input");
   if (ns.len < 1 || ns.len > x->ndim)
     c.fail(VT_ERR_VALUE, "normalized_shape %s must be 1..%d trailing dims of input %s",
            vt::shape_str(ns.data, (int32_t)ns.len).c_str(), x->ndim, vt::shape_str(x).c_str());
-  int64_t N = 1;
-  for (int64_t i = 0; i < ns.len; ++i) {
+  for (int64_t i = 0; i < ns.len; ++i)
     if (x->sizes[x->ndim - ns.len + i] != ns.data[i])
       c.fail(VT_ERR_VALUE, "normalized_shape %s does not match the trailing dims of input %s",
              vt::shape_str(ns.data, (int32_t)ns.len).c_str(), vt::shape_str(x).c_str());
-    N *= ns.data[i];
-  }
-  *M = N ? x->numel / N : 0;
-  if (N == 0) {
-    *M = 1;
-    for (int32_t d = 0; d < x->ndim - ns.len; ++d) *M *= x->sizes[d];
-  }
   const vt_tensor* wb[2] = {w, b};
   const char* names[2] = {"weight", "bias"};
   for (int k = 0; k < 2; ++k) {
@@ -70,7 +72,6 @@ int64_t check_norm(vt::Call& c, const vt_tensor* x, vt_int_list ns, const vt_ten
       c.fail(VT_ERR_VALUE, "%s must have shape normalized_shape %s, got %s", names[k],
              vt::shape_str(ns.data, (int32_t)ns.len).c_str(), vt::shape_str(t).c_str());
   }
-  return N;
 }
 
 vt_dtype stat_dtype(vt_dtype d) {
@@ -115,6 +116,19 @@ double dot_of(const double* x, const double* y, int64_t n) {
 }
 
 // ---- forward -----------------------------------------------------------------------------------
+// meta: (out, mean, rstd) for layer_norm, (out, rstd) for rms_norm
+template <bool RMS>
+void norm_forward_meta(vt::Call& c) {
+  const vt_tensor* x = c.arg(0, "input").tensor();
+  const vt_int_list ns = c.arg(1, "normalized_shape").ints();
+  const vt_tensor* w = c.arg(2, "weight").tensor_or_null();
+  const vt_tensor* b = RMS ? nullptr : c.arg(3, "bias").tensor_or_null();
+  check_norm(c, x, ns, w, b);
+  c.set_out(0, c.empty_like(x));
+  if (!RMS) c.set_out(1, stat_tensor(c, x, ns.len));
+  c.set_out(RMS ? 1 : 2, stat_tensor(c, x, ns.len));
+}
+
 template <bool RMS>
 void norm_forward(vt::Call& c) {
   const vt_tensor* x = c.arg(0, "input").tensor();
@@ -122,7 +136,7 @@ void norm_forward(vt::Call& c) {
   const vt_tensor* w = c.arg(2, "weight").tensor_or_null();
   const vt_tensor* b = RMS ? nullptr : c.arg(3, "bias").tensor_or_null();
   int64_t M = 0;
-  const int64_t N = check_norm(c, x, ns, w, b, &M);
+  const int64_t N = rows_cols(x, ns, &M);
   double eps;
   if (RMS) {
     const vt::Arg e = c.arg(3, "eps");
@@ -135,9 +149,9 @@ void norm_forward(vt::Call& c) {
     eps = c.arg(4, "eps").float_();
   }
   Contig xc(c, x), wc(c, w), bc(c, b);
-  vt::Tensor out = c.empty_like(x);
-  vt::Tensor mean = RMS ? vt::Tensor() : stat_tensor(c, x, ns.len);
-  vt::Tensor rstd = stat_tensor(c, x, ns.len);
+  const vt_tensor* out = c.out(0);
+  const vt_tensor* mean = RMS ? nullptr : c.out(1);
+  const vt_tensor* rstd = c.out(RMS ? 1 : 2);
   vt::dispatch(vt::kFloatingTypes, x->dtype, c.op, [&](auto tag) {
     using T = typename decltype(tag)::type;
     using A = vt::acc_t<T>;
@@ -178,16 +192,37 @@ void norm_forward(vt::Call& c) {
       }
     });
   });
-  c.set_out(0, std::move(out));
-  if (RMS) {
-    c.set_out(1, std::move(rstd));
-  } else {
-    c.set_out(1, std::move(mean));
-    c.set_out(2, std::move(rstd));
-  }
 }
 
 // ---- backward ----------------------------------------------------------------------------------
+// meta: (grad_input, grad_weight, grad_bias) for layer_norm, (grad_input, grad_weight) for rms_norm
+template <bool RMS>
+void norm_backward_meta(vt::Call& c) {
+  const vt_tensor* go = c.arg(0, "grad_out").tensor();
+  const vt_tensor* x = c.arg(1, "input").tensor();
+  const vt_int_list ns = c.arg(2, "normalized_shape").ints();
+  const vt_tensor* mean = RMS ? nullptr : c.arg(3, "mean").tensor();
+  const vt_tensor* rstd = c.arg(RMS ? 3 : 4, "rstd").tensor();
+  const vt_tensor* w = c.arg(RMS ? 4 : 5, "weight").tensor_or_null();
+  const vt_tensor* b = RMS ? nullptr : c.arg(6, "bias").tensor_or_null();
+  check_norm(c, x, ns, w, b);
+  int64_t M = 0;
+  rows_cols(x, ns, &M);
+  c.check_same_dtype(go, "grad_out", x, "input");
+  if (!vt::same_shape(go, x))
+    c.fail(VT_ERR_VALUE, "grad_out %s and input %s must have the same shape", vt::shape_str(go).c_str(),
+           vt::shape_str(x).c_str());
+  const vt_tensor* stats[2] = {mean, rstd};
+  for (const vt_tensor* s : stats)
+    if (s && (s->numel != M || !vt::same_dtype(s->dtype, stat_dtype(x->dtype))))
+      c.fail(VT_ERR_VALUE, "mean/rstd must hold %lld %s values (one per row), got %s %s", (long long)M,
+             vt::dtype_name(stat_dtype(x->dtype)), vt::shape_str(s).c_str(), vt::dtype_name(s->dtype));
+  const int64_t zero[1] = {0};
+  c.set_out(0, c.empty_like(x));
+  c.set_out(1, w ? c.empty(w->sizes, w->ndim, w->dtype) : c.empty(zero, 1, x->dtype));
+  if (!RMS) c.set_out(2, b ? c.empty(b->sizes, b->ndim, b->dtype) : c.empty(zero, 1, x->dtype));
+}
+
 template <bool RMS>
 void norm_backward(vt::Call& c) {
   const vt_tensor* go = c.arg(0, "grad_out").tensor();
@@ -198,21 +233,11 @@ void norm_backward(vt::Call& c) {
   const vt_tensor* w = c.arg(RMS ? 4 : 5, "weight").tensor_or_null();
   const vt_tensor* b = RMS ? nullptr : c.arg(6, "bias").tensor_or_null();
   int64_t M = 0;
-  const int64_t N = check_norm(c, x, ns, w, b, &M);
-  c.check_same_dtype(go, "grad_out", x, "input");
-  if (!vt::same_shape(go, x))
-    c.fail(VT_ERR_VALUE, "grad_out %s and input %s must have the same shape", vt::shape_str(go).c_str(),
-           vt::shape_str(x).c_str());
-  const vt_tensor* stats[2] = {mean, rstd};
-  for (const vt_tensor* s : stats)
-    if (s && (s->numel != M || !vt::same_dtype(s->dtype, stat_dtype(x->dtype))))
-      c.fail(VT_ERR_VALUE, "mean/rstd must hold %lld %s values (one per row), got %s %s", (long long)M,
-             vt::dtype_name(stat_dtype(x->dtype)), vt::shape_str(s).c_str(), vt::dtype_name(s->dtype));
+  const int64_t N = rows_cols(x, ns, &M);
   Contig gc(c, go), xc(c, x), wc(c, w), mc(c, mean), rc(c, rstd);
-  vt::Tensor gin = c.empty_like(x);
-  const int64_t zero[1] = {0};
-  vt::Tensor gw = w ? c.empty(w->sizes, w->ndim, w->dtype) : c.empty(zero, 1, x->dtype);
-  vt::Tensor gb = RMS ? vt::Tensor() : b ? c.empty(b->sizes, b->ndim, b->dtype) : c.empty(zero, 1, x->dtype);
+  const vt_tensor* gin = c.out(0);
+  const vt_tensor* gw = c.out(1);
+  const vt_tensor* gb = RMS ? nullptr : c.out(2);
   const bool want_w = w != nullptr, want_b = !RMS && b != nullptr;
 
   vt::dispatch(vt::kFloatingTypes, x->dtype, c.op, [&](auto tag) {
@@ -275,17 +300,18 @@ void norm_backward(vt::Call& c) {
     if (want_w) combine(vt::data<T>(gw), 0);
     if (want_b) combine(vt::data<T>(gb), want_w ? 1 : 0);
   });
-  c.set_out(0, std::move(gin));
-  c.set_out(1, std::move(gw));
-  if (!RMS) c.set_out(2, std::move(gb));
 }
 
 }  // namespace
 
-VT_KERNEL(layer_norm_cpu, "core::layer_norm") { norm_forward<false>(c); }
-VT_KERNEL(rms_norm_cpu, "core::rms_norm") { norm_forward<true>(c); }
-VT_KERNEL(layer_norm_backward_cpu, "core::layer_norm_backward") { norm_backward<false>(c); }
-VT_KERNEL(rms_norm_backward_cpu, "core::rms_norm_backward") { norm_backward<true>(c); }
+VT_META_FN(layer_norm_meta, "core::layer_norm") { norm_forward_meta<false>(c); }
+VT_META_FN(rms_norm_meta, "core::rms_norm") { norm_forward_meta<true>(c); }
+VT_META_FN(layer_norm_backward_meta, "core::layer_norm_backward") { norm_backward_meta<false>(c); }
+VT_META_FN(rms_norm_backward_meta, "core::rms_norm_backward") { norm_backward_meta<true>(c); }
+VT_COMPUTE(layer_norm_cpu, "core::layer_norm") { norm_forward<false>(c); }
+VT_COMPUTE(rms_norm_cpu, "core::rms_norm") { norm_forward<true>(c); }
+VT_COMPUTE(layer_norm_backward_cpu, "core::layer_norm_backward") { norm_backward<false>(c); }
+VT_COMPUTE(rms_norm_backward_cpu, "core::rms_norm_backward") { norm_backward<true>(c); }
 
 // Gradients flow from `out` only (mean/rstd are statistics for backward, not differentiated).
 VT_BACKWARD(layer_norm_bw_rule, "core::layer_norm") {
@@ -313,12 +339,13 @@ using core::OpDef;
 
 const OpDef kNormOps[] = {
     {"core::layer_norm(Tensor input, int[] normalized_shape, Tensor? weight=None, Tensor? bias=None, float eps=1e-05)"
-     " -> (Tensor, Tensor, Tensor)", nullptr, layer_norm_cpu, layer_norm_bw_rule, 0b1101, 0b110},
+     " -> (Tensor, Tensor, Tensor)", layer_norm_meta, layer_norm_cpu, layer_norm_bw_rule, 0b1101, 0b110},
     {"core::rms_norm(Tensor input, int[] normalized_shape, Tensor? weight=None, float? eps=None) -> (Tensor, Tensor)",
-     nullptr, rms_norm_cpu, rms_norm_bw_rule, 0b101, 0b10},
+     rms_norm_meta, rms_norm_cpu, rms_norm_bw_rule, 0b101, 0b10},
     {"core::layer_norm_backward(Tensor grad_out, Tensor input, int[] normalized_shape, Tensor mean, Tensor rstd, "
-     "Tensor? weight=None, Tensor? bias=None) -> (Tensor, Tensor, Tensor)", nullptr, layer_norm_backward_cpu},
+     "Tensor? weight=None, Tensor? bias=None) -> (Tensor, Tensor, Tensor)", layer_norm_backward_meta,
+     layer_norm_backward_cpu},
     {"core::rms_norm_backward(Tensor grad_out, Tensor input, int[] normalized_shape, Tensor rstd, "
-     "Tensor? weight=None) -> (Tensor, Tensor)", nullptr, rms_norm_backward_cpu},
+     "Tensor? weight=None) -> (Tensor, Tensor)", rms_norm_backward_meta, rms_norm_backward_cpu},
 };
 VT_OP_TABLE(kNormOps)

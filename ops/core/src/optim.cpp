@@ -15,6 +15,7 @@
 //   for that step (0 * momentum + 1 * d == d exactly).
 // All tensors share param's shape and dtype (float32/float64, float16/bfloat16 computed in float32)
 // and may have any strides. Not differentiable (no backward rules).
+// Each op is a meta step (every check; returns param, every device) and a CPU compute (the update).
 #include <cmath>
 
 #include "core.hpp"
@@ -64,13 +65,14 @@ void update(vt::Call& c, const vt_tensor* const (&ts)[N], F f) {
 
 }  // namespace
 
-VT_KERNEL(adamw__cpu, "core::adamw_") {
+// The meta steps check every tensor against param and the hyper-parameters, and return param.
+VT_META_FN(adamw__meta, "core::adamw_") {
   vt_tensor* param = c.arg(0, "param").tensor();
   const vt_tensor* grad = c.arg(1, "grad").tensor();
   const vt_tensor* m = c.arg(2, "exp_avg").tensor();
   const vt_tensor* v = c.arg(3, "exp_avg_sq").tensor();
   const double lr = c.arg(4, "lr").float_(), beta1 = c.arg(5, "beta1").float_(), beta2 = c.arg(6, "beta2").float_();
-  const double eps = c.arg(7, "eps").float_(), wd = c.arg(8, "weight_decay").float_();
+  c.arg(7, "eps").float_(), c.arg(8, "weight_decay").float_();
   const int64_t step = c.arg(9, "step").int_();
   if (!vt::is_floating(param->dtype))
     c.fail(VT_ERR_TYPE, "param must have a floating dtype, got %s", vt::dtype_name(param->dtype));
@@ -82,6 +84,17 @@ VT_KERNEL(adamw__cpu, "core::adamw_") {
   if (!(lr >= 0.0)) c.fail(VT_ERR_VALUE, "lr must be >= 0, got %g", lr);
   if (!(beta1 >= 0.0 && beta1 < 1.0) || !(beta2 >= 0.0 && beta2 < 1.0))
     c.fail(VT_ERR_VALUE, "betas must be in [0, 1), got (%g, %g)", beta1, beta2);
+  c.set_out_retained(0, param);
+}
+
+VT_COMPUTE(adamw__cpu, "core::adamw_") {
+  vt_tensor* param = c.arg(0, "param").tensor();
+  const vt_tensor* grad = c.arg(1, "grad").tensor();
+  const vt_tensor* m = c.arg(2, "exp_avg").tensor();
+  const vt_tensor* v = c.arg(3, "exp_avg_sq").tensor();
+  const double lr = c.arg(4, "lr").float_(), beta1 = c.arg(5, "beta1").float_(), beta2 = c.arg(6, "beta2").float_();
+  const double eps = c.arg(7, "eps").float_(), wd = c.arg(8, "weight_decay").float_();
+  const int64_t step = c.arg(9, "step").int_();
   const double bc1 = 1.0 - std::pow(beta1, (double)step);
   const double bc2_sqrt = std::sqrt(1.0 - std::pow(beta2, (double)step));
   vt::dispatch(vt::kFloatingTypes, param->dtype, c.op, [&](auto tag) {
@@ -101,15 +114,16 @@ VT_KERNEL(adamw__cpu, "core::adamw_") {
       es = vt::convert<T>(va);
     });
   });
-  c.set_out_retained(0, param);
 }
 
-VT_KERNEL(sgd__cpu, "core::sgd_") {
+VT_META_FN(sgd__meta, "core::sgd_") {
   vt_tensor* param = c.arg(0, "param").tensor();
   const vt_tensor* grad = c.arg(1, "grad").tensor();
   const vt_tensor* buf = c.arg(2, "momentum_buffer").tensor_or_null();
-  const double lr = c.arg(3, "lr").float_(), momentum = c.arg(4, "momentum").float_();
-  const double damp = c.arg(5, "dampening").float_(), wd = c.arg(6, "weight_decay").float_();
+  c.arg(3, "lr").float_();
+  const double momentum = c.arg(4, "momentum").float_();
+  const double damp = c.arg(5, "dampening").float_();
+  c.arg(6, "weight_decay").float_();
   const bool nesterov = c.arg(7, "nesterov").bool_();
   if (!vt::is_floating(param->dtype))
     c.fail(VT_ERR_TYPE, "param must have a floating dtype, got %s", vt::dtype_name(param->dtype));
@@ -120,6 +134,16 @@ VT_KERNEL(sgd__cpu, "core::sgd_") {
   if (buf) check_like(c, param, buf, "momentum_buffer");
   if (nesterov && (momentum <= 0.0 || damp != 0.0))
     c.fail(VT_ERR_VALUE, "nesterov needs momentum > 0 and dampening = 0, got momentum %g, dampening %g", momentum, damp);
+  c.set_out_retained(0, param);
+}
+
+VT_COMPUTE(sgd__cpu, "core::sgd_") {
+  vt_tensor* param = c.arg(0, "param").tensor();
+  const vt_tensor* grad = c.arg(1, "grad").tensor();
+  const vt_tensor* buf = c.arg(2, "momentum_buffer").tensor_or_null();
+  const double lr = c.arg(3, "lr").float_(), momentum = c.arg(4, "momentum").float_();
+  const double damp = c.arg(5, "dampening").float_(), wd = c.arg(6, "weight_decay").float_();
+  const bool nesterov = c.arg(7, "nesterov").bool_();
   vt::dispatch(vt::kFloatingTypes, param->dtype, c.op, [&](auto tag) {
     using T = typename decltype(tag)::type;
     using A = vt::acc_t<T>;
@@ -143,15 +167,14 @@ VT_KERNEL(sgd__cpu, "core::sgd_") {
       });
     }
   });
-  c.set_out_retained(0, param);
 }
 
 using core::OpDef;
 
 const OpDef kOptimOps[] = {
     {"core::adamw_(Tensor param, Tensor grad, Tensor exp_avg, Tensor exp_avg_sq, float lr, float beta1, float beta2, "
-     "float eps, float weight_decay, int step) -> Tensor", nullptr, adamw__cpu},
+     "float eps, float weight_decay, int step) -> Tensor", adamw__meta, adamw__cpu},
     {"core::sgd_(Tensor param, Tensor grad, Tensor? momentum_buffer, float lr, float momentum=0.0, "
-     "float dampening=0.0, float weight_decay=0.0, bool nesterov=False) -> Tensor", nullptr, sgd__cpu},
+     "float dampening=0.0, float weight_decay=0.0, bool nesterov=False) -> Tensor", sgd__meta, sgd__cpu},
 };
 VT_OP_TABLE(kOptimOps)
