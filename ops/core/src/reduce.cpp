@@ -1,5 +1,12 @@
-// ops/core/src/reduce.cpp — reductions on CPU: sum, mean, var, std, max/min (with and without
-// dim), argmax/argmin, logsumexp, norm, cumsum; their backward rules and the family's table.
+// ops/core/src/reduce.cpp — reductions: sum, mean, var, std, max/min (with and without dim),
+// argmax/argmin, logsumexp, norm, cumsum; their meta steps, CPU computes, backward rules and the
+// family's table.
+//
+// Meta steps: one per kind of reduction — over a dim list (dims_meta: sum, mean, var, std,
+// logsumexp, norm), over one dim (dim_meta: max_dim/min_dim, argmax/argmin), over everything
+// (all_meta: max/min), a scan (cumsum_meta). They check the arguments and make the outputs with
+// the shape helpers of reduce_util.hpp, which device computes share. The CPU computes below only
+// fill the outputs.
 //
 // sum(self, dim=[], keepdim=False, dtype=None): dim=[] reduces everything; negative dims wrap;
 // a repeated dim is an error. Result dtype: `dtype` if given, else self's dtype for floating
@@ -33,7 +40,7 @@
 #include <vector>
 
 #include "core.hpp"
-#include "shape_util.hpp"
+#include "reduce_util.hpp"
 #include "vmath.hpp"
 
 namespace {
@@ -370,53 +377,25 @@ void reduce_into(const vt_host* host, vt::StridedLoop<2> L, int64_t M) {
   }
 }
 
+// The CPU compute of sum and mean: the output (its shape and dtype) is the meta step's.
 template <bool Mean>
-void reduce(vt::Call& c) {
+void sum_compute(vt::Call& c) {
   const vt_tensor* x = c.arg(0, "self").tensor();
-  const vt_int_list dims = c.arg(1, "dim").ints();
-  const bool keepdim = c.arg(2, "keepdim").bool_();
-  const vt::Arg dtype_arg = c.arg(3, "dtype");
-  vt::check_ndim(c.op, x, "self");
-
-  bool reduced[vt::kMaxDims] = {};
-  if (dims.len == 0) {
-    for (int32_t d = 0; d < x->ndim; ++d) reduced[d] = true;
-  } else {
-    for (int64_t i = 0; i < dims.len; ++i) {
-      const int32_t d = vt::wrap_dim(c.op, dims.data[i], x->ndim);
-      if (x->ndim == 0) continue;  // dim 0 / -1 of a scalar: nothing to reduce
-      if (reduced[d]) c.fail(VT_ERR_VALUE, "dim %d appears multiple times in the list of dims", d);
-      reduced[d] = true;
-    }
-  }
-
-  vt_dtype out_dtype;
-  if (!dtype_arg.is_none()) out_dtype = dtype_arg.dtype();
-  else out_dtype = vt::is_floating(x->dtype) ? x->dtype : vt::kInt64;
-  if (Mean && !vt::is_floating(out_dtype))
-    c.fail(VT_ERR_TYPE, "mean needs a floating result dtype, got %s (pass dtype=float32)", vt::dtype_name(out_dtype));
+  const vt_tensor* out = c.out(0);
+  bool reduced[vt::kMaxDims];
+  red::dims_of(x, c.arg(1, "dim").ints(), reduced);
+  const vt_dtype out_dtype = out->dtype;
   const bool float_acc = vt::is_floating(out_dtype);
 
-  // output shape, and acc's element strides laid over the input's shape
-  int64_t out_shape[vt::kMaxDims];
+  // acc's element strides laid over the input's shape
   int64_t acc_strides[vt::kMaxDims];
-  int32_t out_ndim = 0;
   int64_t M = 1;
   for (int32_t d = x->ndim - 1; d >= 0; --d) {  // right to left for contiguous acc strides
     acc_strides[d] = reduced[d] ? 0 : M;
     if (!reduced[d]) M *= x->sizes[d];
   }
-  for (int32_t d = 0; d < x->ndim; ++d) {
-    if (!reduced[d]) out_shape[out_ndim++] = x->sizes[d];
-    else if (keepdim) out_shape[out_ndim++] = 1;
-  }
-  const int64_t R = M > 0 ? x->numel / M : 0;  // elements summed into each output
-
-  vt::Tensor out = c.empty(out_shape, out_ndim, out_dtype);
-  if (M == 0) {
-    c.set_out(0, std::move(out));
-    return;
-  }
+  if (M == 0) return;
+  const int64_t R = x->numel / M;  // elements summed into each output
 
   // acc buffer: on the stack for small outputs (no allocation on the tiny-tensor path)
   alignas(64) char small[512];
@@ -468,18 +447,97 @@ void reduce(vt::Call& c) {
       for (int64_t i = 0; i < M; ++i) o[i] = vt::convert<O>(a[i]);
     }
   });
-  c.set_out(0, std::move(out));
 }
 
 }  // namespace
 
-VT_KERNEL(sum_cpu, "core::sum") { reduce<false>(c); }
-VT_KERNEL(mean_cpu, "core::mean") { reduce<true>(c); }
+// ================================================================================================
+// The meta steps, one per kind of reduction (the same on every device; CUDA computes reuse them).
+// ================================================================================================
+namespace {
+
+// How the result dtype follows from self (and a `dtype` argument).
+enum class OutDtype {
+  Sum,       // sum: `dtype` (argument 3) if given, else self's for floating self, else int64
+  Mean,      // mean: as Sum, and it must be floating
+  Floating,  // var, std, norm: self must be floating; the result has its dtype
+  ToFloat,   // logsumexp: self's for floating self, else float32
+};
+
+// A reduction over a dim list (argument `dim_i`; [] = every dim), keepdim at `keep_i`:
+// sum, mean, var, std, logsumexp, norm.
+template <OutDtype Rule>
+void dims_meta(vt::Call& c, int32_t dim_i, int32_t keep_i) {
+  const vt_tensor* x = c.arg(0, "self").tensor();
+  const vt_int_list dims = c.arg(dim_i, "dim").ints();
+  const bool keepdim = c.arg(keep_i, "keepdim").bool_();
+  vt::check_ndim(c.op, x, "self");
+  vt_dtype od = x->dtype;
+  if (Rule == OutDtype::Floating) od = red::check_floating(c, x);
+  bool reduced[vt::kMaxDims];
+  red::check_dims(c, x, dims, reduced);
+  if (Rule == OutDtype::Sum || Rule == OutDtype::Mean) od = red::sum_dtype(x->dtype, c.arg(3, "dtype"));
+  if (Rule == OutDtype::ToFloat) od = red::float_dtype(x->dtype);
+  if (Rule == OutDtype::Mean && !vt::is_floating(od))
+    c.fail(VT_ERR_TYPE, "mean needs a floating result dtype, got %s (pass dtype=float32)", vt::dtype_name(od));
+  red::make_out(c, 0, x, reduced, keepdim, od);
+}
+
+// A reduction over one dim (argument 1; None, for argmax/argmin only: every element), keepdim
+// at 2: max_dim/min_dim make (values, indices), argmax/argmin the indices alone.
+template <bool Max, bool Values>
+void dim_meta(vt::Call& c) {
+  const vt_tensor* x = c.arg(0, "self").tensor();
+  const vt::Arg dim_a = c.arg(1, "dim");
+  const bool keepdim = c.arg(2, "keepdim").bool_();
+  bool reduced[vt::kMaxDims];
+  if (!Values && dim_a.is_none()) {
+    vt::check_ndim(c.op, x, "self");
+    if (x->numel == 0)
+      c.fail(VT_ERR_VALUE, "cannot take the arg%s of an empty tensor (self %s)", Max ? "max" : "min", vt::shape_str(x).c_str());
+    red::all_dims(x, reduced);
+  } else {
+    const int64_t dim = dim_a.int_();
+    vt::check_ndim(c.op, x, "self");
+    red::check_dim(c, x, dim, true, reduced);
+  }
+  if (Values) red::make_out(c, 0, x, reduced, keepdim, x->dtype);
+  red::make_out(c, Values ? 1 : 0, x, reduced, keepdim, vt::kInt64);
+}
+
+// max()/min() of every element: a 0-d tensor of self's dtype.
+void all_meta(vt::Call& c) {
+  const vt_tensor* x = c.arg(0, "self").tensor();
+  vt::check_ndim(c.op, x, "self");
+  if (x->numel == 0) c.fail(VT_ERR_VALUE, "cannot reduce a tensor with no elements (self %s); pass dim", vt::shape_str(x).c_str());
+  c.set_out(0, c.empty(nullptr, 0, x->dtype));
+}
+
+}  // namespace
+
+VT_META_FN(sum_meta, "core::sum") { dims_meta<OutDtype::Sum>(c, 1, 2); }
+VT_META_FN(mean_meta, "core::mean") { dims_meta<OutDtype::Mean>(c, 1, 2); }
+VT_META_FN(var_meta, "core::var") { dims_meta<OutDtype::Floating>(c, 1, 3); }
+VT_META_FN(std_meta, "core::std") { dims_meta<OutDtype::Floating>(c, 1, 3); }
+VT_META_FN(logsumexp_meta, "core::logsumexp") { dims_meta<OutDtype::ToFloat>(c, 1, 2); }
+VT_META_FN(norm_meta, "core::norm") {
+  if (std::isnan(c.arg(1, "p").float_())) c.fail(VT_ERR_VALUE, "p must not be nan");
+  dims_meta<OutDtype::Floating>(c, 2, 3);
+}
+VT_META_FN(max_dim_meta, "core::max_dim") { dim_meta<true, true>(c); }
+VT_META_FN(min_dim_meta, "core::min_dim") { dim_meta<false, true>(c); }
+VT_META_FN(argmax_meta, "core::argmax") { dim_meta<true, false>(c); }
+VT_META_FN(argmin_meta, "core::argmin") { dim_meta<false, false>(c); }
+VT_META_FN(max_meta, "core::max") { all_meta(c); }
+VT_META_FN(min_meta, "core::min") { all_meta(c); }
+
+VT_COMPUTE(sum_cpu, "core::sum") { sum_compute<false>(c); }
+VT_COMPUTE(mean_cpu, "core::mean") { sum_compute<true>(c); }
 
 VT_BACKWARD(sum_backward, "core::sum") {
   vt_tensor* self = g.saved(0);
   bool reduced[vt::kMaxDims];
-  shp::parse_dims_nocheck(g.arg(1).v.ints, self->ndim, reduced);
+  red::dims_of(self, g.arg(1).v.ints, reduced);
   vt::Tensor gk = shp::cast_like(g.host, shp::keepdim_grad(g.host, g.grad_out(0), self, reduced, g.arg(2).v.b != 0), self);
   g.set_grad(0, vt::call(g.host, "core::expand", {gk, vt::V::sizes(self)}));
 }
@@ -487,10 +545,8 @@ VT_BACKWARD(sum_backward, "core::sum") {
 VT_BACKWARD(mean_backward, "core::mean") {
   vt_tensor* self = g.saved(0);
   bool reduced[vt::kMaxDims];
-  shp::parse_dims_nocheck(g.arg(1).v.ints, self->ndim, reduced);
-  int64_t R = 1;
-  for (int32_t d = 0; d < self->ndim; ++d)
-    if (reduced[d]) R *= self->sizes[d];
+  red::dims_of(self, g.arg(1).v.ints, reduced);
+  const int64_t R = red::reduced_count(self, reduced);
   vt::Tensor gk = shp::cast_like(g.host, shp::keepdim_grad(g.host, g.grad_out(0), self, reduced, g.arg(2).v.b != 0), self);
   gk = shp::scale(g.host, std::move(gk), 1.0 / (double)R);
   g.set_grad(0, vt::call(g.host, "core::expand", {gk, vt::V::sizes(self)}));
@@ -510,8 +566,6 @@ struct Geom {
   int64_t ks[vt::kMaxDims], kst[vt::kMaxDims];  // kept dims: sizes, element strides
   int64_t rs[vt::kMaxDims], rst[vt::kMaxDims];  // reduced dims
   int64_t M = 1, R = 1;                         // outputs, elements per output
-  int64_t out_shape[vt::kMaxDims];
-  int32_t out_ndim = 0;
 };
 
 void merge_dims(int64_t* s, int64_t* st, int32_t& n) {
@@ -537,19 +591,17 @@ void merge_dims(int64_t* s, int64_t* st, int32_t& n) {
   n = o + 1;
 }
 
-Geom make_geom(const vt_tensor* x, const bool* reduced, bool keepdim) {
+Geom make_geom(const vt_tensor* x, const bool* reduced) {
   Geom g;
   for (int32_t d = 0; d < x->ndim; ++d) {
     if (reduced[d]) {
       g.rs[g.nr] = x->sizes[d];
       g.rst[g.nr++] = x->strides[d];
       g.R *= x->sizes[d];
-      if (keepdim) g.out_shape[g.out_ndim++] = 1;
     } else {
       g.ks[g.nk] = x->sizes[d];
       g.kst[g.nk++] = x->strides[d];
       g.M *= x->sizes[d];
-      g.out_shape[g.out_ndim++] = x->sizes[d];
     }
   }
   merge_dims(g.rs, g.rst, g.nr);
@@ -671,18 +723,13 @@ struct VarAcc {
 };
 
 template <bool Std>
-void var_kernel(vt::Call& c) {
+void var_compute(vt::Call& c) {
   const vt_tensor* x = c.arg(0, "self").tensor();
-  const vt_int_list dims = c.arg(1, "dim").ints();
   const int64_t correction = c.arg(2, "correction").int_();
-  const bool keepdim = c.arg(3, "keepdim").bool_();
-  vt::check_ndim(c.op, x, "self");
-  if (!vt::is_floating(x->dtype))
-    c.fail(VT_ERR_TYPE, "self must be a floating tensor, got %s", vt::dtype_name(x->dtype));
+  const vt_tensor* out = c.out(0);
   bool reduced[vt::kMaxDims];
-  shp::parse_dims(c, dims, x->ndim, reduced);
-  const Geom g = make_geom(x, reduced, keepdim);
-  vt::Tensor out = c.empty(g.out_shape, g.out_ndim, x->dtype);
+  red::dims_of(x, c.arg(1, "dim").ints(), reduced);
+  const Geom g = make_geom(x, reduced);
   const double denom = std::max<double>(0.0, (double)g.R - (double)correction);
   ORI q;
   if ((vt::same_dtype(x->dtype, vt::kFloat32) || vt::same_dtype(x->dtype, vt::kFloat64)) && g.R > 0 &&
@@ -706,10 +753,7 @@ void var_kernel(vt::Call& c) {
       }
       return true;
     };
-    if (vt::same_dtype(x->dtype, vt::kFloat32) ? run(vt::data<const float>(x)) : run(vt::data<const double>(x))) {
-      c.set_out(0, std::move(out));
-      return;
-    }
+    if (vt::same_dtype(x->dtype, vt::kFloat32) ? run(vt::data<const float>(x)) : run(vt::data<const double>(x))) return;
   }
   vt::dispatch(vt::kFloatingTypes, x->dtype, c.op, [&](auto tag) {
     using T = typename decltype(tag)::type;
@@ -720,7 +764,6 @@ void var_kernel(vt::Call& c) {
       o[i] = T(v);
     });
   });
-  c.set_out(0, std::move(out));
 }
 
 // ---- max / min / argmax / argmin: NaN wins (and then stays), ties keep the first index -----------
@@ -764,20 +807,13 @@ struct ExtAcc {
 
 // max/min over one dim: (values, indices)
 template <bool Max>
-void ext_dim_kernel(vt::Call& c) {
+void ext_dim_compute(vt::Call& c) {
   const vt_tensor* x = c.arg(0, "self").tensor();
-  const int32_t d = vt::wrap_dim(c.op, c.arg(1, "dim").int_(), x->ndim);
-  const bool keepdim = c.arg(2, "keepdim").bool_();
-  vt::check_ndim(c.op, x, "self");
-  bool reduced[vt::kMaxDims] = {};
-  if (x->ndim > 0) {
-    reduced[d] = true;
-    if (x->sizes[d] == 0) c.fail(VT_ERR_INDEX, "cannot reduce over dim %d of size 0 (self %s)", d, vt::shape_str(x).c_str());
-  }
-  const Geom g = make_geom(x, reduced, keepdim);
-  vt::Tensor values = c.empty(g.out_shape, g.out_ndim, x->dtype);
-  vt::Tensor indices = c.empty(g.out_shape, g.out_ndim, vt::kInt64);
-  int64_t* oi = vt::data<int64_t>(indices);
+  bool reduced[vt::kMaxDims];
+  red::dim_mask(x, c.arg(1, "dim").int_(), reduced);
+  const Geom g = make_geom(x, reduced);
+  const vt_tensor* values = c.out(0);
+  int64_t* oi = vt::data<int64_t>(c.out(1));
   vt::dispatch(vt::kAllTypes, x->dtype, c.op, [&](auto tag) {
     using T = typename decltype(tag)::type;
     T* ov = vt::data<T>(values);
@@ -786,54 +822,37 @@ void ext_dim_kernel(vt::Call& c) {
       oi[i] = a.index;
     });
   });
-  c.set_out(0, std::move(values));
-  c.set_out(1, std::move(indices));
 }
 
 // max/min of every element: a 0-d tensor
 template <bool Max>
-void ext_all_kernel(vt::Call& c) {
+void ext_all_compute(vt::Call& c) {
   const vt_tensor* x = c.arg(0, "self").tensor();
-  vt::check_ndim(c.op, x, "self");
-  if (x->numel == 0) c.fail(VT_ERR_VALUE, "cannot reduce a tensor with no elements (self %s); pass dim", vt::shape_str(x).c_str());
   bool reduced[vt::kMaxDims];
-  for (int32_t d = 0; d < vt::kMaxDims; ++d) reduced[d] = d < x->ndim;
-  const Geom g = make_geom(x, reduced, false);
-  vt::Tensor out = c.empty(nullptr, 0, x->dtype);
+  red::all_dims(x, reduced);
+  const Geom g = make_geom(x, reduced);
+  const vt_tensor* out = c.out(0);
   vt::dispatch(vt::kAllTypes, x->dtype, c.op, [&](auto tag) {
     using T = typename decltype(tag)::type;
     T* o = vt::data<T>(out);
     run_reduce(c.host, g, vt::data<const T>(x), ExtAcc<T, Max>{}, [&](int64_t, const ExtAcc<T, Max>& a) { o[0] = T(a.best); });
   });
-  c.set_out(0, std::move(out));
 }
 
 // argmax/argmin(self, dim=None, keepdim=False): dim=None -> the index into the flattened tensor
 template <bool Max>
-void arg_kernel(vt::Call& c) {
+void arg_compute(vt::Call& c) {
   const vt_tensor* x = c.arg(0, "self").tensor();
   const vt::Arg dim_a = c.arg(1, "dim");
-  const bool keepdim = c.arg(2, "keepdim").bool_();
-  vt::check_ndim(c.op, x, "self");
-  bool reduced[vt::kMaxDims] = {};
-  if (dim_a.is_none()) {
-    if (x->numel == 0) c.fail(VT_ERR_VALUE, "cannot take the arg%s of an empty tensor (self %s)", Max ? "max" : "min", vt::shape_str(x).c_str());
-    for (int32_t d = 0; d < x->ndim; ++d) reduced[d] = true;
-  } else {
-    const int32_t d = vt::wrap_dim(c.op, dim_a.int_(), x->ndim);
-    if (x->ndim > 0) {
-      reduced[d] = true;
-      if (x->sizes[d] == 0) c.fail(VT_ERR_INDEX, "cannot reduce over dim %d of size 0 (self %s)", d, vt::shape_str(x).c_str());
-    }
-  }
-  const Geom g = make_geom(x, reduced, keepdim);
-  vt::Tensor out = c.empty(g.out_shape, g.out_ndim, vt::kInt64);
-  int64_t* o = vt::data<int64_t>(out);
+  bool reduced[vt::kMaxDims];
+  if (dim_a.is_none()) red::all_dims(x, reduced);
+  else red::dim_mask(x, dim_a.int_(), reduced);
+  const Geom g = make_geom(x, reduced);
+  int64_t* o = vt::data<int64_t>(c.out(0));
   vt::dispatch(vt::kAllTypes, x->dtype, c.op, [&](auto tag) {
     using T = typename decltype(tag)::type;
     run_reduce(c.host, g, vt::data<const T>(x), ExtAcc<T, Max>{}, [&](int64_t i, const ExtAcc<T, Max>& a) { o[i] = a.index; });
   });
-  c.set_out(0, std::move(out));
 }
 
 // ---- logsumexp: running (max, sum of exp(x - max)) ---------------------------------------------------
@@ -930,32 +949,25 @@ bool lse_columns(const vt_host* host, const float* x, const ORI& g, float* out) 
   return !bad.load();
 }
 
-void logsumexp_kernel(vt::Call& c) {
+void logsumexp_compute(vt::Call& c) {
   const vt_tensor* x = c.arg(0, "self").tensor();
-  const vt_int_list dims = c.arg(1, "dim").ints();
-  const bool keepdim = c.arg(2, "keepdim").bool_();
-  vt::check_ndim(c.op, x, "self");
+  const vt_tensor* out = c.out(0);
   bool reduced[vt::kMaxDims];
-  shp::parse_dims(c, dims, x->ndim, reduced);
-  const Geom g = make_geom(x, reduced, keepdim);
-  const vt_dtype od = vt::is_floating(x->dtype) ? x->dtype : vt::kFloat32;
-  vt::Tensor out = c.empty(g.out_shape, g.out_ndim, od);
+  red::dims_of(x, c.arg(1, "dim").ints(), reduced);
+  const Geom g = make_geom(x, reduced);
   ORI q;
   if (vt::same_dtype(x->dtype, vt::kFloat32) && g.M > 0 && g.R > 0 && as_ori(x, reduced, q) && q.I > 1 &&
-      lse_columns(c.host, vt::data<const float>(x), q, vt::data<float>(out))) {
-    c.set_out(0, std::move(out));
+      lse_columns(c.host, vt::data<const float>(x), q, vt::data<float>(out)))
     return;
-  }
   vt::dispatch(vt::kAllTypes, x->dtype, c.op, [&](auto tag) {
     using T = typename decltype(tag)::type;
     run_reduce(c.host, g, vt::data<const T>(x), LseAcc<T>{}, [&](int64_t i, const LseAcc<T>& a) {
-      vt::dispatch(vt::kFloatingTypes, od, c.op, [&](auto otag) {
+      vt::dispatch(vt::kFloatingTypes, out->dtype, c.op, [&](auto otag) {
         using O = typename decltype(otag)::type;
         vt::data<O>(out)[i] = O(a.result());
       });
     });
   });
-  c.set_out(0, std::move(out));
 }
 
 // ---- norm: p = 2 (default), 1, inf, -inf, 0 (count of nonzeros), any other p -------------------------
@@ -1022,55 +1034,54 @@ struct NormAcc {
   }
 };
 
-void norm_kernel(vt::Call& c) {
+void norm_compute(vt::Call& c) {
   const vt_tensor* x = c.arg(0, "self").tensor();
   const double p = c.arg(1, "p").float_();
-  const vt_int_list dims = c.arg(2, "dim").ints();
-  const bool keepdim = c.arg(3, "keepdim").bool_();
-  vt::check_ndim(c.op, x, "self");
-  if (!vt::is_floating(x->dtype)) c.fail(VT_ERR_TYPE, "self must be a floating tensor, got %s", vt::dtype_name(x->dtype));
-  if (std::isnan(p)) c.fail(VT_ERR_VALUE, "p must not be nan");
+  const vt_tensor* out = c.out(0);
   const NormKind kind = p == 2.0 ? NormKind::Two : p == 1.0 ? NormKind::One : p == 0.0 ? NormKind::Zero
                       : std::isinf(p) ? (p > 0 ? NormKind::Inf : NormKind::NegInf) : NormKind::P;
   bool reduced[vt::kMaxDims];
-  shp::parse_dims(c, dims, x->ndim, reduced);
-  const Geom g = make_geom(x, reduced, keepdim);
-  vt::Tensor out = c.empty(g.out_shape, g.out_ndim, x->dtype);
+  red::dims_of(x, c.arg(2, "dim").ints(), reduced);
+  const Geom g = make_geom(x, reduced);
   vt::dispatch(vt::kFloatingTypes, x->dtype, c.op, [&](auto tag) {
     using T = typename decltype(tag)::type;
     T* o = vt::data<T>(out);
     run_reduce(c.host, g, vt::data<const T>(x), NormAcc<T>(kind, p), [&](int64_t i, const NormAcc<T>& a) { o[i] = T(a.result()); });
   });
-  c.set_out(0, std::move(out));
 }
 
 }  // namespace
 
-VT_KERNEL(var_cpu, "core::var") { var_kernel<false>(c); }
-VT_KERNEL(std_cpu, "core::std") { var_kernel<true>(c); }
-VT_KERNEL(max_dim_cpu, "core::max_dim") { ext_dim_kernel<true>(c); }
-VT_KERNEL(min_dim_cpu, "core::min_dim") { ext_dim_kernel<false>(c); }
-VT_KERNEL(max_cpu, "core::max") { ext_all_kernel<true>(c); }
-VT_KERNEL(min_cpu, "core::min") { ext_all_kernel<false>(c); }
-VT_KERNEL(argmax_cpu, "core::argmax") { arg_kernel<true>(c); }
-VT_KERNEL(argmin_cpu, "core::argmin") { arg_kernel<false>(c); }
-VT_KERNEL(logsumexp_cpu, "core::logsumexp") { logsumexp_kernel(c); }
-VT_KERNEL(norm_cpu, "core::norm") { norm_kernel(c); }
+VT_COMPUTE(var_cpu, "core::var") { var_compute<false>(c); }
+VT_COMPUTE(std_cpu, "core::std") { var_compute<true>(c); }
+VT_COMPUTE(max_dim_cpu, "core::max_dim") { ext_dim_compute<true>(c); }
+VT_COMPUTE(min_dim_cpu, "core::min_dim") { ext_dim_compute<false>(c); }
+VT_COMPUTE(max_cpu, "core::max") { ext_all_compute<true>(c); }
+VT_COMPUTE(min_cpu, "core::min") { ext_all_compute<false>(c); }
+VT_COMPUTE(argmax_cpu, "core::argmax") { arg_compute<true>(c); }
+VT_COMPUTE(argmin_cpu, "core::argmin") { arg_compute<false>(c); }
+VT_COMPUTE(logsumexp_cpu, "core::logsumexp") { logsumexp_compute(c); }
+VT_COMPUTE(norm_cpu, "core::norm") { norm_compute(c); }
 
 // ---- cumsum -------------------------------------------------------------------------------------------
 // Each line along `dim` is summed in order by one thread (acc: double for floating, int64 for
 // integers); lines are split across threads.
-VT_KERNEL(cumsum_cpu, "core::cumsum") {
+// The meta step of a scan: self's shape; the dtype rule of sum.
+VT_META_FN(cumsum_meta, "core::cumsum") {
   const vt_tensor* x = c.arg(0, "self").tensor();
-  const vt::Arg dtype_a = c.arg(2, "dtype");
   vt::check_ndim(c.op, x, "self");
-  const int32_t d = vt::wrap_dim(c.op, c.arg(1, "dim").int_(), x->ndim);
-  const vt_dtype od = !dtype_a.is_none() ? dtype_a.dtype() : vt::is_floating(x->dtype) ? x->dtype : vt::kInt64;
-  vt::Tensor out = c.empty(x->sizes, x->ndim, od);
-  if (x->numel == 0) {
-    c.set_out(0, std::move(out));
-    return;
-  }
+  vt::wrap_dim(c.op, c.arg(1, "dim").int_(), x->ndim);
+  const vt_dtype od = red::sum_dtype(x->dtype, c.arg(2, "dtype"));
+  vt::dispatch(vt::kArithTypes, od, c.op, [](auto) {});  // refuse other result dtypes on every device
+  c.set_out(0, c.empty(x->sizes, x->ndim, od));
+}
+
+VT_COMPUTE(cumsum_cpu, "core::cumsum") {
+  const vt_tensor* x = c.arg(0, "self").tensor();
+  const int32_t d = red::dim_of(x, c.arg(1, "dim").int_());
+  const vt_tensor* out = c.out(0);
+  const vt_dtype od = out->dtype;
+  if (x->numel == 0) return;
   const int64_t n = x->ndim ? x->sizes[d] : 1, xs = x->ndim ? x->strides[d] : 0;
   int64_t inner = 1;
   for (int32_t i = d + 1; i < x->ndim; ++i) inner *= x->sizes[i];
@@ -1107,7 +1118,6 @@ VT_KERNEL(cumsum_cpu, "core::cumsum") {
       });
     });
   });
-  c.set_out(0, std::move(out));
 }
 
 // ================================================================================================
@@ -1118,15 +1128,8 @@ namespace {
 using vt::V;
 
 // dims of a reduction call as a bool mask over self's dims
-void reduced_of(const vt_value& dims, const vt_tensor* self, bool* reduced) {
-  shp::parse_dims_nocheck(dims.v.ints, self->ndim, reduced);
-}
-int64_t reduced_count(const vt_tensor* self, const bool* reduced) {
-  int64_t R = 1;
-  for (int32_t d = 0; d < self->ndim; ++d)
-    if (reduced[d]) R *= self->sizes[d];
-  return R;
-}
+void reduced_of(const vt_value& dims, const vt_tensor* self, bool* reduced) { red::dims_of(self, dims.v.ints, reduced); }
+using red::reduced_count;
 std::vector<int64_t> reduced_list(const vt_tensor* self, const bool* reduced) {
   std::vector<int64_t> l;
   for (int32_t d = 0; d < self->ndim; ++d)
@@ -1277,18 +1280,18 @@ VT_BACKWARD(cumsum_backward, "core::cumsum") {
 using core::OpDef;
 
 const OpDef kReduceOps[] = {
-    {"core::sum(Tensor self, int[] dim=[], bool keepdim=False, ScalarType? dtype=None) -> Tensor", nullptr, sum_cpu, sum_backward, 1},
-    {"core::mean(Tensor self, int[] dim=[], bool keepdim=False, ScalarType? dtype=None) -> Tensor", nullptr, mean_cpu, mean_backward, 1},
-    {"core::var(Tensor self, int[] dim=[], int correction=1, bool keepdim=False) -> Tensor", nullptr, var_cpu, var_backward, 1},
-    {"core::std(Tensor self, int[] dim=[], int correction=1, bool keepdim=False) -> Tensor", nullptr, std_cpu, std_backward, 1},
-    {"core::max_dim(Tensor self, int dim, bool keepdim=False) -> (Tensor, Tensor)", nullptr, max_dim_cpu, ext_dim_backward, 1, 2},
-    {"core::min_dim(Tensor self, int dim, bool keepdim=False) -> (Tensor, Tensor)", nullptr, min_dim_cpu, ext_dim_backward, 1, 2},
-    {"core::max(Tensor self) -> Tensor", nullptr, max_cpu, max_backward, 1},
-    {"core::min(Tensor self) -> Tensor", nullptr, min_cpu, min_backward, 1},
-    {"core::argmax(Tensor self, int? dim=None, bool keepdim=False) -> Tensor", nullptr, argmax_cpu},
-    {"core::argmin(Tensor self, int? dim=None, bool keepdim=False) -> Tensor", nullptr, argmin_cpu},
-    {"core::logsumexp(Tensor self, int[] dim=[], bool keepdim=False) -> Tensor", nullptr, logsumexp_cpu, logsumexp_backward, 1},
-    {"core::norm(Tensor self, float p=2.0, int[] dim=[], bool keepdim=False) -> Tensor", nullptr, norm_cpu, norm_backward, 1},
-    {"core::cumsum(Tensor self, int dim, ScalarType? dtype=None) -> Tensor", nullptr, cumsum_cpu, cumsum_backward, 1},
+    {"core::sum(Tensor self, int[] dim=[], bool keepdim=False, ScalarType? dtype=None) -> Tensor", sum_meta, sum_cpu, sum_backward, 1},
+    {"core::mean(Tensor self, int[] dim=[], bool keepdim=False, ScalarType? dtype=None) -> Tensor", mean_meta, mean_cpu, mean_backward, 1},
+    {"core::var(Tensor self, int[] dim=[], int correction=1, bool keepdim=False) -> Tensor", var_meta, var_cpu, var_backward, 1},
+    {"core::std(Tensor self, int[] dim=[], int correction=1, bool keepdim=False) -> Tensor", std_meta, std_cpu, std_backward, 1},
+    {"core::max_dim(Tensor self, int dim, bool keepdim=False) -> (Tensor, Tensor)", max_dim_meta, max_dim_cpu, ext_dim_backward, 1, 2},
+    {"core::min_dim(Tensor self, int dim, bool keepdim=False) -> (Tensor, Tensor)", min_dim_meta, min_dim_cpu, ext_dim_backward, 1, 2},
+    {"core::max(Tensor self) -> Tensor", max_meta, max_cpu, max_backward, 1},
+    {"core::min(Tensor self) -> Tensor", min_meta, min_cpu, min_backward, 1},
+    {"core::argmax(Tensor self, int? dim=None, bool keepdim=False) -> Tensor", argmax_meta, argmax_cpu},
+    {"core::argmin(Tensor self, int? dim=None, bool keepdim=False) -> Tensor", argmin_meta, argmin_cpu},
+    {"core::logsumexp(Tensor self, int[] dim=[], bool keepdim=False) -> Tensor", logsumexp_meta, logsumexp_cpu, logsumexp_backward, 1},
+    {"core::norm(Tensor self, float p=2.0, int[] dim=[], bool keepdim=False) -> Tensor", norm_meta, norm_cpu, norm_backward, 1},
+    {"core::cumsum(Tensor self, int dim, ScalarType? dtype=None) -> Tensor", cumsum_meta, cumsum_cpu, cumsum_backward, 1},
 };
 VT_OP_TABLE(kReduceOps)
