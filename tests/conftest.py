@@ -10,12 +10,26 @@ What it is:
   tolerance (exact for integers and bool).
 - `torch` fixture: the torch module, or None when it is not importable; `torch_check` runs the
   torch comparison only when torch is there, so nothing else is ever skipped.
+- Devices and providers: the `device` fixture runs a test once per available device (cpu always,
+  cuda where `vt.cuda.is_available()`; `VT_TEST_DEVICES=cuda` or `cpu,cuda` picks). `make(...,
+  device=)` builds the values on cpu, moves the base tensor to the device and takes the layout's
+  view there; `on(device, ...)` moves ready tensors; `to_numpy`/`assert_close` bring results back
+  to cpu. `providers(op, device)` lists an op's provider names there (each table runs per
+  provider, pinned with `vt.ops.use(op, name, device)`).
 
-What it is not: a place for op cases (those live in one table in test_core_ops.py).
+- `Row`: the one table style of the op tests. A table is a list of rows with named fields (id,
+  the vt call, its numpy float64 reference, the torch twin, dtypes, result dtype, input range);
+  `rows(table)` parametrizes a test over it by id, `by_id(table)` indexes it. (test_core_ops's
+  `Case` is the same idea with the fields its generic runner needs: shapes, layouts, in-place.)
+
+What it is not: a place for op cases (those live in the family test files' tables).
 """
 from __future__ import annotations
 
+import os
 import zlib
+from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import pytest
@@ -55,6 +69,74 @@ def vt_dtype(name: str):
     return getattr(vt, "bool_" if name == "bool" else name)
 
 
+# -- devices and providers -------------------------------------------------------------------------
+
+def available_devices() -> tuple:
+    """cpu, plus cuda where the runtime sees a GPU; VT_TEST_DEVICES (comma-separated) narrows."""
+    found = ["cpu"]
+    cuda = getattr(vt, "cuda", None)
+    try:
+        if cuda is not None and cuda.is_available():
+            found.append("cuda")
+    except Exception:  # noqa: BLE001 - a runtime without CUDA support: cpu only
+        pass
+    want = os.environ.get("VT_TEST_DEVICES")
+    if want:
+        found = [d for d in (w.strip() for w in want.split(",")) if d in found]
+    return tuple(found)
+
+
+DEVICES = available_devices()
+
+
+@pytest.fixture(params=DEVICES)
+def device(request):
+    """The device a table test runs on (one test per available device)."""
+    return request.param
+
+
+def on(device, *xs):
+    """The tensors moved to `device` (None and non-tensors pass through); one value for one."""
+    out = tuple(x.to(device) if isinstance(x, vt.Tensor) and device != "cpu" else x for x in xs)
+    return out[0] if len(out) == 1 else out
+
+
+def providers(op: str, device="cpu") -> list:
+    """Names of `op`'s providers on `device`, best first ([] where it has none there)."""
+    return [p.name for p in vt.ops.providers(op, device)]
+
+
+def device_providers(op: str) -> list:
+    """pytest params (device, provider) for every provider of `op` on every available device."""
+    return [pytest.param(d, p, id=f"{d}-{p}") for d in DEVICES for p in providers(op, d)]
+
+
+# -- op tables ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Row:
+    """One op case of a table. Only `id` and `fn` are needed; a table uses the fields it needs."""
+    id: str
+    fn: Callable                  # the vt call
+    ref: Callable = None          # numpy float64 reference
+    torch: Callable = None        # the same call in torch (None: no torch comparison)
+    dtypes: tuple = ()            # dtypes the case runs over, where the table varies them
+    out: Callable = None          # dtype under test -> result dtype (None: the same)
+    range: tuple = (-4, 4)        # (low, high) of the input values
+
+    def __repr__(self):
+        return self.id
+
+
+def rows(table) -> list:
+    """pytest params, one per row, named by the row's id."""
+    return [pytest.param(r, id=r.id) for r in table]
+
+
+def by_id(table) -> dict:
+    return {r.id: r for r in table}
+
+
 # -- values --------------------------------------------------------------------------------------
 
 def rand_values(rng, shape, dtype, low=-4, high=4, nonzero=False) -> np.ndarray:
@@ -84,16 +166,20 @@ def round_to(a: np.ndarray, name: str) -> np.ndarray:
     return np.asarray(a, np.float64)
 
 
-def vt_from(a: np.ndarray, dtype) -> vt.Tensor:
-    """A fresh contiguous vt tensor of `dtype` holding `a`'s values (a vt-owned copy)."""
+def vt_from(a: np.ndarray, dtype, device="cpu") -> vt.Tensor:
+    """A fresh contiguous vt tensor of `dtype` holding `a`'s values (a vt-owned copy) on
+    `device`."""
     name = dname(dtype)
     if name == "bfloat16":
-        return vt.tensor(np.asarray(a, np.float32)).to(vt.bfloat16)
-    return vt.tensor(np.asarray(a, dtype=name))
+        t = vt.tensor(np.asarray(a, np.float32)).to(vt.bfloat16)
+    else:
+        t = vt.tensor(np.asarray(a, dtype=name))
+    return t if device == "cpu" else t.to(device)
 
 
-def make(rng, shape, dtype, layout="contiguous", **kw):
-    """(vt tensor in `layout`, numpy array of its values). Layouts that a shape cannot have
+def make(rng, shape, dtype, layout="contiguous", device="cpu", **kw):
+    """(vt tensor in `layout` on `device`, numpy array of its values). The layout's view is
+    taken on the device (the base tensor moves, then is viewed). Layouts that a shape cannot have
     (a transposed 1-d tensor) fall back to the next one that it can."""
     shape = tuple(shape)
     if layout == "transposed" and (sum(s > 1 for s in shape) < 2 or 0 in shape):
@@ -104,17 +190,17 @@ def make(rng, shape, dtype, layout="contiguous", **kw):
         layout = "contiguous"
     if layout == "contiguous":
         a = rand_values(rng, shape, dtype, **kw)
-        return vt_from(a, dtype), a
+        return vt_from(a, dtype, device), a
     if layout == "transposed":  # stored reversed, viewed through .T (permute)
         a = rand_values(rng, shape, dtype, **kw)
-        t = vt_from(np.ascontiguousarray(a.T), dtype).T
+        t = vt_from(np.ascontiguousarray(a.T), dtype, device).T
         assert not t.is_contiguous()
         return t, a
     if layout == "sliced":  # every other element of a wider buffer, from offset 1
         a = rand_values(rng, shape, dtype, **kw)
         wide = rand_values(rng, shape[:-1] + (2 * shape[-1] + 1,), dtype, **kw)
         wide[..., 1::2] = a
-        base = vt_from(wide, dtype)
+        base = vt_from(wide, dtype, device)
         t = base[..., 1::2]
         assert t.numel() < 2 or (t.storage_offset() == 1 and not t.is_contiguous())
         return t, a
@@ -124,7 +210,7 @@ def make(rng, shape, dtype, layout="contiguous", **kw):
         for i in big[::2]:
             small[i] = 1
         a = rand_values(rng, small, dtype, **kw)
-        t = vt_from(a, dtype).expand(shape)
+        t = vt_from(a, dtype, device).expand(shape)
         assert 0 in t.stride()
         return t, np.broadcast_to(a, shape)
     raise ValueError(layout)
@@ -181,8 +267,10 @@ def rng(request):
 # -- checking ------------------------------------------------------------------------------------
 
 def to_numpy(x) -> np.ndarray:
-    """A copy of a vt or torch tensor's values (bfloat16 widened to float64)."""
+    """A copy of a vt or torch tensor's values on cpu (bfloat16 widened to float64)."""
     if isinstance(x, vt.Tensor):
+        if x.device.type != "cpu":
+            x = x.cpu()
         if x.dtype is vt.bfloat16:
             x = x.to(vt.float64)
         return np.array(x.numpy(), copy=True)
@@ -229,15 +317,23 @@ def torch():
 
 class Lib:
     """vt or torch, plus `.dt`: the dtype under test as that library spells it, so one op-case
-    lambda (`lambda m, a: m.zeros(2, dtype=m.dt) + a`) runs on both."""
+    lambda (`lambda m, a: m.zeros(2, dtype=m.dt) + a`) runs on both. vt's factories make their
+    tensors on `device` (torch, the reference, stays on cpu)."""
 
-    def __init__(self, mod, dtype_name="float32"):
+    FACTORIES = frozenset({"zeros", "ones", "full", "empty", "arange", "linspace", "eye", "rand",
+                           "randn", "normal", "uniform", "randint", "randperm", "tensor"})
+
+    def __init__(self, mod, dtype_name="float32", device="cpu"):
         self.mod = mod
         self.is_vt = mod is vt
         self.dt = vt_dtype(dtype_name) if self.is_vt else getattr(mod, dtype_name)
+        self.device = device if self.is_vt else "cpu"
 
     def __getattr__(self, name):
-        return getattr(self.mod, name)
+        fn = getattr(self.mod, name)
+        if self.is_vt and self.device != "cpu" and name in self.FACTORIES:
+            return lambda *a, **kw: fn(*a, **{"device": self.device, **kw})
+        return fn
 
 
 def torch_check(fn, vt_result, inputs, dtypes, *, dtype_name="float32", scale=1.0, msg=""):

@@ -3,7 +3,8 @@
 (attention::sdpa_backward through the op's one backward rule) with gradcheck and against torch's
 gradients, dropout's reproducibility, provider swapping, and bad input.
 
-Every provider meets the same checks: tests that take `provider` run once per provider.
+Every provider meets the same checks: tests that take `device, provider` run once per provider on
+every available device (conftest's `device_providers`: `vt.ops.providers(op, device)`).
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 
 import vibetensor as vt
 from vibetensor._attention import scaled_dot_product_attention as sdpa
+from conftest import device_providers, on, to_numpy
 
 try:
     import torch
@@ -19,7 +21,9 @@ try:
 except ImportError:
     torch = None
 
-PROVIDERS = ["flash", "composed"]
+OP = "attention::sdpa"
+PROVIDERS = ["flash", "composed"]  # on cpu
+DEVICE_PROVIDERS = device_providers(OP)
 needs_torch = pytest.mark.skipif(torch is None, reason="torch is not importable")
 
 
@@ -27,12 +31,16 @@ def op():
     return vt.ops.Op("attention::sdpa")
 
 
-def run(provider, q, k, v, mask=None, causal=False, scale=None, p=0.0):
-    """(out, lse, rng) of attention::sdpa under `provider`, as numpy arrays"""
-    with vt.ops.use("attention::sdpa", provider):
-        outs = op()(*(vt.tensor(a) for a in (q, k, v)), None if mask is None else vt.tensor(mask),
-                    causal, scale, p)
-    return tuple(o.numpy() for o in outs)
+def T(a, device="cpu"):
+    """a numpy array as a vt tensor on `device` (None stays None)"""
+    return None if a is None else on(device, vt.tensor(a))
+
+
+def run(provider, q, k, v, mask=None, causal=False, scale=None, p=0.0, device="cpu"):
+    """(out, lse, rng) of attention::sdpa under `provider` on `device`, as numpy arrays"""
+    with vt.ops.use(OP, provider, device):
+        outs = op()(*(T(a, device) for a in (q, k, v, mask)), causal, scale, p)
+    return tuple(to_numpy(o) for o in outs)
 
 
 # ---- float64 numpy reference ---------------------------------------------------------------------
@@ -101,11 +109,11 @@ SHAPES = [(2, 3, 5, 7, 8, 8), (1, 2, 70, 130, 64, 64), (2, 1, 65, 64, 20, 20), (
           (1, 2, 129, 70, 12, 40), (1, 1, 200, 3, 5, 5)]
 
 
-@pytest.mark.parametrize("provider", PROVIDERS)
+@pytest.mark.parametrize("device,provider", DEVICE_PROVIDERS)
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
 @pytest.mark.parametrize("causal", [False, True])
 @pytest.mark.parametrize("mask", [None, "float", "bool"])
-def test_forward_matches_numpy(provider, shape, causal, mask):
+def test_forward_matches_numpy(device, provider, shape, causal, mask):
     B, H, Tq, Tk, D, Dv = shape
     rng = np.random.default_rng(hash((shape, causal, mask)) % 2**32)
     q, k, v = make(rng, B, H, Tq, Tk, D, Dv)
@@ -113,79 +121,79 @@ def test_forward_matches_numpy(provider, shape, causal, mask):
     if causal and mask == "bool":
         m[..., :, 0] = True
     want, want_lse = ref(q, k, v, m, causal)
-    out, lse, rng_state = run(provider, q, k, v, m, causal)
+    out, lse, rng_state = run(provider, q, k, v, m, causal, device=device)
     np.testing.assert_allclose(out, want, rtol=1e-10, atol=1e-10)
     np.testing.assert_allclose(lse, want_lse, rtol=1e-10, atol=1e-10)
     assert lse.dtype == np.float64 and rng_state.tolist() == [0, 0]
     f = np.float32
     out, lse, _ = run(provider, q.astype(f), k.astype(f), v.astype(f), None if m is None else m.astype(m.dtype if
-                      m.dtype == bool else f), causal)
+                      m.dtype == bool else f), causal, device=device)
     assert out.dtype == np.float32 and lse.dtype == np.float32
     np.testing.assert_allclose(out, want, rtol=1e-4, atol=2e-5)
     np.testing.assert_allclose(lse, want_lse, rtol=1e-5, atol=2e-5)
 
 
-@pytest.mark.parametrize("provider", PROVIDERS)
-def test_scale_and_strided_inputs(provider):
+@pytest.mark.parametrize("device,provider", DEVICE_PROVIDERS)
+def test_scale_and_strided_inputs(device, provider):
     rng = np.random.default_rng(1)
     # (B, T, H, D) memory seen as (B, H, T, D): non-contiguous q, k, v
     base = [rng.standard_normal((2, 37, 3, 16)) for _ in range(3)]
-    q, k, v = (vt.tensor(a).permute(0, 2, 1, 3) for a in base)
+    q, k, v = (T(a, device).permute(0, 2, 1, 3) for a in base)
     want, want_lse = ref(*(a.transpose(0, 2, 1, 3) for a in base), causal=True, scale=0.3)
-    with vt.ops.use("attention::sdpa", provider):
+    with vt.ops.use(OP, provider, device):
         out, lse, _ = op()(q, k, v, None, True, 0.3)
-    np.testing.assert_allclose(out.numpy(), want, rtol=1e-10, atol=1e-10)
-    np.testing.assert_allclose(lse.numpy(), want_lse, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(to_numpy(out), want, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(to_numpy(lse), want_lse, rtol=1e-10, atol=1e-10)
 
 
-@pytest.mark.parametrize("provider", PROVIDERS)
+@pytest.mark.parametrize("device,provider", DEVICE_PROVIDERS)
 @pytest.mark.parametrize("Tq,Tk", [(0, 5), (4, 0), (0, 0)])
-def test_zero_length(provider, Tq, Tk):
+def test_zero_length(device, provider, Tq, Tk):
     rng = np.random.default_rng(2)
     q, k, v = make(rng, 2, 2, Tq, Tk, 8, 6)
-    out, lse, _ = run(provider, q, k, v)
+    out, lse, _ = run(provider, q, k, v, device=device)
     assert out.shape == (2, 2, Tq, 6) and lse.shape == (2, 2, Tq)
     assert (out == 0).all() and (lse == -np.inf).all()
-    qv, kv, vv = (vt.tensor(a).requires_grad_() for a in (q, k, v))
-    with vt.ops.use("attention::sdpa", provider):
+    qv, kv, vv = (T(a, device).requires_grad_() for a in (q, k, v))
+    with vt.ops.use(OP, provider, device):
         grads = vt.autograd.grad(sdpa(qv, kv, vv).sum(), (qv, kv, vv))
     for g, a in zip(grads, (q, k, v)):
-        assert g.shape == a.shape and (g.numpy() == 0).all()
+        assert g.shape == a.shape and (to_numpy(g) == 0).all()
 
 
-@pytest.mark.parametrize("provider", PROVIDERS)
-def test_fully_masked_rows_give_zero(provider):
+@pytest.mark.parametrize("device,provider", DEVICE_PROVIDERS)
+def test_fully_masked_rows_give_zero(device, provider):
     rng = np.random.default_rng(3)
     q, k, v = make(rng, 1, 2, 6, 9, 8)
     m = np.ones((6, 9), bool)
     m[2] = False
-    out, lse, _ = run(provider, q, k, v, m)
+    out, lse, _ = run(provider, q, k, v, m, device=device)
     assert (out[:, :, 2] == 0).all() and (lse[:, :, 2] == -np.inf).all()
     want, _ = ref(q, k, v, m)
     np.testing.assert_allclose(out, want, rtol=1e-10, atol=1e-10)
-    qv, kv, vv = (vt.tensor(a).requires_grad_() for a in (q, k, v))
-    with vt.ops.use("attention::sdpa", provider):
-        dq, dk, dv = vt.autograd.grad(sdpa(qv, kv, vv, attn_mask=vt.tensor(m)).sum(), (qv, kv, vv))
-    assert np.isfinite(dq.numpy()).all() and (dq.numpy()[:, :, 2] == 0).all()
+    qv, kv, vv = (T(a, device).requires_grad_() for a in (q, k, v))
+    with vt.ops.use(OP, provider, device):
+        dq, dk, dv = vt.autograd.grad(sdpa(qv, kv, vv, attn_mask=T(m, device)).sum(), (qv, kv, vv))
+    assert np.isfinite(to_numpy(dq)).all() and (to_numpy(dq)[:, :, 2] == 0).all()
     for got, want in zip((dq, dk, dv), ref_grads(q, k, v, np.ones((1, 2, 6, 8)), m)):
-        np.testing.assert_allclose(got.numpy(), want, rtol=1e-9, atol=1e-10)
+        np.testing.assert_allclose(to_numpy(got), want, rtol=1e-9, atol=1e-10)
 
 
+@pytest.mark.parametrize("device,provider", DEVICE_PROVIDERS)
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
-def test_half_inputs_compute_in_float32(dtype):
+def test_half_inputs_compute_in_float32(dtype, device, provider):
     rng = np.random.default_rng(4)
     q, k, v = make(rng, 1, 2, 40, 70, 24, dtype=np.float32)
-    tq, tk, tv = (vt.tensor(a).to(getattr(vt, dtype)) for a in (q, k, v))
-    want, want_lse = ref(*(t.float().numpy() for t in (tq, tk, tv)), causal=True)
-    for provider in PROVIDERS:
-        with vt.ops.use("attention::sdpa", provider):
-            out, lse, _ = op()(tq, tk, tv, None, True)
+    tq, tk, tv = (T(a, device).to(getattr(vt, dtype)) for a in (q, k, v))
+    want, want_lse = ref(*(to_numpy(t) for t in (tq, tk, tv)), causal=True)
+    with vt.ops.use(OP, provider, device):
+        out, lse, _ = op()(tq, tk, tv, None, True)
         assert out.dtype == getattr(vt, dtype) and lse.dtype == vt.float32
-        np.testing.assert_allclose(out.float().numpy(), want, rtol=2e-2, atol=2e-2)
-        np.testing.assert_allclose(lse.numpy(), want_lse, rtol=1e-5, atol=1e-5)
-    qv = tq.detach().requires_grad_()
-    dq = vt.autograd.grad(sdpa(qv, tk, tv, is_causal=True).float().sum(), (qv,))[0]
-    assert dq.dtype == getattr(vt, dtype) and np.isfinite(dq.float().numpy()).all()
+        np.testing.assert_allclose(to_numpy(out), want, rtol=2e-2, atol=2e-2)
+        np.testing.assert_allclose(to_numpy(lse), want_lse, rtol=1e-5, atol=1e-5)
+        qv = tq.detach().requires_grad_()
+        dq = vt.autograd.grad(sdpa(qv, tk, tv, is_causal=True).float().sum(), (qv,))[0]
+    assert dq.dtype == getattr(vt, dtype) and np.isfinite(to_numpy(dq)).all()
 
 
 def test_flash_matches_composed():
@@ -204,9 +212,9 @@ TORCH_CASES = [((2, 3, 64, 64, 64), False, None), ((1, 4, 100, 37, 24), True, No
 
 
 @needs_torch
-@pytest.mark.parametrize("provider", PROVIDERS)
+@pytest.mark.parametrize("device,provider", DEVICE_PROVIDERS)
 @pytest.mark.parametrize("case", TORCH_CASES, ids=str)
-def test_matches_torch_forward_and_grads(provider, case):
+def test_matches_torch_forward_and_grads(device, provider, case):
     (B, H, Tq, Tk, D), causal, mask = case
     rng = np.random.default_rng(6)
     q, k, v = make(rng, B, H, Tq, Tk, D, dtype=np.float32)
@@ -216,13 +224,13 @@ def test_matches_torch_forward_and_grads(provider, case):
     tm = None if m is None else torch.from_numpy(m)
     tout = F.scaled_dot_product_attention(tq, tk, tv, attn_mask=tm, is_causal=causal)
     tgrads = torch.autograd.grad(tout, (tq, tk, tv), torch.from_numpy(g))
-    vq, vk, vv = (vt.tensor(a).requires_grad_() for a in (q, k, v))
-    with vt.ops.use("attention::sdpa", provider):
-        out = sdpa(vq, vk, vv, attn_mask=None if m is None else vt.tensor(m), is_causal=causal)
-        grads = vt.autograd.grad(out, (vq, vk, vv), vt.tensor(g))
-    np.testing.assert_allclose(out.numpy(), tout.detach().numpy(), rtol=1e-4, atol=2e-5)
+    vq, vk, vv = (T(a, device).requires_grad_() for a in (q, k, v))
+    with vt.ops.use(OP, provider, device):
+        out = sdpa(vq, vk, vv, attn_mask=T(m, device), is_causal=causal)
+        grads = vt.autograd.grad(out, (vq, vk, vv), T(g, device))
+    np.testing.assert_allclose(to_numpy(out), tout.detach().numpy(), rtol=1e-4, atol=2e-5)
     for a, b in zip(grads, tgrads):
-        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-3, atol=1e-4)
+        np.testing.assert_allclose(to_numpy(a), b.numpy(), rtol=1e-3, atol=1e-4)
 
 
 # ---- gradients ---------------------------------------------------------------------------------------
@@ -264,33 +272,33 @@ def test_backward_op_directly_matches_numpy():
 
 
 # ---- dropout -----------------------------------------------------------------------------------------
-def dropout_keep(provider, seed, B, H, Tq, Tk, p):
+def dropout_keep(provider, seed, B, H, Tq, Tk, p, device="cpu"):
     """The keep mask a call of shape (B, H, Tq, Tk) draws after vt.manual_seed(seed): with q = k = 0
     the probabilities are 1/Tk, and v = I makes out[i, j] = keep[i, j] / (Tk (1 - p))."""
     vt.manual_seed(seed)
     z = np.zeros((B, H, Tq, 4))
     eye = np.broadcast_to(np.eye(Tk), (B, H, Tk, Tk)).copy()
-    out, _, rng_state = run(provider, z, np.zeros((B, H, Tk, 4)), eye, p=p)
+    out, _, rng_state = run(provider, z, np.zeros((B, H, Tk, 4)), eye, p=p, device=device)
     return out * Tk * (1 - p) > 0.5, rng_state
 
 
-@pytest.mark.parametrize("provider", PROVIDERS)
-def test_dropout_reproducible_and_rate(provider):
+@pytest.mark.parametrize("device,provider", DEVICE_PROVIDERS)
+def test_dropout_reproducible_and_rate(device, provider):
     rng = np.random.default_rng(9)
     q, k, v = make(rng, 2, 2, 50, 60, 8)
     vt.manual_seed(3)
-    a = run(provider, q, k, v, p=0.3)
+    a = run(provider, q, k, v, p=0.3, device=device)
     vt.manual_seed(3)
-    b = run(provider, q, k, v, p=0.3)
+    b = run(provider, q, k, v, p=0.3, device=device)
     vt.manual_seed(4)
-    c = run(provider, q, k, v, p=0.3)
+    c = run(provider, q, k, v, p=0.3, device=device)
     np.testing.assert_array_equal(a[0], b[0])
     np.testing.assert_array_equal(a[2], b[2])
     assert np.abs(a[0] - c[0]).max() > 1e-3
-    np.testing.assert_allclose(a[1], run(provider, q, k, v)[1], rtol=1e-12)  # lse is before dropout
-    keep, state = dropout_keep(provider, 11, 2, 3, 64, 128, 0.25)
+    np.testing.assert_allclose(a[1], run(provider, q, k, v, device=device)[1], rtol=1e-12)  # lse: before dropout
+    keep, state = dropout_keep(provider, 11, 2, 3, 64, 128, 0.25, device)
     assert state.tolist()[1] == 0 and abs(keep.mean() - 0.75) < 0.01
-    keep2, _ = dropout_keep(provider, 11, 2, 3, 64, 128, 0.25)
+    keep2, _ = dropout_keep(provider, 11, 2, 3, 64, 128, 0.25, device)
     np.testing.assert_array_equal(keep, keep2)
 
 
@@ -309,22 +317,22 @@ def test_dropout_mask_is_the_same_for_both_providers():
     np.testing.assert_allclose(fa[0], ref(q, k, v, keep=a, p=0.4)[0], rtol=1e-10, atol=1e-12)
 
 
-@pytest.mark.parametrize("provider", PROVIDERS)
+@pytest.mark.parametrize("device,provider", DEVICE_PROVIDERS)
 @pytest.mark.parametrize("causal", [False, True])
-def test_dropout_gradients_use_the_same_mask(provider, causal):
+def test_dropout_gradients_use_the_same_mask(device, provider, causal):
     B, H, Tq, Tk, D, p = 1, 2, 70, 90, 8, 0.3
-    keep, _ = dropout_keep(provider, 21, B, H, Tq, Tk, p)
+    keep, _ = dropout_keep(provider, 21, B, H, Tq, Tk, p, device)
     rng = np.random.default_rng(11)
     q, k, v = make(rng, B, H, Tq, Tk, D)
     g = rng.standard_normal((B, H, Tq, D))
-    qv, kv, vv = (vt.tensor(a).requires_grad_() for a in (q, k, v))
+    qv, kv, vv = (T(a, device).requires_grad_() for a in (q, k, v))
     vt.manual_seed(21)
-    with vt.ops.use("attention::sdpa", provider):
+    with vt.ops.use(OP, provider, device):
         out = sdpa(qv, kv, vv, dropout_p=p, is_causal=causal)
-    grads = vt.autograd.grad(out, (qv, kv, vv), vt.tensor(g))
-    np.testing.assert_allclose(out.numpy(), ref(q, k, v, causal=causal, keep=keep, p=p)[0], rtol=1e-10, atol=1e-12)
+    grads = vt.autograd.grad(out, (qv, kv, vv), T(g, device))
+    np.testing.assert_allclose(to_numpy(out), ref(q, k, v, causal=causal, keep=keep, p=p)[0], rtol=1e-10, atol=1e-12)
     for got, want in zip(grads, ref_grads(q, k, v, g, causal=causal, keep=keep, p=p)):
-        np.testing.assert_allclose(got.numpy(), want, rtol=1e-9, atol=1e-10)
+        np.testing.assert_allclose(to_numpy(got), want, rtol=1e-9, atol=1e-10)
 
 
 # ---- providers ---------------------------------------------------------------------------------------
@@ -372,16 +380,16 @@ BAD = [
 ]
 
 
-@pytest.mark.parametrize("provider", PROVIDERS)
+@pytest.mark.parametrize("device,provider", DEVICE_PROVIDERS)
 @pytest.mark.parametrize("bad,exc,msg", BAD, ids=lambda x: str(x)[:40])
-def test_bad_input(provider, bad, exc, msg):
+def test_bad_input(device, provider, bad, exc, msg):
     shapes = dict(q=(2, 3, 4, 8), k=(2, 3, 5, 8), v=(2, 3, 5, 8))
     shapes.update({n: s for n, s in bad.items() if n in shapes})
-    q, k, v = (vt.tensor(np.ones(shapes[n], dtype=bad.get(f"{n}_dtype", np.float64))) for n in "qkv")
+    q, k, v = (T(np.ones(shapes[n], dtype=bad.get(f"{n}_dtype", np.float64)), device) for n in "qkv")
     mask = None
     if "mask" in bad or "mask_dtype" in bad:
-        mask = vt.tensor(np.zeros(bad.get("mask", (4, 5)), dtype=bad.get("mask_dtype", np.float64)))
-    with vt.ops.use("attention::sdpa", provider), pytest.raises(exc, match=msg):
+        mask = T(np.zeros(bad.get("mask", (4, 5)), dtype=bad.get("mask_dtype", np.float64)), device)
+    with vt.ops.use(OP, provider, device), pytest.raises(exc, match=msg):
         op()(q, k, v, mask, False, None, bad.get("p", 0.0))
 
 

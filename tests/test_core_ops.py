@@ -3,7 +3,8 @@
 One table, one entry per op case: adding an op is adding a `Case`. Every case runs over its dtypes
 and over the input layouts in conftest (contiguous, transposed, sliced, expanded) plus 0-size
 shapes, on several random shapes and the fixed edge shapes (0-d, 1-element, size-1 broadcast).
-The random generators (normal/uniform) have their own tests at the end: bitwise reproducibility
+Every case runs on every available device (conftest's `device`: inputs made on cpu, moved, the
+results compared on cpu). The random generators (normal/uniform) have their own tests at the end: bitwise reproducibility
 under manual_seed, across thread counts, and sane moments.
 """
 from __future__ import annotations
@@ -16,7 +17,7 @@ import pytest
 
 import vibetensor as vt
 from conftest import (EDGE_PAIRS, LAYOUTS, Lib, assert_close, broadcast_pair, dname, make,
-                      rand_shape, torch_check, zero_size)
+                      rand_shape, to_numpy, torch_check, zero_size)
 
 # the float64 references take means of 0-size slices on purpose (the answer is NaN)
 pytestmark = [pytest.mark.filterwarnings("ignore:Mean of empty slice:RuntimeWarning"),
@@ -233,20 +234,21 @@ def _params():
                 yield pytest.param(c, d, lay, id=f"{c.id}-{d}-{lay}", marks=c.marks)
 
 
-def _run(case, dtype, layout, rng, runs):
-    """Each run: make inputs, call vt, compare with the reference and with torch."""
+def _run(case, dtype, layout, rng, runs, device="cpu"):
+    """Each run: make inputs on `device`, call vt, compare with the reference and with torch."""
     for shapes in runs:
         lay = layout
         if layout == "zero_size":
             shapes, lay = zero_size(shapes), "contiguous"
         dts = case.in_dtypes(dtype) if case.in_dtypes else (dtype,) * len(shapes)
-        made = [make(rng, s, d, lay, nonzero=i in case.nonzero)
+        made = [make(rng, s, d, lay, device, nonzero=i in case.nonzero)
                 for i, (s, d) in enumerate(zip(shapes, dts))]
         xs, arrays = [x for x, _ in made], [np.array(a) for _, a in made]
-        msg = f"{case.id} {dtype} {layout} shapes {shapes}"
-        before = [x.numpy().copy() if x.dtype is not vt.bfloat16 else None for x in xs]
+        msg = f"{case.id} {dtype} {layout} {device} shapes {shapes}"
+        before = [to_numpy(x) if x.dtype is not vt.bfloat16 else None for x in xs]
 
-        got = case.fn(Lib(vt, dtype), *xs)
+        got = case.fn(Lib(vt, dtype, device), *xs)
+        assert got.device.type == device, f"{msg}: result on {got.device}"
         want = case.ref(*[a.astype(np.float64) for a in arrays])
         assert_close(got, want, case.out(dtype), scale=case.scale, msg=msg)
         if case.check:
@@ -257,14 +259,14 @@ def _run(case, dtype, layout, rng, runs):
         first_read = 1 if case.inplace else 0
         for x, b in zip(xs[first_read:], before[first_read:]):
             if b is not None:  # inputs that are only read stay as they were
-                np.testing.assert_array_equal(x.numpy(), b, err_msg=f"{msg}: input changed")
+                np.testing.assert_array_equal(to_numpy(x), b, err_msg=f"{msg}: input changed")
         if case.torch:
             torch_check(case.fn, got, arrays, dts, dtype_name=dtype, scale=case.scale, msg=msg)
 
 
 @pytest.mark.parametrize("case,dtype,layout", list(_params()))
-def test_op(case, dtype, layout, rng):
-    _run(case, dtype, layout, rng, case.shapes(rng))
+def test_op(case, dtype, layout, device, rng):
+    _run(case, dtype, layout, rng, case.shapes(rng), device)
 
 
 # The ops issue 2 asks of ops/core; each has entries in CASES or tests below. (The next op set

@@ -4,9 +4,9 @@ imports.
 
 Forward: every op over float32/float64/float16/bfloat16 (and integer/bool where it applies), in
 every conftest layout (contiguous, transposed, sliced, expanded) plus 0-size, 0-d and 1-element
-shapes. Backward: gradcheck (float64 finite differences) for every differentiable op, with
-broadcasting; double backward for the fused activation gradients. Bad input: exception class and
-message.
+shapes, on every available device (conftest's `device`); the tables are conftest `Row`s. Backward:
+gradcheck (float64 finite differences) for every differentiable op, with broadcasting; double
+backward for the fused activation gradients. Bad input: exception class and message.
 """
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 
 import vibetensor as vt
-from conftest import (EDGE_PAIRS, HAS_TORCH, LAYOUTS, assert_close, broadcast_pair, make,
-                      rand_shape, torch_tensor, to_numpy, zero_size)
+from conftest import (EDGE_PAIRS, HAS_TORCH, LAYOUTS, Row, assert_close, broadcast_pair, by_id,
+                      make, on, rand_shape, torch_tensor, to_numpy, zero_size)
 
 if HAS_TORCH:
     import torch
@@ -41,40 +41,42 @@ def _softplus(x, beta=1.0, threshold=20.0):
     return np.where(beta * x > threshold, x, np.log1p(np.exp(beta * x)) / beta)
 
 
-# name -> (vt fn, numpy reference, input range (low, high), torch fn)
-UNARY = {
-    "neg": (vt.neg, np.negative, (-4, 4), lambda t: -t),
-    "abs": (vt.abs, np.abs, (-4, 4), torch and torch.abs),
-    "exp": (vt.exp, np.exp, (-4, 4), torch and torch.exp),
-    "log": (vt.log, np.log, (0.1, 4), torch and torch.log),
-    "log1p": (vt.log1p, np.log1p, (-0.9, 4), torch and torch.log1p),
-    "sqrt": (vt.sqrt, np.sqrt, (0.1, 4), torch and torch.sqrt),
-    "rsqrt": (vt.rsqrt, lambda x: 1 / np.sqrt(x), (0.1, 4), torch and torch.rsqrt),
-    "sin": (vt.sin, np.sin, (-4, 4), torch and torch.sin),
-    "cos": (vt.cos, np.cos, (-4, 4), torch and torch.cos),
-    "tanh": (vt.tanh, np.tanh, (-4, 4), torch and torch.tanh),
-    "sigmoid": (vt.sigmoid, _sig, (-6, 6), torch and torch.sigmoid),
-    "relu": (vt.relu, lambda x: np.maximum(x, 0), (-4, 4), torch and torch.relu),
-    "gelu": (vt.gelu, lambda x: 0.5 * x * (1 + _erf(x / math.sqrt(2))), (-4, 4),
-             torch and torch.nn.functional.gelu),
-    "gelu_tanh": (lambda x: vt.gelu(x, approximate="tanh"), _gelu_tanh, (-4, 4),
-                  torch and (lambda t: torch.nn.functional.gelu(t, approximate="tanh"))),
-    "silu": (vt.silu, lambda x: x * _sig(x), (-6, 6), torch and torch.nn.functional.silu),
-    "softplus": (vt.softplus, _softplus, (-6, 6), torch and torch.nn.functional.softplus),
-    "softplus_beta": (lambda x: vt.softplus(x, beta=2.0, threshold=3.0),
-                      lambda x: _softplus(x, 2.0, 3.0), (-4, 4),
-                      torch and (lambda t: torch.nn.functional.softplus(t, beta=2.0, threshold=3.0))),
-    "square": (lambda x: x ** 2, np.square, (-4, 4), lambda t: t ** 2),
-    "pow3": (lambda x: x.pow(3), lambda x: x ** 3, (-2, 2), lambda t: t.pow(3)),
-    "pow_half": (lambda x: x ** 0.5, np.sqrt, (0.1, 4), lambda t: t ** 0.5),
-    "pow_neg": (lambda x: x ** -1.5, lambda x: x ** -1.5, (0.5, 4), lambda t: t ** -1.5),
-    "clamp": (lambda x: x.clamp(-1.0, 2.0), lambda x: np.clip(x, -1, 2), (-4, 4),
-              lambda t: t.clamp(-1.0, 2.0)),
-    "clamp_min": (lambda x: vt.clamp(x, min=0.5), lambda x: np.maximum(x, 0.5), (-4, 4),
-                  lambda t: torch.clamp(t, min=0.5)),
-    "clamp_max": (lambda x: vt.clamp(x, max=-0.5), lambda x: np.minimum(x, -0.5), (-4, 4),
-                  lambda t: torch.clamp(t, max=-0.5)),
-}
+# one Row per op: the vt call, the numpy reference, the torch twin, the input range
+UNARY = by_id([
+    Row("neg", vt.neg, np.negative, torch=lambda t: -t, range=(-4, 4)),
+    Row("abs", vt.abs, np.abs, torch=torch and torch.abs, range=(-4, 4)),
+    Row("exp", vt.exp, np.exp, torch=torch and torch.exp, range=(-4, 4)),
+    Row("log", vt.log, np.log, torch=torch and torch.log, range=(0.1, 4)),
+    Row("log1p", vt.log1p, np.log1p, torch=torch and torch.log1p, range=(-0.9, 4)),
+    Row("sqrt", vt.sqrt, np.sqrt, torch=torch and torch.sqrt, range=(0.1, 4)),
+    Row("rsqrt", vt.rsqrt, lambda x: 1 / np.sqrt(x), torch=torch and torch.rsqrt, range=(0.1, 4)),
+    Row("sin", vt.sin, np.sin, torch=torch and torch.sin, range=(-4, 4)),
+    Row("cos", vt.cos, np.cos, torch=torch and torch.cos, range=(-4, 4)),
+    Row("tanh", vt.tanh, np.tanh, torch=torch and torch.tanh, range=(-4, 4)),
+    Row("sigmoid", vt.sigmoid, _sig, torch=torch and torch.sigmoid, range=(-6, 6)),
+    Row("relu", vt.relu, lambda x: np.maximum(x, 0), torch=torch and torch.relu, range=(-4, 4)),
+    Row("gelu", vt.gelu, lambda x: 0.5 * x * (1 + _erf(x / math.sqrt(2))),
+        torch=torch and torch.nn.functional.gelu, range=(-4, 4)),
+    Row("gelu_tanh", lambda x: vt.gelu(x, approximate="tanh"), _gelu_tanh,
+        torch=torch and (lambda t: torch.nn.functional.gelu(t, approximate="tanh")), range=(-4, 4)),
+    Row("silu", vt.silu, lambda x: x * _sig(x),
+        torch=torch and torch.nn.functional.silu, range=(-6, 6)),
+    Row("softplus", vt.softplus, _softplus,
+        torch=torch and torch.nn.functional.softplus, range=(-6, 6)),
+    Row("softplus_beta", lambda x: vt.softplus(x, beta=2.0, threshold=3.0), lambda x: _softplus(x, 2.0, 3.0),
+        torch=torch and (lambda t: torch.nn.functional.softplus(t, beta=2.0, threshold=3.0)), range=(-4, 4)),
+    Row("square", lambda x: x ** 2, np.square, torch=lambda t: t ** 2, range=(-4, 4)),
+    Row("pow3", lambda x: x.pow(3), lambda x: x ** 3, torch=lambda t: t.pow(3), range=(-2, 2)),
+    Row("pow_half", lambda x: x ** 0.5, np.sqrt, torch=lambda t: t ** 0.5, range=(0.1, 4)),
+    Row("pow_neg", lambda x: x ** -1.5, lambda x: x ** -1.5,
+        torch=lambda t: t ** -1.5, range=(0.5, 4)),
+    Row("clamp", lambda x: x.clamp(-1.0, 2.0), lambda x: np.clip(x, -1, 2),
+        torch=lambda t: t.clamp(-1.0, 2.0), range=(-4, 4)),
+    Row("clamp_min", lambda x: vt.clamp(x, min=0.5), lambda x: np.maximum(x, 0.5),
+        torch=lambda t: torch.clamp(t, min=0.5), range=(-4, 4)),
+    Row("clamp_max", lambda x: vt.clamp(x, max=-0.5), lambda x: np.minimum(x, -0.5),
+        torch=lambda t: torch.clamp(t, max=-0.5), range=(-4, 4)),
+])
 # the reduced-precision results are rounded once from a float32 computation; exp/pow of
 # values up to 4 reach 55, so widen atol by the result's magnitude
 WIDE = {"exp": 60.0, "square": 16.0, "pow3": 8.0, "pow_neg": 3.0}
@@ -86,14 +88,15 @@ def _layouts():
 
 @pytest.mark.parametrize("dtype", FLOATS)
 @pytest.mark.parametrize("name", sorted(UNARY))
-def test_unary_forward(name, dtype, rng):
-    fn, ref, (lo, hi), tfn = UNARY[name]
+def test_unary_forward(name, dtype, device, rng):
+    c = UNARY[name]
+    fn, ref, (lo, hi), tfn = c.fn, c.ref, c.range, c.torch
     shapes = [rand_shape(rng) for _ in range(2)] + [(), (1,), (3, 1, 4)]
     for shape in shapes:
         for layout in _layouts():
             s = zero_size([shape])[0] if layout == "zero_size" else shape
             x, a = make(rng, s, dtype, "contiguous" if layout == "zero_size" else layout,
-                        low=lo, high=hi)
+                        device, low=lo, high=hi)
             out = fn(x)
             scale = WIDE.get(name, 1.0) if dtype in ("float16", "bfloat16") else 1.0
             assert_close(out, ref(a), dtype, scale=scale, msg=f"{name} {dtype} {s} {layout}")
@@ -104,16 +107,16 @@ def test_unary_forward(name, dtype, rng):
 
 
 @pytest.mark.parametrize("dtype", ("int32", "int64", "bool"))
-def test_unary_integer_inputs_give_float32(dtype, rng):
-    x, a = make(rng, (3, 4), dtype, low=0, high=4)
+def test_unary_integer_inputs_give_float32(dtype, device, rng):
+    x, a = make(rng, (3, 4), dtype, device=device, low=0, high=4)
     for fn, ref in ((vt.exp, np.exp), (vt.sqrt, np.sqrt), (vt.sigmoid, _sig),
                     (vt.tanh, np.tanh), (vt.log1p, np.log1p)):
         assert_close(fn(x), ref(a.astype(np.float64)), "float32")
 
 
 @pytest.mark.parametrize("dtype", ("int32", "int64"))
-def test_integer_preserving_ops(dtype, rng):
-    x, a = make(rng, (4, 5), dtype, "transposed", low=-5, high=5)
+def test_integer_preserving_ops(dtype, device, rng):
+    x, a = make(rng, (4, 5), dtype, "transposed", device, low=-5, high=5)
     assert_close(vt.abs(x), np.abs(a), dtype)
     assert_close(-x, -a, dtype)
     assert_close(vt.relu(x), np.maximum(a, 0), dtype)
@@ -122,8 +125,8 @@ def test_integer_preserving_ops(dtype, rng):
     assert_close(x ** 3, a ** 3, dtype)
     assert_close(x ** 2.0, (a ** 2).astype(np.float64), "float32")  # float exponent: float32
     assert_close(x.clamp(min=0.5), np.maximum(a, 0.5), "float32")   # as torch: promotes
-    e, b = make(rng, (5,), dtype, low=0, high=3)
-    xb = vt.tensor(np.abs(a) + 1)
+    e, b = make(rng, (5,), dtype, device=device, low=0, high=3)
+    xb = on(device, vt.tensor(np.abs(a) + 1))
     assert_close(vt.pow(xb.to(vt.int64), e.to(vt.int64)), (np.abs(a) + 1) ** b, "int64")
 
 
@@ -143,36 +146,37 @@ def _pairs(rng):
     return [broadcast_pair(rng) for _ in range(3)] + EDGE_PAIRS
 
 
-BINARY = {
-    "maximum": (vt.maximum, np.maximum, torch and torch.maximum),
-    "minimum": (vt.minimum, np.minimum, torch and torch.minimum),
-    "pow": (vt.pow, np.power, torch and torch.pow),
-    "eq": (lambda a, b: a == b, np.equal, lambda a, b: a == b),
-    "ne": (lambda a, b: a != b, np.not_equal, lambda a, b: a != b),
-    "lt": (lambda a, b: a < b, np.less, lambda a, b: a < b),
-    "le": (lambda a, b: a <= b, np.less_equal, lambda a, b: a <= b),
-    "gt": (lambda a, b: a > b, np.greater, lambda a, b: a > b),
-    "ge": (vt.ge, np.greater_equal, torch and torch.ge),
-    "logical_and": (vt.logical_and, np.logical_and, torch and torch.logical_and),
-    "logical_or": (vt.logical_or, np.logical_or, torch and torch.logical_or),
-    "logical_xor": (vt.logical_xor, np.logical_xor, torch and torch.logical_xor),
-}
+BINARY = by_id([
+    Row("maximum", vt.maximum, np.maximum, torch=torch and torch.maximum),
+    Row("minimum", vt.minimum, np.minimum, torch=torch and torch.minimum),
+    Row("pow", vt.pow, np.power, torch=torch and torch.pow),
+    Row("eq", lambda a, b: a == b, np.equal, torch=lambda a, b: a == b),
+    Row("ne", lambda a, b: a != b, np.not_equal, torch=lambda a, b: a != b),
+    Row("lt", lambda a, b: a < b, np.less, torch=lambda a, b: a < b),
+    Row("le", lambda a, b: a <= b, np.less_equal, torch=lambda a, b: a <= b),
+    Row("gt", lambda a, b: a > b, np.greater, torch=lambda a, b: a > b),
+    Row("ge", vt.ge, np.greater_equal, torch=torch and torch.ge),
+    Row("logical_and", vt.logical_and, np.logical_and, torch=torch and torch.logical_and),
+    Row("logical_or", vt.logical_or, np.logical_or, torch=torch and torch.logical_or),
+    Row("logical_xor", vt.logical_xor, np.logical_xor, torch=torch and torch.logical_xor),
+])
 
 
 @pytest.mark.parametrize("dtype", FLOATS + ("int64", "int32"))
 @pytest.mark.parametrize("name", sorted(BINARY))
-def test_binary_forward(name, dtype, rng):
-    fn, ref, tfn = BINARY[name]
+def test_binary_forward(name, dtype, device, rng):
+    c = BINARY[name]
+    fn, ref, tfn = c.fn, c.ref, c.torch
     kw = {}
     if name == "pow":
         kw = dict(low=0, high=3) if dtype in ("int64", "int32") else dict(low=0.2, high=2)
     pairs = _pairs(rng)
     for i, (sa, sb) in enumerate(pairs):
         la, lb = LAYOUTS[i % 4], LAYOUTS[(i + 1) % 4]
-        a, na = make(rng, sa, dtype, la, **kw)
-        b, nb = make(rng, sb, dtype, lb, **kw)
+        a, na = make(rng, sa, dtype, la, device, **kw)
+        b, nb = make(rng, sb, dtype, lb, device, **kw)
         if name in ("eq", "ne", "le", "ge") and i % 2:  # make ties likely
-            b, nb = make(rng, sb, dtype, lb, low=-1, high=1)
+            b, nb = make(rng, sb, dtype, lb, device, low=-1, high=1)
             a, na = (a.round() if hasattr(a, "round") else a), na
         out = fn(a, b)
         exp = ref(na, nb)
@@ -182,38 +186,38 @@ def test_binary_forward(name, dtype, rng):
             assert str(out.dtype).split(".")[-1] == str(tout.dtype).split(".")[-1]
 
 
-def test_comparisons_promote_and_take_scalars(rng):
-    x, a = make(rng, (3, 4), "int64", "transposed")
+def test_comparisons_promote_and_take_scalars(device, rng):
+    x, a = make(rng, (3, 4), "int64", "transposed", device)
     assert_close(x < 2.5, a < 2.5, "bool")
     assert_close(x == 2, a == 2, "bool")
     assert_close(x.to(vt.float32) >= x, np.ones(a.shape, bool), "bool")
     assert_close(2 < x, 2 < a, "bool")  # reflected
 
 
-def test_where(rng):
+def test_where(device, rng):
     for sc, sa, sb in [((3, 4), (3, 4), (3, 4)), ((3, 1), (4,), ()), ((2, 3, 1), (1, 5), (3, 1)),
                        ((0, 2), (2,), (1,)), ((), (), ())]:
         for dtype in ("float32", "float64", "bfloat16", "int64", "bool"):
-            c, nc = make(rng, sc, "bool")
-            a, na = make(rng, sa, dtype, "sliced")
-            b, nb = make(rng, sb, dtype, "transposed")
+            c, nc = make(rng, sc, "bool", device=device)
+            a, na = make(rng, sa, dtype, "sliced", device)
+            b, nb = make(rng, sb, dtype, "transposed", device)
             assert_close(vt.where(c, a, b), np.where(nc, na, nb), dtype)
-    c, nc = make(rng, (5,), "bool")
-    x, nx = make(rng, (5,), "float32")
+    c, nc = make(rng, (5,), "bool", device=device)
+    x, nx = make(rng, (5,), "float32", device=device)
     assert_close(vt.where(c, x, 0.0), np.where(nc, nx, 0.0), "float32")
     assert_close(vt.where(c, 1.0, x), np.where(nc, 1.0, nx), "float32")
     assert_close(x.where(c, -1), np.where(nc, nx, -1.0), "float32")
     assert_close(vt.where(c, 2, 3), np.where(nc, 2, 3).astype(np.float64), "float32")
 
 
-def test_logical_not_and_bool_operators(rng):
-    a, na = make(rng, (4, 3), "bool", "transposed")
-    b, nb = make(rng, (3,), "bool")
+def test_logical_not_and_bool_operators(device, rng):
+    a, na = make(rng, (4, 3), "bool", "transposed", device)
+    b, nb = make(rng, (3,), "bool", device=device)
     assert_close(~a, ~na, "bool")
     assert_close(a & b, na & nb, "bool")
     assert_close(a | b, na | nb, "bool")
     assert_close(a ^ b, na ^ nb, "bool")
-    assert_close(vt.logical_not(vt.tensor([0.0, 2.0])), np.array([True, False]), "bool")
+    assert_close(vt.logical_not(on(device, vt.tensor([0.0, 2.0]))), np.array([True, False]), "bool")
     with pytest.raises(TypeError, match="bool tensors"):
         vt.tensor([1, 2]) & vt.tensor([1, 0])
     with pytest.raises(TypeError, match="bool tensors"):
@@ -233,9 +237,9 @@ def test_eq_operator_and_hashing():
                                      ("float32", "float16"), ("bfloat16", "float32"),
                                      ("float32", "int32"), ("int64", "float64"),
                                      ("float64", "bool"), ("bool", "int64"), ("int32", "int8")])
-def test_to_dtype(src, dst, rng):
+def test_to_dtype(src, dst, device, rng):
     for layout in ("contiguous", "transposed", "expanded"):
-        x, a = make(rng, (3, 5), src, layout, low=-3, high=3)
+        x, a = make(rng, (3, 5), src, layout, device, low=-3, high=3)
         out = x.to(getattr(vt, "bool_" if dst == "bool" else dst))
         if dst == "bool":
             exp = a != 0
@@ -246,11 +250,11 @@ def test_to_dtype(src, dst, rng):
         assert_close(out, exp, dst)
 
 
-def test_sum_to_size(rng):
+def test_sum_to_size(device, rng):
     for big, small in [((2, 3, 4), (3, 1)), ((2, 3, 4), (1, 4)), ((2, 3, 4), ()), ((5,), (5,)),
                        ((4, 1, 3), (1, 3)), ((2, 0, 3), (1, 3)), ((2, 3), (2, 3))]:
         for dtype in ("float32", "float64", "bfloat16"):
-            x, a = make(rng, big, dtype, "transposed")
+            x, a = make(rng, big, dtype, "transposed", device)
             out = x.sum_to_size(small)
             lead = len(big) - len(small)
             axes = tuple(range(lead)) + tuple(lead + i for i, s in enumerate(small)
@@ -264,10 +268,10 @@ def test_sum_to_size(rng):
 
 # -- in-place ---------------------------------------------------------------------------------------
 @pytest.mark.parametrize("dtype", ("float32", "float64", "bfloat16", "int64"))
-def test_inplace_arithmetic(dtype, rng):
+def test_inplace_arithmetic(dtype, device, rng):
     for layout in ("contiguous", "transposed", "sliced"):
-        x, a = make(rng, (3, 4), dtype, layout)
-        b, nb = make(rng, (4,), dtype, nonzero=True)
+        x, a = make(rng, (3, 4), dtype, layout, device)
+        b, nb = make(rng, (4,), dtype, device=device, nonzero=True)
         a = a.copy()
         ret = x.add_(b, alpha=2)
         assert ret is x
@@ -351,7 +355,7 @@ GRAD_UNARY = ["neg", "abs", "exp", "log", "log1p", "sqrt", "rsqrt", "sin", "cos"
 
 @pytest.mark.parametrize("name", GRAD_UNARY)
 def test_gradcheck_unary(name, rng):
-    fn, _, (lo, hi), _ = UNARY[name]
+    fn, (lo, hi) = UNARY[name].fn, UNARY[name].range
     lo = max(lo, 0.2) if lo >= 0 or name in ("log1p",) else lo
     x = _leaf(rng, (2, 3), lo, hi)
     if name in ("abs", "relu", "clamp", "clamp_min", "clamp_max"):  # keep away from the kinks

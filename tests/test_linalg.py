@@ -1,18 +1,18 @@
 """matmul, bmm, addmm, linear: against a numpy float64 reference (always) and torch (when it
-imports), in every layout and dtype, through gradcheck, and with bad inputs."""
+imports), in every layout and dtype, on every available device (conftest's `device`), through
+gradcheck, and with bad inputs."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
 import vibetensor as vt
-from conftest import HAS_TORCH, assert_close, make, to_numpy, torch_tensor
+from conftest import HAS_TORCH, LAYOUTS, assert_close, make, to_numpy, torch_tensor
 
 if HAS_TORCH:
     import torch as _torch
 
 FLOATS = ["float32", "float64", "float16", "bfloat16"]
-LAYOUTS = ["contiguous", "transposed", "sliced", "expanded"]
 
 # (self shape, other shape): 1-D cases, batches that broadcast, the folded linear case, 0-size
 MATMUL_SHAPES = [
@@ -32,12 +32,12 @@ def _ref(a, b):
 
 @pytest.mark.parametrize("dtype", FLOATS)
 @pytest.mark.parametrize("shapes", MATMUL_SHAPES, ids=str)
-def test_matmul_shapes(rng, dtype, shapes, torch):
+def test_matmul_shapes(rng, dtype, shapes, device, torch):
     sa, sb = shapes
-    layouts = LAYOUTS if dtype == "float32" else ["contiguous", "transposed"]
+    layouts = LAYOUTS if dtype == "float32" else ("contiguous", "transposed")
     for la in layouts:
-        a, an = make(rng, sa, dtype, la)
-        b, bn = make(rng, sb, dtype, layouts[-1 - layouts.index(la)])
+        a, an = make(rng, sa, dtype, la, device)
+        b, bn = make(rng, sb, dtype, layouts[-1 - layouts.index(la)], device)
         out = a @ b
         k = sa[-1]
         assert_close(out, _ref(an, bn), dtype, scale=_mm_scale(k), msg=f"{sa}@{sb} {la}")
@@ -70,24 +70,24 @@ def test_matmul_large_threads_and_linear_fold(rng):
 
 
 @pytest.mark.parametrize("dtype", FLOATS)
-def test_bmm(rng, dtype, torch):
+def test_bmm(rng, dtype, device, torch):
     for la in ("contiguous", "transposed", "sliced"):
-        a, an = make(rng, (3, 4, 5), dtype, la)
-        b, bn = make(rng, (3, 5, 2), dtype, la)
+        a, an = make(rng, (3, 4, 5), dtype, la, device)
+        b, bn = make(rng, (3, 5, 2), dtype, la, device)
         out = vt.bmm(a, b)
         assert_close(out, _ref(an, bn), dtype, scale=5)
         if torch is not None and dtype in ("float32", "float64"):
             ref = _torch.bmm(torch_tensor(an, dtype), torch_tensor(bn, dtype))
             assert_close(out, to_numpy(ref), scale=5)
-    assert vt.bmm(vt.zeros(0, 2, 3), vt.zeros(0, 3, 4)).shape == (0, 2, 4)
+    assert vt.bmm(vt.zeros(0, 2, 3, device=device), vt.zeros(0, 3, 4, device=device)).shape == (0, 2, 4)
 
 
 @pytest.mark.parametrize("dtype", FLOATS)
 @pytest.mark.parametrize("self_shape", [(3, 4), (4,), (3, 1), (1, 4), ()])
-def test_addmm(rng, dtype, self_shape, torch):
-    s, sn = make(rng, self_shape, dtype)
-    m1, m1n = make(rng, (3, 5), dtype, "transposed")
-    m2, m2n = make(rng, (5, 4), dtype)
+def test_addmm(rng, dtype, self_shape, device, torch):
+    s, sn = make(rng, self_shape, dtype, device=device)
+    m1, m1n = make(rng, (3, 5), dtype, "transposed", device)
+    m2, m2n = make(rng, (5, 4), dtype, device=device)
     for beta, alpha in ((1, 1), (0.5, 2.0), (0.0, 1.0)):
         out = vt.addmm(s, m1, m2, beta=beta, alpha=alpha)
         ref = beta * np.broadcast_to(sn, (3, 4)) + alpha * _ref(m1n, m2n)
@@ -97,7 +97,7 @@ def test_addmm(rng, dtype, self_shape, torch):
                               beta=beta, alpha=alpha)
             assert_close(out, to_numpy(tr), scale=10)
     # beta = 0 ignores self even when it holds nan (torch's rule)
-    nan = vt.full((3, 4), float("nan"), dtype=vt.float32)
+    nan = vt.full((3, 4), float("nan"), dtype=vt.float32, device=device)
     m1f, m2f = m1.to(vt.float32), m2.to(vt.float32)
     assert np.isfinite(vt.addmm(nan, m1f, m2f, beta=0.0).numpy()).all()
 
@@ -105,11 +105,12 @@ def test_addmm(rng, dtype, self_shape, torch):
 @pytest.mark.parametrize("dtype", FLOATS)
 @pytest.mark.parametrize("xshape", [(5,), (3, 5), (2, 3, 5), (0, 5), (2, 0, 5)])
 @pytest.mark.parametrize("with_bias", [True, False])
-def test_linear(rng, dtype, xshape, with_bias, torch):
+def test_linear(rng, dtype, xshape, with_bias, device, torch):
     for layout in ("contiguous", "sliced", "transposed"):
-        x, xn = make(rng, xshape, dtype, layout)
-        w, wn = make(rng, (4, 5), dtype, "transposed" if layout == "contiguous" else "contiguous")
-        b, bn = make(rng, (4,), dtype) if with_bias else (None, 0.0)
+        x, xn = make(rng, xshape, dtype, layout, device)
+        w, wn = make(rng, (4, 5), dtype, "transposed" if layout == "contiguous" else "contiguous",
+                     device)
+        b, bn = make(rng, (4,), dtype, device=device) if with_bias else (None, 0.0)
         out = vt.linear(x, w, b)
         ref = xn.astype(np.float64) @ wn.astype(np.float64).T + bn
         assert_close(out, ref, dtype, scale=6, msg=f"{xshape} {layout}")

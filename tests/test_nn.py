@@ -1,20 +1,20 @@
 """softmax, log_softmax, layer_norm, rms_norm, dropout, cross_entropy, mse_loss, the optimiser
 kernels (adamw_, sgd_) and the random ops (randint, randperm, normal_, uniform_): against numpy
-float64 references (always) and torch (when it imports), gradcheck, determinism and bad input."""
+float64 references (always) and torch (when it imports), gradcheck, determinism and bad input. The
+forward tables run on every available device (conftest's `device`)."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
 import vibetensor as vt
-from conftest import HAS_TORCH, TOL, assert_close, make, to_numpy, torch_tensor
+from conftest import HAS_TORCH, LAYOUTS, TOL, assert_close, make, on, to_numpy, torch_tensor
 
 if HAS_TORCH:
     import torch as _torch
     import torch.nn.functional as F
 
 FLOATS = ["float32", "float64", "float16", "bfloat16"]
-LAYOUTS = ["contiguous", "transposed", "sliced", "expanded"]
 SHAPES = [(5,), (3, 7), (2, 3, 4), (1, 1), (), (0, 3), (2, 0, 3), (4, 33)]
 
 
@@ -36,10 +36,10 @@ def np_softmax(x, dim, log=False):
 @pytest.mark.parametrize("dtype", FLOATS)
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
 @pytest.mark.parametrize("log", [False, True])
-def test_softmax(rng, dtype, shape, log, torch):
+def test_softmax(rng, dtype, shape, log, device, torch):
     fn = vt.log_softmax if log else vt.softmax
     for layout in LAYOUTS:
-        x, xn = make(rng, shape, dtype, layout)
+        x, xn = make(rng, shape, dtype, layout, device)
         for dim in range(-max(len(shape), 1), max(len(shape), 1)):
             out = fn(x, dim)
             assert_close(out, np_softmax(xn, dim if shape else None, log) if shape else
@@ -105,12 +105,12 @@ def np_layer_norm(x, n, w=None, b=None, eps=1e-5, rms=False):
 @pytest.mark.parametrize("shape,n", [((4, 8), 1), ((2, 3, 5), 2), ((7,), 1), ((1, 1), 1), ((0, 4), 1),
                                      ((3, 1000), 1)], ids=str)
 @pytest.mark.parametrize("affine", [True, False])
-def test_layer_norm_rms_norm(rng, dtype, shape, n, affine, torch):
+def test_layer_norm_rms_norm(rng, dtype, shape, n, affine, device, torch):
     ns = shape[len(shape) - n:]
     for layout in ("contiguous", "transposed", "sliced"):
-        x, xn = make(rng, shape, dtype, layout)
-        w, wn = make(rng, ns, dtype) if affine else (None, None)
-        b, bn = make(rng, ns, dtype) if affine else (None, None)
+        x, xn = make(rng, shape, dtype, layout, device)
+        w, wn = make(rng, ns, dtype, device=device) if affine else (None, None)
+        b, bn = make(rng, ns, dtype, device=device) if affine else (None, None)
         out = vt.layer_norm(x, ns, w, b)
         assert_close(out, np_layer_norm(xn, n, wn, bn), dtype, scale=8, msg=layout)
         eps = 1e-6
@@ -247,15 +247,15 @@ def np_cross_entropy(x, t, ignore_index=-100, eps=0.0, reduction="mean"):
 @pytest.mark.parametrize("dtype", FLOATS)
 @pytest.mark.parametrize("shape", [(6, 5), (4, 3, 2, 3), (1, 1), (5,), (0, 4), (16, 65)], ids=str)
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
-def test_cross_entropy(rng, dtype, shape, reduction, torch):
+def test_cross_entropy(rng, dtype, shape, reduction, device, torch):
     C = shape[1] if len(shape) > 1 else shape[0]
     tshape = (shape[0],) + shape[2:] if len(shape) > 1 else ()
     for layout in ("contiguous", "transposed"):
-        x, xn = make(rng, shape, dtype, layout)
+        x, xn = make(rng, shape, dtype, layout, device)
         tn = rng.integers(0, C, tshape)
         if tn.size > 2:
             tn.flat[1] = -100
-        t = vt.tensor(np.asarray(tn, np.int64))
+        t = on(device, vt.tensor(np.asarray(tn, np.int64)))
         for eps in (0.0, 0.1):
             out = vt.cross_entropy(x, t, reduction=reduction, label_smoothing=eps)
             ref = np_cross_entropy(xn, tn, -100, eps, reduction)
@@ -293,11 +293,11 @@ def test_cross_entropy_ignore_index_and_grad(rng, torch):
 
 @pytest.mark.parametrize("dtype", FLOATS)
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
-def test_mse_loss(rng, dtype, reduction, torch):
+def test_mse_loss(rng, dtype, reduction, device, torch):
     for sa, sb in (((3, 4), (3, 4)), ((2, 3, 4), (4,)), ((5,), (1,)), ((0, 2), (0, 2)), ((), ())):
         for layout in ("contiguous", "transposed", "expanded"):
-            a, an = make(rng, sa, dtype, layout)
-            b, bn = make(rng, sb, dtype)
+            a, an = make(rng, sa, dtype, layout, device)
+            b, bn = make(rng, sb, dtype, device=device)
             out = vt.mse_loss(a, b, reduction=reduction)
             d = (an - bn) ** 2
             ref = d if reduction == "none" else d.sum() if reduction == "sum" else d.mean() if d.size else np.nan

@@ -2,8 +2,9 @@
 argmax/argmin, logsumexp, norm, cumsum.
 
 Each op runs over random shapes and dim sets, every input layout of conftest (contiguous,
-transposed, sliced, expanded), 0-size and 0-d/1-element inputs, the dtypes it supports, against a
-numpy float64 reference (and torch where importable). Then: the long-row parallel path and its
+transposed, sliced, expanded), 0-size and 0-d/1-element inputs, the dtypes it supports, on every
+available device (conftest's `device`), against a numpy float64 reference (and torch where
+importable). Then: the long-row parallel path and its
 thread-count independence, gradcheck of every differentiable op (float64), double backward, and
 bad input.
 """
@@ -13,9 +14,10 @@ import numpy as np
 import pytest
 
 import vibetensor as vt
-from conftest import HAS_TORCH, LAYOUTS, assert_close, dname, make, rand_shape, to_numpy
+from conftest import HAS_TORCH, LAYOUTS, Row, assert_close, dname, make, rand_shape, rows, to_numpy
 
-pytestmark = [pytest.mark.filterwarnings("ignore::RuntimeWarning")]
+pytestmark = [pytest.mark.filterwarnings("ignore::RuntimeWarning"),  # numpy on 0-size/ddof cases
+              pytest.mark.filterwarnings("ignore:.*degrees of freedom:UserWarning")]  # torch, same
 
 try:
     import torch as _torch
@@ -46,7 +48,7 @@ def shapes(rng, n=4):
 
 
 # -- one table of reduction cases ----------------------------------------------------------------
-# (id, vt fn(x, dims, keepdim), numpy ref(a, axes, keepdim), dtypes, result dtype fn, torch fn)
+# Rows: fn(x, dims, keepdim) on vt, ref(a, axes, keepdim) on numpy, torch(torch, x, dims, keepdim)
 
 def _np_var(a, axes, keepdim, ddof=1):
     n = a.size if axes is None else int(np.prod([a.shape[i] for i in axes]))
@@ -82,37 +84,40 @@ def _widen(d):
 
 
 CASES = [
-    ("sum", lambda x, d, k: x.sum(d, k), lambda a, ax, k: np.sum(a, axis=ax, keepdims=k),
-     FLOATS + HALVES + INTS, _widen, lambda t, x, d, k: t.sum(x, d or (), keepdim=k)),
-    ("mean", lambda x, d, k: x.mean(d, k), lambda a, ax, k: np.mean(a, axis=ax, keepdims=k),
-     FLOATS + HALVES, None, lambda t, x, d, k: t.mean(x, d or (), keepdim=k)),
-    ("var", lambda x, d, k: x.var(d, keepdim=k), lambda a, ax, k: _np_var(a, ax, k),
-     FLOATS + HALVES, None, lambda t, x, d, k: t.var(x, d, keepdim=k)),
-    ("var0", lambda x, d, k: vt.var(x, d, keepdim=k, correction=0),
-     lambda a, ax, k: _np_var(a, ax, k, 0), FLOATS, None,
-     lambda t, x, d, k: t.var(x, d, keepdim=k, correction=0)),
-    ("std", lambda x, d, k: x.std(d, keepdim=k), lambda a, ax, k: np.sqrt(_np_var(a, ax, k)),
-     FLOATS + HALVES, None, lambda t, x, d, k: t.std(x, d, keepdim=k)),
-    ("logsumexp", lambda x, d, k: x.logsumexp(d, k), _np_lse, FLOATS + HALVES, None,
-     lambda t, x, d, k: t.logsumexp(x, d if d is not None else tuple(range(x.ndim)), keepdim=k)),
-    ("norm2", lambda x, d, k: x.norm(dim=d, keepdim=k), _np_norm(2), FLOATS + HALVES, None,
-     lambda t, x, d, k: t.linalg.vector_norm(x, 2, d, keepdim=k)),
-    ("norm1", lambda x, d, k: x.norm(1, d, k), _np_norm(1), FLOATS, None,
-     lambda t, x, d, k: t.linalg.vector_norm(x, 1, d, keepdim=k)),
-    ("norm3", lambda x, d, k: x.norm(3.0, d, k), _np_norm(3), FLOATS, None,
-     lambda t, x, d, k: t.linalg.vector_norm(x, 3, d, keepdim=k)),
-    ("norminf", lambda x, d, k: x.norm(float("inf"), d, k), _np_norm(np.inf), FLOATS, None, None),
-    ("norm0", lambda x, d, k: x.norm(0, d, k), _np_norm(0), FLOATS, None, None),
+    Row("sum", lambda x, d, k: x.sum(d, k), lambda a, ax, k: np.sum(a, axis=ax, keepdims=k),
+        dtypes=FLOATS + HALVES + INTS, out=_widen,
+        torch=lambda t, x, d, k: t.sum(x, d or (), keepdim=k)),
+    Row("mean", lambda x, d, k: x.mean(d, k), lambda a, ax, k: np.mean(a, axis=ax, keepdims=k),
+        dtypes=FLOATS + HALVES, torch=lambda t, x, d, k: t.mean(x, d or (), keepdim=k)),
+    Row("var", lambda x, d, k: x.var(d, keepdim=k), lambda a, ax, k: _np_var(a, ax, k),
+        dtypes=FLOATS + HALVES, torch=lambda t, x, d, k: t.var(x, d, keepdim=k)),
+    Row("var0", lambda x, d, k: vt.var(x, d, keepdim=k, correction=0), lambda a, ax, k: _np_var(a, ax, k, 0),
+        dtypes=FLOATS, torch=lambda t, x, d, k: t.var(x, d, keepdim=k, correction=0)),
+    Row("std", lambda x, d, k: x.std(d, keepdim=k), lambda a, ax, k: np.sqrt(_np_var(a, ax, k)),
+        dtypes=FLOATS + HALVES, torch=lambda t, x, d, k: t.std(x, d, keepdim=k)),
+    Row("logsumexp", lambda x, d, k: x.logsumexp(d, k), _np_lse,
+        dtypes=FLOATS + HALVES,
+        torch=lambda t, x, d, k: t.logsumexp(x, d if d is not None else tuple(range(x.ndim)), keepdim=k)),
+    Row("norm2", lambda x, d, k: x.norm(dim=d, keepdim=k), _np_norm(2),
+        dtypes=FLOATS + HALVES, torch=lambda t, x, d, k: t.linalg.vector_norm(x, 2, d, keepdim=k)),
+    Row("norm1", lambda x, d, k: x.norm(1, d, k), _np_norm(1),
+        dtypes=FLOATS, torch=lambda t, x, d, k: t.linalg.vector_norm(x, 1, d, keepdim=k)),
+    Row("norm3", lambda x, d, k: x.norm(3.0, d, k), _np_norm(3),
+        dtypes=FLOATS, torch=lambda t, x, d, k: t.linalg.vector_norm(x, 3, d, keepdim=k)),
+    Row("norminf", lambda x, d, k: x.norm(float("inf"), d, k), _np_norm(np.inf),
+        dtypes=FLOATS),
+    Row("norm0", lambda x, d, k: x.norm(0, d, k), _np_norm(0),
+        dtypes=FLOATS),
 ]
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+@pytest.mark.parametrize("case", rows(CASES))
 @pytest.mark.parametrize("layout", LAYOUTS)
-def test_reduction_matches_numpy(case, layout, rng):
-    name, fn, ref, dtypes, out_dt, tfn = case
+def test_reduction_matches_numpy(case, layout, device, rng):
+    name, fn, ref, dtypes, out_dt, tfn = case.id, case.fn, case.ref, case.dtypes, case.out, case.torch
     for dtype in dtypes:
         for shape in shapes(rng):
-            x, a = make(rng, shape, dtype, layout)
+            x, a = make(rng, shape, dtype, layout, device)
             dims = rand_dims(rng, len(shape))
             keepdim = bool(rng.random() < 0.5)
             if name in ("norminf",) and a.size == 0:
@@ -152,9 +157,9 @@ def test_zero_size_and_scalar_reductions():
 
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("dtype", FLOATS + HALVES + INTS + ("bool", "uint8"))
-def test_max_min_arg(dtype, layout, rng):
+def test_max_min_arg(dtype, layout, device, rng):
     for shape in shapes(rng):
-        x, a = make(rng, shape, dtype, layout, **({"low": 0} if dtype == "uint8" else {}))
+        x, a = make(rng, shape, dtype, layout, device, **({"low": 0} if dtype == "uint8" else {}))
         if a.size == 0:
             continue
         a64 = a.astype(np.float64)
@@ -205,11 +210,11 @@ def test_logsumexp_extremes():
 
 @pytest.mark.parametrize("layout", LAYOUTS + ("zero",))
 @pytest.mark.parametrize("dtype", FLOATS + HALVES + INTS + ("bool",))
-def test_cumsum(dtype, layout, rng):
+def test_cumsum(dtype, layout, device, rng):
     for shape in shapes(rng):
         if layout == "zero":
             shape = shape[:-1] + (0,) if shape else (0,)
-        x, a = make(rng, shape, dtype, "contiguous" if layout == "zero" else layout)
+        x, a = make(rng, shape, dtype, "contiguous" if layout == "zero" else layout, device)
         for d in range(-len(shape), len(shape)):
             got = x.cumsum(d)
             want = _widen(dtype)

@@ -2,7 +2,8 @@
 indexing built on them (Tensor.__getitem__/__setitem__, vt.cat/stack/split/chunk...).
 
 Every op: random shapes over the conftest layouts (contiguous, transposed, sliced, expanded),
-0-size and 1-element inputs, several dtypes, against numpy (and torch where importable);
+0-size and 1-element inputs, several dtypes, on every available device (conftest's `device`),
+against numpy (and torch where importable);
 gradcheck in float64 for every differentiable op (and double backward where the backward is
 itself made of ops); bad input with exception class and message.
 """
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 
 import vibetensor as vt
-from conftest import LAYOUTS, assert_close, make, rand_shape
+from conftest import LAYOUTS, Row, assert_close, make, on, rand_shape, rows
 
 try:
     import torch as _torch
@@ -45,43 +46,61 @@ def gradgradcheck(fn, x):
 
 # -- views ---------------------------------------------------------------------------------------
 
-VIEW_CASES = [  # (id, vt fn, numpy fn) on a (4, 3, 5) input
-    ("view", lambda t: t.contiguous().view(6, 10), lambda a: a.reshape(6, 10)),
-    ("view_infer", lambda t: t.contiguous().view(-1, 5), lambda a: a.reshape(-1, 5)),
-    ("reshape", lambda t: t.reshape(5, 12), lambda a: a.reshape(5, 12)),
-    ("flatten", lambda t: t.flatten(1), lambda a: a.reshape(4, 15)),
-    ("permute", lambda t: t.permute(2, 0, 1), lambda a: a.transpose(2, 0, 1)),
-    ("transpose", lambda t: t.transpose(0, -1), lambda a: a.swapaxes(0, -1)),
-    ("T", lambda t: t.T, lambda a: a.T),
-    ("mT", lambda t: t.mT, lambda a: a.swapaxes(-1, -2)),
-    ("expand", lambda t: t[:, :1].expand(2, 4, 3, 5), lambda a: np.broadcast_to(a[:, :1], (2, 4, 3, 5))),
-    ("slice", lambda t: t[1:, ::2, -3:], lambda a: a[1:, ::2, -3:]),
-    ("narrow", lambda t: t.narrow(2, 1, 3), lambda a: a[:, :, 1:4]),
-    ("select", lambda t: t.select(1, -1), lambda a: a[:, -1]),
-    ("index_int", lambda t: t[2, :, 1], lambda a: a[2, :, 1]),
-    ("squeeze", lambda t: t[:, :1, None].squeeze(), lambda a: a[:, :1, None].squeeze()),
-    ("squeeze_dim", lambda t: t[:, :1].squeeze(1), lambda a: a[:, :1].squeeze(1)),
-    ("unsqueeze", lambda t: t.unsqueeze(-1), lambda a: a[..., None]),
-    ("ellipsis_none", lambda t: t[..., None, 1], lambda a: a[..., None, 1]),
-    ("movedim", lambda t: vt.movedim(t, 0, -1), lambda a: np.moveaxis(a, 0, -1)),
-    ("as_strided", lambda t: t.contiguous().as_strided((3, 4), (5, 1), 2),
-     lambda a: np.lib.stride_tricks.as_strided(a.reshape(-1)[2:], (3, 4), (5 * a.itemsize, a.itemsize))),
+VIEW_CASES = [  # fn and ref take a (4, 3, 5) input
+    Row("view", lambda t: t.contiguous().view(6, 10),
+        lambda a: a.reshape(6, 10)),
+    Row("view_infer", lambda t: t.contiguous().view(-1, 5),
+        lambda a: a.reshape(-1, 5)),
+    Row("reshape", lambda t: t.reshape(5, 12),
+        lambda a: a.reshape(5, 12)),
+    Row("flatten", lambda t: t.flatten(1),
+        lambda a: a.reshape(4, 15)),
+    Row("permute", lambda t: t.permute(2, 0, 1),
+        lambda a: a.transpose(2, 0, 1)),
+    Row("transpose", lambda t: t.transpose(0, -1),
+        lambda a: a.swapaxes(0, -1)),
+    Row("T", lambda t: t.T,
+        lambda a: a.T),
+    Row("mT", lambda t: t.mT,
+        lambda a: a.swapaxes(-1, -2)),
+    Row("expand", lambda t: t[:, :1].expand(2, 4, 3, 5),
+        lambda a: np.broadcast_to(a[:, :1], (2, 4, 3, 5))),
+    Row("slice", lambda t: t[1:, ::2, -3:],
+        lambda a: a[1:, ::2, -3:]),
+    Row("narrow", lambda t: t.narrow(2, 1, 3),
+        lambda a: a[:, :, 1:4]),
+    Row("select", lambda t: t.select(1, -1),
+        lambda a: a[:, -1]),
+    Row("index_int", lambda t: t[2, :, 1],
+        lambda a: a[2, :, 1]),
+    Row("squeeze", lambda t: t[:, :1, None].squeeze(),
+        lambda a: a[:, :1, None].squeeze()),
+    Row("squeeze_dim", lambda t: t[:, :1].squeeze(1),
+        lambda a: a[:, :1].squeeze(1)),
+    Row("unsqueeze", lambda t: t.unsqueeze(-1),
+        lambda a: a[..., None]),
+    Row("ellipsis_none", lambda t: t[..., None, 1],
+        lambda a: a[..., None, 1]),
+    Row("movedim", lambda t: vt.movedim(t, 0, -1),
+        lambda a: np.moveaxis(a, 0, -1)),
+    Row("as_strided", lambda t: t.contiguous().as_strided((3, 4), (5, 1), 2),
+        lambda a: np.lib.stride_tricks.as_strided(a.reshape(-1)[2:], (3, 4), (5 * a.itemsize, a.itemsize))),
 ]
 
 
-@pytest.mark.parametrize("case", VIEW_CASES, ids=[c[0] for c in VIEW_CASES])
+@pytest.mark.parametrize("case", rows(VIEW_CASES))
 @pytest.mark.parametrize("layout", LAYOUTS)
-def test_views_match_numpy(case, layout, rng):
-    name, fn, ref = case
+def test_views_match_numpy(case, layout, device, rng):
+    name, fn, ref = case.id, case.fn, case.ref
     for dtype in ("float32", "int64", "bool"):
-        x, a = make(rng, (4, 3, 5), dtype, layout)
+        x, a = make(rng, (4, 3, 5), dtype, layout, device)
         ac = np.ascontiguousarray(a)
         assert_close(fn(x), ref(ac), dtype, msg=f"{name} {layout} {dtype}")
 
 
-@pytest.mark.parametrize("case", VIEW_CASES, ids=[c[0] for c in VIEW_CASES])
+@pytest.mark.parametrize("case", rows(VIEW_CASES))
 def test_views_gradcheck(case, rng):
-    name, fn, _ = case
+    name, fn = case.id, case.fn
     x = leaf(rng, (4, 3, 5))
     gradcheck(fn, x)
 
@@ -143,7 +162,7 @@ def test_view_errors():
 # -- cat / stack / split / chunk / unbind ----------------------------------------------------------
 
 @pytest.mark.parametrize("layout", LAYOUTS)
-def test_cat_stack(layout, rng):
+def test_cat_stack(layout, device, rng):
     for dtype in DTYPES:
         for _ in range(3):
             shape = rand_shape(rng, 1, 3, max_size=4)
@@ -152,11 +171,11 @@ def test_cat_stack(layout, rng):
             for k in range(int(rng.integers(1, 4))):
                 s = list(shape)
                 s[d] = int(rng.integers(0, 4))
-                t, a = make(rng, s, dtype, layout)
+                t, a = make(rng, s, dtype, layout, device)
                 parts.append(t)
                 arrays.append(a)
             assert_close(vt.cat(parts, d), np.concatenate(arrays, d), dtype, msg=f"cat {dtype}")
-            same = [make(rng, shape, dtype, layout) for _ in range(3)]
+            same = [make(rng, shape, dtype, layout, device) for _ in range(3)]
             sd = int(rng.integers(-len(shape) - 1, len(shape) + 1))
             assert_close(vt.stack([t for t, _ in same], sd), np.stack([a for _, a in same], sd),
                          dtype, msg=f"stack {dtype}")
@@ -217,37 +236,40 @@ def test_cat_errors():
 # -- index_select / index_add / gather / scatter_add -------------------------------------------------
 
 @pytest.mark.parametrize("layout", LAYOUTS)
-def test_index_select_gather_scatter(layout, rng):
+def test_index_select_gather_scatter(layout, device, rng):
+    def T(a, **kw):  # an index tensor on the device
+        return on(device, vt.tensor(a, **kw))
+
     for dtype in ("float32", "float64", "float16", "bfloat16", "int64", "int32"):
         for shape in [(5,), (4, 3), (3, 4, 2), (3, 0)]:
-            x, a = make(rng, shape, dtype, layout)
+            x, a = make(rng, shape, dtype, layout, device)
             for d in range(len(shape)):
                 n = shape[d]
                 if n == 0:
                     continue
                 idx = rng.integers(-n, n, int(rng.integers(0, 6)))
-                got = x.index_select(d, vt.tensor(idx))
+                got = x.index_select(d, T(idx))
                 assert_close(got, np.take(a, idx % n, axis=d), dtype, msg=f"index_select {shape} {d}")
                 # gather: index of x's shape with sizes <= in other dims
                 ishape = list(shape)
                 ishape[d] = int(rng.integers(1, 5))
                 gi = rng.integers(0, n, ishape)
-                assert_close(vt.gather(x, d, vt.tensor(gi)), np.take_along_axis(a, gi, d), dtype,
+                assert_close(vt.gather(x, d, T(gi)), np.take_along_axis(a, gi, d), dtype,
                              msg=f"gather {shape} {d}")
                 # scatter_add into x (a copy: out of place) with duplicate targets
-                src, sa = make(rng, ishape, dtype, "contiguous")
+                src, sa = make(rng, ishape, dtype, "contiguous", device)
                 exp = np.array(a, dtype=np.float64)
                 np.add.at(exp, _scatter_index(gi, d), sa)
-                assert_close(vt.scatter_add(x, d, vt.tensor(gi, dtype=vt.int32), src), exp, dtype,
+                assert_close(vt.scatter_add(x, d, T(gi, dtype=vt.int32), src), exp, dtype,
                              scale=4, msg=f"scatter_add {shape} {d}")
                 # index_add with duplicates
                 k = len(idx)
                 ssh = list(shape)
                 ssh[d] = k
-                s, sa2 = make(rng, ssh, dtype, "contiguous")
+                s, sa2 = make(rng, ssh, dtype, "contiguous", device)
                 exp = np.array(a, dtype=np.float64)
                 np.add.at(exp, (slice(None),) * d + (idx % n,), sa2)
-                assert_close(x.index_add(d, vt.tensor(idx), s), exp, dtype, scale=4,
+                assert_close(x.index_add(d, T(idx), s), exp, dtype, scale=4,
                              msg=f"index_add {shape} {d}")
     if _torch is not None:
         a = np.arange(12.0).reshape(3, 4)
@@ -295,12 +317,12 @@ def test_indexing_ops_errors():
 # -- masked_fill / embedding / one_hot / tril / triu / factories / nonzero --------------------------
 
 @pytest.mark.parametrize("layout", LAYOUTS)
-def test_masked_fill(layout, rng):
+def test_masked_fill(layout, device, rng):
     for dtype in ("float32", "float64", "bfloat16", "int64", "bool"):
-        x, a = make(rng, (3, 4), dtype, layout)
+        x, a = make(rng, (3, 4), dtype, layout, device)
         for mshape in [(3, 4), (4,), (3, 1), (2, 3, 4)]:
             m = rng.random(mshape) < 0.5
-            got = x.masked_fill(vt.tensor(m), 1.0)
+            got = x.masked_fill(on(device, vt.tensor(m)), 1.0)
             exp = np.where(m, 1.0, a.astype(np.float64))
             assert_close(got, exp, dtype, msg=f"masked_fill {dtype} {mshape}")
     y = vt.zeros(2, 2)
@@ -316,16 +338,16 @@ def test_masked_fill(layout, rng):
 
 
 @pytest.mark.parametrize("dtype", ("float32", "float64", "float16", "bfloat16"))
-def test_embedding(dtype, rng):
-    w, wa = make(rng, (7, 5), dtype, "transposed")
+def test_embedding(dtype, device, rng):
+    w, wa = make(rng, (7, 5), dtype, "transposed", device)
     idx = rng.integers(-7, 7, (3, 4))
-    out = vt.embedding(vt.tensor(idx), w)
+    out = vt.embedding(on(device, vt.tensor(idx)), w)
     assert_close(out, wa[idx % 7], dtype)
     # the backward: rows accumulate every position that picked them (duplicates included)
-    g, ga = make(rng, (3, 4, 5), dtype, "sliced")
+    g, ga = make(rng, (3, 4, 5), dtype, "sliced", device)
     from vibetensor import _ops
 
-    got = _ops.op("core::embedding_backward")(g, vt.tensor(idx), 7)
+    got = _ops.op("core::embedding_backward")(g, on(device, vt.tensor(idx)), 7)
     exp = np.zeros((7, 5))
     np.add.at(exp, idx.reshape(-1) % 7, ga.reshape(-1, 5))
     assert_close(got, exp, dtype, scale=4)
@@ -414,10 +436,11 @@ KEYS = [
 
 @pytest.mark.parametrize("k", range(len(KEYS)))
 @pytest.mark.parametrize("layout", ("contiguous", "transposed", "sliced"))
-def test_advanced_getitem(k, layout, rng):
-    x, a = make(rng, (4, 3, 5), "float64", layout)
+def test_advanced_getitem(k, layout, device, rng):
+    x, a = make(rng, (4, 3, 5), "float64", layout, device)
     key = KEYS[k]()
-    vkey = tuple(vt.tensor(i) if isinstance(i, np.ndarray) and rng.random() < 0.5 else i for i in key)
+    vkey = tuple(on(device, vt.tensor(i)) if isinstance(i, np.ndarray) and rng.random() < 0.5 else i
+                 for i in key)
     exp = a[key]
     assert_close(x[vkey], exp, "float64", msg=f"key {key}")
     if _torch is not None:
@@ -427,14 +450,14 @@ def test_advanced_getitem(k, layout, rng):
 
 
 @pytest.mark.parametrize("k", range(len(KEYS)))
-def test_advanced_setitem(k, rng):
-    x, a = make(rng, (4, 3, 5), "float32", "contiguous")
+def test_advanced_setitem(k, device, rng):
+    x, a = make(rng, (4, 3, 5), "float32", "contiguous", device)
     key = KEYS[k]()
     a = a.copy()
     shape = a[key].shape
     val = rng.standard_normal(shape[1:] if len(shape) > 1 and rng.random() < 0.5 else shape).astype(np.float32)
     a[key] = val
-    x[key] = vt.tensor(val)
+    x[key] = on(device, vt.tensor(val))
     assert_close(x, a, "float32", msg=f"setitem {key}")
     a[key] = 7
     x[key] = 7
