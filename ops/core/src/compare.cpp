@@ -94,32 +94,23 @@ void compare_scalar(vt::Call& c) {
 
 }  // namespace
 
-#define VT_COMPARE(name, OP)                                                                       \
-  VT_META_FN(name##_meta, "core::" #name) { compare_meta<OP>(c); }                                 \
-  VT_COMPUTE(name##_cpu, "core::" #name) { compare<OP>(c); }
-VT_COMPARE(eq, Cmp::Eq)
-VT_COMPARE(ne, Cmp::Ne)
-VT_COMPARE(lt, Cmp::Lt)
-VT_COMPARE(le, Cmp::Le)
-VT_COMPARE(gt, Cmp::Gt)
-VT_COMPARE(ge, Cmp::Ge)
-VT_COMPARE(logical_and, Cmp::And)
-VT_COMPARE(logical_or, Cmp::Or)
-VT_COMPARE(logical_xor, Cmp::Xor)
-VT_COMPARE(maximum, Cmp::Max)
-VT_COMPARE(minimum, Cmp::Min)
-#undef VT_COMPARE
-
-#define VT_COMPARE_SCALAR(name, OP)                                                                \
-  VT_META_FN(name##_scalar_meta, "core::" #name "_scalar") { compare_scalar_meta(c); }             \
-  VT_COMPUTE(name##_scalar_cpu, "core::" #name "_scalar") { compare_scalar<OP>(c); }
-VT_COMPARE_SCALAR(eq, Cmp::Eq)
-VT_COMPARE_SCALAR(ne, Cmp::Ne)
-VT_COMPARE_SCALAR(lt, Cmp::Lt)
-VT_COMPARE_SCALAR(le, Cmp::Le)
-VT_COMPARE_SCALAR(gt, Cmp::Gt)
-VT_COMPARE_SCALAR(ge, Cmp::Ge)
-#undef VT_COMPARE_SCALAR
+VT_EW_OP(eq, compare_meta<Cmp::Eq>, compare<Cmp::Eq>)
+VT_EW_OP(ne, compare_meta<Cmp::Ne>, compare<Cmp::Ne>)
+VT_EW_OP(lt, compare_meta<Cmp::Lt>, compare<Cmp::Lt>)
+VT_EW_OP(le, compare_meta<Cmp::Le>, compare<Cmp::Le>)
+VT_EW_OP(gt, compare_meta<Cmp::Gt>, compare<Cmp::Gt>)
+VT_EW_OP(ge, compare_meta<Cmp::Ge>, compare<Cmp::Ge>)
+VT_EW_OP(logical_and, compare_meta<Cmp::And>, compare<Cmp::And>)
+VT_EW_OP(logical_or, compare_meta<Cmp::Or>, compare<Cmp::Or>)
+VT_EW_OP(logical_xor, compare_meta<Cmp::Xor>, compare<Cmp::Xor>)
+VT_EW_OP(maximum, compare_meta<Cmp::Max>, compare<Cmp::Max>)
+VT_EW_OP(minimum, compare_meta<Cmp::Min>, compare<Cmp::Min>)
+VT_EW_OP(eq_scalar, compare_scalar_meta, compare_scalar<Cmp::Eq>)
+VT_EW_OP(ne_scalar, compare_scalar_meta, compare_scalar<Cmp::Ne>)
+VT_EW_OP(lt_scalar, compare_scalar_meta, compare_scalar<Cmp::Lt>)
+VT_EW_OP(le_scalar, compare_scalar_meta, compare_scalar<Cmp::Le>)
+VT_EW_OP(gt_scalar, compare_scalar_meta, compare_scalar<Cmp::Gt>)
+VT_EW_OP(ge_scalar, compare_scalar_meta, compare_scalar<Cmp::Ge>)
 
 VT_META_FN(logical_not_meta, "core::logical_not") { ew::unary_out(c, c.arg(0, "self").tensor(), vt::kBool); }
 VT_COMPUTE(logical_not_cpu, "core::logical_not") {

@@ -32,6 +32,12 @@ void binary_out(vt::Call& c, const char* an, const char* bn, Types types, vt_dty
   c.set_out(0, c.empty(shape, ndim, dt.bits ? dt : a->dtype));
 }
 
+// An op's meta step <name>_meta and CPU compute <name>_cpu, each a one-line call of a template
+// shared by its shape class (so messages name the op): VT_EW_OP(eq, compare_meta<Cmp::Eq>, compare<Cmp::Eq>)
+#define VT_EW_OP(name, meta, compute)                                                              \
+  VT_META_FN(name##_meta, "core::" #name) { meta(c); }                                             \
+  VT_COMPUTE(name##_cpu, "core::" #name) { compute(c); }
+
 // ---- arithmetic -----------------------------------------------------------------------------------
 // x + y and x * y; integers wrap around on overflow (computed in unsigned arithmetic, no UB)
 template <class T>

@@ -133,18 +133,14 @@ void scalar_cpu(vt::Call& c) {
 
 }  // namespace
 
-#define VT_SCALAR_OP(name, OP)                                                                     \
-  VT_META_FN(name##_meta, "core::" #name) { scalar_meta<OP>(c); }                                  \
-  VT_COMPUTE(name##_cpu, "core::" #name) { scalar_cpu<OP>(c); }
-VT_SCALAR_OP(add_scalar, SOp::Add)
-VT_SCALAR_OP(sub_scalar, SOp::Sub)
-VT_SCALAR_OP(rsub_scalar, SOp::RSub)
-VT_SCALAR_OP(mul_scalar, SOp::Mul)
-VT_SCALAR_OP(div_scalar, SOp::Div)
-VT_SCALAR_OP(rdiv_scalar, SOp::RDiv)
-VT_SCALAR_OP(maximum_scalar, SOp::Max)
-VT_SCALAR_OP(minimum_scalar, SOp::Min)
-#undef VT_SCALAR_OP
+VT_EW_OP(add_scalar, scalar_meta<SOp::Add>, scalar_cpu<SOp::Add>)
+VT_EW_OP(sub_scalar, scalar_meta<SOp::Sub>, scalar_cpu<SOp::Sub>)
+VT_EW_OP(rsub_scalar, scalar_meta<SOp::RSub>, scalar_cpu<SOp::RSub>)
+VT_EW_OP(mul_scalar, scalar_meta<SOp::Mul>, scalar_cpu<SOp::Mul>)
+VT_EW_OP(div_scalar, scalar_meta<SOp::Div>, scalar_cpu<SOp::Div>)
+VT_EW_OP(rdiv_scalar, scalar_meta<SOp::RDiv>, scalar_cpu<SOp::RDiv>)
+VT_EW_OP(maximum_scalar, scalar_meta<SOp::Max>, scalar_cpu<SOp::Max>)
+VT_EW_OP(minimum_scalar, scalar_meta<SOp::Min>, scalar_cpu<SOp::Min>)
 // in place: their own meta step (self is the output), the same compute
 VT_META_FN(add_scalar__meta, "core::add_scalar_") { scalar_meta<SOp::Add, true>(c); }
 VT_META_FN(sub_scalar__meta, "core::sub_scalar_") { scalar_meta<SOp::Sub, true>(c); }
