@@ -41,7 +41,7 @@ def test_abi_sizes_compiles_and_runs(tmp_path, std):
                   r"vt_int_list 16, vt_value 24, vt_kernel_ctx 32, vt_host (\d+) bytes", run.stdout)
     assert m, run.stdout
     assert (int(m.group(1)), int(m.group(2))) == (lib.VT_ABI_MAJOR, lib.VT_ABI_MINOR)
-    assert int(m.group(3)) == 120  # ABI 1.0; grows (append-only) with the minor
+    assert int(m.group(3)) == 184  # ABI 1.1 (1.0 was 120); grows (append-only) with the minor
 
 
 def test_abi_sizes_catches_a_layout_change(tmp_path):
@@ -86,6 +86,6 @@ def test_runtime_host_table_matches_header():
     size = ffi.cast("uint32_t*", h)[0]
     major, minor = ffi.cast("uint16_t*", h)[2], ffi.cast("uint16_t*", h)[3]
     assert (major, minor) == (lib.VT_ABI_MAJOR, lib.VT_ABI_MINOR)
-    assert size == 120
+    assert size == 184  # ABI 1.1
     for t, n in [("vt_dtype", 4), ("vt_device", 8), ("vt_int_list", 16), ("vt_value", 24), ("vt_tensor", 48)]:
         assert ffi.sizeof(t) == n, t

@@ -86,17 +86,30 @@ AT(vt_host, release, 80);
 AT(vt_host, parallel_for, 88);
 AT(vt_host, num_threads, 96);
 AT(vt_host, philox_reserve, 104);
-AT(vt_host, current_stream, 112);
-SIZE(vt_host, 120); /* ABI 1.0; grows with each minor */
+AT(vt_host, current_stream, 112); /* the last field of ABI 1.0 (120 bytes) */
+AT(vt_host, register_meta, 120);   /* ABI 1.1 */
+AT(vt_host, register_compute, 128);
+AT(vt_host, promote_types, 136);
+AT(vt_host, result_type_scalar, 144);
+AT(vt_host, philox_args, 152);
+AT(vt_host, cuda_exchange_device, 160);
+AT(vt_host, record_stream, 168);
+AT(vt_host, copy_bytes, 176);
+SIZE(vt_host, 184); /* ABI 1.1; grows with each minor */
+
+SIZE(vt_philox_args, 40);
+AT(vt_philox_args, seed_ptr, 16);
+AT(vt_philox_args, offset_intragraph, 32);
 
 /* the tag and status values are part of the ABI too */
 VT_CHECK(VT_NONE == 0 && VT_TENSOR == 1 && VT_INT == 2 && VT_FLOAT == 3 && VT_BOOL == 4 && VT_INTS == 5 &&
-             VT_STR == 6 && VT_DTYPE == 7 && VT_DEVICE == 8,
+             VT_STR == 6 && VT_DTYPE == 7 && VT_DEVICE == 8 && VT_TENSORS == 9 && VT_SCALAR == 10,
          "vt_tag values");
 VT_CHECK(VT_OK == 0 && VT_ERR_RUNTIME == 1 && VT_ERR_VALUE == 2 && VT_ERR_TYPE == 3 && VT_ERR_INDEX == 4 &&
              VT_ERR_NOT_IMPL == 5 && VT_ERR_MEMORY == 6 && VT_ERR_ABI == 7,
          "status values");
 VT_CHECK(VT_CPU == 1 && VT_CUDA == 2, "DLPack device codes");
+VT_CHECK(VT_META == 64 && VT_META_COMPLETE == 1, "vibetensor's own device and meta codes");
 VT_CHECK(VT_DL_INT == 0 && VT_DL_UINT == 1 && VT_DL_FLOAT == 2 && VT_DL_BFLOAT == 4 && VT_DL_BOOL == 6,
          "DLPack dtype codes");
 
