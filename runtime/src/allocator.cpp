@@ -212,6 +212,9 @@ vt_status vtrt_set_allocator(int32_t device_type, const vtrt_allocator* allocato
 
 vt_status vtrt_alloc_stats_get(vt_device device, vtrt_alloc_stats* out) {
   if (device.type == VT_CUDA) {  // the caching allocator's counters, in this struct's terms
+    if (vtrt_cuda_device_count() == 0)
+      return vt::set_error(VT_ERR_NOT_IMPL, "allocator stats of %s: %s",
+                           vt::device_name(device).c_str(), vtrt_cuda_unavailable_reason());
     vtrt_cuda_memory_stats s;
     if (vtrt_cuda_memory_stats_get(device.index, &s) != VT_OK) return vtrt_last_status();
     out->allocated = s.allocated_bytes[0].current;
