@@ -53,6 +53,36 @@ inline vt_dtype acc_dtype(vt_dtype t) {
   return vt::scalar_type(t) == vt::ScalarType::Float64 ? vt::kFloat64 : vt::kFloat32;
 }
 
+inline double default_scale(int64_t D) { return D > 0 ? 1.0 / std::sqrt((double)D) : 1.0; }
+
+// The arguments of attention::sdpa, read once by name (meta step and computes alike).
+struct SdpaArgs {
+  vt_tensor *q, *k, *v, *mask;
+  bool causal, has_scale;  // scale None: 1/sqrt(D)
+  double scale_arg, p;
+  explicit SdpaArgs(const vt::Call& c)
+      : q(c.arg(0, "q").tensor()), k(c.arg(1, "k").tensor()), v(c.arg(2, "v").tensor()),
+        mask(c.arg(3, "mask").tensor_or_null()), causal(c.arg(4, "causal").bool_()),
+        has_scale(!c.arg(5, "scale").is_none()), scale_arg(c.arg(5, "scale").float_or(0.0)),
+        p(c.arg(6, "dropout_p").float_()) {}
+  double scale(int64_t D) const { return has_scale ? scale_arg : default_scale(D); }
+};
+
+// The arguments of attention::sdpa_backward.
+struct SdpaBackwardArgs {
+  vt_tensor *go, *q, *k, *v, *out, *lse, *mask;
+  bool causal;
+  double scale, p;
+  int64_t seed, offset;
+  vt_tensor* glse;
+  explicit SdpaBackwardArgs(const vt::Call& c)
+      : go(c.arg(0, "grad_out").tensor()), q(c.arg(1, "q").tensor()), k(c.arg(2, "k").tensor()),
+        v(c.arg(3, "v").tensor()), out(c.arg(4, "out").tensor()), lse(c.arg(5, "lse").tensor()),
+        mask(c.arg(6, "mask").tensor_or_null()), causal(c.arg(7, "causal").bool_()),
+        scale(c.arg(8, "scale").float_()), p(c.arg(9, "dropout_p").float_()), seed(c.arg(10, "seed").int_()),
+        offset(c.arg(11, "offset").int_()), glse(c.arg(12, "grad_lse").tensor_or_null()) {}
+};
+
 inline Strides4 mask_strides(const vt_tensor* mask) {
   int64_t s[4] = {0, 0, 0, 0};
   for (int32_t i = 0; i < mask->ndim; ++i) {
@@ -61,8 +91,6 @@ inline Strides4 mask_strides(const vt_tensor* mask) {
   }
   return {s[0], s[1], s[2], s[3]};
 }
-
-inline double default_scale(int64_t D) { return D > 0 ? 1.0 / std::sqrt((double)D) : 1.0; }
 
 // keep threshold of the dropout rule above: keep when (word >> 8) >= thr
 inline uint32_t dropout_threshold(double p) { return (uint32_t)std::ceil(p * 16777216.0); }

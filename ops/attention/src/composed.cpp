@@ -24,14 +24,11 @@ vt::Tensor op1(const vt_host* h, const char* name, std::initializer_list<V> args
 // them (core::copy_, which also converts float32 back to a float16/bfloat16 out).
 VT_COMPUTE(sdpa_composed_cpu, "attention::sdpa") {
   const vt_host* H = c.host;
-  vt_tensor* q = c.arg(0, "q").tensor();
-  vt_tensor* k = c.arg(1, "k").tensor();
-  vt_tensor* v = c.arg(2, "v").tensor();
-  vt_tensor* mask = c.arg(3, "mask").tensor_or_null();
-  const bool causal = c.arg(4, "causal").bool_();
+  const attn::SdpaArgs a(c);
+  vt_tensor *q = a.q, *k = a.k, *v = a.v, *mask = a.mask;
+  const bool causal = a.causal;
   const attn::Dims d = attn::dims(q, k, v);
-  const double scale = c.arg(5, "scale").float_or(attn::default_scale(d.D));
-  const double p = c.arg(6, "dropout_p").float_();
+  const double scale = a.scale(d.D), p = a.p;
   const vt_device dev = c.ctx->device;
   const vt_dtype acc = attn::acc_dtype(q->dtype);
   const bool cast = !vt::same_dtype(q->dtype, acc);

@@ -414,17 +414,14 @@ using WorkerFn = void (*)(const Params&, std::atomic<int64_t>*, int64_t);
 
 // The computes: arguments checked and outputs made by the meta steps (pack.cpp).
 VT_COMPUTE(sdpa_flash_cpu, "attention::sdpa") {
-  const vt_tensor* q = c.arg(0, "q").tensor();
-  const vt_tensor* k = c.arg(1, "k").tensor();
-  const vt_tensor* v = c.arg(2, "v").tensor();
-  const vt_tensor* mask = c.arg(3, "mask").tensor_or_null();
+  const attn::SdpaArgs a(c);
+  const vt_tensor* q = a.q;
   Params P;
-  P.causal = c.arg(4, "causal").bool_();
-  P.d = attn::dims(q, k, v);
-  P.scale = c.arg(5, "scale").float_or(attn::default_scale(P.d.D));
-  P.p = c.arg(6, "dropout_p").float_();
+  P.causal = a.causal;
+  P.d = attn::dims(q, a.k, a.v);
+  P.scale = a.scale(P.d.D);
+  P.p = a.p;
   const Dims& d = P.d;
-  const vt_dtype acc = attn::acc_dtype(q->dtype);
   if (P.p > 0 && d.B * d.H * d.Tq * d.Tk > 0) {
     c.host->philox_reserve(c.ctx->device, attn::dropout_groups(d), &P.seed, &P.offset);
     P.thr = attn::dropout_threshold(P.p);
@@ -432,43 +429,37 @@ VT_COMPUTE(sdpa_flash_cpu, "attention::sdpa") {
   int64_t* rng = vt::data<int64_t>(c.out(2));
   rng[0] = (int64_t)P.seed;
   rng[1] = (int64_t)P.offset;
-  vt::Tensor mask_own = set_mask(c, P, mask, acc);
-  P.q = q->data, P.k = k->data, P.v = v->data;
-  P.qs = attn::strides4(q), P.ks = attn::strides4(k), P.vs = attn::strides4(v);
+  vt::Tensor mask_own = set_mask(c, P, a.mask, attn::acc_dtype(q->dtype));
+  P.q = q->data, P.k = a.k->data, P.v = a.v->data;
+  P.qs = attn::strides4(q), P.ks = attn::strides4(a.k), P.vs = attn::strides4(a.v);
   P.out = c.out(0)->data, P.lse = c.out(1)->data;
   by_dtype<WorkerFn>(c, q->dtype, fwd_f32, fwd_f64, fwd_f16, fwd_bf16, P, d.B * d.H * ((d.Tq + kBq - 1) / kBq));
 }
 
 VT_COMPUTE(sdpa_backward_cpu, "attention::sdpa_backward") {
-  const vt_tensor* go = c.arg(0, "grad_out").tensor();
-  const vt_tensor* q = c.arg(1, "q").tensor();
-  const vt_tensor* k = c.arg(2, "k").tensor();
-  const vt_tensor* v = c.arg(3, "v").tensor();
-  const vt_tensor* o = c.arg(4, "out").tensor();
-  const vt_tensor* lse = c.arg(5, "lse").tensor();
-  const vt_tensor* mask = c.arg(6, "mask").tensor_or_null();
+  const attn::SdpaBackwardArgs a(c);
+  const vt_tensor* q = a.q;
   Params P;
-  P.causal = c.arg(7, "causal").bool_();
-  P.scale = c.arg(8, "scale").float_();
-  P.p = c.arg(9, "dropout_p").float_();
-  P.seed = (uint64_t)c.arg(10, "seed").int_();
-  P.offset = (uint64_t)c.arg(11, "offset").int_();
-  const vt_tensor* glse = c.arg(12, "grad_lse").tensor_or_null();
-  P.d = attn::dims(q, k, v);
+  P.causal = a.causal;
+  P.scale = a.scale;
+  P.p = a.p;
+  P.seed = (uint64_t)a.seed;
+  P.offset = (uint64_t)a.offset;
+  P.d = attn::dims(q, a.k, a.v);
   const Dims& d = P.d;
   vt_tensor* dq = c.out(0);
   vt_tensor* dk = c.out(1);
   vt_tensor* dv = c.out(2);
   if (P.p > 0) P.thr = attn::dropout_threshold(P.p);
-  vt::Tensor mask_own = set_mask(c, P, mask, attn::acc_dtype(q->dtype));
-  P.q = q->data, P.k = k->data, P.v = v->data, P.o = o->data, P.dout = go->data;
-  P.qs = attn::strides4(q), P.ks = attn::strides4(k), P.vs = attn::strides4(v);
-  P.os = attn::strides4(o), P.dos = attn::strides4(go);
-  P.lse_in = lse->data;
-  for (int i = 0; i < 3; ++i) P.lse_s[i] = lse->strides[i];
-  if (glse) {
-    P.dlse = glse->data;
-    for (int i = 0; i < 3; ++i) P.dlse_s[i] = glse->strides[i];
+  vt::Tensor mask_own = set_mask(c, P, a.mask, attn::acc_dtype(q->dtype));
+  P.q = q->data, P.k = a.k->data, P.v = a.v->data, P.o = a.out->data, P.dout = a.go->data;
+  P.qs = attn::strides4(q), P.ks = attn::strides4(a.k), P.vs = attn::strides4(a.v);
+  P.os = attn::strides4(a.out), P.dos = attn::strides4(a.go);
+  P.lse_in = a.lse->data;
+  for (int i = 0; i < 3; ++i) P.lse_s[i] = a.lse->strides[i];
+  if (a.glse) {
+    P.dlse = a.glse->data;
+    for (int i = 0; i < 3; ++i) P.dlse_s[i] = a.glse->strides[i];
   }
   P.dq = dq->data, P.dk = dk->data, P.dv = dv->data;
   if (d.Tq == 0 || d.Tk == 0) {  // no scores: every gradient is zero

@@ -116,43 +116,27 @@ void check_stat(vt::Call& c, const vt_tensor* q, const vt_tensor* t, const char*
 
 // ---- meta steps ------------------------------------------------------------------------------------
 VT_META_FN(sdpa_meta, "attention::sdpa") {
-  const vt_tensor* q = c.arg(0, "q").tensor();
-  const vt_tensor* k = c.arg(1, "k").tensor();
-  const vt_tensor* v = c.arg(2, "v").tensor();
-  const vt_tensor* mask = c.arg(3, "mask").tensor_or_null();
-  c.arg(4, "causal").bool_();
-  c.arg(5, "scale").float_or(0.0);
-  const attn::Dims d = check_qkv(c, q, k, v);
-  check_mask(c, mask, q, d);
-  check_dropout(c, c.arg(6, "dropout_p").float_());
+  const attn::SdpaArgs a(c);
+  const attn::Dims d = check_qkv(c, a.q, a.k, a.v);
+  check_mask(c, a.mask, a.q, d);
+  check_dropout(c, a.p);
   const int64_t osz[4] = {d.B, d.H, d.Tq, d.Dv}, two = 2;
-  c.set_out(0, c.empty(osz, 4, q->dtype));
-  c.set_out(1, c.empty(osz, 3, attn::acc_dtype(q->dtype)));
+  c.set_out(0, c.empty(osz, 4, a.q->dtype));
+  c.set_out(1, c.empty(osz, 3, attn::acc_dtype(a.q->dtype)));
   c.set_out(2, c.empty(&two, 1, vt::kInt64));
 }
 
 VT_META_FN(sdpa_backward_meta, "attention::sdpa_backward") {
-  const vt_tensor* go = c.arg(0, "grad_out").tensor();
-  const vt_tensor* q = c.arg(1, "q").tensor();
-  const vt_tensor* k = c.arg(2, "k").tensor();
-  const vt_tensor* v = c.arg(3, "v").tensor();
-  const vt_tensor* o = c.arg(4, "out").tensor();
-  const vt_tensor* lse = c.arg(5, "lse").tensor();
-  const vt_tensor* mask = c.arg(6, "mask").tensor_or_null();
-  c.arg(7, "causal").bool_();
-  c.arg(8, "scale").float_();
-  const double p = c.arg(9, "dropout_p").float_();
-  c.arg(10, "seed").int_();
-  c.arg(11, "offset").int_();
-  const vt_tensor* glse = c.arg(12, "grad_lse").tensor_or_null();
-  const attn::Dims d = check_qkv(c, q, k, v);
-  check_mask(c, mask, q, d);
-  check_dropout(c, p);
+  const attn::SdpaBackwardArgs a(c);
+  const vt_tensor* q = a.q;
+  const attn::Dims d = check_qkv(c, q, a.k, a.v);
+  check_mask(c, a.mask, q, d);
+  check_dropout(c, a.p);
   const int64_t osz[4] = {d.B, d.H, d.Tq, d.Dv};
-  check_like_out(c, q, go, "grad_out", osz);
-  check_like_out(c, q, o, "out", osz);
-  check_stat(c, q, lse, "lse", osz);
-  if (glse) check_stat(c, q, glse, "grad_lse", osz);
+  check_like_out(c, q, a.go, "grad_out", osz);
+  check_like_out(c, q, a.out, "out", osz);
+  check_stat(c, q, a.lse, "lse", osz);
+  if (a.glse) check_stat(c, q, a.glse, "grad_lse", osz);
   const int64_t ksz[4] = {d.B, d.H, d.Tk, d.D}, vsz[4] = {d.B, d.H, d.Tk, d.Dv};
   c.set_out(0, c.empty(q->sizes, 4, q->dtype));
   c.set_out(1, c.empty(ksz, 4, q->dtype));

@@ -87,6 +87,27 @@ CELayout ce_layout(vt::Call& c, const vt_tensor* x, const vt_tensor* t) {
   return L;
 }
 
+// The arguments, read by name once (meta step and compute alike).
+struct CEArgs {  // cross_entropy(input, target, ignore_index, label_smoothing, reduction)
+  const vt_tensor *x, *t;
+  int64_t ignore;
+  double eps;
+  const char* reduction;
+  explicit CEArgs(const vt::Call& c)
+      : x(c.arg(0, "input").tensor()), t(c.arg(1, "target").tensor()), ignore(c.arg(2, "ignore_index").int_()),
+        eps(c.arg(3, "label_smoothing").float_()), reduction(c.arg(4, "reduction").str()) {}
+};
+struct CEBackwardArgs {  // cross_entropy_backward(grad_output, input, target, lse, ignore_index, ...)
+  const vt_tensor *go, *x, *t, *lse;
+  int64_t ignore;
+  double eps;
+  const char* reduction;
+  explicit CEBackwardArgs(const vt::Call& c)
+      : go(c.arg(0, "grad_output").tensor()), x(c.arg(1, "input").tensor()), t(c.arg(2, "target").tensor()),
+        lse(c.arg(3, "lse").tensor()), ignore(c.arg(4, "ignore_index").int_()),
+        eps(c.arg(5, "label_smoothing").float_()), reduction(c.arg(6, "reduction").str()) {}
+};
+
 [[noreturn]] void target_out_of_range(vt::Call& c, const int64_t* tp, int64_t p, int64_t C, int64_t ignore) {
   c.fail(VT_ERR_INDEX, "target %lld at position %lld is out of range for %lld classes (ignore_index %lld)",
          (long long)tp[p], (long long)p, (long long)C, (long long)ignore);
@@ -134,11 +155,10 @@ void for_positions(vt::Call& c, const T* x, const CELayout& L, F f) {
 }  // namespace
 
 VT_META_FN(cross_entropy_meta, "core::cross_entropy") {
-  const vt_tensor* x = c.arg(0, "input").tensor();
-  const vt_tensor* t = c.arg(1, "target").tensor();
-  c.arg(2, "ignore_index").int_();
-  const double eps = c.arg(3, "label_smoothing").float_();
-  const Red red = check_reduction(c, c.arg(4, "reduction").str());
+  const CEArgs a(c);
+  const vt_tensor *x = a.x, *t = a.t;
+  const double eps = a.eps;
+  const Red red = check_reduction(c, a.reduction);
   if (!(eps >= 0.0 && eps <= 1.0)) c.fail(VT_ERR_VALUE, "label_smoothing must be in [0, 1], got %g", eps);
   ce_layout(c, x, t);
   const vt_dtype sd = vt::is_floating(x->dtype) && x->dtype.bits == 16 ? vt::kFloat32 : x->dtype;
@@ -148,11 +168,11 @@ VT_META_FN(cross_entropy_meta, "core::cross_entropy") {
 
 // Checks the target values (data: here, not in the meta step), then computes loss and lse.
 VT_COMPUTE(cross_entropy_cpu, "core::cross_entropy") {
-  const vt_tensor* x = c.arg(0, "input").tensor();
-  const vt_tensor* t = c.arg(1, "target").tensor();
-  const int64_t ignore = c.arg(2, "ignore_index").int_();
-  const double eps = c.arg(3, "label_smoothing").float_();
-  const Red red = reduction_of(c.arg(4, "reduction").str());
+  const CEArgs a(c);
+  const vt_tensor *x = a.x, *t = a.t;
+  const int64_t ignore = a.ignore;
+  const double eps = a.eps;
+  const Red red = reduction_of(a.reduction);
   const CELayout L = layout_of(x);
   Contig xc(c, x), tc(c, t);
   const int64_t P = L.positions();
@@ -192,31 +212,25 @@ VT_COMPUTE(cross_entropy_cpu, "core::cross_entropy") {
 }
 
 VT_META_FN(cross_entropy_backward_meta, "core::cross_entropy_backward") {
-  const vt_tensor* go = c.arg(0, "grad_output").tensor();
-  const vt_tensor* x = c.arg(1, "input").tensor();
-  const vt_tensor* t = c.arg(2, "target").tensor();
-  const vt_tensor* lse = c.arg(3, "lse").tensor();
-  c.arg(4, "ignore_index").int_();
-  c.arg(5, "label_smoothing").float_();
-  const Red red = check_reduction(c, c.arg(6, "reduction").str());
+  const CEBackwardArgs a(c);
+  const vt_tensor *go = a.go, *x = a.x, *t = a.t, *lse = a.lse;
+  const Red red = check_reduction(c, a.reduction);
   const CELayout L = ce_layout(c, x, t);
   c.check_same_dtype(go, "grad_output", x, "input");
   const int64_t P = L.positions();
   if (lse->numel != P) c.fail(VT_ERR_VALUE, "lse must have %lld elements, got %s", (long long)P, vt::shape_str(lse).c_str());
   if (red == Red::None ? go->numel != P : go->numel != 1)
     c.fail(VT_ERR_VALUE, "grad_output %s does not match the loss of reduction '%s'", vt::shape_str(go).c_str(),
-           c.arg(6, "reduction").str());
+           a.reduction);
   c.set_out(0, c.empty_like(x));
 }
 
 VT_COMPUTE(cross_entropy_backward_cpu, "core::cross_entropy_backward") {
-  const vt_tensor* go = c.arg(0, "grad_output").tensor();
-  const vt_tensor* x = c.arg(1, "input").tensor();
-  const vt_tensor* t = c.arg(2, "target").tensor();
-  const vt_tensor* lse = c.arg(3, "lse").tensor();
-  const int64_t ignore = c.arg(4, "ignore_index").int_();
-  const double eps = c.arg(5, "label_smoothing").float_();
-  const Red red = reduction_of(c.arg(6, "reduction").str());
+  const CEBackwardArgs a(c);
+  const vt_tensor *go = a.go, *x = a.x, *t = a.t, *lse = a.lse;
+  const int64_t ignore = a.ignore;
+  const double eps = a.eps;
+  const Red red = reduction_of(a.reduction);
   const CELayout L = layout_of(x);
   const int64_t P = L.positions();
   Contig xc(c, x), tc(c, t), gc(c, go), lc(c, lse);

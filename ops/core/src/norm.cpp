@@ -115,14 +115,34 @@ double dot_of(const double* x, const double* y, int64_t n) {
   return s;
 }
 
+// The arguments, read by name once (meta step and compute alike).
+template <bool RMS>
+struct NormArgs {  // layer_norm(input, normalized_shape, weight, bias, eps), rms_norm(input, ..., weight, eps)
+  const vt_tensor* x;
+  vt_int_list ns;
+  const vt_tensor *w, *b;
+  explicit NormArgs(const vt::Call& c)
+      : x(c.arg(0, "input").tensor()), ns(c.arg(1, "normalized_shape").ints()), w(c.arg(2, "weight").tensor_or_null()),
+        b(RMS ? nullptr : c.arg(3, "bias").tensor_or_null()) {}
+};
+template <bool RMS>
+struct NormBackwardArgs {  // (grad_out, input, normalized_shape, [mean,] rstd, weight[, bias])
+  const vt_tensor *go, *x;
+  vt_int_list ns;
+  const vt_tensor *mean, *rstd, *w, *b;
+  explicit NormBackwardArgs(const vt::Call& c)
+      : go(c.arg(0, "grad_out").tensor()), x(c.arg(1, "input").tensor()), ns(c.arg(2, "normalized_shape").ints()),
+        mean(RMS ? nullptr : c.arg(3, "mean").tensor()), rstd(c.arg(RMS ? 3 : 4, "rstd").tensor()),
+        w(c.arg(RMS ? 4 : 5, "weight").tensor_or_null()), b(RMS ? nullptr : c.arg(6, "bias").tensor_or_null()) {}
+};
+
 // ---- forward -----------------------------------------------------------------------------------
 // meta: (out, mean, rstd) for layer_norm, (out, rstd) for rms_norm
 template <bool RMS>
 void norm_forward_meta(vt::Call& c) {
-  const vt_tensor* x = c.arg(0, "input").tensor();
-  const vt_int_list ns = c.arg(1, "normalized_shape").ints();
-  const vt_tensor* w = c.arg(2, "weight").tensor_or_null();
-  const vt_tensor* b = RMS ? nullptr : c.arg(3, "bias").tensor_or_null();
+  const NormArgs<RMS> a(c);
+  const vt_tensor *x = a.x, *w = a.w, *b = a.b;
+  const vt_int_list ns = a.ns;
   check_norm(c, x, ns, w, b);
   c.set_out(0, c.empty_like(x));
   if (!RMS) c.set_out(1, stat_tensor(c, x, ns.len));
@@ -131,10 +151,9 @@ void norm_forward_meta(vt::Call& c) {
 
 template <bool RMS>
 void norm_forward(vt::Call& c) {
-  const vt_tensor* x = c.arg(0, "input").tensor();
-  const vt_int_list ns = c.arg(1, "normalized_shape").ints();
-  const vt_tensor* w = c.arg(2, "weight").tensor_or_null();
-  const vt_tensor* b = RMS ? nullptr : c.arg(3, "bias").tensor_or_null();
+  const NormArgs<RMS> a(c);
+  const vt_tensor *x = a.x, *w = a.w, *b = a.b;
+  const vt_int_list ns = a.ns;
   int64_t M = 0;
   const int64_t N = rows_cols(x, ns, &M);
   double eps;
@@ -198,13 +217,9 @@ void norm_forward(vt::Call& c) {
 // meta: (grad_input, grad_weight, grad_bias) for layer_norm, (grad_input, grad_weight) for rms_norm
 template <bool RMS>
 void norm_backward_meta(vt::Call& c) {
-  const vt_tensor* go = c.arg(0, "grad_out").tensor();
-  const vt_tensor* x = c.arg(1, "input").tensor();
-  const vt_int_list ns = c.arg(2, "normalized_shape").ints();
-  const vt_tensor* mean = RMS ? nullptr : c.arg(3, "mean").tensor();
-  const vt_tensor* rstd = c.arg(RMS ? 3 : 4, "rstd").tensor();
-  const vt_tensor* w = c.arg(RMS ? 4 : 5, "weight").tensor_or_null();
-  const vt_tensor* b = RMS ? nullptr : c.arg(6, "bias").tensor_or_null();
+  const NormBackwardArgs<RMS> a(c);
+  const vt_tensor *go = a.go, *x = a.x, *mean = a.mean, *rstd = a.rstd, *w = a.w, *b = a.b;
+  const vt_int_list ns = a.ns;
   check_norm(c, x, ns, w, b);
   int64_t M = 0;
   rows_cols(x, ns, &M);
@@ -225,13 +240,9 @@ void norm_backward_meta(vt::Call& c) {
 
 template <bool RMS>
 void norm_backward(vt::Call& c) {
-  const vt_tensor* go = c.arg(0, "grad_out").tensor();
-  const vt_tensor* x = c.arg(1, "input").tensor();
-  const vt_int_list ns = c.arg(2, "normalized_shape").ints();
-  const vt_tensor* mean = RMS ? nullptr : c.arg(3, "mean").tensor();
-  const vt_tensor* rstd = c.arg(RMS ? 3 : 4, "rstd").tensor();
-  const vt_tensor* w = c.arg(RMS ? 4 : 5, "weight").tensor_or_null();
-  const vt_tensor* b = RMS ? nullptr : c.arg(6, "bias").tensor_or_null();
+  const NormBackwardArgs<RMS> a(c);
+  const vt_tensor *go = a.go, *x = a.x, *mean = a.mean, *rstd = a.rstd, *w = a.w, *b = a.b;
+  const vt_int_list ns = a.ns;
   int64_t M = 0;
   const int64_t N = rows_cols(x, ns, &M);
   Contig gc(c, go), xc(c, x), wc(c, w), mc(c, mean), rc(c, rstd);

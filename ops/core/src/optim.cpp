@@ -63,17 +63,37 @@ void update(vt::Call& c, const vt_tensor* const (&ts)[N], F f) {
   });
 }
 
+// The arguments, read by name once (meta step and compute alike).
+struct AdamWArgs {  // adamw_(param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, weight_decay, step)
+  vt_tensor *param, *grad, *m, *v;
+  double lr, beta1, beta2, eps, wd;
+  int64_t step;
+  explicit AdamWArgs(const vt::Call& c)
+      : param(c.arg(0, "param").tensor()), grad(c.arg(1, "grad").tensor()), m(c.arg(2, "exp_avg").tensor()),
+        v(c.arg(3, "exp_avg_sq").tensor()), lr(c.arg(4, "lr").float_()), beta1(c.arg(5, "beta1").float_()),
+        beta2(c.arg(6, "beta2").float_()), eps(c.arg(7, "eps").float_()), wd(c.arg(8, "weight_decay").float_()),
+        step(c.arg(9, "step").int_()) {}
+};
+struct SGDArgs {  // sgd_(param, grad, momentum_buffer?, lr, momentum, dampening, weight_decay, nesterov)
+  vt_tensor *param, *grad, *buf;
+  double lr, momentum, damp, wd;
+  bool nesterov;
+  explicit SGDArgs(const vt::Call& c)
+      : param(c.arg(0, "param").tensor()), grad(c.arg(1, "grad").tensor()),
+        buf(c.arg(2, "momentum_buffer").tensor_or_null()), lr(c.arg(3, "lr").float_()),
+        momentum(c.arg(4, "momentum").float_()), damp(c.arg(5, "dampening").float_()),
+        wd(c.arg(6, "weight_decay").float_()), nesterov(c.arg(7, "nesterov").bool_()) {}
+};
+
 }  // namespace
 
 // The meta steps check every tensor against param and the hyper-parameters, and return param.
 VT_META_FN(adamw__meta, "core::adamw_") {
-  vt_tensor* param = c.arg(0, "param").tensor();
-  const vt_tensor* grad = c.arg(1, "grad").tensor();
-  const vt_tensor* m = c.arg(2, "exp_avg").tensor();
-  const vt_tensor* v = c.arg(3, "exp_avg_sq").tensor();
-  const double lr = c.arg(4, "lr").float_(), beta1 = c.arg(5, "beta1").float_(), beta2 = c.arg(6, "beta2").float_();
-  c.arg(7, "eps").float_(), c.arg(8, "weight_decay").float_();
-  const int64_t step = c.arg(9, "step").int_();
+  const AdamWArgs a(c);
+  vt_tensor* param = a.param;
+  const vt_tensor *grad = a.grad, *m = a.m, *v = a.v;
+  const double lr = a.lr, beta1 = a.beta1, beta2 = a.beta2;
+  const int64_t step = a.step;
   if (!vt::is_floating(param->dtype))
     c.fail(VT_ERR_TYPE, "param must have a floating dtype, got %s", vt::dtype_name(param->dtype));
   check_like(c, param, grad, "grad");
@@ -88,13 +108,10 @@ VT_META_FN(adamw__meta, "core::adamw_") {
 }
 
 VT_COMPUTE(adamw__cpu, "core::adamw_") {
-  vt_tensor* param = c.arg(0, "param").tensor();
-  const vt_tensor* grad = c.arg(1, "grad").tensor();
-  const vt_tensor* m = c.arg(2, "exp_avg").tensor();
-  const vt_tensor* v = c.arg(3, "exp_avg_sq").tensor();
-  const double lr = c.arg(4, "lr").float_(), beta1 = c.arg(5, "beta1").float_(), beta2 = c.arg(6, "beta2").float_();
-  const double eps = c.arg(7, "eps").float_(), wd = c.arg(8, "weight_decay").float_();
-  const int64_t step = c.arg(9, "step").int_();
+  const AdamWArgs a(c);
+  const vt_tensor *param = a.param, *grad = a.grad, *m = a.m, *v = a.v;
+  const double lr = a.lr, beta1 = a.beta1, beta2 = a.beta2, eps = a.eps, wd = a.wd;
+  const int64_t step = a.step;
   const double bc1 = 1.0 - std::pow(beta1, (double)step);
   const double bc2_sqrt = std::sqrt(1.0 - std::pow(beta2, (double)step));
   vt::dispatch(vt::kFloatingTypes, param->dtype, c.op, [&](auto tag) {
@@ -117,14 +134,11 @@ VT_COMPUTE(adamw__cpu, "core::adamw_") {
 }
 
 VT_META_FN(sgd__meta, "core::sgd_") {
-  vt_tensor* param = c.arg(0, "param").tensor();
-  const vt_tensor* grad = c.arg(1, "grad").tensor();
-  const vt_tensor* buf = c.arg(2, "momentum_buffer").tensor_or_null();
-  c.arg(3, "lr").float_();
-  const double momentum = c.arg(4, "momentum").float_();
-  const double damp = c.arg(5, "dampening").float_();
-  c.arg(6, "weight_decay").float_();
-  const bool nesterov = c.arg(7, "nesterov").bool_();
+  const SGDArgs a(c);
+  vt_tensor* param = a.param;
+  const vt_tensor *grad = a.grad, *buf = a.buf;
+  const double momentum = a.momentum, damp = a.damp;
+  const bool nesterov = a.nesterov;
   if (!vt::is_floating(param->dtype))
     c.fail(VT_ERR_TYPE, "param must have a floating dtype, got %s", vt::dtype_name(param->dtype));
   check_like(c, param, grad, "grad");
@@ -138,12 +152,10 @@ VT_META_FN(sgd__meta, "core::sgd_") {
 }
 
 VT_COMPUTE(sgd__cpu, "core::sgd_") {
-  vt_tensor* param = c.arg(0, "param").tensor();
-  const vt_tensor* grad = c.arg(1, "grad").tensor();
-  const vt_tensor* buf = c.arg(2, "momentum_buffer").tensor_or_null();
-  const double lr = c.arg(3, "lr").float_(), momentum = c.arg(4, "momentum").float_();
-  const double damp = c.arg(5, "dampening").float_(), wd = c.arg(6, "weight_decay").float_();
-  const bool nesterov = c.arg(7, "nesterov").bool_();
+  const SGDArgs a(c);
+  const vt_tensor *param = a.param, *grad = a.grad, *buf = a.buf;
+  const double lr = a.lr, momentum = a.momentum, damp = a.damp, wd = a.wd;
+  const bool nesterov = a.nesterov;
   vt::dispatch(vt::kFloatingTypes, param->dtype, c.op, [&](auto tag) {
     using T = typename decltype(tag)::type;
     using A = vt::acc_t<T>;
