@@ -1,6 +1,11 @@
-// ops/core/src/index.cpp — indexing on CPU: index_select, index_add, gather, scatter_add,
-// masked_fill, embedding (+ its sparse-accumulating backward), one_hot, nonzero, and the ops
-// behind Python's advanced indexing: index (t[i0, i1, ...]) and index_put / index_put_ (setitem).
+// ops/core/src/index.cpp — indexing: index_select, index_add, gather, scatter_add, masked_fill,
+// embedding (+ its sparse-accumulating backward), one_hot, nonzero, and the ops behind Python's
+// advanced indexing: index (t[i0, i1, ...]) and index_put / index_put_ (setitem).
+//
+// Each op is a meta step (every device: shapes, dtypes, index dtypes, the output) and a CPU
+// compute (the loops, and the checks of the index values, which need the data). nonzero is a
+// whole CPU kernel (its output shape depends on the data, so no meta device); so is one_hot's
+// num_classes=-1 case in effect (its meta step leaves the output to the compute).
 //
 // Index tensors may be int64 or int32 (any strides); negative indices count from the end, like
 // Python; out-of-range ones are an IndexError naming the index, dim and size.
@@ -115,6 +120,16 @@ vt::Tensor checked_index(const vt::Call& c, vt_tensor* index, const char* name, 
   return idx;
 }
 
+// The meta steps' part of checked_index: an index tensor must have an integer dtype (its values are
+// checked by the computes, which read them).
+void check_index_dtype(const vt::Call& c, const vt_tensor* t, const char* name) {
+  if (!vt::is_integral(t->dtype, false))
+    c.fail(VT_ERR_TYPE, "%s must be an integer tensor (int64 or int32), got %s", name, vt::dtype_name(t->dtype));
+}
+
+// a dim the meta step already checked, made non-negative (a 0-d tensor's dim is 0)
+int32_t wrapped(int64_t dim, int32_t ndim) { return (int32_t)(dim < 0 ? dim + (ndim > 0 ? ndim : 1) : dim); }
+
 int64_t prod(const int64_t* s, int32_t b, int32_t e) {
   int64_t p = 1;
   for (int32_t i = b; i < e; ++i) p *= s[i];
@@ -134,23 +149,33 @@ int64_t outer_offset(int64_t o, const int64_t* sizes, const int64_t* strides, in
 }  // namespace
 
 // ---- index_select ------------------------------------------------------------------------------------
-VT_KERNEL(index_select_cpu, "core::index_select") {
-  vt_tensor* self = c.arg(0, "self").tensor();
+// index_select / index_add: self of >= 1 dims, a 0-d or 1-d integer index; returns the dim
+int32_t index_dim_meta(const vt::Call& c, const vt_tensor* self, const vt_tensor* index) {
   vt::check_ndim(c.op, self, "self");
   if (self->ndim == 0) c.fail(VT_ERR_INDEX, "self must have at least 1 dim, got a 0-d tensor");
   const int32_t dim = vt::wrap_dim(c.op, c.arg(1, "dim").int_(), self->ndim);
-  vt_tensor* index = c.arg(2, "index").tensor();
   if (index->ndim > 1) c.fail(VT_ERR_VALUE, "index must be 0-d or 1-d, got shape %s", vt::shape_str(index).c_str());
-  vt::Tensor idx = checked_index(c, index, "index", self->sizes[dim], dim);
-  const int64_t K = idx->numel;
+  return dim;
+}
+
+VT_META_FN(index_select_meta, "core::index_select") {
+  vt_tensor* self = c.arg(0, "self").tensor();
+  vt_tensor* index = c.arg(2, "index").tensor();
+  const int32_t dim = index_dim_meta(c, self, index);
+  check_index_dtype(c, index, "index");
   int64_t shape[vt::kMaxDims];
   for (int32_t d = 0; d < self->ndim; ++d) shape[d] = self->sizes[d];
-  shape[dim] = K;
-  vt::Tensor out = c.empty(shape, self->ndim, self->dtype);
-  if (out->numel == 0) {
-    c.set_out(0, std::move(out));
-    return;
-  }
+  shape[dim] = index->numel;
+  c.set_out(0, c.empty(shape, self->ndim, self->dtype));
+}
+
+VT_COMPUTE(index_select_cpu, "core::index_select") {
+  vt_tensor* self = c.arg(0, "self").tensor();
+  const int32_t dim = wrapped(c.arg(1, "dim").int_(), self->ndim);
+  const vt_tensor* out = c.out(0);
+  vt::Tensor idx = checked_index(c, c.arg(2, "index").tensor(), "index", self->sizes[dim], dim);
+  const int64_t K = idx->numel;
+  if (out->numel == 0) return;
   const int64_t outer = prod(self->sizes, 0, dim), inner = prod(self->sizes, dim + 1, self->ndim);
   // the inner block: dst contiguous, src with self's strides
   int64_t bs[vt::kMaxDims], bd[vt::kMaxDims], bsrc[vt::kMaxDims];
@@ -177,7 +202,6 @@ VT_KERNEL(index_select_cpu, "core::index_select") {
       }
     });
   });
-  c.set_out(0, std::move(out));
 }
 
 VT_BACKWARD(index_select_backward, "core::index_select") {
@@ -186,24 +210,32 @@ VT_BACKWARD(index_select_backward, "core::index_select") {
 }
 
 // ---- index_add (out of place): out = self; out.select(dim, index[k]) += alpha * source.select(dim, k)
-VT_KERNEL(index_add_cpu, "core::index_add") {
+VT_META_FN(index_add_meta, "core::index_add") {
   vt_tensor* self = c.arg(0, "self").tensor();
-  vt::check_ndim(c.op, self, "self");
-  if (self->ndim == 0) c.fail(VT_ERR_INDEX, "self must have at least 1 dim, got a 0-d tensor");
-  const int32_t dim = vt::wrap_dim(c.op, c.arg(1, "dim").int_(), self->ndim);
   vt_tensor* index = c.arg(2, "index").tensor();
   vt_tensor* source = c.arg(3, "source").tensor();
-  const double alpha = c.arg(4, "alpha").float_();
+  c.arg(4, "alpha").float_();
   c.check_same_dtype(self, "self", source, "source");
-  if (index->ndim > 1) c.fail(VT_ERR_VALUE, "index must be 0-d or 1-d, got shape %s", vt::shape_str(index).c_str());
-  vt::Tensor idx = checked_index(c, index, "index", self->sizes[dim], dim);
-  const int64_t K = idx->numel;
+  const int32_t dim = index_dim_meta(c, self, index);
+  check_index_dtype(c, index, "index");
+  const int64_t K = index->numel;
   bool ok = source->ndim == self->ndim;
   for (int32_t d = 0; ok && d < self->ndim; ++d) ok = source->sizes[d] == (d == dim ? K : self->sizes[d]);
   if (!ok)
     c.fail(VT_ERR_VALUE, "source of shape %s does not match self %s with dim %d of size %lld (the index length)",
            vt::shape_str(source).c_str(), vt::shape_str(self).c_str(), dim, (long long)K);
-  vt::Tensor out = c.empty_like(self);
+  vt::dispatch(vt::kArithTypes, self->dtype, c.op, [](auto) {});
+  c.set_out(0, c.empty_like(self));
+}
+
+VT_COMPUTE(index_add_cpu, "core::index_add") {
+  vt_tensor* self = c.arg(0, "self").tensor();
+  const int32_t dim = wrapped(c.arg(1, "dim").int_(), self->ndim);
+  vt_tensor* source = c.arg(3, "source").tensor();
+  const double alpha = c.arg(4, "alpha").float_();
+  const vt_tensor* out = c.out(0);
+  vt::Tensor idx = checked_index(c, c.arg(2, "index").tensor(), "index", self->sizes[dim], dim);
+  const int64_t K = idx->numel;
   shp::copy_same(c, out, self);
   vt::Tensor src = shp::contiguous(c, source);
   const int64_t outer = prod(self->sizes, 0, dim), inner = prod(self->sizes, dim + 1, self->ndim), N = self->sizes[dim];
@@ -226,7 +258,6 @@ VT_KERNEL(index_add_cpu, "core::index_add") {
       });
     });
   }
-  c.set_out(0, std::move(out));
 }
 
 VT_BACKWARD(index_add_backward, "core::index_add") {
@@ -280,15 +311,22 @@ void check_gather_shapes(const vt::Call& c, const vt_tensor* self, const vt_tens
 }
 }  // namespace
 
-VT_KERNEL(gather_cpu, "core::gather") {
+VT_META_FN(gather_meta, "core::gather") {
   vt_tensor* self = c.arg(0, "self").tensor();
   vt::check_ndim(c.op, self, "self");
   const int32_t dim = vt::wrap_dim(c.op, c.arg(1, "dim").int_(), self->ndim);
   vt_tensor* index = c.arg(2, "index").tensor();
   check_gather_shapes(c, self, index, dim, nullptr);
+  check_index_dtype(c, index, "index");
+  c.set_out(0, c.empty(index->sizes, index->ndim, self->dtype));
+}
+
+VT_COMPUTE(gather_cpu, "core::gather") {
+  vt_tensor* self = c.arg(0, "self").tensor();
+  const int32_t dim = wrapped(c.arg(1, "dim").int_(), self->ndim);
+  const vt_tensor* out = c.out(0);
   const int64_t n = self->ndim ? self->sizes[dim] : 1;
-  vt::Tensor idx = checked_index(c, index, "index", n, dim);
-  vt::Tensor out = c.empty(index->sizes, index->ndim, self->dtype);
+  vt::Tensor idx = checked_index(c, c.arg(2, "index").tensor(), "index", n, dim);
   const Lines L = lines_of(idx, dim);
   const int64_t ds = self->ndim ? self->strides[dim] : 0;
   const int64_t* ip = vt::data<int64_t>(idx);
@@ -309,7 +347,6 @@ VT_KERNEL(gather_cpu, "core::gather") {
       }
     });
   });
-  c.set_out(0, std::move(out));
 }
 
 VT_BACKWARD(gather_backward, "core::gather") {
@@ -318,7 +355,7 @@ VT_BACKWARD(gather_backward, "core::gather") {
 }
 
 // scatter_add(self, dim, index, src) -> out = self with out[..index[i]..] += src[i] (out of place)
-VT_KERNEL(scatter_add_cpu, "core::scatter_add") {
+VT_META_FN(scatter_add_meta, "core::scatter_add") {
   vt_tensor* self = c.arg(0, "self").tensor();
   vt::check_ndim(c.op, self, "self");
   const int32_t dim = vt::wrap_dim(c.op, c.arg(1, "dim").int_(), self->ndim);
@@ -328,9 +365,18 @@ VT_KERNEL(scatter_add_cpu, "core::scatter_add") {
   if (src->ndim != self->ndim)
     c.fail(VT_ERR_VALUE, "src %s must have as many dims as self %s", vt::shape_str(src).c_str(), vt::shape_str(self).c_str());
   check_gather_shapes(c, self, index, dim, src);
+  check_index_dtype(c, index, "index");
+  vt::dispatch(vt::kArithTypes, self->dtype, c.op, [](auto) {});
+  c.set_out(0, c.empty_like(self));
+}
+
+VT_COMPUTE(scatter_add_cpu, "core::scatter_add") {
+  vt_tensor* self = c.arg(0, "self").tensor();
+  const int32_t dim = wrapped(c.arg(1, "dim").int_(), self->ndim);
+  vt_tensor* src = c.arg(3, "src").tensor();
+  const vt_tensor* out = c.out(0);
   const int64_t n = self->ndim ? self->sizes[dim] : 1;
-  vt::Tensor idx = checked_index(c, index, "index", n, dim);
-  vt::Tensor out = c.empty_like(self);
+  vt::Tensor idx = checked_index(c, c.arg(2, "index").tensor(), "index", n, dim);
   shp::copy_same(c, out, self);
   const Lines L = lines_of(idx, dim);
   int64_t istr[vt::kMaxDims];
@@ -358,7 +404,6 @@ VT_KERNEL(scatter_add_cpu, "core::scatter_add") {
       }
     });
   });
-  c.set_out(0, std::move(out));
 }
 
 VT_BACKWARD(scatter_add_backward, "core::scatter_add") {
@@ -380,15 +425,22 @@ VT_BACKWARD(scatter_add_backward, "core::scatter_add") {
 }
 
 // ---- masked_fill: out = where(mask, value, self), broadcast like torch -------------------------------
-VT_KERNEL(masked_fill_cpu, "core::masked_fill") {
+VT_META_FN(masked_fill_meta, "core::masked_fill") {
   vt_tensor* self = c.arg(0, "self").tensor();
   vt_tensor* mask = c.arg(1, "mask").tensor();
-  const double value = c.arg(2, "value").float_();
+  c.arg(2, "value").float_();
   if (!vt::same_dtype(mask->dtype, vt::kBool)) c.fail(VT_ERR_TYPE, "mask must be a bool tensor, got %s", vt::dtype_name(mask->dtype));
   c.check_same_device(self, "self", mask, "mask");
   int64_t shape[vt::kMaxDims];
   const int32_t nd = vt::broadcast_shape(c.op, self, "self", mask, "mask", shape);
-  vt::Tensor out = c.empty(shape, nd, self->dtype);
+  c.set_out(0, c.empty(shape, nd, self->dtype));
+}
+
+VT_COMPUTE(masked_fill_cpu, "core::masked_fill") {
+  vt_tensor* self = c.arg(0, "self").tensor();
+  vt_tensor* mask = c.arg(1, "mask").tensor();
+  const double value = c.arg(2, "value").float_();
+  const vt_tensor* out = c.out(0);
   if (out->numel) {
     const vt_tensor* ops[3] = {out, self, mask};
     const vt::StridedLoop<3> L = vt::loop_over<3>(c.op, ops);
@@ -398,7 +450,6 @@ VT_KERNEL(masked_fill_cpu, "core::masked_fill") {
       vt::elementwise<T, T, bool>(c.host, L, [v](T x, bool m) { return m ? v : x; });
     });
   }
-  c.set_out(0, std::move(out));
 }
 
 VT_BACKWARD(masked_fill_backward, "core::masked_fill") {
@@ -408,17 +459,23 @@ VT_BACKWARD(masked_fill_backward, "core::masked_fill") {
 
 // ---- embedding ------------------------------------------------------------------------------------------
 // embedding(weight (V, D), indices (any shape)) -> indices.shape + (D,)
-VT_KERNEL(embedding_cpu, "core::embedding") {
+VT_META_FN(embedding_meta, "core::embedding") {
   vt_tensor* w = c.arg(0, "weight").tensor();
   vt_tensor* indices = c.arg(1, "indices").tensor();
   if (w->ndim != 2) c.fail(VT_ERR_VALUE, "weight must be 2-d (num_embeddings, embedding_dim), got %s", vt::shape_str(w).c_str());
   if (indices->ndim + 1 > vt::kMaxDims) c.fail(VT_ERR_VALUE, "indices has too many dims (%d)", indices->ndim);
-  vt::Tensor idx = checked_index(c, indices, "indices", w->sizes[0], 0);
-  const int64_t D = w->sizes[1], N = idx->numel;
+  check_index_dtype(c, indices, "indices");
   int64_t shape[vt::kMaxDims];
   for (int32_t d = 0; d < indices->ndim; ++d) shape[d] = indices->sizes[d];
-  shape[indices->ndim] = D;
-  vt::Tensor out = c.empty(shape, indices->ndim + 1, w->dtype);
+  shape[indices->ndim] = w->sizes[1];
+  c.set_out(0, c.empty(shape, indices->ndim + 1, w->dtype));
+}
+
+VT_COMPUTE(embedding_cpu, "core::embedding") {
+  vt_tensor* w = c.arg(0, "weight").tensor();
+  vt::Tensor idx = checked_index(c, c.arg(1, "indices").tensor(), "indices", w->sizes[0], 0);
+  const vt_tensor* out = c.out(0);
+  const int64_t D = w->sizes[1], N = idx->numel;
   const int64_t* ip = vt::data<int64_t>(idx);
   const int64_t rs = w->strides[0], cs = w->strides[1];
   shp::dispatch_bytes(c.op, vt::element_size(w->dtype), [&](auto tag) {
@@ -429,7 +486,6 @@ VT_KERNEL(embedding_cpu, "core::embedding") {
       for (int64_t i = b; i < e; ++i) copy_row(od + i * D, wd + ip[i] * rs, D, 1, cs);
     });
   });
-  c.set_out(0, std::move(out));
 }
 
 VT_BACKWARD(embedding_backward_rule, "core::embedding") {
@@ -440,7 +496,7 @@ VT_BACKWARD(embedding_backward_rule, "core::embedding") {
 // embedding_backward(grad (indices.shape + (D,)), indices, num_weights) -> (num_weights, D): row v
 // sums the grad rows of every position holding v. The positions are bucketed by row (counting
 // sort), then rows are split across threads; each row adds its positions in order.
-VT_KERNEL(embedding_backward_cpu, "core::embedding_backward") {
+VT_META_FN(embedding_backward_meta, "core::embedding_backward") {
   vt_tensor* grad = c.arg(0, "grad").tensor();
   vt_tensor* indices = c.arg(1, "indices").tensor();
   const int64_t V = c.arg(2, "num_weights").int_();
@@ -449,11 +505,19 @@ VT_KERNEL(embedding_backward_cpu, "core::embedding_backward") {
   bool ok = grad->ndim == indices->ndim + 1;
   for (int32_t d = 0; ok && d < indices->ndim; ++d) ok = grad->sizes[d] == indices->sizes[d];
   if (!ok) c.fail(VT_ERR_VALUE, "grad %s must be indices.shape %s + (D,)", vt::shape_str(grad).c_str(), vt::shape_str(indices).c_str());
-  vt::Tensor idx = checked_index(c, indices, "indices", V, 0);
+  check_index_dtype(c, indices, "indices");
+  vt::dispatch(vt::kFloatingTypes, grad->dtype, c.op, [](auto) {});
+  const int64_t shape[2] = {V, grad->sizes[grad->ndim - 1]};
+  c.set_out(0, c.empty(shape, 2, grad->dtype));
+}
+
+VT_COMPUTE(embedding_backward_cpu, "core::embedding_backward") {
+  vt_tensor* grad = c.arg(0, "grad").tensor();
+  const int64_t V = c.arg(2, "num_weights").int_();
+  const vt_tensor* out = c.out(0);
+  vt::Tensor idx = checked_index(c, c.arg(1, "indices").tensor(), "indices", V, 0);
   vt::Tensor gc = shp::contiguous(c, grad);
   const int64_t D = grad->sizes[grad->ndim - 1], N = idx->numel;
-  const int64_t shape[2] = {V, D};
-  vt::Tensor out = c.empty(shape, 2, grad->dtype);
   const int64_t* ip = vt::data<int64_t>(idx);
   std::vector<int64_t> start((size_t)V + 1, 0), order((size_t)N);
   for (int64_t i = 0; i < N; ++i) ++start[(size_t)ip[i] + 1];
@@ -494,7 +558,6 @@ VT_KERNEL(embedding_backward_cpu, "core::embedding_backward") {
       }
     });
   });
-  c.set_out(0, std::move(out));
 }
 
 VT_BACKWARD(embedding_backward_backward, "core::embedding_backward") {
@@ -502,10 +565,30 @@ VT_BACKWARD(embedding_backward_backward, "core::embedding_backward") {
 }
 
 // ---- one_hot, nonzero (integer results: no gradient) ------------------------------------------------
-VT_KERNEL(one_hot_cpu, "core::one_hot") {
+// one_hot(indices, num_classes): indices.shape + (num_classes,) int64. With num_classes=-1 the
+// class count is the largest index + 1, known only from the data: then the meta step makes no
+// output (the compute makes it once it has read the indices), and on the meta device it refuses.
+VT_META_FN(one_hot_meta, "core::one_hot") {
+  vt_tensor* indices = c.arg(0, "indices").tensor();
+  const int64_t C = c.arg(1, "num_classes").int_();
+  if (indices->ndim + 1 > vt::kMaxDims) c.fail(VT_ERR_VALUE, "indices has too many dims (%d)", indices->ndim);
+  check_index_dtype(c, indices, "indices");
+  if (C < 0) {
+    if (C != -1) c.fail(VT_ERR_VALUE, "num_classes must be -1 (infer) or non-negative, got %lld", (long long)C);
+    if (c.is_meta())
+      c.fail(VT_ERR_NOT_IMPL, "num_classes=-1 takes the class count from the largest index, which a meta tensor does not "
+             "have; pass num_classes");
+    return;
+  }
+  int64_t shape[vt::kMaxDims];
+  for (int32_t d = 0; d < indices->ndim; ++d) shape[d] = indices->sizes[d];
+  shape[indices->ndim] = C;
+  c.set_out(0, c.empty(shape, indices->ndim + 1, vt::kInt64));
+}
+
+VT_COMPUTE(one_hot_cpu, "core::one_hot") {
   vt_tensor* indices = c.arg(0, "indices").tensor();
   int64_t C = c.arg(1, "num_classes").int_();
-  if (indices->ndim + 1 > vt::kMaxDims) c.fail(VT_ERR_VALUE, "indices has too many dims (%d)", indices->ndim);
   vt::Tensor idx = shp::index_int64(c, indices, "indices");
   const int64_t* ip = vt::data<int64_t>(idx);
   const int64_t N = idx->numel;
@@ -514,20 +597,18 @@ VT_KERNEL(one_hot_cpu, "core::one_hot") {
     if (ip[i] < 0) c.fail(VT_ERR_INDEX, "class values must be non-negative, got %lld", (long long)ip[i]);
     mx = std::max(mx, ip[i]);
   }
-  if (C < 0) {
-    if (C != -1) c.fail(VT_ERR_VALUE, "num_classes must be -1 (infer) or non-negative, got %lld", (long long)C);
+  if (C < 0) {  // num_classes=-1: the output's shape is known only now
     C = mx + 1;
+    int64_t shape[vt::kMaxDims];
+    for (int32_t d = 0; d < indices->ndim; ++d) shape[d] = indices->sizes[d];
+    shape[indices->ndim] = C;
+    c.set_out(0, c.empty(shape, indices->ndim + 1, vt::kInt64));
   } else if (mx >= C) {
     c.fail(VT_ERR_INDEX, "class value %lld is out of range for num_classes %lld", (long long)mx, (long long)C);
   }
-  int64_t shape[vt::kMaxDims];
-  for (int32_t d = 0; d < indices->ndim; ++d) shape[d] = indices->sizes[d];
-  shape[indices->ndim] = C;
-  vt::Tensor out = c.empty(shape, indices->ndim + 1, vt::kInt64);
-  int64_t* o = vt::data<int64_t>(out);
-  if (out->numel) std::memset(o, 0, (size_t)out->numel * 8);
+  int64_t* o = vt::data<int64_t>(c.out(0));
+  if (c.out(0)->numel) std::memset(o, 0, (size_t)c.out(0)->numel * 8);
   for (int64_t i = 0; i < N; ++i) o[i * C + ip[i]] = 1;
-  c.set_out(0, std::move(out));
 }
 
 // nonzero(self) -> (n, ndim) int64: the coordinates of the nonzero elements in row-major order
@@ -573,27 +654,48 @@ struct IndexSet {
   int64_t st[vt::kMaxDims][vt::kMaxDims];  // [index j][dim of B]: element strides, 0 to broadcast
 };
 
-IndexSet make_index_set(const vt::Call& c, const vt_tensor* self, int32_t arg) {
-  if (arg >= c.nargs || c.args[arg].tag != VT_TENSORS) c.fail(VT_ERR_TYPE, "argument 'indices' must be Tensor[]");
-  const vt_tensor_list l = c.args[arg].v.ts;
+// The meta steps' part: the index list (argument 1) checked against self (count, dims, dtypes,
+// broadcasting); fills k, nb, B and N.
+IndexSet index_shape_meta(const vt::Call& c, const vt_tensor* self) {
+  if (c.nargs < 2 || c.args[1].tag != VT_TENSORS) c.fail(VT_ERR_TYPE, "argument 'indices' must be Tensor[]");
+  const vt_tensor_list l = c.args[1].v.ts;
   IndexSet s;
   if (l.len == 0) c.fail(VT_ERR_VALUE, "indices must hold at least one tensor");
   if (l.len > self->ndim)
     c.fail(VT_ERR_INDEX, "too many indices for a tensor of dimension %d (got %lld)", self->ndim, (long long)l.len);
   s.k = (int32_t)l.len;
-  s.nb = 0;
   for (int32_t j = 0; j < s.k; ++j) {
-    vt_tensor* t = l.data[j];
+    const vt_tensor* t = l.data[j];
     vt::check_ndim(c.op, t, "an index");
     if (vt::same_dtype(t->dtype, vt::kBool))
       c.fail(VT_ERR_TYPE, "indices[%d] is a bool mask; convert masks with nonzero() first", j);
+    check_index_dtype(c, t, "index");
     int64_t out[vt::kMaxDims];
     s.nb = vt::broadcast_shape(c.op, s.B, s.nb, "indices", t->sizes, t->ndim, "an index", out);
     for (int32_t d = 0; d < s.nb; ++d) s.B[d] = out[d];
-    s.idx.push_back(checked_index(c, t, "index", self->sizes[j], j));
   }
   for (int32_t d = 0; d < s.nb; ++d) s.N *= s.B[d];
-  for (int32_t j = 0; j < s.k; ++j) vt::broadcast_strides(s.idx[(size_t)j].get(), s.nb, s.st[j]);
+  return s;
+}
+
+// The computes' part: the same shape (the meta step checked it, so the indices broadcast), and
+// the indices' values checked against self's dims, wrapped, with their strides over B.
+IndexSet make_index_set(const vt::Call& c, const vt_tensor* self) {
+  const vt_tensor_list l = c.args[1].v.ts;
+  IndexSet s;
+  s.k = (int32_t)l.len;
+  for (int32_t j = 0; j < s.k; ++j) s.nb = std::max(s.nb, l.data[j]->ndim);
+  for (int32_t d = 0; d < s.nb; ++d) s.B[d] = 1;
+  for (int32_t j = 0; j < s.k; ++j) {
+    const vt_tensor* t = l.data[j];
+    for (int32_t i = 0; i < t->ndim; ++i)
+      if (t->sizes[i] != 1) s.B[s.nb - t->ndim + i] = t->sizes[i];
+  }
+  for (int32_t d = 0; d < s.nb; ++d) s.N *= s.B[d];
+  for (int32_t j = 0; j < s.k; ++j) {
+    s.idx.push_back(checked_index(c, l.data[j], "index", self->sizes[j], j));
+    vt::broadcast_strides(s.idx[(size_t)j].get(), s.nb, s.st[j]);
+  }
   return s;
 }
 
@@ -623,16 +725,23 @@ void for_index(const IndexSet& s, const vt_tensor* self, int64_t b, int64_t e, F
 
 }  // namespace
 
-VT_KERNEL(index_cpu, "core::index") {
+VT_META_FN(index_meta, "core::index") {
   vt_tensor* self = c.arg(0, "self").tensor();
   vt::check_ndim(c.op, self, "self");
-  const IndexSet s = make_index_set(c, self, 1);
+  const IndexSet s = index_shape_meta(c, self);
   const int32_t rest = self->ndim - s.k;
   if (s.nb + rest > vt::kMaxDims) c.fail(VT_ERR_VALUE, "result would have %d dims; at most %d are supported", s.nb + rest, vt::kMaxDims);
   int64_t shape[vt::kMaxDims];
   for (int32_t d = 0; d < s.nb; ++d) shape[d] = s.B[d];
   for (int32_t d = 0; d < rest; ++d) shape[s.nb + d] = self->sizes[s.k + d];
-  vt::Tensor out = c.empty(shape, s.nb + rest, self->dtype);
+  c.set_out(0, c.empty(shape, s.nb + rest, self->dtype));
+}
+
+VT_COMPUTE(index_cpu, "core::index") {
+  vt_tensor* self = c.arg(0, "self").tensor();
+  const IndexSet s = make_index_set(c, self);
+  const int32_t rest = self->ndim - s.k;
+  const vt_tensor* out = c.out(0);
   const int64_t inner = prod(self->sizes, s.k, self->ndim);
   if (out->numel) {
     int64_t bs[vt::kMaxDims], bd[vt::kMaxDims], bsrc[vt::kMaxDims];
@@ -656,7 +765,6 @@ VT_KERNEL(index_cpu, "core::index") {
       });
     });
   }
-  c.set_out(0, std::move(out));
 }
 
 VT_BACKWARD(index_backward, "core::index") {
@@ -665,15 +773,18 @@ VT_BACKWARD(index_backward, "core::index") {
 }
 
 namespace {
-// dst[indices] = values (or +=), dst any strides; values broadcast to B + dst.shape[k:]
-void index_put_into(vt::Call& c, vt_tensor* dst, const vt_tensor* values, bool accumulate) {
-  c.check_same_dtype(dst, "self", values, "values");
-  const IndexSet s = make_index_set(c, dst, 1);
-  const int32_t rest = dst->ndim - s.k, nt = s.nb + rest;
+// the meta step of index_put / index_put_: values must broadcast to B + self.shape[k:]
+void index_put_meta(vt::Call& c, const vt_tensor* self) {
+  vt::check_ndim(c.op, self, "self");
+  const vt_tensor* values = c.arg(2, "values").tensor();
+  const bool accumulate = c.arg(3, "accumulate").bool_();
+  c.check_same_dtype(self, "self", values, "values");
+  const IndexSet s = index_shape_meta(c, self);
+  const int32_t rest = self->ndim - s.k, nt = s.nb + rest;
   if (nt > vt::kMaxDims) c.fail(VT_ERR_VALUE, "the indexed shape has %d dims; at most %d are supported", nt, vt::kMaxDims);
   int64_t target[vt::kMaxDims];
   for (int32_t d = 0; d < s.nb; ++d) target[d] = s.B[d];
-  for (int32_t d = 0; d < rest; ++d) target[s.nb + d] = dst->sizes[s.k + d];
+  for (int32_t d = 0; d < rest; ++d) target[s.nb + d] = self->sizes[s.k + d];
   int64_t bshape[vt::kMaxDims];
   const int32_t bn = vt::broadcast_shape(c.op, target, nt, "the indexed shape", values->sizes, values->ndim, "values", bshape);
   bool ok = bn == nt;
@@ -681,6 +792,15 @@ void index_put_into(vt::Call& c, vt_tensor* dst, const vt_tensor* values, bool a
   if (!ok)
     c.fail(VT_ERR_VALUE, "values of shape %s cannot be broadcast to the indexed shape %s", vt::shape_str(values).c_str(),
            vt::shape_str(target, nt).c_str());
+  if (accumulate) vt::dispatch(vt::kArithTypes, self->dtype, c.op, [](auto) {});
+}
+
+// dst[indices] = values (or +=), dst any strides; values broadcast to B + dst.shape[k:]
+void index_put_into(vt::Call& c, const vt_tensor* dst) {
+  const vt_tensor* values = c.arg(2, "values").tensor();
+  const bool accumulate = c.arg(3, "accumulate").bool_();
+  const IndexSet s = make_index_set(c, dst);
+  const int32_t rest = dst->ndim - s.k, nt = s.nb + rest;
   if (s.N == 0) return;
   int64_t vst[vt::kMaxDims];
   vt::broadcast_strides(values, nt, vst);
@@ -734,24 +854,23 @@ void index_put_into(vt::Call& c, vt_tensor* dst, const vt_tensor* values, bool a
 }
 }  // namespace
 
-VT_KERNEL(index_put_cpu, "core::index_put") {
+VT_META_FN(index_put_meta_fn, "core::index_put") {
   vt_tensor* self = c.arg(0, "self").tensor();
-  vt_tensor* values = c.arg(2, "values").tensor();
-  const bool accumulate = c.arg(3, "accumulate").bool_();
-  vt::check_ndim(c.op, self, "self");
-  vt::Tensor out = c.empty_like(self);
-  shp::copy_same(c, out, self);
-  index_put_into(c, out, values, accumulate);
-  c.set_out(0, std::move(out));
+  index_put_meta(c, self);
+  c.set_out(0, c.empty_like(self));
+}
+VT_META_FN(index_put__meta, "core::index_put_") {
+  vt_tensor* self = c.arg(0, "self").tensor();
+  index_put_meta(c, self);
+  c.set_out_retained(0, self);
 }
 
-VT_KERNEL(index_put__cpu, "core::index_put_") {
-  vt_tensor* self = c.arg(0, "self").tensor();
-  vt_tensor* values = c.arg(2, "values").tensor();
-  const bool accumulate = c.arg(3, "accumulate").bool_();
-  vt::check_ndim(c.op, self, "self");
-  index_put_into(c, self, values, accumulate);
-  c.set_out_retained(0, self);
+// out = self with out[indices] = values (or +=); for index_put_ out is self
+VT_COMPUTE(index_put_cpu, "core::index_put") {
+  const vt_tensor* self = c.arg(0, "self").tensor();
+  const vt_tensor* out = c.out(0);
+  if (out != self) shp::copy_same(c, out, self);
+  index_put_into(c, out);
 }
 
 // for index_put and index_put_: self's gradient is the output's with the written places zeroed
@@ -776,21 +895,25 @@ VT_BACKWARD(index_put_backward, "core::index_put") {
 using core::OpDef;
 
 const OpDef kIndexOps[] = {
-    {"core::index_select(Tensor self, int dim, Tensor index) -> Tensor", nullptr, index_select_cpu, index_select_backward, 0b101},
-    {"core::index_add(Tensor self, int dim, Tensor index, Tensor source, float alpha=1.0) -> Tensor", nullptr, index_add_cpu,
+    {"core::index_select(Tensor self, int dim, Tensor index) -> Tensor", index_select_meta, index_select_cpu, index_select_backward,
+     0b101},
+    {"core::index_add(Tensor self, int dim, Tensor index, Tensor source, float alpha=1.0) -> Tensor", index_add_meta, index_add_cpu,
      index_add_backward, 0b100},
-    {"core::gather(Tensor self, int dim, Tensor index) -> Tensor", nullptr, gather_cpu, gather_backward, 0b101},
-    {"core::scatter_add(Tensor self, int dim, Tensor index, Tensor src) -> Tensor", nullptr, scatter_add_cpu, scatter_add_backward, 0b1100},
-    {"core::masked_fill(Tensor self, Tensor mask, float value) -> Tensor", nullptr, masked_fill_cpu, masked_fill_backward, 0b11},
-    {"core::embedding(Tensor weight, Tensor indices) -> Tensor", nullptr, embedding_cpu, embedding_backward_rule, 0b11},
-    {"core::embedding_backward(Tensor grad, Tensor indices, int num_weights) -> Tensor", nullptr, embedding_backward_cpu,
-     embedding_backward_backward, 0b10},
-    {"core::one_hot(Tensor indices, int num_classes=-1) -> Tensor", nullptr, one_hot_cpu},
+    {"core::gather(Tensor self, int dim, Tensor index) -> Tensor", gather_meta, gather_cpu, gather_backward, 0b101},
+    {"core::scatter_add(Tensor self, int dim, Tensor index, Tensor src) -> Tensor", scatter_add_meta, scatter_add_cpu,
+     scatter_add_backward, 0b1100},
+    {"core::masked_fill(Tensor self, Tensor mask, float value) -> Tensor", masked_fill_meta, masked_fill_cpu, masked_fill_backward,
+     0b11},
+    {"core::embedding(Tensor weight, Tensor indices) -> Tensor", embedding_meta, embedding_cpu, embedding_backward_rule, 0b11},
+    {"core::embedding_backward(Tensor grad, Tensor indices, int num_weights) -> Tensor", embedding_backward_meta,
+     embedding_backward_cpu, embedding_backward_backward, 0b10},
+    {"core::one_hot(Tensor indices, int num_classes=-1) -> Tensor", one_hot_meta, one_hot_cpu},
+    // a whole kernel: the output's row count is the number of nonzero elements (no meta step)
     {"core::nonzero(Tensor self) -> Tensor", nullptr, nonzero_cpu},
-    {"core::index(Tensor self, Tensor[] indices) -> Tensor", nullptr, index_cpu, index_backward, 0b11},
-    {"core::index_put(Tensor self, Tensor[] indices, Tensor values, bool accumulate=False) -> Tensor", nullptr, index_put_cpu,
-     index_put_backward, 0b110},
-    {"core::index_put_(Tensor self, Tensor[] indices, Tensor values, bool accumulate=False) -> Tensor", nullptr, index_put__cpu,
-     index_put_backward, 0b110},
+    {"core::index(Tensor self, Tensor[] indices) -> Tensor", index_meta, index_cpu, index_backward, 0b11},
+    {"core::index_put(Tensor self, Tensor[] indices, Tensor values, bool accumulate=False) -> Tensor", index_put_meta_fn,
+     index_put_cpu, index_put_backward, 0b110},
+    {"core::index_put_(Tensor self, Tensor[] indices, Tensor values, bool accumulate=False) -> Tensor", index_put__meta,
+     index_put_cpu, index_put_backward, 0b110},
 };
 VT_OP_TABLE(kIndexOps)

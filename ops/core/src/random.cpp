@@ -1,5 +1,7 @@
-// ops/core/src/random.cpp — random factories and in-place fills on CPU, from Philox4x32-10 (philox.h):
+// ops/core/src/random.cpp — random factories and in-place fills, from Philox4x32-10 (philox.h):
 // normal, uniform, randint, randperm, normal_, uniform_. None is differentiable.
+// Each op is a meta step (argument checks, the output: a new tensor on ctx->device, or self) and a
+// CPU compute that reserves the Philox numbers it uses and fills the output.
 //
 // normal(size, mean=0, std=1, dtype=None, device=None), uniform(size, low=0, high=1, ...):
 // floating dtypes only (None = float32). Element i depends only on (seed, offset, i), so results
@@ -83,8 +85,9 @@ void check_params(vt::Call& c, double a, double b) {
   if (D == Dist::Uniform && !(a <= b)) c.fail(VT_ERR_VALUE, "low must be <= high, got low %g and high %g", a, b);
 }
 
+// the meta step of normal/uniform: a new floating tensor of `size`
 template <Dist D>
-void random_factory(vt::Call& c, const char* a_name, const char* b_name) {
+void random_factory_meta(vt::Call& c, const char* a_name, const char* b_name) {
   const vt_int_list size = c.arg(0, "size").ints();
   const double a = c.arg(1, a_name).float_();
   const double b = c.arg(2, b_name).float_();
@@ -93,29 +96,33 @@ void random_factory(vt::Call& c, const char* a_name, const char* b_name) {
   check_params<D>(c, a, b);
   if (!vt::is_floating(dtype))
     c.fail(VT_ERR_TYPE, "dtype must be a floating type, got %s", vt::dtype_name(dtype));
-  vt::Tensor out = c.empty(size.data, (int32_t)size.len, dtype);
-  fill_random<D>(c, out, a, b);
-  c.set_out(0, std::move(out));
+  c.set_out(0, c.empty(size.data, (int32_t)size.len, dtype));
 }
 
-// In place: self's elements in logical (row-major) order get the numbers a fresh tensor of its
-// shape would get, whatever self's strides.
+// the meta step of normal_/uniform_: self, which must be floating
 template <Dist D>
-void random_inplace(vt::Call& c, const char* a_name, const char* b_name) {
+void random_inplace_meta(vt::Call& c, const char* a_name, const char* b_name) {
   vt_tensor* self = c.arg(0, "self").tensor();
-  const double a = c.arg(1, a_name).float_();
-  const double b = c.arg(2, b_name).float_();
-  check_params<D>(c, a, b);
+  check_params<D>(c, c.arg(1, a_name).float_(), c.arg(2, b_name).float_());
   if (!vt::is_floating(self->dtype))
     c.fail(VT_ERR_TYPE, "self must have a floating dtype, got %s", vt::dtype_name(self->dtype));
-  if (vt::is_contiguous(self)) {
-    fill_random<D>(c, self, a, b);
-  } else {
-    vt::Tensor tmp = c.empty_like(self);
-    fill_random<D>(c, tmp, a, b);
-    vt::Tensor r = vt::call(c.host, "core::copy_", {self, tmp.get()});
-  }
   c.set_out_retained(0, self);
+}
+
+// The compute of all four: out (a fresh tensor, or self) gets in logical (row-major) order the
+// numbers a fresh tensor of its shape would get, whatever its strides.
+template <Dist D>
+void random_cpu(vt::Call& c) {
+  const vt_tensor* out = c.out(0);
+  const double a = c.arg(1, D == Dist::Normal ? "mean" : "low").float_();
+  const double b = c.arg(2, D == Dist::Normal ? "std" : "high").float_();
+  if (vt::is_contiguous(out)) {
+    fill_random<D>(c, out, a, b);
+  } else {
+    vt::Tensor tmp = c.empty_like(out);
+    fill_random<D>(c, tmp, a, b);
+    vt::Tensor r = vt::call(c.host, "core::copy_", {c.out(0), tmp.get()});
+  }
 }
 
 // uniform integers in [0, range): 32-bit draws (multiply-shift) when range fits, else 64-bit
@@ -127,13 +134,16 @@ inline uint64_t bounded64(uint32_t lo, uint32_t hi, uint64_t range) {
 
 }  // namespace
 
-VT_KERNEL(normal_cpu, "core::normal") { random_factory<Dist::Normal>(c, "mean", "std"); }
-VT_KERNEL(uniform_cpu, "core::uniform") { random_factory<Dist::Uniform>(c, "low", "high"); }
-VT_KERNEL(normal__cpu, "core::normal_") { random_inplace<Dist::Normal>(c, "mean", "std"); }
-VT_KERNEL(uniform__cpu, "core::uniform_") { random_inplace<Dist::Uniform>(c, "low", "high"); }
+VT_META_FN(normal_meta, "core::normal") { random_factory_meta<Dist::Normal>(c, "mean", "std"); }
+VT_META_FN(uniform_meta, "core::uniform") { random_factory_meta<Dist::Uniform>(c, "low", "high"); }
+VT_META_FN(normal__meta, "core::normal_") { random_inplace_meta<Dist::Normal>(c, "mean", "std"); }
+VT_META_FN(uniform__meta, "core::uniform_") { random_inplace_meta<Dist::Uniform>(c, "low", "high"); }
+// one compute per distribution serves the factory and the in-place form
+VT_COMPUTE(normal_cpu, "core::normal") { random_cpu<Dist::Normal>(c); }
+VT_COMPUTE(uniform_cpu, "core::uniform") { random_cpu<Dist::Uniform>(c); }
 
 // randint: element i = low + bounded(word i); 4 elements per group for ranges up to 2^32, else 2.
-VT_KERNEL(randint_cpu, "core::randint") {
+VT_META_FN(randint_meta, "core::randint") {
   const int64_t low = c.arg(0, "low").int_();
   const int64_t high = c.arg(1, "high").int_();
   const vt_int_list size = c.arg(2, "size").ints();
@@ -141,14 +151,21 @@ VT_KERNEL(randint_cpu, "core::randint") {
   c.check_sizes("size", size);
   if (!(low < high)) c.fail(VT_ERR_VALUE, "low must be < high, got low %lld and high %lld", (long long)low, (long long)high);
   if (vt::scalar_type(dtype) == vt::ScalarType::Bool) c.fail(VT_ERR_TYPE, "dtype bool is not supported");
-  vt::Tensor out = c.empty(size.data, (int32_t)size.len, dtype);
+  vt::dispatch(vt::kAllTypes, dtype, c.op, [](auto) {});
+  c.set_out(0, c.empty(size.data, (int32_t)size.len, dtype));
+}
+
+VT_COMPUTE(randint_cpu, "core::randint") {
+  const int64_t low = c.arg(0, "low").int_();
+  const int64_t high = c.arg(1, "high").int_();
+  const vt_tensor* out = c.out(0);
   const uint64_t range = (uint64_t)high - (uint64_t)low;
   const bool wide = range > (1ull << 32);
   const int64_t E = wide ? 2 : 4, n = out->numel;
   const int64_t groups = (n + E - 1) / E;
   uint64_t seed = 0, offset = 0;
   if (groups > 0) c.host->philox_reserve(c.ctx->device, (uint64_t)groups, &seed, &offset);
-  vt::dispatch(vt::kAllTypes, dtype, c.op, [&](auto tag) {
+  vt::dispatch(vt::kAllTypes, out->dtype, c.op, [&](auto tag) {
     using T = typename decltype(tag)::type;
     T* o = vt::data<T>(out);
     vt::parallel_for(c.host, 0, groups, 2048, [&](int64_t g0, int64_t g1) {
@@ -162,12 +179,11 @@ VT_KERNEL(randint_cpu, "core::randint") {
       }
     });
   });
-  c.set_out(0, std::move(out));
 }
 
 // randperm: Fisher-Yates from the top, step i (n-1 .. 1) swapping with j = bounded(i + 1) drawn
 // from 64 random bits of group i / 2. Serial (the swaps depend on each other); O(n).
-VT_KERNEL(randperm_cpu, "core::randperm") {
+VT_META_FN(randperm_meta, "core::randperm") {
   const int64_t n = c.arg(0, "n").int_();
   const vt_dtype dtype = c.arg(1, "dtype").dtype_or(vt::kInt64);
   if (n < 0) c.fail(VT_ERR_VALUE, "n must be >= 0, got %lld", (long long)n);
@@ -176,12 +192,16 @@ VT_KERNEL(randperm_cpu, "core::randperm") {
       st != vt::ScalarType::Float64)
     c.fail(VT_ERR_TYPE, "dtype must be int64, int32, float32 or float64, got %s", vt::dtype_name(dtype));
   if (st == vt::ScalarType::Int32 && n > INT32_MAX) c.fail(VT_ERR_VALUE, "n = %lld does not fit int32", (long long)n);
-  const int64_t size[1] = {n};
-  vt::Tensor out = c.empty(size, 1, dtype);
+  c.set_out(0, c.empty(&n, 1, dtype));
+}
+
+VT_COMPUTE(randperm_cpu, "core::randperm") {
+  const vt_tensor* out = c.out(0);
+  const int64_t n = out->numel;
   const int64_t groups = (n + 1) / 2;
   uint64_t seed = 0, offset = 0;
   if (groups > 0) c.host->philox_reserve(c.ctx->device, (uint64_t)groups, &seed, &offset);
-  vt::dispatch(vt::types<int64_t, int32_t, float, double>{}, dtype, c.op, [&](auto tag) {
+  vt::dispatch(vt::types<int64_t, int32_t, float, double>{}, out->dtype, c.op, [&](auto tag) {
     using T = typename decltype(tag)::type;
     T* o = vt::data<T>(out);
     std::vector<int64_t> p((size_t)n);
@@ -195,17 +215,18 @@ VT_KERNEL(randperm_cpu, "core::randperm") {
     }
     for (int64_t i = 0; i < n; ++i) o[i] = (T)p[(size_t)i];
   });
-  c.set_out(0, std::move(out));
 }
 
 using core::OpDef;
 
 const OpDef kRandomOps[] = {
-    {"core::normal(int[] size, float mean=0.0, float std=1.0, ScalarType? dtype=None, Device? device=None) -> Tensor", nullptr, normal_cpu},
-    {"core::uniform(int[] size, float low=0.0, float high=1.0, ScalarType? dtype=None, Device? device=None) -> Tensor", nullptr, uniform_cpu},
-    {"core::normal_(Tensor self, float mean=0.0, float std=1.0) -> Tensor", nullptr, normal__cpu},
-    {"core::uniform_(Tensor self, float low=0.0, float high=1.0) -> Tensor", nullptr, uniform__cpu},
-    {"core::randint(int low, int high, int[] size, ScalarType? dtype=None, Device? device=None) -> Tensor", nullptr, randint_cpu},
-    {"core::randperm(int n, ScalarType? dtype=None, Device? device=None) -> Tensor", nullptr, randperm_cpu},
+    {"core::normal(int[] size, float mean=0.0, float std=1.0, ScalarType? dtype=None, Device? device=None) -> Tensor", normal_meta,
+     normal_cpu},
+    {"core::uniform(int[] size, float low=0.0, float high=1.0, ScalarType? dtype=None, Device? device=None) -> Tensor", uniform_meta,
+     uniform_cpu},
+    {"core::normal_(Tensor self, float mean=0.0, float std=1.0) -> Tensor", normal__meta, normal_cpu},
+    {"core::uniform_(Tensor self, float low=0.0, float high=1.0) -> Tensor", uniform__meta, uniform_cpu},
+    {"core::randint(int low, int high, int[] size, ScalarType? dtype=None, Device? device=None) -> Tensor", randint_meta, randint_cpu},
+    {"core::randperm(int n, ScalarType? dtype=None, Device? device=None) -> Tensor", randperm_meta, randperm_cpu},
 };
 VT_OP_TABLE(kRandomOps)

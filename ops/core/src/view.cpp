@@ -2,9 +2,12 @@
 // squeeze, unsqueeze, as_strided; contiguous's backward; and the scatter-into-zeros ops that are
 // the backward of slice/select/as_strided (each differentiable: their own backward is the view).
 //
-// A view kernel computes sizes/strides/offset and asks the host for an as_strided view of the
-// same storage: no copy, no allocation of data (reshape copies only when no view exists). Being
-// ops, views are recorded by autograd like any other op.
+// A view's meta step computes sizes/strides/offset and asks the host for an as_strided view of the
+// same storage: no copy, no allocation of data. That step is the whole op on every device
+// (VT_META_COMPLETE: cpu, cuda and meta alike, no compute). reshape views when it can, else it
+// views a core::contiguous copy (composed through the host, so complete too); slice_backward and
+// select_backward are composed the same way (core::zeros, then core::copy_ into a view of it).
+// Being ops, views are recorded by autograd like any other op.
 //
 // Backward rules that need the input's shape save `self`; for a view that costs no memory (it
 // shares the output's storage) and an in-place change of the storage after the view was taken
@@ -79,15 +82,25 @@ int32_t infer_size(const vt::Call& c, vt_int_list size, int64_t numel, int64_t* 
   return (int32_t)size.len;
 }
 
-// writes grad into a zeros tensor of `in_sizes` through the view (sizes, strides, offset) of it
+// row-major strides of a contiguous tensor of `sizes`
+void contiguous_strides(const int64_t* sizes, int32_t ndim, int64_t* strides) {
+  int64_t acc = 1;
+  for (int32_t i = ndim - 1; i >= 0; --i) {
+    strides[i] = acc;
+    acc *= sizes[i];
+  }
+}
+
+// out = zeros of `in_sizes` with grad written through the view (sizes, strides, offset) of it,
+// composed of core::zeros and core::copy_ (so it runs on every device)
 void scatter_into_zeros(vt::Call& c, vt_tensor* grad, vt_int_list in_sizes, const int64_t* vsizes, const int64_t* vstrides,
                         int32_t vndim, int64_t offset) {
-  vt::Tensor out = c.empty(in_sizes.data, (int32_t)in_sizes.len, grad->dtype);
-  if (out->numel) std::memset(out->data, 0, (size_t)(out->numel * vt::element_size(grad->dtype)));
+  if (vndim != grad->ndim || std::memcmp(vsizes, grad->sizes, sizeof(int64_t) * (size_t)vndim) != 0)
+    c.fail(VT_ERR_VALUE, "grad of shape %s does not match the view's shape %s", vt::shape_str(grad).c_str(),
+           vt::shape_str(vsizes, vndim).c_str());
+  vt::Tensor out = vt::call(c.host, "core::zeros", {V(in_sizes), V(grad->dtype), V(grad->device)});
   vt::Tensor v = make_view(c, out, vsizes, vstrides, vndim, offset);
-  if (!vt::same_shape(v, grad))
-    c.fail(VT_ERR_VALUE, "grad of shape %s does not match the view's shape %s", vt::shape_str(grad).c_str(), vt::shape_str(v).c_str());
-  shp::copy_same(c, v, grad);
+  vt::call(c.host, "core::copy_", {v, grad});
   c.set_out(0, std::move(out));
 }
 
@@ -117,7 +130,7 @@ SliceGeom slice_geom(const vt::Call& c, const int64_t* sizes, int32_t ndim, int6
 }  // namespace
 
 // ---- view, reshape ---------------------------------------------------------------------------------
-VT_KERNEL(view_cpu, "core::view") {
+VT_META_FN(view_meta, "core::view") {
   vt_tensor* self = c.arg(0, "self").tensor();
   int64_t shape[vt::kMaxDims], strides[vt::kMaxDims];
   const int32_t n = infer_size(c, c.arg(1, "size").ints(), self->numel, shape);
@@ -127,7 +140,8 @@ VT_KERNEL(view_cpu, "core::view") {
   c.set_out(0, make_view(c, self, shape, strides, n, 0));
 }
 
-VT_KERNEL(reshape_cpu, "core::reshape") {
+// a view when the strides allow one, else a view of a contiguous copy of self
+VT_META_FN(reshape_meta, "core::reshape") {
   vt_tensor* self = c.arg(0, "self").tensor();
   int64_t shape[vt::kMaxDims], strides[vt::kMaxDims];
   const int32_t n = infer_size(c, c.arg(1, "size").ints(), self->numel, shape);
@@ -135,17 +149,9 @@ VT_KERNEL(reshape_cpu, "core::reshape") {
     c.set_out(0, make_view(c, self, shape, strides, n, 0));
     return;
   }
-  vt::Tensor out = c.empty(shape, n, self->dtype);
-  // copy self (its shape) into out seen with self's shape (out is contiguous, so that view exists)
-  int64_t cs[vt::kMaxDims];
-  int64_t acc = 1;
-  for (int32_t i = self->ndim - 1; i >= 0; --i) {
-    cs[i] = acc;
-    acc *= self->sizes[i];
-  }
-  vt::Tensor dst = make_view(c, out, self->sizes, cs, self->ndim, 0);
-  shp::copy_same(c, dst, self);
-  c.set_out(0, std::move(out));
+  vt::Tensor copy = vt::call(c.host, "core::contiguous", {self});
+  contiguous_strides(shape, n, strides);
+  c.set_out(0, make_view(c, copy, shape, strides, n, 0));
 }
 
 VT_BACKWARD(view_backward, "core::view") {
@@ -153,7 +159,7 @@ VT_BACKWARD(view_backward, "core::view") {
 }
 
 // ---- permute, transpose -----------------------------------------------------------------------------
-VT_KERNEL(permute_cpu, "core::permute") {
+VT_META_FN(permute_meta, "core::permute") {
   vt_tensor* self = c.arg(0, "self").tensor();
   const vt_int_list dims = c.arg(1, "dims").ints();
   const int32_t n = self->ndim;
@@ -180,7 +186,7 @@ VT_BACKWARD(permute_backward, "core::permute") {
   g.set_grad(0, vt::call(g.host, "core::permute", {g.grad_out(0), V(inv)}));
 }
 
-VT_KERNEL(transpose_cpu, "core::transpose") {
+VT_META_FN(transpose_meta, "core::transpose") {
   vt_tensor* self = c.arg(0, "self").tensor();
   const int32_t n = self->ndim;
   const int32_t d0 = vt::wrap_dim(c.op, c.arg(1, "dim0").int_(), n);
@@ -202,7 +208,7 @@ VT_BACKWARD(transpose_backward, "core::transpose") {
 }
 
 // ---- expand --------------------------------------------------------------------------------------------
-VT_KERNEL(expand_cpu, "core::expand") {
+VT_META_FN(expand_meta, "core::expand") {
   vt_tensor* self = c.arg(0, "self").tensor();
   const vt_int_list size = c.arg(1, "size").ints();
   if (size.len > vt::kMaxDims) c.fail(VT_ERR_VALUE, "size has %lld dims; at most %d are supported", (long long)size.len, vt::kMaxDims);
@@ -240,7 +246,7 @@ VT_BACKWARD(expand_backward, "core::expand") {
 }
 
 // ---- slice, select -------------------------------------------------------------------------------------
-VT_KERNEL(slice_cpu, "core::slice") {
+VT_META_FN(slice_meta, "core::slice") {
   vt_tensor* self = c.arg(0, "self").tensor();
   const SliceGeom s = slice_geom(c, self->sizes, self->ndim, c.arg(1, "dim").int_(), c.arg(2, "start"), c.arg(3, "end"),
                                  c.arg(4, "step").int_());
@@ -261,7 +267,7 @@ VT_BACKWARD(slice_backward_rule, "core::slice") {
 
 // slice_backward(grad, input_sizes, dim, start, end, step): zeros of input_sizes with grad
 // written into the slice. Linear in grad; its backward is the slice again.
-VT_KERNEL(slice_backward_cpu, "core::slice_backward") {
+VT_META_FN(slice_backward_meta, "core::slice_backward") {
   vt_tensor* grad = c.arg(0, "grad").tensor();
   const vt_int_list in = c.arg(1, "input_sizes").ints();
   c.check_sizes("input_sizes", in);
@@ -269,12 +275,8 @@ VT_KERNEL(slice_backward_cpu, "core::slice_backward") {
   const SliceGeom s = slice_geom(c, in.data, (int32_t)in.len, c.arg(2, "dim").int_(), c.arg(3, "start"), c.arg(4, "end"),
                                  c.arg(5, "step").int_());
   int64_t sizes[vt::kMaxDims], strides[vt::kMaxDims];
-  int64_t acc = 1;
-  for (int32_t i = (int32_t)in.len - 1; i >= 0; --i) {
-    sizes[i] = in.data[i];
-    strides[i] = acc;
-    acc *= in.data[i];
-  }
+  for (int32_t i = 0; i < (int32_t)in.len; ++i) sizes[i] = in.data[i];
+  contiguous_strides(in.data, (int32_t)in.len, strides);
   const int64_t off = s.len ? s.start * strides[s.dim] : 0;
   sizes[s.dim] = s.len;
   strides[s.dim] *= s.step;
@@ -307,7 +309,7 @@ int64_t select_geom(const vt::Call& c, const int64_t* sizes, const int64_t* stri
 }
 }  // namespace
 
-VT_KERNEL(select_cpu, "core::select") {
+VT_META_FN(select_meta, "core::select") {
   vt_tensor* self = c.arg(0, "self").tensor();
   int64_t sizes[vt::kMaxDims], strides[vt::kMaxDims];
   int32_t d;
@@ -321,17 +323,13 @@ VT_BACKWARD(select_backward_rule, "core::select") {
                                                            shp::raw(g.arg(2))}));
 }
 
-VT_KERNEL(select_backward_cpu, "core::select_backward") {
+VT_META_FN(select_backward_meta, "core::select_backward") {
   vt_tensor* grad = c.arg(0, "grad").tensor();
   const vt_int_list in = c.arg(1, "input_sizes").ints();
   c.check_sizes("input_sizes", in);
   if (in.len > vt::kMaxDims) c.fail(VT_ERR_VALUE, "input_sizes has too many dims (%lld)", (long long)in.len);
   int64_t cstrides[vt::kMaxDims];
-  int64_t acc = 1;
-  for (int32_t i = (int32_t)in.len - 1; i >= 0; --i) {
-    cstrides[i] = acc;
-    acc *= in.data[i];
-  }
+  contiguous_strides(in.data, (int32_t)in.len, cstrides);
   int64_t sizes[vt::kMaxDims], strides[vt::kMaxDims];
   int32_t d;
   const int64_t off = select_geom(c, in.data, cstrides, (int32_t)in.len, c.arg(2, "dim").int_(), c.arg(3, "index").int_(),
@@ -344,7 +342,7 @@ VT_BACKWARD(select_backward_backward, "core::select_backward") {
 }
 
 // ---- squeeze, unsqueeze --------------------------------------------------------------------------------
-VT_KERNEL(squeeze_cpu, "core::squeeze") {
+VT_META_FN(squeeze_meta, "core::squeeze") {
   vt_tensor* self = c.arg(0, "self").tensor();
   const vt_int_list dims = c.arg(1, "dim").ints();
   bool drop[vt::kMaxDims] = {};
@@ -370,7 +368,7 @@ VT_BACKWARD(squeeze_backward, "core::squeeze") {
   g.set_grad(0, vt::call(g.host, "core::reshape", {g.grad_out(0), V::sizes(g.saved(0))}));
 }
 
-VT_KERNEL(unsqueeze_cpu, "core::unsqueeze") {
+VT_META_FN(unsqueeze_meta, "core::unsqueeze") {
   vt_tensor* self = c.arg(0, "self").tensor();
   const int32_t n = self->ndim;
   if (n + 1 > vt::kMaxDims) c.fail(VT_ERR_VALUE, "result would have %d dims; at most %d are supported", n + 1, vt::kMaxDims);
@@ -396,7 +394,7 @@ VT_BACKWARD(unsqueeze_backward, "core::unsqueeze") {
 
 // ---- as_strided ----------------------------------------------------------------------------------------
 // offset counts elements from self's first element (self's own storage offset is already applied).
-VT_KERNEL(as_strided_cpu, "core::as_strided") {
+VT_META_FN(as_strided_meta, "core::as_strided") {
   vt_tensor* self = c.arg(0, "self").tensor();
   const vt_int_list size = c.arg(1, "size").ints();
   const vt_int_list stride = c.arg(2, "stride").ints();
@@ -423,7 +421,7 @@ VT_BACKWARD(as_strided_backward_rule, "core::as_strided") {
 // as_strided_backward(grad, input_sizes, size, stride, offset): a contiguous tensor of
 // input_sizes where each element sums the grads of every view position that reads it (views may
 // overlap). Serial over the view (a rare op; correct under overlap without atomics).
-VT_KERNEL(as_strided_backward_cpu, "core::as_strided_backward") {
+VT_META_FN(as_strided_backward_meta, "core::as_strided_backward") {
   vt_tensor* grad = c.arg(0, "grad").tensor();
   const vt_int_list in = c.arg(1, "input_sizes").ints();
   const vt_int_list size = c.arg(2, "size").ints();
@@ -435,7 +433,25 @@ VT_KERNEL(as_strided_backward_cpu, "core::as_strided_backward") {
       stride.len != size.len)
     c.fail(VT_ERR_VALUE, "grad of shape %s does not match size %s", vt::shape_str(grad).c_str(),
            vt::shape_str(size.data, (int32_t)size.len).c_str());
-  vt::Tensor out = c.empty(in.data, (int32_t)in.len, grad->dtype);
+  vt::dispatch(vt::kFloatingTypes, grad->dtype, c.op, [](auto) {});
+  // every element the view reads lies in [lo, hi]; both must be inside the input
+  int64_t N = 1, lo = offset, hi = offset;
+  for (int64_t d = 0; d < in.len; ++d) N *= in.data[d];
+  for (int32_t d = 0; d < grad->ndim; ++d) {
+    const int64_t span = (grad->sizes[d] - 1) * stride.data[d];
+    (span < 0 ? lo : hi) += span;
+  }
+  if (grad->numel > 0 && (lo < 0 || hi >= N))
+    c.fail(VT_ERR_VALUE, "the view reaches element %lld outside the input's %lld elements", (long long)(lo < 0 ? lo : hi),
+           (long long)N);
+  c.set_out(0, c.empty(in.data, (int32_t)in.len, grad->dtype));
+}
+
+VT_COMPUTE(as_strided_backward_cpu, "core::as_strided_backward") {
+  const vt_tensor* grad = c.arg(0, "grad").tensor();
+  const vt_int_list stride = c.arg(3, "stride").ints();
+  const int64_t offset = c.arg(4, "offset").int_();
+  const vt_tensor* out = c.out(0);
   const int64_t N = out->numel;
   vt::dispatch(vt::kFloatingTypes, grad->dtype, c.op, [&](auto tag) {
     using T = typename decltype(tag)::type;
@@ -449,8 +465,6 @@ VT_KERNEL(as_strided_backward_cpu, "core::as_strided_backward") {
         src += idx[d] * grad->strides[d];
         dst += idx[d] * stride.data[d];
       }
-      if (dst < 0 || dst >= N)
-        c.fail(VT_ERR_VALUE, "the view reaches element %lld outside the input's %lld elements", (long long)dst, (long long)N);
       acc[(size_t)dst] += (A)vt::data<T>(grad)[src];
       for (int32_t d = n - 1; d >= 0; --d) {
         if (++idx[d] < grad->sizes[d]) break;
@@ -460,7 +474,6 @@ VT_KERNEL(as_strided_backward_cpu, "core::as_strided_backward") {
     T* o = vt::data<T>(out);
     for (int64_t i = 0; i < N; ++i) o[i] = T(acc[(size_t)i]);
   });
-  c.set_out(0, std::move(out));
 }
 
 VT_BACKWARD(as_strided_backward_backward, "core::as_strided_backward") {
@@ -468,29 +481,33 @@ VT_BACKWARD(as_strided_backward_backward, "core::as_strided_backward") {
   g.set_grad(0, vt::call(g.host, "core::as_strided", {gg, shp::raw(g.arg(2)), shp::raw(g.arg(3)), shp::raw(g.arg(4))}));
 }
 
-// ---- contiguous: the kernel is in copy.cpp; the gradient passes through -----------------------------
-vt::KernelFn contiguous_cpu;
+// ---- contiguous: the meta step and compute are in copy.cpp; the gradient passes through ------------
+vt::KernelFn contiguous_meta, contiguous_cpu;
 VT_BACKWARD(contiguous_backward, "core::contiguous") { g.set_grad(0, shp::retained(g.host, g.grad_out(0))); }
 
 using core::OpDef;
 
+constexpr uint32_t kComplete = VT_META_COMPLETE;
+
 const OpDef kViewOps[] = {
-    {"core::view(Tensor self, int[] size) -> Tensor", nullptr, view_cpu, view_backward, 1},
-    {"core::reshape(Tensor self, int[] size) -> Tensor", nullptr, reshape_cpu, view_backward, 1},
-    {"core::permute(Tensor self, int[] dims) -> Tensor", nullptr, permute_cpu, permute_backward},
-    {"core::transpose(Tensor self, int dim0, int dim1) -> Tensor", nullptr, transpose_cpu, transpose_backward},
-    {"core::expand(Tensor self, int[] size) -> Tensor", nullptr, expand_cpu, expand_backward, 1},
-    {"core::slice(Tensor self, int dim=0, int? start=None, int? end=None, int step=1) -> Tensor", nullptr, slice_cpu, slice_backward_rule, 1},
-    {"core::slice_backward(Tensor grad, int[] input_sizes, int dim, int? start, int? end, int step) -> Tensor", nullptr, slice_backward_cpu,
-     slice_backward_backward},
-    {"core::select(Tensor self, int dim, int index) -> Tensor", nullptr, select_cpu, select_backward_rule, 1},
-    {"core::select_backward(Tensor grad, int[] input_sizes, int dim, int index) -> Tensor", nullptr, select_backward_cpu,
-     select_backward_backward},
-    {"core::squeeze(Tensor self, int[] dim=[]) -> Tensor", nullptr, squeeze_cpu, squeeze_backward, 1},
-    {"core::unsqueeze(Tensor self, int dim) -> Tensor", nullptr, unsqueeze_cpu, unsqueeze_backward},
-    {"core::as_strided(Tensor self, int[] size, int[] stride, int offset=0) -> Tensor", nullptr, as_strided_cpu, as_strided_backward_rule, 1},
+    {"core::view(Tensor self, int[] size) -> Tensor", view_meta, nullptr, view_backward, 1, 0, kComplete},
+    {"core::reshape(Tensor self, int[] size) -> Tensor", reshape_meta, nullptr, view_backward, 1, 0, kComplete},
+    {"core::permute(Tensor self, int[] dims) -> Tensor", permute_meta, nullptr, permute_backward, 0, 0, kComplete},
+    {"core::transpose(Tensor self, int dim0, int dim1) -> Tensor", transpose_meta, nullptr, transpose_backward, 0, 0, kComplete},
+    {"core::expand(Tensor self, int[] size) -> Tensor", expand_meta, nullptr, expand_backward, 1, 0, kComplete},
+    {"core::slice(Tensor self, int dim=0, int? start=None, int? end=None, int step=1) -> Tensor", slice_meta, nullptr,
+     slice_backward_rule, 1, 0, kComplete},
+    {"core::slice_backward(Tensor grad, int[] input_sizes, int dim, int? start, int? end, int step) -> Tensor",
+     slice_backward_meta, nullptr, slice_backward_backward, 0, 0, kComplete},
+    {"core::select(Tensor self, int dim, int index) -> Tensor", select_meta, nullptr, select_backward_rule, 1, 0, kComplete},
+    {"core::select_backward(Tensor grad, int[] input_sizes, int dim, int index) -> Tensor", select_backward_meta, nullptr,
+     select_backward_backward, 0, 0, kComplete},
+    {"core::squeeze(Tensor self, int[] dim=[]) -> Tensor", squeeze_meta, nullptr, squeeze_backward, 1, 0, kComplete},
+    {"core::unsqueeze(Tensor self, int dim) -> Tensor", unsqueeze_meta, nullptr, unsqueeze_backward, 0, 0, kComplete},
+    {"core::as_strided(Tensor self, int[] size, int[] stride, int offset=0) -> Tensor", as_strided_meta, nullptr,
+     as_strided_backward_rule, 1, 0, kComplete},
     {"core::as_strided_backward(Tensor grad, int[] input_sizes, int[] size, int[] stride, int offset) -> Tensor",
-     nullptr, as_strided_backward_cpu, as_strided_backward_backward},
-    {"core::contiguous(Tensor self) -> Tensor", nullptr, contiguous_cpu, contiguous_backward},
+     as_strided_backward_meta, as_strided_backward_cpu, as_strided_backward_backward},
+    {"core::contiguous(Tensor self) -> Tensor", contiguous_meta, contiguous_cpu, contiguous_backward},
 };
 VT_OP_TABLE(kViewOps)
