@@ -33,7 +33,6 @@ class dtype:
 bool_ = dtype("bool", 6, 8, "bool")
 uint8 = dtype("uint8", 1, 8, "uint8")
 int8 = dtype("int8", 0, 8, "int8")
-int16 = dtype("int16", 0, 16, "int16")
 int32 = dtype("int32", 0, 32, "int32")
 int64 = dtype("int64", 0, 64, "int64")
 float16 = dtype("float16", 2, 16, "float16")

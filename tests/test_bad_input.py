@@ -182,10 +182,6 @@ def test_to_cuda_error_names_the_device():
 
 
 @pytest.mark.skipif(vt.cuda.is_available(), reason="checks the CPU-only error")
-@pytest.mark.xfail(strict=True, reason=(
-    "opsdk/include/vt/oppack.hpp vt::empty() throws Error(VT_ERR_MEMORY) whenever host->empty "
-    "returns NULL, replacing the host's status (VT_ERR_NOT_IMPL 'no allocator for device cuda:0') "
-    "so Python sees MemoryError"))
 def test_factory_on_missing_cuda_is_not_a_memory_error():
     with pytest.raises(NotImplementedError, match=r"\[core::zeros\].*cuda:0"):
         vt.zeros(2, device="cuda")

@@ -12,7 +12,7 @@ from vibetensor import runtime as _runtime  # noqa: F401  (the binding loads lib
 from vibetensor import registry as _registry
 from vibetensor.runtime import lib as _lib
 from vibetensor.runtime.dtypes import (bfloat16, bool_, device, dtype, float16, float32, float64,
-                                      int8, int16, int32, int64, uint8)
+                                      int8, int32, int64, uint8)
 
 from . import ops
 from .creation import (arange, as_tensor, empty, empty_like, from_numpy, full, manual_seed,

@@ -39,7 +39,6 @@ _DTYPES = {
     "BOOL": (T.bool_, np.dtype("bool")),
     "U8": (T.uint8, np.dtype("<u1")),
     "I8": (T.int8, np.dtype("<i1")),
-    "I16": (T.int16, np.dtype("<i2")),
     "I32": (T.int32, np.dtype("<i4")),
     "I64": (T.int64, np.dtype("<i8")),
     "F16": (T.float16, np.dtype("<f2")),

@@ -480,6 +480,9 @@ vt_status call(Op* op, const vt_value* args, int32_t nargs, vt_value* outs, int3
   if (st != VT_OK) {
     for (int32_t j = 0; j < nouts; ++j)
       if (outs[j].tag == VT_TENSOR && outs[j].v.t) vtrt_release(outs[j].v.t);
+    // The host's status wins: it was set where the failure happened (e.g. an allocator saying
+    // NOT_IMPL), while a kernel may only pass on a generic code.
+    if (vtrt_last_status() != VT_OK) st = vtrt_last_status();
     const char* msg = last_error();
     if (msg[0] == 0) {
       set_error(st, "[%s] kernel failed without a message (status %d)", s.name.c_str(), st);
@@ -487,9 +490,7 @@ vt_status call(Op* op, const vt_value* args, int32_t nargs, vt_value* outs, int3
       std::string m = msg;
       set_error(st, "[%s] %s", s.name.c_str(), m.c_str());
     }
-    // The host's status wins: it was set where the failure happened (e.g. an allocator saying
-    // NOT_IMPL), while a kernel may only pass on a generic code.
-    return vtrt_last_status() != VT_OK ? vtrt_last_status() : st;
+    return st;
   }
   for (int32_t j = 0; j < nouts; ++j) {
     if (outs[j].tag != s.returns[j] || (outs[j].tag == VT_TENSOR && !outs[j].v.t)) {

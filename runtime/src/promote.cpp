@@ -2,7 +2,8 @@
 // binding, packs and backward rules through the host table).
 //
 // Categories order bool < integer < floating. Two tensors: the higher category wins; within a
-// category the wider type (float16 with bfloat16 gives float32; uint8 with int8 gives int16).
+// category the wider type (float16 with bfloat16 gives float32; uint8 with int8 would be int16,
+// a dtype the runtime refuses because no kernel has it).
 // A Python scalar only lifts the category:
 // int32 + 1 -> int32, float16 + 1.0 -> float16, int64 + 1.0 -> float32 (the default float),
 // bool + 1 -> int64.
@@ -25,7 +26,7 @@ int rank(vt_dtype d) {
   switch (d.code) {
     case VT_DL_BOOL: return 0;
     case VT_DL_UINT: return 1;
-    case VT_DL_INT: return d.bits == 8 ? 2 : d.bits == 16 ? 3 : d.bits == 32 ? 4 : 5;
+    case VT_DL_INT: return d.bits == 8 ? 2 : d.bits == 32 ? 4 : 5;
     case VT_DL_FLOAT: return d.bits == 16 ? 6 : d.bits == 32 ? 8 : 9;
     case VT_DL_BFLOAT: return 7;
   }
@@ -51,7 +52,11 @@ vt_dtype promote_types(vt_dtype a, vt_dtype b) {
   if (halves) return kF32;
   const bool bytes = (a.code == VT_DL_UINT && b.code == VT_DL_INT && b.bits == 8) ||
                      (b.code == VT_DL_UINT && a.code == VT_DL_INT && a.bits == 8);
-  if (bytes) return vt_dtype{VT_DL_INT, 16, 1};
+  if (bytes) {
+    set_error(VT_ERR_TYPE, "uint8 and int8 promote to int16, which vibetensor does not have; "
+              "convert one of them first (e.g. .to(vt.int32))");
+    return kInvalid;
+  }
   return rank(a) >= rank(b) ? a : b;
 }
 

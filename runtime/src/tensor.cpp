@@ -13,7 +13,7 @@ size_t dtype_size(vt_dtype d) { return d.bits == 1 ? 1 : d.bits / 8; }
 bool dtype_valid(vt_dtype d) {
   if (d.lanes != 1) return false;
   switch (d.code) {
-    case VT_DL_INT: return d.bits == 8 || d.bits == 16 || d.bits == 32 || d.bits == 64;
+    case VT_DL_INT: return d.bits == 8 || d.bits == 32 || d.bits == 64;  // no int16: no kernels have it
     case VT_DL_UINT: return d.bits == 8;
     case VT_DL_FLOAT: return d.bits == 16 || d.bits == 32 || d.bits == 64;
     case VT_DL_BFLOAT: return d.bits == 16;
