@@ -6,6 +6,7 @@
 vt::KernelFn add_cuda, sub_cuda, mul_cuda, div_cuda;        // binary.cu
 vt::KernelFn contiguous_cuda, copy__cuda, to_dtype_cuda;    // copy.cu
 vt::KernelFn fill__cuda, zeros_cuda, ones_cuda, full_cuda;  // fill.cu
+vt::KernelFn to_device_compute;  // src/copy.cpp: device-neutral (the host's copy_bytes)
 
 void core_register_cuda(vt::Registrar& r) {
   r.compute("core::add", VT_CUDA, add_cuda);
@@ -23,4 +24,5 @@ void core_register_cuda(vt::Registrar& r) {
   r.compute("core::zeros", VT_CUDA, zeros_cuda);
   r.compute("core::ones", VT_CUDA, ones_cuda);
   r.compute("core::full", VT_CUDA, full_cuda);
+  r.compute("core::to_device", VT_CUDA, to_device_compute);
 }
