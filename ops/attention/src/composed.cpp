@@ -11,6 +11,8 @@
 // just before the call (a reservation of 0 counters) and returned in the rng output, so the op's
 // one backward rule regenerates the same mask. (A concurrent random op on another thread between
 // the read and core::dropout's own reservation would shift it; the fused provider has no such gap.)
+// It is a compute: the arguments were checked and the outputs made by the op's meta step
+// (pack.cpp); the results are copied into those outputs.
 #include "attn.hpp"
 #include "vt/autograd.hpp"
 
