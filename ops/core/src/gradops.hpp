@@ -2,8 +2,8 @@
 //
 // Backward rules compute only through host->call (vt::call), so they run on every device and are
 // differentiable themselves. These wrappers name the core ops they rely on:
-//   core::mul/add/sub/div/neg/exp/sum/sum_to_size/full/matmul (elementwise, reduction, factory
-//   families) and core::transpose/reshape (shape family), plus this family's own ops.
+//   core::mul/mul_scalar/add/sub/sum/matmul (elementwise, reduction, linear-algebra families)
+//   and core::transpose/reshape (view family), plus this family's own ops.
 // What it is not: kernels. Nothing here touches tensor memory.
 #pragma once
 
@@ -42,16 +42,9 @@ inline Tensor mT(const vt_host* h, vt_tensor* t) { return vt::call(h, "core::tra
 inline Tensor reshape(const vt_host* h, vt_tensor* t, const std::vector<int64_t>& s) {
   return vt::call(h, "core::reshape", {t, V(s)});
 }
-// a 0-d tensor of `like`'s dtype and device holding v
-inline Tensor scalar(const vt_host* h, double v, const vt_tensor* like) {
-  vt_int_list none{nullptr, 0};
-  return vt::call(h, "core::full", {V(none), v, like->dtype, like->device});
-}
-// t * v (a new tensor even when v == 1, so callers may always take ownership)
-inline Tensor scale(const vt_host* h, vt_tensor* t, double v) {
-  Tensor s = scalar(h, v, t);
-  return mul(h, t, s);
-}
+// t * v with a Python-number v (core::mul_scalar: no 0-d tensor is made; a new tensor even when
+// v == 1, so callers may always take ownership)
+inline Tensor scale(const vt_host* h, vt_tensor* t, double v) { return vt::call(h, "core::mul_scalar", {t, v}); }
 // sum over `dims` keeping them (size 1)
 inline Tensor sum_keep(const vt_host* h, vt_tensor* t, const std::vector<int64_t>& dims) {
   return vt::call(h, "core::sum", {t, V(dims), true, V::none()});
