@@ -50,6 +50,21 @@ def bench_dispatch():
         print(f"torch  {t_t * 1e6:7.3f} us/op   vt/torch {t_vt / t_t:5.2f}x (target <= 0.60)")
     else:
         print("torch not importable: vt/torch not measured")
+    print("== eager dispatch: 4-element float32 tensor + Python float (x + 1.0) ==")
+    t_vt = per_call(lambda: a + 1.0)
+    print(f"vt     {t_vt * 1e6:7.3f} us/op")
+    if torch is not None:
+        t_t = per_call(lambda: ta + 1.0)
+        print(f"torch  {t_t * 1e6:7.3f} us/op   vt/torch {t_vt / t_t:5.2f}x (target <= 0.60)")
+
+
+def bench_empty():
+    print("== allocation from Python: empty(262144) float32 (1 MiB) + free ==")
+    t_vt = per_call(lambda: vt.empty(262144))
+    print(f"vt     {t_vt * 1e6:7.3f} us/op")
+    if torch is not None:
+        t_t = per_call(lambda: torch.empty(262144))
+        print(f"torch  {t_t * 1e6:7.3f} us/op   vt/torch {t_vt / t_t:5.2f}x")
 
 
 PACK_SRC = r"""
@@ -158,6 +173,7 @@ def main():
           f"{os.cpu_count()} cores, vt threads {vt.get_num_threads()}, "
           f"{time.strftime('%Y-%m-%d')}")
     bench_dispatch()
+    bench_empty()
     bench_matmul()
     if not args.skip_build:
         tmp = Path(tempfile.mkdtemp(prefix="vtbench"))

@@ -7,7 +7,7 @@ from . import CPU, CUDA, META, FLOAT, INT, BOOL, error, ffi, lib
 class dtype:
     """A tensor element type: `vt.float32`, `vt.int64`, ... (DLPack code, bits)."""
 
-    __slots__ = ("name", "code", "bits", "itemsize", "is_floating_point", "numpy_name")
+    __slots__ = ("name", "code", "bits", "itemsize", "is_floating_point", "numpy_name", "_c")
     _by_key: dict = {}
     _by_name: dict = {}
 
@@ -15,6 +15,7 @@ class dtype:
         self.name, self.code, self.bits, self.numpy_name = name, code, bits, numpy_name
         self.itemsize = max(1, bits // 8)
         self.is_floating_point = code in (2, 4)
+        self._c = None
         dtype._by_key[(code, bits)] = self
         dtype._by_name[name] = self
 
@@ -25,9 +26,12 @@ class dtype:
         return (get_dtype, (self.name,))
 
     def _vt(self):
-        v = ffi.new("vt_dtype*")
-        v.code, v.bits, v.lanes = self.code, self.bits, 1
-        return v[0]
+        """The C struct (made once: factories call this on every tensor they make)."""
+        if self._c is None:
+            v = ffi.new("vt_dtype*")
+            v.code, v.bits, v.lanes = self.code, self.bits, 1
+            self._c = v[0]
+        return self._c
 
 
 bool_ = dtype("bool", 6, 8, "bool")
@@ -146,11 +150,15 @@ class device:
         return f"device('{self}')"
 
     def _vt(self):
-        v = ffi.new("vt_device*")
-        v.type, v.index = self.code, self.index
-        return v[0]
+        c = _device_structs.get((self.type, self.index))
+        if c is None:
+            v = ffi.new("vt_device*")
+            v.type, v.index = self.code, self.index
+            c = _device_structs[(self.type, self.index)] = v[0]
+        return c
 
 
+_device_structs: dict = {}  # (type, index) -> vt_device struct, made once
 _CPU = device("cpu")
 
 

@@ -3,21 +3,38 @@ from __future__ import annotations
 
 import numpy as np
 
-from vibetensor.runtime import checked, ffi, lib
+from vibetensor.runtime import checked, error, ffi, lib
 from vibetensor.runtime import dtypes as T
 
 from . import _ops
 from .tensor import Tensor, _wrap
 
 
+_NULL = ffi.NULL
+
+
 def _size(size):
-    if len(size) == 1 and isinstance(size[0], (tuple, list)):
-        size = tuple(size[0])
+    if len(size) == 1:
+        if type(size[0]) is int:  # empty(n): the commonest call, no conversion
+            return size
+        if isinstance(size[0], (tuple, list)):
+            size = tuple(size[0])
     return [int(s) for s in size]
 
 
+_devices: dict = {}  # what users pass ("cuda", "cuda:1", a device) -> device, parsed once
+
+
 def _dev(device):
-    return T.device(device if device is not None else "cpu")
+    if device is None:
+        return T._CPU
+    try:
+        d = _devices.get(device)
+    except TypeError:  # unhashable: let device() explain
+        return T.device(device)
+    if d is None:
+        d = _devices[device] = T.device(device)
+    return d
 
 
 # numpy arrays we lend memory from, kept alive until the runtime's deleter runs
@@ -87,7 +104,10 @@ def as_tensor(data, dtype=None, device=None) -> Tensor:
 def empty(*size, dtype=None, device=None) -> Tensor:
     d = T.get_dtype(dtype) if dtype is not None else T.float32
     s = _size(size)
-    return _wrap(checked(lib.vtrt_empty(s, len(s), d._vt(), _dev(device)._vt())))
+    h = lib.vtrt_empty(s, len(s), d._vt(), _dev(device)._vt())
+    if h == _NULL:
+        raise error()
+    return _wrap(h)
 
 
 def zeros(*size, dtype=None, device=None) -> Tensor:

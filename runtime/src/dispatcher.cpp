@@ -472,6 +472,9 @@ vt_status call(Op* op, const vt_value* args, int32_t nargs, vt_value* outs, int3
         for (int32_t j = 0; j < nouts; ++j) made[j] = outs[j].tag == VT_TENSOR ? outs[j].v.t : nullptr;
         st = e->fn(&ctx, full, n, outs, nouts);
         if (st == VT_OK) st = check_replaced(op, made, outs, nouts);
+        // the outputs a compute replaced are still ours to release, whatever happened
+        for (int32_t j = 0; j < nouts; ++j)
+          if (made[j] && !(outs[j].tag == VT_TENSOR && outs[j].v.t == made[j])) vtrt_release(made[j]);
       }
     } else {
       st = e->fn(&ctx, full, n, outs, nouts);

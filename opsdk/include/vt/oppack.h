@@ -172,7 +172,8 @@ typedef void (*vt_range_fn)(void* closure, int64_t begin, int64_t end);
  * A compute function (registered per device by any provider with register_compute) gets the same
  * arguments and the outputs the meta step made, already in `outs`, and only does arithmetic into
  * them. It may replace an output with another tensor of the same shape, dtype and device
- * (releasing the one it got), e.g. a provider composed from other ops.
+ * (it overwrites outs[i] with its new reference and does NOT release the one it got: the host
+ * checks the replacement, then releases the original), e.g. a provider composed of other ops.
  * On the meta device only the meta step runs. Flags of register_meta: */
 enum {
   VT_META_COMPLETE = 1 /* the meta step's outputs are the result on every device (views, ops

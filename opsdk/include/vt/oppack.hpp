@@ -279,7 +279,9 @@ inline std::string shape_str(const int64_t* sizes, int32_t ndim) {
 }
 inline std::string shape_str(const vt_tensor* t) { return shape_str(t->sizes, t->ndim); }
 
-inline const char* device_name(vt_device d) { return d.type == VT_CPU ? "cpu" : d.type == VT_CUDA ? "cuda" : "unknown"; }
+inline const char* device_name(vt_device d) {
+  return d.type == VT_CPU ? "cpu" : d.type == VT_CUDA ? "cuda" : d.type == VT_META ? "meta" : "unknown";
+}
 
 // Wraps negative dims; out of range is VT_ERR_INDEX naming dim and ndim. A 0-d tensor accepts
 // dims 0 and -1, like torch.
