@@ -1,6 +1,7 @@
 #!/bin/bash
 # One GPU-machine session in one call: install, build, GPU tests, benchmarks; logs under $OUT.
 #   device run: bash bench/gpu_session.sh [pytest-selection...]   (carry .whl; see ../shared/gpu)
+#   VT_BENCHES="bench/x.py ..." picks the benchmarks, VT_TEST_SECONDS caps the tests
 # The last lines printed are the summary (test counts, benchmark tables).
 set -uo pipefail
 OUT=${OUT:-/tmp/vt-out}; mkdir -p "$OUT"
@@ -15,7 +16,7 @@ sel=("$@")
 [ ${#sel[@]} -eq 0 ] && sel=(tests)
 timeout ${VT_TEST_SECONDS:-330} python3 -m pytest -q -p no:cacheprovider "${sel[@]}" > "$OUT/tests.log" 2>&1
 tail -25 "$OUT/tests.log"
-for b in bench/bench_cuda_runtime.py bench/bench_pack_build_cuda.py; do
+for b in ${VT_BENCHES:-bench/bench_cuda_runtime.py bench/bench_pack_build_cuda.py}; do
   [ -f "$b" ] && timeout 150 python3 "$b" > "$OUT/$(basename "$b" .py).txt" 2>&1
   tail -25 "$OUT/$(basename "$b" .py).txt"
 done

@@ -60,3 +60,39 @@ def test_cuda_provider_is_listed_and_device_mismatch_is_refused():
     with pytest.raises(ValueError, match=r"\[core::add\].*cpu.*cuda:0"):
         vt.ops.core.add(vt.ones(3), vt.ones(3, device="cuda"))
     vt.cuda.synchronize()
+
+
+@cuda
+def test_autograd_crosses_devices():
+    # to()/cuda()/cpu() are core::to_device calls with a backward rule: gradients come home
+    x = vt.tensor([1.0, -2.0, 3.0]).requires_grad_()
+    w = vt.tensor([0.5, 4.0, -1.0], device="cuda").requires_grad_()
+    assert w.is_leaf and w.is_cuda
+    y = (x.cuda() * w + x.cuda()).cpu()
+    assert y.tolist() == [1.5, -10.0, 0.0]
+    (y * vt.tensor([1.0, 2.0, 3.0])).sum().backward()
+    assert x.grad.device == vt.device("cpu") and w.grad.is_cuda
+    np.testing.assert_allclose(x.grad.numpy(), [1.5, 10.0, 0.0])
+    np.testing.assert_allclose(w.grad.cpu().numpy(), [1.0, -4.0, 9.0])
+
+
+@cuda
+def test_meta_then_cuda_same_shapes_and_errors():
+    a, b = vt.ones(4, 1, device="cuda"), vt.ones(3, device="cuda")
+    assert (a + b).shape == (a.to("meta") + b.to("meta")).shape == (4, 3)
+    for dev in ("cuda", "meta"):
+        with pytest.raises(ValueError) as info:
+            vt.ones(2, 3, device=dev) + vt.ones(4, device=dev)
+        assert "[core::add]" in str(info.value)
+
+
+@cuda
+def test_typed_scalar_on_cuda_is_a_clear_error_until_its_kernel_exists():
+    # core::add_scalar has a meta step; its CUDA compute arrives with the CUDA op issue
+    x = vt.ones(3, device="cuda")
+    try:
+        r = x + 1.0
+    except NotImplementedError as e:
+        assert "core::add_scalar" in str(e) and "cuda" in str(e)
+    else:
+        assert r.cpu().tolist() == [2.0, 2.0, 2.0]
