@@ -606,24 +606,27 @@ vt_tensor* vtrt_call_tt(vt_op* op, vt_tensor* a, vt_tensor* b) {
 }
 
 // tensor-with-Python-scalar calls (`x + 1.0`, `x * 2`): the scalar keeps its type
-vt_tensor* vtrt_call_tf(vt_op* op, vt_tensor* a, double b) {
+static vt_tensor* call_with_scalar(vt_op* op, vt_tensor* a, vt_value b) {
   vt_value args[2];
   args[0].tag = VT_TENSOR;
   args[0].v.t = a;
-  args[1].tag = VT_FLOAT;
-  args[1].v.f = b;
+  args[1] = b;
   vt_value out;
   return call(op_of(op), args, 2, &out, 1) == VT_OK ? out.v.t : nullptr;
 }
 
+vt_tensor* vtrt_call_tf(vt_op* op, vt_tensor* a, double b) {
+  vt_value v;
+  v.tag = VT_FLOAT;
+  v.v.f = b;
+  return call_with_scalar(op, a, v);
+}
+
 vt_tensor* vtrt_call_ti(vt_op* op, vt_tensor* a, int64_t b) {
-  vt_value args[2];
-  args[0].tag = VT_TENSOR;
-  args[0].v.t = a;
-  args[1].tag = VT_INT;
-  args[1].v.i = b;
-  vt_value out;
-  return call(op_of(op), args, 2, &out, 1) == VT_OK ? out.v.t : nullptr;
+  vt_value v;
+  v.tag = VT_INT;
+  v.v.i = b;
+  return call_with_scalar(op, a, v);
 }
 
 int32_t vtrt_op_num_providers(const vt_op* h, int32_t device_type) {

@@ -18,24 +18,8 @@ namespace {
 
 enum class BinOp { Add, Sub, Mul, Div };
 
-template <class T>
-T wrap_add(T x, T y) {
-  if constexpr (std::is_integral<T>::value) {
-    using U = typename std::make_unsigned<T>::type;
-    return (T)((U)x + (U)y);
-  } else {
-    return x + y;
-  }
-}
-template <class T>
-T wrap_mul(T x, T y) {
-  if constexpr (std::is_integral<T>::value) {
-    using U = typename std::make_unsigned<T>::type;
-    return (T)((U)x * (U)y);
-  } else {
-    return x * y;
-  }
-}
+using ew::wrap_add;  // integer add/mul wrap around (unsigned arithmetic), as torch's do
+using ew::wrap_mul;
 
 // out (Out) = f(a, b) over the broadcast of a and b (both T)
 template <class Out, class T, class F>
