@@ -46,14 +46,36 @@ def vt_py_release(ctx):
     _lent.pop(int(ffi.cast("uintptr_t", ctx)), None)
 
 
+def _memory_writable(arr) -> bool:
+    """Whether the memory under `arr` may be written. numpy marks views of writable arrays
+    read-only too (broadcast_to), which guards only numpy's own writes; so walk to the owner. An
+    owner we cannot ask counts as read-only (a copy is always safe)."""
+    while isinstance(arr, np.ndarray):
+        if arr.flags.writeable:
+            return True
+        if arr.base is None:  # owns its data, flagged read-only
+            return False
+        arr = arr.base
+    try:
+        return not memoryview(arr).readonly  # bytes, mmap.ACCESS_READ: readonly
+    except TypeError:
+        return False
+
+
 def from_numpy(arr: np.ndarray) -> Tensor:
-    """A tensor sharing `arr`'s memory (no copy) when its dtype and strides allow, else a copy."""
+    """A tensor sharing `arr`'s memory (no copy) when its dtype and strides allow, else a copy.
+
+    Read-only memory is always copied (`np.frombuffer(bytes)`, `np.load(..., mmap_mode="r")`, an
+    array flagged read-only by its owner): tensors are writable, and an in-place op on memory
+    mapped read-only would crash the process (on an immutable `bytes`, corrupt it). A read-only
+    *view* of writable memory (`np.broadcast_to(a, ...)`) is shared, as torch does."""
     if not isinstance(arr, np.ndarray):
         raise TypeError(f"from_numpy: expected a numpy.ndarray, got {type(arr).__name__}")
     dt = T.get_dtype(arr.dtype)
     isz = arr.itemsize
-    if any(s < 0 or s % isz for s in arr.strides) or not arr.flags.aligned:
-        arr = np.ascontiguousarray(arr)
+    if not _memory_writable(arr) or any(s < 0 or s % isz for s in arr.strides) or \
+            not arr.flags.aligned:
+        arr = np.array(arr, order="C", copy=True)
     key = id(arr)
     while key in _lent:  # the same array lent twice: keep each loan distinct
         key += 1

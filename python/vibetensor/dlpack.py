@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ctypes
 
+import numpy as np
+
 from vibetensor.runtime import checked, ffi, lib
 
 from .tensor import _wrap
@@ -28,7 +30,16 @@ def to_capsule(t):
 
 
 def from_dlpack(obj):
-    """A tensor sharing the memory of any DLPack producer (numpy, torch, vibetensor, ...)."""
+    """A tensor sharing the memory of any DLPack producer (numpy, torch, vibetensor, ...).
+
+    Read-only data is never shared: a read-only numpy array goes through `vt.from_numpy` (copied
+    when its memory is read-only);
+    producers following the DLPack spec refuse to export read-only data in a "dltensor" capsule,
+    which has no read-only flag, so their error reaches the caller."""
+    if isinstance(obj, np.ndarray) and not obj.flags.writeable:
+        from .creation import from_numpy  # numpy refuses the export; from_numpy knows what to do
+
+        return from_numpy(obj)
     if hasattr(obj, "__dlpack__"):
         capsule = obj.__dlpack__()
     else:

@@ -3,6 +3,7 @@
 #include <cstring>
 #include <new>
 
+#include "checked_math.hpp"
 #include "device.hpp"
 #include "internal.hpp"
 
@@ -90,25 +91,27 @@ TensorImpl* make_tensor(Storage* storage, const int64_t* sizes, const int64_t* s
   return t;
 }
 
+constexpr int64_t kMaxElems = int64_t{1} << 60;
+
 bool check_shape(const char* what, const int64_t* sizes, int32_t ndim) {
   if (ndim < 0 || ndim > VT_MAX_DIMS) {
     set_error(VT_ERR_VALUE, "%s: ndim must be in [0, %d], got %d", what, VT_MAX_DIMS, ndim);
     return false;
   }
-  int64_t numel = 1;
+  // 2^60 elements is far beyond any memory. Bounding the product of the non-zero sizes (not just
+  // numel, which a zero size makes 0) keeps numel * itemsize and every contiguous stride in range.
+  int64_t product = 1;
   for (int32_t i = 0; i < ndim; ++i) {
     if (sizes[i] < 0) {
       set_error(VT_ERR_VALUE, "%s: negative size %lld in dim %d of %s", what,
                 static_cast<long long>(sizes[i]), i, shape_str(sizes, ndim).c_str());
       return false;
     }
-    // 2^60 elements is far beyond any memory; refusing it keeps numel * itemsize from wrapping
-    if (sizes[i] != 0 && numel > (int64_t{1} << 60) / sizes[i]) {
-      set_error(VT_ERR_VALUE, "%s: shape %s has too many elements", what,
+    if (sizes[i] != 0 && (!checked_mul(product, sizes[i], product) || product > kMaxElems)) {
+      set_error(VT_ERR_VALUE, "%s: shape %s has too many elements (at most 2^60)", what,
                 shape_str(sizes, ndim).c_str());
       return false;
     }
-    numel *= sizes[i];
   }
   return true;
 }
@@ -127,6 +130,7 @@ vt_tensor* vtrt_empty(const int64_t* sizes, int32_t ndim, vt_dtype dtype, vt_dev
     set_error(VT_ERR_TYPE, "empty: unsupported dtype %s", dtype_name(dtype).c_str());
     return nullptr;
   }
+  // check_shape bounds every product of sizes by 2^60, so these never wrap
   int64_t strides[VT_MAX_DIMS];
   int64_t numel = 1;
   for (int32_t i = ndim - 1; i >= 0; --i) {
@@ -144,8 +148,15 @@ vt_tensor* vtrt_empty(const int64_t* sizes, int32_t ndim, vt_dtype dtype, vt_dev
     set_error(VT_ERR_VALUE, "empty: unknown device type %d", device.type);
     return nullptr;
   }
+  int64_t nbytes;
+  if (!checked_nbytes(numel, dtype_size(dtype), nbytes)) {
+    delete s;
+    set_error(VT_ERR_VALUE, "empty: shape %s of %s needs more than 2^63 bytes",
+              shape_str(sizes, ndim).c_str(), dtype_name(dtype).c_str());
+    return nullptr;
+  }
   s->device = device;
-  s->nbytes = static_cast<size_t>(numel) * dtype_size(dtype);
+  s->nbytes = static_cast<size_t>(nbytes);
   if (kDevices[slot].has_memory) {  // a meta tensor has a size in bytes but no memory
     s->data = device_alloc(device, s->nbytes);
     if (!s->data) {
@@ -169,8 +180,6 @@ vt_tensor* vtrt_from_blob(void* data, const int64_t* sizes, const int64_t* strid
     set_error(VT_ERR_TYPE, "from_blob: unsupported dtype %s", dtype_name(dtype).c_str());
     return nullptr;
   }
-  // The extent reachable from `data` given non-negative strides.
-  int64_t extent = 1;
   bool empty = false;
   for (int32_t i = 0; i < ndim; ++i) {
     if (sizes[i] == 0) empty = true;
@@ -178,11 +187,18 @@ vt_tensor* vtrt_from_blob(void* data, const int64_t* sizes, const int64_t* strid
       set_error(VT_ERR_VALUE, "from_blob: negative strides are not supported (dim %d)", i);
       return nullptr;
     }
-    extent += (sizes[i] - 1) * strides[i];
+  }
+  // The bytes reachable from `data`: elements [0, hi] given non-negative strides.
+  int64_t lo, hi, nbytes = 0;
+  if (!empty && (!checked_extent(sizes, strides, ndim, 0, lo, hi) ||
+                 !checked_nbytes(hi + 1, dtype_size(dtype), nbytes))) {
+    set_error(VT_ERR_VALUE, "from_blob: shape %s with strides %s spans more than 2^63 bytes",
+              shape_str(sizes, ndim).c_str(), shape_str(strides, ndim).c_str());
+    return nullptr;
   }
   auto* s = new Storage();
   s->data = data;
-  s->nbytes = empty ? 0 : static_cast<size_t>(extent) * dtype_size(dtype);
+  s->nbytes = static_cast<size_t>(nbytes);
   s->device = device;
   s->deleter = deleter;
   s->deleter_ctx = ctx;
@@ -193,23 +209,28 @@ vt_tensor* vtrt_as_strided(vt_tensor* base, const int64_t* sizes, const int64_t*
                            int32_t ndim, int64_t offset) {
   if (!check_shape("as_strided", sizes, ndim)) return nullptr;
   TensorImpl* b = impl(base);
-  int64_t new_offset = b->offset + offset;
   int64_t esize = static_cast<int64_t>(dtype_size(b->pub.dtype));
   int64_t capacity = static_cast<int64_t>(b->storage->nbytes) / esize;
-  int64_t lo = new_offset, hi = new_offset;
   bool empty = false;
-  for (int32_t i = 0; i < ndim; ++i) {
-    if (sizes[i] == 0) empty = true;
-    int64_t span = (sizes[i] - 1) * strides[i];
-    if (span < 0) lo += span; else hi += span;
-  }
-  if (!empty && (lo < 0 || hi >= capacity)) {
+  for (int32_t i = 0; i < ndim; ++i) empty |= sizes[i] == 0;
+  // The view reaches elements [lo, hi], all of which must lie in the storage. An empty view reaches
+  // none, so (as in torch) any start >= 0 will do, as long as its byte offset is representable.
+  int64_t new_offset = 0, lo = 0, hi = 0, unused;
+  const bool overflow =
+      !checked_add(b->offset, offset, new_offset) ||
+      (empty ? !checked_nbytes(new_offset, static_cast<size_t>(esize), unused)
+             : !checked_extent(sizes, strides, ndim, new_offset, lo, hi));
+  if (empty) lo = new_offset, hi = -1;
+  if (overflow || lo < 0 || hi >= capacity) {
+    const std::string reach = overflow ? "overflows int64 computing its extent"
+                                       : "reaches elements [" + std::to_string(lo) + ", " +
+                                             std::to_string(hi) + "]";
     set_error(VT_ERR_VALUE,
-              "as_strided: view %s with strides %s at offset %lld reaches elements [%lld, %lld] "
-              "but the storage holds %lld",
+              "as_strided: view %s with strides %s at offset %lld %s but the storage holds %lld "
+              "elements",
               shape_str(sizes, ndim).c_str(), shape_str(strides, ndim).c_str(),
-              static_cast<long long>(new_offset), static_cast<long long>(lo),
-              static_cast<long long>(hi), static_cast<long long>(capacity));
+              static_cast<long long>(overflow ? offset : new_offset), reach.c_str(),
+              static_cast<long long>(capacity));
     return nullptr;
   }
   b->storage->refs.fetch_add(1, std::memory_order_relaxed);
@@ -330,11 +351,15 @@ vt_tensor* vtrt_from_dlpack(vt_dl_managed* m) {
   }
   if (dl.strides) {
     for (int32_t i = 0; i < dl.ndim; ++i) strides[i] = dl.strides[i];
-  } else {
+  } else {  // contiguous; from_blob then checks the shape itself
     int64_t acc = 1;
     for (int32_t i = dl.ndim - 1; i >= 0; --i) {
       strides[i] = acc;
-      acc *= dl.shape[i];
+      if (!checked_mul(acc, dl.shape[i] > 0 ? dl.shape[i] : 1, acc)) {
+        set_error(VT_ERR_VALUE, "from_dlpack: shape %s has too many elements",
+                  shape_str(dl.shape, dl.ndim).c_str());
+        return nullptr;
+      }
     }
   }
   vt_dtype dtype = dl.dtype;
