@@ -7,6 +7,7 @@
 // backward rules call ops, which use the runtime's one thread pool for their own work.
 #include "autograd.hpp"
 
+#include <algorithm>
 #include <cstring>
 #include <queue>
 #include <unordered_map>
@@ -30,6 +31,26 @@ bool requires_grad(const vt_tensor* t) {
 }
 
 bool is_float(vt_dtype d) { return d.code == VT_DL_FLOAT || d.code == VT_DL_BFLOAT; }
+bool same_dtype(vt_dtype a, vt_dtype b) {
+  return a.code == b.code && a.bits == b.bits && a.lanes == b.lanes;
+}
+
+// Its elements fill a block of memory exactly once, in some order of dimensions.
+bool non_overlapping_dense(const vt_tensor* t) {
+  int32_t dims[VT_MAX_DIMS];
+  int32_t k = 0;
+  for (int32_t d = 0; d < t->ndim; ++d) {
+    if (t->sizes[d] == 0) return true;
+    if (t->sizes[d] != 1) dims[k++] = d;
+  }
+  std::sort(dims, dims + k, [&](int32_t a, int32_t b) { return t->strides[a] < t->strides[b]; });
+  int64_t expected = 1;
+  for (int32_t i = 0; i < k; ++i) {
+    if (t->strides[dims[i]] != expected) return false;
+    expected *= t->sizes[dims[i]];
+  }
+  return true;
+}
 
 // An alias of t (same storage and geometry) with no autograd history: what a node keeps of its
 // outputs, so a tensor -> grad_fn -> saved output -> tensor cycle can never form.
@@ -56,9 +77,12 @@ Edge edge_of(vt_tensor* t) {
     node_retain(m->grad_fn);
     return {m->grad_fn, m->output_nr};
   }
-  if (m->accumulator) {
-    node_retain(m->accumulator);
-    return {m->accumulator, 0};
+  std::lock_guard<std::mutex> lock(m->mu);
+  if (Node* acc = m->accumulator) {
+    // Another thread may be dropping the last reference right now: take one only if it is alive.
+    int64_t r = acc->refs.load(std::memory_order_relaxed);
+    while (r > 0 && !acc->refs.compare_exchange_weak(r, r + 1, std::memory_order_acq_rel)) {}
+    if (r > 0) return {acc, 0};
   }
   auto* acc = new Node();
   acc->kind = NodeKind::Accumulate;
@@ -110,8 +134,10 @@ void destroy(Node* n, std::vector<Node*>& pending) {
   if (n->backward.pack) pack_release(n->backward.pack);
   if (n->kind == NodeKind::Custom) release_callback(n->custom_cb);
   if (n->leaf) {
-    AutogradMeta* m = impl(n->leaf)->ag;
-    if (m && m->accumulator == n) m->accumulator = nullptr;
+    if (AutogradMeta* m = impl(n->leaf)->ag) {
+      std::lock_guard<std::mutex> lock(m->mu);
+      if (m->accumulator == n) m->accumulator = nullptr;
+    }
     vtrt_release(n->leaf);
   }
   delete n;
@@ -158,14 +184,157 @@ void free_meta(TensorImpl* t) {
   delete m;
 }
 
+// ---- in-place ops: the memory they write ---------------------------------------------------------
+//
+// An in-place op writes self while reading its other arguments, element by element in some order.
+// That is only well defined when no element of self shares memory with another element of self
+// (an expand()ed or overlapping view) and no other argument partly overlaps self (x[1:].add_(x[:-1])
+// would read values it already wrote). The identical view (x.add_(x)) is fine: each element reads
+// itself before writing itself. Like torch, such calls are refused rather than run in some order.
+
+namespace {
+
+// Calls f(offset) for every element's offset (in elements) in t's storage.
+template <class F>
+void for_each_offset(const vt_tensor* t, F f) {
+  if (t->numel == 0) return;
+  const int32_t nd = t->ndim;
+  int64_t idx[VT_MAX_DIMS] = {0};
+  int64_t off = impl(t)->offset;
+  for (;;) {
+    f(off);
+    int32_t d = nd - 1;
+    for (; d >= 0; --d) {
+      if (++idx[d] < t->sizes[d]) {
+        off += t->strides[d];
+        break;
+      }
+      off -= t->strides[d] * (t->sizes[d] - 1);
+      idx[d] = 0;
+    }
+    if (d < 0) return;
+  }
+}
+
+// The bytes [lo, hi) of t's storage its elements lie in (lo == hi for an empty tensor).
+void byte_span(const vt_tensor* t, int64_t* lo, int64_t* hi) {
+  const int64_t item = static_cast<int64_t>(dtype_size(t->dtype));
+  int64_t a = impl(t)->offset, b = impl(t)->offset;
+  for (int32_t d = 0; d < t->ndim && t->numel; ++d) {
+    const int64_t ext = t->strides[d] * (t->sizes[d] - 1);
+    (ext < 0 ? a : b) += ext;
+  }
+  *lo = a * item;
+  *hi = t->numel ? (b + 1) * item : *lo;
+}
+
+// Exact: whether some byte in [lo, hi) is covered twice by the elements of a and b (b may be null:
+// then whether a covers a byte twice). A bitmap over the range; only reached for the rare layouts
+// the cheap tests below cannot decide.
+bool covered_twice(const vt_tensor* a, const vt_tensor* b, int64_t lo, int64_t hi) {
+  int64_t unit = static_cast<int64_t>(dtype_size(a->dtype));
+  if (b) unit = std::min(unit, static_cast<int64_t>(dtype_size(b->dtype)));
+  std::vector<uint8_t> seen(static_cast<size_t>((hi - lo) / unit) + 1, 0);
+  bool twice = false;
+  auto mark = [&](const vt_tensor* t, bool set, bool test) {
+    const int64_t item = static_cast<int64_t>(dtype_size(t->dtype));
+    for_each_offset(t, [&](int64_t off) {
+      for (int64_t byte = off * item; byte < off * item + item; byte += unit) {
+        if (byte < lo || byte >= hi) continue;
+        uint8_t& s = seen[static_cast<size_t>((byte - lo) / unit)];
+        if (test && s) twice = true;
+        if (set) s = 1;
+      }
+    });
+  };
+  if (b) {
+    mark(a, true, false);
+    mark(b, false, true);
+  } else {
+    mark(a, true, true);
+  }
+  return twice;
+}
+
+bool overlaps_itself(const vt_tensor* t) {
+  if (t->numel <= 1 || vtrt_is_contiguous(t) || non_overlapping_dense(t)) return false;
+  int32_t dims[VT_MAX_DIMS];
+  int32_t k = 0;
+  for (int32_t d = 0; d < t->ndim; ++d) {
+    if (t->sizes[d] == 1) continue;
+    if (t->strides[d] == 0) return true;  // expand(): the common case
+    dims[k++] = d;
+  }
+  // Each dimension stepping past everything the smaller ones span cannot overlap (slices, steps,
+  // transposes); only layouts failing that (as_strided) need the exact test.
+  auto mag = [&](int32_t d) { return t->strides[d] < 0 ? -t->strides[d] : t->strides[d]; };
+  std::sort(dims, dims + k, [&](int32_t x, int32_t y) { return mag(x) < mag(y); });
+  int64_t reach = 0;
+  bool simple = true;
+  for (int32_t i = 0; i < k && simple; ++i) {
+    simple = mag(dims[i]) > reach;
+    reach += mag(dims[i]) * (t->sizes[dims[i]] - 1);
+  }
+  if (simple) return false;
+  int64_t lo, hi;
+  byte_span(t, &lo, &hi);
+  return covered_twice(t, nullptr, lo, hi);
+}
+
+bool same_view(const vt_tensor* a, const vt_tensor* b) {
+  return impl(a)->offset == impl(b)->offset && same_dtype(a->dtype, b->dtype) &&
+         a->ndim == b->ndim && std::memcmp(a->sizes, b->sizes, sizeof(int64_t) * a->ndim) == 0 &&
+         std::memcmp(a->strides, b->strides, sizeof(int64_t) * a->ndim) == 0;
+}
+
+// Whether b shares memory with self other than as the very same view.
+bool partly_overlaps(const vt_tensor* self, const vt_tensor* b) {
+  if (impl(self)->storage != impl(b)->storage || self->numel == 0 || b->numel == 0) return false;
+  if (same_view(self, b)) return false;
+  int64_t alo, ahi, blo, bhi;
+  byte_span(self, &alo, &ahi);
+  byte_span(b, &blo, &bhi);
+  const int64_t lo = std::max(alo, blo), hi = std::min(ahi, bhi);
+  if (lo >= hi) return false;
+  // a dense tensor covers every byte of its span, so intersecting spans share bytes
+  if (non_overlapping_dense(self) && non_overlapping_dense(b)) return true;
+  return covered_twice(self, b, lo, hi);
+}
+
+}  // namespace
+
 vt_status check_inplace(Op* op, const vt_value* args) {
-  if (!t_grad_enabled || args[0].tag != VT_TENSOR) return VT_OK;
-  AutogradMeta* m = meta(args[0].v.t);
+  const Schema& s = op->schema;
+  if (args[0].tag != VT_TENSOR) return VT_OK;
+  vt_tensor* self = args[0].v.t;
+  if (overlaps_itself(self))
+    return set_error(VT_ERR_RUNTIME,
+                     "[%s] '%s' has elements that share memory (an expand()ed or overlapping "
+                     "view), so writing it in place is ambiguous; clone() it first",
+                     s.name.c_str(), s.args[0].name.c_str());
+  for (size_t i = 1; i < s.args.size(); ++i) {
+    const vt_value& v = args[i];
+    const int64_t len = v.tag == VT_TENSOR ? 1 : v.tag == VT_TENSORS ? v.v.ts.len : 0;
+    for (int64_t k = 0; k < len; ++k) {
+      const vt_tensor* t = v.tag == VT_TENSOR ? v.v.t : v.v.ts.data[k];
+      if (partly_overlaps(self, t))
+        return set_error(VT_ERR_RUNTIME,
+                         "[%s] argument '%s' partly overlaps the memory of '%s', which the op "
+                         "writes; clone() it first", s.name.c_str(), s.args[i].name.c_str(),
+                         s.args[0].name.c_str());
+    }
+  }
+  if (!t_grad_enabled) return VT_OK;
+  AutogradMeta* m = meta(self);
   if (m && m->requires_grad && !m->grad_fn)
     return set_error(VT_ERR_RUNTIME,
                      "[%s] a leaf tensor that requires grad cannot be modified in place (use "
                      "`with vt.no_grad():` for parameter updates, or work on a copy)",
-                     op->schema.name.c_str());
+                     s.name.c_str());
+  if (m && m->requires_grad && impl(self)->storage->leaf_requires_grad.load())
+    return set_error(VT_ERR_RUNTIME,
+                     "[%s] a view of a leaf tensor that requires grad cannot be modified in place "
+                     "(use `with vt.no_grad():`, or work on a copy)", s.name.c_str());
   return VT_OK;
 }
 
@@ -328,29 +497,41 @@ struct Engine {
     return VT_OK;
   }
 
+  // A gradient stored on a tensor is dense and laid out like that tensor (PyTorch's gradient
+  // layout contract): sum's backward hands out a stride-0 expansion, and kept as is,
+  // `p.grad.add_(t)` would hit one cell and clip_grad_norm_ would see one value. Steals g when it
+  // is fresh and well laid out, otherwise stores a contiguous copy. Consumes g; null on failure.
+  vt_tensor* stored_grad(const vt_tensor* like, vt_tensor* g) {
+    const bool fresh = impl(g)->refs.load() == 1 && impl(g)->storage->refs.load() == 1;
+    const bool like_param = non_overlapping_dense(g) &&
+        (vtrt_is_contiguous(g) || std::memcmp(g->strides, like->strides,
+                                              sizeof(int64_t) * g->ndim) == 0);
+    if (fresh && like_param) return g;
+    vt_tensor* c = call1(kContiguous, {T(g)});
+    vtrt_release(g);
+    return c;
+  }
+
   vt_status accumulate_leaf(Node* n, vt_tensor* g) {
     vt_tensor* leaf = n->leaf;
     AutogradMeta* m = ensure_meta(leaf);
-    if (vt_status s = run_hooks(m->hooks, &g)) {
+    if (vt_status s = run_hooks(m->hooks, &g)) {  // outside the lock: a hook may run Python
       vtrt_release(g);
       return s;
     }
-    if (!m->grad) {
-      // Steal a fresh gradient; copy one that somebody else may still hold (e.g. a root's seed).
-      if (impl(g)->refs.load() == 1 && impl(g)->storage->refs.load() == 1) {
-        m->grad = g;
-      } else {
-        m->grad = call1(kContiguous, {T(g)});
-        vtrt_release(g);
-        if (!m->grad) return vtrt_last_status();
-      }
-      return VT_OK;
+    // Other threads may be accumulating into this leaf too: the read-modify-write of .grad is
+    // one step under the leaf's lock.
+    std::lock_guard<std::mutex> lock(m->mu);
+    if (m->grad) {
+      vt_tensor* sum = call1(kAdd, {T(m->grad), T(g)});
+      vtrt_release(g);
+      if (!sum) return vtrt_last_status();
+      g = sum;
     }
-    vt_tensor* sum = call1(kAdd, {T(m->grad), T(g)});
-    vtrt_release(g);
-    if (!sum) return vtrt_last_status();
-    vtrt_release(m->grad);
-    m->grad = sum;
+    vt_tensor* stored = stored_grad(leaf, g);
+    if (!stored) return vtrt_last_status();
+    if (m->grad) vtrt_release(m->grad);
+    m->grad = stored;
     return VT_OK;
   }
 
@@ -493,10 +674,12 @@ struct Engine {
       for (uint32_t j = 0; j < x->num_outputs && status == VT_OK; ++j) {
         if (in[j] && !x->pre_hooks[j].empty()) status = run_hooks(x->pre_hooks[j], &in[j]);
         if (in[j] && x->retain_output[j] && x->retained[j]) {
-          AutogradMeta* m = ensure_meta(x->retained[j]);
-          vt_tensor* prev = m->grad;
+          vt_tensor* keep = x->retained[j];
+          AutogradMeta* m = ensure_meta(keep);
           vtrt_retain(in[j]);
-          m->grad = prev ? add(prev, in[j]) : in[j];
+          vt_tensor* g = m->grad ? add(m->grad, in[j]) : in[j];
+          m->grad = g ? stored_grad(keep, g) : nullptr;
+          if (!m->grad && failed == VT_OK) failed = vtrt_last_status();
         }
       }
       auto cap = captures.find(x);
@@ -574,6 +757,9 @@ vt_status vtrt_set_requires_grad(vt_tensor* t, int32_t on) {
                      "gradients, got %s", dtype_name(t->dtype).c_str());
   if (!on && !m) return VT_OK;
   ensure_meta(t)->requires_grad = on != 0;
+  // Views of this leaf record history but write its memory: check_inplace refuses them. The mark
+  // stays after requires_grad_(False); it only matters for views that themselves require grad.
+  if (on && !meta(t)->grad_fn) impl(t)->storage->leaf_requires_grad.store(true);
   return VT_OK;
 }
 
@@ -584,8 +770,9 @@ int32_t vtrt_is_leaf(vt_tensor* t) {
 
 vt_tensor* vtrt_grad(vt_tensor* t) {
   AutogradMeta* m = meta(t);
-  if (!m || !m->grad) return nullptr;
-  vtrt_retain(m->grad);
+  if (!m) return nullptr;
+  std::lock_guard<std::mutex> lock(m->mu);
+  if (m->grad) vtrt_retain(m->grad);
   return m->grad;
 }
 
@@ -594,8 +781,15 @@ vt_status vtrt_set_grad(vt_tensor* t, vt_tensor* g) {
             std::memcmp(g->sizes, t->sizes, sizeof(int64_t) * t->ndim) != 0))
     return set_error(VT_ERR_VALUE, "grad: assigned gradient of shape %s to a tensor of shape %s",
                      shape_str(g->sizes, g->ndim).c_str(), shape_str(t->sizes, t->ndim).c_str());
+  if (g && !same_dtype(g->dtype, t->dtype))
+    return set_error(VT_ERR_TYPE, "grad: assigned gradient of dtype %s to a tensor of dtype %s",
+                     dtype_name(g->dtype).c_str(), dtype_name(t->dtype).c_str());
+  if (g && (g->device.type != t->device.type || g->device.index != t->device.index))
+    return set_error(VT_ERR_VALUE, "grad: assigned gradient on %s to a tensor on %s",
+                     device_name(g->device).c_str(), device_name(t->device).c_str());
   AutogradMeta* m = ensure_meta(t);
   if (g) vtrt_retain(g);
+  std::lock_guard<std::mutex> lock(m->mu);
   if (m->grad) vtrt_release(m->grad);
   m->grad = g;
   return VT_OK;
@@ -679,9 +873,11 @@ vt_status vtrt_backward(vt_tensor* const* roots, vt_tensor* const* grads, int32_
   std::vector<Node*> nodes;
   std::vector<uint32_t> nrs;
   std::vector<vt_tensor*> seeds;
+  // every early return goes through here: the edges taken so far hold their graphs alive
   auto fail = [&](vt_status s) {
     for (auto* g : seeds) vtrt_release(g);
     for (auto* c : eng.captured) vtrt_release(c);
+    for (Node* x : nodes) node_release(x);
     return s;
   };
   for (int32_t i = 0; i < n; ++i) {
@@ -696,6 +892,10 @@ vt_status vtrt_backward(vt_tensor* const* roots, vt_tensor* const* grads, int32_
         return fail(set_error(VT_ERR_VALUE, "backward: gradient of shape %s for an output of "
                               "shape %s", shape_str(g->sizes, g->ndim).c_str(),
                               shape_str(r->sizes, r->ndim).c_str()));
+      if (!same_dtype(g->dtype, r->dtype))
+        return fail(set_error(VT_ERR_TYPE, "backward: gradient of dtype %s for an output of "
+                              "dtype %s", dtype_name(g->dtype).c_str(),
+                              dtype_name(r->dtype).c_str()));
       vtrt_retain(g);
     } else {
       if (r->numel != 1)
@@ -726,7 +926,6 @@ vt_status vtrt_backward(vt_tensor* const* roots, vt_tensor* const* grads, int32_
     eng.captured.assign(ninputs, nullptr);
     for (int32_t i = 0; i < ninputs; ++i) {
       if (!requires_grad(inputs[i])) {
-        for (Node* x : nodes) node_release(x);
         return fail(set_error(VT_ERR_RUNTIME, "grad: input %d does not require grad", i));
       }
       Edge e = edge_of(inputs[i]);
@@ -739,6 +938,7 @@ vt_status vtrt_backward(vt_tensor* const* roots, vt_tensor* const* grads, int32_
   std::vector<uint32_t> root_nrs(nrs.begin(), nrs.begin() + n);
   vt_status s = eng.run(root_nodes, root_nrs, seeds);
   for (Node* x : nodes) node_release(x);
+  nodes.clear();
   if (s != VT_OK) return fail(s);
   if (inputs)
     for (int32_t i = 0; i < ninputs; ++i) out_grads[i] = eng.captured[i];

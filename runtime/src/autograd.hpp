@@ -8,6 +8,7 @@
 #pragma once
 
 #include <atomic>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -33,6 +34,9 @@ struct Hook {
 };
 
 struct AutogradMeta {
+  // Guards `grad` and `accumulator`: several threads may run backward into one shared leaf, and
+  // build graphs on it, at once. Not on the forward hot path (only leaves' edges take it).
+  std::mutex mu;
   bool requires_grad = false;
   bool retains_grad = false;
   vt_tensor* grad = nullptr;       // accumulated gradient (owned)

@@ -30,6 +30,8 @@ struct Storage {
   void (*deleter)(void* ctx) = nullptr;  // null: memory came from the runtime's allocator
   void* deleter_ctx = nullptr;
   Pack* owner = nullptr;  // pack whose code the deleter lives in: kept mapped until we are gone
+  // a leaf that requires grad lives here: its views may not be modified in place (autograd.cpp)
+  std::atomic<bool> leaf_requires_grad{false};
 };
 
 struct TensorImpl {
