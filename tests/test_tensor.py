@@ -452,3 +452,26 @@ def test_to_and_dtype_shortcuts():
     assert t.to(vt.zeros(1, dtype=vt.int32)).dtype is vt.int32
     np.testing.assert_allclose(t.bfloat16().float().numpy(), [1.703125, -1.703125, 0.0])
     assert t.cpu() is t
+
+
+@pytest.mark.parametrize("dt", ["uint8", "int8"])
+def test_small_integer_arithmetic_wraps_like_numpy(dt, device):
+    # every dtype the runtime accepts has add/sub/mul/div kernels (int16 is refused at creation)
+    rng = np.random.default_rng(3)
+    info = np.iinfo(dt)
+    a = rng.integers(info.min, info.max + 1, size=(5, 7)).astype(dt)
+    b = rng.integers(info.min, info.max + 1, size=(7,)).astype(dt)
+    b[b == 0] = 1
+    va, vb = vt.from_numpy(a).to(device), vt.from_numpy(b).to(device)
+    with np.errstate(over="ignore"):
+        for got, want in [(va + vb, a + b), (va - vb, a - b), (va * vb, a * b),
+                          (vt.ops.core.sub(va, vb, alpha=3), a - np.array(3, dt) * b)]:
+            assert got.dtype is getattr(vt, dt)
+            np.testing.assert_array_equal(got.cpu().numpy(), want)
+    q = va / vb
+    assert q.dtype is vt.float32
+    np.testing.assert_allclose(q.cpu().numpy(), a.astype(np.float32) / b, rtol=1e-6)
+    c = va.clone()
+    c.add_(vb)
+    with np.errstate(over="ignore"):
+        np.testing.assert_array_equal(c.cpu().numpy(), a + b)

@@ -40,7 +40,7 @@ void binary_cuda(vt::Call& c) {
   const vt_tensor* b = c.arg(1, "other").tensor();
   const vt_tensor* out = c.out(0);
   const double alpha = (OP == BinOp::Add || OP == BinOp::Sub) ? c.arg(2, "alpha").float_() : 1.0;
-  vt::cuda::dispatch(vt::kArithTypes, a->dtype, c.op, [&](auto tag) {
+  vt::cuda::dispatch(vt::kNumberTypes, a->dtype, c.op, [&](auto tag) {
     using T = typename decltype(tag)::type;
     using F = BinFn<OP, T>;
     vt::cuda::elementwise<typename F::Out, T, T>(c, F{(typename F::A)(OP == BinOp::Sub ? -alpha : alpha)}, out, a, b);

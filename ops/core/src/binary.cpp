@@ -42,7 +42,7 @@ void binary_meta(vt::Call& c) {
   const vt_tensor* b = c.arg(1, "other").tensor();
   c.check_same_device(a, "self", b, "other");
   c.check_same_dtype(a, "self", b, "other");
-  vt::dispatch(vt::kArithTypes, a->dtype, c.op, [](auto) {});  // refuse other dtypes here, on every device
+  vt::dispatch(vt::kNumberTypes, a->dtype, c.op, [](auto) {});  // refuse other dtypes here, on every device
   if constexpr (OP == BinOp::Add || OP == BinOp::Sub) {
     const double alpha = c.arg(2, "alpha").float_();
     if (vt::is_integral(a->dtype, true) && alpha != std::trunc(alpha))
@@ -75,7 +75,7 @@ void binary_cpu(vt::Call& c) {
   const double alpha = (OP == BinOp::Add || OP == BinOp::Sub) ? c.arg(2, "alpha").float_() : 1.0;
   const bool flat = vt::same_shape(a, b) && vt::same_shape(a, out) && vt::is_contiguous(a) &&
                     vt::is_contiguous(b) && vt::is_contiguous(out);
-  vt::dispatch(vt::kArithTypes, a->dtype, c.op, [&](auto tag) {
+  vt::dispatch(vt::kNumberTypes, a->dtype, c.op, [&](auto tag) {
     using T = typename decltype(tag)::type;
     using A = vt::acc_t<T>;  // compute type: float for float16/bfloat16
     if constexpr (OP == BinOp::Add || OP == BinOp::Sub) {

@@ -232,6 +232,8 @@ template <class... Ts> struct types {};
 constexpr types<float, double> kFloatTypes{};
 constexpr types<float, double, half, bfloat16> kFloatingTypes{};
 constexpr types<float, double, int64_t, int32_t, half, bfloat16> kArithTypes{};
+// every dtype but bool: what torch's add/sub/mul/div take (integers wrap around)
+constexpr types<float, double, int64_t, int32_t, half, bfloat16, uint8_t, int8_t> kNumberTypes{};
 constexpr types<float, double, int64_t, int32_t, half, bfloat16, bool, uint8_t, int8_t> kAllTypes{};
 
 template <class... Ts>
