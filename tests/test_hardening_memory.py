@@ -100,3 +100,127 @@ def test_writeable_numpy_is_still_shared(tmp_path):
     assert c.tolist() == [5.0] * 3 and np.load(p).tolist() == [0.0, 1.0, 2.0]
     base = np.arange(3.0)  # a read-only view of writable memory is shared, as in torch
     assert vt.from_numpy(np.broadcast_to(base, (2, 3))).data_ptr() == base.ctypes.data
+
+
+# -- 3. safetensors: tensors own their memory, saves are atomic, every bad file a ValueError --------
+
+def test_loaded_tensors_survive_the_file_being_truncated(tmp_path):
+    p = tmp_path / "a.safetensors"
+    got = pt.result(f"""
+        p = {str(p)!r}
+        vt.safetensors.save_file({{"a": vt.arange(1024.0), "b": vt.ones(3, dtype=vt.bfloat16)}}, p)
+        r = vt.safetensors.load_file(p)
+        open(p, "wb").close()  # truncated to 0 bytes under the loaded tensors
+        print(json.dumps([r["a"].sum().item(), r["b"].float().sum().item()]))
+    """)
+    assert got == [sum(range(1024)), 3.0]
+
+
+def test_loaded_tensors_do_not_share_the_mapping(tmp_path):
+    p = tmp_path / "a.safetensors"
+    vt.safetensors.save_file({"a": vt.arange(8.0)}, p)
+    t = vt.safetensors.load_file(p)["a"]
+    from vibetensor.creation import _lent
+
+    for arr in _lent.values():  # what t's memory is lent from owns it: no mmap underneath
+        if arr.ctypes.data == t.data_ptr():
+            assert arr.base is None
+
+
+def test_concurrent_saves_to_one_path_never_mix(tmp_path):
+    # in a child: with a shared temp name the old writer gave mixed files and SIGBUS
+    got = pt.result(f"""
+        import os, threading
+        p = {str(tmp_path / "c.safetensors")!r}
+        want = {{k: {{"x": vt.full((4096,), float(k)), f"only{{k}}": vt.full((7,), float(k))}}
+                for k in (1, 2)}}
+        errors, seen = [], set()
+
+        def writer(k):
+            try:
+                for _ in range(30):
+                    vt.safetensors.save_file(want[k], p)
+            except BaseException as e:
+                errors.append(repr(e))
+
+        def reader():
+            try:
+                for _ in range(60):
+                    if os.path.exists(p):
+                        r = vt.safetensors.load_file(p)
+                        k = int(r["x"][0].item())
+                        seen.add(k)
+                        assert sorted(r) == sorted(want[k]), sorted(r)
+                        assert all(r[n].tolist() == want[k][n].tolist() for n in r)
+            except BaseException as e:
+                errors.append(repr(e))
+
+        ts = [threading.Thread(target=writer, args=(1,)), threading.Thread(target=writer, args=(2,)),
+              threading.Thread(target=reader)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        print(json.dumps([errors, sorted(os.listdir(os.path.dirname(p)))]))
+    """)
+    errors, files = got
+    assert errors == []
+    assert files == ["c.safetensors"]  # no temp file left behind
+
+
+def test_save_never_follows_a_planted_symlink(tmp_path, monkeypatch):
+    from vibetensor import safetensors as st
+
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"precious")
+    p = tmp_path / "m.safetensors"
+    names = iter([str(tmp_path / ".planted"), str(tmp_path / ".fresh")])
+    monkeypatch.setattr(st, "_temp_name", lambda filename: next(names))
+    (tmp_path / ".planted").symlink_to(victim)  # the attacker guessed the first temp name
+    st.save_file({"a": vt.ones(2)}, p)
+    assert victim.read_bytes() == b"precious"
+    assert st.load_file(p)["a"].tolist() == [1.0, 1.0]
+    assert oct(p.stat().st_mode & 0o777) == oct(0o666 & ~st._umask())
+
+
+def _raw(header, data=b""):
+    import json
+    import struct
+
+    h = header if isinstance(header, bytes) else json.dumps(header).encode()
+    return struct.pack("<Q", len(h)) + h + data
+
+
+BAD_FILES = [
+    ("bool_byte_2", _raw({"a": {"dtype": "BOOL", "shape": [2], "data_offsets": [0, 2]}},
+                         b"\x01\x02"), "BOOL data holds bytes other than 0 and 1"),
+    ("hole", _raw({"a": {"dtype": "U8", "shape": [2], "data_offsets": [0, 2]},
+                   "b": {"dtype": "U8", "shape": [2], "data_offsets": [4, 6]}}, b"\0" * 6),
+     "bytes [2, 4) of the data belong to no tensor"),
+    ("hole_at_start", _raw({"a": {"dtype": "U8", "shape": [2], "data_offsets": [2, 4]}},
+                           b"\0" * 4), "bytes [0, 2)"),
+    ("trailing", _raw({"a": {"dtype": "U8", "shape": [2], "data_offsets": [0, 2]}}, b"\0" * 5),
+     "3 trailing bytes"),
+    ("nested", _raw(b'{"a":' + b"[" * 100000 + b"]" * 100000 + b"}"), "nested too deeply"),
+    ("list_dtype", _raw({"a": {"dtype": ["F32"], "shape": [2], "data_offsets": [0, 8]}},
+                        b"\0" * 8), "is not supported"),
+    ("huge_shape", _raw({"a": {"dtype": "F32", "shape": [0, 2 ** 70], "data_offsets": [0, 0]}}),
+     "2^60 elements"),
+    ("too_many_dims", _raw({"a": {"dtype": "F32", "shape": [1] * 17, "data_offsets": [0, 4]}},
+                           b"\0" * 4), "more than 16 dims"),
+]
+
+
+@pytest.mark.parametrize("name,blob,msg", BAD_FILES, ids=[b[0] for b in BAD_FILES])
+def test_bad_files_are_safetensors_value_errors(tmp_path, name, blob, msg):
+    p = tmp_path / f"{name}.safetensors"
+    p.write_bytes(blob)
+    for load in (lambda: vt.safetensors.load_file(p), lambda: vt.safetensors.load(blob)):
+        with pytest.raises(ValueError, match="^safetensors: ") as e:
+            load()
+        assert msg in str(e.value)
+
+
+def test_zero_sized_tensors_tile_the_data_too():
+    t = vt.safetensors.load(vt.safetensors.save({"e": vt.ones(0, 3), "a": vt.ones(2)}))
+    assert t["e"].shape == (0, 3) and t["a"].tolist() == [1.0, 1.0]

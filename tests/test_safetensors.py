@@ -88,12 +88,12 @@ def test_round_trip_all_dtypes_file_and_bytes(tmp_path):
             assert info["data_offsets"][0] % isz == 0, k
 
 
-def test_load_is_memory_mapped_and_copy_on_write(tmp_path):
+def test_zero_copy_load_is_memory_mapped_and_copy_on_write(tmp_path):
     a = np.arange(1024, dtype=np.float32).reshape(32, 32)
     path = tmp_path / "m.safetensors"
     st.save_file({"a": vt.tensor(a)}, path)
     before = path.read_bytes()
-    t = st.load_file(path)["a"]
+    t = st.load_file(path, zero_copy=True)["a"]
     # zero-copy: the tensor's memory is the numpy view lent to it, whose base is the mapping
     from vibetensor.creation import _lent
 

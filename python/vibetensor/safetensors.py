@@ -1,7 +1,7 @@
 """vt.safetensors — read and write the safetensors checkpoint format (own code, no dependency).
 
     vt.safetensors.save_file({"w": w, "b": b}, "model.safetensors", metadata={"step": "100"})
-    tensors = vt.safetensors.load_file("model.safetensors")      # memory-mapped, zero-copy
+    tensors = vt.safetensors.load_file("model.safetensors")      # tensors own their memory
     blob = vt.safetensors.save(tensors); vt.safetensors.load(blob)
 
 The format: 8 bytes little-endian u64 N, N bytes of JSON header
@@ -9,11 +9,15 @@ The format: 8 bytes little-endian u64 N, N bytes of JSON header
 (padded with spaces to a multiple of 8), then the data buffer; offsets are relative to it.
 
 What it is: a writer that orders tensors by descending element size, so every tensor starts
-aligned to its element size, and a reader that maps the file (copy-on-write, so tensors are
-writable and the file is never changed) and makes each tensor a view of the mapping where it is
-aligned (a copy otherwise). Every header field is checked against the file before any tensor is
-made: a truncated or malformed file raises ValueError naming the problem, never reads out of
-bounds. Files interoperate with the `safetensors` package both ways (bf16 included).
+aligned to its element size, and writes through a fresh temporary file renamed into place (never a
+mixed or half-written file, whoever else writes the same path); a reader that maps the file and
+copies each tensor out of the mapping, so the tensors own their memory and whatever later happens
+to the file cannot reach them. `zero_copy=True` makes tensors views of a private copy-on-write
+mapping instead (no copy, pages read on first touch) — at a risk: if the file is truncated while
+they live, touching them kills the process with SIGBUS. Every header field is checked against the
+file before any tensor is made, and the data section must be exactly the tensors' bytes: a
+truncated or malformed file raises `ValueError("safetensors: ...")` naming the problem, never
+reads out of bounds. Files interoperate with the `safetensors` package both ways (bf16 included).
 What it is not: a lazy `safe_open`; GPU tensors are copied to the host to be written.
 """
 from __future__ import annotations
@@ -22,6 +26,7 @@ import json
 import math
 import mmap
 import os
+import secrets
 import struct
 
 import numpy as np
@@ -48,6 +53,8 @@ _DTYPES = {
 }
 _CODES = {vt: code for code, (vt, _) in _DTYPES.items()}
 _MAX_HEADER = 100_000_000  # the safetensors package's own limit
+_MAX_DIMS = 16  # the runtime's VT_MAX_DIMS
+_MAX_ELEMS = 2 ** 60  # the runtime's bound on a shape's (non-zero) sizes' product
 
 
 # -- writing ------------------------------------------------------------------------------------
@@ -106,21 +113,68 @@ def save(tensors: dict, metadata: dict | None = None) -> bytes:
     return head + b"".join(a.tobytes() for a in arrays)
 
 
-def save_file(tensors: dict, filename, metadata: dict | None = None) -> None:
-    """Write `tensors` to `filename` (through a temporary file renamed into place, so a crash
-    never leaves a half-written checkpoint under the final name)."""
-    head, arrays = _serialize(tensors, metadata)
-    filename = os.fspath(filename)
-    tmp = f"{filename}.tmp{os.getpid()}"
+def _umask() -> int:
+    """The process umask, read without setting it (os.umask would change it for every thread)."""
     try:
-        with open(tmp, "wb") as f:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    return 0o022
+
+
+def _temp_name(filename):
+    return os.path.join(os.path.dirname(filename),
+                        f".{os.path.basename(filename)}.{secrets.token_hex(8)}.tmp")
+
+
+def _create_temp(filename):
+    """(fd, path) of a new file next to `filename`, made by us alone: O_EXCL fails on anything
+    already there, a planted symlink included (O_NOFOLLOW), and we try another name."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+    for _ in range(100):
+        tmp = _temp_name(filename)
+        try:
+            return os.open(tmp, flags, 0o600), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"safetensors: could not create a temporary file next to {filename}")
+
+
+def _fsync_dir(folder):
+    fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def save_file(tensors: dict, filename, metadata: dict | None = None) -> None:
+    """Write `tensors` to `filename` atomically: into a new temporary file in the same folder
+    (private until complete, then given the umask's usual mode), fsynced, renamed over `filename`,
+    and the folder fsynced. Readers and concurrent writers of the same path see one whole file,
+    old or new; a crash never leaves a half-written checkpoint under the final name."""
+    head, arrays = _serialize(tensors, metadata)
+    filename = os.path.abspath(os.fspath(filename))
+    fd, tmp = _create_temp(filename)
+    try:
+        with os.fdopen(fd, "wb") as f:
             f.write(head)
             for a in arrays:
                 f.write(memoryview(a.reshape(-1)).cast("B") if a.size else b"")
+            f.flush()
+            os.fchmod(f.fileno(), 0o666 & ~_umask())
+            os.fsync(f.fileno())
         os.replace(tmp, filename)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    _fsync_dir(os.path.dirname(filename))
 
 
 # -- reading ------------------------------------------------------------------------------------
@@ -156,6 +210,8 @@ def _parse_header(buf, where):
         header = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicates)
     except (UnicodeDecodeError, ValueError) as e:
         raise _bad(where, f"header is not valid JSON ({e})") from None
+    except RecursionError:
+        raise _bad(where, "header is not valid JSON (nested too deeply)") from None
     if not isinstance(header, dict):
         raise _bad(where, f"header must be a JSON object, got {type(header).__name__}")
     start = 8 + n
@@ -173,12 +229,15 @@ def _parse_header(buf, where):
         if missing:
             raise _bad(where, f"{w}: entry lacks {sorted(missing)}")
         code, shape, offs = info["dtype"], info["shape"], info["data_offsets"]
-        if code not in _DTYPES:
+        if not isinstance(code, str) or code not in _DTYPES:
             raise _bad(where, f"{w}: dtype {code!r} is not supported (expected one of "
                               f"{sorted(_DTYPES)})")
         if not isinstance(shape, list) or not all(
                 isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in shape):
             raise _bad(where, f"{w}: shape must be a list of non-negative ints, got {shape!r}")
+        if len(shape) > _MAX_DIMS or math.prod(s for s in shape if s) > _MAX_ELEMS:
+            raise _bad(where, f"{w}: shape {shape} has more than {_MAX_DIMS} dims or 2^60 "
+                              f"elements")
         if not (isinstance(offs, list) and len(offs) == 2 and all(
                 isinstance(o, int) and not isinstance(o, bool) for o in offs)):
             raise _bad(where, f"{w}: data_offsets must be [begin, end] ints, got {offs!r}")
@@ -193,10 +252,17 @@ def _parse_header(buf, where):
             raise _bad(where, f"{w}: {code} of shape {tuple(shape)} needs {nbytes} bytes, "
                               f"data_offsets {offs} hold {e - b}")
         entries.append((name, code, tuple(shape), b, e))
-    spans = sorted((b, e, name) for name, _, _, b, e in entries if e > b)
-    for (b0, e0, n0), (b1, e1, n1) in zip(spans, spans[1:]):
-        if b1 < e0:
-            raise _bad(where, f"tensors '{n0}' [{b0}, {e0}) and '{n1}' [{b1}, {e1}) overlap")
+    # the tensors tile the data section exactly: no overlap, no hole, nothing after the last
+    end, last = 0, None
+    for b, e, name in sorted((b, e, name) for name, _, _, b, e in entries):
+        if b < end:
+            raise _bad(where, f"tensors '{last}' and '{name}' [{b}, {e}) overlap")
+        if b > end:
+            raise _bad(where, f"bytes [{end}, {b}) of the data belong to no tensor (a hole "
+                              f"before '{name}')")
+        end, last = e, name
+    if end != buffer_len:
+        raise _bad(where, f"{buffer_len - end} trailing bytes after the last tensor's data")
     return entries, metadata or {}, start
 
 
@@ -217,12 +283,16 @@ def _bf16_from_uint16(arr):
     return _wrap(h)
 
 
-def _tensors(buf, entries, start, device):
+def _tensors(buf, entries, start, device, where, copy):
     out = {}
     for name, code, shape, b, _ in entries:
         vt_dtype, npdt = _DTYPES[code]
         arr = np.frombuffer(buf, dtype=npdt, count=math.prod(shape), offset=start + b)
+        if code == "BOOL" and arr.size and arr.view(np.uint8).max() > 1:
+            raise _bad(where, f"tensor '{name}': BOOL data holds bytes other than 0 and 1")
         arr = arr.reshape(shape)
+        if copy:
+            arr = arr.copy()
         t = _bf16_from_uint16(arr) if vt_dtype is T.bfloat16 else from_numpy(arr)
         if device is not None and T.device(device) != t.device:
             t = t.to(device=device)
@@ -234,7 +304,7 @@ def load(data: bytes, device=None) -> dict:
     """name -> tensor from safetensors bytes (copied once: the result is writable)."""
     buf = bytearray(data)
     entries, _, start = _parse_header(buf, "<bytes>")
-    return _tensors(buf, entries, start, device)
+    return _tensors(buf, entries, start, device, "<bytes>", copy=False)
 
 
 def _map(filename):
@@ -246,12 +316,18 @@ def _map(filename):
         return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
 
 
-def load_file(filename, device=None) -> dict:
-    """name -> tensor from a safetensors file, memory-mapped: tensors whose data is aligned share
-    the mapping (no copy, pages read on first touch); writes go to private copies."""
+def load_file(filename, device=None, zero_copy=False) -> dict:
+    """name -> tensor from a safetensors file. The tensors own their memory (copied out of a
+    mapping of the file), so the file may change or go away while they live.
+
+    zero_copy=True: tensors whose data is aligned are views of a private copy-on-write mapping
+    (no copy, pages read on first touch; writes go to private pages, never to the file). Only for
+    files nobody changes while the tensors live: if the file is truncated, touching a tensor kills
+    the process with SIGBUS, which no check can catch."""
     mm = _map(filename)
-    entries, _, start = _parse_header(mm, os.fspath(filename))
-    return _tensors(mm, entries, start, device)
+    where = os.fspath(filename)
+    entries, _, start = _parse_header(mm, where)
+    return _tensors(mm, entries, start, device, where, copy=not zero_copy)
 
 
 def load_metadata(filename) -> dict:
