@@ -234,16 +234,16 @@ void byte_span(const vt_tensor* t, int64_t* lo, int64_t* hi) {
 bool covered_twice(const vt_tensor* a, const vt_tensor* b, int64_t lo, int64_t hi) {
   int64_t unit = static_cast<int64_t>(dtype_size(a->dtype));
   if (b) unit = std::min(unit, static_cast<int64_t>(dtype_size(b->dtype)));
-  std::vector<uint8_t> seen(static_cast<size_t>((hi - lo) / unit) + 1, 0);
+  std::vector<bool> seen(static_cast<size_t>((hi - lo) / unit) + 1, false);
   bool twice = false;
   auto mark = [&](const vt_tensor* t, bool set, bool test) {
     const int64_t item = static_cast<int64_t>(dtype_size(t->dtype));
     for_each_offset(t, [&](int64_t off) {
       for (int64_t byte = off * item; byte < off * item + item; byte += unit) {
         if (byte < lo || byte >= hi) continue;
-        uint8_t& s = seen[static_cast<size_t>((byte - lo) / unit)];
-        if (test && s) twice = true;
-        if (set) s = 1;
+        const size_t i = static_cast<size_t>((byte - lo) / unit);
+        if (test && seen[i]) twice = true;
+        if (set) seen[i] = true;
       }
     });
   };
