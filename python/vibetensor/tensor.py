@@ -787,14 +787,15 @@ def _arith(h, name, tensor_name, t, other, reverse=False):
 
 
 def _binary(name, a, b):
-    """The hot path: two tensors of one dtype go straight to the native fast call."""
+    """Two tensors (or a tensor and a list/array): promoted first (the runtime's rule), so no
+    call is made that must fail and be retried."""
     ah, bh = getattr(a, "_h", None), getattr(b, "_h", None)
-    if ah is not None and bh is not None:
+    if ah is not None and bh is not None and (ah.dtype.code, ah.dtype.bits) == (bh.dtype.code,
+                                                                               bh.dtype.bits):
         h = _call_tt(_ops.handle(name), ah, bh)
-        if h != _NULL:
-            return _wrap(h)
-        if a.dtype is b.dtype:
+        if h == _NULL:
             raise error()
+        return _wrap(h)
     a, b = _ops.promote_pair(a, b)
     h = _call_tt(_ops.handle(name), a._h, b._h)
     if h == _NULL:
