@@ -5,6 +5,7 @@ runtime the Python package loaded must agree with the header."""
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -89,3 +90,11 @@ def test_runtime_host_table_matches_header():
     assert size == 184  # ABI 1.1
     for t, n in [("vt_dtype", 4), ("vt_device", 8), ("vt_int_list", 16), ("vt_value", 24), ("vt_tensor", 48)]:
         assert ffi.sizeof(t) == n, t
+
+
+def test_abi_doc_quotes_match_the_header():
+    """docs/ABI.md quotes vt/oppack.h; opsdk/tools/abi_doc.py --check fails when they drift."""
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, str(root / "opsdk" / "tools" / "abi_doc.py"), "--check"],
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout
