@@ -90,14 +90,29 @@ def min(input, dim=None, keepdim=False):  # noqa: A001
     return _extreme("min", input, dim, keepdim)
 
 
-def _amax_like(name, input, dim, keepdim):
-    dims = _dims(dim) or list(range(input.ndim))
-    out = input
-    for d in sorted((d % input.ndim for d in dims), reverse=True) if input.ndim else []:
-        out = _op(f"core::{name}_dim")(out, d, True)[0]
-    if not keepdim and input.ndim:
-        out = out.squeeze([d % input.ndim for d in dims])
+def _wrap_dims(op, dims, ndim):
+    """Wrap negative dims; refuse out-of-range and repeated ones with the messages core::sum uses
+    (a 0-d tensor accepts dims -1 and 0, as in torch)."""
+    n = ndim or 1
+    out = []
+    for d in dims:
+        if not -n <= d < n:
+            raise IndexError(f"[{op}] dim {d} is out of range for a tensor of ndim {ndim} "
+                             f"(expected {-n}..{n - 1})")
+        if d % n in out:
+            raise ValueError(f"[{op}] dim {d % n} appears multiple times in the list of dims")
+        out.append(d % n)
     return out
+
+
+def _amax_like(name, input, dim, keepdim):
+    dims = _wrap_dims(f"a{name}", _dims(dim), input.ndim) or list(range(input.ndim))
+    if not input.ndim:
+        return input
+    out = input
+    for d in sorted(dims, reverse=True):
+        out = _op(f"core::{name}_dim")(out, d, True)[0]
+    return out if keepdim else out.squeeze(dims)
 
 
 def amax(input, dim=(), keepdim=False):

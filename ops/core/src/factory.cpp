@@ -5,6 +5,7 @@
 // dtype=None means float32 (the Python layer picks int64 for an all-integer arange before
 // calling). The computes only write values.
 #include <cmath>
+#include <limits>
 
 #include "core.hpp"
 #include "vt/loops.hpp"
@@ -47,16 +48,36 @@ void full_meta(vt::Call& c, int32_t dtype_index) {
 
 }  // namespace
 
+namespace core {
+// A fill value stored into an integer dtype must fit it: the cast of nan, +-inf or an out-of-range
+// double is undefined behaviour in C++ (x86 gives INT_MIN), so the meta steps of fill_, full and
+// masked_fill refuse it as torch does. bool takes any value (!= 0) and floats keep inf/nan.
+void check_fill_value(vt::Call& c, vt_dtype dtype, double value, const char* name) {
+  if (!vt::is_integral(dtype, false)) return;
+  vt::dispatch(vt::types<int64_t, int32_t, uint8_t, int8_t>{}, dtype, c.op, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    // [lowest, max + 1): both powers of two, exact in double (int64's max itself is not)
+    const double lo = (double)std::numeric_limits<T>::lowest(), hi = (double)std::numeric_limits<T>::max() + 1.0;
+    if (!(value >= lo && value < hi))
+      c.fail(VT_ERR_VALUE, "%s %g cannot be converted to %s without overflow", name, value, vt::dtype_name(dtype));
+  });
+}
+}  // namespace core
+
 VT_META_FN(fill__meta, "core::fill_") {
   vt_tensor* self = c.arg(0, "self").tensor();
   vt::check_ndim(c.op, self, "self");
+  core::check_fill_value(c, self->dtype, c.arg(1, "value").float_(), "value");
   c.set_out_retained(0, self);
 }
 VT_COMPUTE(fill__cpu, "core::fill_") { fill(c, c.out(0), c.arg(1, "value").float_()); }
 
 VT_META_FN(zeros_meta, "core::zeros") { full_meta(c, 1); }
 VT_META_FN(ones_meta, "core::ones") { full_meta(c, 1); }
-VT_META_FN(full_meta_fn, "core::full") { full_meta(c, 2); }
+VT_META_FN(full_meta_fn, "core::full") {
+  full_meta(c, 2);
+  core::check_fill_value(c, c.out(0)->dtype, c.arg(1, "fill_value").float_(), "fill_value");
+}
 VT_COMPUTE(zeros_cpu, "core::zeros") { fill_new(c, c.out(0), 0.0); }
 VT_COMPUTE(ones_cpu, "core::ones") { fill_new(c, c.out(0), 1.0); }
 VT_COMPUTE(full_cpu, "core::full") { fill_new(c, c.out(0), c.arg(1, "fill_value").float_()); }

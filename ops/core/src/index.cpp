@@ -7,8 +7,9 @@
 // whole CPU kernel (its output shape depends on the data, so no meta device); so is one_hot's
 // num_classes=-1 case in effect (its meta step leaves the output to the compute).
 //
-// Index tensors may be int64 or int32 (any strides); negative indices count from the end, like
-// Python; out-of-range ones are an IndexError naming the index, dim and size.
+// Index tensors may be int64 or int32 (any strides); in advanced indexing negative indices count
+// from the end, like Python; the other ops refuse them (torch does); out-of-range ones are an
+// IndexError naming the index, dim and size.
 // Accumulating kernels never let two threads write the same element: they split the work by
 // destination (lines of scatter_add, rows of embedding_backward, outer slices of index_add) and
 // add in a fixed order, so results do not depend on the thread count.
@@ -20,6 +21,10 @@
 
 #include "core.hpp"
 #include "shape_util.hpp"
+
+namespace core {
+void check_fill_value(vt::Call& c, vt_dtype dtype, double value, const char* name);  // factory.cpp
+}
 
 namespace {
 
@@ -98,12 +103,18 @@ void add_row(T* d, const T* s, int64_t n, int64_t ds, int64_t ss, vt::acc_t<T> a
 }
 
 // an index tensor as checked, wrapped int64 values (contiguous; a copy whenever wrapping would
-// otherwise write into the caller's tensor)
-vt::Tensor checked_index(const vt::Call& c, vt_tensor* index, const char* name, int64_t n, int32_t dim) {
+// otherwise write into the caller's tensor). Only advanced indexing (index / index_put) counts
+// negative indices from the end, as Python and torch do; the other ops refuse them, as torch does
+// ("index out of range in self"), so that a -1 meant as padding or "ignore" never reads a real row.
+vt::Tensor checked_index(const vt::Call& c, vt_tensor* index, const char* name, int64_t n, int32_t dim,
+                         bool negative_ok = false) {
   vt::Tensor idx = shp::index_int64(c, index, name);
   const int64_t* p = vt::data<int64_t>(idx);
   bool neg = false;
   for (int64_t i = 0; i < idx->numel; ++i) {
+    if (p[i] < 0 && !negative_ok)
+      c.fail(VT_ERR_INDEX, "%s: index %lld is out of range for dim %d with size %lld (negative indices are "
+             "refused, as in torch; only advanced indexing counts from the end)", name, (long long)p[i], dim, (long long)n);
     if (p[i] < -n || p[i] >= n)
       c.fail(VT_ERR_INDEX, "%s: index %lld is out of bounds for dim %d with size %lld", name, (long long)p[i], dim, (long long)n);
     neg = neg || p[i] < 0;
@@ -428,7 +439,7 @@ VT_BACKWARD(scatter_add_backward, "core::scatter_add") {
 VT_META_FN(masked_fill_meta, "core::masked_fill") {
   vt_tensor* self = c.arg(0, "self").tensor();
   vt_tensor* mask = c.arg(1, "mask").tensor();
-  c.arg(2, "value").float_();
+  core::check_fill_value(c, self->dtype, c.arg(2, "value").float_(), "value");
   if (!vt::same_dtype(mask->dtype, vt::kBool)) c.fail(VT_ERR_TYPE, "mask must be a bool tensor, got %s", vt::dtype_name(mask->dtype));
   c.check_same_device(self, "self", mask, "mask");
   int64_t shape[vt::kMaxDims];
@@ -693,7 +704,7 @@ IndexSet make_index_set(const vt::Call& c, const vt_tensor* self) {
   }
   for (int32_t d = 0; d < s.nb; ++d) s.N *= s.B[d];
   for (int32_t j = 0; j < s.k; ++j) {
-    s.idx.push_back(checked_index(c, l.data[j], "index", self->sizes[j], j));
+    s.idx.push_back(checked_index(c, l.data[j], "index", self->sizes[j], j, /*negative_ok=*/true));
     vt::broadcast_strides(s.idx[(size_t)j].get(), s.nb, s.st[j]);
   }
   return s;
