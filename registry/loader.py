@@ -131,12 +131,19 @@ def load(spec) -> Pack:
 
 def unload(pack) -> None:
     """Remove a pack's ops and kernels now; the next best provider serves each op at once. The
-    library itself stays mapped while dispatch snapshots, autograd graphs or tensors use it."""
+    library itself stays mapped while dispatch snapshots, autograd graphs or tensors use it.
+    `pack` is a name or a Pack; a Pack unloads only itself (by identity), so a stale handle
+    of an unloaded pack never unloads the pack loaded again under the same name."""
     name = pack.name if isinstance(pack, Pack) else str(pack)
     with _lock:
-        p = _loaded.pop(name, None)
+        p = _loaded.get(name)
+        if isinstance(pack, Pack) and p is not pack:
+            state = "another load of it is loaded now" if p is not None else "it is not loaded"
+            raise ValueError(f"unload: this handle of pack '{name}' is stale (unloaded already; {state}); "
+                             f"unload by name or with the Pack that vt.ops.load returned last")
         if p is None:
             raise ValueError(f"unload: pack '{name}' is not loaded (loaded: {sorted(_loaded)})")
+        del _loaded[name]
         handle, p._h = p._h, None
         checked_status = lib.vtrt_pack_unload(handle)
         _changed()

@@ -8,11 +8,16 @@
 - vt.ops.unload of a stale handle.
 """
 import math
+import sys
+from pathlib import Path
 
 import pytest
 
 import vibetensor as vt
 import vibetensor.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "packs"))
+import packtools as pt  # noqa: E402
 
 
 # ---- amax / amin dims -------------------------------------------------------------------------------
@@ -126,3 +131,29 @@ def test_float_and_bool_fills_keep_nan_inf(op):
     assert math.isnan(FILLS[op](math.nan, vt.float32).tolist()[0])
     assert FILLS[op](-math.inf, vt.float64).tolist() == [-math.inf] * 3
     assert FILLS[op](math.nan, vt.bool).tolist() == [True] * 3
+
+
+# ---- unload by handle identity ------------------------------------------------------------------
+def test_unload_stale_handle_refused_and_keeps_the_reload(tmp_path_factory):
+    P = str(pt.user_pack(tmp_path_factory))
+    r = pt.result(f"""
+        out = {{}}
+        p1 = vt.ops.load({P!r})
+        vt.ops.unload(p1)
+        p2 = vt.ops.load({P!r})
+        out['stale'] = raises(vt.ops.unload, p1)
+        out['p2_still'] = [p2.loaded, vt.ops.get('mypack') is p2, vt.ops.mypack.calls()]
+        out['stale_again'] = raises(vt.ops.unload, p1)
+        vt.ops.unload(p2)
+        out['p2_gone'] = [p2.loaded, vt.ops.get('mypack')]
+        out['p2_twice'] = raises(vt.ops.unload, p2)
+        out['by_name_gone'] = raises(vt.ops.unload, 'mypack')
+        print(json.dumps(out))
+    """)
+    assert r["stale"][0] == "ValueError"
+    assert "handle of pack 'mypack' is stale" in r["stale"][1] and "another load" in r["stale"][1]
+    assert r["p2_still"] == [True, True, 0]
+    assert r["stale_again"][0] == "ValueError" and "stale" in r["stale_again"][1]
+    assert r["p2_gone"] == [False, None]
+    assert r["p2_twice"][0] == "ValueError" and "stale" in r["p2_twice"][1] and "not loaded" in r["p2_twice"][1]
+    assert r["by_name_gone"][0] == "ValueError" and "not loaded" in r["by_name_gone"][1]
