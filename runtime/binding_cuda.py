@@ -61,7 +61,6 @@ typedef struct vtrt_cuda_host_stats {
 } vtrt_cuda_host_stats;
 void vtrt_cuda_host_stats_get(vtrt_cuda_host_stats* out);
 void vtrt_cuda_host_empty_cache(void);
-vt_status vtrt_cuda_copy_bytes(vt_tensor* dst, const vt_tensor* src, int32_t non_blocking);
 
 typedef struct vtrt_cuda_graph vtrt_cuda_graph;
 vtrt_cuda_graph* vtrt_cuda_graph_new(void);

@@ -6,7 +6,7 @@ import numpy as np
 
 from vibetensor import registry
 from vibetensor.registry import loader
-from vibetensor.runtime import checked, lib
+from vibetensor.runtime import lib
 from vibetensor.runtime import dtypes as T
 
 _ops: dict = {}
@@ -89,11 +89,4 @@ def cast(t, dtype: T.dtype):
     when it already has that dtype."""
     if t.dtype is dtype:
         return t
-    if t._h.device.type == 1:
-        return op("core::to_dtype")(t, dtype)
-    # core::to_dtype has no CUDA kernel yet: an empty tensor + copy_ (not differentiable)
-    from .tensor import _wrap
-
-    out = _wrap(checked(lib.vtrt_empty(t._h.sizes, t._h.ndim, dtype._vt(), t._h.device)))
-    op("core::copy_")(out, t)
-    return out
+    return op("core::to_dtype")(t, dtype)  # every device: core has its compute for cpu and cuda

@@ -423,7 +423,7 @@ class Tensor:
             t = _new(Tensor)
             t._h = h
             return t
-        return _binary("core::add", self, other)
+        return _after_failed_call("core::add", self, other)
 
     def __sub__(self, other):
         try:
@@ -434,7 +434,7 @@ class Tensor:
             t = _new(Tensor)
             t._h = h
             return t
-        return _binary("core::sub", self, other)
+        return _after_failed_call("core::sub", self, other)
 
     def __mul__(self, other):
         try:
@@ -445,7 +445,7 @@ class Tensor:
             t = _new(Tensor)
             t._h = h
             return t
-        return _binary("core::mul", self, other)
+        return _after_failed_call("core::mul", self, other)
 
     def __truediv__(self, other):
         try:
@@ -456,7 +456,7 @@ class Tensor:
             t = _new(Tensor)
             t._h = h
             return t
-        return _binary("core::div", self, other)
+        return _after_failed_call("core::div", self, other)
 
     def __radd__(self, other):
         return _arith(_hot.add_scalar, "core::add_scalar", "core::add", self, other, True)
@@ -784,6 +784,14 @@ def _arith(h, name, tensor_name, t, other, reverse=False):
         if r is not None:
             return r
     return _binary(tensor_name, other, t) if reverse else _binary(tensor_name, t, other)
+
+
+def _after_failed_call(name, a, b):
+    """The operators' fast call returned NULL: for one dtype that is the real error (raised
+    without calling again); for two, promote and call."""
+    if a._h.dtype.code == b._h.dtype.code and a._h.dtype.bits == b._h.dtype.bits:
+        raise error()
+    return _binary(name, a, b)
 
 
 def _binary(name, a, b):

@@ -429,24 +429,10 @@ class DeviceAllocator {
     stat_pools(stats_.active_bytes, pool, -size);
   }
 
-  cudaEvent_t get_event() {
-    if (!event_pool_.empty()) {
-      cudaEvent_t e = event_pool_.back();
-      event_pool_.pop_back();
-      return e;
-    }
-    cudaEvent_t e = nullptr;
-    if (cudaEventCreateWithFlags(&e, cudaEventDisableTiming) != cudaSuccess) {
-      cudaGetLastError();
-      return nullptr;
-    }
-    return e;
-  }
-
   void insert_events(Block* b) {
     DeviceGuard dg(device_);
     for (cudaStream_t s : b->stream_uses) {
-      cudaEvent_t e = get_event();
+      cudaEvent_t e = cu::take_event(event_pool_);
       if (!e || cudaEventRecord(e, s) != cudaSuccess) {
         cudaGetLastError();
         if (e) event_pool_.push_back(e);

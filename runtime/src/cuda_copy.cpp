@@ -7,7 +7,6 @@
 // is a host sync, which a CUDA graph capture forbids: that is refused with a clear error before
 // CUDA would invalidate the capture. Device <-> device never waits for the host; across devices
 // both devices' current streams are joined around the copy (events), as torch does.
-#include <cstring>
 
 #include "cuda_internal.hpp"
 
@@ -87,30 +86,4 @@ vt_status cuda_copy(void* dst, vt_device dd, const void* src, vt_device sd, size
   return VT_OK;
 }
 
-// The runtime's copy (vtrt_copy_bytes): blocking, as its callers (.cpu(), .numpy()) need.
-vt_status cuda_memcpy(void* dst, vt_device dd, const void* src, vt_device sd, size_t n) {
-  return cuda_copy(dst, dd, src, sd, n, false);
-}
-
 }  // namespace vt
-
-using namespace vt;
-
-extern "C" vt_status vtrt_cuda_copy_bytes(vt_tensor* dst, const vt_tensor* src, int32_t non_blocking) {
-  size_t n = static_cast<size_t>(dst->numel) * dtype_size(dst->dtype);
-  size_t m = static_cast<size_t>(src->numel) * dtype_size(src->dtype);
-  if (n != m)
-    return set_error(VT_ERR_VALUE, "copy: size mismatch, dst has %zu bytes, src %zu", n, m);
-  if (!vtrt_is_contiguous(dst) || !vtrt_is_contiguous(src))
-    return set_error(VT_ERR_VALUE, "copy: both tensors must be contiguous");
-  if (n == 0) return VT_OK;
-  if (dst->device.type == VT_CPU && src->device.type == VT_CPU) {
-    std::memcpy(dst->data, src->data, n);
-    return VT_OK;
-  }
-  if ((dst->device.type != VT_CPU && dst->device.type != VT_CUDA) ||
-      (src->device.type != VT_CPU && src->device.type != VT_CUDA))
-    return set_error(VT_ERR_NOT_IMPL, "copy: %s -> %s has no memory to copy",
-                     device_name(src->device).c_str(), device_name(dst->device).c_str());
-  return cuda_copy(dst->data, dst->device, src->data, src->device, n, non_blocking != 0);
-}

@@ -77,7 +77,7 @@ class HostAllocator {
     }
     for (auto& sd : b->streams) {  // reusable once the copies queued on it are done
       DeviceGuard dg(sd.second);
-      cudaEvent_t e = get_event(sd.second);
+      cudaEvent_t e = cu::take_event(event_pool_[sd.second]);  // per device (made current)
       if (!e) continue;
       if (cudaEventRecord(e, sd.first) != cudaSuccess) {
         cudaGetLastError();
@@ -155,22 +155,6 @@ class HostAllocator {
     HostBlock* block;
   };
 
-  // events belong to a device: the pool is per device (the caller made it current)
-  cudaEvent_t get_event(int device) {
-    auto& pool = event_pool_[device];
-    if (!pool.empty()) {
-      cudaEvent_t e = pool.back();
-      pool.pop_back();
-      return e;
-    }
-    cudaEvent_t e = nullptr;
-    if (cudaEventCreateWithFlags(&e, cudaEventDisableTiming) != cudaSuccess) {
-      cudaGetLastError();
-      return nullptr;
-    }
-    return e;
-  }
-
   void done(Pending& ev) {
     event_pool_[ev.device].push_back(ev.event);
     HostBlock* b = ev.block;
@@ -226,16 +210,13 @@ vt_tensor* vtrt_cuda_empty_pinned(const int64_t* sizes, int32_t ndim, vt_dtype d
     cu::not_available();
     return nullptr;
   }
-  if (ndim < 0 || ndim > VT_MAX_DIMS || !dtype_valid(dtype)) {
-    set_error(VT_ERR_VALUE, "pin_memory: bad shape or dtype");
+  if (!check_shape("pin_memory", sizes, ndim)) return nullptr;
+  if (!dtype_valid(dtype)) {
+    set_error(VT_ERR_TYPE, "pin_memory: unsupported dtype %s", dtype_name(dtype).c_str());
     return nullptr;
   }
   int64_t strides[VT_MAX_DIMS];
-  int64_t numel = 1;
-  for (int32_t i = ndim - 1; i >= 0; --i) {
-    strides[i] = numel;
-    numel *= sizes[i];
-  }
+  const int64_t numel = contiguous_strides(sizes, ndim, strides);
   size_t nbytes = static_cast<size_t>(numel) * dtype_size(dtype);
   void* p = cu::host_allocator().malloc(nbytes);
   if (!p) return nullptr;

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "internal.hpp"
 
@@ -68,6 +69,23 @@ void host_record_stream(const void* p, cudaStream_t stream, int device);
 cudaError_t launch_philox_fill(uint64_t* dst, uint64_t seed, uint64_t offset, cudaStream_t s);
 
 std::string fmt_bytes(int64_t n);  // "1.50 GiB"
+
+// An event from `pool`, or a new one when it is empty (timing off: cheapest to record and
+// query). Allocators reuse events because creating them concurrently is slow. NULL when CUDA
+// refuses (the caller then synchronises instead).
+inline cudaEvent_t take_event(std::vector<cudaEvent_t>& pool) {
+  if (!pool.empty()) {
+    cudaEvent_t e = pool.back();
+    pool.pop_back();
+    return e;
+  }
+  cudaEvent_t e = nullptr;
+  if (cudaEventCreateWithFlags(&e, cudaEventDisableTiming) != cudaSuccess) {
+    cudaGetLastError();
+    return nullptr;
+  }
+  return e;
+}
 
 }  // namespace cu
 }  // namespace vt

@@ -23,7 +23,6 @@ void cuda_philox_args(vt_device device, uint64_t count, vt_philox_args* out) {
   out->offset_intragraph = 0;
   philox_reserve(device, count, &out->seed, &out->offset);
 }
-vt_status cuda_memcpy(void*, vt_device, const void*, vt_device, size_t) { return na(); }
 vt_status cuda_copy(void*, vt_device, const void*, vt_device, size_t, bool) { return na(); }
 
 }  // namespace vt
@@ -68,7 +67,6 @@ vt_tensor* vtrt_cuda_empty_pinned(const int64_t*, int32_t, vt_dtype) { return na
 int32_t vtrt_cuda_is_pinned(const void*) { return 0; }
 void vtrt_cuda_host_stats_get(vtrt_cuda_host_stats* out) { std::memset(out, 0, sizeof *out); }
 void vtrt_cuda_host_empty_cache(void) {}
-vt_status vtrt_cuda_copy_bytes(vt_tensor*, const vt_tensor*, int32_t) { return na(); }
 vtrt_cuda_graph* vtrt_cuda_graph_new(void) { return na(), nullptr; }
 void vtrt_cuda_graph_free(vtrt_cuda_graph*) {}
 uint64_t vtrt_cuda_graph_pool_handle(void) { return 0; }

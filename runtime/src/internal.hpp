@@ -54,6 +54,9 @@ bool dtype_valid(vt_dtype d);
 std::string dtype_name(vt_dtype d);
 std::string device_name(vt_device d);
 std::string shape_str(const int64_t* sizes, int32_t ndim);
+// shapes: sizes >= 0, ndim <= VT_MAX_DIMS, at most 2^60 elements (else false + error naming `what`)
+bool check_shape(const char* what, const int64_t* sizes, int32_t ndim);
+int64_t contiguous_strides(const int64_t* sizes, int32_t ndim, int64_t* strides);  // -> numel
 // all of contiguous src into contiguous dst (same byte count), across devices (tensor.cpp)
 vt_status copy_bytes(vt_tensor* dst, const vt_tensor* src, bool non_blocking);
 
@@ -67,7 +70,6 @@ void device_free(vt_device device, void* ptr, size_t nbytes);
 
 // ---- CUDA glue (cuda_*.cpp; stubs when built without CUDA) ------------------------------------
 bool cuda_available();
-vt_status cuda_memcpy(void* dst, vt_device dst_dev, const void* src, vt_device src_dev, size_t n);
 void* cuda_current_stream(vt_device device);  // this thread's current stream on that device
 void install_cuda_allocator();
 int32_t cuda_exchange_device(int32_t index);  // sets this thread's device, returns the previous; -1 without CUDA

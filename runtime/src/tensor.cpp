@@ -91,6 +91,8 @@ TensorImpl* make_tensor(Storage* storage, const int64_t* sizes, const int64_t* s
   return t;
 }
 
+}  // namespace
+
 constexpr int64_t kMaxElems = int64_t{1} << 60;
 
 bool check_shape(const char* what, const int64_t* sizes, int32_t ndim) {
@@ -116,7 +118,16 @@ bool check_shape(const char* what, const int64_t* sizes, int32_t ndim) {
   return true;
 }
 
-}  // namespace
+// Row-major strides of `sizes` into `strides`; returns numel. check_shape bounds every product
+// of sizes by 2^60, so nothing here wraps.
+int64_t contiguous_strides(const int64_t* sizes, int32_t ndim, int64_t* strides) {
+  int64_t numel = 1;
+  for (int32_t i = ndim - 1; i >= 0; --i) {
+    strides[i] = numel;
+    numel *= sizes[i];
+  }
+  return numel;
+}
 
 }  // namespace vt
 
@@ -130,13 +141,8 @@ vt_tensor* vtrt_empty(const int64_t* sizes, int32_t ndim, vt_dtype dtype, vt_dev
     set_error(VT_ERR_TYPE, "empty: unsupported dtype %s", dtype_name(dtype).c_str());
     return nullptr;
   }
-  // check_shape bounds every product of sizes by 2^60, so these never wrap
   int64_t strides[VT_MAX_DIMS];
-  int64_t numel = 1;
-  for (int32_t i = ndim - 1; i >= 0; --i) {
-    strides[i] = numel;
-    numel *= sizes[i];
-  }
+  const int64_t numel = contiguous_strides(sizes, ndim, strides);
   auto* s = new (std::nothrow) Storage();
   if (!s) {
     set_error(VT_ERR_MEMORY, "out of memory allocating a storage header");

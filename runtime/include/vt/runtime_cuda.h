@@ -104,10 +104,6 @@ int32_t vtrt_cuda_is_pinned(const void* ptr);
 typedef struct vtrt_cuda_host_stats { int64_t allocated, reserved, num_host_allocs, num_allocs; } vtrt_cuda_host_stats;
 void vtrt_cuda_host_stats_get(vtrt_cuda_host_stats* out);
 void vtrt_cuda_host_empty_cache(void);
-/* Copies between contiguous tensors on the calling thread's current stream of the CUDA side.
- * non_blocking with a pinned host side returns at once (the copy is ordered on that stream);
- * otherwise it returns when the data has arrived. */
-vt_status vtrt_cuda_copy_bytes(vt_tensor* dst, const vt_tensor* src, int32_t non_blocking);
 
 /* ---- CUDA graphs ---------------------------------------------------------------------------------- */
 typedef struct vtrt_cuda_graph vtrt_cuda_graph;
