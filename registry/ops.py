@@ -17,6 +17,9 @@ from vibetensor.runtime import dtypes as _types
 from . import loader
 
 _tensor_factory = None  # set by the frontend: cdata vt_tensor* (owned) -> Tensor
+# (name, args, kwargs) -> (args, kwargs), run before every boxed call while set: vt.autocast's
+# casts. None when unused, so it costs one global lookup.
+call_hook = None
 
 
 def set_tensor_factory(fn) -> None:
@@ -84,6 +87,8 @@ class Op:
 
     # -- the boxed call ------------------------------------------------------------------------
     def __call__(self, *args, **kwargs):
+        if call_hook is not None:
+            args, kwargs = call_hook(self.name, args, kwargs)
         h = self.handle()
         spec = self.args
         n = len(spec)
