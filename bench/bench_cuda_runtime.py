@@ -178,6 +178,13 @@ def main(argv=None) -> int:
             print(f"| {label} | {vu:.2f} | {tu:.2f} | {vu / tu:.2f}x |")
         else:
             print(f"| {label} | {vu:.2f} | - | - |")
+    # the floor under every eager op: an empty kernel launched from C++ (no Python, no dispatch)
+    from vibetensor.runtime import check, ffi, lib
+
+    us = ffi.new("double*")
+    check(lib.vtrt_cuda_launch_floor(vcuda.current_device(), 20000 // scale, us))
+    print(f"\nlaunch floor: an empty kernel launched from C++ costs {us[0]:.2f} µs of host time "
+          f"(the part of an eager op no framework layer can remove)")
     s = vcuda.memory_stats()
     print(f"\nvibetensor allocator after the run: {s['num_device_alloc']} cudaMalloc calls, "
           f"{s['reserved_bytes.all.current'] >> 20} MiB reserved, "

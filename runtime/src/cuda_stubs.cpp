@@ -77,4 +77,5 @@ vt_status vtrt_cuda_graph_replay(vtrt_cuda_graph*) { return na(); }
 vt_status vtrt_cuda_graph_reset(vtrt_cuda_graph*) { return na(); }
 uint64_t vtrt_cuda_graph_pool(const vtrt_cuda_graph*) { return 0; }
 int32_t vtrt_cuda_is_current_stream_capturing(void) { return 0; }
+vt_status vtrt_cuda_launch_floor(int32_t, int32_t, double*) { return na(); }
 }  // extern "C"

@@ -20,6 +20,10 @@ def common_flags(ap: argparse.ArgumentParser, steps: int, out: str) -> None:
     ap.add_argument("--eval-every", type=int, default=None, help="steps between evaluations")
     ap.add_argument("--threads", type=int, default=None, help="CPU threads (default: all)")
     ap.add_argument("--quiet", action="store_true", help="no progress line")
+    ap.add_argument("--amp", choices=("none", "bf16", "fp16"), default="none",
+                    help="mixed precision: autocast to bfloat16 or float16 (fp16 adds loss scaling)")
+    ap.add_argument("--cuda-graph", action="store_true",
+                    help="capture the whole training step in a CUDA graph and replay it (cuda)")
 
 
 class Progress:
@@ -110,6 +114,13 @@ def setup(args) -> None:
     if args.device.startswith("cuda") and not vt.cuda.is_available():
         raise SystemExit(f"--device {args.device}: CUDA is not available in this build/machine")
     vt.manual_seed(args.seed)
+
+
+def make_optimizer(cls, params, args, **kw):
+    """cls(params, **kw), capturable when the step is replayed from a CUDA graph."""
+    if args.cuda_graph:
+        kw["capturable"] = True
+    return cls(params, **kw)
 
 
 def cosine_lr(step: int, total: int, base: float, warmup: int, min_ratio: float = 0.1) -> float:

@@ -25,6 +25,7 @@ import vibetensor.nn as nn
 import vibetensor.nn.functional as F
 
 from . import _harness as H
+from ._step import TrainStep
 
 
 @dataclass
@@ -281,9 +282,11 @@ def main(argv=None):
           f"({len(text):,} chars, {len(data.val):,} held out); {args.device}, {H.threads_note()}")
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
-    opt = vt.optim.AdamW([{"params": decay, "weight_decay": 0.1},
-                          {"params": no_decay, "weight_decay": 0.0}],
-                         lr=tcfg["lr"], betas=(0.9, 0.99))
+    opt = H.make_optimizer(vt.optim.AdamW, [{"params": decay, "weight_decay": 0.1},
+                                            {"params": no_decay, "weight_decay": 0.0}],
+                           args, lr=tcfg["lr"], betas=(0.9, 0.99))
+    train_step = TrainStep(lambda x, y: model(x, y)[1], opt, model.parameters(),
+                           device=args.device, amp=args.amp, clip=1.0, cuda_graph=args.cuda_graph)
     log = H.Log(out, "minigpt")
     bar = H.Progress(steps, "tok", args.quiet)
     tokens_per_step = tcfg["batch_size"] * cfg.block_size
@@ -293,12 +296,7 @@ def main(argv=None):
         lr = H.cosine_lr(step - 1, steps, tcfg["lr"], tcfg["warmup"])
         for g in opt.param_groups:
             g["lr"] = lr
-        x, y = data.batch("train", tcfg["batch_size"], args.device)
-        _, loss = model(x, y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
+        loss = train_step(*data.batch("train", tcfg["batch_size"], args.device))
         lv = loss.item()
         if not math.isfinite(lv):
             raise SystemExit(f"step {step}: loss is {lv}; try a lower --lr")

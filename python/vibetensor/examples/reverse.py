@@ -17,6 +17,7 @@ import vibetensor.nn as nn
 import vibetensor.nn.functional as F
 
 from . import _harness as H
+from ._step import TrainStep
 from .minigpt import Block, GPTConfig
 
 
@@ -83,7 +84,10 @@ def main(argv=None):
     rng = np.random.default_rng(args.seed)
     eval_rng = np.random.default_rng(args.seed + 1)
     model = Reverser(args.digits, args.length, n_embd=args.n_embd, n_layer=args.n_layer).to(args.device)
-    opt = vt.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
+    opt = H.make_optimizer(vt.optim.AdamW, model.parameters(), args, lr=args.lr, weight_decay=0.01)
+    train_step = TrainStep(
+        lambda x, y: F.cross_entropy(model(x).reshape(-1, model.vocab), y, ignore_index=-100),
+        opt, model.parameters(), device=args.device, amp=args.amp, cuda_graph=args.cuda_graph)
     log = H.Log(Path(args.out), "reverse")
     bar = H.Progress(args.steps, "seq", args.quiet)
     eval_every = args.eval_every or max(1, args.steps // 4)
@@ -93,12 +97,8 @@ def main(argv=None):
         for g in opt.param_groups:
             g["lr"] = lr
         x, y, _ = make_batch(rng, args.digits, args.length, args.batch_size, model)
-        logits = model(vt.from_numpy(x).to(args.device))
-        loss = F.cross_entropy(logits.reshape(-1, model.vocab),
-                               vt.from_numpy(y.reshape(-1)).to(args.device), ignore_index=-100)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+        loss = train_step(vt.from_numpy(x).to(args.device),
+                          vt.from_numpy(y.reshape(-1)).to(args.device))
         lv = loss.item()
         log.add(step, "train", lv, lr=lr)
         bar.update(step, lv, args.batch_size)

@@ -21,6 +21,7 @@ import vibetensor.nn as nn
 import vibetensor.nn.functional as F
 
 from . import _harness as H
+from ._step import TrainStep
 
 
 class Attention(nn.Module):
@@ -152,7 +153,9 @@ def main(argv=None):
     print(f"ViT: {sum(p.numel() for p in model.parameters()) / 1e3:.0f}k parameters; "
           f"{len(xtr)} train / {len(xte)} test images of {shape['channels']}x{shape['image']}"
           f"x{shape['image']}; {args.device}, {H.threads_note()}")
-    opt = vt.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.05)
+    opt = H.make_optimizer(vt.optim.AdamW, model.parameters(), args, lr=args.lr, weight_decay=0.05)
+    train_step = TrainStep(lambda x, y: F.cross_entropy(model(x), y), opt, model.parameters(),
+                           device=args.device, amp=args.amp, cuda_graph=args.cuda_graph)
     rng = np.random.default_rng(args.seed)
     log = H.Log(Path(args.out), "vit")
     bar = H.Progress(args.steps, "img", args.quiet)
@@ -163,11 +166,8 @@ def main(argv=None):
         for g in opt.param_groups:
             g["lr"] = lr
         ix = rng.integers(0, len(xtr), size=args.batch_size)
-        logits = model(vt.from_numpy(xtr[ix]).to(args.device))
-        loss = F.cross_entropy(logits, vt.from_numpy(ytr[ix]).to(args.device))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+        loss = train_step(vt.from_numpy(xtr[ix]).to(args.device),
+                          vt.from_numpy(ytr[ix]).to(args.device))
         lv = loss.item()
         log.add(step, "train", lv, lr=lr)
         bar.update(step, lv, args.batch_size)
