@@ -55,7 +55,7 @@ class TGPT(tnn.Module):
 
     def forward(self, idx, targets):
         B, T = idx.shape
-        x = self.drop(self.wte(idx) + self.wpe(torch.arange(T)))
+        x = self.drop(self.wte(idx) + self.wpe(torch.arange(T, device=idx.device)))
         for b in self.h:
             x = b(x)
         logits = self.lm_head(self.ln_f(x))
