@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 import vibetensor as vt
-from conftest import HAS_TORCH, LAYOUTS, Row, assert_close, dname, make, rand_shape, rows, to_numpy
+from conftest import (HAS_TORCH, LAYOUTS, Row, assert_close, dname, make, rand_shape, rand_values, round_to,
+                      rows, to_numpy, vt_from)
 
 pytestmark = [pytest.mark.filterwarnings("ignore::RuntimeWarning"),  # numpy on 0-size/ddof cases
               pytest.mark.filterwarnings("ignore:.*degrees of freedom:UserWarning")]  # torch, same
@@ -135,21 +136,23 @@ def test_reduction_matches_numpy(case, layout, device, rng):
                              scale=max(1.0, np.sqrt(max(a.size, 1))), msg=msg + " (torch)")
 
 
-def test_zero_size_and_scalar_reductions():
-    z = vt.zeros(0, 3)
+def test_zero_size_and_scalar_reductions(device):
+    z = vt.zeros(0, 3, device=device)
     assert z.sum().item() == 0 and np.isnan(z.mean().item())
     assert z.sum(0).tolist() == [0.0] * 3 and z.sum(1).shape == (0,)
     assert np.isnan(z.var().item()) and z.var(1).shape == (0,)
     assert z.logsumexp(0).tolist() == [float("-inf")] * 3
     assert z.norm().item() == 0.0 and z.cumsum(0).shape == (0, 3)
-    s = vt.tensor(3.0)
+    assert z.norm(float("-inf"), 0).tolist() == [float("inf")] * 3
+    assert z.sum(0, dtype=vt.int64).tolist() == [0] * 3 and np.isnan(z.std(0).tolist()).all()
+    s = vt.tensor(3.0).to(device)
     assert s.sum().item() == 3.0 and s.sum(0).item() == 3.0 and s.max().item() == 3.0
     assert s.argmax().item() == 0 and s.logsumexp(0).item() == pytest.approx(3.0)
     v, i = s.max(0)
     assert v.item() == 3.0 and i.item() == 0 and v.shape == ()
     assert np.isnan(s.var().item()) and s.var(correction=0).item() == 0.0
     assert s.cumsum(0).item() == 3.0 and s.norm().item() == 3.0
-    one = vt.tensor([[2.5]])
+    one = vt.tensor([[2.5]]).to(device)
     assert one.std(keepdim=True).shape == (1, 1) and one.norm(dim=1).tolist() == [2.5]
 
 
@@ -183,27 +186,39 @@ def test_max_min_arg(dtype, layout, device, rng):
                 assert_close(imax, ti.numpy(), "int64", msg="vs torch")
 
 
-def test_max_nan_and_ties():
-    x = vt.tensor([1.0, float("nan"), 3.0, float("nan")])
+def test_max_nan_and_ties(device):
+    def T(data, **kw):
+        return vt.tensor(data, **kw).to(device)
+
+    x = T([1.0, float("nan"), 3.0, float("nan")])
     assert np.isnan(x.max().item()) and np.isnan(x.min().item())
     assert x.argmax().item() == 1 and x.argmin().item() == 1  # the first NaN, like torch
-    v, i = vt.tensor([[2.0, 5.0, 5.0, 1.0]]).max(1)
+    v, i = T([[2.0, 5.0, 5.0, 1.0]]).max(1)
     assert i.tolist() == [1]  # ties: the first index
-    assert vt.tensor([1, 7, 7]).amax().item() == 7
-    assert vt.amax(vt.arange(6.0).reshape(2, 3), 1).tolist() == [2.0, 5.0]
-    assert vt.amin(vt.arange(6.0).reshape(2, 3), (0, 1), keepdim=True).shape == (1, 1)
-    m = vt.max(vt.tensor([1.0, 5.0]), vt.tensor([3.0, 2.0]))  # the elementwise form
+    assert T([1, 7, 7]).amax().item() == 7
+    assert vt.amax(T(np.arange(6.0).reshape(2, 3)), 1).tolist() == [2.0, 5.0]
+    assert vt.amin(T(np.arange(6.0).reshape(2, 3)), (0, 1), keepdim=True).shape == (1, 1)
+    m = vt.max(T([1.0, 5.0]), T([3.0, 2.0]))  # the elementwise form
     assert m.tolist() == [3.0, 5.0]
+    z = T([0.0, -0.0, 0.0])  # equal values: the first one's (sign and index)
+    assert np.signbit(T([-0.0, 0.0]).max().item()) and not np.signbit(z.max().item())
+    assert z.argmin().item() == 0 and T([-0.0, 0.0]).min(0)[1].item() == 0
+    b = T([[False, True, True], [False, False, False]])
+    assert b.argmax(1).tolist() == [1, 0] and b.max().item() is True and b.sum().item() == 2
 
 
-def test_logsumexp_extremes():
+def test_logsumexp_extremes(device):
     x = vt.tensor([[1000.0, 1000.0], [-1000.0, -float("inf")], [float("inf"), 1.0],
-                   [-float("inf"), -float("inf")]], dtype=vt.float64)
-    r = x.logsumexp(1).tolist()
-    assert r[0] == pytest.approx(1000 + np.log(2)) and r[1] == pytest.approx(-1000)
-    assert r[2] == float("inf") and r[3] == float("-inf")
-    assert np.isnan(vt.tensor([1.0, float("nan")]).logsumexp(0).item())
-    assert vt.tensor([1, 2, 3]).logsumexp(0).dtype is vt.float32  # integers -> float32
+                   [-float("inf"), -float("inf")], [float("inf"), float("nan")],
+                   [float("nan"), 2.0]], dtype=vt.float64).to(device)
+    for t in (x, x.to(vt.float32)):
+        r = t.logsumexp(1).tolist()
+        assert r[0] == pytest.approx(1000 + np.log(2)) and r[1] == pytest.approx(-1000)
+        assert r[2] == float("inf") and r[3] == float("-inf")
+        assert np.isnan(r[4]) and np.isnan(r[5])
+    assert np.isnan(vt.tensor([1.0, float("nan")]).to(device).logsumexp(0).item())
+    i = vt.tensor([1, 2, 3]).to(device).logsumexp(0)  # integers -> float32
+    assert i.dtype is vt.float32 and i.item() == pytest.approx(np.log(np.exp([1, 2, 3]).sum()), rel=1e-6)
 
 
 # -- cumsum --------------------------------------------------------------------------------------
@@ -261,6 +276,101 @@ def test_long_rows_and_thread_count_independence(rng):
     np.testing.assert_allclose(y.logsumexp(1).numpy(),
                                np.log(np.exp(b).sum(1)), rtol=1e-12)
     np.testing.assert_array_equal(y.argmax(0).numpy(), np.argmax(b, 0))
+
+
+# -- large shapes: every device kernel path (long rows split over blocks, 16-byte vectors after an
+#    unaligned head, column tiles, chunked scans) against numpy; the same bits run to run ---------
+
+def _big(rng, shape, dtype, device):
+    """A tensor of standard normals exact in `dtype`, contiguous on `device`, and its values."""
+    a = rng.standard_normal(shape).astype(np.float32).astype(np.float64)
+    return vt_from(a, dtype, device), round_to(a, dname(dtype))
+
+
+BIG = [  # (id, shape, dtype, view of the base tensor, reduction on vt, on numpy float64)
+    ("sum_rows_split", (3, 300_001), "float32", None, lambda x: x.sum(-1), lambda a: a.sum(-1)),
+    ("sum_all", (1_000_003,), "float32", None, lambda x: x.sum(), lambda a: a.sum()),
+    ("mean_all_bf16", (777, 1025), "bfloat16", None, lambda x: x.mean(), lambda a: a.mean()),
+    ("sum_rows_f16", (64, 4100), "float16", None, lambda x: x.sum(1), lambda a: a.sum(1)),
+    ("sum_unaligned_rows", (300, 1001), "float32", lambda x: x[:, 1:], lambda x: x.sum(1),
+     lambda a: a[:, 1:].sum(1)),
+    ("sum_cols", (4096, 512), "float32", None, lambda x: x.sum(0), lambda a: a.sum(0)),
+    ("sum_cols_bf16", (3000, 256), "bfloat16", None, lambda x: x.sum(0), lambda a: a.sum(0)),
+    ("sum_cols_odd", (4099, 257), "float32", None, lambda x: x.sum(0), lambda a: a.sum(0)),
+    ("sum_to_size", (32, 128, 96), "float32", None, lambda x: x.sum_to_size(96),
+     lambda a: a.sum((0, 1))),
+    ("sum_transposed", (700, 3000), "float32", lambda x: x.T, lambda x: x.sum(1),
+     lambda a: a.T.sum(1)),
+    ("sum_mid_dims", (16, 300, 5, 40), "float64", lambda x: x.permute(0, 2, 1, 3),
+     lambda x: x.sum((1, 3)), lambda a: a.transpose(0, 2, 1, 3).sum((1, 3))),
+    ("sum_f64_out", (2000, 300), "float32", None, lambda x: x.sum(0, dtype=vt.float64),
+     lambda a: a.sum(0)),
+    ("var_rows", (3, 200_000), "float32", None, lambda x: x.var(1), lambda a: a.var(1, ddof=1)),
+    ("std_cols", (5000, 64), "float32", None, lambda x: x.std(0), lambda a: a.std(0, ddof=1)),
+    ("var_all_f64", (600_001,), "float64", None, lambda x: x.var(), lambda a: a.var(ddof=1)),
+    ("lse_rows", (5, 70_000), "float32", None, lambda x: x.logsumexp(1),
+     lambda a: np.log(np.exp(a).sum(1))),
+    ("lse_cols_bf16", (3000, 80), "bfloat16", None, lambda x: x.logsumexp(0),
+     lambda a: np.log(np.exp(a).sum(0))),
+    ("norm_all", (1_000_000,), "float32", None, lambda x: x.norm(), lambda a: np.sqrt((a * a).sum())),
+    ("norm3_rows", (4, 50_000), "float32", None, lambda x: x.norm(3, 1),
+     lambda a: (np.abs(a) ** 3).sum(1) ** (1 / 3)),
+    ("cumsum_long_rows", (2, 100_000), "float32", None, lambda x: x.cumsum(1), lambda a: a.cumsum(1)),
+    ("cumsum_long_cols", (100_000, 3), "float32", None, lambda x: x.cumsum(0), lambda a: a.cumsum(0)),
+    ("cumsum_many_rows", (20_000, 37), "float64", None, lambda x: x.cumsum(1), lambda a: a.cumsum(1)),
+]
+
+
+@pytest.mark.parametrize("case", BIG, ids=[c[0] for c in BIG])
+def test_large_shapes(case, device, rng):
+    name, shape, dtype, view, fn, ref = case
+    x, a = _big(rng, shape, dtype, device)
+    got = fn(view(x) if view else x)
+    exp = ref(a)
+    out = "float64" if name == "sum_f64_out" else dtype
+    n = a.size / max(np.asarray(exp).size, 1)
+    # sums of n terms: an absolute tolerance growing like sqrt(n); scans: their running sums
+    assert_close(got, exp, out, scale=np.sqrt(n) if "cumsum" not in name else np.sqrt(a.size), msg=name)
+
+
+@pytest.mark.parametrize("dtype", FLOATS + HALVES + ("int32", "bool"))
+def test_large_extremes_first_index(dtype, device, rng):
+    """argmax/argmin/max_dim over long rows and tall columns: ties and NaNs keep the first index."""
+    a = rand_values(rng, (5, 70_001), dtype, low=-100, high=100)
+    if dtype != "bool":
+        a[:, [5, 40_000, 70_000]] = 200  # ties of the max
+        a[:, [7, 60_000]] = -200  # ties of the min
+        if dtype in FLOATS + HALVES:
+            a[1, [33_333, 50_000]] = np.nan
+    x = vt_from(a, dtype, device)
+    for d in (1, 0):  # long rows, then tall contiguous columns
+        xd = x if d == 1 else vt_from(np.ascontiguousarray(a.T), dtype, device)
+        ad = a if d == 1 else a.T
+        assert_close(xd.argmax(1 if d == 1 else 0), np.argmax(ad, 1 if d == 1 else 0), "int64")
+        v, i = xd.min(1 if d == 1 else 0)
+        assert_close(i, np.argmin(ad, 1 if d == 1 else 0), "int64")
+        assert_close(v, np.min(ad, 1 if d == 1 else 0), dtype)
+    assert x.argmax().item() == int(np.argmax(a)) and x.argmin().item() == int(np.argmin(a))
+    assert_close(x.max(), np.max(a), dtype)
+
+
+DETERMINISTIC = [
+    ("sum", lambda x: x.sum()), ("sum_rows", lambda x: x.sum(1)), ("sum_cols", lambda x: x.sum(0)),
+    ("mean_cols", lambda x: x.mean(0)), ("var", lambda x: x.var()), ("std_cols", lambda x: x.std(0)),
+    ("logsumexp", lambda x: x.logsumexp((0, 1))), ("norm", lambda x: x.norm()),
+    ("norm_rows", lambda x: x.norm(dim=1)), ("cumsum_cols", lambda x: x.cumsum(0)),
+    ("cumsum_rows", lambda x: x.cumsum(1)), ("sum_transposed", lambda x: x.T.sum(0)),
+]
+
+
+@pytest.mark.parametrize("dtype", ("float32", "bfloat16"))
+def test_device_determinism(dtype, device, rng):
+    """The same reduction of the same tensor twice gives the same bits (fixed reduction trees, no
+    atomics), on shapes that take many blocks and the split paths."""
+    x, _ = _big(rng, (2048, 1536), dtype, device)
+    for name, fn in DETERMINISTIC:
+        r1, r2 = to_numpy(fn(x)), to_numpy(fn(x))
+        assert r1.tobytes() == r2.tobytes(), f"{name} {dtype}: results differ between runs"
 
 
 # -- gradients -------------------------------------------------------------------------------------
