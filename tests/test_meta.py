@@ -248,6 +248,7 @@ EXAMPLES = {
     "core::addmm": lambda: [call(f(3), f(2, 4), f(4, 3)),
                             call(f(2, 1), f(2, 4), f(4, 3), beta=0.5, alpha=2.0)],
     "core::linear": lambda: [call(f(2, 3, 4), f(5, 4), f(5)), call(f(4), f(5, 4))],
+    "core::set_cuda_matmul_flags": lambda: call(False),  # no tensors: runs on cpu, returns a bool
     # -- views and shapes -------------------------------------------------------------------------
     "core::view": lambda: call(f(2, 3, 4), [6, -1]),
     "core::reshape": lambda: [call(f(2, 3), [3, 2]), call(f(3, 2).T, [-1])],

@@ -1,5 +1,7 @@
-// ops/core/src/matmul.cpp — matmul, bmm, addmm, linear on CPU through OpenBLAS (scipy-openblas32,
-// scipy_-prefixed CBLAS), with their backward rules. Not here: attention (ops/attention).
+// ops/core/src/matmul.cpp — matmul, bmm, addmm, linear: meta steps, CPU computes through OpenBLAS
+// (scipy-openblas32, scipy_-prefixed CBLAS), backward rules, and the CUDA matmul flags op. The
+// CUDA computes (cuBLASLt) are in cuda/matmul.cu; both plan GEMMs with matmul_plan.hpp.
+// Not here: attention (ops/attention).
 //
 // Shape legend: self (..., m, k) @ other (..., k, n) -> out (..., m, n), out always contiguous.
 // torch semantics: 1-D @ 1-D is a dot product (0-d result); a 1-D self is a row (m = 1) and a
@@ -31,28 +33,21 @@
 
 #include "core.hpp"
 #include "gradops.hpp"
+#include "matmul_plan.hpp"
 #include "vt/loops.hpp"
 
 namespace {
 
-struct Mat {  // one operand seen as (rows, cols) with element strides
-  int64_t rows, cols, rs, cs;
-};
+using core::Gemm;
+using core::Mat;
+using core::Plan;
 
-// How BLAS can read m as stored: NoTrans (row-major, unit column stride) or Trans (unit row
-// stride). Strides of size-1 dims do not matter, so they never force a copy.
+// How BLAS can read m as stored (core::gemm_layout), within 32-bit BLAS's leading dims.
 bool blas_layout(const Mat& m, CBLAS_TRANSPOSE* tr, int64_t* ld) {
-  if ((m.cols == 1 || m.cs == 1) && (m.rows == 1 || m.rs >= std::max<int64_t>(m.cols, 1))) {
-    *tr = CblasNoTrans;
-    *ld = m.rows == 1 ? std::max<int64_t>(m.cols, 1) : m.rs;
-    return *ld <= INT_MAX;
-  }
-  if ((m.rows == 1 || m.rs == 1) && (m.cols == 1 || m.cs >= std::max<int64_t>(m.rows, 1))) {
-    *tr = CblasTrans;
-    *ld = m.cols == 1 ? std::max<int64_t>(m.rows, 1) : m.cs;
-    return *ld <= INT_MAX;
-  }
-  return false;
+  bool trans = false;
+  if (!core::gemm_layout(m, &trans, ld)) return false;
+  *tr = trans ? CblasTrans : CblasNoTrans;
+  return *ld <= INT_MAX;
 }
 
 void blas_single_threaded() {
@@ -75,23 +70,8 @@ void gemm(double* c, int64_t ldc, int64_t m, int64_t n, int64_t k, double alpha,
 bool matrix_ok(const vt_tensor* t) {
   CBLAS_TRANSPOSE tr;
   int64_t ld;
-  if (t->ndim == 0) return true;
-  const Mat m = t->ndim == 1 ? Mat{1, t->sizes[0], 0, t->strides[0]}
-                             : Mat{t->sizes[t->ndim - 2], t->sizes[t->ndim - 1], t->strides[t->ndim - 2],
-                                   t->strides[t->ndim - 1]};
-  return blas_layout(m, &tr, &ld);
+  return t->ndim == 0 || blas_layout(core::matrix_of(t), &tr, &ld);
 }
-
-// A product to run: nb = prod(batch) GEMMs of A (m, k) @ B (k, n) into contiguous C (nb, m, n),
-// optionally C = beta * init + alpha * A @ B with init broadcast over (m, n) and the batch.
-struct Gemm {
-  Mat A, B;
-  int32_t nbatch = 0;
-  int64_t batch[vt::kMaxDims], a_bstr[vt::kMaxDims], b_bstr[vt::kMaxDims];
-  const vt_tensor* init = nullptr;  // same dtype as a, b
-  int64_t init_rs = 0, init_cs = 0;
-  double alpha = 1.0, beta = 0.0;
-};
 
 constexpr int64_t kSerialFlops = 1 << 20;  // m*n*k below this: one GEMM on the calling thread
 
@@ -228,65 +208,12 @@ void check_pair(vt::Call& c, const vt_tensor* a, const char* an, const vt_tensor
   vt::check_ndim(c.op, b, bn);
 }
 
-// Do dims [0, n) of t fold into one dim of stride t->strides[n-1]? (size-1 dims never matter)
-bool folds(const vt_tensor* t, int32_t n) {
-  int64_t expected = t->strides[n - 1] * t->sizes[n - 1];
-  for (int32_t d = n - 2; d >= 0; --d) {
-    if (t->sizes[d] == 1) continue;
-    if (t->strides[d] != expected) return false;
-    expected = t->strides[d] * t->sizes[d];
-  }
-  return true;
-}
-
-enum class Plan { Ok, Inner, Batch };
-
-// The general N-d product a @ b (torch.matmul) as a Gemm, and its output shape. `b_is_weight`: b
-// is given as (n, k) and used transposed (linear). Says which rule the shapes break, if any (the
-// meta step turns that into the message; a compute plans shapes the meta step accepted).
-Plan plan_matmul(const vt_tensor* a, const vt_tensor* b, bool b_is_weight, Gemm& G, int64_t* shape, int32_t* ndim) {
-  const int32_t an_ = a->ndim, bn_ = b->ndim;
-  G.A = an_ == 1 ? Mat{1, a->sizes[0], 0, a->strides[0]}
-                 : Mat{a->sizes[an_ - 2], a->sizes[an_ - 1], a->strides[an_ - 2], a->strides[an_ - 1]};
-  if (b_is_weight)  // weight (n, k) read as (k, n)
-    G.B = bn_ == 1 ? Mat{b->sizes[0], 1, b->strides[0], 0} : Mat{b->sizes[1], b->sizes[0], b->strides[1], b->strides[0]};
-  else
-    G.B = bn_ == 1 ? Mat{b->sizes[0], 1, b->strides[0], 0}
-                   : Mat{b->sizes[bn_ - 2], b->sizes[bn_ - 1], b->strides[bn_ - 2], b->strides[bn_ - 1]};
-  if (G.A.cols != G.B.rows) return Plan::Inner;
-  const int32_t abatch = an_ > 2 ? an_ - 2 : 0, bbatch = (!b_is_weight && bn_ > 2) ? bn_ - 2 : 0;
-  G.nbatch = std::max(abatch, bbatch);
-  for (int32_t i = 0; i < G.nbatch; ++i) {
-    const int32_t ia = i - (G.nbatch - abatch), ib = i - (G.nbatch - bbatch);
-    const int64_t sa = ia >= 0 ? a->sizes[ia] : 1, sb = ib >= 0 ? b->sizes[ib] : 1;
-    if (sa != sb && sa != 1 && sb != 1) return Plan::Batch;
-    G.batch[i] = sa == 1 ? sb : sa;
-    G.a_bstr[i] = sa == 1 ? 0 : a->strides[ia];
-    G.b_bstr[i] = sb == 1 ? 0 : b->strides[ib];
-  }
-  int32_t nd = 0;
-  for (int32_t i = 0; i < G.nbatch; ++i) shape[nd++] = G.batch[i];
-  if (an_ > 1) shape[nd++] = G.A.rows;
-  if (bn_ > 1) shape[nd++] = G.B.cols;
-  *ndim = nd;
-  // the `linear` case: b is one matrix and a's batch+row dims fold into one row dim
-  if (G.nbatch > 0 && bbatch == 0 && G.A.rows * G.A.cols > 0 && (G.A.cols == 1 || G.A.cs == 1) && folds(a, an_ - 1)) {
-    int64_t rows = 1;
-    for (int32_t d = 0; d < an_ - 1; ++d) rows *= a->sizes[d];
-    if (rows <= INT_MAX) {
-      G.A.rows = rows;
-      G.nbatch = 0;
-    }
-  }
-  return Plan::Ok;
-}
-
 // The meta step's half of matmul/bmm/linear: the shape rules with their messages, and the output.
 void matmul_out(vt::Call& c, const vt_tensor* a, const vt_tensor* b, bool b_is_weight, const char* an, const char* bn) {
   Gemm G;
   int64_t shape[vt::kMaxDims + 2];
   int32_t ndim = 0;
-  switch (plan_matmul(a, b, b_is_weight, G, shape, &ndim)) {
+  switch (core::plan_matmul(a, b, b_is_weight, G, shape, &ndim)) {
     case Plan::Inner:
       c.fail(VT_ERR_VALUE, "shape mismatch: %s %s and %s %s (inner dims %lld vs %lld)", an, vt::shape_str(a).c_str(), bn,
              vt::shape_str(b).c_str(), (long long)G.A.cols, (long long)G.B.rows);
@@ -306,13 +233,8 @@ void matmul_compute(vt::Call& c, const vt_tensor* a, const vt_tensor* b, bool b_
   Gemm G;
   int64_t shape[vt::kMaxDims + 2];
   int32_t ndim = 0;
-  plan_matmul(p.t[0], p.t[1], b_is_weight, G, shape, &ndim);
-  if ((init = p.t[2])) {  // broadcast to (m, n); validated by the meta step
-    G.init = init;
-    G.init_cs = init->ndim >= 1 && init->sizes[init->ndim - 1] != 1 ? init->strides[init->ndim - 1] : 0;
-    G.init_rs = init->ndim >= 2 && init->sizes[init->ndim - 2] != 1 ? init->strides[init->ndim - 2] : 0;
-    G.beta = 1.0;
-  }
+  core::plan_matmul(p.t[0], p.t[1], b_is_weight, G, shape, &ndim);
+  if ((init = p.t[2])) core::set_init(G, init, 1.0);  // broadcast to (m, n); validated by the meta step
   execute(c, G, p.t[0], p.t[1], p.dst(c, out));
   p.finish(c, out);
 }
@@ -405,11 +327,8 @@ VT_COMPUTE(addmm_cpu, "core::addmm") {
   Gemm G;
   G.A = Mat{a->sizes[0], a->sizes[1], a->strides[0], a->strides[1]};
   G.B = Mat{b->sizes[0], b->sizes[1], b->strides[0], b->strides[1]};
-  G.init = init;
-  G.init_cs = init->ndim >= 1 && init->sizes[init->ndim - 1] != 1 ? init->strides[init->ndim - 1] : 0;
-  G.init_rs = init->ndim >= 2 && init->sizes[init->ndim - 2] != 1 ? init->strides[init->ndim - 2] : 0;
+  core::set_init(G, init, c.arg(3, "beta").float_());
   G.alpha = c.arg(4, "alpha").float_();
-  G.beta = c.arg(3, "beta").float_();
   execute(c, G, a, b, p.dst(c, out));
   p.finish(c, out);
 }
@@ -530,6 +449,18 @@ VT_BACKWARD(addmm_backward, "core::addmm") {
   }
 }
 
+// ---- CUDA matmul flags -------------------------------------------------------------------------
+// vt.backends.cuda.matmul.allow_tf32 (torch's flag, default off): float32 products on cuda may
+// round their inputs to TF32 (cuda/matmul.cu reads the flag on every call). An op, so Python sets
+// it like any other; it takes no tensor, so it runs on cpu. Returns the previous setting.
+std::atomic<bool> core::cuda_matmul_allow_tf32{false};
+
+VT_KERNEL(set_cuda_matmul_flags_cpu, "core::set_cuda_matmul_flags") {
+  const bool allow_tf32 = c.arg(0, "allow_tf32").bool_();
+  c.outs[0].tag = VT_BOOL;
+  c.outs[0].v.b = core::cuda_matmul_allow_tf32.exchange(allow_tf32, std::memory_order_relaxed) ? 1 : 0;
+}
+
 using core::OpDef;
 
 const OpDef kMatmulOps[] = {
@@ -539,5 +470,6 @@ const OpDef kMatmulOps[] = {
      addmm_cpu, addmm_backward, 0b111, 0},
     {"core::linear(Tensor input, Tensor weight, Tensor? bias=None) -> Tensor", linear_meta, linear_cpu, linear_backward,
      0b111, 0},
+    {"core::set_cuda_matmul_flags(bool allow_tf32) -> bool", nullptr, set_cuda_matmul_flags_cpu},
 };
 VT_OP_TABLE(kMatmulOps)
