@@ -1,0 +1,195 @@
+// ops/core/cuda/rowwise.cuh — the building blocks of the nn family's row kernels (softmax,
+// layer_norm/rms_norm, cross-entropy): how a row is spread over threads, 16-byte slot loads, row
+// reductions, and a deterministic column sum. Included by nn.cu, norm.cu and loss.cu only.
+//
+// Shape legend: M rows of N contiguous elements. A row belongs to a group of `tpr` threads:
+//   tpr <= 32  a power of two; a block of kRowBlock threads holds kRowBlock / tpr rows and the
+//              row's reductions are warp shuffles within the group
+//   tpr > 32   the whole block (a multiple of 32, at most kMaxTpr); block reductions
+// A slot is V = 16 / sizeof(T) consecutive elements: slot s holds elements [s*V, s*V + V). Thread
+// `lane` of the group works on K slots at a time (a chunk): chunk c, slot k is slot
+// (c*K + k)*tpr + lane, so each of the K loads is coalesced across the group. When one chunk covers
+// the row (chunks == 1) the row stays in registers between passes; longer rows are read again
+// per pass (the "looped" case), so every N works.
+// Slots are one 16-byte access when `vec` (N % V == 0 and every row base 16-byte aligned), else V
+// scalar accesses with a bound check (odd N, offset views).
+#ifndef VT_CORE_CUDA_ROWWISE_CUH_
+#define VT_CORE_CUDA_ROWWISE_CUH_
+
+#include <algorithm>
+
+#include "vt/autograd.hpp"
+#include "vt/cuda/elementwise.cuh"
+#include "vt/cuda/reduce.cuh"
+
+namespace rowwise {
+
+using vt::cuda::acc_t;
+using vt::cuda::Vec;
+
+constexpr int kMaxTpr = 512;    // threads per row at most (one block); kernels use __launch_bounds__(kMaxTpr)
+constexpr int kRowBlock = 256;  // threads per block when several rows share one
+constexpr int64_t kMaxRow = (int64_t)1 << 30;  // row lengths the row kernels take (int indices)
+
+// slots per thread of a kernel that keeps one row (fwd) or two (bwd) in registers: 32 (16)
+// elements of 16-bit and 32-bit types, 16 (8) of float64
+template <class T>
+constexpr int fwd_slots() { return sizeof(T) == 2 ? 4 : 8; }
+template <class T>
+constexpr int bwd_slots() { return sizeof(T) == 2 ? 2 : 4; }
+
+template <class T>  // elements per 16-byte slot
+__host__ __device__ constexpr int width() { return sizeof(T) >= 16 ? 1 : (int)(16 / sizeof(T)); }
+
+// How M rows of N elements are spread over the grid (host side, from M and N only, so a result
+// never depends on the GPU model: row-order reductions stay the same bits on every device).
+struct Plan {
+  int tpr = 1;         // threads per row
+  int threads = 1;     // threads per block
+  int64_t chunks = 1;  // chunks of K slots per thread that cover a row
+  unsigned blocks = 1;
+  bool vec = false;
+  __host__ __device__ int rows_per_block() const { return threads / tpr; }
+};
+
+inline bool aligned16(const void* p) { return ((uintptr_t)p & 15) == 0; }
+
+// K: slots a thread holds per chunk. Rows of up to K * kMaxTpr slots stay in registers.
+inline Plan plan_rows(const vt::Call& c, int64_t M, int64_t N, int V, int K, bool vec) {
+  if (N >= kMaxRow) c.fail(VT_ERR_NOT_IMPL, "rows of %lld elements are too long for the CUDA kernel (at most %lld)",
+                           (long long)N, (long long)kMaxRow - 1);
+  Plan p;
+  p.vec = vec && N % V == 0;
+  const int64_t nslot = std::max<int64_t>(1, (N + V - 1) / V);
+  int64_t want = (nslot + K - 1) / K;
+  if (M < 512) want = std::max<int64_t>(want, (nslot + 1) / 2);  // few rows: spread each wider
+  if (want <= 32) {
+    int t = 1;
+    while (t < want) t <<= 1;
+    p.tpr = t;
+    p.threads = kRowBlock;
+  } else {
+    p.tpr = p.threads = (int)std::min<int64_t>(kMaxTpr, (want + 31) / 32 * 32);
+  }
+  p.chunks = (nslot + (int64_t)K * p.tpr - 1) / ((int64_t)K * p.tpr);
+  const int64_t rpb = p.rows_per_block();
+  p.blocks = (unsigned)std::max<int64_t>(1, std::min<int64_t>((M + rpb - 1) / rpb, (int64_t)1 << 30));
+  return p;
+}
+
+// The row group of the calling thread. Indices within a row are int: plan_rows refuses rows of
+// kMaxRow elements or more.
+struct Group {
+  int tpr, lane, index;  // index: the group's row within the block
+  __device__ __forceinline__ explicit Group(int t) : tpr(t), lane((int)threadIdx.x % t), index((int)threadIdx.x / t) {}
+  // every thread of the block must call these (dead rows too): block mode synchronises
+  template <class U, class Op>
+  __device__ __forceinline__ U reduce(U v, Op op, U identity) const {
+    if (tpr <= 32) {
+      for (int o = tpr >> 1; o > 0; o >>= 1) v = op(v, __shfl_xor_sync(0xffffffffu, v, o));
+      return v;
+    }
+    return vt::cuda::block_reduce(v, op, identity);
+  }
+  template <class U> __device__ __forceinline__ U sum(U v) const { return reduce(v, vt::cuda::Sum{}, U(0)); }
+  template <class U> __device__ __forceinline__ U max(U v) const { return reduce(v, vt::cuda::Max{}, U(-INFINITY)); }
+  // slot k of chunk c
+  __device__ __forceinline__ int slot(int c, int k, int K) const { return (c * K + k) * tpr + lane; }
+};
+
+// how many of slot s's V elements lie in a row of n (0 for a dead row, n = 0)
+template <int V>
+__device__ __forceinline__ int valid(int s, int n) {
+  const int r = n - s * V;
+  return r < 0 ? 0 : r > V ? V : r;
+}
+
+// The lim valid elements of slot s; the others are 0.
+template <class T, int V>
+__device__ __forceinline__ Vec<T, V> load_slot(const T* row, int s, int lim, bool vec) {
+  if (vec && lim == V) return reinterpret_cast<const Vec<T, V>*>(row)[s];
+  Vec<T, V> r;
+#pragma unroll
+  for (int j = 0; j < V; ++j) r.v[j] = j < lim ? row[s * V + j] : T(0.0f);
+  return r;
+}
+
+template <class T, int V>
+__device__ __forceinline__ void store_slot(T* row, int s, int lim, bool vec, const Vec<T, V>& v) {
+  if (vec && lim == V) {
+    reinterpret_cast<Vec<T, V>*>(row)[s] = v;
+    return;
+  }
+#pragma unroll
+  for (int j = 0; j < V; ++j)
+    if (j < lim) row[s * V + j] = v.v[j];
+}
+
+__device__ __forceinline__ float fexp(float x) { return __expf(x); }  // ex2.approx: ~2 ulp
+__device__ __forceinline__ double fexp(double x) { return exp(x); }
+__device__ __forceinline__ float flog(float x) { return logf(x); }
+__device__ __forceinline__ double flog(double x) { return log(x); }
+
+// Online log-sum-exp state: m the running max, s the sum of exp(x - m). Rows (or their partial
+// sums) that are all -inf keep s = 0 instead of exp(-inf - -inf) = nan; a row whose max is -inf
+// still ends as nan through its output pass, as on cpu.
+template <class A>
+struct LSE {
+  A m = A(-INFINITY), s = A(0);
+  // folds in a chunk whose max is cm, given f(nm) = sum of exp(x - nm) over the chunk
+  template <class F>
+  __device__ __forceinline__ void add(A cm, F f) {
+    const A nm = vt::cuda::Max{}(m, cm);
+    const A scale = m == nm ? A(1) : fexp(m - nm);
+    s = s * scale + (nm == A(-INFINITY) ? A(0) : f(nm));
+    m = nm;
+  }
+  // the group's (max, sum) in every thread of the group
+  __device__ __forceinline__ void combine(const Group& g) {
+    const A gm = g.max(m);
+    s = g.sum(m == gm ? s : s * fexp(m - gm));
+    m = gm;
+  }
+};
+
+// dst[j] = sum over g < G of part[g*N + j], in g order split into 8 interleaved runs added in a
+// fixed tree: the same bits on every run. Block (32, 8).
+template <class A, class T>
+__global__ void __launch_bounds__(256) column_sum(const A* __restrict__ part, int64_t G, int64_t N, T* __restrict__ dst) {
+  __shared__ A acc[8][33];
+  const int64_t j = (int64_t)blockIdx.x * 32 + threadIdx.x;
+  A s = A(0);
+  if (j < N)
+    for (int64_t g = threadIdx.y; g < G; g += 8) s += part[g * N + j];
+  acc[threadIdx.y][threadIdx.x] = s;
+  __syncthreads();
+  if (threadIdx.y == 0 && j < N) {
+    A t = A(0);
+#pragma unroll
+    for (int k = 0; k < 8; ++k) t += acc[k][threadIdx.x];
+    dst[j] = T(t);
+  }
+}
+
+template <class A, class T>
+void launch_column_sum(const vt::Call& c, const A* part, int64_t G, int64_t N, T* dst) {
+  if (N == 0) return;
+  vt::cuda::launch(c, "column_sum", column_sum<A, T>, dim3((unsigned)((N + 31) / 32)), dim3(32, 8), 0, part, G, N, dst);
+}
+
+// A contiguous version of a tensor (itself when it already is), through core::contiguous on the
+// call's device.
+struct Contig {
+  vt::Tensor own;
+  const vt_tensor* t = nullptr;
+  Contig(const vt::Call& c, const vt_tensor* x) : t(x) {
+    if (x && !vt::is_contiguous(x)) {
+      own = vt::call(c.host, "core::contiguous", {const_cast<vt_tensor*>(x)});
+      t = own;
+    }
+  }
+};
+
+}  // namespace rowwise
+
+#endif  // VT_CORE_CUDA_ROWWISE_CUH_
