@@ -399,3 +399,109 @@ def test_bad_input_backward_op():
     lse = vt.tensor(np.ones((1, 1, 2)))
     with pytest.raises(ValueError, match=r"\[attention::sdpa_backward\] lse must have the shape"):
         vt.ops.Op("attention::sdpa_backward")(out, q, q, q, out, lse, None, False, 1.0, 0.0, 0, 0)
+
+
+# ---- the backward's providers (flash on cpu; composed on every device) ----------------------------
+from conftest import DEVICES, providers  # noqa: E402
+
+BACKWARD = "attention::sdpa_backward"
+BACKWARD_PROVIDERS = [pytest.param(d, p, id=f"{d}-{p}") for d in DEVICES for p in providers(BACKWARD, d)]
+
+
+def ref_backward(q, k, v, g, mask=None, causal=False, scale=None, keep=None, p=0.0, glse=None):
+    """dq, dk, dv of sum(out * g) + sum(lse * glse) in float64"""
+    q, k, v, g = (a.astype(np.float64) for a in (q, k, v, g))
+    scale = 1 / np.sqrt(q.shape[-1]) if scale is None else scale
+    pr, _ = ref_probs(ref_scores(q, k, mask, causal, scale))
+    z = np.ones_like(pr) if keep is None else keep / (1 - p)
+    dv = np.swapaxes(pr * z, -1, -2) @ g
+    dp = (g @ np.swapaxes(v, -1, -2)) * z
+    d = (dp * pr).sum(-1, keepdims=True) - (0 if glse is None else glse[..., None])
+    ds = pr * (dp - d)
+    return ds @ k * scale, np.swapaxes(ds, -1, -2) @ q * scale, dv
+
+
+# (B, H, Tq, Tk, D, Dv), causal, mask, grad_lse, dropout p
+BACKWARD_CASES = [((2, 3, 5, 7, 8, 6), False, None, False, 0.0), ((1, 2, 70, 130, 16, 16), True, "float", True, 0.0),
+                  ((1, 2, 33, 40, 8, 8), True, "bool", False, 0.0), ((2, 1, 20, 31, 4, 4), False, None, True, 0.3),
+                  ((1, 1, 6, 0, 4, 4), False, None, False, 0.0), ((1, 2, 0, 5, 4, 4), False, None, False, 0.0)]
+
+
+@pytest.mark.parametrize("device,provider", BACKWARD_PROVIDERS)
+@pytest.mark.parametrize("case", BACKWARD_CASES, ids=str)
+def test_backward_providers_match_numpy(device, provider, case):
+    """attention::sdpa_backward called directly under each provider (float64): masks, causal,
+    grad_lse, a dropout mask regenerated from (seed, offset), zero-length sequences."""
+    (B, H, Tq, Tk, D, Dv), causal, mask, with_glse, p = case
+    rng = np.random.default_rng(12)
+    q, k, v = make(rng, B, H, Tq, Tk, D, Dv)
+    g = rng.standard_normal((B, H, Tq, Dv))
+    m = make_mask(rng, mask, (Tq, Tk))
+    if m is not None and m.dtype == bool:
+        m[:, 0] = True
+    glse = rng.standard_normal((B, H, Tq)) if with_glse else None
+    vt.manual_seed(31)
+    out, lse, st = run("flash", q, k, v, m, causal, 0.3, p)
+    keep = None
+    if p > 0:
+        keep = to_numpy(vt.ops.Op("attention::dropout_mask")([B, H, Tq, Tk], p, int(st[0]), int(st[1])))
+    args = [T(a, device) for a in (g, q, k, v, out, lse, m)]
+    with vt.ops.use(BACKWARD, provider, device):
+        dq, dk, dv = vt.ops.Op(BACKWARD)(*args, causal, 0.3, p, int(st[0]), int(st[1]), T(glse, device))
+    for got, want in zip((dq, dk, dv), ref_backward(q, k, v, g, m, causal, 0.3, keep, p, glse)):
+        assert got.device.type == device
+        np.testing.assert_allclose(to_numpy(got), want, rtol=1e-9, atol=1e-10)
+
+
+@pytest.mark.parametrize("device,provider", BACKWARD_PROVIDERS)
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float16"])
+def test_backward_providers_low_precision(device, provider, dtype):
+    """16-bit inputs compute in float32; results within the dtype's rounding of the reference."""
+    rng = np.random.default_rng(13)
+    q, k, v = make(rng, 1, 2, 40, 50, 16)
+    g = rng.standard_normal((1, 2, 40, 16))
+    dt = getattr(vt, dtype)
+    out, lse, _ = run("flash", q, k, v, None, True)
+    args = [T(a, device).to(dt) for a in (g, q, k, v, out)] + [T(lse, device).to(vt.float32)]
+    with vt.ops.use(BACKWARD, provider, device):
+        grads = vt.ops.Op(BACKWARD)(*args, None, True, 0.25, 0.0, 0, 0)
+    tol = {"float32": 1e-4, "bfloat16": 6e-2, "float16": 1e-2}[dtype]
+    for got, want in zip(grads, ref_backward(q, k, v, g, None, True, 0.25)):
+        assert got.dtype is dt
+        np.testing.assert_allclose(to_numpy(got), want, rtol=tol, atol=tol)
+
+
+def test_composed_backward_equals_flash_backward_through_autograd():
+    """vt.autograd through sdpa with the backward op pinned to either provider: the same grads."""
+    rng = np.random.default_rng(14)
+    q, k, v = make(rng, 2, 2, 37, 45, 8)
+    g = rng.standard_normal((2, 2, 37, 8))
+    m = make_mask(rng, "bool", (37, 45))
+    got = []
+    for prov in ("flash", "composed"):
+        qv, kv, vv = (vt.tensor(a).requires_grad_() for a in (q, k, v))
+        vt.manual_seed(8)
+        with vt.ops.use(BACKWARD, prov):
+            out = sdpa(qv, kv, vv, attn_mask=vt.tensor(m), dropout_p=0.2, is_causal=True)
+            got.append([to_numpy(x) for x in vt.autograd.grad(out, (qv, kv, vv), vt.tensor(g))])
+    for a, b in zip(*got):
+        np.testing.assert_allclose(b, a, rtol=1e-9, atol=1e-10)
+
+
+def test_dropout_mask_op_is_core_dropouts_mask(device):
+    """attention::dropout_mask(size, p, seed, offset) is the mask core::dropout draws at that
+    (seed, offset): what lets the composed backward regenerate the forward's dropout."""
+    shape, p = (3, 5, 67), 0.35
+    seed, offset = 17, 0
+    vt.manual_seed(seed)  # every device's generator at (17, 0)
+    _, mask = vt.ops.Op("core::dropout")(vt.ones(*shape, device=device), p, True)
+    mine = vt.ops.Op("attention::dropout_mask")(list(shape), p, seed, offset, device)
+    assert mine.dtype is vt.bool_ and mine.device.type == device and mine.shape == shape
+    np.testing.assert_array_equal(to_numpy(mine), to_numpy(mask))
+    cpu = vt.ops.Op("attention::dropout_mask")(list(shape), p, seed, offset)
+    np.testing.assert_array_equal(to_numpy(cpu), to_numpy(mine))
+    assert to_numpy(vt.ops.Op("attention::dropout_mask")([9], 0.0, 1, 0)).all()
+    assert not to_numpy(vt.ops.Op("attention::dropout_mask")([9], 1.0, 1, 0)).any()
+    assert vt.ops.Op("attention::dropout_mask")([0, 4], 0.5, 1, 0, device).shape == (0, 4)
+    with pytest.raises(ValueError, match="dropout_p must be in"):
+        vt.ops.Op("attention::dropout_mask")([3], 1.5, 1, 0)

@@ -313,3 +313,218 @@ def test_scheduler_state_dict_round_trip():
     st2 = lr_scheduler.StepLR(opt2, 5)
     st2.load_state_dict(st.state_dict())
     assert st2.step_size == 2 and st2.last_epoch == 1
+
+
+# -- every device: the fused kernels (core::adamw_, core::sgd_) and the multi-tensor AdamW ----------
+# (core::adamw_multi, which vt.optim.AdamW uses on CUDA). On cuda they run against the cpu's
+# numbers; on cpu the multi op runs against the per-tensor op.
+from conftest import DEVICES, make, to_numpy  # noqa: E402
+
+gpu = pytest.mark.skipif("cuda" not in DEVICES, reason="needs a CUDA GPU")
+DTOL = {"float32": 2e-6, "float64": 1e-13, "float16": 2e-3, "bfloat16": 1.6e-2}
+LIST_SHAPES = [(33, 17), (5,), (), (0, 3), (4099,), (3, 1, 40), (20000,)]
+
+
+@pytest.fixture(params=DEVICES)
+def device(request):
+    return request.param
+
+
+def adam_lists(device, dtype, seed=0, layouts=("contiguous",)):
+    """params, grads, exp_avgs, exp_avg_sqs over LIST_SHAPES (layouts cycled), as vt tensors on
+    `device`; the states start non-zero so every term of the update matters."""
+    rng = np.random.default_rng(seed)
+    out = [[], [], [], []]
+    for i, s in enumerate(LIST_SHAPES):
+        lay = layouts[i % len(layouts)]
+        p, _ = make(rng, s, dtype, lay, device)
+        g, _ = make(rng, s, dtype, "contiguous", device)
+        m, _ = make(rng, s, dtype, lay, device, low=-0.1, high=0.1)
+        v, _ = make(rng, s, dtype, "contiguous", device, low=0.0, high=0.01)
+        for lst, t in zip(out, (p, g, m, v)):
+            lst.append(t)
+    return out
+
+
+def clone_lists(lists):
+    return [[t.clone() for t in lst] for lst in lists]
+
+
+HP = dict(lr=1e-2, beta1=0.9, beta2=0.95, eps=1e-8, weight_decay=0.1)
+
+
+def per_tensor_steps(lists, steps, hp=HP):
+    for step in range(1, steps + 1):
+        for p, g, m, v in zip(*lists):
+            vt.ops.core.adamw_(p, g, m, v, hp["lr"], hp["beta1"], hp["beta2"], hp["eps"],
+                               hp["weight_decay"], step)
+
+
+def multi_steps(lists, steps, hp=HP):
+    for step in range(1, steps + 1):
+        r = vt.ops.core.adamw_multi(*lists, hp["lr"], hp["beta1"], hp["beta2"], hp["eps"],
+                                    hp["weight_decay"], step)
+        assert r == ()
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float16", "float64"])
+def test_adamw_multi_equals_per_tensor(device, dtype):
+    """The multi-tensor op gives the per-tensor op's bits, contiguous or strided entries."""
+    a = adam_lists(device, dtype, layouts=("contiguous", "transposed", "contiguous", "sliced"))
+    b = clone_lists(a)
+    per_tensor_steps(a, 3)
+    multi_steps(b, 3)
+    for la, lb in zip(a, b):
+        for x, y in zip(la, lb):
+            np.testing.assert_array_equal(to_numpy(y), to_numpy(x))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float16", "float64"])
+def test_adamw_on_device_matches_cpu(device, dtype):
+    a = adam_lists("cpu", dtype, seed=1, layouts=("contiguous", "sliced"))
+    b = [[t.to(device) for t in lst] for lst in a]
+    per_tensor_steps(a, 4)
+    multi_steps(b, 4)
+    tol = DTOL[dtype]
+    for la, lb in zip(a, b):
+        for x, y in zip(la, lb):
+            np.testing.assert_allclose(to_numpy(y), to_numpy(x), rtol=tol, atol=tol)
+
+
+def test_adamw_multi_device_scalars(device):
+    """lr_t / step_t (1-element float32 tensors on the device) give the scalar arguments'
+    results; step_t counts the steps."""
+    a = adam_lists(device, "float32", seed=2)
+    b = clone_lists(a)
+    lr_t = vt.full((1,), HP["lr"], device=device)
+    step_t = vt.zeros(1, device=device)
+    multi_steps(a, 3)
+    for _ in range(3):
+        vt.ops.core.adamw_multi(*b, 123.0, HP["beta1"], HP["beta2"], HP["eps"], HP["weight_decay"], 0,
+                                lr_t, step_t)
+    assert step_t.cpu().tolist() == [3.0]
+    for la, lb in zip(a, b):
+        for x, y in zip(la, lb):
+            np.testing.assert_allclose(to_numpy(y), to_numpy(x), rtol=1e-6, atol=1e-7)
+
+
+def test_adamw_multi_bad_input(device):
+    p = [vt.zeros(3, device=device), vt.zeros(2, device=device)]
+    z = [vt.zeros(3, device=device), vt.zeros(2, device=device)]
+    args = (0.1, 0.9, 0.99, 1e-8, 0.0, 1)
+    with pytest.raises(ValueError, match=r"grads has 1 tensors, params has 2"):
+        vt.ops.core.adamw_multi(p, z[:1], z, z, *args)
+    with pytest.raises(ValueError, match=r"exp_avgs\[1\] must have param's shape \(2,\), got \(3,\)"):
+        vt.ops.core.adamw_multi(p, z, [z[0], z[0]], z, *args)
+    with pytest.raises(TypeError, match=r"exp_avg_sqs\[0\]"):
+        vt.ops.core.adamw_multi(p, z, z, [z[0].to(vt.float64), z[1]], *args)
+    with pytest.raises(ValueError, match="step must be >= 1"):
+        vt.ops.core.adamw_multi(p, z, z, z, 0.1, 0.9, 0.99, 1e-8, 0.0, 0)
+    with pytest.raises(ValueError, match="step_t must be a 1-element float32"):
+        vt.ops.core.adamw_multi(p, z, z, z, *args, None, vt.zeros(2, device=device))
+    assert vt.ops.core.adamw_multi([], [], [], [], *args) == ()
+
+
+@pytest.mark.parametrize("momentum,dampening,nesterov,wd", [(0.0, 0.0, False, 0.0), (0.9, 0.0, False, 0.01),
+                                                            (0.9, 0.1, False, 0.0), (0.9, 0.0, True, 0.05)])
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float64"])
+def test_sgd_on_device_matches_cpu(device, momentum, dampening, nesterov, wd, dtype):
+    rng = np.random.default_rng(3)
+    for shape, layout in (((64, 33), "contiguous"), ((17, 9), "transposed"), ((5000,), "sliced"), ((), "contiguous")):
+        p, _ = make(rng, shape, dtype, layout, "cpu")
+        buf = vt.zeros(*shape, dtype=getattr(vt, dtype)) if momentum else None
+        pd = make(np.random.default_rng(0), shape, dtype, layout, device)[0]  # the same layout there
+        pd.copy_(p.to(device))
+        bd = buf.to(device).clone() if momentum else None  # (on cpu .to is the same tensor)
+        for step in range(3):
+            g, _ = make(rng, shape, dtype, "contiguous", "cpu")
+            d = dampening if step else 0.0
+            vt.ops.core.sgd_(p, g, buf, 0.1, momentum, d, wd, nesterov)
+            vt.ops.core.sgd_(pd, g.to(device), bd, 0.1, momentum, d, wd, nesterov)
+        tol = DTOL[dtype]
+        np.testing.assert_allclose(to_numpy(pd), to_numpy(p), rtol=tol, atol=tol)
+        if momentum:
+            np.testing.assert_allclose(to_numpy(bd), to_numpy(buf), rtol=tol, atol=tol)
+
+
+def run_vt_on(device, cls, kwargs, steps=STEPS):
+    ps = [nn.Parameter(vt.tensor(v).to(device)) for v in init_values()]
+    opt = cls(ps, **kwargs)
+    history = []
+    for s in range(steps):
+        for p, g in zip(ps, grads(s)):
+            p.grad = vt.tensor(g).to(device)
+        opt.step()
+        history.append([to_numpy(p) for p in ps])
+    return history, opt, ps
+
+
+@pytest.mark.parametrize("flags", [dict(), dict(fused=True), dict(fused=False), dict(foreach=True)],
+                         ids=["auto", "fused", "per-tensor", "foreach"])
+@pytest.mark.parametrize("name", ["adam_wd", "adamw", "adamw_wd"])
+def test_adam_paths_vs_numpy(device, name, flags):
+    """Every path (multi-tensor, per tensor) on every device meets the float64 reference."""
+    _, cls, kwargs, ref = next(c for c in CASES if c[0] == name)
+    got, opt, ps = run_vt_on(device, cls, dict(kwargs, **flags))
+    want = ref()
+    for s in range(STEPS):
+        for a, b in zip(got[s], want[s]):
+            assert rel_diff(a, b) < 2e-5, (name, s)
+    multi = opt._multi(opt.param_groups[0], ps)
+    assert multi == (flags.get("fused", flags.get("foreach")) if flags else device == "cuda")
+
+
+def test_multi_path_steps_params_with_different_counts(device):
+    """A parameter that had no gradient for a step keeps its own step count (torch's rule)."""
+    ps = [nn.Parameter(vt.tensor(v).to(device)) for v in init_values()]
+    qs = [nn.Parameter(vt.tensor(v).to(device)) for v in init_values()]
+    a = optim.AdamW(ps, lr=1e-2, fused=True)
+    b = optim.AdamW(qs, lr=1e-2, fused=False)
+    for s in range(4):
+        for i, (p, q, g) in enumerate(zip(ps, qs, grads(s))):
+            gg = None if (i == 1 and s == 1) else vt.tensor(g).to(device)
+            p.grad, q.grad = gg, (None if gg is None else gg.clone())
+        v0 = ps[0]._version
+        a.step()
+        b.step()
+        assert ps[0]._version > v0  # the multi op's writes bump the version counter
+    assert a.state[ps[1]]["step"] == 3 and a.state[ps[0]]["step"] == 4
+    for p, q in zip(ps, qs):
+        np.testing.assert_array_equal(to_numpy(p), to_numpy(q))
+
+
+@gpu
+def test_capturable_adamw_matches_eager_and_replays_in_a_cuda_graph():
+    import vibetensor.cuda as vcuda
+
+    ps = [nn.Parameter(vt.tensor(v).to("cuda")) for v in init_values()]
+    qs = [nn.Parameter(vt.tensor(v).to("cuda")) for v in init_values()]
+    opt = optim.AdamW(ps, lr=1e-2, weight_decay=0.1, capturable=True)
+    ref = optim.AdamW(qs, lr=1e-2, weight_decay=0.1)
+
+    def set_grads(s):
+        for p, q, g in zip(ps, qs, grads(s)):
+            gd = vt.tensor(g).to("cuda")
+            if p.grad is None:
+                p.grad = gd.clone()
+            else:
+                p.grad.copy_(gd)  # static gradient buffers: the graph reads these
+            q.grad = gd
+
+    set_grads(0)
+    opt.step()  # eager warm-up: makes the state and the device scalars
+    ref.step()
+    g = vcuda.CUDAGraph()
+    with vcuda.graph(g):
+        opt.step()
+    for s in range(1, 6):
+        set_grads(s)
+        if s == 4:  # a schedule: change lr between replays
+            for o in (opt, ref):
+                o.param_groups[0]["lr"] = 3e-3
+            opt.update_lr()
+        g.replay()
+        ref.step()
+        for p, q in zip(ps, qs):
+            np.testing.assert_allclose(to_numpy(p), to_numpy(q), rtol=1e-6, atol=1e-7)
+    assert opt.state[ps[0]]["step"].cpu().tolist() == [6.0]

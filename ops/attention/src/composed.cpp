@@ -1,18 +1,26 @@
-// composed.cpp — provider "composed" of attention::sdpa: the textbook formula written with core ops
-// through the host (resolved at call time, so the attention pack does not depend on core's load
-// order). It materialises the (B, H, Tq, Tk) scores: it is the reference the tests compare the fused
-// provider with, and the demonstration of vt.ops.use("attention::sdpa", provider="composed").
+// composed.cpp — provider "composed" of attention::sdpa and attention::sdpa_backward: the textbook
+// formulas written with core ops through the host (resolved at call time, so the attention pack
+// does not depend on core's load order). Device-neutral: registered for cpu and cuda (on cuda it is
+// the attention until the fused Hopper kernels exist). It materialises the (B, H, Tq, Tk) scores:
+// it is the reference the tests compare the fused provider with, and the demonstration of
+// vt.ops.use("attention::sdpa", provider="composed").
 //
+// Forward:
 //   S = (q @ k^T) * scale;  S = masked_fill(S, !mask, -inf) or S + mask;  S = masked_fill(S, triu, -inf)
 //   lse = logsumexp(S, -1);  P = exp(S - lse) (0 on fully masked rows);  P = dropout(P);  out = P @ v
+// Backward (from the saved out and lse; P recomputed, the dropout mask regenerated from the
+// forward's seed and offset by attention::dropout_mask, the keep rule of attn.hpp):
+//   Pd = P * keep / (1 - p);  dv = Pd^T @ dout;  dP = (dout @ v^T) * keep / (1 - p)
+//   Dr = rowsum(dout * out) - grad_lse;  dS = P * (dP - Dr);  dq = dS @ k * scale;  dk = dS^T @ q * scale
 //
 // float16/bfloat16 inputs compute in float32 like the fused provider. Dropout uses core::dropout,
 // whose Philox keep rule is the one attn.hpp documents; the seed and offset it will draw are read
 // just before the call (a reservation of 0 counters) and returned in the rng output, so the op's
 // one backward rule regenerates the same mask. (A concurrent random op on another thread between
-// the read and core::dropout's own reservation would shift it; the fused provider has no such gap.)
-// It is a compute: the arguments were checked and the outputs made by the op's meta step
-// (pack.cpp); the results are copied into those outputs.
+// the read and core::dropout's own reservation would shift it; the fused provider has no such gap.
+// On cuda, dropout under CUDA-graph capture is not supported by this provider: the seed is read on
+// the host.) The computes get arguments checked and outputs made by the ops' meta steps (pack.cpp);
+// the results are copied into those outputs.
 #include "attn.hpp"
 #include "vt/autograd.hpp"
 
@@ -20,27 +28,41 @@ using vt::V;
 
 namespace {
 vt::Tensor op1(const vt_host* h, const char* name, std::initializer_list<V> args) { return vt::call(h, name, args); }
-}  // namespace
 
-// Arguments checked and outputs made by the meta step (pack.cpp); the last core ops write into
-// them (core::copy_, which also converts float32 back to a float16/bfloat16 out).
-VT_COMPUTE(sdpa_composed_cpu, "attention::sdpa") {
-  const vt_host* H = c.host;
-  const attn::SdpaArgs a(c);
-  vt_tensor *q = a.q, *k = a.k, *v = a.v, *mask = a.mask;
-  const bool causal = a.causal;
-  const attn::Dims d = attn::dims(q, k, v);
-  const double scale = a.scale(d.D), p = a.p;
-  const vt_device dev = c.ctx->device;
-  const vt_dtype acc = attn::acc_dtype(q->dtype);
-  const bool cast = !vt::same_dtype(q->dtype, acc);
-  vt::Tensor qa, ka, va;
-  if (cast) {
-    qa = op1(H, "core::to_dtype", {q, acc});
-    ka = op1(H, "core::to_dtype", {k, acc});
-    va = op1(H, "core::to_dtype", {v, acc});
-    q = qa.get(), k = ka.get(), v = va.get();
+// rng output = [seed, offset]: written in place on cpu; elsewhere zeros are a fill (graph-safe)
+// and a dropout's seed is copied from the host (exact: a float fill would round it)
+void store_rng(vt::Call& c, uint64_t seed, uint64_t offset) {
+  vt_tensor* rng = c.out(2);
+  if (rng->device.type == VT_CPU) {
+    int64_t* r = vt::data<int64_t>(rng);
+    r[0] = (int64_t)seed;
+    r[1] = (int64_t)offset;
+  } else if (seed == 0 && offset == 0) {
+    vt::call(c.host, "core::fill_", {rng, 0.0});
+  } else {
+    const int64_t two = 2;
+    vt::Tensor h = vt::empty(c.host, &two, 1, vt::kInt64, vt_device{VT_CPU, 0});
+    vt::data<int64_t>(h)[0] = (int64_t)seed;
+    vt::data<int64_t>(h)[1] = (int64_t)offset;
+    if (c.host->copy_bytes(rng, h.get(), 0) != VT_OK) throw vt::Error(VT_ERR_RUNTIME);
   }
+}
+
+// q, k, v (and more) converted to the accumulation type where they are 16-bit; `hold` owns the
+// converted copies
+void to_acc(const vt_host* H, vt_dtype acc, std::initializer_list<vt_tensor**> ts, vt::Tensor* hold) {
+  for (vt_tensor** t : ts) {
+    if (*t && !vt::same_dtype((*t)->dtype, acc)) {
+      *hold = op1(H, "core::to_dtype", {*t, acc});
+      *t = hold->get();
+    }
+    ++hold;
+  }
+}
+
+// S = q @ k^T * scale with the mask and the causal rule applied (-inf where a key is dropped)
+vt::Tensor masked_scores(const vt_host* H, vt_tensor* q, vt_tensor* k, vt_tensor* mask, bool causal, double scale,
+                         const attn::Dims& d, vt_dtype acc, vt_device dev) {
   const std::vector<int64_t> scalar_shape;
   vt::Tensor kt = op1(H, "core::transpose", {k, (int64_t)-2, (int64_t)-1});
   vt::Tensor s = op1(H, "core::matmul", {q, kt});
@@ -60,12 +82,35 @@ VT_COMPUTE(sdpa_composed_cpu, "attention::sdpa") {
     vt::Tensor above = op1(H, "core::triu", {ones, (int64_t)1});
     s = op1(H, "core::masked_fill", {s, above, -INFINITY});
   }
-  const std::vector<int64_t> last = {-1};
-  vt::Tensor lse = op1(H, "core::logsumexp", {s, V(last), true});
+  return s;
+}
+
+// P = exp(S - lse) with lse (B, H, Tq, 1); 0 on rows whose lse is -inf (every key masked)
+vt::Tensor probs(const vt_host* H, vt_tensor* s, vt_tensor* lse, vt_dtype acc, vt_device dev) {
+  const std::vector<int64_t> scalar_shape;
   vt::Tensor ninf = op1(H, "core::full", {V(scalar_shape), -INFINITY, V(acc), V(dev)});
   vt::Tensor dead = op1(H, "core::eq", {lse, ninf});
   vt::Tensor lse0 = op1(H, "core::masked_fill", {lse, dead, 0.0});
-  vt::Tensor pr = op1(H, "core::exp", {op1(H, "core::sub", {s, lse0})});
+  return op1(H, "core::exp", {op1(H, "core::sub", {s, lse0})});
+}
+}  // namespace
+
+// Arguments checked and outputs made by the meta step (pack.cpp); the last core ops write into
+// them (core::copy_, which also converts float32 back to a float16/bfloat16 out).
+VT_COMPUTE(sdpa_composed, "attention::sdpa") {
+  const vt_host* H = c.host;
+  const attn::SdpaArgs a(c);
+  vt_tensor *q = a.q, *k = a.k, *v = a.v, *mask = a.mask;
+  const attn::Dims d = attn::dims(q, k, v);
+  const double scale = a.scale(d.D), p = a.p;
+  const vt_device dev = c.ctx->device;
+  const vt_dtype acc = attn::acc_dtype(q->dtype);
+  vt::Tensor hold[3];
+  to_acc(H, acc, {&q, &k, &v}, hold);
+  vt::Tensor s = masked_scores(H, q, k, mask, a.causal, scale, d, acc, dev);
+  const std::vector<int64_t> last = {-1};
+  vt::Tensor lse = op1(H, "core::logsumexp", {s, V(last), true});
+  vt::Tensor pr = probs(H, s, lse, acc, dev);
   uint64_t seed = 0, offset = 0;
   if (p > 0 && d.B * d.H * d.Tq * d.Tk > 0) {
     c.host->philox_reserve(dev, 0, &seed, &offset);  // what core::dropout will draw
@@ -74,7 +119,69 @@ VT_COMPUTE(sdpa_composed_cpu, "attention::sdpa") {
   }
   vt::call(H, "core::copy_", {c.out(0), op1(H, "core::matmul", {pr, v})});
   vt::call(H, "core::copy_", {c.out(1), op1(H, "core::squeeze", {lse, V(last)})});
-  int64_t* rng = vt::data<int64_t>(c.out(2));
-  rng[0] = (int64_t)seed;
-  rng[1] = (int64_t)offset;
+  store_rng(c, seed, offset);
+}
+
+// The backward from the saved out and lse (see the top of this file). Arguments checked and
+// outputs (dq, dk, dv) made by the meta step (pack.cpp).
+VT_COMPUTE(sdpa_backward_composed, "attention::sdpa_backward") {
+  const vt_host* H = c.host;
+  const attn::SdpaBackwardArgs a(c);
+  vt_tensor *go = a.go, *q = a.q, *k = a.k, *v = a.v, *out = a.out;
+  const attn::Dims d = attn::dims(q, k, v);
+  const vt_device dev = c.ctx->device;
+  const vt_dtype acc = attn::acc_dtype(q->dtype);
+  vt::Tensor hold[5];
+  to_acc(H, acc, {&go, &q, &k, &v, &out}, hold);
+  const std::vector<int64_t> scalar_shape, last = {-1};
+  vt::Tensor s = masked_scores(H, q, k, a.mask, a.causal, a.scale, d, acc, dev);
+  vt::Tensor lse = op1(H, "core::unsqueeze", {a.lse, (int64_t)-1});
+  vt::Tensor pr = probs(H, s, lse, acc, dev);
+  s.reset();
+  // dropout: the forward's keep mask, regenerated; Pd = P * keep / (1 - p)
+  const bool drop = a.p > 0 && d.B * d.H * d.Tq * d.Tk > 0;
+  const double dscale = a.p < 1.0 ? 1.0 / (1.0 - a.p) : 0.0;
+  vt::Tensor keep, pdrop;
+  if (drop) {
+    const std::vector<int64_t> sz = {d.B, d.H, d.Tq, d.Tk};
+    keep = op1(H, "attention::dropout_mask", {V(sz), a.p, a.seed, a.offset, V(dev)});
+    pdrop = op1(H, "core::dropout_backward", {pr, keep, dscale});
+  }
+  vt::Tensor pdt = op1(H, "core::transpose", {drop ? pdrop.get() : pr.get(), (int64_t)-2, (int64_t)-1});
+  vt::Tensor dv = op1(H, "core::matmul", {pdt, go});
+  pdt.reset();
+  pdrop.reset();
+  vt::Tensor vt_ = op1(H, "core::transpose", {v, (int64_t)-2, (int64_t)-1});
+  vt::Tensor dp = op1(H, "core::matmul", {go, vt_});
+  if (drop) dp = op1(H, "core::dropout_backward", {dp, keep, dscale});
+  // Dr = rowsum(dout * out) - grad_lse; dS = P * (dP - Dr)
+  vt::Tensor dr = op1(H, "core::sum", {op1(H, "core::mul", {go, out}), V(last), true});
+  if (a.glse) dr = op1(H, "core::sub", {dr, op1(H, "core::unsqueeze", {a.glse, (int64_t)-1})});
+  vt::Tensor ds = op1(H, "core::mul", {pr, op1(H, "core::sub", {dp, dr})});
+  pr.reset();
+  dp.reset();
+  vt::Tensor sc = op1(H, "core::full", {V(scalar_shape), a.scale, V(acc), V(dev)});
+  vt::Tensor dq = op1(H, "core::mul", {op1(H, "core::matmul", {ds, k}), sc});
+  vt::Tensor dst = op1(H, "core::transpose", {ds, (int64_t)-2, (int64_t)-1});
+  vt::Tensor dk = op1(H, "core::mul", {op1(H, "core::matmul", {dst, q}), sc});
+  vt::call(H, "core::copy_", {c.out(0), dq.get()});
+  vt::call(H, "core::copy_", {c.out(1), dk.get()});
+  vt::call(H, "core::copy_", {c.out(2), dv.get()});
+}
+
+// attention::dropout_mask on cpu: element e keeps when (word e % 4 of group offset + e / 4) >> 8
+// >= ceil(p * 2^24), the rule of attn.hpp (and core::dropout's)
+VT_COMPUTE(dropout_mask_cpu, "attention::dropout_mask") {
+  const vt_tensor* out = c.out(0);
+  const double p = c.arg(1, "p").float_();
+  const uint64_t seed = (uint64_t)c.arg(2, "seed").int_(), offset = (uint64_t)c.arg(3, "offset").int_();
+  const uint32_t thr = attn::dropout_threshold(p);
+  const int64_t n = out->numel;
+  bool* m = vt::data<bool>(out);
+  vt::parallel_for(c.host, 0, (n + 3) / 4, 2048, [&](int64_t g0, int64_t g1) {
+    for (int64_t g = g0; g < g1; ++g) {
+      const vt::philox::Philox4x32 r = vt::philox::philox_group(seed, offset + (uint64_t)g);
+      for (int64_t w = 0; w < 4 && g * 4 + w < n; ++w) m[g * 4 + w] = (r.x[w] >> 8) >= thr;
+    }
+  });
 }

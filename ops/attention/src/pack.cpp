@@ -9,8 +9,13 @@
 //     [seed, offset] of the dropout's Philox draw ([0, 0] without dropout) — the backward rule reads
 //     it to regenerate the mask, so it is an output rather than hidden state. The compute fills it
 //     (and reserves the Philox numbers); on the meta device it is only made.
-//   attention::sdpa_backward(...) -> (dq, dk, dv): the fused backward from the saved out and lse
-//     (meta step here, compute in flash.cpp).
+//   attention::sdpa_backward(...) -> (dq, dk, dv): the backward from the saved out and lse
+//     meta step (here); provider "flash" (cpu, fused: flash.cpp), provider "composed" (every
+//     device: core ops, composed.cpp)
+//   attention::dropout_mask(size, p, seed, offset, device) -> bool mask: the dropout keep rule of
+//     attn.hpp at a given Philox seed and offset (what the composed backward regenerates);
+//     computes for cpu (composed.cpp) and cuda (dropout_mask.cu)
+// On cuda the composed provider serves both ops (the fused Hopper kernels are later work).
 //
 // One backward rule serves both providers (the engine uses the op's rule whoever ran the forward):
 // it calls attention::sdpa_backward through the dispatcher with the saved q, k, v, mask, out, lse and
@@ -28,9 +33,14 @@
 #include "attn.hpp"
 #include "vt/autograd.hpp"
 
-vt::KernelFn sdpa_flash_cpu;      // flash.cpp
-vt::KernelFn sdpa_backward_cpu;   // flash.cpp
-vt::KernelFn sdpa_composed_cpu;   // composed.cpp
+vt::KernelFn sdpa_flash_cpu;            // flash.cpp
+vt::KernelFn sdpa_backward_cpu;         // flash.cpp
+vt::KernelFn sdpa_composed;             // composed.cpp (device-neutral)
+vt::KernelFn sdpa_backward_composed;    // composed.cpp (device-neutral)
+vt::KernelFn dropout_mask_cpu;          // composed.cpp
+#ifdef VT_WITH_CUDA
+vt::KernelFn dropout_mask_cuda;         // dropout_mask.cu
+#endif
 
 namespace {
 
@@ -41,6 +51,8 @@ constexpr const char* kSdpaBackward =
     "attention::sdpa_backward(Tensor grad_out, Tensor q, Tensor k, Tensor v, Tensor out, Tensor lse, "
     "Tensor? mask, bool causal, float scale, float dropout_p, int seed, int offset, Tensor? grad_lse=None) "
     "-> (Tensor, Tensor, Tensor)";
+constexpr const char* kDropoutMask =
+    "attention::dropout_mask(int[] size, float p, int seed, int offset, Device? device=None) -> Tensor";
 
 double num(const vt_value& v, double dflt) {
   return v.tag == VT_FLOAT ? v.v.f : v.tag == VT_INT ? (double)v.v.i : dflt;
@@ -143,6 +155,15 @@ VT_META_FN(sdpa_backward_meta, "attention::sdpa_backward") {
   c.set_out(2, c.empty(vsz, 4, q->dtype));
 }
 
+VT_META_FN(dropout_mask_meta, "attention::dropout_mask") {
+  const vt_int_list size = c.arg(0, "size").ints();
+  check_dropout(c, c.arg(1, "p").float_());
+  c.arg(2, "seed").int_();
+  c.arg(3, "offset").int_();
+  c.check_sizes("size", size);
+  c.set_out(0, c.empty(size.data, (int32_t)size.len, vt::kBool));
+}
+
 // ---- backward rule ---------------------------------------------------------------------------------
 VT_BACKWARD(sdpa_bw_rule, "attention::sdpa") {
   vt_tensor* go = g.grad_out(0);
@@ -155,9 +176,11 @@ VT_BACKWARD(sdpa_bw_rule, "attention::sdpa") {
   const bool causal = g.arg(4).v.b != 0;
   const double scale = num(g.arg(5), attn::default_scale(q->sizes[3]));
   const double p = num(g.arg(6), 0.0);
-  // the forward's Philox seed/offset: none on the meta device (nothing was drawn), read on the host
+  // the forward's Philox seed/offset: none on the meta device (nothing was drawn), read on the host,
+  // and only with dropout (so a backward without dropout never syncs: CUDA-graph capture works)
   int64_t sd[2] = {0, 0};
-  if (rng->device.type == VT_CPU) {
+  if (p <= 0.0) {
+  } else if (rng->device.type == VT_CPU) {
     std::memcpy(sd, rng->data, sizeof sd);
   } else if (rng->device.type != VT_META) {
     vt::Tensor host_rng = vt::call(g.host, "core::to_device", {rng, vt_device{VT_CPU, 0}});
@@ -182,10 +205,18 @@ vt_status attention_init(const vt_host* host, vt_pack* pack) {
     vt::Registrar flash(host, pack, "flash", 10);
     flash.define(kSdpa, sdpa_meta, sdpa_bw_rule, /*save_args q,k,v,mask*/ 0b1111, /*out,lse,rng*/ 0b111);
     flash.define(kSdpaBackward, sdpa_backward_meta);
+    flash.define(kDropoutMask, dropout_mask_meta);
     flash.compute("attention::sdpa", VT_CPU, sdpa_flash_cpu);
     flash.compute("attention::sdpa_backward", VT_CPU, sdpa_backward_cpu);
     vt::Registrar composed(host, pack, "composed", 0);
-    composed.compute("attention::sdpa", VT_CPU, sdpa_composed_cpu);
+    composed.compute("attention::dropout_mask", VT_CPU, dropout_mask_cpu);
+    composed.compute("attention::sdpa", VT_CPU, sdpa_composed);
+    composed.compute("attention::sdpa_backward", VT_CPU, sdpa_backward_composed);
+#ifdef VT_WITH_CUDA
+    composed.compute("attention::sdpa", VT_CUDA, sdpa_composed);
+    composed.compute("attention::sdpa_backward", VT_CUDA, sdpa_backward_composed);
+    composed.compute("attention::dropout_mask", VT_CUDA, dropout_mask_cuda);
+#endif
   });
 }
 

@@ -1,4 +1,5 @@
-// ops/core/src/optim.cpp — fused optimiser steps on CPU, one call per parameter tensor, in place.
+// ops/core/src/optim.cpp — fused optimiser steps on CPU, in place: per parameter tensor, and AdamW
+// over lists of parameters.
 //
 // adamw_(param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, weight_decay, step) -> param
 //   torch.optim.AdamW's single-tensor step (amsgrad=False, maximize=False), in its order of
@@ -13,10 +14,22 @@
 //     param -= lr * d
 //   torch starts the buffer as a copy of d on the first step: pass a zero buffer and dampening=0
 //   for that step (0 * momentum + 1 * d == d exactly).
+// adamw_multi(params[], grads[], exp_avgs[], exp_avg_sqs[], lr, beta1, beta2, eps, weight_decay, step,
+//             lr_t=None, step_t=None) -> ()
+//   adamw_ on every parameter of the lists in one call (torch's fused/foreach AdamW): on cuda a
+//   few multi-tensor launches for all of them (cuda/optim.cu). Each entry follows adamw_'s rules;
+//   entries may differ in dtype. lr_t / step_t (optional, 1-element float32 tensors on the
+//   parameters' device) are read by the compute instead of lr / step, so a captured CUDA graph
+//   replays with their current values: step_t is first incremented by one and its new value is
+//   the step; lr_t holds the learning rate. Not named with a trailing '_' (the runtime treats such
+//   an op's first argument as one tensor it writes); the Python optimizer bumps the parameters'
+//   version counters itself.
 // All tensors share param's shape and dtype (float32/float64, float16/bfloat16 computed in float32)
 // and may have any strides. Not differentiable (no backward rules).
-// Each op is a meta step (every check; returns param, every device) and a CPU compute (the update).
+// Each op is a meta step (every check; returns param, every device) and a CPU compute (the update);
+// the CUDA computes are in cuda/optim.cu.
 #include <cmath>
+#include <cstdio>
 
 #include "core.hpp"
 #include "vt/loops.hpp"
@@ -85,35 +98,11 @@ struct SGDArgs {  // sgd_(param, grad, momentum_buffer?, lr, momentum, dampening
         wd(c.arg(6, "weight_decay").float_()), nesterov(c.arg(7, "nesterov").bool_()) {}
 };
 
-}  // namespace
-
-// The meta steps check every tensor against param and the hyper-parameters, and return param.
-VT_META_FN(adamw__meta, "core::adamw_") {
-  const AdamWArgs a(c);
-  vt_tensor* param = a.param;
-  const vt_tensor *grad = a.grad, *m = a.m, *v = a.v;
-  const double lr = a.lr, beta1 = a.beta1, beta2 = a.beta2;
-  const int64_t step = a.step;
-  if (!vt::is_floating(param->dtype))
-    c.fail(VT_ERR_TYPE, "param must have a floating dtype, got %s", vt::dtype_name(param->dtype));
-  check_like(c, param, grad, "grad");
-  check_like(c, param, m, "exp_avg");
-  check_like(c, param, v, "exp_avg_sq");
-  vt::check_ndim(c.op, param, "param");
-  if (step < 1) c.fail(VT_ERR_VALUE, "step must be >= 1 (the step count after this update), got %lld", (long long)step);
-  if (!(lr >= 0.0)) c.fail(VT_ERR_VALUE, "lr must be >= 0, got %g", lr);
-  if (!(beta1 >= 0.0 && beta1 < 1.0) || !(beta2 >= 0.0 && beta2 < 1.0))
-    c.fail(VT_ERR_VALUE, "betas must be in [0, 1), got (%g, %g)", beta1, beta2);
-  c.set_out_retained(0, param);
-}
-
-VT_COMPUTE(adamw__cpu, "core::adamw_") {
-  const AdamWArgs a(c);
-  const vt_tensor *param = a.param, *grad = a.grad, *m = a.m, *v = a.v;
-  const double lr = a.lr, beta1 = a.beta1, beta2 = a.beta2, eps = a.eps, wd = a.wd;
-  const int64_t step = a.step;
-  const double bc1 = 1.0 - std::pow(beta1, (double)step);
-  const double bc2_sqrt = std::sqrt(1.0 - std::pow(beta2, (double)step));
+// one parameter's adamw_ update on cpu; bc1 = 1 - beta1^step, bc2_sqrt = sqrt(1 - beta2^step)
+void adamw_cpu_one(vt::Call& c, const vt_tensor* param, const vt_tensor* grad, const vt_tensor* m,
+                   const vt_tensor* v, double lr, double beta1, double beta2, double eps, double wd, double step) {
+  const double bc1 = 1.0 - std::pow(beta1, step);
+  const double bc2_sqrt = std::sqrt(1.0 - std::pow(beta2, step));
   vt::dispatch(vt::kFloatingTypes, param->dtype, c.op, [&](auto tag) {
     using T = typename decltype(tag)::type;
     using A = vt::acc_t<T>;
@@ -131,6 +120,103 @@ VT_COMPUTE(adamw__cpu, "core::adamw_") {
       es = vt::convert<T>(va);
     });
   });
+}
+
+void check_hyper(vt::Call& c, double lr, double beta1, double beta2, bool check_lr) {
+  if (check_lr && !(lr >= 0.0)) c.fail(VT_ERR_VALUE, "lr must be >= 0, got %g", lr);
+  if (!(beta1 >= 0.0 && beta1 < 1.0) || !(beta2 >= 0.0 && beta2 < 1.0))
+    c.fail(VT_ERR_VALUE, "betas must be in [0, 1), got (%g, %g)", beta1, beta2);
+}
+
+vt_tensor_list tensor_list(const vt::Call& c, int32_t i, const char* name) {
+  if (i >= c.nargs || c.args[i].tag != VT_TENSORS) c.fail(VT_ERR_TYPE, "argument '%s' must be Tensor[]", name);
+  return c.args[i].v.ts;
+}
+
+// The arguments of adamw_multi (meta step and computes).
+struct AdamWMultiArgs {
+  vt_tensor_list params, grads, ms, vs;
+  double lr, beta1, beta2, eps, wd;
+  int64_t step;
+  vt_tensor *lr_t, *step_t;
+  explicit AdamWMultiArgs(const vt::Call& c)
+      : params(tensor_list(c, 0, "params")), grads(tensor_list(c, 1, "grads")), ms(tensor_list(c, 2, "exp_avgs")),
+        vs(tensor_list(c, 3, "exp_avg_sqs")), lr(c.arg(4, "lr").float_()), beta1(c.arg(5, "beta1").float_()),
+        beta2(c.arg(6, "beta2").float_()), eps(c.arg(7, "eps").float_()), wd(c.arg(8, "weight_decay").float_()),
+        step(c.arg(9, "step").int_()), lr_t(c.arg(10, "lr_t").tensor_or_null()),
+        step_t(c.arg(11, "step_t").tensor_or_null()) {}
+};
+
+void check_scalar_t(vt::Call& c, const vt_tensor* t, const char* name) {
+  if (!t) return;
+  if (t->numel != 1 || vt::scalar_type(t->dtype) != vt::ScalarType::Float32)
+    c.fail(VT_ERR_VALUE, "%s must be a 1-element float32 tensor, got %s of shape %s", name, vt::dtype_name(t->dtype),
+           vt::shape_str(t).c_str());
+}
+
+}  // namespace
+
+// The meta steps check every tensor against param and the hyper-parameters, and return param.
+VT_META_FN(adamw__meta, "core::adamw_") {
+  const AdamWArgs a(c);
+  vt_tensor* param = a.param;
+  const vt_tensor *grad = a.grad, *m = a.m, *v = a.v;
+  const double lr = a.lr, beta1 = a.beta1, beta2 = a.beta2;
+  const int64_t step = a.step;
+  if (!vt::is_floating(param->dtype))
+    c.fail(VT_ERR_TYPE, "param must have a floating dtype, got %s", vt::dtype_name(param->dtype));
+  check_like(c, param, grad, "grad");
+  check_like(c, param, m, "exp_avg");
+  check_like(c, param, v, "exp_avg_sq");
+  vt::check_ndim(c.op, param, "param");
+  if (step < 1) c.fail(VT_ERR_VALUE, "step must be >= 1 (the step count after this update), got %lld", (long long)step);
+  check_hyper(c, lr, beta1, beta2, true);
+  c.set_out_retained(0, param);
+}
+
+VT_COMPUTE(adamw__cpu, "core::adamw_") {
+  const AdamWArgs a(c);
+  adamw_cpu_one(c, a.param, a.grad, a.m, a.v, a.lr, a.beta1, a.beta2, a.eps, a.wd, (double)a.step);
+}
+
+VT_META_FN(adamw_multi_meta, "core::adamw_multi") {
+  const AdamWMultiArgs a(c);
+  const int64_t n = a.params.len;
+  const vt_tensor_list* others[3] = {&a.grads, &a.ms, &a.vs};
+  const char* names[3] = {"grads", "exp_avgs", "exp_avg_sqs"};
+  for (int k = 0; k < 3; ++k)
+    if (others[k]->len != n)
+      c.fail(VT_ERR_VALUE, "%s has %lld tensors, params has %lld", names[k], (long long)others[k]->len, (long long)n);
+  char name[64];
+  for (int64_t i = 0; i < n; ++i) {
+    const vt_tensor* p = a.params.data[i];
+    if (!vt::is_floating(p->dtype))
+      c.fail(VT_ERR_TYPE, "params[%lld] must have a floating dtype, got %s", (long long)i, vt::dtype_name(p->dtype));
+    vt::check_ndim(c.op, p, "param");
+    for (int k = 0; k < 3; ++k) {
+      std::snprintf(name, sizeof name, "%s[%lld]", names[k], (long long)i);
+      check_like(c, p, others[k]->data[i], name);
+    }
+  }
+  check_scalar_t(c, a.lr_t, "lr_t");
+  check_scalar_t(c, a.step_t, "step_t");
+  if (!a.step_t && a.step < 1)
+    c.fail(VT_ERR_VALUE, "step must be >= 1 (the step count after this update), got %lld", (long long)a.step);
+  check_hyper(c, a.lr, a.beta1, a.beta2, !a.lr_t);
+}
+
+VT_COMPUTE(adamw_multi_cpu, "core::adamw_multi") {
+  const AdamWMultiArgs a(c);
+  double step = (double)a.step, lr = a.lr;
+  if (a.step_t) {
+    float* s = vt::data<float>(a.step_t);
+    *s += 1.0f;
+    step = *s;
+  }
+  if (a.lr_t) lr = *vt::data<const float>(a.lr_t);
+  for (int64_t i = 0; i < a.params.len; ++i)
+    adamw_cpu_one(c, a.params.data[i], a.grads.data[i], a.ms.data[i], a.vs.data[i], lr, a.beta1, a.beta2, a.eps, a.wd,
+                  step);
 }
 
 VT_META_FN(sgd__meta, "core::sgd_") {
@@ -186,6 +272,9 @@ using core::OpDef;
 const OpDef kOptimOps[] = {
     {"core::adamw_(Tensor param, Tensor grad, Tensor exp_avg, Tensor exp_avg_sq, float lr, float beta1, float beta2, "
      "float eps, float weight_decay, int step) -> Tensor", adamw__meta, adamw__cpu},
+    {"core::adamw_multi(Tensor[] params, Tensor[] grads, Tensor[] exp_avgs, Tensor[] exp_avg_sqs, float lr, "
+     "float beta1, float beta2, float eps, float weight_decay, int step, Tensor? lr_t=None, Tensor? step_t=None) -> ()",
+     adamw_multi_meta, adamw_multi_cpu},
     {"core::sgd_(Tensor param, Tensor grad, Tensor? momentum_buffer, float lr, float momentum=0.0, "
      "float dampening=0.0, float weight_decay=0.0, bool nesterov=False) -> Tensor", sgd__meta, sgd__cpu},
 };

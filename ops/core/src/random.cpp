@@ -6,6 +6,8 @@
 // normal(size, mean=0, std=1, dtype=None, device=None), uniform(size, low=0, high=1, ...):
 // floating dtypes only (None = float32). Element i depends only on (seed, offset, i), so results
 // are bit-identical for any thread count; see philox.h for how elements map to counters.
+// The numbers of one group come from vt/random_dist.h, which the CUDA computes (cuda/random.cu)
+// share: the same seed draws the same float32 numbers on cpu and cuda, bit for bit.
 // normal uses Box-Muller on pairs of uniforms: (u1, u2) -> r*cos(2*pi*u2), r*sin(2*pi*u2), r = sqrt(-2 ln u1).
 #include <cmath>
 
@@ -14,40 +16,12 @@
 
 #include "core.hpp"
 #include "vt/philox.h"
+#include "vt/random_dist.h"
 #include "vt/autograd.hpp"
 
 namespace {
 
 enum class Dist { Normal, Uniform };
-
-// the E = 4 (32-bit) or 2 (float64) values of one group, as float/double in vals[]
-template <Dist D>
-inline void group_f32(uint64_t seed, uint64_t counter, float a, float b, float* vals) {
-  const vt::philox::Philox4x32 r = vt::philox::philox_group(seed, counter);
-  if constexpr (D == Dist::Uniform) {
-    for (int j = 0; j < 4; ++j) vals[j] = a + vt::philox::u32_to_unit_float(r.x[j]) * (b - a);
-  } else {
-    for (int j = 0; j < 4; j += 2) {
-      const float rad = std::sqrt(-2.0f * std::log(vt::philox::u32_to_unit_float_open0(r.x[j])));
-      const float th = 6.2831853071795864f * vt::philox::u32_to_unit_float(r.x[j + 1]);
-      vals[j] = a + b * rad * std::cos(th);
-      vals[j + 1] = a + b * rad * std::sin(th);
-    }
-  }
-}
-template <Dist D>
-inline void group_f64(uint64_t seed, uint64_t counter, double a, double b, double* vals) {
-  const vt::philox::Philox4x32 r = vt::philox::philox_group(seed, counter);
-  if constexpr (D == Dist::Uniform) {
-    vals[0] = a + vt::philox::u64_to_unit_double(r.x[0], r.x[1]) * (b - a);
-    vals[1] = a + vt::philox::u64_to_unit_double(r.x[2], r.x[3]) * (b - a);
-  } else {
-    const double rad = std::sqrt(-2.0 * std::log(vt::philox::u64_to_unit_double_open0(r.x[0], r.x[1])));
-    const double th = 6.283185307179586477 * vt::philox::u64_to_unit_double(r.x[2], r.x[3]);
-    vals[0] = a + b * rad * std::cos(th);
-    vals[1] = a + b * rad * std::sin(th);
-  }
-}
 
 // Fills the contiguous tensor `out` with element i from (seed, offset + i / E): the distribution's
 // numbers in logical order. a, b: (mean, std) for normal, (low, high) for uniform.
@@ -65,13 +39,16 @@ void fill_random(vt::Call& c, const vt_tensor* out, double a, double b) {
       for (int64_t g = g0; g < g1; ++g) {
         const int64_t i0 = g * E;
         const int64_t m = std::min<int64_t>(E, n - i0);  // the last group may be partial
+        const vt::philox::Philox4x32 r = vt::philox::philox_group(seed, offset + (uint64_t)g);
         if constexpr (E == 2) {
           double v[2];
-          group_f64<D>(seed, offset + (uint64_t)g, a, b, v);
+          if constexpr (D == Dist::Uniform) vt::philox::uniform2(r, a, b, v);
+          else vt::philox::normal2(r, a, b, v);
           for (int64_t j = 0; j < m; ++j) o[i0 + j] = v[j];
         } else {
           float v[4];
-          group_f32<D>(seed, offset + (uint64_t)g, (float)a, (float)b, v);
+          if constexpr (D == Dist::Uniform) vt::philox::uniform4(r, (float)a, (float)b, v);
+          else vt::philox::normal4(r, (float)a, (float)b, v);
           for (int64_t j = 0; j < m; ++j) o[i0 + j] = vt::convert<T>(v[j]);
         }
       }
@@ -125,13 +102,6 @@ void random_cpu(vt::Call& c) {
   }
 }
 
-// uniform integers in [0, range): 32-bit draws (multiply-shift) when range fits, else 64-bit
-inline uint64_t bounded32(uint32_t x, uint64_t range) { return ((uint64_t)x * range) >> 32; }
-inline uint64_t bounded64(uint32_t lo, uint32_t hi, uint64_t range) {
-  const uint64_t x = ((uint64_t)hi << 32) | lo;
-  return (uint64_t)(((unsigned __int128)x * range) >> 64);
-}
-
 }  // namespace
 
 VT_META_FN(normal_meta, "core::normal") { random_factory_meta<Dist::Normal>(c, "mean", "std"); }
@@ -173,7 +143,7 @@ VT_COMPUTE(randint_cpu, "core::randint") {
         const vt::philox::Philox4x32 r = vt::philox::philox_group(seed, offset + (uint64_t)g);
         const int64_t i0 = g * E, m = std::min<int64_t>(E, n - i0);
         for (int64_t j = 0; j < m; ++j) {
-          const uint64_t u = wide ? bounded64(r.x[2 * j], r.x[2 * j + 1], range) : bounded32(r.x[j], range);
+          const uint64_t u = wide ? vt::philox::bounded64(r.x[2 * j], r.x[2 * j + 1], range) : vt::philox::bounded32(r.x[j], range);
           o[i0 + j] = vt::convert<T>((int64_t)((uint64_t)low + u));
         }
       }
@@ -210,7 +180,7 @@ VT_COMPUTE(randperm_cpu, "core::randperm") {
     for (int64_t i = n - 1; i >= 1; --i) {
       if (i == n - 1 || (i & 1) == 1) r = vt::philox::philox_group(seed, offset + (uint64_t)(i / 2));
       const int w = (int)(i & 1) * 2;
-      const int64_t j = (int64_t)bounded64(r.x[w], r.x[w + 1], (uint64_t)i + 1);
+      const int64_t j = (int64_t)vt::philox::bounded64(r.x[w], r.x[w + 1], (uint64_t)i + 1);
       std::swap(p[(size_t)i], p[(size_t)j]);
     }
     for (int64_t i = 0; i < n; ++i) o[i] = (T)p[(size_t)i];
@@ -219,13 +189,15 @@ VT_COMPUTE(randperm_cpu, "core::randperm") {
 
 using core::OpDef;
 
+vt::BackwardFn overwrite_backward;  // pointwise.cpp: the old values' gradient is zero
+
 const OpDef kRandomOps[] = {
     {"core::normal(int[] size, float mean=0.0, float std=1.0, ScalarType? dtype=None, Device? device=None) -> Tensor", normal_meta,
      normal_cpu},
     {"core::uniform(int[] size, float low=0.0, float high=1.0, ScalarType? dtype=None, Device? device=None) -> Tensor", uniform_meta,
      uniform_cpu},
-    {"core::normal_(Tensor self, float mean=0.0, float std=1.0) -> Tensor", normal__meta, normal_cpu},
-    {"core::uniform_(Tensor self, float low=0.0, float high=1.0) -> Tensor", uniform__meta, uniform_cpu},
+    {"core::normal_(Tensor self, float mean=0.0, float std=1.0) -> Tensor", normal__meta, normal_cpu, overwrite_backward},
+    {"core::uniform_(Tensor self, float low=0.0, float high=1.0) -> Tensor", uniform__meta, uniform_cpu, overwrite_backward},
     {"core::randint(int low, int high, int[] size, ScalarType? dtype=None, Device? device=None) -> Tensor", randint_meta, randint_cpu},
     {"core::randperm(int n, ScalarType? dtype=None, Device? device=None) -> Tensor", randperm_meta, randperm_cpu},
 };

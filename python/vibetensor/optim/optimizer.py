@@ -3,7 +3,8 @@ zero_grad and state_dict/load_state_dict, with torch's layout.
 
 What it is: bookkeeping. A subclass writes `_step_group(group)`; the public `step(closure)` runs
 the closure under grad mode, then every group under vt.no_grad(). What it is not: math — the
-updates are the fused kernels core::sgd_ and core::adamw_, one call per parameter.
+updates are the fused kernels core::sgd_ and core::adamw_ (one call per parameter) and
+core::adamw_multi (all of a group's parameters in one call).
 """
 from __future__ import annotations
 
@@ -136,8 +137,9 @@ class Optimizer:
                         raise ValueError(f"state '{k}' of parameter {idx} has shape "
                                          f"{tuple(v.shape)}, the parameter has "
                                          f"{tuple(p.shape)}")
-                    v = v.to(device=p.device, dtype=p.dtype if v.dtype.is_floating_point
-                             else None).clone()
+                    # a capturable optimizer's step count stays float32
+                    keep = k == "step" or not v.dtype.is_floating_point
+                    v = v.to(device=p.device, dtype=None if keep else p.dtype).clone()
                 else:
                     v = copy.deepcopy(v)
                 out[k] = v
