@@ -130,15 +130,21 @@ def test_integer_preserving_ops(dtype, device, rng):
     assert_close(vt.pow(xb.to(vt.int64), e.to(vt.int64)), (np.abs(a) + 1) ** b, "int64")
 
 
-def test_nan_propagation():
+def test_nan_propagation(device):
     nan = float("nan")
-    x = vt.tensor([nan, -1.0, 3.0])
-    assert np.isnan(vt.relu(x).tolist()[0])
-    assert np.isnan(x.clamp(0.0, 1.0).tolist()[0])
-    m = vt.maximum(x, vt.tensor([0.0, nan, 1.0])).tolist()
-    assert np.isnan(m[0]) and np.isnan(m[1]) and m[2] == 3.0
-    assert vt.minimum(vt.tensor([1.0]), vt.tensor([nan])).isnan().tolist() == [True] \
-        if hasattr(vt.Tensor, "isnan") else True
+    for dtype in ("float32", "bfloat16"):
+        x = on(device, vt.tensor([nan, -1.0, 3.0]).to(getattr(vt, dtype)))
+        assert np.isnan(to_numpy(vt.relu(x))[0])
+        assert np.isnan(to_numpy(x.clamp(0.0, 1.0))[0])
+        m = to_numpy(vt.maximum(x, on(device, vt.tensor([0.0, nan, 1.0]).to(x.dtype))))
+        assert np.isnan(m[0]) and np.isnan(m[1]) and m[2] == 3.0
+        assert np.isnan(to_numpy(vt.minimum(x[1:2], on(device, vt.tensor([nan]).to(x.dtype))))[0])
+        for fn in (vt.gelu, vt.exp, vt.silu, vt.sigmoid, vt.tanh, vt.sign):
+            got = to_numpy(fn(x))
+            assert np.isnan(got[0]) == (fn is not vt.sign), fn.__name__  # sign(NaN) is 0 here
+        assert to_numpy(x != x).tolist() == [True, False, False]
+        assert to_numpy(x == x).tolist() == [False, True, True]
+        assert to_numpy(vt.logical_not(x)).tolist() == [False, False, False]  # NaN is true
 
 
 # -- binary / ternary forward -----------------------------------------------------------------------
@@ -304,6 +310,104 @@ def test_inplace_errors():
     with pytest.raises(ValueError, match=r"\[core::add_\] other of shape \(2, 3\) cannot be "
                                          r"broadcast to self of shape \(3,\)"):
         x.add_(vt.zeros(2, 3, dtype=vt.int64))
+
+
+# -- the fused activation gradients: grad * f'(x) in one kernel ------------------------------------
+def _gelu_grad(x):
+    return 0.5 * (1 + _erf(x / math.sqrt(2))) + x * np.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)
+
+
+def _gelu_tanh_grad(x):
+    k = math.sqrt(2 / math.pi)
+    t = np.tanh(k * (x + 0.044715 * x ** 3))
+    return 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * k * (1 + 3 * 0.044715 * x * x)
+
+
+_aten = torch.ops.aten if torch is not None else None
+FUSED = by_id([  # fn(grad, x) with x the saved input (tanh/sigmoid: the saved output y)
+    Row("tanh_backward", vt.ops.core.tanh_backward, lambda g, y: g * (1 - y * y),
+        torch=_aten and _aten.tanh_backward, range=(-1, 1)),
+    Row("sigmoid_backward", vt.ops.core.sigmoid_backward, lambda g, y: g * y * (1 - y),
+        torch=_aten and _aten.sigmoid_backward, range=(0, 1)),
+    Row("silu_backward", vt.ops.core.silu_backward,
+        lambda g, x: g * _sig(x) * (1 + x * (1 - _sig(x))), torch=_aten and _aten.silu_backward),
+    Row("gelu_backward", vt.ops.core.gelu_backward, lambda g, x: g * _gelu_grad(x),
+        torch=_aten and _aten.gelu_backward),
+    Row("gelu_backward_tanh", lambda g, x: vt.ops.core.gelu_backward(g, x, "tanh"),
+        lambda g, x: g * _gelu_tanh_grad(x),
+        torch=_aten and (lambda g, x: _aten.gelu_backward(g, x, approximate="tanh"))),
+    Row("softplus_backward", lambda g, x: vt.ops.core.softplus_backward(g, x, 2.0, 3.0),
+        lambda g, x: np.where(2 * x > 3, g, g * _sig(2 * x)),
+        torch=_aten and (lambda g, x: _aten.softplus_backward(g, x, 2.0, 3.0))),
+])
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("name", sorted(FUSED))
+def test_fused_gradients(name, dtype, device, rng):
+    c = FUSED[name]
+    lo, hi = c.range
+    shapes = [((3, 4), (3, 4)), ((2, 3, 4), (4,)), ((3, 1), (1, 5)), ((), (2, 2)), ((0, 3), (3,))]
+    for i, (sg, sx) in enumerate(shapes):
+        g, ng = make(rng, sg, dtype, LAYOUTS[i % 4], device)
+        x, nx = make(rng, sx, dtype, LAYOUTS[(i + 1) % 4], device, low=lo, high=hi)
+        out = c.fn(g, x)
+        assert_close(out, c.ref(ng, nx), dtype, scale=2.0, msg=f"{name} {dtype} {sg} {sx}")
+        if torch is not None and sg == sx:
+            tout = c.torch(torch_tensor(ng, dtype), torch_tensor(nx, dtype))
+            assert_close(out, to_numpy(tout).astype(np.float64), dtype, scale=2.0,
+                         msg=f"{name} vs torch")
+
+
+# -- long tensors: the vectorised kernels' full vectors and tail, and misaligned views -------------
+LONG = [  # (name, vt call on (x, y, cond), numpy reference, result dtype: None = x's)
+    ("gelu", lambda x, y, c: vt.gelu(x), lambda a, b, k: 0.5 * a * (1 + _erf(a / math.sqrt(2))), None),
+    ("gelu_tanh", lambda x, y, c: vt.gelu(x, approximate="tanh"), lambda a, b, k: _gelu_tanh(a), None),
+    ("exp", lambda x, y, c: vt.exp(x), lambda a, b, k: np.exp(a), None),
+    ("silu", lambda x, y, c: vt.silu(x), lambda a, b, k: a * _sig(a), None),
+    ("relu", lambda x, y, c: vt.relu(x), lambda a, b, k: np.maximum(a, 0), None),
+    ("square", lambda x, y, c: x ** 2, lambda a, b, k: a * a, None),
+    ("add_scalar", lambda x, y, c: x + 1.0, lambda a, b, k: a + 1, None),
+    ("rsub_scalar", lambda x, y, c: vt.ops.core.rsub_scalar(x, 0.5, 3), lambda a, b, k: 0.5 - 3 * a, None),
+    ("div_scalar", lambda x, y, c: x / 4.0, lambda a, b, k: a / 4, None),
+    ("maximum", lambda x, y, c: vt.maximum(x, y), lambda a, b, k: np.maximum(a, b), None),
+    ("lt", lambda x, y, c: x < y, lambda a, b, k: a < b, "bool"),
+    ("ge_scalar", lambda x, y, c: x >= 0.25, lambda a, b, k: a >= 0.25, "bool"),
+    ("where", lambda x, y, c: vt.where(c, x, y), lambda a, b, k: np.where(k, a, b), None),
+    ("gelu_backward", lambda x, y, c: vt.ops.core.gelu_backward(y, x),
+     lambda a, b, k: b * _gelu_grad(a), None),
+]
+
+
+@pytest.mark.parametrize("dtype", ("float32", "bfloat16", "float16", "float64"))
+def test_long_and_misaligned(dtype, device, rng):
+    n = 4099  # not a multiple of any vector width
+    for offset in (0, 1):  # 1: views whose data is not 16-byte aligned
+        xs, ax = make(rng, (n + 1,), dtype, device=device)
+        ys, ay = make(rng, (n + 1,), dtype, device=device)
+        cs, ac = make(rng, (n + 1,), "bool", device=device)
+        x, y, c = xs[offset:offset + n], ys[offset:offset + n], cs[offset:offset + n]
+        a, b, k = ax[offset:offset + n], ay[offset:offset + n], ac[offset:offset + n]
+        for name, fn, ref, out_dtype in LONG:
+            scale = 16.0 if name in ("exp", "square") else 2.0
+            assert_close(fn(x, y, c), ref(a, b, k), out_dtype or dtype, scale=scale,
+                         msg=f"{name} {dtype} offset {offset}")
+
+
+@pytest.mark.parametrize("dtype", ("bool", "uint8", "int8"))
+def test_compare_and_minmax_small_integers(dtype, device, rng):
+    for la, lb in (("contiguous", "contiguous"), ("transposed", "sliced")):
+        a, na = make(rng, (4, 5), dtype, la, device, low=0 if dtype == "uint8" else -3, high=3)
+        b, nb = make(rng, (4, 5), dtype, lb, device, low=0 if dtype == "uint8" else -3, high=3)
+        for fn, ref in ((vt.eq, np.equal), (vt.ne, np.not_equal), (vt.lt, np.less),
+                        (vt.le, np.less_equal), (vt.gt, np.greater), (vt.ge, np.greater_equal),
+                        (vt.logical_and, np.logical_and), (vt.logical_or, np.logical_or),
+                        (vt.logical_xor, np.logical_xor)):
+            assert_close(fn(a, b), ref(na, nb), "bool", msg=f"{fn.__name__} {dtype}")
+        assert_close(vt.logical_not(a), np.logical_not(na), "bool")
+        assert_close(vt.maximum(a, b), np.maximum(na, nb), dtype)
+        assert_close(vt.minimum(a, b), np.minimum(na, nb), dtype)
+        assert_close(vt.where(vt.gt(a, b), a, b), np.where(na > nb, na, nb), dtype)
 
 
 # -- bad input --------------------------------------------------------------------------------------

@@ -68,18 +68,18 @@ def _reference(op, a, s, alpha, r):
     return np.asarray(out, np.int64).astype(r)
 
 
-def _values(rng, shape, name, op, layout="contiguous"):
+def _values(rng, shape, name, op, layout="contiguous", device="cpu"):
     # uint8 stays non-negative; divisors (rdiv) stay away from 0
     low = 0 if name == "uint8" else -4
     kw = {"nonzero": True} if op == "rdiv_scalar" and name != "bool" else {}
     if op == "rdiv_scalar" and name == "uint8":
         low = 1
-    return make(rng, shape, name, layout, low=low, high=4, **kw)
+    return make(rng, shape, name, layout, device, low=low, high=4, **kw)
 
 
 @pytest.mark.parametrize("dtype", ALL)
 @pytest.mark.parametrize("op", sorted(OPS))
-def test_forward_values_and_dtypes(op, dtype, rng):
+def test_forward_values_and_dtypes(op, dtype, device, rng):
     fn, _, div = OPS[op]
     for s in SCALARS:
         if not _supported(dtype, s, div):
@@ -90,12 +90,12 @@ def test_forward_values_and_dtypes(op, dtype, rng):
         r = result_dtype(dtype, s, div)
         for shape in SHAPES:
             for layout in LAYOUTS if 0 not in shape else ("contiguous",):
-                x, a = _values(rng, shape, dtype, op, layout)
+                x, a = _values(rng, shape, dtype, op, layout, device)
                 if op == "rdiv_scalar" and dtype == "bool":
                     continue  # 1 / False
                 out = fn(x, s, alpha)
                 msg = f"{op} {dtype} {s!r} {shape} {layout}"
-                assert out.shape == x.shape, msg
+                assert out.shape == x.shape and out.device == x.device, msg
                 assert dname(out.dtype) == r, f"{msg}: {out.dtype}, expected {r}"
                 # float16/bfloat16 results: the input was rounded once, the number not at all
                 assert_close(out, _reference(op, a, s, alpha, r), r, scale=8.0, msg=msg)
@@ -103,7 +103,7 @@ def test_forward_values_and_dtypes(op, dtype, rng):
 
 @pytest.mark.skipif(not HAS_TORCH, reason="torch is not importable")
 @pytest.mark.parametrize("dtype", ALL)
-def test_against_torch(dtype, rng):
+def test_against_torch(dtype, device, rng):
     import torch
 
     tops = {
@@ -124,7 +124,7 @@ def test_against_torch(dtype, rng):
                 continue
             if op in ("sub_scalar", "rsub_scalar") and (dtype == "bool" or isinstance(s, bool)):
                 continue  # torch refuses subtraction with bools
-            x, a = _values(rng, (3, 4), dtype, op)
+            x, a = _values(rng, (3, 4), dtype, op, device=device)
             alpha = 2 if op in ALPHA else 1
             t = tops[op](torch_tensor(a, dtype), s)
             out = fn(x, s, alpha)
@@ -152,11 +152,14 @@ def test_promotion_examples():
     assert core.add_scalar(i64, 2, alpha=3).numpy().tolist() == [7, 8]
 
 
-def test_integer_wraparound():
-    x = vt.tensor(np.array([127, -128], np.int8))
-    assert core.add_scalar(x, 1).numpy().tolist() == [-128, -127]
-    big = vt.tensor(np.array([2 ** 62], np.int64))
-    assert core.mul_scalar(big, 4).numpy().tolist() == [0]
+def test_integer_wraparound(device):
+    x = vt.tensor(np.array([127, -128], np.int8)).to(device)
+    assert to_numpy(core.add_scalar(x, 1)).tolist() == [-128, -127]
+    assert to_numpy(core.rsub_scalar(x, 1, alpha=-1)).tolist() == [-128, -127]
+    big = vt.tensor(np.array([2 ** 62, -3], np.int64)).to(device)
+    assert to_numpy(core.mul_scalar(big, 4)).tolist() == [0, -12]
+    u = vt.tensor(np.array([250, 3], np.uint8)).to(device)
+    assert to_numpy(core.add_scalar(u, 10)).tolist() == [4, 13]
 
 
 def test_alpha_must_be_integral_for_integers():
@@ -186,14 +189,14 @@ INPLACE = {
 
 @pytest.mark.parametrize("dtype", ("float32", "float64", "float16", "bfloat16", "int64", "int32"))
 @pytest.mark.parametrize("op", sorted(INPLACE))
-def test_inplace(op, dtype, rng):
+def test_inplace(op, dtype, device, rng):
     fn, ref = INPLACE[op]
     floating = _cat(dtype) == 2
     if op == "div_scalar_" and not floating:
         return
     for s in ((3, -1.5) if floating else (3, -2)):
         for layout in ("contiguous", "transposed", "sliced"):
-            x, a = make(rng, (3, 4), dtype, layout)
+            x, a = make(rng, (3, 4), dtype, layout, device)
             out = fn(x, s)
             assert out.data_ptr() == x.data_ptr() and out.stride() == x.stride()  # self comes back
             exp = ref(a.astype(np.float64 if floating else np.int64), s)
@@ -220,40 +223,47 @@ CMP = {"eq": np.equal, "ne": np.not_equal, "lt": np.less, "le": np.less_equal,
 
 @pytest.mark.parametrize("dtype", ALL)
 @pytest.mark.parametrize("name", sorted(CMP))
-def test_compare_scalar(name, dtype, rng):
+def test_compare_scalar(name, dtype, device, rng):
     fn = getattr(core, f"{name}_scalar")
     for s in (1, -2, 1.5, 0.0, True):
         for shape in ((), (5,), (3, 4), (0, 2)):
             for layout in LAYOUTS if 0 not in shape else ("contiguous",):
-                x, a = make(rng, shape, dtype, layout, low=0 if dtype == "uint8" else -3, high=3)
+                x, a = make(rng, shape, dtype, layout, device, low=0 if dtype == "uint8" else -3,
+                            high=3)
                 out = fn(x, s)
                 assert out.dtype is vt.bool_ and out.shape == x.shape
                 assert_close(out, CMP[name](np.asarray(a, np.float64), float(s)), "bool",
                              msg=f"{name} {dtype} {s!r} {shape} {layout}")
 
 
-def test_compare_scalar_rounding_like_torch():
+def test_compare_scalar_rounding_like_torch(device):
     # an int tensor with a float compares in float32; a float16 tensor with the number in float16
-    x = vt.tensor([1, 2, 3])
-    assert core.lt_scalar(x, 2.5).numpy().tolist() == [True, True, False]
-    h = vt.tensor(np.array([0.1], np.float16))
-    assert core.eq_scalar(h, 0.1).numpy().tolist() == [True]
+    x = vt.tensor([1, 2, 3]).to(device)
+    assert to_numpy(core.lt_scalar(x, 2.5)).tolist() == [True, True, False]
+    h = vt.tensor(np.array([0.1], np.float16)).to(device)
+    assert to_numpy(core.eq_scalar(h, 0.1)).tolist() == [True]
     # int tensors with int numbers compare exactly, past float precision too
-    big = vt.tensor(np.array([2 ** 53 + 1], np.int64))
-    assert core.eq_scalar(big, 2 ** 53).numpy().tolist() == [False]
-    assert core.gt_scalar(vt.tensor(np.array([5], np.int32)), 2 ** 40).numpy().tolist() == [False]
+    big = vt.tensor(np.array([2 ** 53 + 1], np.int64)).to(device)
+    assert to_numpy(core.eq_scalar(big, 2 ** 53)).tolist() == [False]
+    i32 = vt.tensor(np.array([5], np.int32)).to(device)
+    assert to_numpy(core.gt_scalar(i32, 2 ** 40)).tolist() == [False]
+    # int64 with a float: compared in float32, where 2^24 + 1 rounds to 2^24 (as torch)
+    assert to_numpy(core.eq_scalar(vt.tensor([2 ** 24 + 1]).to(device), 16777216.0)).tolist() == [True]
+    nan = vt.tensor([float("nan"), 1.0]).to(device)
+    assert to_numpy(core.ne_scalar(nan, 1.0)).tolist() == [True, False]
+    assert to_numpy(core.le_scalar(nan, 1.0)).tolist() == [False, True]
 
 
 @pytest.mark.skipif(not HAS_TORCH, reason="torch is not importable")
-def test_compare_scalar_against_torch(rng):
+def test_compare_scalar_against_torch(device, rng):
     import torch
 
     for dtype in ALL:
         for s in (1, 1.5, True):
-            x, a = make(rng, (4, 3), dtype, low=0 if dtype == "uint8" else -3, high=3)
+            x, a = make(rng, (4, 3), dtype, device=device, low=0 if dtype == "uint8" else -3, high=3)
             t = torch_tensor(a, dtype)
             for name in CMP:
-                got = getattr(core, f"{name}_scalar")(x, s).numpy()
+                got = to_numpy(getattr(core, f"{name}_scalar")(x, s))
                 np.testing.assert_array_equal(got, getattr(torch, name)(t, s).numpy(),
                                               err_msg=f"{name} {dtype} {s!r}")
 
@@ -286,13 +296,15 @@ def test_gradcheck(name, rng):
     assert vt.autograd.gradcheck(GRAD[name], (x,))
 
 
-def test_maximum_scalar_nan_and_ties():
-    x = vt.tensor([float("nan"), 1.0, 3.0]).requires_grad_()
+def test_maximum_scalar_nan_and_ties(device):
+    x = vt.tensor([float("nan"), 1.0, 3.0]).to(device).requires_grad_()
     y = core.maximum_scalar(x, 1.0)
-    assert np.isnan(y.detach().numpy()[0]) and y.detach().numpy()[1:].tolist() == [1.0, 3.0]
+    got = to_numpy(y.detach())
+    assert np.isnan(got[0]) and got[1:].tolist() == [1.0, 3.0]
     y.sum().backward()
-    assert x.grad.numpy()[1:].tolist() == [0.5, 1.0]  # a tie splits the gradient, as maximum
-    assert np.isnan(core.minimum_scalar(vt.tensor([1.0]), float("nan")).numpy()[0])
+    assert to_numpy(x.grad)[1:].tolist() == [0.5, 1.0]  # a tie splits the gradient, as maximum
+    assert np.isnan(to_numpy(core.minimum_scalar(vt.tensor([1.0]).to(device), float("nan")))[0])
+    assert to_numpy(core.minimum_scalar(vt.tensor([2, -5]).to(device), 1)).tolist() == [1, -5]
 
 
 def test_double_backward_rdiv(rng):
