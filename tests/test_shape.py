@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 import vibetensor as vt
-from conftest import LAYOUTS, Row, assert_close, make, on, rand_shape, rows
+from conftest import (LAYOUTS, Row, assert_close, make, on, rand_shape, rand_values, rows, to_numpy,
+                      vt_from)
 
 try:
     import torch as _torch
@@ -513,3 +514,146 @@ def test_indexing_errors():
         x[[0, 1]] = vt.ones(3)
     with pytest.raises(IndexError, match="an index can only have a single ellipsis"):
         x[..., ...]
+
+
+# -- the same ops on every device (the tests above that check errors run on cpu only) -------------
+
+def test_one_hot_tri_factories_nonzero_on_device(device, rng):
+    i = np.array([[0, 3], [2, 2]])
+    for dt in (vt.int64, vt.int32):
+        it = on(device, vt.tensor(i, dtype=dt))
+        assert_close(vt.one_hot(it), np.eye(4)[i], "int64")  # num_classes=-1: read from the data
+        assert_close(vt.one_hot(it.T, 6), np.eye(6)[i.T], "int64")  # strided indices
+    assert vt.one_hot(on(device, vt.zeros(0, dtype=vt.int64))).shape == (0, 0)
+    for layout in LAYOUTS:
+        for dtype in ("float32", "int64", "bool", "bfloat16", "float16"):
+            x, a = make(rng, (2, 4, 5), dtype, layout, device)
+            for k in (-2, 0, 1, 7):
+                assert_close(vt.tril(x, k), np.tril(a, k), dtype, msg=f"tril {layout} {k}")
+                assert_close(x.triu(k), np.triu(a, k), dtype, msg=f"triu {layout} {k}")
+    for steps in (0, 1, 2, 5, 50):
+        np.testing.assert_allclose(to_numpy(vt.linspace(-1, 2, steps, dtype=vt.float64, device=device)),
+                                   np.linspace(-1, 2, steps), rtol=1e-15, atol=1e-15)
+    assert to_numpy(vt.linspace(0, 10, 6, dtype=vt.int64, device=device)).tolist() == [0, 2, 4, 6, 8, 10]
+    assert_close(vt.linspace(-3, 5, 7, dtype=vt.bfloat16, device=device), np.linspace(-3, 5, 7), "bfloat16")
+    assert_close(vt.arange(-3, 8, 2, dtype=vt.float16, device=device), np.arange(-3, 8, 2.0), "float16")
+    assert_close(vt.eye(3, device=device), np.eye(3), "float32")
+    for dtype in ("int64", "bool", "bfloat16"):
+        assert_close(vt.eye(2, 4, dtype=getattr(vt, "bool_" if dtype == "bool" else dtype), device=device),
+                     np.eye(2, 4), dtype)
+    assert vt.eye(0, device=device).shape == (0, 0)
+    # nonzero: row-major coordinates for every dtype and layout; -0.0 is zero
+    for dtype in ("bool", "float32", "int32", "bfloat16", "float64", "int8"):
+        a = rng.integers(-1, 2, (3, 4, 5)).astype(np.float64)
+        a[a == 0] = -0.0
+        base = on(device, vt.tensor(a).to(getattr(vt, "bool_" if dtype == "bool" else dtype)))
+        for x, ref in ((base, a), (base.transpose(0, 2), a.transpose(2, 1, 0)), (base[:, 1::2], a[:, 1::2])):
+            got = vt.nonzero(x)
+            assert got.shape == (int(np.count_nonzero(ref)), 3)
+            assert to_numpy(got).tolist() == np.argwhere(ref).tolist(), dtype
+    big = rng.random(10007) < 0.3  # several tiles of the device's compaction
+    assert to_numpy(vt.nonzero(on(device, vt.tensor(big)))).tolist() == np.argwhere(big).tolist()
+    assert vt.nonzero(on(device, vt.tensor(3.0))).shape == (1, 0)
+    assert vt.nonzero(on(device, vt.tensor(0.0))).shape == (0, 0)
+    assert vt.nonzero(on(device, vt.zeros(0, 2))).shape == (0, 2)
+
+
+def test_index_put_on_device(device, rng):
+    from vibetensor import _ops
+
+    put, put_ = _ops.op("core::index_put"), _ops.op("core::index_put_")
+    x, a = make(rng, (5, 3, 4), "float32", "contiguous", device)
+    i0, i1 = np.array([0, 4, 4, 0, 2]), np.array([1, 2, 2, 1, 0])  # two destinations twice
+    v = rand_values(rng, (5, 4), "float32")
+    idx = [on(device, vt.tensor(i0)), on(device, vt.tensor(i1, dtype=vt.int32))]
+    exp = a.copy()
+    np.add.at(exp, (i0, i1), v)
+    assert_close(put(x, idx, vt_from(v, "float32", device), True), exp, "float32", scale=4)
+    exp = a.copy()
+    for k in range(5):  # without accumulate the last write of a destination wins, as on cpu
+        exp[i0[k], i1[k]] = v[k]
+    assert_close(put(x, idx, vt_from(v, "float32", device), False), exp, "float32")
+    assert_close(x, a, "float32")  # out of place
+    # in place, values broadcast, on views whose rows are strided, other dtypes
+    for dtype in ("int64", "bfloat16", "float64", "int32"):
+        for layout in ("contiguous", "transposed", "sliced"):
+            y, b = make(rng, (4, 6), dtype, layout, device)
+            r = np.array([3, 1, 3, 3, -4])  # -4 wraps to 0, as in Python
+            val = rand_values(rng, (6,), dtype)
+            exp = np.array(b, dtype=np.float64)
+            np.add.at(exp, r % 4, np.broadcast_to(val, (5, 6)))
+            out = put_(y, [on(device, vt.tensor(r))], vt_from(val, dtype, device), True)
+            assert out.data_ptr() == y.data_ptr()
+            assert_close(y, exp, dtype, scale=4, msg=f"index_put_ {dtype} {layout}")
+
+
+def test_scatter_ops_are_deterministic_with_many_duplicates(device, rng):
+    """The accumulating ops give the same bits twice (no float atomics on any device), with a hot
+    row that one index holds thousands of times."""
+    from vibetensor import _ops
+
+    V, D, N = 37, 96, 20000
+    idx = rng.integers(0, V, N)
+    idx[rng.random(N) < 0.2] = 5
+    g = rand_values(rng, (N, D), "float32")
+    exp = np.zeros((V, D))
+    np.add.at(exp, idx, g)
+    gi, gg = on(device, vt.tensor(idx)), vt_from(g, "float32", device)
+    eb = _ops.op("core::embedding_backward")
+    for dtype in ("float32", "bfloat16"):
+        gd = gg.to(getattr(vt, dtype))
+        r1, r2 = to_numpy(eb(gd, gi, V)), to_numpy(eb(gd, gi, V))
+        np.testing.assert_array_equal(r1, r2)
+        ref = exp if dtype == "float32" else np.zeros((V, D))
+        if dtype == "bfloat16":
+            np.add.at(ref, idx, to_numpy(gd))
+        np.testing.assert_allclose(r1, ref, rtol=1e-4 if dtype == "float32" else 1e-2, atol=1e-2)
+    x = on(device, vt.zeros(V, D))
+    r1, r2 = to_numpy(x.index_add(0, gi, gg, alpha=0.5)), to_numpy(x.index_add(0, gi, gg, alpha=0.5))
+    np.testing.assert_array_equal(r1, r2)
+    np.testing.assert_allclose(r1, 0.5 * exp, rtol=1e-4, atol=1e-2)
+    i2 = on(device, vt.tensor(np.ascontiguousarray(np.broadcast_to(idx[:, None], (N, D)))))
+    r1, r2 = to_numpy(vt.scatter_add(x, 0, i2, gg)), to_numpy(vt.scatter_add(x, 0, i2, gg))
+    np.testing.assert_array_equal(r1, r2)
+    np.testing.assert_allclose(r1, exp, rtol=1e-4, atol=1e-2)
+    put = _ops.op("core::index_put")
+    r1, r2 = to_numpy(put(x, [gi], gg, True)), to_numpy(put(x, [gi], gg, True))
+    np.testing.assert_array_equal(r1, r2)
+    np.testing.assert_allclose(r1, exp, rtol=1e-4, atol=1e-2)
+    one = on(device, vt.tensor(np.full(N, 3)))  # every position on one row: one long run
+    r1, r2 = to_numpy(eb(gg, one, V)), to_numpy(eb(gg, one, V))
+    np.testing.assert_array_equal(r1, r2)
+    np.testing.assert_allclose(r1[3], g.sum(0), rtol=1e-4, atol=1e-2)
+    assert not r1[:3].any() and not r1[4:].any()
+
+
+def test_bad_indices_are_refused_or_reported(device):
+    """cpu refuses a bad index at once. cuda cannot without a synchronisation: its kernels skip the
+    index (a read gives zero, a write is dropped) and the next indexing call raises it."""
+    w = on(device, vt.arange(12.0).reshape(4, 3))
+    msg = r"\[core::embedding\] indices: index 7 is out of bounds for dim 0 with size 4"
+    if device == "cpu":
+        with pytest.raises(IndexError, match=msg):
+            vt.embedding(vt.tensor([1, 7, 2]), w)
+        return
+    canary = vt.ones(256, device=device)
+    out = vt.embedding(vt.tensor([1, 7, 2], device=device), w)
+    assert to_numpy(out).tolist() == [[3, 4, 5], [0, 0, 0], [6, 7, 8]]
+    with pytest.raises(IndexError, match=msg):
+        vt.embedding(vt.tensor([0], device=device), w)
+    assert to_numpy(vt.embedding(vt.tensor([3], device=device), w)).tolist() == [[9, 10, 11]]  # once
+    x = vt.zeros(5, device=device)
+    x[[1, 9]] = 5.0  # index_put_: the write through 9 is dropped
+    assert to_numpy(x).tolist() == [0, 5, 0, 0, 0]
+    with pytest.raises(IndexError, match=r"\[core::index_put_\] index: index 9 is out of bounds for dim 0 with size 5"):
+        x.index_select(0, vt.tensor([0], device=device))
+    y = x.index_add(0, vt.tensor([-1, 2], device=device), vt.ones(2, device=device))  # negatives refused
+    assert to_numpy(y).tolist() == [0, 5, 1, 0, 0]
+    with pytest.raises(IndexError, match=r"\[core::index_add\] index: index -1 is out of bounds"):
+        x.index_select(0, vt.tensor([0], device=device))
+    big = vt.ones(1000, 64, device=device)
+    r = vt.embedding(vt.tensor([1 << 40, -3, 999], device=device), big)  # far out: nothing faults
+    assert to_numpy(r).sum() == 64
+    with pytest.raises(IndexError, match="out of bounds"):
+        vt.embedding(vt.tensor([0], device=device), big)
+    assert to_numpy(canary).tolist() == [1.0] * 256 and to_numpy(w).tolist() == np.arange(12.0).reshape(4, 3).tolist()

@@ -489,7 +489,7 @@ void index_put_into(const vt::Call& c, const vt_tensor* dst, const vtidx::IndexL
 }
 
 // index_put: out = self with out[indices] = values (or +=); index_put_: out is self
-VT_COMPUTE(index_put_cuda, "core::index_put") {
+void index_put_cuda(vt::Call& c) {
   vt_tensor* self = c.arg(0, "self").tensor();
   vt_tensor* values = c.arg(2, "values").tensor();
   const bool accumulate = c.arg(3, "accumulate").bool_();
@@ -507,6 +507,8 @@ VT_COMPUTE(index_put_cuda, "core::index_put") {
   index_put_into(c, tmp.get(), s, values, accumulate);
   vt::call(c.host, "core::copy_", {vt::V(out), vt::V(tmp)});
 }
+VT_COMPUTE(index_put_out_cuda, "core::index_put") { index_put_cuda(c); }
+VT_COMPUTE(index_put_inplace_cuda, "core::index_put_") { index_put_cuda(c); }
 
 }  // namespace
 
@@ -514,6 +516,6 @@ void register_index_scatter_cuda(vt::Registrar& r) {
   r.compute("core::index_add", VT_CUDA, index_add_cuda);
   r.compute("core::scatter_add", VT_CUDA, scatter_add_cuda);
   r.compute("core::embedding_backward", VT_CUDA, embedding_backward_cuda);
-  r.compute("core::index_put", VT_CUDA, index_put_cuda);
-  r.compute("core::index_put_", VT_CUDA, index_put_cuda);
+  r.compute("core::index_put", VT_CUDA, index_put_out_cuda);
+  r.compute("core::index_put_", VT_CUDA, index_put_inplace_cuda);
 }
