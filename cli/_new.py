@@ -12,9 +12,14 @@ from . import main
 from ._sdk import sdk_dir
 
 _IDENT = re.compile(r"^[a-z_][a-z0-9_]*$")
+# the name becomes file names (libvt_NAME.so, src/NAME.cpp, ...), which the file system limits
+# to 255 bytes; 64 leaves room and keeps op names readable
+MAX_NAME = 64
 
 
 def _check_ident(kind: str, value: str) -> str:
+    if len(value) > MAX_NAME:
+        raise click.BadParameter(f"{kind} is {len(value)} characters long; at most {MAX_NAME} are allowed")
     if not _IDENT.match(value) or keyword.iskeyword(value):
         raise click.BadParameter(
             f"{kind} {value!r} must be a lowercase identifier ([a-z_][a-z0-9_]*), not a Python keyword"
@@ -61,9 +66,12 @@ def new(name, directory, namespace, cuda):
     _check_ident("pack name", name)
     namespace = _check_ident("namespace", namespace or name)
     dest = directory or Path(name)
-    if dest.exists() and any(dest.iterdir()):
-        raise click.ClickException(f"{dest} exists and is not empty")
-    files = scaffold(name, dest, namespace, cuda=cuda)
+    try:
+        if dest.exists() and any(dest.iterdir()):
+            raise click.ClickException(f"{dest} exists and is not empty")
+        files = scaffold(name, dest, namespace, cuda=cuda)
+    except OSError as e:
+        raise click.ClickException(f"cannot create the pack in {dest}: {e.strerror}") from None
     click.echo(f"created pack '{name}' in {dest}/" + (" (CPU + CUDA)" if cuda else ""))
     for f in files:
         click.echo(f"  {f.relative_to(dest)}")

@@ -117,16 +117,35 @@ def load(spec) -> Pack:
             other = _loaded[m.name]
             raise _manifest.PackError(f"pack '{m.name}' is already loaded from {other.path}; "
                                       f"unload it first")
-        _manifest.verify(m)
-        _preload_blas()
-        handle = lib.vtrt_pack_load(os.fsencode(str(m.library.resolve())), m.name.encode())
+        fd = _manifest.open_library(m)
+        try:
+            _manifest.verify(m, fd)  # hashes and checks the file behind fd ...
+            _preload_blas()
+            before = set(_op_names())
+            # ... and dlopen maps that same file (no window to swap the path in between)
+            handle = lib.vtrt_pack_load_fd(fd, os.fsencode(str(m.library.resolve())), m.name.encode())
+        finally:
+            os.close(fd)
         if handle == ffi.NULL:
             err = error()
             raise _manifest.PackError(str(err)) from None
+        defined = set(_op_names()) - before
+        if defined != set(m.ops):
+            lib.vtrt_pack_unload(handle)
+            extra, missing = sorted(defined - set(m.ops)), sorted(set(m.ops) - defined)
+            raise _manifest.PackError(
+                f"pack '{m.name}': its init defined other ops than its manifest lists (defined "
+                f"but not listed: {extra}; listed but not defined: {missing}): rebuild it with "
+                f"`vt-ops build` so the manifest is written from the library")
         pack = Pack(m, handle)
         _loaded[m.name] = pack
         _changed()
     return pack
+
+
+def _op_names():
+    names = (lib.vtrt_op_name_at(i) for i in range(lib.vtrt_op_count()))
+    return [ffi.string(n).decode() for n in names if n != ffi.NULL]
 
 
 def unload(pack) -> None:

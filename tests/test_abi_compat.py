@@ -25,7 +25,8 @@ def abi10_pack(tmp_path_factory):
                f"-I{COMPAT / 'abi10'}", str(COMPAT / "abi10_pack.c"), "-o", str(lib)]
         proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         assert proc.returncode == 0, proc.stdout
-        pt.write_manifest(folder, "abi10", lib, abi=(1, 0))
+        pt.write_manifest(folder, "abi10", lib, abi=(1, 0),
+                          ops=pt.defined_ops(COMPAT / "abi10_pack.c", "abi10"))
         return folder
     return pt.once("abi10", make)
 

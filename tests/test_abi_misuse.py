@@ -40,7 +40,10 @@ def raw(tmp_path_factory):
     """name -> folder of the hand-compiled pack (manifest says ABI 1.0, true sha256)."""
     def make():
         root = tmp_path_factory.mktemp("misuse")
-        return {name: pt.compile_raw(MISUSE / src, root / name, name) for name, src in RAW.items()}
+        # schemaprobe's schema comes from the environment: the tests define schemaprobe::op
+        extra = {"schemaprobe": {"ops": ["schemaprobe::op"]}}
+        return {name: pt.compile_raw(MISUSE / src, root / name, name, **extra.get(name, {}))
+                for name, src in RAW.items()}
     return pt.once("misuse_raw", make)
 
 

@@ -16,12 +16,59 @@ namespace vt {
 
 namespace {
 thread_local bool t_grad_enabled = true;
+thread_local const Pack* t_backward_pack = nullptr;  // whose backward rule runs on this thread
 std::atomic<uint64_t> g_node_seq{0};
 
 vt_value none_value() {
   vt_value v;
   std::memset(&v, 0, sizeof v);
   v.tag = VT_NONE;
+  return v;
+}
+
+// The runtime's own uses of ops (accumulation, dense copies, seed gradients, views of a base),
+// resolved once: the runtime never frees an op and gives the same one back when core is reloaded.
+struct OpSlot {
+  const char* name;
+  std::atomic<vt_op*> op;
+};
+OpSlot kAdd{"core::add", {nullptr}}, kContiguous{"core::contiguous", {nullptr}},
+    kOnes{"core::ones", {nullptr}}, kZeros{"core::zeros", {nullptr}},
+    kAsStrided{"core::as_strided", {nullptr}}, kCopy{"core::copy_", {nullptr}},
+    kZero{"core::zero_", {nullptr}};
+
+// One output of an op; null (error set) on failure.
+vt_tensor* call1(OpSlot& slot, std::initializer_list<vt_value> in) {
+  vt_op* op = slot.op.load(std::memory_order_acquire);
+  if (!op) {
+    op = vtrt_find_op(slot.name);
+    if (!op) return nullptr;
+    slot.op.store(op, std::memory_order_release);
+  }
+  vt_value args[8];
+  int32_t k = 0;
+  for (const auto& v : in) args[k++] = v;
+  vt_value out;
+  if (call(op_of(op), args, k, &out, 1) != VT_OK) return nullptr;
+  return out.v.t;
+}
+
+vt_value T(vt_tensor* t) {
+  vt_value v = none_value();
+  v.tag = VT_TENSOR;
+  v.v.t = t;
+  return v;
+}
+vt_value Ints(const int64_t* data, int64_t len) {
+  vt_value v = none_value();
+  v.tag = VT_INTS;
+  v.v.ints = {data, len};
+  return v;
+}
+vt_value Int(int64_t i) {
+  vt_value v = none_value();
+  v.tag = VT_INT;
+  v.v.i = i;
   return v;
 }
 
@@ -68,8 +115,60 @@ InputMeta input_meta_of(const vt_tensor* t) {
   return m;
 }
 
+// ---- views ----------------------------------------------------------------------------------------
+//
+// A view an op made knows its base (TensorImpl::view_base). Its history is "a view of the base's
+// history", so when the base's history is rewritten (an in-place op on the base, or on any of
+// its views, which makes the base's grad_fn a CopySlices) the view's grad_fn is stale: it is
+// remade on its next use as core::as_strided of the base, which reaches the new history.
+
+// Identifies the state of a tensor's history: changes whenever its grad_fn is replaced.
+uint64_t history_id(vt_tensor* t) {
+  AutogradMeta* m = impl(t)->ag;
+  return m && m->grad_fn ? m->grad_fn->seq + 1 : 0;
+}
+
+bool base_wants_grad(const TensorImpl* ti) {
+  return ti->view_base && !ti->view_nograd && requires_grad(ti->view_base);
+}
+
+// Makes t's history as_strided(base) of its base's current history.
+void remake_view_history(vt_tensor* t) {
+  TensorImpl* ti = impl(t);
+  vt_tensor* base = ti->view_base;
+  const bool prev = t_grad_enabled;
+  t_grad_enabled = true;
+  vt_tensor* v = call1(kAsStrided, {T(base), Ints(ti->sizes, ti->pub.ndim),
+                                    Ints(ti->strides, ti->pub.ndim),
+                                    Int(ti->offset - impl(base)->offset)});
+  t_grad_enabled = prev;
+  if (!v) {  // cannot happen for a view inside its base; keep the old history
+    vtrt_clear_error();
+    return;
+  }
+  AutogradMeta* vm = impl(v)->ag;
+  AutogradMeta* m = ensure_meta(t);
+  if (m->grad_fn && !m->weak_fn) node_release(m->grad_fn);
+  m->weak_fn = false;
+  m->grad_fn = vm ? vm->grad_fn : nullptr;
+  node_retain(m->grad_fn);
+  m->output_nr = 0;
+  m->requires_grad = true;
+  m->base_history = history_id(base);
+  vtrt_release(v);
+}
+
+void refresh_view(vt_tensor* t) {
+  TensorImpl* ti = impl(t);
+  if (!base_wants_grad(ti)) return;
+  AutogradMeta* m = ti->ag;
+  if (m && m->requires_grad && !m->grad_fn) return;  // a leaf of its own (requires_grad_())
+  if (!m || !m->grad_fn || m->base_history != history_id(ti->view_base)) remake_view_history(t);
+}
+
 // Where the gradient for tensor t goes: its grad_fn, or its leaf accumulator (made on demand).
 Edge edge_of(vt_tensor* t) {
+  refresh_view(t);
   AutogradMeta* m = meta(t);
   Edge e;
   if (!m || !m->requires_grad) return e;
@@ -133,6 +232,7 @@ void destroy(Node* n, std::vector<Node*>& pending) {
     if (t) impl(t)->ag->retains_grad = false;
   if (n->backward.pack) pack_release(n->backward.pack);
   if (n->kind == NodeKind::Custom) release_callback(n->custom_cb);
+  if (n->inner) pending.push_back(n->inner);
   if (n->leaf) {
     if (AutogradMeta* m = impl(n->leaf)->ag) {
       std::lock_guard<std::mutex> lock(m->mu);
@@ -146,6 +246,7 @@ void destroy(Node* n, std::vector<Node*>& pending) {
 }  // namespace
 
 bool grad_enabled() { return t_grad_enabled; }
+const Pack* backward_pack() { return t_backward_pack; }
 NoGradScope::NoGradScope() : prev(t_grad_enabled) { t_grad_enabled = false; }
 NoGradScope::~NoGradScope() { t_grad_enabled = prev; }
 
@@ -325,6 +426,16 @@ vt_status check_inplace(Op* op, const vt_value* args) {
     }
   }
   if (!t_grad_enabled) return VT_OK;
+  const TensorImpl* si = impl(self);
+  if (si->view_base && si->view_nograd && requires_grad(si->view_base)) {
+    for (size_t i = 1; i < s.args.size(); ++i)
+      if (args[i].tag == VT_TENSOR && wants_grad(args[i].v.t))
+        return set_error(VT_ERR_RUNTIME,
+                         "[%s] '%s' is a view made in no_grad mode of a tensor that requires "
+                         "grad, and is being modified in place with grad mode on; make the view "
+                         "and the in-place op both inside or both outside no_grad",
+                         s.name.c_str(), s.args[0].name.c_str());
+  }
   AutogradMeta* m = meta(self);
   if (m && m->requires_grad && !m->grad_fn)
     return set_error(VT_ERR_RUNTIME,
@@ -356,8 +467,23 @@ void record(Op* op, const Snapshot* snap, const vt_value* args, int32_t nargs, v
   n->int_lists.reserve(nargs);
   n->tensor_lists.reserve(nargs);
   n->strings.reserve(nargs);
+  // A saved input with history is kept as an alias holding the history it has now, not as the
+  // tensor itself: an in-place op may later make the tensor's history lead back to this node
+  // (y.add_(y * y); y[0] = y[1] * 2), and a saved tensor that is that tensor would close a
+  // cycle and never be freed. Leaves and saved outputs are kept as they are.
   auto save = [&](vt_tensor* t) {
-    vtrt_retain(t);
+    AutogradMeta* m = meta(t);
+    if (m && m->grad_fn && !m->weak_fn) {
+      vt_tensor* alias = detached_alias(t);
+      AutogradMeta* am = ensure_meta(alias);
+      am->requires_grad = true;
+      am->grad_fn = m->grad_fn;
+      node_retain(m->grad_fn);
+      am->output_nr = m->output_nr;
+      t = alias;
+    } else {
+      vtrt_retain(t);
+    }
     n->saved.push_back({t, vtrt_version(t)});
     return t;
   };
@@ -370,7 +496,7 @@ void record(Op* op, const Snapshot* snap, const vt_value* args, int32_t nargs, v
       n->flat_arg.push_back(i);
       n->flat_elem.push_back(-1);
       if (!keep) v = none_value();
-      else save(v.v.t);
+      else v.v.t = save(v.v.t);
     } else if (v.tag == VT_TENSORS) {
       std::vector<vt_tensor*> list;
       for (int64_t k = 0; k < v.v.ts.len; ++k) {
@@ -431,18 +557,84 @@ void record(Op* op, const Snapshot* snap, const vt_value* args, int32_t nargs, v
   node_release(n);  // the outputs hold it now
 }
 
-// ---- the engine ----------------------------------------------------------------------------------
+bool wants_grad(const vt_tensor* t) {
+  const TensorImpl* ti = impl(t);
+  return (ti->ag && ti->ag->requires_grad) || base_wants_grad(ti);
+}
 
 namespace {
 
-// The engine's own ops (accumulation, dense copies, the seed gradient), resolved once: the
-// runtime never frees an op and gives the same one back when core is reloaded.
-struct OpSlot {
-  const char* name;
-  std::atomic<vt_op*> op;
-};
-OpSlot kAdd{"core::add", {nullptr}}, kContiguous{"core::contiguous", {nullptr}},
-    kOnes{"core::ones", {nullptr}};
+Geometry geometry_of(const vt_tensor* t) {
+  Geometry g;
+  g.sizes.assign(t->sizes, t->sizes + t->ndim);
+  g.strides.assign(t->strides, t->strides + t->ndim);
+  g.offset = impl(t)->offset;
+  return g;
+}
+
+// After an in-place op recorded node N on `view` (its grad_fn): the base's history becomes
+// CopySlices(N), whose edges are the base's old history and N's edges for its other arguments,
+// and the view becomes a view of that new history.
+void rebase_view(vt_tensor* view) {
+  TensorImpl* vi = impl(view);
+  AutogradMeta* m = vi->ag;
+  if (!m || !m->grad_fn || m->weak_fn || m->grad_fn->kind != NodeKind::Op) return;
+  vt_tensor* base = vi->view_base;
+  Node* inner = m->grad_fn;
+  auto* cs = new Node();
+  cs->kind = NodeKind::CopySlices;
+  cs->name = "CopySlices";
+  cs->seq = g_node_seq.fetch_add(1, std::memory_order_relaxed);
+  cs->num_outputs = 1;
+  cs->pre_hooks.resize(1);
+  cs->retain_output.assign(1, 0);
+  cs->retained.assign(1, nullptr);
+  cs->device = inner->device;
+  cs->next.push_back(edge_of(base));
+  cs->input_meta.push_back(input_meta_of(base));
+  for (size_t k = 1; k < inner->next.size(); ++k) {
+    node_retain(inner->next[k].node);
+    cs->next.push_back(inner->next[k]);
+    cs->input_meta.push_back(inner->input_meta[k]);
+  }
+  cs->base = geometry_of(base);
+  cs->view = geometry_of(view);
+  cs->inner = inner;  // the view's reference, handed over
+  m->grad_fn = nullptr;
+  AutogradMeta* bm = ensure_meta(base);
+  if (bm->grad_fn && !bm->weak_fn) node_release(bm->grad_fn);
+  bm->weak_fn = false;
+  bm->grad_fn = cs;
+  bm->output_nr = 0;
+  bm->requires_grad = true;
+  remake_view_history(view);
+}
+
+}  // namespace
+
+void track_views(Op* op, const vt_value* args, vt_value* outs, int32_t nouts, bool recorded) {
+  if (args[0].tag != VT_TENSOR) return;
+  vt_tensor* self = args[0].v.t;
+  TensorImpl* si = impl(self);
+  if (op->inplace) {
+    if (si->view_base && recorded) rebase_view(self);
+    return;
+  }
+  for (int32_t j = 0; j < nouts; ++j) {
+    if (outs[j].tag != VT_TENSOR || outs[j].v.t == self) continue;
+    TensorImpl* oi = impl(outs[j].v.t);
+    if (oi->storage != si->storage || oi->view_base) continue;
+    vt_tensor* base = si->view_base ? si->view_base : self;
+    vtrt_retain(base);
+    oi->view_base = base;
+    oi->view_nograd = !t_grad_enabled || si->view_nograd;
+    if (oi->ag && oi->ag->grad_fn) oi->ag->base_history = history_id(base);
+  }
+}
+
+// ---- the engine ----------------------------------------------------------------------------------
+
+namespace {
 
 struct Engine {
   bool retain_graph, create_graph, accumulate;
@@ -450,27 +642,6 @@ struct Engine {
   // capture for autograd.grad: (node, input_nr) -> index into captured
   std::unordered_map<Node*, std::vector<std::pair<uint32_t, size_t>>> captures;
   std::vector<vt_tensor*> captured;
-
-  vt_tensor* call1(OpSlot& slot, std::initializer_list<vt_value> in) {
-    vt_op* op = slot.op.load(std::memory_order_acquire);
-    if (!op) {
-      op = vtrt_find_op(slot.name);
-      if (!op) return nullptr;
-      slot.op.store(op, std::memory_order_release);
-    }
-    vt_value args[8];
-    int32_t k = 0;
-    for (const auto& v : in) args[k++] = v;
-    vt_value out;
-    if (call(op_of(op), args, k, &out, 1) != VT_OK) return nullptr;
-    return out.v.t;
-  }
-  static vt_value T(vt_tensor* t) {
-    vt_value v = none_value();
-    v.tag = VT_TENSOR;
-    v.v.t = t;
-    return v;
-  }
 
   // buf + g, consuming both; on failure returns null and remembers the error in `failed`.
   vt_status failed = VT_OK;
@@ -572,9 +743,12 @@ struct Engine {
     for (uint32_t j = 0; j < n->num_outputs; ++j)
       if (in[j]) grad_outs[j] = T(in[j]);
     vt_kernel_ctx ctx{host, n->device, cuda_current_stream(n->device), nullptr};
+    const Pack* prev_pack = t_backward_pack;
+    t_backward_pack = n->backward.pack;  // its own ops stay callable even if it was unloaded
     vt_status st = n->backward.fn(&ctx, n->args.data(), nargs, n->outs.data(),
                                   static_cast<int32_t>(n->outs.size()), grad_outs.data(),
                                   needs.data(), grad_args.data());
+    t_backward_pack = prev_pack;
     if (st != VT_OK) {
       const char* msg = last_error();
       if (msg[0] != '[') {
@@ -610,6 +784,57 @@ struct Engine {
       }
     }
     return VT_OK;
+  }
+
+  // CopySlices: g is the gradient of the whole base. Outside the view it passes to the base's
+  // old history unchanged; the view's part goes through the in-place op's node, whose gradient
+  // for its input 0 (the view's old value) takes its place. Built from ops (zeros, as_strided,
+  // copy_), so it runs on every device and, with create_graph, is itself differentiable.
+  vt_status run_copy_slices(Node* n, std::vector<vt_tensor*>& in,
+                            std::vector<vt_tensor*>& out_grads) {
+    vt_tensor* g = in[0];
+    const Geometry &b = n->base, &v = n->view;
+    // the base's elements lie in [lo, lo + span) of its storage; a buffer of that many elements
+    // holds the gradient in the base's own layout, so the view's geometry applies to it as is
+    int64_t lo = b.offset, hi = b.offset;
+    for (size_t d = 0; d < b.sizes.size(); ++d) {
+      const int64_t ext = b.strides[d] * (b.sizes[d] - 1);
+      (ext < 0 ? lo : hi) += ext;
+    }
+    const int64_t span = g->numel ? hi - lo + 1 : 0;
+    vt_value dt = none_value(), dev = none_value();
+    dt.tag = VT_DTYPE;
+    dt.v.dtype = g->dtype;
+    dev.tag = VT_DEVICE;
+    dev.v.device = g->device;
+    vt_tensor *buf = nullptr, *gb = nullptr, *gv = nullptr, *gin = nullptr, *r = nullptr;
+    std::vector<vt_tensor*> inner_in(1, nullptr), inner_out;
+    auto done = [&](vt_status st) {
+      for (vt_tensor* x : {buf, gv, gin, r}) vtrt_release(x);
+      for (vt_tensor* x : inner_out) vtrt_release(x);
+      if (st != VT_OK) vtrt_release(gb);
+      return st;
+    };
+    buf = call1(kZeros, {Ints(&span, 1), dt, dev});
+    if (!buf) return done(vtrt_last_status());
+    gb = call1(kAsStrided, {T(buf), Ints(b.sizes.data(), (int64_t)b.sizes.size()),
+                            Ints(b.strides.data(), (int64_t)b.strides.size()), Int(b.offset - lo)});
+    if (!gb || !(r = call1(kCopy, {T(gb), T(g)}))) return done(vtrt_last_status());
+    gv = call1(kAsStrided, {T(buf), Ints(v.sizes.data(), (int64_t)v.sizes.size()),
+                            Ints(v.strides.data(), (int64_t)v.strides.size()), Int(v.offset - lo)});
+    if (!gv || !(gin = call1(kContiguous, {T(gv)}))) return done(vtrt_last_status());
+    inner_in[0] = gin;
+    if (vt_status st = run_op(n->inner, inner_in, inner_out)) return done(st);
+    vtrt_release(r);
+    r = inner_out[0] ? call1(kCopy, {T(gv), T(inner_out[0])}) : call1(kZero, {T(gv)});
+    if (!r) return done(vtrt_last_status());
+    out_grads.assign(n->next.size(), nullptr);
+    out_grads[0] = gb;
+    for (size_t k = 1; k < n->next.size() && k < inner_out.size(); ++k) {
+      out_grads[k] = inner_out[k];
+      inner_out[k] = nullptr;
+    }
+    return done(VT_OK);
   }
 
   vt_status run_custom(Node* n, std::vector<vt_tensor*>& in, std::vector<vt_tensor*>& out_grads) {
@@ -701,9 +926,12 @@ struct Engine {
           bool any = false;
           for (auto* g : in) any |= g != nullptr;
           if (any) {
-            status = x->kind == NodeKind::Op ? run_op(x, in, out) : run_custom(x, in, out);
+            status = x->kind == NodeKind::Op           ? run_op(x, in, out)
+                     : x->kind == NodeKind::CopySlices ? run_copy_slices(x, in, out)
+                                                       : run_custom(x, in, out);
             if (status == VT_OK && !retain_graph) {
               release_saved(x);
+              if (x->inner) release_saved(x->inner);
               if (x->kind == NodeKind::Custom) x->released = true;
             }
           }
@@ -745,7 +973,7 @@ extern "C" {
 int32_t vtrt_is_grad_enabled(void) { return t_grad_enabled; }
 void vtrt_set_grad_enabled(int32_t on) { t_grad_enabled = on != 0; }
 
-int32_t vtrt_requires_grad(vt_tensor* t) { return requires_grad(t); }
+int32_t vtrt_requires_grad(vt_tensor* t) { return wants_grad(t); }
 
 vt_status vtrt_set_requires_grad(vt_tensor* t, int32_t on) {
   AutogradMeta* m = meta(t);
@@ -764,6 +992,7 @@ vt_status vtrt_set_requires_grad(vt_tensor* t, int32_t on) {
 }
 
 int32_t vtrt_is_leaf(vt_tensor* t) {
+  refresh_view(t);
   AutogradMeta* m = meta(t);
   return !m || !m->grad_fn;
 }
@@ -797,10 +1026,11 @@ vt_status vtrt_set_grad(vt_tensor* t, vt_tensor* g) {
 
 // The name of the op that made t ("" for leaves), and its node's identity for graph inspection.
 const char* vtrt_grad_fn_name(vt_tensor* t) {
+  refresh_view(t);
   AutogradMeta* m = meta(t);
   if (!m || !m->grad_fn) return "";
   Node* n = m->grad_fn;
-  return n->kind == NodeKind::Custom ? n->name.c_str() : n->op->schema.name.c_str();
+  return n->kind == NodeKind::Op ? n->op->schema.name.c_str() : n->name.c_str();
 }
 
 vt_tensor* vtrt_detach(vt_tensor* t) { return detached_alias(t); }
@@ -882,7 +1112,7 @@ vt_status vtrt_backward(vt_tensor* const* roots, vt_tensor* const* grads, int32_
   };
   for (int32_t i = 0; i < n; ++i) {
     vt_tensor* r = roots[i];
-    if (!requires_grad(r))
+    if (!wants_grad(r))
       return fail(set_error(VT_ERR_RUNTIME, "backward: tensor %d does not require grad and has "
                             "no grad_fn (did you forget requires_grad_() or compute under "
                             "no_grad?)", i));
@@ -914,7 +1144,7 @@ vt_status vtrt_backward(vt_tensor* const* roots, vt_tensor* const* grads, int32_
       std::memset(&dev, 0, sizeof dev);
       dev.tag = VT_DEVICE;
       dev.v.device = r->device;
-      g = eng.call1(kOnes, {size, dt, dev});
+      g = call1(kOnes, {size, dt, dev});
       if (!g) return fail(vtrt_last_status());
     }
     seeds.push_back(g);
@@ -925,7 +1155,7 @@ vt_status vtrt_backward(vt_tensor* const* roots, vt_tensor* const* grads, int32_
   if (inputs) {
     eng.captured.assign(ninputs, nullptr);
     for (int32_t i = 0; i < ninputs; ++i) {
-      if (!requires_grad(inputs[i])) {
+      if (!wants_grad(inputs[i])) {
         return fail(set_error(VT_ERR_RUNTIME, "grad: input %d does not require grad", i));
       }
       Edge e = edge_of(inputs[i]);

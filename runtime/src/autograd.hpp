@@ -45,6 +45,9 @@ struct AutogradMeta {
   uint32_t output_nr = 0;          // which output of grad_fn this tensor is
   Node* accumulator = nullptr;     // weak: a leaf's AccumulateGrad node while a graph holds it
   std::vector<Hook> hooks;         // leaf hooks (non-leaf hooks live on grad_fn as pre-hooks)
+  // A view's grad_fn was made against this state of its base's history (history_id): when the
+  // base's history is rewritten (an in-place op on it or on another of its views), it is remade.
+  uint64_t base_history = 0;
 };
 
 struct Edge {
@@ -64,7 +67,15 @@ struct InputMeta {  // what a gradient for an input must look like
   vt_device device;
 };
 
-enum class NodeKind { Op, Accumulate, Custom };
+// CopySlices: the history of a base after an in-place op on one of its views (PyTorch's name and
+// idea): the gradient of the base passes through unchanged outside the view, and through the
+// in-place op's own node (`inner`) inside it.
+enum class NodeKind { Op, Accumulate, Custom, CopySlices };
+
+struct Geometry {  // a tensor's place in its storage (elements)
+  std::vector<int64_t> sizes, strides;
+  int64_t offset = 0;
+};
 
 struct Node {
   std::atomic<int64_t> refs{1};
@@ -99,6 +110,10 @@ struct Node {
   vt_custom_backward_fn custom = nullptr;
   Callback custom_cb;
   std::string name;
+
+  // CopySlices
+  Node* inner = nullptr;  // owned: the in-place op's node; its input 0 is the view's old value
+  Geometry base, view;
 };
 
 void node_retain(Node* n);
@@ -121,5 +136,11 @@ void free_meta(TensorImpl* t);             // on tensor death
 vt_status check_inplace(Op* op, const vt_value* args);
 void record(Op* op, const Snapshot* snap, const vt_value* args, int32_t nargs, vt_value* outs,
             int32_t nouts, vt_device device);
+// Whether an op called on t must be recorded: t requires grad, or t is a view whose base does.
+bool wants_grad(const vt_tensor* t);
+// Called by vt::call after a successful call (and its record): outputs of a non-in-place op that
+// share argument 0's memory become its views (view_base); after an in-place op on a view, the
+// base's history is rewritten (CopySlices).
+void track_views(Op* op, const vt_value* args, vt_value* outs, int32_t nouts, bool recorded);
 
 }  // namespace vt

@@ -294,8 +294,59 @@ void discard_staged(Staged* st) {
   st->metas.clear();
 }
 
+// ---- unloaded ops a live graph still calls ----------------------------------------------------
+//
+// docs/ABI.md promises that a graph keeps its pack usable: a node holds its backward rule's pack,
+// and that rule may call the pack's own ops (by handle or by name) after vt.ops.unload. So when a
+// pack is unloaded, what served the ops it defined (its own kernels, meta steps and backward rules)
+// is kept with the pack until the Pack itself dies; only a backward rule of that pack, running in
+// the engine, can find and call them (nobody else sees an unloaded op). No extra pack references:
+// the node that is running holds the pack.
+namespace {
+struct Unloaded {
+  Op* op;
+  Snapshot snap;  // the pack's own entries only; no references taken
+};
+std::mutex g_unloaded_mu;  // not the registry mutex: pack_release may run under that one
+std::unordered_map<const Pack*, std::vector<Unloaded>>& unloaded() {
+  static auto* m = new std::unordered_map<const Pack*, std::vector<Unloaded>>();
+  return *m;
+}
+
+const Unloaded* find_unloaded(const Op* op, const char* name) {
+  const Pack* p = backward_pack();
+  if (!p) return nullptr;
+  std::lock_guard<std::mutex> g(g_unloaded_mu);
+  auto it = unloaded().find(p);
+  if (it == unloaded().end()) return nullptr;
+  for (const Unloaded& u : it->second)
+    if (u.op == op || (name && u.op->schema.name == name)) return &u;
+  return nullptr;
+}
+}  // namespace
+
+void forget_unloaded(const Pack* pack) {
+  std::lock_guard<std::mutex> g(g_unloaded_mu);
+  unloaded().erase(pack);
+}
+
 void remove_pack(Pack* pack, const std::vector<Op*>& defined, const std::vector<Op*>& provided) {
   std::lock_guard<std::mutex> g(registry_mutex());
+  {
+    std::vector<Unloaded> keep;
+    for (Op* op : defined) {
+      const Snapshot* cur = op->snap.load(std::memory_order_acquire);
+      if (!cur) continue;
+      Unloaded u{op, Snapshot{}};
+      for (int dt = 0; dt < kDeviceSlots; ++dt)
+        if (cur->dev[dt].pack == pack) u.snap.dev[dt] = cur->dev[dt];
+      if (cur->meta.pack == pack) u.snap.meta = cur->meta;
+      if (cur->backward.pack == pack) u.snap.backward = cur->backward;
+      keep.push_back(u);
+    }
+    std::lock_guard<std::mutex> gu(g_unloaded_mu);
+    unloaded()[pack] = std::move(keep);
+  }
   for (Op* op : provided) {
     for (auto& list : op->impls)
       list.erase(std::remove_if(list.begin(), list.end(),
@@ -352,7 +403,8 @@ vt_status check_replaced(const Op* op, vt_tensor* const* made, const vt_value* o
 vt_status call(Op* op, const vt_value* args, int32_t nargs, vt_value* outs, int32_t nouts) {
   if (!op) return set_error(VT_ERR_VALUE, "call: null op handle (is the pack that defines it loaded?)");
   const Schema& s = op->schema;
-  if (!op->defined)
+  const Unloaded* gone = nullptr;
+  if (!op->defined && !(gone = find_unloaded(op, nullptr)))
     return set_error(VT_ERR_RUNTIME, "[%s] the pack that defined this op was unloaded",
                      s.name.c_str());
   const int32_t n = static_cast<int32_t>(s.args.size());
@@ -433,7 +485,7 @@ vt_status call(Op* op, const vt_value* args, int32_t nargs, vt_value* outs, int3
     return set_error(VT_ERR_VALUE, "[%s] unknown device type %d", s.name.c_str(), device.type);
 
   Inflight guard;
-  const Snapshot* snap = op->snap.load(std::memory_order_seq_cst);
+  const Snapshot* snap = gone ? &gone->snap : op->snap.load(std::memory_order_seq_cst);
   const Snapshot::Entry* e = snap ? &snap->dev[slot] : nullptr;
   const Meta* meta = snap && snap->meta.fn ? &snap->meta : nullptr;
   // What runs: the meta step alone (meta device, or an op whose meta step is its whole result),
@@ -504,21 +556,20 @@ vt_status call(Op* op, const vt_value* args, int32_t nargs, vt_value* outs, int3
     }
   }
   if (op->inplace) vtrt_bump_version(full[0].v.t);
-  if (grad_enabled()) {
+  bool recorded = false;
+  if (grad_enabled() && snap->backward.fn) {
     bool any = false;
     for (int32_t i = 0; i < n && !any; ++i) {
       if (full[i].tag == VT_TENSOR) {
-        const TensorImpl* ti = impl(full[i].v.t);
-        any = ti->ag && ti->ag->requires_grad;
+        any = wants_grad(full[i].v.t);
       } else if (full[i].tag == VT_TENSORS) {
-        for (int64_t k = 0; k < full[i].v.ts.len && !any; ++k) {
-          const TensorImpl* ti = impl(full[i].v.ts.data[k]);
-          any = ti->ag && ti->ag->requires_grad;
-        }
+        for (int64_t k = 0; k < full[i].v.ts.len && !any; ++k) any = wants_grad(full[i].v.ts.data[k]);
       }
     }
     if (any) record(op, snap, full, n, outs, nouts, device);
+    recorded = any;
   }
+  if (n > 0) track_views(op, full, outs, nouts, recorded);
   return VT_OK;
 }
 
@@ -537,6 +588,9 @@ vt_op* vtrt_find_op(const char* name) {
       auto it = m->find(std::string_view(name));
       if (it != m->end()) op = it->second;
     }
+  }
+  if (!op && name) {  // a backward rule of an unloaded pack calling one of the pack's own ops
+    if (const Unloaded* u = find_unloaded(nullptr, name)) op = u->op;
   }
   if (!op) set_error(VT_ERR_VALUE, "unknown op '%s'", name ? name : "(null)");
   return handle_of(op);

@@ -96,6 +96,9 @@ vt_status stage_backward(Staged* st, Pack* pack, const char* op, vt_backward_fn 
 void commit_staged(Staged* st, std::vector<Op*>* defined, std::vector<Op*>* provided);
 void discard_staged(Staged* st);
 void remove_pack(Pack* pack, const std::vector<Op*>& defined, const std::vector<Op*>& provided);
+void forget_unloaded(const Pack* pack);  // the pack object is going away (pack_loader.cpp)
+// The pack whose backward rule this thread is running (autograd.cpp), or null.
+const Pack* backward_pack();
 
 vt_status call(Op* op, const vt_value* args, int32_t nargs, vt_value* outs, int32_t nouts);
 

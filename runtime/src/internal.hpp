@@ -42,6 +42,11 @@ struct TensorImpl {
   int64_t sizes[VT_MAX_DIMS];
   int64_t strides[VT_MAX_DIMS];
   AutogradMeta* ag = nullptr;  // only for tensors that require grad or have history
+  // A view an op made (core::slice, select, view, ...): the tensor whose memory it shows, never
+  // itself a view (owned). Autograd needs it: an in-place op on the view rewrites the base's
+  // history (autograd.cpp, rebase_view). Tensors from host->as_strided inside kernels have none.
+  vt_tensor* view_base = nullptr;
+  bool view_nograd = false;  // made with grad mode off: not a differentiable view of its base
 };
 
 void free_meta(TensorImpl* t);  // autograd.cpp

@@ -5,6 +5,10 @@
 // backward rule and per storage whose deleter lives in the pack. dlclose runs at zero, so unload
 // never pulls code out from under a running kernel, a pending backward or a live tensor.
 #include <dlfcn.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cstdio>
 
 #include <mutex>
 
@@ -15,6 +19,7 @@ namespace vt {
 struct Pack {
   std::atomic<int64_t> refs{1};
   void* dl = nullptr;
+  int fd = -1;  // the library's descriptor when loaded through it: open until dlclose
   std::string name, path;
   bool loaded = false;
   Staged staged;  // registrations made by init, published only if init succeeds
@@ -52,7 +57,9 @@ void pack_retain(Pack* p) {
 void pack_release(Pack* p) {
   if (!p || p->refs.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
   drop_mapped(p);
+  forget_unloaded(p);
   if (p->dl) dlclose(p->dl);
+  if (p->fd >= 0) close(p->fd);
   delete p;
 }
 
@@ -93,7 +100,35 @@ using namespace vt;
 
 extern "C" {
 
+static vtrt_pack* load_pack(const char* dl_path, const char* path, const char* name);
+
 vtrt_pack* vtrt_pack_load(const char* path, const char* name) {
+  return load_pack(path, path, name);
+}
+
+vtrt_pack* vtrt_pack_load_fd(int32_t fd, const char* path, const char* name) {
+  if (fd < 0) {
+    set_error(VT_ERR_VALUE, "pack_load: invalid file descriptor %d", fd);
+    return nullptr;
+  }
+  // The kernel's link to the open file: dlopen maps that very inode, even if `path` was renamed
+  // or replaced after the caller checked it. dlopen also reuses a loaded library of the same
+  // name, so the name must stay unique while the library is mapped: we keep our own duplicate
+  // of the descriptor open until dlclose.
+  const int own = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (own < 0) {
+    set_error(VT_ERR_RUNTIME, "pack '%s': cannot duplicate the descriptor of %s", name, path);
+    return nullptr;
+  }
+  char dl_path[64];
+  std::snprintf(dl_path, sizeof dl_path, "/proc/self/fd/%d", own);
+  vtrt_pack* p = load_pack(dl_path, path, name);
+  if (p) reinterpret_cast<Pack*>(p)->fd = own;
+  else close(own);
+  return p;
+}
+
+static vtrt_pack* load_pack(const char* dl_path, const char* path, const char* name) {
   if (!path || !name || !*name) {
     set_error(VT_ERR_VALUE, "pack_load: a path and a name are required");
     return nullptr;
@@ -107,7 +142,7 @@ vtrt_pack* vtrt_pack_load(const char* path, const char* name) {
       }
   }
   dlerror();
-  void* dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+  void* dl = dlopen(dl_path, RTLD_NOW | RTLD_LOCAL);
   if (!dl) {
     const char* e = dlerror();
     set_error(VT_ERR_ABI, "pack '%s': cannot load %s: %s", name, path, e ? e : "unknown error");

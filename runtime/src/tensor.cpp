@@ -255,7 +255,9 @@ void vtrt_release(vt_tensor* t) {
   if (ti->refs.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
   if (ti->ag) free_meta(ti);
   storage_release(ti->storage);
+  vt_tensor* base = ti->view_base;  // never a view itself: no recursion
   delete ti;
+  vtrt_release(base);
 }
 
 int64_t vtrt_storage_offset(const vt_tensor* t) { return impl(t)->offset; }

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import os
 import shutil
 import subprocess
@@ -91,8 +92,15 @@ def compile_raw(source: Path, folder: Path, name: str, abi=(1, 0), **manifest_ex
            "-std=c++17" if cxx else "-std=c99", f"-I{sdk_include()}", str(source), "-o", str(lib)]
     proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=TIMEOUT)
     assert proc.returncode == 0, f"{' '.join(cmd)}\n{proc.stdout}"
+    if "ops" not in manifest_extra:  # what init defines, as vt_describe would record it
+        manifest_extra["ops"] = defined_ops(source, name)
     write_manifest(folder, name, lib, abi=abi, **manifest_extra)
     return folder
+
+
+def defined_ops(source: Path, name: str) -> list:
+    """The ops of namespace NAME a test pack's source defines with a literal schema."""
+    return sorted(set(re.findall(rf'define_op\(pack, "({name}::\w+)\(', Path(source).read_text())))
 
 
 def write_manifest(folder: Path, name: str, lib: Path, abi=(1, 0), **extra) -> None:

@@ -6,7 +6,7 @@
 //       floating dtypes (the gradient is cast back).
 //   where(condition, self, other): condition (bool) ? self : other, all three broadcast; self and
 //       other share a dtype (the Python layer promotes).
-//   zero_(self): fills self with zeros in place (not differentiable, like fill_).
+//   zero_(self): fills self with zeros in place; the old values get a zero gradient.
 // Each op is a meta step (checks, output) and a CPU compute, except sum_to_size, whose meta step
 // is the whole op (VT_META_COMPLETE: it only calls core::sum and makes views).
 #include "ew.hpp"
@@ -147,6 +147,13 @@ VT_COMPUTE(zero__cpu, "core::zero_") {
   }
 }
 
+// zero_, fill_, normal_, uniform_: the output does not depend on self's old values, so their
+// gradient is zero (recorded, so an overwritten region of a tensor with history gets none).
+VT_BACKWARD(overwrite_backward, "core::zero_") {
+  vt_tensor* go = g.grad_out(0);
+  if (g.needs(0)) g.set_grad(0, vt::call(g.host, "core::zeros", {vt::V::sizes(go), vt::V(go->dtype), vt::V(go->device)}));
+}
+
 // copy_(self, src): self's old values do not reach the output (their gradient is zero); src's
 // gradient is the incoming one, cast to src's dtype and summed back over broadcast dims.
 VT_BACKWARD(copy__backward, "core::copy_") {
@@ -168,6 +175,6 @@ const OpDef kPointwiseOps[] = {
      VT_META_COMPLETE},
     {"core::to_dtype(Tensor self, ScalarType dtype) -> Tensor", to_dtype_meta, to_dtype_cpu, to_dtype_backward, 0b1},
     {"core::where(Tensor condition, Tensor self, Tensor other) -> Tensor", where_meta, where_cpu, where_backward, 0b111},
-    {"core::zero_(Tensor self) -> Tensor", zero__meta, zero__cpu, nullptr},
+    {"core::zero_(Tensor self) -> Tensor", zero__meta, zero__cpu, overwrite_backward},
 };
 VT_OP_TABLE(kPointwiseOps)

@@ -133,6 +133,10 @@ const char* vtrt_op_pinned(const vt_op* op, int32_t device_type); /* NULL when u
 typedef struct vtrt_pack vtrt_pack;
 /* dlopen, ABI check, init (staged: every registration is rolled back if init fails), publish. */
 vtrt_pack* vtrt_pack_load(const char* path, const char* name);
+/* The same for a library the caller opened (and checked: its hash, owner, mode) as `fd`: loads
+ * exactly that file, whatever happens to `path` meanwhile; `path` names it in messages and in
+ * vtrt_pack_is_mapped. The caller keeps and closes fd. */
+vtrt_pack* vtrt_pack_load_fd(int32_t fd, const char* path, const char* name);
 /* Removes the pack's kernels and ops at once; its code stays mapped until nothing refers to it. */
 vt_status vtrt_pack_unload(vtrt_pack* pack);
 int32_t vtrt_pack_is_mapped(const char* path); /* 1 while the library is still dlopen'ed */
