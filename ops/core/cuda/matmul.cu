@@ -2,16 +2,16 @@
 //
 // Only the products: the meta steps in src/matmul.cpp check shapes and dtypes and make the
 // (contiguous) output; matmul_plan.hpp turns the operands into GEMMs by the same rules as on cpu
-// (batch broadcasting, 1-D operands, the folded `linear` case). Built only where CMake found
-// cuBLASLt (VT_WITH_CUBLASLT); otherwise register_matmul_cuda registers nothing.
+// (batch broadcasting, 1-D operands, the folded `linear` case). cuBLASLt is loaded on the first
+// call (cublaslt.cuh: not linked; where it is missing, that call raises NotImplementedError).
 //
 // Layouts. vt is row-major, cuBLASLt column-major: row-major C (m, n) is column-major C^T (n, m),
 // so every product runs as C^T = B^T A^T (vt's B is cuBLASLt's first operand). An operand with a
 // unit stride on either matrix dim is read where it lies (op N, or op T for a transposed view, with
 // its leading dim); anything else (an expanded or stepped matrix) is first copied (core::copy_
-// into a new contiguous tensor). Batches: the innermost batch dims that step A, B and C by one stride each run
-// as one strided-batched call (a broadcast operand has batch stride 0); dims that do not fold loop
-// on the host, one call each.
+// into a new contiguous tensor). Batches: the innermost batch dims that step A, B and C by one
+// stride each run as one strided-batched call (a broadcast operand has batch stride 0); dims that
+// do not fold loop on the host, one call each.
 // Epilogues. linear/addmm with a 1-D bias (n,) of unit stride and beta = 1 add it in cuBLASLt's
 // BIAS epilogue (float16/bfloat16/float32); any other self/bias is first copied into out by
 // core::copy_ and added as beta * C. bias+GELU is left: no op asks for it yet.
@@ -23,13 +23,10 @@
 // from the caching allocator per call (stream-ordered: safe under graph capture and with several
 // streams). Deterministic: one key always gets the same algorithm, and cuBLASLt's algorithms
 // (split-K reductions included) give the same bits run to run on one GPU model.
+#include "cublaslt.cuh"
 #include "matmul_plan.hpp"
 #include "vt/autograd.hpp"
 #include "vt/cuda/launch.cuh"
-
-#ifdef VT_WITH_CUBLASLT
-
-#include <cublasLt.h>
 
 #include <cstring>
 #include <mutex>
@@ -41,17 +38,26 @@ constexpr int kMaxDevices = 64;
 constexpr uint64_t kMaxWorkspace = 32ull << 20;  // bytes an algorithm may use (torch's Hopper default)
 constexpr size_t kMaxCached = 4096;              // plans per thread before the cache starts over
 
-void check_lt(const vt::Call& c, cublasStatus_t s, const char* what) {
-  if (s != CUBLAS_STATUS_SUCCESS) c.fail(VT_ERR_RUNTIME, "cuBLASLt error in %s: %s", what, cublasLtGetStatusString(s));
+// The loaded library; a call that cannot have it fails here, naming what was tried.
+const lt::Api& lib(const vt::Call& c) {
+  const char* why = nullptr;
+  const lt::Api* api = lt::api(&why);
+  if (!api) c.fail(VT_ERR_NOT_IMPL, "%s", why);
+  return *api;
 }
 
-cublasLtHandle_t lt_handle(const vt::Call& c) {
+void check_lt(const vt::Call& c, lt::Status s, const char* what) {
+  if (s != lt::kSuccess) c.fail(VT_ERR_RUNTIME, "cuBLASLt error in %s: %s", what, lib(c).status_string(s));
+}
+
+lt::Handle lt_handle(const vt::Call& c) {
   static std::once_flag once[kMaxDevices];
-  static cublasLtHandle_t handles[kMaxDevices];
-  static cublasStatus_t made[kMaxDevices];
+  static lt::Handle handles[kMaxDevices];
+  static lt::Status made[kMaxDevices];
   const int d = c.ctx->device.index;
   if (d < 0 || d >= kMaxDevices) c.fail(VT_ERR_RUNTIME, "cuda device index %d out of range", d);
-  std::call_once(once[d], [&] { made[d] = cublasLtCreate(&handles[d]); });  // the call's device is current
+  const lt::Api& L = lib(c);
+  std::call_once(once[d], [&] { made[d] = L.create(&handles[d]); });  // the call's device is current
   check_lt(c, made[d], "cublasLtCreate");
   return handles[d];
 }
@@ -76,9 +82,9 @@ struct KeyHash {
 };
 
 struct Entry {  // descriptors made in place (cuBLASLt's opaque structs: no destroy needed)
-  cublasLtMatmulDescOpaque_t op;
-  cublasLtMatrixLayoutOpaque_t a, b, d;  // C shares D's layout (and memory)
-  cublasLtMatmulAlgo_t algo;
+  lt::MatmulDesc op;
+  lt::MatrixLayout a, b, d;  // C shares D's layout (and memory)
+  lt::Algo algo;
   uint64_t workspace = 0;
   bool found = false;  // false: the heuristic had no algorithm for this key
 };
@@ -93,24 +99,24 @@ cudaDataType_t lt_type(vt::ScalarType st) {
 }
 
 template <class T>
-void set_attr(const vt::Call& c, cublasLtMatmulDesc_t d, cublasLtMatmulDescAttributes_t a, const T& v) {
-  check_lt(c, cublasLtMatmulDescSetAttribute(d, a, &v, sizeof(T)), "cublasLtMatmulDescSetAttribute");
+void set_attr(const vt::Call& c, lt::MatmulDesc* d, int attr, const T& v) {
+  check_lt(c, lib(c).desc_set(d, attr, &v, sizeof(T)), "cublasLtMatmulDescSetAttribute");
 }
 
-void init_layout(const vt::Call& c, cublasLtMatrixLayoutOpaque_t* l, cudaDataType_t t, int64_t rows, int64_t cols,
-                 int64_t ld, int64_t batch, int64_t stride) {
-  check_lt(c, cublasLtMatrixLayoutInit(l, t, (uint64_t)rows, (uint64_t)cols, ld), "cublasLtMatrixLayoutInit");
+void init_layout(const vt::Call& c, lt::MatrixLayout* l, cudaDataType_t t, int64_t rows, int64_t cols, int64_t ld,
+                 int64_t batch, int64_t stride) {
+  const lt::Api& L = lib(c);
+  check_lt(c, L.layout_init(l, sizeof *l, t, (uint64_t)rows, (uint64_t)cols, ld), "cublasLtMatrixLayoutInit");
   if (batch > 1) {
     const int32_t count = (int32_t)batch;
-    check_lt(c, cublasLtMatrixLayoutSetAttribute(l, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &count, sizeof count),
-             "cublasLtMatrixLayoutSetAttribute");
-    check_lt(c, cublasLtMatrixLayoutSetAttribute(l, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &stride, sizeof stride),
+    check_lt(c, L.layout_set(l, lt::kLayoutBatchCount, &count, sizeof count), "cublasLtMatrixLayoutSetAttribute");
+    check_lt(c, L.layout_set(l, lt::kLayoutStridedBatchOffset, &stride, sizeof stride),
              "cublasLtMatrixLayoutSetAttribute");
   }
 }
 
 // The cached descriptors + algorithm of `key` (made on a miss: descriptors, then the heuristic).
-Entry& plan_for(const vt::Call& c, cublasLtHandle_t h, const Key& key, const void* bias) {
+Entry& plan_for(const vt::Call& c, lt::Handle h, const Key& key, const void* bias) {
   thread_local std::unordered_map<Key, Entry, KeyHash> cache;
   auto hit = cache.find(key);
   if (hit != cache.end()) return hit->second;
@@ -120,38 +126,38 @@ Entry& plan_for(const vt::Call& c, cublasLtHandle_t h, const Key& key, const voi
     const auto st = (vt::ScalarType)key.dtype;
     const cudaDataType_t t = lt_type(st);
     const bool f64 = st == vt::ScalarType::Float64;
-    const cublasComputeType_t compute =
-        f64 ? CUBLAS_COMPUTE_64F : key.tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
-    check_lt(c, cublasLtMatmulDescInit(&e.op, compute, f64 ? CUDA_R_64F : CUDA_R_32F), "cublasLtMatmulDescInit");
-    set_attr(c, &e.op, CUBLASLT_MATMUL_DESC_TRANSA, key.ta ? CUBLAS_OP_T : CUBLAS_OP_N);
-    set_attr(c, &e.op, CUBLASLT_MATMUL_DESC_TRANSB, key.tb ? CUBLAS_OP_T : CUBLAS_OP_N);
+    const lt::Api& L = lib(c);
+    const int compute = f64 ? lt::kCompute64F : key.tf32 ? lt::kCompute32FFastTF32 : lt::kCompute32F;
+    check_lt(c, L.desc_init(&e.op, sizeof e.op, compute, f64 ? CUDA_R_64F : CUDA_R_32F), "cublasLtMatmulDescInit");
+    set_attr(c, &e.op, lt::kDescTransA, key.ta ? lt::kOpT : lt::kOpN);
+    set_attr(c, &e.op, lt::kDescTransB, key.tb ? lt::kOpT : lt::kOpN);
     if (key.bias) {
-      set_attr(c, &e.op, CUBLASLT_MATMUL_DESC_EPILOGUE, CUBLASLT_EPILOGUE_BIAS);
-      set_attr(c, &e.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, bias);  // the heuristic reads its alignment
+      set_attr(c, &e.op, lt::kDescEpilogue, (int)lt::kEpilogueBias);
+      set_attr(c, &e.op, lt::kDescBiasPointer, bias);  // the heuristic reads its alignment
     }
     // stored shapes: op N reads (m, k) / (k, n) as they are, op T their transposes
     init_layout(c, &e.a, t, key.ta ? key.k : key.m, key.ta ? key.m : key.k, key.lda, key.batch, key.sa);
     init_layout(c, &e.b, t, key.tb ? key.n : key.k, key.tb ? key.k : key.n, key.ldb, key.batch, key.sb);
     init_layout(c, &e.d, t, key.m, key.n, key.ldd, key.batch, key.sd);
 
-    cublasLtMatmulPreferenceOpaque_t pref;
-    check_lt(c, cublasLtMatmulPreferenceInit(&pref), "cublasLtMatmulPreferenceInit");
-    auto set_pref = [&](cublasLtMatmulPreferenceAttributes_t a, const auto& v) {
-      check_lt(c, cublasLtMatmulPreferenceSetAttribute(&pref, a, &v, sizeof v), "cublasLtMatmulPreferenceSetAttribute");
+    lt::Preference pref;
+    check_lt(c, L.pref_init(&pref, sizeof pref), "cublasLtMatmulPreferenceInit");
+    auto set_pref = [&](int attr, const auto& v) {
+      check_lt(c, L.pref_set(&pref, attr, &v, sizeof v), "cublasLtMatmulPreferenceSetAttribute");
     };
-    set_pref(CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, kMaxWorkspace);
-    set_pref(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, (uint32_t)key.align_a);
-    set_pref(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, (uint32_t)key.align_b);
-    set_pref(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, (uint32_t)key.align_d);
-    set_pref(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, (uint32_t)key.align_d);
-    cublasLtMatmulHeuristicResult_t r;
+    set_pref(lt::kPrefMaxWorkspaceBytes, kMaxWorkspace);
+    set_pref(lt::kPrefMinAlignA, (uint32_t)key.align_a);
+    set_pref(lt::kPrefMinAlignB, (uint32_t)key.align_b);
+    set_pref(lt::kPrefMinAlignC, (uint32_t)key.align_d);
+    set_pref(lt::kPrefMinAlignD, (uint32_t)key.align_d);
+    lt::HeuristicResult r;
     int found = 0;
-    const cublasStatus_t s = cublasLtMatmulAlgoGetHeuristic(h, &e.op, &e.a, &e.b, &e.d, &e.d, &pref, 1, &r, &found);
-    if (s != CUBLAS_STATUS_SUCCESS && s != CUBLAS_STATUS_NOT_SUPPORTED) check_lt(c, s, "cublasLtMatmulAlgoGetHeuristic");
-    e.found = s == CUBLAS_STATUS_SUCCESS && found > 0;
+    const lt::Status s = L.heuristic(h, &e.op, &e.a, &e.b, &e.d, &e.d, &pref, 1, &r, &found);
+    if (s != lt::kSuccess && s != lt::kNotSupported) check_lt(c, s, "cublasLtMatmulAlgoGetHeuristic");
+    e.found = s == lt::kSuccess && found > 0;
     if (e.found) {
       e.algo = r.algo;
-      e.workspace = r.workspaceSize;
+      e.workspace = r.workspace_size;
     }
   } catch (...) {
     cache.erase(key);
@@ -203,10 +209,10 @@ bool run(vt::Call& c, const core::Gemm& G, const vt_tensor* a, const vt_tensor* 
   const Key key{c.ctx->device.index, (int64_t)st, tf32, bias, tb_vt, ta_vt, n, m, k, ldb_vt, lda_vt, n, count, sb, sa,
                 sd, alignment(bits_b), alignment(bits_a), alignment(bits_d),
                 bias ? alignment((uint64_t)(uintptr_t)bias_ptr) : 0};
-  const cublasLtHandle_t h = lt_handle(c);
+  const lt::Handle h = lt_handle(c);
   Entry& e = plan_for(c, h, key, bias_ptr);
   if (!e.found) return false;
-  if (bias) set_attr(c, &e.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, bias_ptr);
+  if (bias) set_attr(c, &e.op, lt::kDescBiasPointer, bias_ptr);
 
   vt::Tensor ws;
   if (e.workspace > 0) {
@@ -228,8 +234,8 @@ bool run(vt::Call& c, const core::Gemm& G, const vt_tensor* a, const vt_tensor* 
     const char* pb = static_cast<const char*>(b->data) + ob * es;
     char* pd = static_cast<char*>(out->data) + od * es;
     check_lt(c,
-             cublasLtMatmul(h, &e.op, alpha_p, pb, &e.a, pa, &e.b, beta_p, pd, &e.d, pd, &e.d, &e.algo,
-                            ws ? ws->data : nullptr, e.workspace, vt::cuda::stream(c)),
+             lib(c).matmul(h, &e.op, alpha_p, pb, &e.a, pa, &e.b, beta_p, pd, &e.d, pd, &e.d, &e.algo,
+                           ws ? ws->data : nullptr, e.workspace, vt::cuda::stream(c)),
              "cublasLtMatmul");
     for (int32_t i = outer; i >= 0; --i) {
       if (++idx[i] < G.batch[i]) break;
@@ -314,9 +320,3 @@ void register_matmul_cuda(vt::Registrar& r) {
   r.compute("core::addmm", VT_CUDA, addmm_cuda);
   r.compute("core::linear", VT_CUDA, linear_cuda);
 }
-
-#else  // built without cuBLASLt: no CUDA matmuls (the ops then say there is no cuda kernel)
-
-void register_matmul_cuda(vt::Registrar&) {}
-
-#endif  // VT_WITH_CUBLASLT
