@@ -133,6 +133,45 @@ def test_float_and_bool_fills_keep_nan_inf(op):
     assert FILLS[op](math.nan, vt.bool).tolist() == [True] * 3
 
 
+# ---- float fills beyond the dtype's range (torch: "value cannot be converted to type at::Half
+# without overflow"); inf and nan are kept, values that round to the largest finite one are not
+# beyond it -------------------------------------------------------------------------------------
+FLOAT_EDGES = [  # dtype, largest accepted, smallest refused
+    ("float16", 65504.0, 65505.0),
+    ("bfloat16", 3.3895313892515355e38, 3.39e38),
+    ("float32", 3.4028234663852886e38, 3.41e38),
+]
+
+
+@pytest.mark.parametrize("op", sorted(FILLS))
+@pytest.mark.parametrize("dtype,ok,bad", FLOAT_EDGES)
+@pytest.mark.parametrize("device", ["cpu", "meta"])
+def test_float_fill_refuses_overflow(op, dtype, ok, bad, device):
+    dt = getattr(vt, dtype)
+    for v in (bad, -bad, 1e300):
+        with pytest.raises(ValueError, match=rf"\[core::{op}\] \w+ -?[0-9.e+]+ cannot be converted to {dtype} without overflow"):
+            FILLS[op](v, dt, device)
+    if device == "cpu":
+        assert FILLS[op](ok, dt).float().tolist() == [ok] * 3
+        assert FILLS[op](-math.inf, dt).float().tolist() == [-math.inf] * 3
+        assert FILLS[op](1e6, vt.float64).tolist() == [1e6] * 3
+
+
+def test_float_fill_matches_torch():
+    torch = pytest.importorskip("torch", reason="compares the refusals with torch's")
+    for dtype in ("float16", "bfloat16", "float32"):
+        for v in (1e6, 70000.0, 65504.0, 65520.0, 1e39, -3.5e38, math.inf, math.nan):
+            try:
+                want = torch.full((2,), v, dtype=getattr(torch, dtype))[0].item()
+            except RuntimeError:
+                want = "refused"
+            try:
+                got = vt.full((2,), v, dtype=getattr(vt, dtype)).float().tolist()[0]
+            except ValueError:
+                got = "refused"
+            assert (got == want or (got != got and want != want)), (dtype, v, got, want)
+
+
 # ---- unload by handle identity ------------------------------------------------------------------
 def test_unload_stale_handle_refused_and_keeps_the_reload(tmp_path_factory):
     P = str(pt.user_pack(tmp_path_factory))

@@ -20,6 +20,7 @@
 #include <cstring>
 #include <new>
 
+#include "vt/fastmath.hpp"
 #include "vt/philox.h"
 #include "vt/oppack.hpp"
 
@@ -113,29 +114,8 @@ inline void dropout_keep_tile(uint64_t seed, uint64_t offset, uint32_t thr, cons
 }
 
 // ---- math --------------------------------------------------------------------------------------
-// Cephes' expf polynomial (max relative error ~1.2e-7 on [-87, 88]): 0 below -87.3 (so exp(-inf) = 0,
-// as masked scores need), +inf above 88.7, NaN for NaN. Branch-free, so loops over it vectorise.
-// (The same function as ops/core/src/nnmath.hpp; packs do not include each other.)
-VT_ATTN_INLINE float exp_approx(float x) {
-  const float xc = x < -87.3f ? -87.3f : (x > 88.3f ? 88.3f : x);
-  const float n = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f;  // round to nearest
-  const float g = (xc - n * 0.693359375f) - n * -2.12194440e-4f;
-  float y = 1.9875691500E-4f;
-  y = y * g + 1.3981999507E-3f;
-  y = y * g + 8.3334519073E-3f;
-  y = y * g + 4.1665795894E-2f;
-  y = y * g + 1.6666665459E-1f;
-  y = y * g + 5.0000001201E-1f;
-  y = y * g * g + g + 1.0f;
-  const int32_t e = ((int32_t)n + 127) << 23;
-  float s;
-  std::memcpy(&s, &e, 4);
-  y = y * s;
-  y = x < -87.3f ? 0.0f : y;
-  y = x > 88.7f ? INFINITY : y;
-  return x != x ? x : y;
-}
-VT_ATTN_INLINE float fexp(float x) { return exp_approx(x); }
+// float: the SDK's one vectorisable exp (vt/fastmath.hpp; exp(-inf) = 0 as masked scores need)
+VT_ATTN_INLINE float fexp(float x) { return vt::fast_exp(x); }
 VT_ATTN_INLINE double fexp(double x) { return std::exp(x); }
 
 // ---- the tile GEMM ------------------------------------------------------------------------------

@@ -51,8 +51,18 @@ void full_meta(vt::Call& c, int32_t dtype_index) {
 namespace core {
 // A fill value stored into an integer dtype must fit it: the cast of nan, +-inf or an out-of-range
 // double is undefined behaviour in C++ (x86 gives INT_MIN), so the meta steps of fill_, full and
-// masked_fill refuse it as torch does. bool takes any value (!= 0) and floats keep inf/nan.
+// masked_fill refuse it as torch does. bool takes any value (!= 0). Floats keep inf and nan but,
+// as in torch, refuse a finite value beyond their largest (1e6 into float16 would become inf).
 void check_fill_value(vt::Call& c, vt_dtype dtype, double value, const char* name) {
+  if (dtype.code == VT_DL_FLOAT || dtype.code == VT_DL_BFLOAT) {
+    const double max = dtype.code == VT_DL_BFLOAT ? 3.3895313892515355e38  // bfloat16
+                       : dtype.bits == 16         ? 65504.0                 // float16
+                       : dtype.bits == 32         ? 3.4028234663852886e38   // float32
+                                                  : INFINITY;
+    if (std::isfinite(value) && std::fabs(value) > max)
+      c.fail(VT_ERR_VALUE, "%s %g cannot be converted to %s without overflow", name, value, vt::dtype_name(dtype));
+    return;
+  }
   if (!vt::is_integral(dtype, false)) return;
   vt::dispatch(vt::types<int64_t, int32_t, uint8_t, int8_t>{}, dtype, c.op, [&](auto tag) {
     using T = typename decltype(tag)::type;

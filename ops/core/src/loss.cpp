@@ -260,7 +260,7 @@ VT_COMPUTE(cross_entropy_backward_cpu, "core::cross_entropy_backward") {
       const A l = lp[p];
       if constexpr (std::is_same<A, float>::value) {
         nnm::row_sub(row, sc, l, C);
-        for (int64_t k = 0; k < C; ++k) sc[k] = w * (nnm::exp_approx(sc[k]) - eC);
+        for (int64_t k = 0; k < C; ++k) sc[k] = w * (vt::fast_exp(sc[k]) - eC);
       } else {
         for (int64_t k = 0; k < C; ++k) sc[k] = w * (std::exp(row[k] - l) - eC);
       }

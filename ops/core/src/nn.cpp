@@ -56,7 +56,7 @@ void softmax_line(const double* x, double* y, int64_t n, bool log) {
 void softmax_bwd_line(const float* g, const float* y, float* gi, int64_t n, bool log) {
   if (log) {
     const float s = nnm::row_sum(g, n);
-    for (int64_t i = 0; i < n; ++i) gi[i] = g[i] - nnm::exp_approx(y[i]) * s;
+    for (int64_t i = 0; i < n; ++i) gi[i] = g[i] - vt::fast_exp(y[i]) * s;
   } else {
     const float s = nnm::row_dot(g, y, n);
     for (int64_t i = 0; i < n; ++i) gi[i] = y[i] * (g[i] - s);

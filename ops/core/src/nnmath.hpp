@@ -4,14 +4,15 @@
 // three times with GCC's target_clones (AVX-512, AVX2, baseline SSE2) and picked at load time by
 // the CPU. Every loop is written so the compiler vectorises it: no calls, no early exits, sums in
 // 16 independent lanes (which also fixes the summation order: results do not depend on threads).
-// exp_approx is Cephes' expf polynomial (max relative error ~1.2e-7 on [-87, 88]); it returns 0
-// below -87.3 (so exp(-inf) = 0, as masked attention needs), +inf above 88.7 and NaN for NaN;
-// inputs in (88.3, 88.7] are clamped to exp(88.3). Callers only pass x - max <= 0.
+// exp is the SDK's vt::fast_exp (vt/fastmath.hpp): branch-free, so these loops vectorise, and
+// exp(-inf) = 0 as masked rows need.
 #pragma once
 
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+
+#include "vt/fastmath.hpp"
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
 #define VT_NN_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
@@ -20,26 +21,6 @@
 #endif
 
 namespace nnm {
-
-inline float exp_approx(float x) {
-  const float xc = x < -87.3f ? -87.3f : (x > 88.3f ? 88.3f : x);
-  const float n = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f;  // round to nearest
-  const float g = (xc - n * 0.693359375f) - n * -2.12194440e-4f;
-  float y = 1.9875691500E-4f;
-  y = y * g + 1.3981999507E-3f;
-  y = y * g + 8.3334519073E-3f;
-  y = y * g + 4.1665795894E-2f;
-  y = y * g + 1.6666665459E-1f;
-  y = y * g + 5.0000001201E-1f;
-  y = y * g * g + g + 1.0f;
-  const int32_t e = ((int32_t)n + 127) << 23;
-  float s;
-  std::memcpy(&s, &e, 4);
-  y = y * s;
-  y = x < -87.3f ? 0.0f : y;
-  y = x > 88.7f ? INFINITY : y;
-  return x != x ? x : y;
-}
 
 // max of x[0..n) (NaNs are skipped here; they reach the result through the exp pass)
 [[maybe_unused]] static VT_NN_CLONES float row_max(const float* __restrict x, int64_t n) {
@@ -94,7 +75,7 @@ inline float exp_approx(float x) {
   float a[16] = {};
   int64_t i = 0;
   if (y) {
-    for (int64_t k = 0; k < n; ++k) y[k] = exp_approx(x[k] - m);
+    for (int64_t k = 0; k < n; ++k) y[k] = vt::fast_exp(x[k] - m);
     for (; i + 16 <= n; i += 16)
       for (int j = 0; j < 16; ++j) a[j] += y[i + j];
     float r = 0;
@@ -103,10 +84,10 @@ inline float exp_approx(float x) {
     return r;
   }
   for (; i + 16 <= n; i += 16)
-    for (int j = 0; j < 16; ++j) a[j] += exp_approx(x[i + j] - m);
+    for (int j = 0; j < 16; ++j) a[j] += vt::fast_exp(x[i + j] - m);
   float r = 0;
   for (int j = 0; j < 16; ++j) r += a[j];
-  for (; i < n; ++i) r += exp_approx(x[i] - m);
+  for (; i < n; ++i) r += vt::fast_exp(x[i] - m);
   return r;
 }
 

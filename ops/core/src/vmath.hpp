@@ -5,8 +5,7 @@
 // 512-bit vectors where the CPU has them (-march=native alone prefers 256 on Intel): see unary.cpp.
 //
 // Accuracy (float32, measured over dense sweeps against double):
-//   exp   <= 1.02 ulp (Cephes polynomial). Results below ~1.7e-38 (x < -86.99) flush to 0, exp(-inf)
-//         = 0; x > 88.72 gives +inf (by overflow of the final product); NaN gives NaN.
+//   exp   is vt::fast_exp (opsdk/include/vt/fastmath.hpp, <= 1.02 ulp), shared by every pack.
 //   tanh  <= 4.6 ulp (Eigen's rational approximation: one division, no exp); tanh(+-inf) = +-1,
 //         |x| < 4e-4 returns x (so tanh(-0) = -0).
 //   erf   <= 5.6 ulp, 3.3e-7 absolute (Eigen's rational approximation); erf(+-inf) = +-1.
@@ -17,6 +16,8 @@
 #include <cstdint>
 #include <cstring>
 #include <type_traits>
+
+#include "vt/fastmath.hpp"
 
 // Forced inline: a loop only vectorises if the call is inlined, and GCC's size heuristics declined
 // to inline exp in some of its many instantiations (the single-thread path then ran scalar calls,
@@ -32,27 +33,8 @@ namespace vmath {
 VT_VMATH_INLINE float bits_to_float(int32_t i) { float f; std::memcpy(&f, &i, 4); return f; }
 VT_VMATH_INLINE int32_t float_to_bits(float f) { int32_t i; std::memcpy(&i, &f, 4); return i; }
 
-VT_VMATH_INLINE float exp(float x) {
-  // Clamp so that k = round(x / ln2) lies in [-126, 128] (NaN passes both tests unchanged).
-  float xc = x > 88.8f ? 88.8f : x;
-  xc = xc < -87.3f ? -87.3f : xc;
-  // t = 1.5 * 2^23 + 126 + k exactly (round to nearest by the float add), so t's low mantissa
-  // bits hold k + 126 and (bits(t) << 23) is the float 2^(k-1): exponent field k + 126 in
-  // [0, 254]. Field 0 is +0.0, which flushes k = -126 to 0; for k = 128 the product 2y * 2^127
-  // overflows to +inf exactly when exp(x) does.
-  const float t = xc * 1.44269504088896341f + 12583038.0f;
-  const float k = t - 12583038.0f;
-  const float r = (xc - k * 0.693359375f) - k * -2.12194440e-4f;  // x - k ln2 in two parts
-  float p = 1.9875691500E-4f;
-  p = p * r + 1.3981999507E-3f;
-  p = p * r + 8.3334519073E-3f;
-  p = p * r + 4.1665795894E-2f;
-  p = p * r + 1.6666665459E-1f;
-  p = p * r + 5.0000001201E-1f;
-  const float y = p * r * r + r + 1.0f;  // exp(r), r in [-ln2/2, ln2/2]
-  const float s = bits_to_float((int32_t)((uint32_t)float_to_bits(t) << 23));
-  return (y + y) * s;  // NaN: s is 0 and NaN * 0 = NaN
-}
+// exp is the SDK's one approximation (vt/fastmath.hpp)
+VT_VMATH_INLINE float exp(float x) { return vt::fast_exp(x); }
 
 // Eigen's generic_fast_tanh_float: an odd rational approximation on [-7.905, 7.905] (beyond it
 // tanh rounds to +-1 in float).
