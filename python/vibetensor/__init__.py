@@ -79,5 +79,5 @@ def reset_peak_memory_stats(device="cpu") -> None:
 
 device_ = device
 
-from . import amp, cuda, data, nn, optim, safetensors  # noqa: E402  (the frontend layers over the ops)
+from . import amp, backends, cuda, data, nn, optim, safetensors  # noqa: E402  (the frontend layers over the ops)
 from .amp import autocast  # noqa: E402
