@@ -101,10 +101,11 @@ def test_matmul_layouts(rng, dtype, case, no_tf32, torch):
 @pytest.mark.parametrize("dtype", ["bfloat16", "float16", "float32"])
 def test_offset_views_not_16_byte_aligned(rng, dtype, no_tf32):
     """Views starting one element into their storage: cuBLASLt is told the true alignment."""
-    base, bn = make(rng, (65, 64), dtype, device="cuda")
+    base, bn = make(rng, (40, 65), dtype, device="cuda")
     w, wn = make(rng, (64, 48), dtype, device="cuda")
-    a, an = base[1:], bn[1:]
+    a, an = base[:, 1:], bn[:, 1:]  # starts one element in, rows 65 apart
     assert_close(a @ w, _ref(an, wn), dtype, scale=_scale(64))
+    assert_close(vt.linear(a, w.mT, w[0]), _ref(an, wn) + wn[0], dtype, scale=_scale(64))  # bias epilogue
     flat, fn = make(rng, (3 * 64 + 1,), dtype, device="cuda")
     v = flat[1:].reshape(3, 64)
     assert_close(v @ w, _ref(fn[1:].reshape(3, 64), wn), dtype, scale=_scale(64))
