@@ -139,12 +139,15 @@ def by_id(table) -> dict:
 
 # -- values --------------------------------------------------------------------------------------
 
-def rand_values(rng, shape, dtype, low=-4, high=4, nonzero=False) -> np.ndarray:
-    """Random numbers exactly representable in `dtype`, as a float64 (or int64/bool) array."""
+def rand_values(rng, shape, dtype, low=-4, high=4, nonzero=False, ints=False) -> np.ndarray:
+    """Random numbers exactly representable in `dtype`, as a float64 (or int64/bool) array.
+    ints: whole numbers in [low, high] for float dtypes too (so comparisons see ties)."""
     name = dname(dtype)
     shape = tuple(shape)
     if name == "bool":
         return rng.integers(0, 2, shape).astype(bool)
+    if ints and is_float(name):
+        return rng.integers(low, high + 1, shape).astype(np.float64)
     if not is_float(name):
         a = rng.integers(low, high + 1, shape).astype(np.int64)
         if nonzero:
@@ -338,9 +341,9 @@ class Lib:
 
 def torch_check(fn, vt_result, inputs, dtypes, *, dtype_name="float32", scale=1.0, msg=""):
     """Run `fn(Lib(torch), *torch_inputs)` and require vt's result to match torch's dtype and
-    values. A no-op without torch."""
+    values. Skips the test (saying so) without torch."""
     if _torch is None:
-        return
+        pytest.skip("torch is not importable: the comparison with torch cannot run")
     args = [torch_tensor(a, d) for a, d in zip(inputs, dtypes)]
     ref = fn(Lib(_torch, dtype_name), *args)
     assert dname(vt_result.dtype) == dname(ref.dtype), \

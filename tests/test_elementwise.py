@@ -177,19 +177,23 @@ def test_binary_forward(name, dtype, device, rng):
     if name == "pow":
         kw = dict(low=0, high=3) if dtype in ("int64", "int32") else dict(low=0.2, high=2)
     pairs = _pairs(rng)
+    ties = 0
     for i, (sa, sb) in enumerate(pairs):
         la, lb = LAYOUTS[i % 4], LAYOUTS[(i + 1) % 4]
         a, na = make(rng, sa, dtype, la, device, **kw)
         b, nb = make(rng, sb, dtype, lb, device, **kw)
-        if name in ("eq", "ne", "le", "ge") and i % 2:  # make ties likely
-            b, nb = make(rng, sb, dtype, lb, device, low=-1, high=1)
-            a, na = (a.round() if hasattr(a, "round") else a), na
+        if name in ("eq", "ne", "le", "ge") and i % 2:  # values from {-1, 0, 1}: ties are likely
+            a, na = make(rng, sa, dtype, la, device, low=-1, high=1, ints=True)
+            b, nb = make(rng, sb, dtype, lb, device, low=-1, high=1, ints=True)
+            ties += int(np.sum(np.equal(*np.broadcast_arrays(na, nb))))
         out = fn(a, b)
         exp = ref(na, nb)
         assert_close(out, exp, out.dtype, scale=4.0, msg=f"{name} {sa} {sb}")
         if torch is not None:
             tout = tfn(torch_tensor(na, dtype), torch_tensor(nb, dtype))
             assert str(out.dtype).split(".")[-1] == str(tout.dtype).split(".")[-1]
+    if name in ("eq", "ne", "le", "ge"):
+        assert ties > 0, "the tie cases produced no ties"
 
 
 def test_comparisons_promote_and_take_scalars(device, rng):

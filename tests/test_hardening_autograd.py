@@ -212,3 +212,40 @@ def test_failed_backward_does_not_keep_the_first_roots_graph():
         print(json.dumps([err[0], alive() is None]))
     """)
     assert out == ["RuntimeError", True]
+
+
+# ---- 5. gradients torch defines otherwise: ties of max()/min(), embedding's padding row ----------
+
+@pytest.mark.parametrize("values", [[1.0, 3.0, 3.0, 2.0], [[1.0, 3.0], [3.0, 1.0]], [2.0, 2.0, 2.0],
+                                    [1.0, float("nan"), float("nan")], [5.0, 1.0, 1.0]])
+@pytest.mark.parametrize("op", ["max", "min"])
+def test_max_min_ties_share_the_gradient_like_torch(values, op):
+    torch = pytest.importorskip("torch", reason="compares with torch's gradients")
+    x = vt.tensor(values).requires_grad_()
+    t = torch.tensor(values, requires_grad=True)
+    (getattr(x, op)() * 3.0).backward()
+    (getattr(t, op)() * 3.0).backward()
+    np.testing.assert_allclose(x.grad.numpy(), t.grad.numpy())
+
+
+@pytest.mark.parametrize("padding_idx", [None, 1, -1, 0])
+def test_embedding_padding_row_gets_no_gradient_like_torch(padding_idx):
+    torch = pytest.importorskip("torch", reason="compares with torch's gradients")
+    idx = [[0, 1, 1], [3, 1, 2]]
+    w = vt.tensor(np.arange(8.0).reshape(4, 2)).requires_grad_()
+    tw = torch.tensor(np.arange(8.0).reshape(4, 2), requires_grad=True)
+    out = vt.nn.functional.embedding(vt.tensor(idx), w, padding_idx=padding_idx)
+    tout = torch.nn.functional.embedding(torch.tensor(idx), tw, padding_idx=padding_idx)
+    np.testing.assert_allclose(out.numpy(), tout.detach().numpy())  # the forward is unchanged
+    (out * out).sum().backward()
+    (tout * tout).sum().backward()
+    np.testing.assert_allclose(w.grad.numpy(), tw.grad.numpy())
+
+
+def test_embedding_module_padding_and_bad_padding_idx():
+    m = vt.nn.Embedding(5, 3, padding_idx=2)
+    m(vt.tensor([2, 2, 4])).sum().backward()
+    assert m.weight.grad.numpy()[2].tolist() == [0.0] * 3
+    assert m.weight.grad.numpy()[4].tolist() == [1.0] * 3
+    with pytest.raises(IndexError, match=r"\[core::embedding\] padding_idx 7 is out of range"):
+        vt.nn.functional.embedding(vt.tensor([0]), vt.ones(4, 2), padding_idx=7)

@@ -367,19 +367,22 @@ def test_load_unload_while_other_threads_compute(mypack):
         ts = [threading.Thread(target=worker) for _ in range(2)]
         for t in ts:
             t.start()
-        made = []
+        made, served = [], []
         for i in range(100):
             p = vt.ops.load({str(mypack)!r})
-            made.append(vt.ones(3) + vt.ones(3))        # served by the pack's kernel
+            c0 = vt.ops.mypack.calls()
+            made.append(vt.ones(3) + vt.ones(3))        # served by the pack's kernel ...
+            served.append(vt.ops.mypack.calls() > c0)   # ... as its call counter shows
             vt.ops.unload(p)
         stop[0] = True
         for t in ts:
             t.join()
         print(json.dumps([n[0], len(bad), errs[:3], vt.ops.is_mapped(p), mapped(p.library),
-                          [m.numpy().tolist() for m in made[::33]]]))
+                          [m.numpy().tolist() for m in made[::33]], all(served)]))
     """)
-    n, nbad, errs, is_mapped, in_maps, made = r
+    n, nbad, errs, is_mapped, in_maps, made, served = r
     assert n > 0 and nbad == 0 and errs == []
+    assert served, "the pack's provider did not serve the adds made while it was loaded"
     assert not is_mapped and not in_maps
     assert made == [[2.0, 2.0, 2.0]] * 4
 

@@ -295,13 +295,6 @@ def _invert(self):
     return logical_not(self)
 
 
-def _iop(fn):
-    def f(self, other):
-        return fn(self, other)
-
-    return f
-
-
 METHODS = {
     "neg": neg, "negative": neg, "abs": abs, "sign": sign, "exp": exp, "log": log,
     "log1p": log1p, "sqrt": sqrt, "rsqrt": rsqrt, "sin": sin, "cos": cos, "tanh": tanh,
@@ -315,8 +308,7 @@ METHODS = {
     "logical_and": logical_and, "logical_or": logical_or, "logical_xor": logical_xor,
     "logical_not": logical_not, "equal": equal, "sum_to_size": sum_to_size,
     "add_": add_, "sub_": sub_, "mul_": mul_, "div_": div_, "zero_": zero_,
-    "__iadd__": _iop(add_), "__isub__": _iop(sub_), "__imul__": _iop(mul_),
-    "__itruediv__": _iop(div_),
+    "__iadd__": add_, "__isub__": sub_, "__imul__": mul_, "__itruediv__": div_,
     "__neg__": neg, "__abs__": abs,
     "__pow__": pow, "__rpow__": lambda self, other: pow(other, self),
     "__eq__": _dunder_cmp(eq), "__ne__": _dunder_cmp(ne), "__lt__": _dunder_cmp(lt),

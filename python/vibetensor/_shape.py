@@ -147,12 +147,13 @@ def masked_fill_(input, mask, value):
     return input
 
 
-def embedding(input, weight):
+def embedding(input, weight, padding_idx=None):
     """Rows of `weight` (num_embeddings, dim) picked by the integer tensor `input`
-    (F.embedding's order; torch.embedding's (weight, input) order is accepted too)."""
+    (F.embedding's order; torch.embedding's (weight, input) order is accepted too). Positions
+    holding `padding_idx` send no gradient to that row."""
     if input.dtype.is_floating_point and not weight.dtype.is_floating_point:
         input, weight = weight, input
-    return _op("core::embedding")(weight, input)
+    return _op("core::embedding")(weight, input, padding_idx)
 
 
 def one_hot(tensor, num_classes=-1):

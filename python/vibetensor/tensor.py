@@ -1,9 +1,11 @@
 """Tensor: a Python handle on a runtime tensor (`vt_tensor*`), with torch's names.
 
-Metadata is read straight from the native header on demand; every computation is an op call
-through the registry's resolved handles. Views (view/reshape, transpose/permute, narrow/select,
-slicing, expand, squeeze/unsqueeze) compute sizes and strides here and ask the runtime for an
-`as_strided` view of the same storage.
+Metadata (shape, strides, dtype, device) is read straight from the native header on demand; every
+computation, views included (core::view, core::slice, core::select, ...), is an op call through
+the registry's resolved handles, so autograd records it and a view knows its base. This file holds
+the class, indexing and the arithmetic operators; the op families add their methods at import
+(_elementwise, _shape, _reduce, _nn and autograd's METHODS tables, see __init__.py), among them
+the in-place operators (+=, -=, *=, /= are add_/sub_/mul_/div_) and neg/abs.
 """
 from __future__ import annotations
 
@@ -265,9 +267,6 @@ class Tensor:
         _ops.op("core::fill_")(self, value)
         return self
 
-    def zero_(self):
-        return self.fill_(0.0)
-
     # -- views -------------------------------------------------------------------------------
     # Every view is an op (core::view, core::slice, ...) so autograd records it; the kernels make
     # an as_strided view of the same storage. Shapes are checked here first for torch's messages.
@@ -413,7 +412,8 @@ class Tensor:
 
     # -- math --------------------------------------------------------------------------------
     # The four arithmetic operators are the eager hot path: one native call for two tensors of
-    # one dtype; scalars, promotion and errors go through _binary.
+    # one dtype (_call_tt); a Python number goes to the op's typed-scalar form (_arith -> _scalar),
+    # anything else (two dtypes, lists, arrays) is promoted by _binary.
     def __add__(self, other):
         try:
             h = _call_tt(_hot.add, self._h, other._h)
@@ -476,30 +476,8 @@ class Tensor:
     def __rmatmul__(self, other):
         return _ops.op("core::matmul")(_ops.as_tensor_like(other, self), self)
 
-    def __neg__(self):
-        return _op("core::neg")(self)
-
     def __pos__(self):
         return self
-
-    def __iadd__(self, other):
-        return self._inplace(self + other, "+=")
-
-    def __isub__(self, other):
-        return self._inplace(self - other, "-=")
-
-    def __imul__(self, other):
-        return self._inplace(self * other, "*=")
-
-    def __itruediv__(self, other):
-        return self._inplace(self / other, "/=")
-
-    def _inplace(self, result, what):
-        # as in torch: writing a float result into an integer tensor would silently truncate
-        if result.dtype.is_floating_point and not self.dtype.is_floating_point:
-            raise TypeError(f"{what}: result type {result.dtype} can't be cast to the "
-                            f"desired output type {self.dtype}")
-        return self.copy_(result)
 
     def add(self, other, alpha=1):
         from ._elementwise import add

@@ -469,11 +469,15 @@ VT_BACKWARD(masked_fill_backward, "core::masked_fill") {
 }
 
 // ---- embedding ------------------------------------------------------------------------------------------
-// embedding(weight (V, D), indices (any shape)) -> indices.shape + (D,)
+// embedding(weight (V, D), indices (any shape), padding_idx) -> indices.shape + (D,). Positions
+// holding padding_idx (if given; negative counts from the end) send no gradient to that row.
 VT_META_FN(embedding_meta, "core::embedding") {
   vt_tensor* w = c.arg(0, "weight").tensor();
   vt_tensor* indices = c.arg(1, "indices").tensor();
   if (w->ndim != 2) c.fail(VT_ERR_VALUE, "weight must be 2-d (num_embeddings, embedding_dim), got %s", vt::shape_str(w).c_str());
+  const auto pad = c.arg(2, "padding_idx");
+  if (!pad.is_none() && !(pad.int_() >= -w->sizes[0] && pad.int_() < w->sizes[0]))
+    c.fail(VT_ERR_INDEX, "padding_idx %lld is out of range for %lld embeddings", (long long)pad.int_(), (long long)w->sizes[0]);
   if (indices->ndim + 1 > vt::kMaxDims) c.fail(VT_ERR_VALUE, "indices has too many dims (%d)", indices->ndim);
   check_index_dtype(c, indices, "indices");
   int64_t shape[vt::kMaxDims];
@@ -501,7 +505,13 @@ VT_COMPUTE(embedding_cpu, "core::embedding") {
 
 VT_BACKWARD(embedding_backward_rule, "core::embedding") {
   vt_tensor* w = g.saved(0);
-  g.set_grad(0, vt::call(g.host, "core::embedding_backward", {g.grad_out(0), g.saved(1), w->sizes[0]}));
+  vt::Tensor gw = vt::call(g.host, "core::embedding_backward", {g.grad_out(0), g.saved(1), w->sizes[0]});
+  if (g.arg(2).tag == VT_INT) {  // the padding row gets none: zero it (ops, so every device)
+    const int64_t pad = (g.arg(2).v.i + w->sizes[0]) % w->sizes[0];
+    vt::Tensor row = vt::call(g.host, "core::select", {gw, (int64_t)0, pad});
+    vt::Tensor r = vt::call(g.host, "core::zero_", {row});
+  }
+  g.set_grad(0, std::move(gw));
 }
 
 // embedding_backward(grad (indices.shape + (D,)), indices, num_weights) -> (num_weights, D): row v
@@ -915,7 +925,7 @@ const OpDef kIndexOps[] = {
      scatter_add_backward, 0b1100},
     {"core::masked_fill(Tensor self, Tensor mask, float value) -> Tensor", masked_fill_meta, masked_fill_cpu, masked_fill_backward,
      0b11},
-    {"core::embedding(Tensor weight, Tensor indices) -> Tensor", embedding_meta, embedding_cpu, embedding_backward_rule, 0b11},
+    {"core::embedding(Tensor weight, Tensor indices, int? padding_idx=None) -> Tensor", embedding_meta, embedding_cpu, embedding_backward_rule, 0b11},
     {"core::embedding_backward(Tensor grad, Tensor indices, int num_weights) -> Tensor", embedding_backward_meta,
      embedding_backward_cpu, embedding_backward_backward, 0b10},
     {"core::one_hot(Tensor indices, int num_classes=-1) -> Tensor", one_hot_meta, one_hot_cpu},

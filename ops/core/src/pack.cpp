@@ -1,8 +1,9 @@
 // ops/core/src/pack.cpp — the `core` op pack: its one table of ops.
 //
-// Adding an op: write its kernel (and backward rule) with VT_KERNEL in a family file of src/ and
-// add one line to that file's table (core.hpp). The schema grammar is documented at define_op in
-// vt/oppack.h.
+// Adding an op: write its meta step (VT_META_FN: checks, output shapes, outputs), its CPU compute
+// (VT_COMPUTE) and its backward rule (VT_BACKWARD) in a family file of src/, and add one line to
+// that file's table (core::OpDef in core.hpp). CUDA computes register in cuda/register.cu. The
+// schema grammar is documented at define_op in vt/oppack.h.
 // Provider "core", priority 0: any other pack can provide these ops with a higher priority.
 #include "vt/oppack.hpp"
 
@@ -10,7 +11,7 @@
 
 
 // One table per family file (see core.hpp); adding a family = one line here and one in kTables.
-core::OpTable kBaseOps_table();  // base.cpp: the issue-2 set (binary, reductions, matmul, ...)
+core::OpTable kBaseOps_table();       // base.cpp: copy_, to_device, fill_, zeros/ones/full, arange
 core::OpTable kBinaryOps_table();     // binary.cpp: add/sub/mul/div and in-place forms
 core::OpTable kPointwiseOps_table();  // pointwise.cpp: sum_to_size, to_dtype, where, zero_
 core::OpTable kUnaryOps_table();      // unary.cpp: math, activations, pow, clamp

@@ -1195,21 +1195,22 @@ VT_BACKWARD(ext_dim_backward, "core::max_dim") {
   g.set_grad(0, scatter_grad(g.host, x, dim, go, g.out(1), g.arg(2).v.b != 0));
 }
 
-// max()/min() of everything: the gradient goes to the first extreme element (torch spreads it
-// evenly over ties; for distinct values they agree)
-template <bool Max>
+// max()/min() of everything: like torch, the gradient is spread evenly over the elements equal to
+// the result (all of them NaN when the result is NaN): grad * mask / count(mask)
 void ext_all_backward(vt::Grad& g) {
   vt_tensor* x = g.saved(0);
-  const std::vector<int64_t> flat{-1}, one{1};
-  vt::Tensor xf = vt::call(g.host, "core::reshape", {x, V(flat)});
-  vt::Tensor idx = vt::call(g.host, Max ? "core::argmax" : "core::argmin", {xf, (int64_t)0, true});
-  vt::Tensor g1 = vt::call(g.host, "core::reshape", {g.grad_out(0), V(one)});
-  vt::Tensor z = shp::zeros_like(g.host, xf);
-  vt::Tensor r = vt::call(g.host, "core::scatter_add", {z, (int64_t)0, idx, g1});
-  g.set_grad(0, vt::call(g.host, "core::reshape", {r, V::sizes(x)}));
+  vt_tensor* r = g.out(0);
+  const vt_host* h = g.host;
+  vt::Tensor hit = vt::call(h, "core::eq", {x, r});
+  vt::Tensor nan_x = vt::call(h, "core::ne", {x, x}), nan_r = vt::call(h, "core::ne", {r, r});
+  vt::Tensor mask = vt::call(h, "core::logical_or", {hit, vt::call(h, "core::logical_and", {nan_x, nan_r})});
+  vt::Tensor maskf = vt::call(h, "core::to_dtype", {mask, V(x->dtype)});
+  vt::Tensor count = vt::call(h, "core::sum", {maskf, V(std::vector<int64_t>{}), false, V::none()});
+  vt::Tensor share = vt::call(h, "core::div", {g.grad_out(0), count});
+  g.set_grad(0, vt::call(h, "core::mul", {maskf, share}));
 }
-VT_BACKWARD(max_backward, "core::max") { ext_all_backward<true>(g); }
-VT_BACKWARD(min_backward, "core::min") { ext_all_backward<false>(g); }
+VT_BACKWARD(max_backward, "core::max") { ext_all_backward(g); }
+VT_BACKWARD(min_backward, "core::min") { ext_all_backward(g); }
 
 VT_BACKWARD(logsumexp_backward, "core::logsumexp") {
   vt_tensor* x = g.saved(0);
@@ -1286,8 +1287,8 @@ const OpDef kReduceOps[] = {
     {"core::std(Tensor self, int[] dim=[], int correction=1, bool keepdim=False) -> Tensor", std_meta, std_cpu, std_backward, 1},
     {"core::max_dim(Tensor self, int dim, bool keepdim=False) -> (Tensor, Tensor)", max_dim_meta, max_dim_cpu, ext_dim_backward, 1, 2},
     {"core::min_dim(Tensor self, int dim, bool keepdim=False) -> (Tensor, Tensor)", min_dim_meta, min_dim_cpu, ext_dim_backward, 1, 2},
-    {"core::max(Tensor self) -> Tensor", max_meta, max_cpu, max_backward, 1},
-    {"core::min(Tensor self) -> Tensor", min_meta, min_cpu, min_backward, 1},
+    {"core::max(Tensor self) -> Tensor", max_meta, max_cpu, max_backward, 1, 1},
+    {"core::min(Tensor self) -> Tensor", min_meta, min_cpu, min_backward, 1, 1},
     {"core::argmax(Tensor self, int? dim=None, bool keepdim=False) -> Tensor", argmax_meta, argmax_cpu},
     {"core::argmin(Tensor self, int? dim=None, bool keepdim=False) -> Tensor", argmin_meta, argmin_cpu},
     {"core::logsumexp(Tensor self, int[] dim=[], bool keepdim=False) -> Tensor", logsumexp_meta, logsumexp_cpu, logsumexp_backward, 1},

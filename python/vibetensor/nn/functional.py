@@ -66,7 +66,7 @@ def embedding(input, weight, padding_idx=None, max_norm=None):
     if not isinstance(input, Tensor) or input.dtype.is_floating_point or input.dtype is T.bool_:
         what = input.dtype if isinstance(input, Tensor) else type(input).__name__
         raise TypeError(f"embedding: expected integer indices (int64/int32), got {what}")
-    return _shape.embedding(input, weight)
+    return _shape.embedding(input, weight, padding_idx)
 
 
 def normalize(input, p=2.0, dim=1, eps=1e-12):

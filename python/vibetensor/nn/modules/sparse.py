@@ -62,7 +62,7 @@ class Embedding(Module):
         if input.dtype.is_floating_point or input.dtype.name == "bool":
             raise TypeError(f"{self._describe()}: expected integer indices (int64 or int32), got "
                             f"{input.dtype}")
-        return F.embedding(input, self.weight)
+        return F.embedding(input, self.weight, self.padding_idx)
 
     def extra_repr(self):
         s = f"{self.num_embeddings}, {self.embedding_dim}"
