@@ -189,22 +189,79 @@ inline vt::StridedLoop<3> loop3(const int64_t* shape, int32_t nd, Operand a, Ope
 // Operands: 0 = out (Put: the values), 1 = the index (I), 2 = self with the indexed dim's stride
 // zeroed. Element i: v = index (negatives + n when wrap), then out = self[v * sdim bytes] (Put:
 // self[v * sdim] = values). An index outside [0, n) reads zero (Put: writes nothing) and is
-// reported. U is the unit moved: the element, or 2..16 bytes of a row (see widen).
+// reported. U is the unit moved: the element, or 2..16 bytes of a row (see widen). Each thread
+// moves kIlp units per step, all loads before the stores, so kIlp gathers are in flight at once.
+constexpr int kIlp = 4;
+
 template <class U, class I, bool Put>
 __global__ void __launch_bounds__(vt::cuda::kThreads)
     take_kernel(vt::StridedLoop<3> L, int64_t n, int64_t sdim, bool wrap, Report rep) {
-  const int64_t step = (int64_t)gridDim.x * blockDim.x;
-  for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < L.numel; i += step) {
-    char* p[3];
-    vt::cuda::element_ptrs(L, i, p);
-    const int64_t raw = (int64_t)*reinterpret_cast<const I*>(p[1]);
+  const int64_t step = (int64_t)gridDim.x * blockDim.x * kIlp;
+  for (int64_t i0 = (int64_t)blockIdx.x * blockDim.x * kIlp + threadIdx.x; i0 < L.numel; i0 += step) {
+    char* p[kIlp][3];
+    int64_t v[kIlp];
+    U x[kIlp];
+#pragma unroll
+    for (int k = 0; k < kIlp; ++k) {
+      const int64_t i = i0 + (int64_t)k * blockDim.x;
+      if (i < L.numel) vt::cuda::element_ptrs(L, i, p[k]);
+    }
+#pragma unroll
+    for (int k = 0; k < kIlp; ++k) {
+      v[k] = -1;
+      if (i0 + (int64_t)k * blockDim.x >= L.numel) continue;
+      const int64_t raw = (int64_t)*reinterpret_cast<const I*>(p[k][1]);
+      v[k] = (wrap && raw < 0) ? raw + n : raw;
+      if (v[k] < 0 || v[k] >= n) {
+        bad_index(rep, raw, n);
+        v[k] = -1;
+      }
+    }
+#pragma unroll
+    for (int k = 0; k < kIlp; ++k) {
+      if (Put) {
+        if (v[k] >= 0) x[k] = *reinterpret_cast<const U*>(p[k][0]);
+      } else {
+        x[k] = v[k] >= 0 ? *reinterpret_cast<const U*>(p[k][2] + v[k] * sdim) : U{};
+      }
+    }
+#pragma unroll
+    for (int k = 0; k < kIlp; ++k) {
+      if (i0 + (int64_t)k * blockDim.x >= L.numel) continue;
+      if (Put) {
+        if (v[k] >= 0) *reinterpret_cast<U*>(p[k][2] + v[k] * sdim) = x[k];
+      } else {
+        *reinterpret_cast<U*>(p[k][0]) = x[k];
+      }
+    }
+  }
+}
+
+// The common case of take: whole rows of 16-byte units (embedding, index_select / index along a
+// leading dim). One warp per row reads the row's index once and copies the row, kIlp units per
+// lane in flight; no index arithmetic per unit.
+template <class I>
+__global__ void __launch_bounds__(vt::cuda::kThreads)
+    take_rows_kernel(vt::StridedLoop<3> L, int64_t n, int64_t sdim, bool wrap, Report rep) {
+  const int lane = threadIdx.x & 31;
+  const int64_t units = L.ndim ? L.sizes[0] : 1, rows = L.ndim > 1 ? L.sizes[1] : 1;
+  const int64_t so = L.ndim > 1 ? L.strides[1][0] : 0, si = L.ndim > 1 ? L.strides[1][1] : 0,
+                ss = L.ndim > 1 ? L.strides[1][2] : 0;
+  const int64_t nwarps = ((int64_t)gridDim.x * blockDim.x) >> 5;
+  for (int64_t r = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) >> 5; r < rows; r += nwarps) {
+    const int64_t raw = (int64_t)*reinterpret_cast<const I*>(L.data[1] + r * si);
     const int64_t v = (wrap && raw < 0) ? raw + n : raw;
     const bool ok = v >= 0 && v < n;
-    if (!ok) bad_index(rep, raw, n);
-    if constexpr (Put) {
-      if (ok) *reinterpret_cast<U*>(p[2] + v * sdim) = *reinterpret_cast<const U*>(p[0]);
-    } else {
-      *reinterpret_cast<U*>(p[0]) = ok ? *reinterpret_cast<const U*>(p[2] + v * sdim) : U{};
+    if (!ok && lane == 0) bad_index(rep, raw, n);
+    const uint4* src = reinterpret_cast<const uint4*>(L.data[2] + r * ss + (ok ? v : 0) * sdim);
+    uint4* out = reinterpret_cast<uint4*>(L.data[0] + r * so);
+    for (int64_t u = lane; u < units; u += 32 * kIlp) {
+      uint4 x[kIlp];
+#pragma unroll
+      for (int k = 0; k < kIlp; ++k) x[k] = (ok && u + 32 * k < units) ? src[u + 32 * k] : uint4{};
+#pragma unroll
+      for (int k = 0; k < kIlp; ++k)
+        if (u + 32 * k < units) out[u + 32 * k] = x[k];
     }
   }
 }
@@ -248,9 +305,15 @@ void take(const vt::Call& c, const int64_t* shape, int32_t nd, const void* a, co
   const int64_t w = widen(L, es, sdim_bytes);
   with_index_type(idx, [&](auto itag) {
     using I = typename decltype(itag)::type;
+    if (!Put && w == 16 && L.ndim <= 2) {
+      const int64_t rows = L.ndim > 1 ? L.sizes[1] : 1;
+      vt::cuda::launch(c, "take_rows_kernel", take_rows_kernel<I>, vt::cuda::grid_for(rows * 32), vt::cuda::kThreads, 0, L,
+                       n, sdim_bytes, wrap, rep);
+      return;
+    }
     with_unit(w, [&](auto utag) {
       using U = typename decltype(utag)::type;
-      vt::cuda::launch(c, Put ? "put_kernel" : "take_kernel", take_kernel<U, I, Put>, vt::cuda::grid_for(L.numel),
+      vt::cuda::launch(c, Put ? "put_kernel" : "take_kernel", take_kernel<U, I, Put>, vt::cuda::grid_for((L.numel + kIlp - 1) / kIlp),
                        vt::cuda::kThreads, 0, L, n, sdim_bytes, wrap, rep);
     });
   });
