@@ -636,6 +636,11 @@ def test_bad_indices_are_refused_or_reported(device):
         with pytest.raises(IndexError, match=msg):
             vt.embedding(vt.tensor([1, 7, 2]), w)
         return
+    vt.cuda.synchronize()
+    try:  # a report an earlier test may have left is raised by the first indexing call
+        vt.embedding(vt.tensor([0], device=device), w)
+    except IndexError:
+        pass
     canary = vt.ones(256, device=device)
     out = vt.embedding(vt.tensor([1, 7, 2], device=device), w)
     assert to_numpy(out).tolist() == [[3, 4, 5], [0, 0, 0], [6, 7, 8]]
