@@ -6,11 +6,12 @@
 //     loads: no copy and no synchronisation on the hot path. The next indexing call on cuda (of any
 //     op of the two files) finds it and raises the IndexError, naming the op, the index and the
 //     size. Checking needs the data, and the data is on the device: this is torch's device assert
-//     without killing the CUDA context, reported one call late (or at the first call after the
-//     kernel has run).
+//     without killing the CUDA context, raised by the first indexing call that starts after the
+//     kernel has run (after a synchronisation, the next one). Inside a captured CUDA graph the
+//     record is best effort (the first report only, allocated outside capture).
 //   - index tensors as the kernels read them (int64 or int32, any strides);
 //   - the "take" kernel: out = self[.., idx, ..] (or its Put form self[.., idx, ..] = values) over
-//     a three-operand strided loop, in 16-byte units when rows allow;
+//     a three-operand strided loop, in 16-byte units when rows allow, whole rows one warp each;
 //   - the "offsets" kernel: element offsets of index tuples (advanced indexing, scatter_add).
 // Not a public header: the core pack's index.cu and index_scatter.cu include it.
 #ifndef VT_CORE_CUDA_INDEX_UTIL_CUH_
