@@ -9,7 +9,8 @@ capture" recipe, same rules):
 - gradients are set to None once before the capture, so backward allocates them from the graph's
   private pool and every replay rewrites them in place (do not zero or replace them afterwards);
 - the optimizer must be capturable (its learning rate and step count live in device memory:
-  `capturable=True`), since a replay repeats the captured kernel arguments verbatim;
+  `capturable=True`), since a replay repeats the captured kernel arguments verbatim; a changed
+  lr reaches the graph through `opt.update_lr()` before each replay;
 - the loss is a static output: read it after replay (reading it syncs; the examples read it only
   every `log_every` steps when the graph is on).
 Nothing in forward or backward may sync with the host (capture refuses it with a clear error).
@@ -21,7 +22,10 @@ import vibetensor as vt
 
 def amp_dtype(name: str | None):
     """--amp value -> dtype (None: float32 throughout)."""
-    return {None: None, "none": None, "bf16": vt.bfloat16, "fp16": vt.float16}[name]
+    table = {None: None, "none": None, "bf16": vt.bfloat16, "fp16": vt.float16}
+    if name not in table:
+        raise ValueError(f"amp must be one of none, bf16, fp16; got {name!r}")
+    return table[name]
 
 
 class TrainStep:
@@ -41,7 +45,7 @@ class TrainStep:
             if self.scaler is not None:
                 raise ValueError("--cuda-graph with --amp fp16 is not supported: the loss scaler "
                                  "decides on the host whether to step; use --amp bf16")
-            if not getattr(optimizer, "capturable", False):
+            if not all(g.get("capturable") for g in optimizer.param_groups):
                 raise ValueError(f"--cuda-graph needs a capturable optimizer "
                                  f"({type(optimizer).__name__}(..., capturable=True))")
         self.warmup = warmup
@@ -87,7 +91,8 @@ class TrainStep:
             self._capture(batch)
         else:
             for s, b in zip(self.static_in, batch):
-                s.copy_(b, non_blocking=True)
+                s.copy_(b)
+        self.opt.update_lr()  # a schedule's new lr into the device tensor the graph reads
         self.graph.replay()
         return self.static_loss
 
