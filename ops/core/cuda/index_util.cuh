@@ -7,8 +7,8 @@
 //     op of the two files) finds it and raises the IndexError, naming the op, the index and the
 //     size. Checking needs the data, and the data is on the device: this is torch's device assert
 //     without killing the CUDA context, raised by the first indexing call that starts after the
-//     kernel has run (after a synchronisation, the next one). Inside a captured CUDA graph the
-//     record is best effort (the first report only, allocated outside capture).
+//     kernel has run (after a synchronisation, the next one). Kernels in captured CUDA graphs
+//     report too, unless the record did not exist yet (it is allocated outside capture only).
 //   - index tensors as the kernels read them (int64 or int32, any strides);
 //   - the "take" kernel: out = self[.., idx, ..] (or its Put form self[.., idx, ..] = values) over
 //     a three-operand strided loop, in 16-byte units when rows allow, whole rows one warp each;
