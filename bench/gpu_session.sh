@@ -1,7 +1,8 @@
 #!/bin/bash
 # One GPU-machine session in one call: install, build, GPU tests, benchmarks; logs under $OUT.
 #   device run: bash bench/gpu_session.sh [pytest-selection...]   (carry .whl; see ../shared/gpu)
-#   VT_BENCHES="bench/x.py ..." picks the benchmarks, VT_TEST_SECONDS caps the tests
+#   VT_BENCHES="bench/x.py ..." picks the benchmarks, VT_TEST_SECONDS caps the tests,
+#   VT_BENCH_SECONDS each benchmark, VT_TEST_WORKERS the pytest-xdist workers
 # The last lines printed are the summary (test counts, benchmark tables).
 set -uo pipefail
 OUT=${OUT:-/tmp/vt-out}; mkdir -p "$OUT"
@@ -12,11 +13,21 @@ start=$(date +%s)
 python3 -m pip install --no-build-isolation --no-deps -e . > "$OUT/build.log" 2>&1 \
   || { grep -E "error|Error" "$OUT/build.log" | head -40; exit 1; }
 echo "build: $(( $(date +%s) - start )) s"
+# the CUTLASS provider pack, built once for the tests and the matmul benchmark
+start=$(date +%s)
+vt-ops build ops/matmul_cutlass -o "$OUT/cutlass" > "$OUT/cutlass_build.log" 2>&1 \
+  && export VT_CUTLASS_PACK="$OUT/cutlass/packs/matmul_cutlass" \
+  || { echo "cutlass pack build failed:"; tail -5 "$OUT/cutlass_build.log"; }
+echo "cutlass pack build: $(( $(date +%s) - start )) s"
 sel=("$@")
 [ ${#sel[@]} -eq 0 ] && sel=(tests)
-timeout ${VT_TEST_SECONDS:-330} python3 -m pytest -q -p no:cacheprovider "${sel[@]}" > "$OUT/tests.log" 2>&1
+par=(); python3 -c "import xdist" 2>/dev/null && par=(-n "${VT_TEST_WORKERS:-8}")  # pytest-xdist there
+timeout ${VT_TEST_SECONDS:-330} python3 -m pytest -q -p no:cacheprovider "${par[@]}" "${sel[@]}" \
+  > "$OUT/tests.log" 2>&1 || grep -E "^(FAILED|ERROR)" "$OUT/tests.log" | head -60
 tail -25 "$OUT/tests.log"
-for b in ${VT_BENCHES:-bench/bench_cuda_runtime.py bench/bench_pack_build_cuda.py}; do
-  [ -f "$b" ] && timeout 150 python3 "$b" > "$OUT/$(basename "$b" .py).txt" 2>&1
+for b in ${VT_BENCHES:-bench/bench_cuda_runtime.py bench/bench_cuda_elementwise.py bench/bench_cuda_reduce.py \
+    bench/bench_cuda_nn.py bench/bench_cuda_matmul.py bench/bench_cuda_index.py bench/bench_cuda_optim.py \
+    bench/bench_train_cuda.py}; do
+  [ -f "$b" ] && timeout ${VT_BENCH_SECONDS:-150} python3 "$b" > "$OUT/$(basename "$b" .py).txt" 2>&1
   tail -25 "$OUT/$(basename "$b" .py).txt"
 done
