@@ -299,12 +299,17 @@ EXAMPLES = {
                                  0.01, 1),
     "core::sgd_": lambda: [call(f(2, 3), f(2, 3), f(2, 3), 0.1, 0.9),
                            call(f(2, 3), f(2, 3), None, 0.1)],
+    "core::adamw_multi": lambda: [call([f(2, 3), f(4)], [f(2, 3), f(4)], [f(2, 3), f(4)], [pos(2, 3), pos(4)],
+                                       0.1, 0.9, 0.999, 1e-8, 0.01, 1),
+                                  call([f(3)], [f(3)], [f(3)], [pos(3)], 0.1, 0.9, 0.999, 1e-8, 0.0, 0,
+                                       f(1), f(1))],
     # -- attention --------------------------------------------------------------------------------
     "attention::sdpa": lambda: [call(f(1, 2, 3, 4), f(1, 2, 5, 4), f(1, 2, 5, 6), None, True),
                                 call(f(2, 1, 3, 4), f(2, 1, 3, 4), f(2, 1, 3, 4), b(3, 3)),
                                 call(f(1, 1, 2, 4, dtype="bfloat16"), f(1, 1, 3, 4, dtype="bfloat16"),
                                      f(1, 1, 3, 4, dtype="bfloat16"), f(2, 3, dtype="bfloat16"))],
     "attention::sdpa_backward": _sdpa_bw,
+    "attention::dropout_mask": lambda: call([2, 3, 5], 0.25, 7, 4, DEV),
 }
 
 # (op, example, why its output shape depends on tensor values). These raise NotImplementedError
@@ -427,6 +432,8 @@ BAD = [  # (id, op, example with bad arguments)
     ("adamw_grad_shape", "core::adamw_", lambda: call(f(3, 4), f(4), f(3, 4), f(3, 4), 0.1, 0.9,
                                                       0.99, 1e-8, 0.0, 1)),
     ("sgd_needs_buffer", "core::sgd_", lambda: call(f(3), f(3), None, 0.1, 0.9)),
+    ("adamw_multi_lengths", "core::adamw_multi", lambda: call([f(3)], [], [f(3)], [f(3)], 0.1, 0.9, 0.99,
+                                                              1e-8, 0.0, 1)),
     ("normal_int", "core::normal_", lambda: call(i(3))),
     ("sdpa_q_ndim", "attention::sdpa", lambda: call(f(2, 3, 4), f(2, 3, 5, 4), f(2, 3, 5, 4))),
     ("sdpa_head_dim", "attention::sdpa", lambda: call(f(1, 2, 3, 4), f(1, 2, 5, 7), f(1, 2, 5, 7))),

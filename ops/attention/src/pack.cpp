@@ -179,10 +179,9 @@ VT_BACKWARD(sdpa_bw_rule, "attention::sdpa") {
   // the forward's Philox seed/offset: none on the meta device (nothing was drawn), read on the host,
   // and only with dropout (so a backward without dropout never syncs: CUDA-graph capture works)
   int64_t sd[2] = {0, 0};
-  if (p <= 0.0) {
-  } else if (rng->device.type == VT_CPU) {
+  if (p > 0.0 && rng->device.type == VT_CPU) {
     std::memcpy(sd, rng->data, sizeof sd);
-  } else if (rng->device.type != VT_META) {
+  } else if (p > 0.0 && rng->device.type != VT_META) {
     vt::Tensor host_rng = vt::call(g.host, "core::to_device", {rng, vt_device{VT_CPU, 0}});
     std::memcpy(sd, host_rng->data, sizeof sd);
   }

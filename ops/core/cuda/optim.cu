@@ -214,7 +214,8 @@ struct AdamWFn {
     if (k.wd) pa = round_t<T>(pa * k.decay);
     ma = round_t<T>(k.w1 < (A)0.5 ? ma + k.w1 * (ga - ma) : ga - (ga - ma) * ((A)1 - k.w1));
     va = round_t<T>(va * k.b2 + ga * ga * k.w2);
-    const A denom = sqrt(va) / k.bc2s + k.eps;
+    const A root = std::is_same<A, float>::value ? (A)sqrtf((float)va) : (A)sqrt((double)va);  // float's own sqrt
+    const A denom = root / k.bc2s + k.eps;
     e[0] = to_t<T>(pa - k.step_size * (ma / denom));
     e[2] = to_t<T>(ma);
     e[3] = to_t<T>(va);
