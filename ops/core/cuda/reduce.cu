@@ -31,6 +31,7 @@ struct SumOp {
   void* out;
   ST dt;
   double scale;  // mean: 1 / R
+  static constexpr bool kBatch = false;
   __device__ __forceinline__ A identity() const { return A(0); }
   template <class In>
   __device__ __forceinline__ A reduce(A a, In v, int64_t) const { return vtred::add(a, to_acc<A>(v)); }
@@ -90,6 +91,7 @@ struct VarOp {
   ST dt;
   double denom;  // max(0, R - correction)
   bool sqrt_, empty;
+  static constexpr bool kBatch = false;
   __device__ __forceinline__ A identity() const { return A{F(0), F(0), F(0)}; }
   template <class In>
   __device__ __forceinline__ A reduce(A a, In v, int64_t) const {
@@ -140,11 +142,16 @@ struct ExtOp {
   };
   T* values;         // may be null (argmax/argmin)
   int64_t* indices;  // may be null (max()/min())
+  static constexpr bool kBatch = true;
   __device__ __forceinline__ static bool isnan_(Val v) {
     if constexpr (std::is_floating_point<Val>::value) return v != v;
     else return false;
   }
-  // b replaces a: b is the extreme, or equally extreme with a smaller index
+  // y (a later element) replaces x: strictly more extreme, or the first NaN
+  __device__ __forceinline__ static bool takes(Val y, Val x) {
+    return (Max ? y > x : y < x) || (isnan_(y) && !isnan_(x));
+  }
+  // b replaces a (partials in any order): b is the extreme, or equally extreme with a smaller index
   __device__ __forceinline__ static bool better(const A& b, const A& a) {
     if (b.i < 0) return false;
     if (a.i < 0) return true;
@@ -154,10 +161,32 @@ struct ExtOp {
     return Max ? b.v > a.v : b.v < a.v;
   }
   __device__ __forceinline__ A identity() const { return A{Val(0), -1}; }
+  // elements come in increasing index order within a thread: ties keep the one held
   template <class In>
   __device__ __forceinline__ A reduce(A a, In v, int64_t r) const {
-    const A b{to_acc<Val>(v), r};
-    return better(b, a) ? b : a;
+    const Val x = to_acc<Val>(v);
+    return (a.i < 0 || takes(x, a.v)) ? A{x, r} : a;
+  }
+  // four vectors: a pairwise tree over their 4V elements (left wins ties), then the one held
+  template <int V, class In>
+  __device__ __forceinline__ A batch(A a, const vt::cuda::Vec<In, V> (&v)[4], int64_t r, int64_t step) const {
+    constexpr int N = 4 * V;
+    Val x[N];
+    int q[N];
+#pragma unroll
+    for (int j = 0; j < N; ++j) {
+      x[j] = to_acc<Val>(v[j / V].v[j % V]);
+      q[j] = j;
+    }
+#pragma unroll
+    for (int w = 1; w < N; w *= 2)
+#pragma unroll
+      for (int j = 0; j < N; j += 2 * w)
+        if (takes(x[j + w], x[j])) {
+          x[j] = x[j + w];
+          q[j] = q[j + w];
+        }
+    return (a.i < 0 || takes(x[0], a.v)) ? A{x[0], r + (q[0] / V) * step + q[0] % V} : a;
   }
   __device__ __forceinline__ A combine(A a, A b) const { return better(b, a) ? b : a; }
   __device__ __forceinline__ void store(int64_t o, A a) const {
@@ -215,6 +244,7 @@ struct LseOp {
   };
   void* out;
   ST dt;
+  static constexpr bool kBatch = true;
   __device__ __forceinline__ A identity() const { return A{-F(INFINITY), F(0)}; }
   template <class In>
   __device__ __forceinline__ A reduce(A a, In v, int64_t) const {
@@ -227,6 +257,36 @@ struct LseOp {
     } else if (x != x) {  // nan wins and stays
       a.m = x;
     }
+    return a;
+  }
+  // four vectors: one rescale to their max, then independent exps (the element steps where a NaN
+  // or +inf is involved)
+  template <int V, class In>
+  __device__ __forceinline__ A batch(A a, const vt::cuda::Vec<In, V> (&v)[4], int64_t r, int64_t step) const {
+    constexpr int N = 4 * V;
+    F x[N];
+    F bm = -F(INFINITY);
+    bool nan = false;
+#pragma unroll
+    for (int j = 0; j < N; ++j) {
+      x[j] = to_acc<F>(v[j / V].v[j % V]);
+      bm = x[j] > bm ? x[j] : bm;
+      nan = nan || x[j] != x[j];
+    }
+    if (nan || bm == F(INFINITY) || !(a.m < F(INFINITY))) {
+#pragma unroll
+      for (int j = 0; j < N; ++j) a = reduce(a, v[j / V].v[j % V], r + (j / V) * step + j % V);
+      return a;
+    }
+    if (bm == -F(INFINITY)) return a;  // all -inf: adds nothing
+    if (bm > a.m) {
+      a.s *= exp(a.m - bm);
+      a.m = bm;
+    }
+    F s = F(0);
+#pragma unroll
+    for (int j = 0; j < N; ++j) s += exp(x[j] - a.m);
+    a.s += s;
     return a;
   }
   __device__ __forceinline__ A combine(A a, A b) const {  // the cpu's LseAcc::combine
@@ -267,6 +327,7 @@ struct NormOp {
   ST dt;
   NormKind kind;
   double p;
+  static constexpr bool kBatch = false;
   __device__ __forceinline__ static double nan_max(double a, double b) { return (a != a || b != b) ? NAN : fmax(a, b); }
   __device__ __forceinline__ static double nan_min(double a, double b) { return (a != a || b != b) ? NAN : fmin(a, b); }
   __device__ __forceinline__ A identity() const { return kind == NormKind::NegInf ? INFINITY : 0.0; }

@@ -12,18 +12,24 @@
 //   A reduce(A a, In v, int64_t r)     a with element r (value v) added
 //   A combine(A a, A b)                two partial results; b covers later elements
 //   void store(int64_t o, A a)         writes output o
+//   bool kBatch                        true: A batch<V>(A a, const Vec<In, V> (&v)[4], r, step)
+//                                      reduces four 16-byte vectors of a row as a group
+//                                      (logsumexp: one rescale per group; argmax: a pairwise tree)
+// Within a thread, reduce() sees its elements in increasing index order.
 //
 // Kernels, chosen from the shape alone (see plan()):
-//   row  a group of G threads (a warp, or the whole 256-thread block) reduces one output: for x
-//        whose smallest stride runs along a reduced dim (sum over the last dim, a whole-tensor
-//        sum). A contiguous row is read in 16-byte vectors after a scalar head up to alignment.
+//   row  a group of G threads reduces one output: a warp, or the whole 256-thread block when there
+//        are few long rows; for x whose smallest stride runs along a reduced dim (sum over the
+//        last dim, a whole-tensor sum). A contiguous row is read in 16-byte vectors (four in
+//        flight per thread) after a scalar head up to alignment.
 //   col  each thread reduces V adjacent outputs (one 16-byte load per element row) and `ny`
 //        threads split the reduced elements, combined in order through shared memory: for x whose
 //        smallest stride runs along a kept dim (a sum over leading dims: the bias gradient).
 // With too few outputs to fill the GPU, R is cut into S splits fixed by the shape: the first
 // launch writes M x S partial accumulators, a second one (the row kernel over them) combines each
 // output's S partials and stores. Every result is the same bits run to run: which thread reads
-// which element and the order partials are combined in depend on the shape only (no atomics).
+// which element and the order partials are combined in depend only on the shape, the strides and
+// the data's alignment (no atomics, nothing timing-dependent).
 #pragma once
 
 #include <algorithm>
@@ -203,8 +209,25 @@ struct Partial {
 };
 
 // ---- kernels --------------------------------------------------------------------------------------
+// elements per vector load: 16 bytes, at most 8 (1-byte types load 8 bytes: 8 accumulators a thread)
 template <class In>
-constexpr int vec_of() { return 16 / (int)sizeof(In) < 1 ? 1 : 16 / (int)sizeof(In); }
+constexpr int vec_of() { return sizeof(In) >= 16 ? 1 : 16 / (int)sizeof(In) > 8 ? 8 : 16 / (int)sizeof(In); }
+
+// Four vectors just loaded: elements (j, k) = v[j].v[k] at index r + j * step + k, in index order.
+// An Op with kBatch reduces them as a group (its own order of work, same bits every run).
+template <int V, class Op, class In>
+__device__ __forceinline__ typename Op::A reduce4(const Op& op, typename Op::A a, const vt::cuda::Vec<In, V> (&v)[4],
+                                                  int64_t r, int64_t step) {
+  if constexpr (Op::kBatch) {
+    return op.template batch<V>(a, v, r, step);
+  } else {
+#pragma unroll
+    for (int j = 0; j < 4; ++j)
+#pragma unroll
+      for (int k = 0; k < V; ++k) a = op.reduce(a, v[j].v[k], r + j * step + k);
+    return a;
+  }
+}
 
 // a group's share of a contiguous row: a scalar head up to 16-byte alignment, then vectors
 template <int V, class Op, class In>
@@ -222,10 +245,7 @@ __device__ __forceinline__ typename Op::A row_vec(const Op& op, const In* base, 
     Vc v[4];
 #pragma unroll
     for (int j = 0; j < 4; ++j) v[j] = pv[i + j * G];
-#pragma unroll
-    for (int j = 0; j < 4; ++j)
-#pragma unroll
-      for (int k = 0; k < V; ++k) a = op.reduce(a, v[j].v[k], rv + (i + j * G) * V + k);
+    a = reduce4<V>(op, a, v, rv + i * V, (int64_t)G * V);
   }
   for (; i < nv; i += G) {
     const Vc v = pv[i];
@@ -365,7 +385,8 @@ Plan plan(const Geom& g, const void* data) {
   p.col = g.R < 32 || along_kept;
   if (!p.col) {
     const bool contig = g.nr == 1 && g.rst[0] == 1;
-    p.G = g.R >= 2048 ? kBlock : 32;
+    // a warp per row; the whole block only for few long rows (less to split)
+    p.G = g.M < 1024 && g.R >= 1024 ? kBlock : 32;
     const int64_t w = contig ? V : 1;
     split(p, g.R, g.M * p.G, p.G * w * 8, w);
     return p;
@@ -390,8 +411,7 @@ inline unsigned int row_blocks(int64_t tasks, int G) {
 template <class Op, class In>
 void run(const vt::Call& c, const Op& op, const vt_tensor* x, const Geom& g) {
   using A = typename Op::A;
-  constexpr int V = vec_of<In>() > 8 ? 8 : vec_of<In>();  // column kernel: V accumulators per thread
-  constexpr int VR = vec_of<In>();                        // row kernel: elements per 16-byte load
+  constexpr int V = vec_of<In>();
   if (g.M == 0) return;
   const In* data = vt::data<const In>(x);
   const Plan p = plan<V>(g, data);
@@ -408,7 +428,7 @@ void run(const vt::Call& c, const Op& op, const vt_tensor* x, const Geom& g) {
     vt::cuda::launch(c, "reduce (columns)", col_kernel<Op, In, V>, grid, kBlock, 0, op, data, g, p.ny, p.vec, p.Rs,
                      part);
   } else {
-    vt::cuda::launch(c, "reduce (rows)", row_kernel<Op, In, VR>, row_blocks(g.M * p.S, p.G), kBlock, 0, op, data, g,
+    vt::cuda::launch(c, "reduce (rows)", row_kernel<Op, In, V>, row_blocks(g.M * p.S, p.G), kBlock, 0, op, data, g,
                      p.G, p.S, p.Rs, part);
   }
   if (p.S == 1) return;
