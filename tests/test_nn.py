@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import vibetensor as vt
-from conftest import HAS_TORCH, LAYOUTS, TOL, assert_close, make, on, to_numpy, torch_tensor
+from conftest import DEVICES, HAS_TORCH, LAYOUTS, TOL, assert_close, make, on, to_numpy, torch_tensor, vt_from
 
 if HAS_TORCH:
     import torch as _torch
@@ -304,6 +304,220 @@ def test_mse_loss(rng, dtype, reduction, device, torch):
             assert_close(out, np.asarray(ref), dtype, scale=8, msg=f"{sa} {sb} {layout}")
     assert vt.autograd.gradcheck(lambda x, y: vt.mse_loss(x, y), [_r(rng, 3, 4), _r(rng, 4)])
     assert vt.autograd.gradcheck(lambda x, y: vt.mse_loss(x, y, reduction="none"), [_r(rng, 3), _r(rng, 3)])
+
+
+# -- every op of the family on every device: backward ops, long and odd rows, masks, determinism ----
+# The backward ops are called directly (not through autograd) so each device's kernels meet a float64
+# reference. Row lengths cover the kernels' cases: a row in registers, a row looped over memory
+# (> 16384 elements of 16 and 32-bit types in the forward kernels and softmax's backward; > 8192
+# in the norms' backward, whose weight gradients then take the column kernel), rows not a multiple
+# of the 16-byte vector
+# width, many tiny rows sharing a warp, a single row from a misaligned (offset) view.
+
+ROW_SHAPES = [(3, 4099), (2, 20001), (70, 33), (600, 7), (1, 1)]
+
+
+def offset_view(rng, n, dtype, device):
+    """A contiguous 1-d view of n elements starting 1 element into its storage (misaligned)."""
+    a = rng.uniform(-4, 4, n + 1)
+    base = vt_from(a, dtype, device)
+    return base[1:], to_numpy(base)[1:]
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_row_ops_long_and_odd_rows(rng, dtype, device):
+    cases = [make(rng, s, dtype, device=device) for s in ROW_SHAPES] + [offset_view(rng, 4096, dtype, device)]
+    for x, xn in cases:
+        msg = f"{tuple(x.shape)}"
+        for log in (False, True):
+            fn = vt.log_softmax if log else vt.softmax
+            assert_close(fn(x, -1), np_softmax(xn, -1, log), dtype, scale=4, msg=msg)
+        n = x.shape[-1]
+        w, wn = make(rng, (n,), dtype, device=device)
+        b, bn = make(rng, (n,), dtype, device=device)
+        assert_close(vt.layer_norm(x, [n], w, b), np_layer_norm(xn, 1, wn, bn), dtype, scale=8, msg=msg)
+        assert_close(vt.rms_norm(x, [n], w, eps=1e-6), np_layer_norm(xn, 1, wn, None, 1e-6, rms=True), dtype,
+                     scale=8, msg=msg)
+        if x.ndim == 2:
+            tn = rng.integers(0, n, x.shape[0])
+            tn[0] = -100
+            t = on(device, vt.tensor(tn))
+            for red in ("none", "mean", "sum"):
+                out = vt.cross_entropy(x, t, reduction=red, label_smoothing=0.1)
+                ref = np_cross_entropy(xn, tn, -100, 0.1, red)
+                if red == "mean" and not (tn != -100).any():
+                    assert np.isnan(to_numpy(out))
+                    continue
+                assert_close(out, np.asarray(ref), dtype, scale=8, msg=f"{msg} {red}")
+
+
+def np_softmax_backward(g, y, dim, log):
+    return g - np.exp(y) * g.sum(dim, keepdims=True) if log else y * (g - (g * y).sum(dim, keepdims=True))
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("shape", [(4, 33), (2, 3, 5), (2, 17001), (70, 33), (), (0, 3)], ids=str)
+@pytest.mark.parametrize("log", [False, True])
+def test_softmax_backward_ops(rng, dtype, shape, log, device):
+    fwd, bwd = (vt.log_softmax, vt.ops.core.log_softmax_backward) if log else (vt.softmax, vt.ops.core.softmax_backward)
+    for layout in ("contiguous", "transposed"):
+        x, _ = make(rng, shape, dtype, layout, device)
+        g, gn = make(rng, shape, dtype, layout, device)
+        for dim in ((-1, 0) if shape else (0,)):
+            y = fwd(x, dim)
+            yn = to_numpy(y).astype(np.float64)
+            ref = np_softmax_backward(gn, yn, dim, log) if shape else (gn - np.exp(yn) * gn if log else yn * (gn - gn * yn))
+            assert_close(bwd(g, y, dim), ref, dtype, scale=8, msg=f"{layout} dim {dim}")
+
+
+def np_norm_backward(x, g, n, w, eps, rms):
+    ax = tuple(range(x.ndim - n, x.ndim))
+    mu = 0.0 if rms else x.mean(ax, keepdims=True)
+    var = (x * x).mean(ax, keepdims=True) if rms else ((x - mu) ** 2).mean(ax, keepdims=True)
+    rs = 1 / np.sqrt(var + eps)
+    xh = (x - mu) * rs
+    gw = g * w if w is not None else g
+    mg = 0.0 if rms else gw.mean(ax, keepdims=True)
+    gx = rs * (gw - mg - xh * (gw * xh).mean(ax, keepdims=True))
+    lead = tuple(range(x.ndim - n))
+    return gx, (g * xh).sum(lead), g.sum(lead)
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("shape,n", [((4, 8), 1), ((2, 3, 5), 2), ((70, 33), 1), ((3, 4099), 1), ((2, 9001), 1),
+                                     ((600, 7), 1), ((0, 4), 1)], ids=str)
+@pytest.mark.parametrize("affine", [True, False])
+def test_norm_backward_ops(rng, dtype, shape, n, affine, device):
+    ns = list(shape[len(shape) - n:])
+    rows = int(np.prod(shape[:len(shape) - n]))
+    x, xn = make(rng, shape, dtype, "transposed", device)
+    g, gn = make(rng, shape, dtype, device=device)
+    w, wn = make(rng, ns, dtype, device=device) if affine else (None, None)
+    b = make(rng, ns, dtype, device=device)[0] if affine else None
+    scale = 8 * max(1, rows) ** 0.5  # grad_weight/grad_bias add a column over the rows
+    _, mean, rstd = vt.ops.core.layer_norm(x, ns, w, b, 1e-5)
+    gx, gw, gb = vt.ops.core.layer_norm_backward(g, x, ns, mean, rstd, w, b)
+    rx, rw, rb = np_norm_backward(xn, gn, n, wn, 1e-5, False)
+    assert_close(gx, rx, dtype, scale=8, msg="layer_norm grad_input")
+    if affine:
+        assert_close(gw, rw, dtype, scale=scale, msg="layer_norm grad_weight")
+        assert_close(gb, rb, dtype, scale=scale, msg="layer_norm grad_bias")
+    else:
+        assert gw.shape == (0,) and gb.shape == (0,)
+    _, rstd = vt.ops.core.rms_norm(x, ns, w, 1e-6)
+    gx, gw = vt.ops.core.rms_norm_backward(g, x, ns, rstd, w)
+    rx, rw, _ = np_norm_backward(xn, gn, n, wn, 1e-6, True)
+    assert_close(gx, rx, dtype, scale=8, msg="rms_norm grad_input")
+    if affine:
+        assert_close(gw, rw, dtype, scale=scale, msg="rms_norm grad_weight")
+
+
+def np_cross_entropy_backward(x, t, go, ignore_index, eps, reduction):
+    moved = x.ndim > 1
+    xm = np.moveaxis(x, 1, -1) if moved else x[None]
+    t = np.asarray(t).reshape(xm.shape[:-1])
+    keep = t != ignore_index
+    C = xm.shape[-1]
+    p = np.exp(xm - xm.max(-1, keepdims=True))
+    p /= p.sum(-1, keepdims=True)
+    onehot = np.eye(C)[np.where(keep, t, 0)]
+    w = np.asarray(go, np.float64).reshape(t.shape) if reduction == "none" else float(go) * np.ones(t.shape)
+    if reduction == "mean":
+        w = w / keep.sum()
+    grad = (p - eps / C - (1 - eps) * onehot) * (w * keep)[..., None]
+    return np.moveaxis(grad, -1, 1) if moved else grad[0]
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("shape", [(6, 5), (4, 3, 2, 3), (5,), (3, 4099), (70, 33), (0, 4)], ids=str)
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_cross_entropy_backward_op(rng, dtype, shape, reduction, device):
+    C = shape[1] if len(shape) > 1 else shape[0]
+    tshape = (shape[0],) + shape[2:] if len(shape) > 1 else ()
+    tn = np.asarray(rng.integers(0, C, tshape), np.int64)
+    if tn.size > 2:
+        tn.flat[1] = -100
+    t = on(device, vt.tensor(tn))
+    for layout in ("contiguous", "transposed"):
+        x, xn = make(rng, shape, dtype, layout, device)
+        for eps in (0.0, 0.1):
+            loss, lse = vt.ops.core.cross_entropy(x, t, -100, eps, reduction)
+            go, gon = make(rng, loss.shape, dtype, device=device)
+            gi = vt.ops.core.cross_entropy_backward(go, x, t, lse, -100, eps, reduction)
+            if reduction == "mean" and not (tn != -100).any():
+                continue  # 0 / 0
+            assert_close(gi, np_cross_entropy_backward(xn, tn, gon, -100, eps, reduction), dtype, scale=4,
+                         msg=f"{layout} eps {eps}")
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+def test_dropout_on_device_draws_the_cpu_mask(rng, dtype, device):
+    x, xn = make(rng, (37, 129), dtype, device=device)  # 4773 elements: the last Philox group is partial
+    xc = x.cpu()
+    for p in (0.3, 0.9):
+        vt.manual_seed(42)
+        out, mask = vt.ops.core.dropout(x, p, True)
+        vt.manual_seed(42)
+        out_c, mask_c = vt.ops.core.dropout(xc, p, True)
+        m = to_numpy(mask)
+        assert m.dtype == np.bool_ and np.array_equal(m, to_numpy(mask_c))
+        assert abs(m.mean() - (1 - p)) < 0.03
+        assert_close(out, np.where(m, xn / (1 - p), 0.0), dtype)
+        assert_close(out, to_numpy(out_c), dtype)
+        g, gn = make(rng, (37, 129), dtype, "transposed", device)
+        assert_close(vt.ops.core.dropout_backward(g, mask, 1 / (1 - p)), np.where(m, gn / (1 - p), 0.0), dtype)
+    out2, mask2 = vt.ops.core.dropout(x, 0.9, True)  # the stream moved on: a new mask
+    assert not np.array_equal(to_numpy(mask2), m)
+    t, tn = make(rng, (5, 6), dtype, "transposed", device)  # a strided input, offset views
+    for v, vn in ((t, tn), offset_view(rng, 1001, dtype, device)):
+        o, mk = vt.ops.core.dropout(v, 0.5, True)
+        assert_close(o, np.where(to_numpy(mk), vn * 2.0, 0.0), dtype)
+    for args in ((0.5, False), (0.0, True)):  # eval and p = 0: a copy, every element kept
+        o, mk = vt.ops.core.dropout(t, *args)
+        assert_close(o, tn, dtype)
+        assert to_numpy(mk).all()
+    o, mk = vt.ops.core.dropout(t, 1.0, True)
+    assert not to_numpy(o).any() and not to_numpy(mk).any()
+    assert vt.ops.core.dropout(on(device, vt.zeros(0, 3, dtype=getattr(vt, dtype))), 0.5, True)[0].shape == (0, 3)
+
+
+def test_nn_reductions_are_deterministic(rng, device):
+    """Float reductions run in a fixed order: the same bits twice (no atomics)."""
+    xn = rng.standard_normal((1000, 384)).astype(np.float32)
+    x, g = on(device, vt.tensor(xn), vt.tensor(rng.standard_normal((1000, 384)).astype(np.float32)))
+    w, b = on(device, vt.tensor(rng.standard_normal(384).astype(np.float32)),
+              vt.tensor(rng.standard_normal(384).astype(np.float32)))
+    t = on(device, vt.tensor(rng.integers(0, 384, 1000)))
+
+    def run():
+        _, mean, rstd = vt.ops.core.layer_norm(x, [384], w, b, 1e-5)
+        r = list(vt.ops.core.layer_norm_backward(g, x, [384], mean, rstd, w, b))
+        loss, lse = vt.ops.core.cross_entropy(x, t, -100, 0.1, "mean")
+        r += [loss, lse, vt.ops.core.cross_entropy_backward(loss, x, t, lse, -100, 0.1, "mean")]
+        r += [vt.mse_loss(x, g), vt.mse_loss(x, g, reduction="sum"), vt.softmax(x, 1), vt.softmax(x, 0)]
+        return [to_numpy(v) for v in r]
+
+    for a, b_ in zip(run(), run()):
+        assert np.array_equal(a, b_, equal_nan=True)
+
+
+@pytest.mark.skipif("cuda" not in DEVICES, reason="no CUDA device")
+def test_dropout_in_a_cuda_graph_draws_fresh_masks_equal_to_eager():
+    vcuda = vt.cuda
+    x = vt.ones(4096, device="cuda")
+    vt.ops.core.dropout(x, 0.5, True)  # warm up outside the capture
+    g = vcuda.CUDAGraph()
+    with vcuda.graph(g):
+        _, mask = vt.ops.core.dropout(x, 0.5, True)
+    vcuda.manual_seed(7)
+    g.replay()
+    m1 = to_numpy(mask)
+    g.replay()
+    m2 = to_numpy(mask)
+    vcuda.manual_seed(7)
+    e1 = to_numpy(vt.ops.core.dropout(x, 0.5, True)[1])
+    e2 = to_numpy(vt.ops.core.dropout(x, 0.5, True)[1])
+    assert np.array_equal(m1, e1) and np.array_equal(m2, e2) and not np.array_equal(m1, m2)
 
 
 # -- optimisers ----------------------------------------------------------------------------------

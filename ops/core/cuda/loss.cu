@@ -24,7 +24,6 @@
 namespace {
 
 using rowwise::acc_t;
-using rowwise::Vec;
 
 constexpr int kSlots = 4;          // 64 bytes of logits per thread per chunk
 constexpr int kFinishThreads = 1024;
@@ -92,30 +91,32 @@ __global__ void __launch_bounds__(rowwise::kMaxTpr)
     rowwise::LSE<A> st;
     A sx = A(0);
     for (int ch = 0; ch < chunks; ++ch) {
-      Vec<T, V> c[K];
+      rowwise::Slot c[K];
       int lim[K];
       A cm = A(-INFINITY);
 #pragma unroll
       for (int k = 0; k < K; ++k) {
         const int s = g.slot(ch, k, K);
         lim[k] = rowwise::valid<V>(s, n);
-        c[k] = rowwise::load_slot<T, V>(xr, s, lim[k], p.vec);
+        c[k] = rowwise::load_slot<T>(xr, s, lim[k], p.vec);
       }
 #pragma unroll
       for (int k = 0; k < K; ++k)
 #pragma unroll
         for (int j = 0; j < V; ++j) {
-          const A v = A(c[k].v[j]);
+          const A v = rowwise::get<T>(c[k], j);
           sx += v;  // missing elements are 0
-          if (j < lim[k]) cm = vt::cuda::Max{}(cm, v);
+          cm = vt::cuda::Max{}(cm, j < lim[k] ? v : A(-INFINITY));
         }
       st.add(cm, [&](A nm) {
         A sum = A(0);
 #pragma unroll
         for (int k = 0; k < K; ++k)
 #pragma unroll
-          for (int j = 0; j < V; ++j)
-            if (j < lim[k]) sum += rowwise::fexp(A(c[k].v[j]) - nm);
+          for (int j = 0; j < V; ++j) {
+            const A e = rowwise::fexp(rowwise::get<T>(c[k], j) - nm);
+            sum += j < lim[k] ? e : A(0);
+          }
         return sum;
       });
     }
@@ -214,23 +215,21 @@ __global__ void __launch_bounds__(rowwise::kMaxTpr)
     const T* xr = x + row * C;
     T* ir = gi + row * C;
     for (int ch = 0; ch < chunks; ++ch) {
-      Vec<T, V> c[K];
+      rowwise::Slot c[K];
 #pragma unroll
       for (int k = 0; k < K; ++k) {
         const int s = g.slot(ch, k, K);
-        c[k] = rowwise::load_slot<T, V>(xr, s, rowwise::valid<V>(s, n), p.vec);
+        c[k] = rowwise::load_slot<T>(xr, s, rowwise::valid<V>(s, n), p.vec);
       }
 #pragma unroll
       for (int k = 0; k < K; ++k) {
         const int s = g.slot(ch, k, K);
-        Vec<T, V> o;
-#pragma unroll
-        for (int j = 0; j < V; ++j) {
-          A v = w * (rowwise::fexp(A(c[k].v[j]) - l) - eC);
+        const rowwise::Slot o = rowwise::make_slot<T>([&](int j) {
+          A v = w * (rowwise::fexp(rowwise::get<T>(c[k], j) - l) - eC);
           if (s * V + j == t) v -= w * keep;
-          o.v[j] = ign ? T(0.0f) : T(v);
-        }
-        rowwise::store_slot<T, V>(ir, s, rowwise::valid<V>(s, n), p.vec, o);
+          return ign ? A(0) : v;
+        });
+        rowwise::store_slot<T>(ir, s, rowwise::valid<V>(s, n), p.vec, o);
       }
     }
   }
@@ -282,7 +281,8 @@ struct SqDiffA {  // to be reduced: kept in the compute type
 
 // stage 1: block b adds elements b*256 + t, + gridDim*256, ... in float64
 template <class A>
-__global__ void __launch_bounds__(vt::cuda::kThreads) sum_partials(const A* __restrict__ v, int64_t n, double* __restrict__ part) {
+__global__ void __launch_bounds__(vt::cuda::kThreads)
+    sum_partials(const A* __restrict__ v, int64_t n, double* __restrict__ part) {
   double s = 0;
   for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
     s += (double)v[i];
@@ -346,8 +346,8 @@ VT_COMPUTE(cross_entropy_backward_cuda, "core::cross_entropy_backward") {
   const vt_tensor* x = c.arg(1, "input").tensor();
   const vt_tensor* t = c.arg(2, "target").tensor();
   const vt_tensor* lse = c.arg(3, "lse").tensor();
-  CEGrad q{c.arg(4, "ignore_index").int_(), reduction_of(c.arg(6, "reduction").str()), c.arg(5, "label_smoothing").float_(),
-           nullptr};
+  CEGrad q{c.arg(4, "ignore_index").int_(), reduction_of(c.arg(6, "reduction").str()),
+           c.arg(5, "label_smoothing").float_(), nullptr};
   const CELayout L = layout_of(x);
   const int64_t P = L.N * L.inner;
   const vt_tensor* gin = c.out(0);

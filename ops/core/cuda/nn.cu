@@ -4,7 +4,7 @@
 // Shape legend: the input is (outer, D, inner) around `dim`; a line is the D elements of one
 // (outer, inner) position. inner == 1 (dim is the last): lines are rows and go through the row
 // kernels of rowwise.cuh (a row in registers while it fits, 16-byte accesses, one read and one
-// write per element; longer rows are read once more). inner > 1: one thread per line, adjacent
+// write per element; longer rows are read once per pass). inner > 1: one thread per line, adjacent
 // threads on adjacent lines (coalesced), two passes. Non-contiguous inputs are made contiguous
 // first (as on cpu). float16/bfloat16 compute in float32, float64 in double. Reductions run in a
 // fixed order: the same bits on every run.
@@ -20,10 +20,13 @@
 namespace {
 
 using rowwise::acc_t;
-using rowwise::bwd_slots;
-using rowwise::fwd_slots;
-using rowwise::Vec;
+using vt::cuda::Vec;
 
+// 16-byte slots per thread: the forward keeps 128 bytes of a row in registers (64 of float64, whose
+// registers would spill), the backward 64 bytes of each of its two rows
+template <class T>
+constexpr int fwd_slots() { return sizeof(T) == 8 ? 4 : 8; }
+constexpr int kBwdSlots = 4;
 
 struct Lines {  // the (outer, D, inner) view around dim
   int64_t outer = 1, D = 1, inner = 1;
@@ -49,7 +52,7 @@ __global__ void __launch_bounds__(rowwise::kMaxTpr)
   using A = acc_t<T>;
   const rowwise::Group g(p.tpr);
   const int rpb = p.rows_per_block(), chunks = (int)p.chunks;
-  Vec<T, V> c[K];
+  rowwise::Slot c[K];
   for (int64_t r0 = (int64_t)blockIdx.x * rpb; r0 < M; r0 += (int64_t)gridDim.x * rpb) {
     const bool live = r0 + g.index < M;
     const int n = live ? N : 0;  // a dead row reads and writes nothing
@@ -60,10 +63,9 @@ __global__ void __launch_bounds__(rowwise::kMaxTpr)
 #pragma unroll
       for (int k = 0; k < K; ++k) {
         const int s = g.slot(ch, k, K), lim = rowwise::valid<V>(s, n);
-        c[k] = rowwise::load_slot<T, V>(xr, s, lim, p.vec);
+        c[k] = rowwise::load_slot<T>(xr, s, lim, p.vec);
 #pragma unroll
-        for (int j = 0; j < V; ++j)
-          if (j < lim) m = vt::cuda::Max{}(m, A(c[k].v[j]));
+        for (int j = 0; j < V; ++j) m = vt::cuda::Max{}(m, j < lim ? rowwise::get<T>(c[k], j) : A(-INFINITY));
       }
     m = g.max(m);
     A sum = A(0);
@@ -71,10 +73,12 @@ __global__ void __launch_bounds__(rowwise::kMaxTpr)
 #pragma unroll
       for (int k = 0; k < K; ++k) {
         const int s = g.slot(ch, k, K), lim = rowwise::valid<V>(s, n);
-        if (chunks > 1) c[k] = rowwise::load_slot<T, V>(xr, s, lim, p.vec);
+        if (chunks > 1) c[k] = rowwise::load_slot<T>(xr, s, lim, p.vec);
 #pragma unroll
-        for (int j = 0; j < V; ++j)
-          if (j < lim) sum += rowwise::fexp(A(c[k].v[j]) - m);
+        for (int j = 0; j < V; ++j) {  // selects, not branches
+          const A e = rowwise::fexp(rowwise::get<T>(c[k], j) - m);
+          sum += j < lim ? e : A(0);
+        }
       }
     sum = g.sum(sum);
     const A inv = A(1) / sum, shift = m + rowwise::flog(sum);
@@ -83,14 +87,12 @@ __global__ void __launch_bounds__(rowwise::kMaxTpr)
 #pragma unroll
       for (int k = 0; k < K; ++k) {
         const int s = g.slot(ch, k, K), lim = rowwise::valid<V>(s, n);
-        if (chunks > 1) c[k] = rowwise::load_slot<T, V>(xr, s, lim, p.vec);
-        Vec<T, V> o;
-#pragma unroll
-        for (int j = 0; j < V; ++j) {
-          const A v = A(c[k].v[j]);
-          o.v[j] = T(log ? v - shift : rowwise::fexp(v - m) * inv);
-        }
-        rowwise::store_slot<T, V>(yr, s, lim, p.vec, o);
+        if (chunks > 1) c[k] = rowwise::load_slot<T>(xr, s, lim, p.vec);
+        const rowwise::Slot o = rowwise::make_slot<T>([&](int j) {
+          const A v = rowwise::get<T>(c[k], j);
+          return log ? v - shift : rowwise::fexp(v - m) * inv;
+        });
+        rowwise::store_slot<T>(yr, s, lim, p.vec, o);
       }
   }
 }
@@ -125,7 +127,7 @@ __global__ void __launch_bounds__(rowwise::kMaxTpr)
   using A = acc_t<T>;
   const rowwise::Group g(p.tpr);
   const int rpb = p.rows_per_block(), chunks = (int)p.chunks;
-  Vec<T, V> cg[K], cy[K];
+  rowwise::Slot cg[K], cy[K];
   for (int64_t r0 = (int64_t)blockIdx.x * rpb; r0 < M; r0 += (int64_t)gridDim.x * rpb) {
     const bool live = r0 + g.index < M;
     const int n = live ? N : 0;
@@ -136,10 +138,13 @@ __global__ void __launch_bounds__(rowwise::kMaxTpr)
 #pragma unroll
       for (int k = 0; k < K; ++k) {
         const int sl = g.slot(ch, k, K), lim = rowwise::valid<V>(sl, n);
-        cg[k] = rowwise::load_slot<T, V>(gr, sl, lim, p.vec);
-        cy[k] = rowwise::load_slot<T, V>(yr, sl, lim, p.vec);
+        cg[k] = rowwise::load_slot<T>(gr, sl, lim, p.vec);
+        cy[k] = rowwise::load_slot<T>(yr, sl, lim, p.vec);
 #pragma unroll
-        for (int j = 0; j < V; ++j) s += log ? A(cg[k].v[j]) : A(cg[k].v[j]) * A(cy[k].v[j]);
+        for (int j = 0; j < V; ++j) {
+          const A a = rowwise::get<T>(cg[k], j);
+          s += log ? a : a * rowwise::get<T>(cy[k], j);
+        }
       }
     s = g.sum(s);
     T* ir = gi + off;
@@ -148,16 +153,14 @@ __global__ void __launch_bounds__(rowwise::kMaxTpr)
       for (int k = 0; k < K; ++k) {
         const int sl = g.slot(ch, k, K), lim = rowwise::valid<V>(sl, n);
         if (chunks > 1) {
-          cg[k] = rowwise::load_slot<T, V>(gr, sl, lim, p.vec);
-          cy[k] = rowwise::load_slot<T, V>(yr, sl, lim, p.vec);
+          cg[k] = rowwise::load_slot<T>(gr, sl, lim, p.vec);
+          cy[k] = rowwise::load_slot<T>(yr, sl, lim, p.vec);
         }
-        Vec<T, V> o;
-#pragma unroll
-        for (int j = 0; j < V; ++j) {
-          const A a = A(cg[k].v[j]), b = A(cy[k].v[j]);
-          o.v[j] = T(log ? a - rowwise::fexp(b) * s : b * (a - s));
-        }
-        rowwise::store_slot<T, V>(ir, sl, lim, p.vec, o);
+        const rowwise::Slot o = rowwise::make_slot<T>([&](int j) {
+          const A a = rowwise::get<T>(cg[k], j), b = rowwise::get<T>(cy[k], j);
+          return log ? a - rowwise::fexp(b) * s : b * (a - s);
+        });
+        rowwise::store_slot<T>(ir, sl, lim, p.vec, o);
       }
   }
 }
@@ -193,10 +196,11 @@ void softmax_fwd(vt::Call& c, bool log) {
     const T* xp = vt::data<const T>(x.t);
     T* yp = vt::data<T>(out);
     if (L.inner == 1) {
-      const rowwise::Plan p = rowwise::plan_rows(c, L.outer, L.D, rowwise::width<T>(), fwd_slots<T>(),
+      constexpr int K = fwd_slots<T>();
+      const rowwise::Plan p = rowwise::plan_rows(c, L.outer, L.D, rowwise::width<T>(), K,
                                                  rowwise::aligned16(xp) && rowwise::aligned16(yp));
-      vt::cuda::launch(c, "softmax_rows", softmax_rows<T, fwd_slots<T>()>, p.blocks, p.threads, 0, xp, yp, L.outer,
-                       (int)L.D, p, log);
+      vt::cuda::launch(c, "softmax_rows", softmax_rows<T, K>, p.blocks, p.threads, 0, xp, yp, L.outer, (int)L.D, p,
+                       log);
     } else {
       vt::cuda::launch(c, "softmax_cols", softmax_cols<T>, vt::cuda::grid_for(L.outer * L.inner), vt::cuda::kThreads,
                        0, xp, yp, L, log);
@@ -218,8 +222,8 @@ void softmax_bwd(vt::Call& c, bool log) {
     T* ip = vt::data<T>(out);
     if (L.inner == 1) {
       const bool al = rowwise::aligned16(gp) && rowwise::aligned16(yp) && rowwise::aligned16(ip);
-      const rowwise::Plan p = rowwise::plan_rows(c, L.outer, L.D, rowwise::width<T>(), bwd_slots<T>(), al);
-      vt::cuda::launch(c, "softmax_bwd_rows", softmax_bwd_rows<T, bwd_slots<T>()>, p.blocks, p.threads, 0, gp, yp, ip,
+      const rowwise::Plan p = rowwise::plan_rows(c, L.outer, L.D, rowwise::width<T>(), kBwdSlots, al);
+      vt::cuda::launch(c, "softmax_bwd_rows", softmax_bwd_rows<T, kBwdSlots>, p.blocks, p.threads, 0, gp, yp, ip,
                        L.outer, (int)L.D, p, log);
     } else {
       vt::cuda::launch(c, "softmax_bwd_cols", softmax_bwd_cols<T>, vt::cuda::grid_for(L.outer * L.inner),
@@ -237,7 +241,8 @@ __global__ void __launch_bounds__(vt::cuda::kThreads)
   using A = acc_t<T>;
   const vt_philox_seed_offset so = vt_philox_unpack(args);
   const int64_t groups = (n + 3) / 4;
-  for (int64_t gi = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; gi < groups; gi += (int64_t)gridDim.x * blockDim.x) {
+  const int64_t step = (int64_t)gridDim.x * blockDim.x;
+  for (int64_t gi = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; gi < groups; gi += step) {
     const vt::philox::Philox4x32 r = vt::philox::philox_group(so.seed, so.offset + (uint64_t)gi);
     const int64_t i0 = gi * 4;
     if (vec && i0 + 4 <= n) {  // one access per operand (16 bytes for float32)

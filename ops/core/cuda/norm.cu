@@ -4,9 +4,10 @@
 //
 // Shape legend: input (..., *normalized_shape) is M rows of N = prod(normalized_shape); mean/rstd
 // hold M values of A (float32 for float16/bfloat16 and float32 inputs, else float64).
-// Forward: one row kernel (rowwise.cuh): the row stays in registers while it fits (rows of up to
-// 16384 float32 / 32768 16-bit elements), mean then the variance around it from registers (two
-// passes over registers, one read of global memory), out written in the input dtype.
+// Forward: one row kernel (rowwise.cuh): the row, and the weight and bias beside it, stay in
+// registers while they fit (rows of up to 16384 elements; longer rows are read once per pass), mean
+// then the variance around it (two passes over registers, one read of global memory), out written
+// in the input dtype.
 // Backward: grad_input in one row kernel; grad_weight/grad_bias by a deterministic two-stage
 // column sum: each row group (a warp or a block) adds g * xhat and g of its rows, a fixed set, into
 // registers and writes one partial row; column_sum adds the partial rows in a fixed order. Rows
@@ -19,10 +20,18 @@
 namespace {
 
 using rowwise::acc_t;
-using rowwise::fwd_slots;
-using rowwise::Vec;
 
-constexpr int kRowsPerGroup = 16;   // backward: rows each group adds into its grad_weight partial
+// 16-byte slots per thread. Forward: 128 bytes of a float32 row, 64 of a 16-bit or float64 one,
+// with weight and bias loaded next to the row (registers for three rows' worth). Backward: two
+// rows and grad_weight/grad_bias partials of A for 16 elements (8 of float64).
+template <class T>
+constexpr int fwd_slots() { return sizeof(T) == 4 ? 8 : 4; }
+template <class T>
+constexpr int bwd_slots() { return sizeof(T) == 2 ? 2 : 4; }
+
+// backward: rows each group adds into its grad_weight/grad_bias partial row (a warp's rows are
+// short, so more partial rows cost little and keep more warps busy)
+constexpr int64_t kRowsPerBlockGroup = 16, kRowsPerWarpGroup = 4;
 constexpr int64_t kMaxGroups = 4096;
 
 
@@ -46,7 +55,8 @@ __global__ void __launch_bounds__(rowwise::kMaxTpr)
   using A = acc_t<T>;
   const rowwise::Group g(p.tpr);
   const int rpb = p.rows_per_block(), chunks = (int)p.chunks;
-  Vec<T, V> c[K];
+  constexpr bool kPrefetch = sizeof(T) <= 4;  // weight/bias in registers with the row (not float64)
+  rowwise::Slot c[K], wv[kPrefetch ? K : 1], bv[kPrefetch ? K : 1];
   for (int64_t r0 = (int64_t)blockIdx.x * rpb; r0 < M; r0 += (int64_t)gridDim.x * rpb) {
     const bool live = r0 + g.index < M;
     const int64_t row = live ? r0 + g.index : 0;
@@ -56,10 +66,19 @@ __global__ void __launch_bounds__(rowwise::kMaxTpr)
     for (int ch = 0; ch < chunks; ++ch)
 #pragma unroll
       for (int k = 0; k < K; ++k) {
-        const int sl = g.slot(ch, k, K);
-        c[k] = rowwise::load_slot<T, V>(xr, sl, rowwise::valid<V>(sl, n), p.vec);
+        const int sl = g.slot(ch, k, K), lim = rowwise::valid<V>(sl, n);
+        c[k] = rowwise::load_slot<T>(xr, sl, lim, p.vec);
+        if constexpr (kPrefetch) {
+          if (chunks == 1) {  // weight and bias in flight during the reductions
+            if (w) wv[k] = rowwise::load_slot<T>(w, sl, lim, p.vec);
+            if (b) bv[k] = rowwise::load_slot<T>(b, sl, lim, p.vec);
+          }
+        }
 #pragma unroll
-        for (int j = 0; j < V; ++j) s += rms ? A(c[k].v[j]) * A(c[k].v[j]) : A(c[k].v[j]);
+        for (int j = 0; j < V; ++j) {
+          const A v = rowwise::get<T>(c[k], j);
+          s += rms ? v * v : v;
+        }
       }
     s = g.sum(s);
     A mu = A(0), var;
@@ -72,17 +91,17 @@ __global__ void __launch_bounds__(rowwise::kMaxTpr)
 #pragma unroll
         for (int k = 0; k < K; ++k) {
           const int sl = g.slot(ch, k, K), lim = rowwise::valid<V>(sl, n);
-          if (chunks > 1) c[k] = rowwise::load_slot<T, V>(xr, sl, lim, p.vec);
+          if (chunks > 1) c[k] = rowwise::load_slot<T>(xr, sl, lim, p.vec);
 #pragma unroll
           for (int j = 0; j < V; ++j) {
-            const A d = A(c[k].v[j]) - mu;
-            if (j < lim) q += d * d;
+            const A d = rowwise::get<T>(c[k], j) - mu;
+            q += j < lim ? d * d : A(0);
           }
         }
       q = g.sum(q);
       var = N ? q / (A)N : A(0);
     }
-    const A rs = (A)(1.0 / sqrt((double)var + eps));
+    const A rs = A(1) / sqrt(var + (A)eps);  // in A: a float64 slow path here costs registers
     if (live && g.lane == 0) {
       if (!rms) mean[row] = mu;
       rstd[row] = rs;
@@ -92,18 +111,22 @@ __global__ void __launch_bounds__(rowwise::kMaxTpr)
 #pragma unroll
       for (int k = 0; k < K; ++k) {
         const int sl = g.slot(ch, k, K), lim = rowwise::valid<V>(sl, n);
-        if (chunks > 1) c[k] = rowwise::load_slot<T, V>(xr, sl, lim, p.vec);
-        Vec<T, V> wv, bv, o;
-        if (w) wv = rowwise::load_slot<T, V>(w, sl, lim, p.vec);
-        if (b) bv = rowwise::load_slot<T, V>(b, sl, lim, p.vec);
-#pragma unroll
-        for (int j = 0; j < V; ++j) {
-          A v = (A(c[k].v[j]) - mu) * rs;
-          if (w) v = v * A(wv.v[j]);
-          if (b) v = v + A(bv.v[j]);
-          o.v[j] = T(v);
+        if (chunks > 1) c[k] = rowwise::load_slot<T>(xr, sl, lim, p.vec);
+        rowwise::Slot wk, bk;
+        if (kPrefetch && chunks == 1) {
+          wk = wv[kPrefetch ? k : 0];
+          bk = bv[kPrefetch ? k : 0];
+        } else {
+          if (w) wk = rowwise::load_slot<T>(w, sl, lim, p.vec);
+          if (b) bk = rowwise::load_slot<T>(b, sl, lim, p.vec);
         }
-        rowwise::store_slot<T, V>(yr, sl, lim, p.vec, o);
+        const rowwise::Slot o = rowwise::make_slot<T>([&](int j) {
+          A v = (rowwise::get<T>(c[k], j) - mu) * rs;
+          if (w) v = v * rowwise::get<T>(wk, j);
+          if (b) v = v + rowwise::get<T>(bk, j);
+          return v;
+        });
+        rowwise::store_slot<T>(yr, sl, lim, p.vec, o);
       }
   }
 }
@@ -138,9 +161,11 @@ void norm_forward(vt::Call& c) {
     const T* wp = wc.t ? vt::data<const T>(wc.t) : nullptr;
     const T* bp = bc.t ? vt::data<const T>(bc.t) : nullptr;
     T* yp = vt::data<T>(out);
-    const bool al = rowwise::aligned16(xp) && rowwise::aligned16(yp) && rowwise::aligned16(wp) && rowwise::aligned16(bp);
-    const rowwise::Plan p = rowwise::plan_rows(c, M, N, rowwise::width<T>(), fwd_slots<T>(), al);
-    vt::cuda::launch(c, "norm_rows", norm_rows<T, fwd_slots<T>()>, p.blocks, p.threads, 0, xp, wp, bp, yp,
+    const bool al =
+        rowwise::aligned16(xp) && rowwise::aligned16(yp) && rowwise::aligned16(wp) && rowwise::aligned16(bp);
+    constexpr int K = fwd_slots<T>();
+    const rowwise::Plan p = rowwise::plan_rows(c, M, N, rowwise::width<T>(), K, al);
+    vt::cuda::launch(c, "norm_rows", norm_rows<T, K>, p.blocks, p.threads, 0, xp, wp, bp, yp,
                      RMS ? nullptr : vt::data<A>(mean), vt::data<A>(rstd), M, (int)N, p, eps, RMS);
   });
 }
@@ -159,7 +184,7 @@ __global__ void __launch_bounds__(rowwise::kMaxTpr)
   using A = acc_t<T>;
   const rowwise::Group g(p.tpr);
   const int rpb = p.rows_per_block(), chunks = (int)p.chunks;
-  Vec<T, V> cg[K], cx[K];
+  rowwise::Slot cg[K], cx[K];
   A pw[K][V], pb[K][V];
 #pragma unroll
   for (int k = 0; k < K; ++k)
@@ -176,15 +201,15 @@ __global__ void __launch_bounds__(rowwise::kMaxTpr)
 #pragma unroll
       for (int k = 0; k < K; ++k) {
         const int sl = g.slot(ch, k, K), lim = rowwise::valid<V>(sl, n);
-        cg[k] = rowwise::load_slot<T, V>(gr, sl, lim, p.vec);
-        cx[k] = rowwise::load_slot<T, V>(xr, sl, lim, p.vec);
-        Vec<T, V> wv;
-        if (w) wv = rowwise::load_slot<T, V>(w, sl, lim, p.vec);
+        cg[k] = rowwise::load_slot<T>(gr, sl, lim, p.vec);
+        cx[k] = rowwise::load_slot<T>(xr, sl, lim, p.vec);
+        rowwise::Slot wv;
+        if (w) wv = rowwise::load_slot<T>(w, sl, lim, p.vec);
 #pragma unroll
         for (int j = 0; j < V; ++j) {
-          const A gw = w ? A(cg[k].v[j]) * A(wv.v[j]) : A(cg[k].v[j]);
+          const A gw = w ? rowwise::get<T>(cg[k], j) * rowwise::get<T>(wv, j) : rowwise::get<T>(cg[k], j);
           s1 += gw;
-          s2 += gw * ((A(cx[k].v[j]) - mu) * rs);
+          s2 += gw * ((rowwise::get<T>(cx[k], j) - mu) * rs);
         }
       }
     s1 = rms ? A(0) : g.sum(s1);
@@ -196,22 +221,25 @@ __global__ void __launch_bounds__(rowwise::kMaxTpr)
       for (int k = 0; k < K; ++k) {
         const int sl = g.slot(ch, k, K), lim = rowwise::valid<V>(sl, n);
         if (chunks > 1) {
-          cg[k] = rowwise::load_slot<T, V>(gr, sl, lim, p.vec);
-          cx[k] = rowwise::load_slot<T, V>(xr, sl, lim, p.vec);
+          cg[k] = rowwise::load_slot<T>(gr, sl, lim, p.vec);
+          cx[k] = rowwise::load_slot<T>(xr, sl, lim, p.vec);
         }
-        Vec<T, V> wv, o;
-        if (w) wv = rowwise::load_slot<T, V>(w, sl, lim, p.vec);
+        rowwise::Slot wv;
+        if (w) wv = rowwise::load_slot<T>(w, sl, lim, p.vec);
+        const rowwise::Slot o = rowwise::make_slot<T>([&](int j) {
+          const A gv = rowwise::get<T>(cg[k], j), xh = (rowwise::get<T>(cx[k], j) - mu) * rs;
+          const A gw = w ? gv * rowwise::get<T>(wv, j) : gv;
+          return rs * (gw - mg - xh * mgx);
+        });
+        if (fuse) {
 #pragma unroll
-        for (int j = 0; j < V; ++j) {
-          const A gv = A(cg[k].v[j]), xh = (A(cx[k].v[j]) - mu) * rs;
-          const A gw = w ? gv * A(wv.v[j]) : gv;
-          o.v[j] = T(rs * (gw - mg - xh * mgx));
-          if (fuse) {
-            pw[k][j] += gv * xh;
+          for (int j = 0; j < V; ++j) {
+            const A gv = rowwise::get<T>(cg[k], j);
+            pw[k][j] += gv * ((rowwise::get<T>(cx[k], j) - mu) * rs);
             pb[k][j] += gv;
           }
         }
-        rowwise::store_slot<T, V>(ir, sl, lim, p.vec, o);
+        rowwise::store_slot<T>(ir, sl, lim, p.vec, o);
       }
   }
   if (!fuse) return;
@@ -236,16 +264,16 @@ __global__ void __launch_bounds__(vt::cuda::kThreads)
                   const acc_t<T>* __restrict__ rstd, acc_t<T>* __restrict__ part_w, acc_t<T>* __restrict__ part_b,
                   int64_t M, int64_t N, bool rms) {
   using A = acc_t<T>;
-  const int64_t j = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-  if (j >= N) return;
-  A aw = A(0), ab = A(0);
-  for (int64_t r = blockIdx.y; r < M; r += gridDim.y) {
-    const A gv = A(go[r * N + j]);
-    aw += gv * ((A(x[r * N + j]) - (rms ? A(0) : mean[r])) * rstd[r]);
-    ab += gv;
+  for (int64_t j = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; j < N; j += (int64_t)gridDim.x * blockDim.x) {
+    A aw = A(0), ab = A(0);
+    for (int64_t r = blockIdx.y; r < M; r += gridDim.y) {
+      const A gv = A(go[r * N + j]);
+      aw += gv * ((A(x[r * N + j]) - (rms ? A(0) : mean[r])) * rstd[r]);
+      ab += gv;
+    }
+    if (part_w) part_w[blockIdx.y * N + j] = aw;
+    if (part_b) part_b[blockIdx.y * N + j] = ab;
   }
-  if (part_w) part_w[blockIdx.y * N + j] = aw;
-  if (part_b) part_b[blockIdx.y * N + j] = ab;
 }
 
 template <bool RMS>
@@ -267,7 +295,7 @@ void norm_backward(vt::Call& c) {
   vt::cuda::dispatch(vt::kFloatingTypes, x->dtype, c.op, [&](auto tag) {
     using T = typename decltype(tag)::type;
     using A = acc_t<T>;
-    constexpr int K = rowwise::bwd_slots<T>();  // and K * V partials of each sum
+    constexpr int K = bwd_slots<T>();
     const T* gp = vt::data<const T>(gc.t);
     const T* xp = vt::data<const T>(xc.t);
     const T* wp = wc.t ? vt::data<const T>(wc.t) : nullptr;
@@ -282,15 +310,17 @@ void norm_backward(vt::Call& c) {
       if (want_w) part_w = c.empty(sz, 1, vt::dtype_of<A>());
       if (want_b) part_b = c.empty(sz, 1, vt::dtype_of<A>());
     };
-    auto pw = [&] { return want_w ? vt::data<A>(part_w) : nullptr; };
-    auto pb = [&] { return want_b ? vt::data<A>(part_b) : nullptr; };
+    auto pw = [&] { return part_w ? vt::data<A>(part_w) : nullptr; };
+    auto pb = [&] { return part_b ? vt::data<A>(part_b) : nullptr; };
     if (M > 0) {
-      const bool al = rowwise::aligned16(gp) && rowwise::aligned16(xp) && rowwise::aligned16(wp) && rowwise::aligned16(ip);
+      const bool al =
+          rowwise::aligned16(gp) && rowwise::aligned16(xp) && rowwise::aligned16(wp) && rowwise::aligned16(ip);
       rowwise::Plan p = rowwise::plan_rows(c, M, N, rowwise::width<T>(), K, al);
       const bool fuse = (want_w || want_b) && p.chunks == 1;
       if (fuse) {  // a fixed number of groups (from M alone), each adding its rows into a partial row
         const int64_t rpb = p.rows_per_block();
-        const int64_t groups = std::min<int64_t>(kMaxGroups, (M + kRowsPerGroup - 1) / kRowsPerGroup);
+        const int64_t per = p.tpr > 32 ? kRowsPerBlockGroup : kRowsPerWarpGroup;
+        const int64_t groups = std::min<int64_t>(kMaxGroups, (M + per - 1) / per);
         p.blocks = (unsigned)((groups + rpb - 1) / rpb);
         parts((int64_t)p.blocks * rpb);
       }

@@ -25,18 +25,10 @@
 namespace rowwise {
 
 using vt::cuda::acc_t;
-using vt::cuda::Vec;
 
 constexpr int kMaxTpr = 512;    // threads per row at most (one block); kernels use __launch_bounds__(kMaxTpr)
 constexpr int kRowBlock = 256;  // threads per block when several rows share one
 constexpr int64_t kMaxRow = (int64_t)1 << 30;  // row lengths the row kernels take (int indices)
-
-// slots per thread of a kernel that keeps one row (fwd) or two (bwd) in registers: 32 (16)
-// elements of 16-bit and 32-bit types, 16 (8) of float64
-template <class T>
-constexpr int fwd_slots() { return sizeof(T) == 2 ? 4 : 8; }
-template <class T>
-constexpr int bwd_slots() { return sizeof(T) == 2 ? 2 : 4; }
 
 template <class T>  // elements per 16-byte slot
 __host__ __device__ constexpr int width() { return sizeof(T) >= 16 ? 1 : (int)(16 / sizeof(T)); }
@@ -104,25 +96,103 @@ __device__ __forceinline__ int valid(int s, int n) {
   return r < 0 ? 0 : r > V ? V : r;
 }
 
-// The lim valid elements of slot s; the others are 0.
-template <class T, int V>
-__device__ __forceinline__ Vec<T, V> load_slot(const T* row, int s, int lim, bool vec) {
-  if (vec && lim == V) return reinterpret_cast<const Vec<T, V>*>(row)[s];
-  Vec<T, V> r;
+// 16 bytes of a row (V elements of T) as four 32-bit words: 16-bit elements stay packed two to a
+// register (an array of __nv_bfloat16 takes a register per element and doubles a kernel's
+// registers). get<T>(slot, j) widens element j to A; make_slot<T>(f) rounds V values f(j) to T.
+struct alignas(16) Slot {
+  uint32_t w[4];
+};
+
+template <class T>
+__device__ __forceinline__ acc_t<T> get(const Slot& s, int j) {
+  if constexpr (std::is_same<T, float>::value) {
+    return __uint_as_float(s.w[j]);
+  } else if constexpr (std::is_same<T, double>::value) {
+    return __hiloint2double((int)s.w[2 * j + 1], (int)s.w[2 * j]);
+  } else if constexpr (std::is_same<T, __nv_bfloat16>::value) {
+    const uint32_t w = s.w[j >> 1];
+    return __uint_as_float(j & 1 ? w & 0xffff0000u : w << 16);
+  } else {
+    const uint32_t w = s.w[j >> 1];
+    return __half2float(__ushort_as_half((unsigned short)(j & 1 ? w >> 16 : w & 0xffffu)));
+  }
+}
+
+template <class T, class F>
+__device__ __forceinline__ Slot make_slot(F f) {
+  Slot s;
+  if constexpr (std::is_same<T, float>::value) {
 #pragma unroll
-  for (int j = 0; j < V; ++j) r.v[j] = j < lim ? row[s * V + j] : T(0.0f);
+    for (int j = 0; j < 4; ++j) s.w[j] = __float_as_uint(f(j));
+  } else if constexpr (std::is_same<T, double>::value) {
+#pragma unroll
+    for (int j = 0; j < 2; ++j) {
+      const double d = f(j);
+      s.w[2 * j] = (uint32_t)__double2loint(d);
+      s.w[2 * j + 1] = (uint32_t)__double2hiint(d);
+    }
+  } else if constexpr (std::is_same<T, __nv_bfloat16>::value) {
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      const __nv_bfloat162 h = __floats2bfloat162_rn(f(2 * j), f(2 * j + 1));
+      s.w[j] = *reinterpret_cast<const uint32_t*>(&h);
+    }
+  } else {
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      const __half2 h = __floats2half2_rn(f(2 * j), f(2 * j + 1));
+      s.w[j] = *reinterpret_cast<const uint32_t*>(&h);
+    }
+  }
+  return s;
+}
+
+// The lim valid elements of slot s (one 16-byte access when vec and the slot is whole); the
+// others are 0.
+template <class T>
+__device__ __forceinline__ Slot load_slot(const T* row, int s, int lim, bool vec) {
+  constexpr int V = width<T>();
+  if (vec && lim == V) {
+    const uint4 u = reinterpret_cast<const uint4*>(row)[s];
+    return Slot{{u.x, u.y, u.z, u.w}};
+  }
+  Slot r{{0u, 0u, 0u, 0u}};
+  const T* p = row + (int64_t)s * V;
+#pragma unroll
+  for (int j = 0; j < V; ++j) {
+    if (j >= lim) break;
+    if constexpr (sizeof(T) == 2) {
+      r.w[j >> 1] |= (uint32_t)reinterpret_cast<const unsigned short*>(p)[j] << (16 * (j & 1));
+    } else if constexpr (sizeof(T) == 4) {
+      r.w[j] = reinterpret_cast<const uint32_t*>(p)[j];
+    } else {
+      const unsigned long long v = reinterpret_cast<const unsigned long long*>(p)[j];
+      r.w[2 * j] = (uint32_t)v;
+      r.w[2 * j + 1] = (uint32_t)(v >> 32);
+    }
+  }
   return r;
 }
 
-template <class T, int V>
-__device__ __forceinline__ void store_slot(T* row, int s, int lim, bool vec, const Vec<T, V>& v) {
+template <class T>
+__device__ __forceinline__ void store_slot(T* row, int s, int lim, bool vec, const Slot& v) {
+  constexpr int V = width<T>();
   if (vec && lim == V) {
-    reinterpret_cast<Vec<T, V>*>(row)[s] = v;
+    reinterpret_cast<uint4*>(row)[s] = make_uint4(v.w[0], v.w[1], v.w[2], v.w[3]);
     return;
   }
+  T* p = row + (int64_t)s * V;
 #pragma unroll
-  for (int j = 0; j < V; ++j)
-    if (j < lim) row[s * V + j] = v.v[j];
+  for (int j = 0; j < V; ++j) {
+    if (j >= lim) break;
+    if constexpr (sizeof(T) == 2) {
+      reinterpret_cast<unsigned short*>(p)[j] = (unsigned short)(v.w[j >> 1] >> (16 * (j & 1)));
+    } else if constexpr (sizeof(T) == 4) {
+      reinterpret_cast<uint32_t*>(p)[j] = v.w[j];
+    } else {
+      reinterpret_cast<unsigned long long*>(p)[j] = (unsigned long long)v.w[2 * j + 1] << 32 | v.w[2 * j];
+    }
+  }
 }
 
 __device__ __forceinline__ float fexp(float x) { return __expf(x); }  // ex2.approx: ~2 ulp
@@ -155,7 +225,8 @@ struct LSE {
 // dst[j] = sum over g < G of part[g*N + j], in g order split into 8 interleaved runs added in a
 // fixed tree: the same bits on every run. Block (32, 8).
 template <class A, class T>
-__global__ void __launch_bounds__(256) column_sum(const A* __restrict__ part, int64_t G, int64_t N, T* __restrict__ dst) {
+__global__ void __launch_bounds__(256)
+    column_sum(const A* __restrict__ part, int64_t G, int64_t N, T* __restrict__ dst) {
   __shared__ A acc[8][33];
   const int64_t j = (int64_t)blockIdx.x * 32 + threadIdx.x;
   A s = A(0);

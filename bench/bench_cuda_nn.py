@@ -1,0 +1,188 @@
+"""The nn family's CUDA kernels (ops/core/cuda/{nn,norm,loss}.cu) vs torch, in one process on the
+same GPU, against the device's copy bandwidth.
+
+    python bench/bench_cuda_nn.py [--quick] [--only NAME[,NAME...]]
+
+Rows (issue 9's goals): layer_norm forward and forward+backward, rms_norm forward, softmax forward
+(8192 x 4096, float32 and bfloat16); cross_entropy forward and forward+backward (16384 x 50304
+logits, bfloat16 and float32, 'mean'); dropout forward (8192 x 4096, p = 0.1). Both sides call the
+ops themselves (vt.ops.core.*, torch.ops.aten.native_* where torch has them; torch's cross-entropy
+backward goes through its autograd, as a training step does). Each cell is the median over repeats
+of the mean time of a burst of calls, timed with CUDA events after a warm-up. "of copy" divides the
+bytes an op must move (each input read once, each output written once) by the time and by the
+device's copy bandwidth measured here (a device-to-device copy of a 128 MiB tensor, the faster of
+vt's copy_ and torch's). vt / torch is the time ratio (lower is better). Without a GPU it says so
+and exits 0; without torch the torch columns are left empty.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+
+import numpy as np
+
+import vibetensor as vt
+import vibetensor.cuda as vcuda
+
+
+def time_us(fn, event, sync, burst, repeats):
+    """Median over `repeats` of the mean time of `burst` calls of fn, in microseconds."""
+    for _ in range(3):  # warm up: caching allocator, code paths, clocks
+        fn()
+    sync()
+    times = []
+    for _ in range(repeats):
+        start, end = event(), event()
+        start.record()
+        for _ in range(burst):
+            fn()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end) * 1e3 / burst)
+    return statistics.median(times)
+
+
+def randn(rng, shape, dname, torch):
+    """The same standard-normal values as a vt and (when torch is there) a torch cuda tensor."""
+    a = rng.standard_normal(shape, dtype=np.float32)
+    v = vt.tensor(a).to(getattr(vt, dname)).to("cuda")
+    t = torch.from_numpy(a).to("cuda", getattr(torch, dname)) if torch else None
+    return v, t
+
+
+def norm_rows(rng, dname, torch):
+    """(name, vt call, torch call, bytes moved) for layer_norm / rms_norm / softmax at 8192 x 4096."""
+    M, N = 8192, 4096
+    core = vt.ops.core
+    x, tx = randn(rng, (M, N), dname, torch)
+    g, tg = randn(rng, (M, N), dname, torch)
+    w, tw = randn(rng, (N,), dname, torch)
+    b, tb = randn(rng, (N,), dname, torch)
+    es = x.element_size()
+    _, mean, rstd = core.layer_norm(x, [N], w, b, 1e-5)
+
+    def vt_ln_fb():
+        _, m, r = core.layer_norm(x, [N], w, b, 1e-5)
+        core.layer_norm_backward(g, x, [N], m, r, w, b)
+
+    rows = [("layer_norm fwd", lambda: core.layer_norm(x, [N], w, b, 1e-5), 2 * M * N * es),
+            ("layer_norm fwd+bwd", vt_ln_fb, 5 * M * N * es),
+            ("rms_norm fwd", lambda: core.rms_norm(x, [N], w, 1e-6), 2 * M * N * es),
+            ("softmax fwd", lambda: core.softmax(x, 1), 2 * M * N * es)]
+    trows = [None] * len(rows)
+    if torch:
+        aten = torch.ops.aten
+        F = torch.nn.functional
+
+        def t_ln_fb():
+            _, m, r = aten.native_layer_norm(tx, [N], tw, tb, 1e-5)
+            aten.native_layer_norm_backward(tg, tx, [N], m, r, tw, tb, [True, True, True])
+
+        trows = [lambda: aten.native_layer_norm(tx, [N], tw, tb, 1e-5), t_ln_fb,
+                 lambda: F.rms_norm(tx, [N], tw, 1e-6), lambda: torch.softmax(tx, 1)]
+    del mean, rstd
+    return [(name, fn, tfn, nbytes) for (name, fn, nbytes), tfn in zip(rows, trows)]
+
+
+def ce_rows(rng, dname, torch):
+    """cross_entropy forward and forward+backward over 16384 x 50304 logits ('mean')."""
+    P, C = 16384, 50304
+    core = vt.ops.core
+    x, tx = randn(rng, (P, C), dname, torch)
+    tn = rng.integers(0, C, P)
+    t = vt.tensor(tn).to("cuda")
+    es = x.element_size()
+    one = vt.tensor(1.0).to(getattr(vt, dname)).to("cuda")  # d loss / d loss
+
+    def vt_fb():
+        _, lse = core.cross_entropy(x, t, -100, 0.0, "mean")
+        core.cross_entropy_backward(one, x, t, lse, -100, 0.0, "mean")
+
+    rows = [("cross_entropy fwd", lambda: core.cross_entropy(x, t, -100, 0.0, "mean"), P * C * es),
+            ("cross_entropy fwd+bwd", vt_fb, 3 * P * C * es)]
+    trows = [None, None]
+    if torch:
+        F = torch.nn.functional
+        tt = torch.from_numpy(tn).to("cuda")
+        txg = tx.detach().clone().requires_grad_(True)
+
+        def t_fb():
+            txg.grad = None
+            F.cross_entropy(txg, tt).backward()
+
+        trows = [lambda: F.cross_entropy(tx, tt), t_fb]
+    return [(name, fn, tfn, nbytes) for (name, fn, nbytes), tfn in zip(rows, trows)]
+
+
+def dropout_rows(rng, dname, torch):
+    M, N = 8192, 4096
+    x, tx = randn(rng, (M, N), dname, torch)
+    es = x.element_size()
+    tfn = (lambda: torch.ops.aten.native_dropout(tx, 0.1, True)) if torch else None
+    return [("dropout fwd (p 0.1)", lambda: vt.ops.core.dropout(x, 0.1, True), tfn, M * N * (2 * es + 1))]
+
+
+GROUPS = {"norm": norm_rows, "dropout": dropout_rows, "cross_entropy": ce_rows}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="fewer repeats (a smoke run)")
+    ap.add_argument("--only", default="", help="comma-separated groups: " + ",".join(GROUPS))
+    args = ap.parse_args(argv)
+    if not vcuda.is_available():
+        print("bench_cuda_nn: no CUDA GPU here (vt.cuda.is_available() is False); nothing to measure")
+        return 0
+    try:
+        import torch
+
+        if not torch.cuda.is_available():
+            torch = None
+    except ImportError:
+        torch = None
+    burst, repeats = (3, 3) if args.quick else (10, 7)
+    vev = lambda: vcuda.Event(enable_timing=True)  # noqa: E731
+    tev = (lambda: torch.cuda.Event(enable_timing=True)) if torch else None  # noqa: E731
+
+    def measure(fn, which):
+        if which == "vt":
+            return time_us(fn, vev, vcuda.synchronize, burst, repeats)
+        return time_us(fn, tev, torch.cuda.synchronize, burst, repeats)
+
+    # the copy ceiling: 128 MiB copied device to device, the faster of the two libraries
+    n = 32 * 1024 * 1024
+    src = vt.empty(n, device="cuda").fill_(1.0)
+    dst = vt.empty_like(src)
+    copy_us = measure(lambda: dst.copy_(src), "vt")
+    if torch:
+        ts = torch.ones(n, device="cuda")
+        td = torch.empty_like(ts)
+        copy_us = min(copy_us, measure(lambda: td.copy_(ts), "torch"))
+    ceiling = 2 * n * 4 / copy_us / 1e3  # GB/s, read + write
+    print(f"GPU: {vcuda.get_device_name()}  torch: {torch.__version__ if torch else 'not available'}  "
+          f"copy ceiling: {ceiling:.0f} GB/s (read + write)\n")
+    print("| op | dtype | vt (µs) | vt of copy | torch (µs) | torch of copy | vt / torch |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    only = [g for g in args.only.split(",") if g] or list(GROUPS)
+    rng = np.random.default_rng(0)
+    for group in only:
+        dnames = ("bfloat16", "float32") if group == "cross_entropy" else ("float32", "bfloat16")
+        for dname in dnames:
+            for name, vfn, tfn, nbytes in GROUPS[group](rng, dname, torch):
+                vus = measure(vfn, "vt")
+                line = f"| {name} | {dname} | {vus:.1f} | {nbytes / vus / 1e3 / ceiling:.2f} |"
+                if tfn is not None:
+                    tus = measure(tfn, "torch")
+                    line += f" {tus:.1f} | {nbytes / tus / 1e3 / ceiling:.2f} | {vus / tus:.2f}x |"
+                else:
+                    line += " | | |"
+                print(line, flush=True)
+            vcuda.synchronize()
+            if torch:
+                torch.cuda.empty_cache()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
