@@ -116,12 +116,10 @@ VT_PHILOX_FN void sincos_2pi_unit(uint32_t x, float* sn, float* cs) {
 // ---- the distributions of one group -------------------------------------------------------------
 VT_PHILOX_FN void uniform4(const Philox4x32& r, float low, float high, float* v) {
   const float span = high - low;
-#pragma unroll
   for (int j = 0; j < 4; ++j) v[j] = fma_rn(u32_to_unit_float(r.x[j]), span, low);
 }
 
 VT_PHILOX_FN void normal4(const Philox4x32& r, float mean, float std_, float* v) {
-#pragma unroll
   for (int j = 0; j < 4; j += 2) {
     const float rad = std_ * sqrt_rn(-2.0f * log_unit_open0(r.x[j]));
     float s, c;
