@@ -61,16 +61,19 @@ class Op:
         if h == ffi.NULL:
             raise AttributeError(f"unknown op '{self.name}': no loaded pack defines it "
                                  f"(vt.ops.packs() lists the loaded packs)")
-        self._h = h
-        self._gen = loader.generation[0]
-        self._schema = ffi.string(lib.vtrt_op_schema(h)).decode()
+        gen = loader.generation[0]
+        schema = ffi.string(lib.vtrt_op_schema(h)).decode()
         info = ffi.new("vtrt_arg_info*")
-        self.args = []
+        args = []
         for i in range(lib.vtrt_op_num_args(h)):
             lib.vtrt_op_arg(h, i, info)
-            self.args.append(Arg(info))
-        self.nouts = lib.vtrt_op_num_outputs(h)
-        self.out_types = [lib.vtrt_op_output_type(h, i) for i in range(self.nouts)]
+            args.append(Arg(info))
+        nouts = lib.vtrt_op_num_outputs(h)
+        # other threads may be calling this op right now: they see the old description or the
+        # new one, never a half-built argument list
+        self._h, self._schema, self.args, self.nouts = h, schema, args, nouts
+        self.out_types = [lib.vtrt_op_output_type(h, i) for i in range(nouts)]
+        self._gen = gen
 
     def handle(self):
         if self._gen != loader.generation[0]:

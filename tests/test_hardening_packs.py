@@ -173,3 +173,39 @@ def test_cli_new_with_a_long_name_is_a_clean_error(tmp_path):
     assert proc.returncode != 0
     assert "Traceback" not in proc.stdout + (proc.stderr or "")
     assert "at most 64" in proc.stdout + (proc.stderr or "")
+
+
+def test_unload_reload_under_load_keeps_graphs_working(tpl):
+    """Threads run forward + backward through the template's op while the main thread unloads and
+    reloads the pack: a forward may be refused (the op is gone for a moment), but every graph that
+    was built finishes its backward with the exact gradient."""
+    r = pt.result(f"""
+        import threading
+        stop, bad, refused, done, errs = [False], [0], [0], [0], []
+        def worker():
+            x = vt.tensor([1.0, 2.0, 3.0]).requires_grad_()
+            while not stop[0]:
+                try:
+                    y = vt.ops.tpl.scale(x, 3.0)
+                except Exception:
+                    refused[0] += 1  # unloaded at this moment
+                    continue
+                try:
+                    x.grad = None
+                    (y * 1.0).sum().backward()
+                    bad[0] += x.grad.tolist() != [3.0, 3.0, 3.0]
+                    done[0] += 1
+                except Exception as e:
+                    errs.append(repr(e))
+        p = vt.ops.load({str(tpl)!r})
+        ts = [threading.Thread(target=worker) for _ in range(3)]
+        for t in ts: t.start()
+        for i in range(40):
+            vt.ops.unload(p)
+            p = vt.ops.load({str(tpl)!r})
+        stop[0] = True
+        for t in ts: t.join()
+        print(json.dumps([done[0], bad[0], errs[:3]]))
+    """)
+    done, bad, errs = r
+    assert done > 0 and bad == 0 and errs == [], r

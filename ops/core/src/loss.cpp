@@ -117,9 +117,7 @@ struct CEBackwardArgs {  // cross_entropy_backward(grad_output, input, target, l
 template <class A>
 void ce_stats(const A* row, int64_t C, A* lse, A* sum) {
   if constexpr (std::is_same<A, float>::value) {
-    const float m = nnm::row_max(row, C);
-    *lse = m + std::log(nnm::row_exp_sum(row, nullptr, m, C));
-    *sum = nnm::row_sum(row, C);
+    nnm::row_lse_and_sum(row, C, lse, sum);
   } else {
     A m = -INFINITY, s = 0, t = 0;
     for (int64_t i = 0; i < C; ++i) m = row[i] > m ? row[i] : m;
@@ -259,8 +257,7 @@ VT_COMPUTE(cross_entropy_backward_cpu, "core::cross_entropy_backward") {
       const A w = ign ? (A)0 : (red == Red::None ? (A)gp[p] : g0 * wscale);
       const A l = lp[p];
       if constexpr (std::is_same<A, float>::value) {
-        nnm::row_sub(row, sc, l, C);
-        for (int64_t k = 0; k < C; ++k) sc[k] = w * (vt::fast_exp(sc[k]) - eC);
+        nnm::row_softmax_grad(row, sc, l, w, eC, C);
       } else {
         for (int64_t k = 0; k < C; ++k) sc[k] = w * (std::exp(row[k] - l) - eC);
       }

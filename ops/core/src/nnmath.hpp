@@ -91,6 +91,61 @@ namespace nnm {
   return r;
 }
 
+// One row's log-sum-exp and plain sum, in two passes (max and sum together, then the exps): what
+// cross_entropy needs per position, in one call. Written with GCC vectors of 16 floats (one
+// AVX-512 register, two AVX2 ones) and shuffle-tree reductions: a short row (65 classes)
+// otherwise spent more time in the compiler's epilogues and lane-by-lane reductions than in its
+// arithmetic. The tail (n % 16 elements) is scalar. NaN anywhere gives a NaN lse (via the exps).
+typedef float nn_vf16 __attribute__((vector_size(64)));
+typedef uint32_t nn_vu16 __attribute__((vector_size(64)));
+
+#define VT_NN_TREE(v, op)                                                                            \
+  do {                                                                                               \
+    v = op(v, __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7));  \
+    v = op(v, __builtin_shufflevector(v, v, 4, 5, 6, 7, 0, 1, 2, 3, 12, 13, 14, 15, 8, 9, 10, 11));  \
+    v = op(v, __builtin_shufflevector(v, v, 2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13));  \
+    v = op(v, __builtin_shufflevector(v, v, 1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14));  \
+  } while (0)
+static inline nn_vf16 nn_vmax(nn_vf16 a, nn_vf16 b) { return b > a ? b : a; }
+static inline nn_vf16 nn_vadd(nn_vf16 a, nn_vf16 b) { return a + b; }
+
+[[maybe_unused]] static VT_NN_CLONES void row_lse_and_sum(const float* __restrict x, int64_t n, float* lse, float* sum) {
+  const nn_vf16 zero{};
+  nn_vf16 m = zero - INFINITY, a = zero;
+  const int64_t full = n / 16 * 16;
+  for (int64_t i = 0; i < full; i += 16) {
+    nn_vf16 v;
+    std::memcpy(&v, x + i, sizeof v);
+    m = nn_vmax(m, v);
+    a += v;
+  }
+  VT_NN_TREE(m, nn_vmax);
+  VT_NN_TREE(a, nn_vadd);
+  float mx = m[0], s = a[0];
+  for (int64_t i = full; i < n; ++i) {
+    mx = x[i] > mx ? x[i] : mx;
+    s += x[i];
+  }
+  const nn_vf16 vm = zero + mx;
+  nn_vf16 e = zero;
+  for (int64_t i = 0; i < full; i += 16) {
+    nn_vf16 v;
+    std::memcpy(&v, x + i, sizeof v);
+    e += vt::fast_exp_t<nn_vf16, nn_vu16>(v - vm);
+  }
+  VT_NN_TREE(e, nn_vadd);
+  float es = e[0];
+  for (int64_t i = full; i < n; ++i) es += vt::fast_exp(x[i] - mx);
+  *lse = mx + std::log(es);
+  *sum = s;
+}
+
+// g[k] = w * (exp(x[k] - l) - b): cross_entropy's gradient row before the target's term
+[[maybe_unused]] static VT_NN_CLONES void row_softmax_grad(const float* __restrict x, float* __restrict g, float l, float w,
+                                                           float b, int64_t n) {
+  for (int64_t k = 0; k < n; ++k) g[k] = w * (vt::fast_exp(x[k] - l) - b);
+}
+
 [[maybe_unused]] static VT_NN_CLONES void row_scale(float* __restrict y, float s, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] *= s;
 }

@@ -33,6 +33,7 @@
 #pragma GCC target("prefer-vector-width=512")  // see unary.cpp
 #endif
 #endif
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <limits>
@@ -50,18 +51,36 @@ struct ORI {
   int64_t O = 1, R = 1, I = 1;
 };
 
-// true when x is contiguous and its reduced dims (size-1 dims aside) are adjacent
+// true when x fills its memory exactly in some order of its dims (contiguous, or a transpose or
+// permutation of a contiguous tensor) and, taken in that memory order, its reduced dims (size-1
+// dims aside) are adjacent and its kept dims keep their logical order (so the (O, I) results are
+// laid out as the output is). x.t().sum(1) is then the column sum it is in memory.
 bool as_ori(const vt_tensor* x, const bool* reduced, ORI& g) {
-  if (!vt::is_contiguous(x)) return false;
+  if (x->numel == 0) return false;
+  int32_t order[vt::kMaxDims];
+  int32_t k = 0;
+  for (int32_t d = 0; d < x->ndim; ++d)
+    if (x->sizes[d] != 1) order[k++] = d;
+  std::stable_sort(order, order + k, [&](int32_t a, int32_t b) { return x->strides[a] > x->strides[b]; });
+  int64_t expected = 1;
+  for (int32_t i = k - 1; i >= 0; --i) {
+    if (x->strides[order[i]] != expected) return false;
+    expected *= x->sizes[order[i]];
+  }
   int state = 0;  // 0: before the reduced run, 1: inside it, 2: after it
-  for (int32_t d = 0; d < x->ndim; ++d) {
+  int32_t last_kept = -1;
+  for (int32_t i = 0; i < k; ++i) {
+    const int32_t d = order[i];
     const int64_t s = x->sizes[d];
-    if (s == 1) continue;
     if (reduced[d]) {
       if (state == 2) return false;
       state = 1;
       g.R *= s;
-    } else if (state == 0) {
+      continue;
+    }
+    if (d < last_kept) return false;
+    last_kept = d;
+    if (state == 0) {
       g.O *= s;
     } else {
       state = 2;
