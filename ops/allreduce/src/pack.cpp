@@ -1,0 +1,197 @@
+// pack.cpp — the `allreduce` op pack: collectives between the processes of a group, their meta
+// steps, and the ops that open and close groups. What it is not: a transport of its own — each
+// provider (shm here; p2p and nccl later) brings one, behind the same ops and checks.
+//
+//   allreduce::all_reduce_(self, group, op="sum")          self = op over ranks of self, in place
+//   allreduce::broadcast_(self, group, src)                self = src's self, in place
+//   allreduce::all_gather_(out, input, group)              out = cat(input of rank 0..W-1), in place
+//   allreduce::reduce_scatter_(out, input, group, op="sum") out = rank r's 1/W of op over inputs
+//   allreduce::barrier(group) -> bool                      returns once every rank called it
+//   allreduce::shm_new_group(name, rank, world_size, buffer_bytes, timeout) -> int  (a handle)
+//   allreduce::destroy_group(group) -> bool
+// op: sum | avg | max | min | product (avg: floating dtypes only). Tensors contiguous, dtypes
+// float32, float64, bfloat16, float16 (reduced in float), int32, int64; all_gather's out holds
+// W * input.numel() elements and reduce_scatter's input W * out.numel(), any shapes.
+// The meta steps hold every check that needs no other rank; what needs them (the same op, dtype,
+// size and src on every rank) is checked by the provider when the ranks meet, and raises there.
+#include <mutex>
+
+#include "allreduce.hpp"
+
+namespace ar {
+
+Group* groups() {
+  static Group table[kMaxGroups];
+  return table;
+}
+
+}  // namespace ar
+
+namespace {
+
+using ar::Group;
+
+constexpr const char* kAllReduce = "allreduce::all_reduce_(Tensor self, int group, str op='sum') -> Tensor";
+constexpr const char* kBroadcast = "allreduce::broadcast_(Tensor self, int group, int src) -> Tensor";
+constexpr const char* kAllGather = "allreduce::all_gather_(Tensor out, Tensor input, int group) -> Tensor";
+constexpr const char* kReduceScatter =
+    "allreduce::reduce_scatter_(Tensor out, Tensor input, int group, str op='sum') -> Tensor";
+constexpr const char* kBarrier = "allreduce::barrier(int group) -> bool";
+constexpr const char* kShmNewGroup =
+    "allreduce::shm_new_group(str name, int rank, int world_size, int buffer_bytes, float timeout) -> int";
+constexpr const char* kDestroyGroup = "allreduce::destroy_group(int group) -> bool";
+
+std::mutex& table_mutex() {  // opening and closing groups only; collectives never take it
+  static std::mutex mu;
+  return mu;
+}
+
+void check_tensor(const vt::Call& c, const vt_tensor* t, const char* name) {
+  if (!ar::supported_dtype(t->dtype))
+    c.fail(VT_ERR_TYPE, "%s has dtype %s; supported: %s", name, vt::dtype_name(t->dtype), ar::kDtypes);
+  if (!vt::is_contiguous(t))
+    c.fail(VT_ERR_VALUE, "%s must be contiguous (call .contiguous() first), got shape %s", name,
+           vt::shape_str(t).c_str());
+}
+
+ar::Red check_red(const vt::Call& c, const char* op, const vt_tensor* t) {
+  ar::Red r;
+  if (!ar::parse_red(op, &r))
+    c.fail(VT_ERR_VALUE, "op must be one of sum, avg, max, min, product; got '%s'", op);
+  if (r == ar::Red::Avg && !vt::is_floating(t->dtype))
+    c.fail(VT_ERR_TYPE, "op 'avg' needs a floating dtype, got %s (use 'sum' and divide)", vt::dtype_name(t->dtype));
+  return r;
+}
+
+}  // namespace
+
+// ---- meta steps ------------------------------------------------------------------------------------
+VT_META_FN(all_reduce_meta, "allreduce::all_reduce_") {
+  vt_tensor* self = c.arg(0, "self").tensor();
+  ar::group_of(c, c.arg(1, "group").int_());
+  check_tensor(c, self, "self");
+  check_red(c, c.arg(2, "op").str(), self);
+  c.set_out_retained(0, self);
+}
+
+VT_META_FN(broadcast_meta, "allreduce::broadcast_") {
+  vt_tensor* self = c.arg(0, "self").tensor();
+  const Group& g = ar::group_of(c, c.arg(1, "group").int_());
+  const int64_t src = c.arg(2, "src").int_();
+  check_tensor(c, self, "self");
+  if (src < 0 || src >= g.world)
+    c.fail(VT_ERR_VALUE, "src must be a rank of the group (0..%d), got %lld", g.world - 1, (long long)src);
+  c.set_out_retained(0, self);
+}
+
+VT_META_FN(all_gather_meta, "allreduce::all_gather_") {
+  vt_tensor* out = c.arg(0, "out").tensor();
+  const vt_tensor* input = c.arg(1, "input").tensor();
+  const Group& g = ar::group_of(c, c.arg(2, "group").int_());
+  check_tensor(c, out, "out");
+  check_tensor(c, input, "input");
+  c.check_same_dtype(out, "out", input, "input");
+  if (out->numel != input->numel * g.world)
+    c.fail(VT_ERR_VALUE, "out must hold world_size * input.numel() = %d * %lld elements, got %lld (shape %s)",
+           g.world, (long long)input->numel, (long long)out->numel, vt::shape_str(out).c_str());
+  c.set_out_retained(0, out);
+}
+
+VT_META_FN(reduce_scatter_meta, "allreduce::reduce_scatter_") {
+  vt_tensor* out = c.arg(0, "out").tensor();
+  const vt_tensor* input = c.arg(1, "input").tensor();
+  const Group& g = ar::group_of(c, c.arg(2, "group").int_());
+  check_tensor(c, out, "out");
+  check_tensor(c, input, "input");
+  c.check_same_dtype(out, "out", input, "input");
+  check_red(c, c.arg(3, "op").str(), out);
+  if (input->numel != out->numel * g.world)
+    c.fail(VT_ERR_VALUE, "input must hold world_size * out.numel() = %d * %lld elements, got %lld (shape %s)",
+           g.world, (long long)out->numel, (long long)input->numel, vt::shape_str(input).c_str());
+  c.set_out_retained(0, out);
+}
+
+VT_META_FN(barrier_meta, "allreduce::barrier") {
+  ar::group_of(c, c.arg(0, "group").int_());
+  c.outs[0].tag = VT_BOOL;
+  c.outs[0].v.b = 1;
+}
+
+// ---- opening and closing groups ----------------------------------------------------------------
+VT_KERNEL(shm_new_group_cpu, "allreduce::shm_new_group") {
+  const char* name = c.arg(0, "name").str();
+  const int64_t rank = c.arg(1, "rank").int_(), world = c.arg(2, "world_size").int_();
+  const int64_t bytes = c.arg(3, "buffer_bytes").int_();
+  const double timeout = c.arg(4, "timeout").float_();
+  if (world < 1 || world > 1024) c.fail(VT_ERR_VALUE, "world_size must be in 1..1024, got %lld", (long long)world);
+  if (rank < 0 || rank >= world)
+    c.fail(VT_ERR_VALUE, "rank must be in 0..%lld (world_size - 1), got %lld", (long long)(world - 1), (long long)rank);
+  if (bytes < 4096 || bytes % 64)
+    c.fail(VT_ERR_VALUE, "buffer_bytes must be a multiple of 64 and at least 4096, got %lld", (long long)bytes);
+  if (!(timeout > 0)) c.fail(VT_ERR_VALUE, "timeout must be > 0 seconds, got %g", timeout);
+  if (name[0] != '/' || std::strlen(name) > 200 || std::strchr(name + 1, '/'))
+    c.fail(VT_ERR_VALUE, "name must be '/' and up to 200 characters without '/', got '%s'", name);
+  int slot = -1;
+  {
+    std::lock_guard<std::mutex> lock(table_mutex());
+    for (int i = 0; i < ar::kMaxGroups && slot < 0; ++i)
+      if (ar::groups()[i].provider == ar::Provider::None && ar::groups()[i].world == 0) slot = i;
+    if (slot < 0) c.fail(VT_ERR_RUNTIME, "too many open process groups (%d); destroy some first", ar::kMaxGroups);
+    ar::groups()[slot].world = -1;  // reserved while the segment opens (outside the lock: it waits)
+  }
+  ar::ShmGroup* g = nullptr;
+  try {
+    g = ar::shm_open_group(c.op, name, (int32_t)rank, (int32_t)world, bytes, timeout);
+  } catch (...) {
+    std::lock_guard<std::mutex> lock(table_mutex());
+    ar::groups()[slot].world = 0;
+    throw;
+  }
+  {
+    std::lock_guard<std::mutex> lock(table_mutex());
+    Group& s = ar::groups()[slot];
+    s.rank = (int32_t)rank;
+    s.world = (int32_t)world;
+    s.impl = g;
+    s.provider = ar::Provider::Shm;
+  }
+  c.outs[0].tag = VT_INT;
+  c.outs[0].v.i = slot;
+}
+
+VT_KERNEL(destroy_group_cpu, "allreduce::destroy_group") {
+  const int64_t h = c.arg(0, "group").int_();
+  Group g;
+  {
+    std::lock_guard<std::mutex> lock(table_mutex());
+    g = ar::group_of(c, h);
+    ar::groups()[h] = Group{};
+  }
+  if (g.provider == ar::Provider::Shm) ar::shm_close_group(static_cast<ar::ShmGroup*>(g.impl));
+  c.outs[0].tag = VT_BOOL;
+  c.outs[0].v.b = 1;
+}
+
+namespace {
+
+vt_status allreduce_init(const vt_host* host, vt_pack* pack) {
+  return vt::init_guard(host, "allreduce", [&] {
+    vt::Registrar shm(host, pack, "shm", 0);
+    shm.define(kAllReduce, all_reduce_meta);
+    shm.define(kBroadcast, broadcast_meta);
+    shm.define(kAllGather, all_gather_meta);
+    shm.define(kReduceScatter, reduce_scatter_meta);
+    shm.define(kBarrier, barrier_meta);
+    shm.compute("allreduce::all_reduce_", VT_CPU, ar::all_reduce_shm);
+    shm.compute("allreduce::broadcast_", VT_CPU, ar::broadcast_shm);
+    shm.compute("allreduce::all_gather_", VT_CPU, ar::all_gather_shm);
+    shm.compute("allreduce::reduce_scatter_", VT_CPU, ar::reduce_scatter_shm);
+    shm.compute("allreduce::barrier", VT_CPU, ar::barrier_shm);
+    shm.def(kShmNewGroup, VT_CPU, shm_new_group_cpu);
+    shm.def(kDestroyGroup, VT_CPU, destroy_group_cpu);
+  });
+}
+
+}  // namespace
+
+VT_OPPACK_DEFINE(allreduce_init)

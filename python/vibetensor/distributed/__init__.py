@@ -1,0 +1,331 @@
+"""vibetensor.distributed — process groups and collectives with torch.distributed's names.
+
+Each process is one rank. `init_process_group` meets the other ranks through a TCP store at
+MASTER_ADDR:MASTER_PORT (what `python -m vibetensor.distributed.run` and torchrun set), loads the
+`allreduce` op pack (ops/allreduce; loaded here, on first use, not by `import vibetensor`) and
+opens a group on a provider: `shm` for CPU tensors (processes of one machine over shared memory).
+The collectives are that pack's ops, in place, so `vt.ops.providers("allreduce::all_reduce_")`
+lists who serves them.
+
+    # python -m vibetensor.distributed.run --nproc-per-node 2 this_script.py
+    import vibetensor as vt
+    import vibetensor.distributed as dist
+    dist.init_process_group()                       # backend None: shm for cpu
+    x = vt.full([4], float(dist.get_rank()))
+    dist.all_reduce(x)                              # x = 0 + 1 on both ranks
+    dist.destroy_process_group()
+
+Collectives must be called in the same order on every rank. A rank that dies, or one that never
+makes the call, makes the others raise RuntimeError (within the timeout; at once when its process
+is gone), and the group is unusable afterwards. Ranks that disagree on op, dtype or size raise
+ValueError and the group stays usable. `async_op=True` returns a Work whose `wait()` finishes the
+call (run in order on one background thread per group; `wait()` raises what the call raised).
+"""
+from __future__ import annotations
+
+import datetime
+import os
+import queue
+import secrets
+import threading
+from pathlib import Path
+
+import vibetensor as vt
+
+from ._store import TCPStore
+
+__all__ = ["ReduceOp", "init_process_group", "destroy_process_group", "is_initialized", "is_available",
+           "get_rank", "get_world_size", "get_backend", "all_reduce", "broadcast", "all_gather",
+           "all_gather_into_tensor", "reduce_scatter", "reduce_scatter_tensor", "barrier", "Work",
+           "TCPStore", "ProcessGroup"]
+
+DEFAULT_TIMEOUT = datetime.timedelta(minutes=5)
+# bytes of each of a rank's two shm buffers: messages go through in pieces of this size
+SHM_BUFFER_BYTES = int(os.environ.get("VT_SHM_BUFFER_BYTES", 8 << 20))
+
+
+class ReduceOp:
+    """torch.distributed.ReduceOp's names; AVG divides the sum by the world size (floating only)."""
+    SUM = "sum"
+    AVG = "avg"
+    MAX = "max"
+    MIN = "min"
+    PRODUCT = "product"
+
+
+def is_available() -> bool:
+    return True
+
+
+def _pack_folder() -> Path:
+    from vibetensor.registry import search
+
+    return search.BUILTIN_DIR / "on_demand" / "allreduce"
+
+
+def _load_pack():
+    from vibetensor import registry
+
+    if registry.get("allreduce") is None:
+        folder = _pack_folder()
+        if not (folder / "manifest.json").is_file():
+            raise RuntimeError(f"vibetensor.distributed: the allreduce op pack is not installed (no {folder}); "
+                               f"rebuild vibetensor (ops/allreduce)")
+        registry.load(folder)
+
+
+def _op(name):
+    from vibetensor import _ops
+
+    return _ops.op(name)
+
+
+class Work:
+    """The handle of an async collective: wait() blocks until it is done and raises its error."""
+
+    def __init__(self):
+        self._done = threading.Event()
+        self._exc = None
+
+    def is_completed(self) -> bool:
+        return self._done.is_set()
+
+    def wait(self, timeout=None) -> bool:
+        self._done.wait(timeout)
+        if self._exc is not None:
+            raise self._exc
+        return True
+
+
+class ProcessGroup:
+    """An open group: its rank, size, backend and the pack's handle for it."""
+
+    def __init__(self, handle: int, rank: int, world_size: int, backend: str, store, timeout: float):
+        self.handle, self._rank, self._size, self.backend = handle, rank, world_size, backend
+        self.store, self.timeout = store, timeout
+        self._q = None          # async calls, run in order by one thread
+        self._last = None       # the latest async Work not yet known to be done
+
+    def rank(self) -> int:
+        return self._rank
+
+    def size(self) -> int:
+        return self._size
+
+    def run(self, fn, async_op: bool):
+        """fn() now (after any async calls still running: order is the contract), or on the group's
+        thread with async_op."""
+        if not async_op:
+            if self._last is not None:
+                self._last._done.wait()
+                self._last = None
+            fn()
+            return None
+        if self._q is None:
+            self._q = queue.SimpleQueue()
+            threading.Thread(target=self._worker, name=f"vt-dist-{self.handle}", daemon=True).start()
+        w = Work()
+        self._last = w
+        self._q.put((fn, w))
+        return w
+
+    def _worker(self):
+        while True:
+            item = self._q.get()
+            if item is None:
+                return
+            fn, w = item
+            try:
+                fn()
+            except BaseException as e:  # noqa: BLE001 - handed to wait()
+                w._exc = e
+            w._done.set()
+
+    def close(self):
+        if self._last is not None:
+            self._last._done.wait()
+        if self._q is not None:
+            self._q.put(None)
+        _op("allreduce::destroy_group")(self.handle)
+
+
+_world: ProcessGroup | None = None
+
+
+def _seconds(timeout) -> float:
+    if timeout is None:
+        timeout = DEFAULT_TIMEOUT
+    return timeout.total_seconds() if isinstance(timeout, datetime.timedelta) else float(timeout)
+
+
+def _env_int(name: str, given) -> int:
+    if given is not None and given != -1:
+        return int(given)
+    v = os.environ.get(name)
+    if v is None:
+        raise ValueError(f"init_process_group: {name.lower()} not given and ${name} not set (start the "
+                         f"script with `python -m vibetensor.distributed.run --nproc-per-node N`)")
+    return int(v)
+
+
+def init_process_group(backend: str | None = None, init_method: str | None = "env://", world_size: int = -1,
+                       rank: int = -1, timeout=None, store=None, device=None):
+    """Join the default process group (torch.distributed.init_process_group's arguments).
+
+    backend: None picks per device ("shm" for cpu); "gloo" is accepted as "shm" for CPU scripts
+    written for torch. init_method: "env://" (MASTER_ADDR, MASTER_PORT, RANK, WORLD_SIZE) or
+    "tcp://host:port". timeout: seconds or a timedelta (default 5 minutes), for the rendezvous and
+    for every wait of every collective."""
+    global _world
+    if _world is not None:
+        raise RuntimeError("init_process_group: the default process group is already initialised "
+                           "(destroy_process_group() first)")
+    device = vt.device(device or "cpu")
+    b = (backend or "").lower() or {"cpu": "shm"}.get(device.type)
+    if b == "gloo":
+        b = "shm"
+    if b in ("nccl", "p2p") or device.type == "cuda":
+        raise NotImplementedError(f"init_process_group: backend {backend or b!r} for {device.type} is not "
+                                  f"built yet; the shm backend serves cpu tensors")
+    if b != "shm":
+        raise ValueError(f"init_process_group: unknown backend {backend!r} (available: shm, or None)")
+    rank, world_size = _env_int("RANK", rank), _env_int("WORLD_SIZE", world_size)
+    if not 0 <= rank < world_size:
+        raise ValueError(f"init_process_group: rank {rank} is not in 0..{world_size - 1} (world_size {world_size})")
+    t = _seconds(timeout)
+    if store is None:
+        if init_method in (None, "env://"):
+            host = os.environ.get("MASTER_ADDR", "127.0.0.1")
+            port = os.environ.get("MASTER_PORT")
+            if port is None:
+                raise ValueError("init_process_group: $MASTER_PORT is not set (init_method env://)")
+        elif init_method.startswith("tcp://"):
+            host, _, port = init_method[len("tcp://"):].rpartition(":")
+        else:
+            raise ValueError(f"init_process_group: init_method must be 'env://' or 'tcp://host:port', got "
+                             f"{init_method!r}")
+        store = TCPStore(host, int(port), is_master=rank == 0, timeout=t)
+    _load_pack()
+    key = "vt/shm/0"
+    if rank == 0:
+        name = f"/vt-{os.getpid()}-{secrets.token_hex(6)}"
+        store.set(key, name.encode())
+    else:
+        name = store.get(key).decode()
+    handle = _op("allreduce::shm_new_group")(name, rank, world_size, SHM_BUFFER_BYTES, t)
+    _world = ProcessGroup(handle, rank, world_size, "shm", store, t)
+
+
+def destroy_process_group(group=None) -> None:
+    global _world
+    g = _group(group)
+    g.close()
+    if g is _world:
+        _world = None
+        g.store.close()
+
+
+def is_initialized() -> bool:
+    return _world is not None
+
+
+def _group(group) -> ProcessGroup:
+    g = group if group is not None else _world
+    if g is None:
+        raise RuntimeError("vibetensor.distributed: the default process group is not initialised; call "
+                           "init_process_group() first")
+    return g
+
+
+def get_rank(group=None) -> int:
+    return _group(group).rank()
+
+
+def get_world_size(group=None) -> int:
+    return _group(group).size()
+
+
+def get_backend(group=None) -> str:
+    return _group(group).backend
+
+
+def _in_place(name: str, t, call):
+    """call(contiguous t) then, for a non-contiguous t, the result copied back."""
+    if not isinstance(t, vt.Tensor):
+        raise TypeError(f"{name}: expected a Tensor, got {type(t).__name__}")
+    if t.is_contiguous():
+        return call(t)
+    tmp = t.contiguous()
+
+    def run():
+        call(tmp)
+        with vt.no_grad():
+            t.copy_(tmp)
+    return run()
+
+
+def all_reduce(tensor, op=ReduceOp.SUM, group=None, async_op=False):
+    """tensor = op over every rank's tensor, in place."""
+    g = _group(group)
+    f = _op("allreduce::all_reduce_")
+    return g.run(lambda: _in_place("all_reduce", tensor, lambda t: f(t, g.handle, op)), async_op)
+
+
+def broadcast(tensor, src: int = 0, group=None, async_op=False):
+    """tensor = rank src's tensor, in place."""
+    g = _group(group)
+    f = _op("allreduce::broadcast_")
+    return g.run(lambda: _in_place("broadcast", tensor, lambda t: f(t, g.handle, int(src))), async_op)
+
+
+def all_gather_into_tensor(output_tensor, input_tensor, group=None, async_op=False):
+    """output_tensor (world_size * input.numel() elements) = the inputs of ranks 0..W-1, concatenated."""
+    g = _group(group)
+    f = _op("allreduce::all_gather_")
+    return g.run(lambda: _in_place("all_gather_into_tensor", output_tensor,
+                                   lambda o: f(o, input_tensor.contiguous(), g.handle)), async_op)
+
+
+def all_gather(tensor_list, tensor, group=None, async_op=False):
+    """tensor_list[k] = rank k's tensor (world_size tensors of tensor's shape and dtype)."""
+    g = _group(group)
+    if len(tensor_list) != g.size():
+        raise ValueError(f"all_gather: tensor_list must hold world_size = {g.size()} tensors, got {len(tensor_list)}")
+    f = _op("allreduce::all_gather_")
+
+    def run():
+        flat = vt.empty(g.size() * tensor.numel(), dtype=tensor.dtype, device=tensor.device)
+        f(flat, tensor.contiguous(), g.handle)
+        with vt.no_grad():
+            for k, t in enumerate(tensor_list):
+                t.copy_(flat[k * tensor.numel():(k + 1) * tensor.numel()].view(t.shape))
+    return g.run(run, async_op)
+
+
+def reduce_scatter_tensor(output, input, op=ReduceOp.SUM, group=None, async_op=False):
+    """output = rank r's 1/W slice of op over every rank's input (W * output.numel() elements)."""
+    g = _group(group)
+    f = _op("allreduce::reduce_scatter_")
+    return g.run(lambda: _in_place("reduce_scatter_tensor", output,
+                                   lambda o: f(o, input.contiguous(), g.handle, op)), async_op)
+
+
+def reduce_scatter(output, input_list, op=ReduceOp.SUM, group=None, async_op=False):
+    """output = op over every rank's input_list[rank] (torch's list form)."""
+    g = _group(group)
+    if len(input_list) != g.size():
+        raise ValueError(f"reduce_scatter: input_list must hold world_size = {g.size()} tensors, got "
+                         f"{len(input_list)}")
+    f = _op("allreduce::reduce_scatter_")
+
+    def run():
+        flat = vt.cat([t.contiguous().reshape(-1) for t in input_list])
+        _in_place("reduce_scatter", output, lambda o: f(o, flat, g.handle, op))
+    return g.run(run, async_op)
+
+
+def barrier(group=None, async_op=False):
+    """Returns once every rank of the group called barrier."""
+    g = _group(group)
+    f = _op("allreduce::barrier")
+    return g.run(lambda: f(g.handle), async_op)
