@@ -692,6 +692,11 @@ def test_bad_inputs():
         vt.cross_entropy(x, vt.zeros(3))
     with pytest.raises(ValueError, match=r"\[core::cross_entropy\] target \(4,\) does not match input \(3, 4\)"):
         vt.cross_entropy(x, vt.tensor([0, 1, 2, 3]))
+    xb, tb = x.to(vt.bfloat16), vt.tensor([0, 1, 2])
+    with pytest.raises(TypeError, match=r"\[core::cross_entropy_backward\] lse must be float32 \(cross_entropy's second "
+                       r"output for bfloat16 input\), got bfloat16"):
+        vt.ops.core.cross_entropy_backward(vt.ones(3, dtype=vt.bfloat16), xb, tb, vt.zeros(3, dtype=vt.bfloat16), -100,
+                                           0.0, "none")
     with pytest.raises(ValueError, match=r"\[core::mse_loss\] reduction must be 'mean', 'sum' or 'none', got 'avg'"):
         vt.ops.core.mse_loss(x, x, "avg")
     with pytest.raises(ValueError, match=r"\[core::mse_loss\] shapes cannot be broadcast"):

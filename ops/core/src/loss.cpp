@@ -150,6 +150,10 @@ void for_positions(vt::Call& c, const T* x, const CELayout& L, F f) {
   });
 }
 
+// the dtype of cross_entropy's lse output (what cross_entropy_backward reads): float32 for the
+// 16-bit floats, else the input's
+vt_dtype lse_dtype(vt_dtype x) { return vt::is_floating(x) && x.bits == 16 ? vt::kFloat32 : x; }
+
 }  // namespace
 
 VT_META_FN(cross_entropy_meta, "core::cross_entropy") {
@@ -159,7 +163,7 @@ VT_META_FN(cross_entropy_meta, "core::cross_entropy") {
   const Red red = check_reduction(c, a.reduction);
   if (!(eps >= 0.0 && eps <= 1.0)) c.fail(VT_ERR_VALUE, "label_smoothing must be in [0, 1], got %g", eps);
   ce_layout(c, x, t);
-  const vt_dtype sd = vt::is_floating(x->dtype) && x->dtype.bits == 16 ? vt::kFloat32 : x->dtype;
+  const vt_dtype sd = lse_dtype(x->dtype);
   c.set_out(0, red == Red::None ? c.empty(t->sizes, t->ndim, x->dtype) : c.empty(nullptr, 0, x->dtype));
   c.set_out(1, c.empty(t->sizes, t->ndim, sd));
 }
@@ -217,6 +221,11 @@ VT_META_FN(cross_entropy_backward_meta, "core::cross_entropy_backward") {
   c.check_same_dtype(go, "grad_output", x, "input");
   const int64_t P = L.positions();
   if (lse->numel != P) c.fail(VT_ERR_VALUE, "lse must have %lld elements, got %s", (long long)P, vt::shape_str(lse).c_str());
+  // the computes read lse as the forward wrote it (float32 for float16/bfloat16): another dtype
+  // would be read past its end
+  if (!vt::same_dtype(lse->dtype, lse_dtype(x->dtype)))
+    c.fail(VT_ERR_TYPE, "lse must be %s (cross_entropy's second output for %s input), got %s",
+           vt::dtype_name(lse_dtype(x->dtype)), vt::dtype_name(x->dtype), vt::dtype_name(lse->dtype));
   if (red == Red::None ? go->numel != P : go->numel != 1)
     c.fail(VT_ERR_VALUE, "grad_output %s does not match the loss of reduction '%s'", vt::shape_str(go).c_str(),
            a.reduction);
