@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import threading
 
 import numpy as np
 
@@ -169,9 +170,30 @@ def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False):
     r = ffi.new("vt_tensor*[]", [t._h for t in roots])
     g = ffi.new("vt_tensor*[]", [x._h if x is not None else ffi.NULL for x in grads])
     _pending.clear()
-    if lib.vtrt_backward(r, g, len(roots), bool(retain_graph), bool(create_graph), ffi.NULL, 0,
-                         ffi.NULL) != 0:
-        _raise()
+    outer = getattr(_backward_tls, "queued", None)
+    _backward_tls.queued = queued = []
+    try:
+        if lib.vtrt_backward(r, g, len(roots), bool(retain_graph), bool(create_graph), ffi.NULL, 0,
+                             ffi.NULL) != 0:
+            _raise()
+        while queued:  # a callback may queue another
+            queued.pop(0)()
+    finally:
+        _backward_tls.queued = outer
+
+
+_backward_tls = threading.local()  # .queued: callbacks of the backward() running on this thread
+
+
+def queue_callback(fn) -> None:
+    """Run fn() once the backward() running on this thread has finished (torch's
+    Variable._execution_engine.queue_callback): a tensor hook uses it to act on the final .grad
+    of every leaf, as DistributedDataParallel does. Only valid while backward() runs (in a hook)."""
+    queued = getattr(_backward_tls, "queued", None)
+    if queued is None:
+        raise RuntimeError("queue_callback: no backward() is running on this thread (call it from a "
+                           "tensor hook)")
+    queued.append(fn)
 
 
 def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False,

@@ -27,17 +27,22 @@
 // timeout passes, when that rank's process is gone (checked every few ms), or when another rank
 // aborted the group (after its own timeout or failure). Such an error leaves the group broken:
 // every later call raises until the group is destroyed.
-// Waiting spins briefly, then yields the CPU (ranks may outnumber cores).
+// Waiting spins (long when every rank has a core, briefly when ranks outnumber the cores this
+// process may run on), yields, then sleeps on a futex in the awaited rank's slot, which that rank
+// wakes when it publishes (only when someone sleeps: a `waiters` count beside the flag).
 #include <fcntl.h>
+#include <linux/futex.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <climits>
 #include <cstdio>
 #include <memory>
 #include <string>
@@ -56,8 +61,11 @@ namespace {
 
 constexpr uint64_t kMagic = 0x76742d73686d3031ull;  // "vt-shm01"
 constexpr int64_t kOneShotMaxBytes = 256 << 10;   // all_reduce: one-shot up to this, two-shot above
-constexpr int kSpins = 2000;                       // pause-spins before yielding the CPU
-constexpr double kLivenessEvery = 0.005;           // seconds between checks that the awaited rank lives
+constexpr int kSpinsIdle = 4000;    // pause-spins before sleeping, when every rank has a core of its own
+constexpr int kSpinsBusy = 50;      // ... when ranks outnumber cores (the awaited rank needs ours)
+constexpr int kYields = 4;          // sched_yield()s after spinning, before sleeping on the futex
+constexpr long kSleepNs = 2000000;  // futex sleeps at most this long between the checks below
+constexpr double kLivenessEvery = 0.005;  // seconds between checks that the awaited rank lives
 
 struct Meta {
   uint32_t kind;   // Kind
@@ -68,13 +76,27 @@ struct Meta {
 };
 
 struct alignas(128) Slot {
-  std::atomic<uint64_t> seq;  // 2e + s once stage s of call e is done by this rank
+  std::atomic<uint32_t> seq;      // 2e + s (mod 2^32) once stage s of call e is done by this rank
+  std::atomic<uint32_t> waiters;  // peers asleep on seq (futex): the writer wakes them
   int32_t pid;
-  char pad0[64 - sizeof(std::atomic<uint64_t>) - sizeof(int32_t)];
-  Meta meta[2];               // the call's Meta, per buffer
+  char pad0[64 - 3 * sizeof(uint32_t)];
+  Meta meta[2];                   // the call's Meta, per buffer
 };
 static_assert(sizeof(Slot) == 128, "Slot is two cache lines");
-static_assert(std::atomic<uint64_t>::is_always_lock_free, "seq must be lock-free to live in shared memory");
+static_assert(std::atomic<uint32_t>::is_always_lock_free && sizeof(std::atomic<uint32_t>) == 4,
+              "seq must be a plain lock-free word to live in shared memory and serve as a futex");
+
+// seq wraps around; peers are never more than a few stages apart, so a signed difference orders them
+inline bool reached(uint32_t seq, uint32_t target) { return (int32_t)(seq - target) >= 0; }
+
+// futex on a word of the shared segment (not FUTEX_PRIVATE: the waiters are other processes)
+inline void futex_wait(std::atomic<uint32_t>* word, uint32_t expected, long ns) {
+  timespec ts{0, ns};
+  syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), FUTEX_WAIT, expected, &ts, nullptr, 0);
+}
+inline void futex_wake(std::atomic<uint32_t>* word) {
+  syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), FUTEX_WAKE, INT32_MAX, nullptr, nullptr, 0);
+}
 
 struct alignas(128) Header {
   uint64_t magic;
@@ -122,6 +144,7 @@ struct ShmGroup {
   Slot* slots = nullptr;
   char* data = nullptr;
   uint64_t calls = 0;     // calls made on this group (the e of the protocol)
+  int spins = 0;          // kSpinsIdle or kSpinsBusy
   std::string broken;     // why the group cannot be used any more ("" while it can)
 
   char* buf(int32_t r, uint64_t e) const { return data + (size_t)(2 * r + (int)(e & 1)) * (size_t)capacity; }
@@ -137,22 +160,29 @@ namespace {
            why.c_str());
 }
 
-// Waits until rank r's seq >= target; the timeout counts from when spinning stopped being enough.
-void wait_for(ShmGroup& g, const char* op, int32_t r, uint64_t target) {
-  std::atomic<uint64_t>& seq = g.slots[r].seq;
-  for (int i = 0; i < kSpins; ++i) {
-    if (seq.load(std::memory_order_acquire) >= target) return;
+// Waits until rank r's seq reaches target: spins, yields, then sleeps on the futex of r's seq (r's
+// store wakes it). The timeout counts from when spinning stopped being enough.
+void wait_for(ShmGroup& g, const char* op, int32_t r, uint32_t target) {
+  std::atomic<uint32_t>& seq = g.slots[r].seq;
+  for (int i = 0; i < g.spins; ++i) {
+    if (reached(seq.load(std::memory_order_acquire), target)) return;
     AR_PAUSE();
+  }
+  for (int i = 0; i < kYields; ++i) {
+    if (reached(seq.load(std::memory_order_acquire), target)) return;
+    sched_yield();
   }
   const double start = now_s();
   double next_check = start;
   for (;;) {
-    if (seq.load(std::memory_order_acquire) >= target) return;
-    sched_yield();
+    g.slots[r].waiters.fetch_add(1, std::memory_order_seq_cst);
+    const uint32_t v = seq.load(std::memory_order_seq_cst);
+    if (!reached(v, target)) futex_wait(&seq, v, kSleepNs);
+    g.slots[r].waiters.fetch_sub(1, std::memory_order_seq_cst);
+    if (reached(seq.load(std::memory_order_acquire), target)) return;
     const double t = now_s();
     if (t < next_check) continue;
     next_check = t + kLivenessEvery;
-    if (seq.load(std::memory_order_acquire) >= target) return;
     const int32_t ab = g.h->aborted.load(std::memory_order_acquire);
     char why[256];
     if (ab > 0 && ab - 1 != g.rank) {
@@ -176,8 +206,10 @@ void wait_for(ShmGroup& g, const char* op, int32_t r, uint64_t target) {
 
 // Publishes stage s of the current call and waits for every peer to reach it.
 void stage(ShmGroup& g, const char* op, int s) {
-  const uint64_t target = 2 * g.calls + (uint64_t)s;
-  g.slots[g.rank].seq.store(target, std::memory_order_release);
+  const uint32_t target = (uint32_t)(2 * g.calls + (uint64_t)s);
+  Slot& me = g.slots[g.rank];
+  me.seq.store(target, std::memory_order_seq_cst);  // seq_cst: ordered before the waiters load
+  if (me.waiters.load(std::memory_order_seq_cst) != 0) futex_wake(&me.seq);
   for (int32_t k = 1; k < g.world; ++k) wait_for(g, op, (g.rank + k) % g.world, target);
 }
 
@@ -301,6 +333,9 @@ ShmGroup* shm_open_group(const char* op, const char* name, int32_t rank, int32_t
   g->world = world;
   g->capacity = buffer_bytes;
   g->timeout = timeout_s;
+  cpu_set_t cpus;
+  const int ncpu = sched_getaffinity(0, sizeof cpus, &cpus) == 0 ? CPU_COUNT(&cpus) : 1;
+  g->spins = world <= ncpu ? kSpinsIdle : kSpinsBusy;
   g->size = data_offset(world) + (size_t)world * 2 * (size_t)buffer_bytes;
   const double start = now_s();
   int fd = -1;

@@ -85,6 +85,10 @@ class _Server:
         with self.cv:
             self.closed = True
             self.cv.notify_all()
+        try:  # wakes the accept() of the serving thread (close alone leaves it listening)
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         self.sock.close()
         for c in self.conns:
             try:

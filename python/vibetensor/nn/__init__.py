@@ -8,7 +8,7 @@ names and semantics; `vt.nn.functional`, `vt.nn.init` and `vt.nn.utils` alongsid
 >>> model[0].weight.grad.shape
 (16, 4)
 """
-from . import functional, init, utils
+from . import functional, init, parallel, utils
 from .module import Module
 from .modules import (GELU, MLP, CausalSelfAttention, CrossEntropyLoss, Dropout, Embedding,
                       Identity, LayerNorm, Linear, LogSoftmax, ModuleDict, ModuleList, MSELoss,
@@ -16,7 +16,7 @@ from .modules import (GELU, MLP, CausalSelfAttention, CrossEntropyLoss, Dropout,
                       Tanh, TransformerBlock)
 from .parameter import Parameter
 
-__all__ = ["functional", "init", "utils", "Module", "Parameter", "GELU", "MLP",
+__all__ = ["functional", "init", "parallel", "utils", "Module", "Parameter", "GELU", "MLP",
            "CausalSelfAttention", "CrossEntropyLoss", "Dropout", "Embedding", "Identity",
            "LayerNorm", "Linear", "LogSoftmax", "ModuleDict", "ModuleList", "MSELoss",
            "MultiheadAttention", "ReLU", "RMSNorm", "Sequential", "Sigmoid", "SiLU", "Softmax",

@@ -1,0 +1,144 @@
+"""vibetensor.distributed and the allreduce pack's shm provider, with real processes: 4 ranks, each a
+fresh interpreter started by the launcher (or by the test, where the launcher would stop the ranks
+whose behaviour is under test). The rank-side scripts are in tests/distributed/.
+
+This process never loads the allreduce pack itself (the ranks do), so the registry-wide tests
+(test_meta, test_cuda_coverage) see the same op set whatever order the tests run in."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from vibetensor.distributed import TCPStore
+from vibetensor.distributed import run as launcher
+
+HERE = Path(__file__).parent / "distributed"
+
+
+def launch(script, n=4, *args, timeout=120, env=None):
+    cmd = [sys.executable, "-m", "vibetensor.distributed.run", "--nproc-per-node", str(n), str(script), *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})})
+
+
+def assert_every_rank_ok(p, n=4):
+    out = p.stdout + p.stderr
+    assert p.returncode == 0, out[-4000:]
+    for r in range(n):
+        assert f"RANK {r} OK" in p.stdout, out[-4000:]
+
+
+def test_every_collective_4_ranks():
+    assert_every_rank_ok(launch(HERE / "collectives.py"))
+
+
+def test_ddp_equals_one_process_with_the_global_batch():
+    assert_every_rank_ok(launch(HERE / "ddp.py"))
+
+
+def _spawn_ranks(mode, n=4):
+    port = launcher._free_port("127.0.0.1")
+    procs = []
+    for r in range(n):
+        env = dict(os.environ, RANK=str(r), WORLD_SIZE=str(n), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+        procs.append(subprocess.Popen([sys.executable, str(HERE / "failures.py"), mode], env=env,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    return procs
+
+
+def _results(procs, survivors, timeout):
+    out = {}
+    try:
+        for r in survivors:
+            so, se = procs[r].communicate(timeout=timeout)
+            assert procs[r].returncode == 0, se[-3000:]
+            out[r] = json.loads(so.strip().splitlines()[-1])
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+            p.wait()
+    return out
+
+
+def test_a_dead_rank_makes_the_others_raise_at_once():
+    procs = _spawn_ranks("dead")
+    res = _results(procs, [0, 1, 3], timeout=60)
+    assert procs[2].returncode == 3
+    for r, o in res.items():
+        assert o["error"] == "RuntimeError", o
+        assert o["seconds"] < 5, o  # the dead process is noticed, not the 30 s timeout
+        assert "[allreduce::all_reduce_]" in o["message"] and "rank 2" in o["message"], o
+        assert "exited" in o["message"] or "gave up on the group" in o["message"], o
+        assert "unusable" in o["after"], o
+    assert any("rank 2 (pid" in o["message"] and "exited" in o["message"] for o in res.values()), res
+
+
+def test_a_stuck_rank_makes_the_others_raise_after_the_timeout():
+    procs = _spawn_ranks("stuck")
+    res = _results(procs, [0, 1, 2], timeout=60)
+    for r, o in res.items():
+        assert o["error"] == "RuntimeError", o
+        assert 1.5 < o["seconds"] < 10, o
+        assert "timed out after 2.0 s waiting for rank 3" in o["message"] or "gave up" in o["message"], o
+    assert any("timed out after 2.0 s waiting for rank 3" in o["message"] for o in res.values()), res
+
+
+def test_the_launcher_stops_the_other_ranks_when_one_fails(tmp_path):
+    script = tmp_path / "fail.py"
+    script.write_text("import os, sys, time\n"
+                      "if os.environ['RANK'] == '1':\n"
+                      "    sys.exit('rank 1 fails on purpose')\n"
+                      "time.sleep(120)\n")
+    t0 = time.perf_counter()
+    p = launch(script, 3, timeout=60, env={})
+    assert p.returncode == 1, p.stderr
+    assert time.perf_counter() - t0 < 20
+    assert "rank 1 (pid" in p.stderr and "failed with exit code 1; stopping the other ranks" in p.stderr
+
+
+def test_the_launcher_sets_torchruns_variables_and_runs_modules(tmp_path):
+    (tmp_path / "envmod.py").write_text(
+        "import os\nprint('ENV', *[os.environ[k] for k in ('RANK', 'LOCAL_RANK', 'WORLD_SIZE', "
+        "'LOCAL_WORLD_SIZE', 'MASTER_ADDR')], os.environ['MASTER_PORT'].isdigit())\n")
+    cmd = [sys.executable, "-m", "vibetensor.distributed.run", "--nproc-per-node", "2", "-m", "envmod"]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=60, cwd=tmp_path,
+                       env={**os.environ, "PYTHONPATH": str(tmp_path)})
+    assert p.returncode == 0, p.stderr
+    lines = sorted(line for line in p.stdout.splitlines() if line.startswith("ENV"))
+    assert lines == ["ENV 0 0 2 2 127.0.0.1 True", "ENV 1 1 2 2 127.0.0.1 True"]
+
+
+def test_tcp_store():
+    s = TCPStore("127.0.0.1", 0, is_master=True, timeout=5)
+    c = TCPStore("127.0.0.1", s.port, timeout=5)
+    s.set("k", b"v")
+    assert c.get("k") == b"v"
+    assert c.add("n", 2) == 2 and s.add("n", 3) == 5
+    with pytest.raises(TimeoutError, match="key 'missing' did not appear within 0.2 s"):
+        c.get("missing", timeout=0.2)
+    c.close()
+    s.close()
+    with pytest.raises(TimeoutError, match="could not reach the store"):
+        TCPStore("127.0.0.1", s.port, timeout=0.3)
+
+
+def test_init_refuses_what_it_cannot_do(monkeypatch):
+    import vibetensor.distributed as dist
+
+    monkeypatch.delenv("RANK", raising=False)
+    with pytest.raises(ValueError, match=r"rank not given and \$RANK not set"):
+        dist.init_process_group()
+    with pytest.raises(NotImplementedError, match="not built yet"):
+        dist.init_process_group("nccl", rank=0, world_size=1)
+    with pytest.raises(ValueError, match="unknown backend 'mpi'"):
+        dist.init_process_group("mpi", rank=0, world_size=1)
+    with pytest.raises(ValueError, match=r"rank 2 is not in 0..1"):
+        dist.init_process_group(rank=2, world_size=2)
+    with pytest.raises(RuntimeError, match="not initialised"):
+        dist.get_rank()
