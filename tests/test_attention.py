@@ -505,3 +505,191 @@ def test_dropout_mask_op_is_core_dropouts_mask(device):
     assert vt.ops.Op("attention::dropout_mask")([0, 4], 0.5, 1, 0, device).shape == (0, 4)
     with pytest.raises(ValueError, match="dropout_p must be in"):
         vt.ops.Op("attention::dropout_mask")([3], 1.5, 1, 0)
+
+
+# ---- the flash provider's CUDA kernels (ops/attention/src/flash_*.cu) ------------------------------
+# What the tensor-core kernels take: float16/bfloat16, D == Dv in {64, 128}; anything else runs the
+# composed compute from inside the flash provider (the tables above cover that on cuda). Every check
+# compares with a float64 reference of the same rounded inputs and with the composed provider on
+# cuda; outputs are poisoned with NaN first (the caching allocator hands the freed blocks back), so a
+# row or column the kernels forget to write fails the test.
+HAS_CUDA = "cuda" in DEVICES
+needs_cuda = pytest.mark.skipif(not HAS_CUDA, reason="no CUDA device")
+FLASH_TOL = 1e-2  # max |got - want| / max |want|
+
+
+def rel_err(got, want):
+    got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
+    assert got.shape == want.shape, (got.shape, want.shape)
+    assert not np.isnan(got).any(), "NaN in the result (a poisoned element was never written?)"
+    fin = np.isfinite(want)
+    assert (np.isfinite(got) == fin).all() and (got[~fin] == want[~fin]).all()
+    return np.abs(got[fin] - want[fin]).max(initial=0.0) / max(np.abs(want[fin]).max(initial=0.0), 1e-6)
+
+
+def poison(*specs):
+    """Allocate and free NaN-filled cuda tensors of these (shape, dtype)s, so that the op's next
+    outputs of the same sizes most likely reuse (and must overwrite) them."""
+    ts = [vt.full(shape, float("nan"), dtype=dt, device="cuda") for shape, dt in specs]
+    del ts
+
+
+def cuda_half(a, dt):
+    """numpy -> a cuda tensor of dtype dt, and the numpy float64 of its rounded values"""
+    t = vt.tensor(a.astype(np.float32)).to(dt).to("cuda")
+    return t, to_numpy(t)
+
+
+def flash_call(prov, q, k, v, m, causal, p=0.0, scale=None):
+    B, H, Tq, D = q.shape
+    poison(((B, H, Tq, v.shape[-1]), q.dtype), ((B, H, Tq), vt.float32))
+    with vt.ops.use(OP, prov, "cuda"):
+        return op()(q, k, v, m, causal, scale, p)
+
+
+def flash_grads(prov, q, k, v, m, causal, g, p=0.0, seed=0):
+    qv, kv, vv = (t.detach().requires_grad_() for t in (q, k, v))
+    poison((tuple(q.shape), q.dtype), (tuple(k.shape), q.dtype), (tuple(v.shape), q.dtype))
+    vt.manual_seed(seed)
+    with vt.ops.use(OP, prov, "cuda"), vt.ops.use(BACKWARD, prov, "cuda"):
+        out = sdpa(qv, kv, vv, attn_mask=m, dropout_p=p, is_causal=causal)
+        return out, vt.autograd.grad(out, (qv, kv, vv), g)
+
+
+# (B, H, Tq, Tk): whole blocks, partial blocks with Tq != Tk both ways, one query, many heads
+FLASH_SHAPES = [(2, 3, 128, 128), (1, 2, 100, 190), (1, 2, 200, 70), (2, 1, 1, 33), (1, 5, 64, 257)]
+
+
+@needs_cuda
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+@pytest.mark.parametrize("D", [64, 128])
+@pytest.mark.parametrize("shape", FLASH_SHAPES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("mask", [None, "bool", "float"])
+def test_flash_cuda_forward_and_grads(dtype, D, shape, causal, mask):
+    B, H, Tq, Tk = shape
+    dt = getattr(vt, dtype)
+    rng = np.random.default_rng(hash((dtype, D, shape, causal, mask)) % 2**32)
+    q, k, v = make(rng, B, H, Tq, Tk, D, dtype=np.float32)
+    (tq, q), (tk, k), (tv, v) = (cuda_half(a, dt) for a in (q, k, v))
+    g = rng.standard_normal((B, H, Tq, D)).astype(np.float32)
+    tg, g = cuda_half(g, dt)
+    m = make_mask(rng, mask, (B, 1, Tq, Tk) if mask == "bool" else (Tq, Tk), np.float32)
+    tm = None if m is None else on("cuda", vt.tensor(m))
+    want, want_lse = ref(q, k, v, m, causal)
+    out, lse, st = flash_call("flash", tq, tk, tv, tm, causal)
+    assert out.dtype is dt and lse.dtype is vt.float32 and to_numpy(st).tolist() == [0, 0]
+    assert rel_err(to_numpy(out), want) <= FLASH_TOL
+    assert rel_err(to_numpy(lse), want_lse) <= 1e-3
+    c_out, c_lse, _ = flash_call("composed", tq, tk, tv, tm, causal)
+    assert rel_err(to_numpy(out), to_numpy(c_out)) <= FLASH_TOL
+    # gradients: float64 reference, and the composed provider's on the same inputs
+    _, grads = flash_grads("flash", tq, tk, tv, tm, causal, tg)
+    _, c_grads = flash_grads("composed", tq, tk, tv, tm, causal, tg)
+    for name, got, w, c in zip("qkv", grads, ref_grads(q, k, v, g, m, causal), c_grads):
+        assert got.dtype is dt
+        assert rel_err(to_numpy(got), w) <= FLASH_TOL, name
+        assert rel_err(to_numpy(got), to_numpy(c)) <= FLASH_TOL, name
+
+
+@needs_cuda
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+@pytest.mark.parametrize("D", [64, 128])
+@pytest.mark.parametrize("causal", [False, True])
+def test_flash_cuda_dropout_same_mask_as_cpu(dtype, D, causal):
+    """the keep mask of the kernels is attn.hpp's rule at the recorded (seed, offset): the cpu flash
+    provider draws the same one after the same vt.manual_seed, and the gradients use it too"""
+    B, H, Tq, Tk, p = 2, 2, 77, D, 0.3
+    dt = getattr(vt, dtype)
+    # q = k = 0 and v = I: out[i, j] = keep[i, j] / (Tk (1 - p)) (causal: / (i + 1) (1 - p) for j <= i)
+    z = vt.zeros((B, H, Tq, D), dtype=dt, device="cuda")
+    eye = vt.tensor(np.broadcast_to(np.eye(Tk), (B, H, Tk, D)).astype(np.float32)).to(dt).to("cuda")
+    vt.manual_seed(21)
+    out, _, st = flash_call("flash", z, vt.zeros((B, H, Tk, D), dtype=dt, device="cuda"), eye, None, causal, p)
+    seed, offset = (int(x) for x in to_numpy(st))
+    keep = to_numpy(vt.ops.Op("attention::dropout_mask")([B, H, Tq, Tk], p, seed, offset))
+    cpu_keep, cpu_state = dropout_keep("flash", 21, B, H, Tq, Tk, p)
+    assert offset == int(cpu_state[1]) and seed == int(cpu_state[0])
+    np.testing.assert_array_equal(keep, cpu_keep)
+    rows = np.arange(Tq)[:, None]
+    n = np.minimum(rows + 1, Tk) if causal else np.full((Tq, 1), Tk)
+    want = keep / (n * (1 - p))
+    if causal:
+        want = np.where(np.arange(Tk)[None, :] <= rows, want, 0)
+    assert rel_err(to_numpy(out), want) <= FLASH_TOL
+    # gradients with dropout against the float64 reference at that mask
+    rng = np.random.default_rng(22)
+    q, k, v = make(rng, B, H, Tq, Tk, D, dtype=np.float32)
+    (tq, q), (tk, k), (tv, v) = (cuda_half(a, dt) for a in (q, k, v))
+    tg, g = cuda_half(rng.standard_normal((B, H, Tq, D)).astype(np.float32), dt)
+    out, grads = flash_grads("flash", tq, tk, tv, None, causal, tg, p, seed=21)
+    assert rel_err(to_numpy(out), ref(q, k, v, causal=causal, keep=keep, p=p)[0]) <= FLASH_TOL
+    for got, w in zip(grads, ref_grads(q, k, v, g, causal=causal, keep=keep, p=p)):
+        assert rel_err(to_numpy(got), w) <= FLASH_TOL
+
+
+@needs_cuda
+@pytest.mark.parametrize("D", [64, 128])
+def test_flash_cuda_strided_scaled_and_masked_rows(D):
+    """(B, T, H, D) memory seen as (B, H, T, D) (read in place), a transposed v (copied), an explicit
+    scale, fully masked rows (out 0, lse -inf, finite gradients), deterministic backward"""
+    B, T_, H = 2, 150, 3
+    dt = vt.bfloat16
+    rng = np.random.default_rng(23)
+    base = [rng.standard_normal((B, T_, H, D)).astype(np.float32) for _ in range(2)]
+    (bq, nq), (bk, nk) = (cuda_half(a, dt) for a in base)
+    tq, tk = bq.permute(0, 2, 1, 3), bk.permute(0, 2, 1, 3)
+    vbase, nv = cuda_half(rng.standard_normal((B, H, D, T_)).astype(np.float32), dt)
+    tv = vbase.transpose(2, 3)  # last stride T_: the provider copies it to contiguous
+    q, k, v = nq.transpose(0, 2, 1, 3), nk.transpose(0, 2, 1, 3), nv.swapaxes(2, 3)
+    m = np.ones((T_, T_), bool)
+    m[[3, 97]] = False
+    tm = on("cuda", vt.tensor(m))
+    want, want_lse = ref(q, k, v, m, True, 0.05)
+    out, lse, _ = flash_call("flash", tq, tk, tv, tm, True, scale=0.05)
+    assert rel_err(to_numpy(out), want) <= FLASH_TOL
+    assert rel_err(to_numpy(lse), want_lse) <= 1e-3
+    assert (to_numpy(out)[:, :, [3, 97]] == 0).all() and (to_numpy(lse)[:, :, [3, 97]] == -np.inf).all()
+    g = rng.standard_normal((B, H, T_, D)).astype(np.float32)
+    tg, g = cuda_half(g, dt)
+    args = (tg, tq, tk, tv, out, lse, tm, True, 0.05, 0.0, 0, 0)
+    with vt.ops.use(BACKWARD, "flash", "cuda"):
+        a = [to_numpy(x) for x in vt.ops.Op(BACKWARD)(*args)]
+        b = [to_numpy(x) for x in vt.ops.Op(BACKWARD)(*args)]
+    for x, y, w in zip(a, b, ref_grads(q, k, v, g, m, True, 0.05)):
+        np.testing.assert_array_equal(x, y)  # no atomics: bitwise the same
+        assert rel_err(x, w) <= FLASH_TOL
+    assert (a[0][:, :, [3, 97]] == 0).all()
+
+
+@needs_cuda
+def test_flash_cuda_grad_lse():
+    """the lse output's gradient (grad_lse) enters delta: dS = P (dP - delta), delta = rowsum(dO O) - glse"""
+    B, H, Tq, Tk, D = 1, 2, 90, 130, 64
+    dt = vt.float16
+    rng = np.random.default_rng(24)
+    q, k, v = make(rng, B, H, Tq, Tk, D, dtype=np.float32)
+    (tq, q), (tk, k), (tv, v) = (cuda_half(a, dt) for a in (q, k, v))
+    tg, g = cuda_half(rng.standard_normal((B, H, Tq, D)).astype(np.float32), dt)
+    glse = rng.standard_normal((B, H, Tq)).astype(np.float32)
+    out, lse, _ = flash_call("flash", tq, tk, tv, None, False)
+    with vt.ops.use(BACKWARD, "flash", "cuda"):
+        got = vt.ops.Op(BACKWARD)(tg, tq, tk, tv, out, lse, None, False, 0.125, 0.0, 0, 0,
+                                  on("cuda", vt.tensor(glse)))
+    for x, w in zip(got, ref_backward(q, k, v, g, None, False, 0.125, glse=glse)):
+        assert rel_err(to_numpy(x), w) <= FLASH_TOL
+
+
+@needs_cuda
+@pytest.mark.parametrize("dtype,D", [("float32", 64), ("bfloat16", 32), ("bfloat16", 80)])
+def test_flash_cuda_hands_other_calls_to_composed(dtype, D):
+    """a dtype or head dim the kernels do not take still runs under provider "flash" (its compute
+    calls the composed one) and matches the composed provider"""
+    dt = getattr(vt, dtype)
+    rng = np.random.default_rng(25)
+    q, k, v = make(rng, 1, 2, 40, 50, D, dtype=np.float32)
+    (tq, _), (tk, _), (tv, _) = (cuda_half(a, dt) for a in (q, k, v))
+    a = flash_call("flash", tq, tk, tv, None, True)
+    b = flash_call("composed", tq, tk, tv, None, True)
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(to_numpy(x), to_numpy(y))

@@ -3,19 +3,22 @@
 //
 //   attention::sdpa(q, k, v, mask, causal, scale, dropout_p) -> (out, lse, rng)
 //     meta step (here): every argument check, the three outputs (every device, meta included)
-//     provider "flash"    (priority 10): fused tiled compute, flash.cpp
+//     provider "flash"    (priority 10): fused tiled compute, flash.cpp (cpu) and flash_fwd.cu
+//                         (cuda: tensor cores for bfloat16/float16 at D in {64, 128}; other calls
+//                         run the composed compute from inside it)
 //     provider "composed" (priority 0):  compute written with core ops, composed.cpp
 //     out (B, H, Tq, Dv); lse (B, H, Tq) float32 (float64 for float64 inputs); rng int64 (2,) =
 //     [seed, offset] of the dropout's Philox draw ([0, 0] without dropout) — the backward rule reads
 //     it to regenerate the mask, so it is an output rather than hidden state. The compute fills it
 //     (and reserves the Philox numbers); on the meta device it is only made.
 //   attention::sdpa_backward(...) -> (dq, dk, dv): the backward from the saved out and lse
-//     meta step (here); provider "flash" (cpu, fused: flash.cpp), provider "composed" (every
-//     device: core ops, composed.cpp)
+//     meta step (here); provider "flash" (cpu, fused: flash.cpp; cuda: flash_bwd.cu), provider
+//     "composed" (every device: core ops, composed.cpp)
 //   attention::dropout_mask(size, p, seed, offset, device) -> bool mask: the dropout keep rule of
 //     attn.hpp at a given Philox seed and offset (what the composed backward regenerates);
 //     computes for cpu (composed.cpp) and cuda (dropout_mask.cu)
-// On cuda the composed provider serves both ops (the fused Hopper kernels are later work).
+// On cuda the flash provider's kernels (flash_cuda.cuh) serve what they take and hand the rest to
+// the composed compute; a Hopper-specific provider is later work.
 //
 // One backward rule serves both providers (the engine uses the op's rule whoever ran the forward):
 // it calls attention::sdpa_backward through the dispatcher with the saved q, k, v, mask, out, lse and
@@ -40,6 +43,8 @@ vt::KernelFn sdpa_backward_composed;    // composed.cpp (device-neutral)
 vt::KernelFn dropout_mask_cpu;          // composed.cpp
 #ifdef VT_WITH_CUDA
 vt::KernelFn dropout_mask_cuda;         // dropout_mask.cu
+vt::KernelFn sdpa_flash_cuda;           // flash_fwd.cu
+vt::KernelFn sdpa_backward_flash_cuda;  // flash_bwd.cu
 #endif
 
 namespace {
@@ -212,6 +217,10 @@ vt_status attention_init(const vt_host* host, vt_pack* pack) {
     composed.compute("attention::sdpa", VT_CPU, sdpa_composed);
     composed.compute("attention::sdpa_backward", VT_CPU, sdpa_backward_composed);
 #ifdef VT_WITH_CUDA
+    // flash on cuda: bfloat16/float16, D == Dv in {64, 128}, sm80+; any other call runs the composed
+    // compute from inside it (the dispatcher has no fall-through between providers)
+    flash.compute("attention::sdpa", VT_CUDA, sdpa_flash_cuda);
+    flash.compute("attention::sdpa_backward", VT_CUDA, sdpa_backward_flash_cuda);
     composed.compute("attention::sdpa", VT_CUDA, sdpa_composed);
     composed.compute("attention::sdpa_backward", VT_CUDA, sdpa_backward_composed);
     composed.compute("attention::dropout_mask", VT_CUDA, dropout_mask_cuda);

@@ -1,0 +1,310 @@
+// flash_cuda.cuh — what the CUDA kernels of provider "flash" share (flash_fwd.cu, flash_bwd.cu):
+// the tile sizes, the tensor-core primitives (cp.async, ldmatrix, mma.sync m16n8k16: sm80 and
+// newer), the swizzled shared-memory tile, the score rule (scale, causal, masks) and the dropout
+// keep rule of attn.hpp on the device, and the checks that decide whether the kernels take a call
+// (what they do not take runs on the composed provider: see flash_cuda_takes).
+// Not here: the kernels (flash_fwd.cu, flash_bwd.cu), the CPU provider (flash.cpp).
+//
+// Shape legend as in attn.hpp: q (B, H, Tq, D), k (B, H, Tk, D), v (B, H, Tk, D) (the kernels
+// take Dv == D only), out (B, H, Tq, D), lse (B, H, Tq) float32.
+//
+// Fragment layouts of mma.sync.m16n8k16 (PTX ISA, "Matrix Fragments for mma.m16n8k16"), with
+// g = lane / 4 and t = lane % 4:
+//   A (16 x 16, row major), 4 regs of 2 halves: a0 (row g, k 2t..2t+1), a1 (row g+8, k 2t..),
+//     a2 (row g, k 2t+8..), a3 (row g+8, k 2t+8..)
+//   B (16 x 8, "col": for each n, consecutive k), 2 regs: b0 (k 2t..2t+1, n g), b1 (k 2t+8.., n g)
+//   C/D (16 x 8 floats), 4 regs: c0, c1 (row g, cols 2t, 2t+1), c2, c3 (row g+8, cols 2t, 2t+1)
+// so the C fragments of two neighbouring n-tiles are the A fragment of one 16-wide k-step
+// (pack_a): scores become the A operand of the next GEMM without touching shared memory.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <climits>
+#include <cmath>
+#include <cstdint>
+
+#include "attn.hpp"
+#include "vt/autograd.hpp"  // vt::call
+#include "vt/cuda/launch.cuh"
+#include "vt/philox.h"
+
+namespace flashcu {
+
+// ---- tile sizes ---------------------------------------------------------------------------------
+constexpr int kWarps = 4;                 // every kernel: 4 warps, each owning 16 rows of the tile
+constexpr int kThreads = 32 * kWarps;
+constexpr int kRowsPerCta = 16 * kWarps;  // 64: queries per forward / dQ block, keys per dK/dV block
+constexpr int kKeys = 64;                 // keys per step of the forward and dQ loops
+// queries per step of the dK/dV loop: 32 at D = 128 keeps dK, dV (64 + 64 floats a thread) and
+// the two score tiles within the register file
+template <int D> constexpr int kBwdQueries = D == 128 ? 32 : 64;
+constexpr int kStatPad = 64;              // lse/delta rows padded per (b, h) to a multiple of this
+constexpr float kLog2e = 1.4426950408889634f;
+constexpr float kLn2 = 0.6931471805599453f;
+
+enum MaskKind { kNoMask = 0, kBoolMask = 1, kAddMask = 2 };
+
+// ---- arguments ----------------------------------------------------------------------------------
+// A (B, H, T, D) operand: element (b, h, t, d) at p + b * sb + h * sh + t * st + d (unit last stride,
+// 16-byte aligned rows: what cp.async needs; the launchers copy anything else to contiguous).
+struct Operand {
+  const void* p;
+  int64_t sb, sh, st;
+};
+
+// The mask broadcast to (B, H, Tq, Tk) (strides 0 where broadcast); an additive mask is float32.
+struct Mask {
+  const void* p = nullptr;
+  int kind = kNoMask;
+  int64_t sb = 0, sh = 0, st = 0, sd = 0;
+};
+
+// The dropout of one call: seed/offset (the forward's come from host->philox_args, unpacked on the
+// device), keep threshold and the 1 / (1 - p) of kept values.
+struct Dropout {
+  bool on = false;
+  uint32_t thr = 0;
+  float rs = 1.f;
+};
+
+// ---- device primitives ----------------------------------------------------------------------------
+__device__ __forceinline__ uint32_t smem_u32(const void* p) {
+  return (uint32_t)__cvta_generic_to_shared(p);
+}
+
+// 16 bytes global -> shared, asynchronously; rows past the end are zero-filled (src_bytes = 0 reads
+// nothing, but the address must still be valid: callers pass the operand's base then).
+__device__ __forceinline__ void cp_async16(void* dst, const void* src, bool valid) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_u32(dst)), "l"(src),
+               "r"(valid ? 16 : 0));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+__device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wait_group 0;\n" ::: "memory"); }
+
+__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void* p) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(smem_u32(p)));
+}
+__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], const void* p) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(smem_u32(p)));
+}
+
+// c += a * b on tensor cores (16-bit inputs, float32 accumulators)
+template <class T>
+__device__ __forceinline__ void mma16816(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1);
+template <>
+__device__ __forceinline__ void mma16816<__nv_bfloat16>(float (&c)[4], const uint32_t (&a)[4], uint32_t b0,
+                                                        uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+      "{%0, %1, %2, %3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+template <>
+__device__ __forceinline__ void mma16816<__half>(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+      "{%0, %1, %2, %3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+// two floats as one register of two 16-bit values (lo in the low half: the lower k / column)
+template <class T> __device__ __forceinline__ uint32_t pack2(float lo, float hi);
+template <> __device__ __forceinline__ uint32_t pack2<__nv_bfloat16>(float lo, float hi) {
+  __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+  return *reinterpret_cast<uint32_t*>(&v);
+}
+template <> __device__ __forceinline__ uint32_t pack2<__half>(float lo, float hi) {
+  __half2 v = __floats2half2_rn(lo, hi);
+  return *reinterpret_cast<uint32_t*>(&v);
+}
+
+// The A fragment of k-step kk from the C fragments of n-tiles 2kk and 2kk+1 (see the top).
+template <class T>
+__device__ __forceinline__ void pack_a(uint32_t (&a)[4], const float (&c0)[4], const float (&c1)[4]) {
+  a[0] = pack2<T>(c0[0], c0[1]);
+  a[1] = pack2<T>(c0[2], c0[3]);
+  a[2] = pack2<T>(c1[0], c1[1]);
+  a[3] = pack2<T>(c1[2], c1[3]);
+}
+
+// ---- the shared-memory tile ---------------------------------------------------------------------------
+// R rows x D 16-bit elements, row major, 16-byte chunks XOR-swizzled by (row % 8): the 8 rows an
+// ldmatrix 8x8 reads (one chunk each) then sit in 8 different bank groups.
+template <int D>
+__device__ __forceinline__ int swz(int row, int chunk) {
+  return row * D + ((chunk ^ (row & 7)) << 3);
+}
+
+// Rows [t0, t0 + R) of one (b, h) of an operand into a tile (rows >= T zero-filled), by all
+// kThreads threads, asynchronously (the caller commits and waits).
+template <class T, int R, int D>
+__device__ __forceinline__ void load_tile(T* tile, const T* base, int64_t st, int t0, int T_) {
+  constexpr int kChunks = D / 8;
+  for (int idx = threadIdx.x; idx < R * kChunks; idx += kThreads) {
+    const int r = idx / kChunks, ch = idx % kChunks;
+    const bool ok = t0 + r < T_;
+    const T* src = ok ? base + (int64_t)(t0 + r) * st + ch * 8 : base;
+    cp_async16(tile + swz<D>(r, ch), src, ok);
+  }
+}
+
+// Rows [16 w, 16 w + 16) of a tile (a warp's own rows) to global rows t0 + 16 w + r < T_ of a
+// contiguous (.., T, D) output, 16 bytes a lane (the warp wrote them with store_frag first).
+template <class T, int D>
+__device__ __forceinline__ void store_rows(const T* tile, T* out, int t0, int T_, int warp, int lane) {
+  constexpr int kChunks = D / 8;
+  for (int idx = lane; idx < 16 * kChunks; idx += 32) {
+    const int r = warp * 16 + idx / kChunks, ch = idx % kChunks;
+    if (t0 + r < T_)
+      *reinterpret_cast<uint4*>(out + (int64_t)(t0 + r) * D + ch * 8) =
+          *reinterpret_cast<const uint4*>(tile + swz<D>(r, ch));
+  }
+}
+
+// A warp's accumulators acc[D / 8][4] (16 rows from row0, D columns) times s into the tile.
+template <class T, int D>
+__device__ __forceinline__ void store_frag(T* tile, const float (&acc)[D / 8][4], float s, int row0, int lane) {
+  const int r = row0 + lane / 4, c = 2 * (lane % 4);
+#pragma unroll
+  for (int nt = 0; nt < D / 8; ++nt) {
+    const int col = nt * 8 + c;
+    *reinterpret_cast<uint32_t*>(tile + swz<D>(r, col / 8) + col % 8) = pack2<T>(acc[nt][0] * s, acc[nt][1] * s);
+    *reinterpret_cast<uint32_t*>(tile + swz<D>(r + 8, col / 8) + col % 8) = pack2<T>(acc[nt][2] * s, acc[nt][3] * s);
+  }
+}
+
+// ldmatrix addresses (see the fragment layouts at the top). Each loads one x4:
+//   a_addr:       the A fragment of rows row0..row0+15, k-step kk of a row-major tile
+//   bn_addr:      B fragments of two n-tiles (rows n0..n0+15 of the tile are n, its columns k):
+//                 regs {b0, b1} of n-tile n0 and {b0, b1} of n-tile n0+8, k-step kk
+//   bt_addr:      B fragments of two n-tiles (rows k0..k0+15 of the tile are k, its columns
+//                 n = 16 np ..): regs {b0, b1} of n-tile 2np and of 2np+1 (ldmatrix .trans)
+template <int D, class T>
+__device__ __forceinline__ const T* a_addr(const T* tile, int row0, int kk, int lane) {
+  return tile + swz<D>(row0 + (lane & 15), kk * 2 + (lane >> 4));
+}
+template <int D, class T>
+__device__ __forceinline__ const T* bn_addr(const T* tile, int n0, int kk, int lane) {
+  return tile + swz<D>(n0 + (lane & 7) + ((lane >> 4) << 3), kk * 2 + ((lane >> 3) & 1));
+}
+template <int D, class T>
+__device__ __forceinline__ const T* bt_addr(const T* tile, int k0, int np, int lane) {
+  return tile + swz<D>(k0 + (lane & 7) + (((lane >> 3) & 1) << 3), np * 2 + (lane >> 4));
+}
+
+// ---- the score rule ---------------------------------------------------------------------------------
+// The score of query i and key j in log2 units: s * scale * log2(e) (+ mask * log2(e)), -inf where
+// the causal rule (j > i, top-left aligned) or a bool mask drops it. Callers guarantee i < Tq and
+// j < Tk whenever a mask is read.
+__device__ __forceinline__ float masked_score(float s, float scale_log2, const Mask& m, int64_t mb, int i, int j,
+                                             bool causal) {
+  float x = s * scale_log2;
+  if (causal && j > i) return -INFINITY;
+  if (m.kind == kBoolMask) {
+    if (!static_cast<const uint8_t*>(m.p)[mb + i * m.st + j * m.sd]) x = -INFINITY;
+  } else if (m.kind == kAddMask) {
+    x += static_cast<const float*>(m.p)[mb + i * m.st + j * m.sd] * kLog2e;
+  }
+  return x;
+}
+
+// ---- dropout (the keep rule of attn.hpp) ----------------------------------------------------------
+// Element e of the (B, H, Tq, Tk) probabilities is kept when (word e % 4 of Philox group
+// offset + e / 4 under key seed) >> 8 >= thr.
+__device__ __forceinline__ bool keep1(uint64_t seed, uint64_t offset, uint64_t e, uint32_t thr) {
+  const vt::philox::Philox4x32 r = vt::philox::philox_group(seed, offset + (e >> 2));
+  return (r.x[e & 3] >> 8) >= thr;
+}
+// elements e and e + 1: one Philox group when e is even (both in the same group of four)
+__device__ __forceinline__ void keep2(uint64_t seed, uint64_t offset, uint64_t e, uint32_t thr, bool& k0,
+                                      bool& k1) {
+  if ((e & 1) == 0) {
+    const vt::philox::Philox4x32 r = vt::philox::philox_group(seed, offset + (e >> 2));
+    k0 = (r.x[e & 3] >> 8) >= thr;
+    k1 = (r.x[(e & 3) + 1] >> 8) >= thr;
+  } else {
+    k0 = keep1(seed, offset, e, thr);
+    k1 = keep1(seed, offset, e + 1, thr);
+  }
+}
+
+}  // namespace flashcu
+
+// ---- host side: what the kernels take ---------------------------------------------------------------
+namespace flashcu {
+
+// The device's compute capability major (cached per device index).
+int device_cc_major(int index);
+
+// Whether the flash kernels take a call with these inputs: float16/bfloat16, head dims D == Dv in
+// {64, 128}, every size > 0 and within int range, an sm80+ device. Anything else runs on the
+// composed provider (called from the flash compute: the dispatcher has no fall-through).
+inline bool takes(const vt_tensor* q, const attn::Dims& d, int device_index) {
+  const vt::ScalarType st = vt::scalar_type(q->dtype);
+  if (st != vt::ScalarType::Float16 && st != vt::ScalarType::BFloat16) return false;
+  if (d.D != d.Dv || (d.D != 64 && d.D != 128)) return false;
+  if (d.B <= 0 || d.H <= 0 || d.Tq <= 0 || d.Tk <= 0) return false;
+  if (d.Tq > (1 << 30) || d.Tk > (1 << 30) || d.B * d.H > (1 << 30)) return false;
+  const int64_t blocks = (std::max(d.Tq, d.Tk) + kRowsPerCta - 1) / kRowsPerCta * d.B * d.H;
+  if (blocks > INT32_MAX) return false;  // one grid dimension
+  return device_cc_major(device_index) >= 8;
+}
+
+// An operand of cp.async-friendly layout (unit last stride, 16-byte aligned base and row strides),
+// else a contiguous copy (held by `hold`).
+inline Operand operand(vt::Call& c, const vt_tensor* t, vt::Tensor& hold) {
+  const int64_t es = 2;
+  auto fits = [&](const vt_tensor* x) {
+    if (x->strides[3] != 1 && x->sizes[3] != 1) return false;
+    if (reinterpret_cast<uintptr_t>(x->data) % 16 != 0) return false;
+    for (int i = 0; i < 3; ++i)
+      if (x->sizes[i] != 1 && (x->strides[i] * es) % 16 != 0) return false;
+    return true;
+  };
+  if (!fits(t)) {
+    hold = vt::call(c.host, "core::contiguous", {const_cast<vt_tensor*>(t)});
+    t = hold.get();
+  }
+  return Operand{t->data, t->strides[0], t->strides[1], t->strides[2]};
+}
+
+// The mask argument as the kernels read it (an additive mask converted to float32; `hold` keeps
+// the copy alive).
+inline Mask mask_of(vt::Call& c, const vt_tensor* mask, vt::Tensor& hold) {
+  Mask m;
+  if (!mask || mask->numel == 0) return m;
+  if (vt::scalar_type(mask->dtype) == vt::ScalarType::Bool) {
+    m.kind = kBoolMask;
+  } else {
+    m.kind = kAddMask;
+    if (!vt::same_dtype(mask->dtype, vt::kFloat32)) {
+      hold = vt::call(c.host, "core::to_dtype", {const_cast<vt_tensor*>(mask), vt::kFloat32});
+      mask = hold.get();
+    }
+  }
+  const attn::Strides4 s = attn::mask_strides(mask);
+  m.p = mask->data;
+  m.sb = s.b, m.sh = s.h, m.st = s.t, m.sd = s.d;
+  return m;
+}
+
+// Dynamic shared memory above the default 48 KiB needs the kernel's opt-in (every launch: cheap,
+// and right for whichever device is current).
+template <class K>
+inline void allow_smem(const vt::Call& c, K kernel, size_t bytes) {
+  if (bytes > 48 * 1024)
+    vt::cuda::check(c, cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes),
+                    "cudaFuncSetAttribute(MaxDynamicSharedMemorySize)");
+}
+
+}  // namespace flashcu

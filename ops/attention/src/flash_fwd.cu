@@ -1,0 +1,292 @@
+// flash_fwd.cu — the CUDA forward of provider "flash" (attention::sdpa): a tiled online-softmax
+// kernel on tensor cores (mma.sync m16n8k16 with ldmatrix, sm80+), FlashAttention-2's design.
+// Not here: the shared primitives and what the kernels take (flash_cuda.cuh), the backward
+// (flash_bwd.cu), the meta step and registration (pack.cpp), the CPU kernel (flash.cpp).
+//
+// One CTA = one (b, h) and a block of 64 queries; 4 warps, each owning 16 query rows, so the
+// softmax statistics of a row live in the 4 lanes of one quad. Per CTA:
+//   Q block -> shared -> registers (A fragments, once)
+//   for each block of 64 keys (causal: only keys j < i0 + 64):
+//     K_j, V_j stream through shared memory with cp.async (V_j loads during S = Q K_j^T,
+//     K_j+1 during O += P V_j)
+//     S = Q K_j^T;  x = S * scale * log2(e) (+ mask), -inf where causal/mask/past Tk drop it
+//     m_new = max(m, rowmax x);  P = exp2(x - m_new);  l = l * alpha + rowsum P;  O *= alpha
+//     P (dropout applied: kept * 1/(1-p), else 0) -> A fragments in registers;  O += P V_j
+//   out = O / l (0 where l == 0), lse = (m + log2 l) * ln 2 (-inf where l == 0)
+// Dropout draws the keep rule of attn.hpp from host->philox_args (graph-safe: unpacked on the
+// device), and block 0 writes the rng output [seed, offset] ([0, 0] without dropout).
+// Instantiated for {bfloat16, float16} x D {64, 128}; causal is a run-time flag.
+#include "flash_cuda.cuh"
+
+namespace flashcu {
+
+struct FwdParams {
+  Operand q, k, v;
+  void* out;       // (B, H, Tq, D) contiguous
+  float* lse;      // (B, H, Tq) contiguous
+  int64_t* rng;    // (2,): [seed, offset]
+  Mask mask;
+  int H, BH, Tq, Tk, nqb;
+  float scale_log2;
+  bool causal;
+  Dropout drop;
+  vt_philox_args philox;
+};
+
+template <class T, int D>
+constexpr size_t fwd_smem() {
+  return sizeof(T) * (size_t)(kRowsPerCta + 2 * kKeys) * D;
+}
+
+template <class T, int D>
+__global__ void __launch_bounds__(kThreads) flash_fwd_kernel(const FwdParams p) {
+  extern __shared__ __align__(16) unsigned char smem[];
+  T* sQ = reinterpret_cast<T*>(smem);
+  T* sK = sQ + kRowsPerCta * D;
+  T* sV = sK + kKeys * D;
+  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+
+  // heaviest (latest, for causal) query blocks first: blockIdx.x = (nqb - 1 - qb) * BH + bh
+  const int bh = blockIdx.x % p.BH, qb = p.nqb - 1 - (int)(blockIdx.x / p.BH);
+  const int b = bh / p.H, h = bh % p.H;
+  const int i0 = qb * kRowsPerCta;
+  const T* q = static_cast<const T*>(p.q.p) + b * p.q.sb + h * p.q.sh;
+  const T* k = static_cast<const T*>(p.k.p) + b * p.k.sb + h * p.k.sh;
+  const T* v = static_cast<const T*>(p.v.p) + b * p.v.sb + h * p.v.sh;
+  const int64_t mb = b * p.mask.sb + h * p.mask.sh;
+
+  uint64_t seed = 0, offset = 0;
+  if (p.drop.on) {
+    const vt_philox_seed_offset so = vt_philox_unpack(p.philox);
+    seed = so.seed, offset = so.offset;
+  }
+  if (blockIdx.x == 0 && tid == 0) {
+    p.rng[0] = (int64_t)seed;
+    p.rng[1] = (int64_t)offset;
+  }
+
+  const int kend = p.causal ? min(p.Tk, i0 + kRowsPerCta) : p.Tk;
+  const int nkb = (kend + kKeys - 1) / kKeys;
+
+  load_tile<T, kRowsPerCta, D>(sQ, q, p.q.st, i0, p.Tq);
+  if (nkb > 0) load_tile<T, kKeys, D>(sK, k, p.k.st, 0, p.Tk);
+  cp_async_commit();
+
+  // this thread's two rows (lane / 4 and lane / 4 + 8 of the warp's 16) and columns (2 (lane % 4))
+  const int r0 = warp * 16 + lane / 4;
+  const int ia = i0 + r0, ib = ia + 8;
+  const int c0 = 2 * (lane % 4);
+
+  uint32_t qf[D / 16][4];
+  float o[D / 8][4];
+#pragma unroll
+  for (int nt = 0; nt < D / 8; ++nt) o[nt][0] = o[nt][1] = o[nt][2] = o[nt][3] = 0.f;
+  float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
+
+  for (int kb = 0; kb < nkb; ++kb) {
+    const int j0 = kb * kKeys;
+    cp_async_wait_all();
+    __syncthreads();  // K_j (and at kb == 0 Q) visible; every warp is done with V_j-1
+    if (kb == 0) {
+#pragma unroll
+      for (int kk = 0; kk < D / 16; ++kk) ldmatrix_x4(qf[kk], a_addr<D>(sQ, warp * 16, kk, lane));
+    }
+    load_tile<T, kKeys, D>(sV, v, p.v.st, j0, p.Tk);
+    cp_async_commit();
+
+    // S = Q K_j^T: 16 x 64 per warp, 8 n-tiles
+    float s[kKeys / 8][4];
+#pragma unroll
+    for (int nt = 0; nt < kKeys / 8; ++nt) s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.f;
+#pragma unroll
+    for (int kk = 0; kk < D / 16; ++kk) {
+#pragma unroll
+      for (int np = 0; np < kKeys / 16; ++np) {
+        uint32_t bf[4];
+        ldmatrix_x4(bf, bn_addr<D>(sK, np * 16, kk, lane));
+        mma16816<T>(s[2 * np], qf[kk], bf[0], bf[1]);
+        mma16816<T>(s[2 * np + 1], qf[kk], bf[2], bf[3]);
+      }
+    }
+
+    // scores in log2 units with every rule applied; the per-element rules only where a block needs them
+    const bool edge = j0 + kKeys > p.Tk || (p.causal && j0 + kKeys - 1 > i0);
+    const bool per_element = edge || p.mask.kind != kNoMask;
+#pragma unroll
+    for (int nt = 0; nt < kKeys / 8; ++nt) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int i = e < 2 ? ia : ib, j = j0 + nt * 8 + c0 + (e & 1);
+        if (!per_element) {
+          s[nt][e] *= p.scale_log2;
+        } else if (j >= p.Tk) {
+          s[nt][e] = -INFINITY;
+        } else if (i >= p.Tq) {  // a padding row: keep it finite, never read a mask row past Tq
+          s[nt][e] = p.causal && j > i ? -INFINITY : s[nt][e] * p.scale_log2;
+        } else {
+          s[nt][e] = masked_score(s[nt][e], p.scale_log2, p.mask, mb, i, j, p.causal);
+        }
+      }
+    }
+
+    // online softmax over the row's 64 scores: thread-local max, then across the quad
+    float mx[2] = {m[0], m[1]};
+#pragma unroll
+    for (int nt = 0; nt < kKeys / 8; ++nt) {
+      mx[0] = fmaxf(mx[0], fmaxf(s[nt][0], s[nt][1]));
+      mx[1] = fmaxf(mx[1], fmaxf(s[nt][2], s[nt][3]));
+    }
+    float alpha[2], mu[2];
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
+      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
+      mu[r] = mx[r] == -INFINITY ? 0.f : mx[r];  // a row with nothing kept yet: P = 0, alpha = 0
+      alpha[r] = exp2f(m[r] - mu[r]);
+      m[r] = mx[r];
+    }
+    float rsum[2] = {0.f, 0.f};
+#pragma unroll
+    for (int nt = 0; nt < kKeys / 8; ++nt) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        s[nt][e] = exp2f(s[nt][e] - mu[e >> 1]);
+        rsum[e >> 1] += s[nt][e];
+      }
+    }
+#pragma unroll
+    for (int r = 0; r < 2; ++r) l[r] = l[r] * alpha[r] + rsum[r];  // quad partial sums (alpha is per row)
+#pragma unroll
+    for (int nt = 0; nt < D / 8; ++nt) {
+      o[nt][0] *= alpha[0], o[nt][1] *= alpha[0];
+      o[nt][2] *= alpha[1], o[nt][3] *= alpha[1];
+    }
+    if (p.drop.on) {
+#pragma unroll
+      for (int nt = 0; nt < kKeys / 8; ++nt) {
+        const int j = j0 + nt * 8 + c0;
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+          const int i = r ? ib : ia;
+          if (i >= p.Tq || j >= p.Tk) continue;  // padding: P is 0 (past Tk) or never stored
+          bool k0 = true, k1 = true;
+          const uint64_t e = ((uint64_t)bh * p.Tq + i) * p.Tk + j;
+          if (j + 1 < p.Tk) keep2(seed, offset, e, p.drop.thr, k0, k1);
+          else k0 = keep1(seed, offset, e, p.drop.thr);
+          s[nt][2 * r] = k0 ? s[nt][2 * r] * p.drop.rs : 0.f;
+          s[nt][2 * r + 1] = k1 ? s[nt][2 * r + 1] * p.drop.rs : 0.f;
+        }
+      }
+    }
+
+    cp_async_wait_all();
+    __syncthreads();  // V_j visible; every warp is done reading K_j
+    if (kb + 1 < nkb) load_tile<T, kKeys, D>(sK, k, p.k.st, j0 + kKeys, p.Tk);
+    cp_async_commit();
+
+    // O += P V_j: P as A fragments (k = keys), V_j rows are k, its columns n (ldmatrix .trans)
+#pragma unroll
+    for (int kk = 0; kk < kKeys / 16; ++kk) {
+      uint32_t pa[4];
+      pack_a<T>(pa, s[2 * kk], s[2 * kk + 1]);
+#pragma unroll
+      for (int np = 0; np < D / 16; ++np) {
+        uint32_t bf[4];
+        ldmatrix_x4_trans(bf, bt_addr<D>(sV, kk * 16, np, lane));
+        mma16816<T>(o[2 * np], pa, bf[0], bf[1]);
+        mma16816<T>(o[2 * np + 1], pa, bf[2], bf[3]);
+      }
+    }
+  }
+  cp_async_wait_all();
+  __syncthreads();  // (no key block: the Q copies other threads made into this warp's rows are done)
+
+  // epilogue: row sums across the quad; out through the warp's own rows of sQ (only this warp
+  // read them, as its A fragments), lse by the quad's first lane
+  float inv[2];
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
+    l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
+    inv[r] = l[r] > 0.f ? 1.f / l[r] : 0.f;
+  }
+#pragma unroll
+  for (int nt = 0; nt < D / 8; ++nt) {
+    o[nt][0] *= inv[0], o[nt][1] *= inv[0];
+    o[nt][2] *= inv[1], o[nt][3] *= inv[1];
+  }
+  __syncwarp();
+  store_frag<T, D>(sQ, o, 1.f, warp * 16, lane);
+  __syncwarp();
+  store_rows<T, D>(sQ, static_cast<T*>(p.out) + (int64_t)bh * p.Tq * D, i0, p.Tq, warp, lane);
+  if (lane % 4 == 0) {
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      const int i = r ? ib : ia;
+      if (i < p.Tq)
+        p.lse[(int64_t)bh * p.Tq + i] = l[r] > 0.f ? (m[r] + log2f(l[r])) * kLn2 : -INFINITY;
+    }
+  }
+}
+
+int device_cc_major(int index) {
+  static int cached[64] = {0};  // 0: not asked yet (a race only asks twice)
+  if (index < 0 || index >= 64) return 0;
+  if (cached[index] == 0) {
+    int major = 0;
+    if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, index) != cudaSuccess) {
+      cudaGetLastError();
+      major = -1;
+    }
+    cached[index] = major;
+  }
+  return cached[index];
+}
+
+template <class T, int D>
+void launch_fwd(const vt::Call& c, const FwdParams& p) {
+  constexpr size_t smem = fwd_smem<T, D>();
+  allow_smem(c, flash_fwd_kernel<T, D>, smem);
+  vt::cuda::launch(c, "flash_fwd_kernel", flash_fwd_kernel<T, D>, dim3((unsigned)p.nqb * (unsigned)p.BH),
+                   dim3(kThreads), smem, p);
+}
+
+}  // namespace flashcu
+
+vt::KernelFn sdpa_composed;  // composed.cpp: what the kernels do not take runs there
+
+// Arguments checked and outputs made by the meta step (pack.cpp).
+VT_COMPUTE(sdpa_flash_cuda, "attention::sdpa") {
+  using namespace flashcu;
+  const attn::SdpaArgs a(c);
+  const attn::Dims d = attn::dims(a.q, a.k, a.v);
+  if (!takes(a.q, d, c.ctx->device.index)) {
+    const vt_status st = sdpa_composed(c.ctx, c.args, c.nargs, c.outs, c.nouts);
+    if (st != VT_OK) throw vt::Error(st);
+    return;
+  }
+  vt::Tensor hq, hk, hv, hm;
+  FwdParams p{};
+  p.q = operand(c, a.q, hq);
+  p.k = operand(c, a.k, hk);
+  p.v = operand(c, a.v, hv);
+  p.mask = mask_of(c, a.mask, hm);
+  p.out = c.out(0)->data;
+  p.lse = vt::data<float>(c.out(1));
+  p.rng = vt::data<int64_t>(c.out(2));
+  p.H = (int)d.H, p.BH = (int)(d.B * d.H), p.Tq = (int)d.Tq, p.Tk = (int)d.Tk;
+  p.nqb = (int)((d.Tq + kRowsPerCta - 1) / kRowsPerCta);
+  p.scale_log2 = (float)(a.scale(d.D) * 1.4426950408889634);
+  p.causal = a.causal;
+  if (a.p > 0) {
+    p.drop.on = true;
+    p.drop.thr = attn::dropout_threshold(a.p);
+    p.drop.rs = a.p < 1.0 ? (float)(1.0 / (1.0 - a.p)) : 0.f;
+    c.host->philox_args(c.ctx->device, attn::dropout_groups(d), &p.philox);
+  }
+  const bool bf16 = vt::scalar_type(a.q->dtype) == vt::ScalarType::BFloat16;
+  if (bf16 && d.D == 64) launch_fwd<__nv_bfloat16, 64>(c, p);
+  else if (bf16) launch_fwd<__nv_bfloat16, 128>(c, p);
+  else if (d.D == 64) launch_fwd<__half, 64>(c, p);
+  else launch_fwd<__half, 128>(c, p);
+}
