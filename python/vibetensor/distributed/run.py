@@ -5,7 +5,7 @@
 
 Each child gets RANK, LOCAL_RANK, WORLD_SIZE, LOCAL_WORLD_SIZE, GROUP_RANK (0), ROLE_RANK,
 ROLE_WORLD_SIZE, MASTER_ADDR and MASTER_PORT (a free port unless --master-port says), as torchrun
-sets them for one node. When a rank exits with an error (or is killed), the launcher stops the
+sets them for one node, and VT_NUM_THREADS = cores / N unless it is set. When a rank exits with an error (or is killed), the launcher stops the
 others (SIGTERM, then SIGKILL after --grace seconds) and exits with that rank's code; it exits 0
 when every rank did. Ctrl-C is passed on to the ranks. One node only (no --nnodes).
 """
@@ -62,7 +62,10 @@ def main(argv=None) -> int:
     cmd = [sys.executable, "-u"] + (["-m", a.script] if a.module else [a.script]) + list(a.args)
     procs = []
     for r in range(n):
-        env = dict(os.environ, RANK=str(r), LOCAL_RANK=str(r), WORLD_SIZE=str(n), LOCAL_WORLD_SIZE=str(n),
+        env = dict(os.environ)
+        if n > 1 and "VT_NUM_THREADS" not in env:  # the ranks share the cores (torchrun: OMP_NUM_THREADS=1)
+            env["VT_NUM_THREADS"] = str(max(1, len(os.sched_getaffinity(0)) // n))
+        env.update(RANK=str(r), LOCAL_RANK=str(r), WORLD_SIZE=str(n), LOCAL_WORLD_SIZE=str(n),
                    GROUP_RANK="0", ROLE_RANK=str(r), ROLE_WORLD_SIZE=str(n), MASTER_ADDR=a.master_addr,
                    MASTER_PORT=str(port))
         procs.append(subprocess.Popen(cmd, env=env))

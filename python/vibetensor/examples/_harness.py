@@ -116,6 +116,18 @@ def setup(args) -> None:
     vt.manual_seed(args.seed)
 
 
+def distributed() -> tuple[int, int]:
+    """(rank, world_size). Under a launcher (python -m vibetensor.distributed.run, torchrun:
+    $WORLD_SIZE > 1) it joins the default process group first; otherwise (0, 1)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return 0, 1
+    import vibetensor.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group()
+    return dist.get_rank(), dist.get_world_size()
+
+
 def make_optimizer(cls, params, args, **kw):
     """cls(params, **kw), capturable when the step is replayed from a CUDA graph."""
     if args.cuda_graph:

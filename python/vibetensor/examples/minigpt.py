@@ -3,6 +3,11 @@
     python -m vibetensor.examples.minigpt                      # default: ~3 min on 2 CPU cores
     python -m vibetensor.examples.minigpt --data input.txt --preset shakespeare_char
     python -m vibetensor.examples.minigpt --sample --out runs/minigpt --prompt "def "
+    python -m vibetensor.distributed.run --nproc-per-node 2 -m vibetensor.examples.minigpt  # data parallel
+
+Under a launcher each rank trains on its slice of the same global batch (--batch-size is the
+global batch; the data order is the one-process run's) through DistributedDataParallel, so the
+losses match the one-process run; only rank 0 logs, evaluates and writes files.
 
 Default data: the text that ships with every CPython (pydoc_data.topics, ~465k characters), with
 the last 10% held out for validation; any UTF-8 text file with --data. The architecture is
@@ -187,10 +192,16 @@ class CharData:
         self.train, self.val = ids[:n], ids[n:]
         self.block = block_size
         self.rng = np.random.default_rng(seed)
+        # evaluation draws from its own stream, so the training batches do not depend on whether
+        # (or on which ranks) evaluation ran
+        self.eval_rng = np.random.default_rng(seed + 1)
 
-    def batch(self, split: str, batch_size: int, device):
+    def batch(self, split: str, batch_size: int, device, rank: int = 0, world: int = 1, rng=None):
+        """(x, y) of shape (batch_size // world, block): rank's slice of one global batch."""
         data = self.train if split == "train" else self.val
-        ix = self.rng.integers(0, len(data) - self.block - 1, size=batch_size)
+        ix = (rng or self.rng).integers(0, len(data) - self.block - 1, size=batch_size)
+        per = batch_size // world
+        ix = ix[rank * per:(rank + 1) * per]
         x = np.stack([data[i:i + self.block] for i in ix])
         y = np.stack([data[i + 1:i + 1 + self.block] for i in ix])
         return vt.from_numpy(x).to(device), vt.from_numpy(y).to(device)
@@ -204,7 +215,8 @@ def estimate_loss(model, data, batch_size, device, iters=20):
     model.eval()
     out = {}
     for split in ("train", "val"):
-        losses = [model(*data.batch(split, batch_size, device))[1].item() for _ in range(iters)]
+        losses = [model(*data.batch(split, batch_size, device, rng=data.eval_rng))[1].item()
+                  for _ in range(iters)]
         out[split] = float(np.mean(losses))
     model.train()
     return out
@@ -262,6 +274,7 @@ def main(argv=None):
         print("".join(itos[i] for i in ids[0]))
         return
 
+    rank, world = H.distributed()
     text, source = load_text(args.data)
     mcfg = dict(PRESETS[args.preset])
     tcfg = dict(TRAIN[args.preset])
@@ -271,24 +284,37 @@ def main(argv=None):
     for k in ("batch_size", "lr"):
         if getattr(args, k) is not None:
             tcfg[k] = getattr(args, k)
+    if tcfg["batch_size"] % world:
+        raise SystemExit(f"--batch-size {tcfg['batch_size']} must be divisible by the number of processes "
+                         f"({world}): it is the global batch")
     steps = args.steps or tcfg["steps"]
     eval_every = args.eval_every or tcfg["eval_every"]
     data = CharData(text, mcfg["block_size"], args.seed)
     cfg = GPTConfig(vocab_size=len(data.itos), **mcfg)
     model = GPT(cfg).to(args.device)
     n_params = sum(p.numel() for p in model.parameters())
-    print(f"miniGPT: {n_params / 1e6:.2f}M parameters, {cfg.n_layer} layers x {cfg.n_head} heads x "
+    if world > 1:
+        import vibetensor.distributed as dist
+
+        ddp = nn.parallel.DistributedDataParallel(model)
+        forward = ddp
+    else:
+        forward = model
+    log_here = rank == 0
+    if log_here:
+        print(f"miniGPT: {n_params / 1e6:.2f}M parameters, {cfg.n_layer} layers x {cfg.n_head} heads x "
           f"{cfg.n_embd}, block {cfg.block_size}, vocab {cfg.vocab_size}; data {source} "
-          f"({len(text):,} chars, {len(data.val):,} held out); {args.device}, {H.threads_note()}")
+          f"({len(text):,} chars, {len(data.val):,} held out); {args.device}, {H.threads_note()}"
+          + (f"; {world} processes, global batch {tcfg['batch_size']}" if world > 1 else ""))
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
     opt = H.make_optimizer(vt.optim.AdamW, [{"params": decay, "weight_decay": 0.1},
                                             {"params": no_decay, "weight_decay": 0.0}],
                            args, lr=tcfg["lr"], betas=(0.9, 0.99))
-    train_step = TrainStep(lambda x, y: model(x, y)[1], opt, model.parameters(),
+    train_step = TrainStep(lambda x, y: forward(x, y)[1], opt, model.parameters(),
                            device=args.device, amp=args.amp, clip=1.0, cuda_graph=args.cuda_graph)
-    log = H.Log(out, "minigpt")
-    bar = H.Progress(steps, "tok", args.quiet)
+    log = H.Log(out, "minigpt") if log_here else None
+    bar = H.Progress(steps, "tok", args.quiet or not log_here)
     tokens_per_step = tcfg["batch_size"] * cfg.block_size
     best = float("inf")
     t_start = time.perf_counter()
@@ -296,13 +322,17 @@ def main(argv=None):
         lr = H.cosine_lr(step - 1, steps, tcfg["lr"], tcfg["warmup"])
         for g in opt.param_groups:
             g["lr"] = lr
-        loss = train_step(*data.batch("train", tcfg["batch_size"], args.device))
+        loss = train_step(*data.batch("train", tcfg["batch_size"], args.device, rank, world))
+        if world > 1:  # the global batch's loss: the mean of the ranks' equal slices
+            loss = loss.detach().clone()
+            dist.all_reduce(loss, dist.ReduceOp.AVG)
         lv = loss.item()
         if not math.isfinite(lv):
             raise SystemExit(f"step {step}: loss is {lv}; try a lower --lr")
-        log.add(step, "train", lv, lr=lr)
+        if log_here:
+            log.add(step, "train", lv, lr=lr)
         bar.update(step, lv, tokens_per_step)
-        if step % eval_every == 0 or step == steps:
+        if log_here and (step % eval_every == 0 or step == steps):
             ev = estimate_loss(model, data, tcfg["batch_size"], args.device)
             log.add(step, "eval", ev["val"], metric=ev["train"], lr=lr)
             if not args.quiet:
@@ -311,6 +341,9 @@ def main(argv=None):
                 best = ev["val"]
                 save_checkpoint(model, cfg, data, ckpt, step, best)
     bar.close()
+    if not log_here:
+        dist.destroy_process_group()
+        return None
     png = log.close()
     el = time.perf_counter() - t_start
     print(f"done: {steps} steps in {el:.0f} s ({steps * tokens_per_step / el:,.0f} tok/s); best val "
@@ -318,6 +351,8 @@ def main(argv=None):
     sample = model.eval().generate(vt.from_numpy(np.array([[data.stoi.get("\n", 0)]])).to(args.device),
                                    200, temperature=0.8, top_k=20)
     print("sample:\n" + data.decode(sample[0]))
+    if world > 1:
+        dist.destroy_process_group()
     return best
 
 
