@@ -80,7 +80,7 @@ template <class T, int D>
 __global__ void __launch_bounds__(kThreads) flash_bwd_dkdv_kernel(const BwdParams p) {
   constexpr int BQ = kBwdQueries<D>;
   constexpr int NT = BQ / 8;  // n-tiles of a score tile (16 keys x BQ queries a warp)
-  extern __shared__ __align__(16) unsigned char smem[];
+  unsigned char* smem = dynamic_smem();
   T* sK = reinterpret_cast<T*>(smem);
   T* sV = sK + kRowsPerCta * D;
   T* sQ = sV + kRowsPerCta * D;  // [2][BQ * D]
@@ -257,7 +257,7 @@ constexpr size_t dq_smem() {
 template <class T, int D>
 __global__ void __launch_bounds__(kThreads) flash_bwd_dq_kernel(const BwdParams p) {
   constexpr int NT = kKeys / 8;
-  extern __shared__ __align__(16) unsigned char smem[];
+  unsigned char* smem = dynamic_smem();
   T* sQ = reinterpret_cast<T*>(smem);
   T* sO = sQ + kRowsPerCta * D;  // dO
   T* sK = sO + kRowsPerCta * D;  // [2][kKeys * D]
@@ -397,6 +397,7 @@ __global__ void __launch_bounds__(kThreads) flash_bwd_dq_kernel(const BwdParams 
   store_rows<T, D>(sQ, static_cast<T*>(p.dq) + (int64_t)bh * p.Tq * D, i0, p.Tq, warp, lane);
 }
 
+#ifndef FLASH_EMULATE  // the launchers and the compute (host side)
 template <class T, int D>
 void launch_bwd(const vt::Call& c, const BwdParams& p) {
   const int64_t rows = (int64_t)p.BH * p.Tq_pad;
@@ -413,8 +414,10 @@ void launch_bwd(const vt::Call& c, const BwdParams& p) {
                    dim3(kThreads), s2, p);
 }
 
+#endif  // FLASH_EMULATE
 }  // namespace flashcu
 
+#ifndef FLASH_EMULATE
 vt::KernelFn sdpa_backward_composed;  // composed.cpp: what the kernels do not take runs there
 
 // Arguments checked and outputs (dq, dk, dv) made by the meta step (pack.cpp).
@@ -464,3 +467,4 @@ VT_COMPUTE(sdpa_backward_flash_cuda, "attention::sdpa_backward") {
   else if (d.D == 64) launch_bwd<__half, 64>(c, p);
   else launch_bwd<__half, 128>(c, p);
 }
+#endif  // FLASH_EMULATE

@@ -20,17 +20,25 @@
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
-#include <cuda_runtime.h>
 
 #include <algorithm>
 #include <climits>
 #include <cmath>
 #include <cstdint>
 
+#include "vt/philox.h"
+#ifdef FLASH_EMULATE
+// ops/attention/lab/flash_emulate.cpp compiles the kernels as host C++ (threads stand in for the
+// CUDA threads; ldmatrix, mma, shuffles and barriers emulated) to check their index arithmetic
+// without a GPU: it provides the CUDA keywords and the primitives below
+#include "flash_emulate.hpp"
+#else
+#include <cuda_runtime.h>
+
 #include "attn.hpp"
 #include "vt/autograd.hpp"  // vt::call
 #include "vt/cuda/launch.cuh"
-#include "vt/philox.h"
+#endif
 
 namespace flashcu {
 
@@ -72,6 +80,13 @@ struct Dropout {
 };
 
 // ---- device primitives ----------------------------------------------------------------------------
+#ifndef FLASH_EMULATE
+// the CTA's dynamic shared memory (the launch's third argument; 16-byte aligned for cp.async)
+__device__ __forceinline__ unsigned char* dynamic_smem() {
+  extern __shared__ __align__(16) unsigned char smem[];
+  return smem;
+}
+
 __device__ __forceinline__ uint32_t smem_u32(const void* p) {
   return (uint32_t)__cvta_generic_to_shared(p);
 }
@@ -116,6 +131,7 @@ __device__ __forceinline__ void mma16816<__half>(float (&c)[4], const uint32_t (
       : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
+#endif  // FLASH_EMULATE
 
 // two floats as one register of two 16-bit values (lo in the low half: the lower k / column)
 template <class T> __device__ __forceinline__ uint32_t pack2(float lo, float hi);
@@ -240,6 +256,7 @@ __device__ __forceinline__ void keep2(uint64_t seed, uint64_t offset, uint64_t e
 
 }  // namespace flashcu
 
+#ifndef FLASH_EMULATE
 // ---- host side: what the kernels take ---------------------------------------------------------------
 namespace flashcu {
 
@@ -308,3 +325,4 @@ inline void allow_smem(const vt::Call& c, K kernel, size_t bytes) {
 }
 
 }  // namespace flashcu
+#endif  // FLASH_EMULATE

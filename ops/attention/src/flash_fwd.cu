@@ -40,7 +40,7 @@ constexpr size_t fwd_smem() {
 
 template <class T, int D>
 __global__ void __launch_bounds__(kThreads) flash_fwd_kernel(const FwdParams p) {
-  extern __shared__ __align__(16) unsigned char smem[];
+  unsigned char* smem = dynamic_smem();
   T* sQ = reinterpret_cast<T*>(smem);
   T* sK = sQ + kRowsPerCta * D;
   T* sV = sK + kKeys * D;
@@ -229,6 +229,7 @@ __global__ void __launch_bounds__(kThreads) flash_fwd_kernel(const FwdParams p) 
   }
 }
 
+#ifndef FLASH_EMULATE  // the launchers and the compute (host side)
 int device_cc_major(int index) {
   static int cached[64] = {0};  // 0: not asked yet (a race only asks twice)
   if (index < 0 || index >= 64) return 0;
@@ -251,8 +252,10 @@ void launch_fwd(const vt::Call& c, const FwdParams& p) {
                    dim3(kThreads), smem, p);
 }
 
+#endif  // FLASH_EMULATE
 }  // namespace flashcu
 
+#ifndef FLASH_EMULATE
 vt::KernelFn sdpa_composed;  // composed.cpp: what the kernels do not take runs there
 
 // Arguments checked and outputs made by the meta step (pack.cpp).
@@ -290,3 +293,4 @@ VT_COMPUTE(sdpa_flash_cuda, "attention::sdpa") {
   else if (d.D == 64) launch_fwd<__half, 64>(c, p);
   else launch_fwd<__half, 128>(c, p);
 }
+#endif  // FLASH_EMULATE

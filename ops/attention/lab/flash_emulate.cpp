@@ -1,0 +1,268 @@
+// flash_emulate.cpp — runs the flash provider's CUDA kernels (src/flash_fwd.cu, src/flash_bwd.cu)
+// on the host, with every CUDA thread a std::thread and the warp primitives emulated
+// (flash_emulate.hpp), against a float64 reference: forward out and lse, dq, dk, dv, for bf16 and
+// fp16, D 64 and 128, causal and not, Tq != Tk both ways, bool and float masks, dropout (attn.hpp's
+// keep rule), grad_lse, strided inputs. A check of the index arithmetic for a machine without a GPU;
+// slow (a barrier per emulated collective), so the shapes are small.
+//
+//   g++ -std=c++20 -O2 -pthread -DFLASH_EMULATE -I/usr/local/cuda/include -Iopsdk/include \
+//       -Iops/attention/src -Iops/attention/lab ops/attention/lab/flash_emulate.cpp -o /tmp/flash_emulate
+//   /tmp/flash_emulate [case...]  (exit status 0 when every case is within 1e-2 of the reference;
+//                                  tests/test_attention.py runs a few cases the same way)
+#include <cstdio>
+#include <cstdlib>
+#include <random>
+#include <thread>
+#include <vector>
+
+#include "flash_fwd.cu"
+#include "flash_bwd.cu"
+
+namespace flashcu {
+template <class P>
+void emu_launch(void (*kernel)(P), unsigned blocks, const P& p, unsigned threads) {
+  for (unsigned b = 0; b < blocks; ++b) {
+    std::memset(emu_smem, 0xff, sizeof emu_smem);  // NaN in 16-bit floats: a tile read before written shows
+    EmuCta cta((int)threads);
+    std::vector<std::thread> ts;
+    for (unsigned t = 0; t < threads; ++t)
+      ts.emplace_back([&, t] {
+        threadIdx.x = t;
+        blockIdx.x = b;
+        emu_cta = &cta;
+        kernel(p);
+      });
+    for (auto& th : ts) th.join();
+  }
+}
+}  // namespace flashcu
+
+using namespace flashcu;
+
+struct Case {
+  int B, H, Tq, Tk, D;
+  bool causal;
+  int mask;  // kNoMask, kBoolMask, kAddMask
+  double p;
+  bool glse, strided, fp16;
+};
+
+template <class T>
+T to_t(float x) {
+  return T(x);
+}
+
+static double rel(const std::vector<double>& got, const std::vector<double>& want, bool* nan) {
+  double e = 0, m = 1e-12;
+  for (size_t i = 0; i < got.size(); ++i) {
+    if (std::isnan(got[i])) *nan = true;
+    if (std::isinf(want[i])) {
+      if (got[i] != want[i]) *nan = true;
+      continue;
+    }
+    e = std::max(e, std::fabs(got[i] - want[i]));
+    m = std::max(m, std::fabs(want[i]));
+  }
+  return e / m;
+}
+
+template <class T>
+static bool run_case(const Case& cs, std::mt19937& gen) {
+  const int B = cs.B, H = cs.H, Tq = cs.Tq, Tk = cs.Tk, D = cs.D, BH = B * H;
+  std::normal_distribution<float> nd;
+  // storage: contiguous (B, H, T, D), or (B, T, H, D) memory seen as (B, H, T, D) when strided
+  auto make = [&](int T_, std::vector<T>& st, std::vector<double>& ref, Operand& op) {
+    st.resize((size_t)BH * T_ * D);
+    ref.resize(st.size());
+    for (int b = 0; b < B; ++b)
+      for (int h = 0; h < H; ++h)
+        for (int t = 0; t < T_; ++t)
+          for (int d = 0; d < D; ++d) {
+            const size_t mem = cs.strided ? (((size_t)b * T_ + t) * H + h) * D + d : (((size_t)b * H + h) * T_ + t) * D + d;
+            const T v = to_t<T>(nd(gen));
+            st[mem] = v;
+            ref[(((size_t)b * H + h) * T_ + t) * D + d] = (double)static_cast<float>(v);
+          }
+    op.p = st.data();
+    if (cs.strided) op.sb = (int64_t)T_ * H * D, op.sh = D, op.st = (int64_t)H * D;
+    else op.sb = (int64_t)H * T_ * D, op.sh = (int64_t)T_ * D, op.st = D;
+  };
+  std::vector<T> q, k, v, g;
+  std::vector<double> rq, rk, rv, rg;
+  Operand oq, ok, ov, og;
+  make(Tq, q, rq, oq);
+  make(Tk, k, rk, ok);
+  make(Tk, v, rv, ov);
+  make(Tq, g, rg, og);
+  // mask (B, 1, Tq, Tk): bool with ~30% dropped (key 0 kept; one fully masked row), or float
+  std::vector<uint8_t> mb;
+  std::vector<float> mf;
+  Mask mask;
+  if (cs.mask == kBoolMask) {
+    std::uniform_real_distribution<float> u;
+    mb.resize((size_t)B * Tq * Tk);
+    for (size_t i = 0; i < mb.size(); ++i) mb[i] = u(gen) > 0.3f || i % Tk == 0;
+    if (Tq > 3)
+      for (int j = 0; j < Tk; ++j) mb[(size_t)3 * Tk + j] = 0;  // row 3 of batch 0: every key masked
+    mask = Mask{mb.data(), kBoolMask, (int64_t)Tq * Tk, 0, Tk, 1};
+  } else if (cs.mask == kAddMask) {
+    mf.resize((size_t)B * Tq * Tk);
+    for (auto& x : mf) x = nd(gen);
+    mask = Mask{mf.data(), kAddMask, (int64_t)Tq * Tk, 0, Tk, 1};
+  }
+  const double scale = 1.0 / std::sqrt((double)D);
+  const uint64_t seed = 1234567, offset = 40;
+  const uint32_t thr = (uint32_t)std::ceil(cs.p * 16777216.0);
+  const double rs = cs.p < 1 ? 1.0 / (1.0 - cs.p) : 0.0;
+
+  // ---- reference (float64) ----
+  const size_t n_s = (size_t)BH * Tq * Tk;
+  std::vector<double> P(n_s), Pk(n_s), lse_ref((size_t)BH * Tq), out_ref((size_t)BH * Tq * D, 0.0);
+  for (int bh = 0; bh < BH; ++bh) {
+    const int b = bh / H;
+    for (int i = 0; i < Tq; ++i) {
+      std::vector<double> s(Tk);
+      double mx = -INFINITY;
+      for (int j = 0; j < Tk; ++j) {
+        double x = 0;
+        for (int d = 0; d < D; ++d) x += rq[((size_t)bh * Tq + i) * D + d] * rk[((size_t)bh * Tk + j) * D + d];
+        x *= scale;
+        const size_t mi = (size_t)b * Tq * Tk + (size_t)i * Tk + j;
+        if (cs.mask == kBoolMask && !mb[mi]) x = -INFINITY;
+        if (cs.mask == kAddMask) x += mf[mi];
+        if (cs.causal && j > i) x = -INFINITY;
+        s[j] = x;
+        mx = std::max(mx, x);
+      }
+      double l = 0;
+      for (int j = 0; j < Tk; ++j) l += mx == -INFINITY ? 0 : std::exp(s[j] - mx);
+      lse_ref[(size_t)bh * Tq + i] = l > 0 ? mx + std::log(l) : -INFINITY;
+      for (int j = 0; j < Tk; ++j) {
+        const size_t e = ((size_t)bh * Tq + i) * Tk + j;
+        P[e] = l > 0 ? std::exp(s[j] - mx) / l : 0;
+        bool keep = true;
+        if (cs.p > 0) {
+          const vt::philox::Philox4x32 r = vt::philox::philox_group(seed, offset + e / 4);
+          keep = (r.x[e % 4] >> 8) >= thr;
+        }
+        Pk[e] = keep ? rs : 0.0;
+        if (cs.p == 0) Pk[e] = 1.0;
+        for (int d = 0; d < D; ++d) out_ref[((size_t)bh * Tq + i) * D + d] += P[e] * Pk[e] * rv[((size_t)bh * Tk + j) * D + d];
+      }
+    }
+  }
+  std::vector<double> glse_ref((size_t)BH * Tq, 0.0);
+  std::vector<float> glse;
+  if (cs.glse) {
+    glse.resize(glse_ref.size());
+    for (size_t i = 0; i < glse.size(); ++i) glse[i] = nd(gen), glse_ref[i] = glse[i];
+  }
+  std::vector<double> dq_ref((size_t)BH * Tq * D, 0.0), dk_ref((size_t)BH * Tk * D, 0.0), dv_ref(dk_ref.size(), 0.0);
+  for (int bh = 0; bh < BH; ++bh)
+    for (int i = 0; i < Tq; ++i) {
+      std::vector<double> dp(Tk);
+      double dlt = 0;
+      for (int j = 0; j < Tk; ++j) {
+        const size_t e = ((size_t)bh * Tq + i) * Tk + j;
+        double x = 0;
+        for (int d = 0; d < D; ++d) x += rg[((size_t)bh * Tq + i) * D + d] * rv[((size_t)bh * Tk + j) * D + d];
+        dp[j] = x * Pk[e];
+        dlt += dp[j] * P[e];
+      }
+      dlt -= glse_ref[(size_t)bh * Tq + i];
+      for (int j = 0; j < Tk; ++j) {
+        const size_t e = ((size_t)bh * Tq + i) * Tk + j;
+        const double ds = P[e] * (dp[j] - dlt);
+        for (int d = 0; d < D; ++d) {
+          dq_ref[((size_t)bh * Tq + i) * D + d] += ds * rk[((size_t)bh * Tk + j) * D + d] * scale;
+          dk_ref[((size_t)bh * Tk + j) * D + d] += ds * rq[((size_t)bh * Tq + i) * D + d] * scale;
+          dv_ref[((size_t)bh * Tk + j) * D + d] += P[e] * Pk[e] * rg[((size_t)bh * Tq + i) * D + d];
+        }
+      }
+    }
+
+  // ---- forward kernel ----
+  std::vector<T> out((size_t)BH * Tq * D, to_t<T>(NAN));
+  std::vector<float> lse((size_t)BH * Tq, NAN);
+  int64_t rng[2] = {-1, -1};
+  FwdParams fp{};
+  fp.q = oq, fp.k = ok, fp.v = ov, fp.out = out.data(), fp.lse = lse.data(), fp.rng = rng, fp.mask = mask;
+  fp.H = H, fp.BH = BH, fp.Tq = Tq, fp.Tk = Tk, fp.nqb = (Tq + kRowsPerCta - 1) / kRowsPerCta;
+  fp.scale_log2 = (float)(scale * 1.4426950408889634), fp.causal = cs.causal;
+  if (cs.p > 0) {
+    fp.drop = Dropout{true, thr, (float)rs};
+    fp.philox.seed = seed, fp.philox.offset = offset;
+  }
+  bool nan = false;
+  if (D == 64) emu_launch(flash_fwd_kernel<T, 64>, (unsigned)(fp.nqb * BH), fp, 128);
+  else emu_launch(flash_fwd_kernel<T, 128>, (unsigned)(fp.nqb * BH), fp, 128);
+  std::vector<double> got(out.size()), got_lse(lse.size());
+  for (size_t i = 0; i < out.size(); ++i) got[i] = static_cast<float>(out[i]);
+  for (size_t i = 0; i < lse.size(); ++i) got_lse[i] = lse[i];
+  const double e_out = rel(got, out_ref, &nan), e_lse = rel(got_lse, lse_ref, &nan);
+  const bool rng_ok = cs.p > 0 ? (rng[0] == (int64_t)seed && rng[1] == (int64_t)offset) : (rng[0] == 0 && rng[1] == 0);
+
+  // ---- backward kernels (from the kernel's out and lse) ----
+  std::vector<T> dq(rq.size(), to_t<T>(NAN)), dk(rk.size(), to_t<T>(NAN)), dv(rk.size(), to_t<T>(NAN));
+  const int Tq_pad = (Tq + kStatPad - 1) / kStatPad * kStatPad;
+  std::vector<float> stats((size_t)2 * BH * Tq_pad, NAN);
+  BwdParams bp{};
+  bp.q = oq, bp.k = ok, bp.v = ov, bp.dout = og;
+  bp.o = out.data(), bp.o_sb = (int64_t)H * Tq * D, bp.o_sh = (int64_t)Tq * D, bp.o_st = D, bp.o_sd = 1;
+  bp.lse = lse.data(), bp.l_sb = (int64_t)H * Tq, bp.l_sh = Tq, bp.l_st = 1;
+  if (cs.glse) bp.glse = glse.data(), bp.g_sb = (int64_t)H * Tq, bp.g_sh = Tq, bp.g_st = 1;
+  bp.dq = dq.data(), bp.dk = dk.data(), bp.dv = dv.data();
+  bp.lse2 = stats.data(), bp.delta = stats.data() + (size_t)BH * Tq_pad;
+  bp.mask = mask;
+  bp.D = D, bp.H = H, bp.BH = BH, bp.Tq = Tq, bp.Tk = Tk, bp.Tq_pad = Tq_pad;
+  bp.scale = (float)scale, bp.scale_log2 = (float)(scale * 1.4426950408889634), bp.causal = cs.causal;
+  if (cs.p > 0) bp.drop = Dropout{true, thr, (float)rs}, bp.seed = seed, bp.offset = offset;
+  const unsigned rows = (unsigned)(BH * Tq_pad);
+  emu_launch(flash_bwd_prepass<T>, (rows + kPrepassWarps - 1) / kPrepassWarps, bp, 32 * kPrepassWarps);
+  const unsigned nkb = (unsigned)((Tk + kRowsPerCta - 1) / kRowsPerCta), nqb = (unsigned)fp.nqb;
+  if (D == 64) {
+    emu_launch(flash_bwd_dkdv_kernel<T, 64>, nkb * BH, bp, 128);
+    emu_launch(flash_bwd_dq_kernel<T, 64>, nqb * BH, bp, 128);
+  } else {
+    emu_launch(flash_bwd_dkdv_kernel<T, 128>, nkb * BH, bp, 128);
+    emu_launch(flash_bwd_dq_kernel<T, 128>, nqb * BH, bp, 128);
+  }
+  auto err = [&](const std::vector<T>& x, const std::vector<double>& w) {
+    std::vector<double> gx(x.size());
+    for (size_t i = 0; i < x.size(); ++i) gx[i] = static_cast<float>(x[i]);
+    return rel(gx, w, &nan);
+  };
+  const double e_dq = err(dq, dq_ref), e_dk = err(dk, dk_ref), e_dv = err(dv, dv_ref);
+  const bool ok_all = !nan && rng_ok && e_out <= 1e-2 && e_lse <= 1e-3 && e_dq <= 1e-2 && e_dk <= 1e-2 && e_dv <= 1e-2;
+  std::printf("%s %s B%d H%d Tq%d Tk%d D%d causal=%d mask=%d p=%.2f glse=%d strided=%d: out %.1e lse %.1e dq %.1e "
+              "dk %.1e dv %.1e%s%s\n",
+              ok_all ? "ok  " : "FAIL", cs.fp16 ? "fp16" : "bf16", B, H, Tq, Tk, D, cs.causal, cs.mask, cs.p, cs.glse,
+              cs.strided, e_out, e_lse, e_dq, e_dk, e_dv, nan ? " NaN/inf mismatch" : "", rng_ok ? "" : " rng wrong");
+  std::fflush(stdout);
+  return ok_all;
+}
+
+int main(int argc, char** argv) {
+  std::mt19937 gen(7);
+  std::vector<Case> cases = {
+      {1, 2, 100, 130, 64, false, kNoMask, 0.0, false, false, false},
+      {1, 2, 100, 130, 64, true, kNoMask, 0.0, false, false, true},
+      {1, 1, 130, 70, 64, true, kBoolMask, 0.0, true, false, false},
+      {2, 1, 64, 64, 64, false, kAddMask, 0.0, false, true, false},
+      {1, 1, 70, 90, 64, true, kNoMask, 0.3, false, false, false},
+      {1, 2, 90, 130, 128, false, kNoMask, 0.0, true, false, true},
+      {1, 1, 130, 100, 128, true, kAddMask, 0.0, false, true, false},
+      {1, 1, 65, 140, 128, false, kBoolMask, 0.25, false, false, true},
+      {1, 1, 1, 33, 128, true, kNoMask, 0.0, false, false, false},
+  };
+  std::vector<bool> run(cases.size(), argc == 1);  // arguments: the case indices to run (default all)
+  for (int a = 1; a < argc; ++a)
+    if (std::atoi(argv[a]) >= 0 && std::atoi(argv[a]) < (int)cases.size()) run[std::atoi(argv[a])] = true;
+  int bad = 0;
+  for (size_t i = 0; i < cases.size(); ++i) {
+    if (!run[i]) continue;
+    bad += cases[i].fp16 ? !run_case<__half>(cases[i], gen) : !run_case<__nv_bfloat16>(cases[i], gen);
+  }
+  std::printf("%d case(s) failed\n", bad);
+  return bad ? 1 : 0;
+}
