@@ -517,16 +517,18 @@ def test_dropout_mask_op_is_core_dropouts_mask(device):
 # row or column the kernels forget to write fails the test.
 HAS_CUDA = "cuda" in DEVICES
 needs_cuda = pytest.mark.skipif(not HAS_CUDA, reason="no CUDA device")
-FLASH_TOL = 1e-2  # max |got - want| / max |want|
+FLASH_TOL = 1e-2  # max |got - want| / max(max |want|, 1e-3)
 
 
 def rel_err(got, want):
+    """max |got - want| / max |want| (a floor of 1e-3 for results that are all but zero, like dq with
+    one key); infinities must match exactly, and no NaN"""
     got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
     assert got.shape == want.shape, (got.shape, want.shape)
     assert not np.isnan(got).any(), "NaN in the result (a poisoned element was never written?)"
     fin = np.isfinite(want)
     assert (np.isfinite(got) == fin).all() and (got[~fin] == want[~fin]).all()
-    return np.abs(got[fin] - want[fin]).max(initial=0.0) / max(np.abs(want[fin]).max(initial=0.0), 1e-6)
+    return np.abs(got[fin] - want[fin]).max(initial=0.0) / max(np.abs(want[fin]).max(initial=0.0), 1e-3)
 
 
 def poison(*specs):
