@@ -103,14 +103,15 @@ def test_the_launcher_stops_the_other_ranks_when_one_fails(tmp_path):
 
 
 def test_the_launcher_sets_torchruns_variables_and_runs_modules(tmp_path):
-    (tmp_path / "envmod.py").write_text(
-        "import os\nprint('ENV', *[os.environ[k] for k in ('RANK', 'LOCAL_RANK', 'WORLD_SIZE', "
-        "'LOCAL_WORLD_SIZE', 'MASTER_ADDR')], os.environ['MASTER_PORT'].isdigit())\n")
+    (tmp_path / "envmod.py").write_text(  # one file per rank: their prints would interleave
+        "import os\nvals = [os.environ[k] for k in ('RANK', 'LOCAL_RANK', 'WORLD_SIZE', 'LOCAL_WORLD_SIZE', "
+        "'MASTER_ADDR')] + [str(os.environ['MASTER_PORT'].isdigit())]\n"
+        "open(f'env{os.environ[\"RANK\"]}.txt', 'w').write(' '.join(['ENV'] + vals))\n")
     cmd = [sys.executable, "-m", "vibetensor.distributed.run", "--nproc-per-node", "2", "-m", "envmod"]
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=60, cwd=tmp_path,
                        env={**os.environ, "PYTHONPATH": str(tmp_path)})
     assert p.returncode == 0, p.stderr
-    lines = sorted(line for line in p.stdout.splitlines() if line.startswith("ENV"))
+    lines = [(tmp_path / f"env{r}.txt").read_text() for r in range(2)]
     assert lines == ["ENV 0 0 2 2 127.0.0.1 True", "ENV 1 1 2 2 127.0.0.1 True"]
 
 

@@ -225,11 +225,16 @@ const char* kind_name(uint32_t k) {
 }
 
 std::string meta_str(const Meta& m) {
+  static const char* const reds[] = {"sum", "avg", "max", "min", "product"};
+  const vt_dtype d{(uint8_t)(m.dtype >> 16), (uint8_t)(m.dtype & 0xffff), 1};
   char s[160];
-  vt_dtype d{(uint8_t)(m.dtype >> 16), (uint8_t)(m.dtype & 0xffff), 1};
-  std::snprintf(s, sizeof s, "%s of %lld %s elements%s%lld", kind_name(m.kind), (long long)m.count,
-                m.kind == (uint32_t)Kind::Barrier ? "" : vt::dtype_name(d),
-                m.kind == (uint32_t)Kind::Broadcast ? ", src " : " op ", (long long)m.aux);
+  if (m.kind == (uint32_t)Kind::Barrier) return "barrier";
+  int n = std::snprintf(s, sizeof s, "%s of %lld %s elements", kind_name(m.kind), (long long)m.count,
+                        vt::dtype_name(d));
+  if (m.kind == (uint32_t)Kind::Broadcast)
+    std::snprintf(s + n, sizeof s - (size_t)n, " from src %lld", (long long)m.aux);
+  else if (m.kind != (uint32_t)Kind::AllGather && m.aux >= 0 && m.aux < 5)
+    std::snprintf(s + n, sizeof s - (size_t)n, " with op %s", reds[m.aux]);
   return s;
 }
 

@@ -113,6 +113,8 @@ class DistributedDataParallel(Module):
 
     # -- forward -----------------------------------------------------------------------------
     def forward(self, *args, **kwargs):
+        if self._armed:  # the last backward failed before it finished: let its reductions end
+            self._abandon_backward()
         self._sync_this_backward = self.require_backward_grad_sync and vt.is_grad_enabled()
         if self.broadcast_buffers and self.process_group.size() > 1:
             bufs = list(self.module.buffers())
@@ -137,8 +139,8 @@ class DistributedDataParallel(Module):
         def hook(grad):
             if not self._sync_this_backward or self.process_group.size() == 1:
                 return None
-            if not self._armed:
-                self._start_backward()
+            if not self._armed and not self._start_backward():
+                return None  # vt.autograd.grad, not backward(): gradients stay local, as in torch
             b = self._buckets[bi]
             with vt.no_grad():
                 if b.ready[i]:  # a second gradient for p in this backward
@@ -159,12 +161,25 @@ class DistributedDataParallel(Module):
             return None
         return hook
 
-    def _start_backward(self):
+    def _start_backward(self) -> bool:
+        try:
+            vt.autograd.queue_callback(self._finish_backward)
+        except RuntimeError:  # no backward() running
+            return False
         self._armed = True
         self._next = 0
         for b in self._buckets:
             b.pending, b.ready, b.work = len(b.params), [False] * len(b.params), None
-        vt.autograd.queue_callback(self._finish_backward)
+        return True
+
+    def _abandon_backward(self):
+        self._armed = False
+        for b in self._buckets:
+            if b.work is not None:
+                try:
+                    b.work.wait()
+                except RuntimeError:
+                    pass
 
     def _launch_ready(self):
         # buckets go out in index order on every rank, whatever order they filled in
