@@ -685,6 +685,35 @@ def test_flash_cuda_grad_lse():
 
 
 @needs_cuda
+def test_flash_cuda_forward_with_dropout_in_a_cuda_graph():
+    """graph-safe dropout: a captured forward draws fresh masks each replay (Philox seed and offset
+    read on the device), the ones eager calls draw from the same generator state, and the rng
+    output says which"""
+    vcuda = vt.cuda
+    B, H, T_, D, p = 1, 2, 70, 64, 0.4
+    rng = np.random.default_rng(26)
+    q, k, v = (cuda_half(a, vt.bfloat16)[0] for a in make(rng, B, H, T_, T_, D, dtype=np.float32))
+    f = op()
+    with vt.ops.use(OP, "flash", "cuda"):
+        f(q, k, v, None, True, None, p)  # warm up outside the capture
+        g = vcuda.CUDAGraph()
+        with vcuda.graph(g):
+            out, _, st = f(q, k, v, None, True, None, p)
+        vcuda.manual_seed(7)
+        g.replay()
+        o1, s1 = to_numpy(out), to_numpy(st)
+        g.replay()
+        o2, s2 = to_numpy(out), to_numpy(st)
+        vcuda.manual_seed(7)
+        e1, _, es1 = (to_numpy(x) for x in f(q, k, v, None, True, None, p))
+        e2, _, es2 = (to_numpy(x) for x in f(q, k, v, None, True, None, p))
+    np.testing.assert_array_equal(o1, e1)
+    np.testing.assert_array_equal(o2, e2)
+    assert s1.tolist() == es1.tolist() and s2.tolist() == es2.tolist() and s1[1] != s2[1]
+    assert not np.array_equal(o1, o2)
+
+
+@needs_cuda
 @pytest.mark.parametrize("dtype,D", [("float32", 64), ("bfloat16", 32), ("bfloat16", 80)])
 def test_flash_cuda_hands_other_calls_to_composed(dtype, D):
     """a dtype or head dim the kernels do not take still runs under provider "flash" (its compute
