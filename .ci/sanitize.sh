@@ -14,6 +14,11 @@ SITE=$B/site
 JOBS=${JOBS:-$(nproc)}
 SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined"
 
+# the build runs instrumented tools too (vt_describe writes the pack's manifest): no leak reports
+# for what a process frees by exiting, stop at the first error
+export ASAN_OPTIONS="detect_leaks=0:halt_on_error=1:abort_on_error=1:allocator_may_return_null=1"
+export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
+
 # 1. build: runtime + binding + core (no CUDA, no attention pack), -O1 -g
 mkdir -p "$B"
 cmake -S . -B "$B" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DVT_CUDA=OFF -DVT_ATTENTION=OFF \
@@ -44,9 +49,9 @@ import sys
 sys.meta_path[:] = [f for f in sys.meta_path if "editable" not in type(f).__module__]
 PY
 export PYTHONPATH="$SITE${PYTHONPATH:+:$PYTHONPATH}"
-export LD_PRELOAD="$LIBASAN"
-export ASAN_OPTIONS="detect_leaks=0:halt_on_error=1:abort_on_error=1:allocator_may_return_null=1"
-export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
+# libstdc++ right after it: ASan's __cxa_throw interceptor must find the real one at start-up
+# (python itself does not link libstdc++; without it the first C++ exception aborts)
+export LD_PRELOAD="$LIBASAN:$(gcc -print-file-name=libstdc++.so)"
 export VT_BUILTIN_PACKS=core
 export VT_FUZZ_CALLS=2500
 python -c "import vibetensor, sys; assert vibetensor.__file__.startswith('$SITE'), vibetensor.__file__"

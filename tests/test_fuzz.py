@@ -23,7 +23,11 @@ def test_random_calls_never_crash(seed):
     proc = subprocess.run([sys.executable, str(FUZZ), str(seed), str(CALLS)], capture_output=True,
                           text=True, timeout=300)
     if proc.returncode != 0:
-        last = "\n".join(proc.stderr.splitlines()[-15:])
+        lines = proc.stderr.splitlines()
+        # a sanitizer's report (the sanitizer job) starts where it says so; else the op log's end
+        start = next((i for i, ln in enumerate(lines) if "runtime error" in ln or "Sanitizer" in ln),
+                     max(len(lines) - 15, 0))
+        last = "\n".join(lines[max(start - 2, 0):start + 25])
         pytest.fail(f"fuzz seed {seed} died with exit code {proc.returncode} (replay: python "
                     f"{FUZZ} {seed} {CALLS}); its last lines:\n{last}")
     r = json.loads(proc.stdout.splitlines()[-1])

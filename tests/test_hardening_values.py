@@ -196,3 +196,16 @@ def test_unload_stale_handle_refused_and_keeps_the_reload(tmp_path_factory):
     assert r["p2_gone"] == [False, None]
     assert r["p2_twice"][0] == "ValueError" and "stale" in r["p2_twice"][1] and "not loaded" in r["p2_twice"][1]
     assert r["by_name_gone"][0] == "ValueError" and "not loaded" in r["by_name_gone"][1]
+
+
+# ---- found by the fuzz test under the sanitizers ----------------------------------------------------
+
+def test_abs_of_the_most_negative_integer_wraps_like_torch():
+    assert vt.tensor([-(2 ** 63), -5, 7]).abs().tolist() == [-(2 ** 63), 5, 7]
+    assert vt.tensor([-128, 3], dtype=vt.int8).abs().tolist() == [-128, 3]
+
+
+def test_as_strided_to_a_0d_view_has_a_gradient():
+    x = vt.ones(3).requires_grad_()
+    (x * 2.0).as_strided((), (), 1).backward()
+    assert x.grad.tolist() == [0.0, 2.0, 0.0]

@@ -217,6 +217,8 @@ VT_COMPUTE(abs_cpu, "core::abs") {
   same_unary(c, kNumTypes, [](auto tag) {
     using A = typename decltype(tag)::type;
     if constexpr (std::is_unsigned<A>::value) return [](A v) { return v; };
+    else if constexpr (std::is_integral<A>::value)  // abs(INT_MIN) wraps to INT_MIN, as in torch
+      return [](A v) { using U = typename std::make_unsigned<A>::type; return v < A(0) ? (A)(U(0) - (U)v) : v; };
     else return [](A v) { return v < A(0) ? A(0) - v : v; };
   });
 }

@@ -429,7 +429,8 @@ VT_META_FN(as_strided_backward_meta, "core::as_strided_backward") {
   const int64_t offset = c.arg(4, "offset").int_();
   c.check_sizes("input_sizes", in);
   if (in.len > vt::kMaxDims) c.fail(VT_ERR_VALUE, "input_sizes has too many dims (%lld)", (long long)in.len);
-  if (size.len != grad->ndim || std::memcmp(size.data, grad->sizes, sizeof(int64_t) * (size_t)size.len) != 0 ||
+  // (a 0-d size is an empty list whose data may be null: memcmp must not see it)
+  if (size.len != grad->ndim || (size.len && std::memcmp(size.data, grad->sizes, sizeof(int64_t) * (size_t)size.len) != 0) ||
       stride.len != size.len)
     c.fail(VT_ERR_VALUE, "grad of shape %s does not match size %s", vt::shape_str(grad).c_str(),
            vt::shape_str(size.data, (int32_t)size.len).c_str());
