@@ -3,7 +3,9 @@
 // (flash_emulate.hpp), against a float64 reference: forward out and lse, dq, dk, dv, for bf16 and
 // fp16, D 64 and 128, causal and not, Tq != Tk both ways, bool and float masks, dropout (attn.hpp's
 // keep rule), grad_lse, strided inputs. A check of the index arithmetic for a machine without a GPU;
-// slow (a barrier per emulated collective), so the shapes are small.
+// slow (a barrier per emulated collective), so the shapes are small. Global tensors and each CTA's
+// shared memory are heap buffers of their exact sizes: built with -fsanitize=address,undefined it
+// also finds any access out of bounds (clean on 2026-11-30).
 //
 //   g++ -std=c++20 -O2 -pthread -DFLASH_EMULATE -I/usr/local/cuda/include -Iopsdk/include \
 //       -Iops/attention/src -Iops/attention/lab ops/attention/lab/flash_emulate.cpp -o /tmp/flash_emulate
@@ -20,9 +22,11 @@
 
 namespace flashcu {
 template <class P>
-void emu_launch(void (*kernel)(P), unsigned blocks, const P& p, unsigned threads) {
+void emu_launch(void (*kernel)(P), unsigned blocks, const P& p, unsigned threads, size_t smem_bytes) {
+  std::vector<unsigned char> buf(smem_bytes);
+  emu_smem = buf.data();
   for (unsigned b = 0; b < blocks; ++b) {
-    std::memset(emu_smem, 0xff, sizeof emu_smem);  // NaN in 16-bit floats: a tile read before written shows
+    if (smem_bytes) std::memset(buf.data(), 0xff, smem_bytes);  // NaN in 16-bit floats: a tile read before written shows
     EmuCta cta((int)threads);
     std::vector<std::thread> ts;
     for (unsigned t = 0; t < threads; ++t)
@@ -194,8 +198,8 @@ static bool run_case(const Case& cs, std::mt19937& gen) {
     fp.philox.seed = seed, fp.philox.offset = offset;
   }
   bool nan = false;
-  if (D == 64) emu_launch(flash_fwd_kernel<T, 64>, (unsigned)(fp.nqb * BH), fp, 128);
-  else emu_launch(flash_fwd_kernel<T, 128>, (unsigned)(fp.nqb * BH), fp, 128);
+  if (D == 64) emu_launch(flash_fwd_kernel<T, 64>, (unsigned)(fp.nqb * BH), fp, 128, fwd_smem<T, 64>());
+  else emu_launch(flash_fwd_kernel<T, 128>, (unsigned)(fp.nqb * BH), fp, 128, fwd_smem<T, 128>());
   std::vector<double> got(out.size()), got_lse(lse.size());
   for (size_t i = 0; i < out.size(); ++i) got[i] = static_cast<float>(out[i]);
   for (size_t i = 0; i < lse.size(); ++i) got_lse[i] = lse[i];
@@ -218,14 +222,14 @@ static bool run_case(const Case& cs, std::mt19937& gen) {
   bp.scale = (float)scale, bp.scale_log2 = (float)(scale * 1.4426950408889634), bp.causal = cs.causal;
   if (cs.p > 0) bp.drop = Dropout{true, thr, (float)rs}, bp.seed = seed, bp.offset = offset;
   const unsigned rows = (unsigned)(BH * Tq_pad);
-  emu_launch(flash_bwd_prepass<T>, (rows + kPrepassWarps - 1) / kPrepassWarps, bp, 32 * kPrepassWarps);
+  emu_launch(flash_bwd_prepass<T>, (rows + kPrepassWarps - 1) / kPrepassWarps, bp, 32 * kPrepassWarps, 0);
   const unsigned nkb = (unsigned)((Tk + kRowsPerCta - 1) / kRowsPerCta), nqb = (unsigned)fp.nqb;
   if (D == 64) {
-    emu_launch(flash_bwd_dkdv_kernel<T, 64>, nkb * BH, bp, 128);
-    emu_launch(flash_bwd_dq_kernel<T, 64>, nqb * BH, bp, 128);
+    emu_launch(flash_bwd_dkdv_kernel<T, 64>, nkb * BH, bp, 128, dkdv_smem<T, 64>());
+    emu_launch(flash_bwd_dq_kernel<T, 64>, nqb * BH, bp, 128, dq_smem<T, 64>());
   } else {
-    emu_launch(flash_bwd_dkdv_kernel<T, 128>, nkb * BH, bp, 128);
-    emu_launch(flash_bwd_dq_kernel<T, 128>, nqb * BH, bp, 128);
+    emu_launch(flash_bwd_dkdv_kernel<T, 128>, nkb * BH, bp, 128, dkdv_smem<T, 128>());
+    emu_launch(flash_bwd_dq_kernel<T, 128>, nqb * BH, bp, 128, dq_smem<T, 128>());
   }
   auto err = [&](const std::vector<T>& x, const std::vector<double>& w) {
     std::vector<double> gx(x.size());

@@ -53,8 +53,9 @@ struct EmuCta {
   EmuWarp warp[8];
 };
 inline thread_local EmuCta* emu_cta = nullptr;
-alignas(16) inline unsigned char emu_smem[256 * 1024];  // one CTA at a time
-
+// the CTA's dynamic shared memory: exactly the launch's size, on the heap (AddressSanitizer then
+// sees an access past it)
+inline unsigned char* emu_smem = nullptr;
 inline unsigned char* dynamic_smem() { return emu_smem; }
 
 inline EmuWarp& emu_warp() { return emu_cta->warp[threadIdx.x / 32]; }
@@ -147,10 +148,10 @@ inline void mma16816(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_
   }
 }
 
-// Runs kernel(params) on a grid of `blocks` CTAs of 128 threads (one CTA at a time), with the
-// CTA's dynamic shared memory poisoned first.
+// Runs kernel(params) on a grid of `blocks` CTAs of `threads` threads (one CTA at a time), with
+// `smem_bytes` of dynamic shared memory poisoned with NaN first.
 template <class P>
-void emu_launch(void (*kernel)(P), unsigned blocks, const P& p, unsigned threads = 128);
+void emu_launch(void (*kernel)(P), unsigned blocks, const P& p, unsigned threads, size_t smem_bytes);
 
 }  // namespace flashcu
 
