@@ -2,7 +2,7 @@
 // the tile sizes, the tensor-core primitives (cp.async, ldmatrix, mma.sync m16n8k16: sm80 and
 // newer), the swizzled shared-memory tile, the score rule (scale, causal, masks) and the dropout
 // keep rule of attn.hpp on the device, and the checks that decide whether the kernels take a call
-// (what they do not take runs on the composed provider: see flash_cuda_takes).
+// (what they do not take runs on the composed provider: see takes()).
 // Not here: the kernels (flash_fwd.cu, flash_bwd.cu), the CPU provider (flash.cpp).
 //
 // Shape legend as in attn.hpp: q (B, H, Tq, D), k (B, H, Tk, D), v (B, H, Tk, D) (the kernels
@@ -71,8 +71,9 @@ struct Mask {
   int64_t sb = 0, sh = 0, st = 0, sd = 0;
 };
 
-// The dropout of one call: seed/offset (the forward's come from host->philox_args, unpacked on the
-// device), keep threshold and the 1 / (1 - p) of kept values.
+// The dropout of one call: the keep threshold and the 1 / (1 - p) of kept values (the Philox seed
+// and offset travel beside it: the forward's as host->philox_args, unpacked on the device; the
+// backward's as the values the forward recorded).
 struct Dropout {
   bool on = false;
   uint32_t thr = 0;
