@@ -136,10 +136,37 @@ def test_init_refuses_what_it_cannot_do(monkeypatch):
     with pytest.raises(ValueError, match=r"rank not given and \$RANK not set"):
         dist.init_process_group()
     with pytest.raises(NotImplementedError, match="not built yet"):
-        dist.init_process_group("nccl", rank=0, world_size=1)
+        dist.init_process_group("p2p", rank=0, world_size=1)
     with pytest.raises(ValueError, match="unknown backend 'mpi'"):
         dist.init_process_group("mpi", rank=0, world_size=1)
     with pytest.raises(ValueError, match=r"rank 2 is not in 0..1"):
         dist.init_process_group(rank=2, world_size=2)
     with pytest.raises(RuntimeError, match="not initialised"):
         dist.get_rank()
+
+
+def test_the_pack_loads_on_demand_with_its_providers():
+    """In a fresh process: `import vibetensor` leaves the pack alone, joining a group loads it; shm
+    serves cpu, nccl (untested without a GPU) is registered for cuda and says clearly when NCCL is
+    missing; a group of one needs no peers."""
+    code = """if True:
+        import vibetensor as vt, vibetensor.distributed as dist
+        assert vt.ops.get("allreduce") is None
+        dist.init_process_group(rank=0, world_size=1, init_method="tcp://127.0.0.1:0", timeout=10)
+        assert [p.name for p in vt.ops.providers("allreduce::all_reduce_", "cpu")] == ["shm"]
+        assert [p.name for p in vt.ops.providers("allreduce::all_reduce_", "cuda")] == ["nccl"]
+        try:
+            vt.ops.allreduce.nccl_unique_id("libnccl-not-here.so.2")
+            raise AssertionError("no error")
+        except RuntimeError as e:
+            assert "[allreduce::nccl_unique_id] cannot load libnccl-not-here.so.2" in str(e), e
+        x = vt.arange(5.0)
+        dist.all_reduce(x, dist.ReduceOp.AVG)
+        dist.barrier()
+        assert x.tolist() == [0.0, 1.0, 2.0, 3.0, 4.0]
+        dist.destroy_process_group()
+        print("OK")
+    """
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "MASTER_PORT")}
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
+    assert p.returncode == 0 and p.stdout.strip() == "OK", p.stderr[-3000:]

@@ -39,12 +39,12 @@ inline bool supported_dtype(vt_dtype d) {
 constexpr const char* kDtypes = "float32, float64, bfloat16, float16, int32, int64";
 
 // ---- open groups -------------------------------------------------------------------------------
-enum class Provider : int32_t { None = 0, Shm = 1 };
+enum class Provider : int32_t { None = 0, Shm = 1, Nccl = 2 };
 
 struct Group {
   Provider provider = Provider::None;
   int32_t rank = 0, world = 0;
-  void* impl = nullptr;  // the provider's state (ShmGroup* for shm)
+  void* impl = nullptr;  // the provider's state (ShmGroup* for shm, NcclGroup* for nccl)
 };
 constexpr int kMaxGroups = 64;
 Group* groups();  // kMaxGroups slots; handle = index
@@ -66,5 +66,11 @@ ShmGroup* shm_open_group(const char* op, const char* name, int32_t rank, int32_t
 void shm_close_group(ShmGroup* g);
 
 vt::KernelFn all_reduce_shm, broadcast_shm, all_gather_shm, reduce_scatter_shm, barrier_shm;
+
+// ---- the nccl provider (nccl.cpp; UNTESTED: no GPU where it was written) ------------------------
+void* nccl_open(const vt::Call& c, const vt_tensor* unique_id, int32_t rank, int32_t world, int32_t device,
+                const char* library);
+void nccl_close(void* impl);
+vt::KernelFn nccl_unique_id_cpu, all_reduce_nccl, broadcast_nccl, all_gather_nccl, reduce_scatter_nccl;
 
 }  // namespace ar

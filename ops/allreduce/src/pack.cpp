@@ -8,6 +8,8 @@
 //   allreduce::reduce_scatter_(out, input, group, op="sum") out = rank r's 1/W of op over inputs
 //   allreduce::barrier(group) -> bool                      returns once every rank called it
 //   allreduce::shm_new_group(name, rank, world_size, buffer_bytes, timeout) -> int  (a handle)
+//   allreduce::nccl_unique_id(library) -> Tensor, nccl_new_group(unique_id, rank, world_size, device,
+//     library) -> int: the nccl provider's group (nccl.cpp; UNTESTED, never a default)
 //   allreduce::destroy_group(group) -> bool
 // op: sum | avg | max | min | product (avg: floating dtypes only). Tensors contiguous, dtypes
 // float32, float64, bfloat16, float16 (reduced in float), int32, int64; all_gather's out holds
@@ -39,6 +41,10 @@ constexpr const char* kReduceScatter =
 constexpr const char* kBarrier = "allreduce::barrier(int group) -> bool";
 constexpr const char* kShmNewGroup =
     "allreduce::shm_new_group(str name, int rank, int world_size, int buffer_bytes, float timeout) -> int";
+constexpr const char* kNcclUniqueId = "allreduce::nccl_unique_id(str library='libnccl.so.2') -> Tensor";
+constexpr const char* kNcclNewGroup =
+    "allreduce::nccl_new_group(Tensor unique_id, int rank, int world_size, int device, str library='libnccl.so.2') "
+    "-> int";
 constexpr const char* kDestroyGroup = "allreduce::destroy_group(int group) -> bool";
 
 std::mutex& table_mutex() {  // opening and closing groups only; collectives never take it
@@ -118,30 +124,29 @@ VT_META_FN(barrier_meta, "allreduce::barrier") {
 }
 
 // ---- opening and closing groups ----------------------------------------------------------------
-VT_KERNEL(shm_new_group_cpu, "allreduce::shm_new_group") {
-  const char* name = c.arg(0, "name").str();
-  const int64_t rank = c.arg(1, "rank").int_(), world = c.arg(2, "world_size").int_();
-  const int64_t bytes = c.arg(3, "buffer_bytes").int_();
-  const double timeout = c.arg(4, "timeout").float_();
+namespace {
+
+void check_rank(const vt::Call& c, int64_t rank, int64_t world) {
   if (world < 1 || world > 1024) c.fail(VT_ERR_VALUE, "world_size must be in 1..1024, got %lld", (long long)world);
   if (rank < 0 || rank >= world)
     c.fail(VT_ERR_VALUE, "rank must be in 0..%lld (world_size - 1), got %lld", (long long)(world - 1), (long long)rank);
-  if (bytes < 4096 || bytes % 64)
-    c.fail(VT_ERR_VALUE, "buffer_bytes must be a multiple of 64 and at least 4096, got %lld", (long long)bytes);
-  if (!(timeout > 0)) c.fail(VT_ERR_VALUE, "timeout must be > 0 seconds, got %g", timeout);
-  if (name[0] != '/' || std::strlen(name) > 200 || std::strchr(name + 1, '/'))
-    c.fail(VT_ERR_VALUE, "name must be '/' and up to 200 characters without '/', got '%s'", name);
+}
+
+// Reserves a slot of the group table, runs open() (which may wait for the other ranks, so outside
+// the lock), fills the slot and returns the handle as the op's output.
+template <class Open>
+void open_group(vt::Call& c, ar::Provider provider, int32_t rank, int32_t world, Open&& open) {
   int slot = -1;
   {
     std::lock_guard<std::mutex> lock(table_mutex());
     for (int i = 0; i < ar::kMaxGroups && slot < 0; ++i)
       if (ar::groups()[i].provider == ar::Provider::None && ar::groups()[i].world == 0) slot = i;
     if (slot < 0) c.fail(VT_ERR_RUNTIME, "too many open process groups (%d); destroy some first", ar::kMaxGroups);
-    ar::groups()[slot].world = -1;  // reserved while the segment opens (outside the lock: it waits)
+    ar::groups()[slot].world = -1;  // reserved
   }
-  ar::ShmGroup* g = nullptr;
+  void* impl = nullptr;
   try {
-    g = ar::shm_open_group(c.op, name, (int32_t)rank, (int32_t)world, bytes, timeout);
+    impl = open();
   } catch (...) {
     std::lock_guard<std::mutex> lock(table_mutex());
     ar::groups()[slot].world = 0;
@@ -149,14 +154,39 @@ VT_KERNEL(shm_new_group_cpu, "allreduce::shm_new_group") {
   }
   {
     std::lock_guard<std::mutex> lock(table_mutex());
-    Group& s = ar::groups()[slot];
-    s.rank = (int32_t)rank;
-    s.world = (int32_t)world;
-    s.impl = g;
-    s.provider = ar::Provider::Shm;
+    ar::groups()[slot] = Group{provider, rank, world, impl};
   }
   c.outs[0].tag = VT_INT;
   c.outs[0].v.i = slot;
+}
+
+}  // namespace
+
+VT_KERNEL(shm_new_group_cpu, "allreduce::shm_new_group") {
+  const char* name = c.arg(0, "name").str();
+  const int64_t rank = c.arg(1, "rank").int_(), world = c.arg(2, "world_size").int_();
+  const int64_t bytes = c.arg(3, "buffer_bytes").int_();
+  const double timeout = c.arg(4, "timeout").float_();
+  check_rank(c, rank, world);
+  if (bytes < 4096 || bytes % 64)
+    c.fail(VT_ERR_VALUE, "buffer_bytes must be a multiple of 64 and at least 4096, got %lld", (long long)bytes);
+  if (!(timeout > 0)) c.fail(VT_ERR_VALUE, "timeout must be > 0 seconds, got %g", timeout);
+  if (name[0] != '/' || std::strlen(name) > 200 || std::strchr(name + 1, '/'))
+    c.fail(VT_ERR_VALUE, "name must be '/' and up to 200 characters without '/', got '%s'", name);
+  open_group(c, ar::Provider::Shm, (int32_t)rank, (int32_t)world, [&]() -> void* {
+    return ar::shm_open_group(c.op, name, (int32_t)rank, (int32_t)world, bytes, timeout);
+  });
+}
+
+VT_KERNEL(nccl_new_group_cpu, "allreduce::nccl_new_group") {
+  const vt_tensor* id = c.arg(0, "unique_id").tensor();
+  const int64_t rank = c.arg(1, "rank").int_(), world = c.arg(2, "world_size").int_();
+  const int64_t device = c.arg(3, "device").int_();
+  const char* library = c.arg(4, "library").str();
+  check_rank(c, rank, world);
+  open_group(c, ar::Provider::Nccl, (int32_t)rank, (int32_t)world, [&]() -> void* {
+    return ar::nccl_open(c, id, (int32_t)rank, (int32_t)world, (int32_t)device, library);
+  });
 }
 
 VT_KERNEL(destroy_group_cpu, "allreduce::destroy_group") {
@@ -168,6 +198,7 @@ VT_KERNEL(destroy_group_cpu, "allreduce::destroy_group") {
     ar::groups()[h] = Group{};
   }
   if (g.provider == ar::Provider::Shm) ar::shm_close_group(static_cast<ar::ShmGroup*>(g.impl));
+  if (g.provider == ar::Provider::Nccl) ar::nccl_close(g.impl);
   c.outs[0].tag = VT_BOOL;
   c.outs[0].v.b = 1;
 }
@@ -189,6 +220,14 @@ vt_status allreduce_init(const vt_host* host, vt_pack* pack) {
     shm.compute("allreduce::barrier", VT_CPU, ar::barrier_shm);
     shm.def(kShmNewGroup, VT_CPU, shm_new_group_cpu);
     shm.def(kDestroyGroup, VT_CPU, destroy_group_cpu);
+    // UNTESTED (written without a GPU): NCCL, loaded at run time; only backend="nccl" uses it
+    vt::Registrar nccl(host, pack, "nccl", 0);
+    nccl.def(kNcclUniqueId, VT_CPU, ar::nccl_unique_id_cpu);
+    nccl.def(kNcclNewGroup, VT_CPU, nccl_new_group_cpu);
+    nccl.compute("allreduce::all_reduce_", VT_CUDA, ar::all_reduce_nccl);
+    nccl.compute("allreduce::broadcast_", VT_CUDA, ar::broadcast_nccl);
+    nccl.compute("allreduce::all_gather_", VT_CUDA, ar::all_gather_nccl);
+    nccl.compute("allreduce::reduce_scatter_", VT_CUDA, ar::reduce_scatter_nccl);
   });
 }
 

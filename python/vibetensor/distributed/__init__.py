@@ -103,6 +103,7 @@ class ProcessGroup:
     def __init__(self, handle: int, rank: int, world_size: int, backend: str, store, timeout: float):
         self.handle, self._rank, self._size, self.backend = handle, rank, world_size, backend
         self.store, self.timeout = store, timeout
+        self.device = vt.device("cpu")  # where its collectives' tensors live
         self._q = None          # async calls, run in order by one thread
         self._last = None       # the latest async Work not yet known to be done
 
@@ -184,11 +185,12 @@ def init_process_group(backend: str | None = None, init_method: str | None = "en
     b = (backend or "").lower() or {"cpu": "shm"}.get(device.type)
     if b == "gloo":
         b = "shm"
-    if b in ("nccl", "p2p") or device.type == "cuda":
+    if b is None or b == "p2p":
         raise NotImplementedError(f"init_process_group: backend {backend or b!r} for {device.type} is not "
-                                  f"built yet; the shm backend serves cpu tensors")
-    if b != "shm":
-        raise ValueError(f"init_process_group: unknown backend {backend!r} (available: shm, or None)")
+                                  f"built yet; the shm backend serves cpu tensors (backend='nccl' is there, "
+                                  f"untested)")
+    if b not in ("shm", "nccl"):
+        raise ValueError(f"init_process_group: unknown backend {backend!r} (available: shm, nccl, or None)")
     rank, world_size = _env_int("RANK", rank), _env_int("WORLD_SIZE", world_size)
     if not 0 <= rank < world_size:
         raise ValueError(f"init_process_group: rank {rank} is not in 0..{world_size - 1} (world_size {world_size})")
@@ -206,6 +208,9 @@ def init_process_group(backend: str | None = None, init_method: str | None = "en
                              f"{init_method!r}")
         store = TCPStore(host, int(port), is_master=rank == 0, timeout=t)
     _load_pack()
+    if b == "nccl":
+        _world = _init_nccl(store, rank, world_size, device, t)
+        return
     key = "vt/shm/0"
     if rank == 0:
         name = f"/vt-{os.getpid()}-{secrets.token_hex(6)}"
@@ -214,6 +219,36 @@ def init_process_group(backend: str | None = None, init_method: str | None = "en
         name = store.get(key).decode()
     handle = _op("allreduce::shm_new_group")(name, rank, world_size, SHM_BUFFER_BYTES, t)
     _world = ProcessGroup(handle, rank, world_size, "shm", store, t)
+
+
+def _nccl_library() -> str:
+    """The nvidia-nccl wheel's libnccl.so.2 where it is installed, else the loader's search path."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("nvidia.nccl") if importlib.util.find_spec("nvidia") else None
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        lib = Path(folder) / "lib" / "libnccl.so.2"
+        if lib.is_file():
+            return str(lib)
+    return "libnccl.so.2"
+
+
+def _init_nccl(store, rank, world_size, device, timeout) -> ProcessGroup:
+    """UNTESTED (written without a GPU): rank 0's ncclUniqueId through the store, then every rank's
+    communicator on its device (LOCAL_RANK unless the device names one)."""
+    import numpy as np
+
+    index = device.index if device.index is not None else int(os.environ.get("LOCAL_RANK", rank))
+    lib = _nccl_library()
+    if rank == 0:
+        uid = _op("allreduce::nccl_unique_id")(lib)
+        store.set("vt/nccl/0", uid.numpy().tobytes())
+    else:
+        uid = vt.from_numpy(np.frombuffer(store.get("vt/nccl/0"), dtype=np.uint8).copy())
+    handle = _op("allreduce::nccl_new_group")(uid, rank, world_size, index, lib)
+    g = ProcessGroup(handle, rank, world_size, "nccl", store, timeout)
+    g.device = vt.device(f"cuda:{index}")
+    return g
 
 
 def destroy_process_group(group=None) -> None:
@@ -327,5 +362,10 @@ def reduce_scatter(output, input_list, op=ReduceOp.SUM, group=None, async_op=Fal
 def barrier(group=None, async_op=False):
     """Returns once every rank of the group called barrier."""
     g = _group(group)
+    if g.backend == "nccl":  # NCCL has no barrier: a one-element all-reduce, waited for
+        def run():
+            _op("allreduce::all_reduce_")(vt.zeros(1, device=g.device), g.handle, ReduceOp.SUM)
+            vt.cuda.synchronize()
+        return g.run(run, async_op)
     f = _op("allreduce::barrier")
     return g.run(lambda: f(g.handle), async_op)
