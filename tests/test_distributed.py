@@ -41,12 +41,12 @@ def test_ddp_equals_one_process_with_the_global_batch():
     assert_every_rank_ok(launch(HERE / "ddp.py"))
 
 
-def _spawn_ranks(mode, n=4):
+def _spawn_ranks(mode, meet, n=4):
     port = launcher._free_port("127.0.0.1")
     procs = []
     for r in range(n):
         env = dict(os.environ, RANK=str(r), WORLD_SIZE=str(n), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-        procs.append(subprocess.Popen([sys.executable, str(HERE / "failures.py"), mode], env=env,
+        procs.append(subprocess.Popen([sys.executable, str(HERE / "failures.py"), mode, str(meet)], env=env,
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     return procs
 
@@ -66,25 +66,25 @@ def _results(procs, survivors, timeout):
     return out
 
 
-def test_a_dead_rank_makes_the_others_raise_at_once():
-    procs = _spawn_ranks("dead")
+def test_a_dead_rank_makes_the_others_raise_at_once(tmp_path):
+    procs = _spawn_ranks("dead", tmp_path)
     res = _results(procs, [0, 1, 3], timeout=60)
     assert procs[2].returncode == 3
     for r, o in res.items():
         assert o["error"] == "RuntimeError", o
-        assert o["seconds"] < 5, o  # the dead process is noticed, not the 30 s timeout
+        assert o["seconds"] < 15, o  # the dead process is noticed, not the 30 s timeout
         assert "[allreduce::all_reduce_]" in o["message"] and "rank 2" in o["message"], o
         assert "exited" in o["message"] or "gave up on the group" in o["message"], o
         assert "unusable" in o["after"], o
     assert any("rank 2 (pid" in o["message"] and "exited" in o["message"] for o in res.values()), res
 
 
-def test_a_stuck_rank_makes_the_others_raise_after_the_timeout():
-    procs = _spawn_ranks("stuck")
+def test_a_stuck_rank_makes_the_others_raise_after_the_timeout(tmp_path):
+    procs = _spawn_ranks("stuck", tmp_path)
     res = _results(procs, [0, 1, 2], timeout=60)
     for r, o in res.items():
         assert o["error"] == "RuntimeError", o
-        assert 1.5 < o["seconds"] < 10, o
+        assert 1.5 < o["seconds"] < 20, o
         assert "timed out after 2.0 s waiting for rank 3" in o["message"] or "gave up" in o["message"], o
     assert any("timed out after 2.0 s waiting for rank 3" in o["message"] for o in res.values()), res
 

@@ -67,7 +67,7 @@ def all_reduce_case(n, dtype, op, salt=0):
 for dtype in FLOATS + INTS:
     for n in (1, 3, 1000, 100_003):
         all_reduce_case(n, dtype, "sum")
-for n in (65_536, 65_537, 2_200_001):  # 256 KiB one-shot limit; 8.8 MB = two-shot in two pieces
+for n in (65_536, 65_537, 2_200_001):  # 256 KiB one-shot limit; 8.8 MB = two-shot in pieces
     all_reduce_case(n, "float32", "sum")
 all_reduce_case(300_001, "bfloat16", "sum")
 for op in ("avg", "max", "min", "product"):

@@ -11,7 +11,12 @@ import time
 import vibetensor as vt
 import vibetensor.distributed as dist
 
-mode = sys.argv[1]
+mode, meet = sys.argv[1], sys.argv[2]
+# every rank has imported vibetensor before any starts the (short) timeout: a loaded machine may
+# take seconds to start 4 interpreters
+open(os.path.join(meet, os.environ["RANK"]), "w").close()
+while len(os.listdir(meet)) < int(os.environ["WORLD_SIZE"]):
+    time.sleep(0.01)
 dist.init_process_group(timeout=2.0 if mode == "stuck" else 30.0)
 R = dist.get_rank()
 x = vt.ones(1000)

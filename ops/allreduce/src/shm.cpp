@@ -347,12 +347,14 @@ ShmGroup* shm_open_group(const char* op, const char* name, int32_t rank, int32_t
   if (rank == 0) {
     fd = shm_open(name, O_CREAT | O_EXCL | O_RDWR, 0600);
     if (fd < 0) vt::fail(VT_ERR_RUNTIME, "[%s] shm_open('%s') failed: %s", op, name, std::strerror(errno));
-    if (ftruncate(fd, (off_t)g->size) != 0) {
-      const int e = errno;
+    // posix_fallocate reserves the pages now: a /dev/shm too small for the segment is this clear
+    // error rather than a SIGBUS at some later first touch
+    int e = ftruncate(fd, (off_t)g->size) != 0 ? errno : posix_fallocate(fd, 0, (off_t)g->size);
+    if (e != 0) {
       close(fd);
       shm_unlink(name);
       vt::fail(VT_ERR_MEMORY, "[%s] cannot size the shared segment '%s' to %zu bytes: %s (is /dev/shm large "
-               "enough? a smaller buffer_bytes needs less)", op, name, g->size, std::strerror(e));
+               "enough? vibetensor.distributed takes a smaller buffer from VT_SHM_BUFFER_BYTES)", op, name, g->size, std::strerror(e));
     }
   } else {
     for (;;) {  // rank 0 makes it; wait until it exists with its full size

@@ -41,7 +41,8 @@ __all__ = ["ReduceOp", "init_process_group", "destroy_process_group", "is_initia
 
 DEFAULT_TIMEOUT = datetime.timedelta(minutes=5)
 # bytes of each of a rank's two shm buffers: messages go through in pieces of this size
-SHM_BUFFER_BYTES = int(os.environ.get("VT_SHM_BUFFER_BYTES", 8 << 20))
+# (the segment holds 2 per rank: 32 MiB of /dev/shm for 4 ranks)
+SHM_BUFFER_BYTES = int(os.environ.get("VT_SHM_BUFFER_BYTES", 4 << 20))
 
 
 class ReduceOp:

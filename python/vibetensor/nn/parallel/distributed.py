@@ -185,9 +185,11 @@ class DistributedDataParallel(Module):
         # buckets go out in index order on every rank, whatever order they filled in
         while self._next < len(self._buckets) and self._buckets[self._next].pending == 0:
             b = self._buckets[self._next]
-            b.work = dist.all_reduce(b.flat, dist.ReduceOp.AVG, group=self.process_group, async_op=True) \
-                if self.overlap else (dist.all_reduce(b.flat, dist.ReduceOp.AVG, group=self.process_group)
-                                      or _DONE)
+            if self.overlap:  # on the group's thread, while backward goes on
+                b.work = dist.all_reduce(b.flat, dist.ReduceOp.AVG, group=self.process_group, async_op=True)
+            else:
+                dist.all_reduce(b.flat, dist.ReduceOp.AVG, group=self.process_group)
+                b.work = _DONE
             self._next += 1
 
     def _finish_backward(self):
