@@ -170,3 +170,19 @@ def test_the_pack_loads_on_demand_with_its_providers():
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "MASTER_PORT")}
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
     assert p.returncode == 0 and p.stdout.strip() == "OK", p.stderr[-3000:]
+
+
+def test_under_torchrun(tmp_path):
+    """torchrun's agent serves MASTER_PORT with torch's store; the ranks use that one."""
+    pytest.importorskip("torch", reason="torchrun comes with torch")
+    script = tmp_path / "tr.py"
+    script.write_text("import vibetensor as vt, vibetensor.distributed as dist\n"
+                      "dist.init_process_group(timeout=60)\n"
+                      "x = vt.full([3], float(dist.get_rank() + 1))\n"
+                      "dist.all_reduce(x)\n"
+                      "assert x.tolist() == [3.0] * 3, x.tolist()\n"
+                      "dist.destroy_process_group()\n"
+                      "print('RANK', dist.get_rank() if dist.is_initialized() else 'done', 'OK')\n")
+    p = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", str(script)],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0 and p.stdout.count("RANK done OK") == 2, (p.stdout + p.stderr)[-3000:]

@@ -207,7 +207,10 @@ def init_process_group(backend: str | None = None, init_method: str | None = "en
         else:
             raise ValueError(f"init_process_group: init_method must be 'env://' or 'tcp://host:port', got "
                              f"{init_method!r}")
-        store = TCPStore(host, int(port), is_master=rank == 0, timeout=t)
+        if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True":
+            store = _TorchAgentStore(host, int(port), t)  # torchrun serves MASTER_PORT itself
+        else:
+            store = TCPStore(host, int(port), is_master=rank == 0, timeout=t)
     _load_pack()
     if b == "nccl":
         _world = _init_nccl(store, rank, world_size, device, t)
@@ -250,6 +253,32 @@ def _init_nccl(store, rank, world_size, device, timeout) -> ProcessGroup:
     g = ProcessGroup(handle, rank, world_size, "nccl", store, timeout)
     g.device = vt.device(f"cuda:{index}")
     return g
+
+
+class _TorchAgentStore:
+    """Under torchrun (TORCHELASTIC_USE_AGENT_STORE=True) its agent already serves MASTER_PORT with
+    torch's TCPStore: talk to that one (torch is installed where torchrun runs). Keys carry the
+    restart count, since the agent's store outlives restarted workers."""
+
+    def __init__(self, host, port, timeout):
+        import datetime as _dt
+
+        import torch.distributed as tdist
+
+        self._s = tdist.TCPStore(host, port, is_master=False, timeout=_dt.timedelta(seconds=timeout))
+        self._prefix = f"vt/{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}/"
+
+    def set(self, key, value):
+        self._s.set(self._prefix + key, value)
+
+    def get(self, key, timeout=None):
+        return bytes(self._s.get(self._prefix + key))
+
+    def add(self, key, amount):
+        return self._s.add(self._prefix + key, int(amount))
+
+    def close(self):
+        self._s = None
 
 
 def destroy_process_group(group=None) -> None:
