@@ -5,14 +5,14 @@
 // The segment (shm_open + mmap; made by rank 0 under a name from the rendezvous, opened by the
 // others, unlinked by rank 0 once all W ranks attached, so nothing is left in /dev/shm even if
 // a rank dies later):
-//   Header | Slot[W] (128 B each: seq counter + pid on one cache line, the call's Meta x2 on the
-//   next) | data: rank r's buffer b (b = 0, 1) at data + (2r + b) * capacity.
+//   Header | Slot[W] (128 B each: seq flag, futex waiters count and pid on one cache line, the call's
+//   Meta x2 on the next) | data: rank r's buffer b (b = 0, 1) at data + (2r + b) * capacity.
 //
 // The protocol (DeepSpeed's and vLLM's CPU shm all-reduce are the same idea; notes/allocator-
 // graphs-allreduce.md §5). Every rank counts calls: call e (1, 2, ...) uses buffer e % 2, and each
-// of its stages s (0, 1) ends with the rank publishing seq = 2e + s (a release store, after its
-// data and Meta are written) and waiting until every peer's seq >= 2e + s (acquire loads). seq only
-// grows, so a value of an earlier call never satisfies a later wait (epoch tags: no ABA), and a
+// of its stages s (0, 1) ends with the rank publishing seq = 2e + s (a seq_cst store, after its
+// data and Meta are written) and waiting until every peer's seq >= 2e + s (acquire loads; 32-bit,
+// compared by signed difference). seq only grows, so a value of an earlier call never satisfies a later wait (epoch tags: no ABA), and a
 // rank that leads by a call writes the *other* buffer. Writing buffer e % 2 again at call e + 2 is
 // safe because passing call e + 1's first wait means every peer finished call e.
 //   small all_reduce (one-shot): copy in, stage 0, every rank reduces all W buffers in rank order
