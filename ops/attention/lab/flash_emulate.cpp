@@ -1,7 +1,7 @@
 // flash_emulate.cpp — runs the flash provider's CUDA kernels (src/flash_fwd.cu, src/flash_bwd.cu)
 // on the host, with every CUDA thread a std::thread and the warp primitives emulated
 // (flash_emulate.hpp), against a float64 reference: forward out and lse, dq, dk, dv, for bf16 and
-// fp16, D 64 and 128, causal and not, Tq != Tk both ways, bool and float masks, dropout (attn.hpp's
+// fp16, D 64 and 128, causal and not, Tq != Tk both ways (several blocks each way), bool and float masks, dropout (attn.hpp's
 // keep rule), grad_lse, strided inputs. A check of the index arithmetic for a machine without a GPU;
 // slow (a barrier per emulated collective), so the shapes are small. Global tensors and each CTA's
 // shared memory are heap buffers of their exact sizes: built with -fsanitize=address,undefined it
@@ -191,7 +191,7 @@ static bool run_case(const Case& cs, std::mt19937& gen) {
   int64_t rng[2] = {-1, -1};
   FwdParams fp{};
   fp.q = oq, fp.k = ok, fp.v = ov, fp.out = out.data(), fp.lse = lse.data(), fp.rng = rng, fp.mask = mask;
-  fp.H = H, fp.BH = BH, fp.Tq = Tq, fp.Tk = Tk, fp.nqb = (Tq + kRowsPerCta - 1) / kRowsPerCta;
+  fp.H = H, fp.BH = BH, fp.Tq = Tq, fp.Tk = Tk, fp.nqb = (Tq + kFwdRows - 1) / kFwdRows;
   fp.scale_log2 = (float)(scale * 1.4426950408889634), fp.causal = cs.causal;
   if (cs.p > 0) {
     fp.drop = Dropout{true, thr, (float)rs};
@@ -223,7 +223,8 @@ static bool run_case(const Case& cs, std::mt19937& gen) {
   if (cs.p > 0) bp.drop = Dropout{true, thr, (float)rs}, bp.seed = seed, bp.offset = offset;
   const unsigned rows = (unsigned)(BH * Tq_pad);
   emu_launch(flash_bwd_prepass<T>, (rows + kPrepassWarps - 1) / kPrepassWarps, bp, 32 * kPrepassWarps, 0);
-  const unsigned nkb = (unsigned)((Tk + kRowsPerCta - 1) / kRowsPerCta), nqb = (unsigned)fp.nqb;
+  const unsigned nkb = (unsigned)((Tk + kRowsPerCta - 1) / kRowsPerCta);
+  const unsigned nqb = (unsigned)((Tq + kRowsPerCta - 1) / kRowsPerCta);
   if (D == 64) {
     emu_launch(flash_bwd_dkdv_kernel<T, 64>, nkb * BH, bp, 128, dkdv_smem<T, 64>());
     emu_launch(flash_bwd_dq_kernel<T, 64>, nqb * BH, bp, 128, dq_smem<T, 64>());
@@ -258,6 +259,7 @@ int main(int argc, char** argv) {
       {1, 1, 130, 100, 128, true, kAddMask, 0.0, false, true, false},
       {1, 1, 65, 140, 128, false, kBoolMask, 0.25, false, false, true},
       {1, 1, 1, 33, 128, true, kNoMask, 0.0, false, false, false},
+      {1, 1, 300, 260, 64, true, kBoolMask, 0.1, true, false, false},
   };
   std::vector<bool> run(cases.size(), argc == 1);  // arguments: the case indices to run (default all)
   for (int a = 1; a < argc; ++a)

@@ -244,8 +244,8 @@ __global__ void __launch_bounds__(kThreads) flash_bwd_dkdv_kernel(const BwdParam
   store_frag<T, D>(sK, dk, p.scale, warp * 16, lane);
   store_frag<T, D>(sV, dv, 1.f, warp * 16, lane);
   __syncwarp();
-  store_rows<T, D>(sK, static_cast<T*>(p.dk) + (int64_t)bh * p.Tk * D, j0, p.Tk, warp, lane);
-  store_rows<T, D>(sV, static_cast<T*>(p.dv) + (int64_t)bh * p.Tk * D, j0, p.Tk, warp, lane);
+  store_rows<T, D>(sK, static_cast<T*>(p.dk) + (int64_t)bh * p.Tk * D, j0, p.Tk, warp * 16, lane);
+  store_rows<T, D>(sV, static_cast<T*>(p.dv) + (int64_t)bh * p.Tk * D, j0, p.Tk, warp * 16, lane);
 }
 
 // ---- dQ ------------------------------------------------------------------------------------------------
@@ -394,7 +394,7 @@ __global__ void __launch_bounds__(kThreads) flash_bwd_dq_kernel(const BwdParams 
 
   store_frag<T, D>(sQ, dq, p.scale, warp * 16, lane);  // the warp's own rows of sQ
   __syncwarp();
-  store_rows<T, D>(sQ, static_cast<T*>(p.dq) + (int64_t)bh * p.Tq * D, i0, p.Tq, warp, lane);
+  store_rows<T, D>(sQ, static_cast<T*>(p.dq) + (int64_t)bh * p.Tq * D, i0, p.Tq, warp * 16, lane);
 }
 
 #ifndef FLASH_EMULATE  // the launchers and the compute (host side)

@@ -47,6 +47,11 @@ constexpr int kWarps = 4;                 // every kernel: 4 warps, each owning 
 constexpr int kThreads = 32 * kWarps;
 constexpr int kRowsPerCta = 16 * kWarps;  // 64: queries per forward / dQ block, keys per dK/dV block
 constexpr int kKeys = 64;                 // keys per step of the forward and dQ loops
+// the forward: each warp owns 2 m16 tiles (32 queries), so every K/V fragment it loads feeds 2 MMAs;
+// keys a step: 64, and 32 at D = 128 (O's 2 x 64 floats a thread leave room for 2 x 16 scores only)
+constexpr int kFwdTiles = 2;
+constexpr int kFwdRows = 16 * kFwdTiles * kWarps;  // 128 queries a forward CTA
+template <int D> constexpr int kFwdKeys = D == 128 ? 32 : 64;
 // queries per step of the dK/dV loop: 32 at D = 128 keeps dK, dV (64 + 64 floats a thread) and
 // the two score tiles within the register file
 template <int D> constexpr int kBwdQueries = D == 128 ? 32 : 64;
@@ -175,13 +180,13 @@ __device__ __forceinline__ void load_tile(T* tile, const T* base, int64_t st, in
   }
 }
 
-// Rows [16 w, 16 w + 16) of a tile (a warp's own rows) to global rows t0 + 16 w + r < T_ of a
-// contiguous (.., T, D) output, 16 bytes a lane (the warp wrote them with store_frag first).
-template <class T, int D>
-__device__ __forceinline__ void store_rows(const T* tile, T* out, int t0, int T_, int warp, int lane) {
+// Rows [row0, row0 + R) of a tile (a warp's own rows) to global rows t0 + r < T_ of a contiguous
+// (.., T, D) output, 16 bytes a lane (the warp wrote them with store_frag first).
+template <class T, int D, int R = 16>
+__device__ __forceinline__ void store_rows(const T* tile, T* out, int t0, int T_, int row0, int lane) {
   constexpr int kChunks = D / 8;
-  for (int idx = lane; idx < 16 * kChunks; idx += 32) {
-    const int r = warp * 16 + idx / kChunks, ch = idx % kChunks;
+  for (int idx = lane; idx < R * kChunks; idx += 32) {
+    const int r = row0 + idx / kChunks, ch = idx % kChunks;
     if (t0 + r < T_)
       *reinterpret_cast<uint4*>(out + (int64_t)(t0 + r) * D + ch * 8) =
           *reinterpret_cast<const uint4*>(tile + swz<D>(r, ch));

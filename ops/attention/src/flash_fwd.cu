@@ -3,10 +3,11 @@
 // Not here: the shared primitives and what the kernels take (flash_cuda.cuh), the backward
 // (flash_bwd.cu), the meta step and registration (pack.cpp), the CPU kernel (flash.cpp).
 //
-// One CTA = one (b, h) and a block of 64 queries; 4 warps, each owning 16 query rows, so the
-// softmax statistics of a row live in the 4 lanes of one quad. Per CTA:
-//   Q block -> shared -> registers (A fragments, once)
-//   for each block of 64 keys (causal: only keys j < i0 + 64):
+// One CTA = one (b, h) and a block of 128 queries; 4 warps, each owning two m16 tiles (32 query
+// rows: every K/V fragment a warp loads feeds two MMAs), so the softmax statistics of a row live in
+// the 4 lanes of one quad. Per CTA:
+//   Q block -> shared memory (its A fragments are loaded per k-step by the warp that owns the rows)
+//   for each block of 64 keys (32 at D = 128; causal: only keys j < i0 + 128):
 //     K_j, V_j stream through shared memory with cp.async (V_j loads during S = Q K_j^T,
 //     K_j+1 during O += P V_j)
 //     S = Q K_j^T;  x = S * scale * log2(e) (+ mask), -inf where causal/mask/past Tk drop it
@@ -35,21 +36,24 @@ struct FwdParams {
 
 template <class T, int D>
 constexpr size_t fwd_smem() {
-  return sizeof(T) * (size_t)(kRowsPerCta + 2 * kKeys) * D;
+  return sizeof(T) * (size_t)(kFwdRows + 2 * kFwdKeys<D>) * D;
 }
 
 template <class T, int D>
 __global__ void __launch_bounds__(kThreads) flash_fwd_kernel(const FwdParams p) {
+  constexpr int M = kFwdTiles;  // m16 tiles a warp: rows warp * 16 M + 16 mt + (0..15)
+  constexpr int KB = kFwdKeys<D>;  // keys a step
+  constexpr int NT = KB / 8;       // n-tiles of a score tile
   unsigned char* smem = dynamic_smem();
   T* sQ = reinterpret_cast<T*>(smem);
-  T* sK = sQ + kRowsPerCta * D;
-  T* sV = sK + kKeys * D;
+  T* sK = sQ + kFwdRows * D;
+  T* sV = sK + KB * D;
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
 
   // heaviest (latest, for causal) query blocks first: blockIdx.x = (nqb - 1 - qb) * BH + bh
   const int bh = blockIdx.x % p.BH, qb = p.nqb - 1 - (int)(blockIdx.x / p.BH);
   const int b = bh / p.H, h = bh % p.H;
-  const int i0 = qb * kRowsPerCta;
+  const int i0 = qb * kFwdRows;
   const T* q = static_cast<const T*>(p.q.p) + b * p.q.sb + h * p.q.sh;
   const T* k = static_cast<const T*>(p.k.p) + b * p.k.sb + h * p.k.sh;
   const T* v = static_cast<const T*>(p.v.p) + b * p.v.sb + h * p.v.sh;
@@ -65,168 +69,184 @@ __global__ void __launch_bounds__(kThreads) flash_fwd_kernel(const FwdParams p) 
     p.rng[1] = (int64_t)offset;
   }
 
-  const int kend = p.causal ? min(p.Tk, i0 + kRowsPerCta) : p.Tk;
-  const int nkb = (kend + kKeys - 1) / kKeys;
+  const int kend = p.causal ? min(p.Tk, i0 + kFwdRows) : p.Tk;
+  const int nkb = (kend + KB - 1) / KB;
 
-  load_tile<T, kRowsPerCta, D>(sQ, q, p.q.st, i0, p.Tq);
-  if (nkb > 0) load_tile<T, kKeys, D>(sK, k, p.k.st, 0, p.Tk);
+  load_tile<T, kFwdRows, D>(sQ, q, p.q.st, i0, p.Tq);
+  if (nkb > 0) load_tile<T, KB, D>(sK, k, p.k.st, 0, p.Tk);
   cp_async_commit();
 
-  // this thread's two rows (lane / 4 and lane / 4 + 8 of the warp's 16) and columns (2 (lane % 4))
-  const int r0 = warp * 16 + lane / 4;
-  const int ia = i0 + r0, ib = ia + 8;
+  // this thread's rows: (lane / 4) and (lane / 4 + 8) of each of its warp's tiles; its columns
+  // of an n-tile: 2 (lane % 4) and 2 (lane % 4) + 1
+  const int wrow = warp * 16 * M;
   const int c0 = 2 * (lane % 4);
+  auto row_of = [&](int mt, int r) { return i0 + wrow + mt * 16 + lane / 4 + 8 * r; };
 
-  uint32_t qf[D / 16][4];
-  float o[D / 8][4];
+  float o[M][D / 8][4];
 #pragma unroll
-  for (int nt = 0; nt < D / 8; ++nt) o[nt][0] = o[nt][1] = o[nt][2] = o[nt][3] = 0.f;
-  float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
+  for (int mt = 0; mt < M; ++mt)
+#pragma unroll
+    for (int nt = 0; nt < D / 8; ++nt) o[mt][nt][0] = o[mt][nt][1] = o[mt][nt][2] = o[mt][nt][3] = 0.f;
+  float m[M][2], l[M][2];
+#pragma unroll
+  for (int mt = 0; mt < M; ++mt) m[mt][0] = m[mt][1] = -INFINITY, l[mt][0] = l[mt][1] = 0.f;
 
   for (int kb = 0; kb < nkb; ++kb) {
-    const int j0 = kb * kKeys;
+    const int j0 = kb * KB;
     cp_async_wait_all();
     __syncthreads();  // K_j (and at kb == 0 Q) visible; every warp is done with V_j-1
-    if (kb == 0) {
-#pragma unroll
-      for (int kk = 0; kk < D / 16; ++kk) ldmatrix_x4(qf[kk], a_addr<D>(sQ, warp * 16, kk, lane));
-    }
-    load_tile<T, kKeys, D>(sV, v, p.v.st, j0, p.Tk);
+    load_tile<T, KB, D>(sV, v, p.v.st, j0, p.Tk);
     cp_async_commit();
 
-    // S = Q K_j^T: 16 x 64 per warp, 8 n-tiles
-    float s[kKeys / 8][4];
+    // S = Q K_j^T: M tiles of 16 x KB a warp; Q's A fragments from shared memory (the warp's rows)
+    float s[M][NT][4];
 #pragma unroll
-    for (int nt = 0; nt < kKeys / 8; ++nt) s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.f;
+    for (int mt = 0; mt < M; ++mt)
+#pragma unroll
+      for (int nt = 0; nt < NT; ++nt) s[mt][nt][0] = s[mt][nt][1] = s[mt][nt][2] = s[mt][nt][3] = 0.f;
 #pragma unroll
     for (int kk = 0; kk < D / 16; ++kk) {
+      uint32_t qa[M][4];
 #pragma unroll
-      for (int np = 0; np < kKeys / 16; ++np) {
+      for (int mt = 0; mt < M; ++mt) ldmatrix_x4(qa[mt], a_addr<D>(sQ, wrow + mt * 16, kk, lane));
+#pragma unroll
+      for (int np = 0; np < NT / 2; ++np) {
         uint32_t bf[4];
         ldmatrix_x4(bf, bn_addr<D>(sK, np * 16, kk, lane));
-        mma16816<T>(s[2 * np], qf[kk], bf[0], bf[1]);
-        mma16816<T>(s[2 * np + 1], qf[kk], bf[2], bf[3]);
-      }
-    }
-
-    // scores in log2 units with every rule applied; the per-element rules only where a block needs them
-    const bool edge = j0 + kKeys > p.Tk || (p.causal && j0 + kKeys - 1 > i0);
-    const bool per_element = edge || p.mask.kind != kNoMask;
 #pragma unroll
-    for (int nt = 0; nt < kKeys / 8; ++nt) {
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int i = e < 2 ? ia : ib, j = j0 + nt * 8 + c0 + (e & 1);
-        if (!per_element) {
-          s[nt][e] *= p.scale_log2;
-        } else if (j >= p.Tk) {
-          s[nt][e] = -INFINITY;
-        } else if (i >= p.Tq) {  // a padding row: keep it finite, never read a mask row past Tq
-          s[nt][e] = p.causal && j > i ? -INFINITY : s[nt][e] * p.scale_log2;
-        } else {
-          s[nt][e] = masked_score(s[nt][e], p.scale_log2, p.mask, mb, i, j, p.causal);
+        for (int mt = 0; mt < M; ++mt) {
+          mma16816<T>(s[mt][2 * np], qa[mt], bf[0], bf[1]);
+          mma16816<T>(s[mt][2 * np + 1], qa[mt], bf[2], bf[3]);
         }
       }
     }
 
-    // online softmax over the row's 64 scores: thread-local max, then across the quad
-    float mx[2] = {m[0], m[1]};
+    // scores in log2 units with every rule applied; the per-element rules only where a block needs them
+    const bool edge = j0 + KB > p.Tk || (p.causal && j0 + KB - 1 > i0);
+    const bool per_element = edge || p.mask.kind != kNoMask;
 #pragma unroll
-    for (int nt = 0; nt < kKeys / 8; ++nt) {
-      mx[0] = fmaxf(mx[0], fmaxf(s[nt][0], s[nt][1]));
-      mx[1] = fmaxf(mx[1], fmaxf(s[nt][2], s[nt][3]));
-    }
-    float alpha[2], mu[2];
+    for (int mt = 0; mt < M; ++mt) {
 #pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
-      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
-      mu[r] = mx[r] == -INFINITY ? 0.f : mx[r];  // a row with nothing kept yet: P = 0, alpha = 0
-      alpha[r] = exp2f(m[r] - mu[r]);
-      m[r] = mx[r];
-    }
-    float rsum[2] = {0.f, 0.f};
+      for (int nt = 0; nt < NT; ++nt) {
 #pragma unroll
-    for (int nt = 0; nt < kKeys / 8; ++nt) {
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        s[nt][e] = exp2f(s[nt][e] - mu[e >> 1]);
-        rsum[e >> 1] += s[nt][e];
+        for (int e = 0; e < 4; ++e) {
+          const int i = row_of(mt, e >> 1), j = j0 + nt * 8 + c0 + (e & 1);
+          float& x = s[mt][nt][e];
+          if (!per_element) x *= p.scale_log2;
+          else if (j >= p.Tk) x = -INFINITY;
+          else if (i >= p.Tq) x = p.causal && j > i ? -INFINITY : x * p.scale_log2;  // padding row: no mask read
+          else x = masked_score(x, p.scale_log2, p.mask, mb, i, j, p.causal);
+        }
       }
     }
+
+    // online softmax: per row, the thread's 16 scores, then across the quad
 #pragma unroll
-    for (int r = 0; r < 2; ++r) l[r] = l[r] * alpha[r] + rsum[r];  // quad partial sums (alpha is per row)
+    for (int mt = 0; mt < M; ++mt) {
+      float mx[2] = {m[mt][0], m[mt][1]};
 #pragma unroll
-    for (int nt = 0; nt < D / 8; ++nt) {
-      o[nt][0] *= alpha[0], o[nt][1] *= alpha[0];
-      o[nt][2] *= alpha[1], o[nt][3] *= alpha[1];
-    }
-    if (p.drop.on) {
+      for (int nt = 0; nt < NT; ++nt) {
+        mx[0] = fmaxf(mx[0], fmaxf(s[mt][nt][0], s[mt][nt][1]));
+        mx[1] = fmaxf(mx[1], fmaxf(s[mt][nt][2], s[mt][nt][3]));
+      }
+      float alpha[2], mu[2];
 #pragma unroll
-      for (int nt = 0; nt < kKeys / 8; ++nt) {
-        const int j = j0 + nt * 8 + c0;
+      for (int r = 0; r < 2; ++r) {
+        mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
+        mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
+        mu[r] = mx[r] == -INFINITY ? 0.f : mx[r];  // a row with nothing kept yet: P = 0, alpha = 0
+        alpha[r] = exp2f(m[mt][r] - mu[r]);
+        m[mt][r] = mx[r];
+      }
+      float rsum[2] = {0.f, 0.f};
 #pragma unroll
-        for (int r = 0; r < 2; ++r) {
-          const int i = r ? ib : ia;
-          if (i >= p.Tq || j >= p.Tk) continue;  // padding: P is 0 (past Tk) or never stored
-          bool k0 = true, k1 = true;
-          const uint64_t e = ((uint64_t)bh * p.Tq + i) * p.Tk + j;
-          if (j + 1 < p.Tk) keep2(seed, offset, e, p.drop.thr, k0, k1);
-          else k0 = keep1(seed, offset, e, p.drop.thr);
-          s[nt][2 * r] = k0 ? s[nt][2 * r] * p.drop.rs : 0.f;
-          s[nt][2 * r + 1] = k1 ? s[nt][2 * r + 1] * p.drop.rs : 0.f;
+      for (int nt = 0; nt < NT; ++nt) {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          s[mt][nt][e] = exp2f(s[mt][nt][e] - mu[e >> 1]);
+          rsum[e >> 1] += s[mt][nt][e];
+        }
+      }
+#pragma unroll
+      for (int r = 0; r < 2; ++r) l[mt][r] = l[mt][r] * alpha[r] + rsum[r];  // quad partial sums
+#pragma unroll
+      for (int nt = 0; nt < D / 8; ++nt) {
+        o[mt][nt][0] *= alpha[0], o[mt][nt][1] *= alpha[0];
+        o[mt][nt][2] *= alpha[1], o[mt][nt][3] *= alpha[1];
+      }
+      if (p.drop.on) {
+#pragma unroll
+        for (int nt = 0; nt < NT; ++nt) {
+          const int j = j0 + nt * 8 + c0;
+#pragma unroll
+          for (int r = 0; r < 2; ++r) {
+            const int i = row_of(mt, r);
+            if (i >= p.Tq || j >= p.Tk) continue;  // padding: P is 0 (past Tk) or never stored
+            bool k0 = true, k1 = true;
+            const uint64_t e = ((uint64_t)bh * p.Tq + i) * p.Tk + j;
+            if (j + 1 < p.Tk) keep2(seed, offset, e, p.drop.thr, k0, k1);
+            else k0 = keep1(seed, offset, e, p.drop.thr);
+            s[mt][nt][2 * r] = k0 ? s[mt][nt][2 * r] * p.drop.rs : 0.f;
+            s[mt][nt][2 * r + 1] = k1 ? s[mt][nt][2 * r + 1] * p.drop.rs : 0.f;
+          }
         }
       }
     }
 
     cp_async_wait_all();
     __syncthreads();  // V_j visible; every warp is done reading K_j
-    if (kb + 1 < nkb) load_tile<T, kKeys, D>(sK, k, p.k.st, j0 + kKeys, p.Tk);
+    if (kb + 1 < nkb) load_tile<T, KB, D>(sK, k, p.k.st, j0 + KB, p.Tk);
     cp_async_commit();
 
     // O += P V_j: P as A fragments (k = keys), V_j rows are k, its columns n (ldmatrix .trans)
 #pragma unroll
-    for (int kk = 0; kk < kKeys / 16; ++kk) {
-      uint32_t pa[4];
-      pack_a<T>(pa, s[2 * kk], s[2 * kk + 1]);
+    for (int kk = 0; kk < KB / 16; ++kk) {
+      uint32_t pa[M][4];
+#pragma unroll
+      for (int mt = 0; mt < M; ++mt) pack_a<T>(pa[mt], s[mt][2 * kk], s[mt][2 * kk + 1]);
 #pragma unroll
       for (int np = 0; np < D / 16; ++np) {
         uint32_t bf[4];
         ldmatrix_x4_trans(bf, bt_addr<D>(sV, kk * 16, np, lane));
-        mma16816<T>(o[2 * np], pa, bf[0], bf[1]);
-        mma16816<T>(o[2 * np + 1], pa, bf[2], bf[3]);
+#pragma unroll
+        for (int mt = 0; mt < M; ++mt) {
+          mma16816<T>(o[mt][2 * np], pa[mt], bf[0], bf[1]);
+          mma16816<T>(o[mt][2 * np + 1], pa[mt], bf[2], bf[3]);
+        }
       }
     }
   }
   cp_async_wait_all();
-  __syncthreads();  // (no key block: the Q copies other threads made into this warp's rows are done)
+  __syncthreads();  // every copy landed and every warp is past its last read of sQ's other rows
 
   // epilogue: row sums across the quad; out through the warp's own rows of sQ (only this warp
   // read them, as its A fragments), lse by the quad's first lane
-  float inv[2];
 #pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
-    l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
-    inv[r] = l[r] > 0.f ? 1.f / l[r] : 0.f;
-  }
-#pragma unroll
-  for (int nt = 0; nt < D / 8; ++nt) {
-    o[nt][0] *= inv[0], o[nt][1] *= inv[0];
-    o[nt][2] *= inv[1], o[nt][3] *= inv[1];
-  }
-  __syncwarp();
-  store_frag<T, D>(sQ, o, 1.f, warp * 16, lane);
-  __syncwarp();
-  store_rows<T, D>(sQ, static_cast<T*>(p.out) + (int64_t)bh * p.Tq * D, i0, p.Tq, warp, lane);
-  if (lane % 4 == 0) {
+  for (int mt = 0; mt < M; ++mt) {
+    float inv[2];
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
-      const int i = r ? ib : ia;
-      if (i < p.Tq)
-        p.lse[(int64_t)bh * p.Tq + i] = l[r] > 0.f ? (m[r] + log2f(l[r])) * kLn2 : -INFINITY;
+      l[mt][r] += __shfl_xor_sync(0xffffffffu, l[mt][r], 1);
+      l[mt][r] += __shfl_xor_sync(0xffffffffu, l[mt][r], 2);
+      inv[r] = l[mt][r] > 0.f ? 1.f / l[mt][r] : 0.f;
+    }
+#pragma unroll
+    for (int nt = 0; nt < D / 8; ++nt) {
+      o[mt][nt][0] *= inv[0], o[mt][nt][1] *= inv[0];
+      o[mt][nt][2] *= inv[1], o[mt][nt][3] *= inv[1];
+    }
+    store_frag<T, D>(sQ, o[mt], 1.f, wrow + mt * 16, lane);
+    if (lane % 4 == 0) {
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        const int i = row_of(mt, r);
+        if (i < p.Tq)
+          p.lse[(int64_t)bh * p.Tq + i] = l[mt][r] > 0.f ? (m[mt][r] + log2f(l[mt][r])) * kLn2 : -INFINITY;
+      }
     }
   }
+  __syncwarp();
+  store_rows<T, D, 16 * M>(sQ, static_cast<T*>(p.out) + (int64_t)bh * p.Tq * D, i0, p.Tq, wrow, lane);
 }
 
 #ifndef FLASH_EMULATE  // the launchers and the compute (host side)
@@ -278,7 +298,7 @@ VT_COMPUTE(sdpa_flash_cuda, "attention::sdpa") {
   p.lse = vt::data<float>(c.out(1));
   p.rng = vt::data<int64_t>(c.out(2));
   p.H = (int)d.H, p.BH = (int)(d.B * d.H), p.Tq = (int)d.Tq, p.Tk = (int)d.Tk;
-  p.nqb = (int)((d.Tq + kRowsPerCta - 1) / kRowsPerCta);
+  p.nqb = (int)((d.Tq + kFwdRows - 1) / kFwdRows);
   p.scale_log2 = (float)(a.scale(d.D) * 1.4426950408889634);
   p.causal = a.causal;
   if (a.p > 0) {
