@@ -29,7 +29,7 @@ timeout ${VT_TEST_SECONDS:-330} python3 -m pytest -q -p no:cacheprovider "${par[
 tail -25 "$OUT/tests.log"
 for b in ${VT_BENCHES:-bench/bench_cuda_runtime.py bench/bench_cuda_elementwise.py bench/bench_cuda_reduce.py \
     bench/bench_cuda_nn.py bench/bench_cuda_matmul.py bench/bench_cuda_index.py bench/bench_cuda_optim.py \
-    bench/bench_train_cuda.py}; do
+    bench/bench_attention_cuda.py bench/bench_train_cuda.py}; do
   [ -f "$b" ] && timeout ${VT_BENCH_SECONDS:-150} python3 "$b" > "$OUT/$(basename "$b" .py).txt" 2>&1
   tail -25 "$OUT/$(basename "$b" .py).txt"
 done
