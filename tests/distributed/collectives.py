@@ -177,4 +177,22 @@ dist.destroy_process_group()
 assert not dist.is_initialized()
 with pytest.raises(RuntimeError, match="not initialised"):
     dist.all_reduce(vt.ones(1))
+
+# -- a second group after the first, with the smallest buffers (many pieces per call) -------------
+dist.SHM_BUFFER_BYTES = 4096
+dist.init_process_group(timeout=60)
+for op in ("sum", "max"):
+    all_reduce_case(5003, "float32", op, salt=1)
+    all_reduce_case(3001, "bfloat16", op, salt=1)
+mine, _ = values(R, 2001, "int64")
+dist.broadcast(mine, 3)
+check(mine, values(3, 2001, "int64")[1], "broadcast in pieces")
+out = vt.empty(W, 1500)
+dist.all_gather_into_tensor(out, values(R, 1500, "float32")[0])
+check(out, np.stack([values(k, 1500, "float32")[1] for k in range(W)]), "all_gather in pieces")
+out = vt.empty(700)
+dist.reduce_scatter_tensor(out, values(R, W * 700, "float32")[0])
+full = expect_reduce([values(k, W * 700, "float32")[1] for k in range(W)], "sum", "float32")
+check(out, full[R * 700:(R + 1) * 700], "reduce_scatter in pieces")
+dist.destroy_process_group()
 print(f"RANK {R} OK", flush=True)

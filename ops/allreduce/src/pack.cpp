@@ -168,8 +168,11 @@ VT_KERNEL(shm_new_group_cpu, "allreduce::shm_new_group") {
   const int64_t bytes = c.arg(3, "buffer_bytes").int_();
   const double timeout = c.arg(4, "timeout").float_();
   check_rank(c, rank, world);
-  if (bytes < 4096 || bytes % 64)
-    c.fail(VT_ERR_VALUE, "buffer_bytes must be a multiple of 64 and at least 4096, got %lld", (long long)bytes);
+  // reduce_scatter puts W blocks of at least 64 elements (8 bytes at most) in a buffer
+  const int64_t least = world * 512 > 4096 ? world * 512 : 4096;
+  if (bytes < least || bytes % 64)
+    c.fail(VT_ERR_VALUE, "buffer_bytes must be a multiple of 64 and at least %lld for world_size %lld, got %lld",
+           (long long)least, (long long)world, (long long)bytes);
   if (!(timeout > 0)) c.fail(VT_ERR_VALUE, "timeout must be > 0 seconds, got %g", timeout);
   if (name[0] != '/' || std::strlen(name) > 200 || std::strchr(name + 1, '/'))
     c.fail(VT_ERR_VALUE, "name must be '/' and up to 200 characters without '/', got '%s'", name);

@@ -322,7 +322,8 @@ ShmGroup& shm_of(const vt::Call& c, int64_t handle) {
   return *static_cast<ShmGroup*>(g.impl);
 }
 
-// Elements of one piece: a whole buffer, a multiple of 64 elements (cache lines stay whole).
+// Elements of one piece: a whole buffer, a multiple of 64 elements (cache lines stay whole); at least
+// 64, since shm_new_group asks for 512 bytes of buffer per rank.
 int64_t piece_elems(const ShmGroup& g, int64_t esize, int64_t parts) {
   return (g.capacity / (esize * parts)) / 64 * 64;
 }

@@ -152,6 +152,7 @@ class ProcessGroup:
 
 
 _world: ProcessGroup | None = None
+_inits = [0]  # init_process_group calls in this process: store keys are per init, the same on every rank
 
 
 def _seconds(timeout) -> float:
@@ -212,10 +213,11 @@ def init_process_group(backend: str | None = None, init_method: str | None = "en
         else:
             store = TCPStore(host, int(port), is_master=rank == 0, timeout=t)
     _load_pack()
+    _inits[0] += 1
     if b == "nccl":
         _world = _init_nccl(store, rank, world_size, device, t)
         return
-    key = "vt/shm/0"
+    key = f"vt/shm/{_inits[0]}"
     if rank == 0:
         name = f"/vt-{os.getpid()}-{secrets.token_hex(6)}"
         store.set(key, name.encode())
@@ -246,9 +248,9 @@ def _init_nccl(store, rank, world_size, device, timeout) -> ProcessGroup:
     lib = _nccl_library()
     if rank == 0:
         uid = _op("allreduce::nccl_unique_id")(lib)
-        store.set("vt/nccl/0", uid.numpy().tobytes())
+        store.set(f"vt/nccl/{_inits[0]}", uid.numpy().tobytes())
     else:
-        uid = vt.from_numpy(np.frombuffer(store.get("vt/nccl/0"), dtype=np.uint8).copy())
+        uid = vt.from_numpy(np.frombuffer(store.get(f"vt/nccl/{_inits[0]}"), dtype=np.uint8).copy())
     handle = _op("allreduce::nccl_new_group")(uid, rank, world_size, index, lib)
     g = ProcessGroup(handle, rank, world_size, "nccl", store, timeout)
     g.device = vt.device(f"cuda:{index}")

@@ -71,10 +71,12 @@ class _Server:
                         out = self.data[key]
                         self.cv.notify_all()
                     elif op == _GET:
-                        if self.cv.wait_for(lambda: key in self.data or self.closed, timeout) and key in self.data:
-                            out = self.data[key]
-                        else:
+                        if not self.cv.wait_for(lambda: key in self.data or self.closed, timeout):
                             status = _TIMEOUT
+                        elif key in self.data:
+                            out = self.data[key]
+                        else:  # closing: drop the connection, the client reconnects to the next store
+                            return
                 conn.sendall(struct.pack("!BI", status, len(out)) + out)
         except (ConnectionError, OSError, struct.error):
             pass
@@ -106,6 +108,10 @@ class TCPStore:
         self._server = _Server(host, port) if is_master else None
         self.host, self.port = host, (self._server.port if is_master else int(port))
         self._lock = threading.Lock()
+        self._sock = None
+        self._connect()
+
+    def _connect(self):
         deadline = time.monotonic() + self.timeout
         while True:  # rank 0 may not be listening yet
             try:
@@ -122,9 +128,23 @@ class TCPStore:
 
     def _request(self, op: int, key: str, val: bytes, timeout: float = 0.0) -> bytes:
         k = key.encode()
+        msg = _HDR.pack(op, timeout, len(k), len(val)) + k + val
         with self._lock:
-            self._sock.sendall(_HDR.pack(op, timeout, len(k), len(val)) + k + val)
-            status, n = struct.unpack("!BI", _recv(self._sock, 5))
+            deadline = time.monotonic() + self.timeout
+            while True:
+                try:
+                    self._sock.sendall(msg)
+                    status, n = struct.unpack("!BI", _recv(self._sock, 5))
+                    break
+                except (ConnectionError, OSError):
+                    # the server went away: rank 0 closed an earlier group's store while this rank,
+                    # done with that group, had already connected for the next one. set/get are
+                    # idempotent: reconnect (to the new store) and ask again; add is not.
+                    if op == _ADD or time.monotonic() > deadline:
+                        raise
+                    self._sock.close()
+                    time.sleep(0.02)
+                    self._connect()
             out = _recv(self._sock, n)
         if status == _TIMEOUT:
             raise TimeoutError(f"rendezvous: key {key!r} did not appear within {timeout:.1f} s "
