@@ -673,7 +673,11 @@ struct Engine {
   // `p.grad.add_(t)` would hit one cell and clip_grad_norm_ would see one value. Steals g when it
   // is fresh and well laid out, otherwise stores a contiguous copy. Consumes g; null on failure.
   vt_tensor* stored_grad(const vt_tensor* like, vt_tensor* g) {
-    const bool fresh = impl(g)->refs.load() == 1 && impl(g)->storage->refs.load() == 1;
+    // fresh: nothing else sees g's memory (a view holds its base: both may refer to it)
+    const TensorImpl* gi = impl(g);
+    const vt_tensor* base = gi->view_base;
+    const int64_t holders = 1 + (base && impl(base)->refs.load() == 1 ? 1 : 0);
+    const bool fresh = gi->refs.load() == 1 && gi->storage->refs.load() == holders;
     const bool like_param = non_overlapping_dense(g) &&
         (vtrt_is_contiguous(g) || std::memcmp(g->strides, like->strides,
                                               sizeof(int64_t) * g->ndim) == 0);
