@@ -169,6 +169,8 @@ with pytest.raises(ValueError, match=r"input must hold world_size \* out.numel\(
     dist.reduce_scatter_tensor(vt.empty(2), vt.ones(9))
 with pytest.raises(TypeError, match=r"dtype mismatch: out is float32, input is float64"):
     dist.all_gather_into_tensor(vt.empty(4), vt.ones(1, dtype=vt.float64))
+with pytest.raises(TypeError, match="all_reduce: tensor must be a Tensor, got list"):
+    dist.all_reduce([1.0, 2.0], async_op=True)
 # the meta device runs the checks and makes no call (no rank waits)
 m = f(vt.empty(5, device="meta"), g)
 assert m.device.type == "meta" and m.shape == (5,)

@@ -316,41 +316,45 @@ def get_backend(group=None) -> str:
     return _group(group).backend
 
 
-def _in_place(name: str, t, call):
-    """call(contiguous t) then, for a non-contiguous t, the result copied back."""
-    if not isinstance(t, vt.Tensor):
-        raise TypeError(f"{name}: expected a Tensor, got {type(t).__name__}")
-    if t.is_contiguous():
-        return call(t)
-    tmp = t.contiguous()
+def _tensors(name: str, **ts):
+    for arg, t in ts.items():
+        if not isinstance(t, vt.Tensor):
+            raise TypeError(f"{name}: {arg} must be a Tensor, got {type(t).__name__}")
 
-    def run():
-        call(tmp)
-        with vt.no_grad():
-            t.copy_(tmp)
-    return run()
+
+def _in_place(t, call):
+    """call(t) for a contiguous t; otherwise call on a contiguous copy, then copied back."""
+    if t.is_contiguous():
+        call(t)
+        return
+    tmp = t.contiguous()
+    call(tmp)
+    with vt.no_grad():
+        t.copy_(tmp)
 
 
 def all_reduce(tensor, op=ReduceOp.SUM, group=None, async_op=False):
     """tensor = op over every rank's tensor, in place."""
     g = _group(group)
+    _tensors("all_reduce", tensor=tensor)
     f = _op("allreduce::all_reduce_")
-    return g.run(lambda: _in_place("all_reduce", tensor, lambda t: f(t, g.handle, op)), async_op)
+    return g.run(lambda: _in_place(tensor, lambda t: f(t, g.handle, op)), async_op)
 
 
 def broadcast(tensor, src: int = 0, group=None, async_op=False):
     """tensor = rank src's tensor, in place."""
     g = _group(group)
+    _tensors("broadcast", tensor=tensor)
     f = _op("allreduce::broadcast_")
-    return g.run(lambda: _in_place("broadcast", tensor, lambda t: f(t, g.handle, int(src))), async_op)
+    return g.run(lambda: _in_place(tensor, lambda t: f(t, g.handle, int(src))), async_op)
 
 
 def all_gather_into_tensor(output_tensor, input_tensor, group=None, async_op=False):
     """output_tensor (world_size * input.numel() elements) = the inputs of ranks 0..W-1, concatenated."""
     g = _group(group)
+    _tensors("all_gather_into_tensor", output_tensor=output_tensor, input_tensor=input_tensor)
     f = _op("allreduce::all_gather_")
-    return g.run(lambda: _in_place("all_gather_into_tensor", output_tensor,
-                                   lambda o: f(o, input_tensor.contiguous(), g.handle)), async_op)
+    return g.run(lambda: _in_place(output_tensor, lambda o: f(o, input_tensor.contiguous(), g.handle)), async_op)
 
 
 def all_gather(tensor_list, tensor, group=None, async_op=False):
@@ -372,9 +376,9 @@ def all_gather(tensor_list, tensor, group=None, async_op=False):
 def reduce_scatter_tensor(output, input, op=ReduceOp.SUM, group=None, async_op=False):
     """output = rank r's 1/W slice of op over every rank's input (W * output.numel() elements)."""
     g = _group(group)
+    _tensors("reduce_scatter_tensor", output=output, input=input)
     f = _op("allreduce::reduce_scatter_")
-    return g.run(lambda: _in_place("reduce_scatter_tensor", output,
-                                   lambda o: f(o, input.contiguous(), g.handle, op)), async_op)
+    return g.run(lambda: _in_place(output, lambda o: f(o, input.contiguous(), g.handle, op)), async_op)
 
 
 def reduce_scatter(output, input_list, op=ReduceOp.SUM, group=None, async_op=False):
@@ -387,7 +391,7 @@ def reduce_scatter(output, input_list, op=ReduceOp.SUM, group=None, async_op=Fal
 
     def run():
         flat = vt.cat([t.contiguous().reshape(-1) for t in input_list])
-        _in_place("reduce_scatter", output, lambda o: f(o, flat, g.handle, op))
+        _in_place(output, lambda o: f(o, flat, g.handle, op))
     return g.run(run, async_op)
 
 

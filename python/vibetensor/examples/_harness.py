@@ -116,15 +116,21 @@ def setup(args) -> None:
     vt.manual_seed(args.seed)
 
 
-def distributed() -> tuple[int, int]:
+def distributed(args) -> tuple[int, int]:
     """(rank, world_size). Under a launcher (python -m vibetensor.distributed.run, torchrun:
-    $WORLD_SIZE > 1) it joins the default process group first; otherwise (0, 1)."""
+    $WORLD_SIZE > 1) it joins the default process group first — shm for cpu; for cuda each rank
+    takes cuda:LOCAL_RANK (args.device is updated) and the nccl provider (untested so far) —
+    otherwise (0, 1)."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return 0, 1
     import vibetensor.distributed as dist
 
+    backend = None
+    if args.device.startswith("cuda"):
+        args.device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+        backend = "nccl"
     if not dist.is_initialized():
-        dist.init_process_group()
+        dist.init_process_group(backend, device=args.device)
     return dist.get_rank(), dist.get_world_size()
 
 

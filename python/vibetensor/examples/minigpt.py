@@ -274,7 +274,7 @@ def main(argv=None):
         print("".join(itos[i] for i in ids[0]))
         return
 
-    rank, world = H.distributed()
+    rank, world = H.distributed(args)
     text, source = load_text(args.data)
     mcfg = dict(PRESETS[args.preset])
     tcfg = dict(TRAIN[args.preset])
