@@ -1,6 +1,6 @@
 // pack.cpp — the `allreduce` op pack: collectives between the processes of a group, their meta
 // steps, and the ops that open and close groups. What it is not: a transport of its own — each
-// provider (shm here; p2p and nccl later) brings one, behind the same ops and checks.
+// provider (shm.cpp; nccl.cpp, untested; p2p later) brings one, behind the same ops and checks.
 //
 //   allreduce::all_reduce_(self, group, op="sum")          self = op over ranks of self, in place
 //   allreduce::broadcast_(self, group, src)                self = src's self, in place
