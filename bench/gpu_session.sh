@@ -2,7 +2,8 @@
 # One GPU-machine session in one call: install, build, GPU tests, benchmarks; logs under $OUT.
 #   device run: bash bench/gpu_session.sh [pytest-selection...]   (carry .whl; see ../shared/gpu)
 #   VT_BENCHES="bench/x.py ..." picks the benchmarks, VT_TEST_SECONDS caps the tests,
-#   VT_BENCH_SECONDS each benchmark, VT_TEST_WORKERS the pytest-xdist workers
+#   VT_BENCH_SECONDS each benchmark, VT_TEST_WORKERS the pytest-xdist workers, VT_WORKLOADS=1 the
+#   three examples on cuda (VT_AMP, VT_GRAPH=1; gpu_data/tinyshakespeare.txt if carried)
 # The last lines printed are the summary (test counts, benchmark tables).
 set -uo pipefail
 OUT=${OUT:-/tmp/vt-out}; mkdir -p "$OUT"
@@ -33,3 +34,12 @@ for b in ${VT_BENCHES:-bench/bench_cuda_runtime.py bench/bench_cuda_elementwise.
   [ -f "$b" ] && timeout ${VT_BENCH_SECONDS:-150} python3 "$b" > "$OUT/$(basename "$b" .py).txt" 2>&1
   tail -25 "$OUT/$(basename "$b" .py).txt"
 done
+# VT_WORKLOADS=1: the three examples trained on cuda (logs under $OUT/runs). tinyshakespeare is read
+# from gpu_data/tinyshakespeare.txt when an (untracked) copy was carried there, else the default data.
+if [ "${VT_WORKLOADS:-0}" = 1 ]; then
+  data=(); [ -f gpu_data/tinyshakespeare.txt ] && data=(--preset shakespeare_char --data gpu_data/tinyshakespeare.txt)
+  timeout ${VT_WORKLOAD_SECONDS:-300} python3 -m vibetensor.examples.minigpt --device cuda --quiet \
+    --amp ${VT_AMP:-bf16} ${VT_GRAPH:+--cuda-graph} "${data[@]}" --out "$OUT/runs/minigpt" 2>&1 | tail -4
+  timeout 120 python3 -m vibetensor.examples.reverse --device cuda --quiet --out "$OUT/runs/reverse" 2>&1 | tail -2
+  timeout 120 python3 -m vibetensor.examples.vit --device cuda --quiet --out "$OUT/runs/vit" 2>&1 | tail -2
+fi
