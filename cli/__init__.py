@@ -4,6 +4,7 @@
     vt-ops build PATH        configure + compile a pack with the installed SDK (incremental)
     vt-ops list              packs loaded and available, their ops and providers
     vt-ops info PACK         a pack's manifest, ops and providers
+    vt-ops lock PACK...      a lockfile of packs (hashes, kernels) for vt.ops.load(..., lock=)
 
 `new` and `build` need only CMake and a compiler, never the runtime; `list` and `info` import
 vibetensor lazily. The console script `vt-ops` points at `main`.
@@ -22,4 +23,4 @@ def main():
     """Build, inspect and manage vibetensor op packs."""
 
 
-from . import _build, _new, _query  # noqa: E402,F401  (registers the commands on `main`)
+from . import _build, _lock, _new, _query  # noqa: E402,F401  (registers the commands on `main`)

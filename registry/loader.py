@@ -108,10 +108,16 @@ def _resolve(spec) -> Path:
                               f"{search.user_dir()} and '{search.ENTRY_POINT_GROUP}' entry points)")
 
 
-def load(spec) -> Pack:
-    """Load the pack at a folder path (or a pack name on the search path) and return it."""
+def load(spec, lock=None) -> Pack:
+    """Load the pack at a folder path (or a pack name on the search path) and return it. With
+    `lock` (a lockfile path or a read lock, see registry/lock.py) only a pack the lock names, with
+    the same version, library hash and kernels, is loaded."""
     folder = _resolve(spec)
     m = _manifest.read(folder)
+    if lock is not None:
+        from . import lock as _lock_mod
+
+        _lock_mod.check(_lock_mod.read(lock), m)
     with _lock:
         if m.name in _loaded:
             other = _loaded[m.name]
