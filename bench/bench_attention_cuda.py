@@ -18,7 +18,6 @@ scores: it is skipped where they would exceed --composed-gib. Without a GPU it s
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 
 import numpy as np
@@ -26,26 +25,14 @@ import numpy as np
 import vibetensor as vt
 import vibetensor.cuda as vcuda
 from vibetensor._attention import scaled_dot_product_attention as vt_sdpa
+from _timing import event_ms
 
 SHAPES = [(8, 16, 2048, 128), (4, 16, 2048, 64), (2, 16, 8192, 128)]
 SDPA, BACKWARD = "attention::sdpa", "attention::sdpa_backward"
 
 
 def time_ms(fn, event, sync, burst, repeats):
-    """Median over `repeats` of the mean time of `burst` calls of fn, in milliseconds."""
-    for _ in range(2):
-        fn()
-    sync()
-    times = []
-    for _ in range(repeats):
-        start, end = event(), event()
-        start.record()
-        for _ in range(burst):
-            fn()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end) / burst)
-    return statistics.median(times)
+    return event_ms(fn, event, sync, burst, repeats, warmup=2)
 
 
 def rel(a, b):

@@ -16,45 +16,17 @@ runs gave the same bits. Without a GPU it says so and exits 0.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 
 import numpy as np
 
 import vibetensor as vt
 import vibetensor.cuda as vcuda
+from _timing import copy_ceiling, event_ms
 
 
 def time_ms(fn, sync, event, loops, trials):
-    """Median over `trials` of the per-call time of `loops` back-to-back calls (CUDA events)."""
-    for _ in range(3):
-        fn()
-    sync()
-    times = []
-    for _ in range(trials):
-        start, end = event(), event()
-        start.record()
-        for _ in range(loops):
-            fn()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end) / loops)
-    return statistics.median(times)
-
-
-def copy_ceiling(torch, trials):
-    """Device copy rate in bytes/s (read + write) of 1 GiB, by torch or else by vibetensor."""
-    n = 1 << 28  # float32 elements: 1 GiB
-    if torch is not None:
-        a, b = torch.empty(n, device="cuda"), torch.empty(n, device="cuda")
-        ms = time_ms(lambda: b.copy_(a), torch.cuda.synchronize,
-                     lambda: torch.cuda.Event(enable_timing=True), 5, trials)
-    else:
-        a, b = vt.zeros(n, device="cuda"), vt.zeros(n, device="cuda")
-        ms = time_ms(lambda: b.copy_(a), vcuda.synchronize,
-                     lambda: vcuda.Event(enable_timing=True), 5, trials)
-    del a, b
-    return 2 * n * 4 / (ms * 1e-3)
+    return event_ms(fn, event, sync, loops, trials)
 
 
 def cases(rng, quick):

@@ -17,30 +17,18 @@ and exits 0; without torch the torch columns are left empty.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 
 import numpy as np
 
 import vibetensor as vt
 import vibetensor.cuda as vcuda
+from _timing import event_ms
 
 
 def time_us(fn, event, sync, burst, repeats):
-    """Median over `repeats` of the mean time of `burst` calls of fn, in microseconds."""
-    for _ in range(3):  # warm up: caching allocator, code paths, clocks
-        fn()
-    sync()
-    times = []
-    for _ in range(repeats):
-        start, end = event(), event()
-        start.record()
-        for _ in range(burst):
-            fn()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end) * 1e3 / burst)
-    return statistics.median(times)
+    """event_ms in microseconds."""
+    return event_ms(fn, event, sync, burst, repeats) * 1e3
 
 
 def randn(rng, shape, dname, torch):

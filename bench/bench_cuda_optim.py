@@ -18,28 +18,15 @@ from __future__ import annotations
 
 import argparse
 import math
-import statistics
 import sys
 
 import vibetensor as vt
 import vibetensor.cuda as vcuda
+from _timing import event_ms
 
 
 def time_ms(fn, event, sync, burst, repeats):
-    """Median over `repeats` of the mean time of `burst` calls of fn, in milliseconds."""
-    for _ in range(3):
-        fn()
-    sync()
-    times = []
-    for _ in range(repeats):
-        start, end = event(), event()
-        start.record()
-        for _ in range(burst):
-            fn()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end) / burst)
-    return statistics.median(times)
+    return event_ms(fn, event, sync, burst, repeats)
 
 
 def gpt2_shapes():

@@ -1,0 +1,41 @@
+"""What the CUDA benchmarks share: CUDA-event timing and the device copy ceiling.
+(Imported as `from _timing import ...`: the benchmarks run as scripts from bench/.)"""
+from __future__ import annotations
+
+import statistics
+
+
+def event_ms(fn, event, sync, burst, repeats, warmup=3):
+    """Median over `repeats` of the mean time of `burst` back-to-back calls of fn, in ms, timed
+    with CUDA events (`event()` makes one; vt's or torch's), after `warmup` calls and a sync."""
+    for _ in range(warmup):  # caching allocator, code paths, clocks
+        fn()
+    sync()
+    times = []
+    for _ in range(repeats):
+        start, end = event(), event()
+        start.record()
+        for _ in range(burst):
+            fn()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end) / burst)
+    return statistics.median(times)
+
+
+def copy_ceiling(torch, trials):
+    """Device copy rate in bytes/s (read + write) of 1 GiB, by torch or else by vibetensor."""
+    n = 1 << 28  # float32 elements: 1 GiB
+    if torch is not None:
+        a, b = torch.empty(n, device="cuda"), torch.empty(n, device="cuda")
+        ms = event_ms(lambda: b.copy_(a), lambda: torch.cuda.Event(enable_timing=True),
+                      torch.cuda.synchronize, 5, trials)
+    else:
+        import vibetensor as vt
+        import vibetensor.cuda as vcuda
+
+        a, b = vt.zeros(n, device="cuda"), vt.zeros(n, device="cuda")
+        ms = event_ms(lambda: b.copy_(a), lambda: vcuda.Event(enable_timing=True),
+                      vcuda.synchronize, 5, trials)
+    del a, b
+    return 2 * n * 4 / (ms * 1e-3)
