@@ -49,6 +49,10 @@ template <class T, class A> __device__ __forceinline__ A ld(T x) {
   if constexpr (std::is_same<T, double>::value) return x;
   else return to_f(x);
 }
+// a * b, never fused with a neighbouring add: the same bits from every kernel the step is inlined
+// into (the compiler contracts differently per kernel), and the cpu's rounding
+__device__ __forceinline__ float mul(float a, float b) { return __fmul_rn(a, b); }
+__device__ __forceinline__ double mul(double a, double b) { return __dmul_rn(a, b); }
 // x rounded to T and back, where the cpu stores an intermediate in T
 template <class T, class A> __device__ __forceinline__ A round_t(A x) { return ld<T, A>(to_t<T>(x)); }
 
@@ -211,12 +215,12 @@ struct AdamWFn {
     A pa = ld<T, A>(e[0]);
     const A ga = ld<T, A>(e[1]);
     A ma = ld<T, A>(e[2]), va = ld<T, A>(e[3]);
-    if (k.wd) pa = round_t<T>(pa * k.decay);
-    ma = round_t<T>(k.w1 < (A)0.5 ? ma + k.w1 * (ga - ma) : ga - (ga - ma) * ((A)1 - k.w1));
-    va = round_t<T>(va * k.b2 + ga * ga * k.w2);
+    if (k.wd) pa = round_t<T>(mul(pa, k.decay));
+    ma = round_t<T>(k.w1 < (A)0.5 ? ma + mul(k.w1, ga - ma) : ga - mul(ga - ma, (A)1 - k.w1));
+    va = round_t<T>(mul(va, k.b2) + mul(mul(ga, ga), k.w2));
     const A root = std::is_same<A, float>::value ? (A)sqrtf((float)va) : (A)sqrt((double)va);  // float's own sqrt
     const A denom = root / k.bc2s + k.eps;
-    e[0] = to_t<T>(pa - k.step_size * (ma / denom));
+    e[0] = to_t<T>(pa - mul(k.step_size, ma / denom));
     e[2] = to_t<T>(ma);
     e[3] = to_t<T>(va);
   }
@@ -240,18 +244,18 @@ struct SGDFn {  // operands (param, grad[, momentum_buffer]); writes 0 (and 2)
   __device__ void prepare() {}
   __device__ __forceinline__ A direction(T p, T g) const {
     A d = ld<T, A>(g);
-    if (has_wd) d = round_t<T>(d + wd * ld<T, A>(p));
+    if (has_wd) d = round_t<T>(d + mul(wd, ld<T, A>(p)));
     return d;
   }
   __device__ __forceinline__ void operator()(T (&e)[2]) const {
-    e[0] = to_t<T>(ld<T, A>(e[0]) - lr * direction(e[0], e[1]));
+    e[0] = to_t<T>(ld<T, A>(e[0]) - mul(lr, direction(e[0], e[1])));
   }
   __device__ __forceinline__ void operator()(T (&e)[3]) const {
     const A d = direction(e[0], e[1]);
-    const A nb = round_t<T>(ld<T, A>(e[2]) * momentum + damp1 * d);
+    const A nb = round_t<T>(mul(ld<T, A>(e[2]), momentum) + mul(damp1, d));
     e[2] = to_t<T>(nb);
-    const A step = nesterov ? round_t<T>(d + momentum * nb) : nb;
-    e[0] = to_t<T>(ld<T, A>(e[0]) - lr * step);
+    const A step = nesterov ? round_t<T>(d + mul(momentum, nb)) : nb;
+    e[0] = to_t<T>(ld<T, A>(e[0]) - mul(lr, step));
   }
 };
 

@@ -89,11 +89,14 @@ struct Group {
   __device__ __forceinline__ int slot(int c, int k, int K) const { return (c * K + k) * tpr + lane; }
 };
 
-// how many of slot s's V elements lie in a row of n (0 for a dead row, n = 0)
+// How many of slot s's V elements lie in a row of n: <= 0 none (a dead row has n = 0), >= V all.
+// Deliberately not clamped to [0, V]: ptxas of CUDA 13.0 (sm_90) fuses min(r, V), max(., 0) and
+// the `== V` test of the 16-byte path into one VIMNMX.RELU whose predicate is true at r == 0, so the
+// first slot past a row's end was read and written as a whole one (seen on the H200). Users only
+// ever compare: j < lim, lim >= V.
 template <int V>
 __device__ __forceinline__ int valid(int s, int n) {
-  const int r = n - s * V;
-  return r < 0 ? 0 : r > V ? V : r;
+  return n - s * V;
 }
 
 // 16 bytes of a row (V elements of T) as four 32-bit words: 16-bit elements stay packed two to a
@@ -147,12 +150,12 @@ __device__ __forceinline__ Slot make_slot(F f) {
   return s;
 }
 
-// The lim valid elements of slot s (one 16-byte access when vec and the slot is whole); the
-// others are 0.
+// The valid elements of slot s, lim = valid<V>(s, n) (one 16-byte access when vec and the slot
+// is whole); the others are 0.
 template <class T>
 __device__ __forceinline__ Slot load_slot(const T* row, int s, int lim, bool vec) {
   constexpr int V = width<T>();
-  if (vec && lim == V) {
+  if (vec && lim >= V) {
     const uint4 u = reinterpret_cast<const uint4*>(row)[s];
     return Slot{{u.x, u.y, u.z, u.w}};
   }
@@ -177,7 +180,7 @@ __device__ __forceinline__ Slot load_slot(const T* row, int s, int lim, bool vec
 template <class T>
 __device__ __forceinline__ void store_slot(T* row, int s, int lim, bool vec, const Slot& v) {
   constexpr int V = width<T>();
-  if (vec && lim == V) {
+  if (vec && lim >= V) {
     reinterpret_cast<uint4*>(row)[s] = make_uint4(v.w[0], v.w[1], v.w[2], v.w[3]);
     return;
   }

@@ -12,9 +12,6 @@ from vibetensor.runtime import dtypes as T
 
 from ._device import _device_index, device_count, is_available
 
-_initial: dict = {}
-
-
 def _dev(i):
     return T.device("cuda", i)._vt()
 
@@ -22,15 +19,12 @@ def _dev(i):
 def manual_seed(seed: int) -> None:
     """Seeds the current device's generator."""
     if is_available():
-        i = _device_index(None)
-        _initial[i] = int(seed) & (2**64 - 1)
-        lib.vtrt_manual_seed(_dev(i), _initial[i])
+        lib.vtrt_manual_seed(_dev(_device_index(None)), int(seed) & (2**64 - 1))
 
 
 def manual_seed_all(seed: int) -> None:
     for i in range(device_count()):
-        _initial[i] = int(seed) & (2**64 - 1)
-        lib.vtrt_manual_seed(_dev(i), _initial[i])
+        lib.vtrt_manual_seed(_dev(i), int(seed) & (2**64 - 1))
 
 
 def seed() -> None:
@@ -43,13 +37,11 @@ def seed_all() -> None:
 
 
 def initial_seed() -> int:
-    """The seed last set on the current device (the built-in default before any)."""
-    i = _device_index(None)
-    if i not in _initial:
-        s, o = ffi.new("uint64_t*"), ffi.new("uint64_t*")
-        check(lib.vtrt_rng_get_state(_dev(i), s, o))
-        return int(s[0])
-    return _initial[i]
+    """The current device generator's seed: the last one set by any seeding call or set_rng_state
+    (the built-in default before any), read from the runtime so vt.manual_seed counts too."""
+    s, o = ffi.new("uint64_t*"), ffi.new("uint64_t*")
+    check(lib.vtrt_rng_get_state(_dev(_device_index(None)), s, o))
+    return int(s[0])
 
 
 def get_rng_state(device="cuda"):
