@@ -24,6 +24,8 @@ import vibetensor as vt
 import vibetensor.cuda as vcuda
 from _timing import event_ms
 
+VT_EVENT = lambda: vcuda.Event(enable_timing=True)  # noqa: E731
+
 
 def time_ms(fn, event, sync, burst, repeats):
     return event_ms(fn, event, sync, burst, repeats)
@@ -39,7 +41,7 @@ def gpt2_shapes():
 
 
 def vt_rows(shapes, dtype, burst, repeats):
-    ev, sync = vcuda.Event, vcuda.synchronize
+    ev, sync = VT_EVENT, vcuda.synchronize
     dt = getattr(vt, dtype)
     vt.manual_seed(0)
 
@@ -91,7 +93,7 @@ def copy_gbps(torch):
     and torch."""
     n = 1 << 28
     a, b = vt.empty(n, device="cuda"), vt.empty(n, device="cuda")
-    best = time_ms(lambda: b.copy_(a), vcuda.Event, vcuda.synchronize, 10, 5)
+    best = time_ms(lambda: b.copy_(a), VT_EVENT, vcuda.synchronize, 10, 5)
     if torch:
         x, y = torch.empty(n, device="cuda"), torch.empty(n, device="cuda")
         ev = lambda: torch.cuda.Event(enable_timing=True)  # noqa: E731
@@ -106,7 +108,7 @@ def random_rows(torch, n, burst, repeats):
     tx = torch.empty(n, device="cuda") if torch else None
     tev = (lambda: torch.cuda.Event(enable_timing=True)) if torch else None
     for name in ("normal_", "uniform_"):
-        v = time_ms(lambda: getattr(x, name)(), vcuda.Event, vcuda.synchronize, burst, repeats)
+        v = time_ms(lambda: getattr(x, name)(), VT_EVENT, vcuda.synchronize, burst, repeats)
         t = time_ms(lambda: getattr(tx, name)(), tev, torch.cuda.synchronize, burst, repeats) if torch else None
         out.append((name, v, t))
     return out
