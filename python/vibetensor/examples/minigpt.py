@@ -144,7 +144,7 @@ class GPT(nn.Module):
     def generate(self, idx, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
                  rng: np.random.Generator | None = None):
         rng = rng or np.random.default_rng(0)
-        out = idx.numpy().copy()
+        out = idx.cpu().numpy().copy()
         for _ in range(max_new_tokens):
             cond = vt.from_numpy(out[:, -self.cfg.block_size:].copy()).to(idx.device)
             logits, _ = self(cond)
