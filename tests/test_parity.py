@@ -66,11 +66,17 @@ def one_thread_torch():
     torch.set_num_threads(prev)
 
 
-def test_minigpt_matches_torch_for_20_adamw_steps(pdevice):
+@pytest.mark.parametrize("nanogpt", [False, True], ids=["biases", "nanogpt"])
+def test_minigpt_matches_torch_for_20_adamw_steps(pdevice, nanogpt):
+    """nanogpt: the shakespeare_char preset's model options (no biases, lm_head tied to wte)."""
     dev = pdevice
     vt.manual_seed(0)
-    cfg = GPTConfig(vocab_size=29, block_size=16, n_layer=2, n_head=2, n_embd=32, dropout=0.0)
+    cfg = GPTConfig(vocab_size=29, block_size=16, n_layer=2, n_head=2, n_embd=32, dropout=0.0,
+                    bias=not nanogpt, tie_weights=nanogpt)
     model = GPT(cfg)
+    if nanogpt:  # one parameter object, counted once
+        assert model.lm_head.weight is model.wte.weight
+        assert sum(p is model.wte.weight for p in model.parameters()) == 1
     ref = TGPT(cfg)
     copy_weights(model, ref)
     model.to(dev)

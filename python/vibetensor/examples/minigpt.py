@@ -41,17 +41,19 @@ class GPTConfig:
     n_head: int = 4
     n_embd: int = 128
     dropout: float = 0.0
-    bias: bool = True
+    bias: bool = True          # biases in the linear layers and layer norms
+    tie_weights: bool = False  # lm_head shares the token embedding's weight (GPT-2, nanoGPT)
 
 
 PRESETS = {
     "default": dict(block_size=64, n_layer=4, n_head=4, n_embd=128, dropout=0.0),
-    # nanoGPT's config/train_shakespeare_char.py
-    "shakespeare_char": dict(block_size=256, n_layer=6, n_head=6, n_embd=384, dropout=0.2),
+    # nanoGPT's config/train_shakespeare_char.py with its model defaults (no biases, tied embedding)
+    "shakespeare_char": dict(block_size=256, n_layer=6, n_head=6, n_embd=384, dropout=0.2, bias=False,
+                             tie_weights=True),
 }
 TRAIN = {
-    "default": dict(batch_size=32, lr=2e-3, steps=1000, warmup=100, eval_every=250),
-    "shakespeare_char": dict(batch_size=64, lr=1e-3, steps=5000, warmup=100, eval_every=250),
+    "default": dict(batch_size=32, lr=2e-3, steps=1000, warmup=100, eval_every=250, eval_iters=20),
+    "shakespeare_char": dict(batch_size=64, lr=1e-3, steps=5000, warmup=100, eval_every=250, eval_iters=200),
 }
 
 
@@ -92,9 +94,9 @@ class MLP(nn.Module):
 class Block(nn.Module):
     def __init__(self, cfg: GPTConfig):
         super().__init__()
-        self.ln_1 = nn.LayerNorm(cfg.n_embd)
+        self.ln_1 = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
         self.attn = CausalSelfAttention(cfg)
-        self.ln_2 = nn.LayerNorm(cfg.n_embd)
+        self.ln_2 = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
         self.mlp = MLP(cfg)
 
     def forward(self, x):
@@ -110,8 +112,10 @@ class GPT(nn.Module):
         self.wpe = nn.Embedding(cfg.block_size, cfg.n_embd)
         self.drop = nn.Dropout(cfg.dropout)
         self.h = nn.ModuleList([Block(cfg) for _ in range(cfg.n_layer)])
-        self.ln_f = nn.LayerNorm(cfg.n_embd)
+        self.ln_f = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
         self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
+        if cfg.tie_weights:  # one parameter, two uses: its gradient is the sum of both
+            self.lm_head.weight = self.wte.weight
         self.apply(self._init_weights)
         for name, p in self.named_parameters():  # GPT-2's scaled init of residual projections
             if name.endswith("c_proj.weight"):
@@ -254,6 +258,7 @@ def main(argv=None):
     ap.add_argument("--n-embd", type=int, default=None)
     ap.add_argument("--dropout", type=float, default=None)
     ap.add_argument("--lr", type=float, default=None)
+    ap.add_argument("--eval-iters", type=int, default=None, help="batches per loss estimate (preset's default)")
     ap.add_argument("--sample", action="store_true", help="generate from the checkpoint in --out")
     ap.add_argument("--prompt", default="\n")
     ap.add_argument("--tokens", type=int, default=400)
@@ -281,7 +286,7 @@ def main(argv=None):
     for k in ("block_size", "n_layer", "n_head", "n_embd", "dropout"):
         if getattr(args, k) is not None:
             mcfg[k] = getattr(args, k)
-    for k in ("batch_size", "lr"):
+    for k in ("batch_size", "lr", "eval_iters"):
         if getattr(args, k) is not None:
             tcfg[k] = getattr(args, k)
     if tcfg["batch_size"] % world:
@@ -333,7 +338,7 @@ def main(argv=None):
             log.add(step, "train", lv, lr=lr)
         bar.update(step, lv, tokens_per_step)
         if log_here and (step % eval_every == 0 or step == steps):
-            ev = estimate_loss(model, data, tcfg["batch_size"], args.device)
+            ev = estimate_loss(model, data, tcfg["batch_size"], args.device, tcfg["eval_iters"])
             log.add(step, "eval", ev["val"], metric=ev["train"], lr=lr)
             if not args.quiet:
                 print(f"\nstep {step}: train loss {ev['train']:.4f}, val loss {ev['val']:.4f}")

@@ -7,10 +7,10 @@ tF = torch.nn.functional
 
 
 class TAttention(tnn.Module):
-    def __init__(self, C, H, causal):
+    def __init__(self, C, H, causal, bias=True):
         super().__init__()
-        self.c_attn = tnn.Linear(C, 3 * C)
-        self.c_proj = tnn.Linear(C, C)
+        self.c_attn = tnn.Linear(C, 3 * C, bias=bias)
+        self.c_proj = tnn.Linear(C, C, bias=bias)
         self.resid_dropout = tnn.Dropout(0.0)
         self.H, self.causal = H, causal
 
@@ -23,9 +23,9 @@ class TAttention(tnn.Module):
 
 
 class TMLP(tnn.Module):
-    def __init__(self, C):
+    def __init__(self, C, bias=True):
         super().__init__()
-        self.c_fc, self.c_proj = tnn.Linear(C, 4 * C), tnn.Linear(4 * C, C)
+        self.c_fc, self.c_proj = tnn.Linear(C, 4 * C, bias=bias), tnn.Linear(4 * C, C, bias=bias)
         self.dropout = tnn.Dropout(0.0)
 
     def forward(self, x):
@@ -33,10 +33,10 @@ class TMLP(tnn.Module):
 
 
 class TBlock(tnn.Module):
-    def __init__(self, C, H):
+    def __init__(self, C, H, bias=True):
         super().__init__()
-        self.ln_1, self.attn = tnn.LayerNorm(C), TAttention(C, H, True)
-        self.ln_2, self.mlp = tnn.LayerNorm(C), TMLP(C)
+        self.ln_1, self.attn = tnn.LayerNorm(C, bias=bias), TAttention(C, H, True, bias)
+        self.ln_2, self.mlp = tnn.LayerNorm(C, bias=bias), TMLP(C, bias)
 
     def forward(self, x):
         x = x + self.attn(self.ln_1(x))
@@ -49,9 +49,11 @@ class TGPT(tnn.Module):
         self.wte = tnn.Embedding(cfg.vocab_size, cfg.n_embd)
         self.wpe = tnn.Embedding(cfg.block_size, cfg.n_embd)
         self.drop = tnn.Dropout(0.0)
-        self.h = tnn.ModuleList([TBlock(cfg.n_embd, cfg.n_head) for _ in range(cfg.n_layer)])
-        self.ln_f = tnn.LayerNorm(cfg.n_embd)
+        self.h = tnn.ModuleList([TBlock(cfg.n_embd, cfg.n_head, cfg.bias) for _ in range(cfg.n_layer)])
+        self.ln_f = tnn.LayerNorm(cfg.n_embd, bias=cfg.bias)
         self.lm_head = tnn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
+        if cfg.tie_weights:
+            self.lm_head.weight = self.wte.weight
 
     def forward(self, idx, targets):
         B, T = idx.shape
