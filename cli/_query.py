@@ -90,7 +90,7 @@ def _pack_record(api, pack=None, folder=None) -> dict:
     if pack is not None:
         man = dict(pack.manifest)
         rec = {"name": pack.name, "version": pack.version, "path": str(pack.path), "loaded": True,
-               "manifest": man}
+               "manifest": man, "skipped": [list(x) for x in getattr(pack, "skipped", [])]}
         rec["ops"] = {op: _provider_rows(api, op, _op_devices(man, op)) for op in _manifest_ops(man)}
     else:
         man = _read_manifest(folder)
@@ -101,6 +101,43 @@ def _pack_record(api, pack=None, folder=None) -> dict:
                            for k in man.get("kernels", []) if k.get("op") == op]
                       for op in _manifest_ops(man)}
     return rec
+
+
+def _capability_lines(caps, skipped) -> list[str]:
+    """The declared capabilities (registry/capabilities.py), one provider per line."""
+    if not isinstance(caps, dict):
+        return []
+    lines = []
+    if "abi_minor" in caps:
+        lines.append(f"  needs ABI minor: {caps['abi_minor']}")
+    if caps.get("requires"):
+        lines.append("  needs packs: " + ", ".join(f"{n} {v}" for n, v in caps["requires"].items()))
+    for e in caps.get("providers", []):
+        if not isinstance(e, dict):
+            continue
+        parts = []
+        cc = e.get("compute_capability") or {}
+        if cc:
+            parts.append("compute capability " + (f"{cc.get('min', '')}..{cc.get('max', '')}"
+                                                  if "max" in cc else f"{cc['min']}+"))
+        if e.get("dtypes"):
+            parts.append("/".join(e["dtypes"]))
+        for key, yes, no in (("cuda_graphs", "CUDA graphs", "no CUDA graphs"),
+                             ("deterministic", "deterministic", "not deterministic")):
+            if key in e:
+                parts.append(yes if e[key] else no)
+        if e.get("abi_minor") is not None:
+            parts.append(f"ABI minor {e['abi_minor']}")
+        for r in e.get("limits", []):
+            rule = ", ".join(f"{k} {v}" for k, v in r.items() if k not in ("arg", "dim"))
+            parts.append(f"{r.get('arg')}.shape[{r.get('dim')}] {rule}")
+        ops = f" [{', '.join(e['ops'])}]" if e.get("ops") else ""
+        lines.append(f"  {e.get('provider')} on {e.get('device')}{ops}: {'; '.join(parts) or '-'}")
+        if e.get("shapes"):
+            lines.append(f"      shapes: {e['shapes']}")
+    for dev, prov, why in skipped:
+        lines.append(f"  not registered here: {prov} on {dev} ({why})")
+    return lines
 
 
 def _records(api) -> list[dict]:
@@ -121,11 +158,14 @@ def _echo_record(rec: dict, full: bool) -> None:
         click.echo(f"  manifest unreadable: {man['error']}")
         return
     if full:
-        for key in ("library", "sha256", "abi", "devices", "requires"):
+        for key in ("library", "sha256", "abi", "devices", "cuda_architectures", "requires"):
             if man.get(key):
                 val = man[key]
                 val = ".".join(map(str, val)) if key == "abi" else (", ".join(val) if isinstance(val, list) else val)
                 click.echo(f"  {key}: {val}")
+    if full:
+        for line in _capability_lines(man.get("capabilities"), rec.get("skipped", [])):
+            click.echo(line)
     width = max((len(op) for op in rec["ops"]), default=0)
     for op, rows in rec["ops"].items():
         mine = "" if op in man.get("ops", []) else " (provides)"

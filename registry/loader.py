@@ -8,6 +8,7 @@ from pathlib import Path
 
 from vibetensor.runtime import checked, error, ffi, lib
 
+from . import capabilities as _caps
 from . import manifest as _manifest
 from . import search
 
@@ -28,11 +29,18 @@ def _changed():
 class Pack:
     """A loaded op pack. `ops` are the ops it defines; `kernels` what it provides."""
 
-    def __init__(self, m: _manifest.Manifest, handle):
+    def __init__(self, m: _manifest.Manifest, handle, skipped=()):
         self.manifest_info = m
         self.name, self.version, self.path = m.name, m.version, m.folder
         self.library = m.library
         self._h = handle
+        # (device, provider, why) of providers the capability check kept off this machine
+        self.skipped = list(skipped)
+
+    @property
+    def capabilities(self) -> dict:
+        """What the pack declares its providers need and promise (registry/capabilities.py)."""
+        return _caps.parse(self.manifest_info)
 
     @property
     def manifest(self) -> dict:
@@ -126,10 +134,15 @@ def load(spec, lock=None) -> Pack:
         fd = _manifest.open_library(m)
         try:
             _manifest.verify(m, fd)  # hashes and checks the file behind fd ...
+            skipped = _caps.plan(m, _loaded, lib.VT_ABI_MINOR)  # refuses, or says what to drop
             _preload_blas()
             before = set(_op_names())
             # ... and dlopen maps that same file (no window to swap the path in between)
-            handle = lib.vtrt_pack_load_fd(fd, os.fsencode(str(m.library.resolve())), m.name.encode())
+            providers = [ffi.new("char[]", p.encode()) for _, p, _ in skipped]
+            handle = lib.vtrt_pack_load_fd_skipping(
+                fd, os.fsencode(str(m.library.resolve())), m.name.encode(),
+                ffi.new("int32_t[]", [_caps.device_code(d) for d, _, _ in skipped] or [0]),
+                ffi.new("char*[]", providers or [ffi.NULL]), len(skipped))
         finally:
             os.close(fd)
         if handle == ffi.NULL:
@@ -143,7 +156,7 @@ def load(spec, lock=None) -> Pack:
                 f"pack '{m.name}': its init defined other ops than its manifest lists (defined "
                 f"but not listed: {extra}; listed but not defined: {missing}): rebuild it with "
                 f"`vt-ops build` so the manifest is written from the library")
-        pack = Pack(m, handle)
+        pack = Pack(m, handle, skipped)
         _loaded[m.name] = pack
         _changed()
     return pack
@@ -195,10 +208,34 @@ def load_builtin() -> None:
     comma-separated; an empty value loads none)."""
     wanted = os.environ.get("VT_BUILTIN_PACKS")
     names = None if wanted is None else {n.strip() for n in wanted.split(",") if n.strip()}
-    for folder in search.builtin():
-        m = _manifest.read(folder)
-        if m.name not in _loaded and (names is None or m.name in names):
-            load(folder)
+    chosen = [m for m in map(_manifest.read, search.builtin())
+              if m.name not in _loaded and (names is None or m.name in names)]
+    for m in _dependency_order(chosen):
+        load(m.folder)
+
+
+def _dependency_order(manifests: list) -> list:
+    """The manifests ordered so each pack comes after the packs it requires (when those are
+    among them; a missing or circular requirement is left for load() to refuse clearly)."""
+    by_name = {m.name: m for m in manifests}
+    done, order = set(), []
+
+    def visit(m, path):
+        if m.name in done or m.name in path:
+            return
+        try:
+            needs = _caps.parse(m).get("requires", {})
+        except _manifest.PackError:
+            needs = {}
+        for name in needs:
+            if name in by_name:
+                visit(by_name[name], path | {m.name})
+        done.add(m.name)
+        order.append(m)
+
+    for m in manifests:
+        visit(m, frozenset())
+    return order
 
 
 __all__ = ["Pack", "load", "unload", "packs", "get", "is_mapped", "load_builtin", "checked"]

@@ -104,6 +104,9 @@ const char* vtrt_op_pinned(const vt_op* op, int32_t device_type);
 typedef struct vtrt_pack vtrt_pack;
 vtrt_pack* vtrt_pack_load(const char* path, const char* name);
 vtrt_pack* vtrt_pack_load_fd(int32_t fd, const char* path, const char* name);
+vtrt_pack* vtrt_pack_load_fd_skipping(int32_t fd, const char* path, const char* name,
+                                      const int32_t* skip_device_types,
+                                      const char* const* skip_providers, int32_t nskip);
 vt_status vtrt_pack_unload(vtrt_pack* pack);
 int32_t vtrt_pack_is_mapped(const char* path);
 int64_t vtrt_pack_refs(const vtrt_pack* pack);

@@ -16,6 +16,7 @@
 
 #include "problem.hpp"
 #include "vt/autograd.hpp"
+#include "vt/capabilities.h"
 
 namespace {
 
@@ -186,3 +187,21 @@ vt_status matmul_cutlass_init(const vt_host* host, vt_pack* pack) {
 }  // namespace
 
 VT_OPPACK_DEFINE(matmul_cutlass_init)
+
+// What the provider needs and promises (vt/capabilities.h; checked at load, shown by vt-ops info):
+// wgmma + TMA exist on sm_90a only, so compute capability 9.0 exactly; k and n multiples of 8.
+VT_OPPACK_CAPABILITIES(R"json({
+  "abi_minor": 1,
+  "requires": {"core": ">=0.1,<1"},
+  "providers": [
+    {"provider": "cutlass", "device": "cuda", "compute_capability": {"min": "9.0", "max": "9.0"},
+     "dtypes": ["bfloat16"], "cuda_graphs": true, "deterministic": true,
+     "shapes": "2-D or batched operands (no broadcast batch dims), k and n multiples of 8, 16-byte aligned"},
+    {"provider": "cutlass", "device": "cuda", "ops": ["core::matmul"],
+     "limits": [{"arg": "self", "dim": -1, "multiple_of": 8}, {"arg": "other", "dim": -1, "multiple_of": 8}]},
+    {"provider": "cutlass", "device": "cuda", "ops": ["core::bmm"],
+     "limits": [{"arg": "self", "dim": -1, "multiple_of": 8}, {"arg": "mat2", "dim": -1, "multiple_of": 8}]},
+    {"provider": "cutlass", "device": "cuda", "ops": ["core::linear"],
+     "limits": [{"arg": "input", "dim": -1, "multiple_of": 8}, {"arg": "weight", "dim": 0, "multiple_of": 8}]}
+  ]
+})json")

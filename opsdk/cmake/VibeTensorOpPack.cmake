@@ -195,6 +195,13 @@ function(_vt_add_oppack_impl with_cuda)
   list(REMOVE_DUPLICATES libdirs)
   string(REPLACE ";" ":" libpath "${libdirs}")
 
+  # the GPU code the library holds, recorded in the manifest so the registry can tell which
+  # compute capabilities can run it (empty: no CUDA code compiled in)
+  set(cuda_archs "")
+  if(with_cuda AND arg_CUDA_SOURCES)
+    set(cuda_archs "$<JOIN:$<TARGET_PROPERTY:${tgt},CUDA_ARCHITECTURES>, >")
+  endif()
+
   # vt_describe: one per build tree
   if(NOT TARGET vt_describe)
     add_executable(vt_describe "${_VT_SDK_DIR}/tools/describe.c")
@@ -217,6 +224,7 @@ function(_vt_add_oppack_impl with_cuda)
       "-DVERSION=${arg_VERSION}"
       "-DOUTPUT=${manifest}"
       "-DLIBRARY_PATH=${libpath}"
+      "-DCUDA_ARCHITECTURES=${cuda_archs}"
       -P "${_VT_SDK_DIR}/cmake/vt_write_manifest.cmake"
     DEPENDS ${tgt} vt_describe "${_VT_SDK_DIR}/cmake/vt_write_manifest.cmake"
     COMMENT "Describing op pack ${arg_NAME} -> ${manifest}"

@@ -16,6 +16,9 @@
  *    "kernels": [{"op": ..., "device": "cpu", "provider": ..., "priority": 0}, ...],
  *    "backward": ["ns::op", ...], "devices": ["cpu", ...], "requires": ["other::op", ...]}
  * "requires" lists ops the pack looked up (find_op) or provided kernels for without defining them.
+ * A pack that declares its capabilities (VT_OPPACK_CAPABILITIES, vt/capabilities.h) adds a last key,
+ * "capabilities": the JSON text it declared, copied as written (vt_write_manifest.cmake checks it
+ * parses; the registry checks what it says).
  *
  * Exit status: 0 ok; 2 the library cannot be loaded or is not a compatible op pack; 3 init failed.
  * C99; depends only on vt/oppack.h and libdl. */
@@ -26,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "vt/capabilities.h"
 #include "vt/oppack.h"
 
 /* ---- a tiny growable list of strings --------------------------------------------------------- */
@@ -424,7 +428,24 @@ int main(int argc, char** argv) {
       json_str(g_requires.items[i]);
     }
   }
-  fputs("]\n}\n", stdout);
+  fputs("]", stdout);
+  {
+    void* sym = dlsym(lib, VT_OPPACK_CAPABILITIES_SYMBOL);
+    if (sym) {
+      vt_oppack_capabilities_fn caps_fn;
+      const char* caps;
+      memcpy(&caps_fn, &sym, sizeof caps_fn);
+      caps = caps_fn();
+      if (!caps || !*caps) {
+        fprintf(stderr, "vt_describe: %s exports %s but it returns no text\n", argv[1],
+                VT_OPPACK_CAPABILITIES_SYMBOL);
+        return 3;
+      }
+      fputs(",\n  \"capabilities\": ", stdout);
+      fputs(caps, stdout);
+    }
+  }
+  fputs("\n}\n", stdout);
   /* no dlclose: a pack may have registered atexit handlers or thread-locals; the process ends now */
   return fflush(stdout) == 0 ? 0 : 4;
 }

@@ -23,6 +23,9 @@ struct Pack {
   std::string name, path;
   bool loaded = false;
   Staged staged;  // registrations made by init, published only if init succeeds
+  // (device type, provider) pairs whose kernels init registers but this load drops: the loader
+  // found the provider unfit for this machine (its capabilities, e.g. a compute capability range)
+  std::vector<std::pair<int32_t, std::string>> skip;
   std::vector<Op*> defined, provided;
 };
 
@@ -47,6 +50,12 @@ Pack* registering_pack(vt_pack* h, const char* what) {
     return nullptr;
   }
   return p;
+}
+
+bool skipped(const Pack* p, int32_t device_type, const char* provider) {
+  for (const auto& s : p->skip)
+    if (s.first == device_type && provider && s.second == provider) return true;
+  return false;
 }
 }  // namespace
 
@@ -74,6 +83,7 @@ vt_status host_register_kernel(vt_pack* h, const char* op, int32_t device_type,
                                const char* provider, int32_t priority, vt_kernel_fn fn,
                                void* user) {
   Pack* p = registering_pack(h, "register_kernel");
+  if (p && skipped(p, device_type, provider)) return VT_OK;
   return p ? stage_kernel(&p->staged, p, op, device_type, provider, priority, fn, user, false)
            : VT_ERR_RUNTIME;
 }
@@ -81,6 +91,7 @@ vt_status host_register_compute(vt_pack* h, const char* op, int32_t device_type,
                                 const char* provider, int32_t priority, vt_kernel_fn fn,
                                 void* user) {
   Pack* p = registering_pack(h, "register_compute");
+  if (p && skipped(p, device_type, provider)) return VT_OK;
   return p ? stage_kernel(&p->staged, p, op, device_type, provider, priority, fn, user, true)
            : VT_ERR_RUNTIME;
 }
@@ -100,13 +111,29 @@ using namespace vt;
 
 extern "C" {
 
-static vtrt_pack* load_pack(const char* dl_path, const char* path, const char* name);
+using SkipList = std::vector<std::pair<int32_t, std::string>>;
+static vtrt_pack* load_pack(const char* dl_path, const char* path, const char* name,
+                            const SkipList& skip);
 
 vtrt_pack* vtrt_pack_load(const char* path, const char* name) {
-  return load_pack(path, path, name);
+  return load_pack(path, path, name, {});
 }
 
 vtrt_pack* vtrt_pack_load_fd(int32_t fd, const char* path, const char* name) {
+  return vtrt_pack_load_fd_skipping(fd, path, name, nullptr, nullptr, 0);
+}
+
+vtrt_pack* vtrt_pack_load_fd_skipping(int32_t fd, const char* path, const char* name,
+                                      const int32_t* skip_device_types,
+                                      const char* const* skip_providers, int32_t nskip) {
+  SkipList skip;
+  for (int32_t i = 0; i < nskip; ++i) {
+    if (!skip_device_types || !skip_providers || !skip_providers[i]) {
+      set_error(VT_ERR_VALUE, "pack_load: skip list entry %d is missing", (int)i);
+      return nullptr;
+    }
+    skip.emplace_back(skip_device_types[i], skip_providers[i]);
+  }
   if (fd < 0) {
     set_error(VT_ERR_VALUE, "pack_load: invalid file descriptor %d", fd);
     return nullptr;
@@ -122,13 +149,14 @@ vtrt_pack* vtrt_pack_load_fd(int32_t fd, const char* path, const char* name) {
   }
   char dl_path[64];
   std::snprintf(dl_path, sizeof dl_path, "/proc/self/fd/%d", own);
-  vtrt_pack* p = load_pack(dl_path, path, name);
+  vtrt_pack* p = load_pack(dl_path, path, name, skip);
   if (p) reinterpret_cast<Pack*>(p)->fd = own;
   else close(own);
   return p;
 }
 
-static vtrt_pack* load_pack(const char* dl_path, const char* path, const char* name) {
+static vtrt_pack* load_pack(const char* dl_path, const char* path, const char* name,
+                            const SkipList& skip) {
   if (!path || !name || !*name) {
     set_error(VT_ERR_VALUE, "pack_load: a path and a name are required");
     return nullptr;
@@ -169,6 +197,7 @@ static vtrt_pack* load_pack(const char* dl_path, const char* path, const char* n
   p->dl = dl;
   p->name = name;
   p->path = path;
+  p->skip = skip;
   vtrt_clear_error();
   t_initialising = p;
   vt_status st;

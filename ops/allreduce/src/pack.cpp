@@ -19,6 +19,7 @@
 #include <mutex>
 
 #include "allreduce.hpp"
+#include "vt/capabilities.h"
 
 namespace ar {
 
@@ -237,3 +238,14 @@ vt_status allreduce_init(const vt_host* host, vt_pack* pack) {
 }  // namespace
 
 VT_OPPACK_DEFINE(allreduce_init)
+
+// What the providers need and promise (vt/capabilities.h; checked at load, shown by vt-ops info).
+VT_OPPACK_CAPABILITIES(R"json({
+  "abi_minor": 1,
+  "providers": [
+    {"provider": "shm", "device": "cpu", "deterministic": true,
+     "shapes": "processes of one machine; every rank reduces in rank order, so all get equal bits"},
+    {"provider": "nccl", "device": "cuda", "cuda_graphs": false, "deterministic": false,
+     "shapes": "NCCL loaded at run time; untested on a GPU; reduction order is NCCL's"}
+  ]
+})json")

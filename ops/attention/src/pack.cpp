@@ -35,6 +35,7 @@
 
 #include "attn.hpp"
 #include "vt/autograd.hpp"
+#include "vt/capabilities.h"
 
 vt::KernelFn sdpa_flash_cpu;            // flash.cpp
 vt::KernelFn sdpa_backward_cpu;         // flash.cpp
@@ -231,3 +232,24 @@ vt_status attention_init(const vt_host* host, vt_pack* pack) {
 }  // namespace
 
 VT_OPPACK_DEFINE(attention_init)
+
+// What the providers need and promise (vt/capabilities.h; checked at load, shown by vt-ops info).
+// The composed provider calls core's ops, hence the requirement on core.
+VT_OPPACK_CAPABILITIES(R"json({
+  "abi_minor": 1,
+  "requires": {"core": ">=0.1,<1"},
+  "providers": [
+    {"provider": "flash", "device": "cpu", "dtypes": ["float32", "float64", "float16", "bfloat16"],
+     "deterministic": true,
+     "shapes": "q, k, v 4-D (B, H, T, D); fused and tiled, the T x T scores never exist"},
+    {"provider": "flash", "device": "cuda", "compute_capability": {"min": "8.0"},
+     "dtypes": ["bfloat16", "float16"], "cuda_graphs": true, "deterministic": true,
+     "shapes": "head dim D == Dv in {64, 128}; any other call runs the composed compute inside it",
+     "limits": [{"arg": "q", "dim": -1, "one_of": [64, 128]},
+                {"arg": "v", "dim": -1, "one_of": [64, 128]}]},
+    {"provider": "composed", "device": "cpu", "deterministic": true,
+     "shapes": "any 4-D q, k, v; core ops (matmul, softmax), the T x T scores materialised"},
+    {"provider": "composed", "device": "cuda", "cuda_graphs": true, "deterministic": true,
+     "shapes": "any 4-D q, k, v; core ops (matmul, softmax), the T x T scores materialised"}
+  ]
+})json")

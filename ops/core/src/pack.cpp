@@ -6,6 +6,7 @@
 // schema grammar is documented at define_op in vt/oppack.h.
 // Provider "core", priority 0: any other pack can provide these ops with a higher priority.
 #include "vt/oppack.hpp"
+#include "vt/capabilities.h"
 
 #include "core.hpp"
 
@@ -78,3 +79,19 @@ vt_status core_init(const vt_host* host, vt_pack* pack) {
 }  // namespace
 
 VT_OPPACK_DEFINE(core_init)
+
+// What the providers need and promise (vt/capabilities.h; checked at load, shown by vt-ops info).
+// cuda: bfloat16 arithmetic needs sm_80; the library's CUDA_ARCHITECTURES narrow it further.
+// nonzero and one_hot(num_classes=-1) read a count back from the GPU, so they refuse capture.
+VT_OPPACK_CAPABILITIES(R"json({
+  "abi_minor": 1,
+  "providers": [
+    {"provider": "core", "device": "cpu", "deterministic": true,
+     "shapes": "any; matmuls through OpenBLAS (float32/float64), bfloat16/float16 through float32"},
+    {"provider": "core", "device": "cuda", "compute_capability": {"min": "8.0"},
+     "cuda_graphs": true, "deterministic": true,
+     "shapes": "any; index_add/scatter_add/index_put accumulate without float atomics"},
+    {"provider": "core", "device": "cuda", "ops": ["core::nonzero", "core::one_hot"],
+     "cuda_graphs": false, "shapes": "output shape depends on the data (a device-to-host read)"}
+  ]
+})json")

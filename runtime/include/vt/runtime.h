@@ -137,6 +137,11 @@ vtrt_pack* vtrt_pack_load(const char* path, const char* name);
  * exactly that file, whatever happens to `path` meanwhile; `path` names it in messages and in
  * vtrt_pack_is_mapped. The caller keeps and closes fd. */
 vtrt_pack* vtrt_pack_load_fd(int32_t fd, const char* path, const char* name);
+/* The same, dropping the kernels init registers for the listed (device type, provider) pairs: the
+ * registry's capability check found those providers unfit for this machine (docs/LAYOUT.md). */
+vtrt_pack* vtrt_pack_load_fd_skipping(int32_t fd, const char* path, const char* name,
+                                      const int32_t* skip_device_types,
+                                      const char* const* skip_providers, int32_t nskip);
 /* Removes the pack's kernels and ops at once; its code stays mapped until nothing refers to it. */
 vt_status vtrt_pack_unload(vtrt_pack* pack);
 int32_t vtrt_pack_is_mapped(const char* path); /* 1 while the library is still dlopen'ed */
