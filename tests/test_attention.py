@@ -509,6 +509,61 @@ def test_dropout_mask_op_is_core_dropouts_mask(device):
         vt.ops.Op("attention::dropout_mask")([3], 1.5, 1, 0)
 
 
+def test_dropout_draw_records_where_it_drew(device):
+    """attention::dropout_draw reserves core::dropout's count of Philox groups, gives core::dropout's
+    mask, and writes the draw's [seed, offset] into rng on the device; dropout_mask regenerates the
+    mask from that tensor (what the composed backward does without reading it on the host)."""
+    shape, p = (2, 3, 5, 9), 0.3
+    n = int(np.prod(shape))
+    vt.manual_seed(11)
+    _, want = vt.ops.Op("core::dropout")(vt.ones(*shape, device=device), p, True)
+    vt.manual_seed(11)
+    rng = vt.zeros(2, dtype=vt.int64, device=device)
+    keep = vt.ops.Op("attention::dropout_draw")(list(shape), p, rng)
+    assert keep.dtype is vt.bool_ and keep.device.type == device and keep.shape == shape
+    np.testing.assert_array_equal(to_numpy(keep), to_numpy(want))
+    seed, offset = (int(x) for x in to_numpy(rng))
+    assert seed == 11
+    again = vt.ops.Op("attention::dropout_mask")(list(shape), p, 0, 0, device, rng)
+    np.testing.assert_array_equal(to_numpy(again), to_numpy(keep))
+    by_value = vt.ops.Op("attention::dropout_mask")(list(shape), p, seed, offset, device)
+    np.testing.assert_array_equal(to_numpy(by_value), to_numpy(keep))
+    rng2 = vt.zeros(2, dtype=vt.int64, device=device)
+    vt.ops.Op("attention::dropout_draw")(list(shape), p, rng2)  # the next draw follows this one
+    assert int(to_numpy(rng2)[1]) == offset + (n + 3) // 4
+    for bad, got in ((vt.zeros(2, dtype=vt.int32, device=device), "int32 .2,."),
+                     (vt.zeros(3, dtype=vt.int64, device=device), "int64 .3,."),
+                     (vt.zeros(4, dtype=vt.int64, device=device)[::2], "int64 .2,.")):
+        with pytest.raises(ValueError, match=r"\[attention::dropout_draw\] rng must be the contiguous int64 "
+                                             r"\(2,\) \[seed, offset\] tensor of an sdpa forward, got " + got):
+            vt.ops.Op("attention::dropout_draw")(list(shape), p, bad)
+    if device != "cpu":
+        with pytest.raises(ValueError, match=r"rng must be on the device of the result"):
+            vt.ops.Op("attention::dropout_mask")(list(shape), p, 0, 0, device, vt.zeros(2, dtype=vt.int64))
+
+
+@pytest.mark.parametrize("provider", ["flash", "composed"])
+def test_sdpa_backward_takes_the_rng_tensor(device, provider):
+    """sdpa_backward(..., rng=) reads the forward's [seed, offset] from the tensor (on cuda, on the
+    device: the backward rule's path, graph-safe) and equals the call with the values as ints."""
+    rng_np = np.random.default_rng(5)
+    dt = vt.float32 if device == "cpu" else vt.bfloat16  # the flash kernels' dtype on cuda
+    q, k, v, go = (vt.tensor(rng_np.standard_normal((1, 2, 7, 64)).astype(np.float32)).to(dt).to(device)
+                   for _ in range(4))
+    p = 0.25
+    with vt.ops.use("attention::sdpa", provider, device):
+        out, lse, rng = vt.ops.Op("attention::sdpa")(q, k, v, None, True, None, p)
+    seed, offset = (int(x) for x in to_numpy(rng))
+    bw = vt.ops.Op("attention::sdpa_backward")
+    with vt.ops.use("attention::sdpa_backward", provider, device):
+        by_value = bw(go, q, k, v, out, lse, None, True, 0.125, p, seed, offset)
+        by_tensor = bw(go, q, k, v, out, lse, None, True, 0.125, p, 0, 0, None, rng)
+    for a, b in zip(by_value, by_tensor):
+        np.testing.assert_array_equal(to_numpy(a), to_numpy(b))
+    with pytest.raises(ValueError, match=r"\[attention::sdpa_backward\] rng must be"):
+        bw(go, q, k, v, out, lse, None, True, 0.125, p, 0, 0, None, vt.zeros(2, dtype=vt.float32, device=device))
+
+
 # ---- the flash provider's CUDA kernels (ops/attention/src/flash_*.cu) ------------------------------
 # What the tensor-core kernels take: float16/bfloat16, D == Dv in {64, 128}; anything else runs the
 # composed compute from inside the flash provider (the tables above cover that on cuda). Every check

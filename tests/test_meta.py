@@ -165,7 +165,8 @@ def _cross_entropy_bw():
 def _sdpa_bw():
     q, k, v = f(1, 2, 3, 4), f(1, 2, 5, 4), f(1, 2, 5, 6)
     out, lse, _ = vt.ops.Op("attention::sdpa")(q, k, v, None, True, None, 0.0)
-    return call(f(1, 2, 3, 6), q, k, v, out, lse, None, True, 0.5, 0.0, 0, 0)
+    return [call(f(1, 2, 3, 6), q, k, v, out, lse, None, True, 0.5, 0.0, 0, 0),
+            call(f(1, 2, 3, 6), q, k, v, out, lse, None, True, 0.5, 0.25, 0, 0, None, i(2, high=50))]
 
 
 # One entry per op: a function returning one Call or a list of Calls (built fresh per test).
@@ -309,7 +310,9 @@ EXAMPLES = {
                                 call(f(1, 1, 2, 4, dtype="bfloat16"), f(1, 1, 3, 4, dtype="bfloat16"),
                                      f(1, 1, 3, 4, dtype="bfloat16"), f(2, 3, dtype="bfloat16"))],
     "attention::sdpa_backward": _sdpa_bw,
-    "attention::dropout_mask": lambda: call([2, 3, 5], 0.25, 7, 4, DEV),
+    "attention::dropout_mask": lambda: [call([2, 3, 5], 0.25, 7, 4, DEV),
+                                        call([2, 3, 5], 0.25, 0, 0, DEV, i(2, high=50))],
+    "attention::dropout_draw": lambda: call([2, 3, 5], 0.25, i(2, high=50)),
 }
 
 # (op, example, why its output shape depends on tensor values). These raise NotImplementedError

@@ -2,7 +2,7 @@
 // on the host, with every CUDA thread a std::thread and the warp primitives emulated
 // (flash_emulate.hpp), against a float64 reference: forward out and lse, dq, dk, dv, for bf16 and
 // fp16, D 64 and 128, causal and not, Tq != Tk both ways (several blocks each way), bool and float masks, dropout (attn.hpp's
-// keep rule), grad_lse, strided inputs. A check of the index arithmetic for a machine without a GPU;
+// keep rule; the backward reads the seed from the forward's rng record), grad_lse, strided inputs. A check of the index arithmetic for a machine without a GPU;
 // slow (a barrier per emulated collective), so the shapes are small. Global tensors and each CTA's
 // shared memory are heap buffers of their exact sizes: built with -fsanitize=address,undefined it
 // also finds any access out of bounds (clean on 2026-11-30).
@@ -220,7 +220,10 @@ static bool run_case(const Case& cs, std::mt19937& gen) {
   bp.mask = mask;
   bp.D = D, bp.H = H, bp.BH = BH, bp.Tq = Tq, bp.Tk = Tk, bp.Tq_pad = Tq_pad;
   bp.scale = (float)scale, bp.scale_log2 = (float)(scale * 1.4426950408889634), bp.causal = cs.causal;
-  if (cs.p > 0) bp.drop = Dropout{true, thr, (float)rs}, bp.seed = seed, bp.offset = offset;
+  // dropout's (seed, offset) as the backward rule passes it off the cpu: the forward's rng tensor,
+  // read by the kernels (the launch arguments hold decoys that would give another mask)
+  const int64_t rng_record[2] = {(int64_t)seed, (int64_t)offset};
+  if (cs.p > 0) bp.drop = Dropout{true, thr, (float)rs}, bp.seed = seed + 1, bp.offset = offset + 7, bp.rng = rng_record;
   const unsigned rows = (unsigned)(BH * Tq_pad);
   emu_launch(flash_bwd_prepass<T>, (rows + kPrepassWarps - 1) / kPrepassWarps, bp, 32 * kPrepassWarps, 0);
   const unsigned nkb = (unsigned)((Tk + kRowsPerCta - 1) / kRowsPerCta);

@@ -76,12 +76,23 @@ struct SdpaBackwardArgs {
   double scale, p;
   int64_t seed, offset;
   vt_tensor* glse;
+  vt_tensor* rng;  // the forward's int64 (2,) [seed, offset] tensor, when given instead of seed/offset
   explicit SdpaBackwardArgs(const vt::Call& c)
       : go(c.arg(0, "grad_out").tensor()), q(c.arg(1, "q").tensor()), k(c.arg(2, "k").tensor()),
         v(c.arg(3, "v").tensor()), out(c.arg(4, "out").tensor()), lse(c.arg(5, "lse").tensor()),
         mask(c.arg(6, "mask").tensor_or_null()), causal(c.arg(7, "causal").bool_()),
         scale(c.arg(8, "scale").float_()), p(c.arg(9, "dropout_p").float_()), seed(c.arg(10, "seed").int_()),
-        offset(c.arg(11, "offset").int_()), glse(c.arg(12, "grad_lse").tensor_or_null()) {}
+        offset(c.arg(11, "offset").int_()), glse(c.arg(12, "grad_lse").tensor_or_null()),
+        rng(c.arg(13, "rng").tensor_or_null()) {
+    // on the cpu the values are plain memory: take them (once the meta step has checked the tensor)
+    if (rng && rng->device.type == VT_CPU && rng->ndim == 1 && rng->numel == 2 && rng->strides[0] == 1 &&
+        vt::scalar_type(rng->dtype) == vt::ScalarType::Int64) {
+      seed = static_cast<const int64_t*>(rng->data)[0];
+      offset = static_cast<const int64_t*>(rng->data)[1];
+    }
+  }
+  // the rng tensor a kernel reads on its device (null on the cpu, where seed/offset hold its values)
+  vt_tensor* device_rng() const { return rng && rng->device.type != VT_CPU ? rng : nullptr; }
 };
 
 inline Strides4 mask_strides(const vt_tensor* mask) {

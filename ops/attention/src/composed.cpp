@@ -13,14 +13,12 @@
 //   Pd = P * keep / (1 - p);  dv = Pd^T @ dout;  dP = (dout @ v^T) * keep / (1 - p)
 //   Dr = rowsum(dout * out) - grad_lse;  dS = P * (dP - Dr);  dq = dS @ k * scale;  dk = dS^T @ q * scale
 //
-// float16/bfloat16 inputs compute in float32 like the fused provider. Dropout uses core::dropout,
-// whose Philox keep rule is the one attn.hpp documents; the seed and offset it will draw are read
-// just before the call (a reservation of 0 counters) and returned in the rng output, so the op's
-// one backward rule regenerates the same mask. (A concurrent random op on another thread between
-// the read and core::dropout's own reservation would shift it; the fused provider has no such gap.
-// On cuda, dropout under CUDA-graph capture is not supported by this provider: the seed is read on
-// the host.) The computes get arguments checked and outputs made by the ops' meta steps (pack.cpp);
-// the results are copied into those outputs.
+// float16/bfloat16 inputs compute in float32 like the fused provider. Dropout draws its keep mask
+// with attention::dropout_draw (the rule of attn.hpp, core::dropout's), which records the draw's
+// seed and offset into the rng output on the device; the backward regenerates the mask from that
+// tensor with attention::dropout_mask. Nothing is read on the host, so both directions work under
+// CUDA-graph capture (each replay draws fresh numbers). The computes get arguments checked and
+// outputs made by the ops' meta steps (pack.cpp); the results are copied into those outputs.
 #include "attn.hpp"
 #include "vt/autograd.hpp"
 
@@ -29,23 +27,15 @@ using vt::V;
 namespace {
 vt::Tensor op1(const vt_host* h, const char* name, std::initializer_list<V> args) { return vt::call(h, name, args); }
 
-// rng output = [seed, offset]: written in place on cpu; elsewhere zeros are a fill (graph-safe)
-// and a dropout's seed is copied from the host (exact: a float fill would round it)
-void store_rng(vt::Call& c, uint64_t seed, uint64_t offset) {
-  vt_tensor* rng = c.out(2);
-  if (rng->device.type == VT_CPU) {
-    int64_t* r = vt::data<int64_t>(rng);
-    r[0] = (int64_t)seed;
-    r[1] = (int64_t)offset;
-  } else if (seed == 0 && offset == 0) {
-    vt::call(c.host, "core::fill_", {rng, 0.0});
-  } else {
-    const int64_t two = 2;
-    vt::Tensor h = vt::empty(c.host, &two, 1, vt::kInt64, vt_device{VT_CPU, 0});
-    vt::data<int64_t>(h)[0] = (int64_t)seed;
-    vt::data<int64_t>(h)[1] = (int64_t)offset;
-    if (c.host->copy_bytes(rng, h.get(), 0) != VT_OK) throw vt::Error(VT_ERR_RUNTIME);
-  }
+// the dropout keep rule of attn.hpp (core::dropout's) at (seed, offset), into n bools
+void fill_keep_mask(const vt_host* host, bool* m, int64_t n, double p, uint64_t seed, uint64_t offset) {
+  const uint32_t thr = attn::dropout_threshold(p);
+  vt::parallel_for(host, 0, (n + 3) / 4, 2048, [&](int64_t g0, int64_t g1) {
+    for (int64_t g = g0; g < g1; ++g) {
+      const vt::philox::Philox4x32 r = vt::philox::philox_group(seed, offset + (uint64_t)g);
+      for (int64_t w = 0; w < 4 && g * 4 + w < n; ++w) m[g * 4 + w] = (r.x[w] >> 8) >= thr;
+    }
+  });
 }
 
 // q, k, v (and more) converted to the accumulation type where they are 16-bit; `hold` owns the
@@ -111,15 +101,15 @@ VT_COMPUTE(sdpa_composed, "attention::sdpa") {
   const std::vector<int64_t> last = {-1};
   vt::Tensor lse = op1(H, "core::logsumexp", {s, V(last), true});
   vt::Tensor pr = probs(H, s, lse, acc, dev);
-  uint64_t seed = 0, offset = 0;
-  if (p > 0 && d.B * d.H * d.Tq * d.Tk > 0) {
-    c.host->philox_reserve(dev, 0, &seed, &offset);  // what core::dropout will draw
-    std::vector<vt::Tensor> dr = vt::call_n(H, "core::dropout", {pr, p, true}, 2);
-    pr = std::move(dr[0]);
+  if (p > 0 && d.B * d.H * d.Tq * d.Tk > 0) {  // records its [seed, offset] into the rng output
+    const std::vector<int64_t> sz = {d.B, d.H, d.Tq, d.Tk};
+    vt::Tensor keep = op1(H, "attention::dropout_draw", {V(sz), p, c.out(2)});
+    pr = op1(H, "core::dropout_backward", {pr, keep, p < 1.0 ? 1.0 / (1.0 - p) : 0.0});
+  } else {
+    vt::call(H, "core::fill_", {c.out(2), 0.0});  // [0, 0]: no draw
   }
   vt::call(H, "core::copy_", {c.out(0), op1(H, "core::matmul", {pr, v})});
   vt::call(H, "core::copy_", {c.out(1), op1(H, "core::squeeze", {lse, V(last)})});
-  store_rng(c, seed, offset);
 }
 
 // The backward from the saved out and lse (see the top of this file). Arguments checked and
@@ -144,7 +134,7 @@ VT_COMPUTE(sdpa_backward_composed, "attention::sdpa_backward") {
   vt::Tensor keep, pdrop;
   if (drop) {
     const std::vector<int64_t> sz = {d.B, d.H, d.Tq, d.Tk};
-    keep = op1(H, "attention::dropout_mask", {V(sz), a.p, a.seed, a.offset, V(dev)});
+    keep = op1(H, "attention::dropout_mask", {V(sz), a.p, a.seed, a.offset, V(dev), a.device_rng()});
     pdrop = op1(H, "core::dropout_backward", {pr, keep, dscale});
   }
   vt::Tensor pdt = op1(H, "core::transpose", {drop ? pdrop.get() : pr.get(), (int64_t)-2, (int64_t)-1});
@@ -170,18 +160,27 @@ VT_COMPUTE(sdpa_backward_composed, "attention::sdpa_backward") {
 }
 
 // attention::dropout_mask on cpu: element e keeps when (word e % 4 of group offset + e / 4) >> 8
-// >= ceil(p * 2^24), the rule of attn.hpp (and core::dropout's)
+// >= ceil(p * 2^24), the rule of attn.hpp (and core::dropout's); at the rng tensor's values when
+// one is given
 VT_COMPUTE(dropout_mask_cpu, "attention::dropout_mask") {
   const vt_tensor* out = c.out(0);
-  const double p = c.arg(1, "p").float_();
-  const uint64_t seed = (uint64_t)c.arg(2, "seed").int_(), offset = (uint64_t)c.arg(3, "offset").int_();
-  const uint32_t thr = attn::dropout_threshold(p);
-  const int64_t n = out->numel;
-  bool* m = vt::data<bool>(out);
-  vt::parallel_for(c.host, 0, (n + 3) / 4, 2048, [&](int64_t g0, int64_t g1) {
-    for (int64_t g = g0; g < g1; ++g) {
-      const vt::philox::Philox4x32 r = vt::philox::philox_group(seed, offset + (uint64_t)g);
-      for (int64_t w = 0; w < 4 && g * 4 + w < n; ++w) m[g * 4 + w] = (r.x[w] >> 8) >= thr;
-    }
-  });
+  const vt_tensor* rng = c.arg(5, "rng").tensor_or_null();
+  uint64_t seed = (uint64_t)c.arg(2, "seed").int_(), offset = (uint64_t)c.arg(3, "offset").int_();
+  if (rng) {
+    seed = (uint64_t)vt::data<const int64_t>(rng)[0];
+    offset = (uint64_t)vt::data<const int64_t>(rng)[1];
+  }
+  fill_keep_mask(c.host, vt::data<bool>(out), out->numel, c.arg(1, "p").float_(), seed, offset);
+}
+
+// attention::dropout_draw on cpu: reserves the mask's Philox groups from the cpu generator (the
+// count core::dropout reserves for as many elements) and records where they start into rng
+VT_COMPUTE(dropout_draw_cpu, "attention::dropout_draw") {
+  const vt_tensor* out = c.out(0);
+  vt_tensor* rng = c.arg(2, "rng").tensor();
+  uint64_t seed = 0, offset = 0;
+  c.host->philox_reserve(c.ctx->device, (uint64_t)((out->numel + 3) / 4), &seed, &offset);
+  vt::data<int64_t>(rng)[0] = (int64_t)seed;
+  vt::data<int64_t>(rng)[1] = (int64_t)offset;
+  fill_keep_mask(c.host, vt::data<bool>(out), out->numel, c.arg(1, "p").float_(), seed, offset);
 }

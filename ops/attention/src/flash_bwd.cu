@@ -18,7 +18,8 @@
 //             of 64 keys (causal: j < i0 + 64), K and V double-buffered:
 //               S = Q K^T;  P = exp2(x - lse2_i);  dP = dO V^T;  dS = P * (dP * keep / (1 - p) - delta_i)
 //               dQ += dS K                                         (dQ *= scale at the end)
-// The dropout keep rule is attn.hpp's, at the (seed, offset) the forward recorded (arguments).
+// The dropout keep rule is attn.hpp's, at the (seed, offset) the forward recorded: launch arguments,
+// or read on the device from the forward's rng tensor (graph-safe: the host never waits for it).
 // Instantiated for {bfloat16, float16} x D {64, 128}; causal is a run-time flag.
 #include "flash_cuda.cuh"
 
@@ -40,7 +41,11 @@ struct BwdParams {
   bool causal;
   Dropout drop;
   uint64_t seed, offset;
+  const int64_t* rng;  // when set, [seed, offset] on the device instead of the two above
 };
+
+__device__ __forceinline__ uint64_t drop_seed(const BwdParams& p) { return p.rng ? (uint64_t)p.rng[0] : p.seed; }
+__device__ __forceinline__ uint64_t drop_offset(const BwdParams& p) { return p.rng ? (uint64_t)p.rng[1] : p.offset; }
 
 // ---- prepass: one warp per (b, h, i) row of the padded statistics ----------------------------------
 constexpr int kPrepassWarps = 8;
@@ -78,6 +83,7 @@ constexpr size_t dkdv_smem() {
 
 template <class T, int D>
 __global__ void __launch_bounds__(kThreads) flash_bwd_dkdv_kernel(const BwdParams p) {
+  const uint64_t seed = p.drop.on ? drop_seed(p) : 0, offset = p.drop.on ? drop_offset(p) : 0;
   constexpr int BQ = kBwdQueries<D>;
   constexpr int NT = BQ / 8;  // n-tiles of a score tile (16 keys x BQ queries a warp)
   unsigned char* smem = dynamic_smem();
@@ -167,7 +173,7 @@ __global__ void __launch_bounds__(kThreads) flash_bwd_dkdv_kernel(const BwdParam
         else x = masked_score(st[nt][e], p.scale_log2, p.mask, mb, i, j, p.causal);
         st[nt][e] = exp2f(x - L[ic]);
         if (p.drop.on && i < p.Tq && j < p.Tk &&
-            !keep1(p.seed, p.offset, ((uint64_t)bh * p.Tq + i) * p.Tk + j, p.drop.thr))
+            !keep1(seed, offset, ((uint64_t)bh * p.Tq + i) * p.Tk + j, p.drop.thr))
           keep &= ~(1u << (nt * 4 + e));
       }
     }
@@ -256,6 +262,7 @@ constexpr size_t dq_smem() {
 
 template <class T, int D>
 __global__ void __launch_bounds__(kThreads) flash_bwd_dq_kernel(const BwdParams p) {
+  const uint64_t seed = p.drop.on ? drop_seed(p) : 0, offset = p.drop.on ? drop_offset(p) : 0;
   constexpr int NT = kKeys / 8;
   unsigned char* smem = dynamic_smem();
   T* sQ = reinterpret_cast<T*>(smem);
@@ -365,8 +372,8 @@ __global__ void __launch_bounds__(kThreads) flash_bwd_dq_kernel(const BwdParams 
         if (p.drop.on && i < p.Tq && j < p.Tk) {
           bool k0 = true, k1 = true;
           const uint64_t e = ((uint64_t)bh * p.Tq + i) * p.Tk + j;
-          if (j + 1 < p.Tk) keep2(p.seed, p.offset, e, p.drop.thr, k0, k1);
-          else k0 = keep1(p.seed, p.offset, e, p.drop.thr);
+          if (j + 1 < p.Tk) keep2(seed, offset, e, p.drop.thr, k0, k1);
+          else k0 = keep1(seed, offset, e, p.drop.thr);
           d0 = k0 ? d0 * p.drop.rs : 0.f;
           d1 = k1 ? d1 * p.drop.rs : 0.f;
         }
@@ -460,6 +467,7 @@ VT_COMPUTE(sdpa_backward_flash_cuda, "attention::sdpa_backward") {
     p.drop.thr = attn::dropout_threshold(a.p);
     p.drop.rs = a.p < 1.0 ? (float)(1.0 / (1.0 - a.p)) : 0.f;
     p.seed = (uint64_t)a.seed, p.offset = (uint64_t)a.offset;
+    p.rng = a.device_rng() ? vt::data<const int64_t>(a.device_rng()) : nullptr;
   }
   const bool bf16 = vt::scalar_type(a.q->dtype) == vt::ScalarType::BFloat16;
   if (bf16 && d.D == 64) launch_bwd<__nv_bfloat16, 64>(c, p);

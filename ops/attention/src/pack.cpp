@@ -8,21 +8,25 @@
 //                         run the composed compute from inside it)
 //     provider "composed" (priority 0):  compute written with core ops, composed.cpp
 //     out (B, H, Tq, Dv); lse (B, H, Tq) float32 (float64 for float64 inputs); rng int64 (2,) =
-//     [seed, offset] of the dropout's Philox draw ([0, 0] without dropout) — the backward rule reads
-//     it to regenerate the mask, so it is an output rather than hidden state. The compute fills it
-//     (and reserves the Philox numbers); on the meta device it is only made.
+//     [seed, offset] of the dropout's Philox draw ([0, 0] without dropout) — the backward regenerates
+//     the mask from it, so it is an output rather than hidden state. The compute fills it on the
+//     device (and reserves the Philox numbers); on the meta device it is only made.
 //   attention::sdpa_backward(...) -> (dq, dk, dv): the backward from the saved out and lse
 //     meta step (here); provider "flash" (cpu, fused: flash.cpp; cuda: flash_bwd.cu), provider
 //     "composed" (every device: core ops, composed.cpp)
-//   attention::dropout_mask(size, p, seed, offset, device) -> bool mask: the dropout keep rule of
-//     attn.hpp at a given Philox seed and offset (what the composed backward regenerates);
-//     computes for cpu (composed.cpp) and cuda (dropout_mask.cu)
+//   attention::dropout_mask(size, p, seed, offset, device, rng) -> bool mask: the dropout keep rule
+//     of attn.hpp at a given Philox seed and offset, or at the [seed, offset] held in the int64 (2,)
+//     tensor rng on the mask's device (read there: graph-safe); what the composed backward
+//     regenerates. attention::dropout_draw(size, p, rng) -> bool mask: a fresh draw from the
+//     device's generator, recording its [seed, offset] into rng (the composed forward's mask).
+//     Computes for cpu (composed.cpp) and cuda (dropout_mask.cu).
 // On cuda the flash provider's kernels (flash_cuda.cuh) serve what they take and hand the rest to
 // the composed compute; a Hopper-specific provider is later work.
 //
 // One backward rule serves both providers (the engine uses the op's rule whoever ran the forward):
 // it calls attention::sdpa_backward through the dispatcher with the saved q, k, v, mask, out, lse and
-// the rng output. The mask gets no gradient, and sdpa_backward has no rule of its own (no double
+// the rng output — as a tensor off the cpu, so the kernels read the seed on the device and a
+// backward with dropout never waits for the GPU (CUDA-graph capture of a whole training step works). The mask gets no gradient, and sdpa_backward has no rule of its own (no double
 // backward through attention).
 //
 // Argument rules (the meta steps): q (B, H, Tq, D), k (B, H, Tk, D), v (B, H, Tk, Dv), one floating
@@ -42,8 +46,10 @@ vt::KernelFn sdpa_backward_cpu;         // flash.cpp
 vt::KernelFn sdpa_composed;             // composed.cpp (device-neutral)
 vt::KernelFn sdpa_backward_composed;    // composed.cpp (device-neutral)
 vt::KernelFn dropout_mask_cpu;          // composed.cpp
+vt::KernelFn dropout_draw_cpu;          // composed.cpp
 #ifdef VT_WITH_CUDA
 vt::KernelFn dropout_mask_cuda;         // dropout_mask.cu
+vt::KernelFn dropout_draw_cuda;         // dropout_mask.cu
 vt::KernelFn sdpa_flash_cuda;           // flash_fwd.cu
 vt::KernelFn sdpa_backward_flash_cuda;  // flash_bwd.cu
 #endif
@@ -55,10 +61,12 @@ constexpr const char* kSdpa =
     "float dropout_p=0.0) -> (Tensor, Tensor, Tensor)";
 constexpr const char* kSdpaBackward =
     "attention::sdpa_backward(Tensor grad_out, Tensor q, Tensor k, Tensor v, Tensor out, Tensor lse, "
-    "Tensor? mask, bool causal, float scale, float dropout_p, int seed, int offset, Tensor? grad_lse=None) "
-    "-> (Tensor, Tensor, Tensor)";
+    "Tensor? mask, bool causal, float scale, float dropout_p, int seed, int offset, Tensor? grad_lse=None, "
+    "Tensor? rng=None) -> (Tensor, Tensor, Tensor)";
 constexpr const char* kDropoutMask =
-    "attention::dropout_mask(int[] size, float p, int seed, int offset, Device? device=None) -> Tensor";
+    "attention::dropout_mask(int[] size, float p, int seed, int offset, Device? device=None, Tensor? rng=None) "
+    "-> Tensor";
+constexpr const char* kDropoutDraw = "attention::dropout_draw(int[] size, float p, Tensor rng) -> Tensor";
 
 double num(const vt_value& v, double dflt) {
   return v.tag == VT_FLOAT ? v.v.f : v.tag == VT_INT ? (double)v.v.i : dflt;
@@ -113,6 +121,18 @@ void check_dropout(vt::Call& c, double p) {
   if (!(p >= 0.0 && p <= 1.0)) c.fail(VT_ERR_VALUE, "dropout_p must be in [0, 1], got %g", p);
 }
 
+// rng: the int64 (2,) [seed, offset] tensor of an sdpa forward, on `device`
+void check_rng(vt::Call& c, const vt_tensor* rng, vt_device device) {
+  if (!rng) return;
+  if (vt::scalar_type(rng->dtype) != vt::ScalarType::Int64 || rng->ndim != 1 || rng->sizes[0] != 2 ||
+      rng->strides[0] != 1)
+    c.fail(VT_ERR_VALUE, "rng must be the contiguous int64 (2,) [seed, offset] tensor of an sdpa forward, got %s %s",
+           vt::dtype_name(rng->dtype), vt::shape_str(rng).c_str());
+  if (!vt::same_device(rng->device, device))
+    c.fail(VT_ERR_VALUE, "rng must be on the device of the result (%s:%d), got %s:%d", vt::device_name(device),
+           device.index, vt::device_name(rng->device), rng->device.index);
+}
+
 // t must have q's dtype and the given 4-d shape (grad_out, out) or be acc-typed of shape (B, H, Tq)
 void check_like_out(vt::Call& c, const vt_tensor* q, const vt_tensor* t, const char* name, const int64_t* osz) {
   c.check_same_dtype(q, "q", t, name);
@@ -155,6 +175,7 @@ VT_META_FN(sdpa_backward_meta, "attention::sdpa_backward") {
   check_like_out(c, q, a.out, "out", osz);
   check_stat(c, q, a.lse, "lse", osz);
   if (a.glse) check_stat(c, q, a.glse, "grad_lse", osz);
+  check_rng(c, a.rng, q->device);
   const int64_t ksz[4] = {d.B, d.H, d.Tk, d.D}, vsz[4] = {d.B, d.H, d.Tk, d.Dv};
   c.set_out(0, c.empty(q->sizes, 4, q->dtype));
   c.set_out(1, c.empty(ksz, 4, q->dtype));
@@ -166,6 +187,16 @@ VT_META_FN(dropout_mask_meta, "attention::dropout_mask") {
   check_dropout(c, c.arg(1, "p").float_());
   c.arg(2, "seed").int_();
   c.arg(3, "offset").int_();
+  c.check_sizes("size", size);
+  c.set_out(0, c.empty(size.data, (int32_t)size.len, vt::kBool));
+  check_rng(c, c.arg(5, "rng").tensor_or_null(), c.out(0)->device);
+}
+
+VT_META_FN(dropout_draw_meta, "attention::dropout_draw") {
+  const vt_int_list size = c.arg(0, "size").ints();
+  check_dropout(c, c.arg(1, "p").float_());
+  const vt_tensor* rng = c.arg(2, "rng").tensor();
+  check_rng(c, rng, rng->device);
   c.check_sizes("size", size);
   c.set_out(0, c.empty(size.data, (int32_t)size.len, vt::kBool));
 }
@@ -182,15 +213,13 @@ VT_BACKWARD(sdpa_bw_rule, "attention::sdpa") {
   const bool causal = g.arg(4).v.b != 0;
   const double scale = num(g.arg(5), attn::default_scale(q->sizes[3]));
   const double p = num(g.arg(6), 0.0);
-  // the forward's Philox seed/offset: none on the meta device (nothing was drawn), read on the host,
-  // and only with dropout (so a backward without dropout never syncs: CUDA-graph capture works)
+  // the forward's Philox seed/offset: read here on cpu; elsewhere the rng tensor itself goes down and
+  // the kernels read it on the device (no host wait: a captured backward with dropout works); none
+  // on the meta device (nothing was drawn)
   int64_t sd[2] = {0, 0};
-  if (p > 0.0 && rng->device.type == VT_CPU) {
-    std::memcpy(sd, rng->data, sizeof sd);
-  } else if (p > 0.0 && rng->device.type != VT_META) {
-    vt::Tensor host_rng = vt::call(g.host, "core::to_device", {rng, vt_device{VT_CPU, 0}});
-    std::memcpy(sd, host_rng->data, sizeof sd);
-  }
+  vt_tensor* rng_arg = nullptr;
+  if (p > 0.0 && rng->device.type == VT_CPU) std::memcpy(sd, rng->data, sizeof sd);
+  else if (p > 0.0 && rng->device.type != VT_META) rng_arg = rng;
   vt::Tensor zeros;
   if (!go) {
     zeros = vt::call(g.host, "core::zeros", {vt::V::sizes(out), out->dtype, out->device});
@@ -198,7 +227,7 @@ VT_BACKWARD(sdpa_bw_rule, "attention::sdpa") {
   }
   std::vector<vt::Tensor> r = vt::call_n(g.host, "attention::sdpa_backward",
                                          {go, q, g.saved(1), g.saved(2), out, g.out(1), mask, causal, scale, p,
-                                          sd[0], sd[1], glse},
+                                          sd[0], sd[1], glse, rng_arg},
                                          3);
   for (int i = 0; i < 3; ++i) g.set_grad(i, std::move(r[(size_t)i]));
 }
@@ -211,10 +240,12 @@ vt_status attention_init(const vt_host* host, vt_pack* pack) {
     flash.define(kSdpa, sdpa_meta, sdpa_bw_rule, /*save_args q,k,v,mask*/ 0b1111, /*out,lse,rng*/ 0b111);
     flash.define(kSdpaBackward, sdpa_backward_meta);
     flash.define(kDropoutMask, dropout_mask_meta);
+    flash.define(kDropoutDraw, dropout_draw_meta);
     flash.compute("attention::sdpa", VT_CPU, sdpa_flash_cpu);
     flash.compute("attention::sdpa_backward", VT_CPU, sdpa_backward_cpu);
     vt::Registrar composed(host, pack, "composed", 0);
     composed.compute("attention::dropout_mask", VT_CPU, dropout_mask_cpu);
+    composed.compute("attention::dropout_draw", VT_CPU, dropout_draw_cpu);
     composed.compute("attention::sdpa", VT_CPU, sdpa_composed);
     composed.compute("attention::sdpa_backward", VT_CPU, sdpa_backward_composed);
 #ifdef VT_WITH_CUDA
@@ -225,6 +256,7 @@ vt_status attention_init(const vt_host* host, vt_pack* pack) {
     composed.compute("attention::sdpa", VT_CUDA, sdpa_composed);
     composed.compute("attention::sdpa_backward", VT_CUDA, sdpa_backward_composed);
     composed.compute("attention::dropout_mask", VT_CUDA, dropout_mask_cuda);
+    composed.compute("attention::dropout_draw", VT_CUDA, dropout_draw_cuda);
 #endif
   });
 }
