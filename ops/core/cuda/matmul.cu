@@ -166,6 +166,37 @@ Entry& plan_for(const vt::Call& c, lt::Handle h, const Key& key, const void* bia
   return e;
 }
 
+// How a product's batch dims run: the innermost dims that fold into one stride per operand go
+// into one batched cuBLASLt call of `count` matrices at strides (sa, sb, sd); dims [0, outer] loop
+// on the host, `calls` calls. cstr: the contiguous out's batch strides.
+struct Batching {
+  int64_t count = 1, sa = 0, sb = 0, sd = 0, calls = 1;
+  int32_t outer = -1;
+  int64_t cstr[vt::kMaxDims];
+};
+
+Batching batching(const core::Gemm& G) {
+  const int64_t m = G.A.rows, n = G.B.cols;
+  Batching r;
+  int64_t below = 1;  // matrices in the dims after i
+  for (int32_t i = G.nbatch - 1; i >= 0; --i) { r.cstr[i] = below * m * n; below *= G.batch[i]; }
+  r.sd = m * n;
+  for (r.outer = G.nbatch - 1; r.outer >= 0; --r.outer) {
+    const int64_t s = G.batch[r.outer];
+    if (s == 1) continue;
+    if (r.count == 1) {
+      r.sa = G.a_bstr[r.outer], r.sb = G.b_bstr[r.outer], r.sd = r.cstr[r.outer], r.count = s;
+      continue;
+    }
+    if (G.a_bstr[r.outer] != r.sa * r.count || G.b_bstr[r.outer] != r.sb * r.count ||
+        r.cstr[r.outer] != r.sd * r.count || r.count * s > INT_MAX)
+      break;
+    r.count *= s;
+  }
+  for (int32_t i = 0; i <= r.outer; ++i) r.calls *= G.batch[i];
+  return r;
+}
+
 // A product as planned by matmul_plan.hpp, on tensors cuBLASLt can read, into contiguous `out`.
 // Returns false when cuBLASLt has no algorithm for it (the caller retries with fresh operands).
 bool run(vt::Call& c, const core::Gemm& G, const vt_tensor* a, const vt_tensor* b, vt_tensor* out, bool bias) {
@@ -177,23 +208,10 @@ bool run(vt::Call& c, const core::Gemm& G, const vt_tensor* a, const vt_tensor* 
   if (!core::gemm_layout(G.A, &ta_vt, &lda_vt) || !core::gemm_layout(G.B, &tb_vt, &ldb_vt))
     c.fail(VT_ERR_RUNTIME, "internal: operand not in a cuBLASLt layout");
 
-  // batch: the innermost dims that fold into one stride per operand run as one batched call
-  int64_t cstr[vt::kMaxDims];
-  for (int32_t i = G.nbatch - 1, s = 1; i >= 0; --i) { cstr[i] = s * m * n; s *= G.batch[i]; }
-  int64_t count = 1, sa = 0, sb = 0, sd = m * n;
-  int32_t outer = G.nbatch - 1;  // dims [0, outer] loop on the host
-  for (; outer >= 0; --outer) {
-    const int64_t s = G.batch[outer];
-    if (s == 1) continue;
-    if (count == 1) {
-      sa = G.a_bstr[outer], sb = G.b_bstr[outer], sd = cstr[outer], count = s;
-      continue;
-    }
-    if (G.a_bstr[outer] != sa * count || G.b_bstr[outer] != sb * count || cstr[outer] != sd * count ||
-        count * s > INT_MAX)
-      break;
-    count *= s;
-  }
+  const Batching bt = batching(G);
+  const int64_t count = bt.count, sa = bt.sa, sb = bt.sb, sd = bt.sd;
+  const int32_t outer = bt.outer;
+  const int64_t* cstr = bt.cstr;
   if (count > INT_MAX) c.fail(VT_ERR_VALUE, "batch of %lld matrices is too large for cuBLASLt", (long long)count);
 
   // alignments every matrix of every call keeps: the base pointer or-ed with the batch strides
@@ -226,8 +244,7 @@ bool run(vt::Call& c, const core::Gemm& G, const vt_tensor* a, const vt_tensor* 
   const void* beta_p = f64 ? (const void*)&beta : (const void*)&beta32;
 
   int64_t idx[vt::kMaxDims] = {};
-  const int64_t calls = [&] { int64_t p = 1; for (int32_t i = 0; i <= outer; ++i) p *= G.batch[i]; return p; }();
-  for (int64_t call = 0; call < calls; ++call) {
+  for (int64_t call = 0; call < bt.calls; ++call) {
     int64_t oa = 0, ob = 0, od = 0;
     for (int32_t i = 0; i <= outer; ++i) { oa += idx[i] * G.a_bstr[i]; ob += idx[i] * G.b_bstr[i]; od += idx[i] * cstr[i]; }
     const char* pa = static_cast<const char*>(a->data) + oa * es;
@@ -244,6 +261,11 @@ bool run(vt::Call& c, const core::Gemm& G, const vt_tensor* a, const vt_tensor* 
   }
   return true;
 }
+
+// More host-looped cuBLASLt calls than this (a batch whose dims do not fold, e.g. attention's
+// k^T viewed out of a fused qkv projection) and the operands are copied contiguous first: one
+// batched call then runs instead of one launch per matrix.
+constexpr int64_t kMaxHostCalls = 4;
 
 // t itself where cuBLASLt can read its matrices as stored (a unit stride on either dim), else (or
 // when `fresh`) a contiguous copy in a new allocation.
@@ -291,6 +313,7 @@ void product(vt::Call& c, const vt_tensor* a, const vt_tensor* b, bool b_is_weig
       G.beta = beta;
     }
     G.alpha = alpha;
+    if (attempt == 0 && batching(G).calls > kMaxHostCalls) continue;  // fresh operands fold
     if (run(c, G, pa, pb, out, bias)) return;
   }
   c.fail(VT_ERR_NOT_IMPL, "cuBLASLt has no algorithm for %s @ %s (%s)", vt::shape_str(a).c_str(),
