@@ -11,6 +11,7 @@ from vibetensor.runtime import checked, error, ffi, lib
 from . import capabilities as _caps
 from . import manifest as _manifest
 from . import search
+from . import sign as _sign
 
 _lock = threading.Lock()
 _loaded: dict[str, "Pack"] = {}
@@ -116,16 +117,21 @@ def _resolve(spec) -> Path:
                               f"{search.user_dir()} and '{search.ENTRY_POINT_GROUP}' entry points)")
 
 
-def load(spec, lock=None) -> Pack:
+def load(spec, lock=None, trusted_keys=None) -> Pack:
     """Load the pack at a folder path (or a pack name on the search path) and return it. With
     `lock` (a lockfile path or a read lock, see registry/lock.py) only a pack the lock names, with
-    the same version, library hash and kernels, is loaded."""
+    the same version, library hash and kernels, is loaded. With `trusted_keys` (public keys or
+    key files, see registry/sign.py; default: those in VT_TRUSTED_KEYS) only a pack whose manifest
+    one of them signed is loaded; the packs shipped inside vibetensor are exempt."""
     folder = _resolve(spec)
     m = _manifest.read(folder)
     if lock is not None:
         from . import lock as _lock_mod
 
         _lock_mod.check(_lock_mod.read(lock), m)
+    trusted = _sign.trusted_from_env() if trusted_keys is None else _sign.parse_trusted(trusted_keys)
+    if trusted is not None and not _shipped(folder):
+        _sign.check(m, trusted)  # the manifest's bytes; verify() below ties the library to them
     with _lock:
         if m.name in _loaded:
             other = _loaded[m.name]
@@ -160,6 +166,15 @@ def load(spec, lock=None) -> Pack:
         _loaded[m.name] = pack
         _changed()
     return pack
+
+
+def _shipped(folder) -> bool:
+    """Whether a pack folder lies inside vibetensor's own installation (the built-in packs)."""
+    try:
+        Path(folder).resolve().relative_to(search.BUILTIN_DIR.resolve())
+        return True
+    except ValueError:
+        return False
 
 
 def _op_names():

@@ -30,6 +30,7 @@ class Manifest:
     folder: Path = Path(".")
     raw: dict = field(default_factory=dict)
     manifest_stat: os.stat_result | None = None  # of the manifest file that was read
+    text: bytes = b""  # the manifest's bytes as read: what a signature (registry/sign.py) covers
 
 
 def _open_nofollow(path: Path) -> int:
@@ -49,7 +50,8 @@ def read(folder: str | os.PathLike) -> Manifest:
     try:
         with os.fdopen(fd, "rb") as f:
             st = os.fstat(f.fileno())
-            raw = json.loads(f.read(1 << 24).decode())
+            text = f.read(1 << 24)
+            raw = json.loads(text.decode())
     except (OSError, ValueError, RecursionError) as e:
         raise PackError(f"{path}: unreadable manifest: {e}") from None
     if not isinstance(raw, dict):
@@ -81,6 +83,7 @@ def read(folder: str | os.PathLike) -> Manifest:
                  str(raw["sha256"]).lower(), list(raw.get("ops", [])),
                  list(raw.get("kernels", [])), list(raw.get("devices", [])), folder, raw)
     m.manifest_stat = st
+    m.text = text
     return m
 
 
