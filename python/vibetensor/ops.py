@@ -58,3 +58,9 @@ def __getattr__(name: str) -> Namespace:
 
 __all__ = ["load", "unload", "packs", "get", "providers", "pinned", "use", "available",
            "user_dir", "is_mapped", "op_names", "Op", "Pack", "PackError", "Namespace"]
+
+# `with vt.ops.shadow("attention::sdpa", "composed") as sh:` runs a second provider beside the
+# active one on every call and records where they diverge (docs/OPCHECK.md)
+from vibetensor.registry.shadow import ShadowDivergence, shadow  # noqa: E402
+
+__all__ += ["shadow", "ShadowDivergence"]

@@ -1,0 +1,39 @@
+"""Sample calls for the attention pack's ops, for `vt-ops test attention` (format: samples.py).
+
+Tiny heads (batch 1-2, 1-2 heads, sequence 2-5, head dim 4-6) so gradcheck's finite differences
+stay quick; the second call has a boolean mask and the third an additive bfloat16 one. Dropout is
+off in the sdpa calls (p=0: every provider must agree bit for bit on what it drops only through
+dropout_mask, which has its own call).
+"""
+from __future__ import annotations
+
+PACK = "attention"
+
+RANDOM = frozenset({"attention::dropout_mask", "attention::dropout_draw"})
+DATA_DEPENDENT = frozenset()
+NOT_COVERED: dict = {}
+# sdpa's rule gives the mask no gradient (pack.cpp: masks are inputs, not parameters)
+NO_GRAD = {"attention::sdpa": {"mask"}}
+# sdpa's lse output has a gradient (through sdpa_backward's grad_lse); rng is an integer tensor
+AUX_OUTPUTS: dict = {}
+
+
+def samples(s):
+    f, b, call = s.f, s.b, s.call
+
+    def sdpa_bw():
+        q, k, v = f(1, 2, 3, 4), f(1, 2, 5, 4), f(1, 2, 5, 6)
+        out, lse, _ = s.op("attention::sdpa")(q, k, v, None, True, None, 0.0)
+        return call(f(1, 2, 3, 6), q, k, v, out, lse, None, True, 0.5, 0.0, 0, 0)
+
+    return {
+        "attention::sdpa": lambda: [
+            call(f(1, 2, 3, 4), f(1, 2, 5, 4), f(1, 2, 5, 6), None, True),
+            call(f(2, 1, 3, 4), f(2, 1, 3, 4), f(2, 1, 3, 4), b(3, 3)),
+            call(f(1, 1, 2, 4, dtype="bfloat16"), f(1, 1, 3, 4, dtype="bfloat16"),
+                 f(1, 1, 3, 4, dtype="bfloat16"), f(2, 3, dtype="bfloat16"))],
+        "attention::sdpa_backward": sdpa_bw,
+        "attention::dropout_mask": lambda: call([2, 3, 5], 0.25, 7, 4, s.DEV),
+        # rng: the int64 (2,) tensor the draw records its [seed, offset] into
+        "attention::dropout_draw": lambda: call([2, 3, 5], 0.25, s.i(2, high=1)),
+    }
