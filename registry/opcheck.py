@@ -311,6 +311,11 @@ class Failure(Exception):
     """The check ran and found a problem; the message says what."""
 
 
+class Declined(Exception):
+    """The pinned provider declined a call (NotImplementedError, VT_ERR_NOT_IMPL: the dispatcher
+    would hand it to the next provider): that call is not checked against this provider."""
+
+
 class _Ctx:
     """What the checks share in the child: the pack, its samples, the backward and random sets."""
 
@@ -377,7 +382,23 @@ def _invoke(ctx, op, call, provider, device, seed=True):
     if seed:
         vt.manual_seed(SEED)
     with _pinned(op, provider, device):
-        return _ops.Op(op)(*c.args, **c.kwargs)
+        try:
+            return _ops.Op(op)(*c.args, **c.kwargs)
+        except NotImplementedError as e:
+            if provider is None or device == "meta":
+                raise
+            raise Declined(f"{provider}: {e}") from None
+
+
+def _tally(n: int, declined: list, none_reason: str, detail: str) -> str:
+    """A check's detail, or Skip when no call was checked (every one declined, or none applied)."""
+    if n == 0:
+        if declined:
+            raise Skip(f"the provider declined every sample call ({declined[0]})")
+        raise Skip(none_reason)
+    if declined:
+        detail += f"; {len(declined)} calls declined ({declined[0]})"
+    return detail
 
 
 def _pinned(op, provider, device):
@@ -433,46 +454,52 @@ def check_schema(ctx, u):
 
 
 def check_meta(ctx, u):
-    n = 0
+    n, declined = 0, []
     from .samples import DEV, tensors_of
 
     for call in ctx.calls(u.op):
-        has_dev = []
-        call.map(lambda v: has_dev.append(1) if v is DEV else None)
-        if not tensors_of(call) and not has_dev:
-            continue  # nothing places it on a device: meta would run the cpu compute
-        if u.op in ctx.data_dependent:
-            _invoke(ctx, u.op, call, u.provider, u.device)
-            try:
-                _invoke(ctx, u.op, call, None, "meta")
-            except NotImplementedError as e:
-                if u.op not in str(e):
-                    raise Failure(f"{call}: meta refused without naming the op: {e}")
-                n += 1
-                continue
-            raise Failure(f"{call}: output shape depends on values, yet meta did not refuse")
-        want = _outputs(_invoke(ctx, u.op, call, u.provider, u.device))
-        got = _outputs(_invoke(ctx, u.op, call, None, "meta"))
-        if len(got) != len(want):
-            raise Failure(f"{call}: {len(got)} outputs on meta, {len(want)} from the compute")
-        for k, (g, w) in enumerate(zip(got, want)):
-            where = f"{call} output {k}"
-            if not _is_tensor(w):
-                if type(g) is not type(w):
-                    raise Failure(f"{where}: {g!r} on meta, {w!r} from the compute")
-                continue
-            if not _is_tensor(g) or g.device.type != "meta":
-                raise Failure(f"{where}: meta gave {type(g).__name__} on "
-                              f"{getattr(g, 'device', '?')}, not a meta tensor")
-            if tuple(g.shape) != tuple(w.shape) or g.dtype.name != w.dtype.name:
-                raise Failure(f"{where}: meta {tuple(g.shape)} {g.dtype.name}, compute "
-                              f"{tuple(w.shape)} {w.dtype.name}")
-            if w.numel() > 1 and tuple(g.stride()) != tuple(w.stride()):
-                raise Failure(f"{where}: meta strides {tuple(g.stride())}, compute {tuple(w.stride())}")
-        n += 1
-    if n == 0:
-        raise Skip("no sample places the op on a device (no tensor or device argument)")
-    return f"{n} calls"
+        try:
+            n += _meta_call(ctx, u, call, DEV, tensors_of)
+        except Declined as e:
+            declined.append(str(e))
+    return _tally(n, declined, "no sample places the op on a device (no tensor or device argument)",
+                  f"{n} calls")
+
+
+def _meta_call(ctx, u, call, DEV, tensors_of) -> int:
+    """1 when the call was checked, 0 when it does not apply; Failure when meta and compute differ."""
+    has_dev = []
+    call.map(lambda v: has_dev.append(1) if v is DEV else None)
+    if not tensors_of(call) and not has_dev:
+        return 0  # nothing places it on a device: meta would run the cpu compute
+    if u.op in ctx.data_dependent:
+        _invoke(ctx, u.op, call, u.provider, u.device)
+        try:
+            _invoke(ctx, u.op, call, None, "meta")
+        except NotImplementedError as e:
+            if u.op not in str(e):
+                raise Failure(f"{call}: meta refused without naming the op: {e}")
+            return 1
+        raise Failure(f"{call}: output shape depends on values, yet meta did not refuse")
+    want = _outputs(_invoke(ctx, u.op, call, u.provider, u.device))
+    got = _outputs(_invoke(ctx, u.op, call, None, "meta"))
+    if len(got) != len(want):
+        raise Failure(f"{call}: {len(got)} outputs on meta, {len(want)} from the compute")
+    for k, (g, w) in enumerate(zip(got, want)):
+        where = f"{call} output {k}"
+        if not _is_tensor(w):
+            if type(g) is not type(w):
+                raise Failure(f"{where}: {g!r} on meta, {w!r} from the compute")
+            continue
+        if not _is_tensor(g) or g.device.type != "meta":
+            raise Failure(f"{where}: meta gave {type(g).__name__} on "
+                          f"{getattr(g, 'device', '?')}, not a meta tensor")
+        if tuple(g.shape) != tuple(w.shape) or g.dtype.name != w.dtype.name:
+            raise Failure(f"{where}: meta {tuple(g.shape)} {g.dtype.name}, compute "
+                          f"{tuple(w.shape)} {w.dtype.name}")
+        if w.numel() > 1 and tuple(g.stride()) != tuple(w.stride()):
+            raise Failure(f"{where}: meta strides {tuple(g.stride())}, compute {tuple(w.stride())}")
+    return 1
 
 
 _LOW = ("float32", "bfloat16", "float16")
@@ -513,7 +540,7 @@ def check_gradcheck(ctx, u):
     from . import ops as _ops
 
     vt = ctx.vt
-    n = 0
+    n, declined = 0, []
     for call in ctx.calls(u.op):
         c64, leaves = _float64_call(ctx, u.op, call)
         if not leaves:
@@ -531,7 +558,13 @@ def check_gradcheck(ctx, u):
             return tuple(o for k, o in enumerate(outs) if k not in aux)
 
         aux = ctx.source.aux_outputs.get(u.op, ())
-        outs = [o for o in fn(*leaves) if _is_tensor(o) and o.dtype.is_floating_point]
+        try:
+            outs = [o for o in fn(*leaves) if _is_tensor(o) and o.dtype.is_floating_point]
+        except NotImplementedError as e:  # the pinned provider declines this call
+            if u.provider is None:
+                raise
+            declined.append(f"{u.provider}: {e}")
+            continue
         if not outs:
             continue
         try:
@@ -539,9 +572,7 @@ def check_gradcheck(ctx, u):
         except vt.autograd.GradcheckError as e:
             raise Failure(f"{call}: {e}") from None
         n += 1
-    if n == 0:
-        raise Skip("no sample has a floating input and a floating output")
-    return f"{n} calls"
+    return _tally(n, declined, "no sample has a floating input and a floating output", f"{n} calls")
 
 
 def _reference(provs) -> str:
@@ -560,12 +591,17 @@ def check_providers(ctx, u):
     ref = _reference(provs)
     if ref == u.provider:  # the reference itself: against the best of the others
         ref = next(p.name for p in provs if p.name != u.provider)
-    worst = 0.0
+    worst, n, declined = 0.0, 0, []
     for call in ctx.calls(u.op):
-        want = _invoke(ctx, u.op, call, ref, u.device)
-        got = _invoke(ctx, u.op, call, u.provider, u.device)
+        try:
+            want = _invoke(ctx, u.op, call, ref, u.device)
+            got = _invoke(ctx, u.op, call, u.provider, u.device)
+        except Declined as e:
+            declined.append(str(e))
+            continue
         worst = max(worst, _compare(got, want, f"{call} vs {ref}"))
-    return f"vs {ref}: max |difference| {worst:.3g}"
+        n += 1
+    return _tally(n, declined, "no sample call", f"vs {ref}: {n} calls, max |difference| {worst:.3g}")
 
 
 def check_devices(ctx, u):
@@ -578,13 +614,19 @@ def check_devices(ctx, u):
         raise Skip("no cpu provider to compare with")
     ref = _reference(provs)
     values = u.op not in ctx.random
-    worst = 0.0
+    worst, n, declined = 0.0, 0, []
     for call in ctx.calls(u.op):
-        want = _invoke(ctx, u.op, call, ref, "cpu")
-        got = _invoke(ctx, u.op, call, u.provider, u.device)
+        try:
+            want = _invoke(ctx, u.op, call, ref, "cpu")
+            got = _invoke(ctx, u.op, call, u.provider, u.device)
+        except Declined as e:
+            declined.append(str(e))
+            continue
         worst = max(worst, _compare(got, want, f"{call} vs cpu {ref}", values=values))
+        n += 1
     note = "" if values else " (random op: shapes and dtypes only, the generators differ)"
-    return f"vs cpu {ref}: max |difference| {worst:.3g}{note}"
+    return _tally(n, declined, "no sample call",
+                  f"vs cpu {ref}: {n} calls, max |difference| {worst:.3g}{note}")
 
 
 def check_graph(ctx, u):
@@ -593,11 +635,15 @@ def check_graph(ctx, u):
     vt = ctx.vt
     if not _cuda_available():
         raise Skip("no GPU")
-    n = 0
+    n, declined = 0, []
     for call in ctx.calls(u.op):
+        try:  # eager first: it also warms up what the kernels set up on their first call
+            eager = _invoke(ctx, u.op, call, u.provider, u.device, seed=False)
+        except Declined as e:
+            declined.append(str(e))
+            continue
         c = call.map(_fresh).on(u.device)
         with _pinned(u.op, u.provider, u.device):
-            eager = _ops.Op(u.op)(*call.map(_fresh).on(u.device).args, **c.kwargs)
             g = vt.cuda.CUDAGraph()
             with vt.cuda.graph(g):
                 captured = _ops.Op(u.op)(*c.args, **c.kwargs)
@@ -605,7 +651,7 @@ def check_graph(ctx, u):
             vt.cuda.synchronize()
         _compare(captured, eager, f"{call} captured vs eager", values=u.op not in ctx.random)
         n += 1
-    return f"{n} calls captured and replayed"
+    return _tally(n, declined, "no sample call", f"{n} calls captured and replayed")
 
 
 def check_autocast(ctx, u):
@@ -621,7 +667,7 @@ def check_autocast(ctx, u):
     def floats(dtype):
         return lambda v: v.to(dtype) if _is_tensor(v) and v.dtype.is_floating_point else v
 
-    n = 0
+    n, declined = 0, []
     for call in ctx.calls(u.op):
         if not any(t.dtype.is_floating_point for t in tensors_of(call)):
             continue
@@ -641,14 +687,16 @@ def check_autocast(ctx, u):
                 return v
             given = call.map(mix)
             cast = given.map(floats(vt.float32))
-        want = _invoke(ctx, u.op, cast, u.provider, u.device)
-        with vt.autocast(u.device, dtype=low):
-            got = _invoke(ctx, u.op, given, u.provider, u.device)
+        try:
+            want = _invoke(ctx, u.op, cast, u.provider, u.device)
+            with vt.autocast(u.device, dtype=low):
+                got = _invoke(ctx, u.op, given, u.provider, u.device)
+        except Declined as e:
+            declined.append(str(e))
+            continue
         _compare(got, want, f"{given} under autocast({u.device}, bfloat16) vs {cast} without")
         n += 1
-    if n == 0:
-        raise Skip("no sample has a floating tensor argument")
-    return f"{cls}: {n} calls"
+    return _tally(n, declined, "no sample has a floating tensor argument", f"{cls}: {n} calls")
 
 
 def _mutations(ctx, v, device):
@@ -658,9 +706,7 @@ def _mutations(ctx, v, device):
     yield f"dtype {wrong.name}", v.to(wrong)
     yield "rank 0" if v.dim() else "rank 3", (vt.zeros((), dtype=v.dtype) if v.dim()
                                               else vt.zeros(1, 1, 1, dtype=v.dtype))
-    other = "meta" if device != "meta" else "cpu"
-    if device != "cpu" and device != "meta":
-        other = "cpu"
+    other = "meta" if device == "cpu" else "cpu"
     yield f"device {other}", ("device", other)
 
 

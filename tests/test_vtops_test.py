@@ -11,11 +11,15 @@ import json
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
 import vibetensor as vt
 from vibetensor.registry import opcheck, samples
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "packs"))
+import packtools as pt  # noqa: E402
 
 
 def vt_ops(*args, timeout=300):
@@ -190,3 +194,32 @@ def test_schema_parser():
         opcheck.parse_schema("x::y(Tensr a) -> Tensor")
     with pytest.raises(ValueError, match="no '->'"):
         opcheck.parse_schema("x::y(Tensor a)")
+
+
+def test_user_pack_folder_with_its_own_samples(tmp_path_factory, tmp_path):
+    """The user pack of test_packs ('mine', a core::add for same-shape tensors only, priority 10):
+    with core's samples it declines every call (broadcasting), which is reported as skipped with
+    its reason, not as a failure; with a samples.py beside its manifest it is checked against
+    core's provider, forward and backward."""
+    built = pt.user_pack(tmp_path_factory)
+    proc, rep = _json_report(built)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    add = {r["check"]: r for r in rep["results"] if r["op"] == "core::add"}
+    assert add["providers"]["status"] == "skip"
+    assert "declined every sample call" in add["providers"]["detail"]
+    assert "only adds tensors of the same shape" in add["providers"]["detail"]
+
+    folder = pt.copy_pack(built, tmp_path / "mypack")
+    _samples_file(folder, """
+        def samples(s):
+            return {"core::add": lambda: [s.call(s.f(2, 3), s.f(2, 3), 0.5),
+                                          s.call(s.f(4, dtype="float64"), s.f(4, dtype="float64"))]}
+        """)
+    proc, rep = _json_report(folder)
+    assert proc.returncode == 0 and rep["ok"], proc.stdout
+    assert rep["samples_from"][0].endswith("samples.py")
+    add = {r["check"]: r for r in rep["results"] if r["op"] == "core::add"}
+    for check in ("meta", "gradcheck", "providers", "bad_input"):
+        assert add[check]["status"] == "pass", add[check]
+    assert add["providers"]["detail"].startswith("vs core: 2 calls")
+    assert {r["provider"] for r in rep["results"] if r["check"] != "schema"} == {"mine"}
