@@ -7,6 +7,7 @@
     vt-ops lock PACK...      a lockfile of packs (hashes, kernels) for vt.ops.load(..., lock=)
     vt-ops test PACK         check every op and provider of a pack (docs/OPCHECK.md)
     vt-ops bench OP          time every provider of an op, compare results with the reference
+    vt-ops tune OP           time an op's providers per shape, keep the winners (docs/TRACE.md)
     vt-ops keygen, sign PACK an Ed25519 key; a signed manifest for vt.ops.load(..., trusted_keys=)
 
 `new` and `build` need only CMake and a compiler, never the runtime; `list` and `info` import
@@ -26,4 +27,4 @@ def main():
     """Build, inspect and manage vibetensor op packs."""
 
 
-from . import _bench, _build, _lock, _new, _opcheck, _query, _sign  # noqa: E402,F401  (registers the commands on `main`)
+from . import _bench, _build, _lock, _new, _opcheck, _query, _sign, _tune  # noqa: E402,F401  (registers the commands on `main`)

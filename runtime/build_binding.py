@@ -10,6 +10,7 @@ import cffi
 
 sys.path.insert(0, __import__("os").path.dirname(__file__))  # binding_cuda.py lives next to us
 from binding_cuda import CDEF_CUDA  # noqa: E402
+from binding_trace import CDEF_TRACE  # noqa: E402
 
 CDEF = r"""
 #define VT_ABI_MAJOR ...
@@ -147,6 +148,7 @@ void* vt_py_capsule_destructor(void);
 
 SOURCE = r"""
 #include "vt/runtime.h"
+#include "vt/runtime_trace.h"
 
 /* DLPack capsules: when a "dltensor" capsule is destroyed without having been consumed, the
  * producer must free the managed tensor. This needs Python's C API, which libvtrt avoids. */
@@ -162,7 +164,7 @@ static void* vt_py_capsule_destructor(void) { return (void*)vt_capsule_destructo
 
 def main(out: str) -> None:
     ffi = cffi.FFI()
-    ffi.cdef(CDEF + CDEF_CUDA)
+    ffi.cdef(CDEF + CDEF_CUDA + CDEF_TRACE)
     ffi.set_source("vibetensor.runtime._vtrt_cffi", SOURCE)
     ffi.emit_c_code(out)
 

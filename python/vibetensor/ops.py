@@ -6,11 +6,15 @@
     vt.ops.use("core::add", "mine")      # pin a provider; `with vt.ops.use(...):` pins for a block
     vt.ops.unload("mine")                # the next best provider serves at once
     vt.ops.core.add(a, b, alpha=2.0)     # any op, by namespace and name
+    with vt.ops.trace() as t: ...        # which provider served each call, and why (docs/TRACE.md)
+    vt.ops.tune("attention::sdpa", shapes=[...])  # time the providers per shape, keep the winner
 """
 from __future__ import annotations
 
 from vibetensor.registry import (Op, Pack, PackError, available, get, is_mapped, load, op_names,
                                  packs, pinned, providers, unload, use, user_dir)
+from vibetensor.registry.trace import Trace, trace
+from vibetensor.registry.tune import tune
 
 from vibetensor.registry import loader as _loader
 
@@ -57,7 +61,8 @@ def __getattr__(name: str) -> Namespace:
 
 
 __all__ = ["load", "unload", "packs", "get", "providers", "pinned", "use", "available",
-           "user_dir", "is_mapped", "op_names", "Op", "Pack", "PackError", "Namespace"]
+           "user_dir", "is_mapped", "op_names", "Op", "Pack", "PackError", "Namespace", "trace",
+           "Trace", "tune"]
 
 # `with vt.ops.shadow("attention::sdpa", "composed") as sh:` runs a second provider beside the
 # active one on every call and records where they diverge (docs/OPCHECK.md)

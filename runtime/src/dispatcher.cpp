@@ -10,6 +10,7 @@
 #include <algorithm>
 
 #include "autograd.hpp"
+#include "trace.hpp"
 #include <cstring>
 #include <string_view>
 #include <unordered_map>
@@ -44,6 +45,10 @@ std::vector<Snapshot*> g_retired;  // guarded by registry_mutex()
 void free_snapshot(Snapshot* s) {
   for (auto& e : s->dev)
     if (e.pack) pack_release(e.pack);
+  for (auto& list : s->fallback)
+    for (auto& e : list) pack_release(e.pack);
+  for (auto& table : s->tuned)
+    for (auto& kv : table) pack_release(kv.second.pack);
   if (s->meta.pack) pack_release(s->meta.pack);
   if (s->backward.pack) pack_release(s->backward.pack);
   delete s;
@@ -97,12 +102,43 @@ const Impl* select(const Op* op, int dt) {
   return best;
 }
 
+Snapshot::Entry entry_of(const Impl& im, int32_t reason) {
+  Snapshot::Entry e;
+  e.fn = im.fn;
+  e.user = im.user;
+  e.pack = im.pack;
+  e.compute = im.compute;
+  e.reason = reason;
+  e.provider = im.provider;
+  pack_retain(im.pack);
+  return e;
+}
+
 void publish_locked(Op* op) {
   auto* s = new Snapshot();
   for (int dt = 0; dt < kDeviceSlots; ++dt) {
-    if (const Impl* im = select(op, dt)) {
-      s->dev[dt] = {im->fn, im->user, im->pack, im->compute};
-      pack_retain(im->pack);
+    const Impl* chosen = select(op, dt);
+    if (!chosen) continue;
+    const bool pinned = !op->pinned[dt].empty() && chosen->provider == op->pinned[dt];
+    s->dev[dt] = entry_of(*chosen, pinned ? VTRT_REASON_PIN : VTRT_REASON_PRIORITY);
+    if (pinned) continue;  // a pin means this provider, for every shape: no tuning, no fallback
+    const auto& list = op->impls[dt];
+    if (list.size() > 1) {
+      std::vector<const Impl*> order;
+      for (const auto& im : list) order.push_back(&im);
+      std::sort(order.begin(), order.end(), [](const Impl* a, const Impl* b) {
+        return a->priority != b->priority ? a->priority > b->priority : a->seq > b->seq;
+      });
+      for (const Impl* im : order) s->fallback[dt].push_back(entry_of(*im, VTRT_REASON_FALLBACK));
+    }
+    for (const auto& kv : op->tuned[dt]) {
+      for (const auto& im : list) {
+        if (im.provider == kv.second) {  // a tuned provider whose pack is gone is skipped
+          s->tuned[dt].emplace(kv.first, entry_of(im, VTRT_REASON_TUNED));
+          s->any_tuned = true;
+          break;
+        }
+      }
     }
   }
   s->meta = op->meta;
@@ -398,9 +434,34 @@ vt_status check_replaced(const Op* op, vt_tensor* const* made, const vt_value* o
   return VT_OK;
 }
 
-}  // namespace
+// The next provider to try after `tried` declined: the best of the fallback list that is neither
+// `tried` nor the first to decline. `*next` walks the list so each is tried once.
+const Snapshot::Entry* next_provider(const Snapshot* snap, int slot, const Snapshot::Entry* tried,
+                                     const Snapshot::Entry* first_declined, size_t* next) {
+  const auto& list = snap->fallback[slot];
+  while (*next < list.size()) {
+    const Snapshot::Entry* cand = &list[(*next)++];
+    if (cand->provider != tried->provider &&
+        !(first_declined && cand->provider == first_declined->provider))
+      return cand;
+  }
+  return nullptr;
+}
 
-vt_status call(Op* op, const vt_value* args, int32_t nargs, vt_value* outs, int32_t nouts) {
+void note_choice(vtrt_trace_record* rec, const Snapshot::Entry* e, const Meta* meta) {
+  if (e) {
+    trace_copy_name(rec->provider, e->provider.c_str());
+    trace_copy_name(rec->pack, pack_name(e->pack));
+    rec->reason = e->reason;
+  } else {  // the meta step was the whole call
+    trace_copy_name(rec->provider, "meta");
+    trace_copy_name(rec->pack, meta && meta->pack ? pack_name(meta->pack) : "");
+    rec->reason = VTRT_REASON_META;
+  }
+}
+
+vt_status call_inner(Op* op, const vt_value* args, int32_t nargs, vt_value* outs, int32_t nouts,
+                     vtrt_trace_record* rec) {
   if (!op) return set_error(VT_ERR_VALUE, "call: null op handle (is the pack that defines it loaded?)");
   const Schema& s = op->schema;
   const Unloaded* gone = nullptr;
@@ -484,6 +545,8 @@ vt_status call(Op* op, const vt_value* args, int32_t nargs, vt_value* outs, int3
   if (slot < 0)
     return set_error(VT_ERR_VALUE, "[%s] unknown device type %d", s.name.c_str(), device.type);
 
+  if (rec) rec->device = device;
+
   Inflight guard;
   const Snapshot* snap = gone ? &gone->snap : op->snap.load(std::memory_order_seq_cst);
   const Snapshot::Entry* e = snap ? &snap->dev[slot] : nullptr;
@@ -492,6 +555,13 @@ vt_status call(Op* op, const vt_value* args, int32_t nargs, vt_value* outs, int3
   // the meta step then a compute function, or a whole kernel (ABI 1.0 style, or an op whose
   // output shape depends on the data).
   const bool meta_only = meta && (slot == kMetaSlot || (meta->flags & VT_META_COMPLETE));
+  if (snap && snap->any_tuned && !meta_only) {  // a tuned choice for this shape bucket?
+    const auto& table = snap->tuned[slot];
+    if (!table.empty()) {
+      auto it = table.find(tune_key(full, n));
+      if (it != table.end()) e = &it->second;
+    }
+  }
   if (!meta_only) {
     if (slot == kMetaSlot)
       return set_error(VT_ERR_NOT_IMPL, "[%s] has no meta step, so it cannot run on the meta "
@@ -512,32 +582,64 @@ vt_status call(Op* op, const vt_value* args, int32_t nargs, vt_value* outs, int3
   CudaDeviceGuard device_guard(device);
   vt_kernel_ctx ctx{host(), device, device.type == VT_CUDA ? cuda_current_stream(device) : nullptr,
                     e ? e->user : nullptr};
-  for (int32_t j = 0; j < nouts; ++j) outs[j].tag = VT_NONE;
-  vtrt_clear_error();  // so a kernel that fails without a message is not blamed on an old one
   vt_status st;
-  {
-    NoGradScope no_grad;
-    if (meta_only || e->compute) {
-      st = meta->fn(&ctx, full, n, outs, nouts);
-      if (st == VT_OK && !meta_only) {
-        vt_tensor* made[VT_MAX_ARGS];
-        for (int32_t j = 0; j < nouts; ++j) made[j] = outs[j].tag == VT_TENSOR ? outs[j].v.t : nullptr;
+  // A provider declines a call it does not take (a shape, a dtype) by failing with
+  // VT_ERR_NOT_IMPL before writing anything; unless pinned, the next provider by priority runs.
+  const Snapshot::Entry* declined = nullptr;  // the first provider that declined
+  vt_status declined_status = VT_OK;
+  std::string declined_message;  // touched only when a provider declines
+  size_t next = 0;
+  for (;;) {
+    for (int32_t j = 0; j < nouts; ++j) outs[j].tag = VT_NONE;
+    vtrt_clear_error();  // so a kernel that fails without a message is not blamed on an old one
+    bool meta_failed = false;
+    {
+      NoGradScope no_grad;
+      if (meta_only || e->compute) {
+        st = meta->fn(&ctx, full, n, outs, nouts);
+        meta_failed = st != VT_OK;
+        if (st == VT_OK && !meta_only) {
+          vt_tensor* made[VT_MAX_ARGS];
+          for (int32_t j = 0; j < nouts; ++j) made[j] = outs[j].tag == VT_TENSOR ? outs[j].v.t : nullptr;
+          st = e->fn(&ctx, full, n, outs, nouts);
+          if (st == VT_OK) st = check_replaced(op, made, outs, nouts);
+          // the outputs a compute replaced are still ours to release, whatever happened
+          for (int32_t j = 0; j < nouts; ++j)
+            if (made[j] && !(outs[j].tag == VT_TENSOR && outs[j].v.t == made[j])) vtrt_release(made[j]);
+        }
+      } else {
         st = e->fn(&ctx, full, n, outs, nouts);
-        if (st == VT_OK) st = check_replaced(op, made, outs, nouts);
-        // the outputs a compute replaced are still ours to release, whatever happened
-        for (int32_t j = 0; j < nouts; ++j)
-          if (made[j] && !(outs[j].tag == VT_TENSOR && outs[j].v.t == made[j])) vtrt_release(made[j]);
       }
-    } else {
-      st = e->fn(&ctx, full, n, outs, nouts);
     }
-  }
-  if (st != VT_OK) {
-    for (int32_t j = 0; j < nouts; ++j)
+    if (st == VT_OK) break;
+    for (int32_t j = 0; j < nouts; ++j) {
       if (outs[j].tag == VT_TENSOR && outs[j].v.t) vtrt_release(outs[j].v.t);
+      outs[j].tag = VT_NONE;
+    }
     // The host's status wins: it was set where the failure happened (e.g. an allocator saying
     // NOT_IMPL), while a kernel may only pass on a generic code.
     if (vtrt_last_status() != VT_OK) st = vtrt_last_status();
+    if (st != VT_ERR_NOT_IMPL || meta_only || meta_failed) break;  // the meta step is everyone's
+    const Snapshot::Entry* alt = next_provider(snap, slot, e, declined, &next);
+    if (!alt) break;
+    if (!declined) {
+      declined = e;
+      declined_status = st;
+      declined_message = last_error();
+    }
+    e = alt;
+    ctx.user = e->user;
+  }
+  if (rec) {
+    note_choice(rec, meta_only ? nullptr : e, meta);
+    if (declined) {
+      rec->reason = VTRT_REASON_FALLBACK;
+      trace_copy_name(rec->declined, declined->provider.c_str());
+    }
+  }
+  if (st != VT_OK) {
+    // every provider declined: the preferred one's reason is the one to read
+    if (declined && st == VT_ERR_NOT_IMPL) set_error(declined_status, "%s", declined_message.c_str());
     const char* msg = last_error();
     if (msg[0] == 0) {
       set_error(st, "[%s] kernel failed without a message (status %d)", s.name.c_str(), st);
@@ -571,6 +673,32 @@ vt_status call(Op* op, const vt_value* args, int32_t nargs, vt_value* outs, int3
   }
   if (n > 0) track_views(op, full, outs, nouts, recorded);
   return VT_OK;
+}
+
+// A traced call: the same call, timed and recorded with its depth (trace.hpp).
+vt_status call_traced(Op* op, const vt_value* args, int32_t nargs, vt_value* outs,
+                      int32_t nouts) {
+  vtrt_trace_record rec;
+  std::memset(&rec, 0, sizeof(rec));
+  rec.op = handle_of(op);
+  rec.thread = trace_thread_id();
+  if (op) trace_tensors(&rec, args, nargs);
+  int& depth = trace_depth();
+  rec.depth = depth++;
+  rec.start_ns = now_ns();
+  const vt_status st = call_inner(op, args, nargs, outs, nouts, &rec);
+  rec.end_ns = now_ns();
+  --depth;
+  rec.status = st;
+  if (op) trace_push(rec);
+  return st;
+}
+
+}  // namespace
+
+vt_status call(Op* op, const vt_value* args, int32_t nargs, vt_value* outs, int32_t nouts) {
+  if (tracing()) return call_traced(op, args, nargs, outs, nouts);
+  return call_inner(op, args, nargs, outs, nouts, nullptr);
 }
 
 }  // namespace vt
@@ -744,6 +872,68 @@ const char* vtrt_op_pinned(const vt_op* h, int32_t device_type) {
   std::lock_guard<std::mutex> g(registry_mutex());
   const std::string& p = op_of(const_cast<vt_op*>(h))->pinned[slot];
   return p.empty() ? nullptr : p.c_str();
+}
+
+vt_status vtrt_op_tune_set(vt_op* h, int32_t device_type, const vt_dtype* dtypes,
+                           const int32_t* ndims, const int64_t* sizes, int32_t ntensors,
+                           const char* provider) {
+  Op* op = op_of(h);
+  if (!op) return set_error(VT_ERR_VALUE, "tune: null op handle");
+  const int slot = device_slot(device_type);
+  if (slot < 0 || slot == kMetaSlot)
+    return set_error(VT_ERR_VALUE, "[%s] tune: device type %d has no providers to choose from",
+                     op->schema.name.c_str(), device_type);
+  if (ntensors < 0 || (ntensors > 0 && (!dtypes || !ndims)))
+    return set_error(VT_ERR_VALUE, "[%s] tune: bad tensor description", op->schema.name.c_str());
+  int64_t total = 0;
+  for (int32_t i = 0; i < ntensors; ++i) {
+    if (ndims[i] < 0 || ndims[i] > VT_MAX_DIMS)
+      return set_error(VT_ERR_VALUE, "[%s] tune: tensor %d has %d dims (0..%d expected)",
+                       op->schema.name.c_str(), i, ndims[i], VT_MAX_DIMS);
+    total += ndims[i];
+  }
+  if (total > 0 && !sizes)
+    return set_error(VT_ERR_VALUE, "[%s] tune: sizes missing", op->schema.name.c_str());
+  const uint64_t key = vtrt_tune_key(dtypes, ndims, sizes, ntensors);
+  std::lock_guard<std::mutex> g(registry_mutex());
+  if (provider && *provider) {
+    bool found = false;
+    std::string names;
+    for (auto& im : op->impls[slot]) {
+      found |= im.provider == provider;
+      names += (names.empty() ? "" : ", ") + im.provider;
+    }
+    if (!found)
+      return set_error(VT_ERR_VALUE, "[%s] tune: no provider '%s' on %s (available: %s)",
+                       op->schema.name.c_str(), provider, kDevices[slot].name,
+                       names.empty() ? "none" : names.c_str());
+    op->tuned[slot][key] = provider;
+  } else {
+    op->tuned[slot].erase(key);
+  }
+  publish_locked(op);
+  return VT_OK;
+}
+
+vt_status vtrt_op_tune_clear(vt_op* h, int32_t device_type) {
+  Op* op = op_of(h);
+  if (!op) return set_error(VT_ERR_VALUE, "tune: null op handle");
+  const int slot = device_type < 0 ? -1 : device_slot(device_type);
+  if (device_type >= 0 && slot < 0)
+    return set_error(VT_ERR_VALUE, "[%s] unknown device type %d", op->schema.name.c_str(),
+                     device_type);
+  std::lock_guard<std::mutex> g(registry_mutex());
+  for (int dt = 0; dt < kDeviceSlots; ++dt)
+    if (slot < 0 || dt == slot) op->tuned[dt].clear();
+  publish_locked(op);
+  return VT_OK;
+}
+
+int32_t vtrt_op_tune_count(const vt_op* h, int32_t device_type) {
+  const int slot = device_slot(device_type);
+  if (!h || slot < 0) return 0;
+  std::lock_guard<std::mutex> g(registry_mutex());
+  return static_cast<int32_t>(op_of(const_cast<vt_op*>(h))->tuned[slot].size());
 }
 
 }  // extern "C"

@@ -4,6 +4,7 @@
 #include <atomic>
 #include <mutex>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "device.hpp"
@@ -43,7 +44,15 @@ struct Snapshot {
     void* user = nullptr;
     Pack* pack = nullptr;
     bool compute = false;
+    int32_t reason = 0;    // VTRT_REASON_* (vt/runtime_trace.h): why it was chosen, for traces
+    std::string provider;  // for traces and for telling providers apart on the fallback path
   } dev[kDeviceSlots];  // by device slot (device.hpp)
+  // Per device slot, every provider best first: when the chosen one declines a call (returns
+  // VT_ERR_NOT_IMPL from its kernel or compute), the next one here takes it. Empty while pinned.
+  std::vector<Entry> fallback[kDeviceSlots];
+  // Per device slot, tuned choices by shape bucket (trace.hpp tune_key). Empty while pinned.
+  std::unordered_map<uint64_t, Entry> tuned[kDeviceSlots];
+  bool any_tuned = false;  // so a call without tuned entries tests one flag
   Meta meta;          // holds its pack too
   Backward backward;  // the op's backward rule (device independent); holds its pack too
 };
@@ -56,6 +65,7 @@ struct Op {
   Pack* definer = nullptr;
   std::vector<Impl> impls[kDeviceSlots];  // by device slot; guarded by registry_mutex()
   std::string pinned[kDeviceSlots];
+  std::unordered_map<uint64_t, std::string> tuned[kDeviceSlots];  // shape bucket -> provider
   Meta meta;  // guarded by registry_mutex(); calls read the snapshot's copy
   std::atomic<Snapshot*> snap{nullptr};
   Backward backward;  // guarded by registry_mutex(); calls read the snapshot's copy

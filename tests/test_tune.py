@@ -1,0 +1,219 @@
+"""vt.ops.tune and `vt-ops tune`: per-shape tuned providers, persisted in a per-user cache.
+
+Shape buckets (powers of two per size), the cache written and read back (also by a fresh
+process), dispatch using the tuned choice (trace reason "tuned"), pins beating it, a changed pack
+hash dropping only that pack's entries, a pack's shipped table, and bad input."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+import vibetensor as vt
+from vibetensor.registry import tune as T
+from vibetensor.runtime import ffi, lib
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "packs"))
+import packtools as pt  # noqa: E402
+
+SDPA = "attention::sdpa"
+FAST = dict(min_time=0.005, warmup=1, max_calls=20)  # a ranking, not a benchmark
+
+
+@pytest.fixture
+def cache(tmp_path):
+    """A private cache file for the test; the runtime's tables are rebuilt from the real one
+    after it (so nothing tuned here leaks into other tests)."""
+    old = os.environ.get("VT_TUNE_CACHE")
+    path = tmp_path / "tuned.json"
+    os.environ["VT_TUNE_CACHE"] = str(path)
+    try:
+        yield path
+    finally:
+        if old is None:
+            os.environ.pop("VT_TUNE_CACHE", None)
+        else:
+            os.environ["VT_TUNE_CACHE"] = old
+        T.apply()
+
+
+def served(fn):
+    with vt.ops.trace() as t:
+        fn()
+    (r,) = [r for r in t.records if r.depth == 0]
+    return r.provider, r.reason
+
+
+def sdpa(shape):
+    q = vt.randn(*shape)
+    return lambda: vt.ops.attention.sdpa(q, q, q)
+
+
+def test_buckets_are_powers_of_two():
+    assert [T.bucket_size(n) for n in (0, 1, 2, 3, 64, 65, 100, 128, 129)] == \
+        [0, 1, 2, 4, 64, 128, 128, 128, 256]
+    assert T.bucket(["float32", vt.float64], [(3, 100), (1,)]) == \
+        [["float32", [4, 128]], ["float64", [1]]]
+
+    def key(dtype, *shape):
+        d = vt.runtime.dtypes.get_dtype(dtype)
+        dts = ffi.new("vt_dtype[]", 1)
+        dts[0].code, dts[0].bits, dts[0].lanes = d.code, d.bits, 1
+        return lib.vtrt_tune_key(dts, ffi.new("int32_t[]", [len(shape)]),
+                                 ffi.new("int64_t[]", list(shape) or [0]), 1)
+    # the runtime buckets the same way: one key per bucket, dtype and rank part of it
+    assert key("float32", 100, 7) == key("float32", 128, 8) == key("float32", 65, 5)
+    assert key("float32", 129, 8) != key("float32", 128, 8)
+    assert key("float64", 128, 8) != key("float32", 128, 8)
+    assert key("float32", 128) != key("float32", 128, 1)
+
+
+def test_tune_writes_cache_and_dispatch_uses_it(cache):
+    shapes = [[1, 2, 32, 8], [1, 2, 128, 32]]
+    res = vt.ops.tune(SDPA, shapes=shapes, dtypes="float32", **FAST)
+    assert [r.shapes for r in res] == [[tuple(s)] * 3 for s in shapes]
+    names = {p.name for p in vt.ops.providers(SDPA)}
+    for r in res:
+        assert set(r.times_us) == names and all(t > 0 for t in r.times_us.values())
+        assert r.winner == min(r.times_us, key=r.times_us.get)
+        assert r.priority_choice == vt.ops.providers(SDPA)[0].name and r.speedup() >= 1.0
+    doc = json.loads(cache.read_text())
+    assert doc["format"] == 1 and len(doc["entries"]) == 2
+    e = doc["entries"][0]
+    assert e["op"] == SDPA and e["device"] == "cpu" and e["device_name"] == T.device_name("cpu")
+    assert e["bucket"] == [["float32", [1, 2, 32, 8]]] * 3 and e["provider"] == res[0].winner
+    assert e["packs"] == {"attention": vt.ops.get("attention").manifest_info.sha256}
+    # same bucket (30 -> 32, 7 -> 8), other shape: the tuned choice; another bucket: priority
+    assert served(sdpa((1, 2, 30, 7))) == (res[0].winner, "tuned")
+    assert served(sdpa((1, 2, 100, 32))) == (res[1].winner, "tuned")
+    assert served(sdpa((1, 2, 512, 8)))[1] == "priority"
+    # a fresh process reads the cache at import
+    r = pt.result(f"""
+        q = vt.randn(1, 2, 31, 8)
+        with vt.ops.trace() as t:
+            vt.ops.attention.sdpa(q, q, q)
+        print(json.dumps([[x.provider, x.reason] for x in t.records if x.depth == 0]))
+    """, env=pt.clean_env(VT_BUILTIN_PACKS="core,attention", VT_TUNE_CACHE=cache))
+    assert r == [[res[0].winner, "tuned"]]
+
+
+def test_pin_beats_tuned_choice(cache):
+    (r,) = vt.ops.tune(SDPA, shapes=[[1, 1, 16, 8]], **FAST)
+    other = next(p.name for p in vt.ops.providers(SDPA) if p.name != r.winner)
+    assert served(sdpa((1, 1, 16, 8))) == (r.winner, "tuned")
+    with vt.ops.use(SDPA, other):
+        assert served(sdpa((1, 1, 16, 8))) == (other, "pin")
+    assert served(sdpa((1, 1, 16, 8))) == (r.winner, "tuned")  # unpinned: tuned again
+
+
+def _entry(op, bucket, provider, packs):
+    return {"op": op, "device": "cpu", "device_name": T.device_name("cpu"), "bucket": bucket,
+            "provider": provider, "packs": packs}
+
+
+def test_changed_pack_hash_drops_only_its_entries(cache):
+    att = vt.ops.get("attention").manifest_info.sha256
+    core = vt.ops.get("core").manifest_info.sha256
+    sdpa_bucket = [["float32", [1, 1, 8, 8]]] * 3
+    mm_bucket = [["float32", [4, 4]]] * 2
+    entries = [_entry(SDPA, sdpa_bucket, "composed", {"attention": att}),
+               _entry("core::matmul", mm_bucket, "core", {"core": core})]
+    cache.write_text(json.dumps({"format": 1, "entries": entries}))
+    assert T.apply() == 2
+    a = vt.randn(3, 4)
+    b = vt.randn(4, 3)
+    assert served(sdpa((1, 1, 8, 8))) == ("composed", "tuned")
+    assert served(lambda: a @ b) == ("core", "tuned")
+    # core was "rebuilt": its entry stops applying, attention's stays
+    entries[1]["packs"] = {"core": "0" * 64}
+    cache.write_text(json.dumps({"format": 1, "entries": entries}))
+    assert T.apply() == 1
+    assert served(lambda: a @ b) == ("core", "priority")
+    assert served(sdpa((1, 1, 8, 8))) == ("composed", "tuned")
+    # an entry for another machine's device does not apply either
+    entries[0]["device_name"] = "some other cpu"
+    cache.write_text(json.dumps({"format": 1, "entries": entries}))
+    assert T.apply() == 0
+    assert served(sdpa((1, 1, 8, 8)))[1] == "priority"
+
+
+def test_tune_from_trace_merges_and_clear(cache):
+    with vt.ops.trace() as t:
+        sdpa((1, 1, 8, 4))()
+        sdpa((1, 1, 7, 4))()    # same bucket as the first: tuned once
+        sdpa((1, 1, 40, 4))()
+    res = vt.ops.tune(SDPA, trace=t, **FAST)
+    assert [r.shapes[0] for r in res] == [(1, 1, 8, 4), (1, 1, 40, 4)]
+    vt.ops.tune(SDPA, shapes=[[1, 1, 8, 4]], **FAST)  # the same key again: replaced, not added
+    assert len(T.entries()) == 2
+    assert T.clear(op="core::add") == 0 and len(T.entries()) == 2
+    assert T.clear() == 2 and T.entries() == []
+    assert served(sdpa((1, 1, 8, 4)))[1] == "priority"
+
+
+def test_pack_ships_its_own_table(tmp_path, cache):
+    """A copy of the attention pack with tuned.json beside its manifest, loaded in a fresh
+    process: its table applies; the user's cache wins for the same key."""
+    src = Path(vt.ops.get("attention").path)
+    folder = pt.copy_pack(src, tmp_path / "attention")
+    sha = json.loads((folder / "manifest.json").read_text())["sha256"]
+    small = [["float32", [1, 1, 8, 8]]] * 3
+    big = [["float32", [1, 1, 64, 8]]] * 3
+    (folder / T.PACK_TABLE).write_text(json.dumps({"format": 1, "entries": [
+        _entry(SDPA, small, "composed", {"attention": sha}),
+        _entry(SDPA, big, "composed", {"attention": sha})]}))
+    cache.write_text(json.dumps({"format": 1, "entries": [
+        _entry(SDPA, big, "flash", {"attention": sha})]}))
+    r = pt.result(f"""
+        vt.ops.load({str(folder)!r})
+        out = []
+        for s in [(1, 1, 8, 8), (1, 1, 64, 8), (1, 1, 256, 8)]:
+            q = vt.randn(*s)
+            with vt.ops.trace() as t:
+                vt.ops.attention.sdpa(q, q, q)
+            out += [[x.provider, x.reason] for x in t.records if x.depth == 0]
+        print(json.dumps(out))
+    """, env=pt.clean_env(VT_TUNE_CACHE=cache))
+    assert r[0] == ["composed", "tuned"] and r[1] == ["flash", "tuned"] and r[2][1] == "priority"
+
+
+def test_bad_input(cache):
+    with pytest.raises(ValueError, match=r"tune\(attention::sdpa\): a case needs 3 shapes"):
+        vt.ops.tune(SDPA, shapes=[[(1, 1, 4, 4), (1, 1, 4, 4)]], **FAST)
+    with pytest.raises(TypeError, match=r"unknown argument\(s\) \['causel'\]"):
+        vt.ops.tune(SDPA, shapes=[[1, 1, 4, 4]], kwargs={"causel": True}, **FAST)
+    with pytest.raises(ValueError, match="give shapes"):
+        vt.ops.tune(SDPA)
+    with pytest.raises(ValueError, match="no providers to choose from"):
+        vt.ops.tune(SDPA, shapes=[[1, 1, 4, 4]], device="meta")
+    with pytest.raises(AttributeError, match="unknown op 'nope::x'"):
+        vt.ops.tune("nope::x", shapes=[[1]])
+    with vt.ops.trace() as t:
+        vt.ones(2) + vt.ones(2)
+    with pytest.raises(ValueError, match="the trace has no call of it"):
+        vt.ops.tune(SDPA, trace=t)
+    cache.write_text("{not json")
+    with pytest.raises(ValueError, match="unreadable"):
+        T.entries()
+    h = vt.ops.Op("core::add").handle()
+    assert lib.vtrt_op_tune_set(h, 1, ffi.NULL, ffi.NULL, ffi.NULL, 0, b"nobody") != 0
+    assert "no provider 'nobody'" in ffi.string(lib.vtrt_last_error()).decode()
+
+
+def test_cli_tune(cache):
+    env = pt.clean_env(VT_BUILTIN_PACKS="core,attention", VT_TUNE_CACHE=cache)
+    out = pt.vt_ops("tune", SDPA, "--shapes", "1x1x8x8", "--shapes", "1x1x8x8,1x1x16x8,1x1x16x8",
+                    "--min-time", "0.005", env=env).stdout
+    assert out.count("<- tuned") == 2 and "(priority choice)" in out and f"stored in {cache}" in out
+    listed = pt.vt_ops("tune", "--list", env=env).stdout
+    assert listed.count(SDPA) == 2 and "float32[1, 1, 16, 8]" in listed
+    dry = pt.vt_ops("tune", SDPA, "--shapes", "1x1x32x8", "--dry-run", "--min-time", "0.005",
+                    env=env).stdout
+    assert "not stored (--dry-run)" in dry and len(T.entries()) == 2
+    bad = pt.vt_ops("tune", SDPA, "--shapes", "1xAx8", env=env, check=False)
+    assert bad.returncode != 0 and "a shape is sizes joined by 'x'" in bad.stdout
+    assert "removed 2 entries" in pt.vt_ops("tune", "--clear", env=env).stdout
