@@ -141,30 +141,39 @@ def load(spec, lock=None, trusted_keys=None) -> Pack:
         try:
             _manifest.verify(m, fd)  # hashes and checks the file behind fd ...
             skipped = _caps.plan(m, _loaded, lib.VT_ABI_MINOR)  # refuses, or says what to drop
-            _preload_blas()
-            before = set(_op_names())
             # ... and dlopen maps that same file (no window to swap the path in between)
-            providers = [ffi.new("char[]", p.encode()) for _, p, _ in skipped]
-            handle = lib.vtrt_pack_load_fd_skipping(
-                fd, os.fsencode(str(m.library.resolve())), m.name.encode(),
-                ffi.new("int32_t[]", [_caps.device_code(d) for d, _, _ in skipped] or [0]),
-                ffi.new("char*[]", providers or [ffi.NULL]), len(skipped))
+            pack = _map(m, fd, skipped)
         finally:
             os.close(fd)
-        if handle == ffi.NULL:
-            err = error()
-            raise _manifest.PackError(str(err)) from None
-        defined = set(_op_names()) - before
-        if defined != set(m.ops):
-            lib.vtrt_pack_unload(handle)
-            extra, missing = sorted(defined - set(m.ops)), sorted(set(m.ops) - defined)
-            raise _manifest.PackError(
-                f"pack '{m.name}': its init defined other ops than its manifest lists (defined "
-                f"but not listed: {extra}; listed but not defined: {missing}): rebuild it with "
-                f"`vt-ops build` so the manifest is written from the library")
-        pack = Pack(m, handle, skipped)
-        _loaded[m.name] = pack
-        _changed()
+    return pack
+
+
+def _map(m: _manifest.Manifest, fd: int, skipped: list) -> Pack:
+    """dlopen the checked library open as `fd`, run its init (dropping the `skipped` providers)
+    and publish it; the caller holds _lock."""
+    _preload_blas()
+    lib_stat = os.fstat(fd)
+    before = set(_op_names())
+    providers = [ffi.new("char[]", p.encode()) for _, p, _ in skipped]
+    handle = lib.vtrt_pack_load_fd_skipping(
+        fd, os.fsencode(str(m.library.resolve())), m.name.encode(),
+        ffi.new("int32_t[]", [_caps.device_code(d) for d, _, _ in skipped] or [0]),
+        ffi.new("char*[]", providers or [ffi.NULL]), len(skipped))
+    if handle == ffi.NULL:
+        err = error()
+        raise _manifest.PackError(str(err)) from None
+    defined = set(_op_names()) - before
+    if defined != set(m.ops):
+        lib.vtrt_pack_unload(handle)
+        extra, missing = sorted(defined - set(m.ops)), sorted(set(m.ops) - defined)
+        raise _manifest.PackError(
+            f"pack '{m.name}': its init defined other ops than its manifest lists (defined "
+            f"but not listed: {extra}; listed but not defined: {missing}): rebuild it with "
+            f"`vt-ops build` so the manifest is written from the library")
+    pack = Pack(m, handle, skipped)
+    pack.library_id = (lib_stat.st_dev, lib_stat.st_ino)  # the file mapped (registry/reload.py)
+    _loaded[m.name] = pack
+    _changed()
     return pack
 
 

@@ -111,6 +111,7 @@ vtrt_pack* vtrt_pack_load_fd_skipping(int32_t fd, const char* path, const char* 
 vt_status vtrt_pack_unload(vtrt_pack* pack);
 int32_t vtrt_pack_is_mapped(const char* path);
 int64_t vtrt_pack_refs(const vtrt_pack* pack);
+void vtrt_pack_retain(vtrt_pack* pack);
 
 int32_t vtrt_is_grad_enabled(void);
 void vtrt_set_grad_enabled(int32_t on);

@@ -69,3 +69,8 @@ __all__ = ["load", "unload", "packs", "get", "providers", "pinned", "use", "avai
 from vibetensor.registry.shadow import ShadowDivergence, shadow  # noqa: E402
 
 __all__ += ["shadow", "ShadowDivergence"]
+
+# vt.ops.reload(pack): rebuild a pack and swap its library under the same name (registry/reload.py)
+from vibetensor.registry.reload import reload  # noqa: E402
+
+__all__ += ["reload"]

@@ -241,6 +241,8 @@ int32_t vtrt_pack_is_mapped(const char* path) {
   return 0;
 }
 
+void vtrt_pack_retain(vtrt_pack* h) { pack_retain(reinterpret_cast<Pack*>(h)); }
+
 int64_t vtrt_pack_refs(const vtrt_pack* h) {
   return reinterpret_cast<const Pack*>(h)->refs.load();
 }

@@ -146,6 +146,9 @@ vtrt_pack* vtrt_pack_load_fd_skipping(int32_t fd, const char* path, const char* 
 vt_status vtrt_pack_unload(vtrt_pack* pack);
 int32_t vtrt_pack_is_mapped(const char* path); /* 1 while the library is still dlopen'ed */
 int64_t vtrt_pack_refs(const vtrt_pack* pack);
+/* One more reference that is never dropped: the pack's code stays mapped (and the descriptor
+ * naming it open) for the life of the process; hot reload keeps replaced code alive with it. */
+void vtrt_pack_retain(vtrt_pack* pack);
 
 /* ---- autograd (see runtime/src/autograd.hpp) ----------------------------------------------- */
 int32_t vtrt_is_grad_enabled(void);

@@ -1,0 +1,153 @@
+"""Hot reload: `vt.ops.reload(pack)` rebuilds a pack and swaps its library under the same name.
+
+    pack = vt.ops.load("mypack/build/packs/mypack")
+    ...edit mypack/src/mypack.cpp...
+    pack = vt.ops.reload("mypack")        # vt-ops build of its source folder, then the swap
+
+What happens, in order:
+1. The code mapped now is pinned: the runtime takes one more reference to the old pack that is
+   never dropped (vtrt_pack_retain), so its library is never dlclosed and the descriptor naming it
+   stays open. Tensors, autograd graphs and dispatch snapshots made before the reload go on running
+   the old code; nothing that may still point into it is ever unmapped (each reload keeps one old
+   library mapped: fine while you develop, a reason not to reload in a loop in production).
+   (Pinning with a dlopen of our own would not do: the runtime names a library by the descriptor
+   it keeps open, /proc/self/fd/N, and once it closed that descriptor a later pack opened as the
+   same N would be matched by name to the old, still-mapped library.)
+2. When the pack's source folder is known (the build folder's vt-ops.json, written by
+   `vt-ops build`, or `source=`), `vt-ops build` runs in a child process. A failed build changes
+   nothing: the old pack stays loaded and the error says why.
+3. The new library is checked as any load checks it (location, hash, lock, signature,
+   capabilities) before the old one is touched. An unchanged library (same sha256) is not
+   swapped.
+4. Drain: every GPU is synchronised, so work queued by the old kernels has finished; calls that
+   are running on other threads finish on the old code (their dispatch snapshot holds it).
+5. Swap, under the loader's lock: the old pack is unloaded and the new library, still open from
+   step 3, is mapped and initialised. A call made by another thread in that instant may find the
+   pack's own ops undefined for a moment (ops the pack only provides fall back to the next
+   provider); quiesce your threads for a clean swap. If the new init fails, the old library is
+   loaded back from its pinned file and the error is raised.
+
+CUDA graphs captured before a reload keep the old kernels (their code stays mapped, so replay
+is safe) and go on computing what the old code computed: capture again to use the new code.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from vibetensor.runtime import lib
+
+from . import capabilities as _caps
+from . import loader
+from . import manifest as _manifest
+from . import sign as _sign
+
+def source_of(pack) -> Path | None:
+    """The source folder `vt-ops build` built this pack from, when its pack folder lies in a
+    build folder that recorded it (<build>/packs/<name>, <build>/vt-ops.json)."""
+    state = Path(pack.path).resolve().parent.parent / "vt-ops.json"
+    try:
+        src = json.loads(state.read_text()).get("source")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return Path(src) if src and (Path(src) / "CMakeLists.txt").is_file() else None
+
+
+def _rebuild(source: Path, build: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "vibetensor.cli", "build", str(source), "-o", str(build)],
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if proc.returncode != 0:
+        tail = "\n".join(proc.stdout.strip().splitlines()[-15:])
+        raise _manifest.PackError(f"reload: `vt-ops build {source}` failed; the loaded pack is "
+                                  f"unchanged:\n{tail}")
+
+
+def _mapped_fd(pack) -> int | None:
+    """A new descriptor of the library file the runtime mapped for `pack` (the runtime keeps one
+    open while it is mapped), or None when it cannot be found."""
+    want = getattr(pack, "library_id", None)
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            st = os.stat(f"/proc/self/fd/{name}")
+        except OSError:
+            continue
+        if (st.st_dev, st.st_ino) == want:
+            try:
+                return os.open(f"/proc/self/fd/{name}", os.O_RDONLY | os.O_CLOEXEC)
+            except OSError:
+                continue
+    return None
+
+
+def _drain() -> None:
+    for i in range(max(0, lib.vtrt_cuda_device_count())):
+        lib.vtrt_cuda_synchronize(i)
+
+
+def reload(pack, *, source=None, rebuild: bool = True, lock=None, trusted_keys=None):
+    """Rebuild (when its source folder is known, or `source` names it; not with rebuild=False)
+    and swap the loaded pack `pack` (a name or a Pack) for its library on disk; returns the new
+    Pack (the old one is stale). `lock` and `trusted_keys` apply as in vt.ops.load."""
+    name = pack.name if isinstance(pack, loader.Pack) else str(pack)
+    old = loader.get(name)
+    if old is None or (isinstance(pack, loader.Pack) and pack is not old):
+        raise ValueError(f"reload: pack '{name}' is not loaded (or this handle is stale); loaded: "
+                         f"{sorted(p.name for p in loader.packs())}")
+    folder = Path(old.path)
+    old_fd = _mapped_fd(old)
+    if old_fd is None:
+        raise _manifest.PackError(f"reload: pack '{name}': cannot find the library file it runs "
+                                  f"({old.library}); unload and load it instead")
+    try:
+        if rebuild:
+            src = Path(source) if source is not None else source_of(old)
+            if src is not None:
+                _rebuild(src, folder.resolve().parent.parent)  # <build>/packs/<name>
+        m = _manifest.read(folder)
+        if m.name != name:
+            raise _manifest.PackError(f"reload: {folder} now holds pack '{m.name}', not '{name}'")
+        if m.sha256 == old.manifest_info.sha256:
+            return old  # the same library: nothing to swap
+        if lock is not None:
+            from . import lock as _lock_mod
+
+            _lock_mod.check(_lock_mod.read(lock), m)
+        trusted = _sign.trusted_from_env() if trusted_keys is None else _sign.parse_trusted(trusted_keys)
+        if trusted is not None and not loader._shipped(folder):
+            _sign.check(m, trusted)
+        new_fd = _manifest.open_library(m)
+        try:
+            _manifest.verify(m, new_fd)
+            st = os.fstat(new_fd)
+            if (st.st_dev, st.st_ino) == old.library_id:
+                raise _manifest.PackError(
+                    f"reload: pack '{name}': {m.library} was rewritten in place, so the code this "
+                    f"process runs changed under it; restart the process (build tools that replace "
+                    f"the file, as linkers do, reload safely)")
+            others = {k: v for k, v in loader._loaded.items() if k != name}
+            skipped = _caps.plan(m, others, lib.VT_ABI_MINOR)
+            _drain()
+            with loader._lock:
+                if loader._loaded.get(name) is not old:
+                    raise _manifest.PackError(f"reload: pack '{name}' was unloaded or replaced meanwhile")
+                del loader._loaded[name]
+                handle, old._h = old._h, None
+                lib.vtrt_pack_retain(handle)  # 1.: the old code stays mapped for good
+                lib.vtrt_pack_unload(handle)
+                try:
+                    return loader._map(m, new_fd, skipped)
+                except Exception:
+                    # back to the old code (the same mapping, found again through its file); pinned
+                    # as well, so the descriptor that now also names it is never closed
+                    back = loader._map(old.manifest_info, old_fd, old.skipped)
+                    lib.vtrt_pack_retain(back._h)
+                    raise
+                finally:
+                    loader._changed()
+        finally:
+            os.close(new_fd)
+    finally:
+        os.close(old_fd)

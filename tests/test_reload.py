@@ -1,0 +1,135 @@
+"""Hot reload: vt.ops.reload(pack) rebuilds a pack whose source folder is known, swaps its library
+under the same name, keeps what the old code made (and the old code itself) alive, refuses to
+swap in a library that does not load (the old one keeps serving), and survives calls from other
+threads during the swap. On cpu, with tests/packs/reload (rl::scale(x) = SCALE * x) built twice."""
+import shutil
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+import vibetensor as vt
+from vibetensor.registry import reload as R
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "packs"))
+import packtools as pt  # noqa: E402
+
+SOURCE = pt.HERE / "reload" / "rl.c"
+
+
+def variant(dest: Path, scale: str = "2.0f", init_fails: int = 0) -> Path:
+    """rl.c with another SCALE / INIT_FAILS, written to dest."""
+    text = SOURCE.read_text().replace("#define SCALE 2.0f", f"#define SCALE {scale}")
+    text = text.replace("#define INIT_FAILS 0", f"#define INIT_FAILS {init_fails}")
+    dest.write_text(text)
+    return dest
+
+
+def compiled(work: Path, **kw) -> Path:
+    """(Re)compile a variant into work/rl with its manifest, as a build would."""
+    return pt.compile_raw(variant(work / "rl.c", **kw), work / "rl", "rl", abi=(1, 1),
+                          kernels=[{"op": "rl::scale", "device": "cpu", "provider": "rl", "priority": 0}],
+                          ops=["rl::scale"])
+
+
+def mapped_inodes():
+    with open("/proc/self/maps") as f:
+        return {int(line.split()[4]) for line in f if len(line.split()) > 5}
+
+
+def scale(x):
+    return vt.ops.rl.scale(x).numpy().tolist()
+
+
+@pytest.fixture
+def work(tmp_path):
+    yield tmp_path
+    if vt.ops.get("rl") is not None:
+        vt.ops.unload("rl")
+
+
+def test_reload_swaps_the_code_and_keeps_the_old_alive(work):
+    pack = vt.ops.load(compiled(work))
+    x = vt.tensor([1.0, 2.0])
+    before = vt.ops.rl.scale(x)
+    assert scale(x) == [2.0, 4.0]
+    old_inode = pack.library_id[1]
+    compiled(work, scale="3.0f")  # the compiler writes a new file, as linkers do
+    new = vt.ops.reload("rl", rebuild=False)
+    assert new is not pack and not pack.loaded and vt.ops.get("rl") is new
+    assert scale(x) == [3.0, 6.0]
+    assert before.numpy().tolist() == [2.0, 4.0]        # what the old code made stays valid
+    assert old_inode in mapped_inodes()                   # and the old code stays mapped
+    assert new.library_id != pack.library_id
+    assert vt.ops.reload(new, rebuild=False) is new       # the same library again: no swap
+    with pytest.raises(ValueError, match="stale"):
+        vt.ops.reload(pack)
+
+
+def test_a_library_that_fails_to_initialise_leaves_the_old_code_serving(work):
+    vt.ops.load(compiled(work))
+    compiled(work, init_fails=1)
+    with pytest.raises(vt.ops.PackError, match="rl: this build refuses to initialise"):
+        vt.ops.reload("rl", rebuild=False)
+    assert vt.ops.get("rl").loaded and scale(vt.tensor([1.5])) == [3.0]
+
+
+def test_a_tampered_library_is_refused_before_the_swap(work):
+    pack = vt.ops.load(compiled(work))
+    lib = work / "rl" / "libvt_rl.so"
+    compiled(work, scale="5.0f")
+    data = lib.read_bytes()
+    lib.unlink()
+    lib.write_bytes(data[:-1] + bytes([data[-1] ^ 0xFF]))  # not what the manifest hashes
+    with pytest.raises(vt.ops.PackError, match="the library changed after it was built"):
+        vt.ops.reload("rl", rebuild=False)
+    assert vt.ops.get("rl") is pack and scale(vt.tensor([1.0])) == [2.0]
+
+
+def test_calls_on_other_threads_during_the_swap(work):
+    vt.ops.load(compiled(work))
+    x = vt.tensor([1.0])
+    seen, errors, stop = set(), [], threading.Event()
+
+    def caller():
+        while not stop.is_set():
+            try:
+                seen.add(scale(x)[0])
+            except Exception as e:  # the instant between unload and load (documented)
+                errors.append(str(e))
+
+    threads = [threading.Thread(target=caller) for _ in range(2)]
+    for t in threads:
+        t.start()
+    try:
+        for k in (3, 4, 5):
+            compiled(work, scale=f"{k}.0f")
+            vt.ops.reload("rl", rebuild=False)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert seen <= {2.0, 3.0, 4.0, 5.0} and 2.0 in seen  # every result is one build's, whole
+    assert scale(x) == [5.0]
+    assert all("rl::scale" in e for e in errors), errors[:3]  # at worst: the op, for an instant
+
+
+def test_reload_rebuilds_from_the_source_folder(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    shutil.copyfile(pt.HERE / "reload" / "CMakeLists.txt", src / "CMakeLists.txt")
+    variant(src / "rl.c")
+    folder = pt.build(src, tmp_path / "build", "rl")
+    pack = vt.ops.load(folder)
+    try:
+        assert R.source_of(pack) == src.resolve() and scale(vt.tensor([1.0])) == [2.0]
+        variant(src / "rl.c", scale="7.0f")
+        pack = vt.ops.reload("rl")
+        assert scale(vt.tensor([1.0])) == [7.0]
+        (src / "rl.c").write_text((src / "rl.c").read_text().replace("SCALE *", "SCALE * undefined_name *"))
+        with pytest.raises(vt.ops.PackError, match="failed; the loaded pack is unchanged"):
+            vt.ops.reload("rl")
+        assert vt.ops.get("rl") is pack and scale(vt.tensor([1.0])) == [7.0]
+    finally:
+        vt.ops.unload("rl")
