@@ -21,6 +21,7 @@ import json
 import os
 import sys
 import threading
+import time
 
 from vibetensor.runtime import dtypes as _types
 from vibetensor.runtime import ffi, lib
@@ -124,7 +125,7 @@ def _drain() -> None:
             break
         recs = [_convert(_buf[i], packs, ops) for i in range(n)]
         for t in _active:
-            t._records.extend(recs)
+            t._take(recs)
 
 
 def _sync() -> None:
@@ -134,16 +135,42 @@ def _sync() -> None:
 class Trace:
     """Records op calls while open (`with vt.ops.trace() as t:`). Traces nest: an inner trace
     sees its own calls, the outer one all of them. `capacity` bounds the runtime's buffer between
-    drains; calls past it are counted in `dropped`."""
+    drains; calls past it are counted in `dropped`. keep_records=False keeps only the groups
+    (summary), so a long run costs no memory per call."""
 
-    def __init__(self, capacity: int = 1_000_000):
-        if not isinstance(capacity, int) or capacity <= 0:
+    def __init__(self, capacity: int = 1_000_000, keep_records: bool = True):
+        if not isinstance(capacity, int) or isinstance(capacity, bool) or capacity <= 0:
             raise ValueError(f"trace: capacity must be a positive int, got {capacity!r}")
         self.capacity = capacity
+        self.keep_records = bool(keep_records)
         self._records: list[Record] = []
+        self._groups: dict = {}  # (op, provider, reason) -> running totals
         self._open = False
         self._dropped_at_start = 0
         self.dropped = 0
+
+    def _take(self, recs) -> None:
+        if self.keep_records:
+            self._records.extend(recs)
+        acc = self._groups
+        for r in recs:
+            g = acc.get((r.op, r.provider, r.reason))
+            if g is None:
+                g = acc[(r.op, r.provider, r.reason)] = {
+                    "op": r.op, "provider": r.provider, "reason": r.reason, "pack": r.pack,
+                    "pack_version": r.pack_version, "pack_sha256": r.pack_sha256, "calls": 0,
+                    "errors": 0, "total_us": 0.0, "min_depth": r.depth, "max_depth": r.depth,
+                    "declined": set(), "devices": set()}
+            g["calls"] += 1
+            g["errors"] += r.status != 0
+            g["total_us"] += (r.end_ns - r.start_ns) / 1e3
+            if r.depth < g["min_depth"]:
+                g["min_depth"] = r.depth
+            if r.depth > g["max_depth"]:
+                g["max_depth"] = r.depth
+            g["devices"].add(r.device)
+            if r.declined:
+                g["declined"].add(r.declined)
 
     def __enter__(self):
         with _lock:
@@ -172,39 +199,28 @@ class Trace:
 
     @property
     def records(self) -> list[Record]:
+        if not self.keep_records:
+            raise ValueError("trace: this trace keeps groups only (keep_records=False)")
         if self._open:
             with _lock:
                 _drain()
         return list(self._records)
 
-    def __len__(self):
-        return len(self.records)
+    @property
+    def calls(self) -> int:
+        """How many calls were recorded (dropped ones not counted)."""
+        return sum(g["calls"] for g in self.groups())
 
     def groups(self) -> list[dict]:
         """Calls grouped by (op, provider, reason): count, total and mean time, depth range,
         pack, version and hash, and for fallbacks which provider declined. Most time first."""
-        acc: dict = {}
-        for r in self.records:
-            g = acc.get((r.op, r.provider, r.reason))
-            if g is None:
-                g = acc[(r.op, r.provider, r.reason)] = {
-                    "op": r.op, "provider": r.provider, "reason": r.reason, "pack": r.pack,
-                    "pack_version": r.pack_version, "pack_sha256": r.pack_sha256, "calls": 0,
-                    "errors": 0, "total_us": 0.0, "min_depth": r.depth, "max_depth": r.depth,
-                    "declined": set(), "devices": set()}
-            g["calls"] += 1
-            g["errors"] += not r.ok
-            g["total_us"] += r.duration_us
-            g["min_depth"] = min(g["min_depth"], r.depth)
-            g["max_depth"] = max(g["max_depth"], r.depth)
-            g["devices"].add(r.device)
-            if r.declined:
-                g["declined"].add(r.declined)
+        if self._open:
+            with _lock:
+                _drain()
         out = []
-        for g in acc.values():
-            g["mean_us"] = g["total_us"] / g["calls"]
-            g["declined"] = sorted(g["declined"])
-            g["devices"] = sorted(g["devices"])
+        for g in self._groups.values():
+            g = dict(g, mean_us=g["total_us"] / g["calls"], declined=sorted(g["declined"]),
+                     devices=sorted(g["devices"]))
             out.append(g)
         out.sort(key=lambda g: -g["total_us"])
         return out
@@ -226,8 +242,7 @@ class Trace:
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         lines = ["  ".join(c.ljust(w) if i < 4 else c.rjust(w)
                            for i, (c, w) in enumerate(zip(r, widths))).rstrip() for r in rows]
-        n = sum(g["calls"] for g in self.groups())
-        tail = f"{n} calls" + (f", {self.dropped} dropped (capacity {self.capacity})"
+        tail = f"{self.calls} calls" + (f", {self.dropped} dropped (capacity {self.capacity})"
                                if self.dropped else "")
         return "\n".join(lines + [tail])
 
@@ -252,7 +267,7 @@ class Trace:
 
     def __repr__(self):
         state = "open" if self._open else "closed"
-        return f"<vt.ops.trace ({state}) {len(self._records)} records>"
+        return f"<vt.ops.trace ({state}) {sum(g['calls'] for g in self._groups.values())} calls>"
 
 
 def _write(path, doc) -> None:
@@ -260,9 +275,9 @@ def _write(path, doc) -> None:
         json.dump(doc, f, indent=1)
 
 
-def trace(capacity: int = 1_000_000) -> Trace:
+def trace(capacity: int = 1_000_000, keep_records: bool = True) -> Trace:
     """A new trace; use it as a context manager (`with vt.ops.trace() as t:`)."""
-    return Trace(capacity)
+    return Trace(capacity, keep_records)
 
 
 # -- VT_TRACE: the whole process --------------------------------------------------------------
@@ -298,8 +313,17 @@ def start_from_env() -> None:
         raise ValueError(f"VT_TRACE={mode!r}: expected 1, summary, json or chrome")
     if mode in ("json", "chrome") and not os.environ.get("VT_TRACE_FILE"):
         raise ValueError(f"VT_TRACE={mode} needs VT_TRACE_FILE, the file to write")
-    _process_trace = Trace().__enter__()
+    _process_trace = Trace(keep_records=mode in ("json", "chrome")).__enter__()
     atexit.register(_finish_process_trace)
+    threading.Thread(target=_drain_forever, name="vt-trace-drain", daemon=True).start()
+
+
+def _drain_forever() -> None:
+    """The process trace's drainer: keeps the runtime's buffer short on a long run."""
+    while _process_trace is not None and _process_trace._open:
+        time.sleep(0.25)
+        with _lock:
+            _drain()
 
 
 __all__ = ["Trace", "Record", "trace", "REASONS", "start_from_env"]

@@ -111,22 +111,43 @@ def clear(path=None, op: str | None = None) -> int:
 
 # -- devices and buckets ----------------------------------------------------------------------
 
+_names: dict = {}  # device -> name; a machine's devices do not change under a process
+
+
 def device_name(device="cpu") -> str:
     """What tuned entries are keyed by: the GPU's name, or the CPU's model."""
     d = _types.device(device)
+    key = (d.code, d.index or 0)
+    if key in _names:
+        return _names[key]
     if d.code == CUDA:
         p = ffi.new("vtrt_cuda_device_props*")
         if lib.vtrt_cuda_get_device_properties(d.index or 0, p) != 0:
             raise error()
-        return ffi.string(p.name).decode()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "cpu"
+        name = ffi.string(p.name).decode()
+    else:
+        name = None
+        try:
+            with open("/proc/cpuinfo") as f:
+                for line in f:
+                    if line.startswith("model name"):
+                        name = line.split(":", 1)[1].strip()
+                        break
+        except OSError:
+            pass
+        name = name or platform.processor() or platform.machine() or "cpu"
+    _names[key] = name
+    return name
+
+
+def _current_name(kind: str) -> str | None:
+    """The name entries for `kind` must carry to apply here; cuda is asked only when an entry
+    is for cuda (so importing vibetensor never starts CUDA for nothing)."""
+    if kind == "cpu":
+        return device_name("cpu")
+    if kind == "cuda" and lib.vtrt_cuda_device_count() > 0:
+        return device_name("cuda:0")
+    return None
 
 
 def bucket_size(n: int) -> int:
@@ -165,10 +186,10 @@ def _loaded_hashes() -> dict:
     return {name: p.manifest_info.sha256 for name, p in list(loader._loaded.items())}
 
 
-def _usable(e: dict, hashes: dict, names: dict) -> bool:
+def _usable(e: dict, hashes: dict) -> bool:
     if any(hashes.get(p) != h for p, h in e["packs"].items()):
         return False  # a pack it timed is gone or was rebuilt: this entry is stale
-    return names.get(e["device"]) == e["device_name"]
+    return _current_name(e["device"]) == e["device_name"]
 
 
 def apply(path=None) -> int:
@@ -176,9 +197,6 @@ def apply(path=None) -> int:
     (usable entries only); returns how many entries took effect. Runs after every pack load and
     unload, so a rebuilt pack's stale entries stop applying at once."""
     hashes = _loaded_hashes()
-    names = {"cpu": device_name("cpu")}
-    if lib.vtrt_cuda_device_count() > 0:
-        names["cuda"] = device_name("cuda:0")
     chosen: dict = {}
     sources = [Path(p.path) / PACK_TABLE for p in list(loader._loaded.values())]
     sources.append(Path(path) if path else cache_path())  # last: the user's entries win
@@ -188,7 +206,7 @@ def apply(path=None) -> int:
         except ValueError:
             continue  # a broken table must not break loading packs; tune() reports it
         for e in table:
-            if _usable(e, hashes, names):
+            if _usable(e, hashes):
                 chosen[(e["op"], e["device"], json.dumps(e["bucket"]))] = e
     for name in list(_applied_ops):
         h = lib.vtrt_find_op(name.encode())

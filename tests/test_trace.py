@@ -107,6 +107,17 @@ def test_summary_groups_and_counts():
     assert lines[-1] == "4 calls"
 
 
+def test_groups_only_trace():
+    a = vt.ones(4)
+    with vt.ops.trace(keep_records=False) as t:
+        for _ in range(5):
+            a + a
+        assert t.calls == 5  # read while open: drained on demand
+    assert t.calls == 5 and t.groups()[0]["op"] == "core::add"
+    with pytest.raises(ValueError, match="keeps groups only"):
+        t.records
+
+
 def test_nested_traces_and_reopen():
     a = vt.ones(2)
     with vt.ops.trace() as outer:
