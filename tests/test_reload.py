@@ -87,6 +87,20 @@ def test_a_tampered_library_is_refused_before_the_swap(work):
     assert vt.ops.get("rl") is pack and scale(vt.tensor([1.0])) == [2.0]
 
 
+def test_a_library_rewritten_in_place_is_refused(work):
+    """The file the process runs, changed without being replaced (same inode): swapping would map
+    the changed file's pages under the old code; the reload says to restart instead."""
+    pack = vt.ops.load(compiled(work))
+    lib = work / "rl" / "libvt_rl.so"
+    with open(lib, "ab") as f:  # past the end: the mapped pages stay as they were
+        f.write(b"\0" * 64)
+    pt.write_manifest(work / "rl", "rl", lib, abi=(1, 1), ops=["rl::scale"],
+                      kernels=[{"op": "rl::scale", "device": "cpu", "provider": "rl", "priority": 0}])
+    with pytest.raises(vt.ops.PackError, match="was rewritten in place.*restart the process"):
+        vt.ops.reload("rl", rebuild=False)
+    assert vt.ops.get("rl") is pack and scale(vt.tensor([1.0])) == [2.0]
+
+
 def test_calls_on_other_threads_during_the_swap(work):
     vt.ops.load(compiled(work))
     x = vt.tensor([1.0])
@@ -133,3 +147,41 @@ def test_reload_rebuilds_from_the_source_folder(tmp_path):
         assert vt.ops.get("rl") is pack and scale(vt.tensor([1.0])) == [7.0]
     finally:
         vt.ops.unload("rl")
+
+
+def test_a_library_mapped_twice_keeps_its_name_while_mapped(tmp_path):
+    """Core unloaded while an autograd graph still uses it, loaded again (the same file: one
+    mapping, two descriptors naming it), then the graph freed: the first descriptor must stay open
+    while the library is mapped, or the next pack opened as that number would be handed core's
+    library by dlopen's by-name lookup. In a child process: it unloads core."""
+    folder = compiled(tmp_path)
+    out = pt.result(f"""
+        import os
+        from vibetensor.runtime import ffi, lib
+        core_path = vt.ops.get('core').path
+        def fds():
+            return set(int(n) for n in os.listdir('/proc/self/fd'))
+        x = vt.ones(3)
+        x.requires_grad_(True)
+        y = x * 2.0                        # the graph holds core's backward rule, so core stays mapped
+        vt.ops.unload('core')
+        vt.ops.load(core_path)             # the same file again: a second descriptor names it
+        libfd = os.open({str(folder / 'libvt_rl.so')!r}, os.O_RDONLY)  # before: not the freed number
+        pre = fds()
+        del y                              # the first load's last reference goes
+        freed = sorted(pre - fds())        # a descriptor closed while its name still maps core
+        fillers = []
+        while freed:                       # take every lower number, so the next one is the freed one
+            d = os.open('/dev/null', os.O_RDONLY)
+            if d >= freed[0]:
+                os.close(d)
+                break
+            fillers.append(d)
+        # whatever descriptor the runtime takes next is the lowest free one
+        h = lib.vtrt_pack_load_fd(libfd, {str(folder / 'libvt_rl.so')!r}.encode(), b'rl')
+        ok = h != ffi.NULL
+        err = '' if ok else ffi.string(lib.vtrt_last_error()).decode()
+        res = vt.ops.rl.scale(vt.tensor([1.0])).numpy().tolist() if ok else None
+        print(json.dumps({{'ok': ok, 'err': err, 'res': res, 'freed': freed}}))
+    """)
+    assert out == {"ok": True, "err": "", "res": [2.0], "freed": []}, out

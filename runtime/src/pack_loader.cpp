@@ -68,7 +68,18 @@ void pack_release(Pack* p) {
   drop_mapped(p);
   forget_unloaded(p);
   if (p->dl) dlclose(p->dl);
-  if (p->fd >= 0) close(p->fd);
+  if (p->fd >= 0) {
+    // dlopen finds a loaded library by name before it opens anything, and this pack named its
+    // library /proc/self/fd/<fd>. When the same file is mapped for another load of the pack (it
+    // was unloaded while still referenced, then loaded again), dlclose above left it mapped and
+    // the name still points at it: closing fd would let the next pack opened as that number be
+    // handed this library. Keep the descriptor then (one per such library, for its lifetime).
+    char name[64];
+    std::snprintf(name, sizeof name, "/proc/self/fd/%d", p->fd);
+    void* still = dlopen(name, RTLD_NOW | RTLD_LOCAL | RTLD_NOLOAD);
+    if (still) dlclose(still);
+    else close(p->fd);
+  }
   delete p;
 }
 
