@@ -231,7 +231,22 @@ def build(path, release, cuda_arch, build_dir, verbose):
         raise click.ClickException("the build made no pack (no vt_add_oppack() in CMakeLists.txt?)")
     for p in packs:
         _check_schemas(p)
+        _check_capabilities(p)
         click.echo(describe_pack(p))
+
+
+def _check_capabilities(folder: Path) -> None:
+    """Check the pack's capability declaration (VT_OPPACK_CAPABILITIES) as a load would, so a
+    malformed one fails the build, not the first load (docs/LAYOUT.md, Capabilities)."""
+    try:
+        from vibetensor.registry import capabilities, manifest
+    except ImportError:  # the SDK without the runtime: the load will check
+        return
+    try:
+        capabilities.parse(manifest.read(folder))
+    except manifest.PackError as e:
+        (folder / "manifest.json").unlink()  # no manifest: the pack cannot be loaded half-valid
+        raise click.ClickException(f"the pack's capability declaration is refused: {e}")
 
 
 def _check_schemas(folder: Path) -> None:

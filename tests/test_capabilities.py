@@ -204,3 +204,22 @@ def test_info_shows_the_capabilities():
     assert ("flash on cuda: compute capability 8.0+; bfloat16/float16; CUDA graphs; deterministic; "
             "q.shape[-1] one_of [64, 128]") in out.output
     assert "composed on cpu: deterministic" in out.output
+
+
+def test_vt_ops_build_refuses_a_malformed_declaration(tmp_path):
+    """The declaration is checked at build time too: a provider it names that the pack does not
+    register fails `vt-ops build` (and leaves no manifest to load)."""
+    src = tmp_path / "src"
+    src.mkdir()
+    text = SOURCE.read_text().replace('{\\"provider\\": \\"plain\\", \\"device\\": \\"cpu\\"',
+                                      '{\\"provider\\": \\"plane\\", \\"device\\": \\"cpu\\"')
+    assert "plane" in text
+    (src / "caps_pack.c").write_text(text)
+    (src / "CMakeLists.txt").write_text(
+        "cmake_minimum_required(VERSION 3.19)\nproject(caps LANGUAGES C)\nfind_package(VibeTensor REQUIRED)\n"
+        "vt_add_oppack(NAME caps VERSION 0.1.0 SOURCES caps_pack.c)\n")
+    out = pt.vt_ops("build", src, "-o", tmp_path / "build", check=False)
+    assert out.returncode != 0
+    assert "capability declaration is refused: pack 'caps': capabilities: providers[0]: the pack " \
+           "registers no provider 'plane'" in out.stdout, out.stdout
+    assert not (tmp_path / "build" / "packs" / "caps" / "manifest.json").exists()
