@@ -130,13 +130,16 @@ def test_tcp_store():
 
 
 def test_init_refuses_what_it_cannot_do(monkeypatch):
+    import vibetensor as vt
     import vibetensor.distributed as dist
 
     monkeypatch.delenv("RANK", raising=False)
     with pytest.raises(ValueError, match=r"rank not given and \$RANK not set"):
         dist.init_process_group()
-    with pytest.raises(NotImplementedError, match="not built yet"):
-        dist.init_process_group("p2p", rank=0, world_size=1)
+    if vt.cuda.device_count() == 0:
+        for backend in ("p2p", "nccl"):
+            with pytest.raises(RuntimeError, match=f"backend '{backend}' serves cuda tensors, and no CUDA device"):
+                dist.init_process_group(backend, rank=0, world_size=1)
     with pytest.raises(ValueError, match="unknown backend 'mpi'"):
         dist.init_process_group("mpi", rank=0, world_size=1)
     with pytest.raises(ValueError, match=r"rank 2 is not in 0..1"):
@@ -154,7 +157,8 @@ def test_the_pack_loads_on_demand_with_its_providers():
         assert vt.ops.get("allreduce") is None
         dist.init_process_group(rank=0, world_size=1, init_method="tcp://127.0.0.1:0", timeout=10)
         assert [p.name for p in vt.ops.providers("allreduce::all_reduce_", "cpu")] == ["shm"]
-        assert [p.name for p in vt.ops.providers("allreduce::all_reduce_", "cuda")] == ["nccl"]
+        want = ["p2p", "nccl"] if vt.ops.get("allreduce").manifest.get("cuda_architectures") else ["nccl"]
+        assert [p.name for p in vt.ops.providers("allreduce::all_reduce_", "cuda")] == want
         try:
             vt.ops.allreduce.nccl_unique_id("libnccl-not-here.so.2")
             raise AssertionError("no error")

@@ -1,6 +1,6 @@
 // allreduce.hpp — what the `allreduce` pack's files share: the reduce operations, the table of open
 // process groups (which the device-independent meta steps read for world sizes), and the entry
-// points of the shm provider (shm.cpp).
+// points of the providers (shm.cpp, nccl.cpp, p2p.cu).
 //
 // A process group is an int handle: a slot of `groups()`. It is opened by a provider's op
 // (allreduce::shm_new_group) and closed by allreduce::destroy_group; vibetensor.distributed does
@@ -39,15 +39,18 @@ inline bool supported_dtype(vt_dtype d) {
 constexpr const char* kDtypes = "float32, float64, bfloat16, float16, int32, int64";
 
 // ---- open groups -------------------------------------------------------------------------------
-enum class Provider : int32_t { None = 0, Shm = 1, Nccl = 2 };
+enum class Provider : int32_t { None = 0, Shm = 1, Nccl = 2, P2p = 3 };
 
 struct Group {
   Provider provider = Provider::None;
   int32_t rank = 0, world = 0;
-  void* impl = nullptr;  // the provider's state (ShmGroup* for shm, NcclGroup* for nccl)
+  void* impl = nullptr;  // the provider's state (ShmGroup* for shm, NcclGroup* for nccl, P2pGroup* for p2p)
+  int32_t fallback = -1;  // p2p: the nccl group that serves what p2p does not take (-1: none)
 };
 constexpr int kMaxGroups = 64;
 Group* groups();  // kMaxGroups slots; handle = index
+// Puts an opened group into a free slot and returns its handle (RuntimeError when all are taken).
+int32_t add_group(const vt::Call& c, const Group& g);
 
 // The open group behind a handle, or a ValueError naming the op.
 inline Group& group_of(const vt::Call& c, int64_t handle) {
@@ -67,10 +70,18 @@ void shm_close_group(ShmGroup* g);
 
 vt::KernelFn all_reduce_shm, broadcast_shm, all_gather_shm, reduce_scatter_shm, barrier_shm;
 
-// ---- the nccl provider (nccl.cpp; UNTESTED: no GPU where it was written) ------------------------
+// ---- the nccl provider (nccl.cpp; not yet run on a GPU) -------------------------------------------
 void* nccl_open(const vt::Call& c, const vt_tensor* unique_id, int32_t rank, int32_t world, int32_t device,
                 const char* library);
 void nccl_close(void* impl);
+// all_reduce_ through NCCL: the nccl compute's body, also the p2p provider's fallback
+void nccl_all_reduce(const vt::Call& c);
 vt::KernelFn nccl_unique_id_cpu, all_reduce_nccl, broadcast_nccl, all_gather_nccl, reduce_scatter_nccl;
+
+// ---- the p2p provider (p2p.cu, only in CUDA builds: VT_WITH_CUDA; not yet run on a GPU) ------------
+#ifdef VT_WITH_CUDA
+vt::KernelFn p2p_new_group_cpu, p2p_handle_cpu, p2p_connect_cpu, p2p_check_cpu, all_reduce_p2p;
+void p2p_close(void* impl);
+#endif
 
 }  // namespace ar

@@ -2,9 +2,10 @@
 // (dlopen of libnccl.so.2: the nvidia-nccl-cu13 wheel's, or the system's), so the pack builds and
 // loads without NCCL or CUDA. Host code only: it enqueues on the call's stream and never waits.
 //
-// !! UNTESTED: written and compile-checked on a machine without a GPU or nccl.h (the declarations
-// !! below are NCCL's documented C API, restated). The GPU session runs it first; it is never a
-// !! default: vibetensor.distributed uses it only for backend="nccl".
+// !! NOT YET RUN ON A GPU. The declarations below were checked against nccl.h of nvidia-nccl-cu13
+// !! 2.32.3 (enum values, signatures, NCCL_UNIQUE_ID_BYTES) and every dlsym'd name against that
+// !! libnccl.so.2's exports. It serves backend="nccl", and is the fallback of the p2p provider for
+// !! what p2p does not take (other dtypes and ops, the other collectives).
 //
 //   allreduce::nccl_unique_id(str library) -> Tensor        uint8 (128,) on cpu: ncclGetUniqueId
 //   allreduce::nccl_new_group(Tensor unique_id, int rank, int world_size, int device, str library) -> int
@@ -12,9 +13,12 @@
 // Rank 0 makes the id and shares it through the rendezvous store (torch's broadcastUniqueNCCLID);
 // every rank then calls nccl_new_group with its own device (one device per rank, or NCCL hangs).
 // destroy_group aborts the communicator (ncclCommDestroy can block forever: torch aborts too).
+// NVLink SHARP (multicast objects) stays off unless the user chose otherwise: NCCL_NVLS_ENABLE=0 is
+// set before the first communicator (shared machines forbid multicast; a user's value is kept).
 #include <dlfcn.h>
 
 #include <cstddef>
+#include <cstdlib>
 #include <mutex>
 #include <string>
 
@@ -23,18 +27,21 @@
 namespace ar {
 namespace {
 
-// ---- NCCL's C API, restated (nccl.h, NCCL 2.x) ---------------------------------------------------
-using ncclResult_t = int;  // ncclSuccess = 0
+// ---- NCCL's C API, restated (nccl.h of NCCL 2.32; stable since 2.10, the oldest we accept) --------
+using ncclResult_t = int;  // an enum in nccl.h: ncclSuccess = 0 ... ncclTimeout = 8
 using ncclComm_t = struct ncclComm*;
 struct ncclUniqueId { char internal[128]; };
 static_assert(sizeof(ncclUniqueId) == 128, "NCCL_UNIQUE_ID_BYTES");
 enum ncclDataType_t { ncclInt32 = 2, ncclInt64 = 4, ncclFloat16 = 6, ncclFloat32 = 7, ncclFloat64 = 8, ncclBfloat16 = 9 };
 enum ncclRedOp_t { ncclSum = 0, ncclProd = 1, ncclMax = 2, ncclMin = 3, ncclAvg = 4 };
 using cudaStream_t = void*;
+constexpr int kMinVersion = 21000;  // NCCL_VERSION_CODE of 2.10: ncclAvg and ncclBfloat16 exist
 
 struct Nccl {
   void* lib = nullptr;
   std::string error;  // why loading failed ("" when loaded)
+  int version = 0;    // NCCL_VERSION_CODE of the loaded library (major * 10000 + minor * 100 + patch)
+  ncclResult_t (*GetVersion)(int*);
   ncclResult_t (*GetUniqueId)(ncclUniqueId*);
   ncclResult_t (*CommInitRank)(ncclComm_t*, int, ncclUniqueId, int);
   ncclResult_t (*CommAbort)(ncclComm_t);
@@ -43,6 +50,7 @@ struct Nccl {
   ncclResult_t (*AllGather)(const void*, void*, size_t, ncclDataType_t, ncclComm_t, cudaStream_t);
   ncclResult_t (*ReduceScatter)(const void*, void*, size_t, ncclDataType_t, ncclRedOp_t, ncclComm_t, cudaStream_t);
   const char* (*GetErrorString)(ncclResult_t);
+  const char* (*GetLastError)(ncclComm_t);  // optional (2.13+): NCCL's own message for the last error
 };
 
 // The library, loaded once per process (the first path asked for wins).
@@ -62,6 +70,7 @@ const Nccl& nccl(const vt::Call& c, const char* library) {
       if (!p && n.error.empty()) n.error = std::string(library) + " has no symbol " + name;
       return p;
     };
+    n.GetVersion = reinterpret_cast<decltype(n.GetVersion)>(sym("ncclGetVersion"));
     n.GetUniqueId = reinterpret_cast<decltype(n.GetUniqueId)>(sym("ncclGetUniqueId"));
     n.CommInitRank = reinterpret_cast<decltype(n.CommInitRank)>(sym("ncclCommInitRank"));
     n.CommAbort = reinterpret_cast<decltype(n.CommAbort)>(sym("ncclCommAbort"));
@@ -70,13 +79,21 @@ const Nccl& nccl(const vt::Call& c, const char* library) {
     n.AllGather = reinterpret_cast<decltype(n.AllGather)>(sym("ncclAllGather"));
     n.ReduceScatter = reinterpret_cast<decltype(n.ReduceScatter)>(sym("ncclReduceScatter"));
     n.GetErrorString = reinterpret_cast<decltype(n.GetErrorString)>(sym("ncclGetErrorString"));
+    n.GetLastError = reinterpret_cast<decltype(n.GetLastError)>(dlsym(n.lib, "ncclGetLastError"));
+    if (!n.error.empty()) return;
+    if (n.GetVersion(&n.version) != 0 || n.version < kMinVersion)
+      n.error = std::string(library) + " is NCCL " + std::to_string(n.version / 10000) + "." +
+                std::to_string(n.version / 100 % 100) + "; vibetensor needs 2.10 or newer (pip install nvidia-nccl-cu13)";
   });
   if (!n.error.empty()) c.fail(VT_ERR_RUNTIME, "%s", n.error.c_str());
   return n;
 }
 
-void check(const vt::Call& c, const Nccl& n, ncclResult_t r, const char* what) {
-  if (r != 0) c.fail(VT_ERR_RUNTIME, "NCCL error %d in %s: %s", r, what, n.GetErrorString(r));
+void check(const vt::Call& c, const Nccl& n, ncclResult_t r, const char* what, ncclComm_t comm = nullptr) {
+  if (r == 0) return;
+  const char* last = n.GetLastError ? n.GetLastError(comm) : nullptr;
+  c.fail(VT_ERR_RUNTIME, "NCCL error %d in %s: %s%s%s", r, what, n.GetErrorString(r), last && *last ? ": " : "",
+         last ? last : "");
 }
 
 ncclDataType_t nccl_dtype(const vt::Call& c, vt_dtype d) {
@@ -108,11 +125,14 @@ struct NcclGroup {
   int32_t device;
 };
 
+// The nccl group behind a handle: an nccl group, or the nccl fallback of a p2p group.
 NcclGroup& nccl_of(const vt::Call& c, int64_t handle, const vt_tensor* t) {
-  Group& g = group_of(c, handle);
+  Group* gp = &group_of(c, handle);
+  if (gp->provider == Provider::P2p && gp->fallback >= 0) gp = &group_of(c, gp->fallback);
+  Group& g = *gp;
   if (g.provider != Provider::Nccl)
-    c.fail(VT_ERR_VALUE, "group %lld is not an nccl group (cuda tensors need init_process_group(\"nccl\"))",
-           (long long)handle);
+    c.fail(VT_ERR_VALUE, "group %lld has no nccl communicator (cuda tensors need init_process_group() with "
+           "NCCL installed: pip install nvidia-nccl-cu13)", (long long)handle);
   NcclGroup& ng = *static_cast<NcclGroup*>(g.impl);
   if (t->device.index != ng.device)
     c.fail(VT_ERR_VALUE, "the tensor is on cuda:%d, this rank's nccl group on cuda:%d", t->device.index, ng.device);
@@ -142,6 +162,7 @@ void* nccl_open(const vt::Call& c, const vt_tensor* id, int32_t rank, int32_t wo
   std::memcpy(&uid, id->data, sizeof uid);
   const int32_t prev = c.host->cuda_exchange_device(device);
   if (prev < 0) c.fail(VT_ERR_RUNTIME, "CUDA is not available in this vibetensor (nccl needs it)");
+  setenv("NCCL_NVLS_ENABLE", "0", /*overwrite=*/0);  // no NVLink multicast unless the user asked for it
   ncclComm_t comm = nullptr;
   const ncclResult_t r = n.CommInitRank(&comm, world, uid, rank);
   c.host->cuda_exchange_device(prev);
@@ -155,20 +176,22 @@ void nccl_close(void* impl) {
   delete g;
 }
 
-VT_COMPUTE(all_reduce_nccl, "allreduce::all_reduce_") {
+void nccl_all_reduce(const vt::Call& c) {
   vt_tensor* self = c.out(0);
   NcclGroup& g = nccl_of(c, c.arg(1, "group").int_(), self);
   Red r;
   parse_red(c.arg(2, "op").str(), &r);
   check(c, *g.n, g.n->AllReduce(self->data, self->data, (size_t)self->numel, nccl_dtype(c, self->dtype), nccl_op(r),
-                                g.comm, c.ctx->stream), "ncclAllReduce");
+                                g.comm, c.ctx->stream), "ncclAllReduce", g.comm);
 }
+
+VT_COMPUTE(all_reduce_nccl, "allreduce::all_reduce_") { nccl_all_reduce(c); }
 
 VT_COMPUTE(broadcast_nccl, "allreduce::broadcast_") {
   vt_tensor* self = c.out(0);
   NcclGroup& g = nccl_of(c, c.arg(1, "group").int_(), self);
   check(c, *g.n, g.n->Broadcast(self->data, self->data, (size_t)self->numel, nccl_dtype(c, self->dtype),
-                                (int)c.arg(2, "src").int_(), g.comm, c.ctx->stream), "ncclBroadcast");
+                                (int)c.arg(2, "src").int_(), g.comm, c.ctx->stream), "ncclBroadcast", g.comm);
 }
 
 VT_COMPUTE(all_gather_nccl, "allreduce::all_gather_") {
@@ -176,7 +199,7 @@ VT_COMPUTE(all_gather_nccl, "allreduce::all_gather_") {
   const vt_tensor* input = c.arg(1, "input").tensor();
   NcclGroup& g = nccl_of(c, c.arg(2, "group").int_(), out);
   check(c, *g.n, g.n->AllGather(input->data, out->data, (size_t)input->numel, nccl_dtype(c, input->dtype), g.comm,
-                                c.ctx->stream), "ncclAllGather");
+                                c.ctx->stream), "ncclAllGather", g.comm);
 }
 
 VT_COMPUTE(reduce_scatter_nccl, "allreduce::reduce_scatter_") {
@@ -186,7 +209,7 @@ VT_COMPUTE(reduce_scatter_nccl, "allreduce::reduce_scatter_") {
   Red r;
   parse_red(c.arg(3, "op").str(), &r);
   check(c, *g.n, g.n->ReduceScatter(input->data, out->data, (size_t)out->numel, nccl_dtype(c, out->dtype),
-                                    nccl_op(r), g.comm, c.ctx->stream), "ncclReduceScatter");
+                                    nccl_op(r), g.comm, c.ctx->stream), "ncclReduceScatter", g.comm);
 }
 
 }  // namespace ar

@@ -1,6 +1,6 @@
 // pack.cpp — the `allreduce` op pack: collectives between the processes of a group, their meta
 // steps, and the ops that open and close groups. What it is not: a transport of its own — each
-// provider (shm.cpp; nccl.cpp, untested; p2p later) brings one, behind the same ops and checks.
+// provider (shm.cpp; nccl.cpp and p2p.cu, not yet run on a GPU) brings one, behind the same ops.
 //
 //   allreduce::all_reduce_(self, group, op="sum")          self = op over ranks of self, in place
 //   allreduce::broadcast_(self, group, src)                self = src's self, in place
@@ -9,7 +9,12 @@
 //   allreduce::barrier(group) -> bool                      returns once every rank called it
 //   allreduce::shm_new_group(name, rank, world_size, buffer_bytes, timeout) -> int  (a handle)
 //   allreduce::nccl_unique_id(library) -> Tensor, nccl_new_group(unique_id, rank, world_size, device,
-//     library) -> int: the nccl provider's group (nccl.cpp; UNTESTED, never a default)
+//     library) -> int: the nccl provider's group (nccl.cpp; not yet run on a GPU)
+//   allreduce::p2p_new_group(rank, world_size, device, buffer_bytes, timeout, fallback) -> int,
+//     p2p_handle(group) -> Tensor, p2p_connect(group, handles) -> bool, p2p_check(group) -> bool:
+//     the p2p provider's group (p2p.cu, CUDA builds only; not yet run on a GPU)
+// Providers of all_reduce_ on cuda: p2p (priority 10: the default; fp32/bf16/fp16 with sum, avg,
+// max; the rest goes to the group's nccl fallback) and nccl (priority 0). vt.ops.use pins one.
 //   allreduce::destroy_group(group) -> bool
 // op: sum | avg | max | min | product (avg: floating dtypes only). Tensors contiguous, dtypes
 // float32, float64, bfloat16, float16 (reduced in float), int32, int64; all_gather's out holds
@@ -26,6 +31,21 @@ namespace ar {
 Group* groups() {
   static Group table[kMaxGroups];
   return table;
+}
+
+std::mutex& table_mutex() {  // opening and closing groups only; collectives never take it
+  static std::mutex mu;
+  return mu;
+}
+
+int32_t add_group(const vt::Call& c, const Group& g) {
+  std::lock_guard<std::mutex> lock(table_mutex());
+  for (int i = 0; i < kMaxGroups; ++i)
+    if (groups()[i].provider == Provider::None && groups()[i].world == 0) {
+      groups()[i] = g;
+      return i;
+    }
+  c.fail(VT_ERR_RUNTIME, "too many open process groups (%d); destroy some first", kMaxGroups);
 }
 
 }  // namespace ar
@@ -47,11 +67,14 @@ constexpr const char* kNcclNewGroup =
     "allreduce::nccl_new_group(Tensor unique_id, int rank, int world_size, int device, str library='libnccl.so.2') "
     "-> int";
 constexpr const char* kDestroyGroup = "allreduce::destroy_group(int group) -> bool";
+constexpr const char* kP2pNewGroup =
+    "allreduce::p2p_new_group(int rank, int world_size, int device, int buffer_bytes, float timeout, int fallback) "
+    "-> int";
+constexpr const char* kP2pHandle = "allreduce::p2p_handle(int group) -> Tensor";
+constexpr const char* kP2pConnect = "allreduce::p2p_connect(int group, Tensor handles) -> bool";
+constexpr const char* kP2pCheck = "allreduce::p2p_check(int group) -> bool";
 
-std::mutex& table_mutex() {  // opening and closing groups only; collectives never take it
-  static std::mutex mu;
-  return mu;
-}
+using ar::table_mutex;
 
 void check_tensor(const vt::Call& c, const vt_tensor* t, const char* name) {
   if (!ar::supported_dtype(t->dtype))
@@ -203,6 +226,9 @@ VT_KERNEL(destroy_group_cpu, "allreduce::destroy_group") {
   }
   if (g.provider == ar::Provider::Shm) ar::shm_close_group(static_cast<ar::ShmGroup*>(g.impl));
   if (g.provider == ar::Provider::Nccl) ar::nccl_close(g.impl);
+#ifdef VT_WITH_CUDA
+  if (g.provider == ar::Provider::P2p) ar::p2p_close(g.impl);
+#endif
   c.outs[0].tag = VT_BOOL;
   c.outs[0].v.b = 1;
 }
@@ -224,7 +250,7 @@ vt_status allreduce_init(const vt_host* host, vt_pack* pack) {
     shm.compute("allreduce::barrier", VT_CPU, ar::barrier_shm);
     shm.def(kShmNewGroup, VT_CPU, shm_new_group_cpu);
     shm.def(kDestroyGroup, VT_CPU, destroy_group_cpu);
-    // UNTESTED (written without a GPU): NCCL, loaded at run time; only backend="nccl" uses it
+    // not yet run on a GPU: NCCL, loaded at run time (backend="nccl", and p2p's fallback)
     vt::Registrar nccl(host, pack, "nccl", 0);
     nccl.def(kNcclUniqueId, VT_CPU, ar::nccl_unique_id_cpu);
     nccl.def(kNcclNewGroup, VT_CPU, nccl_new_group_cpu);
@@ -232,6 +258,15 @@ vt_status allreduce_init(const vt_host* host, vt_pack* pack) {
     nccl.compute("allreduce::broadcast_", VT_CUDA, ar::broadcast_nccl);
     nccl.compute("allreduce::all_gather_", VT_CUDA, ar::all_gather_nccl);
     nccl.compute("allreduce::reduce_scatter_", VT_CUDA, ar::reduce_scatter_nccl);
+#ifdef VT_WITH_CUDA
+    // not yet run on a GPU: CUDA IPC buffers and our kernels (p2p.cu); above nccl for all_reduce_
+    vt::Registrar p2p(host, pack, "p2p", 10);
+    p2p.def(kP2pNewGroup, VT_CPU, ar::p2p_new_group_cpu);
+    p2p.def(kP2pHandle, VT_CPU, ar::p2p_handle_cpu);
+    p2p.def(kP2pConnect, VT_CPU, ar::p2p_connect_cpu);
+    p2p.def(kP2pCheck, VT_CPU, ar::p2p_check_cpu);
+    p2p.compute("allreduce::all_reduce_", VT_CUDA, ar::all_reduce_p2p);
+#endif
   });
 }
 
@@ -246,6 +281,8 @@ VT_OPPACK_CAPABILITIES(R"json({
     {"provider": "shm", "device": "cpu", "deterministic": true,
      "shapes": "processes of one machine; every rank reduces in rank order, so all get equal bits"},
     {"provider": "nccl", "device": "cuda", "cuda_graphs": false, "deterministic": false,
-     "shapes": "NCCL loaded at run time; untested on a GPU; reduction order is NCCL's"}
+     "shapes": "NCCL loaded at run time; not yet run on a GPU; reduction order is NCCL's"},
+    {"provider": "p2p", "device": "cuda", "cuda_graphs": true, "deterministic": true,
+     "shapes": "the GPUs of one node (up to 16) through CUDA IPC; float32, bfloat16, float16 with sum, avg, max (the rest goes to the group's nccl fallback); one-shot, two-shot or ring by size; not yet run on a GPU"}
   ]
 })json")

@@ -3,14 +3,17 @@
 Each process is one rank. `init_process_group` meets the other ranks through a TCP store at
 MASTER_ADDR:MASTER_PORT (what `python -m vibetensor.distributed.run` and torchrun set), loads the
 `allreduce` op pack (ops/allreduce; loaded here, on first use, not by `import vibetensor`) and
-opens a group on a provider: `shm` for CPU tensors (processes of one machine over shared memory).
+opens a group on a provider: `shm` for CPU tensors (processes of one machine over shared memory);
+for CUDA tensors `p2p` (GPUs of one node through CUDA IPC buffers; its all_reduce is the default
+on cuda) with an `nccl` communicator as its fallback (the other collectives, other dtypes and ops),
+or `nccl` alone (backend="nccl"; many nodes). The CUDA providers have not yet run on a GPU.
 The collectives are that pack's ops, in place, so `vt.ops.providers("allreduce::all_reduce_")`
 lists who serves them.
 
     # python -m vibetensor.distributed.run --nproc-per-node 2 this_script.py
     import vibetensor as vt
     import vibetensor.distributed as dist
-    dist.init_process_group()                       # backend None: shm for cpu
+    dist.init_process_group()                       # backend None: shm for cpu (device="cuda": p2p)
     x = vt.full([4], float(dist.get_rank()))
     dist.all_reduce(x)                              # x = 0 + 1 on both ranks
     dist.destroy_process_group()
@@ -43,6 +46,8 @@ DEFAULT_TIMEOUT = datetime.timedelta(minutes=5)
 # bytes of each of a rank's two shm buffers: messages go through in pieces of this size
 # (the segment holds 2 per rank: 32 MiB of /dev/shm for 4 ranks)
 SHM_BUFFER_BYTES = int(os.environ.get("VT_SHM_BUFFER_BYTES", 4 << 20))
+# bytes of each of a rank's two p2p regions on the GPU: larger all-reduces go in pieces of this size
+P2P_BUFFER_BYTES = int(os.environ.get("VT_P2P_BUFFER_BYTES", 32 << 20))
 
 
 class ReduceOp:
@@ -105,6 +110,7 @@ class ProcessGroup:
         self.handle, self._rank, self._size, self.backend = handle, rank, world_size, backend
         self.store, self.timeout = store, timeout
         self.device = vt.device("cpu")  # where its collectives' tensors live
+        self.fallback = None    # p2p: the nccl ProcessGroup serving what p2p does not take
         self._q = None          # async calls, run in order by one thread
         self._last = None       # the latest async Work not yet known to be done
 
@@ -148,7 +154,13 @@ class ProcessGroup:
             self._last._done.wait()
         if self._q is not None:
             self._q.put(None)
+        if self.backend == "p2p":
+            # peers' kernels read this rank's buffer: free it only once every rank's work is done
+            vt.cuda.synchronize(self.device)
+            _store_barrier(self.store, self._close_key, self._rank, self._size, self.timeout)
         _op("allreduce::destroy_group")(self.handle)
+        if self.fallback is not None:
+            self.fallback.close()
 
 
 _world: ProcessGroup | None = None
@@ -175,7 +187,7 @@ def init_process_group(backend: str | None = None, init_method: str | None = "en
                        rank: int = -1, timeout=None, store=None, device=None):
     """Join the default process group (torch.distributed.init_process_group's arguments).
 
-    backend: None picks per device ("shm" for cpu); "gloo" is accepted as "shm" for CPU scripts
+    backend: None picks per device ("shm" for cpu, "p2p" with an nccl fallback for cuda); "gloo" is accepted as "shm" for CPU scripts
     written for torch. init_method: "env://" (MASTER_ADDR, MASTER_PORT, RANK, WORLD_SIZE) or
     "tcp://host:port". timeout: seconds or a timedelta (default 5 minutes), for the rendezvous and
     for every wait of every collective."""
@@ -183,16 +195,16 @@ def init_process_group(backend: str | None = None, init_method: str | None = "en
     if _world is not None:
         raise RuntimeError("init_process_group: the default process group is already initialised "
                            "(destroy_process_group() first)")
-    device = vt.device(device or "cpu")
-    b = (backend or "").lower() or {"cpu": "shm"}.get(device.type)
+    b = (backend or "").lower()
+    device = vt.device(device or ("cuda" if b in ("p2p", "nccl") else "cpu"))
+    b = b or {"cpu": "shm", "cuda": "p2p"}.get(device.type)
     if b == "gloo":
         b = "shm"
-    if b is None or b == "p2p":
-        raise NotImplementedError(f"init_process_group: backend {backend or b!r} for {device.type} is not "
-                                  f"built yet; the shm backend serves cpu tensors (backend='nccl' is there, "
-                                  f"untested)")
-    if b not in ("shm", "nccl"):
-        raise ValueError(f"init_process_group: unknown backend {backend!r} (available: shm, nccl, or None)")
+    if b not in ("shm", "nccl", "p2p"):
+        raise ValueError(f"init_process_group: unknown backend {backend!r} (available: shm, p2p, nccl, or None)")
+    if b in ("p2p", "nccl") and vt.cuda.device_count() == 0:
+        raise RuntimeError(f"init_process_group: backend {b!r} serves cuda tensors, and no CUDA device is visible "
+                           f"(backend='shm' serves cpu tensors)")
     rank, world_size = _env_int("RANK", rank), _env_int("WORLD_SIZE", world_size)
     if not 0 <= rank < world_size:
         raise ValueError(f"init_process_group: rank {rank} is not in 0..{world_size - 1} (world_size {world_size})")
@@ -217,6 +229,9 @@ def init_process_group(backend: str | None = None, init_method: str | None = "en
     if b == "nccl":
         _world = _init_nccl(store, rank, world_size, device, t)
         return
+    if b == "p2p":
+        _world = _init_p2p(store, rank, world_size, device, t)
+        return
     key = f"vt/shm/{_inits[0]}"
     if rank == 0:
         name = f"/vt-{os.getpid()}-{secrets.token_hex(6)}"
@@ -239,12 +254,54 @@ def _nccl_library() -> str:
     return "libnccl.so.2"
 
 
-def _init_nccl(store, rank, world_size, device, timeout) -> ProcessGroup:
-    """UNTESTED (written without a GPU): rank 0's ncclUniqueId through the store, then every rank's
-    communicator on its device (LOCAL_RANK unless the device names one)."""
+def _store_barrier(store, key, rank, world_size, timeout):
+    """Returns once every rank called it with this key (through the rendezvous store)."""
+    if store.add(f"{key}/arrived", 1) == world_size:
+        store.set(f"{key}/go", b"1")
+    store.get(f"{key}/go")
+
+
+def _cuda_index(device, rank) -> int:
+    return device.index if device.index is not None else int(os.environ.get("LOCAL_RANK", rank))
+
+
+def _init_p2p(store, rank, world_size, device, timeout) -> ProcessGroup:
+    """Not yet run on a GPU: every rank allocates its IPC buffer on cuda:LOCAL_RANK (unless the device
+    names one), publishes its handle in the store and maps the others'. An nccl communicator opened
+    first serves as the fallback when NCCL is installed (all ranks agree: rank 0 decides)."""
     import numpy as np
 
-    index = device.index if device.index is not None else int(os.environ.get("LOCAL_RANK", rank))
+    index = _cuda_index(device, rank)
+    key = f"vt/p2p/{_inits[0]}"
+    if rank == 0:
+        try:
+            _op("allreduce::nccl_unique_id")(_nccl_library())
+            store.set(f"{key}/nccl", b"1")
+        except RuntimeError:  # NCCL absent: p2p alone (fp32/bf16/fp16 all_reduce with sum/avg/max)
+            store.set(f"{key}/nccl", b"0")
+    fallback = _init_nccl(store, rank, world_size, device, timeout) if store.get(f"{key}/nccl") == b"1" else None
+    h = _op("allreduce::p2p_new_group")(rank, world_size, index, P2P_BUFFER_BYTES, timeout,
+                                        fallback.handle if fallback else -1)
+    g = ProcessGroup(h, rank, world_size, "p2p", store, timeout)
+    g.device, g.fallback, g._close_key = vt.device(f"cuda:{index}"), fallback, f"{key}/close"
+    try:
+        store.set(f"{key}/{rank}", _op("allreduce::p2p_handle")(h).numpy().tobytes())
+        handles = b"".join(store.get(f"{key}/{k}") for k in range(world_size))
+        _op("allreduce::p2p_connect")(h, vt.from_numpy(np.frombuffer(handles, dtype=np.uint8).copy()))
+    except BaseException:
+        _op("allreduce::destroy_group")(h)
+        if fallback is not None:
+            fallback.close()
+        raise
+    return g
+
+
+def _init_nccl(store, rank, world_size, device, timeout) -> ProcessGroup:
+    """Not yet run on a GPU: rank 0's ncclUniqueId through the store, then every rank's communicator
+    on its device (LOCAL_RANK unless the device names one)."""
+    import numpy as np
+
+    index = _cuda_index(device, rank)
     lib = _nccl_library()
     if rank == 0:
         uid = _op("allreduce::nccl_unique_id")(lib)
@@ -398,10 +455,12 @@ def reduce_scatter(output, input_list, op=ReduceOp.SUM, group=None, async_op=Fal
 def barrier(group=None, async_op=False):
     """Returns once every rank of the group called barrier."""
     g = _group(group)
-    if g.backend == "nccl":  # NCCL has no barrier: a one-element all-reduce, waited for
+    if g.backend in ("nccl", "p2p"):  # no barrier op on cuda: a one-element all-reduce, waited for
         def run():
             _op("allreduce::all_reduce_")(vt.zeros(1, device=g.device), g.handle, ReduceOp.SUM)
-            vt.cuda.synchronize()
+            vt.cuda.synchronize(g.device)
+            if g.backend == "p2p":  # a wait that timed out on the GPU raises here
+                _op("allreduce::p2p_check")(g.handle)
         return g.run(run, async_op)
     f = _op("allreduce::barrier")
     return g.run(lambda: f(g.handle), async_op)

@@ -1,0 +1,334 @@
+// p2p_kernels.cuh — the device side of the `p2p` provider: one all-reduce kernel over buffers that
+// every rank of one node maps through CUDA IPC (p2p.cu opens them), in three algorithms:
+//   one-shot  copy in; barrier; every rank reduces all W buffers (rank order) into its output;
+//             barrier. Least latency (2 barriers), W-fold reads: small messages.
+//   two-shot  copy in; barrier; rank r reduces slice r of all buffers into its own buffer; barrier;
+//             every rank gathers the W reduced slices; barrier. Medium messages.
+//   ring      copy in; barrier; W-1 reduce-scatter steps (rank r pulls a segment from its left
+//             neighbour and adds it to its own: the reduce-and-forward) and W-1 all-gather steps
+//             (pulls a finished segment), each gated by a flag the left neighbour set; barrier.
+//             Every byte crosses one link once per step: large messages.
+// All data moves in 16-byte packs (Pack<T>: 4 fp32 / 8 bf16 / 8 fp16 lanes, loaded and stored as
+// one vector); 16-bit floats are combined in float. Each CTA (block b) only ever touches its own
+// share of every segment, and the same b on every rank has the same share, so block b of rank r
+// synchronises with block b of the peers only: no grid-wide barrier.
+//
+// Synchronisation (notes/allocator-graphs-allreduce.md: vLLM's custom all-reduce and its pitfalls):
+// rank r tells peer q "block b reached slot s of call e" by a system-scope release store of e into
+// q's flag[b][s][r]; q waits with system-scope acquire loads of its own memory (local spinning).
+// e is the block's call counter, kept in device memory and bumped by the kernel itself, so a
+// captured CUDA graph replays with fresh epochs and back-to-back calls never mistake an old flag
+// for a new one (flags only grow; compared by signed difference). A wait that spins past
+// `timeout` clock64 cycles writes an error code into host-mapped memory and the kernel returns:
+// the host raises on its next call instead of hanging; every later kernel of the group sees the
+// error and returns at once.
+//
+// Built two ways: by nvcc for the GPU (p2p.cu), and as host C++ with P2P_EMULATE defined
+// (ops/allreduce/lab/p2p_emulate.cpp: every CUDA thread a std::thread, flags std::atomic_ref with
+// acquire/release) so the protocol and index arithmetic are tested without a GPU.
+#pragma once
+
+#include <cstdint>
+
+#ifdef P2P_EMULATE
+#include "p2p_emulate.hpp"
+#else
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+__device__ __forceinline__ void spin_pause() {}
+#endif
+
+namespace p2p {
+
+constexpr int kMaxRanks = 16;                        // peers one kernel addresses (one node)
+constexpr int kMaxBlocks = 64;                       // CTAs of one launch at most
+constexpr int kSlotStart = 0, kSlotMid = 1, kSlotEnd = 2, kSlotRing = 3;  // flag slots; ring: 3 + step
+constexpr int kSlots = kSlotRing + 2 * kMaxRanks - 2;
+
+enum Algo : int { OneShot = 0, TwoShot = 1, Ring = 2 };
+enum Op : int { Sum = 0, Avg = 1, Max = 2 };  // the reductions p2p takes (others go to the fallback)
+
+// The head of every rank's IPC allocation (zeroed when it is made).
+struct Signal {
+  uint32_t flag[kMaxBlocks][kSlots][kMaxRanks];  // written by peers, read by this rank
+  uint32_t epoch[kMaxBlocks];                      // calls block b has made (this rank only)
+};
+constexpr int64_t kSignalBytes = (sizeof(Signal) + 4095) / 4096 * 4096;
+
+// An error code: which rank a wait gave up on, at which slot (0: no error).
+__host__ __device__ inline uint32_t error_code(int rank, int slot) { return 0x80000000u | (uint32_t)slot << 8 | (uint32_t)rank; }
+inline int error_rank(uint32_t code) { return (int)(code & 0xff); }
+inline int error_slot(uint32_t code) { return (int)((code >> 8) & 0xff); }
+
+struct Params {
+  Signal* sig[kMaxRanks];  // every rank's signal area, as mapped in this process (own included)
+  char* acc[kMaxRanks];    // every rank's input/reduction region (16-byte aligned)
+  char* out[kMaxRanks];    // every rank's all-gather region (ring)
+  const void* input;       // this rank's tensor (the call is in place: input == output allowed)
+  void* output;
+  int64_t n;               // elements
+  int rank, world, algo, op;
+  long long timeout;       // clock64 cycles a wait may spin
+  uint32_t* error;         // host-mapped: 0, or the error_code of the first wait that gave up
+};
+
+// ---- what a launch looks like: the same on every rank for the same message ---------------------
+struct Plan {
+  int algo;
+  int blocks;       // CTAs
+  int64_t packs;    // 16-byte packs of the message
+  int64_t seg;      // packs of a segment (two-shot slice, ring segment); one-shot: packs
+};
+// bytes up to which one-shot / two-shot are used (larger: ring); `forced` >= 0 pins an algorithm
+constexpr int64_t kOneShotMax = 512 << 10, kTwoShotMax = 8 << 20;
+
+__host__ __device__ inline Plan make_plan(int64_t n, int esize, int world, int max_blocks, int forced) {
+  Plan p;
+  p.packs = (n * esize + 15) / 16;
+  const int64_t bytes = n * esize;
+  p.algo = forced >= 0 ? forced : bytes <= kOneShotMax || world == 1 ? OneShot : bytes <= kTwoShotMax ? TwoShot : Ring;
+  if (world == 1) p.algo = OneShot;
+  p.seg = p.algo == OneShot ? p.packs : (p.packs + world - 1) / world;
+  // a CTA gets at least 32 packs (512 bytes) of a segment
+  int64_t b = (p.seg + 31) / 32;
+  p.blocks = (int)(b < 1 ? 1 : b > max_blocks ? max_blocks : b);
+  return p;
+}
+
+// ---- 16-byte packs -------------------------------------------------------------------------------
+template <class T>
+struct alignas(16) Pack {
+  static constexpr int V = 16 / sizeof(T);
+  T v[V];
+};
+
+__device__ __forceinline__ float to_f(float x) { return x; }
+__device__ __forceinline__ float to_f(__nv_bfloat16 x) { return __bfloat162float(x); }
+__device__ __forceinline__ float to_f(__half x) { return __half2float(x); }
+template <class T> __device__ __forceinline__ T from_f(float x);
+template <> __device__ __forceinline__ float from_f<float>(float x) { return x; }
+template <> __device__ __forceinline__ __nv_bfloat16 from_f<__nv_bfloat16>(float x) { return __float2bfloat16(x); }
+template <> __device__ __forceinline__ __half from_f<__half>(float x) { return __float2half(x); }
+
+__device__ __forceinline__ float combine(int op, float a, float b) {
+  if (op == Max) return (a != a || a >= b) ? a : b;  // NaN wins, like torch.max
+  return a + b;
+}
+
+// element i*V .. i*V+V-1 of a tensor: one vector when whole and aligned; lanes past n read as 0
+template <class T>
+__device__ __forceinline__ Pack<T> load_tensor(const T* x, int64_t i, int64_t n, bool aligned) {
+  constexpr int V = Pack<T>::V;
+  if (aligned && (i + 1) * V <= n) return reinterpret_cast<const Pack<T>*>(x)[i];
+  Pack<T> r;
+  for (int j = 0; j < V; ++j) r.v[j] = i * V + j < n ? x[i * V + j] : from_f<T>(0.f);
+  return r;
+}
+template <class T>
+__device__ __forceinline__ void store_tensor(T* x, int64_t i, int64_t n, bool aligned, const Pack<T>& r) {
+  constexpr int V = Pack<T>::V;
+  if (aligned && (i + 1) * V <= n) {
+    reinterpret_cast<Pack<T>*>(x)[i] = r;
+    return;
+  }
+  for (int j = 0; j < V && i * V + j < n; ++j) x[i * V + j] = r.v[j];
+}
+template <class T>
+__device__ __forceinline__ Pack<T>& pack_at(char* region, int64_t i) {
+  return reinterpret_cast<Pack<T>*>(region)[i];
+}
+
+// ---- flags ----------------------------------------------------------------------------------------
+__device__ __forceinline__ void store_release_sys(uint32_t* p, uint32_t v) {
+#ifdef P2P_EMULATE
+  emu_store_release(p, v);
+#else
+  asm volatile("st.release.sys.global.u32 [%0], %1;" ::"l"(p), "r"(v) : "memory");
+#endif
+}
+__device__ __forceinline__ uint32_t load_acquire_sys(const uint32_t* p) {
+#ifdef P2P_EMULATE
+  return emu_load_acquire(p);
+#else
+  uint32_t v;
+  asm volatile("ld.acquire.sys.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
+  return v;
+#endif
+}
+__device__ __forceinline__ uint32_t load_error(const uint32_t* e) {
+#ifdef P2P_EMULATE
+  return emu_load_acquire(e);
+#else
+  return *reinterpret_cast<const volatile uint32_t*>(e);
+#endif
+}
+__device__ __forceinline__ void set_error(uint32_t* e, uint32_t code) {
+#ifdef P2P_EMULATE
+  emu_store_release(e, code);
+#else
+  *reinterpret_cast<volatile uint32_t*>(e) = code;
+  __threadfence_system();
+#endif
+}
+
+// Spins until *f has reached e; false when it gave up (timeout: error set; or an error already set).
+__device__ inline bool wait_flag(const Params& p, const uint32_t* f, uint32_t e, int peer, int slot) {
+  const long long start = clock64();
+  for (uint32_t spins = 1;; ++spins) {
+    if ((int32_t)(load_acquire_sys(f) - e) >= 0) return true;
+    if ((spins & 255) == 0) {
+      if (load_error(p.error) != 0) return false;
+      if (clock64() - start > p.timeout) {
+        set_error(p.error, error_code(peer, slot));
+        return false;
+      }
+    }
+    spin_pause();
+  }
+}
+
+// This block's writes so far are visible to every rank's block b, which have all reached `slot`.
+// Returns false (in every thread of the block) when a wait gave up.
+__device__ inline bool barrier_all(const Params& p, int slot, uint32_t e) {
+  __syncthreads();
+  const int b = blockIdx.x;
+  for (int q = threadIdx.x; q < p.world; q += blockDim.x) {
+    __threadfence_system();
+    store_release_sys(&p.sig[q]->flag[b][slot][p.rank], e);
+  }
+  bool ok = true;
+  for (int q = threadIdx.x; q < p.world; q += blockDim.x)
+    ok = ok && wait_flag(p, &p.sig[p.rank]->flag[b][slot][q], e, q, slot);
+  return !__syncthreads_or(!ok);
+}
+
+// Ring step `step` of this block is done: tell the right neighbour.
+__device__ inline void signal_right(const Params& p, int step, uint32_t e) {
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    __threadfence_system();
+    store_release_sys(&p.sig[(p.rank + 1) % p.world]->flag[blockIdx.x][kSlotRing + step][p.rank], e);
+  }
+}
+// Wait until the left neighbour finished ring step `step`.
+__device__ inline bool wait_left(const Params& p, int step, uint32_t e) {
+  const int left = (p.rank + p.world - 1) % p.world;
+  bool ok = true;
+  if (threadIdx.x == 0) ok = wait_flag(p, &p.sig[p.rank]->flag[blockIdx.x][kSlotRing + step][left], e, left,
+                                       kSlotRing + step);
+  return !__syncthreads_or(!ok);
+}
+
+// This block's share [lo, hi) of packs [a, b): the same on every rank.
+struct Range {
+  int64_t lo, hi;
+};
+__device__ __forceinline__ Range share(int64_t a, int64_t b) {
+  const int64_t per = (b - a + gridDim.x - 1) / gridDim.x;
+  int64_t lo = a + per * blockIdx.x, hi = lo + per;
+  if (lo > b) lo = b;
+  if (hi > b) hi = b;
+  return {lo, hi};
+}
+__device__ __forceinline__ Range segment(const Params& p, int64_t packs, int64_t seg, int k) {
+  int64_t a = seg * k, b = a + seg;
+  if (a > packs) a = packs;
+  if (b > packs) b = packs;
+  return share(a, b);
+}
+
+// ---- the kernel ----------------------------------------------------------------------------------
+template <class T>
+__global__ void __launch_bounds__(512) all_reduce_kernel(const Params p) {
+  const int W = p.world, r = p.rank;
+  Signal* me = p.sig[r];
+  if (__syncthreads_or(load_error(p.error) != 0)) return;  // an earlier call gave up: the group is broken
+  const uint32_t e = me->epoch[blockIdx.x] + 1;
+  const Plan plan = make_plan(p.n, (int)sizeof(T), W, kMaxBlocks, p.algo);
+  const int64_t packs = plan.packs, seg = plan.seg;
+  const T* x = static_cast<const T*>(p.input);
+  T* y = static_cast<T*>(p.output);
+  const bool xa = ((uintptr_t)x & 15) == 0, ya = ((uintptr_t)y & 15) == 0;
+  const float inv_w = 1.0f / (float)W;
+  constexpr int V = Pack<T>::V;
+
+  // copy in: this block's share of every segment
+  for (int k = 0; k < (plan.algo == OneShot ? 1 : W); ++k) {
+    const Range s = segment(p, packs, seg, k);
+    for (int64_t i = s.lo + threadIdx.x; i < s.hi; i += blockDim.x) pack_at<T>(p.acc[r], i) = load_tensor(x, i, p.n, xa);
+  }
+  if (!barrier_all(p, kSlotStart, e)) return;
+
+  // reduce over all ranks, in rank order, of packs of segment k: into dst (and the tensor)
+  auto reduce_all = [&](Range s, char* dst) {
+    for (int64_t i = s.lo + threadIdx.x; i < s.hi; i += blockDim.x) {
+      float a[V];
+      const Pack<T> first = pack_at<T>(p.acc[0], i);
+      for (int j = 0; j < V; ++j) a[j] = to_f(first.v[j]);
+      for (int q = 1; q < W; ++q) {
+        const Pack<T> v = pack_at<T>(p.acc[q], i);
+        for (int j = 0; j < V; ++j) a[j] = combine(p.op, a[j], to_f(v.v[j]));
+      }
+      Pack<T> o;
+      for (int j = 0; j < V; ++j) o.v[j] = from_f<T>(p.op == Avg ? a[j] * inv_w : a[j]);
+      if (dst) pack_at<T>(dst, i) = o;
+      store_tensor(y, i, p.n, ya, o);
+    }
+  };
+
+  if (plan.algo == OneShot) {
+    reduce_all(segment(p, packs, seg, 0), nullptr);
+  } else if (plan.algo == TwoShot) {
+    reduce_all(segment(p, packs, seg, r), p.acc[r]);  // slice r, reduced in place in this rank's buffer
+    if (!barrier_all(p, kSlotMid, e)) return;
+    for (int k = 0; k < W; ++k) {
+      if (k == r) continue;
+      const Range s = segment(p, packs, seg, k);
+      for (int64_t i = s.lo + threadIdx.x; i < s.hi; i += blockDim.x)
+        store_tensor(y, i, p.n, ya, pack_at<T>(p.acc[k], i));
+    }
+  } else {  // ring
+    const int left = (r + W - 1) % W;
+    // reduce-scatter: step s adds the left neighbour's segment (r - s - 1) to this rank's
+    for (int s = 0; s < W - 1; ++s) {
+      if (s > 0 && !wait_left(p, s - 1, e)) return;
+      const int k = (r - s - 1 + 2 * W) % W;
+      const bool last = s == W - 2;
+      const Range g = segment(p, packs, seg, k);
+      for (int64_t i = g.lo + threadIdx.x; i < g.hi; i += blockDim.x) {
+        const Pack<T> mine = pack_at<T>(p.acc[r], i), theirs = pack_at<T>(p.acc[left], i);
+        Pack<T> o;
+        for (int j = 0; j < V; ++j) {
+          // the left partial first: segment k sums ranks k, k+1, ..., k-1 in that order (every rank
+          // then copies the same bits)
+          const float v = combine(p.op, to_f(theirs.v[j]), to_f(mine.v[j]));
+          o.v[j] = from_f<T>(last && p.op == Avg ? v * inv_w : v);
+        }
+        pack_at<T>(p.acc[r], i) = o;
+        if (last) store_tensor(y, i, p.n, ya, o);  // segment r + 1 is final here
+      }
+      signal_right(p, s, e);
+    }
+    // all-gather: step s pulls the finished segment (r - s) from the left neighbour (its buffer at
+    // s = 0, where it finished it; its all-gather region after)
+    for (int s = 0; s < W - 1; ++s) {
+      const int step = W - 1 + s;
+      if (!wait_left(p, step - 1, e)) return;
+      const int k = (r - s + W) % W;
+      const char* src = s == 0 ? p.acc[left] : p.out[left];
+      const Range g = segment(p, packs, seg, k);
+      for (int64_t i = g.lo + threadIdx.x; i < g.hi; i += blockDim.x) {
+        const Pack<T> v = reinterpret_cast<const Pack<T>*>(src)[i];
+        if (s < W - 2) pack_at<T>(p.out[r], i) = v;  // the right neighbour pulls it next step
+        store_tensor(y, i, p.n, ya, v);
+      }
+      if (s < W - 2) signal_right(p, step, e);
+    }
+  }
+  // nobody reads this rank's buffers any more: the next call may overwrite them
+  if (!barrier_all(p, kSlotEnd, e)) return;
+  if (threadIdx.x == 0) me->epoch[blockIdx.x] = e;
+}
+
+}  // namespace p2p
