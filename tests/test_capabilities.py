@@ -223,3 +223,19 @@ def test_vt_ops_build_refuses_a_malformed_declaration(tmp_path):
     assert "capability declaration is refused: pack 'caps': capabilities: providers[0]: the pack " \
            "registers no provider 'plane'" in out.stdout, out.stdout
     assert not (tmp_path / "build" / "packs" / "caps" / "manifest.json").exists()
+
+
+def test_the_pack_template_declares_its_capabilities(tmp_path):
+    """`vt-ops new` + `vt-ops build`: the declaration in the template's source reaches
+    manifest.json through vt_describe and CMake, and loads."""
+    pt.vt_ops("new", "capsdemo", cwd=tmp_path)
+    folder = pt.build(tmp_path / "capsdemo", tmp_path / "build", "capsdemo")
+    man = json.loads((folder / "manifest.json").read_text())
+    assert man["capabilities"]["providers"][0] == {
+        "provider": "capsdemo", "device": "cpu", "dtypes": ["float32", "float64"],
+        "deterministic": True, "shapes": "any shape and strides"}
+    pack = vt.ops.load(folder)
+    try:
+        assert C.for_kernel(pack.capabilities, "capsdemo::scale", "capsdemo", "cpu")["deterministic"]
+    finally:
+        vt.ops.unload(pack)
