@@ -2,7 +2,8 @@
 C++ (ops/allreduce/lab/p2p_emulate.cpp): W ranks of std::threads over host buffers that stand for
 the IPC-mapped device memory, the flags std::atomic_ref with release/acquire. One-shot, two-shot and
 ring for W in 2, 3, 4, 8, 1 element to 1 MiB, fp32/bf16/fp16, sum/avg/max, every call of a W
-back-to-back on one group, and a rank that never arrives (the others time out naming it, no hang).
+back-to-back on one group, a rank that never arrives (the others time out naming it, no hang) and
+one that arrives late (waited for).
 It checks the protocol and the index arithmetic without a GPU; GPU runs are tests/test_distributed_cuda.py."""
 import os
 import shutil
@@ -44,6 +45,7 @@ def test_p2p_kernel_in_host_emulation(emulator):
     for w in (2, 3, 4, 8):
         assert any(line.startswith(f"W={w}: ") and line.endswith("OK") for line in lines), run.stdout
     assert any(line.startswith("no-show rank: both others time out naming rank 2") for line in lines), run.stdout
+    assert any(line.startswith("late rank (0.15 s behind): waited for") for line in lines), run.stdout
     assert lines[-1] == "ALL OK"
 
 

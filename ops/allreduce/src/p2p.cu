@@ -16,6 +16,7 @@
 //       distributed exchanges them through the rendezvous store); opens the peers' buffers
 //   allreduce::p2p_check(group) -> bool          raises when a wait of an earlier call timed out
 //   compute of allreduce::all_reduce_ on cuda (provider "p2p", priority 10: the default there)
+// VT_P2P_ALGO=oneshot|twoshot|ring (read at every call) pins the algorithm, for tests and benchmarks.
 // A call launches one kernel per piece of at most buffer_bytes on the call's stream and never waits
 // for it: capturable in a CUDA graph (buffers are registered once, epochs live on the device). A
 // wait that times out inside the kernel sets the error word; the next call (or p2p_check, which
@@ -39,7 +40,6 @@ struct P2pGroup {
   uint32_t* error_host = nullptr;        // mapped host memory the kernel writes on a timeout
   uint32_t* error_dev = nullptr;         // the device's address of it
   long long timeout_cycles = 0;
-  int forced = -1;                       // VT_P2P_ALGO: oneshot | twoshot | ring (benchmarks)
   bool connected = false;
 };
 
@@ -120,7 +120,7 @@ VT_KERNEL(p2p_new_group_cpu, "allreduce::p2p_new_group") {
   DeviceGuard dg(c, (int)device);
   auto g = new P2pGroup;
   g->rank = (int32_t)rank, g->world = (int32_t)world, g->device = (int32_t)device, g->capacity = bytes;
-  g->forced = forced_algo(c);
+  forced_algo(c);  // a bad VT_P2P_ALGO fails here already
   int khz = 0;
   if (cudaDeviceGetAttribute(&khz, cudaDevAttrClockRate, (int)device) != cudaSuccess || khz <= 0) khz = 2000000;
   g->timeout_cycles = (long long)(timeout * (double)khz * 1000.0);
@@ -238,15 +238,16 @@ VT_COMPUTE(all_reduce_p2p, "allreduce::all_reduce_") {
   }
   p.rank = g.rank, p.world = g.world, p.op = r == Red::Sum ? p2p::Sum : r == Red::Avg ? p2p::Avg : p2p::Max;
   p.timeout = g.timeout_cycles;
-  p.error = g.error_dev;
+  p.error_host = g.error_dev;
   const int64_t es = vt::element_size(self->dtype);
   const int64_t per = g.capacity / es;  // elements of one piece: one kernel, one epoch
+  const int forced = forced_algo(c);      // read per call: benchmarks switch it between calls
   char* data = static_cast<char*>(self->data);
   vt::cuda::dispatch(vt::types<float, vt::bfloat16, vt::half>{}, self->dtype, c.op, [&](auto tag) {
     using T = typename decltype(tag)::type;
     for (int64_t done = 0; done < self->numel; done += per) {
       const int64_t n = self->numel - done < per ? self->numel - done : per;
-      const p2p::Plan plan = p2p::make_plan(n, (int)es, g.world, p2p::kMaxBlocks, g.forced);
+      const p2p::Plan plan = p2p::make_plan(n, (int)es, g.world, p2p::kMaxBlocks, forced);
       p.input = p.output = data + done * es;
       p.n = n;
       p.algo = plan.algo;

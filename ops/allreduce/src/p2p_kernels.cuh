@@ -19,9 +19,9 @@
 // e is the block's call counter, kept in device memory and bumped by the kernel itself, so a
 // captured CUDA graph replays with fresh epochs and back-to-back calls never mistake an old flag
 // for a new one (flags only grow; compared by signed difference). A wait that spins past
-// `timeout` clock64 cycles writes an error code into host-mapped memory and the kernel returns:
-// the host raises on its next call instead of hanging; every later kernel of the group sees the
-// error and returns at once.
+// `timeout` clock64 cycles writes an error code into the rank's signal area and into host-mapped
+// memory, and the kernel returns: the host raises on its next call instead of hanging; every later
+// kernel of the group sees the error (in device memory: no PCIe read per call) and returns at once.
 //
 // Built two ways: by nvcc for the GPU (p2p.cu), and as host C++ with P2P_EMULATE defined
 // (ops/allreduce/lab/p2p_emulate.cpp: every CUDA thread a std::thread, flags std::atomic_ref with
@@ -53,6 +53,7 @@ enum Op : int { Sum = 0, Avg = 1, Max = 2 };  // the reductions p2p takes (other
 struct Signal {
   uint32_t flag[kMaxBlocks][kSlots][kMaxRanks];  // written by peers, read by this rank
   uint32_t epoch[kMaxBlocks];                      // calls block b has made (this rank only)
+  uint32_t error;                                  // this rank's error_code once a wait gave up
 };
 constexpr int64_t kSignalBytes = (sizeof(Signal) + 4095) / 4096 * 4096;
 
@@ -70,7 +71,7 @@ struct Params {
   int64_t n;               // elements
   int rank, world, algo, op;
   long long timeout;       // clock64 cycles a wait may spin
-  uint32_t* error;         // host-mapped: 0, or the error_code of the first wait that gave up
+  uint32_t* error_host;    // host-mapped copy of sig[rank]->error, for the host to raise
 };
 
 // ---- what a launch looks like: the same on every rank for the same message ---------------------
@@ -163,11 +164,14 @@ __device__ __forceinline__ uint32_t load_error(const uint32_t* e) {
   return *reinterpret_cast<const volatile uint32_t*>(e);
 #endif
 }
-__device__ __forceinline__ void set_error(uint32_t* e, uint32_t code) {
+// the kernels poll the device word (cheap); the host reads the mapped copy without a sync
+__device__ __forceinline__ void set_error(const Params& p, uint32_t code) {
 #ifdef P2P_EMULATE
-  emu_store_release(e, code);
+  emu_store_release(&p.sig[p.rank]->error, code);
+  emu_store_release(p.error_host, code);
 #else
-  *reinterpret_cast<volatile uint32_t*>(e) = code;
+  *reinterpret_cast<volatile uint32_t*>(&p.sig[p.rank]->error) = code;
+  *reinterpret_cast<volatile uint32_t*>(p.error_host) = code;
   __threadfence_system();
 #endif
 }
@@ -178,9 +182,9 @@ __device__ inline bool wait_flag(const Params& p, const uint32_t* f, uint32_t e,
   for (uint32_t spins = 1;; ++spins) {
     if ((int32_t)(load_acquire_sys(f) - e) >= 0) return true;
     if ((spins & 255) == 0) {
-      if (load_error(p.error) != 0) return false;
+      if (load_error(&p.sig[p.rank]->error) != 0) return false;
       if (clock64() - start > p.timeout) {
-        set_error(p.error, error_code(peer, slot));
+        set_error(p, error_code(peer, slot));
         return false;
       }
     }
@@ -243,7 +247,7 @@ template <class T>
 __global__ void __launch_bounds__(512) all_reduce_kernel(const Params p) {
   const int W = p.world, r = p.rank;
   Signal* me = p.sig[r];
-  if (__syncthreads_or(load_error(p.error) != 0)) return;  // an earlier call gave up: the group is broken
+  if (__syncthreads_or(load_error(&me->error) != 0)) return;  // an earlier call gave up: the group is broken
   const uint32_t e = me->epoch[blockIdx.x] + 1;
   const Plan plan = make_plan(p.n, (int)sizeof(T), W, kMaxBlocks, p.algo);
   const int64_t packs = plan.packs, seg = plan.seg;

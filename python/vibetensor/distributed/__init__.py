@@ -258,7 +258,7 @@ def _store_barrier(store, key, rank, world_size, timeout):
     """Returns once every rank called it with this key (through the rendezvous store)."""
     if store.add(f"{key}/arrived", 1) == world_size:
         store.set(f"{key}/go", b"1")
-    store.get(f"{key}/go")
+    store.get(f"{key}/go", timeout=max(60.0, 2 * timeout))  # others may still be timing out themselves
 
 
 def _cuda_index(device, rank) -> int:

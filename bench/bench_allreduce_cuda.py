@@ -1,0 +1,132 @@
+"""CUDA all-reduce benchmark (issue 11): the allreduce pack's providers on cuda — `p2p` (its automatic
+choice, and each algorithm pinned with VT_P2P_ALGO) and `nccl` (pinned with vt.ops.use, on the p2p
+group's fallback communicator) — against torch.distributed's NCCL, one process a GPU, in the same
+processes and the same run (alternating), sum in place, 4 KiB .. 1 GiB, float32 and bfloat16.
+Time per call: rank 0's best of 3 timed loops of back-to-back calls (a barrier and a device sync
+before, a sync after); bus bandwidth = 2 (W - 1) / W * bytes / time (nccl-tests' convention);
+ratio = provider time / torch NCCL time (below 1: faster). Issue 11's goals: p2p <= 0.3x NCCL's
+time up to 1 MiB, >= 1.0x its bus bandwidth from 64 MiB.
+
+    NCCL_NVLS_ENABLE=0 python bench/bench_allreduce_cuda.py [--nproc 2] [--quick] [--algos]
+
+It starts itself under the launcher (python -m vibetensor.distributed.run); each rank joins a
+vibetensor group on cuda:LOCAL_RANK (MASTER_PORT) and a torch nccl group (the next port).
+NCCL_NVLS_ENABLE=0 is set for both unless given (no NVLink multicast on shared machines).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+
+SIZES = [4 << 10, 64 << 10, 256 << 10, 1 << 20, 8 << 20, 64 << 20, 256 << 20, 1 << 30]
+QUICK = [4 << 10, 1 << 20, 64 << 20]
+
+
+def _iters(nbytes: int) -> int:
+    return max(5, min(500, int(4e9 / max(nbytes, 1) / 8)))
+
+
+def _size(nbytes: int) -> str:
+    return f"{nbytes >> 30} GiB" if nbytes >= 1 << 30 else f"{nbytes >> 20} MiB" if nbytes >= 1 << 20 else \
+        f"{nbytes >> 10} KiB"
+
+
+def _rank_main(sizes, algos: bool):
+    import torch
+    import torch.distributed as tdist
+
+    import vibetensor as vt
+    import vibetensor.distributed as dist
+
+    dist.init_process_group(device="cuda", timeout=300)
+    r, w = dist.get_rank(), dist.get_world_size()
+    dev = dist._group(None).device
+    torch.cuda.set_device(dev.index)
+    port = int(os.environ["MASTER_PORT"]) + 1
+    tdist.init_process_group("nccl", init_method=f"tcp://{os.environ['MASTER_ADDR']}:{port}", rank=r, world_size=w)
+    has_nccl = dist._group(None).fallback is not None
+    variants = [("p2p", "p2p", "")]
+    if algos:
+        variants += [(f"p2p {a}", "p2p", a) for a in ("oneshot", "twoshot", "ring")]
+    if has_nccl:
+        variants.append(("nccl (vt)", "nccl", ""))
+    names = [v[0] for v in variants] + ["torch nccl"]
+    for dtype, tdtype in ((vt.float32, torch.float32), (vt.bfloat16, torch.bfloat16)):
+        rows = []
+        for nbytes in sizes:
+            n = nbytes // (4 if dtype == vt.float32 else 2)
+            x = vt.ones(n, dtype=dtype, device=dev)
+            tx = torch.ones(n, dtype=tdtype, device=f"cuda:{dev.index}")
+            it = _iters(nbytes)
+
+            def run_vt(provider, algo):
+                os.environ["VT_P2P_ALGO"] = algo
+                with vt.ops.use("allreduce::all_reduce_", provider, "cuda"):
+                    for _ in range(it):
+                        dist.all_reduce(x)
+
+            def run_torch():
+                for _ in range(it):
+                    tdist.all_reduce(tx)
+
+            def sync_vt():
+                dist.barrier()
+                vt.cuda.synchronize(dev)
+
+            def sync_torch():
+                tdist.barrier()
+                torch.cuda.synchronize()
+
+            best = {}
+            for _ in range(3):
+                for name, provider, algo in variants:
+                    sync_vt()
+                    t0 = time.perf_counter()
+                    run_vt(provider, algo)
+                    vt.cuda.synchronize(dev)
+                    best[name] = min(best.get(name, 1e9), (time.perf_counter() - t0) / it)
+                sync_torch()
+                t0 = time.perf_counter()
+                run_torch()
+                torch.cuda.synchronize()
+                best["torch nccl"] = min(best.get("torch nccl", 1e9), (time.perf_counter() - t0) / it)
+            os.environ["VT_P2P_ALGO"] = ""
+            y = vt.full([n], float(r + 1), dtype=dtype, device=dev)  # still right after all that
+            dist.all_reduce(y)
+            assert y[n - 1].item() == float(w * (w + 1) // 2), y[n - 1].item()
+            rows.append((nbytes, best))
+        if r == 0:
+            print(f"\n{dtype}, {w} GPUs; time per call (bus GB/s); ratio = time / torch nccl time")
+            print("| message | " + " | ".join(names) + " | " + " | ".join(f"{v} / torch" for v in names[:-1]) + " |")
+            print("|---" * (2 * len(names)) + "|")
+            for nbytes, best in rows:
+                bus = 2 * (w - 1) / w * nbytes / 1e9
+                cells = [f"{best[k] * 1e6:,.1f} µs ({bus / best[k]:.0f})" for k in names]
+                ratios = [f"{best[k] / best['torch nccl']:.2f}" for k in names[:-1]]
+                print(f"| {_size(nbytes)} | " + " | ".join(cells + ratios) + " |", flush=True)
+    tdist.destroy_process_group()
+    dist.destroy_process_group()
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--nproc", type=int, default=2)
+    ap.add_argument("--quick", action="store_true", help=f"only {', '.join(_size(s) for s in QUICK)}")
+    ap.add_argument("--algos", action="store_true", help="also each p2p algorithm pinned (VT_P2P_ALGO)")
+    a = ap.parse_args()
+    sizes = QUICK if a.quick else SIZES
+    if "RANK" in os.environ:
+        return _rank_main(sizes, a.algos)
+    os.environ.setdefault("NCCL_NVLS_ENABLE", "0")
+    print(f"{a.nproc} processes, one GPU each, sum in place; NCCL_NVLS_ENABLE={os.environ['NCCL_NVLS_ENABLE']}; "
+          f"{time.strftime('%Y-%m-%d %H:%M %Z')}", flush=True)
+    cmd = [sys.executable, "-m", "vibetensor.distributed.run", "--nproc-per-node", str(a.nproc), __file__]
+    cmd += ["--quick"] * a.quick + ["--algos"] * a.algos
+    return subprocess.call(cmd)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
