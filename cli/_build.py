@@ -224,15 +224,65 @@ def describe_pack(folder: Path) -> str:
 @click.option("-o", "--build-dir", type=click.Path(file_okay=False, path_type=Path),
               help="Build folder (default: PATH/build); reused for incremental builds.")
 @click.option("-v", "--verbose", is_flag=True, help="Show the full CMake and compiler command lines.")
-def build(path, release, cuda_arch, build_dir, verbose):
+@click.option("--watch", is_flag=True,
+              help="Stay running and rebuild whenever a source file changes (Ctrl-C stops); a running "
+                   "process picks the new build up with vt.ops.reload(PACK).")
+def build(path, release, cuda_arch, build_dir, verbose, watch):
     """Configure and compile the op pack in PATH (default: the current folder)."""
-    packs = build_pack(path, build_dir, "Release" if release else "Debug", cuda_arch, verbose)
-    if not packs:
-        raise click.ClickException("the build made no pack (no vt_add_oppack() in CMakeLists.txt?)")
-    for p in packs:
-        _check_schemas(p)
-        _check_capabilities(p)
-        click.echo(describe_pack(p))
+    def once():
+        packs = build_pack(path, build_dir, "Release" if release else "Debug", cuda_arch, verbose)
+        if not packs:
+            raise click.ClickException("the build made no pack (no vt_add_oppack() in CMakeLists.txt?)")
+        for p in packs:
+            _check_schemas(p)
+            _check_capabilities(p)
+            click.echo(describe_pack(p))
+
+    if not watch:
+        once()
+        return
+    source = Path(path).resolve()
+    skip = Path(build_dir).resolve() if build_dir else source / "build"
+    seen = _snapshot(source, skip)
+    while True:
+        try:
+            once()
+        except click.ClickException as e:  # a broken edit: say so and wait for the next one
+            click.echo(f"error: {e.format_message()}", err=True)
+        click.echo(f"watching {source} for changes (Ctrl-C stops)", err=True)
+        try:
+            while True:
+                time.sleep(_WATCH_INTERVAL)
+                now = _snapshot(source, skip)
+                if now != seen:
+                    changed = sorted(str(Path(f).relative_to(source)) for f in set(now) | set(seen)
+                                     if now.get(f) != seen.get(f))
+                    seen = now
+                    click.echo(f"changed: {', '.join(changed[:5])}", err=True)
+                    break
+        except KeyboardInterrupt:
+            return
+
+
+_WATCH_INTERVAL = 0.3  # seconds between looks at the source tree
+_SOURCE_SUFFIXES = {".c", ".cc", ".cpp", ".cxx", ".h", ".hh", ".hpp", ".cu", ".cuh", ".txt", ".cmake"}
+
+
+def _snapshot(source: Path, skip: Path) -> dict:
+    """mtime and size of each source file under `source` (the build folder and hidden folders
+    left out): what --watch compares to see an edit."""
+    out = {}
+    for root, dirs, files in os.walk(source):
+        dirs[:] = [d for d in dirs if not d.startswith(".") and Path(root, d).resolve() != skip]
+        for f in files:
+            p = Path(root, f)
+            if p.suffix in _SOURCE_SUFFIXES:
+                try:
+                    st = p.stat()
+                except OSError:
+                    continue
+                out[str(p)] = (st.st_mtime_ns, st.st_size)
+    return out
 
 
 def _check_capabilities(folder: Path) -> None:

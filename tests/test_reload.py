@@ -185,3 +185,45 @@ def test_a_library_mapped_twice_keeps_its_name_while_mapped(tmp_path):
         print(json.dumps({{'ok': ok, 'err': err, 'res': res, 'freed': freed}}))
     """)
     assert out == {"ok": True, "err": "", "res": [2.0], "freed": []}, out
+
+
+def test_build_watch_rebuilds_on_an_edit_and_reload_picks_it_up(tmp_path):
+    import queue
+    import signal
+    import subprocess
+
+    src = tmp_path / "src"
+    src.mkdir()
+    shutil.copyfile(pt.HERE / "reload" / "CMakeLists.txt", src / "CMakeLists.txt")
+    variant(src / "rl.c")
+    proc = subprocess.Popen([sys.executable, "-m", "vibetensor.cli", "build", str(src), "-o",
+                             str(tmp_path / "build"), "--watch"], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env=pt.clean_env())
+    lines: queue.Queue = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(ln) for ln in proc.stdout], daemon=True).start()
+
+    def until(text):
+        got = []
+        while True:
+            line = lines.get(timeout=120)
+            got.append(line)
+            if text in line:
+                return "".join(got)
+
+    try:
+        until("watching")
+        vt.ops.load(tmp_path / "build" / "packs" / "rl")
+        assert scale(vt.tensor([1.0])) == [2.0]
+        variant(src / "rl.c", scale="9.0f")
+        out = until("watching")
+        assert "changed: rl.c" in out and "built in" in out
+        vt.ops.reload("rl", rebuild=False)
+        assert scale(vt.tensor([1.0])) == [9.0]
+        (src / "rl.c").write_text("this is not C\n")  # a broken edit: reported, and it keeps watching
+        out = until("watching")
+        assert "error: build failed" in out and proc.poll() is None
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 0
+        if vt.ops.get("rl") is not None:
+            vt.ops.unload("rl")
