@@ -103,6 +103,18 @@ def _pack_record(api, pack=None, folder=None) -> dict:
     return rec
 
 
+def _signer(folder) -> str | None:
+    """Who signed the pack's manifest, as its manifest.sig says (checked only by a load that asks
+    for trusted keys: docs/PACKS_SECURITY.md)."""
+    try:
+        sig = json.loads((Path(folder) / "manifest.sig").read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(sig, dict):
+        return "manifest.sig is unreadable"
+    return f"manifest.sig by key {sig.get('key_id', '?')} (not checked here)"
+
+
 def _capability_lines(caps, skipped) -> list[str]:
     """The declared capabilities (registry/capabilities.py), one provider per line."""
     if not isinstance(caps, dict):
@@ -164,6 +176,9 @@ def _echo_record(rec: dict, full: bool) -> None:
                 val = ".".join(map(str, val)) if key == "abi" else (", ".join(val) if isinstance(val, list) else val)
                 click.echo(f"  {key}: {val}")
     if full:
+        signer = _signer(rec["path"])
+        if signer:
+            click.echo(f"  signature: {signer}")
         for line in _capability_lines(man.get("capabilities"), rec.get("skipped", [])):
             click.echo(line)
     width = max((len(op) for op in rec["ops"]), default=0)

@@ -129,6 +129,12 @@ def reload(pack, *, source=None, rebuild: bool = True, lock=None, trusted_keys=N
                     f"the file, as linkers do, reload safely)")
             others = {k: v for k, v in loader._loaded.items() if k != name}
             skipped = _caps.plan(m, others, lib.VT_ABI_MINOR)
+            for other in others.values():  # the packs that require this one must still accept it
+                spec = other.capabilities.get("requires", {}).get(name)
+                if spec is not None and not _caps.version_in(m.version, spec):
+                    raise _manifest.PackError(
+                        f"reload: pack '{other.name}' requires pack '{name}' {spec}; the new build "
+                        f"is version {m.version}, so the loaded one stays")
             _drain()
             with loader._lock:
                 if loader._loaded.get(name) is not old:

@@ -76,6 +76,12 @@ def test_a_good_signature_loads(signed, keys, unload_after):
     assert sig["pack"] == "caps" and sig["key_id"] == S.key_id(S.parse_trusted(keys / "me.key.pub")[0])
 
 
+def test_info_names_the_signer(signed, keys):
+    code, out = cli("info", signed)
+    key = S.key_id(S.parse_trusted(keys / "me.key.pub")[0])
+    assert code == 0 and f"signature: manifest.sig by key {key} (not checked here)" in out, out
+
+
 def test_trusted_keys_from_the_environment(signed, keys, monkeypatch, unload_after):
     monkeypatch.setenv("VT_TRUSTED_KEYS", os.pathsep.join([str(keys / "other.key.pub"), str(keys / "me.key.pub")]))
     assert vt.ops.load(signed).loaded

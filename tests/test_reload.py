@@ -101,6 +101,25 @@ def test_a_library_rewritten_in_place_is_refused(work):
     assert vt.ops.get("rl") is pack and scale(vt.tensor([1.0])) == [2.0]
 
 
+def test_a_version_that_a_dependent_pack_refuses_is_not_swapped_in(work):
+    pack = vt.ops.load(compiled(work))
+    dependent = pt.compile_raw(pt.HERE / "caps" / "caps_pack.c", work / "caps", "caps", abi=(1, 1),
+                               kernels=[{"op": "caps::twice", "device": "cpu", "provider": "plain",
+                                         "priority": 0}],
+                               capabilities={"requires": {"rl": ">=0.1,<1"}})
+    caps = vt.ops.load(dependent)
+    try:
+        compiled(work, scale="3.0f")
+        m = work / "rl" / "manifest.json"
+        m.write_text(m.read_text().replace('"version": "0.1.0"', '"version": "1.0.0"'))
+        with pytest.raises(vt.ops.PackError, match=r"pack 'caps' requires pack 'rl' >=0.1,<1; the new "
+                                                   r"build is version 1.0.0, so the loaded one stays"):
+            vt.ops.reload("rl", rebuild=False)
+        assert vt.ops.get("rl") is pack and scale(vt.tensor([1.0])) == [2.0]
+    finally:
+        vt.ops.unload(caps)
+
+
 def test_calls_on_other_threads_during_the_swap(work):
     vt.ops.load(compiled(work))
     x = vt.tensor([1.0])
