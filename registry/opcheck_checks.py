@@ -164,8 +164,10 @@ def plan(pack, devices=None) -> list:
         if op in man.get("ops", []):
             rows += [(None, d, {}) for d in wanted if not any(k["device"] == d for k in kernels)]
         for p, d, k in rows:
-            if d not in present:
-                units.append(Unit(op, p, d, "devices"))  # reported as skipped: no such device
+            if d not in present:  # reported as skipped: no such device here
+                units.append(Unit(op, p, d, "devices"))
+                if d == "cuda" and p is not None and _claims_graph(man.get("capabilities"), op, p, d):
+                    units.append(Unit(op, p, d, "graph"))
                 continue
             if d not in wanted:
                 continue
