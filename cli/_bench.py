@@ -9,7 +9,7 @@ one's result compared with the reference provider's.
 argument left out stays None), one shape set per option; `--arg NAME=VALUE` sets another argument
 (a Python literal). Without `--shapes` the op's sample calls (registry/samples*.py) are used.
 Inputs are uniform in [-1, 1). Timing: `--warmup` untimed calls, then the median of `--repeat`
-timed calls (perf_counter after a device synchronize on cpu; CUDA events on cuda). The reference
+timed calls (perf_counter around each call on cpu; CUDA events around it on cuda). The reference
 is the provider named "reference" or "composed", else the highest-priority one; errors are
 max |a - b| and max |a - b| / |b| over all floating outputs (registry/compare.py).
 
@@ -147,8 +147,8 @@ def bench(op_name: str, shape_sets=None, dtypes=None, device: str = "cpu", warmu
                 label = ", ".join("x".join(map(str, s)) or "()" for s in shapes)
                 calls.append((f"{label} {dt}", make_call(op, shapes, _dtype(dt), device, extra or {}, rng)))
     else:
-        src = samples.source("", None, samples.Maker(seed))
-        made = src.calls(op_name, samples.Maker(seed))
+        maker = samples.Maker(seed)
+        made = samples.source("", None, maker).calls(op_name, maker)
         if not made:
             raise click.UsageError(f"{op_name} has no sample calls: give --shapes")
         for c in made:
