@@ -661,6 +661,10 @@ def run_unit(ctx, u: Unit) -> Result:
         detail, status = str(e), "fail"
     except Exception as e:  # an unexpected Python exception in a check is that check failing
         detail, status = f"{type(e).__name__}: {e}", "fail"
+        made = ctx._calls.get(u.op)
+        if made and all(c.generated for c in made):  # made-up arguments, not the pack's own
+            detail = (f"the call made up from the schema {made[0]} was refused ({detail}): give "
+                      f"{u.op} a sample (docs/OPCHECK.md)")
     return Result(u.op, u.provider, u.device, u.check, status, str(detail or ""),
                   round(time.perf_counter() - t0, 4))
 
