@@ -46,19 +46,24 @@ def test_p2p_kernel_in_host_emulation(emulator):
         assert any(line.startswith(f"W={w}: ") and line.endswith("OK") for line in lines), run.stdout
     assert any(line.startswith("no-show rank: both others time out naming rank 2") for line in lines), run.stdout
     assert any(line.startswith("late rank (0.15 s behind): waited for") for line in lines), run.stdout
+    assert any(line.startswith("pipelined: 30 calls per rank, each rank at its own pace") for line in lines), run.stdout
     assert lines[-1] == "ALL OK"
 
 
-def test_p2p_emulation_catches_a_missing_flag_wait(emulator, tmp_path):
-    """the harness is sharp: the same kernel without the all-gather's read of the left neighbour's
-    all-gather region (it reads the stale reduce-scatter buffer instead) must fail"""
+@pytest.mark.parametrize("broken, fixed", [
+    # the all-gather reads the left neighbour's stale reduce-scatter buffer instead of its all-gather region
+    ("const char* src = p.acc[left];", "const char* src = s == 0 ? p.acc[left] : p.out[left];"),
+    # no end barrier: a rank overwrites its buffer with the next call while a peer still reads it
+    ("  (void)0;  // no end barrier\n", "  if (!barrier_all(p, kSlotEnd, e)) return;\n"),
+], ids=["stale-all-gather-source", "no-end-barrier"])
+def test_p2p_emulation_catches_protocol_bugs(emulator, tmp_path, broken, fixed):
+    """the harness is sharp: the kernel with one deliberate protocol bug must fail it"""
     src = (ROOT / "ops/allreduce/src/p2p_kernels.cuh").read_text()
-    bad = src.replace("const char* src = s == 0 ? p.acc[left] : p.out[left];", "const char* src = p.acc[left];")
-    assert bad != src
-    (tmp_path / "p2p_kernels.cuh").write_text(bad)
+    assert src.count(fixed) == 1
+    (tmp_path / "p2p_kernels.cuh").write_text(src.replace(fixed, broken))
     exe = tmp_path / "bad"
     subprocess.run([shutil.which("g++"), "-std=c++20", "-O1", "-pthread", "-DP2P_EMULATE", f"-I{_cuda_include()}",
                     f"-I{tmp_path}", f"-I{ROOT / 'ops/allreduce/lab'}", str(ROOT / "ops/allreduce/lab/p2p_emulate.cpp"),
                     "-o", str(exe)], check=True, timeout=300)
     run = subprocess.run([str(exe)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=240)
-    assert run.returncode == 1 and "FAIL" in run.stdout and "ring" in run.stdout, run.stdout[-2000:]
+    assert run.returncode == 1 and "FAIL" in run.stdout, run.stdout[-2000:]

@@ -11,6 +11,8 @@
 #include <barrier>
 #include <chrono>
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <thread>
 #include <vector>
 
@@ -59,7 +61,17 @@ inline long long clock64() {
 }
 inline void spin_pause() { std::this_thread::yield(); }  // 2 cores, many emulated threads
 
-inline void emu_store_release(uint32_t* p, uint32_t v) { std::atomic_ref<uint32_t>(*p).store(v, std::memory_order_release); }
+// Flags are published after a random few yields: peers then see them at varied points of their own
+// progress, which explores more interleavings than the scheduler's alone.
+inline void emu_jitter() {
+  thread_local uint32_t s = (uint32_t)std::hash<std::thread::id>{}(std::this_thread::get_id()) | 1u;
+  s ^= s << 13, s ^= s >> 17, s ^= s << 5;
+  for (uint32_t i = 0; i < (s & 3); ++i) std::this_thread::yield();
+}
+inline void emu_store_release(uint32_t* p, uint32_t v) {
+  emu_jitter();
+  std::atomic_ref<uint32_t>(*p).store(v, std::memory_order_release);
+}
 inline uint32_t emu_load_acquire(const uint32_t* p) {
   return std::atomic_ref<uint32_t>(*const_cast<uint32_t*>(p)).load(std::memory_order_acquire);
 }
