@@ -3,11 +3,14 @@ one's result compared with the reference provider's.
 
     vt-ops bench attention::sdpa --shapes 1x8x256x64,1x8x256x64,1x8x256x64 --dtypes float32,bfloat16
     vt-ops bench core::matmul --shapes 256x256,256x256 --shapes 512x64,64x512
+    vt-ops bench core::add --shapes 1024x1024,1024x1024 --load mypack/build/packs/mypack
     vt-ops bench attention::sdpa --shapes 1x4x128x64,1x4x128x64,1x4x128x64 --arg causal=True
 
 `--shapes` lists the shapes of the op's tensor arguments in schema order (an optional tensor
 argument left out stays None), one shape set per option; `--arg NAME=VALUE` sets another argument
 (a Python literal). Without `--shapes` the op's sample calls (registry/samples*.py) are used.
+`--load PACK` loads a pack first (a folder or a name on the search path), so its providers
+join the comparison.
 Inputs are uniform in [-1, 1). Timing: `--warmup` untimed calls, then the median of `--repeat`
 timed calls (perf_counter around each call on cpu; CUDA events around it on cuda). The reference
 is the provider named "reference" or "composed", else the highest-priority one; errors are
@@ -237,14 +240,21 @@ def format_rows(op_name, rows) -> str:
 @click.option("--arg", "args", multiple=True, help="Another argument: NAME=VALUE (repeatable).")
 @click.option("--warmup", default=3, show_default=True)
 @click.option("--repeat", default=20, show_default=True)
+@click.option("--load", "load", multiple=True,
+              help="Load this pack first (a folder or a pack name; repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="The rows as JSON.")
-def bench_cmd(op, shapes, dtypes, device, args, warmup, repeat, as_json):
+def bench_cmd(op, shapes, dtypes, device, args, warmup, repeat, load, as_json):
     """Time every provider of OP on the same inputs and compare each result with the reference
     provider's (A/B in one process)."""
     try:
-        import vibetensor  # noqa: F401
+        import vibetensor as vt
     except Exception as e:
         raise click.ClickException(f"cannot import vibetensor: {e}")
+    for spec in load:
+        try:
+            vt.ops.load(spec)
+        except (ImportError, ValueError, OSError) as e:  # PackError is an ImportError
+            raise click.ClickException(f"--load {spec}: {e}") from None
     shape_sets = [parse_shapes(s) for s in shapes]
     dts = [d.strip() for d in dtypes.split(",")] if dtypes else None
     try:

@@ -97,3 +97,39 @@ def test_unknown_provider_or_op():
         vt.ops.shadow("attention::sdpa", "fast")
     with pytest.raises(AttributeError, match="unknown op 'core::nosuch'"):
         vt.ops.shadow("core::nosuch", "core")
+
+
+def test_a_wrong_provider_is_caught(tmp_path_factory):
+    """In a child process (the pack serves every core::neg call while loaded): with tests/
+    sloppy_pack.py's core::neg active (off by 1e-3), shadowing it with core records divergence on
+    every call; the caller still gets sloppy's result."""
+    import subprocess
+    import sys
+    import textwrap
+
+    import sloppy_pack
+
+    folder = sloppy_pack.build(tmp_path_factory)
+    script = textwrap.dedent(f"""
+        import numpy as np, vibetensor as vt
+        vt.ops.load({str(folder)!r})
+        x = vt.tensor(np.ones((2, 3), np.float32))
+        with vt.ops.shadow("core::neg", "core") as sh:
+            y = vt.ops.core.neg(x)
+            vt.ops.core.neg(x)
+        r = sh.divergences[0]
+        print(sh.calls, sh.diverged, r.active, r.shadow, round(r.max_abs, 6), float(y.numpy()[0, 0]))
+        try:
+            with vt.ops.shadow("core::neg", "core", strict=True):
+                vt.ops.core.neg(x)
+        except vt.ops.ShadowDivergence as e:
+            print("strict:", e)
+        """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    first, strict = out.stdout.splitlines()
+    calls, diverged, active, shadow, err, y = first.split()
+    assert (calls, diverged, active, shadow) == ("2", "2", "sloppy", "core")
+    assert float(err) == pytest.approx(1e-3, rel=1e-3)
+    assert float(y) == pytest.approx(-1.0 + 1e-3)  # the active (sloppy) result
+    assert strict.startswith("strict: vt.ops.shadow: core::neg") and "sloppy vs core: DIVERGED" in strict

@@ -103,3 +103,22 @@ def test_console_script_runs_bench():
                           "8x8", "--repeat", "2"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "core (ref)" in out.stdout
+
+
+def test_a_wrong_provider_disagrees(tmp_path_factory):
+    """--load brings in tests/sloppy_pack.py's core::neg (off by 1e-3, priority 5: the reference by
+    priority); core's provider disagrees with it, the table says so and the exit status is 1."""
+    import sloppy_pack
+
+    folder = sloppy_pack.build(tmp_path_factory)
+    out = subprocess.run([sys.executable, "-m", "vibetensor.cli", "bench", "core::neg", "--shapes",
+                          "4x4", "--repeat", "3", "--load", str(folder), "--json"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 1, out.stderr
+    rows = {r["provider"]: r for r in json.loads(out.stdout)}
+    assert rows["sloppy"]["reference"] and rows["sloppy"]["ok"]
+    assert not rows["core"]["ok"] and rows["core"]["max_abs"] == pytest.approx(1e-3, rel=1e-3)
+    bad = subprocess.run([sys.executable, "-m", "vibetensor.cli", "bench", "core::neg", "--shapes",
+                          "4", "--load", str(folder / "nope")], capture_output=True, text=True,
+                         timeout=120)
+    assert bad.returncode == 1 and "--load" in bad.stderr and "nope" in bad.stderr

@@ -223,3 +223,17 @@ def test_user_pack_folder_with_its_own_samples(tmp_path_factory, tmp_path):
         assert add[check]["status"] == "pass", add[check]
     assert add["providers"]["detail"].startswith("vs core: 2 calls")
     assert {r["provider"] for r in rep["results"] if r["check"] != "schema"} == {"mine"}
+
+
+def test_a_wrong_provider_fails(tmp_path_factory):
+    """tests/sloppy_pack.py's core::neg is off by 1e-3: the providers check finds it against core,
+    and gradcheck finds it too (neg's backward rule calls core::neg, which sloppy then serves)."""
+    import sloppy_pack
+
+    proc, rep = _json_report(sloppy_pack.build(tmp_path_factory))
+    assert proc.returncode == 1 and not rep["ok"]
+    neg = {r["check"]: r for r in rep["results"] if r["op"] == "core::neg"}
+    assert neg["providers"]["status"] == "fail"
+    assert "vs core" in neg["providers"]["detail"] and "max abs 0.001" in neg["providers"]["detail"]
+    assert neg["gradcheck"]["status"] == "fail" and "Jacobian mismatch" in neg["gradcheck"]["detail"]
+    assert neg["meta"]["status"] == "pass" and neg["bad_input"]["status"] == "pass"
