@@ -17,10 +17,13 @@ At load (registry/loader.py): a pack whose ABI minor or required packs are not m
 ABI minor) no visible GPU meets is dropped on that device (its kernels are not registered) while
 the rest of the pack loads. The CUDA architectures the library was built for (manifest key
 "cuda_architectures", written by vt_add_oppack) narrow the range further: sm_90a code runs on
-compute capability 9.0 only, whatever the declaration says.
+compute capability 9.0 only, whatever the declaration says. The GPUs are asked of NVML, so a load
+never initialises CUDA.
 """
 from __future__ import annotations
 
+import ctypes
+import os
 import re
 
 from .manifest import Manifest, PackError
@@ -169,15 +172,66 @@ def version_in(version: str, spec: str) -> bool:
 # ---- compute capabilities -------------------------------------------------------------------------
 
 def cuda_devices() -> list:
-    """(major, minor) of every visible GPU; [] without CUDA. (Tests replace this function.)"""
-    from vibetensor.runtime import ffi, lib
+    """(major, minor) of every visible GPU; [] without one, or where that cannot be told without
+    initialising CUDA. Asked of NVML (the driver's management library), never of the CUDA
+    runtime: a pack load, `import vibetensor` included, must not initialise CUDA (no context, no
+    allocator, and fork() stays usable, as in PyTorch). (Tests replace this function.)"""
+    if not _nvml_cache:
+        _nvml_cache.append(_nvml_devices())
+    return visible(_nvml_cache[0], os.environ.get("CUDA_VISIBLE_DEVICES"))
 
+
+_nvml_cache: list = []  # the GPUs do not change while the process runs: ask NVML once
+
+
+def _nvml_devices() -> list:
+    """[(uuid, (major, minor)), ...] of every GPU NVML sees, in its order; [] without NVML."""
+    try:
+        nvml = ctypes.CDLL("libnvidia-ml.so.1")
+    except OSError:
+        return []
     out = []
-    for i in range(max(0, lib.vtrt_cuda_device_count())):
-        props = ffi.new("vtrt_cuda_device_props*")
-        if lib.vtrt_cuda_get_device_properties(i, props) == 0:
-            out.append((props.major, props.minor))
-    return out
+    try:
+        if nvml.nvmlInit_v2() != 0:
+            return []
+        count = ctypes.c_uint(0)
+        if nvml.nvmlDeviceGetCount_v2(ctypes.byref(count)) != 0:
+            return []
+        for i in range(count.value):
+            h = ctypes.c_void_p()
+            major, minor = ctypes.c_int(), ctypes.c_int()
+            uuid = ctypes.create_string_buffer(96)
+            if (nvml.nvmlDeviceGetHandleByIndex_v2(i, ctypes.byref(h)) != 0 or
+                    nvml.nvmlDeviceGetCudaComputeCapability(h, ctypes.byref(major), ctypes.byref(minor)) != 0):
+                continue
+            nvml.nvmlDeviceGetUUID(h, uuid, 96)
+            out.append((uuid.value.decode(errors="replace"), (major.value, minor.value)))
+        return out
+    except AttributeError:  # an NVML too old to have these entry points
+        return []
+    finally:
+        try:
+            nvml.nvmlShutdown()
+        except AttributeError:
+            pass
+
+
+def visible(devices: list, env: str | None) -> list:
+    """The compute capabilities of the GPUs that CUDA_VISIBLE_DEVICES (`env`) leaves visible, from
+    NVML's [(uuid, cc), ...]. Indices there count in CUDA's order, which need not be NVML's, so an
+    index counts every GPU: a provider is only dropped when no GPU it could run on is visible."""
+    ccs = [cc for _, cc in devices]
+    if env is None:
+        return ccs
+    picked, by_index = [], False
+    for item in (x.strip() for x in env.split(",")):
+        if item.startswith(("GPU-", "MIG-")):
+            picked += [cc for uuid, cc in devices if uuid.startswith(item)]
+        elif item.isdigit() and int(item) < len(devices):
+            by_index = True
+        else:
+            break  # CUDA stops at the first entry it cannot use
+    return sorted(set(picked + (ccs if by_index else [])))
 
 
 def _cc(text: str) -> tuple:

@@ -83,6 +83,10 @@ def _mapped_fd(pack) -> int | None:
 
 
 def _drain() -> None:
+    """Wait for the work queued on every GPU (none to wait for on a machine without one; NVML
+    tells that without initialising CUDA)."""
+    if not _caps.cuda_devices():
+        return
     for i in range(max(0, lib.vtrt_cuda_device_count())):
         lib.vtrt_cuda_synchronize(i)
 

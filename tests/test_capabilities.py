@@ -137,6 +137,18 @@ def test_built_admits(archs, cc, ok):
     assert C.built_admits(archs, cc) is ok
 
 
+GPUS = [("GPU-aaaa", (9, 0)), ("GPU-bbbb", (8, 0))]
+
+
+@pytest.mark.parametrize("env,ccs", [
+    (None, [(9, 0), (8, 0)]), ("", []), ("-1", []), ("GPU-bbbb", [(8, 0)]),
+    ("GPU-bbbb,GPU-aaaa", [(8, 0), (9, 0)]), ("0", [(8, 0), (9, 0)]), ("7", []), ("1,-1,0", [(8, 0), (9, 0)])])
+def test_visible_gpus_follow_cuda_visible_devices(env, ccs):
+    """An index may mean any GPU (CUDA's order is not NVML's): it counts them all, so a provider
+    is never dropped while a GPU it could run on is visible."""
+    assert C.visible(GPUS, env) == (sorted(ccs) if env is not None else ccs)
+
+
 @pytest.mark.parametrize("requires,message", [
     ({"nosuch": ">=1"}, "pack 'caps' requires pack 'nosuch' (>=1), which is not loaded"),
     ({"core": ">=2"}, "pack 'caps' requires pack 'core' >=2, but version 0.1.0 is loaded"),
