@@ -42,6 +42,8 @@ HARNESS = r"""
 
 typedef void (*set_fn)(int32_t, int64_t);
 typedef int64_t (*take_fn)(void*, int64_t);
+typedef vt_status (*tune_fn)(vt_op*, int32_t, const vt_dtype*, const int32_t*, const int64_t*,
+                             int32_t, const char*);
 
 static double now(void) {
   struct timespec ts;
@@ -52,7 +54,8 @@ static double now(void) {
 int main(int argc, char** argv) {
   if (argc < 5) return 2;
   if (!vtrt_pack_load(argv[1], "core")) { fprintf(stderr, "%s\n", vtrt_last_error()); return 1; }
-  int trace = atoi(argv[2]);
+  int mode = atoi(argv[2]);  /* 0 off, 1 tracing on, 2 off with a tuned entry for this bucket */
+  int trace = mode == 1;
   long n = atol(argv[3]);
   int reps = atoi(argv[4]);
   set_fn set = (set_fn)dlsym(RTLD_DEFAULT, "vtrt_trace_set_enabled");
@@ -67,6 +70,14 @@ int main(int argc, char** argv) {
   vt_tensor* b = vtrt_empty(&one, 1, f32, cpu);
   *(float*)a->data = 1.f;
   *(float*)b->data = 2.f;
+  if (mode == 2) {
+    tune_fn tune = (tune_fn)dlsym(RTLD_DEFAULT, "vtrt_op_tune_set");
+    if (!tune) { printf("nan\n"); return 0; }
+    vt_dtype dts[2] = {f32, f32};
+    int32_t nd[2] = {1, 1};
+    int64_t sz[2] = {1, 1};
+    if (tune(add, 1, dts, nd, sz, 2, "core") != 0) { fprintf(stderr, "%s\n", vtrt_last_error()); return 1; }
+  }
   for (long i = 0; i < 1000; ++i) vtrt_release(vtrt_call_tt(add, a, b));
   for (int r = 0; r < reps; ++r) {
     if (set) set(trace, n + 16);
@@ -149,11 +160,13 @@ def bench_native(baseline_rev: str, n: int, reps: int) -> None:
         print(f"   built both runtimes in {time.time() - t0:.0f} s (baseline: {baseline_rev})")
         exe = _harness(tmp, new_dir)
         # interleave the variants so drift of the shared VM hits them alike
-        rows = {"before (baseline)": [], "tracing off": [], "tracing on": []}
+        rows = {"before (baseline)": [], "tracing off": [], "tracing on": [],
+                "off, tuned (hit)": []}
         for _ in range(3):
             rows["before (baseline)"] += _run_harness(exe, base_dir, 0, n, reps)
             rows["tracing off"] += _run_harness(exe, new_dir, 0, n, reps)
             rows["tracing on"] += _run_harness(exe, new_dir, 1, n, reps)
+            rows["off, tuned (hit)"] += _run_harness(exe, new_dir, 2, n, reps)
         med = {k: statistics.median(v) for k, v in rows.items()}
         best = {k: min(v) for k, v in rows.items()}
         for k in rows:
@@ -163,6 +176,9 @@ def bench_native(baseline_rev: str, n: int, reps: int) -> None:
               f"best {best['tracing off'] - best['before (baseline)']:+.1f} ns")
         print(f"   on - off:     median {med['tracing on'] - med['tracing off']:+.1f} ns, "
               f"best {best['tracing on'] - best['tracing off']:+.1f} ns per call")
+        print(f"   tuned - off:  median {med['off, tuned (hit)'] - med['tracing off']:+.1f} ns, "
+              f"best {best['off, tuned (hit)'] - best['tracing off']:+.1f} ns per call (bucket key "
+              f"+ table lookup)")
 
 
 def _per_call(fn, number, repeat) -> float:
@@ -177,19 +193,34 @@ def _per_call(fn, number, repeat) -> float:
 
 
 def bench_python(number: int, repeat: int) -> None:
-    print(f"== 1b. from Python: `a + b`, 1-element float32 cpu (installed build) ==")
+    print(f"== 1b. from Python: `a + b`, 1-element float32 cpu (installed build), {number} calls "
+          f"x {repeat} ==")
     a, b = vt.ones(1), vt.ones(1)
-    off1 = _per_call(lambda: a + b, number, repeat)
-    with vt.ops.trace(capacity=number * repeat + 16) as t:
-        on = _per_call(lambda: a + b, number, repeat)
-    off2 = _per_call(lambda: a + b, number, repeat)
-    off = (off1 + off2) / 2
-    print(f"   tracing off {off:7.0f} ns/call (before/after the traced run: {off1:.0f}, {off2:.0f})")
-    print(f"   tracing on  {on:7.0f} ns/call   (+{on - off:.0f} ns; {len(t.records)} records)")
+
+    def loop() -> float:
+        t0 = time.perf_counter()
+        for _ in range(number):
+            a + b
+        return (time.perf_counter() - t0) / number * 1e9
+
+    loop()
+    off, on = [], []
+    for _ in range(repeat):  # interleaved; one trace per batch (groups only, as VT_TRACE=1)
+        off.append(loop())
+        with vt.ops.trace(keep_records=False) as t:
+            on.append(loop())
+        assert t.calls == number
+    m_off, m_on = statistics.median(off), statistics.median(on)
+    print(f"   tracing off {m_off:7.0f} ns/call   (best {min(off):.0f})")
+    print(f"   tracing on  {m_on:7.0f} ns/call   (best {min(on):.0f}; +{m_on - m_off:.0f} ns median, "
+          f"+{min(on) - min(off):.0f} best)")
+    t = vt.ops.trace().__enter__()
+    loop()
     t0 = time.perf_counter()
+    t.close()  # drains: every record converted to Python here, not during the calls
     t.summary()
-    print(f"   summary of {len(t.records)} records: {(time.perf_counter() - t0) * 1e3:.0f} ms "
-          f"(drained and converted once, off the hot path)")
+    print(f"   {len(t.records)} records drained, converted and summarised in "
+          f"{(time.perf_counter() - t0) * 1e3:.0f} ms (off the hot path)")
 
 
 def bench_tuned(quick: bool) -> None:
@@ -224,7 +255,7 @@ def main() -> None:
     if not args.skip_native:
         bench_native(args.baseline_rev or _default_baseline(), 200_000 if args.quick else 1_000_000,
                      3 if args.quick else 5)
-    bench_python(20_000 if args.quick else 100_000, 5)
+    bench_python(20_000, 5 if args.quick else 15)
     bench_tuned(args.quick)
 
 
