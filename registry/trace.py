@@ -23,6 +23,8 @@ import sys
 import threading
 import time
 
+import numpy as np
+
 from vibetensor.runtime import dtypes as _types
 from vibetensor.runtime import ffi, lib
 
@@ -36,7 +38,7 @@ REASONS = {
     lib.VTRT_REASON_META: "meta",          # the op's meta step is its whole result (views, ...)
 }
 _DEVICE_NAMES = {_types.CPU: "cpu", _types.CUDA: "cuda", _types.META: "meta"}
-_CHUNK = 4096  # records taken from the runtime per native call
+_CHUNK = 16384  # records taken from the runtime per native call
 
 _lock = threading.Lock()
 _active: list["Trace"] = []  # open traces, outermost first; each gets every record drained
@@ -70,62 +72,141 @@ class Record:
                 f"{self.duration_us:.1f} us depth {self.depth}>")
 
 
-def _pack_info(name: str, cache: dict) -> tuple:
-    info = cache.get(name)
-    if info is None:
+def _record_dtype() -> np.dtype:
+    """vtrt_trace_record as a numpy structured dtype (offsets from cffi, so they match the C
+    compiler's layout): a drained chunk is one copy, and grouping is vectorised."""
+    T = "vtrt_trace_record"
+    K, D, N = lib.VTRT_TRACE_TENSORS, lib.VTRT_TRACE_DIMS, lib.VTRT_TRACE_NAME
+    ptr = "<u8" if ffi.sizeof("void*") == 8 else "<u4"
+    dt = np.dtype([("code", "u1"), ("bits", "u1"), ("lanes", "<u2")])
+    fields = [("op", ptr, "op"), ("provider", f"S{N}", "provider"), ("pack", f"S{N}", "pack"),
+              ("declined", f"S{N}", "declined"), ("reason", "<i4", "reason"),
+              ("depth", "<i4", "depth"), ("status", "<i4", "status"),
+              ("dev_type", "<i4", "device"), ("start_ns", "<i8", "start_ns"),
+              ("end_ns", "<i8", "end_ns"), ("thread", "<u8", "thread"),
+              ("ntensors", "<i4", "ntensors"), ("dtypes", (dt, (K,)), "dtypes"),
+              ("ndims", ("<i4", (K,)), "ndims"), ("sizes", ("<i8", (K, D)), "sizes")]
+    names = [f[0] for f in fields] + ["dev_index"]
+    formats = [f[1] for f in fields] + ["<i4"]
+    offsets = [ffi.offsetof(T, f[2]) for f in fields] + [ffi.offsetof(T, "device") + 4]
+    return np.dtype({"names": names, "formats": formats, "offsets": offsets,
+                     "itemsize": ffi.sizeof(T)})
+
+
+_RECORD = _record_dtype()
+_op_names: dict = {}  # vt_op* as an int -> name (ops are never freed, so pointers stay theirs)
+
+
+def _op_name(ptr: int) -> str:
+    name = _op_names.get(ptr)
+    if name is None:
+        name = _op_names[ptr] = ffi.string(lib.vtrt_op_name(ffi.cast("vt_op*", ptr))).decode()
+    return name
+
+
+def _pack_info(names) -> dict:
+    """pack name -> (version, sha256) of the packs loaded now (None, None for others)."""
+    out = {}
+    for name in names:
         p = loader.get(name)
         m = p.manifest_info if p is not None else None
-        info = (m.version, m.sha256) if m is not None else (None, None)
-        cache[name] = info
-    return info
+        out[name] = (m.version, m.sha256) if m is not None else (None, None)
+    return out
 
 
-def _dtype_name(dt) -> str:
+def _dtype_name(code: int, bits: int) -> str:
     try:
-        return _types.from_key(dt.code, dt.bits).name
+        return _types.from_key(code, bits).name
     except KeyError:
-        return f"dtype({dt.code},{dt.bits})"
+        return f"dtype({code},{bits})"
 
 
-def _convert(r, packs: dict, ops: dict) -> Record:
-    rec = Record()
-    key = int(ffi.cast("uintptr_t", r.op))
-    op = ops.get(key)
-    if op is None:
-        op = ops[key] = ffi.string(lib.vtrt_op_name(r.op)).decode()
-    rec.op = op
-    rec.provider = ffi.string(r.provider).decode()
-    rec.pack = ffi.string(r.pack).decode()
-    rec.pack_version, rec.pack_sha256 = _pack_info(rec.pack, packs) if rec.pack else (None, None)
-    rec.reason = REASONS.get(r.reason, str(r.reason))
-    rec.declined = ffi.string(r.declined).decode() or None
-    kind = _DEVICE_NAMES.get(r.device.type, str(r.device.type))
-    rec.device = f"cuda:{r.device.index}" if r.device.type == _types.CUDA else kind
-    n = r.ntensors
-    rec.dtypes = [_dtype_name(r.dtypes[i]) for i in range(n)]
-    rec.shapes = [tuple(r.sizes[i][d] for d in range(min(r.ndims[i], lib.VTRT_TRACE_DIMS)))
-                  for i in range(n)]
-    rec.depth, rec.status = r.depth, r.status
-    rec.start_ns, rec.end_ns, rec.thread = r.start_ns, r.end_ns, r.thread
-    return rec
+def _device_name(kind: int, index: int) -> str:
+    if kind == _types.CUDA:
+        return f"cuda:{index}"
+    return _DEVICE_NAMES.get(kind, str(kind))
+
+
+class _Chunk:
+    """Records drained together: the raw array and the pack versions and hashes of that time."""
+
+    __slots__ = ("rows", "packs")
+
+    def __init__(self, rows, packs):
+        self.rows, self.packs = rows, packs
+
+    def records(self) -> list[Record]:
+        rows = self.rows
+        # only the tensors and dims some record uses become Python ints (not 8 x 8 per record)
+        nt_max = int(rows["ntensors"].max(initial=0))
+        nd_max = int(rows["ndims"][:, :nt_max].max(initial=0))
+        cols = [rows[f].tolist() for f in ("op", "provider", "pack", "declined", "reason",
+                                           "depth", "status", "dev_type", "dev_index",
+                                           "start_ns", "end_ns", "thread", "ntensors")]
+        cols.append(rows["ndims"][:, :nt_max].tolist())
+        cols.append(rows["sizes"][:, :nt_max, :nd_max].tolist())
+        codes = rows["dtypes"]["code"][:, :nt_max].tolist()
+        bits = rows["dtypes"]["bits"][:, :nt_max].tolist()
+        names: dict = {}
+        strings: dict = {}
+
+        def text(b: bytes) -> str:
+            t = strings.get(b)
+            if t is None:
+                t = strings[b] = b.decode()
+            return t
+
+        out = []
+        for (op, prov, pack, declined, reason, depth, status, dev_type, dev_index, t0, t1,
+             thread, nt, ndims, sizes), cs, bs in zip(zip(*cols), codes, bits):
+            rec = Record()
+            rec.op = _op_name(op)
+            rec.provider, rec.pack = text(prov), text(pack)
+            rec.pack_version, rec.pack_sha256 = self.packs.get(rec.pack, (None, None))
+            rec.reason = REASONS.get(reason, str(reason))
+            rec.declined = text(declined) or None
+            rec.device = _device_name(dev_type, dev_index)
+            nt = min(nt, len(ndims))
+            dts = []
+            for c, b in zip(cs[:nt], bs[:nt]):
+                n = names.get((c, b))
+                if n is None:
+                    n = names[(c, b)] = _dtype_name(c, b)
+                dts.append(n)
+            rec.dtypes = dts
+            rec.shapes = [tuple(sizes[i][:ndims[i]]) for i in range(nt)]
+            rec.depth, rec.status, rec.start_ns, rec.end_ns, rec.thread = (depth, status, t0, t1,
+                                                                           thread)
+            out.append(rec)
+        return out
+
+
+def _words_hash(col) -> np.ndarray:
+    """A 64-bit hash per fixed-size bytes value (provider names): grouping sorts integers."""
+    words = np.ascontiguousarray(col).view("<u8").reshape(len(col), -1)
+    h = np.full(len(col), 1469598103934665603, dtype=np.uint64)
+    for j in range(words.shape[1]):
+        h = (h ^ words[:, j]) * np.uint64(1099511628211)
+    return h
 
 
 def _drain() -> None:
     """Move the runtime's buffered records into every open trace. Called under _lock."""
     global _buf
-    if lib.vtrt_trace_pending() == 0:
+    if not _active:
         return
     if _buf is None:
         _buf = ffi.new("vtrt_trace_record[]", _CHUNK)
-    packs: dict = {}
-    ops: dict = {}
     while True:
         n = lib.vtrt_trace_take(_buf, _CHUNK)
         if n == 0:
             break
-        recs = [_convert(_buf[i], packs, ops) for i in range(n)]
+        rows = np.frombuffer(ffi.buffer(_buf, n * _RECORD.itemsize), dtype=_RECORD)
+        if any(t.keep_records for t in _active):
+            rows = rows.copy()  # kept past the next take into the same buffer
+        chunk = _Chunk(rows, _pack_info(np.unique(rows["pack"]).astype(str).tolist()))
         for t in _active:
-            t._take(recs)
+            t._take(chunk)
 
 
 def _sync() -> None:
@@ -143,34 +224,66 @@ class Trace:
             raise ValueError(f"trace: capacity must be a positive int, got {capacity!r}")
         self.capacity = capacity
         self.keep_records = bool(keep_records)
+        self._chunks: list[_Chunk] = []  # drained, turned into Records only when asked
         self._records: list[Record] = []
+        self._converted = 0  # chunks already in _records
         self._groups: dict = {}  # (op, provider, reason) -> running totals
         self._open = False
         self._dropped_at_start = 0
         self.dropped = 0
 
-    def _take(self, recs) -> None:
+    def _take(self, chunk: _Chunk) -> None:
         if self.keep_records:
-            self._records.extend(recs)
-        acc = self._groups
-        for r in recs:
-            g = acc.get((r.op, r.provider, r.reason))
+            self._chunks.append(chunk)
+        rows = chunk.rows
+        with np.errstate(over="ignore"):
+            key = (_words_hash(rows["provider"]) ^ rows["op"].astype(np.uint64)) * np.uint64(31) \
+                + rows["reason"].astype(np.uint64)
+        uniq, first, inv = np.unique(key, return_index=True, return_inverse=True)
+        inv = inv.reshape(-1)
+        k = len(uniq)
+        calls = np.bincount(inv, minlength=k)
+        total = np.bincount(inv, weights=(rows["end_ns"] - rows["start_ns"]) / 1e3, minlength=k)
+        errors = np.bincount(inv, weights=rows["status"] != 0, minlength=k)
+        lo = np.full(k, np.iinfo(np.int32).max)
+        hi = np.full(k, -1)
+        np.minimum.at(lo, inv, rows["depth"])
+        np.maximum.at(hi, inv, rows["depth"])
+        dev = (inv.astype(np.int64) << 32) | (rows["dev_type"].astype(np.int64) << 16) \
+            | rows["dev_index"].astype(np.int64)
+        devices = [(d >> 32, (d >> 16) & 0xFFFF, d & 0xFFFF) for d in np.unique(dev).tolist()]
+        declined = np.flatnonzero(rows["declined"] != b"")
+        refused = []
+        if len(declined):
+            with np.errstate(over="ignore"):
+                dk = _words_hash(rows["declined"][declined]) * np.uint64(31) + \
+                    inv[declined].astype(np.uint64)
+            _, at = np.unique(dk, return_index=True)
+            refused = [(int(inv[declined[i]]), int(declined[i])) for i in at.tolist()]
+        gkeys = []
+        for j in range(k):
+            r = rows[first[j]]
+            op, prov, why = _op_name(int(r["op"])), r["provider"].decode(), REASONS.get(
+                int(r["reason"]), str(int(r["reason"])))
+            g = self._groups.get((op, prov, why))
             if g is None:
-                g = acc[(r.op, r.provider, r.reason)] = {
-                    "op": r.op, "provider": r.provider, "reason": r.reason, "pack": r.pack,
-                    "pack_version": r.pack_version, "pack_sha256": r.pack_sha256, "calls": 0,
-                    "errors": 0, "total_us": 0.0, "min_depth": r.depth, "max_depth": r.depth,
+                pack = r["pack"].decode()
+                version, sha = chunk.packs.get(pack, (None, None))
+                g = self._groups[(op, prov, why)] = {
+                    "op": op, "provider": prov, "reason": why, "pack": pack,
+                    "pack_version": version, "pack_sha256": sha, "calls": 0, "errors": 0,
+                    "total_us": 0.0, "min_depth": int(lo[j]), "max_depth": int(hi[j]),
                     "declined": set(), "devices": set()}
-            g["calls"] += 1
-            g["errors"] += r.status != 0
-            g["total_us"] += (r.end_ns - r.start_ns) / 1e3
-            if r.depth < g["min_depth"]:
-                g["min_depth"] = r.depth
-            if r.depth > g["max_depth"]:
-                g["max_depth"] = r.depth
-            g["devices"].add(r.device)
-            if r.declined:
-                g["declined"].add(r.declined)
+            g["calls"] += int(calls[j])
+            g["errors"] += int(errors[j])
+            g["total_us"] += float(total[j])
+            g["min_depth"] = min(g["min_depth"], int(lo[j]))
+            g["max_depth"] = max(g["max_depth"], int(hi[j]))
+            gkeys.append(g)
+        for j, kind, index in devices:
+            gkeys[j]["devices"].add(_device_name(kind, index))
+        for j, i in refused:
+            gkeys[j]["declined"].add(rows["declined"][i].decode())
 
     def __enter__(self):
         with _lock:
@@ -204,6 +317,9 @@ class Trace:
         if self._open:
             with _lock:
                 _drain()
+        while self._converted < len(self._chunks):
+            self._records.extend(self._chunks[self._converted].records())
+            self._converted += 1
         return list(self._records)
 
     @property
