@@ -189,7 +189,10 @@ VT_META_FN(dropout_mask_meta, "attention::dropout_mask") {
   c.arg(3, "offset").int_();
   c.check_sizes("size", size);
   c.set_out(0, c.empty(size.data, (int32_t)size.len, vt::kBool));
-  check_rng(c, c.arg(5, "rng").tensor_or_null(), c.out(0)->device);
+  // a tensor argument picks the call's device; a `device` naming another one is a mistake
+  const vt_tensor* rng = c.arg(5, "rng").tensor_or_null();
+  check_rng(c, rng, c.arg(4, "device").device_or(c.out(0)->device));
+  check_rng(c, rng, c.out(0)->device);
 }
 
 VT_META_FN(dropout_draw_meta, "attention::dropout_draw") {
