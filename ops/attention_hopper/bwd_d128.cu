@@ -1,0 +1,4 @@
+// backward kernels at head dim 128, float16 (fmha_run.cuh)
+#include "fmha_run.cuh"
+
+VT_FMHA_BACKWARD(128)

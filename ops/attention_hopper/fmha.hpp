@@ -1,0 +1,52 @@
+// ops/attention_hopper/fmha.hpp — one attention problem as the pack's kernels take it, and the
+// kernels (fwd_d64.cu, fwd_d128.cu, bwd_d64.cu, bwd_d128.cu: one head dim each, so they compile in
+// parallel). pack.cu checks and plans; the kernels only run. No CUTLASS here: pack.cu stays cheap.
+//
+// Shape legend (attention::sdpa's): q (B, H, Tq, D), k and v (B, H, Tk, D), out (B, H, Tq, D),
+// lse (B, H, Tq) float32 — the natural-log sum-exp of the scaled scores of each query row. Every
+// 4-d operand has a unit stride along D; Strides holds its other three, in elements.
+#pragma once
+
+#include <cstdint>
+
+#include "vt/oppack.hpp"
+
+namespace vt_fmha {
+
+struct Strides {
+  int64_t b, h, t;
+};
+
+struct Problem {
+  int B, H, Tq, Tk, D;
+  bool fp16;    // float16, else bfloat16
+  float scale;  // multiplies q @ k^T before the softmax
+  bool causal;  // key j kept for query i when j <= i (top-left aligned, like torch's is_causal)
+};
+
+struct Forward {
+  Problem p;
+  const void *q, *k, *v;
+  Strides sq, sk, sv;
+  void* out;   // contiguous (B, H, Tq, D)
+  float* lse;  // contiguous (B, H, Tq)
+};
+
+struct Backward {
+  Problem p;
+  const void *q, *k, *v, *out, *grad_out;
+  Strides sq, sk, sv, so, sgo;
+  const float* lse;
+  Strides slse;  // (b, h, t = 1)
+  void *dq, *dk, *dv;  // contiguous, shaped like q, k, v
+};
+
+// On the call's stream: the forward in bfloat16 or float16, the backward in float16 only (see
+// fmha_run.cuh). They fail the call with VT_ERR_NOT_IMPL (nothing written) when CUTLASS's own checks
+// refuse the problem, so the dispatcher hands it to the next provider.
+void forward_d64(vt::Call& c, const Forward& f);
+void forward_d128(vt::Call& c, const Forward& f);
+void backward_fp16_d64(vt::Call& c, const Backward& b);
+void backward_fp16_d128(vt::Call& c, const Backward& b);
+
+}  // namespace vt_fmha

@@ -1,0 +1,188 @@
+// ops/attention_hopper/pack.cu — the `attention_hopper` op pack: a third provider ("hopper",
+// priority 20, above the attention pack's flash at 10) of attention::sdpa and
+// attention::sdpa_backward on cuda, on the Hopper FMHA kernels of CUTLASS's example 88 (TMA,
+// wgmma, warp specialisation; fmha_run.cuh). The ops, their meta steps and the backward rule are
+// the attention pack's: load it first (the manifest's "requires" says so).
+//
+//   vt-ops build ops/attention_hopper        # -> ops/attention_hopper/build/packs/attention_hopper
+//   python: vt.ops.load("ops/attention_hopper/build/packs/attention_hopper")   # hopper serves
+//           vt.ops.use("attention::sdpa", "flash", "cuda")                      # back to flash
+//
+// Serves: the forward in bfloat16 and float16, the backward in float16 (CUTLASS's example backward
+// does not compile for bfloat16: fmha_run.cuh says why; bfloat16 backward calls go to flash's);
+// head dim D == Dv in {64, 128}; Tq and Tk multiples of 128 (the kernels' tiles:
+// the example masks no partial key tile and its causal backward walks whole query tiles); causal
+// or not; no mask; dropout_p == 0; q, k, v (and out, grad_out) with a unit stride along D, the
+// other strides multiples of 8 elements and 16-byte aligned data (TMA's rules); sizes and strides
+// within 32 bits (the kernels index with int); the backward without grad_lse. Every other call is
+// declined (VT_ERR_NOT_IMPL before anything is written) and the dispatcher runs the next provider
+// by priority, flash; pinned to "hopper", the decline is the error the caller sees, with the reason.
+// The forward's rng output is [0, 0] (no dropout draw).
+// This file holds no CUTLASS code: the kernels compile in their own files, in parallel.
+#include <algorithm>
+#include <climits>
+#include <cmath>
+#include <cstdarg>
+#include <cstdio>
+
+#include <cuda_runtime.h>
+
+#include "fmha.hpp"
+#include "vt/capabilities.h"
+
+namespace {
+
+using vt_fmha::Strides;
+
+constexpr int kTile = 128;  // Tq and Tk must be multiples of it
+
+// Declines the call: the next provider by priority (flash) serves it unless "hopper" is pinned.
+[[noreturn]] void decline(const vt::Call& c, const char* fmt, ...) {
+  char why[384];
+  va_list ap;
+  va_start(ap, fmt);
+  std::vsnprintf(why, sizeof why, fmt, ap);
+  va_end(ap);
+  c.fail(VT_ERR_NOT_IMPL, "the hopper provider does not serve this call: %s (vt.ops.use('%s', 'flash', 'cuda') "
+         "picks the provider that does)", why, c.op);
+  __builtin_unreachable();  // Call::fail throws; nvcc's host pass loses its [[noreturn]]
+}
+
+bool fits_int(int64_t x) { return x >= 0 && x <= INT_MAX; }
+
+// A 4-d operand TMA can read where it lies: unit stride along the last dim, the other strides
+// multiples of 8 elements (16 bytes) within 32 bits, 16-byte aligned data. A dim of size 1 never
+// moves the pointer: its stride is replaced by one TMA takes.
+bool tma_view(const vt_tensor* t, Strides* s) {
+  if (t->strides[3] != 1 || (reinterpret_cast<uintptr_t>(t->data) & 15) != 0) return false;
+  int64_t st[3];
+  int64_t inner = t->sizes[3];  // the stride a size-1 dim gets: the next inner dim's extent
+  for (int i = 2; i >= 0; --i) {
+    st[i] = t->sizes[i] == 1 ? inner : t->strides[i];
+    if (st[i] % 8 != 0 || !fits_int(st[i])) return false;
+    inner = st[i] * t->sizes[i];
+  }
+  *s = Strides{st[0], st[1], st[2]};
+  return true;
+}
+
+// The problem, when the kernels take q, k, v of this call; declines otherwise.
+vt_fmha::Problem problem_of(const vt::Call& c, const vt_tensor* q, const vt_tensor* k, const vt_tensor* v,
+                            const vt_tensor* mask, bool causal, double scale, double p, bool backward) {
+  const bool fp16 = vt::same_dtype(q->dtype, vt::kFloat16);
+  if (backward && !fp16)
+    decline(c, "dtype %s (float16 only: CUTLASS's example backward does not compile for bfloat16)",
+            vt::dtype_name(q->dtype));
+  if (!fp16 && !vt::same_dtype(q->dtype, vt::kBFloat16))
+    decline(c, "dtype %s (bfloat16 and float16 only)", vt::dtype_name(q->dtype));
+  if (mask) decline(c, "a mask (none, or causal=True, only)");
+  if (p != 0.0) decline(c, "dropout_p = %g (0 only)", p);
+  const int64_t B = q->sizes[0], H = q->sizes[1], Tq = q->sizes[2], Tk = k->sizes[2], D = q->sizes[3];
+  if (v->sizes[3] != D || (D != 64 && D != 128))
+    decline(c, "head dims D = %lld, Dv = %lld (D == Dv in {64, 128} only)", (long long)D, (long long)v->sizes[3]);
+  if (B == 0 || H == 0 || Tq == 0 || Tk == 0 || Tq % kTile != 0 || Tk % kTile != 0)
+    decline(c, "B = %lld, H = %lld, Tq = %lld, Tk = %lld (non-empty, Tq and Tk multiples of %d only)", (long long)B,
+            (long long)H, (long long)Tq, (long long)Tk, kTile);
+  // the kernels' int indexing: the largest contiguous extent is B*H*T*D (and B*H*T rows)
+  if (!fits_int(B * H * std::max(Tq, Tk) * D))
+    decline(c, "%lld x %lld x %lld x %lld elements (beyond 32-bit indexing)", (long long)B, (long long)H,
+            (long long)std::max(Tq, Tk), (long long)D);
+  if (!(std::isfinite(scale) && scale != 0.0)) decline(c, "scale = %g (finite, non-zero only)", scale);
+  return vt_fmha::Problem{(int)B, (int)H, (int)Tq, (int)Tk, (int)D, fp16, (float)scale, causal};
+}
+
+void operand(const vt::Call& c, const vt_tensor* t, const char* name, Strides* s) {
+  if (!tma_view(t, s))
+    decline(c, "%s with strides (%lld, %lld, %lld, %lld) at %p (TMA needs a unit last stride, the others multiples "
+            "of 8 within 32 bits, 16-byte aligned data)", name, (long long)t->strides[0], (long long)t->strides[1],
+            (long long)t->strides[2], (long long)t->strides[3], t->data);
+}
+
+}  // namespace
+
+// Arguments checked and outputs made by the attention pack's meta step.
+VT_COMPUTE(sdpa_hopper, "attention::sdpa") {
+  const vt_tensor* q = c.arg(0, "q").tensor();
+  const vt_tensor* k = c.arg(1, "k").tensor();
+  const vt_tensor* v = c.arg(2, "v").tensor();
+  const vt_tensor* mask = c.arg(3, "mask").tensor_or_null();
+  const bool causal = c.arg(4, "causal").bool_();
+  const double D = (double)q->sizes[3];
+  const double scale = c.arg(5, "scale").float_or(D > 0 ? 1.0 / std::sqrt(D) : 1.0);
+  vt_fmha::Forward f{};
+  f.p = problem_of(c, q, k, v, mask, causal, scale, c.arg(6, "dropout_p").float_(), false);
+  operand(c, q, "q", &f.sq);
+  operand(c, k, "k", &f.sk);
+  operand(c, v, "v", &f.sv);
+  f.q = q->data, f.k = k->data, f.v = v->data;
+  f.out = c.out(0)->data;
+  f.lse = static_cast<float*>(c.out(1)->data);
+  (f.p.D == 64 ? vt_fmha::forward_d64 : vt_fmha::forward_d128)(c, f);
+  const cudaError_t e =
+      cudaMemsetAsync(c.out(2)->data, 0, 2 * sizeof(int64_t), static_cast<cudaStream_t>(c.ctx->stream));
+  if (e != cudaSuccess) c.fail(VT_ERR_RUNTIME, "CUDA error in clearing rng: %s", cudaGetErrorString(e));
+}
+
+VT_COMPUTE(sdpa_backward_hopper, "attention::sdpa_backward") {
+  const vt_tensor* go = c.arg(0, "grad_out").tensor();
+  const vt_tensor* q = c.arg(1, "q").tensor();
+  const vt_tensor* k = c.arg(2, "k").tensor();
+  const vt_tensor* v = c.arg(3, "v").tensor();
+  const vt_tensor* out = c.arg(4, "out").tensor();
+  const vt_tensor* lse = c.arg(5, "lse").tensor();
+  const vt_tensor* mask = c.arg(6, "mask").tensor_or_null();
+  const bool causal = c.arg(7, "causal").bool_();
+  const double scale = c.arg(8, "scale").float_();
+  const double p = c.arg(9, "dropout_p").float_();
+  if (c.arg(12, "grad_lse").tensor_or_null()) decline(c, "a gradient of lse (grad_lse None only)");
+  vt_fmha::Backward b{};
+  b.p = problem_of(c, q, k, v, mask, causal, scale, p, true);
+  operand(c, q, "q", &b.sq);
+  operand(c, k, "k", &b.sk);
+  operand(c, v, "v", &b.sv);
+  operand(c, out, "out", &b.so);
+  operand(c, go, "grad_out", &b.sgo);
+  // lse (B, H, Tq) float32: unit stride along Tq, the others multiples of 4 (16 bytes)
+  const int64_t lb = lse->sizes[0] == 1 ? (int64_t)b.p.H * b.p.Tq : lse->strides[0];
+  const int64_t lh = lse->sizes[1] == 1 ? (int64_t)b.p.Tq : lse->strides[1];
+  if (lse->strides[2] != 1 || lb % 4 != 0 || lh % 4 != 0 || !fits_int(lb) || !fits_int(lh) ||
+      (reinterpret_cast<uintptr_t>(lse->data) & 15) != 0)
+    decline(c, "lse with strides (%lld, %lld, %lld) (TMA needs a unit last stride, the others multiples of 4)",
+            (long long)lse->strides[0], (long long)lse->strides[1], (long long)lse->strides[2]);
+  b.slse = Strides{lb, lh, 1};
+  b.q = q->data, b.k = k->data, b.v = v->data, b.out = out->data, b.grad_out = go->data;
+  b.lse = static_cast<const float*>(lse->data);
+  b.dq = c.out(0)->data, b.dk = c.out(1)->data, b.dv = c.out(2)->data;
+  (b.p.D == 64 ? vt_fmha::backward_fp16_d64 : vt_fmha::backward_fp16_d128)(c, b);
+}
+
+namespace {
+
+vt_status attention_hopper_init(const vt_host* host, vt_pack* pack) {
+  return vt::init_guard(host, "attention_hopper", [&] {
+    vt::Registrar r(host, pack, "hopper", 20);  // above flash (10): serves what it takes, declines the rest
+    r.compute("attention::sdpa", VT_CUDA, sdpa_hopper);
+    r.compute("attention::sdpa_backward", VT_CUDA, sdpa_backward_hopper);
+  });
+}
+
+}  // namespace
+
+VT_OPPACK_DEFINE(attention_hopper_init)
+
+// What the provider needs and promises (vt/capabilities.h; checked at load, shown by vt-ops info):
+// the ops are the attention pack's; wgmma and TMA in sm_90a code run on compute capability 9.0
+// only. The limits are the shape rules above that a tool can check from shapes alone; the backward
+// narrows the dtypes to float16.
+VT_OPPACK_CAPABILITIES(R"json({
+  "abi_minor": 1,
+  "requires": {"attention": ">=0.1,<1"},
+  "providers": [
+    {"provider": "hopper", "device": "cuda", "compute_capability": {"min": "9.0", "max": "9.0"},
+     "dtypes": ["bfloat16", "float16"], "cuda_graphs": true, "deterministic": false,
+     "shapes": "D == Dv in {64, 128}, Tq and Tk multiples of 128, no mask, no dropout, no grad_lse; the rest: flash",
+     "limits": [{"arg": "q", "dim": -1, "one_of": [64, 128]}, {"arg": "v", "dim": -1, "one_of": [64, 128]},
+                {"arg": "q", "dim": -2, "multiple_of": 128}, {"arg": "k", "dim": -2, "multiple_of": 128}]},
+    {"provider": "hopper", "device": "cuda", "ops": ["attention::sdpa_backward"], "dtypes": ["float16"]}
+  ]
+})json")

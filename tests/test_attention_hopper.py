@@ -1,0 +1,319 @@
+"""The attention_hopper pack (ops/attention_hopper): a third provider ("hopper", priority 20) of
+attention::sdpa and attention::sdpa_backward on cuda, on CUTLASS's Hopper FMHA kernels.
+
+Without a GPU (any machine with nvcc and the nvidia-cutlass headers): the pack builds and loads
+after the attention pack, registers "hopper" above flash for both ops on cuda and nothing else,
+declares its shape rules (the limits a tool checks with registry/capabilities.py), leaves the meta
+step (the attention pack's) alone, and unloads back to flash.
+On a Hopper GPU: forward, lse and the three gradients against a float64 reference, the composed
+provider and torch — bfloat16 and float16, causal and not, D 64 and 128, Tq == Tk and Tq != Tk
+both ways, strided views — with the trace showing who served: hopper for the forward, and for the
+backward in float16; flash for the bfloat16 backward (CUTLASS's example backward does not compile
+for bfloat16). Every call hopper does not take (another dtype or head dim, a mask, dropout, a
+partial tile, grad_lse) is served by flash, with the reason, or refused with it when pinned.
+
+The pack: VT_ATTN_HOPPER_PACK (a built pack folder), else the in-tree build of `vt-ops build
+ops/attention_hopper`, brought up to date (a first build, minutes on 2 cores, only on a Hopper GPU;
+elsewhere the tests skip until it exists).
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import vibetensor as vt
+from vibetensor._attention import scaled_dot_product_attention as sdpa
+from vibetensor.registry import capabilities as caps
+from conftest import to_numpy
+
+try:
+    import torch
+    import torch.nn.functional as F
+except ImportError:
+    torch = None
+
+ROOT = Path(__file__).resolve().parent.parent
+OP, BACKWARD = "attention::sdpa", "attention::sdpa_backward"
+GPU = vt.cuda.is_available()
+
+
+def _hopper_gpu() -> bool:
+    """device 0 has compute capability 9.0 (sm_90a code runs there only)"""
+    return GPU and caps.cuda_devices()[:1] == [(9, 0)]
+
+
+def _build_pack() -> Path:
+    """The pack folder: VT_ATTN_HOPPER_PACK, else the in-tree build brought up to date by `vt-ops
+    build` (seconds when nothing changed). A first build takes minutes on 2 cores, beyond this file's
+    budget: it happens here only on a Hopper GPU (where the kernels are the point); elsewhere the
+    registration tests skip until `vt-ops build ops/attention_hopper` has been run once."""
+    given = os.environ.get("VT_ATTN_HOPPER_PACK")
+    if given:
+        return Path(given)
+    if not (shutil.which("nvcc") or Path("/usr/local/cuda/bin/nvcc").exists()):
+        pytest.skip("needs nvcc to build ops/attention_hopper")
+    try:
+        import cutlass_library  # noqa: F401
+    except ImportError:
+        pytest.skip("needs the CUTLASS headers: pip install nvidia-cutlass==4.2.0.0")
+    folder = ROOT / "ops" / "attention_hopper" / "build" / "packs" / "attention_hopper"
+    if not (folder / "manifest.json").is_file() and not _hopper_gpu():
+        pytest.skip("ops/attention_hopper is not built (minutes on 2 cores): vt-ops build ops/attention_hopper, "
+                    "or VT_ATTN_HOPPER_PACK=<built pack folder>")
+    sys.path.insert(0, str(Path(__file__).resolve().parent / "packs"))
+    import packtools as pt
+
+    def make():
+        pt.vt_ops("build", ROOT / "ops" / "attention_hopper")
+        return folder
+
+    return pt.once("attention_hopper", make)
+
+
+@pytest.fixture
+def hopper():
+    """The loaded pack, unloaded after the test."""
+    pack = vt.ops.load(str(_build_pack()))
+    try:
+        yield pack
+    finally:
+        vt.ops.unload(pack)
+
+
+def names(op, device="cuda"):
+    return [p.name for p in vt.ops.providers(op, device)]
+
+
+# ---- registration, declared rules, the meta step (no GPU needed) ----------------------------------
+def test_registers_hopper_above_flash_for_both_ops(hopper):
+    assert hopper.name == "attention_hopper" and hopper.ops == []  # the ops are the attention pack's
+    kernels = sorted((k["op"], k["device"], k["provider"], k["priority"]) for k in hopper.kernels)
+    assert kernels == [(OP, "cuda", "hopper", 20), (BACKWARD, "cuda", "hopper", 20)]
+    declared = hopper.capabilities
+    assert declared["requires"] == {"attention": ">=0.1,<1"}
+    assert hopper.manifest["cuda_architectures"] == ["90a-real"]  # sm_90a machine code only
+    if GPU and not _hopper_gpu():  # sm_90a code runs on compute capability 9.0 only
+        assert [s[1] for s in hopper.skipped] == ["hopper"]
+        assert names(OP) == ["flash", "composed"]
+        return
+    assert hopper.skipped == []
+    for op in (OP, BACKWARD):
+        provs = vt.ops.providers(op, "cuda")
+        assert [(p.name, p.priority) for p in provs] == [("hopper", 20), ("flash", 10), ("composed", 0)]
+        assert [p.name for p in provs if p.active] == ["hopper"]
+        assert names(op, "cpu") == ["flash", "composed"]  # cpu untouched
+
+
+def test_unload_gives_the_ops_back_to_flash():
+    pack = vt.ops.load(str(_build_pack()))
+    vt.ops.unload(pack)
+    assert names(OP) == ["flash", "composed"] and names(BACKWARD) == ["flash", "composed"]
+
+
+def test_declared_limits_match_the_served_calls(hopper):
+    entry = caps.for_kernel(hopper.capabilities, OP, "hopper", "cuda")
+    assert entry["dtypes"] == ["bfloat16", "float16"]
+    assert entry["compute_capability"] == {"min": "9.0", "max": "9.0"}
+    backward = caps.for_kernel(hopper.capabilities, BACKWARD, "hopper", "cuda")
+    assert backward["dtypes"] == ["float16"] and backward["limits"] == entry["limits"]
+    assert caps.unmet(backward, "bfloat16") == ["dtype bfloat16 is not one of ['float16']"]
+
+    def unmet(dtype, B, H, Tq, Tk, D, Dv=None):
+        return caps.unmet(entry, dtype, {"q": (B, H, Tq, D), "k": (B, H, Tk, D), "v": (B, H, Tk, Dv or D)})
+
+    assert unmet("bfloat16", 2, 4, 256, 384, 64) == []
+    assert unmet("bfloat16", 1, 1, 128, 128, 128) == []
+    assert unmet("float16", 2, 4, 256, 256, 64) == []
+    assert unmet("float32", 2, 4, 256, 256, 64) == ["dtype float32 is not one of ['bfloat16', 'float16']"]
+    assert unmet("bfloat16", 2, 4, 256, 256, 96) == ["q.shape[-1] = 96 is not one of [64, 128]",
+                                                     "v.shape[-1] = 96 is not one of [64, 128]"]
+    assert unmet("bfloat16", 2, 4, 200, 256, 64) == ["q.shape[-2] = 200 is not a multiple of 128"]
+    assert unmet("bfloat16", 2, 4, 256, 100, 128) == ["k.shape[-2] = 100 is not a multiple of 128"]
+
+
+def test_meta_step_is_the_attention_packs(hopper):
+    """on the meta device only the attention pack's meta step runs: the same shapes and checks"""
+    m = lambda *s, dt=vt.bfloat16: vt.empty(s, dtype=dt, device="meta")  # noqa: E731
+    q, k, v = m(2, 4, 256, 64), m(2, 4, 384, 64), m(2, 4, 384, 64)
+    out, lse, rng = vt.ops.Op(OP)(q, k, v, None, True, None, 0.0)
+    assert (tuple(out.shape), out.dtype, out.device.type) == ((2, 4, 256, 64), vt.bfloat16, "meta")
+    assert (tuple(lse.shape), lse.dtype) == ((2, 4, 256), vt.float32)
+    assert (tuple(rng.shape), rng.dtype) == ((2,), vt.int64)
+    dq, dk, dv = vt.ops.Op(BACKWARD)(out, q, k, v, out, lse, None, True, 0.125, 0.0, 0, 0)
+    assert [tuple(t.shape) for t in (dq, dk, dv)] == [(2, 4, 256, 64), (2, 4, 384, 64), (2, 4, 384, 64)]
+    with pytest.raises(ValueError, match=r"\[attention::sdpa\] k must have the head dim D of q"):
+        vt.ops.Op(OP)(q, m(2, 4, 384, 128), v, None, False, None, 0.0)
+
+
+# ---- on a Hopper GPU ------------------------------------------------------------------------------
+needs_hopper = pytest.mark.skipif(not _hopper_gpu(), reason="needs a Hopper GPU (compute capability 9.0)")
+TOL = 1e-2  # max |got - want| / max |want|, bfloat16 outputs
+
+
+def rel_err(got, want):
+    got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
+    assert got.shape == want.shape, (got.shape, want.shape)
+    assert not np.isnan(got).any(), "NaN in the result (an element never written?)"
+    return np.abs(got - want).max() / max(np.abs(want).max(), 1e-3)
+
+
+def half(a, dt=vt.bfloat16):
+    """a numpy array as a 16-bit cuda tensor, and the float64 of its rounded values"""
+    t = vt.tensor(np.ascontiguousarray(a, np.float32)).to(dt).to("cuda")
+    return t, to_numpy(t).astype(np.float64)
+
+
+def reference(q, k, v, g, causal, scale):
+    """out, lse (natural log) and dq, dk, dv in float64"""
+    s = q @ np.swapaxes(k, -1, -2) * scale
+    if causal:  # key j for query i when j <= i, top-left aligned
+        s = np.where(np.triu(np.ones(s.shape[-2:], bool), 1), -np.inf, s)
+    mx = s.max(-1, keepdims=True)
+    e = np.exp(s - mx)
+    lse = (mx + np.log(e.sum(-1, keepdims=True)))[..., 0]
+    p = e / e.sum(-1, keepdims=True)
+    out = p @ v
+    dv = np.swapaxes(p, -1, -2) @ g
+    dp = g @ np.swapaxes(v, -1, -2)
+    ds = p * (dp - (dp * p).sum(-1, keepdims=True)) * scale
+    return out, lse, ds @ k, np.swapaxes(ds, -1, -2) @ q, dv
+
+
+def poison(*shapes):
+    """NaN-filled cuda tensors freed again, so the next outputs of these sizes reuse them"""
+    ts = [vt.full(s, float("nan"), dtype=dt, device="cuda") for s, dt in shapes]
+    del ts
+
+
+def run(q, k, v, g, causal, scale=None):
+    """forward (out, lse, rng), the gradients through the op's backward rule, and the trace records"""
+    B, H, Tq, D = q.shape
+    poison(((B, H, Tq, D), q.dtype), ((B, H, Tq), vt.float32))
+    qg, kg, vg = (t.detach().requires_grad_() for t in (q, k, v))
+    with vt.ops.trace() as t:
+        out, lse, rng = vt.ops.Op(OP)(q, k, v, None, causal, scale, 0.0)
+        grads = vt.autograd.grad(sdpa(qg, kg, vg, is_causal=causal, scale=scale), (qg, kg, vg), g)
+    served = {(r.op, r.provider, r.reason) for r in t.records if r.op in (OP, BACKWARD)}
+    return (out, lse, rng), grads, served
+
+
+# (B, H, Tq, Tk): Tq == Tk, Tq < Tk, Tq > Tk (the causal rows past Tk see every key)
+SHAPES = [(2, 3, 256, 256), (1, 2, 128, 384), (1, 2, 384, 128)]
+
+
+@needs_hopper
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+@pytest.mark.parametrize("D", [64, 128])
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("causal", [False, True])
+def test_hopper_forward_and_grads(hopper, dtype, D, shape, causal):
+    B, H, Tq, Tk = shape
+    dt = getattr(vt, dtype)
+    rng = np.random.default_rng(hash((dtype, D, shape, causal)) % 2**32)
+    (tq, q), (tk, k), (tv, v) = (half(rng.standard_normal((B, H, T, D)), dt) for T in (Tq, Tk, Tk))
+    tg, g = half(rng.standard_normal((B, H, Tq, D)), dt)
+    want_out, want_lse, *want_grads = reference(q, k, v, g, causal, 1 / np.sqrt(D))
+    (out, lse, st), grads, served = run(tq, tk, tv, tg, causal)
+    backward_by = ("hopper", "priority") if dtype == "float16" else ("flash", "fallback")
+    assert served == {(OP, "hopper", "priority"), (BACKWARD, *backward_by)}
+    assert out.dtype is dt and lse.dtype is vt.float32 and to_numpy(st).tolist() == [0, 0]
+    assert rel_err(to_numpy(out), want_out) <= TOL
+    assert np.abs(to_numpy(lse) - want_lse).max() <= 1e-2  # natural log, like the other providers
+    for name, got, w in zip("qkv", grads, want_grads):
+        assert got.dtype is dt
+        assert rel_err(to_numpy(got), w) <= TOL, f"d{name}"
+    # the composed provider on the same inputs
+    with vt.ops.use(OP, "composed", "cuda"), vt.ops.use(BACKWARD, "composed", "cuda"):
+        (c_out, c_lse, _), c_grads, _ = run(tq, tk, tv, tg, causal)
+    assert rel_err(to_numpy(out), to_numpy(c_out)) <= TOL
+    assert np.abs(to_numpy(lse) - to_numpy(c_lse)).max() <= 1e-2
+    for name, got, c in zip("qkv", grads, c_grads):
+        assert rel_err(to_numpy(got), to_numpy(c)) <= TOL, f"d{name} vs composed"
+    if torch is not None and torch.cuda.is_available():
+        tdt = getattr(torch, dtype)
+        tt = [torch.from_numpy(a.astype(np.float32)).to("cuda", tdt).requires_grad_() for a in (q, k, v)]
+        t_out = F.scaled_dot_product_attention(*tt, is_causal=causal)
+        t_grads = torch.autograd.grad(t_out, tt, torch.from_numpy(g.astype(np.float32)).to("cuda", tdt))
+        assert rel_err(to_numpy(out), t_out.detach().double().cpu().numpy()) <= TOL
+        for name, got, t in zip("qkv", grads, t_grads):
+            assert rel_err(to_numpy(got), t.double().cpu().numpy()) <= TOL, f"d{name} vs torch"
+
+
+@needs_hopper
+def test_hopper_scale_and_strided_views(hopper):
+    """a scale other than 1/sqrt(D) (the example's fixed one) and q, k, v as views of one fused
+    (B, T, 3, H, D) projection: strides TMA reads where they lie"""
+    B, T, H, D = 2, 256, 4, 64
+    rng = np.random.default_rng(7)
+    fused, f64 = half(rng.standard_normal((B, T, 3, H, D)), vt.float16)  # float16: hopper's backward too
+    q, k, v = (fused[:, :, i].permute(0, 2, 1, 3) for i in range(3))
+    assert not q.is_contiguous()
+    qn, kn, vn = (np.transpose(f64[:, :, i], (0, 2, 1, 3)) for i in range(3))
+    tg, g = half(rng.standard_normal((B, H, T, D)), vt.float16)
+    want_out, want_lse, *want_grads = reference(qn, kn, vn, g, True, 0.3)
+    (out, lse, _), grads, served = run(q, k, v, tg, True, scale=0.3)
+    assert (OP, "hopper", "priority") in served and (BACKWARD, "hopper", "priority") in served
+    assert rel_err(to_numpy(out), want_out) <= TOL
+    assert np.abs(to_numpy(lse) - want_lse).max() <= 1e-2
+    for name, got, w in zip("qkv", grads, want_grads):
+        assert rel_err(to_numpy(got), w) <= TOL, f"d{name}"
+
+
+# calls hopper declines: (what, dtype, (B, H, Tq, Tk, D), mask, dropout_p, the reason it gives)
+DECLINED = [
+    ("float32", "float32", (1, 2, 128, 128, 64), None, 0.0, "dtype float32"),
+    ("head_dim_96", "bfloat16", (1, 2, 128, 128, 96), None, 0.0, "head dims D = 96"),
+    ("partial_tile", "bfloat16", (1, 2, 200, 128, 64), None, 0.0, "Tq = 200"),
+    ("mask", "bfloat16", (1, 2, 128, 128, 64), "bool", 0.0, "a mask"),
+    ("dropout", "bfloat16", (1, 2, 128, 128, 64), None, 0.1, "dropout_p = 0.1"),
+]
+
+
+@needs_hopper
+@pytest.mark.parametrize("case", DECLINED, ids=lambda c: c[0])
+def test_hopper_declines_to_flash(hopper, case):
+    _, dname, (B, H, Tq, Tk, D), mask, p, why = case
+    dt = getattr(vt, dname)
+    rng = np.random.default_rng(3)
+    q, k, v = (vt.tensor(rng.standard_normal((B, H, T, D)).astype(np.float32)).to(dt).to("cuda")
+               for T in (Tq, Tk, Tk))
+    m = vt.ones((Tq, Tk), dtype=vt.bool, device="cuda") if mask else None
+    with vt.ops.trace() as t:
+        out, _, _ = vt.ops.Op(OP)(q, k, v, m, False, None, p)
+    rec = [r for r in t.records if r.op == OP][-1]
+    assert (rec.provider, rec.reason, rec.declined) == ("flash", "fallback", "hopper")
+    with vt.ops.use(OP, "flash", "cuda"):
+        want, _, _ = vt.ops.Op(OP)(q, k, v, m, False, None, p)
+    if p == 0.0:
+        assert np.array_equal(to_numpy(out), to_numpy(want))
+    with vt.ops.use(OP, "hopper", "cuda"):  # pinned: no fallback, the reason reaches the caller
+        with pytest.raises(NotImplementedError, match=rf"\[attention::sdpa\] the hopper provider does not serve.*{why}"):
+            vt.ops.Op(OP)(q, k, v, m, False, None, p)
+
+
+@needs_hopper
+def test_hopper_backward_declines_grad_lse(hopper):
+    rng = np.random.default_rng(5)
+    q, k, v, g = (half(rng.standard_normal((1, 2, 128, 64)), vt.float16)[0] for _ in range(4))
+    out, lse, _ = vt.ops.Op(OP)(q, k, v, None, False, None, 0.0)
+    glse = vt.ones((1, 2, 128), dtype=vt.float32, device="cuda")
+    with vt.ops.trace() as t:
+        vt.ops.Op(BACKWARD)(g, q, k, v, out, lse, None, False, 0.125, 0.0, 0, 0, glse)
+    rec = [r for r in t.records if r.op == BACKWARD][-1]
+    assert (rec.provider, rec.reason, rec.declined) == ("flash", "fallback", "hopper")
+
+
+@needs_hopper
+def test_hopper_backward_pinned_refuses_bfloat16(hopper):
+    rng = np.random.default_rng(6)
+    q, k, v, g = (half(rng.standard_normal((1, 2, 128, 64)))[0] for _ in range(4))
+    out, lse, _ = vt.ops.Op(OP)(q, k, v, None, False, None, 0.0)
+    with vt.ops.use(BACKWARD, "hopper", "cuda"):
+        with pytest.raises(NotImplementedError, match=r"\[attention::sdpa_backward\] the hopper provider does not "
+                                                      r"serve this call: dtype bfloat16 \(float16 only"):
+            vt.ops.Op(BACKWARD)(g, q, k, v, out, lse, None, False, 0.125, 0.0, 0, 0)
