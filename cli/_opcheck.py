@@ -24,7 +24,8 @@ from . import main
 @click.option("--timeout", default=120.0, show_default=True,
               help="Seconds a single check may run before it is reported as hung.")
 @click.option("-v", "--verbose", is_flag=True, help="List every skipped provider, not three per reason.")
-def test(pack, as_json, samples, devices, timeout, verbose):
+@click.option("--progress", is_flag=True, help="Print each check to stderr as it finishes.")
+def test(pack, as_json, samples, devices, timeout, verbose, progress):
     """Check every op and provider of PACK (a pack name or a built pack folder): schema, meta step
     vs compute, gradcheck, providers and devices agree, CUDA-graph capture, autocast policy, bad
     inputs. Runs in a child process, so a crashing kernel is reported, not fatal."""
@@ -32,7 +33,7 @@ def test(pack, as_json, samples, devices, timeout, verbose):
 
     try:
         rep = opcheck.run(pack, samples_file=samples, devices=list(devices) or None,
-                          unit_timeout=timeout)
+                          unit_timeout=timeout, progress=_show if progress else None)
     except opcheck.CheckerError as e:
         raise click.ClickException(str(e)) from None
     if as_json:
@@ -40,3 +41,9 @@ def test(pack, as_json, samples, devices, timeout, verbose):
     else:
         click.echo(rep.text(verbose=verbose))
     raise SystemExit(1 if rep.failed else 0)
+
+
+def _show(r, done, total):
+    where = f" {r.provider or '(composite)'}@{r.device}" if r.device else ""
+    click.echo(f"[{done}/{total or '?'}] {r.op}{where} {r.check}: {r.status} ({r.seconds:.2f} s)",
+               err=True)

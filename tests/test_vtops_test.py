@@ -237,3 +237,11 @@ def test_a_wrong_provider_fails(tmp_path_factory):
     assert "vs core" in neg["providers"]["detail"] and "max abs 0.001" in neg["providers"]["detail"]
     assert neg["gradcheck"]["status"] == "fail" and "Jacobian mismatch" in neg["gradcheck"]["detail"]
     assert neg["meta"]["status"] == "pass" and neg["bad_input"]["status"] == "pass"
+
+
+def test_progress_goes_to_stderr():
+    proc = vt_ops("test", "attention", "--progress", "--device", "cpu")
+    assert proc.returncode == 0
+    lines = proc.stderr.splitlines()
+    assert lines[0].startswith("[1/") and "attention::sdpa" in lines[0] and ": pass" in lines[0]
+    assert lines[-1].startswith(f"[{len(lines)}/{len(lines)}]")
