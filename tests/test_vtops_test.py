@@ -245,3 +245,16 @@ def test_progress_goes_to_stderr():
     lines = proc.stderr.splitlines()
     assert lines[0].startswith("[1/") and "attention::sdpa" in lines[0] and ": pass" in lines[0]
     assert lines[-1].startswith(f"[{len(lines)}/{len(lines)}]")
+
+
+def test_device_comparison_runs_here():
+    """The devices check runs only where a GPU is; its comparison (a provider on one device
+    against the cpu reference, or a composite op's meta step) is exercised here cpu against cpu."""
+    from vibetensor.registry import loader, opcheck_checks as oc
+
+    ctx = oc._Ctx(loader.get("attention"))
+    for unit, want in [(oc.Unit("attention::sdpa", "flash", "cpu", "devices"), "vs cpu composed: 3 calls"),
+                       (oc.Unit("core::view", None, "cpu", "devices"), "vs cpu (composite): 1 calls"),
+                       (oc.Unit("core::normal", "core", "cpu", "devices"), "shapes and dtypes only")]:
+        r = oc.run_unit(ctx, unit)
+        assert r.status == "pass" and want in r.detail, r
