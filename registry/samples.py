@@ -245,32 +245,32 @@ def _load_file(path: Path):
 
 
 def source(pack_name: str, pack_folder, s: Maker, extra_file=None) -> Source:
-    """The samples for a pack: `extra_file`, then the pack's samples.py, then the built-in table."""
-    tables, not_covered, origin, mods, no_grad, aux = [], {}, [], [], {}, {}
+    """The samples for a pack: `extra_file`, then the pack's samples.py, then the built-in tables
+    (the first that names an op decides for it)."""
+    layers, not_covered, origin, mods, no_grad, aux = [], {}, [], [], {}, {}
+
+    def keep_first(dst, src):
+        dst.update({k: v for k, v in src.items() if k not in dst})
+
     files = [Path(extra_file)] if extra_file else []
     if pack_folder is not None and (Path(pack_folder) / SAMPLES_FILE).is_file():
         files.append(Path(pack_folder) / SAMPLES_FILE)
     for path in files:
         mod = _load_file(path)
         mods.append(mod)
-        tables.append(("table", dict(mod.samples(s))))
-        tables.append(("not covered", dict(getattr(mod, "NOT_COVERED", {}))))
-        not_covered.update(getattr(mod, "NOT_COVERED", {}))
-        no_grad.update(getattr(mod, "NO_GRAD", {}))
-        aux.update(getattr(mod, "AUX_OUTPUTS", {}))
         origin.append(str(path))
     from . import samples_attention, samples_core
 
     # every built-in table: a pack that provides kernels for core's or attention's ops uses it
-    for mod in (samples_core, samples_attention):
-        tables.append(("table", dict(mod.samples(s))))
-        tables.append(("not covered", dict(mod.NOT_COVERED)))
-        not_covered.update({k: v for k, v in mod.NOT_COVERED.items() if k not in not_covered})
-        no_grad.update({k: v for k, v in mod.NO_GRAD.items() if k not in no_grad})
-        aux.update({k: v for k, v in mod.AUX_OUTPUTS.items() if k not in aux})
-        if mod.PACK == pack_name:
+    for mod in mods + [samples_core, samples_attention]:
+        layers.append(("table", dict(mod.samples(s))))
+        layers.append(("not covered", dict(getattr(mod, "NOT_COVERED", {}))))
+        keep_first(not_covered, getattr(mod, "NOT_COVERED", {}))
+        keep_first(no_grad, getattr(mod, "NO_GRAD", {}))
+        keep_first(aux, getattr(mod, "AUX_OUTPUTS", {}))
+        if getattr(mod, "PACK", None) == pack_name and mod not in mods:
             origin.append(f"built-in table registry/{mod.__name__.rsplit('.', 1)[-1]}.py")
-    return Source(tables, not_covered, origin, mods, no_grad, aux)
+    return Source(layers, not_covered, origin, mods, no_grad, aux)
 
 
 __all__ = ["Call", "Maker", "DEV", "place", "show", "tensors_of", "from_schema", "source",
