@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -49,9 +50,10 @@ def _hopper_gpu() -> bool:
 
 def _build_pack() -> Path:
     """The pack folder: VT_ATTN_HOPPER_PACK, else the in-tree build brought up to date by `vt-ops
-    build` (seconds when nothing changed). A first build takes minutes on 2 cores, beyond this file's
-    budget: it happens here only on a Hopper GPU (where the kernels are the point); elsewhere the
-    registration tests skip until `vt-ops build ops/attention_hopper` has been run once."""
+    build` (seconds when nothing changed). A full build takes minutes on 2 cores, beyond this file's
+    budget: a first build happens here only on a Hopper GPU (where the kernels are the point);
+    elsewhere the tests skip until `vt-ops build ops/attention_hopper` has been run once, or when
+    bringing that build up to date outlasts packtools' timeout."""
     given = os.environ.get("VT_ATTN_HOPPER_PACK")
     if given:
         return Path(given)
@@ -69,7 +71,12 @@ def _build_pack() -> Path:
     import packtools as pt
 
     def make():
-        pt.vt_ops("build", ROOT / "ops" / "attention_hopper")
+        try:
+            pt.vt_ops("build", ROOT / "ops" / "attention_hopper")
+        except subprocess.TimeoutExpired:
+            if _hopper_gpu():
+                raise
+            pytest.skip(f"bringing ops/attention_hopper's build up to date took over {pt.TIMEOUT} s")
         return folder
 
     return pt.once("attention_hopper", make)
