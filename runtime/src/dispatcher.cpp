@@ -460,8 +460,11 @@ void note_choice(vtrt_trace_record* rec, const Snapshot::Entry* e, const Meta* m
   }
 }
 
-vt_status call_inner(Op* op, const vt_value* args, int32_t nargs, vt_value* outs, int32_t nouts,
-                     vtrt_trace_record* rec) {
+// Inlined into both callers, so an untraced call costs what it did before tracing existed plus
+// the one branch on tracing() (and one on the snapshot's any_tuned).
+__attribute__((always_inline)) inline vt_status call_inner(Op* op, const vt_value* args,
+                                                           int32_t nargs, vt_value* outs,
+                                                           int32_t nouts, vtrt_trace_record* rec) {
   if (!op) return set_error(VT_ERR_VALUE, "call: null op handle (is the pack that defines it loaded?)");
   const Schema& s = op->schema;
   const Unloaded* gone = nullptr;
@@ -587,7 +590,7 @@ vt_status call_inner(Op* op, const vt_value* args, int32_t nargs, vt_value* outs
   // VT_ERR_NOT_IMPL before writing anything; unless pinned, the next provider by priority runs.
   const Snapshot::Entry* declined = nullptr;  // the first provider that declined
   vt_status declined_status = VT_OK;
-  std::string declined_message;  // touched only when a provider declines
+  std::string declined_message;  // written only when a provider declines (nested calls may decline too)
   size_t next = 0;
   for (;;) {
     for (int32_t j = 0; j < nouts; ++j) outs[j].tag = VT_NONE;
