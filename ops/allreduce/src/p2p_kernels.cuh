@@ -197,10 +197,9 @@ __device__ inline bool wait_flag(const Params& p, const uint32_t* f, uint32_t e,
 __device__ inline bool barrier_all(const Params& p, int slot, uint32_t e) {
   __syncthreads();
   const int b = blockIdx.x;
-  for (int q = threadIdx.x; q < p.world; q += blockDim.x) {
-    __threadfence_system();
-    store_release_sys(&p.sig[q]->flag[b][slot][p.rank], e);
-  }
+  // no extra fence: the release store is cumulative over the block's writes that __syncthreads
+  // ordered before it (vLLM's custom all-reduce relies on the same)
+  for (int q = threadIdx.x; q < p.world; q += blockDim.x) store_release_sys(&p.sig[q]->flag[b][slot][p.rank], e);
   bool ok = true;
   for (int q = threadIdx.x; q < p.world; q += blockDim.x)
     ok = ok && wait_flag(p, &p.sig[p.rank]->flag[b][slot][q], e, q, slot);
@@ -210,10 +209,7 @@ __device__ inline bool barrier_all(const Params& p, int slot, uint32_t e) {
 // Ring step `step` of this block is done: tell the right neighbour.
 __device__ inline void signal_right(const Params& p, int step, uint32_t e) {
   __syncthreads();
-  if (threadIdx.x == 0) {
-    __threadfence_system();
-    store_release_sys(&p.sig[(p.rank + 1) % p.world]->flag[blockIdx.x][kSlotRing + step][p.rank], e);
-  }
+  if (threadIdx.x == 0) store_release_sys(&p.sig[(p.rank + 1) % p.world]->flag[blockIdx.x][kSlotRing + step][p.rank], e);
 }
 // Wait until the left neighbour finished ring step `step`.
 __device__ inline bool wait_left(const Params& p, int step, uint32_t e) {
