@@ -78,3 +78,75 @@ def test_p2p_ops_check_their_arguments():
         with pytest.raises(RuntimeError, match=r"\[allreduce::p2p_new_group\] (CUDA error in cudaGetDeviceCount|device "
                                                r"must be a visible CUDA device)"):
             new(0, 2, 0, 1 << 20, 10.0, -1)
+
+
+def test_p2p_rendezvous_exchanges_handles_in_rank_order_and_cleans_up(monkeypatch):
+    """vibetensor.distributed's p2p set-up, with the pack's p2p ops replaced by recorders (they need
+    GPUs): 3 ranks as threads over one TCP store; rank 0 finds NCCL missing and every rank then goes
+    without a fallback; each rank's connect gets all three IPC handles in rank order; a rank whose
+    connect fails destroys its own group and raises"""
+    import threading
+
+    import numpy as np
+
+    import vibetensor.distributed as dist
+    from vibetensor.distributed import TCPStore
+
+    W = 3
+    seen, destroyed, lock = {}, [], threading.Lock()
+
+    def fake_op(name):
+        def call(*a):
+            if name == "allreduce::nccl_unique_id":
+                raise RuntimeError("[allreduce::nccl_unique_id] cannot load libnccl.so.2")
+            if name == "allreduce::p2p_new_group":
+                rank, world, device, nbytes, timeout, fallback = a
+                assert (world, device, nbytes, fallback) == (W, rank, dist.P2P_BUFFER_BYTES, -1)
+                return 20 + rank
+            if name == "allreduce::p2p_handle":
+                return vt.from_numpy(np.full(64, a[0] - 20, dtype=np.uint8))
+            if name == "allreduce::p2p_connect":
+                with lock:
+                    seen[a[0] - 20] = a[1].numpy().tobytes()
+                if a[0] == 22 and fail_rank_2:
+                    raise RuntimeError("[allreduce::p2p_connect] cannot map rank 0's buffer")
+                return True
+            if name == "allreduce::destroy_group":
+                with lock:
+                    destroyed.append(a[0])
+                return True
+            raise AssertionError(name)
+        return call
+
+    monkeypatch.setattr(dist, "_op", fake_op)
+    monkeypatch.delenv("LOCAL_RANK", raising=False)  # then each rank's GPU is its rank
+    assert [dist._cuda_index(s, 1) for s in (None, "cuda", "cuda:3", 2, vt.device("cuda:1"))] == [1, 1, 3, 2, 1]
+    for fail_rank_2 in (False, True):
+        seen.clear()
+        destroyed.clear()
+        master = TCPStore("127.0.0.1", 0, is_master=True, timeout=20)
+        groups, errors = {}, {}
+
+        def rank_main(r):
+            store = master if r == 0 else TCPStore("127.0.0.1", master.port, timeout=20)
+            try:
+                groups[r] = dist._init_p2p(store, r, W, dist._cuda_index("cuda", r), 20.0)
+            except RuntimeError as e:
+                errors[r] = str(e)
+
+        threads = [threading.Thread(target=rank_main, args=(r,)) for r in range(W)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        want = b"".join(bytes([k]) * 64 for k in range(W))
+        assert seen == {r: want for r in range(W)}
+        if fail_rank_2:
+            assert "cannot map rank 0's buffer" in errors[2] and destroyed == [22] and sorted(groups) == [0, 1]
+        else:
+            assert not errors and not destroyed
+        for r, g in groups.items():
+            assert (g.backend, g.handle, g.rank(), g.size(), g.fallback) == ("p2p", 20 + r, r, W, None)
+            assert str(g.device) == f"cuda:{r}"
+        master.close()
+

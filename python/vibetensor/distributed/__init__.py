@@ -196,6 +196,7 @@ def init_process_group(backend: str | None = None, init_method: str | None = "en
         raise RuntimeError("init_process_group: the default process group is already initialised "
                            "(destroy_process_group() first)")
     b = (backend or "").lower()
+    spec = device  # "cuda" (no index) means cuda:LOCAL_RANK, which vt.device("cuda") would lose
     device = vt.device(device or ("cuda" if b in ("p2p", "nccl") else "cpu"))
     b = b or {"cpu": "shm", "cuda": "p2p"}.get(device.type)
     if b == "gloo":
@@ -227,10 +228,10 @@ def init_process_group(backend: str | None = None, init_method: str | None = "en
     _load_pack()
     _inits[0] += 1
     if b == "nccl":
-        _world = _init_nccl(store, rank, world_size, device, t)
+        _world = _init_nccl(store, rank, world_size, _cuda_index(spec, rank), t)
         return
     if b == "p2p":
-        _world = _init_p2p(store, rank, world_size, device, t)
+        _world = _init_p2p(store, rank, world_size, _cuda_index(spec, rank), t)
         return
     key = f"vt/shm/{_inits[0]}"
     if rank == 0:
@@ -261,17 +262,21 @@ def _store_barrier(store, key, rank, world_size, timeout):
     store.get(f"{key}/go", timeout=max(60.0, 2 * timeout))  # others may still be timing out themselves
 
 
-def _cuda_index(device, rank) -> int:
-    return device.index if device.index is not None else int(os.environ.get("LOCAL_RANK", rank))
+def _cuda_index(spec, rank) -> int:
+    """The rank's GPU: the index `spec` names ("cuda:1", 1, a vt.device), else LOCAL_RANK (else rank)."""
+    if spec is None or (isinstance(spec, str) and ":" not in spec):
+        return int(os.environ.get("LOCAL_RANK", rank))
+    if isinstance(spec, int):
+        return spec
+    return vt.device(spec).index
 
 
-def _init_p2p(store, rank, world_size, device, timeout) -> ProcessGroup:
+def _init_p2p(store, rank, world_size, index, timeout) -> ProcessGroup:
     """Not yet run on a GPU: every rank allocates its IPC buffer on cuda:LOCAL_RANK (unless the device
     names one), publishes its handle in the store and maps the others'. An nccl communicator opened
     first serves as the fallback when NCCL is installed (all ranks agree: rank 0 decides)."""
     import numpy as np
 
-    index = _cuda_index(device, rank)
     key = f"vt/p2p/{_inits[0]}"
     if rank == 0:
         try:
@@ -279,7 +284,7 @@ def _init_p2p(store, rank, world_size, device, timeout) -> ProcessGroup:
             store.set(f"{key}/nccl", b"1")
         except RuntimeError:  # NCCL absent: p2p alone (fp32/bf16/fp16 all_reduce with sum/avg/max)
             store.set(f"{key}/nccl", b"0")
-    fallback = _init_nccl(store, rank, world_size, device, timeout) if store.get(f"{key}/nccl") == b"1" else None
+    fallback = _init_nccl(store, rank, world_size, index, timeout) if store.get(f"{key}/nccl") == b"1" else None
     h = _op("allreduce::p2p_new_group")(rank, world_size, index, P2P_BUFFER_BYTES, timeout,
                                         fallback.handle if fallback else -1)
     g = ProcessGroup(h, rank, world_size, "p2p", store, timeout)
@@ -296,12 +301,11 @@ def _init_p2p(store, rank, world_size, device, timeout) -> ProcessGroup:
     return g
 
 
-def _init_nccl(store, rank, world_size, device, timeout) -> ProcessGroup:
+def _init_nccl(store, rank, world_size, index, timeout) -> ProcessGroup:
     """Not yet run on a GPU: rank 0's ncclUniqueId through the store, then every rank's communicator
     on its device (LOCAL_RANK unless the device names one)."""
     import numpy as np
 
-    index = _cuda_index(device, rank)
     lib = _nccl_library()
     if rank == 0:
         uid = _op("allreduce::nccl_unique_id")(lib)
