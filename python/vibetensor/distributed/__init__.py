@@ -154,13 +154,15 @@ class ProcessGroup:
             self._last._done.wait()
         if self._q is not None:
             self._q.put(None)
-        if self.backend == "p2p":
-            # peers' kernels read this rank's buffer: free it only once every rank's work is done
-            vt.cuda.synchronize(self.device)
-            _store_barrier(self.store, self._close_key, self._rank, self._size, self.timeout)
-        _op("allreduce::destroy_group")(self.handle)
-        if self.fallback is not None:
-            self.fallback.close()
+        try:
+            if self.backend == "p2p":
+                # peers' kernels read this rank's buffer: free it only once every rank's work is done
+                vt.cuda.synchronize(self.device)
+                _store_barrier(self.store, self._close_key, self._rank, self._size, self.timeout)
+        finally:  # a peer that never comes (it died) must not leak this rank's group
+            _op("allreduce::destroy_group")(self.handle)
+            if self.fallback is not None:
+                self.fallback.close()
 
 
 _world: ProcessGroup | None = None
