@@ -18,6 +18,8 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -146,6 +148,34 @@ def _run_harness(exe: Path, lib_dir: Path, trace: int, n: int, reps: int) -> lis
     return [float(x) for x in out.split()]
 
 
+def _instructions(exe: Path, variants: dict) -> None:
+    """Instructions per call from valgrind's instruction count (load-independent, unlike time):
+    the difference of a 30k-call and a 10k-call run over 20k calls, one thread (no pool spinning)."""
+    if not shutil.which("valgrind"):
+        print("   (valgrind not installed: no instruction counts)")
+        return
+    core = Path(vt.ops.get("core").library)
+    per = {}
+    for name, (lib_dir, mode) in variants.items():
+        counts = []
+        for n in (10_000, 30_000):
+            proc = subprocess.run(["valgrind", "--tool=cachegrind", "--cache-sim=no",
+                                   "--cachegrind-out-file=/dev/null", str(exe), str(core),
+                                   str(mode), str(n), "1"], stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True,
+                                  env=dict(os.environ, LD_LIBRARY_PATH=str(lib_dir),
+                                           VT_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1"))
+            m = re.search(r"I\s+refs:\s+([\d,]+)", proc.stderr)
+            if proc.returncode != 0 or not m:
+                print(f"   (valgrind failed on {name}: {proc.stderr[-300:]})")
+                return
+            counts.append(int(m.group(1).replace(",", "")))
+        per[name] = (counts[1] - counts[0]) / 20_000
+    base = per["before (baseline)"]
+    print("   instructions per call (valgrind):  " + ",  ".join(
+        f"{k} {v:.1f} ({v - base:+.1f})" for k, v in per.items()))
+
+
 def bench_native(baseline_rev: str, n: int, reps: int) -> None:
     print(f"== 1a. native dispatch, core::add on 1-element float32 cpu tensors ({n} calls x {reps}) ==")
     with tempfile.TemporaryDirectory(prefix="vt_bench_trace_") as tmp:
@@ -167,6 +197,8 @@ def bench_native(baseline_rev: str, n: int, reps: int) -> None:
             rows["tracing off"] += _run_harness(exe, new_dir, 0, n, reps)
             rows["tracing on"] += _run_harness(exe, new_dir, 1, n, reps)
             rows["off, tuned (hit)"] += _run_harness(exe, new_dir, 2, n, reps)
+        _instructions(exe, {"before (baseline)": (base_dir, 0), "tracing off": (new_dir, 0),
+                            "tracing on": (new_dir, 1), "off, tuned (hit)": (new_dir, 2)})
         med = {k: statistics.median(v) for k, v in rows.items()}
         best = {k: min(v) for k, v in rows.items()}
         for k in rows:

@@ -12,6 +12,7 @@
 #include "autograd.hpp"
 #include "trace.hpp"
 #include <cstring>
+#include <memory>
 #include <string_view>
 #include <unordered_map>
 
@@ -415,7 +416,7 @@ vt_status arg_error(const Op* op, const ArgSpec& a, int32_t i, const vt_value& v
 
 // A compute function may swap an output the meta step made for another tensor (e.g. a provider
 // composed of other ops), but it must be the same shape, dtype and device.
-vt_status check_replaced(const Op* op, vt_tensor* const* made, const vt_value* outs,
+__attribute__((always_inline)) inline vt_status check_replaced(const Op* op, vt_tensor* const* made, const vt_value* outs,
                          int32_t nouts) {
   for (int32_t j = 0; j < nouts; ++j) {
     if (!made[j] || (outs[j].tag == VT_TENSOR && outs[j].v.t == made[j])) continue;
@@ -460,11 +461,11 @@ void note_choice(vtrt_trace_record* rec, const Snapshot::Entry* e, const Meta* m
   }
 }
 
-// Inlined into both callers, so an untraced call costs what it did before tracing existed plus
-// the one branch on tracing() (and one on the snapshot's any_tuned).
-__attribute__((always_inline)) inline vt_status call_inner(Op* op, const vt_value* args,
-                                                           int32_t nargs, vt_value* outs,
-                                                           int32_t nouts, vtrt_trace_record* rec) {
+// One body, two instances: kTraced fills `rec` (which provider, why, the device); the untraced
+// instance has none of that code, so an untraced call pays only the branch on tracing().
+template <bool kTraced>
+vt_status call_inner(Op* op, const vt_value* args, int32_t nargs, vt_value* outs, int32_t nouts,
+                     vtrt_trace_record* rec) {
   if (!op) return set_error(VT_ERR_VALUE, "call: null op handle (is the pack that defines it loaded?)");
   const Schema& s = op->schema;
   const Unloaded* gone = nullptr;
@@ -548,7 +549,7 @@ __attribute__((always_inline)) inline vt_status call_inner(Op* op, const vt_valu
   if (slot < 0)
     return set_error(VT_ERR_VALUE, "[%s] unknown device type %d", s.name.c_str(), device.type);
 
-  if (rec) rec->device = device;
+  if constexpr (kTraced) rec->device = device;
 
   Inflight guard;
   const Snapshot* snap = gone ? &gone->snap : op->snap.load(std::memory_order_seq_cst);
@@ -590,7 +591,8 @@ __attribute__((always_inline)) inline vt_status call_inner(Op* op, const vt_valu
   // VT_ERR_NOT_IMPL before writing anything; unless pinned, the next provider by priority runs.
   const Snapshot::Entry* declined = nullptr;  // the first provider that declined
   vt_status declined_status = VT_OK;
-  std::string declined_message;  // written only when a provider declines (nested calls may decline too)
+  // made only when a provider declines (a local: a nested call may decline in between)
+  std::unique_ptr<std::string> declined_message;
   size_t next = 0;
   for (;;) {
     for (int32_t j = 0; j < nouts; ++j) outs[j].tag = VT_NONE;
@@ -628,12 +630,12 @@ __attribute__((always_inline)) inline vt_status call_inner(Op* op, const vt_valu
     if (!declined) {
       declined = e;
       declined_status = st;
-      declined_message = last_error();
+      declined_message = std::make_unique<std::string>(last_error());
     }
     e = alt;
     ctx.user = e->user;
   }
-  if (rec) {
+  if constexpr (kTraced) {
     note_choice(rec, meta_only ? nullptr : e, meta);
     if (declined) {
       rec->reason = VTRT_REASON_FALLBACK;
@@ -642,7 +644,7 @@ __attribute__((always_inline)) inline vt_status call_inner(Op* op, const vt_valu
   }
   if (st != VT_OK) {
     // every provider declined: the preferred one's reason is the one to read
-    if (declined && st == VT_ERR_NOT_IMPL) set_error(declined_status, "%s", declined_message.c_str());
+    if (declined && st == VT_ERR_NOT_IMPL) set_error(declined_status, "%s", declined_message->c_str());
     const char* msg = last_error();
     if (msg[0] == 0) {
       set_error(st, "[%s] kernel failed without a message (status %d)", s.name.c_str(), st);
@@ -689,7 +691,7 @@ vt_status call_traced(Op* op, const vt_value* args, int32_t nargs, vt_value* out
   int& depth = trace_depth();
   rec.depth = depth++;
   rec.start_ns = now_ns();
-  const vt_status st = call_inner(op, args, nargs, outs, nouts, &rec);
+  const vt_status st = call_inner<true>(op, args, nargs, outs, nouts, &rec);
   rec.end_ns = now_ns();
   --depth;
   rec.status = st;
@@ -701,7 +703,7 @@ vt_status call_traced(Op* op, const vt_value* args, int32_t nargs, vt_value* out
 
 vt_status call(Op* op, const vt_value* args, int32_t nargs, vt_value* outs, int32_t nouts) {
   if (tracing()) return call_traced(op, args, nargs, outs, nouts);
-  return call_inner(op, args, nargs, outs, nouts, nullptr);
+  return call_inner<false>(op, args, nargs, outs, nouts, nullptr);
 }
 
 }  // namespace vt
