@@ -74,8 +74,6 @@ vt::KernelFn all_reduce_shm, broadcast_shm, all_gather_shm, reduce_scatter_shm, 
 void* nccl_open(const vt::Call& c, const vt_tensor* unique_id, int32_t rank, int32_t world, int32_t device,
                 const char* library);
 void nccl_close(void* impl);
-// all_reduce_ through NCCL: the nccl compute's body, also the p2p provider's fallback
-void nccl_all_reduce(const vt::Call& c);
 vt::KernelFn nccl_unique_id_cpu, all_reduce_nccl, broadcast_nccl, all_gather_nccl, reduce_scatter_nccl;
 
 // ---- the p2p provider (p2p.cu, only in CUDA builds: VT_WITH_CUDA; not yet run on a GPU) ------------

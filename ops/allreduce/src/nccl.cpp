@@ -176,7 +176,7 @@ void nccl_close(void* impl) {
   delete g;
 }
 
-void nccl_all_reduce(const vt::Call& c) {
+VT_COMPUTE(all_reduce_nccl, "allreduce::all_reduce_") {
   vt_tensor* self = c.out(0);
   NcclGroup& g = nccl_of(c, c.arg(1, "group").int_(), self);
   Red r;
@@ -185,7 +185,6 @@ void nccl_all_reduce(const vt::Call& c) {
                                 g.comm, c.ctx->stream), "ncclAllReduce", g.comm);
 }
 
-VT_COMPUTE(all_reduce_nccl, "allreduce::all_reduce_") { nccl_all_reduce(c); }
 
 VT_COMPUTE(broadcast_nccl, "allreduce::broadcast_") {
   vt_tensor* self = c.out(0);

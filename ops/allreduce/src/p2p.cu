@@ -1,7 +1,8 @@
 // p2p.cu — the host side of the `p2p` provider: all_reduce_ on CUDA tensors of one node through
 // buffers every rank maps by CUDA IPC, with the kernel of p2p_kernels.cuh (one-shot / two-shot /
 // ring by message size). What it is not: a transport across nodes, or the other collectives (those,
-// and the dtypes/ops p2p does not take, go to the group's nccl fallback).
+// and the dtypes/ops p2p does not take, go to the nccl provider on the group's nccl fallback: p2p
+// declines them with VT_ERR_NOT_IMPL and the dispatcher moves on).
 //
 // !! NOT YET RUN ON A GPU (written on a machine without one). The kernel's protocol is tested by
 // !! host emulation (tests/test_allreduce_p2p_emulation.py); tests/test_distributed_cuda.py is the
@@ -211,7 +212,10 @@ VT_COMPUTE(all_reduce_p2p, "allreduce::all_reduce_") {
   vt_tensor* self = c.out(0);
   const int64_t handle = c.arg(1, "group").int_();
   const Group& grp = group_of(c, handle);
-  if (grp.provider == Provider::Nccl) return nccl_all_reduce(c);  // an nccl group: its own provider
+  // what p2p does not take it declines (VT_ERR_NOT_IMPL): the dispatcher hands the call to the nccl
+  // provider (unless p2p is pinned), which serves an nccl group or this group's nccl fallback
+  if (grp.provider == Provider::Nccl)
+    c.fail(VT_ERR_NOT_IMPL, "group %lld is an nccl group, not a p2p one", (long long)handle);
   P2pGroup& g = p2p_of(c, handle);
   Red r;
   parse_red(c.arg(2, "op").str(), &r);
@@ -219,7 +223,9 @@ VT_COMPUTE(all_reduce_p2p, "allreduce::all_reduce_") {
   const bool takes = (r == Red::Sum || r == Red::Avg || r == Red::Max) &&
                      (st == vt::ScalarType::Float32 || st == vt::ScalarType::BFloat16 || st == vt::ScalarType::Float16);
   if (!takes) {
-    if (grp.fallback >= 0) return nccl_all_reduce(c);
+    if (grp.fallback >= 0)
+      c.fail(VT_ERR_NOT_IMPL, "p2p reduces float32, bfloat16 and float16 with sum, avg or max, not %s with '%s' "
+             "(the nccl provider takes it)", vt::dtype_name(self->dtype), c.arg(2, "op").str());
     c.fail(VT_ERR_TYPE, "p2p reduces float32, bfloat16 and float16 with sum, avg or max; %s with '%s' needs the nccl "
            "fallback, which this group lacks (pip install nvidia-nccl-cu13)", vt::dtype_name(self->dtype),
            c.arg(2, "op").str());

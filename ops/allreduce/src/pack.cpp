@@ -14,7 +14,8 @@
 //     p2p_handle(group) -> Tensor, p2p_connect(group, handles) -> bool, p2p_check(group) -> bool:
 //     the p2p provider's group (p2p.cu, CUDA builds only; not yet run on a GPU)
 // Providers of all_reduce_ on cuda: p2p (priority 10: the default; fp32/bf16/fp16 with sum, avg,
-// max; the rest goes to the group's nccl fallback) and nccl (priority 0). vt.ops.use pins one.
+// max on a p2p group; it declines the rest, VT_ERR_NOT_IMPL) and nccl (priority 0: an nccl group,
+// or a p2p group's nccl fallback). vt.ops.use pins one.
 //   allreduce::destroy_group(group) -> bool
 // op: sum | avg | max | min | product (avg: floating dtypes only). Tensors contiguous, dtypes
 // float32, float64, bfloat16, float16 (reduced in float), int32, int64; all_gather's out holds
