@@ -4,7 +4,6 @@ and the dispatcher's fallback when a provider declines a call (the reason "fallb
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
