@@ -5,10 +5,10 @@
     vt-ops list              packs loaded and available, their ops and providers
     vt-ops info PACK         a pack's manifest, ops and providers
     vt-ops lock PACK...      a lockfile of packs (hashes, kernels) for vt.ops.load(..., lock=)
+    vt-ops keygen, sign PACK an Ed25519 key; a signed manifest for vt.ops.load(..., trusted_keys=)
     vt-ops test PACK         check every op and provider of a pack (docs/OPCHECK.md)
     vt-ops bench OP          time every provider of an op, compare results with the reference
     vt-ops tune OP           time an op's providers per shape, keep the winners (docs/TRACE.md)
-    vt-ops keygen, sign PACK an Ed25519 key; a signed manifest for vt.ops.load(..., trusted_keys=)
 
 `new` and `build` need only CMake and a compiler, never the runtime; `list` and `info` import
 vibetensor lazily. The console script `vt-ops` points at `main`.
