@@ -24,7 +24,9 @@ def samples(s):
     def sdpa_bw():
         q, k, v = f(1, 2, 3, 4), f(1, 2, 5, 4), f(1, 2, 5, 6)
         out, lse, _ = s.op("attention::sdpa")(q, k, v, None, True, None, 0.0)
-        return call(f(1, 2, 3, 6), q, k, v, out, lse, None, True, 0.5, 0.0, 0, 0)
+        return [call(f(1, 2, 3, 6), q, k, v, out, lse, None, True, 0.5, 0.0, 0, 0),
+                # dropout's [seed, offset] as the forward's rng tensor (the backward rule's way off cpu)
+                call(f(1, 2, 3, 6), q, k, v, out, lse, None, True, 0.5, 0.25, 0, 0, None, s.i(2, high=50))]
 
     return {
         "attention::sdpa": lambda: [
@@ -33,7 +35,8 @@ def samples(s):
             call(f(1, 1, 2, 4, dtype="bfloat16"), f(1, 1, 3, 4, dtype="bfloat16"),
                  f(1, 1, 3, 4, dtype="bfloat16"), f(2, 3, dtype="bfloat16"))],
         "attention::sdpa_backward": sdpa_bw,
-        "attention::dropout_mask": lambda: call([2, 3, 5], 0.25, 7, 4, s.DEV),
+        "attention::dropout_mask": lambda: [call([2, 3, 5], 0.25, 7, 4, s.DEV),
+                                            call([2, 3, 5], 0.25, 0, 0, s.DEV, s.i(2, high=50))],
         # rng: the int64 (2,) tensor the draw records its [seed, offset] into
         "attention::dropout_draw": lambda: call([2, 3, 5], 0.25, s.i(2, high=1)),
     }

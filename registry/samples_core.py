@@ -70,7 +70,8 @@ def samples(s):
                                            "silu", "sin", "tanh")},
         **{f"core::{n}": unary(0.5) for n in ("log", "log1p", "rsqrt", "sqrt")},
         "core::logical_not": lambda: [call(b(2, 3)), call(f(3))],
-        "core::add": lambda: [call(f(2, 3), f(3), 2.0), call(i(2, 3), i(2, 1))],
+        "core::add": lambda: [call(f(2, 3), f(3), 2.0), call(i(2, 3), i(2, 1)),
+                              call(f(2, 3, dtype="bfloat16"), f(3, dtype="bfloat16"), -1.0)],
         "core::sub": lambda: [call(f(2, 3), f(3), 2.0), call(i(3, dtype="int32"), i(2, 1, dtype="int32"))],
         "core::mul": binary(),
         "core::div": lambda: [call(f(2, 3), pos(3)), call(i(2, 3), i(1) + 1)],
@@ -91,7 +92,7 @@ def samples(s):
         **{f"core::{n}_scalar": compare_scalar() for n in ("eq", "ne", "lt", "le", "gt", "ge")},
         **{f"core::logical_{n}": lambda: [call(b(2, 3), b(3)), call(f(2, 1), f(3))]
            for n in ("and", "or", "xor")},
-        "core::clamp": lambda: [call(f(2, 3), -1.0, 1.0), call(f(2, 3), None, 0.5)],
+        "core::clamp": lambda: [call(f(2, 3), -1.0, 1.0), call(f(2, 3), None, 0.5), call(i(2, 3), 0.5)],
         "core::gelu": lambda: [call(f(2, 3)), call(f(2, 3), "tanh")],
         "core::softplus": lambda: call(f(2, 3), 2.0, 3.0),
         "core::where": lambda: call(b(2, 3), f(3), f(2, 1)),
@@ -196,5 +197,8 @@ def samples(s):
         "core::sgd_": lambda: [call(f(2, 3), f(2, 3), f(2, 3), 0.1, 0.9),
                                call(f(2, 3), f(2, 3), None, 0.1)],
         "core::adamw_multi": lambda: [call([f(2, 3), f(4)], [f(2, 3), f(4)], [f(2, 3), f(4)],
-                                           [pos(2, 3), pos(4)], 0.1, 0.9, 0.999, 1e-8, 0.01, 1)],
+                                           [pos(2, 3), pos(4)], 0.1, 0.9, 0.999, 1e-8, 0.01, 1),
+                                      # capturable: lr_t / step_t as 1-element tensors
+                                      call([f(3)], [f(3)], [f(3)], [pos(3)], 0.1, 0.9, 0.999, 1e-8, 0.0, 0,
+                                           pos(1), pos(1))],
     }

@@ -21,64 +21,19 @@ import numpy as np
 import pytest
 
 import vibetensor as vt
-from conftest import rand_values, vt_from
+from vibetensor.registry import samples as _samples, samples_attention, samples_core
 
 META = "meta"
 
 
 # -- building example arguments ------------------------------------------------------------------
 
-class _Dev:
-    """Stands for the device an example runs on, where an op takes a Device argument."""
-
-    def __repr__(self):
-        return "DEV"
-
-
-DEV = _Dev()
-_rng = np.random.default_rng(2026)
-
-
-def f(*shape, dtype="float32", low=-2.0, high=2.0):
-    """A cpu float tensor of `shape` with random values."""
-    return vt_from(rand_values(_rng, shape, dtype, low=low, high=high), dtype)
-
-
-def pos(*shape, dtype="float32"):
-    """Positive values (log, sqrt, divisors)."""
-    return f(*shape, dtype=dtype, low=0.5, high=2.0)
-
-
-def i(*shape, high=3, dtype="int64"):
-    """Integer values in [0, high): valid indices into a dim of size `high`."""
-    return vt.tensor(_rng.integers(0, high, shape).astype(dtype))
-
-
-def b(*shape):
-    return vt.tensor(_rng.integers(0, 2, shape).astype(bool))
-
-
-class Call:
-    """One call: positional and keyword arguments, with cpu tensors and DEV placeholders."""
-
-    def __init__(self, *args, **kwargs):
-        self.args, self.kwargs = args, kwargs
-
-    def __repr__(self):
-        return f"Call{_show(self.args)}"
-
-
-def call(*args, **kwargs):
-    return Call(*args, **kwargs)
-
-
-def _show(v):
-    if isinstance(v, vt.Tensor):
-        return f"T{tuple(v.shape)}:{str(v.dtype).rsplit('.', 1)[-1]}"
-    if isinstance(v, (list, tuple)):
-        inner = ", ".join(_show(x) for x in v)
-        return f"({inner})" if isinstance(v, tuple) else f"[{inner}]"
-    return repr(v)
+# The example calls are the packs' own samples tables (registry/samples_core.py,
+# samples_attention.py), the ones `vt-ops test` runs: one table per pack, used by both.
+DEV = _samples.DEV
+Call = _samples.Call
+_maker = _samples.Maker(2026)
+f, pos, i, b, call = _maker.f, _maker.pos, _maker.i, _maker.b, _maker.call
 
 
 def _place(v, device):
@@ -111,209 +66,9 @@ def _outputs(r):
     return list(r) if isinstance(r, tuple) else [r]
 
 
-def _unary(low=-2.0):
-    return lambda: call(f(2, 3, low=low))
-
-
-def _binary():
-    return lambda: [call(f(2, 3), f(3)), call(f(4, 1, 3), f(2, 3))]
-
-
-def _compare():
-    return lambda: [call(f(2, 3), f(3)), call(i(3, 1), i(4))]
-
-
-def _compare_scalar():
-    return lambda: [call(f(2, 3), 1.5), call(i(2, 3), 1)]
-
-
-def _scalar():
-    return lambda: [call(f(2, 3), 2.5), call(i(2, 3), 2), call(i(2, 3), 0.5)]
-
-
-def _scalar_alpha():
-    return lambda: [call(f(2, 3), 2.5, 2), call(i(2, 3), 2), call(i(3), 1.5, 2.0)]
-
-
-def _logical():
-    return lambda: [call(b(2, 3), b(3)), call(f(2, 1), f(3))]
-
-
-def _factory(*args, **kwargs):
-    return lambda: call(*args, device=DEV, **kwargs)
-
-
-def _layer_norm_bw():
-    x, w, bias = f(2, 3, 4), f(4), f(4)
-    _, mean, rstd = vt.ops.Op("core::layer_norm")(x, [4], w, bias)
-    return call(f(2, 3, 4), x, [4], mean, rstd, w, bias)
-
-
-def _rms_norm_bw():
-    x, w = f(2, 3, 4), f(4)
-    _, rstd = vt.ops.Op("core::rms_norm")(x, [4], w)
-    return call(f(2, 3, 4), x, [4], rstd, w)
-
-
-def _cross_entropy_bw():
-    x, t = f(4, 5), i(4, high=5)
-    _, lse = vt.ops.Op("core::cross_entropy")(x, t, -100, 0.1, "mean")
-    return [call(f(), x, t, lse, -100, 0.1, "mean"),
-            call(f(4), x, t, lse, -100, 0.0, "none")]
-
-
-def _sdpa_bw():
-    q, k, v = f(1, 2, 3, 4), f(1, 2, 5, 4), f(1, 2, 5, 6)
-    out, lse, _ = vt.ops.Op("attention::sdpa")(q, k, v, None, True, None, 0.0)
-    return [call(f(1, 2, 3, 6), q, k, v, out, lse, None, True, 0.5, 0.0, 0, 0),
-            call(f(1, 2, 3, 6), q, k, v, out, lse, None, True, 0.5, 0.25, 0, 0, None, i(2, high=50))]
-
 
 # One entry per op: a function returning one Call or a list of Calls (built fresh per test).
-EXAMPLES = {
-    # -- elementwise ------------------------------------------------------------------------------
-    **{f"core::{n}": _unary() for n in ("abs", "cos", "exp", "neg", "relu", "sigmoid", "sign",
-                                        "silu", "sin", "tanh")},
-    **{f"core::{n}": _unary(0.5) for n in ("log", "log1p", "rsqrt", "sqrt")},
-    "core::logical_not": lambda: [call(b(2, 3)), call(f(3))],
-    "core::add": lambda: [call(f(2, 3), f(3), 2.0), call(i(2, 3), i(2, 1)),
-                          call(f(2, 3, dtype="bfloat16"), f(3, dtype="bfloat16"), -1.0)],
-    "core::sub": lambda: [call(f(2, 3), f(3), 2.0), call(i(3, dtype="int32"), i(2, 1, dtype="int32"))],
-    "core::mul": _binary(),
-    "core::div": lambda: [call(f(2, 3), pos(3)), call(i(2, 3), i(1) + 1)],
-    "core::maximum": _binary(),
-    "core::minimum": _binary(),
-    "core::pow": lambda: [call(pos(2, 3), f(3)), call(i(2, 3), i(3))],
-    "core::pow_scalar": lambda: [call(f(2, 3), 0.5), call(i(2, 3), 2.0)],
-    **{f"core::{n}_scalar": _scalar_alpha() for n in ("add", "sub", "rsub")},
-    **{f"core::{n}_scalar": _scalar() for n in ("mul", "div", "rdiv", "maximum", "minimum")},
-    **{f"core::{n}_scalar_": lambda: call(f(2, 3), 2.5) for n in ("add", "sub", "mul", "div")},
-    "core::add_": lambda: call(f(2, 3), f(3), 2.0),
-    "core::sub_": lambda: call(f(2, 3), f(3), 2.0),
-    "core::mul_": lambda: call(f(2, 3), f(2, 1)),
-    "core::div_": lambda: call(f(2, 3), pos(3)),
-    **{f"core::{n}": _compare() for n in ("eq", "ne", "lt", "le", "gt", "ge")},
-    **{f"core::{n}_scalar": _compare_scalar() for n in ("eq", "ne", "lt", "le", "gt", "ge")},
-    **{f"core::logical_{n}": _logical() for n in ("and", "or", "xor")},
-    "core::clamp": lambda: [call(f(2, 3), -1.0, 1.0), call(f(2, 3), None, 0.5),
-                            call(i(2, 3), 0.5)],
-    "core::gelu": lambda: [call(f(2, 3)), call(f(2, 3), "tanh")],
-    "core::softplus": lambda: call(f(2, 3), 2.0, 3.0),
-    "core::where": lambda: call(b(2, 3), f(3), f(2, 1)),
-    "core::gelu_backward": lambda: call(f(2, 3), f(2, 3), "tanh"),
-    "core::silu_backward": lambda: call(f(2, 3), f(2, 3)),
-    "core::sigmoid_backward": lambda: call(f(2, 3), f(2, 3)),
-    "core::tanh_backward": lambda: call(f(2, 3), f(2, 3)),
-    "core::softplus_backward": lambda: call(f(2, 3), f(2, 3), 1.0, 20.0),
-    "core::to_dtype": lambda: [call(f(2, 3), vt.float64), call(f(2, 3), vt.int32),
-                               call(i(2, 3), vt.bfloat16)],
-    "core::sum_to_size": lambda: call(f(2, 3, 4), [3, 1]),
-    # -- copies, fills, factories -----------------------------------------------------------------
-    "core::contiguous": lambda: [call(f(3, 2).T), call(f(2, 3))],
-    "core::copy_": lambda: [call(f(2, 3), f(3)), call(f(2, 3), i(2, 3))],
-    "core::fill_": lambda: call(f(2, 3), 1.5),
-    "core::zero_": lambda: call(f(2, 3)),
-    "core::to_device": lambda: call(f(2, 3), DEV),
-    "core::zeros": _factory([2, 3]),
-    "core::ones": _factory([2, 3], dtype=vt.int32),
-    "core::full": _factory([2, 3], 1.5),
-    "core::arange": _factory(0.0, 5.0, 2.0),
-    "core::linspace": _factory(0.0, 1.0, 5),
-    "core::eye": _factory(3, 4, dtype=vt.float64),
-    "core::normal": _factory([2, 3], 0.0, 1.0),
-    "core::uniform": _factory([2, 3], -1.0, 1.0, dtype=vt.float64),
-    "core::randint": _factory(0, 5, [2, 3]),
-    "core::randperm": _factory(5),
-    "core::normal_": lambda: call(f(2, 3), 0.0, 1.0),
-    "core::uniform_": lambda: call(f(2, 3), -1.0, 1.0),
-    # -- reductions -------------------------------------------------------------------------------
-    "core::sum": lambda: [call(f(2, 3)), call(f(2, 3), [1], True), call(i(2, 3), [0]),
-                          call(f(2, 3), [0], False, vt.float64)],
-    "core::mean": lambda: [call(f(2, 3)), call(f(2, 3, 4), [0, 2], True),
-                           call(i(2, 3), [1], False, vt.float32)],
-    "core::var": lambda: [call(f(2, 3)), call(f(2, 3), [1], 1, True)],
-    "core::std": lambda: [call(f(2, 3)), call(f(2, 3), [0], 0, False)],
-    "core::norm": lambda: [call(f(2, 3)), call(f(2, 3), 1.0, [1], True)],
-    "core::logsumexp": lambda: [call(f(2, 3), [1]), call(f(2, 3), [], True)],
-    "core::max": lambda: call(f(2, 3)),
-    "core::min": lambda: call(i(2, 3)),
-    "core::max_dim": lambda: [call(f(2, 3), 1), call(f(2, 3), 0, True)],
-    "core::min_dim": lambda: [call(f(2, 3), -1), call(i(2, 3), 0, True)],
-    "core::argmax": lambda: [call(f(2, 3)), call(f(2, 3), 1, True)],
-    "core::argmin": lambda: [call(f(2, 3)), call(f(2, 3), 0)],
-    "core::cumsum": lambda: [call(f(2, 3), 1), call(i(2, 3), 0), call(f(2, 3), 0, vt.float64)],
-    # -- linear algebra ---------------------------------------------------------------------------
-    "core::matmul": lambda: [call(f(2, 3, 4), f(4, 5)), call(f(4), f(4)), call(f(3), f(2, 3, 5)),
-                             call(f(2, 1, 3, 4), f(5, 4, 2))],
-    "core::bmm": lambda: call(f(2, 3, 4), f(2, 4, 5)),
-    "core::addmm": lambda: [call(f(3), f(2, 4), f(4, 3)),
-                            call(f(2, 1), f(2, 4), f(4, 3), beta=0.5, alpha=2.0)],
-    "core::linear": lambda: [call(f(2, 3, 4), f(5, 4), f(5)), call(f(4), f(5, 4))],
-    "core::set_cuda_matmul_flags": lambda: call(False),  # no tensors: runs on cpu, returns a bool
-    # -- views and shapes -------------------------------------------------------------------------
-    "core::view": lambda: call(f(2, 3, 4), [6, -1]),
-    "core::reshape": lambda: [call(f(2, 3), [3, 2]), call(f(3, 2).T, [-1])],
-    "core::permute": lambda: call(f(2, 3, 4), [2, 0, 1]),
-    "core::transpose": lambda: call(f(2, 3, 4), 0, -1),
-    "core::expand": lambda: call(f(3, 1), [2, 3, 4]),
-    "core::squeeze": lambda: [call(f(2, 1, 3, 1)), call(f(2, 1, 3), [1])],
-    "core::unsqueeze": lambda: call(f(2, 3), -1),
-    "core::select": lambda: call(f(2, 3), 1, -1),
-    "core::slice": lambda: [call(f(4, 3), 0, 1, 3, 1), call(f(4, 6), 1, None, None, 2)],
-    "core::as_strided": lambda: call(f(4, 3), [3, 2], [1, 3], 1),
-    "core::select_backward": lambda: call(f(2), [2, 3], 1, 2),
-    "core::slice_backward": lambda: call(f(2, 3), [4, 3], 0, 1, 3, 1),
-    "core::as_strided_backward": lambda: call(f(3, 2), [4, 3], [3, 2], [1, 3], 1),
-    "core::cat": lambda: [call([f(2, 3), f(4, 3)]), call([i(2, 3), i(2, 1), i(2, 0)], -1)],
-    "core::tril": lambda: call(f(3, 4), 1),
-    "core::triu": lambda: call(f(2, 3, 4), -1),
-    # -- indexing ---------------------------------------------------------------------------------
-    "core::index": lambda: [call(f(4, 3), [i(2, high=4)]), call(f(4, 3), [i(2, 1, high=4), i(5)])],
-    "core::index_put": lambda: call(f(4, 3), [i(2, high=4)], f(3), True),
-    "core::index_put_": lambda: call(f(4, 3), [i(2, high=4), i(2)], f(2), False),
-    "core::index_select": lambda: call(f(4, 3), 0, i(5, high=4)),
-    "core::index_add": lambda: call(f(4, 3), 0, i(2, high=4), f(2, 3), 2.0),
-    "core::gather": lambda: call(f(3, 4), 1, i(3, 2, high=4)),
-    "core::scatter_add": lambda: call(f(3, 4), 1, i(3, 2, high=4), f(3, 2)),
-    "core::masked_fill": lambda: call(f(2, 3), b(3), 1.0),
-    "core::embedding": lambda: call(f(5, 4), i(2, 3, high=5)),
-    "core::embedding_backward": lambda: call(f(2, 3, 4), i(2, 3, high=5), 5),
-    "core::one_hot": lambda: call(i(2, 3, high=4), 5),
-    "core::nonzero": lambda: call(b(2, 3)),  # cpu only: see DATA_DEPENDENT
-    # -- nn ---------------------------------------------------------------------------------------
-    "core::softmax": lambda: call(f(2, 3), 1),
-    "core::log_softmax": lambda: call(f(2, 3, 4), 0),
-    "core::softmax_backward": lambda: call(f(2, 3), f(2, 3), 1),
-    "core::log_softmax_backward": lambda: call(f(2, 3), f(2, 3), 0),
-    "core::layer_norm": lambda: [call(f(2, 3, 4), [4], f(4), f(4)), call(f(2, 3, 4), [3, 4])],
-    "core::layer_norm_backward": _layer_norm_bw,
-    "core::rms_norm": lambda: [call(f(2, 3, 4), [4], f(4)), call(f(2, 4), [4], None, 1e-6)],
-    "core::rms_norm_backward": _rms_norm_bw,
-    "core::dropout": lambda: [call(f(2, 3), 0.5, True), call(f(2, 3), 0.5, False)],
-    "core::dropout_backward": lambda: call(f(2, 3), b(2, 3), 2.0),
-    "core::cross_entropy": lambda: [call(f(4, 5), i(4, high=5)),
-                                    call(f(2, 5, 3), i(2, 3, high=5), -100, 0.1, "none"),
-                                    call(f(5), i(high=5), -100, 0.0, "sum")],
-    "core::cross_entropy_backward": _cross_entropy_bw,
-    "core::mse_loss": lambda: [call(f(2, 3), f(3)), call(f(2, 3), f(2, 3), "none")],
-    "core::adamw_": lambda: call(f(2, 3), f(2, 3), f(2, 3), pos(2, 3), 0.1, 0.9, 0.999, 1e-8,
-                                 0.01, 1),
-    "core::sgd_": lambda: [call(f(2, 3), f(2, 3), f(2, 3), 0.1, 0.9),
-                           call(f(2, 3), f(2, 3), None, 0.1)],
-    "core::adamw_multi": lambda: [call([f(2, 3), f(4)], [f(2, 3), f(4)], [f(2, 3), f(4)], [pos(2, 3), pos(4)],
-                                       0.1, 0.9, 0.999, 1e-8, 0.01, 1),
-                                  call([f(3)], [f(3)], [f(3)], [pos(3)], 0.1, 0.9, 0.999, 1e-8, 0.0, 0,
-                                       f(1), f(1))],
-    # -- attention --------------------------------------------------------------------------------
-    "attention::sdpa": lambda: [call(f(1, 2, 3, 4), f(1, 2, 5, 4), f(1, 2, 5, 6), None, True),
-                                call(f(2, 1, 3, 4), f(2, 1, 3, 4), f(2, 1, 3, 4), b(3, 3)),
-                                call(f(1, 1, 2, 4, dtype="bfloat16"), f(1, 1, 3, 4, dtype="bfloat16"),
-                                     f(1, 1, 3, 4, dtype="bfloat16"), f(2, 3, dtype="bfloat16"))],
-    "attention::sdpa_backward": _sdpa_bw,
-    "attention::dropout_mask": lambda: [call([2, 3, 5], 0.25, 7, 4, DEV),
-                                        call([2, 3, 5], 0.25, 0, 0, DEV, i(2, high=50))],
-    "attention::dropout_draw": lambda: call([2, 3, 5], 0.25, i(2, high=50)),
-}
+EXAMPLES = {**samples_core.samples(_maker), **samples_attention.samples(_maker)}
 
 # (op, example, why its output shape depends on tensor values). These raise NotImplementedError
 # on meta, with the op's name in the message.
