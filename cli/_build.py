@@ -244,13 +244,13 @@ def build(path, release, cuda_arch, build_dir, verbose, watch):
     source = Path(path).resolve()
     skip = Path(build_dir).resolve() if build_dir else source / "build"
     seen = _snapshot(source, skip)
-    while True:
-        try:
-            once()
-        except click.ClickException as e:  # a broken edit: say so and wait for the next one
-            click.echo(f"error: {e.format_message()}", err=True)
-        click.echo(f"watching {source} for changes (Ctrl-C stops)", err=True)
-        try:
+    try:  # Ctrl-C stops cleanly wherever it lands: in a build, in the echo, in the wait
+        while True:
+            try:
+                once()
+            except click.ClickException as e:  # a broken edit: say so and wait for the next one
+                click.echo(f"error: {e.format_message()}", err=True)
+            click.echo(f"watching {source} for changes (Ctrl-C stops)", err=True)
             while True:
                 time.sleep(_WATCH_INTERVAL)
                 now = _snapshot(source, skip)
@@ -260,8 +260,8 @@ def build(path, release, cuda_arch, build_dir, verbose, watch):
                     seen = now
                     click.echo(f"changed: {', '.join(changed[:5])}", err=True)
                     break
-        except KeyboardInterrupt:
-            return
+    except KeyboardInterrupt:
+        return
 
 
 _WATCH_INTERVAL = 0.3  # seconds between looks at the source tree
