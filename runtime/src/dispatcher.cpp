@@ -553,6 +553,13 @@ vt_status call_inner(Op* op, const vt_value* args, int32_t nargs, vt_value* outs
 
   Inflight guard;
   const Snapshot* snap = gone ? &gone->snap : op->snap.load(std::memory_order_seq_cst);
+  // A backward of a graph built before its pack was unloaded can run while that pack is loaded
+  // again: the op is defined anew, its kernels not registered yet. The old pack's kernels (kept
+  // mapped for the graph) serve then, as they do while the op is undefined. Only when no kernel.
+  if (!gone && snap && slot != kMetaSlot && !snap->dev[slot].fn) {
+    const Unloaded* old = find_unloaded(op, nullptr);
+    if (old && old->snap.dev[slot].fn) snap = &old->snap;
+  }
   const Snapshot::Entry* e = snap ? &snap->dev[slot] : nullptr;
   const Meta* meta = snap && snap->meta.fn ? &snap->meta : nullptr;
   // What runs: the meta step alone (meta device, or an op whose meta step is its whole result),
