@@ -853,6 +853,18 @@ vt_status vtrt_op_provider(const vt_op* h, int32_t device_type, int32_t i,
   return VT_OK;
 }
 
+// Does `op` have a provider so named on device slot `slot`? `names` gets the ones it has ("none").
+// Called with the registry mutex held.
+static bool has_provider(const Op* op, int slot, const char* provider, std::string* names) {
+  bool found = false;
+  for (const auto& im : op->impls[slot]) {
+    found |= im.provider == provider;
+    *names += (names->empty() ? "" : ", ") + im.provider;
+  }
+  if (names->empty()) *names = "none";
+  return found;
+}
+
 vt_status vtrt_op_pin(vt_op* h, int32_t device_type, const char* provider) {
   Op* op = op_of(h);
   const int slot = device_slot(device_type);
@@ -861,15 +873,10 @@ vt_status vtrt_op_pin(vt_op* h, int32_t device_type, const char* provider) {
                      device_type);
   std::lock_guard<std::mutex> g(registry_mutex());
   if (provider && *provider) {
-    bool found = false;
     std::string names;
-    for (auto& im : op->impls[slot]) {
-      found |= im.provider == provider;
-      names += (names.empty() ? "" : ", ") + im.provider;
-    }
-    if (!found)
+    if (!has_provider(op, slot, provider, &names))
       return set_error(VT_ERR_VALUE, "[%s] no provider '%s' on this device (available: %s)",
-                       op->schema.name.c_str(), provider, names.empty() ? "none" : names.c_str());
+                       op->schema.name.c_str(), provider, names.c_str());
     op->pinned[slot] = provider;
   } else {
     op->pinned[slot].clear();
@@ -909,16 +916,10 @@ vt_status vtrt_op_tune_set(vt_op* h, int32_t device_type, const vt_dtype* dtypes
   const uint64_t key = vtrt_tune_key(dtypes, ndims, sizes, ntensors);
   std::lock_guard<std::mutex> g(registry_mutex());
   if (provider && *provider) {
-    bool found = false;
     std::string names;
-    for (auto& im : op->impls[slot]) {
-      found |= im.provider == provider;
-      names += (names.empty() ? "" : ", ") + im.provider;
-    }
-    if (!found)
+    if (!has_provider(op, slot, provider, &names))
       return set_error(VT_ERR_VALUE, "[%s] tune: no provider '%s' on %s (available: %s)",
-                       op->schema.name.c_str(), provider, kDevices[slot].name,
-                       names.empty() ? "none" : names.c_str());
+                       op->schema.name.c_str(), provider, kDevices[slot].name, names.c_str());
     op->tuned[slot][key] = provider;
   } else {
     op->tuned[slot].erase(key);
