@@ -6,6 +6,10 @@ Time per call: rank 0's best of 3 timed loops of back-to-back calls (a barrier a
 before, a sync after); bus bandwidth = 2 (W - 1) / W * bytes / time (nccl-tests' convention);
 ratio = provider time / torch NCCL time (below 1: faster). Issue 11's goals: p2p <= 0.3x NCCL's
 time up to 1 MiB, >= 1.0x its bus bandwidth from 64 MiB.
+A second table, up to 8 MiB, times the same calls captured in CUDA graphs (100 calls a graph, best
+of 3 replays; torch's NCCL captured with torch.cuda.graph): the device's time per all-reduce without
+the host's launch cost, which is how small all-reduces run in graphed training (and how vLLM's
+custom all-reduce is measured).
 
     NCCL_NVLS_ENABLE=0 python bench/bench_allreduce_cuda.py [--nproc 2] [--quick] [--algos]
 
@@ -107,8 +111,76 @@ def _rank_main(sizes, algos: bool):
                 cells = [f"{best[k] * 1e6:,.1f} µs ({bus / best[k]:.0f})" for k in names]
                 ratios = [f"{best[k] / best['torch nccl']:.2f}" for k in names[:-1]]
                 print(f"| {_size(nbytes)} | " + " | ".join(cells + ratios) + " |", flush=True)
+    _graphed_table(vt, dist, torch, tdist, r, w, dev, variants, names, [s for s in sizes if s <= 8 << 20])
     tdist.destroy_process_group()
     dist.destroy_process_group()
+
+
+def _graphed_table(vt, dist, torch, tdist, r, w, dev, variants, names, sizes, calls=100):
+    """Time per all-reduce with `calls` of them captured in one CUDA graph, replayed."""
+    for dtype, tdtype in ((vt.float32, torch.float32), (vt.bfloat16, torch.bfloat16)):
+        rows = []
+        for nbytes in sizes:
+            n = nbytes // (4 if dtype == vt.float32 else 2)
+            x = vt.ones(n, dtype=dtype, device=dev)
+            tx = torch.ones(n, dtype=tdtype, device=f"cuda:{dev.index}")
+            best = {}
+            for name, provider, algo in variants:
+                os.environ["VT_P2P_ALGO"] = algo
+                with vt.ops.use("allreduce::all_reduce_", provider, "cuda"):
+                    dist.all_reduce(x)  # warm: plans, communicators
+                    dist.barrier()
+                    g = vt.cuda.CUDAGraph()
+                    with vt.cuda.graph(g):
+                        for _ in range(calls):
+                            dist.all_reduce(x)
+                for _ in range(3):
+                    dist.barrier()
+                    vt.cuda.synchronize(dev)
+                    t0 = time.perf_counter()
+                    g.replay()
+                    vt.cuda.synchronize(dev)
+                    best[name] = min(best.get(name, 1e9), (time.perf_counter() - t0) / calls)
+                del g
+            os.environ["VT_P2P_ALGO"] = ""
+            try:
+                side = torch.cuda.Stream()
+                side.wait_stream(torch.cuda.current_stream())
+                with torch.cuda.stream(side):
+                    tdist.all_reduce(tx)
+                torch.cuda.current_stream().wait_stream(side)
+                tdist.barrier()
+                torch.cuda.synchronize()
+                tg = torch.cuda.CUDAGraph()
+                with torch.cuda.graph(tg):
+                    for _ in range(calls):
+                        tdist.all_reduce(tx)
+                for _ in range(3):
+                    tdist.barrier()
+                    torch.cuda.synchronize()
+                    t0 = time.perf_counter()
+                    tg.replay()
+                    torch.cuda.synchronize()
+                    best["torch nccl"] = min(best.get("torch nccl", 1e9), (time.perf_counter() - t0) / calls)
+                del tg
+            except Exception as e:  # noqa: BLE001 - reported in the table
+                if r == 0:
+                    print(f"torch nccl under graph capture failed at {_size(nbytes)}: {e}", flush=True)
+                best["torch nccl"] = float("nan")
+            y = vt.full([n], float(r + 1), dtype=dtype, device=dev)  # the group still right after graphs
+            dist.all_reduce(y)
+            assert y[n - 1].item() == float(w * (w + 1) // 2), y[n - 1].item()
+            rows.append((nbytes, best))
+        if r == 0:
+            print(f"\n{dtype}, {w} GPUs, {calls} calls captured in one CUDA graph; time per call (bus GB/s); "
+                  f"ratio = time / torch nccl's graphed time")
+            print("| message | " + " | ".join(names) + " | " + " | ".join(f"{v} / torch" for v in names[:-1]) + " |")
+            print("|---" * (2 * len(names)) + "|")
+            for nbytes, best in rows:
+                bus = 2 * (w - 1) / w * nbytes / 1e9
+                cells = [f"{best[k] * 1e6:,.1f} µs ({bus / best[k]:.0f})" for k in names]
+                ratios = [f"{best[k] / best['torch nccl']:.2f}" for k in names[:-1]]
+                print(f"| {_size(nbytes)} | " + " | ".join(cells + ratios) + " |", flush=True)
 
 
 def main():

@@ -4,7 +4,7 @@
 #   VT_BENCHES="bench/x.py ..." picks the benchmarks, VT_TEST_SECONDS caps the tests,
 #   VT_BENCH_SECONDS each benchmark, VT_TEST_WORKERS the pytest-xdist workers, VT_WORKLOADS=1 the
 #   three examples on cuda (VT_AMP, VT_GRAPH=1; gpu_data/tinyshakespeare.txt if carried),
-#   VT_CUTLASS=0 skips the CUTLASS pack, VT_TESTS=0 the tests
+#   VT_CUTLASS=0 skips the CUTLASS pack, VT_HOPPER=1 builds the Hopper attention pack, VT_TESTS=0 the tests
 # The last lines printed are the summary (test counts, benchmark tables).
 set -uo pipefail
 OUT=${OUT:-/tmp/vt-out}; mkdir -p "$OUT"
@@ -25,6 +25,14 @@ if [ "${VT_CUTLASS:-1}" = 1 ]; then
     && export VT_CUTLASS_PACK="/tmp/vt-cutlass/packs/matmul_cutlass" \
     || { echo "cutlass pack build failed:"; tail -5 "$OUT/cutlass_build.log"; }
   echo "cutlass pack build: $(( $(date +%s) - start )) s"
+fi
+# VT_HOPPER=1: the CUTLASS Hopper attention pack too (tests/test_attention_hopper.py, its benchmark)
+if [ "${VT_HOPPER:-0}" = 1 ]; then
+  start=$(date +%s)
+  vt-ops build ops/attention_hopper -o /tmp/vt-hopper > "$OUT/hopper_build.log" 2>&1 \
+    && export VT_ATTN_HOPPER_PACK="/tmp/vt-hopper/packs/attention_hopper" \
+    || { echo "hopper pack build failed:"; tail -5 "$OUT/hopper_build.log"; }
+  echo "hopper pack build: $(( $(date +%s) - start )) s"
 fi
 sel=("$@")
 [ ${#sel[@]} -eq 0 ] && sel=(tests)

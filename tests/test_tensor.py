@@ -70,6 +70,10 @@ def test_repr():
     assert "True" in repr(vt.tensor([True, False]))
     r = repr(vt.tensor([0.5, 3.0]).to(vt.bfloat16))  # numpy has no bfloat16: shown via float32
     assert "0.5" in r and "3." in r and "bfloat16" in r
+    b = vt.tensor([0.5, 3.0, -1.0 / 3]).to(vt.bfloat16)  # item()/tolist() give Python floats, as torch's do
+    assert b.tolist() == [0.5, 3.0, -0.333984375] and b[2].item() == -0.333984375
+    with pytest.raises(TypeError, match="bfloat16"):
+        b.numpy()
     assert repr(vt.arange(4.0)[::2]) == "tensor([0., 2.])"  # views print their own elements
 
 

@@ -148,12 +148,18 @@ class Tensor:
         return self._numpy_view()
 
     def tolist(self):
-        return self.cpu()._numpy_view().tolist()
+        return self._host_values().tolist()
 
     def item(self):
         if self.numel() != 1:
             raise ValueError(f"item(): tensor has {self.numel()} elements, expected 1")
-        return self.cpu()._numpy_view().reshape(()).item()
+        return self._host_values().reshape(()).item()
+
+    def _host_values(self) -> np.ndarray:
+        """The values as a numpy array on the host; dtypes numpy lacks (bfloat16) widen exactly to
+        float32, as torch's item()/tolist() give Python floats for them."""
+        t = self.cpu()
+        return (t.float() if t.dtype.numpy_name is None else t)._numpy_view()
 
     def __float__(self):
         return float(self.item())

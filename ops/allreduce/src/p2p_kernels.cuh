@@ -38,6 +38,11 @@
 #include <cuda_runtime.h>
 __device__ __forceinline__ void spin_pause() {}
 #endif
+#ifdef P2P_EMULATE
+#define P2P_UNROLL
+#else
+#define P2P_UNROLL _Pragma("unroll")
+#endif
 
 namespace p2p {
 
@@ -238,6 +243,26 @@ __device__ __forceinline__ Range segment(const Params& p, int64_t packs, int64_t
   return share(a, b);
 }
 
+// Each thread moves kUnroll packs per step, all loads issued before any store: peer memory is
+// ~1 µs away over NVLink, so one 16-byte load in flight per thread left the link half idle.
+constexpr int kUnroll = 4;
+
+// f(i) for every pack i of this block's share s: kUnroll strided packs per thread per step, with
+// load(i) (all of them) before store(i, v) (all of them)
+template <class V, class Load, class Store>
+__device__ __forceinline__ void move_packs(Range s, Load load, Store store) {
+  const int64_t B = blockDim.x;
+  for (int64_t i0 = s.lo + threadIdx.x; i0 < s.hi; i0 += kUnroll * B) {
+    V v[kUnroll];
+    P2P_UNROLL
+    for (int u = 0; u < kUnroll; ++u)
+      if (i0 + u * B < s.hi) v[u] = load(i0 + u * B);
+    P2P_UNROLL
+    for (int u = 0; u < kUnroll; ++u)
+      if (i0 + u * B < s.hi) store(i0 + u * B, v[u]);
+  }
+}
+
 // ---- the kernel ----------------------------------------------------------------------------------
 template <class T>
 __global__ void __launch_bounds__(512) all_reduce_kernel(const Params p) {
@@ -254,26 +279,35 @@ __global__ void __launch_bounds__(512) all_reduce_kernel(const Params p) {
   constexpr int V = Pack<T>::V;
 
   // copy in: this block's share of every segment
-  for (int k = 0; k < (plan.algo == OneShot ? 1 : W); ++k) {
-    const Range s = segment(p, packs, seg, k);
-    for (int64_t i = s.lo + threadIdx.x; i < s.hi; i += blockDim.x) pack_at<T>(p.acc[r], i) = load_tensor(x, i, p.n, xa);
-  }
+  for (int k = 0; k < (plan.algo == OneShot ? 1 : W); ++k)
+    move_packs<Pack<T>>(segment(p, packs, seg, k), [&](int64_t i) { return load_tensor(x, i, p.n, xa); },
+                        [&](int64_t i, const Pack<T>& v) { pack_at<T>(p.acc[r], i) = v; });
   if (!barrier_all(p, kSlotStart, e)) return;
 
   // reduce over all ranks, in rank order, of packs of segment k: into dst (and the tensor)
+  // (kUnroll packs per thread at a time: each rank's kUnroll loads are in flight together)
   auto reduce_all = [&](Range s, char* dst) {
-    for (int64_t i = s.lo + threadIdx.x; i < s.hi; i += blockDim.x) {
-      float a[V];
-      const Pack<T> first = pack_at<T>(p.acc[0], i);
-      for (int j = 0; j < V; ++j) a[j] = to_f(first.v[j]);
-      for (int q = 1; q < W; ++q) {
-        const Pack<T> v = pack_at<T>(p.acc[q], i);
-        for (int j = 0; j < V; ++j) a[j] = combine(p.op, a[j], to_f(v.v[j]));
+    const int64_t B = blockDim.x;
+    for (int64_t i0 = s.lo + threadIdx.x; i0 < s.hi; i0 += kUnroll * B) {
+      float a[kUnroll][V];
+      for (int q = 0; q < W; ++q) {
+        Pack<T> v[kUnroll];
+        P2P_UNROLL
+        for (int u = 0; u < kUnroll; ++u)
+          if (i0 + u * B < s.hi) v[u] = pack_at<T>(p.acc[q], i0 + u * B);
+        P2P_UNROLL
+        for (int u = 0; u < kUnroll; ++u)
+          for (int j = 0; j < V; ++j) a[u][j] = q == 0 ? to_f(v[u].v[j]) : combine(p.op, a[u][j], to_f(v[u].v[j]));
       }
-      Pack<T> o;
-      for (int j = 0; j < V; ++j) o.v[j] = from_f<T>(p.op == Avg ? a[j] * inv_w : a[j]);
-      if (dst) pack_at<T>(dst, i) = o;
-      store_tensor(y, i, p.n, ya, o);
+      P2P_UNROLL
+      for (int u = 0; u < kUnroll; ++u) {
+        const int64_t i = i0 + u * B;
+        if (i >= s.hi) continue;
+        Pack<T> o;
+        for (int j = 0; j < V; ++j) o.v[j] = from_f<T>(p.op == Avg ? a[u][j] * inv_w : a[u][j]);
+        if (dst) pack_at<T>(dst, i) = o;
+        store_tensor(y, i, p.n, ya, o);
+      }
     }
   };
 
@@ -284,9 +318,8 @@ __global__ void __launch_bounds__(512) all_reduce_kernel(const Params p) {
     if (!barrier_all(p, kSlotMid, e)) return;
     for (int k = 0; k < W; ++k) {
       if (k == r) continue;
-      const Range s = segment(p, packs, seg, k);
-      for (int64_t i = s.lo + threadIdx.x; i < s.hi; i += blockDim.x)
-        store_tensor(y, i, p.n, ya, pack_at<T>(p.acc[k], i));
+      move_packs<Pack<T>>(segment(p, packs, seg, k), [&](int64_t i) { return pack_at<T>(p.acc[k], i); },
+                          [&](int64_t i, const Pack<T>& v) { store_tensor(y, i, p.n, ya, v); });
     }
   } else {  // ring
     const int left = (r + W - 1) % W;
@@ -295,19 +328,22 @@ __global__ void __launch_bounds__(512) all_reduce_kernel(const Params p) {
       if (s > 0 && !wait_left(p, s - 1, e)) return;
       const int k = (r - s - 1 + 2 * W) % W;
       const bool last = s == W - 2;
-      const Range g = segment(p, packs, seg, k);
-      for (int64_t i = g.lo + threadIdx.x; i < g.hi; i += blockDim.x) {
-        const Pack<T> mine = pack_at<T>(p.acc[r], i), theirs = pack_at<T>(p.acc[left], i);
-        Pack<T> o;
-        for (int j = 0; j < V; ++j) {
-          // the left partial first: segment k sums ranks k, k+1, ..., k-1 in that order (every rank
-          // then copies the same bits)
-          const float v = combine(p.op, to_f(theirs.v[j]), to_f(mine.v[j]));
-          o.v[j] = from_f<T>(last && p.op == Avg ? v * inv_w : v);
-        }
-        pack_at<T>(p.acc[r], i) = o;
-        if (last) store_tensor(y, i, p.n, ya, o);  // segment r + 1 is final here
-      }
+      struct Two {
+        Pack<T> mine, theirs;
+      };
+      move_packs<Two>(segment(p, packs, seg, k),
+                      [&](int64_t i) { return Two{pack_at<T>(p.acc[r], i), pack_at<T>(p.acc[left], i)}; },
+                      [&](int64_t i, const Two& t) {
+                        Pack<T> o;
+                        for (int j = 0; j < V; ++j) {
+                          // the left partial first: segment k sums ranks k, k+1, ..., k-1 in that
+                          // order (every rank then copies the same bits)
+                          const float v = combine(p.op, to_f(t.theirs.v[j]), to_f(t.mine.v[j]));
+                          o.v[j] = from_f<T>(last && p.op == Avg ? v * inv_w : v);
+                        }
+                        pack_at<T>(p.acc[r], i) = o;
+                        if (last) store_tensor(y, i, p.n, ya, o);  // segment r + 1 is final here
+                      });
       signal_right(p, s, e);
     }
     // all-gather: step s pulls the finished segment (r - s) from the left neighbour (its buffer at
@@ -317,12 +353,11 @@ __global__ void __launch_bounds__(512) all_reduce_kernel(const Params p) {
       if (!wait_left(p, step - 1, e)) return;
       const int k = (r - s + W) % W;
       const char* src = s == 0 ? p.acc[left] : p.out[left];
-      const Range g = segment(p, packs, seg, k);
-      for (int64_t i = g.lo + threadIdx.x; i < g.hi; i += blockDim.x) {
-        const Pack<T> v = reinterpret_cast<const Pack<T>*>(src)[i];
-        if (s < W - 2) pack_at<T>(p.out[r], i) = v;  // the right neighbour pulls it next step
-        store_tensor(y, i, p.n, ya, v);
-      }
+      move_packs<Pack<T>>(segment(p, packs, seg, k), [&](int64_t i) { return reinterpret_cast<const Pack<T>*>(src)[i]; },
+                          [&](int64_t i, const Pack<T>& v) {
+                            if (s < W - 2) pack_at<T>(p.out[r], i) = v;  // the right neighbour pulls it next step
+                            store_tensor(y, i, p.n, ya, v);
+                          });
       if (s < W - 2) signal_right(p, step, e);
     }
   }

@@ -229,11 +229,12 @@ def init_process_group(backend: str | None = None, init_method: str | None = "en
             store = TCPStore(host, int(port), is_master=rank == 0, timeout=t)
     _load_pack()
     _inits[0] += 1
-    if b == "nccl":
-        _world = _init_nccl(store, rank, world_size, _cuda_index(spec, rank), t)
-        return
-    if b == "p2p":
-        _world = _init_p2p(store, rank, world_size, _cuda_index(spec, rank), t)
+    if b in ("nccl", "p2p"):
+        # the rank's GPU becomes the process's current device (as torch scripts do with set_device):
+        # streams, CUDA graphs and `device="cuda"` then mean this GPU, not cuda:0
+        index = _cuda_index(spec, rank)
+        vt.cuda.set_device(index)
+        _world = (_init_nccl if b == "nccl" else _init_p2p)(store, rank, world_size, index, t)
         return
     key = f"vt/shm/{_inits[0]}"
     if rank == 0:

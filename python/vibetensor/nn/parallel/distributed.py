@@ -7,9 +7,11 @@ What it does (torch's DDP design, notes/allocator-graphs-allreduce.md §4):
   1 MB, so communication starts early), in reverse `parameters()` order (roughly the order backward
   produces their gradients), one dtype per bucket, each a flat tensor;
 - a hook on every parameter copies its gradient into its bucket; a full bucket's all-reduce (avg)
-  starts at once, in bucket order on every rank (on the group's background thread, so it overlaps
-  the rest of backward), and when backward has finished (`vt.autograd.queue_callback`) every
-  parameter's .grad is the average over ranks;
+  starts at once, in bucket order on every rank, and overlaps the rest of backward: on cuda it is
+  launched on a side stream that first waits for the bucket's copies (an event; the host never
+  waits, so a whole step still captures in a CUDA graph); on cpu it runs on the group's background
+  thread. When backward has finished (`vt.autograd.queue_callback`) the current stream waits for
+  the side stream and every parameter's .grad is the average over ranks;
 - `no_sync()`: backward passes of forwards run inside it only accumulate .grad locally; the next
   synced backward averages the accumulated sum (gradient accumulation);
 - `broadcast_buffers`: buffers are broadcast from rank 0 before every forward (BatchNorm stats);
@@ -72,6 +74,9 @@ class DistributedDataParallel(Module):
         params = [p for p in module.parameters() if p.requires_grad]
         self._buckets, self._where = self._make_buckets(params, int(bucket_cap_mb * (1 << 20)))
         self._next = 0
+        # cuda: bucket all-reduces go on their own stream (torch's DDP does the same)
+        dev = params[0].device if params else None
+        self._comm = vt.cuda.Stream(device=dev) if self.overlap and dev is not None and dev.type == "cuda" else None
         for p in params:
             p.register_hook(self._hook_for(p))
 
@@ -185,7 +190,12 @@ class DistributedDataParallel(Module):
         # buckets go out in index order on every rank, whatever order they filled in
         while self._next < len(self._buckets) and self._buckets[self._next].pending == 0:
             b = self._buckets[self._next]
-            if self.overlap:  # on the group's thread, while backward goes on
+            if self._comm is not None:  # on the side stream, after the copies into the bucket
+                self._comm.wait_stream(vt.cuda.current_stream(self._comm.device))
+                with vt.cuda.stream(self._comm):
+                    dist.all_reduce(b.flat, dist.ReduceOp.AVG, group=self.process_group)
+                b.work = _DONE
+            elif self.overlap:  # on the group's thread, while backward goes on
                 b.work = dist.all_reduce(b.flat, dist.ReduceOp.AVG, group=self.process_group, async_op=True)
             else:
                 dist.all_reduce(b.flat, dist.ReduceOp.AVG, group=self.process_group)
@@ -205,6 +215,8 @@ class DistributedDataParallel(Module):
                         b.ready[i] = True
                         b.pending -= 1
             self._launch_ready()
+            if self._comm is not None:  # the averaged buckets are read on the current stream
+                vt.cuda.current_stream(self._comm.device).wait_stream(self._comm)
             for b in self._buckets:
                 b.work.wait()
                 for p, v in zip(b.params, b.views):
