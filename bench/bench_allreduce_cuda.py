@@ -52,7 +52,9 @@ def _rank_main(sizes, algos: bool):
     port = int(os.environ["MASTER_PORT"]) + 1
     tdist.init_process_group("nccl", init_method=f"tcp://{os.environ['MASTER_ADDR']}:{port}", rank=r, world_size=w)
     has_nccl = dist._group(None).fallback is not None
-    variants = [("p2p", "p2p", "")]
+    # "auto": the dispatcher's choice (p2p, which hands messages over 16 MiB to nccl); p2p with an
+    # algorithm forced serves every size
+    variants = [("auto", None, "")]
     if algos:
         variants += [(f"p2p {a}", "p2p", a) for a in ("oneshot", "twoshot", "ring")]
     if has_nccl:
@@ -68,7 +70,7 @@ def _rank_main(sizes, algos: bool):
 
             def run_vt(provider, algo):
                 os.environ["VT_P2P_ALGO"] = algo
-                with vt.ops.use("allreduce::all_reduce_", provider, "cuda"):
+                with _pinned(vt, provider):
                     for _ in range(it):
                         dist.all_reduce(x)
 
@@ -116,6 +118,12 @@ def _rank_main(sizes, algos: bool):
     dist.destroy_process_group()
 
 
+def _pinned(vt, provider):
+    import contextlib
+
+    return contextlib.nullcontext() if provider is None else vt.ops.use("allreduce::all_reduce_", provider, "cuda")
+
+
 def _graphed_table(vt, dist, torch, tdist, r, w, dev, variants, names, sizes, calls=100):
     """Time per all-reduce with `calls` of them captured in one CUDA graph, replayed."""
     for dtype, tdtype in ((vt.float32, torch.float32), (vt.bfloat16, torch.bfloat16)):
@@ -127,7 +135,7 @@ def _graphed_table(vt, dist, torch, tdist, r, w, dev, variants, names, sizes, ca
             best = {}
             for name, provider, algo in variants:
                 os.environ["VT_P2P_ALGO"] = algo
-                with vt.ops.use("allreduce::all_reduce_", provider, "cuda"):
+                with _pinned(vt, provider):
                     dist.all_reduce(x)  # warm: plans, communicators
                     dist.barrier()
                     g = vt.cuda.CUDAGraph()

@@ -83,6 +83,19 @@ for i, x in xs:
 dist.barrier()
 print("RANK", R, "200 back-to-back OK", flush=True)
 
+# the dispatcher's choice by size: p2p up to 16 MiB; above, with an nccl fallback, p2p declines and
+# nccl serves (faster there); VT_P2P_ALGO makes p2p take any size
+for n, provider in ((4 << 20, "p2p"), (5 << 20, "nccl" if has_nccl else "p2p")):
+    x = vt.full([n], float(R + 1), device=dev)
+    with vt.ops.trace() as t:
+        dist.all_reduce(x)
+    assert x[-1].item() == float(W * (W + 1) // 2), (n, x[-1].item())
+    served = [r for r in t.records if r.op == OP]
+    assert [r.provider for r in served] == [provider], (n, served)
+    assert served[0].reason == ("fallback" if provider == "nccl" else "priority"), served
+dist.barrier()
+print("RANK", R, "provider by size OK", flush=True)
+
 # inside a captured CUDA graph: each replay reduces the refilled inputs (epochs advance on the device)
 a = vt.zeros(5000, device=dev)
 b = vt.zeros(3_000_000, dtype=vt.bfloat16, device=dev)

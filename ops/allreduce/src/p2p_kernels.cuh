@@ -86,14 +86,18 @@ struct Plan {
   int64_t packs;    // 16-byte packs of the message
   int64_t seg;      // packs of a segment (two-shot slice, ring segment); one-shot: packs
 };
-// bytes up to which one-shot / two-shot are used (larger: ring); `forced` >= 0 pins an algorithm
-constexpr int64_t kOneShotMax = 512 << 10, kTwoShotMax = 8 << 20;
+// bytes up to which one-shot / two-shot are used (larger: ring); `forced` >= 0 pins an algorithm.
+// Measured on 2 H200s (NVLink, bench/RESULTS.md): one-shot was the fastest of the three up to 8 MiB
+// (1 MiB in a graph: 11.7 µs vs two-shot 15.2); with two ranks it reads no more than the others do.
+// With more ranks it reads W - 1 peers' whole buffers, so it stops at 1 MiB there.
+constexpr int64_t kOneShotMax = 1 << 20, kTwoShotMax = 8 << 20;
 
 __host__ __device__ inline Plan make_plan(int64_t n, int esize, int world, int max_blocks, int forced) {
   Plan p;
   p.packs = (n * esize + 15) / 16;
   const int64_t bytes = n * esize;
-  p.algo = forced >= 0 ? forced : bytes <= kOneShotMax || world == 1 ? OneShot : bytes <= kTwoShotMax ? TwoShot : Ring;
+  const bool one_shot = world <= 2 ? bytes <= kTwoShotMax : bytes <= kOneShotMax;
+  p.algo = forced >= 0 ? forced : one_shot ? OneShot : bytes <= kTwoShotMax ? TwoShot : Ring;
   if (world == 1) p.algo = OneShot;
   p.seg = p.algo == OneShot ? p.packs : (p.packs + world - 1) / world;
   // a CTA gets at least 32 packs (512 bytes) of a segment

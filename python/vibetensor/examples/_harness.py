@@ -119,8 +119,8 @@ def setup(args) -> None:
 def distributed(args) -> tuple[int, int]:
     """(rank, world_size). Under a launcher (python -m vibetensor.distributed.run, torchrun:
     $WORLD_SIZE > 1) it joins the default process group first — shm for cpu; for cuda each rank
-    takes cuda:LOCAL_RANK (args.device is updated) and the nccl provider (untested so far) —
-    otherwise (0, 1)."""
+    takes cuda:LOCAL_RANK (args.device is updated) and the nccl backend (the DDP runs measured on
+    2 H200s in bench/RESULTS.md) — otherwise (0, 1)."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return 0, 1
     import vibetensor.distributed as dist
