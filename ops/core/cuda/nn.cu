@@ -3,8 +3,10 @@
 //
 // Shape legend: the input is (outer, D, inner) around `dim`; a line is the D elements of one
 // (outer, inner) position. inner == 1 (dim is the last): lines are rows and go through the row
-// kernels of rowwise.cuh (a row in registers while it fits, 16-byte accesses, one read and one
-// write per element; longer rows are read once per pass). inner > 1: one thread per line, adjacent
+// kernels of softmax_rows.cuh (a row in registers while it fits, 16-byte accesses, one read and one
+// write per element; longer rows are read once per pass): rows that fit one warp's registers (fwd:
+// up to 1024 float32 / 4096 16-bit elements, bwd: 1024 / 2048) a warp per row, several rows per
+// block, shuffles only; longer rows a block per row. inner > 1: one thread per line, adjacent
 // threads on adjacent lines (coalesced), two passes. Non-contiguous inputs are made contiguous
 // first (as on cpu). float16/bfloat16 compute in float32, float64 in double. Reductions run in a
 // fixed order: the same bits on every run.
@@ -14,19 +16,17 @@
 // host->philox_args and are unpacked on the device (CUDA-graph safe).
 #include <cmath>
 
-#include "rowwise.cuh"
+#include "softmax_rows.cuh"
 #include "vt/philox.h"
 
 namespace {
 
 using rowwise::acc_t;
 using vt::cuda::Vec;
-
-// 16-byte slots per thread: the forward keeps 128 bytes of a row in registers (64 of float64, whose
-// registers would spill), the backward 64 bytes of each of its two rows
-template <class T>
-constexpr int fwd_slots() { return sizeof(T) == 8 ? 4 : 8; }
-constexpr int kBwdSlots = 4;
+using softmax_rows_impl::softmax_rows;
+using softmax_rows_impl::softmax_bwd_rows;
+using softmax_rows_impl::kBwdSlots;
+using softmax_rows_impl::kBwdWarpSlots;
 
 struct Lines {  // the (outer, D, inner) view around dim
   int64_t outer = 1, D = 1, inner = 1;
@@ -42,61 +42,6 @@ Lines lines_of(const vt_tensor* x, int64_t dim) {
 }
 
 // ---- softmax / log_softmax ----------------------------------------------------------------------
-// y = exp(x - m) / s, or x - (m + log s), with m the row max and s the sum of exp(x - m): three
-// passes (max, sum, write) over the registers, or over memory for rows longer than one chunk.
-// A row of -inf gives nan (exp(-inf - -inf)), as on cpu.
-template <class T, int K>
-__global__ void __launch_bounds__(rowwise::kMaxTpr)
-    softmax_rows(const T* __restrict__ x, T* __restrict__ y, int64_t M, int N, rowwise::Plan p, bool log) {
-  constexpr int V = rowwise::width<T>();
-  using A = acc_t<T>;
-  const rowwise::Group g(p.tpr);
-  const int rpb = p.rows_per_block(), chunks = (int)p.chunks;
-  rowwise::Slot c[K];
-  for (int64_t r0 = (int64_t)blockIdx.x * rpb; r0 < M; r0 += (int64_t)gridDim.x * rpb) {
-    const bool live = r0 + g.index < M;
-    const int n = live ? N : 0;  // a dead row reads and writes nothing
-    const int64_t off = (live ? r0 + g.index : 0) * (int64_t)N;
-    const T* xr = x + off;
-    A m = A(-INFINITY);
-    for (int ch = 0; ch < chunks; ++ch)
-#pragma unroll
-      for (int k = 0; k < K; ++k) {
-        const int s = g.slot(ch, k, K), lim = rowwise::valid<V>(s, n);
-        c[k] = rowwise::load_slot<T>(xr, s, lim, p.vec);
-#pragma unroll
-        for (int j = 0; j < V; ++j) m = vt::cuda::Max{}(m, j < lim ? rowwise::get<T>(c[k], j) : A(-INFINITY));
-      }
-    m = g.max(m);
-    A sum = A(0);
-    for (int ch = 0; ch < chunks; ++ch)
-#pragma unroll
-      for (int k = 0; k < K; ++k) {
-        const int s = g.slot(ch, k, K), lim = rowwise::valid<V>(s, n);
-        if (chunks > 1) c[k] = rowwise::load_slot<T>(xr, s, lim, p.vec);
-#pragma unroll
-        for (int j = 0; j < V; ++j) {  // selects, not branches
-          const A e = rowwise::fexp(rowwise::get<T>(c[k], j) - m);
-          sum += j < lim ? e : A(0);
-        }
-      }
-    sum = g.sum(sum);
-    const A inv = A(1) / sum, shift = m + rowwise::flog(sum);
-    T* yr = y + off;
-    for (int ch = 0; ch < chunks; ++ch)
-#pragma unroll
-      for (int k = 0; k < K; ++k) {
-        const int s = g.slot(ch, k, K), lim = rowwise::valid<V>(s, n);
-        if (chunks > 1) c[k] = rowwise::load_slot<T>(xr, s, lim, p.vec);
-        const rowwise::Slot o = rowwise::make_slot<T>([&](int j) {
-          const A v = rowwise::get<T>(c[k], j);
-          return log ? v - shift : rowwise::fexp(v - m) * inv;
-        });
-        rowwise::store_slot<T>(yr, s, lim, p.vec, o);
-      }
-  }
-}
-
 // one thread per line of D elements at stride `inner`
 template <class T>
 __global__ void __launch_bounds__(vt::cuda::kThreads)
@@ -115,53 +60,6 @@ __global__ void __launch_bounds__(vt::cuda::kThreads)
       const A v = A(x[base + k * L.inner]);
       y[base + k * L.inner] = T(log ? v - shift : rowwise::fexp(v - st.m) * inv);
     }
-  }
-}
-
-// backward from the saved output y: gi = y * (g - sum(g * y)), or g - exp(y) * sum(g) for log
-template <class T, int K>
-__global__ void __launch_bounds__(rowwise::kMaxTpr)
-    softmax_bwd_rows(const T* __restrict__ go, const T* __restrict__ y, T* __restrict__ gi, int64_t M, int N,
-                     rowwise::Plan p, bool log) {
-  constexpr int V = rowwise::width<T>();
-  using A = acc_t<T>;
-  const rowwise::Group g(p.tpr);
-  const int rpb = p.rows_per_block(), chunks = (int)p.chunks;
-  rowwise::Slot cg[K], cy[K];
-  for (int64_t r0 = (int64_t)blockIdx.x * rpb; r0 < M; r0 += (int64_t)gridDim.x * rpb) {
-    const bool live = r0 + g.index < M;
-    const int n = live ? N : 0;
-    const int64_t off = (live ? r0 + g.index : 0) * (int64_t)N;
-    const T *gr = go + off, *yr = y + off;
-    A s = A(0);  // missing elements load as 0 and add nothing
-    for (int ch = 0; ch < chunks; ++ch)
-#pragma unroll
-      for (int k = 0; k < K; ++k) {
-        const int sl = g.slot(ch, k, K), lim = rowwise::valid<V>(sl, n);
-        cg[k] = rowwise::load_slot<T>(gr, sl, lim, p.vec);
-        cy[k] = rowwise::load_slot<T>(yr, sl, lim, p.vec);
-#pragma unroll
-        for (int j = 0; j < V; ++j) {
-          const A a = rowwise::get<T>(cg[k], j);
-          s += log ? a : a * rowwise::get<T>(cy[k], j);
-        }
-      }
-    s = g.sum(s);
-    T* ir = gi + off;
-    for (int ch = 0; ch < chunks; ++ch)
-#pragma unroll
-      for (int k = 0; k < K; ++k) {
-        const int sl = g.slot(ch, k, K), lim = rowwise::valid<V>(sl, n);
-        if (chunks > 1) {
-          cg[k] = rowwise::load_slot<T>(gr, sl, lim, p.vec);
-          cy[k] = rowwise::load_slot<T>(yr, sl, lim, p.vec);
-        }
-        const rowwise::Slot o = rowwise::make_slot<T>([&](int j) {
-          const A a = rowwise::get<T>(cg[k], j), b = rowwise::get<T>(cy[k], j);
-          return log ? a - rowwise::fexp(b) * s : b * (a - s);
-        });
-        rowwise::store_slot<T>(ir, sl, lim, p.vec, o);
-      }
   }
 }
 
@@ -196,11 +94,15 @@ void softmax_fwd(vt::Call& c, bool log) {
     const T* xp = vt::data<const T>(x.t);
     T* yp = vt::data<T>(out);
     if (L.inner == 1) {
-      constexpr int K = fwd_slots<T>();
+      constexpr int K = softmax_rows_impl::fwd_slots<T>(), Kw = softmax_rows_impl::fwd_warp_slots<T>();
       const rowwise::Plan p = rowwise::plan_rows(c, L.outer, L.D, rowwise::width<T>(), K,
-                                                 rowwise::aligned16(xp) && rowwise::aligned16(yp));
-      vt::cuda::launch(c, "softmax_rows", softmax_rows<T, K>, p.blocks, p.threads, 0, xp, yp, L.outer, (int)L.D, p,
-                       log);
+                                                 rowwise::aligned16(xp) && rowwise::aligned16(yp), Kw);
+      if (p.warp)
+        vt::cuda::launch(c, "softmax_rows (warp)", softmax_rows<T, Kw, true>, p.blocks, p.threads, 0, xp, yp,
+                         L.outer, (int)L.D, p, log);
+      else
+        vt::cuda::launch(c, "softmax_rows", softmax_rows<T, K, false>, p.blocks, p.threads, 0, xp, yp, L.outer,
+                         (int)L.D, p, log);
     } else {
       vt::cuda::launch(c, "softmax_cols", softmax_cols<T>, vt::cuda::grid_for(L.outer * L.inner), vt::cuda::kThreads,
                        0, xp, yp, L, log);
@@ -222,9 +124,13 @@ void softmax_bwd(vt::Call& c, bool log) {
     T* ip = vt::data<T>(out);
     if (L.inner == 1) {
       const bool al = rowwise::aligned16(gp) && rowwise::aligned16(yp) && rowwise::aligned16(ip);
-      const rowwise::Plan p = rowwise::plan_rows(c, L.outer, L.D, rowwise::width<T>(), kBwdSlots, al);
-      vt::cuda::launch(c, "softmax_bwd_rows", softmax_bwd_rows<T, kBwdSlots>, p.blocks, p.threads, 0, gp, yp, ip,
-                       L.outer, (int)L.D, p, log);
+      const rowwise::Plan p = rowwise::plan_rows(c, L.outer, L.D, rowwise::width<T>(), kBwdSlots, al, kBwdWarpSlots);
+      if (p.warp)
+        vt::cuda::launch(c, "softmax_bwd_rows (warp)", softmax_bwd_rows<T, kBwdWarpSlots, true>, p.blocks, p.threads,
+                         0, gp, yp, ip, L.outer, (int)L.D, p, log);
+      else
+        vt::cuda::launch(c, "softmax_bwd_rows", softmax_bwd_rows<T, kBwdSlots, false>, p.blocks, p.threads, 0, gp, yp,
+                         ip, L.outer, (int)L.D, p, log);
     } else {
       vt::cuda::launch(c, "softmax_bwd_cols", softmax_bwd_cols<T>, vt::cuda::grid_for(L.outer * L.inner),
                        vt::cuda::kThreads, 0, gp, yp, ip, L, log);

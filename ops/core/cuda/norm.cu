@@ -4,10 +4,12 @@
 //
 // Shape legend: input (..., *normalized_shape) is M rows of N = prod(normalized_shape); mean/rstd
 // hold M values of A (float32 for float16/bfloat16 and float32 inputs, else float64).
-// Forward: one row kernel (rowwise.cuh): the row, and the weight and bias beside it, stay in
-// registers while they fit (rows of up to 16384 elements; longer rows are read once per pass), mean
-// then the variance around it (two passes over registers, one read of global memory), out written
-// in the input dtype.
+// Forward: one row kernel (norm_rows.cuh), built twice: rows that fit one warp's registers (up to
+// 1024 float32 or 4096 16-bit elements) run a warp per row, several rows per block, shuffles only;
+// longer rows a block per row. The row (and, for 16-bit rows of 4 slots per thread, the weight and
+// bias beside it) stays in registers while it fits (rows of up to 16384 elements; longer rows are
+// read once per pass), mean then the variance around it (two passes over registers, one read of
+// global memory), out written in the input dtype.
 // Backward: grad_input in one row kernel; grad_weight/grad_bias by a deterministic two-stage
 // column sum: each row group (a warp or a block) adds g * xhat and g of its rows, a fixed set, into
 // registers and writes one partial row; column_sum adds the partial rows in a fixed order. Rows
@@ -15,17 +17,14 @@
 // every run.
 #include <cmath>
 
-#include "rowwise.cuh"
+#include "norm_rows.cuh"
 
 namespace {
 
 using rowwise::acc_t;
 
-// 16-byte slots per thread. Forward: 128 bytes of a float32 row, 64 of a 16-bit or float64 one,
-// with weight and bias loaded next to the row (registers for three rows' worth). Backward: two
-// rows and grad_weight/grad_bias partials of A for 16 elements (8 of float64).
-template <class T>
-constexpr int fwd_slots() { return sizeof(T) == 4 ? 8 : 4; }
+// 16-byte slots per thread of the backward: two rows and grad_weight/grad_bias partials of A for 16
+// elements (8 of float64). (The forward's are norm_rows.cuh's.)
 template <class T>
 constexpr int bwd_slots() { return sizeof(T) == 2 ? 2 : 4; }
 
@@ -45,92 +44,6 @@ int64_t rows_cols(const vt_tensor* x, vt_int_list ns, int64_t* M) {
 }
 
 // ---- forward -------------------------------------------------------------------------------------
-// out = (x - mean) * rstd * w + b (rms: mean = 0, rstd from mean(x^2)); mean/rstd per row
-template <class T, int K>
-__global__ void __launch_bounds__(rowwise::kMaxTpr)
-    norm_rows(const T* __restrict__ x, const T* __restrict__ w, const T* __restrict__ b, T* __restrict__ y,
-              acc_t<T>* __restrict__ mean, acc_t<T>* __restrict__ rstd, int64_t M, int N, rowwise::Plan p,
-              double eps, bool rms) {
-  constexpr int V = rowwise::width<T>();
-  using A = acc_t<T>;
-  const rowwise::Group g(p.tpr);
-  const int rpb = p.rows_per_block(), chunks = (int)p.chunks;
-  constexpr bool kPrefetch = sizeof(T) <= 4;  // weight/bias in registers with the row (not float64)
-  rowwise::Slot c[K], wv[kPrefetch ? K : 1], bv[kPrefetch ? K : 1];
-  for (int64_t r0 = (int64_t)blockIdx.x * rpb; r0 < M; r0 += (int64_t)gridDim.x * rpb) {
-    const bool live = r0 + g.index < M;
-    const int64_t row = live ? r0 + g.index : 0;
-    const int n = live ? N : 0;
-    const T* xr = x + row * N;
-    A s = A(0);  // sum of x (layer) or of x^2 (rms); missing elements are 0
-    for (int ch = 0; ch < chunks; ++ch)
-#pragma unroll
-      for (int k = 0; k < K; ++k) {
-        const int sl = g.slot(ch, k, K), lim = rowwise::valid<V>(sl, n);
-        c[k] = rowwise::load_slot<T>(xr, sl, lim, p.vec);
-        if constexpr (kPrefetch) {
-          if (chunks == 1) {  // weight and bias in flight during the reductions
-            if (w) wv[k] = rowwise::load_slot<T>(w, sl, lim, p.vec);
-            if (b) bv[k] = rowwise::load_slot<T>(b, sl, lim, p.vec);
-          }
-        }
-#pragma unroll
-        for (int j = 0; j < V; ++j) {
-          const A v = rowwise::get<T>(c[k], j);
-          s += rms ? v * v : v;
-        }
-      }
-    s = g.sum(s);
-    A mu = A(0), var;
-    if (rms) {
-      var = s / (A)N;  // N == 0: nan, as on cpu
-    } else {  // the variance around the mean: a second pass (over registers when the row fits)
-      mu = N ? s / (A)N : A(0);
-      A q = A(0);
-      for (int ch = 0; ch < chunks; ++ch)
-#pragma unroll
-        for (int k = 0; k < K; ++k) {
-          const int sl = g.slot(ch, k, K), lim = rowwise::valid<V>(sl, n);
-          if (chunks > 1) c[k] = rowwise::load_slot<T>(xr, sl, lim, p.vec);
-#pragma unroll
-          for (int j = 0; j < V; ++j) {
-            const A d = rowwise::get<T>(c[k], j) - mu;
-            q += j < lim ? d * d : A(0);
-          }
-        }
-      q = g.sum(q);
-      var = N ? q / (A)N : A(0);
-    }
-    const A rs = A(1) / sqrt(var + (A)eps);  // in A: a float64 slow path here costs registers
-    if (live && g.lane == 0) {
-      if (!rms) mean[row] = mu;
-      rstd[row] = rs;
-    }
-    T* yr = y + row * N;
-    for (int ch = 0; ch < chunks; ++ch)
-#pragma unroll
-      for (int k = 0; k < K; ++k) {
-        const int sl = g.slot(ch, k, K), lim = rowwise::valid<V>(sl, n);
-        if (chunks > 1) c[k] = rowwise::load_slot<T>(xr, sl, lim, p.vec);
-        rowwise::Slot wk, bk;
-        if (kPrefetch && chunks == 1) {
-          wk = wv[kPrefetch ? k : 0];
-          bk = bv[kPrefetch ? k : 0];
-        } else {
-          if (w) wk = rowwise::load_slot<T>(w, sl, lim, p.vec);
-          if (b) bk = rowwise::load_slot<T>(b, sl, lim, p.vec);
-        }
-        const rowwise::Slot o = rowwise::make_slot<T>([&](int j) {
-          A v = (rowwise::get<T>(c[k], j) - mu) * rs;
-          if (w) v = v * rowwise::get<T>(wk, j);
-          if (b) v = v + rowwise::get<T>(bk, j);
-          return v;
-        });
-        rowwise::store_slot<T>(yr, sl, lim, p.vec, o);
-      }
-  }
-}
-
 template <bool RMS>
 void norm_forward(vt::Call& c) {
   const vt_tensor* x = c.arg(0, "input").tensor();
@@ -163,10 +76,16 @@ void norm_forward(vt::Call& c) {
     T* yp = vt::data<T>(out);
     const bool al =
         rowwise::aligned16(xp) && rowwise::aligned16(yp) && rowwise::aligned16(wp) && rowwise::aligned16(bp);
-    constexpr int K = fwd_slots<T>();
-    const rowwise::Plan p = rowwise::plan_rows(c, M, N, rowwise::width<T>(), K, al);
-    vt::cuda::launch(c, "norm_rows", norm_rows<T, K>, p.blocks, p.threads, 0, xp, wp, bp, yp,
-                     RMS ? nullptr : vt::data<A>(mean), vt::data<A>(rstd), M, (int)N, p, eps, RMS);
+    constexpr int K = norm_rows_impl::fwd_slots<T>(), Kw = norm_rows_impl::fwd_warp_slots<T>();
+    const rowwise::Plan p = rowwise::plan_rows(c, M, N, rowwise::width<T>(), K, al, Kw);
+    A* mp = RMS ? nullptr : vt::data<A>(mean);
+    A* rp = vt::data<A>(rstd);
+    if (p.warp)
+      vt::cuda::launch(c, "norm_rows (warp)", norm_rows_impl::norm_rows<T, Kw, true>, p.blocks, p.threads, 0, xp, wp, bp, yp, mp, rp,
+                       M, (int)N, p, eps, RMS);
+    else
+      vt::cuda::launch(c, "norm_rows", norm_rows_impl::norm_rows<T, K, false>, p.blocks, p.threads, 0, xp, wp, bp, yp, mp, rp, M,
+                       (int)N, p, eps, RMS);
   });
 }
 

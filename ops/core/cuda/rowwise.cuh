@@ -4,7 +4,9 @@
 //
 // Shape legend: M rows of N contiguous elements. A row belongs to a group of `tpr` threads:
 //   tpr <= 32  a power of two; a block of kRowBlock threads holds kRowBlock / tpr rows and the
-//              row's reductions are warp shuffles within the group
+//              row's reductions are warp shuffles within the group (no barrier: the warps of a
+//              block never wait for each other). A kernel may be built twice: a warp kernel
+//              (GroupOf<true>, Kw slots per thread) for these plans and a block kernel for the rest.
 //   tpr > 32   the whole block (a multiple of 32, at most kMaxTpr); block reductions
 // A slot is V = 16 / sizeof(T) consecutive elements: slot s holds elements [s*V, s*V + V). Thread
 // `lane` of the group works on K slots at a time (a chunk): chunk c, slot k is slot
@@ -18,9 +20,13 @@
 
 #include <algorithm>
 
+#ifdef VT_ROWWISE_EMULATE  // a host build of the row kernels (ops/core/lab/rowwise_emulate.hpp)
+#include "rowwise_emulate.hpp"
+#else
 #include "vt/autograd.hpp"
 #include "vt/cuda/elementwise.cuh"
 #include "vt/cuda/reduce.cuh"
+#endif
 
 namespace rowwise {
 
@@ -29,6 +35,11 @@ using vt::cuda::acc_t;
 constexpr int kMaxTpr = 512;    // threads per row at most (one block); kernels use __launch_bounds__(kMaxTpr)
 constexpr int kRowBlock = 256;  // threads per block when several rows share one
 constexpr int64_t kMaxRow = (int64_t)1 << 30;  // row lengths the row kernels take (int indices)
+
+// The bounds of a row kernel built as a warp kernel (blocks of kRowBlock threads; two resident per
+// SM keep it at <= 128 registers) or a block kernel (up to kMaxTpr threads, so <= 128 as well).
+#define VT_ROW_KERNEL_BOUNDS(kWarp) \
+  __launch_bounds__((kWarp) ? rowwise::kRowBlock : rowwise::kMaxTpr, (kWarp) ? 2 : 1)
 
 template <class T>  // elements per 16-byte slot
 __host__ __device__ constexpr int width() { return sizeof(T) >= 16 ? 1 : (int)(16 / sizeof(T)); }
@@ -41,53 +52,69 @@ struct Plan {
   int64_t chunks = 1;  // chunks of K slots per thread that cover a row
   unsigned blocks = 1;
   bool vec = false;
+  bool warp = false;   // tpr <= 32: a row per group of at most a warp, several rows per block
   __host__ __device__ int rows_per_block() const { return threads / tpr; }
 };
 
 inline bool aligned16(const void* p) { return ((uintptr_t)p & 15) == 0; }
 
-// K: slots a thread holds per chunk. Rows of up to K * kMaxTpr slots stay in registers.
-inline Plan plan_rows(const vt::Call& c, int64_t M, int64_t N, int V, int K, bool vec) {
+// K: slots a thread holds per chunk in the block kernel (and per lane for rows of up to 32 * K
+// slots); Kw >= K (0: K): slots per lane of the warp kernel. Rows of up to 32 * Kw slots get a warp
+// plan (warp == true, one chunk: the row in registers, shuffles only); longer rows (or rows of more
+// than 64 slots when there are few rows) a block of up to kMaxTpr threads, in registers up to
+// K * kMaxTpr slots. A warp plan gives a row the threads it would have at K slots each (up to 32),
+// so short rows keep their parallelism; only rows of more than 32 * K slots hold more per lane.
+inline Plan plan_rows(const vt::Call& c, int64_t M, int64_t N, int V, int K, bool vec, int Kw = 0) {
   if (N >= kMaxRow) c.fail(VT_ERR_NOT_IMPL, "rows of %lld elements are too long for the CUDA kernel (at most %lld)",
                            (long long)N, (long long)kMaxRow - 1);
+  if (Kw < K) Kw = K;
   Plan p;
   p.vec = vec && N % V == 0;
   const int64_t nslot = std::max<int64_t>(1, (N + V - 1) / V);
   int64_t want = (nslot + K - 1) / K;
-  if (M < 512) want = std::max<int64_t>(want, (nslot + 1) / 2);  // few rows: spread each wider
-  if (want <= 32) {
+  const bool few = M < 512;
+  if (few) want = std::max<int64_t>(want, (nslot + 1) / 2);  // few rows: spread each wider
+  int k = K;  // slots per thread of the kernel the plan is for
+  if (want <= 32 || (!few && nslot <= (int64_t)32 * Kw)) {
     int t = 1;
-    while (t < want) t <<= 1;
+    while (t < want && t < 32) t <<= 1;
     p.tpr = t;
     p.threads = kRowBlock;
+    p.warp = true;
+    k = Kw;
   } else {
     p.tpr = p.threads = (int)std::min<int64_t>(kMaxTpr, (want + 31) / 32 * 32);
   }
-  p.chunks = (nslot + (int64_t)K * p.tpr - 1) / ((int64_t)K * p.tpr);
+  p.chunks = (nslot + (int64_t)k * p.tpr - 1) / ((int64_t)k * p.tpr);
   const int64_t rpb = p.rows_per_block();
   p.blocks = (unsigned)std::max<int64_t>(1, std::min<int64_t>((M + rpb - 1) / rpb, (int64_t)1 << 30));
   return p;
 }
 
 // The row group of the calling thread. Indices within a row are int: plan_rows refuses rows of
-// kMaxRow elements or more.
-struct Group {
+// kMaxRow elements or more. kWarp: the kernel only runs warp plans (tpr <= 32), so it has no block
+// barrier and no shared memory at all; otherwise tpr picks shuffles or a block reduction at run time.
+template <bool kWarp>
+struct GroupOf {
   int tpr, lane, index;  // index: the group's row within the block
-  __device__ __forceinline__ explicit Group(int t) : tpr(t), lane((int)threadIdx.x % t), index((int)threadIdx.x / t) {}
-  // every thread of the block must call these (dead rows too): block mode synchronises
+  __device__ __forceinline__ explicit GroupOf(int t) : tpr(t), lane((int)threadIdx.x % t), index((int)threadIdx.x / t) {}
+  // every thread of the block must call these (dead rows too): block mode synchronises, and the
+  // shuffles name the whole warp
   template <class U, class Op>
   __device__ __forceinline__ U reduce(U v, Op op, U identity) const {
-    if (tpr <= 32) {
+    if (kWarp || tpr <= 32) {
       for (int o = tpr >> 1; o > 0; o >>= 1) v = op(v, __shfl_xor_sync(0xffffffffu, v, o));
       return v;
     }
-    return vt::cuda::block_reduce(v, op, identity);
+    if constexpr (!kWarp) return vt::cuda::block_reduce(v, op, identity);
+    return v;
   }
   template <class U> __device__ __forceinline__ U sum(U v) const { return reduce(v, vt::cuda::Sum{}, U(0)); }
   template <class U> __device__ __forceinline__ U max(U v) const { return reduce(v, vt::cuda::Max{}, U(-INFINITY)); }
   // slot k of chunk c
   __device__ __forceinline__ int slot(int c, int k, int K) const { return (c * K + k) * tpr + lane; }
 };
+using Group = GroupOf<false>;
 
 // How many of slot s's V elements lie in a row of n: <= 0 none (a dead row has n = 0), >= V all.
 // Deliberately not clamped to [0, V]: ptxas of CUDA 13.0 (sm_90) fuses min(r, V), max(., 0) and
@@ -218,13 +245,15 @@ struct LSE {
     m = nm;
   }
   // the group's (max, sum) in every thread of the group
-  __device__ __forceinline__ void combine(const Group& g) {
+  template <bool kWarp>
+  __device__ __forceinline__ void combine(const GroupOf<kWarp>& g) {
     const A gm = g.max(m);
     s = g.sum(m == gm ? s : s * fexp(m - gm));
     m = gm;
   }
 };
 
+#ifndef VT_ROWWISE_EMULATE
 // dst[j] = sum over g < G of part[g*N + j], in g order split into 8 interleaved runs added in a
 // fixed tree: the same bits on every run. Block (32, 8).
 template <class A, class T>
@@ -263,6 +292,8 @@ struct Contig {
     }
   }
 };
+
+#endif  // VT_ROWWISE_EMULATE
 
 }  // namespace rowwise
 

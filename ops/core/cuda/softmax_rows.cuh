@@ -1,0 +1,130 @@
+// ops/core/cuda/softmax_rows.cuh — the row kernels of softmax/log_softmax and their backward
+// (dim is the last, the rows contiguous), each built as a warp kernel (a row per group of at most a
+// warp, several rows per block, shuffles only) and a block kernel (a row per block). Included by
+// nn.cu, and by ops/core/lab/rowwise_emulate.cpp, which runs them on the host.
+#ifndef VT_CORE_CUDA_SOFTMAX_ROWS_CUH_
+#define VT_CORE_CUDA_SOFTMAX_ROWS_CUH_
+
+#include "rowwise.cuh"
+
+namespace softmax_rows_impl {
+
+using rowwise::acc_t;
+
+// 16-byte slots per thread. Block kernels: the forward keeps 128 bytes of a row in registers (64 of
+// float64, whose registers would spill), the backward 64 bytes of each of its two rows. Warp
+// kernels: the forward as the block kernel (rows of up to 1024 float32 elements) except that
+// 16-bit rows keep 256 bytes per lane (up to 4096 elements; 122 registers, no spill with ptxas
+// 13.0 for sm_90; float32 at 16 slots spills), the backward 128 bytes of each of its two rows (rows
+// of up to 1024 float32 / 2048 16-bit elements; 105 registers).
+template <class T>
+constexpr int fwd_slots() { return sizeof(T) == 8 ? 4 : 8; }
+template <class T>
+constexpr int fwd_warp_slots() { return sizeof(T) == 2 ? 16 : fwd_slots<T>(); }
+constexpr int kBwdSlots = 4, kBwdWarpSlots = 8;
+
+// y = exp(x - m) / s, or x - (m + log s), with m the row max and s the sum of exp(x - m): three
+// passes (max, sum, write) over the registers, or over memory for rows longer than one chunk.
+// A row of -inf gives nan (exp(-inf - -inf)), as on cpu.
+template <class T, int K, bool kWarp>
+__global__ void VT_ROW_KERNEL_BOUNDS(kWarp)
+    softmax_rows(const T* __restrict__ x, T* __restrict__ y, int64_t M, int N, rowwise::Plan p, bool log) {
+  constexpr int V = rowwise::width<T>();
+  using A = acc_t<T>;
+  const rowwise::GroupOf<kWarp> g(p.tpr);
+  const int rpb = p.rows_per_block(), chunks = (int)p.chunks;
+  rowwise::Slot c[K];
+  for (int64_t r0 = (int64_t)blockIdx.x * rpb; r0 < M; r0 += (int64_t)gridDim.x * rpb) {
+    const bool live = r0 + g.index < M;
+    const int n = live ? N : 0;  // a dead row reads and writes nothing
+    const int64_t off = (live ? r0 + g.index : 0) * (int64_t)N;
+    const T* xr = x + off;
+    A m = A(-INFINITY);
+    for (int ch = 0; ch < chunks; ++ch)
+#pragma unroll
+      for (int k = 0; k < K; ++k) {
+        const int s = g.slot(ch, k, K), lim = rowwise::valid<V>(s, n);
+        c[k] = rowwise::load_slot<T>(xr, s, lim, p.vec);
+#pragma unroll
+        for (int j = 0; j < V; ++j) m = vt::cuda::Max{}(m, j < lim ? rowwise::get<T>(c[k], j) : A(-INFINITY));
+      }
+    m = g.max(m);
+    A sum = A(0);
+    for (int ch = 0; ch < chunks; ++ch)
+#pragma unroll
+      for (int k = 0; k < K; ++k) {
+        const int s = g.slot(ch, k, K), lim = rowwise::valid<V>(s, n);
+        if (chunks > 1) c[k] = rowwise::load_slot<T>(xr, s, lim, p.vec);
+#pragma unroll
+        for (int j = 0; j < V; ++j) {  // selects, not branches
+          const A e = rowwise::fexp(rowwise::get<T>(c[k], j) - m);
+          sum += j < lim ? e : A(0);
+        }
+      }
+    sum = g.sum(sum);
+    const A inv = A(1) / sum, shift = m + rowwise::flog(sum);
+    T* yr = y + off;
+    for (int ch = 0; ch < chunks; ++ch)
+#pragma unroll
+      for (int k = 0; k < K; ++k) {
+        const int s = g.slot(ch, k, K), lim = rowwise::valid<V>(s, n);
+        if (chunks > 1) c[k] = rowwise::load_slot<T>(xr, s, lim, p.vec);
+        const rowwise::Slot o = rowwise::make_slot<T>([&](int j) {
+          const A v = rowwise::get<T>(c[k], j);
+          return log ? v - shift : rowwise::fexp(v - m) * inv;
+        });
+        rowwise::store_slot<T>(yr, s, lim, p.vec, o);
+      }
+  }
+}
+
+// backward from the saved output y: gi = y * (g - sum(g * y)), or g - exp(y) * sum(g) for log
+template <class T, int K, bool kWarp>
+__global__ void VT_ROW_KERNEL_BOUNDS(kWarp)
+    softmax_bwd_rows(const T* __restrict__ go, const T* __restrict__ y, T* __restrict__ gi, int64_t M, int N,
+                     rowwise::Plan p, bool log) {
+  constexpr int V = rowwise::width<T>();
+  using A = acc_t<T>;
+  const rowwise::GroupOf<kWarp> g(p.tpr);
+  const int rpb = p.rows_per_block(), chunks = (int)p.chunks;
+  rowwise::Slot cg[K], cy[K];
+  for (int64_t r0 = (int64_t)blockIdx.x * rpb; r0 < M; r0 += (int64_t)gridDim.x * rpb) {
+    const bool live = r0 + g.index < M;
+    const int n = live ? N : 0;
+    const int64_t off = (live ? r0 + g.index : 0) * (int64_t)N;
+    const T *gr = go + off, *yr = y + off;
+    A s = A(0);  // missing elements load as 0 and add nothing
+    for (int ch = 0; ch < chunks; ++ch)
+#pragma unroll
+      for (int k = 0; k < K; ++k) {
+        const int sl = g.slot(ch, k, K), lim = rowwise::valid<V>(sl, n);
+        cg[k] = rowwise::load_slot<T>(gr, sl, lim, p.vec);
+        cy[k] = rowwise::load_slot<T>(yr, sl, lim, p.vec);
+#pragma unroll
+        for (int j = 0; j < V; ++j) {
+          const A a = rowwise::get<T>(cg[k], j);
+          s += log ? a : a * rowwise::get<T>(cy[k], j);
+        }
+      }
+    s = g.sum(s);
+    T* ir = gi + off;
+    for (int ch = 0; ch < chunks; ++ch)
+#pragma unroll
+      for (int k = 0; k < K; ++k) {
+        const int sl = g.slot(ch, k, K), lim = rowwise::valid<V>(sl, n);
+        if (chunks > 1) {
+          cg[k] = rowwise::load_slot<T>(gr, sl, lim, p.vec);
+          cy[k] = rowwise::load_slot<T>(yr, sl, lim, p.vec);
+        }
+        const rowwise::Slot o = rowwise::make_slot<T>([&](int j) {
+          const A a = rowwise::get<T>(cg[k], j), b = rowwise::get<T>(cy[k], j);
+          return log ? a - rowwise::fexp(b) * s : b * (a - s);
+        });
+        rowwise::store_slot<T>(ir, sl, lim, p.vec, o);
+      }
+  }
+}
+
+}  // namespace softmax_rows_impl
+
+#endif  // VT_CORE_CUDA_SOFTMAX_ROWS_CUH_

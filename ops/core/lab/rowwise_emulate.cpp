@@ -1,0 +1,294 @@
+// rowwise_emulate.cpp — runs the row kernels of softmax/log_softmax (forward and backward,
+// ../cuda/softmax_rows.cuh) and layer_norm/rms_norm forward (../cuda/norm_rows.cuh) on the host,
+// every CUDA thread a std::thread (rowwise_emulate.hpp), with the plans the ops make
+// (rowwise::plan_rows with the same slot counts), against a float64 reference. Cases cover the warp
+// kernel (short rows, and rows that need more than the block kernel's slots per lane) and the block
+// kernel, float32/bfloat16/float16/float64, whole 16-byte slots and tails, aligned and misaligned
+// bases (scalar accesses). Every buffer has guard bytes before and after it: a kernel that reads
+// or writes past a row's end shows as a changed guard (or, built with -fsanitize=address, an error).
+//
+//   g++ -std=c++20 -O2 -pthread -DVT_ROWWISE_EMULATE -I/usr/local/cuda/include -Iops/core/lab \
+//       ops/core/lab/rowwise_emulate.cpp -o /tmp/rowwise_emulate
+//   /tmp/rowwise_emulate [quick]  (exit status 0 when every case is within tolerance and no guard
+//                                 changed; tests/test_rowwise_emulate.py runs `quick`)
+#include <cstdio>
+#include <cstdlib>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "../cuda/norm_rows.cuh"
+#include "../cuda/softmax_rows.cuh"
+
+namespace {
+
+template <class... P, class... Args>
+void emu_launch(void (*kernel)(P...), unsigned blocks, unsigned threads, Args... args) {
+  for (unsigned b = 0; b < blocks; ++b) {
+    EmuBlock blk((int)threads);
+    std::vector<std::thread> ts;
+    ts.reserve(threads);
+    for (unsigned t = 0; t < threads; ++t)
+      ts.emplace_back([&, t] {
+        threadIdx.x = t;
+        blockIdx.x = b;
+        blockDim.x = threads;
+        gridDim.x = blocks;
+        emu_block = &blk;
+        kernel(args...);
+      });
+    for (auto& th : ts) th.join();
+  }
+}
+
+constexpr size_t kGuard = 64;  // bytes on each side of a buffer
+constexpr unsigned char kGuardByte = 0xa5;
+
+// n elements of T at a 16-byte aligned address plus `shift` elements, between guard bytes
+template <class T>
+struct Buf {
+  std::vector<unsigned char> raw;
+  T* p;
+  size_t n;
+  Buf(size_t count, int shift) : raw(2 * kGuard + 16 + (count + shift) * sizeof(T), kGuardByte), n(count) {
+    uintptr_t a = (uintptr_t)raw.data() + kGuard;
+    a = (a + 15) & ~(uintptr_t)15;
+    p = reinterpret_cast<T*>(a) + shift;
+    std::memset((void*)p, 0, count * sizeof(T));
+  }
+  bool guards_intact() const {
+    const unsigned char* lo = reinterpret_cast<const unsigned char*>(p);
+    const unsigned char* hi = lo + n * sizeof(T);
+    for (const unsigned char* q = raw.data(); q < lo; ++q)
+      if (*q != kGuardByte) return false;
+    for (const unsigned char* q = hi; q < raw.data() + raw.size(); ++q)
+      if (*q != kGuardByte) return false;
+    return true;
+  }
+};
+
+template <class T> double to_d(T v) { return (double)(float)v; }
+template <> double to_d(double v) { return v; }
+template <> double to_d(float v) { return v; }
+template <class T> T from_d(double v) { return T((float)v); }
+template <> double from_d(double v) { return v; }
+
+template <class T> const char* name_of() {
+  if constexpr (std::is_same<T, float>::value) return "float32";
+  else if constexpr (std::is_same<T, double>::value) return "float64";
+  else if constexpr (std::is_same<T, __nv_bfloat16>::value) return "bfloat16";
+  else return "float16";
+}
+template <class T> double tol() {
+  if constexpr (std::is_same<T, float>::value) return 2e-5;
+  else if constexpr (std::is_same<T, double>::value) return 1e-12;
+  else if constexpr (std::is_same<T, __nv_bfloat16>::value) return 1.6e-2;
+  else return 2e-3;
+}
+
+int failures = 0;
+
+// out (as double) against ref with |d| <= tol * (1 + |ref|); prints the case and the worst error
+template <class T>
+void check(const std::string& what, const Buf<T>& out, const std::vector<double>& ref, const rowwise::Plan& p,
+           bool guards) {
+  double worst = 0;
+  size_t at = 0;
+  for (size_t i = 0; i < ref.size(); ++i) {
+    const double d = std::fabs(to_d(out.p[i]) - ref[i]) / (1 + std::fabs(ref[i]));
+    if (!(d <= worst)) worst = d, at = i;  // nan counts as worst
+  }
+  const bool ok = worst <= tol<T>() && guards;
+  std::printf("%-4s %-58s %s tpr %3d threads %3d chunks %lld vec %d  err %.2e%s\n", ok ? "ok" : "FAIL", what.c_str(),
+              p.warp ? "warp " : "block", p.tpr, p.threads, (long long)p.chunks, (int)p.vec, worst,
+              guards ? "" : "  GUARD BYTES CHANGED");
+  if (!ok) {
+    std::printf("     worst at %zu: got %.9g want %.9g\n", at, to_d(out.p[at]), ref[at]);
+    ++failures;
+  }
+}
+
+template <class T>
+void fill(Buf<T>& b, std::mt19937& g, double scale) {
+  std::normal_distribution<double> nd(0.0, scale);
+  for (size_t i = 0; i < b.n; ++i) b.p[i] = from_d<T>(nd(g));
+}
+
+// softmax / log_softmax forward and backward over M rows of N
+template <class T>
+void softmax_case(int64_t M, int N, int shift, bool log, std::mt19937& g) {
+  using namespace softmax_rows_impl;
+  const size_t n = (size_t)M * N;
+  Buf<T> x(n, shift), y(n, shift), go(n, shift), gi(n, shift);
+  fill(x, g, 3.0);
+  fill(go, g, 1.0);
+  std::vector<double> yr(n), gr(n);
+  for (int64_t r = 0; r < M; ++r) {
+    double m = -INFINITY, s = 0;
+    for (int j = 0; j < N; ++j) m = std::max(m, to_d(x.p[r * N + j]));
+    for (int j = 0; j < N; ++j) s += std::exp(to_d(x.p[r * N + j]) - m);
+    for (int j = 0; j < N; ++j) {
+      const double v = to_d(x.p[r * N + j]);
+      yr[r * N + j] = log ? v - m - std::log(s) : std::exp(v - m) / s;
+    }
+  }
+  const vt::Call c;
+  constexpr int K = fwd_slots<T>(), Kw = fwd_warp_slots<T>();
+  rowwise::Plan p = rowwise::plan_rows(c, M, N, rowwise::width<T>(), K,
+                                       rowwise::aligned16(x.p) && rowwise::aligned16(y.p), Kw);
+  if (p.warp)
+    emu_launch(softmax_rows<T, Kw, true>, p.blocks, p.threads, (const T*)x.p, y.p, M, N, p, log);
+  else
+    emu_launch(softmax_rows<T, K, false>, p.blocks, p.threads, (const T*)x.p, y.p, M, N, p, log);
+  char what[128];
+  std::snprintf(what, sizeof what, "%s %s fwd M %lld N %d shift %d", log ? "log_softmax" : "softmax", name_of<T>(),
+                (long long)M, N, shift);
+  check(what, y, yr, p, x.guards_intact() && y.guards_intact());
+
+  // backward from the kernel's own output (as the op does from the saved output)
+  for (int64_t r = 0; r < M; ++r) {
+    double s = 0;
+    for (int j = 0; j < N; ++j) {
+      const double a = to_d(go.p[r * N + j]), b = to_d(y.p[r * N + j]);
+      s += log ? a : a * b;
+    }
+    for (int j = 0; j < N; ++j) {
+      const double a = to_d(go.p[r * N + j]), b = to_d(y.p[r * N + j]);
+      gr[r * N + j] = log ? a - std::exp(b) * s : b * (a - s);
+    }
+  }
+  const bool al = rowwise::aligned16(go.p) && rowwise::aligned16(y.p) && rowwise::aligned16(gi.p);
+  p = rowwise::plan_rows(c, M, N, rowwise::width<T>(), kBwdSlots, al, kBwdWarpSlots);
+  if (p.warp)
+    emu_launch(softmax_bwd_rows<T, kBwdWarpSlots, true>, p.blocks, p.threads, (const T*)go.p, (const T*)y.p, gi.p, M,
+               N, p, log);
+  else
+    emu_launch(softmax_bwd_rows<T, kBwdSlots, false>, p.blocks, p.threads, (const T*)go.p, (const T*)y.p, gi.p, M, N,
+               p, log);
+  std::snprintf(what, sizeof what, "%s %s bwd M %lld N %d shift %d", log ? "log_softmax" : "softmax", name_of<T>(),
+                (long long)M, N, shift);
+  check(what, gi, gr, p, go.guards_intact() && gi.guards_intact() && y.guards_intact());
+}
+
+// layer_norm (with or without weight and bias) / rms_norm (with weight) forward over M rows of N
+template <class T>
+void norm_case(int64_t M, int N, int shift, bool rms, bool affine, std::mt19937& g) {
+  using namespace norm_rows_impl;
+  using A = acc_t<T>;
+  const size_t n = (size_t)M * N;
+  Buf<T> x(n, shift), y(n, shift), w(N, shift), b(N, shift);
+  Buf<A> mean(M, 0), rstd(M, 0);
+  fill(x, g, 2.0);
+  for (size_t i = 0; i < n; ++i) x.p[i] = from_d<T>(to_d(x.p[i]) + 0.5);  // a mean away from 0
+  fill(w, g, 1.0);
+  fill(b, g, 1.0);
+  const double eps = 1e-5;
+  std::vector<double> yr(n), mr(M), rr(M);
+  for (int64_t r = 0; r < M; ++r) {
+    double s = 0, q = 0;
+    for (int j = 0; j < N; ++j) {
+      const double v = to_d(x.p[r * N + j]);
+      s += rms ? v * v : v;
+    }
+    const double mu = rms ? 0 : s / N;
+    for (int j = 0; j < N; ++j) q += (to_d(x.p[r * N + j]) - mu) * (to_d(x.p[r * N + j]) - mu);
+    const double rs = 1 / std::sqrt((rms ? s / N : q / N) + eps);
+    mr[r] = mu;
+    rr[r] = rs;
+    for (int j = 0; j < N; ++j) {
+      double v = (to_d(x.p[r * N + j]) - mu) * rs;
+      if (affine) v = v * to_d(w.p[j]) + (rms ? 0 : to_d(b.p[j]));
+      yr[r * N + j] = v;
+    }
+  }
+  const T* wp = affine ? w.p : nullptr;
+  const T* bp = affine && !rms ? b.p : nullptr;
+  const bool al = rowwise::aligned16(x.p) && rowwise::aligned16(y.p) && rowwise::aligned16(wp) && rowwise::aligned16(bp);
+  const vt::Call c;
+  constexpr int K = fwd_slots<T>(), Kw = fwd_warp_slots<T>();
+  const rowwise::Plan p = rowwise::plan_rows(c, M, N, rowwise::width<T>(), K, al, Kw);
+  A* mp = rms ? nullptr : mean.p;
+  if (p.warp)
+    emu_launch(norm_rows<T, Kw, true>, p.blocks, p.threads, (const T*)x.p, wp, bp, y.p, mp, rstd.p, M, N, p, eps, rms);
+  else
+    emu_launch(norm_rows<T, K, false>, p.blocks, p.threads, (const T*)x.p, wp, bp, y.p, mp, rstd.p, M, N, p, eps,
+               rms);
+  char what[128];
+  std::snprintf(what, sizeof what, "%s %s%s M %lld N %d shift %d", rms ? "rms_norm" : "layer_norm", name_of<T>(),
+                affine ? " affine" : "", (long long)M, N, shift);
+  const bool guards = x.guards_intact() && y.guards_intact() && w.guards_intact() && b.guards_intact() &&
+                      mean.guards_intact() && rstd.guards_intact();
+  check(what, y, yr, p, guards);
+  // the statistics in A (float for 16-bit inputs): float32's tolerance unless A is double
+  double worst = 0;
+  for (int64_t r = 0; r < M; ++r) {
+    if (!rms) worst = std::max(worst, std::fabs(to_d(mean.p[r]) - mr[r]) / (1 + std::fabs(mr[r])));
+    worst = std::max(worst, std::fabs(to_d(rstd.p[r]) - rr[r]) / (1 + std::fabs(rr[r])));
+  }
+  if (!(worst <= (std::is_same<A, double>::value ? 1e-12 : 2e-5))) {
+    std::printf("FAIL %s: mean/rstd off by %.2e\n", what, worst);
+    ++failures;
+  }
+}
+
+}  // namespace
+
+// rowwise_emulate [quick]: quick runs one case of each kind (warp kernel with short rows and with
+// long ones, block kernel with one chunk and with several), as tests/test_rowwise_emulate.py does
+int main(int argc, char** argv) {
+  const bool quick = argc > 1 && std::string(argv[1]) == "quick";
+  std::mt19937 g(7);
+  if (quick) {
+    softmax_case<float>(37, 7, 1, false, g);                   // warp, tpr 2, scalar tails
+    norm_case<__nv_bfloat16>(530, 100, 0, false, true, g);     // warp, tpr 8, dead rows in the last block
+    softmax_case<__nv_bfloat16>(515, 4096, 0, true, g);        // warp, 16 slots per lane
+    norm_case<__nv_bfloat16>(515, 3000, 1, false, true, g);    // warp, 16 slots per lane, misaligned
+    norm_case<float>(2, 1030, 0, true, true, g);               // block, one chunk
+    softmax_case<float>(2, 17000, 0, false, g);                // block, several chunks
+    std::printf("%s: %d failing\n", failures ? "FAILED" : "all cases passed", failures);
+    return failures ? 1 : 0;
+  }
+  // warp kernel, short rows (a group of tpr <= 32 lanes, several rows per warp or block; dead rows
+  // in the last block), whole slots and tails, aligned and misaligned; M >= 512 (fewer rows than
+  // that are spread wider, over a block)
+  for (int N : {1, 7, 64, 100, 768, 1024}) {
+    for (int shift : {0, 1}) {
+      softmax_case<float>(515, N, shift, false, g);
+      softmax_case<__nv_bfloat16>(515, N, shift, true, g);
+      norm_case<float>(515, N, shift, false, true, g);
+      norm_case<__nv_bfloat16>(515, N, shift, false, true, g);
+      norm_case<__half>(515, N, shift, true, true, g);
+    }
+  }
+  // few rows: tiny rows stay on the warp kernel, longer ones spread over a block
+  for (int N : {5, 64, 768}) {
+    softmax_case<float>(37, N, 1, true, g);
+    norm_case<__nv_bfloat16>(37, N, 0, false, true, g);
+  }
+  softmax_case<double>(515, 200, 0, false, g);
+  norm_case<double>(515, 250, 0, false, false, g);
+  softmax_case<double>(37, 200, 1, true, g);
+  norm_case<double>(37, 250, 0, true, true, g);
+  // warp kernel, rows longer than 32 * K slots: more slots per lane
+  softmax_case<float>(515, 2048, 0, false, g);
+  softmax_case<float>(515, 1500, 0, true, g);
+  softmax_case<__nv_bfloat16>(515, 4096, 0, false, g);
+  softmax_case<__half>(515, 3001, 1, true, g);
+  norm_case<__nv_bfloat16>(515, 4096, 0, false, true, g);
+  norm_case<__nv_bfloat16>(515, 2050, 1, false, false, g);
+  norm_case<__half>(515, 1032, 0, true, true, g);
+  // block kernel: long rows, few rows spread wider, and rows over several chunks
+  softmax_case<float>(3, 4096, 0, false, g);
+  softmax_case<float>(600, 2100, 1, true, g);
+  softmax_case<__nv_bfloat16>(4, 5000, 0, true, g);
+  norm_case<float>(5, 4096, 0, false, true, g);
+  norm_case<float>(520, 1030, 0, true, true, g);
+  norm_case<__nv_bfloat16>(3, 4100, 1, false, true, g);
+  norm_case<__nv_bfloat16>(600, 4104, 0, false, true, g);
+  softmax_case<float>(2, 17000, 1, true, g);
+  norm_case<float>(2, 17001, 0, false, true, g);
+  norm_case<__nv_bfloat16>(2, 40000, 0, true, true, g);
+  std::printf("%s: %d failing\n", failures ? "FAILED" : "all cases passed", failures);
+  return failures ? 1 : 0;
+}
