@@ -70,13 +70,13 @@ void shm_close_group(ShmGroup* g);
 
 vt::KernelFn all_reduce_shm, broadcast_shm, all_gather_shm, reduce_scatter_shm, barrier_shm;
 
-// ---- the nccl provider (nccl.cpp; not yet run on a GPU) -------------------------------------------
+// ---- the nccl provider (nccl.cpp) --------------------------------------------------------------
 void* nccl_open(const vt::Call& c, const vt_tensor* unique_id, int32_t rank, int32_t world, int32_t device,
                 const char* library);
 void nccl_close(void* impl);
 vt::KernelFn nccl_unique_id_cpu, all_reduce_nccl, broadcast_nccl, all_gather_nccl, reduce_scatter_nccl;
 
-// ---- the p2p provider (p2p.cu, only in CUDA builds: VT_WITH_CUDA; not yet run on a GPU) ------------
+// ---- the p2p provider (p2p.cu, only in CUDA builds: VT_WITH_CUDA) -------------------------------
 #ifdef VT_WITH_CUDA
 vt::KernelFn p2p_new_group_cpu, p2p_handle_cpu, p2p_connect_cpu, p2p_check_cpu, all_reduce_p2p;
 void p2p_close(void* impl);
