@@ -148,28 +148,39 @@ def load(spec, lock=None, trusted_keys=None) -> Pack:
     return pack
 
 
-def _map(m: _manifest.Manifest, fd: int, skipped: list) -> Pack:
+def _map(m: _manifest.Manifest, fd: int, skipped: list, replacing: "Pack | None" = None) -> Pack:
     """dlopen the checked library open as `fd`, run its init (dropping the `skipped` providers)
-    and publish it; the caller holds _lock."""
+    and publish it; the caller holds _lock. With `replacing` (a hot reload, registry/reload.py)
+    the new code takes that loaded pack's place in one atomic step, or nothing changes."""
     _preload_blas()
     lib_stat = os.fstat(fd)
-    before = set(_op_names())
     providers = [ffi.new("char[]", p.encode()) for _, p, _ in skipped]
-    handle = lib.vtrt_pack_load_fd_skipping(
-        fd, os.fsencode(str(m.library.resolve())), m.name.encode(),
-        ffi.new("int32_t[]", [_caps.device_code(d) for d, _, _ in skipped] or [0]),
-        ffi.new("char*[]", providers or [ffi.NULL]), len(skipped))
-    if handle == ffi.NULL:
-        err = error()
-        raise _manifest.PackError(str(err)) from None
-    defined = set(_op_names()) - before
-    if defined != set(m.ops):
-        lib.vtrt_pack_unload(handle)
-        extra, missing = sorted(defined - set(m.ops)), sorted(set(m.ops) - defined)
-        raise _manifest.PackError(
-            f"pack '{m.name}': its init defined other ops than its manifest lists (defined "
-            f"but not listed: {extra}; listed but not defined: {missing}): rebuild it with "
-            f"`vt-ops build` so the manifest is written from the library")
+    skip_types = ffi.new("int32_t[]", [_caps.device_code(d) for d, _, _ in skipped] or [0])
+    skip_names = ffi.new("char*[]", providers or [ffi.NULL])
+    path = os.fsencode(str(m.library.resolve()))
+    if replacing is not None:
+        # the runtime checks the new init's ops against the manifest before it swaps anything
+        names = [ffi.new("char[]", op.encode()) for op in m.ops]
+        handle = lib.vtrt_pack_reload_fd(replacing._h, fd, path, ffi.new("char*[]", names or [ffi.NULL]),
+                                         len(names), skip_types, skip_names, len(skipped))
+        if handle == ffi.NULL:
+            raise _manifest.PackError(str(error())) from None
+        del _loaded[replacing.name]
+        replacing._h = None
+    else:
+        before = set(_op_names())
+        handle = lib.vtrt_pack_load_fd_skipping(fd, path, m.name.encode(), skip_types, skip_names,
+                                                len(skipped))
+        if handle == ffi.NULL:
+            raise _manifest.PackError(str(error())) from None
+        defined = set(_op_names()) - before
+        if defined != set(m.ops):
+            lib.vtrt_pack_unload(handle)
+            extra, missing = sorted(defined - set(m.ops)), sorted(set(m.ops) - defined)
+            raise _manifest.PackError(
+                f"pack '{m.name}': its init defined other ops than its manifest lists (defined "
+                f"but not listed: {extra}; listed but not defined: {missing}): rebuild it with "
+                f"`vt-ops build` so the manifest is written from the library")
     pack = Pack(m, handle, skipped)
     pack.library_id = (lib_stat.st_dev, lib_stat.st_ino)  # the file mapped (registry/reload.py)
     _loaded[m.name] = pack

@@ -5,30 +5,32 @@
     pack = vt.ops.reload("mypack")        # vt-ops build of its source folder, then the swap
 
 What happens, in order:
-1. The code mapped now is pinned: the runtime takes one more reference to the old pack that is
-   never dropped (vtrt_pack_retain), so its library is never dlclosed and the descriptor naming it
-   stays open. Tensors, autograd graphs and dispatch snapshots made before the reload go on running
-   the old code; nothing that may still point into it is ever unmapped (each reload keeps one old
-   library mapped: fine while you develop, a reason not to reload in a loop in production).
-   (Pinning with a dlopen of our own would not do: the runtime names a library by the descriptor
-   it keeps open, /proc/self/fd/N, and once it closed that descriptor a later pack opened as the
-   same N would be matched by name to the old, still-mapped library.)
-2. When the pack's source folder is known (the build folder's vt-ops.json, written by
+1. When the pack's source folder is known (the build folder's vt-ops.json, written by
    `vt-ops build`, or `source=`), `vt-ops build` runs in a child process. A failed build changes
    nothing: the old pack stays loaded and the error says why.
-3. The new library is checked as any load checks it (location, hash, lock, signature,
+2. The new library is checked as any load checks it (location, hash, lock, signature,
    capabilities) before the old one is touched. An unchanged library (same sha256) is not
    swapped.
-4. Drain: every GPU is synchronised, so work queued by the old kernels has finished; calls that
+3. Drain: every GPU is synchronised, so work queued by the old kernels has finished; calls that
    are running on other threads finish on the old code (their dispatch snapshot holds it).
-5. Swap, under the loader's lock: the old pack is unloaded and the new library, still open from
-   step 3, is mapped and initialised. A call made by another thread in that instant may find the
-   pack's own ops undefined for a moment (ops the pack only provides fall back to the next
-   provider); quiesce your threads for a clean swap. If the new init fails, the old library is
-   loaded back from its pinned file and the error is raised.
+4. The new library is mapped and its init runs while the old pack keeps serving; an init that
+   fails, or defines other ops than its manifest lists, changes nothing (the old pack stays
+   loaded and the error says why).
+5. The swap is atomic for callers: under the runtime's registry lock each op's dispatch snapshot
+   goes from the old kernels to the new in one store (vtrt_pack_reload_fd). A call made on any
+   thread at any moment runs the old build or the new one, never fails for the swap; an op
+   defined again with the same schema keeps its handle. (An op whose schema changed is a new op:
+   a call through a handle resolved before the swap fails as after an unload; Python's op
+   objects resolve again by name.)
+6. The old code stays mapped for good (the runtime keeps the old pack's reference): tensors,
+   autograd graphs and dispatch snapshots made before the reload go on running it, and nothing
+   that may still point into it is ever unmapped (each reload keeps one old library mapped: fine
+   while you develop, a reason not to reload in a loop in production).
 
-CUDA graphs captured before a reload keep the old kernels (their code stays mapped, so replay
-is safe) and go on computing what the old code computed: capture again to use the new code.
+CUDA graphs record the packs whose kernels they captured. Replaying one that captured kernels of
+a pack reloaded since raises RuntimeError naming the pack: capture it again to run the new code
+(the old code stays mapped, so nothing would crash; the error is there because the graph would
+silently go on computing what the old code computed).
 """
 from __future__ import annotations
 
@@ -65,23 +67,6 @@ def _rebuild(source: Path, build: Path) -> None:
                                   f"unchanged:\n{tail}")
 
 
-def _mapped_fd(pack) -> int | None:
-    """A new descriptor of the library file the runtime mapped for `pack` (the runtime keeps one
-    open while it is mapped), or None when it cannot be found."""
-    want = getattr(pack, "library_id", None)
-    for name in os.listdir("/proc/self/fd"):
-        try:
-            st = os.stat(f"/proc/self/fd/{name}")
-        except OSError:
-            continue
-        if (st.st_dev, st.st_ino) == want:
-            try:
-                return os.open(f"/proc/self/fd/{name}", os.O_RDONLY | os.O_CLOEXEC)
-            except OSError:
-                continue
-    return None
-
-
 def _drain() -> None:
     """Wait for the work queued on every GPU (none to wait for on a machine without one; NVML
     tells that without initialising CUDA)."""
@@ -101,63 +86,43 @@ def reload(pack, *, source=None, rebuild: bool = True, lock=None, trusted_keys=N
         raise ValueError(f"reload: pack '{name}' is not loaded (or this handle is stale); loaded: "
                          f"{sorted(p.name for p in loader.packs())}")
     folder = Path(old.path)
-    old_fd = _mapped_fd(old)
-    if old_fd is None:
-        raise _manifest.PackError(f"reload: pack '{name}': cannot find the library file it runs "
-                                  f"({old.library}); unload and load it instead")
-    try:
-        if rebuild:
-            src = Path(source) if source is not None else source_of(old)
-            if src is not None:
-                _rebuild(src, folder.resolve().parent.parent)  # <build>/packs/<name>
-        m = _manifest.read(folder)
-        if m.name != name:
-            raise _manifest.PackError(f"reload: {folder} now holds pack '{m.name}', not '{name}'")
-        if m.sha256 == old.manifest_info.sha256:
-            return old  # the same library: nothing to swap
-        if lock is not None:
-            from . import lock as _lock_mod
+    if rebuild:
+        src = Path(source) if source is not None else source_of(old)
+        if src is not None:
+            _rebuild(src, folder.resolve().parent.parent)  # <build>/packs/<name>
+    m = _manifest.read(folder)
+    if m.name != name:
+        raise _manifest.PackError(f"reload: {folder} now holds pack '{m.name}', not '{name}'")
+    if m.sha256 == old.manifest_info.sha256:
+        return old  # the same library: nothing to swap
+    if lock is not None:
+        from . import lock as _lock_mod
 
-            _lock_mod.check(_lock_mod.read(lock), m)
-        trusted = _sign.trusted_from_env() if trusted_keys is None else _sign.parse_trusted(trusted_keys)
-        if trusted is not None and not loader._shipped(folder):
-            _sign.check(m, trusted)
-        new_fd = _manifest.open_library(m)
-        try:
-            _manifest.verify(m, new_fd)
-            st = os.fstat(new_fd)
-            if (st.st_dev, st.st_ino) == old.library_id:
+        _lock_mod.check(_lock_mod.read(lock), m)
+    trusted = _sign.trusted_from_env() if trusted_keys is None else _sign.parse_trusted(trusted_keys)
+    if trusted is not None and not loader._shipped(folder):
+        _sign.check(m, trusted)
+    new_fd = _manifest.open_library(m)
+    try:
+        _manifest.verify(m, new_fd)
+        st = os.fstat(new_fd)
+        if (st.st_dev, st.st_ino) == old.library_id:
+            raise _manifest.PackError(
+                f"reload: pack '{name}': {m.library} was rewritten in place, so the code this "
+                f"process runs changed under it; restart the process (build tools that replace "
+                f"the file, as linkers do, reload safely)")
+        others = {k: v for k, v in loader._loaded.items() if k != name}
+        skipped = _caps.plan(m, others, lib.VT_ABI_MINOR)
+        for other in others.values():  # the packs that require this one must still accept it
+            spec = other.capabilities.get("requires", {}).get(name)
+            if spec is not None and not _caps.version_in(m.version, spec):
                 raise _manifest.PackError(
-                    f"reload: pack '{name}': {m.library} was rewritten in place, so the code this "
-                    f"process runs changed under it; restart the process (build tools that replace "
-                    f"the file, as linkers do, reload safely)")
-            others = {k: v for k, v in loader._loaded.items() if k != name}
-            skipped = _caps.plan(m, others, lib.VT_ABI_MINOR)
-            for other in others.values():  # the packs that require this one must still accept it
-                spec = other.capabilities.get("requires", {}).get(name)
-                if spec is not None and not _caps.version_in(m.version, spec):
-                    raise _manifest.PackError(
-                        f"reload: pack '{other.name}' requires pack '{name}' {spec}; the new build "
-                        f"is version {m.version}, so the loaded one stays")
-            _drain()
-            with loader._lock:
-                if loader._loaded.get(name) is not old:
-                    raise _manifest.PackError(f"reload: pack '{name}' was unloaded or replaced meanwhile")
-                del loader._loaded[name]
-                handle, old._h = old._h, None
-                lib.vtrt_pack_retain(handle)  # 1.: the old code stays mapped for good
-                lib.vtrt_pack_unload(handle)
-                try:
-                    return loader._map(m, new_fd, skipped)
-                except Exception:
-                    # back to the old code (the same mapping, found again through its file); pinned
-                    # as well, so the descriptor that now also names it is never closed
-                    back = loader._map(old.manifest_info, old_fd, old.skipped)
-                    lib.vtrt_pack_retain(back._h)
-                    raise
-                finally:
-                    loader._changed()
-        finally:
-            os.close(new_fd)
+                    f"reload: pack '{other.name}' requires pack '{name}' {spec}; the new build "
+                    f"is version {m.version}, so the loaded one stays")
+        _drain()
+        with loader._lock:
+            if loader._loaded.get(name) is not old:
+                raise _manifest.PackError(f"reload: pack '{name}' was unloaded or replaced meanwhile")
+            return loader._map(m, new_fd, skipped, replacing=old)  # 4. and 5., or nothing changes
     finally:
-        os.close(old_fd)
+        os.close(new_fd)

@@ -70,6 +70,8 @@ vt_status vtrt_cuda_graph_capture_begin(vtrt_cuda_graph* g, uint64_t pool, int32
 vt_status vtrt_cuda_graph_capture_end(vtrt_cuda_graph* g);
 void vtrt_cuda_graph_capture_abort(vtrt_cuda_graph* g);
 vt_status vtrt_cuda_graph_replay(vtrt_cuda_graph* g);
+int32_t vtrt_cuda_graph_num_packs(const vtrt_cuda_graph* g);
+const char* vtrt_cuda_graph_pack(const vtrt_cuda_graph* g, int32_t i);
 vt_status vtrt_cuda_graph_reset(vtrt_cuda_graph* g);
 uint64_t vtrt_cuda_graph_pool(const vtrt_cuda_graph* g);
 int32_t vtrt_cuda_is_current_stream_capturing(void);

@@ -112,6 +112,17 @@ vt_status vtrt_pack_unload(vtrt_pack* pack);
 int32_t vtrt_pack_is_mapped(const char* path);
 int64_t vtrt_pack_refs(const vtrt_pack* pack);
 void vtrt_pack_retain(vtrt_pack* pack);
+vtrt_pack* vtrt_pack_reload_fd(vtrt_pack* old, int32_t fd, const char* path,
+                               const char* const* ops, int32_t nops,
+                               const int32_t* skip_device_types,
+                               const char* const* skip_providers, int32_t nskip);
+typedef struct vtrt_code_uses vtrt_code_uses;
+vtrt_code_uses* vtrt_code_uses_new(void);
+void vtrt_code_uses_free(vtrt_code_uses* uses);
+void vtrt_code_uses_note(vtrt_code_uses* uses, vtrt_pack* pack);
+int32_t vtrt_code_uses_count(const vtrt_code_uses* uses);
+const char* vtrt_code_uses_pack(const vtrt_code_uses* uses, int32_t i);
+vt_status vtrt_code_uses_check(const vtrt_code_uses* uses, const char* what);
 
 int32_t vtrt_is_grad_enabled(void);
 void vtrt_set_grad_enabled(int32_t on);

@@ -5,6 +5,7 @@ threads during the swap. On cpu, with tests/packs/reload (rl::scale(x) = SCALE *
 import shutil
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -18,10 +19,12 @@ import packtools as pt  # noqa: E402
 SOURCE = pt.HERE / "reload" / "rl.c"
 
 
-def variant(dest: Path, scale: str = "2.0f", init_fails: int = 0) -> Path:
-    """rl.c with another SCALE / INIT_FAILS, written to dest."""
+def variant(dest: Path, scale: str = "2.0f", init_fails: int = 0, schema: str = "") -> Path:
+    """rl.c with another SCALE / INIT_FAILS / schema of rl::scale, written to dest."""
     text = SOURCE.read_text().replace("#define SCALE 2.0f", f"#define SCALE {scale}")
     text = text.replace("#define INIT_FAILS 0", f"#define INIT_FAILS {init_fails}")
+    if schema:
+        text = text.replace("rl::scale(Tensor x) -> Tensor", schema)
     dest.write_text(text)
     return dest
 
@@ -120,32 +123,99 @@ def test_a_version_that_a_dependent_pack_refuses_is_not_swapped_in(work):
         vt.ops.unload(caps)
 
 
-def test_calls_on_other_threads_during_the_swap(work):
-    vt.ops.load(compiled(work))
+def test_calls_on_other_threads_during_the_swap_never_fail(work):
+    """The swap is atomic for callers: while one thread reloads the pack RELOADS times (cycling
+    through BUILDS builds, each a different SCALE), two threads calling rl::scale in a loop never
+    see an error, and each result is what the build loaded before the call, or one loaded while
+    it ran, computes. (The unload-then-load swap this replaced failed this test in 5 runs of 6.)"""
+    reloads, nbuilds = 40, 4
+    builds = []  # (pack folder, SCALE): compiled up front, so the reload loop is all swaps
+    for k in range(nbuilds):
+        (work / f"b{k}").mkdir()
+        builds.append((compiled(work / f"b{k}", scale=f"{k + 2}.0f"), float(k + 2)))
+    rl = work / "rl"
+
+    def install(k):  # new files (new inodes), as a build writes them
+        shutil.rmtree(rl, ignore_errors=True)
+        shutil.copytree(builds[k % nbuilds][0], rl)
+
+    install(0)
+    vt.ops.load(rl)
     x = vt.tensor([1.0])
-    seen, errors, stop = set(), [], threading.Event()
+    loaded = [0]  # index of the build loaded now: moved on only once a reload returned
+    stop = threading.Event()
+    results, errors, calls = [], [], [0, 0]
 
-    def caller():
+    def caller(i):
+        op = vt.ops.rl.scale
         while not stop.is_set():
+            before = loaded[0]
             try:
-                seen.add(scale(x)[0])
-            except Exception as e:  # the instant between unload and load (documented)
-                errors.append(str(e))
+                got = scale(x)[0] if i == 0 else op(x).numpy().tolist()[0]
+            except Exception as e:  # noqa: BLE001 - any failure is the bug this test looks for
+                errors.append(repr(e))
+                continue
+            results.append((before, loaded[0], got))
+            calls[i] += 1
 
-    threads = [threading.Thread(target=caller) for _ in range(2)]
+    def some_calls():  # so every build serves calls
+        target = calls[0] + calls[1] + 20
+        while calls[0] + calls[1] < target and not errors:
+            time.sleep(0.001)
+
+    threads = [threading.Thread(target=caller, args=(i,)) for i in range(2)]
     for t in threads:
         t.start()
     try:
-        for k in (3, 4, 5):
-            compiled(work, scale=f"{k}.0f")
+        for k in range(1, reloads + 1):
+            install(k)
+            some_calls()
             vt.ops.reload("rl", rebuild=False)
+            loaded[0] = k
+        some_calls()
     finally:
         stop.set()
         for t in threads:
             t.join()
-    assert seen <= {2.0, 3.0, 4.0, 5.0} and 2.0 in seen  # every result is one build's, whole
-    assert scale(x) == [5.0]
-    assert all("rl::scale" in e for e in errors), errors[:3]  # at worst: the op, for an instant
+    assert errors == [], errors[:3]
+    assert min(calls) > reloads  # both threads kept calling through the swaps
+    # a call that started with build `a` loaded and ended with build `b` loaded ran a or the next
+    # one up to b (a reload may have begun before `loaded` moved): never anything else
+    wrong = [(a, b, got) for a, b, got in results
+             if got not in {builds[j % nbuilds][1] for j in range(a, min(b + 1, reloads) + 1)}]
+    assert wrong == [], wrong[:5]
+    assert {got for _, _, got in results} == {v for _, v in builds}
+    assert scale(x) == [builds[reloads % nbuilds][1]]
+
+
+def test_an_op_defined_again_keeps_its_handle_and_pin_and_a_new_schema_is_a_new_op(work):
+    from vibetensor.runtime import lib
+
+    vt.ops.load(compiled(work))
+    h = lib.vtrt_find_op(b"rl::scale")
+    vt.ops.use("rl::scale", "rl")
+    compiled(work, scale="3.0f")
+    vt.ops.reload("rl", rebuild=False)
+    assert lib.vtrt_find_op(b"rl::scale") == h and lib.vtrt_op_defined(h) == 1
+    assert vt.ops.pinned("rl::scale") == "rl" and scale(vt.tensor([1.0])) == [3.0]
+    compiled(work, scale="4.0f", schema="rl::scale(Tensor x, float unused=0.0) -> Tensor")
+    vt.ops.reload("rl", rebuild=False)
+    new = lib.vtrt_find_op(b"rl::scale")
+    assert new != h and lib.vtrt_op_defined(h) == 0  # the old handle reports its op unloaded
+    assert vt.ops.rl.scale.schema == "rl::scale(Tensor x, float unused=0.0) -> Tensor"
+    assert scale(vt.tensor([1.0])) == [4.0] and vt.ops.pinned("rl::scale") is None
+
+
+def test_a_build_whose_ops_differ_from_its_manifest_is_refused_before_the_swap(work):
+    pack = vt.ops.load(compiled(work))
+    compiled(work, scale="3.0f")
+    lib = work / "rl" / "libvt_rl.so"
+    pt.write_manifest(work / "rl", "rl", lib, abi=(1, 1), ops=["rl::scale", "rl::gone"],
+                      kernels=[{"op": "rl::scale", "device": "cpu", "provider": "rl", "priority": 0}])
+    with pytest.raises(vt.ops.PackError, match=r"listed but not defined: \['rl::gone'\].*the loaded "
+                                               r"pack is unchanged"):
+        vt.ops.reload("rl", rebuild=False)
+    assert vt.ops.get("rl") is pack and pack.loaded and scale(vt.tensor([1.0])) == [2.0]
 
 
 def test_reload_rebuilds_from_the_source_folder(tmp_path):

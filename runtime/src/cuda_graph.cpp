@@ -9,6 +9,11 @@
 // generator by the captured total, so replays draw fresh numbers and replay k equals the eager
 // run it stands for, bit for bit.
 //
+// Code: a call that runs a pack's kernel on a capturing stream notes the pack in the graph
+// (cuda_note_capture, from the dispatcher), which references it so the code stays mapped while the
+// graph lives. A hot reload marks the replaced pack; replay then refuses, naming it, instead of
+// running the old code unseen (CodeUses, code_uses.cpp).
+//
 // Capture mode: thread-local by default. It forbids unsafe calls (syncs, event queries) on the
 // capturing thread, where they would be bugs, but leaves other threads free: a data-loading
 // thread doing pinned copies, or another device's training loop, keeps working while one thread
@@ -33,6 +38,7 @@ struct vtrt_cuda_graph {
   uint64_t* rng = nullptr;   // device memory: {seed, offset} of the current replay
   uint64_t rng_offset = 0;   // counters drawn so far in this capture (intra-graph offset)
   uint64_t rng_total = 0;    // ... in the finished capture: the generator advances this per replay
+  vt::CodeUses code;         // the packs whose kernels the capture ran (guarded by g_mu while capturing)
 };
 
 namespace vt {
@@ -85,6 +91,7 @@ void unregister(vtrt_cuda_graph* g) {
 void drop_pool(vtrt_cuda_graph* g) {
   if (g->pool) release_pool(g->device, g->pool);
   g->pool = 0;
+  g->code.clear();  // with the pool: whenever a capture is dropped, so is what it noted
 }
 }  // namespace
 
@@ -139,6 +146,13 @@ void cuda_philox_args(vt_device device, uint64_t count, vt_philox_args* out) {
     }
   }
   philox_reserve(device, count, &out->seed, &out->offset);
+}
+
+void cuda_note_capture(vt_device device, Pack* pack) {
+  if (device.type != VT_CUDA || !pack || cu::captures_on(device.index) == 0) return;
+  std::lock_guard<std::mutex> l(cu::g_mu);
+  if (vtrt_cuda_graph* g = cu::find_capture(device.index, cu::current(device.index)))
+    g->code.note(pack);
 }
 
 }  // namespace vt
@@ -253,6 +267,7 @@ vt_status vtrt_cuda_graph_replay(vtrt_cuda_graph* g) {
   if (!g->exec)
     return set_error(VT_ERR_RUNTIME, "replay(): nothing captured; capture_begin()/capture_end() "
                      "or `with vt.cuda.graph(g):` first");
+  if (vt_status st = g->code.check("CUDAGraph.replay()")) return st;
   cu::DeviceGuard dg(g->device);
   cudaStream_t s = cu::current(g->device);
   if (g->rng_total) {
@@ -294,6 +309,15 @@ void vtrt_cuda_graph_free(vtrt_cuda_graph* g) {
 }
 
 uint64_t vtrt_cuda_graph_pool(const vtrt_cuda_graph* g) { return g->pool; }
+
+int32_t vtrt_cuda_graph_num_packs(const vtrt_cuda_graph* g) {
+  return static_cast<int32_t>(g->code.packs().size());
+}
+
+const char* vtrt_cuda_graph_pack(const vtrt_cuda_graph* g, int32_t i) {
+  const auto& packs = g->code.packs();
+  return i >= 0 && i < static_cast<int32_t>(packs.size()) ? pack_name(packs[i]) : nullptr;
+}
 
 int32_t vtrt_cuda_is_current_stream_capturing(void) {
   if (!cuda_available()) return 0;

@@ -24,6 +24,7 @@ void cuda_philox_args(vt_device device, uint64_t count, vt_philox_args* out) {
   philox_reserve(device, count, &out->seed, &out->offset);
 }
 vt_status cuda_copy(void*, vt_device, const void*, vt_device, size_t, bool) { return na(); }
+void cuda_note_capture(vt_device, Pack*) {}
 
 }  // namespace vt
 
@@ -76,6 +77,8 @@ void vtrt_cuda_graph_capture_abort(vtrt_cuda_graph*) {}
 vt_status vtrt_cuda_graph_replay(vtrt_cuda_graph*) { return na(); }
 vt_status vtrt_cuda_graph_reset(vtrt_cuda_graph*) { return na(); }
 uint64_t vtrt_cuda_graph_pool(const vtrt_cuda_graph*) { return 0; }
+int32_t vtrt_cuda_graph_num_packs(const vtrt_cuda_graph*) { return 0; }
+const char* vtrt_cuda_graph_pack(const vtrt_cuda_graph*, int32_t) { return nullptr; }
 int32_t vtrt_cuda_is_current_stream_capturing(void) { return 0; }
 vt_status vtrt_cuda_launch_floor(int32_t, int32_t, double*) { return na(); }
 }  // extern "C"

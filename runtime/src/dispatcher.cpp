@@ -182,8 +182,19 @@ vt_status stage_define(Staged* st, Pack* pack, const char* schema) {
   }
   std::lock_guard<std::mutex> g(registry_mutex());
   const std::string& name = op->schema.name;
-  if (Op* existing = staged_or_table(st, name)) {
-    (void)existing;
+  Op* existing = staged_or_table(st, name);
+  // A reload defining one of the replaced pack's ops again. With the same schema it is the same
+  // Op, left untouched (calls are running it) until the commit swaps its snapshot; with another
+  // schema it is a new op that takes the name at the commit.
+  const bool replaced = existing && st->replacing && existing->definer == st->replacing &&
+                        existing->defined && !existing->restaging;
+  if (replaced && existing->schema.text == op->schema.text) {
+    delete op;
+    existing->restaging = true;  // read only under the mutex: marks it staged (commit, discard)
+    st->ops.push_back(existing);
+    return VT_OK;
+  }
+  if (existing && !replaced) {
     set_error(VT_ERR_VALUE, "op '%s' is already defined%s%s", name.c_str(),
               existing->definer ? " by pack " : " in this pack",
               existing->definer ? pack_name(existing->definer) : "");
@@ -235,7 +246,7 @@ vt_status stage_kernel(Staged* st, Pack* pack, const char* op_name, int32_t devi
       return set_error(VT_ERR_VALUE, "register_kernel: provider '%s' of %s on %s registered "
                        "twice", provider, op_name, kDevices[slot].name);
   for (const auto& im : op->impls[slot])
-    if (im.provider == provider)
+    if (im.provider == provider && im.pack != st->replacing)  // a reload's own go at the commit
       return set_error(VT_ERR_VALUE, "register_kernel: provider '%s' of %s already exists "
                        "(loaded by pack %s)", provider, op_name, pack_name(im.pack));
   Impl im;
@@ -280,41 +291,58 @@ vt_status stage_backward(Staged* st, Pack* pack, const char* op_name, vt_backwar
   return VT_OK;
 }
 
-void commit_staged(Staged* st, std::vector<Op*>* defined, std::vector<Op*>* provided) {
-  std::lock_guard<std::mutex> g(registry_mutex());
+namespace {
+void touch(std::vector<Op*>* touched, Op* op) {
+  if (std::find(touched->begin(), touched->end(), op) == touched->end()) touched->push_back(op);
+}
+
+void clear_staged(Staged* st) {
+  st->ops.clear();
+  st->kernels.clear();
+  st->backwards.clear();
+  st->metas.clear();
+}
+
+// Makes `st`'s registrations current in the op table; the caller holds the registry mutex and
+// publishes the `touched` ops afterwards (snapshots first, then the name map, so a lookup never
+// finds an op whose snapshot is not out yet).
+void apply_staged_locked(Staged* st, Pack* pack, std::vector<Op*>* defined,
+                         std::vector<Op*>* touched) {
   for (Op* op : st->ops) {
     op->defined = true;
+    op->definer = pack;
     op_table()[op->schema.name] = op;
     if (!op->restaging) op_order().push_back(op);
     op->restaging = false;
     defined->push_back(op);
   }
-  std::vector<Op*> touched;
   for (auto& m : st->metas) {
     Op* op = find_locked(m.op);
     op->meta = m.meta;
-    touched.push_back(op);
+    touch(touched, op);
   }
   for (auto& b : st->backwards) {
     Op* op = find_locked(b.op);
     op->backward = b.bw;
-    if (std::find(touched.begin(), touched.end(), op) == touched.end()) touched.push_back(op);
+    touch(touched, op);
   }
   for (auto& k : st->kernels) {
     Op* op = find_locked(k.op);
     k.impl.seq = ++g_seq;
     op->impls[k.slot].push_back(std::move(k.impl));
-    if (std::find(touched.begin(), touched.end(), op) == touched.end()) touched.push_back(op);
+    touch(touched, op);
   }
+}
+}  // namespace
+
+void commit_staged(Staged* st, Pack* pack, std::vector<Op*>* defined, std::vector<Op*>* provided) {
+  std::lock_guard<std::mutex> g(registry_mutex());
+  std::vector<Op*> touched;
+  apply_staged_locked(st, pack, defined, &touched);
+  for (Op* op : touched) publish_locked(op);
   publish_names_locked();
-  for (Op* op : touched) {
-    publish_locked(op);
-    provided->push_back(op);
-  }
-  st->ops.clear();
-  st->kernels.clear();
-  st->backwards.clear();
-  st->metas.clear();
+  provided->insert(provided->end(), touched.begin(), touched.end());
+  clear_staged(st);
 }
 
 void discard_staged(Staged* st) {
@@ -325,10 +353,7 @@ void discard_staged(Staged* st) {
       else delete op;  // never published, so nothing can refer to it
     }
   }
-  st->ops.clear();
-  st->kernels.clear();
-  st->backwards.clear();
-  st->metas.clear();
+  clear_staged(st);
 }
 
 // ---- unloaded ops a live graph still calls ----------------------------------------------------
@@ -367,41 +392,74 @@ void forget_unloaded(const Pack* pack) {
   unloaded().erase(pack);
 }
 
-void remove_pack(Pack* pack, const std::vector<Op*>& defined, const std::vector<Op*>& provided) {
-  std::lock_guard<std::mutex> g(registry_mutex());
-  {
-    std::vector<Unloaded> keep;
-    for (Op* op : defined) {
-      const Snapshot* cur = op->snap.load(std::memory_order_acquire);
-      if (!cur) continue;
-      Unloaded u{op, Snapshot{}};
-      for (int dt = 0; dt < kDeviceSlots; ++dt)
-        if (cur->dev[dt].pack == pack) u.snap.dev[dt] = cur->dev[dt];
-      if (cur->meta.pack == pack) u.snap.meta = cur->meta;
-      if (cur->backward.pack == pack) u.snap.backward = cur->backward;
-      keep.push_back(u);
-    }
-    std::lock_guard<std::mutex> gu(g_unloaded_mu);
-    unloaded()[pack] = std::move(keep);
+namespace {
+// What served the ops `pack` defined, kept for its backward rules (Unloaded above).
+void keep_unloaded_locked(Pack* pack, const std::vector<Op*>& defined) {
+  std::vector<Unloaded> keep;
+  for (Op* op : defined) {
+    const Snapshot* cur = op->snap.load(std::memory_order_acquire);
+    if (!cur) continue;
+    Unloaded u{op, Snapshot{}};
+    for (int dt = 0; dt < kDeviceSlots; ++dt)
+      if (cur->dev[dt].pack == pack) u.snap.dev[dt] = cur->dev[dt];
+    if (cur->meta.pack == pack) u.snap.meta = cur->meta;
+    if (cur->backward.pack == pack) u.snap.backward = cur->backward;
+    keep.push_back(u);
   }
+  std::lock_guard<std::mutex> gu(g_unloaded_mu);
+  unloaded()[pack] = std::move(keep);
+}
+
+// Takes `pack`'s kernels, meta steps and backward rules out of its ops (the caller holds the
+// registry mutex and publishes `touched`). The ops it defined leave the namespace, except those a
+// reload is defining again (marked restaging): they stay defined and keep other packs' kernels.
+void strip_pack_locked(Pack* pack, const std::vector<Op*>& defined,
+                       const std::vector<Op*>& provided, std::vector<Op*>* touched) {
   for (Op* op : provided) {
     for (auto& list : op->impls)
       list.erase(std::remove_if(list.begin(), list.end(),
                                 [&](const Impl& im) { return im.pack == pack; }),
                  list.end());
-    publish_locked(op);
+    touch(touched, op);
   }
   for (Op* op : defined) {
-    // The op disappears from the namespace; handles to it stay valid and report it unloaded.
-    op->defined = false;
-    auto it = op_table().find(op->schema.name);
-    if (it != op_table().end() && it->second == op) op_table().erase(it);
-    for (auto& list : op->impls) list.clear();
+    if (!op->restaging) {
+      // The op disappears from the namespace; handles to it stay valid and report it unloaded.
+      op->defined = false;
+      auto it = op_table().find(op->schema.name);
+      if (it != op_table().end() && it->second == op) op_table().erase(it);
+      for (auto& list : op->impls) list.clear();
+    }
     op->backward = Backward{};  // autograd nodes recorded earlier hold their own pack reference
     op->meta = Meta{};
-    publish_locked(op);
+    touch(touched, op);
   }
+}
+}  // namespace
+
+void remove_pack(Pack* pack, const std::vector<Op*>& defined, const std::vector<Op*>& provided) {
+  std::lock_guard<std::mutex> g(registry_mutex());
+  keep_unloaded_locked(pack, defined);
+  std::vector<Op*> touched;
+  strip_pack_locked(pack, defined, provided, &touched);
+  for (Op* op : touched) publish_locked(op);
   publish_names_locked();
+}
+
+void replace_staged(Staged* st, Pack* pack, Pack* old, const std::vector<Op*>& old_defined,
+                    const std::vector<Op*>& old_provided, std::vector<Op*>* defined,
+                    std::vector<Op*>* provided) {
+  std::lock_guard<std::mutex> g(registry_mutex());
+  keep_unloaded_locked(old, old_defined);
+  std::vector<Op*> touched;
+  strip_pack_locked(old, old_defined, old_provided, &touched);  // nothing published yet ...
+  std::vector<Op*> added;
+  apply_staged_locked(st, pack, defined, &added);
+  for (Op* op : added) touch(&touched, op);
+  for (Op* op : touched) publish_locked(op);  // ... each op changes in one step, old to new
+  publish_names_locked();
+  provided->insert(provided->end(), added.begin(), added.end());
+  clear_staged(st);
 }
 
 // ---- the call ----------------------------------------------------------------------------------
@@ -669,6 +727,8 @@ vt_status call_inner(Op* op, const vt_value* args, int32_t nargs, vt_value* outs
                        s.name.c_str(), tag_name(outs[j].tag), j, tag_name(s.returns[j]));
     }
   }
+  // a CUDA graph capturing this stream notes whose code it now holds (a relaxed load otherwise)
+  if (device.type == VT_CUDA && !meta_only) cuda_note_capture(device, e->pack);
   if (op->inplace) vtrt_bump_version(full[0].v.t);
   bool recorded = false;
   if (grad_enabled() && snap->backward.fn) {

@@ -78,7 +78,11 @@ std::mutex& registry_mutex();  // guards the op table and every op's impl lists
 
 // The pack loader's side of registration (pack_loader.cpp calls these).
 struct Staged {
-  std::vector<Op*> ops;  // defined by the pack, not yet visible
+  // A reload (vtrt_pack_reload_fd_skipping): the loaded pack this one is to replace. Its ops and
+  // providers may be registered again; they change hands at commit, in one step.
+  Pack* replacing = nullptr;
+  std::vector<Op*> ops;  // defined by the pack, not yet visible (or, in a reload, the replaced
+                         // pack's live ops defined again with the same schema)
   struct Kernel {
     std::string op;
     int slot;  // device slot (device.hpp)
@@ -103,7 +107,14 @@ vt_status stage_kernel(Staged* st, Pack* pack, const char* op, int32_t device_ty
 vt_status stage_meta(Staged* st, Pack* pack, const char* op, vt_kernel_fn fn, uint32_t flags);
 vt_status stage_backward(Staged* st, Pack* pack, const char* op, vt_backward_fn fn,
                          uint64_t save_args, uint64_t save_outs);
-void commit_staged(Staged* st, std::vector<Op*>* defined, std::vector<Op*>* provided);
+void commit_staged(Staged* st, Pack* pack, std::vector<Op*>* defined, std::vector<Op*>* provided);
+// A reload's commit: under one hold of the registry mutex the old pack's kernels, meta steps and
+// backward rules leave its ops and the staged ones arrive, and each op touched publishes one new
+// snapshot, so a call on another thread runs the old code or the new, never neither. Ops the old
+// pack defined that `st` defines again with the same schema stay the same Op, defined throughout.
+void replace_staged(Staged* st, Pack* pack, Pack* old, const std::vector<Op*>& old_defined,
+                    const std::vector<Op*>& old_provided, std::vector<Op*>* defined,
+                    std::vector<Op*>* provided);
 void discard_staged(Staged* st);
 void remove_pack(Pack* pack, const std::vector<Op*>& defined, const std::vector<Op*>& provided);
 void forget_unloaded(const Pack* pack);  // the pack object is going away (pack_loader.cpp)

@@ -116,6 +116,28 @@ void philox_args(vt_device device, uint64_t count, vt_philox_args* out);  // gra
 void pack_retain(Pack* p);
 void pack_release(Pack* p);
 const char* pack_name(const Pack* p);
+bool pack_replaced(const Pack* p);  // a reload (vtrt_pack_reload_fd) swapped its code out
+
+// Which packs' code something kept to run later (a CUDA graph's captured kernels): each noted pack
+// is referenced, so its code stays mapped, and check() says when a reload has replaced one since.
+class CodeUses {
+ public:
+  CodeUses() = default;
+  CodeUses(const CodeUses&) = delete;
+  CodeUses& operator=(const CodeUses&) = delete;
+  ~CodeUses() { clear(); }
+  void note(Pack* p);  // once per pack: a graph calls few packs, so a short vector
+  void clear();
+  // VT_OK, or VT_ERR_RUNTIME naming the first replaced pack; `what` says who is refusing.
+  vt_status check(const char* what) const;
+  const std::vector<Pack*>& packs() const { return packs_; }
+
+ private:
+  std::vector<Pack*> packs_;
+};
+// A call on a CUDA device ran `pack`'s kernel: the graph its stream is capturing notes the pack
+// (cuda_graph.cpp; one relaxed load when the device captures nothing).
+void cuda_note_capture(vt_device device, Pack* pack);
 
 // ---- host table (host.cpp) ------------------------------------------------------------------
 const vt_host* host();

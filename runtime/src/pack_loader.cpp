@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 
 #include <mutex>
@@ -22,6 +23,8 @@ struct Pack {
   int fd = -1;  // the library's descriptor when loaded through it: open until dlclose
   std::string name, path;
   bool loaded = false;
+  // A reload swapped this pack's code out: what captured its kernels (a CUDA graph) is stale.
+  std::atomic<bool> replaced{false};
   Staged staged;  // registrations made by init, published only if init succeeds
   // (device type, provider) pairs whose kernels init registers but this load drops: the loader
   // found the provider unfit for this machine (its capabilities, e.g. a compute capability range)
@@ -85,6 +88,8 @@ void pack_release(Pack* p) {
 
 const char* pack_name(const Pack* p) { return p ? p->name.c_str() : "(runtime)"; }
 
+bool pack_replaced(const Pack* p) { return p && p->replaced.load(std::memory_order_acquire); }
+
 // host-table entry points for registration (host.cpp puts them in the table)
 vt_status host_define_op(vt_pack* h, const char* schema) {
   Pack* p = registering_pack(h, "define_op");
@@ -123,11 +128,20 @@ using namespace vt;
 extern "C" {
 
 using SkipList = std::vector<std::pair<int32_t, std::string>>;
+// A reload's extra inputs: the pack replaced, and the ops the new library must define (its
+// manifest's list), checked before anything changes.
+struct Replacing {
+  Pack* old = nullptr;
+  std::vector<std::string> ops;
+};
 static vtrt_pack* load_pack(const char* dl_path, const char* path, const char* name,
-                            const SkipList& skip);
+                            const SkipList& skip, const Replacing* rep);
+static vtrt_pack* load_fd(int32_t fd, const char* path, const char* name,
+                          const int32_t* skip_device_types, const char* const* skip_providers,
+                          int32_t nskip, const Replacing* rep);
 
 vtrt_pack* vtrt_pack_load(const char* path, const char* name) {
-  return load_pack(path, path, name, {});
+  return load_pack(path, path, name, {}, nullptr);
 }
 
 vtrt_pack* vtrt_pack_load_fd(int32_t fd, const char* path, const char* name) {
@@ -137,6 +151,36 @@ vtrt_pack* vtrt_pack_load_fd(int32_t fd, const char* path, const char* name) {
 vtrt_pack* vtrt_pack_load_fd_skipping(int32_t fd, const char* path, const char* name,
                                       const int32_t* skip_device_types,
                                       const char* const* skip_providers, int32_t nskip) {
+  return load_fd(fd, path, name, skip_device_types, skip_providers, nskip, nullptr);
+}
+
+vtrt_pack* vtrt_pack_reload_fd(vtrt_pack* old, int32_t fd, const char* path,
+                               const char* const* ops, int32_t nops,
+                               const int32_t* skip_device_types,
+                               const char* const* skip_providers, int32_t nskip) {
+  Pack* o = reinterpret_cast<Pack*>(old);
+  if (!o || !o->loaded) {
+    set_error(VT_ERR_VALUE, "pack_reload: the pack to replace is not loaded");
+    return nullptr;
+  }
+  if (nops < 0 || (nops > 0 && !ops)) {
+    set_error(VT_ERR_VALUE, "pack_reload(%s): bad op list", o->name.c_str());
+    return nullptr;
+  }
+  Replacing rep{o, {}};
+  for (int32_t i = 0; i < nops; ++i) {
+    if (!ops[i]) {
+      set_error(VT_ERR_VALUE, "pack_reload(%s): op list entry %d is missing", o->name.c_str(), (int)i);
+      return nullptr;
+    }
+    rep.ops.emplace_back(ops[i]);
+  }
+  return load_fd(fd, path, o->name.c_str(), skip_device_types, skip_providers, nskip, &rep);
+}
+
+static vtrt_pack* load_fd(int32_t fd, const char* path, const char* name,
+                          const int32_t* skip_device_types, const char* const* skip_providers,
+                          int32_t nskip, const Replacing* rep) {
   SkipList skip;
   for (int32_t i = 0; i < nskip; ++i) {
     if (!skip_device_types || !skip_providers || !skip_providers[i]) {
@@ -160,14 +204,35 @@ vtrt_pack* vtrt_pack_load_fd_skipping(int32_t fd, const char* path, const char* 
   }
   char dl_path[64];
   std::snprintf(dl_path, sizeof dl_path, "/proc/self/fd/%d", own);
-  vtrt_pack* p = load_pack(dl_path, path, name, skip);
+  vtrt_pack* p = load_pack(dl_path, path, name, skip, rep);
   if (p) reinterpret_cast<Pack*>(p)->fd = own;
   else close(own);
   return p;
 }
 
+// The ops a pack's init staged against the list its manifest gives: "" when they agree, else why.
+static std::string ops_mismatch(const Staged& st, const std::vector<std::string>& want) {
+  std::vector<std::string> extra, missing;
+  for (const Op* op : st.ops)
+    if (std::find(want.begin(), want.end(), op->schema.name) == want.end())
+      extra.push_back(op->schema.name);
+  for (const std::string& w : want) {
+    bool found = false;
+    for (const Op* op : st.ops) found |= op->schema.name == w;
+    if (!found) missing.push_back(w);
+  }
+  if (extra.empty() && missing.empty()) return "";
+  auto list = [](const std::vector<std::string>& v) {
+    std::string s = "[";
+    for (size_t i = 0; i < v.size(); ++i) s += (i ? ", '" : "'") + v[i] + "'";
+    return s + "]";
+  };
+  return "its init defined other ops than its manifest lists (defined but not listed: " +
+         list(extra) + "; listed but not defined: " + list(missing) + ")";
+}
+
 static vtrt_pack* load_pack(const char* dl_path, const char* path, const char* name,
-                            const SkipList& skip) {
+                            const SkipList& skip, const Replacing* rep) {
   if (!path || !name || !*name) {
     set_error(VT_ERR_VALUE, "pack_load: a path and a name are required");
     return nullptr;
@@ -175,7 +240,7 @@ static vtrt_pack* load_pack(const char* dl_path, const char* path, const char* n
   {
     std::lock_guard<std::mutex> g(g_packs_mu);
     for (Pack* p : g_mapped)
-      if (p->loaded && p->name == name) {
+      if (p->loaded && p->name == name && !(rep && p == rep->old)) {
         set_error(VT_ERR_VALUE, "pack '%s' is already loaded (from %s)", name, p->path.c_str());
         return nullptr;
       }
@@ -209,6 +274,7 @@ static vtrt_pack* load_pack(const char* dl_path, const char* path, const char* n
   p->name = name;
   p->path = path;
   p->skip = skip;
+  p->staged.replacing = rep ? rep->old : nullptr;
   vtrt_clear_error();
   t_initialising = p;
   vt_status st;
@@ -218,18 +284,34 @@ static vtrt_pack* load_pack(const char* dl_path, const char* path, const char* n
     st = set_error(VT_ERR_RUNTIME, "an exception escaped vt_oppack_init");
   }
   t_initialising = nullptr;
-  if (st != VT_OK) {
+  const std::string mismatch = st == VT_OK && rep ? ops_mismatch(p->staged, rep->ops) : "";
+  if (st != VT_OK || !mismatch.empty()) {
     std::string msg = vtrt_last_error();
     discard_staged(&p->staged);
-    set_error(st == VT_ERR_ABI ? VT_ERR_ABI : VT_ERR_RUNTIME,
-              "pack '%s' failed to initialise (status %d): %s; all its registrations were "
-              "rolled back", name, st, msg.empty() ? "no message" : msg.c_str());
+    const char* kept = rep ? " (the loaded pack is unchanged)" : "";
+    if (!mismatch.empty())
+      set_error(VT_ERR_VALUE, "pack '%s': %s: rebuild it with `vt-ops build` so the manifest is "
+                "written from the library%s", name, mismatch.c_str(), kept);
+    else
+      set_error(st == VT_ERR_ABI ? VT_ERR_ABI : VT_ERR_RUNTIME,
+                "pack '%s' failed to initialise (status %d): %s; all its registrations were "
+                "rolled back%s", name, st, msg.empty() ? "no message" : msg.c_str(), kept);
     p->refs.store(0);
     dlclose(dl);
     delete p;
     return nullptr;
   }
-  commit_staged(&p->staged, &p->defined, &p->provided);
+  if (rep) {
+    Pack* old = rep->old;
+    old->replaced.store(true, std::memory_order_release);  // before the swap: no replay after it
+    replace_staged(&p->staged, p, old, old->defined, old->provided, &p->defined, &p->provided);
+    p->staged.replacing = nullptr;
+    old->loaded = false;
+    // Its "loaded" reference is kept, never dropped: replaced code stays mapped for good (see
+    // vtrt_pack_reload_fd in vt/runtime.h).
+  } else {
+    commit_staged(&p->staged, p, &p->defined, &p->provided);
+  }
   p->loaded = true;
   std::lock_guard<std::mutex> g(g_packs_mu);
   g_mapped.push_back(p);

@@ -9,7 +9,9 @@ Rules (as torch's): static shapes and addresses (refill inputs with copy_), no h
 the capture (.item(), .cpu(), printing raise a clear error), keep the captured tensors alive while
 you replay. Random ops draw fresh numbers at each replay, the same ones the eager sequence would.
 Capture mode: "thread_local" by default (other threads may keep using CUDA while one thread
-captures); "global" and "relaxed" as in torch.
+captures); "global" and "relaxed" as in torch. A graph remembers the op packs whose kernels it
+captured (g.packs()); after vt.ops.reload of one of them, replay() raises RuntimeError naming it
+rather than run the old code: capture again.
 """
 from __future__ import annotations
 
@@ -66,8 +68,15 @@ class CUDAGraph:
         lib.vtrt_cuda_graph_capture_abort(self._g)
 
     def replay(self) -> None:
-        """Launches the graph on the current stream."""
+        """Launches the graph on the current stream. Raises RuntimeError, naming the pack, when a
+        pack whose kernels the capture ran was reloaded since (vt.ops.reload): the graph would
+        go on running the old code; capture again."""
         check(lib.vtrt_cuda_graph_replay(self._g))
+
+    def packs(self) -> list[str]:
+        """The op packs whose kernels the capture ran (the graph keeps their code mapped)."""
+        n = lib.vtrt_cuda_graph_num_packs(self._g)
+        return [ffi.string(lib.vtrt_cuda_graph_pack(self._g, i)).decode() for i in range(n)]
 
     def reset(self) -> None:
         check(lib.vtrt_cuda_graph_reset(self._g))

@@ -149,6 +149,32 @@ int64_t vtrt_pack_refs(const vtrt_pack* pack);
 /* One more reference that is never dropped: the pack's code stays mapped (and the descriptor
  * naming it open) for the life of the process; hot reload keeps replaced code alive with it. */
 void vtrt_pack_retain(vtrt_pack* pack);
+/* Hot reload: loads the library open as `fd` as the new code of the loaded pack `old` (its name)
+ * and swaps it in at once. The new init runs while the old pack keeps serving; it may define the
+ * old pack's ops and register its providers again, and must define exactly the `nops` ops named
+ * in `ops` (its manifest's list). Then, under one hold of the registry lock, each op's dispatch
+ * snapshot goes from the old kernels to the new in one atomic store: a call on another thread
+ * runs one build or the other, never neither, and an op defined again with the same schema keeps
+ * its handle (one with another schema is a new op: the old handle reports it unloaded). On
+ * failure nothing changed and NULL is returned. On success `old` is unloaded and marked replaced
+ * (CUDA graphs that captured its kernels refuse to replay), and its loaded reference is kept for
+ * good: replaced code stays mapped for the life of the process. */
+vtrt_pack* vtrt_pack_reload_fd(vtrt_pack* old, int32_t fd, const char* path,
+                               const char* const* ops, int32_t nops,
+                               const int32_t* skip_device_types,
+                               const char* const* skip_providers, int32_t nskip);
+
+/* The packs whose code something captured (a CUDA graph keeps one such set; this C API makes the
+ * set and its replay-time check usable, and testable, without a GPU). Each noted pack is
+ * referenced until the set is freed. check() fails (VT_ERR_RUNTIME, naming the pack and `what`)
+ * when a noted pack was replaced by vtrt_pack_reload_fd since. */
+typedef struct vtrt_code_uses vtrt_code_uses;
+vtrt_code_uses* vtrt_code_uses_new(void);
+void vtrt_code_uses_free(vtrt_code_uses* uses);
+void vtrt_code_uses_note(vtrt_code_uses* uses, vtrt_pack* pack);
+int32_t vtrt_code_uses_count(const vtrt_code_uses* uses);
+const char* vtrt_code_uses_pack(const vtrt_code_uses* uses, int32_t i); /* its name; NULL past the end */
+vt_status vtrt_code_uses_check(const vtrt_code_uses* uses, const char* what);
 
 /* ---- autograd (see runtime/src/autograd.hpp) ----------------------------------------------- */
 int32_t vtrt_is_grad_enabled(void);

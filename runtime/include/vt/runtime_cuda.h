@@ -115,7 +115,13 @@ vt_status vtrt_cuda_graph_capture_begin(vtrt_cuda_graph* g, uint64_t pool, int32
 vt_status vtrt_cuda_graph_capture_end(vtrt_cuda_graph* g);
 /* Ends a capture that failed and forgets it (after an exception inside `with graph(g)`). */
 void vtrt_cuda_graph_capture_abort(vtrt_cuda_graph* g);
+/* Fails (VT_ERR_RUNTIME, naming the pack) when a pack whose kernels the capture ran was reloaded
+ * since (vtrt_pack_reload_fd): the graph would run the old code; capture again. */
 vt_status vtrt_cuda_graph_replay(vtrt_cuda_graph* g);
+/* The packs whose kernels the capture ran (by name; NULL past the end). The graph references them
+ * until reset or freed, so their code stays mapped even after vt.ops.unload. */
+int32_t vtrt_cuda_graph_num_packs(const vtrt_cuda_graph* g);
+const char* vtrt_cuda_graph_pack(const vtrt_cuda_graph* g, int32_t i);
 vt_status vtrt_cuda_graph_reset(vtrt_cuda_graph* g);
 uint64_t vtrt_cuda_graph_pool(const vtrt_cuda_graph* g);
 int32_t vtrt_cuda_is_current_stream_capturing(void);
