@@ -4,7 +4,8 @@
 #   VT_BENCHES="bench/x.py ..." picks the benchmarks, VT_TEST_SECONDS caps the tests,
 #   VT_BENCH_SECONDS each benchmark, VT_TEST_WORKERS the pytest-xdist workers, VT_WORKLOADS=1 the
 #   three examples on cuda (VT_AMP, VT_GRAPH=1; gpu_data/tinyshakespeare.txt if carried),
-#   VT_CUTLASS=0 skips the CUTLASS pack, VT_HOPPER=1 builds the Hopper attention pack, VT_TESTS=0 the tests
+#   VT_CUTLASS=0 skips the CUTLASS pack, VT_HOPPER=1 builds the Hopper attention pack, VT_TESTS=0 the tests,
+#   VT_OPCHECK=1 runs `vt-ops test core|attention` on cpu and cuda
 # The last lines printed are the summary (test counts, benchmark tables).
 set -uo pipefail
 OUT=${OUT:-/tmp/vt-out}; mkdir -p "$OUT"
@@ -49,6 +50,13 @@ for b in ${VT_BENCHES:-bench/bench_cuda_runtime.py bench/bench_cuda_elementwise.
   timeout ${VT_BENCH_SECONDS:-150} python3 "$b" > "$OUT/$(basename "$b" .py).txt" 2>&1
   tail -25 "$OUT/$(basename "$b" .py).txt"
 done
+# VT_OPCHECK=1: `vt-ops test` of the core and attention packs on cpu and cuda (issue 12's opcheck)
+if [ "${VT_OPCHECK:-0}" = 1 ]; then
+  for pk in core attention; do
+    timeout ${VT_OPCHECK_SECONDS:-150} vt-ops test $pk > "$OUT/opcheck_$pk.txt" 2>&1; echo "vt-ops test $pk: rc $?"
+    tail -4 "$OUT/opcheck_$pk.txt"
+  done
+fi
 # VT_WORKLOADS=1: the three examples trained on cuda (logs under $OUT/runs). tinyshakespeare is read
 # from gpu_data/tinyshakespeare.txt when an (untracked) copy was carried there, else the default data.
 if [ "${VT_WORKLOADS:-0}" = 1 ]; then
