@@ -105,17 +105,22 @@ def _rank_main(sizes, algos: bool):
             assert y[n - 1].item() == float(w * (w + 1) // 2), y[n - 1].item()
             rows.append((nbytes, best))
         if r == 0:
-            print(f"\n{dtype}, {w} GPUs; time per call (bus GB/s); ratio = time / torch nccl time")
-            print("| message | " + " | ".join(names) + " | " + " | ".join(f"{v} / torch" for v in names[:-1]) + " |")
-            print("|---" * (2 * len(names)) + "|")
-            for nbytes, best in rows:
-                bus = 2 * (w - 1) / w * nbytes / 1e9
-                cells = [f"{best[k] * 1e6:,.1f} µs ({bus / best[k]:.0f})" for k in names]
-                ratios = [f"{best[k] / best['torch nccl']:.2f}" for k in names[:-1]]
-                print(f"| {_size(nbytes)} | " + " | ".join(cells + ratios) + " |", flush=True)
+            _print_table(f"{dtype}, {w} GPUs; time per call (bus GB/s); ratio = time / torch nccl time", rows, names, w)
     _graphed_table(vt, dist, torch, tdist, r, w, dev, variants, names, [s for s in sizes if s <= 8 << 20])
     tdist.destroy_process_group()
     dist.destroy_process_group()
+
+
+def _print_table(title, rows, names, w):
+    """rows: (bytes, {name: seconds per call}); the last name is torch's, the ratios' base."""
+    print(f"\n{title}")
+    print("| message | " + " | ".join(names) + " | " + " | ".join(f"{v} / torch" for v in names[:-1]) + " |")
+    print("|---" * (2 * len(names)) + "|")
+    for nbytes, best in rows:
+        bus = 2 * (w - 1) / w * nbytes / 1e9
+        cells = [f"{best[k] * 1e6:,.1f} µs ({bus / best[k]:.0f})" for k in names]
+        ratios = [f"{best[k] / best['torch nccl']:.2f}" for k in names[:-1]]
+        print(f"| {_size(nbytes)} | " + " | ".join(cells + ratios) + " |", flush=True)
 
 
 def _pinned(vt, provider):
@@ -180,15 +185,8 @@ def _graphed_table(vt, dist, torch, tdist, r, w, dev, variants, names, sizes, ca
             assert y[n - 1].item() == float(w * (w + 1) // 2), y[n - 1].item()
             rows.append((nbytes, best))
         if r == 0:
-            print(f"\n{dtype}, {w} GPUs, {calls} calls captured in one CUDA graph; time per call (bus GB/s); "
-                  f"ratio = time / torch nccl's graphed time")
-            print("| message | " + " | ".join(names) + " | " + " | ".join(f"{v} / torch" for v in names[:-1]) + " |")
-            print("|---" * (2 * len(names)) + "|")
-            for nbytes, best in rows:
-                bus = 2 * (w - 1) / w * nbytes / 1e9
-                cells = [f"{best[k] * 1e6:,.1f} µs ({bus / best[k]:.0f})" for k in names]
-                ratios = [f"{best[k] / best['torch nccl']:.2f}" for k in names[:-1]]
-                print(f"| {_size(nbytes)} | " + " | ".join(cells + ratios) + " |", flush=True)
+            _print_table(f"{dtype}, {w} GPUs, {calls} calls captured in one CUDA graph; time per call (bus GB/s); "
+                         f"ratio = time / torch nccl's graphed time", rows, names, w)
 
 
 def main():
