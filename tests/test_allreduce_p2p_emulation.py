@@ -29,7 +29,7 @@ def emulator(tmp_path_factory):
         pytest.skip("needs g++ and the CUDA headers (cuda_bf16.h)")
     exe = tmp_path_factory.mktemp("p2p") / "p2p_emulate"
     build = subprocess.run([cxx, "-std=c++20", "-O2", "-pthread", "-Wall", "-Werror", "-DP2P_EMULATE", f"-I{inc}",
-                            f"-I{ROOT / 'ops/allreduce/src'}", f"-I{ROOT / 'ops/allreduce/lab'}",
+                            f"-I{ROOT / 'ops/allreduce/src'}", f"-I{ROOT / 'opsdk/include'}", f"-I{ROOT / 'ops/allreduce/lab'}",
                             str(ROOT / "ops/allreduce/lab/p2p_emulate.cpp"), "-o", str(exe)],
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300)
     if build.returncode != 0 and "<barrier>" in build.stdout and "No such file" in build.stdout:
@@ -63,7 +63,8 @@ def test_p2p_emulation_catches_protocol_bugs(emulator, tmp_path, broken, fixed):
     (tmp_path / "p2p_kernels.cuh").write_text(src.replace(fixed, broken))
     exe = tmp_path / "bad"
     subprocess.run([shutil.which("g++"), "-std=c++20", "-O1", "-pthread", "-DP2P_EMULATE", f"-I{_cuda_include()}",
-                    f"-I{tmp_path}", f"-I{ROOT / 'ops/allreduce/lab'}", str(ROOT / "ops/allreduce/lab/p2p_emulate.cpp"),
+                    f"-I{tmp_path}", f"-I{ROOT / 'opsdk/include'}", f"-I{ROOT / 'ops/allreduce/lab'}",
+                    str(ROOT / "ops/allreduce/lab/p2p_emulate.cpp"),
                     "-o", str(exe)], check=True, timeout=300)
     run = subprocess.run([str(exe)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=240)
     assert run.returncode == 1 and "FAIL" in run.stdout, run.stdout[-2000:]

@@ -20,7 +20,8 @@ def test_row_kernels_in_host_emulation(tmp_path):
         pytest.skip("needs g++ and the CUDA headers (cuda_bf16.h)")
     exe = tmp_path / "rowwise_emulate"
     build = subprocess.run([cxx, "-std=c++20", "-O2", "-pthread", "-DVT_ROWWISE_EMULATE", f"-I{cuda_inc}",
-                            f"-I{root / 'ops/core/lab'}", str(root / "ops/core/lab/rowwise_emulate.cpp"), "-o",
+                            f"-I{root / 'ops/core/lab'}", f"-I{root / 'opsdk/include'}",
+                            str(root / "ops/core/lab/rowwise_emulate.cpp"), "-o",
                             str(exe)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300)
     if build.returncode != 0 and "barrier" in build.stdout:
         pytest.skip("the host compiler has no C++20 <barrier>")

@@ -10,7 +10,7 @@
 //   the end barrier's reason to exist); a rank that never arrives (every other rank's wait times out, the
 //   error names it, later calls return at once); a rank that arrives late (waited for).
 // Build and run (tests/test_allreduce_p2p_emulation.py does):
-//   g++ -std=c++20 -O2 -pthread -DP2P_EMULATE -I/usr/local/cuda/include -Iops/allreduce/src
+//   g++ -std=c++20 -O2 -pthread -DP2P_EMULATE -I/usr/local/cuda/include -Iopsdk/include -Iops/allreduce/src
 //     -Iops/allreduce/lab ops/allreduce/lab/p2p_emulate.cpp -o /tmp/p2p_emulate && /tmp/p2p_emulate
 // Prints one line per case family and "ALL OK"; exits 1 at the first mismatch.
 #include <algorithm>

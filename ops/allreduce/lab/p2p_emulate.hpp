@@ -19,22 +19,7 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
-// (cuda's host_defines.h defined these for the host compiler: plain C++ here)
-#undef __global__
-#undef __device__
-#undef __host__
-#undef __forceinline__
-#undef __launch_bounds__
-#define __global__
-#define __device__
-#define __host__
-#define __forceinline__ inline
-#define __launch_bounds__(...)
-
-struct EmuDim {
-  unsigned x = 0, y = 1, z = 1;
-};
-inline thread_local EmuDim threadIdx, blockIdx, blockDim, gridDim;
+#include "vt/cuda/host_emulation.hpp"  // CUDA qualifiers as C++, threadIdx & co. thread-local
 
 struct EmuCta {
   explicit EmuCta(int threads) : bar(threads) {}

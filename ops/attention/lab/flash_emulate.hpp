@@ -13,24 +13,7 @@
 
 #include "vt/oppack.h"
 
-// (cuda_fp16.h's host_defines.h defined these for the host compiler: redefined as plain C++)
-#undef __global__
-#undef __device__
-#undef __forceinline__
-#undef __launch_bounds__
-#undef __shared__
-#undef __align__
-#define __global__
-#define __device__
-#define __forceinline__ inline
-#define __launch_bounds__(...)
-#define __shared__
-#define __align__(n)
-
-struct EmuDim {
-  unsigned x = 0, y = 0, z = 0;
-};
-inline thread_local EmuDim threadIdx, blockIdx;
+#include "vt/cuda/host_emulation.hpp"  // CUDA qualifiers as C++, threadIdx & co. thread-local
 
 struct vt_philox_seed_offset {
   uint64_t seed;

@@ -7,7 +7,7 @@
 // bases (scalar accesses). Every buffer has guard bytes before and after it: a kernel that reads
 // or writes past a row's end shows as a changed guard (or, built with -fsanitize=address, an error).
 //
-//   g++ -std=c++20 -O2 -pthread -DVT_ROWWISE_EMULATE -I/usr/local/cuda/include -Iops/core/lab \
+//   g++ -std=c++20 -O2 -pthread -DVT_ROWWISE_EMULATE -I/usr/local/cuda/include -Iopsdk/include -Iops/core/lab \
 //       ops/core/lab/rowwise_emulate.cpp -o /tmp/rowwise_emulate
 //   /tmp/rowwise_emulate [quick]  (exit status 0 when every case is within tolerance and no guard
 //                                 changed; tests/test_rowwise_emulate.py runs `quick`)

@@ -20,22 +20,7 @@
 #include <stdexcept>
 #include <type_traits>
 
-// (cuda_fp16.h's host_defines.h defined these for the host compiler: redefined as plain C++)
-#undef __global__
-#undef __device__
-#undef __host__
-#undef __forceinline__
-#undef __launch_bounds__
-#define __global__
-#define __device__
-#define __host__
-#define __forceinline__ inline
-#define __launch_bounds__(...)
-
-struct EmuDim {
-  unsigned x = 1, y = 1, z = 1;
-};
-inline thread_local EmuDim threadIdx, blockIdx, blockDim, gridDim;
+#include "vt/cuda/host_emulation.hpp"  // CUDA qualifiers as C++, threadIdx & co. thread-local
 
 // one block's shared state: a barrier for the block and one per warp, each lane's shuffle operand,
 // and block_reduce's slots
