@@ -142,12 +142,13 @@ def device_name(device="cpu") -> str:
 
 def _current_name(kind: str) -> str | None:
     """The name entries for `kind` must carry to apply here; cuda is asked only when an entry
-    is for cuda (so importing vibetensor never starts CUDA for nothing)."""
+    is for cuda (so importing vibetensor never starts CUDA for nothing). Dispatch keeps one tuned
+    table per device type, so on a machine whose GPUs differ no cuda entry applies (None)."""
     if kind == "cpu":
         return device_name("cpu")
-    if kind == "cuda" and lib.vtrt_cuda_device_count() > 0:
-        return device_name("cuda:0")
-    return None
+    n = lib.vtrt_cuda_device_count() if kind == "cuda" else 0
+    names = {device_name(f"cuda:{i}") for i in range(n)}
+    return names.pop() if len(names) == 1 else None
 
 
 def bucket_size(n: int) -> int:

@@ -216,3 +216,23 @@ def test_cli_tune(cache):
     bad = pt.vt_ops("tune", SDPA, "--shapes", "1xAx8", env=env, check=False)
     assert bad.returncode != 0 and "a shape is sizes joined by 'x'" in bad.stdout
     assert "removed 2 entries" in pt.vt_ops("tune", "--clear", env=env).stdout
+
+
+def test_cuda_entries_apply_only_where_every_gpu_has_their_name(monkeypatch):
+    """dispatch keeps one tuned table per device type: on a machine with two kinds of GPU no cuda
+    entry applies (it would be right for one of them only)"""
+    class FakeLib:
+        def __init__(self, n):
+            self.n = n
+
+        def vtrt_cuda_device_count(self):
+            return self.n
+
+    names = {"cuda:0": "NVIDIA H200", "cuda:1": "NVIDIA H200"}
+    monkeypatch.setattr(T, "device_name", lambda d="cpu": names[d])
+    monkeypatch.setattr(T, "lib", FakeLib(2))
+    assert T._current_name("cuda") == "NVIDIA H200"
+    names["cuda:1"] = "NVIDIA H100 80GB HBM3"
+    assert T._current_name("cuda") is None
+    monkeypatch.setattr(T, "lib", FakeLib(0))
+    assert T._current_name("cuda") is None
