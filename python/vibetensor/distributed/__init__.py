@@ -397,11 +397,21 @@ def _in_place(t, call):
         t.copy_(tmp)
 
 
+_all_reduce_op = None  # allreduce::all_reduce_, resolved at its first call
+
+
 def all_reduce(tensor, op=ReduceOp.SUM, group=None, async_op=False):
     """tensor = op over every rank's tensor, in place."""
+    global _all_reduce_op
     g = _group(group)
+    f = _all_reduce_op or _op("allreduce::all_reduce_")
+    _all_reduce_op = f
+    # the common call (synchronous, nothing queued on the group's thread, a contiguous tensor) goes
+    # straight to the op: small all-reduces are host-bound, and every microsecond is the caller's
+    if not async_op and g._last is None and type(tensor) is vt.Tensor and tensor.is_contiguous():
+        f(tensor, g.handle, op)
+        return None
     _tensors("all_reduce", tensor=tensor)
-    f = _op("allreduce::all_reduce_")
     return g.run(lambda: _in_place(tensor, lambda t: f(t, g.handle, op)), async_op)
 
 
