@@ -7,6 +7,9 @@
 #   VT_CUTLASS=0 skips the CUTLASS pack, VT_HOPPER=1 builds the Hopper attention pack, VT_TESTS=0 the tests,
 #   VT_OPCHECK=1 runs `vt-ops test core|attention` on cpu and cuda
 # The last lines printed are the summary (test counts, benchmark tables).
+# With helpers editing the tree, run a committed snapshot instead of the live tree: here
+# `git archive HEAD -o gpu_data/head.tar` (gpu_data/ is untracked, so it travels), then on the device
+# `mkdir -p /tmp/src && tar xf gpu_data/head.tar -C /tmp/src && cp -r .whl /tmp/src && cd /tmp/src && bash bench/gpu_session.sh`.
 set -uo pipefail
 OUT=${OUT:-/tmp/vt-out}; mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 CMAKE_BUILD_PARALLEL_LEVEL=16
