@@ -150,7 +150,7 @@ def test_init_refuses_what_it_cannot_do(monkeypatch):
 
 def test_the_pack_loads_on_demand_with_its_providers():
     """In a fresh process: `import vibetensor` leaves the pack alone, joining a group loads it; shm
-    serves cpu, nccl (untested without a GPU) is registered for cuda and says clearly when NCCL is
+    serves cpu, nccl is registered for cuda and says clearly when NCCL is
     missing; a group of one needs no peers."""
     code = """if True:
         import vibetensor as vt, vibetensor.distributed as dist
