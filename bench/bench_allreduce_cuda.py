@@ -56,7 +56,7 @@ def _rank_main(sizes, algos: bool):
     # algorithm forced serves every size
     variants = [("auto", None, "")]
     if algos:
-        variants += [(f"p2p {a}", "p2p", a) for a in ("oneshot", "twoshot", "ring")]
+        variants += [(f"p2p {a}", "p2p", a) for a in ("oneshot", "twoshot", "ring", "push")]
     if has_nccl:
         variants.append(("nccl (vt)", "nccl", ""))
     names = [v[0] for v in variants] + ["torch nccl"]

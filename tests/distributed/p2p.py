@@ -42,7 +42,7 @@ TOL = {vt.float32: 1e-5, vt.bfloat16: 2e-2, vt.float16: 4e-3}
 SIZES = (1, 7, 1000, 4097, 1 << 18, (1 << 22) + 5, (40 << 20) // 4 + 3)  # the last: two pieces of 32 MiB
 providers = ["p2p"] + (["nccl"] if has_nccl else [])
 for provider in providers:
-    for algo in (("oneshot", "twoshot", "ring", "") if provider == "p2p" else ("",)):
+    for algo in (("oneshot", "twoshot", "ring", "push", "") if provider == "p2p" else ("",)):
         os.environ["VT_P2P_ALGO"] = algo
         for dtype in (vt.float32, vt.bfloat16, vt.float16):
             for i, n in enumerate(SIZES):

@@ -61,7 +61,9 @@ struct Group {
   }
 };
 
-const char* algo_name(int a) { return a == OneShot ? "one-shot" : a == TwoShot ? "two-shot" : "ring"; }
+const char* algo_name(int a) {
+  return a == OneShot ? "one-shot" : a == TwoShot ? "two-shot" : a == Ring ? "ring" : "push";
+}
 const char* op_name(int o) { return o == Sum ? "sum" : o == Avg ? "avg" : "max"; }
 
 #define CHECK(cond, ...)                                    \
@@ -161,7 +163,7 @@ void pipelined(int W, std::mt19937& rng) {
   Group g(W);
   const int64_t ns[] = {1000, 70000, 7, 100000, 4097};
   std::vector<std::unique_ptr<Call<float>>> calls;
-  for (int i = 0; i < 30; ++i) calls.push_back(std::make_unique<Call<float>>(W, i % 3, (i / 3) % 3, ns[i % 5], false, rng));
+  for (int i = 0; i < 30; ++i) calls.push_back(std::make_unique<Call<float>>(W, i % 4, (i / 4) % 3, ns[i % 5], false, rng));
   std::vector<std::thread> ranks;
   for (int r = 0; r < W; ++r)
     ranks.emplace_back([&, r] {
@@ -236,7 +238,7 @@ int main(int argc, char** argv) {
   for (int W : {2, 3, 4, 8}) {
     Group g(W);  // one group per W: every call below is back-to-back on it
     int calls = 0, k = 0;
-    for (int algo : {OneShot, TwoShot, Ring}) {
+    for (int algo : {OneShot, TwoShot, Ring, Push}) {  // push: two-shot where W != 2
       for (int64_t n : sizes) {
         if (quick && n > 70000 && W > 2) continue;
         const int op = k % 3;
@@ -249,13 +251,13 @@ int main(int argc, char** argv) {
       }
     }
     // every op on the smallest and a mid size, each algorithm, fp32 and bf16, back-to-back
-    for (int algo : {OneShot, TwoShot, Ring})
+    for (int algo : {OneShot, TwoShot, Ring, Push})
       for (int op : {Sum, Avg, Max}) {
         one_call<float>(g, algo, op, 1, false, rng, 32);
         one_call<__nv_bfloat16>(g, algo, op, 4100, true, rng, 16);
         calls += 2;
       }
-    std::printf("W=%d: %d back-to-back calls (one-shot, two-shot, ring; fp32, bf16, fp16; sum, avg, max) OK\n", W,
+    std::printf("W=%d: %d back-to-back calls (one-shot, two-shot, ring, push; fp32, bf16, fp16; sum, avg, max) OK\n", W,
                 calls);
   }
   for (int W : {2, 3, 5}) pipelined(W, rng);

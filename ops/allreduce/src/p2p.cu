@@ -16,7 +16,8 @@
 //       distributed exchanges them through the rendezvous store); opens the peers' buffers
 //   allreduce::p2p_check(group) -> bool          raises when a wait of an earlier call timed out
 //   compute of allreduce::all_reduce_ on cuda (provider "p2p", priority 10: the default there)
-// VT_P2P_ALGO=oneshot|twoshot|ring (read at every call) pins the algorithm, for tests and benchmarks.
+// VT_P2P_ALGO=oneshot|twoshot|ring|push (read at every call) pins the algorithm, for tests and
+// benchmarks (push: two ranks only, two-shot elsewhere; not chosen by default until measured).
 // Messages over kNcclAbove go to the nccl fallback where the group has one (declined): on 2 H200s
 // NCCL's ring moved 1.00x-1.25x more bytes per second than ours from 64 MiB on, while p2p was
 // faster up to 8 MiB (bench/RESULTS.md). Without a fallback, or with VT_P2P_ALGO set, p2p serves
@@ -98,7 +99,8 @@ int forced_algo(const vt::Call& c) {
   if (!std::strcmp(s, "oneshot")) return p2p::OneShot;
   if (!std::strcmp(s, "twoshot")) return p2p::TwoShot;
   if (!std::strcmp(s, "ring")) return p2p::Ring;
-  c.fail(VT_ERR_VALUE, "VT_P2P_ALGO must be oneshot, twoshot or ring, got '%s'", s);
+  if (!std::strcmp(s, "push")) return p2p::Push;  // two ranks (else two-shot)
+  c.fail(VT_ERR_VALUE, "VT_P2P_ALGO must be oneshot, twoshot, ring or push, got '%s'", s);
   return -1;
 }
 

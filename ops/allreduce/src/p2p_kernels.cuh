@@ -8,6 +8,12 @@
 //             neighbour and adds it to its own: the reduce-and-forward) and W-1 all-gather steps
 //             (pulls a finished segment), each gated by a flag the left neighbour set; barrier.
 //             Every byte crosses one link once per step: large messages.
+//   push      (two ranks only; opt-in: VT_P2P_ALGO=push) two-shot with remote writes instead of
+//             remote reads: each rank writes the peer's half of its tensor into the peer's buffer
+//             (no copy-in); barrier; rank r reduces half r from its tensor and that buffer, writes
+//             it to its tensor and into the peer's all-gather region; barrier; copies the peer's
+//             half from its own all-gather region. NVLink writes are posted, reads wait a round
+//             trip: NCCL moves data this way.
 // All data moves in 16-byte packs (Pack<T>: 4 fp32 / 8 bf16 / 8 fp16 lanes, loaded and stored as
 // one vector); 16-bit floats are combined in float. Each CTA (block b) only ever touches its own
 // share of every segment, and the same b on every rank has the same share, so block b of rank r
@@ -51,7 +57,7 @@ constexpr int kMaxBlocks = 64;                       // CTAs of one launch at mo
 constexpr int kSlotStart = 0, kSlotMid = 1, kSlotEnd = 2, kSlotRing = 3;  // flag slots; ring: 3 + step
 constexpr int kSlots = kSlotRing + 2 * kMaxRanks - 2;
 
-enum Algo : int { OneShot = 0, TwoShot = 1, Ring = 2 };
+enum Algo : int { OneShot = 0, TwoShot = 1, Ring = 2, Push = 3 };
 enum Op : int { Sum = 0, Avg = 1, Max = 2 };  // the reductions p2p takes (others go to the fallback)
 
 // The head of every rank's IPC allocation (zeroed when it is made).
@@ -98,6 +104,7 @@ __host__ __device__ inline Plan make_plan(int64_t n, int esize, int world, int m
   const int64_t bytes = n * esize;
   const bool one_shot = world <= 2 ? bytes <= kTwoShotMax : bytes <= kOneShotMax;
   p.algo = forced >= 0 ? forced : one_shot ? OneShot : bytes <= kTwoShotMax ? TwoShot : Ring;
+  if (p.algo == Push && world != 2) p.algo = TwoShot;  // push is written for two ranks
   if (world == 1) p.algo = OneShot;
   p.seg = p.algo == OneShot ? p.packs : (p.packs + world - 1) / world;
   // a CTA gets at least 32 packs (512 bytes) of a segment
@@ -282,10 +289,15 @@ __global__ void __launch_bounds__(512) all_reduce_kernel(const Params p) {
   const float inv_w = 1.0f / (float)W;
   constexpr int V = Pack<T>::V;
 
-  // copy in: this block's share of every segment
-  for (int k = 0; k < (plan.algo == OneShot ? 1 : W); ++k)
-    move_packs<Pack<T>>(segment(p, packs, seg, k), [&](int64_t i) { return load_tensor(x, i, p.n, xa); },
-                        [&](int64_t i, const Pack<T>& v) { pack_at<T>(p.acc[r], i) = v; });
+  if (plan.algo == Push) {  // the peer's half of this tensor, written into the peer's buffer
+    const int peer = 1 - r;
+    move_packs<Pack<T>>(segment(p, packs, seg, peer), [&](int64_t i) { return load_tensor(x, i, p.n, xa); },
+                        [&](int64_t i, const Pack<T>& v) { pack_at<T>(p.acc[peer], i) = v; });
+  } else {  // copy in: this block's share of every segment
+    for (int k = 0; k < (plan.algo == OneShot ? 1 : W); ++k)
+      move_packs<Pack<T>>(segment(p, packs, seg, k), [&](int64_t i) { return load_tensor(x, i, p.n, xa); },
+                          [&](int64_t i, const Pack<T>& v) { pack_at<T>(p.acc[r], i) = v; });
+  }
   if (!barrier_all(p, kSlotStart, e)) return;
 
   // reduce over all ranks, in rank order, of packs of segment k: into dst (and the tensor)
@@ -325,6 +337,29 @@ __global__ void __launch_bounds__(512) all_reduce_kernel(const Params p) {
       move_packs<Pack<T>>(segment(p, packs, seg, k), [&](int64_t i) { return pack_at<T>(p.acc[k], i); },
                           [&](int64_t i, const Pack<T>& v) { store_tensor(y, i, p.n, ya, v); });
     }
+  } else if (plan.algo == Push) {
+    const int peer = 1 - r;
+    struct Two {
+      Pack<T> mine, theirs;
+    };
+    // half r: this rank's tensor combined with what the peer wrote here, in rank order (the same
+    // bits as the other algorithms), into the tensor and into the peer's all-gather region
+    move_packs<Two>(segment(p, packs, seg, r),
+                    [&](int64_t i) { return Two{load_tensor(x, i, p.n, xa), pack_at<T>(p.acc[r], i)}; },
+                    [&](int64_t i, const Two& t) {
+                      const Pack<T>& first = r == 0 ? t.mine : t.theirs;
+                      const Pack<T>& second = r == 0 ? t.theirs : t.mine;
+                      Pack<T> o;
+                      for (int j = 0; j < V; ++j) {
+                        const float v = combine(p.op, to_f(first.v[j]), to_f(second.v[j]));
+                        o.v[j] = from_f<T>(p.op == Avg ? v * inv_w : v);
+                      }
+                      store_tensor(y, i, p.n, ya, o);
+                      pack_at<T>(p.out[peer], i) = o;
+                    });
+    if (!barrier_all(p, kSlotMid, e)) return;
+    move_packs<Pack<T>>(segment(p, packs, seg, peer), [&](int64_t i) { return pack_at<T>(p.out[r], i); },
+                        [&](int64_t i, const Pack<T>& v) { store_tensor(y, i, p.n, ya, v); });
   } else {  // ring
     const int left = (r + W - 1) % W;
     // reduce-scatter: step s adds the left neighbour's segment (r - s - 1) to this rank's
