@@ -18,7 +18,10 @@ What it does (torch's DDP design, notes/allocator-graphs-allreduce.md §4):
 - `module` is the wrapped model; `state_dict()` / `load_state_dict()` are the module's own (no
   "module." prefix, unlike torch), so checkpoints load with or without the wrapper.
 Parameters that got no gradient in a backward contribute zeros (torch asks for
-find_unused_parameters=True there; here it is always on).
+find_unused_parameters=True there; here it is always on). Accepted for torch's signature and
+without effect: device_ids / output_device / dim (one device per process, taken from the module),
+static_graph (a hint), gradient_as_bucket_view (.grad is always its own tensor, a copy of the
+bucket's averaged slice: the same values, one gradient's worth more memory).
 
 >>> # under python -m vibetensor.distributed.run --nproc-per-node 2 ...
 >>> # dist.init_process_group(); model = DistributedDataParallel(Net())
