@@ -29,6 +29,7 @@
 #include "88_hopper_fmha/kernel/fmha_kernel_builder.hpp"
 
 #include "fmha.hpp"
+#include "vt/cuda/device.cuh"
 #include "vt/cuda/launch.cuh"
 
 namespace vt_fmha {
@@ -36,19 +37,7 @@ namespace vt_fmha {
 using cute::_1;
 constexpr float kLog2e = 1.4426950408889634f;
 
-// SMs of the call's device, asked once per device.
-inline int sm_count(const vt::Call& c) {
-  constexpr int kMaxDevices = 64;
-  static std::once_flag once[kMaxDevices];
-  static int count[kMaxDevices];
-  const int d = c.ctx->device.index;
-  if (d < 0 || d >= kMaxDevices) c.fail(VT_ERR_RUNTIME, "cuda device index %d out of range", d);
-  std::call_once(once[d], [&] {
-    if (cudaDeviceGetAttribute(&count[d], cudaDevAttrMultiProcessorCount, d) != cudaSuccess) count[d] = 0;
-  });
-  if (count[d] <= 0) c.fail(VT_ERR_RUNTIME, "could not read the multiprocessor count of cuda:%d", d);
-  return count[d];
-}
+using vt::cuda::sm_count;  // SMs of the call's device (the persistent schedulers size grids by it)
 
 inline cutlass::KernelHardwareInfo hardware(const vt::Call& c) {
   cutlass::KernelHardwareInfo hw;

@@ -10,8 +10,6 @@
 // TMA needs 16-byte aligned bases and strides: pack.cu refuses other operands before calling here.
 #pragma once
 
-#include <mutex>
-
 #include "cute/tensor.hpp"
 #include "cutlass/cutlass.h"
 #include "cutlass/epilogue/collective/collective_builder.hpp"
@@ -19,6 +17,7 @@
 #include "cutlass/gemm/device/gemm_universal_adapter.h"
 #include "cutlass/gemm/kernel/gemm_universal.hpp"
 #include "problem.hpp"
+#include "vt/cuda/device.cuh"
 #include "vt/cuda/launch.cuh"
 
 namespace vt_cutlass {
@@ -46,19 +45,7 @@ using Epilogue = cutlass::epilogue::collective::CollectiveBuilder<
   using Name = cutlass::gemm::device::GemmUniversalAdapter<cutlass::gemm::kernel::GemmUniversal<                 \
       cute::Shape<int, int, int, int>, Name##Mainloop, vt_cutlass::Epilogue, cutlass::gemm::PersistentScheduler>>
 
-// SMs of the call's device, asked once per device (the persistent scheduler sizes its grid by it).
-inline int sm_count(const vt::Call& c) {
-  constexpr int kMaxDevices = 64;
-  static std::once_flag once[kMaxDevices];
-  static int count[kMaxDevices];
-  const int d = c.ctx->device.index;
-  if (d < 0 || d >= kMaxDevices) c.fail(VT_ERR_RUNTIME, "cuda device index %d out of range", d);
-  std::call_once(once[d], [&] {
-    if (cudaDeviceGetAttribute(&count[d], cudaDevAttrMultiProcessorCount, d) != cudaSuccess) count[d] = 0;
-  });
-  if (count[d] <= 0) c.fail(VT_ERR_RUNTIME, "could not read the multiprocessor count of cuda:%d", d);
-  return count[d];
-}
+using vt::cuda::sm_count;  // SMs of the call's device (the persistent schedulers size grids by it)
 
 // Runs one Gemm (VT_CUTLASS_BF16_GEMM) on p; kNMajor: B has a unit stride along n.
 template <class Gemm, bool kNMajor>
