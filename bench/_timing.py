@@ -39,3 +39,23 @@ def copy_ceiling(torch, trials):
                       vcuda.synchronize, 5, trials)
     del a, b
     return 2 * n * 4 / (ms * 1e-3)
+
+
+def torch_sdpa_times(torch, tq, tk, tv, tg, causal, measure):
+    """torch's scaled_dot_product_attention timed as the attention benchmarks time ours, in ms:
+    {"fwd", "bwd" (from a saved forward), "fwd+bwd"}; measure(fn, "torch") times one callable."""
+    F = torch.nn.functional
+    tqg, tkg, tvg = (x.detach().requires_grad_() for x in (tq, tk, tv))
+    tout = F.scaled_dot_product_attention(tqg, tkg, tvg, is_causal=causal)
+
+    def fwd():
+        F.scaled_dot_product_attention(tq, tk, tv, is_causal=causal)
+
+    def bwd():
+        torch.autograd.grad(tout, (tqg, tkg, tvg), tg, retain_graph=True)
+
+    def fwd_bwd():
+        o = F.scaled_dot_product_attention(tqg, tkg, tvg, is_causal=causal)
+        torch.autograd.grad(o, (tqg, tkg, tvg), tg)
+
+    return {"fwd": measure(fwd, "torch"), "bwd": measure(bwd, "torch"), "fwd+bwd": measure(fwd_bwd, "torch")}

@@ -25,7 +25,7 @@ import numpy as np
 import vibetensor as vt
 import vibetensor.cuda as vcuda
 from vibetensor._attention import scaled_dot_product_attention as vt_sdpa
-from _timing import event_ms
+from _timing import event_ms, torch_sdpa_times
 
 SHAPES = [(8, 16, 2048, 128), (4, 16, 2048, 64), (2, 16, 8192, 128)]
 SDPA, BACKWARD = "attention::sdpa", "attention::sdpa_backward"
@@ -125,22 +125,7 @@ def main(argv=None) -> int:
                         del out, lse
                     vcuda.synchronize()
                 if torch:
-                    tqg, tkg, tvg = (x.detach().requires_grad_() for x in (tq, tk, tv))
-                    tout = F.scaled_dot_product_attention(tqg, tkg, tvg, is_causal=causal)
-
-                    def t_fwd():
-                        F.scaled_dot_product_attention(tq, tk, tv, is_causal=causal)
-
-                    def t_bwd():
-                        torch.autograd.grad(tout, (tqg, tkg, tvg), tg, retain_graph=True)
-
-                    def t_fwd_bwd():
-                        o = F.scaled_dot_product_attention(tqg, tkg, tvg, is_causal=causal)
-                        torch.autograd.grad(o, (tqg, tkg, tvg), tg)
-
-                    res["torch"] = {"fwd": measure(t_fwd, "torch"), "bwd": measure(t_bwd, "torch"),
-                                    "fwd+bwd": measure(t_fwd_bwd, "torch")}
-                    del tout
+                    res["torch"] = torch_sdpa_times(torch, tq, tk, tv, tg, causal, measure)
                 for pas in ("fwd", "bwd", "fwd+bwd"):
                     tf = {p: flops[pas] / (r[pas] * 1e-3) / 1e12 for p, r in res.items()}
                     line = (f"| {B}x{H}x{S}x{D} | {dname} | {causal} | {pas} | {tf['flash']:.0f} | "
