@@ -5,37 +5,18 @@ ring for W in 2, 3, 4, 8, 1 element to 1 MiB, fp32/bf16/fp16, sum/avg/max, every
 back-to-back on one group, a rank that never arrives (the others time out naming it, no hang) and
 one that arrives late (waited for).
 It checks the protocol and the index arithmetic without a GPU; GPU runs are tests/test_distributed_cuda.py."""
-import os
-import shutil
 import subprocess
-from pathlib import Path
 
+import host_emulation
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _cuda_include():
-    for r in (os.environ.get("CUDA_HOME"), os.environ.get("CUDA_PATH"), "/usr/local/cuda"):
-        if r and (Path(r) / "include" / "cuda_bf16.h").exists():
-            return Path(r) / "include"
-    return None
+ROOT = host_emulation.ROOT
 
 
 @pytest.fixture(scope="module")
 def emulator(tmp_path_factory):
-    cxx, inc = shutil.which("g++"), _cuda_include()
-    if not cxx or inc is None:
-        pytest.skip("needs g++ and the CUDA headers (cuda_bf16.h)")
-    exe = tmp_path_factory.mktemp("p2p") / "p2p_emulate"
-    build = subprocess.run([cxx, "-std=c++20", "-O2", "-pthread", "-Wall", "-Werror", "-DP2P_EMULATE", f"-I{inc}",
-                            f"-I{ROOT / 'ops/allreduce/src'}", f"-I{ROOT / 'opsdk/include'}", f"-I{ROOT / 'ops/allreduce/lab'}",
-                            str(ROOT / "ops/allreduce/lab/p2p_emulate.cpp"), "-o", str(exe)],
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300)
-    if build.returncode != 0 and "<barrier>" in build.stdout and "No such file" in build.stdout:
-        pytest.skip("the host compiler has no C++20 <barrier>")
-    assert build.returncode == 0, build.stdout[-3000:]
-    return exe
+    return host_emulation.build("ops/allreduce/lab/p2p_emulate.cpp", tmp_path_factory.mktemp("p2p") / "p2p_emulate",
+                                "P2P_EMULATE", ["ops/allreduce/src", "ops/allreduce/lab"], ("-O2", "-Wall", "-Werror"))
 
 
 def test_p2p_kernel_in_host_emulation(emulator):
@@ -61,10 +42,7 @@ def test_p2p_emulation_catches_protocol_bugs(emulator, tmp_path, broken, fixed):
     src = (ROOT / "ops/allreduce/src/p2p_kernels.cuh").read_text()
     assert src.count(fixed) == 1
     (tmp_path / "p2p_kernels.cuh").write_text(src.replace(fixed, broken))
-    exe = tmp_path / "bad"
-    subprocess.run([shutil.which("g++"), "-std=c++20", "-O1", "-pthread", "-DP2P_EMULATE", f"-I{_cuda_include()}",
-                    f"-I{tmp_path}", f"-I{ROOT / 'opsdk/include'}", f"-I{ROOT / 'ops/allreduce/lab'}",
-                    str(ROOT / "ops/allreduce/lab/p2p_emulate.cpp"),
-                    "-o", str(exe)], check=True, timeout=300)
+    exe = host_emulation.build("ops/allreduce/lab/p2p_emulate.cpp", tmp_path / "bad", "P2P_EMULATE",
+                               [tmp_path, "ops/allreduce/lab"], ("-O1",))
     run = subprocess.run([str(exe)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=240)
     assert run.returncode == 1 and "FAIL" in run.stdout, run.stdout[-2000:]

@@ -8,7 +8,6 @@ every available device (conftest's `device_providers`: `vt.ops.providers(op, dev
 """
 from __future__ import annotations
 
-import os
 
 import numpy as np
 import pytest
@@ -787,24 +786,12 @@ def test_flash_cuda_kernels_in_host_emulation(tmp_path):
     """the CUDA kernels' own source, compiled as host C++ with the warp primitives emulated
     (ops/attention/lab/flash_emulate.cpp), against a float64 reference: a check of their index
     arithmetic that runs without a GPU (a few cases; run the binary without arguments for all)"""
-    import shutil
     import subprocess
-    from pathlib import Path
 
-    root = Path(__file__).resolve().parents[1]
-    cxx = shutil.which("g++")
-    cuda_inc = next((Path(r) / "include" for r in (os.environ.get("CUDA_HOME"), "/usr/local/cuda") if r and
-                     (Path(r) / "include" / "cuda_bf16.h").exists()), None)
-    if not cxx or cuda_inc is None:
-        pytest.skip("needs g++ and the CUDA headers (cuda_bf16.h)")
-    exe = tmp_path / "flash_emulate"
-    build = subprocess.run([cxx, "-std=c++20", "-O2", "-pthread", "-DFLASH_EMULATE", f"-I{cuda_inc}",
-                            f"-I{root / 'opsdk/include'}", f"-I{root / 'ops/attention/src'}",
-                            f"-I{root / 'ops/attention/lab'}", str(root / "ops/attention/lab/flash_emulate.cpp"),
-                            "-o", str(exe)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300)
-    if build.returncode != 0 and "barrier" in build.stdout:
-        pytest.skip("the host compiler has no C++20 <barrier>")
-    assert build.returncode == 0, build.stdout[-3000:]
+    import host_emulation
+
+    exe = host_emulation.build("ops/attention/lab/flash_emulate.cpp", tmp_path / "flash_emulate", "FLASH_EMULATE",
+                               ["ops/attention/src", "ops/attention/lab"])
     run = subprocess.run([str(exe), "1", "4", "6"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                          timeout=600)
     assert run.returncode == 0, run.stdout
