@@ -8,7 +8,6 @@ every available device (conftest's `device_providers`: `vt.ops.providers(op, dev
 """
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 
