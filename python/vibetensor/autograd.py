@@ -80,8 +80,10 @@ def _keep(obj):
 
 
 @ffi.def_extern()
-def vt_py_release_callback(ctx):
-    _callbacks.pop(int(ffi.cast("uintptr_t", ctx)), None)
+def vt_py_release_callback(ctx, _callbacks=_callbacks, _ffi=ffi):
+    # bound as defaults: graphs still alive at interpreter exit are released after module globals
+    # have been cleared to None
+    _callbacks.pop(int(_ffi.cast("uintptr_t", ctx)), None)
 
 
 def _borrow(h):
