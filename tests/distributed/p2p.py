@@ -11,9 +11,7 @@ import numpy as np
 
 import vibetensor as vt
 import vibetensor.distributed as dist
-import vibetensor.nn as nn
-import vibetensor.nn.functional as F
-from vibetensor.nn.parallel import DistributedDataParallel as DDP
+from ddp_check import ddp_matches_one_replica
 
 OP = "allreduce::all_reduce_"
 dist.init_process_group(device="cuda", timeout=120)
@@ -114,19 +112,7 @@ dist.barrier()
 print("RANK", R, "CUDA graph replays OK", flush=True)
 
 # DDP on cuda (its bucket all-reduces: avg through p2p) equals one replica on the global batch
-vt.manual_seed(5 + R)
-model = nn.Sequential(nn.Linear(16, 64), nn.GELU(), nn.Linear(64, 4)).to(dev)
-ddp = DDP(model, bucket_cap_mb=0.005)
-ref = nn.Sequential(nn.Linear(16, 64), nn.GELU(), nn.Linear(64, 4)).to(dev)
-ref.load_state_dict(ddp.state_dict())
-rng = np.random.default_rng(3)
-xb = vt.from_numpy(rng.standard_normal((W * 4, 16)).astype(np.float32)).to(dev)
-yb = vt.from_numpy(rng.standard_normal((W * 4, 4)).astype(np.float32)).to(dev)
-F.mse_loss(ddp(xb[R * 4:(R + 1) * 4]), yb[R * 4:(R + 1) * 4]).backward()
-F.mse_loss(ref(xb), yb).backward()
-for p, q in zip(model.parameters(), ref.parameters()):
-    pa, qa = p.grad.cpu().numpy(), q.grad.cpu().numpy()
-    assert np.abs(pa - qa).max() <= 1e-5 * max(1.0, np.abs(qa).max())
+ddp_matches_one_replica(dev, R, W)
 print("RANK", R, "DDP OK", flush=True)
 dist.destroy_process_group()
 
