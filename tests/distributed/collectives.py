@@ -3,7 +3,6 @@ every op against a numpy reference built from every rank's (deterministic) input
 element to several MB, every dtype, back-to-back calls, async calls, ranks that disagree, and the
 argument errors of the meta steps."""
 import os
-import sys
 
 import numpy as np
 

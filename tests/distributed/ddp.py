@@ -3,7 +3,6 @@ Every rank starts from different weights (DDP must broadcast rank 0's), trains o
 global batch, and checks against a replica it trains alone on the whole global batch: gradients
 and weights equal after every step, with small buckets (several all-reduces per backward), the
 overlap on and off, and gradient accumulation under no_sync()."""
-import sys
 
 import numpy as np
 
