@@ -34,6 +34,7 @@ import threading
 from pathlib import Path
 
 import vibetensor as vt
+from vibetensor import _ops
 
 from ._store import TCPStore
 
@@ -81,9 +82,7 @@ def _load_pack():
 
 
 def _op(name):
-    from vibetensor import _ops
-
-    return _ops.op(name)
+    return _ops.op(name)  # cached by name
 
 
 class Work:
@@ -397,15 +396,10 @@ def _in_place(t, call):
         t.copy_(tmp)
 
 
-_all_reduce_op = None  # allreduce::all_reduce_, resolved at its first call
-
-
 def all_reduce(tensor, op=ReduceOp.SUM, group=None, async_op=False):
     """tensor = op over every rank's tensor, in place."""
-    global _all_reduce_op
     g = _group(group)
-    f = _all_reduce_op or _op("allreduce::all_reduce_")
-    _all_reduce_op = f
+    f = _op("allreduce::all_reduce_")
     # the common call (synchronous, nothing queued on the group's thread, a contiguous tensor) goes
     # straight to the op: small all-reduces are host-bound, and every microsecond is the caller's
     if not async_op and g._last is None and type(tensor) is vt.Tensor and tensor.is_contiguous():
