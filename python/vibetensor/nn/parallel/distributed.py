@@ -80,6 +80,8 @@ class DistributedDataParallel(Module):
         # cuda: bucket all-reduces go on their own stream (torch's DDP does the same)
         dev = params[0].device if params else None
         self._comm = vt.cuda.Stream(device=dev) if self.overlap and dev is not None and dev.type == "cuda" else None
+        # the two orderings between the streams, made once (a wait takes the event's latest record)
+        self._filled, self._reduced = (vt.cuda.Event(), vt.cuda.Event()) if self._comm is not None else (None, None)
         for p in params:
             p.register_hook(self._hook_for(p))
 
@@ -194,7 +196,8 @@ class DistributedDataParallel(Module):
         while self._next < len(self._buckets) and self._buckets[self._next].pending == 0:
             b = self._buckets[self._next]
             if self._comm is not None:  # on the side stream, after the copies into the bucket
-                self._comm.wait_stream(vt.cuda.current_stream(self._comm.device))
+                self._filled.record(vt.cuda.current_stream(self._comm.device))
+                self._comm.wait_event(self._filled)
                 with vt.cuda.stream(self._comm):
                     dist.all_reduce(b.flat, dist.ReduceOp.AVG, group=self.process_group)
                 b.work = _DONE
@@ -219,7 +222,8 @@ class DistributedDataParallel(Module):
                         b.pending -= 1
             self._launch_ready()
             if self._comm is not None:  # the averaged buckets are read on the current stream
-                vt.cuda.current_stream(self._comm.device).wait_stream(self._comm)
+                self._reduced.record(self._comm)
+                vt.cuda.current_stream(self._comm.device).wait_event(self._reduced)
             for b in self._buckets:
                 b.work.wait()
                 for p, v in zip(b.params, b.views):
