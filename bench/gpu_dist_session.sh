@@ -5,16 +5,9 @@
 #   VT_KEEP_BUILD=1 keeps an earlier call's build; VT_DIST_TESTS=0 / VT_DIST_BENCH=0 / VT_DDP=0 skip parts;
 #   VT_BENCH_ARGS passes options to bench_allreduce_cuda.py (e.g. --quick, --algos)
 set -uo pipefail
-OUT=${OUT:-/tmp/vt-out}; mkdir -p "$OUT"
-export PYTHONUNBUFFERED=1 CMAKE_BUILD_PARALLEL_LEVEL=32 NCCL_NVLS_ENABLE=0
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
+export NCCL_NVLS_ENABLE=0
+source bench/gpu_build.sh
 nvidia-smi topo -m >> "$OUT/gpu.txt" 2>&1
-bash .whl/setup.sh > "$OUT/setup.log" 2>&1 || { tail -20 "$OUT/setup.log"; exit 1; }
-[ "${VT_KEEP_BUILD:-0}" = 1 ] || rm -rf build/cp312-*
-start=$(date +%s)
-python3 -m pip install --no-build-isolation --no-deps -e . > "$OUT/build.log" 2>&1 \
-  || { grep -E "error|Error" "$OUT/build.log" | head -40; exit 1; }
-echo "build: $(( $(date +%s) - start )) s"
 if [ "${VT_DIST_TESTS:-1}" = 1 ]; then
   timeout ${VT_TEST_SECONDS:-240} python3 -m pytest -q -p no:cacheprovider -rs tests/test_distributed_cuda.py \
     > "$OUT/dist_tests.log" 2>&1; tail -40 "$OUT/dist_tests.log"

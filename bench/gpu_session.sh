@@ -11,16 +11,7 @@
 # `git archive HEAD -o gpu_data/head.tar` (gpu_data/ is untracked, so it travels), then on the device
 # `mkdir -p /tmp/src && tar xf gpu_data/head.tar -C /tmp/src && cp -r .whl /tmp/src && cd /tmp/src && bash bench/gpu_session.sh`.
 set -uo pipefail
-OUT=${OUT:-/tmp/vt-out}; mkdir -p "$OUT"
-export PYTHONUNBUFFERED=1 CMAKE_BUILD_PARALLEL_LEVEL=16
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
-bash .whl/setup.sh > "$OUT/setup.log" 2>&1 || { tail -20 "$OUT/setup.log"; exit 1; }
-# a build folder kept from an earlier call can hold objects older than the carried sources
-[ "${VT_KEEP_BUILD:-0}" = 1 ] || rm -rf build/cp312-*
-start=$(date +%s)
-python3 -m pip install --no-build-isolation --no-deps -e . > "$OUT/build.log" 2>&1 \
-  || { grep -E "error|Error" "$OUT/build.log" | head -40; exit 1; }
-echo "build: $(( $(date +%s) - start )) s"
+source bench/gpu_build.sh
 # the CUTLASS provider pack, built once for the tests and the matmul benchmark (VT_CUTLASS=0 skips
 # it; its tests then skip). Built outside $OUT: only logs come back.
 if [ "${VT_CUTLASS:-1}" = 1 ]; then
