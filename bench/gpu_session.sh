@@ -8,7 +8,8 @@
 #   VT_OPCHECK=1 runs `vt-ops test core|attention` on cpu and cuda
 # The last lines printed are the summary (test counts, benchmark tables).
 # With helpers editing the tree, run a committed snapshot instead of the live tree: here
-# `git archive HEAD -o gpu_data/head.tar` (gpu_data/ is untracked, so it travels), then on the device
+# `git -c tar.umask=0022 archive HEAD -o gpu_data/head.tar` (gpu_data/ is untracked, so it travels;
+# umask 0022 because the loader refuses group-writable pack folders), then on the device
 # `mkdir -p /tmp/src && tar xf gpu_data/head.tar -C /tmp/src && cp -r .whl /tmp/src && cd /tmp/src && bash bench/gpu_session.sh`.
 set -uo pipefail
 source bench/gpu_build.sh
