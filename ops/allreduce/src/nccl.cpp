@@ -6,7 +6,7 @@
 // nccl.h of nvidia-nccl-cu13 2.32.3 (enum values, signatures, NCCL_UNIQUE_ID_BYTES) and every
 // dlsym'd name against that libnccl.so.2's exports. It serves backend="nccl", and is the fallback of
 // the p2p provider for what p2p does not take (other dtypes and ops, the other collectives, messages
-// over 16 MiB).
+// over 16 MiB, or 64 MiB with two ranks).
 //
 //   allreduce::nccl_unique_id(str library) -> Tensor        uint8 (128,) on cpu: ncclGetUniqueId
 //   allreduce::nccl_new_group(Tensor unique_id, int rank, int world_size, int device, str library) -> int

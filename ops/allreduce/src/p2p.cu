@@ -17,11 +17,12 @@
 //   allreduce::p2p_check(group) -> bool          raises when a wait of an earlier call timed out
 //   compute of allreduce::all_reduce_ on cuda (provider "p2p", priority 10: the default there)
 // VT_P2P_ALGO=oneshot|twoshot|ring|push (read at every call) pins the algorithm, for tests and
-// benchmarks (push: two ranks only, two-shot elsewhere; not chosen by default until measured).
-// Messages over kNcclAbove go to the nccl fallback where the group has one (declined): on 2 H200s
-// NCCL's ring moved 1.00x-1.25x more bytes per second than ours from 64 MiB on, while p2p was
-// faster up to 8 MiB (bench/RESULTS.md). Without a fallback, or with VT_P2P_ALGO set, p2p serves
-// every size.
+// benchmarks (push: two ranks only, two-shot elsewhere).
+// Messages over nccl_above(world) go to the nccl fallback where the group has one (declined): on 2
+// H200s push matched or beat NCCL up to 64 MiB (0.90x its time in fp32, 1.01x in bf16) and fell
+// behind from 256 MiB (1.04x-1.23x); with more ranks our ring already trailed NCCL from 64 MiB
+// while p2p was faster up to 8 MiB (bench/RESULTS.md). Without a fallback, or with VT_P2P_ALGO set,
+// p2p serves every size.
 // A call launches one kernel per piece of at most buffer_bytes on the call's stream and never waits
 // for it: capturable in a CUDA graph (buffers are registered once, epochs live on the device). A
 // wait that times out inside the kernel sets the error word; the next call (or p2p_check, which
@@ -51,7 +52,7 @@ struct P2pGroup {
 namespace {
 
 constexpr int kThreads = 512;
-constexpr int64_t kNcclAbove = 16 << 20;  // bytes
+constexpr int64_t nccl_above(int world) { return world == 2 ? 64 << 20 : 16 << 20; }  // bytes
 
 void check(const vt::Call& c, cudaError_t e, const char* what) {
   if (e != cudaSuccess) {
@@ -254,9 +255,9 @@ VT_COMPUTE(all_reduce_p2p, "allreduce::all_reduce_") {
   const int64_t es = vt::element_size(self->dtype);
   const int64_t per = g.capacity / es;  // elements of one piece: one kernel, one epoch
   const int forced = forced_algo(c);      // read per call: benchmarks switch it between calls
-  if (grp.fallback >= 0 && forced < 0 && self->numel * es > kNcclAbove)
+  if (grp.fallback >= 0 && forced < 0 && self->numel * es > nccl_above(g.world))
     c.fail(VT_ERR_NOT_IMPL, "p2p hands messages over %lld MiB to the nccl provider (faster there); "
-           "VT_P2P_ALGO=ring makes p2p take them", (long long)(kNcclAbove >> 20));
+           "VT_P2P_ALGO=ring makes p2p take them", (long long)(nccl_above(g.world) >> 20));
   char* data = static_cast<char*>(self->data);
   vt::cuda::dispatch(vt::types<float, vt::bfloat16, vt::half>{}, self->dtype, c.op, [&](auto tag) {
     using T = typename decltype(tag)::type;

@@ -8,7 +8,7 @@
 //             neighbour and adds it to its own: the reduce-and-forward) and W-1 all-gather steps
 //             (pulls a finished segment), each gated by a flag the left neighbour set; barrier.
 //             Every byte crosses one link once per step: large messages.
-//   push      (two ranks only; opt-in: VT_P2P_ALGO=push) two-shot with remote writes instead of
+//   push      (two ranks only; their default above 8 MiB) two-shot with remote writes instead of
 //             remote reads: each rank writes the peer's half of its tensor into the peer's buffer
 //             (no copy-in); barrier; rank r reduces half r from its tensor and that buffer, writes
 //             it to its tensor and into the peer's all-gather region; barrier; copies the peer's
@@ -95,7 +95,8 @@ struct Plan {
 // bytes up to which one-shot / two-shot are used (larger: ring); `forced` >= 0 pins an algorithm.
 // Measured on 2 H200s (NVLink, bench/RESULTS.md): one-shot was the fastest of the three up to 8 MiB
 // (1 MiB in a graph: 11.7 µs vs two-shot 15.2); with two ranks it reads no more than the others do.
-// With more ranks it reads W - 1 peers' whole buffers, so it stops at 1 MiB there.
+// With more ranks it reads W - 1 peers' whole buffers, so it stops at 1 MiB there. Above 8 MiB two
+// ranks push (2026-11-30: 8 MiB 37.8 µs vs one-shot 39.4; 64 MiB 242 µs vs ring 274 and NCCL 269).
 constexpr int64_t kOneShotMax = 1 << 20, kTwoShotMax = 8 << 20;
 
 __host__ __device__ inline Plan make_plan(int64_t n, int esize, int world, int max_blocks, int forced) {
@@ -103,7 +104,7 @@ __host__ __device__ inline Plan make_plan(int64_t n, int esize, int world, int m
   p.packs = (n * esize + 15) / 16;
   const int64_t bytes = n * esize;
   const bool one_shot = world <= 2 ? bytes <= kTwoShotMax : bytes <= kOneShotMax;
-  p.algo = forced >= 0 ? forced : one_shot ? OneShot : bytes <= kTwoShotMax ? TwoShot : Ring;
+  p.algo = forced >= 0 ? forced : one_shot ? OneShot : world == 2 ? Push : bytes <= kTwoShotMax ? TwoShot : Ring;
   if (p.algo == Push && world != 2) p.algo = TwoShot;  // push is written for two ranks
   if (world == 1) p.algo = OneShot;
   p.seg = p.algo == OneShot ? p.packs : (p.packs + world - 1) / world;

@@ -284,6 +284,6 @@ VT_OPPACK_CAPABILITIES(R"json({
     {"provider": "nccl", "device": "cuda", "cuda_graphs": false, "deterministic": false,
      "shapes": "NCCL loaded at run time; reduction order is NCCL's"},
     {"provider": "p2p", "device": "cuda", "cuda_graphs": true, "deterministic": true,
-     "shapes": "the GPUs of one node (up to 16) through CUDA IPC; float32, bfloat16, float16 with sum, avg, max (the rest goes to the group's nccl fallback); one-shot, two-shot or ring by size; over 16 MiB to the nccl fallback where there is one"}
+     "shapes": "the GPUs of one node (up to 16) through CUDA IPC; float32, bfloat16, float16 with sum, avg, max (the rest goes to the group's nccl fallback); one-shot, two-shot, ring or (two ranks) push by size; over 16 MiB (64 MiB with two ranks) to the nccl fallback where there is one"}
   ]
 })json")
