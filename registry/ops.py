@@ -89,7 +89,7 @@ class Op:
         return f"<op {self.schema}>"
 
     # -- the boxed call ------------------------------------------------------------------------
-    def __call__(self, *args, **kwargs):
+    def __call__(self, /, *args, **kwargs):  # positional-only: an op's argument may be named self
         if call_hook is not None:
             args, kwargs = call_hook(self.name, args, kwargs)
         h = self.handle()

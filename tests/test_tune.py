@@ -100,6 +100,16 @@ def test_tune_writes_cache_and_dispatch_uses_it(cache):
     assert r == [[res[0].winner, "tuned"]]
 
 
+def test_tune_op_whose_argument_is_named_self(cache):
+    """core::matmul(Tensor self, Tensor other): tune calls ops by argument name, so `self` must
+    reach the op as a keyword (Op.__call__'s own self is positional-only)."""
+    a, b = vt.randn(3, 5), vt.randn(5, 2)
+    assert vt.ops.Op("core::matmul")(self=a, other=b).numpy().tolist() == (a @ b).numpy().tolist()
+    (r,) = vt.ops.tune("core::matmul", shapes=[[(3, 5), (5, 2)]], **FAST)
+    assert set(r.times_us) == {"core"} and r.winner == "core"
+    assert served(lambda: a @ b) == ("core", "tuned")
+
+
 def test_pin_beats_tuned_choice(cache):
     (r,) = vt.ops.tune(SDPA, shapes=[[1, 1, 16, 8]], **FAST)
     other = next(p.name for p in vt.ops.providers(SDPA) if p.name != r.winner)
