@@ -103,7 +103,7 @@ __global__ void __launch_bounds__(rowwise::kMaxTpr)
   using A = acc_t<T>;
   const rowwise::Group g(p.tpr);
   const int rpb = p.rows_per_block(), chunks = (int)p.chunks;
-  rowwise::Slot cg[K], cx[K];
+  rowwise::Slot cg[K], cx[K], cw[K];
   A pw[K][V], pb[K][V];
 #pragma unroll
   for (int k = 0; k < K; ++k)
@@ -116,38 +116,35 @@ __global__ void __launch_bounds__(rowwise::kMaxTpr)
     const T *gr = go + row * N, *xr = x + row * N;
     const A mu = rms ? A(0) : mean[row], rs = rstd[row];
     A s1 = A(0), s2 = A(0);  // sums of gw and of gw * xhat (missing elements have g = 0)
-    for (int ch = 0; ch < chunks; ++ch)
+    for (int ch = 0; ch < chunks; ++ch) {
+      rowwise::load_chunk<T, K>(cg, gr, g, ch, n, p.vec);  // every load in flight before any use
+      rowwise::load_chunk<T, K>(cx, xr, g, ch, n, p.vec);
+      if (w) rowwise::load_chunk<T, K>(cw, w, g, ch, N, p.vec);
 #pragma unroll
-      for (int k = 0; k < K; ++k) {
-        const int sl = g.slot(ch, k, K), lim = rowwise::valid<V>(sl, n);
-        cg[k] = rowwise::load_slot<T>(gr, sl, lim, p.vec);
-        cx[k] = rowwise::load_slot<T>(xr, sl, lim, p.vec);
-        rowwise::Slot wv;
-        if (w) wv = rowwise::load_slot<T>(w, sl, lim, p.vec);
+      for (int k = 0; k < K; ++k)
 #pragma unroll
         for (int j = 0; j < V; ++j) {
-          const A gw = w ? rowwise::get<T>(cg[k], j) * rowwise::get<T>(wv, j) : rowwise::get<T>(cg[k], j);
+          const A gw = w ? rowwise::get<T>(cg[k], j) * rowwise::get<T>(cw[k], j) : rowwise::get<T>(cg[k], j);
           s1 += gw;
           s2 += gw * ((rowwise::get<T>(cx[k], j) - mu) * rs);
         }
-      }
+    }
     s1 = rms ? A(0) : g.sum(s1);
     s2 = g.sum(s2);
     const A mg = rms ? A(0) : s1 / (A)N, mgx = s2 / (A)N;  // the cpu's order: sum / N
     T* ir = gi + row * N;
-    for (int ch = 0; ch < chunks; ++ch)
+    for (int ch = 0; ch < chunks; ++ch) {
+      if (chunks > 1) {
+        rowwise::load_chunk<T, K>(cg, gr, g, ch, n, p.vec);
+        rowwise::load_chunk<T, K>(cx, xr, g, ch, n, p.vec);
+        if (w) rowwise::load_chunk<T, K>(cw, w, g, ch, N, p.vec);
+      }
 #pragma unroll
       for (int k = 0; k < K; ++k) {
         const int sl = g.slot(ch, k, K), lim = rowwise::valid<V>(sl, n);
-        if (chunks > 1) {
-          cg[k] = rowwise::load_slot<T>(gr, sl, lim, p.vec);
-          cx[k] = rowwise::load_slot<T>(xr, sl, lim, p.vec);
-        }
-        rowwise::Slot wv;
-        if (w) wv = rowwise::load_slot<T>(w, sl, lim, p.vec);
         const rowwise::Slot o = rowwise::make_slot<T>([&](int j) {
           const A gv = rowwise::get<T>(cg[k], j), xh = (rowwise::get<T>(cx[k], j) - mu) * rs;
-          const A gw = w ? gv * rowwise::get<T>(wv, j) : gv;
+          const A gw = w ? gv * rowwise::get<T>(cw[k], j) : gv;
           return rs * (gw - mg - xh * mgx);
         });
         if (fuse) {
@@ -160,6 +157,7 @@ __global__ void __launch_bounds__(rowwise::kMaxTpr)
         }
         rowwise::store_slot<T>(ir, sl, lim, p.vec, o);
       }
+    }
   }
   if (!fuse) return;
   const int64_t grp = (int64_t)blockIdx.x * rpb + g.index;  // every group writes its row (zeros if it had none)

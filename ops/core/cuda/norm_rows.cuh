@@ -24,6 +24,10 @@ constexpr int fwd_warp_slots() { return sizeof(T) == 2 ? 16 : fwd_slots<T>(); }
 // read in the output pass: the same for every row, so cache hits.
 template <class T, int K>
 constexpr bool kPrefetchAffine = sizeof(T) <= 4 && 3 * K * 4 <= 48;
+// slots of weight and bias the output pass loads at a time when they were not prefetched (16
+// registers for the two: no spill at the warp kernel's 16 slots)
+template <int K>
+constexpr int kAffineGroup = K < 2 ? K : 2;
 
 // out = (x - mean) * rstd * w + b (rms: mean = 0, rstd from mean(x^2)); mean/rstd per row
 template <class T, int K, bool kWarp>
@@ -43,23 +47,25 @@ __global__ void VT_ROW_KERNEL_BOUNDS(kWarp)
     const int n = live ? N : 0;
     const T* xr = x + row * N;
     A s = A(0);  // sum of x (layer) or of x^2 (rms); missing elements are 0
-    for (int ch = 0; ch < chunks; ++ch)
+    for (int ch = 0; ch < chunks; ++ch) {
+      rowwise::load_chunk<T, K>(c, xr, g, ch, n, p.vec);
+      if constexpr (kPrefetch) {
+        if (chunks == 1)  // weight and bias in flight during the reductions
 #pragma unroll
-      for (int k = 0; k < K; ++k) {
-        const int sl = g.slot(ch, k, K), lim = rowwise::valid<V>(sl, n);
-        c[k] = rowwise::load_slot<T>(xr, sl, lim, p.vec);
-        if constexpr (kPrefetch) {
-          if (chunks == 1) {  // weight and bias in flight during the reductions
+          for (int k = 0; k < K; ++k) {
+            const int sl = g.slot(ch, k, K), lim = rowwise::valid<V>(sl, n);
             if (w) wv[k] = rowwise::load_slot<T>(w, sl, lim, p.vec);
             if (b) bv[k] = rowwise::load_slot<T>(b, sl, lim, p.vec);
           }
-        }
+      }
+#pragma unroll
+      for (int k = 0; k < K; ++k)
 #pragma unroll
         for (int j = 0; j < V; ++j) {
           const A v = rowwise::get<T>(c[k], j);
           s += rms ? v * v : v;
         }
-      }
+    }
     s = g.sum(s);
     A mu = A(0), var;
     if (rms) {
@@ -67,17 +73,18 @@ __global__ void VT_ROW_KERNEL_BOUNDS(kWarp)
     } else {  // the variance around the mean: a second pass (over registers when the row fits)
       mu = N ? s / (A)N : A(0);
       A q = A(0);
-      for (int ch = 0; ch < chunks; ++ch)
+      for (int ch = 0; ch < chunks; ++ch) {
+        if (chunks > 1) rowwise::load_chunk<T, K>(c, xr, g, ch, n, p.vec);
 #pragma unroll
         for (int k = 0; k < K; ++k) {
-          const int sl = g.slot(ch, k, K), lim = rowwise::valid<V>(sl, n);
-          if (chunks > 1) c[k] = rowwise::load_slot<T>(xr, sl, lim, p.vec);
+          const int lim = rowwise::valid<V>(g.slot(ch, k, K), n);
 #pragma unroll
           for (int j = 0; j < V; ++j) {
             const A d = rowwise::get<T>(c[k], j) - mu;
             q += j < lim ? d * d : A(0);
           }
         }
+      }
       q = g.sum(q);
       var = N ? q / (A)N : A(0);
     }
@@ -87,27 +94,37 @@ __global__ void VT_ROW_KERNEL_BOUNDS(kWarp)
       rstd[row] = rs;
     }
     T* yr = y + row * N;
-    for (int ch = 0; ch < chunks; ++ch)
+    for (int ch = 0; ch < chunks; ++ch) {
+      if (chunks > 1) rowwise::load_chunk<T, K>(c, xr, g, ch, n, p.vec);
+      // weight and bias (unless prefetched) kAffineGroup slots at a time, loaded before they are
+      // used: one cache round trip per group, not per slot
 #pragma unroll
-      for (int k = 0; k < K; ++k) {
-        const int sl = g.slot(ch, k, K), lim = rowwise::valid<V>(sl, n);
-        if (chunks > 1) c[k] = rowwise::load_slot<T>(xr, sl, lim, p.vec);
-        rowwise::Slot wk, bk;
-        if (kPrefetch && chunks == 1) {
-          wk = wv[kPrefetch ? k : 0];
-          bk = bv[kPrefetch ? k : 0];
-        } else {
-          if (w) wk = rowwise::load_slot<T>(w, sl, lim, p.vec);
-          if (b) bk = rowwise::load_slot<T>(b, sl, lim, p.vec);
+      for (int k0 = 0; k0 < K; k0 += kAffineGroup<K>) {
+        rowwise::Slot wk[kAffineGroup<K>], bk[kAffineGroup<K>];
+#pragma unroll
+        for (int i = 0; i < kAffineGroup<K>; ++i) {
+          const int k = k0 + i, sl = g.slot(ch, k, K), lim = rowwise::valid<V>(sl, n);
+          if (kPrefetch && chunks == 1) {
+            wk[i] = wv[kPrefetch ? k : 0];
+            bk[i] = bv[kPrefetch ? k : 0];
+          } else {
+            if (w) wk[i] = rowwise::load_slot<T>(w, sl, lim, p.vec);
+            if (b) bk[i] = rowwise::load_slot<T>(b, sl, lim, p.vec);
+          }
         }
-        const rowwise::Slot o = rowwise::make_slot<T>([&](int j) {
-          A v = (rowwise::get<T>(c[k], j) - mu) * rs;
-          if (w) v = v * rowwise::get<T>(wk, j);
-          if (b) v = v + rowwise::get<T>(bk, j);
-          return v;
-        });
-        rowwise::store_slot<T>(yr, sl, lim, p.vec, o);
+#pragma unroll
+        for (int i = 0; i < kAffineGroup<K>; ++i) {
+          const int k = k0 + i, sl = g.slot(ch, k, K), lim = rowwise::valid<V>(sl, n);
+          const rowwise::Slot o = rowwise::make_slot<T>([&](int j) {
+            A v = (rowwise::get<T>(c[k], j) - mu) * rs;
+            if (w) v = v * rowwise::get<T>(wk[i], j);
+            if (b) v = v + rowwise::get<T>(bk[i], j);
+            return v;
+          });
+          rowwise::store_slot<T>(yr, sl, lim, p.vec, o);
+        }
       }
+    }
   }
 }
 

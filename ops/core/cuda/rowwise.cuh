@@ -204,6 +204,32 @@ __device__ __forceinline__ Slot load_slot(const T* row, int s, int lim, bool vec
   return r;
 }
 
+// The K slots of chunk ch of a row of n elements, all loads issued before any is used: a kernel
+// that loads slot k and uses it before loading slot k + 1 waits one memory latency per slot (the
+// loads sit in branches, which ptxas does not schedule across). For vec rows each load is one
+// predicated 16-byte access; missing slots are 0.
+template <class T, int K, class G>
+__device__ __forceinline__ void load_chunk(Slot (&c)[K], const T* row, const G& g, int ch, int n, bool vec) {
+  constexpr int V = width<T>();
+  if (vec) {
+#pragma unroll
+    for (int k = 0; k < K; ++k) {
+      const int s = g.slot(ch, k, K);
+      c[k] = Slot{{0u, 0u, 0u, 0u}};
+      if (valid<V>(s, n) >= V) {
+        const uint4 u = reinterpret_cast<const uint4*>(row)[s];
+        c[k] = Slot{{u.x, u.y, u.z, u.w}};
+      }
+    }
+  } else {
+#pragma unroll
+    for (int k = 0; k < K; ++k) {
+      const int s = g.slot(ch, k, K);
+      c[k] = load_slot<T>(row, s, valid<V>(s, n), false);
+    }
+  }
+}
+
 template <class T>
 __device__ __forceinline__ void store_slot(T* row, int s, int lim, bool vec, const Slot& v) {
   constexpr int V = width<T>();

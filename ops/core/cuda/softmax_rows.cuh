@@ -13,14 +13,14 @@ using rowwise::acc_t;
 
 // 16-byte slots per thread. Block kernels: the forward keeps 128 bytes of a row in registers (64 of
 // float64, whose registers would spill), the backward 64 bytes of each of its two rows. Warp
-// kernels: the forward as the block kernel (rows of up to 1024 float32 elements) except that
-// 16-bit rows keep 256 bytes per lane (up to 4096 elements; 122 registers, no spill with ptxas
-// 13.0 for sm_90; float32 at 16 slots spills), the backward 128 bytes of each of its two rows (rows
-// of up to 1024 float32 / 2048 16-bit elements; 105 registers).
+// kernels: the forward as the block kernel (rows of up to 1024 float32 / 2048 16-bit elements; at
+// 16 slots, with every load of a chunk in flight before the first use, 16-bit rows spilled 316
+// bytes with ptxas 13.0 for sm_90), the backward 128 bytes of each of its two rows (rows of up to
+// 1024 float32 / 2048 16-bit elements; 108 registers).
 template <class T>
 constexpr int fwd_slots() { return sizeof(T) == 8 ? 4 : 8; }
 template <class T>
-constexpr int fwd_warp_slots() { return sizeof(T) == 2 ? 16 : fwd_slots<T>(); }
+constexpr int fwd_warp_slots() { return fwd_slots<T>(); }
 constexpr int kBwdSlots = 4, kBwdWarpSlots = 8;
 
 // y = exp(x - m) / s, or x - (m + log s), with m the row max and s the sum of exp(x - m): three
@@ -40,41 +40,44 @@ __global__ void VT_ROW_KERNEL_BOUNDS(kWarp)
     const int64_t off = (live ? r0 + g.index : 0) * (int64_t)N;
     const T* xr = x + off;
     A m = A(-INFINITY);
-    for (int ch = 0; ch < chunks; ++ch)
+    for (int ch = 0; ch < chunks; ++ch) {
+      rowwise::load_chunk<T, K>(c, xr, g, ch, n, p.vec);
 #pragma unroll
       for (int k = 0; k < K; ++k) {
-        const int s = g.slot(ch, k, K), lim = rowwise::valid<V>(s, n);
-        c[k] = rowwise::load_slot<T>(xr, s, lim, p.vec);
+        const int lim = rowwise::valid<V>(g.slot(ch, k, K), n);
 #pragma unroll
         for (int j = 0; j < V; ++j) m = vt::cuda::Max{}(m, j < lim ? rowwise::get<T>(c[k], j) : A(-INFINITY));
       }
+    }
     m = g.max(m);
     A sum = A(0);
-    for (int ch = 0; ch < chunks; ++ch)
+    for (int ch = 0; ch < chunks; ++ch) {
+      if (chunks > 1) rowwise::load_chunk<T, K>(c, xr, g, ch, n, p.vec);
 #pragma unroll
       for (int k = 0; k < K; ++k) {
-        const int s = g.slot(ch, k, K), lim = rowwise::valid<V>(s, n);
-        if (chunks > 1) c[k] = rowwise::load_slot<T>(xr, s, lim, p.vec);
+        const int lim = rowwise::valid<V>(g.slot(ch, k, K), n);
 #pragma unroll
         for (int j = 0; j < V; ++j) {  // selects, not branches
           const A e = rowwise::fexp(rowwise::get<T>(c[k], j) - m);
           sum += j < lim ? e : A(0);
         }
       }
+    }
     sum = g.sum(sum);
     const A inv = A(1) / sum, shift = m + rowwise::flog(sum);
     T* yr = y + off;
-    for (int ch = 0; ch < chunks; ++ch)
+    for (int ch = 0; ch < chunks; ++ch) {
+      if (chunks > 1) rowwise::load_chunk<T, K>(c, xr, g, ch, n, p.vec);
 #pragma unroll
       for (int k = 0; k < K; ++k) {
         const int s = g.slot(ch, k, K), lim = rowwise::valid<V>(s, n);
-        if (chunks > 1) c[k] = rowwise::load_slot<T>(xr, s, lim, p.vec);
         const rowwise::Slot o = rowwise::make_slot<T>([&](int j) {
           const A v = rowwise::get<T>(c[k], j);
           return log ? v - shift : rowwise::fexp(v - m) * inv;
         });
         rowwise::store_slot<T>(yr, s, lim, p.vec, o);
       }
+    }
   }
 }
 
@@ -94,34 +97,34 @@ __global__ void VT_ROW_KERNEL_BOUNDS(kWarp)
     const int64_t off = (live ? r0 + g.index : 0) * (int64_t)N;
     const T *gr = go + off, *yr = y + off;
     A s = A(0);  // missing elements load as 0 and add nothing
-    for (int ch = 0; ch < chunks; ++ch)
+    for (int ch = 0; ch < chunks; ++ch) {
+      rowwise::load_chunk<T, K>(cg, gr, g, ch, n, p.vec);
+      rowwise::load_chunk<T, K>(cy, yr, g, ch, n, p.vec);
 #pragma unroll
-      for (int k = 0; k < K; ++k) {
-        const int sl = g.slot(ch, k, K), lim = rowwise::valid<V>(sl, n);
-        cg[k] = rowwise::load_slot<T>(gr, sl, lim, p.vec);
-        cy[k] = rowwise::load_slot<T>(yr, sl, lim, p.vec);
+      for (int k = 0; k < K; ++k)
 #pragma unroll
         for (int j = 0; j < V; ++j) {
           const A a = rowwise::get<T>(cg[k], j);
           s += log ? a : a * rowwise::get<T>(cy[k], j);
         }
-      }
+    }
     s = g.sum(s);
     T* ir = gi + off;
-    for (int ch = 0; ch < chunks; ++ch)
+    for (int ch = 0; ch < chunks; ++ch) {
+      if (chunks > 1) {
+        rowwise::load_chunk<T, K>(cg, gr, g, ch, n, p.vec);
+        rowwise::load_chunk<T, K>(cy, yr, g, ch, n, p.vec);
+      }
 #pragma unroll
       for (int k = 0; k < K; ++k) {
         const int sl = g.slot(ch, k, K), lim = rowwise::valid<V>(sl, n);
-        if (chunks > 1) {
-          cg[k] = rowwise::load_slot<T>(gr, sl, lim, p.vec);
-          cy[k] = rowwise::load_slot<T>(yr, sl, lim, p.vec);
-        }
         const rowwise::Slot o = rowwise::make_slot<T>([&](int j) {
           const A a = rowwise::get<T>(cg[k], j), b = rowwise::get<T>(cy[k], j);
           return log ? a - rowwise::fexp(b) * s : b * (a - s);
         });
         rowwise::store_slot<T>(ir, sl, lim, p.vec, o);
       }
+    }
   }
 }
 
