@@ -73,6 +73,53 @@ __device__ __forceinline__ A lse_of(const rowwise::LSE<A>& st, int64_t C) {
 }
 
 // ---- forward ------------------------------------------------------------------------------------
+// exp(v - m) as the MUFU's flush-to-zero 2^x of (v - m) log2 e (results below 2^-126 are 0; the
+// non-ftz form adds a range fix-up of several instructions per element)
+constexpr float kLog2e = 1.4426950408889634f;
+__device__ __forceinline__ float exp_from(float v, float m) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"((v - m) * kLog2e));
+  return y;
+}
+__device__ __forceinline__ double exp_from(double v, double m) { return exp(v - m); }
+
+// Folds chunk ch (K slots in c) of a row of n logits into st. kWhole: slots are whole or absent
+// (vec rows), so a slot's mask covers its V elements. The max ignores NaN (fmax); a NaN logit
+// still makes the sum, and so lse and the loss, NaN.
+template <class T, int K, bool kWhole>
+__device__ __forceinline__ void chunk_lse(rowwise::LSE<acc_t<T>>& st, const rowwise::Slot (&c)[K],
+                                          const rowwise::Group& g, int ch, int n) {
+  constexpr int V = rowwise::width<T>();
+  using A = acc_t<T>;
+  int lim[K];
+  A cm = A(-INFINITY);
+#pragma unroll
+  for (int k = 0; k < K; ++k) {
+    lim[k] = rowwise::valid<V>(g.slot(ch, k, K), n);
+    A km = A(-INFINITY);
+#pragma unroll
+    for (int j = 0; j < V; ++j) {
+      const A v = rowwise::get<T>(c[k], j);
+      km = fmax(km, kWhole || j < lim[k] ? v : A(-INFINITY));
+    }
+    cm = fmax(cm, kWhole && lim[k] <= 0 ? A(-INFINITY) : km);
+  }
+  st.add(cm, [&](A nm) {
+    A sum = A(0);
+#pragma unroll
+    for (int k = 0; k < K; ++k) {
+      A ks = A(0);
+#pragma unroll
+      for (int j = 0; j < V; ++j) {
+        const A e = exp_from(rowwise::get<T>(c[k], j), nm);
+        ks += kWhole || j < lim[k] ? e : A(0);
+      }
+      sum += kWhole && lim[k] <= 0 ? A(0) : ks;
+    }
+    return sum;
+  });
+}
+
 // One row group per position (inner == 1). Writes lse[p] and the loss: loss_none[p] ('none') or
 // per[p] (to be reduced).
 template <class T, int K>
@@ -83,6 +130,7 @@ __global__ void __launch_bounds__(rowwise::kMaxTpr)
   using A = acc_t<T>;
   const rowwise::Group g(p.tpr);
   const int rpb = p.rows_per_block(), chunks = (int)p.chunks;
+  const bool smooth = q.eps != 0.0;
   for (int64_t r0 = (int64_t)blockIdx.x * rpb; r0 < P; r0 += (int64_t)gridDim.x * rpb) {
     const bool live = r0 + g.index < P;
     const int64_t row = live ? r0 + g.index : 0;
@@ -92,36 +140,19 @@ __global__ void __launch_bounds__(rowwise::kMaxTpr)
     A sx = A(0);
     for (int ch = 0; ch < chunks; ++ch) {
       rowwise::Slot c[K];
-      int lim[K];
-      A cm = A(-INFINITY);
-#pragma unroll
-      for (int k = 0; k < K; ++k) {
-        const int s = g.slot(ch, k, K);
-        lim[k] = rowwise::valid<V>(s, n);
-        c[k] = rowwise::load_slot<T>(xr, s, lim[k], p.vec);
-      }
-#pragma unroll
-      for (int k = 0; k < K; ++k)
-#pragma unroll
-        for (int j = 0; j < V; ++j) {
-          const A v = rowwise::get<T>(c[k], j);
-          sx += v;  // missing elements are 0
-          cm = vt::cuda::Max{}(cm, j < lim[k] ? v : A(-INFINITY));
-        }
-      st.add(cm, [&](A nm) {
-        A sum = A(0);
+      rowwise::load_chunk<T, K>(c, xr, g, ch, n, p.vec);
+      if (smooth)  // the logits' sum (label smoothing only); missing elements are 0
 #pragma unroll
         for (int k = 0; k < K; ++k)
 #pragma unroll
-          for (int j = 0; j < V; ++j) {
-            const A e = rowwise::fexp(rowwise::get<T>(c[k], j) - nm);
-            sum += j < lim[k] ? e : A(0);
-          }
-        return sum;
-      });
+          for (int j = 0; j < V; ++j) sx += rowwise::get<T>(c[k], j);
+      // vec rows hold whole slots or none: one mask per slot, not per element (the per-element
+      // masks and NaN-propagating max were most of this loop's instructions)
+      if (p.vec) chunk_lse<T, K, true>(st, c, g, ch, n);
+      else chunk_lse<T, K, false>(st, c, g, ch, n);
     }
     st.combine(g);
-    if (q.eps != 0.0) sx = g.sum(sx);
+    if (smooth) sx = g.sum(sx);
     if (live && g.lane == 0) {
       const A l = lse_of(st, C);
       const int64_t t = tgt[row];
