@@ -73,16 +73,6 @@ __device__ __forceinline__ A lse_of(const rowwise::LSE<A>& st, int64_t C) {
 }
 
 // ---- forward ------------------------------------------------------------------------------------
-// exp(v - m) as the MUFU's flush-to-zero 2^x of (v - m) log2 e (results below 2^-126 are 0; the
-// non-ftz form adds a range fix-up of several instructions per element)
-constexpr float kLog2e = 1.4426950408889634f;
-__device__ __forceinline__ float exp_from(float v, float m) {
-  float y;
-  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"((v - m) * kLog2e));
-  return y;
-}
-__device__ __forceinline__ double exp_from(double v, double m) { return exp(v - m); }
-
 // Folds chunk ch (K slots in c) of a row of n logits into st. kWhole: slots are whole or absent
 // (vec rows), so a slot's mask covers its V elements. The max ignores NaN (fmax); a NaN logit
 // still makes the sum, and so lse and the loss, NaN.
@@ -111,7 +101,7 @@ __device__ __forceinline__ void chunk_lse(rowwise::LSE<acc_t<T>>& st, const roww
       A ks = A(0);
 #pragma unroll
       for (int j = 0; j < V; ++j) {
-        const A e = exp_from(rowwise::get<T>(c[k], j), nm);
+        const A e = rowwise::fexp(rowwise::get<T>(c[k], j) - nm);
         ks += kWhole || j < lim[k] ? e : A(0);
       }
       sum += kWhole && lim[k] <= 0 ? A(0) : ks;
