@@ -123,13 +123,36 @@ def as_tensor(data, dtype=None, device=None) -> Tensor:
     return tensor(data, dtype, device)
 
 
-def empty(*size, dtype=None, device=None) -> Tensor:
+# (dtype, device) as passed to empty -> the runtime's structs for them: one dict lookup per call on
+# the hot path instead of parsing both (alloc + free from Python is a goal of its own)
+_empty_structs: dict = {}
+_vtrt_empty = lib.vtrt_empty
+_new = object.__new__
+
+
+def _structs_for(dtype, device):
     d = T.get_dtype(dtype) if dtype is not None else T.float32
-    s = _size(size)
-    h = lib.vtrt_empty(s, len(s), d._vt(), _dev(device)._vt())
+    structs = (d._vt(), _dev(device)._vt())
+    try:
+        _empty_structs[dtype, device] = structs
+    except TypeError:  # an unhashable device spec: parsed every time
+        pass
+    return structs
+
+
+def empty(*size, dtype=None, device=None) -> Tensor:
+    try:
+        dt, dv = _empty_structs[dtype, device]
+    except (KeyError, TypeError):
+        dt, dv = _structs_for(dtype, device)
+    if len(size) != 1 or type(size[0]) is not int:
+        size = _size(size)
+    h = _vtrt_empty(size, len(size), dt, dv)
     if h == _NULL:
         raise error()
-    return _wrap(h)
+    t = _new(Tensor)
+    t._h = h
+    return t
 
 
 def zeros(*size, dtype=None, device=None) -> Tensor:
