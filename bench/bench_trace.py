@@ -45,7 +45,7 @@ HARNESS = r"""
 typedef void (*set_fn)(int32_t, int64_t);
 typedef int64_t (*take_fn)(void*, int64_t);
 typedef vt_status (*tune_fn)(vt_op*, int32_t, const vt_dtype*, const int32_t*, const int64_t*,
-                             int32_t, const char*);
+                             int32_t, const vt_value*, int32_t, const char*);
 
 static double now(void) {
   struct timespec ts;
@@ -63,7 +63,7 @@ int main(int argc, char** argv) {
   set_fn set = (set_fn)dlsym(RTLD_DEFAULT, "vtrt_trace_set_enabled");
   take_fn take = (take_fn)dlsym(RTLD_DEFAULT, "vtrt_trace_take");
   if (trace && !set) { printf("nan\n"); return 0; }  /* a runtime without tracing */
-  static char recs[4096 * 1024];
+  static char recs[4096 * 2048];  /* vtrt_trace_record is about 1.1 KB */
   vt_op* add = vtrt_find_op("core::add");
   int64_t one = 1;
   vt_dtype f32 = {2, 32, 1};
@@ -78,7 +78,12 @@ int main(int argc, char** argv) {
     vt_dtype dts[2] = {f32, f32};
     int32_t nd[2] = {1, 1};
     int64_t sz[2] = {1, 1};
-    if (tune(add, 1, dts, nd, sz, 2, "core") != 0) { fprintf(stderr, "%s\n", vtrt_last_error()); return 1; }
+    vt_value args[3];  /* core::add(self, other, alpha=1.0): the tensors, then alpha's value */
+    args[0].tag = VT_TENSOR;
+    args[1].tag = VT_TENSOR;
+    args[2].tag = VT_FLOAT;
+    args[2].v.f = 1.0;
+    if (tune(add, 1, dts, nd, sz, 2, args, 3, "core") != 0) { fprintf(stderr, "%s\n", vtrt_last_error()); return 1; }
   }
   for (long i = 0; i < 1000; ++i) vtrt_release(vtrt_call_tt(add, a, b));
   for (int r = 0; r < reps; ++r) {

@@ -14,8 +14,8 @@ tuning does; the user's cache is not touched), then the priority choice and the 
 timed back to back, each pinned, with CUDA events (bench/_timing.py: median of bursts after a
 warm-up). priority/tuned above 1 is what tuning buys; where both are one provider it is 1 by
 definition and timed once. Where they differ, max |tuned - priority| / max |priority| of the outputs
-is shown too. tune keys its table by shape bucket and dtype only (not by causal): causal and
-non-causal are tuned apart here, which a cached table cannot tell apart.
+is shown too. causal and non-causal are tuned apart (tune keys its table by shape bucket and the
+call's other arguments, causal among them).
 Without a GPU it says so and exits 0. --device cpu runs the same code on cpu (host timer; for
 checking the script, not a measurement of the issue).
 """

@@ -1,6 +1,7 @@
 """`vt-ops tune OP`: time every provider of an op per shape and keep the winners (docs/TRACE.md).
 
     vt-ops tune attention::sdpa --shapes 1x8x256x64 --dtype float32
+    vt-ops tune attention::sdpa --shapes 1x8x256x64 --arg causal=True   # its own entry
     vt-ops tune core::matmul --shapes 64x64,64x64 --shapes 512x512,512x512
     vt-ops tune attention::sdpa --from-trace calls.json     # a vt.ops.trace's to_json file
     vt-ops tune --list                                     # the cache's entries
@@ -50,7 +51,8 @@ def _parse_case(text: str) -> list:
 @click.option("--clear", is_flag=True, help="Remove the cache's entries (of OP, or all) and exit.")
 def tune(op, cases, dtypes, device, trace_file, args, min_time, cache, dry_run, list_, clear):
     """Time every provider of OP on the given shapes and store the fastest per shape bucket
-    (sizes rounded up to powers of two); dispatch then uses it unless a provider is pinned."""
+    (sizes rounded up to powers of two) and options (the other arguments: --arg, or each traced
+    call's own); dispatch then uses it unless a provider is pinned."""
     import ast
 
     try:
@@ -60,10 +62,19 @@ def tune(op, cases, dtypes, device, trace_file, args, min_time, cache, dry_run, 
         raise click.ClickException(f"cannot import vibetensor: {e}")
     path = cache or _tune.cache_path()
     if list_:
-        for e in _tune.entries(path):
+        reason = _tune.ignored_reason(path)
+        if reason:
+            click.echo(f"note: {reason}")
+        import warnings
+        with warnings.catch_warnings():  # the note above says it once
+            warnings.simplefilter("ignore", RuntimeWarning)
+            listed = _tune.entries(path)
+        for e in listed:
             if op and e["op"] != op:
                 continue
             shapes = " ".join(f"{d}{s}" for d, s in e["bucket"])
+            if e["options"]:
+                shapes += f"  {_tune.describe_options(e['options'])}"
             times = ", ".join(f"{p} {t:.1f}us" for p, t in sorted(e.get("times_us", {}).items(),
                                                                  key=lambda kv: kv[1]))
             click.echo(f"{e['op']}  {e['device']} ({e['device_name']})  {shapes}  -> "
@@ -102,7 +113,8 @@ def tune(op, cases, dtypes, device, trace_file, args, min_time, cache, dry_run, 
         raise click.ClickException(str(e)) from None
     for r in results:
         shapes = " ".join(f"{d}{list(s)}" for d, s in zip(r.dtypes, r.shapes))
-        click.echo(f"{r.op} {shapes} on {r.device}")
+        opts = f" {_tune.describe_options(r.options)}" if r.options else ""
+        click.echo(f"{r.op} {shapes}{opts} on {r.device}")
         for p, t in sorted(r.times_us.items(), key=lambda kv: kv[1]):
             mark = "  <- tuned" if p == r.winner else ""
             prio = "  (priority choice)" if p == r.priority_choice else ""

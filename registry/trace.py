@@ -9,6 +9,9 @@
 `VT_TRACE=1` traces the whole process and prints the summary to stderr at exit (or writes it to
 VT_TRACE_FILE; VT_TRACE=json / VT_TRACE=chrome write that format there instead).
 
+A record also keeps the call's non-tensor arguments (`options`: name -> value, defaults filled
+in), which is what `vt.ops.tune(op, trace=t)` replays besides the shapes.
+
 The runtime does the recording (runtime/src/trace.cpp): while any trace is open every call,
 including the calls ops make through the host (depth 1, 2, ...), appends a fixed-size C record to
 one buffer; this module drains that buffer only when a trace is entered, left or read, so tracing
@@ -19,6 +22,7 @@ from __future__ import annotations
 import atexit
 import json
 import os
+import struct
 import sys
 import threading
 import time
@@ -26,7 +30,7 @@ import time
 import numpy as np
 
 from vibetensor.runtime import dtypes as _types
-from vibetensor.runtime import ffi, lib
+from vibetensor.runtime import BOOL, DEVICE, DTYPE, FLOAT, INT, INTS, NONE, STR, ffi, lib
 
 from . import loader
 
@@ -49,7 +53,8 @@ class Record:
     """One op call. Times are in nanoseconds of the monotonic clock (time.perf_counter_ns)."""
 
     __slots__ = ("op", "provider", "pack", "pack_version", "pack_sha256", "reason", "declined",
-                 "device", "dtypes", "shapes", "depth", "status", "start_ns", "end_ns", "thread")
+                 "device", "dtypes", "shapes", "options", "depth", "status", "start_ns", "end_ns",
+                 "thread")
 
     @property
     def duration_us(self) -> float:
@@ -72,6 +77,13 @@ class Record:
                 f"{self.duration_us:.1f} us depth {self.depth}>")
 
 
+# vtrt_trace_option: arg, tag, len, then a 24-byte union (checked against cffi's layout here)
+_OPTION = struct.Struct("<iiq24s")
+_OPTION_SIZE = ffi.sizeof("vtrt_trace_option")
+assert _OPTION_SIZE == _OPTION.size and ffi.offsetof("vtrt_trace_option", "v") == 16
+assert lib.VTRT_TRACE_STR == 24 and lib.VTRT_TRACE_INTS == 3
+
+
 def _record_dtype() -> np.dtype:
     """vtrt_trace_record as a numpy structured dtype (offsets from cffi, so they match the C
     compiler's layout): a drained chunk is one copy, and grouping is vectorised."""
@@ -85,7 +97,9 @@ def _record_dtype() -> np.dtype:
               ("dev_type", "<i4", "device"), ("start_ns", "<i8", "start_ns"),
               ("end_ns", "<i8", "end_ns"), ("thread", "<u8", "thread"),
               ("ntensors", "<i4", "ntensors"), ("dtypes", (dt, (K,)), "dtypes"),
-              ("ndims", ("<i4", (K,)), "ndims"), ("sizes", ("<i8", (K, D)), "sizes")]
+              ("ndims", ("<i4", (K,)), "ndims"), ("sizes", ("<i8", (K, D)), "sizes"),
+              ("noptions", "<i4", "noptions"),
+              ("options", (f"V{_OPTION_SIZE}", (lib.VTRT_TRACE_OPTIONS,)), "options")]
     names = [f[0] for f in fields] + ["dev_index"]
     formats = [f[1] for f in fields] + ["<i4"]
     offsets = [ffi.offsetof(T, f[2]) for f in fields] + [ffi.offsetof(T, "device") + 4]
@@ -102,6 +116,58 @@ def _op_name(ptr: int) -> str:
     if name is None:
         name = _op_names[ptr] = ffi.string(lib.vtrt_op_name(ffi.cast("vt_op*", ptr))).decode()
     return name
+
+
+_arg_names: dict = {}  # (vt_op* as an int, loader generation) -> the schema's argument names
+
+
+def _arg_name(ptr: int, i: int) -> str:
+    key = (ptr, loader.generation[0])
+    names = _arg_names.get(key)
+    if names is None:
+        h = ffi.cast("vt_op*", ptr)
+        info = ffi.new("vtrt_arg_info*")
+        names = []
+        for j in range(lib.vtrt_op_num_args(h)):
+            lib.vtrt_op_arg(h, j, info)
+            names.append(ffi.string(info.name).decode())
+        _arg_names[key] = names
+    return names[i] if i < len(names) else f"arg{i}"
+
+
+_CUT = object()  # a value the record kept only part of (a long string or int list)
+
+
+def _option_value(tag: int, length: int, raw: bytes):
+    if tag == NONE:
+        return None
+    if tag in (BOOL, INT):
+        (i,) = struct.unpack_from("<q", raw)
+        return bool(i) if tag == BOOL else i
+    if tag == FLOAT:
+        return struct.unpack_from("<d", raw)[0]
+    if tag == STR:
+        return raw.split(b"\0", 1)[0].decode(errors="replace") if length < len(raw) else _CUT
+    if tag == INTS:
+        k = lib.VTRT_TRACE_INTS
+        return list(struct.unpack_from(f"<{length}q", raw)) if length <= k else _CUT
+    if tag == DTYPE:
+        return _dtype_name(raw[0], raw[1])
+    if tag == DEVICE:
+        kind, index = struct.unpack_from("<ii", raw)
+        return _device_name(kind, index)
+    return _CUT
+
+
+def _options(op_ptr: int, n: int, raw: bytes) -> dict:
+    """name -> value of a record's kept non-tensor arguments (ones kept in part are left out)."""
+    out = {}
+    for j in range(n):
+        arg, tag, length, payload = _OPTION.unpack_from(raw, j * _OPTION_SIZE)
+        v = _option_value(tag, length, payload)
+        if v is not _CUT:
+            out[_arg_name(op_ptr, arg)] = v
+    return out
 
 
 def _pack_info(names) -> dict:
@@ -145,6 +211,11 @@ class _Chunk:
                                            "start_ns", "end_ns", "thread", "ntensors")]
         cols.append(rows["ndims"][:, :nt_max].tolist())
         cols.append(rows["sizes"][:, :nt_max, :nd_max].tolist())
+        no_max = int(rows["noptions"].max(initial=0))
+        stride = no_max * _OPTION_SIZE
+        blob = np.ascontiguousarray(rows["options"][:, :no_max]).tobytes()  # one copy, sliced
+        nopts = rows["noptions"].tolist()
+        parsed: dict = {}  # (op, options' bytes) -> dict: a loop's calls repeat their arguments
         codes = rows["dtypes"]["code"][:, :nt_max].tolist()
         bits = rows["dtypes"]["bits"][:, :nt_max].tolist()
         names: dict = {}
@@ -175,6 +246,12 @@ class _Chunk:
                 dts.append(n)
             rec.dtypes = dts
             rec.shapes = [tuple(sizes[i][:ndims[i]]) for i in range(nt)]
+            no, at = nopts[len(out)], len(out) * stride
+            raw = blob[at:at + no * _OPTION_SIZE]
+            opts = parsed.get((op, raw))
+            if opts is None:
+                opts = parsed[(op, raw)] = _options(op, no, raw)
+            rec.options = dict(opts)
             rec.depth, rec.status, rec.start_ns, rec.end_ns, rec.thread = (depth, status, t0, t1,
                                                                            thread)
             out.append(rec)
@@ -377,6 +454,7 @@ class Trace:
                    "args": {"provider": r.provider, "pack": r.pack, "version": r.pack_version,
                             "reason": r.reason, "declined": r.declined, "device": r.device,
                             "dtypes": r.dtypes, "shapes": [list(s) for s in r.shapes],
+                            "options": r.options,
                             "depth": r.depth, "status": r.status}}
                   for r in self.records]
         _write(path, {"traceEvents": events, "displayTimeUnit": "ns"})

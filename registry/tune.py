@@ -3,13 +3,18 @@
     vt.ops.tune("attention::sdpa", shapes=[[(1, 8, 256, 64)] * 3], dtypes="float32")
     vt.ops.tune("core::matmul", trace=t)      # the shapes a trace saw
 
-The winner is stored per (op, shape bucket, device type and name, hashes of the packs whose
-providers were timed) in a JSON cache: VT_TUNE_CACHE, else $XDG_CACHE_HOME/vibetensor/tuned.json
-(~/.cache/... without XDG_CACHE_HOME). The runtime dispatches a call whose bucket has a winner to
-that provider (trace reason "tuned"), unless the op is pinned with vt.ops.use: pins win.
+The winner is stored per (op, shape bucket, options, device type and name, hashes of the packs
+whose providers were timed) in a JSON cache: VT_TUNE_CACHE, else
+$XDG_CACHE_HOME/vibetensor/tuned.json (~/.cache/... without XDG_CACHE_HOME). The runtime
+dispatches a call whose bucket and options have a winner to that provider (trace reason "tuned"),
+unless the op is pinned with vt.ops.use: pins win.
 
 Shape bucket: each tensor argument's dtype and sizes, every size rounded up to a power of two
-(100 -> 128, 129 -> 256), so one measurement serves nearby shapes. An entry applies only while
+(100 -> 128, 129 -> 256), so one measurement serves nearby shapes. Options: every other argument
+of the call (defaults filled in), as [name, kind, value]: bools, ints, strings, int lists, dtypes
+and device types exactly, None as itself, a float only as "zero" or "nonzero" (a scale must not
+split buckets; dropout_p 0 vs not changes which providers take the call). So a causal and a
+non-causal call of one shape are tuned, and dispatched, separately. An entry applies only while
 every pack it names is loaded with the same library sha256: a rebuilt pack drops its own entries
 and no others. A pack may ship a table, `tuned.json` beside its manifest (same entry format);
 the user's cache wins over it for the same key.
@@ -23,17 +28,23 @@ import platform
 import statistics
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
-from vibetensor.runtime import CPU, CUDA, TENSOR, error, ffi, lib
+from vibetensor.runtime import (BOOL, CPU, CUDA, DEVICE, DTYPE, FLOAT, INT, INTS, META, NONE, STR,
+                                TENSOR, TENSORS, error, ffi, lib)
 from vibetensor.runtime import dtypes as _types
 
 from . import loader
-from .ops import Op, _device_code, providers, use
+from .ops import Op, _box, _device_code, providers, use
 
 PACK_TABLE = "tuned.json"  # a pack's shipped table, beside its manifest.json
-FORMAT = 1
+# 2: entries carry "options" (the call's non-tensor arguments); format 1 keyed by shapes only,
+# which let a causal and a non-causal call share a winner
+FORMAT = 2
 _DEVICE_KINDS = {CPU: "cpu", CUDA: "cuda"}
+_KINDS = {NONE: "none", BOOL: "bool", INT: "int", FLOAT: "float", STR: "str", INTS: "ints",
+          DTYPE: "dtype", DEVICE: "device"}
 
 
 # -- the cache file ---------------------------------------------------------------------------
@@ -56,7 +67,34 @@ def _read_table(path: Path) -> list[dict]:
         raise ValueError(f"tuned table {path} is unreadable: {e}") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("entries"), list):
         raise ValueError(f"tuned table {path}: expected {{\"format\": {FORMAT}, \"entries\": [...]}}")
+    reason = _format_problem(doc, path)
+    if reason:
+        warnings.warn(f"vibetensor: {reason}", RuntimeWarning, stacklevel=3)
+        return []
     return [e for e in doc["entries"] if _valid_entry(e)]
+
+
+def _format_problem(doc: dict, path) -> str | None:
+    """Why a table's entries cannot be used as they are (another format), in one line."""
+    got = doc.get("format")
+    if got == FORMAT:
+        return None
+    what = " (keyed by shapes only, not the calls' other arguments)" if got == 1 else ""
+    return (f"tuned table {path} is format {got!r}{what}; this version reads format {FORMAT}: its "
+            f"{len(doc['entries'])} entries are ignored (re-run `vt-ops tune` to replace them)")
+
+
+def ignored_reason(path=None) -> str | None:
+    """The one-line reason a cache file's entries are all ignored (an older format), or None."""
+    path = Path(path) if path else cache_path()
+    try:
+        with open(path) as f:
+            doc = json.load(f)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(doc, dict) or not isinstance(doc.get("entries"), list):
+        return None
+    return _format_problem(doc, path)
 
 
 def _valid_entry(e) -> bool:
@@ -65,14 +103,16 @@ def _valid_entry(e) -> bool:
                 and e["device"] in ("cpu", "cuda") and isinstance(e["device_name"], str)
                 and isinstance(e["packs"], dict)
                 and all(isinstance(d, str) and all(isinstance(s, int) for s in shape)
-                        for d, shape in e["bucket"]))
+                        for d, shape in e["bucket"])
+                and all(isinstance(name, str) and kind in _KINDS.values()
+                        for name, kind, _ in e["options"]))
     except (KeyError, TypeError, ValueError):
         return False
 
 
 def _entry_key(e: dict) -> tuple:
     return (e["op"], e["device"], e["device_name"], json.dumps(e["bucket"]),
-            json.dumps(e["packs"], sort_keys=True))
+            json.dumps(e["options"]), json.dumps(e["packs"], sort_keys=True))
 
 
 def entries(path=None) -> list[dict]:
@@ -162,19 +202,130 @@ def bucket(dtypes, shapes) -> list:
             for d, shape in zip(dtypes, shapes)]
 
 
-def _set_runtime(op: Op, code: int, bkt: list, provider: str | None) -> None:
+def _is_tensor_arg(a) -> bool:
+    return a.type in (TENSOR, TENSORS)
+
+
+def _values(op: Op, kwargs: dict, keep: list, tensors_given: bool = False):
+    """vt_value[] of one call as the dispatcher holds it, for the key: the non-tensor arguments
+    boxed from kwargs (defaults filled in, the schema's coercions applied, by the same _box as a
+    call), the tensor arguments as placeholders (tag only; the shape bucket describes them). An
+    optional tensor not in kwargs is absent (None), or present when tensors_given (an entry's
+    options name the absent ones as "none")."""
+    args = op.args
+    vals = ffi.new("vt_value[]", max(len(args), 1))
+    keep.append(vals)
+    for i, a in enumerate(args):
+        if _is_tensor_arg(a):
+            if a.name in kwargs:
+                present = kwargs[a.name] is not None
+            else:
+                present = tensors_given or not a.optional
+            if present:
+                vals[i].tag = a.type
+            else:
+                _box(op.name, a, i, None, vals[i], keep)
+            continue
+        if a.name in kwargs:
+            v = kwargs[a.name]
+        elif a.has_default or a.optional:
+            v = a.default
+        else:
+            raise TypeError(f"tune({op.name}): argument '{a.name}' has no default: give it in "
+                            f"kwargs (--arg {a.name}=VALUE): {op.schema}")
+        _box(op.name, a, i, v, vals[i], keep)
+    return vals
+
+
+def _option(name: str, v) -> list:
+    tag = v.tag
+    if tag == BOOL:
+        value = bool(v.v.b)
+    elif tag == INT:
+        value = int(v.v.i)
+    elif tag == FLOAT:
+        value = "zero" if v.v.f == 0.0 else "nonzero"
+    elif tag == STR:
+        value = ffi.string(v.v.s).decode()
+    elif tag == INTS:
+        value = [int(v.v.ints.data[k]) for k in range(v.v.ints.len)]
+    elif tag == DTYPE:
+        value = _types.from_key(v.v.dtype.code, v.v.dtype.bits).name
+    elif tag == DEVICE:
+        value = {CPU: "cpu", CUDA: "cuda", META: "meta"}.get(v.v.device.type, str(v.v.device.type))
+    else:
+        value = None
+    return [name, _KINDS[tag], value]
+
+
+def options(op, kwargs=None) -> list:
+    """The options part of a call's key: [name, kind, value] per non-tensor argument (an absent
+    optional tensor included, as "none"), in schema order, defaults filled in. A float is kept
+    as "zero" or "nonzero" only; every other kind exactly."""
+    o = op if isinstance(op, Op) else Op(str(op))
+    keep: list = []
+    vals = _values(o, dict(kwargs or {}), keep)
+    return [_option(a.name, vals[i]) for i, a in enumerate(o.args)
+            if vals[i].tag not in (TENSOR, TENSORS)]
+
+
+def _option_kwargs(op: Op, opts: list) -> dict:
+    """Values that box to the given options (a "nonzero" float as 1.0: only zero-ness counts)."""
+    names = {a.name for a in op.args}
+    out = {}
+    for name, kind, value in opts:
+        if name not in names:
+            raise ValueError(f"{op.name} has no argument '{name}': {op.schema}")
+        if kind == "float":
+            value = 0.0 if value == "zero" else 1.0
+        out[name] = value
+    for a in op.args:
+        if not _is_tensor_arg(a) and a.name not in out:
+            raise ValueError(f"{op.name}: the options name no value for '{a.name}'")
+    return out
+
+
+def _bucket_arrays(bkt: list, keep: list):
     n = len(bkt)
     dts = ffi.new("vt_dtype[]", max(n, 1))
     nd = ffi.new("int32_t[]", max(n, 1))
-    sizes = [s for _, shape in bkt for s in shape]
-    sz = ffi.new("int64_t[]", sizes or [0])
+    sz = ffi.new("int64_t[]", [s for _, shape in bkt for s in shape] or [0])
+    keep += [dts, nd, sz]
     for i, (d, shape) in enumerate(bkt):
         t = _types.get_dtype(d)
         dts[i].code, dts[i].bits, dts[i].lanes = t.code, t.bits, 1
         nd[i] = len(shape)
-    if lib.vtrt_op_tune_set(op.handle(), code, dts, nd, sz, n,
+    return dts, nd, sz, n
+
+
+def key(op, dtypes, shapes, kwargs=None) -> int:
+    """The runtime's key of a call with tensors of these dtypes and shapes and these non-tensor
+    arguments (vtrt_tune_key): equal keys share a tuned winner."""
+    o = op if isinstance(op, Op) else Op(str(op))
+    keep: list = []
+    vals = _values(o, dict(kwargs or {}), keep)
+    dts, nd, sz, n = _bucket_arrays(bucket(dtypes, shapes), keep)
+    return int(lib.vtrt_tune_key(dts, nd, sz, n, vals, len(o.args)))
+
+
+def _set_runtime(op: Op, code: int, bkt: list, opts: list, provider: str | None) -> None:
+    keep: list = []
+    vals = _values(op, _option_kwargs(op, opts), keep, tensors_given=True)
+    dts, nd, sz, n = _bucket_arrays(bkt, keep)
+    if lib.vtrt_op_tune_set(op.handle(), code, dts, nd, sz, n, vals, len(op.args),
                             provider.encode() if provider else ffi.NULL) != 0:
         raise error()
+
+
+def describe_options(opts: list) -> str:
+    """'causal=True dropout_p=0 scale=None' for printed tables ("!=0": any nonzero float)."""
+    def text(kind, value):
+        if kind == "float":
+            return "0" if value == "zero" else "!=0"
+        if kind == "str":
+            return repr(value)
+        return str(value)
+    return " ".join(f"{name}={text(kind, value)}" for name, kind, value in opts)
 
 
 # -- applying tables to dispatch --------------------------------------------------------------
@@ -208,7 +359,8 @@ def apply(path=None) -> int:
             continue  # a broken table must not break loading packs; tune() reports it
         for e in table:
             if _usable(e, hashes):
-                chosen[(e["op"], e["device"], json.dumps(e["bucket"]))] = e
+                k = (e["op"], e["device"], json.dumps(e["bucket"]), json.dumps(e["options"]))
+                chosen[k] = e
     for name in list(_applied_ops):
         h = lib.vtrt_find_op(name.encode())
         if h != ffi.NULL:
@@ -216,13 +368,15 @@ def apply(path=None) -> int:
     _applied_ops.clear()
     lib.vtrt_clear_error()
     count = 0
-    for (opname, kind, _), e in chosen.items():
+    for (opname, kind, _, _), e in chosen.items():
         if lib.vtrt_find_op(opname.encode()) == ffi.NULL:
             lib.vtrt_clear_error()
             continue
         try:
-            _set_runtime(Op(opname), CPU if kind == "cpu" else CUDA, e["bucket"], e["provider"])
-        except Exception:  # noqa: BLE001 - a provider that is gone: the entry does not apply
+            _set_runtime(Op(opname), CPU if kind == "cpu" else CUDA, e["bucket"], e["options"],
+                         e["provider"])
+        except Exception:  # noqa: BLE001 - a provider that is gone, options the schema does not
+            # have: the entry does not apply
             lib.vtrt_clear_error()
             continue
         _applied_ops.add(opname)
@@ -246,13 +400,14 @@ loader.listeners.append(_on_packs_changed)
 class Result:
     """One tuned case: per-provider median microseconds per call, the winner, its bucket."""
 
-    __slots__ = ("op", "device", "dtypes", "shapes", "bucket", "times_us", "declined", "winner",
-                 "priority_choice")
+    __slots__ = ("op", "device", "dtypes", "shapes", "bucket", "options", "kwargs", "times_us",
+                 "declined", "winner", "priority_choice")
 
     def __repr__(self):
         times = ", ".join(f"{p} {t:.1f} us" for p, t in sorted(self.times_us.items(),
                                                                 key=lambda kv: kv[1]))
-        return (f"<tuned {self.op} {self.dtypes} {[list(s) for s in self.shapes]} on "
+        opts = f" {describe_options(self.options)}" if self.options else ""
+        return (f"<tuned {self.op} {self.dtypes} {[list(s) for s in self.shapes]}{opts} on "
                 f"{self.device}: {self.winner} ({times})>")
 
     def speedup(self) -> float:
@@ -274,22 +429,39 @@ def _random(shape, dtype, device):
     return Op("core::randint")(0, 8, list(shape), dtype, device)
 
 
-def _cases(op: Op, shapes, dtypes, trace, device) -> list[tuple]:
-    """(dtypes, shapes) per case, one per bucket (the first shape seen of each)."""
+def _record_fields(r):
+    if isinstance(r, dict):
+        return r["op"], r["device"], r["dtypes"], r["shapes"], r.get("options")
+    return r.op, r.device, r.dtypes, r.shapes, r.options
+
+
+def _cases(op: Op, shapes, dtypes, trace, device, kwargs: dict) -> list[tuple]:
+    """(dtypes, shapes, call kwargs, options) per case, one per (bucket, options): the first
+    call seen of each. A trace's calls keep their own non-tensor arguments (kwargs override)."""
     required = [a for a in _tensor_args(op) if not a.optional]
+    plain = {a.name for a in op.args if not _is_tensor_arg(a)}
     out = []
     if trace is not None:
         recs = trace.records if hasattr(trace, "records") else trace
+        found = False
         for r in recs:
-            rd = r["device"] if isinstance(r, dict) else r.device
-            name = r["op"] if isinstance(r, dict) else r.op
-            if name == op.name and rd.split(":")[0] == device.type:
-                d = r["dtypes"] if isinstance(r, dict) else r.dtypes
-                s = r["shapes"] if isinstance(r, dict) else r.shapes
-                if len(s) == len(required):  # calls with optional tensors are not replayed
-                    out.append((list(d), [tuple(x) for x in s]))
-        if not out:
+            name, rd, d, s, seen = _record_fields(r)
+            if name != op.name or rd.split(":")[0] != device.type:
+                continue
+            found = True
+            if len(s) != len(required):  # calls with optional tensors are not replayed
+                continue
+            call = dict(seen or {})
+            call.update(kwargs)
+            if seen is not None and not plain <= set(call):
+                continue  # an argument the record kept only in part (a long string or list)
+            out.append((list(d), [tuple(x) for x in s], call))
+        if not found:
             raise ValueError(f"tune({op.name}): the trace has no call of it on {device}")
+        if not out:
+            raise ValueError(f"tune({op.name}): no call of it on {device} in the trace can be "
+                             f"replayed (calls that pass optional tensors, or arguments the "
+                             f"trace kept only in part, are not)")
     if shapes is not None:
         if dtypes is None:
             dtypes = ["float32"]
@@ -305,15 +477,16 @@ def _cases(op: Op, shapes, dtypes, trace, device) -> list[tuple]:
                                  f"{len(case)}: {case}")
             for d in dtypes:
                 dt = _types.get_dtype(d).name
-                out.append(([dt] * len(case), case))
+                out.append(([dt] * len(case), case, dict(kwargs)))
     if trace is None and shapes is None:
         raise ValueError(f"tune({op.name}): give shapes=[...] or trace=...")
-    seen, unique = set(), []
-    for dts, shp in out:
-        key = json.dumps(bucket(dts, shp))
-        if key not in seen:
-            seen.add(key)
-            unique.append((dts, shp))
+    seen_keys, unique = set(), []
+    for dts, shp, call in out:
+        opts = options(op, call)
+        k = json.dumps([bucket(dts, shp), opts])
+        if k not in seen_keys:
+            seen_keys.add(k)
+            unique.append((dts, shp, call, opts))
     return unique
 
 
@@ -345,7 +518,9 @@ def tune(op, shapes=None, dtypes=None, device="cpu", *, trace=None, kwargs=None,
     shapes: a list of cases; a case is one shape per tensor argument of the op (in schema order),
     or one shape for all of them. dtypes: one dtype or a list (each case runs in each). trace: a
     vt.ops.trace (or its JSON records) whose calls of `op` give the cases instead. kwargs: the
-    op's non-tensor arguments (defaults otherwise). A provider that declines a case (raises
+    op's non-tensor arguments (defaults otherwise; with a trace, they override the calls' own).
+    Cases are grouped, and entries keyed, by shape bucket and options (see options()): a causal
+    and a non-causal call are tuned apart. A provider that declines a case (raises
     NotImplementedError) is left out of it. save=False measures without touching the cache.
     """
     o = op if isinstance(op, Op) else Op(str(op))
@@ -362,6 +537,10 @@ def tune(op, shapes=None, dtypes=None, device="cpu", *, trace=None, kwargs=None,
     bad = [k for k in kwargs if k not in names]
     if bad:
         raise TypeError(f"tune({o.name}): unknown argument(s) {bad}: {o.schema}")
+    tensors = [a.name for a in o.args if _is_tensor_arg(a) and kwargs.get(a.name) is not None]
+    if tensors:
+        raise TypeError(f"tune({o.name}): kwargs are the non-tensor arguments; {tensors} are "
+                        f"tensors (their shapes come from shapes= or the trace)")
     if code == CUDA:
         idx = dev.index or 0
 
@@ -377,13 +556,13 @@ def tune(op, shapes=None, dtypes=None, device="cpu", *, trace=None, kwargs=None,
     results, new_entries = [], []
     dname = device_name(dev)
     hashes = _loaded_hashes()
-    for dts, shp in _cases(o, shapes, dtypes, trace, dev):
+    for dts, shp, case_kwargs, opts in _cases(o, shapes, dtypes, trace, dev, kwargs):
         inputs = {n: _random(s, _types.get_dtype(d), dev)
                   for n, d, s in zip(tensor_names, dts, shp)}
-        call_kwargs = {**kwargs, **inputs}
+        call_kwargs = {**case_kwargs, **inputs}
         res = Result()
         res.op, res.device, res.dtypes, res.shapes = o.name, str(dev), dts, shp
-        res.bucket = bucket(dts, shp)
+        res.bucket, res.options, res.kwargs = bucket(dts, shp), opts, case_kwargs
         res.times_us, res.declined, res.priority_choice = {}, {}, priority_choice
         for p in provs:
             with use(o.name, p.name, dev):
@@ -394,13 +573,13 @@ def tune(op, shapes=None, dtypes=None, device="cpu", *, trace=None, kwargs=None,
                     res.declined[p.name] = str(e)
         if not res.times_us:
             raise NotImplementedError(f"tune({o.name}): every provider on {dev} declined "
-                                      f"{dts} {shp}: {res.declined}")
+                                      f"{dts} {shp} {describe_options(opts)}: {res.declined}")
         res.winner = min(res.times_us, key=res.times_us.get)
         results.append(res)
         timed_packs = {p.pack for p in provs if p.name in res.times_us}
         new_entries.append({
             "op": o.name, "device": _DEVICE_KINDS[code], "device_name": dname,
-            "bucket": res.bucket, "provider": res.winner,
+            "bucket": res.bucket, "options": res.options, "provider": res.winner,
             "packs": {name: hashes[name] for name in sorted(timed_packs) if name in hashes},
             "times_us": {k: round(v, 3) for k, v in res.times_us.items()},
             "example_shapes": [list(s) for s in shp],
@@ -413,4 +592,5 @@ def tune(op, shapes=None, dtypes=None, device="cpu", *, trace=None, kwargs=None,
 
 
 __all__ = ["tune", "apply", "clear", "entries", "cache_path", "device_name", "bucket",
-           "bucket_size", "Result", "PACK_TABLE"]
+           "bucket_size", "options", "key", "describe_options", "ignored_reason", "Result",
+           "PACK_TABLE", "FORMAT"]

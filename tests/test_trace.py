@@ -33,8 +33,29 @@ def test_record_fields_priority():
     assert len(r.pack_sha256) == 64
     assert r.device == "cpu" and r.dtypes == ["float64", "float64"] and r.shapes == [(3,), (2, 3)]
     assert r.depth == 0 and r.status == 0 and r.ok
+    assert r.options == {"alpha": 1.0}  # the non-tensor arguments, defaults filled in
     assert 0 < r.end_ns - r.start_ns < 10**9 and r.duration_us > 0
     assert "core::add -> core" in repr(r)
+
+
+def test_record_keeps_the_non_tensor_arguments():
+    """As the dispatcher holds them (an int widened to a float argument, defaults filled in);
+    a string or int list longer than a record keeps is left out rather than shown cut."""
+    x = vt.randn(4)
+    with vt.ops.trace() as t:
+        vt.ops.core.add(x, x, alpha=2)
+        vt.ops.core.gelu(x, approximate="tanh")
+        vt.ones(2, 3, dtype=vt.float64)
+        vt.zeros(1, 1, 1, 1, 1)
+        with pytest.raises(Exception):
+            vt.ops.core.gelu(x, approximate="a-name-longer-than-twenty-three-bytes")
+    got = [(r.op, r.options) for r in top(t.records)]
+    assert got[0] == ("core::add", {"alpha": 2.0})
+    assert got[1] == ("core::gelu", {"approximate": "tanh"})
+    assert got[2][1] == {"size": [2, 3], "dtype": "float64", "device": "cpu"}
+    assert "size" not in got[3][1] and got[3][1]["device"] == "cpu"  # 5 sizes: kept in part
+    assert got[4] == ("core::gelu", {})  # recorded although the call failed
+    assert type(got[0][1]["alpha"]) is float
 
 
 def test_off_outside_trace():
@@ -154,6 +175,7 @@ def test_json_and_chrome_exports(tmp_path):
     rec = next(r for r in doc["records"] if r["depth"] == 0)
     assert rec["op"] == "attention::sdpa" and rec["reason"] == "pin"
     assert rec["shapes"] == [[1, 1, 4, 4]] * 3 and rec["pack_sha256"]
+    assert rec["options"] == {"mask": None, "causal": False, "scale": None, "dropout_p": 0.0}
     assert {g["op"] for g in doc["summary"]} >= {"attention::sdpa", "core::matmul"}
 
     t.to_chrome_trace(tmp_path / "t.trace")
@@ -163,6 +185,7 @@ def test_json_and_chrome_exports(tmp_path):
     assert all(e["ph"] == "X" and e["dur"] >= 0 and isinstance(e["ts"], float) for e in ev)
     parent = next(e for e in ev if e["name"] == "attention::sdpa")
     assert parent["cat"] == "composed" and parent["args"]["reason"] == "pin"
+    assert parent["args"]["options"]["causal"] is False
     inside = [e for e in ev if e["args"]["depth"] == 1]
     assert inside and all(parent["ts"] <= e["ts"] and e["ts"] + e["dur"] <= parent["ts"] +
                           parent["dur"] + 1e-3 for e in inside)
@@ -209,7 +232,7 @@ def test_fallback_when_the_preferred_provider_declines(tmp_path_factory):
         out['summary'] = t.summary()
         # a tuned choice of core for the broadcast bucket: core serves it without asking mine
         tune._set_runtime(vt.ops.Op('core::add'), 1, tune.bucket(['float32'] * 2, [(3,), (2, 3)]),
-                          'core')
+                          tune.options('core::add'), 'core')
         with vt.ops.trace() as t2:
             a + b
             a + a

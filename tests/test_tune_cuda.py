@@ -104,14 +104,17 @@ def sha(pack_name: str) -> str:
 
 
 def check_entries(cache, results, op):
-    """The cache holds one entry per result: this GPU's name, the bucket, the winner, and the
-    hashes of exactly the packs whose providers were timed (a pack that only declined is not
-    named: its rebuild cannot change the ranking)."""
-    by_bucket = {json.dumps(e["bucket"]): e for e in T.entries(cache) if e["op"] == op}
-    assert len(by_bucket) == len(results)
+    """The cache holds one entry per result: this GPU's name, the bucket and options (the
+    defaults here: no kwargs were given), the winner, and the hashes of exactly the packs whose
+    providers were timed (a pack that only declined is not named: its rebuild cannot change the
+    ranking)."""
+    by_key = {json.dumps([e["bucket"], e["options"]]): e for e in T.entries(cache)
+              if e["op"] == op}
+    assert len(by_key) == len(results)
     packs_of = {p.name: p.pack for p in vt.ops.providers(op, DEV)}
     for r in results:
-        e = by_bucket[json.dumps(T.bucket(r.dtypes, r.shapes))]
+        assert r.options == T.options(op)
+        e = by_key[json.dumps([T.bucket(r.dtypes, r.shapes), r.options])]
         assert e["device"] == "cuda" and e["device_name"] == vt.cuda.get_device_name(0)
         assert e["device_name"] == T.device_name(DEV0) and e["provider"] == r.winner
         assert e["packs"] == {packs_of[p]: sha(packs_of[p]) for p in r.times_us}
@@ -170,6 +173,9 @@ def test_tune_sdpa_on_cuda(cache, hopper):
         with vt.ops.use(SDPA, other, DEV):
             assert served(SDPA, call)[0] == (other, "pin", DEV0)
         assert served(SDPA, call)[0] == (r.winner, "tuned", DEV0)
+        # the entries are for non-causal calls: a causal one of the same shape is not steered
+        causal = lambda: vt.ops.attention.sdpa(q, k, v, causal=True)  # noqa: E731
+        assert served(SDPA, causal)[0][1] in ("priority", "fallback")
 
     # same bucket, other shape (200 -> 256, 60 -> 64): tuned; an untuned bucket: priority
     q, k, v = qkv((2, 16, 200, 60), "bfloat16")

@@ -11,6 +11,7 @@
 
 #include "autograd.hpp"
 #include "trace.hpp"
+#include <cstddef>
 #include <cstring>
 #include <memory>
 #include <string_view>
@@ -607,7 +608,10 @@ vt_status call_inner(Op* op, const vt_value* args, int32_t nargs, vt_value* outs
   if (slot < 0)
     return set_error(VT_ERR_VALUE, "[%s] unknown device type %d", s.name.c_str(), device.type);
 
-  if constexpr (kTraced) rec->device = device;
+  if constexpr (kTraced) {
+    rec->device = device;
+    trace_options(rec, full, n);
+  }
 
   Inflight guard;
   const Snapshot* snap = gone ? &gone->snap : op->snap.load(std::memory_order_seq_cst);
@@ -624,7 +628,7 @@ vt_status call_inner(Op* op, const vt_value* args, int32_t nargs, vt_value* outs
   // the meta step then a compute function, or a whole kernel (ABI 1.0 style, or an op whose
   // output shape depends on the data).
   const bool meta_only = meta && (slot == kMetaSlot || (meta->flags & VT_META_COMPLETE));
-  if (snap && snap->any_tuned && !meta_only) {  // a tuned choice for this shape bucket?
+  if (snap && snap->any_tuned && !meta_only) {  // a tuned choice for this bucket and options?
     const auto& table = snap->tuned[slot];
     if (!table.empty()) {
       auto it = table.find(tune_key(full, n));
@@ -751,7 +755,9 @@ vt_status call_inner(Op* op, const vt_value* args, int32_t nargs, vt_value* outs
 vt_status call_traced(Op* op, const vt_value* args, int32_t nargs, vt_value* outs,
                       int32_t nouts) {
   vtrt_trace_record rec;
-  std::memset(&rec, 0, sizeof(rec));
+  // options[] is written up to noptions by trace_options (zeroing all of it would cost every
+  // traced call ~300 bytes of stores for slots few ops use)
+  std::memset(&rec, 0, offsetof(vtrt_trace_record, options));
   rec.op = handle_of(op);
   rec.thread = trace_thread_id();
   if (op) trace_tensors(&rec, args, nargs);
@@ -955,7 +961,7 @@ const char* vtrt_op_pinned(const vt_op* h, int32_t device_type) {
 
 vt_status vtrt_op_tune_set(vt_op* h, int32_t device_type, const vt_dtype* dtypes,
                            const int32_t* ndims, const int64_t* sizes, int32_t ntensors,
-                           const char* provider) {
+                           const vt_value* args, int32_t nargs, const char* provider) {
   Op* op = op_of(h);
   if (!op) return set_error(VT_ERR_VALUE, "tune: null op handle");
   const int slot = device_slot(device_type);
@@ -973,7 +979,22 @@ vt_status vtrt_op_tune_set(vt_op* h, int32_t device_type, const vt_dtype* dtypes
   }
   if (total > 0 && !sizes)
     return set_error(VT_ERR_VALUE, "[%s] tune: sizes missing", op->schema.name.c_str());
-  const uint64_t key = vtrt_tune_key(dtypes, ndims, sizes, ntensors);
+  // the options must describe the call as the dispatcher will hold it: one value per argument
+  const int32_t n = static_cast<int32_t>(op->schema.args.size());
+  if (nargs != n || (n > 0 && !args))
+    return set_error(VT_ERR_VALUE, "[%s] tune: %d argument values given, the schema has %d",
+                     op->schema.name.c_str(), args ? nargs : 0, n);
+  for (int32_t i = 0; i < n; ++i) {
+    const int32_t tag = args[i].tag;
+    if (tag < VT_NONE || tag > VT_TENSORS)
+      return set_error(VT_ERR_VALUE, "[%s] tune: argument %d has tag %d", op->schema.name.c_str(),
+                       i, tag);
+    if ((tag == VT_STR && !args[i].v.s) ||
+        (tag == VT_INTS && args[i].v.ints.len > 0 && !args[i].v.ints.data))
+      return set_error(VT_ERR_VALUE, "[%s] tune: argument %d's value is missing",
+                       op->schema.name.c_str(), i);
+  }
+  const uint64_t key = vtrt_tune_key(dtypes, ndims, sizes, ntensors, args, nargs);
   std::lock_guard<std::mutex> g(registry_mutex());
   if (provider && *provider) {
     std::string names;

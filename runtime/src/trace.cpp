@@ -1,4 +1,4 @@
-// trace.cpp — the trace buffer and the shape-bucket keys of tuned providers (vt/runtime_trace.h).
+// trace.cpp — the trace buffer and the keys of tuned providers (vt/runtime_trace.h).
 //
 // Records go to one buffer under a mutex: tracing is a diagnostic mode, and a short critical
 // section (~20 ns uncontended) keeps records of all threads in one place for Python to drain.
@@ -49,6 +49,47 @@ void add_tensor(Fnv* f, vt_dtype dt, int32_t ndim, const int64_t* sizes) {
   for (int32_t d = 0; d < ndim; ++d) f->add(static_cast<uint64_t>(bucket(sizes[d])));
 }
 
+// The options part of a key: every argument that is not a tensor, with its position (so for two
+// optional tensors, (x, None) and (None, x) have different keys).
+void add_options(Fnv* f, const vt_value* args, int32_t n) {
+  for (int32_t i = 0; i < n; ++i) {
+    const vt_value& a = args[i];
+    if (a.tag == VT_TENSOR || a.tag == VT_TENSORS) continue;
+    f->add((static_cast<uint64_t>(i) << 8) | static_cast<uint8_t>(a.tag));
+    switch (a.tag) {
+      case VT_BOOL:
+        f->add(a.v.b != 0);
+        break;
+      case VT_INT:
+        f->add(static_cast<uint64_t>(a.v.i));
+        break;
+      case VT_FLOAT:  // zero or not: see vtrt_tune_key
+        f->add(a.v.f != 0.0);
+        break;
+      case VT_STR: {
+        uint64_t h = 1469598103934665603ull, len = 0;  // byte-wise FNV-1a
+        for (const char* c = a.v.s ? a.v.s : ""; *c; ++c, ++len)
+          h = (h ^ static_cast<uint8_t>(*c)) * 1099511628211ull;
+        f->add(len);
+        f->add(h);
+        break;
+      }
+      case VT_INTS:
+        f->add(static_cast<uint64_t>(a.v.ints.len));
+        for (int64_t k = 0; k < a.v.ints.len; ++k) f->add(static_cast<uint64_t>(a.v.ints.data[k]));
+        break;
+      case VT_DTYPE:
+        f->add((uint64_t{a.v.dtype.code} << 16) | a.v.dtype.bits);
+        break;
+      case VT_DEVICE:
+        f->add(static_cast<uint64_t>(a.v.device.type));
+        break;
+      default:  // VT_NONE: the tag says it all
+        break;
+    }
+  }
+}
+
 void describe(vtrt_trace_record* r, const vt_tensor* t) {
   const int32_t i = r->ntensors++;
   if (i >= VTRT_TRACE_TENSORS) return;
@@ -93,6 +134,49 @@ void trace_tensors(vtrt_trace_record* r, const vt_value* args, int32_t n) {
   if (r->ntensors > VTRT_TRACE_TENSORS) r->ntensors = VTRT_TRACE_TENSORS;
 }
 
+void trace_options(vtrt_trace_record* r, const vt_value* args, int32_t n) {
+  r->noptions = 0;
+  for (int32_t i = 0; i < n && r->noptions < VTRT_TRACE_OPTIONS; ++i) {
+    const vt_value& a = args[i];
+    if (a.tag == VT_TENSOR || a.tag == VT_TENSORS) continue;
+    vtrt_trace_option& o = r->options[r->noptions++];
+    o.arg = i;
+    o.tag = a.tag;
+    o.len = 0;
+    std::memset(&o.v, 0, sizeof(o.v));
+    switch (a.tag) {
+      case VT_BOOL:
+        o.v.i = a.v.b != 0;
+        break;
+      case VT_INT:
+        o.v.i = a.v.i;
+        break;
+      case VT_FLOAT:
+        o.v.f = a.v.f;
+        break;
+      case VT_STR: {
+        const char* str = a.v.s ? a.v.s : "";
+        o.len = static_cast<int64_t>(std::strlen(str));
+        std::strncpy(o.v.s, str, VTRT_TRACE_STR - 1);
+        break;
+      }
+      case VT_INTS:
+        o.len = a.v.ints.len;
+        for (int64_t k = 0; k < a.v.ints.len && k < VTRT_TRACE_INTS; ++k)
+          o.v.ints[k] = a.v.ints.data[k];
+        break;
+      case VT_DTYPE:
+        o.v.dtype = a.v.dtype;
+        break;
+      case VT_DEVICE:
+        o.v.device = a.v.device;
+        break;
+      default:
+        break;
+    }
+  }
+}
+
 void trace_push(const vtrt_trace_record& r) {
   std::lock_guard<std::mutex> g(trace_mutex());
   auto& b = buffer();
@@ -116,6 +200,7 @@ uint64_t tune_key(const vt_value* args, int32_t n) {
       }
     }
   }
+  add_options(&f, args, n);
   return f.h;
 }
 
@@ -159,12 +244,13 @@ int64_t vtrt_trace_dropped(void) { return g_dropped.load(std::memory_order_relax
 int64_t vtrt_trace_now_ns(void) { return now_ns(); }
 
 uint64_t vtrt_tune_key(const vt_dtype* dtypes, const int32_t* ndims, const int64_t* sizes,
-                       int32_t ntensors) {
+                       int32_t ntensors, const vt_value* args, int32_t nargs) {
   Fnv f;
   for (int32_t i = 0; i < ntensors; ++i) {
     add_tensor(&f, dtypes[i], ndims[i], sizes);
     sizes += ndims[i];
   }
+  if (args) add_options(&f, args, nargs);
   return f.h;
 }
 

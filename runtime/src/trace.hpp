@@ -19,8 +19,11 @@ void trace_push(const vtrt_trace_record& r);
 void trace_copy_name(char (&dst)[VTRT_TRACE_NAME], const char* src);
 // Describes the call's tensor arguments (dtype, ndim, first sizes) in the record.
 void trace_tensors(vtrt_trace_record* r, const vt_value* args, int32_t n);
+// Keeps the call's first non-tensor arguments (as the dispatcher holds them) in the record.
+void trace_options(vtrt_trace_record* r, const vt_value* args, int32_t n);
 
-// The shape-bucket key of a call's tensor arguments (sizes rounded up to powers of two).
+// The tuned-table key of a call: its tensors' shape bucket (sizes rounded up to powers of two)
+// and its other arguments (vtrt_tune_key says how each kind counts).
 uint64_t tune_key(const vt_value* args, int32_t n);
 
 }  // namespace vt
