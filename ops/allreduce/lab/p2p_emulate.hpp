@@ -46,6 +46,31 @@ inline long long clock64() {
 }
 inline void spin_pause() { std::this_thread::yield(); }  // 2 cores, many emulated threads
 
+// The slow-reader case (p2p_emulate.cpp): every thread of rank emu_slow_rank, after each wait it
+// passes in call e, holds on until every peer has finished call e and arrived at call e + 1's start
+// (its block 0's start flag here holds e + 1), then 5 ms more while the peers' other blocks copy
+// call e + 1 in; or 40 ms at most where the peers cannot get there (they wait for this rank later in
+// call e). So the others write call e + 1's data while this rank has yet to read call e's. The
+// kernel calls this hook after every wait; on the GPU it is empty.
+inline std::atomic<int> emu_slow_rank{-1};
+template <class P>
+void emu_after_wait(const P& p, uint32_t e) {
+  if (p.rank != emu_slow_rank.load(std::memory_order_relaxed)) return;
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::milliseconds(40);
+  for (;;) {
+    bool ahead = true;
+    for (int q = 0; q < p.world; ++q)  // flag[block 0][slot 0: start][q]
+      if (q != p.rank && (int32_t)(std::atomic_ref<uint32_t>(p.sig[p.rank]->flag[0][0][q]).load() - (e + 1)) < 0)
+        ahead = false;
+    if (ahead) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      return;
+    }
+    if (std::chrono::steady_clock::now() > give_up) return;
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
+  }
+}
+
 // Flags are published after a random few yields: peers then see them at varied points of their own
 // progress, which explores more interleavings than the scheduler's alone.
 inline void emu_jitter() {

@@ -8,8 +8,10 @@
 // source (tests/test_allreduce_p2p_emulation.py, any world size).
 //
 //   allreduce::p2p_new_group(rank, world_size, device, buffer_bytes, timeout, fallback) -> int
-//       allocates this rank's buffer on `device` (cudaMalloc: Signal | acc | out, zeroed) and an
-//       error word in mapped host memory; fallback: an open nccl group's handle, or -1
+//       allocates this rank's buffer on `device` (cudaMalloc: Signal | acc0 | out0 | acc1 | out1,
+//       zeroed; buffer_bytes is each region's size, the largest piece: the kernel alternates the two
+//       sets by call parity instead of closing each call with a barrier) and an error word in mapped
+//       host memory; fallback: an open nccl group's handle, or -1
 //   allreduce::p2p_handle(group) -> Tensor       uint8 (64,) cpu: the buffer's cudaIpcMemHandle_t
 //   allreduce::p2p_connect(group, handles) -> bool
 //       handles: uint8 (world_size, 64) cpu, every rank's p2p_handle in rank order (vibetensor.
@@ -40,7 +42,7 @@ namespace ar {
 
 struct P2pGroup {
   int32_t rank = 0, world = 0, device = 0;
-  int64_t capacity = 0;                  // bytes of each of the acc and out regions
+  int64_t capacity = 0;                  // bytes of each region (acc and out, of each parity)
   char* base = nullptr;                  // this rank's allocation
   char* peer[p2p::kMaxRanks] = {};       // every rank's allocation as mapped here (own: base)
   uint32_t* error_host = nullptr;        // mapped host memory the kernel writes on a timeout
@@ -86,8 +88,7 @@ void raise_if_failed(const vt::Call& c, const P2pGroup& g) {
   if (code == 0) return;
   const int slot = p2p::error_slot(code);
   const char* where = slot == p2p::kSlotStart ? "the start of a call"
-                      : slot == p2p::kSlotMid ? "the middle of a two-shot call"
-                      : slot == p2p::kSlotEnd ? "the end of a call"
+                      : slot == p2p::kSlotMid ? "the middle of a two-shot or push call"
                                               : "a ring step";
   c.fail(VT_ERR_RUNTIME, "rank %d timed out on the GPU waiting for rank %d at %s (is it stuck, dead, or calling "
          "other collectives than this one?); the process group is unusable now (destroy_process_group() and init "
@@ -132,7 +133,7 @@ VT_KERNEL(p2p_new_group_cpu, "allreduce::p2p_new_group") {
   int khz = 0;
   if (cudaDeviceGetAttribute(&khz, cudaDevAttrClockRate, (int)device) != cudaSuccess || khz <= 0) khz = 2000000;
   g->timeout_cycles = (long long)(timeout * (double)khz * 1000.0);
-  const size_t size = (size_t)(p2p::kSignalBytes + 2 * bytes);
+  const size_t size = (size_t)(p2p::kSignalBytes + 4 * bytes);  // acc, out; twice (call parity)
   cudaError_t e = cudaMalloc(&g->base, size);
   if (e == cudaSuccess) e = cudaMemset(g->base, 0, size);
   if (e == cudaSuccess) e = cudaHostAlloc(&g->error_host, sizeof(uint32_t), cudaHostAllocMapped);
@@ -249,6 +250,7 @@ VT_COMPUTE(all_reduce_p2p, "allreduce::all_reduce_") {
     p.acc[q] = g.peer[q] + p2p::kSignalBytes;
     p.out[q] = g.peer[q] + p2p::kSignalBytes + g.capacity;
   }
+  p.parity_bytes = 2 * g.capacity;  // acc1, out1 follow acc0, out0
   p.rank = g.rank, p.world = g.world, p.op = r == Red::Sum ? p2p::Sum : r == Red::Avg ? p2p::Avg : p2p::Max;
   p.timeout = g.timeout_cycles;
   p.error_host = g.error_dev;
@@ -262,7 +264,7 @@ VT_COMPUTE(all_reduce_p2p, "allreduce::all_reduce_") {
   vt::cuda::dispatch(vt::types<float, vt::bfloat16, vt::half>{}, self->dtype, c.op, [&](auto tag) {
     using T = typename decltype(tag)::type;
     for (int64_t done = 0; done < self->numel; done += per) {
-      const int64_t n = self->numel - done < per ? self->numel - done : per;
+      const int64_t n = self->numel - done < per ? self->numel - done : per;  // every piece a call of the counter
       const p2p::Plan plan = p2p::make_plan(n, (int)es, g.world, p2p::kMaxBlocks, forced);
       p.input = p.output = data + done * es;
       p.n = n;

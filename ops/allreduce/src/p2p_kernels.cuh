@@ -1,12 +1,12 @@
 // p2p_kernels.cuh — the device side of the `p2p` provider: one all-reduce kernel over buffers that
 // every rank of one node maps through CUDA IPC (p2p.cu opens them), in three algorithms:
-//   one-shot  copy in; barrier; every rank reduces all W buffers (rank order) into its output;
-//             barrier. Least latency (2 barriers), W-fold reads: small messages.
+//   one-shot  copy in; barrier; every rank reduces all W buffers (rank order) into its output.
+//             Least latency (1 barrier), W-fold reads: small messages.
 //   two-shot  copy in; barrier; rank r reduces slice r of all buffers into its own buffer; barrier;
-//             every rank gathers the W reduced slices; barrier. Medium messages.
+//             every rank gathers the W reduced slices. Medium messages.
 //   ring      copy in; barrier; W-1 reduce-scatter steps (rank r pulls a segment from its left
 //             neighbour and adds it to its own: the reduce-and-forward) and W-1 all-gather steps
-//             (pulls a finished segment), each gated by a flag the left neighbour set; barrier.
+//             (pulls a finished segment), each gated by a flag the left neighbour set.
 //             Every byte crosses one link once per step: large messages.
 //   push      (two ranks only; their default above 8 MiB) two-shot with remote writes instead of
 //             remote reads: each rank writes the peer's half of its tensor into the peer's buffer
@@ -22,12 +22,29 @@
 // Synchronisation (notes/allocator-graphs-allreduce.md: vLLM's custom all-reduce and its pitfalls):
 // rank r tells peer q "block b reached slot s of call e" by a system-scope release store of e into
 // q's flag[b][s][r]; q waits with system-scope acquire loads of its own memory (local spinning).
-// e is the block's call counter, kept in device memory and bumped by the kernel itself, so a
-// captured CUDA graph replays with fresh epochs and back-to-back calls never mistake an old flag
-// for a new one (flags only grow; compared by signed difference). A wait that spins past
-// `timeout` clock64 cycles writes an error code into the rank's signal area and into host-mapped
-// memory, and the kernel returns: the host raises on its next call instead of hanging; every later
-// kernel of the group sees the error (in device memory: no PCIe read per call) and returns at once.
+// e is the rank's call counter (every launch, so every piece of a long message, is one call), kept
+// in device memory and bumped by the kernel itself, so a captured CUDA graph replays with fresh
+// epochs and back-to-back calls never mistake an old flag for a new one (flags only grow; compared
+// by signed difference). Each block keeps its own copy of the counter (epoch[b]: no block reads a
+// word another block of the same launch writes); the last block also bumps the copies of blocks the
+// launch left out, so all copies stay equal and every block of every rank agrees on e.
+// A wait that spins past `timeout` clock64 cycles writes an error code into the rank's signal area
+// and into host-mapped memory, and the kernel returns: the host raises on its next call instead of
+// hanging; every later kernel of the group sees the error (in device memory: no PCIe read per call)
+// and returns at once.
+//
+// No closing barrier: the buffers alternate by call parity. Every rank has two sets of regions (acc
+// and out, parity 0 and 1), and call e reads and writes, in every rank's buffer, only those of
+// parity e % 2 (copy-in, remote reads, push's remote writes into the peer, the ring's forwarding).
+// A region call e uses is next written by call e + 2 (by any rank). A rank runs call e + 2 only
+// after its call e + 1 kernel has finished (one stream: a rank's kernels run in order), and in
+// that kernel block 0 passed the start barrier, which needs every peer's call e + 1 kernel to have
+// started, so every peer's call e kernel — its reads after its last barrier included — has finished.
+// Kernel boundaries and the release/acquire chain order those reads before the overwrite. Flags:
+// a peer can be at most one call ahead (call e + 1's start needs this rank there), so it may store
+// e + 1 into a flag this rank still waits on for e; the wait takes any value >= e.
+// The cost: 4 regions of buffer_bytes a rank instead of 2 (p2p.cu), and calls of one group must
+// be ordered on the device (one stream, or streams joined by events), as they already had to be.
 //
 // Built two ways: by nvcc for the GPU (p2p.cu), and as host C++ with P2P_EMULATE defined
 // (ops/allreduce/lab/p2p_emulate.cpp: every CUDA thread a std::thread, flags std::atomic_ref with
@@ -43,6 +60,8 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 __device__ __forceinline__ void spin_pause() {}
+template <class P>
+__device__ __forceinline__ void emu_after_wait(const P&, uint32_t) {}  // the emulation's slow-reader hook
 #endif
 #ifdef P2P_EMULATE
 #define P2P_UNROLL
@@ -54,7 +73,9 @@ namespace p2p {
 
 constexpr int kMaxRanks = 16;                        // peers one kernel addresses (one node)
 constexpr int kMaxBlocks = 64;                       // CTAs of one launch at most
-constexpr int kSlotStart = 0, kSlotMid = 1, kSlotEnd = 2, kSlotRing = 3;  // flag slots; ring: 3 + step
+// flag slots (compile-time, so the same on every rank); ring step s uses kSlotRing + s. No closing
+// barrier, so no slot for it (the regions alternate by call parity instead: top of file).
+constexpr int kSlotStart = 0, kSlotMid = 1, kSlotRing = 2;
 constexpr int kSlots = kSlotRing + 2 * kMaxRanks - 2;
 
 enum Algo : int { OneShot = 0, TwoShot = 1, Ring = 2, Push = 3 };
@@ -63,7 +84,7 @@ enum Op : int { Sum = 0, Avg = 1, Max = 2 };  // the reductions p2p takes (other
 // The head of every rank's IPC allocation (zeroed when it is made).
 struct Signal {
   uint32_t flag[kMaxBlocks][kSlots][kMaxRanks];  // written by peers, read by this rank
-  uint32_t epoch[kMaxBlocks];                      // calls block b has made (this rank only)
+  uint32_t epoch[kMaxBlocks];                      // calls this rank has made: one copy per block, all equal
   uint32_t error;                                  // this rank's error_code once a wait gave up
 };
 constexpr int64_t kSignalBytes = (sizeof(Signal) + 4095) / 4096 * 4096;
@@ -75,8 +96,9 @@ inline int error_slot(uint32_t code) { return (int)((code >> 8) & 0xff); }
 
 struct Params {
   Signal* sig[kMaxRanks];  // every rank's signal area, as mapped in this process (own included)
-  char* acc[kMaxRanks];    // every rank's input/reduction region (16-byte aligned)
-  char* out[kMaxRanks];    // every rank's all-gather region (ring)
+  char* acc[kMaxRanks];    // every rank's input/reduction region of parity 0 (16-byte aligned)
+  char* out[kMaxRanks];    // every rank's all-gather region of parity 0 (ring, push)
+  int64_t parity_bytes;    // from a parity-0 region (acc or out, any rank) to its parity-1 twin
   const void* input;       // this rank's tensor (the call is in place: input == output allowed)
   void* output;
   int64_t n;               // elements
@@ -220,6 +242,7 @@ __device__ inline bool barrier_all(const Params& p, int slot, uint32_t e) {
   bool ok = true;
   for (int q = threadIdx.x; q < p.world; q += blockDim.x)
     ok = ok && wait_flag(p, &p.sig[p.rank]->flag[b][slot][q], e, q, slot);
+  emu_after_wait(p, e);
   return !__syncthreads_or(!ok);
 }
 
@@ -234,6 +257,7 @@ __device__ inline bool wait_left(const Params& p, int step, uint32_t e) {
   bool ok = true;
   if (threadIdx.x == 0) ok = wait_flag(p, &p.sig[p.rank]->flag[blockIdx.x][kSlotRing + step][left], e, left,
                                        kSlotRing + step);
+  emu_after_wait(p, e);
   return !__syncthreads_or(!ok);
 }
 
@@ -281,7 +305,11 @@ __global__ void __launch_bounds__(512) all_reduce_kernel(const Params p) {
   const int W = p.world, r = p.rank;
   Signal* me = p.sig[r];
   if (__syncthreads_or(load_error(&me->error) != 0)) return;  // an earlier call gave up: the group is broken
-  const uint32_t e = me->epoch[blockIdx.x] + 1;
+  const uint32_t e = me->epoch[blockIdx.x] + 1;  // this call's number, the same in every block and rank
+  // this call's regions: parity e % 2 of every rank's acc and out (top of file: why that is safe)
+  const int64_t region = (int64_t)(e & 1) * p.parity_bytes;
+  auto acc = [&](int q) { return p.acc[q] + region; };
+  auto out = [&](int q) { return p.out[q] + region; };
   const Plan plan = make_plan(p.n, (int)sizeof(T), W, kMaxBlocks, p.algo);
   const int64_t packs = plan.packs, seg = plan.seg;
   const T* x = static_cast<const T*>(p.input);
@@ -293,11 +321,11 @@ __global__ void __launch_bounds__(512) all_reduce_kernel(const Params p) {
   if (plan.algo == Push) {  // the peer's half of this tensor, written into the peer's buffer
     const int peer = 1 - r;
     move_packs<Pack<T>>(segment(p, packs, seg, peer), [&](int64_t i) { return load_tensor(x, i, p.n, xa); },
-                        [&](int64_t i, const Pack<T>& v) { pack_at<T>(p.acc[peer], i) = v; });
+                        [&](int64_t i, const Pack<T>& v) { pack_at<T>(acc(peer), i) = v; });
   } else {  // copy in: this block's share of every segment
     for (int k = 0; k < (plan.algo == OneShot ? 1 : W); ++k)
       move_packs<Pack<T>>(segment(p, packs, seg, k), [&](int64_t i) { return load_tensor(x, i, p.n, xa); },
-                          [&](int64_t i, const Pack<T>& v) { pack_at<T>(p.acc[r], i) = v; });
+                          [&](int64_t i, const Pack<T>& v) { pack_at<T>(acc(r), i) = v; });
   }
   if (!barrier_all(p, kSlotStart, e)) return;
 
@@ -311,7 +339,7 @@ __global__ void __launch_bounds__(512) all_reduce_kernel(const Params p) {
         Pack<T> v[kUnroll];
         P2P_UNROLL
         for (int u = 0; u < kUnroll; ++u)
-          if (i0 + u * B < s.hi) v[u] = pack_at<T>(p.acc[q], i0 + u * B);
+          if (i0 + u * B < s.hi) v[u] = pack_at<T>(acc(q), i0 + u * B);
         P2P_UNROLL
         for (int u = 0; u < kUnroll; ++u)
           for (int j = 0; j < V; ++j) a[u][j] = q == 0 ? to_f(v[u].v[j]) : combine(p.op, a[u][j], to_f(v[u].v[j]));
@@ -331,11 +359,11 @@ __global__ void __launch_bounds__(512) all_reduce_kernel(const Params p) {
   if (plan.algo == OneShot) {
     reduce_all(segment(p, packs, seg, 0), nullptr);
   } else if (plan.algo == TwoShot) {
-    reduce_all(segment(p, packs, seg, r), p.acc[r]);  // slice r, reduced in place in this rank's buffer
+    reduce_all(segment(p, packs, seg, r), acc(r));  // slice r, reduced in place in this rank's buffer
     if (!barrier_all(p, kSlotMid, e)) return;
     for (int k = 0; k < W; ++k) {
       if (k == r) continue;
-      move_packs<Pack<T>>(segment(p, packs, seg, k), [&](int64_t i) { return pack_at<T>(p.acc[k], i); },
+      move_packs<Pack<T>>(segment(p, packs, seg, k), [&](int64_t i) { return pack_at<T>(acc(k), i); },
                           [&](int64_t i, const Pack<T>& v) { store_tensor(y, i, p.n, ya, v); });
     }
   } else if (plan.algo == Push) {
@@ -346,7 +374,7 @@ __global__ void __launch_bounds__(512) all_reduce_kernel(const Params p) {
     // half r: this rank's tensor combined with what the peer wrote here, in rank order (the same
     // bits as the other algorithms), into the tensor and into the peer's all-gather region
     move_packs<Two>(segment(p, packs, seg, r),
-                    [&](int64_t i) { return Two{load_tensor(x, i, p.n, xa), pack_at<T>(p.acc[r], i)}; },
+                    [&](int64_t i) { return Two{load_tensor(x, i, p.n, xa), pack_at<T>(acc(r), i)}; },
                     [&](int64_t i, const Two& t) {
                       const Pack<T>& first = r == 0 ? t.mine : t.theirs;
                       const Pack<T>& second = r == 0 ? t.theirs : t.mine;
@@ -356,10 +384,10 @@ __global__ void __launch_bounds__(512) all_reduce_kernel(const Params p) {
                         o.v[j] = from_f<T>(p.op == Avg ? v * inv_w : v);
                       }
                       store_tensor(y, i, p.n, ya, o);
-                      pack_at<T>(p.out[peer], i) = o;
+                      pack_at<T>(out(peer), i) = o;
                     });
     if (!barrier_all(p, kSlotMid, e)) return;
-    move_packs<Pack<T>>(segment(p, packs, seg, peer), [&](int64_t i) { return pack_at<T>(p.out[r], i); },
+    move_packs<Pack<T>>(segment(p, packs, seg, peer), [&](int64_t i) { return pack_at<T>(out(r), i); },
                         [&](int64_t i, const Pack<T>& v) { store_tensor(y, i, p.n, ya, v); });
   } else {  // ring
     const int left = (r + W - 1) % W;
@@ -372,7 +400,7 @@ __global__ void __launch_bounds__(512) all_reduce_kernel(const Params p) {
         Pack<T> mine, theirs;
       };
       move_packs<Two>(segment(p, packs, seg, k),
-                      [&](int64_t i) { return Two{pack_at<T>(p.acc[r], i), pack_at<T>(p.acc[left], i)}; },
+                      [&](int64_t i) { return Two{pack_at<T>(acc(r), i), pack_at<T>(acc(left), i)}; },
                       [&](int64_t i, const Two& t) {
                         Pack<T> o;
                         for (int j = 0; j < V; ++j) {
@@ -381,7 +409,7 @@ __global__ void __launch_bounds__(512) all_reduce_kernel(const Params p) {
                           const float v = combine(p.op, to_f(t.theirs.v[j]), to_f(t.mine.v[j]));
                           o.v[j] = from_f<T>(last && p.op == Avg ? v * inv_w : v);
                         }
-                        pack_at<T>(p.acc[r], i) = o;
+                        pack_at<T>(acc(r), i) = o;
                         if (last) store_tensor(y, i, p.n, ya, o);  // segment r + 1 is final here
                       });
       signal_right(p, s, e);
@@ -392,18 +420,21 @@ __global__ void __launch_bounds__(512) all_reduce_kernel(const Params p) {
       const int step = W - 1 + s;
       if (!wait_left(p, step - 1, e)) return;
       const int k = (r - s + W) % W;
-      const char* src = s == 0 ? p.acc[left] : p.out[left];
+      const char* src = s == 0 ? acc(left) : out(left);
       move_packs<Pack<T>>(segment(p, packs, seg, k), [&](int64_t i) { return reinterpret_cast<const Pack<T>*>(src)[i]; },
                           [&](int64_t i, const Pack<T>& v) {
-                            if (s < W - 2) pack_at<T>(p.out[r], i) = v;  // the right neighbour pulls it next step
+                            if (s < W - 2) pack_at<T>(out(r), i) = v;  // the right neighbour pulls it next step
                             store_tensor(y, i, p.n, ya, v);
                           });
       if (s < W - 2) signal_right(p, step, e);
     }
   }
-  // nobody reads this rank's buffers any more: the next call may overwrite them
-  if (!barrier_all(p, kSlotEnd, e)) return;
+  // No closing barrier: peers may still read this call's regions, which only call e + 2 writes again,
+  // after call e + 1's start barrier (top of file). The call is counted in every block's copy:
+  // blocks this launch left out (a smaller message) get it from the last block.
   if (threadIdx.x == 0) me->epoch[blockIdx.x] = e;
+  if (blockIdx.x == gridDim.x - 1)
+    for (int b = (int)gridDim.x + (int)threadIdx.x; b < kMaxBlocks; b += (int)blockDim.x) me->epoch[b] = e;
 }
 
 }  // namespace p2p
