@@ -47,7 +47,8 @@ DEFAULT_TIMEOUT = datetime.timedelta(minutes=5)
 # bytes of each of a rank's two shm buffers: messages go through in pieces of this size
 # (the segment holds 2 per rank: 32 MiB of /dev/shm for 4 ranks)
 SHM_BUFFER_BYTES = int(os.environ.get("VT_SHM_BUFFER_BYTES", 4 << 20))
-# bytes of each of a rank's four p2p regions on the GPU (acc and out, two of each by call parity): larger all-reduces go in pieces of this size
+# bytes of each of a rank's four p2p regions on the GPU (acc and out, two of each by call
+# parity): larger all-reduces go in pieces of this size
 P2P_BUFFER_BYTES = int(os.environ.get("VT_P2P_BUFFER_BYTES", 32 << 20))
 
 
