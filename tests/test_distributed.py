@@ -190,3 +190,36 @@ def test_under_torchrun(tmp_path):
     p = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", str(script)],
                        capture_output=True, text=True, timeout=120)
     assert p.returncode == 0 and p.stdout.count("RANK done OK") == 2, (p.stdout + p.stderr)[-3000:]
+
+
+def test_exit_with_an_open_p2p_group_waits_for_every_rank(monkeypatch):
+    """Without destroy_process_group, the exit hook of a p2p group syncs the GPU and meets the other
+    ranks at the close barrier (their kernels may still read this rank's buffers); other backends,
+    no group, or a barrier that fails (a dead peer) do not hold the exit."""
+    import vibetensor as vt
+    import vibetensor.distributed as D
+
+    calls = []
+
+    class Group:
+        backend, device, _close_key, _rank, _size, timeout, store = "p2p", "cuda:1", "k/close", 1, 2, 5.0, "S"
+
+    monkeypatch.setattr(vt.cuda, "synchronize", lambda d: calls.append(("sync", d)))
+    monkeypatch.setattr(D, "_store_barrier", lambda *a: calls.append(("barrier",) + a))
+    monkeypatch.setattr(D, "_world", Group())
+    D._finish_at_exit()
+    assert calls == [("sync", "cuda:1"), ("barrier", "S", "k/close", 1, 2, 5.0)]
+
+    calls.clear()
+    Group.backend = "shm"
+    D._finish_at_exit()
+    monkeypatch.setattr(D, "_world", None)
+    D._finish_at_exit()
+    assert calls == []
+
+    def dead_peer(*a):
+        raise TimeoutError("the store waited 60 s")
+    Group.backend = "p2p"
+    monkeypatch.setattr(D, "_world", Group())
+    monkeypatch.setattr(D, "_store_barrier", dead_peer)
+    D._finish_at_exit()  # returns: the exit goes on

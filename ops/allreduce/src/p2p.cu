@@ -1,11 +1,12 @@
 // p2p.cu — the host side of the `p2p` provider: all_reduce_ on CUDA tensors of one node through
 // buffers every rank maps by CUDA IPC, with the kernel of p2p_kernels.cuh (one-shot / two-shot /
-// ring by message size). What it is not: a transport across nodes, or the other collectives (those,
+// ring / push by message size and world size). What it is not: a transport across nodes, or the other collectives (those,
 // and the dtypes/ops p2p does not take, go to the nccl provider on the group's nccl fallback: p2p
 // declines them with VT_ERR_NOT_IMPL and the dispatcher moves on).
 //
-// Tested on 2 H200s (tests/test_distributed_cuda.py) and by host emulation of the kernel's own
-// source (tests/test_allreduce_p2p_emulation.py, any world size).
+// Tested by host emulation of the kernel's own source (tests/test_allreduce_p2p_emulation.py, any
+// world size); the protocol before the parity regions (with a closing barrier) was tested on 2
+// H200s (tests/test_distributed_cuda.py), this one not yet.
 //
 //   allreduce::p2p_new_group(rank, world_size, device, buffer_bytes, timeout, fallback) -> int
 //       allocates this rank's buffer on `device` (cudaMalloc: Signal | acc0 | out0 | acc1 | out1,

@@ -1,5 +1,5 @@
 // p2p_kernels.cuh — the device side of the `p2p` provider: one all-reduce kernel over buffers that
-// every rank of one node maps through CUDA IPC (p2p.cu opens them), in three algorithms:
+// every rank of one node maps through CUDA IPC (p2p.cu opens them), in four algorithms:
 //   one-shot  copy in; barrier; every rank reduces all W buffers (rank order) into its output.
 //             Least latency (1 barrier), W-fold reads: small messages.
 //   two-shot  copy in; barrier; rank r reduces slice r of all buffers into its own buffer; barrier;

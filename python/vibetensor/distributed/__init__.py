@@ -26,6 +26,7 @@ call (run in order on one background thread per group; `wait()` raises what the 
 """
 from __future__ import annotations
 
+import atexit
 import datetime
 import os
 import queue
@@ -167,6 +168,25 @@ class ProcessGroup:
 
 _world: ProcessGroup | None = None
 _inits = [0]  # init_process_group calls in this process: store keys are per init, the same on every rank
+
+
+def _finish_at_exit() -> None:
+    """At interpreter exit with a p2p group still open (no destroy_process_group): the peers'
+    kernels may still be reading this rank's buffers (a call ends without a closing barrier: the
+    regions alternate by call parity), and exiting frees them with the CUDA context. Wait, as
+    close() does, until every rank's work is done; a dead peer or a broken store ends the wait
+    (the store's timeout), it never holds the exit forever."""
+    g = _world
+    if g is None or g.backend != "p2p":
+        return
+    try:
+        vt.cuda.synchronize(g.device)
+        _store_barrier(g.store, g._close_key, g._rank, g._size, g.timeout)
+    except Exception:  # noqa: BLE001 - nothing more to wait for at exit
+        pass
+
+
+atexit.register(_finish_at_exit)
 
 
 def _seconds(timeout) -> float:
