@@ -13,23 +13,19 @@
 # `mkdir -p /tmp/src && tar xf gpu_data/head.tar -C /tmp/src && cp -r .whl /tmp/src && cd /tmp/src && bash bench/gpu_session.sh`.
 set -uo pipefail
 source bench/gpu_build.sh
-# the CUTLASS provider pack, built once for the tests and the matmul benchmark (VT_CUTLASS=0 skips
-# it; its tests then skip). Built outside $OUT: only logs come back.
-if [ "${VT_CUTLASS:-1}" = 1 ]; then
-  start=$(date +%s)
-  vt-ops build ops/matmul_cutlass -o /tmp/vt-cutlass > "$OUT/cutlass_build.log" 2>&1 \
-    && export VT_CUTLASS_PACK="/tmp/vt-cutlass/packs/matmul_cutlass" \
-    || { echo "cutlass pack build failed:"; tail -5 "$OUT/cutlass_build.log"; }
-  echo "cutlass pack build: $(( $(date +%s) - start )) s"
-fi
-# VT_HOPPER=1: the CUTLASS Hopper attention pack too (tests/test_attention_hopper.py, its benchmark)
-if [ "${VT_HOPPER:-0}" = 1 ]; then
-  start=$(date +%s)
-  vt-ops build ops/attention_hopper -o /tmp/vt-hopper > "$OUT/hopper_build.log" 2>&1 \
-    && export VT_ATTN_HOPPER_PACK="/tmp/vt-hopper/packs/attention_hopper" \
-    || { echo "hopper pack build failed:"; tail -5 "$OUT/hopper_build.log"; }
-  echo "hopper pack build: $(( $(date +%s) - start )) s"
-fi
+# build_pack NAME FOLDER VAR: `vt-ops build` ops/FOLDER outside $OUT (only logs come back) and export
+# VAR naming the built pack, for the tests and benchmarks that load it (they skip without it)
+build_pack() {
+  local start=$(date +%s)
+  vt-ops build "ops/$2" -o "/tmp/vt-$1" > "$OUT/$1_build.log" 2>&1 \
+    && export "$3=/tmp/vt-$1/packs/$2" \
+    || { echo "$1 pack build failed:"; tail -5 "$OUT/$1_build.log"; }
+  echo "$1 pack build: $(( $(date +%s) - start )) s"
+}
+# the CUTLASS matmul provider (VT_CUTLASS=0 skips it); VT_HOPPER=1: the CUTLASS Hopper attention
+# pack too (tests/test_attention_hopper.py, its benchmark)
+[ "${VT_CUTLASS:-1}" = 1 ] && build_pack cutlass matmul_cutlass VT_CUTLASS_PACK
+[ "${VT_HOPPER:-0}" = 1 ] && build_pack hopper attention_hopper VT_ATTN_HOPPER_PACK
 sel=("$@")
 [ ${#sel[@]} -eq 0 ] && sel=(tests)
 par=(); python3 -c "import xdist" 2>/dev/null && par=(-n "${VT_TEST_WORKERS:-8}")  # pytest-xdist there

@@ -42,7 +42,8 @@ PACK_TABLE = "tuned.json"  # a pack's shipped table, beside its manifest.json
 # 2: entries carry "options" (the call's non-tensor arguments); format 1 keyed by shapes only,
 # which let a causal and a non-causal call share a winner
 FORMAT = 2
-_DEVICE_KINDS = {CPU: "cpu", CUDA: "cuda"}
+_DEVICE_KINDS = {CPU: "cpu", CUDA: "cuda"}  # the device types tuned tables are kept for
+_DEVICE_NAMES = {**_DEVICE_KINDS, META: "meta"}  # a device argument's type, as an option value
 _KINDS = {NONE: "none", BOOL: "bool", INT: "int", FLOAT: "float", STR: "str", INTS: "ints",
           DTYPE: "dtype", DEVICE: "device"}
 
@@ -57,16 +58,24 @@ def cache_path() -> Path:
     return Path(base) / "vibetensor" / "tuned.json"
 
 
-def _read_table(path: Path) -> list[dict]:
+def _load_doc(path: Path) -> dict | None:
+    """A table file's document ({"format": ..., "entries": [...]}); None when there is no file."""
     try:
         with open(path) as f:
             doc = json.load(f)
     except FileNotFoundError:
-        return []
+        return None
     except (OSError, ValueError) as e:
         raise ValueError(f"tuned table {path} is unreadable: {e}") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("entries"), list):
         raise ValueError(f"tuned table {path}: expected {{\"format\": {FORMAT}, \"entries\": [...]}}")
+    return doc
+
+
+def _read_table(path: Path) -> list[dict]:
+    doc = _load_doc(path)
+    if doc is None:
+        return []
     reason = _format_problem(doc, path)
     if reason:
         warnings.warn(f"vibetensor: {reason}", RuntimeWarning, stacklevel=3)
@@ -88,13 +97,10 @@ def ignored_reason(path=None) -> str | None:
     """The one-line reason a cache file's entries are all ignored (an older format), or None."""
     path = Path(path) if path else cache_path()
     try:
-        with open(path) as f:
-            doc = json.load(f)
-    except (OSError, ValueError):
+        doc = _load_doc(path)
+    except ValueError:
         return None
-    if not isinstance(doc, dict) or not isinstance(doc.get("entries"), list):
-        return None
-    return _format_problem(doc, path)
+    return _format_problem(doc, path) if doc is not None else None
 
 
 def _valid_entry(e) -> bool:
@@ -252,7 +258,7 @@ def _option(name: str, v) -> list:
     elif tag == DTYPE:
         value = _types.from_key(v.v.dtype.code, v.v.dtype.bits).name
     elif tag == DEVICE:
-        value = {CPU: "cpu", CUDA: "cuda", META: "meta"}.get(v.v.device.type, str(v.v.device.type))
+        value = _DEVICE_NAMES.get(v.v.device.type, str(v.v.device.type))
     else:
         value = None
     return [name, _KINDS[tag], value]

@@ -350,3 +350,18 @@ def torch_check(fn, vt_result, inputs, dtypes, *, dtype_name="float32", scale=1.
         f"{msg}: vt gives {vt_result.dtype}, torch gives {ref.dtype}"
     assert_close(vt_result, to_numpy(ref).astype(np.float64) if is_float(ref.dtype)
                  else to_numpy(ref), scale=scale, msg=f"{msg} (vs torch)")
+
+
+@pytest.fixture
+def tune_cache(tmp_path, monkeypatch):
+    """A private, empty tuned-table cache file (VT_TUNE_CACHE) for the test: the runtime's tables
+    are rebuilt from it at the start (no entry of the user's cache steers a call) and from the real
+    one after (nothing tuned in the test leaks into others)."""
+    from vibetensor.registry import tune
+
+    path = tmp_path / "tuned.json"
+    monkeypatch.setenv("VT_TUNE_CACHE", str(path))
+    tune.apply()
+    yield path
+    monkeypatch.undo()
+    tune.apply()

@@ -8,7 +8,6 @@ pack hash dropping only that pack's entries, a pack's shipped table, and bad inp
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -29,20 +28,8 @@ DEFAULTS = [["mask", "none", None], ["causal", "bool", False], ["scale", "none",
 
 
 @pytest.fixture
-def cache(tmp_path):
-    """A private cache file for the test; the runtime's tables are rebuilt from the real one
-    after it (so nothing tuned here leaks into other tests)."""
-    old = os.environ.get("VT_TUNE_CACHE")
-    path = tmp_path / "tuned.json"
-    os.environ["VT_TUNE_CACHE"] = str(path)
-    try:
-        yield path
-    finally:
-        if old is None:
-            os.environ.pop("VT_TUNE_CACHE", None)
-        else:
-            os.environ["VT_TUNE_CACHE"] = old
-        T.apply()
+def cache(tune_cache):  # conftest.py: a private cache file
+    return tune_cache
 
 
 def served(fn):

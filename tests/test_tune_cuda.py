@@ -41,21 +41,8 @@ TOL = {"bfloat16": 2e-2, "float16": 1e-2, "float32": 1e-3}  # max |a - b| / max 
 
 
 @pytest.fixture
-def cache(tmp_path):
-    """A private, empty cache file for the test: the runtime's tables are rebuilt from it at the
-    start (so no entry of the user's cache steers a call here) and from the real one after."""
-    old = os.environ.get("VT_TUNE_CACHE")
-    path = tmp_path / "tuned.json"
-    os.environ["VT_TUNE_CACHE"] = str(path)
-    T.apply()
-    try:
-        yield path
-    finally:
-        if old is None:
-            os.environ.pop("VT_TUNE_CACHE", None)
-        else:
-            os.environ["VT_TUNE_CACHE"] = old
-        T.apply()
+def cache(tune_cache):  # conftest.py: a private cache file
+    return tune_cache
 
 
 def _pack_from_env(var):

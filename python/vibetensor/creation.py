@@ -7,7 +7,7 @@ from vibetensor.runtime import checked, error, ffi, lib
 from vibetensor.runtime import dtypes as T
 
 from . import _ops
-from .tensor import Tensor, _wrap
+from .tensor import Tensor, _new, _wrap
 
 
 _NULL = ffi.NULL
@@ -127,7 +127,6 @@ def as_tensor(data, dtype=None, device=None) -> Tensor:
 # the hot path instead of parsing both (alloc + free from Python is a goal of its own)
 _empty_structs: dict = {}
 _vtrt_empty = lib.vtrt_empty
-_new = object.__new__
 
 
 def _structs_for(dtype, device):
