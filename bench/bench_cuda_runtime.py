@@ -17,8 +17,10 @@ import vibetensor as vt
 import vibetensor.cuda as vcuda
 
 
-def best_us(fn, n, repeats, sync):
-    """Best per-iteration time of `fn(n)` (which runs n iterations), in microseconds."""
+def best_us(fn, n, repeats, sync, host_only=False):
+    """Best per-iteration time of `fn(n)` (which runs n iterations), in microseconds. host_only: the
+    final sync is left out of the timed region, so with n below the launch queue's depth (~1000)
+    the GPU never holds the host back and the time is the host's cost of issuing the work."""
     fn(max(n // 10, 1))  # warm up: caches, lazy init, code paths
     sync()
     best = float("inf")
@@ -26,8 +28,11 @@ def best_us(fn, n, repeats, sync):
         sync()
         t0 = time.perf_counter()
         fn(n)
-        sync()
+        if not host_only:
+            sync()
         best = min(best, (time.perf_counter() - t0) / n * 1e6)
+        if host_only:
+            sync()
     return best
 
 
@@ -82,7 +87,7 @@ def vt_cases():
         for _ in range(n):
             g.replay()
 
-    return {"alloc": alloc, "raw_alloc": raw_alloc, "add": add, "record": record,
+    return {"alloc": alloc, "raw_alloc": raw_alloc, "add": add, "add_host": add, "record": record,
             "switch": switch, "replay": replay, "_keep": (g, z)}
 
 
@@ -133,7 +138,8 @@ def torch_cases(torch):
         for _ in range(n):
             g.replay()
 
-    return {"alloc": alloc, "add": add, "record": record, "switch": switch, "replay": replay,
+    return {"alloc": alloc, "add": add, "add_host": add, "record": record, "switch": switch,
+            "replay": replay,
             "_keep": (g, z)}
 
 
@@ -141,6 +147,7 @@ ROWS = [
     ("alloc", "alloc+free 1 MiB (empty(262144) + del)", 20000),
     ("raw_alloc", "... of which the runtime (vtrt_empty + vtrt_release via cffi)", 20000),
     ("add", "eager add, 4 elements, per op", 20000),
+    ("add_host", "eager add, host time per op (300 queued, the GPU never waited on)", 300),
     ("record", "Event.record()", 20000),
     ("switch", "`with stream(s): pass`", 20000),
     ("replay", "graph replay of 100 small adds", 2000),
@@ -171,10 +178,11 @@ def main(argv=None) -> int:
     print("| operation | vibetensor (µs) | torch (µs) | vt / torch |")
     print("|---|---:|---:|---:|")
     for key, label, n in ROWS:
-        n = max(n // scale, 10)
-        vu = best_us(v[key], n, repeats, vcuda.synchronize)
+        host = key.endswith("_host")
+        n, reps = (n, repeats * 5) if host else (max(n // scale, 10), repeats)
+        vu = best_us(v[key], n, reps, vcuda.synchronize, host)
         if t and key in t:
-            tu = best_us(t[key], n, repeats, torch.cuda.synchronize)
+            tu = best_us(t[key], n, reps, torch.cuda.synchronize, host)
             print(f"| {label} | {vu:.2f} | {tu:.2f} | {vu / tu:.2f}x |")
         else:
             print(f"| {label} | {vu:.2f} | - | - |")
@@ -184,6 +192,12 @@ def main(argv=None) -> int:
     us = ffi.new("double*")
     check(lib.vtrt_cuda_launch_floor(vcuda.current_device(), 20000 // scale, us))
     print(f"\nlaunch floor: an empty kernel launched from C++ costs {us[0]:.2f} µs of host time "
+          f"per launch over 20000 back-to-back launches (the queue fills: the GPU's own rate)")
+    best = float("inf")
+    for _ in range(20):  # 300 launches stay in the queue: the host's cost of one launch alone
+        check(lib.vtrt_cuda_launch_floor(vcuda.current_device(), 300, us))
+        best = min(best, us[0])
+    print(f"launch floor, host only: {best:.2f} µs per launch over 300 queued launches "
           f"(the part of an eager op no framework layer can remove)")
     s = vcuda.memory_stats()
     print(f"\nvibetensor allocator after the run: {s['num_device_alloc']} cudaMalloc calls, "
