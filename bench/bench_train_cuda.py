@@ -7,6 +7,9 @@ float32, torch bf16 autocast and torch.compile(mode="reduce-overhead") bf16.
 Goals (issue 9): eager <= 0.8x torch eager; with the whole-step graph <= 1.0x torch.compile.
 
     python bench/bench_train_cuda.py [--model gpt|vit|both] [--steps 30] [--no-compile]
+
+Packs named by VT_CUTLASS_PACK / VT_ATTN_HOPPER_PACK (built pack folders, as bench/gpu_session.sh
+exports them) are loaded first, so their providers serve by priority; the header says which.
 """
 from __future__ import annotations
 
@@ -43,6 +46,18 @@ def vit_case():
                 torch_model=lambda: TViT(**shape), batches=batches, clip=None,
                 vt_loss=lambda m: (lambda x, y: vt.nn.functional.cross_entropy(m(x), y)),
                 torch_loss=lambda m: (lambda x, y: tF.cross_entropy(m(x), y)))
+
+
+def load_optional_packs():
+    """Load the packs VT_CUTLASS_PACK / VT_ATTN_HOPPER_PACK name; returns a line saying which
+    providers serve matmul and attention on cuda."""
+    import os
+
+    for var in ("VT_CUTLASS_PACK", "VT_ATTN_HOPPER_PACK"):
+        if os.environ.get(var):
+            vt.ops.load(os.environ[var])
+    names = lambda op: ",".join(p.name for p in vt.ops.providers(op, "cuda"))  # noqa: E731
+    return f"providers on cuda: matmul [{names('core::matmul')}], sdpa [{names('attention::sdpa')}]"
 
 
 def time_steps(step, batches, n, sync):
@@ -113,6 +128,7 @@ def main(argv=None) -> int:
         return 0
     print(f"# {vt.cuda.get_device_name()}, torch {torch.__version__}, {time.strftime('%Y-%m-%d')}; "
           f"TF32 off, dropout off, ms per step (mean of {args.steps} after 5 warm-up steps)")
+    print(f"# {load_optional_packs()}")
     cases = {"gpt": [gpt_case], "vit": [vit_case], "both": [gpt_case, vit_case]}[args.model]
     for make in cases:
         case = make()

@@ -114,6 +114,7 @@ def main(argv=None) -> int:
     import torch
 
     torch.backends.cuda.matmul.allow_tf32 = False
+    print(f"# {btc.load_optional_packs()}")
     case = (btc.gpt_case if args.model == "gpt" else btc.vit_case)()
     amp = None if args.amp == "none" else args.amp
     mode = f"{'graph' if args.graph else 'eager'} {args.amp}"
