@@ -96,3 +96,42 @@ def test_typed_scalar_on_cuda_is_a_clear_error_until_its_kernel_exists():
         assert "core::add_scalar" in str(e) and "cuda" in str(e)
     else:
         assert r.cpu().tolist() == [2.0, 2.0, 2.0]
+
+
+# copies and casts on cuda take the word-wide strided move (fastest dim contiguous on both sides)
+# and the vectorised float32 <-> 16-bit casts where they can, else the element-wise kernels: every
+# case against numpy, bit for bit
+@cuda
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float16", "int64", "uint8"])
+@pytest.mark.parametrize("shape,perm,offset", [
+    ((2, 5, 3, 64), (0, 2, 1, 3), 0),   # attention heads: (B, T, H, D) -> (B, H, T, D), words of 16 B
+    ((4, 6, 10), (1, 0, 2), 0),         # rows of 10 elements: words of 8/4/2 B by dtype
+    ((3, 7, 9), (1, 0, 2), 0),          # odd rows: element-wise
+    ((5, 33), (1, 0), 0),               # a true transpose: dim 0 strided, element-wise
+    ((2, 4, 16), (1, 0, 2), 1),         # a view one element in: misaligned, narrower words
+])
+def test_strided_copy_matches_numpy(dtype, shape, perm, offset):
+    rng = np.random.default_rng(1)
+    n = int(np.prod(shape))
+    base = (rng.standard_normal(n + offset) * 50).astype(np.float32)
+    ref = base[offset:].reshape(shape).transpose(perm)
+    t = vt.tensor(base).to(getattr(vt, dtype))
+    view = t.to("cuda")[offset:].reshape(shape).permute(*perm)
+    got = view.contiguous().to("cpu")
+    want = vt.tensor(base).to(getattr(vt, dtype))[offset:].reshape(shape).permute(*perm).contiguous()
+    assert got.shape == ref.shape
+    np.testing.assert_array_equal(got.to(vt.float32).numpy(), want.to(vt.float32).numpy())
+
+
+@cuda
+@pytest.mark.parametrize("src,dst", [("float32", "bfloat16"), ("float32", "float16"),
+                                     ("bfloat16", "float32"), ("float16", "float32")])
+@pytest.mark.parametrize("n,offset", [(4099, 0), (4096, 1), (7, 0)])
+def test_float_casts_match_cpu_bits(src, dst, n, offset):
+    rng = np.random.default_rng(2)
+    x = np.concatenate([rng.standard_normal(n + offset).astype(np.float32) * 1e3,
+                        np.array([np.inf, -np.inf, np.nan, 1e-40, 65504.0, 70000.0], np.float32)])
+    t = vt.tensor(x).to(getattr(vt, src))[offset:]
+    got = t.to("cuda").to(getattr(vt, dst)).to("cpu")
+    want = t.to(getattr(vt, dst))
+    np.testing.assert_array_equal(got.to(vt.float32).numpy(), want.to(vt.float32).numpy())

@@ -3,10 +3,14 @@
 // The meta steps (src/copy.cpp, src/pointwise.cpp) check the arguments and make the output (self
 // for copy_).
 // Same dtype: one cudaMemcpyAsync when both sides are contiguous with one shape, else a strided
-// move of raw 1/2/4/8-byte elements (every dtype shares four kernel pairs; src broadcasts).
-// Different dtypes: one kernel that converts between any two of the nine dtypes, chosen per call
-// by runtime codes (no per-pair instantiation), with the cpu's rounding: through float for the
-// 16-bit floats, "!= 0" for bool, integers exact.
+// move of raw 1/2/4/8-byte elements (every dtype shares four kernel pairs; src broadcasts). When the
+// fastest dim is contiguous on both sides (transposes of (B, T, H, D) and the like), the move is of
+// words of up to 16 bytes: one index computation per word instead of per element.
+// Different dtypes: float32 <-> bfloat16/float16 between contiguous tensors of one shape (autocast's
+// casts, every step) have vectorised kernels of their own; any other pair goes through one kernel
+// that converts between any two of the nine dtypes, chosen per call by runtime codes (no per-pair
+// instantiation). Both round as the cpu does: through float for the 16-bit floats, "!= 0" for
+// bool, integers exact.
 #include "vt/cuda/elementwise.cuh"
 
 namespace {
@@ -66,12 +70,57 @@ __global__ void __launch_bounds__(vt::cuda::kThreads) convert_kernel(vt::Strided
   }
 }
 
+// float <-> the 16-bit floats, rounding to nearest even as store() does
+struct Cast {
+  __device__ __forceinline__ float operator()(__nv_bfloat16 v) const { return __bfloat162float(v); }
+  __device__ __forceinline__ float operator()(__half v) const { return __half2float(v); }
+};
+struct CastToBf16 {
+  __device__ __forceinline__ __nv_bfloat16 operator()(float v) const { return __float2bfloat16_rn(v); }
+};
+struct CastToHalf {
+  __device__ __forceinline__ __half operator()(float v) const { return __float2half_rn(v); }
+};
+
+// The vectorised conversions: float32 <-> bfloat16/float16, contiguous, one shape. false: not one.
+bool fast_convert(vt::Call& c, const vt_tensor* dst, const vt_tensor* src) {
+  if (!vt::same_shape(dst, src) || !vt::is_contiguous(dst) || !vt::is_contiguous(src)) return false;
+  const ST d = vt::scalar_type(dst->dtype), s = vt::scalar_type(src->dtype);
+  const int64_t n = dst->numel;
+  using vt::cuda::elementwise_contiguous;
+  if (d == ST::Float32 && s == ST::BFloat16)
+    elementwise_contiguous<float, __nv_bfloat16>(c, n, Cast{}, vt::data<float>(dst), vt::data<const __nv_bfloat16>(src));
+  else if (d == ST::Float32 && s == ST::Float16)
+    elementwise_contiguous<float, __half>(c, n, Cast{}, vt::data<float>(dst), vt::data<const __half>(src));
+  else if (d == ST::BFloat16 && s == ST::Float32)
+    elementwise_contiguous<__nv_bfloat16, float>(c, n, CastToBf16{}, vt::data<__nv_bfloat16>(dst), vt::data<const float>(src));
+  else if (d == ST::Float16 && s == ST::Float32)
+    elementwise_contiguous<__half, float>(c, n, CastToHalf{}, vt::data<__half>(dst), vt::data<const float>(src));
+  else
+    return false;
+  return true;
+}
+
+// The widest word (<= 16 bytes, >= es) a same-dtype strided copy can move: dim 0 contiguous on both
+// sides, its length and every other stride and both pointers multiples of the word. 0: none wider
+// than an element.
+int64_t copy_word(const vt::StridedLoop<2>& L, int64_t es) {
+  if (L.ndim == 0 || L.strides[0][0] != es || L.strides[0][1] != es) return 0;
+  for (int64_t w = 16; w > es; w /= 2) {
+    bool ok = (L.sizes[0] * es) % w == 0 && ((uintptr_t)L.data[0] | (uintptr_t)L.data[1]) % w == 0;
+    for (int d = 1; ok && d < L.ndim; ++d) ok = L.strides[d][0] % w == 0 && L.strides[d][1] % w == 0;
+    if (ok) return w;
+  }
+  return 0;
+}
+
 // dst = src (broadcast to dst's shape), converting the dtype when it differs
 void copy_into(vt::Call& c, const vt_tensor* dst, const vt_tensor* src) {
   if (dst->numel == 0 || dst == src) return;  // contiguous may hand back self
-  const int64_t es = vt::element_size(dst->dtype);
+  int64_t es = vt::element_size(dst->dtype);
   const vt_tensor* ops[2] = {dst, src};
   if (!vt::same_dtype(dst->dtype, src->dtype)) {
+    if (fast_convert(c, dst, src)) return;
     vt::dispatch(vt::kAllTypes, dst->dtype, c.op, [](auto) {});  // refuse unknown dtypes by name
     vt::dispatch(vt::kAllTypes, src->dtype, c.op, [](auto) {});
     vt::cuda::launch(c, "convert_kernel", convert_kernel, vt::cuda::grid_for(dst->numel), vt::cuda::kThreads, 0,
@@ -84,12 +133,19 @@ void copy_into(vt::Call& c, const vt_tensor* dst, const vt_tensor* src) {
                     "cudaMemcpyAsync");
     return;
   }
-  const vt::StridedLoop<2> L = vt::loop_over<2>(c.op, ops);
+  vt::StridedLoop<2> L = vt::loop_over<2>(c.op, ops);
+  if (const int64_t w = copy_word(L, es)) {  // dim 0 in words of w bytes
+    L.sizes[0] = L.sizes[0] * es / w;
+    L.numel = L.numel * es / w;
+    L.strides[0][0] = L.strides[0][1] = w;
+    es = w;
+  }
   switch (es) {
     case 1: vt::cuda::elementwise_strided<uint8_t, uint8_t>(c, L, Identity{}); break;
     case 2: vt::cuda::elementwise_strided<uint16_t, uint16_t>(c, L, Identity{}); break;
     case 4: vt::cuda::elementwise_strided<uint32_t, uint32_t>(c, L, Identity{}); break;
     case 8: vt::cuda::elementwise_strided<uint64_t, uint64_t>(c, L, Identity{}); break;
+    case 16: vt::cuda::elementwise_strided<uint4, uint4>(c, L, Identity{}); break;
     default: c.fail(VT_ERR_NOT_IMPL, "no copy for elements of %lld bytes", (long long)es);
   }
 }
