@@ -62,6 +62,22 @@ def vt_cases():
         for _ in range(n):
             a + b
 
+    from vibetensor import _ops
+
+    op_add, call_tt = _ops.hot.add, lib.vtrt_call_tt
+    ah, bh = a._h, b._h
+
+    def add_native(n):  # the runtime's share of an add: dispatch, meta, allocation, launch, free
+        for _ in range(n):
+            release(call_tt(op_add, ah, bh))
+
+    ac, bc = vt.ones(4), vt.ones(4)
+    ach, bch = ac._h, bc._h
+
+    def add_cpu_native(n):  # the same on cpu: dispatch, meta, allocation, a 4-element loop
+        for _ in range(n):
+            release(call_tt(op_add, ach, bch))
+
     def record(n):
         for _ in range(n):
             ev.record()
@@ -87,7 +103,8 @@ def vt_cases():
         for _ in range(n):
             g.replay()
 
-    return {"alloc": alloc, "raw_alloc": raw_alloc, "add": add, "add_host": add, "record": record,
+    return {"alloc": alloc, "raw_alloc": raw_alloc, "add": add, "add_host": add,
+            "add_native_host": add_native, "add_cpu_native": add_cpu_native, "record": record,
             "switch": switch, "replay": replay, "_keep": (g, z)}
 
 
@@ -105,6 +122,22 @@ def torch_cases(torch):
     def add(n):
         for _ in range(n):
             a + b
+
+    from vibetensor import _ops
+
+    op_add, call_tt = _ops.hot.add, lib.vtrt_call_tt
+    ah, bh = a._h, b._h
+
+    def add_native(n):  # the runtime's share of an add: dispatch, meta, allocation, launch, free
+        for _ in range(n):
+            release(call_tt(op_add, ah, bh))
+
+    ac, bc = vt.ones(4), vt.ones(4)
+    ach, bch = ac._h, bc._h
+
+    def add_cpu_native(n):  # the same on cpu: dispatch, meta, allocation, a 4-element loop
+        for _ in range(n):
+            release(call_tt(op_add, ach, bch))
 
     def record(n):
         for _ in range(n):
@@ -148,6 +181,8 @@ ROWS = [
     ("raw_alloc", "... of which the runtime (vtrt_empty + vtrt_release via cffi)", 20000),
     ("add", "eager add, 4 elements, per op", 20000),
     ("add_host", "eager add, host time per op (300 queued, the GPU never waited on)", 300),
+    ("add_native_host", "... of which the runtime (vtrt_call_tt + vtrt_release via cffi; 300 queued)", 300),
+    ("add_cpu_native", "... the same runtime call on cpu tensors (dispatch without CUDA)", 20000),
     ("record", "Event.record()", 20000),
     ("switch", "`with stream(s): pass`", 20000),
     ("replay", "graph replay of 100 small adds", 2000),
