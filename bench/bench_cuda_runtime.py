@@ -225,15 +225,15 @@ def main(argv=None) -> int:
     from vibetensor.runtime import check, ffi, lib
 
     us = ffi.new("double*")
-    check(lib.vtrt_cuda_launch_floor(vcuda.current_device(), 20000 // scale, us))
+    check(lib.vtrt_cuda_launch_floor(vcuda.current_device(), 20000 // scale, 0, us))
     print(f"\nlaunch floor: an empty kernel launched from C++ costs {us[0]:.2f} µs of host time "
           f"per launch over 20000 back-to-back launches (the queue fills: the GPU's own rate)")
-    best = float("inf")
-    for _ in range(20):  # 300 launches stay in the queue: the host's cost of one launch alone
-        check(lib.vtrt_cuda_launch_floor(vcuda.current_device(), 300, us))
-        best = min(best, us[0])
-    print(f"launch floor, host only: {best:.2f} µs per launch over 300 queued launches "
-          f"(the part of an eager op no framework layer can remove)")
+    for via_driver, how in ((0, "runtime <<<>>>"), (1, "driver cuLaunchKernel")):
+        best = float("inf")
+        for _ in range(20):  # 300 launches stay in the queue: the host's cost of one launch alone
+            check(lib.vtrt_cuda_launch_floor(vcuda.current_device(), 300, via_driver, us))
+            best = min(best, us[0])
+        print(f"launch floor, host only, {how}: {best:.2f} µs per launch over 300 queued launches")
     s = vcuda.memory_stats()
     print(f"\nvibetensor allocator after the run: {s['num_device_alloc']} cudaMalloc calls, "
           f"{s['reserved_bytes.all.current'] >> 20} MiB reserved, "

@@ -75,7 +75,7 @@ const char* vtrt_cuda_graph_pack(const vtrt_cuda_graph* g, int32_t i);
 vt_status vtrt_cuda_graph_reset(vtrt_cuda_graph* g);
 uint64_t vtrt_cuda_graph_pool(const vtrt_cuda_graph* g);
 int32_t vtrt_cuda_is_current_stream_capturing(void);
-vt_status vtrt_cuda_launch_floor(int32_t device, int32_t n, double* us);
+vt_status vtrt_cuda_launch_floor(int32_t device, int32_t n, int32_t via_driver, double* us);
 
 vt_status vtrt_rng_get_state(vt_device device, uint64_t* seed, uint64_t* offset);
 vt_status vtrt_rng_set_state(vt_device device, uint64_t seed, uint64_t offset);

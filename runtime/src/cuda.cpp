@@ -259,13 +259,14 @@ vt_status vtrt_cuda_stream_synchronize(int32_t device, void* stream) {
   return e == cudaSuccess ? VT_OK : cu::fail(e, "cudaStreamSynchronize", device);
 }
 
-// Host microseconds per launch of an empty kernel on the device's current stream (benchmarks).
-vt_status vtrt_cuda_launch_floor(int32_t device, int32_t n, double* us) {
+// Host microseconds per launch of an empty kernel on the device's current stream (benchmarks);
+// via_driver: through the driver's cuLaunchKernel rather than the runtime's launch.
+vt_status vtrt_cuda_launch_floor(int32_t device, int32_t n, int32_t via_driver, double* us) {
   if (!cu::check_device(device, "launch_floor")) return vtrt_last_status();
   if (const char* why = cu::sync_forbidden(device))
     return set_error(VT_ERR_RUNTIME, "launch_floor: cannot measure while %s", why);
   cu::DeviceGuard g(device);
-  cudaError_t e = cu::launch_floor_us(static_cast<cudaStream_t>(cu::t_streams[device]), n, us);
+  cudaError_t e = cu::launch_floor_us(static_cast<cudaStream_t>(cu::t_streams[device]), n, via_driver != 0, us);
   return e == cudaSuccess ? VT_OK : cu::fail(e, "launch_floor", device);
 }
 

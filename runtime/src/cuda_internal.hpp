@@ -67,7 +67,7 @@ void host_record_stream(const void* p, cudaStream_t stream, int device);
 
 // ---- the fill kernel of graph-safe RNG (cuda_rng_kernel.cu) ------------------------------------
 cudaError_t launch_philox_fill(uint64_t* dst, uint64_t seed, uint64_t offset, cudaStream_t s);
-cudaError_t launch_floor_us(cudaStream_t s, int32_t n, double* us);  // cuda_launch_floor.cu
+cudaError_t launch_floor_us(cudaStream_t s, int32_t n, bool via_driver, double* us);  // cuda_launch_floor.cu
 
 std::string fmt_bytes(int64_t n);  // "1.50 GiB"
 

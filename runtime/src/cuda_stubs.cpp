@@ -80,5 +80,5 @@ uint64_t vtrt_cuda_graph_pool(const vtrt_cuda_graph*) { return 0; }
 int32_t vtrt_cuda_graph_num_packs(const vtrt_cuda_graph*) { return 0; }
 const char* vtrt_cuda_graph_pack(const vtrt_cuda_graph*, int32_t) { return nullptr; }
 int32_t vtrt_cuda_is_current_stream_capturing(void) { return 0; }
-vt_status vtrt_cuda_launch_floor(int32_t, int32_t, double*) { return na(); }
+vt_status vtrt_cuda_launch_floor(int32_t, int32_t, int32_t, double*) { return na(); }
 }  // extern "C"

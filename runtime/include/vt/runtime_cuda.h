@@ -126,8 +126,9 @@ vt_status vtrt_cuda_graph_reset(vtrt_cuda_graph* g);
 uint64_t vtrt_cuda_graph_pool(const vtrt_cuda_graph* g);
 int32_t vtrt_cuda_is_current_stream_capturing(void);
 
-/* host microseconds per launch of an empty kernel on the current stream (benchmarks only) */
-vt_status vtrt_cuda_launch_floor(int32_t device, int32_t n, double* us);
+/* host microseconds per launch of an empty kernel on the current stream (benchmarks only); via_driver:
+   through the driver's cuLaunchKernel instead of the runtime's launch */
+vt_status vtrt_cuda_launch_floor(int32_t device, int32_t n, int32_t via_driver, double* us);
 
 /* ---- RNG state of any device (Philox seed and offset) --------------------------------------- */
 vt_status vtrt_rng_get_state(vt_device device, uint64_t* seed, uint64_t* offset);
