@@ -10,7 +10,7 @@ in float16, flash's in bfloat16 (hopper declines it: CUTLASS's example backward 
 the "bwd by" column says which served.
 The pack: --pack, else VT_ATTN_HOPPER_PACK, else `vt-ops build ops/attention_hopper` now (minutes
 on few cores). Shapes (B, H, S, D): the issue's 8x16x2048x128, 4x16x2048x64, 2x16x8192x128; causal
-and not. Rows: forward (attention::sdpa), backward alone (attention::sdpa_backward from the saved
+and not; partial tiles too, e.g. --shapes 64x6x65x64,32x6x100x64 (ViT's 65 tokens, miniGPT's 100). Rows: forward (attention::sdpa), backward alone (attention::sdpa_backward from the saved
 out and lse; torch: autograd.grad of a retained graph), forward + backward (autograd through both).
 FLOPs counted like the issue: forward 4 B H S^2 D (halved when causal), backward 2.5x that,
 forward + backward 3.5x. Each cell: TF/s, and hopper / torch time (below 1: hopper is faster).

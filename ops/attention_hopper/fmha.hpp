@@ -32,12 +32,16 @@ struct Forward {
   float* lse;  // contiguous (B, H, Tq)
 };
 
+// The per-row statistics the backward reads through TMA (lse, rowsum(dO * O)) need 16-byte strides:
+// rows of Tq rounded up to 8 floats, as the example's own backward lays them out.
+constexpr int stat_row(int Tq) { return (Tq + 7) / 8 * 8; }
+
 struct Backward {
   Problem p;
   const void *q, *k, *v, *out, *grad_out;
   Strides sq, sk, sv, so, sgo;
-  const float* lse;
-  Strides slse;  // (b, h, t = 1)
+  const float* lse;  // 16-byte aligned; unit stride along Tq
+  Strides slse;      // (b, h, t = 1), b and h multiples of 4
   void *dq, *dk, *dv;  // contiguous, shaped like q, k, v
 };
 

@@ -5,15 +5,21 @@
 // Forward: the warp-specialized cooperative kernel (a TMA producer warp group, two consumer warp
 // groups of wgmma sharing one 128-query tile, online softmax in registers, TMA-store epilogue).
 // It writes O and the natural-log LSE (max * scale + log(sum)) in our (B, H, Tq) layout.
-// Backward, float16 only: the example's backward assigns float to its element type, which
+// Backward, float16 only: the example's backward mainloop assigns a float expression to a
+// fragment of its element type (`acc_DS(i) = acc_P(i) * scale * (acc_DP(i) - reg_ODO(i))`), which
 // cutlass::half_t takes through __half's implicit conversion and cutlass::bfloat16_t refuses (its
-// float constructor is explicit), so pack.cu declines bfloat16 backward calls. Three launches:
-// rowsum(dO * O) (the softmax's dP correction), the main kernel (one 128-key block per CTA, walking
-// the query blocks; dK and dV in registers, dQ reduced into an fp32 buffer with TMA reduce-add),
-// and the fp32 -> fp16 conversion of dQ. It reads the forward's LSE,
-// which it converts to log2 on load: our LSE is what it expects.
+// float constructor is explicit; NOTES.md has the compiler's words), so pack.cu declines bfloat16
+// backward calls. Three launches: rowsum(dO * O) (the softmax's dP correction), the main kernel
+// (one 128-key block per CTA, walking the query blocks; dK and dV in registers, dQ reduced into an
+// fp32 buffer with TMA reduce-add), and the fp32 -> fp16 conversion of dQ. It reads the forward's
+// LSE, which it converts to log2 on load: our LSE is what it expects.
 // The example fixes the softmax scale to 1/sqrt(D) when it builds the kernel parameters; we take
 // the parameters it built and put our scale (and scale * log2(e)) in their place.
+//
+// Partial tiles (Tq, Tk not multiples of the tiles): TMA zero-fills the rows past Tq and Tk that a
+// tile reads and drops the rows past them that it writes; what is left is keeping the zero-filled
+// keys out of the softmax, which the example leaves to its fusion hook (the Fusion parameter):
+// ResidualFusion and our CausalInBounds below put -inf on keys past Tk.
 #pragma once
 
 #include <climits>
@@ -46,6 +52,61 @@ inline cutlass::KernelHardwareInfo hardware(const vt::Call& c) {
   return hw;
 }
 
+// ---- masks (the example's fusion hook) -----------------------------------------------------------
+// Causal (top-left: key j for query i when j <= i) and no key past Tk. The example's CausalFusion
+// masks j > i only, which drops the keys past Tk only for the rows i < Tk; the rows i >= Tk (Tq > Tk)
+// would see the zero-filled keys of a partial last key tile. Its tile counts are CausalFusion's (a
+// partial key tile is always among the masked last tiles, which run this mask); the mask is one
+// comparison per score, as CausalFusion's.
+struct CausalInBounds : cutlass::fmha::collective::CausalFusion {
+  template <class Scores, class Index, class ProblemSize>
+  CUTLASS_DEVICE void before_softmax(Scores& s, Index const& query_key, ProblemSize const& problem) {
+    const int last_key = cute::get<3>(problem) - 1;
+    CUTLASS_PRAGMA_UNROLL
+    for (int i = 0; i < cute::size(s); i++) {
+      const auto at = query_key(i);
+      if (cute::get<1>(at) > cute::min(cute::get<0>(at), last_key)) s(i) = -INFINITY;
+    }
+  }
+};
+
+}  // namespace vt_fmha
+
+// The backward runs a fusion through FusionBwdAdapter (the example specializes it for its
+// CausalFusion); this is CausalInBounds's. The backward kernel holds one key block per CTA and walks
+// every query tile, skipping those entirely above the diagonal; scores come indexed (key, query).
+// Unlike the example's causal adapter, which counts Tq / tile query tiles, it counts a partial last
+// one too.
+template <>
+struct cutlass::fmha::collective::FusionBwdAdapter<vt_fmha::CausalInBounds> {
+  template <class BlkCoord, class TileShape, class ProblemSize>
+  CUTLASS_DEVICE int get_trip_count(BlkCoord const&, TileShape const&, ProblemSize const& problem) {
+    return cute::ceil_div(cute::get<2>(problem), int(cute::get<0>(TileShape{})));
+  }
+
+  template <class Scores, class Index, class ProblemSize>
+  CUTLASS_DEVICE void before_softmax(Scores& s, Index const& key_query, ProblemSize const& problem) {
+    const int last_key = cute::get<3>(problem) - 1;
+    CUTLASS_PRAGMA_UNROLL
+    for (int i = 0; i < cute::size(s); i++) {
+      const auto at = key_query(i);
+      if (cute::get<0>(at) > cute::min(cute::get<1>(at), last_key)) s(i) = -INFINITY;
+    }
+  }
+
+  // Query tile q_tile is walked for key block k_block unless the block starts past the tile's end
+  // (the bound the example's causal adapter uses: a block starting right at the end is walked, all
+  // masked, so the walk is the example's for multiples of the tiles).
+  template <class BlkCoord, class TileShape, class ProblemSize>
+  CUTLASS_DEVICE bool is_contributing(BlkCoord const& q_tile_k_block, TileShape const& tile, ProblemSize const&) {
+    const int tile_end = (cute::get<0>(q_tile_k_block) + 1) * int(cute::get<0>(tile));
+    const int first_key = cute::get<1>(q_tile_k_block) * int(cute::get<1>(tile));
+    return first_key <= tile_end;
+  }
+};
+
+namespace vt_fmha {
+
 // Launches one CUTLASS kernel with its parameters on the call's stream. Kernels with more than
 // 48 KiB of shared memory need the opt-in once per device (the dispatcher made the call's device
 // current).
@@ -69,6 +130,20 @@ void launch(vt::Call& c, typename Kernel::Params& params, const char* what) {
            cudaGetErrorString(cudaGetLastError()));
 }
 
+
+// The arguments as the kernels' can_implement sees them: Tq rounded up to 8. Both mainloops ask
+// Tq % 8 == 0, a rule for the per-row statistics (LSE, rowsum(dO * O)) laid out with Tq as their
+// row stride, where TMA needs 16-byte strides; the example's own backward rounds Tq up to 8 for
+// those buffers. Here the forward writes its LSE with plain predicated stores, the backward reads
+// statistics laid out for Tq rounded up to 8, and q, k, v, out and the gradients are read and written
+// through TMA with their own strides (checked by pack.cu) and Tq as an extent, which TMA clips: any Tq
+// works. The other rules (D) are checked as they are.
+template <class Args>
+Args checked_args(Args args) {
+  auto& Tq = cute::get<2>(args.problem_size);
+  Tq = cutlass::round_up(Tq, 8);
+  return args;
+}
 
 // ---- forward -------------------------------------------------------------------------------------
 // q, k, v and O as (T, D, (B, H)) with a unit stride along D.
@@ -95,7 +170,7 @@ void forward(vt::Call& c, const Forward& f) {
       {static_cast<E*>(f.out), FwdStride{D, _1{}, cute::make_tuple(p.H * p.Tq * D, p.Tq * D)}, f.lse,
        cute::tuple<_1, cute::tuple<int, int>>{_1{}, cute::make_tuple(p.H * p.Tq, p.Tq)}},
       hardware(c)};
-  if (!Kernel::can_implement(args))
+  if (!Kernel::can_implement(checked_args(args)))
     c.fail(VT_ERR_NOT_IMPL, "the Hopper FMHA forward cannot run B=%d H=%d Tq=%d Tk=%d D=%d", p.B, p.H, p.Tq, p.Tk, D);
   if (Kernel::get_workspace_size(args) != 0)
     c.fail(VT_ERR_RUNTIME, "the Hopper FMHA forward asks for a workspace this pack does not provide");
@@ -113,9 +188,10 @@ inline BwdStride bwd_stride(const Strides& s) { return BwdStride{(int)s.b, (int)
 
 // 128 keys per CTA (two consumer warp groups of 64) walking query blocks of 128 (D = 64) or 64
 // (D = 128: the example's only D = 128 tile; registers bound it).
+constexpr int kBackwardKeyBlock = 128;
 template <class E, int D, class Fusion>
 using BackwardDevice = cutlass::fmha::device::FmhaBwd<
-    E, float, cute::Shape<cute::Int<(D <= 64 ? 128 : 64)>, cute::_128, cute::Int<D>>, Fusion>;
+    E, float, cute::Shape<cute::Int<(D <= 64 ? 128 : 64)>, cute::Int<kBackwardKeyBlock>, cute::Int<D>>, Fusion>;
 
 template <class E, int D, class Fusion>
 void backward(vt::Call& c, const Backward& b) {
@@ -126,13 +202,15 @@ void backward(vt::Call& c, const Backward& b) {
   const Problem& p = b.p;
   const cute::tuple<int, int, int, int, int> problem{p.B, p.H, p.Tq, p.Tk, D};
 
-  // rowsum(dO * O) (B, H, Tq) and the fp32 dQ accumulator (B, H, Tq, D), both contiguous; the
-  // accumulator's batch stride is 0 for B == 1, as the example has it (TMA reduce-add descriptor)
-  const int64_t nsum = (int64_t)p.B * p.H * p.Tq, nacc = nsum * D;
+  // rowsum(dO * O) (B, H, Tq) with rows of Tq rounded up to 8 (TMA reads it: 16-byte strides), and
+  // the fp32 dQ accumulator (B, H, Tq, D) contiguous; the accumulator's batch stride is 0 for B == 1,
+  // as the example has it (TMA reduce-add descriptor)
+  const int row = stat_row(p.Tq);
+  const int64_t nsum = (int64_t)p.B * p.H * row, nacc = (int64_t)p.B * p.H * p.Tq * D;
   vt::Tensor sum_odo = c.empty(&nsum, 1, vt::kFloat32), dq_acc = c.empty(&nacc, 1, vt::kFloat32);
   float* sum_ptr = static_cast<float*>(sum_odo->data);
   float* acc_ptr = static_cast<float*>(dq_acc->data);
-  const RowStride sum_stride{p.H * p.Tq, p.Tq, _1{}};
+  const RowStride sum_stride{p.H * row, row, _1{}};
   const BwdStride acc_stride{p.B == 1 ? 0 : p.H * p.Tq * D, p.Tq * D, D, _1{}};
   const BwdStride dq_stride{p.H * p.Tq * D, p.Tq * D, D, _1{}}, dkv_stride{p.H * p.Tk * D, p.Tk * D, D, _1{}};
 
@@ -149,7 +227,8 @@ void backward(vt::Call& c, const Backward& b) {
   typename Convert::Params convert_args{problem,  acc_ptr, acc_stride, nullptr, acc_stride,
                                         nullptr,  acc_stride, static_cast<E*>(b.dq), dq_stride,
                                         nullptr,  dkv_stride, nullptr, dkv_stride};
-  if (!SumOdO::can_implement(sum_args) || !Convert::can_implement(convert_args) || !Main::can_implement(main_args))
+  if (!SumOdO::can_implement(sum_args) || !Convert::can_implement(convert_args) ||
+      !Main::can_implement(checked_args(main_args)))
     c.fail(VT_ERR_NOT_IMPL, "the Hopper FMHA backward cannot run B=%d H=%d Tq=%d Tk=%d D=%d", p.B, p.H, p.Tq, p.Tk,
            D);
   if (Main::get_workspace_size(main_args) != 0)
@@ -169,20 +248,26 @@ void backward(vt::Call& c, const Backward& b) {
 
 // One head dim's kernels, causal and not (each instantiation file is one of these lines):
 // the forward in bfloat16 and float16, the backward in float16.
+// Masks: the forward's non-causal kernel always takes ResidualFusion (keys past Tk get -inf): it
+// compares only in its first and last key tile (the middle ones run unmasked), so one kernel serves
+// every Tk. The backward compares in every tile, so its non-causal kernel without a partial key tile
+// keeps DefaultFusion (no mask) and the partial one gets ResidualFusion. Causal: CausalInBounds.
 #define VT_FMHA_FORWARD(D)                                                                              \
   void vt_fmha::forward_d##D(vt::Call& c, const Forward& f) {                                           \
-    using cutlass::fmha::collective::CausalFusion;                                                      \
-    using cutlass::fmha::collective::DefaultFusion;                                                     \
+    using cutlass::fmha::collective::ResidualFusion;                                                    \
     if (f.p.fp16) {                                                                                     \
-      if (f.p.causal) forward<cutlass::half_t, D, CausalFusion>(c, f);                                  \
-      else forward<cutlass::half_t, D, DefaultFusion>(c, f);                                            \
+      if (f.p.causal) forward<cutlass::half_t, D, CausalInBounds>(c, f);                                \
+      else forward<cutlass::half_t, D, ResidualFusion>(c, f);                                           \
     } else {                                                                                            \
-      if (f.p.causal) forward<cutlass::bfloat16_t, D, CausalFusion>(c, f);                              \
-      else forward<cutlass::bfloat16_t, D, DefaultFusion>(c, f);                                        \
+      if (f.p.causal) forward<cutlass::bfloat16_t, D, CausalInBounds>(c, f);                            \
+      else forward<cutlass::bfloat16_t, D, ResidualFusion>(c, f);                                       \
     }                                                                                                   \
   }
 #define VT_FMHA_BACKWARD(D)                                                                             \
   void vt_fmha::backward_fp16_d##D(vt::Call& c, const Backward& b) {                                    \
-    if (b.p.causal) backward<cutlass::half_t, D, cutlass::fmha::collective::CausalFusion>(c, b);        \
-    else backward<cutlass::half_t, D, cutlass::fmha::collective::DefaultFusion>(c, b);                  \
+    using cutlass::fmha::collective::DefaultFusion;                                                     \
+    using cutlass::fmha::collective::ResidualFusion;                                                    \
+    if (b.p.causal) backward<cutlass::half_t, D, CausalInBounds>(c, b);                                 \
+    else if (b.p.Tk % kBackwardKeyBlock == 0) backward<cutlass::half_t, D, DefaultFusion>(c, b);        \
+    else backward<cutlass::half_t, D, ResidualFusion>(c, b);                                            \
   }

@@ -10,8 +10,7 @@
 //
 // Serves: the forward in bfloat16 and float16, the backward in float16 (CUTLASS's example backward
 // does not compile for bfloat16: fmha_run.cuh says why; bfloat16 backward calls go to flash's);
-// head dim D == Dv in {64, 128}; Tq and Tk multiples of 128 (the kernels' tiles:
-// the example masks no partial key tile and its causal backward walks whole query tiles); causal
+// head dim D == Dv in {64, 128}; any Tq and Tk (partial tiles masked: fmha_run.cuh); causal
 // or not; no mask; dropout_p == 0; q, k, v (and out, grad_out) with a unit stride along D, the
 // other strides multiples of 8 elements and 16-byte aligned data (TMA's rules); sizes and strides
 // within 32 bits (the kernels index with int); the backward without grad_lse. Every other call is
@@ -33,8 +32,6 @@
 namespace {
 
 using vt_fmha::Strides;
-
-constexpr int kTile = 128;  // Tq and Tk must be multiples of it
 
 // Declines the call: the next provider by priority (flash) serves it unless "hopper" is pinned.
 [[noreturn]] void decline(const vt::Call& c, const char* fmt, ...) {
@@ -80,15 +77,23 @@ vt_fmha::Problem problem_of(const vt::Call& c, const vt_tensor* q, const vt_tens
   const int64_t B = q->sizes[0], H = q->sizes[1], Tq = q->sizes[2], Tk = k->sizes[2], D = q->sizes[3];
   if (v->sizes[3] != D || (D != 64 && D != 128))
     decline(c, "head dims D = %lld, Dv = %lld (D == Dv in {64, 128} only)", (long long)D, (long long)v->sizes[3]);
-  if (B == 0 || H == 0 || Tq == 0 || Tk == 0 || Tq % kTile != 0 || Tk % kTile != 0)
-    decline(c, "B = %lld, H = %lld, Tq = %lld, Tk = %lld (non-empty, Tq and Tk multiples of %d only)", (long long)B,
-            (long long)H, (long long)Tq, (long long)Tk, kTile);
-  // the kernels' int indexing: the largest contiguous extent is B*H*T*D (and B*H*T rows)
-  if (!fits_int(B * H * std::max(Tq, Tk) * D))
+  if (B == 0 || H == 0 || Tq == 0 || Tk == 0)
+    decline(c, "B = %lld, H = %lld, Tq = %lld, Tk = %lld (non-empty only)", (long long)B, (long long)H, (long long)Tq,
+            (long long)Tk);
+  // the kernels' int indexing: the largest contiguous extent is B*H*T*D (and B*H*T rows, T rounded
+  // up to 8 for the backward's row statistics)
+  if (!fits_int(B * H * (std::max(Tq, Tk) + 7) * D))
     decline(c, "%lld x %lld x %lld x %lld elements (beyond 32-bit indexing)", (long long)B, (long long)H,
             (long long)std::max(Tq, Tk), (long long)D);
   if (!(std::isfinite(scale) && scale != 0.0)) decline(c, "scale = %g (finite, non-zero only)", scale);
   return vt_fmha::Problem{(int)B, (int)H, (int)Tq, (int)Tk, (int)D, fp16, (float)scale, causal};
+}
+
+// lse (B, H, Tq) copied into rows of stat_row(Tq) floats (any strides in, TMA's layout out)
+__global__ void copy_lse_rows(const float* lse, int64_t sb, int64_t sh, int64_t st, int H, int Tq, int row,
+                              float* dest) {
+  const int t = blockIdx.x * blockDim.x + threadIdx.x, h = blockIdx.y, b = blockIdx.z;
+  if (t < Tq) dest[((int64_t)b * H + h) * row + t] = lse[b * sb + h * sh + t * st];
 }
 
 void operand(const vt::Call& c, const vt_tensor* t, const char* name, Strides* s) {
@@ -142,16 +147,29 @@ VT_COMPUTE(sdpa_backward_hopper, "attention::sdpa_backward") {
   operand(c, v, "v", &b.sv);
   operand(c, out, "out", &b.so);
   operand(c, go, "grad_out", &b.sgo);
-  // lse (B, H, Tq) float32: unit stride along Tq, the others multiples of 4 (16 bytes)
+  // lse (B, H, Tq) float32 as TMA reads it: unit stride along Tq, the others multiples of 4 (16
+  // bytes), 16-byte aligned data; otherwise (Tq % 4 != 0 when contiguous, or a view) a copy in rows
+  // of stat_row(Tq)
   const int64_t lb = lse->sizes[0] == 1 ? (int64_t)b.p.H * b.p.Tq : lse->strides[0];
   const int64_t lh = lse->sizes[1] == 1 ? (int64_t)b.p.Tq : lse->strides[1];
-  if (lse->strides[2] != 1 || lb % 4 != 0 || lh % 4 != 0 || !fits_int(lb) || !fits_int(lh) ||
-      (reinterpret_cast<uintptr_t>(lse->data) & 15) != 0)
-    decline(c, "lse with strides (%lld, %lld, %lld) (TMA needs a unit last stride, the others multiples of 4)",
-            (long long)lse->strides[0], (long long)lse->strides[1], (long long)lse->strides[2]);
-  b.slse = Strides{lb, lh, 1};
-  b.q = q->data, b.k = k->data, b.v = v->data, b.out = out->data, b.grad_out = go->data;
   b.lse = static_cast<const float*>(lse->data);
+  b.slse = Strides{lb, lh, 1};
+  vt::Tensor lse_rows;  // held until the kernels are queued: freed earlier, their buffers could take it
+  if (lse->strides[2] != 1 || lb % 4 != 0 || lh % 4 != 0 || !fits_int(lb) || !fits_int(lh) ||
+      (reinterpret_cast<uintptr_t>(lse->data) & 15) != 0) {
+    const int row = vt_fmha::stat_row(b.p.Tq);
+    const int64_t n = (int64_t)b.p.B * b.p.H * row;
+    lse_rows = c.empty(&n, 1, vt::kFloat32);
+    float* dest = static_cast<float*>(lse_rows->data);
+    const dim3 grid((b.p.Tq + 127) / 128, b.p.H, b.p.B);
+    copy_lse_rows<<<grid, 128, 0, static_cast<cudaStream_t>(c.ctx->stream)>>>(
+        b.lse, lse->strides[0], lse->strides[1], lse->strides[2], b.p.H, b.p.Tq, row, dest);
+    const cudaError_t e = cudaGetLastError();
+    if (e != cudaSuccess) c.fail(VT_ERR_RUNTIME, "CUDA error in copying lse into TMA's rows: %s", cudaGetErrorString(e));
+    b.lse = dest;
+    b.slse = Strides{(int64_t)b.p.H * row, row, 1};
+  }
+  b.q = q->data, b.k = k->data, b.v = v->data, b.out = out->data, b.grad_out = go->data;
   b.dq = c.out(0)->data, b.dk = c.out(1)->data, b.dv = c.out(2)->data;
   (b.p.D == 64 ? vt_fmha::backward_fp16_d64 : vt_fmha::backward_fp16_d128)(c, b);
 }
@@ -180,9 +198,8 @@ VT_OPPACK_CAPABILITIES(R"json({
   "providers": [
     {"provider": "hopper", "device": "cuda", "compute_capability": {"min": "9.0", "max": "9.0"},
      "dtypes": ["bfloat16", "float16"], "cuda_graphs": true, "deterministic": false,
-     "shapes": "D == Dv in {64, 128}, Tq and Tk multiples of 128, no mask, no dropout, no grad_lse; the rest: flash",
-     "limits": [{"arg": "q", "dim": -1, "one_of": [64, 128]}, {"arg": "v", "dim": -1, "one_of": [64, 128]},
-                {"arg": "q", "dim": -2, "multiple_of": 128}, {"arg": "k", "dim": -2, "multiple_of": 128}]},
+     "shapes": "D == Dv in {64, 128}, any Tq and Tk, no mask, no dropout, no grad_lse; the rest: flash",
+     "limits": [{"arg": "q", "dim": -1, "one_of": [64, 128]}, {"arg": "v", "dim": -1, "one_of": [64, 128]}]},
     {"provider": "hopper", "device": "cuda", "ops": ["attention::sdpa_backward"], "dtypes": ["float16"]}
   ]
 })json")
