@@ -6,8 +6,11 @@ same GPU, against the device's copy bandwidth.
 Rows (issue 9's goals): layer_norm forward and forward+backward, rms_norm forward, softmax forward
 (8192 x 4096, float32 and bfloat16); cross_entropy forward and forward+backward (16384 x 50304
 logits, bfloat16 and float32, 'mean'); dropout forward (8192 x 4096, p = 0.1). Both sides call the
-ops themselves (vt.ops.core.*, torch.ops.aten.native_* where torch has them; torch's cross-entropy
-backward goes through its autograd, as a training step does). Each cell is the median over repeats
+ops themselves (vt.ops.core.*, torch.ops.aten.native_* where torch has them), except cross-entropy
+forward+backward, which both time as a training step calls it (loss = F.cross_entropy(x, t);
+loss.backward(); vt's forward then writes the gradient: core::cross_entropy_fused); the row
+"(two-pass ops)" times vt's core::cross_entropy + core::cross_entropy_backward against the same torch
+call. Each cell is the median over repeats
 of the mean time of a burst of calls, timed with CUDA events after a warm-up. "of copy" divides the
 bytes an op must move (each input read once, each output written once) by the time and by the
 device's copy bandwidth measured here (a device-to-device copy of a 128 MiB tensor, the faster of
@@ -83,13 +86,21 @@ def ce_rows(rng, dname, torch):
     es = x.element_size()
     one = vt.tensor(1.0).to(getattr(vt, dname)).to("cuda")  # d loss / d loss
 
-    def vt_fb():
+    xg = x.detach().requires_grad_()
+
+    def vt_fb():  # as a training step calls it: the fused forward, then a backward from 1
+        xg.grad = None
+        vt.cross_entropy(xg, t).backward()
+
+    def vt_fb_ops():  # the two-pass ops (what no-grad forwards and 'none' use)
         _, lse = core.cross_entropy(x, t, -100, 0.0, "mean")
         core.cross_entropy_backward(one, x, t, lse, -100, 0.0, "mean")
 
+    # bytes: the logits read once and the gradient written once (the two-pass ops read them twice)
     rows = [("cross_entropy fwd", lambda: core.cross_entropy(x, t, -100, 0.0, "mean"), P * C * es),
-            ("cross_entropy fwd+bwd", vt_fb, 3 * P * C * es)]
-    trows = [None, None]
+            ("cross_entropy fwd+bwd", vt_fb, 2 * P * C * es),
+            ("cross_entropy fwd+bwd (two-pass ops)", vt_fb_ops, 3 * P * C * es)]
+    trows = [None, None, None]
     if torch:
         F = torch.nn.functional
         tt = torch.from_numpy(tn).to("cuda")
@@ -99,7 +110,7 @@ def ce_rows(rng, dname, torch):
             txg.grad = None
             F.cross_entropy(txg, tt).backward()
 
-        trows = [lambda: F.cross_entropy(tx, tt), t_fb]
+        trows = [lambda: F.cross_entropy(tx, tt), t_fb, t_fb]
     return [(name, fn, tfn, nbytes) for (name, fn, nbytes), tfn in zip(rows, trows)]
 
 

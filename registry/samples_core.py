@@ -21,7 +21,9 @@ NOT_COVERED: dict = {}
 # overwritten the self value that other's gradient needs (the rule says so and raises)
 NO_GRAD = {"core::mul_": {"other"}}
 # outputs that are saved statistics for the backward op, not differentiable results
-AUX_OUTPUTS = {"core::layer_norm": {1, 2}, "core::rms_norm": {1}, "core::cross_entropy": {1}}
+# (cross_entropy_fused's third output is the gradient buffer its backward hands out)
+AUX_OUTPUTS = {"core::layer_norm": {1, 2}, "core::rms_norm": {1}, "core::cross_entropy": {1},
+               "core::cross_entropy_fused": {1, 2}}
 
 
 def samples(s):
@@ -63,6 +65,11 @@ def samples(s):
         _, lse = s.op("core::cross_entropy")(x, t, -100, 0.1, "mean")
         return [call(f(), x, t, lse, -100, 0.1, "mean"),
                 call(f(4), x, t, lse, -100, 0.0, "none")]
+
+    def cross_entropy_grad_scale():  # the buffer as cross_entropy_fused writes it
+        x, t = f(2, 5, 3), i(2, 3, high=5)
+        _, _, grad = s.op("core::cross_entropy_fused")(x, t, -100, 0.1, "none")
+        return [call(f(), f(4, 5), "mean"), call(f(2, 3), grad, "none")]
 
     return {
         # -- elementwise --------------------------------------------------------------------------
@@ -191,6 +198,10 @@ def samples(s):
                                         call(f(2, 5, 3), i(2, 3, high=5), -100, 0.1, "none"),
                                         call(f(5), i(high=5), -100, 0.0, "sum")],
         "core::cross_entropy_backward": cross_entropy_bw,
+        "core::cross_entropy_fused": lambda: [call(f(4, 5), i(4, high=5)),
+                                              call(f(2, 5, 3), i(2, 3, high=5), -100, 0.1, "none"),
+                                              call(f(5), i(high=5), -100, 0.0, "sum")],
+        "core::cross_entropy_grad_scale": cross_entropy_grad_scale,
         "core::mse_loss": lambda: [call(f(2, 3), f(3)), call(f(2, 3), f(2, 3), "none")],
         "core::adamw_": lambda: call(f(2, 3), f(2, 3), f(2, 3), pos(2, 3), 0.1, 0.9, 0.999, 1e-8,
                                      0.01, 1),

@@ -19,6 +19,7 @@ import numbers
 from vibetensor.runtime import dtypes as T
 
 from . import _ops
+from . import autograd as _autograd
 
 __all__ = ["softmax", "log_softmax", "layer_norm", "rms_norm", "dropout", "cross_entropy",
            "mse_loss", "linear", "bmm", "mm", "addmm", "randint", "randperm"]
@@ -89,12 +90,21 @@ def _reduction(reduction, size_average, reduce, fn):
 def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None,
                   reduction="mean", label_smoothing=0.0):
     """Fused log-softmax + NLL over class dim 1 of (N, C) or (N, C, d...) logits (or (C,)), int64
-    class-index targets; ignore_index and label_smoothing as torch."""
+    class-index targets; ignore_index and label_smoothing as torch.
+
+    When autograd will want the input's gradient of a 'mean'/'sum' loss, core::cross_entropy_fused
+    writes it in the same pass over the logits and the backward only scales it by grad_output
+    (for loss.backward() it reads one value): forward + backward read the logits once instead of
+    twice. 'none' keeps the two-pass path: its per-position grad_output is rarely all ones, and
+    scaling the buffer would cost one more pass than recomputing. Without grad (inference,
+    no_grad) no gradient buffer is made."""
     if weight is not None:
         raise NotImplementedError("cross_entropy: class weights are not supported yet")
     reduction = _reduction(reduction, size_average, reduce, "cross_entropy")
-    return _op("core::cross_entropy")(input, target, int(ignore_index), float(label_smoothing),
-                                      reduction)[0]
+    args = (input, target, int(ignore_index), float(label_smoothing), reduction)
+    if reduction != "none" and getattr(input, "requires_grad", False) and _autograd.is_grad_enabled():
+        return _op("core::cross_entropy_fused")(*args)[0]
+    return _op("core::cross_entropy")(*args)[0]
 
 
 def mse_loss(input, target, size_average=None, reduce=None, reduction="mean"):

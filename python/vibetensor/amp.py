@@ -30,7 +30,8 @@ LOW_PRECISION = frozenset({"core::matmul", "core::bmm", "core::addmm", "core::li
 FLOAT32 = frozenset({"core::exp", "core::log", "core::log1p", "core::rsqrt", "core::pow",
                      "core::pow_scalar", "core::softplus", "core::softmax", "core::log_softmax",
                      "core::layer_norm", "core::rms_norm", "core::norm", "core::cross_entropy",
-                     "core::mse_loss", "core::sum", "core::cumsum", "core::logsumexp"})
+                     "core::cross_entropy_fused", "core::mse_loss", "core::sum", "core::cumsum",
+                     "core::logsumexp"})
 WIDEST = frozenset({"core::cat", "core::where", "core::index_put", "core::index_put_"})
 
 _SIXTEEN = (T.float16, T.bfloat16)

@@ -10,6 +10,12 @@
 // so the probabilities are never stored. The 'mean' count of kept targets is computed on the
 // device (no host round trip). Reductions ('mean'/'sum') add per-position losses in a fixed order
 // in float64: the same bits on every run.
+// cross_entropy_fused is the forward that also writes that gradient for grad_output 1, so forward +
+// backward read the logits from memory once and write the gradient once: its second pass over a
+// row re-reads it from L2, last chunk first (the most recently read), with no more rows in flight
+// than half of L2 holds. Its backward, cross_entropy_grad_scale, reads grad_output on the device
+// and returns at once when it is exactly 1 (the usual loss.backward()), else scales the buffer in
+// place: no host sync, graph-capturable.
 // Target values cannot be checked on the host without a sync: a target outside [0, C) that is not
 // ignore_index gives a nan loss (and a nan gradient row) instead of the cpu's IndexError, and is
 // never used as an index.
@@ -18,8 +24,11 @@
 // squared differences (float32 / float64) and add them in two fixed-order stages.
 #include <cmath>
 #include <cstring>
+#include <mutex>
 
+#include "loss_buffer.hpp"
 #include "rowwise.cuh"
+#include "vt/cuda/device.cuh"
 
 namespace {
 
@@ -72,6 +81,72 @@ __device__ __forceinline__ A lse_of(const rowwise::LSE<A>& st, int64_t C) {
   return st.m == A(-INFINITY) && C > 0 ? A(NAN) : st.m + rowwise::flog(st.s);
 }
 
+// The gradient's parameters (backward, and the fused forward).
+struct CEGrad {
+  int64_t ignore;
+  Red red;
+  double eps;
+  const long long* count;  // kept targets ('mean' only)
+};
+
+// the position's weight: 0 where ignored, nan for a bad target; go == nullptr: grad_output 1
+// (the fused forward), the same arithmetic as a grad_output tensor holding 1
+template <class T>
+__device__ __forceinline__ acc_t<T> ce_weight(const T* go, int64_t pos, int64_t t, int64_t C, const CEGrad& q) {
+  using A = acc_t<T>;
+  if (t == q.ignore) return A(0);
+  if (t < 0 || t >= C) return A(NAN);
+  if (q.red == Red::None) return go ? A(go[pos]) : A(1);
+  const A g0 = go ? A(go[0]) : A(1);
+  return q.red == Red::Mean ? g0 * (A)(1.0 / (double)*q.count) : g0;
+}
+
+// Writes a row's gradient (K slots per chunk, as the forward read it): w * (exp(x - l) - eC),
+// less w * keep at the target; zeros where ignored. The backward and the fused forward share it;
+// kLastFirst: chunks in reverse order (the fused forward's second pass, whose last chunks are
+// the likeliest to be in L2 still).
+template <class T, int K, bool kLastFirst>
+__device__ __forceinline__ void grad_row(const T* __restrict__ xr, T* __restrict__ ir, const rowwise::Group& g,
+                                         int chunks, int n, bool vec, acc_t<T> l, acc_t<T> w, acc_t<T> eC,
+                                         acc_t<T> keep, int64_t t, bool ign) {
+  constexpr int V = rowwise::width<T>();
+  using A = acc_t<T>;
+  for (int i = 0; i < chunks; ++i) {
+    const int ch = kLastFirst ? chunks - 1 - i : i;
+    rowwise::Slot c[K];
+#pragma unroll
+    for (int k = 0; k < K; ++k) {
+      const int s = g.slot(ch, k, K);
+      c[k] = rowwise::load_slot<T>(xr, s, rowwise::valid<V>(s, n), vec);
+    }
+#pragma unroll
+    for (int k = 0; k < K; ++k) {
+      const int s = g.slot(ch, k, K);
+      const rowwise::Slot o = rowwise::make_slot<T>([&](int j) {
+        A v = w * (rowwise::fexp(rowwise::get<T>(c[k], j) - l) - eC);
+        if (s * V + j == t) v -= w * keep;
+        return ign ? A(0) : v;
+      });
+      rowwise::store_slot<T>(ir, s, rowwise::valid<V>(s, n), vec, o);
+    }
+  }
+}
+
+// The gradient of position pos of an (N, C, inner) input (its C elements at stride inner), weight w.
+template <class T>
+__device__ __forceinline__ void grad_col(const T* __restrict__ x, T* __restrict__ gi, int64_t pos, const CELayout& L,
+                                         int64_t t, acc_t<T> l, acc_t<T> w, const CEGrad& q) {
+  using A = acc_t<T>;
+  const A eC = (A)(q.eps / (double)(L.C > 1 ? L.C : 1)), keep = (A)(1.0 - q.eps);
+  const bool ign = t == q.ignore;
+  const int64_t off = pos / L.inner * L.C * L.inner + pos % L.inner;
+  for (int64_t k = 0; k < L.C; ++k) {
+    A v = w * (rowwise::fexp(A(x[off + k * L.inner]) - l) - eC);
+    if (k == t) v -= w * keep;
+    gi[off + k * L.inner] = ign ? T(0.0f) : T(v);
+  }
+}
+
 // ---- forward ------------------------------------------------------------------------------------
 // Folds chunk ch (K slots in c) of a row of n logits into st. kWhole: slots are whole or absent
 // (vec rows), so a slot's mask covers its V elements. The max ignores NaN (fmax); a NaN logit
@@ -111,11 +186,13 @@ __device__ __forceinline__ void chunk_lse(rowwise::LSE<acc_t<T>>& st, const roww
 }
 
 // One row group per position (inner == 1). Writes lse[p] and the loss: loss_none[p] ('none') or
-// per[p] (to be reduced).
-template <class T, int K>
+// per[p] (to be reduced); kGrad (cross_entropy_fused): also the row's gradient gi for
+// grad_output 1, in a second pass over the row.
+template <class T, int K, bool kGrad>
 __global__ void __launch_bounds__(rowwise::kMaxTpr)
     ce_fwd_rows(const T* __restrict__ x, const int64_t* __restrict__ tgt, int64_t P, int C, rowwise::Plan p,
-                CEParams q, acc_t<T>* __restrict__ lse, T* __restrict__ loss_none, acc_t<T>* __restrict__ per) {
+                CEParams q, acc_t<T>* __restrict__ lse, T* __restrict__ loss_none, acc_t<T>* __restrict__ per,
+                T* __restrict__ gi, CEGrad gq) {
   constexpr int V = rowwise::width<T>();
   using A = acc_t<T>;
   const rowwise::Group g(p.tpr);
@@ -152,6 +229,12 @@ __global__ void __launch_bounds__(rowwise::kMaxTpr)
       if (loss_none) loss_none[row] = T(v);
       else per[row] = v;
     }
+    if constexpr (kGrad) {
+      const A eC = (A)(gq.eps / (double)(C > 1 ? C : 1)), keep = (A)(1.0 - gq.eps);
+      const int64_t t = tgt[row];
+      grad_row<T, K, true>(xr, gi + row * C, g, chunks, n, p.vec, lse_of(st, C), ce_weight<T>(nullptr, row, t, C, gq),
+                           eC, keep, t, t == gq.ignore);
+    }
   }
 }
 
@@ -159,7 +242,8 @@ __global__ void __launch_bounds__(rowwise::kMaxTpr)
 template <class T>
 __global__ void __launch_bounds__(vt::cuda::kThreads)
     ce_fwd_cols(const T* __restrict__ x, const int64_t* __restrict__ tgt, CELayout L, CEParams q,
-                acc_t<T>* __restrict__ lse, T* __restrict__ loss_none, acc_t<T>* __restrict__ per) {
+                acc_t<T>* __restrict__ lse, T* __restrict__ loss_none, acc_t<T>* __restrict__ per,
+                T* __restrict__ gi, CEGrad gq) {
   using A = acc_t<T>;
   const int64_t P = L.N * L.inner;
   for (int64_t pos = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; pos < P; pos += (int64_t)gridDim.x * blockDim.x) {
@@ -178,6 +262,7 @@ __global__ void __launch_bounds__(vt::cuda::kThreads)
     lse[pos] = l;
     if (loss_none) loss_none[pos] = T(v);
     else per[pos] = v;
+    if (gi) grad_col(x, gi, pos, L, t, l, ce_weight<T>(nullptr, pos, t, L.C, gq), gq);
   }
 }
 
@@ -199,29 +284,11 @@ __global__ void __launch_bounds__(kFinishThreads)
 }
 
 // ---- backward -----------------------------------------------------------------------------------
-struct CEGrad {
-  int64_t ignore;
-  Red red;
-  double eps;
-  const long long* count;  // kept targets ('mean' only)
-};
-
-// the position's weight: 0 where ignored, nan for a bad target
-template <class T>
-__device__ __forceinline__ acc_t<T> ce_weight(const T* go, int64_t pos, int64_t t, int64_t C, const CEGrad& q) {
-  using A = acc_t<T>;
-  if (t == q.ignore) return A(0);
-  if (t < 0 || t >= C) return A(NAN);
-  if (q.red == Red::None) return A(go[pos]);
-  const A g0 = A(go[0]);
-  return q.red == Red::Mean ? g0 * (A)(1.0 / (double)*q.count) : g0;
-}
 
 template <class T, int K>
 __global__ void __launch_bounds__(rowwise::kMaxTpr)
     ce_bwd_rows(const T* __restrict__ x, const int64_t* __restrict__ tgt, const acc_t<T>* __restrict__ lse,
                 const T* __restrict__ go, T* __restrict__ gi, int64_t P, int C, rowwise::Plan p, CEGrad q) {
-  constexpr int V = rowwise::width<T>();
   using A = acc_t<T>;
   const rowwise::Group g(p.tpr);
   const int rpb = p.rows_per_block(), chunks = (int)p.chunks;
@@ -229,30 +296,9 @@ __global__ void __launch_bounds__(rowwise::kMaxTpr)
   for (int64_t r0 = (int64_t)blockIdx.x * rpb; r0 < P; r0 += (int64_t)gridDim.x * rpb) {
     const bool live = r0 + g.index < P;
     const int64_t row = live ? r0 + g.index : 0;
-    const int n = live ? C : 0;
     const int64_t t = tgt[row];
-    const bool ign = t == q.ignore;
-    const A w = ce_weight(go, row, t, C, q), l = lse[row];
-    const T* xr = x + row * C;
-    T* ir = gi + row * C;
-    for (int ch = 0; ch < chunks; ++ch) {
-      rowwise::Slot c[K];
-#pragma unroll
-      for (int k = 0; k < K; ++k) {
-        const int s = g.slot(ch, k, K);
-        c[k] = rowwise::load_slot<T>(xr, s, rowwise::valid<V>(s, n), p.vec);
-      }
-#pragma unroll
-      for (int k = 0; k < K; ++k) {
-        const int s = g.slot(ch, k, K);
-        const rowwise::Slot o = rowwise::make_slot<T>([&](int j) {
-          A v = w * (rowwise::fexp(rowwise::get<T>(c[k], j) - l) - eC);
-          if (s * V + j == t) v -= w * keep;
-          return ign ? A(0) : v;
-        });
-        rowwise::store_slot<T>(ir, s, rowwise::valid<V>(s, n), p.vec, o);
-      }
-    }
+    grad_row<T, K, false>(x + row * C, gi + row * C, g, chunks, live ? C : 0, p.vec, lse[row],
+                          ce_weight(go, row, t, C, q), eC, keep, t, t == q.ignore);
   }
 }
 
@@ -260,19 +306,43 @@ template <class T>
 __global__ void __launch_bounds__(vt::cuda::kThreads)
     ce_bwd_cols(const T* __restrict__ x, const int64_t* __restrict__ tgt, const acc_t<T>* __restrict__ lse,
                 const T* __restrict__ go, T* __restrict__ gi, CELayout L, CEGrad q) {
-  using A = acc_t<T>;
   const int64_t P = L.N * L.inner;
-  const A eC = (A)(q.eps / (double)(L.C > 1 ? L.C : 1)), keep = (A)(1.0 - q.eps);
   for (int64_t pos = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; pos < P; pos += (int64_t)gridDim.x * blockDim.x) {
-    const int64_t off = pos / L.inner * L.C * L.inner + pos % L.inner;
     const int64_t t = tgt[pos];
-    const bool ign = t == q.ignore;
-    const A w = ce_weight(go, pos, t, L.C, q), l = lse[pos];
-    for (int64_t k = 0; k < L.C; ++k) {
-      A v = w * (rowwise::fexp(A(x[off + k * L.inner]) - l) - eC);
-      if (k == t) v -= w * keep;
-      gi[off + k * L.inner] = ign ? T(0.0f) : T(v);
-    }
+    grad_col(x, gi, pos, L, t, lse[pos], ce_weight(go, pos, t, L.C, q), q);
+  }
+}
+
+// grad *= s in place, s = *go (a scalar loss: every element) or go[position] ('none'), skipping
+// the work where s is exactly 1 (x * 1 == x): for the usual loss.backward() the kernel reads one
+// value and returns. Position of element e: e / (C * inner) * inner + e % inner.
+template <class T>
+__global__ void __launch_bounds__(vt::cuda::kThreads)
+    ce_scale_scalar(const T* __restrict__ go, T* __restrict__ g, int64_t n, bool vec) {
+  constexpr int V = rowwise::width<T>();
+  using A = acc_t<T>;
+  const A s = A(*go);
+  if (s == A(1)) return;
+  const int64_t stride = (int64_t)gridDim.x * blockDim.x, first = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+  const int64_t nv = vec ? n / V : 0;
+  uint4* gv = reinterpret_cast<uint4*>(g);
+  for (int64_t i = first; i < nv; i += stride) {
+    const uint4 u = gv[i];
+    const rowwise::Slot in{{u.x, u.y, u.z, u.w}};
+    const rowwise::Slot o = rowwise::make_slot<T>([&](int j) { return s * rowwise::get<T>(in, j); });
+    gv[i] = make_uint4(o.w[0], o.w[1], o.w[2], o.w[3]);
+  }
+  for (int64_t i = nv * V + first; i < n; i += stride) g[i] = T(s * A(g[i]));
+}
+
+template <class T>
+__global__ void __launch_bounds__(vt::cuda::kThreads)
+    ce_scale_positions(const T* __restrict__ go, T* __restrict__ g, int64_t n, CELayout L) {
+  using A = acc_t<T>;
+  const int64_t row = L.C * L.inner;
+  for (int64_t e = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; e < n; e += (int64_t)gridDim.x * blockDim.x) {
+    const A s = A(go[e / row * L.inner + e % L.inner]);
+    if (s != A(1)) g[e] = T(s * A(g[e]));
   }
 }
 
@@ -325,7 +395,39 @@ __global__ void __launch_bounds__(kFinishThreads)
 
 namespace {
 
-VT_COMPUTE(cross_entropy_cuda, "core::cross_entropy") {
+// the number of targets != ignore_index, on the device (for 'mean')
+vt::Tensor kept_count(const vt::Call& c, const int64_t* tp, int64_t P, int64_t ignore) {
+  const int64_t one[1] = {1};
+  vt::Tensor count = c.empty(one, 1, vt::kInt64);
+  vt::cuda::launch(c, "ce_count", ce_count, 1, kFinishThreads, 0, tp, P, ignore, vt::data<long long>(count));
+  return count;
+}
+
+// The L2 cache size of the call's device in bytes, asked once per device (0 when unreadable).
+int64_t l2_bytes(const vt::Call& c) {
+  constexpr int kMaxDevices = 64;
+  static std::once_flag once[kMaxDevices];
+  static int bytes[kMaxDevices];
+  const int d = c.ctx->device.index;
+  if (d < 0 || d >= kMaxDevices) return 0;
+  std::call_once(once[d], [&] {
+    if (cudaDeviceGetAttribute(&bytes[d], cudaDevAttrL2CacheSize, d) != cudaSuccess) bytes[d] = 0;
+  });
+  return bytes[d];
+}
+
+// The fused forward's blocks: rows longer than one chunk are read twice (the second pass for the
+// gradient), so the rows in flight are kept to half of L2, but at least one block per SM. Which
+// block takes a row does not change its result (rows are independent; the grid strides).
+unsigned fused_blocks(const vt::Call& c, const rowwise::Plan& p, int64_t row_bytes) {
+  if (p.chunks <= 1) return p.blocks;
+  const int64_t sms = vt::cuda::sm_count(c);
+  const int64_t fit = l2_bytes(c) / 2 / std::max<int64_t>(row_bytes * p.rows_per_block(), 1);
+  return (unsigned)std::min<int64_t>(p.blocks, std::max<int64_t>(sms, fit));
+}
+
+// cross_entropy, and with `grad` cross_entropy_fused (the gradient for grad_output 1 too).
+void ce_forward_cuda(const vt::Call& c, const vt_tensor* grad) {
   const vt_tensor* x = c.arg(0, "input").tensor();
   const vt_tensor* t = c.arg(1, "target").tensor();
   const CEParams q{c.arg(2, "ignore_index").int_(), c.arg(3, "label_smoothing").float_()};
@@ -336,11 +438,18 @@ VT_COMPUTE(cross_entropy_cuda, "core::cross_entropy") {
   const vt_tensor* lse = c.out(1);
   rowwise::Contig xc(c, x), tc(c, t);
   const int64_t* tp = vt::data<const int64_t>(tc.t);
+  CEGrad gq{q.ignore, red, q.eps, nullptr};
+  vt::Tensor count;
+  if (grad && red == Red::Mean && P > 0) {
+    count = kept_count(c, tp, P, q.ignore);
+    gq.count = vt::data<const long long>(count);
+  }
   vt::cuda::dispatch(vt::kFloatingTypes, x->dtype, c.op, [&](auto tag) {
     using T = typename decltype(tag)::type;
     using A = acc_t<T>;
     const T* xp = vt::data<const T>(xc.t);
     A* lp = vt::data<A>(lse);
+    T* gp = grad ? vt::data<T>(grad) : nullptr;
     vt::Tensor per;
     if (red != Red::None) {
       const int64_t sz[1] = {P};
@@ -349,16 +458,51 @@ VT_COMPUTE(cross_entropy_cuda, "core::cross_entropy") {
     T* lo = red == Red::None ? vt::data<T>(loss) : nullptr;
     A* pp = red == Red::None ? nullptr : vt::data<A>(per);
     if (P > 0 && L.inner == 1) {
-      const rowwise::Plan p = rowwise::plan_rows(c, P, L.C, rowwise::width<T>(), kSlots, rowwise::aligned16(xp));
-      vt::cuda::launch(c, "ce_fwd_rows", ce_fwd_rows<T, kSlots>, p.blocks, p.threads, 0, xp, tp, P, (int)L.C, p, q, lp,
-                       lo, pp);
+      const bool aligned = rowwise::aligned16(xp) && (!gp || rowwise::aligned16(gp));
+      const rowwise::Plan p = rowwise::plan_rows(c, P, L.C, rowwise::width<T>(), kSlots, aligned);
+      if (gp)
+        vt::cuda::launch(c, "ce_fwd_rows (fused)", ce_fwd_rows<T, kSlots, true>,
+                         fused_blocks(c, p, L.C * (int64_t)sizeof(T)), p.threads, 0, xp, tp, P, (int)L.C, p, q, lp, lo,
+                         pp, gp, gq);
+      else
+        vt::cuda::launch(c, "ce_fwd_rows", ce_fwd_rows<T, kSlots, false>, p.blocks, p.threads, 0, xp, tp, P,
+                         (int)L.C, p, q, lp, lo, pp, gp, gq);
     } else if (P > 0) {
       vt::cuda::launch(c, "ce_fwd_cols", ce_fwd_cols<T>, vt::cuda::grid_for(P), vt::cuda::kThreads, 0, xp, tp, L, q,
-                       lp, lo, pp);
+                       lp, lo, pp, gp, gq);
     }
     if (red != Red::None)
       vt::cuda::launch(c, "ce_finish", ce_finish<A, T>, 1, kFinishThreads, 0, pp, tp, P, q.ignore, red == Red::Mean,
                        vt::data<T>(loss));
+  });
+}
+
+VT_COMPUTE(cross_entropy_cuda, "core::cross_entropy") { ce_forward_cuda(c, nullptr); }
+
+VT_COMPUTE(cross_entropy_fused_cuda, "core::cross_entropy_fused") {
+  core::ce_buffer_fresh(c.out(2));
+  ce_forward_cuda(c, c.out(2));
+}
+
+VT_COMPUTE(cross_entropy_grad_scale_cuda, "core::cross_entropy_grad_scale") {
+  const vt_tensor* go = c.arg(0, "grad_output").tensor();
+  const vt_tensor* gr = c.out(0);
+  const Red red = reduction_of(c.arg(2, "reduction").str());
+  const CELayout L = layout_of(gr);
+  const int64_t n = gr->numel;
+  if (n == 0) return;
+  rowwise::Contig gc(c, go);
+  vt::cuda::dispatch(vt::kFloatingTypes, gr->dtype, c.op, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    const T* sp = vt::data<const T>(gc.t);
+    T* gp = vt::data<T>(gr);
+    // a few blocks per SM: when grad_output is 1 they only read it and return
+    const unsigned blocks = std::min<unsigned>(vt::cuda::grid_for(n), 1024u);
+    if (red == Red::None)
+      vt::cuda::launch(c, "ce_scale_positions", ce_scale_positions<T>, blocks, vt::cuda::kThreads, 0, sp, gp, n, L);
+    else
+      vt::cuda::launch(c, "ce_scale_scalar", ce_scale_scalar<T>, blocks, vt::cuda::kThreads, 0, sp, gp, n,
+                       rowwise::aligned16(gp));
   });
 }
 
@@ -377,10 +521,8 @@ VT_COMPUTE(cross_entropy_backward_cuda, "core::cross_entropy_backward") {
   const int64_t* tp = vt::data<const int64_t>(tc.t);
   vt::Tensor count;
   if (q.red == Red::Mean) {
-    const int64_t one[1] = {1};
-    count = c.empty(one, 1, vt::kInt64);
+    count = kept_count(c, tp, P, q.ignore);
     q.count = vt::data<const long long>(count);
-    vt::cuda::launch(c, "ce_count", ce_count, 1, kFinishThreads, 0, tp, P, q.ignore, vt::data<long long>(count));
   }
   vt::cuda::dispatch(vt::kFloatingTypes, x->dtype, c.op, [&](auto tag) {
     using T = typename decltype(tag)::type;
@@ -434,5 +576,7 @@ VT_COMPUTE(mse_loss_cuda, "core::mse_loss") {
 void register_loss_cuda(vt::Registrar& r) {
   r.compute("core::cross_entropy", VT_CUDA, cross_entropy_cuda);
   r.compute("core::cross_entropy_backward", VT_CUDA, cross_entropy_backward_cuda);
+  r.compute("core::cross_entropy_fused", VT_CUDA, cross_entropy_fused_cuda);
+  r.compute("core::cross_entropy_grad_scale", VT_CUDA, cross_entropy_grad_scale_cuda);
   r.compute("core::mse_loss", VT_CUDA, mse_loss_cuda);
 }

@@ -11,15 +11,28 @@
 //   grad_x_c = w * (exp(x_c - lse) - (1 - eps) [c == t] - eps / C), w = grad (sum), grad / count
 //   (mean), grad[position] (none); 0 on ignored positions. It has no backward rule: double
 //   backward through cross_entropy is not supported.
+// cross_entropy_fused(same arguments) -> (loss, lse, grad): cross_entropy that also writes the
+//   input's gradient for grad_output 1 in the same pass over the logits (what training calls: the
+//   backward then reads the logits no more). Its backward scales that buffer by grad_output in
+//   place and hands it out, once (loss_buffer.hpp); a second backward recomputes through
+//   cross_entropy_backward. The buffer belongs to the backward: callers drop the third output.
+// cross_entropy_grad_scale(grad_output, grad, reduction) -> grad: the fused backward's step,
+//   grad *= grad_output in place (per position for 'none'), skipped where grad_output is exactly 1
+//   (x * 1 == x); returns a view of `grad`. Not named with '_': the buffer's version must stay the
+//   forward's so that a retained graph's second backward is not refused.
 // mse_loss(input, target, reduction='mean'): (input - target)^2 with broadcasting, reduced in fixed
 //   blocks (thread-count independent); its backward is composed of core ops (differentiable).
 // Each op is a meta step (checks, outputs; every device) and a CPU compute into those outputs; the
 // check of cross_entropy's target values (data) is in its compute.
 #include <cstring>
+#include <mutex>
+#include <set>
+#include <tuple>
 #include <vector>
 
 #include "core.hpp"
 #include "gradops.hpp"
+#include "loss_buffer.hpp"
 #include "nnmath.hpp"
 #include "vt/loops.hpp"
 
@@ -154,9 +167,37 @@ void for_positions(vt::Call& c, const T* x, const CELayout& L, F f) {
 // 16-bit floats, else the input's
 vt_dtype lse_dtype(vt_dtype x) { return vt::is_floating(x) && x.bits == 16 ? vt::kFloat32 : x; }
 
-}  // namespace
+// One position's gradient row for weight w (see cross_entropy_backward above) into out[k * inner],
+// from its C logits `row` (scratch: C values). The backward op and the fused forward share it, so
+// at grad_output 1 their gradients are the same bits.
+template <class T, class A>
+void ce_grad_row(const A* row, A* sc, T* out, int64_t C, int64_t inner, A l, A w, A eC, A keep, int64_t t, bool ign) {
+  if (ign) {
+    for (int64_t k = 0; k < C; ++k) out[k * inner] = vt::convert<T>((A)0);
+    return;
+  }
+  if constexpr (std::is_same<A, float>::value) {
+    nnm::row_softmax_grad(row, sc, l, w, eC, C);
+  } else {
+    for (int64_t k = 0; k < C; ++k) sc[k] = w * (std::exp(row[k] - l) - eC);
+  }
+  sc[t] -= w * keep;
+  for (int64_t k = 0; k < C; ++k) out[k * inner] = vt::convert<T>(sc[k]);
+}
 
-VT_META_FN(cross_entropy_meta, "core::cross_entropy") {
+// The targets' check (serially: an error must not depend on threads); returns how many are kept.
+int64_t check_targets(vt::Call& c, const int64_t* tp, int64_t P, int64_t C, int64_t ignore) {
+  int64_t count = 0;
+  for (int64_t p = 0; p < P; ++p) {
+    if (tp[p] == ignore) continue;
+    if (tp[p] < 0 || tp[p] >= C) target_out_of_range(c, tp, p, C, ignore);
+    ++count;
+  }
+  return count;
+}
+
+// The meta step of cross_entropy and cross_entropy_fused (which adds the gradient buffer).
+void ce_forward_meta(vt::Call& c, bool fused) {
   const CEArgs a(c);
   const vt_tensor *x = a.x, *t = a.t;
   const double eps = a.eps;
@@ -166,10 +207,12 @@ VT_META_FN(cross_entropy_meta, "core::cross_entropy") {
   const vt_dtype sd = lse_dtype(x->dtype);
   c.set_out(0, red == Red::None ? c.empty(t->sizes, t->ndim, x->dtype) : c.empty(nullptr, 0, x->dtype));
   c.set_out(1, c.empty(t->sizes, t->ndim, sd));
+  if (fused) c.set_out(2, c.empty_like(x));
 }
 
-// Checks the target values (data: here, not in the meta step), then computes loss and lse.
-VT_COMPUTE(cross_entropy_cpu, "core::cross_entropy") {
+// Checks the target values (data: here, not in the meta step), then computes loss and lse, and
+// with `grad` (cross_entropy_fused) the input's gradient for grad_output 1 from the same rows.
+void ce_forward_cpu(vt::Call& c, const vt_tensor* grad) {
   const CEArgs a(c);
   const vt_tensor *x = a.x, *t = a.t;
   const int64_t ignore = a.ignore;
@@ -181,36 +224,63 @@ VT_COMPUTE(cross_entropy_cpu, "core::cross_entropy") {
   const vt_tensor* loss = c.out(0);
   const vt_tensor* lse = c.out(1);
   const int64_t* tp = vt::data<const int64_t>(tc.t);
-  // validate targets first (serially: an error must not depend on threads)
-  for (int64_t p = 0; p < P; ++p)
-    if (tp[p] != ignore && (tp[p] < 0 || tp[p] >= L.C)) target_out_of_range(c, tp, p, L.C, ignore);
+  const int64_t count = check_targets(c, tp, P, L.C, ignore);
   vt::dispatch(vt::kFloatingTypes, x->dtype, c.op, [&](auto tag) {
     using T = typename decltype(tag)::type;
     using A = vt::acc_t<T>;
     A* lp = vt::data<A>(lse);
     std::vector<A> per(red == Red::None ? 0 : (size_t)P);
     T* lo = red == Red::None ? vt::data<T>(loss) : nullptr;
-    const A e = (A)eps;
-    for_positions<T>(c, vt::data<const T>(xc.t), L, [&](int64_t p, const A* row, A*) {
+    T* gp = grad ? vt::data<T>(grad) : nullptr;
+    const A e = (A)eps, eC = (A)(eps / (double)std::max<int64_t>(L.C, 1)), keep = (A)(1.0 - eps);
+    // the weight at grad_output 1, as the backward op computes it (1 * (1 / count) for 'mean')
+    const A w1 = red == Red::Mean ? (A)1 * (A)(1.0 / (double)count) : (A)1;
+    const int64_t C = L.C, inner = L.inner;
+    for_positions<T>(c, vt::data<const T>(xc.t), L, [&](int64_t p, const A* row, A* sc) {
       A l, s;
-      ce_stats<A>(row, L.C, &l, &s);
+      ce_stats<A>(row, C, &l, &s);
       lp[p] = l;
+      const bool ign = tp[p] == ignore;
       A v = 0;
-      if (tp[p] != ignore) v = ((A)1 - e) * (l - row[tp[p]]) + (e != (A)0 ? e * (l - s / (A)L.C) : (A)0);
+      if (!ign) v = ((A)1 - e) * (l - row[tp[p]]) + (e != (A)0 ? e * (l - s / (A)C) : (A)0);
       if (lo) lo[p] = vt::convert<T>(v);
       else per[(size_t)p] = v;
+      if (gp) ce_grad_row<T, A>(row, sc, gp + p / inner * C * inner + p % inner, C, inner, l, w1, eC, keep, tp[p], ign);
     });
     if (red != Red::None) {  // in order: deterministic
       double total = 0;
-      int64_t count = 0;
-      for (int64_t p = 0; p < P; ++p) {
-        total += (double)per[(size_t)p];
-        count += tp[p] != ignore;
-      }
+      for (int64_t p = 0; p < P; ++p) total += (double)per[(size_t)p];
       const double r = red == Red::Sum ? total : total / (double)count;  // 0/0 = nan, as torch
       *vt::data<T>(loss) = vt::convert<T>(r);
     }
   });
+}
+
+// Handed-out fused buffers (loss_buffer.hpp): (device type, index, address) of each claimed one.
+std::mutex g_claimed_mu;
+std::set<std::tuple<int32_t, int32_t, uintptr_t>> g_claimed;
+std::tuple<int32_t, int32_t, uintptr_t> buffer_key(const vt_tensor* b) {
+  return {b->device.type, b->device.index, (uintptr_t)b->data};
+}
+
+}  // namespace
+
+void core::ce_buffer_fresh(const vt_tensor* buf) {
+  std::lock_guard<std::mutex> lock(g_claimed_mu);
+  g_claimed.erase(buffer_key(buf));
+}
+bool core::ce_buffer_claim(const vt_tensor* buf) {
+  std::lock_guard<std::mutex> lock(g_claimed_mu);
+  return g_claimed.insert(buffer_key(buf)).second;
+}
+
+VT_META_FN(cross_entropy_meta, "core::cross_entropy") { ce_forward_meta(c, false); }
+VT_COMPUTE(cross_entropy_cpu, "core::cross_entropy") { ce_forward_cpu(c, nullptr); }
+
+VT_META_FN(cross_entropy_fused_meta, "core::cross_entropy_fused") { ce_forward_meta(c, true); }
+VT_COMPUTE(cross_entropy_fused_cpu, "core::cross_entropy_fused") {
+  core::ce_buffer_fresh(c.out(2));
+  ce_forward_cpu(c, c.out(2));
 }
 
 VT_META_FN(cross_entropy_backward_meta, "core::cross_entropy_backward") {
@@ -243,12 +313,7 @@ VT_COMPUTE(cross_entropy_backward_cpu, "core::cross_entropy_backward") {
   Contig xc(c, x), tc(c, t), gc(c, go), lc(c, lse);
   const vt_tensor* gin = c.out(0);
   const int64_t* tp = vt::data<const int64_t>(tc.t);
-  int64_t count = 0;
-  for (int64_t p = 0; p < P; ++p) {
-    if (tp[p] == ignore) continue;
-    if (tp[p] < 0 || tp[p] >= L.C) target_out_of_range(c, tp, p, L.C, ignore);
-    ++count;
-  }
+  const int64_t count = check_targets(c, tp, P, L.C, ignore);
   vt::dispatch(vt::kFloatingTypes, x->dtype, c.op, [&](auto tag) {
     using T = typename decltype(tag)::type;
     using A = vt::acc_t<T>;
@@ -257,24 +322,60 @@ VT_COMPUTE(cross_entropy_backward_cpu, "core::cross_entropy_backward") {
     T* ip = vt::data<T>(gin);
     const A g0 = red == Red::None ? (A)0 : (A)gp[0];
     const A wscale = red == Red::Mean ? (A)(1.0 / (double)count) : (A)1;
-    const A e = (A)eps, eC = (A)(eps / (double)std::max<int64_t>(L.C, 1)), keep = (A)(1.0 - eps);
+    const A eC = (A)(eps / (double)std::max<int64_t>(L.C, 1)), keep = (A)(1.0 - eps);
     const int64_t C = L.C, inner = L.inner;
     for_positions<T>(c, vt::data<const T>(xc.t), L, [&](int64_t p, const A* row, A* sc) {
-      const int64_t n = p / inner, i = p % inner;
-      T* out = ip + n * C * inner + i;
       const bool ign = tp[p] == ignore;
       const A w = ign ? (A)0 : (red == Red::None ? (A)gp[p] : g0 * wscale);
-      const A l = lp[p];
-      if constexpr (std::is_same<A, float>::value) {
-        nnm::row_softmax_grad(row, sc, l, w, eC, C);
-      } else {
-        for (int64_t k = 0; k < C; ++k) sc[k] = w * (std::exp(row[k] - l) - eC);
-      }
-      if (!ign) sc[tp[p]] -= w * keep;
-      (void)e;
-      if (ign)
-        for (int64_t k = 0; k < C; ++k) sc[k] = 0;
-      for (int64_t k = 0; k < C; ++k) out[k * inner] = vt::convert<T>(sc[k]);
+      ce_grad_row<T, A>(row, sc, ip + p / inner * C * inner + p % inner, C, inner, lp[p], w, eC, keep, tp[p], ign);
+    });
+  });
+}
+
+VT_META_FN(cross_entropy_grad_scale_meta, "core::cross_entropy_grad_scale") {
+  const vt_tensor* go = c.arg(0, "grad_output").tensor();
+  const vt_tensor* gr = c.arg(1, "grad").tensor();
+  const char* rs = c.arg(2, "reduction").str();
+  const Red red = check_reduction(c, rs);
+  if (!vt::is_floating(gr->dtype))
+    c.fail(VT_ERR_TYPE, "grad must have a floating dtype, got %s", vt::dtype_name(gr->dtype));
+  c.check_same_dtype(go, "grad_output", gr, "grad");
+  c.check_same_device(go, "grad_output", gr, "grad");
+  vt::check_ndim(c.op, gr, "grad");
+  if (gr->ndim == 0) c.fail(VT_ERR_VALUE, "grad must have at least 1 dim (classes), got a 0-d tensor");
+  if (!vt::is_contiguous(gr))
+    c.fail(VT_ERR_VALUE, "grad must be contiguous (cross_entropy_fused's third output), got strides of %s",
+           vt::shape_str(gr).c_str());
+  const int64_t P = layout_of(gr).positions();
+  if (red == Red::None ? go->numel != P : go->numel != 1)
+    c.fail(VT_ERR_VALUE, "grad_output %s does not match the loss of reduction '%s' for grad %s",
+           vt::shape_str(go).c_str(), rs, vt::shape_str(gr).c_str());
+  // the result is grad itself (a view of it): the compute scales it in place
+  c.set_out(0, vt::Tensor(c.host, c.host->as_strided(const_cast<vt_tensor*>(gr), gr->sizes, gr->strides, gr->ndim, 0)));
+}
+
+VT_COMPUTE(cross_entropy_grad_scale_cpu, "core::cross_entropy_grad_scale") {
+  const vt_tensor* go = c.arg(0, "grad_output").tensor();
+  const vt_tensor* gr = c.out(0);
+  const Red red = reduction_of(c.arg(2, "reduction").str());
+  const CELayout L = layout_of(gr);
+  Contig gc(c, go);
+  vt::dispatch(vt::kFloatingTypes, gr->dtype, c.op, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    using A = vt::acc_t<T>;
+    const T* sp = vt::data<const T>(gc.t);
+    T* gp = vt::data<T>(gr);
+    const int64_t C = L.C, inner = L.inner, P = L.positions();
+    // position p's C elements (stride inner) times s; nothing to do where s is exactly 1
+    auto scale = [&](int64_t p, A s) {
+      if (s == (A)1) return;
+      T* row = gp + p / inner * C * inner + p % inner;
+      for (int64_t k = 0; k < C; ++k) row[k * inner] = vt::convert<T>(s * (A)row[k * inner]);
+    };
+    const int64_t grain = std::max<int64_t>(1, vt::kGrain / std::max<int64_t>(C, 1));
+    if (red != Red::None && (A)sp[0] == (A)1) return;
+    vt::parallel_for(c.host, 0, P, grain, [&](int64_t p0, int64_t p1) {
+      for (int64_t p = p0; p < p1; ++p) scale(p, red == Red::None ? (A)sp[p] : (A)sp[0]);
     });
   });
 }
@@ -282,6 +383,21 @@ VT_COMPUTE(cross_entropy_backward_cpu, "core::cross_entropy_backward") {
 VT_BACKWARD(cross_entropy_bw_rule, "core::cross_entropy") {
   vt_tensor* go = g.grad_out(0);
   if (!go || !g.needs(0)) return;
+  g.set_grad(0, vt::call(g.host, "core::cross_entropy_backward",
+                         {go, g.saved(0), g.saved(1), g.out(1), g.arg(2).v.i, gops::num(g.arg(3)),
+                          gops::str(g.arg(4).v.s)}));
+}
+
+// The first backward hands out the forward's gradient buffer, scaled by grad_output; any later
+// one (a retained graph) recomputes from the saved logits, as cross_entropy's rule does.
+VT_BACKWARD(cross_entropy_fused_bw_rule, "core::cross_entropy_fused") {
+  vt_tensor* go = g.grad_out(0);
+  if (!go || !g.needs(0)) return;
+  vt_tensor* buf = g.out(2);
+  if (core::ce_buffer_claim(buf)) {
+    g.set_grad(0, vt::call(g.host, "core::cross_entropy_grad_scale", {go, buf, gops::str(g.arg(4).v.s)}));
+    return;
+  }
   g.set_grad(0, vt::call(g.host, "core::cross_entropy_backward",
                          {go, g.saved(0), g.saved(1), g.out(1), g.arg(2).v.i, gops::num(g.arg(3)),
                           gops::str(g.arg(4).v.s)}));
@@ -374,6 +490,12 @@ const OpDef kLossOps[] = {
      "str reduction='mean') -> (Tensor, Tensor)", cross_entropy_meta, cross_entropy_cpu, cross_entropy_bw_rule, 0b11, 0b10},
     {"core::cross_entropy_backward(Tensor grad_output, Tensor input, Tensor target, Tensor lse, int ignore_index, "
      "float label_smoothing, str reduction) -> Tensor", cross_entropy_backward_meta, cross_entropy_backward_cpu},
+    // saves input and target (a second backward recomputes), lse and the gradient buffer
+    {"core::cross_entropy_fused(Tensor input, Tensor target, int ignore_index=-100, float label_smoothing=0.0, "
+     "str reduction='mean') -> (Tensor, Tensor, Tensor)", cross_entropy_fused_meta, cross_entropy_fused_cpu,
+     cross_entropy_fused_bw_rule, 0b11, 0b110},
+    {"core::cross_entropy_grad_scale(Tensor grad_output, Tensor grad, str reduction) -> Tensor",
+     cross_entropy_grad_scale_meta, cross_entropy_grad_scale_cpu},
     {"core::mse_loss(Tensor input, Tensor target, str reduction='mean') -> Tensor", mse_loss_meta, mse_loss_cpu,
      mse_loss_bw_rule, 0b11, 0},
 };
