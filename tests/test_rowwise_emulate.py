@@ -14,8 +14,9 @@ def test_row_kernels_in_host_emulation(tmp_path):
     run = subprocess.run([str(exe), "quick"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                          timeout=600)
     assert run.returncode == 0, run.stdout
-    # every kind of plan ran: the warp kernel (short rows and 16 slots per lane), the block kernel
-    # with one chunk and with several
+    # every kind of plan ran: the warp kernel (short rows and a full warp), the block kernel (a
+    # 4096-element 16-bit row in 128 threads) with one chunk and with several
     assert "warp  tpr   1 " in run.stdout and "warp  tpr  32 " in run.stdout, run.stdout
+    assert "block tpr 128 threads 128 chunks 1 vec 1" in run.stdout, run.stdout
     assert "chunks 1" in run.stdout and "chunks 2" in run.stdout, run.stdout
     assert "all cases passed" in run.stdout, run.stdout

@@ -5,8 +5,8 @@
 // (outer, inner) position. inner == 1 (dim is the last): lines are rows and go through the row
 // kernels of softmax_rows.cuh (a row in registers while it fits, 16-byte accesses, one read and one
 // write per element; longer rows are read once per pass): rows that fit one warp's registers (fwd:
-// up to 1024 float32 / 4096 16-bit elements, bwd: 1024 / 2048) a warp per row, several rows per
-// block, shuffles only; longer rows a block per row. inner > 1: one thread per line, adjacent
+// up to 1024 elements, bwd: 1024 float32 / 2048 16-bit) a warp per row, several rows per block,
+// shuffles only; longer rows a block per row. inner > 1: one thread per line, adjacent
 // threads on adjacent lines (coalesced), two passes. Non-contiguous inputs are made contiguous
 // first (as on cpu). float16/bfloat16 compute in float32, float64 in double. Reductions run in a
 // fixed order: the same bits on every run.
@@ -23,7 +23,6 @@ namespace {
 
 using rowwise::acc_t;
 using vt::cuda::Vec;
-using softmax_rows_impl::softmax_rows;
 using softmax_rows_impl::softmax_bwd_rows;
 using softmax_rows_impl::kBwdSlots;
 using softmax_rows_impl::kBwdWarpSlots;
@@ -94,15 +93,11 @@ void softmax_fwd(vt::Call& c, bool log) {
     const T* xp = vt::data<const T>(x.t);
     T* yp = vt::data<T>(out);
     if (L.inner == 1) {
-      constexpr int K = softmax_rows_impl::fwd_slots<T>(), Kw = softmax_rows_impl::fwd_warp_slots<T>();
-      const rowwise::Plan p = rowwise::plan_rows(c, L.outer, L.D, rowwise::width<T>(), K,
-                                                 rowwise::aligned16(xp) && rowwise::aligned16(yp), Kw);
-      if (p.warp)
-        vt::cuda::launch(c, "softmax_rows (warp)", softmax_rows<T, Kw, true>, p.blocks, p.threads, 0, xp, yp,
-                         L.outer, (int)L.D, p, log);
-      else
-        vt::cuda::launch(c, "softmax_rows", softmax_rows<T, K, false>, p.blocks, p.threads, 0, xp, yp, L.outer,
-                         (int)L.D, p, log);
+      const rowwise::Plan p =
+          softmax_rows_impl::plan<T>(c, L.outer, L.D, rowwise::aligned16(xp) && rowwise::aligned16(yp));
+      auto kernel = log ? softmax_rows_impl::kernel_for<T, true>(p) : softmax_rows_impl::kernel_for<T, false>(p);
+      vt::cuda::launch(c, p.warp ? "softmax_rows (warp)" : "softmax_rows", kernel, p.blocks, p.threads, 0, xp, yp,
+                       L.outer, (int)L.D, p);
     } else {
       vt::cuda::launch(c, "softmax_cols", softmax_cols<T>, vt::cuda::grid_for(L.outer * L.inner), vt::cuda::kThreads,
                        0, xp, yp, L, log);

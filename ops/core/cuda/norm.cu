@@ -4,12 +4,12 @@
 //
 // Shape legend: input (..., *normalized_shape) is M rows of N = prod(normalized_shape); mean/rstd
 // hold M values of A (float32 for float16/bfloat16 and float32 inputs, else float64).
-// Forward: one row kernel (norm_rows.cuh), built twice: rows that fit one warp's registers (up to
-// 1024 float32 or 4096 16-bit elements) run a warp per row, several rows per block, shuffles only;
-// longer rows a block per row. The row (and, for 16-bit rows of 4 slots per thread, the weight and
-// bias beside it) stays in registers while it fits (rows of up to 16384 elements; longer rows are
-// read once per pass), mean then the variance around it (two passes over registers, one read of
-// global memory), out written in the input dtype.
+// Forward: one row kernel (norm_rows.cuh), built as a warp kernel (rows of up to 1024 elements: a
+// warp per row, several rows per block, shuffles only) and a block kernel (a block per row, 32
+// elements per thread: 128 threads for 4096), each for 16-byte accesses only and for scalar ones.
+// The row stays in registers while it fits (rows of up to 16384 elements; longer rows are read
+// once per pass), mean then the variance around it (two passes over registers, one read of global
+// memory), out written in the input dtype.
 // Backward: grad_input in one row kernel; grad_weight/grad_bias by a deterministic two-stage
 // column sum: each row group (a warp or a block) adds g * xhat and g of its rows, a fixed set, into
 // registers and writes one partial row; column_sum adds the partial rows in a fixed order. Rows
@@ -76,16 +76,11 @@ void norm_forward(vt::Call& c) {
     T* yp = vt::data<T>(out);
     const bool al =
         rowwise::aligned16(xp) && rowwise::aligned16(yp) && rowwise::aligned16(wp) && rowwise::aligned16(bp);
-    constexpr int K = norm_rows_impl::fwd_slots<T>(), Kw = norm_rows_impl::fwd_warp_slots<T>();
-    const rowwise::Plan p = rowwise::plan_rows(c, M, N, rowwise::width<T>(), K, al, Kw);
+    const rowwise::Plan p = norm_rows_impl::plan<T>(c, M, N, al);
     A* mp = RMS ? nullptr : vt::data<A>(mean);
     A* rp = vt::data<A>(rstd);
-    if (p.warp)
-      vt::cuda::launch(c, "norm_rows (warp)", norm_rows_impl::norm_rows<T, Kw, true>, p.blocks, p.threads, 0, xp, wp, bp, yp, mp, rp,
-                       M, (int)N, p, eps, RMS);
-    else
-      vt::cuda::launch(c, "norm_rows", norm_rows_impl::norm_rows<T, K, false>, p.blocks, p.threads, 0, xp, wp, bp, yp, mp, rp, M,
-                       (int)N, p, eps, RMS);
+    vt::cuda::launch(c, p.warp ? "norm_rows (warp)" : "norm_rows", norm_rows_impl::kernel_for<T, RMS>(p), p.blocks,
+                     p.threads, 0, xp, wp, bp, yp, mp, rp, M, (int)N, p, eps);
   });
 }
 

@@ -11,36 +11,32 @@ namespace norm_rows_impl {
 
 using rowwise::acc_t;
 
-// 16-byte slots per thread. Block kernel: 128 bytes of a float32 row, 64 of a 16-bit or float64
-// one. Warp kernel: float32 as the block kernel (rows of up to 1024 elements); 16-bit rows of up to
-// 4096 elements, 256 bytes per lane (64 registers).
+// 16-byte slots per thread: 32 elements of a float32 or 16-bit row (rows of up to 1024 elements
+// run the warp kernel, longer ones a block of up to kMaxTpr threads per row: a 4096-element row
+// takes 128 threads), 8 of a float64 one. 16-bit rows used to take the warp kernel up to 4096
+// elements at 16 slots per lane: 118 registers (25% occupancy) and three fully unrolled passes over
+// 128 elements that missed the instruction cache (Nsight Compute: "no instruction" stalls were 4.6
+// of 10 cycles between issues), 0.54 of the copy ceiling on the H200.
 template <class T>
 constexpr int fwd_slots() { return sizeof(T) == 4 ? 8 : 4; }
 template <class T>
-constexpr int fwd_warp_slots() { return sizeof(T) == 2 ? 16 : fwd_slots<T>(); }
-// Weight and bias are loaded next to the row (in flight during the reductions) only when the three
-// fit in 48 registers (16-bit rows of 4 slots per thread): at 8 float32 slots the three took 96
-// registers and the kernel spilled (ptxas 13.0, sm_90, at the 128-register cap). Otherwise they are
-// read in the output pass: the same for every row, so cache hits.
-template <class T, int K>
-constexpr bool kPrefetchAffine = sizeof(T) <= 4 && 3 * K * 4 <= 48;
-// slots of weight and bias the output pass loads at a time when they were not prefetched (16
-// registers for the two: no spill at the warp kernel's 16 slots)
-template <int K>
-constexpr int kAffineGroup = K < 2 ? K : 2;
+constexpr int fwd_warp_slots() { return fwd_slots<T>(); }
 
-// out = (x - mean) * rstd * w + b (rms: mean = 0, rstd from mean(x^2)); mean/rstd per row
-template <class T, int K, bool kWarp>
-__global__ void VT_ROW_KERNEL_BOUNDS(kWarp)
+// out = (x - mean) * rstd * w + b (rms: mean = 0, rstd from mean(x^2)); mean/rstd per row.
+// kVec: the plan's vec (16-byte accesses only). A missing weight is a slot of ones and a missing
+// bias one of -0 (x * 1 and x + -0 are x exactly, -0 included), so one code path serves all.
+template <class T, int K, bool kWarp, bool kVec, bool rms>
+__global__ void VT_ROW_KERNEL_BOUNDS(kWarp, kVec && sizeof(T) <= 4 ? 64 : 128)
     norm_rows(const T* __restrict__ x, const T* __restrict__ w, const T* __restrict__ b, T* __restrict__ y,
               acc_t<T>* __restrict__ mean, acc_t<T>* __restrict__ rstd, int64_t M, int N, rowwise::Plan p,
-              double eps, bool rms) {
+              double eps) {
   constexpr int V = rowwise::width<T>();
+  static_assert(K == 1 || K % 2 == 0, "the output pass takes slots two at a time");
   using A = acc_t<T>;
-  const rowwise::GroupOf<kWarp> g(p.tpr);
+  const rowwise::RowGroup<kWarp> g(p.tpr);
   const int rpb = p.rows_per_block(), chunks = (int)p.chunks;
-  constexpr bool kPrefetch = kPrefetchAffine<T, K>;
-  rowwise::Slot c[K], wv[kPrefetch ? K : 1], bv[kPrefetch ? K : 1];
+  const rowwise::Slot one = rowwise::splat<T>(A(1)), nzero = rowwise::splat<T>(A(-0.0));
+  rowwise::Slot c[K];
   for (int64_t r0 = (int64_t)blockIdx.x * rpb; r0 < M; r0 += (int64_t)gridDim.x * rpb) {
     const bool live = r0 + g.index < M;
     const int64_t row = live ? r0 + g.index : 0;
@@ -48,41 +44,37 @@ __global__ void VT_ROW_KERNEL_BOUNDS(kWarp)
     const T* xr = x + row * N;
     A s = A(0);  // sum of x (layer) or of x^2 (rms); missing elements are 0
     for (int ch = 0; ch < chunks; ++ch) {
-      rowwise::load_chunk<T, K>(c, xr, g, ch, n, p.vec);
-      if constexpr (kPrefetch) {
-        if (chunks == 1)  // weight and bias in flight during the reductions
+      rowwise::load_chunk<T, K>(c, xr, g, ch, n, kVec);
 #pragma unroll
-          for (int k = 0; k < K; ++k) {
-            const int sl = g.slot(ch, k, K), lim = rowwise::valid<V>(sl, n);
-            if (w) wv[k] = rowwise::load_slot<T>(w, sl, lim, p.vec);
-            if (b) bv[k] = rowwise::load_slot<T>(b, sl, lim, p.vec);
-          }
-      }
-#pragma unroll
-      for (int k = 0; k < K; ++k)
+      for (int k = 0; k < K; ++k) {  // a sum per slot: K independent chains of adds
+        A sk = A(0);
 #pragma unroll
         for (int j = 0; j < V; ++j) {
           const A v = rowwise::get<T>(c[k], j);
-          s += rms ? v * v : v;
+          sk += rms ? v * v : v;
         }
+        s += sk;
+      }
     }
     s = g.sum(s);
     A mu = A(0), var;
-    if (rms) {
+    if constexpr (rms) {
       var = s / (A)N;  // N == 0: nan, as on cpu
     } else {  // the variance around the mean: a second pass (over registers when the row fits)
       mu = N ? s / (A)N : A(0);
       A q = A(0);
       for (int ch = 0; ch < chunks; ++ch) {
-        if (chunks > 1) rowwise::load_chunk<T, K>(c, xr, g, ch, n, p.vec);
+        if (chunks > 1) rowwise::load_chunk<T, K>(c, xr, g, ch, n, kVec);
 #pragma unroll
         for (int k = 0; k < K; ++k) {
           const int lim = rowwise::valid<V>(g.slot(ch, k, K), n);
+          A qk = A(0);
 #pragma unroll
           for (int j = 0; j < V; ++j) {
             const A d = rowwise::get<T>(c[k], j) - mu;
-            q += j < lim ? d * d : A(0);
+            qk += (kVec || j < lim) ? d * d : A(0);
           }
+          q += (!kVec || lim >= V) ? qk : A(0);  // vec: a slot is whole or absent
         }
       }
       q = g.sum(q);
@@ -95,37 +87,47 @@ __global__ void VT_ROW_KERNEL_BOUNDS(kWarp)
     }
     T* yr = y + row * N;
     for (int ch = 0; ch < chunks; ++ch) {
-      if (chunks > 1) rowwise::load_chunk<T, K>(c, xr, g, ch, n, p.vec);
-      // weight and bias (unless prefetched) kAffineGroup slots at a time, loaded before they are
-      // used: one cache round trip per group, not per slot
+      if (chunks > 1) rowwise::load_chunk<T, K>(c, xr, g, ch, n, kVec);
+      // weight and bias two slots at a time, loaded before they are used (the same for every row:
+      // cache hits)
 #pragma unroll
-      for (int k0 = 0; k0 < K; k0 += kAffineGroup<K>) {
-        rowwise::Slot wk[kAffineGroup<K>], bk[kAffineGroup<K>];
+      for (int k0 = 0; k0 < K; k0 += 2) {
+        constexpr int G = K < 2 ? K : 2;
+        rowwise::Slot wk[G], bk[G];
 #pragma unroll
-        for (int i = 0; i < kAffineGroup<K>; ++i) {
-          const int k = k0 + i, sl = g.slot(ch, k, K), lim = rowwise::valid<V>(sl, n);
-          if (kPrefetch && chunks == 1) {
-            wk[i] = wv[kPrefetch ? k : 0];
-            bk[i] = bv[kPrefetch ? k : 0];
-          } else {
-            if (w) wk[i] = rowwise::load_slot<T>(w, sl, lim, p.vec);
-            if (b) bk[i] = rowwise::load_slot<T>(b, sl, lim, p.vec);
-          }
+        for (int i = 0; i < G; ++i) {
+          const int sl = g.slot(ch, k0 + i, K), lim = rowwise::valid<V>(sl, n);
+          wk[i] = w ? rowwise::load_slot_as<T, kVec>(w, sl, lim) : one;
+          bk[i] = b ? rowwise::load_slot_as<T, kVec>(b, sl, lim) : nzero;
         }
 #pragma unroll
-        for (int i = 0; i < kAffineGroup<K>; ++i) {
+        for (int i = 0; i < G; ++i) {
           const int k = k0 + i, sl = g.slot(ch, k, K), lim = rowwise::valid<V>(sl, n);
           const rowwise::Slot o = rowwise::make_slot<T>([&](int j) {
-            A v = (rowwise::get<T>(c[k], j) - mu) * rs;
-            if (w) v = v * rowwise::get<T>(wk[i], j);
-            if (b) v = v + rowwise::get<T>(bk[i], j);
-            return v;
+            const A v = (rowwise::get<T>(c[k], j) - mu) * rs;
+            return v * rowwise::get<T>(wk[i], j) + rowwise::get<T>(bk[i], j);
           });
-          rowwise::store_slot<T>(yr, sl, lim, p.vec, o);
+          rowwise::store_slot_as<T, kVec>(yr, sl, lim, o);
         }
       }
     }
   }
+}
+
+template <class T>
+using NormRowsKernel = void (*)(const T*, const T*, const T*, T*, acc_t<T>*, acc_t<T>*, int64_t, int, rowwise::Plan,
+                                double);
+
+// the plan for M rows of N and the kernel that runs it (norm.cu launches it; the lab emulates it)
+template <class T>
+rowwise::Plan plan(const vt::Call& c, int64_t M, int64_t N, bool aligned) {
+  return rowwise::plan_rows(c, M, N, rowwise::width<T>(), fwd_slots<T>(), aligned, fwd_warp_slots<T>());
+}
+template <class T, bool kRms>
+NormRowsKernel<T> kernel_for(const rowwise::Plan& p) {
+  constexpr int K = fwd_slots<T>(), Kw = fwd_warp_slots<T>();
+  if (p.warp) return p.vec ? norm_rows<T, Kw, true, true, kRms> : norm_rows<T, Kw, true, false, kRms>;
+  return p.vec ? norm_rows<T, K, false, true, kRms> : norm_rows<T, K, false, false, kRms>;
 }
 
 }  // namespace norm_rows_impl

@@ -36,10 +36,12 @@ constexpr int kMaxTpr = 512;    // threads per row at most (one block); kernels 
 constexpr int kRowBlock = 256;  // threads per block when several rows share one
 constexpr int64_t kMaxRow = (int64_t)1 << 30;  // row lengths the row kernels take (int indices)
 
-// The bounds of a row kernel built as a warp kernel (blocks of kRowBlock threads; two resident per
-// SM keep it at <= 128 registers) or a block kernel (up to kMaxTpr threads, so <= 128 as well).
-#define VT_ROW_KERNEL_BOUNDS(kWarp) \
-  __launch_bounds__((kWarp) ? rowwise::kRowBlock : rowwise::kMaxTpr, (kWarp) ? 2 : 1)
+// The bounds of a row kernel built as a warp kernel (blocks of kRowBlock threads) or a block kernel
+// (up to kMaxTpr threads), with at most kRegs registers per thread (64: the lean forward kernels,
+// at least 1024 threads per SM; 128: kernels that hold more, e.g. two rows).
+#define VT_ROW_KERNEL_BOUNDS(kWarp, kRegs)                                    \
+  __launch_bounds__((kWarp) ? rowwise::kRowBlock : rowwise::kMaxTpr,          \
+                    65536 / ((kWarp) ? rowwise::kRowBlock : rowwise::kMaxTpr) / (kRegs))
 
 template <class T>  // elements per 16-byte slot
 __host__ __device__ constexpr int width() { return sizeof(T) >= 16 ? 1 : (int)(16 / sizeof(T)); }
@@ -115,6 +117,58 @@ struct GroupOf {
   __device__ __forceinline__ int slot(int c, int k, int K) const { return (c * K + k) * tpr + lane; }
 };
 using Group = GroupOf<false>;
+
+// Shared memory for RowGroup's exchanges: two buffers of 32 partials of up to 16 bytes.
+#ifdef VT_ROWWISE_EMULATE
+inline unsigned char* exchange_buffer(int which) { return emu_block->exchange[which]; }
+#else
+__device__ __forceinline__ unsigned char* exchange_buffer(int which) {
+  __shared__ alignas(16) unsigned char buf[2][32 * 16];
+  return buf[which];
+}
+#endif
+
+// The row group of norm_rows.cuh's and softmax_rows.cuh's kernels (loss.cu keeps GroupOf).
+// kWarp: tpr <= 32 lanes, several rows per block, shuffles only. Otherwise the block is one row
+// (tpr == blockDim.x, a multiple of 32 up to kMaxTpr): each warp's shuffle tree, then one exchange
+// through shared memory with a single barrier (block_reduce takes two): the reductions write their
+// warps' partials to two buffers in turn, so a buffer is written again only after the barrier of
+// the next reduction, which every thread reaches after it read the buffer. Every warp then combines
+// the tpr / 32 <= 16 partials in a fixed 16-lane shuffle tree (straight-line code; the same bits in
+// every thread). All threads of the block call reduce.
+template <bool kWarp>
+struct RowGroup {
+  int tpr, lane, index;
+  mutable int phase = 0;  // the buffer of the next exchange
+  __device__ __forceinline__ explicit RowGroup(int t) : tpr(t), lane((int)threadIdx.x % t), index((int)threadIdx.x / t) {}
+  // op over the group's values in every thread of the group; identity: op's (for absent partials)
+  template <class U, class Op>
+  __device__ __forceinline__ U reduce(U v, Op op, U identity) const {
+    if constexpr (kWarp) {
+#pragma unroll
+      for (int o = 16; o > 0; o >>= 1)
+        if (o < tpr) v = op(v, __shfl_xor_sync(0xffffffffu, v, o));
+      return v;
+    } else {
+      static_assert(sizeof(U) <= 16, "exchanged partials are at most 16 bytes");
+      static_assert(kMaxTpr <= 16 * 32, "the exchange combines up to 16 warps");
+#pragma unroll
+      for (int o = 16; o > 0; o >>= 1) v = op(v, __shfl_xor_sync(0xffffffffu, v, o));
+      U* buf = reinterpret_cast<U*>(exchange_buffer(phase));
+      phase ^= 1;
+      const int l = (int)threadIdx.x & 31;
+      if (l == 0) buf[threadIdx.x >> 5] = v;
+      __syncthreads();
+      U r = (l & 15) < (tpr >> 5) ? buf[l & 15] : identity;
+#pragma unroll
+      for (int o = 8; o > 0; o >>= 1) r = op(r, __shfl_xor_sync(0xffffffffu, r, o));
+      return r;
+    }
+  }
+  template <class U> __device__ __forceinline__ U sum(U v) const { return reduce(v, vt::cuda::Sum{}, U(0)); }
+  template <class U> __device__ __forceinline__ U max(U v) const { return reduce(v, vt::cuda::Max{}, U(-INFINITY)); }
+  __device__ __forceinline__ int slot(int c, int k, int K) const { return (c * K + k) * tpr + lane; }
+};
 
 // How many of slot s's V elements lie in a row of n: <= 0 none (a dead row has n = 0), >= V all.
 // Deliberately not clamped to [0, V]: ptxas of CUDA 13.0 (sm_90) fuses min(r, V), max(., 0) and
@@ -249,6 +303,39 @@ __device__ __forceinline__ void store_slot(T* row, int s, int lim, bool vec, con
       reinterpret_cast<unsigned long long*>(p)[j] = (unsigned long long)v.w[2 * j + 1] << 32 | v.w[2 * j];
     }
   }
+}
+
+// Slot accesses for kernels built per access kind: kVec (every slot of the row is whole or absent:
+// N % V == 0, 16-byte aligned bases) compiles to predicated 16-byte accesses only, with none of the
+// scalar fallback's code (which made the row kernels several times larger and missed the
+// instruction cache).
+template <class T, bool kVec>
+__device__ __forceinline__ Slot load_slot_as(const T* row, int s, int lim) {
+  constexpr int V = width<T>();
+  if constexpr (kVec) {
+    Slot r{{0u, 0u, 0u, 0u}};
+    if (lim >= V) {
+      const uint4 u = reinterpret_cast<const uint4*>(row)[s];
+      r = Slot{{u.x, u.y, u.z, u.w}};
+    }
+    return r;
+  } else {
+    return load_slot<T>(row, s, lim, false);
+  }
+}
+template <class T, bool kVec>
+__device__ __forceinline__ void store_slot_as(T* row, int s, int lim, const Slot& v) {
+  constexpr int V = width<T>();
+  if constexpr (kVec) {
+    if (lim >= V) reinterpret_cast<uint4*>(row)[s] = make_uint4(v.w[0], v.w[1], v.w[2], v.w[3]);
+  } else {
+    store_slot<T>(row, s, lim, false, v);
+  }
+}
+// a slot of V copies of a (rounded to T)
+template <class T>
+__device__ __forceinline__ Slot splat(acc_t<T> a) {
+  return make_slot<T>([&](int) { return a; });
 }
 
 // e^x as the MUFU's 2^x of x log2 e, ~2 ulp; its flush-to-zero form (results below 2^-126 are 0)

@@ -11,14 +11,14 @@ namespace softmax_rows_impl {
 
 using rowwise::acc_t;
 
-// 16-byte slots per thread. Block kernels: the forward keeps 128 bytes of a row in registers (64 of
-// float64, whose registers would spill), the backward 64 bytes of each of its two rows. Warp
-// kernels: the forward as the block kernel (rows of up to 1024 float32 / 2048 16-bit elements; at
-// 16 slots, with every load of a chunk in flight before the first use, 16-bit rows spilled 316
-// bytes with ptxas 13.0 for sm_90), the backward 128 bytes of each of its two rows (rows of up to
-// 1024 float32 / 2048 16-bit elements; 108 registers).
+// 16-byte slots per thread. Forward: 32 elements of a float32 or 16-bit row, 8 of a float64 one
+// (the warp kernel for rows of up to 1024 elements, 256 float64; a block of up to kMaxTpr threads
+// per row beyond: a 4096-element row takes 128 threads). 16-bit rows used to hold 64 elements per
+// thread (a 4096-element row in 64 threads, 120 registers): 0.73 of the copy ceiling on the H200.
+// Backward: 64 bytes of each of its two rows in the block kernel, 128 in the warp kernel (rows of
+// up to 1024 float32 / 2048 16-bit elements; 106 registers).
 template <class T>
-constexpr int fwd_slots() { return sizeof(T) == 8 ? 4 : 8; }
+constexpr int fwd_slots() { return sizeof(T) == 4 ? 8 : 4; }
 template <class T>
 constexpr int fwd_warp_slots() { return fwd_slots<T>(); }
 constexpr int kBwdSlots = 4, kBwdWarpSlots = 8;
@@ -27,12 +27,13 @@ constexpr int kBwdSlots = 4, kBwdWarpSlots = 8;
 // passes (max, sum, write) over the registers, or over memory for rows longer than one chunk.
 // A row of -inf gives nan (exp(-inf - -inf)), as on cpu. The max ignores NaN (fmax: one
 // instruction, where a NaN-propagating max took three); a NaN still makes s, so the whole row, NaN.
-template <class T, int K, bool kWarp>
-__global__ void VT_ROW_KERNEL_BOUNDS(kWarp)
-    softmax_rows(const T* __restrict__ x, T* __restrict__ y, int64_t M, int N, rowwise::Plan p, bool log) {
+// kVec: the plan's vec (16-byte accesses only: a slot is whole or absent).
+template <class T, int K, bool kWarp, bool kVec, bool log>
+__global__ void VT_ROW_KERNEL_BOUNDS(kWarp, kVec && sizeof(T) == 2 ? 64 : 128)
+    softmax_rows(const T* __restrict__ x, T* __restrict__ y, int64_t M, int N, rowwise::Plan p) {
   constexpr int V = rowwise::width<T>();
   using A = acc_t<T>;
-  const rowwise::GroupOf<kWarp> g(p.tpr);
+  const rowwise::RowGroup<kWarp> g(p.tpr);
   const int rpb = p.rows_per_block(), chunks = (int)p.chunks;
   rowwise::Slot c[K];
   for (int64_t r0 = (int64_t)blockIdx.x * rpb; r0 < M; r0 += (int64_t)gridDim.x * rpb) {
@@ -42,33 +43,37 @@ __global__ void VT_ROW_KERNEL_BOUNDS(kWarp)
     const T* xr = x + off;
     A m = A(-INFINITY);
     for (int ch = 0; ch < chunks; ++ch) {
-      rowwise::load_chunk<T, K>(c, xr, g, ch, n, p.vec);
+      rowwise::load_chunk<T, K>(c, xr, g, ch, n, kVec);
 #pragma unroll
       for (int k = 0; k < K; ++k) {
         const int lim = rowwise::valid<V>(g.slot(ch, k, K), n);
+        A mk = A(-INFINITY);
 #pragma unroll
-        for (int j = 0; j < V; ++j) m = fmax(m, j < lim ? rowwise::get<T>(c[k], j) : A(-INFINITY));
+        for (int j = 0; j < V; ++j) mk = fmax(mk, (kVec || j < lim) ? rowwise::get<T>(c[k], j) : A(-INFINITY));
+        m = fmax(m, (!kVec || lim >= V) ? mk : A(-INFINITY));
       }
     }
     m = g.max(m);
     A sum = A(0);
     for (int ch = 0; ch < chunks; ++ch) {
-      if (chunks > 1) rowwise::load_chunk<T, K>(c, xr, g, ch, n, p.vec);
+      if (chunks > 1) rowwise::load_chunk<T, K>(c, xr, g, ch, n, kVec);
 #pragma unroll
       for (int k = 0; k < K; ++k) {
         const int lim = rowwise::valid<V>(g.slot(ch, k, K), n);
+        A sk = A(0);
 #pragma unroll
         for (int j = 0; j < V; ++j) {  // selects, not branches
           const A e = rowwise::fexp(rowwise::get<T>(c[k], j) - m);
-          sum += j < lim ? e : A(0);
+          sk += (kVec || j < lim) ? e : A(0);
         }
+        sum += (!kVec || lim >= V) ? sk : A(0);
       }
     }
     sum = g.sum(sum);
     const A inv = A(1) / sum, shift = m + rowwise::flog(sum);
     T* yr = y + off;
     for (int ch = 0; ch < chunks; ++ch) {
-      if (chunks > 1) rowwise::load_chunk<T, K>(c, xr, g, ch, n, p.vec);
+      if (chunks > 1) rowwise::load_chunk<T, K>(c, xr, g, ch, n, kVec);
 #pragma unroll
       for (int k = 0; k < K; ++k) {
         const int s = g.slot(ch, k, K), lim = rowwise::valid<V>(s, n);
@@ -76,7 +81,7 @@ __global__ void VT_ROW_KERNEL_BOUNDS(kWarp)
           const A v = rowwise::get<T>(c[k], j);
           return log ? v - shift : rowwise::fexp(v - m) * inv;
         });
-        rowwise::store_slot<T>(yr, s, lim, p.vec, o);
+        rowwise::store_slot_as<T, kVec>(yr, s, lim, o);
       }
     }
   }
@@ -84,12 +89,12 @@ __global__ void VT_ROW_KERNEL_BOUNDS(kWarp)
 
 // backward from the saved output y: gi = y * (g - sum(g * y)), or g - exp(y) * sum(g) for log
 template <class T, int K, bool kWarp>
-__global__ void VT_ROW_KERNEL_BOUNDS(kWarp)
+__global__ void VT_ROW_KERNEL_BOUNDS(kWarp, 128)
     softmax_bwd_rows(const T* __restrict__ go, const T* __restrict__ y, T* __restrict__ gi, int64_t M, int N,
                      rowwise::Plan p, bool log) {
   constexpr int V = rowwise::width<T>();
   using A = acc_t<T>;
-  const rowwise::GroupOf<kWarp> g(p.tpr);
+  const rowwise::RowGroup<kWarp> g(p.tpr);
   const int rpb = p.rows_per_block(), chunks = (int)p.chunks;
   rowwise::Slot cg[K], cy[K];
   for (int64_t r0 = (int64_t)blockIdx.x * rpb; r0 < M; r0 += (int64_t)gridDim.x * rpb) {
@@ -127,6 +132,22 @@ __global__ void VT_ROW_KERNEL_BOUNDS(kWarp)
       }
     }
   }
+}
+
+template <class T>
+using SoftmaxRowsKernel = void (*)(const T*, T*, int64_t, int, rowwise::Plan);
+
+// the forward's plan for M rows of N and the kernel that runs it (nn.cu launches it; the lab
+// emulates it)
+template <class T>
+rowwise::Plan plan(const vt::Call& c, int64_t M, int64_t N, bool aligned) {
+  return rowwise::plan_rows(c, M, N, rowwise::width<T>(), fwd_slots<T>(), aligned, fwd_warp_slots<T>());
+}
+template <class T, bool kLog>
+SoftmaxRowsKernel<T> kernel_for(const rowwise::Plan& p) {
+  constexpr int K = fwd_slots<T>(), Kw = fwd_warp_slots<T>();
+  if (p.warp) return p.vec ? softmax_rows<T, Kw, true, true, kLog> : softmax_rows<T, Kw, true, false, kLog>;
+  return p.vec ? softmax_rows<T, K, false, true, kLog> : softmax_rows<T, K, false, false, kLog>;
 }
 
 }  // namespace softmax_rows_impl

@@ -1,10 +1,11 @@
 // rowwise_emulate.cpp — runs the row kernels of softmax/log_softmax (forward and backward,
 // ../cuda/softmax_rows.cuh) and layer_norm/rms_norm forward (../cuda/norm_rows.cuh) on the host,
-// every CUDA thread a std::thread (rowwise_emulate.hpp), with the plans the ops make
-// (rowwise::plan_rows with the same slot counts), against a float64 reference. Cases cover the warp
-// kernel (short rows, and rows that need more than the block kernel's slots per lane) and the block
-// kernel, float32/bfloat16/float16/float64, whole 16-byte slots and tails, aligned and misaligned
-// bases (scalar accesses). Every buffer has guard bytes before and after it: a kernel that reads
+// every CUDA thread a std::thread (rowwise_emulate.hpp), with the plans and kernel variants the ops
+// launch (softmax_rows_impl::plan / kernel_for, norm_rows_impl's, the backward's plan_rows), against
+// a float64 reference. Cases cover the warp kernel (short rows up to a full warp) and the block
+// kernel (a block per row: its one-barrier exchanges, several chunks), float32/bfloat16/float16/
+// float64, whole 16-byte slots (the kVec kernels) and tails, aligned and misaligned bases (scalar
+// accesses), layer_norm with weight and bias, either alone or neither. Every buffer has guard bytes before and after it: a kernel that reads
 // or writes past a row's end shows as a changed guard (or, built with -fsanitize=address, an error).
 //
 //   g++ -std=c++20 -O2 -pthread -DVT_ROWWISE_EMULATE -I/usr/local/cuda/include -Iopsdk/include -Iops/core/lab \
@@ -134,13 +135,8 @@ void softmax_case(int64_t M, int N, int shift, bool log, std::mt19937& g) {
     }
   }
   const vt::Call c;
-  constexpr int K = fwd_slots<T>(), Kw = fwd_warp_slots<T>();
-  rowwise::Plan p = rowwise::plan_rows(c, M, N, rowwise::width<T>(), K,
-                                       rowwise::aligned16(x.p) && rowwise::aligned16(y.p), Kw);
-  if (p.warp)
-    emu_launch(softmax_rows<T, Kw, true>, p.blocks, p.threads, (const T*)x.p, y.p, M, N, p, log);
-  else
-    emu_launch(softmax_rows<T, K, false>, p.blocks, p.threads, (const T*)x.p, y.p, M, N, p, log);
+  rowwise::Plan p = plan<T>(c, M, N, rowwise::aligned16(x.p) && rowwise::aligned16(y.p));
+  emu_launch(log ? kernel_for<T, true>(p) : kernel_for<T, false>(p), p.blocks, p.threads, (const T*)x.p, y.p, M, N, p);
   char what[128];
   std::snprintf(what, sizeof what, "%s %s fwd M %lld N %d shift %d", log ? "log_softmax" : "softmax", name_of<T>(),
                 (long long)M, N, shift);
@@ -171,9 +167,12 @@ void softmax_case(int64_t M, int N, int shift, bool log, std::mt19937& g) {
   check(what, gi, gr, p, go.guards_intact() && gi.guards_intact() && y.guards_intact());
 }
 
-// layer_norm (with or without weight and bias) / rms_norm (with weight) forward over M rows of N
+// layer_norm (with or without weight and bias) / rms_norm (with or without weight) forward over M
+// rows of N
+// affine: kWeight | kBias (rms_norm has no bias)
+constexpr int kNone = 0, kWeight = 1, kBias = 2, kBoth = 3;
 template <class T>
-void norm_case(int64_t M, int N, int shift, bool rms, bool affine, std::mt19937& g) {
+void norm_case(int64_t M, int N, int shift, bool rms, int affine, std::mt19937& g) {
   using namespace norm_rows_impl;
   using A = acc_t<T>;
   const size_t n = (size_t)M * N;
@@ -198,25 +197,22 @@ void norm_case(int64_t M, int N, int shift, bool rms, bool affine, std::mt19937&
     rr[r] = rs;
     for (int j = 0; j < N; ++j) {
       double v = (to_d(x.p[r * N + j]) - mu) * rs;
-      if (affine) v = v * to_d(w.p[j]) + (rms ? 0 : to_d(b.p[j]));
+      if (affine & kWeight) v = v * to_d(w.p[j]);
+      if ((affine & kBias) && !rms) v = v + to_d(b.p[j]);
       yr[r * N + j] = v;
     }
   }
-  const T* wp = affine ? w.p : nullptr;
-  const T* bp = affine && !rms ? b.p : nullptr;
+  const T* wp = affine & kWeight ? w.p : nullptr;
+  const T* bp = (affine & kBias) && !rms ? b.p : nullptr;
   const bool al = rowwise::aligned16(x.p) && rowwise::aligned16(y.p) && rowwise::aligned16(wp) && rowwise::aligned16(bp);
   const vt::Call c;
-  constexpr int K = fwd_slots<T>(), Kw = fwd_warp_slots<T>();
-  const rowwise::Plan p = rowwise::plan_rows(c, M, N, rowwise::width<T>(), K, al, Kw);
+  const rowwise::Plan p = plan<T>(c, M, N, al);
   A* mp = rms ? nullptr : mean.p;
-  if (p.warp)
-    emu_launch(norm_rows<T, Kw, true>, p.blocks, p.threads, (const T*)x.p, wp, bp, y.p, mp, rstd.p, M, N, p, eps, rms);
-  else
-    emu_launch(norm_rows<T, K, false>, p.blocks, p.threads, (const T*)x.p, wp, bp, y.p, mp, rstd.p, M, N, p, eps,
-               rms);
+  emu_launch(rms ? kernel_for<T, true>(p) : kernel_for<T, false>(p), p.blocks, p.threads, (const T*)x.p, wp, bp, y.p,
+             mp, rstd.p, M, N, p, eps);
   char what[128];
   std::snprintf(what, sizeof what, "%s %s%s M %lld N %d shift %d", rms ? "rms_norm" : "layer_norm", name_of<T>(),
-                affine ? " affine" : "", (long long)M, N, shift);
+                affine == kBoth ? " w+b" : affine == kWeight ? " w" : affine == kBias ? " b" : "", (long long)M, N, shift);
   const bool guards = x.guards_intact() && y.guards_intact() && w.guards_intact() && b.guards_intact() &&
                       mean.guards_intact() && rstd.guards_intact();
   check(what, y, yr, p, guards);
@@ -235,17 +231,19 @@ void norm_case(int64_t M, int N, int shift, bool rms, bool affine, std::mt19937&
 }  // namespace
 
 // rowwise_emulate [quick]: quick runs one case of each kind (warp kernel with short rows and with
-// long ones, block kernel with one chunk and with several), as tests/test_rowwise_emulate.py does
+// a full warp, block kernel with whole slots, with scalar tails, with one chunk and with several),
+// as tests/test_rowwise_emulate.py does
 int main(int argc, char** argv) {
   const bool quick = argc > 1 && std::string(argv[1]) == "quick";
   std::mt19937 g(7);
   if (quick) {
-    softmax_case<float>(37, 7, 1, false, g);                   // warp, tpr 2, scalar tails
-    norm_case<__nv_bfloat16>(530, 100, 0, false, true, g);     // warp, tpr 8, dead rows in the last block
-    softmax_case<__nv_bfloat16>(515, 4096, 0, true, g);        // warp, 16 slots per lane
-    norm_case<__nv_bfloat16>(515, 3000, 1, false, true, g);    // warp, 16 slots per lane, misaligned
-    norm_case<float>(2, 1030, 0, true, true, g);               // block, one chunk
-    softmax_case<float>(2, 17000, 0, false, g);                // block, several chunks
+    softmax_case<float>(37, 7, 1, false, g);                    // warp, tpr 2, scalar tails
+    norm_case<__nv_bfloat16>(530, 100, 0, false, kBoth, g);     // warp, tpr 4, dead rows in the last block
+    norm_case<__nv_bfloat16>(517, 1024, 0, false, kBoth, g);    // warp, tpr 32, 4 slots per lane
+    softmax_case<__nv_bfloat16>(515, 4096, 0, true, g);         // block of 128, one chunk, 16-byte slots
+    norm_case<__nv_bfloat16>(515, 3000, 1, false, kWeight, g);  // block, misaligned: scalar accesses
+    norm_case<float>(2, 1030, 0, true, kNone, g);               // block, one chunk, tails
+    softmax_case<float>(2, 17000, 0, false, g);                 // block, several chunks
     std::printf("%s: %d failing\n", failures ? "FAILED" : "all cases passed", failures);
     return failures ? 1 : 0;
   }
@@ -256,39 +254,62 @@ int main(int argc, char** argv) {
     for (int shift : {0, 1}) {
       softmax_case<float>(515, N, shift, false, g);
       softmax_case<__nv_bfloat16>(515, N, shift, true, g);
-      norm_case<float>(515, N, shift, false, true, g);
-      norm_case<__nv_bfloat16>(515, N, shift, false, true, g);
-      norm_case<__half>(515, N, shift, true, true, g);
+      norm_case<float>(515, N, shift, false, kBoth, g);
+      norm_case<__nv_bfloat16>(515, N, shift, false, kBoth, g);
+      norm_case<__half>(515, N, shift, true, kWeight, g);
     }
   }
   // few rows: tiny rows stay on the warp kernel, longer ones spread over a block
   for (int N : {5, 64, 768}) {
     softmax_case<float>(37, N, 1, true, g);
-    norm_case<__nv_bfloat16>(37, N, 0, false, true, g);
+    norm_case<__nv_bfloat16>(37, N, 0, false, kBoth, g);
   }
   softmax_case<double>(515, 200, 0, false, g);
-  norm_case<double>(515, 250, 0, false, false, g);
+  norm_case<double>(515, 250, 0, false, kNone, g);
   softmax_case<double>(37, 200, 1, true, g);
-  norm_case<double>(37, 250, 0, true, true, g);
-  // warp kernel, rows longer than 32 * K slots: more slots per lane
-  softmax_case<float>(515, 2048, 0, false, g);
-  softmax_case<float>(515, 1500, 0, true, g);
-  softmax_case<__nv_bfloat16>(515, 4096, 0, false, g);
+  norm_case<double>(37, 250, 0, true, kWeight, g);
+  // weight or bias alone (the other is a slot of ones / of -0)
+  norm_case<float>(515, 96, 0, false, kWeight, g);
+  norm_case<__nv_bfloat16>(515, 96, 0, false, kBias, g);
+  norm_case<__half>(515, 2048, 0, false, kBias, g);
+  norm_case<float>(515, 4096, 0, true, kNone, g);
+  // the rows of the benchmark (8192 x 4096 there): a block of 128 (16-bit) / 128 (float32) threads
+  // per row, 16-byte slots, with odd row counts, and the same rows misaligned or one element longer
+  // (scalar accesses, a partial last slot)
+  for (int N : {4096, 4097}) {
+    for (int shift : {0, 1}) {
+      if (N == 4097 && shift == 1) continue;
+      softmax_case<float>(515, N, shift, false, g);
+      softmax_case<__nv_bfloat16>(515, N, shift, false, g);
+      softmax_case<__half>(515, N, shift, true, g);
+      norm_case<float>(515, N, shift, false, kBoth, g);
+      norm_case<float>(515, N, shift, true, kWeight, g);
+      norm_case<__nv_bfloat16>(515, N, shift, false, kBoth, g);
+      norm_case<__nv_bfloat16>(515, N, shift, true, kWeight, g);
+      norm_case<__half>(515, N, shift, false, kBoth, g);
+    }
+  }
+  // just past the warp kernel (1024 elements): a block of 64 threads; and 2048
+  softmax_case<float>(515, 1025, 0, false, g);
+  softmax_case<float>(515, 2048, 0, true, g);
+  softmax_case<__nv_bfloat16>(515, 1032, 0, false, g);
   softmax_case<__half>(515, 3001, 1, true, g);
-  norm_case<__nv_bfloat16>(515, 4096, 0, false, true, g);
-  norm_case<__nv_bfloat16>(515, 2050, 1, false, false, g);
-  norm_case<__half>(515, 1032, 0, true, true, g);
+  norm_case<__nv_bfloat16>(515, 2050, 1, false, kNone, g);
+  norm_case<__half>(515, 1032, 0, true, kWeight, g);
+  norm_case<float>(517, 1028, 0, false, kBoth, g);
   // block kernel: long rows, few rows spread wider, and rows over several chunks
   softmax_case<float>(3, 4096, 0, false, g);
   softmax_case<float>(600, 2100, 1, true, g);
   softmax_case<__nv_bfloat16>(4, 5000, 0, true, g);
-  norm_case<float>(5, 4096, 0, false, true, g);
-  norm_case<float>(520, 1030, 0, true, true, g);
-  norm_case<__nv_bfloat16>(3, 4100, 1, false, true, g);
-  norm_case<__nv_bfloat16>(600, 4104, 0, false, true, g);
+  norm_case<float>(5, 4096, 0, false, kBoth, g);
+  norm_case<float>(520, 1030, 0, true, kWeight, g);
+  norm_case<__nv_bfloat16>(3, 4100, 1, false, kBoth, g);
+  norm_case<__nv_bfloat16>(600, 4104, 0, false, kBoth, g);
+  norm_case<__nv_bfloat16>(7, 16384, 0, false, kBoth, g);
+  softmax_case<__nv_bfloat16>(3, 16392, 0, false, g);
   softmax_case<float>(2, 17000, 1, true, g);
-  norm_case<float>(2, 17001, 0, false, true, g);
-  norm_case<__nv_bfloat16>(2, 40000, 0, true, true, g);
+  norm_case<float>(2, 17001, 0, false, kBoth, g);
+  norm_case<__nv_bfloat16>(2, 40000, 0, true, kWeight, g);
   std::printf("%s: %d failing\n", failures ? "FAILED" : "all cases passed", failures);
   return failures ? 1 : 0;
 }

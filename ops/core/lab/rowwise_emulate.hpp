@@ -1,10 +1,12 @@
 // rowwise_emulate.hpp — what rowwise.cuh takes from CUDA and the vt headers, for a host build of the
 // row kernels (rowwise_emulate.cpp, with -DVT_ROWWISE_EMULATE): every CUDA thread of a block is a
 // std::thread, __shfl_xor_sync and __syncthreads are barriers over the warp's or block's threads,
-// block_reduce goes through a per-block buffer. The 16-bit types and their conversions are the
-// toolkit's host versions. What it checks: the plan, the slot/lane/row index arithmetic, tails,
-// dead rows and groups, the reductions' combination. What it cannot: timing, register pressure,
-// what ptxas makes of the code (the VIMNMX miscompile noted in rowwise.cuh was a ptxas one).
+// block_reduce and RowGroup's exchanges go through per-block buffers. The 16-bit types and their
+// conversions are the toolkit's host versions. What it checks: the plan, the slot/lane/row index
+// arithmetic, tails, dead rows and groups, the reductions' combination (a real race between
+// threads, e.g. an exchange buffer reused too early, can show as a wrong value). What it cannot:
+// timing, register pressure, what ptxas makes of the code (the VIMNMX miscompile noted in
+// rowwise.cuh was a ptxas one).
 #pragma once
 
 #include <cuda_bf16.h>
@@ -33,6 +35,7 @@ struct EmuBlock {
   std::unique_ptr<std::barrier<>> warp_bar[32];
   alignas(16) unsigned char lane_val[1024][8];
   alignas(16) unsigned char reduce_slots[32][8];
+  alignas(16) unsigned char exchange[2][32 * 16];  // rowwise::RowGroup's two buffers
 };
 inline thread_local EmuBlock* emu_block = nullptr;
 
