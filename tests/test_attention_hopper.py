@@ -276,7 +276,9 @@ def test_hopper_forward_and_grads(hopper, dtype, D, shape, causal):
     tg, g = half(rng.standard_normal((B, H, Tq, D)), dt)
     want_out, want_lse, *want_grads = reference(q, k, v, g, causal, 1 / np.sqrt(D))
     (out, lse, st), grads, served = run(tq, tk, tv, tg, causal)
-    backward_by = ("hopper", "priority") if dtype == "float16" else ("flash", "fallback")
+    # hopper's backward: float16, and not causal rows past Tk meeting a partial key block
+    hopper_backward = dtype == "float16" and not (causal and Tq > Tk and Tk % 128)
+    backward_by = ("hopper", "priority") if hopper_backward else ("flash", "fallback")
     assert served == {(OP, "hopper", "priority"), (BACKWARD, *backward_by)}
     assert out.dtype is dt and lse.dtype is vt.float32 and to_numpy(st).tolist() == [0, 0]
     assert rel_err(to_numpy(out), want_out) <= TOL
@@ -373,6 +375,23 @@ def test_hopper_declines_to_flash(hopper, case):
     with vt.ops.use(OP, "hopper", "cuda"):  # pinned: no fallback, the reason reaches the caller
         with pytest.raises(NotImplementedError, match=rf"\[attention::sdpa\] the hopper provider does not serve.*{why}"):
             vt.ops.Op(OP)(q, k, v, m, False, None, p)
+
+
+@needs_hopper
+def test_hopper_backward_declines_causal_rows_past_a_partial_key_block(hopper):
+    """causal, Tq > Tk, Tk % 128 != 0: the backward's causal mask does not bound the keys by Tk"""
+    rng = np.random.default_rng(8)
+    (tq, _), (tk, _), (tv, _), (tg, _) = (half(rng.standard_normal((1, 2, T, 64)), vt.float16)
+                                          for T in (300, 100, 100, 300))
+    out, lse, _ = vt.ops.Op(OP)(tq, tk, tv, None, True, None, 0.0)
+    with vt.ops.use(BACKWARD, "hopper", "cuda"):
+        with pytest.raises(NotImplementedError, match=r"causal with Tq = 300 > Tk = 100 and Tk not a multiple of 128"):
+            vt.ops.Op(BACKWARD)(tg, tq, tk, tv, out, lse, None, True, 0.125, 0.0, 0, 0)
+    with vt.ops.trace() as t:  # Tk = 128: served
+        k2, v2 = (half(rng.standard_normal((1, 2, 128, 64)), vt.float16)[0] for _ in range(2))
+        out2, lse2, _ = vt.ops.Op(OP)(tq, k2, v2, None, True, None, 0.0)
+        vt.ops.Op(BACKWARD)(tg, tq, k2, v2, out2, lse2, None, True, 0.125, 0.0, 0, 0)
+    assert [r.provider for r in t.records if r.op == BACKWARD] == ["hopper"]
 
 
 @needs_hopper

@@ -36,6 +36,10 @@ struct Forward {
 // rows of Tq rounded up to 8 floats, as the example's own backward lays them out.
 constexpr int stat_row(int Tq) { return (Tq + 7) / 8 * 8; }
 
+// Keys per CTA of the backward kernels; a partial last block (Tk % kBackwardKeyBlock != 0) needs
+// its zero-filled keys masked (fmha_run.cuh).
+constexpr int kBackwardKeyBlock = 128;
+
 struct Backward {
   Problem p;
   const void *q, *k, *v, *out, *grad_out;

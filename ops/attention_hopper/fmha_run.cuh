@@ -76,7 +76,10 @@ struct CausalInBounds : cutlass::fmha::collective::CausalFusion {
 // CausalFusion); this is CausalInBounds's. The backward kernel holds one key block per CTA and walks
 // every query tile, skipping those entirely above the diagonal; scores come indexed (key, query).
 // Unlike the example's causal adapter, which counts Tq / tile query tiles, it counts a partial last
-// one too.
+// one too. Its mask is the plain causal one (key > query): the backward masks every tile, and adding
+// "key >= Tk" there costs registers the kernel has not got (ptxas: 80-92 bytes of spill stores at
+// D = 64 instead of 56-60). Keys past Tk are then masked only for the rows i < Tk, which is all rows
+// unless Tq > Tk; pack.cu leaves the causal backward with Tq > Tk and a partial key block to flash.
 template <>
 struct cutlass::fmha::collective::FusionBwdAdapter<vt_fmha::CausalInBounds> {
   template <class BlkCoord, class TileShape, class ProblemSize>
@@ -85,12 +88,11 @@ struct cutlass::fmha::collective::FusionBwdAdapter<vt_fmha::CausalInBounds> {
   }
 
   template <class Scores, class Index, class ProblemSize>
-  CUTLASS_DEVICE void before_softmax(Scores& s, Index const& key_query, ProblemSize const& problem) {
-    const int last_key = cute::get<3>(problem) - 1;
+  CUTLASS_DEVICE void before_softmax(Scores& s, Index const& key_query, ProblemSize const&) {
     CUTLASS_PRAGMA_UNROLL
     for (int i = 0; i < cute::size(s); i++) {
       const auto at = key_query(i);
-      if (cute::get<0>(at) > cute::min(cute::get<1>(at), last_key)) s(i) = -INFINITY;
+      if (cute::get<0>(at) > cute::get<1>(at)) s(i) = -INFINITY;
     }
   }
 
@@ -186,9 +188,9 @@ using BwdStride = cute::tuple<int, int, int, _1>;
 using RowStride = cute::tuple<int, int, _1>;
 inline BwdStride bwd_stride(const Strides& s) { return BwdStride{(int)s.b, (int)s.h, (int)s.t, _1{}}; }
 
-// 128 keys per CTA (two consumer warp groups of 64) walking query blocks of 128 (D = 64) or 64
-// (D = 128: the example's only D = 128 tile; registers bound it).
-constexpr int kBackwardKeyBlock = 128;
+// kBackwardKeyBlock (128) keys per CTA (two consumer warp groups of 64) walking query blocks of 128
+// (D = 64) or 64 (D = 128: the example's only D = 128 tile; registers bound it).
+
 template <class E, int D, class Fusion>
 using BackwardDevice = cutlass::fmha::device::FmhaBwd<
     E, float, cute::Shape<cute::Int<(D <= 64 ? 128 : 64)>, cute::Int<kBackwardKeyBlock>, cute::Int<D>>, Fusion>;

@@ -142,6 +142,11 @@ VT_COMPUTE(sdpa_backward_hopper, "attention::sdpa_backward") {
   if (c.arg(12, "grad_lse").tensor_or_null()) decline(c, "a gradient of lse (grad_lse None only)");
   vt_fmha::Backward b{};
   b.p = problem_of(c, q, k, v, mask, causal, scale, p, true);
+  // the backward's causal mask is key > query alone (fmha_run.cuh says why): the rows past Tk
+  // would see the zero-filled keys of a partial last key block
+  if (causal && b.p.Tq > b.p.Tk && b.p.Tk % vt_fmha::kBackwardKeyBlock != 0)
+    decline(c, "causal with Tq = %d > Tk = %d and Tk not a multiple of %d", b.p.Tq, b.p.Tk,
+            vt_fmha::kBackwardKeyBlock);
   operand(c, q, "q", &b.sq);
   operand(c, k, "k", &b.sk);
   operand(c, v, "v", &b.sv);
