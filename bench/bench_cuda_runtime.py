@@ -123,22 +123,6 @@ def torch_cases(torch):
         for _ in range(n):
             a + b
 
-    from vibetensor import _ops
-
-    op_add, call_tt = _ops.hot.add, lib.vtrt_call_tt
-    ah, bh = a._h, b._h
-
-    def add_native(n):  # the runtime's share of an add: dispatch, meta, allocation, launch, free
-        for _ in range(n):
-            release(call_tt(op_add, ah, bh))
-
-    ac, bc = vt.ones(4), vt.ones(4)
-    ach, bch = ac._h, bc._h
-
-    def add_cpu_native(n):  # the same on cpu: dispatch, meta, allocation, a 4-element loop
-        for _ in range(n):
-            release(call_tt(op_add, ach, bch))
-
     def record(n):
         for _ in range(n):
             ev.record()
