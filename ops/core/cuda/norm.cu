@@ -23,15 +23,6 @@ namespace {
 
 using rowwise::acc_t;
 
-// 16-byte slots per thread of the backward: two rows and grad_weight/grad_bias partials of A for 16
-// elements (8 of float64). (The forward's are norm_rows.cuh's.)
-template <class T>
-constexpr int bwd_slots() { return sizeof(T) == 2 ? 2 : 4; }
-
-// backward: rows each group adds into its grad_weight/grad_bias partial row (a warp's rows are
-// short, so more partial rows cost little and keep more warps busy)
-constexpr int64_t kRowsPerBlockGroup = 16, kRowsPerWarpGroup = 4;
-constexpr int64_t kMaxGroups = 4096;
 
 
 // input as M rows of N
@@ -85,89 +76,6 @@ void norm_forward(vt::Call& c) {
 }
 
 // ---- backward ------------------------------------------------------------------------------------
-// gi = rstd * (gw - mean(gw) - xhat * mean(gw * xhat)), gw = g * w, xhat = (x - mean) * rstd (rms:
-// no mean(gw) term). With `fuse` (the row in registers), group G = blockIdx.x * rpb + index also
-// adds g * xhat and g over its rows (G, G + groups, ...) and writes them as partial row G.
-template <class T, int K>
-__global__ void __launch_bounds__(rowwise::kMaxTpr)
-    norm_bwd_rows(const T* __restrict__ go, const T* __restrict__ x, const T* __restrict__ w,
-                  const acc_t<T>* __restrict__ mean, const acc_t<T>* __restrict__ rstd, T* __restrict__ gi,
-                  acc_t<T>* __restrict__ part_w, acc_t<T>* __restrict__ part_b, int64_t M, int N, rowwise::Plan p,
-                  bool rms, bool fuse) {
-  constexpr int V = rowwise::width<T>();
-  using A = acc_t<T>;
-  const rowwise::Group g(p.tpr);
-  const int rpb = p.rows_per_block(), chunks = (int)p.chunks;
-  rowwise::Slot cg[K], cx[K], cw[K];
-  A pw[K][V], pb[K][V];
-#pragma unroll
-  for (int k = 0; k < K; ++k)
-#pragma unroll
-    for (int j = 0; j < V; ++j) pw[k][j] = pb[k][j] = A(0);
-  for (int64_t r0 = (int64_t)blockIdx.x * rpb; r0 < M; r0 += (int64_t)gridDim.x * rpb) {
-    const bool live = r0 + g.index < M;
-    const int64_t row = live ? r0 + g.index : 0;
-    const int n = live ? N : 0;
-    const T *gr = go + row * N, *xr = x + row * N;
-    const A mu = rms ? A(0) : mean[row], rs = rstd[row];
-    A s1 = A(0), s2 = A(0);  // sums of gw and of gw * xhat (missing elements have g = 0)
-    for (int ch = 0; ch < chunks; ++ch) {
-      rowwise::load_chunk<T, K>(cg, gr, g, ch, n, p.vec);  // every load in flight before any use
-      rowwise::load_chunk<T, K>(cx, xr, g, ch, n, p.vec);
-      if (w) rowwise::load_chunk<T, K>(cw, w, g, ch, N, p.vec);
-#pragma unroll
-      for (int k = 0; k < K; ++k)
-#pragma unroll
-        for (int j = 0; j < V; ++j) {
-          const A gw = w ? rowwise::get<T>(cg[k], j) * rowwise::get<T>(cw[k], j) : rowwise::get<T>(cg[k], j);
-          s1 += gw;
-          s2 += gw * ((rowwise::get<T>(cx[k], j) - mu) * rs);
-        }
-    }
-    s1 = rms ? A(0) : g.sum(s1);
-    s2 = g.sum(s2);
-    const A mg = rms ? A(0) : s1 / (A)N, mgx = s2 / (A)N;  // the cpu's order: sum / N
-    T* ir = gi + row * N;
-    for (int ch = 0; ch < chunks; ++ch) {
-      if (chunks > 1) {
-        rowwise::load_chunk<T, K>(cg, gr, g, ch, n, p.vec);
-        rowwise::load_chunk<T, K>(cx, xr, g, ch, n, p.vec);
-        if (w) rowwise::load_chunk<T, K>(cw, w, g, ch, N, p.vec);
-      }
-#pragma unroll
-      for (int k = 0; k < K; ++k) {
-        const int sl = g.slot(ch, k, K), lim = rowwise::valid<V>(sl, n);
-        const rowwise::Slot o = rowwise::make_slot<T>([&](int j) {
-          const A gv = rowwise::get<T>(cg[k], j), xh = (rowwise::get<T>(cx[k], j) - mu) * rs;
-          const A gw = w ? gv * rowwise::get<T>(cw[k], j) : gv;
-          return rs * (gw - mg - xh * mgx);
-        });
-        if (fuse) {
-#pragma unroll
-          for (int j = 0; j < V; ++j) {
-            const A gv = rowwise::get<T>(cg[k], j);
-            pw[k][j] += gv * ((rowwise::get<T>(cx[k], j) - mu) * rs);
-            pb[k][j] += gv;
-          }
-        }
-        rowwise::store_slot<T>(ir, sl, lim, p.vec, o);
-      }
-    }
-  }
-  if (!fuse) return;
-  const int64_t grp = (int64_t)blockIdx.x * rpb + g.index;  // every group writes its row (zeros if it had none)
-#pragma unroll
-  for (int k = 0; k < K; ++k)
-#pragma unroll
-    for (int j = 0; j < V; ++j) {
-      const int e = g.slot(0, k, K) * V + j;
-      if (e < N) {
-        if (part_w) part_w[grp * N + e] = pw[k][j];
-        if (part_b) part_b[grp * N + e] = pb[k][j];
-      }
-    }
-}
-
 // Partials for rows too long for registers: block (blockIdx.x, G) adds column j's g * xhat and g
 // over rows G, G + gridDim.y, ... Adjacent threads read adjacent columns.
 template <class T>
@@ -207,7 +115,6 @@ void norm_backward(vt::Call& c) {
   vt::cuda::dispatch(vt::kFloatingTypes, x->dtype, c.op, [&](auto tag) {
     using T = typename decltype(tag)::type;
     using A = acc_t<T>;
-    constexpr int K = bwd_slots<T>();
     const T* gp = vt::data<const T>(gc.t);
     const T* xp = vt::data<const T>(xc.t);
     const T* wp = wc.t ? vt::data<const T>(wc.t) : nullptr;
@@ -227,17 +134,11 @@ void norm_backward(vt::Call& c) {
     if (M > 0) {
       const bool al =
           rowwise::aligned16(gp) && rowwise::aligned16(xp) && rowwise::aligned16(wp) && rowwise::aligned16(ip);
-      rowwise::Plan p = rowwise::plan_rows(c, M, N, rowwise::width<T>(), K, al);
+      rowwise::Plan p = norm_rows_impl::bwd_plan<T>(c, M, N, al);
       const bool fuse = (want_w || want_b) && p.chunks == 1;
-      if (fuse) {  // a fixed number of groups (from M alone), each adding its rows into a partial row
-        const int64_t rpb = p.rows_per_block();
-        const int64_t per = p.tpr > 32 ? kRowsPerBlockGroup : kRowsPerWarpGroup;
-        const int64_t groups = std::min<int64_t>(kMaxGroups, (M + per - 1) / per);
-        p.blocks = (unsigned)((groups + rpb - 1) / rpb);
-        parts((int64_t)p.blocks * rpb);
-      }
-      vt::cuda::launch(c, "norm_bwd_rows", norm_bwd_rows<T, K>, p.blocks, p.threads, 0, gp, xp, wp, mp, rp, ip, pw(),
-                       pb(), M, (int)N, p, RMS, fuse);
+      if (fuse) parts(norm_rows_impl::fuse_groups(p, M));
+      vt::cuda::launch(c, p.warp ? "norm_bwd_rows (warp)" : "norm_bwd_rows", norm_rows_impl::bwd_kernel_for<T, RMS>(p),
+                       p.blocks, p.threads, 0, gp, xp, wp, mp, rp, ip, pw(), pb(), M, (int)N, p, fuse);
       if ((want_w || want_b) && !fuse && N > 0) {
         parts(std::min<int64_t>(M, 128));
         vt::cuda::launch(c, "norm_bwd_cols", norm_bwd_cols<T>, dim3(vt::cuda::grid_for(N), (unsigned)G),

@@ -1,6 +1,6 @@
-// ops/core/cuda/norm_rows.cuh — the forward row kernel of layer_norm and rms_norm, built as a warp
-// kernel (a row per group of at most a warp, several rows per block, shuffles only) and a block
-// kernel (a row per block). Included by norm.cu, and by ops/core/lab/rowwise_emulate.cpp, which runs
+// ops/core/cuda/norm_rows.cuh — the row kernels of layer_norm and rms_norm, forward and backward,
+// each built as a warp kernel (a row per group of at most a warp, several rows per block, shuffles
+// only) and a block kernel (a row per block). Included by norm.cu, and by ops/core/lab/rowwise_emulate.cpp, which runs
 // it on the host.
 #ifndef VT_CORE_CUDA_NORM_ROWS_CUH_
 #define VT_CORE_CUDA_NORM_ROWS_CUH_
@@ -128,6 +128,144 @@ NormRowsKernel<T> kernel_for(const rowwise::Plan& p) {
   constexpr int K = fwd_slots<T>(), Kw = fwd_warp_slots<T>();
   if (p.warp) return p.vec ? norm_rows<T, Kw, true, true, kRms> : norm_rows<T, Kw, true, false, kRms>;
   return p.vec ? norm_rows<T, K, false, true, kRms> : norm_rows<T, K, false, false, kRms>;
+}
+
+// ---- backward ------------------------------------------------------------------------------------
+// 16-byte slots per thread: two rows and grad_weight/grad_bias partials of A for 16 elements (8 of
+// float64): a 4096-element row takes 256 threads.
+template <class T>
+constexpr int bwd_slots() { return sizeof(T) == 2 ? 2 : 4; }
+
+// gi = rstd * (gw - mean(gw) - xhat * mean(gw * xhat)), gw = g * w, xhat = (x - mean) * rstd (rms:
+// no mean(gw) term). With `fuse` (the row in registers: one chunk), group G = blockIdx.x * rpb +
+// index also adds g * xhat and g over its rows (G, G + groups, ...) and writes them as partial row
+// G. A group's slots are the same columns in every row, so with one chunk the weight is loaded once
+// (a missing one is a slot of ones). The two row sums share one reduction.
+template <class T, int K, bool kWarp, bool kVec, bool rms>
+__global__ void VT_ROW_KERNEL_BOUNDS(kWarp, 128)
+    norm_bwd_rows(const T* __restrict__ go, const T* __restrict__ x, const T* __restrict__ w,
+                  const acc_t<T>* __restrict__ mean, const acc_t<T>* __restrict__ rstd, T* __restrict__ gi,
+                  acc_t<T>* __restrict__ part_w, acc_t<T>* __restrict__ part_b, int64_t M, int N, rowwise::Plan p,
+                  bool fuse) {
+  constexpr int V = rowwise::width<T>();
+  using A = acc_t<T>;
+  const rowwise::RowGroup<kWarp> g(p.tpr);
+  const int rpb = p.rows_per_block(), chunks = (int)p.chunks;
+  rowwise::Slot cg[K], cx[K], cw[K];
+  auto load_w = [&](int ch) {
+    if (w) {
+      rowwise::load_chunk<T, K>(cw, w, g, ch, N, kVec);
+    } else {
+#pragma unroll
+      for (int k = 0; k < K; ++k) cw[k] = rowwise::splat<T>(A(1));
+    }
+  };
+  if (chunks == 1) load_w(0);
+  A pw[K][V], pb[K][V];
+#pragma unroll
+  for (int k = 0; k < K; ++k)
+#pragma unroll
+    for (int j = 0; j < V; ++j) pw[k][j] = pb[k][j] = A(0);
+  for (int64_t r0 = (int64_t)blockIdx.x * rpb; r0 < M; r0 += (int64_t)gridDim.x * rpb) {
+    const bool live = r0 + g.index < M;
+    const int64_t row = live ? r0 + g.index : 0;
+    const int n = live ? N : 0;
+    const T *gr = go + row * N, *xr = x + row * N;
+    const A mu = rms ? A(0) : mean[row], rs = rstd[row];
+    A s1 = A(0), s2 = A(0);  // sums of gw and of gw * xhat (missing elements have g = 0)
+    for (int ch = 0; ch < chunks; ++ch) {
+      rowwise::load_chunk<T, K>(cg, gr, g, ch, n, kVec);  // every load in flight before any use
+      rowwise::load_chunk<T, K>(cx, xr, g, ch, n, kVec);
+      if (chunks > 1) load_w(ch);
+#pragma unroll
+      for (int k = 0; k < K; ++k) {  // sums per slot: independent chains of adds
+        A s1k = A(0), s2k = A(0);
+#pragma unroll
+        for (int j = 0; j < V; ++j) {
+          const A gw = rowwise::get<T>(cg[k], j) * rowwise::get<T>(cw[k], j);
+          s1k += gw;
+          s2k += gw * ((rowwise::get<T>(cx[k], j) - mu) * rs);
+        }
+        s1 += s1k;
+        s2 += s2k;
+      }
+    }
+    if constexpr (rms) {
+      s2 = g.sum(s2);
+    } else {
+      const rowwise::Pair<A> t = g.sum2(s1, s2);
+      s1 = t.a;
+      s2 = t.b;
+    }
+    const A mg = rms ? A(0) : s1 / (A)N, mgx = s2 / (A)N;  // the cpu's order: sum / N
+    T* ir = gi + row * N;
+    for (int ch = 0; ch < chunks; ++ch) {
+      if (chunks > 1) {
+        rowwise::load_chunk<T, K>(cg, gr, g, ch, n, kVec);
+        rowwise::load_chunk<T, K>(cx, xr, g, ch, n, kVec);
+        load_w(ch);
+      }
+#pragma unroll
+      for (int k = 0; k < K; ++k) {
+        const int sl = g.slot(ch, k, K), lim = rowwise::valid<V>(sl, n);
+        const rowwise::Slot o = rowwise::make_slot<T>([&](int j) {
+          const A gw = rowwise::get<T>(cg[k], j) * rowwise::get<T>(cw[k], j);
+          const A xh = (rowwise::get<T>(cx[k], j) - mu) * rs;
+          return rs * (gw - mg - xh * mgx);
+        });
+        if (fuse) {
+#pragma unroll
+          for (int j = 0; j < V; ++j) {
+            const A gv = rowwise::get<T>(cg[k], j);
+            pw[k][j] += gv * ((rowwise::get<T>(cx[k], j) - mu) * rs);
+            pb[k][j] += gv;
+          }
+        }
+        rowwise::store_slot_as<T, kVec>(ir, sl, lim, o);
+      }
+    }
+  }
+  if (!fuse) return;
+  const int64_t grp = (int64_t)blockIdx.x * rpb + g.index;  // every group writes its row (zeros if it had none)
+#pragma unroll
+  for (int k = 0; k < K; ++k)
+#pragma unroll
+    for (int j = 0; j < V; ++j) {
+      const int e = g.slot(0, k, K) * V + j;
+      if (e < N) {
+        if (part_w) part_w[grp * N + e] = pw[k][j];
+        if (part_b) part_b[grp * N + e] = pb[k][j];
+      }
+    }
+}
+
+template <class T>
+using NormBwdRowsKernel = void (*)(const T*, const T*, const T*, const acc_t<T>*, const acc_t<T>*, T*, acc_t<T>*,
+                                   acc_t<T>*, int64_t, int, rowwise::Plan, bool);
+
+// the backward's plan (before norm.cu sets the fused grid) and the kernel that runs it
+template <class T>
+rowwise::Plan bwd_plan(const vt::Call& c, int64_t M, int64_t N, bool aligned) {
+  return rowwise::plan_rows(c, M, N, rowwise::width<T>(), bwd_slots<T>(), aligned);
+}
+// rows each group adds into its grad_weight/grad_bias partial row (a warp's rows are short, so
+// more partial rows cost little and keep more warps busy)
+constexpr int64_t kRowsPerBlockGroup = 16, kRowsPerWarpGroup = 4;
+constexpr int64_t kMaxGroups = 4096;
+// With fuse: a fixed number of groups (from M alone) each adding its rows into a partial row; sets
+// the grid and returns the partial rows (every group writes one).
+inline int64_t fuse_groups(rowwise::Plan& p, int64_t M) {
+  const int64_t rpb = p.rows_per_block();
+  const int64_t per = p.tpr > 32 ? kRowsPerBlockGroup : kRowsPerWarpGroup;
+  const int64_t groups = std::min<int64_t>(kMaxGroups, (M + per - 1) / per);
+  p.blocks = (unsigned)((groups + rpb - 1) / rpb);
+  return (int64_t)p.blocks * rpb;
+}
+template <class T, bool kRms>
+NormBwdRowsKernel<T> bwd_kernel_for(const rowwise::Plan& p) {
+  constexpr int K = bwd_slots<T>();
+  if (p.warp) return p.vec ? norm_bwd_rows<T, K, true, true, kRms> : norm_bwd_rows<T, K, true, false, kRms>;
+  return p.vec ? norm_bwd_rows<T, K, false, true, kRms> : norm_bwd_rows<T, K, false, false, kRms>;
 }
 
 }  // namespace norm_rows_impl

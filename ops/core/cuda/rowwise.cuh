@@ -128,6 +128,20 @@ __device__ __forceinline__ unsigned char* exchange_buffer(int which) {
 }
 #endif
 
+// Two values reduced together (one exchange for both); shfl_xor moves a U or a pair of them.
+template <class U>
+struct Pair {
+  U a, b;
+};
+template <class U>
+__device__ __forceinline__ U shfl_xor(U v, int o) { return __shfl_xor_sync(0xffffffffu, v, o); }
+template <class U>
+__device__ __forceinline__ Pair<U> shfl_xor(Pair<U> v, int o) { return Pair<U>{shfl_xor(v.a, o), shfl_xor(v.b, o)}; }
+struct PairSum {
+  template <class U>
+  __device__ __forceinline__ Pair<U> operator()(Pair<U> x, Pair<U> y) const { return Pair<U>{x.a + y.a, x.b + y.b}; }
+};
+
 // The row group of norm_rows.cuh's and softmax_rows.cuh's kernels (loss.cu keeps GroupOf).
 // kWarp: tpr <= 32 lanes, several rows per block, shuffles only. Otherwise the block is one row
 // (tpr == blockDim.x, a multiple of 32 up to kMaxTpr): each warp's shuffle tree, then one exchange
@@ -147,13 +161,13 @@ struct RowGroup {
     if constexpr (kWarp) {
 #pragma unroll
       for (int o = 16; o > 0; o >>= 1)
-        if (o < tpr) v = op(v, __shfl_xor_sync(0xffffffffu, v, o));
+        if (o < tpr) v = op(v, shfl_xor(v, o));
       return v;
     } else {
       static_assert(sizeof(U) <= 16, "exchanged partials are at most 16 bytes");
       static_assert(kMaxTpr <= 16 * 32, "the exchange combines up to 16 warps");
 #pragma unroll
-      for (int o = 16; o > 0; o >>= 1) v = op(v, __shfl_xor_sync(0xffffffffu, v, o));
+      for (int o = 16; o > 0; o >>= 1) v = op(v, shfl_xor(v, o));
       U* buf = reinterpret_cast<U*>(exchange_buffer(phase));
       phase ^= 1;
       const int l = (int)threadIdx.x & 31;
@@ -161,12 +175,14 @@ struct RowGroup {
       __syncthreads();
       U r = (l & 15) < (tpr >> 5) ? buf[l & 15] : identity;
 #pragma unroll
-      for (int o = 8; o > 0; o >>= 1) r = op(r, __shfl_xor_sync(0xffffffffu, r, o));
+      for (int o = 8; o > 0; o >>= 1) r = op(r, shfl_xor(r, o));
       return r;
     }
   }
   template <class U> __device__ __forceinline__ U sum(U v) const { return reduce(v, vt::cuda::Sum{}, U(0)); }
   template <class U> __device__ __forceinline__ U max(U v) const { return reduce(v, vt::cuda::Max{}, U(-INFINITY)); }
+  template <class U>
+  __device__ __forceinline__ Pair<U> sum2(U a, U b) const { return reduce(Pair<U>{a, b}, PairSum{}, Pair<U>{U(0), U(0)}); }
   __device__ __forceinline__ int slot(int c, int k, int K) const { return (c * K + k) * tpr + lane; }
 };
 
