@@ -1,0 +1,237 @@
+// loss_emulate.cpp — runs cross_entropy's CUDA kernels (../cuda/loss_rows.cuh) on the host, every
+// CUDA thread a std::thread (rowwise_emulate.hpp's primitives), with the plans loss.cu launches:
+//   - the fused forward (ce_fwd_rows<.., true>, ce_fwd_cols with a gradient) against the plain
+//     forward (loss and lse: the same bits) and the backward kernels at grad_output 1 (the
+//     gradient: the same bits), and the gradient against a float64 reference;
+//   - the fused forward on fewer blocks than rows (loss.cu caps its grid: rows strided over blocks);
+//   - ce_scale_scalar (grad_output 1: untouched; else scaled; 16-byte and scalar paths, tails) and
+//     ce_scale_positions (per position of an (N, C, inner) buffer, rows at 1 skipped).
+// Cases: warp plans (short rows), block plans with one chunk and with several (the second pass
+// last chunk first), whole 16-byte slots and tails, reductions none/sum/mean, ignore_index, label
+// smoothing, float32/bfloat16/float64. Guard bytes around every buffer catch stray accesses.
+//
+//   g++ -std=c++20 -O2 -pthread -DVT_ROWWISE_EMULATE -I/usr/local/cuda/include -Iopsdk/include -Iops/core/lab \
+//       ops/core/lab/loss_emulate.cpp -o /tmp/loss_emulate
+//   /tmp/loss_emulate  (exit status 0 when every case passes; tests/test_loss_emulate.py runs it)
+#include <cstdio>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "../cuda/loss_rows.cuh"
+
+namespace {
+
+using namespace loss_rows;
+
+template <class... P, class... Args>
+void emu_launch(void (*kernel)(P...), unsigned blocks, unsigned threads, Args... args) {
+  for (unsigned b = 0; b < blocks; ++b) {
+    EmuBlock blk((int)threads);
+    std::vector<std::thread> ts;
+    ts.reserve(threads);
+    for (unsigned t = 0; t < threads; ++t)
+      ts.emplace_back([&, t] {
+        threadIdx.x = t;
+        blockIdx.x = b;
+        blockDim.x = threads;
+        gridDim.x = blocks;
+        emu_block = &blk;
+        kernel(args...);
+      });
+    for (auto& th : ts) th.join();
+  }
+}
+
+constexpr size_t kGuard = 64;
+constexpr unsigned char kGuardByte = 0xa5;
+
+// n elements of T at a 16-byte aligned address, between guard bytes
+template <class T>
+struct Buf {
+  std::vector<unsigned char> raw;
+  T* p;
+  size_t n;
+  explicit Buf(size_t count) : raw(2 * kGuard + 16 + count * sizeof(T), kGuardByte), n(count) {
+    uintptr_t a = ((uintptr_t)raw.data() + kGuard + 15) & ~(uintptr_t)15;
+    p = reinterpret_cast<T*>(a);
+    std::memset((void*)p, 0, count * sizeof(T));
+  }
+  bool guards_intact() const {
+    const unsigned char* lo = reinterpret_cast<const unsigned char*>(p);
+    const unsigned char* hi = lo + n * sizeof(T);
+    for (const unsigned char* q = raw.data(); q < lo; ++q)
+      if (*q != kGuardByte) return false;
+    for (const unsigned char* q = hi; q < raw.data() + raw.size(); ++q)
+      if (*q != kGuardByte) return false;
+    return true;
+  }
+  bool same_bits(const Buf& o) const { return std::memcmp(p, o.p, n * sizeof(T)) == 0; }
+};
+
+template <class T> double to_d(T v) { return (double)(float)v; }
+template <> double to_d(double v) { return v; }
+template <class T> T from_d(double v) { return T((float)v); }
+template <> double from_d(double v) { return v; }
+template <class T> const char* name_of() {
+  if constexpr (std::is_same<T, float>::value) return "float32";
+  else if constexpr (std::is_same<T, double>::value) return "float64";
+  else return "bfloat16";
+}
+template <class T> double tol() {
+  if constexpr (std::is_same<T, float>::value) return 2e-5;
+  else if constexpr (std::is_same<T, double>::value) return 1e-12;
+  else return 1.6e-2;
+}
+
+int failures = 0;
+void report(bool ok, const std::string& what) {
+  std::printf("%-4s %s\n", ok ? "ok" : "FAIL", what.c_str());
+  failures += !ok;
+}
+
+const char* red_name(Red r) { return r == Red::None ? "none" : r == Red::Sum ? "sum" : "mean"; }
+
+// P rows of C logits (inner == 1) or N positions x inner (cols); reduction `red`, label smoothing
+// eps, target 1 of every 3 positions ignored (-100)
+template <class T>
+void ce_case(int64_t N, int C, int64_t inner, Red red, double eps, std::mt19937& g, bool fewer_blocks = false) {
+  using A = acc_t<T>;
+  const int64_t P = N * inner, n = P * C;
+  Buf<T> x((size_t)n), gi_fused((size_t)n), gi_bwd((size_t)n);
+  Buf<int64_t> tgt((size_t)P);
+  Buf<A> lse_f((size_t)P), lse_p((size_t)P), per_f((size_t)P), per_p((size_t)P);
+  Buf<T> none_f((size_t)P), none_p((size_t)P), one((size_t)P);  // grad_output 1 ('none': per position)
+  std::normal_distribution<double> nd(0.0, 3.0);
+  for (int64_t i = 0; i < n; ++i) x.p[i] = from_d<T>(nd(g));
+  std::uniform_int_distribution<int64_t> ud(0, C - 1);
+  long long count = 0;
+  for (int64_t p = 0; p < P; ++p) {
+    tgt.p[p] = p % 3 == 1 ? -100 : ud(g);
+    count += tgt.p[p] != -100;
+  }
+  for (int64_t p = 0; p < P; ++p) one.p[p] = from_d<T>(1.0);
+  const CEParams q{-100, eps};
+  const CEGrad gq{-100, red, eps, &count};
+  T* lo_f = red == Red::None ? none_f.p : nullptr;
+  T* lo_p = red == Red::None ? none_p.p : nullptr;
+  const vt::Call c;
+  std::string plan;
+  if (inner == 1) {
+    const rowwise::Plan p = rowwise::plan_rows(c, P, C, rowwise::width<T>(), kSlots, true);
+    const unsigned fused_blocks = fewer_blocks ? std::max(1u, p.blocks / 3) : p.blocks;
+    emu_launch(ce_fwd_rows<T, kSlots, true>, fused_blocks, p.threads, (const T*)x.p, (const int64_t*)tgt.p, P, C, p,
+               q, lse_f.p, lo_f, per_f.p, gi_fused.p, gq);
+    emu_launch(ce_fwd_rows<T, kSlots, false>, p.blocks, p.threads, (const T*)x.p, (const int64_t*)tgt.p, P, C, p, q,
+               lse_p.p, lo_p, per_p.p, (T*)nullptr, gq);
+    emu_launch(ce_bwd_rows<T, kSlots>, p.blocks, p.threads, (const T*)x.p, (const int64_t*)tgt.p,
+               (const A*)lse_p.p, (const T*)one.p, gi_bwd.p, P, C, p, gq);
+    char b[128];
+    std::snprintf(b, sizeof b, "%s tpr %3d threads %3d chunks %lld vec %d blocks %u", p.warp ? "warp " : "block",
+                  p.tpr, p.threads, (long long)p.chunks, (int)p.vec, fused_blocks);
+    plan = b;
+  } else {
+    const CELayout L{N, C, inner};
+    const unsigned blocks = 2, threads = 64;  // few: positions strided over blocks and threads
+    emu_launch(ce_fwd_cols<T>, blocks, threads, (const T*)x.p, (const int64_t*)tgt.p, L, q, lse_f.p, lo_f, per_f.p,
+               gi_fused.p, gq);
+    emu_launch(ce_fwd_cols<T>, blocks, threads, (const T*)x.p, (const int64_t*)tgt.p, L, q, lse_p.p, lo_p, per_p.p,
+               (T*)nullptr, gq);
+    emu_launch(ce_bwd_cols<T>, blocks, threads, (const T*)x.p, (const int64_t*)tgt.p, (const A*)lse_p.p,
+               (const T*)one.p, gi_bwd.p, L, gq);
+    plan = "cols inner " + std::to_string(inner);
+  }
+  // the float64 reference gradient
+  double worst = 0;
+  const double w1 = red == Red::Mean ? 1.0 / (double)count : 1.0;
+  for (int64_t p = 0; p < P; ++p) {
+    const int64_t base = p / inner * C * inner + p % inner;
+    double m = -INFINITY, s = 0;
+    for (int k = 0; k < C; ++k) m = std::max(m, to_d(x.p[base + k * inner]));
+    for (int k = 0; k < C; ++k) s += std::exp(to_d(x.p[base + k * inner]) - m);
+    const double l = m + std::log(s);
+    for (int k = 0; k < C; ++k) {
+      double want = 0;
+      if (tgt.p[p] != -100)
+        want = w1 * (std::exp(to_d(x.p[base + k * inner]) - l) - eps / C - (k == tgt.p[p] ? 1.0 - eps : 0.0));
+      const double d = std::fabs(to_d(gi_fused.p[base + k * inner]) - want) / (w1 + std::fabs(want));
+      if (!(d <= worst)) worst = d;
+    }
+  }
+  const bool guards = x.guards_intact() && gi_fused.guards_intact() && gi_bwd.guards_intact() &&
+                      lse_f.guards_intact() && per_f.guards_intact() && none_f.guards_intact();
+  const bool same_fwd = lse_f.same_bits(lse_p) && (red == Red::None ? none_f.same_bits(none_p) : per_f.same_bits(per_p));
+  const bool same_grad = gi_fused.same_bits(gi_bwd);
+  char what[256];
+  std::snprintf(what, sizeof what, "fused %-8s P %4lld C %5d %-4s eps %.1f %-52s err %.2e%s%s%s", name_of<T>(),
+                (long long)P, C, red_name(red), eps, plan.c_str(), worst, same_fwd ? "" : "  LOSS/LSE DIFFER",
+                same_grad ? "" : "  GRAD != BACKWARD'S", guards ? "" : "  GUARD BYTES CHANGED");
+  report(worst <= tol<T>() && same_fwd && same_grad && guards, what);
+}
+
+// ce_scale_scalar / ce_scale_positions on a buffer of n elements starting `shift` elements past a
+// 16-byte boundary (shift > 0: the scalar path)
+template <class T>
+void scale_case(int64_t N, int C, int64_t inner, bool positions, double s, int shift, std::mt19937& g) {
+  using A = acc_t<T>;
+  const int64_t P = N * inner, n = P * C;
+  Buf<T> raw((size_t)(n + shift)), before((size_t)n);
+  T* buf = raw.p + shift;
+  Buf<T> go((size_t)(positions ? P : 1));
+  std::normal_distribution<double> nd(0.0, 1.0);
+  for (int64_t i = 0; i < n; ++i) before.p[i] = buf[i] = from_d<T>(nd(g));
+  for (size_t i = 0; i < go.n; ++i) go.p[i] = from_d<T>(positions && i % 2 == 0 ? 1.0 : s * (1.0 + (double)i));
+  const unsigned blocks = 3, threads = 32;
+  if (positions)
+    emu_launch(ce_scale_positions<T>, blocks, threads, (const T*)go.p, buf, n, CELayout{N, C, inner});
+  else
+    emu_launch(ce_scale_scalar<T>, blocks, threads, (const T*)go.p, buf, n, shift == 0);
+  bool ok = raw.guards_intact();
+  for (int64_t e = 0; e < n; ++e) {
+    const A f = A(go.p[positions ? e / (C * inner) * inner + e % inner : 0]);
+    const T want = f == A(1) ? before.p[e] : T(f * A(before.p[e]));
+    ok &= std::memcmp(&want, &buf[e], sizeof(T)) == 0;
+  }
+  char what[200];
+  std::snprintf(what, sizeof what, "scale %-8s %-9s n %6lld inner %lld grad_output %g shift %d", name_of<T>(),
+                positions ? "positions" : "scalar", (long long)n, (long long)inner, s, shift);
+  report(ok, what);
+}
+
+template <class T>
+void all_cases(std::mt19937& g) {
+  // warp plans (short rows: 1..32 lanes), block plans with one chunk and with several (a 16-byte
+  // row and a row with a tail), on every reduction
+  const int short_C[] = {7, 64, 130, 1000};
+  for (int C : short_C)
+    for (Red red : {Red::Mean, Red::Sum, Red::None}) ce_case<T>(5, C, 1, red, red == Red::Sum ? 0.0 : 0.1, g);
+  ce_case<T>(40, 300, 1, Red::Mean, 0.1, g, /*fewer_blocks=*/true);
+  // several chunks (float32 and float64 only: 16-bit rows this long take one chunk): a 16-byte row,
+  // and a row with a tail on fewer blocks than rows
+  if (sizeof(T) >= 4) {
+    ce_case<T>(2, 9000, 1, Red::Mean, 0.1, g);
+    ce_case<T>(3, 8195, 1, Red::None, 0.1, g, /*fewer_blocks=*/true);
+  }
+  ce_case<T>(3, 6, 5, Red::Mean, 0.2, g);
+  ce_case<T>(2, 11, 3, Red::None, 0.0, g);
+  for (double s : {1.0, 3.0, -0.5})
+    for (int shift : {0, 1}) scale_case<T>(5, 37, 1, false, s, shift, g);
+  scale_case<T>(4, 9, 3, true, 2.0, 0, g);
+  scale_case<T>(6, 16, 1, true, -1.5, 0, g);
+}
+
+}  // namespace
+
+int main() {
+  std::mt19937 g(2026);
+  all_cases<float>(g);
+  all_cases<__nv_bfloat16>(g);
+  all_cases<double>(g);
+  if (failures) {
+    std::printf("%d case(s) failed\n", failures);
+    return 1;
+  }
+  std::printf("all cases passed\n");
+  return 0;
+}
