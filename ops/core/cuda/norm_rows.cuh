@@ -140,7 +140,9 @@ constexpr int bwd_slots() { return sizeof(T) == 2 ? 2 : 4; }
 // no mean(gw) term). With `fuse` (the row in registers: one chunk), group G = blockIdx.x * rpb +
 // index also adds g * xhat and g over its rows (G, G + groups, ...) and writes them as partial row
 // G. A group's slots are the same columns in every row, so with one chunk the weight is loaded once
-// (a missing one is a slot of ones). The two row sums share one reduction.
+// (a missing one is a slot of ones), and (kPipe) the group's next row (g, x, mean, rstd) is loaded
+// while this one is computed: a group works through 16 rows one after another, and without this
+// only one row per group was ever in flight. The two row sums share one reduction.
 template <class T, int K, bool kWarp, bool kVec, bool rms>
 __global__ void VT_ROW_KERNEL_BOUNDS(kWarp, 128)
     norm_bwd_rows(const T* __restrict__ go, const T* __restrict__ x, const T* __restrict__ w,
@@ -148,9 +150,12 @@ __global__ void VT_ROW_KERNEL_BOUNDS(kWarp, 128)
                   acc_t<T>* __restrict__ part_w, acc_t<T>* __restrict__ part_b, int64_t M, int N, rowwise::Plan p,
                   bool fuse) {
   constexpr int V = rowwise::width<T>();
+  // the next row in flight: 16-bit rows (2 slots per thread); float32/float64 (4) spilled with it
+  constexpr bool kPipe = sizeof(T) == 2;
   using A = acc_t<T>;
   const rowwise::RowGroup<kWarp> g(p.tpr);
   const int rpb = p.rows_per_block(), chunks = (int)p.chunks;
+  const int64_t step = (int64_t)gridDim.x * rpb;
   rowwise::Slot cg[K], cx[K], cw[K];
   auto load_w = [&](int ch) {
     if (w) {
@@ -160,36 +165,27 @@ __global__ void VT_ROW_KERNEL_BOUNDS(kWarp, 128)
       for (int k = 0; k < K; ++k) cw[k] = rowwise::splat<T>(A(1));
     }
   };
-  if (chunks == 1) load_w(0);
   A pw[K][V], pb[K][V];
 #pragma unroll
   for (int k = 0; k < K; ++k)
 #pragma unroll
     for (int j = 0; j < V; ++j) pw[k][j] = pb[k][j] = A(0);
-  for (int64_t r0 = (int64_t)blockIdx.x * rpb; r0 < M; r0 += (int64_t)gridDim.x * rpb) {
-    const bool live = r0 + g.index < M;
-    const int64_t row = live ? r0 + g.index : 0;
-    const int n = live ? N : 0;
-    const T *gr = go + row * N, *xr = x + row * N;
-    const A mu = rms ? A(0) : mean[row], rs = rstd[row];
-    A s1 = A(0), s2 = A(0);  // sums of gw and of gw * xhat (missing elements have g = 0)
-    for (int ch = 0; ch < chunks; ++ch) {
-      rowwise::load_chunk<T, K>(cg, gr, g, ch, n, kVec);  // every load in flight before any use
-      rowwise::load_chunk<T, K>(cx, xr, g, ch, n, kVec);
-      if (chunks > 1) load_w(ch);
+  // the sums of gw and of gw * xhat over chunk ch in registers (missing elements have g = 0)
+  auto sums = [&](int ch, A mu, A rs, A& s1, A& s2) {
 #pragma unroll
-      for (int k = 0; k < K; ++k) {  // sums per slot: independent chains of adds
-        A s1k = A(0), s2k = A(0);
+    for (int k = 0; k < K; ++k) {  // sums per slot: independent chains of adds
+      A s1k = A(0), s2k = A(0);
 #pragma unroll
-        for (int j = 0; j < V; ++j) {
-          const A gw = rowwise::get<T>(cg[k], j) * rowwise::get<T>(cw[k], j);
-          s1k += gw;
-          s2k += gw * ((rowwise::get<T>(cx[k], j) - mu) * rs);
-        }
-        s1 += s1k;
-        s2 += s2k;
+      for (int j = 0; j < V; ++j) {
+        const A gw = rowwise::get<T>(cg[k], j) * rowwise::get<T>(cw[k], j);
+        s1k += gw;
+        s2k += gw * ((rowwise::get<T>(cx[k], j) - mu) * rs);
       }
+      s1 += s1k;
+      s2 += s2k;
     }
+  };
+  auto reduce = [&](A& s1, A& s2) {
     if constexpr (rms) {
       s2 = g.sum(s2);
     } else {
@@ -197,31 +193,90 @@ __global__ void VT_ROW_KERNEL_BOUNDS(kWarp, 128)
       s1 = t.a;
       s2 = t.b;
     }
-    const A mg = rms ? A(0) : s1 / (A)N, mgx = s2 / (A)N;  // the cpu's order: sum / N
-    T* ir = gi + row * N;
-    for (int ch = 0; ch < chunks; ++ch) {
-      if (chunks > 1) {
-        rowwise::load_chunk<T, K>(cg, gr, g, ch, n, kVec);
-        rowwise::load_chunk<T, K>(cx, xr, g, ch, n, kVec);
-        load_w(ch);
+  };
+  // gi over chunk ch in registers, and the fused partials
+  auto output = [&](int ch, int n, T* ir, A mu, A rs, A mg, A mgx) {
+#pragma unroll
+    for (int k = 0; k < K; ++k) {
+      const int sl = g.slot(ch, k, K), lim = rowwise::valid<V>(sl, n);
+      const rowwise::Slot o = rowwise::make_slot<T>([&](int j) {
+        const A gw = rowwise::get<T>(cg[k], j) * rowwise::get<T>(cw[k], j);
+        const A xh = (rowwise::get<T>(cx[k], j) - mu) * rs;
+        return rs * (gw - mg - xh * mgx);
+      });
+      if (fuse) {
+#pragma unroll
+        for (int j = 0; j < V; ++j) {
+          const A gv = rowwise::get<T>(cg[k], j);
+          pw[k][j] += gv * ((rowwise::get<T>(cx[k], j) - mu) * rs);
+          pb[k][j] += gv;
+        }
       }
+      rowwise::store_slot_as<T, kVec>(ir, sl, lim, o);
+    }
+  };
+  if (kPipe && chunks == 1) {
+    load_w(0);
+    rowwise::Slot ng[K], nx[K];  // the group's next row
+    A nmu = A(0), nrs = A(0);
+    auto fetch = [&](int64_t r0) {
+      const bool live = r0 + g.index < M;
+      const int64_t row = live ? r0 + g.index : 0;
+      const int n = live ? N : 0;
+      rowwise::load_chunk<T, K>(ng, go + row * N, g, 0, n, kVec);
+      rowwise::load_chunk<T, K>(nx, x + row * N, g, 0, n, kVec);
+      nmu = rms ? A(0) : mean[row];
+      nrs = rstd[row];
+    };
+    int64_t r0 = (int64_t)blockIdx.x * rpb;
+    if (r0 < M) fetch(r0);
+    for (; r0 < M; r0 += step) {
 #pragma unroll
       for (int k = 0; k < K; ++k) {
-        const int sl = g.slot(ch, k, K), lim = rowwise::valid<V>(sl, n);
-        const rowwise::Slot o = rowwise::make_slot<T>([&](int j) {
-          const A gw = rowwise::get<T>(cg[k], j) * rowwise::get<T>(cw[k], j);
-          const A xh = (rowwise::get<T>(cx[k], j) - mu) * rs;
-          return rs * (gw - mg - xh * mgx);
-        });
-        if (fuse) {
+        cg[k] = ng[k];
+        cx[k] = nx[k];
+        rowwise::opaque(cw[k]);  // widened per use, not once for all rows
+      }
+      const A mu = nmu, rs = nrs;
+      if (r0 + step < M) fetch(r0 + step);
+      const bool live = r0 + g.index < M;
+      const int64_t row = live ? r0 + g.index : 0;
+      const int n = live ? N : 0;
+      A s1 = A(0), s2 = A(0);
+      sums(0, mu, rs, s1, s2);
+      reduce(s1, s2);
+      const A mg = rms ? A(0) : s1 / (A)N, mgx = s2 / (A)N;  // the cpu's order: sum / N
 #pragma unroll
-          for (int j = 0; j < V; ++j) {
-            const A gv = rowwise::get<T>(cg[k], j);
-            pw[k][j] += gv * ((rowwise::get<T>(cx[k], j) - mu) * rs);
-            pb[k][j] += gv;
-          }
+      for (int k = 0; k < K; ++k) {  // widened again, not held widened through the reduction
+        rowwise::opaque(cg[k]);
+        rowwise::opaque(cx[k]);
+      }
+      output(0, n, gi + row * N, mu, rs, mg, mgx);
+    }
+  } else {  // rows longer than a chunk (each pass reads them again), or no room for the next row
+    if (chunks == 1) load_w(0);
+    for (int64_t r0 = (int64_t)blockIdx.x * rpb; r0 < M; r0 += step) {
+      const bool live = r0 + g.index < M;
+      const int64_t row = live ? r0 + g.index : 0;
+      const int n = live ? N : 0;
+      const T *gr = go + row * N, *xr = x + row * N;
+      const A mu = rms ? A(0) : mean[row], rs = rstd[row];
+      A s1 = A(0), s2 = A(0);
+      for (int ch = 0; ch < chunks; ++ch) {
+        rowwise::load_chunk<T, K>(cg, gr, g, ch, n, kVec);  // every load in flight before any use
+        rowwise::load_chunk<T, K>(cx, xr, g, ch, n, kVec);
+        if (chunks > 1) load_w(ch);
+        sums(ch, mu, rs, s1, s2);
+      }
+      reduce(s1, s2);
+      const A mg = rms ? A(0) : s1 / (A)N, mgx = s2 / (A)N;
+      for (int ch = 0; ch < chunks; ++ch) {
+        if (chunks > 1) {
+          rowwise::load_chunk<T, K>(cg, gr, g, ch, n, kVec);
+          rowwise::load_chunk<T, K>(cx, xr, g, ch, n, kVec);
+          load_w(ch);
         }
-        rowwise::store_slot_as<T, kVec>(ir, sl, lim, o);
+        output(ch, n, gi + row * N, mu, rs, mg, mgx);
       }
     }
   }

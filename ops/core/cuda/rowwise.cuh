@@ -348,6 +348,16 @@ __device__ __forceinline__ void store_slot_as(T* row, int s, int lim, const Slot
     store_slot<T>(row, s, lim, false, v);
   }
 }
+// Marks a slot's registers as changed here, so the compiler keeps it packed across a loop instead
+// of hoisting its elements widened to A (a loop-invariant 16-bit weight slot took 8 registers more
+// that way, and spilled a kernel at the 128-register cap).
+__device__ __forceinline__ void opaque(Slot& s) {
+#ifndef VT_ROWWISE_EMULATE
+#pragma unroll
+  for (int i = 0; i < 4; ++i) asm volatile("" : "+r"(s.w[i]));
+#endif
+}
+
 // a slot of V copies of a (rounded to T)
 template <class T>
 __device__ __forceinline__ Slot splat(acc_t<T> a) {
