@@ -188,12 +188,17 @@ using BwdStride = cute::tuple<int, int, int, _1>;
 using RowStride = cute::tuple<int, int, _1>;
 inline BwdStride bwd_stride(const Strides& s) { return BwdStride{(int)s.b, (int)s.h, (int)s.t, _1{}}; }
 
-// kBackwardKeyBlock (128) keys per CTA (two consumer warp groups of 64) walking query blocks of 128
-// (D = 64) or 64 (D = 128: the example's only D = 128 tile; registers bound it).
-
+// kBackwardKeyBlock (128) keys per CTA (two consumer warp groups of 64) walking query blocks of
+// 128 or 64 at D = 64 (the example's two D = 64 tiles; CMakeLists.txt's VT_FMHA_BWD_D64_QUERIES
+// picks, 128 unless told) and of 64 at D = 128 (the example's only D = 128 tile; registers bound it).
+#ifndef VT_FMHA_BWD_D64_QUERIES
+#define VT_FMHA_BWD_D64_QUERIES 128
+#endif
+static_assert(VT_FMHA_BWD_D64_QUERIES == 64 || VT_FMHA_BWD_D64_QUERIES == 128, "D = 64 backward query tile");
 template <class E, int D, class Fusion>
 using BackwardDevice = cutlass::fmha::device::FmhaBwd<
-    E, float, cute::Shape<cute::Int<(D <= 64 ? 128 : 64)>, cute::Int<kBackwardKeyBlock>, cute::Int<D>>, Fusion>;
+    E, float, cute::Shape<cute::Int<(D <= 64 ? VT_FMHA_BWD_D64_QUERIES : 64)>, cute::Int<kBackwardKeyBlock>, cute::Int<D>>,
+    Fusion>;
 
 template <class E, int D, class Fusion>
 void backward(vt::Call& c, const Backward& b) {
