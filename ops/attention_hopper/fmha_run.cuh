@@ -56,8 +56,9 @@ inline cutlass::KernelHardwareInfo hardware(const vt::Call& c) {
 // Causal (top-left: key j for query i when j <= i) and no key past Tk. The example's CausalFusion
 // masks j > i only, which drops the keys past Tk only for the rows i < Tk; the rows i >= Tk (Tq > Tk)
 // would see the zero-filled keys of a partial last key tile. Its tile counts are CausalFusion's (a
-// partial key tile is always among the masked last tiles, which run this mask); the mask is one
-// comparison per score, as CausalFusion's.
+// partial key tile is always the last of the walk, among the masked tiles that run this mask);
+// the mask still compares each score once, against min(query, Tk - 1) (ptxas: no spills, as with
+// CausalFusion).
 struct CausalInBounds : cutlass::fmha::collective::CausalFusion {
   template <class Scores, class Index, class ProblemSize>
   CUTLASS_DEVICE void before_softmax(Scores& s, Index const& query_key, ProblemSize const& problem) {
