@@ -97,6 +97,22 @@ def test_none_reduction_keeps_the_two_pass_path_and_the_op_scales_per_position(r
     assert_close(x.grad, to_numpy(_two_pass_grad(x, t, go, -100, 0.1, "none")), "float32", scale=4)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_long_rows(rng, dtype, device):
+    """Rows of several chunks per thread (on CUDA the fused forward keeps such a row in shared
+    memory; its lse may then differ from cross_entropy's in the last bits)."""
+    C = 20000 if dtype == "float32" else 36000
+    x, _ = make(rng, (3, C), dtype, device=device)
+    x.requires_grad_()
+    _, t = _targets(rng, C, (3,), device)
+    loss = vt.cross_entropy(x, t, label_smoothing=0.1)
+    plain = vt.ops.core.cross_entropy(x.detach(), t, -100, 0.1, "mean")[0]
+    assert_close(loss, to_numpy(plain), dtype, scale=4)
+    (loss * 2.0).backward()
+    go = on(device, vt.full((), 2.0, dtype=x.dtype))
+    assert_close(x.grad, to_numpy(_two_pass_grad(x, t, go, -100, 0.1, "mean")), dtype, scale=4)
+
+
 def test_no_grad_calls_make_no_gradient_buffer(rng, device):
     x, _ = make(rng, (4, 6), "float32", device=device)
     _, t = _targets(rng, 6, (4,), device)

@@ -13,8 +13,9 @@
 // in float64: the same bits on every run.
 // cross_entropy_fused is the forward that also writes that gradient for grad_output 1, so forward +
 // backward read the logits from memory once and write the gradient once: its second pass over a
-// row re-reads it from L2, last chunk first (the most recently read), with no more rows in flight
-// than half of L2 holds. Its backward, cross_entropy_grad_scale, reads grad_output on the device
+// row reads the copy the first pass left in shared memory (a block per row), or, for rows too long
+// for that, re-reads it from L2, last chunk first (the most recently read), with no more rows in
+// flight than half of L2 holds. Its backward, cross_entropy_grad_scale, reads grad_output on the device
 // and returns at once when it is exactly 1 (the usual loss.backward()), else scales the buffer in
 // place: no host sync, graph-capturable.
 // Target values cannot be checked on the host without a sync: a target outside [0, C) that is not
@@ -146,7 +147,24 @@ int64_t l2_bytes(const vt::Call& c) {
   return bytes[d];
 }
 
-// The fused forward's blocks: rows longer than one chunk are read twice (the second pass for the
+// The most dynamic shared memory a block of `kernel` may have on the call's device (the opt-in
+// limit less the kernel's static shared memory; 0 when unreadable).
+template <class K>
+int64_t max_dynamic_smem(const vt::Call& c, K* kernel) {
+  constexpr int kMaxDevices = 64;
+  static std::once_flag once[kMaxDevices];
+  static int optin[kMaxDevices];
+  const int d = c.ctx->device.index;
+  if (d < 0 || d >= kMaxDevices) return 0;
+  std::call_once(once[d], [&] {
+    if (cudaDeviceGetAttribute(&optin[d], cudaDevAttrMaxSharedMemoryPerBlockOptin, d) != cudaSuccess) optin[d] = 0;
+  });
+  cudaFuncAttributes fa;
+  if (cudaFuncGetAttributes(&fa, kernel) != cudaSuccess) return 0;
+  return (int64_t)optin[d] - (int64_t)fa.sharedSizeBytes;
+}
+
+// The fused forward's blocks (its row re-read from memory, when it does not fit shared memory): rows longer than one chunk are read twice (the second pass for the
 // gradient), so the rows in flight are kept to half of L2, but at least one block per SM. Which
 // block takes a row does not change its result (rows are independent; the grid strides).
 unsigned fused_blocks(const vt::Call& c, const rowwise::Plan& p, int64_t row_bytes) {
@@ -190,7 +208,17 @@ void ce_forward_cuda(const vt::Call& c, const vt_tensor* grad) {
     if (P > 0 && L.inner == 1) {
       const bool aligned = rowwise::aligned16(xp) && (!gp || rowwise::aligned16(gp));
       const rowwise::Plan p = rowwise::plan_rows(c, P, L.C, rowwise::width<T>(), kSlots, aligned);
-      if (gp)
+      // the fused forward keeps a row longer than a chunk in shared memory when it fits (a block per
+      // row): the logits are read from memory once
+      const rowwise::Plan pc = rowwise::plan_rows(c, P, L.C, rowwise::width<T>(), kCachedSlots, aligned);
+      const int64_t cache = (L.C + rowwise::width<T>() - 1) / rowwise::width<T>() * (int64_t)sizeof(rowwise::Slot);
+      auto* cached = ce_fwd_rows_cached<T, kCachedSlots>;
+      if (gp && !pc.warp && pc.chunks > 1 && cache <= max_dynamic_smem(c, cached)) {
+        vt::cuda::check(c, cudaFuncSetAttribute(cached, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)cache),
+                        "ce_fwd_rows (fused, row in shared memory): cudaFuncSetAttribute");
+        vt::cuda::launch(c, "ce_fwd_rows (fused, row in shared memory)", cached, pc.blocks, pc.threads, (size_t)cache,
+                         xp, tp, P, (int)L.C, pc, q, lp, lo, pp, gp, gq);
+      } else if (gp)
         vt::cuda::launch(c, "ce_fwd_rows (fused)", ce_fwd_rows<T, kSlots, true>,
                          fused_blocks(c, p, L.C * (int64_t)sizeof(T)), p.threads, 0, xp, tp, P, (int)L.C, p, q, lp, lo,
                          pp, gp, gq);

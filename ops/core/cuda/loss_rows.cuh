@@ -12,7 +12,21 @@ namespace loss_rows {
 
 using rowwise::acc_t;
 
-constexpr int kSlots = 4;  // 64 bytes of logits per thread per chunk
+constexpr int kSlots = 4;       // 64 bytes of logits per thread per chunk
+constexpr int kCachedSlots = 8;  // the fused forward with its row in shared memory: 128 bytes in flight
+
+// The fused forward's copy of its row (block plans: one row per block), slot s at [s]: dynamic
+// shared memory sized by the launch. Each thread reads back only the slots it wrote (the same
+// slot <-> thread map in both passes), so the passes need no barrier.
+#ifdef VT_ROWWISE_EMULATE
+inline thread_local rowwise::Slot* emu_row_cache = nullptr;  // loss_emulate.cpp's per-block buffer
+inline rowwise::Slot* row_cache() { return emu_row_cache; }
+#else
+__device__ __forceinline__ rowwise::Slot* row_cache() {
+  extern __shared__ rowwise::Slot ce_row_cache[];
+  return ce_row_cache;
+}
+#endif
 
 enum class Red { None, Mean, Sum };
 
@@ -63,8 +77,8 @@ __device__ __forceinline__ acc_t<T> ce_weight(const T* go, int64_t pos, int64_t 
 // Writes a row's gradient (K slots per chunk, as the forward read it): w * (exp(x - l) - eC),
 // less w * keep at the target; zeros where ignored. The backward and the fused forward share it;
 // kLastFirst: chunks in reverse order (the fused forward's second pass, whose last chunks are
-// the likeliest to be in L2 still).
-template <class T, int K, bool kLastFirst>
+// the likeliest to be in L2 still); kCache: the row from row_cache(), not memory.
+template <class T, int K, bool kLastFirst, bool kCache = false>
 __device__ __forceinline__ void grad_row(const T* __restrict__ xr, T* __restrict__ ir, const rowwise::Group& g,
                                          int chunks, int n, bool vec, acc_t<T> l, acc_t<T> w, acc_t<T> eC,
                                          acc_t<T> keep, int64_t t, bool ign) {
@@ -76,7 +90,9 @@ __device__ __forceinline__ void grad_row(const T* __restrict__ xr, T* __restrict
 #pragma unroll
     for (int k = 0; k < K; ++k) {
       const int s = g.slot(ch, k, K);
-      c[k] = rowwise::load_slot<T>(xr, s, rowwise::valid<V>(s, n), vec);
+      const int lim = rowwise::valid<V>(s, n);
+      if constexpr (kCache) c[k] = lim > 0 ? row_cache()[s] : rowwise::Slot{{0u, 0u, 0u, 0u}};
+      else c[k] = rowwise::load_slot<T>(xr, s, lim, vec);
     }
 #pragma unroll
     for (int k = 0; k < K; ++k) {
@@ -146,12 +162,14 @@ __device__ __forceinline__ void chunk_lse(rowwise::LSE<acc_t<T>>& st, const roww
 
 // One row group per position (inner == 1). Writes lse[p] and the loss: loss_none[p] ('none') or
 // per[p] (to be reduced); kGrad (cross_entropy_fused): also the row's gradient gi for
-// grad_output 1, in a second pass over the row.
-template <class T, int K, bool kGrad>
-__global__ void __launch_bounds__(rowwise::kMaxTpr)
-    ce_fwd_rows(const T* __restrict__ x, const int64_t* __restrict__ tgt, int64_t P, int C, rowwise::Plan p,
-                CEParams q, acc_t<T>* __restrict__ lse, T* __restrict__ loss_none, acc_t<T>* __restrict__ per,
-                T* __restrict__ gi, CEGrad gq) {
+// grad_output 1, in a second pass over the row: from row_cache() with kCache (block plans only,
+// the launch gives the row's slots of shared memory), else from memory again (L2), last chunk first.
+// The kernels: ce_fwd_rows (kCache false) and ce_fwd_rows_cached.
+template <class T, int K, bool kGrad, bool kCache>
+__device__ __forceinline__ void fwd_rows(const T* __restrict__ x, const int64_t* __restrict__ tgt, int64_t P, int C,
+                                         const rowwise::Plan& p, CEParams q, acc_t<T>* __restrict__ lse,
+                                         T* __restrict__ loss_none, acc_t<T>* __restrict__ per, T* __restrict__ gi,
+                                         const CEGrad& gq) {
   constexpr int V = rowwise::width<T>();
   using A = acc_t<T>;
   const rowwise::Group g(p.tpr);
@@ -167,6 +185,13 @@ __global__ void __launch_bounds__(rowwise::kMaxTpr)
     for (int ch = 0; ch < chunks; ++ch) {
       rowwise::Slot c[K];
       rowwise::load_chunk<T, K>(c, xr, g, ch, n, p.vec);
+      if constexpr (kCache) {
+#pragma unroll
+        for (int k = 0; k < K; ++k) {
+          const int s = g.slot(ch, k, K);
+          if (rowwise::valid<V>(s, n) > 0) row_cache()[s] = c[k];
+        }
+      }
       if (smooth)  // the logits' sum (label smoothing only); missing elements are 0
 #pragma unroll
         for (int k = 0; k < K; ++k)
@@ -191,10 +216,28 @@ __global__ void __launch_bounds__(rowwise::kMaxTpr)
     if constexpr (kGrad) {
       const A eC = (A)(gq.eps / (double)(C > 1 ? C : 1)), keep = (A)(1.0 - gq.eps);
       const int64_t t = tgt[row];
-      grad_row<T, K, true>(xr, gi + row * C, g, chunks, n, p.vec, lse_of(st, C), ce_weight<T>(nullptr, row, t, C, gq),
-                           eC, keep, t, t == gq.ignore);
+      grad_row<T, K, !kCache, kCache>(xr, gi + row * C, g, chunks, n, p.vec, lse_of(st, C),
+                                      ce_weight<T>(nullptr, row, t, C, gq), eC, keep, t, t == gq.ignore);
     }
   }
+}
+
+template <class T, int K, bool kGrad>
+__global__ void __launch_bounds__(rowwise::kMaxTpr)
+    ce_fwd_rows(const T* __restrict__ x, const int64_t* __restrict__ tgt, int64_t P, int C, rowwise::Plan p,
+                CEParams q, acc_t<T>* __restrict__ lse, T* __restrict__ loss_none, acc_t<T>* __restrict__ per,
+                T* __restrict__ gi, CEGrad gq) {
+  fwd_rows<T, K, kGrad, false>(x, tgt, P, C, p, q, lse, loss_none, per, gi, gq);
+}
+
+// the fused forward with its row in shared memory: one block per SM (fp32 rows of 50304 take 201
+// KB), so it may use the registers of a whole SM's share
+template <class T, int K>
+__global__ void __launch_bounds__(rowwise::kMaxTpr, 1)
+    ce_fwd_rows_cached(const T* __restrict__ x, const int64_t* __restrict__ tgt, int64_t P, int C, rowwise::Plan p,
+                       CEParams q, acc_t<T>* __restrict__ lse, T* __restrict__ loss_none, acc_t<T>* __restrict__ per,
+                       T* __restrict__ gi, CEGrad gq) {
+  fwd_rows<T, K, true, true>(x, tgt, P, C, p, q, lse, loss_none, per, gi, gq);
 }
 
 // One thread per position, its C logits at stride inner (inner > 1).

@@ -25,10 +25,19 @@ namespace {
 
 using namespace loss_rows;
 
+// cache_slots: the dynamic shared memory of ce_fwd_rows_cached, per block (row_cache()); a new
+// buffer of garbage per block, between guard bytes
+size_t cache_slots = 0;
+bool cache_guards_ok = true;
+
 template <class... P, class... Args>
 void emu_launch(void (*kernel)(P...), unsigned blocks, unsigned threads, Args... args) {
   for (unsigned b = 0; b < blocks; ++b) {
     EmuBlock blk((int)threads);
+    std::vector<unsigned char> cache(cache_slots * sizeof(rowwise::Slot) + 2 * 64 + 16, 0x5a);
+    rowwise::Slot* cp = reinterpret_cast<rowwise::Slot*>(((uintptr_t)cache.data() + 64 + 15) & ~(uintptr_t)15);
+    std::memset((void*)(cp - 1), 0xa5, 16);
+    std::memset((void*)(cp + cache_slots), 0xa5, 16);
     std::vector<std::thread> ts;
     ts.reserve(threads);
     for (unsigned t = 0; t < threads; ++t)
@@ -38,9 +47,13 @@ void emu_launch(void (*kernel)(P...), unsigned blocks, unsigned threads, Args...
         blockDim.x = threads;
         gridDim.x = blocks;
         emu_block = &blk;
+        emu_row_cache = cp;
         kernel(args...);
       });
     for (auto& th : ts) th.join();
+    const unsigned char* lo = reinterpret_cast<const unsigned char*>(cp - 1);
+    const unsigned char* hi = reinterpret_cast<const unsigned char*>(cp + cache_slots);
+    for (int i = 0; i < 16; ++i) cache_guards_ok &= lo[i] == 0xa5 && hi[i] == 0xa5;
   }
 }
 
@@ -95,8 +108,12 @@ const char* red_name(Red r) { return r == Red::None ? "none" : r == Red::Sum ? "
 
 // P rows of C logits (inner == 1) or N positions x inner (cols); reduction `red`, label smoothing
 // eps, target 1 of every 3 positions ignored (-100)
+// cached: the fused forward with its row in shared memory (ce_fwd_rows_cached and its plan); its
+// lse may differ from the plain forward's in the last bits (another split of the row over lanes),
+// so the backward kernel then runs from the fused forward's lse
 template <class T>
-void ce_case(int64_t N, int C, int64_t inner, Red red, double eps, std::mt19937& g, bool fewer_blocks = false) {
+void ce_case(int64_t N, int C, int64_t inner, Red red, double eps, std::mt19937& g, bool fewer_blocks = false,
+             bool cached = false) {
   using A = acc_t<T>;
   const int64_t P = N * inner, n = P * C;
   Buf<T> x((size_t)n), gi_fused((size_t)n), gi_bwd((size_t)n);
@@ -120,16 +137,28 @@ void ce_case(int64_t N, int C, int64_t inner, Red red, double eps, std::mt19937&
   std::string plan;
   if (inner == 1) {
     const rowwise::Plan p = rowwise::plan_rows(c, P, C, rowwise::width<T>(), kSlots, true);
-    const unsigned fused_blocks = fewer_blocks ? std::max(1u, p.blocks / 3) : p.blocks;
-    emu_launch(ce_fwd_rows<T, kSlots, true>, fused_blocks, p.threads, (const T*)x.p, (const int64_t*)tgt.p, P, C, p,
-               q, lse_f.p, lo_f, per_f.p, gi_fused.p, gq);
+    const rowwise::Plan pf = cached ? rowwise::plan_rows(c, P, C, rowwise::width<T>(), kCachedSlots, true) : p;
+    const unsigned fused_blocks = fewer_blocks ? std::max(1u, pf.blocks / 3) : pf.blocks;
+    if (cached) {
+      if (pf.warp || pf.chunks < 2) {
+        report(false, "a cached case must have a block plan of several chunks (loss.cu uses the cache only then)");
+        return;
+      }
+      cache_slots = (size_t)(C + rowwise::width<T>() - 1) / rowwise::width<T>();
+      emu_launch(ce_fwd_rows_cached<T, kCachedSlots>, fused_blocks, pf.threads, (const T*)x.p, (const int64_t*)tgt.p,
+                 P, C, pf, q, lse_f.p, lo_f, per_f.p, gi_fused.p, gq);
+      cache_slots = 0;
+    } else {
+      emu_launch(ce_fwd_rows<T, kSlots, true>, fused_blocks, p.threads, (const T*)x.p, (const int64_t*)tgt.p, P, C, p,
+                 q, lse_f.p, lo_f, per_f.p, gi_fused.p, gq);
+    }
     emu_launch(ce_fwd_rows<T, kSlots, false>, p.blocks, p.threads, (const T*)x.p, (const int64_t*)tgt.p, P, C, p, q,
                lse_p.p, lo_p, per_p.p, (T*)nullptr, gq);
     emu_launch(ce_bwd_rows<T, kSlots>, p.blocks, p.threads, (const T*)x.p, (const int64_t*)tgt.p,
-               (const A*)lse_p.p, (const T*)one.p, gi_bwd.p, P, C, p, gq);
+               (const A*)lse_f.p, (const T*)one.p, gi_bwd.p, P, C, p, gq);
     char b[128];
-    std::snprintf(b, sizeof b, "%s tpr %3d threads %3d chunks %lld vec %d blocks %u", p.warp ? "warp " : "block",
-                  p.tpr, p.threads, (long long)p.chunks, (int)p.vec, fused_blocks);
+    std::snprintf(b, sizeof b, "%s%s tpr %3d threads %3d chunks %lld vec %d blocks %u", cached ? "cached " : "",
+                  pf.warp ? "warp " : "block", pf.tpr, pf.threads, (long long)pf.chunks, (int)pf.vec, fused_blocks);
     plan = b;
   } else {
     const CELayout L{N, C, inner};
@@ -160,11 +189,20 @@ void ce_case(int64_t N, int C, int64_t inner, Red red, double eps, std::mt19937&
     }
   }
   const bool guards = x.guards_intact() && gi_fused.guards_intact() && gi_bwd.guards_intact() &&
-                      lse_f.guards_intact() && per_f.guards_intact() && none_f.guards_intact();
-  const bool same_fwd = lse_f.same_bits(lse_p) && (red == Red::None ? none_f.same_bits(none_p) : per_f.same_bits(per_p));
+                      lse_f.guards_intact() && per_f.guards_intact() && none_f.guards_intact() && cache_guards_ok;
+  bool same_fwd = lse_f.same_bits(lse_p) && (red == Red::None ? none_f.same_bits(none_p) : per_f.same_bits(per_p));
+  if (cached) {  // the same values up to rounding
+    same_fwd = true;
+    for (int64_t p = 0; p < P; ++p) {
+      const double a = to_d(red == Red::None ? to_d(none_f.p[p]) : to_d(per_f.p[p]));
+      const double b = to_d(red == Red::None ? to_d(none_p.p[p]) : to_d(per_p.p[p]));
+      same_fwd &= std::fabs(to_d(lse_f.p[p]) - to_d(lse_p.p[p])) <= tol<T>() * (1 + std::fabs(to_d(lse_p.p[p])));
+      same_fwd &= std::fabs(a - b) <= tol<T>() * (1 + std::fabs(b));
+    }
+  }
   const bool same_grad = gi_fused.same_bits(gi_bwd);
   char what[256];
-  std::snprintf(what, sizeof what, "fused %-8s P %4lld C %5d %-4s eps %.1f %-52s err %.2e%s%s%s", name_of<T>(),
+  std::snprintf(what, sizeof what, "fused %-8s P %4lld C %5d %-4s eps %.1f %-59s err %.2e%s%s%s", name_of<T>(),
                 (long long)P, C, red_name(red), eps, plan.c_str(), worst, same_fwd ? "" : "  LOSS/LSE DIFFER",
                 same_grad ? "" : "  GRAD != BACKWARD'S", guards ? "" : "  GUARD BYTES CHANGED");
   report(worst <= tol<T>() && same_fwd && same_grad && guards, what);
@@ -213,6 +251,11 @@ void all_cases(std::mt19937& g) {
     ce_case<T>(2, 9000, 1, Red::Mean, 0.1, g);
     ce_case<T>(3, 8195, 1, Red::None, 0.1, g, /*fewer_blocks=*/true);
   }
+  // the row in shared memory (block plans of several chunks of kCachedSlots): a 16-byte row, a row
+  // with a tail on fewer blocks than rows
+  const int long_C = sizeof(T) == 2 ? 33000 : sizeof(T) == 4 ? 17000 : 8500;
+  ce_case<T>(2, long_C, 1, Red::Mean, 0.1, g, false, /*cached=*/true);
+  ce_case<T>(3, long_C + 3, 1, Red::Sum, 0.0, g, /*fewer_blocks=*/true, /*cached=*/true);
   ce_case<T>(3, 6, 5, Red::Mean, 0.2, g);
   ce_case<T>(2, 11, 3, Red::None, 0.0, g);
   for (double s : {1.0, 3.0, -0.5})
