@@ -176,7 +176,8 @@ SERVED = [
     ("bfloat16", (64, 6, 65, 65, 64), "hopper", "flash"),    # no bfloat16 backward in hopper
     ("bfloat16", (8, 16, 2048, 2048, 128), "hopper", "flash"),
     ("float16", (2, 4, 256, 256, 96), "composed", "composed"),  # head dim: neither flash nor hopper
-    ("float32", (2, 4, 256, 256, 64), "composed", "composed"),
+    ("float32", (2, 4, 256, 256, 64), "flash", "flash"),      # flash's float32 kernels (flash32_*.cu)
+    ("float32", (2, 4, 256, 256, 32), "composed", "composed"),  # head dim 32: no float32 kernel
 ]
 
 

@@ -82,7 +82,7 @@ def test_builtin_packs_declare_real_capabilities():
     core, attn = vt.ops.get("core").capabilities, vt.ops.get("attention").capabilities
     assert attn["requires"] == {"core": ">=0.1,<1"} and core["abi_minor"] == 1
     flash = C.for_kernel(attn, "attention::sdpa", "flash", "cuda")
-    assert flash["dtypes"] == ["bfloat16", "float16"] and flash["compute_capability"] == {"min": "8.0"}
+    assert flash["dtypes"] == ["bfloat16", "float16", "float32"] and flash["compute_capability"] == {"min": "8.0"}
     assert flash["cuda_graphs"] is True
     # the per-op entry overrides the provider's general one
     assert C.for_kernel(core, "core::nonzero", "core", "cuda")["cuda_graphs"] is False
@@ -94,8 +94,8 @@ def test_builtin_packs_declare_real_capabilities():
 def test_declared_limits_are_machine_checkable():
     flash = C.for_kernel(vt.ops.get("attention").capabilities, "attention::sdpa", "flash", "cuda")
     assert C.unmet(flash, "bfloat16", {"q": (2, 4, 128, 64), "v": (2, 4, 128, 64)}) == []
-    why = C.unmet(flash, "float32", {"q": (2, 4, 128, 96), "v": (2, 4, 128, 64)})
-    assert why == ["dtype float32 is not one of ['bfloat16', 'float16']",
+    why = C.unmet(flash, "float64", {"q": (2, 4, 128, 96), "v": (2, 4, 128, 64)})
+    assert why == ["dtype float64 is not one of ['bfloat16', 'float16', 'float32']",
                    "q.shape[-1] = 96 is not one of [64, 128]"]
     assert C.unmet({"limits": [{"arg": "self", "dim": -1, "multiple_of": 8}]}, None,
                    {"self": (4, 12)}) == ["self.shape[-1] = 12 is not a multiple of 8"]
@@ -213,7 +213,7 @@ def test_info_shows_the_capabilities():
     out = CliRunner().invoke(main, ["info", "attention"])
     assert out.exit_code == 0, out.output
     assert "needs packs: core >=0.1,<1" in out.output
-    assert ("flash on cuda: compute capability 8.0+; bfloat16/float16; CUDA graphs; deterministic; "
+    assert ("flash on cuda: compute capability 8.0+; bfloat16/float16/float32; CUDA graphs; deterministic; "
             "q.shape[-1] one_of [64, 128]") in out.output
     assert "composed on cpu: deterministic" in out.output
 

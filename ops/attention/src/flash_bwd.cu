@@ -25,27 +25,6 @@
 
 namespace flashcu {
 
-struct BwdParams {
-  Operand q, k, v, dout;       // dout: unit last stride, 16-byte rows (cp.async)
-  const void* o;               // any strides (prepass only)
-  int64_t o_sb, o_sh, o_st, o_sd;
-  const float* lse;            // (B, H, Tq), any strides
-  int64_t l_sb, l_sh, l_st;
-  const float* glse;           // (B, H, Tq) or null
-  int64_t g_sb, g_sh, g_st;
-  void *dq, *dk, *dv;          // contiguous outputs
-  float *lse2, *delta;         // scratch (BH, Tq_pad)
-  Mask mask;
-  int D, H, BH, Tq, Tk, Tq_pad;
-  float scale_log2, scale;
-  bool causal;
-  Dropout drop;
-  uint64_t seed, offset;
-  const int64_t* rng;  // when set, [seed, offset] on the device instead of the two above
-};
-
-__device__ __forceinline__ uint64_t drop_seed(const BwdParams& p) { return p.rng ? (uint64_t)p.rng[0] : p.seed; }
-__device__ __forceinline__ uint64_t drop_offset(const BwdParams& p) { return p.rng ? (uint64_t)p.rng[1] : p.offset; }
 
 // ---- prepass: one warp per (b, h, i) row of the padded statistics ----------------------------------
 constexpr int kPrepassWarps = 8;
@@ -405,11 +384,16 @@ __global__ void __launch_bounds__(kThreads) flash_bwd_dq_kernel(const BwdParams 
 }
 
 #ifndef FLASH_EMULATE  // the launchers and the compute (host side)
-template <class T, int D>
-void launch_bwd(const vt::Call& c, const BwdParams& p) {
+template <class T>
+void launch_prepass(const vt::Call& c, const BwdParams& p) {
   const int64_t rows = (int64_t)p.BH * p.Tq_pad;
   vt::cuda::launch(c, "flash_bwd_prepass", flash_bwd_prepass<T>,
                    dim3((unsigned)((rows + kPrepassWarps - 1) / kPrepassWarps)), dim3(32 * kPrepassWarps), 0, p);
+}
+
+template <class T, int D>
+void launch_bwd(const vt::Call& c, const BwdParams& p) {
+  launch_prepass<T>(c, p);
   constexpr size_t s1 = dkdv_smem<T, D>(), s2 = dq_smem<T, D>();
   allow_smem(c, flash_bwd_dkdv_kernel<T, D>, s1);
   allow_smem(c, flash_bwd_dq_kernel<T, D>, s2);
@@ -469,7 +453,12 @@ VT_COMPUTE(sdpa_backward_flash_cuda, "attention::sdpa_backward") {
     p.seed = (uint64_t)a.seed, p.offset = (uint64_t)a.offset;
     p.rng = a.device_rng() ? vt::data<const int64_t>(a.device_rng()) : nullptr;
   }
-  const bool bf16 = vt::scalar_type(a.q->dtype) == vt::ScalarType::BFloat16;
+  const vt::ScalarType st = vt::scalar_type(a.q->dtype);
+  if (st == vt::ScalarType::Float32) {  // the float32 kernels (flash32_bwd.cu) after the same prepass
+    launch_prepass<float>(c, p);
+    return launch_bwd32(c, p);
+  }
+  const bool bf16 = st == vt::ScalarType::BFloat16;
   if (bf16 && d.D == 64) launch_bwd<__nv_bfloat16, 64>(c, p);
   else if (bf16) launch_bwd<__nv_bfloat16, 128>(c, p);
   else if (d.D == 64) launch_bwd<__half, 64>(c, p);

@@ -3,7 +3,8 @@
 // newer), the swizzled shared-memory tile, the score rule (scale, causal, masks) and the dropout
 // keep rule of attn.hpp on the device, and the checks that decide whether the kernels take a call
 // (what they do not take runs on the composed provider: see takes()).
-// Not here: the kernels (flash_fwd.cu, flash_bwd.cu), the CPU provider (flash.cpp).
+// Not here: the kernels (flash_fwd.cu, flash_bwd.cu; float32: flash32.cuh, flash32_*.cu), the CPU
+// provider (flash.cpp).
 //
 // Shape legend as in attn.hpp: q (B, H, Tq, D), k (B, H, Tk, D), v (B, H, Tk, D) (the kernels
 // take Dv == D only), out (B, H, Tq, D), lse (B, H, Tq) float32.
@@ -84,6 +85,43 @@ struct Dropout {
   uint32_t thr = 0;
   float rs = 1.f;
 };
+
+// What the forward kernels take (flash_fwd.cu: 16-bit; flash32_fwd.cu: float32).
+struct FwdParams {
+  Operand q, k, v;
+  void* out;       // (B, H, Tq, D) contiguous
+  float* lse;      // (B, H, Tq) contiguous
+  int64_t* rng;    // (2,): [seed, offset]
+  Mask mask;
+  int H, BH, Tq, Tk, nqb;
+  float scale_log2;
+  bool causal;
+  Dropout drop;
+  vt_philox_args philox;
+};
+
+// What the backward kernels take (flash_bwd.cu: prepass and 16-bit; flash32_bwd.cu: float32).
+struct BwdParams {
+  Operand q, k, v, dout;       // dout: unit last stride, 16-byte rows (cp.async)
+  const void* o;               // any strides (prepass only)
+  int64_t o_sb, o_sh, o_st, o_sd;
+  const float* lse;            // (B, H, Tq), any strides
+  int64_t l_sb, l_sh, l_st;
+  const float* glse;           // (B, H, Tq) or null
+  int64_t g_sb, g_sh, g_st;
+  void *dq, *dk, *dv;          // contiguous outputs
+  float *lse2, *delta;         // scratch (BH, Tq_pad)
+  Mask mask;
+  int D, H, BH, Tq, Tk, Tq_pad;
+  float scale_log2, scale;
+  bool causal;
+  Dropout drop;
+  uint64_t seed, offset;
+  const int64_t* rng;  // when set, [seed, offset] on the device instead of the two above
+};
+
+__device__ __forceinline__ uint64_t drop_seed(const BwdParams& p) { return p.rng ? (uint64_t)p.rng[0] : p.seed; }
+__device__ __forceinline__ uint64_t drop_offset(const BwdParams& p) { return p.rng ? (uint64_t)p.rng[1] : p.offset; }
 
 // ---- device primitives ----------------------------------------------------------------------------
 #ifndef FLASH_EMULATE
@@ -269,12 +307,12 @@ namespace flashcu {
 // The device's compute capability major (cached per device index).
 int device_cc_major(int index);
 
-// Whether the flash kernels take a call with these inputs: float16/bfloat16, head dims D == Dv in
-// {64, 128}, every size > 0 and within int range, an sm80+ device. Anything else runs on the
+// Whether the flash kernels take a call with these inputs: float16/bfloat16 (tensor cores) or
+// float32 (CUDA cores: flash32_*.cu), head dims D == Dv in {64, 128}, every size > 0 and within int range, an sm80+ device. Anything else runs on the
 // composed provider (called from the flash compute: the dispatcher has no fall-through).
 inline bool takes(const vt_tensor* q, const attn::Dims& d, int device_index) {
   const vt::ScalarType st = vt::scalar_type(q->dtype);
-  if (st != vt::ScalarType::Float16 && st != vt::ScalarType::BFloat16) return false;
+  if (st != vt::ScalarType::Float16 && st != vt::ScalarType::BFloat16 && st != vt::ScalarType::Float32) return false;
   if (d.D != d.Dv || (d.D != 64 && d.D != 128)) return false;
   if (d.B <= 0 || d.H <= 0 || d.Tq <= 0 || d.Tk <= 0) return false;
   if (d.Tq > (1 << 30) || d.Tk > (1 << 30) || d.B * d.H > (1 << 30)) return false;
@@ -286,7 +324,7 @@ inline bool takes(const vt_tensor* q, const attn::Dims& d, int device_index) {
 // An operand of cp.async-friendly layout (unit last stride, 16-byte aligned base and row strides),
 // else a contiguous copy (held by `hold`).
 inline Operand operand(vt::Call& c, const vt_tensor* t, vt::Tensor& hold) {
-  const int64_t es = 2;
+  const int64_t es = vt::scalar_type(t->dtype) == vt::ScalarType::Float32 ? 4 : 2;
   auto fits = [&](const vt_tensor* x) {
     if (x->strides[3] != 1 && x->sizes[3] != 1) return false;
     if (reinterpret_cast<uintptr_t>(x->data) % 16 != 0) return false;
@@ -320,6 +358,11 @@ inline Mask mask_of(vt::Call& c, const vt_tensor* mask, vt::Tensor& hold) {
   m.sb = s.b, m.sh = s.h, m.st = s.t, m.sd = s.d;
   return m;
 }
+
+// The float32 kernels (flash32_fwd.cu, flash32_bwd.cu): the forward for D in {64, 128}, and the
+// dK/dV and dQ kernels after the caller's prepass (flash_bwd_prepass<float>).
+void launch_fwd32(const vt::Call& c, const FwdParams& p, int D);
+void launch_bwd32(const vt::Call& c, const BwdParams& p);
 
 // Dynamic shared memory above the default 48 KiB needs the kernel's opt-in (every launch: cheap,
 // and right for whichever device is current).

@@ -21,18 +21,6 @@
 
 namespace flashcu {
 
-struct FwdParams {
-  Operand q, k, v;
-  void* out;       // (B, H, Tq, D) contiguous
-  float* lse;      // (B, H, Tq) contiguous
-  int64_t* rng;    // (2,): [seed, offset]
-  Mask mask;
-  int H, BH, Tq, Tk, nqb;
-  float scale_log2;
-  bool causal;
-  Dropout drop;
-  vt_philox_args philox;
-};
 
 template <class T, int D>
 constexpr size_t fwd_smem() {
@@ -307,7 +295,9 @@ VT_COMPUTE(sdpa_flash_cuda, "attention::sdpa") {
     p.drop.rs = a.p < 1.0 ? (float)(1.0 / (1.0 - a.p)) : 0.f;
     c.host->philox_args(c.ctx->device, attn::dropout_groups(d), &p.philox);
   }
-  const bool bf16 = vt::scalar_type(a.q->dtype) == vt::ScalarType::BFloat16;
+  const vt::ScalarType st = vt::scalar_type(a.q->dtype);
+  if (st == vt::ScalarType::Float32) return launch_fwd32(c, p, (int)d.D);  // flash32_fwd.cu
+  const bool bf16 = st == vt::ScalarType::BFloat16;
   if (bf16 && d.D == 64) launch_fwd<__nv_bfloat16, 64>(c, p);
   else if (bf16) launch_fwd<__nv_bfloat16, 128>(c, p);
   else if (d.D == 64) launch_fwd<__half, 64>(c, p);
