@@ -1,8 +1,9 @@
-"""The CUDA row kernels of softmax/log_softmax (forward and backward) and layer_norm/rms_norm
-(forward), ops/core/cuda/softmax_rows.cuh and norm_rows.cuh, compiled as host C++ with the warp
-primitives emulated (ops/core/lab/rowwise_emulate.cpp) and run with the ops' own launch plans against
-a float64 reference: a check of the warp-per-row and block-per-row paths' index arithmetic, tails and
-guard bytes that runs without a GPU (a few cases; run the binary without arguments for all)."""
+"""The CUDA row kernels of softmax/log_softmax and layer_norm/rms_norm (forward and backward, with
+the backward's fused grad_weight/grad_bias partials), ops/core/cuda/softmax_rows.cuh and
+norm_rows.cuh, compiled as host C++ with the warp primitives emulated
+(ops/core/lab/rowwise_emulate.cpp) and run with the ops' own launch plans against a float64
+reference: a check of the warp-per-row and block-per-row paths' index arithmetic, tails, reductions
+and guard bytes that runs without a GPU (a few cases; run the binary without arguments for all)."""
 import subprocess
 
 import host_emulation

@@ -47,11 +47,11 @@ __global__ void VT_ROW_KERNEL_BOUNDS(kWarp, kVec && sizeof(T) <= 4 ? 64 : 128)
       rowwise::load_chunk<T, K>(c, xr, g, ch, n, kVec);
 #pragma unroll
       for (int k = 0; k < K; ++k) {  // a sum per slot: K independent chains of adds
-        A sk = A(0);
+        A sk;  // the first term starts the sum (0 + x is an instruction)
 #pragma unroll
         for (int j = 0; j < V; ++j) {
           const A v = rowwise::get<T>(c[k], j);
-          sk += rms ? v * v : v;
+          sk = j ? sk + (rms ? v * v : v) : (rms ? v * v : v);
         }
         s += sk;
       }
@@ -68,11 +68,12 @@ __global__ void VT_ROW_KERNEL_BOUNDS(kWarp, kVec && sizeof(T) <= 4 ? 64 : 128)
 #pragma unroll
         for (int k = 0; k < K; ++k) {
           const int lim = rowwise::valid<V>(g.slot(ch, k, K), n);
-          A qk = A(0);
+          A qk;
 #pragma unroll
           for (int j = 0; j < V; ++j) {
             const A d = rowwise::get<T>(c[k], j) - mu;
-            qk += (kVec || j < lim) ? d * d : A(0);
+            const A t = (kVec || j < lim) ? d * d : A(0);
+            qk = j ? qk + t : t;
           }
           q += (!kVec || lim >= V) ? qk : A(0);  // vec: a slot is whole or absent
         }
@@ -174,12 +175,13 @@ __global__ void VT_ROW_KERNEL_BOUNDS(kWarp, 128)
   auto sums = [&](int ch, A mu, A rs, A& s1, A& s2) {
 #pragma unroll
     for (int k = 0; k < K; ++k) {  // sums per slot: independent chains of adds
-      A s1k = A(0), s2k = A(0);
+      A s1k, s2k;
 #pragma unroll
       for (int j = 0; j < V; ++j) {
         const A gw = rowwise::get<T>(cg[k], j) * rowwise::get<T>(cw[k], j);
-        s1k += gw;
-        s2k += gw * ((rowwise::get<T>(cx[k], j) - mu) * rs);
+        const A t = gw * ((rowwise::get<T>(cx[k], j) - mu) * rs);
+        s1k = j ? s1k + gw : gw;
+        s2k = j ? s2k + t : t;
       }
       s1 += s1k;
       s2 += s2k;

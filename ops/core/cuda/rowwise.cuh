@@ -6,8 +6,10 @@
 //   tpr <= 32  a power of two; a block of kRowBlock threads holds kRowBlock / tpr rows and the
 //              row's reductions are warp shuffles within the group (no barrier: the warps of a
 //              block never wait for each other). A kernel may be built twice: a warp kernel
-//              (GroupOf<true>, Kw slots per thread) for these plans and a block kernel for the rest.
-//   tpr > 32   the whole block (a multiple of 32, at most kMaxTpr); block reductions
+//              (GroupOf<true> / RowGroup<true>, Kw slots per thread) for these plans and a block
+//              kernel for the rest.
+//   tpr > 32   the whole block (a multiple of 32, at most kMaxTpr); block reductions (RowGroup:
+//              one barrier each; GroupOf: vt::cuda::block_reduce, two)
 // A slot is V = 16 / sizeof(T) consecutive elements: slot s holds elements [s*V, s*V + V). Thread
 // `lane` of the group works on K slots at a time (a chunk): chunk c, slot k is slot
 // (c*K + k)*tpr + lane, so each of the K loads is coalesced across the group. When one chunk covers

@@ -60,11 +60,12 @@ __global__ void VT_ROW_KERNEL_BOUNDS(kWarp, kVec && sizeof(T) == 2 ? 64 : 128)
 #pragma unroll
       for (int k = 0; k < K; ++k) {
         const int lim = rowwise::valid<V>(g.slot(ch, k, K), n);
-        A sk = A(0);
+        A sk;  // the first term starts the sum (0 + x is an instruction)
 #pragma unroll
         for (int j = 0; j < V; ++j) {  // selects, not branches
           const A e = rowwise::fexp(rowwise::get<T>(c[k], j) - m);
-          sk += (kVec || j < lim) ? e : A(0);
+          const A t = (kVec || j < lim) ? e : A(0);
+          sk = j ? sk + t : t;
         }
         sum += (!kVec || lim >= V) ? sk : A(0);
       }
