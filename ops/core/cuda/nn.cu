@@ -23,9 +23,6 @@ namespace {
 
 using rowwise::acc_t;
 using vt::cuda::Vec;
-using softmax_rows_impl::softmax_bwd_rows;
-using softmax_rows_impl::kBwdSlots;
-using softmax_rows_impl::kBwdWarpSlots;
 
 struct Lines {  // the (outer, D, inner) view around dim
   int64_t outer = 1, D = 1, inner = 1;
@@ -119,13 +116,11 @@ void softmax_bwd(vt::Call& c, bool log) {
     T* ip = vt::data<T>(out);
     if (L.inner == 1) {
       const bool al = rowwise::aligned16(gp) && rowwise::aligned16(yp) && rowwise::aligned16(ip);
-      const rowwise::Plan p = rowwise::plan_rows(c, L.outer, L.D, rowwise::width<T>(), kBwdSlots, al, kBwdWarpSlots);
-      if (p.warp)
-        vt::cuda::launch(c, "softmax_bwd_rows (warp)", softmax_bwd_rows<T, kBwdWarpSlots, true>, p.blocks, p.threads,
-                         0, gp, yp, ip, L.outer, (int)L.D, p, log);
-      else
-        vt::cuda::launch(c, "softmax_bwd_rows", softmax_bwd_rows<T, kBwdSlots, false>, p.blocks, p.threads, 0, gp, yp,
-                         ip, L.outer, (int)L.D, p, log);
+      const rowwise::Plan p = softmax_rows_impl::bwd_plan<T>(c, L.outer, L.D, al);
+      auto kernel =
+          log ? softmax_rows_impl::bwd_kernel_for<T, true>(p) : softmax_rows_impl::bwd_kernel_for<T, false>(p);
+      vt::cuda::launch(c, p.warp ? "softmax_bwd_rows (warp)" : "softmax_bwd_rows", kernel, p.blocks, p.threads, 0, gp,
+                       yp, ip, L.outer, (int)L.D, p);
     } else {
       vt::cuda::launch(c, "softmax_bwd_cols", softmax_bwd_cols<T>, vt::cuda::grid_for(L.outer * L.inner),
                        vt::cuda::kThreads, 0, gp, yp, ip, L, log);

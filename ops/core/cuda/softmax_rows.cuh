@@ -88,11 +88,13 @@ __global__ void VT_ROW_KERNEL_BOUNDS(kWarp, kVec && sizeof(T) == 2 ? 64 : 128)
   }
 }
 
-// backward from the saved output y: gi = y * (g - sum(g * y)), or g - exp(y) * sum(g) for log
-template <class T, int K, bool kWarp>
-__global__ void VT_ROW_KERNEL_BOUNDS(kWarp, 128)
+// backward from the saved output y: gi = y * (g - sum(g * y)), or g - exp(y) * sum(g) for log.
+// Built like the forward (kVec, log); the block kernel holds 4 slots of each row (64 registers for
+// 16-byte accesses, 78 before).
+template <class T, int K, bool kWarp, bool kVec, bool log>
+__global__ void VT_ROW_KERNEL_BOUNDS(kWarp, kVec && !kWarp && sizeof(T) <= 4 ? 64 : 128)
     softmax_bwd_rows(const T* __restrict__ go, const T* __restrict__ y, T* __restrict__ gi, int64_t M, int N,
-                     rowwise::Plan p, bool log) {
+                     rowwise::Plan p) {
   constexpr int V = rowwise::width<T>();
   using A = acc_t<T>;
   const rowwise::RowGroup<kWarp> g(p.tpr);
@@ -105,22 +107,25 @@ __global__ void VT_ROW_KERNEL_BOUNDS(kWarp, 128)
     const T *gr = go + off, *yr = y + off;
     A s = A(0);  // missing elements load as 0 and add nothing
     for (int ch = 0; ch < chunks; ++ch) {
-      rowwise::load_chunk<T, K>(cg, gr, g, ch, n, p.vec);
-      rowwise::load_chunk<T, K>(cy, yr, g, ch, n, p.vec);
+      rowwise::load_chunk<T, K>(cg, gr, g, ch, n, kVec);
+      rowwise::load_chunk<T, K>(cy, yr, g, ch, n, kVec);
 #pragma unroll
-      for (int k = 0; k < K; ++k)
+      for (int k = 0; k < K; ++k) {
+        A sk;  // a sum per slot: independent chains of adds
 #pragma unroll
         for (int j = 0; j < V; ++j) {
-          const A a = rowwise::get<T>(cg[k], j);
-          s += log ? a : a * rowwise::get<T>(cy[k], j);
+          const A a = rowwise::get<T>(cg[k], j), t = log ? a : a * rowwise::get<T>(cy[k], j);
+          sk = j ? sk + t : t;
         }
+        s += sk;
+      }
     }
     s = g.sum(s);
     T* ir = gi + off;
     for (int ch = 0; ch < chunks; ++ch) {
       if (chunks > 1) {
-        rowwise::load_chunk<T, K>(cg, gr, g, ch, n, p.vec);
-        rowwise::load_chunk<T, K>(cy, yr, g, ch, n, p.vec);
+        rowwise::load_chunk<T, K>(cg, gr, g, ch, n, kVec);
+        rowwise::load_chunk<T, K>(cy, yr, g, ch, n, kVec);
       }
 #pragma unroll
       for (int k = 0; k < K; ++k) {
@@ -129,7 +134,7 @@ __global__ void VT_ROW_KERNEL_BOUNDS(kWarp, 128)
           const A a = rowwise::get<T>(cg[k], j), b = rowwise::get<T>(cy[k], j);
           return log ? a - rowwise::fexp(b) * s : b * (a - s);
         });
-        rowwise::store_slot<T>(ir, sl, lim, p.vec, o);
+        rowwise::store_slot_as<T, kVec>(ir, sl, lim, o);
       }
     }
   }
@@ -149,6 +154,21 @@ SoftmaxRowsKernel<T> kernel_for(const rowwise::Plan& p) {
   constexpr int K = fwd_slots<T>(), Kw = fwd_warp_slots<T>();
   if (p.warp) return p.vec ? softmax_rows<T, Kw, true, true, kLog> : softmax_rows<T, Kw, true, false, kLog>;
   return p.vec ? softmax_rows<T, K, false, true, kLog> : softmax_rows<T, K, false, false, kLog>;
+}
+
+template <class T>
+using SoftmaxBwdRowsKernel = void (*)(const T*, const T*, T*, int64_t, int, rowwise::Plan);
+
+// the backward's plan and kernel
+template <class T>
+rowwise::Plan bwd_plan(const vt::Call& c, int64_t M, int64_t N, bool aligned) {
+  return rowwise::plan_rows(c, M, N, rowwise::width<T>(), kBwdSlots, aligned, kBwdWarpSlots);
+}
+template <class T, bool kLog>
+SoftmaxBwdRowsKernel<T> bwd_kernel_for(const rowwise::Plan& p) {
+  constexpr int K = kBwdSlots, Kw = kBwdWarpSlots;
+  if (p.warp) return p.vec ? softmax_bwd_rows<T, Kw, true, true, kLog> : softmax_bwd_rows<T, Kw, true, false, kLog>;
+  return p.vec ? softmax_bwd_rows<T, K, false, true, kLog> : softmax_bwd_rows<T, K, false, false, kLog>;
 }
 
 }  // namespace softmax_rows_impl

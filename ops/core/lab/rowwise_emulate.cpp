@@ -158,13 +158,9 @@ void softmax_case(int64_t M, int N, int shift, bool log, std::mt19937& g) {
     }
   }
   const bool al = rowwise::aligned16(go.p) && rowwise::aligned16(y.p) && rowwise::aligned16(gi.p);
-  p = rowwise::plan_rows(c, M, N, rowwise::width<T>(), kBwdSlots, al, kBwdWarpSlots);
-  if (p.warp)
-    emu_launch(softmax_bwd_rows<T, kBwdWarpSlots, true>, p.blocks, p.threads, (const T*)go.p, (const T*)y.p, gi.p, M,
-               N, p, log);
-  else
-    emu_launch(softmax_bwd_rows<T, kBwdSlots, false>, p.blocks, p.threads, (const T*)go.p, (const T*)y.p, gi.p, M, N,
-               p, log);
+  p = bwd_plan<T>(c, M, N, al);
+  emu_launch(log ? bwd_kernel_for<T, true>(p) : bwd_kernel_for<T, false>(p), p.blocks, p.threads, (const T*)go.p,
+             (const T*)y.p, gi.p, M, N, p);
   std::snprintf(what, sizeof what, "%s %s bwd M %lld N %d shift %d", log ? "log_softmax" : "softmax", name_of<T>(),
                 (long long)M, N, shift);
   check(what, gi, gr, p, go.guards_intact() && gi.guards_intact() && y.guards_intact());
