@@ -135,3 +135,16 @@ def test_float_casts_match_cpu_bits(src, dst, n, offset):
     got = t.to("cuda").to(getattr(vt, dst)).to("cpu")
     want = t.to(getattr(vt, dst))
     np.testing.assert_array_equal(got.to(vt.float32).numpy(), want.to(vt.float32).numpy())
+
+
+@cuda
+@pytest.mark.parametrize("src,dst", [("float32", "bfloat16"), ("bfloat16", "float32"),
+                                     ("float16", "float32"), ("float32", "float16")])
+def test_float_casts_of_strided_and_broadcast_views_match_cpu(src, dst):
+    rng = np.random.default_rng(3)
+    x = vt.tensor(rng.standard_normal((6, 40, 3)).astype(np.float32) * 300).to(getattr(vt, src))
+    for view in (lambda t: t.transpose(0, 2), lambda t: t[:, ::3, 1], lambda t: t[:1].expand(4, 40, 3)):
+        got = view(x.to("cuda")).to(getattr(vt, dst)).to("cpu")
+        want = view(x).to(getattr(vt, dst))
+        assert got.shape == want.shape
+        np.testing.assert_array_equal(got.to(vt.float32).numpy(), want.to(vt.float32).numpy())

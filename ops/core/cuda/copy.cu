@@ -6,8 +6,8 @@
 // move of raw 1/2/4/8-byte elements (every dtype shares four kernel pairs; src broadcasts). When the
 // fastest dim is contiguous on both sides (transposes of (B, T, H, D) and the like), the move is of
 // words of up to 16 bytes: one index computation per word instead of per element.
-// Different dtypes: float32 <-> bfloat16/float16 between contiguous tensors of one shape (autocast's
-// casts, every step) have vectorised kernels of their own; any other pair goes through one kernel
+// Different dtypes: float32 <-> bfloat16/float16 (autocast's casts, every step) have typed kernels of
+// their own, vectorised between contiguous tensors of one shape; any other pair goes through one kernel
 // that converts between any two of the nine dtypes, chosen per call by runtime codes (no per-pair
 // instantiation). Both round as the cpu does: through float for the 16-bit floats, "!= 0" for
 // bool, integers exact.
@@ -82,20 +82,29 @@ struct CastToHalf {
   __device__ __forceinline__ __half operator()(float v) const { return __float2half_rn(v); }
 };
 
-// The vectorised conversions: float32 <-> bfloat16/float16, contiguous, one shape. false: not one.
+// float32 <-> bfloat16/float16 through typed kernels: vectorised when both are contiguous with one
+// shape, else the typed strided kernel over the broadcast loop (still no per-element type switch).
+// false: not one of these pairs.
+template <class Out, class In, class F>
+void cast(vt::Call& c, const vt_tensor* dst, const vt_tensor* src, F f) {
+  if (vt::same_shape(dst, src) && vt::is_contiguous(dst) && vt::is_contiguous(src)) {
+    vt::cuda::elementwise_contiguous<Out, In>(c, dst->numel, f, vt::data<Out>(dst), vt::data<const In>(src));
+    return;
+  }
+  const vt_tensor* ops[2] = {dst, src};
+  vt::cuda::elementwise_strided<Out, In>(c, vt::loop_over<2>(c.op, ops), f);
+}
+
 bool fast_convert(vt::Call& c, const vt_tensor* dst, const vt_tensor* src) {
-  if (!vt::same_shape(dst, src) || !vt::is_contiguous(dst) || !vt::is_contiguous(src)) return false;
   const ST d = vt::scalar_type(dst->dtype), s = vt::scalar_type(src->dtype);
-  const int64_t n = dst->numel;
-  using vt::cuda::elementwise_contiguous;
   if (d == ST::Float32 && s == ST::BFloat16)
-    elementwise_contiguous<float, __nv_bfloat16>(c, n, Cast{}, vt::data<float>(dst), vt::data<const __nv_bfloat16>(src));
+    cast<float, __nv_bfloat16>(c, dst, src, Cast{});
   else if (d == ST::Float32 && s == ST::Float16)
-    elementwise_contiguous<float, __half>(c, n, Cast{}, vt::data<float>(dst), vt::data<const __half>(src));
+    cast<float, __half>(c, dst, src, Cast{});
   else if (d == ST::BFloat16 && s == ST::Float32)
-    elementwise_contiguous<__nv_bfloat16, float>(c, n, CastToBf16{}, vt::data<__nv_bfloat16>(dst), vt::data<const float>(src));
+    cast<__nv_bfloat16, float>(c, dst, src, CastToBf16{});
   else if (d == ST::Float16 && s == ST::Float32)
-    elementwise_contiguous<__half, float>(c, n, CastToHalf{}, vt::data<__half>(dst), vt::data<const float>(src));
+    cast<__half, float>(c, dst, src, CastToHalf{});
   else
     return false;
   return true;
