@@ -18,7 +18,7 @@ namespace f32 {
 constexpr int kThreads = 256;
 constexpr int kRows = 64;  // queries of a forward / dQ block, keys of a dK/dV block, and the loop step
 // CTAs an SM should hold (__launch_bounds__' register cap, 65536 / (256 n)), ptxas -v on sm_90:
-// 2 keeps the forward at 127 (D 64) / 123 (D 128) registers without spills (3 spills 276 bytes at
+// 2 keeps the forward at 125 (D 64) / 123 (D 128) registers without spills (3 spills 276 bytes at
 // D 64) and the D 64 backward at 127 (it would take 203 and one CTA an SM); the D 128 backward's
 // shared memory (176-208 KiB) fits one CTA anyway, so it keeps its 194-232 registers.
 template <int D> constexpr int kFwdCtas = 2;
@@ -67,6 +67,7 @@ __device__ __forceinline__ void load_r(float* tile, const float* base, int64_t s
 // Per k a thread reads 1 + N / 64 float4s (A's broadcast within the half-warp) for 16 N / 64 FFMAs.
 template <int K, int N>
 __device__ __forceinline__ void mm(float (&acc)[4][N / 16], const float* A, const float* B, int ty, int tx) {
+  static_assert(N % 64 == 0, "columns in groups of 4 tx + 64 g: N = 64 or 128");
 #pragma unroll
   for (int k = 0; k < K; ++k) {
     const float4 a = ld4(A + at<kRows>(k, 4 * ty));

@@ -25,6 +25,7 @@ constexpr size_t fwd32_smem() {
 template <int D>
 __global__ void __launch_bounds__(f32::kThreads, f32::kFwdCtas<D>) flash_fwd32_kernel(const FwdParams p) {
   using namespace f32;
+  static_assert(D == 64 || D == 128, "P^T (64 x 64) is written over K^T (D x 64); 4 tx + 64 g columns");
   float* sQt = reinterpret_cast<float*>(dynamic_smem());  // (d, i)
   float* sKt = sQt + D * kRows;                           // (d, j), then P^T (j, i)
   float* sV = sKt + D * kRows;                            // (j, d)
