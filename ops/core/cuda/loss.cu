@@ -13,9 +13,10 @@
 // in float64: the same bits on every run.
 // cross_entropy_fused is the forward that also writes that gradient for grad_output 1, so forward +
 // backward read the logits from memory once and write the gradient once: its second pass over a
-// row reads the copy the first pass left in shared memory (a block per row), or, for rows too long
-// for that, re-reads it from L2, last chunk first (the most recently read), with no more rows in
-// flight than half of L2 holds. Its backward, cross_entropy_grad_scale, reads grad_output on the device
+// row reads the copy the first pass left in shared memory (a persistent block per SM that loads
+// its next row while it writes this one's gradient), or, for rows too long for that, re-reads it
+// from L2, last chunk first (the most recently read), with no more rows in flight than half of L2
+// holds. Its backward, cross_entropy_grad_scale, reads grad_output on the device
 // and returns at once when it is exactly 1 (the usual loss.backward()), else scales the buffer in
 // place: no host sync, graph-capturable.
 // Target values cannot be checked on the host without a sync: a target outside [0, C) that is not
@@ -216,8 +217,14 @@ void ce_forward_cuda(const vt::Call& c, const vt_tensor* grad) {
       if (gp && !pc.warp && pc.chunks > 1 && cache <= max_dynamic_smem(c, cached)) {
         vt::cuda::check(c, cudaFuncSetAttribute(cached, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)cache),
                         "ce_fwd_rows (fused, row in shared memory): cudaFuncSetAttribute");
-        vt::cuda::launch(c, "ce_fwd_rows (fused, row in shared memory)", cached, pc.blocks, pc.threads, (size_t)cache,
-                         xp, tp, P, (int)L.C, pc, q, lp, lo, pp, gp, gq);
+        // a persistent grid (the kernel pipelines the rows a block takes): the blocks that are resident
+        int per_sm = 0;
+        vt::cuda::check(c, cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, cached, pc.threads, (size_t)cache),
+                        "ce_fwd_rows (fused, row in shared memory): occupancy");
+        const int64_t resident = (int64_t)vt::cuda::sm_count(c) * std::max(per_sm, 1);
+        vt::cuda::launch(c, "ce_fwd_rows (fused, row in shared memory)", cached,
+                         (unsigned)std::min<int64_t>(P, resident), pc.threads, (size_t)cache, xp, tp, P, (int)L.C, pc,
+                         q, lp, lo, pp, gp, gq);
       } else if (gp)
         vt::cuda::launch(c, "ce_fwd_rows (fused)", ce_fwd_rows<T, kSlots, true>,
                          fused_blocks(c, p, L.C * (int64_t)sizeof(T)), p.threads, 0, xp, tp, P, (int)L.C, p, q, lp, lo,

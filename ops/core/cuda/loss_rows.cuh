@@ -77,8 +77,8 @@ __device__ __forceinline__ acc_t<T> ce_weight(const T* go, int64_t pos, int64_t 
 // Writes a row's gradient (K slots per chunk, as the forward read it): w * (exp(x - l) - eC),
 // less w * keep at the target; zeros where ignored. The backward and the fused forward share it;
 // kLastFirst: chunks in reverse order (the fused forward's second pass, whose last chunks are
-// the likeliest to be in L2 still); kCache: the row from row_cache(), not memory.
-template <class T, int K, bool kLastFirst, bool kCache = false>
+// the likeliest to be in L2 still).
+template <class T, int K, bool kLastFirst>
 __device__ __forceinline__ void grad_row(const T* __restrict__ xr, T* __restrict__ ir, const rowwise::Group& g,
                                          int chunks, int n, bool vec, acc_t<T> l, acc_t<T> w, acc_t<T> eC,
                                          acc_t<T> keep, int64_t t, bool ign) {
@@ -90,9 +90,7 @@ __device__ __forceinline__ void grad_row(const T* __restrict__ xr, T* __restrict
 #pragma unroll
     for (int k = 0; k < K; ++k) {
       const int s = g.slot(ch, k, K);
-      const int lim = rowwise::valid<V>(s, n);
-      if constexpr (kCache) c[k] = lim > 0 ? row_cache()[s] : rowwise::Slot{{0u, 0u, 0u, 0u}};
-      else c[k] = rowwise::load_slot<T>(xr, s, lim, vec);
+      c[k] = rowwise::load_slot<T>(xr, s, rowwise::valid<V>(s, n), vec);
     }
 #pragma unroll
     for (int k = 0; k < K; ++k) {
@@ -162,14 +160,13 @@ __device__ __forceinline__ void chunk_lse(rowwise::LSE<acc_t<T>>& st, const roww
 
 // One row group per position (inner == 1). Writes lse[p] and the loss: loss_none[p] ('none') or
 // per[p] (to be reduced); kGrad (cross_entropy_fused): also the row's gradient gi for
-// grad_output 1, in a second pass over the row: from row_cache() with kCache (block plans only,
-// the launch gives the row's slots of shared memory), else from memory again (L2), last chunk first.
-// The kernels: ce_fwd_rows (kCache false) and ce_fwd_rows_cached.
-template <class T, int K, bool kGrad, bool kCache>
-__device__ __forceinline__ void fwd_rows(const T* __restrict__ x, const int64_t* __restrict__ tgt, int64_t P, int C,
-                                         const rowwise::Plan& p, CEParams q, acc_t<T>* __restrict__ lse,
-                                         T* __restrict__ loss_none, acc_t<T>* __restrict__ per, T* __restrict__ gi,
-                                         const CEGrad& gq) {
+// grad_output 1, in a second pass over the row, from memory again (L2), last chunk first (rows
+// that fit shared memory take ce_fwd_rows_cached instead).
+template <class T, int K, bool kGrad>
+__global__ void __launch_bounds__(rowwise::kMaxTpr)
+    ce_fwd_rows(const T* __restrict__ x, const int64_t* __restrict__ tgt, int64_t P, int C, rowwise::Plan p,
+                CEParams q, acc_t<T>* __restrict__ lse, T* __restrict__ loss_none, acc_t<T>* __restrict__ per,
+                T* __restrict__ gi, CEGrad gq) {
   constexpr int V = rowwise::width<T>();
   using A = acc_t<T>;
   const rowwise::Group g(p.tpr);
@@ -185,13 +182,6 @@ __device__ __forceinline__ void fwd_rows(const T* __restrict__ x, const int64_t*
     for (int ch = 0; ch < chunks; ++ch) {
       rowwise::Slot c[K];
       rowwise::load_chunk<T, K>(c, xr, g, ch, n, p.vec);
-      if constexpr (kCache) {
-#pragma unroll
-        for (int k = 0; k < K; ++k) {
-          const int s = g.slot(ch, k, K);
-          if (rowwise::valid<V>(s, n) > 0) row_cache()[s] = c[k];
-        }
-      }
       if (smooth)  // the logits' sum (label smoothing only); missing elements are 0
 #pragma unroll
         for (int k = 0; k < K; ++k)
@@ -216,28 +206,96 @@ __device__ __forceinline__ void fwd_rows(const T* __restrict__ x, const int64_t*
     if constexpr (kGrad) {
       const A eC = (A)(gq.eps / (double)(C > 1 ? C : 1)), keep = (A)(1.0 - gq.eps);
       const int64_t t = tgt[row];
-      grad_row<T, K, !kCache, kCache>(xr, gi + row * C, g, chunks, n, p.vec, lse_of(st, C),
-                                      ce_weight<T>(nullptr, row, t, C, gq), eC, keep, t, t == gq.ignore);
+      grad_row<T, K, true>(xr, gi + row * C, g, chunks, n, p.vec, lse_of(st, C), ce_weight<T>(nullptr, row, t, C, gq),
+                           eC, keep, t, t == gq.ignore);
     }
   }
 }
 
-template <class T, int K, bool kGrad>
-__global__ void __launch_bounds__(rowwise::kMaxTpr)
-    ce_fwd_rows(const T* __restrict__ x, const int64_t* __restrict__ tgt, int64_t P, int C, rowwise::Plan p,
-                CEParams q, acc_t<T>* __restrict__ lse, T* __restrict__ loss_none, acc_t<T>* __restrict__ per,
-                T* __restrict__ gi, CEGrad gq) {
-  fwd_rows<T, K, kGrad, false>(x, tgt, P, C, p, q, lse, loss_none, per, gi, gq);
-}
-
-// the fused forward with its row in shared memory: one block per SM (fp32 rows of 50304 take 201
-// KB), so it may use the registers of a whole SM's share
+// The fused forward with its row in shared memory, pipelined over the rows a block takes (a
+// persistent grid: block b takes rows b, b + gridDim.x, ...; block plans, one row per block): while
+// a thread writes row r's gradient from the slots it cached, it loads the same slots of row r + 1,
+// folds them into that row's statistics and caches them in their place (a thread reads and writes
+// only its own slots, so this needs no barrier), so reads and writes of the logits overlap within a
+// block and every logit is read from memory once. One block per SM at fp32 rows of 50304 (201 KB).
 template <class T, int K>
 __global__ void __launch_bounds__(rowwise::kMaxTpr, 1)
     ce_fwd_rows_cached(const T* __restrict__ x, const int64_t* __restrict__ tgt, int64_t P, int C, rowwise::Plan p,
                        CEParams q, acc_t<T>* __restrict__ lse, T* __restrict__ loss_none, acc_t<T>* __restrict__ per,
                        T* __restrict__ gi, CEGrad gq) {
-  fwd_rows<T, K, true, true>(x, tgt, P, C, p, q, lse, loss_none, per, gi, gq);
+  constexpr int V = rowwise::width<T>();
+  using A = acc_t<T>;
+  const rowwise::Group g(p.tpr);
+  const int chunks = (int)p.chunks, n = C;
+  const bool smooth = q.eps != 0.0;
+  const A eC = (A)(gq.eps / (double)(C > 1 ? C : 1)), keep = (A)(1.0 - gq.eps);
+  rowwise::Slot* cache = row_cache();
+  int64_t row = blockIdx.x;
+  if (row >= P) return;  // the whole block
+  // the first row's statistics, its slots cached
+  rowwise::LSE<A> st;
+  A sx = A(0);
+  // folds chunk ch (slots c of row xr) into (st, sx) and caches it
+  auto first_pass = [&](rowwise::Slot (&c)[K], int ch, rowwise::LSE<A>& s, A& sum) {
+#pragma unroll
+    for (int k = 0; k < K; ++k) {
+      const int sl = g.slot(ch, k, K);
+      if (rowwise::valid<V>(sl, n) > 0) cache[sl] = c[k];
+    }
+    if (smooth)
+#pragma unroll
+      for (int k = 0; k < K; ++k)
+#pragma unroll
+        for (int j = 0; j < V; ++j) sum += rowwise::get<T>(c[k], j);
+    if (p.vec) chunk_lse<T, K, true>(s, c, g, ch, n);
+    else chunk_lse<T, K, false>(s, c, g, ch, n);
+  };
+  for (int ch = 0; ch < chunks; ++ch) {
+    rowwise::Slot c[K];
+    rowwise::load_chunk<T, K>(c, x + row * C, g, ch, n, p.vec);
+    first_pass(c, ch, st, sx);
+  }
+  for (;;) {
+    st.combine(g);
+    if (smooth) sx = g.sum(sx);
+    const A l = lse_of(st, C);
+    const int64_t t = tgt[row];
+    if (g.lane == 0) {
+      const A xt = t >= 0 && t < C ? A(x[row * C + t]) : A(0);
+      const A v = ce_loss(l, sx, xt, t, C, q);
+      lse[row] = l;
+      if (loss_none) loss_none[row] = T(v);
+      else per[row] = v;
+    }
+    const int64_t next = row + gridDim.x;
+    const bool more = next < P;  // the same in the whole block
+    const A w = ce_weight<T>(nullptr, row, t, C, gq);
+    const bool ign = t == gq.ignore;
+    T* ir = gi + row * C;
+    rowwise::LSE<A> st2;
+    A sx2 = A(0);
+    for (int ch = 0; ch < chunks; ++ch) {
+      rowwise::Slot c[K];
+      if (more) rowwise::load_chunk<T, K>(c, x + next * C, g, ch, n, p.vec);  // in flight while row's slots go out
+#pragma unroll
+      for (int k = 0; k < K; ++k) {
+        const int sl = g.slot(ch, k, K);
+        const int lim = rowwise::valid<V>(sl, n);
+        const rowwise::Slot in = lim > 0 ? cache[sl] : rowwise::Slot{{0u, 0u, 0u, 0u}};
+        const rowwise::Slot o = rowwise::make_slot<T>([&](int j) {
+          A v = w * (rowwise::fexp(rowwise::get<T>(in, j) - l) - eC);
+          if (sl * V + j == t) v -= w * keep;
+          return ign ? A(0) : v;
+        });
+        rowwise::store_slot<T>(ir, sl, lim, p.vec, o);
+      }
+      if (more) first_pass(c, ch, st2, sx2);
+    }
+    if (!more) return;
+    row = next;
+    st = st2;
+    sx = sx2;
+  }
 }
 
 // One thread per position, its C logits at stride inner (inner > 1).

@@ -3,7 +3,9 @@
 //   - the fused forward (ce_fwd_rows<.., true>, ce_fwd_cols with a gradient) against the plain
 //     forward (loss and lse: the same bits) and the backward kernels at grad_output 1 (the
 //     gradient: the same bits), and the gradient against a float64 reference;
-//   - the fused forward on fewer blocks than rows (loss.cu caps its grid: rows strided over blocks);
+//   - the fused forward on fewer blocks than rows (loss.cu caps its grid: rows strided over blocks;
+//     the shared-memory variant pipelines a block's rows: the next row's loads during this one's
+//     gradient);
 //   - ce_scale_scalar (grad_output 1: untouched; else scaled; 16-byte and scalar paths, tails) and
 //     ce_scale_positions (per position of an (N, C, inner) buffer, rows at 1 skipped).
 // Cases: warp plans (short rows), block plans with one chunk and with several (the second pass
@@ -251,11 +253,12 @@ void all_cases(std::mt19937& g) {
     ce_case<T>(2, 9000, 1, Red::Mean, 0.1, g);
     ce_case<T>(3, 8195, 1, Red::None, 0.1, g, /*fewer_blocks=*/true);
   }
-  // the row in shared memory (block plans of several chunks of kCachedSlots): a 16-byte row, a row
-  // with a tail on fewer blocks than rows
+  // the row in shared memory (block plans of several chunks of kCachedSlots): a 16-byte row, a block
+  // per row; then fewer blocks than rows (each block pipelines its rows), with a tail
   const int long_C = sizeof(T) == 2 ? 33000 : sizeof(T) == 4 ? 17000 : 8500;
   ce_case<T>(2, long_C, 1, Red::Mean, 0.1, g, false, /*cached=*/true);
   ce_case<T>(3, long_C + 3, 1, Red::Sum, 0.0, g, /*fewer_blocks=*/true, /*cached=*/true);
+  ce_case<T>(7, long_C, 1, Red::None, 0.1, g, /*fewer_blocks=*/true, /*cached=*/true);
   ce_case<T>(3, 6, 5, Red::Mean, 0.2, g);
   ce_case<T>(2, 11, 3, Red::None, 0.0, g);
   for (double s : {1.0, 3.0, -0.5})
