@@ -23,10 +23,13 @@ template <class T>
 constexpr int fwd_warp_slots() { return fwd_slots<T>(); }
 
 // out = (x - mean) * rstd * w + b (rms: mean = 0, rstd from mean(x^2)); mean/rstd per row.
+// Registers: at most 64 for the 16-byte-access kernels (8 blocks of 128 threads per SM), except
+// float32 rms_norm: at 64 it spilled 32 bytes of per-row values and ran at 0.87 of the copy ceiling
+// on the H200 (02:15 call; layer_norm, no spill, 0.95), so it takes 84.
 // kVec: the plan's vec (16-byte accesses only). A missing weight is a slot of ones and a missing
 // bias one of -0 (x * 1 and x + -0 are x exactly, -0 included), so one code path serves all.
 template <class T, int K, bool kWarp, bool kVec, bool rms>
-__global__ void VT_ROW_KERNEL_BOUNDS(kWarp, kVec && sizeof(T) <= 4 ? 64 : 128)
+__global__ void VT_ROW_KERNEL_BOUNDS(kWarp, kVec && sizeof(T) <= 4 && !(rms && sizeof(T) == 4) ? 64 : 128)
     norm_rows(const T* __restrict__ x, const T* __restrict__ w, const T* __restrict__ b, T* __restrict__ y,
               acc_t<T>* __restrict__ mean, acc_t<T>* __restrict__ rstd, int64_t M, int N, rowwise::Plan p,
               double eps) {
