@@ -2,7 +2,8 @@
 primitives emulated (ops/core/lab/loss_emulate.cpp), run with the launch plans loss.cu uses: the
 fused forward gives the plain forward's loss and lse and the backward kernel's gradient at
 grad_output 1 bit for bit (warp and block plans, one chunk and several, tails, fewer blocks than
-rows, strided positions; with the row kept in shared memory, from that forward's lse), within float64
+rows, strided positions; with the row kept in shared memory, whose blocks pipeline several rows, from
+that forward's lse), within float64
 tolerance of the exact gradient; the in-place scale leaves
 the buffer alone at grad_output 1 and scales it otherwise. Guard bytes catch stray accesses."""
 import subprocess
@@ -21,5 +22,6 @@ def test_loss_kernels_in_host_emulation(tmp_path):
     assert "warp  tpr   1 " in out and "chunks 2 vec 1" in out and "chunks 2 vec 0 blocks 1 " in out, out
     assert "block tpr" in out and "cols inner 3" in out, out
     assert "cached block tpr 512 threads 512 chunks 2 vec 1" in out and "chunks 2 vec 0 blocks 1 " in out, out
+    assert "P    7 C 17000 none eps 0.1 cached block" in out, out  # 7 rows pipelined on 2 blocks
     assert "scale float32  scalar" in out and "shift 1" in out and "scale bfloat16 positions" in out, out
     assert "all cases passed" in out, out
