@@ -71,7 +71,7 @@ def vt_cases():
         for _ in range(n):
             release(call_tt(op_add, ah, bh))
 
-    ac, bc = vt.ones(4), vt.ones(4)
+    ac, bc = vt.ones(4), vt.ones(4)  # kept in "_keep": the raw handles below do not hold them
     ach, bch = ac._h, bc._h
 
     def add_cpu_native(n):  # the same on cpu: dispatch, meta, allocation, a 4-element loop
@@ -105,7 +105,7 @@ def vt_cases():
 
     return {"alloc": alloc, "raw_alloc": raw_alloc, "add": add, "add_host": add,
             "add_native_host": add_native, "add_cpu_native": add_cpu_native, "record": record,
-            "switch": switch, "replay": replay, "_keep": (g, z)}
+            "switch": switch, "replay": replay, "_keep": (g, z, a, b, ac, bc)}
 
 
 def torch_cases(torch):
