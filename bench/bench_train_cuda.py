@@ -71,7 +71,8 @@ def time_steps(step, batches, n, sync):
     return (time.perf_counter() - t0) / n * 1e3
 
 
-def vt_mode(case, amp, graph, n):
+def vt_step(case, amp, graph):
+    """vibetensor's training step for the case: (step, device batches, synchronize)."""
     vt.manual_seed(0)
     model = case["vt_model"]().to("cuda")
     opt = vt.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.1,
@@ -79,18 +80,18 @@ def vt_mode(case, amp, graph, n):
     step = TrainStep(case["vt_loss"](model), opt, model.parameters(), device="cuda", amp=amp,
                      clip=case["clip"], cuda_graph=graph)
     b = [(vt.from_numpy(x).to("cuda"), vt.from_numpy(y).to("cuda")) for x, y in case["batches"]]
-    return time_steps(step, b, n, vt.cuda.synchronize)
+    return step, b, vt.cuda.synchronize
 
 
-def torch_mode(case, amp, compile_, n):
+def torch_step(case, amp, compile_):
+    """torch's training step for the case (fused AdamW; torch.compile reduce-overhead when
+    compile_): (step, device batches, synchronize)."""
     import torch
 
     torch.manual_seed(0)
     model = case["torch_model"]().cuda()
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.1,
-                            fused=True)
-    loss_fn = case["torch_loss"](model)
-    clip = case["clip"]
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.1, fused=True)
+    loss_fn, clip = case["torch_loss"](model), case["clip"]
 
     def step(x, y):
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp == "bf16"):
@@ -105,7 +106,17 @@ def torch_mode(case, amp, compile_, n):
     if compile_:
         step = torch.compile(step, mode="reduce-overhead")
     b = [(torch.from_numpy(x).cuda(), torch.from_numpy(y).cuda()) for x, y in case["batches"]]
-    return time_steps(step, b, n, torch.cuda.synchronize)
+    return step, b, torch.cuda.synchronize
+
+
+def vt_mode(case, amp, graph, n):
+    step, batches, sync = vt_step(case, amp, graph)
+    return time_steps(step, batches, n, sync)
+
+
+def torch_mode(case, amp, compile_, n):
+    step, batches, sync = torch_step(case, amp, compile_)
+    return time_steps(step, batches, n, sync)
 
 
 def main(argv=None) -> int:

@@ -22,43 +22,6 @@ import bench_train_cuda as btc  # noqa: E402  (the same models, weights and batc
 import vibetensor as vt  # noqa: E402
 
 
-def vt_step(case, amp, graph):
-    from vibetensor.examples._step import TrainStep
-
-    vt.manual_seed(0)
-    model = case["vt_model"]().to("cuda")
-    opt = vt.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.1,
-                         **({"capturable": True} if graph else {}))
-    step = TrainStep(case["vt_loss"](model), opt, model.parameters(), device="cuda", amp=amp,
-                     clip=case["clip"], cuda_graph=graph)
-    b = [(vt.from_numpy(x).to("cuda"), vt.from_numpy(y).to("cuda")) for x, y in case["batches"]]
-    return step, b, vt.cuda.synchronize
-
-
-def torch_step(case, amp, compile_):
-    import torch
-
-    torch.manual_seed(0)
-    model = case["torch_model"]().cuda()
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.1, fused=True)
-    loss_fn, clip = case["torch_loss"](model), case["clip"]
-
-    def step(x, y):
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp == "bf16"):
-            loss = loss_fn(x, y)
-        loss.backward()
-        if clip:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        return loss
-
-    if compile_:
-        step = torch.compile(step, mode="reduce-overhead")
-    b = [(torch.from_numpy(x).cuda(), torch.from_numpy(y).cuda()) for x, y in case["batches"]]
-    return step, b, torch.cuda.synchronize
-
-
 def profile(name, step, batches, sync, steps, top):
     import torch
     from torch.profiler import ProfilerActivity, profile as tprofile
@@ -121,10 +84,10 @@ def main(argv=None) -> int:
     print(f"# {case['name']}, {mode}; {vt.cuda.get_device_name()}, torch {torch.__version__}, "
           f"{time.strftime('%Y-%m-%d %H:%M')}")
     if args.only in (None, "vt"):
-        profile(f"vibetensor {mode}", *vt_step(case, amp, args.graph), args.steps, args.top)
+        profile(f"vibetensor {mode}", *btc.vt_step(case, amp, args.graph), args.steps, args.top)
     if args.only in (None, "torch"):
         label = "torch.compile reduce-overhead" if args.graph else "torch eager"
-        profile(f"{label} {args.amp}", *torch_step(case, amp, args.graph), args.steps, args.top)
+        profile(f"{label} {args.amp}", *btc.torch_step(case, amp, args.graph), args.steps, args.top)
     return 0
 
 
