@@ -9,6 +9,7 @@ from __future__ import annotations
 import ast
 import contextlib
 import operator
+import threading
 
 from vibetensor.runtime import (BOOL, CPU, CUDA, DEVICE, DTYPE, FLOAT, INT, INTS, META, NONE,
                                 SCALAR, STR, TAG_NAMES, TENSOR, TENSORS, error, ffi, lib)
@@ -124,6 +125,12 @@ class Op:
             return _tensor_factory(o.v.t) if o.tag == tag_t else _unbox(o)
         return tuple(_unbox(outs[i]) for i in range(nouts))
 
+    def partial(self, *tail) -> "Partial":
+        """This op with its trailing arguments boxed once: `op.partial(x, y)(t)` is `op(t, x, y)`
+        for the leading Tensor arguments, without marshalling the others again on every call
+        (a process group's all_reduce(tensor, group, "sum") in a training step's hot loop)."""
+        return Partial(self, tail)
+
     def _complete(self, args, kwargs):
         """Positional + keyword arguments -> one value per schema argument (defaults filled)."""
         spec = self.args
@@ -143,6 +150,69 @@ class Op:
             raise TypeError(f"[{self.name}] got unexpected keyword argument(s) "
                             f"{', '.join(map(repr, kwargs))}: {self.schema}")
         return vals
+
+
+class Partial:
+    """Op.partial's result. Each thread keeps its own argument array (the call releases the GIL
+    while the kernel runs), built on the first call and again after packs are loaded or unloaded;
+    a call sets only the leading tensor slots. Under autocast (call_hook set) it takes the plain
+    boxed path, so the hook sees every call."""
+
+    __slots__ = ("op", "tail", "_local")
+
+    def __init__(self, op: Op, tail):
+        spec = op.args
+        head = len(spec) - len(tail)
+        if head < 0:
+            raise TypeError(f"[{op.name}] takes {len(spec)} arguments, {len(tail)} given to partial: {op.schema}")
+        bad = [a.name for a in spec[:head] if a.type != TENSOR]
+        if bad:
+            raise TypeError(f"[{op.name}] partial: the arguments before the bound ones must be Tensors; "
+                            f"{', '.join(bad)} {'is' if len(bad) == 1 else 'are'} not: {op.schema}")
+        self.op, self.tail, self._local = op, tuple(tail), threading.local()
+        self._array()  # box the bound arguments now, so a bad one is refused here
+
+    def _array(self):
+        """This thread's boxed array, for the op's schema now: (generation, handle, array, its
+        argument count, its output part, the leading slots' value unions, the output slots, kept
+        buffers)."""
+        op = self.op
+        h = op.handle()
+        spec, n = op.args, len(op.args)
+        head = n - len(self.tail)
+        buf = ffi.new("vt_value[]", n + op.nouts)
+        keep = []
+        for i, v in enumerate(self.tail):
+            _box(op.name, spec[head + i], head + i, v, buf[head + i], keep)
+        for i in range(head):
+            buf[i].tag = TENSOR
+        unions = [buf[i].v for i in range(head)]  # cdata views made once: a call only stores
+        outs = [buf[n + j] for j in range(op.nouts)]
+        state = self._local.state = (op._gen, h, buf, n, buf + n, unions, outs, keep)
+        return state
+
+    def __call__(self, *tensors):
+        op = self.op
+        if call_hook is not None:
+            return op(*tensors, *self.tail)
+        state = getattr(self._local, "state", None)
+        if state is None or state[0] != loader.generation[0]:
+            state = self._array()
+        _, h, buf, n, outp, unions, outs, _ = state
+        if len(tensors) != len(unions):
+            raise TypeError(f"[{op.name}] this partial takes {len(unions)} tensor(s), got {len(tensors)}")
+        try:
+            for u, t in zip(unions, tensors):
+                u.t = t._h
+        except AttributeError:
+            raise TypeError(f"[{op.name}] the leading arguments must be Tensors, got "
+                            f"{', '.join(type(t).__name__ for t in tensors)}") from None
+        if lib.vtrt_call(h, buf, n, outp, len(outs)) != 0:
+            raise error()
+        if len(outs) == 1:
+            o = outs[0]
+            return _tensor_factory(o.v.t) if o.tag == TENSOR else _unbox(o)
+        return tuple(_unbox(o) for o in outs)
 
 
 def _box(opname, a: Arg, i: int, v, slot, keep) -> None:

@@ -114,6 +114,7 @@ class ProcessGroup:
         self.fallback = None    # p2p: the nccl ProcessGroup serving what p2p does not take
         self._q = None          # async calls, run in order by one thread
         self._last = None       # the latest async Work not yet known to be done
+        self._all_reduce = {}   # op name -> allreduce::all_reduce_ with this group and op bound
 
     def rank(self) -> int:
         return self._rank
@@ -424,7 +425,13 @@ def all_reduce(tensor, op=ReduceOp.SUM, group=None, async_op=False):
     # the common call (synchronous, nothing queued on the group's thread, a contiguous tensor) goes
     # straight to the op: small all-reduces are host-bound, and every microsecond is the caller's
     if not async_op and g._last is None and type(tensor) is vt.Tensor and tensor.is_contiguous():
-        f(tensor, g.handle, op)
+        try:
+            bound = g._all_reduce[op]
+        except (KeyError, TypeError):  # the group and op arguments boxed once (Op.partial)
+            bound = f.partial(g.handle, op)  # a bad op is refused here, as by the op itself
+            if isinstance(op, str):
+                g._all_reduce[op] = bound
+        bound(tensor)
         return None
     _tensors("all_reduce", tensor=tensor)
     return g.run(lambda: _in_place(tensor, lambda t: f(t, g.handle, op)), async_op)
