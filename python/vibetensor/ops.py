@@ -6,6 +6,7 @@
     vt.ops.use("core::add", "mine")      # pin a provider; `with vt.ops.use(...):` pins for a block
     vt.ops.unload("mine")                # the next best provider serves at once
     vt.ops.core.add(a, b, alpha=2.0)     # any op, by namespace and name
+    add2 = vt.ops.core.add.partial(2.0)  # trailing arguments boxed once: add2(a, b) in hot loops
     with vt.ops.trace() as t: ...        # which provider served each call, and why (docs/TRACE.md)
     vt.ops.tune("attention::sdpa", shapes=[...])  # time the providers per shape, keep the winner
 """
