@@ -76,10 +76,10 @@ __global__ void __launch_bounds__(f32::kThreads, f32::kBwdCtas<D>) flash_bwd32_d
   const int bh = blockIdx.x % p.BH, kb = (int)(blockIdx.x / p.BH);
   const int b = bh / p.H, h = bh % p.H;
   const int j0 = kb * kRows;
-  const float* q = static_cast<const float*>(p.q.p) + b * p.q.sb + h * p.q.sh;
-  const float* k = static_cast<const float*>(p.k.p) + b * p.k.sb + h * p.k.sh;
-  const float* v = static_cast<const float*>(p.v.p) + b * p.v.sb + h * p.v.sh;
-  const float* go = static_cast<const float*>(p.dout.p) + b * p.dout.sb + h * p.dout.sh;
+  const float* q = head_of<float>(p.q, b, h);
+  const float* k = head_of<float>(p.k, b, h);
+  const float* v = head_of<float>(p.v, b, h);
+  const float* go = head_of<float>(p.dout, b, h);
   const float* lse2 = p.lse2 + (int64_t)bh * p.Tq_pad;
   const float* delta = p.delta + (int64_t)bh * p.Tq_pad;
   const int64_t mb = b * p.mask.sb + h * p.mask.sh;
@@ -148,10 +148,10 @@ __global__ void __launch_bounds__(f32::kThreads, f32::kBwdCtas<D>) flash_bwd32_d
   const int bh = blockIdx.x % p.BH, qb = nqb - 1 - (int)(blockIdx.x / p.BH);  // heaviest first
   const int b = bh / p.H, h = bh % p.H;
   const int i0 = qb * kRows;
-  const float* q = static_cast<const float*>(p.q.p) + b * p.q.sb + h * p.q.sh;
-  const float* k = static_cast<const float*>(p.k.p) + b * p.k.sb + h * p.k.sh;
-  const float* v = static_cast<const float*>(p.v.p) + b * p.v.sb + h * p.v.sh;
-  const float* go = static_cast<const float*>(p.dout.p) + b * p.dout.sb + h * p.dout.sh;
+  const float* q = head_of<float>(p.q, b, h);
+  const float* k = head_of<float>(p.k, b, h);
+  const float* v = head_of<float>(p.v, b, h);
+  const float* go = head_of<float>(p.dout, b, h);
   const int64_t mb = b * p.mask.sb + h * p.mask.sh;
 
   const int kend = p.causal ? min(p.Tk, i0 + kRows) : p.Tk;

@@ -35,20 +35,13 @@ __global__ void __launch_bounds__(f32::kThreads, f32::kFwdCtas<D>) flash_fwd32_k
   const int bh = blockIdx.x % p.BH, qb = p.nqb - 1 - (int)(blockIdx.x / p.BH);
   const int b = bh / p.H, h = bh % p.H;
   const int i0 = qb * kRows;
-  const float* q = static_cast<const float*>(p.q.p) + b * p.q.sb + h * p.q.sh;
-  const float* k = static_cast<const float*>(p.k.p) + b * p.k.sb + h * p.k.sh;
-  const float* v = static_cast<const float*>(p.v.p) + b * p.v.sb + h * p.v.sh;
+  const float* q = head_of<float>(p.q, b, h);
+  const float* k = head_of<float>(p.k, b, h);
+  const float* v = head_of<float>(p.v, b, h);
   const int64_t mb = b * p.mask.sb + h * p.mask.sh;
 
-  uint64_t seed = 0, offset = 0;
-  if (p.drop.on) {
-    const vt_philox_seed_offset so = vt_philox_unpack(p.philox);
-    seed = so.seed, offset = so.offset;
-  }
-  if (blockIdx.x == 0 && tid == 0) {
-    p.rng[0] = (int64_t)seed;
-    p.rng[1] = (int64_t)offset;
-  }
+  uint64_t seed, offset;
+  forward_philox(p, seed, offset);
 
   const int kend = p.causal ? min(p.Tk, i0 + kRows) : p.Tk;
   const int nkb = (kend + kRows - 1) / kRows;

@@ -41,7 +41,7 @@ __global__ void __launch_bounds__(32 * kPrepassWarps) flash_bwd_prepass(const Bw
   }
   const int b = bh / p.H, h = bh % p.H;
   const T* o = static_cast<const T*>(p.o) + b * p.o_sb + h * p.o_sh + i * p.o_st;
-  const T* g = static_cast<const T*>(p.dout.p) + b * p.dout.sb + h * p.dout.sh + i * p.dout.st;
+  const T* g = head_of<T>(p.dout, b, h) + i * p.dout.st;
   float s = 0.f;
   for (int d = lane; d < p.D; d += 32) s += static_cast<float>(g[d]) * static_cast<float>(o[d * p.o_sd]);
 #pragma unroll
@@ -78,10 +78,10 @@ __global__ void __launch_bounds__(kThreads) flash_bwd_dkdv_kernel(const BwdParam
   const int bh = blockIdx.x % p.BH, kb = (int)(blockIdx.x / p.BH);
   const int b = bh / p.H, h = bh % p.H;
   const int j0 = kb * kRowsPerCta;
-  const T* q = static_cast<const T*>(p.q.p) + b * p.q.sb + h * p.q.sh;
-  const T* k = static_cast<const T*>(p.k.p) + b * p.k.sb + h * p.k.sh;
-  const T* v = static_cast<const T*>(p.v.p) + b * p.v.sb + h * p.v.sh;
-  const T* go = static_cast<const T*>(p.dout.p) + b * p.dout.sb + h * p.dout.sh;
+  const T* q = head_of<T>(p.q, b, h);
+  const T* k = head_of<T>(p.k, b, h);
+  const T* v = head_of<T>(p.v, b, h);
+  const T* go = head_of<T>(p.dout, b, h);
   const float* lse2 = p.lse2 + (int64_t)bh * p.Tq_pad;
   const float* delta = p.delta + (int64_t)bh * p.Tq_pad;
   const int64_t mb = b * p.mask.sb + h * p.mask.sh;
@@ -254,10 +254,10 @@ __global__ void __launch_bounds__(kThreads) flash_bwd_dq_kernel(const BwdParams 
   const int bh = blockIdx.x % p.BH, qb = nqb - 1 - (int)(blockIdx.x / p.BH);  // heaviest first
   const int b = bh / p.H, h = bh % p.H;
   const int i0 = qb * kRowsPerCta;
-  const T* q = static_cast<const T*>(p.q.p) + b * p.q.sb + h * p.q.sh;
-  const T* k = static_cast<const T*>(p.k.p) + b * p.k.sb + h * p.k.sh;
-  const T* v = static_cast<const T*>(p.v.p) + b * p.v.sb + h * p.v.sh;
-  const T* go = static_cast<const T*>(p.dout.p) + b * p.dout.sb + h * p.dout.sh;
+  const T* q = head_of<T>(p.q, b, h);
+  const T* k = head_of<T>(p.k, b, h);
+  const T* v = head_of<T>(p.v, b, h);
+  const T* go = head_of<T>(p.dout, b, h);
   const int64_t mb = b * p.mask.sb + h * p.mask.sh;
 
   const int kend = p.causal ? min(p.Tk, i0 + kRowsPerCta) : p.Tk;

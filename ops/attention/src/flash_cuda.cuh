@@ -120,6 +120,26 @@ struct BwdParams {
   const int64_t* rng;  // when set, [seed, offset] on the device instead of the two above
 };
 
+// Element (b, h, 0, 0) of an operand.
+template <class T>
+__device__ __forceinline__ const T* head_of(const Operand& x, int b, int h) {
+  return static_cast<const T*>(x.p) + b * x.sb + h * x.sh;
+}
+
+// The forward's dropout seed and offset, unpacked on the device (graph-safe; 0 without dropout);
+// the first thread of block 0 records them as the rng output.
+__device__ __forceinline__ void forward_philox(const FwdParams& p, uint64_t& seed, uint64_t& offset) {
+  seed = offset = 0;
+  if (p.drop.on) {
+    const vt_philox_seed_offset so = vt_philox_unpack(p.philox);
+    seed = so.seed, offset = so.offset;
+  }
+  if (blockIdx.x == 0 && threadIdx.x == 0) {
+    p.rng[0] = (int64_t)seed;
+    p.rng[1] = (int64_t)offset;
+  }
+}
+
 __device__ __forceinline__ uint64_t drop_seed(const BwdParams& p) { return p.rng ? (uint64_t)p.rng[0] : p.seed; }
 __device__ __forceinline__ uint64_t drop_offset(const BwdParams& p) { return p.rng ? (uint64_t)p.rng[1] : p.offset; }
 

@@ -42,20 +42,13 @@ __global__ void __launch_bounds__(kThreads) flash_fwd_kernel(const FwdParams p) 
   const int bh = blockIdx.x % p.BH, qb = p.nqb - 1 - (int)(blockIdx.x / p.BH);
   const int b = bh / p.H, h = bh % p.H;
   const int i0 = qb * kFwdRows;
-  const T* q = static_cast<const T*>(p.q.p) + b * p.q.sb + h * p.q.sh;
-  const T* k = static_cast<const T*>(p.k.p) + b * p.k.sb + h * p.k.sh;
-  const T* v = static_cast<const T*>(p.v.p) + b * p.v.sb + h * p.v.sh;
+  const T* q = head_of<T>(p.q, b, h);
+  const T* k = head_of<T>(p.k, b, h);
+  const T* v = head_of<T>(p.v, b, h);
   const int64_t mb = b * p.mask.sb + h * p.mask.sh;
 
-  uint64_t seed = 0, offset = 0;
-  if (p.drop.on) {
-    const vt_philox_seed_offset so = vt_philox_unpack(p.philox);
-    seed = so.seed, offset = so.offset;
-  }
-  if (blockIdx.x == 0 && tid == 0) {
-    p.rng[0] = (int64_t)seed;
-    p.rng[1] = (int64_t)offset;
-  }
+  uint64_t seed, offset;
+  forward_philox(p, seed, offset);
 
   const int kend = p.causal ? min(p.Tk, i0 + kFwdRows) : p.Tk;
   const int nkb = (kend + KB - 1) / KB;
