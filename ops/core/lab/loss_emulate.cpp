@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "../cuda/loss_rows.cuh"
+#include "guarded_buffer.hpp"
 
 namespace {
 
@@ -59,36 +60,6 @@ void emu_launch(void (*kernel)(P...), unsigned blocks, unsigned threads, Args...
   }
 }
 
-constexpr size_t kGuard = 64;
-constexpr unsigned char kGuardByte = 0xa5;
-
-// n elements of T at a 16-byte aligned address, between guard bytes
-template <class T>
-struct Buf {
-  std::vector<unsigned char> raw;
-  T* p;
-  size_t n;
-  explicit Buf(size_t count) : raw(2 * kGuard + 16 + count * sizeof(T), kGuardByte), n(count) {
-    uintptr_t a = ((uintptr_t)raw.data() + kGuard + 15) & ~(uintptr_t)15;
-    p = reinterpret_cast<T*>(a);
-    std::memset((void*)p, 0, count * sizeof(T));
-  }
-  bool guards_intact() const {
-    const unsigned char* lo = reinterpret_cast<const unsigned char*>(p);
-    const unsigned char* hi = lo + n * sizeof(T);
-    for (const unsigned char* q = raw.data(); q < lo; ++q)
-      if (*q != kGuardByte) return false;
-    for (const unsigned char* q = hi; q < raw.data() + raw.size(); ++q)
-      if (*q != kGuardByte) return false;
-    return true;
-  }
-  bool same_bits(const Buf& o) const { return std::memcmp(p, o.p, n * sizeof(T)) == 0; }
-};
-
-template <class T> double to_d(T v) { return (double)(float)v; }
-template <> double to_d(double v) { return v; }
-template <class T> T from_d(double v) { return T((float)v); }
-template <> double from_d(double v) { return v; }
 template <class T> const char* name_of() {
   if constexpr (std::is_same<T, float>::value) return "float32";
   else if constexpr (std::is_same<T, double>::value) return "float64";

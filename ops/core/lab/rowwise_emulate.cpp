@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "../cuda/norm_rows.cuh"
+#include "guarded_buffer.hpp"
 #include "../cuda/softmax_rows.cuh"
 
 namespace {
@@ -46,37 +47,6 @@ void emu_launch(void (*kernel)(P...), unsigned blocks, unsigned threads, Args...
   for (auto& th : ts) th.join();
 }
 
-constexpr size_t kGuard = 64;  // bytes on each side of a buffer
-constexpr unsigned char kGuardByte = 0xa5;
-
-// n elements of T at a 16-byte aligned address plus `shift` elements, between guard bytes
-template <class T>
-struct Buf {
-  std::vector<unsigned char> raw;
-  T* p;
-  size_t n;
-  Buf(size_t count, int shift) : raw(2 * kGuard + 16 + (count + shift) * sizeof(T), kGuardByte), n(count) {
-    uintptr_t a = (uintptr_t)raw.data() + kGuard;
-    a = (a + 15) & ~(uintptr_t)15;
-    p = reinterpret_cast<T*>(a) + shift;
-    std::memset((void*)p, 0, count * sizeof(T));
-  }
-  bool guards_intact() const {
-    const unsigned char* lo = reinterpret_cast<const unsigned char*>(p);
-    const unsigned char* hi = lo + n * sizeof(T);
-    for (const unsigned char* q = raw.data(); q < lo; ++q)
-      if (*q != kGuardByte) return false;
-    for (const unsigned char* q = hi; q < raw.data() + raw.size(); ++q)
-      if (*q != kGuardByte) return false;
-    return true;
-  }
-};
-
-template <class T> double to_d(T v) { return (double)(float)v; }
-template <> double to_d(double v) { return v; }
-template <> double to_d(float v) { return v; }
-template <class T> T from_d(double v) { return T((float)v); }
-template <> double from_d(double v) { return v; }
 
 template <class T> const char* name_of() {
   if constexpr (std::is_same<T, float>::value) return "float32";
