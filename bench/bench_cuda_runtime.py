@@ -71,6 +71,20 @@ def vt_cases():
         for _ in range(n):
             release(call_tt(op_add, ah, bh))
 
+    ma, mb = vt.empty(4, device="meta"), vt.empty(4, device="meta")
+    mah, mbh = ma._h, mb._h
+
+    def add_meta_native(n):  # dispatch and the meta step alone: no memory, no launch
+        for _ in range(n):
+            release(call_tt(op_add, mah, mbh))
+
+    side = vcuda.Stream()
+
+    def add_side(n):  # on a created (non-blocking) stream rather than the legacy default one
+        with vcuda.stream(side):
+            for _ in range(n):
+                a + b
+
     ac, bc = vt.ones(4), vt.ones(4)  # kept in "_keep": the raw handles below do not hold them
     ach, bch = ac._h, bc._h
 
@@ -104,8 +118,9 @@ def vt_cases():
             g.replay()
 
     return {"alloc": alloc, "raw_alloc": raw_alloc, "add": add, "add_host": add,
-            "add_native_host": add_native, "add_cpu_native": add_cpu_native, "record": record,
-            "switch": switch, "replay": replay, "_keep": (g, z, a, b, ac, bc)}
+            "add_native_host": add_native, "add_meta_native": add_meta_native,
+            "add_side_host": add_side, "add_cpu_native": add_cpu_native, "record": record,
+            "switch": switch, "replay": replay, "_keep": (g, z, a, b, ac, bc, ma, mb, side)}
 
 
 def torch_cases(torch):
@@ -122,6 +137,13 @@ def torch_cases(torch):
     def add(n):
         for _ in range(n):
             a + b
+
+    side_stream = torch.cuda.Stream()
+
+    def add_side(n):
+        with torch.cuda.stream(side_stream):
+            for _ in range(n):
+                a + b
 
     def record(n):
         for _ in range(n):
@@ -155,7 +177,8 @@ def torch_cases(torch):
         for _ in range(n):
             g.replay()
 
-    return {"alloc": alloc, "add": add, "add_host": add, "record": record, "switch": switch,
+    return {"alloc": alloc, "add": add, "add_host": add, "add_side_host": add_side, "record": record,
+            "switch": switch,
             "replay": replay,
             "_keep": (g, z)}
 
@@ -166,7 +189,9 @@ ROWS = [
     ("add", "eager add, 4 elements, per op", 20000),
     ("add_host", "eager add, host time per op (300 queued, the GPU never waited on)", 300),
     ("add_native_host", "... of which the runtime (vtrt_call_tt + vtrt_release via cffi; 300 queued)", 300),
+    ("add_meta_native", "... the same runtime call on meta tensors (dispatch + meta step only)", 20000),
     ("add_cpu_native", "... the same runtime call on cpu tensors (dispatch without CUDA)", 20000),
+    ("add_side_host", "eager add on a created non-blocking stream, host time (300 queued)", 300),
     ("record", "Event.record()", 20000),
     ("switch", "`with stream(s): pass`", 20000),
     ("replay", "graph replay of 100 small adds", 2000),
@@ -212,12 +237,19 @@ def main(argv=None) -> int:
     check(lib.vtrt_cuda_launch_floor(vcuda.current_device(), 20000 // scale, 0, us))
     print(f"\nlaunch floor: an empty kernel launched from C++ costs {us[0]:.2f} µs of host time "
           f"per launch over 20000 back-to-back launches (the queue fills: the GPU's own rate)")
+    side = vcuda.Stream()
     for via_driver, how in ((0, "runtime <<<>>>"), (1, "driver cuLaunchKernel")):
-        best = float("inf")
-        for _ in range(20):  # 300 launches stay in the queue: the host's cost of one launch alone
-            check(lib.vtrt_cuda_launch_floor(vcuda.current_device(), 300, via_driver, us))
-            best = min(best, us[0])
-        print(f"launch floor, host only, {how}: {best:.2f} µs per launch over 300 queued launches")
+        for stream_name, stream in (("the legacy default stream", None), ("a created non-blocking stream", side)):
+            best = float("inf")
+            for _ in range(20):  # 300 launches stay in the queue: the host's cost of one launch alone
+                if stream is None:
+                    check(lib.vtrt_cuda_launch_floor(vcuda.current_device(), 300, via_driver, us))
+                else:
+                    with vcuda.stream(stream):
+                        check(lib.vtrt_cuda_launch_floor(vcuda.current_device(), 300, via_driver, us))
+                best = min(best, us[0])
+            print(f"launch floor, host only, {how} on {stream_name}: {best:.2f} µs per launch over "
+                  f"300 queued launches")
     s = vcuda.memory_stats()
     print(f"\nvibetensor allocator after the run: {s['num_device_alloc']} cudaMalloc calls, "
           f"{s['reserved_bytes.all.current'] >> 20} MiB reserved, "
