@@ -1,18 +1,20 @@
 """The attention_hopper pack (ops/attention_hopper): a third provider ("hopper", priority 20) of
-attention::sdpa and attention::sdpa_backward on cuda, on CUTLASS's Hopper FMHA kernels.
+attention::sdpa and attention::sdpa_backward on cuda: the forward on CUTLASS's Hopper FMHA kernels, the
+backward our own on wgmma (bwd_wgmma.cuh; VT_HOPPER_BWD=cutlass at load puts example 88's float16
+backward back, and this file then expects its declines).
 
 Without a GPU (any machine with nvcc and the nvidia-cutlass headers): the pack builds and loads
 after the attention pack, registers "hopper" above flash for both ops on cuda and nothing else,
 declares its shape rules (the limits a tool checks with registry/capabilities.py), leaves the meta
 step (the attention pack's) alone, and unloads back to flash.
 Which provider serves which call, from the declared rules alone (no GPU): hopper both ways in
-float16, the bfloat16 forward but not its backward, any Tq and Tk.
+bfloat16 and float16, any Tq and Tk.
 On a Hopper GPU: forward, lse and the three gradients against a float64 reference, the composed
 provider and torch — bfloat16 and float16, causal and not, D 64 and 128, Tq == Tk and Tq != Tk
 both ways, partial tiles (ViT's 65 tokens, miniGPT's 100, a partial key tile under causal rows past
-Tk), strided views — with the trace showing who served: hopper for the forward, and for the
-backward in float16; flash for the bfloat16 backward (CUTLASS's example backward does not compile
-for bfloat16). Every call hopper does not take (another dtype or head dim, a mask, dropout,
+Tk, causal with more keys than queries), strided views — with the trace showing who served: hopper
+both ways (under VT_HOPPER_BWD=cutlass, flash for the causal backward shapes example 88 cannot take).
+Every call hopper does not take (another dtype or head dim, a mask, dropout,
 grad_lse) is served by flash, with the reason, or refused with it when pinned.
 
 The pack: VT_ATTN_HOPPER_PACK (a built pack folder), else the in-tree build of `vt-ops build
@@ -45,6 +47,8 @@ except ImportError:
 ROOT = Path(__file__).resolve().parent.parent
 OP, BACKWARD = "attention::sdpa", "attention::sdpa_backward"
 GPU = vt.cuda.is_available()
+# VT_HOPPER_BWD=cutlass: example 88's float16 backward instead of ours (A/B timing), read at load
+CUTLASS_BWD = os.environ.get("VT_HOPPER_BWD") == "cutlass"
 
 
 def _hopper_gpu() -> bool:
@@ -148,8 +152,7 @@ def test_declared_limits_match_the_served_calls(hopper):
     assert entry["dtypes"] == ["bfloat16", "float16"]
     assert entry["compute_capability"] == {"min": "9.0", "max": "9.0"}
     backward = caps.for_kernel(hopper.capabilities, BACKWARD, "hopper", "cuda")
-    assert backward["dtypes"] == ["float16"] and backward["limits"] == entry["limits"]
-    assert caps.unmet(backward, "bfloat16") == ["dtype bfloat16 is not one of ['float16']"]
+    assert backward == entry  # one entry: our backward takes both dtypes
 
     def unmet(dtype, B, H, Tq, Tk, D, Dv=None):
         return caps.unmet(entry, dtype, {"q": (B, H, Tq, D), "k": (B, H, Tk, D), "v": (B, H, Tk, Dv or D)})
@@ -182,8 +185,8 @@ SERVED = [
     ("float16", (64, 6, 65, 65, 64), "hopper", "hopper"),    # ViT: 64 patches and the class token
     ("float16", (32, 6, 100, 100, 64), "hopper", "hopper"),  # miniGPT's sequences
     ("float16", (1, 2, 100, 300, 128), "hopper", "hopper"),
-    ("bfloat16", (64, 6, 65, 65, 64), "hopper", "flash"),    # no bfloat16 backward in hopper
-    ("bfloat16", (8, 16, 2048, 2048, 128), "hopper", "flash"),
+    ("bfloat16", (64, 6, 65, 65, 64), "hopper", "hopper"),
+    ("bfloat16", (8, 16, 2048, 2048, 128), "hopper", "hopper"),
     ("float16", (2, 4, 256, 256, 96), "composed", "composed"),  # head dim: neither flash nor hopper
     ("float32", (2, 4, 256, 256, 64), "flash", "flash"),      # flash's float32 kernels (flash32_*.cu)
     ("float32", (2, 4, 256, 256, 32), "composed", "composed"),  # head dim 32: no float32 kernel
@@ -286,9 +289,9 @@ def test_hopper_forward_and_grads(hopper, dtype, D, shape, causal):
     tg, g = half(rng.standard_normal((B, H, Tq, D)), dt)
     want_out, want_lse, *want_grads = reference(q, k, v, g, causal, 1 / np.sqrt(D))
     (out, lse, st), grads, served = run(tq, tk, tv, tg, causal)
-    # hopper's backward: float16, and not causal rows past Tk meeting a partial key block, nor
-    # causal with more keys than queries (pack.cu: example 88's backward does not finish)
-    hopper_backward = dtype == "float16" and not (causal and (Tq > Tk and Tk % 128 or Tk > Tq))
+    # ours takes every shape here; example 88's (VT_HOPPER_BWD=cutlass, float16) not causal rows
+    # past Tk meeting a partial key block, nor causal with more keys than queries (pack.cu)
+    hopper_backward = not (CUTLASS_BWD and dtype == "float16" and causal and (Tq > Tk and Tk % 128 or Tk > Tq))
     backward_by = ("hopper", "priority") if hopper_backward else ("flash", "fallback")
     assert served == {(OP, "hopper", "priority"), (BACKWARD, *backward_by)}
     assert out.dtype is dt and lse.dtype is vt.float32 and to_numpy(st).tolist() == [0, 0]
@@ -388,37 +391,35 @@ def test_hopper_declines_to_flash(hopper, case):
             vt.ops.Op(OP)(q, k, v, m, False, None, p)
 
 
-@needs_hopper
-def test_hopper_backward_declines_causal_rows_past_a_partial_key_block(hopper):
-    """causal, Tq > Tk, Tk % 128 != 0: the backward's causal mask does not bound the keys by Tk"""
-    rng = np.random.default_rng(8)
-    (tq, _), (tk, _), (tv, _), (tg, _) = (half(rng.standard_normal((1, 2, T, 64)), vt.float16)
-                                          for T in (300, 100, 100, 300))
-    out, lse, _ = vt.ops.Op(OP)(tq, tk, tv, None, True, None, 0.0)
-    with vt.ops.use(BACKWARD, "hopper", "cuda"):
-        with pytest.raises(NotImplementedError, match=r"causal with Tq = 300 > Tk = 100 and Tk not a multiple of 128"):
-            vt.ops.Op(BACKWARD)(tg, tq, tk, tv, out, lse, None, True, 0.125, 0.0, 0, 0)
-    with vt.ops.trace() as t:  # Tk = 128: served
-        k2, v2 = (half(rng.standard_normal((1, 2, 128, 64)), vt.float16)[0] for _ in range(2))
-        out2, lse2, _ = vt.ops.Op(OP)(tq, k2, v2, None, True, None, 0.0)
-        vt.ops.Op(BACKWARD)(tg, tq, k2, v2, out2, lse2, None, True, 0.125, 0.0, 0, 0)
-    assert [r.provider for r in t.records if r.op == BACKWARD] == ["hopper"]
+# causal shapes example 88's backward cannot take: (B, H, Tq, Tk), the reason it gives under VT_HOPPER_BWD=cutlass
+CAUSAL_EDGES = [
+    ((1, 2, 300, 100), r"causal with Tq = 300 > Tk = 100 and Tk not a multiple of 128"),  # rows past a partial key block
+    ((1, 2, 128, 384), r"causal with Tk = 384 > Tq = 128"),  # key blocks no query sees: dK, dV zero
+]
 
 
 @needs_hopper
-def test_hopper_backward_declines_causal_with_more_keys_than_queries(hopper):
-    """causal, Tk > Tq: the key blocks past the last query tile would hang example 88's backward"""
-    rng = np.random.default_rng(9)
-    (tq, _), (tk, _), (tv, _), (tg, _) = (half(rng.standard_normal((1, 2, T, 64)), vt.float16)
-                                          for T in (128, 384, 384, 128))
+@pytest.mark.parametrize("case", CAUSAL_EDGES, ids=lambda c: "x".join(map(str, c[0])))
+def test_hopper_backward_causal_edges(hopper, case):
+    """ours serves them (the key blocks no query sees get dK = dV = 0); example 88's, pinned,
+    refuses them with the reason and, unpinned, leaves them to flash"""
+    (B, H, Tq, Tk), why = case
+    rng = np.random.default_rng(Tq + Tk)
+    (tq, q), (tk, k), (tv, v), (tg, g) = (half(rng.standard_normal((B, H, T, 64)), vt.float16)
+                                          for T in (Tq, Tk, Tk, Tq))
     out, lse, _ = vt.ops.Op(OP)(tq, tk, tv, None, True, None, 0.0)
-    with vt.ops.use(BACKWARD, "hopper", "cuda"):
-        with pytest.raises(NotImplementedError, match=r"causal with Tk = 384 > Tq = 128"):
-            vt.ops.Op(BACKWARD)(tg, tq, tk, tv, out, lse, None, True, 0.125, 0.0, 0, 0)
-    with vt.ops.trace() as t:  # unpinned: flash serves it
+    if CUTLASS_BWD:
+        with vt.ops.use(BACKWARD, "hopper", "cuda"):
+            with pytest.raises(NotImplementedError, match=why):
+                vt.ops.Op(BACKWARD)(tg, tq, tk, tv, out, lse, None, True, 0.125, 0.0, 0, 0)
+    with vt.ops.trace() as t:
         grads = vt.ops.Op(BACKWARD)(tg, tq, tk, tv, out, lse, None, True, 0.125, 0.0, 0, 0)
-    assert [r.provider for r in t.records if r.op == BACKWARD] == ["flash"]
-    assert all(np.isfinite(to_numpy(x)).all() for x in grads)
+    assert [r.provider for r in t.records if r.op == BACKWARD] == ["flash" if CUTLASS_BWD else "hopper"]
+    *_, dq, dk, dv = reference(q, k, v, g, True, 0.125)
+    for name, got, want in zip("qkv", grads, (dq, dk, dv)):
+        assert rel_err(to_numpy(got), want) <= TOL, f"d{name}"
+    if Tk > Tq:  # keys past the last query: no query sees them
+        assert not to_numpy(grads[1])[:, :, Tq:].any() and not to_numpy(grads[2])[:, :, Tq:].any()
 
 
 @needs_hopper
@@ -434,11 +435,28 @@ def test_hopper_backward_declines_grad_lse(hopper):
 
 
 @needs_hopper
-def test_hopper_backward_pinned_refuses_bfloat16(hopper):
-    rng = np.random.default_rng(6)
-    q, k, v, g = (half(rng.standard_normal((1, 2, 128, 64)))[0] for _ in range(4))
-    out, lse, _ = vt.ops.Op(OP)(q, k, v, None, False, None, 0.0)
-    with vt.ops.use(BACKWARD, "hopper", "cuda"):
-        with pytest.raises(NotImplementedError, match=r"\[attention::sdpa_backward\] the hopper provider does not "
-                                                      r"serve this call: dtype bfloat16 \(float16 only"):
-            vt.ops.Op(BACKWARD)(g, q, k, v, out, lse, None, False, 0.125, 0.0, 0, 0)
+@pytest.mark.parametrize("D", [64, 128])
+def test_hopper_backward_bfloat16_pinned(hopper, D):
+    """bfloat16 backward pinned to hopper: ours serves it (example 88's never did), in several key
+    blocks and query blocks, causal, against the float64 reference"""
+    rng = np.random.default_rng(D)
+    B, H, T = 2, 2, 384
+    (tq, q), (tk, k), (tv, v), (tg, g) = (half(rng.standard_normal((B, H, T, D))) for _ in range(4))
+    out, lse, _ = vt.ops.Op(OP)(tq, tk, tv, None, True, None, 0.0)
+    with vt.ops.use(BACKWARD, "hopper", "cuda"), vt.ops.trace() as t:
+        grads = vt.ops.Op(BACKWARD)(tg, tq, tk, tv, out, lse, None, True, 1 / np.sqrt(D), 0.0, 0, 0)
+    assert [r.provider for r in t.records if r.op == BACKWARD] == ["hopper"]
+    *_, dq, dk, dv = reference(q, k, v, g, True, 1 / np.sqrt(D))
+    for name, got, want in zip("qkv", grads, (dq, dk, dv)):
+        assert got.dtype is vt.bfloat16
+        assert rel_err(to_numpy(got), want) <= TOL, f"d{name}"
+
+
+def test_unknown_backward_choice_fails_the_load():
+    """VT_HOPPER_BWD other than 'wgmma' or 'cutlass': the pack refuses to load, saying what it takes"""
+    folder = _build_pack()
+    code = ("import vibetensor as vt\ntry:\n    vt.ops.load(%r)\nexcept Exception as e:\n    print('ERR', e)\n"
+            "else:\n    print('LOADED')\n" % str(folder))
+    env = dict(os.environ, VT_HOPPER_BWD="fast")
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert "ERR" in done.stdout and "VT_HOPPER_BWD='fast'" in done.stdout, done.stdout + done.stderr

@@ -56,5 +56,9 @@ void forward_d64(vt::Call& c, const Forward& f);
 void forward_d128(vt::Call& c, const Forward& f);
 void backward_fp16_d64(vt::Call& c, const Backward& b);
 void backward_fp16_d128(vt::Call& c, const Backward& b);
+// Our own backward (bwd_wgmma.cuh): bfloat16 and float16, causal or not, any Tq and Tk, lse with a
+// unit stride along Tq; the pack's default backward (VT_HOPPER_BWD=cutlass picks example 88's for float16).
+void backward_wgmma_d64(vt::Call& c, const Backward& b);
+void backward_wgmma_d128(vt::Call& c, const Backward& b);
 
 }  // namespace vt_fmha

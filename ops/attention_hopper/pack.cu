@@ -1,28 +1,32 @@
 // ops/attention_hopper/pack.cu — the `attention_hopper` op pack: a third provider ("hopper",
 // priority 20, above the attention pack's flash at 10) of attention::sdpa and
-// attention::sdpa_backward on cuda, on the Hopper FMHA kernels of CUTLASS's example 88 (TMA,
-// wgmma, warp specialisation; fmha_run.cuh). The ops, their meta steps and the backward rule are
-// the attention pack's: load it first (the manifest's "requires" says so).
+// attention::sdpa_backward on cuda: the forward on the Hopper FMHA kernels of CUTLASS's example 88
+// (TMA, wgmma, warp specialisation; fmha_run.cuh), the backward our own (FlashAttention-3's
+// algorithm on wgmma, written with CuTe; bwd_wgmma.cuh). The ops, their meta steps and the backward
+// rule are the attention pack's: load it first (the manifest's "requires" says so).
 //
 //   vt-ops build ops/attention_hopper        # -> ops/attention_hopper/build/packs/attention_hopper
 //   python: vt.ops.load("ops/attention_hopper/build/packs/attention_hopper")   # hopper serves
 //           vt.ops.use("attention::sdpa", "flash", "cuda")                      # back to flash
 //
-// Serves: the forward in bfloat16 and float16, the backward in float16 (CUTLASS's example backward
-// does not compile for bfloat16: fmha_run.cuh says why; bfloat16 backward calls go to flash's);
-// head dim D == Dv in {64, 128}; any Tq and Tk (partial tiles masked: fmha_run.cuh); causal
-// or not; no mask; dropout_p == 0; q, k, v (and out, grad_out) with a unit stride along D, the
+// Serves: the forward and the backward in bfloat16 and float16; head dim D == Dv in {64, 128};
+// any Tq and Tk (partial tiles masked); causal (top-left) or not; no mask; dropout_p == 0; q, k, v (and out, grad_out) with a unit stride along D, the
 // other strides multiples of 8 elements and 16-byte aligned data (TMA's rules); sizes and strides
 // within 32 bits (the kernels index with int); the backward without grad_lse. Every other call is
 // declined (VT_ERR_NOT_IMPL before anything is written) and the dispatcher runs the next provider
 // by priority, flash; pinned to "hopper", the decline is the error the caller sees, with the reason.
 // The forward's rng output is [0, 0] (no dropout draw).
+// VT_HOPPER_BWD=cutlass (read once, at load) puts example 88's float16 backward back in place of
+// ours for float16 calls, for A/B timing; with it, the causal backward with Tk > Tq, or with Tq > Tk
+// and a partial key block, is declined as before (NOTES.md); bfloat16 stays on ours.
 // This file holds no CUTLASS code: the kernels compile in their own files, in parallel.
 #include <algorithm>
 #include <climits>
 #include <cmath>
 #include <cstdarg>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 
 #include <cuda_runtime.h>
 
@@ -47,6 +51,9 @@ using vt_fmha::Strides;
 
 bool fits_int(int64_t x) { return x >= 0 && x <= INT_MAX; }
 
+// VT_HOPPER_BWD, read once at load: "cutlass" runs example 88's float16 backward instead of ours
+bool g_cutlass_backward = false;
+
 // A 4-d operand TMA can read where it lies: unit stride along the last dim, the other strides
 // multiples of 8 elements (16 bytes) within 32 bits, 16-byte aligned data. A dim of size 1 never
 // moves the pointer: its stride is replaced by one TMA takes.
@@ -66,10 +73,8 @@ bool tma_view(const vt_tensor* t, Strides* s) {
 // The problem, when the kernels take q, k, v of this call; declines otherwise.
 vt_fmha::Problem problem_of(const vt::Call& c, const vt_tensor* q, const vt_tensor* k, const vt_tensor* v,
                             const vt_tensor* mask, bool causal, double scale, double p, bool backward) {
+  (void)backward;
   const bool fp16 = vt::same_dtype(q->dtype, vt::kFloat16);
-  if (backward && !fp16)
-    decline(c, "dtype %s (float16 only: CUTLASS's example backward does not compile for bfloat16)",
-            vt::dtype_name(q->dtype));
   if (!fp16 && !vt::same_dtype(q->dtype, vt::kBFloat16))
     decline(c, "dtype %s (bfloat16 and float16 only)", vt::dtype_name(q->dtype));
   if (mask) decline(c, "a mask (none, or causal=True, only)");
@@ -142,16 +147,22 @@ VT_COMPUTE(sdpa_backward_hopper, "attention::sdpa_backward") {
   if (c.arg(12, "grad_lse").tensor_or_null()) decline(c, "a gradient of lse (grad_lse None only)");
   vt_fmha::Backward b{};
   b.p = problem_of(c, q, k, v, mask, causal, scale, p, true);
-  // the backward's causal mask is key > query alone (fmha_run.cuh says why): the rows past Tk
-  // would see the zero-filled keys of a partial last key block
-  if (causal && b.p.Tq > b.p.Tk && b.p.Tk % vt_fmha::kBackwardKeyBlock != 0)
-    decline(c, "causal with Tq = %d > Tk = %d and Tk not a multiple of %d", b.p.Tq, b.p.Tk,
-            vt_fmha::kBackwardKeyBlock);
-  // causal with more keys than queries: a key block past the last query tile has no query block
-  // to walk, and example 88's load warp then still issues a step its consumers never take (its
-  // skip loop has no exit test, the consumers' has) — on an H200 the 1x2x128x384 fp16 case never
-  // finished (2026-12-01). Such calls go to flash.
-  if (causal && b.p.Tk > b.p.Tq) decline(c, "causal with Tk = %d > Tq = %d", b.p.Tk, b.p.Tq);
+  // our backward's grid is (key blocks, H, B): H and B within a grid's y and z
+  if (b.p.H > 65535 || b.p.B > 65535) decline(c, "B = %d, H = %d (65535 at most each)", b.p.B, b.p.H);
+  const bool cutlass_backward = g_cutlass_backward && b.p.fp16;
+  if (cutlass_backward) {
+    // example 88's causal mask is key > query alone (fmha_run.cuh says why): the rows past Tk
+    // would see the zero-filled keys of a partial last key block
+    if (causal && b.p.Tq > b.p.Tk && b.p.Tk % vt_fmha::kBackwardKeyBlock != 0)
+      decline(c, "causal with Tq = %d > Tk = %d and Tk not a multiple of %d (VT_HOPPER_BWD=cutlass)", b.p.Tq,
+              b.p.Tk, vt_fmha::kBackwardKeyBlock);
+    // causal with more keys than queries: a key block past the last query tile has no query block
+    // to walk, and example 88's load warp then still issues a step its consumers never take (its
+    // skip loop has no exit test, the consumers' has) — on an H200 the 1x2x128x384 fp16 case never
+    // finished (2026-12-01). Such calls go to flash.
+    if (causal && b.p.Tk > b.p.Tq)
+      decline(c, "causal with Tk = %d > Tq = %d (VT_HOPPER_BWD=cutlass)", b.p.Tk, b.p.Tq);
+  }
   operand(c, q, "q", &b.sq);
   operand(c, k, "k", &b.sk);
   operand(c, v, "v", &b.sv);
@@ -181,13 +192,19 @@ VT_COMPUTE(sdpa_backward_hopper, "attention::sdpa_backward") {
   }
   b.q = q->data, b.k = k->data, b.v = v->data, b.out = out->data, b.grad_out = go->data;
   b.dq = c.out(0)->data, b.dk = c.out(1)->data, b.dv = c.out(2)->data;
-  (b.p.D == 64 ? vt_fmha::backward_fp16_d64 : vt_fmha::backward_fp16_d128)(c, b);
+  if (cutlass_backward) (b.p.D == 64 ? vt_fmha::backward_fp16_d64 : vt_fmha::backward_fp16_d128)(c, b);
+  else (b.p.D == 64 ? vt_fmha::backward_wgmma_d64 : vt_fmha::backward_wgmma_d128)(c, b);
 }
 
 namespace {
 
 vt_status attention_hopper_init(const vt_host* host, vt_pack* pack) {
   return vt::init_guard(host, "attention_hopper", [&] {
+    const char* bwd = std::getenv("VT_HOPPER_BWD");
+    if (bwd && *bwd && std::strcmp(bwd, "cutlass") != 0 && std::strcmp(bwd, "wgmma") != 0)
+      vt::fail(VT_ERR_VALUE, "VT_HOPPER_BWD='%s': 'wgmma' (ours, the default) or 'cutlass' (example 88's, float16)",
+               bwd);
+    g_cutlass_backward = bwd && std::strcmp(bwd, "cutlass") == 0;
     vt::Registrar r(host, pack, "hopper", 20);  // above flash (10): serves what it takes, declines the rest
     r.compute("attention::sdpa", VT_CUDA, sdpa_hopper);
     r.compute("attention::sdpa_backward", VT_CUDA, sdpa_backward_hopper);
@@ -200,8 +217,7 @@ VT_OPPACK_DEFINE(attention_hopper_init)
 
 // What the provider needs and promises (vt/capabilities.h; checked at load, shown by vt-ops info):
 // the ops are the attention pack's; wgmma and TMA in sm_90a code run on compute capability 9.0
-// only. The limits are the shape rules above that a tool can check from shapes alone; the backward
-// narrows the dtypes to float16.
+// only. The limits are the shape rules above that a tool can check from shapes alone.
 VT_OPPACK_CAPABILITIES(R"json({
   "abi_minor": 1,
   "requires": {"attention": ">=0.1,<1"},
@@ -209,7 +225,6 @@ VT_OPPACK_CAPABILITIES(R"json({
     {"provider": "hopper", "device": "cuda", "compute_capability": {"min": "9.0", "max": "9.0"},
      "dtypes": ["bfloat16", "float16"], "cuda_graphs": true, "deterministic": false,
      "shapes": "D == Dv in {64, 128}, any Tq and Tk, no mask, no dropout, no grad_lse; the rest: flash",
-     "limits": [{"arg": "q", "dim": -1, "one_of": [64, 128]}, {"arg": "v", "dim": -1, "one_of": [64, 128]}]},
-    {"provider": "hopper", "device": "cuda", "ops": ["attention::sdpa_backward"], "dtypes": ["float16"]}
+     "limits": [{"arg": "q", "dim": -1, "one_of": [64, 128]}, {"arg": "v", "dim": -1, "one_of": [64, 128]}]}
   ]
 })json")

@@ -1,0 +1,430 @@
+// ops/attention_hopper/bwd_wgmma.cuh — our own Hopper attention backward (FlashAttention-3's
+// algorithm, written with CuTe on wgmma), bfloat16 and float16, D = 64 and 128, causal or not.
+// bwd_wgmma_d64.cu and bwd_wgmma_d128.cu instantiate it, one head dim each (parallel compiles).
+//
+// Three launches on the call's stream:
+//   1. dsum_rows: Dsum = rowsum(dO * O) in fp32 (the softmax's correction term), and the fp32 dQ
+//      accumulator cleared (cudaMemsetAsync).
+//   2. backward_kernel: one CTA of two warp groups per (key block of Bc = 128 keys, h, b). K_j and
+//      V_j stay in shared memory; the CTA walks the query blocks i that see the block (causal: from
+//      the diagonal on), loading Q_i, dO_i, LSE_i, Dsum_i one block ahead with cp.async into a
+//      second stage. Every product runs "transposed" (keys as wgmma's M, FA3's swapped S and dP),
+//      so each warp group owns 64 keys and its P^T and dS^T stay in registers as the A operand:
+//        S^T  = K_j Q_i^T            (SS)      P^T = exp2(S^T * scale * log2e - LSE * log2e)
+//        dP^T = V_j dO_i^T           (SS)      dS^T = P^T o (dP^T - Dsum)
+//        dV_j += P^T dO_i            (RS)      dK_j += dS^T Q_i          (RS)
+//        dQ_i += dS K_j              (SS: dS through shared memory, both warp groups' keys)
+//      dQ_i goes to the fp32 accumulator with float2 atomics (red.global.add.v2.f32 on sm_90);
+//      dK_j, dV_j (x scale for dK) are stored once at the end. A key block no query sees (causal,
+//      Tk > Tq) walks nothing and stores zeros.
+//   3. dq_convert: dQ = 16-bit(acc * scale).
+// Masking (key >= Tk, query >= Tq, causal key > query: P = 0) runs only on the tiles that need it
+// (the diagonal ones and the partial last blocks); rows past Tq and Tk are zero-filled by cp.async.
+// Causal is top-left aligned (key j for query i when j <= i), the attention pack's convention.
+//
+// First version, for correctness: no TMA, no mbarriers (cp.async groups and __syncthreads only,
+// so nothing can wait forever), no producer warp, no ping-pong; every wgmma batch is waited for
+// before the next step. NOTES.md tracks what is left for speed.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <cstdint>
+#include <mutex>
+
+#include "cute/tensor.hpp"
+#include "cute/atom/mma_atom.hpp"
+#include "cute/arch/mma_sm90.hpp"
+#include "cute/atom/mma_traits_sm90_gmma.hpp"
+#include "cutlass/numeric_types.h"
+
+#include "fmha.hpp"
+#include "vt/cuda/launch.cuh"
+
+namespace vt_fmha::wgmma_bwd {
+
+using namespace cute;
+
+constexpr float kLog2e = 1.4426950408889634f;
+constexpr int kThreads = 256;  // two consumer warp groups
+
+// ---- tiles and shared-memory layouts ---------------------------------------------------------------
+template <class E, int D>
+struct Traits {
+  static constexpr int Bc = 128;              // keys per CTA (two warp groups of 64)
+  static constexpr int Br = D == 64 ? 128 : 64;  // queries per step (FA3's H100 backward tiles)
+  static constexpr int kStages = 2;
+  using BcT = Int<Bc>;
+  using BrT = Int<Br>;
+  using DT = Int<D>;
+
+  // K-major, 128-byte swizzled rows (D * 2 bytes = 128 or 256: one or two atoms along D)
+  using AtomK = GMMA::Layout_K_SW128_Atom<E>;
+  using LayoutKV = decltype(tile_to_shape(AtomK{}, Shape<BcT, DT>{}));
+  using LayoutQ = decltype(tile_to_shape(AtomK{}, Shape<BrT, DT, Int<kStages>>{}));
+  // the same bytes read transposed (the MN-major operands): Q^T, dO^T as (D, Br, stage), K^T as (D, Bc)
+  using LayoutQt =
+      decltype(composition(LayoutQ{}, make_layout(Shape<DT, BrT, Int<kStages>>{}, Stride<BrT, _1, Int<Br * D>>{})));
+  using LayoutKt = decltype(composition(LayoutKV{}, make_layout(Shape<DT, BcT>{}, Stride<BcT, _1>{})));
+  // dS as dQ's A operand (Br queries x Bc keys), query-major; written through its transpose (keys, queries)
+  using LayoutdS = decltype(tile_to_shape(GMMA::Layout_MN_SW128_Atom<E>{}, Shape<BrT, BcT>{}));
+  using LayoutdSt = decltype(composition(LayoutdS{}, make_layout(Shape<BcT, BrT>{}, Stride<BrT, _1>{})));
+
+  // S^T = K Q^T and dP^T = V dO^T: M = keys (2 warp groups), N = Br queries, K = D
+  using MmaSdP = decltype(make_tiled_mma(
+      GMMA::ss_op_selector<E, E, float, Shape<_64, BrT, DT>, GMMA::Major::K, GMMA::Major::K>(),
+      Layout<Shape<_2, _1, _1>>{}));
+  // dV += P^T dO and dK += dS^T Q: M = keys, N = D, K = Br; A from registers, B MN-major
+  using MmadKV = decltype(make_tiled_mma(
+      GMMA::rs_op_selector<E, E, float, Shape<_64, DT, BrT>, GMMA::Major::K, GMMA::Major::MN>(),
+      Layout<Shape<_2, _1, _1>>{}));
+  // dQ = dS K: M = Br queries, N = D, K = Bc keys; the two warp groups split N (Br = 64) or M (Br = 128)
+  static constexpr int kDqN = Br == 64 ? D / 2 : D;
+  using MmadQ = decltype(make_tiled_mma(
+      GMMA::ss_op_selector<E, E, float, Shape<_64, Int<kDqN>, BcT>, GMMA::Major::MN, GMMA::Major::MN>(),
+      conditional_t<Br == 64, Layout<Shape<_1, _2, _1>>, Layout<Shape<_2, _1, _1>>>{}));
+
+  struct alignas(1024) Shared {
+    array_aligned<E, cosize_v<LayoutKV>, 1024> k, v;
+    array_aligned<E, cosize_v<LayoutQ>, 1024> q, dO;
+    array_aligned<E, cosize_v<LayoutdS>, 1024> dS;
+    float lse[kStages][Br];   // natural-log LSE of the block's queries
+    float dsum[kStages][Br];  // rowsum(dO * O)
+  };
+  static constexpr int kSmem = sizeof(Shared) + 1024;  // + room to align the dynamic base to 1024
+};
+
+struct Params {
+  const void *q, *k, *v, *dO;
+  Strides sq, sk, sv, sdo;      // elements; unit stride along D, row strides multiples of 8
+  const float* lse;             // unit stride along Tq
+  int64_t lse_b, lse_h;
+  const float* dsum;            // (B, H, stat_row(Tq))
+  float* dq_acc;                // (B, H, Tq, D) contiguous
+  void *dk, *dv;                // (B, H, Tk, D) contiguous
+  int H, Tq, Tk;
+  float scale, scale_log2;
+  bool causal;
+};
+
+// ---- small device helpers ---------------------------------------------------------------------------
+__device__ __forceinline__ void cp_async_16(void* smem, const void* gmem, bool valid) {
+  const uint32_t dst = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(gmem), "r"(valid ? 16 : 0));
+}
+__device__ __forceinline__ void cp_async_4(void* smem, const void* gmem, bool valid) {
+  const uint32_t dst = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(dst), "l"(gmem), "r"(valid ? 4 : 0));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+__device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wait_group 0;\n" ::: "memory"); }
+// generic-proxy shared-memory writes (cp.async, st.shared) made visible to wgmma's async-proxy reads
+__device__ __forceinline__ void fence_async_shared() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
+
+// rows [0, valid) of a (rows x D) block at g (row stride `stride` elements) into the swizzled smem
+// tensor s (rows, D); rows past `valid` zero-filled. 16-byte chunks: 8 elements stay contiguous under
+// the 128-byte swizzle (it permutes 16-byte units).
+template <int Rows, int D, class E, class SmemTensor>
+__device__ __forceinline__ void load_rows(SmemTensor s, const E* g, int64_t stride, int valid, int tid) {
+  constexpr int kChunks = D / 8;
+  static_assert((Rows * kChunks) % kThreads == 0, "whole rounds of 16-byte chunks");
+  CUTE_UNROLL
+  for (int c = tid; c < Rows * kChunks; c += kThreads) {
+    const int r = c / kChunks, col = (c % kChunks) * 8;
+    const bool ok = r < valid;
+    cp_async_16(&s(r, col), g + (ok ? r * stride + col : 0), ok);
+  }
+}
+
+template <class E>
+__device__ __forceinline__ uint32_t pack2(float a, float b) {
+  if constexpr (std::is_same_v<E, cutlass::half_t>) {
+    __half2 h = __floats2half2_rn(a, b);
+    return reinterpret_cast<uint32_t&>(h);
+  } else {
+    __nv_bfloat162 h = __floats2bfloat162_rn(a, b);
+    return reinterpret_cast<uint32_t&>(h);
+  }
+}
+
+// fp32 accumulator -> 16-bit fragment of the same layout (pairs of neighbours packed as wgmma reads them)
+template <class E, class Acc>
+__device__ __forceinline__ auto to_16bit(Acc const& acc) {
+  Tensor out = make_fragment_like<E>(acc);
+  Tensor out32 = recast<uint32_t>(out);
+  CUTE_UNROLL
+  for (int i = 0; i < size(out32); ++i) out32(i) = pack2<E>(acc(2 * i), acc(2 * i + 1));
+  return out;
+}
+
+// One wgmma batch: C (+)= A B over all k blocks, committed, not waited for.
+template <bool kZero, class Mma, class TA, class TB, class TC>
+__device__ __forceinline__ void gemm(Mma& mma, TA const& a, TB const& b, TC& c) {
+  warpgroup_fence_operand(c);
+  warpgroup_arrive();
+  if constexpr (kZero) mma.accumulate_ = GMMA::ScaleOut::Zero;
+  CUTE_UNROLL
+  for (int kb = 0; kb < size<2>(a); ++kb) {
+    cute::gemm(mma, a(_, _, kb), b(_, _, kb), c);
+    mma.accumulate_ = GMMA::ScaleOut::One;
+  }
+  warpgroup_commit_batch();
+  warpgroup_fence_operand(c);
+}
+
+// ---- the main kernel ----------------------------------------------------------------------------------
+template <class E, int D>
+__global__ void __launch_bounds__(kThreads, 1) backward_kernel(const Params p) {
+  using T = Traits<E, D>;
+  constexpr int Bc = T::Bc, Br = T::Br;
+  extern __shared__ char smem_raw[];
+  // the 128-byte swizzle repeats every 1024 bytes: wgmma's descriptors assume atoms 1024-aligned
+  auto& sh = *reinterpret_cast<typename T::Shared*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
+
+  const int tid = threadIdx.x;
+  const int kb = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
+  const int k0 = kb * Bc;
+  const int Tq = p.Tq, Tk = p.Tk;
+  const int nq = (Tq + Br - 1) / Br;
+  // causal: query block i sees key block kb when its last query reaches k0
+  const int i_first = p.causal ? k0 / Br : 0;
+
+  const E* gq = static_cast<const E*>(p.q) + b * p.sq.b + h * p.sq.h;
+  const E* gk = static_cast<const E*>(p.k) + b * p.sk.b + h * p.sk.h + k0 * p.sk.t;
+  const E* gv = static_cast<const E*>(p.v) + b * p.sv.b + h * p.sv.h + k0 * p.sv.t;
+  const E* gdo = static_cast<const E*>(p.dO) + b * p.sdo.b + h * p.sdo.h;
+  const float* glse = p.lse + b * p.lse_b + h * p.lse_h;
+  const int64_t bh = (int64_t)b * p.H + h;
+  const float* gdsum = p.dsum + bh * stat_row(Tq);
+  float* gdq = p.dq_acc + bh * Tq * D;
+
+  Tensor sK = make_tensor(make_smem_ptr(sh.k.data()), typename T::LayoutKV{});
+  Tensor sV = make_tensor(make_smem_ptr(sh.v.data()), typename T::LayoutKV{});
+  Tensor sQ = make_tensor(make_smem_ptr(sh.q.data()), typename T::LayoutQ{});
+  Tensor sdO = make_tensor(make_smem_ptr(sh.dO.data()), typename T::LayoutQ{});
+  Tensor sQt = make_tensor(make_smem_ptr(sh.q.data()), typename T::LayoutQt{});
+  Tensor sdOt = make_tensor(make_smem_ptr(sh.dO.data()), typename T::LayoutQt{});
+  Tensor sKt = make_tensor(make_smem_ptr(sh.k.data()), typename T::LayoutKt{});
+  Tensor sdS = make_tensor(make_smem_ptr(sh.dS.data()), typename T::LayoutdS{});
+  Tensor sdSt = make_tensor(make_smem_ptr(sh.dS.data()), typename T::LayoutdSt{});
+
+  // Q_i, dO_i, LSE_i, Dsum_i of query block i into stage s (one cp.async group per call)
+  auto load_query_block = [&](int i, int s) {
+    const int q0 = i * Br, valid = min(Br, Tq - q0);
+    load_rows<Br, D>(sQ(_, _, s), gq + q0 * p.sq.t, p.sq.t, valid, tid);
+    load_rows<Br, D>(sdO(_, _, s), gdo + q0 * p.sdo.t, p.sdo.t, valid, tid);
+    if (tid < Br) {
+      cp_async_4(&sh.lse[s][tid], glse + (tid < valid ? q0 + tid : 0), tid < valid);
+    } else if (tid < 2 * Br) {
+      const int r = tid - Br;
+      cp_async_4(&sh.dsum[s][r], gdsum + (r < valid ? q0 + r : 0), r < valid);
+    }
+    cp_async_commit();
+  };
+
+  typename T::MmaSdP mma_sdp;
+  typename T::MmadKV mma_dkv;
+  typename T::MmadQ mma_dq;
+  auto thr_sdp = mma_sdp.get_thread_slice(tid);
+  auto thr_dkv = mma_dkv.get_thread_slice(tid);
+  auto thr_dq = mma_dq.get_thread_slice(tid);
+
+  Tensor accdK = partition_fragment_C(mma_dkv, Shape<Int<Bc>, Int<D>>{});
+  Tensor accdV = partition_fragment_C(mma_dkv, Shape<Int<Bc>, Int<D>>{});
+  clear(accdK);
+  clear(accdV);
+
+  if (i_first < nq) {
+    const int kvalid = min(Bc, Tk - k0);
+    load_rows<Bc, D>(sK, gk, p.sk.t, kvalid, tid);
+    load_rows<Bc, D>(sV, gv, p.sv.t, kvalid, tid);
+    load_query_block(i_first, 0);  // one group: K, V and the first query block
+
+    // operand views (descriptors over shared memory)
+    Tensor tSrK = thr_sdp.partition_fragment_A(sK);    // (MMA, 1, D/16)
+    Tensor tSrV = thr_sdp.partition_fragment_A(sV);
+    Tensor tSrQ = thr_sdp.partition_fragment_B(sQ);    // (MMA, 1, D/16, stage)
+    Tensor tSrdO = thr_sdp.partition_fragment_B(sdO);
+    Tensor tdVrdOt = thr_dkv.partition_fragment_B(sdOt);  // (MMA, 1, Br/16, stage)
+    Tensor tdKrQt = thr_dkv.partition_fragment_B(sQt);
+    Tensor tdQrdS = thr_dq.partition_fragment_A(sdS);   // (MMA, 1, Bc/16)
+    Tensor tdQrKt = thr_dq.partition_fragment_B(sKt);
+    Tensor tdSsdSt = thr_sdp.partition_C(sdSt);         // this thread's dS^T elements in shared memory
+    // (key, query) and (query, d) of each accumulator element
+    Tensor cS = thr_sdp.partition_C(make_identity_tensor(Shape<Int<Bc>, Int<Br>>{}));
+    Tensor cdQ = thr_dq.partition_C(make_identity_tensor(Shape<Int<Br>, Int<D>>{}));
+
+    for (int i = i_first; i < nq; ++i) {
+      const int s = (i - i_first) & 1;
+      const int q0 = i * Br;
+      cp_async_wait_all();
+      fence_async_shared();
+      __syncthreads();  // stage s landed for everyone; everyone is done with step i-1 (stage s^1, dS)
+      if (i + 1 < nq) load_query_block(i + 1, s ^ 1);
+
+      Tensor accS = partition_fragment_C(mma_sdp, Shape<Int<Bc>, Int<Br>>{});  // ((2, 2, Br/8), 1, 1)
+      Tensor accdP = partition_fragment_C(mma_sdp, Shape<Int<Bc>, Int<Br>>{});
+      gemm<true>(mma_sdp, tSrK, tSrQ(_, _, _, s), accS);
+      gemm<true>(mma_sdp, tSrV, tSrdO(_, _, _, s), accdP);
+      warpgroup_wait<0>();
+
+      // P^T and dS^T in place; masked only where a key past Tk, a query past Tq or the diagonal lies
+      const bool masked = (p.causal && k0 + Bc - 1 > q0) || q0 + Br > Tq || k0 + Bc > Tk;
+      const float* lse = sh.lse[s];
+      const float* dsum = sh.dsum[s];
+      auto softmax_grad = [&](auto mask) {
+        CUTE_UNROLL
+        for (int e = 0; e < size(accS); ++e) {
+          const int key = get<0>(cS(e)), query = get<1>(cS(e));
+          float pv = exp2f(accS(e) * p.scale_log2 - lse[query] * kLog2e);
+          if constexpr (decltype(mask)::value) {
+            const int gk_ = k0 + key, gq_ = q0 + query;
+            if (gk_ >= Tk || gq_ >= Tq || (p.causal && gk_ > gq_)) pv = 0.f;
+          }
+          accS(e) = pv;
+          accdP(e) = pv * (accdP(e) - dsum[query]);
+        }
+      };
+      if (masked) softmax_grad(cute::true_type{});
+      else softmax_grad(cute::false_type{});
+
+      Tensor rP = to_16bit<E>(accS);
+      Tensor rdS = to_16bit<E>(accdP);
+      // the accumulator's values in the order of the register A operand over Br/16 k blocks: value
+      // (a, b, c) of the 64 x Br accumulator (column pair, row + 8, column group of 8) is value
+      // ((a, b, c % 2), 0, c / 2) of the A fragment: the same flat order (cute's CLayout_64xN, ALayout_64x16)
+      using ALayout = Layout<Shape<Shape<_2, _2, _2>, _1, Int<Br / 16>>, Stride<Stride<_1, _2, _4>, _0, _8>>;
+      static_assert(size(decltype(rP.layout()){}) == size(ALayout{}), "P^T fragment as the A operand");
+      static_assert(is_same_v<decltype(shape(rP.layout())), decltype(shape(Layout<Shape<Shape<_2, _2, Int<Br / 8>>, _1, _1>>{}))>,
+                    "accumulator layout ((2, 2, Br/8), 1, 1)");
+      Tensor tdVrP = make_tensor(rP.data(), ALayout{});
+      Tensor tdKrdS = make_tensor(rdS.data(), ALayout{});
+      static_assert(size<2>(decltype(tdVrdOt(_, _, _, 0)){}) == Br / 16, "dV's k blocks");
+
+      warpgroup_fence_operand(rP);
+      warpgroup_fence_operand(rdS);
+      gemm<false>(mma_dkv, tdVrP, tdVrdOt(_, _, _, s), accdV);
+      gemm<false>(mma_dkv, tdKrdS, tdKrQt(_, _, _, s), accdK);
+
+      // dS (both warp groups' keys) through shared memory for dQ
+      CUTE_UNROLL
+      for (int e = 0; e < size(rdS); ++e) tdSsdSt(e) = rdS(e);
+      fence_async_shared();
+      __syncthreads();
+      Tensor accdQ = partition_fragment_C(mma_dq, Shape<Int<Br>, Int<D>>{});
+      gemm<true>(mma_dq, tdQrdS, tdQrKt, accdQ);
+      warpgroup_wait<0>();
+      warpgroup_fence_operand(rP);
+      warpgroup_fence_operand(rdS);
+
+      // dQ_i += dS K_j: pairs of neighbouring columns, one 8-byte reduction each
+      static_assert(size<1>(decltype(accdQ){}) == 1 && size<2>(decltype(accdQ){}) == 1, "one atom per warp group");
+      CUTE_UNROLL
+      for (int e = 0; e < size(accdQ); e += 2) {
+        const int query = q0 + get<0>(cdQ(e)), d = get<1>(cdQ(e));
+        if (query < Tq) atomicAdd(reinterpret_cast<float2*>(gdq + (int64_t)query * D + d), make_float2(accdQ(e), accdQ(e + 1)));
+      }
+    }
+  }
+
+  // dK_j = scale * sum dS^T Q, dV_j = sum P^T dO: rows past Tk dropped
+  Tensor cKV = thr_dkv.partition_C(make_identity_tensor(Shape<Int<Bc>, Int<D>>{}));
+  E* gdk = static_cast<E*>(p.dk) + bh * Tk * D;
+  E* gdv = static_cast<E*>(p.dv) + bh * Tk * D;
+  CUTE_UNROLL
+  for (int e = 0; e < size(accdK); e += 2) {
+    const int key = k0 + get<0>(cKV(e)), d = get<1>(cKV(e));
+    if (key < Tk) {
+      const int64_t at = (int64_t)key * D + d;
+      *reinterpret_cast<uint32_t*>(gdk + at) = pack2<E>(accdK(e) * p.scale, accdK(e + 1) * p.scale);
+      *reinterpret_cast<uint32_t*>(gdv + at) = pack2<E>(accdV(e), accdV(e + 1));
+    }
+  }
+}
+
+// ---- pre-pass and conversion -----------------------------------------------------------------------
+// Dsum[b, h, t] = sum_d dO * O in fp32, one warp per (b, h, t) row, into rows of stat_row(Tq) floats
+template <class E, int D>
+__global__ void dsum_rows(const E* out, Strides so, const E* dO, Strides sdo, int H, int Tq, int64_t rows,
+                          float* dsum) {
+  const int64_t row = (int64_t)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+  if (row >= rows) return;
+  const int lane = threadIdx.x % 32;
+  const int t = (int)(row % Tq);
+  const int64_t bh = row / Tq;
+  const int64_t b = bh / H, h = bh % H;
+  const E* o = out + b * so.b + h * so.h + t * so.t;
+  const E* g = dO + b * sdo.b + h * sdo.h + t * sdo.t;
+  float acc = 0.f;
+  CUTE_UNROLL
+  for (int d = 2 * lane; d < D; d += 64) {
+    acc += float(o[d]) * float(g[d]) + float(o[d + 1]) * float(g[d + 1]);
+  }
+  CUTE_UNROLL
+  for (int w = 16; w > 0; w /= 2) acc += __shfl_xor_sync(0xffffffffu, acc, w);
+  if (lane == 0) dsum[bh * stat_row(Tq) + t] = acc;
+}
+
+// dQ = 16-bit(acc * scale), both contiguous (B, H, Tq, D); two elements a thread a round
+template <class E>
+__global__ void dq_convert(const float* acc, int64_t pairs, float scale, E* dq) {
+  for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < pairs; i += (int64_t)gridDim.x * blockDim.x) {
+    const float2 a = reinterpret_cast<const float2*>(acc)[i];
+    reinterpret_cast<uint32_t*>(dq)[i] = pack2<E>(a.x * scale, a.y * scale);
+  }
+}
+
+// ---- host side ----------------------------------------------------------------------------------------
+template <class E, int D>
+void run(vt::Call& c, const Backward& bw) {
+  using T = Traits<E, D>;
+  const Problem& pr = bw.p;
+  cudaStream_t st = vt::cuda::stream(c);
+  const int row = stat_row(pr.Tq);
+  const int64_t rows = (int64_t)pr.B * pr.H * pr.Tq;
+  const int64_t nsum = (int64_t)pr.B * pr.H * row, nacc = rows * D;
+  vt::Tensor sum_t = c.empty(&nsum, 1, vt::kFloat32), acc_t = c.empty(&nacc, 1, vt::kFloat32);
+  float* dsum = static_cast<float*>(sum_t->data);
+  float* acc = static_cast<float*>(acc_t->data);
+
+  // the > 48 KiB shared-memory opt-in, once per device (the dispatcher made the call's device current)
+  constexpr int kMaxDevices = 64;
+  static std::once_flag once[kMaxDevices];
+  static cudaError_t opt_in[kMaxDevices];
+  const int dev = c.ctx->device.index;
+  if (dev < 0 || dev >= kMaxDevices) c.fail(VT_ERR_RUNTIME, "cuda device index %d out of range", dev);
+  std::call_once(once[dev], [&] {
+    opt_in[dev] = cudaFuncSetAttribute(backward_kernel<E, D>, cudaFuncAttributeMaxDynamicSharedMemorySize, T::kSmem);
+  });
+  vt::cuda::check(c, opt_in[dev], "the hopper backward's shared-memory opt-in");
+
+  dsum_rows<E, D><<<(unsigned)((rows + 7) / 8), 256, 0, st>>>(static_cast<const E*>(bw.out), bw.so,
+                                                               static_cast<const E*>(bw.grad_out), bw.sgo, pr.H,
+                                                               pr.Tq, rows, dsum);
+  vt::cuda::check_launch(c, "the hopper backward's rowsum(dO * O)");
+  vt::cuda::check(c, cudaMemsetAsync(acc, 0, (size_t)nacc * sizeof(float), st), "clearing the dQ accumulator");
+
+  Params p{};
+  p.q = bw.q, p.k = bw.k, p.v = bw.v, p.dO = bw.grad_out;
+  p.sq = bw.sq, p.sk = bw.sk, p.sv = bw.sv, p.sdo = bw.sgo;
+  p.lse = bw.lse, p.lse_b = bw.slse.b, p.lse_h = bw.slse.h;
+  p.dsum = dsum, p.dq_acc = acc, p.dk = bw.dk, p.dv = bw.dv;
+  p.H = pr.H, p.Tq = pr.Tq, p.Tk = pr.Tk;
+  p.scale = pr.scale, p.scale_log2 = pr.scale * kLog2e, p.causal = pr.causal;
+  const dim3 grid((pr.Tk + T::Bc - 1) / T::Bc, pr.H, pr.B);
+  backward_kernel<E, D><<<grid, kThreads, T::kSmem, st>>>(p);
+  vt::cuda::check_launch(c, "the hopper backward");
+
+  dq_convert<E><<<vt::cuda::grid_for(nacc / 2), 256, 0, st>>>(acc, nacc / 2, pr.scale, static_cast<E*>(bw.dq));
+  vt::cuda::check_launch(c, "the hopper backward's dQ conversion");
+}
+
+}  // namespace vt_fmha::wgmma_bwd
+
+// One head dim's backward, bfloat16 and float16, causal and not (the mask is a run-time branch)
+#define VT_WGMMA_BACKWARD(D)                                                              \
+  void vt_fmha::backward_wgmma_d##D(vt::Call& c, const Backward& b) {                     \
+    if (b.p.fp16) wgmma_bwd::run<cutlass::half_t, D>(c, b);                                \
+    else wgmma_bwd::run<cutlass::bfloat16_t, D>(c, b);                                     \
+  }
