@@ -563,7 +563,7 @@ def test_sdpa_backward_takes_the_rng_tensor(device, provider):
 
 
 # ---- the flash provider's CUDA kernels (ops/attention/src/flash_*.cu) ------------------------------
-# What the tensor-core kernels take: float16/bfloat16, D == Dv in {64, 128}; anything else runs the
+# What the tensor-core kernels take: float16/bfloat16, D == Dv in {32, 64, 128}; anything else runs the
 # composed compute from inside the flash provider (the tables above cover that on cuda). Every check
 # compares with a float64 reference of the same rounded inputs and with the composed provider on
 # cuda; outputs are poisoned with NaN first (the caching allocator hands the freed blocks back), so a
@@ -627,7 +627,7 @@ FLASH_SHAPES = [(2, 3, 128, 128), (1, 2, 100, 190), (1, 2, 200, 70), (2, 1, 1, 3
 
 @needs_cuda
 @pytest.mark.parametrize("dtype", ["bfloat16", "float16", "float32"])
-@pytest.mark.parametrize("D", [64, 128])
+@pytest.mark.parametrize("D", [32, 64, 128])
 @pytest.mark.parametrize("shape", FLASH_SHAPES, ids=lambda s: "x".join(map(str, s)))
 @pytest.mark.parametrize("causal", [False, True])
 @pytest.mark.parametrize("mask", [None, "bool", "float"])
@@ -660,7 +660,7 @@ def test_flash_cuda_forward_and_grads(dtype, D, shape, causal, mask):
 
 @needs_cuda
 @pytest.mark.parametrize("dtype", ["bfloat16", "float16", "float32"])
-@pytest.mark.parametrize("D", [64, 128])
+@pytest.mark.parametrize("D", [32, 64, 128])
 @pytest.mark.parametrize("causal", [False, True])
 def test_flash_cuda_dropout_same_mask_as_cpu(dtype, D, causal):
     """the keep mask of the kernels is attn.hpp's rule at the recorded (seed, offset): the cpu flash
@@ -697,7 +697,7 @@ def test_flash_cuda_dropout_same_mask_as_cpu(dtype, D, causal):
 
 @needs_cuda
 @pytest.mark.parametrize("dtype", ["bfloat16", "float32"])
-@pytest.mark.parametrize("D", [64, 128])
+@pytest.mark.parametrize("D", [32, 64, 128])
 def test_flash_cuda_strided_scaled_and_masked_rows(D, dtype):
     """(B, T, H, D) memory seen as (B, H, T, D) (read in place), a transposed v (copied), an explicit
     scale, fully masked rows (out 0, lse -inf, finite gradients), deterministic backward"""
@@ -781,7 +781,34 @@ def test_flash_cuda_forward_with_dropout_in_a_cuda_graph():
 
 
 @needs_cuda
-@pytest.mark.parametrize("dtype,D", [("float32", 32), ("float32", 80), ("bfloat16", 32), ("bfloat16", 80)])
+@pytest.mark.parametrize("dtype", ["bfloat16", "float32"])
+def test_flash_cuda_takes_the_vit_attention(dtype):
+    """the ViT example's attention (vibetensor.examples.vit: dim 256, 8 heads -> D 32; 8 x 8 patches
+    + the class token -> T 65, one whole 64-row block and a partial one): q, k, v are head views of
+    one qkv projection (last stride 1, read in place). The flash kernels take it — their result is
+    not bitwise the composed provider's — and out and the gradients match float64."""
+    B, Tn, H, D = 8, 65, 8, 32
+    dt = getattr(vt, dtype)
+    tol, floor = tol_of(dt)
+    rng = np.random.default_rng(27)
+    tqkv, qkv = cuda_half(rng.standard_normal((B, Tn, 3 * H * D)).astype(np.float32), dt)
+    heads = lambda t, i: t[:, :, i * H * D:(i + 1) * H * D].reshape(B, Tn, H, D)  # noqa: E731
+    tq, tk, tv = (heads(tqkv, i).transpose(1, 2) for i in range(3))
+    assert not tq.is_contiguous() and tq.stride()[-1] == 1
+    q, k, v = (np.swapaxes(heads(qkv, i), 1, 2) for i in range(3))
+    tg, g = cuda_half(rng.standard_normal((B, H, Tn, D)).astype(np.float32), dt)
+    out, grads = flash_grads("flash", tq, tk, tv, None, False, tg)
+    c_out, c_grads = flash_grads("composed", tq, tk, tv, None, False, tg)
+    assert rel_err(to_numpy(out), ref(q, k, v)[0]) <= tol
+    assert not np.array_equal(to_numpy(out), to_numpy(c_out))  # the kernels ran, not composed from inside
+    for name, got, w, c in zip("qkv", grads, ref_grads(q, k, v, g), c_grads):
+        assert got.shape == (B, H, Tn, D) and got.dtype is dt
+        assert rel_err(to_numpy(got), w, floor) <= tol, name
+        assert not np.array_equal(to_numpy(got), to_numpy(c)), name
+
+
+@needs_cuda
+@pytest.mark.parametrize("dtype,D", [("float32", 16), ("float32", 80), ("bfloat16", 16), ("bfloat16", 80)])
 def test_flash_cuda_hands_other_calls_to_composed(dtype, D):
     """a dtype or head dim the kernels do not take still runs under provider "flash" (its compute
     calls the composed one) and matches the composed provider"""
@@ -806,8 +833,11 @@ def test_flash_cuda_kernels_in_host_emulation(tmp_path):
     exe = host_emulation.build("ops/attention/lab/flash_emulate.cpp", tmp_path / "flash_emulate", "FLASH_EMULATE",
                                ["ops/attention/src", "ops/attention/lab"])
     # 1, 4, 6: the 16-bit kernels; 13, 16: the float32 ones (D 128 causal with a float mask and
-    # grad_lse; D 64 causal, several blocks both ways, bool mask with a fully masked row, dropout)
-    run = subprocess.run([str(exe), "1", "4", "6", "13", "16"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                         timeout=600)
+    # grad_lse; D 64 causal, several blocks both ways, bool mask with a fully masked row, dropout);
+    # D 32: 18 and 22 the ViT's T = 65 with strided inputs (bf16, float32), 20 bf16 causal with a
+    # float mask and dropout (Tq > Tk), 23 float32 causal with a bool mask, dropout and grad_lse
+    cases = ["1", "4", "6", "13", "16", "18", "20", "22", "23"]
+    run = subprocess.run([str(exe), *cases], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600)
     assert run.returncode == 0, run.stdout
-    assert run.stdout.count("ok   fp32") == 2, run.stdout
+    assert run.stdout.count("ok   fp32") == 4 and run.stdout.count(" D32 ") == 4, run.stdout
+    assert run.stdout.count("ok   ") == len(cases), run.stdout

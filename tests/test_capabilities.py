@@ -94,9 +94,10 @@ def test_builtin_packs_declare_real_capabilities():
 def test_declared_limits_are_machine_checkable():
     flash = C.for_kernel(vt.ops.get("attention").capabilities, "attention::sdpa", "flash", "cuda")
     assert C.unmet(flash, "bfloat16", {"q": (2, 4, 128, 64), "v": (2, 4, 128, 64)}) == []
+    assert C.unmet(flash, "float32", {"q": (128, 8, 65, 32), "v": (128, 8, 65, 32)}) == []  # the ViT's head dim
     why = C.unmet(flash, "float64", {"q": (2, 4, 128, 96), "v": (2, 4, 128, 64)})
     assert why == ["dtype float64 is not one of ['bfloat16', 'float16', 'float32']",
-                   "q.shape[-1] = 96 is not one of [64, 128]"]
+                   "q.shape[-1] = 96 is not one of [32, 64, 128]"]
     assert C.unmet({"limits": [{"arg": "self", "dim": -1, "multiple_of": 8}]}, None,
                    {"self": (4, 12)}) == ["self.shape[-1] = 12 is not a multiple of 8"]
 
@@ -214,7 +215,7 @@ def test_info_shows_the_capabilities():
     assert out.exit_code == 0, out.output
     assert "needs packs: core >=0.1,<1" in out.output
     assert ("flash on cuda: compute capability 8.0+; bfloat16/float16/float32; CUDA graphs; deterministic; "
-            "q.shape[-1] one_of [64, 128]") in out.output
+            "q.shape[-1] one_of [32, 64, 128]") in out.output
     assert "composed on cpu: deterministic" in out.output
 
 

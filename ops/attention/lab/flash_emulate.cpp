@@ -1,10 +1,10 @@
 // flash_emulate.cpp — runs the flash provider's CUDA kernels (src/flash_fwd.cu, src/flash_bwd.cu;
 // the float32 ones of src/flash32_fwd.cu, src/flash32_bwd.cu are cases 10 and up) on the host,
 // with every CUDA thread a std::thread and the warp primitives emulated (flash_emulate.hpp),
-// against a float64 reference: forward out and lse, dq, dk, dv, for bf16, fp16 and fp32, D 64 and
-// 128, causal and not, Tq != Tk both ways (several blocks each way), bool and float masks, dropout
-// (attn.hpp's keep rule; the backward reads the seed from the forward's rng record), grad_lse,
-// strided inputs. A check of the index arithmetic for a machine without a GPU; slow (a barrier per
+// against a float64 reference: forward out and lse, dq, dk, dv, for bf16, fp16 and fp32, D 32, 64
+// and 128 (D 32: cases 18 and up), causal and not, Tq != Tk both ways (several blocks each way),
+// bool and float masks, dropout (attn.hpp's keep rule; the backward reads the seed from the
+// forward's rng record), grad_lse, strided inputs. A check of the index arithmetic for a machine without a GPU; slow (a barrier per
 // emulated collective), so the shapes are small. Global tensors and each CTA's shared memory are
 // heap buffers of their exact sizes: built with -fsanitize=address,undefined it also finds any
 // access out of bounds (clean on 2026-11-30; the float32 cases on 2026-12-01).
@@ -62,6 +62,17 @@ enum { kBf16 = 0, kFp16 = 1, kFp32 = 2 };
 template <class T>
 T to_t(float x) {
   return T(x);
+}
+
+// f(std::integral_constant<int, D>{}) for the head dims the kernels are instantiated for
+template <class F>
+static void by_head_dim(int D, F f) {
+  switch (D) {
+    case 32: return f(std::integral_constant<int, 32>{});
+    case 64: return f(std::integral_constant<int, 64>{});
+    case 128: return f(std::integral_constant<int, 128>{});
+    default: std::fprintf(stderr, "no kernels for D = %d\n", D), std::exit(2);
+  }
 }
 
 // max |got - want| / max(max |want|, floor)
@@ -209,13 +220,11 @@ static bool run_case(const Case& cs, std::mt19937& gen) {
     fp.philox.seed = seed, fp.philox.offset = offset;
   }
   bool nan = false;
-  if constexpr (is32) {
-    if (D == 64) emu_launch(flash_fwd32_kernel<64>, (unsigned)(fp.nqb * BH), fp, f32::kThreads, fwd32_smem<64>());
-    else emu_launch(flash_fwd32_kernel<128>, (unsigned)(fp.nqb * BH), fp, f32::kThreads, fwd32_smem<128>());
-  } else {
-    if (D == 64) emu_launch(flash_fwd_kernel<T, 64>, (unsigned)(fp.nqb * BH), fp, 128, fwd_smem<T, 64>());
-    else emu_launch(flash_fwd_kernel<T, 128>, (unsigned)(fp.nqb * BH), fp, 128, fwd_smem<T, 128>());
-  }
+  by_head_dim(D, [&](auto dc) {
+    constexpr int DD = decltype(dc)::value;
+    if constexpr (is32) emu_launch(flash_fwd32_kernel<DD>, (unsigned)(fp.nqb * BH), fp, f32::kThreads, fwd32_smem<DD>());
+    else emu_launch(flash_fwd_kernel<T, DD>, (unsigned)(fp.nqb * BH), fp, 128, fwd_smem<T, DD>());
+  });
   std::vector<double> got(out.size()), got_lse(lse.size());
   for (size_t i = 0; i < out.size(); ++i) got[i] = static_cast<float>(out[i]);
   for (size_t i = 0; i < lse.size(); ++i) got_lse[i] = lse[i];
@@ -244,21 +253,16 @@ static bool run_case(const Case& cs, std::mt19937& gen) {
   emu_launch(flash_bwd_prepass<T>, (rows + kPrepassWarps - 1) / kPrepassWarps, bp, 32 * kPrepassWarps, 0);
   const unsigned nkb = (unsigned)((Tk + kRowsPerCta - 1) / kRowsPerCta);
   const unsigned nqb = (unsigned)((Tq + kRowsPerCta - 1) / kRowsPerCta);
-  if constexpr (is32) {
-    if (D == 64) {
-      emu_launch(flash_bwd32_dkdv_kernel<64>, nkb * BH, bp, f32::kThreads, dkdv32_smem<64>());
-      emu_launch(flash_bwd32_dq_kernel<64>, nqb * BH, bp, f32::kThreads, dq32_smem<64>());
+  by_head_dim(D, [&](auto dc) {
+    constexpr int DD = decltype(dc)::value;
+    if constexpr (is32) {
+      emu_launch(flash_bwd32_dkdv_kernel<DD>, nkb * BH, bp, f32::kThreads, dkdv32_smem<DD>());
+      emu_launch(flash_bwd32_dq_kernel<DD>, nqb * BH, bp, f32::kThreads, dq32_smem<DD>());
     } else {
-      emu_launch(flash_bwd32_dkdv_kernel<128>, nkb * BH, bp, f32::kThreads, dkdv32_smem<128>());
-      emu_launch(flash_bwd32_dq_kernel<128>, nqb * BH, bp, f32::kThreads, dq32_smem<128>());
+      emu_launch(flash_bwd_dkdv_kernel<T, DD>, nkb * BH, bp, 128, dkdv_smem<T, DD>());
+      emu_launch(flash_bwd_dq_kernel<T, DD>, nqb * BH, bp, 128, dq_smem<T, DD>());
     }
-  } else if (D == 64) {
-    emu_launch(flash_bwd_dkdv_kernel<T, 64>, nkb * BH, bp, 128, dkdv_smem<T, 64>());
-    emu_launch(flash_bwd_dq_kernel<T, 64>, nqb * BH, bp, 128, dq_smem<T, 64>());
-  } else {
-    emu_launch(flash_bwd_dkdv_kernel<T, 128>, nkb * BH, bp, 128, dkdv_smem<T, 128>());
-    emu_launch(flash_bwd_dq_kernel<T, 128>, nqb * BH, bp, 128, dq_smem<T, 128>());
-  }
+  });
   auto err = [&](const std::vector<T>& x, const std::vector<double>& w) {
     std::vector<double> gx(x.size());
     for (size_t i = 0; i < x.size(); ++i) gx[i] = static_cast<float>(x[i]);
@@ -299,6 +303,15 @@ int main(int argc, char** argv) {
       {1, 1, 1, 33, 128, true, kNoMask, 0.0, false, true, kFp32},
       {1, 1, 200, 260, 64, true, kBoolMask, 0.1, true, false, kFp32},
       {1, 2, 150, 90, 128, false, kNoMask, 0.2, false, true, kFp32},
+      // D 32 (the ViT's 256 / 8 heads: T = 65, one partial block past a whole one, strided q/k/v)
+      {2, 2, 65, 65, 32, false, kNoMask, 0.0, false, true, false},
+      {1, 2, 100, 190, 32, true, kBoolMask, 0.0, true, false, true},
+      {1, 1, 200, 70, 32, true, kAddMask, 0.2, false, false, false},
+      {1, 1, 1, 33, 32, false, kNoMask, 0.0, false, true, true},  // not causal: dq would be 0 (a 16-bit check has no floor)
+      {2, 2, 65, 65, 32, false, kNoMask, 0.0, false, true, kFp32},
+      {1, 1, 130, 100, 32, true, kBoolMask, 0.3, true, false, kFp32},
+      {1, 1, 70, 150, 32, true, kAddMask, 0.0, false, true, kFp32},
+      {1, 1, 1, 33, 32, false, kNoMask, 0.1, false, false, kFp32},
   };
   std::vector<bool> run(cases.size(), argc == 1);  // arguments: the case indices to run (default all)
   for (int a = 1; a < argc; ++a)

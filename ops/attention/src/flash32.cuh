@@ -6,8 +6,9 @@
 //
 // Every float32 kernel: 256 threads as a 16 x 16 grid, ty = tid / 16 and tx = tid % 16. A 64 x N
 // result tile (N = 64 for scores, N = D for O, dQ, dK, dV) gives thread (ty, tx) rows 4 ty .. 4 ty + 3
-// and columns 4 tx + 64 g .. + 3 (g < N / 64): 4 x 4 (N = 64) or 4 x 8 (N = 128) accumulators. The 16
-// threads of one row group are one half-warp, so row reductions are 4 xor-shuffles (1, 2, 4, 8).
+// and N / 16 columns: 4 tx + 64 g .. + 3 (g < N / 64) when N >= 64, 4 x 4 (N = 64) or 4 x 8 (N = 128)
+// accumulators; 2 tx, 2 tx + 1 at N = 32 (D 32: 4 x 2). The 16 threads of one row group are one
+// half-warp, so row reductions are 4 xor-shuffles (1, 2, 4, 8).
 #pragma once
 
 #include "flash_cuda.cuh"
@@ -22,7 +23,7 @@ constexpr int kRows = 64;  // queries of a forward / dQ block, keys of a dK/dV b
 // D 64) and the D 64 backward at 127 (it would take 203 and one CTA an SM); the D 128 backward's
 // shared memory (176-208 KiB) fits one CTA anyway, so it keeps its 194-232 registers.
 template <int D> constexpr int kFwdCtas = 2;
-template <int D> constexpr int kBwdCtas = D == 64 ? 2 : 1;
+template <int D> constexpr int kBwdCtas = D == 128 ? 1 : 2;
 
 // A K x N tile, "k-major": element (k, n) at k N + 4 ((n / 4) ^ ((k / 4) % 8)) + n % 4. The XOR
 // swizzle of the 16-byte chunks lets the three access patterns below run without bank conflicts:
@@ -31,10 +32,12 @@ template <int D> constexpr int kBwdCtas = D == 64 ? 2 : 1;
 // n of one k (the transposing loader).
 template <int N>
 __device__ __forceinline__ int at(int k, int n) {
+  static_assert(N >= 32, "a row of at least 8 chunks: the XOR keeps a chunk within its row");
   return k * N + (((n >> 2) ^ ((k >> 2) & 7)) << 2) + (n & 3);
 }
 
 __device__ __forceinline__ float4 ld4(const float* p) { return *reinterpret_cast<const float4*>(p); }
+__device__ __forceinline__ float2 ld2(const float* p) { return *reinterpret_cast<const float2*>(p); }
 __device__ __forceinline__ void st4(float* p, float a, float b, float c, float d) {
   *reinterpret_cast<float4*>(p) = float4{a, b, c, d};
 }
@@ -63,23 +66,33 @@ __device__ __forceinline__ void load_r(float* tile, const float* base, int64_t s
   }
 }
 
-// acc[r][4 g + c] += sum_k A(k, 4 ty + r) B(k, 4 tx + 64 g + c): A a K x 64 tile, B a K x N tile.
-// Per k a thread reads 1 + N / 64 float4s (A's broadcast within the half-warp) for 16 N / 64 FFMAs.
+// acc[r][c] += sum_k A(k, 4 ty + r) B(k, col(c)): A a K x 64 tile, B a K x N tile, col(4 g + c) =
+// 4 tx + 64 g + c (N = 64, 128) or col(c) = 2 tx + c (N = 32). Per k a thread reads 1 + N / 64
+// float4s (A's broadcast within the half-warp; at N = 32 a float4 and a float2) for 4 N / 16 FFMAs.
 template <int K, int N>
 __device__ __forceinline__ void mm(float (&acc)[4][N / 16], const float* A, const float* B, int ty, int tx) {
-  static_assert(N % 64 == 0, "columns in groups of 4 tx + 64 g: N = 64 or 128");
+  static_assert(N == 32 || N % 64 == 0, "columns 2 tx + c (N = 32) or in groups of 4 tx + 64 g (N = 64, 128)");
 #pragma unroll
   for (int k = 0; k < K; ++k) {
     const float4 a = ld4(A + at<kRows>(k, 4 * ty));
     const float av[4] = {a.x, a.y, a.z, a.w};
+    if constexpr (N == 32) {  // one 128-byte row of B: the half-warp's float2s cover it once
+      const float2 b = ld2(B + at<N>(k, 2 * tx));
 #pragma unroll
-    for (int g = 0; g < N / 64; ++g) {
-      const float4 b = ld4(B + at<N>(k, 4 * tx + 64 * g));
-      const float bv[4] = {b.x, b.y, b.z, b.w};
+      for (int r = 0; r < 4; ++r) {
+        acc[r][0] = fmaf(av[r], b.x, acc[r][0]);
+        acc[r][1] = fmaf(av[r], b.y, acc[r][1]);
+      }
+    } else {
 #pragma unroll
-      for (int r = 0; r < 4; ++r)
+      for (int g = 0; g < N / 64; ++g) {
+        const float4 b = ld4(B + at<N>(k, 4 * tx + 64 * g));
+        const float bv[4] = {b.x, b.y, b.z, b.w};
 #pragma unroll
-        for (int c = 0; c < 4; ++c) acc[r][4 * g + c] = fmaf(av[r], bv[c], acc[r][4 * g + c]);
+        for (int r = 0; r < 4; ++r)
+#pragma unroll
+          for (int c = 0; c < 4; ++c) acc[r][4 * g + c] = fmaf(av[r], bv[c], acc[r][4 * g + c]);
+      }
     }
   }
 }
@@ -91,7 +104,8 @@ __device__ __forceinline__ void store_t(float* tile, const float (&x)[4][4], int
   for (int c = 0; c < 4; ++c) st4(tile + at<kRows>(4 * tx + c, 4 * ty), x[0][c], x[1][c], x[2][c], x[3][c]);
 }
 
-// Rows t0 + 4 ty + r < T_ of a contiguous (.., T, D) output from acc (times s), 16 bytes a store.
+// Rows t0 + 4 ty + r < T_ of a contiguous (.., T, D) output from acc (times s), 16 bytes a store
+// (8 at D = 32: mm's columns 2 tx, 2 tx + 1).
 template <int D>
 __device__ __forceinline__ void store_rows(float* out, const float (&acc)[4][D / 16], float s, int t0, int T_, int ty,
                                            int tx) {
@@ -99,10 +113,14 @@ __device__ __forceinline__ void store_rows(float* out, const float (&acc)[4][D /
   for (int r = 0; r < 4; ++r) {
     const int t = t0 + 4 * ty + r;
     if (t >= T_) continue;
+    if constexpr (D == 32) {
+      *reinterpret_cast<float2*>(out + (int64_t)t * D + 2 * tx) = float2{acc[r][0] * s, acc[r][1] * s};
+    } else {
 #pragma unroll
-    for (int g = 0; g < D / 64; ++g)
-      st4(out + (int64_t)t * D + 4 * tx + 64 * g, acc[r][4 * g] * s, acc[r][4 * g + 1] * s, acc[r][4 * g + 2] * s,
-          acc[r][4 * g + 3] * s);
+      for (int g = 0; g < D / 64; ++g)
+        st4(out + (int64_t)t * D + 4 * tx + 64 * g, acc[r][4 * g] * s, acc[r][4 * g + 1] * s, acc[r][4 * g + 2] * s,
+            acc[r][4 * g + 3] * s);
+    }
   }
 }
 

@@ -15,7 +15,7 @@
 //            (causal: j < i0 + 64): K^T, V^T, K ->
 //              S = Q K^T;  P = exp2(x - lse2_i);  dP = dO V^T;  dS = P * (dP * keep / (1 - p) - delta_i)
 //              dS -> shared (as (j, i));  dQ += dS K
-// dK and dQ are scaled at the end. Instantiated for D in {64, 128}; causal, mask, dropout run-time.
+// dK and dQ are scaled at the end. Instantiated for D in {32, 64, 128}; causal, mask, dropout run-time.
 #include "flash32.cuh"
 
 namespace flashcu {
@@ -214,8 +214,11 @@ static void launch_bwd32_d(const vt::Call& c, const BwdParams& p) {
 }
 
 void launch_bwd32(const vt::Call& c, const BwdParams& p) {
-  if (p.D == 64) launch_bwd32_d<64>(c, p);
-  else launch_bwd32_d<128>(c, p);
+  switch (p.D) {  // what takes() admits: 32, 64, 128
+    case 32: return launch_bwd32_d<32>(c, p);
+    case 64: return launch_bwd32_d<64>(c, p);
+    default: return launch_bwd32_d<128>(c, p);
+  }
 }
 #endif  // FLASH_EMULATE
 

@@ -4,31 +4,37 @@
 // Not here: the tile layout and the product (flash32.cuh), the 16-bit kernel (flash_fwd.cu).
 //
 // One CTA = one (b, h) and a block of 64 queries, 256 threads (flash32.cuh's 16 x 16 layout: a
-// thread owns 4 query rows, 4 key columns of a score tile and 4 (D 64) / 8 (D 128) columns of O):
+// thread owns 4 query rows, 4 key columns of a score tile and 2 (D 32) / 4 (D 64) / 8 (D 128)
+// columns of O):
 //   Q block -> shared memory transposed (D x 64), once
 //   for each block of 64 keys (causal: only keys j < i0 + 64):
 //     K_j transposed (D x 64) and V_j (64 x D) -> shared memory
 //     S = Q K_j^T;  x = S * scale * log2(e) (+ mask), -inf where causal/mask/past Tk drop it
 //     m_new = max(m, rowmax x);  P = exp2(x - m_new);  l = l * alpha + rowsum P;  O *= alpha
-//     P (dropout applied) -> shared memory transposed, over K_j's space;  O += P V_j
+//     P (dropout applied) -> shared memory transposed, over K_j's space (64 x 64: at D = 32 that
+//     space is sized for P, twice K_j^T);  O += P V_j
 //   out = O / l (0 where l == 0), lse = (m + log2 l) * ln 2 (-inf where l == 0)
-// Instantiated for D in {64, 128}; causal, mask and dropout are run-time.
+// Instantiated for D in {32, 64, 128}; causal, mask and dropout are run-time.
 #include "flash32.cuh"
 
 namespace flashcu {
 
+// K^T's space holds P^T (64 x 64) next: at least kRows rows of it
+template <int D>
+constexpr int kKtRows = D > f32::kRows ? D : f32::kRows;
+
 template <int D>
 constexpr size_t fwd32_smem() {
-  return sizeof(float) * (size_t)3 * f32::kRows * D;  // Q^T, K^T (then P^T), V
+  return sizeof(float) * (size_t)f32::kRows * (2 * D + kKtRows<D>);  // Q^T, K^T (then P^T), V
 }
 
 template <int D>
 __global__ void __launch_bounds__(f32::kThreads, f32::kFwdCtas<D>) flash_fwd32_kernel(const FwdParams p) {
   using namespace f32;
-  static_assert(D == 64 || D == 128, "P^T (64 x 64) is written over K^T (D x 64); 4 tx + 64 g columns");
+  static_assert(D == 32 || D == 64 || D == 128, "mm's column layouts (2 tx + c; 4 tx + 64 g + c)");
   float* sQt = reinterpret_cast<float*>(dynamic_smem());  // (d, i)
   float* sKt = sQt + D * kRows;                           // (d, j), then P^T (j, i)
-  float* sV = sKt + D * kRows;                            // (j, d)
+  float* sV = sKt + kKtRows<D> * kRows;                   // (j, d)
   const int tid = threadIdx.x, ty = tid / 16, tx = tid % 16;
 
   // heaviest (latest, for causal) query blocks first
@@ -144,8 +150,11 @@ static void launch_fwd32_d(const vt::Call& c, FwdParams p) {
 }
 
 void launch_fwd32(const vt::Call& c, const FwdParams& p, int D) {
-  if (D == 64) launch_fwd32_d<64>(c, p);
-  else launch_fwd32_d<128>(c, p);
+  switch (D) {  // what takes() admits: 32, 64, 128
+    case 32: return launch_fwd32_d<32>(c, p);
+    case 64: return launch_fwd32_d<64>(c, p);
+    default: return launch_fwd32_d<128>(c, p);
+  }
 }
 #endif  // FLASH_EMULATE
 

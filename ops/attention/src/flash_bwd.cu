@@ -20,7 +20,7 @@
 //               dQ += dS K                                         (dQ *= scale at the end)
 // The dropout keep rule is attn.hpp's, at the (seed, offset) the forward recorded: launch arguments,
 // or read on the device from the forward's rng tensor (graph-safe: the host never waits for it).
-// Instantiated for {bfloat16, float16} x D {64, 128}; causal is a run-time flag.
+// Instantiated for {bfloat16, float16} x D {32, 64, 128}; causal is a run-time flag.
 #include "flash_cuda.cuh"
 
 namespace flashcu {
@@ -459,9 +459,10 @@ VT_COMPUTE(sdpa_backward_flash_cuda, "attention::sdpa_backward") {
     return launch_bwd32(c, p);
   }
   const bool bf16 = st == vt::ScalarType::BFloat16;
-  if (bf16 && d.D == 64) launch_bwd<__nv_bfloat16, 64>(c, p);
-  else if (bf16) launch_bwd<__nv_bfloat16, 128>(c, p);
-  else if (d.D == 64) launch_bwd<__half, 64>(c, p);
-  else launch_bwd<__half, 128>(c, p);
+  switch (d.D) {  // what takes() admits: 32, 64, 128
+    case 32: return bf16 ? launch_bwd<__nv_bfloat16, 32>(c, p) : launch_bwd<__half, 32>(c, p);
+    case 64: return bf16 ? launch_bwd<__nv_bfloat16, 64>(c, p) : launch_bwd<__half, 64>(c, p);
+    default: return bf16 ? launch_bwd<__nv_bfloat16, 128>(c, p) : launch_bwd<__half, 128>(c, p);
+  }
 }
 #endif  // FLASH_EMULATE

@@ -218,11 +218,16 @@ __device__ __forceinline__ void pack_a(uint32_t (&a)[4], const float (&c0)[4], c
 }
 
 // ---- the shared-memory tile ---------------------------------------------------------------------------
-// R rows x D 16-bit elements, row major, 16-byte chunks XOR-swizzled by (row % 8): the 8 rows an
-// ldmatrix 8x8 reads (one chunk each) then sit in 8 different bank groups.
+// R rows x D 16-bit elements, row major, 16-byte chunks XOR-swizzled so that the 8 rows an ldmatrix
+// 8x8 reads (one chunk each, rows 8a .. 8a + 7) sit in 8 different 16-byte bank groups of a 128-byte
+// line: by (row % 8) when a row is 128 bytes or more (D >= 64); at D = 32 a row is half a line (4
+// chunks), so rows 2r and 2r + 1 share one and the chunk is XORed with (row / 2) % 4 (which also keeps
+// it within the row's 4 chunks).
 template <int D>
 __device__ __forceinline__ int swz(int row, int chunk) {
-  return row * D + ((chunk ^ (row & 7)) << 3);
+  static_assert(D == 32 || D % 64 == 0, "rows of 4 chunks (D 32) or a multiple of 8");
+  if constexpr (D == 32) return row * D + ((chunk ^ ((row >> 1) & 3)) << 3);
+  else return row * D + ((chunk ^ (row & 7)) << 3);
 }
 
 // Rows [t0, t0 + R) of one (b, h) of an operand into a tile (rows >= T zero-filled), by all
@@ -328,12 +333,13 @@ namespace flashcu {
 int device_cc_major(int index);
 
 // Whether the flash kernels take a call with these inputs: float16/bfloat16 (tensor cores) or
-// float32 (CUDA cores: flash32_*.cu), head dims D == Dv in {64, 128}, every size > 0 and within int range, an sm80+ device. Anything else runs on the
-// composed provider (called from the flash compute: the dispatcher has no fall-through).
+// float32 (CUDA cores: flash32_*.cu), head dims D == Dv in {32, 64, 128}, every size > 0 and within
+// int range, an sm80+ device. Anything else runs on the composed provider (called from the flash
+// compute: the dispatcher has no fall-through).
 inline bool takes(const vt_tensor* q, const attn::Dims& d, int device_index) {
   const vt::ScalarType st = vt::scalar_type(q->dtype);
   if (st != vt::ScalarType::Float16 && st != vt::ScalarType::BFloat16 && st != vt::ScalarType::Float32) return false;
-  if (d.D != d.Dv || (d.D != 64 && d.D != 128)) return false;
+  if (d.D != d.Dv || (d.D != 32 && d.D != 64 && d.D != 128)) return false;
   if (d.B <= 0 || d.H <= 0 || d.Tq <= 0 || d.Tk <= 0) return false;
   if (d.Tq > (1 << 30) || d.Tk > (1 << 30) || d.B * d.H > (1 << 30)) return false;
   const int64_t blocks = (std::max(d.Tq, d.Tk) + kRowsPerCta - 1) / kRowsPerCta * d.B * d.H;
@@ -379,7 +385,7 @@ inline Mask mask_of(vt::Call& c, const vt_tensor* mask, vt::Tensor& hold) {
   return m;
 }
 
-// The float32 kernels (flash32_fwd.cu, flash32_bwd.cu): the forward for D in {64, 128}, and the
+// The float32 kernels (flash32_fwd.cu, flash32_bwd.cu): the forward for D in {32, 64, 128}, and the
 // dK/dV and dQ kernels after the caller's prepass (flash_bwd_prepass<float>).
 void launch_fwd32(const vt::Call& c, const FwdParams& p, int D);
 void launch_bwd32(const vt::Call& c, const BwdParams& p);

@@ -16,7 +16,7 @@
 //   out = O / l (0 where l == 0), lse = (m + log2 l) * ln 2 (-inf where l == 0)
 // Dropout draws the keep rule of attn.hpp from host->philox_args (graph-safe: unpacked on the
 // device), and block 0 writes the rng output [seed, offset] ([0, 0] without dropout).
-// Instantiated for {bfloat16, float16} x D {64, 128}; causal is a run-time flag.
+// Instantiated for {bfloat16, float16} x D {32, 64, 128}; causal is a run-time flag.
 #include "flash_cuda.cuh"
 
 namespace flashcu {
@@ -291,9 +291,10 @@ VT_COMPUTE(sdpa_flash_cuda, "attention::sdpa") {
   const vt::ScalarType st = vt::scalar_type(a.q->dtype);
   if (st == vt::ScalarType::Float32) return launch_fwd32(c, p, (int)d.D);  // flash32_fwd.cu
   const bool bf16 = st == vt::ScalarType::BFloat16;
-  if (bf16 && d.D == 64) launch_fwd<__nv_bfloat16, 64>(c, p);
-  else if (bf16) launch_fwd<__nv_bfloat16, 128>(c, p);
-  else if (d.D == 64) launch_fwd<__half, 64>(c, p);
-  else launch_fwd<__half, 128>(c, p);
+  switch (d.D) {  // what takes() admits: 32, 64, 128
+    case 32: return bf16 ? launch_fwd<__nv_bfloat16, 32>(c, p) : launch_fwd<__half, 32>(c, p);
+    case 64: return bf16 ? launch_fwd<__nv_bfloat16, 64>(c, p) : launch_fwd<__half, 64>(c, p);
+    default: return bf16 ? launch_fwd<__nv_bfloat16, 128>(c, p) : launch_fwd<__half, 128>(c, p);
+  }
 }
 #endif  // FLASH_EMULATE

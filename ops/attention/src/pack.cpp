@@ -5,7 +5,7 @@
 //     meta step (here): every argument check, the three outputs (every device, meta included)
 //     provider "flash"    (priority 10): fused tiled compute, flash.cpp (cpu) and flash_fwd.cu
 //                         (cuda: tensor cores for bfloat16/float16, FFMA for float32 (flash32_*.cu),
-//                         at D in {64, 128}; other calls run the composed compute from inside it)
+//                         at D in {32, 64, 128}; other calls run the composed compute from inside it)
 //     provider "composed" (priority 0):  compute written with core ops, composed.cpp
 //     out (B, H, Tq, Dv); lse (B, H, Tq) float32 (float64 for float64 inputs); rng int64 (2,) =
 //     [seed, offset] of the dropout's Philox draw ([0, 0] without dropout) — the backward regenerates
@@ -252,7 +252,7 @@ vt_status attention_init(const vt_host* host, vt_pack* pack) {
     composed.compute("attention::sdpa", VT_CPU, sdpa_composed);
     composed.compute("attention::sdpa_backward", VT_CPU, sdpa_backward_composed);
 #ifdef VT_WITH_CUDA
-    // flash on cuda: bfloat16/float16 (tensor cores), float32 (FFMA), D == Dv in {64, 128}, sm80+;
+    // flash on cuda: bfloat16/float16 (tensor cores), float32 (FFMA), D == Dv in {32, 64, 128}, sm80+;
     // any other call runs the composed compute from inside it (the dispatcher has no fall-through
     // between providers)
     flash.compute("attention::sdpa", VT_CUDA, sdpa_flash_cuda);
@@ -280,9 +280,9 @@ VT_OPPACK_CAPABILITIES(R"json({
      "shapes": "q, k, v 4-D (B, H, T, D); fused and tiled, the T x T scores never exist"},
     {"provider": "flash", "device": "cuda", "compute_capability": {"min": "8.0"},
      "dtypes": ["bfloat16", "float16", "float32"], "cuda_graphs": true, "deterministic": true,
-     "shapes": "head dim D == Dv in {64, 128}; any other call runs the composed compute inside it",
-     "limits": [{"arg": "q", "dim": -1, "one_of": [64, 128]},
-                {"arg": "v", "dim": -1, "one_of": [64, 128]}]},
+     "shapes": "head dim D == Dv in {32, 64, 128}; any other call runs the composed compute inside it",
+     "limits": [{"arg": "q", "dim": -1, "one_of": [32, 64, 128]},
+                {"arg": "v", "dim": -1, "one_of": [32, 64, 128]}]},
     {"provider": "composed", "device": "cpu", "deterministic": true,
      "shapes": "any 4-D q, k, v; core ops (matmul, softmax), the T x T scores materialised"},
     {"provider": "composed", "device": "cuda", "cuda_graphs": true, "deterministic": true,
