@@ -141,6 +141,9 @@ typedef vt_status (*vtrt_custom_backward_fn)(void* ctx, vt_tensor* const* grad_o
 vt_status vtrt_record_custom(vt_tensor* const* inputs, int32_t nin, vt_tensor* const* outputs,
                              int32_t nout, vtrt_custom_backward_fn fn, void* ctx,
                              void (*release)(void* ctx), const char* name);
+/* n views of self along dim, of the given sizes (summing to its size there); their backward is one
+   cat of the pieces' gradients. outs receives n new references. */
+vt_status vtrt_split(vt_tensor* self, const int64_t* sizes, int32_t n, int64_t dim, vt_tensor** outs);
 vt_status vtrt_backward(vt_tensor* const* roots, vt_tensor* const* grads, int32_t n,
                         int32_t retain_graph, int32_t create_graph, vt_tensor* const* inputs,
                         int32_t ninputs, vt_tensor** out_grads);

@@ -221,6 +221,45 @@ def test_cat_family_gradcheck(rng):
     gradgradcheck(lambda x: vt.cat([x, x * x], 0), a)
 
 
+def test_split_backward_is_one_cat(rng, device):
+    """split/chunk record one SplitBackward node: the gradient is the pieces' gradients joined
+    along the dim (zeros where none reached), whatever layout the input has."""
+    for layout in LAYOUTS:
+        base, a = make(rng, (6, 9), "float32", layout, device=device)
+        x = base.detach().requires_grad_()
+        pieces = (x * 1).split([2, 3, 4], dim=1)
+        assert all(p.grad_fn.name == "SplitBackward" for p in pieces)
+        (pieces[0] * 2).sum().backward(retain_graph=True)
+        exp = np.zeros((6, 9), np.float32)
+        exp[:, :2] = 2
+        assert_close(x.grad, exp, "float32")
+        (pieces[2] * 3).sum().backward()  # the node keeps nothing: a second pass works
+        exp[:, 5:] = 3
+        assert_close(x.grad, exp, "float32")
+    x = leaf(rng, (5, 4))
+    gradcheck(lambda t: [u * (i + 1) for i, u in enumerate(t.chunk(3, 0))], x)
+    gradgradcheck(lambda t: vt.cat([u * u * (i + 1) for i, u in enumerate(t.split(2, 1))], 1), x)
+
+
+def test_split_views_in_place():
+    x = vt.ones(2, 6).requires_grad_()
+    p, q = (x * 1).chunk(2, dim=1)
+    with pytest.raises(RuntimeError, match=r"\[core::mul_\] 'self' is one of the views split\(\) or "
+                                           r"chunk\(\) returned"):
+        p.mul_(2)
+    y = x * 1
+    p, q = y.split(3, 1)
+    y.mul_(3)  # the base changes after the split: the pieces' history follows it
+    (p * q).sum().backward()
+    assert_close(x.grad, np.full((2, 6), 9.0, np.float32), "float32")
+    with vt.no_grad():
+        a, b = vt.ones(4).split(2)
+        a.mul_(5)  # no grad: plain views, written in place
+    assert a.tolist() == [5.0, 5.0]
+    c, d = vt.arange(6).split(3)  # integers: views, never recorded
+    assert c.grad_fn is None and d.tolist() == [3, 4, 5]
+
+
 def test_cat_errors():
     with pytest.raises(ValueError, match=r"\[core::cat\] sizes must match except in dim 0"):
         vt.cat([vt.ones(2, 3), vt.ones(2, 4)])

@@ -1,8 +1,9 @@
 """The shape/indexing op family's frontend: vt.cat/stack/split/chunk/gather/..., factories
 (linspace, eye) and the matching Tensor methods, with torch names and signatures.
 
-split/chunk/unbind/stack are Python over the view ops (slice/select/unsqueeze) and cat, so
-autograd sees ops it knows.
+unbind/stack are Python over the view ops (select/unsqueeze) and cat, so autograd sees ops it
+knows; split/chunk make their core::slice views in one runtime call (vtrt_split) that records one
+node for all pieces, whose backward is one cat.
 
 >>> import vibetensor as vt
 >>> a, b = vt.arange(6.0).reshape(2, 3).chunk(2)
@@ -14,6 +15,7 @@ from __future__ import annotations
 import math
 
 from vibetensor.runtime import dtypes as T
+from vibetensor.runtime import error, ffi, lib
 
 from . import _ops
 
@@ -91,12 +93,14 @@ def split(tensor, split_size_or_sections, dim=0):
         sizes = [int(x) for x in split_size_or_sections]
         if sum(sizes) != n or any(x < 0 for x in sizes):
             raise ValueError(f"split: sections {sizes} do not sum to the size {n} of dim {d}")
-    out, start = [], 0
-    sl = _op("core::slice")
-    for s in sizes:
-        out.append(sl(tensor, d, start, start + s, 1))
-        start += s
-    return tuple(out)
+    # one runtime call makes every piece (core::slice views) and, when grad is needed, one node
+    # whose backward joins the pieces' gradients with a single cat
+    outs = ffi.new("vt_tensor*[]", max(len(sizes), 1))
+    if lib.vtrt_split(tensor._h, ffi.new("int64_t[]", sizes or [0]), len(sizes), d, outs) != 0:
+        raise error()
+    from .tensor import _wrap as _wrap_handle
+
+    return tuple(_wrap_handle(outs[i]) for i in range(len(sizes)))
 
 
 def chunk(tensor, chunks, dim=0):

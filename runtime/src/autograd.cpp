@@ -35,7 +35,7 @@ struct OpSlot {
 OpSlot kAdd{"core::add", {nullptr}}, kContiguous{"core::contiguous", {nullptr}},
     kOnes{"core::ones", {nullptr}}, kZeros{"core::zeros", {nullptr}},
     kAsStrided{"core::as_strided", {nullptr}}, kCopy{"core::copy_", {nullptr}},
-    kZero{"core::zero_", {nullptr}};
+    kZero{"core::zero_", {nullptr}}, kSlice{"core::slice", {nullptr}}, kCat{"core::cat", {nullptr}};
 
 // One output of an op; null (error set) on failure.
 vt_tensor* call1(OpSlot& slot, std::initializer_list<vt_value> in) {
@@ -437,6 +437,12 @@ vt_status check_inplace(Op* op, const vt_value* args) {
                          s.name.c_str(), s.args[0].name.c_str());
   }
   AutogradMeta* m = meta(self);
+  if (m && m->grad_fn && m->grad_fn->multi_view)
+    return set_error(VT_ERR_RUNTIME,
+                     "[%s] '%s' is one of the views split() or chunk() returned; those views "
+                     "cannot be modified in place while grad mode is on (their gradients are "
+                     "joined by one cat in the backward); clone() it first",
+                     s.name.c_str(), s.args[0].name.c_str());
   if (m && m->requires_grad && !m->grad_fn)
     return set_error(VT_ERR_RUNTIME,
                      "[%s] a leaf tensor that requires grad cannot be modified in place (use "
@@ -936,7 +942,7 @@ struct Engine {
             if (status == VT_OK && !retain_graph) {
               release_saved(x);
               if (x->inner) release_saved(x->inner);
-              if (x->kind == NodeKind::Custom) x->released = true;
+              if (x->kind == NodeKind::Custom && !x->multi_view) x->released = true;
             }
           }
         }
@@ -971,6 +977,53 @@ struct Engine {
 }  // namespace vt
 
 using namespace vt;
+
+// ---- split: several views of one tensor, one node -------------------------------------------------
+// split()/chunk() return views of consecutive pieces along a dim. Recorded as a slice node each,
+// their backward would write each piece's gradient into a zero tensor of the input's size and add
+// those up (a memset, a copy and an add of the whole input per piece); one node for all pieces
+// joins their gradients with one cat, zeros standing in for a piece no gradient reached.
+namespace {
+
+struct SplitInfo {
+  int64_t dim;
+  vt_dtype dtype;
+  vt_device device;
+  std::vector<std::vector<int64_t>> shapes;  // each piece's sizes
+};
+
+vt_status split_backward(void* ctx, vt_tensor* const* grad_outs, int32_t nouts, vt_tensor** grad_ins,
+                         int32_t nins) {
+  const auto* info = static_cast<const SplitInfo*>(ctx);
+  if (nins < 1 || std::none_of(grad_outs, grad_outs + nouts, [](vt_tensor* g) { return g != nullptr; }))
+    return VT_OK;
+  vt_value dt = none_value(), dev = none_value();
+  dt.tag = VT_DTYPE;
+  dt.v.dtype = info->dtype;
+  dev.tag = VT_DEVICE;
+  dev.v.device = info->device;
+  std::vector<vt_tensor*> parts(grad_outs, grad_outs + nouts), zeros;
+  vt_status st = VT_OK;
+  for (int32_t j = 0; j < nouts && st == VT_OK; ++j) {
+    if (parts[j]) continue;
+    const auto& sh = info->shapes[j];
+    parts[j] = call1(kZeros, {Ints(sh.data(), static_cast<int64_t>(sh.size())), dt, dev});
+    if (parts[j]) zeros.push_back(parts[j]); else st = vtrt_last_status();
+  }
+  if (st == VT_OK) {
+    vt_value list = none_value();
+    list.tag = VT_TENSORS;
+    list.v.ts.data = parts.data();
+    list.v.ts.len = nouts;
+    grad_ins[0] = call1(kCat, {list, Int(info->dim)});
+    if (!grad_ins[0]) st = vtrt_last_status();
+  }
+  for (vt_tensor* z : zeros) vtrt_release(z);
+  return st;
+}
+
+void split_release(void* ctx) { delete static_cast<SplitInfo*>(ctx); }
+}  // namespace
 
 extern "C" {
 
@@ -1091,6 +1144,44 @@ vt_status vtrt_record_custom(vt_tensor* const* inputs, int32_t nin, vt_tensor* c
     m->requires_grad = true;
   }
   node_release(n);
+  return VT_OK;
+}
+
+// n views of self: pieces of the given sizes, in order, along dim (which the caller checked:
+// the sizes sum to self's size there). outs receives n new references.
+vt_status vtrt_split(vt_tensor* self, const int64_t* sizes, int32_t n, int64_t dim, vt_tensor** outs) {
+  std::fill(outs, outs + n, nullptr);
+  const bool nograd_views = !t_grad_enabled || impl(self)->view_nograd;
+  const bool record = t_grad_enabled && n > 1 && is_float(self->dtype) && wants_grad(self);
+  {
+    NoGradScope no_grad;  // the pieces are recorded below as one node, not as a slice node each
+    int64_t start = 0;
+    for (int32_t i = 0; i < n; ++i) {
+      outs[i] = call1(kSlice, {T(self), Int(dim), Int(start), Int(start + sizes[i]), Int(1)});
+      if (!outs[i]) {
+        for (int32_t k = 0; k < i; ++k) vtrt_release(outs[k]);
+        std::fill(outs, outs + n, nullptr);
+        return vtrt_last_status();
+      }
+      start += sizes[i];
+    }
+  }
+  for (int32_t i = 0; i < n; ++i) impl(outs[i])->view_nograd = nograd_views;  // made as if outside the scope
+  if (!record) return VT_OK;
+  auto* info = new SplitInfo{dim, self->dtype, self->device, {}};
+  for (int32_t i = 0; i < n; ++i) info->shapes.emplace_back(outs[i]->sizes, outs[i]->sizes + outs[i]->ndim);
+  vt_status st = vtrt_record_custom(&self, 1, outs, n, split_backward, info, split_release, "SplitBackward");
+  if (st != VT_OK) {
+    for (int32_t i = 0; i < n; ++i) vtrt_release(outs[i]);
+    std::fill(outs, outs + n, nullptr);
+    return st;
+  }
+  for (int32_t i = 0; i < n; ++i) {
+    AutogradMeta* m = ensure_meta(outs[i]);
+    m->grad_fn->multi_view = true;
+    // made against the base's current history: remade as as_strided of the base only if it changes
+    if (vt_tensor* base = impl(outs[i])->view_base) m->base_history = history_id(base);
+  }
   return VT_OK;
 }
 

@@ -106,10 +106,11 @@ struct Node {
   // AccumulateGrad
   vt_tensor* leaf = nullptr;           // owned
 
-  // Custom (user-defined Function)
+  // Custom (user-defined Function, or split: several views joined by one cat in the backward)
   vt_custom_backward_fn custom = nullptr;
   Callback custom_cb;
   std::string name;
+  bool multi_view = false;  // outputs are views of one input (split): none may be written in place
 
   // CopySlices
   Node* inner = nullptr;  // owned: the in-place op's node; its input 0 is the view's old value
