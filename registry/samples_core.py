@@ -212,4 +212,6 @@ def samples(s):
                                       # capturable: lr_t / step_t as 1-element tensors
                                       call([f(3)], [f(3)], [f(3)], [pos(3)], 0.1, 0.9, 0.999, 1e-8, 0.0, 0,
                                            pos(1), pos(1))],
+        "core::clip_grad_norm": lambda: [call([f(2, 3), f(4), f(3, 2).t()], 0.5),
+                                         call([f(5), f(2, 2)], 100.0, float("inf"))],
     }

@@ -528,3 +528,70 @@ def test_capturable_adamw_matches_eager_and_replays_in_a_cuda_graph():
         for p, q in zip(ps, qs):
             np.testing.assert_allclose(to_numpy(p), to_numpy(q), rtol=1e-6, atol=1e-7)
     assert opt.state[ps[0]]["step"].cpu().tolist() == [6.0]
+
+
+# -- core::clip_grad_norm (vt.nn.utils.clip_grad_norm_'s fused step) -----------------------------
+
+
+def clip_reference(arrays, max_norm, norm_type):
+    """(total norm, scaled arrays) in float64, the factor rounded as torch rounds it: float32, then
+    each gradient's dtype."""
+    flat = np.concatenate([a.astype(np.float64).ravel() for a in arrays])
+    total = np.abs(flat).max() if math.isinf(norm_type) else math.sqrt((flat * flat).sum())
+    coef = min(np.float32(max_norm) / (np.float32(total) + np.float32(1e-6)), np.float32(1.0))
+    return total, coef
+
+
+@pytest.mark.parametrize("norm_type", [2.0, float("inf")])
+@pytest.mark.parametrize("max_norm", [0.5, 1e6])
+def test_clip_grad_norm_op(device, norm_type, max_norm):
+    """Mixed dtypes and layouts in one list, 0-size entries, clipping and not: the total against
+    float64 numpy, every gradient scaled by the factor in its own dtype (untouched when it is 1)."""
+    rng = np.random.default_rng(7)
+    specs = [("float32", (300, 70), "contiguous"), ("bfloat16", (129,), "contiguous"),
+             ("float32", (40, 33), "transposed"), ("float64", (17, 5), "contiguous"),
+             ("float16", (8, 9), "sliced"), ("float32", (0, 4), "contiguous"),
+             ("float32", (20000,), "contiguous")]
+    grads, arrays = [], []
+    for dtype, shape, layout in specs:
+        t, a = make(rng, shape, dtype, layout, device=device)
+        grads.append(t)
+        arrays.append(a)
+    total, coef = clip_reference(arrays, max_norm, norm_type)
+    got = vt.ops.core.clip_grad_norm(grads, max_norm, norm_type)
+    assert got.shape == () and got.dtype == vt.float32 and got.device == vt.device(device)
+    np.testing.assert_allclose(got.item(), total, rtol=2e-6)
+    for t, a, (dtype, _, _) in zip(grads, arrays, specs):
+        k = float(vt.tensor(float(coef)).to(getattr(vt, dtype)).float().item())
+        exp = a.astype(np.float64) * k
+        if coef == 1.0:
+            np.testing.assert_array_equal(to_numpy(t).astype(np.float64), a.astype(np.float64))
+        else:
+            np.testing.assert_allclose(to_numpy(t).astype(np.float64), exp, rtol=DTOL[dtype], atol=1e-30)
+
+
+def test_clip_grad_norm_module_path(device):
+    """vt.nn.utils.clip_grad_norm_ takes the fused op for 2 and inf and the op-by-op path for
+    other orders; both give the same norms and gradients."""
+    rng = np.random.default_rng(8)
+    for norm_type in (2.0, float("inf"), 3.0):
+        ps = [vt.nn.Parameter(vt.zeros(*s, device=device)) for s in [(6, 5), (7,)]]
+        gs = [rng.standard_normal(p.shape).astype(np.float32) for p in ps]
+        for p, g in zip(ps, gs):
+            p.grad = vt.tensor(g, device=device)
+        flat = np.concatenate([g.ravel().astype(np.float64) for g in gs])
+        exp = np.linalg.norm(flat, norm_type)
+        total = vt.nn.utils.clip_grad_norm_(ps, 0.25, norm_type)
+        np.testing.assert_allclose(total.item(), exp, rtol=1e-5)
+        for p, g in zip(ps, gs):
+            np.testing.assert_allclose(to_numpy(p.grad), g * (0.25 / (exp + 1e-6)), rtol=1e-5)
+
+
+def test_clip_grad_norm_bad_input(device):
+    z = vt.zeros(3, device=device)
+    with pytest.raises(ValueError, match=r"\[core::clip_grad_norm\] grads is empty"):
+        vt.ops.core.clip_grad_norm([], 1.0)
+    with pytest.raises(ValueError, match=r"\[core::clip_grad_norm\] norm_type must be 2 or inf, got 1"):
+        vt.ops.core.clip_grad_norm([z], 1.0, 1.0)
+    with pytest.raises(TypeError, match=r"\[core::clip_grad_norm\] grads\[1\] must have a floating dtype"):
+        vt.ops.core.clip_grad_norm([z, vt.zeros(2, dtype=vt.int64, device=device)], 1.0)

@@ -17,10 +17,12 @@
 // inside the kernel (step_t is incremented on the device first), so a captured step replays with
 // their current values; without them the hyper-parameters are baked into the launch.
 // Deterministic: elementwise, no reductions.
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
 #include "vt/cuda/elementwise.cuh"
+#include "vt/cuda/reduce.cuh"
 
 namespace {
 
@@ -259,6 +261,95 @@ struct SGDFn {  // operands (param, grad[, momentum_buffer]); writes 0 (and 2)
   }
 };
 
+// ---- clip_grad_norm_ ------------------------------------------------------------------------------
+// Two passes, four launches at most per dtype group: per-block partial sums of squares (or maxima)
+// over the gradients' chunks into a float workspace, one block that adds the partials in a fixed
+// order (deterministic) and writes the total and the factor, then the multi-tensor scale reading
+// the factor on the device.
+template <class T, bool Inf>
+__device__ __forceinline__ float norm_acc(float acc, T x) {
+  const float v = to_f(x);
+  if constexpr (Inf) return fabsf(v) > acc || v != v ? fabsf(v) : acc;
+  else return fmaf(v, v, acc);
+}
+
+template <class T, bool Inf>
+__device__ __forceinline__ void norm_partial_store(float acc, float* partial) {
+  acc = Inf ? vt::cuda::block_reduce(acc, vt::cuda::Max{}, 0.0f) : vt::cuda::block_sum(acc);
+  if (threadIdx.x == 0) *partial = acc;
+}
+
+template <class T, bool Inf>
+__global__ void __launch_bounds__(kBlock) norm_partials_multi(TensorList<1> L, float* partials) {
+  constexpr int V = 16 / (int)sizeof(T);
+  using Vec = vt::cuda::Vec<T, V>;
+  float acc = 0.0f;
+  const int32_t total = L.chunk_start[L.count];
+  for (int32_t chunk = blockIdx.x; chunk < total; chunk += gridDim.x) {
+    int lo = 0, hi = L.count - 1;
+    while (lo < hi) {
+      const int mid = (lo + hi + 1) >> 1;
+      if (L.chunk_start[mid] <= chunk) lo = mid;
+      else hi = mid - 1;
+    }
+    const int64_t begin = (int64_t)(chunk - L.chunk_start[lo]) * kChunk;
+    const int64_t rest = L.numel[lo] - begin;
+    const int64_t len = rest < kChunk ? rest : kChunk;
+    const T* p = static_cast<const T*>(L.ptr[0][lo]) + begin;
+    int64_t done = 0;
+    if (reinterpret_cast<uintptr_t>(p) % 16 == 0) {
+      const int64_t nv = len / V;
+      for (int64_t i = threadIdx.x; i < nv; i += blockDim.x) {
+        const Vec x = reinterpret_cast<const Vec*>(p)[i];
+#pragma unroll
+        for (int j = 0; j < V; ++j) acc = norm_acc<T, Inf>(acc, x.v[j]);
+      }
+      done = nv * V;
+    }
+    for (int64_t i = done + threadIdx.x; i < len; i += blockDim.x) acc = norm_acc<T, Inf>(acc, p[i]);
+  }
+  norm_partial_store<T, Inf>(acc, partials + blockIdx.x);
+}
+
+template <class T, bool Inf>
+__global__ void __launch_bounds__(kBlock) norm_partials_strided(vt::StridedLoop<1> L, float* partials) {
+  float acc = 0.0f;
+  const int64_t step = (int64_t)gridDim.x * blockDim.x;
+  for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < L.numel; i += step) {
+    char* q[1];
+    vt::cuda::element_ptrs(L, i, q);
+    acc = norm_acc<T, Inf>(acc, *reinterpret_cast<const T*>(q[0]));
+  }
+  norm_partial_store<T, Inf>(acc, partials + blockIdx.x);
+}
+
+// partials[0, n) -> *total, and the factor min(1, max_norm / (total + 1e-6)) -> *coef
+template <bool Inf>
+__global__ void __launch_bounds__(kBlock) norm_finish(const float* partials, int32_t n, float max_norm, float* total,
+                                                      float* coef) {
+  double acc = 0.0;
+  for (int32_t i = threadIdx.x; i < n; i += blockDim.x) {
+    const double v = partials[i];
+    acc = Inf ? (v > acc || v != v ? v : acc) : acc + v;
+  }
+  acc = Inf ? vt::cuda::block_reduce(acc, vt::cuda::Max{}, 0.0) : vt::cuda::block_sum(acc);
+  if (threadIdx.x == 0) {
+    const float t = (float)(Inf ? acc : sqrt(acc));
+    *total = t;
+    const float k = max_norm / (t + 1e-6f);
+    *coef = k > 1.0f ? 1.0f : k;  // NaN stays NaN
+  }
+}
+
+template <class T>
+struct ClipScaleFn {  // the gradient times the factor rounded to T (torch: g.mul_(coef.to(g.dtype)))
+  using A = vt::cuda::acc_t<T>;
+  const float* coef;
+  A k;
+  __device__ void prepare() { k = ld<T, A>(to_t<T>(*coef)); }
+  __device__ __forceinline__ void operator()(T (&e)[1]) const { e[0] = to_t<T>(mul(ld<T, A>(e[0]), k)); }
+};
+
 }  // namespace
 
 VT_COMPUTE(adamw__cuda, "core::adamw_") {
@@ -336,8 +427,98 @@ VT_COMPUTE(sgd__cuda, "core::sgd_") {
   });
 }
 
+VT_COMPUTE(clip_grad_norm_cuda, "core::clip_grad_norm") {
+  const vt_tensor_list grads = c.args[0].v.ts;  // the meta step checked it
+  const float max_norm = (float)c.arg(1, "max_norm").float_();
+  const bool inf = std::isinf(c.arg(2, "norm_type").float_());
+  const vt::ScalarType types[4] = {vt::ScalarType::Float32, vt::ScalarType::BFloat16, vt::ScalarType::Float16,
+                                   vt::ScalarType::Float64};
+  // contiguous gradients by dtype (the multi-tensor kernels), the rest one by one (strided)
+  std::vector<const vt_tensor*> by_type[4], strided;
+  for (int64_t i = 0; i < grads.len; ++i) {
+    const vt_tensor* g = grads.data[i];
+    if (g->numel == 0) continue;
+    int slot = -1;
+    for (int k = 0; k < 4; ++k)
+      if (types[k] == vt::scalar_type(g->dtype)) slot = k;
+    if (slot >= 0 && vt::is_contiguous(g)) by_type[slot].push_back(g);
+    else strided.push_back(g);
+  }
+  // the launches and their grids, so the workspace has one partial per block
+  struct Part {
+    int slot;                       // dtype group, or -1 for a strided tensor
+    size_t first, count;            // by_type[slot][first, first + count)
+    const vt_tensor* t;             // the strided tensor
+    int32_t grid;
+  };
+  std::vector<Part> parts;
+  for (int k = 0; k < 4; ++k) {
+    for (size_t i = 0; i < by_type[k].size(); i += kMaxTensors) {
+      const size_t n = std::min(by_type[k].size() - i, (size_t)kMaxTensors);
+      int64_t chunks = 0;
+      for (size_t j = i; j < i + n; ++j) chunks += (by_type[k][j]->numel + kChunk - 1) / kChunk;
+      parts.push_back({k, i, n, nullptr, (int32_t)std::min<int64_t>(chunks, kMaxGrid)});
+    }
+  }
+  for (const vt_tensor* t : strided) parts.push_back({-1, 0, 0, t, (int32_t)std::min<int64_t>(vt::cuda::grid_for(t->numel, kBlock), kMaxGrid)});
+  int64_t slots = 2;  // the factor, and a zero partial when every gradient is empty
+  for (const Part& p : parts) slots += p.grid;
+  const int64_t ws_sizes[1] = {slots};
+  vt::Tensor ws = c.empty(ws_sizes, 1, vt::kFloat32);
+  float* coef = vt::data<float>(ws.get());
+  float* partials = coef + 1;
+  int32_t at = 0;
+  if (parts.empty()) {
+    vt::cuda::check(c, cudaMemsetAsync(partials, 0, sizeof(float), vt::cuda::stream(c)), "cudaMemsetAsync");
+    at = 1;
+  }
+  for (const Part& p : parts) {
+    const vt_dtype dt = p.slot >= 0 ? vt::to_dtype(types[p.slot]) : p.t->dtype;
+    vt::cuda::dispatch(vt::kFloatingTypes, dt, c.op, [&](auto tag) {
+      using T = typename decltype(tag)::type;
+      if (p.slot >= 0) {
+        TensorList<1> L;
+        L.count = 0;
+        L.chunk_start[0] = 0;
+        for (size_t j = p.first; j < p.first + p.count; ++j, ++L.count) {
+          const vt_tensor* g = by_type[p.slot][j];
+          L.ptr[0][L.count] = g->data;
+          L.numel[L.count] = g->numel;
+          L.chunk_start[L.count + 1] = L.chunk_start[L.count] + (int32_t)((g->numel + kChunk - 1) / kChunk);
+        }
+        vt::cuda::launch(c, "norm_partials_multi", inf ? norm_partials_multi<T, true> : norm_partials_multi<T, false>,
+                         dim3(p.grid), kBlock, 0, L, partials + at);
+      } else {
+        const vt_tensor* ts[1] = {p.t};
+        const vt::StridedLoop<1> L = vt::loop_over<1>(c.op, ts);
+        vt::cuda::launch(c, "norm_partials_strided",
+                         inf ? norm_partials_strided<T, true> : norm_partials_strided<T, false>, dim3(p.grid), kBlock,
+                         0, L, partials + at);
+      }
+    });
+    at += p.grid;
+  }
+  vt::cuda::launch(c, "norm_finish", inf ? norm_finish<true> : norm_finish<false>, 1, kBlock, 0,
+                   (const float*)partials, at, max_norm, vt::data<float>(c.out(0)), coef);
+  for (int k = 0; k < 4; ++k) {
+    if (by_type[k].empty()) continue;
+    vt::cuda::dispatch(vt::kFloatingTypes, vt::to_dtype(types[k]), c.op, [&](auto tag) {
+      using T = typename decltype(tag)::type;
+      launch_multi<1, 0b1, T>(c, by_type[k], ClipScaleFn<T>{coef, {}});
+    });
+  }
+  for (const vt_tensor* t : strided) {
+    vt::cuda::dispatch(vt::kFloatingTypes, t->dtype, c.op, [&](auto tag) {
+      using T = typename decltype(tag)::type;
+      const vt_tensor* ts[1] = {t};
+      launch_strided<1, 0b1, T>(c, ts, ClipScaleFn<T>{coef, {}});
+    });
+  }
+}
+
 void register_optim_cuda(vt::Registrar& r) {
   r.compute("core::adamw_", VT_CUDA, adamw__cuda);
   r.compute("core::adamw_multi", VT_CUDA, adamw_multi_cuda);
   r.compute("core::sgd_", VT_CUDA, sgd__cuda);
+  r.compute("core::clip_grad_norm", VT_CUDA, clip_grad_norm_cuda);
 }

@@ -32,6 +32,7 @@
 #include <cstdio>
 
 #include "core.hpp"
+#include "vt/autograd.hpp"
 #include "vt/loops.hpp"
 
 namespace {
@@ -267,6 +268,83 @@ VT_COMPUTE(sgd__cpu, "core::sgd_") {
   });
 }
 
+// ---- clip_grad_norm (the fused step of vt.nn.utils.clip_grad_norm_; writes its Tensor[] in place, as adamw_multi) ----------------------------------------------------------------------------
+// The joint norm (2 or inf) of all gradients, and every gradient scaled in place by
+// min(1, max_norm / (norm + 1e-6)) (that factor in float32, rounded to each gradient's dtype, as
+// torch's clip_grad_norm_ multiplies). Returns the norm as a 0-d float32 tensor; nothing leaves the
+// device (the factor is read there), so a CUDA graph can capture it.
+namespace {
+struct ClipArgs {
+  vt_tensor_list grads;
+  double max_norm, norm_type;
+  explicit ClipArgs(const vt::Call& c)
+      : grads(tensor_list(c, 0, "grads")), max_norm(c.arg(1, "max_norm").float_()),
+        norm_type(c.arg(2, "norm_type").float_()) {}
+};
+
+// the factor min(1, max_norm / (total + 1e-6)) in float32; NaN stays NaN (the gradients become NaN)
+float clip_coef(float total, double max_norm) {
+  const float coef = (float)max_norm / (total + 1e-6f);
+  return coef > 1.0f ? 1.0f : coef;
+}
+}  // namespace
+
+VT_META_FN(clip_grad_norm_meta, "core::clip_grad_norm") {
+  const ClipArgs a(c);
+  if (a.grads.len == 0) c.fail(VT_ERR_VALUE, "grads is empty (at least one gradient expected)");
+  if (a.norm_type != 2.0 && !std::isinf(a.norm_type))
+    c.fail(VT_ERR_VALUE, "norm_type must be 2 or inf, got %g (vt.nn.utils.clip_grad_norm_ computes other orders "
+           "op by op)", a.norm_type);
+  if (a.norm_type < 0) c.fail(VT_ERR_VALUE, "norm_type must be 2 or inf, got %g", a.norm_type);
+  const vt_tensor* g0 = a.grads.data[0];
+  char name[48];
+  for (int64_t i = 0; i < a.grads.len; ++i) {
+    const vt_tensor* g = a.grads.data[i];
+    std::snprintf(name, sizeof name, "grads[%lld]", (long long)i);
+    if (!vt::is_floating(g->dtype))
+      c.fail(VT_ERR_TYPE, "%s must have a floating dtype, got %s", name, vt::dtype_name(g->dtype));
+    c.check_same_device(g0, "grads[0]", g, name);
+  }
+  c.set_out(0, c.empty(nullptr, 0, vt::kFloat32));
+}
+
+VT_COMPUTE(clip_grad_norm_cpu, "core::clip_grad_norm") {
+  const ClipArgs a(c);
+  const bool inf = std::isinf(a.norm_type);
+  double acc = 0.0;
+  for (int64_t i = 0; i < a.grads.len; ++i) {
+    vt::Tensor own;  // a dense copy of a strided gradient, for the sum
+    const vt_tensor* g = a.grads.data[i];
+    if (!vt::is_contiguous(g)) {
+      own = vt::call(c.host, "core::contiguous", {a.grads.data[i]});
+      g = own.get();
+    }
+    vt::dispatch(vt::kFloatingTypes, g->dtype, c.op, [&](auto tag) {
+      using T = typename decltype(tag)::type;
+      const T* x = vt::data<const T>(g);
+      for (int64_t k = 0; k < g->numel; ++k) {
+        const double v = (double)vt::convert<float>(x[k]);
+        if (inf) acc = std::fabs(v) > acc || v != v ? std::fabs(v) : acc;
+        else acc += v * v;
+      }
+    });
+  }
+  const float total = (float)(inf ? acc : std::sqrt(acc));
+  *vt::data<float>(c.out(0)) = total;
+  const float coef = clip_coef(total, a.max_norm);
+  for (int64_t i = 0; i < a.grads.len; ++i) {
+    vt_tensor* g = a.grads.data[i];
+    vt::dispatch(vt::kFloatingTypes, g->dtype, c.op, [&](auto tag) {
+      using T = typename decltype(tag)::type;
+      const T k = vt::convert<T>(coef);  // torch multiplies by coef.to(g.dtype)
+      if (vt::convert<float>(k) == 1.0f) return;  // x * 1 is x: nothing to write
+      vt::Tensor kt = c.empty(nullptr, 0, g->dtype);
+      *vt::data<T>(kt.get()) = k;
+      vt::call(c.host, "core::mul_", {g, kt});
+    });
+  }
+}
+
 using core::OpDef;
 
 const OpDef kOptimOps[] = {
@@ -277,5 +355,7 @@ const OpDef kOptimOps[] = {
      adamw_multi_meta, adamw_multi_cpu},
     {"core::sgd_(Tensor param, Tensor grad, Tensor? momentum_buffer, float lr, float momentum=0.0, "
      "float dampening=0.0, float weight_decay=0.0, bool nesterov=False) -> Tensor", sgd__meta, sgd__cpu},
+    {"core::clip_grad_norm(Tensor[] grads, float max_norm, float norm_type=2.0) -> Tensor", clip_grad_norm_meta,
+     clip_grad_norm_cpu},
 };
 VT_OP_TABLE(kOptimOps)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 
-from .. import _elementwise, _reduce, _shape
+from .. import _elementwise, _ops, _reduce, _shape
 from ..autograd import no_grad
 from ..tensor import Tensor
 
@@ -37,7 +37,11 @@ def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0,
         from ..creation import tensor
 
         return tensor(0.0)
+    fused = (norm_type == 2.0 or math.isinf(norm_type) and norm_type > 0) and not error_if_nonfinite \
+        and len({g.device for g in grads}) == 1
     with no_grad():
+        if fused:  # the joint norm and the scaling in a few multi-tensor launches (core::clip_grad_norm)
+            return _ops.op("core::clip_grad_norm")(grads, max_norm, norm_type)
         norms = [_reduce.norm(g, norm_type).float() for g in grads]
         total = _reduce.norm(_shape.stack(norms), norm_type)
         if error_if_nonfinite and not math.isfinite(total.item()):
