@@ -189,7 +189,7 @@ SERVED = [
     ("bfloat16", (8, 16, 2048, 2048, 128), "hopper", "hopper"),
     ("float16", (2, 4, 256, 256, 96), "composed", "composed"),  # head dim: neither flash nor hopper
     ("float32", (2, 4, 256, 256, 64), "flash", "flash"),      # flash's float32 kernels (flash32_*.cu)
-    ("float32", (2, 4, 256, 256, 32), "composed", "composed"),  # head dim 32: no float32 kernel
+    ("float32", (2, 4, 256, 256, 32), "flash", "flash"),  # head dim 32: flash's float32 kernel
 ]
 
 
