@@ -2,8 +2,8 @@
 primitives emulated (ops/core/lab/loss_emulate.cpp), run with the launch plans loss.cu uses: the
 fused forward gives the plain forward's loss and lse and the backward kernel's gradient at
 grad_output 1 bit for bit (warp and block plans, one chunk and several, tails, fewer blocks than
-rows, strided positions; with the row kept in shared memory, whose blocks pipeline several rows, from
-that forward's lse), within float64
+rows, strided positions; with the row kept in shared memory, whose blocks pipeline several rows, and
+16-bit rows prefetched whole into a second buffer, from that forward's lse), within float64
 tolerance of the exact gradient; the in-place scale leaves
 the buffer alone at grad_output 1 and scales it otherwise. Guard bytes catch stray accesses."""
 import subprocess
@@ -23,5 +23,7 @@ def test_loss_kernels_in_host_emulation(tmp_path):
     assert "block tpr" in out and "cols inner 3" in out, out
     assert "cached block tpr 512 threads 512 chunks 2 vec 1" in out and "chunks 2 vec 0 blocks 1 " in out, out
     assert "P    7 C 17000 none eps 0.1 cached block" in out, out  # 7 rows pipelined on 2 blocks
+    # 16-bit rows with the next row copied whole into a second buffer, 7 rows on 2 blocks
+    assert "P    7 C 33000 sum  eps 0.0 piped block tpr 512 threads 512 chunks 2 vec 1 blocks 2" in out, out
     assert "scale float32  scalar" in out and "shift 1" in out and "scale bfloat16 positions" in out, out
     assert "all cases passed" in out, out

@@ -14,7 +14,8 @@
 // cross_entropy_fused is the forward that also writes that gradient for grad_output 1, so forward +
 // backward read the logits from memory once and write the gradient once: its second pass over a
 // row reads the copy the first pass left in shared memory (a persistent block per SM that loads
-// its next row while it writes this one's gradient), or, for rows too long for that, re-reads it
+// its next row while it writes this one's gradient; 16-bit rows whose two copies fit shared memory
+// have the whole next row copied in with cp.async instead), or, for rows too long for that, re-reads it
 // from L2, last chunk first (the most recently read), with no more rows in flight than half of L2
 // holds. Its backward, cross_entropy_grad_scale, reads grad_output on the device
 // and returns at once when it is exactly 1 (the usual loss.backward()), else scales the buffer in
@@ -214,7 +215,26 @@ void ce_forward_cuda(const vt::Call& c, const vt_tensor* grad) {
       const rowwise::Plan pc = rowwise::plan_rows(c, P, L.C, rowwise::width<T>(), kCachedSlots, aligned);
       const int64_t cache = (L.C + rowwise::width<T>() - 1) / rowwise::width<T>() * (int64_t)sizeof(rowwise::Slot);
       auto* cached = ce_fwd_rows_cached<T, kCachedSlots>;
-      if (gp && !pc.warp && pc.chunks > 1 && cache <= max_dynamic_smem(c, cached)) {
+      bool piped_done = false;
+      if constexpr (sizeof(T) == 2) {
+        auto* piped = ce_fwd_rows_piped<T, kPipedSlots>;
+        if (gp && pc.vec && !pc.warp && pc.chunks > 1 && 2 * cache <= max_dynamic_smem(c, piped)) {
+          // 16-bit rows whose two copies fit: the next row copied in whole while this one is worked on
+          vt::cuda::check(c, cudaFuncSetAttribute(piped, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)(2 * cache)),
+                          "ce_fwd_rows (fused, rows prefetched): cudaFuncSetAttribute");
+          int per_sm = 0;
+          vt::cuda::check(c,
+                          cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, piped, pc.threads, (size_t)(2 * cache)),
+                          "ce_fwd_rows (fused, rows prefetched): occupancy");
+          const int64_t resident = (int64_t)vt::cuda::sm_count(c) * std::max(per_sm, 1);
+          vt::cuda::launch(c, "ce_fwd_rows (fused, rows prefetched)", piped, (unsigned)std::min<int64_t>(P, resident),
+                           pc.threads, (size_t)(2 * cache), xp, tp, P, (int)L.C, pc, q, lp, lo, pp, gp, gq);
+          piped_done = true;
+        }
+      }
+      if (piped_done) {
+        // launched above
+      } else if (gp && !pc.warp && pc.chunks > 1 && cache <= max_dynamic_smem(c, cached)) {
         vt::cuda::check(c, cudaFuncSetAttribute(cached, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)cache),
                         "ce_fwd_rows (fused, row in shared memory): cudaFuncSetAttribute");
         // a persistent grid (the kernel pipelines the rows a block takes): the blocks that are resident

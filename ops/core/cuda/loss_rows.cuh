@@ -14,6 +14,7 @@ using rowwise::acc_t;
 
 constexpr int kSlots = 4;       // 64 bytes of logits per thread per chunk
 constexpr int kCachedSlots = 8;  // the fused forward with its row in shared memory: 128 bytes in flight
+constexpr int kPipedSlots = 4;   // ce_fwd_rows_piped: slots per thread per step of its statistics pass
 
 // The fused forward's copy of its row (block plans: one row per block), slot s at [s]: dynamic
 // shared memory sized by the launch. Each thread reads back only the slots it wrote (the same
@@ -295,6 +296,106 @@ __global__ void __launch_bounds__(rowwise::kMaxTpr, 1)
     row = next;
     st = st2;
     sx = sx2;
+  }
+}
+
+// The fused forward for 16-bit rows of 16-byte slots whose two copies fit shared memory (a bfloat16
+// row of 50304 logits is 98 KB): row r's statistics and gradient come from one buffer while row
+// r + gridDim.x is copied into the other with cp.async, the whole row issued before row r's work
+// starts. ce_fwd_rows_cached (one buffer; the next row's chunk loaded into registers while the
+// current chunk's gradient is written) had at most one chunk (64 KB) in flight per SM and none
+// during a row's reductions: 0.70 of the copy ceiling for 16384 x 50304 bfloat16 on the H200.
+// A persistent grid of one block per SM (p: a block plan, tpr == blockDim.x). A thread copies,
+// reads and writes only its own slots s = lane (mod tpr) of a row, so the buffers need no barrier
+// (the reductions' barriers are the only ones). The statistics pass takes K slots per step, then
+// the row's last slots one per thread; the gradient pass one slot at a time.
+template <class T, int K>
+__global__ void __launch_bounds__(rowwise::kMaxTpr, 1)
+    ce_fwd_rows_piped(const T* __restrict__ x, const int64_t* __restrict__ tgt, int64_t P, int C, rowwise::Plan p,
+                      CEParams q, acc_t<T>* __restrict__ lse, T* __restrict__ loss_none, acc_t<T>* __restrict__ per,
+                      T* __restrict__ gi, CEGrad gq) {
+  constexpr int V = rowwise::width<T>();
+  static_assert(V == 8, "16-bit rows only");
+  using A = acc_t<T>;
+  const rowwise::Group g(p.tpr);
+  const int n = C, nslot = C / V;  // 16-byte rows: C % V == 0
+  const int full = nslot / (K * g.tpr);  // steps of K slots that every thread has whole
+  const bool smooth = q.eps != 0.0;
+  const A eC = (A)(gq.eps / (double)(C > 1 ? C : 1)), keep = (A)(1.0 - gq.eps);
+  rowwise::Slot* const buf0 = row_cache();
+  rowwise::Slot* const buf1 = buf0 + nslot;
+  auto prefetch = [&](rowwise::Slot* b, int64_t r) {
+    const uint4* src = reinterpret_cast<const uint4*>(x + r * C);
+    for (int s = g.lane; s < nslot; s += g.tpr) rowwise::copy_async16(b + s, src + s);
+    rowwise::copy_async_commit();
+  };
+  int64_t row = blockIdx.x;
+  if (row >= P) return;  // the whole block
+  prefetch(buf0, row);
+  for (int it = 0;; ++it) {
+    const rowwise::Slot* cur = it & 1 ? buf1 : buf0;
+    const int64_t next = row + gridDim.x;
+    const bool more = next < P;  // the same in the whole block
+    if (more) {
+      prefetch(it & 1 ? buf0 : buf1, next);  // the buffer of the row before, which this thread has done with
+      rowwise::copy_async_wait<1>();
+    } else {
+      rowwise::copy_async_wait<0>();
+    }
+    rowwise::LSE<A> st;
+    A sx = A(0);
+    for (int ch = 0; ch < full; ++ch) {
+      rowwise::Slot c[K];
+#pragma unroll
+      for (int k = 0; k < K; ++k) c[k] = cur[g.slot(ch, k, K)];
+      if (smooth)
+#pragma unroll
+        for (int k = 0; k < K; ++k)
+#pragma unroll
+          for (int j = 0; j < V; ++j) sx += rowwise::get<T>(c[k], j);
+      chunk_lse<T, K, true>(st, c, g, ch, n);
+    }
+    for (int ch = full * K; ch * g.tpr < nslot; ++ch) {  // the rest: a slot per thread (or none)
+      const int s = g.slot(ch, 0, 1);
+      rowwise::Slot c[1] = {s < nslot ? cur[s] : rowwise::Slot{{0u, 0u, 0u, 0u}}};
+      if (smooth)
+#pragma unroll
+        for (int j = 0; j < V; ++j) sx += rowwise::get<T>(c[0], j);
+      chunk_lse<T, 1, true>(st, c, g, ch, n);
+    }
+    st.combine(g);
+    if (smooth) sx = g.sum(sx);
+    const A l = lse_of(st, C);
+    const int64_t t = tgt[row];
+    if (g.lane == 0) {
+      const A xt = t >= 0 && t < C ? A(x[row * C + t]) : A(0);
+      const A v = ce_loss(l, sx, xt, t, C, q);
+      lse[row] = l;
+      if (loss_none) loss_none[row] = T(v);
+      else per[row] = v;
+    }
+    const A w = ce_weight<T>(nullptr, row, t, C, gq);
+    const bool ign = t == gq.ignore;
+    uint4* ir = reinterpret_cast<uint4*>(gi + row * C);
+#pragma unroll 4
+    for (int s = g.lane; s < nslot; s += g.tpr) {
+      const rowwise::Slot in = cur[s];
+      A v[V];
+#pragma unroll
+      for (int j = 0; j < V; ++j) v[j] = w * (rowwise::fexp(rowwise::get<T>(in, j) - l) - eC);
+      // the target's element (grad_row's arithmetic): one slot of the row, so a branch, not a test
+      // per element
+      const int64_t tj = t - (int64_t)s * V;
+      if (tj >= 0 && tj < V) {
+#pragma unroll
+        for (int j = 0; j < V; ++j)
+          if (j == tj) v[j] -= w * keep;
+      }
+      const rowwise::Slot o = rowwise::make_slot<T>([&](int j) { return ign ? A(0) : v[j]; });
+      ir[s] = make_uint4(o.w[0], o.w[1], o.w[2], o.w[3]);
+    }
+    if (!more) return;
+    row = next;
   }
 }
 

@@ -93,8 +93,10 @@ void softmax_fwd(vt::Call& c, bool log) {
       const rowwise::Plan p =
           softmax_rows_impl::plan<T>(c, L.outer, L.D, rowwise::aligned16(xp) && rowwise::aligned16(yp));
       auto kernel = log ? softmax_rows_impl::kernel_for<T, true>(p) : softmax_rows_impl::kernel_for<T, false>(p);
-      vt::cuda::launch(c, p.warp ? "softmax_rows (warp)" : "softmax_rows", kernel, p.blocks, p.threads, 0, xp, yp,
-                       L.outer, (int)L.D, p);
+      const int smem = rowwise::pipe_bytes<T, softmax_rows_impl::fwd_slots<T>()>(p);
+      vt::cuda::launch(c, p.warp ? "softmax_rows (warp)" : smem ? "softmax_rows (pipelined)" : "softmax_rows", kernel,
+                       rowwise::launch_grid(c, (const void*)kernel, p, smem), p.threads, (size_t)smem, xp, yp, L.outer,
+                       (int)L.D, p);
     } else {
       vt::cuda::launch(c, "softmax_cols", softmax_cols<T>, vt::cuda::grid_for(L.outer * L.inner), vt::cuda::kThreads,
                        0, xp, yp, L, log);

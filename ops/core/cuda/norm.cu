@@ -70,8 +70,11 @@ void norm_forward(vt::Call& c) {
     const rowwise::Plan p = norm_rows_impl::plan<T>(c, M, N, al);
     A* mp = RMS ? nullptr : vt::data<A>(mean);
     A* rp = vt::data<A>(rstd);
-    vt::cuda::launch(c, p.warp ? "norm_rows (warp)" : "norm_rows", norm_rows_impl::kernel_for<T, RMS>(p), p.blocks,
-                     p.threads, 0, xp, wp, bp, yp, mp, rp, M, (int)N, p, eps);
+    const auto kernel = norm_rows_impl::kernel_for<T, RMS>(p);
+    const int smem = rowwise::pipe_bytes<T, norm_rows_impl::fwd_slots<T>()>(p);
+    vt::cuda::launch(c, p.warp ? "norm_rows (warp)" : smem ? "norm_rows (pipelined)" : "norm_rows", kernel,
+                     rowwise::launch_grid(c, (const void*)kernel, p, smem), p.threads, (size_t)smem, xp, wp, bp, yp,
+                     mp, rp, M, (int)N, p, eps);
   });
 }
 

@@ -26,8 +26,10 @@ constexpr int fwd_warp_slots() { return fwd_slots<T>(); }
 // Registers: at most 64 for the 16-byte-access kernels (8 blocks of 128 threads per SM), except
 // float32 rms_norm: at 64 it spilled 32 bytes of per-row values and ran at 0.87 of the copy ceiling
 // on the H200 (02:15 call; layer_norm, no spill, 0.95), so it takes 84.
-// kVec: the plan's vec (16-byte accesses only). A missing weight is a slot of ones and a missing
-// bias one of -0 (x * 1 and x + -0 are x exactly, -0 included), so one code path serves all.
+// kVec: the plan's vec (16-byte accesses only). 16-bit block plans of one chunk pipeline their rows
+// (rowwise::RowPipe: launched with pipe_bytes of shared memory on a grid of resident blocks).
+// A missing weight is a slot of ones and a missing bias one of -0 (x * 1 and x + -0 are x exactly,
+// -0 included), so one code path serves all.
 template <class T, int K, bool kWarp, bool kVec, bool rms>
 __global__ void VT_ROW_KERNEL_BOUNDS(kWarp, kVec && sizeof(T) <= 4 && !(rms && sizeof(T) == 4) ? 64 : 128)
     norm_rows(const T* __restrict__ x, const T* __restrict__ w, const T* __restrict__ b, T* __restrict__ y,
@@ -40,14 +42,20 @@ __global__ void VT_ROW_KERNEL_BOUNDS(kWarp, kVec && sizeof(T) <= 4 && !(rms && s
   const int rpb = p.rows_per_block(), chunks = (int)p.chunks;
   const rowwise::Slot one = rowwise::splat<T>(A(1)), nzero = rowwise::splat<T>(A(-0.0));
   rowwise::Slot c[K];
-  for (int64_t r0 = (int64_t)blockIdx.x * rpb; r0 < M; r0 += (int64_t)gridDim.x * rpb) {
+  // 16-bit rows of one chunk: the next row copied into shared memory while this one is worked on
+  constexpr bool kPipe = !kWarp && kVec && sizeof(T) == 2;
+  const bool pipe = kPipe && rowwise::pipe_bytes<T, K>(p) != 0;
+  const int64_t step = (int64_t)gridDim.x * rpb;
+  rowwise::RowPipe<T, K, rowwise::RowGroup<kWarp>> rp(x, M, N, pipe ? (int64_t)blockIdx.x * rpb : M, step, g);
+  for (int64_t r0 = (int64_t)blockIdx.x * rpb; r0 < M; r0 += step) {
     const bool live = r0 + g.index < M;
     const int64_t row = live ? r0 + g.index : 0;
     const int n = live ? N : 0;
     const T* xr = x + row * N;
     A s = A(0);  // sum of x (layer) or of x^2 (rms); missing elements are 0
     for (int ch = 0; ch < chunks; ++ch) {
-      rowwise::load_chunk<T, K>(c, xr, g, ch, n, kVec);
+      if (pipe) rp.take(c, r0, g);  // block plans: the row is live
+      else rowwise::load_chunk<T, K>(c, xr, g, ch, n, kVec);
 #pragma unroll
       for (int k = 0; k < K; ++k) {  // a sum per slot: K independent chains of adds
         A sk;  // the first term starts the sum (0 + x is an instruction)

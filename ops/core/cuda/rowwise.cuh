@@ -25,7 +25,12 @@
 #ifdef VT_ROWWISE_EMULATE  // a host build of the row kernels (ops/core/lab/rowwise_emulate.hpp)
 #include "rowwise_emulate.hpp"
 #else
+#include <map>
+#include <mutex>
+#include <tuple>
+
 #include "vt/autograd.hpp"
+#include "vt/cuda/device.cuh"
 #include "vt/cuda/elementwise.cuh"
 #include "vt/cuda/reduce.cuh"
 #endif
@@ -360,6 +365,101 @@ __device__ __forceinline__ void opaque(Slot& s) {
 #endif
 }
 
+// ---- the next row in flight (16-bit block kernels) ----------------------------------------------
+// A 16-bit row of 4096 elements is 8 KB: a block holding one row in registers has 8 KB in flight
+// while it loads and none while it reduces and writes, and 8 such blocks per SM left the H200 at
+// 0.79-0.87 of the copy ceiling (float32 rows, twice the bytes per block, reach 0.92-0.98).
+// A pipelined kernel (a persistent grid: block b takes rows b, b + gridDim.x, ...) copies its next
+// row into shared memory with cp.async (no registers) before it works on the current one, so a
+// row's load overlaps the previous row's reductions and stores. Two buffers: row i in buffer i % 2.
+// Each thread copies and reads back only its own slots (slot s at [s]), so no barrier is needed.
+
+// dynamic shared memory of a pipelined kernel: 0 when the plan does not pipeline (warp plans,
+// scalar accesses, rows over one chunk, float32/float64, or buffers over 40 KB: with the static
+// exchange buffers a block stays within the 48 KB it may have without opting in)
+template <class T, int K>
+__host__ __device__ inline int pipe_bytes(const Plan& p) {
+  if (sizeof(T) != 2 || p.warp || !p.vec || p.chunks != 1) return 0;
+  const int b = 2 * K * p.tpr * 16;
+  return b <= 40 * 1024 ? b : 0;
+}
+// the grid of a pipelined kernel: at most the blocks resident at once, so each takes several rows
+// (rows are independent: the grid never changes a result)
+inline unsigned pipe_grid(const Plan& p, int64_t resident) {
+  return (unsigned)std::max<int64_t>(1, std::min<int64_t>(p.blocks, resident));
+}
+
+#ifdef VT_ROWWISE_EMULATE
+inline Slot* pipe_buffer(int which, int) { return reinterpret_cast<Slot*>(emu_block->pipe[which]); }
+inline void copy_async16(Slot* dst, const void* src) { std::memcpy(dst, src, 16); }
+inline void copy_async_commit() {}
+template <int kPending>
+inline void copy_async_wait() {}
+#else
+// buffer which (0 or 1) of `slots` slots (K * tpr)
+__device__ __forceinline__ Slot* pipe_buffer(int which, int slots) {
+  extern __shared__ Slot vt_row_pipe[];  // pipe_bytes of dynamic shared memory: two buffers
+  return vt_row_pipe + which * slots;
+}
+// 16 bytes global -> shared, not cached in L1 (each logit is read once)
+__device__ __forceinline__ void copy_async16(Slot* dst, const void* src) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"((unsigned)__cvta_generic_to_shared(dst)), "l"(src)
+               : "memory");
+}
+__device__ __forceinline__ void copy_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+// waits until at most kPending of this thread's committed groups are still in flight
+template <int kPending>
+__device__ __forceinline__ void copy_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending) : "memory"); }
+#endif
+
+// Starts copying chunk 0 of a row of n elements (its K slots of this thread) into buf, one group.
+template <class T, int K, class G>
+__device__ __forceinline__ void prefetch_row(Slot* buf, const T* row, const G& g, int n) {
+  constexpr int V = width<T>();
+#pragma unroll
+  for (int k = 0; k < K; ++k) {
+    const int s = g.slot(0, k, K);
+    if (valid<V>(s, n) >= V) copy_async16(buf + s, reinterpret_cast<const uint4*>(row) + s);
+  }
+  copy_async_commit();
+}
+// This thread's K slots of the row prefetch_row copied into buf (missing slots 0); the copy must
+// have completed (copy_async_wait).
+template <class T, int K, class G>
+__device__ __forceinline__ void take_row(Slot (&c)[K], const Slot* buf, const G& g, int n) {
+  constexpr int V = width<T>();
+#pragma unroll
+  for (int k = 0; k < K; ++k) {
+    const int s = g.slot(0, k, K);
+    c[k] = valid<V>(s, n) >= V ? buf[s] : Slot{{0u, 0u, 0u, 0u}};
+  }
+}
+
+// The rows a pipelined block takes, each handed over in registers: rows b, b + step, ... of M rows
+// of N elements; row(c) waits for the current row's copy, reads it into c and starts the next one.
+template <class T, int K, class G>
+struct RowPipe {
+  const T* x;
+  int64_t M, step;
+  int N;
+  int it = 0;
+  __device__ __forceinline__ RowPipe(const T* x_, int64_t M_, int N_, int64_t first, int64_t step_, const G& g)
+      : x(x_), M(M_), step(step_), N(N_) {
+    if (first < M) prefetch_row<T, K>(pipe_buffer(0, K * g.tpr), x + first * N, g, N);
+  }
+  // row r's slots in c; the copy of row r + step started first, so two rows are in flight
+  __device__ __forceinline__ void take(Slot (&c)[K], int64_t r, const G& g) {
+    if (r + step < M) {
+      prefetch_row<T, K>(pipe_buffer((it + 1) & 1, K * g.tpr), x + (r + step) * N, g, N);
+      copy_async_wait<1>();
+    } else {
+      copy_async_wait<0>();
+    }
+    take_row<T, K>(c, pipe_buffer(it & 1, K * g.tpr), g, N);
+    ++it;
+  }
+};
+
 // a slot of V copies of a (rounded to T)
 template <class T>
 __device__ __forceinline__ Slot splat(acc_t<T> a) {
@@ -429,6 +529,31 @@ template <class A, class T>
 void launch_column_sum(const vt::Call& c, const A* part, int64_t G, int64_t N, T* dst) {
   if (N == 0) return;
   vt::cuda::launch(c, "column_sum", column_sum<A, T>, dim3((unsigned)((N + 31) / 32)), dim3(32, 8), 0, part, G, N, dst);
+}
+
+// Blocks of `kernel` (threads, smem bytes of dynamic shared memory) resident per SM on the call's
+// device, asked once per (kernel, threads, smem, device): a pipelined launch's grid is this times the
+// SM count.
+inline int resident_per_sm(const vt::Call& c, const void* kernel, int threads, int smem) {
+  static std::mutex mu;
+  static std::map<std::tuple<const void*, int, int, int>, int> seen;
+  const int dev = c.ctx->device.index;
+  const auto key = std::make_tuple(kernel, threads, smem, dev);
+  std::lock_guard<std::mutex> lock(mu);
+  auto it = seen.find(key);
+  if (it != seen.end()) return it->second;
+  int n = 0;
+  if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel, threads, (size_t)smem) != cudaSuccess || n < 1) {
+    (void)cudaGetLastError();
+    n = 1;
+  }
+  seen.emplace(key, n);
+  return n;
+}
+// the grid of a row kernel's launch with `smem` bytes of pipe buffers (rowwise::pipe_bytes; 0: p.blocks)
+inline unsigned launch_grid(const vt::Call& c, const void* kernel, const Plan& p, int smem) {
+  if (smem == 0) return p.blocks;
+  return pipe_grid(p, (int64_t)vt::cuda::sm_count(c) * resident_per_sm(c, kernel, p.threads, smem));
 }
 
 // A contiguous version of a tensor (itself when it already is), through core::contiguous on the

@@ -27,7 +27,9 @@ constexpr int kBwdSlots = 4, kBwdWarpSlots = 8;
 // passes (max, sum, write) over the registers, or over memory for rows longer than one chunk.
 // A row of -inf gives nan (exp(-inf - -inf)), as on cpu. The max ignores NaN (fmax: one
 // instruction, where a NaN-propagating max took three); a NaN still makes s, so the whole row, NaN.
-// kVec: the plan's vec (16-byte accesses only: a slot is whole or absent).
+// kVec: the plan's vec (16-byte accesses only: a slot is whole or absent). 16-bit block plans of
+// one chunk pipeline their rows (rowwise::RowPipe: launched with pipe_bytes of shared memory on a
+// grid of resident blocks).
 template <class T, int K, bool kWarp, bool kVec, bool log>
 __global__ void VT_ROW_KERNEL_BOUNDS(kWarp, kVec && sizeof(T) == 2 ? 64 : 128)
     softmax_rows(const T* __restrict__ x, T* __restrict__ y, int64_t M, int N, rowwise::Plan p) {
@@ -36,14 +38,20 @@ __global__ void VT_ROW_KERNEL_BOUNDS(kWarp, kVec && sizeof(T) == 2 ? 64 : 128)
   const rowwise::RowGroup<kWarp> g(p.tpr);
   const int rpb = p.rows_per_block(), chunks = (int)p.chunks;
   rowwise::Slot c[K];
-  for (int64_t r0 = (int64_t)blockIdx.x * rpb; r0 < M; r0 += (int64_t)gridDim.x * rpb) {
+  // 16-bit rows of one chunk: the next row copied into shared memory while this one is worked on
+  constexpr bool kPipe = !kWarp && kVec && sizeof(T) == 2;
+  const bool pipe = kPipe && rowwise::pipe_bytes<T, K>(p) != 0;
+  const int64_t step = (int64_t)gridDim.x * rpb;
+  rowwise::RowPipe<T, K, rowwise::RowGroup<kWarp>> rp(x, M, N, pipe ? (int64_t)blockIdx.x * rpb : M, step, g);
+  for (int64_t r0 = (int64_t)blockIdx.x * rpb; r0 < M; r0 += step) {
     const bool live = r0 + g.index < M;
     const int n = live ? N : 0;  // a dead row reads and writes nothing
     const int64_t off = (live ? r0 + g.index : 0) * (int64_t)N;
     const T* xr = x + off;
     A m = A(-INFINITY);
     for (int ch = 0; ch < chunks; ++ch) {
-      rowwise::load_chunk<T, K>(c, xr, g, ch, n, kVec);
+      if (pipe) rp.take(c, r0, g);  // block plans: the row is live
+      else rowwise::load_chunk<T, K>(c, xr, g, ch, n, kVec);
 #pragma unroll
       for (int k = 0; k < K; ++k) {
         const int lim = rowwise::valid<V>(g.slot(ch, k, K), n);

@@ -5,7 +5,8 @@
 //     gradient: the same bits), and the gradient against a float64 reference;
 //   - the fused forward on fewer blocks than rows (loss.cu caps its grid: rows strided over blocks;
 //     the shared-memory variant pipelines a block's rows: the next row's loads during this one's
-//     gradient);
+//     gradient; the 16-bit variant, ce_fwd_rows_piped, copies the next row whole into a second
+//     buffer);
 //   - ce_scale_scalar (grad_output 1: untouched; else scaled; 16-byte and scalar paths, tails) and
 //     ce_scale_positions (per position of an (N, C, inner) buffer, rows at 1 skipped).
 // Cases: warp plans (short rows), block plans with one chunk and with several (the second pass
@@ -86,7 +87,7 @@ const char* red_name(Red r) { return r == Red::None ? "none" : r == Red::Sum ? "
 // so the backward kernel then runs from the fused forward's lse
 template <class T>
 void ce_case(int64_t N, int C, int64_t inner, Red red, double eps, std::mt19937& g, bool fewer_blocks = false,
-             bool cached = false) {
+             bool cached = false, bool piped = false) {
   using A = acc_t<T>;
   const int64_t P = N * inner, n = P * C;
   Buf<T> x((size_t)n), gi_fused((size_t)n), gi_bwd((size_t)n);
@@ -118,8 +119,20 @@ void ce_case(int64_t N, int C, int64_t inner, Red red, double eps, std::mt19937&
         return;
       }
       cache_slots = (size_t)(C + rowwise::width<T>() - 1) / rowwise::width<T>();
-      emu_launch(ce_fwd_rows_cached<T, kCachedSlots>, fused_blocks, pf.threads, (const T*)x.p, (const int64_t*)tgt.p,
-                 P, C, pf, q, lse_f.p, lo_f, per_f.p, gi_fused.p, gq);
+      if constexpr (sizeof(T) == 2) {
+        if (piped) {  // two row buffers; loss.cu takes it for 16-byte rows (C % 8 == 0)
+          if (C % rowwise::width<T>()) {
+            report(false, "a piped case must have 16-byte rows (loss.cu uses it only then)");
+            return;
+          }
+          cache_slots *= 2;
+          emu_launch(ce_fwd_rows_piped<T, kPipedSlots>, fused_blocks, pf.threads, (const T*)x.p,
+                     (const int64_t*)tgt.p, P, C, pf, q, lse_f.p, lo_f, per_f.p, gi_fused.p, gq);
+        }
+      }
+      if (!piped)
+        emu_launch(ce_fwd_rows_cached<T, kCachedSlots>, fused_blocks, pf.threads, (const T*)x.p, (const int64_t*)tgt.p,
+                   P, C, pf, q, lse_f.p, lo_f, per_f.p, gi_fused.p, gq);
       cache_slots = 0;
     } else {
       emu_launch(ce_fwd_rows<T, kSlots, true>, fused_blocks, p.threads, (const T*)x.p, (const int64_t*)tgt.p, P, C, p,
@@ -130,7 +143,8 @@ void ce_case(int64_t N, int C, int64_t inner, Red red, double eps, std::mt19937&
     emu_launch(ce_bwd_rows<T, kSlots>, p.blocks, p.threads, (const T*)x.p, (const int64_t*)tgt.p,
                (const A*)lse_f.p, (const T*)one.p, gi_bwd.p, P, C, p, gq);
     char b[128];
-    std::snprintf(b, sizeof b, "%s%s tpr %3d threads %3d chunks %lld vec %d blocks %u", cached ? "cached " : "",
+    std::snprintf(b, sizeof b, "%s%s tpr %3d threads %3d chunks %lld vec %d blocks %u",
+                  piped ? "piped " : cached ? "cached " : "",
                   pf.warp ? "warp " : "block", pf.tpr, pf.threads, (long long)pf.chunks, (int)pf.vec, fused_blocks);
     plan = b;
   } else {
@@ -230,6 +244,13 @@ void all_cases(std::mt19937& g) {
   ce_case<T>(2, long_C, 1, Red::Mean, 0.1, g, false, /*cached=*/true);
   ce_case<T>(3, long_C + 3, 1, Red::Sum, 0.0, g, /*fewer_blocks=*/true, /*cached=*/true);
   ce_case<T>(7, long_C, 1, Red::None, 0.1, g, /*fewer_blocks=*/true, /*cached=*/true);
+  // 16-bit 16-byte rows: the next row copied whole into the other buffer (ce_fwd_rows_piped), a
+  // block per row, then blocks taking several rows (2, 2, 3 of 7), with and without smoothing
+  if (sizeof(T) == 2) {
+    ce_case<T>(2, long_C, 1, Red::Mean, 0.1, g, false, true, /*piped=*/true);
+    ce_case<T>(7, long_C, 1, Red::Sum, 0.0, g, /*fewer_blocks=*/true, true, /*piped=*/true);
+    ce_case<T>(7, long_C + 8 * 512, 1, Red::None, 0.1, g, /*fewer_blocks=*/true, true, /*piped=*/true);
+  }
   ce_case<T>(3, 6, 5, Red::Mean, 0.2, g);
   ce_case<T>(2, 11, 3, Red::None, 0.0, g);
   for (double s : {1.0, 3.0, -0.5})

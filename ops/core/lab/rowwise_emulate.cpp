@@ -5,7 +5,8 @@
 // a float64 reference. Cases cover the warp kernel (short rows up to a full warp) and the block
 // kernel (a block per row: its one-barrier exchanges, several chunks), float32/bfloat16/float16/
 // float64, whole 16-byte slots (the kVec kernels) and tails, aligned and misaligned bases (scalar
-// accesses), layer_norm with weight and bias, either alone or neither. Every buffer has guard bytes before and after it: a kernel that reads
+// accesses), layer_norm with weight and bias, either alone or neither, and the 16-bit forward's row
+// pipeline (rowwise::RowPipe, "piped": 5 blocks take all the rows, each prefetching its next one). Every buffer has guard bytes before and after it: a kernel that reads
 // or writes past a row's end shows as a changed guard (or, built with -fsanitize=address, an error).
 //
 //   g++ -std=c++20 -O2 -pthread -DVT_ROWWISE_EMULATE -I/usr/local/cuda/include -Iopsdk/include -Iops/core/lab \
@@ -47,6 +48,13 @@ void emu_launch(void (*kernel)(P...), unsigned blocks, unsigned threads, Args...
   for (auto& th : ts) th.join();
 }
 
+
+// The grid of a forward launch: pipelined plans (rowwise::RowPipe) as on a GPU with 5 resident
+// blocks (so each block takes many rows, its next one prefetched), the others p.blocks.
+template <class T, int K>
+unsigned grid_of(const rowwise::Plan& p) {
+  return rowwise::pipe_bytes<T, K>(p) ? rowwise::pipe_grid(p, 5) : p.blocks;
+}
 
 template <class T> const char* name_of() {
   if constexpr (std::is_same<T, float>::value) return "float32";
@@ -109,10 +117,11 @@ void softmax_case(int64_t M, int N, int shift, bool log, std::mt19937& g) {
   }
   const vt::Call c;
   rowwise::Plan p = plan<T>(c, M, N, rowwise::aligned16(x.p) && rowwise::aligned16(y.p));
-  emu_launch(log ? kernel_for<T, true>(p) : kernel_for<T, false>(p), p.blocks, p.threads, (const T*)x.p, y.p, M, N, p);
+  emu_launch(log ? kernel_for<T, true>(p) : kernel_for<T, false>(p), grid_of<T, fwd_slots<T>()>(p), p.threads,
+             (const T*)x.p, y.p, M, N, p);
   char what[128];
-  std::snprintf(what, sizeof what, "%s %s fwd M %lld N %d shift %d", log ? "log_softmax" : "softmax", name_of<T>(),
-                (long long)M, N, shift);
+  std::snprintf(what, sizeof what, "%s %s fwd M %lld N %d shift %d%s", log ? "log_softmax" : "softmax", name_of<T>(),
+                (long long)M, N, shift, rowwise::pipe_bytes<T, fwd_slots<T>()>(p) ? " piped" : "");
   check(what, y, yr, p, x.guards_intact() && y.guards_intact());
 
   // backward from the kernel's own output (as the op does from the saved output)
@@ -242,11 +251,12 @@ void norm_case(int64_t M, int N, int shift, bool rms, int affine, std::mt19937& 
   const vt::Call c;
   const rowwise::Plan p = plan<T>(c, M, N, al);
   A* mp = rms ? nullptr : mean.p;
-  emu_launch(rms ? kernel_for<T, true>(p) : kernel_for<T, false>(p), p.blocks, p.threads, (const T*)x.p, wp, bp, y.p,
-             mp, rstd.p, M, N, p, eps);
+  emu_launch(rms ? kernel_for<T, true>(p) : kernel_for<T, false>(p), grid_of<T, fwd_slots<T>()>(p), p.threads,
+             (const T*)x.p, wp, bp, y.p, mp, rstd.p, M, N, p, eps);
   char what[128];
-  std::snprintf(what, sizeof what, "%s %s%s M %lld N %d shift %d", rms ? "rms_norm" : "layer_norm", name_of<T>(),
-                affine == kBoth ? " w+b" : affine == kWeight ? " w" : affine == kBias ? " b" : "", (long long)M, N, shift);
+  std::snprintf(what, sizeof what, "%s %s%s M %lld N %d shift %d%s", rms ? "rms_norm" : "layer_norm", name_of<T>(),
+                affine == kBoth ? " w+b" : affine == kWeight ? " w" : affine == kBias ? " b" : "", (long long)M, N, shift,
+                rowwise::pipe_bytes<T, fwd_slots<T>()>(p) ? " piped" : "");
   const bool guards = x.guards_intact() && y.guards_intact() && w.guards_intact() && b.guards_intact() &&
                       mean.guards_intact() && rstd.guards_intact();
   check(what, y, yr, p, guards);
@@ -275,7 +285,8 @@ int main(int argc, char** argv) {
     softmax_case<float>(37, 7, 1, false, g);                    // warp, tpr 2, scalar tails
     norm_case<__nv_bfloat16>(530, 100, 0, false, kBoth, g);     // warp, tpr 4, dead rows in the last block
     norm_case<__nv_bfloat16>(517, 1024, 0, false, kBoth, g);    // warp, tpr 32, 4 slots per lane
-    softmax_case<__nv_bfloat16>(515, 4096, 0, true, g);         // block of 128, one chunk, 16-byte slots
+    softmax_case<__nv_bfloat16>(515, 4096, 0, true, g);         // block of 128, one chunk, 16-byte slots, pipelined
+    norm_case<__nv_bfloat16>(515, 4096, 0, false, kBoth, g);    // the same for layer_norm (rows prefetched)
     norm_case<__nv_bfloat16>(37, 3000, 1, false, kWeight, g);   // block, misaligned: scalar accesses
     norm_case<float>(2, 1030, 0, true, kNone, g);               // block, one chunk, tails
     softmax_case<float>(2, 17000, 0, false, g);                 // block, several chunks

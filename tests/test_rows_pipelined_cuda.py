@@ -1,0 +1,103 @@
+"""The pipelined 16-bit row kernels on CUDA, with more rows than the GPU holds blocks, so each block
+works through several rows with the next one in flight (rowwise::RowPipe: softmax, log_softmax,
+layer_norm, rms_norm forward of 16-byte rows that fit one chunk; loss_rows::ce_fwd_rows_piped: the
+fused cross-entropy of 16-bit rows whose two copies fit shared memory). Against float64 numpy
+references, the same bits on a second run, and the fused cross-entropy's gradient against the
+two-pass path's. The host emulations (tests/test_rowwise_emulate.py, tests/test_loss_emulate.py)
+check the same index math on any machine; these need a GPU."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import vibetensor as vt
+from conftest import DEVICES, assert_close, make, on, to_numpy
+
+pytestmark = pytest.mark.skipif("cuda" not in DEVICES, reason="needs a CUDA GPU")
+
+HALVES = ["bfloat16", "float16"]
+# (rows, row length): many rows of 4096 (128 threads a row, ~8 rows per resident block on an H200),
+# many of 2048 (64 threads), few rows spread wider (256 threads), and a single row
+ROWS = [(2500, 4096), (5000, 2048), (300, 4096), (1, 4096)]
+
+
+def np_softmax(x, log):
+    x = x.astype(np.float64)
+    m = x.max(-1, keepdims=True)
+    s = np.exp(x - m).sum(-1, keepdims=True)
+    return x - m - np.log(s) if log else np.exp(x - m) / s
+
+
+def np_norm(x, w, b, eps, rms):
+    x = x.astype(np.float64)
+    mu = 0.0 if rms else x.mean(-1, keepdims=True)
+    var = (x * x).mean(-1, keepdims=True) if rms else ((x - mu) ** 2).mean(-1, keepdims=True)
+    y = (x - mu) / np.sqrt(var + eps) * w.astype(np.float64)
+    return y if b is None else y + b.astype(np.float64)
+
+
+def same_bits(a, b):
+    return np.ascontiguousarray(to_numpy(a)).tobytes() == np.ascontiguousarray(to_numpy(b)).tobytes()
+
+
+@pytest.mark.parametrize("dtype", HALVES)
+@pytest.mark.parametrize("rows", ROWS, ids=str)
+def test_softmax_and_norms_over_many_rows(rng, dtype, rows):
+    x, xn = make(rng, rows, dtype, device="cuda")
+    n = rows[1]
+    w, wn = make(rng, (n,), dtype, device="cuda")
+    b, bn = make(rng, (n,), dtype, device="cuda")
+    for log in (False, True):
+        fn = vt.log_softmax if log else vt.softmax
+        y = fn(x, -1)
+        assert_close(y, np_softmax(xn, log), dtype, scale=4, msg=f"{rows} log={log}")
+        assert same_bits(y, fn(x, -1))
+    y = vt.layer_norm(x, [n], w, b)
+    assert_close(y, np_norm(xn, wn, bn, 1e-5, False), dtype, scale=8, msg=f"{rows} layer_norm")
+    assert same_bits(y, vt.layer_norm(x, [n], w, b))
+    y = vt.rms_norm(x, [n], w, eps=1e-6)
+    assert_close(y, np_norm(xn, wn, None, 1e-6, True), dtype, scale=8, msg=f"{rows} rms_norm")
+    assert same_bits(y, vt.rms_norm(x, [n], w, eps=1e-6))
+
+
+def _two_pass_grad(x, t, ignore, eps, red):
+    loss, lse = vt.ops.core.cross_entropy(x.detach(), t, ignore, eps, red)
+    one = vt.full((), 1.0, dtype=x.dtype).to("cuda")
+    return loss, vt.ops.core.cross_entropy_backward(one, x.detach(), t, lse, ignore, eps, red)
+
+
+def np_cross_entropy_mean(x, t, ignore, eps):
+    x = x.astype(np.float64)
+    m = x.max(-1, keepdims=True)
+    lse = (m + np.log(np.exp(x - m).sum(-1, keepdims=True)))[:, 0]
+    keep = t != ignore
+    rows = np.arange(len(t))
+    xt = x[rows, np.where(keep, t, 0)]
+    per = (1 - eps) * (lse - xt) + eps * (lse - x.mean(-1))
+    return (per * keep).sum() / keep.sum()
+
+
+@pytest.mark.parametrize("dtype", HALVES)
+@pytest.mark.parametrize("shape", [(400, 50304), (300, 36000), (3, 50304)], ids=str)
+@pytest.mark.parametrize("eps", [0.0, 0.1])
+def test_fused_cross_entropy_rows_prefetched(rng, dtype, shape, eps):
+    """The training call's fused forward (rows of 16-bit logits, two row buffers in shared memory,
+    a block per SM taking rows b, b + grid, ...): the loss against float64 and the plain forward,
+    the gradient against the two-pass path's, and the same bits on a second run."""
+    x, xn = make(rng, shape, dtype, device="cuda")
+    tn = np.asarray(rng.integers(0, shape[1], shape[0]), np.int64)
+    tn[::7] = -100
+    t = on("cuda", vt.tensor(tn))
+    grads = []
+    for _ in range(2):
+        xg = x.detach().clone().requires_grad_()
+        loss = vt.cross_entropy(xg, t, label_smoothing=eps)
+        loss.backward()
+        grads.append(xg.grad)
+    assert_close(loss, np.asarray(np_cross_entropy_mean(xn, tn, -100, eps)), dtype, scale=8)
+    plain, want = _two_pass_grad(x, t, -100, eps, "mean")
+    assert_close(loss, to_numpy(plain), dtype, scale=4)
+    assert_close(grads[0], to_numpy(want), dtype, scale=4)
+    assert same_bits(grads[0], grads[1])
+    ignored = to_numpy(grads[0])[tn == -100]
+    assert not ignored.any()  # ignored rows: a zero gradient
