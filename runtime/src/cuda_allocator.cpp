@@ -16,7 +16,9 @@
 //   keeps its memory (addresses baked into the graph) until every graph using it is reset.
 // - Out of memory: wait for pending events, return every whole cached segment, retry once; then
 //   MemoryError naming the request and the allocator's state. A per-process fraction is a hard cap.
-// - The hot path (reuse) takes the device's mutex and makes no CUDA call.
+// - The hot path (reuse) takes the device's mutex, makes no CUDA call and no heap allocation: the
+//   free-block sets' tree nodes, the address map and the Block records are recycled
+//   (recycling.hpp).
 //
 // VT_CUDA_ALLOCATOR=cudaMallocAsync selects CUDA's own stream-ordered pools instead (for comparison).
 #include <algorithm>
@@ -33,6 +35,7 @@
 #include <vector>
 
 #include "cuda_internal.hpp"
+#include "recycling.hpp"
 
 namespace vt {
 namespace cu {
@@ -87,10 +90,11 @@ struct BlockLess {
 struct PrivatePool;
 
 struct BlockPool {
-  std::set<Block*, BlockLess> blocks;  // free blocks only
+  std::set<Block*, BlockLess, CachedAlloc<Block*>> blocks;  // free blocks only
   bool small;
   PrivatePool* owner;  // null: the device's own pools
-  BlockPool(bool s, PrivatePool* o) : small(s), owner(o) {}
+  BlockPool(bool s, PrivatePool* o, NodeCache* nodes)
+      : blocks(BlockLess{}, CachedAlloc<Block*>(nodes)), small(s), owner(o) {}
 };
 
 // A graph's memory: blocks allocated while it was captured, kept until no graph uses the pool.
@@ -98,13 +102,16 @@ struct PrivatePool {
   uint64_t id;
   int use_count = 0;  // graphs captured into it and not reset
   int segments = 0;   // live cudaMalloc'ed segments
-  BlockPool small{true, this}, large{false, this};
-  explicit PrivatePool(uint64_t i) : id(i) {}
+  BlockPool small, large;
+  PrivatePool(uint64_t i, NodeCache* nodes) : id(i), small(true, this, nodes), large(false, this, nodes) {}
 };
 
 class DeviceAllocator {
  public:
   explicit DeviceAllocator(int device) : device_(device) {}
+  ~DeviceAllocator() {
+    for (Block* b : spare_blocks_) delete b;
+  }
 
   void* malloc(size_t nbytes, cudaStream_t stream) {
     std::lock_guard<std::mutex> g(mu_);
@@ -120,7 +127,7 @@ class DeviceAllocator {
       stat_pools(stats_.inactive_split_bytes, pool, -static_cast<int64_t>(b->size));
     }
     if (should_split(b, size)) {
-      auto* rest = new Block(stream, b->size - size, b->ptr + size, pool);
+      Block* rest = make_block(stream, b->size - size, b->ptr + size, pool);
       rest->prev = b;
       rest->next = b->next;
       if (b->next) b->next->prev = rest;
@@ -132,7 +139,7 @@ class DeviceAllocator {
     }
     b->allocated = true;
     b->requested = nbytes;
-    active_.emplace(b->ptr, b);
+    active_.insert(b->ptr, b);
     stat_pools(stats_.allocation, pool, 1);
     stat_pools(stats_.allocated_bytes, pool, static_cast<int64_t>(b->size));
     stat_pools(stats_.requested_bytes, pool, static_cast<int64_t>(nbytes));
@@ -144,10 +151,10 @@ class DeviceAllocator {
   // Frees onto the block's own stream, whatever thread or current stream the caller has.
   bool free(void* ptr) {
     std::lock_guard<std::mutex> g(mu_);
-    auto it = active_.find(ptr);
-    if (it == active_.end()) return false;
-    Block* b = it->second;
-    active_.erase(it);
+    Block** found = active_.find(ptr);
+    if (!found) return false;
+    Block* b = *found;
+    active_.erase(ptr);
     b->allocated = false;
     stat_pools(stats_.allocation, b->pool, -1);
     stat_pools(stats_.allocated_bytes, b->pool, -static_cast<int64_t>(b->size));
@@ -166,14 +173,14 @@ class DeviceAllocator {
 
   bool owns(void* ptr) {
     std::lock_guard<std::mutex> g(mu_);
-    return active_.count(ptr) != 0;
+    return active_.find(ptr) != nullptr;
   }
 
   void record_stream(void* ptr, cudaStream_t s) {
     std::lock_guard<std::mutex> g(mu_);
-    auto it = active_.find(ptr);
-    if (it == active_.end()) return;  // not ours (a borrowed DLPack buffer): nothing to protect
-    Block* b = it->second;
+    Block** found = active_.find(ptr);
+    if (!found) return;  // not ours (a borrowed DLPack buffer): nothing to protect
+    Block* b = *found;
     if (s == b->stream) return;  // stream order already protects it
     if (std::find(b->stream_uses.begin(), b->stream_uses.end(), s) == b->stream_uses.end())
       b->stream_uses.push_back(s);
@@ -227,8 +234,9 @@ class DeviceAllocator {
       add_heads(kv.second->small);
       add_heads(kv.second->large);
     }
-    for (auto& kv : active_)
-      if (!kv.second->prev) heads.push_back(kv.second);
+    active_.for_each([&](const void*, Block* b) {
+      if (!b->prev) heads.push_back(b);
+    });
     for (auto& kv : events_)
       for (auto& e : kv.second)
         if (!e.second->prev) heads.push_back(e.second);
@@ -261,7 +269,7 @@ class DeviceAllocator {
   void begin_pool(uint64_t id, unsigned long long capture_id) {
     std::lock_guard<std::mutex> g(mu_);
     auto& p = pools_[id];
-    if (!p) p.reset(new PrivatePool(id));
+    if (!p) p.reset(new PrivatePool(id, &nodes_));
     p->use_count++;
     captures_.emplace_back(capture_id, p.get());
   }
@@ -368,7 +376,7 @@ class DeviceAllocator {
     if (pool->owner) pool->owner->segments++;
     stat_pools(stats_.segment, pool, 1);
     stat_pools(stats_.reserved_bytes, pool, static_cast<int64_t>(seg));
-    return new Block(stream, seg, static_cast<char*>(p), pool);
+    return make_block(stream, seg, static_cast<char*>(p), pool);
   }
 
   void oom_error(size_t requested, size_t seg) {
@@ -418,7 +426,7 @@ class DeviceAllocator {
         if (b->next) b->next->prev = b;
       }
       b->size += n->size;
-      delete n;
+      drop_block(n);
     }
     if (b->is_split()) {
       stat_pools(stats_.inactive_split, pool, 1);
@@ -503,7 +511,7 @@ class DeviceAllocator {
       stat_pools(stats_.segment, &pool, -1);
       stat_pools(stats_.reserved_bytes, &pool, -static_cast<int64_t>(b->size));
       if (pool.owner) pool.owner->segments--;
-      delete b;
+      drop_block(b);
     }
   }
 
@@ -522,10 +530,25 @@ class DeviceAllocator {
     }
   }
 
+  Block* make_block(cudaStream_t stream, size_t size, char* ptr, BlockPool* pool) {
+    if (spare_blocks_.empty()) return new Block(stream, size, ptr, pool);
+    Block* b = spare_blocks_.back();
+    spare_blocks_.pop_back();
+    *b = Block(stream, size, ptr, pool);
+    return b;
+  }
+  void drop_block(Block* b) {
+    if (spare_blocks_.size() < kKeepBlocks) spare_blocks_.push_back(b);
+    else delete b;
+  }
+  static constexpr size_t kKeepBlocks = 1024;
+
   const int device_;
   std::mutex mu_;
-  BlockPool small_{true, nullptr}, large_{false, nullptr};
-  std::unordered_map<void*, Block*> active_;  // allocated blocks by address
+  NodeCache nodes_;                    // before the pools: their sets give nodes back to it
+  std::vector<Block*> spare_blocks_;   // Block records for reuse (split rests, merged neighbours)
+  BlockPool small_{true, nullptr, &nodes_}, large_{false, nullptr, &nodes_};
+  PtrMap<Block*> active_;              // allocated blocks by address
   std::unordered_map<cudaStream_t, std::deque<std::pair<cudaEvent_t, Block*>>> events_;
   std::vector<cudaEvent_t> event_pool_;  // creating events concurrently is slow: reuse them
   std::vector<Block*> deferred_;         // freed during a capture, cross-stream uses pending
