@@ -460,3 +460,62 @@ def test_unknown_backward_choice_fails_the_load():
     env = dict(os.environ, VT_HOPPER_BWD="fast")
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert "ERR" in done.stdout and "VT_HOPPER_BWD='fast'" in done.stdout, done.stdout + done.stderr
+
+
+# ---- our backward's tile walk, emulated on the host (no GPU) --------------------------------------
+def emulate_tile_walk(q, k, v, g, causal, scale):
+    """bwd_wgmma.cuh's algorithm block by block in float64, with its index math as written there: one
+    CTA per key block of 128, the query blocks from i_first = k0 // Br (causal) on, zero-filled rows
+    past Tq and Tk (LSE and Dsum 0 there), the mask applied only on the tiles its `masked` test picks
+    (and checked to be a no-op elsewhere), dK and dV stored for keys < Tk, dQ accumulated then scaled."""
+    B, H, Tq, D = q.shape
+    Tk = k.shape[2]
+    Br, Bc = (128 if D == 64 else 64), 128
+    nq, nk = -(-Tq // Br), -(-Tk // Bc)
+    out, lse = reference(q, k, v, g, causal, scale)[:2]
+    dsum = (g * out).sum(-1)
+
+    def pad(a, n):  # rows past the tensor's end zero-filled, as cp.async's zfill leaves them
+        return np.concatenate([a, np.zeros(a.shape[:2] + (n - a.shape[2],) + a.shape[3:])], axis=2)
+
+    qp, gp, lp, dp = pad(q, nq * Br), pad(g, nq * Br), pad(lse, nq * Br), pad(dsum, nq * Br)
+    kp, vp = pad(k, nk * Bc), pad(v, nk * Bc)
+    dq = np.zeros(qp.shape)
+    dk, dv = np.zeros(kp.shape), np.zeros(vp.shape)
+    log2e = 1 / np.log(2)
+    for kb in range(nk):
+        k0 = kb * Bc
+        keys = k0 + np.arange(Bc)[:, None]
+        kj, vj = kp[:, :, k0:k0 + Bc], vp[:, :, k0:k0 + Bc]
+        for i in range(k0 // Br if causal else 0, nq):
+            q0 = i * Br
+            queries = q0 + np.arange(Br)[None, :]
+            qi, gi = qp[:, :, q0:q0 + Br], gp[:, :, q0:q0 + Br]
+            st = kj @ np.swapaxes(qi, -1, -2)  # S^T (keys, queries)
+            pt = np.exp2(st * scale * log2e - lp[:, :, None, q0:q0 + Br] * log2e)
+            drop = (keys >= Tk) | (queries >= Tq) | (causal & (keys > queries))
+            masked = (causal and k0 + Bc - 1 > q0) or q0 + Br > Tq or k0 + Bc > Tk
+            if masked:
+                pt = np.where(drop, 0.0, pt)
+            else:
+                assert not drop.any(), f"tile (key block {kb}, query block {i}) needs its mask"
+            dpt = vj @ np.swapaxes(gi, -1, -2)
+            dst = pt * (dpt - dp[:, :, None, q0:q0 + Br])
+            dv[:, :, k0:k0 + Bc] += pt @ gi
+            dk[:, :, k0:k0 + Bc] += dst @ qi
+            dq[:, :, q0:q0 + Br] += np.swapaxes(dst, -1, -2) @ kj
+    return dq[:, :, :Tq] * scale, dk[:, :, :Tk] * scale, dv[:, :, :Tk]
+
+
+@pytest.mark.parametrize("D", [64, 128])
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("causal", [False, True])
+def test_backward_tile_walk_emulated(D, shape, causal):
+    B, H, Tq, Tk = shape
+    rng = np.random.default_rng(Tq * 1000 + Tk + D)
+    q, g = (rng.standard_normal((1, 1, Tq, D)) for _ in range(2))
+    k, v = (rng.standard_normal((1, 1, Tk, D)) for _ in range(2))
+    want = reference(q, k, v, g, causal, 1 / np.sqrt(D))[2:]
+    got = emulate_tile_walk(q, k, v, g, causal, 1 / np.sqrt(D))
+    for name, a, w in zip("qkv", got, want):
+        assert np.abs(a - w).max() <= 1e-9 * max(np.abs(w).max(), 1.0), f"d{name}"
