@@ -168,9 +168,10 @@ VT_COMPUTE(sdpa_backward_hopper, "attention::sdpa_backward") {
   operand(c, v, "v", &b.sv);
   operand(c, out, "out", &b.so);
   operand(c, go, "grad_out", &b.sgo);
-  // lse (B, H, Tq) float32 as TMA reads it: unit stride along Tq, the others multiples of 4 (16
-  // bytes), 16-byte aligned data; otherwise (Tq % 4 != 0 when contiguous, or a view) a copy in rows
-  // of stat_row(Tq)
+  // lse (B, H, Tq) float32 as example 88's TMA reads it: unit stride along Tq, the others multiples
+  // of 4 (16 bytes), 16-byte aligned data; otherwise (Tq % 4 != 0 when contiguous, or a view) a copy
+  // in rows of stat_row(Tq). Ours (cp.async of 4 bytes a row) needs only the unit stride; it reads
+  // the copy all the same.
   const int64_t lb = lse->sizes[0] == 1 ? (int64_t)b.p.H * b.p.Tq : lse->strides[0];
   const int64_t lh = lse->sizes[1] == 1 ? (int64_t)b.p.Tq : lse->strides[1];
   b.lse = static_cast<const float*>(lse->data);
