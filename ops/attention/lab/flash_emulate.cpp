@@ -304,11 +304,11 @@ int main(int argc, char** argv) {
       {1, 1, 200, 260, 64, true, kBoolMask, 0.1, true, false, kFp32},
       {1, 2, 150, 90, 128, false, kNoMask, 0.2, false, true, kFp32},
       // D 32 (the ViT's 256 / 8 heads: T = 65, one partial block past a whole one, strided q/k/v)
-      {2, 2, 65, 65, 32, false, kNoMask, 0.0, false, true, false},
+      {1, 2, 65, 65, 32, false, kNoMask, 0.0, false, true, false},
       {1, 2, 100, 190, 32, true, kBoolMask, 0.0, true, false, true},
       {1, 1, 200, 70, 32, true, kAddMask, 0.2, false, false, false},
       {1, 1, 1, 33, 32, false, kNoMask, 0.0, false, true, true},  // not causal: dq would be 0 (a 16-bit check has no floor)
-      {2, 2, 65, 65, 32, false, kNoMask, 0.0, false, true, kFp32},
+      {1, 2, 65, 65, 32, false, kNoMask, 0.0, false, true, kFp32},
       {1, 1, 130, 100, 32, true, kBoolMask, 0.3, true, false, kFp32},
       {1, 1, 70, 150, 32, true, kAddMask, 0.0, false, true, kFp32},
       {1, 1, 1, 33, 32, false, kNoMask, 0.1, false, false, kFp32},

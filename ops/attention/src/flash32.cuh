@@ -21,7 +21,8 @@ constexpr int kRows = 64;  // queries of a forward / dQ block, keys of a dK/dV b
 // CTAs an SM should hold (__launch_bounds__' register cap, 65536 / (256 n)), ptxas -v on sm_90:
 // 2 keeps the forward at 125 (D 64) / 123 (D 128) registers without spills (3 spills 276 bytes at
 // D 64) and the D 64 backward at 127 (it would take 203 and one CTA an SM); the D 128 backward's
-// shared memory (176-208 KiB) fits one CTA anyway, so it keeps its 194-232 registers.
+// shared memory (176-208 KiB) fits one CTA anyway, so it keeps its 194-232 registers. D 32 at 2:
+// forward 123, backward 127, no spills (3 would spill 56-252 bytes at the 80-register cap).
 template <int D> constexpr int kFwdCtas = 2;
 template <int D> constexpr int kBwdCtas = D == 128 ? 1 : 2;
 

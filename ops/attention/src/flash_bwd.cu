@@ -61,7 +61,7 @@ constexpr size_t dkdv_smem() {
 }
 
 template <class T, int D>
-__global__ void __launch_bounds__(kThreads) flash_bwd_dkdv_kernel(const BwdParams p) {
+__global__ void __launch_bounds__(kThreads, kDkdvMinCtas<D>) flash_bwd_dkdv_kernel(const BwdParams p) {
   const uint64_t seed = p.drop.on ? drop_seed(p) : 0, offset = p.drop.on ? drop_offset(p) : 0;
   constexpr int BQ = kBwdQueries<D>;
   constexpr int NT = BQ / 8;  // n-tiles of a score tile (16 keys x BQ queries a warp)

@@ -56,6 +56,11 @@ template <int D> constexpr int kFwdKeys = D == 128 ? 32 : 64;
 // queries per step of the dK/dV loop: 32 at D = 128 keeps dK, dV (64 + 64 floats a thread) and
 // the two score tiles within the register file
 template <int D> constexpr int kBwdQueries = D == 128 ? 32 : 64;
+// D = 32 keeps these tiles (ptxas -v, sm_90, no spills): the forward at 238 registers (64 keys a
+// step; 128 would spill 336 bytes, and 3 CTAs an SM 240), dQ at 134 (4 CTAs an SM would spill 68
+// bytes), dK/dV at 203 with kDkdvMinCtas = 1: left to itself ptxas aims for 3 CTAs an SM (168
+// registers) and spills 12 bytes. 0 leaves __launch_bounds__' minimum to ptxas (as at D 64, 128).
+template <int D> constexpr int kDkdvMinCtas = D == 32 ? 1 : 0;
 constexpr int kStatPad = 64;              // lse/delta rows padded per (b, h) to a multiple of this
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kLn2 = 0.6931471805599453f;
