@@ -101,3 +101,50 @@ def test_fused_cross_entropy_rows_prefetched(rng, dtype, shape, eps):
     assert same_bits(grads[0], grads[1])
     ignored = to_numpy(grads[0])[tn == -100]
     assert not ignored.any()  # ignored rows: a zero gradient
+
+
+_PLAIN_RUN = """
+import sys
+import numpy as np
+import vibetensor as vt
+x = vt.tensor(np.load(sys.argv[1])).to(vt.bfloat16).to("cuda")
+w = vt.tensor(np.load(sys.argv[2])).to(vt.bfloat16).to("cuda")
+t = vt.tensor(np.load(sys.argv[3])).to("cuda")
+n = x.shape[-1]
+outs = [vt.softmax(x, -1), vt.log_softmax(x, -1), vt.layer_norm(x, [n], w, w), vt.rms_norm(x, [n], w)]
+np.save(sys.argv[4], np.stack([o.cpu().to(vt.float32).numpy() for o in outs]))
+xc = vt.tensor(np.load(sys.argv[5])).to(vt.bfloat16).to("cuda").requires_grad_()
+vt.cross_entropy(xc, t, label_smoothing=0.1).backward()
+np.save(sys.argv[6], xc.grad.cpu().to(vt.float32).numpy())
+"""
+
+
+def test_plain_plan_gives_the_same_rows(rng, tmp_path):
+    """VT_ROWS_PLAN=plain (read once per process) turns the pipelines off: the row kernels then load
+    from global memory and give the same bits; the fused cross-entropy takes the one-buffer kernel
+    (another split of the row over lanes: the same gradient up to rounding)."""
+    import os
+    import subprocess
+    import sys
+
+    xn = rng.uniform(-4, 4, (2500, 4096)).astype(np.float32)
+    wn = rng.uniform(-2, 2, 4096).astype(np.float32)
+    cn = rng.uniform(-4, 4, (400, 50304)).astype(np.float32)
+    tn = np.asarray(rng.integers(0, 50304, 400), np.int64)
+    paths = [str(tmp_path / f) for f in ("x.npy", "w.npy", "t.npy", "rows.npy", "c.npy", "grad.npy")]
+    np.save(paths[0], xn)
+    np.save(paths[1], wn)
+    np.save(paths[2], tn)
+    np.save(paths[4], cn)
+    env = dict(os.environ, VT_ROWS_PLAN="plain")
+    run = subprocess.run([sys.executable, "-c", _PLAIN_RUN, *paths], env=env, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout
+    x = vt.tensor(xn).to(vt.bfloat16).to("cuda")
+    w = vt.tensor(wn).to(vt.bfloat16).to("cuda")
+    outs = [vt.softmax(x, -1), vt.log_softmax(x, -1), vt.layer_norm(x, [4096], w, w), vt.rms_norm(x, [4096], w)]
+    mine = np.stack([o.cpu().to(vt.float32).numpy() for o in outs])
+    assert mine.tobytes() == np.load(paths[3]).tobytes()
+    xc = vt.tensor(cn).to(vt.bfloat16).to("cuda").requires_grad_()
+    vt.cross_entropy(xc, on("cuda", vt.tensor(tn)), label_smoothing=0.1).backward()
+    assert_close(xc.grad, np.load(paths[5]).astype(np.float64), "bfloat16", scale=4)

@@ -218,7 +218,8 @@ void ce_forward_cuda(const vt::Call& c, const vt_tensor* grad) {
       bool piped_done = false;
       if constexpr (sizeof(T) == 2) {
         auto* piped = ce_fwd_rows_piped<T, kPipedSlots>;
-        if (gp && pc.vec && !pc.warp && pc.chunks > 1 && 2 * cache <= max_dynamic_smem(c, piped)) {
+        if (gp && pc.vec && !pc.warp && pc.chunks > 1 && rowwise::pipe_enabled() &&
+            2 * cache <= max_dynamic_smem(c, piped)) {
           // 16-bit rows whose two copies fit: the next row copied in whole while this one is worked on
           vt::cuda::check(c, cudaFuncSetAttribute(piped, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)(2 * cache)),
                           "ce_fwd_rows (fused, rows prefetched): cudaFuncSetAttribute");

@@ -67,11 +67,11 @@ void norm_forward(vt::Call& c) {
     T* yp = vt::data<T>(out);
     const bool al =
         rowwise::aligned16(xp) && rowwise::aligned16(yp) && rowwise::aligned16(wp) && rowwise::aligned16(bp);
-    const rowwise::Plan p = norm_rows_impl::plan<T>(c, M, N, al);
+    rowwise::Plan p = norm_rows_impl::plan<T>(c, M, N, al);
     A* mp = RMS ? nullptr : vt::data<A>(mean);
     A* rp = vt::data<A>(rstd);
     const auto kernel = norm_rows_impl::kernel_for<T, RMS>(p);
-    const int smem = rowwise::pipe_bytes<T, norm_rows_impl::fwd_slots<T>()>(p);
+    const int smem = rowwise::plan_pipe<T, norm_rows_impl::fwd_slots<T>()>(p);
     vt::cuda::launch(c, p.warp ? "norm_rows (warp)" : smem ? "norm_rows (pipelined)" : "norm_rows", kernel,
                      rowwise::launch_grid(c, (const void*)kernel, p, smem), p.threads, (size_t)smem, xp, wp, bp, yp,
                      mp, rp, M, (int)N, p, eps);

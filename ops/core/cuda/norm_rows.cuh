@@ -27,7 +27,7 @@ constexpr int fwd_warp_slots() { return fwd_slots<T>(); }
 // float32 rms_norm: at 64 it spilled 32 bytes of per-row values and ran at 0.87 of the copy ceiling
 // on the H200 (02:15 call; layer_norm, no spill, 0.95), so it takes 84.
 // kVec: the plan's vec (16-byte accesses only). 16-bit block plans of one chunk pipeline their rows
-// (rowwise::RowPipe: launched with pipe_bytes of shared memory on a grid of resident blocks).
+// (p.pipe, rowwise::RowPipe: launched with plan_pipe's shared memory on a grid of resident blocks).
 // A missing weight is a slot of ones and a missing bias one of -0 (x * 1 and x + -0 are x exactly,
 // -0 included), so one code path serves all.
 template <class T, int K, bool kWarp, bool kVec, bool rms>
@@ -44,7 +44,7 @@ __global__ void VT_ROW_KERNEL_BOUNDS(kWarp, kVec && sizeof(T) <= 4 && !(rms && s
   rowwise::Slot c[K];
   // 16-bit rows of one chunk: the next row copied into shared memory while this one is worked on
   constexpr bool kPipe = !kWarp && kVec && sizeof(T) == 2;
-  const bool pipe = kPipe && rowwise::pipe_bytes<T, K>(p) != 0;
+  const bool pipe = kPipe && p.pipe;
   const int64_t step = (int64_t)gridDim.x * rpb;
   rowwise::RowPipe<T, K, rowwise::RowGroup<kWarp>> rp(x, M, N, pipe ? (int64_t)blockIdx.x * rpb : M, step, g);
   for (int64_t r0 = (int64_t)blockIdx.x * rpb; r0 < M; r0 += step) {
@@ -54,7 +54,7 @@ __global__ void VT_ROW_KERNEL_BOUNDS(kWarp, kVec && sizeof(T) <= 4 && !(rms && s
     const T* xr = x + row * N;
     A s = A(0);  // sum of x (layer) or of x^2 (rms); missing elements are 0
     for (int ch = 0; ch < chunks; ++ch) {
-      if (pipe) rp.take(c, r0, g);  // block plans: the row is live
+      if (pipe) rp.take(c, r0);  // block plans: the row is live
       else rowwise::load_chunk<T, K>(c, xr, g, ch, n, kVec);
 #pragma unroll
       for (int k = 0; k < K; ++k) {  // a sum per slot: K independent chains of adds

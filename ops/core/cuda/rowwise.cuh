@@ -21,6 +21,8 @@
 #define VT_CORE_CUDA_ROWWISE_CUH_
 
 #include <algorithm>
+#include <cstdlib>
+#include <string>
 
 #ifdef VT_ROWWISE_EMULATE  // a host build of the row kernels (ops/core/lab/rowwise_emulate.hpp)
 #include "rowwise_emulate.hpp"
@@ -62,6 +64,7 @@ struct Plan {
   unsigned blocks = 1;
   bool vec = false;
   bool warp = false;   // tpr <= 32: a row per group of at most a warp, several rows per block
+  bool pipe = false;   // 16-bit forward kernels: rows pipelined through shared memory (plan_pipe)
   __host__ __device__ int rows_per_block() const { return threads / tpr; }
 };
 
@@ -374,7 +377,7 @@ __device__ __forceinline__ void opaque(Slot& s) {
 // row's load overlaps the previous row's reductions and stores. Two buffers: row i in buffer i % 2.
 // Each thread copies and reads back only its own slots (slot s at [s]), so no barrier is needed.
 
-// dynamic shared memory of a pipelined kernel: 0 when the plan does not pipeline (warp plans,
+// dynamic shared memory of a pipelined kernel: 0 when the plan cannot pipeline (warp plans,
 // scalar accesses, rows over one chunk, float32/float64, or buffers over 40 KB: with the static
 // exchange buffers a block stays within the 48 KB it may have without opting in)
 template <class T, int K>
@@ -383,28 +386,63 @@ __host__ __device__ inline int pipe_bytes(const Plan& p) {
   const int b = 2 * K * p.tpr * 16;
   return b <= 40 * 1024 ? b : 0;
 }
+// Whether the 16-bit row kernels pipeline (ce_fwd_rows_piped included): yes unless the environment
+// variable VT_ROWS_PLAN is "plain" when first asked (for an A/B run on a GPU).
+inline bool pipe_enabled() {
+  static const bool on = [] {
+    const char* v = std::getenv("VT_ROWS_PLAN");
+    return !(v && std::string(v) == "plain");
+  }();
+  return on;
+}
+// Sets p.pipe for a forward plan of K slots and returns the launch's dynamic shared memory (0: none).
+template <class T, int K>
+inline int plan_pipe(Plan& p) {
+  const int b = pipe_enabled() ? pipe_bytes<T, K>(p) : 0;
+  p.pipe = b != 0;
+  return b;
+}
 // the grid of a pipelined kernel: at most the blocks resident at once, so each takes several rows
 // (rows are independent: the grid never changes a result)
 inline unsigned pipe_grid(const Plan& p, int64_t resident) {
   return (unsigned)std::max<int64_t>(1, std::min<int64_t>(p.blocks, resident));
 }
 
+// Shared-memory addresses of the pipe buffers: a 32-bit shared-space address on the GPU (computed
+// once per kernel, not a generic pointer converted per access), a pointer into the emulated block.
 #ifdef VT_ROWWISE_EMULATE
-inline Slot* pipe_buffer(int which, int) { return reinterpret_cast<Slot*>(emu_block->pipe[which]); }
+using SharedAddr = unsigned char*;
+inline SharedAddr pipe_base() { return emu_block->pipe; }
+inline void copy_async16(SharedAddr dst, const void* src) { std::memcpy(dst, src, 16); }
 inline void copy_async16(Slot* dst, const void* src) { std::memcpy(dst, src, 16); }
+inline Slot load_shared(SharedAddr a) {
+  Slot s;
+  std::memcpy(&s, a, 16);
+  return s;
+}
 inline void copy_async_commit() {}
 template <int kPending>
 inline void copy_async_wait() {}
 #else
-// buffer which (0 or 1) of `slots` slots (K * tpr)
-__device__ __forceinline__ Slot* pipe_buffer(int which, int slots) {
+using SharedAddr = uint32_t;
+__device__ __forceinline__ SharedAddr pipe_base() {
   extern __shared__ Slot vt_row_pipe[];  // pipe_bytes of dynamic shared memory: two buffers
-  return vt_row_pipe + which * slots;
+  return (SharedAddr)__cvta_generic_to_shared(vt_row_pipe);
 }
-// 16 bytes global -> shared, not cached in L1 (each logit is read once)
+// 16 bytes global -> shared, not cached in L1 (each element is read once)
+__device__ __forceinline__ void copy_async16(SharedAddr dst, const void* src) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(dst), "l"(src) : "memory");
+}
 __device__ __forceinline__ void copy_async16(Slot* dst, const void* src) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"((unsigned)__cvta_generic_to_shared(dst)), "l"(src)
-               : "memory");
+  copy_async16((SharedAddr)__cvta_generic_to_shared(dst), src);
+}
+// volatile: stays after the copy_async_wait before it
+__device__ __forceinline__ Slot load_shared(SharedAddr a) {
+  Slot s;
+  asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(s.w[0]), "=r"(s.w[1]), "=r"(s.w[2]), "=r"(s.w[3])
+               : "r"(a));
+  return s;
 }
 __device__ __forceinline__ void copy_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
 // waits until at most kPending of this thread's committed groups are still in flight
@@ -412,50 +450,47 @@ template <int kPending>
 __device__ __forceinline__ void copy_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending) : "memory"); }
 #endif
 
-// Starts copying chunk 0 of a row of n elements (its K slots of this thread) into buf, one group.
-template <class T, int K, class G>
-__device__ __forceinline__ void prefetch_row(Slot* buf, const T* row, const G& g, int n) {
-  constexpr int V = width<T>();
-#pragma unroll
-  for (int k = 0; k < K; ++k) {
-    const int s = g.slot(0, k, K);
-    if (valid<V>(s, n) >= V) copy_async16(buf + s, reinterpret_cast<const uint4*>(row) + s);
-  }
-  copy_async_commit();
-}
-// This thread's K slots of the row prefetch_row copied into buf (missing slots 0); the copy must
-// have completed (copy_async_wait).
-template <class T, int K, class G>
-__device__ __forceinline__ void take_row(Slot (&c)[K], const Slot* buf, const G& g, int n) {
-  constexpr int V = width<T>();
-#pragma unroll
-  for (int k = 0; k < K; ++k) {
-    const int s = g.slot(0, k, K);
-    c[k] = valid<V>(s, n) >= V ? buf[s] : Slot{{0u, 0u, 0u, 0u}};
-  }
-}
-
-// The rows a pipelined block takes, each handed over in registers: rows b, b + step, ... of M rows
-// of N elements; row(c) waits for the current row's copy, reads it into c and starts the next one.
+// The rows a pipelined block takes (block plans of one chunk, 16-byte slots: p.pipe), handed over
+// in registers: rows b, b + step, ... of M rows of N elements. Thread `lane` owns slots
+// s = k * tpr + lane (k < K) of every row: at byte s * 16 of the row and of its buffer alike, so one
+// offset per slot serves both; have bit k: slot k lies in the row (the same for every row).
 template <class T, int K, class G>
 struct RowPipe {
-  const T* x;
-  int64_t M, step;
-  int N;
+  const unsigned char* x;  // the rows, as bytes
+  int64_t M, step, row_bytes;
+  SharedAddr base;  // this thread's slot 0 in buffer 0
+  int stride;       // bytes between a thread's slots (16 * tpr)
+  unsigned have = 0;
   int it = 0;
-  __device__ __forceinline__ RowPipe(const T* x_, int64_t M_, int N_, int64_t first, int64_t step_, const G& g)
-      : x(x_), M(M_), step(step_), N(N_) {
-    if (first < M) prefetch_row<T, K>(pipe_buffer(0, K * g.tpr), x + first * N, g, N);
+  __device__ __forceinline__ RowPipe(const T* x_, int64_t M_, int N, int64_t first, int64_t step_, const G& g)
+      : x(reinterpret_cast<const unsigned char*>(x_) + 16 * g.lane), M(M_), step(step_),
+        row_bytes((int64_t)N * (int64_t)sizeof(T)), base(pipe_base() + 16 * g.lane), stride(16 * g.tpr) {
+    constexpr int V = width<T>();
+#pragma unroll
+    for (int k = 0; k < K; ++k) have |= (valid<V>(g.slot(0, k, K), N) >= V ? 1u : 0u) << k;
+    if (first < M) prefetch(0, first);
   }
-  // row r's slots in c; the copy of row r + step started first, so two rows are in flight
-  __device__ __forceinline__ void take(Slot (&c)[K], int64_t r, const G& g) {
+  // starts copying row r into buffer b (one group)
+  __device__ __forceinline__ void prefetch(int b, int64_t r) {
+    const unsigned char* src = x + r * row_bytes;
+    const SharedAddr dst = base + b * K * stride;
+#pragma unroll
+    for (int k = 0; k < K; ++k)
+      if (have >> k & 1u) copy_async16(dst + k * stride, src + k * stride);
+    copy_async_commit();
+  }
+  // row r's slots in c (missing ones 0): the copy of row r + step is started first, then row r's
+  // awaited, so two rows are in flight
+  __device__ __forceinline__ void take(Slot (&c)[K], int64_t r) {
     if (r + step < M) {
-      prefetch_row<T, K>(pipe_buffer((it + 1) & 1, K * g.tpr), x + (r + step) * N, g, N);
+      prefetch((it + 1) & 1, r + step);
       copy_async_wait<1>();
     } else {
       copy_async_wait<0>();
     }
-    take_row<T, K>(c, pipe_buffer(it & 1, K * g.tpr), g, N);
+    const SharedAddr src = base + (it & 1) * K * stride;
+#pragma unroll
+    for (int k = 0; k < K; ++k) c[k] = have >> k & 1u ? load_shared(src + k * stride) : Slot{{0u, 0u, 0u, 0u}};
     ++it;
   }
 };
@@ -550,7 +585,7 @@ inline int resident_per_sm(const vt::Call& c, const void* kernel, int threads, i
   seen.emplace(key, n);
   return n;
 }
-// the grid of a row kernel's launch with `smem` bytes of pipe buffers (rowwise::pipe_bytes; 0: p.blocks)
+// the grid of a row kernel's launch with `smem` bytes of pipe buffers (plan_pipe's; 0: p.blocks)
 inline unsigned launch_grid(const vt::Call& c, const void* kernel, const Plan& p, int smem) {
   if (smem == 0) return p.blocks;
   return pipe_grid(p, (int64_t)vt::cuda::sm_count(c) * resident_per_sm(c, kernel, p.threads, smem));

@@ -28,8 +28,8 @@ constexpr int kBwdSlots = 4, kBwdWarpSlots = 8;
 // A row of -inf gives nan (exp(-inf - -inf)), as on cpu. The max ignores NaN (fmax: one
 // instruction, where a NaN-propagating max took three); a NaN still makes s, so the whole row, NaN.
 // kVec: the plan's vec (16-byte accesses only: a slot is whole or absent). 16-bit block plans of
-// one chunk pipeline their rows (rowwise::RowPipe: launched with pipe_bytes of shared memory on a
-// grid of resident blocks).
+// one chunk pipeline their rows (p.pipe, rowwise::RowPipe: launched with plan_pipe's shared memory on
+// a grid of resident blocks).
 template <class T, int K, bool kWarp, bool kVec, bool log>
 __global__ void VT_ROW_KERNEL_BOUNDS(kWarp, kVec && sizeof(T) == 2 ? 64 : 128)
     softmax_rows(const T* __restrict__ x, T* __restrict__ y, int64_t M, int N, rowwise::Plan p) {
@@ -40,7 +40,7 @@ __global__ void VT_ROW_KERNEL_BOUNDS(kWarp, kVec && sizeof(T) == 2 ? 64 : 128)
   rowwise::Slot c[K];
   // 16-bit rows of one chunk: the next row copied into shared memory while this one is worked on
   constexpr bool kPipe = !kWarp && kVec && sizeof(T) == 2;
-  const bool pipe = kPipe && rowwise::pipe_bytes<T, K>(p) != 0;
+  const bool pipe = kPipe && p.pipe;
   const int64_t step = (int64_t)gridDim.x * rpb;
   rowwise::RowPipe<T, K, rowwise::RowGroup<kWarp>> rp(x, M, N, pipe ? (int64_t)blockIdx.x * rpb : M, step, g);
   for (int64_t r0 = (int64_t)blockIdx.x * rpb; r0 < M; r0 += step) {
@@ -50,7 +50,7 @@ __global__ void VT_ROW_KERNEL_BOUNDS(kWarp, kVec && sizeof(T) == 2 ? 64 : 128)
     const T* xr = x + off;
     A m = A(-INFINITY);
     for (int ch = 0; ch < chunks; ++ch) {
-      if (pipe) rp.take(c, r0, g);  // block plans: the row is live
+      if (pipe) rp.take(c, r0);  // block plans: the row is live
       else rowwise::load_chunk<T, K>(c, xr, g, ch, n, kVec);
 #pragma unroll
       for (int k = 0; k < K; ++k) {

@@ -52,8 +52,8 @@ void emu_launch(void (*kernel)(P...), unsigned blocks, unsigned threads, Args...
 // The grid of a forward launch: pipelined plans (rowwise::RowPipe) as on a GPU with 5 resident
 // blocks (so each block takes many rows, its next one prefetched), the others p.blocks.
 template <class T, int K>
-unsigned grid_of(const rowwise::Plan& p) {
-  return rowwise::pipe_bytes<T, K>(p) ? rowwise::pipe_grid(p, 5) : p.blocks;
+unsigned grid_of(rowwise::Plan& p) {
+  return rowwise::plan_pipe<T, K>(p) ? rowwise::pipe_grid(p, 5) : p.blocks;
 }
 
 template <class T> const char* name_of() {
@@ -117,11 +117,11 @@ void softmax_case(int64_t M, int N, int shift, bool log, std::mt19937& g) {
   }
   const vt::Call c;
   rowwise::Plan p = plan<T>(c, M, N, rowwise::aligned16(x.p) && rowwise::aligned16(y.p));
-  emu_launch(log ? kernel_for<T, true>(p) : kernel_for<T, false>(p), grid_of<T, fwd_slots<T>()>(p), p.threads,
-             (const T*)x.p, y.p, M, N, p);
+  const unsigned grid = grid_of<T, fwd_slots<T>()>(p);
+  emu_launch(log ? kernel_for<T, true>(p) : kernel_for<T, false>(p), grid, p.threads, (const T*)x.p, y.p, M, N, p);
   char what[128];
   std::snprintf(what, sizeof what, "%s %s fwd M %lld N %d shift %d%s", log ? "log_softmax" : "softmax", name_of<T>(),
-                (long long)M, N, shift, rowwise::pipe_bytes<T, fwd_slots<T>()>(p) ? " piped" : "");
+                (long long)M, N, shift, p.pipe ? " piped" : "");
   check(what, y, yr, p, x.guards_intact() && y.guards_intact());
 
   // backward from the kernel's own output (as the op does from the saved output)
@@ -249,14 +249,15 @@ void norm_case(int64_t M, int N, int shift, bool rms, int affine, std::mt19937& 
   const T* bp = (affine & kBias) && !rms ? b.p : nullptr;
   const bool al = rowwise::aligned16(x.p) && rowwise::aligned16(y.p) && rowwise::aligned16(wp) && rowwise::aligned16(bp);
   const vt::Call c;
-  const rowwise::Plan p = plan<T>(c, M, N, al);
+  rowwise::Plan p = plan<T>(c, M, N, al);
   A* mp = rms ? nullptr : mean.p;
-  emu_launch(rms ? kernel_for<T, true>(p) : kernel_for<T, false>(p), grid_of<T, fwd_slots<T>()>(p), p.threads,
-             (const T*)x.p, wp, bp, y.p, mp, rstd.p, M, N, p, eps);
+  const unsigned grid = grid_of<T, fwd_slots<T>()>(p);
+  emu_launch(rms ? kernel_for<T, true>(p) : kernel_for<T, false>(p), grid, p.threads, (const T*)x.p, wp, bp, y.p, mp,
+             rstd.p, M, N, p, eps);
   char what[128];
   std::snprintf(what, sizeof what, "%s %s%s M %lld N %d shift %d%s", rms ? "rms_norm" : "layer_norm", name_of<T>(),
                 affine == kBoth ? " w+b" : affine == kWeight ? " w" : affine == kBias ? " b" : "", (long long)M, N, shift,
-                rowwise::pipe_bytes<T, fwd_slots<T>()>(p) ? " piped" : "");
+                p.pipe ? " piped" : "");
   const bool guards = x.guards_intact() && y.guards_intact() && w.guards_intact() && b.guards_intact() &&
                       mean.guards_intact() && rstd.guards_intact();
   check(what, y, yr, p, guards);
