@@ -89,8 +89,8 @@ struct Traits {
     array_aligned<E, cosize_v<LayoutKV>, 1024> k, v;
     array_aligned<E, cosize_v<LayoutQ>, 1024> q, dO;
     array_aligned<E, cosize_v<LayoutdS>, 1024> dS;
-    alignas(16) float lse[kStages][Br];   // natural-log LSE of the block's queries (read in pairs)
-    alignas(16) float dsum[kStages][Br];  // rowsum(dO * O)
+    float lse[kStages][Br];   // natural-log LSE of the block's queries
+    float dsum[kStages][Br];  // rowsum(dO * O)
   };
   static constexpr int kSmem = sizeof(Shared) + 1024;  // + room to align the dynamic base to 1024
 };
@@ -122,19 +122,18 @@ __device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wai
 // generic-proxy shared-memory writes (cp.async, st.shared) made visible to wgmma's async-proxy reads
 __device__ __forceinline__ void fence_async_shared() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
 
-// rows [0, valid) of a (rows x D) block at g (row stride `stride` elements) into shared memory at
-// base at offsets at(row, d) (a layout's); rows past `valid` zero-filled. 16-byte chunks: 8 elements stay
-// contiguous under the 128-byte swizzle (it permutes 16-byte units).
-template <int Rows, int D, class E, class At>
-__device__ __forceinline__ void load_rows(E* base, At at, const E* g, int64_t stride, int valid, int tid) {
+// rows [0, valid) of a (rows x D) block at g (row stride `stride` elements) into the swizzled smem
+// tensor s (rows, D); rows past `valid` zero-filled. 16-byte chunks: 8 elements stay contiguous under
+// the 128-byte swizzle (it permutes 16-byte units).
+template <int Rows, int D, class E, class SmemTensor>
+__device__ __forceinline__ void load_rows(SmemTensor s, const E* g, int64_t stride, int valid, int tid) {
   constexpr int kChunks = D / 8;
   static_assert((Rows * kChunks) % kThreads == 0, "whole rounds of 16-byte chunks");
-#pragma unroll 1  // rolled: unrolled, its addresses compete with the accumulators for registers (spills)
-  for (int round = 0; round < Rows * kChunks / kThreads; ++round) {
-    const int c = tid + round * kThreads;
+  CUTE_UNROLL
+  for (int c = tid; c < Rows * kChunks; c += kThreads) {
     const int r = c / kChunks, col = (c % kChunks) * 8;
     const bool ok = r < valid;
-    cp_async_16(base + at(r, col), g + (ok ? r * stride + col : 0), ok);
+    cp_async_16(&s(r, col), g + (ok ? r * stride + col : 0), ok);
   }
 }
 
@@ -180,11 +179,8 @@ __global__ void __launch_bounds__(kThreads, 1) backward_kernel(const Params p) {
   using T = Traits<E, D>;
   constexpr int Bc = T::Bc, Br = T::Br;
   extern __shared__ char smem_raw[];
-  // the 128-byte swizzle repeats every 1024 bytes: wgmma's descriptors assume atoms 1024-aligned.
-  // Pointer arithmetic on smem_raw (not through an integer) keeps the accesses in the shared space
-  // (LDS/STS with 32-bit addresses rather than generic loads).
-  const uint32_t misalign = static_cast<uint32_t>(__cvta_generic_to_shared(smem_raw)) & 1023u;
-  auto& sh = *reinterpret_cast<typename T::Shared*>(smem_raw + ((1024u - misalign) & 1023u));
+  // the 128-byte swizzle repeats every 1024 bytes: wgmma's descriptors assume atoms 1024-aligned
+  auto& sh = *reinterpret_cast<typename T::Shared*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
 
   const int tid = threadIdx.x;
   const int kb = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
@@ -211,13 +207,13 @@ __global__ void __launch_bounds__(kThreads, 1) backward_kernel(const Params p) {
   Tensor sdOt = make_tensor(make_smem_ptr(sh.dO.data()), typename T::LayoutQt{});
   Tensor sKt = make_tensor(make_smem_ptr(sh.k.data()), typename T::LayoutKt{});
   Tensor sdS = make_tensor(make_smem_ptr(sh.dS.data()), typename T::LayoutdS{});
+  Tensor sdSt = make_tensor(make_smem_ptr(sh.dS.data()), typename T::LayoutdSt{});
 
   // Q_i, dO_i, LSE_i, Dsum_i of query block i into stage s (one cp.async group per call)
   auto load_query_block = [&](int i, int s) {
     const int q0 = i * Br, valid = min(Br, Tq - q0);
-    auto at = [s](int r, int d) { return typename T::LayoutQ{}(r, d, s); };
-    load_rows<Br, D>(sh.q.data(), at, gq + q0 * p.sq.t, p.sq.t, valid, tid);
-    load_rows<Br, D>(sh.dO.data(), at, gdo + q0 * p.sdo.t, p.sdo.t, valid, tid);
+    load_rows<Br, D>(sQ(_, _, s), gq + q0 * p.sq.t, p.sq.t, valid, tid);
+    load_rows<Br, D>(sdO(_, _, s), gdo + q0 * p.sdo.t, p.sdo.t, valid, tid);
     if (tid < Br) {
       cp_async_4(&sh.lse[s][tid], glse + (tid < valid ? q0 + tid : 0), tid < valid);
     } else if (tid < 2 * Br) {
@@ -241,9 +237,8 @@ __global__ void __launch_bounds__(kThreads, 1) backward_kernel(const Params p) {
 
   if (i_first < nq) {
     const int kvalid = min(Bc, Tk - k0);
-    auto at = [](int r, int d) { return typename T::LayoutKV{}(r, d); };
-    load_rows<Bc, D>(sh.k.data(), at, gk, p.sk.t, kvalid, tid);
-    load_rows<Bc, D>(sh.v.data(), at, gv, p.sv.t, kvalid, tid);
+    load_rows<Bc, D>(sK, gk, p.sk.t, kvalid, tid);
+    load_rows<Bc, D>(sV, gv, p.sv.t, kvalid, tid);
     load_query_block(i_first, 0);  // one group: K, V and the first query block
 
     // operand views (descriptors over shared memory)
@@ -255,6 +250,7 @@ __global__ void __launch_bounds__(kThreads, 1) backward_kernel(const Params p) {
     Tensor tdKrQt = thr_dkv.partition_fragment_B(sQt);
     Tensor tdQrdS = thr_dq.partition_fragment_A(sdS);   // (MMA, 1, Bc/16)
     Tensor tdQrKt = thr_dq.partition_fragment_B(sKt);
+    Tensor tdSsdSt = thr_sdp.partition_C(sdSt);         // this thread's dS^T elements in shared memory
     // (key, query) and (query, d) of each accumulator element
     Tensor cS = thr_sdp.partition_C(make_identity_tensor(Shape<Int<Bc>, Int<Br>>{}));
     Tensor cdQ = thr_dq.partition_C(make_identity_tensor(Shape<Int<Br>, Int<D>>{}));
@@ -271,15 +267,13 @@ __global__ void __launch_bounds__(kThreads, 1) backward_kernel(const Params p) {
       Tensor accdP = partition_fragment_C(mma_sdp, Shape<Int<Bc>, Int<Br>>{});
       gemm<true>(mma_sdp, tSrK, tSrQ(_, _, _, s), accS);
       gemm<true>(mma_sdp, tSrV, tSrdO(_, _, _, s), accdP);
+      warpgroup_wait<0>();
 
-      // P^T in place while dP^T is still in flight; masked only where a key past Tk, a query past Tq
-      // or the diagonal lies. The LSE values die before the Dsum values are read (registers).
+      // P^T and dS^T in place; masked only where a key past Tk, a query past Tq or the diagonal lies
       const bool masked = (p.causal && k0 + Bc - 1 > q0) || q0 + Br > Tq || k0 + Bc > Tk;
       const float* lse = sh.lse[s];
       const float* dsum = sh.dsum[s];
-      warpgroup_wait<1>();
-      warpgroup_fence_operand(accS);
-      auto softmax = [&](auto mask) {
+      auto softmax_grad = [&](auto mask) {
         CUTE_UNROLL
         for (int e = 0; e < size(accS); ++e) {
           const int key = get<0>(cS(e)), query = get<1>(cS(e));
@@ -289,18 +283,14 @@ __global__ void __launch_bounds__(kThreads, 1) backward_kernel(const Params p) {
             if (gk_ >= Tk || gq_ >= Tq || (p.causal && gk_ > gq_)) pv = 0.f;
           }
           accS(e) = pv;
+          accdP(e) = pv * (accdP(e) - dsum[query]);
         }
       };
-      if (masked) softmax(cute::true_type{});
-      else softmax(cute::false_type{});
-      warpgroup_wait<0>();
-      warpgroup_fence_operand(accdP);
-      // dS^T = P^T o (dP^T - Dsum) (masked entries have P = 0)
-      CUTE_UNROLL
-      for (int e = 0; e < size(accdP); ++e) accdP(e) = accS(e) * (accdP(e) - dsum[get<1>(cS(e))]);
+      if (masked) softmax_grad(cute::true_type{});
+      else softmax_grad(cute::false_type{});
+
       Tensor rP = to_16bit<E>(accS);
       Tensor rdS = to_16bit<E>(accdP);
-
       // the accumulator's values in the order of the register A operand over Br/16 k blocks: value
       // (a, b, c) of the 64 x Br accumulator (column pair, row + 8, column group of 8) is value
       // ((a, b, c % 2), 0, c / 2) of the A fragment: the same flat order (cute's CLayout_64xN, ALayout_64x16)
@@ -318,18 +308,8 @@ __global__ void __launch_bounds__(kThreads, 1) backward_kernel(const Params p) {
       gemm<false>(mma_dkv, tdKrdS, tdKrQt(_, _, _, s), accdK);
 
       // dS (both warp groups' keys) through shared memory for dQ
-      // neighbouring queries n, n + 1 (n even) are neighbours in the query-major dS (the swizzle
-      // moves 16-byte units): one 4-byte store a pair. Offsets through the layout, the pointer
-      // kept a shared one (cute's swizzled smem pointer would make these generic stores).
-      {
-        Tensor rdS32 = recast<uint32_t>(rdS);
-        E* dS = sh.dS.data();
-        CUTE_UNROLL
-        for (int j = 0; j < size(rdS32); ++j) {
-          const auto kq = cS(2 * j);
-          *reinterpret_cast<uint32_t*>(dS + typename T::LayoutdSt{}(get<0>(kq), get<1>(kq))) = rdS32(j);
-        }
-      }
+      CUTE_UNROLL
+      for (int e = 0; e < size(rdS); ++e) tdSsdSt(e) = rdS(e);
       fence_async_shared();
       __syncthreads();
       Tensor accdQ = partition_fragment_C(mma_dq, Shape<Int<Br>, Int<D>>{});
