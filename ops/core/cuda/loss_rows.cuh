@@ -332,6 +332,7 @@ __global__ void __launch_bounds__(rowwise::kMaxTpr, 1)
   int64_t row = blockIdx.x;
   if (row >= P) return;  // the whole block
   prefetch(buf0, row);
+  int64_t t = tgt[row];
   for (int it = 0;; ++it) {
     const rowwise::Slot* cur = it & 1 ? buf1 : buf0;
     const int64_t next = row + gridDim.x;
@@ -342,6 +343,10 @@ __global__ void __launch_bounds__(rowwise::kMaxTpr, 1)
     } else {
       rowwise::copy_async_wait<0>();
     }
+    // the next row's target and this row's target logit in flight during the statistics pass
+    // (loaded after it, they were two dependent global loads on every row's path)
+    const int64_t t_next = more ? tgt[next] : 0;
+    const A xt = g.lane == 0 && t >= 0 && t < C ? A(x[row * C + t]) : A(0);
     rowwise::LSE<A> st;
     A sx = A(0);
     for (int ch = 0; ch < full; ++ch) {
@@ -366,9 +371,7 @@ __global__ void __launch_bounds__(rowwise::kMaxTpr, 1)
     st.combine(g);
     if (smooth) sx = g.sum(sx);
     const A l = lse_of(st, C);
-    const int64_t t = tgt[row];
     if (g.lane == 0) {
-      const A xt = t >= 0 && t < C ? A(x[row * C + t]) : A(0);
       const A v = ce_loss(l, sx, xt, t, C, q);
       lse[row] = l;
       if (loss_none) loss_none[row] = T(v);
@@ -396,6 +399,7 @@ __global__ void __launch_bounds__(rowwise::kMaxTpr, 1)
     }
     if (!more) return;
     row = next;
+    t = t_next;
   }
 }
 
