@@ -3,7 +3,9 @@
 // copied) instantiated for what attention::sdpa needs, and run on attention::sdpa's tensors.
 //
 // Forward: the warp-specialized cooperative kernel (a TMA producer warp group, two consumer warp
-// groups of wgmma sharing one 128-query tile, online softmax in registers, TMA-store epilogue).
+// groups of wgmma sharing one 128-query tile, online softmax in registers, TMA-store epilogue), at
+// head dim 32, 64 and 128; at D = 64 also on 128 x 128 and 192 x 128 tiles (FwdTile below), which
+// pack.cu picks by VT_HOPPER_FWD_D64.
 // It writes O and the natural-log LSE (max * scale + log(sum)) in our (B, H, Tq) layout.
 // Backward, float16 only: the example's backward mainloop assigns a float expression to a
 // fragment of its element type (`acc_DS(i) = acc_P(i) * scale * (acc_DP(i) - reg_ODO(i))`), which
@@ -155,16 +157,27 @@ inline FwdStride fwd_stride(const Strides& s) {
   return FwdStride{(int)s.t, _1{}, cute::make_tuple((int)s.b, (int)s.h)};
 }
 
-// 128 queries per CTA (two consumer warp groups of 64); 64 keys per step at D = 64, 128 at D = 128
-// (the example's cooperative tiles).
-template <class E, int D, class Fusion>
-using ForwardKernel = typename cutlass::fmha::kernel::FmhaBuilder<
-    E, float, float, cute::Shape<cute::_128, cute::Int<(D <= 64 ? 64 : 128)>, cute::Int<D>>, FwdStride, FwdStride,
-    FwdStride, Fusion, cutlass::gemm::KernelTmaWarpSpecializedCooperative>::Kernel;
+// A forward tile: Q queries per CTA split over WG consumer warp groups (Q / WG rows each, wgmma's
+// M of 64), K keys per step. The default, the example's cooperative tiles: 128 queries over two warp
+// groups; 64 keys per step at D <= 64 (its runner's tile for D = 32 and D = 64), 128 at D = 128.
+// The example's kernel takes up to four consumer warp groups (kNumMmaWarpGroups); it splits the SM's
+// 64 K registers among them (setmaxnreg: 240 a thread for two, 160 for three).
+template <int Q, int K, int WG>
+struct FwdTile {
+  static constexpr int queries = Q, keys = K, warp_groups = WG;
+};
+template <int D>
+using DefaultFwdTile = FwdTile<128, (D <= 64 ? 64 : 128), 2>;
 
-template <class E, int D, class Fusion>
+template <class E, int D, class Fusion, class Tile>
+using ForwardKernel = typename cutlass::fmha::kernel::FmhaBuilder<
+    E, float, float, cute::Shape<cute::Int<Tile::queries>, cute::Int<Tile::keys>, cute::Int<D>>, FwdStride, FwdStride,
+    FwdStride, Fusion, cutlass::gemm::KernelTmaWarpSpecializedCooperative,
+    cutlass::fmha::kernel::Option<cutlass::fmha::kernel::Tag::kNumMmaWarpGroups, cute::Int<Tile::warp_groups>>>::Kernel;
+
+template <class E, int D, class Fusion, class Tile>
 void forward(vt::Call& c, const Forward& f) {
-  using Kernel = ForwardKernel<E, D, Fusion>;
+  using Kernel = ForwardKernel<E, D, Fusion, Tile>;
   const Problem& p = f.p;
   typename Kernel::Arguments args{
       {p.B, p.H, p.Tq, p.Tk, D},
@@ -260,17 +273,21 @@ void backward(vt::Call& c, const Backward& b) {
 // compares only in its first and last key tile (the middle ones run unmasked), so one kernel serves
 // every Tk. The backward compares in every tile, so its non-causal kernel without a partial key tile
 // keeps DefaultFusion (no mask) and the partial one gets ResidualFusion. Causal: CausalInBounds.
-#define VT_FMHA_FORWARD(D)                                                                              \
-  void vt_fmha::forward_d##D(vt::Call& c, const Forward& f) {                                           \
+// VT_FMHA_FORWARD_TILE(name, D, tile): vt_fmha::forward_<name>, head dim D on an FwdTile;
+// VT_FMHA_FORWARD(D): vt_fmha::forward_d<D> on the default tile.
+#define VT_FMHA_FORWARD_TILE(name, D, ...)                                                              \
+  void vt_fmha::forward_##name(vt::Call& c, const Forward& f) {                                         \
     using cutlass::fmha::collective::ResidualFusion;                                                    \
+    using Tile = __VA_ARGS__;                                                                           \
     if (f.p.fp16) {                                                                                     \
-      if (f.p.causal) forward<cutlass::half_t, D, CausalInBounds>(c, f);                                \
-      else forward<cutlass::half_t, D, ResidualFusion>(c, f);                                           \
+      if (f.p.causal) forward<cutlass::half_t, D, CausalInBounds, Tile>(c, f);                          \
+      else forward<cutlass::half_t, D, ResidualFusion, Tile>(c, f);                                     \
     } else {                                                                                            \
-      if (f.p.causal) forward<cutlass::bfloat16_t, D, CausalInBounds>(c, f);                            \
-      else forward<cutlass::bfloat16_t, D, ResidualFusion>(c, f);                                       \
+      if (f.p.causal) forward<cutlass::bfloat16_t, D, CausalInBounds, Tile>(c, f);                      \
+      else forward<cutlass::bfloat16_t, D, ResidualFusion, Tile>(c, f);                                 \
     }                                                                                                   \
   }
+#define VT_FMHA_FORWARD(D) VT_FMHA_FORWARD_TILE(d##D, D, DefaultFwdTile<D>)
 #define VT_FMHA_BACKWARD(D)                                                                             \
   void vt_fmha::backward_fp16_d##D(vt::Call& c, const Backward& b) {                                    \
     using cutlass::fmha::collective::DefaultFusion;                                                     \
