@@ -10,9 +10,9 @@ own wgmma backward in bfloat16 and float16; VT_HOPPER_BWD=cutlass: example 88's,
 the "bwd by" column says which served.
 The pack: --pack, else VT_ATTN_HOPPER_PACK, else `vt-ops build ops/attention_hopper` now (minutes
 on few cores). Shapes (B, H, S, D): the issue's 8x16x2048x128, 4x16x2048x64, 2x16x8192x128; causal
-and not; partial tiles too, e.g. --shapes 64x6x65x64,32x6x100x64,128x8x65x32 (ViT's 65 tokens,
-miniGPT's 100; head dim 32: hopper's forward, flash's backward). VT_HOPPER_FWD_D64=128x128 or
-192x128 runs the D = 64 forward on that tile (ops/attention_hopper/NOTES.md). Rows: forward (attention::sdpa), backward alone (attention::sdpa_backward from the saved
+and not; partial tiles too, e.g. --shapes 64x6x65x64,32x6x100x64 (ViT's 65 tokens, miniGPT's
+100). VT_HOPPER_FWD_D64=128x64 or 192x128 runs every D = 64 forward on that tile
+(ops/attention_hopper/NOTES.md). Rows: forward (attention::sdpa), backward alone (attention::sdpa_backward from the saved
 out and lse; torch: autograd.grad of a retained graph), forward + backward (autograd through both).
 FLOPs counted like the issue: forward 4 B H S^2 D (halved when causal), backward 2.5x that,
 forward + backward 3.5x. Each cell: TF/s, and hopper / torch time (below 1: hopper is faster).
@@ -95,9 +95,7 @@ def run_shape(B, H, S, D, dname, rng, measure, torch, F) -> int:
                     grads = vt.autograd.grad(vt_sdpa(qg, kg, vg, is_causal=causal), (qg, kg, vg), g)
                 by = {r.op: r.provider for r in t.records if r.op in (SDPA, BACKWARD)}
                 backward_by[prov] = by.get(BACKWARD)
-                # hopper's own backward takes bfloat16 and float16 at D 64 and 128; at D = 32 (its
-                # forward only) the dispatcher falls back to flash's
-                want_bwd = "flash" if prov == "hopper" and D == 32 else prov
+                want_bwd = prov  # hopper's own backward takes bfloat16 and float16
                 if by != {SDPA: prov, BACKWARD: want_bwd}:
                     print(f"  {prov}: unexpected providers for {B}x{H}x{S}x{D} {dname} causal={causal}: {by}")
                     bad += 1

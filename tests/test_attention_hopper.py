@@ -8,12 +8,11 @@ after the attention pack, registers "hopper" above flash for both ops on cuda an
 declares its shape rules (the limits a tool checks with registry/capabilities.py), leaves the meta
 step (the attention pack's) alone, and unloads back to flash.
 Which provider serves which call, from the declared rules alone (no GPU): hopper both ways in
-bfloat16 and float16, any Tq and Tk, at D 64 and 128; at D 32 (ViT's heads) hopper the forward and
-flash the backward. VT_HOPPER_FWD_D64 (the D = 64 forward's tile, read at load) other than the
-tiles built fails the load.
+bfloat16 and float16, any Tq and Tk, at D 64 and 128 (D 32, ViT's heads: flash both ways).
+VT_HOPPER_FWD_D64 (the D = 64 forward's tile for every call, read at load) other than the tiles
+built fails the load.
 On a Hopper GPU: forward, lse and the three gradients against a float64 reference, the composed
-provider and torch — bfloat16 and float16, causal and not, D 32, 64 and 128 (D 32's backward by
-flash), Tq == Tk and Tq != Tk
+provider and torch — bfloat16 and float16, causal and not, D 64 and 128, Tq == Tk and Tq != Tk
 both ways, partial tiles (ViT's 65 tokens, miniGPT's 100, a partial key tile under causal rows past
 Tk, causal with more keys than queries), strided views — with the trace showing who served: hopper
 both ways (under VT_HOPPER_BWD=cutlass, flash for the causal backward shapes example 88 cannot take);
@@ -156,9 +155,7 @@ def test_declared_limits_match_the_served_calls(hopper):
     assert entry["dtypes"] == ["bfloat16", "float16"]
     assert entry["compute_capability"] == {"min": "9.0", "max": "9.0"}
     backward = caps.for_kernel(hopper.capabilities, BACKWARD, "hopper", "cuda")
-    # per op: the same dtypes and devices, the head dims differ (D = 32: forward only)
-    assert {k: v for k, v in backward.items() if k not in ("limits", "shapes")} == \
-        {k: v for k, v in entry.items() if k not in ("limits", "shapes")}
+    assert backward == entry  # one entry: our backward takes what the forward takes
 
     def unmet(dtype, B, H, Tq, Tk, D, Dv=None, declared=entry):
         return caps.unmet(declared, dtype, {"q": (B, H, Tq, D), "k": (B, H, Tk, D), "v": (B, H, Tk, Dv or D)})
@@ -167,12 +164,10 @@ def test_declared_limits_match_the_served_calls(hopper):
     assert unmet("bfloat16", 1, 1, 128, 128, 128) == []
     assert unmet("float16", 2, 4, 256, 256, 64) == []
     assert unmet("float32", 2, 4, 256, 256, 64) == ["dtype float32 is not one of ['bfloat16', 'float16']"]
-    assert unmet("bfloat16", 2, 4, 256, 256, 96) == ["q.shape[-1] = 96 is not one of [32, 64, 128]",
-                                                     "v.shape[-1] = 96 is not one of [32, 64, 128]"]
-    assert unmet("bfloat16", 128, 8, 65, 65, 32) == []  # ViT's heads: the forward
-    assert unmet("bfloat16", 128, 8, 65, 65, 32, declared=backward) == [
-        "q.shape[-1] = 32 is not one of [64, 128]", "v.shape[-1] = 32 is not one of [64, 128]"]
-    assert unmet("float16", 2, 4, 256, 384, 128, declared=backward) == []
+    assert unmet("bfloat16", 2, 4, 256, 256, 96) == ["q.shape[-1] = 96 is not one of [64, 128]",
+                                                     "v.shape[-1] = 96 is not one of [64, 128]"]
+    assert unmet("bfloat16", 128, 8, 65, 65, 32) == ["q.shape[-1] = 32 is not one of [64, 128]",
+                                                     "v.shape[-1] = 32 is not one of [64, 128]"]  # ViT: flash
     assert unmet("bfloat16", 2, 4, 200, 256, 64) == []  # partial tiles: masked
     assert unmet("bfloat16", 2, 4, 256, 100, 128) == []
     assert unmet("float16", 64, 6, 65, 65, 64) == []
@@ -197,8 +192,7 @@ SERVED = [
     ("float16", (1, 2, 100, 300, 128), "hopper", "hopper"),
     ("bfloat16", (64, 6, 65, 65, 64), "hopper", "hopper"),
     ("bfloat16", (8, 16, 2048, 2048, 128), "hopper", "hopper"),
-    ("bfloat16", (128, 8, 65, 65, 32), "hopper", "flash"),  # ViT's head dim 32: our backward has no D = 32
-    ("float16", (2, 4, 300, 100, 32), "hopper", "flash"),
+    ("bfloat16", (128, 8, 65, 65, 32), "flash", "flash"),  # ViT's head dim 32: flash (hopper's was no faster)
     ("float16", (2, 4, 256, 256, 96), "composed", "composed"),  # head dim: neither flash nor hopper
     ("float32", (2, 4, 256, 256, 64), "flash", "flash"),      # flash's float32 kernels (flash32_*.cu)
     ("float32", (2, 4, 256, 256, 32), "flash", "flash"),  # head dim 32: flash's float32 kernel
@@ -290,7 +284,7 @@ SHAPES = [(2, 3, 256, 256), (1, 2, 128, 384), (1, 2, 384, 128),
 
 @needs_hopper
 @pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
-@pytest.mark.parametrize("D", [32, 64, 128])
+@pytest.mark.parametrize("D", [64, 128])
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
 @pytest.mark.parametrize("causal", [False, True])
 def test_hopper_forward_and_grads(hopper, dtype, D, shape, causal):
@@ -301,11 +295,9 @@ def test_hopper_forward_and_grads(hopper, dtype, D, shape, causal):
     tg, g = half(rng.standard_normal((B, H, Tq, D)), dt)
     want_out, want_lse, *want_grads = reference(q, k, v, g, causal, 1 / np.sqrt(D))
     (out, lse, st), grads, served = run(tq, tk, tv, tg, causal)
-    # ours takes every shape here at D 64 and 128 (D = 32: flash's backward); example 88's
-    # (VT_HOPPER_BWD=cutlass, float16) not causal rows past Tk meeting a partial key block, nor causal
-    # with more keys than queries (pack.cu)
-    hopper_backward = D != 32 and not (
-        CUTLASS_BWD and dtype == "float16" and causal and (Tq > Tk and Tk % 128 or Tk > Tq))
+    # ours takes every shape here; example 88's (VT_HOPPER_BWD=cutlass, float16) not causal rows
+    # past Tk meeting a partial key block, nor causal with more keys than queries (pack.cu)
+    hopper_backward = not (CUTLASS_BWD and dtype == "float16" and causal and (Tq > Tk and Tk % 128 or Tk > Tq))
     backward_by = ("hopper", "priority") if hopper_backward else ("flash", "fallback")
     assert served == {(OP, "hopper", "priority"), (BACKWARD, *backward_by)}
     assert out.dtype is dt and lse.dtype is vt.float32 and to_numpy(st).tolist() == [0, 0]
@@ -437,18 +429,22 @@ def test_hopper_backward_causal_edges(hopper, case):
 
 
 @needs_hopper
-def test_hopper_backward_declines_head_dim_32(hopper):
-    """D = 32: the forward is hopper's, the backward flash's; pinned to hopper, the backward's
-    refusal names the head dims it takes"""
+def test_hopper_declines_head_dim_32(hopper):
+    """D = 32 (ViT's heads): flash serves both ops; pinned to hopper, the refusal names the head dims
+    it takes"""
     rng = np.random.default_rng(32)
     q, k, v, g = (half(rng.standard_normal((4, 8, 65, 32)))[0] for _ in range(4))
     with vt.ops.trace() as t:
         out, lse, _ = vt.ops.Op(OP)(q, k, v, None, False, None, 0.0)
         vt.ops.Op(BACKWARD)(g, q, k, v, out, lse, None, False, 32 ** -0.5, 0.0, 0, 0)
-    assert [(r.op, r.provider) for r in t.records if r.op in (OP, BACKWARD)] == [(OP, "hopper"), (BACKWARD, "flash")]
-    with vt.ops.use(BACKWARD, "hopper", "cuda"):
-        with pytest.raises(NotImplementedError, match=r"the backward: D == Dv in \{64, 128\} only"):
-            vt.ops.Op(BACKWARD)(g, q, k, v, out, lse, None, False, 32 ** -0.5, 0.0, 0, 0)
+    assert [(r.op, r.provider) for r in t.records if r.op in (OP, BACKWARD)] == [(OP, "flash"), (BACKWARD, "flash")]
+    for op in (OP, BACKWARD):
+        with vt.ops.use(op, "hopper", "cuda"):
+            with pytest.raises(NotImplementedError, match=r"D == Dv in \{64, 128\} only"):
+                if op == OP:
+                    vt.ops.Op(OP)(q, k, v, None, False, None, 0.0)
+                else:
+                    vt.ops.Op(BACKWARD)(g, q, k, v, out, lse, None, False, 32 ** -0.5, 0.0, 0, 0)
 
 
 @needs_hopper
@@ -493,9 +489,9 @@ def _load_in_subprocess(env: dict, body: str = "") -> subprocess.CompletedProces
 
 def test_unknown_forward_tile_fails_the_load():
     """VT_HOPPER_FWD_D64 is read at load: a tile not built fails it, naming those that are"""
-    done = _load_in_subprocess({"VT_HOPPER_FWD_D64": "256x64"})
-    assert "ERR" in done.stdout and "VT_HOPPER_FWD_D64='256x64'" in done.stdout, done.stdout + done.stderr
-    assert "'128x64' (the default), '128x128', '192x128'" in done.stdout
+    done = _load_in_subprocess({"VT_HOPPER_FWD_D64": "128x128"})
+    assert "ERR" in done.stdout and "VT_HOPPER_FWD_D64='128x128'" in done.stdout, done.stdout + done.stderr
+    assert "'128x64' or '192x128'" in done.stdout
     for tile in ("128x64", "192x128", ""):  # the built tiles (and unset) load
         done = _load_in_subprocess({"VT_HOPPER_FWD_D64": tile})
         assert done.stdout.strip() == "LOADED", (tile, done.stdout + done.stderr)
@@ -524,7 +520,7 @@ print("CHECKED")
 
 
 @needs_hopper
-@pytest.mark.parametrize("tile", ["128x64", "128x128", "192x128"])
+@pytest.mark.parametrize("tile", ["128x64", "192x128"])
 def test_hopper_forward_d64_tiles(tile):
     done = _load_in_subprocess({"VT_HOPPER_FWD_D64": tile}, _TILE_CHECK)
     assert done.stdout.split() == ["LOADED", "CHECKED"], done.stdout + done.stderr

@@ -1,7 +1,8 @@
 """The pipelined 16-bit row kernels on CUDA, with more rows than the GPU holds blocks, so each block
 works through several rows with the next one in flight (rowwise::RowPipe: softmax, log_softmax,
-layer_norm, rms_norm forward of 16-byte rows that fit one chunk; loss_rows::ce_fwd_rows_piped: the
-fused cross-entropy of 16-bit rows whose two copies fit shared memory). Against float64 numpy
+layer_norm, rms_norm forward of 16-byte rows that fit one chunk, under VT_ROWS_PLAN=piped;
+loss_rows::ce_fwd_rows_piped: the fused cross-entropy of 16-bit rows whose two copies fit shared
+memory, unless VT_ROWS_PLAN=plain). Against float64 numpy
 references, the same bits on a second run, and the fused cross-entropy's gradient against the
 two-pass path's. The host emulations (tests/test_rowwise_emulate.py, tests/test_loss_emulate.py)
 check the same index math on any machine; these need a GPU."""
@@ -119,10 +120,12 @@ np.save(sys.argv[6], xc.grad.cpu().to(vt.float32).numpy())
 """
 
 
-def test_plain_plan_gives_the_same_rows(rng, tmp_path):
-    """VT_ROWS_PLAN=plain (read once per process) turns the pipelines off: the row kernels then load
-    from global memory and give the same bits; the fused cross-entropy takes the one-buffer kernel
-    (another split of the row over lanes: the same gradient up to rounding)."""
+@pytest.mark.parametrize("plan", ["piped", "plain"])
+def test_rows_plans_give_the_same_rows(rng, tmp_path, plan):
+    """VT_ROWS_PLAN (read once per process): "piped" pipelines the norm/softmax rows too (off by
+    default), "plain" the cross-entropy's rows neither. The norm/softmax rows give the same bits
+    either way; the one-buffer cross-entropy kernel splits a row over lanes otherwise (the same
+    gradient up to rounding)."""
     import os
     import subprocess
     import sys
@@ -136,7 +139,7 @@ def test_plain_plan_gives_the_same_rows(rng, tmp_path):
     np.save(paths[1], wn)
     np.save(paths[2], tn)
     np.save(paths[4], cn)
-    env = dict(os.environ, VT_ROWS_PLAN="plain")
+    env = dict(os.environ, VT_ROWS_PLAN=plan)
     run = subprocess.run([sys.executable, "-c", _PLAIN_RUN, *paths], env=env, stdout=subprocess.PIPE,
                          stderr=subprocess.STDOUT, text=True, timeout=300)
     assert run.returncode == 0, run.stdout

@@ -1,5 +1,5 @@
 // ops/attention_hopper/fmha.hpp — one attention problem as the pack's kernels take it, and the
-// kernels (fwd_d32.cu, fwd_d64.cu, fwd_d128.cu, bwd_d64.cu, bwd_d128.cu: one head dim each, so they compile in
+// kernels (fwd_d64.cu, fwd_d128.cu, bwd_d64.cu, bwd_d128.cu: one head dim each, so they compile in
 // parallel). pack.cu checks and plans; the kernels only run. No CUTLASS here: pack.cu stays cheap.
 //
 // Shape legend (attention::sdpa's): q (B, H, Tq, D), k and v (B, H, Tk, D), out (B, H, Tq, D),
@@ -52,13 +52,10 @@ struct Backward {
 // On the call's stream: the forward in bfloat16 or float16, the backward in float16 only (see
 // fmha_run.cuh). They fail the call with VT_ERR_NOT_IMPL (nothing written) when CUTLASS's own checks
 // refuse the problem, so the dispatcher hands it to the next provider.
-void forward_d32(vt::Call& c, const Forward& f);
 void forward_d64(vt::Call& c, const Forward& f);
 void forward_d128(vt::Call& c, const Forward& f);
-// D = 64 on other tiles (fwd_d64_tiles.cu), picked at load by VT_HOPPER_FWD_D64 (pack.cu) for A/B
-// timing against forward_d64's 128 x 64: 128 queries x 128 keys, two warp groups; 192 x 128, three
-// warp groups (FlashAttention-3's D = 64 forward tile).
-void forward_d64_128x128(vt::Call& c, const Forward& f);
+// D = 64 on FlashAttention-3's forward tile (fwd_d64_192x128.cu): 192 queries over three warp groups,
+// 128 keys a step; pack.cu picks it for long sequences (or VT_HOPPER_FWD_D64 for every call).
 void forward_d64_192x128(vt::Call& c, const Forward& f);
 void backward_fp16_d64(vt::Call& c, const Backward& b);
 void backward_fp16_d128(vt::Call& c, const Backward& b);

@@ -4,8 +4,8 @@
 //
 // Forward: the warp-specialized cooperative kernel (a TMA producer warp group, two consumer warp
 // groups of wgmma sharing one 128-query tile, online softmax in registers, TMA-store epilogue), at
-// head dim 32, 64 and 128; at D = 64 also on 128 x 128 and 192 x 128 tiles (FwdTile below), which
-// pack.cu picks by VT_HOPPER_FWD_D64.
+// head dim 64 and 128; at D = 64 also on a 192 x 128 tile (FwdTile below) that pack.cu picks for
+// long sequences.
 // It writes O and the natural-log LSE (max * scale + log(sum)) in our (B, H, Tq) layout.
 // Backward, float16 only: the example's backward mainloop assigns a float expression to a
 // fragment of its element type (`acc_DS(i) = acc_P(i) * scale * (acc_DP(i) - reg_ODO(i))`), which

@@ -9,8 +9,7 @@
 //   python: vt.ops.load("ops/attention_hopper/build/packs/attention_hopper")   # hopper serves
 //           vt.ops.use("attention::sdpa", "flash", "cuda")                      # back to flash
 //
-// Serves: the forward and the backward in bfloat16 and float16; head dim D == Dv in {64, 128}, and
-// 32 for the forward (the backward at D = 32 is declined: flash's serves it);
+// Serves: the forward and the backward in bfloat16 and float16; head dim D == Dv in {64, 128};
 // any Tq and Tk (partial tiles masked); causal (top-left) or not; no mask; dropout_p == 0; q, k, v (and out, grad_out) with a unit stride along D, the
 // other strides multiples of 8 elements and 16-byte aligned data (TMA's rules); sizes and strides
 // within 32 bits (the kernels index with int); the backward without grad_lse. Every other call is
@@ -20,8 +19,9 @@
 // VT_HOPPER_BWD=cutlass (read once, at load) puts example 88's float16 backward back in place of
 // ours for float16 calls, for A/B timing; with it, the causal backward with Tk > Tq, or with Tq > Tk
 // and a partial key block, is declined as before (NOTES.md); bfloat16 stays on ours.
-// VT_HOPPER_FWD_D64=128x64|128x128|192x128 (read once, at load) picks the D = 64 forward's tile
-// (queries per CTA x keys per step; 128x64, example 88's, unless told), for A/B timing.
+// The D = 64 forward runs on FlashAttention-3's 192 x 128 tile (three consumer warp groups) from
+// 1024 queries on, and on example 88's 128 x 64 below that (fewer padded query rows: miniGPT's 256
+// would fill 384); VT_HOPPER_FWD_D64=128x64|192x128 (read once, at load) fixes one, for A/B timing.
 // This file holds no CUTLASS code: the kernels compile in their own files, in parallel.
 #include <algorithm>
 #include <climits>
@@ -57,16 +57,21 @@ bool fits_int(int64_t x) { return x >= 0 && x <= INT_MAX; }
 // VT_HOPPER_BWD, read once at load: "cutlass" runs example 88's float16 backward instead of ours
 bool g_cutlass_backward = false;
 
-// VT_HOPPER_FWD_D64, read once at load: the D = 64 forward's tile (queries x keys per step), for A/B
-// timing; the first is the default
+// VT_HOPPER_FWD_D64, read once at load: the D = 64 forward's tile (queries x keys per step) for
+// every call, for A/B timing; unset: chosen per call by Tq (forward_d64_for). H200, 2026-12-01,
+// 4x16x2048x64 bf16 forward against torch's time: 128x64 1.43x / 1.56x causal, 192x128 1.03x /
+// 1.29x (a 128x128 tile, 1.31x / 1.25x, was dropped).
 struct ForwardTile {
   const char* name;
   void (*run)(vt::Call&, const vt_fmha::Forward&);
 };
-constexpr ForwardTile kForwardD64[] = {{"128x64", vt_fmha::forward_d64},
-                                       {"128x128", vt_fmha::forward_d64_128x128},
-                                       {"192x128", vt_fmha::forward_d64_192x128}};
-void (*g_forward_d64)(vt::Call&, const vt_fmha::Forward&) = vt_fmha::forward_d64;
+constexpr ForwardTile kForwardD64[] = {{"128x64", vt_fmha::forward_d64}, {"192x128", vt_fmha::forward_d64_192x128}};
+void (*g_forward_d64)(vt::Call&, const vt_fmha::Forward&) = nullptr;  // null: by Tq
+
+void forward_d64_for(vt::Call& c, const vt_fmha::Forward& f) {
+  if (g_forward_d64) return g_forward_d64(c, f);
+  (f.p.Tq >= 1024 ? vt_fmha::forward_d64_192x128 : vt_fmha::forward_d64)(c, f);
+}
 
 // A 4-d operand TMA can read where it lies: unit stride along the last dim, the other strides
 // multiples of 8 elements (16 bytes) within 32 bits, 16-byte aligned data. A dim of size 1 never
@@ -93,12 +98,11 @@ vt_fmha::Problem problem_of(const vt::Call& c, const vt_tensor* q, const vt_tens
   if (mask) decline(c, "a mask (none, or causal=True, only)");
   if (p != 0.0) decline(c, "dropout_p = %g (0 only)", p);
   const int64_t B = q->sizes[0], H = q->sizes[1], Tq = q->sizes[2], Tk = k->sizes[2], D = q->sizes[3];
-  // D = 32 (ViT heads): example 88's forward has a tile for it; our backward does not (flash's serves it)
-  if (backward && (v->sizes[3] != D || (D != 64 && D != 128)))
-    decline(c, "head dims D = %lld, Dv = %lld (the backward: D == Dv in {64, 128} only)", (long long)D,
-            (long long)v->sizes[3]);
-  if (v->sizes[3] != D || (D != 32 && D != 64 && D != 128))
-    decline(c, "head dims D = %lld, Dv = %lld (D == Dv in {32, 64, 128} only)", (long long)D, (long long)v->sizes[3]);
+  (void)backward;
+  // not D = 32 (ViT's heads): example 88's forward there ran at flash's speed on the H200 (both 1.7x
+  // torch's time at 128x8x65x32), and our backward has no D = 32; flash serves both
+  if (v->sizes[3] != D || (D != 64 && D != 128))
+    decline(c, "head dims D = %lld, Dv = %lld (D == Dv in {64, 128} only)", (long long)D, (long long)v->sizes[3]);
   if (B == 0 || H == 0 || Tq == 0 || Tk == 0)
     decline(c, "B = %lld, H = %lld, Tq = %lld, Tk = %lld (non-empty only)", (long long)B, (long long)H, (long long)Tq,
             (long long)Tk);
@@ -144,7 +148,8 @@ VT_COMPUTE(sdpa_hopper, "attention::sdpa") {
   f.q = q->data, f.k = k->data, f.v = v->data;
   f.out = c.out(0)->data;
   f.lse = static_cast<float*>(c.out(1)->data);
-  (f.p.D == 32 ? vt_fmha::forward_d32 : f.p.D == 64 ? g_forward_d64 : vt_fmha::forward_d128)(c, f);
+  if (f.p.D == 64) forward_d64_for(c, f);
+  else vt_fmha::forward_d128(c, f);
   const cudaError_t e =
       cudaMemsetAsync(c.out(2)->data, 0, 2 * sizeof(int64_t), static_cast<cudaStream_t>(c.ctx->stream));
   if (e != cudaSuccess) c.fail(VT_ERR_RUNTIME, "CUDA error in clearing rng: %s", cudaGetErrorString(e));
@@ -224,14 +229,13 @@ vt_status attention_hopper_init(const vt_host* host, vt_pack* pack) {
                bwd);
     g_cutlass_backward = bwd && std::strcmp(bwd, "cutlass") == 0;
     const char* tile = std::getenv("VT_HOPPER_FWD_D64");
-    g_forward_d64 = kForwardD64[0].run;
+    g_forward_d64 = nullptr;
     if (tile && *tile) {
-      g_forward_d64 = nullptr;
       for (const ForwardTile& t : kForwardD64)
         if (std::strcmp(tile, t.name) == 0) g_forward_d64 = t.run;
       if (!g_forward_d64)
-        vt::fail(VT_ERR_VALUE, "VT_HOPPER_FWD_D64='%s': the D = 64 forward's tile, one of '128x64' (the default), "
-                 "'128x128', '192x128'", tile);
+        vt::fail(VT_ERR_VALUE, "VT_HOPPER_FWD_D64='%s': the D = 64 forward's tile for every call, '128x64' or "
+                 "'192x128' (unset: 192x128 from 1024 queries on, else 128x64)", tile);
     }
     vt::Registrar r(host, pack, "hopper", 20);  // above flash (10): serves what it takes, declines the rest
     r.compute("attention::sdpa", VT_CUDA, sdpa_hopper);
@@ -245,20 +249,14 @@ VT_OPPACK_DEFINE(attention_hopper_init)
 
 // What the provider needs and promises (vt/capabilities.h; checked at load, shown by vt-ops info):
 // the ops are the attention pack's; wgmma and TMA in sm_90a code run on compute capability 9.0
-// only. The limits are the shape rules above that a tool can check from shapes alone, per op: the
-// forward takes D = 32, the backward does not.
+// only. The limits are the shape rules above that a tool can check from shapes alone.
 VT_OPPACK_CAPABILITIES(R"json({
   "abi_minor": 1,
   "requires": {"attention": ">=0.1,<1"},
   "providers": [
     {"provider": "hopper", "device": "cuda", "compute_capability": {"min": "9.0", "max": "9.0"},
      "dtypes": ["bfloat16", "float16"], "cuda_graphs": true, "deterministic": false,
-     "shapes": "D == Dv in {64, 128} (and 32 for the forward), any Tq and Tk, no mask, no dropout, no grad_lse; the rest: flash"},
-    {"provider": "hopper", "device": "cuda", "ops": ["attention::sdpa"],
-     "shapes": "D == Dv in {32, 64, 128}, any Tq and Tk, no mask, no dropout; the rest: flash",
-     "limits": [{"arg": "q", "dim": -1, "one_of": [32, 64, 128]}, {"arg": "v", "dim": -1, "one_of": [32, 64, 128]}]},
-    {"provider": "hopper", "device": "cuda", "ops": ["attention::sdpa_backward"],
-     "shapes": "D == Dv in {64, 128}, any Tq and Tk, no mask, no dropout, no grad_lse; the rest (D = 32 too): flash",
+     "shapes": "D == Dv in {64, 128}, any Tq and Tk, no mask, no dropout, no grad_lse; the rest: flash",
      "limits": [{"arg": "q", "dim": -1, "one_of": [64, 128]}, {"arg": "v", "dim": -1, "one_of": [64, 128]}]}
   ]
 })json")

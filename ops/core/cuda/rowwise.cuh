@@ -386,19 +386,27 @@ __host__ __device__ inline int pipe_bytes(const Plan& p) {
   const int b = 2 * K * p.tpr * 16;
   return b <= 40 * 1024 ? b : 0;
 }
-// Whether the 16-bit row kernels pipeline (ce_fwd_rows_piped included): yes unless the environment
-// variable VT_ROWS_PLAN is "plain" when first asked (for an A/B run on a GPU).
-inline bool pipe_enabled() {
-  static const bool on = [] {
+// Which 16-bit row kernels pipeline, from the environment variable VT_ROWS_PLAN when first asked:
+// unset, the fused cross-entropy's rows (ce_fwd_rows_piped) but not the norm/softmax rows; "piped",
+// both; "plain", neither (A/B runs on a GPU). Measured on an H200 (2026-12-01, 8192x4096 bf16, of the
+// copy ceiling, one run): the pipelined norm/softmax rows were no faster (layer_norm 0.72 vs 0.73,
+// rms_norm 0.73 vs 0.81, softmax 0.77 vs 0.80), the pipelined cross-entropy was (16384x50304
+// forward+backward 943 us vs 1169).
+enum class RowsPlan { Default, Piped, Plain };
+inline RowsPlan rows_plan() {
+  static const RowsPlan plan = [] {
     const char* v = std::getenv("VT_ROWS_PLAN");
-    return !(v && std::string(v) == "plain");
+    const std::string s = v ? v : "";
+    return s == "plain" ? RowsPlan::Plain : s == "piped" ? RowsPlan::Piped : RowsPlan::Default;
   }();
-  return on;
+  return plan;
 }
-// Sets p.pipe for a forward plan of K slots and returns the launch's dynamic shared memory (0: none).
+inline bool pipe_enabled() { return rows_plan() != RowsPlan::Plain; }  // the fused cross-entropy's rows
+// Sets p.pipe for a norm/softmax forward plan of K slots and returns the launch's dynamic shared
+// memory (0: none; only under VT_ROWS_PLAN=piped).
 template <class T, int K>
 inline int plan_pipe(Plan& p) {
-  const int b = pipe_enabled() ? pipe_bytes<T, K>(p) : 0;
+  const int b = rows_plan() == RowsPlan::Piped ? pipe_bytes<T, K>(p) : 0;
   p.pipe = b != 0;
   return b;
 }
