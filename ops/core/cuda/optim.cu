@@ -59,6 +59,22 @@ __device__ __forceinline__ double mul(double a, double b) { return __dmul_rn(a, 
 template <class T, class A> __device__ __forceinline__ A round_t(A x) { return ld<T, A>(to_t<T>(x)); }
 
 // ---- the kernels -------------------------------------------------------------------------------------
+// The tensor holding `chunk` of a list (the last whose chunks start at or before it: a binary search
+// over the prefix sums) and the chunk's element range [*begin, *begin + *len) in it.
+template <int N>
+__device__ __forceinline__ int chunk_of(const TensorList<N>& L, int32_t chunk, int64_t* begin, int64_t* len) {
+  int lo = 0, hi = L.count - 1;
+  while (lo < hi) {
+    const int mid = (lo + hi + 1) >> 1;
+    if (L.chunk_start[mid] <= chunk) lo = mid;
+    else hi = mid - 1;
+  }
+  *begin = (int64_t)(chunk - L.chunk_start[lo]) * kChunk;
+  const int64_t rest = L.numel[lo] - *begin;
+  *len = rest < kChunk ? rest : kChunk;
+  return lo;
+}
+
 // W: bit k set = operand k is written back
 template <int N, int W, class T, class F>
 __device__ __forceinline__ void apply_scalar(T* const (&p)[N], int64_t i, const F& f) {
@@ -79,15 +95,8 @@ __global__ void __launch_bounds__(kBlock) multi_kernel(TensorList<N> L, F f0) {
   f.prepare();
   const int32_t total = L.chunk_start[L.count];
   for (int32_t chunk = blockIdx.x; chunk < total; chunk += gridDim.x) {
-    int lo = 0, hi = L.count - 1;  // the last tensor whose chunks start at or before `chunk`
-    while (lo < hi) {
-      const int mid = (lo + hi + 1) >> 1;
-      if (L.chunk_start[mid] <= chunk) lo = mid;
-      else hi = mid - 1;
-    }
-    const int64_t begin = (int64_t)(chunk - L.chunk_start[lo]) * kChunk;
-    const int64_t rest = L.numel[lo] - begin;
-    const int64_t len = rest < kChunk ? rest : kChunk;
+    int64_t begin, len;
+    const int lo = chunk_of(L, chunk, &begin, &len);
     T* p[N];
     uintptr_t bits = 0;
 #pragma unroll
@@ -286,15 +295,8 @@ __global__ void __launch_bounds__(kBlock) norm_partials_multi(TensorList<1> L, f
   float acc = 0.0f;
   const int32_t total = L.chunk_start[L.count];
   for (int32_t chunk = blockIdx.x; chunk < total; chunk += gridDim.x) {
-    int lo = 0, hi = L.count - 1;
-    while (lo < hi) {
-      const int mid = (lo + hi + 1) >> 1;
-      if (L.chunk_start[mid] <= chunk) lo = mid;
-      else hi = mid - 1;
-    }
-    const int64_t begin = (int64_t)(chunk - L.chunk_start[lo]) * kChunk;
-    const int64_t rest = L.numel[lo] - begin;
-    const int64_t len = rest < kChunk ? rest : kChunk;
+    int64_t begin, len;
+    const int lo = chunk_of(L, chunk, &begin, &len);
     const T* p = static_cast<const T*>(L.ptr[0][lo]) + begin;
     int64_t done = 0;
     if (reinterpret_cast<uintptr_t>(p) % 16 == 0) {

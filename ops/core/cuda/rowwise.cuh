@@ -548,31 +548,13 @@ struct LSE {
 };
 
 #ifndef VT_ROWWISE_EMULATE
-// dst[j] = sum over g < G of part[g*N + j], in g order split into 8 interleaved runs added in a
-// fixed tree: the same bits on every run. Block (32, 8).
+// Column sums of G partial rows of N, one slice of `rows` of them (the last may be shorter) per
+// blockIdx.y: dst[s * N + j] = sum over g in slice s of part[g*N + j], in g order split into 8
+// interleaved runs added in a fixed tree: the same bits on every run. Block (32, 8); one slice of
+// rows = G is the whole sum.
 template <class A, class T>
 __global__ void __launch_bounds__(256)
-    column_sum(const A* __restrict__ part, int64_t G, int64_t N, T* __restrict__ dst) {
-  __shared__ A acc[8][33];
-  const int64_t j = (int64_t)blockIdx.x * 32 + threadIdx.x;
-  A s = A(0);
-  if (j < N)
-    for (int64_t g = threadIdx.y; g < G; g += 8) s += part[g * N + j];
-  acc[threadIdx.y][threadIdx.x] = s;
-  __syncthreads();
-  if (threadIdx.y == 0 && j < N) {
-    A t = A(0);
-#pragma unroll
-    for (int k = 0; k < 8; ++k) t += acc[k][threadIdx.x];
-    dst[j] = T(t);
-  }
-}
-
-// Stage one of a long column sum: slice s of `rows` partial rows (the last may be shorter) summed
-// per column like column_sum, into out[s * N + j]. Grid (column blocks, slices), block (32, 8).
-template <class A>
-__global__ void __launch_bounds__(256)
-    column_sum_slices(const A* __restrict__ part, int64_t G, int64_t N, int64_t rows, A* __restrict__ out) {
+    column_sum(const A* __restrict__ part, int64_t G, int64_t N, int64_t rows, T* __restrict__ dst) {
   __shared__ A acc[8][33];
   const int64_t j = (int64_t)blockIdx.x * 32 + threadIdx.x;
   const int64_t g0 = (int64_t)blockIdx.y * rows, g1 = g0 + rows < G ? g0 + rows : G;
@@ -585,7 +567,7 @@ __global__ void __launch_bounds__(256)
     A t = A(0);
 #pragma unroll
     for (int k = 0; k < 8; ++k) t += acc[k][threadIdx.x];
-    out[(int64_t)blockIdx.y * N + j] = t;
+    dst[(int64_t)blockIdx.y * N + j] = T(t);
   }
 }
 
@@ -605,13 +587,13 @@ void launch_column_sum(const vt::Call& c, const A* part, int64_t G, int64_t N, T
     const int64_t sz[1] = {slices * N};
     vt::Tensor mid = c.empty(sz, 1, vt::dtype_of<A>());
     A* m = vt::data<A>(mid.get());
-    vt::cuda::launch(c, "column_sum_slices", column_sum_slices<A>, dim3((unsigned)col_blocks, (unsigned)slices),
+    vt::cuda::launch(c, "column_sum (slices)", column_sum<A, A>, dim3((unsigned)col_blocks, (unsigned)slices),
                      dim3(32, 8), 0, part, G, N, rows, m);
     vt::cuda::launch(c, "column_sum", column_sum<A, T>, dim3((unsigned)col_blocks), dim3(32, 8), 0, (const A*)m,
-                     slices, N, dst);
+                     slices, N, slices, dst);
     return;
   }
-  vt::cuda::launch(c, "column_sum", column_sum<A, T>, dim3((unsigned)col_blocks), dim3(32, 8), 0, part, G, N, dst);
+  vt::cuda::launch(c, "column_sum", column_sum<A, T>, dim3((unsigned)col_blocks), dim3(32, 8), 0, part, G, N, G, dst);
 }
 
 // Blocks of `kernel` (threads, smem bytes of dynamic shared memory) resident per SM on the call's
