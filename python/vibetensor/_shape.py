@@ -18,6 +18,7 @@ from vibetensor.runtime import dtypes as T
 from vibetensor.runtime import error, ffi, lib
 
 from . import _ops
+from .tensor import _wrap as _wrap_handle
 
 __all__ = ["cat", "concat", "concatenate", "stack", "hstack", "vstack", "split", "chunk",
            "unbind", "index_select", "index_add", "gather", "scatter_add", "masked_fill",
@@ -98,8 +99,6 @@ def split(tensor, split_size_or_sections, dim=0):
     outs = ffi.new("vt_tensor*[]", max(len(sizes), 1))
     if lib.vtrt_split(tensor._h, ffi.new("int64_t[]", sizes or [0]), len(sizes), d, outs) != 0:
         raise error()
-    from .tensor import _wrap as _wrap_handle
-
     return tuple(_wrap_handle(outs[i]) for i in range(len(sizes)))
 
 

@@ -148,9 +148,10 @@ __global__ void __launch_bounds__(kBlock) strided_kernel(vt::StridedLoop<N> L, F
 __global__ void increment(float* x) { *x += 1.0f; }
 
 // ---- launchers -----------------------------------------------------------------------------------------
-// f over the contiguous tensors of `entries` (N operands each, one dtype T), kMaxTensors per launch
-template <int N, int W, class T, class F>
-void launch_multi(const vt::Call& c, const std::vector<const vt_tensor*>& entries, const F& f) {
+// The contiguous tensors of `entries` (N operands each) as TensorLists of at most kMaxTensors non-empty
+// entries: batch(L, grid) for each, grid = its blocks (one per chunk, at most kMaxGrid).
+template <int N, class F>
+void for_each_list(const std::vector<const vt_tensor*>& entries, F&& batch) {
   TensorList<N> L;
   size_t i = 0;
   const size_t count = entries.size() / N;
@@ -166,10 +167,25 @@ void launch_multi(const vt::Call& c, const std::vector<const vt_tensor*>& entrie
       ++L.count;
     }
     const int32_t total = L.chunk_start[L.count];
-    if (total == 0) continue;
-    vt::cuda::launch(c, "multi_kernel", multi_kernel<N, W, T, F>, dim3(total < kMaxGrid ? total : kMaxGrid), kBlock,
-                     0, L, f);
+    if (total != 0) batch(L, total < kMaxGrid ? total : kMaxGrid);
   }
+}
+
+// f over the contiguous tensors of `entries` (N operands each, one dtype T), kMaxTensors per launch
+template <int N, int W, class T, class F>
+void launch_multi(const vt::Call& c, const std::vector<const vt_tensor*>& entries, const F& f) {
+  for_each_list<N>(entries, [&](const TensorList<N>& L, int32_t grid) {
+    vt::cuda::launch(c, "multi_kernel", multi_kernel<N, W, T, F>, dim3(grid), kBlock, 0, L, f);
+  });
+}
+
+// The dtypes the multi-tensor kernels are built for, and the group of a dtype among them (-1: none).
+constexpr vt::ScalarType kListTypes[4] = {vt::ScalarType::Float32, vt::ScalarType::BFloat16,
+                                          vt::ScalarType::Float16, vt::ScalarType::Float64};
+inline int list_group(vt_dtype d) {
+  for (int k = 0; k < 4; ++k)
+    if (kListTypes[k] == vt::scalar_type(d)) return k;
+  return -1;
 }
 
 template <int N, int W, class T, class F>
@@ -380,16 +396,11 @@ VT_COMPUTE(adamw_multi_cuda, "core::adamw_multi") {
   const int64_t n = lists[0].len;
   // contiguous entries by dtype, for the multi-tensor kernel; the rest one by one
   std::vector<const vt_tensor*> by_type[4];
-  const vt::ScalarType types[4] = {vt::ScalarType::Float32, vt::ScalarType::BFloat16, vt::ScalarType::Float16,
-                                   vt::ScalarType::Float64};
   for (int64_t i = 0; i < n; ++i) {
     const vt_tensor* ts[4] = {lists[0].data[i], lists[1].data[i], lists[2].data[i], lists[3].data[i]};
     bool contig = true;
     for (const vt_tensor* t : ts) contig = contig && vt::is_contiguous(t);
-    const vt::ScalarType st = vt::scalar_type(ts[0]->dtype);
-    int slot = -1;
-    for (int k = 0; k < 4; ++k)
-      if (types[k] == st) slot = k;
+    const int slot = list_group(ts[0]->dtype);
     if (contig && slot >= 0) {
       by_type[slot].insert(by_type[slot].end(), ts, ts + 4);
       continue;
@@ -401,7 +412,7 @@ VT_COMPUTE(adamw_multi_cuda, "core::adamw_multi") {
   }
   for (int k = 0; k < 4; ++k) {
     if (by_type[k].empty()) continue;
-    vt::cuda::dispatch(vt::kFloatingTypes, vt::to_dtype(types[k]), c.op, [&](auto tag) {
+    vt::cuda::dispatch(vt::kFloatingTypes, vt::to_dtype(kListTypes[k]), c.op, [&](auto tag) {
       using T = typename decltype(tag)::type;
       launch_multi<4, kAdamWWrites, T>(c, by_type[k], adamw_fn<T>(h));
     });
@@ -433,78 +444,53 @@ VT_COMPUTE(clip_grad_norm_cuda, "core::clip_grad_norm") {
   const vt_tensor_list grads = c.args[0].v.ts;  // the meta step checked it
   const float max_norm = (float)c.arg(1, "max_norm").float_();
   const bool inf = std::isinf(c.arg(2, "norm_type").float_());
-  const vt::ScalarType types[4] = {vt::ScalarType::Float32, vt::ScalarType::BFloat16, vt::ScalarType::Float16,
-                                   vt::ScalarType::Float64};
   // contiguous gradients by dtype (the multi-tensor kernels), the rest one by one (strided)
   std::vector<const vt_tensor*> by_type[4], strided;
   for (int64_t i = 0; i < grads.len; ++i) {
     const vt_tensor* g = grads.data[i];
     if (g->numel == 0) continue;
-    int slot = -1;
-    for (int k = 0; k < 4; ++k)
-      if (types[k] == vt::scalar_type(g->dtype)) slot = k;
+    const int slot = list_group(g->dtype);
     if (slot >= 0 && vt::is_contiguous(g)) by_type[slot].push_back(g);
     else strided.push_back(g);
   }
-  // the launches and their grids, so the workspace has one partial per block
-  struct Part {
-    int slot;                       // dtype group, or -1 for a strided tensor
-    size_t first, count;            // by_type[slot][first, first + count)
-    const vt_tensor* t;             // the strided tensor
-    int32_t grid;
-  };
-  std::vector<Part> parts;
-  for (int k = 0; k < 4; ++k) {
-    for (size_t i = 0; i < by_type[k].size(); i += kMaxTensors) {
-      const size_t n = std::min(by_type[k].size() - i, (size_t)kMaxTensors);
-      int64_t chunks = 0;
-      for (size_t j = i; j < i + n; ++j) chunks += (by_type[k][j]->numel + kChunk - 1) / kChunk;
-      parts.push_back({k, i, n, nullptr, (int32_t)std::min<int64_t>(chunks, kMaxGrid)});
-    }
-  }
-  for (const vt_tensor* t : strided) parts.push_back({-1, 0, 0, t, (int32_t)std::min<int64_t>(vt::cuda::grid_for(t->numel, kBlock), kMaxGrid)});
-  int64_t slots = 2;  // the factor, and a zero partial when every gradient is empty
-  for (const Part& p : parts) slots += p.grid;
-  const int64_t ws_sizes[1] = {slots};
+  // the factor, then one partial per block: at most kMaxGrid blocks a launch (and a zero partial
+  // when every gradient is empty)
+  int64_t launches = (int64_t)strided.size();
+  for (const auto& l : by_type) launches += (int64_t)((l.size() + kMaxTensors - 1) / kMaxTensors);
+  const int64_t ws_sizes[1] = {2 + launches * kMaxGrid};
   vt::Tensor ws = c.empty(ws_sizes, 1, vt::kFloat32);
   float* coef = vt::data<float>(ws.get());
   float* partials = coef + 1;
   int32_t at = 0;
-  if (parts.empty()) {
+  for (int k = 0; k < 4; ++k) {
+    vt::cuda::dispatch(vt::kFloatingTypes, vt::to_dtype(kListTypes[k]), c.op, [&](auto tag) {
+      using T = typename decltype(tag)::type;
+      for_each_list<1>(by_type[k], [&](const TensorList<1>& L, int32_t grid) {
+        vt::cuda::launch(c, "norm_partials_multi", inf ? norm_partials_multi<T, true> : norm_partials_multi<T, false>,
+                         dim3(grid), kBlock, 0, L, partials + at);
+        at += grid;
+      });
+    });
+  }
+  for (const vt_tensor* t : strided) {
+    const int32_t grid = (int32_t)std::min<int64_t>(vt::cuda::grid_for(t->numel, kBlock), kMaxGrid);
+    vt::cuda::dispatch(vt::kFloatingTypes, t->dtype, c.op, [&](auto tag) {
+      using T = typename decltype(tag)::type;
+      const vt_tensor* ts[1] = {t};
+      vt::cuda::launch(c, "norm_partials_strided", inf ? norm_partials_strided<T, true> : norm_partials_strided<T, false>,
+                       dim3(grid), kBlock, 0, vt::loop_over<1>(c.op, ts), partials + at);
+    });
+    at += grid;
+  }
+  if (at == 0) {
     vt::cuda::check(c, cudaMemsetAsync(partials, 0, sizeof(float), vt::cuda::stream(c)), "cudaMemsetAsync");
     at = 1;
-  }
-  for (const Part& p : parts) {
-    const vt_dtype dt = p.slot >= 0 ? vt::to_dtype(types[p.slot]) : p.t->dtype;
-    vt::cuda::dispatch(vt::kFloatingTypes, dt, c.op, [&](auto tag) {
-      using T = typename decltype(tag)::type;
-      if (p.slot >= 0) {
-        TensorList<1> L;
-        L.count = 0;
-        L.chunk_start[0] = 0;
-        for (size_t j = p.first; j < p.first + p.count; ++j, ++L.count) {
-          const vt_tensor* g = by_type[p.slot][j];
-          L.ptr[0][L.count] = g->data;
-          L.numel[L.count] = g->numel;
-          L.chunk_start[L.count + 1] = L.chunk_start[L.count] + (int32_t)((g->numel + kChunk - 1) / kChunk);
-        }
-        vt::cuda::launch(c, "norm_partials_multi", inf ? norm_partials_multi<T, true> : norm_partials_multi<T, false>,
-                         dim3(p.grid), kBlock, 0, L, partials + at);
-      } else {
-        const vt_tensor* ts[1] = {p.t};
-        const vt::StridedLoop<1> L = vt::loop_over<1>(c.op, ts);
-        vt::cuda::launch(c, "norm_partials_strided",
-                         inf ? norm_partials_strided<T, true> : norm_partials_strided<T, false>, dim3(p.grid), kBlock,
-                         0, L, partials + at);
-      }
-    });
-    at += p.grid;
   }
   vt::cuda::launch(c, "norm_finish", inf ? norm_finish<true> : norm_finish<false>, 1, kBlock, 0,
                    (const float*)partials, at, max_norm, vt::data<float>(c.out(0)), coef);
   for (int k = 0; k < 4; ++k) {
     if (by_type[k].empty()) continue;
-    vt::cuda::dispatch(vt::kFloatingTypes, vt::to_dtype(types[k]), c.op, [&](auto tag) {
+    vt::cuda::dispatch(vt::kFloatingTypes, vt::to_dtype(kListTypes[k]), c.op, [&](auto tag) {
       using T = typename decltype(tag)::type;
       launch_multi<1, 0b1, T>(c, by_type[k], ClipScaleFn<T>{coef, {}});
     });

@@ -28,7 +28,6 @@
 #include "rowwise_emulate.hpp"
 #else
 #include <map>
-#include <mutex>
 #include <tuple>
 
 #include "vt/autograd.hpp"
@@ -597,14 +596,13 @@ void launch_column_sum(const vt::Call& c, const A* part, int64_t G, int64_t N, T
 }
 
 // Blocks of `kernel` (threads, smem bytes of dynamic shared memory) resident per SM on the call's
-// device, asked once per (kernel, threads, smem, device): a pipelined launch's grid is this times the
-// SM count.
+// device, asked once per (kernel, threads, smem, device) and thread: a pipelined launch's grid is this
+// times the SM count. A cache per thread keeps the launch path free of locks (the CUDA query is
+// thread-safe; a thread asks at most once per key).
 inline int resident_per_sm(const vt::Call& c, const void* kernel, int threads, int smem) {
-  static std::mutex mu;
-  static std::map<std::tuple<const void*, int, int, int>, int> seen;
+  thread_local std::map<std::tuple<const void*, int, int, int>, int> seen;
   const int dev = c.ctx->device.index;
   const auto key = std::make_tuple(kernel, threads, smem, dev);
-  std::lock_guard<std::mutex> lock(mu);
   auto it = seen.find(key);
   if (it != seen.end()) return it->second;
   int n = 0;
