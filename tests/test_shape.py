@@ -241,6 +241,37 @@ def test_split_backward_is_one_cat(rng, device):
     gradgradcheck(lambda t: vt.cat([u * u * (i + 1) for i, u in enumerate(t.split(2, 1))], 1), x)
 
 
+def test_split_backward_views_one_buffer(rng, device):
+    """When the pieces' gradients already lie in one buffer in the input's arrangement (sdpa
+    writes q, k, v's gradients so), the gradient is a view of that buffer, not a cat; any other
+    arrangement (another order, a gap) still gets the cat."""
+    class Joint(vt.autograd.Function):  # backward: q, k, v's gradients at columns `starts` of one buffer
+        starts, width, buf = (0, 3, 6), 9, None
+
+        @staticmethod
+        def forward(ctx, q, k, v):
+            return q * 1 + k * 2 + v * 3
+
+        @staticmethod
+        def backward(ctx, g):
+            Joint.buf = vt.zeros(4, Joint.width, device=g.device)
+            for i, c in enumerate(Joint.starts):
+                Joint.buf[:, c:c + 3] = g * (i + 1)
+            return tuple(Joint.buf[:, c:c + 3] for c in Joint.starts)
+
+    x = vt.tensor(rng.standard_normal((4, 9)).astype(np.float32), device=device).requires_grad_()
+    exp = np.repeat(np.array([1.0, 2.0, 3.0], np.float32), 3)[None, :].repeat(4, 0)
+    for starts, width, joined in (((0, 3, 6), 9, True), ((3, 0, 6), 9, False), ((0, 3, 7), 10, False)):
+        Joint.starts, Joint.width = starts, width
+        y = x * 1
+        q, k, v = y.split(3, dim=1)
+        out = Joint.apply(q, k, v)
+        (gy,) = vt.autograd.grad(out, [y], grad_outputs=[vt.ones(4, 3, device=device)])
+        assert_close(gy, exp, "float32")
+        assert (gy.data_ptr() == Joint.buf.data_ptr()) == joined, (starts, width)
+        assert gy.shape == (4, 9) and gy.stride() == ((width, 1) if joined else (9, 1))
+
+
 def test_split_views_in_place():
     x = vt.ones(2, 6).requires_grad_()
     p, q = (x * 1).chunk(2, dim=1)

@@ -992,11 +992,50 @@ struct SplitInfo {
   std::vector<std::vector<int64_t>> shapes;  // each piece's sizes
 };
 
+// The pieces' gradients already lie in one buffer in the input's arrangement (a backward that
+// writes its input gradients into one allocation, as sdpa's does for q, k, v split from one
+// projection): the sizes of the whole input, viewed over that buffer, or null. Each piece must
+// share the first one's storage and strides and start where the one before it ends along dim, and
+// the whole view must not overlap itself (else it would not equal the cat).
+vt_tensor* joined_view(const SplitInfo& info, vt_tensor* const* parts, int32_t n) {
+  const TensorImpl* p0 = impl(parts[0]);
+  const int32_t nd = p0->pub.ndim;
+  const int64_t d = info.dim;
+  if (d < 0 || d >= nd) return nullptr;
+  int64_t at = p0->offset;
+  std::vector<int64_t> sizes(p0->sizes, p0->sizes + nd);
+  sizes[d] = 0;
+  for (int32_t j = 0; j < n; ++j) {
+    const TensorImpl* p = impl(parts[j]);
+    if (p->storage != p0->storage || p->pub.ndim != nd || p->pub.dtype.code != info.dtype.code ||
+        p->pub.dtype.bits != info.dtype.bits || p->offset != at ||
+        !std::equal(p->strides, p->strides + nd, p0->strides))
+      return nullptr;
+    at += p->sizes[d] * p0->strides[d];
+    sizes[d] += p->sizes[d];
+  }
+  // non-overlapping: with the dims in increasing stride, each stride covers everything inside it
+  std::vector<int32_t> order(nd);
+  for (int32_t i = 0; i < nd; ++i) order[i] = i;
+  std::sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return p0->strides[a] < p0->strides[b]; });
+  int64_t span = 1;
+  for (int32_t i : order) {
+    if (sizes[i] == 1) continue;
+    if (p0->strides[i] < span) return nullptr;
+    span = p0->strides[i] * sizes[i];
+  }
+  vt_tensor* v = call1(kAsStrided, {T(parts[0]), Ints(sizes.data(), nd), Ints(p0->strides, nd), Int(0)});
+  if (!v) vtrt_clear_error();  // cannot happen inside the storage; the cat stands in
+  return v;
+}
+
 vt_status split_backward(void* ctx, vt_tensor* const* grad_outs, int32_t nouts, vt_tensor** grad_ins,
                          int32_t nins) {
   const auto* info = static_cast<const SplitInfo*>(ctx);
   if (nins < 1 || std::none_of(grad_outs, grad_outs + nouts, [](vt_tensor* g) { return g != nullptr; }))
     return VT_OK;
+  if (std::all_of(grad_outs, grad_outs + nouts, [](vt_tensor* g) { return g != nullptr; }))
+    if ((grad_ins[0] = joined_view(*info, grad_outs, nouts))) return VT_OK;
   vt_value dt = none_value(), dev = none_value();
   dt.tag = VT_DTYPE;
   dt.v.dtype = info->dtype;
