@@ -28,7 +28,8 @@ struct Forward {
   Problem p;
   const void *q, *k, *v;
   Strides sq, sk, sv;
-  void* out;   // contiguous (B, H, Tq, D)
+  void* out;   // (B, H, Tq, D) in the layout the meta step chose (q's), unit stride along D
+  Strides so;
   float* lse;  // contiguous (B, H, Tq)
 };
 
@@ -46,7 +47,8 @@ struct Backward {
   Strides sq, sk, sv, so, sgo;
   const float* lse;  // 16-byte aligned; unit stride along Tq
   Strides slse;      // (b, h, t = 1), b and h multiples of 4
-  void *dq, *dk, *dv;  // contiguous, shaped like q, k, v
+  void *dq, *dk, *dv;  // shaped like q, k, v, in the layouts the meta step chose; unit stride along D
+  Strides sdq, sdk, sdv;
 };
 
 // On the call's stream: the forward in bfloat16 or float16, the backward in float16 only (see
@@ -63,5 +65,8 @@ void backward_fp16_d128(vt::Call& c, const Backward& b);
 // unit stride along Tq; the pack's default backward (VT_HOPPER_BWD=cutlass picks example 88's for float16).
 void backward_wgmma_d64(vt::Call& c, const Backward& b);
 void backward_wgmma_d128(vt::Call& c, const Backward& b);
+// Its zero-spill variant (bwd_wgmma2.cuh; VT_HOPPER_BWD=wgmma2): the same calls, the same results.
+void backward_wgmma2_d64(vt::Call& c, const Backward& b);
+void backward_wgmma2_d128(vt::Call& c, const Backward& b);
 
 }  // namespace vt_fmha

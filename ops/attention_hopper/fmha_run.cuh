@@ -169,11 +169,58 @@ struct FwdTile {
 template <int D>
 using DefaultFwdTile = FwdTile<128, (D <= 64 ? 64 : 128), 2>;
 
+// The causal forward's CTAs in longest-first order. A causal query tile's work grows with its index
+// (it walks the keys up to its diagonal). The example's scheduler numbers CTAs query tile fastest,
+// so the heaviest tiles of the last (b, h) pairs start in the last wave and the SMs that finished
+// their light tiles wait for them; here CTA r takes query tile (tiles - 1 - r / (B*H)) of pair
+// r % (B*H): every pair's heaviest tile first, the lightest ones fill the last wave (FlashAttention-3
+// orders its causal tiles the same way). One CTA a tile, like the example's.
+struct HeaviestFirstScheduler {
+  struct Params {
+    int tiles;                      // query tiles per (b, h)
+    cutlass::FastDivmod pairs, heads;  // B * H and H
+  };
+  Params params;
+  bool valid = true;
+
+  CUTLASS_DEVICE explicit HeaviestFirstScheduler(Params const& p) : params(p) {}
+
+  template <class ProblemSize, class ClusterShape, class TileShape>
+  static Params to_underlying_arguments(ProblemSize const& problem, cutlass::KernelHardwareInfo, ClusterShape const& cluster,
+                                        TileShape const& tile) {
+    const int tiles = cutlass::round_up(cute::ceil_div(cute::size<2>(problem), cute::size<0>(tile)), cute::size<0>(cluster));
+    return Params{tiles, cutlass::FastDivmod(cute::size<0>(problem) * cute::size<1>(problem)),
+                  cutlass::FastDivmod(cute::size<1>(problem))};
+  }
+  static dim3 get_grid_shape(Params const& p) { return dim3(p.tiles * p.pairs.divisor, 1, 1); }
+
+  CUTLASS_DEVICE bool is_valid() const { return valid; }
+  CUTLASS_DEVICE auto get_block_coord() const {
+    int from_last, pair, b, h;
+    params.pairs(from_last, pair, (int)blockIdx.x);
+    params.heads(b, h, pair);
+    return cute::make_coord(params.tiles - 1 - from_last, cute::_0{}, cute::make_coord(b, h));
+  }
+  CUTLASS_DEVICE HeaviestFirstScheduler& operator++() {
+    valid = false;
+    return *this;
+  }
+};
+
+// The example's builder for the cooperative kernel, with our scheduler for causal masks.
 template <class E, int D, class Fusion, class Tile>
-using ForwardKernel = typename cutlass::fmha::kernel::FmhaBuilder<
-    E, float, float, cute::Shape<cute::Int<Tile::queries>, cute::Int<Tile::keys>, cute::Int<D>>, FwdStride, FwdStride,
-    FwdStride, Fusion, cutlass::gemm::KernelTmaWarpSpecializedCooperative,
-    cutlass::fmha::kernel::Option<cutlass::fmha::kernel::Tag::kNumMmaWarpGroups, cute::Int<Tile::warp_groups>>>::Kernel;
+struct ForwardKernelOf {
+  using Options = cutlass::fmha::kernel::Option<cutlass::fmha::kernel::Tag::kNumMmaWarpGroups, cute::Int<Tile::warp_groups>>;
+  using TileShape = cute::Shape<cute::Int<Tile::queries>, cute::Int<Tile::keys>, cute::Int<D>>;
+  using Mainloop = cutlass::fmha::collective::FmhaMainloopTmaWarpSpecialized<E, float, float, TileShape, FwdStride,
+                                                                            FwdStride, FwdStride, Fusion, Options>;
+  using Epilogue = cutlass::fmha::collective::FmhaFwdEpilogue<E, float, typename Mainloop::TileShapePV>;
+  using Scheduler = std::conditional_t<std::is_base_of_v<cutlass::fmha::collective::CausalFusion, Fusion>,
+                                       HeaviestFirstScheduler, cutlass::fmha::kernel::IndividualTileScheduler>;
+  using Kernel = cutlass::fmha::kernel::FmhaKernelTmaWarpSpecialized<Mainloop, Epilogue, Scheduler, Options>;
+};
+template <class E, int D, class Fusion, class Tile>
+using ForwardKernel = typename ForwardKernelOf<E, D, Fusion, Tile>::Kernel;
 
 template <class E, int D, class Fusion, class Tile>
 void forward(vt::Call& c, const Forward& f) {
@@ -183,7 +230,7 @@ void forward(vt::Call& c, const Forward& f) {
       {p.B, p.H, p.Tq, p.Tk, D},
       {static_cast<const E*>(f.q), fwd_stride(f.sq), static_cast<const E*>(f.k), fwd_stride(f.sk),
        static_cast<const E*>(f.v), fwd_stride(f.sv)},
-      {static_cast<E*>(f.out), FwdStride{D, _1{}, cute::make_tuple(p.H * p.Tq * D, p.Tq * D)}, f.lse,
+      {static_cast<E*>(f.out), fwd_stride(f.so), f.lse,
        cute::tuple<_1, cute::tuple<int, int>>{_1{}, cute::make_tuple(p.H * p.Tq, p.Tq)}},
       hardware(c)};
   if (!Kernel::can_implement(checked_args(args)))
@@ -233,7 +280,7 @@ void backward(vt::Call& c, const Backward& b) {
   float* acc_ptr = static_cast<float*>(dq_acc->data);
   const RowStride sum_stride{p.H * row, row, _1{}};
   const BwdStride acc_stride{p.B == 1 ? 0 : p.H * p.Tq * D, p.Tq * D, D, _1{}};
-  const BwdStride dq_stride{p.H * p.Tq * D, p.Tq * D, D, _1{}}, dkv_stride{p.H * p.Tk * D, p.Tk * D, D, _1{}};
+  const BwdStride dq_stride = bwd_stride(b.sdq), dk_stride = bwd_stride(b.sdk), dv_stride = bwd_stride(b.sdv);
 
   typename SumOdO::Params sum_args{problem,         static_cast<const E*>(b.out), bwd_stride(b.so),
                                    static_cast<const E*>(b.grad_out), bwd_stride(b.sgo), sum_ptr,
@@ -243,11 +290,11 @@ void backward(vt::Call& c, const Backward& b) {
       {static_cast<const E*>(b.q), bwd_stride(b.sq), static_cast<const E*>(b.k), bwd_stride(b.sk),
        static_cast<const E*>(b.v), bwd_stride(b.sv), static_cast<const E*>(b.grad_out), bwd_stride(b.sgo), b.lse,
        RowStride{(int)b.slse.b, (int)b.slse.h, _1{}}, sum_ptr, sum_stride, acc_ptr, acc_stride},
-      {static_cast<E*>(b.dk), dkv_stride, static_cast<E*>(b.dv), dkv_stride},
+      {static_cast<E*>(b.dk), dk_stride, static_cast<E*>(b.dv), dv_stride},
       hardware(c)};
   typename Convert::Params convert_args{problem,  acc_ptr, acc_stride, nullptr, acc_stride,
                                         nullptr,  acc_stride, static_cast<E*>(b.dq), dq_stride,
-                                        nullptr,  dkv_stride, nullptr, dkv_stride};
+                                        nullptr,  dk_stride, nullptr, dv_stride};
   if (!SumOdO::can_implement(sum_args) || !Convert::can_implement(convert_args) ||
       !Main::can_implement(checked_args(main_args)))
     c.fail(VT_ERR_NOT_IMPL, "the Hopper FMHA backward cannot run B=%d H=%d Tq=%d Tk=%d D=%d", p.B, p.H, p.Tq, p.Tk,
