@@ -4,7 +4,7 @@
 //
 // Three launches on the call's stream:
 //   1. dsum_rows: Dsum = rowsum(dO * O) in fp32 (the softmax's correction term), and the fp32 dQ
-//      accumulator cleared (cudaMemsetAsync).
+//      accumulator's rows cleared by the same pass (no memset).
 //   2. backward_kernel: one CTA of two warp groups per (key block of Bc = 128 keys, h, b). K_j and
 //      V_j stay in shared memory; the CTA walks the query blocks i that see the block (causal: from
 //      the diagonal on), loading Q_i, dO_i, LSE_i, Dsum_i one block ahead with cp.async into a
@@ -344,39 +344,86 @@ __global__ void __launch_bounds__(kThreads, 1) backward_kernel(const Params p) {
 }
 
 // ---- pre-pass and conversion -----------------------------------------------------------------------
-// Dsum[b, h, t] = sum_d dO * O in fp32, one warp per (b, h, t) row, into rows of stat_row(Tq) floats
+// Dsum[b, h, t] = sum_d dO * O in fp32, into rows of stat_row(Tq) floats, and the fp32 dQ accumulator's
+// row (b, h, t) cleared (no memset launch: the pass writes those bytes while it streams O and dO).
+// Eight threads a row, 16-byte loads; each thread walks kRows rows spaced a block's width apart, all
+// loads issued before the first sum (bytes in flight). The sum's order is the one-warp-a-row kernel's it
+// replaced (same bits): thread c of a row holds the pair sums of elements 8c + 2j, 8c + 2j + 1 (j < 4;
+// at D = 128 plus those of chunk c + 8, as that kernel's lanes added d and d + 64), reduced over the
+// row's threads by xor 4, 2, 1 (that kernel's lane xor 16, 8, 4), then in-thread as its xor 2, 1.
+template <int D>
+struct DsumPlan {
+  static constexpr int kRowThreads = 8;
+  static constexpr int kChunks = D / 64;           // 16-byte chunks a thread reads of each of O and dO, a row
+  static constexpr int kRows = D == 64 ? 4 : 2;    // rows a thread walks: 8 loads of 16 bytes in flight
+  static constexpr int kBlock = 256;
+  static constexpr int kRowsPerBlock = kBlock / kRowThreads * kRows;
+};
+
 template <class E, int D>
-__global__ void dsum_rows(const E* out, Strides so, const E* dO, Strides sdo, int H, int Tq, int64_t rows,
-                          float* dsum) {
-  const int64_t row = (int64_t)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
-  if (row >= rows) return;
-  const int lane = threadIdx.x % 32;
-  const int t = (int)(row % Tq);
-  const int64_t bh = row / Tq;
-  const int64_t b = bh / H, h = bh % H;
-  const E* o = out + b * so.b + h * so.h + t * so.t;
-  const E* g = dO + b * sdo.b + h * sdo.h + t * sdo.t;
-  float acc = 0.f;
+__global__ void __launch_bounds__(DsumPlan<D>::kBlock) dsum_rows(const E* out, Strides so, const E* dO, Strides sdo,
+                                                                  int H, int Tq, int rows, float* dsum, float* dq_acc) {
+  using P = DsumPlan<D>;
+  const int c = threadIdx.x % P::kRowThreads;
+  const int first = blockIdx.x * P::kRowsPerBlock + threadIdx.x / P::kRowThreads;
+  constexpr int kStep = P::kBlock / P::kRowThreads;  // rows between a thread's rows (one block-wide sweep)
+  uint4 o[P::kRows][P::kChunks], g[P::kRows][P::kChunks];
   CUTE_UNROLL
-  for (int d = 2 * lane; d < D; d += 64) {
-    acc += float(o[d]) * float(g[d]) + float(o[d + 1]) * float(g[d + 1]);
+  for (int r = 0; r < P::kRows; ++r) {
+    const int row = first + r * kStep;
+    if (row < rows) {
+      const int t = row % Tq, bh = row / Tq;
+      const int b = bh / H, h = bh % H;
+      const E* orow = out + b * so.b + h * so.h + t * so.t;
+      const E* grow = dO + b * sdo.b + h * sdo.h + t * sdo.t;
+      CUTE_UNROLL
+      for (int m = 0; m < P::kChunks; ++m) {
+        o[r][m] = *reinterpret_cast<const uint4*>(orow + 8 * (c + 8 * m));
+        g[r][m] = *reinterpret_cast<const uint4*>(grow + 8 * (c + 8 * m));
+      }
+    }
   }
   CUTE_UNROLL
-  for (int w = 16; w > 0; w /= 2) acc += __shfl_xor_sync(0xffffffffu, acc, w);
-  if (lane == 0) dsum[bh * stat_row(Tq) + t] = acc;
+  for (int r = 0; r < P::kRows; ++r) {
+    const int row = first + r * kStep;
+    if (row >= rows) break;  // the same for the row's eight threads (their shuffles stay within it)
+    float v[4] = {0.f, 0.f, 0.f, 0.f};
+    CUTE_UNROLL
+    for (int m = 0; m < P::kChunks; ++m) {
+      const E* oe = reinterpret_cast<const E*>(&o[r][m]);
+      const E* ge = reinterpret_cast<const E*>(&g[r][m]);
+      CUTE_UNROLL
+      for (int j = 0; j < 4; ++j) v[j] += float(oe[2 * j]) * float(ge[2 * j]) + float(oe[2 * j + 1]) * float(ge[2 * j + 1]);
+    }
+    const unsigned lanes = 0xffu << (threadIdx.x % 32 / P::kRowThreads * P::kRowThreads);
+    CUTE_UNROLL
+    for (int w = P::kRowThreads / 2; w > 0; w /= 2) {
+      CUTE_UNROLL
+      for (int j = 0; j < 4; ++j) v[j] += __shfl_xor_sync(lanes, v[j], w);
+    }
+    const float a0 = v[0] + v[2], a1 = v[1] + v[3];
+    const int t = row % Tq, bh = row / Tq;
+    if (c == 0) dsum[(int64_t)bh * stat_row(Tq) + t] = a0 + a1;
+    float4* acc = reinterpret_cast<float4*>(dq_acc + (int64_t)row * D);
+    CUTE_UNROLL
+    for (int m = 0; m < D / 32; ++m) acc[c + 8 * m] = make_float4(0.f, 0.f, 0.f, 0.f);
+  }
 }
 
-// dQ = 16-bit(acc * scale), both contiguous (B, H, Tq, D); two elements a thread a round
+// dQ = 16-bit(acc * scale), both contiguous (B, H, Tq, D); four elements a thread a round (16-byte
+// loads, 8-byte stores)
 template <class E>
-__global__ void dq_convert(const float* acc, int64_t pairs, float scale, E* dq) {
-  for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < pairs; i += (int64_t)gridDim.x * blockDim.x) {
-    const float2 a = reinterpret_cast<const float2*>(acc)[i];
-    reinterpret_cast<uint32_t*>(dq)[i] = pack2<E>(a.x * scale, a.y * scale);
+__global__ void dq_convert(const float* acc, int64_t quads, float scale, E* dq) {
+  for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < quads; i += (int64_t)gridDim.x * blockDim.x) {
+    const float4 a = reinterpret_cast<const float4*>(acc)[i];
+    reinterpret_cast<uint2*>(dq)[i] = make_uint2(pack2<E>(a.x * scale, a.y * scale), pack2<E>(a.z * scale, a.w * scale));
   }
 }
 
 // ---- host side ----------------------------------------------------------------------------------------
-template <class E, int D>
+// Kernel: backward_kernel (the one the H200 validated) or backward_kernel2 (bwd_wgmma2.cuh), same
+// Params, shared memory and launch shape.
+template <class E, int D, void (*Kernel)(const Params)>
 void run(vt::Call& c, const Backward& bw) {
   using T = Traits<E, D>;
   const Problem& pr = bw.p;
@@ -395,15 +442,15 @@ void run(vt::Call& c, const Backward& bw) {
   const int dev = c.ctx->device.index;
   if (dev < 0 || dev >= kMaxDevices) c.fail(VT_ERR_RUNTIME, "cuda device index %d out of range", dev);
   std::call_once(once[dev], [&] {
-    opt_in[dev] = cudaFuncSetAttribute(backward_kernel<E, D>, cudaFuncAttributeMaxDynamicSharedMemorySize, T::kSmem);
+    opt_in[dev] = cudaFuncSetAttribute(Kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, T::kSmem);
   });
   vt::cuda::check(c, opt_in[dev], "the hopper backward's shared-memory opt-in");
 
-  dsum_rows<E, D><<<(unsigned)((rows + 7) / 8), 256, 0, st>>>(static_cast<const E*>(bw.out), bw.so,
-                                                               static_cast<const E*>(bw.grad_out), bw.sgo, pr.H,
-                                                               pr.Tq, rows, dsum);
+  using Plan = DsumPlan<D>;
+  dsum_rows<E, D><<<(unsigned)((rows + Plan::kRowsPerBlock - 1) / Plan::kRowsPerBlock), Plan::kBlock, 0, st>>>(
+      static_cast<const E*>(bw.out), bw.so, static_cast<const E*>(bw.grad_out), bw.sgo, pr.H, pr.Tq, (int)rows, dsum,
+      acc);
   vt::cuda::check_launch(c, "the hopper backward's rowsum(dO * O)");
-  vt::cuda::check(c, cudaMemsetAsync(acc, 0, (size_t)nacc * sizeof(float), st), "clearing the dQ accumulator");
 
   Params p{};
   p.q = bw.q, p.k = bw.k, p.v = bw.v, p.dO = bw.grad_out;
@@ -413,10 +460,10 @@ void run(vt::Call& c, const Backward& bw) {
   p.H = pr.H, p.Tq = pr.Tq, p.Tk = pr.Tk;
   p.scale = pr.scale, p.scale_log2 = pr.scale * kLog2e, p.causal = pr.causal;
   const dim3 grid((pr.Tk + T::Bc - 1) / T::Bc, pr.H, pr.B);
-  backward_kernel<E, D><<<grid, kThreads, T::kSmem, st>>>(p);
+  Kernel<<<grid, kThreads, T::kSmem, st>>>(p);
   vt::cuda::check_launch(c, "the hopper backward");
 
-  dq_convert<E><<<vt::cuda::grid_for(nacc / 2), 256, 0, st>>>(acc, nacc / 2, pr.scale, static_cast<E*>(bw.dq));
+  dq_convert<E><<<vt::cuda::grid_for(nacc / 4), 256, 0, st>>>(acc, nacc / 4, pr.scale, static_cast<E*>(bw.dq));
   vt::cuda::check_launch(c, "the hopper backward's dQ conversion");
 }
 
@@ -425,6 +472,6 @@ void run(vt::Call& c, const Backward& bw) {
 // One head dim's backward, bfloat16 and float16, causal and not (the mask is a run-time branch)
 #define VT_WGMMA_BACKWARD(D)                                                              \
   void vt_fmha::backward_wgmma_d##D(vt::Call& c, const Backward& b) {                     \
-    if (b.p.fp16) wgmma_bwd::run<cutlass::half_t, D>(c, b);                                \
-    else wgmma_bwd::run<cutlass::bfloat16_t, D>(c, b);                                     \
+    if (b.p.fp16) wgmma_bwd::run<cutlass::half_t, D, wgmma_bwd::backward_kernel<cutlass::half_t, D>>(c, b);         \
+    else wgmma_bwd::run<cutlass::bfloat16_t, D, wgmma_bwd::backward_kernel<cutlass::bfloat16_t, D>>(c, b);        \
   }
