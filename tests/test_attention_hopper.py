@@ -1,7 +1,9 @@
 """The attention_hopper pack (ops/attention_hopper): a third provider ("hopper", priority 20) of
 attention::sdpa and attention::sdpa_backward on cuda: the forward on CUTLASS's Hopper FMHA kernels, the
-backward our own on wgmma (bwd_wgmma.cuh; VT_HOPPER_BWD=cutlass at load puts example 88's float16
-backward back, and this file then expects its declines).
+backward our own on wgmma (bwd_wgmma.cuh; VT_HOPPER_BWD=wgmma2 at load picks its zero-spill variant,
+bwd_wgmma2.cuh; VT_HOPPER_BWD=cutlass puts example 88's float16 backward back, and this file then
+expects its declines). test_hopper_backward_choices runs the backward under each value in a process
+of its own, so one GPU run checks them all whatever the environment says.
 
 Without a GPU (any machine with nvcc and the nvidia-cutlass headers): the pack builds and loads
 after the attention pack, registers "hopper" above flash for both ops on cuda and nothing else,
@@ -526,14 +528,58 @@ def test_hopper_forward_d64_tiles(tile):
     assert done.stdout.split() == ["LOADED", "CHECKED"], done.stdout + done.stderr
 
 
+BACKWARD_CHOICES = ["wgmma", "wgmma2", "cutlass"]  # VT_HOPPER_BWD's values (read at load)
+
+
 def test_unknown_backward_choice_fails_the_load():
-    """VT_HOPPER_BWD other than 'wgmma' or 'cutlass': the pack refuses to load, saying what it takes"""
-    folder = _build_pack()
-    code = ("import vibetensor as vt\ntry:\n    vt.ops.load(%r)\nexcept Exception as e:\n    print('ERR', e)\n"
-            "else:\n    print('LOADED')\n" % str(folder))
-    env = dict(os.environ, VT_HOPPER_BWD="fast")
-    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    """VT_HOPPER_BWD other than 'wgmma', 'wgmma2' or 'cutlass': the pack refuses to load, saying what
+    it takes; each of those (and unset) loads"""
+    done = _load_in_subprocess({"VT_HOPPER_BWD": "fast"})
     assert "ERR" in done.stdout and "VT_HOPPER_BWD='fast'" in done.stdout, done.stdout + done.stderr
+    assert all(f"'{choice}'" in done.stdout for choice in BACKWARD_CHOICES), done.stdout
+    for choice in BACKWARD_CHOICES + [""]:
+        done = _load_in_subprocess({"VT_HOPPER_BWD": choice})
+        assert done.stdout.strip() == "LOADED", (choice, done.stdout + done.stderr)
+
+
+# the backward under one VT_HOPPER_BWD value, in its own process: dq, dk, dv of every SHAPES case,
+# both head dims, both dtypes, causal and not, against the float64 reference, outputs poisoned first;
+# who serves (hopper, or flash where example 88's backward declines under 'cutlass') checked too
+_BACKWARD_CHECK = '''
+import os
+import numpy as np
+from test_attention_hopper import half, reference, rel_err, to_numpy, poison, OP, BACKWARD, SHAPES
+cutlass = os.environ["VT_HOPPER_BWD"] == "cutlass"
+bad = []
+for (B, H, Tq, Tk) in SHAPES:
+    for D in (64, 128):
+        for causal in (False, True):
+            for dt in (vt.bfloat16, vt.float16):
+                rng = np.random.default_rng(Tq * 7 + Tk + D)
+                (tq, q), (tk, k), (tv, v), (tg, g) = (half(rng.standard_normal((B, H, T, D)), dt)
+                                                      for T in (Tq, Tk, Tk, Tq))
+                scale = 1 / np.sqrt(D)
+                *_, dq, dk, dv = reference(q, k, v, g, causal, scale)
+                out, lse, _ = vt.ops.Op(OP)(tq, tk, tv, None, causal, None, 0.0)
+                poison(((B, H, Tq, D), dt), ((B, H, Tk, D), dt))
+                with vt.ops.trace() as t:
+                    grads = vt.ops.Op(BACKWARD)(tg, tq, tk, tv, out, lse, None, causal, scale, 0.0, 0, 0)
+                declined = cutlass and dt is vt.float16 and causal and (Tq > Tk and Tk % 128 or Tk > Tq)
+                served = [r.provider for r in t.records if r.op == BACKWARD]
+                errs = [rel_err(to_numpy(got), want) for got, want in zip(grads, (dq, dk, dv))]
+                if served != ["flash" if declined else "hopper"] or max(errs) > 1e-2:
+                    bad.append(((B, H, Tq, Tk), D, causal, str(dt), served, ["%.3g" % e for e in errs]))
+print("BAD", bad) if bad else print("CHECKED")
+'''
+
+
+@needs_hopper
+@pytest.mark.parametrize("choice", BACKWARD_CHOICES)
+def test_hopper_backward_choices(choice):
+    """every backward VT_HOPPER_BWD picks, validated in one GPU run: wgmma (the default), wgmma2 (its
+    zero-spill variant), cutlass (example 88's for float16, ours for bfloat16)"""
+    done = _load_in_subprocess({"VT_HOPPER_BWD": choice}, _BACKWARD_CHECK)
+    assert done.stdout.split() == ["LOADED", "CHECKED"], done.stdout + done.stderr
 
 
 # ---- our backward's tile walk, emulated on the host (no GPU) --------------------------------------

@@ -1,6 +1,9 @@
 // ops/attention_hopper/lab/bwd_layouts.cu — host check (no GPU) of the layout facts bwd_wgmma.cuh
 // rests on, with CuTe's own layout algebra:
 //   - the transposed views (Q^T, dO^T, K^T, dS^T) address the same element as the plain ones;
+//   - Offsets<L> (bwd_wgmma2.cuh: element offsets from a 1024-aligned base) lands where cute's own
+//     swizzled pointer does, for Q (both stages), K/V and dS^T; evaluating L itself does not (its
+//     swizzle is in bytes: the bug of commit 8b4988a, counted and printed, not failed on);
 //   - the staged Q layout covers its buffer once; 16-byte cp.async chunks stay contiguous under
 //     the swizzle; neighbouring queries of dS^T are neighbours in memory (its 4-byte stores);
 //   - element i of a thread's S^T accumulator is element j of its dV/dK register A operand
@@ -13,7 +16,7 @@
 #include <cstdio>
 #include <vector>
 
-#include "bwd_wgmma.cuh"
+#include "bwd_wgmma2.cuh"
 
 using namespace cute;
 
@@ -35,6 +38,28 @@ int check() {
     for (int d = 0; d < D; ++d) bad += lk(r, d) != lkt(d, r);
   for (int r = 0; r < Br; ++r)
     for (int c = 0; c < Bc; ++c) bad += ls(r, c) != lst(c, r);
+  using vt_fmha::wgmma_bwd::Offsets;
+  Offsets<typename T::LayoutQ> oq;
+  Offsets<typename T::LayoutKV> ok;
+  Offsets<typename T::LayoutdSt> ost;
+  alignas(1024) static E buf[cosize_v<typename T::LayoutQ> + cosize_v<typename T::LayoutKV> +
+                             cosize_v<typename T::LayoutdS>];
+  Tensor pq = make_tensor(make_smem_ptr(buf), lq);
+  Tensor pk = make_tensor(make_smem_ptr(buf), lk);
+  Tensor pst = make_tensor(make_smem_ptr(buf), lst);
+  int raw_wrong = 0;  // the byte swizzle applied to element offsets (8b4988a's addresses)
+  for (int s = 0; s < T::kStages; ++s)
+    for (int r = 0; r < Br; ++r)
+      for (int d = 0; d < D; ++d) {
+        bad += &pq(r, d, s) - buf != oq(r, d, s);
+        raw_wrong += &pq(r, d, s) - buf != lq(r, d, s);
+      }
+  for (int r = 0; r < Bc; ++r)
+    for (int d = 0; d < D; ++d) bad += &pk(r, d) - buf != ok(r, d);
+  for (int c = 0; c < Bc; ++c)
+    for (int r = 0; r < Br; ++r) bad += &pst(c, r) - buf != ost(c, r);
+  std::printf("D=%d: %d of %d Q offsets wrong when the GMMA layout is evaluated as an integer\n", D, raw_wrong,
+              T::kStages * Br * D);
   std::vector<int> seen(cosize(lq), 0);
   for (int s = 0; s < T::kStages; ++s)
     for (int r = 0; r < Br; ++r)
@@ -42,12 +67,12 @@ int check() {
   for (int x : seen) bad += x != 1;
   for (int r = 0; r < Br; ++r)
     for (int d = 0; d < D; d += 8)
-      for (int j = 1; j < 8; ++j) bad += lq(r, d + j, 1) != lq(r, d, 1) + j;
+      for (int j = 1; j < 8; ++j) bad += oq(r, d + j, 1) != oq(r, d, 1) + j;
   for (int r = 0; r < Bc; ++r)
     for (int d = 0; d < D; d += 8)
-      for (int j = 1; j < 8; ++j) bad += lk(r, d + j) != lk(r, d) + j;
+      for (int j = 1; j < 8; ++j) bad += ok(r, d + j) != ok(r, d) + j;
   for (int c = 0; c < Bc; ++c)
-    for (int r = 0; r < Br; r += 2) bad += lst(c, r + 1) != lst(c, r) + 1;
+    for (int r = 0; r < Br; r += 2) bad += ost(c, r + 1) != ost(c, r) + 1 || ost(c, r) % 2 != 0;
 
   using ALayout = Layout<Shape<Shape<_2, _2, _2>, _1, Int<Br / 16>>, Stride<Stride<_1, _2, _4>, _0, _8>>;
   typename T::MmaSdP sdp;
