@@ -14,6 +14,7 @@
 // kept values are scaled by 1 / (1 - p). The forward reserves ceil(B*H*Tq*Tk / 4) groups.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
@@ -55,6 +56,85 @@ inline vt_dtype acc_dtype(vt_dtype t) {
 }
 
 inline double default_scale(int64_t D) { return D > 0 ? 1.0 / std::sqrt((double)D) : 1.0; }
+
+// ---- output layouts (the meta steps', pack.cpp) ---------------------------------------------------
+// The outputs follow their inputs' memory arrangement, as torch's flash attention does: a q that
+// is a head-transposed view of a (B, T, H, D) buffer (miniGPT's, nanoGPT's) gives an out whose
+// transpose(1, 2) is contiguous, so the caller's `.transpose(1, 2).contiguous()` copies nothing.
+
+// The 4 dims of t from outermost to innermost in memory: by decreasing stride, ties in logical
+// order; a size-1 dim (whose stride says nothing) right after the logical dim before it. A
+// contiguous t gives 0, 1, 2, 3.
+inline void memory_order(const vt_tensor* t, int32_t order[4]) {
+  int32_t n = 0;
+  for (int32_t i = 0; i < 4; ++i)
+    if (t->sizes[i] != 1) order[n++] = i;
+  std::stable_sort(order, order + n, [&](int32_t a, int32_t b) { return t->strides[a] > t->strides[b]; });
+  for (int32_t i = 0; i < 4; ++i) {
+    if (t->sizes[i] != 1) continue;
+    int32_t at = 0;  // dim i - 1 is placed already (dims are inserted in logical order)
+    for (int32_t j = 0; j < n && i > 0; ++j)
+      if (order[j] == i - 1) at = j + 1;
+    for (int32_t j = n; j > at; --j) order[j] = order[j - 1];
+    order[at] = i;
+    ++n;
+  }
+}
+
+// A view of `base` (a new reference); the host has set the message when it fails.
+inline vt::Tensor strided_view(const vt::Call& c, vt_tensor* base, const int64_t* sizes, const int64_t* strides,
+                               int64_t offset) {
+  vt_tensor* t = c.host->as_strided(base, sizes, strides, 4, offset);
+  if (!t) throw vt::Error(VT_ERR_RUNTIME);
+  return vt::Tensor(c.host, t);
+}
+
+// A new tensor of the 4-d `sizes`, dense, with its dims in memory in `like`'s memory_order (a
+// contiguous like gives a contiguous result).
+inline vt::Tensor empty_in_layout_of(const vt::Call& c, const vt_tensor* like, const int64_t* sizes, vt_dtype dtype) {
+  int32_t order[4];
+  memory_order(like, order);
+  if (order[0] == 0 && order[1] == 1 && order[2] == 2 && order[3] == 3) return c.empty(sizes, 4, dtype);
+  int64_t phys[4], strides[4];
+  for (int32_t i = 0; i < 4; ++i) phys[i] = sizes[order[i]];
+  vt::Tensor buf = c.empty(phys, 4, dtype);
+  for (int32_t i = 0; i < 4; ++i) strides[order[i]] = buf->strides[i];
+  return strided_view(c, buf.get(), sizes, strides, 0);
+}
+
+// "Packed" q, k, v: three slices of the same sizes and strides at evenly spaced addresses, q
+// first, that together tile one dense block exactly — the split(C, dim=-1) of a (B, T, 3C)
+// projection viewed (B, T, H, D) and transposed (B, H, T, D), or a stack of three. Returns the
+// distance from q to k (and k to v) in elements, 0 when they are not packed that way. On the
+// meta device the addresses are the storage offsets, so the answer is the same there.
+inline int64_t packed_qkv_step(const vt_tensor* q, const vt_tensor* k, const vt_tensor* v) {
+  if (q->numel == 0) return 0;
+  for (const vt_tensor* t : {k, v}) {
+    if (!vt::same_dtype(t->dtype, q->dtype) || t->ndim != 4) return 0;
+    for (int32_t i = 0; i < 4; ++i)
+      if (t->sizes[i] != q->sizes[i] || (q->sizes[i] != 1 && t->strides[i] != q->strides[i])) return 0;
+  }
+  const int64_t es = (int64_t)vt::element_size(q->dtype);
+  const intptr_t qk = static_cast<const char*>(k->data) - static_cast<const char*>(q->data);
+  const intptr_t kv = static_cast<const char*>(v->data) - static_cast<const char*>(k->data);
+  if (qk <= 0 || qk != kv || qk % es != 0) return 0;
+  const int64_t step = (int64_t)qk / es;
+  // the (3, B, H, T, D) arrangement with strides (step, q's): dense when, in increasing stride,
+  // each stride is the extent of everything inside it
+  int64_t sz[5], st[5];
+  int32_t n = 0;
+  for (int32_t i = 0; i < 4; ++i)
+    if (q->sizes[i] != 1) sz[n] = q->sizes[i], st[n++] = q->strides[i];
+  sz[n] = 3, st[n++] = step;
+  int32_t idx[5] = {0, 1, 2, 3, 4};
+  std::sort(idx, idx + n, [&](int32_t a, int32_t b) { return st[a] < st[b]; });
+  int64_t expect = 1;
+  for (int32_t j = 0; j < n; ++j) {
+    if (st[idx[j]] != expect) return 0;
+    expect *= sz[idx[j]];
+  }
+  return step;
+}
 
 // The arguments of attention::sdpa, read once by name (meta step and computes alike).
 struct SdpaArgs {

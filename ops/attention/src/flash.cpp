@@ -48,14 +48,16 @@ struct Params {
   const void *q = nullptr, *k = nullptr, *v = nullptr, *mask = nullptr;
   Strides4 qs{}, ks{}, vs{}, ms{};
   int mask_kind = kNoMask;  // an additive mask is already in the accumulation type
-  // forward outputs (contiguous)
+  // forward outputs: out with the strides the meta step chose, lse contiguous
   void* out = nullptr;
+  Strides4 outs{};
   void* lse = nullptr;
-  // backward inputs (any strides) and outputs (contiguous)
+  // backward inputs and outputs (any strides)
   const void *o = nullptr, *dout = nullptr, *lse_in = nullptr, *dlse = nullptr;
   Strides4 os{}, dos{};
   int64_t lse_s[3] = {0, 0, 0}, dlse_s[3] = {0, 0, 0};
   void *dq = nullptr, *dk = nullptr, *dv = nullptr;
+  Strides4 dqs{}, dks{}, dvs{};
 };
 
 // ---- shared tile steps -----------------------------------------------------------------------------
@@ -219,14 +221,14 @@ VT_ATTN_INLINE void fwd_worker(const Params& P, std::atomic<int64_t>* next, int6
       attn::gemm<A>(nq, Dvp, nk, S, 1, kBq, vb, ldv, O.get(), Dvp, true);
     }
     // out = O / l, lse = m + log l
-    T* out = static_cast<T*>(P.out) + (bh * d.Tq + i0) * d.Dv;
+    T* out = static_cast<T*>(P.out) + b * P.outs.b + h * P.outs.h + i0 * P.outs.t;
     A* lse = static_cast<A*>(P.lse) + bh * d.Tq + i0;
     for (int64_t ii = 0; ii < nq; ++ii) {
       const A li = l[ii];
       const A inv = li > 0 ? A(1) / li : A(0);
       const A* orow = O.get() + ii * Dvp;
-      T* dst = out + ii * d.Dv;
-      for (int64_t c = 0; c < d.Dv; ++c) dst[c] = vt::convert<T>(orow[c] * inv);
+      T* dst = out + ii * P.outs.t;
+      for (int64_t c = 0; c < d.Dv; ++c) dst[c * P.outs.d] = vt::convert<T>(orow[c] * inv);
       lse[ii] = li > 0 ? (m[ii] == -INFINITY ? A(0) : m[ii]) + std::log(li) : A(-INFINITY);
     }
   }
@@ -353,16 +355,16 @@ VT_ATTN_INLINE void bwd_worker(const Params& P, std::atomic<int64_t>* next, int6
         attn::gemm<A>(nk, Dp, nq, G, kBq, 1, Qs.get() + i0 * Dp, Dp, dK.get(), Dp, true);
         attn::gemm<A>(nq, Dp, nk, G, 1, kBq, kp, ldkp, dQ.get() + i0 * Dp, Dp, true);
       }
-      T* dk = static_cast<T*>(P.dk) + (bh * d.Tk + j0) * d.D;
-      T* dv = static_cast<T*>(P.dv) + (bh * d.Tk + j0) * d.Dv;
+      T* dk = static_cast<T*>(P.dk) + b * P.dks.b + h * P.dks.h + j0 * P.dks.t;
+      T* dv = static_cast<T*>(P.dv) + b * P.dvs.b + h * P.dvs.h + j0 * P.dvs.t;
       for (int64_t jj = 0; jj < nk; ++jj) {
-        for (int64_t c = 0; c < d.D; ++c) dk[jj * d.D + c] = vt::convert<T>(dK.get()[jj * Dp + c]);
-        for (int64_t c = 0; c < d.Dv; ++c) dv[jj * d.Dv + c] = vt::convert<T>(dV.get()[jj * Dvp + c]);
+        for (int64_t c = 0; c < d.D; ++c) dk[jj * P.dks.t + c * P.dks.d] = vt::convert<T>(dK.get()[jj * Dp + c]);
+        for (int64_t c = 0; c < d.Dv; ++c) dv[jj * P.dvs.t + c * P.dvs.d] = vt::convert<T>(dV.get()[jj * Dvp + c]);
       }
     }
-    T* dq = static_cast<T*>(P.dq) + bh * d.Tq * d.D;
+    T* dq = static_cast<T*>(P.dq) + b * P.dqs.b + h * P.dqs.h;
     for (int64_t i = 0; i < d.Tq; ++i)
-      for (int64_t c = 0; c < d.D; ++c) dq[i * d.D + c] = vt::convert<T>(dQ.get()[i * Dp + c] * scale);
+      for (int64_t c = 0; c < d.D; ++c) dq[i * P.dqs.t + c * P.dqs.d] = vt::convert<T>(dQ.get()[i * Dp + c] * scale);
   }
 }
 
@@ -433,6 +435,7 @@ VT_COMPUTE(sdpa_flash_cpu, "attention::sdpa") {
   P.q = q->data, P.k = a.k->data, P.v = a.v->data;
   P.qs = attn::strides4(q), P.ks = attn::strides4(a.k), P.vs = attn::strides4(a.v);
   P.out = c.out(0)->data, P.lse = c.out(1)->data;
+  P.outs = attn::strides4(c.out(0));
   by_dtype<WorkerFn>(c, q->dtype, fwd_f32, fwd_f64, fwd_f16, fwd_bf16, P, d.B * d.H * ((d.Tq + kBq - 1) / kBq));
 }
 
@@ -462,10 +465,9 @@ VT_COMPUTE(sdpa_backward_cpu, "attention::sdpa_backward") {
     for (int i = 0; i < 3; ++i) P.dlse_s[i] = a.glse->strides[i];
   }
   P.dq = dq->data, P.dk = dk->data, P.dv = dv->data;
-  if (d.Tq == 0 || d.Tk == 0) {  // no scores: every gradient is zero
-    std::memset(dq->data, 0, (size_t)(dq->numel * vt::element_size(q->dtype)));
-    std::memset(dk->data, 0, (size_t)(dk->numel * vt::element_size(q->dtype)));
-    std::memset(dv->data, 0, (size_t)(dv->numel * vt::element_size(q->dtype)));
+  P.dqs = attn::strides4(dq), P.dks = attn::strides4(dk), P.dvs = attn::strides4(dv);
+  if (d.Tq == 0 || d.Tk == 0) {  // no scores: every gradient is zero (in whatever layout they have)
+    for (vt_tensor* g : {dq, dk, dv}) vt::call(c.host, "core::fill_", {g, 0.0});
   } else {
     by_dtype<WorkerFn>(c, q->dtype, bwd_f32, bwd_f64, bwd_f16, bwd_bf16, P, d.B * d.H);
   }

@@ -105,21 +105,21 @@ __device__ __forceinline__ void store_t(float* tile, const float (&x)[4][4], int
   for (int c = 0; c < 4; ++c) st4(tile + at<kRows>(4 * tx + c, 4 * ty), x[0][c], x[1][c], x[2][c], x[3][c]);
 }
 
-// Rows t0 + 4 ty + r < T_ of a contiguous (.., T, D) output from acc (times s), 16 bytes a store
-// (8 at D = 32: mm's columns 2 tx, 2 tx + 1).
+// Rows t0 + 4 ty + r < T_ of an output head (rows st elements apart, unit stride along D) from acc
+// (times s), 16 bytes a store (8 at D = 32: mm's columns 2 tx, 2 tx + 1).
 template <int D>
-__device__ __forceinline__ void store_rows(float* out, const float (&acc)[4][D / 16], float s, int t0, int T_, int ty,
-                                           int tx) {
+__device__ __forceinline__ void store_rows(float* out, int64_t st, const float (&acc)[4][D / 16], float s, int t0,
+                                           int T_, int ty, int tx) {
 #pragma unroll
   for (int r = 0; r < 4; ++r) {
     const int t = t0 + 4 * ty + r;
     if (t >= T_) continue;
     if constexpr (D == 32) {
-      *reinterpret_cast<float2*>(out + (int64_t)t * D + 2 * tx) = float2{acc[r][0] * s, acc[r][1] * s};
+      *reinterpret_cast<float2*>(out + (int64_t)t * st + 2 * tx) = float2{acc[r][0] * s, acc[r][1] * s};
     } else {
 #pragma unroll
       for (int g = 0; g < D / 64; ++g)
-        st4(out + (int64_t)t * D + 4 * tx + 64 * g, acc[r][4 * g] * s, acc[r][4 * g + 1] * s, acc[r][4 * g + 2] * s,
+        st4(out + (int64_t)t * st + 4 * tx + 64 * g, acc[r][4 * g] * s, acc[r][4 * g + 1] * s, acc[r][4 * g + 2] * s,
             acc[r][4 * g + 3] * s);
     }
   }

@@ -128,8 +128,8 @@ __global__ void __launch_bounds__(f32::kThreads, f32::kBwdCtas<D>) flash_bwd32_d
     mm<kRows, D>(dk, sP, sQ, ty, tx);  // dK += dS^T Q
   }
 
-  f32::store_rows<D>(static_cast<float*>(p.dk) + (int64_t)bh * p.Tk * D, dk, p.scale, j0, p.Tk, ty, tx);
-  f32::store_rows<D>(static_cast<float*>(p.dv) + (int64_t)bh * p.Tk * D, dv, 1.f, j0, p.Tk, ty, tx);
+  f32::store_rows<D>(head_of<float>(p.dk, b, h), p.dk.st, dk, p.scale, j0, p.Tk, ty, tx);
+  f32::store_rows<D>(head_of<float>(p.dv, b, h), p.dv.st, dv, 1.f, j0, p.Tk, ty, tx);
 }
 
 template <int D>
@@ -196,7 +196,7 @@ __global__ void __launch_bounds__(f32::kThreads, f32::kBwdCtas<D>) flash_bwd32_d
     mm<kRows, D>(dq, sS, sK, ty, tx);  // dQ += dS K
   }
 
-  f32::store_rows<D>(static_cast<float*>(p.dq) + (int64_t)bh * p.Tq * D, dq, p.scale, i0, p.Tq, ty, tx);
+  f32::store_rows<D>(head_of<float>(p.dq, b, h), p.dq.st, dq, p.scale, i0, p.Tq, ty, tx);
 }
 
 #ifndef FLASH_EMULATE

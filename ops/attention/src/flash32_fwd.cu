@@ -136,7 +136,7 @@ __global__ void __launch_bounds__(f32::kThreads, f32::kFwdCtas<D>) flash_fwd32_k
     const int i = i0 + 4 * ty + r;
     if (tx == 0 && i < p.Tq) p.lse[(int64_t)bh * p.Tq + i] = l[r] > 0.f ? (m[r] + log2f(l[r])) * kLn2 : -INFINITY;
   }
-  f32::store_rows<D>(static_cast<float*>(p.out) + (int64_t)bh * p.Tq * D, o, 1.f, i0, p.Tq, ty, tx);
+  f32::store_rows<D>(head_of<float>(p.out, b, h), p.out.st, o, 1.f, i0, p.Tq, ty, tx);
 }
 
 #ifndef FLASH_EMULATE

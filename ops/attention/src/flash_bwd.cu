@@ -229,8 +229,8 @@ __global__ void __launch_bounds__(kThreads, kDkdvMinCtas<D>) flash_bwd_dkdv_kern
   store_frag<T, D>(sK, dk, p.scale, warp * 16, lane);
   store_frag<T, D>(sV, dv, 1.f, warp * 16, lane);
   __syncwarp();
-  store_rows<T, D>(sK, static_cast<T*>(p.dk) + (int64_t)bh * p.Tk * D, j0, p.Tk, warp * 16, lane);
-  store_rows<T, D>(sV, static_cast<T*>(p.dv) + (int64_t)bh * p.Tk * D, j0, p.Tk, warp * 16, lane);
+  store_rows<T, D>(sK, head_of<T>(p.dk, b, h), p.dk.st, j0, p.Tk, warp * 16, lane);
+  store_rows<T, D>(sV, head_of<T>(p.dv, b, h), p.dv.st, j0, p.Tk, warp * 16, lane);
 }
 
 // ---- dQ ------------------------------------------------------------------------------------------------
@@ -380,7 +380,7 @@ __global__ void __launch_bounds__(kThreads) flash_bwd_dq_kernel(const BwdParams 
 
   store_frag<T, D>(sQ, dq, p.scale, warp * 16, lane);  // the warp's own rows of sQ
   __syncwarp();
-  store_rows<T, D>(sQ, static_cast<T*>(p.dq) + (int64_t)bh * p.Tq * D, i0, p.Tq, warp * 16, lane);
+  store_rows<T, D>(sQ, head_of<T>(p.dq, b, h), p.dq.st, i0, p.Tq, warp * 16, lane);
 }
 
 #ifndef FLASH_EMULATE  // the launchers and the compute (host side)
@@ -435,7 +435,10 @@ VT_COMPUTE(sdpa_backward_flash_cuda, "attention::sdpa_backward") {
     p.glse = vt::data<const float>(a.glse);
     p.g_sb = a.glse->strides[0], p.g_sh = a.glse->strides[1], p.g_st = a.glse->strides[2];
   }
-  p.dq = c.out(0)->data, p.dk = c.out(1)->data, p.dv = c.out(2)->data;
+  vt::Tensor scratch[3];
+  p.dq = dest(c, c.out(0), scratch[0]);
+  p.dk = dest(c, c.out(1), scratch[1]);
+  p.dv = dest(c, c.out(2), scratch[2]);
   p.mask = mask_of(c, a.mask, hm);
   p.D = (int)d.D, p.H = (int)d.H, p.BH = (int)(d.B * d.H), p.Tq = (int)d.Tq, p.Tk = (int)d.Tk;
   p.Tq_pad = (int)attn::round_up(d.Tq, kStatPad);
@@ -454,15 +457,17 @@ VT_COMPUTE(sdpa_backward_flash_cuda, "attention::sdpa_backward") {
     p.rng = a.device_rng() ? vt::data<const int64_t>(a.device_rng()) : nullptr;
   }
   const vt::ScalarType st = vt::scalar_type(a.q->dtype);
+  const bool bf16 = st == vt::ScalarType::BFloat16;
   if (st == vt::ScalarType::Float32) {  // the float32 kernels (flash32_bwd.cu) after the same prepass
     launch_prepass<float>(c, p);
-    return launch_bwd32(c, p);
+    launch_bwd32(c, p);
+  } else if (d.D == 32) {
+    bf16 ? launch_bwd<__nv_bfloat16, 32>(c, p) : launch_bwd<__half, 32>(c, p);
+  } else if (d.D == 64) {
+    bf16 ? launch_bwd<__nv_bfloat16, 64>(c, p) : launch_bwd<__half, 64>(c, p);
+  } else {  // takes(): 32, 64, 128
+    bf16 ? launch_bwd<__nv_bfloat16, 128>(c, p) : launch_bwd<__half, 128>(c, p);
   }
-  const bool bf16 = st == vt::ScalarType::BFloat16;
-  switch (d.D) {  // what takes() admits: 32, 64, 128
-    case 32: return bf16 ? launch_bwd<__nv_bfloat16, 32>(c, p) : launch_bwd<__half, 32>(c, p);
-    case 64: return bf16 ? launch_bwd<__nv_bfloat16, 64>(c, p) : launch_bwd<__half, 64>(c, p);
-    default: return bf16 ? launch_bwd<__nv_bfloat16, 128>(c, p) : launch_bwd<__half, 128>(c, p);
-  }
+  for (int i = 0; i < 3; ++i) finish_dest(c, c.out(i), scratch[i]);
 }
 #endif  // FLASH_EMULATE

@@ -7,7 +7,9 @@
 // provider (flash.cpp).
 //
 // Shape legend as in attn.hpp: q (B, H, Tq, D), k (B, H, Tk, D), v (B, H, Tk, D) (the kernels
-// take Dv == D only), out (B, H, Tq, D), lse (B, H, Tq) float32.
+// take Dv == D only), out (B, H, Tq, D), lse (B, H, Tq) float32. The outputs (out; dq, dk, dv) are
+// written through the strides the meta step chose (pack.cpp: q's memory order, or one packed qkv
+// buffer), never assumed contiguous.
 //
 // Fragment layouts of mma.sync.m16n8k16 (PTX ISA, "Matrix Fragments for mma.m16n8k16"), with
 // g = lane / 4 and t = lane % 4:
@@ -75,6 +77,14 @@ struct Operand {
   int64_t sb, sh, st;
 };
 
+// An output (B, H, T, D) where the meta step laid it out: element (b, h, t, d) at p + b * sb + h * sh
+// + t * st + d (unit last stride, 16-byte aligned rows: the kernels store 16 bytes at a time; the
+// launchers give any other layout a contiguous scratch, copied into the output after the kernels).
+struct Dest {
+  void* p;
+  int64_t sb, sh, st;
+};
+
 // The mask broadcast to (B, H, Tq, Tk) (strides 0 where broadcast); an additive mask is float32.
 struct Mask {
   const void* p = nullptr;
@@ -94,7 +104,7 @@ struct Dropout {
 // What the forward kernels take (flash_fwd.cu: 16-bit; flash32_fwd.cu: float32).
 struct FwdParams {
   Operand q, k, v;
-  void* out;       // (B, H, Tq, D) contiguous
+  Dest out;        // (B, H, Tq, D)
   float* lse;      // (B, H, Tq) contiguous
   int64_t* rng;    // (2,): [seed, offset]
   Mask mask;
@@ -114,7 +124,7 @@ struct BwdParams {
   int64_t l_sb, l_sh, l_st;
   const float* glse;           // (B, H, Tq) or null
   int64_t g_sb, g_sh, g_st;
-  void *dq, *dk, *dv;          // contiguous outputs
+  Dest dq, dk, dv;             // outputs, shaped like q, k, v
   float *lse2, *delta;         // scratch (BH, Tq_pad)
   Mask mask;
   int D, H, BH, Tq, Tk, Tq_pad;
@@ -129,6 +139,11 @@ struct BwdParams {
 template <class T>
 __device__ __forceinline__ const T* head_of(const Operand& x, int b, int h) {
   return static_cast<const T*>(x.p) + b * x.sb + h * x.sh;
+}
+// Element (b, h, 0, 0) of an output.
+template <class T>
+__device__ __forceinline__ T* head_of(const Dest& x, int b, int h) {
+  return static_cast<T*>(x.p) + b * x.sb + h * x.sh;
 }
 
 // The forward's dropout seed and offset, unpacked on the device (graph-safe; 0 without dropout);
@@ -248,15 +263,16 @@ __device__ __forceinline__ void load_tile(T* tile, const T* base, int64_t st, in
   }
 }
 
-// Rows [row0, row0 + R) of a tile (a warp's own rows) to global rows t0 + r < T_ of a contiguous
-// (.., T, D) output, 16 bytes a lane (the warp wrote them with store_frag first).
+// Rows [row0, row0 + R) of a tile (a warp's own rows) to global rows t0 + r < T_ of an output head
+// (rows st elements apart, unit stride along D), 16 bytes a lane (the warp wrote them with
+// store_frag first).
 template <class T, int D, int R = 16>
-__device__ __forceinline__ void store_rows(const T* tile, T* out, int t0, int T_, int row0, int lane) {
+__device__ __forceinline__ void store_rows(const T* tile, T* out, int64_t st, int t0, int T_, int row0, int lane) {
   constexpr int kChunks = D / 8;
   for (int idx = lane; idx < R * kChunks; idx += 32) {
     const int r = row0 + idx / kChunks, ch = idx % kChunks;
     if (t0 + r < T_)
-      *reinterpret_cast<uint4*>(out + (int64_t)(t0 + r) * D + ch * 8) =
+      *reinterpret_cast<uint4*>(out + (int64_t)(t0 + r) * st + ch * 8) =
           *reinterpret_cast<const uint4*>(tile + swz<D>(r, ch));
   }
 }
@@ -368,6 +384,24 @@ inline Operand operand(vt::Call& c, const vt_tensor* t, vt::Tensor& hold) {
     t = hold.get();
   }
   return Operand{t->data, t->strides[0], t->strides[1], t->strides[2]};
+}
+
+// Output `t` as the kernels write it: where it lies when its layout suits the 16-byte stores
+// (unit last stride, 16-byte aligned base and row strides), else a new contiguous scratch in
+// `scratch`, which the caller copies into t after the kernels (finish_dest).
+inline Dest dest(vt::Call& c, vt_tensor* t, vt::Tensor& scratch) {
+  const int64_t es = vt::element_size(t->dtype);
+  bool fits = (t->strides[3] == 1 || t->sizes[3] == 1) && reinterpret_cast<uintptr_t>(t->data) % 16 == 0;
+  for (int i = 0; i < 3; ++i)
+    if (t->sizes[i] != 1 && (t->strides[i] * es) % 16 != 0) fits = false;
+  if (!fits) {
+    scratch = c.empty_like(t);
+    t = scratch.get();
+  }
+  return Dest{t->data, t->strides[0], t->strides[1], t->strides[2]};
+}
+inline void finish_dest(vt::Call& c, vt_tensor* t, const vt::Tensor& scratch) {
+  if (scratch) vt::call(c.host, "core::copy_", {t, scratch.get()});
 }
 
 // The mask argument as the kernels read it (an additive mask converted to float32; `hold` keeps

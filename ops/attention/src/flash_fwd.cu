@@ -227,7 +227,7 @@ __global__ void __launch_bounds__(kThreads) flash_fwd_kernel(const FwdParams p) 
     }
   }
   __syncwarp();
-  store_rows<T, D, 16 * M>(sQ, static_cast<T*>(p.out) + (int64_t)bh * p.Tq * D, i0, p.Tq, wrow, lane);
+  store_rows<T, D, 16 * M>(sQ, head_of<T>(p.out, b, h), p.out.st, i0, p.Tq, wrow, lane);
 }
 
 #ifndef FLASH_EMULATE  // the launchers and the compute (host side)
@@ -275,7 +275,8 @@ VT_COMPUTE(sdpa_flash_cuda, "attention::sdpa") {
   p.k = operand(c, a.k, hk);
   p.v = operand(c, a.v, hv);
   p.mask = mask_of(c, a.mask, hm);
-  p.out = c.out(0)->data;
+  vt::Tensor scratch;
+  p.out = dest(c, c.out(0), scratch);
   p.lse = vt::data<float>(c.out(1));
   p.rng = vt::data<int64_t>(c.out(2));
   p.H = (int)d.H, p.BH = (int)(d.B * d.H), p.Tq = (int)d.Tq, p.Tk = (int)d.Tk;
@@ -289,12 +290,11 @@ VT_COMPUTE(sdpa_flash_cuda, "attention::sdpa") {
     c.host->philox_args(c.ctx->device, attn::dropout_groups(d), &p.philox);
   }
   const vt::ScalarType st = vt::scalar_type(a.q->dtype);
-  if (st == vt::ScalarType::Float32) return launch_fwd32(c, p, (int)d.D);  // flash32_fwd.cu
   const bool bf16 = st == vt::ScalarType::BFloat16;
-  switch (d.D) {  // what takes() admits: 32, 64, 128
-    case 32: return bf16 ? launch_fwd<__nv_bfloat16, 32>(c, p) : launch_fwd<__half, 32>(c, p);
-    case 64: return bf16 ? launch_fwd<__nv_bfloat16, 64>(c, p) : launch_fwd<__half, 64>(c, p);
-    default: return bf16 ? launch_fwd<__nv_bfloat16, 128>(c, p) : launch_fwd<__half, 128>(c, p);
-  }
+  if (st == vt::ScalarType::Float32) launch_fwd32(c, p, (int)d.D);  // flash32_fwd.cu
+  else if (d.D == 32) bf16 ? launch_fwd<__nv_bfloat16, 32>(c, p) : launch_fwd<__half, 32>(c, p);
+  else if (d.D == 64) bf16 ? launch_fwd<__nv_bfloat16, 64>(c, p) : launch_fwd<__half, 64>(c, p);
+  else bf16 ? launch_fwd<__nv_bfloat16, 128>(c, p) : launch_fwd<__half, 128>(c, p);  // takes(): 32, 64, 128
+  finish_dest(c, c.out(0), scratch);
 }
 #endif  // FLASH_EMULATE

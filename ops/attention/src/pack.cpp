@@ -34,6 +34,15 @@
 // broadcastable to (B, H, Tq, Tk); dropout_p in [0, 1]. causal keeps key j for query i when j <= i
 // (top-left aligned, like torch's is_causal) for any Tq and Tk, so it needs no rule of its own: a
 // query row with no key left (Tk == 0) gives out 0 and lse -inf, like a fully masked row.
+//
+// Output layouts (the meta steps decide them once for every provider and device; the computes
+// write through the strides they get): out is dense with its dims in q's memory order (attn.hpp's
+// empty_in_layout_of: a head-transposed q gives an out whose transpose(1, 2) is contiguous, a
+// contiguous q a contiguous out); lse and rng are contiguous. dq, dk, dv: when q, k, v are packed
+// (the three slices of one (B, T, 3C) projection that split(C, dim=-1) and a view/transpose make;
+// attn.hpp's packed_qkv_step) they are the same slices of one new (.., 3C) buffer, so the
+// backward of the split returns a view of it instead of a cat; otherwise each is dense in its own
+// input's memory order.
 #include <cmath>
 #include <cstring>
 
@@ -150,6 +159,21 @@ void check_stat(vt::Call& c, const vt_tensor* q, const vt_tensor* t, const char*
            vt::shape_str(t).c_str());
 }
 
+// dq, dk, dv: packed q, k, v (attn::packed_qkv_step) get three slices of one new buffer in the
+// same arrangement, so the backward of their split joins them without a copy (runtime's
+// split_backward); any others each a tensor in its input's layout (attn::empty_in_layout_of).
+void set_qkv_grads(vt::Call& c, const vt_tensor* q, const vt_tensor* k, const vt_tensor* v) {
+  if (const int64_t step = attn::packed_qkv_step(q, k, v)) {
+    const int64_t n = 3 * q->numel;  // dense: the three tile [0, 3 numel) exactly
+    vt::Tensor buf = c.empty(&n, 1, q->dtype);
+    for (int i = 0; i < 3; ++i) c.set_out(i, attn::strided_view(c, buf.get(), q->sizes, q->strides, i * step));
+    return;
+  }
+  c.set_out(0, attn::empty_in_layout_of(c, q, q->sizes, q->dtype));
+  c.set_out(1, attn::empty_in_layout_of(c, k, k->sizes, q->dtype));
+  c.set_out(2, attn::empty_in_layout_of(c, v, v->sizes, q->dtype));
+}
+
 }  // namespace
 
 // ---- meta steps ------------------------------------------------------------------------------------
@@ -159,7 +183,7 @@ VT_META_FN(sdpa_meta, "attention::sdpa") {
   check_mask(c, a.mask, a.q, d);
   check_dropout(c, a.p);
   const int64_t osz[4] = {d.B, d.H, d.Tq, d.Dv}, two = 2;
-  c.set_out(0, c.empty(osz, 4, a.q->dtype));
+  c.set_out(0, attn::empty_in_layout_of(c, a.q, osz, a.q->dtype));
   c.set_out(1, c.empty(osz, 3, attn::acc_dtype(a.q->dtype)));
   c.set_out(2, c.empty(&two, 1, vt::kInt64));
 }
@@ -176,10 +200,7 @@ VT_META_FN(sdpa_backward_meta, "attention::sdpa_backward") {
   check_stat(c, q, a.lse, "lse", osz);
   if (a.glse) check_stat(c, q, a.glse, "grad_lse", osz);
   check_rng(c, a.rng, q->device);
-  const int64_t ksz[4] = {d.B, d.H, d.Tk, d.D}, vsz[4] = {d.B, d.H, d.Tk, d.Dv};
-  c.set_out(0, c.empty(q->sizes, 4, q->dtype));
-  c.set_out(1, c.empty(ksz, 4, q->dtype));
-  c.set_out(2, c.empty(vsz, 4, q->dtype));
+  set_qkv_grads(c, q, a.k, a.v);
 }
 
 VT_META_FN(dropout_mask_meta, "attention::dropout_mask") {
