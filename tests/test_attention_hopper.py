@@ -569,6 +569,23 @@ for (B, H, Tq, Tk) in SHAPES:
                 errs = [rel_err(to_numpy(got), want) for got, want in zip(grads, (dq, dk, dv))]
                 if served != ["flash" if declined else "hopper"] or max(errs) > 1e-2:
                     bad.append(((B, H, Tq, Tk), D, causal, str(dt), served, ["%.3g" % e for e in errs]))
+# q, k, v (and so dq, dk, dv, in the layouts the meta step picks from them) as views of one fused
+# (B, T, 3, H, D) projection
+for D in (64, 128):
+    for dt in (vt.bfloat16, vt.float16):
+        rng = np.random.default_rng(D)
+        fused, f64 = half(rng.standard_normal((2, 200, 3, 3, D)), dt)
+        tq, tk, tv = (fused[:, :, i].permute(0, 2, 1, 3) for i in range(3))
+        q, k, v = (np.transpose(f64[:, :, i], (0, 2, 1, 3)) for i in range(3))
+        tg, g = half(rng.standard_normal((2, 3, 200, D)), dt)
+        *_, dq, dk, dv = reference(q, k, v, g, True, 0.3)
+        out, lse, _ = vt.ops.Op(OP)(tq, tk, tv, None, True, 0.3, 0.0)
+        with vt.ops.trace() as t:
+            grads = vt.ops.Op(BACKWARD)(tg, tq, tk, tv, out, lse, None, True, 0.3, 0.0, 0, 0)
+        served = [r.provider for r in t.records if r.op == BACKWARD]
+        errs = [rel_err(to_numpy(got), want) for got, want in zip(grads, (dq, dk, dv))]
+        if served != ["hopper"] or max(errs) > 1e-2:
+            bad.append(("fused views", D, str(dt), served, [tuple(x.stride()) for x in grads], ["%.3g" % e for e in errs]))
 print("BAD", bad) if bad else print("CHECKED")
 '''
 

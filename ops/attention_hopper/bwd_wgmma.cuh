@@ -18,6 +18,7 @@
 //      dK_j, dV_j (x scale for dK) are stored once at the end. A key block no query sees (causal,
 //      Tk > Tq) walks nothing and stores zeros.
 //   3. dq_convert: dQ = 16-bit(acc * scale).
+// dQ, dK, dV are written through the strides the meta step chose (q's layout; unit stride along D).
 // Masking (key >= Tk, query >= Tq, causal key > query: P = 0) runs only on the tiles that need it
 // (the diagonal ones and the partial last blocks); rows past Tq and Tk are zero-filled by cp.async.
 // Causal is top-left aligned (key j for query i when j <= i), the attention pack's convention.
@@ -102,7 +103,8 @@ struct Params {
   int64_t lse_b, lse_h;
   const float* dsum;            // (B, H, stat_row(Tq))
   float* dq_acc;                // (B, H, Tq, D) contiguous
-  void *dk, *dv;                // (B, H, Tk, D) contiguous
+  void *dk, *dv;                // (B, H, Tk, D) in the layouts the meta step chose
+  Strides sdk, sdv;             // elements; unit stride along D, the others multiples of 8
   int H, Tq, Tk;
   float scale, scale_log2;
   bool causal;
@@ -328,17 +330,17 @@ __global__ void __launch_bounds__(kThreads, 1) backward_kernel(const Params p) {
     }
   }
 
-  // dK_j = scale * sum dS^T Q, dV_j = sum P^T dO: rows past Tk dropped
+  // dK_j = scale * sum dS^T Q, dV_j = sum P^T dO through the strides the meta step chose (unit along
+  // D; others multiples of 8): rows past Tk dropped
   Tensor cKV = thr_dkv.partition_C(make_identity_tensor(Shape<Int<Bc>, Int<D>>{}));
-  E* gdk = static_cast<E*>(p.dk) + bh * Tk * D;
-  E* gdv = static_cast<E*>(p.dv) + bh * Tk * D;
+  E* gdk = static_cast<E*>(p.dk) + b * p.sdk.b + h * p.sdk.h;
+  E* gdv = static_cast<E*>(p.dv) + b * p.sdv.b + h * p.sdv.h;
   CUTE_UNROLL
   for (int e = 0; e < size(accdK); e += 2) {
     const int key = k0 + get<0>(cKV(e)), d = get<1>(cKV(e));
     if (key < Tk) {
-      const int64_t at = (int64_t)key * D + d;
-      *reinterpret_cast<uint32_t*>(gdk + at) = pack2<E>(accdK(e) * p.scale, accdK(e + 1) * p.scale);
-      *reinterpret_cast<uint32_t*>(gdv + at) = pack2<E>(accdV(e), accdV(e + 1));
+      *reinterpret_cast<uint32_t*>(gdk + key * p.sdk.t + d) = pack2<E>(accdK(e) * p.scale, accdK(e + 1) * p.scale);
+      *reinterpret_cast<uint32_t*>(gdv + key * p.sdv.t + d) = pack2<E>(accdV(e), accdV(e + 1));
     }
   }
 }
@@ -410,13 +412,18 @@ __global__ void __launch_bounds__(DsumPlan<D>::kBlock) dsum_rows(const E* out, S
   }
 }
 
-// dQ = 16-bit(acc * scale), both contiguous (B, H, Tq, D); four elements a thread a round (16-byte
-// loads, 8-byte stores)
-template <class E>
-__global__ void dq_convert(const float* acc, int64_t quads, float scale, E* dq) {
+// dQ = 16-bit(acc * scale): acc contiguous (B, H, Tq, D), dQ through the strides the meta step chose
+// (unit along D, the others multiples of 8: 8-byte stores stay aligned); four elements a thread a
+// round (16-byte loads, 8-byte stores)
+template <class E, int D>
+__global__ void dq_convert(const float* acc, int64_t quads, float scale, int H, int Tq, Strides sdq, E* dq) {
   for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < quads; i += (int64_t)gridDim.x * blockDim.x) {
     const float4 a = reinterpret_cast<const float4*>(acc)[i];
-    reinterpret_cast<uint2*>(dq)[i] = make_uint2(pack2<E>(a.x * scale, a.y * scale), pack2<E>(a.z * scale, a.w * scale));
+    const int64_t row = i / (D / 4);
+    const int d = (int)(i % (D / 4)) * 4, t = (int)(row % Tq);
+    const int64_t bh = row / Tq, b = bh / H, h = bh % H;
+    *reinterpret_cast<uint2*>(dq + b * sdq.b + h * sdq.h + t * sdq.t + d) =
+        make_uint2(pack2<E>(a.x * scale, a.y * scale), pack2<E>(a.z * scale, a.w * scale));
   }
 }
 
@@ -457,13 +464,15 @@ void run(vt::Call& c, const Backward& bw) {
   p.sq = bw.sq, p.sk = bw.sk, p.sv = bw.sv, p.sdo = bw.sgo;
   p.lse = bw.lse, p.lse_b = bw.slse.b, p.lse_h = bw.slse.h;
   p.dsum = dsum, p.dq_acc = acc, p.dk = bw.dk, p.dv = bw.dv;
+  p.sdk = bw.sdk, p.sdv = bw.sdv;
   p.H = pr.H, p.Tq = pr.Tq, p.Tk = pr.Tk;
   p.scale = pr.scale, p.scale_log2 = pr.scale * kLog2e, p.causal = pr.causal;
   const dim3 grid((pr.Tk + T::Bc - 1) / T::Bc, pr.H, pr.B);
   Kernel<<<grid, kThreads, T::kSmem, st>>>(p);
   vt::cuda::check_launch(c, "the hopper backward");
 
-  dq_convert<E><<<vt::cuda::grid_for(nacc / 4), 256, 0, st>>>(acc, nacc / 4, pr.scale, static_cast<E*>(bw.dq));
+  dq_convert<E, D><<<vt::cuda::grid_for(nacc / 4), 256, 0, st>>>(acc, nacc / 4, pr.scale, pr.H, pr.Tq, bw.sdq,
+                                                                   static_cast<E*>(bw.dq));
   vt::cuda::check_launch(c, "the hopper backward's dQ conversion");
 }
 

@@ -210,17 +210,17 @@ __global__ void __launch_bounds__(kThreads, 1) backward_kernel2(const Params p) 
     }
   }
 
-  // dK_j = scale * sum dS^T Q, dV_j = sum P^T dO: rows past Tk dropped
+  // dK_j = scale * sum dS^T Q, dV_j = sum P^T dO through the strides the meta step chose (unit along
+  // D; others multiples of 8): rows past Tk dropped
   Tensor cKV = thr_dkv.partition_C(make_identity_tensor(Shape<Int<Bc>, Int<D>>{}));
-  E* gdk = static_cast<E*>(p.dk) + bh * Tk * D;
-  E* gdv = static_cast<E*>(p.dv) + bh * Tk * D;
+  E* gdk = static_cast<E*>(p.dk) + b * p.sdk.b + h * p.sdk.h;
+  E* gdv = static_cast<E*>(p.dv) + b * p.sdv.b + h * p.sdv.h;
   CUTE_UNROLL
   for (int e = 0; e < size(accdK); e += 2) {
     const int key = k0 + get<0>(cKV(e)), d = get<1>(cKV(e));
     if (key < Tk) {
-      const int64_t at = (int64_t)key * D + d;
-      *reinterpret_cast<uint32_t*>(gdk + at) = pack2<E>(accdK(e) * p.scale, accdK(e + 1) * p.scale);
-      *reinterpret_cast<uint32_t*>(gdv + at) = pack2<E>(accdV(e), accdV(e + 1));
+      *reinterpret_cast<uint32_t*>(gdk + key * p.sdk.t + d) = pack2<E>(accdK(e) * p.scale, accdK(e + 1) * p.scale);
+      *reinterpret_cast<uint32_t*>(gdv + key * p.sdv.t + d) = pack2<E>(accdV(e), accdV(e + 1));
     }
   }
 }
