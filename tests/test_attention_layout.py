@@ -207,6 +207,9 @@ def layouts(device, dtype, B=2, T=70, H=2, D=64):
     tb = lambda: mk(T, B, H, D).permute(1, 2, 0, 3)  # noqa: E731
     tbhd = lambda t: t.permute(2, 0, 1, 3)  # noqa: E731
     cases.append(("time_outer", tb(), tb(), tb(), tbhd, (tbhd, tbhd, tbhd)))
+    # k broadcast over the heads (stride 0 says nothing of the arrangement): dk contiguous
+    cases.append(("k_broadcast", mk(B, H, T, D), mk(B, 1, T, D).expand(B, H, T, D), mk(B, H, T, D), bhtd,
+                  (bhtd, bhtd, bhtd)))
     return cases
 
 
@@ -218,8 +221,8 @@ def test_other_layouts(device, provider):
     vdt, tol = DTYPES[dtype]
     for name, q, k, v, out_view, grad_views in layouts(device, vdt):
         B, H, T, D = q.shape
-        if provider == "hopper" and name == "q_time_inner":
-            continue  # TMA needs a unit stride along D: hopper declines this q, flash serves it
+        if provider == "hopper" and name in ("q_time_inner", "k_broadcast"):
+            continue  # layouts for flash (TMA needs a unit stride along D and reads no stride-0 dims)
         go = tensor(np.random.default_rng(3).standard_normal((B, H, T, D)), vdt, device)
         with pinned(provider, device):
             out, lse, _ = vt.ops.Op(OP)(q, k, v, None, True, None, 0.0)

@@ -63,15 +63,16 @@ inline double default_scale(int64_t D) { return D > 0 ? 1.0 / std::sqrt((double)
 // transpose(1, 2) is contiguous, so the caller's `.transpose(1, 2).contiguous()` copies nothing.
 
 // The 4 dims of t from outermost to innermost in memory: by decreasing stride, ties in logical
-// order; a size-1 dim (whose stride says nothing) right after the logical dim before it. A
-// contiguous t gives 0, 1, 2, 3.
+// order; a size-1 or broadcast (stride 0) dim, whose stride says nothing of the arrangement, right
+// after the logical dim before it. A contiguous t gives 0, 1, 2, 3.
 inline void memory_order(const vt_tensor* t, int32_t order[4]) {
+  auto moves = [&](int32_t i) { return t->sizes[i] != 1 && t->strides[i] != 0; };
   int32_t n = 0;
   for (int32_t i = 0; i < 4; ++i)
-    if (t->sizes[i] != 1) order[n++] = i;
+    if (moves(i)) order[n++] = i;
   std::stable_sort(order, order + n, [&](int32_t a, int32_t b) { return t->strides[a] > t->strides[b]; });
   for (int32_t i = 0; i < 4; ++i) {
-    if (t->sizes[i] != 1) continue;
+    if (moves(i)) continue;
     int32_t at = 0;  // dim i - 1 is placed already (dims are inserted in logical order)
     for (int32_t j = 0; j < n && i > 0; ++j)
       if (order[j] == i - 1) at = j + 1;
