@@ -1,7 +1,7 @@
 """The nn family's CUDA kernels (ops/core/cuda/{nn,norm,loss}.cu) vs torch, in one process on the
 same GPU, against the device's copy bandwidth.
 
-    python bench/bench_cuda_nn.py [--quick] [--only NAME[,NAME...]]
+    python bench/bench_cuda_nn.py [--quick] [--only NAME[,NAME...]] [--rows-plans PLAN[,PLAN...]]
 
 Rows (issue 9's goals): layer_norm forward and forward+backward, rms_norm forward, softmax forward
 (8192 x 4096, float32 and bfloat16); cross_entropy forward and forward+backward (16384 x 50304
@@ -16,6 +16,10 @@ bytes an op must move (each input read once, each output written once) by the ti
 device's copy bandwidth measured here (a device-to-device copy of a 128 MiB tensor, the faster of
 vt's copy_ and torch's). vt / torch is the time ratio (lower is better). Without a GPU it says so
 and exits 0; without torch the torch columns are left empty.
+
+--rows-plans runs the norm group once per VT_ROWS_PLAN value ("default": the variable unset, the
+16-bit wide plan; "classic", "piped", "plain"; see ops/core/cuda/rowwise.cuh), each in a process of
+its own (the plan is read once per process), for an A/B of the row kernels in one call.
 """
 from __future__ import annotations
 
@@ -125,11 +129,35 @@ def dropout_rows(rng, dname, torch):
 GROUPS = {"norm": norm_rows, "dropout": dropout_rows, "cross_entropy": ce_rows}
 
 
+def run_rows_plans(args) -> int:
+    """The norm group once per VT_ROWS_PLAN value, each in a child process (the value is read once
+    per process); returns the first failing child's status, else 0."""
+    import os
+    import subprocess
+
+    status = 0
+    for plan in [p for p in args.rows_plans.split(",") if p]:
+        env = dict(os.environ)
+        env.pop("VT_ROWS_PLAN", None)
+        if plan != "default":
+            env["VT_ROWS_PLAN"] = plan
+        print(f"\n## VT_ROWS_PLAN={plan}", flush=True)
+        cmd = [sys.executable, __file__, "--only", args.only or "norm"] + (["--quick"] if args.quick else [])
+        rc = subprocess.run(cmd, env=env).returncode
+        status = status or rc
+    return status
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer repeats (a smoke run)")
     ap.add_argument("--only", default="", help="comma-separated groups: " + ",".join(GROUPS))
+    ap.add_argument("--rows-plans", default="",
+                    help="comma-separated VT_ROWS_PLAN values (default, classic, piped, plain): the norm group "
+                         "once per value, each in a process of its own")
     args = ap.parse_args(argv)
+    if args.rows_plans:
+        return run_rows_plans(args)
     if not vcuda.is_available():
         print("bench_cuda_nn: no CUDA GPU here (vt.cuda.is_available() is False); nothing to measure")
         return 0

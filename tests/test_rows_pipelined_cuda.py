@@ -1,11 +1,14 @@
-"""The pipelined 16-bit row kernels on CUDA, with more rows than the GPU holds blocks, so each block
-works through several rows with the next one in flight (rowwise::RowPipe: softmax, log_softmax,
-layer_norm, rms_norm forward of 16-byte rows that fit one chunk, under VT_ROWS_PLAN=piped;
-loss_rows::ce_fwd_rows_piped: the fused cross-entropy of 16-bit rows whose two copies fit shared
-memory, unless VT_ROWS_PLAN=plain). Against float64 numpy
-references, the same bits on a second run, and the fused cross-entropy's gradient against the
-two-pass path's. The host emulations (tests/test_rowwise_emulate.py, tests/test_loss_emulate.py)
-check the same index math on any machine; these need a GPU."""
+"""The 16-bit row plans on CUDA, with more rows than the GPU holds blocks: the wide plan (the
+default: softmax, log_softmax, layer_norm, rms_norm forward of 16-byte rows that one chunk of 8
+slots per thread covers, norm_rows_wide / softmax_rows_wide), the classic kernels
+(VT_ROWS_PLAN=classic), their row pipeline (rowwise::RowPipe, VT_ROWS_PLAN=piped: each block works
+through several rows with the next one in flight), and loss_rows::ce_fwd_rows_piped (the fused
+cross-entropy of 16-bit rows whose two copies fit shared memory, unless VT_ROWS_PLAN=plain).
+Against float64 numpy references, the same bits on a second run, every VT_ROWS_PLAN value in a
+process of its own, and the fused cross-entropy's gradient against the two-pass path's. The host
+emulations (tests/test_rowwise_emulate.py, tests/test_loss_emulate.py) check the same index math on
+any machine (and that the wide kernels give the generic kernels' bits at the same plan); these
+need a GPU."""
 from __future__ import annotations
 
 import numpy as np
@@ -17,9 +20,10 @@ from conftest import DEVICES, assert_close, make, on, to_numpy
 pytestmark = pytest.mark.skipif("cuda" not in DEVICES, reason="needs a CUDA GPU")
 
 HALVES = ["bfloat16", "float16"]
-# (rows, row length): many rows of 4096 (128 threads a row, ~8 rows per resident block on an H200),
-# many of 2048 (64 threads), few rows spread wider (256 threads), and a single row
-ROWS = [(2500, 4096), (5000, 2048), (300, 4096), (1, 4096)]
+# (rows, row length): many rows of 4096 (wide: 64 threads a row; classic: 128), of 2048 (wide: a
+# warp a row, 8 rows a block), of 768 (wide: 8 lanes a row, 32 rows a block), of 4104 (a partial
+# last slot group: 96 threads, some without a slot), few rows spread wider, and a single row
+ROWS = [(2500, 4096), (5000, 2048), (3001, 768), (700, 4104), (300, 4096), (1, 4096)]
 
 
 def np_softmax(x, log):
@@ -104,7 +108,7 @@ def test_fused_cross_entropy_rows_prefetched(rng, dtype, shape, eps):
     assert not ignored.any()  # ignored rows: a zero gradient
 
 
-_PLAIN_RUN = """
+_PLAN_RUN = """
 import sys
 import numpy as np
 import vibetensor as vt
@@ -119,13 +123,15 @@ vt.cross_entropy(xc, t, label_smoothing=0.1).backward()
 np.save(sys.argv[6], xc.grad.cpu().to(vt.float32).numpy())
 """
 
+PLANS = ["default", "classic", "piped", "plain"]
 
-@pytest.mark.parametrize("plan", ["piped", "plain"])
-def test_rows_plans_give_the_same_rows(rng, tmp_path, plan):
-    """VT_ROWS_PLAN (read once per process): "piped" pipelines the norm/softmax rows too (off by
-    default), "plain" the cross-entropy's rows neither. The norm/softmax rows give the same bits
-    either way; the one-buffer cross-entropy kernel splits a row over lanes otherwise (the same
-    gradient up to rounding)."""
+
+def test_rows_plans_agree(rng, tmp_path):
+    """Every VT_ROWS_PLAN value (read once per process, so each runs in a process of its own):
+    the classic norm/softmax rows give the same bits pipelined or not ("classic", "piped",
+    "plain"); the wide plan (the default) adds in another order, so it agrees with them within the
+    dtype's tolerance and with float64; the one-buffer cross-entropy kernel ("plain") splits a row
+    over lanes otherwise (the same gradient up to rounding)."""
     import os
     import subprocess
     import sys
@@ -134,20 +140,33 @@ def test_rows_plans_give_the_same_rows(rng, tmp_path, plan):
     wn = rng.uniform(-2, 2, 4096).astype(np.float32)
     cn = rng.uniform(-4, 4, (400, 50304)).astype(np.float32)
     tn = np.asarray(rng.integers(0, 50304, 400), np.int64)
-    paths = [str(tmp_path / f) for f in ("x.npy", "w.npy", "t.npy", "rows.npy", "c.npy", "grad.npy")]
-    np.save(paths[0], xn)
-    np.save(paths[1], wn)
-    np.save(paths[2], tn)
-    np.save(paths[4], cn)
-    env = dict(os.environ, VT_ROWS_PLAN=plan)
-    run = subprocess.run([sys.executable, "-c", _PLAIN_RUN, *paths], env=env, stdout=subprocess.PIPE,
-                         stderr=subprocess.STDOUT, text=True, timeout=300)
-    assert run.returncode == 0, run.stdout
-    x = vt.tensor(xn).to(vt.bfloat16).to("cuda")
-    w = vt.tensor(wn).to(vt.bfloat16).to("cuda")
-    outs = [vt.softmax(x, -1), vt.log_softmax(x, -1), vt.layer_norm(x, [4096], w, w), vt.rms_norm(x, [4096], w)]
-    mine = np.stack([o.cpu().to(vt.float32).numpy() for o in outs])
-    assert mine.tobytes() == np.load(paths[3]).tobytes()
-    xc = vt.tensor(cn).to(vt.bfloat16).to("cuda").requires_grad_()
-    vt.cross_entropy(xc, on("cuda", vt.tensor(tn)), label_smoothing=0.1).backward()
-    assert_close(xc.grad, np.load(paths[5]).astype(np.float64), "bfloat16", scale=4)
+    inputs = [str(tmp_path / f) for f in ("x.npy", "w.npy", "t.npy", "c.npy")]
+    for path, a in zip(inputs, (xn, wn, tn, cn)):
+        np.save(path, a)
+    rows, grads = {}, {}
+    for plan in PLANS:
+        outs = [str(tmp_path / f"{plan}_rows.npy"), str(tmp_path / f"{plan}_grad.npy")]
+        env = dict(os.environ)
+        env.pop("VT_ROWS_PLAN", None)
+        if plan != "default":
+            env["VT_ROWS_PLAN"] = plan
+        run = subprocess.run([sys.executable, "-c", _PLAN_RUN, *inputs[:3], outs[0], inputs[3], outs[1]], env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300)
+        assert run.returncode == 0, f"VT_ROWS_PLAN={plan}: {run.stdout}"
+        rows[plan], grads[plan] = np.load(outs[0]), np.load(outs[1])
+    for plan in ("piped", "plain"):
+        assert rows[plan].tobytes() == rows["classic"].tobytes(), plan
+    # the wide rows within bfloat16's tolerance of the classic kernels' and of float64 (from the
+    # bfloat16 inputs; rms_norm's eps is bfloat16's machine epsilon, 2^-7, as on cpu)
+    xb = vt.tensor(xn).to(vt.bfloat16).to(vt.float32).numpy()
+    wb = vt.tensor(wn).to(vt.bfloat16).to(vt.float32).numpy()
+    want = [np_softmax(xb, False), np_softmax(xb, True), np_norm(xb, wb, wb, 1e-5, False),
+            np_norm(xb, wb, None, 2.0 ** -7, True)]
+    names = ["softmax", "log_softmax", "layer_norm", "rms_norm"]
+    for i, name in enumerate(names):
+        got = vt.tensor(rows["default"][i]).to(vt.bfloat16)
+        assert_close(got, rows["classic"][i].astype(np.float64), "bfloat16", scale=4, msg=f"wide vs classic {name}")
+        assert_close(got, want[i], "bfloat16", scale=8, msg=f"wide vs float64 {name}")
+    for plan in PLANS:
+        assert_close(vt.tensor(grads[plan]).to(vt.bfloat16), grads["default"].astype(np.float64), "bfloat16", scale=4,
+                     msg=f"cross-entropy gradient, {plan}")

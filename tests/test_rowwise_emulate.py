@@ -1,28 +1,51 @@
-"""The CUDA row kernels of softmax/log_softmax and layer_norm/rms_norm (forward and backward, with
-the backward's fused grad_weight/grad_bias partials), ops/core/cuda/softmax_rows.cuh and
+"""The CUDA row kernels of softmax/log_softmax and layer_norm/rms_norm (forward and backward,
+with the backward's fused grad_weight/grad_bias partials), ops/core/cuda/softmax_rows.cuh and
 norm_rows.cuh, compiled as host C++ with the warp primitives emulated
 (ops/core/lab/rowwise_emulate.cpp) and run with the ops' own launch plans against a float64
 reference: a check of the warp-per-row and block-per-row paths' index arithmetic, tails, reductions,
-the 16-bit forward's row pipeline (blocks taking many rows, the next one prefetched) and guard bytes that runs without a GPU (a few cases; run the binary without arguments for all)."""
+the 16-bit forward's plans and guard bytes that runs without a GPU (a few cases; run the binary
+without arguments for all). Each VT_ROWS_PLAN the forward reads runs: the wide plan (the default:
+norm_rows_wide / softmax_rows_wide, 8 slots per thread, which must also give the generic kernels'
+bits at the same plan) and the classic kernels with their row pipeline ("piped": blocks taking
+many rows, the next one prefetched)."""
 import os
 import subprocess
 
 import host_emulation
 
 
+def _run(exe, plan):
+    env = dict(os.environ)
+    env.pop("VT_ROWS_PLAN", None)
+    if plan:
+        env["VT_ROWS_PLAN"] = plan
+    run = subprocess.run([str(exe), "quick"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                         timeout=600, env=env)
+    assert run.returncode == 0, run.stdout
+    assert "all cases passed" in run.stdout, run.stdout
+    return run.stdout
+
+
 def test_row_kernels_in_host_emulation(tmp_path):
     exe = host_emulation.build("ops/core/lab/rowwise_emulate.cpp", tmp_path / "rowwise_emulate", "VT_ROWWISE_EMULATE",
                                ["ops/core/lab"])
-    # VT_ROWS_PLAN=piped: the norm/softmax row pipeline is off by default (rowwise::rows_plan)
-    run = subprocess.run([str(exe), "quick"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                         timeout=600, env=dict(os.environ, VT_ROWS_PLAN="piped"))
-    assert run.returncode == 0, run.stdout
+    # VT_ROWS_PLAN=piped: the classic kernels with the norm/softmax row pipeline
+    out = _run(exe, "piped")
     # every kind of plan ran: the warp kernel (short rows and a full warp), the block kernel (a
     # 4096-element 16-bit row in 128 threads) with one chunk and with several
-    assert "warp  tpr   1 " in run.stdout and "warp  tpr  32 " in run.stdout, run.stdout
-    assert "block tpr 128 threads 128 chunks 1 vec 1" in run.stdout, run.stdout
-    assert "chunks 1" in run.stdout and "chunks 2" in run.stdout, run.stdout
+    assert "warp  tpr   1 " in out and "warp  tpr  32 " in out, out
+    assert "block tpr 128 threads 128 chunks 1 vec 1" in out, out
+    assert "chunks 1" in out and "chunks 2" in out, out
     # 16-bit rows of one chunk pipelined (each of 5 blocks takes ~100 rows, the next one prefetched)
-    assert "log_softmax bfloat16 fwd M 515 N 4096 shift 0 piped" in run.stdout, run.stdout
-    assert "layer_norm bfloat16 w+b M 515 N 4096 shift 0 piped" in run.stdout, run.stdout
-    assert "all cases passed" in run.stdout, run.stdout
+    assert "log_softmax bfloat16 fwd M 515 N 4096 shift 0 piped" in out, out
+    assert "layer_norm bfloat16 w+b M 515 N 4096 shift 0 piped" in out, out
+    assert " wide " not in out, out
+    # the default: the wide plan for the 16-bit forward rows that one chunk covers with 16-byte
+    # slots (a 4096-element row in 64 threads; 1024 elements: 16 lanes of a warp), the classic
+    # kernels elsewhere (misaligned rows: scalar accesses)
+    out = _run(exe, None)
+    assert "log_softmax bfloat16 fwd M 515 N 4096 shift 0 wide         block tpr  64 threads  64" in out, out
+    assert "layer_norm bfloat16 w+b M 515 N 4096 shift 0 wide          block tpr  64 threads  64" in out, out
+    assert "layer_norm bfloat16 w+b M 517 N 1024 shift 0 wide          warp  tpr  16" in out, out
+    assert "layer_norm bfloat16 w M 37 N 3000 shift 1                  block" in out, out
+    assert "FAIL" not in out and " piped" not in out, out

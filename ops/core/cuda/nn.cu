@@ -94,7 +94,7 @@ void softmax_fwd(vt::Call& c, bool log) {
           softmax_rows_impl::plan<T>(c, L.outer, L.D, rowwise::aligned16(xp) && rowwise::aligned16(yp));
       auto kernel = log ? softmax_rows_impl::kernel_for<T, true>(p) : softmax_rows_impl::kernel_for<T, false>(p);
       const int smem = rowwise::plan_pipe<T, softmax_rows_impl::fwd_slots<T>()>(p);
-      vt::cuda::launch(c, p.warp ? "softmax_rows (warp)" : smem ? "softmax_rows (pipelined)" : "softmax_rows", kernel,
+      vt::cuda::launch(c, p.wide ? "softmax_rows (wide)" : p.warp ? "softmax_rows (warp)" : smem ? "softmax_rows (pipelined)" : "softmax_rows", kernel,
                        rowwise::launch_grid(c, (const void*)kernel, p, smem), p.threads, (size_t)smem, xp, yp, L.outer,
                        (int)L.D, p);
     } else {

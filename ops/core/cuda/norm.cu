@@ -72,7 +72,7 @@ void norm_forward(vt::Call& c) {
     A* rp = vt::data<A>(rstd);
     const auto kernel = norm_rows_impl::kernel_for<T, RMS>(p);
     const int smem = rowwise::plan_pipe<T, norm_rows_impl::fwd_slots<T>()>(p);
-    vt::cuda::launch(c, p.warp ? "norm_rows (warp)" : smem ? "norm_rows (pipelined)" : "norm_rows", kernel,
+    vt::cuda::launch(c, p.wide ? "norm_rows (wide)" : p.warp ? "norm_rows (warp)" : smem ? "norm_rows (pipelined)" : "norm_rows", kernel,
                      rowwise::launch_grid(c, (const void*)kernel, p, smem), p.threads, (size_t)smem, xp, wp, bp, yp,
                      mp, rp, M, (int)N, p, eps);
   });

@@ -126,6 +126,99 @@ __global__ void VT_ROW_KERNEL_BOUNDS(kWarp, kVec && sizeof(T) <= 4 && !(rms && s
   }
 }
 
+// The wide plan's kernel (p.wide: 16-bit rows that one chunk of kWideSlots slots per thread
+// covers, 16-byte slots; rowwise.cuh says why): norm_rows' arithmetic in its order, over fixed slot
+// offsets. A missing weight is a slot of ones and a missing bias one of -0, as there.
+template <class T, bool kWarp, bool rms>
+__global__ void VT_WIDE_KERNEL_BOUNDS
+    norm_rows_wide(const T* __restrict__ x, const T* __restrict__ w, const T* __restrict__ b, T* __restrict__ y,
+                   acc_t<T>* __restrict__ mean, acc_t<T>* __restrict__ rstd, int64_t M, int N, rowwise::Plan p,
+                   double eps) {
+  constexpr int K = rowwise::kWideSlots, V = rowwise::width<T>();
+  using A = acc_t<T>;
+  const rowwise::RowGroup<kWarp> g(p.tpr);
+  const rowwise::WideSlots<K> slots(g, N, V);
+  const int rpb = p.rows_per_block();
+  const rowwise::Slot one = rowwise::splat<T>(A(1)), nzero = rowwise::splat<T>(A(-0.0));
+  for (int64_t r0 = (int64_t)blockIdx.x * rpb; r0 < M; r0 += (int64_t)gridDim.x * rpb) {
+    const rowwise::WideSlots<K> at = slots.fresh();
+    const bool live = r0 + g.index < M;
+    const int64_t row = live ? r0 + g.index : 0;
+    const unsigned on = at.on(live);
+    rowwise::Slot c[K];
+    at.load(c, x + row * N, on);
+    A s = A(0);  // absent slots are 0 and add 0, as in norm_rows
+#pragma unroll
+    for (int k = 0; k < K; ++k) {
+      A sk;
+#pragma unroll
+      for (int j = 0; j < V; ++j) {
+        const A v = rowwise::get<T>(c[k], j);
+        sk = j ? sk + (rms ? v * v : v) : (rms ? v * v : v);
+      }
+      s += sk;
+    }
+    // each pass widens the packed slots again: held widened (64 registers) or as x - mean between
+    // passes they spilled
+#pragma unroll
+    for (int k = 0; k < K; ++k) rowwise::opaque(c[k]);
+    s = g.sum(s);
+    A mu = A(0), var;
+    if constexpr (rms) {
+      var = s / (A)N;
+    } else {
+      mu = N ? s / (A)N : A(0);
+      A q = A(0);
+#pragma unroll
+      for (int k = 0; k < K; ++k) {
+        A qk;
+#pragma unroll
+        for (int j = 0; j < V; ++j) {
+          const A d = rowwise::get<T>(c[k], j) - mu;
+          qk = j ? qk + d * d : d * d;
+        }
+        q += (on >> k & 1u) ? qk : A(0);
+      }
+#pragma unroll
+      for (int k = 0; k < K; ++k) rowwise::opaque(c[k]);
+      q = g.sum(q);
+      var = N ? q / (A)N : A(0);
+    }
+    const A rs = A(1) / sqrt(var + (A)eps);
+    if (live && g.lane == 0) {
+      if (!rms) mean[row] = mu;
+      rstd[row] = rs;
+    }
+    // y a slot at a time, its weight and bias slots loaded there (two at a time spilled); the
+    // output pass is built per affine kind (a missing weight is 1, a missing bias -0: exact), so
+    // the loads are predicated on the slot's presence alone, without branches
+    T* yr = y + row * N;
+    auto output = [&](auto kw, auto kb) {
+      constexpr bool has_w = decltype(kw)::value, has_b = decltype(kb)::value;
+      uint32_t last = __float_as_uint(rs);  // each slot's weight loads wait for the slot before
+#pragma unroll
+      for (int k = 0; k < K; ++k) {
+        rowwise::Slot wk = one, bk = nzero;
+        if constexpr (has_w) wk = at.load_kept(rowwise::opaque_ptr(w, last), k, on);
+        if constexpr (has_b) bk = at.load_kept(rowwise::opaque_ptr(b, last), k, on);
+        const rowwise::Slot o = rowwise::make_slot<T>([&](int j) {
+          const A v = (rowwise::get<T>(c[k], j) - mu) * rs;
+          return v * rowwise::get<T>(wk, j) + rowwise::get<T>(bk, j);
+        });
+        at.store(yr, k, on, o);
+        last = o.w[0];
+      }
+    };
+    using yes = std::true_type;
+    using no = std::false_type;
+    const bool has_b = !rms && b;  // rms_norm has no bias
+    if (w && has_b) output(yes{}, yes{});
+    else if (w) output(yes{}, no{});
+    else if (has_b) output(no{}, yes{});
+    else output(no{}, no{});
+  }
+}
+
 template <class T>
 using NormRowsKernel = void (*)(const T*, const T*, const T*, T*, acc_t<T>*, acc_t<T>*, int64_t, int, rowwise::Plan,
                                 double);
@@ -133,11 +226,13 @@ using NormRowsKernel = void (*)(const T*, const T*, const T*, T*, acc_t<T>*, acc
 // the plan for M rows of N and the kernel that runs it (norm.cu launches it; the lab emulates it)
 template <class T>
 rowwise::Plan plan(const vt::Call& c, int64_t M, int64_t N, bool aligned) {
-  return rowwise::plan_rows(c, M, N, rowwise::width<T>(), fwd_slots<T>(), aligned, fwd_warp_slots<T>());
+  return rowwise::plan_forward<T>(c, M, N, aligned, fwd_slots<T>(), fwd_warp_slots<T>());
 }
 template <class T, bool kRms>
 NormRowsKernel<T> kernel_for(const rowwise::Plan& p) {
   constexpr int K = fwd_slots<T>(), Kw = fwd_warp_slots<T>();
+  if constexpr (sizeof(T) == 2)
+    if (p.wide) return p.warp ? norm_rows_wide<T, true, kRms> : norm_rows_wide<T, false, kRms>;
   if (p.warp) return p.vec ? norm_rows<T, Kw, true, true, kRms> : norm_rows<T, Kw, true, false, kRms>;
   return p.vec ? norm_rows<T, K, false, true, kRms> : norm_rows<T, K, false, false, kRms>;
 }
@@ -294,6 +389,35 @@ __global__ void VT_ROW_KERNEL_BOUNDS(kWarp, 128)
     }
   }
   if (!fuse) return;
+  if constexpr (kWarp) {
+    // the block's groups add their partials in shared memory, in group order: one partial row per
+    // block (a partial row per group wrote and column_sum read again a sixth of the rows' bytes:
+    // miniGPT's 16384 x 384)
+    static_assert(K * V * sizeof(A) <= 64, "a lane's partials fit column_buffer");
+    A* cw = reinterpret_cast<A*>(rowwise::column_buffer());
+    A* cb = cw + rowwise::kColumnBytes / sizeof(A);
+#pragma unroll
+    for (int k = 0; k < K; ++k)
+#pragma unroll
+      for (int j = 0; j < V; ++j) {
+        const int e = g.slot(0, k, K) * V + j;
+        if (e < N) {
+          cw[g.index * N + e] = pw[k][j];
+          cb[g.index * N + e] = pb[k][j];
+        }
+      }
+    __syncthreads();
+    for (int e = (int)threadIdx.x; e < N; e += (int)blockDim.x) {
+      A sw = cw[e], sb = cb[e];
+      for (int i = 1; i < rpb; ++i) {
+        sw += cw[i * N + e];
+        sb += cb[i * N + e];
+      }
+      if (part_w) part_w[(int64_t)blockIdx.x * N + e] = sw;
+      if (part_b) part_b[(int64_t)blockIdx.x * N + e] = sb;
+    }
+    return;
+  }
   const int64_t grp = (int64_t)blockIdx.x * rpb + g.index;  // every group writes its row (zeros if it had none)
 #pragma unroll
   for (int k = 0; k < K; ++k)
@@ -320,14 +444,15 @@ rowwise::Plan bwd_plan(const vt::Call& c, int64_t M, int64_t N, bool aligned) {
 // more partial rows cost little and keep more warps busy)
 constexpr int64_t kRowsPerBlockGroup = 16, kRowsPerWarpGroup = 4;
 constexpr int64_t kMaxGroups = 4096;
-// With fuse: a fixed number of groups (from M alone) each adding its rows into a partial row; sets
-// the grid and returns the partial rows (every group writes one).
+// With fuse: a fixed number of groups (from M alone) each adding its rows; sets the grid and returns
+// the partial rows: one per block (a warp plan's block adds its groups' in shared memory; a block
+// plan's block is one group).
 inline int64_t fuse_groups(rowwise::Plan& p, int64_t M) {
   const int64_t rpb = p.rows_per_block();
   const int64_t per = p.tpr > 32 ? kRowsPerBlockGroup : kRowsPerWarpGroup;
   const int64_t groups = std::min<int64_t>(kMaxGroups, (M + per - 1) / per);
   p.blocks = (unsigned)((groups + rpb - 1) / rpb);
-  return (int64_t)p.blocks * rpb;
+  return (int64_t)p.blocks;
 }
 template <class T, bool kRms>
 NormBwdRowsKernel<T> bwd_kernel_for(const rowwise::Plan& p) {

@@ -64,6 +64,7 @@ struct Plan {
   bool vec = false;
   bool warp = false;   // tpr <= 32: a row per group of at most a warp, several rows per block
   bool pipe = false;   // 16-bit forward kernels: rows pipelined through shared memory (plan_pipe)
+  bool wide = false;   // 16-bit forward kernels: the wide plan (plan_wide: kWideSlots, one chunk, vec)
   __host__ __device__ int rows_per_block() const { return threads / tpr; }
 };
 
@@ -134,6 +135,19 @@ inline unsigned char* exchange_buffer(int which) { return emu_block->exchange[wh
 __device__ __forceinline__ unsigned char* exchange_buffer(int which) {
   __shared__ alignas(16) unsigned char buf[2][32 * 16];
   return buf[which];
+}
+#endif
+
+// Shared memory where the row groups of a warp-plan block (kRowBlock threads) put per-column values
+// (norm_bwd_rows' grad_weight/grad_bias partials) to be added in group order: two arrays of
+// kColumnBytes (a lane holds at most 64 bytes of them: a group of tpr lanes, 64 * tpr bytes).
+constexpr int kColumnBytes = kRowBlock * 64;
+#ifdef VT_ROWWISE_EMULATE
+inline unsigned char* column_buffer() { return emu_block->columns; }
+#else
+__device__ __forceinline__ unsigned char* column_buffer() {
+  __shared__ alignas(16) unsigned char buf[2 * kColumnBytes];
+  return buf;
 }
 #endif
 
@@ -367,6 +381,139 @@ __device__ __forceinline__ void opaque(Slot& s) {
 #endif
 }
 
+// ---- the wide plan (16-bit forward rows of one chunk) ---------------------------------------------
+// Why the classic 16-bit forward lagged float32 at the same row count (8192x4096 on the H200: bf16
+// 0.70-0.85 of the copy ceiling, float32 0.92-0.98): at 4 slots per thread a thread holds 64 bytes
+// of its row, so the 1024 threads an SM keeps at 64 registers have 64 KB of loads in flight, half
+// of float32's 128 KB (8 slots), and a byte of 16-bit row is twice the elements to unpack, reduce
+// and pack; with the generic kernel's per-slot bounds, chunk loops and branchy weight loads,
+// layer_norm took about 24 instructions per element (SASS), two thirds of the SM's issue slots at
+// 0.9 of the copy rate. The wide plan holds 8 slots per thread (64 16-bit elements: a 4096-element
+// row in 64 threads, 112 KB per SM in flight at 72 registers) and runs a kernel made for rows that
+// one chunk covers with 16-byte slots only: a thread's slots sit at fixed offsets and are either
+// whole or absent (a bit mask computed once), all its loads are issued before any arithmetic,
+// 16-bit pairs are unpacked with one shift or mask each and packed two per cvt, weight loads are
+// predicated (the output pass is built per affine kind), the softmax max is taken on packed pairs
+// (exact), rows are read and written with evict-first hints (each byte once): about 18 instructions
+// per element for layer_norm, 12 for rms_norm. Its sums run in the generic kernel's order at the
+// same plan, so it gives the generic kernel's bits at kWideSlots (checked in the host emulation).
+constexpr int kWideSlots = 8;
+// Registers of the wide kernels: 72 (14 blocks of 64 threads per SM, 112 KB of a row's loads in
+// flight); at 64 ptxas held widened values across the reductions and spilled up to 68 bytes.
+#ifndef VT_WIDE_REGS
+#define VT_WIDE_REGS 72
+#endif
+#ifdef VT_ROWWISE_EMULATE
+#define VT_WIDE_KERNEL_BOUNDS
+#else
+#define VT_WIDE_KERNEL_BOUNDS __maxnreg__(VT_WIDE_REGS)
+#endif
+
+// The 16-byte slots of one thread in a row that one chunk covers (a vec plan): slot k is row slot
+// k * tpr + lane, present (bit k of `have`) when it lies in the row; the same for every row.
+template <int K>
+struct WideSlots {
+  unsigned have = 0;
+  unsigned first, step;  // byte offsets in a row: slot 0's, and between slots (32-bit: a 64-bit
+                         // offset per slot hoisted out of the row loop spilled norm_rows_wide)
+  template <class G>
+  __device__ __forceinline__ WideSlots(const G& g, int N, int V) : first(16u * g.lane), step(16u * g.tpr) {
+#pragma unroll
+    for (int k = 0; k < K; ++k) have |= (N - (k * g.tpr + g.lane) * V >= V ? 1u : 0u) << k;
+  }
+  // the slots present in a live row (0 for a dead one)
+  __device__ __forceinline__ unsigned on(bool live) const { return live ? have : 0u; }
+  // a copy whose offsets the compiler must compute where it is used: taken at the top of a row
+  // loop, so the K slot offsets (the same for every row) are not hoisted out of the loop and held
+  // in registers (spilled at 64 registers; the loop mostly runs once)
+  __device__ __forceinline__ WideSlots fresh() const {
+    WideSlots r = *this;
+#ifndef VT_ROWWISE_EMULATE
+    asm volatile("" : "+r"(r.first), "+r"(r.step));
+#endif
+    return r;
+  }
+  template <class T>
+  __device__ __forceinline__ const uint4* at(const T* row, int k) const {
+    return reinterpret_cast<const uint4*>(reinterpret_cast<const unsigned char*>(row) + (first + k * step));
+  }
+  // all K loads issued before any is used (predicated, no branches); absent slots are 0. The rows
+  // are read once: evict-first (ld.global.cs), which leaves the cache to the weights.
+  template <class T>
+  __device__ __forceinline__ void load(Slot (&c)[K], const T* row, unsigned on) const {
+#pragma unroll
+    for (int k = 0; k < K; ++k) {
+      uint4 u = make_uint4(0u, 0u, 0u, 0u);
+#ifdef VT_ROWWISE_EMULATE
+      if (on >> k & 1u) u = *at(row, k);
+#else
+      if (on >> k & 1u) u = __ldcs(at(row, k));
+#endif
+      c[k] = Slot{{u.x, u.y, u.z, u.w}};
+    }
+  }
+  // slot k of a row read for every row (a weight: ld.global.nc, a cache hit after the first row);
+  // absent slots are 0
+  template <class T>
+  __device__ __forceinline__ Slot load_kept(const T* row, int k, unsigned on) const {
+    uint4 u = make_uint4(0u, 0u, 0u, 0u);
+#ifdef VT_ROWWISE_EMULATE
+    if (on >> k & 1u) u = *at(row, k);
+#else
+    if (on >> k & 1u) u = __ldg(at(row, k));
+#endif
+    return Slot{{u.x, u.y, u.z, u.w}};
+  }
+  // 16 bytes written once and not read again here: st.global.cs (evict first)
+  template <class T>
+  __device__ __forceinline__ void store(T* row, int k, unsigned on, const Slot& v) const {
+    if (!(on >> k & 1u)) return;
+    uint4* p = const_cast<uint4*>(at(row, k));
+#ifdef VT_ROWWISE_EMULATE
+    *p = make_uint4(v.w[0], v.w[1], v.w[2], v.w[3]);
+#else
+    __stcs(p, make_uint4(v.w[0], v.w[1], v.w[2], v.w[3]));
+#endif
+  }
+};
+
+// The larger of each of two packed pairs of 16-bit values, exactly (a NaN loses, as fmax); `lowest`:
+// a pair of -inf.
+template <class T>
+__device__ __forceinline__ uint32_t max_pair(uint32_t a, uint32_t b) {
+  static_assert(sizeof(T) == 2, "packed pairs of 16-bit values");
+#ifdef VT_ROWWISE_EMULATE
+  uint32_t r = 0;
+  for (int h = 0; h < 2; ++h) {
+    Slot sa{{a, 0u, 0u, 0u}}, sb{{b, 0u, 0u, 0u}};
+    const float x = get<T>(sa, h), y = get<T>(sb, h);
+    r |= ((x > y || y != y) ? a : b) & (0xffffu << (16 * h));
+  }
+  return r;
+#else
+  uint32_t r;
+  if constexpr (std::is_same<T, __nv_bfloat16>::value) asm("max.bf16x2 %0, %1, %2;" : "=r"(r) : "r"(a), "r"(b));
+  else asm("max.f16x2 %0, %1, %2;" : "=r"(r) : "r"(a), "r"(b));
+  return r;
+#endif
+}
+template <class T>
+__host__ __device__ constexpr uint32_t lowest_pair() {
+  return std::is_same<T, __nv_bfloat16>::value ? 0xff80ff80u : 0xfc00fc00u;
+}
+
+// A pointer the compiler must take as changed here, after `after` is known: loads through it are
+// issued then, not hoisted above (a weight's slots loaded all at once before the row's reductions,
+// and their addresses held across rows, spilled norm_rows_wide).
+template <class P, class U>
+__device__ __forceinline__ P* opaque_ptr(P* p, U after) {
+#ifndef VT_ROWWISE_EMULATE
+  static_assert(sizeof(U) == 4, "a 32-bit value");
+  asm volatile("" : "+l"(p) : "r"(*reinterpret_cast<const uint32_t*>(&after)));
+#endif
+  return p;
+}
+
 // ---- the next row in flight (16-bit block kernels) ----------------------------------------------
 // A 16-bit row of 4096 elements is 8 KB: a block holding one row in registers has 8 KB in flight
 // while it loads and none while it reduces and writes, and 8 such blocks per SM left the H200 at
@@ -385,29 +532,47 @@ __host__ __device__ inline int pipe_bytes(const Plan& p) {
   const int b = 2 * K * p.tpr * 16;
   return b <= 40 * 1024 ? b : 0;
 }
-// Which 16-bit row kernels pipeline, from the environment variable VT_ROWS_PLAN when first asked:
-// unset, the fused cross-entropy's rows (ce_fwd_rows_piped) but not the norm/softmax rows; "piped",
-// both; "plain", neither (A/B runs on a GPU). Measured on an H200 (2026-12-01, 8192x4096 bf16, of the
-// copy ceiling, one run): the pipelined norm/softmax rows were no faster (layer_norm 0.72 vs 0.73,
-// rms_norm 0.73 vs 0.81, softmax 0.77 vs 0.80), the pipelined cross-entropy was (16384x50304
-// forward+backward 943 us vs 1169).
-enum class RowsPlan { Default, Piped, Plain };
+// Which row plans run, from the environment variable VT_ROWS_PLAN when first asked (A/B runs on a
+// GPU): unset, the fused cross-entropy's rows pipeline (ce_fwd_rows_piped), the 16-bit norm/softmax
+// forward rows that fit one chunk run the wide plan (norm_rows_wide / softmax_rows_wide), the others
+// the classic kernels; "classic", the same without the wide plan (the classic kernels at 4 slots per
+// thread); "piped", classic plus the norm/softmax row pipeline; "plain", classic with no pipeline at
+// all. Measured on an H200 (2026-12-01, 8192x4096 bf16, of the copy ceiling, one run): the pipelined
+// norm/softmax rows were no faster (layer_norm 0.72 vs 0.73, rms_norm 0.73 vs 0.81, softmax 0.77 vs
+// 0.80), the pipelined cross-entropy was (16384x50304 forward+backward 943 us vs 1169).
+enum class RowsPlan { Default, Classic, Piped, Plain };
+inline RowsPlan rows_plan_named(const char* v) {
+  const std::string s = v ? v : "";
+  return s == "plain" ? RowsPlan::Plain : s == "piped" ? RowsPlan::Piped : s == "classic" ? RowsPlan::Classic
+                                                                                          : RowsPlan::Default;
+}
 inline RowsPlan rows_plan() {
-  static const RowsPlan plan = [] {
-    const char* v = std::getenv("VT_ROWS_PLAN");
-    const std::string s = v ? v : "";
-    return s == "plain" ? RowsPlan::Plain : s == "piped" ? RowsPlan::Piped : RowsPlan::Default;
-  }();
+  static const RowsPlan plan = rows_plan_named(std::getenv("VT_ROWS_PLAN"));
   return plan;
 }
 inline bool pipe_enabled() { return rows_plan() != RowsPlan::Plain; }  // the fused cross-entropy's rows
+inline bool wide_enabled() { return rows_plan() == RowsPlan::Default; }  // the 16-bit wide forward rows
 // Sets p.pipe for a norm/softmax forward plan of K slots and returns the launch's dynamic shared
 // memory (0: none; only under VT_ROWS_PLAN=piped).
 template <class T, int K>
 inline int plan_pipe(Plan& p) {
-  const int b = rows_plan() == RowsPlan::Piped ? pipe_bytes<T, K>(p) : 0;
+  const int b = rows_plan() == RowsPlan::Piped && !p.wide ? pipe_bytes<T, K>(p) : 0;
   p.pipe = b != 0;
   return b;
+}
+// The plan of a 16-bit norm/softmax forward: the wide plan (p.wide) where it applies (16-byte
+// slots, the row in one chunk of kWideSlots slots per thread) and VT_ROWS_PLAN allows it, else the
+// classic plan of K slots per thread (Kw in the warp kernel).
+template <class T>
+inline Plan plan_forward(const vt::Call& c, int64_t M, int64_t N, bool vec, int K, int Kw) {
+  if (sizeof(T) == 2 && wide_enabled()) {
+    Plan p = plan_rows(c, M, N, width<T>(), kWideSlots, vec);
+    if (p.vec && p.chunks == 1) {
+      p.wide = true;
+      return p;
+    }
+  }
+  return plan_rows(c, M, N, width<T>(), K, vec, Kw);
 }
 // the grid of a pipelined kernel: at most the blocks resident at once, so each takes several rows
 // (rows are independent: the grid never changes a result)

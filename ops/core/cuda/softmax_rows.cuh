@@ -96,6 +96,65 @@ __global__ void VT_ROW_KERNEL_BOUNDS(kWarp, kVec && sizeof(T) == 2 ? 64 : 128)
   }
 }
 
+// The wide plan's kernel (p.wide: 16-bit rows that one chunk of kWideSlots slots per thread
+// covers, 16-byte slots; rowwise.cuh says why): softmax_rows' arithmetic in its order over fixed
+// slot offsets, its max taken on packed pairs (max.bf16x2 / max.f16x2: exact, a NaN loses as in
+// fmax) and widened once per thread.
+template <class T, bool kWarp, bool log>
+__global__ void VT_WIDE_KERNEL_BOUNDS
+    softmax_rows_wide(const T* __restrict__ x, T* __restrict__ y, int64_t M, int N, rowwise::Plan p) {
+  constexpr int K = rowwise::kWideSlots, V = rowwise::width<T>();
+  using A = acc_t<T>;
+  const rowwise::RowGroup<kWarp> g(p.tpr);
+  const rowwise::WideSlots<K> slots(g, N, V);
+  const int rpb = p.rows_per_block();
+  for (int64_t r0 = (int64_t)blockIdx.x * rpb; r0 < M; r0 += (int64_t)gridDim.x * rpb) {
+    const rowwise::WideSlots<K> at = slots.fresh();
+    const bool live = r0 + g.index < M;
+    const int64_t off = (live ? r0 + g.index : 0) * (int64_t)N;
+    const unsigned on = at.on(live);
+    rowwise::Slot c[K];
+    at.load(c, x + off, on);
+    uint32_t mp = rowwise::lowest_pair<T>();
+#pragma unroll
+    for (int k = 0; k < K; ++k) {
+      const uint32_t mk = rowwise::max_pair<T>(rowwise::max_pair<T>(c[k].w[0], c[k].w[1]),
+                                               rowwise::max_pair<T>(c[k].w[2], c[k].w[3]));
+      mp = (on >> k & 1u) ? rowwise::max_pair<T>(mp, mk) : mp;
+    }
+    const rowwise::Slot ms{{mp, 0u, 0u, 0u}};
+    A m = g.max(fmax(rowwise::get<T>(ms, 0), rowwise::get<T>(ms, 1)));
+    // each pass widens the packed slots again: exp(x - max) held from the sum for the output (64
+    // registers) spilled
+#pragma unroll
+    for (int k = 0; k < K; ++k) rowwise::opaque(c[k]);
+    A sum = A(0);
+#pragma unroll
+    for (int k = 0; k < K; ++k) {
+      A sk;
+#pragma unroll
+      for (int j = 0; j < V; ++j) {
+        const A e = rowwise::fexp(rowwise::get<T>(c[k], j) - m);
+        sk = j ? sk + e : e;
+      }
+      sum += (on >> k & 1u) ? sk : A(0);
+    }
+#pragma unroll
+    for (int k = 0; k < K; ++k) rowwise::opaque(c[k]);
+    sum = g.sum(sum);
+    const A inv = A(1) / sum, shift = m + rowwise::flog(sum);
+    T* yr = y + off;
+#pragma unroll
+    for (int k = 0; k < K; ++k) {
+      const rowwise::Slot o = rowwise::make_slot<T>([&](int j) {
+        const A v = rowwise::get<T>(c[k], j);
+        return log ? v - shift : rowwise::fexp(v - m) * inv;
+      });
+      at.store(yr, k, on, o);
+    }
+  }
+}
+
 // backward from the saved output y: gi = y * (g - sum(g * y)), or g - exp(y) * sum(g) for log.
 // Built like the forward (kVec, log); the block kernel holds 4 slots of each row (64 registers for
 // 16-byte accesses, 78 before).
@@ -155,11 +214,13 @@ using SoftmaxRowsKernel = void (*)(const T*, T*, int64_t, int, rowwise::Plan);
 // emulates it)
 template <class T>
 rowwise::Plan plan(const vt::Call& c, int64_t M, int64_t N, bool aligned) {
-  return rowwise::plan_rows(c, M, N, rowwise::width<T>(), fwd_slots<T>(), aligned, fwd_warp_slots<T>());
+  return rowwise::plan_forward<T>(c, M, N, aligned, fwd_slots<T>(), fwd_warp_slots<T>());
 }
 template <class T, bool kLog>
 SoftmaxRowsKernel<T> kernel_for(const rowwise::Plan& p) {
   constexpr int K = fwd_slots<T>(), Kw = fwd_warp_slots<T>();
+  if constexpr (sizeof(T) == 2)
+    if (p.wide) return p.warp ? softmax_rows_wide<T, true, kLog> : softmax_rows_wide<T, false, kLog>;
   if (p.warp) return p.vec ? softmax_rows<T, Kw, true, true, kLog> : softmax_rows<T, Kw, true, false, kLog>;
   return p.vec ? softmax_rows<T, K, false, true, kLog> : softmax_rows<T, K, false, false, kLog>;
 }

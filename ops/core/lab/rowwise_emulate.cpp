@@ -91,6 +91,15 @@ void check(const std::string& what, const Buf<T>& out, const std::vector<double>
   }
 }
 
+// the wide plan's kernels against the generic kernel at the same plan: the same bytes
+template <class T>
+void same_bits(const char* what, const Buf<T>& a, const Buf<T>& b) {
+  if (std::memcmp(a.p, b.p, a.n * sizeof(T)) != 0) {
+    std::printf("FAIL %s: the wide kernel's bits differ from the generic kernel's\n", what);
+    ++failures;
+  }
+}
+
 template <class T>
 void fill(Buf<T>& b, std::mt19937& g, double scale) {
   std::normal_distribution<double> nd(0.0, scale);
@@ -121,8 +130,20 @@ void softmax_case(int64_t M, int N, int shift, bool log, std::mt19937& g) {
   emu_launch(log ? kernel_for<T, true>(p) : kernel_for<T, false>(p), grid, p.threads, (const T*)x.p, y.p, M, N, p);
   char what[128];
   std::snprintf(what, sizeof what, "%s %s fwd M %lld N %d shift %d%s", log ? "log_softmax" : "softmax", name_of<T>(),
-                (long long)M, N, shift, p.pipe ? " piped" : "");
+                (long long)M, N, shift, p.pipe ? " piped" : p.wide ? " wide" : "");
   check(what, y, yr, p, x.guards_intact() && y.guards_intact());
+  if constexpr (sizeof(T) == 2) {
+    if (p.wide) {  // the wide kernel gives the generic kernel's bits at the same plan
+      constexpr int K = rowwise::kWideSlots;
+      Buf<T> y2(n, shift);
+      rowwise::Plan q = p;
+      q.wide = false;
+      auto generic = p.warp ? (log ? softmax_rows<T, K, true, true, true> : softmax_rows<T, K, true, true, false>)
+                            : (log ? softmax_rows<T, K, false, true, true> : softmax_rows<T, K, false, true, false>);
+      emu_launch(generic, q.blocks, q.threads, (const T*)x.p, y2.p, M, N, q);
+      same_bits(what, y, y2);
+    }
+  }
 
   // backward from the kernel's own output (as the op does from the saved output)
   for (int64_t r = 0; r < M; ++r) {
@@ -257,10 +278,26 @@ void norm_case(int64_t M, int N, int shift, bool rms, int affine, std::mt19937& 
   char what[128];
   std::snprintf(what, sizeof what, "%s %s%s M %lld N %d shift %d%s", rms ? "rms_norm" : "layer_norm", name_of<T>(),
                 affine == kBoth ? " w+b" : affine == kWeight ? " w" : affine == kBias ? " b" : "", (long long)M, N, shift,
-                p.pipe ? " piped" : "");
+                p.pipe ? " piped" : p.wide ? " wide" : "");
   const bool guards = x.guards_intact() && y.guards_intact() && w.guards_intact() && b.guards_intact() &&
                       mean.guards_intact() && rstd.guards_intact();
   check(what, y, yr, p, guards);
+  if constexpr (sizeof(T) == 2) {
+    if (p.wide) {  // the wide kernel gives the generic kernel's bits at the same plan
+      constexpr int K = rowwise::kWideSlots;
+      Buf<T> y2(n, shift);
+      Buf<A> mean2(M, 0), rstd2(M, 0);
+      rowwise::Plan q = p;
+      q.wide = false;
+      auto generic = p.warp ? (rms ? norm_rows<T, K, true, true, true> : norm_rows<T, K, true, true, false>)
+                            : (rms ? norm_rows<T, K, false, true, true> : norm_rows<T, K, false, true, false>);
+      emu_launch(generic, q.blocks, q.threads, (const T*)x.p, wp, bp, y2.p, rms ? nullptr : mean2.p, rstd2.p, M, N, q,
+                 eps);
+      same_bits(what, y, y2);
+      same_bits(what, rstd, rstd2);
+      if (!rms) same_bits(what, mean, mean2);
+    }
+  }
   // the statistics in A (float for 16-bit inputs): float32's tolerance unless A is double
   double worst = 0;
   for (int64_t r = 0; r < M; ++r) {
@@ -286,6 +323,7 @@ int main(int argc, char** argv) {
     softmax_case<float>(37, 7, 1, false, g);                    // warp, tpr 2, scalar tails
     norm_case<__nv_bfloat16>(530, 100, 0, false, kBoth, g);     // warp, tpr 4, dead rows in the last block
     norm_case<__nv_bfloat16>(517, 1024, 0, false, kBoth, g);    // warp, tpr 32, 4 slots per lane
+    norm_case<float>(600, 384, 0, false, kBoth, g);             // miniGPT's rows: bwd partials per block of 8 warps
     softmax_case<__nv_bfloat16>(515, 4096, 0, true, g);         // block of 128, one chunk, 16-byte slots, pipelined
     norm_case<__nv_bfloat16>(515, 4096, 0, false, kBoth, g);    // the same for layer_norm (rows prefetched)
     norm_case<__nv_bfloat16>(37, 3000, 1, false, kWeight, g);   // block, misaligned: scalar accesses

@@ -37,6 +37,7 @@ struct EmuBlock {
   alignas(16) unsigned char reduce_slots[32][8];
   alignas(16) unsigned char exchange[2][32 * 16];  // rowwise::RowGroup's two buffers
   alignas(16) unsigned char pipe[40 * 1024];       // rowwise::RowPipe's two row buffers (pipe_bytes <= 40 KB)
+  alignas(16) unsigned char columns[2 * 256 * 64];  // rowwise::column_buffer (2 * kColumnBytes)
 };
 inline thread_local EmuBlock* emu_block = nullptr;
 
