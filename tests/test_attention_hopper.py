@@ -528,7 +528,7 @@ def test_hopper_forward_d64_tiles(tile):
     assert done.stdout.split() == ["LOADED", "CHECKED"], done.stdout + done.stderr
 
 
-BACKWARD_CHOICES = ["wgmma", "wgmma2", "cutlass"]  # VT_HOPPER_BWD's values (read at load)
+BACKWARD_CHOICES = ["wgmma", "wgmma2", "wgmma3", "cutlass"]  # VT_HOPPER_BWD's values (read at load)
 
 
 def test_unknown_backward_choice_fails_the_load():
@@ -594,7 +594,8 @@ print("BAD", bad) if bad else print("CHECKED")
 @pytest.mark.parametrize("choice", BACKWARD_CHOICES)
 def test_hopper_backward_choices(choice):
     """every backward VT_HOPPER_BWD picks, validated in one GPU run: wgmma (the default), wgmma2 (its
-    zero-spill variant), cutlass (example 88's for float16, ours for bfloat16)"""
+    zero-spill variant), wgmma3 (wgmma2 with dQ's bulk reduce-add), cutlass (example 88's for float16,
+    ours for bfloat16)"""
     done = _load_in_subprocess({"VT_HOPPER_BWD": choice}, _BACKWARD_CHECK)
     assert done.stdout.split() == ["LOADED", "CHECKED"], done.stdout + done.stderr
 

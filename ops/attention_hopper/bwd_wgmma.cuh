@@ -346,8 +346,9 @@ __global__ void __launch_bounds__(kThreads, 1) backward_kernel(const Params p) {
 }
 
 // ---- pre-pass and conversion -----------------------------------------------------------------------
-// Dsum[b, h, t] = sum_d dO * O in fp32, into rows of stat_row(Tq) floats, and the fp32 dQ accumulator's
-// row (b, h, t) cleared (no memset launch: the pass writes those bytes while it streams O and dO).
+// Dsum[b, h, t] = sum_d dO * O in fp32, into rows of stat_row(Tq) floats, and the fp32 dQ accumulator
+// cleared (no memset launch: the pass writes those bytes while it streams O and dO), D floats a row
+// for zrows >= rows rows (more when the accumulator is kept in whole query tiles, TiledDq).
 // Eight threads a row, 16-byte loads; each thread walks kRows rows spaced a block's width apart, all
 // loads issued before the first sum (bytes in flight). The sum's order is the one-warp-a-row kernel's it
 // replaced (same bits): thread c of a row holds the pair sums of elements 8c + 2j, 8c + 2j + 1 (j < 4;
@@ -364,7 +365,8 @@ struct DsumPlan {
 
 template <class E, int D>
 __global__ void __launch_bounds__(DsumPlan<D>::kBlock) dsum_rows(const E* out, Strides so, const E* dO, Strides sdo,
-                                                                  int H, int Tq, int rows, float* dsum, float* dq_acc) {
+                                                                  int H, int Tq, int rows, int zrows, float* dsum,
+                                                                  float* dq_acc) {
   using P = DsumPlan<D>;
   const int c = threadIdx.x % P::kRowThreads;
   const int first = blockIdx.x * P::kRowsPerBlock + threadIdx.x / P::kRowThreads;
@@ -388,7 +390,11 @@ __global__ void __launch_bounds__(DsumPlan<D>::kBlock) dsum_rows(const E* out, S
   CUTE_UNROLL
   for (int r = 0; r < P::kRows; ++r) {
     const int row = first + r * kStep;
-    if (row >= rows) break;  // the same for the row's eight threads (their shuffles stay within it)
+    if (row >= zrows) break;  // the same for the row's eight threads (their shuffles stay within it)
+    float4* acc = reinterpret_cast<float4*>(dq_acc + (int64_t)row * D);
+    CUTE_UNROLL
+    for (int m = 0; m < D / 32; ++m) acc[c + 8 * m] = make_float4(0.f, 0.f, 0.f, 0.f);
+    if (row >= rows) continue;
     float v[4] = {0.f, 0.f, 0.f, 0.f};
     CUTE_UNROLL
     for (int m = 0; m < P::kChunks; ++m) {
@@ -406,9 +412,6 @@ __global__ void __launch_bounds__(DsumPlan<D>::kBlock) dsum_rows(const E* out, S
     const float a0 = v[0] + v[2], a1 = v[1] + v[3];
     const int t = row % Tq, bh = row / Tq;
     if (c == 0) dsum[(int64_t)bh * stat_row(Tq) + t] = a0 + a1;
-    float4* acc = reinterpret_cast<float4*>(dq_acc + (int64_t)row * D);
-    CUTE_UNROLL
-    for (int m = 0; m < D / 32; ++m) acc[c + 8 * m] = make_float4(0.f, 0.f, 0.f, 0.f);
   }
 }
 
@@ -427,17 +430,55 @@ __global__ void dq_convert(const float* acc, int64_t quads, float scale, int H, 
   }
 }
 
+// The dQ accumulator in whole query tiles (VT_HOPPER_BWD=wgmma3, bwd_wgmma2.cuh): tile (b, h, i) is Br x D
+// floats at ((b * H + h) * nq + i) * Br * D, in the order the main kernel's threads hold them (float2 slot
+// j * kThreads + tid holds values 2j, 2j + 1 of thread tid's dQ accumulator), so each step's tile goes
+// from shared memory to the accumulator as ONE bulk reduce-add, written there without bank conflicts.
+// Rows past Tq add zeros (P is masked there) and are skipped here.
+template <class E, int D>
+struct TiledDq {
+  using T = Traits<E, D>;
+  static constexpr int kFloats = T::Br * D;  // one tile
+  static constexpr int kSlots = kFloats / 2;  // float2 slots
+  // (query in the tile, d) of float2 slot s: values 2j, 2j + 1 of thread tid (d, d + 1)
+  __host__ __device__ static auto coord(int s) {
+    const int tid = s % kThreads, j = s / kThreads;
+    auto thr = typename T::MmadQ{}.get_thread_slice(tid);
+    Tensor cdQ = thr.partition_C(make_identity_tensor(Shape<Int<T::Br>, Int<D>>{}));
+    return cdQ(2 * j);
+  }
+};
+
+template <class E, int D>
+__global__ void dq_convert_tiled(const float* acc, int64_t slots, int nq, float scale, int H, int Tq, Strides sdq,
+                                 E* dq) {
+  using TD = TiledDq<E, D>;
+  for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < slots; i += (int64_t)gridDim.x * blockDim.x) {
+    const int64_t tile = i / TD::kSlots;
+    const auto qd = TD::coord((int)(i % TD::kSlots));
+    const int query = (int)(tile % nq) * Traits<E, D>::Br + get<0>(qd), d = get<1>(qd);
+    if (query >= Tq) continue;
+    const float2 a = reinterpret_cast<const float2*>(acc)[i];
+    const int64_t bh = tile / nq, b = bh / H, h = bh % H;
+    *reinterpret_cast<uint32_t*>(dq + b * sdq.b + h * sdq.h + query * sdq.t + d) = pack2<E>(a.x * scale, a.y * scale);
+  }
+}
+
 // ---- host side ----------------------------------------------------------------------------------------
 // Kernel: backward_kernel (the one the H200 validated) or backward_kernel2 (bwd_wgmma2.cuh), same
-// Params, shared memory and launch shape.
-template <class E, int D, void (*Kernel)(const Params)>
+// Params and launch shape; kTiledDq: the kernel keeps dQ in whole query tiles (TiledDq) and a shared
+// tile of its own after Traits' Shared.
+template <class E, int D, void (*Kernel)(const Params), bool kTiledDq = false>
 void run(vt::Call& c, const Backward& bw) {
   using T = Traits<E, D>;
+  constexpr int kSmem = T::kSmem + (kTiledDq ? TiledDq<E, D>::kFloats * (int)sizeof(float) : 0);
   const Problem& pr = bw.p;
   cudaStream_t st = vt::cuda::stream(c);
   const int row = stat_row(pr.Tq);
   const int64_t rows = (int64_t)pr.B * pr.H * pr.Tq;
-  const int64_t nsum = (int64_t)pr.B * pr.H * row, nacc = rows * D;
+  const int nq = (pr.Tq + T::Br - 1) / T::Br;
+  const int64_t zrows = kTiledDq ? (int64_t)pr.B * pr.H * nq * T::Br : rows;  // accumulator rows of D floats
+  const int64_t nsum = (int64_t)pr.B * pr.H * row, nacc = zrows * D;
   vt::Tensor sum_t = c.empty(&nsum, 1, vt::kFloat32), acc_t = c.empty(&nacc, 1, vt::kFloat32);
   float* dsum = static_cast<float*>(sum_t->data);
   float* acc = static_cast<float*>(acc_t->data);
@@ -449,14 +490,14 @@ void run(vt::Call& c, const Backward& bw) {
   const int dev = c.ctx->device.index;
   if (dev < 0 || dev >= kMaxDevices) c.fail(VT_ERR_RUNTIME, "cuda device index %d out of range", dev);
   std::call_once(once[dev], [&] {
-    opt_in[dev] = cudaFuncSetAttribute(Kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, T::kSmem);
+    opt_in[dev] = cudaFuncSetAttribute(Kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);
   });
   vt::cuda::check(c, opt_in[dev], "the hopper backward's shared-memory opt-in");
 
   using Plan = DsumPlan<D>;
-  dsum_rows<E, D><<<(unsigned)((rows + Plan::kRowsPerBlock - 1) / Plan::kRowsPerBlock), Plan::kBlock, 0, st>>>(
-      static_cast<const E*>(bw.out), bw.so, static_cast<const E*>(bw.grad_out), bw.sgo, pr.H, pr.Tq, (int)rows, dsum,
-      acc);
+  dsum_rows<E, D><<<(unsigned)((zrows + Plan::kRowsPerBlock - 1) / Plan::kRowsPerBlock), Plan::kBlock, 0, st>>>(
+      static_cast<const E*>(bw.out), bw.so, static_cast<const E*>(bw.grad_out), bw.sgo, pr.H, pr.Tq, (int)rows,
+      (int)zrows, dsum, acc);
   vt::cuda::check_launch(c, "the hopper backward's rowsum(dO * O)");
 
   Params p{};
@@ -468,11 +509,15 @@ void run(vt::Call& c, const Backward& bw) {
   p.H = pr.H, p.Tq = pr.Tq, p.Tk = pr.Tk;
   p.scale = pr.scale, p.scale_log2 = pr.scale * kLog2e, p.causal = pr.causal;
   const dim3 grid((pr.Tk + T::Bc - 1) / T::Bc, pr.H, pr.B);
-  Kernel<<<grid, kThreads, T::kSmem, st>>>(p);
+  Kernel<<<grid, kThreads, kSmem, st>>>(p);
   vt::cuda::check_launch(c, "the hopper backward");
 
-  dq_convert<E, D><<<vt::cuda::grid_for(nacc / 4), 256, 0, st>>>(acc, nacc / 4, pr.scale, pr.H, pr.Tq, bw.sdq,
-                                                                   static_cast<E*>(bw.dq));
+  if constexpr (kTiledDq)
+    dq_convert_tiled<E, D><<<vt::cuda::grid_for(nacc / 2), 256, 0, st>>>(acc, nacc / 2, nq, pr.scale, pr.H, pr.Tq,
+                                                                         bw.sdq, static_cast<E*>(bw.dq));
+  else
+    dq_convert<E, D><<<vt::cuda::grid_for(nacc / 4), 256, 0, st>>>(acc, nacc / 4, pr.scale, pr.H, pr.Tq, bw.sdq,
+                                                                     static_cast<E*>(bw.dq));
   vt::cuda::check_launch(c, "the hopper backward's dQ conversion");
 }
 

@@ -7,6 +7,8 @@
 //   - P^T = exp2(...) computed while dP^T's wgmma is still in flight (wait_group 1, then 0);
 //   - the cp.async loops rolled (their addresses no longer compete with the accumulators);
 //   - dS^T stored to shared memory as 4-byte pairs of neighbouring queries.
+// backward_kernel2<E, D, true> (VT_HOPPER_BWD=wgmma3) also adds dQ with one bulk reduce-add of a
+// shared tile a step instead of atomics from registers (below, and TiledDq in bwd_wgmma.cuh).
 // The offsets: a GMMA smem layout (ComposedLayout<Swizzle, smem_ptr_flag_bits<16>, L>) keeps its
 // swizzle in BYTES, for the pointer cute makes of it; evaluated as an integer it would apply the
 // byte swizzle to element offsets (Swizzle<3,4,3> where elements need Swizzle<3,3,3>). Commit 8b4988a
@@ -39,7 +41,22 @@ __device__ __forceinline__ void load_rows_at(E* base, At at, const E* g, int64_t
   }
 }
 
-template <class E, int D>
+// dQ's bulk reduce-add (kBulkDq): a whole shared tile added into global memory by the copy engine
+// (bulk_group completion: this thread waits for its own groups; nothing can wait forever)
+__device__ __forceinline__ void bulk_reduce_add_f32(float* g, const float* smem, uint32_t bytes) {
+  const uint32_t src = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
+  asm volatile("cp.reduce.async.bulk.global.shared::cta.bulk_group.add.f32 [%0], [%1], %2;\n" ::"l"(g), "r"(src),
+               "r"(bytes)
+               : "memory");
+  asm volatile("cp.async.bulk.commit_group;\n" ::: "memory");
+}
+__device__ __forceinline__ void bulk_wait_read() { asm volatile("cp.async.bulk.wait_group.read 0;\n" ::: "memory"); }
+__device__ __forceinline__ void bulk_wait_all() { asm volatile("cp.async.bulk.wait_group 0;\n" ::: "memory"); }
+
+// kBulkDq (VT_HOPPER_BWD=wgmma3): dQ_i through a shared fp32 tile in the threads' own order
+// (TiledDq, bwd_wgmma.cuh: conflict-free 8-byte stores) and one bulk reduce-add of the tile per step,
+// issued by thread 0, instead of 16 float2 atomics a thread a step (FlashAttention-3's dQ path).
+template <class E, int D, bool kBulkDq>
 __global__ void __launch_bounds__(kThreads, 1) backward_kernel2(const Params p) {
   using T = Traits<E, D>;
   constexpr int Bc = T::Bc, Br = T::Br;
@@ -49,6 +66,8 @@ __global__ void __launch_bounds__(kThreads, 1) backward_kernel2(const Params p) 
   // shared space.
   const uint32_t misalign = static_cast<uint32_t>(__cvta_generic_to_shared(smem_raw)) & 1023u;
   auto& sh = *reinterpret_cast<typename T::Shared*>(smem_raw + ((1024u - misalign) & 1023u));
+  // kBulkDq's fp32 dQ tile right after Shared (1024-aligned: Shared is); run<> sizes the launch for it
+  float2* dq_tile = reinterpret_cast<float2*>(&sh + 1);
 
   const int tid = threadIdx.x;
   const int kb = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
@@ -128,6 +147,9 @@ __global__ void __launch_bounds__(kThreads, 1) backward_kernel2(const Params p) 
       const int q0 = i * Br;
       cp_async_wait_all();
       fence_async_shared();
+      if constexpr (kBulkDq) {
+        if (tid == 0) bulk_wait_read();  // step i-1's dQ tile read out before anyone writes it again
+      }
       __syncthreads();  // stage s landed for everyone; everyone is done with step i-1 (stage s^1, dS)
       if (i + 1 < nq) load_query_block(i + 1, s ^ 1);
 
@@ -204,9 +226,23 @@ __global__ void __launch_bounds__(kThreads, 1) backward_kernel2(const Params p) 
       static_assert(size<1>(decltype(accdQ){}) == 1 && size<2>(decltype(accdQ){}) == 1, "one atom per warp group");
       CUTE_UNROLL
       for (int e = 0; e < size(accdQ); e += 2) {
-        const int query = q0 + get<0>(cdQ(e)), d = get<1>(cdQ(e));
-        if (query < Tq) atomicAdd(reinterpret_cast<float2*>(gdq + (int64_t)query * D + d), make_float2(accdQ(e), accdQ(e + 1)));
+        if constexpr (kBulkDq) {
+          dq_tile[e / 2 * kThreads + tid] = make_float2(accdQ(e), accdQ(e + 1));
+        } else {
+          const int query = q0 + get<0>(cdQ(e)), d = get<1>(cdQ(e));
+          if (query < Tq) atomicAdd(reinterpret_cast<float2*>(gdq + (int64_t)query * D + d), make_float2(accdQ(e), accdQ(e + 1)));
+        }
       }
+      if constexpr (kBulkDq) {
+        fence_async_shared();  // the tile's st.shared visible to the bulk copy's (async proxy) reads
+        __syncthreads();
+        if (tid == 0)
+          bulk_reduce_add_f32(p.dq_acc + (bh * nq + i) * (int64_t)TiledDq<E, D>::kFloats,
+                              reinterpret_cast<const float*>(dq_tile), TiledDq<E, D>::kFloats * sizeof(float));
+      }
+    }
+    if constexpr (kBulkDq) {
+      if (tid == 0) bulk_wait_all();  // the last tile read (and added) before the CTA's shared memory goes
     }
   }
 
@@ -228,8 +264,14 @@ __global__ void __launch_bounds__(kThreads, 1) backward_kernel2(const Params p) 
 }  // namespace vt_fmha::wgmma_bwd
 
 // One head dim's zero-spill backward (VT_HOPPER_BWD=wgmma2), bfloat16 and float16
-#define VT_WGMMA2_BACKWARD(D)                                                                                  \
-  void vt_fmha::backward_wgmma2_d##D(vt::Call& c, const Backward& b) {                                         \
-    if (b.p.fp16) wgmma_bwd::run<cutlass::half_t, D, wgmma_bwd::backward_kernel2<cutlass::half_t, D>>(c, b);   \
-    else wgmma_bwd::run<cutlass::bfloat16_t, D, wgmma_bwd::backward_kernel2<cutlass::bfloat16_t, D>>(c, b);  \
+// and with dQ's bulk reduce-add (VT_HOPPER_BWD=wgmma3)
+#define VT_WGMMA2_BACKWARD(D)                                                                                     \
+  void vt_fmha::backward_wgmma2_d##D(vt::Call& c, const Backward& b) {                                            \
+    if (b.p.fp16) wgmma_bwd::run<cutlass::half_t, D, wgmma_bwd::backward_kernel2<cutlass::half_t, D, false>>(c, b); \
+    else wgmma_bwd::run<cutlass::bfloat16_t, D, wgmma_bwd::backward_kernel2<cutlass::bfloat16_t, D, false>>(c, b);  \
+  }                                                                                                                \
+  void vt_fmha::backward_wgmma3_d##D(vt::Call& c, const Backward& b) {                                            \
+    using wgmma_bwd::backward_kernel2;                                                                             \
+    if (b.p.fp16) wgmma_bwd::run<cutlass::half_t, D, backward_kernel2<cutlass::half_t, D, true>, true>(c, b);     \
+    else wgmma_bwd::run<cutlass::bfloat16_t, D, backward_kernel2<cutlass::bfloat16_t, D, true>, true>(c, b);      \
   }

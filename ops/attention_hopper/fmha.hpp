@@ -68,5 +68,8 @@ void backward_wgmma_d128(vt::Call& c, const Backward& b);
 // Its zero-spill variant (bwd_wgmma2.cuh; VT_HOPPER_BWD=wgmma2): the same calls, the same results.
 void backward_wgmma2_d64(vt::Call& c, const Backward& b);
 void backward_wgmma2_d128(vt::Call& c, const Backward& b);
+// ... with dQ through shared tiles and bulk reduce-adds (VT_HOPPER_BWD=wgmma3; also bwd_wgmma2.cuh).
+void backward_wgmma3_d64(vt::Call& c, const Backward& b);
+void backward_wgmma3_d128(vt::Call& c, const Backward& b);
 
 }  // namespace vt_fmha

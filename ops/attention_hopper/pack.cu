@@ -17,7 +17,7 @@
 // by priority, flash; pinned to "hopper", the decline is the error the caller sees, with the reason.
 // The forward's rng output is [0, 0] (no dropout draw).
 // VT_HOPPER_BWD=wgmma2 (read once, at load) runs the zero-spill variant of ours (bwd_wgmma2.cuh), both
-// dtypes. VT_HOPPER_BWD=cutlass puts example 88's float16 backward back in place of
+// dtypes; wgmma3 the same with dQ added by bulk reduce-adds of whole tiles. VT_HOPPER_BWD=cutlass puts example 88's float16 backward back in place of
 // ours for float16 calls, for A/B timing; with it, the causal backward with Tk > Tq, or with Tq > Tk
 // and a partial key block, is declined as before (NOTES.md); bfloat16 stays on ours.
 // The D = 64 forward runs on FlashAttention-3's 192 x 128 tile (three consumer warp groups) from
@@ -56,9 +56,11 @@ using vt_fmha::Strides;
 bool fits_int(int64_t x) { return x >= 0 && x <= INT_MAX; }
 
 // VT_HOPPER_BWD, read once at load: "cutlass" runs example 88's float16 backward instead of ours,
-// "wgmma2" our zero-spill variant (bwd_wgmma2.cuh) instead of the kernel the H200 validated
+// "wgmma2" our zero-spill variant (bwd_wgmma2.cuh) instead of the kernel the H200 validated, "wgmma3"
+// that variant with dQ's bulk reduce-add
 bool g_cutlass_backward = false;
 bool g_wgmma2_backward = false;
+bool g_wgmma3_backward = false;
 
 // VT_HOPPER_FWD_D64, read once at load: the D = 64 forward's tile (queries x keys per step) for
 // every call, for A/B timing; unset: chosen per call by Tq (forward_d64_for). H200, 2026-12-01,
@@ -224,6 +226,7 @@ VT_COMPUTE(sdpa_backward_hopper, "attention::sdpa_backward") {
   b.dq = c.out(0)->data, b.dk = c.out(1)->data, b.dv = c.out(2)->data;
   if (cutlass_backward) (b.p.D == 64 ? vt_fmha::backward_fp16_d64 : vt_fmha::backward_fp16_d128)(c, b);
   else if (g_wgmma2_backward) (b.p.D == 64 ? vt_fmha::backward_wgmma2_d64 : vt_fmha::backward_wgmma2_d128)(c, b);
+  else if (g_wgmma3_backward) (b.p.D == 64 ? vt_fmha::backward_wgmma3_d64 : vt_fmha::backward_wgmma3_d128)(c, b);
   else (b.p.D == 64 ? vt_fmha::backward_wgmma_d64 : vt_fmha::backward_wgmma_d128)(c, b);
 }
 
@@ -233,11 +236,12 @@ vt_status attention_hopper_init(const vt_host* host, vt_pack* pack) {
   return vt::init_guard(host, "attention_hopper", [&] {
     const char* bwd = std::getenv("VT_HOPPER_BWD");
     if (bwd && *bwd && std::strcmp(bwd, "cutlass") != 0 && std::strcmp(bwd, "wgmma") != 0 &&
-        std::strcmp(bwd, "wgmma2") != 0)
-      vt::fail(VT_ERR_VALUE, "VT_HOPPER_BWD='%s': 'wgmma' (ours, the default), 'wgmma2' (ours, zero-spill variant) "
-               "or 'cutlass' (example 88's, float16)", bwd);
+        std::strcmp(bwd, "wgmma2") != 0 && std::strcmp(bwd, "wgmma3") != 0)
+      vt::fail(VT_ERR_VALUE, "VT_HOPPER_BWD='%s': 'wgmma' (ours, the default), 'wgmma2' (ours, zero-spill variant), "
+               "'wgmma3' (wgmma2 with dQ's bulk reduce-add) or 'cutlass' (example 88's, float16)", bwd);
     g_cutlass_backward = bwd && std::strcmp(bwd, "cutlass") == 0;
     g_wgmma2_backward = bwd && std::strcmp(bwd, "wgmma2") == 0;
+    g_wgmma3_backward = bwd && std::strcmp(bwd, "wgmma3") == 0;
     const char* tile = std::getenv("VT_HOPPER_FWD_D64");
     g_forward_d64 = nullptr;
     if (tile && *tile) {

@@ -4,6 +4,8 @@
 //   - Offsets<L> (bwd_wgmma2.cuh: element offsets from a 1024-aligned base) lands where cute's own
 //     swizzled pointer does, for Q (both stages), K/V and dS^T; evaluating L itself does not (its
 //     swizzle is in bytes: the bug of commit 8b4988a, counted and printed, not failed on);
+//   - TiledDq's float2 slots (wgmma3's dQ tiles in the threads' order) cover each (query, d pair) of a
+//     tile once;
 //   - the staged Q layout covers its buffer once; 16-byte cp.async chunks stay contiguous under
 //     the swizzle; neighbouring queries of dS^T are neighbours in memory (its 4-byte stores);
 //   - element i of a thread's S^T accumulator is element j of its dV/dK register A operand
@@ -82,6 +84,16 @@ int check() {
     auto cA = dkv.get_thread_slice(t).partition_A(make_identity_tensor(Shape<Int<Bc>, Int<Br>>{}));
     for (int j = 0; j < size(ALayout{}); ++j) bad += !(cA(j) == cS(ALayout{}(j)));
   }
+  // TiledDq (wgmma3): the float2 slots of a tile are the (query, d pair)s of the tile, each once
+  using TD = vt_fmha::wgmma_bwd::TiledDq<E, D>;
+  std::vector<int> hit(Br * D / 2, 0);
+  for (int s = 0; s < TD::kSlots; ++s) {
+    const auto qd = TD::coord(s);
+    const int q = get<0>(qd), d = get<1>(qd);
+    if (d % 2 != 0 || q < 0 || q >= Br || d < 0 || d >= D) ++bad;
+    else hit[q * (D / 2) + d / 2]++;
+  }
+  for (int x : hit) bad += x != 1;
   std::printf("D=%d Br=%d Bc=%d bad=%d\n", D, Br, Bc, bad);
   return bad;
 }
