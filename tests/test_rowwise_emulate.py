@@ -14,38 +14,40 @@ import subprocess
 import host_emulation
 
 
-def _run(exe, plan):
+def _run(exe, mode, plan):
     env = dict(os.environ)
     env.pop("VT_ROWS_PLAN", None)
     if plan:
         env["VT_ROWS_PLAN"] = plan
-    run = subprocess.run([str(exe), "quick"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    run = subprocess.run([str(exe), mode], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                          timeout=600, env=env)
     assert run.returncode == 0, run.stdout
-    assert "all cases passed" in run.stdout, run.stdout
+    assert "all cases passed" in run.stdout and "FAIL" not in run.stdout, run.stdout
     return run.stdout
 
 
 def test_row_kernels_in_host_emulation(tmp_path):
     exe = host_emulation.build("ops/core/lab/rowwise_emulate.cpp", tmp_path / "rowwise_emulate", "VT_ROWWISE_EMULATE",
                                ["ops/core/lab"])
-    # VT_ROWS_PLAN=piped: the classic kernels with the norm/softmax row pipeline
-    out = _run(exe, "piped")
-    # every kind of plan ran: the warp kernel (short rows and a full warp), the block kernel (a
-    # 4096-element 16-bit row in 128 threads) with one chunk and with several
-    assert "warp  tpr   1 " in out and "warp  tpr  32 " in out, out
-    assert "block tpr 128 threads 128 chunks 1 vec 1" in out, out
-    assert "chunks 1" in out and "chunks 2" in out, out
-    # 16-bit rows of one chunk pipelined (each of 5 blocks takes ~100 rows, the next one prefetched)
-    assert "log_softmax bfloat16 fwd M 515 N 4096 shift 0 piped" in out, out
-    assert "layer_norm bfloat16 w+b M 515 N 4096 shift 0 piped" in out, out
-    assert " wide " not in out, out
     # the default: the wide plan for the 16-bit forward rows that one chunk covers with 16-byte
-    # slots (a 4096-element row in 64 threads; 1024 elements: 16 lanes of a warp), the classic
-    # kernels elsewhere (misaligned rows: scalar accesses)
-    out = _run(exe, None)
+    # slots (a 4096-element row in 64 threads; 1024 elements: 16 lanes of a warp; 4104 over few
+    # rows: 288 threads, some slots absent), the classic kernels elsewhere (misaligned rows: scalar
+    # accesses; float32)
+    out = _run(exe, "quick", None)
     assert "log_softmax bfloat16 fwd M 515 N 4096 shift 0 wide         block tpr  64 threads  64" in out, out
     assert "layer_norm bfloat16 w+b M 515 N 4096 shift 0 wide          block tpr  64 threads  64" in out, out
     assert "layer_norm bfloat16 w+b M 517 N 1024 shift 0 wide          warp  tpr  16" in out, out
+    assert "softmax float16 fwd M 37 N 4104 shift 0 wide               block tpr 288" in out, out
     assert "layer_norm bfloat16 w M 37 N 3000 shift 1                  block" in out, out
-    assert "FAIL" not in out and " piped" not in out, out
+    # every kind of classic plan ran too: the warp kernel (short rows and a full warp), the block
+    # kernel with one chunk and with several; the backward of 384-element float32 rows (miniGPT's)
+    # in warps whose block adds their grad_weight/grad_bias partials
+    assert "warp  tpr   1 " in out and "warp  tpr  32 " in out, out
+    assert "chunks 1" in out and "chunks 2" in out, out
+    assert "layer_norm bwd float32 w M 512 N 384 shift 0               warp  tpr  32" in out, out
+    assert " piped" not in out, out
+    # VT_ROWS_PLAN=piped: the classic kernels (a 4096-element 16-bit row in 128 threads) with the
+    # row pipeline (each of 5 blocks takes ~100 rows, the next one prefetched)
+    out = _run(exe, "pipe", "piped")
+    assert "log_softmax bfloat16 fwd M 515 N 4096 shift 0 piped        block tpr 128 threads 128" in out, out
+    assert "layer_norm bfloat16 w+b M 515 N 4096 shift 0 piped         block tpr 128 threads 128" in out, out

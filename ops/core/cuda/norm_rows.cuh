@@ -136,9 +136,9 @@ __global__ void VT_WIDE_KERNEL_BOUNDS
                    double eps) {
   constexpr int K = rowwise::kWideSlots, V = rowwise::width<T>();
   using A = acc_t<T>;
-  const rowwise::RowGroup<kWarp> g(p.tpr);
+  const rowwise::RowGroup<kWarp> g(p.tpr, typename rowwise::RowGroup<kWarp>::OfPlan{});
   const rowwise::WideSlots<K> slots(g, N, V);
-  const int rpb = p.rows_per_block();
+  const int rpb = g.rows();
   const rowwise::Slot one = rowwise::splat<T>(A(1)), nzero = rowwise::splat<T>(A(-0.0));
   for (int64_t r0 = (int64_t)blockIdx.x * rpb; r0 < M; r0 += (int64_t)gridDim.x * rpb) {
     const rowwise::WideSlots<K> at = slots.fresh();

@@ -178,6 +178,30 @@ struct RowGroup {
   int tpr, lane, index;
   mutable int phase = 0;  // the buffer of the next exchange
   __device__ __forceinline__ explicit RowGroup(int t) : tpr(t), lane((int)threadIdx.x % t), index((int)threadIdx.x / t) {}
+  // the group of a plan_rows plan without integer divisions (about 40 instructions each): a warp
+  // plan's tpr is a power of two, a block plan's the block
+  struct OfPlan {};
+  __device__ __forceinline__ RowGroup(int t, OfPlan) : tpr(t) {
+    if constexpr (kWarp) {
+      const int sh = log2_of_power(t);
+      lane = (int)threadIdx.x & (t - 1);
+      index = (int)threadIdx.x >> sh;
+    } else {
+      lane = (int)threadIdx.x;
+      index = 0;
+    }
+  }
+  // rows per block: kRowBlock / tpr, or 1
+  __device__ __forceinline__ int rows() const { return kWarp ? kRowBlock >> log2_of_power(tpr) : 1; }
+  __device__ __forceinline__ static int log2_of_power(int t) {
+#ifdef VT_ROWWISE_EMULATE
+    int s = 0;
+    while ((1 << s) < t) ++s;
+    return s;
+#else
+    return __ffs(t) - 1;
+#endif
+  }
   // op over the group's values in every thread of the group; identity: op's (for absent partials)
   template <class U, class Op>
   __device__ __forceinline__ U reduce(U v, Op op, U identity) const {
@@ -239,6 +263,22 @@ __device__ __forceinline__ acc_t<T> get(const Slot& s, int j) {
     const uint32_t w = s.w[j >> 1];
     return __half2float(__ushort_as_half((unsigned short)(j & 1 ? w >> 16 : w & 0xffffu)));
   }
+}
+
+// get<T> through other instructions (bfloat16: byte permutes instead of a shift and a mask), so
+// ptxas cannot take a later pass's widening for an earlier one's and hold the widened values
+// across a reduction in the registers (log_softmax_wide spilled them)
+template <class T>
+__device__ __forceinline__ acc_t<T> get_again(const Slot& s, int j) {
+#ifndef VT_ROWWISE_EMULATE
+  if constexpr (std::is_same<T, __nv_bfloat16>::value) {
+    uint32_t r;
+    if (j & 1) asm("prmt.b32 %0, %1, 0, 0x3244;" : "=r"(r) : "r"(s.w[j >> 1]));
+    else asm("prmt.b32 %0, %1, 0, 0x1044;" : "=r"(r) : "r"(s.w[j >> 1]));
+    return __uint_as_float(r);
+  }
+#endif
+  return get<T>(s, j);
 }
 
 template <class T, class F>

@@ -105,9 +105,9 @@ __global__ void VT_WIDE_KERNEL_BOUNDS
     softmax_rows_wide(const T* __restrict__ x, T* __restrict__ y, int64_t M, int N, rowwise::Plan p) {
   constexpr int K = rowwise::kWideSlots, V = rowwise::width<T>();
   using A = acc_t<T>;
-  const rowwise::RowGroup<kWarp> g(p.tpr);
+  const rowwise::RowGroup<kWarp> g(p.tpr, typename rowwise::RowGroup<kWarp>::OfPlan{});
   const rowwise::WideSlots<K> slots(g, N, V);
-  const int rpb = p.rows_per_block();
+  const int rpb = g.rows();
   for (int64_t r0 = (int64_t)blockIdx.x * rpb; r0 < M; r0 += (int64_t)gridDim.x * rpb) {
     const rowwise::WideSlots<K> at = slots.fresh();
     const bool live = r0 + g.index < M;
@@ -147,7 +147,7 @@ __global__ void VT_WIDE_KERNEL_BOUNDS
 #pragma unroll
     for (int k = 0; k < K; ++k) {
       const rowwise::Slot o = rowwise::make_slot<T>([&](int j) {
-        const A v = rowwise::get<T>(c[k], j);
+        const A v = rowwise::get_again<T>(c[k], j);
         return log ? v - shift : rowwise::fexp(v - m) * inv;
       });
       at.store(yr, k, on, o);
