@@ -449,18 +449,21 @@ struct TiledDq {
   }
 };
 
+// Slots 2k and 2k + 1 (threads tid and tid + 1, tid even) are columns d .. d + 3 of one query
+// (lab/bwd_layouts.cu checks it): one 16-byte load and one 8-byte store a pair.
 template <class E, int D>
-__global__ void dq_convert_tiled(const float* acc, int64_t slots, int nq, float scale, int H, int Tq, Strides sdq,
+__global__ void dq_convert_tiled(const float* acc, int64_t pairs, int nq, float scale, int H, int Tq, Strides sdq,
                                  E* dq) {
   using TD = TiledDq<E, D>;
-  for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < slots; i += (int64_t)gridDim.x * blockDim.x) {
-    const int64_t tile = i / TD::kSlots;
-    const auto qd = TD::coord((int)(i % TD::kSlots));
+  for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < pairs; i += (int64_t)gridDim.x * blockDim.x) {
+    const int64_t tile = i / (TD::kSlots / 2);
+    const auto qd = TD::coord((int)(i % (TD::kSlots / 2)) * 2);
     const int query = (int)(tile % nq) * Traits<E, D>::Br + get<0>(qd), d = get<1>(qd);
     if (query >= Tq) continue;
-    const float2 a = reinterpret_cast<const float2*>(acc)[i];
+    const float4 a = reinterpret_cast<const float4*>(acc)[i];
     const int64_t bh = tile / nq, b = bh / H, h = bh % H;
-    *reinterpret_cast<uint32_t*>(dq + b * sdq.b + h * sdq.h + query * sdq.t + d) = pack2<E>(a.x * scale, a.y * scale);
+    *reinterpret_cast<uint2*>(dq + b * sdq.b + h * sdq.h + query * sdq.t + d) =
+        make_uint2(pack2<E>(a.x * scale, a.y * scale), pack2<E>(a.z * scale, a.w * scale));
   }
 }
 
@@ -513,7 +516,7 @@ void run(vt::Call& c, const Backward& bw) {
   vt::cuda::check_launch(c, "the hopper backward");
 
   if constexpr (kTiledDq)
-    dq_convert_tiled<E, D><<<vt::cuda::grid_for(nacc / 2), 256, 0, st>>>(acc, nacc / 2, nq, pr.scale, pr.H, pr.Tq,
+    dq_convert_tiled<E, D><<<vt::cuda::grid_for(nacc / 4), 256, 0, st>>>(acc, nacc / 4, nq, pr.scale, pr.H, pr.Tq,
                                                                          bw.sdq, static_cast<E*>(bw.dq));
   else
     dq_convert<E, D><<<vt::cuda::grid_for(nacc / 4), 256, 0, st>>>(acc, nacc / 4, pr.scale, pr.H, pr.Tq, bw.sdq,

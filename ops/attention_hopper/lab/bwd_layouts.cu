@@ -5,7 +5,7 @@
 //     swizzled pointer does, for Q (both stages), K/V and dS^T; evaluating L itself does not (its
 //     swizzle is in bytes: the bug of commit 8b4988a, counted and printed, not failed on);
 //   - TiledDq's float2 slots (wgmma3's dQ tiles in the threads' order) cover each (query, d pair) of a
-//     tile once;
+//     tile once, and slots 2k, 2k + 1 are columns d .. d + 3 of one query (dq_convert_tiled's pairs);
 //   - the staged Q layout covers its buffer once; 16-byte cp.async chunks stay contiguous under
 //     the swizzle; neighbouring queries of dS^T are neighbours in memory (its 4-byte stores);
 //   - element i of a thread's S^T accumulator is element j of its dV/dK register A operand
@@ -94,6 +94,10 @@ int check() {
     else hit[q * (D / 2) + d / 2]++;
   }
   for (int x : hit) bad += x != 1;
+  for (int s = 0; s < TD::kSlots; s += 2) {  // dq_convert_tiled's pairs: one query, columns d .. d + 3
+    const auto a = TD::coord(s), b = TD::coord(s + 1);
+    bad += get<0>(a) != get<0>(b) || get<1>(b) != get<1>(a) + 2 || get<1>(a) % 4 != 0;
+  }
   std::printf("D=%d Br=%d Bc=%d bad=%d\n", D, Br, Bc, bad);
   return bad;
 }
