@@ -130,7 +130,7 @@ __global__ void VT_ROW_KERNEL_BOUNDS(kWarp, kVec && sizeof(T) <= 4 && !(rms && s
 // covers, 16-byte slots; rowwise.cuh says why): norm_rows' arithmetic in its order, over fixed slot
 // offsets. A missing weight is a slot of ones and a missing bias one of -0, as there.
 template <class T, bool kWarp, bool rms>
-__global__ void VT_WIDE_KERNEL_BOUNDS
+__global__ void VT_WIDE_KERNEL_BOUNDS(T)
     norm_rows_wide(const T* __restrict__ x, const T* __restrict__ w, const T* __restrict__ b, T* __restrict__ y,
                    acc_t<T>* __restrict__ mean, acc_t<T>* __restrict__ rstd, int64_t M, int N, rowwise::Plan p,
                    double eps) {

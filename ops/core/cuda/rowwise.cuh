@@ -429,7 +429,7 @@ __device__ __forceinline__ void opaque(Slot& s) {
 // and pack; with the generic kernel's per-slot bounds, chunk loops and branchy weight loads,
 // layer_norm took about 24 instructions per element (SASS), two thirds of the SM's issue slots at
 // 0.9 of the copy rate. The wide plan holds 8 slots per thread (64 16-bit elements: a 4096-element
-// row in 64 threads, 112 KB per SM in flight at 72 registers) and runs a kernel made for rows that
+// row in 64 threads, 128 KB per SM in flight at 64 registers) and runs a kernel made for rows that
 // one chunk covers with 16-byte slots only: a thread's slots sit at fixed offsets and are either
 // whole or absent (a bit mask computed once), all its loads are issued before any arithmetic,
 // 16-bit pairs are unpacked with one shift or mask each and packed two per cvt, weight loads are
@@ -438,15 +438,13 @@ __device__ __forceinline__ void opaque(Slot& s) {
 // per element for layer_norm, 12 for rms_norm. Its sums run in the generic kernel's order at the
 // same plan, so it gives the generic kernel's bits at kWideSlots (checked in the host emulation).
 constexpr int kWideSlots = 8;
-// Registers of the wide kernels: 72 (14 blocks of 64 threads per SM, 112 KB of a row's loads in
-// flight); at 64 ptxas held widened values across the reductions and spilled up to 68 bytes.
-#ifndef VT_WIDE_REGS
-#define VT_WIDE_REGS 72
-#endif
+// Registers of the wide kernels: bfloat16 64 (16 blocks of 64 threads per SM: 128 KB of a row's
+// loads in flight, and 8192 rows are 3.9 waves where 72 registers made them 4.4, a last wave less
+// than half full); float16 72 (its widening is a conversion: at 64, log_softmax spilled 92 bytes).
 #ifdef VT_ROWWISE_EMULATE
-#define VT_WIDE_KERNEL_BOUNDS
+#define VT_WIDE_KERNEL_BOUNDS(T)
 #else
-#define VT_WIDE_KERNEL_BOUNDS __maxnreg__(VT_WIDE_REGS)
+#define VT_WIDE_KERNEL_BOUNDS(T) __maxnreg__((std::is_same<T, __nv_bfloat16>::value ? 64 : 72))
 #endif
 
 // The 16-byte slots of one thread in a row that one chunk covers (a vec plan): slot k is row slot

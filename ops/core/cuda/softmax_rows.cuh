@@ -101,7 +101,7 @@ __global__ void VT_ROW_KERNEL_BOUNDS(kWarp, kVec && sizeof(T) == 2 ? 64 : 128)
 // slot offsets, its max taken on packed pairs (max.bf16x2 / max.f16x2: exact, a NaN loses as in
 // fmax) and widened once per thread.
 template <class T, bool kWarp, bool log>
-__global__ void VT_WIDE_KERNEL_BOUNDS
+__global__ void VT_WIDE_KERNEL_BOUNDS(T)
     softmax_rows_wide(const T* __restrict__ x, T* __restrict__ y, int64_t M, int N, rowwise::Plan p) {
   constexpr int K = rowwise::kWideSlots, V = rowwise::width<T>();
   using A = acc_t<T>;
