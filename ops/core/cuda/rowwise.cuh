@@ -64,7 +64,7 @@ struct Plan {
   bool vec = false;
   bool warp = false;   // tpr <= 32: a row per group of at most a warp, several rows per block
   bool pipe = false;   // 16-bit forward kernels: rows pipelined through shared memory (plan_pipe)
-  bool wide = false;   // 16-bit forward kernels: the wide plan (plan_wide: kWideSlots, one chunk, vec)
+  bool wide = false;   // 16-bit forward kernels: the wide plan (plan_forward: kWideSlots, one chunk, vec)
   __host__ __device__ int rows_per_block() const { return threads / tpr; }
 };
 
@@ -515,7 +515,7 @@ struct WideSlots {
   }
 };
 
-// The larger of each of two packed pairs of 16-bit values, exactly (a NaN loses, as fmax); `lowest`:
+// The larger of each of two packed pairs of 16-bit values, exactly (a NaN loses, as fmax); lowest_pair:
 // a pair of -inf.
 template <class T>
 __device__ __forceinline__ uint32_t max_pair(uint32_t a, uint32_t b) {
