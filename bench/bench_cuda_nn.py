@@ -4,7 +4,7 @@ same GPU, against the device's copy bandwidth.
     python bench/bench_cuda_nn.py [--quick] [--only NAME[,NAME...]] [--rows-plans PLAN[,PLAN...]]
 
 Rows (issue 9's goals): layer_norm forward and forward+backward, rms_norm forward, softmax forward
-(8192 x 4096, float32 and bfloat16); cross_entropy forward and forward+backward (16384 x 50304
+(8192 x 4096, float32 and bfloat16), layer_norm backward at miniGPT's 16384 x 384; cross_entropy forward and forward+backward (16384 x 50304
 logits, bfloat16 and float32, 'mean'); dropout forward (8192 x 4096, p = 0.1). Both sides call the
 ops themselves (vt.ops.core.*, torch.ops.aten.native_* where torch has them), except cross-entropy
 forward+backward, which both time as a training step calls it (loss = F.cross_entropy(x, t);
@@ -65,6 +65,16 @@ def norm_rows(rng, dname, torch):
             ("layer_norm fwd+bwd", vt_ln_fb, 5 * M * N * es),
             ("rms_norm fwd", lambda: core.rms_norm(x, [N], w, 1e-6), 2 * M * N * es),
             ("softmax fwd", lambda: core.softmax(x, 1), 2 * M * N * es)]
+    # miniGPT's layer_norm backward (B64 T256 rows of n_embd 384): grad_input, grad_weight and
+    # grad_bias from grad_out and input (read once each, grad_input written once)
+    Ms, Ns = 16384, 384
+    xs, txs = randn(rng, (Ms, Ns), dname, torch)
+    gs, tgs = randn(rng, (Ms, Ns), dname, torch)
+    ws, tws = randn(rng, (Ns,), dname, torch)
+    bs, tbs = randn(rng, (Ns,), dname, torch)
+    _, ms, rs = core.layer_norm(xs, [Ns], ws, bs, 1e-5)
+    rows.append(("layer_norm bwd (16384x384)", lambda: core.layer_norm_backward(gs, xs, [Ns], ms, rs, ws, bs),
+                 3 * Ms * Ns * es))
     trows = [None] * len(rows)
     if torch:
         aten = torch.ops.aten
@@ -74,8 +84,10 @@ def norm_rows(rng, dname, torch):
             _, m, r = aten.native_layer_norm(tx, [N], tw, tb, 1e-5)
             aten.native_layer_norm_backward(tg, tx, [N], m, r, tw, tb, [True, True, True])
 
+        _, tms, trs = aten.native_layer_norm(txs, [Ns], tws, tbs, 1e-5)
         trows = [lambda: aten.native_layer_norm(tx, [N], tw, tb, 1e-5), t_ln_fb,
-                 lambda: F.rms_norm(tx, [N], tw, 1e-6), lambda: torch.softmax(tx, 1)]
+                 lambda: F.rms_norm(tx, [N], tw, 1e-6), lambda: torch.softmax(tx, 1),
+                 lambda: aten.native_layer_norm_backward(tgs, txs, [Ns], tms, trs, tws, tbs, [True, True, True])]
     del mean, rstd
     return [(name, fn, tfn, nbytes) for (name, fn, nbytes), tfn in zip(rows, trows)]
 
