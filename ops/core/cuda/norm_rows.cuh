@@ -199,8 +199,8 @@ __global__ void VT_WIDE_KERNEL_BOUNDS(T)
 #pragma unroll
       for (int k = 0; k < K; ++k) {
         rowwise::Slot wk = one, bk = nzero;
-        if constexpr (has_w) wk = at.load_kept(rowwise::opaque_ptr(w, last), k, on);
-        if constexpr (has_b) bk = at.load_kept(rowwise::opaque_ptr(b, last), k, on);
+        if constexpr (has_w) wk = at.load_kept(w, k, on, last);
+        if constexpr (has_b) bk = at.load_kept(b, k, on, last);
         const rowwise::Slot o = rowwise::make_slot<T>([&](int j) {
           const A v = (rowwise::get<T>(c[k], j) - mu) * rs;
           return v * rowwise::get<T>(wk, j) + rowwise::get<T>(bk, j);

@@ -490,15 +490,23 @@ struct WideSlots {
       c[k] = Slot{{u.x, u.y, u.z, u.w}};
     }
   }
-  // slot k of a row read for every row (a weight: ld.global.nc, a cache hit after the first row);
-  // absent slots are 0
+  // slot k of a row read for every row (a weight: ld.global.nc, a cache hit after the first row),
+  // its address computed after `after` is known (so the compiler neither issues every slot's loads
+  // before the row's reductions nor holds their addresses across rows: either spilled); absent
+  // slots are 0 (left unset, ptxas held them live from the kernel's start and spilled)
   template <class T>
-  __device__ __forceinline__ Slot load_kept(const T* row, int k, unsigned on) const {
+  __device__ __forceinline__ Slot load_kept(const T* row, int k, unsigned on, uint32_t after) const {
+    unsigned o = first + k * step;
+#ifndef VT_ROWWISE_EMULATE
+    asm volatile("" : "+r"(o) : "r"(after));
+#endif
     uint4 u = make_uint4(0u, 0u, 0u, 0u);
+    const uint4* a = reinterpret_cast<const uint4*>(reinterpret_cast<const unsigned char*>(row) + o);
 #ifdef VT_ROWWISE_EMULATE
-    if (on >> k & 1u) u = *at(row, k);
+    (void)after;
+    if (on >> k & 1u) u = *a;
 #else
-    if (on >> k & 1u) u = __ldg(at(row, k));
+    if (on >> k & 1u) u = __ldg(a);
 #endif
     return Slot{{u.x, u.y, u.z, u.w}};
   }
@@ -538,18 +546,6 @@ __device__ __forceinline__ uint32_t max_pair(uint32_t a, uint32_t b) {
 template <class T>
 __host__ __device__ constexpr uint32_t lowest_pair() {
   return std::is_same<T, __nv_bfloat16>::value ? 0xff80ff80u : 0xfc00fc00u;
-}
-
-// A pointer the compiler must take as changed here, after `after` is known: loads through it are
-// issued then, not hoisted above (a weight's slots loaded all at once before the row's reductions,
-// and their addresses held across rows, spilled norm_rows_wide).
-template <class P, class U>
-__device__ __forceinline__ P* opaque_ptr(P* p, U after) {
-#ifndef VT_ROWWISE_EMULATE
-  static_assert(sizeof(U) == 4, "a 32-bit value");
-  asm volatile("" : "+l"(p) : "r"(*reinterpret_cast<const uint32_t*>(&after)));
-#endif
-  return p;
 }
 
 // ---- the next row in flight (16-bit block kernels) ----------------------------------------------
