@@ -1,8 +1,8 @@
 """The attention_hopper pack (ops/attention_hopper): a third provider ("hopper", priority 20) of
 attention::sdpa and attention::sdpa_backward on cuda: the forward on CUTLASS's Hopper FMHA kernels, the
-backward our own on wgmma (bwd_wgmma.cuh; VT_HOPPER_BWD=wgmma2 at load picks its zero-spill variant,
-bwd_wgmma2.cuh; VT_HOPPER_BWD=cutlass puts example 88's float16 backward back, and this file then
-expects its declines). test_hopper_backward_choices runs the backward under each value in a process
+backward our own on wgmma (bwd_wgmma2.cuh, zero-spill; VT_HOPPER_BWD=wgmma at load picks the first
+kernel, bwd_wgmma.cuh, wgmma3 the zero-spill one with dQ's bulk reduce-add; VT_HOPPER_BWD=cutlass puts
+example 88's float16 backward back, and this file then expects its declines). test_hopper_backward_choices runs the backward under each value in a process
 of its own, so one GPU run checks them all whatever the environment says.
 
 Without a GPU (any machine with nvcc and the nvidia-cutlass headers): the pack builds and loads
@@ -532,8 +532,8 @@ BACKWARD_CHOICES = ["wgmma", "wgmma2", "wgmma3", "cutlass"]  # VT_HOPPER_BWD's v
 
 
 def test_unknown_backward_choice_fails_the_load():
-    """VT_HOPPER_BWD other than 'wgmma', 'wgmma2' or 'cutlass': the pack refuses to load, saying what
-    it takes; each of those (and unset) loads"""
+    """VT_HOPPER_BWD other than 'wgmma', 'wgmma2', 'wgmma3' or 'cutlass': the pack refuses to load,
+    saying what it takes; each of those (and unset) loads"""
     done = _load_in_subprocess({"VT_HOPPER_BWD": "fast"})
     assert "ERR" in done.stdout and "VT_HOPPER_BWD='fast'" in done.stdout, done.stdout + done.stderr
     assert all(f"'{choice}'" in done.stdout for choice in BACKWARD_CHOICES), done.stdout
@@ -593,9 +593,9 @@ print("BAD", bad) if bad else print("CHECKED")
 @needs_hopper
 @pytest.mark.parametrize("choice", BACKWARD_CHOICES)
 def test_hopper_backward_choices(choice):
-    """every backward VT_HOPPER_BWD picks, validated in one GPU run: wgmma (the default), wgmma2 (its
-    zero-spill variant), wgmma3 (wgmma2 with dQ's bulk reduce-add), cutlass (example 88's for float16,
-    ours for bfloat16)"""
+    """every backward VT_HOPPER_BWD picks, validated in one GPU run: wgmma2 (zero-spill, the default),
+    wgmma (the first kernel), wgmma3 (wgmma2 with dQ's bulk reduce-add), cutlass (example 88's for
+    float16, ours for bfloat16)"""
     done = _load_in_subprocess({"VT_HOPPER_BWD": choice}, _BACKWARD_CHECK)
     assert done.stdout.split() == ["LOADED", "CHECKED"], done.stdout + done.stderr
 

@@ -62,10 +62,10 @@ void forward_d64_192x128(vt::Call& c, const Forward& f);
 void backward_fp16_d64(vt::Call& c, const Backward& b);
 void backward_fp16_d128(vt::Call& c, const Backward& b);
 // Our own backward (bwd_wgmma.cuh): bfloat16 and float16, causal or not, any Tq and Tk, lse with a
-// unit stride along Tq; the pack's default backward (VT_HOPPER_BWD=cutlass picks example 88's for float16).
+// unit stride along Tq (VT_HOPPER_BWD=wgmma; VT_HOPPER_BWD=cutlass picks example 88's for float16).
 void backward_wgmma_d64(vt::Call& c, const Backward& b);
 void backward_wgmma_d128(vt::Call& c, const Backward& b);
-// Its zero-spill variant (bwd_wgmma2.cuh; VT_HOPPER_BWD=wgmma2): the same calls, the same results.
+// Its zero-spill variant (bwd_wgmma2.cuh), the pack's default backward: the same calls, the same results.
 void backward_wgmma2_d64(vt::Call& c, const Backward& b);
 void backward_wgmma2_d128(vt::Call& c, const Backward& b);
 // ... with dQ through shared tiles and bulk reduce-adds (VT_HOPPER_BWD=wgmma3; also bwd_wgmma2.cuh).

@@ -16,8 +16,10 @@
 // declined (VT_ERR_NOT_IMPL before anything is written) and the dispatcher runs the next provider
 // by priority, flash; pinned to "hopper", the decline is the error the caller sees, with the reason.
 // The forward's rng output is [0, 0] (no dropout draw).
-// VT_HOPPER_BWD=wgmma2 (read once, at load) runs the zero-spill variant of ours (bwd_wgmma2.cuh), both
-// dtypes; wgmma3 the same with dQ added by bulk reduce-adds of whole tiles. VT_HOPPER_BWD=cutlass puts example 88's float16 backward back in place of
+// Our backward runs the zero-spill kernel (bwd_wgmma2.cuh; the H200 passed it at 08:05 on 2026-12-01,
+// 1.1-1.3x faster than the first one). VT_HOPPER_BWD (read once, at load): wgmma2 (that, the default),
+// wgmma (the first kernel, bwd_wgmma.cuh), wgmma3 (wgmma2 with dQ added by bulk reduce-adds of whole
+// tiles), for A/B timing. VT_HOPPER_BWD=cutlass puts example 88's float16 backward back in place of
 // ours for float16 calls, for A/B timing; with it, the causal backward with Tk > Tq, or with Tq > Tk
 // and a partial key block, is declined as before (NOTES.md); bfloat16 stays on ours.
 // The D = 64 forward runs on FlashAttention-3's 192 x 128 tile (three consumer warp groups) from
@@ -56,10 +58,10 @@ using vt_fmha::Strides;
 bool fits_int(int64_t x) { return x >= 0 && x <= INT_MAX; }
 
 // VT_HOPPER_BWD, read once at load: "cutlass" runs example 88's float16 backward instead of ours,
-// "wgmma2" our zero-spill variant (bwd_wgmma2.cuh) instead of the kernel the H200 validated, "wgmma3"
-// that variant with dQ's bulk reduce-add
+// "wgmma" our first kernel (bwd_wgmma.cuh) instead of the zero-spill one (bwd_wgmma2.cuh, the
+// default), "wgmma3" the zero-spill one with dQ's bulk reduce-add
 bool g_cutlass_backward = false;
-bool g_wgmma2_backward = false;
+bool g_wgmma1_backward = false;
 bool g_wgmma3_backward = false;
 
 // VT_HOPPER_FWD_D64, read once at load: the D = 64 forward's tile (queries x keys per step) for
@@ -225,9 +227,9 @@ VT_COMPUTE(sdpa_backward_hopper, "attention::sdpa_backward") {
   b.q = q->data, b.k = k->data, b.v = v->data, b.out = out->data, b.grad_out = go->data;
   b.dq = c.out(0)->data, b.dk = c.out(1)->data, b.dv = c.out(2)->data;
   if (cutlass_backward) (b.p.D == 64 ? vt_fmha::backward_fp16_d64 : vt_fmha::backward_fp16_d128)(c, b);
-  else if (g_wgmma2_backward) (b.p.D == 64 ? vt_fmha::backward_wgmma2_d64 : vt_fmha::backward_wgmma2_d128)(c, b);
+  else if (g_wgmma1_backward) (b.p.D == 64 ? vt_fmha::backward_wgmma_d64 : vt_fmha::backward_wgmma_d128)(c, b);
   else if (g_wgmma3_backward) (b.p.D == 64 ? vt_fmha::backward_wgmma3_d64 : vt_fmha::backward_wgmma3_d128)(c, b);
-  else (b.p.D == 64 ? vt_fmha::backward_wgmma_d64 : vt_fmha::backward_wgmma_d128)(c, b);
+  else (b.p.D == 64 ? vt_fmha::backward_wgmma2_d64 : vt_fmha::backward_wgmma2_d128)(c, b);
 }
 
 namespace {
@@ -237,10 +239,10 @@ vt_status attention_hopper_init(const vt_host* host, vt_pack* pack) {
     const char* bwd = std::getenv("VT_HOPPER_BWD");
     if (bwd && *bwd && std::strcmp(bwd, "cutlass") != 0 && std::strcmp(bwd, "wgmma") != 0 &&
         std::strcmp(bwd, "wgmma2") != 0 && std::strcmp(bwd, "wgmma3") != 0)
-      vt::fail(VT_ERR_VALUE, "VT_HOPPER_BWD='%s': 'wgmma' (ours, the default), 'wgmma2' (ours, zero-spill variant), "
-               "'wgmma3' (wgmma2 with dQ's bulk reduce-add) or 'cutlass' (example 88's, float16)", bwd);
+      vt::fail(VT_ERR_VALUE, "VT_HOPPER_BWD='%s': 'wgmma2' (ours, zero-spill, the default), 'wgmma' (ours, the first "
+               "kernel), 'wgmma3' (wgmma2 with dQ's bulk reduce-add) or 'cutlass' (example 88's, float16)", bwd);
     g_cutlass_backward = bwd && std::strcmp(bwd, "cutlass") == 0;
-    g_wgmma2_backward = bwd && std::strcmp(bwd, "wgmma2") == 0;
+    g_wgmma1_backward = bwd && std::strcmp(bwd, "wgmma") == 0;
     g_wgmma3_backward = bwd && std::strcmp(bwd, "wgmma3") == 0;
     const char* tile = std::getenv("VT_HOPPER_FWD_D64");
     g_forward_d64 = nullptr;
