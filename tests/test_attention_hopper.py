@@ -493,8 +493,8 @@ def test_unknown_forward_tile_fails_the_load():
     """VT_HOPPER_FWD_D64 is read at load: a tile not built fails it, naming those that are"""
     done = _load_in_subprocess({"VT_HOPPER_FWD_D64": "128x128"})
     assert "ERR" in done.stdout and "VT_HOPPER_FWD_D64='128x128'" in done.stdout, done.stdout + done.stderr
-    assert "'128x64' or '192x128'" in done.stdout
-    for tile in ("128x64", "192x128", ""):  # the built tiles (and unset) load
+    assert "'128x64', '128x64p' (persistent) or '192x128'" in done.stdout
+    for tile in ("128x64", "128x64p", "192x128", ""):  # the built tiles (and unset) load
         done = _load_in_subprocess({"VT_HOPPER_FWD_D64": tile})
         assert done.stdout.strip() == "LOADED", (tile, done.stdout + done.stderr)
 
@@ -522,10 +522,27 @@ print("CHECKED")
 
 
 @needs_hopper
-@pytest.mark.parametrize("tile", ["128x64", "192x128"])
+@pytest.mark.parametrize("tile", ["128x64", "128x64p", "192x128"])
 def test_hopper_forward_d64_tiles(tile):
     done = _load_in_subprocess({"VT_HOPPER_FWD_D64": tile}, _TILE_CHECK)
     assert done.stdout.split() == ["LOADED", "CHECKED"], done.stdout + done.stderr
+
+
+@needs_hopper
+@pytest.mark.parametrize("D", [64, 128])
+def test_hopper_causal_forward_sections(D):
+    """The causal forward's longest-first order runs the (b, h) pairs in sections whose K and V fit
+    32 MiB of L2: with Tk * D * 4 bytes = 4 MiB a head, 10 pairs make a section of 8 and one of 2
+    (narrower); every pair's every query tile must come out right"""
+    B, H, Tq, Tk = 2, 5, 200, 2 ** 20 // D
+    rng = np.random.default_rng(D)
+    (tq, q), (tk, k), (tv, v) = (half(rng.standard_normal((B, H, T, D)), vt.bfloat16) for T in (Tq, Tk, Tk))
+    want_out, want_lse, *_ = reference(q, k, v, q, True, D ** -0.5)
+    with vt.ops.trace() as t:
+        out, lse, _ = vt.ops.Op(OP)(tq, tk, tv, None, True, None, 0.0)
+    assert [r.provider for r in t.records if r.op == OP] == ["hopper"]
+    assert rel_err(to_numpy(out), want_out) <= 1e-2
+    assert np.abs(to_numpy(lse) - want_lse).max() <= 1e-2
 
 
 BACKWARD_CHOICES = ["wgmma", "wgmma2", "wgmma3", "cutlass"]  # VT_HOPPER_BWD's values (read at load)

@@ -59,6 +59,8 @@ void forward_d128(vt::Call& c, const Forward& f);
 // D = 64 on FlashAttention-3's forward tile (fwd_d64_192x128.cu): 192 queries over three warp groups,
 // 128 keys a step; pack.cu picks it for long sequences (or VT_HOPPER_FWD_D64 for every call).
 void forward_d64_192x128(vt::Call& c, const Forward& f);
+// D = 64 on 128 x 64 tiles, persistent (fwd_d64_persistent.cu): one CTA per SM walking tiles.
+void forward_d64_128x64p(vt::Call& c, const Forward& f);
 void backward_fp16_d64(vt::Call& c, const Backward& b);
 void backward_fp16_d128(vt::Call& c, const Backward& b);
 // Our own backward (bwd_wgmma.cuh): bfloat16 and float16, causal or not, any Tq and Tk, lse with a

@@ -24,6 +24,7 @@
 // ResidualFusion and our CausalInBounds below put -inf on keys past Tk.
 #pragma once
 
+#include <algorithm>
 #include <climits>
 #include <mutex>
 
@@ -162,23 +163,33 @@ inline FwdStride fwd_stride(const Strides& s) {
 // groups; 64 keys per step at D <= 64 (its runner's tile for D = 32 and D = 64), 128 at D = 128.
 // The example's kernel takes up to four consumer warp groups (kNumMmaWarpGroups); it splits the SM's
 // 64 K registers among them (setmaxnreg: 240 a thread for two, 160 for three).
-template <int Q, int K, int WG>
+// Persistent: one CTA per SM walking tiles (the example's persistent scheduler; its "ping-pong"),
+// so a tile's loads start while the previous tile's epilogue runs: for short sequences, whose
+// tiles are too short to hide their prologue and epilogue.
+template <int Q, int K, int WG, bool Persistent = false>
 struct FwdTile {
   static constexpr int queries = Q, keys = K, warp_groups = WG;
+  static constexpr bool persistent = Persistent;
 };
 template <int D>
 using DefaultFwdTile = FwdTile<128, (D <= 64 ? 64 : 128), 2>;
 
-// The causal forward's CTAs in longest-first order. A causal query tile's work grows with its index
-// (it walks the keys up to its diagonal). The example's scheduler numbers CTAs query tile fastest,
-// so the heaviest tiles of the last (b, h) pairs start in the last wave and the SMs that finished
-// their light tiles wait for them; here CTA r takes query tile (tiles - 1 - r / (B*H)) of pair
-// r % (B*H): every pair's heaviest tile first, the lightest ones fill the last wave (FlashAttention-3
-// orders its causal tiles the same way). One CTA a tile, like the example's.
+// The causal forward's CTAs in longest-first order, in sections that fit L2. A causal query tile's
+// work grows with its index (it walks the keys up to its diagonal). The example's scheduler numbers
+// CTAs query tile fastest, so the heaviest tiles of the last (b, h) pairs start in the last wave
+// and the SMs that finished their light tiles wait for them. Here the pairs go in sections of as
+// many as keep their K and V within kL2Budget, and within a section CTA r takes query tile
+// (tiles - 1 - r / width) of pair r % width: each pair's heaviest tile first, the lightest fill the
+// section's last wave, and the CTAs running together read the K and V of few heads (plain
+// longest-first over all pairs made 8x16x2048x128 causal 20% slower on the H200: 128 heads' K and V,
+// 128 MiB, stream from memory instead of L2). FlashAttention-3 orders its causal tiles the same way.
 struct HeaviestFirstScheduler {
+  static constexpr int64_t kL2Budget = 32ll << 20;  // bytes of K and V a section keeps (H200 L2: 50 MiB)
   struct Params {
-    int tiles;                      // query tiles per (b, h)
-    cutlass::FastDivmod pairs, heads;  // B * H and H
+    int tiles;    // query tiles per (b, h)
+    int pairs;    // B * H
+    int section;  // pairs per section
+    int heads;    // H
   };
   Params params;
   bool valid = true;
@@ -189,17 +200,21 @@ struct HeaviestFirstScheduler {
   static Params to_underlying_arguments(ProblemSize const& problem, cutlass::KernelHardwareInfo, ClusterShape const& cluster,
                                         TileShape const& tile) {
     const int tiles = cutlass::round_up(cute::ceil_div(cute::size<2>(problem), cute::size<0>(tile)), cute::size<0>(cluster));
-    return Params{tiles, cutlass::FastDivmod(cute::size<0>(problem) * cute::size<1>(problem)),
-                  cutlass::FastDivmod(cute::size<1>(problem))};
+    const int pairs = cute::size<0>(problem) * cute::size<1>(problem);
+    const int64_t kv_bytes = std::max<int64_t>(1, (int64_t)cute::size<3>(problem) * cute::size<4>(problem) * 2 * 2);
+    const int section = (int)std::clamp<int64_t>(kL2Budget / kv_bytes, 1, pairs);  // 16-bit K and V of a head
+    return Params{tiles, pairs, section, cute::size<1>(problem)};
   }
-  static dim3 get_grid_shape(Params const& p) { return dim3(p.tiles * p.pairs.divisor, 1, 1); }
+  static dim3 get_grid_shape(Params const& p) { return dim3(p.tiles * p.pairs, 1, 1); }
 
   CUTLASS_DEVICE bool is_valid() const { return valid; }
   CUTLASS_DEVICE auto get_block_coord() const {
-    int from_last, pair, b, h;
-    params.pairs(from_last, pair, (int)blockIdx.x);
-    params.heads(b, h, pair);
-    return cute::make_coord(params.tiles - 1 - from_last, cute::_0{}, cute::make_coord(b, h));
+    const int r = blockIdx.x, per_section = params.section * params.tiles;
+    const int first = r / per_section * params.section, at = r % per_section;
+    const int width = min(params.section, params.pairs - first);  // the last section may be narrower
+    const int pair = first + at % width;
+    return cute::make_coord(params.tiles - 1 - at / width, cute::_0{},
+                            cute::make_coord(pair / params.heads, pair % params.heads));
   }
   CUTLASS_DEVICE HeaviestFirstScheduler& operator++() {
     valid = false;
@@ -207,17 +222,26 @@ struct HeaviestFirstScheduler {
   }
 };
 
-// The example's builder for the cooperative kernel, with our scheduler for causal masks.
+// The example's builder for the cooperative kernel (and its persistent form), with our scheduler
+// for causal masks.
 template <class E, int D, class Fusion, class Tile>
 struct ForwardKernelOf {
-  using Options = cutlass::fmha::kernel::Option<cutlass::fmha::kernel::Tag::kNumMmaWarpGroups, cute::Int<Tile::warp_groups>>;
+  template <cutlass::fmha::kernel::Tag tag, class Value>
+  using Option = cutlass::fmha::kernel::Option<tag, Value>;
+  using Tag = cutlass::fmha::kernel::Tag;
+  using Persistent = std::bool_constant<Tile::persistent>;
+  using WarpGroups = Option<Tag::kNumMmaWarpGroups, cute::Int<Tile::warp_groups>>;
   using TileShape = cute::Shape<cute::Int<Tile::queries>, cute::Int<Tile::keys>, cute::Int<D>>;
-  using Mainloop = cutlass::fmha::collective::FmhaMainloopTmaWarpSpecialized<E, float, float, TileShape, FwdStride,
-                                                                            FwdStride, FwdStride, Fusion, Options>;
+  using Mainloop = cutlass::fmha::collective::FmhaMainloopTmaWarpSpecialized<
+      E, float, float, TileShape, FwdStride, FwdStride, FwdStride, Fusion, WarpGroups, Option<Tag::kIsPersistent, Persistent>>;
   using Epilogue = cutlass::fmha::collective::FmhaFwdEpilogue<E, float, typename Mainloop::TileShapePV>;
-  using Scheduler = std::conditional_t<std::is_base_of_v<cutlass::fmha::collective::CausalFusion, Fusion>,
-                                       HeaviestFirstScheduler, cutlass::fmha::kernel::IndividualTileScheduler>;
-  using Kernel = cutlass::fmha::kernel::FmhaKernelTmaWarpSpecialized<Mainloop, Epilogue, Scheduler, Options>;
+  using Scheduler = std::conditional_t<
+      Tile::persistent, cutlass::fmha::kernel::PersistentTileScheduler,
+      std::conditional_t<std::is_base_of_v<cutlass::fmha::collective::CausalFusion, Fusion>, HeaviestFirstScheduler,
+                         cutlass::fmha::kernel::IndividualTileScheduler>>;
+  using Kernel = cutlass::fmha::kernel::FmhaKernelTmaWarpSpecialized<
+      Mainloop, Epilogue, Scheduler, WarpGroups, Option<Tag::kIsPersistent, Persistent>,
+      Option<Tag::kLoadsQSeparately, Persistent>>;
 };
 template <class E, int D, class Fusion, class Tile>
 using ForwardKernel = typename ForwardKernelOf<E, D, Fusion, Tile>::Kernel;

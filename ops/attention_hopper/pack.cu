@@ -72,7 +72,9 @@ struct ForwardTile {
   const char* name;
   void (*run)(vt::Call&, const vt_fmha::Forward&);
 };
-constexpr ForwardTile kForwardD64[] = {{"128x64", vt_fmha::forward_d64}, {"192x128", vt_fmha::forward_d64_192x128}};
+constexpr ForwardTile kForwardD64[] = {{"128x64", vt_fmha::forward_d64},
+                                       {"128x64p", vt_fmha::forward_d64_128x64p},
+                                       {"192x128", vt_fmha::forward_d64_192x128}};
 void (*g_forward_d64)(vt::Call&, const vt_fmha::Forward&) = nullptr;  // null: by Tq
 
 void forward_d64_for(vt::Call& c, const vt_fmha::Forward& f) {
@@ -250,8 +252,8 @@ vt_status attention_hopper_init(const vt_host* host, vt_pack* pack) {
       for (const ForwardTile& t : kForwardD64)
         if (std::strcmp(tile, t.name) == 0) g_forward_d64 = t.run;
       if (!g_forward_d64)
-        vt::fail(VT_ERR_VALUE, "VT_HOPPER_FWD_D64='%s': the D = 64 forward's tile for every call, '128x64' or "
-                 "'192x128' (unset: 192x128 from 1024 queries on, else 128x64)", tile);
+        vt::fail(VT_ERR_VALUE, "VT_HOPPER_FWD_D64='%s': the D = 64 forward's tile for every call, '128x64', "
+                 "'128x64p' (persistent) or '192x128' (unset: 192x128 from 1024 queries on, else 128x64)", tile);
     }
     vt::Registrar r(host, pack, "hopper", 20);  // above flash (10): serves what it takes, declines the rest
     r.compute("attention::sdpa", VT_CUDA, sdpa_hopper);
