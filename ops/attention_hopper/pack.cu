@@ -23,8 +23,10 @@
 // ours for float16 calls, for A/B timing; with it, the causal backward with Tk > Tq, or with Tq > Tk
 // and a partial key block, is declined as before (NOTES.md); bfloat16 stays on ours.
 // The D = 64 forward runs on FlashAttention-3's 192 x 128 tile (three consumer warp groups) from
-// 1024 queries on, and on example 88's 128 x 64 below that (fewer padded query rows: miniGPT's 256
-// would fill 384); VT_HOPPER_FWD_D64=128x64|192x128 (read once, at load) fixes one, for A/B timing.
+// 1024 queries on, and below that on example 88's 128 x 64 tile made persistent (fewer padded query
+// rows: miniGPT's 256 would fill 384; one CTA per SM walking tiles hides the short tiles' prologue:
+// 1.48x the rate of the plain 128 x 64 at miniGPT's 64x6x256x64 causal, H200 08:30);
+// VT_HOPPER_FWD_D64=128x64|128x64p|192x128 (read once, at load) fixes one, for A/B timing.
 // This file holds no CUTLASS code: the kernels compile in their own files, in parallel.
 #include <algorithm>
 #include <climits>
@@ -67,7 +69,8 @@ bool g_wgmma3_backward = false;
 // VT_HOPPER_FWD_D64, read once at load: the D = 64 forward's tile (queries x keys per step) for
 // every call, for A/B timing; unset: chosen per call by Tq (forward_d64_for). H200, 2026-12-01,
 // 4x16x2048x64 bf16 forward against torch's time: 128x64 1.43x / 1.56x causal, 192x128 1.03x /
-// 1.29x (a 128x128 tile, 1.31x / 1.25x, was dropped).
+// 1.29x (a 128x128 tile, 1.31x / 1.25x, was dropped); 08:30: 128x64 283 / 209 TF/s, 128x64p 303 /
+// 225, 192x128 324 / 254; at 64x6x256x64: 128x64 52 / 29 TF/s, 128x64p 76 / 43.
 struct ForwardTile {
   const char* name;
   void (*run)(vt::Call&, const vt_fmha::Forward&);
@@ -79,7 +82,7 @@ void (*g_forward_d64)(vt::Call&, const vt_fmha::Forward&) = nullptr;  // null: b
 
 void forward_d64_for(vt::Call& c, const vt_fmha::Forward& f) {
   if (g_forward_d64) return g_forward_d64(c, f);
-  (f.p.Tq >= 1024 ? vt_fmha::forward_d64_192x128 : vt_fmha::forward_d64)(c, f);
+  (f.p.Tq >= 1024 ? vt_fmha::forward_d64_192x128 : vt_fmha::forward_d64_128x64p)(c, f);
 }
 
 // A 4-d operand TMA can read where it lies: unit stride along the last dim, the other strides
@@ -253,7 +256,7 @@ vt_status attention_hopper_init(const vt_host* host, vt_pack* pack) {
         if (std::strcmp(tile, t.name) == 0) g_forward_d64 = t.run;
       if (!g_forward_d64)
         vt::fail(VT_ERR_VALUE, "VT_HOPPER_FWD_D64='%s': the D = 64 forward's tile for every call, '128x64', "
-                 "'128x64p' (persistent) or '192x128' (unset: 192x128 from 1024 queries on, else 128x64)", tile);
+                 "'128x64p' (persistent) or '192x128' (unset: 192x128 from 1024 queries on, else 128x64p)", tile);
     }
     vt::Registrar r(host, pack, "hopper", 20);  // above flash (10): serves what it takes, declines the rest
     r.compute("attention::sdpa", VT_CUDA, sdpa_hopper);
