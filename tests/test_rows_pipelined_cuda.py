@@ -123,14 +123,14 @@ vt.cross_entropy(xc, t, label_smoothing=0.1).backward()
 np.save(sys.argv[6], xc.grad.cpu().to(vt.float32).numpy())
 """
 
-PLANS = ["default", "classic", "piped", "plain"]
+PLANS = ["default", "classic", "piped", "plain", "wide4"]
 
 
 def test_rows_plans_agree(rng, tmp_path):
     """Every VT_ROWS_PLAN value (read once per process, so each runs in a process of its own):
     the classic norm/softmax rows give the same bits pipelined or not ("classic", "piped",
     "plain"); the wide plan (the default) adds in another order, so it agrees with them within the
-    dtype's tolerance and with float64; the one-buffer cross-entropy kernel ("plain") splits a row
+    dtype's tolerance and with float64, as "wide4" (the wide kernels at the classic plan) does; the one-buffer cross-entropy kernel ("plain") splits a row
     over lanes otherwise (the same gradient up to rounding)."""
     import os
     import subprocess
@@ -163,10 +163,11 @@ def test_rows_plans_agree(rng, tmp_path):
     want = [np_softmax(xb, False), np_softmax(xb, True), np_norm(xb, wb, wb, 1e-5, False),
             np_norm(xb, wb, None, 2.0 ** -7, True)]
     names = ["softmax", "log_softmax", "layer_norm", "rms_norm"]
-    for i, name in enumerate(names):
-        got = vt.tensor(rows["default"][i]).to(vt.bfloat16)
-        assert_close(got, rows["classic"][i].astype(np.float64), "bfloat16", scale=4, msg=f"wide vs classic {name}")
-        assert_close(got, want[i], "bfloat16", scale=8, msg=f"wide vs float64 {name}")
+    for plan in ("default", "wide4"):  # the wide kernels at 8 and at 4 slots per thread
+        for i, name in enumerate(names):
+            got = vt.tensor(rows[plan][i]).to(vt.bfloat16)
+            assert_close(got, rows["classic"][i].astype(np.float64), "bfloat16", scale=4, msg=f"{plan} vs classic {name}")
+            assert_close(got, want[i], "bfloat16", scale=8, msg=f"{plan} vs float64 {name}")
     for plan in PLANS:
         assert_close(vt.tensor(grads[plan]).to(vt.bfloat16), grads["default"].astype(np.float64), "bfloat16", scale=4,
                      msg=f"cross-entropy gradient, {plan}")

@@ -6,8 +6,8 @@ reference: a check of the warp-per-row and block-per-row paths' index arithmetic
 the 16-bit forward's plans and guard bytes that runs without a GPU (a few cases; run the binary
 without arguments for all). Each VT_ROWS_PLAN the forward reads runs: the wide plan (the default:
 norm_rows_wide / softmax_rows_wide, 8 slots per thread, which must also give the generic kernels'
-bits at the same plan) and the classic kernels with their row pipeline ("piped": blocks taking
-many rows, the next one prefetched)."""
+bits at the same plan), the same kernels at 4 slots per thread ("wide4") and the classic kernels
+with their row pipeline ("piped": blocks taking many rows, the next one prefetched)."""
 import os
 import subprocess
 
@@ -48,6 +48,11 @@ def test_row_kernels_in_host_emulation(tmp_path):
     assert " piped" not in out, out
     # VT_ROWS_PLAN=piped: the classic kernels (a 4096-element 16-bit row in 128 threads) with the
     # row pipeline (each of 5 blocks takes ~100 rows, the next one prefetched)
-    out = _run(exe, "pipe", "piped")
+    out = _run(exe, "rows4096", "piped")
     assert "log_softmax bfloat16 fwd M 515 N 4096 shift 0 piped        block tpr 128 threads 128" in out, out
     assert "layer_norm bfloat16 w+b M 515 N 4096 shift 0 piped         block tpr 128 threads 128" in out, out
+    # VT_ROWS_PLAN=wide4: the wide kernels at the classic plan (128 threads a row), the generic
+    # kernels' bits
+    out = _run(exe, "rows4096", "wide4")
+    assert "log_softmax bfloat16 fwd M 515 N 4096 shift 0 wide         block tpr 128 threads 128" in out, out
+    assert "layer_norm bfloat16 w+b M 515 N 4096 shift 0 wide          block tpr 128 threads 128" in out, out

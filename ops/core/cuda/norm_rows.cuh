@@ -126,15 +126,15 @@ __global__ void VT_ROW_KERNEL_BOUNDS(kWarp, kVec && sizeof(T) <= 4 && !(rms && s
   }
 }
 
-// The wide plan's kernel (p.wide: 16-bit rows that one chunk of kWideSlots slots per thread
+// The wide plan's kernel (p.wide: 16-bit rows that one chunk of K slots per thread
 // covers, 16-byte slots; rowwise.cuh says why): norm_rows' arithmetic in its order, over fixed slot
 // offsets. A missing weight is a slot of ones and a missing bias one of -0, as there.
-template <class T, bool kWarp, bool rms>
-__global__ void VT_WIDE_KERNEL_BOUNDS(T)
+template <class T, int K, bool kWarp, bool rms>
+__global__ void VT_WIDE_KERNEL_BOUNDS(T, K)
     norm_rows_wide(const T* __restrict__ x, const T* __restrict__ w, const T* __restrict__ b, T* __restrict__ y,
                    acc_t<T>* __restrict__ mean, acc_t<T>* __restrict__ rstd, int64_t M, int N, rowwise::Plan p,
                    double eps) {
-  constexpr int K = rowwise::kWideSlots, V = rowwise::width<T>();
+  constexpr int V = rowwise::width<T>();
   using A = acc_t<T>;
   const rowwise::RowGroup<kWarp> g(p.tpr, typename rowwise::RowGroup<kWarp>::OfPlan{});
   const rowwise::WideSlots<K> slots(g, N, V);
@@ -232,7 +232,10 @@ template <class T, bool kRms>
 NormRowsKernel<T> kernel_for(const rowwise::Plan& p) {
   constexpr int K = fwd_slots<T>(), Kw = fwd_warp_slots<T>();
   if constexpr (sizeof(T) == 2)
-    if (p.wide) return p.warp ? norm_rows_wide<T, true, kRms> : norm_rows_wide<T, false, kRms>;
+    if (p.wide) {  // K: rowwise::wide_slots()
+      if (rowwise::wide_slots() == 4) return p.warp ? norm_rows_wide<T, 4, true, kRms> : norm_rows_wide<T, 4, false, kRms>;
+      return p.warp ? norm_rows_wide<T, rowwise::kWideSlots, true, kRms> : norm_rows_wide<T, rowwise::kWideSlots, false, kRms>;
+    }
   if (p.warp) return p.vec ? norm_rows<T, Kw, true, true, kRms> : norm_rows<T, Kw, true, false, kRms>;
   return p.vec ? norm_rows<T, K, false, true, kRms> : norm_rows<T, K, false, false, kRms>;
 }

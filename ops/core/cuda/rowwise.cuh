@@ -64,7 +64,7 @@ struct Plan {
   bool vec = false;
   bool warp = false;   // tpr <= 32: a row per group of at most a warp, several rows per block
   bool pipe = false;   // 16-bit forward kernels: rows pipelined through shared memory (plan_pipe)
-  bool wide = false;   // 16-bit forward kernels: the wide plan (plan_forward: kWideSlots, one chunk, vec)
+  bool wide = false;   // 16-bit forward kernels: the wide plan (plan_forward: wide_slots(), one chunk, vec)
   __host__ __device__ int rows_per_block() const { return threads / tpr; }
 };
 
@@ -436,15 +436,16 @@ __device__ __forceinline__ void opaque(Slot& s) {
 // predicated (the output pass is built per affine kind), the softmax max is taken on packed pairs
 // (exact), rows are read and written with evict-first hints (each byte once): about 18 instructions
 // per element for layer_norm, 12 for rms_norm. Its sums run in the generic kernel's order at the
-// same plan, so it gives the generic kernel's bits at kWideSlots (checked in the host emulation).
+// same plan, so it gives the generic kernel's bits at its K (checked in the host emulation).
 constexpr int kWideSlots = 8;
 // Registers of the wide kernels: bfloat16 64 (16 blocks of 64 threads per SM: 128 KB of a row's
 // loads in flight, and 8192 rows are 3.9 waves where 72 registers made them 4.4, a last wave less
 // than half full); float16 72 (its widening is a conversion: at 64, log_softmax spilled 92 bytes).
+// At 4 slots per thread (VT_ROWS_PLAN=wide4) 44 (11 blocks of 128 threads per SM, 88 KB in flight).
 #ifdef VT_ROWWISE_EMULATE
-#define VT_WIDE_KERNEL_BOUNDS(T)
+#define VT_WIDE_KERNEL_BOUNDS(T, K)
 #else
-#define VT_WIDE_KERNEL_BOUNDS(T) __maxnreg__((std::is_same<T, __nv_bfloat16>::value ? 64 : 72))
+#define VT_WIDE_KERNEL_BOUNDS(T, K) __maxnreg__(((K) == 4 ? 44 : std::is_same<T, __nv_bfloat16>::value ? 64 : 72))
 #endif
 
 // The 16-byte slots of one thread in a row that one chunk covers (a vec plan): slot k is row slot
@@ -574,18 +575,21 @@ __host__ __device__ inline int pipe_bytes(const Plan& p) {
 // all. Measured on an H200 (2026-12-01, 8192x4096 bf16, of the copy ceiling, one run): the pipelined
 // norm/softmax rows were no faster (layer_norm 0.72 vs 0.73, rms_norm 0.73 vs 0.81, softmax 0.77 vs
 // 0.80), the pipelined cross-entropy was (16384x50304 forward+backward 943 us vs 1169).
-enum class RowsPlan { Default, Classic, Piped, Plain };
+// "wide4": the wide kernels at the classic plan's 4 slots per thread (a 4096-element row in 128
+// threads: half the bytes in flight per thread, half the work per row; the classic kernels' bits).
+enum class RowsPlan { Default, Classic, Piped, Plain, Wide4 };
 inline RowsPlan rows_plan_named(const char* v) {
   const std::string s = v ? v : "";
   return s == "plain" ? RowsPlan::Plain : s == "piped" ? RowsPlan::Piped : s == "classic" ? RowsPlan::Classic
-                                                                                          : RowsPlan::Default;
+         : s == "wide4" ? RowsPlan::Wide4 : RowsPlan::Default;
 }
 inline RowsPlan rows_plan() {
   static const RowsPlan plan = rows_plan_named(std::getenv("VT_ROWS_PLAN"));
   return plan;
 }
 inline bool pipe_enabled() { return rows_plan() != RowsPlan::Plain; }  // the fused cross-entropy's rows
-inline bool wide_enabled() { return rows_plan() == RowsPlan::Default; }  // the 16-bit wide forward rows
+inline bool wide_enabled() { return rows_plan() == RowsPlan::Default || rows_plan() == RowsPlan::Wide4; }
+inline int wide_slots() { return rows_plan() == RowsPlan::Wide4 ? 4 : kWideSlots; }  // the wide kernels' K
 // Sets p.pipe for a norm/softmax forward plan of K slots and returns the launch's dynamic shared
 // memory (0: none; only under VT_ROWS_PLAN=piped).
 template <class T, int K>
@@ -595,12 +599,12 @@ inline int plan_pipe(Plan& p) {
   return b;
 }
 // The plan of a 16-bit norm/softmax forward: the wide plan (p.wide) where it applies (16-byte
-// slots, the row in one chunk of kWideSlots slots per thread) and VT_ROWS_PLAN allows it, else the
+// slots, the row in one chunk of wide_slots() slots per thread) and VT_ROWS_PLAN allows it, else the
 // classic plan of K slots per thread (Kw in the warp kernel).
 template <class T>
 inline Plan plan_forward(const vt::Call& c, int64_t M, int64_t N, bool vec, int K, int Kw) {
   if (sizeof(T) == 2 && wide_enabled()) {
-    Plan p = plan_rows(c, M, N, width<T>(), kWideSlots, vec);
+    Plan p = plan_rows(c, M, N, width<T>(), wide_slots(), vec);
     if (p.vec && p.chunks == 1) {
       p.wide = true;
       return p;

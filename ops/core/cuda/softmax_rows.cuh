@@ -96,14 +96,14 @@ __global__ void VT_ROW_KERNEL_BOUNDS(kWarp, kVec && sizeof(T) == 2 ? 64 : 128)
   }
 }
 
-// The wide plan's kernel (p.wide: 16-bit rows that one chunk of kWideSlots slots per thread
+// The wide plan's kernel (p.wide: 16-bit rows that one chunk of K slots per thread
 // covers, 16-byte slots; rowwise.cuh says why): softmax_rows' arithmetic in its order over fixed
 // slot offsets, its max taken on packed pairs (max.bf16x2 / max.f16x2: exact, a NaN loses as in
 // fmax) and widened once per thread.
-template <class T, bool kWarp, bool log>
-__global__ void VT_WIDE_KERNEL_BOUNDS(T)
+template <class T, int K, bool kWarp, bool log>
+__global__ void VT_WIDE_KERNEL_BOUNDS(T, K)
     softmax_rows_wide(const T* __restrict__ x, T* __restrict__ y, int64_t M, int N, rowwise::Plan p) {
-  constexpr int K = rowwise::kWideSlots, V = rowwise::width<T>();
+  constexpr int V = rowwise::width<T>();
   using A = acc_t<T>;
   const rowwise::RowGroup<kWarp> g(p.tpr, typename rowwise::RowGroup<kWarp>::OfPlan{});
   const rowwise::WideSlots<K> slots(g, N, V);
@@ -220,7 +220,10 @@ template <class T, bool kLog>
 SoftmaxRowsKernel<T> kernel_for(const rowwise::Plan& p) {
   constexpr int K = fwd_slots<T>(), Kw = fwd_warp_slots<T>();
   if constexpr (sizeof(T) == 2)
-    if (p.wide) return p.warp ? softmax_rows_wide<T, true, kLog> : softmax_rows_wide<T, false, kLog>;
+    if (p.wide) {  // K: rowwise::wide_slots()
+      if (rowwise::wide_slots() == 4) return p.warp ? softmax_rows_wide<T, 4, true, kLog> : softmax_rows_wide<T, 4, false, kLog>;
+      return p.warp ? softmax_rows_wide<T, rowwise::kWideSlots, true, kLog> : softmax_rows_wide<T, rowwise::kWideSlots, false, kLog>;
+    }
   if (p.warp) return p.vec ? softmax_rows<T, Kw, true, true, kLog> : softmax_rows<T, Kw, true, false, kLog>;
   return p.vec ? softmax_rows<T, K, false, true, kLog> : softmax_rows<T, K, false, false, kLog>;
 }

@@ -11,9 +11,9 @@
 //
 //   g++ -std=c++20 -O2 -pthread -DVT_ROWWISE_EMULATE -I/usr/local/cuda/include -Iopsdk/include -Iops/core/lab \
 //       ops/core/lab/rowwise_emulate.cpp -o /tmp/rowwise_emulate
-//   /tmp/rowwise_emulate [quick|pipe]  (exit status 0 when every case is within tolerance and no
-//                                      guard changed; tests/test_rowwise_emulate.py runs `quick`,
-//                                      and `pipe`, the row pipeline's cases, with VT_ROWS_PLAN=piped)
+//   /tmp/rowwise_emulate [quick|rows4096]  (exit status 0 when every case is within tolerance and no
+//                                          guard changed; tests/test_rowwise_emulate.py runs `quick`,
+//                                          and `rows4096` with VT_ROWS_PLAN=piped and =wide4)
 #include <cstdio>
 #include <cstdlib>
 #include <random>
@@ -137,14 +137,18 @@ void softmax_case(int64_t M, int N, int shift, bool log, std::mt19937& g) {
   check(what, y, yr, p, x.guards_intact() && y.guards_intact());
   if constexpr (sizeof(T) == 2) {
     if (p.wide) {  // the wide kernel gives the generic kernel's bits at the same plan
-      constexpr int K = rowwise::kWideSlots;
       const int64_t M2 = std::min<int64_t>(M, kBitsRows);
       Buf<T> y2((size_t)M2 * N, shift);
       rowwise::Plan q = p;
       q.wide = false;
       q.blocks = (unsigned)((M2 + q.rows_per_block() - 1) / q.rows_per_block());
-      auto generic = p.warp ? (log ? softmax_rows<T, K, true, true, true> : softmax_rows<T, K, true, true, false>)
-                            : (log ? softmax_rows<T, K, false, true, true> : softmax_rows<T, K, false, true, false>);
+      auto pick = [&](auto k) {
+        constexpr int K = decltype(k)::value;
+        return p.warp ? (log ? softmax_rows<T, K, true, true, true> : softmax_rows<T, K, true, true, false>)
+                      : (log ? softmax_rows<T, K, false, true, true> : softmax_rows<T, K, false, true, false>);
+      };
+      auto generic = rowwise::wide_slots() == 4 ? pick(std::integral_constant<int, 4>{})
+                                                : pick(std::integral_constant<int, rowwise::kWideSlots>{});
       emu_launch(generic, q.blocks, q.threads, (const T*)x.p, y2.p, M2, N, q);
       same_bits(what, y, y2);
     }
@@ -289,15 +293,19 @@ void norm_case(int64_t M, int N, int shift, bool rms, int affine, std::mt19937& 
   check(what, y, yr, p, guards);
   if constexpr (sizeof(T) == 2) {
     if (p.wide) {  // the wide kernel gives the generic kernel's bits at the same plan
-      constexpr int K = rowwise::kWideSlots;
       const int64_t M2 = std::min<int64_t>(M, kBitsRows);
       Buf<T> y2((size_t)M2 * N, shift);
       Buf<A> mean2(M2, 0), rstd2(M2, 0);
       rowwise::Plan q = p;
       q.wide = false;
       q.blocks = (unsigned)((M2 + q.rows_per_block() - 1) / q.rows_per_block());
-      auto generic = p.warp ? (rms ? norm_rows<T, K, true, true, true> : norm_rows<T, K, true, true, false>)
-                            : (rms ? norm_rows<T, K, false, true, true> : norm_rows<T, K, false, true, false>);
+      auto pick = [&](auto k) {
+        constexpr int K = decltype(k)::value;
+        return p.warp ? (rms ? norm_rows<T, K, true, true, true> : norm_rows<T, K, true, true, false>)
+                      : (rms ? norm_rows<T, K, false, true, true> : norm_rows<T, K, false, true, false>);
+      };
+      auto generic = rowwise::wide_slots() == 4 ? pick(std::integral_constant<int, 4>{})
+                                                : pick(std::integral_constant<int, rowwise::kWideSlots>{});
       emu_launch(generic, q.blocks, q.threads, (const T*)x.p, wp, bp, y2.p, rms ? nullptr : mean2.p, rstd2.p, M2, N, q,
                  eps);
       same_bits(what, y, y2);
@@ -326,7 +334,7 @@ void norm_case(int64_t M, int N, int shift, bool rms, int affine, std::mt19937& 
 int main(int argc, char** argv) {
   const bool quick = argc > 1 && std::string(argv[1]) == "quick";
   std::mt19937 g(7);
-  if (argc > 1 && std::string(argv[1]) == "pipe") {  // the row pipeline's cases (VT_ROWS_PLAN=piped)
+  if (argc > 1 && std::string(argv[1]) == "rows4096") {  // 16-bit 4096-element rows (VT_ROWS_PLAN=piped, wide4)
     softmax_case<__nv_bfloat16>(515, 4096, 0, true, g);
     norm_case<__nv_bfloat16>(515, 4096, 0, false, kBoth, g);
     std::printf("%s: %d failing\n", failures ? "FAILED" : "all cases passed", failures);
