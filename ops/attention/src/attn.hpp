@@ -82,14 +82,6 @@ inline void memory_order(const vt_tensor* t, int32_t order[4]) {
   }
 }
 
-// A view of `base` (a new reference); the host has set the message when it fails.
-inline vt::Tensor strided_view(const vt::Call& c, vt_tensor* base, const int64_t* sizes, const int64_t* strides,
-                               int64_t offset) {
-  vt_tensor* t = c.host->as_strided(base, sizes, strides, 4, offset);
-  if (!t) throw vt::Error(VT_ERR_RUNTIME);
-  return vt::Tensor(c.host, t);
-}
-
 // A new tensor of the 4-d `sizes`, dense, with its dims in memory in `like`'s memory_order (a
 // contiguous like gives a contiguous result).
 inline vt::Tensor empty_in_layout_of(const vt::Call& c, const vt_tensor* like, const int64_t* sizes, vt_dtype dtype) {
@@ -100,7 +92,7 @@ inline vt::Tensor empty_in_layout_of(const vt::Call& c, const vt_tensor* like, c
   for (int32_t i = 0; i < 4; ++i) phys[i] = sizes[order[i]];
   vt::Tensor buf = c.empty(phys, 4, dtype);
   for (int32_t i = 0; i < 4; ++i) strides[order[i]] = buf->strides[i];
-  return strided_view(c, buf.get(), sizes, strides, 0);
+  return c.view(buf.get(), sizes, strides, 4, 0);
 }
 
 // "Packed" q, k, v: three slices of the same sizes and strides at evenly spaced addresses, q

@@ -166,7 +166,7 @@ void set_qkv_grads(vt::Call& c, const vt_tensor* q, const vt_tensor* k, const vt
   if (const int64_t step = attn::packed_qkv_step(q, k, v)) {
     const int64_t n = 3 * q->numel;  // dense: the three tile [0, 3 numel) exactly
     vt::Tensor buf = c.empty(&n, 1, q->dtype);
-    for (int i = 0; i < 3; ++i) c.set_out(i, attn::strided_view(c, buf.get(), q->sizes, q->strides, i * step));
+    for (int i = 0; i < 3; ++i) c.set_out(i, c.view(buf.get(), q->sizes, q->strides, 4, i * step));
     return;
   }
   c.set_out(0, attn::empty_in_layout_of(c, q, q->sizes, q->dtype));

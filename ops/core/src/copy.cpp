@@ -83,7 +83,7 @@ VT_META_FN(to_device_meta, "core::to_device") {
   vt_tensor* self = c.arg(0, "self").tensor();
   const vt_device device = c.arg(1, "device").device();
   if (vt::same_device(self->device, device)) {
-    c.set_out(0, shp::make_view(c, self, self->sizes, self->strides, self->ndim, 0));
+    c.set_out(0, c.view(self, self->sizes, self->strides, self->ndim, 0));
     return;
   }
   if (self->device.type == VT_META) c.fail(VT_ERR_NOT_IMPL, "cannot copy data out of a meta tensor");

@@ -79,7 +79,7 @@ VT_COMPUTE(cat_cpu, "core::cat") {
     const vt_tensor* t = ts.data[k];
     if (skipped(t, nd)) continue;
     if (t->numel) {
-      vt::Tensor dst = shp::make_view(c, out, t->sizes, out->strides, t->ndim, off * out->strides[d]);
+      vt::Tensor dst = c.view(out, t->sizes, out->strides, t->ndim, off * out->strides[d]);
       if (vt::same_dtype(t->dtype, out->dtype)) shp::copy_same(c, dst, t);
       else vt::call(c.host, "core::copy_", {dst.get(), const_cast<vt_tensor*>(t)});  // converts
     }

@@ -18,14 +18,6 @@ inline vt::Tensor retained(const vt_host* host, vt_tensor* t) {
   return vt::Tensor(host, t);
 }
 
-// A view of `base` through the host (offset in elements from base's data pointer).
-inline vt::Tensor make_view(const vt::Call& c, vt_tensor* base, const int64_t* sizes, const int64_t* strides,
-                            int32_t ndim, int64_t offset) {
-  vt_tensor* v = c.host->as_strided(base, sizes, strides, ndim, offset);
-  if (!v) throw vt::Error(VT_ERR_VALUE);  // the host set the message
-  return vt::Tensor(c.host, v);
-}
-
 inline std::vector<int64_t> sizes_of(const vt_tensor* t) { return std::vector<int64_t>(t->sizes, t->sizes + t->ndim); }
 
 // an unsigned integer type of the given byte size, for dtype-agnostic copies

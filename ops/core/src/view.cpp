@@ -17,7 +17,6 @@
 
 namespace {
 
-using shp::make_view;
 using vt::V;
 
 // torch's view rule: strides that show `old` as `new` without copying (chunks of dims that are
@@ -99,7 +98,7 @@ void scatter_into_zeros(vt::Call& c, vt_tensor* grad, vt_int_list in_sizes, cons
     c.fail(VT_ERR_VALUE, "grad of shape %s does not match the view's shape %s", vt::shape_str(grad).c_str(),
            vt::shape_str(vsizes, vndim).c_str());
   vt::Tensor out = vt::call(c.host, "core::zeros", {V(in_sizes), V(grad->dtype), V(grad->device)});
-  vt::Tensor v = make_view(c, out, vsizes, vstrides, vndim, offset);
+  vt::Tensor v = c.view(out, vsizes, vstrides, vndim, offset);
   vt::call(c.host, "core::copy_", {v, grad});
   c.set_out(0, std::move(out));
 }
@@ -137,7 +136,7 @@ VT_META_FN(view_meta, "core::view") {
   if (!view_strides(self->sizes, self->strides, self->ndim, shape, n, strides))
     c.fail(VT_ERR_VALUE, "shape %s is not compatible with the size %s and strides %s of self; use reshape()",
            vt::shape_str(shape, n).c_str(), vt::shape_str(self).c_str(), vt::shape_str(self->strides, self->ndim).c_str());
-  c.set_out(0, make_view(c, self, shape, strides, n, 0));
+  c.set_out(0, c.view(self, shape, strides, n, 0));
 }
 
 // a view when the strides allow one, else a view of a contiguous copy of self
@@ -146,12 +145,12 @@ VT_META_FN(reshape_meta, "core::reshape") {
   int64_t shape[vt::kMaxDims], strides[vt::kMaxDims];
   const int32_t n = infer_size(c, c.arg(1, "size").ints(), self->numel, shape);
   if (view_strides(self->sizes, self->strides, self->ndim, shape, n, strides)) {
-    c.set_out(0, make_view(c, self, shape, strides, n, 0));
+    c.set_out(0, c.view(self, shape, strides, n, 0));
     return;
   }
   vt::Tensor copy = vt::call(c.host, "core::contiguous", {self});
   contiguous_strides(shape, n, strides);
-  c.set_out(0, make_view(c, copy, shape, strides, n, 0));
+  c.set_out(0, c.view(copy, shape, strides, n, 0));
 }
 
 VT_BACKWARD(view_backward, "core::view") {
@@ -175,7 +174,7 @@ VT_META_FN(permute_meta, "core::permute") {
     sizes[i] = self->sizes[d];
     strides[i] = self->strides[d];
   }
-  c.set_out(0, make_view(c, self, sizes, strides, n, 0));
+  c.set_out(0, c.view(self, sizes, strides, n, 0));
 }
 
 VT_BACKWARD(permute_backward, "core::permute") {
@@ -200,7 +199,7 @@ VT_META_FN(transpose_meta, "core::transpose") {
     std::swap(sizes[d0], sizes[d1]);
     std::swap(strides[d0], strides[d1]);
   }
-  c.set_out(0, make_view(c, self, sizes, strides, n, 0));
+  c.set_out(0, c.view(self, sizes, strides, n, 0));
 }
 
 VT_BACKWARD(transpose_backward, "core::transpose") {
@@ -237,7 +236,7 @@ VT_META_FN(expand_meta, "core::expand") {
              vt::shape_str(self).c_str(), vt::shape_str(size.data, n).c_str());
     }
   }
-  c.set_out(0, make_view(c, self, sizes, strides, n, 0));
+  c.set_out(0, c.view(self, sizes, strides, n, 0));
 }
 
 VT_BACKWARD(expand_backward, "core::expand") {
@@ -257,7 +256,7 @@ VT_META_FN(slice_meta, "core::slice") {
   }
   sizes[s.dim] = s.len;
   strides[s.dim] = self->strides[s.dim] * s.step;
-  c.set_out(0, make_view(c, self, sizes, strides, self->ndim, s.len ? s.start * self->strides[s.dim] : 0));
+  c.set_out(0, c.view(self, sizes, strides, self->ndim, s.len ? s.start * self->strides[s.dim] : 0));
 }
 
 VT_BACKWARD(slice_backward_rule, "core::slice") {
@@ -315,7 +314,7 @@ VT_META_FN(select_meta, "core::select") {
   int32_t d;
   const int64_t off = select_geom(c, self->sizes, self->strides, self->ndim, c.arg(1, "dim").int_(),
                                   c.arg(2, "index").int_(), sizes, strides, &d);
-  c.set_out(0, make_view(c, self, sizes, strides, self->ndim - 1, off));
+  c.set_out(0, c.view(self, sizes, strides, self->ndim - 1, off));
 }
 
 VT_BACKWARD(select_backward_rule, "core::select") {
@@ -361,7 +360,7 @@ VT_META_FN(squeeze_meta, "core::squeeze") {
       sizes[n] = self->sizes[i];
       strides[n++] = self->strides[i];
     }
-  c.set_out(0, make_view(c, self, sizes, strides, n, 0));
+  c.set_out(0, c.view(self, sizes, strides, n, 0));
 }
 
 VT_BACKWARD(squeeze_backward, "core::squeeze") {
@@ -383,7 +382,7 @@ VT_META_FN(unsqueeze_meta, "core::unsqueeze") {
       strides[i] = self->strides[k++];
     }
   }
-  c.set_out(0, make_view(c, self, sizes, strides, n + 1, 0));
+  c.set_out(0, c.view(self, sizes, strides, n + 1, 0));
 }
 
 VT_BACKWARD(unsqueeze_backward, "core::unsqueeze") {
@@ -404,7 +403,7 @@ VT_META_FN(as_strided_meta, "core::as_strided") {
            vt::shape_str(stride.data, (int32_t)stride.len).c_str());
   c.check_sizes("size", size);
   if (size.len > vt::kMaxDims) c.fail(VT_ERR_VALUE, "size has %lld dims; at most %d are supported", (long long)size.len, vt::kMaxDims);
-  c.set_out(0, make_view(c, self, size.data, stride.data, (int32_t)size.len, offset));
+  c.set_out(0, c.view(self, size.data, stride.data, (int32_t)size.len, offset));
 }
 
 VT_BACKWARD(as_strided_backward_rule, "core::as_strided") {

@@ -460,6 +460,13 @@ class Call {
     return vt::empty(host, sizes, ndim, dtype, ctx->device);
   }
   Tensor empty_like(const vt_tensor* t) const { return empty(t->sizes, t->ndim, t->dtype); }
+  // A view of base's memory (offset in elements from base's data pointer); throws when the host
+  // refuses it (it has set the message: the view would leave the storage).
+  Tensor view(vt_tensor* base, const int64_t* sizes, const int64_t* strides, int32_t ndim, int64_t offset) const {
+    vt_tensor* v = host->as_strided(base, sizes, strides, ndim, offset);
+    if (!v) throw Error(VT_ERR_VALUE);
+    return Tensor(host, v);
+  }
 
   // Stores an owned tensor as output i; the caller of the kernel owns it from here on.
   void set_out(int32_t i, Tensor&& t) {
