@@ -59,12 +59,21 @@ using vt_fmha::Strides;
 
 bool fits_int(int64_t x) { return x >= 0 && x <= INT_MAX; }
 
-// VT_HOPPER_BWD, read once at load: "cutlass" runs example 88's float16 backward instead of ours,
-// "wgmma" our first kernel (bwd_wgmma.cuh) instead of the zero-spill one (bwd_wgmma2.cuh, the
-// default), "wgmma3" the zero-spill one with dQ's bulk reduce-add
-bool g_cutlass_backward = false;
-bool g_wgmma1_backward = false;
-bool g_wgmma3_backward = false;
+// VT_HOPPER_BWD, read once at load: "wgmma2" the zero-spill kernel (bwd_wgmma2.cuh, the default),
+// "wgmma" our first kernel (bwd_wgmma.cuh), "wgmma3" the zero-spill one with dQ's bulk reduce-add,
+// "cutlass" example 88's float16 backward (float16 calls only; bfloat16 stays on the default)
+struct BackwardKernel {
+  const char* name;
+  void (*d64)(vt::Call&, const vt_fmha::Backward&);
+  void (*d128)(vt::Call&, const vt_fmha::Backward&);
+};
+constexpr BackwardKernel kBackwards[] = {
+    {"wgmma2", vt_fmha::backward_wgmma2_d64, vt_fmha::backward_wgmma2_d128},
+    {"wgmma", vt_fmha::backward_wgmma_d64, vt_fmha::backward_wgmma_d128},
+    {"wgmma3", vt_fmha::backward_wgmma3_d64, vt_fmha::backward_wgmma3_d128},
+    {"cutlass", vt_fmha::backward_fp16_d64, vt_fmha::backward_fp16_d128}};
+const BackwardKernel* g_backward = &kBackwards[0];
+bool is_cutlass(const BackwardKernel* k) { return k == &kBackwards[3]; }
 
 // VT_HOPPER_FWD_D64, read once at load: the D = 64 forward's tile (queries x keys per step) for
 // every call, for A/B timing; unset: chosen per call by Tq (forward_d64_for). H200, 2026-12-01,
@@ -184,7 +193,8 @@ VT_COMPUTE(sdpa_backward_hopper, "attention::sdpa_backward") {
   b.p = problem_of(c, q, k, v, mask, causal, scale, p, true);
   // our backward's grid is (key blocks, H, B): H and B within a grid's y and z
   if (b.p.H > 65535 || b.p.B > 65535) decline(c, "B = %d, H = %d (65535 at most each)", b.p.B, b.p.H);
-  const bool cutlass_backward = g_cutlass_backward && b.p.fp16;
+  const BackwardKernel* kernel = is_cutlass(g_backward) && !b.p.fp16 ? &kBackwards[0] : g_backward;
+  const bool cutlass_backward = is_cutlass(kernel);
   if (cutlass_backward) {
     // example 88's causal mask is key > query alone (fmha_run.cuh says why): the rows past Tk
     // would see the zero-filled keys of a partial last key block
@@ -231,10 +241,7 @@ VT_COMPUTE(sdpa_backward_hopper, "attention::sdpa_backward") {
   }
   b.q = q->data, b.k = k->data, b.v = v->data, b.out = out->data, b.grad_out = go->data;
   b.dq = c.out(0)->data, b.dk = c.out(1)->data, b.dv = c.out(2)->data;
-  if (cutlass_backward) (b.p.D == 64 ? vt_fmha::backward_fp16_d64 : vt_fmha::backward_fp16_d128)(c, b);
-  else if (g_wgmma1_backward) (b.p.D == 64 ? vt_fmha::backward_wgmma_d64 : vt_fmha::backward_wgmma_d128)(c, b);
-  else if (g_wgmma3_backward) (b.p.D == 64 ? vt_fmha::backward_wgmma3_d64 : vt_fmha::backward_wgmma3_d128)(c, b);
-  else (b.p.D == 64 ? vt_fmha::backward_wgmma2_d64 : vt_fmha::backward_wgmma2_d128)(c, b);
+  (b.p.D == 64 ? kernel->d64 : kernel->d128)(c, b);
 }
 
 namespace {
@@ -242,13 +249,16 @@ namespace {
 vt_status attention_hopper_init(const vt_host* host, vt_pack* pack) {
   return vt::init_guard(host, "attention_hopper", [&] {
     const char* bwd = std::getenv("VT_HOPPER_BWD");
-    if (bwd && *bwd && std::strcmp(bwd, "cutlass") != 0 && std::strcmp(bwd, "wgmma") != 0 &&
-        std::strcmp(bwd, "wgmma2") != 0 && std::strcmp(bwd, "wgmma3") != 0)
+    const BackwardKernel* backward = &kBackwards[0];
+    if (bwd && *bwd) {
+      backward = nullptr;
+      for (const BackwardKernel& k : kBackwards)
+        if (std::strcmp(bwd, k.name) == 0) backward = &k;
+    }
+    if (!backward)
       vt::fail(VT_ERR_VALUE, "VT_HOPPER_BWD='%s': 'wgmma2' (ours, zero-spill, the default), 'wgmma' (ours, the first "
                "kernel), 'wgmma3' (wgmma2 with dQ's bulk reduce-add) or 'cutlass' (example 88's, float16)", bwd);
-    g_cutlass_backward = bwd && std::strcmp(bwd, "cutlass") == 0;
-    g_wgmma1_backward = bwd && std::strcmp(bwd, "wgmma") == 0;
-    g_wgmma3_backward = bwd && std::strcmp(bwd, "wgmma3") == 0;
+    g_backward = backward;
     const char* tile = std::getenv("VT_HOPPER_FWD_D64");
     g_forward_d64 = nullptr;
     if (tile && *tile) {
