@@ -530,7 +530,7 @@ def test_hopper_forward_d64_tiles(tile):
 
 @needs_hopper
 @pytest.mark.parametrize("D", [64, 128])
-def test_hopper_causal_forward_sections(D):
+def test_hopper_causal_forward_sections(hopper, D):
     """The causal forward's longest-first order runs the (b, h) pairs in sections whose K and V fit
     32 MiB of L2: at T * D * 4 bytes = 1 MiB a head, 40 pairs make a section of 32 and one of 8
     (narrower); every pair's every query tile must come out right (float64 reference a pair at a time)"""
