@@ -119,6 +119,7 @@ vt_fmha::Problem problem_of(const vt::Call& c, const vt_tensor* q, const vt_tens
   if (mask) decline(c, "a mask (none, or causal=True, only)");
   if (p != 0.0) decline(c, "dropout_p = %g (0 only)", p);
   const int64_t B = q->sizes[0], H = q->sizes[1], Tq = q->sizes[2], Tk = k->sizes[2], D = q->sizes[3];
+  if (k->sizes[1] != H) decline(c, "k, v with %lld heads for q's %lld (GQA: flash)", (long long)k->sizes[1], (long long)H);
   (void)backward;
   // not D = 32 (ViT's heads): example 88's forward there ran at flash's speed on the H200 (both 1.7x
   // torch's time at 128x8x65x32), and our backward has no D = 32; flash serves both
