@@ -41,21 +41,25 @@ def copy_ceiling(torch, trials):
     return 2 * n * 4 / (ms * 1e-3)
 
 
-def torch_sdpa_times(torch, tq, tk, tv, tg, causal, measure):
+def torch_sdpa_times(torch, tq, tk, tv, tg, causal, measure, enable_gqa=False):
     """torch's scaled_dot_product_attention timed as the attention benchmarks time ours, in ms:
-    {"fwd", "bwd" (from a saved forward), "fwd+bwd"}; measure(fn, "torch") times one callable."""
-    F = torch.nn.functional
+    {"fwd", "bwd" (from a saved forward), "fwd+bwd"}; measure(fn, "torch") times one callable.
+    enable_gqa: k and v with fewer heads than q (grouped-query attention)."""
+    def sdpa(q, k, v):
+        kw = {"enable_gqa": True} if enable_gqa else {}
+        return torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=causal, **kw)
+
     tqg, tkg, tvg = (x.detach().requires_grad_() for x in (tq, tk, tv))
-    tout = F.scaled_dot_product_attention(tqg, tkg, tvg, is_causal=causal)
+    tout = sdpa(tqg, tkg, tvg)
 
     def fwd():
-        F.scaled_dot_product_attention(tq, tk, tv, is_causal=causal)
+        sdpa(tq, tk, tv)
 
     def bwd():
         torch.autograd.grad(tout, (tqg, tkg, tvg), tg, retain_graph=True)
 
     def fwd_bwd():
-        o = F.scaled_dot_product_attention(tqg, tkg, tvg, is_causal=causal)
+        o = sdpa(tqg, tkg, tvg)
         torch.autograd.grad(o, (tqg, tkg, tvg), tg)
 
     return {"fwd": measure(fwd, "torch"), "bwd": measure(bwd, "torch"), "fwd+bwd": measure(fwd_bwd, "torch")}

@@ -10,7 +10,8 @@ after the attention pack, registers "hopper" above flash for both ops on cuda an
 declares its shape rules (the limits a tool checks with registry/capabilities.py), leaves the meta
 step (the attention pack's) alone, and unloads back to flash.
 Which provider serves which call, from the declared rules alone (no GPU): hopper both ways in
-bfloat16 and float16, any Tq and Tk, at D 64 and 128 (D 32, ViT's heads: flash both ways).
+bfloat16 and float16, any Tq and Tk, at D 64 and 128 (D 32, ViT's heads: flash both ways); at D 256
+hopper forward, the backward not (flash's compute, which runs the composed one).
 VT_HOPPER_FWD_D64 (the D = 64 forward's tile for every call, read at load) other than the tiles
 built fails the load.
 On a Hopper GPU: forward, lse and the three gradients against a float64 reference, the composed
@@ -18,7 +19,11 @@ provider and torch — bfloat16 and float16, causal and not, D 64 and 128, Tq ==
 both ways, partial tiles (ViT's 65 tokens, miniGPT's 100, a partial key tile under causal rows past
 Tk, causal with more keys than queries), strided views — with the trace showing who served: hopper
 both ways (under VT_HOPPER_BWD=cutlass, flash for the causal backward shapes example 88 cannot take);
-each D = 64 forward tile VT_HOPPER_FWD_D64 picks, against the reference.
+each D = 64 forward tile VT_HOPPER_FWD_D64 picks, against the reference; the D = 256 forward (its
+backward served by another provider); GQA and MQA (k, v with fewer heads) forward and gradients,
+the backwards that decline them falling through to flash.
+Host-side (no GPU): the GQA backward's walk over a group's query heads, and the forward's per-member
+launches' addressing, emulated in float64.
 Every call hopper does not take (another dtype or head dim, a mask, dropout,
 grad_lse) is served by flash, with the reason, or refused with it when pinned.
 
@@ -157,7 +162,9 @@ def test_declared_limits_match_the_served_calls(hopper):
     assert entry["dtypes"] == ["bfloat16", "float16"]
     assert entry["compute_capability"] == {"min": "9.0", "max": "9.0"}
     backward = caps.for_kernel(hopper.capabilities, BACKWARD, "hopper", "cuda")
-    assert backward == entry  # one entry: our backward takes what the forward takes
+    # the backward's own entry: what the forward takes but D = 256
+    assert {k: v for k, v in backward.items() if k not in ("limits", "shapes")} == \
+        {k: v for k, v in entry.items() if k not in ("limits", "shapes")}
 
     def unmet(dtype, B, H, Tq, Tk, D, Dv=None, declared=entry):
         return caps.unmet(declared, dtype, {"q": (B, H, Tq, D), "k": (B, H, Tk, D), "v": (B, H, Tk, Dv or D)})
@@ -166,10 +173,14 @@ def test_declared_limits_match_the_served_calls(hopper):
     assert unmet("bfloat16", 1, 1, 128, 128, 128) == []
     assert unmet("float16", 2, 4, 256, 256, 64) == []
     assert unmet("float32", 2, 4, 256, 256, 64) == ["dtype float32 is not one of ['bfloat16', 'float16']"]
-    assert unmet("bfloat16", 2, 4, 256, 256, 96) == ["q.shape[-1] = 96 is not one of [64, 128]",
-                                                     "v.shape[-1] = 96 is not one of [64, 128]"]
-    assert unmet("bfloat16", 128, 8, 65, 65, 32) == ["q.shape[-1] = 32 is not one of [64, 128]",
-                                                     "v.shape[-1] = 32 is not one of [64, 128]"]  # ViT: flash
+    assert unmet("bfloat16", 2, 4, 256, 256, 96) == ["q.shape[-1] = 96 is not one of [64, 128, 256]",
+                                                     "v.shape[-1] = 96 is not one of [64, 128, 256]"]
+    assert unmet("bfloat16", 128, 8, 65, 65, 32) == ["q.shape[-1] = 32 is not one of [64, 128, 256]",
+                                                     "v.shape[-1] = 32 is not one of [64, 128, 256]"]  # ViT: flash
+    assert unmet("bfloat16", 2, 4, 256, 256, 256) == []  # the forward at D = 256 ...
+    assert unmet("bfloat16", 2, 4, 256, 256, 256, declared=backward) == [  # ... not its backward
+        "q.shape[-1] = 256 is not one of [64, 128]", "v.shape[-1] = 256 is not one of [64, 128]"]
+    assert unmet("bfloat16", 2, 4, 256, 256, 64, declared=backward) == []
     assert unmet("bfloat16", 2, 4, 200, 256, 64) == []  # partial tiles: masked
     assert unmet("bfloat16", 2, 4, 256, 100, 128) == []
     assert unmet("float16", 64, 6, 65, 65, 64) == []
@@ -196,6 +207,7 @@ SERVED = [
     ("bfloat16", (8, 16, 2048, 2048, 128), "hopper", "hopper"),
     ("bfloat16", (128, 8, 65, 65, 32), "flash", "flash"),  # ViT's head dim 32: flash (hopper's was no faster)
     ("float16", (2, 4, 256, 256, 96), "composed", "composed"),  # head dim: neither flash nor hopper
+    ("bfloat16", (2, 4, 2048, 2048, 256), "hopper", "composed"),  # D = 256: hopper's forward only
     ("float32", (2, 4, 256, 256, 64), "flash", "flash"),      # flash's float32 kernels (flash32_*.cu)
     ("float32", (2, 4, 256, 256, 32), "flash", "flash"),  # head dim 32: flash's float32 kernel
 ]
@@ -442,7 +454,7 @@ def test_hopper_declines_head_dim_32(hopper):
     assert [(r.op, r.provider) for r in t.records if r.op in (OP, BACKWARD)] == [(OP, "flash"), (BACKWARD, "flash")]
     for op in (OP, BACKWARD):
         with vt.ops.use(op, "hopper", "cuda"):
-            with pytest.raises(NotImplementedError, match=r"D == Dv in \{64, 128\} only"):
+            with pytest.raises(NotImplementedError, match=r"D == Dv in \{64, 128(, 256)?\}"):
                 if op == OP:
                     vt.ops.Op(OP)(q, k, v, None, False, None, 0.0)
                 else:
@@ -477,6 +489,120 @@ def test_hopper_backward_bfloat16_pinned(hopper, D):
     for name, got, want in zip("qkv", grads, (dq, dk, dv)):
         assert got.dtype is vt.bfloat16
         assert rel_err(to_numpy(got), want) <= TOL, f"d{name}"
+
+
+# ---- head dim 256: the forward only ----------------------------------------------------------------
+@needs_hopper
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+@pytest.mark.parametrize("shape", [(2, 3, 256, 256), (2, 2, 65, 65), (1, 2, 300, 100), (1, 2, 128, 384)],
+                         ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("causal", [False, True])
+def test_hopper_forward_d256(hopper, dtype, shape, causal):
+    """D = 256: hopper's forward (out, lse) against float64; the backward is declined by hopper and
+    served by the next provider (flash's compute, which runs the composed one at D = 256), its
+    gradients against float64 too; pinned to hopper, the backward's refusal names the head dims"""
+    B, H, Tq, Tk = shape
+    D, dt = 256, getattr(vt, dtype)
+    rng = np.random.default_rng(hash((dtype, shape, causal)) % 2**32)
+    (tq, q), (tk, k), (tv, v), (tg, g) = (half(rng.standard_normal((B, H, T, D)), dt) for T in (Tq, Tk, Tk, Tq))
+    want_out, want_lse, *want_grads = reference(q, k, v, g, causal, 1 / 16)
+    (out, lse, _), grads, _ = run(tq, tk, tv, tg, causal)
+    with vt.ops.trace() as t:
+        vt.ops.Op(OP)(tq, tk, tv, None, causal, None, 0.0)
+        vt.ops.Op(BACKWARD)(tg, tq, tk, tv, out, lse, None, causal, 1 / 16, 0.0, 0, 0)
+    recs = {r.op: r for r in t.records if r.op in (OP, BACKWARD)}
+    assert recs[OP].provider == "hopper"
+    assert (recs[BACKWARD].provider, recs[BACKWARD].reason, recs[BACKWARD].declined) == ("flash", "fallback", "hopper")
+    assert rel_err(to_numpy(out), want_out) <= TOL
+    assert np.abs(to_numpy(lse) - want_lse).max() <= 1e-2
+    for name, got, w in zip("qkv", grads, want_grads):
+        assert rel_err(to_numpy(got), w) <= TOL, f"d{name}"
+    with vt.ops.use(BACKWARD, "hopper", "cuda"):
+        with pytest.raises(NotImplementedError, match=r"D == Dv in \{64, 128\} for the backward"):
+            vt.ops.Op(BACKWARD)(tg, tq, tk, tv, out, lse, None, causal, 1 / 16, 0.0, 0, 0)
+
+
+# ---- GQA / MQA: k and v with Hkv heads, query head h on kv head h // (H // Hkv) ----------------------
+def gqa_reference(q, k, v, g, causal, scale):
+    """out, lse, dq, dk, dv in float64 with k and v repeated over each group (torch's enable_gqa), dk
+    and dv summed back over it"""
+    G = q.shape[1] // k.shape[1]
+    out, lse, dq, dk, dv = reference(q, np.repeat(k, G, 1), np.repeat(v, G, 1), g, causal, scale)
+    fold = lambda a: a.reshape(a.shape[0], -1, G, *a.shape[2:]).sum(2)  # noqa: E731
+    return out, lse, dq, fold(dk), fold(dv)
+
+
+def _needs_gqa_op():
+    """the attention pack's GQA (enable_gqa, the op's 8th argument): skip until it is there"""
+    m = lambda *s: vt.empty(s, dtype=vt.bfloat16, device="meta")  # noqa: E731
+    try:
+        vt.ops.Op(OP)(m(1, 4, 8, 64), m(1, 2, 8, 64), m(1, 2, 8, 64), None, False, None, 0.0, True)
+    except (ValueError, TypeError) as e:
+        pytest.skip(f"the attention pack has no GQA yet: {e}")
+
+
+# (B, H, Hkv, Tq, Tk, D): GQA, MQA, partial tiles, Tq != Tk both ways, a group of 8 (Llama's 32/8 at a small size)
+GQA_SHAPES = [(2, 8, 2, 256, 256, 64), (1, 4, 1, 100, 100, 128), (2, 6, 3, 65, 65, 64), (1, 4, 2, 128, 384, 128),
+              (1, 4, 2, 300, 100, 64), (1, 8, 1, 200, 256, 128), (2, 16, 2, 130, 130, 64)]
+
+
+@needs_hopper
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+@pytest.mark.parametrize("shape", GQA_SHAPES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("causal", [False, True])
+def test_hopper_gqa_forward_and_grads(hopper, dtype, shape, causal):
+    _needs_gqa_op()
+    B, H, Hkv, Tq, Tk, D = shape
+    dt = getattr(vt, dtype)
+    rng = np.random.default_rng(hash((dtype, shape, causal)) % 2**32)
+    (tq, q), (tg, g) = (half(rng.standard_normal((B, H, Tq, D)), dt) for _ in range(2))
+    (tk, k), (tv, v) = (half(rng.standard_normal((B, Hkv, Tk, D)), dt) for _ in range(2))
+    scale = 1 / np.sqrt(D)
+    want_out, want_lse, *want_grads = gqa_reference(q, k, v, g, causal, scale)
+    poison(((B, H, Tq, D), dt), ((B, H, Tq), vt.float32), ((B, Hkv, Tk, D), dt))
+    qg, kg, vg = (t.detach().requires_grad_() for t in (tq, tk, tv))
+    with vt.ops.trace() as t:
+        out, lse, _ = vt.ops.Op(OP)(tq, tk, tv, None, causal, None, 0.0, True)
+        grads = vt.autograd.grad(sdpa(qg, kg, vg, is_causal=causal, enable_gqa=True), (qg, kg, vg), tg)
+    # example 88's backward (VT_HOPPER_BWD=cutlass, float16) declines GQA: flash's
+    backward_by = ("flash", "fallback") if CUTLASS_BWD and dtype == "float16" else ("hopper", "priority")
+    assert {(r.op, r.provider, r.reason) for r in t.records if r.op in (OP, BACKWARD)} == \
+        {(OP, "hopper", "priority"), (BACKWARD, *backward_by)}
+    assert rel_err(to_numpy(out), want_out) <= TOL
+    assert np.abs(to_numpy(lse) - want_lse).max() <= 1e-2
+    for name, got, w in zip("qkv", grads, want_grads):
+        assert got.dtype is dt and tuple(got.shape) == w.shape
+        assert rel_err(to_numpy(got), w) <= TOL, f"d{name}"
+    if torch is not None and torch.cuda.is_available():
+        tdt = getattr(torch, dtype)
+        tt = [torch.from_numpy(a.astype(np.float32)).to("cuda", tdt).requires_grad_() for a in (q, k, v)]
+        t_out = F.scaled_dot_product_attention(*tt, is_causal=causal, enable_gqa=True)
+        t_grads = torch.autograd.grad(t_out, tt, torch.from_numpy(g.astype(np.float32)).to("cuda", tdt))
+        assert rel_err(to_numpy(out), t_out.detach().double().cpu().numpy()) <= TOL
+        for name, got, tg_ in zip("qkv", grads, t_grads):
+            assert rel_err(to_numpy(got), tg_.double().cpu().numpy()) <= TOL, f"d{name} vs torch"
+
+
+@needs_hopper
+def test_hopper_gqa_strided_views(hopper):
+    """GQA on q, k, v as views of one fused (B, T, H + 2 Hkv, D) projection (Llama's layout): head
+    strides D, not T * D, through the per-member launches' G x head strides"""
+    _needs_gqa_op()
+    B, T, H, Hkv, D = 2, 200, 8, 2, 128
+    rng = np.random.default_rng(8)
+    fused, f64 = half(rng.standard_normal((B, T, H + 2 * Hkv, D)))
+    tq, tk, tv = (fused[:, :, a:b].permute(0, 2, 1, 3) for a, b in ((0, H), (H, H + Hkv), (H + Hkv, H + 2 * Hkv)))
+    q, k, v = (np.transpose(f64[:, :, a:b], (0, 2, 1, 3)) for a, b in ((0, H), (H, H + Hkv), (H + Hkv, H + 2 * Hkv)))
+    tg, g = half(rng.standard_normal((B, H, T, D)))
+    want_out, want_lse, *want_grads = gqa_reference(q, k, v, g, True, 0.1)
+    with vt.ops.trace() as t:
+        out, lse, _ = vt.ops.Op(OP)(tq, tk, tv, None, True, 0.1, 0.0, True)
+        grads = vt.ops.Op(BACKWARD)(tg, tq, tk, tv, out, lse, None, True, 0.1, 0.0, 0, 0)
+    assert [r.provider for r in t.records if r.op in (OP, BACKWARD)] == ["hopper", "hopper"]
+    assert rel_err(to_numpy(out), want_out) <= TOL
+    assert np.abs(to_numpy(lse) - want_lse).max() <= 1e-2
+    for name, got, w in zip("qkv", grads, want_grads):
+        assert rel_err(to_numpy(got), w) <= TOL, f"d{name}"
 
 
 def _load_in_subprocess(env: dict, body: str = "") -> subprocess.CompletedProcess:
@@ -609,8 +735,30 @@ for D in (64, 128):
         errs = [rel_err(to_numpy(got), want) for got, want in zip(grads, (dq, dk, dv))]
         if served != ["hopper"] or max(errs) > 1e-2:
             bad.append(("fused views", D, str(dt), served, [tuple(x.stride()) for x in grads], ["%.3g" % e for e in errs]))
+# GQA and MQA: served by the backwards that take them (GQA_BACKWARDS), declined to flash by the others
+from test_attention_hopper import gqa_reference, GQA_BACKWARDS
+gqa = os.environ["VT_HOPPER_BWD"] in GQA_BACKWARDS
+for (B, H, Hkv, Tq, Tk, D) in [(2, 8, 2, 256, 256, 64), (1, 4, 1, 100, 300, 128), (1, 6, 2, 300, 100, 64)]:
+    for causal in (False, True):
+        for dt in (vt.bfloat16, vt.float16):
+            rng = np.random.default_rng(H * 100 + Hkv + D)
+            (tq, q), (tg, g) = (half(rng.standard_normal((B, H, Tq, D)), dt) for _ in range(2))
+            (tk, k), (tv, v) = (half(rng.standard_normal((B, Hkv, Tk, D)), dt) for _ in range(2))
+            *_, dq, dk, dv = gqa_reference(q, k, v, g, causal, 0.125)
+            try:
+                out, lse, _ = vt.ops.Op(OP)(tq, tk, tv, None, causal, 0.125, 0.0, True)
+            except (ValueError, TypeError):
+                break  # the attention pack has no GQA yet
+            poison(((B, H, Tq, D), dt), ((B, Hkv, Tk, D), dt))
+            with vt.ops.trace() as t:
+                grads = vt.ops.Op(BACKWARD)(tg, tq, tk, tv, out, lse, None, causal, 0.125, 0.0, 0, 0)
+            served = [r.provider for r in t.records if r.op == BACKWARD]
+            errs = [rel_err(to_numpy(got), want) for got, want in zip(grads, (dq, dk, dv))]
+            if served != ["hopper" if gqa else "flash"] or max(errs) > 1e-2:
+                bad.append(("gqa", (B, H, Hkv, Tq, Tk), D, causal, str(dt), served, ["%.3g" % e for e in errs]))
 print("BAD", bad) if bad else print("CHECKED")
 '''
+GQA_BACKWARDS = ("wgmma2", "wgmma3")  # the VT_HOPPER_BWD values whose backward takes Hkv < H
 
 
 @needs_hopper
@@ -680,3 +828,108 @@ def test_backward_tile_walk_emulated(D, shape, causal):
     got = emulate_tile_walk(q, k, v, g, causal, 1 / np.sqrt(D))
     for name, a, w in zip("qkv", got, want):
         assert np.abs(a - w).max() <= 1e-9 * max(np.abs(w).max(), 1.0), f"d{name}"
+
+
+# ---- GQA's index math, emulated on the host (no GPU) ---------------------------------------------
+def emulate_group_walk(q, k, v, g, causal, scale):
+    """backward_kernel2's GQA walk (bwd_wgmma2.cuh) in float64: one CTA per (key block, kv head hk, b)
+    walking steps n = 0 .. group * blocks - 1, step n on query head hk * group + n // blocks and query
+    block i_first + n % blocks, the next step's Q/dO/LSE/Dsum prefetched into the other stage (n & 1)
+    while this one runs; dK and dV summed over the whole walk in one accumulator, stored once; dQ
+    added into the query head's rows"""
+    B, H, Tq, D = q.shape
+    Hkv, Tk = k.shape[1], k.shape[2]
+    group = H // Hkv
+    Br, Bc = (128 if D == 64 else 64), 128
+    nq, nk = -(-Tq // Br), -(-Tk // Bc)
+    out, lse = gqa_reference(q, k, v, g, causal, scale)[:2]
+    dsum = (g * out).sum(-1)
+
+    def pad(a, n):
+        return np.concatenate([a, np.zeros(a.shape[:2] + (n - a.shape[2],) + a.shape[3:])], axis=2)
+
+    qp, gp, lp, dp = pad(q, nq * Br), pad(g, nq * Br), pad(lse, nq * Br), pad(dsum, nq * Br)
+    kp, vp = pad(k, nk * Bc), pad(v, nk * Bc)
+    dq, dk, dv = np.zeros(qp.shape), np.zeros(kp.shape), np.zeros(vp.shape)
+    for b in range(B):
+        for hk in range(Hkv):
+            for kb in range(nk):
+                k0 = kb * Bc
+                i_first = k0 // Br if causal else 0
+                blocks = nq - i_first
+                steps = group * blocks
+                head = lambda n: hk * group + n // blocks  # noqa: E731
+                block = lambda n: i_first + n % blocks  # noqa: E731
+                kj, vj = kp[b, hk, k0:k0 + Bc], vp[b, hk, k0:k0 + Bc]
+                stage = [None, None]
+
+                def load(n, s):
+                    hq, q0 = head(n), block(n) * Br
+                    stage[s] = (hq, q0, qp[b, hq, q0:q0 + Br], gp[b, hq, q0:q0 + Br], lp[b, hq, q0:q0 + Br],
+                                dp[b, hq, q0:q0 + Br])
+
+                acc_dk, acc_dv = np.zeros((Bc, D)), np.zeros((Bc, D))
+                if i_first < nq:
+                    load(0, 0)
+                for n in range(steps):
+                    s = n & 1
+                    if n + 1 < steps:
+                        load(n + 1, s ^ 1)
+                    hq, q0, qi, gi, li, di = stage[s]
+                    assert (hq, q0) == (head(n), block(n) * Br)
+                    keys, queries = k0 + np.arange(Bc)[:, None], q0 + np.arange(Br)[None, :]
+                    pt = np.exp(kj @ qi.T * scale - li[None, :])
+                    pt = np.where((keys >= Tk) | (queries >= Tq) | (causal & (keys > queries)), 0.0, pt)
+                    dst = pt * (vj @ gi.T - di[None, :])
+                    acc_dv += pt @ gi
+                    acc_dk += dst @ qi
+                    dq[b, hq, q0:q0 + Br] += dst.T @ kj
+                dk[b, hk, k0:k0 + Bc], dv[b, hk, k0:k0 + Bc] = acc_dk, acc_dv
+    return dq[:, :, :Tq] * scale, dk[:, :, :Tk] * scale, dv[:, :, :Tk]
+
+
+@pytest.mark.parametrize("shape", [(1, 4, 2, 256, 256, 64), (2, 3, 1, 100, 300, 128), (1, 6, 2, 300, 100, 64),
+                                   (1, 2, 2, 65, 65, 128)], ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("causal", [False, True])
+def test_backward_group_walk_emulated(shape, causal):
+    B, H, Hkv, Tq, Tk, D = shape
+    rng = np.random.default_rng(H * 1000 + Tq + Tk + D)
+    q, g = (rng.standard_normal((B, H, Tq, D)) for _ in range(2))
+    k, v = (rng.standard_normal((B, Hkv, Tk, D)) for _ in range(2))
+    want = gqa_reference(q, k, v, g, causal, 1 / np.sqrt(D))[2:]
+    got = emulate_group_walk(q, k, v, g, causal, 1 / np.sqrt(D))
+    for name, a, w in zip("qkv", got, want):
+        assert a.shape == w.shape and np.abs(a - w).max() <= 1e-9 * max(np.abs(w).max(), 1.0), f"d{name}"
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "fused"])
+def test_forward_group_launches_emulated(layout):
+    """fmha_run.cuh's GQA forward: launch g of G runs Hkv "heads" j whose q, out and lse start g query
+    heads in and step G heads at a time, while k and v step one head: query head g + j * G meets kv
+    head j = (g + j * G) // G, and the launches together write every head's out and lse once. Emulated
+    with numpy strides (elements) on contiguous tensors and on Llama-style fused projections."""
+    B, H, Hkv, Tq, Tk, D = 2, 8, 2, 5, 7, 4
+    G = H // Hkv
+    rng = np.random.default_rng(0)
+    if layout == "contiguous":
+        q, k, v = rng.standard_normal((B, H, Tq, D)), rng.standard_normal((B, Hkv, Tk, D)), rng.standard_normal((B, Hkv, Tk, D))
+    else:  # (B, T, heads, D) projections viewed as (B, heads, T, D)
+        q = np.transpose(rng.standard_normal((B, Tq, H, D)), (0, 2, 1, 3))
+        k, v = (np.transpose(rng.standard_normal((B, Tk, Hkv, D)), (0, 2, 1, 3)) for _ in range(2))
+    out, lse = np.full((B, H, Tq, D), np.nan), np.full((B, H, Tq), np.nan)
+    item = q.itemsize
+    for g in range(G):
+        # the launch's views: pointers moved g heads, head strides G x (q, out); lse (H * Tq, G * Tq)
+        qg = np.lib.stride_tricks.as_strided(q[:, g:], (B, Hkv, Tq, D),
+                                             (q.strides[0], q.strides[1] * G, q.strides[2], q.strides[3]))
+        og = np.lib.stride_tricks.as_strided(out[:, g:], (B, Hkv, Tq, D),
+                                             (out.strides[0], out.strides[1] * G, out.strides[2], out.strides[3]))
+        flat = lse.reshape(-1)[g * Tq:]
+        lg = np.lib.stride_tricks.as_strided(flat, (B, Hkv, Tq), (H * Tq * item, G * Tq * item, item))
+        s = qg @ np.swapaxes(k, -1, -2) * 0.5
+        lg[...] = np.logaddexp.reduce(s, axis=-1)
+        og[...] = np.exp(s - lg[..., None]) @ v
+    want_out, want_lse = gqa_reference(q, k, v, np.zeros_like(q), False, 0.5)[:2]
+    assert not np.isnan(out).any() and not np.isnan(lse).any()
+    np.testing.assert_allclose(out, want_out, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(lse, want_lse, rtol=1e-12, atol=1e-12)

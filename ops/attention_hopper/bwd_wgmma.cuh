@@ -105,7 +105,8 @@ struct Params {
   float* dq_acc;                // (B, H, Tq, D) contiguous
   void *dk, *dv;                // (B, H, Tk, D) in the layouts the meta step chose
   Strides sdk, sdv;             // elements; unit stride along D, the others multiples of 8
-  int H, Tq, Tk;
+  int H, Tq, Tk;                // H: query heads (q, dO, lse, dsum, dq_acc)
+  int group;                    // query heads a key/value head serves (H / Hkv; 1 unless GQA/MQA)
   float scale, scale_log2;
   bool causal;
 };
@@ -509,9 +510,10 @@ void run(vt::Call& c, const Backward& bw) {
   p.lse = bw.lse, p.lse_b = bw.slse.b, p.lse_h = bw.slse.h;
   p.dsum = dsum, p.dq_acc = acc, p.dk = bw.dk, p.dv = bw.dv;
   p.sdk = bw.sdk, p.sdv = bw.sdv;
-  p.H = pr.H, p.Tq = pr.Tq, p.Tk = pr.Tk;
+  p.H = pr.H, p.Tq = pr.Tq, p.Tk = pr.Tk, p.group = pr.group();
   p.scale = pr.scale, p.scale_log2 = pr.scale * kLog2e, p.causal = pr.causal;
-  const dim3 grid((pr.Tk + T::Bc - 1) / T::Bc, pr.H, pr.B);
+  // one CTA per (key block, key/value head, b); under GQA it walks the whole group (backward_kernel2)
+  const dim3 grid((pr.Tk + T::Bc - 1) / T::Bc, pr.Hkv, pr.B);
   Kernel<<<grid, kThreads, kSmem, st>>>(p);
   vt::cuda::check_launch(c, "the hopper backward");
 

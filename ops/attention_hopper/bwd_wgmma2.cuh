@@ -9,6 +9,10 @@
 //   - dS^T stored to shared memory as 4-byte pairs of neighbouring queries.
 // backward_kernel2<E, D, true> (VT_HOPPER_BWD=wgmma3) also adds dQ with one bulk reduce-add of a
 // shared tile a step instead of atomics from registers (below, and TiledDq in bwd_wgmma.cuh).
+// GQA/MQA (p.group = H / Hkv > 1): the CTA of (key block, kv head hk, b) walks the query blocks of
+// each of the group's query heads hk * group + g in turn, one flat walk of steps n = (g, block), so
+// dK and dV sum over the group in the same registers (no scratch, no atomics: deterministic) and the
+// query-block prefetch crosses from one head to the next like from one block to the next.
 // The offsets: a GMMA smem layout (ComposedLayout<Swizzle, smem_ptr_flag_bits<16>, L>) keeps its
 // swizzle in BYTES, for the pointer cute makes of it; evaluated as an integer it would apply the
 // byte swizzle to element offsets (Swizzle<3,4,3> where elements need Swizzle<3,3,3>). Commit 8b4988a
@@ -70,21 +74,19 @@ __global__ void __launch_bounds__(kThreads, 1) backward_kernel2(const Params p) 
   float2* dq_tile = reinterpret_cast<float2*>(&sh + 1);
 
   const int tid = threadIdx.x;
-  const int kb = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
+  const int kb = blockIdx.x, h = blockIdx.y, b = blockIdx.z;  // h: the key/value head
   const int k0 = kb * Bc;
   const int Tq = p.Tq, Tk = p.Tk;
   const int nq = (Tq + Br - 1) / Br;
   // causal: query block i sees key block kb when its last query reaches k0
   const int i_first = p.causal ? k0 / Br : 0;
+  // the walk: step n is query block i_first + n % blocks of query head h * group + n / blocks
+  const int blocks = nq - i_first, steps = p.group * blocks;
+  auto query_head = [&](int n) { return h * p.group + n / blocks; };
+  auto query_block = [&](int n) { return i_first + n % blocks; };
 
-  const E* gq = static_cast<const E*>(p.q) + b * p.sq.b + h * p.sq.h;
   const E* gk = static_cast<const E*>(p.k) + b * p.sk.b + h * p.sk.h + k0 * p.sk.t;
   const E* gv = static_cast<const E*>(p.v) + b * p.sv.b + h * p.sv.h + k0 * p.sv.t;
-  const E* gdo = static_cast<const E*>(p.dO) + b * p.sdo.b + h * p.sdo.h;
-  const float* glse = p.lse + b * p.lse_b + h * p.lse_h;
-  const int64_t bh = (int64_t)b * p.H + h;
-  const float* gdsum = p.dsum + bh * stat_row(Tq);
-  float* gdq = p.dq_acc + bh * Tq * D;
 
   Tensor sK = make_tensor(make_smem_ptr(sh.k.data()), typename T::LayoutKV{});
   Tensor sV = make_tensor(make_smem_ptr(sh.v.data()), typename T::LayoutKV{});
@@ -95,9 +97,13 @@ __global__ void __launch_bounds__(kThreads, 1) backward_kernel2(const Params p) 
   Tensor sKt = make_tensor(make_smem_ptr(sh.k.data()), typename T::LayoutKt{});
   Tensor sdS = make_tensor(make_smem_ptr(sh.dS.data()), typename T::LayoutdS{});
 
-  // Q_i, dO_i, LSE_i, Dsum_i of query block i into stage s (one cp.async group per call)
-  auto load_query_block = [&](int i, int s) {
-    const int q0 = i * Br, valid = min(Br, Tq - q0);
+  // Q_i, dO_i, LSE_i, Dsum_i of step n's query block and head into stage s (one cp.async group per call)
+  auto load_query_block = [&](int n, int s) {
+    const int hq = query_head(n), q0 = query_block(n) * Br, valid = min(Br, Tq - q0);
+    const E* gq = static_cast<const E*>(p.q) + b * p.sq.b + hq * p.sq.h;
+    const E* gdo = static_cast<const E*>(p.dO) + b * p.sdo.b + hq * p.sdo.h;
+    const float* glse = p.lse + b * p.lse_b + hq * p.lse_h;
+    const float* gdsum = p.dsum + ((int64_t)b * p.H + hq) * stat_row(Tq);
     auto at = [s](int r, int d) { return Offsets<typename T::LayoutQ>{}(r, d, s); };
     load_rows_at<Br, D>(sh.q.data(), at, gq + q0 * p.sq.t, p.sq.t, valid, tid);
     load_rows_at<Br, D>(sh.dO.data(), at, gdo + q0 * p.sdo.t, p.sdo.t, valid, tid);
@@ -127,7 +133,7 @@ __global__ void __launch_bounds__(kThreads, 1) backward_kernel2(const Params p) 
     auto at = [](int r, int d) { return Offsets<typename T::LayoutKV>{}(r, d); };
     load_rows_at<Bc, D>(sh.k.data(), at, gk, p.sk.t, kvalid, tid);
     load_rows_at<Bc, D>(sh.v.data(), at, gv, p.sv.t, kvalid, tid);
-    load_query_block(i_first, 0);  // one group: K, V and the first query block
+    load_query_block(0, 0);  // one group: K, V and the first query block
 
     // operand views (descriptors over shared memory)
     Tensor tSrK = thr_sdp.partition_fragment_A(sK);    // (MMA, 1, D/16)
@@ -142,16 +148,16 @@ __global__ void __launch_bounds__(kThreads, 1) backward_kernel2(const Params p) 
     Tensor cS = thr_sdp.partition_C(make_identity_tensor(Shape<Int<Bc>, Int<Br>>{}));
     Tensor cdQ = thr_dq.partition_C(make_identity_tensor(Shape<Int<Br>, Int<D>>{}));
 
-    for (int i = i_first; i < nq; ++i) {
-      const int s = (i - i_first) & 1;
-      const int q0 = i * Br;
+    for (int n = 0; n < steps; ++n) {
+      const int s = n & 1;
+      const int q0 = query_block(n) * Br;
       cp_async_wait_all();
       fence_async_shared();
       if constexpr (kBulkDq) {
         if (tid == 0) bulk_wait_read();  // step i-1's dQ tile read out before anyone writes it again
       }
       __syncthreads();  // stage s landed for everyone; everyone is done with step i-1 (stage s^1, dS)
-      if (i + 1 < nq) load_query_block(i + 1, s ^ 1);
+      if (n + 1 < steps) load_query_block(n + 1, s ^ 1);
 
       Tensor accS = partition_fragment_C(mma_sdp, Shape<Int<Bc>, Int<Br>>{});  // ((2, 2, Br/8), 1, 1)
       Tensor accdP = partition_fragment_C(mma_sdp, Shape<Int<Bc>, Int<Br>>{});
@@ -224,6 +230,8 @@ __global__ void __launch_bounds__(kThreads, 1) backward_kernel2(const Params p) 
 
       // dQ_i += dS K_j: pairs of neighbouring columns, one 8-byte reduction each
       static_assert(size<1>(decltype(accdQ){}) == 1 && size<2>(decltype(accdQ){}) == 1, "one atom per warp group");
+      const int64_t bh = (int64_t)b * p.H + query_head(n);
+      [[maybe_unused]] float* gdq = p.dq_acc + bh * Tq * D;
       CUTE_UNROLL
       for (int e = 0; e < size(accdQ); e += 2) {
         if constexpr (kBulkDq) {
@@ -237,7 +245,7 @@ __global__ void __launch_bounds__(kThreads, 1) backward_kernel2(const Params p) 
         fence_async_shared();  // the tile's st.shared visible to the bulk copy's (async proxy) reads
         __syncthreads();
         if (tid == 0)
-          bulk_reduce_add_f32(p.dq_acc + (bh * nq + i) * (int64_t)TiledDq<E, D>::kFloats,
+          bulk_reduce_add_f32(p.dq_acc + (bh * nq + query_block(n)) * (int64_t)TiledDq<E, D>::kFloats,
                               reinterpret_cast<const float*>(dq_tile), TiledDq<E, D>::kFloats * sizeof(float));
       }
     }
@@ -246,8 +254,8 @@ __global__ void __launch_bounds__(kThreads, 1) backward_kernel2(const Params p) 
     }
   }
 
-  // dK_j = scale * sum dS^T Q, dV_j = sum P^T dO through the strides the meta step chose (unit along
-  // D; others multiples of 8): rows past Tk dropped
+  // dK_j = scale * sum dS^T Q, dV_j = sum P^T dO (summed over the group's query heads) through the
+  // strides the meta step chose (unit along D; others multiples of 8): rows past Tk dropped
   Tensor cKV = thr_dkv.partition_C(make_identity_tensor(Shape<Int<Bc>, Int<D>>{}));
   E* gdk = static_cast<E*>(p.dk) + b * p.sdk.b + h * p.sdk.h;
   E* gdv = static_cast<E*>(p.dv) + b * p.sdv.b + h * p.sdv.h;

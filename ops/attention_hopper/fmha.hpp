@@ -2,9 +2,11 @@
 // kernels (fwd_d64.cu, fwd_d128.cu, bwd_d64.cu, bwd_d128.cu: one head dim each, so they compile in
 // parallel). pack.cu checks and plans; the kernels only run. No CUTLASS here: pack.cu stays cheap.
 //
-// Shape legend (attention::sdpa's): q (B, H, Tq, D), k and v (B, H, Tk, D), out (B, H, Tq, D),
+// Shape legend (attention::sdpa's): q (B, H, Tq, D), k and v (B, Hkv, Tk, D), out (B, H, Tq, D),
 // lse (B, H, Tq) float32 — the natural-log sum-exp of the scaled scores of each query row. Every
 // 4-d operand has a unit stride along D; Strides holds its other three, in elements.
+// GQA/MQA: H % Hkv == 0 and query head h reads key/value head h / (H / Hkv) (torch's enable_gqa);
+// Hkv == H is plain multi-head attention.
 #pragma once
 
 #include <cstdint>
@@ -22,6 +24,8 @@ struct Problem {
   bool fp16;    // float16, else bfloat16
   float scale;  // multiplies q @ k^T before the softmax
   bool causal;  // key j kept for query i when j <= i (top-left aligned, like torch's is_causal)
+  int Hkv;      // key/value heads (H for plain attention)
+  int group() const { return H / Hkv; }  // query heads sharing one key/value head
 };
 
 struct Forward {
@@ -61,17 +65,25 @@ void forward_d128(vt::Call& c, const Forward& f);
 void forward_d64_192x128(vt::Call& c, const Forward& f);
 // D = 64 on 128 x 64 tiles, persistent (fwd_d64_persistent.cu): one CTA per SM walking tiles.
 void forward_d64_128x64p(vt::Call& c, const Forward& f);
+// D = 256 (fwd_d256.cu), forward only: the backward at D = 256 is declined (flash/composed serve it).
+void forward_d256(vt::Call& c, const Forward& f);
 void backward_fp16_d64(vt::Call& c, const Backward& b);
 void backward_fp16_d128(vt::Call& c, const Backward& b);
 // Our own backward (bwd_wgmma.cuh): bfloat16 and float16, causal or not, any Tq and Tk, lse with a
 // unit stride along Tq (VT_HOPPER_BWD=wgmma; VT_HOPPER_BWD=cutlass picks example 88's for float16).
 void backward_wgmma_d64(vt::Call& c, const Backward& b);
 void backward_wgmma_d128(vt::Call& c, const Backward& b);
-// Its zero-spill variant (bwd_wgmma2.cuh), the pack's default backward: the same calls, the same results.
+// Its zero-spill variant (bwd_wgmma2.cuh), the pack's default backward: the same calls, the same results,
+// and GQA/MQA (Hkv < H: a CTA walks its key block's whole group of query heads, dK and dV summed in
+// registers). The other backwards decline Hkv != H.
 void backward_wgmma2_d64(vt::Call& c, const Backward& b);
 void backward_wgmma2_d128(vt::Call& c, const Backward& b);
 // ... with dQ through shared tiles and bulk reduce-adds (VT_HOPPER_BWD=wgmma3; also bwd_wgmma2.cuh).
 void backward_wgmma3_d64(vt::Call& c, const Backward& b);
 void backward_wgmma3_d128(vt::Call& c, const Backward& b);
+// FlashAttention-3's warp specialisation on that arithmetic: a TMA producer warp, a dQ writer warp,
+// two consumer groups at 240 registers (bwd_ws.cuh; VT_HOPPER_BWD=ws).
+void backward_ws_d64(vt::Call& c, const Backward& b);
+void backward_ws_d128(vt::Call& c, const Backward& b);
 
 }  // namespace vt_fmha

@@ -246,25 +246,39 @@ struct ForwardKernelOf {
 template <class E, int D, class Fusion, class Tile>
 using ForwardKernel = typename ForwardKernelOf<E, D, Fusion, Tile>::Kernel;
 
+// GQA/MQA (Hkv < H): the example's kernel indexes q, k, v, out and lse with one (b, h), and its
+// problem shape is five ints, so a key/value head cannot be h / G inside it (a stride-0 mode for the
+// group would need a nested problem shape; TMA descriptors want non-zero strides). Instead one launch
+// per member g of a group: query heads g, G + g, 2G + g, ... over Hkv heads, i.e. q, out and lse
+// offset by g heads with G times their head stride, k and v as they are. G launches of B * Hkv *
+// tiles CTAs each; plain attention is the one launch with G = 1.
 template <class E, int D, class Fusion, class Tile>
 void forward(vt::Call& c, const Forward& f) {
   using Kernel = ForwardKernel<E, D, Fusion, Tile>;
   const Problem& p = f.p;
-  typename Kernel::Arguments args{
-      {p.B, p.H, p.Tq, p.Tk, D},
-      {static_cast<const E*>(f.q), fwd_stride(f.sq), static_cast<const E*>(f.k), fwd_stride(f.sk),
-       static_cast<const E*>(f.v), fwd_stride(f.sv)},
-      {static_cast<E*>(f.out), fwd_stride(f.so), f.lse,
-       cute::tuple<_1, cute::tuple<int, int>>{_1{}, cute::make_tuple(p.H * p.Tq, p.Tq)}},
-      hardware(c)};
-  if (!Kernel::can_implement(checked_args(args)))
-    c.fail(VT_ERR_NOT_IMPL, "the Hopper FMHA forward cannot run B=%d H=%d Tq=%d Tk=%d D=%d", p.B, p.H, p.Tq, p.Tk, D);
-  if (Kernel::get_workspace_size(args) != 0)
+  const int G = p.group();
+  auto args_for = [&](int g) {
+    const Strides sq{f.sq.b, f.sq.h * G, f.sq.t}, so{f.so.b, f.so.h * G, f.so.t};
+    return typename Kernel::Arguments{
+        {p.B, p.Hkv, p.Tq, p.Tk, D},
+        {static_cast<const E*>(f.q) + g * f.sq.h, fwd_stride(sq), static_cast<const E*>(f.k), fwd_stride(f.sk),
+         static_cast<const E*>(f.v), fwd_stride(f.sv)},
+        {static_cast<E*>(f.out) + g * f.so.h, fwd_stride(so), f.lse + (int64_t)g * p.Tq,
+         cute::tuple<_1, cute::tuple<int, int>>{_1{}, cute::make_tuple(p.H * p.Tq, G * p.Tq)}},
+        hardware(c)};
+  };
+  typename Kernel::Arguments first = args_for(0);
+  if (!Kernel::can_implement(checked_args(first)))
+    c.fail(VT_ERR_NOT_IMPL, "the Hopper FMHA forward cannot run B=%d H=%d Hkv=%d Tq=%d Tk=%d D=%d", p.B, p.H, p.Hkv,
+           p.Tq, p.Tk, D);
+  if (Kernel::get_workspace_size(first) != 0)
     c.fail(VT_ERR_RUNTIME, "the Hopper FMHA forward asks for a workspace this pack does not provide");
-  typename Kernel::Params params = Kernel::to_underlying_arguments(args, nullptr);
-  params.mainloop.scale_softmax = p.scale;
-  params.mainloop.scale_softmax_log2 = p.scale * kLog2e;
-  launch<Kernel>(c, params, "the Hopper FMHA forward");
+  for (int g = 0; g < G; ++g) {
+    typename Kernel::Params params = Kernel::to_underlying_arguments(args_for(g), nullptr);
+    params.mainloop.scale_softmax = p.scale;
+    params.mainloop.scale_softmax_log2 = p.scale * kLog2e;
+    launch<Kernel>(c, params, "the Hopper FMHA forward");
+  }
 }
 
 // ---- backward ------------------------------------------------------------------------------------

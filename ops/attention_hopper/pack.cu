@@ -9,7 +9,10 @@
 //   python: vt.ops.load("ops/attention_hopper/build/packs/attention_hopper")   # hopper serves
 //           vt.ops.use("attention::sdpa", "flash", "cuda")                      # back to flash
 //
-// Serves: the forward and the backward in bfloat16 and float16; head dim D == Dv in {64, 128};
+// Serves: the forward and the backward in bfloat16 and float16; head dim D == Dv in {64, 128}, and
+// the forward also at 256 (its backward declined: flash's compute, then the composed one, serve it);
+// GQA/MQA (k, v with Hkv heads, H % Hkv == 0, query head h on kv head h / (H / Hkv)) both ways on the
+// default backward (wgmma2) and wgmma3, declined by the others;
 // any Tq and Tk (partial tiles masked); causal (top-left) or not; no mask; dropout_p == 0; q, k, v (and out, grad_out) with a unit stride along D, the
 // other strides multiples of 8 elements and 16-byte aligned data (TMA's rules); sizes and strides
 // within 32 bits (the kernels index with int); the backward without grad_lse. Every other call is
@@ -66,11 +69,12 @@ struct BackwardKernel {
   const char* name;
   void (*d64)(vt::Call&, const vt_fmha::Backward&);
   void (*d128)(vt::Call&, const vt_fmha::Backward&);
+  bool gqa;  // takes Hkv < H (a row that leaves it out declines GQA/MQA)
 };
 constexpr BackwardKernel kBackwards[] = {
-    {"wgmma2", vt_fmha::backward_wgmma2_d64, vt_fmha::backward_wgmma2_d128},
+    {"wgmma2", vt_fmha::backward_wgmma2_d64, vt_fmha::backward_wgmma2_d128, true},
     {"wgmma", vt_fmha::backward_wgmma_d64, vt_fmha::backward_wgmma_d128},
-    {"wgmma3", vt_fmha::backward_wgmma3_d64, vt_fmha::backward_wgmma3_d128},
+    {"wgmma3", vt_fmha::backward_wgmma3_d64, vt_fmha::backward_wgmma3_d128, true},
     {"cutlass", vt_fmha::backward_fp16_d64, vt_fmha::backward_fp16_d128}};
 const BackwardKernel* g_backward = &kBackwards[0];
 bool is_cutlass(const BackwardKernel* k) { return k == &kBackwards[3]; }
@@ -119,12 +123,17 @@ vt_fmha::Problem problem_of(const vt::Call& c, const vt_tensor* q, const vt_tens
   if (mask) decline(c, "a mask (none, or causal=True, only)");
   if (p != 0.0) decline(c, "dropout_p = %g (0 only)", p);
   const int64_t B = q->sizes[0], H = q->sizes[1], Tq = q->sizes[2], Tk = k->sizes[2], D = q->sizes[3];
-  if (k->sizes[1] != H) decline(c, "k, v with %lld heads for q's %lld (GQA: flash)", (long long)k->sizes[1], (long long)H);
-  (void)backward;
+  const int64_t Hkv = k->sizes[1];
   // not D = 32 (ViT's heads): example 88's forward there ran at flash's speed on the H200 (both 1.7x
-  // torch's time at 128x8x65x32), and our backward has no D = 32; flash serves both
-  if (v->sizes[3] != D || (D != 64 && D != 128))
-    decline(c, "head dims D = %lld, Dv = %lld (D == Dv in {64, 128} only)", (long long)D, (long long)v->sizes[3]);
+  // torch's time at 128x8x65x32), and our backward has no D = 32; flash serves both. D = 256: the
+  // forward only (fwd_d256.cu); the backward goes to flash's compute, which hands it to the composed one
+  if (v->sizes[3] != D || (D != 64 && D != 128 && (D != 256 || backward)))
+    decline(c, "head dims D = %lld, Dv = %lld (D == Dv in %s only)", (long long)D, (long long)v->sizes[3],
+            backward ? "{64, 128} for the backward" : "{64, 128, 256}");
+  // GQA/MQA: torch's enable_gqa convention (query head h reads kv head h / (H / Hkv))
+  if (Hkv <= 0 || v->sizes[1] != Hkv || H % Hkv != 0)
+    decline(c, "q with %lld heads, k with %lld, v with %lld (k and v alike, dividing q's)", (long long)H,
+            (long long)Hkv, (long long)v->sizes[1]);
   if (B == 0 || H == 0 || Tq == 0 || Tk == 0)
     decline(c, "B = %lld, H = %lld, Tq = %lld, Tk = %lld (non-empty only)", (long long)B, (long long)H, (long long)Tq,
             (long long)Tk);
@@ -134,7 +143,7 @@ vt_fmha::Problem problem_of(const vt::Call& c, const vt_tensor* q, const vt_tens
     decline(c, "%lld x %lld x %lld x %lld elements (beyond 32-bit indexing)", (long long)B, (long long)H,
             (long long)std::max(Tq, Tk), (long long)D);
   if (!(std::isfinite(scale) && scale != 0.0)) decline(c, "scale = %g (finite, non-zero only)", scale);
-  return vt_fmha::Problem{(int)B, (int)H, (int)Tq, (int)Tk, (int)D, fp16, (float)scale, causal};
+  return vt_fmha::Problem{(int)B, (int)H, (int)Tq, (int)Tk, (int)D, fp16, (float)scale, causal, (int)Hkv};
 }
 
 // lse (B, H, Tq) copied into rows of stat_row(Tq) floats (any strides in, TMA's layout out)
@@ -171,8 +180,14 @@ VT_COMPUTE(sdpa_hopper, "attention::sdpa") {
   operand(c, c.out(0), "out", &f.so);
   f.out = c.out(0)->data;
   f.lse = static_cast<float*>(c.out(1)->data);
+  // GQA: one launch per member of a group, its query heads G apart (fmha_run.cuh): G x the head strides
+  const int64_t G = f.p.group();
+  if (!fits_int(G * f.sq.h) || !fits_int(G * f.so.h) || !fits_int((int64_t)f.p.H * f.p.Tq))
+    decline(c, "q or out head strides %lld, %lld x %lld query heads a group (beyond 32 bits)", (long long)f.sq.h,
+            (long long)f.so.h, (long long)G);
   if (f.p.D == 64) forward_d64_for(c, f);
-  else vt_fmha::forward_d128(c, f);
+  else if (f.p.D == 128) vt_fmha::forward_d128(c, f);
+  else vt_fmha::forward_d256(c, f);
   const cudaError_t e =
       cudaMemsetAsync(c.out(2)->data, 0, 2 * sizeof(int64_t), static_cast<cudaStream_t>(c.ctx->stream));
   if (e != cudaSuccess) c.fail(VT_ERR_RUNTIME, "CUDA error in clearing rng: %s", cudaGetErrorString(e));
@@ -196,6 +211,9 @@ VT_COMPUTE(sdpa_backward_hopper, "attention::sdpa_backward") {
   if (b.p.H > 65535 || b.p.B > 65535) decline(c, "B = %d, H = %d (65535 at most each)", b.p.B, b.p.H);
   const BackwardKernel* kernel = is_cutlass(g_backward) && !b.p.fp16 ? &kBackwards[0] : g_backward;
   const bool cutlass_backward = is_cutlass(kernel);
+  if (b.p.Hkv != b.p.H && !kernel->gqa)
+    decline(c, "GQA/MQA (q with %d heads, k and v with %d) under VT_HOPPER_BWD=%s (wgmma2, the default, and wgmma3 "
+            "take it)", b.p.H, b.p.Hkv, kernel->name);
   if (cutlass_backward) {
     // example 88's causal mask is key > query alone (fmha_run.cuh says why): the rows past Tk
     // would see the zero-filled keys of a partial last key block
@@ -288,7 +306,10 @@ VT_OPPACK_CAPABILITIES(R"json({
   "providers": [
     {"provider": "hopper", "device": "cuda", "compute_capability": {"min": "9.0", "max": "9.0"},
      "dtypes": ["bfloat16", "float16"], "cuda_graphs": true, "deterministic": false,
-     "shapes": "D == Dv in {64, 128}, any Tq and Tk, no mask, no dropout, no grad_lse; the rest: flash",
+     "shapes": "D == Dv in {64, 128, 256}, any Tq and Tk, GQA/MQA, no mask, no dropout; the rest: flash",
+     "limits": [{"arg": "q", "dim": -1, "one_of": [64, 128, 256]}, {"arg": "v", "dim": -1, "one_of": [64, 128, 256]}]},
+    {"provider": "hopper", "device": "cuda", "ops": ["attention::sdpa_backward"],
+     "shapes": "D == Dv in {64, 128}, any Tq and Tk, GQA/MQA, no mask, no dropout, no grad_lse; the rest: flash",
      "limits": [{"arg": "q", "dim": -1, "one_of": [64, 128]}, {"arg": "v", "dim": -1, "one_of": [64, 128]}]}
   ]
 })json")
