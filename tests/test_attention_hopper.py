@@ -754,7 +754,9 @@ for (B, H, Hkv, Tq, Tk, D) in [(2, 8, 2, 256, 256, 64), (1, 4, 1, 100, 300, 128)
                 grads = vt.ops.Op(BACKWARD)(tg, tq, tk, tv, out, lse, None, causal, 0.125, 0.0, 0, 0)
             served = [r.provider for r in t.records if r.op == BACKWARD]
             errs = [rel_err(to_numpy(got), want) for got, want in zip(grads, (dq, dk, dv))]
-            if served != ["hopper" if gqa else "flash"] or max(errs) > 1e-2:
+            # under 'cutlass' bfloat16 runs on the default backward (example 88's has no bfloat16)
+            by = "hopper" if gqa or (cutlass and dt is vt.bfloat16) else "flash"
+            if served != [by] or max(errs) > 1e-2:
                 bad.append(("gqa", (B, H, Hkv, Tq, Tk), D, causal, str(dt), served, ["%.3g" % e for e in errs]))
 print("BAD", bad) if bad else print("CHECKED")
 '''
