@@ -677,7 +677,7 @@ def test_hopper_causal_forward_sections(hopper, D):
             assert np.abs(lse[b, h] - want_lse).max() <= 1e-2, (b, h)
 
 
-BACKWARD_CHOICES = ["wgmma", "wgmma2", "wgmma3", "cutlass"]  # VT_HOPPER_BWD's values (read at load)
+BACKWARD_CHOICES = ["wgmma", "wgmma2", "wgmma3", "cutlass", "ws"]  # VT_HOPPER_BWD's values (read at load)
 
 
 def test_unknown_backward_choice_fails_the_load():

@@ -75,7 +75,8 @@ constexpr BackwardKernel kBackwards[] = {
     {"wgmma2", vt_fmha::backward_wgmma2_d64, vt_fmha::backward_wgmma2_d128, true},
     {"wgmma", vt_fmha::backward_wgmma_d64, vt_fmha::backward_wgmma_d128},
     {"wgmma3", vt_fmha::backward_wgmma3_d64, vt_fmha::backward_wgmma3_d128, true},
-    {"cutlass", vt_fmha::backward_fp16_d64, vt_fmha::backward_fp16_d128}};
+    {"cutlass", vt_fmha::backward_fp16_d64, vt_fmha::backward_fp16_d128},
+    {"ws", vt_fmha::backward_ws_d64, vt_fmha::backward_ws_d128}};  // FA3's warp specialisation (bwd_ws.cuh)
 const BackwardKernel* g_backward = &kBackwards[0];
 bool is_cutlass(const BackwardKernel* k) { return k == &kBackwards[3]; }
 
@@ -276,7 +277,8 @@ vt_status attention_hopper_init(const vt_host* host, vt_pack* pack) {
     }
     if (!backward)
       vt::fail(VT_ERR_VALUE, "VT_HOPPER_BWD='%s': 'wgmma2' (ours, zero-spill, the default), 'wgmma' (ours, the first "
-               "kernel), 'wgmma3' (wgmma2 with dQ's bulk reduce-add) or 'cutlass' (example 88's, float16)", bwd);
+               "kernel), 'wgmma3' (wgmma2 with dQ's bulk reduce-add), 'cutlass' (example 88's, float16) or 'ws' (warp-"
+               "specialised: TMA producer, dQ writer, two consumer groups)", bwd);
     g_backward = backward;
     const char* tile = std::getenv("VT_HOPPER_FWD_D64");
     g_forward_d64 = nullptr;
