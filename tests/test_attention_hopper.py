@@ -541,9 +541,14 @@ def _needs_gqa_op():
         pytest.skip(f"the attention pack has no GQA yet: {e}")
 
 
-# (B, H, Hkv, Tq, Tk, D): GQA, MQA, partial tiles, Tq != Tk both ways, a group of 8 (Llama's 32/8 at a small size)
+# (B, H, Hkv, Tq, Tk, D): GQA, MQA, partial tiles, Tq != Tk both ways, a group of 8 (Llama's 32/8 at a
+# small size). The backward splits a group over CTAs while (key blocks x Hkv x B) CTAs would leave SMs
+# idle (bwd_wgmma.cuh's run<>): on the H200's 132 SMs the small shapes run one query head a CTA; 5x16/4
+# at 1024 keys (160 CTAs) walks all 4 heads of a group in one CTA, 4x12/2 at 1024 keys splits each
+# group of 6 over 3 CTAs of 2 heads.
 GQA_SHAPES = [(2, 8, 2, 256, 256, 64), (1, 4, 1, 100, 100, 128), (2, 6, 3, 65, 65, 64), (1, 4, 2, 128, 384, 128),
-              (1, 4, 2, 300, 100, 64), (1, 8, 1, 200, 256, 128), (2, 16, 2, 130, 130, 64)]
+              (1, 4, 2, 300, 100, 64), (1, 8, 1, 200, 256, 128), (2, 16, 2, 130, 130, 64),
+              (5, 16, 4, 1024, 1024, 64), (4, 12, 2, 512, 1024, 128)]
 
 
 @needs_hopper
@@ -833,12 +838,13 @@ def test_backward_tile_walk_emulated(D, shape, causal):
 
 
 # ---- GQA's index math, emulated on the host (no GPU) ---------------------------------------------
-def emulate_group_walk(q, k, v, g, causal, scale):
-    """backward_kernel2's GQA walk (bwd_wgmma2.cuh) in float64: one CTA per (key block, kv head hk, b)
-    walking steps n = 0 .. group * blocks - 1, step n on query head hk * group + n // blocks and query
-    block i_first + n % blocks, the next step's Q/dO/LSE/Dsum prefetched into the other stage (n & 1)
-    while this one runs; dK and dV summed over the whole walk in one accumulator, stored once; dQ
-    added into the query head's rows"""
+def emulate_group_walk(q, k, v, g, causal, scale, splits=1):
+    """backward_kernel2's GQA walk (bwd_wgmma2.cuh) in float64: one CTA per (key block, y, b), y =
+    kv head hk * splits + part, walking steps n = 0 .. heads * blocks - 1 (heads = group / splits),
+    step n on query head y * heads + n // blocks and query block i_first + n % blocks, the next step's
+    Q/dO/LSE/Dsum prefetched into the other stage (n & 1) while this one runs; dK and dV summed over
+    the walk in one accumulator, stored once (splits > 1: as fp32 partials (split, B, Hkv, Tk, D) that
+    dkv_sum adds in split order); dQ added into the query head's rows"""
     B, H, Tq, D = q.shape
     Hkv, Tk = k.shape[1], k.shape[2]
     group = H // Hkv
@@ -852,15 +858,18 @@ def emulate_group_walk(q, k, v, g, causal, scale):
 
     qp, gp, lp, dp = pad(q, nq * Br), pad(g, nq * Br), pad(lse, nq * Br), pad(dsum, nq * Br)
     kp, vp = pad(k, nk * Bc), pad(v, nk * Bc)
-    dq, dk, dv = np.zeros(qp.shape), np.zeros(kp.shape), np.zeros(vp.shape)
+    dq = np.zeros(qp.shape)
+    part_k, part_v = np.full((splits,) + kp.shape, np.nan), np.full((splits,) + vp.shape, np.nan)
+    heads = group // splits
     for b in range(B):
-        for hk in range(Hkv):
+        for y in range(Hkv * splits):
+            hk, part = y // splits, y % splits
             for kb in range(nk):
                 k0 = kb * Bc
                 i_first = k0 // Br if causal else 0
                 blocks = nq - i_first
-                steps = group * blocks
-                head = lambda n: hk * group + n // blocks  # noqa: E731
+                steps = heads * blocks
+                head = lambda n: y * heads + n // blocks  # noqa: E731
                 block = lambda n: i_first + n % blocks  # noqa: E731
                 kj, vj = kp[b, hk, k0:k0 + Bc], vp[b, hk, k0:k0 + Bc]
                 stage = [None, None]
@@ -886,20 +895,26 @@ def emulate_group_walk(q, k, v, g, causal, scale):
                     acc_dv += pt @ gi
                     acc_dk += dst @ qi
                     dq[b, hq, q0:q0 + Br] += dst.T @ kj
-                dk[b, hk, k0:k0 + Bc], dv[b, hk, k0:k0 + Bc] = acc_dk, acc_dv
+                    assert hq // group == hk  # the query head's kv head
+                part_k[part, b, hk, k0:k0 + Bc], part_v[part, b, hk, k0:k0 + Bc] = acc_dk, acc_dv
+    dk, dv = part_k[0], part_v[0]
+    for part in range(1, splits):  # dkv_sum's order
+        dk, dv = dk + part_k[part], dv + part_v[part]
     return dq[:, :, :Tq] * scale, dk[:, :, :Tk] * scale, dv[:, :, :Tk]
 
 
-@pytest.mark.parametrize("shape", [(1, 4, 2, 256, 256, 64), (2, 3, 1, 100, 300, 128), (1, 6, 2, 300, 100, 64),
-                                   (1, 2, 2, 65, 65, 128)], ids=lambda s: "x".join(map(str, s)))
+# (B, H, Hkv, Tq, Tk, D, splits): splits as run<> picks them for too small a grid (a divisor of the group)
+@pytest.mark.parametrize("shape", [(1, 4, 2, 256, 256, 64, 1), (2, 3, 1, 100, 300, 128, 1), (1, 6, 2, 300, 100, 64, 1),
+                                   (1, 2, 2, 65, 65, 128, 1), (1, 4, 1, 200, 256, 128, 2), (2, 6, 1, 130, 130, 64, 3),
+                                   (1, 8, 2, 100, 300, 64, 4)], ids=lambda s: "x".join(map(str, s)))
 @pytest.mark.parametrize("causal", [False, True])
 def test_backward_group_walk_emulated(shape, causal):
-    B, H, Hkv, Tq, Tk, D = shape
+    B, H, Hkv, Tq, Tk, D, splits = shape
     rng = np.random.default_rng(H * 1000 + Tq + Tk + D)
     q, g = (rng.standard_normal((B, H, Tq, D)) for _ in range(2))
     k, v = (rng.standard_normal((B, Hkv, Tk, D)) for _ in range(2))
     want = gqa_reference(q, k, v, g, causal, 1 / np.sqrt(D))[2:]
-    got = emulate_group_walk(q, k, v, g, causal, 1 / np.sqrt(D))
+    got = emulate_group_walk(q, k, v, g, causal, 1 / np.sqrt(D), splits)
     for name, a, w in zip("qkv", got, want):
         assert a.shape == w.shape and np.abs(a - w).max() <= 1e-9 * max(np.abs(w).max(), 1.0), f"d{name}"
 

@@ -41,6 +41,7 @@
 #include "cutlass/numeric_types.h"
 
 #include "fmha.hpp"
+#include "vt/cuda/device.cuh"
 #include "vt/cuda/launch.cuh"
 
 namespace vt_fmha::wgmma_bwd {
@@ -107,6 +108,10 @@ struct Params {
   Strides sdk, sdv;             // elements; unit stride along D, the others multiples of 8
   int H, Tq, Tk;                // H: query heads (q, dO, lse, dsum, dq_acc)
   int group;                    // query heads a key/value head serves (H / Hkv; 1 unless GQA/MQA)
+  int splits;                   // CTAs sharing one group (GQA, backward_kernel2)
+  int heads;                    // query heads a CTA walks: group / splits
+  float* dkv_part;              // splits > 1: fp32 partial dK (splits, B, Hkv, Tk, D), then as many of dV
+  int64_t part_stride;          // B * Hkv * Tk * D: one split's partials
   float scale, scale_log2;
   bool causal;
 };
@@ -468,6 +473,29 @@ __global__ void dq_convert_tiled(const float* acc, int64_t pairs, int nq, float 
   }
 }
 
+// dK, dV (blockIdx.y 0, 1) = 16-bit(sum over the splits of the fp32 partials (splits, B, Hkv, Tk, D)),
+// in split order; through the strides the meta step chose (unit along D, the others multiples of 8:
+// the 8-byte stores stay aligned). Four elements a thread a round.
+template <class E>
+__global__ void dkv_sum(const float* part, int64_t quads, int64_t part_stride, int splits, int Hkv, int Tk, int D,
+                        Strides sdk, E* dk, Strides sdv, E* dv) {
+  const bool is_v = blockIdx.y == 1;
+  const float* src = part + (is_v ? splits * part_stride : 0);
+  const Strides so = is_v ? sdv : sdk;
+  E* out = is_v ? dv : dk;
+  for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < quads; i += (int64_t)gridDim.x * blockDim.x) {
+    float4 a = reinterpret_cast<const float4*>(src)[i];
+    for (int s = 1; s < splits; ++s) {
+      const float4 b = reinterpret_cast<const float4*>(src + s * part_stride)[i];
+      a.x += b.x, a.y += b.y, a.z += b.z, a.w += b.w;
+    }
+    const int64_t row = i * 4 / D, bh = row / Tk;
+    const int d = (int)(i * 4 % D), t = (int)(row % Tk);
+    const int64_t b = bh / Hkv, h = bh % Hkv;
+    *reinterpret_cast<uint2*>(out + b * so.b + h * so.h + t * so.t + d) = make_uint2(pack2<E>(a.x, a.y), pack2<E>(a.z, a.w));
+  }
+}
+
 // ---- host side ----------------------------------------------------------------------------------------
 // Kernel: backward_kernel (the one the H200 validated) or backward_kernel2 (bwd_wgmma2.cuh), same
 // Params and launch shape; kTiledDq: the kernel keeps dQ in whole query tiles (TiledDq) and a shared
@@ -512,10 +540,34 @@ void run(vt::Call& c, const Backward& bw) {
   p.sdk = bw.sdk, p.sdv = bw.sdv;
   p.H = pr.H, p.Tq = pr.Tq, p.Tk = pr.Tk, p.group = pr.group();
   p.scale = pr.scale, p.scale_log2 = pr.scale * kLog2e, p.causal = pr.causal;
-  // one CTA per (key block, key/value head, b); under GQA it walks the whole group (backward_kernel2)
-  const dim3 grid((pr.Tk + T::Bc - 1) / T::Bc, pr.Hkv, pr.B);
+  // one CTA per (key block, key/value head, b); under GQA it walks the group (backward_kernel2), split
+  // over `splits` CTAs when the grid would not fill the SMs (MQA at small B x Tk): the smallest
+  // divisor of the group that gives a CTA per SM, or the whole group. Split, each CTA stores fp32
+  // partial dK, dV and dkv_sum adds them in a fixed order (deterministic, like the unsplit walk).
+  const int64_t ctas = (int64_t)((pr.Tk + T::Bc - 1) / T::Bc) * pr.Hkv * pr.B;
+  int splits = 1;
+  while (splits < p.group && ctas * splits < vt::cuda::sm_count(c)) {
+    ++splits;
+    while (p.group % splits) ++splits;
+  }
+  p.splits = splits, p.heads = p.group / splits;
+  vt::Tensor part_t;  // held until the kernels are queued
+  if (splits > 1) {
+    p.part_stride = (int64_t)pr.B * pr.Hkv * pr.Tk * D;
+    const int64_t n = 2 * splits * p.part_stride;
+    part_t = c.empty(&n, 1, vt::kFloat32);
+    p.dkv_part = static_cast<float*>(part_t->data);
+  }
+  const dim3 grid((pr.Tk + T::Bc - 1) / T::Bc, pr.Hkv * splits, pr.B);
   Kernel<<<grid, kThreads, kSmem, st>>>(p);
   vt::cuda::check_launch(c, "the hopper backward");
+  if (splits > 1) {
+    const int64_t quads = p.part_stride / 4;
+    dkv_sum<E><<<dim3(vt::cuda::grid_for(quads), 2), 256, 0, st>>>(p.dkv_part, quads, p.part_stride, splits, pr.Hkv,
+                                                                  pr.Tk, D, bw.sdk, static_cast<E*>(bw.dk), bw.sdv,
+                                                                  static_cast<E*>(bw.dv));
+    vt::cuda::check_launch(c, "the hopper backward's dK, dV sum over a split group");
+  }
 
   if constexpr (kTiledDq)
     dq_convert_tiled<E, D><<<vt::cuda::grid_for(nacc / 4), 256, 0, st>>>(acc, nacc / 4, nq, pr.scale, pr.H, pr.Tq,

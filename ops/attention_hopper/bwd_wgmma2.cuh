@@ -12,7 +12,9 @@
 // GQA/MQA (p.group = H / Hkv > 1): the CTA of (key block, kv head hk, b) walks the query blocks of
 // each of the group's query heads hk * group + g in turn, one flat walk of steps n = (g, block), so
 // dK and dV sum over the group in the same registers (no scratch, no atomics: deterministic) and the
-// query-block prefetch crosses from one head to the next like from one block to the next.
+// query-block prefetch crosses from one head to the next like from one block to the next. When that
+// grid is too small for the SMs (MQA at small B x Tk; run<> decides), p.splits CTAs share a group,
+// each walking group / splits heads and storing fp32 partial dK, dV that dkv_sum adds in order.
 // The offsets: a GMMA smem layout (ComposedLayout<Swizzle, smem_ptr_flag_bits<16>, L>) keeps its
 // swizzle in BYTES, for the pointer cute makes of it; evaluated as an integer it would apply the
 // byte swizzle to element offsets (Swizzle<3,4,3> where elements need Swizzle<3,3,3>). Commit 8b4988a
@@ -74,19 +76,22 @@ __global__ void __launch_bounds__(kThreads, 1) backward_kernel2(const Params p) 
   float2* dq_tile = reinterpret_cast<float2*>(&sh + 1);
 
   const int tid = threadIdx.x;
-  const int kb = blockIdx.x, h = blockIdx.y, b = blockIdx.z;  // h: the key/value head
+  // blockIdx.y = kv head * splits + part: the CTA walks query heads first_head = blockIdx.y * p.heads
+  // on (p.heads = group / splits), i.e. from kv head * group + part * p.heads. The kv head is re-read
+  // from blockIdx where used, first_head held (ptxas at D = 64: 0 spills so; 8-12 bytes of spill with
+  // the kv head and the head count held, or first_head re-read each step)
+  const int kb = blockIdx.x, b = blockIdx.z;
   const int k0 = kb * Bc;
   const int Tq = p.Tq, Tk = p.Tk;
   const int nq = (Tq + Br - 1) / Br;
   // causal: query block i sees key block kb when its last query reaches k0
   const int i_first = p.causal ? k0 / Br : 0;
-  // the walk: step n is query block i_first + n % blocks of query head h * group + n / blocks
-  const int blocks = nq - i_first, steps = p.group * blocks;
-  auto query_head = [&](int n) { return h * p.group + n / blocks; };
+  // the walk: step n is query block i_first + n % blocks of query head blockIdx.y * p.heads + n / blocks
+  const int blocks = nq - i_first, steps = p.heads * blocks;
+  const int first_head = blockIdx.y * p.heads;
+  auto query_head = [&](int n) { return first_head + n / blocks; };
   auto query_block = [&](int n) { return i_first + n % blocks; };
 
-  const E* gk = static_cast<const E*>(p.k) + b * p.sk.b + h * p.sk.h + k0 * p.sk.t;
-  const E* gv = static_cast<const E*>(p.v) + b * p.sv.b + h * p.sv.h + k0 * p.sv.t;
 
   Tensor sK = make_tensor(make_smem_ptr(sh.k.data()), typename T::LayoutKV{});
   Tensor sV = make_tensor(make_smem_ptr(sh.v.data()), typename T::LayoutKV{});
@@ -130,6 +135,9 @@ __global__ void __launch_bounds__(kThreads, 1) backward_kernel2(const Params p) 
 
   if (i_first < nq) {
     const int kvalid = min(Bc, Tk - k0);
+    const int h = blockIdx.y / p.splits;  // the key/value head
+    const E* gk = static_cast<const E*>(p.k) + b * p.sk.b + h * p.sk.h + k0 * p.sk.t;
+    const E* gv = static_cast<const E*>(p.v) + b * p.sv.b + h * p.sv.h + k0 * p.sv.t;
     auto at = [](int r, int d) { return Offsets<typename T::LayoutKV>{}(r, d); };
     load_rows_at<Bc, D>(sh.k.data(), at, gk, p.sk.t, kvalid, tid);
     load_rows_at<Bc, D>(sh.v.data(), at, gv, p.sv.t, kvalid, tid);
@@ -257,6 +265,21 @@ __global__ void __launch_bounds__(kThreads, 1) backward_kernel2(const Params p) 
   // dK_j = scale * sum dS^T Q, dV_j = sum P^T dO (summed over the group's query heads) through the
   // strides the meta step chose (unit along D; others multiples of 8): rows past Tk dropped
   Tensor cKV = thr_dkv.partition_C(make_identity_tensor(Shape<Int<Bc>, Int<D>>{}));
+  const int h = blockIdx.y / p.splits;  // the key/value head
+  if (p.splits > 1) {  // this split's fp32 partials, (split, B, Hkv, Tk, D) contiguous; dkv_sum adds them
+    const int64_t at = (blockIdx.y % p.splits) * p.part_stride + ((int64_t)b * (gridDim.y / p.splits) + h) * Tk * D;
+    float* pdk = p.dkv_part + at;
+    float* pdv = p.dkv_part + p.splits * p.part_stride + at;
+    CUTE_UNROLL
+    for (int e = 0; e < size(accdK); e += 2) {
+      const int key = k0 + get<0>(cKV(e)), d = get<1>(cKV(e));
+      if (key < Tk) {
+        *reinterpret_cast<float2*>(pdk + (int64_t)key * D + d) = make_float2(accdK(e) * p.scale, accdK(e + 1) * p.scale);
+        *reinterpret_cast<float2*>(pdv + (int64_t)key * D + d) = make_float2(accdV(e), accdV(e + 1));
+      }
+    }
+    return;
+  }
   E* gdk = static_cast<E*>(p.dk) + b * p.sdk.b + h * p.sdk.h;
   E* gdv = static_cast<E*>(p.dv) + b * p.sdv.b + h * p.sdv.h;
   CUTE_UNROLL
