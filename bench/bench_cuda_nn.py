@@ -18,7 +18,7 @@ vt's copy_ and torch's). vt / torch is the time ratio (lower is better). Without
 and exits 0; without torch the torch columns are left empty.
 
 --rows-plans runs the norm group once per VT_ROWS_PLAN value ("default": the variable unset, the
-16-bit wide plan; "wide4", "classic", "piped", "plain"; see ops/core/cuda/rowwise.cuh), each in a process of
+16-bit wide plan at 4 slots per thread; "wide8", "wide4", "classic", "piped", "plain"; see ops/core/cuda/rowwise.cuh), each in a process of
 its own (the plan is read once per process), for an A/B of the row kernels in one call.
 """
 from __future__ import annotations
@@ -165,7 +165,7 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="fewer repeats (a smoke run)")
     ap.add_argument("--only", default="", help="comma-separated groups: " + ",".join(GROUPS))
     ap.add_argument("--rows-plans", default="",
-                    help="comma-separated VT_ROWS_PLAN values (default, wide4, classic, piped, plain): the norm group "
+                    help="comma-separated VT_ROWS_PLAN values (default, wide8, wide4, classic, piped, plain): the norm group "
                          "once per value, each in a process of its own")
     args = ap.parse_args(argv)
     if args.rows_plans:

@@ -1,6 +1,6 @@
 """The 16-bit row plans on CUDA, with more rows than the GPU holds blocks: the wide plan (the
-default: softmax, log_softmax, layer_norm, rms_norm forward of 16-byte rows that one chunk of 8
-slots per thread covers, norm_rows_wide / softmax_rows_wide), the classic kernels
+default: softmax, log_softmax, layer_norm, rms_norm forward of 16-byte rows that one chunk of 4
+slots per thread covers, norm_rows_wide / softmax_rows_wide; 8 slots under VT_ROWS_PLAN=wide8), the classic kernels
 (VT_ROWS_PLAN=classic), their row pipeline (rowwise::RowPipe, VT_ROWS_PLAN=piped: each block works
 through several rows with the next one in flight), and loss_rows::ce_fwd_rows_piped (the fused
 cross-entropy of 16-bit rows whose two copies fit shared memory, unless VT_ROWS_PLAN=plain).
@@ -20,9 +20,10 @@ from conftest import DEVICES, assert_close, make, on, to_numpy
 pytestmark = pytest.mark.skipif("cuda" not in DEVICES, reason="needs a CUDA GPU")
 
 HALVES = ["bfloat16", "float16"]
-# (rows, row length): many rows of 4096 (wide: 64 threads a row; classic: 128), of 2048 (wide: a
-# warp a row, 8 rows a block), of 768 (wide: 8 lanes a row, 32 rows a block), of 4104 (a partial
-# last slot group: 96 threads, some without a slot), few rows spread wider, and a single row
+# (rows, row length): many rows of 4096 (wide and classic: 128 threads a row; wide8: 64), of 2048
+# (wide: 64 threads; wide8: a warp a row, 8 rows a block), of 768 (wide: a warp a row; wide8: 16
+# lanes), of 4104 (a partial last slot group: 160 threads, some without a slot; wide8: 96), few rows
+# spread wider, and a single row
 ROWS = [(2500, 4096), (5000, 2048), (3001, 768), (700, 4104), (300, 4096), (1, 4096)]
 
 
@@ -123,14 +124,14 @@ vt.cross_entropy(xc, t, label_smoothing=0.1).backward()
 np.save(sys.argv[6], xc.grad.cpu().to(vt.float32).numpy())
 """
 
-PLANS = ["default", "classic", "piped", "plain", "wide4"]
+PLANS = ["default", "classic", "piped", "plain", "wide4", "wide8"]
 
 
 def test_rows_plans_agree(rng, tmp_path):
     """Every VT_ROWS_PLAN value (read once per process, so each runs in a process of its own):
     the classic norm/softmax rows give the same bits pipelined or not ("classic", "piped",
-    "plain"); the wide plan (the default) adds in another order, so it agrees with them within the
-    dtype's tolerance and with float64, as "wide4" (the wide kernels at the classic plan) does; the one-buffer cross-entropy kernel ("plain") splits a row
+    "plain"); the wide plan (the default and "wide4": 4 slots per thread, "wide8": 8) agrees with
+    them within the dtype's tolerance and with float64; the one-buffer cross-entropy kernel ("plain") splits a row
     over lanes otherwise (the same gradient up to rounding)."""
     import os
     import subprocess
@@ -163,7 +164,7 @@ def test_rows_plans_agree(rng, tmp_path):
     want = [np_softmax(xb, False), np_softmax(xb, True), np_norm(xb, wb, wb, 1e-5, False),
             np_norm(xb, wb, None, 2.0 ** -7, True)]
     names = ["softmax", "log_softmax", "layer_norm", "rms_norm"]
-    for plan in ("default", "wide4"):  # the wide kernels at 8 and at 4 slots per thread
+    for plan in ("default", "wide4", "wide8"):  # the wide kernels at 4 (the default) and at 8 slots per thread
         for i, name in enumerate(names):
             got = vt.tensor(rows[plan][i]).to(vt.bfloat16)
             assert_close(got, rows["classic"][i].astype(np.float64), "bfloat16", scale=4, msg=f"{plan} vs classic {name}")

@@ -5,8 +5,8 @@ norm_rows.cuh, compiled as host C++ with the warp primitives emulated
 reference: a check of the warp-per-row and block-per-row paths' index arithmetic, tails, reductions,
 the 16-bit forward's plans and guard bytes that runs without a GPU (a few cases; run the binary
 without arguments for all). Each VT_ROWS_PLAN the forward reads runs: the wide plan (the default:
-norm_rows_wide / softmax_rows_wide, 8 slots per thread, which must also give the generic kernels'
-bits at the same plan), the same kernels at 4 slots per thread ("wide4") and the classic kernels
+norm_rows_wide / softmax_rows_wide, 4 slots per thread, which must also give the generic kernels'
+bits at the same plan), the same kernels at 8 slots per thread ("wide8") and the classic kernels
 with their row pipeline ("piped": blocks taking many rows, the next one prefetched)."""
 import os
 import subprocess
@@ -30,13 +30,13 @@ def test_row_kernels_in_host_emulation(tmp_path):
     exe = host_emulation.build("ops/core/lab/rowwise_emulate.cpp", tmp_path / "rowwise_emulate", "VT_ROWWISE_EMULATE",
                                ["ops/core/lab"])
     # the default: the wide plan for the 16-bit forward rows that one chunk covers with 16-byte
-    # slots (a 4096-element row in 64 threads; 1024 elements: 16 lanes of a warp; 4104 over few
-    # rows: 288 threads, some slots absent), the classic kernels elsewhere (misaligned rows: scalar
-    # accesses; float32)
+    # slots (a 4096-element row in 128 threads; 1024 elements: a warp; 4104 over few rows: 288
+    # threads, some slots absent), the classic kernels elsewhere (misaligned rows: scalar accesses;
+    # float32)
     out = _run(exe, "quick", None)
-    assert "log_softmax bfloat16 fwd M 515 N 4096 shift 0 wide         block tpr  64 threads  64" in out, out
-    assert "layer_norm bfloat16 w+b M 515 N 4096 shift 0 wide          block tpr  64 threads  64" in out, out
-    assert "layer_norm bfloat16 w+b M 517 N 1024 shift 0 wide          warp  tpr  16" in out, out
+    assert "log_softmax bfloat16 fwd M 515 N 4096 shift 0 wide         block tpr 128 threads 128" in out, out
+    assert "layer_norm bfloat16 w+b M 515 N 4096 shift 0 wide          block tpr 128 threads 128" in out, out
+    assert "layer_norm bfloat16 w+b M 517 N 1024 shift 0 wide          warp  tpr  32" in out, out
     assert "softmax float16 fwd M 37 N 4104 shift 0 wide               block tpr 288" in out, out
     assert "layer_norm bfloat16 w M 37 N 3000 shift 1                  block" in out, out
     # every kind of classic plan ran too: the warp kernel (short rows and a full warp), the block
@@ -51,8 +51,8 @@ def test_row_kernels_in_host_emulation(tmp_path):
     out = _run(exe, "rows4096", "piped")
     assert "log_softmax bfloat16 fwd M 515 N 4096 shift 0 piped        block tpr 128 threads 128" in out, out
     assert "layer_norm bfloat16 w+b M 515 N 4096 shift 0 piped         block tpr 128 threads 128" in out, out
-    # VT_ROWS_PLAN=wide4: the wide kernels at the classic plan (128 threads a row), the generic
-    # kernels' bits
-    out = _run(exe, "rows4096", "wide4")
-    assert "log_softmax bfloat16 fwd M 515 N 4096 shift 0 wide         block tpr 128 threads 128" in out, out
-    assert "layer_norm bfloat16 w+b M 515 N 4096 shift 0 wide          block tpr 128 threads 128" in out, out
+    # VT_ROWS_PLAN=wide8: the wide kernels at 8 slots per thread (64 threads a row), the generic
+    # kernels' bits at that plan
+    out = _run(exe, "rows4096", "wide8")
+    assert "log_softmax bfloat16 fwd M 515 N 4096 shift 0 wide         block tpr  64 threads  64" in out, out
+    assert "layer_norm bfloat16 w+b M 515 N 4096 shift 0 wide          block tpr  64 threads  64" in out, out

@@ -437,11 +437,11 @@ __device__ __forceinline__ void opaque(Slot& s) {
 // (exact), rows are read and written with evict-first hints (each byte once): about 18 instructions
 // per element for layer_norm, 12 for rms_norm. Its sums run in the generic kernel's order at the
 // same plan, so it gives the generic kernel's bits at its K (checked in the host emulation).
-constexpr int kWideSlots = 8;
+constexpr int kWideSlots = 8;  // VT_ROWS_PLAN=wide8; the default runs at 4 slots (RowsPlan says why)
 // Registers of the wide kernels: bfloat16 64 (16 blocks of 64 threads per SM: 128 KB of a row's
 // loads in flight, and 8192 rows are 3.9 waves where 72 registers made them 4.4, a last wave less
 // than half full); float16 72 (its widening is a conversion: at 64, log_softmax spilled 92 bytes).
-// At 4 slots per thread (VT_ROWS_PLAN=wide4) 44 (11 blocks of 128 threads per SM, 88 KB in flight).
+// At 4 slots per thread (the default) 44 (11 blocks of 128 threads per SM, 88 KB in flight).
 #ifdef VT_ROWWISE_EMULATE
 #define VT_WIDE_KERNEL_BOUNDS(T, K)
 #else
@@ -575,21 +575,29 @@ __host__ __device__ inline int pipe_bytes(const Plan& p) {
 // all. Measured on an H200 (2026-12-01, 8192x4096 bf16, of the copy ceiling, one run): the pipelined
 // norm/softmax rows were no faster (layer_norm 0.72 vs 0.73, rms_norm 0.73 vs 0.81, softmax 0.77 vs
 // 0.80), the pipelined cross-entropy was (16384x50304 forward+backward 943 us vs 1169).
-// "wide4": the wide kernels at the classic plan's 4 slots per thread (a 4096-element row in 128
-// threads: half the bytes in flight per thread, half the work per row; the classic kernels' bits).
-enum class RowsPlan { Default, Classic, Piped, Plain, Wide4 };
+// The wide kernels run at 4 slots per thread, the classic plan's (a 4096-element row in 128
+// threads; the classic kernels' bits); "wide8" runs them at kWideSlots = 8 (64 threads), the default
+// until 2026-12-02; "wide4" names the default. Kernel time alone (ops/core/lab/rows16_bench.cu, H200,
+// one run, of a device copy of the same 64 MB, bfloat16 rows of 768..8192 elements; layer_norm /
+// rms_norm / softmax / log_softmax): 4 slots 0.84-0.95 / 0.96-0.98 / 0.97-0.99 / 0.97-1.00, 8 slots
+// 0.83-0.93 / 0.95-0.97 / 0.90-0.97 / 0.97-0.99 (8192x4096: 0.95 / 0.96 / 0.98 / 0.98 against 0.91 /
+// 0.95 / 0.96 / 0.99); 8 slots won only layer_norm of 768 (0.87 vs 0.84) and three log_softmax rows
+// by 0.01. float16 likewise, its log_softmax 0.97-1.00 against 0.86-0.91.
+enum class RowsPlan { Default, Classic, Piped, Plain, Wide4, Wide8 };
 inline RowsPlan rows_plan_named(const char* v) {
   const std::string s = v ? v : "";
   return s == "plain" ? RowsPlan::Plain : s == "piped" ? RowsPlan::Piped : s == "classic" ? RowsPlan::Classic
-         : s == "wide4" ? RowsPlan::Wide4 : RowsPlan::Default;
+         : s == "wide4" ? RowsPlan::Wide4 : s == "wide8" ? RowsPlan::Wide8 : RowsPlan::Default;
 }
 inline RowsPlan rows_plan() {
   static const RowsPlan plan = rows_plan_named(std::getenv("VT_ROWS_PLAN"));
   return plan;
 }
 inline bool pipe_enabled() { return rows_plan() != RowsPlan::Plain; }  // the fused cross-entropy's rows
-inline bool wide_enabled() { return rows_plan() == RowsPlan::Default || rows_plan() == RowsPlan::Wide4; }
-inline int wide_slots() { return rows_plan() == RowsPlan::Wide4 ? 4 : kWideSlots; }  // the wide kernels' K
+inline bool wide_enabled() {
+  return rows_plan() == RowsPlan::Default || rows_plan() == RowsPlan::Wide4 || rows_plan() == RowsPlan::Wide8;
+}
+inline int wide_slots() { return rows_plan() == RowsPlan::Wide8 ? kWideSlots : 4; }  // the wide kernels' K
 // Sets p.pipe for a norm/softmax forward plan of K slots and returns the launch's dynamic shared
 // memory (0: none; only under VT_ROWS_PLAN=piped).
 template <class T, int K>

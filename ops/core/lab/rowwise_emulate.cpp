@@ -13,7 +13,7 @@
 //       ops/core/lab/rowwise_emulate.cpp -o /tmp/rowwise_emulate
 //   /tmp/rowwise_emulate [quick|rows4096]  (exit status 0 when every case is within tolerance and no
 //                                          guard changed; tests/test_rowwise_emulate.py runs `quick`,
-//                                          and `rows4096` with VT_ROWS_PLAN=piped and =wide4)
+//                                          and `rows4096` with VT_ROWS_PLAN=piped and =wide8)
 #include <cstdio>
 #include <cstdlib>
 #include <random>
@@ -334,7 +334,7 @@ void norm_case(int64_t M, int N, int shift, bool rms, int affine, std::mt19937& 
 int main(int argc, char** argv) {
   const bool quick = argc > 1 && std::string(argv[1]) == "quick";
   std::mt19937 g(7);
-  if (argc > 1 && std::string(argv[1]) == "rows4096") {  // 16-bit 4096-element rows (VT_ROWS_PLAN=piped, wide4)
+  if (argc > 1 && std::string(argv[1]) == "rows4096") {  // 16-bit 4096-element rows (VT_ROWS_PLAN=piped, wide8)
     softmax_case<__nv_bfloat16>(515, 4096, 0, true, g);
     norm_case<__nv_bfloat16>(515, 4096, 0, false, kBoth, g);
     std::printf("%s: %d failing\n", failures ? "FAILED" : "all cases passed", failures);
@@ -343,9 +343,9 @@ int main(int argc, char** argv) {
   if (quick) {
     softmax_case<float>(37, 7, 1, false, g);                    // warp, tpr 2, scalar tails
     norm_case<__nv_bfloat16>(530, 100, 0, false, kBoth, g);     // warp, tpr 4, dead rows in the last block
-    norm_case<__nv_bfloat16>(517, 1024, 0, false, kBoth, g);    // warp, tpr 32, 4 slots per lane
+    norm_case<__nv_bfloat16>(517, 1024, 0, false, kBoth, g);    // warp, tpr 32, 4 slots per lane (wide: the same plan)
     norm_case<float>(512, 384, 0, false, kBoth, g);             // miniGPT's rows: bwd partials per block of 8 warps
-    softmax_case<__nv_bfloat16>(515, 4096, 0, true, g);         // wide: block of 64 (classic: 128, pipelined)
+    softmax_case<__nv_bfloat16>(515, 4096, 0, true, g);         // wide: block of 128 (wide8: 64; classic: 128, pipelined)
     norm_case<__nv_bfloat16>(515, 4096, 0, false, kBoth, g);    // the same for layer_norm (rows prefetched)
     softmax_case<__half>(37, 4104, 0, false, g);                 // wide, few rows spread wide, slots absent
     norm_case<__nv_bfloat16>(37, 3000, 1, false, kWeight, g);   // block, misaligned: scalar accesses
