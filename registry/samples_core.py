@@ -22,8 +22,8 @@ NOT_COVERED: dict = {}
 NO_GRAD = {"core::mul_": {"other"}}
 # outputs that are saved statistics for the backward op, not differentiable results
 # (cross_entropy_fused's third output is the gradient buffer its backward hands out)
-AUX_OUTPUTS = {"core::layer_norm": {1, 2}, "core::rms_norm": {1}, "core::cross_entropy": {1},
-               "core::cross_entropy_fused": {1, 2}}
+AUX_OUTPUTS = {"core::layer_norm": {1, 2}, "core::add_layer_norm": {2, 3}, "core::rms_norm": {1},
+               "core::cross_entropy": {1}, "core::cross_entropy_fused": {1, 2}}
 
 
 def samples(s):
@@ -54,6 +54,12 @@ def samples(s):
         x, w, bias = f(2, 3, 4), f(4), f(4)
         _, mean, rstd = s.op("core::layer_norm")(x, [4], w, bias)
         return call(f(2, 3, 4), x, [4], mean, rstd, w, bias)
+
+    def add_layer_norm_bw():
+        x, r, w, bias = f(2, 3, 4), f(2, 3, 4, dtype="bfloat16"), f(4), f(4)
+        sm, _, mean, rstd = s.op("core::add_layer_norm")(x, r, [4], w, bias)
+        return [call(f(2, 3, 4), f(2, 3, 4), sm, [4], mean, rstd, s.vt.float32, s.vt.bfloat16, w, bias),
+                call(None, f(2, 3, 4, dtype="bfloat16"), sm, [4], mean, rstd, s.vt.float32, s.vt.bfloat16)]
 
     def rms_norm_bw():
         x, w = f(2, 3, 4), f(4)
@@ -190,6 +196,10 @@ def samples(s):
         "core::log_softmax_backward": lambda: call(f(2, 3), f(2, 3), 0),
         "core::layer_norm": lambda: [call(f(2, 3, 4), [4], f(4), f(4)), call(f(2, 3, 4), [3, 4])],
         "core::layer_norm_backward": layer_norm_bw,
+        "core::add_layer_norm": lambda: [call(f(2, 3, 4), f(2, 3, 4), [4], f(4), f(4)),
+                                         call(f(2, 3, 4), f(2, 3, 4, dtype="bfloat16"), [3, 4], None, None,
+                                              1e-5, s.vt.bfloat16)],
+        "core::add_layer_norm_backward": add_layer_norm_bw,
         "core::rms_norm": lambda: [call(f(2, 3, 4), [4], f(4)), call(f(2, 4), [4], None, 1e-6)],
         "core::rms_norm_backward": rms_norm_bw,
         "core::dropout": lambda: [call(f(2, 3), 0.5, True), call(f(2, 3), 0.5, False)],

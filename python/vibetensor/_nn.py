@@ -21,7 +21,7 @@ from vibetensor.runtime import dtypes as T
 from . import _ops
 from . import autograd as _autograd
 
-__all__ = ["softmax", "log_softmax", "layer_norm", "rms_norm", "dropout", "cross_entropy",
+__all__ = ["softmax", "log_softmax", "layer_norm", "add_layer_norm", "rms_norm", "dropout", "cross_entropy",
            "mse_loss", "linear", "bmm", "mm", "addmm", "randint", "randperm"]
 
 
@@ -58,6 +58,23 @@ def _shape(s):
 def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
     """Layer normalisation over the trailing `normalized_shape` dims (fused forward/backward)."""
     return _op("core::layer_norm")(input, _shape(normalized_shape), weight, bias, float(eps))[0]
+
+
+def add_layer_norm(input, residual, normalized_shape, weight=None, bias=None, eps=1e-5, out_dtype=None):
+    """(input + residual, layer_norm(input + residual)) in one fused op, forward and backward: a
+    pre-norm block's residual add and the next norm (vLLM's fused_add_rms_norm, for layer_norm).
+    input and residual may differ in dtype (a float32 residual stream plus a bfloat16 branch output
+    is read as is, no cast); the sum has the promoted dtype, the normalised output `out_dtype`
+    (default: the sum's; under vt.autocast, the autocast dtype).
+
+    >>> import vibetensor as vt
+    >>> s, y = vt.add_layer_norm(vt.tensor([[1.0, 2.0]]), vt.tensor([[1.0, 0.0]]), 2)
+    >>> s.tolist(), y.tolist()
+    ([[2.0, 2.0]], [[0.0, 0.0]])
+    """
+    dt = None if out_dtype is None else T.get_dtype(out_dtype)
+    r = _op("core::add_layer_norm")(input, residual, _shape(normalized_shape), weight, bias, float(eps), dt)
+    return r[0], r[1]
 
 
 def rms_norm(input, normalized_shape, weight=None, eps=None):

@@ -6,6 +6,10 @@ tensor arguments on that device cast first, by the op's class:
 - float32 (exp/log/pow and friends, softmax, log_softmax, norms, losses, sum, cumsum,
   logsumexp): 16-bit floats -> float32, so reductions and normalisations keep their range;
 - widest (cat, where, index_put): mixed floating inputs -> the widest of them;
+- low-precision output (add_layer_norm): inputs are not cast (it reads a float32 residual stream
+  and a 16-bit branch output as they are, sum and statistics in float32); its normalised output,
+  whose consumer is a low-precision matmul, is produced in the autocast dtype unless out_dtype is
+  given: the same numbers as a float32 layer_norm followed by a cast, without the cast's pass;
 - every other op runs in the dtypes it is given.
 Casts are ops with backward rules, so gradients flow back to the float32 parameters. A leaf that
 requires grad (a weight) is cast once per autocast region, not once per use. Backward is not
@@ -33,6 +37,7 @@ FLOAT32 = frozenset({"core::exp", "core::log", "core::log1p", "core::rsqrt", "co
                      "core::cross_entropy_fused", "core::mse_loss", "core::sum", "core::cumsum",
                      "core::logsumexp"})
 WIDEST = frozenset({"core::cat", "core::where", "core::index_put", "core::index_put_"})
+LOW_PRECISION_OUT = {"core::add_layer_norm": 6}  # op -> the index of its out_dtype argument
 
 _SIXTEEN = (T.float16, T.bfloat16)
 _tls = threading.local()     # .stack: [(device_type, dtype, enabled, cache)], innermost last
@@ -137,6 +142,16 @@ def _cast_arguments(name, args, kwargs):
             if _eligible(x, device_type) and x.dtype in _SIXTEEN:
                 return _cast(x, T.float32, cache)
             return x
+    elif name in LOW_PRECISION_OUT:
+        i = LOW_PRECISION_OUT[name]
+        if not (args and _eligible(args[0], device_type)):
+            return args, kwargs
+        if len(args) > i:
+            if args[i] is None:
+                args = args[:i] + (low,) + args[i + 1:]
+        elif kwargs.get("out_dtype") is None:
+            kwargs = {**kwargs, "out_dtype": low}
+        return args, kwargs
     elif name in WIDEST:
         flat = [x for x in list(args) + list(kwargs.values())
                 for x in (x if isinstance(x, (list, tuple)) else (x,))]

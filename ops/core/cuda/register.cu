@@ -16,6 +16,7 @@ void register_pointwise_cuda(vt::Registrar& r);      // pointwise.cu
 void register_reduce_cuda(vt::Registrar& r);         // reduce.cu
 void register_nn_cuda(vt::Registrar& r);             // nn.cu
 void register_norm_cuda(vt::Registrar& r);           // norm.cu
+void register_add_norm_cuda(vt::Registrar& r);       // add_norm.cu
 void register_loss_cuda(vt::Registrar& r);           // loss.cu
 void register_matmul_cuda(vt::Registrar& r);         // matmul.cu
 void register_index_cuda(vt::Registrar& r);          // index.cu
@@ -45,7 +46,7 @@ void core_register_cuda(vt::Registrar& r) {
   r.compute("core::to_device", VT_CUDA, to_device_compute);
   for (auto family : {register_unary_cuda, register_compare_cuda, register_scalar_cuda,
                       register_pointwise_cuda, register_reduce_cuda, register_nn_cuda,
-                      register_norm_cuda, register_loss_cuda, register_matmul_cuda,
+                      register_norm_cuda, register_add_norm_cuda, register_loss_cuda, register_matmul_cuda,
                       register_index_cuda, register_index_scatter_cuda, register_shape_cuda,
                       register_factory_cuda, register_random_cuda, register_optim_cuda,
                       register_view_cuda})

@@ -14,6 +14,12 @@
 //   grad_weight = sum over rows of g * xhat, grad_bias = sum over rows of g
 // A missing weight/bias gives a (0,)-shaped grad_weight/grad_bias. grad_weight/bias are reduced in
 // fixed blocks of rows combined in order, so results do not depend on the thread count.
+// add_layer_norm(input, residual, normalized_shape, weight?, bias?, eps, out_dtype?) -> (sum, out, mean, rstd)
+//   fuses a residual add into layer_norm: sum = input + residual (the promoted dtype; input and
+//   residual may differ, e.g. float32 + bfloat16), out = layer_norm(sum) in out_dtype (default sum's).
+//   add_layer_norm_backward(grad_sum?, grad_out?, sum, normalized_shape, mean, rstd, input_dtype,
+//       residual_dtype, weight?, bias?) -> (grad_input, grad_residual, grad_weight, grad_bias)
+//   with grad_input = grad_residual = grad_sum + layer_norm's grad_input (each in its dtype).
 // The backward ops have no backward rule of their own: double backward through layer_norm and
 // rms_norm is not supported.
 // Each op is a meta step (the checks, outputs and statistics tensors; every device) and a CPU
@@ -47,8 +53,10 @@ int64_t rows_cols(const vt_tensor* x, vt_int_list ns, int64_t* M) {
   return N;
 }
 
-// The meta step's checks of input/normalized_shape/weight/bias.
-void check_norm(vt::Call& c, const vt_tensor* x, vt_int_list ns, const vt_tensor* w, const vt_tensor* b) {
+// The meta step's checks of input/normalized_shape/weight/bias; xname: what weight/bias's dtype must
+// match (add_layer_norm's sum).
+void check_norm(vt::Call& c, const vt_tensor* x, vt_int_list ns, const vt_tensor* w, const vt_tensor* b,
+                const char* xname = "input") {
   if (!vt::is_floating(x->dtype))
     c.fail(VT_ERR_TYPE, "input must have a floating dtype, got %s", vt::dtype_name(x->dtype));
   vt::check_ndim(c.op, x, "input");
@@ -64,7 +72,7 @@ void check_norm(vt::Call& c, const vt_tensor* x, vt_int_list ns, const vt_tensor
   for (int k = 0; k < 2; ++k) {
     const vt_tensor* t = wb[k];
     if (!t) continue;
-    c.check_same_dtype(x, "input", t, names[k]);
+    c.check_same_dtype(x, xname, t, names[k]);
     c.check_same_device(x, "input", t, names[k]);
     bool ok = t->ndim == ns.len;
     for (int64_t i = 0; ok && i < ns.len; ++i) ok = t->sizes[i] == ns.data[i];
@@ -313,6 +321,207 @@ void norm_backward(vt::Call& c) {
   });
 }
 
+
+// ---- add_layer_norm: sum = input + residual, out = layer_norm(sum) --------------------------------
+// input and residual may differ in dtype (float32 + bfloat16: a model's float32 residual stream and
+// a low-precision branch output); sum takes the promoted dtype, out `out_dtype` (default: sum's),
+// weight and bias sum's dtype, mean/rstd stat_dtype(sum's). The backward op writes
+// g = grad_sum + layer_norm_backward(grad_out) once per element into grad_input (input's dtype) and
+// grad_residual (residual's dtype).
+
+// the dtype of input + residual: the wider, float32 for float16 with bfloat16 (torch's rule)
+vt_dtype promoted_float(vt_dtype a, vt_dtype b) {
+  if (vt::same_dtype(a, b)) return a;
+  if (a.bits != b.bits) return a.bits > b.bits ? a : b;
+  return vt::kFloat32;
+}
+
+// row r of t (contiguous, any floating dtype) as A
+template <class A>
+void load_row_as(const char* op, const vt_tensor* t, int64_t r, int64_t n, A* dst) {
+  vt::dispatch(vt::kFloatingTypes, t->dtype, op, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    const T* p = vt::data<const T>(t) + r * n;
+    for (int64_t i = 0; i < n; ++i) dst[i] = vt::convert<A>(p[i]);
+  });
+}
+// src rounded to t's dtype into row r of t (contiguous)
+template <class A>
+void store_row_as(const char* op, const vt_tensor* t, int64_t r, int64_t n, const A* src) {
+  vt::dispatch(vt::kFloatingTypes, t->dtype, op, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    T* p = vt::data<T>(t) + r * n;
+    for (int64_t i = 0; i < n; ++i) p[i] = vt::convert<T>(src[i]);
+  });
+}
+
+struct AddNormArgs {  // (input, residual, normalized_shape, weight, bias, eps, out_dtype)
+  const vt_tensor *x, *res;
+  vt_int_list ns;
+  const vt_tensor *w, *b;
+  explicit AddNormArgs(const vt::Call& c)
+      : x(c.arg(0, "input").tensor()), res(c.arg(1, "residual").tensor()), ns(c.arg(2, "normalized_shape").ints()),
+        w(c.arg(3, "weight").tensor_or_null()), b(c.arg(4, "bias").tensor_or_null()) {}
+};
+
+void add_norm_meta(vt::Call& c) {
+  const AddNormArgs a(c);
+  if (!vt::is_floating(a.res->dtype))
+    c.fail(VT_ERR_TYPE, "residual must have a floating dtype, got %s", vt::dtype_name(a.res->dtype));
+  c.check_same_device(a.x, "input", a.res, "residual");
+  if (!vt::same_shape(a.x, a.res))
+    c.fail(VT_ERR_VALUE, "input %s and residual %s must have the same shape", vt::shape_str(a.x).c_str(),
+           vt::shape_str(a.res).c_str());
+  check_norm(c, a.x, a.ns, nullptr, nullptr);
+  vt::Tensor sum = c.empty(a.x->sizes, a.x->ndim, promoted_float(a.x->dtype, a.res->dtype));
+  check_norm(c, sum, a.ns, a.w, a.b, "the sum (input + residual)");
+  const vt_dtype od = c.arg(6, "out_dtype").dtype_or(sum->dtype);
+  if (!vt::is_floating(od)) c.fail(VT_ERR_TYPE, "out_dtype must be a floating dtype, got %s", vt::dtype_name(od));
+  c.set_out(1, c.empty(a.x->sizes, a.x->ndim, od));
+  c.set_out(2, stat_tensor(c, sum, a.ns.len));
+  c.set_out(3, stat_tensor(c, sum, a.ns.len));
+  c.set_out(0, std::move(sum));
+}
+
+void add_norm_cpu(vt::Call& c) {
+  const AddNormArgs a(c);
+  int64_t M = 0;
+  const int64_t N = rows_cols(a.x, a.ns, &M);
+  const double eps = c.arg(5, "eps").float_();
+  Contig xc(c, a.x), rc(c, a.res), wc(c, a.w), bc(c, a.b);
+  const vt_tensor *sum = c.out(0), *out = c.out(1);
+  vt::dispatch(vt::kFloatingTypes, sum->dtype, c.op, [&](auto tag) {
+    using S = typename decltype(tag)::type;
+    using A = vt::acc_t<S>;
+    A* mp = vt::data<A>(c.out(2));
+    A* rp = vt::data<A>(c.out(3));
+    vt::parallel_for(c.host, 0, M, std::max<int64_t>(1, vt::kGrain / std::max<int64_t>(N, 1)), [&](int64_t r0, int64_t r1) {
+      std::vector<A> wa((size_t)N, A(1)), ba((size_t)N, A(0)), s((size_t)N), t((size_t)N);
+      if (wc.t) load_row_as<A>(c.op, wc.t, 0, N, wa.data());
+      if (bc.t) load_row_as<A>(c.op, bc.t, 0, N, ba.data());
+      for (int64_t r = r0; r < r1; ++r) {
+        load_row_as<A>(c.op, xc.t, r, N, s.data());
+        load_row_as<A>(c.op, rc.t, r, N, t.data());
+        for (int64_t i = 0; i < N; ++i) s[(size_t)i] = (A)vt::convert<S>(s[(size_t)i] + t[(size_t)i]);  // as stored
+        store_row_as<A>(c.op, sum, r, N, s.data());
+        const A mu = N ? sum_of(s.data(), N) / (A)N : (A)0;
+        const A var = N ? sqdev_of(s.data(), mu, N) / (A)N : (A)0;
+        const A rs = (A)(1.0 / std::sqrt((double)var + eps));
+        mp[r] = mu;
+        rp[r] = rs;
+        for (int64_t i = 0; i < N; ++i) t[(size_t)i] = (s[(size_t)i] - mu) * rs * wa[(size_t)i] + ba[(size_t)i];
+        store_row_as<A>(c.op, out, r, N, t.data());
+      }
+    });
+  });
+}
+
+struct AddNormBackwardArgs {  // (grad_sum?, grad_out?, sum, normalized_shape, mean, rstd, input_dtype, residual_dtype, weight?, bias?)
+  const vt_tensor *gs, *go, *sum;
+  vt_int_list ns;
+  const vt_tensor *mean, *rstd, *w, *b;
+  explicit AddNormBackwardArgs(const vt::Call& c)
+      : gs(c.arg(0, "grad_sum").tensor_or_null()), go(c.arg(1, "grad_out").tensor_or_null()),
+        sum(c.arg(2, "sum").tensor()), ns(c.arg(3, "normalized_shape").ints()), mean(c.arg(4, "mean").tensor()),
+        rstd(c.arg(5, "rstd").tensor()), w(c.arg(8, "weight").tensor_or_null()), b(c.arg(9, "bias").tensor_or_null()) {}
+};
+
+void add_norm_backward_meta(vt::Call& c) {
+  const AddNormBackwardArgs a(c);
+  check_norm(c, a.sum, a.ns, a.w, a.b, "sum");
+  int64_t M = 0;
+  rows_cols(a.sum, a.ns, &M);
+  if (a.gs) c.check_same_dtype(a.gs, "grad_sum", a.sum, "sum");
+  const vt_tensor* grads[2] = {a.gs, a.go};
+  const char* names[2] = {"grad_sum", "grad_out"};
+  for (int k = 0; k < 2; ++k) {
+    if (!grads[k]) continue;
+    if (!vt::is_floating(grads[k]->dtype))
+      c.fail(VT_ERR_TYPE, "%s must have a floating dtype, got %s", names[k], vt::dtype_name(grads[k]->dtype));
+    c.check_same_device(grads[k], names[k], a.sum, "sum");
+    if (!vt::same_shape(grads[k], a.sum))
+      c.fail(VT_ERR_VALUE, "%s %s and sum %s must have the same shape", names[k], vt::shape_str(grads[k]).c_str(),
+             vt::shape_str(a.sum).c_str());
+  }
+  const vt_tensor* stats[2] = {a.mean, a.rstd};
+  for (const vt_tensor* s : stats)
+    if (s->numel != M || !vt::same_dtype(s->dtype, stat_dtype(a.sum->dtype)))
+      c.fail(VT_ERR_VALUE, "mean/rstd must hold %lld %s values (one per row), got %s %s", (long long)M,
+             vt::dtype_name(stat_dtype(a.sum->dtype)), vt::shape_str(s).c_str(), vt::dtype_name(s->dtype));
+  const char* dnames[2] = {"input_dtype", "residual_dtype"};
+  for (int k = 0; k < 2; ++k) {
+    const vt_dtype d = c.arg(6 + k, dnames[k]).dtype();
+    if (!vt::is_floating(d)) c.fail(VT_ERR_TYPE, "%s must be a floating dtype, got %s", dnames[k], vt::dtype_name(d));
+    c.set_out(k, c.empty(a.sum->sizes, a.sum->ndim, d));
+  }
+  const int64_t zero[1] = {0};
+  c.set_out(2, a.w ? c.empty(a.w->sizes, a.w->ndim, a.w->dtype) : c.empty(zero, 1, a.sum->dtype));
+  c.set_out(3, a.b ? c.empty(a.b->sizes, a.b->ndim, a.b->dtype) : c.empty(zero, 1, a.sum->dtype));
+}
+
+// norm_backward's arithmetic (and its fixed row blocks for grad_weight/grad_bias), plus grad_sum
+void add_norm_backward_cpu(vt::Call& c) {
+  const AddNormBackwardArgs a(c);
+  int64_t M = 0;
+  const int64_t N = rows_cols(a.sum, a.ns, &M);
+  Contig gsc(c, a.gs), goc(c, a.go), sc(c, a.sum), wc(c, a.w), mc(c, a.mean), rc(c, a.rstd);
+  const vt_tensor *gin = c.out(0), *gres = c.out(1);
+  vt::dispatch(vt::kFloatingTypes, a.sum->dtype, c.op, [&](auto tag) {
+    using S = typename decltype(tag)::type;
+    using A = vt::acc_t<S>;
+    const A* mp = vt::data<const A>(mc.t);
+    const A* rp = vt::data<const A>(rc.t);
+    const int64_t rows_per_block = std::max<int64_t>(32, (M + 255) / 256);
+    const int64_t nblocks = M ? (M + rows_per_block - 1) / rows_per_block : 0;
+    std::vector<A> part((size_t)(nblocks * N * 2), A(0));  // per block: g * xhat, then g
+    vt::parallel_for(c.host, 0, nblocks, std::max<int64_t>(1, vt::kGrain / std::max<int64_t>(N * rows_per_block, 1)),
+                     [&](int64_t b0, int64_t b1) {
+      std::vector<A> wa((size_t)N, A(1)), xh((size_t)N), gy((size_t)N), gw((size_t)N), gi((size_t)N);
+      if (wc.t) load_row_as<A>(c.op, wc.t, 0, N, wa.data());
+      for (int64_t blk = b0; blk < b1; ++blk) {
+        A* pw = part.data() + (size_t)(blk * N * 2);
+        A* pb = pw + N;
+        const int64_t r1 = std::min(M, (blk + 1) * rows_per_block);
+        for (int64_t r = blk * rows_per_block; r < r1; ++r) {
+          std::fill(gi.begin(), gi.end(), A(0));
+          if (gsc.t) load_row_as<A>(c.op, gsc.t, r, N, gi.data());
+          if (goc.t) {
+            load_row_as<A>(c.op, sc.t, r, N, xh.data());
+            load_row_as<A>(c.op, goc.t, r, N, gy.data());
+            const A mu = mp[r], rs = rp[r];
+            for (int64_t i = 0; i < N; ++i) {
+              xh[(size_t)i] = (xh[(size_t)i] - mu) * rs;
+              gw[(size_t)i] = gy[(size_t)i] * wa[(size_t)i];
+            }
+            const A mg = sum_of(gw.data(), N) / (A)N;
+            const A mgx = dot_of(gw.data(), xh.data(), N) / (A)N;
+            for (int64_t i = 0; i < N; ++i) {
+              gi[(size_t)i] += rs * (gw[(size_t)i] - mg - xh[(size_t)i] * mgx);
+              pw[i] += gy[(size_t)i] * xh[(size_t)i];
+              pb[i] += gy[(size_t)i];
+            }
+          }
+          store_row_as<A>(c.op, gin, r, N, gi.data());
+          store_row_as<A>(c.op, gres, r, N, gi.data());
+        }
+      }
+    });
+    auto combine = [&](const vt_tensor* dst, int64_t which) {  // blocks in order, split over columns
+      std::vector<A> total((size_t)N);
+      vt::parallel_for(c.host, 0, N, std::max<int64_t>(1, vt::kGrain / std::max<int64_t>(nblocks, 1)),
+                       [&](int64_t i0, int64_t i1) {
+        for (int64_t i = i0; i < i1; ++i) {
+          A s = 0;
+          for (int64_t blk = 0; blk < nblocks; ++blk) s += part[(size_t)(blk * N * 2 + which * N + i)];
+          total[(size_t)i] = s;
+        }
+      });
+      store_row_as<A>(c.op, dst, 0, N, total.data());
+    };
+    if (a.w) combine(c.out(2), 0);  // grad_out absent: zeros
+    if (a.b) combine(c.out(3), 1);
+  });
+}
 }  // namespace
 
 VT_META_FN(layer_norm_meta, "core::layer_norm") { norm_forward_meta<false>(c); }
@@ -346,6 +555,30 @@ VT_BACKWARD(rms_norm_bw_rule, "core::rms_norm") {
   if (g.needs(2)) g.set_grad(2, std::move(r[1]));
 }
 
+// Gradients flow from sum and out; the one backward op adds them. input and residual are saved only
+// for their dtypes (the gradients' dtypes): both are usually alive anyway (the previous sum, the
+// branch output a float32 cast kept before).
+VT_BACKWARD(add_layer_norm_bw_rule, "core::add_layer_norm") {
+  vt_tensor* gs = g.grad_out(0);
+  vt_tensor* go = g.grad_out(1);
+  if (!gs && !go) return;
+  vt::V w = g.arg(3).tag == VT_TENSOR ? vt::V(g.arg(3).v.t) : vt::V::none();
+  vt::V b = g.arg(4).tag == VT_TENSOR ? vt::V(g.arg(4).v.t) : vt::V::none();
+  std::vector<vt::Tensor> r = vt::call_n(
+      g.host, "core::add_layer_norm_backward",
+      {gs, go, g.out(0), g.arg(2).v.ints, g.out(2), g.out(3), vt::V(g.saved(0)->dtype), vt::V(g.saved(1)->dtype), w, b},
+      4);
+  g.set_grad(0, std::move(r[0]));
+  g.set_grad(1, std::move(r[1]));
+  if (go && g.needs(3)) g.set_grad(3, std::move(r[2]));
+  if (go && g.needs(4)) g.set_grad(4, std::move(r[3]));
+}
+
+VT_META_FN(add_layer_norm_meta, "core::add_layer_norm") { add_norm_meta(c); }
+VT_META_FN(add_layer_norm_backward_meta, "core::add_layer_norm_backward") { add_norm_backward_meta(c); }
+VT_COMPUTE(add_layer_norm_cpu, "core::add_layer_norm") { add_norm_cpu(c); }
+VT_COMPUTE(add_layer_norm_backward_cpu, "core::add_layer_norm_backward") { add_norm_backward_cpu(c); }
+
 using core::OpDef;
 
 const OpDef kNormOps[] = {
@@ -358,5 +591,12 @@ const OpDef kNormOps[] = {
      layer_norm_backward_cpu},
     {"core::rms_norm_backward(Tensor grad_out, Tensor input, int[] normalized_shape, Tensor rstd, "
      "Tensor? weight=None) -> (Tensor, Tensor)", rms_norm_backward_meta, rms_norm_backward_cpu},
+    {"core::add_layer_norm(Tensor input, Tensor residual, int[] normalized_shape, Tensor? weight=None, "
+     "Tensor? bias=None, float eps=1e-05, ScalarType? out_dtype=None) -> (Tensor, Tensor, Tensor, Tensor)",
+     add_layer_norm_meta, add_layer_norm_cpu, add_layer_norm_bw_rule, 0b11011, 0b1101},
+    {"core::add_layer_norm_backward(Tensor? grad_sum, Tensor? grad_out, Tensor sum, int[] normalized_shape, "
+     "Tensor mean, Tensor rstd, ScalarType input_dtype, ScalarType residual_dtype, Tensor? weight=None, "
+     "Tensor? bias=None) -> (Tensor, Tensor, Tensor, Tensor)", add_layer_norm_backward_meta,
+     add_layer_norm_backward_cpu},
 };
 VT_OP_TABLE(kNormOps)

@@ -21,7 +21,7 @@ core::OpTable kScalarOps_table();     // scalar.cpp: add/sub/rsub/mul/div/rdiv w
 core::OpTable kMatmulOps_table();     // matmul.cpp: matmul, bmm, addmm, linear
 core::OpTable kRandomOps_table();     // random.cpp: normal, uniform, randint, randperm, normal_, uniform_
 core::OpTable kNNOps_table();         // nn.cpp: softmax, log_softmax, dropout (+ backward ops)
-core::OpTable kNormOps_table();       // norm.cpp: layer_norm, rms_norm (+ backward ops)
+core::OpTable kNormOps_table();       // norm.cpp: layer_norm, rms_norm, add_layer_norm (+ backward ops)
 core::OpTable kLossOps_table();       // loss.cpp: cross_entropy, mse_loss
 core::OpTable kOptimOps_table();      // optim.cpp: adamw_, sgd_
 core::OpTable kReduceOps_table();     // reduce.cpp: sum, mean, var, std, max/min, argmax, logsumexp, norm, cumsum

@@ -20,13 +20,14 @@ from .. import _elementwise, _nn, _reduce, _shape
 from ..tensor import Tensor
 
 __all__ = ["linear", "relu", "gelu", "silu", "sigmoid", "tanh", "softplus", "softmax",
-           "log_softmax", "layer_norm", "rms_norm", "dropout", "embedding", "cross_entropy",
-           "mse_loss", "scaled_dot_product_attention", "one_hot", "normalize"]
+           "log_softmax", "layer_norm", "add_layer_norm", "rms_norm", "dropout", "embedding",
+           "cross_entropy", "mse_loss", "scaled_dot_product_attention", "one_hot", "normalize"]
 
 linear = _nn.linear
 softmax = _nn.softmax
 log_softmax = _nn.log_softmax
 layer_norm = _nn.layer_norm
+add_layer_norm = _nn.add_layer_norm
 rms_norm = _nn.rms_norm
 cross_entropy = _nn.cross_entropy
 mse_loss = _nn.mse_loss

@@ -54,9 +54,13 @@ class LayerNorm(Module):
         if self.bias is not None:
             init.zeros_(self.bias)
 
-    def forward(self, input):
+    def forward(self, input, residual=None):
+        """layer_norm(input); with a residual, (input + residual, layer_norm(input + residual)) by one
+        fused op (F.add_layer_norm): a pre-norm block hands its branch output to the next norm."""
         _check(self, input)
-        return F.layer_norm(input, self.normalized_shape, self.weight, self.bias, self.eps)
+        if residual is None:
+            return F.layer_norm(input, self.normalized_shape, self.weight, self.bias, self.eps)
+        return F.add_layer_norm(input, residual, self.normalized_shape, self.weight, self.bias, self.eps)
 
     def extra_repr(self):
         return (f"{self.normalized_shape}, eps={self.eps}, "
