@@ -163,7 +163,9 @@ __global__ void __launch_bounds__(kThreads, 1) backward_ws_kernel(const __grid_c
     bar_init(&sh.dq_full, kConsumers);
     bar_init(&sh.dq_empty, 1);
   }
-  __syncthreads();  // the barriers initialised before anyone uses them (one CTA: no cluster fence)
+  // the inits visible to the async proxy (TMA's complete_tx) as well, then to every thread
+  if (threadIdx.x == 0) asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+  __syncthreads();
 
   if (threadIdx.x < 128) {
     cutlass::arch::warpgroup_reg_dealloc<kProducerRegs>();
@@ -255,8 +257,6 @@ __global__ void __launch_bounds__(kThreads, 1) backward_ws_kernel(const __grid_c
     Tensor sQt = make_tensor(make_smem_ptr(sh.q.data()), typename T::LayoutQt{});
     Tensor sdOt = make_tensor(make_smem_ptr(sh.dO.data()), typename T::LayoutQt{});
     Tensor sKt = make_tensor(make_smem_ptr(sh.k.data()), typename T::LayoutKt{});
-    Tensor sdS0 = make_tensor(make_smem_ptr(sh.dS[0].data()), typename T::LayoutdS{});
-    Tensor sdS1 = make_tensor(make_smem_ptr(sh.dS[1].data()), typename T::LayoutdS{});
 
     Tensor tSrK = thr_sdp.partition_fragment_A(sK);       // (MMA, 1, D/16)
     Tensor tSrV = thr_sdp.partition_fragment_A(sV);
@@ -264,8 +264,6 @@ __global__ void __launch_bounds__(kThreads, 1) backward_ws_kernel(const __grid_c
     Tensor tSrdO = thr_sdp.partition_fragment_B(sdO);
     Tensor tdVrdOt = thr_dkv.partition_fragment_B(sdOt);  // (MMA, 1, Br/16, stage)
     Tensor tdKrQt = thr_dkv.partition_fragment_B(sQt);
-    Tensor tdQrdS0 = thr_dq.partition_fragment_A(sdS0);   // (MMA, 1, Bc/16)
-    Tensor tdQrdS1 = thr_dq.partition_fragment_A(sdS1);
     Tensor tdQrKt = thr_dq.partition_fragment_B(sKt);
     Tensor cS = thr_sdp.partition_C(make_identity_tensor(Shape<Int<Bc>, Int<Br>>{}));  // (key, query)
     float2* dq_tile = reinterpret_cast<float2*>(sh.dq.data());
@@ -312,18 +310,27 @@ __global__ void __launch_bounds__(kThreads, 1) backward_ws_kernel(const __grid_c
       // dS (both groups' keys) into this step's buffer, 4-byte pairs of neighbouring queries; the other
       // buffer may still be read by the other group's dQ wgmma of the previous step
       {
+        // the store offsets from a thread index the compiler cannot see through: hoisted out of the
+        // loop, D = 64's 32 swizzled offsets stayed live and spilled (ptxas -v); recomputed, they cost a
+        // few integer ops a step
+        int opaque_tid = tid;
+        asm volatile("" : "+r"(opaque_tid));
+        Tensor cSt = mma_sdp.get_thread_slice(opaque_tid).partition_C(make_identity_tensor(Shape<Int<Bc>, Int<Br>>{}));
         Tensor rdS32 = recast<uint32_t>(rdS);
         E* dS = sh.dS[n & 1].data();
         CUTE_UNROLL
         for (int j = 0; j < size(rdS32); ++j) {
-          const auto kq = cS(2 * j);
+          const auto kq = cSt(2 * j);
           *reinterpret_cast<uint32_t*>(dS + Offsets<typename T::LayoutdSt>{}(get<0>(kq), get<1>(kq))) = rdS32(j);
         }
       }
       wgmma_bwd::fence_async_shared();
       consumers_sync();
       Tensor accdQ = partition_fragment_C(mma_dq, Shape<Int<Br>, Int<D>>{});
-      wgmma_bwd::gemm<true>(mma_dq, (n & 1) ? tdQrdS1 : tdQrdS0, tdQrKt, accdQ);
+      // this step's dS buffer as dQ's A operand (MMA, 1, Bc/16): built here, not picked from two (a
+      // dynamically indexed pair lands in local memory)
+      Tensor sdS = make_tensor(make_smem_ptr(sh.dS[n & 1].data()), typename T::LayoutdS{});
+      wgmma_bwd::gemm<true>(mma_dq, thr_dq.partition_fragment_A(sdS), tdQrKt, accdQ);
       warpgroup_wait<0>();
       warpgroup_fence_operand(rP);
       warpgroup_fence_operand(rdS);
