@@ -99,9 +99,14 @@ class Block(nn.Module):
         self.ln_2 = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
         self.mlp = MLP(cfg)
 
-    def forward(self, x):
-        x = x + self.attn(self.ln_1(x))
-        return x + self.mlp(self.ln_2(x))
+    def forward(self, x, branch=None):
+        """x + attn(ln_1(x)), then + mlp(ln_2(.)), with each residual add done by the next layer
+        norm (one fused op, forward and backward: nn.LayerNorm's residual argument). `branch` is
+        the previous block's MLP output, not yet added to x; returns (x, this block's MLP output),
+        so the caller's next norm (the next block's ln_1, or ln_f) adds it."""
+        x, h = (x, self.ln_1(x)) if branch is None else self.ln_1(x, residual=branch)
+        x, h = self.ln_2(x, residual=self.attn(h))
+        return x, self.mlp(h)
 
 
 class GPT(nn.Module):
@@ -136,9 +141,11 @@ class GPT(nn.Module):
             raise ValueError(f"GPT: sequence length {T} exceeds block_size {self.cfg.block_size}")
         pos = vt.arange(T, device=idx.device)
         x = self.drop(self.wte(idx) + self.wpe(pos))                # (B, T, C)
+        branch = None                                               # added by the next norm
         for block in self.h:
-            x = block(x)
-        logits = self.lm_head(self.ln_f(x))                         # (B, T, V)
+            x, branch = block(x, branch)
+        x = self.ln_f(x) if branch is None else self.ln_f(x, residual=branch)[1]
+        logits = self.lm_head(x)                                    # (B, T, V)
         if targets is None:
             return logits, None
         loss = F.cross_entropy(logits.view(B * T, -1), targets.view(B * T))

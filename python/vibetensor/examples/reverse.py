@@ -40,9 +40,11 @@ class Reverser(nn.Module):
     def forward(self, idx):
         B, T = idx.shape
         x = self.tok(idx) + self.pos(vt.arange(T, device=idx.device))
+        branch = None                                                # added by the next norm
         for b in self.blocks:
-            x = b(x)
-        return self.head(self.ln(x))                                 # (B, T, V)
+            x, branch = b(x, branch)
+        x = self.ln(x) if branch is None else self.ln(x, residual=branch)[1]
+        return self.head(x)                                          # (B, T, V)
 
 
 def make_batch(rng, n_digits, length, batch, model):

@@ -47,9 +47,12 @@ class EncoderBlock(nn.Module):
         self.ln2 = nn.LayerNorm(dim)
         self.fc1, self.fc2 = nn.Linear(dim, mlp_ratio * dim), nn.Linear(mlp_ratio * dim, dim)
 
-    def forward(self, x):
-        x = x + self.attn(self.ln1(x))
-        return x + self.fc2(F.gelu(self.fc1(self.ln2(x))))
+    def forward(self, x, branch=None):
+        """minigpt's Block: each residual add is done by the next layer norm (fused); `branch` is
+        the previous block's MLP output, not yet added to x. Returns (x, this block's MLP output)."""
+        x, h = (x, self.ln1(x)) if branch is None else self.ln1(x, residual=branch)
+        x, h = self.ln2(x, residual=self.attn(h))
+        return x, self.fc2(F.gelu(self.fc1(h)))
 
 
 class ViT(nn.Module):
@@ -80,9 +83,11 @@ class ViT(nn.Module):
         B = x.shape[0]
         t = self.embed(self.patches(x))                                  # (B, N, D)
         t = vt.cat([self.cls.expand(B, 1, t.shape[2]), t], dim=1) + self.pos
+        branch = None                                                    # added by the next norm
         for b in self.blocks:
-            t = b(t)
-        return self.head(self.ln(t)[:, 0])                               # (B, classes)
+            t, branch = b(t, branch)
+        t = self.ln(t) if branch is None else self.ln(t, residual=branch)[1]
+        return self.head(t[:, 0])                                        # (B, classes)
 
 
 def load_digits(seed):
