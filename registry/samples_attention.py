@@ -24,16 +24,22 @@ def samples(s):
     def sdpa_bw():
         q, k, v = f(1, 2, 3, 4), f(1, 2, 5, 4), f(1, 2, 5, 6)
         out, lse, _ = s.op("attention::sdpa")(q, k, v, None, True, None, 0.0)
+        qm, km, vm = f(1, 3, 3, 4), f(1, 1, 5, 4), f(1, 1, 5, 4)
+        out_m, lse_m, _ = s.op("attention::sdpa")(qm, km, vm, None, False, None, 0.0, True)
         return [call(f(1, 2, 3, 6), q, k, v, out, lse, None, True, 0.5, 0.0, 0, 0),
                 # dropout's [seed, offset] as the forward's rng tensor (the backward rule's way off cpu)
-                call(f(1, 2, 3, 6), q, k, v, out, lse, None, True, 0.5, 0.25, 0, 0, None, s.i(2, high=50))]
+                call(f(1, 2, 3, 6), q, k, v, out, lse, None, True, 0.5, 0.25, 0, 0, None, s.i(2, high=50)),
+                # MQA: 3 query heads on one kv head, dk and dv summed over them
+                call(f(1, 3, 3, 4), qm, km, vm, out_m, lse_m, None, False, 0.5, 0.0, 0, 0)]
 
     return {
         "attention::sdpa": lambda: [
             call(f(1, 2, 3, 4), f(1, 2, 5, 4), f(1, 2, 5, 6), None, True),
             call(f(2, 1, 3, 4), f(2, 1, 3, 4), f(2, 1, 3, 4), b(3, 3)),
             call(f(1, 1, 2, 4, dtype="bfloat16"), f(1, 1, 3, 4, dtype="bfloat16"),
-                 f(1, 1, 3, 4, dtype="bfloat16"), f(2, 3, dtype="bfloat16"))],
+                 f(1, 1, 3, 4, dtype="bfloat16"), f(2, 3, dtype="bfloat16")),
+            # grouped-query attention: 4 query heads on 2 kv heads (enable_gqa, the last argument)
+            call(f(1, 4, 3, 4), f(1, 2, 5, 4), f(1, 2, 5, 4), None, True, None, 0.0, True)],
         "attention::sdpa_backward": sdpa_bw,
         "attention::dropout_mask": lambda: [call([2, 3, 5], 0.25, 7, 4, s.DEV),
                                             call([2, 3, 5], 0.25, 0, 0, s.DEV, s.i(2, high=50))],

@@ -8,6 +8,8 @@ every available device (conftest's `device_providers`: `vt.ops.providers(op, dev
 """
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pytest
 
@@ -369,8 +371,8 @@ BAD = [
     (dict(q=(2, 3, 4)), ValueError, r"\[attention::sdpa\] q must have 4 dims"),
     (dict(k=(2, 3, 4, 8, 1)), ValueError, r"\[attention::sdpa\] k must have 4 dims"),
     (dict(k=(2, 3, 5, 7)), ValueError, r"\[attention::sdpa\] k must have the head dim D of q"),
-    (dict(k=(1, 3, 5, 8)), ValueError, r"\[attention::sdpa\] k must have the batch and head sizes"),
-    (dict(v=(2, 2, 5, 8)), ValueError, r"\[attention::sdpa\] v must have the batch and head sizes"),
+    (dict(k=(1, 3, 5, 8)), ValueError, r"\[attention::sdpa\] k must have the batch size B of q"),
+    (dict(v=(2, 2, 5, 8)), ValueError, r"\[attention::sdpa\] v must have the head count of k"),
     (dict(v=(2, 3, 6, 8)), ValueError, r"\[attention::sdpa\] v must have the length Tk of k"),
     (dict(mask=(4, 4)), ValueError, r"\[attention::sdpa\] mask of shape \(4, 4\) cannot broadcast"),
     (dict(mask=(2, 3, 4, 5, 1)), ValueError, r"\[attention::sdpa\] mask of shape .* cannot broadcast"),
@@ -835,9 +837,268 @@ def test_flash_cuda_kernels_in_host_emulation(tmp_path):
     # 1, 4, 6: the 16-bit kernels; 13, 16: the float32 ones (D 128 causal with a float mask and
     # grad_lse; D 64 causal, several blocks both ways, bool mask with a fully masked row, dropout);
     # D 32: 18 and 22 the ViT's T = 65 with strided inputs (bf16, float32), 20 bf16 causal with a
-    # float mask and dropout (Tq > Tk), 23 float32 causal with a bool mask, dropout and grad_lse
-    cases = ["1", "4", "6", "13", "16", "18", "20", "22", "23"]
+    # float mask and dropout (Tq > Tk), 23 float32 causal with a bool mask, dropout and grad_lse;
+    # grouped-query attention: 26 bf16 (H 4, Hkv 2, causal, bool mask, dropout, grad_lse), 30 float32
+    # MQA (H 3, Hkv 1, float mask, strided)
+    cases = ["1", "4", "6", "13", "16", "18", "20", "22", "23", "26", "30"]
     run = subprocess.run([str(exe), *cases], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600)
     assert run.returncode == 0, run.stdout
-    assert run.stdout.count("ok   fp32") == 4 and run.stdout.count(" D32 ") == 4, run.stdout
+    assert run.stdout.count("ok   fp32") == 5 and run.stdout.count(" D32 ") == 4, run.stdout
+    assert run.stdout.count(" H4 Hkv2 ") == 1 and run.stdout.count(" H3 Hkv1 ") == 1, run.stdout
     assert run.stdout.count("ok   ") == len(cases), run.stdout
+
+
+# ---- grouped-query attention (GQA; MQA at Hkv = 1) -------------------------------------------------
+# k, v (B, Hkv, Tk, D) with Hkv dividing q's H and enable_gqa=True (the op's last argument): query
+# head h attends to kv head h // (H // Hkv), torch's repeat_interleave; dk, dv sum over each group.
+def repeat_kv(a, H):
+    """(B, Hkv, T, E) -> (B, H, T, E): each kv head repeated over its group (torch's repeat_interleave)"""
+    return np.repeat(a, H // a.shape[1], axis=1)
+
+
+def sum_groups(g, Hkv):
+    """the gradient of repeat_kv: (B, H, T, E) summed over each group, (B, Hkv, T, E)"""
+    B, H, T_, E = g.shape
+    return g.reshape(B, Hkv, H // Hkv, T_, E).sum(2)
+
+
+def make_gqa(rng, B, H, Hkv, Tq, Tk, D, Dv, dtype=np.float64):
+    return (rng.standard_normal((B, H, Tq, D)).astype(dtype), rng.standard_normal((B, Hkv, Tk, D)).astype(dtype),
+            rng.standard_normal((B, Hkv, Tk, Dv)).astype(dtype))
+
+
+def ref_gqa_backward(q, k, v, g, mask=None, causal=False, scale=None, keep=None, p=0.0, glse=None):
+    H, Hkv = q.shape[1], k.shape[1]
+    dq, dk, dv = ref_backward(q, repeat_kv(k, H), repeat_kv(v, H), g, mask, causal, scale, keep, p, glse)
+    return dq, sum_groups(dk, Hkv), sum_groups(dv, Hkv)
+
+
+# (B, H, Hkv, Tq, Tk, D, Dv), causal, mask ("bool" per head: (B, H, Tq, Tk); "float": (Tq, Tk))
+GQA_CASES = [((2, 4, 2, 5, 7, 8, 6), False, None), ((1, 6, 1, 70, 130, 16, 16), True, "float"),
+             ((1, 4, 2, 33, 40, 8, 8), True, "bool"), ((2, 3, 1, 20, 9, 5, 5), False, "bool"),
+             ((1, 8, 2, 129, 70, 12, 12), True, None)]
+
+
+def gqa_mask(rng, kind, B, H, Tq, Tk):
+    return make_mask(rng, kind, (B, H, Tq, Tk) if kind == "bool" else (Tq, Tk))
+
+
+@contextlib.contextmanager
+def both_ops_on(provider, device):
+    """sdpa and sdpa_backward pinned to `provider` (the rule calls the backward through the dispatcher)"""
+    with vt.ops.use(OP, provider, device), vt.ops.use(BACKWARD, provider, device):
+        yield
+
+
+@pytest.mark.parametrize("device,provider", DEVICE_PROVIDERS)
+@pytest.mark.parametrize("case", GQA_CASES, ids=str)
+def test_gqa_matches_numpy(device, provider, case):
+    """out, lse and the three gradients (of out and of lse) against the float64 reference of k, v
+    repeated over the groups"""
+    (B, H, Hkv, Tq, Tk, D, Dv), causal, mask = case
+    rng = np.random.default_rng(hash(case) % 2**32)
+    q, k, v = make_gqa(rng, B, H, Hkv, Tq, Tk, D, Dv)
+    m = gqa_mask(rng, mask, B, H, Tq, Tk)
+    g, glse = rng.standard_normal((B, H, Tq, Dv)), rng.standard_normal((B, H, Tq))
+    want, want_lse = ref(q, repeat_kv(k, H), repeat_kv(v, H), m, causal, 0.4)
+    vq, vk, vv = (T(a, device).requires_grad_() for a in (q, k, v))
+    with both_ops_on(provider, device):
+        out, lse, _ = op()(vq, vk, vv, T(m, device), causal, 0.4, 0.0, True)
+        grads = vt.autograd.grad([out, lse], [vq, vk, vv], [T(g, device), T(glse, device)])
+    assert out.shape == (B, H, Tq, Dv) and lse.shape == (B, H, Tq)
+    assert [tuple(x.shape) for x in grads] == [q.shape, k.shape, v.shape]
+    np.testing.assert_allclose(to_numpy(out), want, rtol=1e-9, atol=1e-10)
+    np.testing.assert_allclose(to_numpy(lse), want_lse, rtol=1e-9, atol=1e-10)
+    for name, got, w in zip("qkv", grads, ref_gqa_backward(q, k, v, g, m, causal, 0.4, glse=glse)):
+        np.testing.assert_allclose(to_numpy(got), w, rtol=1e-9, atol=1e-9, err_msg=name)
+
+
+@needs_torch
+@pytest.mark.parametrize("device,provider", DEVICE_PROVIDERS)
+@pytest.mark.parametrize("case", GQA_CASES, ids=str)
+def test_gqa_matches_torch(device, provider, case):
+    """torch's scaled_dot_product_attention(enable_gqa=True): forward and the three gradients, float32"""
+    (B, H, Hkv, Tq, Tk, D, Dv), causal, mask = case
+    rng = np.random.default_rng(hash(case) % 2**32 + 1)
+    q, k, v = make_gqa(rng, B, H, Hkv, Tq, Tk, D, Dv, np.float32)
+    m = gqa_mask(rng, mask, B, H, Tq, Tk)
+    m = None if m is None else m.astype(m.dtype if m.dtype == bool else np.float32)
+    causal = causal and m is None  # torch (and nn.functional) take one of the two
+    g = rng.standard_normal((B, H, Tq, Dv)).astype(np.float32)
+    tq, tk, tv = (torch.from_numpy(a).requires_grad_() for a in (q, k, v))
+    tm = None if m is None else torch.from_numpy(m)
+    tout = F.scaled_dot_product_attention(tq, tk, tv, attn_mask=tm, is_causal=causal, enable_gqa=True)
+    tgrads = torch.autograd.grad(tout, (tq, tk, tv), torch.from_numpy(g))
+    vq, vk, vv = (T(a, device).requires_grad_() for a in (q, k, v))
+    with both_ops_on(provider, device):
+        out = vt.nn.functional.scaled_dot_product_attention(vq, vk, vv, attn_mask=T(m, device), is_causal=causal,
+                                                            enable_gqa=True)
+        grads = vt.autograd.grad(out, (vq, vk, vv), T(g, device))
+    np.testing.assert_allclose(to_numpy(out), tout.detach().numpy(), rtol=1e-4, atol=2e-5)
+    for name, a, b in zip("qkv", grads, tgrads):
+        np.testing.assert_allclose(to_numpy(a), b.numpy(), rtol=1e-3, atol=1e-4, err_msg=name)
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+@pytest.mark.parametrize("case", [((1, 4, 2, 3, 4, 3, 2), True, None), ((2, 3, 1, 4, 3, 2, 3), False, "float")],
+                         ids=str)
+def test_gqa_gradcheck(provider, case):
+    """float64 gradcheck of (out, lse) with k, v shared by groups of query heads"""
+    (B, H, Hkv, Tq, Tk, D, Dv), causal, mask = case
+    rng = np.random.default_rng(17)
+    q, k, v = (vt.tensor(a).requires_grad_() for a in make_gqa(rng, B, H, Hkv, Tq, Tk, D, Dv))
+    m = None if mask is None else vt.tensor(make_mask(rng, mask, (Tq, Tk)))
+    f = op()
+
+    def fn(q, k, v):
+        return tuple(f(q, k, v, m, causal, 0.7, 0.0, True)[:2])
+    with both_ops_on(provider, "cpu"):
+        assert vt.autograd.gradcheck(fn, (q, k, v), atol=1e-6, rtol=1e-4)
+
+
+@pytest.mark.parametrize("device,provider", DEVICE_PROVIDERS)
+@pytest.mark.parametrize("causal", [False, True])
+def test_gqa_dropout(device, provider, causal):
+    """dropout over the (B, H, Tq, Tk) probabilities of the query heads: the mask of attn.hpp's
+    rule at the recorded (seed, offset), in the forward and in the gradients"""
+    B, H, Hkv, Tq, Tk, D, p = 2, 4, 2, 30, 50, 8, 0.3
+    rng = np.random.default_rng(18)
+    q, k, v = make_gqa(rng, B, H, Hkv, Tq, Tk, D, D)
+    g = rng.standard_normal((B, H, Tq, D))
+    vq, vk, vv = (T(a, device).requires_grad_() for a in (q, k, v))
+    vt.manual_seed(19)
+    with both_ops_on(provider, device):
+        out, _, st = op()(vq, vk, vv, None, causal, None, p, True)
+        grads = vt.autograd.grad(out, (vq, vk, vv), T(g, device))
+    seed, offset = (int(x) for x in to_numpy(st))
+    keep = to_numpy(vt.ops.Op("attention::dropout_mask")([B, H, Tq, Tk], p, seed, offset))
+    assert 0.6 < keep.mean() < 0.8
+    want, _ = ref(q, repeat_kv(k, H), repeat_kv(v, H), None, causal, keep=keep, p=p)
+    np.testing.assert_allclose(to_numpy(out), want, rtol=1e-9, atol=1e-10)
+    for name, got, w in zip("qkv", grads, ref_gqa_backward(q, k, v, g, None, causal, keep=keep, p=p)):
+        np.testing.assert_allclose(to_numpy(got), w, rtol=1e-9, atol=1e-9, err_msg=name)
+
+
+def test_gqa_gradients_in_the_inputs_layout_and_on_meta():
+    """dk, dv follow k's and v's memory order (a head-transposed (B, T, Hkv, D) view gives
+    gradients whose transpose(1, 2) is contiguous), and the meta device gives the same layouts"""
+    B, T_, H, Hkv, D = 2, 9, 4, 2, 4
+    rng = np.random.default_rng(20)
+    q = vt.tensor(rng.standard_normal((B, T_, H, D))).transpose(1, 2)
+    k = vt.tensor(rng.standard_normal((B, T_, Hkv, D))).transpose(1, 2)
+    v = vt.tensor(rng.standard_normal((B, Hkv, T_, D)))  # contiguous
+    res = {}
+    for dev in ("cpu", "meta"):
+        x = (q, k, v) if dev == "cpu" else tuple(vt.empty(t.shape, dtype=t.dtype, device="meta").as_strided(
+            t.shape, t.stride(), 0) for t in (q, k, v))
+        out, lse, rng_st = op()(*x, None, True, None, 0.0, True)
+        go = vt.zeros(out.shape, dtype=out.dtype, device=dev)
+        grads = vt.ops.Op(BACKWARD)(go, *x, out, lse, None, True, D ** -0.5, 0.0, 0, 0)
+        res[dev] = [(tuple(t.shape), t.stride()) for t in (out, lse, rng_st, *grads)]
+    assert res["meta"] == res["cpu"]
+    (_, ost), _, _, (dqs, dqst), (dks, dkst), (dvs, dvst) = res["cpu"]
+    assert (dqs, dks, dvs) == ((B, H, T_, D), (B, Hkv, T_, D), (B, Hkv, T_, D))
+    assert ost == dqst == (T_ * H * D, D, H * D, 1)  # q's order
+    assert dkst == (T_ * Hkv * D, D, Hkv * D, 1) and dvst == (Hkv * T_ * D, T_ * D, D, 1)
+
+
+GQA_BAD = [
+    (dict(k=(2, 2, 5, 8), v=(2, 2, 5, 8)), r"\[attention::sdpa\] k and v must have the head count H of q, or "
+     r"fewer heads that divide it with enable_gqa=True"),
+    (dict(k=(2, 2, 5, 8), v=(2, 2, 5, 8), gqa=True), r"\[attention::sdpa\] k's head count Hkv = 2 must divide q's H = 3"),
+    (dict(k=(2, 6, 5, 8), v=(2, 6, 5, 8), gqa=True), r"\[attention::sdpa\] k's head count Hkv = 6 must divide q's H = 3"),
+    (dict(k=(2, 1, 5, 8), v=(2, 3, 5, 8), gqa=True), r"\[attention::sdpa\] v must have the head count of k"),
+]
+
+
+@pytest.mark.parametrize("device,provider", DEVICE_PROVIDERS)
+@pytest.mark.parametrize("bad,msg", GQA_BAD, ids=lambda x: str(x)[:40])
+def test_gqa_bad_input(device, provider, bad, msg):
+    shapes = dict(q=(2, 3, 4, 8), k=(2, 3, 5, 8), v=(2, 3, 5, 8))
+    shapes.update({n: s for n, s in bad.items() if n in shapes})
+    q, k, v = (T(np.ones(shapes[n]), device) for n in "qkv")
+    with vt.ops.use(OP, provider, device), pytest.raises(ValueError, match=msg):
+        op()(q, k, v, None, False, None, 0.0, bad.get("gqa", False))
+
+
+def test_gqa_frontends():
+    """torch's flag on both frontends: enable_gqa=False with differing heads is an error naming the
+    flag; nn.functional's own composed path (no attention pack) repeats k and v like the op"""
+    rng = np.random.default_rng(21)
+    q, k, v = make_gqa(rng, 1, 6, 2, 5, 7, 4, 3)
+    want, _ = ref(q, repeat_kv(k, 6), repeat_kv(v, 6), None, True)
+    vq, vk, vv = (vt.tensor(a) for a in (q, k, v))
+    np.testing.assert_allclose(sdpa(vq, vk, vv, is_causal=True, enable_gqa=True).numpy(), want, rtol=1e-10)
+    with pytest.raises(ValueError, match="enable_gqa=True"):
+        sdpa(vq, vk, vv)
+    with pytest.raises(ValueError, match="enable_gqa=True"):
+        vt.nn.functional.scaled_dot_product_attention(vq, vk, vv)
+    with pytest.raises(ValueError, match="must divide"):
+        vt.nn.functional.scaled_dot_product_attention(vq, vk[:, :1].expand(1, 4, 7, 4), vv[:, :1].expand(1, 4, 7, 3),
+                                                      enable_gqa=True)
+    got = vt.nn.functional._sdpa_composed(vq, vk, vv, None, 0.0, True, 0.5, 3)
+    np.testing.assert_allclose(got.numpy(), want, rtol=1e-10)
+
+
+@needs_cuda
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16", "float32"])
+@pytest.mark.parametrize("D", [32, 64, 128])
+@pytest.mark.parametrize("shape", [(2, 4, 2, 100, 190), (1, 6, 1, 200, 70), (1, 8, 2, 128, 128)],
+                         ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("mask", [None, "bool"])
+def test_flash_cuda_gqa(dtype, D, shape, causal, mask):
+    """the CUDA kernels with k, v shared by groups of query heads (dK/dV summed over the group in
+    one CTA): against float64 and the composed provider; the backward twice gives the same bits"""
+    B, H, Hkv, Tq, Tk = shape
+    dt = getattr(vt, dtype)
+    rng = np.random.default_rng(hash((dtype, D, shape, causal, mask)) % 2**32)
+    q, k, v = make_gqa(rng, B, H, Hkv, Tq, Tk, D, D, np.float32)
+    (tq, q), (tk, k), (tv, v) = (cuda_half(a, dt) for a in (q, k, v))
+    tg, g = cuda_half(rng.standard_normal((B, H, Tq, D)).astype(np.float32), dt)
+    m = gqa_mask(rng, mask, B, H, Tq, Tk)
+    tm = None if m is None else on("cuda", vt.tensor(m))
+    tol, floor = tol_of(dt)
+    want, want_lse = ref(q, repeat_kv(k, H), repeat_kv(v, H), m, causal)
+    poison(((B, H, Tq, D), dt), ((B, H, Tq), vt.float32))
+    with vt.ops.use(OP, "flash", "cuda"):
+        out, lse, _ = op()(tq, tk, tv, tm, causal, None, 0.0, True)
+    assert rel_err(to_numpy(out), want) <= tol
+    assert rel_err(to_numpy(lse), want_lse) <= min(tol, 1e-3)
+
+    def grads(prov):
+        qv, kv, vv = (t.detach().requires_grad_() for t in (tq, tk, tv))
+        poison(((B, H, Tq, D), dt), ((B, Hkv, Tk, D), dt), ((B, Hkv, Tk, D), dt))
+        with both_ops_on(prov, "cuda"):
+            o = op()(qv, kv, vv, tm, causal, None, 0.0, True)[0]
+            return vt.autograd.grad(o, (qv, kv, vv), tg)
+    got, again, c_grads = grads("flash"), grads("flash"), grads("composed")
+    for name, x, y, w, c in zip("qkv", got, again, ref_gqa_backward(q, k, v, g, m, causal), c_grads):
+        assert rel_err(to_numpy(x), w, floor) <= tol, name
+        assert rel_err(to_numpy(x), to_numpy(c), floor) <= tol, name
+        np.testing.assert_array_equal(to_numpy(x), to_numpy(y), err_msg=f"d{name} not deterministic")
+
+
+@needs_cuda
+@pytest.mark.parametrize("dtype", ["bfloat16", "float32"])
+@pytest.mark.parametrize("causal", [False, True])
+def test_flash_cuda_gqa_dropout(dtype, causal):
+    """dropout in the CUDA kernels with grouped heads: the mask of attn.hpp's rule over the query
+    heads' probabilities, at the recorded (seed, offset), in out and in the three gradients"""
+    B, H, Hkv, Tq, Tk, D, p = 2, 4, 1, 90, 130, 64, 0.2
+    dt = getattr(vt, dtype)
+    tol, floor = tol_of(dt)
+    rng = np.random.default_rng(22)
+    (tq, q), (tk, k), (tv, v) = (cuda_half(a, dt) for a in make_gqa(rng, B, H, Hkv, Tq, Tk, D, D, np.float32))
+    tg, g = cuda_half(rng.standard_normal((B, H, Tq, D)).astype(np.float32), dt)
+    qv, kv, vv = (t.detach().requires_grad_() for t in (tq, tk, tv))
+    vt.manual_seed(23)
+    with both_ops_on("flash", "cuda"):
+        out, _, st = op()(qv, kv, vv, None, causal, None, p, True)
+        grads = vt.autograd.grad(out, (qv, kv, vv), tg)
+    seed, offset = (int(x) for x in to_numpy(st))
+    keep = to_numpy(vt.ops.Op("attention::dropout_mask")([B, H, Tq, Tk], p, seed, offset))
+    want, _ = ref(q, repeat_kv(k, H), repeat_kv(v, H), None, causal, keep=keep, p=p)
+    assert rel_err(to_numpy(out), want) <= tol
+    for name, got, w in zip("qkv", grads, ref_gqa_backward(q, k, v, g, None, causal, keep=keep, p=p)):
+        assert rel_err(to_numpy(got), w, floor) <= tol, name

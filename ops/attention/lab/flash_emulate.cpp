@@ -4,7 +4,8 @@
 // against a float64 reference: forward out and lse, dq, dk, dv, for bf16, fp16 and fp32, D 32, 64
 // and 128 (D 32: cases 18 and up), causal and not, Tq != Tk both ways (several blocks each way),
 // bool and float masks, dropout (attn.hpp's keep rule; the backward reads the seed from the
-// forward's rng record), grad_lse, strided inputs. A check of the index arithmetic for a machine without a GPU; slow (a barrier per
+// forward's rng record), grad_lse, strided inputs, grouped-query attention (k, v with Hkv heads:
+// cases 26 and up). A check of the index arithmetic for a machine without a GPU; slow (a barrier per
 // emulated collective), so the shapes are small. Global tensors and each CTA's shared memory are
 // heap buffers of their exact sizes: built with -fsanitize=address,undefined it also finds any
 // access out of bounds (clean on 2026-11-30; the float32 cases on 2026-12-01).
@@ -56,6 +57,7 @@ struct Case {
   double p;
   bool glse, strided;
   int dtype;  // kBf16, kFp16, kFp32
+  int Hkv = 0;  // k, v heads (0: H); query head h reads kv head h / (H / Hkv)
 };
 enum { kBf16 = 0, kFp16 = 1, kFp32 = 2 };
 
@@ -93,10 +95,12 @@ static double rel(const std::vector<double>& got, const std::vector<double>& wan
 template <class T>
 static bool run_case(const Case& cs, std::mt19937& gen) {
   const int B = cs.B, H = cs.H, Tq = cs.Tq, Tk = cs.Tk, D = cs.D, BH = B * H;
+  const int Hkv = cs.Hkv ? cs.Hkv : H, G = H / Hkv;
   std::normal_distribution<float> nd;
-  // storage: contiguous (B, H, T, D), or (B, T, H, D) memory seen as (B, H, T, D) when strided
-  auto make = [&](int T_, std::vector<T>& st, std::vector<double>& ref, Operand& op) {
-    st.resize((size_t)BH * T_ * D);
+  // storage: contiguous (B, heads, T, D), or (B, T, heads, D) memory seen as (B, heads, T, D) when strided
+  auto make = [&](int T_, int nh, std::vector<T>& st, std::vector<double>& ref, Operand& op) {
+    const int H = nh;
+    st.resize((size_t)B * H * T_ * D);
     ref.resize(st.size());
     for (int b = 0; b < B; ++b)
       for (int h = 0; h < H; ++h)
@@ -114,10 +118,10 @@ static bool run_case(const Case& cs, std::mt19937& gen) {
   std::vector<T> q, k, v, g;
   std::vector<double> rq, rk, rv, rg;
   Operand oq, ok, ov, og;
-  make(Tq, q, rq, oq);
-  make(Tk, k, rk, ok);
-  make(Tk, v, rv, ov);
-  make(Tq, g, rg, og);
+  make(Tq, H, q, rq, oq);
+  make(Tk, Hkv, k, rk, ok);
+  make(Tk, Hkv, v, rv, ov);
+  make(Tq, H, g, rg, og);
   // mask (B, 1, Tq, Tk): bool with ~30% dropped (key 0 kept; one fully masked row), or float
   std::vector<uint8_t> mb;
   std::vector<float> mf;
@@ -142,14 +146,15 @@ static bool run_case(const Case& cs, std::mt19937& gen) {
   // ---- reference (float64) ----
   const size_t n_s = (size_t)BH * Tq * Tk;
   std::vector<double> P(n_s), Pk(n_s), lse_ref((size_t)BH * Tq), out_ref((size_t)BH * Tq * D, 0.0);
+  auto kvh = [&](int bh) { return bh / H * Hkv + bh % H / G; };  // (b, kv head) of query (b, h)
   for (int bh = 0; bh < BH; ++bh) {
-    const int b = bh / H;
+    const int b = bh / H, bk = kvh(bh);
     for (int i = 0; i < Tq; ++i) {
       std::vector<double> s(Tk);
       double mx = -INFINITY;
       for (int j = 0; j < Tk; ++j) {
         double x = 0;
-        for (int d = 0; d < D; ++d) x += rq[((size_t)bh * Tq + i) * D + d] * rk[((size_t)bh * Tk + j) * D + d];
+        for (int d = 0; d < D; ++d) x += rq[((size_t)bh * Tq + i) * D + d] * rk[((size_t)bk * Tk + j) * D + d];
         x *= scale;
         const size_t mi = (size_t)b * Tq * Tk + (size_t)i * Tk + j;
         if (cs.mask == kBoolMask && !mb[mi]) x = -INFINITY;
@@ -171,7 +176,7 @@ static bool run_case(const Case& cs, std::mt19937& gen) {
         }
         Pk[e] = keep ? rs : 0.0;
         if (cs.p == 0) Pk[e] = 1.0;
-        for (int d = 0; d < D; ++d) out_ref[((size_t)bh * Tq + i) * D + d] += P[e] * Pk[e] * rv[((size_t)bh * Tk + j) * D + d];
+        for (int d = 0; d < D; ++d) out_ref[((size_t)bh * Tq + i) * D + d] += P[e] * Pk[e] * rv[((size_t)bk * Tk + j) * D + d];
       }
     }
   }
@@ -181,15 +186,16 @@ static bool run_case(const Case& cs, std::mt19937& gen) {
     glse.resize(glse_ref.size());
     for (size_t i = 0; i < glse.size(); ++i) glse[i] = nd(gen), glse_ref[i] = glse[i];
   }
-  std::vector<double> dq_ref((size_t)BH * Tq * D, 0.0), dk_ref((size_t)BH * Tk * D, 0.0), dv_ref(dk_ref.size(), 0.0);
+  std::vector<double> dq_ref((size_t)BH * Tq * D, 0.0), dk_ref(rk.size(), 0.0), dv_ref(dk_ref.size(), 0.0);
   for (int bh = 0; bh < BH; ++bh)
     for (int i = 0; i < Tq; ++i) {
+      const int bk = kvh(bh);
       std::vector<double> dp(Tk);
       double dlt = 0;
       for (int j = 0; j < Tk; ++j) {
         const size_t e = ((size_t)bh * Tq + i) * Tk + j;
         double x = 0;
-        for (int d = 0; d < D; ++d) x += rg[((size_t)bh * Tq + i) * D + d] * rv[((size_t)bh * Tk + j) * D + d];
+        for (int d = 0; d < D; ++d) x += rg[((size_t)bh * Tq + i) * D + d] * rv[((size_t)bk * Tk + j) * D + d];
         dp[j] = x * Pk[e];
         dlt += dp[j] * P[e];
       }
@@ -198,9 +204,9 @@ static bool run_case(const Case& cs, std::mt19937& gen) {
         const size_t e = ((size_t)bh * Tq + i) * Tk + j;
         const double ds = P[e] * (dp[j] - dlt);
         for (int d = 0; d < D; ++d) {
-          dq_ref[((size_t)bh * Tq + i) * D + d] += ds * rk[((size_t)bh * Tk + j) * D + d] * scale;
-          dk_ref[((size_t)bh * Tk + j) * D + d] += ds * rq[((size_t)bh * Tq + i) * D + d] * scale;
-          dv_ref[((size_t)bh * Tk + j) * D + d] += P[e] * Pk[e] * rg[((size_t)bh * Tq + i) * D + d];
+          dq_ref[((size_t)bh * Tq + i) * D + d] += ds * rk[((size_t)bk * Tk + j) * D + d] * scale;
+          dk_ref[((size_t)bk * Tk + j) * D + d] += ds * rq[((size_t)bh * Tq + i) * D + d] * scale;
+          dv_ref[((size_t)bk * Tk + j) * D + d] += P[e] * Pk[e] * rg[((size_t)bh * Tq + i) * D + d];
         }
       }
     }
@@ -209,12 +215,14 @@ static bool run_case(const Case& cs, std::mt19937& gen) {
   // outputs where the meta step puts them: contiguous for contiguous inputs; for the strided
   // (B, T, H, D) ones out in that order too, and dq, dk, dv (Tq == Tk) slices of one (B, T, 3, H, D)
   // buffer, as for a packed qkv projection
-  auto dest_of = [&](T* p, int T_, int64_t row) {
-    return cs.strided ? Dest{p, (int64_t)T_ * row, D, row} : Dest{p, (int64_t)H * T_ * D, (int64_t)T_ * D, D};
+  auto dest_of = [&](T* p, int T_, int64_t row, int nh = 0) {
+    const int64_t heads = nh ? nh : H;
+    return cs.strided ? Dest{p, (int64_t)T_ * row, D, row} : Dest{p, heads * T_ * D, (int64_t)T_ * D, D};
   };
-  // an output back in (B, H, T, D) order
-  auto gather = [&](const Dest& x, int T_) {
-    std::vector<double> r((size_t)BH * T_ * D);
+  // an output back in (B, heads, T, D) order
+  auto gather = [&](const Dest& x, int T_, int nh = 0) {
+    const int H = nh ? nh : cs.H;
+    std::vector<double> r((size_t)B * H * T_ * D);
     for (int b = 0; b < B; ++b)
       for (int h = 0; h < H; ++h)
         for (int t = 0; t < T_; ++t)
@@ -231,7 +239,7 @@ static bool run_case(const Case& cs, std::mt19937& gen) {
   fp.mask = mask;
   constexpr bool is32 = std::is_same_v<T, float>;  // the float32 kernels (flash32_*.cu): 64-query blocks, 256 threads
   const int fwd_rows = is32 ? f32::kRows : kFwdRows;
-  fp.H = H, fp.BH = BH, fp.Tq = Tq, fp.Tk = Tk, fp.nqb = (Tq + fwd_rows - 1) / fwd_rows;
+  fp.H = H, fp.BH = BH, fp.Tq = Tq, fp.Tk = Tk, fp.nqb = (Tq + fwd_rows - 1) / fwd_rows, fp.group = G;
   fp.scale_log2 = (float)(scale * 1.4426950408889634), fp.causal = cs.causal;
   if (cs.p > 0) {
     fp.drop = Dropout{true, thr, (float)rs};
@@ -249,7 +257,7 @@ static bool run_case(const Case& cs, std::mt19937& gen) {
   const bool rng_ok = cs.p > 0 ? (rng[0] == (int64_t)seed && rng[1] == (int64_t)offset) : (rng[0] == 0 && rng[1] == 0);
 
   // ---- backward kernels (from the kernel's out and lse) ----
-  const bool packed = cs.strided && Tq == Tk;
+  const bool packed = cs.strided && Tq == Tk && Hkv == H;
   std::vector<T> dqkv(packed ? 3 * rq.size() : 0, to_t<T>(NAN));
   std::vector<T> dq(rq.size(), to_t<T>(NAN)), dk(rk.size(), to_t<T>(NAN)), dv(rk.size(), to_t<T>(NAN));
   const int Tq_pad = (Tq + kStatPad - 1) / kStatPad * kStatPad;
@@ -264,12 +272,12 @@ static bool run_case(const Case& cs, std::mt19937& gen) {
     bp.dq = dest_of(dqkv.data(), Tq, 3 * hd), bp.dk = dest_of(dqkv.data() + hd, Tq, 3 * hd);
     bp.dv = dest_of(dqkv.data() + 2 * hd, Tq, 3 * hd);
   } else {
-    bp.dq = dest_of(dq.data(), Tq, (int64_t)H * D), bp.dk = dest_of(dk.data(), Tk, (int64_t)H * D);
-    bp.dv = dest_of(dv.data(), Tk, (int64_t)H * D);
+    bp.dq = dest_of(dq.data(), Tq, (int64_t)H * D), bp.dk = dest_of(dk.data(), Tk, (int64_t)Hkv * D, Hkv);
+    bp.dv = dest_of(dv.data(), Tk, (int64_t)Hkv * D, Hkv);
   }
   bp.lse2 = stats.data(), bp.delta = stats.data() + (size_t)BH * Tq_pad;
   bp.mask = mask;
-  bp.D = D, bp.H = H, bp.BH = BH, bp.Tq = Tq, bp.Tk = Tk, bp.Tq_pad = Tq_pad;
+  bp.D = D, bp.H = H, bp.BH = BH, bp.Tq = Tq, bp.Tk = Tk, bp.Tq_pad = Tq_pad, bp.group = G;
   bp.scale = (float)scale, bp.scale_log2 = (float)(scale * 1.4426950408889634), bp.causal = cs.causal;
   // dropout's (seed, offset) as the backward rule passes it off the cpu: the forward's rng tensor,
   // read by the kernels (the launch arguments hold decoys that would give another mask)
@@ -282,24 +290,24 @@ static bool run_case(const Case& cs, std::mt19937& gen) {
   by_head_dim(D, [&](auto dc) {
     constexpr int DD = decltype(dc)::value;
     if constexpr (is32) {
-      emu_launch(flash_bwd32_dkdv_kernel<DD>, nkb * BH, bp, f32::kThreads, dkdv32_smem<DD>());
+      emu_launch(flash_bwd32_dkdv_kernel<DD>, nkb * B * Hkv, bp, f32::kThreads, dkdv32_smem<DD>());
       emu_launch(flash_bwd32_dq_kernel<DD>, nqb * BH, bp, f32::kThreads, dq32_smem<DD>());
     } else {
-      emu_launch(flash_bwd_dkdv_kernel<T, DD>, nkb * BH, bp, 128, dkdv_smem<T, DD>());
+      emu_launch(flash_bwd_dkdv_kernel<T, DD>, nkb * B * Hkv, bp, 128, dkdv_smem<T, DD>());
       emu_launch(flash_bwd_dq_kernel<T, DD>, nqb * BH, bp, 128, dq_smem<T, DD>());
     }
   });
-  auto err = [&](const Dest& x, int T_, const std::vector<double>& w) {
+  auto err = [&](const Dest& x, int T_, const std::vector<double>& w, int nh = 0) {
     // float32: a floor of 1 (inputs are N(0, 1)): with one kept key dS = P (dP - delta) is a
     // cancellation whose float32 rounding (~1e-6) is all there is of dq and dk
-    return rel(gather(x, T_), w, &nan, is32 ? 1.0 : 1e-12);
+    return rel(gather(x, T_, nh), w, &nan, is32 ? 1.0 : 1e-12);
   };
-  const double e_dq = err(bp.dq, Tq, dq_ref), e_dk = err(bp.dk, Tk, dk_ref), e_dv = err(bp.dv, Tk, dv_ref);
+  const double e_dq = err(bp.dq, Tq, dq_ref), e_dk = err(bp.dk, Tk, dk_ref, Hkv), e_dv = err(bp.dv, Tk, dv_ref, Hkv);
   const double tol = is32 ? 1e-5 : 1e-2, tol_lse = is32 ? 1e-6 : 1e-3;  // float32: FFMA in float32 throughout
   const bool ok_all = !nan && rng_ok && e_out <= tol && e_lse <= tol_lse && e_dq <= tol && e_dk <= tol && e_dv <= tol;
-  std::printf("%s %s B%d H%d Tq%d Tk%d D%d causal=%d mask=%d p=%.2f glse=%d strided=%d: out %.1e lse %.1e dq %.1e "
+  std::printf("%s %s B%d H%d Hkv%d Tq%d Tk%d D%d causal=%d mask=%d p=%.2f glse=%d strided=%d: out %.1e lse %.1e dq %.1e "
               "dk %.1e dv %.1e%s%s\n",
-              ok_all ? "ok  " : "FAIL", cs.dtype == kFp32 ? "fp32" : cs.dtype == kFp16 ? "fp16" : "bf16", B, H, Tq, Tk, D, cs.causal, cs.mask, cs.p, cs.glse,
+              ok_all ? "ok  " : "FAIL", cs.dtype == kFp32 ? "fp32" : cs.dtype == kFp16 ? "fp16" : "bf16", B, H, Hkv, Tq, Tk, D, cs.causal, cs.mask, cs.p, cs.glse,
               cs.strided, e_out, e_lse, e_dq, e_dk, e_dv, nan ? " NaN/inf mismatch" : "", rng_ok ? "" : " rng wrong");
   std::fflush(stdout);
   return ok_all;
@@ -336,6 +344,13 @@ int main(int argc, char** argv) {
       {1, 1, 130, 100, 32, true, kBoolMask, 0.3, true, false, kFp32},
       {1, 1, 70, 150, 32, true, kAddMask, 0.0, false, true, kFp32},
       {1, 1, 1, 33, 32, false, kNoMask, 0.1, false, false, kFp32},
+      // grouped-query attention: k, v with Hkv heads (MQA at 1); dk, dv summed over each group
+      {2, 4, 100, 130, 64, true, kBoolMask, 0.2, true, false, kBf16, 2},
+      {1, 3, 130, 70, 128, false, kAddMask, 0.0, false, true, kFp16, 1},
+      {1, 4, 65, 65, 32, true, kNoMask, 0.0, false, true, kBf16, 2},
+      {2, 4, 100, 130, 64, true, kBoolMask, 0.2, true, false, kFp32, 2},
+      {1, 3, 70, 150, 128, false, kAddMask, 0.0, false, true, kFp32, 1},
+      {1, 4, 65, 90, 32, true, kNoMask, 0.1, false, false, kFp32, 2},
   };
   std::vector<bool> run(cases.size(), argc == 1);  // arguments: the case indices to run (default all)
   for (int a = 1; a < argc; ++a)

@@ -2,9 +2,12 @@
 // rule, and the vectorised tile primitives of the flash kernels. (The argument checks are the ops'
 // meta steps, in pack.cpp: the computes get arguments already checked.)
 //
-// Shape legend (torch's): B = batch, H = heads, Tq = queries, Tk = keys, D = head dim of q/k,
-// Dv = head dim of v. q (B, H, Tq, D), k (B, H, Tk, D), v (B, H, Tk, Dv), out (B, H, Tq, Dv),
-// lse (B, H, Tq): log-sum-exp of the scaled, masked scores of each query row (before dropout).
+// Shape legend (torch's): B = batch, H = query heads, Hkv = key/value heads, Tq = queries, Tk = keys,
+// D = head dim of q/k, Dv = head dim of v. q (B, H, Tq, D), k (B, Hkv, Tk, D), v (B, Hkv, Tk, Dv),
+// out (B, H, Tq, Dv), lse (B, H, Tq): log-sum-exp of the scaled, masked scores of each query row
+// (before dropout). Hkv == H is plain multi-head attention; Hkv dividing H is grouped-query
+// attention (MQA at Hkv = 1): query head h attends to kv head h / (H / Hkv) (torch's
+// repeat_interleave of k and v over the group), and dk, dv sum over the group's query heads.
 // mask broadcasts to (B, H, Tq, Tk): bool (True = keep) or additive float. causal keeps key j for
 // query i when j <= i (aligned top-left, like torch's is_causal).
 //
@@ -36,7 +39,8 @@ namespace attn {
 
 // ---- arguments ------------------------------------------------------------------------------------
 struct Dims {
-  int64_t B, H, Tq, Tk, D, Dv;
+  int64_t B, H, Tq, Tk, D, Dv, Hkv;
+  int64_t group() const { return Hkv > 0 ? H / Hkv : 1; }  // query heads per kv head
 };
 
 // Element strides of a 4-d tensor, and of the mask broadcast to (B, H, Tq, Tk) (0 where broadcast).
@@ -47,7 +51,7 @@ inline Strides4 strides4(const vt_tensor* t) { return {t->strides[0], t->strides
 
 // The sizes of q, k, v (shapes the meta step accepted).
 inline Dims dims(const vt_tensor* q, const vt_tensor* k, const vt_tensor* v) {
-  return {q->sizes[0], q->sizes[1], q->sizes[2], k->sizes[2], q->sizes[3], v->sizes[3]};
+  return {q->sizes[0], q->sizes[1], q->sizes[2], k->sizes[2], q->sizes[3], v->sizes[3], k->sizes[1]};
 }
 
 // lse's dtype (and the compute type): float64 for float64 inputs, else float32
@@ -134,11 +138,12 @@ struct SdpaArgs {
   vt_tensor *q, *k, *v, *mask;
   bool causal, has_scale;  // scale None: 1/sqrt(D)
   double scale_arg, p;
+  bool enable_gqa;  // k, v may have fewer heads than q (the meta step's check; computes read shapes)
   explicit SdpaArgs(const vt::Call& c)
       : q(c.arg(0, "q").tensor()), k(c.arg(1, "k").tensor()), v(c.arg(2, "v").tensor()),
         mask(c.arg(3, "mask").tensor_or_null()), causal(c.arg(4, "causal").bool_()),
         has_scale(!c.arg(5, "scale").is_none()), scale_arg(c.arg(5, "scale").float_or(0.0)),
-        p(c.arg(6, "dropout_p").float_()) {}
+        p(c.arg(6, "dropout_p").float_()), enable_gqa(c.arg(7, "enable_gqa").bool_()) {}
   double scale(int64_t D) const { return has_scale ? scale_arg : default_scale(D); }
 };
 

@@ -13,6 +13,9 @@
 //   Pd = P * keep / (1 - p);  dv = Pd^T @ dout;  dP = (dout @ v^T) * keep / (1 - p)
 //   Dr = rowsum(dout * out) - grad_lse;  dS = P * (dP - Dr);  dq = dS @ k * scale;  dk = dS^T @ q * scale
 //
+// Grouped-query attention (k, v with Hkv heads dividing q's H): k and v are expanded over the group
+// first, (B, Hkv, Tk, D) -> (B, Hkv, G, Tk, D) -> (B, H, Tk, D) (torch's repeat_interleave), and the
+// backward sums dk, dv of the expanded heads back over the group: (B, H, ..) -> (B, Hkv, G, ..) -> sum.
 // float16/bfloat16 inputs compute in float32 like the fused provider. Dropout draws its keep mask
 // with attention::dropout_draw (the rule of attn.hpp, core::dropout's), which records the draw's
 // seed and offset into the rng output on the device; the backward regenerates the mask from that
@@ -48,6 +51,20 @@ void to_acc(const vt_host* H, vt_dtype acc, std::initializer_list<vt_tensor**> t
     }
     ++hold;
   }
+}
+
+// k or v (B, Hkv, T, E) repeated over the group of G query heads each kv head serves: (B, Hkv * G, T, E)
+vt::Tensor expand_heads(const vt_host* H, vt_tensor* t, int64_t G) {
+  const std::vector<int64_t> five = {t->sizes[0], t->sizes[1], G, t->sizes[2], t->sizes[3]};
+  const std::vector<int64_t> four = {t->sizes[0], t->sizes[1] * G, t->sizes[2], t->sizes[3]};
+  vt::Tensor u = op1(H, "core::unsqueeze", {t, (int64_t)2});
+  return op1(H, "core::reshape", {op1(H, "core::expand", {u, V(five)}), V(four)});
+}
+
+// the gradient of expand_heads: g (B, Hkv * G, T, E) summed over each group, (B, Hkv, T, E)
+vt::Tensor sum_heads(const vt_host* H, vt_tensor* g, int64_t G) {
+  const std::vector<int64_t> five = {g->sizes[0], g->sizes[1] / G, G, g->sizes[2], g->sizes[3]}, group = {2};
+  return op1(H, "core::sum", {op1(H, "core::reshape", {g, V(five)}), V(group), false});
 }
 
 // S = q @ k^T * scale with the mask and the causal rule applied (-inf where a key is dropped)
@@ -95,8 +112,12 @@ VT_COMPUTE(sdpa_composed, "attention::sdpa") {
   const double scale = a.scale(d.D), p = a.p;
   const vt_device dev = c.ctx->device;
   const vt_dtype acc = attn::acc_dtype(q->dtype);
-  vt::Tensor hold[3];
+  vt::Tensor hold[3], kx, vx;
   to_acc(H, acc, {&q, &k, &v}, hold);
+  if (d.group() != 1) {
+    kx = expand_heads(H, k, d.group()), vx = expand_heads(H, v, d.group());
+    k = kx.get(), v = vx.get();
+  }
   vt::Tensor s = masked_scores(H, q, k, mask, a.causal, scale, d, acc, dev);
   const std::vector<int64_t> last = {-1};
   vt::Tensor lse = op1(H, "core::logsumexp", {s, V(last), true});
@@ -121,8 +142,12 @@ VT_COMPUTE(sdpa_backward_composed, "attention::sdpa_backward") {
   const attn::Dims d = attn::dims(q, k, v);
   const vt_device dev = c.ctx->device;
   const vt_dtype acc = attn::acc_dtype(q->dtype);
-  vt::Tensor hold[5];
+  vt::Tensor hold[5], kx, vx;
   to_acc(H, acc, {&go, &q, &k, &v, &out}, hold);
+  if (d.group() != 1) {
+    kx = expand_heads(H, k, d.group()), vx = expand_heads(H, v, d.group());
+    k = kx.get(), v = vx.get();
+  }
   const std::vector<int64_t> scalar_shape, last = {-1};
   vt::Tensor s = masked_scores(H, q, k, a.mask, a.causal, a.scale, d, acc, dev);
   vt::Tensor lse = op1(H, "core::unsqueeze", {a.lse, (int64_t)-1});
@@ -154,6 +179,7 @@ VT_COMPUTE(sdpa_backward_composed, "attention::sdpa_backward") {
   vt::Tensor dq = op1(H, "core::mul", {op1(H, "core::matmul", {ds, k}), sc});
   vt::Tensor dst = op1(H, "core::transpose", {ds, (int64_t)-2, (int64_t)-1});
   vt::Tensor dk = op1(H, "core::mul", {op1(H, "core::matmul", {dst, q}), sc});
+  if (d.group() != 1) dk = sum_heads(H, dk.get(), d.group()), dv = sum_heads(H, dv.get(), d.group());
   vt::call(H, "core::copy_", {c.out(0), dq.get()});
   vt::call(H, "core::copy_", {c.out(1), dk.get()});
   vt::call(H, "core::copy_", {c.out(2), dv.get()});

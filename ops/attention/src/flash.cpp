@@ -14,9 +14,11 @@
 //   whose keys are all masked, like torch's safe softmax). Causal key blocks past the query block
 //   are skipped. Tasks run on the runtime's pool, handed out dynamically (largest causal blocks
 //   first) so causal work balances.
-// Backward (flash-attention-2 style): one task = one (b, h), so dK/dV/dQ accumulate race-free in
-//   the task's own buffers. Per (b, h): D_i = rowsum(dO * O) - dlse_i; the queries' packed forms
-//   are built once; then for each key block (outer) and query block (inner), recomputing from lse:
+// Backward (flash-attention-2 style): one task = one (b, kv head), so dK/dV/dQ accumulate race-free
+//   in the task's own buffers; dK/dV over every key, summed over the query heads of the kv head's
+//   group in a fixed order (one query head without grouped-query attention). Per query head h:
+//   D_i = rowsum(dO * O) - dlse_i; the queries' packed forms are built once; then for each key
+//   block (outer) and query block (inner), recomputing from lse:
 //     ST = K QsT;  PT = exp(ST - lse);  dV += Pdrop^T dO;  dPT = V dO^T;
 //     dST = PT * (dPT * dropmask - D_i);  dK += dST Qs;  dQ += dST^T K
 //   where Qs = scale * Q (so dK needs no extra scaling) and dQ is scaled once at the end.
@@ -147,9 +149,10 @@ VT_ATTN_INLINE void fwd_worker(const Params& P, std::atomic<int64_t>* next, int6
     const int64_t bh = t / nqb, qb = nqb - 1 - t % nqb;  // the largest causal blocks first
     const int64_t b = bh / d.H, h = bh % d.H;
     const int64_t i0 = qb * kBq, nq = std::min(kBq, d.Tq - i0);
+    const int64_t hk = h / d.group();  // the kv head of query head h
     const T* q = static_cast<const T*>(P.q) + b * P.qs.b + h * P.qs.h;
-    const T* k = static_cast<const T*>(P.k) + b * P.ks.b + h * P.ks.h;
-    const T* v = static_cast<const T*>(P.v) + b * P.vs.b + h * P.vs.h;
+    const T* k = static_cast<const T*>(P.k) + b * P.ks.b + hk * P.ks.h;
+    const T* v = static_cast<const T*>(P.v) + b * P.vs.b + hk * P.vs.h;
 
     pack_transposed<T, A>(QT.get(), q + i0 * P.qs.t, P.qs.t, P.qs.d, nq, d.D, scale);
     std::memset(O.get(), 0, sizeof(A) * (size_t)(kBq * Dvp));
@@ -251,120 +254,126 @@ VT_ATTN_INLINE void bwd_worker(const Params& P, std::atomic<int64_t>* next, int6
   const int64_t Dvp = attn::round_up(std::max<int64_t>(d.Dv, 1), W);
   const int64_t nqb = (d.Tq + kBq - 1) / kBq, Tqp = nqb * kBq;
   const bool k_direct = kDirect && P.ks.d == 1 && d.D % W == 0;
-  // per (b, h): the queries' packed forms, row statistics and the dQ accumulator
+  // per query head: the queries' packed forms, row statistics and the dQ accumulator
   attn::Buf<A> QsT(nqb * d.D * kBq), Qs(Tqp * Dp), dOT(nqb * d.Dv * kBq), dOp(Tqp * Dvp), dQ(Tqp * Dp),
       Dlt(Tqp), lse_use(Tqp);
-  // per key block
-  attn::Buf<A> Kb(kDirect ? 1 : kBk * d.D), Kp(kBk * Dp), Vb(kDirect ? 1 : kBk * d.Dv), dK(kBk * Dp),
-      dV(kBk * Dvp), PT(kBk * kBq), PdT(P.p > 0 ? kBk * kBq : 1), dST(kBk * kBq);
+  // per kv head: dK and dV of every key (the group's sum); per key block: K, V packed, the tiles
+  attn::Buf<A> dK(d.Tk * Dp), dV(d.Tk * Dvp);
+  attn::Buf<A> Kb(kDirect ? 1 : kBk * d.D), Kp(kBk * Dp), Vb(kDirect ? 1 : kBk * d.Dv), PT(kBk * kBq),
+      PdT(P.p > 0 ? kBk * kBq : 1), dST(kBk * kBq);
   attn::Buf<uint8_t> keep(P.p > 0 ? kBk * kBq : 1);
   const A scale = (A)P.scale;
   const A rs = P.p < 1.0 ? (A)(1.0 / (1.0 - P.p)) : A(0);
 
   for (;;) {
-    const int64_t bh = next->fetch_add(1, std::memory_order_relaxed);
-    if (bh >= ntasks) return;
-    const int64_t b = bh / d.H, h = bh % d.H;
-    const T* q = static_cast<const T*>(P.q) + b * P.qs.b + h * P.qs.h;
-    const T* k = static_cast<const T*>(P.k) + b * P.ks.b + h * P.ks.h;
-    const T* v = static_cast<const T*>(P.v) + b * P.vs.b + h * P.vs.h;
-    const T* o = static_cast<const T*>(P.o) + b * P.os.b + h * P.os.h;
-    const T* go = static_cast<const T*>(P.dout) + b * P.dos.b + h * P.dos.h;
-    const A* lse = static_cast<const A*>(P.lse_in) + b * P.lse_s[0] + h * P.lse_s[1];
-    const A* glse = P.dlse ? static_cast<const A*>(P.dlse) + b * P.dlse_s[0] + h * P.dlse_s[1] : nullptr;
+    const int64_t task = next->fetch_add(1, std::memory_order_relaxed);
+    if (task >= ntasks) return;
+    const int64_t b = task / d.Hkv, hk = task % d.Hkv, G = d.group();
+    const T* k = static_cast<const T*>(P.k) + b * P.ks.b + hk * P.ks.h;
+    const T* v = static_cast<const T*>(P.v) + b * P.vs.b + hk * P.vs.h;
+    std::memset(dK.get(), 0, sizeof(A) * (size_t)(d.Tk * Dp));
+    std::memset(dV.get(), 0, sizeof(A) * (size_t)(d.Tk * Dvp));
+    for (int64_t h = hk * G; h < (hk + 1) * G; ++h) {
+      const int64_t bh = b * d.H + h;
+      const T* q = static_cast<const T*>(P.q) + b * P.qs.b + h * P.qs.h;
+      const T* o = static_cast<const T*>(P.o) + b * P.os.b + h * P.os.h;
+      const T* go = static_cast<const T*>(P.dout) + b * P.dos.b + h * P.dos.h;
+      const A* lse = static_cast<const A*>(P.lse_in) + b * P.lse_s[0] + h * P.lse_s[1];
+      const A* glse = P.dlse ? static_cast<const A*>(P.dlse) + b * P.dlse_s[0] + h * P.dlse_s[1] : nullptr;
 
-    // D_i = rowsum(dO * O) - dlse_i: dS = P * (dP - D) also carries the gradient of lse (dlse * P)
-    for (int64_t i = 0; i < d.Tq; ++i) {
-      A s = 0;
-      for (int64_t c = 0; c < d.Dv; ++c)
-        s += vt::convert<A>(go[i * P.dos.t + c * P.dos.d]) * vt::convert<A>(o[i * P.os.t + c * P.os.d]);
-      Dlt.get()[i] = s - (glse ? glse[i * P.dlse_s[2]] : A(0));
-      const A li = lse[i * P.lse_s[2]];
-      lse_use.get()[i] = li == -INFINITY ? A(INFINITY) : li;  // fully masked row: P = 0
-    }
-    for (int64_t i = d.Tq; i < Tqp; ++i) Dlt.get()[i] = 0, lse_use.get()[i] = INFINITY;
-    for (int64_t qb = 0; qb < nqb; ++qb) {
-      const int64_t i0 = qb * kBq, nq = std::min(kBq, d.Tq - i0);
-      pack_transposed<T, A>(QsT.get() + qb * d.D * kBq, q + i0 * P.qs.t, P.qs.t, P.qs.d, nq, d.D, scale);
-      pack_transposed<T, A>(dOT.get() + qb * d.Dv * kBq, go + i0 * P.dos.t, P.dos.t, P.dos.d, nq, d.Dv, A(1));
-    }
-    pack_rows<T, A>(Qs.get(), Dp, q, P.qs.t, P.qs.d, d.Tq, d.D, scale);
-    pack_rows<T, A>(dOp.get(), Dvp, go, P.dos.t, P.dos.d, d.Tq, d.Dv, A(1));
-    std::memset(dQ.get(), 0, sizeof(A) * (size_t)(Tqp * Dp));
-
-    for (int64_t j0 = 0; j0 < d.Tk; j0 += kBk) {
-      const int64_t nk = std::min(kBk, d.Tk - j0);
-      const A *ka, *va, *kp;
-      int64_t kars, kaks, vars, vaks, ldkp;
-      if constexpr (kDirect) {
-        ka = reinterpret_cast<const A*>(k) + j0 * P.ks.t, kars = P.ks.t, kaks = P.ks.d;
-        va = reinterpret_cast<const A*>(v) + j0 * P.vs.t, vars = P.vs.t, vaks = P.vs.d;
-      } else {
-        pack_rows<T, A>(Kb.get(), d.D, k + j0 * P.ks.t, P.ks.t, P.ks.d, nk, d.D, A(1));
-        pack_rows<T, A>(Vb.get(), d.Dv, v + j0 * P.vs.t, P.vs.t, P.vs.d, nk, d.Dv, A(1));
-        ka = Kb.get(), kars = d.D, kaks = 1, va = Vb.get(), vars = d.Dv, vaks = 1;
+      // D_i = rowsum(dO * O) - dlse_i: dS = P * (dP - D) also carries the gradient of lse (dlse * P)
+      for (int64_t i = 0; i < d.Tq; ++i) {
+        A s = 0;
+        for (int64_t c = 0; c < d.Dv; ++c)
+          s += vt::convert<A>(go[i * P.dos.t + c * P.dos.d]) * vt::convert<A>(o[i * P.os.t + c * P.os.d]);
+        Dlt.get()[i] = s - (glse ? glse[i * P.dlse_s[2]] : A(0));
+        const A li = lse[i * P.lse_s[2]];
+        lse_use.get()[i] = li == -INFINITY ? A(INFINITY) : li;  // fully masked row: P = 0
       }
-      if (k_direct) {
-        kp = reinterpret_cast<const A*>(k) + j0 * P.ks.t, ldkp = P.ks.t;
-      } else {
-        pack_rows<T, A>(Kp.get(), Dp, k + j0 * P.ks.t, P.ks.t, P.ks.d, nk, d.D, A(1));
-        kp = Kp.get(), ldkp = Dp;
-      }
-      std::memset(dK.get(), 0, sizeof(A) * (size_t)(kBk * Dp));
-      std::memset(dV.get(), 0, sizeof(A) * (size_t)(kBk * Dvp));
-
-      for (int64_t qb = P.causal ? j0 / kBq : 0; qb < nqb; ++qb) {
+      for (int64_t i = d.Tq; i < Tqp; ++i) Dlt.get()[i] = 0, lse_use.get()[i] = INFINITY;
+      for (int64_t qb = 0; qb < nqb; ++qb) {
         const int64_t i0 = qb * kBq, nq = std::min(kBq, d.Tq - i0);
-        A* S = PT.get();
-        attn::gemm<A>(nk, kBq, d.D, ka, kars, kaks, QsT.get() + qb * d.D * kBq, kBq, S, kBq, false);
-        apply_masks<A>(P, b, h, i0, nq, j0, nk, S);
-        const A* lu = lse_use.get() + i0;
-        for (int64_t jj = 0; jj < nk; ++jj) {
-          A* row = S + jj * kBq;
-          for (int64_t ii = 0; ii < kBq; ++ii) row[ii] = attn::fexp(row[ii] - lu[ii]);
-        }
-        const A* Pd = S;  // the probabilities after dropout
-        const uint8_t* kpm = keep.get();
-        if (P.p > 0) {
-          attn::dropout_keep_tile(P.seed, P.offset, P.thr, d, bh, i0, nq, j0, nk, keep.get(), kBq);
-          for (int64_t jj = 0; jj < nk; ++jj)
-            for (int64_t ii = 0; ii < kBq; ++ii)
-              PdT.get()[jj * kBq + ii] = kpm[jj * kBq + ii] ? S[jj * kBq + ii] * rs : A(0);
-          Pd = PdT.get();
-        }
-        // dV += Pd^T dO
-        attn::gemm<A>(nk, Dvp, nq, Pd, kBq, 1, dOp.get() + i0 * Dvp, Dvp, dV.get(), Dvp, true);
-        // dPT = V dO^T, then dST = PT * (dPT * drop - D)
-        A* G = dST.get();
-        attn::gemm<A>(nk, kBq, d.Dv, va, vars, vaks, dOT.get() + qb * d.Dv * kBq, kBq, G, kBq, false);
-        const A* Di = Dlt.get() + i0;
-        if (P.p > 0) {
-          for (int64_t jj = 0; jj < nk; ++jj)
-            for (int64_t ii = 0; ii < kBq; ++ii) {
-              const A dp = kpm[jj * kBq + ii] ? G[jj * kBq + ii] * rs : A(0);
-              G[jj * kBq + ii] = S[jj * kBq + ii] * (dp - Di[ii]);
-            }
+        pack_transposed<T, A>(QsT.get() + qb * d.D * kBq, q + i0 * P.qs.t, P.qs.t, P.qs.d, nq, d.D, scale);
+        pack_transposed<T, A>(dOT.get() + qb * d.Dv * kBq, go + i0 * P.dos.t, P.dos.t, P.dos.d, nq, d.Dv, A(1));
+      }
+      pack_rows<T, A>(Qs.get(), Dp, q, P.qs.t, P.qs.d, d.Tq, d.D, scale);
+      pack_rows<T, A>(dOp.get(), Dvp, go, P.dos.t, P.dos.d, d.Tq, d.Dv, A(1));
+      std::memset(dQ.get(), 0, sizeof(A) * (size_t)(Tqp * Dp));
+
+      for (int64_t j0 = 0; j0 < d.Tk; j0 += kBk) {
+        const int64_t nk = std::min(kBk, d.Tk - j0);
+        const A *ka, *va, *kp;
+        int64_t kars, kaks, vars, vaks, ldkp;
+        if constexpr (kDirect) {
+          ka = reinterpret_cast<const A*>(k) + j0 * P.ks.t, kars = P.ks.t, kaks = P.ks.d;
+          va = reinterpret_cast<const A*>(v) + j0 * P.vs.t, vars = P.vs.t, vaks = P.vs.d;
         } else {
-          for (int64_t jj = 0; jj < nk; ++jj) {
-            A* g = G + jj * kBq;
-            const A* pr = S + jj * kBq;
-            for (int64_t ii = 0; ii < kBq; ++ii) g[ii] = pr[ii] * (g[ii] - Di[ii]);
-          }
+          pack_rows<T, A>(Kb.get(), d.D, k + j0 * P.ks.t, P.ks.t, P.ks.d, nk, d.D, A(1));
+          pack_rows<T, A>(Vb.get(), d.Dv, v + j0 * P.vs.t, P.vs.t, P.vs.d, nk, d.Dv, A(1));
+          ka = Kb.get(), kars = d.D, kaks = 1, va = Vb.get(), vars = d.Dv, vaks = 1;
         }
-        // dK += dS^T Qs;  dQ += dS K
-        attn::gemm<A>(nk, Dp, nq, G, kBq, 1, Qs.get() + i0 * Dp, Dp, dK.get(), Dp, true);
-        attn::gemm<A>(nq, Dp, nk, G, 1, kBq, kp, ldkp, dQ.get() + i0 * Dp, Dp, true);
+        if (k_direct) {
+          kp = reinterpret_cast<const A*>(k) + j0 * P.ks.t, ldkp = P.ks.t;
+        } else {
+          pack_rows<T, A>(Kp.get(), Dp, k + j0 * P.ks.t, P.ks.t, P.ks.d, nk, d.D, A(1));
+          kp = Kp.get(), ldkp = Dp;
+        }
+        A* dKb = dK.get() + j0 * Dp;  // this key block's rows
+        A* dVb = dV.get() + j0 * Dvp;
+
+        for (int64_t qb = P.causal ? j0 / kBq : 0; qb < nqb; ++qb) {
+          const int64_t i0 = qb * kBq, nq = std::min(kBq, d.Tq - i0);
+          A* S = PT.get();
+          attn::gemm<A>(nk, kBq, d.D, ka, kars, kaks, QsT.get() + qb * d.D * kBq, kBq, S, kBq, false);
+          apply_masks<A>(P, b, h, i0, nq, j0, nk, S);
+          const A* lu = lse_use.get() + i0;
+          for (int64_t jj = 0; jj < nk; ++jj) {
+            A* row = S + jj * kBq;
+            for (int64_t ii = 0; ii < kBq; ++ii) row[ii] = attn::fexp(row[ii] - lu[ii]);
+          }
+          const A* Pd = S;  // the probabilities after dropout
+          const uint8_t* kpm = keep.get();
+          if (P.p > 0) {
+            attn::dropout_keep_tile(P.seed, P.offset, P.thr, d, bh, i0, nq, j0, nk, keep.get(), kBq);
+            for (int64_t jj = 0; jj < nk; ++jj)
+              for (int64_t ii = 0; ii < kBq; ++ii)
+                PdT.get()[jj * kBq + ii] = kpm[jj * kBq + ii] ? S[jj * kBq + ii] * rs : A(0);
+            Pd = PdT.get();
+          }
+          // dV += Pd^T dO
+          attn::gemm<A>(nk, Dvp, nq, Pd, kBq, 1, dOp.get() + i0 * Dvp, Dvp, dVb, Dvp, true);
+          // dPT = V dO^T, then dST = PT * (dPT * drop - D)
+          A* dS = dST.get();
+          attn::gemm<A>(nk, kBq, d.Dv, va, vars, vaks, dOT.get() + qb * d.Dv * kBq, kBq, dS, kBq, false);
+          const A* Di = Dlt.get() + i0;
+          if (P.p > 0) {
+            for (int64_t jj = 0; jj < nk; ++jj)
+              for (int64_t ii = 0; ii < kBq; ++ii) {
+                const A dp = kpm[jj * kBq + ii] ? dS[jj * kBq + ii] * rs : A(0);
+                dS[jj * kBq + ii] = S[jj * kBq + ii] * (dp - Di[ii]);
+              }
+          } else {
+            for (int64_t jj = 0; jj < nk; ++jj) {
+              A* g = dS + jj * kBq;
+              const A* pr = S + jj * kBq;
+              for (int64_t ii = 0; ii < kBq; ++ii) g[ii] = pr[ii] * (g[ii] - Di[ii]);
+            }
+          }
+          // dK += dS^T Qs;  dQ += dS K
+          attn::gemm<A>(nk, Dp, nq, dS, kBq, 1, Qs.get() + i0 * Dp, Dp, dKb, Dp, true);
+          attn::gemm<A>(nq, Dp, nk, dS, 1, kBq, kp, ldkp, dQ.get() + i0 * Dp, Dp, true);
+        }
       }
-      T* dk = static_cast<T*>(P.dk) + b * P.dks.b + h * P.dks.h + j0 * P.dks.t;
-      T* dv = static_cast<T*>(P.dv) + b * P.dvs.b + h * P.dvs.h + j0 * P.dvs.t;
-      for (int64_t jj = 0; jj < nk; ++jj) {
-        for (int64_t c = 0; c < d.D; ++c) dk[jj * P.dks.t + c * P.dks.d] = vt::convert<T>(dK.get()[jj * Dp + c]);
-        for (int64_t c = 0; c < d.Dv; ++c) dv[jj * P.dvs.t + c * P.dvs.d] = vt::convert<T>(dV.get()[jj * Dvp + c]);
-      }
+      T* dq = static_cast<T*>(P.dq) + b * P.dqs.b + h * P.dqs.h;
+      for (int64_t i = 0; i < d.Tq; ++i)
+        for (int64_t c = 0; c < d.D; ++c) dq[i * P.dqs.t + c * P.dqs.d] = vt::convert<T>(dQ.get()[i * Dp + c] * scale);
     }
-    T* dq = static_cast<T*>(P.dq) + b * P.dqs.b + h * P.dqs.h;
-    for (int64_t i = 0; i < d.Tq; ++i)
-      for (int64_t c = 0; c < d.D; ++c) dq[i * P.dqs.t + c * P.dqs.d] = vt::convert<T>(dQ.get()[i * Dp + c] * scale);
+    T* dk = static_cast<T*>(P.dk) + b * P.dks.b + hk * P.dks.h;
+    T* dv = static_cast<T*>(P.dv) + b * P.dvs.b + hk * P.dvs.h;
+    for (int64_t j = 0; j < d.Tk; ++j) {
+      for (int64_t c = 0; c < d.D; ++c) dk[j * P.dks.t + c * P.dks.d] = vt::convert<T>(dK.get()[j * Dp + c]);
+      for (int64_t c = 0; c < d.Dv; ++c) dv[j * P.dvs.t + c * P.dvs.d] = vt::convert<T>(dV.get()[j * Dvp + c]);
+    }
   }
 }
 
@@ -469,6 +478,6 @@ VT_COMPUTE(sdpa_backward_cpu, "attention::sdpa_backward") {
   if (d.Tq == 0 || d.Tk == 0) {  // no scores: every gradient is zero (in whatever layout they have)
     for (vt_tensor* g : {dq, dk, dv}) vt::call(c.host, "core::fill_", {g, 0.0});
   } else {
-    by_dtype<WorkerFn>(c, q->dtype, bwd_f32, bwd_f64, bwd_f16, bwd_bf16, P, d.B * d.H);
+    by_dtype<WorkerFn>(c, q->dtype, bwd_f32, bwd_f64, bwd_f16, bwd_bf16, P, d.B * d.Hkv);
   }
 }

@@ -6,13 +6,14 @@
 //
 // Both kernels: 256 threads in flash32.cuh's 16 x 16 layout, blocks of 64 rows, everything through
 // shared memory in plain loads (occupancy hides the latency; no cp.async pipeline).
-//   dK, dV   one CTA = one (b, h) and 64 keys (K^T, V^T resident); for each block of 64 queries
-//            (causal: i >= j0): Q^T, Q, dO^T, dO ->
+//   dK, dV   one CTA = one (b, kv head) and 64 keys (K^T, V^T resident); for each query head of the
+//            kv head's group (grouped-query attention; else the one head) and each block of 64
+//            queries (causal: i >= j0): Q^T, Q, dO^T, dO ->
 //              S^T = K Q^T;  P^T = exp2(x - lse2_i);  dP^T = V dO^T
 //              dS^T = P^T * (dP^T * keep / (1 - p) - delta_i);  Pd = P^T * keep / (1 - p)
 //              Pd -> shared (as (i, j));  dV += Pd^T-product with dO;  dS -> shared;  dK += with Q
-//   dQ       one CTA = one (b, h) and 64 queries (Q^T, dO^T resident); for each block of 64 keys
-//            (causal: j < i0 + 64): K^T, V^T, K ->
+//   dQ       one CTA = one (b, h) and 64 queries (Q^T, dO^T resident); for each block of 64 keys of
+//            kv head h / group (causal: j < i0 + 64): K^T, V^T, K ->
 //              S = Q K^T;  P = exp2(x - lse2_i);  dP = dO V^T;  dS = P * (dP * keep / (1 - p) - delta_i)
 //              dS -> shared (as (j, i));  dQ += dS K
 // dK and dQ are scaled at the end. Instantiated for D in {32, 64, 128}; causal, mask, dropout run-time.
@@ -73,19 +74,16 @@ __global__ void __launch_bounds__(f32::kThreads, f32::kBwdCtas<D>) flash_bwd32_d
   float* sP = sO + kRows * D;                             // (i, j): Pd, then dS
   const int tid = threadIdx.x, ty = tid / 16, tx = tid % 16;
 
-  const int bh = blockIdx.x % p.BH, kb = (int)(blockIdx.x / p.BH);
-  const int b = bh / p.H, h = bh % p.H;
+  const int BHkv = p.BH / p.group, Hkv = p.H / p.group;
+  const int bhk = blockIdx.x % BHkv, kb = (int)(blockIdx.x / BHkv);
+  const int b = bhk / Hkv, hk = bhk % Hkv;
   const int j0 = kb * kRows;
-  const float* q = head_of<float>(p.q, b, h);
-  const float* k = head_of<float>(p.k, b, h);
-  const float* v = head_of<float>(p.v, b, h);
-  const float* go = head_of<float>(p.dout, b, h);
-  const float* lse2 = p.lse2 + (int64_t)bh * p.Tq_pad;
-  const float* delta = p.delta + (int64_t)bh * p.Tq_pad;
-  const int64_t mb = b * p.mask.sb + h * p.mask.sh;
+  const float* k = head_of<float>(p.k, b, hk);
+  const float* v = head_of<float>(p.v, b, hk);
 
   const int nq = (p.Tq + kRows - 1) / kRows;
   const int qb0 = p.causal ? j0 / kRows : 0;  // queries i < j0 keep no key of this block
+  const int nqs = (nq > qb0 ? nq - qb0 : 0);           // query blocks a query head of the group brings
   load_t<D>(sKt, k, p.k.st, j0, p.Tk);
   load_t<D>(sVt, v, p.v.st, j0, p.Tk);
 
@@ -95,8 +93,13 @@ __global__ void __launch_bounds__(f32::kThreads, f32::kBwdCtas<D>) flash_bwd32_d
 #pragma unroll
     for (int c = 0; c < D / 16; ++c) dk[r][c] = dv[r][c] = 0.f;
 
-  for (int qb = qb0; qb < nq; ++qb) {
-    const int i0 = qb * kRows;
+  for (int step = 0; step < nqs * p.group; ++step) {
+    const int h = hk * p.group + step / nqs, bh = b * p.H + h, i0 = (qb0 + step % nqs) * kRows;
+    const float* q = head_of<float>(p.q, b, h);
+    const float* go = head_of<float>(p.dout, b, h);
+    const float* lse2 = p.lse2 + (int64_t)bh * p.Tq_pad;
+    const float* delta = p.delta + (int64_t)bh * p.Tq_pad;
+    const int64_t mb = b * p.mask.sb + h * p.mask.sh;
     __syncthreads();  // every thread is done with the previous block's tiles
     load_t<D>(sQt, q, p.q.st, i0, p.Tq);
     load_r<D>(sQ, q, p.q.st, i0, p.Tq);
@@ -128,8 +131,8 @@ __global__ void __launch_bounds__(f32::kThreads, f32::kBwdCtas<D>) flash_bwd32_d
     mm<kRows, D>(dk, sP, sQ, ty, tx);  // dK += dS^T Q
   }
 
-  f32::store_rows<D>(head_of<float>(p.dk, b, h), p.dk.st, dk, p.scale, j0, p.Tk, ty, tx);
-  f32::store_rows<D>(head_of<float>(p.dv, b, h), p.dv.st, dv, 1.f, j0, p.Tk, ty, tx);
+  f32::store_rows<D>(head_of<float>(p.dk, b, hk), p.dk.st, dk, p.scale, j0, p.Tk, ty, tx);
+  f32::store_rows<D>(head_of<float>(p.dv, b, hk), p.dv.st, dv, 1.f, j0, p.Tk, ty, tx);
 }
 
 template <int D>
@@ -149,8 +152,8 @@ __global__ void __launch_bounds__(f32::kThreads, f32::kBwdCtas<D>) flash_bwd32_d
   const int b = bh / p.H, h = bh % p.H;
   const int i0 = qb * kRows;
   const float* q = head_of<float>(p.q, b, h);
-  const float* k = head_of<float>(p.k, b, h);
-  const float* v = head_of<float>(p.v, b, h);
+  const float* k = head_of<float>(p.k, b, h / p.group);
+  const float* v = head_of<float>(p.v, b, h / p.group);
   const float* go = head_of<float>(p.dout, b, h);
   const int64_t mb = b * p.mask.sb + h * p.mask.sh;
 
@@ -207,7 +210,8 @@ static void launch_bwd32_d(const vt::Call& c, const BwdParams& p) {
   allow_smem(c, flash_bwd32_dq_kernel<D>, s2);
   const unsigned nkb = (unsigned)((p.Tk + f32::kRows - 1) / f32::kRows);
   const unsigned nqb = (unsigned)((p.Tq + f32::kRows - 1) / f32::kRows);
-  vt::cuda::launch(c, "flash_bwd32_dkdv_kernel", flash_bwd32_dkdv_kernel<D>, dim3(nkb * (unsigned)p.BH),
+  const unsigned bhkv = (unsigned)(p.BH / p.group);  // the dK/dV grid: one CTA per kv head and key block
+  vt::cuda::launch(c, "flash_bwd32_dkdv_kernel", flash_bwd32_dkdv_kernel<D>, dim3(nkb * bhkv),
                    dim3(f32::kThreads), s1, p);
   vt::cuda::launch(c, "flash_bwd32_dq_kernel", flash_bwd32_dq_kernel<D>, dim3(nqb * (unsigned)p.BH),
                    dim3(f32::kThreads), s2, p);

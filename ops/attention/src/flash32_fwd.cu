@@ -42,8 +42,8 @@ __global__ void __launch_bounds__(f32::kThreads, f32::kFwdCtas<D>) flash_fwd32_k
   const int b = bh / p.H, h = bh % p.H;
   const int i0 = qb * kRows;
   const float* q = head_of<float>(p.q, b, h);
-  const float* k = head_of<float>(p.k, b, h);
-  const float* v = head_of<float>(p.v, b, h);
+  const float* k = head_of<float>(p.k, b, h / p.group);
+  const float* v = head_of<float>(p.v, b, h / p.group);
   const int64_t mb = b * p.mask.sb + h * p.mask.sh;
 
   uint64_t seed, offset;

@@ -8,14 +8,15 @@
 //   prepass   per query row: delta_i = rowsum(dO * O)_i - grad_lse_i, lse2_i = lse_i * log2(e)
 //             (+inf where lse is -inf: a fully masked row then recomputes P = 0), written padded
 //             per (b, h) to a multiple of 64 rows (delta 0, lse2 +inf past Tq)
-//   dK, dV    one CTA = one (b, h) and a block of 64 keys (4 warps x 16 keys, dK and dV in
-//             registers); for each block of BQ queries (causal: only i >= j0), through a
+//   dK, dV    one CTA = one (b, kv head) and a block of 64 keys (4 warps x 16 keys, dK and dV in
+//             registers); for each query head of the kv head's group (one without grouped-query
+//             attention) and each block of BQ queries (causal: only i >= j0), through a
 //             double-buffered cp.async pipeline for Q, dO, lse2, delta:
 //               S^T = K Q^T;  P^T = exp2(x - lse2_i);  Pd = P^T * keep / (1 - p)
 //               dV += Pd dO;  dP^T = V dO^T;  dS^T = P^T * (dP^T * keep / (1 - p) - delta_i)
 //               dK += dS^T Q                                      (dK *= scale at the end)
 //   dQ        one CTA = one (b, h) and a block of 64 queries (4 warps x 16 queries); for each block
-//             of 64 keys (causal: j < i0 + 64), K and V double-buffered:
+//             of 64 keys of kv head h / group (causal: j < i0 + 64), K and V double-buffered:
 //               S = Q K^T;  P = exp2(x - lse2_i);  dP = dO V^T;  dS = P * (dP * keep / (1 - p) - delta_i)
 //               dQ += dS K                                         (dQ *= scale at the end)
 // The dropout keep rule is attn.hpp's, at the (seed, offset) the forward recorded: launch arguments,
@@ -75,30 +76,31 @@ __global__ void __launch_bounds__(kThreads, kDkdvMinCtas<D>) flash_bwd_dkdv_kern
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
 
   // causal: the first key blocks see the most queries, so they go first
-  const int bh = blockIdx.x % p.BH, kb = (int)(blockIdx.x / p.BH);
-  const int b = bh / p.H, h = bh % p.H;
+  const int BHkv = p.BH / p.group, Hkv = p.H / p.group;
+  const int bhk = blockIdx.x % BHkv, kb = (int)(blockIdx.x / BHkv);
+  const int b = bhk / Hkv, hk = bhk % Hkv;
   const int j0 = kb * kRowsPerCta;
-  const T* q = head_of<T>(p.q, b, h);
-  const T* k = head_of<T>(p.k, b, h);
-  const T* v = head_of<T>(p.v, b, h);
-  const T* go = head_of<T>(p.dout, b, h);
-  const float* lse2 = p.lse2 + (int64_t)bh * p.Tq_pad;
-  const float* delta = p.delta + (int64_t)bh * p.Tq_pad;
-  const int64_t mb = b * p.mask.sb + h * p.mask.sh;
+  const T* k = head_of<T>(p.k, b, hk);
+  const T* v = head_of<T>(p.v, b, hk);
 
+  // steps: (query head hk * group + g, query block qb) for g < group, qb from qb0 (causal: queries
+  // i < j0 keep no key of this block), one pipeline over all of them
   const int nq = (p.Tq + BQ - 1) / BQ;
-  const int qb0 = p.causal ? j0 / BQ : 0;  // queries i < j0 keep no key of this block
-  auto load_queries = [&](int buf, int qb) {
-    const int i0 = qb * BQ;
-    load_tile<T, BQ, D>(sQ + buf * BQ * D, q, p.q.st, i0, p.Tq);
-    load_tile<T, BQ, D>(sO + buf * BQ * D, go, p.dout.st, i0, p.Tq);
+  const int qb0 = p.causal ? j0 / BQ : 0;
+  const int nqs = (nq > qb0 ? nq - qb0 : 0), nsteps = nqs * p.group;
+  auto head_at = [&](int step) { return hk * p.group + step / nqs; };
+  auto load_queries = [&](int buf, int step) {
+    const int h = head_at(step), i0 = (qb0 + step % nqs) * BQ;
+    const int64_t stats = ((int64_t)b * p.H + h) * p.Tq_pad + i0;
+    load_tile<T, BQ, D>(sQ + buf * BQ * D, head_of<T>(p.q, b, h), p.q.st, i0, p.Tq);
+    load_tile<T, BQ, D>(sO + buf * BQ * D, head_of<T>(p.dout, b, h), p.dout.st, i0, p.Tq);
     // padded statistics: BQ floats each, 16 bytes a thread (i0 + BQ <= Tq_pad)
-    if (tid < BQ / 4) cp_async16(sL + buf * BQ + tid * 4, lse2 + i0 + tid * 4, true);
-    else if (tid < BQ / 2) cp_async16(sDl + buf * BQ + (tid - BQ / 4) * 4, delta + i0 + (tid - BQ / 4) * 4, true);
+    if (tid < BQ / 4) cp_async16(sL + buf * BQ + tid * 4, p.lse2 + stats + tid * 4, true);
+    else if (tid < BQ / 2) cp_async16(sDl + buf * BQ + (tid - BQ / 4) * 4, p.delta + stats + (tid - BQ / 4) * 4, true);
   };
   load_tile<T, kRowsPerCta, D>(sK, k, p.k.st, j0, p.Tk);
   load_tile<T, kRowsPerCta, D>(sV, v, p.v.st, j0, p.Tk);
-  if (qb0 < nq) load_queries(0, qb0);
+  if (nsteps > 0) load_queries(0, 0);
   cp_async_commit();
 
   const int ja = j0 + warp * 16 + lane / 4, jb = ja + 8;  // this thread's key rows
@@ -109,11 +111,13 @@ __global__ void __launch_bounds__(kThreads, kDkdvMinCtas<D>) flash_bwd_dkdv_kern
 #pragma unroll
     for (int e = 0; e < 4; ++e) dk[nt][e] = dv[nt][e] = 0.f;
 
-  for (int qb = qb0; qb < nq; ++qb) {
-    const int buf = (qb - qb0) & 1, i0 = qb * BQ;
+  for (int step = 0; step < nsteps; ++step) {
+    const int buf = step & 1, h = head_at(step), i0 = (qb0 + step % nqs) * BQ;
+    const int bh = b * p.H + h;  // the query head's (b, h): the dropout's element index
+    const int64_t mb = b * p.mask.sb + h * p.mask.sh;
     cp_async_wait_all();
     __syncthreads();  // this block's queries visible; every warp is done with the other buffer
-    if (qb + 1 < nq) load_queries(buf ^ 1, qb + 1);
+    if (step + 1 < nsteps) load_queries(buf ^ 1, step + 1);
     cp_async_commit();
     const T* tQ = sQ + buf * BQ * D;
     const T* tO = sO + buf * BQ * D;
@@ -229,8 +233,8 @@ __global__ void __launch_bounds__(kThreads, kDkdvMinCtas<D>) flash_bwd_dkdv_kern
   store_frag<T, D>(sK, dk, p.scale, warp * 16, lane);
   store_frag<T, D>(sV, dv, 1.f, warp * 16, lane);
   __syncwarp();
-  store_rows<T, D>(sK, head_of<T>(p.dk, b, h), p.dk.st, j0, p.Tk, warp * 16, lane);
-  store_rows<T, D>(sV, head_of<T>(p.dv, b, h), p.dv.st, j0, p.Tk, warp * 16, lane);
+  store_rows<T, D>(sK, head_of<T>(p.dk, b, hk), p.dk.st, j0, p.Tk, warp * 16, lane);
+  store_rows<T, D>(sV, head_of<T>(p.dv, b, hk), p.dv.st, j0, p.Tk, warp * 16, lane);
 }
 
 // ---- dQ ------------------------------------------------------------------------------------------------
@@ -255,8 +259,8 @@ __global__ void __launch_bounds__(kThreads) flash_bwd_dq_kernel(const BwdParams 
   const int b = bh / p.H, h = bh % p.H;
   const int i0 = qb * kRowsPerCta;
   const T* q = head_of<T>(p.q, b, h);
-  const T* k = head_of<T>(p.k, b, h);
-  const T* v = head_of<T>(p.v, b, h);
+  const T* k = head_of<T>(p.k, b, h / p.group);
+  const T* v = head_of<T>(p.v, b, h / p.group);
   const T* go = head_of<T>(p.dout, b, h);
   const int64_t mb = b * p.mask.sb + h * p.mask.sh;
 
@@ -399,7 +403,8 @@ void launch_bwd(const vt::Call& c, const BwdParams& p) {
   allow_smem(c, flash_bwd_dq_kernel<T, D>, s2);
   const unsigned nkb = (unsigned)((p.Tk + kRowsPerCta - 1) / kRowsPerCta);
   const unsigned nqb = (unsigned)((p.Tq + kRowsPerCta - 1) / kRowsPerCta);
-  vt::cuda::launch(c, "flash_bwd_dkdv_kernel", flash_bwd_dkdv_kernel<T, D>, dim3(nkb * (unsigned)p.BH),
+  const unsigned bhkv = (unsigned)(p.BH / p.group);  // the dK/dV grid: one CTA per kv head and key block
+  vt::cuda::launch(c, "flash_bwd_dkdv_kernel", flash_bwd_dkdv_kernel<T, D>, dim3(nkb * bhkv),
                    dim3(kThreads), s1, p);
   vt::cuda::launch(c, "flash_bwd_dq_kernel", flash_bwd_dq_kernel<T, D>, dim3(nqb * (unsigned)p.BH),
                    dim3(kThreads), s2, p);
@@ -441,6 +446,7 @@ VT_COMPUTE(sdpa_backward_flash_cuda, "attention::sdpa_backward") {
   p.dv = dest(c, c.out(2), scratch[2]);
   p.mask = mask_of(c, a.mask, hm);
   p.D = (int)d.D, p.H = (int)d.H, p.BH = (int)(d.B * d.H), p.Tq = (int)d.Tq, p.Tk = (int)d.Tk;
+  p.group = (int)d.group();
   p.Tq_pad = (int)attn::round_up(d.Tq, kStatPad);
   const int64_t ssz[3] = {2, d.B * d.H, p.Tq_pad};
   vt::Tensor stats = c.empty(ssz, 3, vt::kFloat32);

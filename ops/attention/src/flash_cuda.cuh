@@ -6,8 +6,11 @@
 // Not here: the kernels (flash_fwd.cu, flash_bwd.cu; float32: flash32.cuh, flash32_*.cu), the CPU
 // provider (flash.cpp).
 //
-// Shape legend as in attn.hpp: q (B, H, Tq, D), k (B, H, Tk, D), v (B, H, Tk, D) (the kernels
-// take Dv == D only), out (B, H, Tq, D), lse (B, H, Tq) float32. The outputs (out; dq, dk, dv) are
+// Shape legend as in attn.hpp: q (B, H, Tq, D), k (B, Hkv, Tk, D), v (B, Hkv, Tk, D) (the kernels
+// take Dv == D only), out (B, H, Tq, D), lse (B, H, Tq) float32. Grouped-query attention: query
+// head h reads kv head h / group (group = H / Hkv, 1 without it); the dK/dV kernels run one CTA
+// per kv head and key block and loop over the group's query heads, so dk, dv are sums kept in
+// registers (deterministic: no atomics, a fixed order). The outputs (out; dq, dk, dv) are
 // written through the strides the meta step chose (pack.cpp: q's memory order, or one packed qkv
 // buffer), never assumed contiguous.
 //
@@ -108,7 +111,8 @@ struct FwdParams {
   float* lse;      // (B, H, Tq) contiguous
   int64_t* rng;    // (2,): [seed, offset]
   Mask mask;
-  int H, BH, Tq, Tk, nqb;
+  int H, BH, Tq, Tk, nqb;  // H, BH: query heads, B * H
+  int group = 1;           // query heads per kv head (H / Hkv)
   float scale_log2;
   bool causal;
   Dropout drop;
@@ -127,7 +131,8 @@ struct BwdParams {
   Dest dq, dk, dv;             // outputs, shaped like q, k, v
   float *lse2, *delta;         // scratch (BH, Tq_pad)
   Mask mask;
-  int D, H, BH, Tq, Tk, Tq_pad;
+  int D, H, BH, Tq, Tk, Tq_pad;  // H, BH: query heads, B * H
+  int group = 1;                 // query heads per kv head (H / Hkv): the dK/dV grid is B * Hkv * key blocks
   float scale_log2, scale;
   bool causal;
   Dropout drop;

@@ -3,9 +3,9 @@
 // Not here: the shared primitives and what the kernels take (flash_cuda.cuh), the backward
 // (flash_bwd.cu), the meta step and registration (pack.cpp), the CPU kernel (flash.cpp).
 //
-// One CTA = one (b, h) and a block of 128 queries; 4 warps, each owning two m16 tiles (32 query
-// rows: every K/V fragment a warp loads feeds two MMAs), so the softmax statistics of a row live in
-// the 4 lanes of one quad. Per CTA:
+// One CTA = one (b, h) and a block of 128 queries (K, V of kv head h / group); 4 warps, each owning
+// two m16 tiles (32 query rows: every K/V fragment a warp loads feeds two MMAs), so the softmax
+// statistics of a row live in the 4 lanes of one quad. Per CTA:
 //   Q block -> shared memory (its A fragments are loaded per k-step by the warp that owns the rows)
 //   for each block of 64 keys (32 at D = 128; causal: only keys j < i0 + 128):
 //     K_j, V_j stream through shared memory with cp.async (V_j loads during S = Q K_j^T,
@@ -43,8 +43,8 @@ __global__ void __launch_bounds__(kThreads) flash_fwd_kernel(const FwdParams p) 
   const int b = bh / p.H, h = bh % p.H;
   const int i0 = qb * kFwdRows;
   const T* q = head_of<T>(p.q, b, h);
-  const T* k = head_of<T>(p.k, b, h);
-  const T* v = head_of<T>(p.v, b, h);
+  const T* k = head_of<T>(p.k, b, h / p.group);
+  const T* v = head_of<T>(p.v, b, h / p.group);
   const int64_t mb = b * p.mask.sb + h * p.mask.sh;
 
   uint64_t seed, offset;
@@ -279,7 +279,7 @@ VT_COMPUTE(sdpa_flash_cuda, "attention::sdpa") {
   p.out = dest(c, c.out(0), scratch);
   p.lse = vt::data<float>(c.out(1));
   p.rng = vt::data<int64_t>(c.out(2));
-  p.H = (int)d.H, p.BH = (int)(d.B * d.H), p.Tq = (int)d.Tq, p.Tk = (int)d.Tk;
+  p.H = (int)d.H, p.BH = (int)(d.B * d.H), p.Tq = (int)d.Tq, p.Tk = (int)d.Tk, p.group = (int)d.group();
   p.nqb = (int)((d.Tq + kFwdRows - 1) / kFwdRows);
   p.scale_log2 = (float)(a.scale(d.D) * 1.4426950408889634);
   p.causal = a.causal;

@@ -1,7 +1,7 @@
 // pack.cpp — the `attention` op pack: scaled dot-product attention, its meta steps, its providers
 // and its backward.
 //
-//   attention::sdpa(q, k, v, mask, causal, scale, dropout_p) -> (out, lse, rng)
+//   attention::sdpa(q, k, v, mask, causal, scale, dropout_p, enable_gqa) -> (out, lse, rng)
 //     meta step (here): every argument check, the three outputs (every device, meta included)
 //     provider "flash"    (priority 10): fused tiled compute, flash.cpp (cpu) and flash_fwd.cu
 //                         (cuda: tensor cores for bfloat16/float16, FFMA for float32 (flash32_*.cu),
@@ -29,9 +29,13 @@
 // backward with dropout never waits for the GPU (CUDA-graph capture of a whole training step works). The mask gets no gradient, and sdpa_backward has no rule of its own (no double
 // backward through attention).
 //
-// Argument rules (the meta steps): q (B, H, Tq, D), k (B, H, Tk, D), v (B, H, Tk, Dv), one floating
-// dtype and one device; mask bool (True = keep) or floating (additive, any floating dtype),
-// broadcastable to (B, H, Tq, Tk); dropout_p in [0, 1]. causal keeps key j for query i when j <= i
+// Argument rules (the meta steps): q (B, H, Tq, D), k (B, Hkv, Tk, D), v (B, Hkv, Tk, Dv), one floating
+// dtype and one device; Hkv == H, or with enable_gqa (grouped-query attention, torch's flag; the
+// last argument, so a provider reading the first seven by position is unaffected) any Hkv that
+// divides H: query head h attends to kv head h / (H / Hkv). sdpa_backward reads the grouping from
+// the shapes (its forward checked them) and gives dk, dv k's and v's shapes, summed over the group;
+// mask bool (True = keep) or floating (additive, any floating dtype), broadcastable to (B, H, Tq, Tk)
+// (the query heads'); dropout_p in [0, 1]. causal keeps key j for query i when j <= i
 // (top-left aligned, like torch's is_causal) for any Tq and Tk, so it needs no rule of its own: a
 // query row with no key left (Tk == 0) gives out 0 and lse -inf, like a fully masked row.
 //
@@ -67,7 +71,7 @@ namespace {
 
 constexpr const char* kSdpa =
     "attention::sdpa(Tensor q, Tensor k, Tensor v, Tensor? mask=None, bool causal=False, float? scale=None, "
-    "float dropout_p=0.0) -> (Tensor, Tensor, Tensor)";
+    "float dropout_p=0.0, bool enable_gqa=False) -> (Tensor, Tensor, Tensor)";
 constexpr const char* kSdpaBackward =
     "attention::sdpa_backward(Tensor grad_out, Tensor q, Tensor k, Tensor v, Tensor out, Tensor lse, "
     "Tensor? mask, bool causal, float scale, float dropout_p, int seed, int offset, Tensor? grad_lse=None, "
@@ -82,10 +86,11 @@ double num(const vt_value& v, double dflt) {
 }
 
 // ---- argument checks (the meta steps') ----------------------------------------------------------
-attn::Dims check_qkv(vt::Call& c, const vt_tensor* q, const vt_tensor* k, const vt_tensor* v) {
+// gqa: k and v may have Hkv heads dividing q's H (sdpa's enable_gqa; always for sdpa_backward)
+attn::Dims check_qkv(vt::Call& c, const vt_tensor* q, const vt_tensor* k, const vt_tensor* v, bool gqa) {
   const vt_tensor* ts[3] = {q, k, v};
   const char* names[3] = {"q", "k", "v"};
-  const char* legend[3] = {"(B, H, Tq, D)", "(B, H, Tk, D)", "(B, H, Tk, Dv)"};
+  const char* legend[3] = {"(B, H, Tq, D)", "(B, Hkv, Tk, D)", "(B, Hkv, Tk, Dv)"};
   for (int i = 0; i < 3; ++i) {
     if (ts[i]->ndim != 4)
       c.fail(VT_ERR_VALUE, "%s must have 4 dims %s, got shape %s (%d dims)", names[i], legend[i],
@@ -96,10 +101,22 @@ attn::Dims check_qkv(vt::Call& c, const vt_tensor* q, const vt_tensor* k, const 
   for (int i = 1; i < 3; ++i) {
     c.check_same_dtype(q, "q", ts[i], names[i]);
     c.check_same_device(q, "q", ts[i], names[i]);
-    if (ts[i]->sizes[0] != q->sizes[0] || ts[i]->sizes[1] != q->sizes[1])
-      c.fail(VT_ERR_VALUE, "%s must have the batch and head sizes (B, H) of q: q is %s, %s is %s", names[i],
+    if (ts[i]->sizes[0] != q->sizes[0])
+      c.fail(VT_ERR_VALUE, "%s must have the batch size B of q: q is %s, %s is %s", names[i],
              vt::shape_str(q).c_str(), names[i], vt::shape_str(ts[i]).c_str());
   }
+  const long long H = q->sizes[1], Hkv = k->sizes[1];
+  if (v->sizes[1] != Hkv)
+    c.fail(VT_ERR_VALUE, "v must have the head count of k: k is %s (%lld heads), v is %s (%lld heads)",
+           vt::shape_str(k).c_str(), Hkv, vt::shape_str(v).c_str(), (long long)v->sizes[1]);
+  if (Hkv != H && !gqa)
+    c.fail(VT_ERR_VALUE, "k and v must have the head count H of q, or fewer heads that divide it with "
+           "enable_gqa=True (grouped-query attention): q is %s (H = %lld), k is %s (Hkv = %lld)",
+           vt::shape_str(q).c_str(), H, vt::shape_str(k).c_str(), Hkv);
+  if (Hkv != H && (Hkv == 0 || Hkv > H || H % Hkv != 0))
+    c.fail(VT_ERR_VALUE, "k's head count Hkv = %lld must divide q's H = %lld (enable_gqa=True: query head h "
+           "attends to kv head h / (H / Hkv)): q is %s, k is %s", Hkv, H, vt::shape_str(q).c_str(),
+           vt::shape_str(k).c_str());
   if (k->sizes[3] != q->sizes[3])
     c.fail(VT_ERR_VALUE, "k must have the head dim D of q: q is %s (D = %lld), k is %s (D = %lld)",
            vt::shape_str(q).c_str(), (long long)q->sizes[3], vt::shape_str(k).c_str(), (long long)k->sizes[3]);
@@ -179,7 +196,7 @@ void set_qkv_grads(vt::Call& c, const vt_tensor* q, const vt_tensor* k, const vt
 // ---- meta steps ------------------------------------------------------------------------------------
 VT_META_FN(sdpa_meta, "attention::sdpa") {
   const attn::SdpaArgs a(c);
-  const attn::Dims d = check_qkv(c, a.q, a.k, a.v);
+  const attn::Dims d = check_qkv(c, a.q, a.k, a.v, a.enable_gqa);
   check_mask(c, a.mask, a.q, d);
   check_dropout(c, a.p);
   const int64_t osz[4] = {d.B, d.H, d.Tq, d.Dv}, two = 2;
@@ -191,7 +208,7 @@ VT_META_FN(sdpa_meta, "attention::sdpa") {
 VT_META_FN(sdpa_backward_meta, "attention::sdpa_backward") {
   const attn::SdpaBackwardArgs a(c);
   const vt_tensor* q = a.q;
-  const attn::Dims d = check_qkv(c, q, a.k, a.v);
+  const attn::Dims d = check_qkv(c, q, a.k, a.v, /*gqa*/ true);
   check_mask(c, a.mask, q, d);
   check_dropout(c, a.p);
   const int64_t osz[4] = {d.B, d.H, d.Tq, d.Dv};
@@ -298,10 +315,10 @@ VT_OPPACK_CAPABILITIES(R"json({
   "providers": [
     {"provider": "flash", "device": "cpu", "dtypes": ["float32", "float64", "float16", "bfloat16"],
      "deterministic": true,
-     "shapes": "q, k, v 4-D (B, H, T, D); fused and tiled, the T x T scores never exist"},
+     "shapes": "q, k, v 4-D (B, H, T, D), k and v with Hkv dividing H (enable_gqa); fused and tiled, the T x T scores never exist"},
     {"provider": "flash", "device": "cuda", "compute_capability": {"min": "8.0"},
      "dtypes": ["bfloat16", "float16", "float32"], "cuda_graphs": true, "deterministic": true,
-     "shapes": "head dim D == Dv in {32, 64, 128}; any other call runs the composed compute inside it",
+     "shapes": "head dim D == Dv in {32, 64, 128}, GQA/MQA; any other call runs the composed compute inside it",
      "limits": [{"arg": "q", "dim": -1, "one_of": [32, 64, 128]},
                 {"arg": "v", "dim": -1, "one_of": [32, 64, 128]}]},
     {"provider": "composed", "device": "cpu", "deterministic": true,

@@ -115,8 +115,39 @@ def _check_qkv(q, k, v):
                          f"length (dim -2), got {k.shape} and {v.shape}")
 
 
-def _sdpa_composed(q, k, v, attn_mask, dropout_p, is_causal, scale):
-    """softmax(q k^T * scale + mask) v, materialising the (Tq, Tk) scores."""
+def _repeat_heads(t, group):
+    """(..., Hkv, T, E) -> (..., Hkv * group, T, E), each head repeated `group` times in a row
+    (torch's repeat_interleave(group, dim=-3))"""
+    *lead, hkv, n, e = t.shape
+    return t.unsqueeze(-3).expand(*lead, hkv, group, n, e).reshape(*lead, hkv * group, n, e)
+
+
+def _check_heads(q, k, v, enable_gqa):
+    """the head counts (dim -3): equal, or with enable_gqa key's and value's dividing query's;
+    returns the group size (query heads per kv head)"""
+    hq = q.shape[-3] if q.ndim >= 3 else 1
+    hk = k.shape[-3] if k.ndim >= 3 else 1
+    hv = v.shape[-3] if v.ndim >= 3 else 1
+    if hk != hv:
+        raise ValueError(f"scaled_dot_product_attention: key and value must have the same number of "
+                         f"heads (dim -3), got {k.shape} and {v.shape}")
+    if hq == hk:
+        return 1
+    if not enable_gqa:
+        raise ValueError(f"scaled_dot_product_attention: query and key must have the same number of "
+                         f"heads (dim -3), or pass enable_gqa=True for grouped-query attention; got "
+                         f"{q.shape} and {k.shape}")
+    if hk == 0 or hq % hk != 0:
+        raise ValueError(f"scaled_dot_product_attention: with enable_gqa=True the key/value heads must "
+                         f"divide the query heads (dim -3), got {q.shape} and {k.shape}")
+    return hq // hk
+
+
+def _sdpa_composed(q, k, v, attn_mask, dropout_p, is_causal, scale, group=1):
+    """softmax(q k^T * scale + mask) v, materialising the (Tq, Tk) scores; group > 1: k and v
+    repeated over the query heads of each group first (grouped-query attention)."""
+    if group > 1:
+        k, v = _repeat_heads(k, group), _repeat_heads(v, group)
     tq, tk = q.shape[-2], k.shape[-2]
     s = (q @ k.transpose(-2, -1)) * scale
     if is_causal:
@@ -136,11 +167,14 @@ def _sdpa_composed(q, k, v, attn_mask, dropout_p, is_causal, scale):
 
 
 def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.0,
-                                 is_causal=False, scale=None):
+                                 is_causal=False, scale=None, enable_gqa=False):
     """torch's F.scaled_dot_product_attention: query (..., Tq, D), key (..., Tk, D), value
     (..., Tk, Dv) -> (..., Tq, Dv). `attn_mask` is boolean (True = attend) or additive; it
-    broadcasts to (..., Tq, Tk). is_causal masks key j > query i (top-left aligned)."""
+    broadcasts to (..., Tq, Tk). is_causal masks key j > query i (top-left aligned).
+    enable_gqa: key and value may have fewer heads (dim -3) than query, a divisor of its count
+    (grouped-query attention; MQA with one): query head h attends to kv head h // (Hq // Hkv)."""
     _check_qkv(query, key, value)
+    group = _check_heads(query, key, value, enable_gqa)
     if is_causal and attn_mask is not None:
         raise ValueError("scaled_dot_product_attention: pass either attn_mask or is_causal, "
                          "not both")
@@ -150,5 +184,6 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
         else None
     if fused is not None:
         return fused(query, key, value, attn_mask=attn_mask, dropout_p=dropout_p,
-                     is_causal=is_causal, scale=scale)
-    return _sdpa_composed(query, key, value, attn_mask, float(dropout_p), is_causal, float(scale))
+                     is_causal=is_causal, scale=scale, enable_gqa=enable_gqa)
+    return _sdpa_composed(query, key, value, attn_mask, float(dropout_p), is_causal, float(scale),
+                          group)
