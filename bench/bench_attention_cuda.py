@@ -2,7 +2,7 @@
 provider) vs torch's scaled_dot_product_attention, in one process on the same GPU.
 
     python bench/bench_attention_cuda.py [--quick] [--no-composed] [--dtypes bfloat16,float16]
-                                         [--shapes 8x16x2048x128,...]
+                                         [--shapes 8x16x2048x128,...] [--kv-heads 2]
 
 Shapes (B, H, S, D): 8x16x2048x128, 4x16x2048x64, 2x16x8192x128 (the issue's); causal and not;
 bfloat16 and float16. Rows: forward (attention::sdpa), backward alone (attention::sdpa_backward from
@@ -13,7 +13,9 @@ measured at 8192^3 on the H200, --gemm to change), and vt / torch time (below 1:
 Times are medians of CUDA-event-timed bursts after a warm-up. Before timing, each shape is
 checked once against torch (max |vt - torch| / max |torch| of out and of dq, dk, dv), so a wrong
 kernel is visible in the same run. The composed provider materialises the (B, H, S, S) float32
-scores: it is skipped where they would exceed --composed-gib. Without a GPU it says so, exits 0.
+scores: it is skipped where they would exceed --composed-gib. --kv-heads N: grouped-query attention,
+k and v with N heads (dividing H; 1 is MQA) and enable_gqa on both sides (FLOPs as for H heads).
+Without a GPU it says so, exits 0.
 """
 from __future__ import annotations
 
@@ -55,6 +57,7 @@ def main(argv=None) -> int:
     ap.add_argument("--dtypes", default="bfloat16,float16")
     ap.add_argument("--shapes", default="", help="BxHxSxD,... (default: the issue's three)")
     ap.add_argument("--gemm", type=float, default=742.0, help="the bf16 GEMM rate, TF/s")
+    ap.add_argument("--kv-heads", type=int, default=0, help="k, v heads (GQA/MQA; 0: as many as q)")
     args = ap.parse_args(argv)
     if not vcuda.is_available():
         print("bench_attention_cuda: no CUDA GPU here (vt.cuda.is_available() is False); nothing to measure")
@@ -87,7 +90,9 @@ def main(argv=None) -> int:
     for (B, H, S, D) in shapes:
         for dname in [d for d in args.dtypes.split(",") if d]:
             dt = getattr(vt, dname)
-            host = [rng.standard_normal((B, H, S, D), dtype=np.float32) for _ in range(4)]
+            Hkv = args.kv_heads or H
+            gqa = Hkv != H
+            host = [rng.standard_normal((B, h, S, D), dtype=np.float32) for h in (H, Hkv, Hkv, H)]
             q, k, v, g = (vt.tensor(a).to(dt).to("cuda") for a in host)
             if torch:
                 tq, tk, tv, tg = (torch.from_numpy(a).to("cuda", getattr(torch, dname)) for a in host)
@@ -100,35 +105,38 @@ def main(argv=None) -> int:
                 res = {}
                 for prov in provs:
                     with vt.ops.use(SDPA, prov, "cuda"), vt.ops.use(BACKWARD, prov, "cuda"):
-                        out, lse, _ = vt.ops.Op(SDPA)(q, k, v, None, causal)
+                        out, lse, _ = vt.ops.Op(SDPA)(q, k, v, None, causal, None, 0.0, gqa)
                         qg, kg, vg = (x.detach().requires_grad_() for x in (q, k, v))
 
                         def fwd():
-                            vt.ops.Op(SDPA)(q, k, v, None, causal)
+                            vt.ops.Op(SDPA)(q, k, v, None, causal, None, 0.0, gqa)
 
                         def bwd():
                             vt.ops.Op(BACKWARD)(g, q, k, v, out, lse, None, causal, scale, 0.0, 0, 0)
 
                         def fwd_bwd():
-                            vt.autograd.grad(vt_sdpa(qg, kg, vg, is_causal=causal), (qg, kg, vg), g)
+                            vt.autograd.grad(vt_sdpa(qg, kg, vg, is_causal=causal, enable_gqa=gqa), (qg, kg, vg), g)
 
                         res[prov] = {"fwd": measure(fwd, "vt"), "bwd": measure(bwd, "vt"),
                                      "fwd+bwd": measure(fwd_bwd, "vt")}
                         if prov == "flash" and torch:  # the same run's check against torch
-                            grads = vt.autograd.grad(vt_sdpa(qg, kg, vg, is_causal=causal), (qg, kg, vg), g)
+                            grads = vt.autograd.grad(vt_sdpa(qg, kg, vg, is_causal=causal, enable_gqa=gqa),
+                                                     (qg, kg, vg), g)
                             tqg, tkg, tvg = (x.detach().requires_grad_() for x in (tq, tk, tv))
-                            tout = F.scaled_dot_product_attention(tqg, tkg, tvg, is_causal=causal)
+                            tout = F.scaled_dot_product_attention(tqg, tkg, tvg, is_causal=causal,
+                                                                  **({"enable_gqa": True} if gqa else {}))
                             tgr = torch.autograd.grad(tout, (tqg, tkg, tvg), tg)
                             errs = [rel(vt_np(out), tout.detach().double().cpu().numpy())]
                             errs += [rel(vt_np(a), b.double().cpu().numpy()) for a, b in zip(grads, tgr)]
-                            checks.append((f"{B}x{H}x{S}x{D} {dname} causal={causal}", errs))
+                            checks.append((f"{B}x{H}x{S}x{D} Hkv={Hkv} {dname} causal={causal}", errs))
                         del out, lse
                     vcuda.synchronize()
                 if torch:
-                    res["torch"] = torch_sdpa_times(torch, tq, tk, tv, tg, causal, measure)
+                    res["torch"] = torch_sdpa_times(torch, tq, tk, tv, tg, causal, measure, enable_gqa=gqa)
                 for pas in ("fwd", "bwd", "fwd+bwd"):
                     tf = {p: flops[pas] / (r[pas] * 1e-3) / 1e12 for p, r in res.items()}
-                    line = (f"| {B}x{H}x{S}x{D} | {dname} | {causal} | {pas} | {tf['flash']:.0f} | "
+                    name = f"{B}x{H}x{S}x{D}" + (f" kv{Hkv}" if gqa else "")
+                    line = (f"| {name} | {dname} | {causal} | {pas} | {tf['flash']:.0f} | "
                             f"{tf['flash'] / args.gemm:.2f} | ")
                     line += f"{tf['composed']:.0f} | " if "composed" in tf else "- | "
                     if "torch" in tf:
