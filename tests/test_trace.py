@@ -175,7 +175,7 @@ def test_json_and_chrome_exports(tmp_path):
     rec = next(r for r in doc["records"] if r["depth"] == 0)
     assert rec["op"] == "attention::sdpa" and rec["reason"] == "pin"
     assert rec["shapes"] == [[1, 1, 4, 4]] * 3 and rec["pack_sha256"]
-    assert rec["options"] == {"mask": None, "causal": False, "scale": None, "dropout_p": 0.0}
+    assert rec["options"] == {"mask": None, "causal": False, "scale": None, "dropout_p": 0.0, "enable_gqa": False}
     assert {g["op"] for g in doc["summary"]} >= {"attention::sdpa", "core::matmul"}
 
     t.to_chrome_trace(tmp_path / "t.trace")

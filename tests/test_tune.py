@@ -22,9 +22,10 @@ import packtools as pt  # noqa: E402
 
 SDPA = "attention::sdpa"
 FAST = dict(min_time=0.005, warmup=1, max_calls=20)  # a ranking, not a benchmark
-# sdpa(q, k, v, Tensor? mask=None, bool causal=False, float? scale=None, float dropout_p=0.0)
+# sdpa(q, k, v, Tensor? mask=None, bool causal=False, float? scale=None, float dropout_p=0.0,
+#      bool enable_gqa=False)
 DEFAULTS = [["mask", "none", None], ["causal", "bool", False], ["scale", "none", None],
-            ["dropout_p", "float", "zero"]]
+            ["dropout_p", "float", "zero"], ["enable_gqa", "bool", False]]
 
 
 @pytest.fixture
@@ -161,7 +162,7 @@ def test_key_includes_the_non_tensor_arguments():
     assert k(causal=True, dropout_p=0.1) not in (k(causal=True), k(dropout_p=0.1))
     assert T.options(SDPA, {"causal": True, "dropout_p": 0.3, "scale": 2}) == [
         ["mask", "none", None], ["causal", "bool", True], ["scale", "float", "nonzero"],
-        ["dropout_p", "float", "nonzero"]]
+        ["dropout_p", "float", "nonzero"], ["enable_gqa", "bool", False]]
     # strings and ints exactly (core::cross_entropy's reduction and ignore_index)
     CE = "core::cross_entropy"
 
@@ -178,7 +179,7 @@ def test_key_includes_the_non_tensor_arguments():
 def test_causal_and_non_causal_calls_are_tuned_apart(cache):
     shape = [1, 2, 16, 8]
     (rc,) = vt.ops.tune(SDPA, shapes=[shape], kwargs={"causal": True}, **FAST)
-    assert rc.options == [DEFAULTS[0], ["causal", "bool", True], DEFAULTS[2], DEFAULTS[3]]
+    assert rc.options == [DEFAULTS[0], ["causal", "bool", True], DEFAULTS[2], DEFAULTS[3], DEFAULTS[4]]
     assert "causal=True" in repr(rc)
     # the entry is for causal calls only: a non-causal call of the same shape runs by priority
     assert served(sdpa(shape, causal=True)) == (rc.winner, "tuned")
@@ -217,13 +218,13 @@ def test_tune_from_trace_groups_by_options(cache, tmp_path):
         sdpa((1, 1, 7, 4), causal=True, scale=0.5)()  # a scale: other options
         sdpa((1, 1, 6, 4), causal=True, scale=0.3)()  # same bucket and options: tuned once
     top = [r for r in t.records if r.depth == 0 and r.op == SDPA]
-    assert top[1].options == {"mask": None, "causal": True, "scale": None, "dropout_p": 0.0}
+    assert top[1].options == {"mask": None, "causal": True, "scale": None, "dropout_p": 0.0, "enable_gqa": False}
     assert top[2].options["scale"] == 0.5
     res = vt.ops.tune(SDPA, trace=t, **FAST)
     assert [(r.shapes[0], T.describe_options(r.options)) for r in res] == [
-        ((1, 1, 8, 4), "mask=None causal=False scale=None dropout_p=0"),
-        ((1, 1, 8, 4), "mask=None causal=True scale=None dropout_p=0"),
-        ((1, 1, 7, 4), "mask=None causal=True scale=!=0 dropout_p=0")]
+        ((1, 1, 8, 4), "mask=None causal=False scale=None dropout_p=0 enable_gqa=False"),
+        ((1, 1, 8, 4), "mask=None causal=True scale=None dropout_p=0 enable_gqa=False"),
+        ((1, 1, 7, 4), "mask=None causal=True scale=!=0 dropout_p=0 enable_gqa=False")]
     assert res[2].kwargs["scale"] == 0.5  # replayed with the first value seen
     assert len(T.entries()) == 3
     for r in res:

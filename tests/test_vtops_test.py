@@ -256,7 +256,7 @@ def test_device_comparison_runs_here():
     from vibetensor.registry import loader, opcheck_checks as oc
 
     ctx = oc._Ctx(loader.get("attention"))
-    for unit, want in [(oc.Unit("attention::sdpa", "flash", "cpu", "devices"), "vs cpu composed: 3 calls"),
+    for unit, want in [(oc.Unit("attention::sdpa", "flash", "cpu", "devices"), "vs cpu composed: 4 calls"),
                        (oc.Unit("core::view", None, "cpu", "devices"), "vs cpu (composite): 1 calls"),
                        (oc.Unit("core::normal", "core", "cpu", "devices"), "shapes and dtypes only")]:
         r = oc.run_unit(ctx, unit)
