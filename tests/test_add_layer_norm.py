@@ -214,7 +214,23 @@ def test_layer_norm_module_residual(rng, device):
     assert ln(x).shape == (2, 8)  # without a residual: a tensor, as torch
 
 
-# -- cuda: the row kernels' paths against cpu --------------------------------------------------------
+# -- the cuda row kernels -----------------------------------------------------------------------------
+
+def test_row_kernels_in_host_emulation(tmp_path):
+    """ops/core/cuda/add_norm_rows.cuh compiled for the host (threads emulated, the plans
+    add_norm.cu launches) against float64: warp and block plans, several chunks, tails, misaligned
+    rows, the dtype mixes, grad_sum / grad_out absent, the fused grad_weight/grad_bias partials."""
+    import subprocess
+
+    import host_emulation
+    exe = host_emulation.build("ops/core/lab/add_norm_emulate.cpp", tmp_path / "add_norm_emulate",
+                               "VT_ROWWISE_EMULATE", ["ops/core/lab"])
+    run = subprocess.run([str(exe)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600)
+    assert run.returncode == 0 and "all cases passed" in run.stdout, run.stdout
+    assert "M 520 N 384 shift 0 f32+bf16->bf16 bwd warp tpr 32 chunks 1 vec 1 gs go grad_weight" in run.stdout
+    assert "chunks 2 vec 0" in run.stdout and "warp tpr 1 " in run.stdout
+
+
 
 needs_cuda = pytest.mark.skipif(not CUDA, reason="needs a CUDA device")
 

@@ -1,0 +1,218 @@
+// add_norm_emulate.cpp — runs add_layer_norm's row kernels (../cuda/add_norm_rows.cuh: forward, and
+// backward with its fused grad_weight/grad_bias partials) on the host, every CUDA thread a
+// std::thread (rowwise_emulate.hpp), with the plans add_norm.cu launches, against a float64
+// reference. Cases: warp plans (short rows, miniGPT's 384), block plans (one chunk and several: the
+// forward re-reads the sum it wrote), 4-element slots whole (vec) and rows that are not a multiple
+// of 4 or start misaligned (scalar accesses), the built dtype mixes (float32 sum with a 16-bit
+// operand, 16-bit out; all-bfloat16; all-float64), grad_sum and grad_out each absent. Every buffer
+// has guard bytes around it (an out-of-bounds write shows as a changed guard).
+//
+//   g++ -std=c++20 -O2 -pthread -DVT_ROWWISE_EMULATE -I/usr/local/cuda/include -Iopsdk/include -Iops/core/lab \
+//       ops/core/lab/add_norm_emulate.cpp -o /tmp/add_norm_emulate && /tmp/add_norm_emulate
+//   (exit status 0 when every case is within tolerance and no guard changed; tests/test_add_layer_norm.py runs it)
+#include <cstdio>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "../cuda/add_norm_rows.cuh"
+#include "guarded_buffer.hpp"
+
+namespace {
+
+using namespace add_norm_impl;
+
+// one std::thread per CUDA thread of a block, the blocks one after another (rowwise_emulate.cpp's)
+template <class... P, class... Args>
+void emu_launch(void (*kernel)(P...), unsigned blocks, unsigned threads, Args... args) {
+  EmuBlock blk((int)threads);
+  std::vector<std::thread> ts;
+  ts.reserve(threads);
+  for (unsigned t = 0; t < threads; ++t)
+    ts.emplace_back([&, t] {
+      threadIdx.x = t;
+      blockDim.x = threads;
+      gridDim.x = blocks;
+      emu_block = &blk;
+      for (unsigned b = 0; b < blocks; ++b) {
+        blockIdx.x = b;
+        kernel(args...);
+        blk.bar.arrive_and_wait();
+      }
+    });
+  for (auto& th : ts) th.join();
+}
+
+template <class T> const char* name_of() {
+  if constexpr (std::is_same<T, float>::value) return "f32";
+  else if constexpr (std::is_same<T, double>::value) return "f64";
+  else if constexpr (std::is_same<T, __nv_bfloat16>::value) return "bf16";
+  else return "f16";
+}
+template <class T> double tol() {
+  if constexpr (std::is_same<T, float>::value) return 2e-5;
+  else if constexpr (std::is_same<T, double>::value) return 1e-12;
+  else if constexpr (std::is_same<T, __nv_bfloat16>::value) return 1.6e-2;
+  else return 2e-3;
+}
+template <class T> double rounded(double v) { return to_d(from_d<T>(v)); }
+
+int failures = 0;
+
+// got against want, |d| <= tol * scale * (1 + |want|)
+template <class T>
+void check(const std::string& what, const T* got, const std::vector<double>& want, double scale, bool guards) {
+  double worst = 0;
+  size_t at = 0;
+  for (size_t i = 0; i < want.size(); ++i) {
+    const double d = std::fabs(to_d(got[i]) - want[i]) / (1 + std::fabs(want[i]));
+    if (!(d <= worst)) worst = d, at = i;
+  }
+  const bool ok = worst <= tol<T>() * scale && guards;
+  std::printf("%-4s %-70s err %.2e%s\n", ok ? "ok" : "FAIL", what.c_str(), worst, guards ? "" : "  GUARD BYTES CHANGED");
+  if (!ok) {
+    std::printf("     worst at %zu: got %.9g want %.9g\n", at, to_d(got[at]), want[at]);
+    ++failures;
+  }
+}
+
+template <class T>
+void fill(Buf<T>& b, std::mt19937& g, double scale, double mean = 0) {
+  std::normal_distribution<double> nd(mean, scale);
+  for (size_t i = 0; i < b.n; ++i) b.p[i] = from_d<T>(nd(g));
+}
+
+bool quad_aligned(const void* p, size_t elem) { return p == nullptr || ((uintptr_t)p % (kQ * elem)) == 0; }
+
+// M rows of N: sum of S from x (S) + r (R), out of O, then the backward with grad_sum (S) and grad_out
+// (O) each given or not; weight and bias of S
+template <class S, class R, class O>
+void add_norm_case(int64_t M, int N, int shift, bool has_gs, bool has_go, std::mt19937& g) {
+  using A = acc_t<S>;
+  const size_t n = (size_t)M * N;
+  Buf<S> x(n, shift), sum(n, shift), gs(n, shift), gi(n, shift), w(N), b(N), gw(N), gb(N);
+  Buf<R> r(n, shift), gr(n, shift);
+  Buf<O> y(n, shift), go(n, shift);
+  Buf<A> mean(M), rstd(M);
+  fill(x, g, 1.0, 0.5);
+  fill(r, g, 1.0);
+  fill(w, g, 1.0, 1.0);
+  fill(b, g, 0.5);
+  fill(gs, g, 1.0);
+  fill(go, g, 1.0);
+  const vt::Call c;
+  char what[160];
+  std::snprintf(what, sizeof what, "M %lld N %d shift %d %s+%s->%s", (long long)M, N, shift, name_of<S>(), name_of<R>(),
+                name_of<O>());
+
+  // forward
+  bool vec = N % kQ == 0 && quad_aligned(x.p, sizeof(S)) && quad_aligned(r.p, sizeof(R)) && quad_aligned(sum.p, sizeof(S)) &&
+             quad_aligned(y.p, sizeof(O)) && quad_aligned(w.p, sizeof(S));
+  rowwise::Plan p = fwd_plan<S>(c, M, N, vec);
+  constexpr int K = fwd_slots<S>();
+  emu_launch(p.warp ? add_norm_rows<S, R, O, K, true> : add_norm_rows<S, R, O, K, false>, p.blocks, p.threads,
+             (const S*)x.p, (const R*)r.p, (const S*)w.p, (const S*)b.p, sum.p, y.p, mean.p, rstd.p, M, N, p, vec, 1e-5);
+  std::vector<double> sref(n), yref(n), xh(n), rs_ref(M);
+  for (int64_t i = 0; i < M; ++i) {
+    double mu = 0, var = 0;
+    for (int j = 0; j < N; ++j) {
+      const size_t e = (size_t)i * N + j;
+      sref[e] = rounded<S>(to_d(x.p[e]) + to_d(r.p[e]));  // the stored sum
+      mu += sref[e];
+    }
+    mu /= N;
+    for (int j = 0; j < N; ++j) var += (sref[(size_t)i * N + j] - mu) * (sref[(size_t)i * N + j] - mu);
+    rs_ref[i] = 1 / std::sqrt(var / N + 1e-5);
+    for (int j = 0; j < N; ++j) {
+      const size_t e = (size_t)i * N + j;
+      xh[e] = (sref[e] - mu) * rs_ref[i];
+      yref[e] = xh[e] * to_d(w.p[j]) + to_d(b.p[j]);
+    }
+  }
+  char tag[48];
+  std::snprintf(tag, sizeof tag, " fwd %s tpr %d chunks %lld vec %d", p.warp ? "warp" : "block", p.tpr,
+                (long long)p.chunks, (int)vec);
+  const bool fguards = x.guards_intact() && r.guards_intact() && sum.guards_intact() && y.guards_intact() &&
+                       mean.guards_intact() && rstd.guards_intact();
+  check(std::string(what) + tag + " sum", sum.p, sref, 1, fguards);
+  check(std::string(what) + tag + " out", y.p, yref, 8, fguards);
+  check(std::string(what) + tag + " rstd", rstd.p, rs_ref, 8, fguards);
+
+  // backward: the fused partials (one chunk) or none; then the partial rows added in order
+  vec = N % kQ == 0 && quad_aligned(gs.p, sizeof(S)) && quad_aligned(go.p, sizeof(O)) && quad_aligned(gi.p, sizeof(S)) &&
+        quad_aligned(gr.p, sizeof(R));
+  p = bwd_plan<S>(c, M, N, vec);
+  const bool fuse = has_go && p.chunks == 1;
+  const int64_t G = fuse ? fuse_groups(p, M) : 0;
+  Buf<A> pw((size_t)G * N), pb((size_t)G * N);
+  constexpr int Kb = bwd_slots<S>();
+  emu_launch(p.warp ? add_norm_bwd_rows<S, R, O, Kb, true> : add_norm_bwd_rows<S, R, O, Kb, false>, p.blocks, p.threads,
+             has_gs ? (const S*)gs.p : nullptr, has_go ? (const O*)go.p : nullptr, (const S*)sum.p, (const S*)w.p,
+             (const A*)mean.p, (const A*)rstd.p, gi.p, gr.p, fuse ? pw.p : nullptr, fuse ? pb.p : nullptr, M, N, p, vec,
+             fuse);
+  std::vector<double> gref(n, 0.0), gwref(N, 0.0), gbref(N, 0.0);
+  for (int64_t i = 0; i < M; ++i) {
+    double mg = 0, mgx = 0;
+    for (int j = 0; j < N; ++j) {
+      const size_t e = (size_t)i * N + j;
+      const double gwv = has_go ? to_d(go.p[e]) * to_d(w.p[j]) : 0;
+      mg += gwv;
+      mgx += gwv * xh[e];
+    }
+    mg /= N;
+    mgx /= N;
+    for (int j = 0; j < N; ++j) {
+      const size_t e = (size_t)i * N + j;
+      const double gyv = has_go ? to_d(go.p[e]) : 0;
+      gref[e] = (has_gs ? to_d(gs.p[e]) : 0) + rs_ref[i] * (gyv * to_d(w.p[j]) - mg - xh[e] * mgx);
+      gwref[j] += gyv * xh[e];
+      gbref[j] += gyv;
+    }
+  }
+  std::snprintf(tag, sizeof tag, " bwd %s tpr %d chunks %lld vec %d%s%s", p.warp ? "warp" : "block", p.tpr,
+                (long long)p.chunks, (int)vec, has_gs ? " gs" : "", has_go ? " go" : "");
+  const bool bguards = gi.guards_intact() && gr.guards_intact() && pw.guards_intact() && pb.guards_intact();
+  check(std::string(what) + tag + " grad_input", gi.p, gref, 8, bguards);
+  check(std::string(what) + tag + " grad_residual", gr.p, gref, 8, bguards);
+  if (fuse) {
+    std::vector<A> sw(N, A(0)), sb(N, A(0));
+    for (int64_t k = 0; k < G; ++k)
+      for (int j = 0; j < N; ++j) sw[j] += pw.p[k * N + j], sb[j] += pb.p[k * N + j];
+    check(std::string(what) + tag + " grad_weight", sw.data(), gwref, 64, bguards);
+    check(std::string(what) + tag + " grad_bias", sb.data(), gbref, 64, bguards);
+  }
+}
+
+}  // namespace
+
+int main() {
+  std::mt19937 g(2026);
+  using bf = __nv_bfloat16;
+  using hf = __half;
+  // miniGPT's rows: 512 rows or more take warp plans (the backward: 3 slots per lane, the block's
+  // groups adding their partials in shared memory); fewer, a block of 64 threads per row
+  add_norm_case<float, bf, bf>(520, 384, 0, true, true, g);
+  add_norm_case<float, bf, bf>(9, 384, 0, false, true, g);
+  add_norm_case<float, bf, float>(9, 384, 0, true, false, g);
+  add_norm_case<float, float, float>(33, 384, 0, true, true, g);
+  add_norm_case<float, hf, hf>(17, 384, 0, true, true, g);
+  // short rows (tpr < 32), tails (not a multiple of 4), misaligned bases (scalar accesses)
+  add_norm_case<float, bf, bf>(37, 5, 0, true, true, g);
+  add_norm_case<float, bf, bf>(37, 130, 0, true, true, g);
+  add_norm_case<float, bf, bf>(11, 384, 1, true, true, g);
+  // block plans: one chunk, several (the forward re-reads its sum; the backward has no fused partials)
+  add_norm_case<float, bf, bf>(6, 2048, 0, true, true, g);
+  add_norm_case<float, bf, bf>(3, 9000, 0, true, true, g);
+  add_norm_case<float, float, hf>(2, 9001, 1, true, true, g);
+  // all-bfloat16 and all-float64
+  add_norm_case<bf, bf, bf>(21, 384, 0, true, true, g);
+  add_norm_case<double, double, double>(13, 100, 0, true, true, g);
+  add_norm_case<double, double, double>(2, 5000, 0, true, true, g);
+  if (failures) {
+    std::printf("%d FAILED\n", failures);
+    return 1;
+  }
+  std::printf("all cases passed\n");
+  return 0;
+}
