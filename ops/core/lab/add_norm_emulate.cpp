@@ -10,6 +10,11 @@
 //   g++ -std=c++20 -O2 -pthread -DVT_ROWWISE_EMULATE -I/usr/local/cuda/include -Iopsdk/include -Iops/core/lab \
 //       ops/core/lab/add_norm_emulate.cpp -o /tmp/add_norm_emulate && /tmp/add_norm_emulate
 //   (exit status 0 when every case is within tolerance and no guard changed; tests/test_add_layer_norm.py runs it)
+//
+// The same file built by nvcc runs the cases on a GPU instead (buffers in managed memory, guards
+// included; no vibetensor runtime needed, so the binary built here can travel to a GPU machine):
+//   nvcc -std=c++17 -O3 -DNDEBUG -arch=sm_90 -Iopsdk/include -Iops/core/lab -x cu \
+//       ops/core/lab/add_norm_emulate.cpp -o /tmp/add_norm_gpu && /tmp/add_norm_gpu
 #include <cstdio>
 #include <random>
 #include <string>
@@ -22,6 +27,45 @@
 namespace {
 
 using namespace add_norm_impl;
+
+#ifdef __CUDACC__
+// guarded_buffer.hpp's Buf in managed memory, so the host writes inputs and reads results in place
+template <class T>
+struct ManagedBuf {
+  unsigned char* raw = nullptr;
+  size_t bytes;
+  T* p;
+  size_t n;
+  explicit ManagedBuf(size_t count, int shift = 0) : bytes(2 * kGuard + 16 + (count + shift) * sizeof(T)), n(count) {
+    if (cudaMallocManaged(&raw, bytes) != cudaSuccess) std::abort();
+    std::memset(raw, kGuardByte, bytes);
+    p = reinterpret_cast<T*>(((uintptr_t)raw + kGuard + 15) & ~(uintptr_t)15) + shift;
+    std::memset((void*)p, 0, count * sizeof(T));
+  }
+  ~ManagedBuf() { cudaFree(raw); }
+  ManagedBuf(const ManagedBuf&) = delete;
+  bool guards_intact() const {
+    const unsigned char *lo = reinterpret_cast<const unsigned char*>(p), *hi = lo + n * sizeof(T);
+    for (const unsigned char* q = raw; q < lo; ++q)
+      if (*q != kGuardByte) return false;
+    for (const unsigned char* q = hi; q < raw + bytes; ++q)
+      if (*q != kGuardByte) return false;
+    return true;
+  }
+};
+template <class T> using Mem = ManagedBuf<T>;
+
+template <class... P, class... Args>
+void emu_launch(void (*kernel)(P...), unsigned blocks, unsigned threads, Args... args) {
+  kernel<<<blocks, threads>>>(args...);
+  const cudaError_t e = cudaDeviceSynchronize();
+  if (e != cudaSuccess) {
+    std::printf("FAIL launch: %s\n", cudaGetErrorString(e));
+    std::exit(2);
+  }
+}
+#else
+template <class T> using Mem = Buf<T>;
 
 // one std::thread per CUDA thread of a block, the blocks one after another (rowwise_emulate.cpp's)
 template <class... P, class... Args>
@@ -43,6 +87,7 @@ void emu_launch(void (*kernel)(P...), unsigned blocks, unsigned threads, Args...
     });
   for (auto& th : ts) th.join();
 }
+#endif
 
 template <class T> const char* name_of() {
   if constexpr (std::is_same<T, float>::value) return "f32";
@@ -77,8 +122,9 @@ void check(const std::string& what, const T* got, const std::vector<double>& wan
   }
 }
 
-template <class T>
-void fill(Buf<T>& b, std::mt19937& g, double scale, double mean = 0) {
+template <class B>
+void fill(B& b, std::mt19937& g, double scale, double mean = 0) {
+  using T = std::remove_reference_t<decltype(*b.p)>;
   std::normal_distribution<double> nd(mean, scale);
   for (size_t i = 0; i < b.n; ++i) b.p[i] = from_d<T>(nd(g));
 }
@@ -91,17 +137,22 @@ template <class S, class R, class O>
 void add_norm_case(int64_t M, int N, int shift, bool has_gs, bool has_go, std::mt19937& g) {
   using A = acc_t<S>;
   const size_t n = (size_t)M * N;
-  Buf<S> x(n, shift), sum(n, shift), gs(n, shift), gi(n, shift), w(N), b(N), gw(N), gb(N);
-  Buf<R> r(n, shift), gr(n, shift);
-  Buf<O> y(n, shift), go(n, shift);
-  Buf<A> mean(M), rstd(M);
+  Mem<S> x(n, shift), sum(n, shift), gs(n, shift), gi(n, shift), w(N), b(N);
+  Mem<R> r(n, shift), gr(n, shift);
+  Mem<O> y(n, shift), go(n, shift);
+  Mem<A> mean(M), rstd(M);
   fill(x, g, 1.0, 0.5);
   fill(r, g, 1.0);
   fill(w, g, 1.0, 1.0);
   fill(b, g, 0.5);
   fill(gs, g, 1.0);
   fill(go, g, 1.0);
+#ifdef __CUDACC__
+  const vt_kernel_ctx ctx{};
+  const vt::Call c(&ctx, nullptr, 0, nullptr, 0, "add_norm_emulate");  // the plans only fail on huge rows
+#else
   const vt::Call c;
+#endif
   char what[160];
   std::snprintf(what, sizeof what, "M %lld N %d shift %d %s+%s->%s", (long long)M, N, shift, name_of<S>(), name_of<R>(),
                 name_of<O>());
@@ -145,7 +196,7 @@ void add_norm_case(int64_t M, int N, int shift, bool has_gs, bool has_go, std::m
   p = bwd_plan<S>(c, M, N, vec);
   const bool fuse = has_go && p.chunks == 1;
   const int64_t G = fuse ? fuse_groups(p, M) : 0;
-  Buf<A> pw((size_t)G * N), pb((size_t)G * N);
+  Mem<A> pw((size_t)G * N), pb((size_t)G * N);
   constexpr int Kb = bwd_slots<S>();
   emu_launch(p.warp ? add_norm_bwd_rows<S, R, O, Kb, true> : add_norm_bwd_rows<S, R, O, Kb, false>, p.blocks, p.threads,
              has_gs ? (const S*)gs.p : nullptr, has_go ? (const O*)go.p : nullptr, (const S*)sum.p, (const S*)w.p,
