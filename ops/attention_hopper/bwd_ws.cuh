@@ -11,7 +11,7 @@
 // through two shared buffers, so one named barrier a step (both groups' dS written) is the only wait
 // between the consumer groups. No cp.async address math, no __syncthreads in the loop.
 // Every mbarrier wait is bounded while VT_WS_BOUNDED_WAITS is 1 (the default of this first version):
-// it traps after 2^24 unsuccessful try_waits (seconds), so a protocol error is a test error, not a hung GPU.
+// it traps after 4 s of waiting, so a protocol error is a test error, not a hung GPU.
 // Shape legend and launches (dsum_rows, the kernel, dq_convert_tiled): bwd_wgmma.cuh.
 #pragma once
 
@@ -37,7 +37,7 @@ constexpr int kThreads = 128 + kConsumers;  // + the producer warp group
 #define VT_WS_CONSUMER_REGS 240
 #endif
 constexpr int kProducerRegs = VT_WS_PRODUCER_REGS, kConsumerRegs = VT_WS_CONSUMER_REGS;  // 24 * 128 + 240 * 256 <= 65536
-constexpr uint32_t kWaitLimitSpins = 1u << 24;        // bar_wait's bound
+constexpr uint64_t kWaitLimitNs = 4000000000ull;       // bar_wait's bound: 4 s
 constexpr int kDsBarrier = 1;            // named barrier of the 256 consumer threads (0 is __syncthreads)
 
 // ---- mbarriers (shared::cta, one CTA: no cluster) -----------------------------------------------------
@@ -53,14 +53,18 @@ __device__ __forceinline__ void bar_arrive_expect_tx(uint64_t* b, uint32_t bytes
   asm volatile("mbarrier.arrive.expect_tx.release.cta.shared::cta.b64 _, [%0], %1;\n" ::"r"(smem_addr(b)), "r"(bytes)
                : "memory");
 }
-// until the phase of parity `parity` completed, or false after 2^24 unsuccessful try_waits (a try_wait
-// suspends for a bounded, implementation-defined time: seconds in all, far past any real wait).
+// until the phase of parity `parity` completed, or false once it has waited kWaitLimitNs of wall time
+// (%globaltimer, read every 64 unsuccessful try_waits: a try_wait suspends for an implementation-defined
+// time, so a bound in spins alone would be of unknown length). A real wait here is microseconds.
 // kTrap: trap right there (the producer and dQ warps). The consumers pass false and trap after their
-// loop instead: a trap inside it (or a clock64 bound) cost them ~780 bytes of spills (ptxas -v).
+// loop instead: a trap inside it cost them ~780 bytes of spills (ptxas -v), none after it.
 template <bool kTrap>
 __device__ __forceinline__ bool bar_wait(uint64_t* b, int parity) {
   const uint32_t addr = smem_addr(b);
-  for (uint32_t spins = 0;; ++spins) {
+#if VT_WS_BOUNDED_WAITS
+  uint64_t t0 = 0;
+#endif
+  for (uint32_t spins = 1;; ++spins) {
     uint32_t done;
     asm volatile(
         "{\n .reg .pred p;\n mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n selp.u32 %0, 1, 0, p;\n}\n"
@@ -69,13 +73,20 @@ __device__ __forceinline__ bool bar_wait(uint64_t* b, int parity) {
         : "memory");
     if (done) return true;
 #if VT_WS_BOUNDED_WAITS
-    if (spins >= kWaitLimitSpins) {
-      if constexpr (kTrap) asm volatile("trap;");
-      return false;
+    if (spins % 64 == 0) {
+      uint64_t now;
+      asm volatile("mov.u64 %0, %%globaltimer;\n" : "=l"(now));
+      if (t0 == 0) {
+        t0 = now;
+      } else if (now - t0 > kWaitLimitNs) {
+        if constexpr (kTrap) asm volatile("trap;");
+        return false;
+      }
     }
 #endif
   }
 }
+
 __device__ __forceinline__ void consumers_sync() { asm volatile("bar.sync %0, %1;\n" ::"n"(kDsBarrier), "n"(kConsumers) : "memory"); }
 
 // ---- TMA boxes and shared memory ------------------------------------------------------------------------

@@ -9,12 +9,14 @@
 //     q's (T, D, H, B) view (TMA's coordinates come in its dim order: (d, t, h, b)), block kb of K at
 //     row kb * Bc; the destination of stage s starts at
 //     element s * Br * D; one stage's boxes move Br * D elements (the expect_tx byte count / size);
-//   - Shared fits the 227 KiB a CTA may have, with the 1024 bytes of alignment slack.
+//   - Shared fits the 227 KiB a CTA may have, with the 1024 bytes of alignment slack; the kernel's
+//     parameters (four TMA descriptors) fit a launch's 4 KiB, the descriptors 64-byte aligned.
 // Build and run (from the repository root; prints "bad=0" for each head dim and exits 0):
 //   nvcc -std=c++17 --expt-relaxed-constexpr -DNDEBUG -DVT_WITH_CUDA -Iopsdk/include \
 //     -I.venv/lib/python3.11/site-packages/cutlass_library/source/include -Iops/attention_hopper \
 //     -x cu ops/attention_hopper/lab/bwd_ws_tma.cu -o /tmp/bwd_ws_tma && /tmp/bwd_ws_tma 2>/dev/null
 // (drop 2>/dev/null to see the descriptors make_tma_copy would encode)
+#include <cstddef>
 #include <cstdio>
 #include <cstdlib>
 #include <vector>
@@ -83,6 +85,11 @@ int check() {
 
   const int smem = (int)W::kSmem;
   bad += smem > 227 * 1024;
+  // the kernel's parameters (four TMA descriptors by value, __grid_constant__) within the 4 KiB a
+  // launch may pass, the descriptors 64-byte aligned as TMA wants them
+  using P = vt_fmha::ws_bwd::Params<E, D>;
+  bad += sizeof(P) > 4096 || alignof(P) < 64 || offsetof(P, tma_q) % 64 != 0 || offsetof(P, tma_k) % 64 != 0;
+  std::printf("D=%d: kernel parameters %zu bytes\n", D, sizeof(P));
   std::printf("D=%d Br=%d Bc=%d shared %d bytes (%.1f KiB) bad=%d\n", D, Br, Bc, smem, smem / 1024.0, bad);
   return bad;
 }
