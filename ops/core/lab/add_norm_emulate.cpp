@@ -235,6 +235,53 @@ void add_norm_case(int64_t M, int N, int shift, bool has_gs, bool has_go, std::m
   }
 }
 
+#ifdef __CUDACC__
+// miniGPT's rows (B64 T256 C384): float32 stream + bfloat16 branch -> bfloat16 out, and the backward
+// with both gradients and fused partials; GB/s of the rows' bytes (forward 12 per element: x, r, sum,
+// out; backward 16: sum, grad_out, grad_sum, grad_input, grad_residual)
+void bench() {
+  using bf = __nv_bfloat16;
+  const int64_t M = 64 * 256;
+  const int N = 384;
+  const size_t n = (size_t)M * N;
+  float *x, *sum, *gs, *gi, *w, *b, *mean, *rstd, *pw, *pb;
+  bf *r, *y, *go, *gr;
+  for (float** q : {&x, &sum, &gs, &gi}) cudaMalloc(q, n * 4);
+  for (bf** q : {&r, &y, &go, &gr}) cudaMalloc(q, n * 2);
+  for (float** q : {&w, &b, &mean, &rstd}) cudaMalloc(q, M * 4);
+  cudaMalloc(&pw, (size_t)4096 * N * 4);
+  cudaMalloc(&pb, (size_t)4096 * N * 4);
+  const vt_kernel_ctx ctx{};
+  const vt::Call c(&ctx, nullptr, 0, nullptr, 0, "bench");
+  const rowwise::Plan pf = fwd_plan<float>(c, M, N, true);
+  rowwise::Plan pbw = bwd_plan<float>(c, M, N, true);
+  fuse_groups(pbw, M);
+  cudaEvent_t e0, e1;
+  cudaEventCreate(&e0);
+  cudaEventCreate(&e1);
+  auto time = [&](const char* what, double bytes, auto launch) {
+    for (int i = 0; i < 5; ++i) launch();
+    cudaEventRecord(e0);
+    for (int i = 0; i < 100; ++i) launch();
+    cudaEventRecord(e1);
+    cudaEventSynchronize(e1);
+    float ms = 0;
+    cudaEventElapsedTime(&ms, e0, e1);
+    std::printf("bench %-40s %8.2f us  %7.0f GB/s\n", what, ms * 10, bytes / (ms * 1e-5) / 1e9);
+  };
+  time("fwd f32+bf16->bf16 16384x384", 12.0 * n, [&] {
+    add_norm_rows<float, bf, bf, fwd_slots<float>(), true><<<pf.blocks, pf.threads>>>(x, r, w, b, sum, y, mean, rstd, M, N,
+                                                                                     pf, true, 1e-5);
+  });
+  time("bwd f32+bf16<-bf16 16384x384 (+partials)", 16.0 * n, [&] {
+    add_norm_bwd_rows<float, bf, bf, bwd_slots<float>(), true><<<pbw.blocks, pbw.threads>>>(
+        gs, go, sum, w, mean, rstd, gi, gr, pw, pb, M, N, pbw, true, true);
+  });
+  time("copy 16384x384 float32 (cudaMemcpy)", 8.0 * n, [&] { cudaMemcpyAsync(gi, x, n * 4, cudaMemcpyDeviceToDevice); });
+  std::printf("bench status: %s\n", cudaGetErrorString(cudaDeviceSynchronize()));
+}
+#endif
+
 }  // namespace
 
 int main() {
@@ -265,5 +312,8 @@ int main() {
     return 1;
   }
   std::printf("all cases passed\n");
+#ifdef __CUDACC__
+  bench();
+#endif
   return 0;
 }
