@@ -839,12 +839,13 @@ def test_flash_cuda_kernels_in_host_emulation(tmp_path):
     # D 32: 18 and 22 the ViT's T = 65 with strided inputs (bf16, float32), 20 bf16 causal with a
     # float mask and dropout (Tq > Tk), 23 float32 causal with a bool mask, dropout and grad_lse;
     # grouped-query attention: 26 bf16 (H 4, Hkv 2, causal, bool mask, dropout, grad_lse), 30 float32
-    # MQA (H 3, Hkv 1, float mask, strided)
-    cases = ["1", "4", "6", "13", "16", "18", "20", "22", "23", "26", "30"]
+    # MQA (H 3, Hkv 1, float mask, strided), 32 bf16 MQA with the group split over 3 CTAs (kv_split)
+    cases = ["1", "4", "6", "13", "16", "18", "20", "22", "23", "26", "30", "32"]
     run = subprocess.run([str(exe), *cases], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600)
     assert run.returncode == 0, run.stdout
     assert run.stdout.count("ok   fp32") == 5 and run.stdout.count(" D32 ") == 4, run.stdout
-    assert run.stdout.count(" H4 Hkv2 ") == 1 and run.stdout.count(" H3 Hkv1 ") == 1, run.stdout
+    assert run.stdout.count(" H4 Hkv2/1 ") == 1 and run.stdout.count(" H3 Hkv1/1 ") == 1, run.stdout
+    assert run.stdout.count(" H6 Hkv1/3 ") == 1, run.stdout
     assert run.stdout.count("ok   ") == len(cases), run.stdout
 
 
@@ -1043,13 +1044,15 @@ def test_gqa_frontends():
 @needs_cuda
 @pytest.mark.parametrize("dtype", ["bfloat16", "float16", "float32"])
 @pytest.mark.parametrize("D", [32, 64, 128])
-@pytest.mark.parametrize("shape", [(2, 4, 2, 100, 190), (1, 6, 1, 200, 70), (1, 8, 2, 128, 128)],
+@pytest.mark.parametrize("shape", [(2, 4, 2, 100, 190), (1, 6, 1, 200, 70), (1, 8, 2, 128, 128), (4, 8, 4, 64, 4200)],
                          ids=lambda s: "x".join(map(str, s)))
 @pytest.mark.parametrize("causal", [False, True])
 @pytest.mark.parametrize("mask", [None, "bool"])
 def test_flash_cuda_gqa(dtype, D, shape, causal, mask):
-    """the CUDA kernels with k, v shared by groups of query heads (dK/dV summed over the group in
-    one CTA): against float64 and the composed provider; the backward twice gives the same bits"""
+    """the CUDA kernels with k, v shared by groups of query heads: against float64 and the composed
+    provider; the backward twice gives the same bits. The first three shapes give the dK/dV kernel
+    too few CTAs for an H200, so each group is split over CTAs (flash_bwd.cu's kv_split, partial
+    sums added up after); the last (4 x 4 kv heads x 66 key blocks) sums each group in one CTA."""
     B, H, Hkv, Tq, Tk = shape
     dt = getattr(vt, dtype)
     rng = np.random.default_rng(hash((dtype, D, shape, causal, mask)) % 2**32)

@@ -58,6 +58,7 @@ struct Case {
   bool glse, strided;
   int dtype;  // kBf16, kFp16, kFp32
   int Hkv = 0;  // k, v heads (0: H); query head h reads kv head h / (H / Hkv)
+  int split = 1;  // dK/dV CTAs a kv head (BwdParams::kv_split): partial sums, added up afterwards
 };
 enum { kBf16 = 0, kFp16 = 1, kFp32 = 2 };
 
@@ -277,7 +278,15 @@ static bool run_case(const Case& cs, std::mt19937& gen) {
   }
   bp.lse2 = stats.data(), bp.delta = stats.data() + (size_t)BH * Tq_pad;
   bp.mask = mask;
-  bp.D = D, bp.H = H, bp.BH = BH, bp.Tq = Tq, bp.Tk = Tk, bp.Tq_pad = Tq_pad, bp.group = G;
+  bp.D = D, bp.H = H, bp.BH = BH, bp.Tq = Tq, bp.Tk = Tk, bp.Tq_pad = Tq_pad, bp.group = G, bp.kv_split = cs.split;
+  // split: dk, dv of each slot into (B, Hkv * split, Tk, D), summed below as the launcher's core::sum does
+  const int S = cs.split;
+  std::vector<T> dk_part(S > 1 ? rk.size() * S : 0, to_t<T>(NAN)), dv_part(dk_part.size(), to_t<T>(NAN));
+  const Dest dk_whole = bp.dk, dv_whole = bp.dv;
+  if (S > 1) {
+    const int64_t hs = (int64_t)Tk * D;
+    bp.dk = Dest{dk_part.data(), Hkv * S * hs, hs, D}, bp.dv = Dest{dv_part.data(), Hkv * S * hs, hs, D};
+  }
   bp.scale = (float)scale, bp.scale_log2 = (float)(scale * 1.4426950408889634), bp.causal = cs.causal;
   // dropout's (seed, offset) as the backward rule passes it off the cpu: the forward's rng tensor,
   // read by the kernels (the launch arguments hold decoys that would give another mask)
@@ -290,13 +299,29 @@ static bool run_case(const Case& cs, std::mt19937& gen) {
   by_head_dim(D, [&](auto dc) {
     constexpr int DD = decltype(dc)::value;
     if constexpr (is32) {
-      emu_launch(flash_bwd32_dkdv_kernel<DD>, nkb * B * Hkv, bp, f32::kThreads, dkdv32_smem<DD>());
+      emu_launch(flash_bwd32_dkdv_kernel<DD>, nkb * B * Hkv * S, bp, f32::kThreads, dkdv32_smem<DD>());
       emu_launch(flash_bwd32_dq_kernel<DD>, nqb * BH, bp, f32::kThreads, dq32_smem<DD>());
     } else {
-      emu_launch(flash_bwd_dkdv_kernel<T, DD>, nkb * B * Hkv, bp, 128, dkdv_smem<T, DD>());
+      emu_launch(flash_bwd_dkdv_kernel<T, DD>, nkb * B * Hkv * S, bp, 128, dkdv_smem<T, DD>());
       emu_launch(flash_bwd_dq_kernel<T, DD>, nqb * BH, bp, 128, dq_smem<T, DD>());
     }
   });
+  if (S > 1) {  // the slots' sum, in float, rounded once to T, into the outputs' own layout
+    for (int pass = 0; pass < 2; ++pass) {
+      const std::vector<T>& part = pass ? dv_part : dk_part;
+      const Dest& out = pass ? dv_whole : dk_whole;
+      for (int b = 0; b < B; ++b)
+        for (int h = 0; h < Hkv; ++h)
+          for (int t = 0; t < Tk; ++t)
+            for (int d = 0; d < D; ++d) {
+              float s = 0;
+              for (int i = 0; i < S; ++i)
+                s += static_cast<float>(part[((((size_t)b * Hkv + h) * S + i) * Tk + t) * D + d]);
+              static_cast<T*>(out.p)[b * out.sb + h * out.sh + t * out.st + d] = to_t<T>(s);
+            }
+    }
+    bp.dk = dk_whole, bp.dv = dv_whole;
+  }
   auto err = [&](const Dest& x, int T_, const std::vector<double>& w, int nh = 0) {
     // float32: a floor of 1 (inputs are N(0, 1)): with one kept key dS = P (dP - delta) is a
     // cancellation whose float32 rounding (~1e-6) is all there is of dq and dk
@@ -305,9 +330,9 @@ static bool run_case(const Case& cs, std::mt19937& gen) {
   const double e_dq = err(bp.dq, Tq, dq_ref), e_dk = err(bp.dk, Tk, dk_ref, Hkv), e_dv = err(bp.dv, Tk, dv_ref, Hkv);
   const double tol = is32 ? 1e-5 : 1e-2, tol_lse = is32 ? 1e-6 : 1e-3;  // float32: FFMA in float32 throughout
   const bool ok_all = !nan && rng_ok && e_out <= tol && e_lse <= tol_lse && e_dq <= tol && e_dk <= tol && e_dv <= tol;
-  std::printf("%s %s B%d H%d Hkv%d Tq%d Tk%d D%d causal=%d mask=%d p=%.2f glse=%d strided=%d: out %.1e lse %.1e dq %.1e "
+  std::printf("%s %s B%d H%d Hkv%d/%d Tq%d Tk%d D%d causal=%d mask=%d p=%.2f glse=%d strided=%d: out %.1e lse %.1e dq %.1e "
               "dk %.1e dv %.1e%s%s\n",
-              ok_all ? "ok  " : "FAIL", cs.dtype == kFp32 ? "fp32" : cs.dtype == kFp16 ? "fp16" : "bf16", B, H, Hkv, Tq, Tk, D, cs.causal, cs.mask, cs.p, cs.glse,
+              ok_all ? "ok  " : "FAIL", cs.dtype == kFp32 ? "fp32" : cs.dtype == kFp16 ? "fp16" : "bf16", B, H, Hkv, S, Tq, Tk, D, cs.causal, cs.mask, cs.p, cs.glse,
               cs.strided, e_out, e_lse, e_dq, e_dk, e_dv, nan ? " NaN/inf mismatch" : "", rng_ok ? "" : " rng wrong");
   std::fflush(stdout);
   return ok_all;
@@ -351,6 +376,10 @@ int main(int argc, char** argv) {
       {2, 4, 100, 130, 64, true, kBoolMask, 0.2, true, false, kFp32, 2},
       {1, 3, 70, 150, 128, false, kAddMask, 0.0, false, true, kFp32, 1},
       {1, 4, 65, 90, 32, true, kNoMask, 0.1, false, false, kFp32, 2},
+      // the group split over CTAs (kv_split: a small grid's MQA/GQA), partial dK/dV summed afterwards
+      {1, 6, 100, 130, 64, true, kBoolMask, 0.2, true, true, kBf16, 1, 3},
+      {1, 4, 70, 90, 128, false, kAddMask, 0.0, false, false, kFp32, 1, 4},
+      {2, 4, 65, 65, 32, true, kNoMask, 0.1, false, true, kFp16, 2, 2},
   };
   std::vector<bool> run(cases.size(), argc == 1);  // arguments: the case indices to run (default all)
   for (int a = 1; a < argc; ++a)

@@ -74,12 +74,13 @@ __global__ void __launch_bounds__(f32::kThreads, f32::kBwdCtas<D>) flash_bwd32_d
   float* sP = sO + kRows * D;                             // (i, j): Pd, then dS
   const int tid = threadIdx.x, ty = tid / 16, tx = tid % 16;
 
-  const int BHkv = p.BH / p.group, Hkv = p.H / p.group;
-  const int bhk = blockIdx.x % BHkv, kb = (int)(blockIdx.x / BHkv);
-  const int b = bhk / Hkv, hk = bhk % Hkv;
+  // slot = the CTA's share of a kv head: query heads slot * G .. + G - 1 (kv head slot / kv_split)
+  const int G = p.group / p.kv_split, slots = p.H / G;
+  const int bs = blockIdx.x % (p.BH / G), kb = (int)(blockIdx.x / (p.BH / G));
+  const int b = bs / slots, slot = bs % slots;
   const int j0 = kb * kRows;
-  const float* k = head_of<float>(p.k, b, hk);
-  const float* v = head_of<float>(p.v, b, hk);
+  const float* k = head_of<float>(p.k, b, slot / p.kv_split);
+  const float* v = head_of<float>(p.v, b, slot / p.kv_split);
 
   const int nq = (p.Tq + kRows - 1) / kRows;
   const int qb0 = p.causal ? j0 / kRows : 0;  // queries i < j0 keep no key of this block
@@ -93,8 +94,8 @@ __global__ void __launch_bounds__(f32::kThreads, f32::kBwdCtas<D>) flash_bwd32_d
 #pragma unroll
     for (int c = 0; c < D / 16; ++c) dk[r][c] = dv[r][c] = 0.f;
 
-  for (int step = 0; step < nqs * p.group; ++step) {
-    const int h = hk * p.group + step / nqs, bh = b * p.H + h, i0 = (qb0 + step % nqs) * kRows;
+  for (int step = 0; step < nqs * G; ++step) {
+    const int h = slot * G + step / nqs, bh = b * p.H + h, i0 = (qb0 + step % nqs) * kRows;
     const float* q = head_of<float>(p.q, b, h);
     const float* go = head_of<float>(p.dout, b, h);
     const float* lse2 = p.lse2 + (int64_t)bh * p.Tq_pad;
@@ -131,8 +132,8 @@ __global__ void __launch_bounds__(f32::kThreads, f32::kBwdCtas<D>) flash_bwd32_d
     mm<kRows, D>(dk, sP, sQ, ty, tx);  // dK += dS^T Q
   }
 
-  f32::store_rows<D>(head_of<float>(p.dk, b, hk), p.dk.st, dk, p.scale, j0, p.Tk, ty, tx);
-  f32::store_rows<D>(head_of<float>(p.dv, b, hk), p.dv.st, dv, 1.f, j0, p.Tk, ty, tx);
+  f32::store_rows<D>(head_of<float>(p.dk, b, slot), p.dk.st, dk, p.scale, j0, p.Tk, ty, tx);
+  f32::store_rows<D>(head_of<float>(p.dv, b, slot), p.dv.st, dv, 1.f, j0, p.Tk, ty, tx);
 }
 
 template <int D>
@@ -210,8 +211,8 @@ static void launch_bwd32_d(const vt::Call& c, const BwdParams& p) {
   allow_smem(c, flash_bwd32_dq_kernel<D>, s2);
   const unsigned nkb = (unsigned)((p.Tk + f32::kRows - 1) / f32::kRows);
   const unsigned nqb = (unsigned)((p.Tq + f32::kRows - 1) / f32::kRows);
-  const unsigned bhkv = (unsigned)(p.BH / p.group);  // the dK/dV grid: one CTA per kv head and key block
-  vt::cuda::launch(c, "flash_bwd32_dkdv_kernel", flash_bwd32_dkdv_kernel<D>, dim3(nkb * bhkv),
+  const unsigned slots = (unsigned)(p.BH / p.group * p.kv_split);  // dK/dV: kv_split CTAs a kv head and key block
+  vt::cuda::launch(c, "flash_bwd32_dkdv_kernel", flash_bwd32_dkdv_kernel<D>, dim3(nkb * slots),
                    dim3(f32::kThreads), s1, p);
   vt::cuda::launch(c, "flash_bwd32_dq_kernel", flash_bwd32_dq_kernel<D>, dim3(nqb * (unsigned)p.BH),
                    dim3(f32::kThreads), s2, p);

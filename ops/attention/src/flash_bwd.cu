@@ -75,20 +75,21 @@ __global__ void __launch_bounds__(kThreads, kDkdvMinCtas<D>) flash_bwd_dkdv_kern
   float* sDl = sL + 2 * BQ;                               // [2][BQ]: delta
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
 
-  // causal: the first key blocks see the most queries, so they go first
-  const int BHkv = p.BH / p.group, Hkv = p.H / p.group;
-  const int bhk = blockIdx.x % BHkv, kb = (int)(blockIdx.x / BHkv);
-  const int b = bhk / Hkv, hk = bhk % Hkv;
+  // causal: the first key blocks see the most queries, so they go first. slot = the CTA's share of
+  // a kv head: query heads slot * G .. + G - 1 (kv head slot / kv_split), dk/dv head slot
+  const int G = p.group / p.kv_split, slots = p.H / G;
+  const int bs = blockIdx.x % (p.BH / G), kb = (int)(blockIdx.x / (p.BH / G));
+  const int b = bs / slots, slot = bs % slots;
   const int j0 = kb * kRowsPerCta;
-  const T* k = head_of<T>(p.k, b, hk);
-  const T* v = head_of<T>(p.v, b, hk);
+  const T* k = head_of<T>(p.k, b, slot / p.kv_split);
+  const T* v = head_of<T>(p.v, b, slot / p.kv_split);
 
-  // steps: (query head hk * group + g, query block qb) for g < group, qb from qb0 (causal: queries
+  // steps: (query head slot * G + g, query block qb) for g < G, qb from qb0 (causal: queries
   // i < j0 keep no key of this block), one pipeline over all of them
   const int nq = (p.Tq + BQ - 1) / BQ;
   const int qb0 = p.causal ? j0 / BQ : 0;
-  const int nqs = (nq > qb0 ? nq - qb0 : 0), nsteps = nqs * p.group;
-  auto head_at = [&](int step) { return hk * p.group + step / nqs; };
+  const int nqs = (nq > qb0 ? nq - qb0 : 0), nsteps = nqs * G;
+  auto head_at = [&](int step) { return slot * G + step / nqs; };
   auto load_queries = [&](int buf, int step) {
     const int h = head_at(step), i0 = (qb0 + step % nqs) * BQ;
     const int64_t stats = ((int64_t)b * p.H + h) * p.Tq_pad + i0;
@@ -233,8 +234,8 @@ __global__ void __launch_bounds__(kThreads, kDkdvMinCtas<D>) flash_bwd_dkdv_kern
   store_frag<T, D>(sK, dk, p.scale, warp * 16, lane);
   store_frag<T, D>(sV, dv, 1.f, warp * 16, lane);
   __syncwarp();
-  store_rows<T, D>(sK, head_of<T>(p.dk, b, hk), p.dk.st, j0, p.Tk, warp * 16, lane);
-  store_rows<T, D>(sV, head_of<T>(p.dv, b, hk), p.dv.st, j0, p.Tk, warp * 16, lane);
+  store_rows<T, D>(sK, head_of<T>(p.dk, b, slot), p.dk.st, j0, p.Tk, warp * 16, lane);
+  store_rows<T, D>(sV, head_of<T>(p.dv, b, slot), p.dv.st, j0, p.Tk, warp * 16, lane);
 }
 
 // ---- dQ ------------------------------------------------------------------------------------------------
@@ -388,6 +389,32 @@ __global__ void __launch_bounds__(kThreads) flash_bwd_dq_kernel(const BwdParams 
 }
 
 #ifndef FLASH_EMULATE  // the launchers and the compute (host side)
+// The device's SM count (cached per device index; 0 when unknown).
+int device_sm_count(int index) {
+  static int cached[64] = {0};  // 0: not asked yet (a race only asks twice)
+  if (index < 0 || index >= 64) return 0;
+  if (cached[index] == 0) {
+    int n = 0;
+    if (cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, index) != cudaSuccess) {
+      cudaGetLastError();
+      n = -1;
+    }
+    cached[index] = n;
+  }
+  return cached[index] > 0 ? cached[index] : 0;
+}
+
+// CTAs a kv head and key block of the dK/dV kernels: 1 (the group summed in registers) unless
+// B * Hkv * key blocks would leave most SMs idle (an SM holds 1-2 such CTAs), then the smallest
+// divisor of the group that gives two CTAs an SM, or the group itself (every query head its own)
+int kv_split_for(const attn::Dims& d, int sms) {
+  const int64_t ctas = d.B * d.Hkv * ((d.Tk + kRowsPerCta - 1) / kRowsPerCta);
+  int s = 1;
+  while (s < d.group() && ctas * s < 2 * (int64_t)sms)
+    do ++s; while (d.group() % s != 0);
+  return s;
+}
+
 template <class T>
 void launch_prepass(const vt::Call& c, const BwdParams& p) {
   const int64_t rows = (int64_t)p.BH * p.Tq_pad;
@@ -403,8 +430,8 @@ void launch_bwd(const vt::Call& c, const BwdParams& p) {
   allow_smem(c, flash_bwd_dq_kernel<T, D>, s2);
   const unsigned nkb = (unsigned)((p.Tk + kRowsPerCta - 1) / kRowsPerCta);
   const unsigned nqb = (unsigned)((p.Tq + kRowsPerCta - 1) / kRowsPerCta);
-  const unsigned bhkv = (unsigned)(p.BH / p.group);  // the dK/dV grid: one CTA per kv head and key block
-  vt::cuda::launch(c, "flash_bwd_dkdv_kernel", flash_bwd_dkdv_kernel<T, D>, dim3(nkb * bhkv),
+  const unsigned slots = (unsigned)(p.BH / p.group * p.kv_split);  // dK/dV: kv_split CTAs a kv head and key block
+  vt::cuda::launch(c, "flash_bwd_dkdv_kernel", flash_bwd_dkdv_kernel<T, D>, dim3(nkb * slots),
                    dim3(kThreads), s1, p);
   vt::cuda::launch(c, "flash_bwd_dq_kernel", flash_bwd_dq_kernel<T, D>, dim3(nqb * (unsigned)p.BH),
                    dim3(kThreads), s2, p);
@@ -440,13 +467,22 @@ VT_COMPUTE(sdpa_backward_flash_cuda, "attention::sdpa_backward") {
     p.glse = vt::data<const float>(a.glse);
     p.g_sb = a.glse->strides[0], p.g_sh = a.glse->strides[1], p.g_st = a.glse->strides[2];
   }
-  vt::Tensor scratch[3];
-  p.dq = dest(c, c.out(0), scratch[0]);
-  p.dk = dest(c, c.out(1), scratch[1]);
-  p.dv = dest(c, c.out(2), scratch[2]);
-  p.mask = mask_of(c, a.mask, hm);
   p.D = (int)d.D, p.H = (int)d.H, p.BH = (int)(d.B * d.H), p.Tq = (int)d.Tq, p.Tk = (int)d.Tk;
   p.group = (int)d.group();
+  p.kv_split = kv_split_for(d, device_sm_count(c.ctx->device.index));
+  vt::Tensor scratch[3], parts[2];  // parts: dk, dv of each kv head's kv_split slots, summed after
+  p.dq = dest(c, c.out(0), scratch[0]);
+  if (p.kv_split == 1) {
+    p.dk = dest(c, c.out(1), scratch[1]);
+    p.dv = dest(c, c.out(2), scratch[2]);
+  } else {
+    const int64_t psz[4] = {d.B, d.Hkv * p.kv_split, d.Tk, d.D};
+    for (int i = 0; i < 2; ++i) {
+      parts[i] = c.empty(psz, 4, a.q->dtype);
+      (i ? p.dv : p.dk) = Dest{parts[i]->data, parts[i]->strides[0], parts[i]->strides[1], parts[i]->strides[2]};
+    }
+  }
+  p.mask = mask_of(c, a.mask, hm);
   p.Tq_pad = (int)attn::round_up(d.Tq, kStatPad);
   const int64_t ssz[3] = {2, d.B * d.H, p.Tq_pad};
   vt::Tensor stats = c.empty(ssz, 3, vt::kFloat32);
@@ -475,5 +511,12 @@ VT_COMPUTE(sdpa_backward_flash_cuda, "attention::sdpa_backward") {
     bf16 ? launch_bwd<__nv_bfloat16, 128>(c, p) : launch_bwd<__half, 128>(c, p);
   }
   for (int i = 0; i < 3; ++i) finish_dest(c, c.out(i), scratch[i]);
+  if (p.kv_split > 1) {  // (B, Hkv * S, Tk, D) -> (B, Hkv, S, Tk, D), summed over the S slots
+    const std::vector<int64_t> five = {d.B, d.Hkv, p.kv_split, d.Tk, d.D}, slots = {2};
+    for (int i = 0; i < 2; ++i) {
+      vt::Tensor r = vt::call(c.host, "core::reshape", {parts[i].get(), vt::V(five)});
+      vt::call(c.host, "core::copy_", {c.out(i + 1), vt::call(c.host, "core::sum", {r.get(), vt::V(slots), false})});
+    }
+  }
 }
 #endif  // FLASH_EMULATE

@@ -10,7 +10,9 @@
 // take Dv == D only), out (B, H, Tq, D), lse (B, H, Tq) float32. Grouped-query attention: query
 // head h reads kv head h / group (group = H / Hkv, 1 without it); the dK/dV kernels run one CTA
 // per kv head and key block and loop over the group's query heads, so dk, dv are sums kept in
-// registers (deterministic: no atomics, a fixed order). The outputs (out; dq, dk, dv) are
+// registers (deterministic: no atomics, a fixed order). When that grid is too small for the GPU
+// (MQA at a small batch), kv_split CTAs share a kv head, each walking group / kv_split query heads
+// into its own slot of a (B, Hkv * kv_split, Tk, D) scratch that the launcher sums over the slots. The outputs (out; dq, dk, dv) are
 // written through the strides the meta step chose (pack.cpp: q's memory order, or one packed qkv
 // buffer), never assumed contiguous.
 //
@@ -132,7 +134,9 @@ struct BwdParams {
   float *lse2, *delta;         // scratch (BH, Tq_pad)
   Mask mask;
   int D, H, BH, Tq, Tk, Tq_pad;  // H, BH: query heads, B * H
-  int group = 1;                 // query heads per kv head (H / Hkv): the dK/dV grid is B * Hkv * key blocks
+  int group = 1;                 // query heads per kv head (H / Hkv)
+  int kv_split = 1;              // dK/dV CTAs per kv head and key block (divides group): the grid is
+                                 // B * Hkv * kv_split * key blocks, dk/dv (B, Hkv * kv_split, Tk, D)
   float scale_log2, scale;
   bool causal;
   Dropout drop;
