@@ -10,8 +10,9 @@
 //             per (b, h) to a multiple of 64 rows (delta 0, lse2 +inf past Tq)
 //   dK, dV    one CTA = one (b, kv head) and a block of 64 keys (4 warps x 16 keys, dK and dV in
 //             registers); for each query head of the kv head's group (one without grouped-query
-//             attention) and each block of BQ queries (causal: only i >= j0), through a
-//             double-buffered cp.async pipeline for Q, dO, lse2, delta:
+//             attention; a share of it when kv_split_for splits a small grid, summed after) and
+//             each block of BQ queries (causal: only i >= j0), through a double-buffered cp.async
+//             pipeline for Q, dO, lse2, delta:
 //               S^T = K Q^T;  P^T = exp2(x - lse2_i);  Pd = P^T * keep / (1 - p)
 //               dV += Pd dO;  dP^T = V dO^T;  dS^T = P^T * (dP^T * keep / (1 - p) - delta_i)
 //               dK += dS^T Q                                      (dK *= scale at the end)
