@@ -197,6 +197,8 @@ def test_autocast(device):
     with vt.autocast(device, dtype=vt.bfloat16):
         s, y = vt.add_layer_norm(x, r, 32, w)
         _, y32 = vt.add_layer_norm(x, r, 32, w, out_dtype=vt.float32)  # an explicit out_dtype stays
+        _, y64 = vt.add_layer_norm(x.double(), r.double(), 32, w.double())  # float64 is never lowered
+    assert y64.dtype is vt.float64
     assert s.dtype is vt.float32 and y.dtype is vt.bfloat16 and y32.dtype is vt.float32
     ref = vt.layer_norm(x + r.float(), [32], w).to(vt.bfloat16)
     np.testing.assert_allclose(to_numpy(y), to_numpy(ref), rtol=TOL["bfloat16"][0], atol=TOL["bfloat16"][1])

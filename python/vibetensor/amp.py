@@ -144,8 +144,8 @@ def _cast_arguments(name, args, kwargs):
             return x
     elif name in LOW_PRECISION_OUT:
         i = LOW_PRECISION_OUT[name]
-        if not (args and _eligible(args[0], device_type)):
-            return args, kwargs
+        if not (args and _eligible(args[0], device_type)) or args[0].dtype is T.float64:
+            return args, kwargs  # float64 is never lowered
         if len(args) > i:
             if args[i] is None:
                 args = args[:i] + (low,) + args[i + 1:]
