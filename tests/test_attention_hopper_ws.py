@@ -40,6 +40,9 @@ class MBarrier:
         self.pending -= n
         self._maybe_complete()
 
+    def expect_tx(self, nbytes):
+        self.tx += nbytes
+
     def complete_tx(self, nbytes):
         self.tx -= nbytes
         self._maybe_complete()
@@ -78,9 +81,13 @@ def run_cta(steps, seed, parity_bug=False, Br=64, D=128, elem=2):
             full[s].complete_tx(2 * q_bytes)
         engine.append(land)
 
+    def split_lanes():
+        # the 32 lanes' arrivals in a random number of groups (they need not arrive together)
+        cuts = sorted(rng.sample(range(1, 32), rng.randrange(0, 4)))
+        return [b - a for a, b in zip([0] + cuts, cuts + [32])]
+
     def producer():
-        # lane 0 and the 31 other lanes as one actor: lane 0's arrive carries the expect_tx; the other
-        # lanes' arrivals land before or after it. No block to walk: no load, no wait (steps > 0 guards)
+        # the producer warp as one actor. No block to walk: no load, no wait (the kernel's steps > 0)
         if steps == 0:
             return
         kv_full.arrive(1, expect_tx=2 * kv_bytes)
@@ -92,15 +99,13 @@ def run_cta(steps, seed, parity_bug=False, Br=64, D=128, elem=2):
                 yield lambda s=s, par=par: empty[s].try_wait(par)
                 if stage_readers[s]:
                     raise Hazard(f"producer refills stage {s} while {stage_readers[s]} read it")
-            others_first = rng.random() < 0.5
-            if others_first:
-                full[s].arrive(31)                     # the other lanes (LSE/Dsum stored before)
-                yield None
-            full[s].arrive(1, expect_tx=2 * q_bytes)  # lane 0: arrive.expect_tx, then the TMA copies
+            # lane 0: expect_tx (no arrival) and the TMA copies; then every lane stores its LSE/Dsum
+            # rows and arrives (count 32), in any order relative to the copies landing
+            full[s].expect_tx(2 * q_bytes)
             tma_load(s, n)
-            if not others_first:
+            for lanes in split_lanes():
                 yield None
-                full[s].arrive(31)
+                full[s].arrive(lanes)
 
     def writer():
         for n in range(steps):

@@ -53,6 +53,10 @@ __device__ __forceinline__ void bar_arrive_expect_tx(uint64_t* b, uint32_t bytes
   asm volatile("mbarrier.arrive.expect_tx.release.cta.shared::cta.b64 _, [%0], %1;\n" ::"r"(smem_addr(b)), "r"(bytes)
                : "memory");
 }
+// `bytes` more for the current phase to wait for, without arriving (the arrival comes later)
+__device__ __forceinline__ void bar_expect_tx(uint64_t* b, uint32_t bytes) {
+  asm volatile("mbarrier.expect_tx.relaxed.cta.shared::cta.b64 [%0], %1;\n" ::"r"(smem_addr(b)), "r"(bytes) : "memory");
+}
 // until the phase of parity `parity` completed, or false once it has waited kWaitLimitNs of wall time
 // (%globaltimer, read every 64 unsuccessful try_waits: a try_wait suspends for an implementation-defined
 // time, so a bound in spins alone would be of unknown length). A real wait here is microseconds.
@@ -214,18 +218,19 @@ __global__ void __launch_bounds__(kThreads, 1) backward_ws_kernel(const __grid_c
       for (int n = 0; n < steps; ++n) {
         const int s = n & 1, i = i_first + n, q0 = i * Br;
         if (n >= 2) bar_wait<true>(&sh.empty[s], ((n >> 1) - 1) & 1);
+        // the TMA copies first (their bytes announced, no arrival yet), then the stats while they fly;
+        // every lane's arrival releases its own stores, and the phase waits for all 32 and the bytes
+        if (lane == 0) {
+          bar_expect_tx(&sh.full[s], 2 * W::kQBytes);
+          copy(p.tma_q.with(sh.full[s]), tQgQ(_, _, _, i), tQsQ(_, _, _, s));
+          copy(p.tma_do.with(sh.full[s]), tdOgdO(_, _, _, i), tdOsdO(_, _, _, s));
+        }
         for (int r = lane; r < Br; r += 32) {
           const bool ok = q0 + r < Tq;
           sh.lse[s][r] = ok ? glse[q0 + r] : 0.f;
           sh.dsum[s][r] = ok ? gdsum[q0 + r] : 0.f;
         }
-        if (lane == 0) {
-          bar_arrive_expect_tx(&sh.full[s], 2 * W::kQBytes);
-          copy(p.tma_q.with(sh.full[s]), tQgQ(_, _, _, i), tQsQ(_, _, _, s));
-          copy(p.tma_do.with(sh.full[s]), tdOgdO(_, _, _, i), tdOsdO(_, _, _, s));
-        } else {
-          bar_arrive(&sh.full[s]);
-        }
+        bar_arrive(&sh.full[s]);
       }
     } else if (warp == 1 && steps > 0) {
       // the dQ writer: each step's shared tile added to the accumulator by the copy engine
