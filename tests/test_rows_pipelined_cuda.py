@@ -22,9 +22,10 @@ pytestmark = pytest.mark.skipif("cuda" not in DEVICES, reason="needs a CUDA GPU"
 HALVES = ["bfloat16", "float16"]
 # (rows, row length): many rows of 4096 (wide and classic: 128 threads a row; wide8: 64), of 2048
 # (wide: 64 threads; wide8: a warp a row, 8 rows a block), of 768 (wide: a warp a row; wide8: 16
-# lanes), of 4104 (a partial last slot group: 160 threads, some without a slot; wide8: 96), few rows
-# spread wider, and a single row
-ROWS = [(2500, 4096), (5000, 2048), (3001, 768), (700, 4104), (300, 4096), (1, 4096)]
+# lanes), of 4104 (a partial last slot group: 160 threads, some without a slot; wide8: 96), of a
+# vocabulary (32000: softmax on the wide plan at 8 slots, 4 leaving it over one chunk; the norms on
+# the classic kernels, two chunks), few rows spread wider, and a single row
+ROWS = [(2500, 4096), (5000, 2048), (3001, 768), (700, 4104), (600, 32000), (300, 4096), (1, 4096)]
 
 
 def np_softmax(x, log):

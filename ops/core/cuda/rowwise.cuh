@@ -64,7 +64,8 @@ struct Plan {
   bool vec = false;
   bool warp = false;   // tpr <= 32: a row per group of at most a warp, several rows per block
   bool pipe = false;   // 16-bit forward kernels: rows pipelined through shared memory (plan_pipe)
-  bool wide = false;   // 16-bit forward kernels: the wide plan (plan_forward: wide_slots(), one chunk, vec)
+  bool wide = false;   // 16-bit forward kernels: the wide plan (plan_forward: wide_k slots, one chunk, vec)
+  int wide_k = 0;      // the wide plan's slots per thread: wide_slots(), or kWideSlots (plan_forward's `wider`)
   __host__ __device__ int rows_per_block() const { return threads / tpr; }
 };
 
@@ -608,14 +609,21 @@ inline int plan_pipe(Plan& p) {
 }
 // The plan of a 16-bit norm/softmax forward: the wide plan (p.wide) where it applies (16-byte
 // slots, the row in one chunk of wide_slots() slots per thread) and VT_ROWS_PLAN allows it, else the
-// classic plan of K slots per thread (Kw in the warp kernel).
+// classic plan of K slots per thread (Kw in the warp kernel). `wider` (a caller whose kernel_for
+// picks the wide kernel by p.wide_k): rows that 4 slots per thread leave over one chunk (16-bit rows
+// of 16385..32768 elements, a vocabulary's softmax) take the wide plan at kWideSlots = 8, as they
+// did before 4 became the default, rather than the classic kernels, which read them once per pass.
 template <class T>
-inline Plan plan_forward(const vt::Call& c, int64_t M, int64_t N, bool vec, int K, int Kw) {
+inline Plan plan_forward(const vt::Call& c, int64_t M, int64_t N, bool vec, int K, int Kw, bool wider = false) {
   if (sizeof(T) == 2 && wide_enabled()) {
-    Plan p = plan_rows(c, M, N, width<T>(), wide_slots(), vec);
-    if (p.vec && p.chunks == 1) {
-      p.wide = true;
-      return p;
+    for (int k = wide_slots();; k = kWideSlots) {
+      Plan p = plan_rows(c, M, N, width<T>(), k, vec);
+      if (p.vec && p.chunks == 1) {
+        p.wide = true;
+        p.wide_k = k;
+        return p;
+      }
+      if (!wider || k == kWideSlots) break;
     }
   }
   return plan_rows(c, M, N, width<T>(), K, vec, Kw);

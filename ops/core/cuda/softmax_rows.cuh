@@ -214,14 +214,14 @@ using SoftmaxRowsKernel = void (*)(const T*, T*, int64_t, int, rowwise::Plan);
 // emulates it)
 template <class T>
 rowwise::Plan plan(const vt::Call& c, int64_t M, int64_t N, bool aligned) {
-  return rowwise::plan_forward<T>(c, M, N, aligned, fwd_slots<T>(), fwd_warp_slots<T>());
+  return rowwise::plan_forward<T>(c, M, N, aligned, fwd_slots<T>(), fwd_warp_slots<T>(), true);
 }
 template <class T, bool kLog>
 SoftmaxRowsKernel<T> kernel_for(const rowwise::Plan& p) {
   constexpr int K = fwd_slots<T>(), Kw = fwd_warp_slots<T>();
   if constexpr (sizeof(T) == 2)
-    if (p.wide) {  // K: rowwise::wide_slots()
-      if (rowwise::wide_slots() == 4) return p.warp ? softmax_rows_wide<T, 4, true, kLog> : softmax_rows_wide<T, 4, false, kLog>;
+    if (p.wide) {  // K: p.wide_k (4 or kWideSlots)
+      if (p.wide_k == 4) return p.warp ? softmax_rows_wide<T, 4, true, kLog> : softmax_rows_wide<T, 4, false, kLog>;
       return p.warp ? softmax_rows_wide<T, rowwise::kWideSlots, true, kLog> : softmax_rows_wide<T, rowwise::kWideSlots, false, kLog>;
     }
   if (p.warp) return p.vec ? softmax_rows<T, Kw, true, true, kLog> : softmax_rows<T, Kw, true, false, kLog>;

@@ -180,7 +180,21 @@ int main(int argc, char** argv) {
     if (op == kSoftmax) rows_warp::softmax_rows_warp<bf16, false><<<g, T>>>(x, y, M, N, false);
     if (op == kLogSoftmax) rows_warp::softmax_rows_warp<bf16, true><<<g, T>>>(x, y, M, N, false);
   };
+  // the classic kernels at their plan (4 slots per thread; rows longer than a chunk are read again
+  // per pass): what a 16-bit row runs when no wide plan covers it in one chunk
+  auto classic = [&](Op op) {
+    rowwise::Plan p = wide_plan(4);
+    p.wide = false;
+    const dim3 g(p.blocks), t(p.threads);
+    using namespace norm_rows_impl;
+    using namespace softmax_rows_impl;
+    if (op == kLayer) (p.warp ? norm_rows<bf16, 4, true, true, false> : norm_rows<bf16, 4, false, true, false>)<<<g, t>>>(x, w, b, y, mean, rstd, M, N, p, 1e-5);
+    if (op == kRms) (p.warp ? norm_rows<bf16, 4, true, true, true> : norm_rows<bf16, 4, false, true, true>)<<<g, t>>>(x, w, nullptr, y, mean, rstd, M, N, p, 1e-6);
+    if (op == kSoftmax) (p.warp ? softmax_rows<bf16, 4, true, true, false> : softmax_rows<bf16, 4, false, true, false>)<<<g, t>>>(x, y, M, N, p);
+    if (op == kLogSoftmax) (p.warp ? softmax_rows<bf16, 4, true, true, true> : softmax_rows<bf16, 4, false, true, true>)<<<g, t>>>(x, y, M, N, p);
+  };
   std::vector<Variant> variants;
+  if (N % 8 == 0) variants.push_back({"classic", classic});
   const bool one_chunk8 = wide_plan(8).chunks == 1, one_chunk4 = wide_plan(4).chunks == 1;
   if (N % 8 == 0 && one_chunk8) variants.push_back({"wide8", [&](Op op) { wide(std::integral_constant<int, 8>{}, op); }});
   if (N % 8 == 0 && one_chunk4) variants.push_back({"wide4", [&](Op op) { wide(std::integral_constant<int, 4>{}, op); }});

@@ -147,8 +147,8 @@ void softmax_case(int64_t M, int N, int shift, bool log, std::mt19937& g) {
         return p.warp ? (log ? softmax_rows<T, K, true, true, true> : softmax_rows<T, K, true, true, false>)
                       : (log ? softmax_rows<T, K, false, true, true> : softmax_rows<T, K, false, true, false>);
       };
-      auto generic = rowwise::wide_slots() == 4 ? pick(std::integral_constant<int, 4>{})
-                                                : pick(std::integral_constant<int, rowwise::kWideSlots>{});
+      auto generic = p.wide_k == 4 ? pick(std::integral_constant<int, 4>{})
+                                   : pick(std::integral_constant<int, rowwise::kWideSlots>{});
       emu_launch(generic, q.blocks, q.threads, (const T*)x.p, y2.p, M2, N, q);
       same_bits(what, y, y2);
     }
