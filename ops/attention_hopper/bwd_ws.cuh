@@ -32,11 +32,10 @@ using wgmma_bwd::Traits;
 
 constexpr int kConsumers = 256;          // two consumer warp groups: bwd_wgmma2's threads
 constexpr int kThreads = 128 + kConsumers;  // + the producer warp group
-#ifndef VT_WS_PRODUCER_REGS
-#define VT_WS_PRODUCER_REGS 24
-#define VT_WS_CONSUMER_REGS 240
-#endif
-constexpr int kProducerRegs = VT_WS_PRODUCER_REGS, kConsumerRegs = VT_WS_CONSUMER_REGS;  // 24 * 128 + 240 * 256 <= 65536
+// setmaxnreg's counts: 24 x 128 + 240 x 256 = 64512, the 168 x 384 registers the CTA is launched with
+// (more for the producer and the consumers' setmaxnreg.inc would wait for registers that never come)
+constexpr int kProducerRegs = 24, kConsumerRegs = 240;
+static_assert(kProducerRegs * 128 + kConsumerRegs * kConsumers <= 168 * kThreads, "the CTA's register pool");
 constexpr uint64_t kWaitLimitNs = 4000000000ull;       // bar_wait's bound: 4 s
 constexpr int kDsBarrier = 1;            // named barrier of the 256 consumer threads (0 is __syncthreads)
 
@@ -187,13 +186,13 @@ __global__ void __launch_bounds__(kThreads, 1) backward_ws_kernel(const __grid_c
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     if (warp == 0 && steps > 0) {
       // the producer: K_j, V_j once; Q_i, dO_i (TMA) and LSE_i, Dsum_i (lanes) into stage n % 2
-      auto load = [&](auto const& tma, int rows) {
-        Tensor m = tma.get_tma_tensor(make_shape(rows, D, p.H, p.B))(_, _, h, b);
-        return m;
+      // head (h, b) of an operand as TMA's coordinates: (rows, D)
+      auto head_view = [&](auto const& tma, int rows) {
+        return tma.get_tma_tensor(make_shape(rows, D, p.H, p.B))(_, _, h, b);
       };
       if (lane == 0) {
-        Tensor gK = local_tile(load(p.tma_k, Tk), Shape<Int<Bc>, Int<D>>{}, make_coord(kb, _0{}));
-        Tensor gV = local_tile(load(p.tma_v, Tk), Shape<Int<Bc>, Int<D>>{}, make_coord(kb, _0{}));
+        Tensor gK = local_tile(head_view(p.tma_k, Tk), Shape<Int<Bc>, Int<D>>{}, make_coord(kb, _0{}));
+        Tensor gV = local_tile(head_view(p.tma_v, Tk), Shape<Int<Bc>, Int<D>>{}, make_coord(kb, _0{}));
         Tensor sK = make_tensor(make_smem_ptr(sh.k.data()), typename T::LayoutKV{});
         Tensor sV = make_tensor(make_smem_ptr(sh.v.data()), typename T::LayoutKV{});
         auto tk = p.tma_k.get_slice(0);
@@ -202,8 +201,8 @@ __global__ void __launch_bounds__(kThreads, 1) backward_ws_kernel(const __grid_c
         copy(p.tma_k.with(sh.kv_full), tk.partition_S(gK), tk.partition_D(sK));
         copy(p.tma_v.with(sh.kv_full), tv.partition_S(gV), tv.partition_D(sV));
       }
-      Tensor gQ = local_tile(load(p.tma_q, Tq), Shape<Int<Br>, Int<D>>{}, make_coord(_, _0{}));  // (Br, D, nq)
-      Tensor gdO = local_tile(load(p.tma_do, Tq), Shape<Int<Br>, Int<D>>{}, make_coord(_, _0{}));
+      Tensor gQ = local_tile(head_view(p.tma_q, Tq), Shape<Int<Br>, Int<D>>{}, make_coord(_, _0{}));  // (Br, D, nq)
+      Tensor gdO = local_tile(head_view(p.tma_do, Tq), Shape<Int<Br>, Int<D>>{}, make_coord(_, _0{}));
       Tensor sQ = make_tensor(make_smem_ptr(sh.q.data()), typename T::LayoutQ{});  // (Br, D, stage)
       Tensor sdO = make_tensor(make_smem_ptr(sh.dO.data()), typename T::LayoutQ{});
       auto tq = p.tma_q.get_slice(0);
