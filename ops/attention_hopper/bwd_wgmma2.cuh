@@ -86,12 +86,11 @@ __global__ void __launch_bounds__(kThreads, 1) backward_kernel2(const Params p) 
   const int nq = (Tq + Br - 1) / Br;
   // causal: query block i sees key block kb when its last query reaches k0
   const int i_first = p.causal ? k0 / Br : 0;
-  // the walk: step n is query block i_first + n % blocks of query head blockIdx.y * p.heads + n / blocks
+  // the walk: step n is query block i_first + n % blocks of query head first_head + n / blocks
   const int blocks = nq - i_first, steps = p.heads * blocks;
   const int first_head = blockIdx.y * p.heads;
   auto query_head = [&](int n) { return first_head + n / blocks; };
   auto query_block = [&](int n) { return i_first + n % blocks; };
-
 
   Tensor sK = make_tensor(make_smem_ptr(sh.k.data()), typename T::LayoutKV{});
   Tensor sV = make_tensor(make_smem_ptr(sh.v.data()), typename T::LayoutKV{});
