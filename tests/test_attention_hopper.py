@@ -682,7 +682,7 @@ def test_hopper_causal_forward_sections(hopper, D):
             assert np.abs(lse[b, h] - want_lse).max() <= 1e-2, (b, h)
 
 
-BACKWARD_CHOICES = ["wgmma", "wgmma2", "wgmma3", "cutlass", "ws"]  # VT_HOPPER_BWD's values (read at load)
+BACKWARD_CHOICES = ["default", "wgmma", "wgmma2", "wgmma3", "cutlass", "ws"]  # VT_HOPPER_BWD's values (read at load)
 
 
 def test_unknown_backward_choice_fails_the_load():
@@ -765,13 +765,14 @@ for (B, H, Hkv, Tq, Tk, D) in [(2, 8, 2, 256, 256, 64), (1, 4, 1, 100, 300, 128)
                 bad.append(("gqa", (B, H, Hkv, Tq, Tk), D, causal, str(dt), served, ["%.3g" % e for e in errs]))
 print("BAD", bad) if bad else print("CHECKED")
 '''
-GQA_BACKWARDS = ("wgmma2", "wgmma3")  # the VT_HOPPER_BWD values whose backward takes Hkv < H
+GQA_BACKWARDS = ("default", "wgmma2", "wgmma3")  # the VT_HOPPER_BWD values whose backward takes Hkv < H
 
 
 @needs_hopper
 @pytest.mark.parametrize("choice", BACKWARD_CHOICES)
 def test_hopper_backward_choices(choice):
-    """every backward VT_HOPPER_BWD picks, validated in one GPU run: wgmma2 (zero-spill, the default),
+    """every backward VT_HOPPER_BWD picks, validated in one GPU run: default (wgmma3 at D = 64, wgmma2
+    at D = 128), wgmma2 (zero-spill),
     wgmma (the first kernel), wgmma3 (wgmma2 with dQ's bulk reduce-add), cutlass (example 88's for
     float16, ours for bfloat16)"""
     done = _load_in_subprocess({"VT_HOPPER_BWD": choice}, _BACKWARD_CHECK)

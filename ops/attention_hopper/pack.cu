@@ -12,7 +12,7 @@
 // Serves: the forward and the backward in bfloat16 and float16; head dim D == Dv in {64, 128}, and
 // the forward also at 256 (its backward declined: flash's compute, then the composed one, serve it);
 // GQA/MQA (k, v with Hkv heads, H % Hkv == 0, query head h on kv head h / (H / Hkv)) both ways on the
-// default backward (wgmma2) and wgmma3, declined by the others;
+// default backward, wgmma2 and wgmma3, declined by the others;
 // any Tq and Tk (partial tiles masked); causal (top-left) or not; no mask; dropout_p == 0; q, k, v (and out, grad_out) with a unit stride along D, the
 // other strides multiples of 8 elements and 16-byte aligned data (TMA's rules); sizes and strides
 // within 32 bits (the kernels index with int); the backward without grad_lse. Every other call is
@@ -20,7 +20,8 @@
 // by priority, flash; pinned to "hopper", the decline is the error the caller sees, with the reason.
 // The forward's rng output is [0, 0] (no dropout draw).
 // Our backward runs the zero-spill kernel (bwd_wgmma2.cuh; the H200 passed it at 08:05 on 2026-12-01,
-// 1.1-1.3x faster than the first one). VT_HOPPER_BWD (read once, at load): wgmma2 (that, the default),
+// 1.1-1.3x faster than the first one), with dQ's bulk reduce-add (wgmma3) at D = 64. VT_HOPPER_BWD
+// (read once, at load): default (that), wgmma2 (at both head dims),
 // wgmma (the first kernel, bwd_wgmma.cuh), wgmma3 (wgmma2 with dQ added by bulk reduce-adds of whole
 // tiles), for A/B timing. VT_HOPPER_BWD=cutlass puts example 88's float16 backward back in place of
 // ours for float16 calls, for A/B timing; with it, the causal backward with Tk > Tq, or with Tq > Tk
@@ -62,7 +63,10 @@ using vt_fmha::Strides;
 
 bool fits_int(int64_t x) { return x >= 0 && x <= INT_MAX; }
 
-// VT_HOPPER_BWD, read once at load: "wgmma2" the zero-spill kernel (bwd_wgmma2.cuh, the default),
+// VT_HOPPER_BWD, read once at load: "default" (unset) wgmma3 at D = 64 and wgmma2 at D = 128, each the
+// faster there (H200, 2026-12-02 00:27, bf16: wgmma3 7-12% faster at D = 64 from miniGPT's T = 256 to
+// 2048, causal and not; 1-2% slower at D = 128, where the bulk add waits at every step's end);
+// "wgmma2" the zero-spill kernel (bwd_wgmma2.cuh) at both head dims,
 // "wgmma" our first kernel (bwd_wgmma.cuh), "wgmma3" the zero-spill one with dQ's bulk reduce-add,
 // "cutlass" example 88's float16 backward (float16 calls only; bfloat16 stays on the default)
 struct BackwardKernel {
@@ -72,13 +76,14 @@ struct BackwardKernel {
   bool gqa;  // takes Hkv < H (a row that leaves it out declines GQA/MQA)
 };
 constexpr BackwardKernel kBackwards[] = {
+    {"default", vt_fmha::backward_wgmma3_d64, vt_fmha::backward_wgmma2_d128, true},
     {"wgmma2", vt_fmha::backward_wgmma2_d64, vt_fmha::backward_wgmma2_d128, true},
     {"wgmma", vt_fmha::backward_wgmma_d64, vt_fmha::backward_wgmma_d128},
     {"wgmma3", vt_fmha::backward_wgmma3_d64, vt_fmha::backward_wgmma3_d128, true},
     {"cutlass", vt_fmha::backward_fp16_d64, vt_fmha::backward_fp16_d128},
     {"ws", vt_fmha::backward_ws_d64, vt_fmha::backward_ws_d128}};  // FA3's warp specialisation (bwd_ws.cuh)
 const BackwardKernel* g_backward = &kBackwards[0];
-bool is_cutlass(const BackwardKernel* k) { return k == &kBackwards[3]; }
+bool is_cutlass(const BackwardKernel* k) { return std::strcmp(k->name, "cutlass") == 0; }
 
 // VT_HOPPER_FWD_D64, read once at load: the D = 64 forward's tile (queries x keys per step) for
 // every call, for A/B timing; unset: chosen per call by Tq (forward_d64_for). H200, 2026-12-01,
@@ -213,7 +218,7 @@ VT_COMPUTE(sdpa_backward_hopper, "attention::sdpa_backward") {
   const BackwardKernel* kernel = is_cutlass(g_backward) && !b.p.fp16 ? &kBackwards[0] : g_backward;
   const bool cutlass_backward = is_cutlass(kernel);
   if (b.p.Hkv != b.p.H && !kernel->gqa)
-    decline(c, "GQA/MQA (q with %d heads, k and v with %d) under VT_HOPPER_BWD=%s (wgmma2, the default, and wgmma3 "
+    decline(c, "GQA/MQA (q with %d heads, k and v with %d) under VT_HOPPER_BWD=%s (the default, wgmma2 and wgmma3 "
             "take it)", b.p.H, b.p.Hkv, kernel->name);
   if (cutlass_backward) {
     // example 88's causal mask is key > query alone (fmha_run.cuh says why): the rows past Tk
@@ -276,7 +281,7 @@ vt_status attention_hopper_init(const vt_host* host, vt_pack* pack) {
         if (std::strcmp(bwd, k.name) == 0) backward = &k;
     }
     if (!backward)
-      vt::fail(VT_ERR_VALUE, "VT_HOPPER_BWD='%s': 'wgmma2' (ours, zero-spill, the default), 'wgmma' (ours, the first "
+      vt::fail(VT_ERR_VALUE, "VT_HOPPER_BWD='%s': 'default' (wgmma3 at D = 64, wgmma2 at 128), 'wgmma2' (ours, zero-spill), 'wgmma' (ours, the first "
                "kernel), 'wgmma3' (wgmma2 with dQ's bulk reduce-add), 'cutlass' (example 88's, float16) or 'ws' (warp-"
                "specialised: TMA producer, dQ writer, two consumer groups)", bwd);
     g_backward = backward;
