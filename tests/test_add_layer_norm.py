@@ -231,6 +231,8 @@ def test_row_kernels_in_host_emulation(tmp_path):
     assert run.returncode == 0 and "all cases passed" in run.stdout, run.stdout
     assert "M 520 N 384 shift 0 f32+bf16->bf16 bwd warp tpr 32 chunks 1 vec 1 gs go grad_weight" in run.stdout
     assert "chunks 2 vec 0" in run.stdout and "warp tpr 1 " in run.stdout
+    assert "M 520 N 384 shift 0 f32+bf16->bf16 fwd lean K 3: v1's bits" in run.stdout
+    assert "M 520 N 384 shift 0 f32+bf16->bf16 bwd lean K 3 gs go: v1's bits" in run.stdout
 
 
 
@@ -283,3 +285,33 @@ def test_cuda_deterministic(rng):
         runs.append([to_numpy(t) for t in (s, y, x.grad, r.grad, w.grad, b.grad)])
     for a, c in zip(*runs):
         np.testing.assert_array_equal(a, c)
+
+
+_PLAN_RUN = """
+import sys, numpy as np, vibetensor as vt
+rng = np.random.default_rng(3)
+def t(shape, dtype):
+    return vt.tensor(rng.standard_normal(shape)).to(getattr(vt, dtype)).to("cuda")
+x, r, go = t((4096, 384), "float32").requires_grad_(), t((4096, 384), "bfloat16").requires_grad_(), t((4096, 384), "bfloat16")
+w, b, gs = t((384,), "float32").requires_grad_(), t((384,), "float32").requires_grad_(), t((4096, 384), "float32")
+s, y = vt.add_layer_norm(x, r, 384, w, b, out_dtype=vt.bfloat16)
+((y * go).float().sum() + (s * gs).sum()).backward()
+np.savez(sys.argv[1], *[t.float().cpu().numpy() for t in (s, y, x.grad, r.grad, w.grad, b.grad)])
+"""
+
+
+@needs_cuda
+def test_cuda_lean_kernels_match_v1(tmp_path):
+    """The lean kernels (the default) and v1 (VT_ADD_NORM_PLAN=v1) give the same bits on
+    miniGPT's rows: the same plan, the same order."""
+    import os
+    import subprocess
+    import sys
+    outs = []
+    for plan in ("v1", "v2"):
+        out = tmp_path / f"{plan}.npz"
+        subprocess.run([sys.executable, "-c", _PLAN_RUN, str(out)], check=True,
+                       env={**os.environ, "VT_ADD_NORM_PLAN": plan})
+        outs.append(np.load(out))
+    for k in outs[0].files:
+        np.testing.assert_array_equal(outs[0][k], outs[1][k], err_msg=k)

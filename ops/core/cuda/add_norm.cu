@@ -15,8 +15,12 @@
 // shuffles only; a block plan: a row per block), but a slot here is 4 elements of any dtype (a
 // 16-byte float32 access, 8 bytes of 16-bit), so the operands of different widths share slots.
 // Rows of one chunk stay in registers; longer rows are read again per pass (the forward re-reads
-// the sum it wrote). Reductions in a fixed order, no atomics: the same bits on every run.
+// the sum it wrote). Reductions in a fixed order, no atomics: the same bits on every run. Warp plans
+// of one chunk with whole slots (miniGPT's rows) run the lean kernels, v1's arithmetic in its order
+// in fewer registers (add_norm_rows.cuh; VT_ADD_NORM_PLAN=v1 runs v1 for an A/B).
 #include <cmath>
+#include <cstdlib>
+#include <string>
 
 #include "add_norm_rows.cuh"
 
@@ -45,6 +49,17 @@ __global__ void __launch_bounds__(vt::cuda::kThreads)
 }
 
 // ---- host ------------------------------------------------------------------------------------------
+// Which kernels run, from VT_ADD_NORM_PLAN when first asked (A/B runs on a GPU): unset or "v2", warp
+// plans of one chunk with whole slots run the lean kernels (add_norm_rows.cuh says why; the same
+// bits as v1); "v1", add_norm_rows / add_norm_bwd_rows for every plan.
+bool lean_enabled() {
+  static const bool on = [] {
+    const char* v = std::getenv("VT_ADD_NORM_PLAN");
+    return !(v && std::string(v) == "v1");
+  }();
+  return on;
+}
+
 int64_t rows_cols(const vt_tensor* x, vt_int_list ns, int64_t* M) {
   int64_t N = 1;
   for (int64_t i = 0; i < ns.len; ++i) N *= ns.data[i];
@@ -118,6 +133,14 @@ void add_norm_forward(vt::Call& c) {
                      aligned_quad(wp, sizeof(S)) && aligned_quad(bp, sizeof(S)) && aligned_quad(sp, sizeof(S)) &&
                      aligned_quad(yp, sizeof(O));
     const rowwise::Plan p = fwd_plan<S>(c, M, N, vec);
+    if constexpr (lean_built<S>()) {
+      if (lean_enabled() && lean_takes(p)) {
+        const auto kernel = lean_fwd_slots(p, N) == 3 ? add_norm_rows_lean<S, R, O, 3> : add_norm_rows_lean<S, R, O, 4>;
+        vt::cuda::launch(c, "add_norm_rows_lean", kernel, p.blocks, p.threads, 0, xp, rp, wp, bp, sp, yp,
+                         vt::data<A>(c.out(2)), vt::data<A>(c.out(3)), M, (int)N, p.tpr, eps);
+        return;
+      }
+    }
     const auto kernel = p.warp ? add_norm_rows<S, R, O, K, true> : add_norm_rows<S, R, O, K, false>;
     vt::cuda::launch(c, p.warp ? "add_norm_rows (warp)" : "add_norm_rows", kernel, p.blocks, p.threads, 0, xp, rp,
                      wp, bp, sp, yp, vt::data<A>(c.out(2)), vt::data<A>(c.out(3)), M, (int)N, p, vec, eps);
@@ -168,10 +191,19 @@ void add_norm_backward(vt::Call& c) {
       rowwise::Plan p = bwd_plan<S>(c, M, N, vec);
       const bool fuse = (want_w || want_b) && p.chunks == 1;
       if (fuse) parts(fuse_groups(p, M));
+      bool lean = false;
+      if constexpr (lean_built<S>()) {
+        lean = lean_enabled() && lean_takes(p);
+        if (lean)
+          vt::cuda::launch(c, "add_norm_bwd_rows_lean", add_norm_bwd_rows_lean<S, R, O, K>, p.blocks, p.threads, 0,
+                           gsp, gop, sp, wp, vt::data<const A>(mc.t), vt::data<const A>(rc.t), gwide, gother, pw(),
+                           pb(), M, (int)N, p.tpr, fuse);
+      }
       const auto kernel = p.warp ? add_norm_bwd_rows<S, R, O, K, true> : add_norm_bwd_rows<S, R, O, K, false>;
-      vt::cuda::launch(c, p.warp ? "add_norm_bwd_rows (warp)" : "add_norm_bwd_rows", kernel, p.blocks, p.threads, 0,
-                       gsp, gop, sp, wp, vt::data<const A>(mc.t), vt::data<const A>(rc.t), gwide, gother, pw(), pb(),
-                       M, (int)N, p, vec, fuse);
+      if (!lean)
+        vt::cuda::launch(c, p.warp ? "add_norm_bwd_rows (warp)" : "add_norm_bwd_rows", kernel, p.blocks, p.threads,
+                         0, gsp, gop, sp, wp, vt::data<const A>(mc.t), vt::data<const A>(rc.t), gwide, gother, pw(),
+                         pb(), M, (int)N, p, vec, fuse);
       if ((want_w || want_b) && !fuse && N > 0) {
         parts(std::min<int64_t>(M, 128));
         vt::cuda::launch(c, "add_norm_bwd_cols", add_norm_bwd_cols<S, O>, dim3(vt::cuda::grid_for(N), (unsigned)G),

@@ -5,16 +5,20 @@
 // forward re-reads the sum it wrote), 4-element slots whole (vec) and rows that are not a multiple
 // of 4 or start misaligned (scalar accesses), the built dtype mixes (float32 sum with a 16-bit
 // operand, 16-bit out; all-bfloat16; all-float64), grad_sum and grad_out each absent. Every buffer
-// has guard bytes around it (an out-of-bounds write shows as a changed guard).
+// has guard bytes around it (an out-of-bounds write shows as a changed guard). Where add_norm.cu runs
+// the lean kernels (VT_ADD_NORM_PLAN unset or v2) they run too and must give v1's bits.
 //
 //   g++ -std=c++20 -O2 -pthread -DVT_ROWWISE_EMULATE -I/usr/local/cuda/include -Iopsdk/include -Iops/core/lab \
 //       ops/core/lab/add_norm_emulate.cpp -o /tmp/add_norm_emulate && /tmp/add_norm_emulate
 //   (exit status 0 when every case is within tolerance and no guard changed; tests/test_add_layer_norm.py runs it)
 //
 // The same file built by nvcc runs the cases on a GPU instead (buffers in managed memory, guards
-// included; no vibetensor runtime needed, so the binary built here can travel to a GPU machine):
-//   nvcc -std=c++17 -O3 -DNDEBUG -arch=sm_90 -Iopsdk/include -Iops/core/lab -x cu \
-//       ops/core/lab/add_norm_emulate.cpp -o /tmp/add_norm_gpu && /tmp/add_norm_gpu
+// included; no vibetensor runtime needed, so the binary built here can travel to a GPU machine),
+// then times miniGPT's rows (16384 x 384, float32 + bfloat16 -> bfloat16) by v1 and by the lean
+// kernels, forward and backward, with layer_norm's norm_rows and a copy beside them, and compares
+// v1's and the lean kernels' outputs bit for bit (the A/B of VT_ADD_NORM_PLAN in one command):
+//   nvcc -std=c++17 -O3 -DNDEBUG -arch=sm_90a -Iopsdk/include -Iops/core/lab -x cu \
+//       ops/core/lab/add_norm_emulate.cpp -o /tmp/add_norm_gpu && /tmp/add_norm_gpu | grep -E 'FAIL|passed|bench'
 #include <cstdio>
 #include <random>
 #include <string>
@@ -22,6 +26,9 @@
 #include <vector>
 
 #include "../cuda/add_norm_rows.cuh"
+#ifdef __CUDACC__
+#include "../cuda/norm_rows.cuh"  // the bench's reference: layer_norm on the same rows
+#endif
 #include "guarded_buffer.hpp"
 
 namespace {
@@ -122,6 +129,13 @@ void check(const std::string& what, const T* got, const std::vector<double>& wan
   }
 }
 
+template <class T>
+bool same_bits(const T* a, const T* b, size_t n) { return std::memcmp(a, b, n * sizeof(T)) == 0; }
+void report(const std::string& what, bool ok, bool guards) {
+  std::printf("%-4s %-70s%s\n", ok ? "ok" : "FAIL", what.c_str(), guards ? "" : "  GUARD BYTES CHANGED");
+  if (!ok) ++failures;
+}
+
 template <class B>
 void fill(B& b, std::mt19937& g, double scale, double mean = 0) {
   using T = std::remove_reference_t<decltype(*b.p)>;
@@ -189,6 +203,23 @@ void add_norm_case(int64_t M, int N, int shift, bool has_gs, bool has_go, std::m
   check(std::string(what) + tag + " sum", sum.p, sref, 1, fguards);
   check(std::string(what) + tag + " out", y.p, yref, 8, fguards);
   check(std::string(what) + tag + " rstd", rstd.p, rs_ref, 8, fguards);
+  // the lean kernel where add_norm.cu runs it: v1's bits
+  bool lean = false;
+  if constexpr (lean_built<S>()) lean = lean_takes(p);
+  if (lean) {
+    Mem<S> sum2(n, shift);
+    Mem<O> y2(n, shift);
+    Mem<A> mean2(M), rstd2(M);
+    const int Kl = lean_fwd_slots(p, N);
+    if constexpr (lean_built<S>())
+      emu_launch(Kl == 3 ? add_norm_rows_lean<S, R, O, 3> : add_norm_rows_lean<S, R, O, 4>, p.blocks, p.threads,
+                 (const S*)x.p, (const R*)r.p, (const S*)w.p, (const S*)b.p, sum2.p, y2.p, mean2.p, rstd2.p, M, N,
+                 p.tpr, 1e-5);
+    const bool same = same_bits(sum2.p, sum.p, n) && same_bits(y2.p, y.p, n) && same_bits(mean2.p, mean.p, M) &&
+                      same_bits(rstd2.p, rstd.p, M);
+    const bool guards = sum2.guards_intact() && y2.guards_intact() && mean2.guards_intact() && rstd2.guards_intact();
+    report(std::string(what) + " fwd lean K " + std::to_string(Kl) + ": v1's bits", same && guards, guards);
+  }
 
   // backward: the fused partials (one chunk) or none; then the partial rows added in order
   vec = N % kQ == 0 && quad_aligned(gs.p, sizeof(S)) && quad_aligned(go.p, sizeof(O)) && quad_aligned(gi.p, sizeof(S)) &&
@@ -202,6 +233,23 @@ void add_norm_case(int64_t M, int N, int shift, bool has_gs, bool has_go, std::m
              has_gs ? (const S*)gs.p : nullptr, has_go ? (const O*)go.p : nullptr, (const S*)sum.p, (const S*)w.p,
              (const A*)mean.p, (const A*)rstd.p, gi.p, gr.p, fuse ? pw.p : nullptr, fuse ? pb.p : nullptr, M, N, p, vec,
              fuse);
+  lean = false;
+  if constexpr (lean_built<S>()) lean = lean_takes(p);
+  if (lean) {
+    Mem<S> gi2(n, shift);
+    Mem<R> gr2(n, shift);
+    Mem<A> pw2((size_t)G * N), pb2((size_t)G * N);
+    if constexpr (lean_built<S>())
+      emu_launch(add_norm_bwd_rows_lean<S, R, O, Kb>, p.blocks, p.threads, has_gs ? (const S*)gs.p : nullptr,
+                 has_go ? (const O*)go.p : nullptr, (const S*)sum.p, (const S*)w.p, (const A*)mean.p, (const A*)rstd.p,
+                 gi2.p, gr2.p, fuse ? pw2.p : nullptr, fuse ? pb2.p : nullptr, M, N, p.tpr, fuse);
+    const bool same = same_bits(gi2.p, gi.p, n) && same_bits(gr2.p, gr.p, n) &&
+                      same_bits(pw2.p, pw.p, (size_t)G * N) && same_bits(pb2.p, pb.p, (size_t)G * N);
+    const bool guards = gi2.guards_intact() && gr2.guards_intact() && pw2.guards_intact() && pb2.guards_intact();
+    report(std::string(what) + " bwd lean K " + std::to_string(Kb) + (has_gs ? " gs" : "") + (has_go ? " go" : "") +
+               ": v1's bits",
+           same && guards, guards);
+  }
   std::vector<double> gref(n, 0.0), gwref(N, 0.0), gbref(N, 0.0);
   for (int64_t i = 0; i < M; ++i) {
     double mg = 0, mgx = 0;
@@ -237,25 +285,64 @@ void add_norm_case(int64_t M, int N, int shift, bool has_gs, bool has_go, std::m
 
 #ifdef __CUDACC__
 // miniGPT's rows (B64 T256 C384): float32 stream + bfloat16 branch -> bfloat16 out, and the backward
-// with both gradients and fused partials; GB/s of the rows' bytes (forward 12 per element: x, r, sum,
-// out; backward 16: sum, grad_out, grad_sum, grad_input, grad_residual)
+// with both gradients and fused partials, each by v1 and by the lean kernels (VT_ADD_NORM_PLAN's two
+// choices) and compared bit for bit; then layer_norm's norm_rows on the same float32 rows and a copy.
+// GB/s of the rows' bytes (forward 12 per element: x, r, sum, out; backward 16: sum, grad_out,
+// grad_sum, grad_input, grad_residual; layer_norm 8).
+template <class T>
+T* device_random(size_t n, std::mt19937& g) {
+  std::vector<T> h(n);
+  std::normal_distribution<double> nd(0, 1);
+  for (auto& v : h) v = from_d<T>(nd(g));
+  T* d = nullptr;
+  cudaMalloc(&d, n * sizeof(T));
+  cudaMemcpy(d, h.data(), n * sizeof(T), cudaMemcpyHostToDevice);
+  return d;
+}
+template <class T>
+bool device_same(const T* a, const T* b, size_t n) {
+  std::vector<T> ha(n), hb(n);
+  cudaMemcpy(ha.data(), a, n * sizeof(T), cudaMemcpyDeviceToHost);
+  cudaMemcpy(hb.data(), b, n * sizeof(T), cudaMemcpyDeviceToHost);
+  return std::memcmp(ha.data(), hb.data(), n * sizeof(T)) == 0;
+}
+template <class K>
+int resident(K kernel, int threads) {
+  int n = 0;
+  cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel, threads, 0);
+  return n;
+}
+
 void bench() {
   using bf = __nv_bfloat16;
   const int64_t M = 64 * 256;
   const int N = 384;
   const size_t n = (size_t)M * N;
-  float *x, *sum, *gs, *gi, *w, *b, *mean, *rstd, *pw, *pb;
-  bf *r, *y, *go, *gr;
-  for (float** q : {&x, &sum, &gs, &gi}) cudaMalloc(q, n * 4);
-  for (bf** q : {&r, &y, &go, &gr}) cudaMalloc(q, n * 2);
-  for (float** q : {&w, &b, &mean, &rstd}) cudaMalloc(q, M * 4);
-  cudaMalloc(&pw, (size_t)4096 * N * 4);
-  cudaMalloc(&pb, (size_t)4096 * N * 4);
+  std::mt19937 rng(7);
+  float *x = device_random<float>(n, rng), *gs = device_random<float>(n, rng), *w = device_random<float>(N, rng),
+        *b = device_random<float>(N, rng);
+  bf *r = device_random<bf>(n, rng), *go = device_random<bf>(n, rng);
+  float *sum[2], *gi[2], *mean[2], *rstd[2], *pw[2], *pb[2];
+  bf *y[2], *gr[2];
+  for (int v = 0; v < 2; ++v) {
+    for (float** q : {&sum[v], &gi[v]}) cudaMalloc(q, n * 4);
+    for (bf** q : {&y[v], &gr[v]}) cudaMalloc(q, n * 2);
+    for (float** q : {&mean[v], &rstd[v]}) cudaMalloc(q, M * 4);
+    for (float** q : {&pw[v], &pb[v]}) cudaMalloc(q, (size_t)kMaxGroups * N * 4);
+  }
   const vt_kernel_ctx ctx{};
   const vt::Call c(&ctx, nullptr, 0, nullptr, 0, "bench");
   const rowwise::Plan pf = fwd_plan<float>(c, M, N, true);
   rowwise::Plan pbw = bwd_plan<float>(c, M, N, true);
   fuse_groups(pbw, M);
+  const int Kl = lean_fwd_slots(pf, N);
+  const auto fwd_v1 = add_norm_rows<float, bf, bf, fwd_slots<float>(), true>;
+  const auto fwd_lean = Kl == 3 ? add_norm_rows_lean<float, bf, bf, 3> : add_norm_rows_lean<float, bf, bf, 4>;
+  const auto bwd_v1 = add_norm_bwd_rows<float, bf, bf, bwd_slots<float>(), true>;
+  const auto bwd_lean = add_norm_bwd_rows_lean<float, bf, bf, bwd_slots<float>()>;
+  std::printf("bench plans: fwd tpr %d blocks %u (lean K %d), bwd tpr %d blocks %u; blocks an SM: fwd v1 %d lean %d, "
+              "bwd v1 %d lean %d\n", pf.tpr, pf.blocks, Kl, pbw.tpr, pbw.blocks, resident(fwd_v1, pf.threads),
+              resident(fwd_lean, pf.threads), resident(bwd_v1, pbw.threads), resident(bwd_lean, pbw.threads));
   cudaEvent_t e0, e1;
   cudaEventCreate(&e0);
   cudaEventCreate(&e1);
@@ -267,17 +354,40 @@ void bench() {
     cudaEventSynchronize(e1);
     float ms = 0;
     cudaEventElapsedTime(&ms, e0, e1);
-    std::printf("bench %-40s %8.2f us  %7.0f GB/s\n", what, ms * 10, bytes / (ms * 1e-5) / 1e9);
+    std::printf("bench %-44s %8.2f us  %7.0f GB/s\n", what, ms * 10, bytes / (ms * 1e-5) / 1e9);
   };
-  time("fwd f32+bf16->bf16 16384x384", 12.0 * n, [&] {
-    add_norm_rows<float, bf, bf, fwd_slots<float>(), true><<<pf.blocks, pf.threads>>>(x, r, w, b, sum, y, mean, rstd, M, N,
-                                                                                     pf, true, 1e-5);
+  time("fwd v1   f32+bf16->bf16 16384x384", 12.0 * n, [&] {
+    fwd_v1<<<pf.blocks, pf.threads>>>(x, r, w, b, sum[0], y[0], mean[0], rstd[0], M, N, pf, true, 1e-5);
   });
-  time("bwd f32+bf16<-bf16 16384x384 (+partials)", 16.0 * n, [&] {
-    add_norm_bwd_rows<float, bf, bf, bwd_slots<float>(), true><<<pbw.blocks, pbw.threads>>>(
-        gs, go, sum, w, mean, rstd, gi, gr, pw, pb, M, N, pbw, true, true);
+  time("fwd lean f32+bf16->bf16 16384x384", 12.0 * n, [&] {
+    fwd_lean<<<pf.blocks, pf.threads>>>(x, r, w, b, sum[1], y[1], mean[1], rstd[1], M, N, pf.tpr, 1e-5);
   });
-  time("copy 16384x384 float32 (cudaMemcpy)", 8.0 * n, [&] { cudaMemcpyAsync(gi, x, n * 4, cudaMemcpyDeviceToDevice); });
+  time("bwd v1   f32+bf16<-bf16 16384x384 (+partials)", 16.0 * n, [&] {
+    bwd_v1<<<pbw.blocks, pbw.threads>>>(gs, go, sum[0], w, mean[0], rstd[0], gi[0], gr[0], pw[0], pb[0], M, N, pbw,
+                                        true, true);
+  });
+  time("bwd lean f32+bf16<-bf16 16384x384 (+partials)", 16.0 * n, [&] {
+    bwd_lean<<<pbw.blocks, pbw.threads>>>(gs, go, sum[1], w, mean[1], rstd[1], gi[1], gr[1], pw[1], pb[1], M, N,
+                                          pbw.tpr, true);
+  });
+  const rowwise::Plan pn = norm_rows_impl::plan<float>(c, M, N, true);
+  const auto ln = norm_rows_impl::kernel_for<float, false>(pn);
+  time("layer_norm norm_rows f32 16384x384", 8.0 * n, [&] {
+    ln<<<pn.blocks, pn.threads>>>(x, w, b, gi[0], mean[0], rstd[0], M, N, pn, 1e-5);
+  });
+  time("copy 16384x384 float32 (cudaMemcpy)", 8.0 * n, [&] { cudaMemcpyAsync(gi[0], x, n * 4, cudaMemcpyDeviceToDevice); });
+  // the outputs of the last runs of each (layer_norm and the copy wrote only gi[0], mean[0], rstd[0]:
+  // the forward and backward again)
+  fwd_v1<<<pf.blocks, pf.threads>>>(x, r, w, b, sum[0], y[0], mean[0], rstd[0], M, N, pf, true, 1e-5);
+  bwd_v1<<<pbw.blocks, pbw.threads>>>(gs, go, sum[0], w, mean[0], rstd[0], gi[0], gr[0], pw[0], pb[0], M, N, pbw, true,
+                                      true);
+  const size_t G = (size_t)pbw.blocks * N;
+  const bool fsame = device_same(sum[0], sum[1], n) && device_same(y[0], y[1], n) && device_same(mean[0], mean[1], M) &&
+                     device_same(rstd[0], rstd[1], M);
+  const bool bsame = device_same(gi[0], gi[1], n) && device_same(gr[0], gr[1], n) && device_same(pw[0], pw[1], G) &&
+                     device_same(pb[0], pb[1], G);
+  std::printf("bench lean vs v1 bits: forward %s, backward %s\n", fsame ? "identical" : "DIFFER",
+              bsame ? "identical" : "DIFFER");
   std::printf("bench status: %s\n", cudaGetErrorString(cudaDeviceSynchronize()));
 }
 #endif
@@ -292,6 +402,12 @@ int main() {
   // groups adding their partials in shared memory); fewer, a block of 64 threads per row
   add_norm_case<float, bf, bf>(520, 384, 0, true, true, g);
   add_norm_case<float, bf, bf>(9, 384, 0, false, true, g);
+  // the lean kernels' other shapes: 4 slots a lane (512), a backward of 2 used slots in 3, dead
+  // rows in the last block (523), one lane a row with an absent slot (8), grad_sum or grad_out absent
+  add_norm_case<float, bf, bf>(515, 512, 0, true, true, g);
+  add_norm_case<bf, bf, bf>(523, 256, 0, false, true, g);
+  add_norm_case<float, hf, float>(515, 128, 0, true, false, g);
+  add_norm_case<float, bf, bf>(37, 8, 0, true, true, g);
   add_norm_case<float, bf, float>(9, 384, 0, true, false, g);
   add_norm_case<float, float, float>(33, 384, 0, true, true, g);
   add_norm_case<float, hf, hf>(17, 384, 0, true, true, g);
