@@ -302,7 +302,7 @@ np.savez(sys.argv[1], *[t.float().cpu().numpy() for t in (s, y, x.grad, r.grad, 
 
 @needs_cuda
 def test_cuda_lean_kernels_match_v1(tmp_path):
-    """The lean kernels (the default) and v1 (VT_ADD_NORM_PLAN=v1) give the same bits on
+    """The lean kernels (VT_ADD_NORM_PLAN=v2) and v1 (the default) give the same bits on
     miniGPT's rows: the same plan, the same order."""
     import os
     import subprocess

@@ -6,7 +6,7 @@
 // of 4 or start misaligned (scalar accesses), the built dtype mixes (float32 sum with a 16-bit
 // operand, 16-bit out; all-bfloat16; all-float64), grad_sum and grad_out each absent. Every buffer
 // has guard bytes around it (an out-of-bounds write shows as a changed guard). Where add_norm.cu runs
-// the lean kernels (VT_ADD_NORM_PLAN unset or v2) they run too and must give v1's bits.
+// the lean kernels (VT_ADD_NORM_PLAN=v2) they run too and must give v1's bits.
 //
 //   g++ -std=c++20 -O2 -pthread -DVT_ROWWISE_EMULATE -I/usr/local/cuda/include -Iopsdk/include -Iops/core/lab \
 //       ops/core/lab/add_norm_emulate.cpp -o /tmp/add_norm_emulate && /tmp/add_norm_emulate
