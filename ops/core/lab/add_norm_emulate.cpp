@@ -73,27 +73,6 @@ void emu_launch(void (*kernel)(P...), unsigned blocks, unsigned threads, Args...
 }
 #else
 template <class T> using Mem = Buf<T>;
-
-// one std::thread per CUDA thread of a block, the blocks one after another (rowwise_emulate.cpp's)
-template <class... P, class... Args>
-void emu_launch(void (*kernel)(P...), unsigned blocks, unsigned threads, Args... args) {
-  EmuBlock blk((int)threads);
-  std::vector<std::thread> ts;
-  ts.reserve(threads);
-  for (unsigned t = 0; t < threads; ++t)
-    ts.emplace_back([&, t] {
-      threadIdx.x = t;
-      blockDim.x = threads;
-      gridDim.x = blocks;
-      emu_block = &blk;
-      for (unsigned b = 0; b < blocks; ++b) {
-        blockIdx.x = b;
-        kernel(args...);
-        blk.bar.arrive_and_wait();
-      }
-    });
-  for (auto& th : ts) th.join();
-}
 #endif
 
 template <class T> const char* name_of() {

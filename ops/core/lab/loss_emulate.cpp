@@ -35,7 +35,7 @@ size_t cache_slots = 0;
 bool cache_guards_ok = true;
 
 template <class... P, class... Args>
-void emu_launch(void (*kernel)(P...), unsigned blocks, unsigned threads, Args... args) {
+void launch_with_row_cache(void (*kernel)(P...), unsigned blocks, unsigned threads, Args... args) {
   for (unsigned b = 0; b < blocks; ++b) {
     EmuBlock blk((int)threads);
     std::vector<unsigned char> cache(cache_slots * sizeof(rowwise::Slot) + 2 * 64 + 16, 0x5a);
@@ -126,21 +126,21 @@ void ce_case(int64_t N, int C, int64_t inner, Red red, double eps, std::mt19937&
             return;
           }
           cache_slots *= 2;
-          emu_launch(ce_fwd_rows_piped<T, kPipedSlots>, fused_blocks, pf.threads, (const T*)x.p,
+          launch_with_row_cache(ce_fwd_rows_piped<T, kPipedSlots>, fused_blocks, pf.threads, (const T*)x.p,
                      (const int64_t*)tgt.p, P, C, pf, q, lse_f.p, lo_f, per_f.p, gi_fused.p, gq);
         }
       }
       if (!piped)
-        emu_launch(ce_fwd_rows_cached<T, kCachedSlots>, fused_blocks, pf.threads, (const T*)x.p, (const int64_t*)tgt.p,
+        launch_with_row_cache(ce_fwd_rows_cached<T, kCachedSlots>, fused_blocks, pf.threads, (const T*)x.p, (const int64_t*)tgt.p,
                    P, C, pf, q, lse_f.p, lo_f, per_f.p, gi_fused.p, gq);
       cache_slots = 0;
     } else {
-      emu_launch(ce_fwd_rows<T, kSlots, true>, fused_blocks, p.threads, (const T*)x.p, (const int64_t*)tgt.p, P, C, p,
+      launch_with_row_cache(ce_fwd_rows<T, kSlots, true>, fused_blocks, p.threads, (const T*)x.p, (const int64_t*)tgt.p, P, C, p,
                  q, lse_f.p, lo_f, per_f.p, gi_fused.p, gq);
     }
-    emu_launch(ce_fwd_rows<T, kSlots, false>, p.blocks, p.threads, (const T*)x.p, (const int64_t*)tgt.p, P, C, p, q,
+    launch_with_row_cache(ce_fwd_rows<T, kSlots, false>, p.blocks, p.threads, (const T*)x.p, (const int64_t*)tgt.p, P, C, p, q,
                lse_p.p, lo_p, per_p.p, (T*)nullptr, gq);
-    emu_launch(ce_bwd_rows<T, kSlots>, p.blocks, p.threads, (const T*)x.p, (const int64_t*)tgt.p,
+    launch_with_row_cache(ce_bwd_rows<T, kSlots>, p.blocks, p.threads, (const T*)x.p, (const int64_t*)tgt.p,
                (const A*)lse_f.p, (const T*)one.p, gi_bwd.p, P, C, p, gq);
     char b[128];
     std::snprintf(b, sizeof b, "%s%s tpr %3d threads %3d chunks %lld vec %d blocks %u",
@@ -150,11 +150,11 @@ void ce_case(int64_t N, int C, int64_t inner, Red red, double eps, std::mt19937&
   } else {
     const CELayout L{N, C, inner};
     const unsigned blocks = 2, threads = 64;  // few: positions strided over blocks and threads
-    emu_launch(ce_fwd_cols<T>, blocks, threads, (const T*)x.p, (const int64_t*)tgt.p, L, q, lse_f.p, lo_f, per_f.p,
+    launch_with_row_cache(ce_fwd_cols<T>, blocks, threads, (const T*)x.p, (const int64_t*)tgt.p, L, q, lse_f.p, lo_f, per_f.p,
                gi_fused.p, gq);
-    emu_launch(ce_fwd_cols<T>, blocks, threads, (const T*)x.p, (const int64_t*)tgt.p, L, q, lse_p.p, lo_p, per_p.p,
+    launch_with_row_cache(ce_fwd_cols<T>, blocks, threads, (const T*)x.p, (const int64_t*)tgt.p, L, q, lse_p.p, lo_p, per_p.p,
                (T*)nullptr, gq);
-    emu_launch(ce_bwd_cols<T>, blocks, threads, (const T*)x.p, (const int64_t*)tgt.p, (const A*)lse_p.p,
+    launch_with_row_cache(ce_bwd_cols<T>, blocks, threads, (const T*)x.p, (const int64_t*)tgt.p, (const A*)lse_p.p,
                (const T*)one.p, gi_bwd.p, L, gq);
     plan = "cols inner " + std::to_string(inner);
   }
@@ -209,9 +209,9 @@ void scale_case(int64_t N, int C, int64_t inner, bool positions, double s, int s
   for (size_t i = 0; i < go.n; ++i) go.p[i] = from_d<T>(positions && i % 2 == 0 ? 1.0 : s * (1.0 + (double)i));
   const unsigned blocks = 3, threads = 32;
   if (positions)
-    emu_launch(ce_scale_positions<T>, blocks, threads, (const T*)go.p, buf, n, CELayout{N, C, inner});
+    launch_with_row_cache(ce_scale_positions<T>, blocks, threads, (const T*)go.p, buf, n, CELayout{N, C, inner});
   else
-    emu_launch(ce_scale_scalar<T>, blocks, threads, (const T*)go.p, buf, n, shift == 0);
+    launch_with_row_cache(ce_scale_scalar<T>, blocks, threads, (const T*)go.p, buf, n, shift == 0);
   bool ok = raw.guards_intact();
   for (int64_t e = 0; e < n; ++e) {
     const A f = A(go.p[positions ? e / (C * inner) * inner + e % inner : 0]);

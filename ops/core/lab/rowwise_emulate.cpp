@@ -27,29 +27,6 @@
 
 namespace {
 
-// one std::thread per CUDA thread of a block, running the blocks one after another (a barrier
-// after each: the next block reuses the shared buffers)
-template <class... P, class... Args>
-void emu_launch(void (*kernel)(P...), unsigned blocks, unsigned threads, Args... args) {
-  EmuBlock blk((int)threads);
-  std::vector<std::thread> ts;
-  ts.reserve(threads);
-  for (unsigned t = 0; t < threads; ++t)
-    ts.emplace_back([&, t] {
-      threadIdx.x = t;
-      blockDim.x = threads;
-      gridDim.x = blocks;
-      emu_block = &blk;
-      for (unsigned b = 0; b < blocks; ++b) {
-        blockIdx.x = b;
-        kernel(args...);
-        blk.bar.arrive_and_wait();
-      }
-    });
-  for (auto& th : ts) th.join();
-}
-
-
 // The grid of a forward launch: pipelined plans (rowwise::RowPipe) as on a GPU with 5 resident
 // blocks (so each block takes many rows, its next one prefetched), the others p.blocks.
 template <class T, int K>

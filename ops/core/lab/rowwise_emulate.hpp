@@ -20,7 +20,9 @@
 #include <cstring>
 #include <memory>
 #include <stdexcept>
+#include <thread>
 #include <type_traits>
+#include <vector>
 
 #include "vt/cuda/host_emulation.hpp"  // CUDA qualifiers as C++, threadIdx & co. thread-local
 
@@ -42,6 +44,28 @@ struct EmuBlock {
 inline thread_local EmuBlock* emu_block = nullptr;
 
 inline void __syncthreads() { emu_block->bar.arrive_and_wait(); }
+
+// a launch on the host: one std::thread per CUDA thread of a block, running the blocks one after
+// another (a barrier after each: the next block reuses the shared buffers)
+template <class... P, class... Args>
+void emu_launch(void (*kernel)(P...), unsigned blocks, unsigned threads, Args... args) {
+  EmuBlock blk((int)threads);
+  std::vector<std::thread> ts;
+  ts.reserve(threads);
+  for (unsigned t = 0; t < threads; ++t)
+    ts.emplace_back([&, t] {
+      threadIdx.x = t;
+      blockDim.x = threads;
+      gridDim.x = blocks;
+      emu_block = &blk;
+      for (unsigned b = 0; b < blocks; ++b) {
+        blockIdx.x = b;
+        kernel(args...);
+        blk.bar.arrive_and_wait();
+      }
+    });
+  for (auto& th : ts) th.join();
+}
 
 template <class U>
 inline U __shfl_xor_sync(unsigned, U v, int m) {
