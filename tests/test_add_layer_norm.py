@@ -302,8 +302,9 @@ np.savez(sys.argv[1], *[t.float().cpu().numpy() for t in (s, y, x.grad, r.grad, 
 
 @needs_cuda
 def test_cuda_lean_kernels_match_v1(tmp_path):
-    """The lean kernels (VT_ADD_NORM_PLAN=v2) and v1 (the default) give the same bits on
-    miniGPT's rows: the same plan, the same order."""
+    """The lean kernels (the default) and v1 (VT_ADD_NORM_PLAN=v1) on miniGPT's rows: the same plan
+    and order, so within a rounding step or so of each other (nvcc contracts their multiply-adds
+    differently); each is also checked against float64 by the tests above."""
     import os
     import subprocess
     import sys
@@ -313,5 +314,10 @@ def test_cuda_lean_kernels_match_v1(tmp_path):
         subprocess.run([sys.executable, "-c", _PLAN_RUN, str(out)], check=True,
                        env={**os.environ, "VT_ADD_NORM_PLAN": plan})
         outs.append(np.load(out))
+    # sum: float32 adds of the same operands, exact; the rest: 2 steps of their dtype (bf16 out and
+    # grad_residual; float32 grads, grad_weight/grad_bias summed over 4096 rows)
+    steps = {"arr_0": 0, "arr_1": 2 * 2.0 ** -7, "arr_2": 4 * 2.0 ** -23, "arr_3": 2 * 2.0 ** -7,
+             "arr_4": 64 * 2.0 ** -23, "arr_5": 64 * 2.0 ** -23}
     for k in outs[0].files:
-        np.testing.assert_array_equal(outs[0][k], outs[1][k], err_msg=k)
+        a, b = outs[0][k], outs[1][k]
+        np.testing.assert_allclose(a, b, rtol=steps[k], atol=steps[k] * np.abs(a).max(), err_msg=k)

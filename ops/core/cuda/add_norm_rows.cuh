@@ -277,8 +277,8 @@ __global__ void VT_ROW_KERNEL_BOUNDS(kWarp, 128)
 // and 168 branches for 7 slots' worth of vector loads), a 4th slot per lane that rows of 384 never
 // use, and (backward) grad_sum loaded only after the row's reduction: a second memory round trip.
 // The lean kernels are v1's arithmetic in v1's order at v1's plan (the same tpr, the same slots per
-// lane, the same reduction trees: the same bits in the host emulation; the lab's GPU bench compares
-// them on the device), built only for what miniGPT's rows take: a warp plan, one chunk, whole slots
+// lane, the same reduction trees: the same bits in the host emulation; on the H200 a rounding step
+// or so apart, where nvcc contracts multiply-adds differently), built only for what miniGPT's rows take: a warp plan, one chunk, whole slots
 // (vec). K is the slots a lane uses (lean_fwd_slots); accesses are predicated whole slots without a
 // scalar path; every operand of a row (grad_sum included) is loaded before any is used; 16-bit
 // operands stay packed until used; registers are capped so that more warps share an SM
