@@ -231,8 +231,11 @@ def test_row_kernels_in_host_emulation(tmp_path):
     assert run.returncode == 0 and "all cases passed" in run.stdout, run.stdout
     assert "M 520 N 384 shift 0 f32+bf16->bf16 bwd warp tpr 32 chunks 1 vec 1 gs go grad_weight" in run.stdout
     assert "chunks 2 vec 0" in run.stdout and "warp tpr 1 " in run.stdout
-    assert "M 520 N 384 shift 0 f32+bf16->bf16 fwd lean K 3: v1's bits" in run.stdout
-    assert "M 520 N 384 shift 0 f32+bf16->bf16 bwd lean K 3 gs go: v1's bits" in run.stdout
+    # the lean kernels, against float64 like v1, and on the host (no contraction) v1's very bits
+    assert "ok   M 520 N 384 shift 0 f32+bf16->bf16 fwd lean K 3 out" in run.stdout
+    assert "ok   M 520 N 384 shift 0 f32+bf16->bf16 bwd lean K 3 gs go grad_weight" in run.stdout
+    infos = [line for line in run.stdout.splitlines() if line.startswith("info ") and "from v1" in line]
+    assert len(infos) >= 8 and all(line.count(" 0.0") == 2 for line in infos), infos
 
 
 
