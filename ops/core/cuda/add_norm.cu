@@ -175,46 +175,36 @@ void add_norm_backward(vt::Call& c) {
     const S* wp = wc.t ? vt::data<const S>(wc.t) : nullptr;
     S* gwide = vt::data<S>(grads.wide);
     R* gother = vt::data<R>(grads.other);
-    int64_t G = 0;  // partial rows of grad_weight/grad_bias
-    vt::Tensor part_w, part_b;
-    auto parts = [&](int64_t groups) {
-      G = groups;
-      const int64_t sz[1] = {G * N};
-      if (want_w) part_w = c.empty(sz, 1, vt::dtype_of<A>());
-      if (want_b) part_b = c.empty(sz, 1, vt::dtype_of<A>());
-    };
-    auto pw = [&] { return part_w ? vt::data<A>(part_w) : nullptr; };
-    auto pb = [&] { return part_b ? vt::data<A>(part_b) : nullptr; };
+    rowwise::ColumnPartials<A> parts;
     if (M > 0) {
       const bool vec = N % kQ == 0 && aligned_quad(gsp, sizeof(S)) && aligned_quad(gop, sizeof(O)) &&
                        aligned_quad(sp, sizeof(S)) && aligned_quad(wp, sizeof(S)) && aligned_quad(gwide, sizeof(S)) &&
                        aligned_quad(gother, sizeof(R));
       rowwise::Plan p = bwd_plan<S>(c, M, N, vec);
       const bool fuse = (want_w || want_b) && p.chunks == 1;
-      if (fuse) parts(fuse_groups(p, M));
+      if (fuse) parts.make(c, fuse_groups(p, M), N, want_w, want_b);
       bool lean = false;
       if constexpr (lean_built<S>()) {
         lean = lean_enabled() && lean_takes(p);
         if (lean)
           vt::cuda::launch(c, "add_norm_bwd_rows_lean", add_norm_bwd_rows_lean<S, R, O, K>, p.blocks, p.threads, 0,
-                           gsp, gop, sp, wp, vt::data<const A>(mc.t), vt::data<const A>(rc.t), gwide, gother, pw(),
-                           pb(), M, (int)N, p.tpr, fuse);
+                           gsp, gop, sp, wp, vt::data<const A>(mc.t), vt::data<const A>(rc.t), gwide, gother, parts.w(),
+                           parts.b(), M, (int)N, p.tpr, fuse);
       }
       const auto kernel = p.warp ? add_norm_bwd_rows<S, R, O, K, true> : add_norm_bwd_rows<S, R, O, K, false>;
       if (!lean)
         vt::cuda::launch(c, p.warp ? "add_norm_bwd_rows (warp)" : "add_norm_bwd_rows", kernel, p.blocks, p.threads,
-                         0, gsp, gop, sp, wp, vt::data<const A>(mc.t), vt::data<const A>(rc.t), gwide, gother, pw(),
-                         pb(), M, (int)N, p, vec, fuse);
+                         0, gsp, gop, sp, wp, vt::data<const A>(mc.t), vt::data<const A>(rc.t), gwide, gother, parts.w(),
+                         parts.b(), M, (int)N, p, vec, fuse);
       if ((want_w || want_b) && !fuse && N > 0) {
-        parts(std::min<int64_t>(M, 128));
-        vt::cuda::launch(c, "add_norm_bwd_cols", add_norm_bwd_cols<S, O>, dim3(vt::cuda::grid_for(N), (unsigned)G),
-                         vt::cuda::kThreads, 0, gop, sp, vt::data<const A>(mc.t), vt::data<const A>(rc.t), pw(), pb(),
-                         M, N);
+        parts.make(c, std::min<int64_t>(M, 128), N, want_w, want_b);
+        vt::cuda::launch(c, "add_norm_bwd_cols", add_norm_bwd_cols<S, O>,
+                         dim3(vt::cuda::grid_for(N), (unsigned)parts.G), vt::cuda::kThreads, 0, gop, sp,
+                         vt::data<const A>(mc.t), vt::data<const A>(rc.t), parts.w(), parts.b(), M, N);
       }
     }
-    // no grad_out (or M == 0): G == 0 and the sums are 0
-    if (w) rowwise::launch_column_sum<A, S>(c, pw(), G, N, vt::data<S>(c.out(2)));
-    if (b) rowwise::launch_column_sum<A, S>(c, pb(), G, N, vt::data<S>(c.out(3)));
+    // no grad_out (or M == 0): no partial rows, and the sums are 0
+    parts.sum_into(c, N, w ? vt::data<S>(c.out(2)) : nullptr, b ? vt::data<S>(c.out(3)) : nullptr);
   });
 }
 

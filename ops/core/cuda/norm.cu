@@ -124,33 +124,22 @@ void norm_backward(vt::Call& c) {
     const A* mp = RMS ? nullptr : vt::data<const A>(mc.t);
     const A* rp = vt::data<const A>(rc.t);
     T* ip = vt::data<T>(gin);
-    int64_t G = 0;  // partial rows of grad_weight/grad_bias
-    vt::Tensor part_w, part_b;
-    auto parts = [&](int64_t groups) {
-      G = groups;
-      const int64_t sz[1] = {G * N};
-      if (want_w) part_w = c.empty(sz, 1, vt::dtype_of<A>());
-      if (want_b) part_b = c.empty(sz, 1, vt::dtype_of<A>());
-    };
-    auto pw = [&] { return part_w ? vt::data<A>(part_w) : nullptr; };
-    auto pb = [&] { return part_b ? vt::data<A>(part_b) : nullptr; };
+    rowwise::ColumnPartials<A> parts;
     if (M > 0) {
       const bool al =
           rowwise::aligned16(gp) && rowwise::aligned16(xp) && rowwise::aligned16(wp) && rowwise::aligned16(ip);
       rowwise::Plan p = norm_rows_impl::bwd_plan<T>(c, M, N, al);
       const bool fuse = (want_w || want_b) && p.chunks == 1;
-      if (fuse) parts(norm_rows_impl::fuse_groups(p, M));
+      if (fuse) parts.make(c, norm_rows_impl::fuse_groups(p, M), N, want_w, want_b);
       vt::cuda::launch(c, p.warp ? "norm_bwd_rows (warp)" : "norm_bwd_rows", norm_rows_impl::bwd_kernel_for<T, RMS>(p),
-                       p.blocks, p.threads, 0, gp, xp, wp, mp, rp, ip, pw(), pb(), M, (int)N, p, fuse);
+                       p.blocks, p.threads, 0, gp, xp, wp, mp, rp, ip, parts.w(), parts.b(), M, (int)N, p, fuse);
       if ((want_w || want_b) && !fuse && N > 0) {
-        parts(std::min<int64_t>(M, 128));
-        vt::cuda::launch(c, "norm_bwd_cols", norm_bwd_cols<T>, dim3(vt::cuda::grid_for(N), (unsigned)G),
-                         vt::cuda::kThreads, 0, gp, xp, mp, rp, pw(), pb(), M, N, RMS);
+        parts.make(c, std::min<int64_t>(M, 128), N, want_w, want_b);
+        vt::cuda::launch(c, "norm_bwd_cols", norm_bwd_cols<T>, dim3(vt::cuda::grid_for(N), (unsigned)parts.G),
+                         vt::cuda::kThreads, 0, gp, xp, mp, rp, parts.w(), parts.b(), M, N, RMS);
       }
     }
-    // M == 0: G == 0 and the sums are 0
-    if (want_w) rowwise::launch_column_sum<A, T>(c, pw(), G, N, vt::data<T>(gw));
-    if (want_b) rowwise::launch_column_sum<A, T>(c, pb(), G, N, vt::data<T>(gb));
+    parts.sum_into(c, N, want_w ? vt::data<T>(gw) : nullptr, want_b ? vt::data<T>(gb) : nullptr);
   });
 }
 

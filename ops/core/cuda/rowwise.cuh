@@ -814,6 +814,28 @@ void launch_column_sum(const vt::Call& c, const A* part, int64_t G, int64_t N, T
   vt::cuda::launch(c, "column_sum", column_sum<A, T>, dim3((unsigned)col_blocks), dim3(32, 8), 0, part, G, N, G, dst);
 }
 
+// The grad_weight / grad_bias partial rows of a norm backward (layer_norm's, rms_norm's,
+// add_layer_norm's): G rows of N accumulator columns each, made once the plan says how many, then
+// added into the gradients in a fixed order by launch_column_sum (G = 0: the sums are 0).
+template <class A>
+struct ColumnPartials {
+  int64_t G = 0;
+  vt::Tensor w_rows, b_rows;
+  void make(const vt::Call& c, int64_t groups, int64_t N, bool want_w, bool want_b) {
+    G = groups;
+    const int64_t sz[1] = {G * N};
+    if (want_w) w_rows = c.empty(sz, 1, vt::dtype_of<A>());
+    if (want_b) b_rows = c.empty(sz, 1, vt::dtype_of<A>());
+  }
+  A* w() const { return w_rows ? vt::data<A>(w_rows) : nullptr; }
+  A* b() const { return b_rows ? vt::data<A>(b_rows) : nullptr; }
+  template <class T>
+  void sum_into(const vt::Call& c, int64_t N, T* grad_w, T* grad_b) const {
+    if (grad_w) launch_column_sum<A, T>(c, w(), G, N, grad_w);
+    if (grad_b) launch_column_sum<A, T>(c, b(), G, N, grad_b);
+  }
+};
+
 // Blocks of `kernel` (threads, smem bytes of dynamic shared memory) resident per SM on the call's
 // device, asked once per (kernel, threads, smem, device) and thread: a pipelined launch's grid is this
 // times the SM count. A cache per thread keeps the launch path free of locks (the CUDA query is
