@@ -165,6 +165,8 @@ def main(argv=None) -> int:
                 try:
                     b = theirs()
                 except Exception as e:  # noqa: BLE001
+                    import traceback
+                    traceback.print_exc()  # the whole of it to stderr: what failed inside torch
                     print(f"| {label} | {a:.2f} | torch failed: {type(e).__name__}: {str(e)[:120]} | | {goal} |")
                     continue
             print(f"| {label} | {a:.2f} | {'-' if b is None else f'{b:.2f}'} | "
