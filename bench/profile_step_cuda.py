@@ -87,7 +87,7 @@ def main(argv=None) -> int:
         profile(f"vibetensor {mode}", *btc.vt_step(case, amp, args.graph), args.steps, args.top)
     if args.only in (None, "torch"):
         label = "torch.compile reduce-overhead" if args.graph else "torch eager"
-        profile(f"{label} {args.amp}", *btc.torch_step(case, amp, args.graph), args.steps, args.top)
+        profile(f"{label} {args.amp}", *btc.torch_step(case, amp, "compile" if args.graph else "eager"), args.steps, args.top)
     return 0
 
 
