@@ -1,8 +1,9 @@
 """The attention_hopper pack (ops/attention_hopper): a third provider ("hopper", priority 20) of
 attention::sdpa and attention::sdpa_backward on cuda: the forward on CUTLASS's Hopper FMHA kernels, the
-backward our own on wgmma (bwd_wgmma2.cuh, zero-spill; VT_HOPPER_BWD=wgmma at load picks the first
-kernel, bwd_wgmma.cuh, wgmma3 the zero-spill one with dQ's bulk reduce-add; VT_HOPPER_BWD=cutlass puts
-example 88's float16 backward back, and this file then expects its declines). test_hopper_backward_choices runs the backward under each value in a process
+backward our own on wgmma (by default bwd_ws.cuh, FlashAttention-3's warp specialisation, and for
+GQA/MQA the zero-spill group walkers of bwd_wgmma2.cuh; VT_HOPPER_BWD at load picks one for every
+call: ws, wgmma2, wgmma (the first kernel, bwd_wgmma.cuh), wgmma3 (wgmma2 with dQ's bulk
+reduce-add), or cutlass, example 88's float16 backward, and this file then expects its declines). test_hopper_backward_choices runs the backward under each value in a process
 of its own, so one GPU run checks them all whatever the environment says.
 
 Without a GPU (any machine with nvcc and the nvidia-cutlass headers): the pack builds and loads
@@ -686,7 +687,7 @@ BACKWARD_CHOICES = ["default", "wgmma", "wgmma2", "wgmma3", "cutlass", "ws"]  # 
 
 
 def test_unknown_backward_choice_fails_the_load():
-    """VT_HOPPER_BWD other than 'wgmma', 'wgmma2', 'wgmma3' or 'cutlass': the pack refuses to load,
+    """VT_HOPPER_BWD other than 'default', 'wgmma', 'wgmma2', 'wgmma3', 'cutlass' or 'ws': the pack refuses to load,
     saying what it takes; each of those (and unset) loads"""
     done = _load_in_subprocess({"VT_HOPPER_BWD": "fast"})
     assert "ERR" in done.stdout and "VT_HOPPER_BWD='fast'" in done.stdout, done.stdout + done.stderr
@@ -771,8 +772,8 @@ GQA_BACKWARDS = ("default", "wgmma2", "wgmma3")  # the VT_HOPPER_BWD values whos
 @needs_hopper
 @pytest.mark.parametrize("choice", BACKWARD_CHOICES)
 def test_hopper_backward_choices(choice):
-    """every backward VT_HOPPER_BWD picks, validated in one GPU run: default (wgmma3 at D = 64, wgmma2
-    at D = 128), wgmma2 (zero-spill),
+    """every backward VT_HOPPER_BWD picks, validated in one GPU run: default (ws; GQA/MQA wgmma3 at
+    D = 64, wgmma2 at D = 128), wgmma2 (zero-spill),
     wgmma (the first kernel), wgmma3 (wgmma2 with dQ's bulk reduce-add), cutlass (example 88's for
     float16, ours for bfloat16)"""
     done = _load_in_subprocess({"VT_HOPPER_BWD": choice}, _BACKWARD_CHECK)

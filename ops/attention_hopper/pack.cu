@@ -63,12 +63,15 @@ using vt_fmha::Strides;
 
 bool fits_int(int64_t x) { return x >= 0 && x <= INT_MAX; }
 
-// VT_HOPPER_BWD, read once at load: "default" (unset) wgmma3 at D = 64 and wgmma2 at D = 128, each the
-// faster there (H200, 2026-12-02 00:27, bf16: wgmma3 7-12% faster at D = 64 from miniGPT's T = 256 to
-// 2048, causal and not; 1-2% slower at D = 128, where the bulk add waits at every step's end);
-// "wgmma2" the zero-spill kernel (bwd_wgmma2.cuh) at both head dims,
-// "wgmma" our first kernel (bwd_wgmma.cuh), "wgmma3" the zero-spill one with dQ's bulk reduce-add,
-// "cutlass" example 88's float16 backward (float16 calls only; bfloat16 stays on the default)
+// VT_HOPPER_BWD, read once at load: "default" (unset) ws, FlashAttention-3's warp specialisation
+// (bwd_ws.cuh), the fastest at both head dims (H200, 2026-12-02 04:10, bf16, time against torch's:
+// 1.15x / 1.17x causal at 8x16x2048x128 where wgmma2 took 1.75x / 1.66x; 1.09x / 1.05x at
+// 4x16x2048x64 against wgmma3's 1.39x / 1.11x; at miniGPT's 64x6x256x64 150 / 80 TF/s against
+// wgmma3's 141 / 75; bench/RESULTS.md), and for GQA/MQA, which ws does not take, wgmma3 at D = 64 and
+// wgmma2 at D = 128 (kGqaDefault); "ws" alone (GQA declined to flash); "wgmma2" the zero-spill
+// kernel (bwd_wgmma2.cuh) at both head dims, "wgmma" our first kernel (bwd_wgmma.cuh), "wgmma3" the
+// zero-spill one with dQ's bulk reduce-add, "cutlass" example 88's float16 backward (float16 calls
+// only; bfloat16 stays on the default)
 struct BackwardKernel {
   const char* name;
   void (*d64)(vt::Call&, const vt_fmha::Backward&);
@@ -76,12 +79,15 @@ struct BackwardKernel {
   bool gqa;  // takes Hkv < H (a row that leaves it out declines GQA/MQA)
 };
 constexpr BackwardKernel kBackwards[] = {
-    {"default", vt_fmha::backward_wgmma3_d64, vt_fmha::backward_wgmma2_d128, true},
+    {"default", vt_fmha::backward_ws_d64, vt_fmha::backward_ws_d128, true},  // GQA: kGqaDefault
     {"wgmma2", vt_fmha::backward_wgmma2_d64, vt_fmha::backward_wgmma2_d128, true},
     {"wgmma", vt_fmha::backward_wgmma_d64, vt_fmha::backward_wgmma_d128},
     {"wgmma3", vt_fmha::backward_wgmma3_d64, vt_fmha::backward_wgmma3_d128, true},
     {"cutlass", vt_fmha::backward_fp16_d64, vt_fmha::backward_fp16_d128},
-    {"ws", vt_fmha::backward_ws_d64, vt_fmha::backward_ws_d128}};  // FA3's warp specialisation (bwd_ws.cuh)
+    {"ws", vt_fmha::backward_ws_d64, vt_fmha::backward_ws_d128}};
+// the default's GQA/MQA calls: the kernels that walk a kv head's group (H200, 2026-12-02 00:27,
+// bf16: wgmma3 7-12% faster than wgmma2 at D = 64, 1-2% slower at D = 128)
+constexpr BackwardKernel kGqaDefault = {"default", vt_fmha::backward_wgmma3_d64, vt_fmha::backward_wgmma2_d128, true};
 const BackwardKernel* g_backward = &kBackwards[0];
 bool is_cutlass(const BackwardKernel* k) { return std::strcmp(k->name, "cutlass") == 0; }
 
@@ -216,6 +222,7 @@ VT_COMPUTE(sdpa_backward_hopper, "attention::sdpa_backward") {
   // our backward's grid is (key blocks, H, B): H and B within a grid's y and z
   if (b.p.H > 65535 || b.p.B > 65535) decline(c, "B = %d, H = %d (65535 at most each)", b.p.B, b.p.H);
   const BackwardKernel* kernel = is_cutlass(g_backward) && !b.p.fp16 ? &kBackwards[0] : g_backward;
+  if (kernel == &kBackwards[0] && b.p.Hkv != b.p.H) kernel = &kGqaDefault;
   const bool cutlass_backward = is_cutlass(kernel);
   if (b.p.Hkv != b.p.H && !kernel->gqa)
     decline(c, "GQA/MQA (q with %d heads, k and v with %d) under VT_HOPPER_BWD=%s (the default, wgmma2 and wgmma3 "
@@ -281,7 +288,7 @@ vt_status attention_hopper_init(const vt_host* host, vt_pack* pack) {
         if (std::strcmp(bwd, k.name) == 0) backward = &k;
     }
     if (!backward)
-      vt::fail(VT_ERR_VALUE, "VT_HOPPER_BWD='%s': 'default' (wgmma3 at D = 64, wgmma2 at 128), 'wgmma2' (ours, zero-spill), 'wgmma' (ours, the first "
+      vt::fail(VT_ERR_VALUE, "VT_HOPPER_BWD='%s': 'default' (ws; GQA/MQA: wgmma3 at D = 64, wgmma2 at 128), 'wgmma2' (ours, zero-spill), 'wgmma' (ours, the first "
                "kernel), 'wgmma3' (wgmma2 with dQ's bulk reduce-add), 'cutlass' (example 88's, float16) or 'ws' (warp-"
                "specialised: TMA producer, dQ writer, two consumer groups)", bwd);
     g_backward = backward;
