@@ -9,7 +9,7 @@ capturable fused AdamW: the recipe of torch's CUDA-graph docs, no compiler), a p
 stands where torch.compile fails (it does on this ViT on the H200).
 Goals (issue 9): eager <= 0.8x torch eager; with the whole-step graph <= 1.0x torch.compile.
 
-    python bench/bench_train_cuda.py [--model gpt|vit|both] [--steps 30] [--no-compile]
+    python bench/bench_train_cuda.py [--model gpt|vit|both] [--steps 30] [--no-compile] [--modes fp32,bf16,graph]
 
 Packs named by VT_CUTLASS_PACK / VT_ATTN_HOPPER_PACK (built pack folders, as bench/gpu_session.sh
 exports them) are loaded first, so their providers serve by priority; the header says which.
@@ -174,6 +174,8 @@ def main(argv=None) -> int:
     ap.add_argument("--model", choices=("gpt", "vit", "both"), default="both")
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--no-compile", action="store_true", help="skip torch.compile (slow to build)")
+    ap.add_argument("--modes", default="fp32,bf16,graph",
+                    help="which of the rows: fp32 (eager), bf16 (eager autocast), graph (both graph rows)")
     args = ap.parse_args(argv)
     if not vt.cuda.is_available():
         print("bench_train_cuda: no CUDA GPU here (vt.cuda.is_available() is False); nothing to "
@@ -212,7 +214,8 @@ def main(argv=None) -> int:
                  "<= 1.0x"),
                 ("vt whole-step graph bf16 vs torch's whole-step CUDA graph bf16", vt_graph,
                  lambda: torch_mode(case, "bf16", "graph", args.steps), "(same class as compile's)")]
-        for label, ours, theirs, goal in rows:
+        keep = [m in args.modes.split(",") for m in ("fp32", "bf16", "graph", "graph")]
+        for label, ours, theirs, goal in (r for r, k in zip(rows, keep) if k):
             try:
                 a = ours()
             except Exception as e:  # noqa: BLE001 - report and go on with the other rows
