@@ -19,11 +19,10 @@
 // declined (VT_ERR_NOT_IMPL before anything is written) and the dispatcher runs the next provider
 // by priority, flash; pinned to "hopper", the decline is the error the caller sees, with the reason.
 // The forward's rng output is [0, 0] (no dropout draw).
-// Our backward runs the zero-spill kernel (bwd_wgmma2.cuh; the H200 passed it at 08:05 on 2026-12-01,
-// 1.1-1.3x faster than the first one), with dQ's bulk reduce-add (wgmma3) at D = 64. VT_HOPPER_BWD
-// (read once, at load): default (that), wgmma2 (at both head dims),
-// wgmma (the first kernel, bwd_wgmma.cuh), wgmma3 (wgmma2 with dQ added by bulk reduce-adds of whole
-// tiles), for A/B timing. VT_HOPPER_BWD=cutlass puts example 88's float16 backward back in place of
+// Our backward runs the warp-specialised kernel (bwd_ws.cuh), and for GQA/MQA the zero-spill kernel
+// that walks a kv head's group (bwd_wgmma2.cuh; with dQ's bulk reduce-add, wgmma3, at D = 64).
+// VT_HOPPER_BWD (read once, at load; kBackwards below): default (that), ws, wgmma2, wgmma (the first
+// kernel, bwd_wgmma.cuh), wgmma3, for A/B timing. VT_HOPPER_BWD=cutlass puts example 88's float16 backward back in place of
 // ours for float16 calls, for A/B timing; with it, the causal backward with Tk > Tq, or with Tq > Tk
 // and a partial key block, is declined as before (NOTES.md); bfloat16 stays on ours.
 // The D = 64 forward runs on FlashAttention-3's 192 x 128 tile (three consumer warp groups) from

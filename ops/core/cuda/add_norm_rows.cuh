@@ -132,36 +132,6 @@ __global__ void VT_ROW_KERNEL_BOUNDS(kWarp, 128)  // at 64 it spilled 40-64 byte
   }
 }
 
-// A warp plan's fused grad_weight/grad_bias partials: the block's groups add theirs in shared
-// memory, in group order, and the block writes one partial row.
-template <int K, class A>
-__device__ __forceinline__ void write_block_partials(const rowwise::RowGroup<true>& g, const A (&pw)[K][kQ],
-                                                     const A (&pb)[K][kQ], int N, int rpb, A* part_w, A* part_b) {
-  static_assert(K * kQ * sizeof(A) <= 64, "a lane's partials fit column_buffer");
-  A* bw = reinterpret_cast<A*>(rowwise::column_buffer());
-  A* bb = bw + rowwise::kColumnBytes / sizeof(A);
-#pragma unroll
-  for (int k = 0; k < K; ++k)
-#pragma unroll
-    for (int j = 0; j < kQ; ++j) {
-      const int e = g.slot(0, k, K) * kQ + j;
-      if (e < N) {
-        bw[g.index * N + e] = pw[k][j];
-        bb[g.index * N + e] = pb[k][j];
-      }
-    }
-  __syncthreads();
-  for (int e = (int)threadIdx.x; e < N; e += (int)blockDim.x) {
-    A sw = bw[e], sb = bb[e];
-    for (int i = 1; i < rpb; ++i) {
-      sw += bw[i * N + e];
-      sb += bb[i * N + e];
-    }
-    if (part_w) part_w[(int64_t)blockIdx.x * N + e] = sw;
-    if (part_b) part_b[(int64_t)blockIdx.x * N + e] = sb;
-  }
-}
-
 // ---- backward ------------------------------------------------------------------------------------
 // With grad_out: xhat = (sum - mean) * rstd, gw = grad_out * w, and
 //   g = grad_sum + rstd * (gw - mean(gw) - xhat * mean(gw * xhat));
@@ -253,7 +223,7 @@ __global__ void VT_ROW_KERNEL_BOUNDS(kWarp, 128)
   }
   if (!fuse) return;
   if constexpr (kWarp) {
-    write_block_partials<K>(g, pw, pb, N, rpb, part_w, part_b);
+    rowwise::write_block_partials<K, kQ>(g, pw, pb, N, rpb, part_w, part_b);
   } else {
 #pragma unroll
     for (int k = 0; k < K; ++k)
@@ -490,17 +460,7 @@ __global__ void VT_ROW_KERNEL_BOUNDS(true, kLeanBwdRegs)
   if (!fuse) return;
   // the block's groups' partials, added in group order: one partial row per block (v1's)
   __syncthreads();
-  const A* bw = reinterpret_cast<const A*>(rowwise::column_buffer());
-  const A* bb = bw + rowwise::kColumnBytes / sizeof(A);
-  for (int e = (int)threadIdx.x; e < N; e += (int)blockDim.x) {
-    A sw = bw[e], sb = bb[e];
-    for (int i = 1; i < rpb; ++i) {
-      sw += bw[i * N + e];
-      sb += bb[i * N + e];
-    }
-    if (part_w) part_w[(int64_t)blockIdx.x * N + e] = sw;
-    if (part_b) part_b[(int64_t)blockIdx.x * N + e] = sb;
-  }
+  rowwise::add_block_partials(N, rpb, part_w, part_b);
 }
 
 // Whether the lean kernels take plan p (they are built for float32, bfloat16 and float16 sums), and

@@ -393,32 +393,7 @@ __global__ void VT_ROW_KERNEL_BOUNDS(kWarp, 128)
   }
   if (!fuse) return;
   if constexpr (kWarp) {
-    // the block's groups add their partials in shared memory, in group order: one partial row per
-    // block (a partial row per group wrote and column_sum read again a sixth of the rows' bytes:
-    // miniGPT's 16384 x 384)
-    static_assert(K * V * sizeof(A) <= 64, "a lane's partials fit column_buffer");
-    A* cw = reinterpret_cast<A*>(rowwise::column_buffer());
-    A* cb = cw + rowwise::kColumnBytes / sizeof(A);
-#pragma unroll
-    for (int k = 0; k < K; ++k)
-#pragma unroll
-      for (int j = 0; j < V; ++j) {
-        const int e = g.slot(0, k, K) * V + j;
-        if (e < N) {
-          cw[g.index * N + e] = pw[k][j];
-          cb[g.index * N + e] = pb[k][j];
-        }
-      }
-    __syncthreads();
-    for (int e = (int)threadIdx.x; e < N; e += (int)blockDim.x) {
-      A sw = cw[e], sb = cb[e];
-      for (int i = 1; i < rpb; ++i) {
-        sw += cw[i * N + e];
-        sb += cb[i * N + e];
-      }
-      if (part_w) part_w[(int64_t)blockIdx.x * N + e] = sw;
-      if (part_b) part_b[(int64_t)blockIdx.x * N + e] = sb;
-    }
+    rowwise::write_block_partials<K, V>(g, pw, pb, N, rpb, part_w, part_b);
     return;
   }
   const int64_t grp = (int64_t)blockIdx.x * rpb + g.index;  // every group writes its row (zeros if it had none)

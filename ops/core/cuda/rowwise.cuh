@@ -234,6 +234,45 @@ struct RowGroup {
   __device__ __forceinline__ int slot(int c, int k, int K) const { return (c * K + k) * tpr + lane; }
 };
 
+// A warp plan's fused grad_weight/grad_bias partials (the norm backwards'): the block's groups add
+// theirs in column_buffer in group order and the block writes one partial row (a partial row per
+// group wrote and column_sum read again a sixth of the rows' bytes: miniGPT's 16384 x 384).
+// add_block_partials: the groups' rows already in column_buffer (row g.index of N columns each).
+template <class A>
+__device__ __forceinline__ void add_block_partials(int N, int rpb, A* part_w, A* part_b) {
+  const A* bw = reinterpret_cast<const A*>(column_buffer());
+  const A* bb = bw + kColumnBytes / sizeof(A);
+  for (int e = (int)threadIdx.x; e < N; e += (int)blockDim.x) {
+    A sw = bw[e], sb = bb[e];
+    for (int i = 1; i < rpb; ++i) {
+      sw += bw[i * N + e];
+      sb += bb[i * N + e];
+    }
+    if (part_w) part_w[(int64_t)blockIdx.x * N + e] = sw;
+    if (part_b) part_b[(int64_t)blockIdx.x * N + e] = sb;
+  }
+}
+// write_block_partials: each lane's K slots of V columns from registers first
+template <int K, int V, class A>
+__device__ __forceinline__ void write_block_partials(const RowGroup<true>& g, const A (&pw)[K][V],
+                                                     const A (&pb)[K][V], int N, int rpb, A* part_w, A* part_b) {
+  static_assert(K * V * sizeof(A) <= 64, "a lane's partials fit column_buffer");
+  A* bw = reinterpret_cast<A*>(column_buffer());
+  A* bb = bw + kColumnBytes / sizeof(A);
+#pragma unroll
+  for (int k = 0; k < K; ++k)
+#pragma unroll
+    for (int j = 0; j < V; ++j) {
+      const int e = g.slot(0, k, K) * V + j;
+      if (e < N) {
+        bw[g.index * N + e] = pw[k][j];
+        bb[g.index * N + e] = pb[k][j];
+      }
+    }
+  __syncthreads();
+  add_block_partials(N, rpb, part_w, part_b);
+}
+
 // How many of slot s's V elements lie in a row of n: <= 0 none (a dead row has n = 0), >= V all.
 // Deliberately not clamped to [0, V]: ptxas of CUDA 13.0 (sm_90) fuses min(r, V), max(., 0) and
 // the `== V` test of the 16-byte path into one VIMNMX.RELU whose predicate is true at r == 0, so the
