@@ -809,6 +809,78 @@ def test_flash_cuda_takes_the_vit_attention(dtype):
         assert not np.array_equal(to_numpy(got), to_numpy(c)), name
 
 
+# Forward and backward of two short-sequence calls, inputs from a fixed seed, everything saved:
+# the ViT's attention (bf16, T 65, D 32, head views of one qkv buffer) and a causal fp16 head of
+# 100 queries x 128 keys at D 64 with a bool mask (one fully masked row) and grad_lse.
+_SHORT_RUN = r"""
+import sys
+import numpy as np
+import vibetensor as vt
+rng = np.random.default_rng(31)
+res = {}
+def half(a, dt):
+    t = vt.tensor(a.astype(np.float32)).to(dt).to("cuda")
+    return t, t.float().cpu().numpy()
+B, T, H, D = 4, 65, 8, 32
+tqkv, qkv = half(rng.standard_normal((B, T, 3 * H * D)), vt.bfloat16)
+heads = lambda t, i: t[:, :, i * H * D:(i + 1) * H * D].reshape(B, T, H, D)
+tq, tk, tv = (heads(tqkv, i).transpose(1, 2) for i in range(3))
+res["vit_q"], res["vit_k"], res["vit_v"] = (np.swapaxes(heads(qkv, i), 1, 2) for i in range(3))
+tg, res["vit_g"] = half(rng.standard_normal((B, H, T, D)), vt.bfloat16)
+out, lse, _ = vt.ops.Op("attention::sdpa")(tq, tk, tv, None, False, None, 0.0)
+grads = vt.ops.Op("attention::sdpa_backward")(tg, tq, tk, tv, out, lse, None, False, D ** -0.5, 0.0, 0, 0)
+for name, t in zip(("out", "lse", "dq", "dk", "dv"), (out, lse, *grads)):
+    res["vit_" + name] = t.float().cpu().numpy()
+B, H, Tq, Tk, D = 2, 2, 100, 128, 64
+(tq, res["c_q"]), (tg, res["c_g"]) = (half(rng.standard_normal((B, H, Tq, D)), vt.float16) for _ in range(2))
+(tk, res["c_k"]), (tv, res["c_v"]) = (half(rng.standard_normal((B, H, Tk, D)), vt.float16) for _ in range(2))
+m = rng.random((Tq, Tk)) > 0.3
+m[5] = False
+res["c_m"] = m
+tm = vt.tensor(m).to("cuda")
+res["c_glse"] = rng.standard_normal((B, H, Tq)).astype(np.float32)
+out, lse, _ = vt.ops.Op("attention::sdpa")(tq, tk, tv, tm, True, None, 0.0)
+grads = vt.ops.Op("attention::sdpa_backward")(tg, tq, tk, tv, out, lse, tm, True, D ** -0.5, 0.0, 0, 0,
+                                              vt.tensor(res["c_glse"]).to("cuda"))
+for name, t in zip(("out", "lse", "dq", "dk", "dv"), (out, lse, *grads)):
+    res["c_" + name] = t.float().cpu().numpy()
+np.savez(sys.argv[1], **res)
+"""
+
+
+@needs_cuda
+def test_flash_cuda_short_and_tiled_kernels_agree(tmp_path):
+    """The short-sequence kernels (flash_short.cu: Tq, Tk <= 128, D 32 or 64, 16-bit, no dropout; the
+    default for such calls) and the tiled ones (VT_FLASH_SHORT=0) on the ViT's attention and on a
+    causal, masked fp16 head with grad_lse: each within tolerance of float64 (out, lse, dq, dk, dv),
+    and not the same bits (each setting ran its own kernels)."""
+    import os
+    import subprocess
+    import sys
+    runs = {}
+    for flag in ("1", "0"):
+        path = tmp_path / f"short{flag}.npz"
+        subprocess.run([sys.executable, "-c", _SHORT_RUN, str(path)], check=True,
+                       env={**os.environ, "VT_FLASH_SHORT": flag})
+        runs[flag] = np.load(path)
+    for pre, dt, mask, causal in (("vit_", vt.bfloat16, None, False), ("c_", vt.float16, "c_m", True)):
+        r = runs["1"]
+        q, k, v, g = (r[pre + n].astype(np.float64) for n in "qkvg")
+        m = None if mask is None else r[mask]
+        glse = r["c_glse"] if pre == "c_" else None
+        want_out, want_lse = ref(q, k, v, m, causal)
+        want = dict(zip(("dq", "dk", "dv"), ref_backward(q, k, v, g, m, causal, glse=glse)))
+        tol, floor = tol_of(dt)
+        for flag, res in runs.items():
+            assert rel_err(res[pre + "out"], want_out) <= tol, (pre, flag)
+            lse = res[pre + "lse"]
+            fin = np.isfinite(want_lse)
+            assert (lse[~fin] == -np.inf).all() and rel_err(lse[fin], want_lse[fin]) <= 1e-3, (pre, flag)
+            for n, w in want.items():
+                assert rel_err(res[pre + n], w, floor) <= tol, (pre, n, flag)
+        assert not np.array_equal(runs["1"][pre + "dq"], runs["0"][pre + "dq"]), pre
+
+
 @needs_cuda
 @pytest.mark.parametrize("dtype,D", [("float32", 16), ("float32", 80), ("bfloat16", 16), ("bfloat16", 80)])
 def test_flash_cuda_hands_other_calls_to_composed(dtype, D):
@@ -839,13 +911,18 @@ def test_flash_cuda_kernels_in_host_emulation(tmp_path):
     # D 32: 18 and 22 the ViT's T = 65 with strided inputs (bf16, float32), 20 bf16 causal with a
     # float mask and dropout (Tq > Tk), 23 float32 causal with a bool mask, dropout and grad_lse;
     # grouped-query attention: 26 bf16 (H 4, Hkv 2, causal, bool mask, dropout, grad_lse), 30 float32
-    # MQA (H 3, Hkv 1, float mask, strided), 32 bf16 MQA with the group split over 3 CTAs (kv_split)
-    cases = ["1", "4", "6", "13", "16", "18", "20", "22", "23", "26", "30", "32"]
+    # MQA (H 3, Hkv 1, float mask, strided), 32 bf16 MQA with the group split over 3 CTAs (kv_split);
+    # the short-sequence kernels (flash_short.cu) also run on 18 and on 35 (fp16, 128 x 128, causal,
+    # bool mask with a fully masked row, grad_lse, packed dq/dk/dv) and 36 (bf16, 100 x 70, causal,
+    # float mask, grad_lse)
+    cases = ["1", "4", "6", "13", "16", "18", "20", "22", "23", "26", "30", "32", "35", "36"]
     run = subprocess.run([str(exe), *cases], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600)
     assert run.returncode == 0, run.stdout
-    assert run.stdout.count("ok   fp32") == 5 and run.stdout.count(" D32 ") == 4, run.stdout
+    assert run.stdout.count("ok   fp32") == 5 and run.stdout.count(" D32 ") == 5, run.stdout
     assert run.stdout.count(" H4 Hkv2/1 ") == 1 and run.stdout.count(" H3 Hkv1/1 ") == 1, run.stdout
     assert run.stdout.count(" H6 Hkv1/3 ") == 1, run.stdout
+    short = [ln.split("| short:")[1] for ln in run.stdout.splitlines() if "| short:" in ln]
+    assert len(short) == 3 and all(" dv " in ln for ln in short), run.stdout
     assert run.stdout.count("ok   ") == len(cases), run.stdout
 
 

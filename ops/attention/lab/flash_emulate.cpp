@@ -26,6 +26,7 @@
 #include "flash_bwd.cu"
 #include "flash32_fwd.cu"
 #include "flash32_bwd.cu"
+#include "flash_short.cu"
 
 namespace flashcu {
 template <class P>
@@ -40,6 +41,7 @@ void emu_launch(void (*kernel)(P), unsigned blocks, const P& p, unsigned threads
       ts.emplace_back([&, t] {
         threadIdx.x = t;
         blockIdx.x = b;
+        blockDim.x = threads;
         emu_cta = &cta;
         kernel(p);
       });
@@ -329,11 +331,57 @@ static bool run_case(const Case& cs, std::mt19937& gen) {
   };
   const double e_dq = err(bp.dq, Tq, dq_ref), e_dk = err(bp.dk, Tk, dk_ref, Hkv), e_dv = err(bp.dv, Tk, dv_ref, Hkv);
   const double tol = is32 ? 1e-5 : 1e-2, tol_lse = is32 ? 1e-6 : 1e-3;  // float32: FFMA in float32 throughout
-  const bool ok_all = !nan && rng_ok && e_out <= tol && e_lse <= tol_lse && e_dq <= tol && e_dk <= tol && e_dv <= tol;
+  bool ok_all = !nan && rng_ok && e_out <= tol && e_lse <= tol_lse && e_dq <= tol && e_dk <= tol && e_dv <= tol;
+
+  // ---- the short-sequence kernels (flash_short.cu) where they take the case: fresh outputs in the
+  // same layouts, the backward from the short forward's lse ----
+  char short_msg[160] = "";
+  if constexpr (!is32) {
+    if ((D == 32 || D == 64) && Tq <= 128 && Tk <= 128 && cs.p == 0) {
+      const int nq = round16(Tq), nk = round16(Tk);
+      std::vector<T> out2(out.size(), to_t<T>(NAN));
+      std::vector<float> lse2(lse.size(), NAN);
+      int64_t rng2[2] = {-1, -1};
+      FwdParams f2 = fp;
+      f2.out = dest_of(out2.data(), Tq, (int64_t)H * D), f2.lse = lse2.data(), f2.rng = rng2;
+      by_head_dim(D, [&](auto dc) {
+        constexpr int DD = decltype(dc)::value;
+        if constexpr (DD != 128)
+          emu_launch(flash_short_fwd_kernel<T, DD>, (unsigned)BH, f2, 2 * nq, short_fwd_smem<T, DD>(nq, nk));
+      });
+      std::vector<double> got_lse2(lse2.begin(), lse2.end());
+      const double s_out = rel(gather(f2.out, Tq), out_ref, &nan), s_lse = rel(got_lse2, lse_ref, &nan);
+      ok_all = ok_all && !nan && rng2[0] == 0 && rng2[1] == 0 && s_out <= tol && s_lse <= tol_lse;
+      int n = std::snprintf(short_msg, sizeof short_msg, " | short: out %.1e lse %.1e", s_out, s_lse);
+      if (G == 1) {
+        std::vector<T> qkv2(packed ? 3 * rq.size() : 0, to_t<T>(NAN));
+        std::vector<T> dq2(rq.size(), to_t<T>(NAN)), dk2(rk.size(), to_t<T>(NAN)), dv2(rk.size(), to_t<T>(NAN));
+        BwdParams b2 = bp;
+        b2.lse = lse2.data(), b2.lse2 = b2.delta = nullptr, b2.o = nullptr;  // not read: no prepass
+        if (packed) {
+          const int64_t hd = (int64_t)H * D;
+          b2.dq = dest_of(qkv2.data(), Tq, 3 * hd), b2.dk = dest_of(qkv2.data() + hd, Tq, 3 * hd);
+          b2.dv = dest_of(qkv2.data() + 2 * hd, Tq, 3 * hd);
+        } else {
+          b2.dq = dest_of(dq2.data(), Tq, (int64_t)H * D), b2.dk = dest_of(dk2.data(), Tk, (int64_t)H * D);
+          b2.dv = dest_of(dv2.data(), Tk, (int64_t)H * D);
+        }
+        by_head_dim(D, [&](auto dc) {
+          constexpr int DD = decltype(dc)::value;
+          if constexpr (DD != 128)
+            emu_launch(flash_short_bwd_kernel<T, DD>, (unsigned)BH, b2, 2 * std::max(nq, nk),
+                       short_bwd_smem<T, DD>(nq, nk));
+        });
+        const double s_dq = err(b2.dq, Tq, dq_ref), s_dk = err(b2.dk, Tk, dk_ref), s_dv = err(b2.dv, Tk, dv_ref);
+        ok_all = ok_all && !nan && s_dq <= tol && s_dk <= tol && s_dv <= tol;
+        std::snprintf(short_msg + n, sizeof short_msg - n, " dq %.1e dk %.1e dv %.1e", s_dq, s_dk, s_dv);
+      }
+    }
+  }
   std::printf("%s %s B%d H%d Hkv%d/%d Tq%d Tk%d D%d causal=%d mask=%d p=%.2f glse=%d strided=%d: out %.1e lse %.1e dq %.1e "
-              "dk %.1e dv %.1e%s%s\n",
+              "dk %.1e dv %.1e%s%s%s\n",
               ok_all ? "ok  " : "FAIL", cs.dtype == kFp32 ? "fp32" : cs.dtype == kFp16 ? "fp16" : "bf16", B, H, Hkv, S, Tq, Tk, D, cs.causal, cs.mask, cs.p, cs.glse,
-              cs.strided, e_out, e_lse, e_dq, e_dk, e_dv, nan ? " NaN/inf mismatch" : "", rng_ok ? "" : " rng wrong");
+              cs.strided, e_out, e_lse, e_dq, e_dk, e_dv, short_msg, nan ? " NaN/inf mismatch" : "", rng_ok ? "" : " rng wrong");
   std::fflush(stdout);
   return ok_all;
 }
@@ -380,6 +428,12 @@ int main(int argc, char** argv) {
       {1, 6, 100, 130, 64, true, kBoolMask, 0.2, true, true, kBf16, 1, 3},
       {1, 4, 70, 90, 128, false, kAddMask, 0.0, false, false, kFp32, 1, 4},
       {2, 4, 65, 65, 32, true, kNoMask, 0.1, false, true, kFp16, 2, 2},
+      // short sequences (flash_short.cu also runs; 3, 18, 21 and, forward only, 28 too): whole 128-row
+      // heads, Tq != Tk both ways with partial 16-row groups, fully masked rows, grad_lse, packed outputs
+      {2, 2, 128, 128, 64, true, kBoolMask, 0.0, true, true, kFp16},
+      {1, 2, 100, 70, 32, true, kAddMask, 0.0, true, false, kBf16},
+      {1, 1, 70, 100, 64, false, kBoolMask, 0.0, false, true, kBf16},
+      {1, 3, 17, 128, 32, true, kNoMask, 0.0, false, false, kFp16},
   };
   std::vector<bool> run(cases.size(), argc == 1);  // arguments: the case indices to run (default all)
   for (int a = 1; a < argc; ++a)

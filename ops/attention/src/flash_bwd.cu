@@ -470,9 +470,22 @@ VT_COMPUTE(sdpa_backward_flash_cuda, "attention::sdpa_backward") {
   }
   p.D = (int)d.D, p.H = (int)d.H, p.BH = (int)(d.B * d.H), p.Tq = (int)d.Tq, p.Tk = (int)d.Tk;
   p.group = (int)d.group();
-  p.kv_split = kv_split_for(d, device_sm_count(c.ctx->device.index));
+  p.scale = (float)a.scale;
+  p.scale_log2 = (float)(a.scale * 1.4426950408889634);
+  p.causal = a.causal;
+  p.mask = mask_of(c, a.mask, hm);
+  const vt::ScalarType st = vt::scalar_type(a.q->dtype);
+  const bool bf16 = st == vt::ScalarType::BFloat16;
   vt::Tensor scratch[3], parts[2];  // parts: dk, dv of each kv head's kv_split slots, summed after
   p.dq = dest(c, c.out(0), scratch[0]);
+  if (short_takes(a.q, d, a.p, true)) {  // flash_short.cu: one kernel, no prepass, no statistics
+    p.dk = dest(c, c.out(1), scratch[1]);
+    p.dv = dest(c, c.out(2), scratch[2]);
+    launch_short_bwd(c, p, (int)d.D, bf16);
+    for (int i = 0; i < 3; ++i) finish_dest(c, c.out(i), scratch[i]);
+    return;
+  }
+  p.kv_split = kv_split_for(d, device_sm_count(c.ctx->device.index));
   if (p.kv_split == 1) {
     p.dk = dest(c, c.out(1), scratch[1]);
     p.dv = dest(c, c.out(2), scratch[2]);
@@ -483,15 +496,11 @@ VT_COMPUTE(sdpa_backward_flash_cuda, "attention::sdpa_backward") {
       (i ? p.dv : p.dk) = Dest{parts[i]->data, parts[i]->strides[0], parts[i]->strides[1], parts[i]->strides[2]};
     }
   }
-  p.mask = mask_of(c, a.mask, hm);
   p.Tq_pad = (int)attn::round_up(d.Tq, kStatPad);
   const int64_t ssz[3] = {2, d.B * d.H, p.Tq_pad};
   vt::Tensor stats = c.empty(ssz, 3, vt::kFloat32);
   p.lse2 = vt::data<float>(stats);
   p.delta = p.lse2 + d.B * d.H * p.Tq_pad;
-  p.scale = (float)a.scale;
-  p.scale_log2 = (float)(a.scale * 1.4426950408889634);
-  p.causal = a.causal;
   if (a.p > 0) {
     p.drop.on = true;
     p.drop.thr = attn::dropout_threshold(a.p);
@@ -499,8 +508,6 @@ VT_COMPUTE(sdpa_backward_flash_cuda, "attention::sdpa_backward") {
     p.seed = (uint64_t)a.seed, p.offset = (uint64_t)a.offset;
     p.rng = a.device_rng() ? vt::data<const int64_t>(a.device_rng()) : nullptr;
   }
-  const vt::ScalarType st = vt::scalar_type(a.q->dtype);
-  const bool bf16 = st == vt::ScalarType::BFloat16;
   if (st == vt::ScalarType::Float32) {  // the float32 kernels (flash32_bwd.cu) after the same prepass
     launch_prepass<float>(c, p);
     launch_bwd32(c, p);

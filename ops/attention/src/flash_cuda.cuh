@@ -33,6 +33,7 @@
 #include <climits>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 
 #include "vt/philox.h"
 #ifdef FLASH_EMULATE
@@ -432,6 +433,22 @@ inline Mask mask_of(vt::Call& c, const vt_tensor* mask, vt::Tensor& hold) {
   m.sb = s.b, m.sh = s.h, m.st = s.t, m.sd = s.d;
   return m;
 }
+
+// The short-sequence kernels (flash_short.cu): one CTA a whole (b, h). They take what takes()
+// accepted when it is 16-bit, D 32 or 64, Tq and Tk <= 128 and without dropout (the backward also
+// one query head a kv head); VT_FLASH_SHORT=0, read once, leaves every call to the tiled kernels
+// (an A/B switch for the benchmarks and tests).
+inline bool short_takes(const vt_tensor* q, const attn::Dims& d, double p, bool backward) {
+  static const bool on = [] {
+    const char* v = std::getenv("VT_FLASH_SHORT");
+    return !(v && v[0] == '0' && v[1] == 0);
+  }();
+  const vt::ScalarType st = vt::scalar_type(q->dtype);
+  return on && st != vt::ScalarType::Float32 && (d.D == 32 || d.D == 64) && d.Tq <= 128 && d.Tk <= 128 &&
+         p == 0 && (!backward || d.group() == 1);
+}
+void launch_short_fwd(const vt::Call& c, const FwdParams& p, int D, bool bf16);
+void launch_short_bwd(const vt::Call& c, const BwdParams& p, int D, bool bf16);
 
 // The float32 kernels (flash32_fwd.cu, flash32_bwd.cu): the forward for D in {32, 64, 128}, and the
 // dK/dV and dQ kernels after the caller's prepass (flash_bwd_prepass<float>).

@@ -291,7 +291,8 @@ VT_COMPUTE(sdpa_flash_cuda, "attention::sdpa") {
   }
   const vt::ScalarType st = vt::scalar_type(a.q->dtype);
   const bool bf16 = st == vt::ScalarType::BFloat16;
-  if (st == vt::ScalarType::Float32) launch_fwd32(c, p, (int)d.D);  // flash32_fwd.cu
+  if (short_takes(a.q, d, a.p, false)) launch_short_fwd(c, p, (int)d.D, bf16);  // flash_short.cu
+  else if (st == vt::ScalarType::Float32) launch_fwd32(c, p, (int)d.D);  // flash32_fwd.cu
   else if (d.D == 32) bf16 ? launch_fwd<__nv_bfloat16, 32>(c, p) : launch_fwd<__half, 32>(c, p);
   else if (d.D == 64) bf16 ? launch_fwd<__nv_bfloat16, 64>(c, p) : launch_fwd<__half, 64>(c, p);
   else bf16 ? launch_fwd<__nv_bfloat16, 128>(c, p) : launch_fwd<__half, 128>(c, p);  // takes(): 32, 64, 128
