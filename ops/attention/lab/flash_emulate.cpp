@@ -357,7 +357,7 @@ static bool run_case(const Case& cs, std::mt19937& gen) {
         std::vector<T> qkv2(packed ? 3 * rq.size() : 0, to_t<T>(NAN));
         std::vector<T> dq2(rq.size(), to_t<T>(NAN)), dk2(rk.size(), to_t<T>(NAN)), dv2(rk.size(), to_t<T>(NAN));
         BwdParams b2 = bp;
-        b2.lse = lse2.data(), b2.lse2 = b2.delta = nullptr, b2.o = nullptr;  // not read: no prepass
+        b2.lse = lse2.data(), b2.lse2 = b2.delta = nullptr, b2.o = out2.data();  // no prepass: delta from O in the kernel
         if (packed) {
           const int64_t hd = (int64_t)H * D;
           b2.dq = dest_of(qkv2.data(), Tq, 3 * hd), b2.dk = dest_of(qkv2.data() + hd, Tq, 3 * hd);

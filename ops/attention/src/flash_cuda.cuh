@@ -3,8 +3,8 @@
 // newer), the swizzled shared-memory tile, the score rule (scale, causal, masks) and the dropout
 // keep rule of attn.hpp on the device, and the checks that decide whether the kernels take a call
 // (what they do not take runs on the composed provider: see takes()).
-// Not here: the kernels (flash_fwd.cu, flash_bwd.cu; float32: flash32.cuh, flash32_*.cu), the CPU
-// provider (flash.cpp).
+// Not here: the kernels (flash_fwd.cu, flash_bwd.cu; short sequences: flash_short.cu; float32:
+// flash32.cuh, flash32_*.cu), the CPU provider (flash.cpp).
 //
 // Shape legend as in attn.hpp: q (B, H, Tq, D), k (B, Hkv, Tk, D), v (B, Hkv, Tk, D) (the kernels
 // take Dv == D only), out (B, H, Tq, D), lse (B, H, Tq) float32. Grouped-query attention: query
