@@ -83,7 +83,7 @@ def shape_name(B, H, Hkv, S, D):
     return f"{B}x{H}{'/%d' % Hkv if Hkv != H else ''}x{S}x{D}"
 
 
-def run_shape(B, H, Hkv, S, D, dname, rng, measure, torch, F) -> int:
+def run_shape(B, H, Hkv, S, D, dname, rng, measure, torch, F, providers=PROVIDERS) -> int:
     """Checks and times one shape in one dtype, causal and not; prints its rows; returns the number
     of failed checks."""
     bad = 0
@@ -102,7 +102,7 @@ def run_shape(B, H, Hkv, S, D, dname, rng, measure, torch, F) -> int:
         flops = {"fwd": fwd_flops, "bwd": 2.5 * fwd_flops, "fwd+bwd": 3.5 * fwd_flops}
         scale = 1 / np.sqrt(D)
         res, backward_by = {}, {}
-        for prov in PROVIDERS:
+        for prov in providers:
             with contextlib.ExitStack() as pins:
                 pins.enter_context(vt.ops.use(SDPA, prov, "cuda"))
                 if prov == "flash":  # flash's numbers are flash's throughout; hopper's backward is the dispatcher's
@@ -147,11 +147,11 @@ def run_shape(B, H, Hkv, S, D, dname, rng, measure, torch, F) -> int:
         for pas in ("fwd", "bwd", "fwd+bwd"):
             tf = {p: flops[pas] / (r[pas] * 1e-3) / 1e12 for p, r in res.items()}
             by = "hopper" if pas == "fwd" else backward_by["hopper"]
-            line = (f"| {name} | {dname} | {causal} | {pas} | {by} | {tf['hopper']:.0f} | "
-                    f"{tf['flash']:.0f} | ")
+            line = f"| {name} | {dname} | {causal} | {pas} | {by} | {tf['hopper']:.0f} | "
+            line += f"{tf['flash']:.0f} | " if "flash" in tf else "- | "
             line += (f"{tf['torch']:.0f} | {res['hopper'][pas] / res['torch'][pas]:.2f}x | " if "torch" in tf
                      else "- | - | ")
-            line += f"{res['hopper'][pas] / res['flash'][pas]:.2f}x |"
+            line += f"{res['hopper'][pas] / res['flash'][pas]:.2f}x |" if "flash" in tf else "- |"
             print(line, flush=True)
     return bad
 
@@ -162,7 +162,12 @@ def main(argv=None) -> int:
     ap.add_argument("--pack", metavar="PACK_FOLDER", help="a built ops/attention_hopper pack folder")
     ap.add_argument("--shapes", default="", help="BxHxSxD or BxH/HkvxSxD (GQA),... (default: the issue's three)")
     ap.add_argument("--dtypes", default="bfloat16,float16")
+    ap.add_argument("--providers", default=",".join(PROVIDERS),
+                    help="hopper alone, or hopper,flash (default): flash's rows cost most of a long run's time")
     args = ap.parse_args(argv)
+    providers = [p for p in args.providers.split(",") if p]
+    if providers[:1] != ["hopper"] or not set(providers) <= set(PROVIDERS):
+        ap.error(f"--providers: hopper first, then optionally flash, not {args.providers!r}")
     if not vcuda.is_available() or caps.cuda_devices()[:1] != [(9, 0)]:
         print("bench_attention_hopper: no Hopper GPU (compute capability 9.0) here; nothing to measure")
         return 0
@@ -196,7 +201,7 @@ def main(argv=None) -> int:
     bad = 0
     for (B, H, Hkv, S, D) in shapes:
         for dname in [d for d in args.dtypes.split(",") if d]:
-            bad += run_shape(B, H, Hkv, S, D, dname, rng, measure, torch, F if torch else None)
+            bad += run_shape(B, H, Hkv, S, D, dname, rng, measure, torch, F if torch else None, providers)
             if torch:
                 torch.cuda.empty_cache()
     vt.ops.unload(pack)

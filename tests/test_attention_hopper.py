@@ -683,11 +683,11 @@ def test_hopper_causal_forward_sections(hopper, D):
             assert np.abs(lse[b, h] - want_lse).max() <= 1e-2, (b, h)
 
 
-BACKWARD_CHOICES = ["default", "wgmma", "wgmma2", "wgmma3", "cutlass", "ws"]  # VT_HOPPER_BWD's values (read at load)
+BACKWARD_CHOICES = ["default", "wgmma2", "wgmma3", "cutlass", "ws", "ws1", "ws2"]  # VT_HOPPER_BWD's values (read at load)
 
 
 def test_unknown_backward_choice_fails_the_load():
-    """VT_HOPPER_BWD other than 'default', 'wgmma', 'wgmma2', 'wgmma3', 'cutlass' or 'ws': the pack refuses to load,
+    """VT_HOPPER_BWD other than 'default', 'wgmma2', 'wgmma3', 'cutlass', 'ws', 'ws1' or 'ws2': the pack refuses to load,
     saying what it takes; each of those (and unset) loads"""
     done = _load_in_subprocess({"VT_HOPPER_BWD": "fast"})
     assert "ERR" in done.stdout and "VT_HOPPER_BWD='fast'" in done.stdout, done.stdout + done.stderr
@@ -766,16 +766,16 @@ for (B, H, Hkv, Tq, Tk, D) in [(2, 8, 2, 256, 256, 64), (1, 4, 1, 100, 300, 128)
                 bad.append(("gqa", (B, H, Hkv, Tq, Tk), D, causal, str(dt), served, ["%.3g" % e for e in errs]))
 print("BAD", bad) if bad else print("CHECKED")
 '''
-GQA_BACKWARDS = ("default", "wgmma2", "wgmma3")  # the VT_HOPPER_BWD values whose backward takes Hkv < H
+GQA_BACKWARDS = ("default", "wgmma2", "wgmma3", "ws", "ws1", "ws2")  # the VT_HOPPER_BWD values whose backward takes Hkv < H
 
 
 @needs_hopper
 @pytest.mark.parametrize("choice", BACKWARD_CHOICES)
 def test_hopper_backward_choices(choice):
     """every backward VT_HOPPER_BWD picks, validated in one GPU run: default (ws; GQA/MQA wgmma3 at
-    D = 64, wgmma2 at D = 128), wgmma2 (zero-spill),
-    wgmma (the first kernel), wgmma3 (wgmma2 with dQ's bulk reduce-add), cutlass (example 88's for
-    float16, ours for bfloat16)"""
+    D = 64, wgmma2 at D = 128), wgmma2 (zero-spill), wgmma3 (wgmma2 with dQ's bulk reduce-add),
+    cutlass (example 88's for float16, ours for bfloat16), ws (FlashAttention-3's order of a step's
+    products), ws1 (ws in its first order), ws2 (ws with dV issued before the dS store)"""
     done = _load_in_subprocess({"VT_HOPPER_BWD": choice}, _BACKWARD_CHECK)
     assert done.stdout.split() == ["LOADED", "CHECKED"], done.stdout + done.stderr
 

@@ -55,10 +55,13 @@ class Hazard(AssertionError):
     pass
 
 
-def run_cta(steps, seed, parity_bug=False, Br=64, D=128, elem=2):
+def run_cta(steps, seed, parity_bug=False, Br=64, D=128, elem=2, overlap=True):
     """one CTA of bwd_ws.cuh's protocol for `steps` query blocks under a random schedule; returns the
     blocks the dQ writer added, in order. Waits are `yield predicate`; the scheduler runs any actor
-    whose predicate holds (and the engines' pending completions) in random order."""
+    whose predicate holds (and the engines' pending completions) in random order. overlap: the
+    kernel's default order (dK's wgmma, which reads the stage, still runs while the dQ tile is written,
+    so the stage is released after it); False: ws1's (every product done, the stage released, then
+    the dQ tile)."""
     rng = random.Random(seed)
     q_bytes, kv_bytes = Br * D * elem, 128 * D * elem
     full = [MBarrier(32), MBarrier(32)]
@@ -151,18 +154,26 @@ def run_cta(steps, seed, parity_bug=False, Br=64, D=128, elem=2):
             if dS[b] != {0: n, 1: n}:
                 raise Hazard(f"group {g}'s dQ of step {n} reads dS buffer {b} = {dS[b]}")
             dS_readers[b].add(g)
-            yield None  # dQ wgmma in flight
+            yield None  # dQ wgmma in flight (overlap: dK's issued after it)
             dS_readers[b].discard(g)
-            if stage[s] != n:
-                raise Hazard(f"stage {s} changed under group {g}'s step {n}")
-            stage_readers[s].discard(g)
-            empty[s].arrive(GROUP)
+
+            def release(s=s, n=n):
+                if stage[s] != n:
+                    raise Hazard(f"stage {s} changed under group {g}'s step {n}")
+                stage_readers[s].discard(g)
+                empty[s].arrive(GROUP)
+
+            if not overlap:
+                release()
             if n > 0:
                 yield lambda n=n: dq_empty.try_wait((n - 1) & 1)
             if dq_reading[0] is not None:
                 raise Hazard(f"group {g} writes the dQ tile while step {dq_reading[0]} is read")
             dq_tile[g] = n
             dq_full.arrive(GROUP)
+            if overlap:
+                yield None  # dK's wgmma (Q^T of stage s) finishing: warpgroup_wait<0>
+                release()
 
     actors = {"producer": producer(), "writer": writer(), "consumer0": consumer(0), "consumer1": consumer(1)}
     waiting = {name: None for name in actors}
@@ -184,13 +195,14 @@ def run_cta(steps, seed, parity_bug=False, Br=64, D=128, elem=2):
     raise AssertionError("schedule did not finish")
 
 
+@pytest.mark.parametrize("overlap", [True, False], ids=["ws", "ws1"])
 @pytest.mark.parametrize("steps", [0, 1, 2, 3, 4, 7])
-def test_ws_protocol_finishes_without_hazards(steps):
-    """bwd_ws.cuh's barriers, counts and parities: every random schedule finishes, every buffer is
-    read only when it holds the step that reads it, and the dQ writer adds each step's tile once, in
-    order"""
+def test_ws_protocol_finishes_without_hazards(steps, overlap):
+    """bwd_ws.cuh's barriers, counts and parities, in both orders of a step's products: every random
+    schedule finishes, every buffer is read only when it holds the step that reads it, and the dQ
+    writer adds each step's tile once, in order"""
     for seed in range(300):
-        assert run_cta(steps, seed) == list(range(steps))
+        assert run_cta(steps, seed, overlap=overlap) == list(range(steps))
 
 
 def test_ws_protocol_check_bites():

@@ -1,11 +1,12 @@
-// ops/attention_hopper/bwd_wgmma.cuh — our own Hopper attention backward (FlashAttention-3's
-// algorithm, written with CuTe on wgmma), bfloat16 and float16, D = 64 and 128, causal or not.
-// bwd_wgmma_d64.cu and bwd_wgmma_d128.cu instantiate it, one head dim each (parallel compiles).
+// ops/attention_hopper/bwd_wgmma.cuh — the tiles, layouts, helpers and launches of our own Hopper
+// attention backward (FlashAttention-3's algorithm, written with CuTe on wgmma), bfloat16 and float16,
+// D = 64 and 128, causal or not. Its main kernels: bwd_wgmma2.cuh (backward_kernel2: wgmma2, wgmma3)
+// and bwd_ws.cuh (the warp-specialised one, the default).
 //
 // Three launches on the call's stream:
 //   1. dsum_rows: Dsum = rowsum(dO * O) in fp32 (the softmax's correction term), and the fp32 dQ
 //      accumulator's rows cleared by the same pass (no memset).
-//   2. backward_kernel: one CTA of two warp groups per (key block of Bc = 128 keys, h, b). K_j and
+//   2. the main kernel: one CTA of two warp groups per (key block of Bc = 128 keys, h, b). K_j and
 //      V_j stay in shared memory; the CTA walks the query blocks i that see the block (causal: from
 //      the diagonal on), loading Q_i, dO_i, LSE_i, Dsum_i one block ahead with cp.async into a
 //      second stage. Every product runs "transposed" (keys as wgmma's M, FA3's swapped S and dP),
@@ -23,9 +24,9 @@
 // (the diagonal ones and the partial last blocks); rows past Tq and Tk are zero-filled by cp.async.
 // Causal is top-left aligned (key j for query i when j <= i), the attention pack's convention.
 //
-// First version, for correctness: no TMA, no mbarriers (cp.async groups and __syncthreads only,
-// so nothing can wait forever), no producer warp, no ping-pong; every wgmma batch is waited for
-// before the next step. NOTES.md tracks what is left for speed.
+// The first main kernel (cp.async and __syncthreads only, every wgmma batch waited for before the next
+// step; VT_HOPPER_BWD=wgmma) was retired on 2026-12-02 for compile time: backward_kernel2 is it without
+// the spills. NOTES.md tracks the versions.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -181,176 +182,6 @@ __device__ __forceinline__ void gemm(Mma& mma, TA const& a, TB const& b, TC& c) 
   warpgroup_fence_operand(c);
 }
 
-// ---- the main kernel ----------------------------------------------------------------------------------
-template <class E, int D>
-__global__ void __launch_bounds__(kThreads, 1) backward_kernel(const Params p) {
-  using T = Traits<E, D>;
-  constexpr int Bc = T::Bc, Br = T::Br;
-  extern __shared__ char smem_raw[];
-  // the 128-byte swizzle repeats every 1024 bytes: wgmma's descriptors assume atoms 1024-aligned
-  auto& sh = *reinterpret_cast<typename T::Shared*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
-
-  const int tid = threadIdx.x;
-  const int kb = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
-  const int k0 = kb * Bc;
-  const int Tq = p.Tq, Tk = p.Tk;
-  const int nq = (Tq + Br - 1) / Br;
-  // causal: query block i sees key block kb when its last query reaches k0
-  const int i_first = p.causal ? k0 / Br : 0;
-
-  const E* gq = static_cast<const E*>(p.q) + b * p.sq.b + h * p.sq.h;
-  const E* gk = static_cast<const E*>(p.k) + b * p.sk.b + h * p.sk.h + k0 * p.sk.t;
-  const E* gv = static_cast<const E*>(p.v) + b * p.sv.b + h * p.sv.h + k0 * p.sv.t;
-  const E* gdo = static_cast<const E*>(p.dO) + b * p.sdo.b + h * p.sdo.h;
-  const float* glse = p.lse + b * p.lse_b + h * p.lse_h;
-  const int64_t bh = (int64_t)b * p.H + h;
-  const float* gdsum = p.dsum + bh * stat_row(Tq);
-  float* gdq = p.dq_acc + bh * Tq * D;
-
-  Tensor sK = make_tensor(make_smem_ptr(sh.k.data()), typename T::LayoutKV{});
-  Tensor sV = make_tensor(make_smem_ptr(sh.v.data()), typename T::LayoutKV{});
-  Tensor sQ = make_tensor(make_smem_ptr(sh.q.data()), typename T::LayoutQ{});
-  Tensor sdO = make_tensor(make_smem_ptr(sh.dO.data()), typename T::LayoutQ{});
-  Tensor sQt = make_tensor(make_smem_ptr(sh.q.data()), typename T::LayoutQt{});
-  Tensor sdOt = make_tensor(make_smem_ptr(sh.dO.data()), typename T::LayoutQt{});
-  Tensor sKt = make_tensor(make_smem_ptr(sh.k.data()), typename T::LayoutKt{});
-  Tensor sdS = make_tensor(make_smem_ptr(sh.dS.data()), typename T::LayoutdS{});
-  Tensor sdSt = make_tensor(make_smem_ptr(sh.dS.data()), typename T::LayoutdSt{});
-
-  // Q_i, dO_i, LSE_i, Dsum_i of query block i into stage s (one cp.async group per call)
-  auto load_query_block = [&](int i, int s) {
-    const int q0 = i * Br, valid = min(Br, Tq - q0);
-    load_rows<Br, D>(sQ(_, _, s), gq + q0 * p.sq.t, p.sq.t, valid, tid);
-    load_rows<Br, D>(sdO(_, _, s), gdo + q0 * p.sdo.t, p.sdo.t, valid, tid);
-    if (tid < Br) {
-      cp_async_4(&sh.lse[s][tid], glse + (tid < valid ? q0 + tid : 0), tid < valid);
-    } else if (tid < 2 * Br) {
-      const int r = tid - Br;
-      cp_async_4(&sh.dsum[s][r], gdsum + (r < valid ? q0 + r : 0), r < valid);
-    }
-    cp_async_commit();
-  };
-
-  typename T::MmaSdP mma_sdp;
-  typename T::MmadKV mma_dkv;
-  typename T::MmadQ mma_dq;
-  auto thr_sdp = mma_sdp.get_thread_slice(tid);
-  auto thr_dkv = mma_dkv.get_thread_slice(tid);
-  auto thr_dq = mma_dq.get_thread_slice(tid);
-
-  Tensor accdK = partition_fragment_C(mma_dkv, Shape<Int<Bc>, Int<D>>{});
-  Tensor accdV = partition_fragment_C(mma_dkv, Shape<Int<Bc>, Int<D>>{});
-  clear(accdK);
-  clear(accdV);
-
-  if (i_first < nq) {
-    const int kvalid = min(Bc, Tk - k0);
-    load_rows<Bc, D>(sK, gk, p.sk.t, kvalid, tid);
-    load_rows<Bc, D>(sV, gv, p.sv.t, kvalid, tid);
-    load_query_block(i_first, 0);  // one group: K, V and the first query block
-
-    // operand views (descriptors over shared memory)
-    Tensor tSrK = thr_sdp.partition_fragment_A(sK);    // (MMA, 1, D/16)
-    Tensor tSrV = thr_sdp.partition_fragment_A(sV);
-    Tensor tSrQ = thr_sdp.partition_fragment_B(sQ);    // (MMA, 1, D/16, stage)
-    Tensor tSrdO = thr_sdp.partition_fragment_B(sdO);
-    Tensor tdVrdOt = thr_dkv.partition_fragment_B(sdOt);  // (MMA, 1, Br/16, stage)
-    Tensor tdKrQt = thr_dkv.partition_fragment_B(sQt);
-    Tensor tdQrdS = thr_dq.partition_fragment_A(sdS);   // (MMA, 1, Bc/16)
-    Tensor tdQrKt = thr_dq.partition_fragment_B(sKt);
-    Tensor tdSsdSt = thr_sdp.partition_C(sdSt);         // this thread's dS^T elements in shared memory
-    // (key, query) and (query, d) of each accumulator element
-    Tensor cS = thr_sdp.partition_C(make_identity_tensor(Shape<Int<Bc>, Int<Br>>{}));
-    Tensor cdQ = thr_dq.partition_C(make_identity_tensor(Shape<Int<Br>, Int<D>>{}));
-
-    for (int i = i_first; i < nq; ++i) {
-      const int s = (i - i_first) & 1;
-      const int q0 = i * Br;
-      cp_async_wait_all();
-      fence_async_shared();
-      __syncthreads();  // stage s landed for everyone; everyone is done with step i-1 (stage s^1, dS)
-      if (i + 1 < nq) load_query_block(i + 1, s ^ 1);
-
-      Tensor accS = partition_fragment_C(mma_sdp, Shape<Int<Bc>, Int<Br>>{});  // ((2, 2, Br/8), 1, 1)
-      Tensor accdP = partition_fragment_C(mma_sdp, Shape<Int<Bc>, Int<Br>>{});
-      gemm<true>(mma_sdp, tSrK, tSrQ(_, _, _, s), accS);
-      gemm<true>(mma_sdp, tSrV, tSrdO(_, _, _, s), accdP);
-      warpgroup_wait<0>();
-
-      // P^T and dS^T in place; masked only where a key past Tk, a query past Tq or the diagonal lies
-      const bool masked = (p.causal && k0 + Bc - 1 > q0) || q0 + Br > Tq || k0 + Bc > Tk;
-      const float* lse = sh.lse[s];
-      const float* dsum = sh.dsum[s];
-      auto softmax_grad = [&](auto mask) {
-        CUTE_UNROLL
-        for (int e = 0; e < size(accS); ++e) {
-          const int key = get<0>(cS(e)), query = get<1>(cS(e));
-          float pv = exp2f(accS(e) * p.scale_log2 - lse[query] * kLog2e);
-          if constexpr (decltype(mask)::value) {
-            const int gk_ = k0 + key, gq_ = q0 + query;
-            if (gk_ >= Tk || gq_ >= Tq || (p.causal && gk_ > gq_)) pv = 0.f;
-          }
-          accS(e) = pv;
-          accdP(e) = pv * (accdP(e) - dsum[query]);
-        }
-      };
-      if (masked) softmax_grad(cute::true_type{});
-      else softmax_grad(cute::false_type{});
-
-      Tensor rP = to_16bit<E>(accS);
-      Tensor rdS = to_16bit<E>(accdP);
-      // the accumulator's values in the order of the register A operand over Br/16 k blocks: value
-      // (a, b, c) of the 64 x Br accumulator (column pair, row + 8, column group of 8) is value
-      // ((a, b, c % 2), 0, c / 2) of the A fragment: the same flat order (cute's CLayout_64xN, ALayout_64x16)
-      using ALayout = Layout<Shape<Shape<_2, _2, _2>, _1, Int<Br / 16>>, Stride<Stride<_1, _2, _4>, _0, _8>>;
-      static_assert(size(decltype(rP.layout()){}) == size(ALayout{}), "P^T fragment as the A operand");
-      static_assert(is_same_v<decltype(shape(rP.layout())), decltype(shape(Layout<Shape<Shape<_2, _2, Int<Br / 8>>, _1, _1>>{}))>,
-                    "accumulator layout ((2, 2, Br/8), 1, 1)");
-      Tensor tdVrP = make_tensor(rP.data(), ALayout{});
-      Tensor tdKrdS = make_tensor(rdS.data(), ALayout{});
-      static_assert(size<2>(decltype(tdVrdOt(_, _, _, 0)){}) == Br / 16, "dV's k blocks");
-
-      warpgroup_fence_operand(rP);
-      warpgroup_fence_operand(rdS);
-      gemm<false>(mma_dkv, tdVrP, tdVrdOt(_, _, _, s), accdV);
-      gemm<false>(mma_dkv, tdKrdS, tdKrQt(_, _, _, s), accdK);
-
-      // dS (both warp groups' keys) through shared memory for dQ
-      CUTE_UNROLL
-      for (int e = 0; e < size(rdS); ++e) tdSsdSt(e) = rdS(e);
-      fence_async_shared();
-      __syncthreads();
-      Tensor accdQ = partition_fragment_C(mma_dq, Shape<Int<Br>, Int<D>>{});
-      gemm<true>(mma_dq, tdQrdS, tdQrKt, accdQ);
-      warpgroup_wait<0>();
-      warpgroup_fence_operand(rP);
-      warpgroup_fence_operand(rdS);
-
-      // dQ_i += dS K_j: pairs of neighbouring columns, one 8-byte reduction each
-      static_assert(size<1>(decltype(accdQ){}) == 1 && size<2>(decltype(accdQ){}) == 1, "one atom per warp group");
-      CUTE_UNROLL
-      for (int e = 0; e < size(accdQ); e += 2) {
-        const int query = q0 + get<0>(cdQ(e)), d = get<1>(cdQ(e));
-        if (query < Tq) atomicAdd(reinterpret_cast<float2*>(gdq + (int64_t)query * D + d), make_float2(accdQ(e), accdQ(e + 1)));
-      }
-    }
-  }
-
-  // dK_j = scale * sum dS^T Q, dV_j = sum P^T dO through the strides the meta step chose (unit along
-  // D; others multiples of 8): rows past Tk dropped
-  Tensor cKV = thr_dkv.partition_C(make_identity_tensor(Shape<Int<Bc>, Int<D>>{}));
-  E* gdk = static_cast<E*>(p.dk) + b * p.sdk.b + h * p.sdk.h;
-  E* gdv = static_cast<E*>(p.dv) + b * p.sdv.b + h * p.sdv.h;
-  CUTE_UNROLL
-  for (int e = 0; e < size(accdK); e += 2) {
-    const int key = k0 + get<0>(cKV(e)), d = get<1>(cKV(e));
-    if (key < Tk) {
-      *reinterpret_cast<uint32_t*>(gdk + key * p.sdk.t + d) = pack2<E>(accdK(e) * p.scale, accdK(e + 1) * p.scale);
-      *reinterpret_cast<uint32_t*>(gdv + key * p.sdv.t + d) = pack2<E>(accdV(e), accdV(e + 1));
-    }
-  }
-}
-
 // ---- pre-pass and conversion -----------------------------------------------------------------------
 // Dsum[b, h, t] = sum_d dO * O in fp32, into rows of stat_row(Tq) floats, and the fp32 dQ accumulator
 // cleared (no memset launch: the pass writes those bytes while it streams O and dO), D floats a row
@@ -497,8 +328,7 @@ __global__ void dkv_sum(const float* part, int64_t quads, int64_t part_stride, i
 }
 
 // ---- host side ----------------------------------------------------------------------------------------
-// Kernel: backward_kernel (the one the H200 validated) or backward_kernel2 (bwd_wgmma2.cuh), same
-// Params and launch shape; kTiledDq: the kernel keeps dQ in whole query tiles (TiledDq) and a shared
+// Kernel: backward_kernel2 (bwd_wgmma2.cuh) without or with dQ's bulk reduce-add; kTiledDq: the kernel keeps dQ in whole query tiles (TiledDq) and a shared
 // tile of its own after Traits' Shared.
 template <class E, int D, void (*Kernel)(const Params), bool kTiledDq = false>
 void run(vt::Call& c, const Backward& bw) {
@@ -579,10 +409,3 @@ void run(vt::Call& c, const Backward& bw) {
 }
 
 }  // namespace vt_fmha::wgmma_bwd
-
-// One head dim's backward, bfloat16 and float16, causal and not (the mask is a run-time branch)
-#define VT_WGMMA_BACKWARD(D)                                                              \
-  void vt_fmha::backward_wgmma_d##D(vt::Call& c, const Backward& b) {                     \
-    if (b.p.fp16) wgmma_bwd::run<cutlass::half_t, D, wgmma_bwd::backward_kernel<cutlass::half_t, D>>(c, b);         \
-    else wgmma_bwd::run<cutlass::bfloat16_t, D, wgmma_bwd::backward_kernel<cutlass::bfloat16_t, D>>(c, b);        \
-  }

@@ -10,6 +10,9 @@
 // bulk reduce-add (wgmma3's) and arrives on `dq_empty` once the copy engine has read it. dS goes
 // through two shared buffers, so one named barrier a step (both groups' dS written) is the only wait
 // between the consumer groups. No cp.async address math, no __syncthreads in the loop.
+// A step's last products run in FlashAttention-3's order by default (Order below: dQ's shared store
+// under dK's wgmma). GQA/MQA: the CTA of (key block, kv head, b) walks its group's query heads, block
+// after block (bwd_wgmma2's walk: dK, dV summed in registers; split over CTAs when the grid is small).
 // Every mbarrier wait is bounded while VT_WS_BOUNDED_WAITS is 1 (the default of this first version):
 // it traps after 4 s of waiting, so a protocol error is a test error, not a hung GPU.
 // Shape legend and launches (dsum_rows, the kernel, dq_convert_tiled): bwd_wgmma.cuh.
@@ -128,9 +131,13 @@ struct Params {
   int64_t lse_b, lse_h;
   const float* dsum;            // (B, H, stat_row(Tq))
   float* dq_acc;                // TiledDq: (B, H, nq) tiles of Br x D floats
-  void *dk, *dv;                // (B, H, Tk, D) in the layouts the meta step chose
+  void *dk, *dv;                // (B, Hkv, Tk, D) in the layouts the meta step chose
   Strides sdk, sdv;
-  int B, H, Tq, Tk;
+  int B, H, Hkv, Tq, Tk;        // H query heads, Hkv key/value heads (H for plain attention)
+  int splits;                   // CTAs sharing one kv head's group of query heads (GQA; run<> picks)
+  int heads;                    // query heads a CTA walks: (H / Hkv) / splits
+  float* dkv_part;              // splits > 1: fp32 partial dK (splits, B, Hkv, Tk, D), then as many of dV
+  int64_t part_stride;          // B * Hkv * Tk * D: one split's partials
   float scale, scale_log2;
   bool causal;
 };
@@ -153,7 +160,13 @@ __device__ __forceinline__ void softmax_t(Acc& accS, Coords const& cS, const flo
 }
 
 // ---- the kernel ---------------------------------------------------------------------------------------
-template <class E, int D>
+// The order of a step's last three products. kOrderFa3 (FlashAttention-3's): dS to shared memory, dV,
+// the consumers' barrier, dQ, then dK, so dQ's shared store runs under dK's wgmma; kOrderDvFirst: the
+// same with dV issued before the dS store; kOrderFirst (ws1, until 2026-12-02): dV, dK, dS store,
+// barrier, dQ, wait for all, dQ store.
+enum Order { kOrderFirst = 0, kOrderFa3 = 1, kOrderDvFirst = 2 };
+
+template <class E, int D, int kOrder>
 __global__ void __launch_bounds__(kThreads, 1) backward_ws_kernel(const __grid_constant__ Params<E, D> p) {
   using W = WsTraits<E, D>;
   using T = Traits<E, D>;
@@ -162,13 +175,16 @@ __global__ void __launch_bounds__(kThreads, 1) backward_ws_kernel(const __grid_c
   const uint32_t misalign = smem_addr(smem_raw) & 1023u;
   auto& sh = *reinterpret_cast<typename W::Shared*>(smem_raw + ((1024u - misalign) & 1023u));
 
-  const int kb = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
+  // blockIdx.y = kv head * splits + part; the CTA walks query heads first_head = blockIdx.y * p.heads on
+  // (GQA: the kv head's group, or a split's share of it; plain attention: the one head, = kv head)
+  const int kb = blockIdx.x, b = blockIdx.z;
   const int k0 = kb * Bc;
   const int Tq = p.Tq, Tk = p.Tk;
   const int nq = (Tq + Br - 1) / Br;
   const int i_first = p.causal ? k0 / Br : 0;  // causal: the first query block reaching k0
-  const int steps = max(nq - i_first, 0);
-  const int64_t bh = (int64_t)b * p.H + h;
+  // the walk (bwd_wgmma2's): step n is query block i_first + n % blocks of query head first_head + n / blocks
+  const int blocks = max(nq - i_first, 0), steps = p.heads * blocks;
+  const int first_head = blockIdx.y * p.heads;
 
   if (threadIdx.x == 0) {
     bar_init(&sh.full[0], 32), bar_init(&sh.full[1], 32);  // the producer warp's lanes
@@ -187,12 +203,13 @@ __global__ void __launch_bounds__(kThreads, 1) backward_ws_kernel(const __grid_c
     if (warp == 0 && steps > 0) {
       // the producer: K_j, V_j once; Q_i, dO_i (TMA) and LSE_i, Dsum_i (lanes) into stage n % 2
       // head (h, b) of an operand as TMA's coordinates: (rows, D)
-      auto head_view = [&](auto const& tma, int rows) {
-        return tma.get_tma_tensor(make_shape(rows, D, p.H, p.B))(_, _, h, b);
+      auto head_view = [&](auto const& tma, int rows, int heads, int head) {
+        return tma.get_tma_tensor(make_shape(rows, D, heads, p.B))(_, _, head, b);
       };
       if (lane == 0) {
-        Tensor gK = local_tile(head_view(p.tma_k, Tk), Shape<Int<Bc>, Int<D>>{}, make_coord(kb, _0{}));
-        Tensor gV = local_tile(head_view(p.tma_v, Tk), Shape<Int<Bc>, Int<D>>{}, make_coord(kb, _0{}));
+        const int hk = blockIdx.y / p.splits;  // the key/value head
+        Tensor gK = local_tile(head_view(p.tma_k, Tk, p.Hkv, hk), Shape<Int<Bc>, Int<D>>{}, make_coord(kb, _0{}));
+        Tensor gV = local_tile(head_view(p.tma_v, Tk, p.Hkv, hk), Shape<Int<Bc>, Int<D>>{}, make_coord(kb, _0{}));
         Tensor sK = make_tensor(make_smem_ptr(sh.k.data()), typename T::LayoutKV{});
         Tensor sV = make_tensor(make_smem_ptr(sh.v.data()), typename T::LayoutKV{});
         auto tk = p.tma_k.get_slice(0);
@@ -201,29 +218,27 @@ __global__ void __launch_bounds__(kThreads, 1) backward_ws_kernel(const __grid_c
         copy(p.tma_k.with(sh.kv_full), tk.partition_S(gK), tk.partition_D(sK));
         copy(p.tma_v.with(sh.kv_full), tv.partition_S(gV), tv.partition_D(sV));
       }
-      Tensor gQ = local_tile(head_view(p.tma_q, Tq), Shape<Int<Br>, Int<D>>{}, make_coord(_, _0{}));  // (Br, D, nq)
-      Tensor gdO = local_tile(head_view(p.tma_do, Tq), Shape<Int<Br>, Int<D>>{}, make_coord(_, _0{}));
       Tensor sQ = make_tensor(make_smem_ptr(sh.q.data()), typename T::LayoutQ{});  // (Br, D, stage)
       Tensor sdO = make_tensor(make_smem_ptr(sh.dO.data()), typename T::LayoutQ{});
       auto tq = p.tma_q.get_slice(0);
       auto tdo = p.tma_do.get_slice(0);
-      Tensor tQgQ = tq.partition_S(gQ);  // (TMA, m, n, nq)
       Tensor tQsQ = tq.partition_D(sQ);  // (TMA, m, n, stage)
-      Tensor tdOgdO = tdo.partition_S(gdO);
       Tensor tdOsdO = tdo.partition_D(sdO);
-      const float* glse = p.lse + b * p.lse_b + h * p.lse_h;
-      const float* gdsum = p.dsum + bh * stat_row(Tq);
 #pragma unroll 1
       for (int n = 0; n < steps; ++n) {
-        const int s = n & 1, i = i_first + n, q0 = i * Br;
+        const int s = n & 1, hq = first_head + n / blocks, i = i_first + n % blocks, q0 = i * Br;
         if (n >= 2) bar_wait<true>(&sh.empty[s], ((n >> 1) - 1) & 1);
         // the TMA copies first (their bytes announced, no arrival yet), then the stats while they fly;
         // every lane's arrival releases its own stores, and the phase waits for all 32 and the bytes
         if (lane == 0) {
+          Tensor gQ = local_tile(head_view(p.tma_q, Tq, p.H, hq), Shape<Int<Br>, Int<D>>{}, make_coord(i, _0{}));
+          Tensor gdO = local_tile(head_view(p.tma_do, Tq, p.H, hq), Shape<Int<Br>, Int<D>>{}, make_coord(i, _0{}));
           bar_expect_tx(&sh.full[s], 2 * W::kQBytes);
-          copy(p.tma_q.with(sh.full[s]), tQgQ(_, _, _, i), tQsQ(_, _, _, s));
-          copy(p.tma_do.with(sh.full[s]), tdOgdO(_, _, _, i), tdOsdO(_, _, _, s));
+          copy(p.tma_q.with(sh.full[s]), tq.partition_S(gQ), tQsQ(_, _, _, s));
+          copy(p.tma_do.with(sh.full[s]), tdo.partition_S(gdO), tdOsdO(_, _, _, s));
         }
+        const float* glse = p.lse + b * p.lse_b + hq * p.lse_h;
+        const float* gdsum = p.dsum + ((int64_t)b * p.H + hq) * stat_row(Tq);
         for (int r = lane; r < Br; r += 32) {
           const bool ok = q0 + r < Tq;
           sh.lse[s][r] = ok ? glse[q0 + r] : 0.f;
@@ -237,8 +252,8 @@ __global__ void __launch_bounds__(kThreads, 1) backward_ws_kernel(const __grid_c
       for (int n = 0; n < steps; ++n) {
         bar_wait<true>(&sh.dq_full, n & 1);
         if (lane == 0) {
-          wgmma_bwd::bulk_reduce_add_f32(p.dq_acc + (bh * nq + i_first + n) * (int64_t)(Br * D), sh.dq.data(),
-                                         Br * D * sizeof(float));
+          const int64_t tile = ((int64_t)b * p.H + first_head + n / blocks) * nq + i_first + n % blocks;
+          wgmma_bwd::bulk_reduce_add_f32(p.dq_acc + tile * (Br * D), sh.dq.data(), Br * D * sizeof(float));
           wgmma_bwd::bulk_wait_read();  // the tile read out: the consumers may write the next one
           bar_arrive(&sh.dq_empty);
         }
@@ -286,7 +301,7 @@ __global__ void __launch_bounds__(kThreads, 1) backward_ws_kernel(const __grid_c
     bool waited = bar_wait<false>(&sh.kv_full, 0);  // false: a wait timed out (trap after the loop)
 #pragma unroll 1
     for (int n = 0; n < steps && waited; ++n) {
-      const int s = n & 1, q0 = (i_first + n) * Br;
+      const int s = n & 1, q0 = (i_first + n % blocks) * Br;
       if (!bar_wait<false>(&sh.full[s], (n >> 1) & 1)) {
         waited = false;
         break;
@@ -319,8 +334,8 @@ __global__ void __launch_bounds__(kThreads, 1) backward_ws_kernel(const __grid_c
       Tensor tdKrdS = make_tensor(rdS.data(), ALayout{});
       warpgroup_fence_operand(rP);
       warpgroup_fence_operand(rdS);
-      wgmma_bwd::gemm<false>(mma_dkv, tdVrP, tdVrdOt(_, _, _, s), accdV);
-      wgmma_bwd::gemm<false>(mma_dkv, tdKrdS, tdKrQt(_, _, _, s), accdK);
+      if constexpr (kOrder != kOrderFa3) wgmma_bwd::gemm<false>(mma_dkv, tdVrP, tdVrdOt(_, _, _, s), accdV);
+      if constexpr (kOrder == kOrderFirst) wgmma_bwd::gemm<false>(mma_dkv, tdKrdS, tdKrQt(_, _, _, s), accdK);
 
       // dS (both groups' keys) into this step's buffer, 4-byte pairs of neighbouring queries; the other
       // buffer may still be read by the other group's dQ wgmma of the previous step
@@ -339,6 +354,7 @@ __global__ void __launch_bounds__(kThreads, 1) backward_ws_kernel(const __grid_c
           *reinterpret_cast<uint32_t*>(dS + Offsets<typename T::LayoutdSt>{}(get<0>(kq), get<1>(kq))) = rdS32(j);
         }
       }
+      if constexpr (kOrder == kOrderFa3) wgmma_bwd::gemm<false>(mma_dkv, tdVrP, tdVrdOt(_, _, _, s), accdV);
       wgmma_bwd::fence_async_shared();
       consumers_sync();
       Tensor accdQ = partition_fragment_C(mma_dq, Shape<Int<Br>, Int<D>>{});
@@ -346,13 +362,20 @@ __global__ void __launch_bounds__(kThreads, 1) backward_ws_kernel(const __grid_c
       // dynamically indexed pair lands in local memory)
       Tensor sdS = make_tensor(make_smem_ptr(sh.dS[n & 1].data()), typename T::LayoutdS{});
       wgmma_bwd::gemm<true>(mma_dq, thr_dq.partition_fragment_A(sdS), tdQrKt, accdQ);
-      warpgroup_wait<0>();
-      warpgroup_fence_operand(rP);
-      warpgroup_fence_operand(rdS);
-      bar_arrive(&sh.empty[s]);  // stage s's Q, dO, LSE, Dsum read for the last time
+      if constexpr (kOrder != kOrderFirst) {
+        wgmma_bwd::gemm<false>(mma_dkv, tdKrdS, tdKrQt(_, _, _, s), accdK);
+        warpgroup_wait<1>();  // dV and dQ done (wgmma batches complete in order); dK in flight
+        warpgroup_fence_operand(accdQ);
+      } else {
+        warpgroup_wait<0>();
+        warpgroup_fence_operand(rP);
+        warpgroup_fence_operand(rdS);
+        bar_arrive(&sh.empty[s]);  // stage s's Q, dO, LSE, Dsum read for the last time
+      }
 
       // dQ_i's share into the shared tile once the writer has sent the previous one
       if (n > 0 && !bar_wait<false>(&sh.dq_empty, (n - 1) & 1)) {
+        warpgroup_wait<0>();  // dK may be in flight (kOrder != kOrderFirst); the epilogue reads its registers
         waited = false;
         break;
       }
@@ -361,16 +384,39 @@ __global__ void __launch_bounds__(kThreads, 1) backward_ws_kernel(const __grid_c
       for (int e = 0; e < size(accdQ); e += 2) dq_tile[e / 2 * kConsumers + tid] = make_float2(accdQ(e), accdQ(e + 1));
       wgmma_bwd::fence_async_shared();  // the st.shared visible to the bulk copy's (async proxy) reads
       bar_arrive(&sh.dq_full);
+      if constexpr (kOrder != kOrderFirst) {
+        warpgroup_wait<0>();  // dK done: its Q^T and the register dS^T free
+        warpgroup_fence_operand(rP);
+        warpgroup_fence_operand(rdS);
+        bar_arrive(&sh.empty[s]);  // stage s's Q, dO, LSE, Dsum read for the last time
+      }
     }
 #if VT_WS_BOUNDED_WAITS
     if (!waited) asm volatile("trap;");
 #endif
   }
 
-  // dK_j = scale * sum dS^T Q, dV_j = sum P^T dO through the meta step's strides; rows past Tk dropped
+  // dK_j = scale * sum dS^T Q, dV_j = sum P^T dO (summed over the walked query heads) through the meta
+  // step's strides, or as this split's fp32 partials ((split, B, Hkv, Tk, D) contiguous; dkv_sum adds
+  // them in split order); rows past Tk dropped
   Tensor cKV = thr_dkv.partition_C(make_identity_tensor(Shape<Int<Bc>, Int<D>>{}));
-  E* gdk = static_cast<E*>(p.dk) + b * p.sdk.b + h * p.sdk.h;
-  E* gdv = static_cast<E*>(p.dv) + b * p.sdv.b + h * p.sdv.h;
+  const int hk = blockIdx.y / p.splits;  // the key/value head
+  if (p.splits > 1) {
+    const int64_t at = (blockIdx.y % p.splits) * p.part_stride + ((int64_t)b * p.Hkv + hk) * Tk * D;
+    float* pdk = p.dkv_part + at;
+    float* pdv = p.dkv_part + p.splits * p.part_stride + at;
+    CUTE_UNROLL
+    for (int e = 0; e < size(accdK); e += 2) {
+      const int key = k0 + get<0>(cKV(e)), d = get<1>(cKV(e));
+      if (key < Tk) {
+        *reinterpret_cast<float2*>(pdk + (int64_t)key * D + d) = make_float2(accdK(e) * p.scale, accdK(e + 1) * p.scale);
+        *reinterpret_cast<float2*>(pdv + (int64_t)key * D + d) = make_float2(accdV(e), accdV(e + 1));
+      }
+    }
+    return;
+  }
+  E* gdk = static_cast<E*>(p.dk) + b * p.sdk.b + hk * p.sdk.h;
+  E* gdv = static_cast<E*>(p.dv) + b * p.sdv.b + hk * p.sdv.h;
   CUTE_UNROLL
   for (int e = 0; e < size(accdK); e += 2) {
     const int key = k0 + get<0>(cKV(e)), d = get<1>(cKV(e));
@@ -389,7 +435,7 @@ auto tma_view(const void* data, int B, int H, int T, int D, const Strides& s) {
   return make_tensor(make_gmem_ptr(static_cast<const E*>(data)), GShape{T, D, H, B}, GStride{s.t, _1{}, s.h, s.b});
 }
 
-template <class E, int D>
+template <class E, int D, int kOrder>
 void run(vt::Call& c, const Backward& bw) {
   using W = WsTraits<E, D>;
   using T = Traits<E, D>;
@@ -413,7 +459,7 @@ void run(vt::Call& c, const Backward& bw) {
   const int dev = c.ctx->device.index;
   if (dev < 0 || dev >= kMaxDevices) c.fail(VT_ERR_RUNTIME, "cuda device index %d out of range", dev);
   std::call_once(once[dev], [&] {
-    opt_in[dev] = cudaFuncSetAttribute(backward_ws_kernel<E, D>, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);
+    opt_in[dev] = cudaFuncSetAttribute(backward_ws_kernel<E, D, kOrder>, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);
   });
   vt::cuda::check(c, opt_in[dev], "the hopper ws backward's shared-memory opt-in");
 
@@ -427,16 +473,40 @@ void run(vt::Call& c, const Backward& bw) {
   // the boxes: one stage of Q / dO (Br x D), K / V (Bc x D), 128-byte swizzled as wgmma reads them
   p.tma_q = make_tma_copy(SM90_TMA_LOAD{}, tma_view<E>(bw.q, pr.B, pr.H, pr.Tq, D, bw.sq), typename W::LayoutQ1{});
   p.tma_do = make_tma_copy(SM90_TMA_LOAD{}, tma_view<E>(bw.grad_out, pr.B, pr.H, pr.Tq, D, bw.sgo), typename W::LayoutQ1{});
-  p.tma_k = make_tma_copy(SM90_TMA_LOAD{}, tma_view<E>(bw.k, pr.B, pr.H, pr.Tk, D, bw.sk), typename T::LayoutKV{});
-  p.tma_v = make_tma_copy(SM90_TMA_LOAD{}, tma_view<E>(bw.v, pr.B, pr.H, pr.Tk, D, bw.sv), typename T::LayoutKV{});
+  p.tma_k = make_tma_copy(SM90_TMA_LOAD{}, tma_view<E>(bw.k, pr.B, pr.Hkv, pr.Tk, D, bw.sk), typename T::LayoutKV{});
+  p.tma_v = make_tma_copy(SM90_TMA_LOAD{}, tma_view<E>(bw.v, pr.B, pr.Hkv, pr.Tk, D, bw.sv), typename T::LayoutKV{});
   p.lse = bw.lse, p.lse_b = bw.slse.b, p.lse_h = bw.slse.h;
   p.dsum = dsum, p.dq_acc = acc, p.dk = bw.dk, p.dv = bw.dv;
   p.sdk = bw.sdk, p.sdv = bw.sdv;
-  p.B = pr.B, p.H = pr.H, p.Tq = pr.Tq, p.Tk = pr.Tk;
+  p.B = pr.B, p.H = pr.H, p.Hkv = pr.Hkv, p.Tq = pr.Tq, p.Tk = pr.Tk;
   p.scale = pr.scale, p.scale_log2 = pr.scale * wgmma_bwd::kLog2e, p.causal = pr.causal;
-  const dim3 grid((pr.Tk + T::Bc - 1) / T::Bc, pr.H, pr.B);
-  backward_ws_kernel<E, D><<<grid, kThreads, kSmem, st>>>(p);
+  // one CTA per (key block, kv head, b) walking the kv head's group; split over `splits` CTAs when that
+  // grid would not fill the SMs (bwd_wgmma.cuh's run<>: the same rule, the same partials and dkv_sum)
+  const int group = pr.group();
+  const int64_t ctas = (int64_t)((pr.Tk + T::Bc - 1) / T::Bc) * pr.Hkv * pr.B;
+  int splits = 1;
+  while (splits < group && ctas * splits < vt::cuda::sm_count(c)) {
+    ++splits;
+    while (group % splits) ++splits;
+  }
+  p.splits = splits, p.heads = group / splits;
+  vt::Tensor part_t;  // held until the kernels are queued
+  if (splits > 1) {
+    p.part_stride = (int64_t)pr.B * pr.Hkv * pr.Tk * D;
+    const int64_t n = 2 * splits * p.part_stride;
+    part_t = c.empty(&n, 1, vt::kFloat32);
+    p.dkv_part = static_cast<float*>(part_t->data);
+  }
+  const dim3 grid((pr.Tk + T::Bc - 1) / T::Bc, pr.Hkv * splits, pr.B);
+  backward_ws_kernel<E, D, kOrder><<<grid, kThreads, kSmem, st>>>(p);
   vt::cuda::check_launch(c, "the hopper ws backward");
+  if (splits > 1) {
+    const int64_t quads = p.part_stride / 4;
+    wgmma_bwd::dkv_sum<E><<<dim3(vt::cuda::grid_for(quads), 2), 256, 0, st>>>(
+        p.dkv_part, quads, p.part_stride, splits, pr.Hkv, pr.Tk, D, bw.sdk, static_cast<E*>(bw.dk), bw.sdv,
+        static_cast<E*>(bw.dv));
+    vt::cuda::check_launch(c, "the hopper ws backward's dK, dV sum over a split group");
+  }
 
   wgmma_bwd::dq_convert_tiled<E, D><<<vt::cuda::grid_for(nacc / 4), 256, 0, st>>>(
       acc, nacc / 4, nq, pr.scale, pr.H, pr.Tq, bw.sdq, static_cast<E*>(bw.dq));
@@ -445,9 +515,14 @@ void run(vt::Call& c, const Backward& bw) {
 
 }  // namespace vt_fmha::ws_bwd
 
-// One head dim's warp-specialised backward (VT_HOPPER_BWD=ws), bfloat16 and float16
-#define VT_WS_BACKWARD(D)                                                                     \
-  void vt_fmha::backward_ws_d##D(vt::Call& c, const Backward& b) {                          \
-    if (b.p.fp16) ws_bwd::run<cutlass::half_t, D>(c, b);                                    \
-    else ws_bwd::run<cutlass::bfloat16_t, D>(c, b);                                         \
+// One head dim's warp-specialised backwards, bfloat16 and float16: VT_HOPPER_BWD=ws (FlashAttention-3's
+// order), ws2 (dV first) and ws1 (the first order), for A/B timing
+#define VT_WS_BACKWARD_ORDER(D, NAME, ORDER)                                                  \
+  void vt_fmha::backward_##NAME##_d##D(vt::Call& c, const Backward& b) {                    \
+    if (b.p.fp16) ws_bwd::run<cutlass::half_t, D, ws_bwd::ORDER>(c, b);                     \
+    else ws_bwd::run<cutlass::bfloat16_t, D, ws_bwd::ORDER>(c, b);                          \
   }
+#define VT_WS_BACKWARD(D)                              \
+  VT_WS_BACKWARD_ORDER(D, ws, kOrderFa3)               \
+  VT_WS_BACKWARD_ORDER(D, ws2, kOrderDvFirst)          \
+  VT_WS_BACKWARD_ORDER(D, ws1, kOrderFirst)

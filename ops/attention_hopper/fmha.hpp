@@ -69,12 +69,9 @@ void forward_d64_128x64p(vt::Call& c, const Forward& f);
 void forward_d256(vt::Call& c, const Forward& f);
 void backward_fp16_d64(vt::Call& c, const Backward& b);
 void backward_fp16_d128(vt::Call& c, const Backward& b);
-// Our own backward (bwd_wgmma.cuh): bfloat16 and float16, causal or not, any Tq and Tk, lse with a
-// unit stride along Tq (VT_HOPPER_BWD=wgmma; VT_HOPPER_BWD=cutlass picks example 88's for float16).
-void backward_wgmma_d64(vt::Call& c, const Backward& b);
-void backward_wgmma_d128(vt::Call& c, const Backward& b);
-// Its zero-spill variant (bwd_wgmma2.cuh), the pack's default backward: the same calls, the same results,
-// and GQA/MQA (Hkv < H: a CTA walks its key block's whole group of query heads, dK and dV summed in
+// Our own backward (bwd_wgmma2.cuh, on bwd_wgmma.cuh's tiles and launches): bfloat16 and float16, causal
+// or not, any Tq and Tk, lse with a unit stride along Tq (VT_HOPPER_BWD=wgmma2; VT_HOPPER_BWD=cutlass
+// picks example 88's for float16), and GQA/MQA (Hkv < H: a CTA walks its key block's whole group of query heads, dK and dV summed in
 // registers). The other backwards decline Hkv != H.
 void backward_wgmma2_d64(vt::Call& c, const Backward& b);
 void backward_wgmma2_d128(vt::Call& c, const Backward& b);
@@ -82,8 +79,13 @@ void backward_wgmma2_d128(vt::Call& c, const Backward& b);
 void backward_wgmma3_d64(vt::Call& c, const Backward& b);
 void backward_wgmma3_d128(vt::Call& c, const Backward& b);
 // FlashAttention-3's warp specialisation on that arithmetic: a TMA producer warp, a dQ writer warp,
-// two consumer groups at 240 registers (bwd_ws.cuh; VT_HOPPER_BWD=ws).
+// two consumer groups at 240 registers (bwd_ws.cuh; VT_HOPPER_BWD=ws), and two other orders of a step's
+// products (VT_HOPPER_BWD=ws2: dV first; ws1: the first order), for A/B timing.
 void backward_ws_d64(vt::Call& c, const Backward& b);
 void backward_ws_d128(vt::Call& c, const Backward& b);
+void backward_ws1_d64(vt::Call& c, const Backward& b);
+void backward_ws1_d128(vt::Call& c, const Backward& b);
+void backward_ws2_d64(vt::Call& c, const Backward& b);
+void backward_ws2_d128(vt::Call& c, const Backward& b);
 
 }  // namespace vt_fmha

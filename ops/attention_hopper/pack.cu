@@ -12,7 +12,7 @@
 // Serves: the forward and the backward in bfloat16 and float16; head dim D == Dv in {64, 128}, and
 // the forward also at 256 (its backward declined: flash's compute, then the composed one, serve it);
 // GQA/MQA (k, v with Hkv heads, H % Hkv == 0, query head h on kv head h / (H / Hkv)) both ways on the
-// default backward, wgmma2 and wgmma3, declined by the others;
+// default backward, the ws variants, wgmma2 and wgmma3 (declined by example 88's, VT_HOPPER_BWD=cutlass);
 // any Tq and Tk (partial tiles masked); causal (top-left) or not; no mask; dropout_p == 0; q, k, v (and out, grad_out) with a unit stride along D, the
 // other strides multiples of 8 elements and 16-byte aligned data (TMA's rules); sizes and strides
 // within 32 bits (the kernels index with int); the backward without grad_lse. Every other call is
@@ -21,8 +21,8 @@
 // The forward's rng output is [0, 0] (no dropout draw).
 // Our backward runs the warp-specialised kernel (bwd_ws.cuh), and for GQA/MQA the zero-spill kernel
 // that walks a kv head's group (bwd_wgmma2.cuh; with dQ's bulk reduce-add, wgmma3, at D = 64).
-// VT_HOPPER_BWD (read once, at load; kBackwards below): default (that), ws, wgmma2, wgmma (the first
-// kernel, bwd_wgmma.cuh), wgmma3, for A/B timing. VT_HOPPER_BWD=cutlass puts example 88's float16 backward back in place of
+// VT_HOPPER_BWD (read once, at load; kBackwards below): default (that), ws, ws1 (ws in its first order of
+// a step's products), ws2 (dV issued before the dS store), wgmma2, wgmma3, for A/B timing. VT_HOPPER_BWD=cutlass puts example 88's float16 backward back in place of
 // ours for float16 calls, for A/B timing; with it, the causal backward with Tk > Tq, or with Tq > Tk
 // and a partial key block, is declined as before (NOTES.md); bfloat16 stays on ours.
 // The D = 64 forward runs on FlashAttention-3's 192 x 128 tile (three consumer warp groups) from
@@ -67,8 +67,10 @@ bool fits_int(int64_t x) { return x >= 0 && x <= INT_MAX; }
 // 1.15x / 1.17x causal at 8x16x2048x128 where wgmma2 took 1.75x / 1.66x; 1.09x / 1.05x at
 // 4x16x2048x64 against wgmma3's 1.39x / 1.11x; at miniGPT's 64x6x256x64 150 / 80 TF/s against
 // wgmma3's 141 / 75; bench/RESULTS.md), and for GQA/MQA, which ws does not take, wgmma3 at D = 64 and
-// wgmma2 at D = 128 (kGqaDefault); "ws" alone (GQA declined to flash); "wgmma2" the zero-spill
-// kernel (bwd_wgmma2.cuh) at both head dims, "wgmma" our first kernel (bwd_wgmma.cuh), "wgmma3" the
+// wgmma2 at D = 128 (kGqaDefault); "ws" alone (GQA declined to flash); "ws1" ws in the order of a step's
+// products it had until 2026-12-02 (dV, dK, barrier, dQ; GQA declined); "ws2" ws with dV issued before
+// the dS store (GQA declined); "wgmma2" the zero-spill
+// kernel (bwd_wgmma2.cuh) at both head dims, "wgmma3" the
 // zero-spill one with dQ's bulk reduce-add, "cutlass" example 88's float16 backward (float16 calls
 // only; bfloat16 stays on the default)
 struct BackwardKernel {
@@ -80,10 +82,11 @@ struct BackwardKernel {
 constexpr BackwardKernel kBackwards[] = {
     {"default", vt_fmha::backward_ws_d64, vt_fmha::backward_ws_d128, true},  // GQA: kGqaDefault
     {"wgmma2", vt_fmha::backward_wgmma2_d64, vt_fmha::backward_wgmma2_d128, true},
-    {"wgmma", vt_fmha::backward_wgmma_d64, vt_fmha::backward_wgmma_d128},
     {"wgmma3", vt_fmha::backward_wgmma3_d64, vt_fmha::backward_wgmma3_d128, true},
     {"cutlass", vt_fmha::backward_fp16_d64, vt_fmha::backward_fp16_d128},
-    {"ws", vt_fmha::backward_ws_d64, vt_fmha::backward_ws_d128}};
+    {"ws", vt_fmha::backward_ws_d64, vt_fmha::backward_ws_d128, true},
+    {"ws1", vt_fmha::backward_ws1_d64, vt_fmha::backward_ws1_d128, true},
+    {"ws2", vt_fmha::backward_ws2_d64, vt_fmha::backward_ws2_d128, true}};
 // the default's GQA/MQA calls: the kernels that walk a kv head's group (H200, 2026-12-02 00:27,
 // bf16: wgmma3 7-12% faster than wgmma2 at D = 64, 1-2% slower at D = 128)
 constexpr BackwardKernel kGqaDefault = {"default", vt_fmha::backward_wgmma3_d64, vt_fmha::backward_wgmma2_d128, true};
@@ -224,8 +227,8 @@ VT_COMPUTE(sdpa_backward_hopper, "attention::sdpa_backward") {
   if (kernel == &kBackwards[0] && b.p.Hkv != b.p.H) kernel = &kGqaDefault;
   const bool cutlass_backward = is_cutlass(kernel);
   if (b.p.Hkv != b.p.H && !kernel->gqa)
-    decline(c, "GQA/MQA (q with %d heads, k and v with %d) under VT_HOPPER_BWD=%s (the default, wgmma2 and wgmma3 "
-            "take it)", b.p.H, b.p.Hkv, kernel->name);
+    decline(c, "GQA/MQA (q with %d heads, k and v with %d) under VT_HOPPER_BWD=%s (every other "
+            "backward takes it)", b.p.H, b.p.Hkv, kernel->name);
   if (cutlass_backward) {
     // example 88's causal mask is key > query alone (fmha_run.cuh says why): the rows past Tk
     // would see the zero-filled keys of a partial last key block
@@ -287,9 +290,10 @@ vt_status attention_hopper_init(const vt_host* host, vt_pack* pack) {
         if (std::strcmp(bwd, k.name) == 0) backward = &k;
     }
     if (!backward)
-      vt::fail(VT_ERR_VALUE, "VT_HOPPER_BWD='%s': 'default' (ws; GQA/MQA: wgmma3 at D = 64, wgmma2 at 128), 'wgmma2' (ours, zero-spill), 'wgmma' (ours, the first "
-               "kernel), 'wgmma3' (wgmma2 with dQ's bulk reduce-add), 'cutlass' (example 88's, float16) or 'ws' (warp-"
-               "specialised: TMA producer, dQ writer, two consumer groups)", bwd);
+      vt::fail(VT_ERR_VALUE, "VT_HOPPER_BWD='%s': 'default' (ws; GQA/MQA: wgmma3 at D = 64, wgmma2 at 128), 'wgmma2' (ours, zero-spill), 'wgmma3' "
+               "(wgmma2 with dQ's bulk reduce-add), 'cutlass' (example 88's, float16), 'ws' (warp-specialised: TMA "
+               "producer, dQ writer, two consumer groups), 'ws1' (ws in its first order of a step's products) or 'ws2' "
+               "(ws with dV issued before the dS store)", bwd);
     g_backward = backward;
     const char* tile = std::getenv("VT_HOPPER_FWD_D64");
     g_forward_d64 = nullptr;
