@@ -18,6 +18,9 @@
 // Shape legend and launches (dsum_rows, the kernel, dq_convert_tiled): bwd_wgmma.cuh.
 #pragma once
 
+#include <cstdlib>
+#include <cstring>
+
 #include "bwd_wgmma2.cuh"
 
 #include "cute/atom/copy_traits_sm90_tma.hpp"
@@ -140,6 +143,7 @@ struct Params {
   int64_t part_stride;          // B * Hkv * Tk * D: one split's partials
   float scale, scale_log2;
   bool causal;
+  bool stagger;                 // each key block's walk starts at its own query block (VT_HOPPER_BWD_STAGGER)
 };
 
 // P^T = exp2(S^T * scale * log2e - LSE * log2e) in place, masked (P = 0) past Tk, past Tq and above
@@ -182,8 +186,15 @@ __global__ void __launch_bounds__(kThreads, 1) backward_ws_kernel(const __grid_c
   const int Tq = p.Tq, Tk = p.Tk;
   const int nq = (Tq + Br - 1) / Br;
   const int i_first = p.causal ? k0 / Br : 0;  // causal: the first query block reaching k0
-  // the walk (bwd_wgmma2's): step n is query block i_first + n % blocks of query head first_head + n / blocks
+  // the walk (bwd_wgmma2's): step n is a query block of query head first_head + n / blocks, the blocks
+  // i_first.. nq - 1 of each head in turn, started at offset kb % blocks when p.stagger (and wrapped): the
+  // key blocks of one head then add into different dQ tiles at any moment instead of all into the same one
   const int blocks = max(nq - i_first, 0), steps = p.heads * blocks;
+  const int stagger = p.stagger && blocks > 0 ? kb % blocks : 0;
+  auto query_block = [&](int n) {
+    const int r = n % blocks + stagger;
+    return i_first + (r >= blocks ? r - blocks : r);
+  };
   const int first_head = blockIdx.y * p.heads;
 
   if (threadIdx.x == 0) {
@@ -226,7 +237,7 @@ __global__ void __launch_bounds__(kThreads, 1) backward_ws_kernel(const __grid_c
       Tensor tdOsdO = tdo.partition_D(sdO);
 #pragma unroll 1
       for (int n = 0; n < steps; ++n) {
-        const int s = n & 1, hq = first_head + n / blocks, i = i_first + n % blocks, q0 = i * Br;
+        const int s = n & 1, hq = first_head + n / blocks, i = query_block(n), q0 = i * Br;
         if (n >= 2) bar_wait<true>(&sh.empty[s], ((n >> 1) - 1) & 1);
         // the TMA copies first (their bytes announced, no arrival yet), then the stats while they fly;
         // every lane's arrival releases its own stores, and the phase waits for all 32 and the bytes
@@ -252,7 +263,7 @@ __global__ void __launch_bounds__(kThreads, 1) backward_ws_kernel(const __grid_c
       for (int n = 0; n < steps; ++n) {
         bar_wait<true>(&sh.dq_full, n & 1);
         if (lane == 0) {
-          const int64_t tile = ((int64_t)b * p.H + first_head + n / blocks) * nq + i_first + n % blocks;
+          const int64_t tile = ((int64_t)b * p.H + first_head + n / blocks) * nq + query_block(n);
           wgmma_bwd::bulk_reduce_add_f32(p.dq_acc + tile * (Br * D), sh.dq.data(), Br * D * sizeof(float));
           wgmma_bwd::bulk_wait_read();  // the tile read out: the consumers may write the next one
           bar_arrive(&sh.dq_empty);
@@ -301,7 +312,7 @@ __global__ void __launch_bounds__(kThreads, 1) backward_ws_kernel(const __grid_c
     bool waited = bar_wait<false>(&sh.kv_full, 0);  // false: a wait timed out (trap after the loop)
 #pragma unroll 1
     for (int n = 0; n < steps && waited; ++n) {
-      const int s = n & 1, q0 = (i_first + n % blocks) * Br;
+      const int s = n & 1, q0 = query_block(n) * Br;
       if (!bar_wait<false>(&sh.full[s], (n >> 1) & 1)) {
         waited = false;
         break;
@@ -480,6 +491,12 @@ void run(vt::Call& c, const Backward& bw) {
   p.sdk = bw.sdk, p.sdv = bw.sdv;
   p.B = pr.B, p.H = pr.H, p.Hkv = pr.Hkv, p.Tq = pr.Tq, p.Tk = pr.Tk;
   p.scale = pr.scale, p.scale_log2 = pr.scale * wgmma_bwd::kLog2e, p.causal = pr.causal;
+  // VT_HOPPER_BWD_STAGGER (read once, at the first call): 1 or unset staggers the walks, 0 starts every key
+  // block's walk at its first query block (the order before 2026-12-02 14:00), for A/B timing
+  static const char* stagger_env = std::getenv("VT_HOPPER_BWD_STAGGER");
+  if (stagger_env && std::strcmp(stagger_env, "0") != 0 && std::strcmp(stagger_env, "1") != 0)
+    c.fail(VT_ERR_VALUE, "VT_HOPPER_BWD_STAGGER='%s': 1 (the default) or 0", stagger_env);
+  p.stagger = !(stagger_env && std::strcmp(stagger_env, "0") == 0);
   // one CTA per (key block, kv head, b) walking the kv head's group; split over `splits` CTAs when that
   // grid would not fill the SMs (bwd_wgmma.cuh's run<>: the same rule, the same partials and dkv_sum)
   const int group = pr.group();
@@ -515,14 +532,16 @@ void run(vt::Call& c, const Backward& bw) {
 
 }  // namespace vt_fmha::ws_bwd
 
-// One head dim's warp-specialised backwards, bfloat16 and float16: VT_HOPPER_BWD=ws (FlashAttention-3's
-// order), ws2 (dV first) and ws1 (the first order), for A/B timing
+// One head dim's warp-specialised backwards, bfloat16 and float16: VT_HOPPER_BWD=ws (the default) in the
+// order measured fastest at that head dim (H200, 2026-12-02 13:45, bf16: at D = 128 FlashAttention-3's,
+// 3-10% over the first order; at D = 64 dV first, 1-3% over FlashAttention-3's, which spills 78 bytes
+// there), ws2 (dV first at both) and ws1 (the first order), for A/B timing
 #define VT_WS_BACKWARD_ORDER(D, NAME, ORDER)                                                  \
   void vt_fmha::backward_##NAME##_d##D(vt::Call& c, const Backward& b) {                    \
     if (b.p.fp16) ws_bwd::run<cutlass::half_t, D, ws_bwd::ORDER>(c, b);                     \
     else ws_bwd::run<cutlass::bfloat16_t, D, ws_bwd::ORDER>(c, b);                          \
   }
-#define VT_WS_BACKWARD(D)                              \
-  VT_WS_BACKWARD_ORDER(D, ws, kOrderFa3)               \
-  VT_WS_BACKWARD_ORDER(D, ws2, kOrderDvFirst)          \
+#define VT_WS_BACKWARD(D, DEFAULT_ORDER)                 \
+  VT_WS_BACKWARD_ORDER(D, ws, DEFAULT_ORDER)             \
+  VT_WS_BACKWARD_ORDER(D, ws2, kOrderDvFirst)            \
   VT_WS_BACKWARD_ORDER(D, ws1, kOrderFirst)

@@ -1,4 +1,4 @@
 // the warp-specialised Hopper backward at head dim 64 (VT_HOPPER_BWD=ws; bwd_ws.cuh)
 #include "bwd_ws.cuh"
 
-VT_WS_BACKWARD(64)
+VT_WS_BACKWARD(64, kOrderDvFirst)

@@ -19,10 +19,10 @@
 // declined (VT_ERR_NOT_IMPL before anything is written) and the dispatcher runs the next provider
 // by priority, flash; pinned to "hopper", the decline is the error the caller sees, with the reason.
 // The forward's rng output is [0, 0] (no dropout draw).
-// Our backward runs the warp-specialised kernel (bwd_ws.cuh), and for GQA/MQA the zero-spill kernel
-// that walks a kv head's group (bwd_wgmma2.cuh; with dQ's bulk reduce-add, wgmma3, at D = 64).
-// VT_HOPPER_BWD (read once, at load; kBackwards below): default (that), ws, ws1 (ws in its first order of
-// a step's products), ws2 (dV issued before the dS store), wgmma2, wgmma3, for A/B timing. VT_HOPPER_BWD=cutlass puts example 88's float16 backward back in place of
+// Our backward runs the warp-specialised kernel (bwd_ws.cuh), GQA/MQA included (a CTA walks its kv
+// head's group). VT_HOPPER_BWD (read once, at load; kBackwards below): default (that), ws (the same),
+// ws1 and ws2 (ws in other orders of a step's products), wgmma2, wgmma3 (the kernel without warp
+// specialisation), for A/B timing. VT_HOPPER_BWD=cutlass puts example 88's float16 backward back in place of
 // ours for float16 calls, for A/B timing; with it, the causal backward with Tk > Tq, or with Tq > Tk
 // and a partial key block, is declined as before (NOTES.md); bfloat16 stays on ours.
 // The D = 64 forward runs on FlashAttention-3's 192 x 128 tile (three consumer warp groups) from
@@ -62,17 +62,14 @@ using vt_fmha::Strides;
 
 bool fits_int(int64_t x) { return x >= 0 && x <= INT_MAX; }
 
-// VT_HOPPER_BWD, read once at load: "default" (unset) ws, FlashAttention-3's warp specialisation
-// (bwd_ws.cuh), the fastest at both head dims (H200, 2026-12-02 04:10, bf16, time against torch's:
-// 1.15x / 1.17x causal at 8x16x2048x128 where wgmma2 took 1.75x / 1.66x; 1.09x / 1.05x at
-// 4x16x2048x64 against wgmma3's 1.39x / 1.11x; at miniGPT's 64x6x256x64 150 / 80 TF/s against
-// wgmma3's 141 / 75; bench/RESULTS.md), and for GQA/MQA, which ws does not take, wgmma3 at D = 64 and
-// wgmma2 at D = 128 (kGqaDefault); "ws" alone (GQA declined to flash); "ws1" ws in the order of a step's
-// products it had until 2026-12-02 (dV, dK, barrier, dQ; GQA declined); "ws2" ws with dV issued before
-// the dS store (GQA declined); "wgmma2" the zero-spill
-// kernel (bwd_wgmma2.cuh) at both head dims, "wgmma3" the
-// zero-spill one with dQ's bulk reduce-add, "cutlass" example 88's float16 backward (float16 calls
-// only; bfloat16 stays on the default)
+// VT_HOPPER_BWD, read once at load: "default" (unset) or "ws", FlashAttention-3's warp specialisation
+// (bwd_ws.cuh), the fastest at both head dims and with GQA (H200, 2026-12-02 13:45, bf16, time against
+// torch's: 1.11x / 1.13x causal at 8x16x2048x128, 1.02-1.05x at 2x16x8192x128, 1.00x / 1.14x at GQA's
+// 4x32/8x2048x128 where wgmma2 took 1.64x / 1.77x; bench/RESULTS.md); "ws1" ws in the order of a step's
+// products it had until 2026-12-02 (dV, dK, barrier, dQ), "ws2" ws with dV issued before the dS store at
+// both head dims (ws does so at D = 64 only); "wgmma2" the zero-spill kernel without warp specialisation
+// (bwd_wgmma2.cuh), "wgmma3" it with dQ's bulk reduce-add; "cutlass" example 88's float16 backward
+// (float16 calls only; bfloat16 stays on the default, GQA declined)
 struct BackwardKernel {
   const char* name;
   void (*d64)(vt::Call&, const vt_fmha::Backward&);
@@ -80,16 +77,13 @@ struct BackwardKernel {
   bool gqa;  // takes Hkv < H (a row that leaves it out declines GQA/MQA)
 };
 constexpr BackwardKernel kBackwards[] = {
-    {"default", vt_fmha::backward_ws_d64, vt_fmha::backward_ws_d128, true},  // GQA: kGqaDefault
+    {"default", vt_fmha::backward_ws_d64, vt_fmha::backward_ws_d128, true},
     {"wgmma2", vt_fmha::backward_wgmma2_d64, vt_fmha::backward_wgmma2_d128, true},
     {"wgmma3", vt_fmha::backward_wgmma3_d64, vt_fmha::backward_wgmma3_d128, true},
     {"cutlass", vt_fmha::backward_fp16_d64, vt_fmha::backward_fp16_d128},
     {"ws", vt_fmha::backward_ws_d64, vt_fmha::backward_ws_d128, true},
     {"ws1", vt_fmha::backward_ws1_d64, vt_fmha::backward_ws1_d128, true},
     {"ws2", vt_fmha::backward_ws2_d64, vt_fmha::backward_ws2_d128, true}};
-// the default's GQA/MQA calls: the kernels that walk a kv head's group (H200, 2026-12-02 00:27,
-// bf16: wgmma3 7-12% faster than wgmma2 at D = 64, 1-2% slower at D = 128)
-constexpr BackwardKernel kGqaDefault = {"default", vt_fmha::backward_wgmma3_d64, vt_fmha::backward_wgmma2_d128, true};
 const BackwardKernel* g_backward = &kBackwards[0];
 bool is_cutlass(const BackwardKernel* k) { return std::strcmp(k->name, "cutlass") == 0; }
 
@@ -224,7 +218,6 @@ VT_COMPUTE(sdpa_backward_hopper, "attention::sdpa_backward") {
   // our backward's grid is (key blocks, H, B): H and B within a grid's y and z
   if (b.p.H > 65535 || b.p.B > 65535) decline(c, "B = %d, H = %d (65535 at most each)", b.p.B, b.p.H);
   const BackwardKernel* kernel = is_cutlass(g_backward) && !b.p.fp16 ? &kBackwards[0] : g_backward;
-  if (kernel == &kBackwards[0] && b.p.Hkv != b.p.H) kernel = &kGqaDefault;
   const bool cutlass_backward = is_cutlass(kernel);
   if (b.p.Hkv != b.p.H && !kernel->gqa)
     decline(c, "GQA/MQA (q with %d heads, k and v with %d) under VT_HOPPER_BWD=%s (every other "
