@@ -216,37 +216,25 @@ def test_ws_protocol_check_bites():
     assert caught > 0
 
 
-def ws_walk(kb, nq, Br, Bc, causal, heads, first_head, stagger):
+
+def ws_walk(kb, nq, Br, Bc, causal, heads, first_head):
     """bwd_ws.cuh's walk as written there: step n -> (query head, query block)"""
     i_first = (kb * Bc) // Br if causal else 0
     blocks = max(nq - i_first, 0)
-    off = kb % blocks if stagger and blocks > 0 else 0
-    walk = []
-    for n in range(heads * blocks):
-        r = n % blocks + off
-        walk.append((first_head + n // blocks, i_first + (r - blocks if r >= blocks else r)))
-    return walk, i_first
+    return [(first_head + n // blocks, i_first + n % blocks) for n in range(heads * blocks)], i_first
 
 
-@pytest.mark.parametrize("stagger", [True, False])
-def test_ws_walk_visits_each_query_block_once(stagger):
-    """the staggered walk (VT_HOPPER_BWD_STAGGER, the default) visits every (query head, query block) a
-    key block sees exactly once, each head's blocks consecutively (dK and dV sum in registers; the dQ
-    writer's tile index is the step's own); and at any step the key blocks of one head work on different
-    query blocks where there are enough of them (the point of the stagger)"""
+def test_ws_walk_visits_each_query_block_once():
+    """the walk visits every (query head, query block) a key block sees exactly once, each head's blocks
+    consecutively (dK and dV sum over the group in registers; the dQ writer's tile is the step's own).
+    A walk started at each key block's own offset (kb % blocks, so that one head's key blocks add into
+    different dQ tiles at any moment) was measured on the H200 (2026-12-02 14:05) and gained nothing."""
     for D, Br in ((64, 128), (128, 64)):
         for Tq, Tk in ((2048, 2048), (256, 256), (300, 100), (65, 65), (128, 384), (1, 130)):
             nq, nk = -(-Tq // Br), -(-Tk // 128)
             for causal in (False, True):
                 for heads in (1, 4):
-                    walks = []
                     for kb in range(nk):
-                        walk, i_first = ws_walk(kb, nq, Br, 128, causal, heads, 8, stagger)
+                        walk, i_first = ws_walk(kb, nq, Br, 128, causal, heads, 8)
                         want = [(8 + g, i) for g in range(heads) for i in range(i_first, nq)]
-                        assert sorted(walk) == want, (D, Tq, Tk, causal, heads, kb)
-                        assert [h for h, _ in walk] == sorted(h for h, _ in walk)
-                        walks.append(walk)
-                    if stagger and not causal and nk <= nq:
-                        for n in range(nq):  # the key blocks' steps n: distinct dQ tiles
-                            tiles = [w[n] for w in walks]
-                            assert len(set(tiles)) == len(tiles), (Tq, Tk, n, tiles)
+                        assert walk == want, (D, Tq, Tk, causal, heads, kb)

@@ -18,9 +18,6 @@
 // Shape legend and launches (dsum_rows, the kernel, dq_convert_tiled): bwd_wgmma.cuh.
 #pragma once
 
-#include <cstdlib>
-#include <cstring>
-
 #include "bwd_wgmma2.cuh"
 
 #include "cute/atom/copy_traits_sm90_tma.hpp"
@@ -143,7 +140,6 @@ struct Params {
   int64_t part_stride;          // B * Hkv * Tk * D: one split's partials
   float scale, scale_log2;
   bool causal;
-  bool stagger;                 // each key block's walk starts at its own query block (VT_HOPPER_BWD_STAGGER)
 };
 
 // P^T = exp2(S^T * scale * log2e - LSE * log2e) in place, masked (P = 0) past Tk, past Tq and above
@@ -186,15 +182,9 @@ __global__ void __launch_bounds__(kThreads, 1) backward_ws_kernel(const __grid_c
   const int Tq = p.Tq, Tk = p.Tk;
   const int nq = (Tq + Br - 1) / Br;
   const int i_first = p.causal ? k0 / Br : 0;  // causal: the first query block reaching k0
-  // the walk (bwd_wgmma2's): step n is a query block of query head first_head + n / blocks, the blocks
-  // i_first.. nq - 1 of each head in turn, started at offset kb % blocks when p.stagger (and wrapped): the
-  // key blocks of one head then add into different dQ tiles at any moment instead of all into the same one
+  // the walk (bwd_wgmma2's): step n is query block i_first + n % blocks of query head first_head + n / blocks
   const int blocks = max(nq - i_first, 0), steps = p.heads * blocks;
-  const int stagger = p.stagger && blocks > 0 ? kb % blocks : 0;
-  auto query_block = [&](int n) {
-    const int r = n % blocks + stagger;
-    return i_first + (r >= blocks ? r - blocks : r);
-  };
+  auto query_block = [&](int n) { return i_first + n % blocks; };
   const int first_head = blockIdx.y * p.heads;
 
   if (threadIdx.x == 0) {
@@ -491,12 +481,6 @@ void run(vt::Call& c, const Backward& bw) {
   p.sdk = bw.sdk, p.sdv = bw.sdv;
   p.B = pr.B, p.H = pr.H, p.Hkv = pr.Hkv, p.Tq = pr.Tq, p.Tk = pr.Tk;
   p.scale = pr.scale, p.scale_log2 = pr.scale * wgmma_bwd::kLog2e, p.causal = pr.causal;
-  // VT_HOPPER_BWD_STAGGER (read once, at the first call): 1 or unset staggers the walks, 0 starts every key
-  // block's walk at its first query block (the order before 2026-12-02 14:00), for A/B timing
-  static const char* stagger_env = std::getenv("VT_HOPPER_BWD_STAGGER");
-  if (stagger_env && std::strcmp(stagger_env, "0") != 0 && std::strcmp(stagger_env, "1") != 0)
-    c.fail(VT_ERR_VALUE, "VT_HOPPER_BWD_STAGGER='%s': 1 (the default) or 0", stagger_env);
-  p.stagger = !(stagger_env && std::strcmp(stagger_env, "0") == 0);
   // one CTA per (key block, kv head, b) walking the kv head's group; split over `splits` CTAs when that
   // grid would not fill the SMs (bwd_wgmma.cuh's run<>: the same rule, the same partials and dkv_sum)
   const int group = pr.group();
