@@ -228,7 +228,7 @@ def test_ws_walk_visits_each_query_block_once():
     """the walk visits every (query head, query block) a key block sees exactly once, each head's blocks
     consecutively (dK and dV sum over the group in registers; the dQ writer's tile is the step's own).
     A walk started at each key block's own offset (kb % blocks, so that one head's key blocks add into
-    different dQ tiles at any moment) was measured on the H200 (2026-12-02 14:05) and gained nothing."""
+    different dQ tiles at any moment) was measured on the H200 (2026-12-02 13:55) and gained nothing."""
     for D, Br in ((64, 128), (128, 64)):
         for Tq, Tk in ((2048, 2048), (256, 256), (300, 100), (65, 65), (128, 384), (1, 130)):
             nq, nk = -(-Tq // Br), -(-Tk // 128)
@@ -238,3 +238,33 @@ def test_ws_walk_visits_each_query_block_once():
                         walk, i_first = ws_walk(kb, nq, Br, 128, causal, heads, 8)
                         want = [(8 + g, i) for g in range(heads) for i in range(i_first, nq)]
                         assert walk == want, (D, Tq, Tk, causal, heads, kb)
+
+
+def tile_of(L, nkb, ny, nb, section):
+    """bwd_ws.cuh's tile_of as written there: the linear launch index -> (kb, y, b)"""
+    pairs = ny * nb
+    per = section * nkb
+    sec, r = L // per, L % per
+    width = min(section, pairs - sec * section)
+    pair = sec * section + r % width
+    return r // width, pair % ny, pair // ny
+
+
+@pytest.mark.parametrize("section", [1, 3, 8, 32])
+def test_ws_causal_order_is_a_heaviest_first_permutation(section):
+    """tile_of maps the launch order onto every (key block, y, b) once; with section 1 it is the launch
+    order itself; with sections, the key blocks ascend (their causal work descends) within each section of
+    pairs, so the CTAs that start last are the lightest"""
+    for nkb, ny, nb in ((16, 16, 8), (16, 16, 1), (3, 5, 7), (1, 4, 2), (64, 16, 2)):
+        tiles = [tile_of(L, nkb, ny, nb, section) for L in range(nkb * ny * nb)]
+        assert sorted(tiles) == sorted((kb, y, b) for kb in range(nkb) for y in range(ny) for b in range(nb))
+        if section == 1:
+            assert tiles == [(L % nkb, L // nkb % ny, L // (nkb * ny)) for L in range(nkb * ny * nb)]
+        per = section * nkb
+        for start in range(0, len(tiles), per):
+            kbs = [kb for kb, _, _ in tiles[start:start + per]]
+            assert kbs == sorted(kbs)
+        if section > 1:  # the last section's pairs (it may hold fewer) end with their lightest key block
+            pairs = ny * nb
+            width = min(pairs, pairs % section or section)
+            assert all(kb == nkb - 1 for kb, _, _ in tiles[-width:])

@@ -18,6 +18,8 @@
 // Shape legend and launches (dsum_rows, the kernel, dq_convert_tiled): bwd_wgmma.cuh.
 #pragma once
 
+#include <algorithm>
+
 #include "bwd_wgmma2.cuh"
 
 #include "cute/atom/copy_traits_sm90_tma.hpp"
@@ -140,7 +142,25 @@ struct Params {
   int64_t part_stride;          // B * Hkv * Tk * D: one split's partials
   float scale, scale_log2;
   bool causal;
+  int section;                  // (y, b) pairs ordered heaviest first together (tile_of; 1: launch order)
 };
+
+// The CTA's key block kb, y = kv head * splits + part, and b. The grid is (key blocks, y, b) and CTAs
+// start in linear order, x fastest. Causal, a key block's work falls with its index (fewer query blocks
+// see it), so the linear order is remapped heaviest first within sections of `section` (y, b) pairs whose
+// Q and dO fit a share of L2: the last CTAs to start are then the lightest instead of one pair's heavy
+// block (our causal forward's order, fmha_run.cuh, does the same). section == 1: the launch order.
+struct Tile {
+  int kb, y, b;
+};
+__device__ __forceinline__ Tile tile_of(int section) {
+  const int nkb = gridDim.x, ny = gridDim.y, pairs = ny * gridDim.z;
+  const int L = blockIdx.x + nkb * (blockIdx.y + ny * blockIdx.z);
+  const int per = section * nkb, sec = L / per, r = L - sec * per;
+  const int width = min(section, pairs - sec * section);  // the last section may hold fewer pairs
+  const int pair = sec * section + r % width;
+  return {r / width, pair % ny, pair / ny};
+}
 
 // P^T = exp2(S^T * scale * log2e - LSE * log2e) in place, masked (P = 0) past Tk, past Tq and above
 // the causal diagonal when kMask; bwd_wgmma2's softmax
@@ -175,9 +195,10 @@ __global__ void __launch_bounds__(kThreads, 1) backward_ws_kernel(const __grid_c
   const uint32_t misalign = smem_addr(smem_raw) & 1023u;
   auto& sh = *reinterpret_cast<typename W::Shared*>(smem_raw + ((1024u - misalign) & 1023u));
 
-  // blockIdx.y = kv head * splits + part; the CTA walks query heads first_head = blockIdx.y * p.heads on
-  // (GQA: the kv head's group, or a split's share of it; plain attention: the one head, = kv head)
-  const int kb = blockIdx.x, b = blockIdx.z;
+  // y = kv head * splits + part; the CTA walks query heads first_head = y * p.heads on (GQA: the kv head's
+  // group, or a split's share of it; plain attention: the one head, = kv head)
+  const Tile tile = tile_of(p.section);
+  const int kb = tile.kb, y = tile.y, b = tile.b;
   const int k0 = kb * Bc;
   const int Tq = p.Tq, Tk = p.Tk;
   const int nq = (Tq + Br - 1) / Br;
@@ -185,7 +206,7 @@ __global__ void __launch_bounds__(kThreads, 1) backward_ws_kernel(const __grid_c
   // the walk (bwd_wgmma2's): step n is query block i_first + n % blocks of query head first_head + n / blocks
   const int blocks = max(nq - i_first, 0), steps = p.heads * blocks;
   auto query_block = [&](int n) { return i_first + n % blocks; };
-  const int first_head = blockIdx.y * p.heads;
+  const int first_head = y * p.heads;
 
   if (threadIdx.x == 0) {
     bar_init(&sh.full[0], 32), bar_init(&sh.full[1], 32);  // the producer warp's lanes
@@ -208,7 +229,7 @@ __global__ void __launch_bounds__(kThreads, 1) backward_ws_kernel(const __grid_c
         return tma.get_tma_tensor(make_shape(rows, D, heads, p.B))(_, _, head, b);
       };
       if (lane == 0) {
-        const int hk = blockIdx.y / p.splits;  // the key/value head
+        const int hk = y / p.splits;  // the key/value head
         Tensor gK = local_tile(head_view(p.tma_k, Tk, p.Hkv, hk), Shape<Int<Bc>, Int<D>>{}, make_coord(kb, _0{}));
         Tensor gV = local_tile(head_view(p.tma_v, Tk, p.Hkv, hk), Shape<Int<Bc>, Int<D>>{}, make_coord(kb, _0{}));
         Tensor sK = make_tensor(make_smem_ptr(sh.k.data()), typename T::LayoutKV{});
@@ -401,9 +422,14 @@ __global__ void __launch_bounds__(kThreads, 1) backward_ws_kernel(const __grid_c
   // step's strides, or as this split's fp32 partials ((split, B, Hkv, Tk, D) contiguous; dkv_sum adds
   // them in split order); rows past Tk dropped
   Tensor cKV = thr_dkv.partition_C(make_identity_tensor(Shape<Int<Bc>, Int<D>>{}));
-  const int hk = blockIdx.y / p.splits;  // the key/value head
+  // (y, b) recomputed here rather than held through the loop: held, they cost the D = 64 consumers 8-22
+  // bytes of spill (ptxas -v); the asm hides that it is the same computation as at the top
+  int section = p.section;
+  asm volatile("" : "+r"(section));
+  const Tile mine = tile_of(section);
+  const int hk = mine.y / p.splits, yb = mine.b;  // the key/value head, b
   if (p.splits > 1) {
-    const int64_t at = (blockIdx.y % p.splits) * p.part_stride + ((int64_t)b * p.Hkv + hk) * Tk * D;
+    const int64_t at = (mine.y % p.splits) * p.part_stride + ((int64_t)yb * p.Hkv + hk) * Tk * D;
     float* pdk = p.dkv_part + at;
     float* pdv = p.dkv_part + p.splits * p.part_stride + at;
     CUTE_UNROLL
@@ -416,8 +442,8 @@ __global__ void __launch_bounds__(kThreads, 1) backward_ws_kernel(const __grid_c
     }
     return;
   }
-  E* gdk = static_cast<E*>(p.dk) + b * p.sdk.b + hk * p.sdk.h;
-  E* gdv = static_cast<E*>(p.dv) + b * p.sdv.b + hk * p.sdv.h;
+  E* gdk = static_cast<E*>(p.dk) + yb * p.sdk.b + hk * p.sdk.h;
+  E* gdv = static_cast<E*>(p.dv) + yb * p.sdv.b + hk * p.sdv.h;
   CUTE_UNROLL
   for (int e = 0; e < size(accdK); e += 2) {
     const int key = k0 + get<0>(cKV(e)), d = get<1>(cKV(e));
@@ -499,6 +525,10 @@ void run(vt::Call& c, const Backward& bw) {
     p.dkv_part = static_cast<float*>(part_t->data);
   }
   const dim3 grid((pr.Tk + T::Bc - 1) / T::Bc, pr.Hkv * splits, pr.B);
+  // causal: heaviest first within sections of pairs whose Q and dO (the walked heads') fit 32 MiB of L2
+  const int64_t pair_bytes = (int64_t)p.heads * pr.Tq * D * 2 * sizeof(E);
+  const int64_t pairs = (int64_t)grid.y * grid.z;
+  p.section = pr.causal ? (int)std::max<int64_t>(1, std::min<int64_t>(pairs, (32ll << 20) / pair_bytes)) : 1;
   backward_ws_kernel<E, D, kOrder><<<grid, kThreads, kSmem, st>>>(p);
   vt::cuda::check_launch(c, "the hopper ws backward");
   if (splits > 1) {
