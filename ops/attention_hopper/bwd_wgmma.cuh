@@ -167,6 +167,50 @@ __device__ __forceinline__ auto to_16bit(Acc const& acc) {
   return out;
 }
 
+// dK_j = scale * sum dS^T Q and dV_j = sum P^T dO of the key block at k0 of kv head hk, batch b (P: either
+// kernel's Params): 16-bit through the strides the meta step chose (unit along D, the others multiples
+// of 8), or with p.splits > 1 this CTA's fp32 partials ((split, B, Hkv, Tk, D) contiguous; dkv_sum adds
+// them in split order); rows past Tk dropped
+template <class E, int D, class P, class Acc, class Coords>
+__device__ __forceinline__ void store_dkv(const P& p, const Acc& accdK, const Acc& accdV, const Coords& cKV, int k0,
+                                          int Tk, int b, int hk, int Hkv, int split) {
+  if (p.splits > 1) {
+    const int64_t at = split * p.part_stride + ((int64_t)b * Hkv + hk) * Tk * D;
+    float* pdk = p.dkv_part + at;
+    float* pdv = p.dkv_part + p.splits * p.part_stride + at;
+    CUTE_UNROLL
+    for (int e = 0; e < size(accdK); e += 2) {
+      const int key = k0 + get<0>(cKV(e)), d = get<1>(cKV(e));
+      if (key < Tk) {
+        *reinterpret_cast<float2*>(pdk + (int64_t)key * D + d) = make_float2(accdK(e) * p.scale, accdK(e + 1) * p.scale);
+        *reinterpret_cast<float2*>(pdv + (int64_t)key * D + d) = make_float2(accdV(e), accdV(e + 1));
+      }
+    }
+    return;
+  }
+  E* gdk = static_cast<E*>(p.dk) + b * p.sdk.b + hk * p.sdk.h;
+  E* gdv = static_cast<E*>(p.dv) + b * p.sdv.b + hk * p.sdv.h;
+  CUTE_UNROLL
+  for (int e = 0; e < size(accdK); e += 2) {
+    const int key = k0 + get<0>(cKV(e)), d = get<1>(cKV(e));
+    if (key < Tk) {
+      *reinterpret_cast<uint32_t*>(gdk + key * p.sdk.t + d) = pack2<E>(accdK(e) * p.scale, accdK(e + 1) * p.scale);
+      *reinterpret_cast<uint32_t*>(gdv + key * p.sdv.t + d) = pack2<E>(accdV(e), accdV(e + 1));
+    }
+  }
+}
+
+// CTAs sharing one kv head's group of query heads (GQA/MQA): 1 when the grid of `ctas` (key blocks x kv
+// heads x B) fills the SMs, else the smallest divisor of the group that does, or the whole group
+inline int group_splits(int64_t ctas, int group, int sms) {
+  int splits = 1;
+  while (splits < group && ctas * splits < sms) {
+    ++splits;
+    while (group % splits) ++splits;
+  }
+  return splits;
+}
+
 // One wgmma batch: C (+)= A B over all k blocks, committed, not waited for.
 template <bool kZero, class Mma, class TA, class TB, class TC>
 __device__ __forceinline__ void gemm(Mma& mma, TA const& a, TB const& b, TC& c) {
@@ -375,11 +419,7 @@ void run(vt::Call& c, const Backward& bw) {
   // divisor of the group that gives a CTA per SM, or the whole group. Split, each CTA stores fp32
   // partial dK, dV and dkv_sum adds them in a fixed order (deterministic, like the unsplit walk).
   const int64_t ctas = (int64_t)((pr.Tk + T::Bc - 1) / T::Bc) * pr.Hkv * pr.B;
-  int splits = 1;
-  while (splits < p.group && ctas * splits < vt::cuda::sm_count(c)) {
-    ++splits;
-    while (p.group % splits) ++splits;
-  }
+  const int splits = group_splits(ctas, p.group, vt::cuda::sm_count(c));
   p.splits = splits, p.heads = p.group / splits;
   vt::Tensor part_t;  // held until the kernels are queued
   if (splits > 1) {

@@ -261,34 +261,9 @@ __global__ void __launch_bounds__(kThreads, 1) backward_kernel2(const Params p) 
     }
   }
 
-  // dK_j = scale * sum dS^T Q, dV_j = sum P^T dO (summed over the group's query heads) through the
-  // strides the meta step chose (unit along D; others multiples of 8): rows past Tk dropped
+  // dK_j, dV_j summed over the group's query heads (or this split's share)
   Tensor cKV = thr_dkv.partition_C(make_identity_tensor(Shape<Int<Bc>, Int<D>>{}));
-  const int h = blockIdx.y / p.splits;  // the key/value head
-  if (p.splits > 1) {  // this split's fp32 partials, (split, B, Hkv, Tk, D) contiguous; dkv_sum adds them
-    const int64_t at = (blockIdx.y % p.splits) * p.part_stride + ((int64_t)b * (gridDim.y / p.splits) + h) * Tk * D;
-    float* pdk = p.dkv_part + at;
-    float* pdv = p.dkv_part + p.splits * p.part_stride + at;
-    CUTE_UNROLL
-    for (int e = 0; e < size(accdK); e += 2) {
-      const int key = k0 + get<0>(cKV(e)), d = get<1>(cKV(e));
-      if (key < Tk) {
-        *reinterpret_cast<float2*>(pdk + (int64_t)key * D + d) = make_float2(accdK(e) * p.scale, accdK(e + 1) * p.scale);
-        *reinterpret_cast<float2*>(pdv + (int64_t)key * D + d) = make_float2(accdV(e), accdV(e + 1));
-      }
-    }
-    return;
-  }
-  E* gdk = static_cast<E*>(p.dk) + b * p.sdk.b + h * p.sdk.h;
-  E* gdv = static_cast<E*>(p.dv) + b * p.sdv.b + h * p.sdv.h;
-  CUTE_UNROLL
-  for (int e = 0; e < size(accdK); e += 2) {
-    const int key = k0 + get<0>(cKV(e)), d = get<1>(cKV(e));
-    if (key < Tk) {
-      *reinterpret_cast<uint32_t*>(gdk + key * p.sdk.t + d) = pack2<E>(accdK(e) * p.scale, accdK(e + 1) * p.scale);
-      *reinterpret_cast<uint32_t*>(gdv + key * p.sdv.t + d) = pack2<E>(accdV(e), accdV(e + 1));
-    }
-  }
+  store_dkv<E, D>(p, accdK, accdV, cKV, k0, Tk, b, blockIdx.y / p.splits, gridDim.y / p.splits, blockIdx.y % p.splits);
 }
 
 }  // namespace vt_fmha::wgmma_bwd

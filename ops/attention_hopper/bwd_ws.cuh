@@ -418,41 +418,14 @@ __global__ void __launch_bounds__(kThreads, 1) backward_ws_kernel(const __grid_c
 #endif
   }
 
-  // dK_j = scale * sum dS^T Q, dV_j = sum P^T dO (summed over the walked query heads) through the meta
-  // step's strides, or as this split's fp32 partials ((split, B, Hkv, Tk, D) contiguous; dkv_sum adds
-  // them in split order); rows past Tk dropped
+  // dK_j, dV_j summed over the walked query heads (bwd_wgmma.cuh's store_dkv); (y, b) recomputed here rather
+  // than held through the loop: held, they cost the D = 64 consumers 8-22 bytes of spill (ptxas -v); the
+  // asm hides that it is the same computation as at the top
   Tensor cKV = thr_dkv.partition_C(make_identity_tensor(Shape<Int<Bc>, Int<D>>{}));
-  // (y, b) recomputed here rather than held through the loop: held, they cost the D = 64 consumers 8-22
-  // bytes of spill (ptxas -v); the asm hides that it is the same computation as at the top
   int section = p.section;
   asm volatile("" : "+r"(section));
   const Tile mine = tile_of(section);
-  const int hk = mine.y / p.splits, yb = mine.b;  // the key/value head, b
-  if (p.splits > 1) {
-    const int64_t at = (mine.y % p.splits) * p.part_stride + ((int64_t)yb * p.Hkv + hk) * Tk * D;
-    float* pdk = p.dkv_part + at;
-    float* pdv = p.dkv_part + p.splits * p.part_stride + at;
-    CUTE_UNROLL
-    for (int e = 0; e < size(accdK); e += 2) {
-      const int key = k0 + get<0>(cKV(e)), d = get<1>(cKV(e));
-      if (key < Tk) {
-        *reinterpret_cast<float2*>(pdk + (int64_t)key * D + d) = make_float2(accdK(e) * p.scale, accdK(e + 1) * p.scale);
-        *reinterpret_cast<float2*>(pdv + (int64_t)key * D + d) = make_float2(accdV(e), accdV(e + 1));
-      }
-    }
-    return;
-  }
-  E* gdk = static_cast<E*>(p.dk) + yb * p.sdk.b + hk * p.sdk.h;
-  E* gdv = static_cast<E*>(p.dv) + yb * p.sdv.b + hk * p.sdv.h;
-  CUTE_UNROLL
-  for (int e = 0; e < size(accdK); e += 2) {
-    const int key = k0 + get<0>(cKV(e)), d = get<1>(cKV(e));
-    if (key < Tk) {
-      *reinterpret_cast<uint32_t*>(gdk + key * p.sdk.t + d) =
-          wgmma_bwd::pack2<E>(accdK(e) * p.scale, accdK(e + 1) * p.scale);
-      *reinterpret_cast<uint32_t*>(gdv + key * p.sdv.t + d) = wgmma_bwd::pack2<E>(accdV(e), accdV(e + 1));
-    }
-  }
+  wgmma_bwd::store_dkv<E, D>(p, accdK, accdV, cKV, k0, Tk, mine.b, mine.y / p.splits, p.Hkv, mine.y % p.splits);
 }
 
 // ---- host side ----------------------------------------------------------------------------------------
@@ -511,11 +484,7 @@ void run(vt::Call& c, const Backward& bw) {
   // grid would not fill the SMs (bwd_wgmma.cuh's run<>: the same rule, the same partials and dkv_sum)
   const int group = pr.group();
   const int64_t ctas = (int64_t)((pr.Tk + T::Bc - 1) / T::Bc) * pr.Hkv * pr.B;
-  int splits = 1;
-  while (splits < group && ctas * splits < vt::cuda::sm_count(c)) {
-    ++splits;
-    while (group % splits) ++splits;
-  }
+  const int splits = wgmma_bwd::group_splits(ctas, group, vt::cuda::sm_count(c));
   p.splits = splits, p.heads = group / splits;
   vt::Tensor part_t;  // held until the kernels are queued
   if (splits > 1) {
