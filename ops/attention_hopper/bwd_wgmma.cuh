@@ -200,17 +200,6 @@ __device__ __forceinline__ void store_dkv(const P& p, const Acc& accdK, const Ac
   }
 }
 
-// CTAs sharing one kv head's group of query heads (GQA/MQA): 1 when the grid of `ctas` (key blocks x kv
-// heads x B) fills the SMs, else the smallest divisor of the group that does, or the whole group
-inline int group_splits(int64_t ctas, int group, int sms) {
-  int splits = 1;
-  while (splits < group && ctas * splits < sms) {
-    ++splits;
-    while (group % splits) ++splits;
-  }
-  return splits;
-}
-
 // One wgmma batch: C (+)= A B over all k blocks, committed, not waited for.
 template <bool kZero, class Mma, class TA, class TB, class TC>
 __device__ __forceinline__ void gemm(Mma& mma, TA const& a, TB const& b, TC& c) {
@@ -372,6 +361,43 @@ __global__ void dkv_sum(const float* part, int64_t quads, int64_t part_stride, i
 }
 
 // ---- host side ----------------------------------------------------------------------------------------
+// GQA/MQA: one CTA per (key block, kv head, b) walks the kv head's group of query heads; when that grid
+// would not give every SM a CTA (MQA at small B x Tk) `splits` CTAs share a group, the smallest divisor
+// of the group that does (or the whole group). Sets p.splits, p.heads (P: either kernel's Params) and,
+// split, the fp32 partials' scratch, returned to be held until the kernels are queued.
+template <int D, int Bc, class P>
+vt::Tensor plan_group(vt::Call& c, const Problem& pr, P& p) {
+  const int group = pr.group();
+  const int64_t ctas = (int64_t)((pr.Tk + Bc - 1) / Bc) * pr.Hkv * pr.B;
+  int splits = 1;
+  while (splits < group && ctas * splits < vt::cuda::sm_count(c)) {
+    ++splits;
+    while (group % splits) ++splits;
+  }
+  p.splits = splits, p.heads = group / splits;
+  vt::Tensor part_t;
+  if (splits > 1) {
+    p.part_stride = (int64_t)pr.B * pr.Hkv * pr.Tk * D;
+    const int64_t n = 2 * splits * p.part_stride;
+    part_t = c.empty(&n, 1, vt::kFloat32);
+    p.dkv_part = static_cast<float*>(part_t->data);
+  }
+  return part_t;
+}
+
+// split (p.splits > 1): dK, dV = the CTAs' partials added in split order (deterministic, like the unsplit
+// walk), 16-bit through the meta step's strides
+template <class E, int D, class P>
+void sum_group_partials(vt::Call& c, const Backward& bw, const P& p, cudaStream_t st) {
+  if (p.splits == 1) return;
+  const int64_t quads = p.part_stride / 4;
+  dkv_sum<E><<<dim3(vt::cuda::grid_for(quads), 2), 256, 0, st>>>(p.dkv_part, quads, p.part_stride, p.splits,
+                                                                bw.p.Hkv, bw.p.Tk, D, bw.sdk, static_cast<E*>(bw.dk),
+                                                                bw.sdv, static_cast<E*>(bw.dv));
+  vt::cuda::check_launch(c, "the hopper backward's dK, dV sum over a split group");
+}
+
+
 // Kernel: backward_kernel2 (bwd_wgmma2.cuh) without or with dQ's bulk reduce-add; kTiledDq: the kernel keeps dQ in whole query tiles (TiledDq) and a shared
 // tile of its own after Traits' Shared.
 template <class E, int D, void (*Kernel)(const Params), bool kTiledDq = false>
@@ -414,30 +440,12 @@ void run(vt::Call& c, const Backward& bw) {
   p.sdk = bw.sdk, p.sdv = bw.sdv;
   p.H = pr.H, p.Tq = pr.Tq, p.Tk = pr.Tk, p.group = pr.group();
   p.scale = pr.scale, p.scale_log2 = pr.scale * kLog2e, p.causal = pr.causal;
-  // one CTA per (key block, key/value head, b); under GQA it walks the group (backward_kernel2), split
-  // over `splits` CTAs when the grid would not fill the SMs (MQA at small B x Tk): the smallest
-  // divisor of the group that gives a CTA per SM, or the whole group. Split, each CTA stores fp32
-  // partial dK, dV and dkv_sum adds them in a fixed order (deterministic, like the unsplit walk).
-  const int64_t ctas = (int64_t)((pr.Tk + T::Bc - 1) / T::Bc) * pr.Hkv * pr.B;
-  const int splits = group_splits(ctas, p.group, vt::cuda::sm_count(c));
-  p.splits = splits, p.heads = p.group / splits;
-  vt::Tensor part_t;  // held until the kernels are queued
-  if (splits > 1) {
-    p.part_stride = (int64_t)pr.B * pr.Hkv * pr.Tk * D;
-    const int64_t n = 2 * splits * p.part_stride;
-    part_t = c.empty(&n, 1, vt::kFloat32);
-    p.dkv_part = static_cast<float*>(part_t->data);
-  }
-  const dim3 grid((pr.Tk + T::Bc - 1) / T::Bc, pr.Hkv * splits, pr.B);
+  // one CTA per (key block, key/value head, b); under GQA it walks the group (plan_group)
+  const vt::Tensor part_t = plan_group<D, T::Bc>(c, pr, p);  // held until the kernels are queued
+  const dim3 grid((pr.Tk + T::Bc - 1) / T::Bc, pr.Hkv * p.splits, pr.B);
   Kernel<<<grid, kThreads, kSmem, st>>>(p);
   vt::cuda::check_launch(c, "the hopper backward");
-  if (splits > 1) {
-    const int64_t quads = p.part_stride / 4;
-    dkv_sum<E><<<dim3(vt::cuda::grid_for(quads), 2), 256, 0, st>>>(p.dkv_part, quads, p.part_stride, splits, pr.Hkv,
-                                                                  pr.Tk, D, bw.sdk, static_cast<E*>(bw.dk), bw.sdv,
-                                                                  static_cast<E*>(bw.dv));
-    vt::cuda::check_launch(c, "the hopper backward's dK, dV sum over a split group");
-  }
+  sum_group_partials<E, D>(c, bw, p, st);
 
   if constexpr (kTiledDq)
     dq_convert_tiled<E, D><<<vt::cuda::grid_for(nacc / 4), 256, 0, st>>>(acc, nacc / 4, nq, pr.scale, pr.H, pr.Tq,

@@ -480,33 +480,16 @@ void run(vt::Call& c, const Backward& bw) {
   p.sdk = bw.sdk, p.sdv = bw.sdv;
   p.B = pr.B, p.H = pr.H, p.Hkv = pr.Hkv, p.Tq = pr.Tq, p.Tk = pr.Tk;
   p.scale = pr.scale, p.scale_log2 = pr.scale * wgmma_bwd::kLog2e, p.causal = pr.causal;
-  // one CTA per (key block, kv head, b) walking the kv head's group; split over `splits` CTAs when that
-  // grid would not fill the SMs (bwd_wgmma.cuh's run<>: the same rule, the same partials and dkv_sum)
-  const int group = pr.group();
-  const int64_t ctas = (int64_t)((pr.Tk + T::Bc - 1) / T::Bc) * pr.Hkv * pr.B;
-  const int splits = wgmma_bwd::group_splits(ctas, group, vt::cuda::sm_count(c));
-  p.splits = splits, p.heads = group / splits;
-  vt::Tensor part_t;  // held until the kernels are queued
-  if (splits > 1) {
-    p.part_stride = (int64_t)pr.B * pr.Hkv * pr.Tk * D;
-    const int64_t n = 2 * splits * p.part_stride;
-    part_t = c.empty(&n, 1, vt::kFloat32);
-    p.dkv_part = static_cast<float*>(part_t->data);
-  }
-  const dim3 grid((pr.Tk + T::Bc - 1) / T::Bc, pr.Hkv * splits, pr.B);
+  // one CTA per (key block, kv head, b) walking the kv head's group, split as bwd_wgmma.cuh's plan_group says
+  const vt::Tensor part_t = wgmma_bwd::plan_group<D, T::Bc>(c, pr, p);  // held until the kernels are queued
+  const dim3 grid((pr.Tk + T::Bc - 1) / T::Bc, pr.Hkv * p.splits, pr.B);
   // causal: heaviest first within sections of pairs whose Q and dO (the walked heads') fit 32 MiB of L2
   const int64_t pair_bytes = (int64_t)p.heads * pr.Tq * D * 2 * sizeof(E);
   const int64_t pairs = (int64_t)grid.y * grid.z;
   p.section = pr.causal ? (int)std::max<int64_t>(1, std::min<int64_t>(pairs, (32ll << 20) / pair_bytes)) : 1;
   backward_ws_kernel<E, D, kOrder><<<grid, kThreads, kSmem, st>>>(p);
   vt::cuda::check_launch(c, "the hopper ws backward");
-  if (splits > 1) {
-    const int64_t quads = p.part_stride / 4;
-    wgmma_bwd::dkv_sum<E><<<dim3(vt::cuda::grid_for(quads), 2), 256, 0, st>>>(
-        p.dkv_part, quads, p.part_stride, splits, pr.Hkv, pr.Tk, D, bw.sdk, static_cast<E*>(bw.dk), bw.sdv,
-        static_cast<E*>(bw.dv));
-    vt::cuda::check_launch(c, "the hopper ws backward's dK, dV sum over a split group");
-  }
+  wgmma_bwd::sum_group_partials<E, D>(c, bw, p, st);
 
   wgmma_bwd::dq_convert_tiled<E, D><<<vt::cuda::grid_for(nacc / 4), 256, 0, st>>>(
       acc, nacc / 4, nq, pr.scale, pr.H, pr.Tq, bw.sdq, static_cast<E*>(bw.dq));
