@@ -772,8 +772,8 @@ GQA_BACKWARDS = ("default", "wgmma2", "wgmma3", "ws", "ws1", "ws2")  # the VT_HO
 @needs_hopper
 @pytest.mark.parametrize("choice", BACKWARD_CHOICES)
 def test_hopper_backward_choices(choice):
-    """every backward VT_HOPPER_BWD picks, validated in one GPU run: default (ws; GQA/MQA wgmma3 at
-    D = 64, wgmma2 at D = 128), wgmma2 (zero-spill), wgmma3 (wgmma2 with dQ's bulk reduce-add),
+    """every backward VT_HOPPER_BWD picks, validated in one GPU run: default (ws, GQA/MQA included),
+    wgmma2 (zero-spill), wgmma3 (wgmma2 with dQ's bulk reduce-add),
     cutlass (example 88's for float16, ours for bfloat16), ws (FlashAttention-3's order of a step's
     products), ws1 (ws in its first order), ws2 (ws with dV issued before the dS store)"""
     done = _load_in_subprocess({"VT_HOPPER_BWD": choice}, _BACKWARD_CHECK)

@@ -283,7 +283,7 @@ vt_status attention_hopper_init(const vt_host* host, vt_pack* pack) {
         if (std::strcmp(bwd, k.name) == 0) backward = &k;
     }
     if (!backward)
-      vt::fail(VT_ERR_VALUE, "VT_HOPPER_BWD='%s': 'default' (ws; GQA/MQA: wgmma3 at D = 64, wgmma2 at 128), 'wgmma2' (ours, zero-spill), 'wgmma3' "
+      vt::fail(VT_ERR_VALUE, "VT_HOPPER_BWD='%s': 'default' (ws, GQA/MQA included), 'wgmma2' (ours, zero-spill), 'wgmma3' "
                "(wgmma2 with dQ's bulk reduce-add), 'cutlass' (example 88's, float16), 'ws' (warp-specialised: TMA "
                "producer, dQ writer, two consumer groups), 'ws1' (ws in its first order of a step's products) or 'ws2' "
                "(ws with dV issued before the dS store)", bwd);
