@@ -625,15 +625,22 @@ def test_unknown_forward_tile_fails_the_load():
     """VT_HOPPER_FWD_D64 is read at load: a tile not built fails it, naming those that are"""
     done = _load_in_subprocess({"VT_HOPPER_FWD_D64": "128x128"})
     assert "ERR" in done.stdout and "VT_HOPPER_FWD_D64='128x128'" in done.stdout, done.stdout + done.stderr
-    assert "'128x64', '128x64p' (persistent) or '192x128'" in done.stdout
-    for tile in ("128x64", "128x64p", "192x128", ""):  # the built tiles (and unset) load
+    assert "'128x64', '128x64p' (persistent), '192x128' or '192x128l'" in done.stdout
+    for tile in ("128x64", "128x64p", "192x128", "192x128l", ""):  # the built tiles (and unset) load
         done = _load_in_subprocess({"VT_HOPPER_FWD_D64": tile})
+        assert done.stdout.strip() == "LOADED", (tile, done.stdout + done.stderr)
+    done = _load_in_subprocess({"VT_HOPPER_FWD_D128": "128x64"})
+    assert "ERR" in done.stdout and "VT_HOPPER_FWD_D128='128x64'" in done.stdout, done.stdout + done.stderr
+    for tile in ("128x128", "128x128l", "128x128p", "128x176l", ""):
+        done = _load_in_subprocess({"VT_HOPPER_FWD_D128": tile})
         assert done.stdout.strip() == "LOADED", (tile, done.stdout + done.stderr)
 
 
-# each D = 64 forward tile, in its own process: out and lse against the float64 reference, causal and
-# not, whole and partial tiles (ViT's 65 tokens, Tq > Tk with a partial key tile, Tk > Tq, one query)
+# each D = 64 (D = 128) forward tile, in its own process: out and lse against the float64 reference,
+# causal and not, whole and partial tiles (ViT's 65 tokens, Tq > Tk with a partial key tile, Tk > Tq,
+# one query)
 _TILE_CHECK = '''
+D = %d
 import numpy as np
 from test_attention_hopper import half, reference, rel_err, to_numpy, OP
 for (B, H, Tq, Tk) in [(2, 3, 256, 256), (2, 3, 65, 65), (1, 2, 300, 100), (1, 2, 128, 384), (1, 2, 1, 130),
@@ -641,8 +648,8 @@ for (B, H, Tq, Tk) in [(2, 3, 256, 256), (2, 3, 65, 65), (1, 2, 300, 100), (1, 2
     for causal in (False, True):
         for dt in (vt.bfloat16, vt.float16):
             rng = np.random.default_rng(Tq * 7 + Tk)
-            (tq, q), (tk, k), (tv, v) = (half(rng.standard_normal((B, H, T, 64)), dt) for T in (Tq, Tk, Tk))
-            want_out, want_lse, *_ = reference(q, k, v, q, causal, 0.125)
+            (tq, q), (tk, k), (tv, v) = (half(rng.standard_normal((B, H, T, D)), dt) for T in (Tq, Tk, Tk))
+            want_out, want_lse, *_ = reference(q, k, v, q, causal, D ** -0.5)
             with vt.ops.trace() as t:
                 out, lse, _ = vt.ops.Op(OP)(tq, tk, tv, None, causal, None, 0.0)
             assert [r.provider for r in t.records if r.op == OP] == ["hopper"]
@@ -654,9 +661,16 @@ print("CHECKED")
 
 
 @needs_hopper
-@pytest.mark.parametrize("tile", ["128x64", "128x64p", "192x128"])
+@pytest.mark.parametrize("tile", ["128x64", "128x64p", "192x128", "192x128l"])
 def test_hopper_forward_d64_tiles(tile):
-    done = _load_in_subprocess({"VT_HOPPER_FWD_D64": tile}, _TILE_CHECK)
+    done = _load_in_subprocess({"VT_HOPPER_FWD_D64": tile}, _TILE_CHECK % 64)
+    assert done.stdout.split() == ["LOADED", "CHECKED"], done.stdout + done.stderr
+
+
+@needs_hopper
+@pytest.mark.parametrize("tile", ["128x128l", "128x128p", "128x176l"])
+def test_hopper_forward_d128_tiles(tile):
+    done = _load_in_subprocess({"VT_HOPPER_FWD_D128": tile}, _TILE_CHECK % 128)
     assert done.stdout.split() == ["LOADED", "CHECKED"], done.stdout + done.stderr
 
 

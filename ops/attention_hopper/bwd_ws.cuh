@@ -19,6 +19,7 @@
 #pragma once
 
 #include <algorithm>
+#include <cstdlib>
 
 #include "bwd_wgmma2.cuh"
 
@@ -486,7 +487,11 @@ void run(vt::Call& c, const Backward& bw) {
   // causal: heaviest first within sections of pairs whose Q and dO (the walked heads') fit 32 MiB of L2
   const int64_t pair_bytes = (int64_t)p.heads * pr.Tq * D * 2 * sizeof(E);
   const int64_t pairs = (int64_t)grid.y * grid.z;
-  p.section = pr.causal ? (int)std::max<int64_t>(1, std::min<int64_t>(pairs, (32ll << 20) / pair_bytes)) : 1;
+  static const int64_t budget = [] {  // A/B: VT_HOPPER_BWD_L2_MIB (read once) replaces the 32 MiB
+    const char* e = std::getenv("VT_HOPPER_BWD_L2_MIB");
+    return (e && *e ? std::atoll(e) : 32ll) << 20;
+  }();
+  p.section = pr.causal ? (int)std::max<int64_t>(1, std::min<int64_t>(pairs, budget / pair_bytes)) : 1;
   backward_ws_kernel<E, D, kOrder><<<grid, kThreads, kSmem, st>>>(p);
   vt::cuda::check_launch(c, "the hopper ws backward");
   wgmma_bwd::sum_group_partials<E, D>(c, bw, p, st);

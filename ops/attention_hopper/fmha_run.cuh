@@ -166,10 +166,14 @@ inline FwdStride fwd_stride(const Strides& s) {
 // Persistent: one CTA per SM walking tiles (the example's persistent scheduler; its "ping-pong"),
 // so a tile's loads start while the previous tile's epilogue runs: for short sequences, whose
 // tiles are too short to hide their prologue and epilogue.
-template <int Q, int K, int WG, bool Persistent = false>
+// Locked: the consumer groups take turns at the softmax (the example's kIsMainloopLocked, an ordered
+// barrier around each step's softmax), so one group's softmax runs under the others' wgmmas, as
+// FlashAttention-3's ping-pong schedules them; unlocked, the groups wait on the same K tile and tend
+// to reach their softmax together, leaving the tensor cores idle meanwhile.
+template <int Q, int K, int WG, bool Persistent = false, bool Locked = false>
 struct FwdTile {
   static constexpr int queries = Q, keys = K, warp_groups = WG;
-  static constexpr bool persistent = Persistent;
+  static constexpr bool persistent = Persistent, locked = Locked;
 };
 template <int D>
 using DefaultFwdTile = FwdTile<128, (D <= 64 ? 64 : 128), 2>;
@@ -233,7 +237,8 @@ struct ForwardKernelOf {
   using WarpGroups = Option<Tag::kNumMmaWarpGroups, cute::Int<Tile::warp_groups>>;
   using TileShape = cute::Shape<cute::Int<Tile::queries>, cute::Int<Tile::keys>, cute::Int<D>>;
   using Mainloop = cutlass::fmha::collective::FmhaMainloopTmaWarpSpecialized<
-      E, float, float, TileShape, FwdStride, FwdStride, FwdStride, Fusion, WarpGroups, Option<Tag::kIsPersistent, Persistent>>;
+      E, float, float, TileShape, FwdStride, FwdStride, FwdStride, Fusion, WarpGroups, Option<Tag::kIsPersistent, Persistent>,
+      Option<Tag::kIsMainloopLocked, std::bool_constant<Tile::locked>>>;
   using Epilogue = cutlass::fmha::collective::FmhaFwdEpilogue<E, float, typename Mainloop::TileShapePV>;
   using Scheduler = std::conditional_t<
       Tile::persistent, cutlass::fmha::kernel::PersistentTileScheduler,
