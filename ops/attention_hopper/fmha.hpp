@@ -65,12 +65,6 @@ void forward_d128(vt::Call& c, const Forward& f);
 void forward_d64_192x128(vt::Call& c, const Forward& f);
 // D = 64 on 128 x 64 tiles, persistent (fwd_d64_persistent.cu): one CTA per SM walking tiles.
 void forward_d64_128x64p(vt::Call& c, const Forward& f);
-// A/B tiles (VT_HOPPER_FWD_D64 / VT_HOPPER_FWD_D128, fwd_lab.cu): the consumer groups' softmax
-// locked in turns (FwdTile's Locked), D = 128 persistent, D = 128 on 176 keys a step.
-void forward_d64_192x128l(vt::Call& c, const Forward& f);
-void forward_d128_128x128l(vt::Call& c, const Forward& f);
-void forward_d128_128x128p(vt::Call& c, const Forward& f);
-void forward_d128_128x176l(vt::Call& c, const Forward& f);
 // D = 256 (fwd_d256.cu), forward only: the backward at D = 256 is declined (flash/composed serve it).
 void forward_d256(vt::Call& c, const Forward& f);
 void backward_fp16_d64(vt::Call& c, const Backward& b);

@@ -165,15 +165,17 @@ inline FwdStride fwd_stride(const Strides& s) {
 // 64 K registers among them (setmaxnreg: 240 a thread for two, 160 for three).
 // Persistent: one CTA per SM walking tiles (the example's persistent scheduler; its "ping-pong"),
 // so a tile's loads start while the previous tile's epilogue runs: for short sequences, whose
-// tiles are too short to hide their prologue and epilogue.
-// Locked: the consumer groups take turns at the softmax (the example's kIsMainloopLocked, an ordered
-// barrier around each step's softmax), so one group's softmax runs under the others' wgmmas, as
-// FlashAttention-3's ping-pong schedules them; unlocked, the groups wait on the same K tile and tend
-// to reach their softmax together, leaving the tensor cores idle meanwhile.
-template <int Q, int K, int WG, bool Persistent = false, bool Locked = false>
+// tiles are too short to hide their prologue and epilogue, and for long ones not causal (H200,
+// 2026-12-02 16:55, D = 128 bf16 TF/s: 8x16x2048x128 626 -> 658, GQA 4x32/8x2048x128 602 -> 644).
+// Causal keeps HeaviestFirstScheduler (below): under the persistent scheduler's order the same tiles
+// ran 6-7% slower (8x16x2048x128 519 -> 490, 2x16x8192x128 667 -> 619). The consumer groups taking
+// turns at the softmax (the example's kIsMainloopLocked, FlashAttention-3's ping-pong order) made no
+// difference at either head dim (629 against 626; D = 64 192 x 128: 408 against 411), and 176 keys a
+// step at D = 128 (FlashAttention-3's non-causal tile) failed its launch (invalid argument).
+template <int Q, int K, int WG, bool Persistent = false>
 struct FwdTile {
   static constexpr int queries = Q, keys = K, warp_groups = WG;
-  static constexpr bool persistent = Persistent, locked = Locked;
+  static constexpr bool persistent = Persistent;
 };
 template <int D>
 using DefaultFwdTile = FwdTile<128, (D <= 64 ? 64 : 128), 2>;
@@ -237,8 +239,7 @@ struct ForwardKernelOf {
   using WarpGroups = Option<Tag::kNumMmaWarpGroups, cute::Int<Tile::warp_groups>>;
   using TileShape = cute::Shape<cute::Int<Tile::queries>, cute::Int<Tile::keys>, cute::Int<D>>;
   using Mainloop = cutlass::fmha::collective::FmhaMainloopTmaWarpSpecialized<
-      E, float, float, TileShape, FwdStride, FwdStride, FwdStride, Fusion, WarpGroups, Option<Tag::kIsPersistent, Persistent>,
-      Option<Tag::kIsMainloopLocked, std::bool_constant<Tile::locked>>>;
+      E, float, float, TileShape, FwdStride, FwdStride, FwdStride, Fusion, WarpGroups, Option<Tag::kIsPersistent, Persistent>>;
   using Epilogue = cutlass::fmha::collective::FmhaFwdEpilogue<E, float, typename Mainloop::TileShapePV>;
   using Scheduler = std::conditional_t<
       Tile::persistent, cutlass::fmha::kernel::PersistentTileScheduler,
@@ -378,6 +379,19 @@ void backward(vt::Call& c, const Backward& b) {
     }                                                                                                   \
   }
 #define VT_FMHA_FORWARD(D) VT_FMHA_FORWARD_TILE(d##D, D, DefaultFwdTile<D>)
+// VT_FMHA_FORWARD_SPLIT(name, D, CausalTile, PlainTile): causal calls on one tile, the rest on another
+// (tile types without commas: aliases)
+#define VT_FMHA_FORWARD_SPLIT(name, D, CausalTile, PlainTile)                                           \
+  void vt_fmha::forward_##name(vt::Call& c, const Forward& f) {                                         \
+    using cutlass::fmha::collective::ResidualFusion;                                                    \
+    if (f.p.fp16) {                                                                                     \
+      if (f.p.causal) forward<cutlass::half_t, D, CausalInBounds, CausalTile>(c, f);                    \
+      else forward<cutlass::half_t, D, ResidualFusion, PlainTile>(c, f);                                \
+    } else {                                                                                            \
+      if (f.p.causal) forward<cutlass::bfloat16_t, D, CausalInBounds, CausalTile>(c, f);                \
+      else forward<cutlass::bfloat16_t, D, ResidualFusion, PlainTile>(c, f);                            \
+    }                                                                                                   \
+  }
 #define VT_FMHA_BACKWARD(D)                                                                             \
   void vt_fmha::backward_fp16_d##D(vt::Call& c, const Backward& b) {                                    \
     using cutlass::fmha::collective::DefaultFusion;                                                     \

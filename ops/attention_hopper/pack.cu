@@ -98,15 +98,8 @@ struct ForwardTile {
 };
 constexpr ForwardTile kForwardD64[] = {{"128x64", vt_fmha::forward_d64},
                                        {"128x64p", vt_fmha::forward_d64_128x64p},
-                                       {"192x128", vt_fmha::forward_d64_192x128},
-                                       {"192x128l", vt_fmha::forward_d64_192x128l}};
+                                       {"192x128", vt_fmha::forward_d64_192x128}};
 void (*g_forward_d64)(vt::Call&, const vt_fmha::Forward&) = nullptr;  // null: by Tq
-// VT_HOPPER_FWD_D128, read once at load: the D = 128 forward's tile, for A/B timing (fwd_lab_*.cu)
-constexpr ForwardTile kForwardD128[] = {{"128x128", vt_fmha::forward_d128},
-                                        {"128x128l", vt_fmha::forward_d128_128x128l},
-                                        {"128x128p", vt_fmha::forward_d128_128x128p},
-                                        {"128x176l", vt_fmha::forward_d128_128x176l}};
-void (*g_forward_d128)(vt::Call&, const vt_fmha::Forward&) = vt_fmha::forward_d128;
 
 void forward_d64_for(vt::Call& c, const vt_fmha::Forward& f) {
   if (g_forward_d64) return g_forward_d64(c, f);
@@ -201,7 +194,7 @@ VT_COMPUTE(sdpa_hopper, "attention::sdpa") {
     decline(c, "q or out head strides %lld, %lld x %lld query heads a group (beyond 32 bits)", (long long)f.sq.h,
             (long long)f.so.h, (long long)G);
   if (f.p.D == 64) forward_d64_for(c, f);
-  else if (f.p.D == 128) g_forward_d128(c, f);
+  else if (f.p.D == 128) vt_fmha::forward_d128(c, f);
   else vt_fmha::forward_d256(c, f);
   const cudaError_t e =
       cudaMemsetAsync(c.out(2)->data, 0, 2 * sizeof(int64_t), static_cast<cudaStream_t>(c.ctx->stream));
@@ -302,17 +295,7 @@ vt_status attention_hopper_init(const vt_host* host, vt_pack* pack) {
         if (std::strcmp(tile, t.name) == 0) g_forward_d64 = t.run;
       if (!g_forward_d64)
         vt::fail(VT_ERR_VALUE, "VT_HOPPER_FWD_D64='%s': the D = 64 forward's tile for every call, '128x64', "
-                 "'128x64p' (persistent), '192x128' or '192x128l' (unset: 192x128 from 1024 queries on, else 128x64p)", tile);
-    }
-    const char* tile128 = std::getenv("VT_HOPPER_FWD_D128");
-    g_forward_d128 = vt_fmha::forward_d128;
-    if (tile128 && *tile128) {
-      g_forward_d128 = nullptr;
-      for (const ForwardTile& t : kForwardD128)
-        if (std::strcmp(tile128, t.name) == 0) g_forward_d128 = t.run;
-      if (!g_forward_d128)
-        vt::fail(VT_ERR_VALUE, "VT_HOPPER_FWD_D128='%s': the D = 128 forward's tile, '128x128', '128x128l', '128x128p' "
-                 "or '128x176l'", tile128);
+                 "'128x64p' (persistent) or '192x128' (unset: 192x128 from 1024 queries on, else 128x64p)", tile);
     }
     vt::Registrar r(host, pack, "hopper", 20);  // above flash (10): serves what it takes, declines the rest
     r.compute("attention::sdpa", VT_CUDA, sdpa_hopper);
