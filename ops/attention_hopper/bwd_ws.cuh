@@ -19,7 +19,6 @@
 #pragma once
 
 #include <algorithm>
-#include <cstdlib>
 
 #include "bwd_wgmma2.cuh"
 
@@ -148,9 +147,10 @@ struct Params {
 
 // The CTA's key block kb, y = kv head * splits + part, and b. The grid is (key blocks, y, b) and CTAs
 // start in linear order, x fastest. Causal, a key block's work falls with its index (fewer query blocks
-// see it), so the linear order is remapped heaviest first within sections of `section` (y, b) pairs whose
-// Q and dO fit a share of L2: the last CTAs to start are then the lightest instead of one pair's heavy
-// block (our causal forward's order, fmha_run.cuh, does the same). section == 1: the launch order.
+// see it), so the linear order is remapped heaviest first within sections of `section` (y, b) pairs, about
+// one wave of CTAs: the last CTAs to start are then the lightest instead of one pair's heavy block, and the
+// CTAs running together share few pairs' Q and dO in L2 (our causal forward orders its tiles likewise,
+// fmha_run.cuh). section == 1: the launch order.
 struct Tile {
   int kb, y, b;
 };
@@ -484,16 +484,12 @@ void run(vt::Call& c, const Backward& bw) {
   // one CTA per (key block, kv head, b) walking the kv head's group, split as bwd_wgmma.cuh's plan_group says
   const vt::Tensor part_t = wgmma_bwd::plan_group<D, T::Bc>(c, pr, p);  // held until the kernels are queued
   const dim3 grid((pr.Tk + T::Bc - 1) / T::Bc, pr.Hkv * p.splits, pr.B);
-  // causal: heaviest first within sections of pairs whose Q and dO (the walked heads') fit 8 MiB. H200,
-  // 2026-12-02 16:55, 8x16x2048x128 causal bf16, TF/s by budget: 64 MiB 348, 32 370, 16 379, 8 382 (a
-  // section of 8 pairs: 128 CTAs, about one wave). VT_HOPPER_BWD_L2_MIB (read once) replaces it, for A/B.
-  const int64_t pair_bytes = (int64_t)p.heads * pr.Tq * D * 2 * sizeof(E);
+  // causal: heaviest first within sections of about one wave of CTAs (SMs / key blocks pairs). H200,
+  // 2026-12-02 16:55 and 17:28, causal bf16 backward TF/s by section (pairs): 8x16x2048x128 (16 key
+  // blocks) 64: 348, 32: 370, 16: 379, 8: 380-382; 2x16x8192x128 (64 key blocks) 8: 542, 2: 549, 1: 528;
+  // 4x32/8x2048x128 (GQA, 4 heads a pair) 8: 404, 2: 355. Each shape's best is the one-wave section.
   const int64_t pairs = (int64_t)grid.y * grid.z;
-  static const int64_t budget = [] {
-    const char* e = std::getenv("VT_HOPPER_BWD_L2_MIB");
-    return (e && *e ? std::atoll(e) : 8ll) << 20;
-  }();
-  p.section = pr.causal ? (int)std::max<int64_t>(1, std::min<int64_t>(pairs, budget / pair_bytes)) : 1;
+  p.section = pr.causal ? (int)std::clamp<int64_t>(vt::cuda::sm_count(c) / grid.x, 1, pairs) : 1;
   backward_ws_kernel<E, D, kOrder><<<grid, kThreads, kSmem, st>>>(p);
   vt::cuda::check_launch(c, "the hopper ws backward");
   wgmma_bwd::sum_group_partials<E, D>(c, bw, p, st);
