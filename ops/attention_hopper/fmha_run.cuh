@@ -287,6 +287,20 @@ void forward(vt::Call& c, const Forward& f) {
   }
 }
 
+// The forward's four kernels of a head dim: bfloat16 or float16, causal (CausalInBounds on CausalTile) or
+// not (ResidualFusion on PlainTile)
+template <int D, class CausalTile, class PlainTile>
+void forward_by_mask(vt::Call& c, const Forward& f) {
+  using cutlass::fmha::collective::ResidualFusion;
+  if (f.p.fp16) {
+    if (f.p.causal) forward<cutlass::half_t, D, CausalInBounds, CausalTile>(c, f);
+    else forward<cutlass::half_t, D, ResidualFusion, PlainTile>(c, f);
+  } else {
+    if (f.p.causal) forward<cutlass::bfloat16_t, D, CausalInBounds, CausalTile>(c, f);
+    else forward<cutlass::bfloat16_t, D, ResidualFusion, PlainTile>(c, f);
+  }
+}
+
 // ---- backward ------------------------------------------------------------------------------------
 // Operands as (B, H, T, D) strides with a unit stride along D; per-row statistics as (B, H, T).
 using BwdStride = cute::tuple<int, int, int, _1>;
@@ -366,31 +380,16 @@ void backward(vt::Call& c, const Backward& b) {
 // keeps DefaultFusion (no mask) and the partial one gets ResidualFusion. Causal: CausalInBounds.
 // VT_FMHA_FORWARD_TILE(name, D, tile): vt_fmha::forward_<name>, head dim D on an FwdTile;
 // VT_FMHA_FORWARD(D): vt_fmha::forward_d<D> on the default tile.
-#define VT_FMHA_FORWARD_TILE(name, D, ...)                                                              \
-  void vt_fmha::forward_##name(vt::Call& c, const Forward& f) {                                         \
-    using cutlass::fmha::collective::ResidualFusion;                                                    \
-    using Tile = __VA_ARGS__;                                                                           \
-    if (f.p.fp16) {                                                                                     \
-      if (f.p.causal) forward<cutlass::half_t, D, CausalInBounds, Tile>(c, f);                          \
-      else forward<cutlass::half_t, D, ResidualFusion, Tile>(c, f);                                     \
-    } else {                                                                                            \
-      if (f.p.causal) forward<cutlass::bfloat16_t, D, CausalInBounds, Tile>(c, f);                      \
-      else forward<cutlass::bfloat16_t, D, ResidualFusion, Tile>(c, f);                                 \
-    }                                                                                                   \
+#define VT_FMHA_FORWARD_TILE(name, D, ...)                                \
+  void vt_fmha::forward_##name(vt::Call& c, const Forward& f) {           \
+    forward_by_mask<D, __VA_ARGS__, __VA_ARGS__>(c, f);                   \
   }
 #define VT_FMHA_FORWARD(D) VT_FMHA_FORWARD_TILE(d##D, D, DefaultFwdTile<D>)
 // VT_FMHA_FORWARD_SPLIT(name, D, CausalTile, PlainTile): causal calls on one tile, the rest on another
 // (tile types without commas: aliases)
-#define VT_FMHA_FORWARD_SPLIT(name, D, CausalTile, PlainTile)                                           \
-  void vt_fmha::forward_##name(vt::Call& c, const Forward& f) {                                         \
-    using cutlass::fmha::collective::ResidualFusion;                                                    \
-    if (f.p.fp16) {                                                                                     \
-      if (f.p.causal) forward<cutlass::half_t, D, CausalInBounds, CausalTile>(c, f);                    \
-      else forward<cutlass::half_t, D, ResidualFusion, PlainTile>(c, f);                                \
-    } else {                                                                                            \
-      if (f.p.causal) forward<cutlass::bfloat16_t, D, CausalInBounds, CausalTile>(c, f);                \
-      else forward<cutlass::bfloat16_t, D, ResidualFusion, PlainTile>(c, f);                            \
-    }                                                                                                   \
+#define VT_FMHA_FORWARD_SPLIT(name, D, CausalTile, PlainTile)             \
+  void vt_fmha::forward_##name(vt::Call& c, const Forward& f) {           \
+    forward_by_mask<D, CausalTile, PlainTile>(c, f);                      \
   }
 #define VT_FMHA_BACKWARD(D)                                                                             \
   void vt_fmha::backward_fp16_d##D(vt::Call& c, const Backward& b) {                                    \
