@@ -635,7 +635,7 @@ def test_unknown_forward_tile_fails_the_load():
 # not, whole and partial tiles (ViT's 65 tokens, Tq > Tk with a partial key tile, Tk > Tq, one query;
 # 400 queries: the persistent walk's tiles over more than one (b, h))
 _TILE_CHECK = '''
-D = %d
+D = 64
 import numpy as np
 from test_attention_hopper import half, reference, rel_err, to_numpy, OP
 for (B, H, Tq, Tk) in [(2, 3, 256, 256), (2, 3, 65, 65), (1, 2, 300, 100), (1, 2, 128, 384), (1, 2, 1, 130),
@@ -658,7 +658,7 @@ print("CHECKED")
 @needs_hopper
 @pytest.mark.parametrize("tile", ["128x64", "128x64p", "192x128"])
 def test_hopper_forward_d64_tiles(tile):
-    done = _load_in_subprocess({"VT_HOPPER_FWD_D64": tile}, _TILE_CHECK % 64)
+    done = _load_in_subprocess({"VT_HOPPER_FWD_D64": tile}, _TILE_CHECK)
     assert done.stdout.split() == ["LOADED", "CHECKED"], done.stdout + done.stderr
 
 
